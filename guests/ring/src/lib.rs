@@ -1,0 +1,1 @@
+//! Placeholder: the SPSC ring channel crate.

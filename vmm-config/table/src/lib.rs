@@ -1,0 +1,310 @@
+//! The system table: what the host tool hands the hypervisor.
+//!
+//! `hallows build` reduces a checked manifest to one [`SystemTable`] and
+//! appends it, followed by the guest images it refers to, to the hypervisor
+//! image. The hypervisor reads it in place with `zerocopy`: no parsing, no
+//! heap. Every layout here is `repr(C)`, explicitly padded, and versioned by
+//! [`TABLE_VERSION`]; a hypervisor refuses a table of any other version.
+//!
+//! This crate must never grow logic that the hypervisor would need to trust:
+//! it only describes bytes. Validation of a table's contents (ranges inside
+//! the board's RAM, no overlaps) is done by the tool before it writes one and
+//! again by the hypervisor before it uses one.
+#![no_std]
+#![forbid(unsafe_code)]
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// `b"HALLOWS\0"`: the first eight bytes of a payload.
+pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
+/// Bumped on any change of layout or meaning.
+pub const TABLE_VERSION: u32 = 1;
+
+pub const MAX_PARTITIONS: usize = 16;
+pub const MAX_CORES: usize = 16;
+pub const MAX_SEGMENTS: usize = 8;
+pub const MAX_REGIONS: usize = 16;
+pub const MAX_RAM_RANGES: usize = 4;
+pub const NAME_LEN: usize = 32;
+pub const BOOTARGS_LEN: usize = 128;
+
+/// Architecture of the board a table was built for.
+pub mod arch {
+    pub const AARCH64: u32 = 1;
+    pub const X86_64: u32 = 2;
+}
+
+/// What the hypervisor does when a partition faults.
+pub mod fault_policy {
+    /// Stop the partition; the others run on.
+    pub const STOP: u32 = 0;
+    /// Reload and restart the partition, at most `max_restarts` times, then stop it.
+    pub const RESTART: u32 = 1;
+    /// Stop the whole system with a failure status.
+    pub const HALT: u32 = 2;
+}
+
+/// Stage-2 permission bits of a [`Region`] and a [`Segment`].
+pub mod perm {
+    pub const READ: u32 = 1 << 0;
+    pub const WRITE: u32 = 1 << 1;
+    pub const EXEC: u32 = 1 << 2;
+}
+
+/// Memory type of a [`Region`].
+pub mod region_kind {
+    /// Normal write-back memory (RAM, channel memory).
+    pub const NORMAL: u32 = 0;
+    /// Device memory (MMIO).
+    pub const DEVICE: u32 = 1;
+}
+
+/// A physical address range.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct MemRange {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl MemRange {
+    /// One past the last byte, or `None` if the range wraps.
+    pub fn end(&self) -> Option<u64> {
+        self.base.checked_add(self.size)
+    }
+
+    /// Whether `other` lies entirely inside `self`.
+    pub fn contains(&self, other: &MemRange) -> bool {
+        match (self.end(), other.end()) {
+            (Some(end), Some(oend)) => other.base >= self.base && oend <= end,
+            _ => false,
+        }
+    }
+
+    /// Whether the two ranges share at least one byte.
+    pub fn overlaps(&self, other: &MemRange) -> bool {
+        match (self.end(), other.end()) {
+            (Some(end), Some(oend)) => self.size != 0 && other.size != 0 && self.base < oend && other.base < end,
+            _ => true,
+        }
+    }
+}
+
+/// The board the table was built for, as far as the hypervisor needs it.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct Board {
+    /// One of [`arch`].
+    pub arch: u32,
+    /// Number of valid entries in `core_hwid`.
+    pub core_count: u32,
+    /// Hardware id of each core index (MPIDR affinity on aarch64, APIC id on x86).
+    pub core_hwid: [u64; MAX_CORES],
+    /// Number of valid entries in `ram`.
+    pub ram_count: u32,
+    pub _pad0: u32,
+    /// The board's RAM.
+    pub ram: [MemRange; MAX_RAM_RANGES],
+    /// Physical range reserved for the hypervisor (its image, payload and boot data).
+    pub hypervisor: MemRange,
+    /// The console the hypervisor keeps for itself (PL011 on aarch64, 16550 port on x86).
+    pub console: MemRange,
+    /// Interrupt controller: distributor and redistributor (GICv3) bases.
+    pub gic_dist: MemRange,
+    pub gic_redist: MemRange,
+}
+
+/// One loadable piece of a guest image, resolved by the tool from its ELF.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct Segment {
+    /// Guest-physical (IPA) address the segment is loaded at.
+    pub ipa: u64,
+    /// Offset of its bytes from the start of the payload.
+    pub payload_offset: u64,
+    /// Bytes copied from the payload.
+    pub file_size: u64,
+    /// Bytes the segment occupies; the tail past `file_size` is zeroed.
+    pub mem_size: u64,
+}
+
+/// One extra stage-2 mapping of a partition besides its RAM (device MMIO, channel memory).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct Region {
+    pub ipa: u64,
+    pub pa: u64,
+    pub size: u64,
+    /// [`perm`] bits.
+    pub perm: u32,
+    /// One of [`region_kind`].
+    pub kind: u32,
+}
+
+/// One partition, fully resolved: nothing here needs the manifest.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct PartitionDesc {
+    /// NUL-padded UTF-8 name.
+    pub name: [u8; NAME_LEN],
+    /// Bit `i` set: board core index `i` belongs to this partition.
+    pub core_mask: u64,
+    /// The partition's RAM: guest-physical base, host-physical base, size.
+    pub ram_ipa: u64,
+    pub ram_pa: u64,
+    pub ram_size: u64,
+    /// Guest entry point (IPA).
+    pub entry: u64,
+    /// One of [`fault_policy`].
+    pub fault_policy: u32,
+    /// With [`fault_policy::RESTART`]: how many restarts before the partition is stopped.
+    pub max_restarts: u32,
+    pub segment_count: u32,
+    pub region_count: u32,
+    pub segments: [Segment; MAX_SEGMENTS],
+    pub regions: [Region; MAX_REGIONS],
+    /// NUL-padded boot arguments handed to the guest in its boot information.
+    pub bootargs: [u8; BOOTARGS_LEN],
+}
+
+impl PartitionDesc {
+    /// The name as a string (`"?"` if the tool wrote invalid UTF-8).
+    pub fn name(&self) -> &str {
+        str_from_padded(&self.name)
+    }
+
+    pub fn bootargs(&self) -> &str {
+        str_from_padded(&self.bootargs)
+    }
+
+    /// The partition's RAM as a host-physical range.
+    pub fn ram(&self) -> MemRange {
+        MemRange { base: self.ram_pa, size: self.ram_size }
+    }
+}
+
+/// The whole table. Fixed size: partitions past `partition_count` are zero.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct SystemTable {
+    pub magic: [u8; 8],
+    pub version: u32,
+    /// `size_of::<SystemTable>()` as the tool saw it: a second guard on layout drift.
+    pub table_size: u32,
+    /// Total payload size in bytes (table plus guest images).
+    pub payload_size: u64,
+    pub board: Board,
+    pub partition_count: u32,
+    pub _pad0: u32,
+    pub partitions: [PartitionDesc; MAX_PARTITIONS],
+}
+
+impl SystemTable {
+    /// The partitions actually described (never more than [`MAX_PARTITIONS`]).
+    pub fn partitions(&self) -> &[PartitionDesc] {
+        let n = (self.partition_count as usize).min(MAX_PARTITIONS);
+        &self.partitions[..n]
+    }
+}
+
+/// Why a payload was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TableError {
+    TooShort,
+    BadMagic,
+    BadVersion(u32),
+    BadSize,
+}
+
+/// Reads the table at the start of a payload, checking magic, version and size.
+pub fn table_from_payload(payload: &[u8]) -> Result<&SystemTable, TableError> {
+    let (table, _) = SystemTable::ref_from_prefix(payload).map_err(|_| TableError::TooShort)?;
+    if table.magic != TABLE_MAGIC {
+        return Err(TableError::BadMagic);
+    }
+    if table.version != TABLE_VERSION {
+        return Err(TableError::BadVersion(table.version));
+    }
+    if table.table_size as usize != core::mem::size_of::<SystemTable>()
+        || table.payload_size as usize > payload.len()
+        || (table.payload_size as usize) < core::mem::size_of::<SystemTable>()
+    {
+        return Err(TableError::BadSize);
+    }
+    Ok(table)
+}
+
+/// Copies `s` into a NUL-padded fixed buffer; `None` if it does not fit with a NUL.
+pub fn padded<const N: usize>(s: &str) -> Option<[u8; N]> {
+    let mut out = [0u8; N];
+    if s.len() >= N {
+        return None;
+    }
+    out[..s.len()].copy_from_slice(s.as_bytes());
+    Some(out)
+}
+
+fn str_from_padded(bytes: &[u8]) -> &str {
+    let len = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+    core::str::from_utf8(&bytes[..len]).unwrap_or("?")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zerocopy::FromZeros;
+
+    #[test]
+    fn layout_is_stable_and_aligned() {
+        assert_eq!(core::mem::size_of::<MemRange>(), 16);
+        assert_eq!(core::mem::size_of::<Segment>(), 32);
+        assert_eq!(core::mem::size_of::<Region>(), 32);
+        assert_eq!(core::mem::size_of::<SystemTable>() % 8, 0);
+    }
+
+    #[test]
+    fn round_trip_through_bytes() {
+        let mut t = SystemTable::new_zeroed();
+        t.magic = TABLE_MAGIC;
+        t.version = TABLE_VERSION;
+        t.table_size = core::mem::size_of::<SystemTable>() as u32;
+        t.payload_size = t.table_size as u64;
+        t.partition_count = 1;
+        t.partitions[0].name = padded("api").unwrap();
+        let bytes = t.as_bytes();
+        let back = table_from_payload(bytes).unwrap();
+        assert_eq!(back.partitions().len(), 1);
+        assert_eq!(back.partitions()[0].name(), "api");
+    }
+
+    #[test]
+    fn rejects_bad_headers() {
+        let mut t = SystemTable::new_zeroed();
+        assert_eq!(table_from_payload(t.as_bytes()).unwrap_err(), TableError::BadMagic);
+        t.magic = TABLE_MAGIC;
+        t.version = 99;
+        assert_eq!(table_from_payload(t.as_bytes()).unwrap_err(), TableError::BadVersion(99));
+        t.version = TABLE_VERSION;
+        t.table_size = 3;
+        assert_eq!(table_from_payload(t.as_bytes()).unwrap_err(), TableError::BadSize);
+        assert_eq!(table_from_payload(&[0u8; 4]).unwrap_err(), TableError::TooShort);
+    }
+
+    #[test]
+    fn partition_count_is_clamped() {
+        let mut t = SystemTable::new_zeroed();
+        t.partition_count = u32::MAX;
+        assert_eq!(t.partitions().len(), MAX_PARTITIONS);
+    }
+
+    #[test]
+    fn ranges() {
+        let a = MemRange { base: 0x1000, size: 0x1000 };
+        let b = MemRange { base: 0x1800, size: 0x1000 };
+        let c = MemRange { base: 0x2000, size: 0x1000 };
+        assert!(a.overlaps(&b) && !a.overlaps(&c));
+        assert!(MemRange { base: 0, size: 0x10000 }.contains(&a));
+        assert!(!a.contains(&b));
+        assert!(MemRange { base: u64::MAX, size: 2 }.end().is_none());
+    }
+}
