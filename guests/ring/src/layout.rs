@@ -1,0 +1,286 @@
+//! Where a channel's pieces live in its memory, and who may write them.
+//!
+//! The host tool calls [`ChannelLayout::new`] to size the channel memory and
+//! to build stage-2 permissions from [`ChannelLayout::regions`]; the guest
+//! runtime passes the same layout to [`crate::Sender::new`] /
+//! [`crate::Receiver::new`]. The layout is pure arithmetic: it never touches
+//! memory, so it is `const` and usable by both.
+//!
+//! ```text
+//! offset 0          page_size          2*page_size                total_size
+//! +-----------------+------------------+------------------------------+
+//! | producer header | consumer header  | slot 0 | slot 1 | ... | pad  |
+//! | P: RW   C: RO   | P: RO   C: RW    | P: RW   C: RO                |
+//! +-----------------+------------------+------------------------------+
+//! ```
+//!
+//! Every region starts on a page boundary and is a whole number of pages, so
+//! a stage-2 mapping can give it its own permissions. A third partition gets
+//! no mapping at all.
+
+use crate::Message;
+
+/// The stage-2 granule the default layout is built for.
+pub const PAGE_SIZE: usize = 4096;
+
+/// The largest slot array a channel may have (1 GiB): keeps every offset and
+/// index product far from overflow on both 32- and 64-bit hosts.
+pub const MAX_SLOTS_BYTES: usize = 1 << 30;
+
+/// A validated channel geometry. Construct with [`ChannelLayout::new`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ChannelLayout {
+    slot_size: usize,
+    slot_count: usize,
+    page_size: usize,
+}
+
+/// Which part of the channel a [`Region`] is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegionKind {
+    /// Producer index, producer epoch, geometry, consumer-epoch ack.
+    ProducerHeader,
+    /// Consumer index, consumer epoch, producer-epoch ack.
+    ConsumerHeader,
+    /// The message slots.
+    Slots,
+}
+
+/// Stage-2 access one side gets to a region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// Mapped readable, not writable, never executable.
+    ReadOnly,
+    /// Mapped readable and writable, never executable.
+    ReadWrite,
+}
+
+/// One page-aligned part of the channel memory with its permissions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// What lives here.
+    pub kind: RegionKind,
+    /// Byte offset from the channel base; a multiple of the page size.
+    pub offset: usize,
+    /// Size in bytes; a non-zero multiple of the page size.
+    pub size: usize,
+    /// The producer partition's access.
+    pub producer: Access,
+    /// The consumer partition's access.
+    pub consumer: Access,
+}
+
+/// Why a geometry or a message type was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayoutError {
+    /// The slot size is zero.
+    ZeroSlotSize,
+    /// The slot count is zero or not a power of two (indices are masked).
+    SlotCountNotPowerOfTwo,
+    /// The slot array would exceed [`MAX_SLOTS_BYTES`].
+    TooLarge,
+    /// The page size is not a power of two of at least [`PAGE_SIZE`].
+    BadPageSize,
+    /// The message type is larger than the slot.
+    MessageTooLarge,
+    /// The slot size is not a multiple of the message type's alignment.
+    MessageMisaligned,
+    /// The channel base address is not aligned to the layout's page size.
+    BaseMisaligned,
+}
+
+impl core::fmt::Display for LayoutError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            LayoutError::ZeroSlotSize => "slot size is zero",
+            LayoutError::SlotCountNotPowerOfTwo => "slot count is not a non-zero power of two",
+            LayoutError::TooLarge => "slot array exceeds 1 GiB",
+            LayoutError::BadPageSize => "page size is not a power of two >= 4096",
+            LayoutError::MessageTooLarge => "message type is larger than the slot",
+            LayoutError::MessageMisaligned => "slot size is not a multiple of the message alignment",
+            LayoutError::BaseMisaligned => "channel base is not page-aligned",
+        })
+    }
+}
+
+const fn round_up(x: usize, to: usize) -> usize {
+    // `to` is a power of two and x <= MAX_SLOTS_BYTES, so this cannot overflow.
+    (x + to - 1) & !(to - 1)
+}
+
+impl ChannelLayout {
+    /// Layout for `slot_count` slots of `slot_size` bytes with 4 KiB pages.
+    pub const fn new(slot_size: usize, slot_count: usize) -> Result<Self, LayoutError> {
+        Self::with_page_size(slot_size, slot_count, PAGE_SIZE)
+    }
+
+    /// Layout with an explicit stage-2 granule (4, 16 or 64 KiB).
+    pub const fn with_page_size(
+        slot_size: usize,
+        slot_count: usize,
+        page_size: usize,
+    ) -> Result<Self, LayoutError> {
+        if !page_size.is_power_of_two() || page_size < PAGE_SIZE {
+            return Err(LayoutError::BadPageSize);
+        }
+        if slot_size == 0 {
+            return Err(LayoutError::ZeroSlotSize);
+        }
+        if !slot_count.is_power_of_two() {
+            return Err(LayoutError::SlotCountNotPowerOfTwo);
+        }
+        match slot_size.checked_mul(slot_count) {
+            Some(bytes) if bytes <= MAX_SLOTS_BYTES => {}
+            _ => return Err(LayoutError::TooLarge),
+        }
+        Ok(Self { slot_size, slot_count, page_size })
+    }
+
+    /// Layout for `slot_count` slots that each hold exactly one `T`.
+    pub const fn for_message<T: Message>(slot_count: usize) -> Result<Self, LayoutError> {
+        Self::new(core::mem::size_of::<T>(), slot_count)
+    }
+
+    /// Bytes per slot.
+    pub const fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Number of slots (the ring capacity); a power of two.
+    pub const fn slot_count(&self) -> usize {
+        self.slot_count
+    }
+
+    /// The page size every region is aligned to.
+    pub const fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Page 0: written by the producer only.
+    pub const fn producer_header(&self) -> Region {
+        Region {
+            kind: RegionKind::ProducerHeader,
+            offset: 0,
+            size: self.page_size,
+            producer: Access::ReadWrite,
+            consumer: Access::ReadOnly,
+        }
+    }
+
+    /// Page 1: written by the consumer only.
+    pub const fn consumer_header(&self) -> Region {
+        Region {
+            kind: RegionKind::ConsumerHeader,
+            offset: self.page_size,
+            size: self.page_size,
+            producer: Access::ReadOnly,
+            consumer: Access::ReadWrite,
+        }
+    }
+
+    /// The slot pages: written by the producer only.
+    pub const fn slots(&self) -> Region {
+        Region {
+            kind: RegionKind::Slots,
+            offset: 2 * self.page_size,
+            size: round_up(self.slot_size * self.slot_count, self.page_size),
+            producer: Access::ReadWrite,
+            consumer: Access::ReadOnly,
+        }
+    }
+
+    /// All regions in address order; together they tile `0..total_size()`.
+    pub const fn regions(&self) -> [Region; 3] {
+        [self.producer_header(), self.consumer_header(), self.slots()]
+    }
+
+    /// Total bytes of channel memory; a multiple of the page size.
+    pub const fn total_size(&self) -> usize {
+        let s = self.slots();
+        s.offset + s.size
+    }
+
+    /// Byte offset of slot `index & (slot_count - 1)` from the channel base.
+    #[inline]
+    pub const fn slot_offset(&self, index: u64) -> usize {
+        // Masking first keeps the product below MAX_SLOTS_BYTES.
+        2 * self.page_size + (index as usize & (self.slot_count - 1)) * self.slot_size
+    }
+
+    /// Checks that slots of this layout can hold a `T`.
+    pub const fn check_message<T: Message>(&self) -> Result<(), LayoutError> {
+        if core::mem::size_of::<T>() > self.slot_size {
+            return Err(LayoutError::MessageTooLarge);
+        }
+        let align = core::mem::align_of::<T>();
+        if !self.slot_size.is_multiple_of(align) || !self.page_size.is_multiple_of(align)
+        {
+            return Err(LayoutError::MessageMisaligned);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regions_tile_the_channel_on_page_boundaries() {
+        for &(size, count) in &[(1, 1), (8, 1024), (64, 64), (4096, 4), (24, 4), (24, 3), (100, 512)] {
+            let Ok(l) = ChannelLayout::new(size, count) else { continue };
+            let mut next = 0;
+            for r in l.regions() {
+                assert_eq!(r.offset, next);
+                assert_eq!(r.offset % PAGE_SIZE, 0);
+                assert!(r.size > 0 && r.size % PAGE_SIZE == 0);
+                next = r.offset + r.size;
+            }
+            assert_eq!(next, l.total_size());
+            assert!(l.slots().size >= size * count);
+            assert!(l.slot_offset(u64::MAX) + size <= l.total_size());
+        }
+    }
+
+    #[test]
+    fn example_geometry() {
+        let l = ChannelLayout::new(64, 1024).unwrap();
+        assert_eq!(l.total_size(), 2 * 4096 + 64 * 1024);
+        assert_eq!(l.slot_offset(1025), 2 * 4096 + 64);
+        let l = ChannelLayout::new(24, 4).unwrap();
+        assert_eq!(l.total_size(), 3 * 4096);
+        let l = ChannelLayout::with_page_size(8, 8, 65536).unwrap();
+        assert_eq!(l.consumer_header().offset, 65536);
+        assert_eq!(l.total_size(), 3 * 65536);
+    }
+
+    #[test]
+    fn direction_is_exclusive() {
+        let l = ChannelLayout::new(8, 8).unwrap();
+        for r in l.regions() {
+            // Exactly one side may write each region.
+            assert_ne!(r.producer == Access::ReadWrite, r.consumer == Access::ReadWrite);
+        }
+    }
+
+    #[test]
+    fn rejects_bad_geometry() {
+        assert_eq!(ChannelLayout::new(0, 8), Err(LayoutError::ZeroSlotSize));
+        assert_eq!(ChannelLayout::new(8, 0), Err(LayoutError::SlotCountNotPowerOfTwo));
+        assert_eq!(ChannelLayout::new(8, 12), Err(LayoutError::SlotCountNotPowerOfTwo));
+        assert_eq!(ChannelLayout::new(1 << 20, 1 << 11), Err(LayoutError::TooLarge));
+        assert_eq!(ChannelLayout::new(usize::MAX, 1 << 20), Err(LayoutError::TooLarge));
+        assert_eq!(ChannelLayout::with_page_size(8, 8, 2048), Err(LayoutError::BadPageSize));
+        assert_eq!(ChannelLayout::with_page_size(8, 8, 12288), Err(LayoutError::BadPageSize));
+        assert!(ChannelLayout::new(1 << 20, 1 << 10).is_ok());
+    }
+
+    #[test]
+    fn message_fit() {
+        let l = ChannelLayout::new(12, 8).unwrap();
+        assert_eq!(l.check_message::<[u32; 3]>(), Ok(()));
+        assert_eq!(l.check_message::<[u32; 4]>(), Err(LayoutError::MessageTooLarge));
+        assert_eq!(l.check_message::<u64>(), Err(LayoutError::MessageMisaligned));
+        assert_eq!(ChannelLayout::for_message::<[u64; 8]>(16).unwrap().slot_size(), 64);
+    }
+}

@@ -1,0 +1,328 @@
+//! The binding of the protocol to raw shared memory: the only module in the
+//! crate with `unsafe`.
+//!
+//! It owns turning a base pointer plus a [`ChannelLayout`] into header
+//! references and slot pointers, and copying message bytes in and out of
+//! slots. It must never compute an address from a value the peer wrote: slot
+//! addresses come only from indices masked by the layout's slot count, and
+//! the headers' addresses only from the layout.
+
+#![allow(unsafe_code)]
+
+use core::marker::PhantomData;
+use core::ptr::{self, NonNull};
+
+use crate::header::{ConsumerHeader, ProducerHeader};
+use crate::layout::{ChannelLayout, LayoutError};
+use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
+use crate::{Message, RingError};
+
+/// Channel memory as seen by one partition.
+#[derive(Debug)]
+pub struct RawChannel {
+    base: NonNull<u8>,
+    layout: ChannelLayout,
+}
+
+// SAFETY: a RawChannel only hands out shared references to atomics and
+// pointers into memory that, per `RawChannel::new`'s contract, stays valid
+// for its whole life regardless of which thread uses it.
+unsafe impl Send for RawChannel {}
+
+impl RawChannel {
+    /// # Safety
+    ///
+    /// `base` must point to `layout.total_size()` bytes that stay mapped and
+    /// readable for as long as the returned value (or an endpoint built on
+    /// it) lives, and whose header pages and slots are only ever accessed,
+    /// within this address space, through this value. The side that will
+    /// write a region (see [`ChannelLayout::regions`]) must have it mapped
+    /// writable. The peer partition may write its own regions at any time.
+    unsafe fn new(base: NonNull<u8>, layout: ChannelLayout) -> Result<Self, LayoutError> {
+        if !(base.as_ptr() as usize).is_multiple_of(layout.page_size()) {
+            return Err(LayoutError::BaseMisaligned);
+        }
+        Ok(Self { base, layout })
+    }
+
+    /// Pointer to the slot of free-running index `index`.
+    #[inline]
+    fn slot(&self, index: u64) -> *mut u8 {
+        // SAFETY: `slot_offset` masks the index, so the offset plus a slot
+        // lies inside the `total_size()` bytes `new`'s contract guarantees.
+        unsafe { self.base.as_ptr().add(self.layout.slot_offset(index)) }
+    }
+}
+
+impl ChannelView for RawChannel {
+    #[inline]
+    fn producer_header(&self) -> &ProducerHeader {
+        // SAFETY: the producer header page starts at offset 0, the base is
+        // page-aligned (checked in `new`) and the page is larger than the
+        // header. The header is all atomics, valid for any bit pattern, and
+        // the peer only accesses it atomically too. Loads through the shared
+        // reference are fine on a read-only mapping: the consumer never
+        // stores to this header and atomic loads do not write.
+        unsafe { &*self.base.as_ptr().cast::<ProducerHeader>() }
+    }
+
+    #[inline]
+    fn consumer_header(&self) -> &ConsumerHeader {
+        let region = self.layout.consumer_header();
+        // SAFETY: as for `producer_header`, one page further.
+        unsafe { &*self.base.as_ptr().add(region.offset).cast::<ConsumerHeader>() }
+    }
+}
+
+/// The sending end of a channel carrying `T`.
+#[derive(Debug)]
+pub struct Sender<T> {
+    core: ProducerCore<RawChannel>,
+    _msg: PhantomData<fn(T)>,
+}
+
+impl<T: Message> Sender<T> {
+    /// Attaches as the producer of the channel at `base` (starting a new
+    /// epoch; see `docs/channels.md`).
+    ///
+    /// # Safety
+    ///
+    /// - `base` points to `layout.total_size()` bytes of channel memory laid
+    ///   out by `layout`, mapped for this partition with the producer's
+    ///   access from [`ChannelLayout::regions`] (writable producer header and
+    ///   slots, readable consumer header), and it stays mapped while the
+    ///   `Sender` lives.
+    /// - No other `Sender` for this channel exists in any partition, and
+    ///   nothing else in this partition accesses that memory.
+    ///
+    /// The consumer partition, however hostile, cannot break these
+    /// guarantees: it can only write its own header, and every value there is
+    /// validated.
+    pub unsafe fn new(base: NonNull<u8>, layout: ChannelLayout) -> Result<Self, LayoutError> {
+        layout.check_message::<T>()?;
+        // SAFETY: forwarded from this function's contract.
+        let raw = unsafe { RawChannel::new(base, layout)? };
+        Ok(Self { core: ProducerCore::attach(raw, &layout), _msg: PhantomData })
+    }
+
+    /// Ring capacity in messages.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity() as usize
+    }
+
+    /// Whether the consumer has acknowledged this sender's epoch.
+    pub fn is_connected(&self) -> bool {
+        self.core.is_connected()
+    }
+
+    /// Sends one message, or reports why not ([`RingError::Full`] when the
+    /// ring is full or the consumer has not connected yet).
+    #[inline]
+    pub fn try_send(&mut self, msg: &T) -> Result<(), RingError> {
+        let span = self.core.reserve(1)?;
+        let dst = self.core.view().slot(span.start);
+        // SAFETY: `dst` is a slot inside the channel (masked index), the slot
+        // is writable by the producer, holds at least size_of::<T>() bytes
+        // (checked in `new`), and is not in [tail, head) so the consumer does
+        // not read it; `msg` is a live T and T: IntoBytes has no padding.
+        unsafe { ptr::copy_nonoverlapping(msg.as_bytes().as_ptr(), dst, size_of::<T>()) };
+        self.core.commit(1);
+        Ok(())
+    }
+
+    /// Reserves up to `max` consecutive slots to fill in place; at least one
+    /// slot unless `max` is 0. Nothing is published until
+    /// [`SendBatch::commit`]; dropping the batch publishes nothing.
+    #[inline]
+    pub fn reserve(&mut self, max: usize) -> Result<SendBatch<'_, T>, RingError> {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let span = self.core.reserve(max)?;
+        Ok(SendBatch { sender: self, span })
+    }
+}
+
+/// Slots reserved by [`Sender::reserve`], written in place.
+///
+/// Slots start with whatever bytes were there (any bytes are a valid `T`).
+#[derive(Debug)]
+pub struct SendBatch<'a, T> {
+    sender: &'a mut Sender<T>,
+    span: Span,
+}
+
+impl<T: Message> SendBatch<'_, T> {
+    /// Number of reserved slots.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.span.len as usize
+    }
+
+    /// Whether no slot was reserved (only when `max` was 0).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.span.len == 0
+    }
+
+    /// The `i`-th reserved slot, or `None` past the end.
+    #[inline]
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut T> {
+        if i >= self.len() {
+            return None;
+        }
+        let p = self.sender.core.view().slot(self.span.start.wrapping_add(i as u64));
+        // SAFETY: the slot is inside the channel, aligned for T (base is
+        // page-aligned, slot_size and the page size are multiples of
+        // align_of::<T>(), checked in `Sender::new`), at least size_of::<T>()
+        // long, and any bytes are a valid T (T: FromBytes). It is reserved for
+        // us: the consumer does not read it until we commit, no other slot of
+        // the span aliases it (span.len <= capacity), and the borrow of `self`
+        // keeps the reference from outliving the reservation.
+        Some(unsafe { &mut *p.cast::<T>() })
+    }
+
+    /// Writes `msg` into the `i`-th reserved slot.
+    ///
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    #[inline]
+    pub fn write(&mut self, i: usize, msg: &T) {
+        let len = self.len();
+        match self.get_mut(i) {
+            Some(slot) => slot.as_mut_bytes().copy_from_slice(msg.as_bytes()),
+            None => panic!("slot {i} out of a batch of {len}"),
+        }
+    }
+
+    /// Publishes all reserved slots.
+    #[inline]
+    pub fn commit(self) {
+        let n = self.span.len;
+        self.sender.core.commit(n);
+    }
+
+    /// Publishes the first `n` reserved slots (clamped to the batch length).
+    #[inline]
+    pub fn commit_first(self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.sender.core.commit(n);
+    }
+}
+
+/// The receiving end of a channel carrying `T`.
+#[derive(Debug)]
+pub struct Receiver<T> {
+    core: ConsumerCore<RawChannel>,
+    _msg: PhantomData<fn() -> T>,
+}
+
+impl<T: Message> Receiver<T> {
+    /// Attaches as the consumer of the channel at `base` (starting a new
+    /// epoch and discarding whatever was in flight).
+    ///
+    /// # Safety
+    ///
+    /// - `base` points to `layout.total_size()` bytes of channel memory laid
+    ///   out by `layout`, mapped for this partition with the consumer's
+    ///   access from [`ChannelLayout::regions`] (writable consumer header,
+    ///   readable producer header and slots), and it stays mapped while the
+    ///   `Receiver` lives.
+    /// - No other `Receiver` for this channel exists in any partition, and
+    ///   nothing else in this partition accesses that memory.
+    ///
+    /// The producer partition, however hostile, cannot break these
+    /// guarantees: every header value it writes is validated and slot bytes
+    /// are only ever copied out as a `T`, for which any bytes are valid.
+    pub unsafe fn new(base: NonNull<u8>, layout: ChannelLayout) -> Result<Self, LayoutError> {
+        layout.check_message::<T>()?;
+        // SAFETY: forwarded from this function's contract.
+        let raw = unsafe { RawChannel::new(base, layout)? };
+        Ok(Self { core: ConsumerCore::attach(raw, &layout), _msg: PhantomData })
+    }
+
+    /// Ring capacity in messages.
+    pub fn capacity(&self) -> usize {
+        self.core.capacity() as usize
+    }
+
+    #[inline]
+    fn read(&self, index: u64) -> T {
+        let p = self.core.view().slot(index);
+        // SAFETY: the slot is inside the channel, readable, aligned for T and
+        // at least size_of::<T>() long (see `SendBatch::get_mut`), and any
+        // bytes are a valid T. The read is volatile because a hostile
+        // producer may write the slot concurrently: the compiler must read it
+        // exactly once and never assume it unchanged; we never derive a
+        // reference into the slot.
+        unsafe { ptr::read_volatile(p.cast::<T>()) }
+    }
+
+    /// Receives one message, or reports why not ([`RingError::Empty`] when
+    /// nothing is available).
+    #[inline]
+    pub fn try_recv(&mut self) -> Result<T, RingError> {
+        let span = self.core.peek(1)?;
+        let msg = self.read(span.start);
+        self.core.release(1);
+        Ok(msg)
+    }
+
+    /// Looks at up to `max` available messages (at least one unless `max` is
+    /// 0). They stay in the ring until [`RecvBatch::release`]; dropping the
+    /// batch consumes nothing.
+    #[inline]
+    pub fn recv_batch(&mut self, max: usize) -> Result<RecvBatch<'_, T>, RingError> {
+        let max = u32::try_from(max).unwrap_or(u32::MAX);
+        let span = self.core.peek(max)?;
+        Ok(RecvBatch { receiver: self, span })
+    }
+}
+
+/// Messages made available by [`Receiver::recv_batch`].
+#[derive(Debug)]
+pub struct RecvBatch<'a, T> {
+    receiver: &'a mut Receiver<T>,
+    span: Span,
+}
+
+impl<T: Message> RecvBatch<'_, T> {
+    /// Number of messages in the batch.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.span.len as usize
+    }
+
+    /// Whether the batch is empty (only when `max` was 0).
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.span.len == 0
+    }
+
+    /// A copy of the `i`-th message, or `None` past the end.
+    #[inline]
+    pub fn get(&self, i: usize) -> Option<T> {
+        if i >= self.len() {
+            return None;
+        }
+        Some(self.receiver.read(self.span.start.wrapping_add(i as u64)))
+    }
+
+    /// Copies of the messages in order.
+    #[inline]
+    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
+        (0..self.span.len).map(move |i| self.receiver.read(self.span.start.wrapping_add(u64::from(i))))
+    }
+
+    /// Consumes all messages of the batch.
+    #[inline]
+    pub fn release(self) {
+        let n = self.span.len;
+        self.receiver.core.release(n);
+    }
+
+    /// Consumes the first `n` messages (clamped to the batch length).
+    #[inline]
+    pub fn release_first(self, n: usize) {
+        let n = u32::try_from(n).unwrap_or(u32::MAX);
+        self.receiver.core.release(n);
+    }
+}
