@@ -1,1 +1,401 @@
-//! Placeholder: manifest.
+//! The RustHallows system manifest: one TOML file that declares the board,
+//! the partitions and the channels between them.
+//!
+//! This crate owns reading a manifest (and the board file it names), checking
+//! it completely, and resolving it into a [`System`] in which every physical
+//! address is fixed: partitions and channel memory are placed here, once, so
+//! the table writer (`hallows build`) and the inspector print the same layout.
+//! Every problem found becomes one entry of [`Diagnostics`], pointing at the
+//! offending value with file, line and column; loading never stops at the
+//! first problem and never panics on any input.
+//!
+//! It must never emit the binary table itself (that is `hallows-table` plus
+//! the tool) and never touch guest images.
+#![forbid(unsafe_code)]
+
+mod board;
+mod check;
+pub mod cli;
+mod diag;
+mod place;
+mod raw;
+mod shape;
+mod size;
+
+use std::path::Path;
+
+pub use diag::{Diagnostics, Located};
+pub use size::{format_size, parse_size};
+
+/// Everything a check needs besides the manifest itself.
+#[derive(Clone, Debug, Default)]
+pub struct CheckContext {
+    /// Guest program names that exist (crates under `guests/`); `None` skips the check.
+    pub guests: Option<Vec<String>>,
+}
+
+/// The manifest format version this crate reads.
+pub const MANIFEST_VERSION: u32 = 1;
+/// Partition RAM granule: sizes and bases are multiples of this.
+pub const RAM_ALIGN: u64 = 2 << 20;
+/// Page size for channel memory.
+pub const PAGE_SIZE: u64 = 4096;
+/// Longest partition or channel name in bytes (the table keeps a NUL).
+pub const MAX_NAME_LEN: usize = hallows_table::NAME_LEN - 1;
+/// Longest boot argument string in bytes (the table keeps a NUL).
+pub const MAX_BOOTARGS_LEN: usize = hallows_table::BOOTARGS_LEN - 1;
+/// Largest channel slot in bytes.
+pub const MAX_SLOT_SIZE: u64 = 64 << 10;
+/// Most slots in one channel.
+pub const MAX_SLOTS: u64 = 1 << 16;
+/// Restarts allowed by `on_fault = "restart"` when `max_restarts` is absent.
+pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+
+/// A fully checked and placed system.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct System {
+    pub version: u32,
+    pub board: Board,
+    /// In manifest order.
+    pub partitions: Vec<Partition>,
+    /// In manifest order.
+    pub channels: Vec<Channel>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    Aarch64,
+    X86_64,
+}
+
+impl Arch {
+    /// The value for `hallows_table::Board::arch`.
+    pub fn table_id(self) -> u32 {
+        match self {
+            Arch::Aarch64 => hallows_table::arch::AARCH64,
+            Arch::X86_64 => hallows_table::arch::X86_64,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::Aarch64 => "aarch64",
+            Arch::X86_64 => "x86_64",
+        }
+    }
+}
+
+/// A physical address range. Ranges in a loaded [`System`] never wrap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Range {
+    pub base: u64,
+    pub size: u64,
+}
+
+impl Range {
+    pub const fn new(base: u64, size: u64) -> Self {
+        Range { base, size }
+    }
+
+    /// One past the last byte (saturating: only unchecked ranges can wrap).
+    pub fn end(&self) -> u64 {
+        self.base.saturating_add(self.size)
+    }
+
+    /// Whether the two ranges share at least one byte.
+    pub fn overlaps(&self, other: &Range) -> bool {
+        self.size != 0 && other.size != 0 && self.base < other.end() && other.base < self.end()
+    }
+
+    /// Whether `other` lies entirely inside `self`.
+    pub fn contains(&self, other: &Range) -> bool {
+        other.base >= self.base && other.end() <= self.end()
+    }
+
+    /// Whether the address lies inside `self`.
+    pub fn contains_addr(&self, addr: u64) -> bool {
+        addr >= self.base && addr < self.end()
+    }
+
+    /// The same range in the table's representation.
+    pub fn to_table(&self) -> hallows_table::MemRange {
+        hallows_table::MemRange { base: self.base, size: self.size }
+    }
+}
+
+impl std::fmt::Display for Range {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#012x}..{:#012x}", self.base, self.end())
+    }
+}
+
+/// The hardware a system runs on, read from a board file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Board {
+    pub name: String,
+    pub arch: Arch,
+    /// Hardware id (MPIDR affinity on aarch64, APIC id on x86) of each core index.
+    pub cores: Vec<u64>,
+    /// The board's RAM, sorted by address, non-overlapping.
+    pub ram: Vec<Range>,
+    /// Physical range reserved for the hypervisor image and payload.
+    pub hypervisor: Range,
+    /// MMIO of the UART the hypervisor keeps for itself.
+    pub console: Range,
+    /// Board name of the console device (partitions may not claim it).
+    pub console_name: String,
+    /// Interrupts of the console.
+    pub console_irqs: Vec<u32>,
+    pub gic_dist: Range,
+    pub gic_redist: Range,
+    /// Devices that may be assigned to partitions, in board-file order.
+    pub devices: Vec<Device>,
+    /// How to run this board under QEMU; `binary` is empty for boards QEMU does not model.
+    pub qemu: QemuSpec,
+}
+
+impl Board {
+    pub fn device(&self, name: &str) -> Option<&Device> {
+        self.devices.iter().find(|d| d.name == name)
+    }
+
+    /// `None` for boards that only exist as real hardware.
+    pub fn qemu(&self) -> Option<&QemuSpec> {
+        (!self.qemu.binary.is_empty()).then_some(&self.qemu)
+    }
+
+    /// Total bytes of RAM.
+    pub fn ram_total(&self) -> u64 {
+        self.ram.iter().fold(0u64, |acc, r| acc.saturating_add(r.size))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub name: String,
+    /// Device-tree style compatible string (`arm,pl031`, `virtio,mmio`).
+    pub compatible: String,
+    pub mmio: Range,
+    pub irqs: Vec<u32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct QemuSpec {
+    pub binary: String,
+    pub machine: String,
+    pub cpu: String,
+    pub memory_mib: u64,
+    pub smp: u32,
+    pub extra: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultPolicy {
+    Stop,
+    Restart { max_restarts: u32 },
+    Halt,
+}
+
+impl FaultPolicy {
+    /// `(hallows_table::fault_policy::*, max_restarts)` for the table.
+    pub fn to_table(self) -> (u32, u32) {
+        match self {
+            FaultPolicy::Stop => (hallows_table::fault_policy::STOP, 0),
+            FaultPolicy::Restart { max_restarts } => (hallows_table::fault_policy::RESTART, max_restarts),
+            FaultPolicy::Halt => (hallows_table::fault_policy::HALT, 0),
+        }
+    }
+}
+
+impl std::fmt::Display for FaultPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FaultPolicy::Stop => f.write_str("stop"),
+            FaultPolicy::Restart { max_restarts } => write!(f, "restart (max {max_restarts})"),
+            FaultPolicy::Halt => f.write_str("halt"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    /// `[a-z][a-z0-9_-]*`, at most [`MAX_NAME_LEN`] bytes.
+    pub name: String,
+    /// Board core indices; the first is the core the partition boots on.
+    pub cores: Vec<u32>,
+    /// Bytes, a multiple of [`RAM_ALIGN`].
+    pub ram_size: u64,
+    /// Placed physical base, [`RAM_ALIGN`] aligned.
+    pub ram_pa: u64,
+    /// Whether `ram_pa` was fixed by the manifest (`ram_base`) rather than placed.
+    pub ram_fixed: bool,
+    /// Guest program name (a crate under `guests/`).
+    pub guest: String,
+    /// At most [`MAX_BOOTARGS_LEN`] bytes.
+    pub bootargs: String,
+    pub on_fault: FaultPolicy,
+    /// Board device names assigned to this partition.
+    pub devices: Vec<String>,
+}
+
+impl Partition {
+    pub fn ram(&self) -> Range {
+        Range::new(self.ram_pa, self.ram_size)
+    }
+
+    /// The core the partition boots on.
+    pub fn boot_core(&self) -> u32 {
+        self.cores.first().copied().unwrap_or(0)
+    }
+
+    /// Bit `i` set for each board core index `i` (the table's `core_mask`).
+    pub fn core_mask(&self) -> u64 {
+        self.cores.iter().filter(|&&c| c < 64).fold(0, |m, &c| m | (1u64 << c))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Notify {
+    Poll,
+    Doorbell,
+}
+
+impl std::fmt::Display for Notify {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Notify::Poll => "poll",
+            Notify::Doorbell => "doorbell",
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Channel {
+    pub name: String,
+    /// Producer partition.
+    pub from: String,
+    /// Consumer partition.
+    pub to: String,
+    pub slot_size: u32,
+    /// A power of two.
+    pub slots: u32,
+    pub notify: Notify,
+    /// Placed physical base, page aligned.
+    pub pa: u64,
+    /// Bytes, a multiple of [`PAGE_SIZE`]; see [`channel_size`].
+    pub size: u64,
+}
+
+impl Channel {
+    pub fn memory(&self) -> Range {
+        Range::new(self.pa, self.size)
+    }
+}
+
+/// Bytes of shared memory a channel needs: two header pages, then the slots
+/// rounded up to whole pages. Provisional until the ring crate exports its layout.
+pub fn channel_size(slot_size: u32, slots: u32) -> u64 {
+    let data = u64::from(slot_size) * u64::from(slots);
+    2 * PAGE_SIZE + data.div_ceil(PAGE_SIZE) * PAGE_SIZE
+}
+
+/// What occupies one range of the physical memory map.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MapOwner {
+    Hypervisor,
+    Partition(String),
+    Channel(String),
+    Console,
+    GicDist,
+    GicRedist,
+    /// A board device, with the partition it is assigned to, if any.
+    Device { name: String, partition: Option<String> },
+    /// Board RAM nobody uses.
+    FreeRam,
+}
+
+impl System {
+    pub fn partition(&self, name: &str) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.name == name)
+    }
+
+    /// The whole physical memory map, sorted by address: every RAM range
+    /// (split into hypervisor, partitions, channels and free gaps) and every MMIO range.
+    pub fn memory_map(&self) -> Vec<(Range, MapOwner)> {
+        let mut used: Vec<(Range, MapOwner)> = vec![(self.board.hypervisor, MapOwner::Hypervisor)];
+        used.extend(self.partitions.iter().map(|p| (p.ram(), MapOwner::Partition(p.name.clone()))));
+        used.extend(self.channels.iter().map(|c| (c.memory(), MapOwner::Channel(c.name.clone()))));
+        let mut map = Vec::new();
+        for ram in &self.board.ram {
+            let mut inside: Vec<&(Range, MapOwner)> = used.iter().filter(|(r, _)| ram.overlaps(r)).collect();
+            inside.sort_by_key(|(r, _)| r.base);
+            let mut cursor = ram.base;
+            for (r, _) in &inside {
+                if r.base > cursor {
+                    map.push((Range::new(cursor, r.base - cursor), MapOwner::FreeRam));
+                }
+                cursor = cursor.max(r.end());
+            }
+            if cursor < ram.end() {
+                map.push((Range::new(cursor, ram.end() - cursor), MapOwner::FreeRam));
+            }
+        }
+        map.extend(used);
+        map.push((self.board.console, MapOwner::Console));
+        map.push((self.board.gic_dist, MapOwner::GicDist));
+        map.push((self.board.gic_redist, MapOwner::GicRedist));
+        for d in &self.board.devices {
+            let partition = self.partitions.iter().find(|p| p.devices.contains(&d.name)).map(|p| p.name.clone());
+            map.push((d.mmio, MapOwner::Device { name: d.name.clone(), partition }));
+        }
+        map.sort_by_key(|(r, _)| (r.base, r.size));
+        map
+    }
+}
+
+/// Checks that the hypervisor reservation, every partition's RAM and every
+/// channel's memory lie inside board RAM, are aligned, and are pairwise disjoint.
+pub(crate) fn verify_layout(board: &Board, partitions: &[Partition], channels: &[Channel]) -> Result<(), String> {
+    let mut used: Vec<(Range, String, u64)> = vec![(board.hypervisor, "the hypervisor reservation".to_owned(), PAGE_SIZE)];
+    used.extend(partitions.iter().map(|p| (p.ram(), format!("the RAM of partition `{}`", p.name), RAM_ALIGN)));
+    used.extend(channels.iter().map(|c| (c.memory(), format!("the memory of channel `{}`", c.name), PAGE_SIZE)));
+    for (i, (r, what, align)) in used.iter().enumerate() {
+        if r.base % align != 0 || r.size % align != 0 || r.size == 0 {
+            return Err(format!("{what} ({r}) is empty or not aligned to {align:#x}"));
+        }
+        if r.base.checked_add(r.size).is_none() || !board.ram.iter().any(|ram| ram.contains(r)) {
+            return Err(format!("{what} ({r}) is outside board RAM"));
+        }
+        if let Some((o, owhat, _)) = used[..i].iter().find(|(o, _, _)| o.overlaps(r)) {
+            return Err(format!("{what} ({r}) overlaps {owhat} ({o})"));
+        }
+    }
+    Ok(())
+}
+
+impl System {
+    /// Re-checks the placed layout (see `verify_layout`): a second guard for
+    /// the table writer, which must never emit overlapping memory.
+    pub fn verify_layout(&self) -> Result<(), String> {
+        verify_layout(&self.board, &self.partitions, &self.channels)
+    }
+}
+
+/// Reads, checks and places the manifest at `path` (and the board file it names).
+pub fn load(path: &Path, ctx: &CheckContext) -> Result<System, Diagnostics> {
+    match std::fs::read_to_string(path) {
+        Ok(src) => check::load_manifest(&path.display().to_string(), path.parent(), &src, ctx),
+        Err(e) => Err(Diagnostics::io_error(format!("cannot read manifest {}: {e}", path.display()))),
+    }
+}
+
+/// [`load`] for a manifest held in memory; `name` is used in diagnostics and
+/// its directory resolves a board given as a path.
+pub fn load_str(name: &str, src: &str, ctx: &CheckContext) -> Result<System, Diagnostics> {
+    check::load_manifest(name, Path::new(name).parent(), src, ctx)
+}
+
+/// Names of the built-in boards.
+pub fn builtin_boards() -> Vec<&'static str> {
+    board::BUILTIN.iter().map(|(name, _)| *name).collect()
+}

@@ -1,0 +1,581 @@
+//! Meaning: everything about a manifest that its shape cannot say.
+//!
+//! Takes the items `shape` read, resolves the board, and checks names,
+//! ownership (cores, devices, MMIO, interrupts), sizes and limits against the
+//! board and against `hallows-table`'s fixed capacities, then has `place` fix
+//! every physical address. Every check reports and carries on, so one run
+//! shows every problem; checks that would only repeat an earlier problem in
+//! other words (a channel naming a partition whose table was broken) stay quiet.
+
+use std::collections::HashMap;
+use std::ops::Range as Span;
+use std::path::Path;
+
+use hallows_table::{MAX_PARTITIONS, MAX_REGIONS};
+use serde::de::DeserializeOwned;
+use toml::de::DeValue;
+use toml::Spanned;
+
+use crate::diag::{did_you_mean, Diagnostics, FileId};
+use crate::place::{place_channel, place_partitions, RamRequest};
+use crate::raw::{NotifyName, OnFault, RawChannel, RawManifest, RawPartition};
+use crate::shape::{deserialize_item, first_line, parse_document, schema_keys};
+use crate::size::format_size;
+use crate::{
+    board, channel_size, Board, Channel, CheckContext, FaultPolicy, Notify, Partition, System, DEFAULT_MAX_RESTARTS,
+    MANIFEST_VERSION, MAX_BOOTARGS_LEN, MAX_NAME_LEN, MAX_SLOTS, MAX_SLOT_SIZE, RAM_ALIGN,
+};
+
+/// Why `name` is not a valid partition, channel or device name, if it is not.
+pub(crate) fn valid_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("is empty".to_owned());
+    }
+    if name.len() > MAX_NAME_LEN {
+        return Err(format!("is {} bytes long; names are at most {MAX_NAME_LEN} bytes", name.len()));
+    }
+    if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
+        return Err("must start with a lowercase letter (a-z)".to_owned());
+    }
+    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')) {
+        return Err(format!("contains {c:?}; names use only a-z, 0-9, '_' and '-'"));
+    }
+    Ok(())
+}
+
+/// One `[[table]]` item: its header span, the name it gives itself (even if
+/// the rest is broken), and the item if it could be read.
+struct Item<T> {
+    header: Span<usize>,
+    name: Option<String>,
+    raw: Option<T>,
+}
+
+struct Loader<'a> {
+    d: Diagnostics,
+    file: FileId,
+    ctx: &'a CheckContext,
+}
+
+pub(crate) fn load_manifest(name: &str, dir: Option<&Path>, src: &str, ctx: &CheckContext) -> Result<System, Diagnostics> {
+    let mut d = Diagnostics::new();
+    let file = d.add_file(name, src);
+    let mut l = Loader { d, file, ctx };
+    let system = l.run(dir, src);
+    let mut d = l.d;
+    match system {
+        Some(s) if d.is_empty() => Ok(s),
+        _ => {
+            if d.is_empty() {
+                // Defensive: a check refused without saying why.
+                d.error(file, 0..0, "manifest rejected without a diagnostic (a bug in vmm-config)");
+            }
+            d.sort();
+            Err(d)
+        }
+    }
+}
+
+impl Loader<'_> {
+    fn value<T: DeserializeOwned>(&mut self, key: &str, v: Spanned<DeValue<'_>>) -> Option<T> {
+        let span = v.span();
+        match T::deserialize(toml::de::ValueDeserializer::from(v)) {
+            Ok(t) => Some(t),
+            Err(e) => {
+                let (msg, help) = crate::shape::explain(key, e.message());
+                let diag = self.d.error(self.file, e.span().unwrap_or(span), msg);
+                if let Some(h) = help {
+                    diag.help(h);
+                }
+                None
+            }
+        }
+    }
+
+    fn items<T: DeserializeOwned + schemars::JsonSchema>(&mut self, key: &str, v: Option<Spanned<DeValue<'_>>>) -> Vec<Item<T>> {
+        let Some(v) = v else { return Vec::new() };
+        let span = v.span();
+        let DeValue::Array(arr) = v.into_inner() else {
+            self.d
+                .error(self.file, span, format!("`{key}` must be an array of tables"))
+                .help(format!("write each one as a `[[{key}]]` table"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for el in arr {
+            let espan = el.span();
+            let DeValue::Table(t) = el.into_inner() else {
+                self.d
+                    .error(self.file, espan, format!("each `{key}` must be a table"))
+                    .help(format!("write each one as a `[[{key}]]` table"));
+                continue;
+            };
+            let header = first_line(self.d.source(self.file), espan.clone());
+            let name = t.get("name").and_then(|n| n.get_ref().as_str()).map(str::to_owned);
+            let raw = deserialize_item::<T>(&mut self.d, self.file, key, Spanned::new(espan, t));
+            out.push(Item { header, name, raw });
+        }
+        out
+    }
+
+    fn run(&mut self, dir: Option<&Path>, src: &str) -> Option<System> {
+        let file = self.file;
+        let doc = parse_document(&mut self.d, file, src)?;
+        let mut top = doc.into_inner();
+
+        let (props, _) = schema_keys::<RawManifest>();
+        let unknown: Vec<_> = top.keys().filter(|k| !props.iter().any(|p| p == k.get_ref().as_ref())).cloned().collect();
+        for k in unknown {
+            let name: &str = k.get_ref();
+            let diag = self.d.error(file, k.span(), format!("unknown top-level key `{name}`"));
+            match did_you_mean(name, props.iter().map(String::as_str)) {
+                Some(best) => diag.help(format!("did you mean `{best}`?")),
+                None => diag.help(format!("top-level keys are: {}; partitions and channels are [[partition]] and [[channel]] tables", props.join(", "))),
+            };
+        }
+
+        // The version decides how everything else is read: check it first and
+        // stop on a version this crate does not speak.
+        match top.remove("version") {
+            None => {
+                self.d
+                    .error(file, 0..0, "manifest has no `version`")
+                    .help(format!("add `version = {MANIFEST_VERSION}` as the first line"));
+            }
+            Some(v) => {
+                let span = v.span();
+                let version: i64 = self.value("version", v)?;
+                if version != i64::from(MANIFEST_VERSION) {
+                    let diag = if version > i64::from(MANIFEST_VERSION) {
+                        self.d
+                            .error(file, span, format!("manifest version {version} is newer than this hallows understands (it reads version {MANIFEST_VERSION})"))
+                            .help("upgrade hallows to a release that reads this version, or rewrite the manifest for version 1 (docs/manifest.md)")
+                    } else {
+                        self.d
+                            .error(file, span, format!("manifest version {version} does not exist: the first version is {MANIFEST_VERSION}"))
+                            .help(format!("set `version = {MANIFEST_VERSION}`"))
+                    };
+                    diag.label("unsupported version");
+                    return None;
+                }
+            }
+        }
+
+        let board_value = match top.remove("board") {
+            None => {
+                self.d
+                    .error(file, 0..0, "manifest has no `board`")
+                    .help(format!("add `board = \"<name>\"` naming a built-in board ({}) or a board file", crate::builtin_boards().join(", ")));
+                None
+            }
+            Some(v) => {
+                let span = v.span();
+                self.value::<String>("board", v).map(|b| (b, span))
+            }
+        };
+
+        let parts: Vec<Item<RawPartition>> = self.items("partition", top.remove("partition"));
+        let chans: Vec<Item<RawChannel>> = self.items("channel", top.remove("channel"));
+        let board = board_value.and_then(|(b, span)| self.board(dir, &b, span));
+
+        let partitions = self.partitions(board.as_ref(), &parts);
+        let channels = self.channels(&parts, &chans);
+        self.regions(&parts, &chans);
+
+        let board = board?;
+        let mut partitions = partitions?;
+        let mut channels = channels?;
+        if parts.is_empty() {
+            self.d.error(file, 0..0, "manifest declares no partitions").help("add a [[partition]] table");
+            return None;
+        }
+        self.place(&board, &parts, &chans, &mut partitions, &mut channels)?;
+        Some(System { version: MANIFEST_VERSION, board, partitions, channels })
+    }
+
+    fn board(&mut self, dir: Option<&Path>, value: &str, span: Span<usize>) -> Option<Board> {
+        let is_path = value.contains('/') || value.contains('\\') || value.ends_with(".toml");
+        let (name, src) = if is_path {
+            let path = dir.unwrap_or(Path::new("")).join(value);
+            match std::fs::read_to_string(&path) {
+                Ok(src) => (path.display().to_string(), src),
+                Err(e) => {
+                    self.d
+                        .error(self.file, span, format!("cannot read board file {}: {e}", path.display()))
+                        .help("board paths are relative to the manifest's directory");
+                    return None;
+                }
+            }
+        } else {
+            match board::BUILTIN.iter().find(|(n, _)| *n == value) {
+                Some((n, src)) => (format!("<built-in board {n}>"), (*src).to_owned()),
+                None => {
+                    let names = crate::builtin_boards();
+                    let diag = self.d.error(self.file, span, format!("unknown board \"{value}\"")).label("not a built-in board");
+                    if let Some(best) = did_you_mean(value, names.iter().copied()) {
+                        diag.help(format!("did you mean \"{best}\"?"));
+                    }
+                    diag.help(format!("built-in boards: {}; or give a path to a board file such as \"boards/my-board.toml\"", names.join(", ")));
+                    return None;
+                }
+            }
+        };
+        let bfile = self.d.add_file(&name, &src);
+        let before = self.d.len();
+        let b = board::load_board(&mut self.d, bfile, &src);
+        if b.is_none() && self.d.len() > before {
+            self.d
+                .error(self.file, span, format!("board \"{value}\" is invalid"))
+                .help("fix the errors reported in the board file");
+        }
+        b
+    }
+
+    /// Checks every partition on its own and against the others; `None` if any is wrong.
+    fn partitions(&mut self, board: Option<&Board>, parts: &[Item<RawPartition>]) -> Option<Vec<Partition>> {
+        let file = self.file;
+        let before = self.d.len();
+        let mut out = Vec::new();
+        let mut names: HashMap<&str, Span<usize>> = HashMap::new();
+        let mut core_owner: HashMap<u64, (&str, Span<usize>)> = HashMap::new();
+        let mut dev_owner: HashMap<&str, (&str, Span<usize>)> = HashMap::new();
+        if parts.len() > MAX_PARTITIONS {
+            self.d
+                .error(file, parts[MAX_PARTITIONS].header.clone(), format!("too many partitions: {} declared, the system table holds at most {MAX_PARTITIONS}", parts.len()))
+                .label(format!("partition number {}", MAX_PARTITIONS + 1))
+                .help("merge partitions, or raise MAX_PARTITIONS in hallows-table");
+        }
+        for item in parts {
+            let Some(p) = &item.raw else { continue };
+            let name = p.name.as_ref().map_or("", |n| n.get_ref().as_str());
+            if let Some(n) = &p.name {
+                if let Err(why) = valid_name(name) {
+                    self.d.error(file, n.span(), format!("partition name \"{}\" {why}", name.escape_debug()));
+                }
+                if let Some(first) = names.get(name) {
+                    self.d
+                        .error(file, n.span(), format!("duplicate partition name `{name}`"))
+                        .related(file, first.clone(), "first declared here")
+                        .help("partition names must be unique");
+                } else {
+                    names.insert(name, n.span());
+                }
+            }
+
+            // Cores.
+            let no_cores = Vec::new();
+            let cores = p.cores.as_ref().map_or(&no_cores, |c| c.get_ref());
+            if let Some(c) = p.cores.as_ref().filter(|c| c.get_ref().is_empty()) {
+                self.d
+                    .error(file, c.span(), format!("partition `{name}` has no cores"))
+                    .help("give it at least one board core index, e.g. `cores = [1]`");
+            }
+            let mut mine: Vec<u64> = Vec::new();
+            for c in cores {
+                let core = *c.get_ref();
+                if let Some(b) = board {
+                    if core >= b.cores.len() as u64 {
+                        let have = match b.cores.len() {
+                            0 => "none".to_owned(),
+                            1 => "core 0".to_owned(),
+                            n => format!("cores 0-{}", n - 1),
+                        };
+                        self.d
+                            .error(file, c.span(), format!("core {core} is not on board \"{}\" (it has {have})", b.name))
+                            .help("cores are indices into the board's core list, not hardware ids");
+                        continue;
+                    }
+                }
+                if mine.contains(&core) {
+                    self.d.error(file, c.span(), format!("core {core} is listed twice in partition `{name}`"));
+                    continue;
+                }
+                mine.push(core);
+                if let Some((owner, ospan)) = core_owner.get(&core) {
+                    self.d
+                        .error(file, c.span(), format!("core {core} is already owned by partition `{owner}`"))
+                        .related(file, ospan.clone(), "owned here")
+                        .help("a core belongs to exactly one partition");
+                } else {
+                    core_owner.insert(core, (name, c.span()));
+                }
+            }
+
+            // RAM.
+            let ram = p.ram.as_ref().map_or(0, |r| r.get_ref().0);
+            let ram_span = p.ram.as_ref().map_or(0..0, |r| r.span());
+            if p.ram.is_none() {
+                // Reported by the shape check.
+            } else if ram == 0 {
+                self.d.error(file, ram_span, format!("partition `{name}` has no RAM (ram = 0)")).help("give it at least 2 MiB");
+            } else if ram % RAM_ALIGN != 0 {
+                let up = ram.div_ceil(RAM_ALIGN) * RAM_ALIGN;
+                self.d
+                    .error(file, ram_span, format!("ram {} is not a multiple of 2 MiB", format_size(ram)))
+                    .help(format!("use {}", format_size(up)));
+            } else if let Some(b) = board {
+                if ram > b.ram_total() {
+                    self.d
+                        .error(file, ram_span, format!("ram {} is more than the board's RAM ({})", format_size(ram), format_size(b.ram_total())))
+                        .help("reduce `ram`");
+                }
+            }
+
+            // Guest.
+            let guest = p.guest.as_ref().map_or("", |g| g.get_ref().as_str());
+            let guest_span = p.guest.as_ref().map_or(0..0, |g| g.span());
+            if p.guest.is_none() {
+                // Reported by the shape check.
+            } else if let Some(known) = &self.ctx.guests {
+                if !known.iter().any(|g| g == guest) {
+                    let diag = self.d.error(file, guest_span, format!("guest `{guest}` does not exist")).label("no such guest");
+                    if let Some(best) = did_you_mean(guest, known.iter().map(String::as_str)) {
+                        diag.help(format!("did you mean `{best}`?"));
+                    }
+                    diag.help(format!("guests are the crates under guests/: {}", known.join(", ")));
+                }
+            } else if guest.is_empty() {
+                self.d.error(file, guest_span, "guest name is empty");
+            }
+
+            // Boot arguments.
+            let bootargs = p.bootargs.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default();
+            if let Some(b) = &p.bootargs {
+                if bootargs.len() > MAX_BOOTARGS_LEN {
+                    self.d
+                        .error(file, b.span(), format!("bootargs are {} bytes long; at most {MAX_BOOTARGS_LEN} fit in the system table", bootargs.len()))
+                        .help("shorten the boot arguments");
+                } else if bootargs.contains('\0') {
+                    self.d.error(file, b.span(), "bootargs contain a NUL character");
+                }
+            }
+
+            // Fault policy.
+            let fault_span = p.on_fault.as_ref().map_or(0..0, |f| f.span());
+            let on_fault = match (p.on_fault.as_ref().map_or(OnFault::Stop, |f| *f.get_ref()), &p.max_restarts) {
+                (OnFault::Restart, Some(m)) => {
+                    if *m.get_ref() == 0 {
+                        self.d
+                            .error(file, m.span(), "max_restarts = 0 never restarts")
+                            .help("use on_fault = \"stop\", or allow at least one restart");
+                    }
+                    FaultPolicy::Restart { max_restarts: *m.get_ref() }
+                }
+                (OnFault::Restart, None) => FaultPolicy::Restart { max_restarts: DEFAULT_MAX_RESTARTS },
+                (_, Some(_)) if p.on_fault.is_none() => FaultPolicy::Stop,
+                (other, Some(m)) => {
+                    let policy = if other == OnFault::Stop { "stop" } else { "halt" };
+                    self.d
+                        .error(file, m.span(), format!("max_restarts only applies to on_fault = \"restart\", but this partition uses on_fault = \"{policy}\""))
+                        .related(file, fault_span.clone(), "fault policy set here")
+                        .help("remove max_restarts, or set on_fault = \"restart\"");
+                    FaultPolicy::Stop
+                }
+                (OnFault::Stop, None) => FaultPolicy::Stop,
+                (OnFault::Halt, None) => FaultPolicy::Halt,
+            };
+
+            // Devices.
+            let mut devices = Vec::new();
+            for dv in &p.devices {
+                let dname = dv.get_ref().as_str();
+                if let Some(b) = board {
+                    if dname == b.console_name {
+                        self.d
+                            .error(file, dv.span(), format!("`{dname}` is the hypervisor's console and cannot be assigned to a partition"))
+                            .help("partitions print through the hypervisor's console service; pick another device");
+                        continue;
+                    }
+                    let Some(dev) = b.device(dname) else {
+                        let diag = self.d.error(file, dv.span(), format!("device `{dname}` is not on board \"{}\"", b.name)).label("no such device");
+                        if let Some(best) = did_you_mean(dname, b.devices.iter().map(|d| d.name.as_str())) {
+                            diag.help(format!("did you mean `{best}`?"));
+                        }
+                        continue;
+                    };
+                    if let Some((owner, ospan)) = dev_owner.get(dname) {
+                        let who = if *owner == name { "this partition".to_owned() } else { format!("partition `{owner}`") };
+                        self.d
+                            .error(file, dv.span(), format!("device `{dname}` is already assigned to {who}"))
+                            .related(file, ospan.clone(), "assigned here")
+                            .help("a device belongs to exactly one partition");
+                        continue;
+                    }
+                    // Distinct board devices may alias MMIO or share an interrupt;
+                    // they may not then be split between partitions.
+                    for (other, (owner, ospan)) in &dev_owner {
+                        if *owner == name {
+                            continue;
+                        }
+                        let Some(odev) = b.device(other) else { continue };
+                        if odev.mmio.overlaps(&dev.mmio) {
+                            self.d
+                                .error(file, dv.span(), format!("MMIO of device `{dname}` ({}) overlaps device `{other}` ({}) of partition `{owner}`", dev.mmio, odev.mmio))
+                                .related(file, ospan.clone(), "assigned here")
+                                .help("assign both devices to the same partition");
+                        } else if let Some(irq) = dev.irqs.iter().find(|i| odev.irqs.contains(i)) {
+                            self.d
+                                .error(file, dv.span(), format!("interrupt {irq} of device `{dname}` is also used by device `{other}` of partition `{owner}`"))
+                                .related(file, ospan.clone(), "assigned here")
+                                .help("an interrupt goes to one partition: assign both devices to the same partition");
+                        }
+                    }
+                    dev_owner.insert(dname, (name, dv.span()));
+                }
+                devices.push(dname.to_owned());
+            }
+
+            if p.name.is_none() || p.cores.is_none() || p.ram.is_none() || p.guest.is_none() || p.on_fault.is_none() {
+                continue; // Missing keys were reported by the shape check.
+            }
+            out.push(Partition {
+                name: name.to_owned(),
+                cores: mine.iter().map(|&c| c as u32).collect(),
+                ram_size: ram,
+                ram_pa: 0,
+                ram_fixed: p.ram_base.is_some(),
+                guest: guest.to_owned(),
+                bootargs,
+                on_fault,
+                devices,
+            });
+        }
+        (self.d.len() == before && out.len() == parts.len()).then_some(out)
+    }
+
+    fn channels(&mut self, parts: &[Item<RawPartition>], chans: &[Item<RawChannel>]) -> Option<Vec<Channel>> {
+        let file = self.file;
+        let before = self.d.len();
+        let known: Vec<&str> = parts.iter().filter_map(|p| p.name.as_deref()).collect();
+        let mut names: HashMap<&str, Span<usize>> = HashMap::new();
+        let mut out = Vec::new();
+        for item in chans {
+            let Some(c) = &item.raw else { continue };
+            let name = c.name.as_ref().map_or("", |n| n.get_ref().as_str());
+            if let Some(n) = &c.name {
+                if let Err(why) = valid_name(name) {
+                    self.d.error(file, n.span(), format!("channel name \"{}\" {why}", name.escape_debug()));
+                }
+                if let Some(first) = names.get(name) {
+                    self.d
+                        .error(file, n.span(), format!("duplicate channel name `{name}`"))
+                        .related(file, first.clone(), "first declared here")
+                        .help("channel names must be unique");
+                } else {
+                    names.insert(name, n.span());
+                }
+            }
+            for (end, v) in [("from", &c.from), ("to", &c.to)] {
+                let Some(v) = v else { continue };
+                let p = v.get_ref().as_str();
+                if !known.contains(&p) {
+                    let diag = self.d.error(file, v.span(), format!("channel `{name}` {end} unknown partition `{p}`")).label("no such partition");
+                    if let Some(best) = did_you_mean(p, known.iter().copied()) {
+                        diag.help(format!("did you mean `{best}`?"));
+                    } else {
+                        diag.help(format!("partitions: {}", known.join(", ")));
+                    }
+                }
+            }
+            let (Some(from), Some(to), Some(slot_size_v), Some(slots_v), Some(notify)) = (&c.from, &c.to, &c.slot_size, &c.slots, &c.notify) else {
+                continue; // Missing keys were reported by the shape check.
+            };
+            if from.get_ref() == to.get_ref() {
+                self.d
+                    .error(file, to.span(), format!("channel `{name}` goes from partition `{}` to itself", to.get_ref()))
+                    .related(file, from.span(), "producer")
+                    .help("a channel connects two different partitions");
+            }
+            let slot_size = *slot_size_v.get_ref();
+            if slot_size == 0 {
+                self.d.error(file, slot_size_v.span(), "slot_size must be at least 1 byte");
+            } else if slot_size > MAX_SLOT_SIZE {
+                self.d
+                    .error(file, slot_size_v.span(), format!("slot_size {slot_size} is too big: a slot is at most {MAX_SLOT_SIZE} bytes"))
+                    .help("send large data in several messages, or through a bigger shared region later");
+            }
+            let slots = *slots_v.get_ref();
+            if slots == 0 || !slots.is_power_of_two() {
+                let up = slots.max(1).checked_next_power_of_two().unwrap_or(MAX_SLOTS);
+                let help = if slots == 0 { "use at least 1 slot (a power of two)".to_owned() } else { format!("use {} or {up}", up / 2) };
+                self.d.error(file, slots_v.span(), format!("slots must be a power of two, not {slots}")).help(help);
+            } else if slots > MAX_SLOTS {
+                self.d.error(file, slots_v.span(), format!("slots {slots} is too many: a channel has at most {MAX_SLOTS} slots"));
+            }
+            let (slot_size, slots) = (slot_size.min(MAX_SLOT_SIZE) as u32, slots.min(MAX_SLOTS) as u32);
+            out.push(Channel {
+                name: name.to_owned(),
+                from: from.get_ref().clone(),
+                to: to.get_ref().clone(),
+                slot_size,
+                slots,
+                notify: match notify.get_ref() {
+                    NotifyName::Poll => Notify::Poll,
+                    NotifyName::Doorbell => Notify::Doorbell,
+                },
+                pa: 0,
+                size: channel_size(slot_size, slots),
+            });
+        }
+        (self.d.len() == before && out.len() == chans.len()).then_some(out)
+    }
+
+    /// Each device and each channel end is one stage-2 region of a partition.
+    fn regions(&mut self, parts: &[Item<RawPartition>], chans: &[Item<RawChannel>]) {
+        for item in parts {
+            let Some(p) = &item.raw else { continue };
+            let Some(name) = p.name.as_ref().map(|n| n.get_ref()) else { continue };
+            let is = |end: &Option<Spanned<String>>| end.as_ref().is_some_and(|e| e.get_ref() == name);
+            let ends = chans.iter().filter_map(|c| c.raw.as_ref()).filter(|c| is(&c.from) || is(&c.to)).count();
+            let n = p.devices.len() + ends;
+            if n > MAX_REGIONS {
+                self.d
+                    .error(self.file, item.header.clone(), format!("partition `{name}` needs {n} memory regions ({} devices, {ends} channel ends); the system table holds at most {MAX_REGIONS}", p.devices.len()))
+                    .help("assign fewer devices or connect fewer channels to this partition");
+            }
+        }
+    }
+
+    fn place(
+        &mut self,
+        board: &Board,
+        parts: &[Item<RawPartition>],
+        chans: &[Item<RawChannel>],
+        partitions: &mut [Partition],
+        channels: &mut [Channel],
+    ) -> Option<()> {
+        let raws: Vec<&RawPartition> = parts.iter().filter_map(|p| p.raw.as_ref()).collect();
+        let reqs: Vec<RamRequest<'_>> = raws
+            .iter()
+            .filter_map(|p| Some((p.name.as_ref()?, p.ram.as_ref()?, p)))
+            .map(|(name, ram, p)| RamRequest {
+                name: name.get_ref(),
+                size: ram.get_ref().0,
+                size_span: ram.span(),
+                fixed: p.ram_base.as_ref().map(|b| (*b.get_ref(), b.span())),
+            })
+            .collect();
+        let (placed, mut free) = place_partitions(&mut self.d, self.file, board, &reqs);
+        for (p, pa) in partitions.iter_mut().zip(&placed) {
+            p.ram_pa = (*pa)?;
+        }
+        for p in partitions.iter() {
+            free.remove(p.ram());
+        }
+        for (c, item) in channels.iter_mut().zip(chans) {
+            match place_channel(&mut free, c.size) {
+                Some(pa) => c.pa = pa,
+                None => {
+                    self.d
+                        .error(self.file, item.header.clone(), format!("no room for the {} of memory of channel `{}`", format_size(c.size), c.name))
+                        .label("does not fit")
+                        .help("channel memory is placed in board RAM left free by the hypervisor and the partitions: reduce partition RAM, or the channel's slots or slot_size");
+                }
+            }
+        }
+        if let Err(e) = crate::verify_layout(board, partitions, channels) {
+            self.d.error(self.file, 0..0, format!("internal placement error: {e}"));
+        }
+        (self.d.is_empty()).then_some(())
+    }
+}

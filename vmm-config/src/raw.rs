@@ -1,0 +1,189 @@
+//! The manifest and board file shapes, as serde and JSON Schema see them.
+//!
+//! These types are the single description of which keys exist, which are
+//! required and what type each value has: the loader derives its unknown-key
+//! and missing-key checks from the JSON Schema generated from them, and
+//! `hallows schema` prints that same schema. They carry spans so every later
+//! check can point at a value. Required keys of partitions and channels are
+//! `Option` here (and required in the schema) so that an item missing one,
+//! or with one of the wrong type, is still checked for everything else.
+//! They must never hold meaning beyond shape:
+//! ranges, ownership and placement are checked in `check`.
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::size::Size;
+
+/// A RustHallows system manifest (version 1).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "RustHallows manifest")]
+#[allow(dead_code)] // Only the schema is built from this type; the loader reads items one by one.
+pub(crate) struct RawManifest {
+    /// Manifest format version; must be 1.
+    pub version: u32,
+    /// A built-in board name, or a path to a board TOML file relative to the manifest.
+    pub board: String,
+    /// The partitions, in boot-table order.
+    #[serde(default)]
+    pub partition: Vec<RawPartition>,
+    /// One-way shared-memory channels between partitions.
+    #[serde(default)]
+    pub channel: Vec<RawChannel>,
+}
+
+/// One `[[partition]]`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawPartition {
+    /// `[a-z][a-z0-9_-]*`, at most 31 bytes, unique.
+    #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_-]*$"), length(max = 31))]
+    pub name: Option<Spanned<String>>,
+    /// Board core indices; the first is the core the partition boots on.
+    #[schemars(with = "Vec<u32>", length(min = 1))]
+    pub cores: Option<Spanned<Vec<Spanned<u64>>>>,
+    /// RAM size: a multiple of 2 MiB.
+    #[schemars(with = "Size")]
+    pub ram: Option<Spanned<Size>>,
+    /// Fixed physical base of the RAM (2 MiB aligned); placed automatically when absent.
+    #[serde(default)]
+    #[schemars(with = "Option<u64>")]
+    pub ram_base: Option<Spanned<u64>>,
+    /// Guest program: a crate under `guests/`.
+    #[schemars(with = "String")]
+    pub guest: Option<Spanned<String>>,
+    /// Boot arguments handed to the guest, at most 127 bytes.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", length(max = 127))]
+    pub bootargs: Option<Spanned<String>>,
+    /// What the hypervisor does when the partition faults.
+    #[schemars(with = "OnFault")]
+    pub on_fault: Option<Spanned<OnFault>>,
+    /// Restarts before the partition is stopped; only with `on_fault = "restart"` (default 3).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1))]
+    pub max_restarts: Option<Spanned<u32>>,
+    /// Board devices assigned to the partition.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub devices: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnFault {
+    Stop,
+    Restart,
+    Halt,
+}
+
+/// One `[[channel]]`: a one-way ring of fixed-size slots in shared memory.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawChannel {
+    /// `[a-z][a-z0-9_-]*`, at most 31 bytes, unique among channels.
+    #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_-]*$"), length(max = 31))]
+    pub name: Option<Spanned<String>>,
+    /// Producer partition.
+    #[schemars(with = "String")]
+    pub from: Option<Spanned<String>>,
+    /// Consumer partition.
+    #[schemars(with = "String")]
+    pub to: Option<Spanned<String>>,
+    /// Bytes per slot, 1 to 65536.
+    #[schemars(with = "u32", range(min = 1, max = 65536))]
+    pub slot_size: Option<Spanned<u64>>,
+    /// Number of slots: a power of two, at most 65536.
+    #[schemars(with = "u32", range(min = 1, max = 65536))]
+    pub slots: Option<Spanned<u64>>,
+    /// How the consumer learns of new messages.
+    #[schemars(with = "NotifyName")]
+    pub notify: Option<Spanned<NotifyName>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NotifyName {
+    Poll,
+    Doorbell,
+}
+
+/// A board file: the hardware facts a system is built against.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "RustHallows board")]
+pub(crate) struct RawBoard {
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    #[schemars(with = "ArchName")]
+    pub arch: Spanned<ArchName>,
+    /// Hardware id (MPIDR affinity / APIC id) of each core index.
+    #[schemars(with = "Vec<u64>")]
+    pub cores: Spanned<Vec<Spanned<u64>>>,
+    #[schemars(with = "Vec<RawRange>")]
+    pub ram: Spanned<Vec<Spanned<RawRange>>>,
+    /// Physical range reserved for the hypervisor image and payload.
+    #[schemars(with = "RawRange")]
+    pub hypervisor: Spanned<RawRange>,
+    /// The UART the hypervisor keeps for itself.
+    #[schemars(with = "RawDevice")]
+    pub console: Spanned<RawDevice>,
+    pub gic: RawGic,
+    #[serde(default)]
+    #[schemars(with = "Vec<RawDevice>")]
+    pub device: Vec<Spanned<RawDevice>>,
+    #[serde(default)]
+    pub qemu: Option<RawQemu>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ArchName {
+    Aarch64,
+    #[serde(rename = "x86_64")]
+    X86_64,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRange {
+    pub base: u64,
+    #[schemars(with = "Size")]
+    pub size: Size,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawGic {
+    #[schemars(with = "RawRange")]
+    pub dist: Spanned<RawRange>,
+    #[schemars(with = "RawRange")]
+    pub redist: Spanned<RawRange>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDevice {
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    pub compatible: String,
+    pub base: u64,
+    #[schemars(with = "Size")]
+    pub size: Size,
+    #[serde(default)]
+    pub irqs: Vec<u32>,
+}
+
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQemu {
+    pub binary: String,
+    pub machine: String,
+    pub cpu: String,
+    pub memory_mib: u64,
+    pub smp: u32,
+    #[serde(default)]
+    pub extra: Vec<String>,
+}
