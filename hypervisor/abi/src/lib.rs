@@ -1,1 +1,281 @@
-//! Placeholder: abi.
+//! The contract between a partition and the hypervisor: hypercall ABI
+//! version 0, the PSCI subset partitions may use, and the boot information
+//! page a guest finds at entry.
+//!
+//! Both sides link this crate: the guest runtime to issue calls, the
+//! hypervisor to decode them. Decoding lives here, in plain safe Rust, so the
+//! handling of every guest-chosen register value is tested on the host.
+//! This crate never trusts its input: [`decode`] accepts any six registers
+//! and [`GuestRange::check`] any pointer and length.
+//!
+//! Calling convention (aarch64, SMCCC style): `hvc #0` with the function id
+//! in `x0` and arguments in `x1..x5`; the result comes back in `x0` (a
+//! non-negative value, or a negative [`Error`]) and `x1`. On x86 the same
+//! numbers travel in `rax`, `rdi`, `rsi`, `rdx`, `r10`, `r8` through
+//! `vmcall`/`vmmcall`.
+#![no_std]
+#![forbid(unsafe_code)]
+
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// Version of the ABI described here, returned by [`call::ABI_VERSION`].
+pub const ABI_VERSION: u64 = 0;
+
+/// Function ids: SMCCC fast calls, SMC64, owner 6 (vendor-specific
+/// hypervisor service), so they never collide with PSCI or other standard
+/// services a future Linux guest may issue.
+pub mod call {
+    pub const BASE: u64 = 0xC600_0000;
+    /// `() -> (0, ABI_VERSION)`.
+    pub const ABI_VERSION: u64 = BASE;
+    /// `(ptr, len) -> bytes written`: writes UTF-8 text to the partition's console.
+    pub const CONSOLE_WRITE: u64 = BASE + 1;
+    /// `(status)`: the partition has finished; never returns.
+    pub const EXIT: u64 = BASE + 2;
+    /// `(kind, address, detail)`: the guest caught a fatal fault of its own
+    /// (a panic, an exception it cannot handle); the hypervisor applies the
+    /// partition's fault policy. Never returns.
+    pub const FAULT: u64 = BASE + 3;
+}
+
+/// Kinds of guest-reported faults ([`call::FAULT`]).
+pub mod fault_kind {
+    /// The guest's panic handler ran; the message went to the console first.
+    pub const PANIC: u64 = 1;
+    /// A synchronous exception the guest could not handle: `address` is the
+    /// faulting instruction, `detail` the syndrome (ESR_EL1 on aarch64).
+    pub const EXCEPTION: u64 = 2;
+}
+
+/// PSCI function ids (SMC32 and SMC64 forms) the hypervisor recognises.
+pub mod psci {
+    pub const VERSION: u64 = 0x8400_0000;
+    pub const CPU_SUSPEND_32: u64 = 0x8400_0001;
+    pub const CPU_OFF: u64 = 0x8400_0002;
+    pub const CPU_ON_32: u64 = 0x8400_0003;
+    pub const AFFINITY_INFO_32: u64 = 0x8400_0004;
+    pub const SYSTEM_OFF: u64 = 0x8400_0008;
+    pub const SYSTEM_RESET: u64 = 0x8400_0009;
+    pub const FEATURES: u64 = 0x8400_000A;
+    pub const CPU_SUSPEND_64: u64 = 0xC400_0001;
+    pub const CPU_ON_64: u64 = 0xC400_0003;
+    pub const AFFINITY_INFO_64: u64 = 0xC400_0004;
+
+    /// PSCI return codes.
+    pub const SUCCESS: i64 = 0;
+    pub const NOT_SUPPORTED: i64 = -1;
+    pub const INVALID_PARAMETERS: i64 = -2;
+    pub const DENIED: i64 = -3;
+    pub const ALREADY_ON: i64 = -4;
+}
+
+/// Errors returned in `x0` as negative numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(i64)]
+pub enum Error {
+    /// Unknown function id.
+    NotSupported = -1,
+    /// A pointer/length outside the caller's memory, or wrapping.
+    InvalidAddress = -2,
+    /// An argument out of range.
+    InvalidArgument = -3,
+}
+
+impl Error {
+    pub const fn code(self) -> u64 {
+        self as i64 as u64
+    }
+}
+
+/// The longest console write accepted in one call; longer writes are split
+/// by the runtime. Bounds the hypervisor's copy.
+pub const CONSOLE_MAX: u64 = 256;
+
+/// A decoded, argument-checked call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hypercall {
+    AbiVersion,
+    ConsoleWrite { ptr: u64, len: u64 },
+    Exit { status: u64 },
+    Fault { kind: u64, address: u64, detail: u64 },
+    Psci(PsciCall),
+}
+
+/// The PSCI calls the hypervisor emulates for partitions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PsciCall {
+    Version,
+    Features { function: u64 },
+    CpuOn { target: u64, entry: u64, context: u64 },
+    CpuOff,
+    AffinityInfo { target: u64, level: u64 },
+    SystemOff,
+    SystemReset,
+    /// A PSCI id we do not implement: answered NOT_SUPPORTED.
+    Other { function: u64 },
+}
+
+/// Decodes a trapped `hvc` (or `smc`) from its argument registers `x0..x5`.
+/// Any register values are accepted; unknown ids come back as errors.
+pub fn decode(regs: [u64; 6]) -> Result<Hypercall, Error> {
+    let [x0, x1, x2, x3, _, _] = regs;
+    // SMC32 calls pass 32-bit values: the upper half of x0 is ignored.
+    let fid = if x0 & (1 << 30) == 0 { x0 & 0xffff_ffff } else { x0 };
+    Ok(match fid {
+        call::ABI_VERSION => Hypercall::AbiVersion,
+        call::CONSOLE_WRITE => {
+            if x2 > CONSOLE_MAX {
+                return Err(Error::InvalidArgument);
+            }
+            Hypercall::ConsoleWrite { ptr: x1, len: x2 }
+        }
+        call::EXIT => Hypercall::Exit { status: x1 },
+        call::FAULT => Hypercall::Fault { kind: x1, address: x2, detail: x3 },
+        psci::VERSION => Hypercall::Psci(PsciCall::Version),
+        psci::FEATURES => Hypercall::Psci(PsciCall::Features { function: x1 & 0xffff_ffff }),
+        psci::CPU_ON_64 => Hypercall::Psci(PsciCall::CpuOn { target: x1, entry: x2, context: x3 }),
+        psci::CPU_ON_32 => Hypercall::Psci(PsciCall::CpuOn {
+            target: x1 & 0xffff_ffff,
+            entry: x2 & 0xffff_ffff,
+            context: x3 & 0xffff_ffff,
+        }),
+        psci::CPU_OFF => Hypercall::Psci(PsciCall::CpuOff),
+        psci::AFFINITY_INFO_64 => Hypercall::Psci(PsciCall::AffinityInfo { target: x1, level: x2 }),
+        psci::AFFINITY_INFO_32 => Hypercall::Psci(PsciCall::AffinityInfo { target: x1 & 0xffff_ffff, level: x2 & 0xffff_ffff }),
+        psci::SYSTEM_OFF => Hypercall::Psci(PsciCall::SystemOff),
+        psci::SYSTEM_RESET => Hypercall::Psci(PsciCall::SystemReset),
+        f if (0x8400_0000..=0x8400_001f).contains(&f) || (0xC400_0000..=0xC400_001f).contains(&f) => {
+            Hypercall::Psci(PsciCall::Other { function: f })
+        }
+        _ => return Err(Error::NotSupported),
+    })
+}
+
+/// A window of guest-physical memory a partition owns (its RAM).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GuestRange {
+    /// Guest-physical base.
+    pub ipa: u64,
+    /// Host-physical base it is mapped to.
+    pub pa: u64,
+    pub size: u64,
+}
+
+impl GuestRange {
+    /// Checks that `[ptr, ptr + len)` lies inside this window and returns
+    /// the host-physical address of `ptr`. Overflow-safe for any inputs.
+    pub fn check(&self, ptr: u64, len: u64) -> Result<u64, Error> {
+        let offset = ptr.checked_sub(self.ipa).ok_or(Error::InvalidAddress)?;
+        let end = offset.checked_add(len).ok_or(Error::InvalidAddress)?;
+        if end > self.size {
+            return Err(Error::InvalidAddress);
+        }
+        Ok(self.pa + offset)
+    }
+}
+
+/// `b"HLWSBOOT"`: first bytes of [`BootInfo`].
+pub const BOOT_MAGIC: [u8; 8] = *b"HLWSBOOT";
+
+/// What a guest finds at entry: `x0` holds the guest-physical address of
+/// this structure, `x1` the index of the vCPU being started (0 for the boot
+/// vCPU). It lives in the last page of the partition's RAM; the runtime puts
+/// its stacks just below it.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct BootInfo {
+    pub magic: [u8; 8],
+    pub abi_version: u64,
+    /// Index of the partition in the system table.
+    pub partition_index: u32,
+    /// Number of cores (vCPUs) the partition owns.
+    pub vcpu_count: u32,
+    pub ram_ipa: u64,
+    pub ram_size: u64,
+    /// How many times the partition has been restarted by its fault policy.
+    pub restart_count: u32,
+    pub _pad: u32,
+    /// NUL-padded partition name.
+    pub name: [u8; 32],
+    /// NUL-padded boot arguments from the manifest.
+    pub bootargs: [u8; 128],
+}
+
+/// Size of the stack the runtime carves for each vCPU below the boot info page.
+pub const VCPU_STACK_SIZE: u64 = 64 * 1024;
+/// Offset of [`BootInfo`] from the end of the partition's RAM.
+pub const BOOT_INFO_FROM_END: u64 = 4096;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn decodes_known_calls() {
+        assert_eq!(decode([call::ABI_VERSION, 0, 0, 0, 0, 0]), Ok(Hypercall::AbiVersion));
+        assert_eq!(
+            decode([call::CONSOLE_WRITE, 0x4000_0000, 12, 0, 0, 0]),
+            Ok(Hypercall::ConsoleWrite { ptr: 0x4000_0000, len: 12 })
+        );
+        assert_eq!(decode([call::EXIT, 7, 0, 0, 0, 0]), Ok(Hypercall::Exit { status: 7 }));
+        assert_eq!(decode([psci::SYSTEM_OFF, 0, 0, 0, 0, 0]), Ok(Hypercall::Psci(PsciCall::SystemOff)));
+        assert_eq!(
+            decode([psci::CPU_ON_64, 2, 0x4000_1000, 5, 0, 0]),
+            Ok(Hypercall::Psci(PsciCall::CpuOn { target: 2, entry: 0x4000_1000, context: 5 }))
+        );
+    }
+
+    #[test]
+    fn smc32_ids_ignore_the_upper_half_and_truncate_arguments() {
+        let x0 = 0xdead_beef_0000_0000 | psci::CPU_ON_32;
+        assert_eq!(
+            decode([x0, 0x1_0000_0002, 0xffff_ffff_4000_0000, 0, 0, 0]),
+            Ok(Hypercall::Psci(PsciCall::CpuOn { target: 2, entry: 0x4000_0000, context: 0 }))
+        );
+    }
+
+    #[test]
+    fn rejects_unknown_and_oversized() {
+        assert_eq!(decode([0, 0, 0, 0, 0, 0]), Err(Error::NotSupported));
+        assert_eq!(decode([call::BASE + 99, 0, 0, 0, 0, 0]), Err(Error::NotSupported));
+        assert_eq!(decode([call::CONSOLE_WRITE, 0, CONSOLE_MAX + 1, 0, 0, 0]), Err(Error::InvalidArgument));
+        assert_eq!(
+            decode([0x8400_0010, 0, 0, 0, 0, 0]),
+            Ok(Hypercall::Psci(PsciCall::Other { function: 0x8400_0010 }))
+        );
+    }
+
+    #[test]
+    fn guest_range_checks() {
+        let r = GuestRange { ipa: 0x4000_0000, pa: 0x4200_0000, size: 0x20_0000 };
+        assert_eq!(r.check(0x4000_0000, 16), Ok(0x4200_0000));
+        assert_eq!(r.check(0x401f_fff0, 16), Ok(0x421f_fff0));
+        assert_eq!(r.check(0x401f_fff1, 16), Err(Error::InvalidAddress));
+        assert_eq!(r.check(0x3fff_ffff, 1), Err(Error::InvalidAddress));
+        assert_eq!(r.check(u64::MAX, 2), Err(Error::InvalidAddress));
+        assert_eq!(r.check(0x4000_0000, u64::MAX), Err(Error::InvalidAddress));
+    }
+
+    #[test]
+    fn boot_info_layout() {
+        assert_eq!(core::mem::size_of::<BootInfo>(), 208);
+        assert!(core::mem::size_of::<BootInfo>() as u64 <= BOOT_INFO_FROM_END);
+    }
+
+    proptest! {
+        #[test]
+        fn decode_never_panics(regs in proptest::array::uniform6(any::<u64>())) {
+            let _ = decode(regs);
+        }
+
+        #[test]
+        fn checked_ranges_stay_inside(ptr in any::<u64>(), len in any::<u64>(), size in 0u64..1 << 40) {
+            let r = GuestRange { ipa: 0x4000_0000, pa: 0x8000_0000, size };
+            if let Ok(pa) = r.check(ptr, len) {
+                prop_assert!(pa >= r.pa);
+                prop_assert!(pa - r.pa + len <= size);
+            }
+        }
+    }
+}

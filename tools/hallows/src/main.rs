@@ -1,1 +1,124 @@
-fn main() {}
+//! `hallows`: check, inspect, build and run RustHallows systems.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use hallows::{build, image, qemu, workspace};
+
+#[derive(Parser)]
+#[command(name = "hallows", version, about = "Build and run RustHallows partitioned systems")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Validate a manifest: exit 0 if valid, 1 with every error if not.
+    Check { manifest: PathBuf },
+    /// Print the resolved system: partitions, placement, memory map.
+    Inspect { manifest: PathBuf },
+    /// Print the JSON Schema of the manifest format.
+    Schema,
+    /// Build the guests and the hypervisor and compose one bootable image.
+    Build {
+        manifest: PathBuf,
+        /// Output image (default: target/hallows/<manifest name>.img).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Build, then boot the system under QEMU; exits with the system's status.
+    Run {
+        manifest: PathBuf,
+        /// Seconds before the machine is killed.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Extra QEMU arguments.
+        #[arg(last = true)]
+        qemu_args: Vec<String>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<u8> {
+    match cli.cmd {
+        Cmd::Check { manifest } => {
+            let ctx = context(&manifest);
+            Ok(vmm_config::cli::check(&manifest, &ctx) as u8)
+        }
+        Cmd::Inspect { manifest } => {
+            let ctx = context(&manifest);
+            Ok(vmm_config::cli::inspect(&manifest, &ctx) as u8)
+        }
+        Cmd::Schema => {
+            println!("{}", vmm_config::cli::schema());
+            Ok(0)
+        }
+        Cmd::Build { manifest, output } => {
+            let (_, path) = build_image(&manifest, output)?;
+            println!("{}", path.display());
+            Ok(0)
+        }
+        Cmd::Run { manifest, timeout, qemu_args } => {
+            let (sys, path) = build_image(&manifest, None)?;
+            eprintln!("hallows: booting {} ({} partitions)", path.display(), sys.partitions.len());
+            let out = qemu::run(&sys.board, &path, Duration::from_secs(timeout), false, &qemu_args)?;
+            match out.status {
+                None => {
+                    eprintln!("hallows: the system did not finish within {timeout} s; killed");
+                    Ok(124)
+                }
+                Some(code) => Ok(code.clamp(0, 255) as u8),
+            }
+        }
+    }
+}
+
+fn context(manifest: &Path) -> vmm_config::CheckContext {
+    match workspace::root_from(manifest.parent().unwrap_or(Path::new("."))) {
+        Ok(root) => workspace::check_context(&root),
+        Err(_) => vmm_config::CheckContext { guests: None },
+    }
+}
+
+fn build_image(manifest: &Path, output: Option<PathBuf>) -> Result<(vmm_config::System, PathBuf)> {
+    let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+    let ctx = workspace::check_context(&root);
+    let sys = match vmm_config::load(manifest, &ctx) {
+        Ok(sys) => sys,
+        Err(diags) => {
+            eprint!("{diags}");
+            anyhow::bail!("{} is not a valid manifest", manifest.display());
+        }
+    };
+    let mut guests: Vec<String> = sys.partitions.iter().map(|p| p.guest.clone()).collect();
+    guests.sort();
+    guests.dedup();
+    let artifacts = build::build(&root, sys.board.arch, &guests)?;
+    let hv = std::fs::read(&artifacts.hypervisor).context("reading the hypervisor binary")?;
+    let img = image::compose(&sys, &hv, &|name| {
+        std::fs::read(artifacts.guest(name)).with_context(|| format!("reading guest `{name}`"))
+    })?;
+    let path = output.unwrap_or_else(|| {
+        let stem = manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+        root.join("target/hallows").join(format!("{stem}.img"))
+    });
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(&path, &img.bytes).with_context(|| format!("writing {}", path.display()))?;
+    Ok((sys, path))
+}

@@ -149,6 +149,9 @@ pub struct PartitionDesc {
     pub name: [u8; NAME_LEN],
     /// Bit `i` set: board core index `i` belongs to this partition.
     pub core_mask: u64,
+    /// Board core index of each vCPU, in order; vCPU 0 is the boot vCPU.
+    /// The first `core_mask.count_ones()` entries are valid.
+    pub vcpu_core: [u8; MAX_CORES],
     /// The partition's RAM: guest-physical base, host-physical base, size.
     pub ram_ipa: u64,
     pub ram_pa: u64,

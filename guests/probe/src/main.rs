@@ -1,0 +1,87 @@
+//! A hostile guest for containment tests. Its boot arguments name what it
+//! tries: `action=read addr=0x...` (read an address), `action=write
+//! addr=...`, `action=system_off`, `action=system_reset`, `action=cpu_on
+//! target=N`, `action=panic`, `action=undef` (an undefined instruction),
+//! `action=bad_console` (console writes with hostile pointers and lengths,
+//! then a clean exit), `action=exit status=N`. Reaching the end of an
+//! action that should have been stopped prints `UNCONTAINED`.
+#![no_std]
+#![no_main]
+
+use hallows_rt::abi::{call, psci};
+use hallows_rt::{println, raw_hypercall, Boot};
+
+hallows_rt::entry!(main);
+
+fn parse(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+fn main(boot: &Boot) -> u64 {
+    let action = boot.arg("action").unwrap_or("none");
+    let addr = boot.arg("addr").and_then(parse).unwrap_or(0);
+    println!("probe: action {action} addr {addr:#x} (restart #{})", boot.restart_count());
+    match action {
+        "read" => {
+            // SAFETY: deliberately hostile: the address is outside our RAM
+            // and the hypervisor must stop us on the access.
+            let v = unsafe { core::ptr::read_volatile(addr as *const u64) };
+            println!("UNCONTAINED read {addr:#x} = {v:#x}");
+        }
+        "write" => {
+            // SAFETY: as above, for a write.
+            unsafe { core::ptr::write_volatile(addr as *mut u64, 0xdead_beef) };
+            println!("UNCONTAINED write {addr:#x}");
+        }
+        "system_off" | "system_reset" => {
+            let f = if action == "system_off" { psci::SYSTEM_OFF } else { psci::SYSTEM_RESET };
+            smc(f, 0, 0, 0);
+            println!("UNCONTAINED {action}");
+        }
+        "cpu_on" => {
+            let target = boot.arg("target").and_then(parse).unwrap_or(1);
+            let r = smc(psci::CPU_ON_64, target, boot.ram_base(), 0);
+            println!("UNCONTAINED cpu_on returned {}", r as i64);
+        }
+        "panic" => panic!("probe panics on purpose"),
+        "undef" => {
+            // SAFETY: executes a permanently undefined instruction on purpose.
+            unsafe { core::arch::asm!("udf #0") };
+            println!("UNCONTAINED undef");
+        }
+        "bad_console" => {
+            let cases: [(u64, u64); 5] = [
+                (0, 16),                                   // below our RAM
+                (boot.ram_base() + boot.ram_size() - 8, 16), // runs off the end
+                (u64::MAX - 4, 16),                        // wraps
+                (boot.ram_base(), 1 << 20),                // longer than a call may be
+                (0x4020_0000 + (1 << 30), 8),              // nowhere
+            ];
+            for (ptr, len) in cases {
+                let (r, _) = raw_hypercall(call::CONSOLE_WRITE, [ptr, len, 0, 0, 0]);
+                println!("console_write({ptr:#x}, {len}) = {}", r as i64);
+                if (r as i64) >= 0 {
+                    return 1;
+                }
+            }
+            let (r, _) = raw_hypercall(call::BASE + 0x77, [0; 5]);
+            println!("unknown call = {}", r as i64);
+            let (v, ver) = raw_hypercall(call::ABI_VERSION, [0; 5]);
+            println!("abi version = {} {}", v as i64, ver);
+            return 0;
+        }
+        "exit" => return boot.arg("status").and_then(parse).unwrap_or(0),
+        other => println!("unknown action {other}"),
+    }
+    2
+}
+
+fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
+    let mut x0 = function;
+    // SAFETY: a PSCI call; the hypervisor traps and filters it.
+    unsafe { core::arch::asm!("smc #0", inout("x0") x0, in("x1") a, in("x2") b, in("x3") c, options(nostack)) };
+    x0
+}

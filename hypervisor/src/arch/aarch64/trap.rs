@@ -1,0 +1,92 @@
+//! Trap entry from the EL2 vectors: decode the syndrome into a portable
+//! [`Trap`] and hand it to the partition logic.
+
+use aarch64_cpu::registers::*;
+
+use crate::partition::{self, Trap};
+
+/// Guest general registers and return state, as `vectors.S` saves them.
+#[derive(Clone, Copy, Debug)]
+#[repr(C)]
+pub struct TrapFrame {
+    pub x: [u64; 31],
+    pub elr: u64,
+    pub spsr: u64,
+    pub _pad: u64,
+}
+
+impl TrapFrame {
+    pub const fn zeroed() -> Self {
+        TrapFrame { x: [0; 31], elr: 0, spsr: 0, _pad: 0 }
+    }
+}
+
+const _: () = assert!(core::mem::size_of::<TrapFrame>() == 34 * 8);
+
+mod ec {
+    pub const HVC64: u64 = 0x16;
+    pub const SMC64: u64 = 0x17;
+    pub const SYSREG: u64 = 0x18;
+    pub const IABT_LOWER: u64 = 0x20;
+    pub const DABT_LOWER: u64 = 0x24;
+}
+
+#[no_mangle]
+extern "C" fn rust_trap_lower(frame: &mut TrapFrame, kind: u64) {
+    let core = super::this_core();
+    let esr = ESR_EL2.get();
+    let pc = frame.elr;
+    let trap = if kind != 0 {
+        // IRQ/FIQ/SError while a partition runs: none is enabled yet, so
+        // any is unexpected; it is attributed to the running partition.
+        Trap::Unexpected { esr: kind << 32, pc }
+    } else {
+        match (esr >> 26) & 0x3f {
+            ec::HVC64 => Trap::Call,
+            ec::SMC64 => {
+                // A trapped SMC leaves ELR on the instruction itself.
+                frame.elr += 4;
+                Trap::Call
+            }
+            ec::DABT_LOWER | ec::IABT_LOWER => {
+                let hpfar = HPFAR_EL2.get();
+                let far = FAR_EL2.get();
+                let ipa = ((hpfar >> 4) << 12) | (far & 0xfff);
+                let instr = (esr >> 26) & 0x3f == ec::IABT_LOWER;
+                let write = !instr && esr & (1 << 6) != 0;
+                Trap::Stage2Fault { ipa, write, instr, pc }
+            }
+            ec::SYSREG if is_set_way_maintenance(esr) => {
+                // DC ISW/CSW/CISW: with SWIO and inner-shareable
+                // coherency there is nothing a partition needs these for
+                // that is safe to do on shared caches. Skip the instruction.
+                frame.elr += 4;
+                return;
+            }
+            _ => Trap::Unexpected { esr, pc },
+        }
+    };
+    partition::handle_trap(core, trap, &mut frame.x);
+}
+
+/// ESR ISS of a trapped `sys` instruction: Op0 = 1, Op1 = 0, CRn = 7, CRm in
+/// {6, 10, 14}, Op2 = 2 are DC ISW, DC CSW, DC CISW.
+fn is_set_way_maintenance(esr: u64) -> bool {
+    let op0 = (esr >> 20) & 3;
+    let op2 = (esr >> 17) & 7;
+    let op1 = (esr >> 14) & 7;
+    let crn = (esr >> 10) & 0xf;
+    let crm = (esr >> 1) & 0xf;
+    op0 == 1 && op1 == 0 && crn == 7 && op2 == 2 && matches!(crm, 6 | 10 | 14)
+}
+
+#[no_mangle]
+extern "C" fn rust_trap_current(frame: &mut TrapFrame, kind: u64) -> ! {
+    let esr = ESR_EL2.get();
+    let far = FAR_EL2.get();
+    crate::console::hv_print(format_args!(
+        "hypervisor exception (kind {kind}) ESR {esr:#x} ELR {:#x} FAR {far:#x}\n",
+        frame.elr
+    ));
+    super::exit_machine(3)
+}

@@ -1,0 +1,8 @@
+//! Architecture support: the only code that touches system registers, raw
+//! physical memory and assembly. Each architecture exports the same names;
+//! the portable modules use nothing else.
+
+#[cfg(target_arch = "aarch64")]
+mod aarch64;
+#[cfg(target_arch = "aarch64")]
+pub use aarch64::*;

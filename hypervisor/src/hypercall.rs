@@ -1,0 +1,144 @@
+//! Hypercall and PSCI handling: everything a partition can ask for.
+//!
+//! Arguments come from guest registers and are decoded by
+//! `hallows_abi::decode`; pointers are checked against the caller's own RAM
+//! window before a single byte is read. A bad argument is an error returned
+//! to the guest; only requests that are violations of the partition's
+//! boundaries (powering off the machine, starting a core it does not own)
+//! stop the partition.
+
+use hallows_abi::{call, fault_kind, psci, Error, Hypercall, PsciCall, CONSOLE_MAX};
+
+use crate::partition::{self, StopReason, Vcpu};
+use crate::system::{self, CoreRole, System};
+use crate::{arch, console};
+
+/// What the trap handler does after a call.
+#[derive(Debug)]
+pub enum Action {
+    Resume,
+    /// This vCPU is off (PSCI CPU_OFF) but the partition runs on.
+    Park,
+    Exit(u64),
+    Stop(StopReason),
+}
+
+/// PSCI 1.1.
+const PSCI_VERSION: u64 = 0x0001_0001;
+
+pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
+    let index = role.partition;
+    let p = &sys.table.partitions()[index];
+    let Some(rt) = sys.parts[index] else { return Action::Stop(StopReason::Unexpected { esr: 0, pc: 0 }) };
+    let args = [regs[0], regs[1], regs[2], regs[3], regs[4], regs[5]];
+    let call = match hallows_abi::decode(args) {
+        Ok(c) => c,
+        Err(e) => {
+            regs[0] = e.code();
+            return Action::Resume;
+        }
+    };
+    let ret = |regs: &mut [u64; 31], v: i64| {
+        regs[0] = v as u64;
+        Action::Resume
+    };
+    match call {
+        Hypercall::AbiVersion => {
+            regs[1] = hallows_abi::ABI_VERSION;
+            ret(regs, 0)
+        }
+        Hypercall::ConsoleWrite { ptr, len } => {
+            let mut buf = [0u8; CONSOLE_MAX as usize];
+            let buf = &mut buf[..len as usize];
+            match rt.ram.read(ptr, buf) {
+                Ok(()) => {
+                    console::partition_write(index, p.name(), buf);
+                    ret(regs, len as i64)
+                }
+                Err(e) => ret(regs, e as i64),
+            }
+        }
+        Hypercall::Exit { status } => Action::Exit(status),
+        Hypercall::Fault { kind, address, detail } => Action::Stop(match kind {
+            fault_kind::PANIC => StopReason::Panic,
+            _ => StopReason::Exception { pc: address, esr: detail },
+        }),
+        Hypercall::Psci(c) => psci_call(sys, role, c, regs),
+    }
+}
+
+fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) -> Action {
+    let p = &sys.table.partitions()[role.partition];
+    let vcpus = system::vcpu_count(p) as u64;
+    let ret = |regs: &mut [u64; 31], v: i64| {
+        regs[0] = v as u64;
+        Action::Resume
+    };
+    match c {
+        PsciCall::Version => ret(regs, PSCI_VERSION as i64),
+        PsciCall::Features { function } => {
+            let supported = matches!(
+                function,
+                psci::VERSION
+                    | psci::FEATURES
+                    | psci::CPU_ON_32
+                    | psci::CPU_ON_64
+                    | psci::CPU_OFF
+                    | psci::AFFINITY_INFO_32
+                    | psci::AFFINITY_INFO_64
+                    | psci::SYSTEM_OFF
+                    | psci::SYSTEM_RESET
+            );
+            ret(regs, if supported { psci::SUCCESS } else { psci::NOT_SUPPORTED })
+        }
+        PsciCall::CpuOn { target, entry, context } => {
+            // Virtual MPIDRs number the partition's vCPUs 0..n in Aff0.
+            let vcpu = target & 0xff_00ff_ffff;
+            if vcpu >= vcpus {
+                return Action::Stop(StopReason::CpuOnNotOwned { target });
+            }
+            if system::boot_info_ipa(p) <= entry || entry < p.ram_ipa || entry % 4 != 0 {
+                return ret(regs, psci::INVALID_PARAMETERS);
+            }
+            let mut st = partition::state(role.partition);
+            match st.vcpus[vcpu as usize] {
+                Vcpu::Off => {
+                    st.vcpus[vcpu as usize] = Vcpu::Pending { entry, context };
+                    drop(st);
+                    arch::send_event();
+                    ret(regs, psci::SUCCESS)
+                }
+                _ => ret(regs, psci::ALREADY_ON),
+            }
+        }
+        PsciCall::CpuOff => {
+            let mut st = partition::state(role.partition);
+            st.vcpus[role.vcpu] = Vcpu::Off;
+            let any_on = st.vcpus[..vcpus as usize].iter().any(|v| *v != Vcpu::Off);
+            drop(st);
+            if any_on {
+                Action::Park
+            } else {
+                Action::Exit(0)
+            }
+        }
+        PsciCall::AffinityInfo { target, level } => {
+            let vcpu = target & 0xff_00ff_ffff;
+            if level != 0 || vcpu >= vcpus {
+                return ret(regs, psci::INVALID_PARAMETERS);
+            }
+            let state = match partition::state(role.partition).vcpus[vcpu as usize] {
+                Vcpu::On => 0,
+                Vcpu::Off => 1,
+                Vcpu::Pending { .. } => 2,
+            };
+            ret(regs, state)
+        }
+        PsciCall::SystemOff => Action::Stop(StopReason::SystemOff),
+        PsciCall::SystemReset => Action::Stop(StopReason::SystemReset),
+        PsciCall::Other { .. } => ret(regs, psci::NOT_SUPPORTED),
+    }
+}
+
+const _: () = assert!(call::BASE == 0xC600_0000);
+const _: Error = Error::NotSupported;

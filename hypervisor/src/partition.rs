@@ -1,0 +1,272 @@
+//! Partition life cycle: loading, running, the fault policy, and the end
+//! of the system.
+//!
+//! A partition ends exactly once, by exiting or by being stopped. A fault
+//! (a stage-2 abort, a forbidden PSCI call, a guest panic, a trap we do not
+//! emulate) never reaches beyond the partition that caused it: the policy
+//! in its manifest entry decides between stopping it, restarting it, and
+//! halting the whole system. When the last partition has ended, the core
+//! that ended it prints the summary and stops the machine.
+
+use core::fmt;
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use hallows_abi::{BootInfo, BOOT_MAGIC};
+use hallows_table::{fault_policy, MAX_CORES, MAX_PARTITIONS};
+use spin::Mutex;
+
+use crate::system::{self, System};
+use crate::{arch, console, hypercall};
+
+/// A trap, decoded by the architecture code.
+#[derive(Clone, Copy, Debug)]
+pub enum Trap {
+    /// `hvc` or a trapped `smc`: a hypercall or a PSCI call.
+    Call,
+    /// An access outside the partition's stage-2 map.
+    Stage2Fault { ipa: u64, write: bool, instr: bool, pc: u64 },
+    /// Anything the hypervisor does not emulate.
+    Unexpected { esr: u64, pc: u64 },
+}
+
+/// Why a partition was stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    Stage2Fault { ipa: u64, write: bool, instr: bool, pc: u64 },
+    SystemOff,
+    SystemReset,
+    CpuOnNotOwned { target: u64 },
+    Panic,
+    Exception { pc: u64, esr: u64 },
+    Unexpected { esr: u64, pc: u64 },
+}
+
+impl fmt::Display for StopReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            StopReason::Stage2Fault { ipa, write, instr, pc } => {
+                let what = if instr { "instruction fetch" } else if write { "write" } else { "read" };
+                write!(f, "stage-2 fault: {what} at {ipa:#x}, outside its memory (pc {pc:#x})")
+            }
+            StopReason::SystemOff => write!(f, "PSCI SYSTEM_OFF denied: a partition may not power off the machine"),
+            StopReason::SystemReset => write!(f, "PSCI SYSTEM_RESET denied: a partition may not reset the machine"),
+            StopReason::CpuOnNotOwned { target } => {
+                write!(f, "PSCI CPU_ON denied: core {target:#x} does not belong to the partition")
+            }
+            StopReason::Panic => write!(f, "the guest panicked"),
+            StopReason::Exception { pc, esr } => write!(f, "unhandled guest exception (ESR_EL1 {esr:#x}, pc {pc:#x})"),
+            StopReason::Unexpected { esr, pc } => write!(f, "unexpected trap (ESR_EL2 {esr:#x}, pc {pc:#x})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Running,
+    Exited(u64),
+    Stopped(StopReason),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vcpu {
+    Off,
+    Pending { entry: u64, context: u64 },
+    On,
+}
+
+#[derive(Debug)]
+pub struct PartState {
+    state: State,
+    restarts: u32,
+    pub vcpus: [Vcpu; MAX_CORES],
+}
+
+static STATES: [Mutex<PartState>; MAX_PARTITIONS] =
+    [const { Mutex::new(PartState { state: State::Running, restarts: 0, vcpus: [Vcpu::Off; MAX_CORES] }) }; MAX_PARTITIONS];
+static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
+static ENDING: AtomicBool = AtomicBool::new(false);
+
+/// Locks partition `index`'s state (hypercall handling needs the vCPUs).
+pub fn state(index: usize) -> spin::MutexGuard<'static, PartState> {
+    STATES[index].lock()
+}
+
+/// Loads (or reloads) partition `index`'s guest image and boot information.
+pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi::Error> {
+    let p = &sys.table.partitions()[index];
+    let rt = sys.parts[index].as_ref().ok_or(hallows_abi::Error::InvalidArgument)?;
+    if restarts > 0 {
+        rt.ram.scrub();
+    }
+    for s in &p.segments[..p.segment_count as usize] {
+        let start = s.payload_offset as usize;
+        let bytes = sys.payload.get(start..start + s.file_size as usize).ok_or(hallows_abi::Error::InvalidArgument)?;
+        rt.ram.load(s.ipa, bytes, s.mem_size)?;
+    }
+    let info = BootInfo {
+        magic: BOOT_MAGIC,
+        abi_version: hallows_abi::ABI_VERSION,
+        partition_index: index as u32,
+        vcpu_count: system::vcpu_count(p) as u32,
+        ram_ipa: p.ram_ipa,
+        ram_size: p.ram_size,
+        restart_count: restarts,
+        _pad: 0,
+        name: p.name,
+        bootargs: p.bootargs,
+    };
+    rt.ram.write(system::boot_info_ipa(p), &info)?;
+    if index == 0 && restarts == 0 {
+        LIVE.store(sys.table.partitions().len(), Ordering::Release);
+    }
+    Ok(())
+}
+
+/// What a core does once the system is up. Never returns.
+pub fn run_core(core: usize) -> ! {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
+    let p = &sys.table.partitions()[role.partition];
+    let Some(rt) = sys.parts[role.partition] else { arch::park() };
+    if role.vcpu == 0 {
+        state(role.partition).vcpus[0] = Vcpu::On;
+        arch::enter_vcpu(rt.stage2_root, rt.vmid, 0, p.entry, system::boot_info_ipa(p), 0);
+    }
+    // A secondary vCPU waits for its partition's PSCI CPU_ON.
+    loop {
+        {
+            let mut st = state(role.partition);
+            if let Vcpu::Pending { entry, context } = st.vcpus[role.vcpu] {
+                st.vcpus[role.vcpu] = Vcpu::On;
+                drop(st);
+                arch::enter_vcpu(rt.stage2_root, rt.vmid, role.vcpu as u64, entry, context, role.vcpu as u64);
+            }
+        }
+        arch::wait_for_event();
+    }
+}
+
+/// Handles one trap from the partition running on `core`. Returns to
+/// resume the guest; every other outcome ends in `finish`.
+pub fn handle_trap(core: usize, trap: Trap, regs: &mut [u64; 31]) {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
+    if state(role.partition).state != State::Running {
+        // Another vCPU ended this partition: this one stops too.
+        arch::park();
+    }
+    let end = match trap {
+        Trap::Call => match hypercall::handle(sys, role, regs) {
+            hypercall::Action::Resume => return,
+            hypercall::Action::Park => arch::park(),
+            hypercall::Action::Exit(status) => End::Exit(status),
+            hypercall::Action::Stop(reason) => End::Fault(reason),
+        },
+        Trap::Stage2Fault { ipa, write, instr, pc } => End::Fault(StopReason::Stage2Fault { ipa, write, instr, pc }),
+        Trap::Unexpected { esr, pc } => End::Fault(StopReason::Unexpected { esr, pc }),
+    };
+    finish(sys, role.partition, end)
+}
+
+enum End {
+    Exit(u64),
+    Fault(StopReason),
+}
+
+fn finish(sys: &System, index: usize, end: End) -> ! {
+    let p = &sys.table.partitions()[index];
+    let name = p.name();
+    console::partition_flush(index, name);
+    let mut st = state(index);
+    if st.state != State::Running {
+        drop(st);
+        arch::park();
+    }
+    match end {
+        End::Exit(status) => {
+            st.state = State::Exited(status);
+            console::hv_print(format_args!("partition {name} exited with status {status}\n"));
+        }
+        End::Fault(reason) => {
+            if p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts {
+                st.restarts += 1;
+                let n = st.restarts;
+                drop(st);
+                console::hv_print(format_args!(
+                    "partition {name} faulted: {reason}; restarting it ({n} of {})\n",
+                    p.max_restarts
+                ));
+                restart(sys, index, n);
+            }
+            st.state = State::Stopped(reason);
+            if p.fault_policy == fault_policy::HALT {
+                drop(st);
+                console::hv_print(format_args!("partition {name} faulted: {reason}; its policy halts the system\n"));
+                shutdown(sys);
+            }
+            console::hv_print(format_args!("partition {name} stopped: {reason}\n"));
+        }
+    }
+    drop(st);
+    if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
+        shutdown(sys);
+    }
+    arch::park()
+}
+
+fn restart(sys: &System, index: usize, restarts: u32) -> ! {
+    let p = &sys.table.partitions()[index];
+    let Some(rt) = sys.parts[index] else { arch::park() };
+    if load(sys, index, restarts).is_err() {
+        // Validated at boot, so unreachable; stop rather than run garbage.
+        console::hv_print(format_args!("partition {}: reload failed\n", p.name()));
+        arch::park();
+    }
+    arch::enter_vcpu(rt.stage2_root, rt.vmid, 0, p.entry, system::boot_info_ipa(p), 0)
+}
+
+/// Prints one summary line per partition and stops the machine: status 0
+/// if every partition exited with status 0, 1 otherwise.
+fn shutdown(sys: &System) -> ! {
+    if ENDING.swap(true, Ordering::AcqRel) {
+        arch::park();
+    }
+    let mut failed = 0;
+    let parts = sys.table.partitions();
+    for (i, p) in parts.iter().enumerate() {
+        let st = state(i);
+        let r = Restarts(st.restarts);
+        let name = p.name();
+        match st.state {
+            State::Exited(0) => console::hv_print(format_args!("summary: {name}: exited 0{r}\n")),
+            State::Exited(s) => {
+                failed += 1;
+                console::hv_print(format_args!("summary: {name}: exited {s}{r}\n"))
+            }
+            State::Stopped(reason) => {
+                failed += 1;
+                console::hv_print(format_args!("summary: {name}: stopped: {reason}{r}\n"))
+            }
+            State::Running => {
+                failed += 1;
+                console::hv_print(format_args!("summary: {name}: still running at halt{r}\n"))
+            }
+        }
+    }
+    console::hv_print(format_args!(
+        "all partitions finished: {} ok, {failed} failed\n",
+        parts.len() - failed
+    ));
+    arch::exit_machine(if failed == 0 { 0 } else { 1 })
+}
+
+struct Restarts(u32);
+
+impl fmt::Display for Restarts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            n => write!(f, " (restarted {n} times)"),
+        }
+    }
+}

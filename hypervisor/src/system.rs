@@ -1,0 +1,237 @@
+//! The validated system: the table as the hypervisor trusts it after
+//! checking it, and the per-partition runtime facts computed at boot.
+//!
+//! The table was produced by our own tool, but the hypervisor still checks
+//! every range it will act on before it maps or writes anything: a
+//! corrupted or hand-edited image must fail to boot, never alias memory.
+
+use core::fmt;
+
+use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
+use hallows_paging::{Attr, MapError, MemKind, PageTable, Stage2, PAGE_SIZE};
+use hallows_table::{
+    fault_policy, perm, region_kind, MemRange, PartitionDesc, Region, SystemTable, TableError, MAX_CORES,
+    MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
+};
+
+use crate::arch::GuestRam;
+
+/// Why the machine did not boot.
+#[derive(Debug)]
+pub enum BootError {
+    Table(TableError),
+    PayloadTooLarge,
+    BadBoard,
+    Map(MapError),
+    DeviceTree(&'static str),
+    Board(&'static str, u64),
+    Partition { index: usize, what: &'static str },
+    Load(hallows_abi::Error),
+    CpuOn { core: usize, status: i64 },
+}
+
+impl fmt::Display for BootError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BootError::Table(e) => write!(f, "invalid system table: {e:?}"),
+            BootError::PayloadTooLarge => write!(f, "the payload does not fit the board's hypervisor reservation"),
+            BootError::BadBoard => write!(f, "the board description in the table is inconsistent"),
+            BootError::Map(e) => write!(f, "page-table construction failed: {e:?}"),
+            BootError::DeviceTree(e) => write!(f, "device tree: {e}"),
+            BootError::Board(what, value) => write!(f, "the machine does not match the manifest's board: {what} {value:#x}"),
+            BootError::Partition { index, what } => write!(f, "partition #{index}: {what}"),
+            BootError::Load(e) => write!(f, "loading a guest failed: {e:?}"),
+            BootError::CpuOn { core, status } => write!(f, "firmware refused to start core {core} (PSCI status {status})"),
+        }
+    }
+}
+
+/// What the hypervisor keeps for a partition after boot.
+#[derive(Clone, Copy, Debug)]
+pub struct PartitionRt {
+    pub ram: GuestRam,
+    pub stage2_root: u64,
+    pub vmid: u16,
+}
+
+/// Runtime facts being assembled at boot.
+#[derive(Debug)]
+pub struct Loaded {
+    pub partitions: [Option<PartitionRt>; MAX_PARTITIONS],
+}
+
+impl Loaded {
+    pub const EMPTY: Loaded = Loaded { partitions: [None; MAX_PARTITIONS] };
+}
+
+/// What a core does: run vCPU `vcpu` of partition `partition`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CoreRole {
+    pub partition: usize,
+    pub vcpu: usize,
+}
+
+/// The validated system, immutable after boot.
+#[derive(Debug)]
+pub struct System {
+    pub table: &'static SystemTable,
+    pub payload: &'static [u8],
+    pub parts: [Option<PartitionRt>; MAX_PARTITIONS],
+    pub core_map: [Option<CoreRole>; MAX_CORES],
+}
+
+static SYSTEM: spin::Once<System> = spin::Once::new();
+
+/// Publishes the system (once, on the primary core, before other cores start).
+pub fn install(table: &'static SystemTable, payload: &'static [u8], loaded: Loaded) -> &'static System {
+    let mut core_map = [None; MAX_CORES];
+    for (index, p) in table.partitions().iter().enumerate() {
+        for (vcpu, core) in cores(p).enumerate() {
+            core_map[core] = Some(CoreRole { partition: index, vcpu });
+        }
+    }
+    SYSTEM.call_once(|| System { table, payload, parts: loaded.partitions, core_map })
+}
+
+/// The installed system. Only called on paths that run after `install`.
+pub fn get() -> &'static System {
+    SYSTEM.get().expect("system used before boot finished")
+}
+
+/// The board core index of each vCPU of a partition, in vCPU order (vCPU
+/// 0 boots first). `validate` proves these are exactly the mask's cores.
+pub fn cores(p: &PartitionDesc) -> impl Iterator<Item = usize> + '_ {
+    p.vcpu_core[..vcpu_count(p).min(MAX_CORES)].iter().map(|&c| c as usize)
+}
+
+pub fn vcpu_count(p: &PartitionDesc) -> usize {
+    p.core_mask.count_ones() as usize
+}
+
+/// The guest-physical address of a partition's boot information.
+pub fn boot_info_ipa(p: &PartitionDesc) -> u64 {
+    p.ram_ipa + p.ram_size - BOOT_INFO_FROM_END
+}
+
+pub fn region_attr(r: &Region) -> Attr {
+    Attr {
+        read: r.perm & perm::READ != 0,
+        write: r.perm & perm::WRITE != 0,
+        exec: r.perm & perm::EXEC != 0,
+        kind: if r.kind == region_kind::DEVICE { MemKind::Device } else { MemKind::Normal },
+    }
+}
+
+/// Checks the machine the firmware describes against the table's board.
+pub fn check_board(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64], psci_smc: bool) -> Result<(), BootError> {
+    if !psci_smc {
+        return Err(BootError::DeviceTree("PSCI is not reachable through SMC (need -M virt,virtualization=on)"));
+    }
+    let in_dt_ram = |r: &MemRange| dt_ram.iter().any(|d| d.contains(r));
+    if !in_dt_ram(&table.board.hypervisor) {
+        return Err(BootError::Board("the hypervisor reservation is not RAM here, at", table.board.hypervisor.base));
+    }
+    for p in table.partitions() {
+        if !in_dt_ram(&p.ram()) {
+            return Err(BootError::Board("partition RAM is not RAM on this machine, at", p.ram_pa));
+        }
+        for core in cores(p) {
+            let hwid = table.board.core_hwid[core];
+            if !dt_cpus.contains(&hwid) {
+                return Err(BootError::Board("a partition's core is not on this machine: MPIDR", hwid));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Validates everything the hypervisor will act on. `payload` is where the
+/// payload lies, `image` the whole hypervisor image including it.
+pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Result<(), BootError> {
+    let board = &table.board;
+    if board.core_count as usize > MAX_CORES
+        || board.ram_count as usize > MAX_RAM_RANGES
+        || table.partition_count as usize > MAX_PARTITIONS
+    {
+        return Err(BootError::BadBoard);
+    }
+    let ram = &board.ram[..board.ram_count as usize];
+    let in_ram = |r: &MemRange| ram.iter().any(|b| b.contains(r));
+    if !in_ram(&board.hypervisor) || !board.hypervisor.contains(&image) {
+        return Err(BootError::BadBoard);
+    }
+    let parts = table.partitions();
+    let mut owned = 0u64;
+    for (index, p) in parts.iter().enumerate() {
+        let bad = |what| Err(BootError::Partition { index, what });
+        if p.name().is_empty() || p.name() == "?" {
+            return bad("invalid name");
+        }
+        if p.core_mask == 0 || (board.core_count < 64 && p.core_mask >> board.core_count != 0) {
+            return bad("owns a core the board does not have");
+        }
+        if vcpu_count(p) > MAX_CORES || cores(p).fold(0u64, |m, c| m | 1u64.checked_shl(c as u32).unwrap_or(0)) != p.core_mask {
+            return bad("vCPU core list does not match the core mask");
+        }
+        if owned & p.core_mask != 0 {
+            return bad("owns a core another partition owns");
+        }
+        owned |= p.core_mask;
+        let r = p.ram();
+        let window = MemRange { base: p.ram_ipa, size: p.ram_size };
+        if r.size == 0 || r.base % PAGE_SIZE != 0 || r.size % PAGE_SIZE != 0 || p.ram_ipa % PAGE_SIZE != 0 {
+            return bad("RAM not page aligned");
+        }
+        if !in_ram(&r) || window.end().is_none_or(|e| e > PageTable::<Stage2>::INPUT_SPAN) {
+            return bad("RAM outside the board's RAM or the stage-2 input range");
+        }
+        if r.overlaps(&board.hypervisor) {
+            return bad("RAM overlaps the hypervisor");
+        }
+        if parts[..index].iter().any(|q| q.ram().overlaps(&r)) {
+            return bad("RAM overlaps another partition");
+        }
+        let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * vcpu_count(p) as u64;
+        if r.size <= reserved {
+            return bad("RAM too small for boot information and stacks");
+        }
+        let loadable = MemRange { base: p.ram_ipa, size: p.ram_size - reserved };
+        if p.segment_count as usize > MAX_SEGMENTS || p.region_count as usize > MAX_REGIONS {
+            return bad("too many segments or regions");
+        }
+        for s in &p.segments[..p.segment_count as usize] {
+            if s.file_size > s.mem_size || !loadable.contains(&MemRange { base: s.ipa, size: s.mem_size }) {
+                return bad("a guest segment lies outside its RAM");
+            }
+            let end = s.payload_offset.checked_add(s.file_size);
+            if end.is_none_or(|e| e > payload.size) {
+                return bad("a guest segment lies outside the payload");
+            }
+        }
+        if !loadable.contains(&MemRange { base: p.entry, size: 4 }) {
+            return bad("entry point outside its RAM");
+        }
+        for g in &p.regions[..p.region_count as usize] {
+            let target = MemRange { base: g.pa, size: g.size };
+            if g.size == 0 || g.pa % PAGE_SIZE != 0 || g.ipa % PAGE_SIZE != 0 || g.size % PAGE_SIZE != 0 {
+                return bad("a region is not page aligned");
+            }
+            if (MemRange { base: g.ipa, size: g.size }).overlaps(&window) {
+                return bad("a region overlaps its RAM window");
+            }
+            if target.overlaps(&board.hypervisor) || parts.iter().any(|q| q.ram().overlaps(&target)) {
+                return bad("a region maps hypervisor or partition RAM");
+            }
+            if g.kind == region_kind::NORMAL && !in_ram(&target) {
+                return bad("a memory region is not RAM");
+            }
+        }
+        if !matches!(p.fault_policy, fault_policy::STOP | fault_policy::RESTART | fault_policy::HALT) {
+            return bad("unknown fault policy");
+        }
+        if p.fault_policy == fault_policy::RESTART && vcpu_count(p) != 1 {
+            return bad("restart policy needs a single-core partition");
+        }
+    }
+    Ok(())
+}

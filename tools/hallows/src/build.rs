@@ -1,0 +1,66 @@
+//! Building the hypervisor and guest binaries with cargo.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+use vmm_config::Arch;
+
+/// Where the built binaries are.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    pub hypervisor: PathBuf,
+    pub guest_dir: PathBuf,
+}
+
+impl Artifacts {
+    pub fn guest(&self, name: &str) -> PathBuf {
+        self.guest_dir.join(name)
+    }
+}
+
+/// Rust targets of the hypervisor and of guests for an architecture.
+pub fn targets(arch: Arch) -> (&'static str, &'static str) {
+    match arch {
+        // The hypervisor is soft-float: EL2 code never touches the FP/SIMD
+        // registers, so a trap need not save the guest's.
+        Arch::Aarch64 => ("aarch64-unknown-none-softfloat", "aarch64-unknown-none"),
+        Arch::X86_64 => ("x86_64-unknown-none", "x86_64-unknown-none"),
+    }
+}
+
+/// Builds the hypervisor and the named guests (release) for `arch`.
+pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
+    if arch != Arch::Aarch64 {
+        bail!("the {} hypervisor is not implemented yet; use an aarch64 board", arch.name());
+    }
+    let (hv_target, guest_target) = targets(arch);
+    cargo(root, hv_target, &["hallows-hv".to_string()])?;
+    if !guests.is_empty() {
+        cargo(root, guest_target, guests)?;
+    }
+    let target_dir = root.join("target");
+    Ok(Artifacts {
+        hypervisor: target_dir.join(hv_target).join("release/hallows-hv"),
+        guest_dir: target_dir.join(guest_target).join("release"),
+    })
+}
+
+fn cargo(root: &Path, target: &str, packages: &[String]) -> Result<()> {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(root).args(["build", "--release", "--quiet", "--target", target]);
+    for p in packages {
+        cmd.args(["-p", p]);
+    }
+    // Flags meant for host builds (a loom cfg, sanitizers) must not leak into
+    // bare-metal builds: they would also replace the per-target flags in
+    // .cargo/config.toml. The target directory is always the workspace's.
+    for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().with_context(|| "running cargo")?;
+    if !status.success() {
+        bail!("cargo build --target {target} -p {} failed", packages.join(" -p "));
+    }
+    Ok(())
+}

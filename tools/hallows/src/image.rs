@@ -1,0 +1,209 @@
+//! Composing the bootable image: the hypervisor's flat binary followed by
+//! the payload (the system table, then each guest's loadable bytes).
+//!
+//! Everything the hypervisor will need is resolved here, on the host: guest
+//! ELF files are reduced to (address, bytes, size) segments and checked to
+//! fit their partition, so the hypervisor parses no ELF and no TOML.
+
+use anyhow::{bail, Context, Result};
+use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
+use hallows_table::{
+    padded, Board, MemRange, PartitionDesc, Segment, SystemTable, MAX_CORES, MAX_PARTITIONS, MAX_RAM_RANGES,
+    MAX_SEGMENTS, TABLE_MAGIC, TABLE_VERSION,
+};
+use object::elf::{FileHeader64, PT_LOAD};
+use object::read::elf::{FileHeader, ProgramHeader};
+use object::{Endianness, Object, ObjectSymbol};
+use vmm_config::System;
+use zerocopy::{FromZeros, IntoBytes};
+
+/// Guest-physical base of every partition's RAM: each guest links here.
+pub const GUEST_RAM_IPA: u64 = 0x4000_0000;
+/// Offset of the image-size field in the arm64 Image header.
+const IMAGE_SIZE_OFFSET: usize = 16;
+
+/// A loadable segment read from an ELF file.
+#[derive(Debug)]
+pub struct ElfSegment {
+    pub addr: u64,
+    pub data: Vec<u8>,
+    pub mem_size: u64,
+}
+
+/// An ELF file reduced to what a loader needs.
+#[derive(Debug)]
+pub struct Elf {
+    pub entry: u64,
+    pub segments: Vec<ElfSegment>,
+    pub symbols: Vec<(String, u64)>,
+}
+
+impl Elf {
+    pub fn parse(bytes: &[u8]) -> Result<Elf> {
+        let header = FileHeader64::<Endianness>::parse(bytes).context("not a 64-bit ELF file")?;
+        let endian = header.endian()?;
+        let mut segments = Vec::new();
+        for ph in header.program_headers(endian, bytes)? {
+            if ph.p_type(endian) != PT_LOAD || ph.p_memsz(endian) == 0 {
+                continue;
+            }
+            let data = ph.data(endian, bytes).map_err(|()| anyhow::anyhow!("segment data out of bounds"))?;
+            segments.push(ElfSegment { addr: ph.p_paddr(endian), data: data.to_vec(), mem_size: ph.p_memsz(endian) });
+        }
+        let file = object::File::parse(bytes)?;
+        let symbols = file
+            .symbols()
+            .filter_map(|s| Some((s.name().ok()?.to_string(), s.address())))
+            .collect();
+        Ok(Elf { entry: header.e_entry(endian), segments, symbols })
+    }
+
+    pub fn symbol(&self, name: &str) -> Option<u64> {
+        self.symbols.iter().find(|(n, _)| n == name).map(|&(_, a)| a)
+    }
+}
+
+/// What `compose` produced, for reports and tests.
+#[derive(Debug)]
+pub struct Image {
+    pub bytes: Vec<u8>,
+    pub load_address: u64,
+    pub payload_offset: usize,
+    pub table: Box<SystemTable>,
+}
+
+/// Builds the image for `sys` from the hypervisor ELF and a way to read each
+/// guest's ELF by name.
+pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<Image> {
+    let hv = Elf::parse(hypervisor).context("reading the hypervisor ELF")?;
+    let start = hv.symbol("__hv_start").context("hypervisor has no __hv_start")?;
+    let end = hv.symbol("__hv_end").context("hypervisor has no __hv_end")?;
+    let mut bytes = vec![0u8; (end - start) as usize];
+    for s in &hv.segments {
+        if s.addr < start || s.addr + s.mem_size > end {
+            bail!("hypervisor segment at {:#x} lies outside {start:#x}..{end:#x}", s.addr);
+        }
+        let off = (s.addr - start) as usize;
+        bytes[off..off + s.data.len()].copy_from_slice(&s.data);
+    }
+
+    let mut table = SystemTable::new_zeroed();
+    table.magic = TABLE_MAGIC;
+    table.version = TABLE_VERSION;
+    table.table_size = std::mem::size_of::<SystemTable>() as u32;
+    table.board = board(sys)?;
+    if sys.partitions.len() > MAX_PARTITIONS {
+        bail!("{} partitions; at most {MAX_PARTITIONS} are supported", sys.partitions.len());
+    }
+    table.partition_count = sys.partitions.len() as u32;
+    let mut blobs: Vec<u8> = Vec::new();
+    let blob_base = std::mem::size_of::<SystemTable>() as u64;
+    for (i, p) in sys.partitions.iter().enumerate() {
+        let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
+        table.partitions[i] = partition(sys, p, &elf, &mut blobs, blob_base)?;
+    }
+    let mut payload = table.as_bytes().to_vec();
+    payload.extend_from_slice(&blobs);
+    table.payload_size = payload.len() as u64;
+    payload[..std::mem::size_of::<SystemTable>()].copy_from_slice(table.as_bytes());
+
+    let payload_offset = bytes.len();
+    bytes.extend_from_slice(&payload);
+    let total = bytes.len() as u64;
+    let reserved = sys.board.hypervisor;
+    if start < reserved.base || start + total > reserved.end() {
+        bail!(
+            "the image ({total} bytes at {start:#x}) does not fit the board's hypervisor reservation {reserved}; \
+             give partitions smaller guests or enlarge the reservation in the board file"
+        );
+    }
+    bytes[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&total.to_le_bytes());
+    Ok(Image { bytes, load_address: start, payload_offset, table: Box::new(table) })
+}
+
+fn board(sys: &System) -> Result<Board> {
+    let b = &sys.board;
+    let mut out = Board::new_zeroed();
+    out.arch = b.arch.table_id();
+    if b.cores.len() > MAX_CORES || b.ram.len() > MAX_RAM_RANGES {
+        bail!("board {} has more cores or RAM ranges than the table holds", b.name);
+    }
+    out.core_count = b.cores.len() as u32;
+    out.core_hwid[..b.cores.len()].copy_from_slice(&b.cores);
+    out.ram_count = b.ram.len() as u32;
+    for (o, r) in out.ram.iter_mut().zip(&b.ram) {
+        *o = r.to_table();
+    }
+    out.hypervisor = b.hypervisor.to_table();
+    out.console = b.console.to_table();
+    out.gic_dist = b.gic_dist.to_table();
+    out.gic_redist = b.gic_redist.to_table();
+    Ok(out)
+}
+
+fn partition(
+    sys: &System,
+    p: &vmm_config::Partition,
+    elf: &Elf,
+    blobs: &mut Vec<u8>,
+    blob_base: u64,
+) -> Result<PartitionDesc> {
+    let mut d = PartitionDesc::new_zeroed();
+    d.name = padded(&p.name).context("partition name too long")?;
+    d.bootargs = padded(&p.bootargs).context("boot arguments too long")?;
+    d.core_mask = p.core_mask();
+    for (slot, &core) in d.vcpu_core.iter_mut().zip(&p.cores) {
+        *slot = u8::try_from(core).context("core index")?;
+    }
+    d.ram_ipa = GUEST_RAM_IPA;
+    d.ram_pa = p.ram_pa;
+    d.ram_size = p.ram_size;
+    (d.fault_policy, d.max_restarts) = p.on_fault.to_table();
+    let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * p.cores.len() as u64;
+    let loadable = MemRange { base: GUEST_RAM_IPA, size: p.ram_size.saturating_sub(reserved) };
+    if elf.segments.len() > MAX_SEGMENTS {
+        bail!("guest `{}` has {} loadable segments; at most {MAX_SEGMENTS}", p.guest, elf.segments.len());
+    }
+    d.segment_count = elf.segments.len() as u32;
+    for (slot, s) in d.segments.iter_mut().zip(&elf.segments) {
+        let range = MemRange { base: s.addr, size: s.mem_size };
+        if !loadable.contains(&range) {
+            bail!(
+                "guest `{}` of partition `{}` needs {:#x}..{:#x}, but the partition's {} MiB of RAM leave \
+                 {:#x}..{:#x} for the program (the rest holds stacks and boot information): give it more `ram`",
+                p.guest,
+                p.name,
+                s.addr,
+                s.addr + s.mem_size,
+                p.ram_size >> 20,
+                loadable.base,
+                loadable.base + loadable.size
+            );
+        }
+        while blobs.len() % 16 != 0 {
+            blobs.push(0);
+        }
+        *slot = Segment {
+            ipa: s.addr,
+            payload_offset: blob_base + blobs.len() as u64,
+            file_size: s.data.len() as u64,
+            mem_size: s.mem_size,
+        };
+        blobs.extend_from_slice(&s.data);
+    }
+    if !loadable.contains(&MemRange { base: elf.entry, size: 4 }) {
+        bail!("guest `{}` has its entry point {:#x} outside its RAM", p.guest, elf.entry);
+    }
+    d.entry = elf.entry;
+    if !p.devices.is_empty() {
+        bail!(
+            "partition `{}` is assigned devices, which the hypervisor cannot pass through yet \
+             (device assignment lands with the guest-runtime issue); remove `devices`",
+            p.name
+        );
+    }
+    if !sys.channels.is_empty() {
+        bail!("channels are declared, but the hypervisor does not map channel memory yet; remove the [[channel]] entries");
+    }
+    Ok(d)
+}

@@ -1,0 +1,13 @@
+//! The host side of RustHallows: everything that runs before the machine
+//! boots. `vmm-config` checks a manifest; this crate builds the guests and
+//! the hypervisor, reduces the checked system to the fixed-layout table,
+//! composes the bootable image, and runs it under QEMU.
+//!
+//! The integration tests use this library directly, so that they build
+//! everything once and compose one image per test system.
+#![forbid(unsafe_code)]
+
+pub mod build;
+pub mod image;
+pub mod qemu;
+pub mod workspace;

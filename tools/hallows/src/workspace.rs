@@ -1,0 +1,46 @@
+//! Finding the workspace and the guest programs in it.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+/// Library crates under `guests/` that are not guest programs.
+const NOT_GUESTS: &[&str] = &["rt", "ring"];
+
+/// The workspace root: the nearest ancestor of `start` whose Cargo.toml
+/// declares `[workspace]`.
+pub fn root_from(start: &Path) -> Result<PathBuf> {
+    let start = start.canonicalize().with_context(|| format!("{} does not exist", start.display()))?;
+    for dir in start.ancestors() {
+        let toml = dir.join("Cargo.toml");
+        if toml.is_file() && std::fs::read_to_string(&toml).is_ok_and(|s| s.contains("[workspace]")) {
+            return Ok(dir.to_path_buf());
+        }
+    }
+    bail!("no RustHallows workspace (a Cargo.toml with [workspace]) above {}", start.display())
+}
+
+/// The workspace this tool was built from (for tests and default paths).
+pub fn own_root() -> PathBuf {
+    // tools/hallows -> workspace root
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
+}
+
+/// Names of the guest programs: directories under `guests/` with a
+/// Cargo.toml, except the runtime libraries.
+pub fn guests(root: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(root.join("guests"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("Cargo.toml").is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !NOT_GUESTS.contains(&n.as_str()))
+        .collect();
+    names.sort();
+    names
+}
+
+pub fn check_context(root: &Path) -> vmm_config::CheckContext {
+    vmm_config::CheckContext { guests: Some(guests(root)) }
+}
