@@ -255,8 +255,11 @@ impl<V: ChannelView> ConsumerCore<V> {
         core.cached_head = head;
         core.prod_epoch = if synced { prod_epoch } else { 0 };
         let c = core.view.consumer_header();
-        // Stored in the order the producer's refresh relies on.
-        c.tail.store(head, Relaxed);
+        // Stored in the order the producer's refresh relies on. Release on
+        // the tail too: a previous incarnation's reads of the slots we skip
+        // must happen before the producer reuses them, whichever of our
+        // stores the producer happens to observe first.
+        c.tail.store(head, Release);
         c.prod_epoch_ack.store(core.prod_epoch, Release);
         c.epoch.store(epoch, Release);
         core
@@ -363,7 +366,9 @@ impl<V: ChannelView> ConsumerCore<V> {
         self.cached_head = head;
         self.prod_epoch = prod_epoch;
         let c = self.view.consumer_header();
-        c.tail.store(head, Relaxed);
+        // Release, as in `attach`: our earlier slot reads happen before the
+        // producer reuses the slots we skip.
+        c.tail.store(head, Release);
         // Release: the producer that sees the ack sees the tail above.
         c.prod_epoch_ack.store(prod_epoch, Release);
         if first {
@@ -480,10 +485,10 @@ mod tests {
         let h = Heap::default();
         let l = layout(4);
         let mut tx = ProducerCore::attach(&h, &l);
-        let rx = ConsumerCore::attach(&h, &l);
+        let _dead = ConsumerCore::attach(&h, &l);
         tx.reserve(4).unwrap();
         tx.commit(4);
-        drop(rx);
+        // The first consumer dies without consuming anything.
         let mut rx = ConsumerCore::attach(&h, &l);
         // In-flight messages were discarded by the new consumer.
         assert_eq!(rx.peek(1), Err(RingError::Empty));
