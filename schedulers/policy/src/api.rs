@@ -38,12 +38,13 @@ pub struct ApiConfig {
 }
 
 impl ApiConfig {
-    /// Defaults for microsecond-scale RPC: 5 us quantum, demotion and
+    /// Defaults for microsecond-scale RPC: 2 us quantum (a short request
+    /// then waits at most a quantum plus one preemption), demotion and
     /// preemption on arrival on, 1 ms bound on deferral.
     pub const fn new(cores: usize) -> Self {
         Self {
             cores,
-            quantum: 5_000,
+            quantum: 2_000,
             demote_preempted: true,
             preempt_on_arrival: true,
             max_defer: 1_000_000,
@@ -195,7 +196,7 @@ impl<const N: usize> Scheduler for Api<N> {
 mod tests {
     use super::*;
 
-    const Q: Nanos = 5_000;
+    const Q: Nanos = ApiConfig::new(1).quantum;
 
     fn api(cores: usize) -> Api<8> {
         Api::new(ApiConfig::new(cores)).unwrap()
