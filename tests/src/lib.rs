@@ -1,1 +1,80 @@
-//! Placeholder: integration tests.
+//! Harness for the integration tests: build the hypervisor and every guest
+//! once per test binary, compose one image per test system, boot it under
+//! QEMU with a hard timeout, and hand back the serial output and the exit
+//! status.
+#![forbid(unsafe_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use hallows::{build, image, qemu, workspace};
+
+/// Every boot is killed after this long: a hang is a failure, not a wait.
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+
+pub fn root() -> PathBuf {
+    workspace::own_root()
+}
+
+fn artifacts() -> &'static build::Artifacts {
+    static ARTIFACTS: OnceLock<build::Artifacts> = OnceLock::new();
+    ARTIFACTS.get_or_init(|| {
+        let root = root();
+        let guests = workspace::guests(&root);
+        build::build(&root, vmm_config::Arch::Aarch64, &guests).expect("building the hypervisor and guests")
+    })
+}
+
+/// A finished boot.
+#[derive(Debug)]
+pub struct Boot {
+    pub status: Option<i32>,
+    pub output: String,
+}
+
+impl Boot {
+    /// Lines printed by partition `name` (prefix removed).
+    pub fn lines_of(&self, name: &str) -> Vec<&str> {
+        let prefix = format!("[{name}] ");
+        self.output.lines().filter_map(|l| l.strip_prefix(prefix.as_str())).collect()
+    }
+
+    /// The hypervisor's summary line for partition `name`.
+    pub fn summary(&self, name: &str) -> &str {
+        let prefix = format!("summary: {name}: ");
+        self.lines_of("hallows")
+            .into_iter()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .unwrap_or_else(|| panic!("no summary for {name} in:\n{}", self.output))
+    }
+
+    pub fn assert_status(&self, status: i32) {
+        assert_eq!(self.status, Some(status), "exit status (None = timed out); output:\n{}", self.output);
+    }
+
+    pub fn assert_no_uncontained(&self) {
+        assert!(!self.output.contains("UNCONTAINED"), "a probe escaped:\n{}", self.output);
+    }
+}
+
+/// Boots `tests/systems/<name>.toml`.
+pub fn boot_system(name: &str) -> Boot {
+    boot_manifest(&root().join("tests/systems").join(format!("{name}.toml")))
+}
+
+/// Boots any manifest file.
+pub fn boot_manifest(path: &Path) -> Boot {
+    let root = root();
+    let ctx = workspace::check_context(&root);
+    let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
+    let art = artifacts();
+    let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
+    let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+    let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
+    std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
+    std::fs::write(&out, &img.bytes).expect("writing the image");
+    let r = qemu::run(&sys.board, &out, BOOT_TIMEOUT, true, &[]).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
+}

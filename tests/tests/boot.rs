@@ -1,0 +1,104 @@
+//! Boot real systems under QEMU (aarch64, EL2, GICv3, 4 cores) and check
+//! what each partition printed, the hypervisor's summary, and the machine's
+//! exit status.
+
+use hallows_tests::{boot_manifest, boot_system, root};
+
+#[test]
+fn demo_system_runs_three_partitions_to_completion() {
+    let b = boot_manifest(&root().join("vmm-config/examples/demo.toml"));
+    b.assert_status(0);
+    for name in ["frontend", "backend", "database"] {
+        assert!(!b.lines_of(name).is_empty(), "no output from {name}:\n{}", b.output);
+        assert_eq!(b.summary(name), "exited 0");
+    }
+    assert!(b.lines_of("frontend").contains(&"welcome from partition frontend"));
+    assert!(b.lines_of("backend").contains(&"3245 primes below 30000"));
+    assert!(b.lines_of("database").iter().any(|l| l.starts_with("32 MiB of RAM at 0x40000000")));
+    assert!(b.output.contains("all partitions finished: 3 ok, 0 failed"));
+}
+
+#[test]
+fn reading_another_partitions_ram_stops_only_the_reader() {
+    let b = boot_system("foreign-ram");
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert!(b.summary("attacker").starts_with("stopped: stage-2 fault: read at 0x48000000"));
+    assert_eq!(b.summary("victim"), "exited 0");
+    assert!(b.lines_of("victim").contains(&"2262 primes below 20000"));
+}
+
+#[test]
+fn hypervisor_memory_and_devices_are_unreachable() {
+    let b = boot_system("hypervisor-memory");
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert!(b.summary("reader").starts_with("stopped: stage-2 fault: read at 0x40200000"), "{}", b.output);
+    assert!(b.summary("gic").starts_with("stopped: stage-2 fault: write at 0x8000000"), "{}", b.output);
+    assert!(b.summary("uart").starts_with("stopped: stage-2 fault: read at 0x9000000"), "{}", b.output);
+    assert_eq!(b.summary("bystander"), "exited 0");
+    assert!(b.lines_of("bystander").contains(&"goodbye"));
+}
+
+#[test]
+fn psci_power_and_foreign_cores_are_refused() {
+    let b = boot_system("psci");
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
+    assert_eq!(b.summary("reset"), "stopped: PSCI SYSTEM_RESET denied: a partition may not reset the machine");
+    assert_eq!(b.summary("cpuon"), "stopped: PSCI CPU_ON denied: core 0x3 does not belong to the partition");
+    assert_eq!(b.summary("bystander"), "exited 0");
+    assert!(b.lines_of("bystander").contains(&"2262 primes below 20000"));
+}
+
+#[test]
+fn guest_panics_and_exceptions_stop_the_guest_with_its_reason() {
+    let b = boot_system("guest-faults");
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert_eq!(b.summary("panicky"), "stopped: the guest panicked");
+    assert!(
+        b.lines_of("panicky").iter().any(|l| l.contains("probe panics on purpose")),
+        "panic message missing:\n{}",
+        b.output
+    );
+    // EC 0 (unknown reason) with IL set: the udf instruction.
+    assert!(b.summary("undef").starts_with("stopped: unhandled guest exception (ESR_EL1 0x2000000, pc 0x4000"), "{}", b.output);
+    assert_eq!(b.summary("console"), "exited 0");
+    let console = b.lines_of("console");
+    assert_eq!(console.iter().filter(|l| l.ends_with(") = -2")).count(), 4, "{console:?}");
+    assert!(console.iter().any(|l| l.ends_with(", 1048576) = -3")), "{console:?}");
+    assert!(console.contains(&"unknown call = -1"));
+    assert!(console.contains(&"abi version = 0 0"));
+    assert_eq!(b.summary("bystander"), "exited 0");
+}
+
+#[test]
+fn restart_policy_restarts_then_stops() {
+    let b = boot_system("restart");
+    b.assert_status(1);
+    let runs: Vec<_> = b.lines_of("flaky").into_iter().filter(|l| l.starts_with("probe: action panic")).collect();
+    assert_eq!(runs, ["probe: action panic addr 0x0 (restart #0)", "probe: action panic addr 0x0 (restart #1)", "probe: action panic addr 0x0 (restart #2)"]);
+    assert_eq!(b.summary("flaky"), "stopped: the guest panicked (restarted 2 times)");
+    assert_eq!(b.summary("steady"), "exited 0");
+}
+
+#[test]
+fn halt_policy_stops_the_whole_system() {
+    let b = boot_system("halt");
+    b.assert_status(1);
+    assert!(b.output.contains("partition critical faulted: stage-2 fault: read at 0x0"), "{}", b.output);
+    assert!(b.output.contains("its policy halts the system"));
+    assert!(b.summary("critical").starts_with("stopped: stage-2 fault"));
+    assert_eq!(b.summary("worker"), "still running at halt");
+}
+
+#[test]
+fn a_non_zero_exit_fails_the_system() {
+    let b = boot_system("exit-status");
+    b.assert_status(1);
+    assert_eq!(b.summary("failing"), "exited 7");
+    assert_eq!(b.summary("fine"), "exited 0");
+    assert!(b.output.contains("all partitions finished: 1 ok, 1 failed"));
+}
