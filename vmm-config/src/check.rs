@@ -174,7 +174,9 @@ impl Loader<'_> {
             }
         };
 
-        let parts: Vec<Item<RawPartition>> = self.items("partition", top.remove("partition"));
+        let partition_value = top.remove("partition");
+        let no_partition_key = partition_value.is_none();
+        let parts: Vec<Item<RawPartition>> = self.items("partition", partition_value);
         let chans: Vec<Item<RawChannel>> = self.items("channel", top.remove("channel"));
         let board = board_value.and_then(|(b, span)| self.board(dir, &b, span));
 
@@ -186,7 +188,9 @@ impl Loader<'_> {
         let mut partitions = partitions?;
         let mut channels = channels?;
         if parts.is_empty() {
-            self.d.error(file, 0..0, "manifest declares no partitions").help("add a [[partition]] table");
+            if no_partition_key {
+                self.d.error(file, 0..0, "manifest declares no partitions").help("add a [[partition]] table");
+            }
             return None;
         }
         self.place(&board, &parts, &chans, &mut partitions, &mut channels)?;
@@ -201,8 +205,8 @@ impl Loader<'_> {
                 Ok(src) => (path.display().to_string(), src),
                 Err(e) => {
                     self.d
-                        .error(self.file, span, format!("cannot read board file {}: {e}", path.display()))
-                        .help("board paths are relative to the manifest's directory");
+                        .error(self.file, span, format!("cannot read board file \"{value}\": {e}"))
+                        .help(format!("board paths are relative to the manifest's directory; this one is {}", path.display()));
                     return None;
                 }
             }
@@ -221,14 +225,7 @@ impl Loader<'_> {
             }
         };
         let bfile = self.d.add_file(&name, &src);
-        let before = self.d.len();
-        let b = board::load_board(&mut self.d, bfile, &src);
-        if b.is_none() && self.d.len() > before {
-            self.d
-                .error(self.file, span, format!("board \"{value}\" is invalid"))
-                .help("fix the errors reported in the board file");
-        }
-        b
+        board::load_board(&mut self.d, bfile, &src)
     }
 
     /// Checks every partition on its own and against the others; `None` if any is wrong.
@@ -503,6 +500,17 @@ impl Loader<'_> {
                 self.d.error(file, slots_v.span(), format!("slots {slots} is too many: a channel has at most {MAX_SLOTS} slots"));
             }
             let (slot_size, slots) = (slot_size.min(MAX_SLOT_SIZE) as u32, slots.min(MAX_SLOTS) as u32);
+            let size = match channel_size(slot_size, slots) {
+                Ok(size) => size,
+                Err(hallows_ring::LayoutError::TooLarge) => {
+                    let bytes = u64::from(slot_size) * u64::from(slots);
+                    self.d
+                        .error(file, slots_v.span(), format!("channel `{name}` has {} of slots; a channel's slots are at most 1 GiB", format_size(bytes)))
+                        .help("use fewer or smaller slots");
+                    continue;
+                }
+                Err(_) => continue, // Zero or non-power-of-two geometry: reported above.
+            };
             out.push(Channel {
                 name: name.to_owned(),
                 from: from.get_ref().clone(),
@@ -514,7 +522,7 @@ impl Loader<'_> {
                     NotifyName::Doorbell => Notify::Doorbell,
                 },
                 pa: 0,
-                size: channel_size(slot_size, slots),
+                size,
             });
         }
         (self.d.len() == before && out.len() == chans.len()).then_some(out)
@@ -530,7 +538,7 @@ impl Loader<'_> {
             let n = p.devices.len() + ends;
             if n > MAX_REGIONS {
                 self.d
-                    .error(self.file, item.header.clone(), format!("partition `{name}` needs {n} memory regions ({} devices, {ends} channel ends); the system table holds at most {MAX_REGIONS}", p.devices.len()))
+                    .error(self.file, item.header.clone(), format!("partition `{name}` needs {n} memory regions (devices: {}, channel ends: {ends}); the system table holds at most {MAX_REGIONS}", p.devices.len()))
                     .help("assign fewer devices or connect fewer channels to this partition");
             }
         }
@@ -572,6 +580,9 @@ impl Loader<'_> {
                         .help("channel memory is placed in board RAM left free by the hypervisor and the partitions: reduce partition RAM, or the channel's slots or slot_size");
                 }
             }
+        }
+        if !self.d.is_empty() {
+            return None;
         }
         if let Err(e) = crate::verify_layout(board, partitions, channels) {
             self.d.error(self.file, 0..0, format!("internal placement error: {e}"));

@@ -81,6 +81,19 @@ pub fn board_schema() -> String {
     serde_json::to_string_pretty(&schema).unwrap_or_default()
 }
 
+/// An exact size where one is short ("16 MiB"), else one decimal ("221.9 MiB").
+fn approx_size(bytes: u64) -> String {
+    let exact = format_size(bytes);
+    if exact.split(' ').next().is_some_and(|n| n.len() <= 4) {
+        return exact;
+    }
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    match units.iter().find(|(_, m)| bytes >= *m) {
+        Some((u, m)) => format!("{:.1} {u}", bytes as f64 / *m as f64),
+        None => exact,
+    }
+}
+
 /// Left-aligned text table with a header row and a rule under it.
 fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let mut width: Vec<usize> = header.iter().map(|h| h.len()).collect();
@@ -152,9 +165,11 @@ pub fn render(s: &System) -> String {
     }
 
     let _ = writeln!(out, "\nphysical memory map");
-    let rows: Vec<Vec<String>> = s
-        .memory_map()
+    let map = s.memory_map();
+    let hidden = map.iter().filter(|(_, o)| matches!(o, MapOwner::Device { partition: None, .. })).count();
+    let rows: Vec<Vec<String>> = map
         .into_iter()
+        .filter(|(_, o)| !matches!(o, MapOwner::Device { partition: None, .. }))
         .map(|(r, owner)| {
             let (kind, what) = match owner {
                 MapOwner::Hypervisor => ("ram", "hypervisor".to_owned()),
@@ -168,9 +183,12 @@ pub fn render(s: &System) -> String {
                     ("mmio", format!("device {name} -> {}", partition.as_deref().unwrap_or("unassigned")))
                 }
             };
-            vec![format!("{:#012x}", r.base), format!("{:#012x}", r.end()), format_size(r.size), kind.to_owned(), what]
+            vec![format!("{:#012x}", r.base), format!("{:#012x}", r.end()), approx_size(r.size), kind.to_owned(), what]
         })
         .collect();
     table(&mut out, &["start", "end", "size", "kind", "owner"], &rows);
+    if hidden > 0 {
+        let _ = writeln!(out, "  ({hidden} unassigned board devices not shown)");
+    }
     out
 }

@@ -292,11 +292,11 @@ impl Channel {
     }
 }
 
-/// Bytes of shared memory a channel needs: two header pages, then the slots
-/// rounded up to whole pages. Provisional until the ring crate exports its layout.
-pub fn channel_size(slot_size: u32, slots: u32) -> u64 {
-    let data = u64::from(slot_size) * u64::from(slots);
-    2 * PAGE_SIZE + data.div_ceil(PAGE_SIZE) * PAGE_SIZE
+/// Bytes of shared memory a channel needs, from the ring protocol's own
+/// layout (two header pages, then the slots rounded up to whole pages), or
+/// why the ring refuses this geometry.
+pub fn channel_size(slot_size: u32, slots: u32) -> Result<u64, hallows_ring::LayoutError> {
+    hallows_ring::ChannelLayout::new(slot_size as usize, slots as usize).map(|l| l.total_size() as u64)
 }
 
 /// What occupies one range of the physical memory map.

@@ -76,18 +76,27 @@ pub(crate) fn deserialize_item<T: DeserializeOwned + JsonSchema>(
 
     let unknown: Vec<Spanned<std::borrow::Cow<'_, str>>> =
         table.keys().filter(|k| !props.iter().any(|p| p == k.get_ref().as_ref())).cloned().collect();
+    // A missing key that an unknown key was probably meant to be is reported
+    // once, as the misspelling.
+    let mut suggested: Vec<&str> = Vec::new();
+    let absent: Vec<&str> = props.iter().map(String::as_str).filter(|p| !table.contains_key(*p)).collect();
     for key in unknown {
         let name: &str = key.get_ref();
         let diag = d.error(file, key.span(), format!("unknown key `{name}` in {what}"));
         diag.label("not a key of this table");
-        match did_you_mean(name, props.iter().map(String::as_str)) {
-            Some(best) => diag.help(format!("did you mean `{best}`?")),
+        // Prefer a key the table lacks: `slot` next to `slots` means `slot_size`.
+        let best = did_you_mean(name, absent.iter().copied()).or_else(|| did_you_mean(name, props.iter().map(String::as_str)));
+        match best {
+            Some(best) => {
+                suggested.push(best);
+                diag.help(format!("did you mean `{best}`?"))
+            }
             None => diag.help(format!("{what} keys are: {}", props.join(", "))),
         };
         table.remove(name);
     }
     for key in &required {
-        if !table.contains_key(key.as_str()) {
+        if !table.contains_key(key.as_str()) && !suggested.contains(&key.as_str()) {
             d.error(file, header.clone(), format!("{what} is missing required key `{key}`"))
                 .help(format!("add `{key} = ...` to this table"));
         }
