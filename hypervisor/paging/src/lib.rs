@@ -157,53 +157,69 @@ impl<F: Format> PageTable<F> {
             return Err(MapError::BadAttr);
         }
         // Check the whole range first so that a refused request changes nothing.
-        let mut addr = input;
+        self.check_free(mem, self.root, 0, input, end)?;
+        self.map_level(mem, self.root, 0, input, end, output, attr)
+    }
+
+    /// Fails with `Overlap` if any address of `[start, end)` below `table`
+    /// (a table at `level`) is mapped. Skips holes a whole entry at a time.
+    fn check_free(&self, mem: &impl TableMemory, table: u64, level: usize, start: u64, end: u64) -> Result<(), MapError> {
+        let span = level_size(F::LEVELS, level);
+        let mut addr = start;
         while addr < end {
-            match self.walk(mem, addr) {
-                Walk::Mapped { .. } => return Err(MapError::Overlap { at: addr }),
-                Walk::Hole { level } => {
-                    let span = level_size(F::LEVELS, level);
-                    addr = (addr / span + 1) * span;
+            let chunk_end = ((addr / span + 1) * span).min(end);
+            let desc = mem.read(table, index_at(F::LEVELS, level, addr));
+            if F::is_valid(desc) {
+                if level + 1 < F::LEVELS && F::is_table(desc, level) {
+                    self.check_free(mem, F::address(desc), level + 1, addr, chunk_end)?;
+                } else {
+                    return Err(MapError::Overlap { at: addr });
                 }
             }
-        }
-        let mut offset = 0;
-        while offset < size {
-            let (ia, oa, left) = (input + offset, output + offset, size - offset);
-            let level = (0..F::LEVELS)
-                .find(|&l| {
-                    let span = level_size(F::LEVELS, l);
-                    ia % span == 0 && oa % span == 0 && left >= span && F::leaf(oa, l, attr).is_some()
-                })
-                .ok_or(MapError::BadAttr)?;
-            self.set_leaf(mem, ia, oa, level, attr)?;
-            offset += level_size(F::LEVELS, level);
+            addr = chunk_end;
         }
         Ok(())
     }
 
-    fn set_leaf(&mut self, mem: &mut impl TableMemory, ia: u64, oa: u64, level: usize, attr: Attr) -> Result<(), MapError> {
-        let mut table = self.root;
-        for l in 0..level {
-            let idx = index_at(F::LEVELS, l, ia);
-            let desc = mem.read(table, idx);
-            table = if F::is_valid(desc) {
-                if !F::is_table(desc, l) {
-                    return Err(MapError::Overlap { at: ia });
+    /// Maps `[start, end)` (known to be free) below `table` at `level`, with
+    /// `start` going to `oa`: a leaf wherever an entry is wholly covered and
+    /// aligned, a next-level table otherwise. Consecutive entries of one
+    /// table are filled without walking from the root again.
+    #[allow(clippy::too_many_arguments)]
+    fn map_level(
+        &mut self,
+        mem: &mut impl TableMemory,
+        table: u64,
+        level: usize,
+        start: u64,
+        end: u64,
+        oa: u64,
+        attr: Attr,
+    ) -> Result<(), MapError> {
+        let span = level_size(F::LEVELS, level);
+        let mut addr = start;
+        while addr < end {
+            let chunk_end = ((addr / span + 1) * span).min(end);
+            let out = oa + (addr - start);
+            let idx = index_at(F::LEVELS, level, addr);
+            let whole = addr % span == 0 && chunk_end - addr == span && out % span == 0;
+            match F::leaf(out, level, attr) {
+                Some(leaf) if whole => mem.write(table, idx, leaf),
+                None if level + 1 == F::LEVELS => return Err(MapError::BadAttr),
+                _ => {
+                    let desc = mem.read(table, idx);
+                    let next = if F::is_valid(desc) {
+                        F::address(desc)
+                    } else {
+                        let next = mem.alloc_table().ok_or(MapError::OutOfTables)?;
+                        mem.write(table, idx, F::table(next));
+                        next
+                    };
+                    self.map_level(mem, next, level + 1, addr, chunk_end, out, attr)?;
                 }
-                F::address(desc)
-            } else {
-                let next = mem.alloc_table().ok_or(MapError::OutOfTables)?;
-                mem.write(table, idx, F::table(next));
-                next
-            };
+            }
+            addr = chunk_end;
         }
-        let idx = index_at(F::LEVELS, level, ia);
-        if F::is_valid(mem.read(table, idx)) {
-            return Err(MapError::Overlap { at: ia });
-        }
-        let leaf = F::leaf(oa, level, attr).ok_or(MapError::BadAttr)?;
-        mem.write(table, idx, leaf);
         Ok(())
     }
 

@@ -40,6 +40,9 @@ enum Cmd {
         #[arg(last = true)]
         qemu_args: Vec<String>,
     },
+    /// Count the instructions from reset to the first instruction of the
+    /// first partition's guest (deterministic: QEMU -icount, one core).
+    BootCost { manifest: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -83,6 +86,22 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 Some(code) => Ok(code.clamp(0, 255) as u8),
             }
+        }
+        Cmd::BootCost { manifest } => {
+            let (sys, path) = build_image(&manifest, None)?;
+            let img = std::fs::read(&path)?;
+            let hv_base = sys.board.hypervisor.base;
+            let entry = image::Elf::parse(&std::fs::read(
+                workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?
+                    .join("target")
+                    .join(build::targets(sys.board.arch).1)
+                    .join("release")
+                    .join(&sys.partitions[0].guest),
+            )?)?
+            .entry;
+            let n = qemu::instructions_to_guest(&sys.board, &path, hv_base + 0x20_0000, entry)?;
+            println!("{n} instructions from reset to the first guest instruction ({} bytes image)", img.len());
+            Ok(0)
         }
     }
 }

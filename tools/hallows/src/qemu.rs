@@ -76,3 +76,37 @@ pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra:
     }
     Ok(Outcome { status, output: String::from_utf8_lossy(&output).into_owned() })
 }
+
+/// Counts the instructions QEMU executes from reset until the first
+/// instruction of the guest at `guest_entry`, after the hypervisor (loaded
+/// at `hv_base`) has run. Deterministic: `-icount shift=0` with one
+/// instruction per translation block, each execution logged.
+pub fn instructions_to_guest(board: &Board, image: &Path, hv_base: u64, guest_entry: u64) -> Result<u64> {
+    let log = image.with_extension("exec.log");
+    let extra: Vec<String> = ["-icount", "shift=0", "-singlestep", "-d", "exec,nochain", "-D"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([log.display().to_string()])
+        .collect();
+    let out = run(board, image, Duration::from_secs(300), true, &extra)?;
+    if out.timed_out() {
+        bail!("the measured boot did not finish");
+    }
+    let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    let _ = std::fs::remove_file(&log);
+    let mut count = 0u64;
+    let mut in_hypervisor = false;
+    for line in text.lines() {
+        // "Trace 0: 0x7f.. [flags/pc/...] ": the second field is the pc.
+        let Some(fields) = line.strip_prefix("Trace ").and_then(|l| l.split_once('[')).map(|(_, f)| f) else {
+            continue;
+        };
+        let Some(pc) = fields.split('/').nth(1).and_then(|p| u64::from_str_radix(p, 16).ok()) else { continue };
+        if pc == guest_entry && in_hypervisor {
+            return Ok(count);
+        }
+        in_hypervisor |= pc >= hv_base;
+        count += 1;
+    }
+    bail!("the guest's first instruction ({guest_entry:#x}) never ran")
+}

@@ -1,0 +1,50 @@
+# A thin front for cargo and the `hallows` tool. Everything real lives in Rust.
+
+MANIFEST ?= vmm-config/examples/demo.toml
+ARCH ?= aarch64
+CARGO ?= cargo
+HALLOWS = $(CARGO) run --quiet --package hallows --
+APT_PACKAGES = qemu-system-arm qemu-system-x86
+TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
+
+.PHONY: all deps run test check inspect build sim clean
+
+all: test
+
+# Install what a fresh machine lacks: QEMU (Debian packages, without the
+# recommended block plugins that conflict with backported qemu-utils), the
+# bare-metal Rust targets and components.
+deps:
+	@if ! command -v qemu-system-aarch64 >/dev/null 2>&1; then \
+		echo "installing QEMU"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
+	fi
+	@installed="$$(rustup target list --installed)"; \
+	for t in $(TARGETS); do \
+		echo "$$installed" | grep -qx "$$t" || rustup target add "$$t"; \
+	done
+	@rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src llvm-tools
+
+# Boot the demo system under QEMU; returns when every partition is done.
+run: deps
+	$(HALLOWS) run $(MANIFEST)
+
+build: deps
+	$(HALLOWS) build $(MANIFEST)
+
+check:
+	$(HALLOWS) check $(MANIFEST)
+
+inspect:
+	$(HALLOWS) inspect $(MANIFEST)
+
+# Host tests (every portable crate) and the QEMU integration tests.
+test: deps
+	$(CARGO) test
+
+-include schedulers/Makefile.fragment
+
+clean:
+	$(CARGO) clean
