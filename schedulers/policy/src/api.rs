@@ -9,6 +9,9 @@
 //!   that have not run yet (two-level least-attained-service), so short
 //!   requests never queue behind the remaining work of long ones; a demoted
 //!   request that has waited `max_defer` goes first again, so none starves;
+//!   demoted requests take turns among themselves only every
+//!   `demoted_quantum`, so long requests do not pay a preemption every
+//!   `quantum` just to share the cores with each other;
 //! - preemption on arrival: when a request arrives and no core is free, the
 //!   core whose request has run longest past its quantum is kicked at once
 //!   instead of at its next timer tick, and a request is only preempted when
@@ -31,6 +34,8 @@ pub struct ApiConfig {
     /// Preempted requests wait behind fresh ones (`false`: Shinjuku's single
     /// queue, a preempted request goes to its tail).
     pub demote_preempted: bool,
+    /// Run time after which a demoted request yields to another demoted one.
+    pub demoted_quantum: Nanos,
     /// Kick a core past its quantum when a request arrives and no core is free.
     pub preempt_on_arrival: bool,
     /// A demoted request that has waited this long runs before fresh ones.
@@ -39,13 +44,15 @@ pub struct ApiConfig {
 
 impl ApiConfig {
     /// Defaults for microsecond-scale RPC: 2 us quantum (a short request
-    /// then waits at most a quantum plus one preemption), demotion and
-    /// preemption on arrival on, 1 ms bound on deferral.
+    /// then waits at most a quantum plus one preemption), demotion with a
+    /// 50 us quantum among demoted requests, preemption on arrival, 1 ms
+    /// bound on deferral.
     pub const fn new(cores: usize) -> Self {
         Self {
             cores,
             quantum: 2_000,
             demote_preempted: true,
+            demoted_quantum: 50_000,
             preempt_on_arrival: true,
             max_defer: 1_000_000,
         }
@@ -82,7 +89,7 @@ impl<const N: usize> Api<N> {
     /// An `api` policy; fails on a bad core count or zero quantum.
     pub fn new(config: ApiConfig) -> Result<Self, ConfigError> {
         check_cores(config.cores)?;
-        if config.quantum == 0 || config.max_defer == 0 {
+        if config.quantum == 0 || config.max_defer == 0 || config.demoted_quantum == 0 {
             return Err(ConfigError::ZeroTime);
         }
         Ok(Self {
@@ -98,8 +105,13 @@ impl<const N: usize> Api<N> {
         (self.fresh.len(), self.demoted.len())
     }
 
-    fn someone_waits(&self) -> bool {
-        !self.fresh.is_empty() || !self.demoted.is_empty()
+    /// Whether a request that has run `elapsed` (at least a quantum) should
+    /// give way to a waiting one.
+    fn should_yield(&self, elapsed: Nanos) -> bool {
+        if !self.config.demote_preempted {
+            return !self.fresh.is_empty();
+        }
+        !self.fresh.is_empty() || (!self.demoted.is_empty() && elapsed >= self.config.demoted_quantum)
     }
 }
 
@@ -163,7 +175,7 @@ impl<const N: usize> Scheduler for Api<N> {
                 tick_at: Some(expiry),
             };
         }
-        if !self.someone_waits() {
+        if !self.should_yield(now - slot.since) {
             return Decision::Continue {
                 tick_at: Some(now + self.config.quantum),
             };
@@ -250,6 +262,22 @@ mod tests {
         assert_eq!(task(s.pick_next(0, Q + 2)), TaskId(3));
         s.task_done(0, TaskId(3), Q + 3);
         assert_eq!(task(s.pick_next(0, Q + 3)), TaskId(1));
+    }
+
+    #[test]
+    fn demoted_requests_take_turns_only_every_demoted_quantum() {
+        let mut s = api(1);
+        let dq = ApiConfig::new(1).demoted_quantum;
+        s.task_arrived(TaskId(1), TaskClass::Request, 0);
+        task(s.pick_next(0, 0));
+        s.task_arrived(TaskId(2), TaskClass::Request, 1);
+        assert_eq!(s.tick(0, TaskId(1), Q), Decision::Preempt);
+        assert_eq!(task(s.pick_next(0, Q)), TaskId(2));
+        // Task 2 used its quantum; only the demoted task 1 waits.
+        assert!(matches!(s.tick(0, TaskId(2), 2 * Q), Decision::Continue { .. }));
+        assert!(matches!(s.tick(0, TaskId(2), Q + dq - 1), Decision::Continue { .. }));
+        assert_eq!(s.tick(0, TaskId(2), Q + dq), Decision::Preempt);
+        assert_eq!(task(s.pick_next(0, Q + dq)), TaskId(1));
     }
 
     #[test]

@@ -222,6 +222,24 @@ fn main() -> Res<()> {
             ]);
         }
         let title = format!(
+            "{} service, 2 cores, 1 us preemption: p99 latency",
+            dist.name()
+        );
+        let p = Plot {
+            title: &title,
+            x_desc: "load",
+            y_desc: "p99 latency (us)",
+            log_y: true,
+            y_range: (0.1, 1e5),
+            reference: None,
+        };
+        let file = format!("sched-api-{}-latency.svg", dist.name());
+        plot(
+            &dir.join(file),
+            &p,
+            &series(&sweep.table, "policy", "load", "p99_us"),
+        )?;
+        let title = format!(
             "{} service, 2 cores, 1 us preemption: p99 slowdown",
             dist.name()
         );
@@ -233,8 +251,9 @@ fn main() -> Res<()> {
             y_range: (1.0, 1e4),
             reference: Some((10.0, "target 10")),
         };
+        let file = format!("sched-api-{}-slowdown.svg", dist.name());
         plot(
-            &dir.join(format!("sched-api-{}.svg", dist.name())),
+            &dir.join(file),
             &p,
             &series(&sweep.table, "policy", "load", "p99_slowdown"),
         )?;
