@@ -10,6 +10,7 @@
 #![allow(unsafe_code)]
 
 use core::marker::PhantomData;
+use core::ops::{Index, IndexMut};
 use core::ptr::{self, NonNull};
 
 use crate::header::{ConsumerHeader, ProducerHeader};
@@ -51,6 +52,43 @@ impl RawChannel {
         // SAFETY: `slot_offset` masks the index, so the offset plus a slot
         // lies inside the `total_size()` bytes `new`'s contract guarantees.
         unsafe { self.base.as_ptr().add(self.layout.slot_offset(index)) }
+    }
+}
+
+/// Walks the slots of a span in order: one add and one compare per slot
+/// instead of a mask and a multiply, so batch loops stay tight.
+#[derive(Debug)]
+struct SlotCursor {
+    next: *mut u8,
+    first: *mut u8,
+    end: *mut u8,
+    stride: usize,
+}
+
+impl SlotCursor {
+    #[inline]
+    fn new(raw: &RawChannel, start: u64) -> Self {
+        let slots = raw.layout.slots();
+        // SAFETY: the slot array lies inside the channel memory (`new`'s
+        // contract); `end` is one past its last slot, still inside the
+        // page-rounded slot region or at its end.
+        let (first, end) = unsafe {
+            let first = raw.base.as_ptr().add(slots.offset);
+            (first, first.add(raw.layout.slot_count() * raw.layout.slot_size()))
+        };
+        Self { next: raw.slot(start), first, end, stride: raw.layout.slot_size() }
+    }
+
+    /// The current slot; then moves to the next one, wrapping at the end.
+    #[inline]
+    fn advance(&mut self) -> *mut u8 {
+        let p = self.next;
+        // SAFETY: `p` is a slot start, so `p + stride` is at most `end`.
+        self.next = unsafe { p.add(self.stride) };
+        if self.next == self.end {
+            self.next = self.first;
+        }
+        p
     }
 }
 
@@ -141,7 +179,8 @@ impl<T: Message> Sender<T> {
     }
 }
 
-/// Slots reserved by [`Sender::reserve`], written in place.
+/// Slots reserved by [`Sender::reserve`], written in place (`batch[i] = m`
+/// or [`get_mut`](Self::get_mut)).
 ///
 /// Slots start with whatever bytes were there (any bytes are a valid `T`).
 #[derive(Debug)]
@@ -186,10 +225,19 @@ impl<T: Message> SendBatch<'_, T> {
     /// If `i >= self.len()`, like slice indexing.
     #[inline]
     pub fn write(&mut self, i: usize, msg: &T) {
-        let len = self.len();
-        match self.get_mut(i) {
-            Some(slot) => slot.as_mut_bytes().copy_from_slice(msg.as_bytes()),
-            None => panic!("slot {i} out of a batch of {len}"),
+        self[i].as_mut_bytes().copy_from_slice(msg.as_bytes());
+    }
+
+    /// Writes `f(i)` into every reserved slot `i`, in order.
+    #[inline]
+    pub fn fill_with(&mut self, mut f: impl FnMut(usize) -> T) {
+        let mut cur = SlotCursor::new(self.sender.core.view(), self.span.start);
+        for i in 0..self.len() {
+            let v = f(i);
+            // SAFETY: the cursor yields the span's slots, each inside the
+            // channel, aligned, large enough and reserved for us (see
+            // `get_mut`); the write replaces bytes, never drops a T.
+            unsafe { cur.advance().cast::<T>().write(v) };
         }
     }
 
@@ -205,6 +253,33 @@ impl<T: Message> SendBatch<'_, T> {
     pub fn commit_first(self, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.sender.core.commit(n);
+    }
+}
+
+impl<T: Message> Index<usize> for SendBatch<'_, T> {
+    type Output = T;
+
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    #[inline]
+    fn index(&self, i: usize) -> &T {
+        assert!(i < self.len(), "slot {i} out of a batch of {}", self.len());
+        let p = self.sender.core.view().slot(self.span.start.wrapping_add(i as u64));
+        // SAFETY: as in `get_mut`, through a shared borrow.
+        unsafe { &*p.cast::<T>() }
+    }
+}
+
+impl<T: Message> IndexMut<usize> for SendBatch<'_, T> {
+    /// # Panics
+    /// If `i >= self.len()`, like slice indexing.
+    #[inline]
+    fn index_mut(&mut self, i: usize) -> &mut T {
+        let len = self.len();
+        match self.get_mut(i) {
+            Some(slot) => slot,
+            None => panic!("slot {i} out of a batch of {len}"),
+        }
     }
 }
 
@@ -246,14 +321,8 @@ impl<T: Message> Receiver<T> {
 
     #[inline]
     fn read(&self, index: u64) -> T {
-        let p = self.core.view().slot(index);
-        // SAFETY: the slot is inside the channel, readable, aligned for T and
-        // at least size_of::<T>() long (see `SendBatch::get_mut`), and any
-        // bytes are a valid T. The read is volatile because a hostile
-        // producer may write the slot concurrently: the compiler must read it
-        // exactly once and never assume it unchanged; we never derive a
-        // reference into the slot.
-        unsafe { ptr::read_volatile(p.cast::<T>()) }
+        // SAFETY: `slot` returns a slot inside the channel.
+        unsafe { read_slot(self.core.view().slot(index)) }
     }
 
     /// Receives one message, or reports why not ([`RingError::Empty`] when
@@ -276,6 +345,52 @@ impl<T: Message> Receiver<T> {
         Ok(RecvBatch { receiver: self, span })
     }
 }
+
+/// Copies the message out of the slot at `p`.
+///
+/// # Safety
+/// `p` must be a slot of a live channel whose layout passed
+/// `check_message::<T>()`.
+#[inline]
+unsafe fn read_slot<T: Message>(p: *mut u8) -> T {
+    // SAFETY: the slot is inside the channel, readable, aligned for T and at
+    // least size_of::<T>() long (caller's contract and `check_message`), and
+    // any bytes are a valid T. The read is volatile because a hostile
+    // producer may write the slot concurrently: the compiler must read it
+    // exactly once and never assume it unchanged; we never derive a
+    // reference into the slot.
+    unsafe { ptr::read_volatile(p.cast::<T>()) }
+}
+
+/// Iterator over copies of the messages of a [`RecvBatch`].
+#[derive(Debug)]
+pub struct RecvIter<'b, T> {
+    cursor: SlotCursor,
+    left: u32,
+    _batch: PhantomData<&'b T>,
+}
+
+impl<T: Message> Iterator for RecvIter<'_, T> {
+    type Item = T;
+
+    #[inline]
+    fn next(&mut self) -> Option<T> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // SAFETY: the cursor yields the batch's slots, which the borrow of the
+        // batch keeps valid and unreleased.
+        Some(unsafe { read_slot(self.cursor.advance()) })
+    }
+
+    #[inline]
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left as usize, Some(self.left as usize))
+    }
+}
+
+impl<T: Message> ExactSizeIterator for RecvIter<'_, T> {}
 
 /// Messages made available by [`Receiver::recv_batch`].
 #[derive(Debug)]
@@ -308,8 +423,12 @@ impl<T: Message> RecvBatch<'_, T> {
 
     /// Copies of the messages in order.
     #[inline]
-    pub fn iter(&self) -> impl Iterator<Item = T> + '_ {
-        (0..self.span.len).map(move |i| self.receiver.read(self.span.start.wrapping_add(u64::from(i))))
+    pub fn iter(&self) -> RecvIter<'_, T> {
+        RecvIter {
+            cursor: SlotCursor::new(self.receiver.core.view(), self.span.start),
+            left: self.span.len,
+            _batch: PhantomData,
+        }
     }
 
     /// Consumes all messages of the batch.

@@ -75,8 +75,12 @@ fn two_threads_sequence_and_checksum() {
                 }
                 match tx.reserve(want.min((MESSAGES - seq) as usize)) {
                     Ok(mut batch) => {
-                        for i in 0..batch.len() {
-                            *batch.get_mut(i).unwrap() = Msg::new(seq + i as u64);
+                        if rng.below(2) == 0 {
+                            batch.fill_with(|i| Msg::new(seq + i as u64));
+                        } else {
+                            for i in 0..batch.len() {
+                                batch[i] = Msg::new(seq + i as u64);
+                            }
                         }
                         seq += batch.len() as u64;
                         batch.commit();
