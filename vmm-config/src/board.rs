@@ -16,8 +16,10 @@ use crate::shape::{deserialize_item, parse_document};
 use crate::{Arch, Board, Device, QemuSpec, Range, PAGE_SIZE};
 
 /// Board files compiled into the tool, by name.
-pub(crate) const BUILTIN: &[(&str, &str)] =
-    &[("qemu-virt-aarch64", include_str!("../boards/qemu-virt-aarch64.toml"))];
+pub(crate) const BUILTIN: &[(&str, &str)] = &[(
+    "qemu-virt-aarch64",
+    include_str!("../boards/qemu-virt-aarch64.toml"),
+)];
 
 /// Parses and checks a board file already added to `d` as `file`.
 pub(crate) fn load_board(d: &mut Diagnostics, file: FileId, src: &str) -> Option<Board> {
@@ -34,11 +36,22 @@ fn range(d: &mut Diagnostics, file: FileId, what: &str, r: &toml::Spanned<RawRan
     out
 }
 
-fn check_range(d: &mut Diagnostics, file: FileId, what: &str, r: Range, span: std::ops::Range<usize>) {
+fn check_range(
+    d: &mut Diagnostics,
+    file: FileId,
+    what: &str,
+    r: Range,
+    span: std::ops::Range<usize>,
+) {
     if r.size == 0 {
-        d.error(file, span, format!("{what} has size 0")).help("give the range its real size");
+        d.error(file, span, format!("{what} has size 0"))
+            .help("give the range its real size");
     } else if r.base.checked_add(r.size).is_none() {
-        d.error(file, span, format!("{what} wraps past the end of the address space"));
+        d.error(
+            file,
+            span,
+            format!("{what} wraps past the end of the address space"),
+        );
     }
 }
 
@@ -51,9 +64,19 @@ fn device(d: &mut Diagnostics, file: FileId, raw: &toml::Spanned<RawDevice>) -> 
         irqs: r.irqs.clone(),
     };
     if let Err(why) = crate::check::valid_name(&dev.name) {
-        d.error(file, r.name.span(), format!("device name \"{}\" {why}", dev.name.escape_debug()));
+        d.error(
+            file,
+            r.name.span(),
+            format!("device name \"{}\" {why}", dev.name.escape_debug()),
+        );
     }
-    check_range(d, file, &format!("MMIO of device `{}`", dev.name), dev.mmio, raw.span());
+    check_range(
+        d,
+        file,
+        &format!("MMIO of device `{}`", dev.name),
+        dev.mmio,
+        raw.span(),
+    );
     dev
 }
 
@@ -69,43 +92,81 @@ fn check_board(d: &mut Diagnostics, file: FileId, raw: RawBoard) -> Board {
 
     let cores: Vec<u64> = raw.cores.get_ref().iter().map(|c| *c.get_ref()).collect();
     if cores.is_empty() {
-        d.error(file, raw.cores.span(), "board has no cores").help("list the hardware id of every core");
+        d.error(file, raw.cores.span(), "board has no cores")
+            .help("list the hardware id of every core");
     }
     if cores.len() > MAX_CORES {
-        d.error(file, raw.cores.span(), format!("board has {} cores; the system table holds at most {MAX_CORES}", cores.len()))
-            .help("list only the cores the system uses");
+        d.error(
+            file,
+            raw.cores.span(),
+            format!(
+                "board has {} cores; the system table holds at most {MAX_CORES}",
+                cores.len()
+            ),
+        )
+        .help("list only the cores the system uses");
     }
     let mut seen: HashMap<u64, usize> = HashMap::new();
     for (i, c) in raw.cores.get_ref().iter().enumerate() {
         if let Some(first) = seen.insert(*c.get_ref(), i) {
-            d.error(file, c.span(), format!("core hardware id {:#x} is listed twice (core indices {first} and {i})", c.get_ref()));
+            d.error(
+                file,
+                c.span(),
+                format!(
+                    "core hardware id {:#x} is listed twice (core indices {first} and {i})",
+                    c.get_ref()
+                ),
+            );
         }
     }
 
-    let mut ram: Vec<(Range, std::ops::Range<usize>)> =
-        raw.ram.get_ref().iter().map(|r| (range(d, file, "RAM range", r), r.span())).collect();
+    let mut ram: Vec<(Range, std::ops::Range<usize>)> = raw
+        .ram
+        .get_ref()
+        .iter()
+        .map(|r| (range(d, file, "RAM range", r), r.span()))
+        .collect();
     if ram.is_empty() {
         d.error(file, raw.ram.span(), "board has no RAM");
     }
     if ram.len() > MAX_RAM_RANGES {
-        d.error(file, raw.ram.span(), format!("board has {} RAM ranges; the system table holds at most {MAX_RAM_RANGES}", ram.len()))
-            .help("merge adjacent ranges, or leave out ranges the system does not need");
+        d.error(
+            file,
+            raw.ram.span(),
+            format!(
+                "board has {} RAM ranges; the system table holds at most {MAX_RAM_RANGES}",
+                ram.len()
+            ),
+        )
+        .help("merge adjacent ranges, or leave out ranges the system does not need");
     }
     ram.sort_by_key(|(r, _)| r.base);
     for w in ram.windows(2) {
         if w[0].0.overlaps(&w[1].0) {
-            d.error(file, w[1].1.clone(), format!("RAM range {} overlaps RAM range {}", w[1].0, w[0].0))
-                .related(file, w[0].1.clone(), "overlapped range");
+            d.error(
+                file,
+                w[1].1.clone(),
+                format!("RAM range {} overlaps RAM range {}", w[1].0, w[0].0),
+            )
+            .related(file, w[0].1.clone(), "overlapped range");
         }
     }
 
     let hypervisor = range(d, file, "hypervisor reservation", &raw.hypervisor);
     if hypervisor.size != 0 && !ram.iter().any(|(r, _)| r.contains(&hypervisor)) {
-        d.error(file, raw.hypervisor.span(), format!("hypervisor reservation {hypervisor} is not inside one RAM range"))
-            .help("the hypervisor is loaded into RAM: put its reservation inside a `ram` range");
+        d.error(
+            file,
+            raw.hypervisor.span(),
+            format!("hypervisor reservation {hypervisor} is not inside one RAM range"),
+        )
+        .help("the hypervisor is loaded into RAM: put its reservation inside a `ram` range");
     }
-    if hypervisor.base % PAGE_SIZE != 0 || hypervisor.size % PAGE_SIZE != 0 {
-        d.error(file, raw.hypervisor.span(), "hypervisor reservation is not page aligned (4 KiB)");
+    if !hypervisor.base.is_multiple_of(PAGE_SIZE) || !hypervisor.size.is_multiple_of(PAGE_SIZE) {
+        d.error(
+            file,
+            raw.hypervisor.span(),
+            "hypervisor reservation is not page aligned (4 KiB)",
+        );
     }
 
     let console_raw = raw.console.get_ref();
@@ -119,19 +180,42 @@ fn check_board(d: &mut Diagnostics, file: FileId, raw: RawBoard) -> Board {
     // to different partitions is refused by the manifest check.
     let mut mmio: Vec<(String, Range, std::ops::Range<usize>, bool)> = vec![
         ("console".to_owned(), console.mmio, raw.console.span(), true),
-        ("GIC distributor".to_owned(), gic_dist, raw.gic.dist.span(), true),
-        ("GIC redistributor".to_owned(), gic_redist, raw.gic.redist.span(), true),
+        (
+            "GIC distributor".to_owned(),
+            gic_dist,
+            raw.gic.dist.span(),
+            true,
+        ),
+        (
+            "GIC redistributor".to_owned(),
+            gic_redist,
+            raw.gic.redist.span(),
+            true,
+        ),
     ];
-    mmio.extend(devices.iter().zip(&raw.device).map(|(dev, r)| (format!("device `{}`", dev.name), dev.mmio, r.span(), false)));
+    mmio.extend(
+        devices
+            .iter()
+            .zip(&raw.device)
+            .map(|(dev, r)| (format!("device `{}`", dev.name), dev.mmio, r.span(), false)),
+    );
     for (i, (what, r, span, exclusive)) in mmio.iter().enumerate() {
         if let Some((rr, rspan)) = ram.iter().find(|(rr, _)| rr.overlaps(r)) {
-            d.error(file, span.clone(), format!("MMIO of {what} ({r}) overlaps RAM ({rr})"))
-                .related(file, rspan.clone(), "RAM range");
+            d.error(
+                file,
+                span.clone(),
+                format!("MMIO of {what} ({r}) overlaps RAM ({rr})"),
+            )
+            .related(file, rspan.clone(), "RAM range");
         }
         for (what2, r2, span2, exclusive2) in &mmio[..i] {
             if (*exclusive || *exclusive2) && r.overlaps(r2) {
-                d.error(file, span.clone(), format!("MMIO of {what} ({r}) overlaps MMIO of {what2} ({r2})"))
-                    .related(file, span2.clone(), "overlapped here");
+                d.error(
+                    file,
+                    span.clone(),
+                    format!("MMIO of {what} ({r}) overlaps MMIO of {what2} ({r2})"),
+                )
+                .related(file, span2.clone(), "overlapped here");
             }
         }
     }
@@ -141,8 +225,12 @@ fn check_board(d: &mut Diagnostics, file: FileId, raw: RawBoard) -> Board {
     for r in &raw.device {
         let n = r.get_ref().name.get_ref().as_str();
         if let Some(first) = names.get(n) {
-            d.error(file, r.get_ref().name.span(), format!("device name `{n}` is used twice"))
-                .related(file, first.clone(), "first used here");
+            d.error(
+                file,
+                r.get_ref().name.span(),
+                format!("device name `{n}` is used twice"),
+            )
+            .related(file, first.clone(), "first used here");
         } else {
             names.insert(n, r.get_ref().name.span());
         }
@@ -151,8 +239,16 @@ fn check_board(d: &mut Diagnostics, file: FileId, raw: RawBoard) -> Board {
     let qemu = match &raw.qemu {
         Some(q) => {
             if q.smp as usize != cores.len() {
-                d.error(file, raw.cores.span(), format!("board has {} cores but its qemu section says smp = {}", cores.len(), q.smp))
-                    .help("make `qemu.smp` the number of `cores`");
+                d.error(
+                    file,
+                    raw.cores.span(),
+                    format!(
+                        "board has {} cores but its qemu section says smp = {}",
+                        cores.len(),
+                        q.smp
+                    ),
+                )
+                .help("make `qemu.smp` the number of `cores`");
             }
             QemuSpec {
                 binary: q.binary.clone(),
@@ -203,11 +299,17 @@ mod tests {
         assert_eq!(b.gic_redist, Range::new(0x080A_0000, 0xF6_0000));
         assert_eq!(b.devices.len(), 34);
         let rtc = b.device("rtc").unwrap();
-        assert_eq!((rtc.mmio.base, rtc.irqs.as_slice()), (0x0901_0000, &[34][..]));
+        assert_eq!(
+            (rtc.mmio.base, rtc.irqs.as_slice()),
+            (0x0901_0000, &[34][..])
+        );
         assert_eq!(b.device("gpio").unwrap().irqs, vec![39]);
         for i in 0..32u32 {
             let v = b.device(&format!("virtio{i}")).unwrap();
-            assert_eq!(v.mmio, Range::new(0x0a00_0000 + u64::from(i) * 0x200, 0x200));
+            assert_eq!(
+                v.mmio,
+                Range::new(0x0a00_0000 + u64::from(i) * 0x200, 0x200)
+            );
             assert_eq!(v.irqs, vec![48 + i]);
             assert_eq!(v.compatible, "virtio,mmio");
         }

@@ -22,8 +22,9 @@ use crate::raw::{NotifyName, OnFault, RawChannel, RawManifest, RawPartition};
 use crate::shape::{deserialize_item, first_line, parse_document, schema_keys};
 use crate::size::format_size;
 use crate::{
-    board, channel_size, Board, Channel, CheckContext, FaultPolicy, Notify, Partition, System, DEFAULT_MAX_RESTARTS,
-    MANIFEST_VERSION, MAX_BOOTARGS_LEN, MAX_NAME_LEN, MAX_SLOTS, MAX_SLOT_SIZE, RAM_ALIGN,
+    board, channel_size, Board, Channel, CheckContext, FaultPolicy, Notify, Partition, System,
+    DEFAULT_MAX_RESTARTS, MANIFEST_VERSION, MAX_BOOTARGS_LEN, MAX_NAME_LEN, MAX_SLOTS,
+    MAX_SLOT_SIZE, RAM_ALIGN,
 };
 
 /// Why `name` is not a valid partition, channel or device name, if it is not.
@@ -32,13 +33,21 @@ pub(crate) fn valid_name(name: &str) -> Result<(), String> {
         return Err("is empty".to_owned());
     }
     if name.len() > MAX_NAME_LEN {
-        return Err(format!("is {} bytes long; names are at most {MAX_NAME_LEN} bytes", name.len()));
+        return Err(format!(
+            "is {} bytes long; names are at most {MAX_NAME_LEN} bytes",
+            name.len()
+        ));
     }
     if !name.starts_with(|c: char| c.is_ascii_lowercase()) {
         return Err("must start with a lowercase letter (a-z)".to_owned());
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-')) {
-        return Err(format!("contains {c:?}; names use only a-z, 0-9, '_' and '-'"));
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_' || *c == '-'))
+    {
+        return Err(format!(
+            "contains {c:?}; names use only a-z, 0-9, '_' and '-'"
+        ));
     }
     Ok(())
 }
@@ -57,7 +66,12 @@ struct Loader<'a> {
     ctx: &'a CheckContext,
 }
 
-pub(crate) fn load_manifest(name: &str, dir: Option<&Path>, src: &str, ctx: &CheckContext) -> Result<System, Diagnostics> {
+pub(crate) fn load_manifest(
+    name: &str,
+    dir: Option<&Path>,
+    src: &str,
+    ctx: &CheckContext,
+) -> Result<System, Diagnostics> {
     let mut d = Diagnostics::new();
     let file = d.add_file(name, src);
     let mut l = Loader { d, file, ctx };
@@ -68,7 +82,11 @@ pub(crate) fn load_manifest(name: &str, dir: Option<&Path>, src: &str, ctx: &Che
         _ => {
             if d.is_empty() {
                 // Defensive: a check refused without saying why.
-                d.error(file, 0..0, "manifest rejected without a diagnostic (a bug in vmm-config)");
+                d.error(
+                    file,
+                    0..0,
+                    "manifest rejected without a diagnostic (a bug in vmm-config)",
+                );
             }
             d.sort();
             Err(d)
@@ -92,12 +110,20 @@ impl Loader<'_> {
         }
     }
 
-    fn items<T: DeserializeOwned + schemars::JsonSchema>(&mut self, key: &str, v: Option<Spanned<DeValue<'_>>>) -> Vec<Item<T>> {
+    fn items<T: DeserializeOwned + schemars::JsonSchema>(
+        &mut self,
+        key: &str,
+        v: Option<Spanned<DeValue<'_>>>,
+    ) -> Vec<Item<T>> {
         let Some(v) = v else { return Vec::new() };
         let span = v.span();
         let DeValue::Array(arr) = v.into_inner() else {
             self.d
-                .error(self.file, span, format!("`{key}` must be an array of tables"))
+                .error(
+                    self.file,
+                    span,
+                    format!("`{key}` must be an array of tables"),
+                )
                 .help(format!("write each one as a `[[{key}]]` table"));
             return Vec::new();
         };
@@ -111,7 +137,10 @@ impl Loader<'_> {
                 continue;
             };
             let header = first_line(self.d.source(self.file), espan.clone());
-            let name = t.get("name").and_then(|n| n.get_ref().as_str()).map(str::to_owned);
+            let name = t
+                .get("name")
+                .and_then(|n| n.get_ref().as_str())
+                .map(str::to_owned);
             let raw = deserialize_item::<T>(&mut self.d, self.file, key, Spanned::new(espan, t));
             out.push(Item { header, name, raw });
         }
@@ -124,10 +153,16 @@ impl Loader<'_> {
         let mut top = doc.into_inner();
 
         let (props, _) = schema_keys::<RawManifest>();
-        let unknown: Vec<_> = top.keys().filter(|k| !props.iter().any(|p| p == k.get_ref().as_ref())).cloned().collect();
+        let unknown: Vec<_> = top
+            .keys()
+            .filter(|k| !props.iter().any(|p| p == k.get_ref().as_ref()))
+            .cloned()
+            .collect();
         for k in unknown {
             let name: &str = k.get_ref();
-            let diag = self.d.error(file, k.span(), format!("unknown top-level key `{name}`"));
+            let diag = self
+                .d
+                .error(file, k.span(), format!("unknown top-level key `{name}`"));
             match did_you_mean(name, props.iter().map(String::as_str)) {
                 Some(best) => diag.help(format!("did you mean `{best}`?")),
                 None => diag.help(format!("top-level keys are: {}; partitions and channels are [[partition]] and [[channel]] tables", props.join(", "))),
@@ -140,7 +175,9 @@ impl Loader<'_> {
             None => {
                 self.d
                     .error(file, 0..0, "manifest has no `version`")
-                    .help(format!("add `version = {MANIFEST_VERSION}` as the first line"));
+                    .help(format!(
+                        "add `version = {MANIFEST_VERSION}` as the first line"
+                    ));
             }
             Some(v) => {
                 let span = v.span();
@@ -165,7 +202,10 @@ impl Loader<'_> {
             None => {
                 self.d
                     .error(file, 0..0, "manifest has no `board`")
-                    .help(format!("add `board = \"<name>\"` naming a built-in board ({}) or a board file", crate::builtin_boards().join(", ")));
+                    .help(format!(
+                        "add `board = \"<name>\"` naming a built-in board ({}) or a board file",
+                        crate::builtin_boards().join(", ")
+                    ));
                 None
             }
             Some(v) => {
@@ -189,12 +229,19 @@ impl Loader<'_> {
         let mut channels = channels?;
         if parts.is_empty() {
             if no_partition_key {
-                self.d.error(file, 0..0, "manifest declares no partitions").help("add a [[partition]] table");
+                self.d
+                    .error(file, 0..0, "manifest declares no partitions")
+                    .help("add a [[partition]] table");
             }
             return None;
         }
         self.place(&board, &parts, &chans, &mut partitions, &mut channels)?;
-        Some(System { version: MANIFEST_VERSION, board, partitions, channels })
+        Some(System {
+            version: MANIFEST_VERSION,
+            board,
+            partitions,
+            channels,
+        })
     }
 
     fn board(&mut self, dir: Option<&Path>, value: &str, span: Span<usize>) -> Option<Board> {
@@ -205,8 +252,15 @@ impl Loader<'_> {
                 Ok(src) => (path.display().to_string(), src),
                 Err(e) => {
                     self.d
-                        .error(self.file, span, format!("cannot read board file \"{value}\": {e}"))
-                        .help(format!("board paths are relative to the manifest's directory; this one is {}", path.display()));
+                        .error(
+                            self.file,
+                            span,
+                            format!("cannot read board file \"{value}\": {e}"),
+                        )
+                        .help(format!(
+                            "board paths are relative to the manifest's directory; this one is {}",
+                            path.display()
+                        ));
                     return None;
                 }
             }
@@ -215,7 +269,10 @@ impl Loader<'_> {
                 Some((n, src)) => (format!("<built-in board {n}>"), (*src).to_owned()),
                 None => {
                     let names = crate::builtin_boards();
-                    let diag = self.d.error(self.file, span, format!("unknown board \"{value}\"")).label("not a built-in board");
+                    let diag = self
+                        .d
+                        .error(self.file, span, format!("unknown board \"{value}\""))
+                        .label("not a built-in board");
                     if let Some(best) = did_you_mean(value, names.iter().copied()) {
                         diag.help(format!("did you mean \"{best}\"?"));
                     }
@@ -229,7 +286,11 @@ impl Loader<'_> {
     }
 
     /// Checks every partition on its own and against the others; `None` if any is wrong.
-    fn partitions(&mut self, board: Option<&Board>, parts: &[Item<RawPartition>]) -> Option<Vec<Partition>> {
+    fn partitions(
+        &mut self,
+        board: Option<&Board>,
+        parts: &[Item<RawPartition>],
+    ) -> Option<Vec<Partition>> {
         let file = self.file;
         let before = self.d.len();
         let mut out = Vec::new();
@@ -247,7 +308,11 @@ impl Loader<'_> {
             let name = p.name.as_ref().map_or("", |n| n.get_ref().as_str());
             if let Some(n) = &p.name {
                 if let Err(why) = valid_name(name) {
-                    self.d.error(file, n.span(), format!("partition name \"{}\" {why}", name.escape_debug()));
+                    self.d.error(
+                        file,
+                        n.span(),
+                        format!("partition name \"{}\" {why}", name.escape_debug()),
+                    );
                 }
                 if let Some(first) = names.get(name) {
                     self.d
@@ -278,19 +343,34 @@ impl Loader<'_> {
                             n => format!("cores 0-{}", n - 1),
                         };
                         self.d
-                            .error(file, c.span(), format!("core {core} is not on board \"{}\" (it has {have})", b.name))
+                            .error(
+                                file,
+                                c.span(),
+                                format!(
+                                    "core {core} is not on board \"{}\" (it has {have})",
+                                    b.name
+                                ),
+                            )
                             .help("cores are indices into the board's core list, not hardware ids");
                         continue;
                     }
                 }
                 if mine.contains(&core) {
-                    self.d.error(file, c.span(), format!("core {core} is listed twice in partition `{name}`"));
+                    self.d.error(
+                        file,
+                        c.span(),
+                        format!("core {core} is listed twice in partition `{name}`"),
+                    );
                     continue;
                 }
                 mine.push(core);
                 if let Some((owner, ospan)) = core_owner.get(&core) {
                     self.d
-                        .error(file, c.span(), format!("core {core} is already owned by partition `{owner}`"))
+                        .error(
+                            file,
+                            c.span(),
+                            format!("core {core} is already owned by partition `{owner}`"),
+                        )
                         .related(file, ospan.clone(), "owned here")
                         .help("a core belongs to exactly one partition");
                 } else {
@@ -304,16 +384,34 @@ impl Loader<'_> {
             if p.ram.is_none() {
                 // Reported by the shape check.
             } else if ram == 0 {
-                self.d.error(file, ram_span, format!("partition `{name}` has no RAM (ram = 0)")).help("give it at least 2 MiB");
+                self.d
+                    .error(
+                        file,
+                        ram_span,
+                        format!("partition `{name}` has no RAM (ram = 0)"),
+                    )
+                    .help("give it at least 2 MiB");
             } else if ram % RAM_ALIGN != 0 {
                 let up = ram.div_ceil(RAM_ALIGN) * RAM_ALIGN;
                 self.d
-                    .error(file, ram_span, format!("ram {} is not a multiple of 2 MiB", format_size(ram)))
+                    .error(
+                        file,
+                        ram_span,
+                        format!("ram {} is not a multiple of 2 MiB", format_size(ram)),
+                    )
                     .help(format!("use {}", format_size(up)));
             } else if let Some(b) = board {
                 if ram > b.ram_total() {
                     self.d
-                        .error(file, ram_span, format!("ram {} is more than the board's RAM ({})", format_size(ram), format_size(b.ram_total())))
+                        .error(
+                            file,
+                            ram_span,
+                            format!(
+                                "ram {} is more than the board's RAM ({})",
+                                format_size(ram),
+                                format_size(b.ram_total())
+                            ),
+                        )
                         .help("reduce `ram`");
                 }
             }
@@ -325,43 +423,65 @@ impl Loader<'_> {
                 // Reported by the shape check.
             } else if let Some(known) = &self.ctx.guests {
                 if !known.iter().any(|g| g == guest) {
-                    let diag = self.d.error(file, guest_span, format!("guest `{guest}` does not exist")).label("no such guest");
+                    let diag = self
+                        .d
+                        .error(file, guest_span, format!("guest `{guest}` does not exist"))
+                        .label("no such guest");
                     if let Some(best) = did_you_mean(guest, known.iter().map(String::as_str)) {
                         diag.help(format!("did you mean `{best}`?"));
                     }
-                    diag.help(format!("guests are the crates under guests/: {}", known.join(", ")));
+                    diag.help(format!(
+                        "guests are the crates under guests/: {}",
+                        known.join(", ")
+                    ));
                 }
             } else if guest.is_empty() {
                 self.d.error(file, guest_span, "guest name is empty");
             }
 
             // Boot arguments.
-            let bootargs = p.bootargs.as_ref().map(|b| b.get_ref().clone()).unwrap_or_default();
+            let bootargs = p
+                .bootargs
+                .as_ref()
+                .map(|b| b.get_ref().clone())
+                .unwrap_or_default();
             if let Some(b) = &p.bootargs {
                 if bootargs.len() > MAX_BOOTARGS_LEN {
                     self.d
                         .error(file, b.span(), format!("bootargs are {} bytes long; at most {MAX_BOOTARGS_LEN} fit in the system table", bootargs.len()))
                         .help("shorten the boot arguments");
                 } else if bootargs.contains('\0') {
-                    self.d.error(file, b.span(), "bootargs contain a NUL character");
+                    self.d
+                        .error(file, b.span(), "bootargs contain a NUL character");
                 }
             }
 
             // Fault policy.
             let fault_span = p.on_fault.as_ref().map_or(0..0, |f| f.span());
-            let on_fault = match (p.on_fault.as_ref().map_or(OnFault::Stop, |f| *f.get_ref()), &p.max_restarts) {
+            let on_fault = match (
+                p.on_fault.as_ref().map_or(OnFault::Stop, |f| *f.get_ref()),
+                &p.max_restarts,
+            ) {
                 (OnFault::Restart, Some(m)) => {
                     if *m.get_ref() == 0 {
                         self.d
                             .error(file, m.span(), "max_restarts = 0 never restarts")
                             .help("use on_fault = \"stop\", or allow at least one restart");
                     }
-                    FaultPolicy::Restart { max_restarts: *m.get_ref() }
+                    FaultPolicy::Restart {
+                        max_restarts: *m.get_ref(),
+                    }
                 }
-                (OnFault::Restart, None) => FaultPolicy::Restart { max_restarts: DEFAULT_MAX_RESTARTS },
+                (OnFault::Restart, None) => FaultPolicy::Restart {
+                    max_restarts: DEFAULT_MAX_RESTARTS,
+                },
                 (_, Some(_)) if p.on_fault.is_none() => FaultPolicy::Stop,
                 (other, Some(m)) => {
-                    let policy = if other == OnFault::Stop { "stop" } else { "halt" };
+                    let policy = if other == OnFault::Stop {
+                        "stop"
+                    } else {
+                        "halt"
+                    };
                     self.d
                         .error(file, m.span(), format!("max_restarts only applies to on_fault = \"restart\", but this partition uses on_fault = \"{policy}\""))
                         .related(file, fault_span.clone(), "fault policy set here")
@@ -384,16 +504,33 @@ impl Loader<'_> {
                         continue;
                     }
                     let Some(dev) = b.device(dname) else {
-                        let diag = self.d.error(file, dv.span(), format!("device `{dname}` is not on board \"{}\"", b.name)).label("no such device");
-                        if let Some(best) = did_you_mean(dname, b.devices.iter().map(|d| d.name.as_str())) {
+                        let diag = self
+                            .d
+                            .error(
+                                file,
+                                dv.span(),
+                                format!("device `{dname}` is not on board \"{}\"", b.name),
+                            )
+                            .label("no such device");
+                        if let Some(best) =
+                            did_you_mean(dname, b.devices.iter().map(|d| d.name.as_str()))
+                        {
                             diag.help(format!("did you mean `{best}`?"));
                         }
                         continue;
                     };
                     if let Some((owner, ospan)) = dev_owner.get(dname) {
-                        let who = if *owner == name { "this partition".to_owned() } else { format!("partition `{owner}`") };
+                        let who = if *owner == name {
+                            "this partition".to_owned()
+                        } else {
+                            format!("partition `{owner}`")
+                        };
                         self.d
-                            .error(file, dv.span(), format!("device `{dname}` is already assigned to {who}"))
+                            .error(
+                                file,
+                                dv.span(),
+                                format!("device `{dname}` is already assigned to {who}"),
+                            )
                             .related(file, ospan.clone(), "assigned here")
                             .help("a device belongs to exactly one partition");
                         continue;
@@ -404,7 +541,9 @@ impl Loader<'_> {
                         if *owner == name {
                             continue;
                         }
-                        let Some(odev) = b.device(other) else { continue };
+                        let Some(odev) = b.device(other) else {
+                            continue;
+                        };
                         if odev.mmio.overlaps(&dev.mmio) {
                             self.d
                                 .error(file, dv.span(), format!("MMIO of device `{dname}` ({}) overlaps device `{other}` ({}) of partition `{owner}`", dev.mmio, odev.mmio))
@@ -422,7 +561,12 @@ impl Loader<'_> {
                 devices.push(dname.to_owned());
             }
 
-            if p.name.is_none() || p.cores.is_none() || p.ram.is_none() || p.guest.is_none() || p.on_fault.is_none() {
+            if p.name.is_none()
+                || p.cores.is_none()
+                || p.ram.is_none()
+                || p.guest.is_none()
+                || p.on_fault.is_none()
+            {
                 continue; // Missing keys were reported by the shape check.
             }
             out.push(Partition {
@@ -440,7 +584,11 @@ impl Loader<'_> {
         (self.d.len() == before && out.len() == parts.len()).then_some(out)
     }
 
-    fn channels(&mut self, parts: &[Item<RawPartition>], chans: &[Item<RawChannel>]) -> Option<Vec<Channel>> {
+    fn channels(
+        &mut self,
+        parts: &[Item<RawPartition>],
+        chans: &[Item<RawChannel>],
+    ) -> Option<Vec<Channel>> {
         let file = self.file;
         let before = self.d.len();
         let known: Vec<&str> = parts.iter().filter_map(|p| p.name.as_deref()).collect();
@@ -451,7 +599,11 @@ impl Loader<'_> {
             let name = c.name.as_ref().map_or("", |n| n.get_ref().as_str());
             if let Some(n) = &c.name {
                 if let Err(why) = valid_name(name) {
-                    self.d.error(file, n.span(), format!("channel name \"{}\" {why}", name.escape_debug()));
+                    self.d.error(
+                        file,
+                        n.span(),
+                        format!("channel name \"{}\" {why}", name.escape_debug()),
+                    );
                 }
                 if let Some(first) = names.get(name) {
                     self.d
@@ -466,7 +618,14 @@ impl Loader<'_> {
                 let Some(v) = v else { continue };
                 let p = v.get_ref().as_str();
                 if !known.contains(&p) {
-                    let diag = self.d.error(file, v.span(), format!("channel `{name}` {end} unknown partition `{p}`")).label("no such partition");
+                    let diag = self
+                        .d
+                        .error(
+                            file,
+                            v.span(),
+                            format!("channel `{name}` {end} unknown partition `{p}`"),
+                        )
+                        .label("no such partition");
                     if let Some(best) = did_you_mean(p, known.iter().copied()) {
                         diag.help(format!("did you mean `{best}`?"));
                     } else {
@@ -474,18 +633,31 @@ impl Loader<'_> {
                     }
                 }
             }
-            let (Some(from), Some(to), Some(slot_size_v), Some(slots_v), Some(notify)) = (&c.from, &c.to, &c.slot_size, &c.slots, &c.notify) else {
+            let (Some(from), Some(to), Some(slot_size_v), Some(slots_v), Some(notify)) =
+                (&c.from, &c.to, &c.slot_size, &c.slots, &c.notify)
+            else {
                 continue; // Missing keys were reported by the shape check.
             };
             if from.get_ref() == to.get_ref() {
                 self.d
-                    .error(file, to.span(), format!("channel `{name}` goes from partition `{}` to itself", to.get_ref()))
+                    .error(
+                        file,
+                        to.span(),
+                        format!(
+                            "channel `{name}` goes from partition `{}` to itself",
+                            to.get_ref()
+                        ),
+                    )
                     .related(file, from.span(), "producer")
                     .help("a channel connects two different partitions");
             }
             let slot_size = *slot_size_v.get_ref();
             if slot_size == 0 {
-                self.d.error(file, slot_size_v.span(), "slot_size must be at least 1 byte");
+                self.d.error(
+                    file,
+                    slot_size_v.span(),
+                    "slot_size must be at least 1 byte",
+                );
             } else if slot_size > MAX_SLOT_SIZE {
                 self.d
                     .error(file, slot_size_v.span(), format!("slot_size {slot_size} is too big: a slot is at most {MAX_SLOT_SIZE} bytes"))
@@ -493,13 +665,33 @@ impl Loader<'_> {
             }
             let slots = *slots_v.get_ref();
             if slots == 0 || !slots.is_power_of_two() {
-                let up = slots.max(1).checked_next_power_of_two().unwrap_or(MAX_SLOTS);
-                let help = if slots == 0 { "use at least 1 slot (a power of two)".to_owned() } else { format!("use {} or {up}", up / 2) };
-                self.d.error(file, slots_v.span(), format!("slots must be a power of two, not {slots}")).help(help);
+                let up = slots
+                    .max(1)
+                    .checked_next_power_of_two()
+                    .unwrap_or(MAX_SLOTS);
+                let help = if slots == 0 {
+                    "use at least 1 slot (a power of two)".to_owned()
+                } else {
+                    format!("use {} or {up}", up / 2)
+                };
+                self.d
+                    .error(
+                        file,
+                        slots_v.span(),
+                        format!("slots must be a power of two, not {slots}"),
+                    )
+                    .help(help);
             } else if slots > MAX_SLOTS {
-                self.d.error(file, slots_v.span(), format!("slots {slots} is too many: a channel has at most {MAX_SLOTS} slots"));
+                self.d.error(
+                    file,
+                    slots_v.span(),
+                    format!("slots {slots} is too many: a channel has at most {MAX_SLOTS} slots"),
+                );
             }
-            let (slot_size, slots) = (slot_size.min(MAX_SLOT_SIZE) as u32, slots.min(MAX_SLOTS) as u32);
+            let (slot_size, slots) = (
+                slot_size.min(MAX_SLOT_SIZE) as u32,
+                slots.min(MAX_SLOTS) as u32,
+            );
             let size = match channel_size(slot_size, slots) {
                 Ok(size) => size,
                 Err(hallows_ring::LayoutError::TooLarge) => {
@@ -532,9 +724,16 @@ impl Loader<'_> {
     fn regions(&mut self, parts: &[Item<RawPartition>], chans: &[Item<RawChannel>]) {
         for item in parts {
             let Some(p) = &item.raw else { continue };
-            let Some(name) = p.name.as_ref().map(|n| n.get_ref()) else { continue };
-            let is = |end: &Option<Spanned<String>>| end.as_ref().is_some_and(|e| e.get_ref() == name);
-            let ends = chans.iter().filter_map(|c| c.raw.as_ref()).filter(|c| is(&c.from) || is(&c.to)).count();
+            let Some(name) = p.name.as_ref().map(|n| n.get_ref()) else {
+                continue;
+            };
+            let is =
+                |end: &Option<Spanned<String>>| end.as_ref().is_some_and(|e| e.get_ref() == name);
+            let ends = chans
+                .iter()
+                .filter_map(|c| c.raw.as_ref())
+                .filter(|c| is(&c.from) || is(&c.to))
+                .count();
             let n = p.devices.len() + ends;
             if n > MAX_REGIONS {
                 self.d
@@ -585,7 +784,8 @@ impl Loader<'_> {
             return None;
         }
         if let Err(e) = crate::verify_layout(board, partitions, channels) {
-            self.d.error(self.file, 0..0, format!("internal placement error: {e}"));
+            self.d
+                .error(self.file, 0..0, format!("internal placement error: {e}"));
         }
         (self.d.is_empty()).then_some(())
     }

@@ -14,7 +14,11 @@ use crate::size::format_size;
 use crate::{load, CheckContext, Diagnostics, MapOwner, System};
 
 fn report(d: &Diagnostics) {
-    let choice = if std::io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
+    let choice = if std::io::stderr().is_terminal() {
+        ColorChoice::Auto
+    } else {
+        ColorChoice::Never
+    };
     let mut err = StandardStream::stderr(choice);
     if d.emit(&mut err).is_err() {
         eprint!("{d}");
@@ -103,27 +107,55 @@ fn table(out: &mut String, header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |out: &mut String, cells: &[String]| {
-        let text: Vec<String> = cells.iter().zip(&width).map(|(c, w)| format!("{c:<w$}")).collect();
+        let text: Vec<String> = cells
+            .iter()
+            .zip(&width)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
         let _ = writeln!(out, "  {}", text.join("  ").trim_end());
     };
-    line(out, &header.iter().map(|h| h.to_string()).collect::<Vec<_>>());
-    line(out, &width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>());
+    line(
+        out,
+        &header.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+    );
+    line(
+        out,
+        &width.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>(),
+    );
     for row in rows {
         line(out, row);
     }
 }
 
 fn ranges(list: &[u32]) -> String {
-    list.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(",")
+    list.iter()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The resolved system as readable tables (what `inspect` prints).
 pub fn render(s: &System) -> String {
     let b = &s.board;
     let mut out = String::new();
-    let _ = writeln!(out, "board {} ({}), {} cores, RAM {}", b.name, b.arch.name(), b.cores.len(),
-        b.ram.iter().map(|r| format!("{r} ({})", format_size(r.size))).collect::<Vec<_>>().join(", "));
-    let _ = writeln!(out, "hypervisor reservation {} ({})", b.hypervisor, format_size(b.hypervisor.size));
+    let _ = writeln!(
+        out,
+        "board {} ({}), {} cores, RAM {}",
+        b.name,
+        b.arch.name(),
+        b.cores.len(),
+        b.ram
+            .iter()
+            .map(|r| format!("{r} ({})", format_size(r.size)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let _ = writeln!(
+        out,
+        "hypervisor reservation {} ({})",
+        b.hypervisor,
+        format_size(b.hypervisor.size)
+    );
     let _ = writeln!(out, "\npartitions");
     let rows: Vec<Vec<String>> = s
         .partitions
@@ -136,12 +168,26 @@ pub fn render(s: &System) -> String {
                 format!("{}{}", p.ram(), if p.ram_fixed { " fixed" } else { "" }),
                 p.guest.clone(),
                 p.on_fault.to_string(),
-                if p.devices.is_empty() { "-".into() } else { p.devices.join(",") },
-                if p.bootargs.is_empty() { "-".into() } else { format!("{:?}", p.bootargs) },
+                if p.devices.is_empty() {
+                    "-".into()
+                } else {
+                    p.devices.join(",")
+                },
+                if p.bootargs.is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:?}", p.bootargs)
+                },
             ]
         })
         .collect();
-    table(&mut out, &["name", "cores", "ram", "physical", "guest", "on_fault", "devices", "bootargs"], &rows);
+    table(
+        &mut out,
+        &[
+            "name", "cores", "ram", "physical", "guest", "on_fault", "devices", "bootargs",
+        ],
+        &rows,
+    );
 
     let _ = writeln!(out, "\nchannels");
     if s.channels.is_empty() {
@@ -161,15 +207,38 @@ pub fn render(s: &System) -> String {
                 ]
             })
             .collect();
-        table(&mut out, &["name", "route", "slots", "notify", "physical", "size"], &rows);
+        table(
+            &mut out,
+            &["name", "route", "slots", "notify", "physical", "size"],
+            &rows,
+        );
     }
 
     let _ = writeln!(out, "\nphysical memory map");
     let map = s.memory_map();
-    let hidden = map.iter().filter(|(_, o)| matches!(o, MapOwner::Device { partition: None, .. })).count();
+    let hidden = map
+        .iter()
+        .filter(|(_, o)| {
+            matches!(
+                o,
+                MapOwner::Device {
+                    partition: None,
+                    ..
+                }
+            )
+        })
+        .count();
     let rows: Vec<Vec<String>> = map
         .into_iter()
-        .filter(|(_, o)| !matches!(o, MapOwner::Device { partition: None, .. }))
+        .filter(|(_, o)| {
+            !matches!(
+                o,
+                MapOwner::Device {
+                    partition: None,
+                    ..
+                }
+            )
+        })
         .map(|(r, owner)| {
             let (kind, what) = match owner {
                 MapOwner::Hypervisor => ("ram", "hypervisor".to_owned()),
@@ -179,11 +248,21 @@ pub fn render(s: &System) -> String {
                 MapOwner::Console => ("mmio", format!("console {} (hypervisor)", b.console_name)),
                 MapOwner::GicDist => ("mmio", "GIC distributor (hypervisor)".to_owned()),
                 MapOwner::GicRedist => ("mmio", "GIC redistributor (hypervisor)".to_owned()),
-                MapOwner::Device { name, partition } => {
-                    ("mmio", format!("device {name} -> {}", partition.as_deref().unwrap_or("unassigned")))
-                }
+                MapOwner::Device { name, partition } => (
+                    "mmio",
+                    format!(
+                        "device {name} -> {}",
+                        partition.as_deref().unwrap_or("unassigned")
+                    ),
+                ),
             };
-            vec![format!("{:#012x}", r.base), format!("{:#012x}", r.end()), approx_size(r.size), kind.to_owned(), what]
+            vec![
+                format!("{:#012x}", r.base),
+                format!("{:#012x}", r.end()),
+                approx_size(r.size),
+                kind.to_owned(),
+                what,
+            ]
         })
         .collect();
     table(&mut out, &["start", "end", "size", "kind", "owner"], &rows);

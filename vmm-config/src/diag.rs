@@ -36,7 +36,12 @@ impl Diagnostic {
         self
     }
 
-    pub fn related(&mut self, file: FileId, span: Span<usize>, text: impl Into<String>) -> &mut Self {
+    pub fn related(
+        &mut self,
+        file: FileId,
+        span: Span<usize>,
+        text: impl Into<String>,
+    ) -> &mut Self {
         self.related.push((file, span, text.into()));
         self
     }
@@ -65,13 +70,20 @@ pub struct Located {
 
 impl fmt::Display for Located {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.col, self.message
+        )
     }
 }
 
 impl Diagnostics {
     pub(crate) fn new() -> Self {
-        Diagnostics { files: SimpleFiles::new(), items: Vec::new() }
+        Diagnostics {
+            files: SimpleFiles::new(),
+            items: Vec::new(),
+        }
     }
 
     pub(crate) fn io_error(message: String) -> Self {
@@ -92,11 +104,19 @@ impl Diagnostics {
     }
 
     pub(crate) fn source(&self, file: FileId) -> &str {
-        self.files.get(file).map(|f| f.source().as_str()).unwrap_or("")
+        self.files
+            .get(file)
+            .map(|f| f.source().as_str())
+            .unwrap_or("")
     }
 
     /// Records an error at `span` of `file` and returns it for help and labels.
-    pub(crate) fn error(&mut self, file: FileId, span: Span<usize>, message: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn error(
+        &mut self,
+        file: FileId,
+        span: Span<usize>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
         let span = self.clamp(file, span);
         self.items.push(Diagnostic {
             file: Some(file),
@@ -133,7 +153,8 @@ impl Diagnostics {
     }
 
     pub(crate) fn sort(&mut self) {
-        self.items.sort_by_key(|d| (d.file.map_or(0, |f| f + 1), d.span.start));
+        self.items
+            .sort_by_key(|d| (d.file.map_or(0, |f| f + 1), d.span.start));
     }
 
     /// Every diagnostic as plain data, in report order.
@@ -143,7 +164,11 @@ impl Diagnostics {
             .map(|d| {
                 let (file, line, col) = match d.file {
                     Some(f) => {
-                        let name = self.files.get(f).map(|f| f.name().clone()).unwrap_or_default();
+                        let name = self
+                            .files
+                            .get(f)
+                            .map(|f| f.name().clone())
+                            .unwrap_or_default();
                         match self.files.location(f, d.span.start) {
                             Ok(loc) => (name, loc.line_number, loc.column_number),
                             Err(_) => (name, 0, 0),
@@ -151,14 +176,23 @@ impl Diagnostics {
                     }
                     None => (String::new(), 0, 0),
                 };
-                Located { file, line, col, message: d.message.clone(), help: d.help.clone() }
+                Located {
+                    file,
+                    line,
+                    col,
+                    message: d.message.clone(),
+                    help: d.help.clone(),
+                }
             })
             .collect()
     }
 
     /// `(file, line, col, message)` of every diagnostic, in report order.
     pub fn plain(&self) -> Vec<(String, usize, usize, String)> {
-        self.located().into_iter().map(|l| (l.file, l.line, l.col, l.message)).collect()
+        self.located()
+            .into_iter()
+            .map(|l| (l.file, l.line, l.col, l.message))
+            .collect()
     }
 
     fn to_codespan(&self, d: &Diagnostic) -> CsDiagnostic<FileId> {
@@ -178,7 +212,8 @@ impl Diagnostics {
     pub fn emit(&self, out: &mut dyn termcolor::WriteColor) -> std::io::Result<()> {
         let config = term::Config::default();
         for d in &self.items {
-            term::emit(out, &config, &self.files, &self.to_codespan(d)).map_err(std::io::Error::other)?;
+            term::emit(out, &config, &self.files, &self.to_codespan(d))
+                .map_err(std::io::Error::other)?;
         }
         let n = self.items.len();
         out.set_color(termcolor::ColorSpec::new().set_bold(true))?;
@@ -197,14 +232,19 @@ impl fmt::Display for Diagnostics {
 
 impl fmt::Debug for Diagnostics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_list().entries(self.located().iter().map(|l| l.to_string())).finish()
+        f.debug_list()
+            .entries(self.located().iter().map(|l| l.to_string()))
+            .finish()
     }
 }
 
 impl std::error::Error for Diagnostics {}
 
 /// `did you mean `x`?` for the closest candidate, if any is close enough.
-pub(crate) fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub(crate) fn did_you_mean<'a>(
+    word: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(word, c), c))

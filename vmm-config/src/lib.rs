@@ -119,7 +119,10 @@ impl Range {
 
     /// The same range in the table's representation.
     pub fn to_table(&self) -> hallows_table::MemRange {
-        hallows_table::MemRange { base: self.base, size: self.size }
+        hallows_table::MemRange {
+            base: self.base,
+            size: self.size,
+        }
     }
 }
 
@@ -166,7 +169,9 @@ impl Board {
 
     /// Total bytes of RAM.
     pub fn ram_total(&self) -> u64 {
-        self.ram.iter().fold(0u64, |acc, r| acc.saturating_add(r.size))
+        self.ram
+            .iter()
+            .fold(0u64, |acc, r| acc.saturating_add(r.size))
     }
 }
 
@@ -201,7 +206,9 @@ impl FaultPolicy {
     pub fn to_table(self) -> (u32, u32) {
         match self {
             FaultPolicy::Stop => (hallows_table::fault_policy::STOP, 0),
-            FaultPolicy::Restart { max_restarts } => (hallows_table::fault_policy::RESTART, max_restarts),
+            FaultPolicy::Restart { max_restarts } => {
+                (hallows_table::fault_policy::RESTART, max_restarts)
+            }
             FaultPolicy::Halt => (hallows_table::fault_policy::HALT, 0),
         }
     }
@@ -250,7 +257,10 @@ impl Partition {
 
     /// Bit `i` set for each board core index `i` (the table's `core_mask`).
     pub fn core_mask(&self) -> u64 {
-        self.cores.iter().filter(|&&c| c < 64).fold(0, |m, &c| m | (1u64 << c))
+        self.cores
+            .iter()
+            .filter(|&&c| c < 64)
+            .fold(0, |m, &c| m | (1u64 << c))
     }
 }
 
@@ -296,7 +306,8 @@ impl Channel {
 /// layout (two header pages, then the slots rounded up to whole pages), or
 /// why the ring refuses this geometry.
 pub fn channel_size(slot_size: u32, slots: u32) -> Result<u64, hallows_ring::LayoutError> {
-    hallows_ring::ChannelLayout::new(slot_size as usize, slots as usize).map(|l| l.total_size() as u64)
+    hallows_ring::ChannelLayout::new(slot_size as usize, slots as usize)
+        .map(|l| l.total_size() as u64)
 }
 
 /// What occupies one range of the physical memory map.
@@ -309,7 +320,10 @@ pub enum MapOwner {
     GicDist,
     GicRedist,
     /// A board device, with the partition it is assigned to, if any.
-    Device { name: String, partition: Option<String> },
+    Device {
+        name: String,
+        partition: Option<String>,
+    },
     /// Board RAM nobody uses.
     FreeRam,
 }
@@ -323,11 +337,20 @@ impl System {
     /// (split into hypervisor, partitions, channels and free gaps) and every MMIO range.
     pub fn memory_map(&self) -> Vec<(Range, MapOwner)> {
         let mut used: Vec<(Range, MapOwner)> = vec![(self.board.hypervisor, MapOwner::Hypervisor)];
-        used.extend(self.partitions.iter().map(|p| (p.ram(), MapOwner::Partition(p.name.clone()))));
-        used.extend(self.channels.iter().map(|c| (c.memory(), MapOwner::Channel(c.name.clone()))));
+        used.extend(
+            self.partitions
+                .iter()
+                .map(|p| (p.ram(), MapOwner::Partition(p.name.clone()))),
+        );
+        used.extend(
+            self.channels
+                .iter()
+                .map(|c| (c.memory(), MapOwner::Channel(c.name.clone()))),
+        );
         let mut map = Vec::new();
         for ram in &self.board.ram {
-            let mut inside: Vec<&(Range, MapOwner)> = used.iter().filter(|(r, _)| ram.overlaps(r)).collect();
+            let mut inside: Vec<&(Range, MapOwner)> =
+                used.iter().filter(|(r, _)| ram.overlaps(r)).collect();
             inside.sort_by_key(|(r, _)| r.base);
             let mut cursor = ram.base;
             for (r, _) in &inside {
@@ -345,8 +368,18 @@ impl System {
         map.push((self.board.gic_dist, MapOwner::GicDist));
         map.push((self.board.gic_redist, MapOwner::GicRedist));
         for d in &self.board.devices {
-            let partition = self.partitions.iter().find(|p| p.devices.contains(&d.name)).map(|p| p.name.clone());
-            map.push((d.mmio, MapOwner::Device { name: d.name.clone(), partition }));
+            let partition = self
+                .partitions
+                .iter()
+                .find(|p| p.devices.contains(&d.name))
+                .map(|p| p.name.clone());
+            map.push((
+                d.mmio,
+                MapOwner::Device {
+                    name: d.name.clone(),
+                    partition,
+                },
+            ));
         }
         map.sort_by_key(|(r, _)| (r.base, r.size));
         map
@@ -355,13 +388,35 @@ impl System {
 
 /// Checks that the hypervisor reservation, every partition's RAM and every
 /// channel's memory lie inside board RAM, are aligned, and are pairwise disjoint.
-pub(crate) fn verify_layout(board: &Board, partitions: &[Partition], channels: &[Channel]) -> Result<(), String> {
-    let mut used: Vec<(Range, String, u64)> = vec![(board.hypervisor, "the hypervisor reservation".to_owned(), PAGE_SIZE)];
-    used.extend(partitions.iter().map(|p| (p.ram(), format!("the RAM of partition `{}`", p.name), RAM_ALIGN)));
-    used.extend(channels.iter().map(|c| (c.memory(), format!("the memory of channel `{}`", c.name), PAGE_SIZE)));
+pub(crate) fn verify_layout(
+    board: &Board,
+    partitions: &[Partition],
+    channels: &[Channel],
+) -> Result<(), String> {
+    let mut used: Vec<(Range, String, u64)> = vec![(
+        board.hypervisor,
+        "the hypervisor reservation".to_owned(),
+        PAGE_SIZE,
+    )];
+    used.extend(partitions.iter().map(|p| {
+        (
+            p.ram(),
+            format!("the RAM of partition `{}`", p.name),
+            RAM_ALIGN,
+        )
+    }));
+    used.extend(channels.iter().map(|c| {
+        (
+            c.memory(),
+            format!("the memory of channel `{}`", c.name),
+            PAGE_SIZE,
+        )
+    }));
     for (i, (r, what, align)) in used.iter().enumerate() {
         if r.base % align != 0 || r.size % align != 0 || r.size == 0 {
-            return Err(format!("{what} ({r}) is empty or not aligned to {align:#x}"));
+            return Err(format!(
+                "{what} ({r}) is empty or not aligned to {align:#x}"
+            ));
         }
         if r.base.checked_add(r.size).is_none() || !board.ram.iter().any(|ram| ram.contains(r)) {
             return Err(format!("{what} ({r}) is outside board RAM"));
@@ -385,7 +440,10 @@ impl System {
 pub fn load(path: &Path, ctx: &CheckContext) -> Result<System, Diagnostics> {
     match std::fs::read_to_string(path) {
         Ok(src) => check::load_manifest(&path.display().to_string(), path.parent(), &src, ctx),
-        Err(e) => Err(Diagnostics::io_error(format!("cannot read manifest {}: {e}", path.display()))),
+        Err(e) => Err(Diagnostics::io_error(format!(
+            "cannot read manifest {}: {e}",
+            path.display()
+        ))),
     }
 }
 

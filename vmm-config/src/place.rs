@@ -63,7 +63,11 @@ impl FreeList {
     pub fn largest(&self, align: u64) -> u64 {
         self.0
             .iter()
-            .filter_map(|r| r.base.checked_next_multiple_of(align).map(|b| r.end().saturating_sub(b)))
+            .filter_map(|r| {
+                r.base
+                    .checked_next_multiple_of(align)
+                    .map(|b| r.end().saturating_sub(b))
+            })
             .max()
             .unwrap_or(0)
     }
@@ -86,19 +90,39 @@ pub(crate) fn place_partitions(
     let mut fixed_ok: Vec<(usize, Range, Span<usize>)> = Vec::new();
 
     for (i, req) in reqs.iter().enumerate() {
-        let Some((base, span)) = &req.fixed else { continue };
+        let Some((base, span)) = &req.fixed else {
+            continue;
+        };
         let r = Range::new(*base, req.size);
         if base % RAM_ALIGN != 0 {
             let down = round_down(*base, RAM_ALIGN);
-            d.error(file, span.clone(), format!("ram_base {base:#x} is not 2 MiB aligned"))
-                .label("not a multiple of 0x200000")
-                .help(format!("use {down:#x} or {:#x}", down.saturating_add(RAM_ALIGN)));
+            d.error(
+                file,
+                span.clone(),
+                format!("ram_base {base:#x} is not 2 MiB aligned"),
+            )
+            .label("not a multiple of 0x200000")
+            .help(format!(
+                "use {down:#x} or {:#x}",
+                down.saturating_add(RAM_ALIGN)
+            ));
             continue;
         }
         if base.checked_add(req.size).is_none() || !board.ram.iter().any(|ram| ram.contains(&r)) {
             let rams: Vec<String> = board.ram.iter().map(|r| r.to_string()).collect();
-            d.error(file, span.clone(), format!("RAM of partition `{}` ({r}) is outside the board's RAM", req.name))
-                .help(format!("board \"{}\" has RAM at {}", board.name, rams.join(", ")));
+            d.error(
+                file,
+                span.clone(),
+                format!(
+                    "RAM of partition `{}` ({r}) is outside the board's RAM",
+                    req.name
+                ),
+            )
+            .help(format!(
+                "board \"{}\" has RAM at {}",
+                board.name,
+                rams.join(", ")
+            ));
             continue;
         }
         if r.overlaps(&board.hypervisor) {
@@ -107,8 +131,15 @@ pub(crate) fn place_partitions(
             continue;
         }
         if let Some((j, other, ospan)) = fixed_ok.iter().find(|(_, o, _)| o.overlaps(&r)) {
-            d.error(file, span.clone(), format!("RAM of partition `{}` ({r}) overlaps the RAM of partition `{}` ({other})", req.name, reqs[*j].name))
-                .related(file, ospan.clone(), "that partition's ram_base");
+            d.error(
+                file,
+                span.clone(),
+                format!(
+                    "RAM of partition `{}` ({r}) overlaps the RAM of partition `{}` ({other})",
+                    req.name, reqs[*j].name
+                ),
+            )
+            .related(file, ospan.clone(), "that partition's ram_base");
             continue;
         }
         fixed_ok.push((i, r, span.clone()));
@@ -150,10 +181,16 @@ mod tests {
     fn free_list_splits_and_takes_first_fit() {
         let mut f = FreeList(vec![Range::new(0x1000_0000, 0x1000_0000)]);
         f.remove(Range::new(0x1000_0000, 0x10_0000));
-        assert_eq!(f.take(RAM_ALIGN, RAM_ALIGN), Some(Range::new(0x1020_0000, RAM_ALIGN)));
+        assert_eq!(
+            f.take(RAM_ALIGN, RAM_ALIGN),
+            Some(Range::new(0x1020_0000, RAM_ALIGN))
+        );
         f.remove(Range::new(0x1800_0000, 0x1000));
         assert_eq!(f.0.len(), 3);
-        assert_eq!(f.take(PAGE_SIZE, PAGE_SIZE), Some(Range::new(0x1010_0000, PAGE_SIZE)));
+        assert_eq!(
+            f.take(PAGE_SIZE, PAGE_SIZE),
+            Some(Range::new(0x1010_0000, PAGE_SIZE))
+        );
         assert_eq!(f.take(0x2000_0000, RAM_ALIGN), None);
         assert_eq!(f.largest(RAM_ALIGN), 0x2000_0000 - 0x1800_0000 - RAM_ALIGN);
     }

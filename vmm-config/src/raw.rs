@@ -39,7 +39,11 @@ pub(crate) struct RawManifest {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawPartition {
     /// `[a-z][a-z0-9_-]*`, at most 31 bytes, unique.
-    #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_-]*$"), length(max = 31))]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^[a-z][a-z0-9_-]*$"),
+        length(max = 31)
+    )]
     pub name: Option<Spanned<String>>,
     /// Board core indices; the first is the core the partition boots on.
     #[schemars(with = "Vec<u32>", length(min = 1))]
@@ -84,7 +88,11 @@ pub(crate) enum OnFault {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawChannel {
     /// `[a-z][a-z0-9_-]*`, at most 31 bytes, unique among channels.
-    #[schemars(with = "String", regex(pattern = r"^[a-z][a-z0-9_-]*$"), length(max = 31))]
+    #[schemars(
+        with = "String",
+        regex(pattern = r"^[a-z][a-z0-9_-]*$"),
+        length(max = 31)
+    )]
     pub name: Option<Spanned<String>>,
     /// Producer partition.
     #[schemars(with = "String")]

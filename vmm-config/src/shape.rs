@@ -19,27 +19,45 @@ use toml::Spanned;
 use crate::diag::{did_you_mean, Diagnostics, FileId};
 
 /// Parses a whole TOML document; syntax errors are reported and yield `None`.
-pub(crate) fn parse_document<'i>(d: &mut Diagnostics, file: FileId, src: &'i str) -> Option<Spanned<DeTable<'i>>> {
+pub(crate) fn parse_document<'i>(
+    d: &mut Diagnostics,
+    file: FileId,
+    src: &'i str,
+) -> Option<Spanned<DeTable<'i>>> {
     let (table, errors) = DeTable::parse_recoverable(src);
     if errors.is_empty() {
         return Some(table);
     }
     for e in errors {
         let span = e.span().unwrap_or(0..0);
-        d.error(file, span, format!("TOML syntax error: {}", one_line(e.message())))
-            .help("see https://toml.io for the syntax");
+        d.error(
+            file,
+            span,
+            format!("TOML syntax error: {}", one_line(e.message())),
+        )
+        .help("see https://toml.io for the syntax");
     }
     None
 }
 
 fn one_line(s: &str) -> String {
-    s.trim().lines().map(str::trim).collect::<Vec<_>>().join("; ")
+    s.trim()
+        .lines()
+        .map(str::trim)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The span of the first line of `span`: where a `[[partition]]` header is.
 pub(crate) fn first_line(src: &str, span: Span<usize>) -> Span<usize> {
     let start = span.start.min(src.len());
-    let end = src[start..].find('\n').map_or(src.len(), |i| start + i).min(span.end.max(start));
+    if !src.is_char_boundary(start) {
+        return span;
+    }
+    let end = src[start..]
+        .find('\n')
+        .map_or(src.len(), |i| start + i)
+        .min(span.end.max(start));
     start..end
 }
 
@@ -54,7 +72,11 @@ pub(crate) fn schema_keys<T: JsonSchema>() -> (Vec<String>, Vec<String>) {
     let required = schema
         .get("required")
         .and_then(|r| r.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     (props, required)
 }
@@ -74,18 +96,26 @@ pub(crate) fn deserialize_item<T: DeserializeOwned + JsonSchema>(
     let mut table = table.into_inner();
     let header = first_line(d.source(file), span.clone());
 
-    let unknown: Vec<Spanned<std::borrow::Cow<'_, str>>> =
-        table.keys().filter(|k| !props.iter().any(|p| p == k.get_ref().as_ref())).cloned().collect();
+    let unknown: Vec<Spanned<std::borrow::Cow<'_, str>>> = table
+        .keys()
+        .filter(|k| !props.iter().any(|p| p == k.get_ref().as_ref()))
+        .cloned()
+        .collect();
     // A missing key that an unknown key was probably meant to be is reported
     // once, as the misspelling.
     let mut suggested: Vec<&str> = Vec::new();
-    let absent: Vec<&str> = props.iter().map(String::as_str).filter(|p| !table.contains_key(*p)).collect();
+    let absent: Vec<&str> = props
+        .iter()
+        .map(String::as_str)
+        .filter(|p| !table.contains_key(*p))
+        .collect();
     for key in unknown {
         let name: &str = key.get_ref();
         let diag = d.error(file, key.span(), format!("unknown key `{name}` in {what}"));
         diag.label("not a key of this table");
         // Prefer a key the table lacks: `slot` next to `slots` means `slot_size`.
-        let best = did_you_mean(name, absent.iter().copied()).or_else(|| did_you_mean(name, props.iter().map(String::as_str)));
+        let best = did_you_mean(name, absent.iter().copied())
+            .or_else(|| did_you_mean(name, props.iter().map(String::as_str)));
         match best {
             Some(best) => {
                 suggested.push(best);
@@ -97,8 +127,12 @@ pub(crate) fn deserialize_item<T: DeserializeOwned + JsonSchema>(
     }
     for key in &required {
         if !table.contains_key(key.as_str()) && !suggested.contains(&key.as_str()) {
-            d.error(file, header.clone(), format!("{what} is missing required key `{key}`"))
-                .help(format!("add `{key} = ...` to this table"));
+            d.error(
+                file,
+                header.clone(),
+                format!("{what} is missing required key `{key}`"),
+            )
+            .help(format!("add `{key} = ...` to this table"));
         }
     }
 
@@ -154,22 +188,44 @@ pub(crate) fn explain(key: &str, message: &str) -> (String, Option<String>) {
     if let Some(rest) = message.strip_prefix("invalid value: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
             let expected = friendly_type(expected);
-            return (format!("invalid value for `{key}`: expected {expected}, found {found}"), None);
+            return (
+                format!("invalid value for `{key}`: expected {expected}, found {found}"),
+                None,
+            );
         }
     }
     if let Some(rest) = message.strip_prefix("unknown variant `") {
         if let Some((found, expected)) = rest.split_once("`, expected ") {
-            let options: Vec<&str> = expected.split(|c| c == '`').filter(|s| !s.contains(',') && !s.trim().is_empty() && !s.contains(" or ")).collect();
+            let options: Vec<&str> = expected
+                .split('`')
+                .filter(|s| !s.contains(',') && !s.trim().is_empty() && !s.contains(" or "))
+                .collect();
             let help = match did_you_mean(found, options.iter().copied()) {
                 Some(best) => format!("did you mean \"{best}\"?"),
-                None => format!("use one of: {}", options.iter().map(|o| format!("\"{o}\"")).collect::<Vec<_>>().join(", ")),
+                None => format!(
+                    "use one of: {}",
+                    options
+                        .iter()
+                        .map(|o| format!("\"{o}\""))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
-            return (format!("invalid value \"{found}\" for `{key}`: expected {expected}"), Some(help));
+            return (
+                format!("invalid value \"{found}\" for `{key}`: expected {expected}"),
+                Some(help),
+            );
         }
     }
     if let Some(field) = message.strip_prefix("unknown field `") {
         let field = field.split('`').next().unwrap_or("");
-        return (format!("unknown key `{field}` in `{key}`"), Some(format!("{key} keys: {}", message.split("expected ").nth(1).unwrap_or(""))));
+        return (
+            format!("unknown key `{field}` in `{key}`"),
+            Some(format!(
+                "{key} keys: {}",
+                message.split("expected ").nth(1).unwrap_or("")
+            )),
+        );
     }
     (format!("invalid `{key}`: {message}"), None)
 }

@@ -2,12 +2,20 @@
 //! `"16 MiB"`. Only binary units exist, so `"16 MB"` is refused rather than
 //! silently read as either 16 000 000 or 16 777 216 bytes.
 
-const UNITS: &[(&str, u64)] = &[("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40)];
+const UNITS: &[(&str, u64)] = &[
+    ("B", 1),
+    ("KiB", 1 << 10),
+    ("MiB", 1 << 20),
+    ("GiB", 1 << 30),
+    ("TiB", 1 << 40),
+];
 
 /// Parses `"<digits>[ ]<unit>"` (`B`, `KiB`, `MiB`, `GiB`, `TiB`; `_` allowed between digits).
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let digits_end = t.find(|c: char| !(c.is_ascii_digit() || c == '_')).unwrap_or(t.len());
+    let digits_end = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '_'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(digits_end);
     let unit = unit.trim_start();
     if num.is_empty() || !num.starts_with(|c: char| c.is_ascii_digit()) {
@@ -26,15 +34,19 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
             "" => " (write a unit such as MiB, or give the size as an integer)",
             _ => "",
         };
-        return Err(format!("size \"{text}\" has unknown unit \"{unit}\"{hint}; units are B, KiB, MiB, GiB, TiB"));
+        return Err(format!(
+            "size \"{text}\" has unknown unit \"{unit}\"{hint}; units are B, KiB, MiB, GiB, TiB"
+        ));
     };
-    value.checked_mul(mult).ok_or_else(|| format!("size \"{text}\" is too large"))
+    value
+        .checked_mul(mult)
+        .ok_or_else(|| format!("size \"{text}\" is too large"))
 }
 
 /// The largest exact binary unit: `16 MiB`, `1536 KiB`, `4097 B`.
 pub fn format_size(bytes: u64) -> String {
     for &(unit, mult) in UNITS.iter().rev() {
-        if mult > 1 && bytes >= mult && bytes % mult == 0 {
+        if mult > 1 && bytes >= mult && bytes.is_multiple_of(mult) {
             return format!("{} {unit}", bytes / mult);
         }
     }
@@ -57,7 +69,9 @@ impl<'de> serde::Deserialize<'de> for Size {
                 Ok(Size(v))
             }
             fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Size, E> {
-                u64::try_from(v).map(Size).map_err(|_| E::custom(format!("size {v} is negative")))
+                u64::try_from(v)
+                    .map(Size)
+                    .map_err(|_| E::custom(format!("size {v} is negative")))
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Size, E> {
                 parse_size(v).map(Size).map_err(E::custom)
@@ -100,8 +114,12 @@ mod tests {
     fn refuses_ambiguous_or_broken() {
         assert!(parse_size("16 MB").unwrap_err().contains("use MiB"));
         assert!(parse_size("16").unwrap_err().contains("write a unit"));
-        assert!(parse_size("MiB").unwrap_err().contains("does not start with a number"));
-        assert!(parse_size("99999999999 TiB").unwrap_err().contains("too large"));
+        assert!(parse_size("MiB")
+            .unwrap_err()
+            .contains("does not start with a number"));
+        assert!(parse_size("99999999999 TiB")
+            .unwrap_err()
+            .contains("too large"));
         assert!(parse_size("-1 MiB").is_err());
     }
 

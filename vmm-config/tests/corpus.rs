@@ -10,7 +10,9 @@ use std::path::{Path, PathBuf};
 use vmm_config::{load, CheckContext, Located};
 
 fn corpus(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/manifests").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/manifests")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|e| panic!("{}: {e}", root.display()))
         .map(|e| e.expect("directory entry").path())
@@ -21,7 +23,9 @@ fn corpus(dir: &str) -> Vec<PathBuf> {
 }
 
 fn ctx() -> CheckContext {
-    CheckContext { guests: Some(vec!["hello".into(), "counter".into(), "probe".into()]) }
+    CheckContext {
+        guests: Some(vec!["hello".into(), "counter".into(), "probe".into()]),
+    }
 }
 
 #[derive(Debug)]
@@ -42,7 +46,12 @@ fn parse_expect(text: &str) -> Option<Expect> {
         }
     };
     let (col, message) = rest.split_once(':')?;
-    Some(Expect { file, line, col: col.parse().ok()?, message: message.trim().to_owned() })
+    Some(Expect {
+        file,
+        line,
+        col: col.parse().ok()?,
+        message: message.trim().to_owned(),
+    })
 }
 
 fn expectations(src: &str) -> Vec<Expect> {
@@ -68,7 +77,9 @@ fn valid_manifests_load() {
         match load(&f, &ctx()) {
             Ok(system) => {
                 assert!(!system.partitions.is_empty());
-                system.verify_layout().unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+                system
+                    .verify_layout()
+                    .unwrap_or_else(|e| panic!("{}: {e}", f.display()));
             }
             Err(d) => panic!("{} should be valid:\n{d}", f.display()),
         }
@@ -78,12 +89,20 @@ fn valid_manifests_load() {
 #[test]
 fn invalid_manifests_report_the_expected_errors() {
     let files = corpus("invalid");
-    assert!(files.len() >= 40, "the invalid corpus has only {} files", files.len());
+    assert!(
+        files.len() >= 40,
+        "the invalid corpus has only {} files",
+        files.len()
+    );
     let mut failures = Vec::new();
     for f in &files {
         let src = std::fs::read_to_string(f).expect("readable corpus file");
         let expects = expectations(&src);
-        assert!(!expects.is_empty(), "{} has no `# expect:` line", f.display());
+        assert!(
+            !expects.is_empty(),
+            "{} has no `# expect:` line",
+            f.display()
+        );
         let d = match load(f, &ctx()) {
             Ok(_) => {
                 failures.push(format!("{}: loaded, but should fail", f.display()));
@@ -94,16 +113,26 @@ fn invalid_manifests_report_the_expected_errors() {
         let got = d.located();
         // The first expectation is the first diagnostic; any others appear somewhere.
         for (i, e) in expects.iter().enumerate() {
-            let ok = if i == 0 { got.first().is_some_and(|g| matches(e, g, f)) } else { got.iter().any(|g| matches(e, g, f)) };
+            let ok = if i == 0 {
+                got.first().is_some_and(|g| matches(e, g, f))
+            } else {
+                got.iter().any(|g| matches(e, g, f))
+            };
             if !ok {
                 failures.push(format!(
                     "{}: diagnostic {i} should be {}{}:{}: {}\n  got: {}",
                     f.display(),
-                    e.file.as_deref().map(|f| format!("{f}:")).unwrap_or_default(),
+                    e.file
+                        .as_deref()
+                        .map(|f| format!("{f}:"))
+                        .unwrap_or_default(),
                     e.line,
                     e.col,
                     e.message,
-                    got.iter().map(|g| format!("{}:{}: {}", g.line, g.col, g.message)).collect::<Vec<_>>().join("\n       ")
+                    got.iter()
+                        .map(|g| format!("{}:{}: {}", g.line, g.col, g.message))
+                        .collect::<Vec<_>>()
+                        .join("\n       ")
                 ));
             }
         }
@@ -111,10 +140,19 @@ fn invalid_manifests_report_the_expected_errors() {
         let rendered = d.to_string();
         for g in &got {
             let at = format!("{}:{}:{}", g.file, g.line, g.col);
-            assert!(rendered.contains(&at), "{}: rendered report lacks {at}:\n{rendered}", f.display());
+            assert!(
+                rendered.contains(&at),
+                "{}: rendered report lacks {at}:\n{rendered}",
+                f.display()
+            );
         }
     }
-    assert!(failures.is_empty(), "{} corpus failures:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} corpus failures:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -124,10 +162,17 @@ fn every_error_has_a_position_and_most_have_help() {
     for f in corpus("invalid") {
         let d = load(&f, &ctx()).expect_err("invalid manifest");
         for g in d.located() {
-            assert!(g.line > 0 && g.col > 0, "{}: {g} has no position", f.display());
+            assert!(
+                g.line > 0 && g.col > 0,
+                "{}: {g} has no position",
+                f.display()
+            );
             total += 1;
             with_help += usize::from(!g.help.is_empty());
         }
     }
-    assert!(with_help * 10 >= total * 7, "only {with_help} of {total} diagnostics have help");
+    assert!(
+        with_help * 10 >= total * 7,
+        "only {with_help} of {total} diagnostics have help"
+    );
 }
