@@ -111,7 +111,8 @@ impl<const N: usize> Api<N> {
         if !self.config.demote_preempted {
             return !self.fresh.is_empty();
         }
-        !self.fresh.is_empty() || (!self.demoted.is_empty() && elapsed >= self.config.demoted_quantum)
+        !self.fresh.is_empty()
+            || (!self.demoted.is_empty() && elapsed >= self.config.demoted_quantum)
     }
 }
 
@@ -274,8 +275,14 @@ mod tests {
         assert_eq!(s.tick(0, TaskId(1), Q), Decision::Preempt);
         assert_eq!(task(s.pick_next(0, Q)), TaskId(2));
         // Task 2 used its quantum; only the demoted task 1 waits.
-        assert!(matches!(s.tick(0, TaskId(2), 2 * Q), Decision::Continue { .. }));
-        assert!(matches!(s.tick(0, TaskId(2), Q + dq - 1), Decision::Continue { .. }));
+        assert!(matches!(
+            s.tick(0, TaskId(2), 2 * Q),
+            Decision::Continue { .. }
+        ));
+        assert!(matches!(
+            s.tick(0, TaskId(2), Q + dq - 1),
+            Decision::Continue { .. }
+        ));
         assert_eq!(s.tick(0, TaskId(2), Q + dq), Decision::Preempt);
         assert_eq!(task(s.pick_next(0, Q + dq)), TaskId(1));
     }
