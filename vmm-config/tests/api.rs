@@ -359,3 +359,34 @@ fn unreadable_manifest_is_a_diagnostic() {
         .to_string()
         .contains("cannot read manifest /nonexistent/m.toml"));
 }
+
+#[test]
+fn verify_layout_catches_overlaps_and_strays() {
+    let good = load(&manifests("valid/full.toml"), &ctx()).unwrap_or_else(|d| panic!("{d}"));
+    let mut s = good.clone();
+    s.channels[1].pa = s.channels[0].pa + 4096;
+    let e = s.verify_layout().expect_err("overlapping channels");
+    assert!(
+        e.contains("the memory of channel `replies`")
+            && e.contains("overlaps the memory of channel `requests`"),
+        "{e}"
+    );
+    let mut s = good.clone();
+    s.partitions[2].ram_pa = s.board.hypervisor.base;
+    assert!(s
+        .verify_layout()
+        .expect_err("over the hypervisor")
+        .contains("overlaps the hypervisor reservation"));
+    let mut s = good.clone();
+    s.partitions[0].ram_pa = 0x6000_0000;
+    assert!(s
+        .verify_layout()
+        .expect_err("outside RAM")
+        .contains("outside board RAM"));
+    let mut s = good;
+    s.channels[0].pa += 8;
+    assert!(s
+        .verify_layout()
+        .expect_err("misaligned")
+        .contains("not aligned"));
+}
