@@ -1,6 +1,6 @@
 //! Puts the guest linker script on the link search path of every guest
-//! binary that depends on this crate (`-Tguest.ld` is set for the target in
-//! `.cargo/config.toml`).
+//! binary that depends on this crate; each guest's own build script passes
+//! `-Tguest.ld` to its binaries.
 use std::{env, fs, path::PathBuf};
 
 fn main() {

@@ -53,8 +53,7 @@ fn cargo(root: &Path, target: &str, packages: &[String]) -> Result<()> {
         cmd.args(["-p", p]);
     }
     // Flags meant for host builds (a loom cfg, sanitizers) must not leak into
-    // bare-metal builds: they would also replace the per-target flags in
-    // .cargo/config.toml. The target directory is always the workspace's.
+    // bare-metal builds. The target directory is always the workspace's.
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
         cmd.env_remove(var);
     }
