@@ -9,9 +9,10 @@
 //! that ended it prints the summary and stops the machine.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 
-use hallows_abi::{BootInfo, BOOT_MAGIC};
+use hallows_abi::{role, BootInfo, ChannelInfo, BOOT_MAGIC};
+use zerocopy::FromZeros;
 use hallows_table::{fault_policy, MAX_CORES, MAX_PARTITIONS};
 use spin::Mutex;
 
@@ -27,6 +28,9 @@ pub enum Trap {
     Stage2Fault { ipa: u64, write: bool, instr: bool, pc: u64 },
     /// Anything the hypervisor does not emulate.
     Unexpected { esr: u64, pc: u64 },
+    /// A violation the architecture code has already classified (x86: a
+    /// denied I/O port or MSR, a control-register write, a triple fault).
+    Stop(StopReason),
 }
 
 /// Why a partition was stopped.
@@ -39,6 +43,18 @@ pub enum StopReason {
     Panic,
     Exception { pc: u64, esr: u64 },
     Unexpected { esr: u64, pc: u64 },
+    /// x86: an `in`/`out` to a port the partition was not assigned.
+    IoPort { port: u16, write: bool, pc: u64 },
+    /// x86: `rdmsr`/`wrmsr` of an MSR outside the allow-list.
+    Msr { msr: u32, write: bool, pc: u64 },
+    /// x86: a write to CR0 or CR4 (the partition runs in the mode it was entered in).
+    ControlRegister { cr: u8, pc: u64 },
+    /// x86: the guest triple-faulted (a shutdown).
+    TripleFault { pc: u64 },
+    /// x86: `hlt` with interrupts off: nothing can ever wake the vCPU.
+    Halted { pc: u64 },
+    /// x86: a VM exit the hypervisor does not emulate (exit code, qualifier).
+    UnexpectedExit { code: u64, info: u64, pc: u64 },
 }
 
 impl fmt::Display for StopReason {
@@ -54,8 +70,24 @@ impl fmt::Display for StopReason {
                 write!(f, "PSCI CPU_ON denied: core {target:#x} does not belong to the partition")
             }
             StopReason::Panic => write!(f, "the guest panicked"),
-            StopReason::Exception { pc, esr } => write!(f, "unhandled guest exception (ESR_EL1 {esr:#x}, pc {pc:#x})"),
+            StopReason::Exception { pc, esr } => {
+                write!(f, "unhandled guest exception ({} {esr:#x}, pc {pc:#x})", arch::GUEST_FAULT_DETAIL)
+            }
             StopReason::Unexpected { esr, pc } => write!(f, "unexpected trap (ESR_EL2 {esr:#x}, pc {pc:#x})"),
+            StopReason::IoPort { port, write, pc } => {
+                let what = if write { "write to" } else { "read from" };
+                write!(f, "I/O port denied: {what} port {port:#x} (pc {pc:#x})")
+            }
+            StopReason::Msr { msr, write, pc } => {
+                let what = if write { "wrmsr" } else { "rdmsr" };
+                write!(f, "MSR denied: {what} {msr:#x} (pc {pc:#x})")
+            }
+            StopReason::ControlRegister { cr, pc } => write!(f, "control-register write denied: CR{cr} (pc {pc:#x})"),
+            StopReason::TripleFault { pc } => write!(f, "triple fault (pc {pc:#x})"),
+            StopReason::Halted { pc } => write!(f, "hlt with interrupts disabled: nothing can wake it (pc {pc:#x})"),
+            StopReason::UnexpectedExit { code, info, pc } => {
+                write!(f, "unexpected VM exit {code:#x} (qualifier {info:#x}, pc {pc:#x})")
+            }
         }
     }
 }
@@ -83,6 +115,9 @@ pub struct PartState {
 
 static STATES: [Mutex<PartState>; MAX_PARTITIONS] =
     [const { Mutex::new(PartState { state: State::Running, restarts: 0, vcpus: [Vcpu::Off; MAX_CORES] }) }; MAX_PARTITIONS];
+/// Per partition: doorbells rung but not yet delivered, one bit per entry
+/// of the partition's channel directory.
+static DOORBELLS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
 static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ENDING: AtomicBool = AtomicBool::new(false);
 
@@ -97,11 +132,26 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
     let rt = sys.parts[index].as_ref().ok_or(hallows_abi::Error::InvalidArgument)?;
     if restarts > 0 {
         rt.ram.scrub();
+        DOORBELLS[index].store(0, Ordering::Release);
     }
     for s in &p.segments[..p.segment_count as usize] {
         let start = s.payload_offset as usize;
         let bytes = sys.payload.get(start..start + s.file_size as usize).ok_or(hallows_abi::Error::InvalidArgument)?;
         rt.ram.load(s.ipa, bytes, s.mem_size)?;
+    }
+    let mut channels = [ChannelInfo::new_zeroed(); hallows_abi::MAX_CHANNELS];
+    let mut channel_count = 0;
+    for (slot, (_, c)) in channels.iter_mut().zip(system::directory(sys.table, index)) {
+        *slot = ChannelInfo {
+            name: c.name,
+            ipa: c.ipa,
+            slot_size: c.slot_size,
+            slot_count: c.slot_count,
+            role: if c.producer as usize == index { role::PRODUCER } else { role::CONSUMER },
+            notify: c.notify,
+            _pad: 0,
+        };
+        channel_count += 1;
     }
     let info = BootInfo {
         magic: BOOT_MAGIC,
@@ -114,6 +164,9 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         _pad: 0,
         name: p.name,
         bootargs: p.bootargs,
+        channel_count,
+        _pad2: 0,
+        channels,
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
     if index == 0 && restarts == 0 {
@@ -164,6 +217,7 @@ pub fn handle_trap(core: usize, trap: Trap, regs: &mut [u64; 31]) {
         },
         Trap::Stage2Fault { ipa, write, instr, pc } => End::Fault(StopReason::Stage2Fault { ipa, write, instr, pc }),
         Trap::Unexpected { esr, pc } => End::Fault(StopReason::Unexpected { esr, pc }),
+        Trap::Stop(reason) => End::Fault(reason),
     };
     finish(sys, role.partition, end)
 }
@@ -269,4 +323,38 @@ impl fmt::Display for Restarts {
             n => write!(f, " (restarted {n} times)"),
         }
     }
+}
+
+/// Rings entry `slot` of partition `peer`'s channel directory. Coalesces: a
+/// doorbell already pending costs no second interrupt.
+pub fn ring_doorbell(sys: &System, peer: usize, slot: usize) {
+    let bit = 1u32 << slot;
+    if DOORBELLS[peer].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+        let p = &sys.table.partitions()[peer];
+        let core = p.vcpu_core[0] as usize;
+        arch::send_doorbell(sys.table.board.core_hwid[core]);
+    }
+}
+
+/// On the receiving core, after a doorbell interrupt: turns pending
+/// doorbells into virtual interrupts for the partition's boot vCPU.
+pub fn deliver_doorbells(core: usize) {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return };
+    if role.vcpu != 0 {
+        return;
+    }
+    let mut pending = DOORBELLS[role.partition].swap(0, Ordering::AcqRel);
+    while pending != 0 {
+        let slot = pending.trailing_zeros();
+        if !arch::inject_virtual(hallows_abi::DOORBELL_INTID_BASE + slot) {
+            // No free list register: keep the rest for the maintenance
+            // interrupt that fires once the guest has taken some.
+            DOORBELLS[role.partition].fetch_or(pending, Ordering::AcqRel);
+            arch::set_underflow_interrupt(true);
+            return;
+        }
+        pending &= pending - 1;
+    }
+    arch::set_underflow_interrupt(false);
 }

@@ -9,9 +9,10 @@ use core::fmt;
 
 use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
 use hallows_paging::{Attr, MapError, MemKind, PageTable, Stage2, PAGE_SIZE};
+use hallows_ring::{Access, ChannelLayout};
 use hallows_table::{
-    fault_policy, perm, region_kind, MemRange, PartitionDesc, Region, SystemTable, TableError, MAX_CORES,
-    MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
+    fault_policy, notify, perm, region_kind, ChannelDesc, MemRange, PartitionDesc, Region, SystemTable, TableError,
+    MAX_CHANNELS, MAX_CORES, MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
 };
 
 use crate::arch::GuestRam;
@@ -26,6 +27,7 @@ pub enum BootError {
     DeviceTree(&'static str),
     Board(&'static str, u64),
     Partition { index: usize, what: &'static str },
+    Channel { index: usize, what: &'static str },
     Load(hallows_abi::Error),
     CpuOn { core: usize, status: i64 },
 }
@@ -40,6 +42,7 @@ impl fmt::Display for BootError {
             BootError::DeviceTree(e) => write!(f, "device tree: {e}"),
             BootError::Board(what, value) => write!(f, "the machine does not match the manifest's board: {what} {value:#x}"),
             BootError::Partition { index, what } => write!(f, "partition #{index}: {what}"),
+            BootError::Channel { index, what } => write!(f, "channel #{index}: {what}"),
             BootError::Load(e) => write!(f, "loading a guest failed: {e:?}"),
             BootError::CpuOn { core, status } => write!(f, "firmware refused to start core {core} (PSCI status {status})"),
         }
@@ -231,6 +234,77 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
         }
         if p.fault_policy == fault_policy::RESTART && vcpu_count(p) != 1 {
             return bad("restart policy needs a single-core partition");
+        }
+    }
+    validate_channels(table)
+}
+
+/// The channels partition `partition` is an end of, in table order, with
+/// their table index: the partition's channel directory. Entry `i` is what
+/// the guest calls channel `i` (`NOTIFY`, doorbell INTIDs).
+pub fn directory(table: &SystemTable, partition: usize) -> impl Iterator<Item = (usize, &ChannelDesc)> {
+    let p = partition as u32;
+    table.channels().iter().enumerate().filter(move |(_, c)| c.producer == p || c.consumer == p)
+}
+
+/// The stage-2 mappings of channel `c` for one of its ends: the ring
+/// crate's layout decides which region each side may write, so direction is
+/// enforced by the hardware, not by the guests' good manners.
+pub fn channel_mappings(c: &ChannelDesc, producer: bool) -> Option<[(u64, u64, u64, Attr); 3]> {
+    let layout = ChannelLayout::new(c.slot_size as usize, c.slot_count as usize).ok()?;
+    Some(layout.regions().map(|r| {
+        let access = if producer { r.producer } else { r.consumer };
+        let attr = match access {
+            Access::ReadOnly => Attr::RO,
+            Access::ReadWrite => Attr::RW,
+        };
+        (c.ipa + r.offset as u64, c.pa + r.offset as u64, r.size as u64, attr)
+    }))
+}
+
+/// Validates the channel table against the (already validated) partitions.
+pub fn validate_channels(table: &SystemTable) -> Result<(), BootError> {
+    if table.channel_count as usize > MAX_CHANNELS {
+        return Err(BootError::Channel { index: MAX_CHANNELS, what: "too many channels" });
+    }
+    let board = &table.board;
+    let ram = &board.ram[..board.ram_count as usize];
+    let parts = table.partitions();
+    let chans = table.channels();
+    for (index, c) in chans.iter().enumerate() {
+        let bad = |what| Err(BootError::Channel { index, what });
+        let (prod, cons) = (c.producer as usize, c.consumer as usize);
+        if prod >= parts.len() || cons >= parts.len() || prod == cons {
+            return bad("its ends are not two distinct partitions");
+        }
+        let Ok(layout) = ChannelLayout::new(c.slot_size as usize, c.slot_count as usize) else {
+            return bad("invalid geometry");
+        };
+        if layout.total_size() as u64 != c.size || c.pa % PAGE_SIZE != 0 || c.ipa % PAGE_SIZE != 0 {
+            return bad("size or alignment does not match its layout");
+        }
+        let mem = MemRange { base: c.pa, size: c.size };
+        let window = MemRange { base: c.ipa, size: c.size };
+        if !ram.iter().any(|r| r.contains(&mem)) {
+            return bad("memory outside the board's RAM");
+        }
+        if mem.overlaps(&board.hypervisor) || parts.iter().any(|p| p.ram().overlaps(&mem)) {
+            return bad("memory overlaps the hypervisor or a partition's RAM");
+        }
+        if window.end().is_none_or(|e| e > PageTable::<Stage2>::INPUT_SPAN)
+            || parts.iter().any(|p| (MemRange { base: p.ram_ipa, size: p.ram_size }).overlaps(&window))
+        {
+            return bad("guest-physical window overlaps partition RAM or is out of range");
+        }
+        for o in &chans[..index] {
+            if (MemRange { base: o.pa, size: o.size }).overlaps(&mem)
+                || (MemRange { base: o.ipa, size: o.size }).overlaps(&window)
+            {
+                return bad("overlaps another channel");
+            }
+        }
+        if !matches!(c.notify, notify::POLL | notify::DOORBELL) {
+            return bad("unknown notification mode");
         }
     }
     Ok(())

@@ -102,3 +102,40 @@ fn a_non_zero_exit_fails_the_system() {
     assert_eq!(b.summary("fine"), "exited 0");
     assert!(b.output.contains("all partitions finished: 1 ok, 1 failed"));
 }
+
+/// Both ends print a checksum of everything that crossed; they must agree,
+/// every message must have arrived in order, and the snoop must be stopped.
+fn check_stream(b: &hallows_tests::Boot, doorbells: bool) {
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    let sent = b.lines_of("producer").into_iter().find(|l| l.starts_with("sent 1000000 messages on stream")).unwrap_or_else(|| panic!("{}", b.output));
+    let got = b.lines_of("consumer").into_iter().find(|l| l.starts_with("received 1000000 messages on stream in order")).unwrap_or_else(|| panic!("{}", b.output));
+    let sum = |l: &str| l.rsplit("checksum ").next().map(str::to_owned);
+    assert_eq!(sum(sent), sum(got));
+    assert_eq!(sent.contains("(0 doorbells)"), !doorbells, "{sent}");
+    assert_eq!(b.summary("producer"), "exited 0");
+    assert_eq!(b.summary("consumer"), "exited 0");
+    assert!(b.summary("snoop").starts_with("stopped: stage-2 fault: read at 0x100000000"), "{}", b.output);
+}
+
+#[test]
+fn a_million_messages_over_a_poll_channel() {
+    check_stream(&boot_system("channel-poll"), false);
+}
+
+#[test]
+fn a_million_messages_over_a_doorbell_channel() {
+    check_stream(&boot_system("channel-doorbell"), true);
+}
+
+#[test]
+fn channel_direction_is_enforced_by_stage2() {
+    let b = boot_system("channel-direction");
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    // The consumer may not write the producer's header or the slots; the
+    // producer may not write the consumer's header.
+    assert!(b.summary("reader").starts_with("stopped: stage-2 fault: write at 0x100000000"), "{}", b.output);
+    assert!(b.summary("slotwriter").starts_with("stopped: stage-2 fault: write at 0x100005000"), "{}", b.output);
+    assert!(b.summary("writer").starts_with("stopped: stage-2 fault: write at 0x100004000"), "{}", b.output);
+}

@@ -21,6 +21,7 @@
 #![no_std]
 
 mod arch;
+pub mod channel;
 pub mod console;
 mod logger;
 

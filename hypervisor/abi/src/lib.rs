@@ -36,6 +36,10 @@ pub mod call {
     /// (a panic, an exception it cannot handle); the hypervisor applies the
     /// partition's fault policy. Never returns.
     pub const FAULT: u64 = BASE + 3;
+    /// `(channel)`: rings the doorbell of channel `channel` (its index in
+    /// the caller's [`BootInfo`] channel directory): the peer partition gets
+    /// a virtual interrupt. Only for channels with `notify = "doorbell"`.
+    pub const NOTIFY: u64 = BASE + 4;
 }
 
 /// Kinds of guest-reported faults ([`call::FAULT`]).
@@ -98,6 +102,7 @@ pub enum Hypercall {
     ConsoleWrite { ptr: u64, len: u64 },
     Exit { status: u64 },
     Fault { kind: u64, address: u64, detail: u64 },
+    Notify { channel: u64 },
     Psci(PsciCall),
 }
 
@@ -131,6 +136,12 @@ pub fn decode(regs: [u64; 6]) -> Result<Hypercall, Error> {
         }
         call::EXIT => Hypercall::Exit { status: x1 },
         call::FAULT => Hypercall::Fault { kind: x1, address: x2, detail: x3 },
+        call::NOTIFY => {
+            if x1 >= MAX_CHANNELS as u64 {
+                return Err(Error::InvalidArgument);
+            }
+            Hypercall::Notify { channel: x1 }
+        }
         psci::VERSION => Hypercall::Psci(PsciCall::Version),
         psci::FEATURES => Hypercall::Psci(PsciCall::Features { function: x1 & 0xffff_ffff }),
         psci::CPU_ON_64 => Hypercall::Psci(PsciCall::CpuOn { target: x1, entry: x2, context: x3 }),
@@ -199,6 +210,42 @@ pub struct BootInfo {
     pub name: [u8; 32],
     /// NUL-padded boot arguments from the manifest.
     pub bootargs: [u8; 128],
+    /// Valid entries of `channels`.
+    pub channel_count: u32,
+    pub _pad2: u32,
+    /// The channels this partition is an end of.
+    pub channels: [ChannelInfo; MAX_CHANNELS],
+}
+
+/// Channels a partition can have in its directory.
+pub const MAX_CHANNELS: usize = 16;
+
+/// Virtual interrupt (INTID) a doorbell raises in the receiving partition
+/// for entry `i` of *its* channel directory: `DOORBELL_INTID_BASE + i`.
+/// Virtual only: no physical interrupt with these numbers reaches a partition.
+pub const DOORBELL_INTID_BASE: u32 = 32;
+
+/// Role of a partition on a channel in its [`ChannelInfo`].
+pub mod role {
+    pub const PRODUCER: u32 = 1;
+    pub const CONSUMER: u32 = 2;
+}
+
+/// One entry of the channel directory in [`BootInfo`].
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ChannelInfo {
+    /// NUL-padded channel name from the manifest.
+    pub name: [u8; 32],
+    /// Guest-physical base of the channel memory.
+    pub ipa: u64,
+    pub slot_size: u32,
+    pub slot_count: u32,
+    /// [`role::PRODUCER`] or [`role::CONSUMER`].
+    pub role: u32,
+    /// 0 poll, 1 doorbell.
+    pub notify: u32,
+    pub _pad: u64,
 }
 
 /// Size of the stack the runtime carves for each vCPU below the boot info page.
@@ -219,6 +266,8 @@ mod tests {
             Ok(Hypercall::ConsoleWrite { ptr: 0x4000_0000, len: 12 })
         );
         assert_eq!(decode([call::EXIT, 7, 0, 0, 0, 0]), Ok(Hypercall::Exit { status: 7 }));
+        assert_eq!(decode([call::NOTIFY, 3, 0, 0, 0, 0]), Ok(Hypercall::Notify { channel: 3 }));
+        assert_eq!(decode([call::NOTIFY, MAX_CHANNELS as u64, 0, 0, 0, 0]), Err(Error::InvalidArgument));
         assert_eq!(decode([psci::SYSTEM_OFF, 0, 0, 0, 0, 0]), Ok(Hypercall::Psci(PsciCall::SystemOff)));
         assert_eq!(
             decode([psci::CPU_ON_64, 2, 0x4000_1000, 5, 0, 0]),
@@ -259,7 +308,8 @@ mod tests {
 
     #[test]
     fn boot_info_layout() {
-        assert_eq!(core::mem::size_of::<BootInfo>(), 208);
+        assert_eq!(core::mem::size_of::<ChannelInfo>(), 64);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS);
         assert!(core::mem::size_of::<BootInfo>() as u64 <= BOOT_INFO_FROM_END);
     }
 

@@ -156,3 +156,163 @@ impl Format for El2Stage1 {
         }
     }
 }
+
+/// x86-64 4-level entries shared by NPT (which uses the ordinary long-mode
+/// format) and, for the table layout, EPT.
+const X86_ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// PS: a 2 MiB or 1 GiB leaf above the last level (both formats).
+const X86_PS: u64 = 1 << 7;
+
+/// Which levels of a 4-level x86 table may hold a leaf: 4 KiB pages and
+/// 2 MiB blocks. 1 GiB pages are left out: not every CPU that has nested
+/// paging supports them, and partitions are small.
+fn x86_leaf_level(level: usize, levels: usize) -> Option<bool> {
+    match levels - 1 - level {
+        0 => Some(false),
+        1 => Some(true),
+        _ => None,
+    }
+}
+
+/// AMD nested page tables (NPT, SVM): the long-mode page-table format,
+/// 4 levels (48 bits of guest-physical address).
+///
+/// Nested walks are user accesses, so every entry sets U/S; execute-never
+/// is bit 63, which needs `EFER.NXE` set on the host. Memory type comes
+/// from the host PAT index (PWT, PCD): 0 is write-back with the power-on PAT,
+/// PCD|PWT uncacheable. NPT cannot express "present but unreadable", so a
+/// mapping without `read` is refused.
+#[derive(Debug)]
+pub enum Npt {}
+
+mod npt {
+    pub const P: u64 = 1 << 0;
+    pub const RW: u64 = 1 << 1;
+    pub const US: u64 = 1 << 2;
+    pub const PWT: u64 = 1 << 3;
+    pub const PCD: u64 = 1 << 4;
+    /// Accessed and dirty preset: the walker never writes the tables.
+    pub const A: u64 = 1 << 5;
+    pub const D: u64 = 1 << 6;
+    pub const NX: u64 = 1 << 63;
+}
+
+impl Format for Npt {
+    const LEVELS: usize = 4;
+
+    fn table(pa: u64) -> u64 {
+        (pa & X86_ADDR_MASK) | npt::P | npt::RW | npt::US | npt::A
+    }
+
+    fn leaf(pa: u64, level: usize, attr: Attr) -> Option<u64> {
+        if !attr.read {
+            return None;
+        }
+        let large = x86_leaf_level(level, Self::LEVELS)?;
+        let mut d = (pa & X86_ADDR_MASK) | npt::P | npt::US | npt::A | npt::D;
+        if large {
+            d |= X86_PS;
+        }
+        if attr.write {
+            d |= npt::RW;
+        }
+        if !attr.exec {
+            d |= npt::NX;
+        }
+        if attr.kind == MemKind::Device {
+            d |= npt::PCD | npt::PWT;
+        }
+        Some(d)
+    }
+
+    fn is_valid(desc: u64) -> bool {
+        desc & npt::P != 0
+    }
+
+    fn is_table(desc: u64, level: usize) -> bool {
+        level + 1 < Self::LEVELS && desc & X86_PS == 0
+    }
+
+    fn address(desc: u64) -> u64 {
+        desc & X86_ADDR_MASK
+    }
+
+    fn attr(desc: u64) -> Attr {
+        Attr {
+            read: true,
+            write: desc & npt::RW != 0,
+            exec: desc & npt::NX == 0,
+            kind: if desc & npt::PCD != 0 { MemKind::Device } else { MemKind::Normal },
+        }
+    }
+}
+
+/// Intel extended page tables (EPT, VMX): 4 levels, read/write/execute bits
+/// 0..2, the memory type in bits 3..5 of a leaf (6 write-back, 0
+/// uncacheable) with "ignore PAT" (bit 6) set so the guest cannot weaken
+/// it. Write without read is a misconfiguration, so it is refused (the
+/// builder already refuses it for every format); execute-only mappings need
+/// a CPU capability the hypervisor does not check, so they are refused too.
+#[derive(Debug)]
+pub enum Ept {}
+
+mod ept {
+    pub const R: u64 = 1 << 0;
+    pub const W: u64 = 1 << 1;
+    pub const X: u64 = 1 << 2;
+    pub const MT_WB: u64 = 6 << 3;
+    pub const MT_UC: u64 = 0;
+    pub const MT_MASK: u64 = 7 << 3;
+    pub const IGNORE_PAT: u64 = 1 << 6;
+}
+
+impl Format for Ept {
+    const LEVELS: usize = 4;
+
+    fn table(pa: u64) -> u64 {
+        (pa & X86_ADDR_MASK) | ept::R | ept::W | ept::X
+    }
+
+    fn leaf(pa: u64, level: usize, attr: Attr) -> Option<u64> {
+        if !attr.read {
+            return None;
+        }
+        let large = x86_leaf_level(level, Self::LEVELS)?;
+        let mut d = (pa & X86_ADDR_MASK) | ept::R | ept::IGNORE_PAT;
+        if large {
+            d |= X86_PS;
+        }
+        if attr.write {
+            d |= ept::W;
+        }
+        if attr.exec {
+            d |= ept::X;
+        }
+        d |= match attr.kind {
+            MemKind::Normal => ept::MT_WB,
+            MemKind::Device => ept::MT_UC,
+        };
+        Some(d)
+    }
+
+    fn is_valid(desc: u64) -> bool {
+        desc & (ept::R | ept::W | ept::X) != 0
+    }
+
+    fn is_table(desc: u64, level: usize) -> bool {
+        level + 1 < Self::LEVELS && desc & X86_PS == 0
+    }
+
+    fn address(desc: u64) -> u64 {
+        desc & X86_ADDR_MASK
+    }
+
+    fn attr(desc: u64) -> Attr {
+        Attr {
+            read: desc & ept::R != 0,
+            write: desc & ept::W != 0,
+            exec: desc & ept::X != 0,
+            kind: if desc & ept::MT_MASK == ept::MT_WB { MemKind::Normal } else { MemKind::Device },
+        }
+    }
+}

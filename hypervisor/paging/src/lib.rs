@@ -19,7 +19,7 @@
 
 pub mod format;
 
-pub use format::{El2Stage1, Stage2};
+pub use format::{El2Stage1, Ept, Npt, Stage2};
 
 /// Size of a translation granule and of a table page.
 pub const PAGE_SIZE: u64 = 4096;
@@ -228,14 +228,14 @@ impl<F: Format> PageTable<F> {
         for level in 0..F::LEVELS {
             let desc = mem.read(table, index_at(F::LEVELS, level, addr));
             if !F::is_valid(desc) {
-                return Walk::Hole { level };
+                return Walk::Hole;
             }
             if level + 1 == F::LEVELS || !F::is_table(desc, level) {
                 return Walk::Mapped { desc, level };
             }
             table = F::address(desc);
         }
-        Walk::Hole { level: F::LEVELS - 1 }
+        Walk::Hole
     }
 
     /// Translates one input address: its output address and attributes.
@@ -248,14 +248,14 @@ impl<F: Format> PageTable<F> {
                 let span = level_size(F::LEVELS, level);
                 Some((F::address(desc) + addr % span, F::attr(desc)))
             }
-            Walk::Hole { .. } => None,
+            Walk::Hole => None,
         }
     }
 }
 
 enum Walk {
     Mapped { desc: u64, level: usize },
-    Hole { level: usize },
+    Hole,
 }
 
 #[cfg(test)]

@@ -168,3 +168,72 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn npt_and_ept_use_four_levels_and_2mib_blocks() {
+    assert_eq!(PageTable::<Npt>::INPUT_SPAN, 1 << 48);
+    assert_eq!(PageTable::<Ept>::INPUT_SPAN, 1 << 48);
+    for (ept, name) in [(false, "npt"), (true, "ept")] {
+        let mut mem = FakeMem::new(64);
+        let (root, pages) = if ept {
+            let mut t = PageTable::<Ept>::new(&mut mem).unwrap();
+            t.map(&mut mem, 0x4000_0000, 0x0120_0000, 16 * MIB, Attr::RWX).unwrap();
+            assert_eq!(t.translate(&mem, 0x40ff_fff8), Some((0x021f_fff8, Attr::RWX)), "{name}");
+            assert_eq!(t.translate(&mem, 0x4100_0000), None);
+            (t.root(), mem.pages.len())
+        } else {
+            let mut t = PageTable::<Npt>::new(&mut mem).unwrap();
+            t.map(&mut mem, 0x4000_0000, 0x0120_0000, 16 * MIB, Attr::RWX).unwrap();
+            assert_eq!(t.translate(&mem, 0x40ff_fff8), Some((0x021f_fff8, Attr::RWX)), "{name}");
+            assert_eq!(t.translate(&mem, 0x4100_0000), None);
+            (t.root(), mem.pages.len())
+        };
+        // PML4, PDPT, PD: 2 MiB blocks need no page table.
+        assert_eq!(pages, 3, "{name}");
+        assert_eq!(root, BASE);
+    }
+}
+
+#[test]
+fn npt_entries_are_user_present_with_nx_and_preset_accessed_dirty() {
+    let mut mem = FakeMem::new(64);
+    let mut t = PageTable::<Npt>::new(&mut mem).unwrap();
+    t.map(&mut mem, 0x4000_0000, 0x0120_0000, 2 * MIB, Attr::RW).unwrap();
+    t.map(&mut mem, 0x5000_0000, 0xfee0_0000, 0x1000, Attr::DEVICE).unwrap();
+    t.map(&mut mem, 0x6000_0000, 0x0300_0000, 0x1000, Attr::RO).unwrap();
+    let pml4 = mem.pages[0][0];
+    assert_eq!(pml4 & 0x7, 0x7, "tables: present, writable, user");
+    let pdpt = &mem.pages[((pml4 & X86_MASK) - BASE) as usize / PAGE_SIZE as usize];
+    let pd = &mem.pages[((pdpt[1] & X86_MASK) - BASE) as usize / PAGE_SIZE as usize];
+    let block = pd[0];
+    assert_eq!(block & X86_MASK, 0x0120_0000);
+    assert_eq!(block & 0xff, 0x1 | 0x2 | 0x4 | 0x20 | 0x40 | 0x80, "P RW US A D PS");
+    assert_ne!(block & (1 << 63), 0, "not executable");
+    assert_eq!(t.translate(&mem, 0x5000_0000).unwrap().1, Attr::DEVICE);
+    assert_eq!(t.translate(&mem, 0x6000_0000).unwrap().1, Attr::RO);
+    let unreadable = Attr { read: false, write: false, exec: true, kind: MemKind::Normal };
+    assert_eq!(t.map(&mut mem, 0x7000_0000, 0, 0x1000, unreadable), Err(MapError::BadAttr));
+}
+
+#[test]
+fn ept_entries_carry_rwx_and_memory_type() {
+    let mut mem = FakeMem::new(64);
+    let mut t = PageTable::<Ept>::new(&mut mem).unwrap();
+    t.map(&mut mem, 0x4000_0000, 0x0120_0000, 2 * MIB, Attr::RWX).unwrap();
+    t.map(&mut mem, 0x5000_0000, 0xfee0_0000, 0x1000, Attr::DEVICE).unwrap();
+    t.map(&mut mem, 0x6000_0000, 0x0300_0000, 0x1000, Attr::RO).unwrap();
+    let pml4 = mem.pages[0][0];
+    assert_eq!(pml4 & 0x7, 0x7);
+    let pdpt = &mem.pages[((pml4 & X86_MASK) - BASE) as usize / PAGE_SIZE as usize];
+    let pd = &mem.pages[((pdpt[1] & X86_MASK) - BASE) as usize / PAGE_SIZE as usize];
+    assert_eq!(pd[0] & 0xff, 0x7 | (6 << 3) | 0x40 | 0x80, "RWX, WB, ignore PAT, large");
+    assert_eq!(t.translate(&mem, 0x5000_0000).unwrap().1, Attr::DEVICE);
+    assert_eq!(t.translate(&mem, 0x6000_0000).unwrap().1, Attr::RO);
+    let exec_only = Attr { read: false, write: false, exec: true, kind: MemKind::Normal };
+    assert_eq!(t.map(&mut mem, 0x7000_0000, 0, 0x1000, exec_only), Err(MapError::BadAttr));
+    // A 4 KiB page beside a block, and an overlap refused as for stage 2.
+    t.map(&mut mem, 0x4020_1000, 0x0400_0000, 0x1000, Attr::RW).unwrap();
+    assert_eq!(t.map(&mut mem, 0x4010_0000, 0, 0x1000, Attr::RW), Err(MapError::Overlap { at: 0x4010_0000 }));
+}
+
+const X86_MASK: u64 = 0x000f_ffff_ffff_f000;

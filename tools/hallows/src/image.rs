@@ -8,8 +8,8 @@
 use anyhow::{bail, Context, Result};
 use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
 use hallows_table::{
-    padded, Board, MemRange, PartitionDesc, Segment, SystemTable, MAX_CORES, MAX_PARTITIONS, MAX_RAM_RANGES,
-    MAX_SEGMENTS, TABLE_MAGIC, TABLE_VERSION,
+    notify, padded, Board, ChannelDesc, MemRange, PartitionDesc, Segment, SystemTable, MAX_CHANNELS, MAX_CORES,
+    MAX_PARTITIONS, MAX_RAM_RANGES, MAX_SEGMENTS, TABLE_MAGIC, TABLE_VERSION,
 };
 use object::elf::{FileHeader64, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -19,6 +19,10 @@ use zerocopy::{FromZeros, IntoBytes};
 
 /// Guest-physical base of every partition's RAM: each guest links here.
 pub const GUEST_RAM_IPA: u64 = 0x4000_0000;
+/// Guest-physical base of the channel window: channel `i` sits at the same
+/// guest-physical address in both of its partitions, above every
+/// partition's RAM window.
+pub const CHANNEL_IPA_BASE: u64 = 0x1_0000_0000;
 /// Offset of the image-size field in the arm64 Image header.
 const IMAGE_SIZE_OFFSET: usize = 16;
 
@@ -100,8 +104,9 @@ pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Resu
     let blob_base = std::mem::size_of::<SystemTable>() as u64;
     for (i, p) in sys.partitions.iter().enumerate() {
         let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
-        table.partitions[i] = partition(sys, p, &elf, &mut blobs, blob_base)?;
+        table.partitions[i] = partition(p, &elf, &mut blobs, blob_base)?;
     }
+    channels(sys, &mut table)?;
     let mut payload = table.as_bytes().to_vec();
     payload.extend_from_slice(&blobs);
     table.payload_size = payload.len() as u64;
@@ -142,7 +147,6 @@ fn board(sys: &System) -> Result<Board> {
 }
 
 fn partition(
-    sys: &System,
     p: &vmm_config::Partition,
     elf: &Elf,
     blobs: &mut Vec<u8>,
@@ -202,8 +206,40 @@ fn partition(
             p.name
         );
     }
-    if !sys.channels.is_empty() {
-        bail!("channels are declared, but the hypervisor does not map channel memory yet; remove the [[channel]] entries");
-    }
     Ok(d)
+}
+
+fn channels(sys: &System, table: &mut SystemTable) -> Result<()> {
+    if sys.channels.len() > MAX_CHANNELS {
+        bail!("{} channels; at most {MAX_CHANNELS} are supported", sys.channels.len());
+    }
+    let index = |name: &str| {
+        sys.partitions.iter().position(|p| p.name == name).with_context(|| format!("no partition `{name}`"))
+    };
+    let mut ipa = CHANNEL_IPA_BASE;
+    for (slot, c) in table.channels.iter_mut().zip(&sys.channels) {
+        let layout = hallows_ring::ChannelLayout::new(c.slot_size as usize, c.slots as usize)
+            .map_err(|e| anyhow::anyhow!("channel `{}`: {e}", c.name))?;
+        if layout.total_size() as u64 != c.size {
+            bail!("channel `{}`: placed size {:#x} differs from its layout {:#x}", c.name, c.size, layout.total_size());
+        }
+        *slot = ChannelDesc {
+            name: padded(&c.name).context("channel name too long")?,
+            pa: c.pa,
+            ipa,
+            size: c.size,
+            slot_size: c.slot_size,
+            slot_count: c.slots,
+            producer: index(&c.from)? as u32,
+            consumer: index(&c.to)? as u32,
+            notify: match c.notify {
+                vmm_config::Notify::Poll => notify::POLL,
+                vmm_config::Notify::Doorbell => notify::DOORBELL,
+            },
+            _pad: 0,
+        };
+        ipa += c.size;
+    }
+    table.channel_count = sys.channels.len() as u32;
+    Ok(())
 }

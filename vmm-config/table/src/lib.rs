@@ -18,13 +18,14 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 1;
+pub const TABLE_VERSION: u32 = 2;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
 pub const MAX_SEGMENTS: usize = 8;
 pub const MAX_REGIONS: usize = 16;
 pub const MAX_RAM_RANGES: usize = 4;
+pub const MAX_CHANNELS: usize = 16;
 pub const NAME_LEN: usize = 32;
 pub const BOOTARGS_LEN: usize = 128;
 
@@ -186,6 +187,44 @@ impl PartitionDesc {
     }
 }
 
+/// Notification mode of a [`ChannelDesc`].
+pub mod notify {
+    /// The consumer polls; the hypervisor is never involved.
+    pub const POLL: u32 = 0;
+    /// The `NOTIFY` hypercall raises a virtual interrupt on the peer.
+    pub const DOORBELL: u32 = 1;
+}
+
+/// A channel between two partitions. The hypervisor maps its memory into
+/// both, with the direction enforced by stage-2 permissions derived from
+/// `hallows_ring::ChannelLayout` (the single source of truth for the layout).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct ChannelDesc {
+    /// NUL-padded name, as in the manifest.
+    pub name: [u8; NAME_LEN],
+    /// Host-physical base of the channel memory (page aligned).
+    pub pa: u64,
+    /// Guest-physical base, the same in both partitions.
+    pub ipa: u64,
+    /// Bytes: `ChannelLayout::total_size()`.
+    pub size: u64,
+    pub slot_size: u32,
+    pub slot_count: u32,
+    /// Partition indices of the two ends.
+    pub producer: u32,
+    pub consumer: u32,
+    /// One of [`notify`].
+    pub notify: u32,
+    pub _pad: u32,
+}
+
+impl ChannelDesc {
+    pub fn name(&self) -> &str {
+        str_from_padded(&self.name)
+    }
+}
+
 /// The whole table. Fixed size: partitions past `partition_count` are zero.
 #[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
 #[repr(C)]
@@ -200,9 +239,18 @@ pub struct SystemTable {
     pub partition_count: u32,
     pub _pad0: u32,
     pub partitions: [PartitionDesc; MAX_PARTITIONS],
+    pub channel_count: u32,
+    pub _pad1: u32,
+    pub channels: [ChannelDesc; MAX_CHANNELS],
 }
 
 impl SystemTable {
+    /// The channels actually described (never more than [`MAX_CHANNELS`]).
+    pub fn channels(&self) -> &[ChannelDesc] {
+        let n = (self.channel_count as usize).min(MAX_CHANNELS);
+        &self.channels[..n]
+    }
+
     /// The partitions actually described (never more than [`MAX_PARTITIONS`]).
     pub fn partitions(&self) -> &[PartitionDesc] {
         let n = (self.partition_count as usize).min(MAX_PARTITIONS);

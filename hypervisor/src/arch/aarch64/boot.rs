@@ -11,7 +11,7 @@ use hallows_paging::{Attr, El2Stage1, PageTable, Stage2};
 use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::phys::{self, GuestRam, TablePool};
-use super::{dtb, regs, uart};
+use super::{dtb, gic, regs, uart};
 use crate::system::{self, Loaded};
 use crate::{console, partition, MAX_CORES};
 
@@ -64,6 +64,11 @@ extern "C" fn rust_core_entry(dtb: u64, core: u64) -> ! {
         }
     } else {
         enable_mmu(EL2_ROOT.load(Ordering::Acquire));
+    }
+    let board = &system::get().table.board;
+    if let Err(msg) = gic::init_cpu(board.core_hwid[core as usize], board.gic_redist) {
+        console::hv_print(format_args!("core {core}: {msg}\n"));
+        exit_machine(2);
     }
     partition::run_core(core as usize)
 }
@@ -137,6 +142,13 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
         for r in &p.regions[..p.region_count as usize] {
             s2.map(&mut pool, r.ipa, r.pa, r.size, system::region_attr(r)).map_err(system::BootError::Map)?;
         }
+        for (index, c) in system::directory(table, i) {
+            let maps = system::channel_mappings(c, c.producer as usize == i)
+                .ok_or(system::BootError::Channel { index, what: "invalid geometry" })?;
+            for (ipa, pa, size, attr) in maps {
+                s2.map(&mut pool, ipa, pa, size, attr).map_err(system::BootError::Map)?;
+            }
+        }
         // SAFETY: `system::validate` proved this RAM lies in board RAM, is
         // disjoint from the hypervisor reservation and from every other
         // partition, and EL2 maps all board RAM.
@@ -145,6 +157,7 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     }
     console::hv_print(format_args!("{} page-table pages used\n", TablePool::used()));
     let sys = system::install(table, payload, loaded);
+    gic::init_distributor(board.gic_dist.base);
     for (i, _) in table.partitions().iter().enumerate() {
         partition::load(sys, i, 0).map_err(system::BootError::Load)?;
     }
@@ -228,6 +241,7 @@ pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x
     VMPIDR_EL2.set((1 << 31) | vcpu);
     VPIDR_EL2_set(MIDR_EL1.get());
     reset_el1();
+    gic::reset_virtual();
     // SAFETY: invalidates this VMID's stale EL1 translations (the partition
     // may be restarting) with VTTBR_EL2 already pointing at it.
     unsafe { asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };

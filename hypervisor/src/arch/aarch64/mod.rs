@@ -3,6 +3,7 @@
 
 mod boot;
 mod dtb;
+mod gic;
 mod phys;
 mod regs;
 mod trap;
@@ -11,3 +12,22 @@ mod uart;
 pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_event};
 pub use phys::GuestRam;
 pub use uart::write_bytes as console_write;
+
+/// Makes virtual interrupt `vintid` pending for this core's vCPU; `false`
+/// when no list register is free.
+pub fn inject_virtual(vintid: u32) -> bool {
+    gic::inject(vintid)
+}
+
+/// Asks for a maintenance interrupt once list registers free up.
+pub fn set_underflow_interrupt(on: bool) {
+    gic::set_underflow_interrupt(on)
+}
+
+/// Interrupts the core with hardware id `hwid` so it delivers doorbells.
+pub fn send_doorbell(hwid: u64) {
+    gic::send_doorbell(hwid)
+}
+
+/// What the `detail` of a guest-reported exception is (`FAULT` hypercall).
+pub const GUEST_FAULT_DETAIL: &str = "ESR_EL1";

@@ -36,9 +36,18 @@ extern "C" fn rust_trap_lower(frame: &mut TrapFrame, kind: u64) {
     let core = super::this_core();
     let esr = ESR_EL2.get();
     let pc = frame.elr;
-    let trap = if kind != 0 {
-        // IRQ/FIQ/SError while a partition runs: none is enabled yet, so
-        // any is unexpected; it is attributed to the running partition.
+    let trap = if kind == 1 {
+        // A physical IRQ: only the doorbell SGI and the maintenance
+        // interrupt are enabled. Neither is the partition's doing.
+        let intid = super::gic::ack();
+        if intid < super::gic::SPURIOUS {
+            super::gic::eoi(intid);
+            partition::deliver_doorbells(core);
+        }
+        return;
+    } else if kind != 0 {
+        // FIQ/SError while a partition runs: none is enabled, so any is
+        // unexpected; it is attributed to the running partition.
         Trap::Unexpected { esr: kind << 32, pc }
     } else {
         match (esr >> 26) & 0x3f {

@@ -1,0 +1,152 @@
+// Entry points of the x86_64 hypervisor image (Intel syntax).
+//
+// The image starts with a multiboot1 header whose address fields (the
+// "a.out kludge", flag bit 16) tell the loader to copy the flat file to
+// __hv_start and jump to _start32: QEMU's `-kernel` does exactly that, and so
+// does our own Bochs boot sector. Entry is in 32-bit protected mode, paging
+// off, eax = multiboot magic, ebx = multiboot information.
+
+.section .text.boot, "ax"
+.code32
+.balign 4
+mb_header:
+    .long 0x1BADB002
+    .long 0x00010002                    // bit 1: memory map, bit 16: addresses below
+    .long -(0x1BADB002 + 0x00010002)
+    .long mb_header                     // header_addr
+    .long __hv_start                    // load_addr
+    .long 0                             // load_end_addr: the whole file
+    .long 0                             // bss_end_addr: nothing to clear
+    .long _start32                      // entry_addr
+
+.global _start32
+_start32:
+    cli
+    cld
+    mov     edi, eax                    // multiboot magic
+    mov     esi, ebx                    // multiboot information
+    lgdt    [gdt_ptr32]
+    mov     ax, 0x10
+    mov     ds, ax
+    mov     es, ax
+    mov     ss, ax
+    // Boot page tables: the first 4 GiB identity-mapped with 2 MiB pages,
+    // write-back below 3 GiB, uncacheable above (local APIC, PCI holes).
+    mov     ebx, offset boot_pml4
+    xor     eax, eax
+    mov     ecx, 2 * 1024               // PML4 and PDPT: 2 pages of dwords
+    push    edi
+    mov     edi, ebx
+    rep     stosd
+    pop     edi
+    mov     dword ptr [ebx], offset boot_pdpt + 3
+    mov     edx, offset boot_pdpt
+    mov     eax, offset boot_pd + 3
+    mov     [edx], eax
+    add     eax, 4096
+    mov     [edx + 8], eax
+    add     eax, 4096
+    mov     [edx + 16], eax
+    add     eax, 4096
+    mov     [edx + 24], eax
+    mov     edx, offset boot_pd
+    xor     ecx, ecx
+1:  mov     eax, ecx
+    shl     eax, 21
+    or      eax, 0x83                   // present, writable, 2 MiB
+    cmp     ecx, 1536
+    jb      2f
+    or      eax, 0x18                   // PCD | PWT: uncacheable
+2:  mov     [edx + ecx * 8], eax
+    mov     dword ptr [edx + ecx * 8 + 4], 0
+    inc     ecx
+    cmp     ecx, 2048
+    jb      1b
+    mov     eax, ebx
+    mov     cr3, eax
+    // Long mode: PAE, then EFER.LME and NXE (the nested tables use NX),
+    // then paging (with write protection for the hypervisor itself).
+    mov     eax, cr4
+    or      eax, (1 << 5)
+    mov     cr4, eax
+    mov     ecx, 0xC0000080
+    rdmsr
+    or      eax, (1 << 8) | (1 << 11)
+    wrmsr
+    mov     eax, cr0
+    or      eax, (1 << 31) | (1 << 16) | 1
+    mov     cr0, eax
+    push    0x08
+    push    offset long_entry
+    retf
+
+.code64
+long_entry:
+    mov     ax, 0x10
+    mov     ds, ax
+    mov     es, ax
+    mov     ss, ax
+    xor     eax, eax
+    mov     fs, ax
+    mov     gs, ax
+    // Zero .bss (small; the large pools live in .noinit).
+    push    rdi
+    mov     rdi, offset __bss_start
+    mov     rcx, offset __bss_end
+    sub     rcx, rdi
+    shr     rcx, 3
+    xor     eax, eax
+    rep     stosq
+    pop     rdi
+    // Core 0's stack.
+    mov     rsp, offset HV_STACKS + {HV_STACK_SIZE}
+    xor     ebp, ebp
+    mov     edi, edi                    // magic (zero-extended)
+    mov     esi, esi                    // multiboot information
+    xor     edx, edx                    // core index 0
+    call    rust_core_entry
+3:  cli
+    hlt
+    jmp     3b
+
+// An application processor, after the real-mode trampoline brought it to
+// long mode on the boot page tables: rdi = core index, rsp = its stack.
+.global ap_long_entry
+ap_long_entry:
+    mov     ax, 0x10
+    mov     ds, ax
+    mov     es, ax
+    mov     ss, ax
+    xor     eax, eax
+    mov     fs, ax
+    mov     gs, ax
+    mov     rdx, rdi
+    xor     edi, edi
+    xor     esi, esi
+    call    rust_core_entry
+4:  cli
+    hlt
+    jmp     4b
+
+.section .rodata
+.balign 16
+.global hv_gdt
+hv_gdt:
+    .quad 0                             // null
+    .quad 0x00AF9A000000FFFF            // 0x08: 64-bit code
+    .quad 0x00CF92000000FFFF            // 0x10: data
+    .quad 0x00CF9A000000FFFF            // 0x18: 32-bit code (AP trampoline)
+hv_gdt_end:
+gdt_ptr32:
+    .word hv_gdt_end - hv_gdt - 1
+    .long hv_gdt
+
+.section .noinit.boot_tables, "aw", @nobits
+.balign 4096
+.global boot_pml4
+boot_pml4:
+    .skip 4096
+boot_pdpt:
+    .skip 4096
+boot_pd:
+    .skip 4 * 4096

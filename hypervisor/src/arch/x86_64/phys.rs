@@ -1,0 +1,156 @@
+//! Raw physical memory: the page-table pool and the few copies the
+//! hypervisor makes into and out of partition RAM.
+//!
+//! EL2 identity-maps the board's RAM, so a physical address is usable as a
+//! pointer once the MMU is on. Every function here takes ranges the caller
+//! has already checked against the validated system table; each still
+//! re-checks what it needs to be sound on its own.
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicUsize, Ordering};
+
+use hallows_abi::{Error, GuestRange};
+use hallows_paging::{TableMemory, ENTRIES, PAGE_SIZE};
+use zerocopy::{Immutable, IntoBytes};
+
+/// Table pages for the EL2 map and every partition's stage-2 tables.
+const POOL_PAGES: usize = 192;
+
+#[repr(C, align(4096))]
+struct Pool(UnsafeCell<[[u64; ENTRIES]; POOL_PAGES]>);
+
+// SAFETY: pages are handed out at most once (an atomic bump index), and each
+// page is then written only through the page-table code of the one core that
+// owns the table being built (core 0 at boot).
+unsafe impl Sync for Pool {}
+
+#[link_section = ".noinit.pool"]
+static POOL: Pool = Pool(UnsafeCell::new([[0; ENTRIES]; POOL_PAGES]));
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The page-table pool. Zero-sized handle: all state is in the statics.
+#[derive(Debug)]
+pub struct TablePool;
+
+impl TablePool {
+    /// Pages handed out so far (reported at boot).
+    pub fn used() -> usize {
+        NEXT.load(Ordering::Relaxed)
+    }
+
+    fn check(table: u64, index: usize) -> *mut u64 {
+        let base = POOL.0.get() as u64;
+        assert!(
+            index < ENTRIES && table >= base && table < base + (POOL_PAGES as u64) * PAGE_SIZE && table % PAGE_SIZE == 0,
+            "table address outside the pool"
+        );
+        (table as *mut u64).wrapping_add(index)
+    }
+}
+
+impl TableMemory for TablePool {
+    fn alloc_table(&mut self) -> Option<u64> {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed);
+        if i >= POOL_PAGES {
+            NEXT.store(POOL_PAGES, Ordering::Relaxed);
+            return None;
+        }
+        // SAFETY: index `i` is in bounds and handed out exactly once.
+        let page = unsafe { &mut (*POOL.0.get())[i] };
+        for e in page.iter_mut() {
+            // SAFETY: `e` is a valid, exclusively owned u64 in the pool;
+            // volatile so the zeroing is not elided before the walker sees it.
+            unsafe { core::ptr::write_volatile(e, 0) };
+        }
+        Some(page.as_ptr() as u64)
+    }
+
+    fn read(&self, table: u64, index: usize) -> u64 {
+        let p = Self::check(table, index);
+        // SAFETY: `check` proved `p` is an aligned descriptor slot in the pool.
+        unsafe { core::ptr::read_volatile(p) }
+    }
+
+    fn write(&mut self, table: u64, index: usize, desc: u64) {
+        let p = Self::check(table, index);
+        // SAFETY: as in `read`; table pages are only written at boot by the
+        // core building them, before any core walks them.
+        unsafe { core::ptr::write_volatile(p, desc) }
+    }
+}
+
+/// One partition's RAM as the hypervisor sees it. Only boot code can
+/// create one (it is `unsafe` to construct); after that every access is
+/// bounds-checked against the guest-physical window, so the portable code
+/// that handles guest requests needs no `unsafe`.
+#[derive(Clone, Copy, Debug)]
+pub struct GuestRam {
+    range: GuestRange,
+}
+
+impl GuestRam {
+    /// # Safety
+    /// `[pa, pa + size)` must be RAM that the EL2 map covers, that belongs to
+    /// exactly one partition, and that overlaps neither the hypervisor image
+    /// nor its payload, nor any other partition.
+    pub unsafe fn new(ipa: u64, pa: u64, size: u64) -> Self {
+        GuestRam { range: GuestRange { ipa, pa, size } }
+    }
+
+    /// Copies guest bytes at `ipa` into `buf`, byte by byte with volatile
+    /// reads: the guest may be changing them concurrently, and each byte is
+    /// read exactly once (no time-of-check/time-of-use).
+    pub fn read(&self, ipa: u64, buf: &mut [u8]) -> Result<(), Error> {
+        let pa = self.range.check(ipa, buf.len() as u64)?;
+        for (i, b) in buf.iter_mut().enumerate() {
+            // SAFETY: `check` proved the byte lies in this partition's RAM,
+            // which EL2 maps (constructor contract).
+            *b = unsafe { core::ptr::read_volatile((pa + i as u64) as *const u8) };
+        }
+        Ok(())
+    }
+
+    /// Copies `bytes` to `ipa` and zeroes the rest of `mem_size`. Only used
+    /// while the partition is not running.
+    pub fn load(&self, ipa: u64, bytes: &[u8], mem_size: u64) -> Result<(), Error> {
+        if (bytes.len() as u64) > mem_size {
+            return Err(Error::InvalidArgument);
+        }
+        let pa = self.range.check(ipa, mem_size)?;
+        // SAFETY: `check` proved the destination lies in this partition's
+        // RAM; `bytes` is hypervisor memory (the payload), which by the
+        // constructor contract cannot overlap it.
+        unsafe {
+            core::ptr::copy_nonoverlapping(bytes.as_ptr(), pa as *mut u8, bytes.len());
+            core::ptr::write_bytes((pa + bytes.len() as u64) as *mut u8, 0, (mem_size - bytes.len() as u64) as usize);
+        }
+        Ok(())
+    }
+
+    /// Writes a plain-data value at `ipa` (8-byte aligned).
+    pub fn write<T: IntoBytes + Immutable>(&self, ipa: u64, value: &T) -> Result<(), Error> {
+        self.load(ipa, value.as_bytes(), value.as_bytes().len() as u64)
+    }
+
+    /// Zeroes the whole RAM before a restart, so nothing of the previous run
+    /// survives.
+    pub fn scrub(&self) {
+        // SAFETY: the whole window is this partition's RAM (constructor
+        // contract); callers only scrub a partition with no running vCPU.
+        unsafe { core::ptr::write_bytes(self.range.pa as *mut u8, 0, self.range.size as usize) };
+    }
+}
+
+/// The payload appended to the image: the system table and guest images.
+///
+/// # Safety
+/// Must be called once, at boot, before anything writes near `__hv_end`;
+/// the returned slice covers memory that nothing ever writes again.
+pub unsafe fn payload(len: usize) -> &'static [u8] {
+    extern "C" {
+        static __hv_end: u8;
+    }
+    // SAFETY: `__hv_end` is where `hallows build` appended the payload; the
+    // caller bounds `len` by the board's hypervisor reservation.
+    unsafe { core::slice::from_raw_parts(core::ptr::addr_of!(__hv_end), len) }
+}

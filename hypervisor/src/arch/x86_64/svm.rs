@@ -1,0 +1,388 @@
+//! AMD SVM: the VMCB of each core, the intercept policy, `vmrun` and the
+//! decoding of `#VMEXIT`s into portable traps.
+//!
+//! Layouts and exit codes are from the AMD64 APM vol. 2, appendix B and
+//! chapter 15 (the `x86` crate has nothing for SVM). The policy is the
+//! same as VMX's (see `docs/x86.md`): every I/O port and every MSR outside a
+//! short allow-list is intercepted and stops the partition, CPUID is
+//! filtered, CR0/CR4 writes, task switches, SVM instructions and shutdowns
+//! stop it, `hlt` with interrupts off stops it.
+
+use core::arch::global_asm;
+use core::cell::UnsafeCell;
+
+use super::cpu::{self, cpuid, rdmsr, wrmsr};
+use super::guest::{self, Exit, Gprs};
+use crate::partition::{StopReason, Trap};
+use crate::MAX_CORES;
+
+const PAGE: usize = 4096;
+
+#[repr(C, align(4096))]
+struct Pages<const N: usize>(UnsafeCell<[[u8; PAGE]; N]>);
+// SAFETY: VMCB and host-save page `i` are only touched by core `i`; the
+// permission maps are written once by core 0 before any other core starts.
+unsafe impl<const N: usize> Sync for Pages<N> {}
+
+#[link_section = ".noinit.svm"]
+static VMCBS: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
+#[link_section = ".noinit.svm"]
+static HOST_SAVE: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
+/// I/O permission map: 12 KiB, one bit per port (plus the spill-over page).
+#[link_section = ".noinit.svm"]
+static IOPM: Pages<3> = Pages(UnsafeCell::new([[0; PAGE]; 3]));
+/// MSR permission map: 8 KiB, two bits (read, write) per MSR.
+#[link_section = ".noinit.svm"]
+static MSRPM: Pages<2> = Pages(UnsafeCell::new([[0; PAGE]; 2]));
+
+const VM_CR: u32 = 0xC001_0114;
+const VM_HSAVE_PA: u32 = 0xC001_0117;
+const EFER_SVME: u64 = 1 << 12;
+
+/// VMCB control area offsets.
+mod ctl {
+    pub const INTERCEPT_CR: usize = 0x000;
+    pub const INTERCEPT_EXC: usize = 0x008;
+    pub const INTERCEPT_MISC1: usize = 0x00C;
+    pub const INTERCEPT_MISC2: usize = 0x010;
+    pub const IOPM_BASE: usize = 0x040;
+    pub const MSRPM_BASE: usize = 0x048;
+    pub const ASID: usize = 0x058;
+    pub const TLB_CONTROL: usize = 0x05C;
+    pub const INT_CTL: usize = 0x060;
+    pub const EXITCODE: usize = 0x070;
+    pub const EXITINFO1: usize = 0x078;
+    pub const EXITINFO2: usize = 0x080;
+    pub const NP_ENABLE: usize = 0x090;
+    pub const N_CR3: usize = 0x0B0;
+    pub const NRIP: usize = 0x0C8;
+}
+
+/// VMCB state-save area offsets.
+mod save {
+    pub const ES: usize = 0x400;
+    pub const CS: usize = 0x410;
+    pub const SS: usize = 0x420;
+    pub const DS: usize = 0x430;
+    pub const FS: usize = 0x440;
+    pub const GS: usize = 0x450;
+    pub const GDTR: usize = 0x460;
+    pub const LDTR: usize = 0x470;
+    pub const IDTR: usize = 0x480;
+    pub const TR: usize = 0x490;
+    pub const CPL: usize = 0x4CB;
+    pub const EFER: usize = 0x4D0;
+    pub const CR4: usize = 0x548;
+    pub const CR3: usize = 0x550;
+    pub const CR0: usize = 0x558;
+    pub const DR7: usize = 0x560;
+    pub const DR6: usize = 0x568;
+    pub const RFLAGS: usize = 0x570;
+    pub const RIP: usize = 0x578;
+    pub const RSP: usize = 0x5D8;
+    pub const RAX: usize = 0x5F8;
+    pub const G_PAT: usize = 0x668;
+}
+
+mod exit {
+    pub const CR0_WRITE: u64 = 0x10;
+    pub const CR4_WRITE: u64 = 0x14;
+    pub const EXCP_DB: u64 = 0x41;
+    pub const EXCP_AC: u64 = 0x51;
+    pub const INTR: u64 = 0x60;
+    pub const NMI: u64 = 0x61;
+    pub const INIT: u64 = 0x63;
+    pub const CPUID: u64 = 0x72;
+    pub const INVD: u64 = 0x76;
+    pub const HLT: u64 = 0x78;
+    pub const IOIO: u64 = 0x7B;
+    pub const MSR: u64 = 0x7C;
+    pub const TASK_SWITCH: u64 = 0x7D;
+    pub const SHUTDOWN: u64 = 0x7F;
+    pub const VMMCALL: u64 = 0x81;
+    pub const NPF: u64 = 0x400;
+}
+
+/// Whether this CPU has SVM with nested paging, enabled by the firmware.
+pub fn supported() -> bool {
+    let ext = cpuid(0x8000_0000, 0).eax;
+    ext >= 0x8000_000A
+        && cpuid(0x8000_0001, 0).ecx & (1 << 2) != 0
+        && cpuid(0x8000_000A, 0).edx & 1 != 0
+        && rdmsr(VM_CR) & (1 << 4) == 0
+}
+
+fn nrip_save() -> bool {
+    cpuid(0x8000_000A, 0).edx & (1 << 3) != 0
+}
+
+/// One-time set-up on core 0: the permission maps. All ones: every port and
+/// every MSR is intercepted, except the three MSRs `vmload`/`vmsave` switch
+/// with the guest (FS, GS and kernel GS base), which a guest owns outright.
+pub fn init_global() {
+    // SAFETY: core 0, before any other core runs or any VMCB points here.
+    let (io, msr) = unsafe { (&mut *IOPM.0.get(), &mut *MSRPM.0.get()) };
+    io.iter_mut().for_each(|p| p.fill(0xff));
+    msr.iter_mut().for_each(|p| p.fill(0xff));
+    for m in [0xC000_0100u32, 0xC000_0101, 0xC000_0102] {
+        // Range 0xC000_0000..0xC000_1FFF starts at byte 0x800; 2 bits each.
+        let bit = (m - 0xC000_0000) as usize * 2;
+        let byte = 0x800 + bit / 8;
+        msr[byte / PAGE][byte % PAGE] &= !(0b11 << (bit % 8));
+    }
+}
+
+/// Per-core set-up: EFER.SVME and the host save area.
+pub fn init_core(core: usize) {
+    wrmsr(cpu::EFER, rdmsr(cpu::EFER) | EFER_SVME);
+    wrmsr(VM_HSAVE_PA, page_pa(&HOST_SAVE, core));
+}
+
+fn page_pa<const N: usize>(p: &Pages<N>, i: usize) -> u64 {
+    p.0.get() as u64 + (i * PAGE) as u64
+}
+
+/// This core's VMCB (identity-mapped: the address is also its physical one).
+struct Vmcb(u64);
+
+impl Vmcb {
+    fn of(core: usize) -> Vmcb {
+        assert!(core < MAX_CORES, "core index");
+        Vmcb(page_pa(&VMCBS, core))
+    }
+    fn w64(&self, off: usize, v: u64) {
+        debug_assert!(off + 8 <= PAGE);
+        // SAFETY: `off` is a field offset inside this core's own VMCB page.
+        unsafe { core::ptr::write_volatile((self.0 + off as u64) as *mut u64, v) }
+    }
+    fn w32(&self, off: usize, v: u32) {
+        // SAFETY: as `w64`.
+        unsafe { core::ptr::write_volatile((self.0 + off as u64) as *mut u32, v) }
+    }
+    fn w16(&self, off: usize, v: u16) {
+        // SAFETY: as `w64`.
+        unsafe { core::ptr::write_volatile((self.0 + off as u64) as *mut u16, v) }
+    }
+    fn w8(&self, off: usize, v: u8) {
+        // SAFETY: as `w64`.
+        unsafe { core::ptr::write_volatile((self.0 + off as u64) as *mut u8, v) }
+    }
+    fn r64(&self, off: usize) -> u64 {
+        // SAFETY: as `w64`.
+        unsafe { core::ptr::read_volatile((self.0 + off as u64) as *const u64) }
+    }
+    fn seg(&self, off: usize, sel: u16, attr: u16, limit: u32, base: u64) {
+        self.w16(off, sel);
+        self.w16(off + 2, attr);
+        self.w32(off + 4, limit);
+        self.w64(off + 8, base);
+    }
+}
+
+/// Fills this core's VMCB for a fresh vCPU entering 64-bit mode at `entry`.
+pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
+    let v = Vmcb::of(core);
+    // SAFETY: this core's own VMCB page, not in use (we are not in a guest).
+    unsafe { core::ptr::write_bytes(v.0 as *mut u8, 0, PAGE) };
+    // CR0 and CR4 writes (bits 16 + n).
+    v.w32(ctl::INTERCEPT_CR, (1 << 16) | (1 << 20));
+    // #DB and #AC: the two exceptions a guest can make recur forever inside
+    // microcode (CVE-2015-5307, CVE-2015-8104).
+    v.w32(ctl::INTERCEPT_EXC, (1 << 1) | (1 << 17));
+    let misc1 = (1u32 << 0) // INTR
+        | (1 << 1) // NMI
+        | (1 << 3) // INIT
+        | (1 << 18) // CPUID
+        | (1 << 22) // INVD
+        | (1 << 24) // HLT
+        | (1 << 26) // INVLPGA
+        | (1 << 27) // IOIO
+        | (1 << 28) // MSR
+        | (1 << 29) // task switch
+        | (1 << 31); // shutdown
+    v.w32(ctl::INTERCEPT_MISC1, misc1);
+    // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT.
+    v.w32(ctl::INTERCEPT_MISC2, 0x7f);
+    v.w64(ctl::IOPM_BASE, page_pa(&IOPM, 0));
+    v.w64(ctl::MSRPM_BASE, page_pa(&MSRPM, 0));
+    v.w32(ctl::ASID, asid as u32);
+    v.w8(ctl::TLB_CONTROL, 1); // flush everything on this entry
+    v.w64(ctl::INT_CTL, 1 << 24); // V_INTR_MASKING: host IF masks physical interrupts
+    v.w64(ctl::NP_ENABLE, 1);
+    v.w64(ctl::N_CR3, npt_root);
+
+    let s = guest::entry_state();
+    // Attributes: descriptor bits 40..47 in 0..7, 52..55 in 8..11.
+    v.seg(save::CS, s.cs, 0xA9B, 0xffff_ffff, 0);
+    for off in [save::ES, save::SS, save::DS, save::FS, save::GS] {
+        v.seg(off, s.ds, 0xC93, 0xffff_ffff, 0);
+    }
+    v.seg(save::GDTR, 0, 0, 0, 0);
+    v.seg(save::IDTR, 0, 0, 0, 0);
+    v.seg(save::LDTR, 0, 0x82, 0, 0);
+    v.seg(save::TR, 0, 0x8B, 0x67, 0);
+    v.w8(save::CPL, 0);
+    // The guest's EFER must have SVME set for vmrun; CPUID and RDMSR hide it.
+    v.w64(save::EFER, s.efer | EFER_SVME);
+    v.w64(save::CR0, s.cr0);
+    v.w64(save::CR3, s.cr3);
+    v.w64(save::CR4, s.cr4);
+    v.w64(save::DR6, 0xffff_0ff0);
+    v.w64(save::DR7, 0x400);
+    v.w64(save::RFLAGS, 0x2);
+    v.w64(save::RIP, entry);
+    v.w64(save::RSP, 0);
+    v.w64(save::RAX, 0);
+    v.w64(save::G_PAT, guest::PAT_RESET);
+}
+
+extern "C" {
+    fn svm_run(vmcb: u64, gprs: *mut Gprs);
+}
+
+global_asm!(
+    ".global svm_run",
+    "svm_run:",
+    "    push rbx",
+    "    push rbp",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    push rsi",
+    "    mov rax, rdi",
+    "    mov rbx, [rsi + 0]",
+    "    mov rcx, [rsi + 8]",
+    "    mov rdx, [rsi + 16]",
+    "    mov rdi, [rsi + 32]",
+    "    mov rbp, [rsi + 40]",
+    "    mov r8,  [rsi + 48]",
+    "    mov r9,  [rsi + 56]",
+    "    mov r10, [rsi + 64]",
+    "    mov r11, [rsi + 72]",
+    "    mov r12, [rsi + 80]",
+    "    mov r13, [rsi + 88]",
+    "    mov r14, [rsi + 96]",
+    "    mov r15, [rsi + 104]",
+    "    mov rsi, [rsi + 24]",
+    "    vmload rax",
+    "    vmrun rax",
+    "    vmsave rax",
+    "    xchg rsi, [rsp]",
+    "    mov [rsi + 0], rbx",
+    "    mov [rsi + 8], rcx",
+    "    mov [rsi + 16], rdx",
+    "    mov [rsi + 32], rdi",
+    "    mov [rsi + 40], rbp",
+    "    mov [rsi + 48], r8",
+    "    mov [rsi + 56], r9",
+    "    mov [rsi + 64], r10",
+    "    mov [rsi + 72], r11",
+    "    mov [rsi + 80], r12",
+    "    mov [rsi + 88], r13",
+    "    mov [rsi + 96], r14",
+    "    mov [rsi + 104], r15",
+    "    pop rax",
+    "    mov [rsi + 24], rax",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbp",
+    "    pop rbx",
+    "    ret",
+);
+
+/// Runs the guest on this core until its next exit the portable code must
+/// see, handling the rest (CPUID, allowed MSRs, interrupts) here.
+pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
+    let v = Vmcb::of(core);
+    let nrip = nrip_save();
+    loop {
+        // SAFETY: the VMCB was set up by `setup_vcpu` for this core, EFER.SVME
+        // and VM_HSAVE_PA are set (`init_core`), and `g` is this core's own
+        // register block; `svm_run` preserves the host's callee-saved state.
+        unsafe { svm_run(v.0, g) };
+        v.w8(ctl::TLB_CONTROL, 0);
+        let code = v.r64(ctl::EXITCODE);
+        let (info1, info2) = (v.r64(ctl::EXITINFO1), v.r64(ctl::EXITINFO2));
+        let rip = v.r64(save::RIP);
+        // Without NRIP save (QEMU's TCG has none) the length of each
+        // intercepted instruction is fixed by its encoding.
+        let skip = |len: u64| {
+            let next = if nrip { v.r64(ctl::NRIP) } else { 0 };
+            v.w64(save::RIP, if next != 0 { next } else { rip.wrapping_add(len) });
+        };
+        let trap = match code {
+            exit::VMMCALL => {
+                skip(3);
+                let mut regs = [0u64; 31];
+                regs[0] = v.r64(save::RAX);
+                g.to_args(&mut regs);
+                return Exit::Call(regs);
+            }
+            exit::NPF => Trap::Stage2Fault { ipa: info2, write: info1 & 2 != 0, instr: info1 & 0x10 != 0, pc: rip },
+            exit::CPUID => {
+                let r = guest::cpuid(v.r64(save::RAX) as u32, g.rcx as u32, vcpu);
+                v.w64(save::RAX, r.eax as u64);
+                g.rbx = r.ebx as u64;
+                g.rcx = r.ecx as u64;
+                g.rdx = r.edx as u64;
+                skip(2);
+                continue;
+            }
+            exit::MSR => {
+                let msr = g.rcx as u32;
+                let write = info1 == 1;
+                let value = (g.rdx << 32) | (v.r64(save::RAX) & 0xffff_ffff);
+                let pat = v.r64(save::G_PAT);
+                match guest::msr(msr, write, value, pat, v.r64(save::EFER) & !EFER_SVME) {
+                    Some(guest::MsrResult::Read(x)) => {
+                        v.w64(save::RAX, x & 0xffff_ffff);
+                        g.rdx = x >> 32;
+                    }
+                    Some(guest::MsrResult::Pat(p)) => v.w64(save::G_PAT, p),
+                    None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
+                }
+                skip(2);
+                continue;
+            }
+            exit::IOIO => {
+                let port = (info1 >> 16) as u16;
+                Trap::Stop(StopReason::IoPort { port, write: info1 & 1 == 0, pc: rip })
+            }
+            exit::HLT => {
+                if v.r64(save::RFLAGS) & (1 << 9) == 0 {
+                    Trap::Stop(StopReason::Halted { pc: rip })
+                } else {
+                    // Interrupts are on but none is ever delivered yet: a
+                    // wake-up at once is what an unmasked spurious one does.
+                    skip(1);
+                    continue;
+                }
+            }
+            exit::INVD => {
+                // Discarding caches shared with other partitions is not
+                // theirs to do: treated as a write-back (a no-op here).
+                skip(2);
+                continue;
+            }
+            exit::INTR | exit::NMI | exit::INIT => continue,
+            exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip }),
+            exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip }),
+            exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip }),
+            exit::EXCP_DB | exit::EXCP_AC => {
+                Trap::Stop(StopReason::Exception { pc: rip, esr: code - 0x40 })
+            }
+            exit::TASK_SWITCH => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
+            _ => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
+        };
+        return Exit::Trap(trap);
+    }
+}
+
+/// Writes back what the portable hypercall code changed (x0..x5).
+pub fn finish_call(core: usize, g: &mut Gprs, regs: &[u64; 31]) {
+    Vmcb::of(core).w64(save::RAX, regs[0]);
+    g.from_args(regs);
+}
