@@ -591,6 +591,7 @@ impl Loader<'_> {
                 bootargs,
                 on_fault,
                 devices,
+                spec: p.spec.as_ref().map(|s| s.get_ref().clone()),
             });
         }
         (self.d.len() == before && out.len() == parts.len()).then_some(out)

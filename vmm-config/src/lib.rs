@@ -243,6 +243,8 @@ pub struct Partition {
     pub on_fault: FaultPolicy,
     /// Board device names assigned to this partition.
     pub devices: Vec<String>,
+    /// Parseltongue spec path as written (relative to the manifest), if any.
+    pub spec: Option<String>,
 }
 
 impl Partition {

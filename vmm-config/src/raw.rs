@@ -73,6 +73,11 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub devices: Vec<Spanned<String>>,
+    /// Parseltongue service spec (`.pt`) the partition's guest implements,
+    /// relative to the manifest; `hallows check` cross-checks it.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub spec: Option<Spanned<String>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]

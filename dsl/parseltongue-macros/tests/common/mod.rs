@@ -1,0 +1,73 @@
+//! Channel memory for host tests: a "bus" that hands out both ends of named
+//! channels, backed by page-aligned heap memory that is never freed (so an
+//! endpoint can never outlive its memory).
+#![allow(dead_code, unsafe_code)]
+
+use std::collections::HashMap;
+use std::ptr::NonNull;
+
+use hallows_ring::{ChannelLayout, Message, Receiver, Sender};
+
+#[derive(Default)]
+pub struct Bus {
+    channels: HashMap<String, (NonNull<u8>, ChannelLayout)>,
+    /// Slots per channel created from now on.
+    pub slots: usize,
+    taken: Vec<(String, bool)>,
+}
+
+impl Bus {
+    pub fn new(slots: usize) -> Self {
+        Bus { slots, ..Default::default() }
+    }
+
+    fn memory<T: Message>(&mut self, name: &str) -> (NonNull<u8>, ChannelLayout) {
+        let slots = self.slots;
+        *self.channels.entry(name.to_owned()).or_insert_with(|| {
+            let layout = ChannelLayout::for_message::<T>(slots).expect("layout");
+            let alloc = std::alloc::Layout::from_size_align(layout.total_size(), 4096).unwrap();
+            // SAFETY: non-zero size; the memory is zeroed and deliberately
+            // leaked, so it stays valid for every endpoint made from it.
+            let p = unsafe { std::alloc::alloc_zeroed(alloc) };
+            (NonNull::new(p).expect("allocation"), layout)
+        })
+    }
+
+    fn take(&mut self, name: &str, producer: bool) {
+        let key = (name.to_owned(), producer);
+        assert!(!self.taken.contains(&key), "two {} for channel {name}", if producer { "senders" } else { "receivers" });
+        self.taken.push(key);
+    }
+
+    pub fn sender<T: Message>(&mut self, name: &str) -> Sender<T> {
+        self.take(name, true);
+        let (base, layout) = self.memory::<T>(name);
+        // SAFETY: `base` is `layout.total_size()` bytes of page-aligned,
+        // never-freed memory laid out by `layout`; `take` ensures this is
+        // the channel's only Sender.
+        unsafe { Sender::new(base, layout) }.expect("sender")
+    }
+
+    pub fn receiver<T: Message>(&mut self, name: &str) -> Receiver<T> {
+        self.take(name, false);
+        let (base, layout) = self.memory::<T>(name);
+        // SAFETY: as for `sender`; the only Receiver.
+        unsafe { Receiver::new(base, layout) }.expect("receiver")
+    }
+}
+
+/// Implements a generated module's `Endpoints` trait for a bus restricted
+/// to the channels one service may open.
+#[macro_export]
+macro_rules! endpoints_for {
+    ($module:ident) => {
+        impl $module::Endpoints for common::Bus {
+            fn sender<T: hallows_ring::Message>(&mut self, channel: &str) -> Option<hallows_ring::Sender<T>> {
+                Some(common::Bus::sender(self, channel))
+            }
+            fn receiver<T: hallows_ring::Message>(&mut self, channel: &str) -> Option<hallows_ring::Receiver<T>> {
+                Some(common::Bus::receiver(self, channel))
+            }
+        }
+    };
+}

@@ -1,0 +1,327 @@
+//! The generated dispatch loop, end to end over real channels: handlers get
+//! every message once, in order; replies and sends arrive; the scheduler's
+//! priority classes decide the order; a full reply channel is back-pressure.
+
+mod common;
+
+use hallows_ring::RingError;
+
+mod backend {
+    parseltongue_macros::include_spec!("../../tests/specs/valid/backend.pt");
+}
+mod users_api {
+    parseltongue_macros::include_spec!("../../tests/specs/valid/users_api.pt");
+}
+mod compositor {
+    parseltongue_macros::include_spec!("../../tests/specs/valid/compositor.pt");
+}
+mod store {
+    parseltongue_macros::include_spec!("../../tests/specs/valid/store.pt");
+}
+mod plain {
+    // Inline spec, no scheduler: channels served in declaration order.
+    parseltongue_macros::service! { r#"
+        parseltongue_version 1;
+        service plain {
+            message_struct Ping { field seq: u32; }
+            message_struct Pong { field seq: u32; field doubled: u64; }
+            receive_channel "ping" carrying Ping handled_by on_ping;
+            send_channel "pong" carrying Pong;
+            budget { messages_per_turn = 4; }
+        }
+    "# }
+}
+mod tokens {
+    // Inline spec as bare tokens.
+    parseltongue_macros::service! {
+        parseltongue_version 1;
+        service tokens {
+            message_struct Tick { field n: u16; }
+            receive_channel "tick" carrying Tick handled_by on_tick;
+        }
+    }
+}
+
+endpoints_for!(backend);
+endpoints_for!(users_api);
+endpoints_for!(compositor);
+endpoints_for!(store);
+endpoints_for!(plain);
+endpoints_for!(tokens);
+
+fn drain<T: hallows_ring::Message>(rx: &mut hallows_ring::Receiver<T>) -> Vec<T> {
+    let mut out = Vec::new();
+    loop {
+        match rx.try_recv() {
+            Ok(m) => out.push(m),
+            Err(RingError::PeerRestarted) => continue,
+            Err(_) => return out,
+        }
+    }
+}
+
+struct Backend {
+    seen: Vec<u64>,
+}
+
+impl backend::Handlers for Backend {
+    fn handle_request(&mut self, message: backend::Request, send: &mut backend::Senders) {
+        self.seen.push(message.id);
+        let status = if message.operation.is_known() { 0 } else { -1 };
+        send.replies.try_send(&backend::Reply::new(message.id, status, message.id.to_le_bytes())).unwrap();
+    }
+}
+
+#[test]
+fn messaging_service_handles_every_request_once_in_order() {
+    let mut bus = common::Bus::new(64);
+    let mut client_rx = bus.receiver::<backend::Reply>(backend::channel::REPLIES);
+    let mut svc = backend::Service::connect(Backend { seen: Vec::new() }, &mut bus).unwrap();
+    let mut client_tx = bus.sender::<backend::Request>(backend::channel::REQUESTS);
+    let _ = drain(&mut client_rx);
+    svc.turn(0); // epoch handshake
+    let mut now = 0;
+    let mut sent = 0u64;
+    while sent < 50 {
+        let op = if sent % 7 == 0 { backend::Operation(9) } else { backend::Operation::Get };
+        let req = backend::Request::new(sent, op, false.into(), Default::default(), Default::default());
+        match client_tx.try_send(&req) {
+            Ok(()) => sent += 1,
+            Err(RingError::PeerRestarted) => {}
+            Err(e) => panic!("{e}"),
+        }
+        if sent % 10 == 0 {
+            now += 1_000;
+            let t = svc.turn(now);
+            // The messaging policy lingers (at most max_linger = 100 us) to
+            // batch, and says when to come back.
+            if let Some(w) = t.wake_at {
+                assert!(w <= now + 100_000, "{w} {now}");
+            }
+        }
+    }
+    for _ in 0..10 {
+        now += 50_000;
+        svc.turn(now);
+    }
+    assert_eq!(svc.handlers.seen, (0..50).collect::<Vec<_>>());
+    let replies = drain(&mut client_rx);
+    assert_eq!(replies.len(), 50);
+    for (i, r) in replies.iter().enumerate() {
+        assert_eq!(r.id, i as u64);
+        assert_eq!(r.status, if i % 7 == 0 { -1 } else { 0 });
+        assert_eq!(r.checksum, (i as u64).to_le_bytes());
+    }
+    assert_eq!(backend::scheduler_config().latency_bound, 200_000);
+    assert_eq!(backend::scheduler_config().max_batch, 32);
+    assert_eq!(backend::MESSAGES_PER_TURN, 32);
+    assert_eq!(backend::BUDGET_RAM, Some(16 << 20));
+}
+
+struct Users {
+    calls: usize,
+}
+
+impl users_api::Handlers for Users {
+    fn get_user(&mut self, request: users_api::GetUser, send: &mut users_api::Senders) -> users_api::User {
+        self.calls += 1;
+        let _ = send.audit.try_send(&users_api::AuditEvent::new(request.user_id, 1));
+        let name = users_api::BoundedString31::from_str(&format!("user{}", request.user_id)).unwrap();
+        users_api::User::new(request.request_id, request.user_id, (request.user_id % 2 == 0).into(), name)
+    }
+}
+
+#[test]
+fn basilisk_route_replies_and_applies_back_pressure() {
+    let mut bus = common::Bus::new(4);
+    let mut replies = bus.receiver::<users_api::User>("user");
+    let mut audit = bus.receiver::<users_api::AuditEvent>("audit");
+    let mut svc = users_api::Service::connect(Users { calls: 0 }, &mut bus).unwrap();
+    let mut requests = bus.sender::<users_api::GetUser>("get-user");
+    let _ = drain(&mut replies);
+    let _ = drain(&mut audit);
+    svc.turn(0);
+    let mut ok = 0;
+    for i in 0..4 {
+        if requests.try_send(&users_api::GetUser::new(i, i as u32 * 10)).is_ok() {
+            ok += 1;
+        }
+    }
+    // The handshake may eat the first attempt.
+    while ok < 4 {
+        if requests.try_send(&users_api::GetUser::new(ok, ok as u32 * 10)).is_ok() {
+            ok += 1;
+        }
+    }
+    let t = svc.turn(1);
+    assert_eq!(t.handled, 4);
+    // Reply ring (4 slots) is now full: new requests must wait, not be lost.
+    for i in 4..8u64 {
+        requests.try_send(&users_api::GetUser::new(i, i as u32 * 10)).unwrap();
+    }
+    let t = svc.turn(2);
+    assert_eq!(t.handled, 0, "no reply slot: nothing may be taken");
+    assert_eq!(svc.handlers.calls, 4);
+    let got = drain(&mut replies);
+    assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(got[1].name.as_str(), Some("user10"));
+    assert!(got[2].found.get() && got[2].user_id == 20);
+    svc.turn(3);
+    let got = drain(&mut replies);
+    assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
+    assert_eq!(drain(&mut audit).len(), 4, "the audit ring holds 4; later sends see Full");
+}
+
+#[derive(Default)]
+struct Ui {
+    log: Vec<String>,
+}
+
+impl compositor::Handlers for Ui {
+    fn on_pointer(&mut self, message: compositor::Pointer, _: &mut compositor::Senders) {
+        self.log.push(format!("pointer {}", message.x));
+    }
+    fn on_surface(&mut self, message: compositor::Surface, _: &mut compositor::Senders) {
+        self.log.push(format!("surface {}", message.id));
+    }
+    fn render(&mut self, frame: compositor::Frame, send: &mut compositor::Senders) {
+        self.log.push(format!("frame {} by {}", frame.index, frame.deadline));
+        let _ = send.present.try_send(&compositor::Present::new(frame.index, 1));
+    }
+}
+
+#[test]
+fn nagini_frames_follow_the_frame_rate_and_input_goes_first() {
+    let mut bus = common::Bus::new(8);
+    let mut present = bus.receiver::<compositor::Present>("present");
+    let mut svc = compositor::Service::connect(Ui::default(), &mut bus).unwrap();
+    let mut pointer = bus.sender::<compositor::Pointer>("pointer");
+    let mut surfaces = bus.sender::<compositor::Surface>("surfaces");
+    let _ = drain(&mut present);
+    let p = compositor::FRAME_PERIOD;
+    assert_eq!(p, 16_666_666);
+    svc.turn(0); // frame 0, handshakes
+    svc.handlers.log.clear();
+    let _ = surfaces.try_send(&compositor::Surface { id: 7, size: [1, 1], damage: [[0; 4]; 4] });
+    let _ = pointer.try_send(&compositor::Pointer::new(5, 0, compositor::Button::Left, true.into()));
+    surfaces.try_send(&compositor::Surface { id: 7, size: [1, 1], damage: [[0; 4]; 4] }).unwrap();
+    pointer.try_send(&compositor::Pointer::new(5, 0, compositor::Button::Left, true.into())).unwrap();
+    svc.turn(p + 10); // frame 1 due (deadline 2p); input deadline now + 2 ms is earlier
+    let log = &svc.handlers.log;
+    assert_eq!(log[0], "pointer 5", "{log:?}");
+    assert!(log.contains(&format!("frame 1 by {}", 2 * p)), "{log:?}");
+    // A late turn skips missed frames instead of queueing them.
+    svc.handlers.log.clear();
+    svc.turn(5 * p + 3);
+    assert_eq!(svc.handlers.log, vec![format!("frame 5 by {}", 6 * p)]);
+    svc.turn(5 * p + 4);
+    assert_eq!(svc.handlers.log.len(), 1, "one frame per period");
+    assert!(drain(&mut present).iter().any(|m| m.frame == 5));
+}
+
+#[derive(Default)]
+struct Store {
+    log: Vec<&'static str>,
+}
+
+impl store::Handlers for Store {
+    fn commit(&mut self, _: store::Put, _: &mut store::Senders) {
+        self.log.push("commit");
+    }
+    fn read(&mut self, _: store::Get, _: &mut store::Senders) {
+        self.log.push("read");
+    }
+    fn compact(&mut self, _: store::Compact, _: &mut store::Senders) {
+        self.log.push("compact");
+    }
+}
+
+#[test]
+fn db_priority_classes_order_the_channels() {
+    let mut bus = common::Bus::new(8);
+    let mut svc = store::Service::connect(Store::default(), &mut bus).unwrap();
+    let mut compact = bus.sender::<store::Compact>("maintenance");
+    let mut reads = bus.sender::<store::Get>("reads");
+    let mut commits = bus.sender::<store::Put>("commits");
+    svc.turn(0);
+    for _ in 0..2 {
+        let _ = compact.try_send(&store::Compact { level: 1 });
+        let _ = reads.try_send(&store::Get { key: 1 });
+        let _ = commits.try_send(&store::Put { key: 1, value: [0; 48] });
+    }
+    svc.handlers.log.clear();
+    // Sent maintenance first, commits last: the policy puts commits first,
+    // then reads, then background work that has earned no credit yet.
+    svc.turn(1);
+    assert_eq!(svc.handlers.log, ["commit", "commit", "read", "read", "compact", "compact"]);
+    // With credit earned (10 % of elapsed time), compaction runs ahead of reads.
+    for _ in 0..2 {
+        let _ = compact.try_send(&store::Compact { level: 1 });
+        let _ = reads.try_send(&store::Get { key: 1 });
+    }
+    svc.handlers.log.clear();
+    svc.turn(10_000_000);
+    assert_eq!(svc.handlers.log, ["compact", "compact", "read", "read"]);
+}
+
+struct Plain {
+    seen: Vec<u32>,
+}
+
+impl plain::Handlers for Plain {
+    fn on_ping(&mut self, message: plain::Ping, send: &mut plain::Senders) {
+        self.seen.push(message.seq);
+        send.pong.try_send(&plain::Pong::new(message.seq, message.seq as u64 * 2)).unwrap();
+    }
+}
+
+#[test]
+fn without_a_scheduler_each_turn_takes_at_most_messages_per_turn() {
+    let mut bus = common::Bus::new(16);
+    let mut pong = bus.receiver::<plain::Pong>("pong");
+    let mut svc = plain::Service::connect(Plain { seen: Vec::new() }, &mut bus).unwrap();
+    let mut ping = bus.sender::<plain::Ping>("ping");
+    let _ = drain(&mut pong);
+    svc.turn(0);
+    let mut n = 0;
+    while n < 10 {
+        if ping.try_send(&plain::Ping { seq: n }).is_ok() {
+            n += 1;
+        }
+    }
+    assert_eq!(svc.turn(0).handled, 4);
+    assert_eq!(svc.turn(0).handled, 4);
+    assert_eq!(svc.turn(0).handled, 2);
+    assert_eq!(svc.handlers.seen, (0..10).collect::<Vec<_>>());
+    assert_eq!(drain(&mut pong).iter().map(|p| p.doubled).sum::<u64>(), 90);
+}
+
+struct Ticks(u32);
+impl tokens::Handlers for Ticks {
+    fn on_tick(&mut self, message: tokens::Tick, _: &mut tokens::Senders) {
+        self.0 += message.n as u32;
+    }
+}
+
+#[test]
+fn token_specs_work_and_missing_channels_are_reported() {
+    let mut bus = common::Bus::new(4);
+    let mut svc = tokens::Service::connect(Ticks(0), &mut bus).unwrap();
+    let mut tx = bus.sender::<tokens::Tick>("tick");
+    svc.turn(0);
+    let _ = tx.try_send(&tokens::Tick { n: 3 });
+    tx.try_send(&tokens::Tick { n: 4 }).unwrap();
+    svc.turn(0);
+    assert!(svc.handlers.0 == 7 || svc.handlers.0 == 4);
+
+    struct Nothing;
+    impl tokens::Endpoints for Nothing {
+        fn sender<T: hallows_ring::Message>(&mut self, _: &str) -> Option<hallows_ring::Sender<T>> {
+            None
+        }
+        fn receiver<T: hallows_ring::Message>(&mut self, _: &str) -> Option<hallows_ring::Receiver<T>> {
+            None
+        }
+    }
+    assert_eq!(tokens::Service::connect(Ticks(0), &mut Nothing).err(), Some(tokens::ConnectError::MissingChannel("tick")));
+}

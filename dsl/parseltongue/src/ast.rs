@@ -1,0 +1,170 @@
+//! The syntax tree of a spec, with spans. It holds what was written and
+//! nothing derived: layouts and resolved types live in [`crate::model`].
+
+use std::ops::Range;
+
+pub type Span = Range<usize>;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ident {
+    pub name: String,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Extension {
+    /// Backend API services: request/reply routes; scheduler `api`.
+    Basilisk,
+    /// UI services: frame handler and input channels; scheduler `ui`.
+    Nagini,
+}
+
+impl Extension {
+    pub fn name(self) -> &'static str {
+        match self {
+            Extension::Basilisk => "basilisk",
+            Extension::Nagini => "nagini",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Spec {
+    pub version: u128,
+    pub version_span: Span,
+    pub extension: Option<(Extension, Span)>,
+    pub service: Service,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Service {
+    pub name: Ident,
+    pub structs: Vec<StructDecl>,
+    pub enums: Vec<EnumDecl>,
+    pub channels: Vec<ChannelDecl>,
+    pub routes: Vec<RouteDecl>,
+    pub frame_handler: Option<Ident>,
+    pub scheduler: Option<Block>,
+    pub budget: Option<Block>,
+}
+
+impl Default for Ident {
+    fn default() -> Self {
+        Ident { name: String::new(), span: 0..0 }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TypeRef {
+    Named(Ident),
+    Array { elem: Box<TypeRef>, len: u128, span: Span },
+    BoundedBytes { cap: u128, span: Span },
+    BoundedString { cap: u128, span: Span },
+}
+
+impl TypeRef {
+    pub fn span(&self) -> Span {
+        match self {
+            TypeRef::Named(i) => i.span.clone(),
+            TypeRef::Array { span, .. } | TypeRef::BoundedBytes { span, .. } | TypeRef::BoundedString { span, .. } => span.clone(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Field {
+    pub name: Ident,
+    pub ty: TypeRef,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StructDecl {
+    pub name: Ident,
+    pub fields: Vec<Field>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Variant {
+    pub name: Ident,
+    pub value: u128,
+    pub value_span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnumDecl {
+    pub name: Ident,
+    pub repr: Ident,
+    pub variants: Vec<Variant>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelDirection {
+    /// `receive_channel` (and Nagini's `input_channel`): this partition consumes.
+    Receive,
+    /// `send_channel`: this partition produces.
+    Send,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelDecl {
+    pub direction: ChannelDirection,
+    /// Declared with Nagini's `input_channel`.
+    pub input: bool,
+    pub name: String,
+    pub name_span: Span,
+    pub carrying: Ident,
+    pub handler: Option<Ident>,
+    pub task_class: Option<Ident>,
+    /// Set for channels implied by a Basilisk route (index into `routes`).
+    pub route: Option<usize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteDecl {
+    pub handler: Ident,
+    pub request: Ident,
+    pub request_channel: (String, Span),
+    pub reply: Ident,
+    pub reply_channel: (String, Span),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Value {
+    Int(u128),
+    /// Nanoseconds.
+    Duration(u128),
+    /// Hertz.
+    Frequency(u128),
+    /// Bytes.
+    Size(u128),
+    Bool(bool),
+    Word(String),
+}
+
+impl Value {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Value::Int(_) => "an integer",
+            Value::Duration(_) => "a duration",
+            Value::Frequency(_) => "a frequency",
+            Value::Size(_) => "a size",
+            Value::Bool(_) => "a boolean",
+            Value::Word(_) => "a word",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Param {
+    pub name: Ident,
+    pub value: Value,
+    pub value_span: Span,
+}
+
+/// `scheduler_class CLASS { ... }` (with `class`) or `budget { ... }`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    pub keyword_span: Span,
+    pub class: Option<Ident>,
+    pub params: Vec<Param>,
+}
