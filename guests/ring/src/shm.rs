@@ -20,7 +20,7 @@ use crate::{Message, RingError};
 
 /// Channel memory as seen by one partition.
 #[derive(Debug)]
-pub struct RawChannel {
+pub(crate) struct RawChannel {
     base: NonNull<u8>,
     layout: ChannelLayout,
 }

@@ -139,9 +139,9 @@ fn producer_restart_resynchronises() {
     });
 }
 
-/// The consumer restarts mid-stream: the producer is told, the new consumer
-/// sees only messages sent after its attach (a suffix, in order), and its
-/// skipped slots are not reused while the old incarnation read them.
+/// The consumer restarts mid-stream: the new consumer sees a gap-free, in-order
+/// run of messages ending with the last one sent, and the producer never
+/// reuses a slot while the old incarnation may still be reading it.
 #[test]
 fn consumer_restart_resynchronises() {
     model(|| {
