@@ -18,7 +18,7 @@ mod users_api {
 }
 
 fn through_channel<T: hallows_ring::Message + Copy>(values: &[T]) -> Vec<T> {
-    let mut bus = common::Bus::new(8);
+    let bus = common::Bus::new(8);
     let mut tx = bus.sender::<T>("c");
     let mut rx = bus.receiver::<T>("c");
     let mut out = Vec::new();

@@ -17,9 +17,11 @@ use crate::model::{Member, Model, Prim, SchedClass, Scheduler, TaskClass, Ty};
 /// Code generation options.
 #[derive(Clone, Debug, Default)]
 pub struct Options {
-    /// Path of an existing `Endpoints` trait (e.g. `hallows_rt::channel::Endpoints`)
-    /// with the same two methods; `None` defines one in the generated code.
-    pub endpoints_trait: Option<String>,
+    /// Also generate the glue to the guest runtime: `Endpoints` for
+    /// `hallows_rt::Boot` (channel lookup by name in the boot information)
+    /// and `Port` for its doorbell-carrying endpoints. The guest then needs
+    /// `hallows-rt` too.
+    pub hallows_rt: bool,
     /// Shown in the header comment.
     pub source_name: Option<String>,
 }
@@ -441,25 +443,75 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let cores = lit_usize(m.budget.cores as u64);
     let service_name = m.name.as_str();
 
-    let (endpoints_def, endpoints_path) = match &opts.endpoints_trait {
-        Some(path) => {
-            let p: syn::Path = syn::parse_str(path).unwrap_or_else(|_| syn::parse_quote!(Endpoints));
-            (quote!(), quote!(#p))
-        }
-        None => (
-            quote! {
-                /// How the service finds its channels: the one piece of glue
-                /// between generated code and the guest runtime. An
-                /// implementation maps each manifest channel of this
-                /// partition, with its direction's permissions, and returns
-                /// its endpoint; `None` if the partition has no such channel.
-                pub trait Endpoints {
-                    fn sender<T: ::hallows_ring::Message>(&mut self, channel: &str) -> Option<::hallows_ring::Sender<T>>;
-                    fn receiver<T: ::hallows_ring::Message>(&mut self, channel: &str) -> Option<::hallows_ring::Receiver<T>>;
+    let rt_glue = if opts.hallows_rt {
+        quote! {
+            impl<T: ::hallows_ring::Message> Port<::hallows_ring::Sender<T>> for ::hallows_rt::channel::Endpoint<::hallows_ring::Sender<T>> {
+                #[inline(always)]
+                fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
+                    self
                 }
-            },
-            quote!(Endpoints),
-        ),
+                /// One doorbell per batch on `notify = "doorbell"` channels.
+                #[inline(always)]
+                fn committed(&mut self) {
+                    if self.has_doorbell() {
+                        let _ = self.notify();
+                    }
+                }
+            }
+            impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>> for ::hallows_rt::channel::Endpoint<::hallows_ring::Receiver<T>> {
+                #[inline(always)]
+                fn port(&mut self) -> &mut ::hallows_ring::Receiver<T> {
+                    self
+                }
+            }
+            /// The guest runtime finds channels by manifest name in the boot information.
+            impl Endpoints for ::hallows_rt::Boot {
+                type Sender<T: ::hallows_ring::Message> = ::hallows_rt::channel::Endpoint<::hallows_ring::Sender<T>>;
+                type Receiver<T: ::hallows_ring::Message> = ::hallows_rt::channel::Endpoint<::hallows_ring::Receiver<T>>;
+                fn sender<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Sender<T>> {
+                    ::hallows_rt::channel::sender::<T>(self, channel).ok()
+                }
+                fn receiver<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Receiver<T>> {
+                    ::hallows_rt::channel::receiver::<T>(self, channel).ok()
+                }
+            }
+        }
+    } else {
+        quote!()
+    };
+    let endpoints_def = quote! {
+        /// A channel end as the runtime hands it out: the ring endpoint,
+        /// possibly wrapped (with a doorbell, say).
+        pub trait Port<E> {
+            /// The ring endpoint.
+            fn port(&mut self) -> &mut E;
+            /// The dispatch loop committed messages on this sending end
+            /// (once per batch): ring a doorbell here if there is one.
+            #[inline(always)]
+            fn committed(&mut self) {}
+        }
+        impl<T: ::hallows_ring::Message> Port<::hallows_ring::Sender<T>> for ::hallows_ring::Sender<T> {
+            #[inline(always)]
+            fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
+                self
+            }
+        }
+        impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>> for ::hallows_ring::Receiver<T> {
+            #[inline(always)]
+            fn port(&mut self) -> &mut ::hallows_ring::Receiver<T> {
+                self
+            }
+        }
+        /// How the service finds its channels by manifest name: the one
+        /// piece of glue between the generated code and a runtime.
+        /// `None` if this partition has no such channel end.
+        pub trait Endpoints {
+            type Sender<T: ::hallows_ring::Message>: Port<::hallows_ring::Sender<T>>;
+            type Receiver<T: ::hallows_ring::Message>: Port<::hallows_ring::Receiver<T>>;
+            fn sender<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Sender<T>>;
+            fn receiver<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Receiver<T>>;
+        }
+        #rt_glue
     };
 
     // Public senders: plain send channels. Route reply channels belong to the loop.
@@ -468,6 +520,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut recv_fields = Vec::new();
     let mut recv_inits = Vec::new();
     let mut handler_fns = Vec::new();
+    let mut send_commits = Vec::new();
     let mut channel_consts = Vec::new();
     let mut serve_fns = Vec::new();
     let mut arrivals = Vec::new();
@@ -482,15 +535,16 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         channel_consts.push(quote!(pub const #konst: &str = #name;));
         match (c.direction, c.route) {
             (ChannelDirection::Send, None) => {
-                send_fields.push(quote!(pub #field: ::hallows_ring::Sender<#msg>));
+                send_fields.push(quote!(pub #field: E::Sender<#msg>));
+                send_commits.push(quote!(self.send.#field.committed();));
                 send_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
             }
             (ChannelDirection::Send, Some(_)) => {
-                recv_fields.push(quote!(#field: ::hallows_ring::Sender<#msg>));
+                recv_fields.push(quote!(#field: E::Sender<#msg>));
                 recv_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
             }
             (ChannelDirection::Receive, route) => {
-                recv_fields.push(quote!(#field: ::hallows_ring::Receiver<#msg>));
+                recv_fields.push(quote!(#field: E::Receiver<#msg>));
                 recv_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
                 let handler = rust_ident(c.handler.as_deref().unwrap_or("handle"));
                 let serve = format_ident!("serve_{}", c.name.replace('-', "_"));
@@ -501,16 +555,16 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                     let doc = format!(" Basilisk route: a request from \"{}\"; the returned reply goes to \"{}\".", c.name, reply_c.name);
                     handler_fns.push(quote! {
                         #[doc = #doc]
-                        fn #handler(&mut self, request: #msg, send: &mut Senders) -> #reply_msg;
+                        fn #handler(&mut self, request: #msg, send: &mut Senders<Self::Endpoints>) -> #reply_msg;
                     });
                     quote! {
                         // Reserve the replies first: a full reply channel leaves
                         // the requests in their ring (back-pressure), never drops a reply.
-                        let mut out = match self.receive.#reply_field.reserve(#batch) {
+                        let mut out = match self.receive.#reply_field.port().reserve(#batch) {
                             Ok(out) => out,
                             Err(e) => return turn.note(e),
                         };
-                        match self.receive.#field.recv_batch(out.len()) {
+                        match self.receive.#field.port().recv_batch(out.len()) {
                             Ok(batch) => {
                                 let n = batch.len();
                                 for (k, request) in batch.iter().enumerate() {
@@ -518,6 +572,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                                 }
                                 batch.release();
                                 out.commit_first(n);
+                                self.receive.#reply_field.committed();
                                 turn.handled += n;
                             }
                             Err(e) => turn.note(e),
@@ -527,10 +582,10 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                     let doc = format!(" A message from channel \"{}\".", c.name);
                     handler_fns.push(quote! {
                         #[doc = #doc]
-                        fn #handler(&mut self, message: #msg, send: &mut Senders);
+                        fn #handler(&mut self, message: #msg, send: &mut Senders<Self::Endpoints>);
                     });
                     quote! {
-                        match self.receive.#field.recv_batch(#batch) {
+                        match self.receive.#field.port().recv_batch(#batch) {
                             Ok(batch) => {
                                 let n = batch.len();
                                 for message in batch.iter() {
@@ -555,7 +610,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 let class = task_class_tokens(c.task_class);
                 arrivals.push(quote! {
                     if !self.queued[#ti] {
-                        match self.receive.#field.recv_batch(1) {
+                        match self.receive.#field.port().recv_batch(1) {
                             Ok(_) => self.arrive(#tl, #class, now, &mut turn),
                             Err(e) => turn.note(e),
                         }
@@ -579,7 +634,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         let fi = lit_usize(task as u64);
         handler_fns.push(quote! {
             /// Nagini frame handler: once per frame period, scheduled by its deadline.
-            fn #h(&mut self, frame: Frame, send: &mut Senders);
+            fn #h(&mut self, frame: Frame, send: &mut Senders<Self::Endpoints>);
         });
         frame_types = quote! {
             /// Frame period in nanoseconds (`frame_rate`).
@@ -710,16 +765,20 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         #endpoints_def
 
         /// Typed senders for the service's `send_channel`s, handed to every handler.
-        pub struct Senders {
+        pub struct Senders<E: Endpoints> {
             #(#send_fields,)*
+            _endpoints: ::core::marker::PhantomData<fn(E)>,
         }
 
-        struct Receivers {
+        struct Receivers<E: Endpoints> {
             #(#recv_fields,)*
+            _endpoints: ::core::marker::PhantomData<fn(E)>,
         }
 
         /// The functions you write: one per receive channel, route and frame.
         pub trait Handlers {
+            /// Where the channels come from (`hallows_rt::Boot` in a guest).
+            type Endpoints: Endpoints;
             #(#handler_fns)*
         }
 
@@ -763,17 +822,17 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// Your handler state.
             pub handlers: H,
             /// The send channels (also handed to every handler).
-            pub send: Senders,
-            receive: Receivers,
+            pub send: Senders<H::Endpoints>,
+            receive: Receivers<H::Endpoints>,
             #sched_fields
         }
 
         impl<H: Handlers> Service<H> {
             /// Finds every channel of the spec through `endpoints` and builds the scheduler.
-            pub fn connect<E: #endpoints_path + ?Sized>(handlers: H, endpoints: &mut E) -> Result<Self, ConnectError> {
+            pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
                 Ok(Service {
-                    send: Senders { #(#send_inits,)* },
-                    receive: Receivers { #(#recv_inits,)* },
+                    send: Senders { #(#send_inits,)* _endpoints: ::core::marker::PhantomData },
+                    receive: Receivers { #(#recv_inits,)* _endpoints: ::core::marker::PhantomData },
                     handlers,
                     #sched_inits
                 })
@@ -782,6 +841,15 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// Serves what is pending now and returns; never blocks or spins.
             /// `now` is the runtime's monotonic clock in nanoseconds.
             pub fn turn(&mut self, now: u64) -> Turn {
+                let turn = self.serve(now);
+                if turn.handled != 0 {
+                    #(#send_commits)*
+                }
+                turn
+            }
+
+            #[inline(always)]
+            fn serve(&mut self, now: u64) -> Turn {
                 #turn_body
             }
 

@@ -311,7 +311,7 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
 
 /// Rust names the generated code uses for a service; a spec name may not
 /// collide with them.
-const GENERATED_NAMES: &[&str] = &["Service", "Senders", "Receivers", "Handlers", "Endpoints", "ConnectError", "Turn", "Frame", "Bool8", "Policy"];
+const GENERATED_NAMES: &[&str] = &["Service", "Senders", "Receivers", "Handlers", "Endpoints", "ConnectError", "Turn", "Frame", "Bool8", "Policy", "Port"];
 
 /// Checks a parsed spec; returns the model or every error found.
 pub fn check(spec: ast::Spec) -> Result<Model, Vec<Diag>> {

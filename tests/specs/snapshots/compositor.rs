@@ -211,37 +211,65 @@ pub fn scheduler_config() -> ::hallows_sched::UiConfig {
     c.input_deadline = 2000000u64;
     c
 }
-/// How the service finds its channels: the one piece of glue
-/// between generated code and the guest runtime. An
-/// implementation maps each manifest channel of this
-/// partition, with its direction's permissions, and returns
-/// its endpoint; `None` if the partition has no such channel.
+/// A channel end as the runtime hands it out: the ring endpoint,
+/// possibly wrapped (with a doorbell, say).
+pub trait Port<E> {
+    /// The ring endpoint.
+    fn port(&mut self) -> &mut E;
+    /// The dispatch loop committed messages on this sending end
+    /// (once per batch): ring a doorbell here if there is one.
+    #[inline(always)]
+    fn committed(&mut self) {}
+}
+impl<T: ::hallows_ring::Message> Port<::hallows_ring::Sender<T>>
+for ::hallows_ring::Sender<T> {
+    #[inline(always)]
+    fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
+        self
+    }
+}
+impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>>
+for ::hallows_ring::Receiver<T> {
+    #[inline(always)]
+    fn port(&mut self) -> &mut ::hallows_ring::Receiver<T> {
+        self
+    }
+}
+/// How the service finds its channels by manifest name: the one
+/// piece of glue between the generated code and a runtime.
+/// `None` if this partition has no such channel end.
 pub trait Endpoints {
+    type Sender<T: ::hallows_ring::Message>: Port<::hallows_ring::Sender<T>>;
+    type Receiver<T: ::hallows_ring::Message>: Port<::hallows_ring::Receiver<T>>;
     fn sender<T: ::hallows_ring::Message>(
-        &mut self,
+        &self,
         channel: &str,
-    ) -> Option<::hallows_ring::Sender<T>>;
+    ) -> Option<Self::Sender<T>>;
     fn receiver<T: ::hallows_ring::Message>(
-        &mut self,
+        &self,
         channel: &str,
-    ) -> Option<::hallows_ring::Receiver<T>>;
+    ) -> Option<Self::Receiver<T>>;
 }
 /// Typed senders for the service's `send_channel`s, handed to every handler.
-pub struct Senders {
-    pub present: ::hallows_ring::Sender<Present>,
+pub struct Senders<E: Endpoints> {
+    pub present: E::Sender<Present>,
+    _endpoints: ::core::marker::PhantomData<fn(E)>,
 }
-struct Receivers {
-    pointer: ::hallows_ring::Receiver<Pointer>,
-    surfaces: ::hallows_ring::Receiver<Surface>,
+struct Receivers<E: Endpoints> {
+    pointer: E::Receiver<Pointer>,
+    surfaces: E::Receiver<Surface>,
+    _endpoints: ::core::marker::PhantomData<fn(E)>,
 }
 /// The functions you write: one per receive channel, route and frame.
 pub trait Handlers {
+    /// Where the channels come from (`hallows_rt::Boot` in a guest).
+    type Endpoints: Endpoints;
     /// A message from channel "pointer".
-    fn on_pointer(&mut self, message: Pointer, send: &mut Senders);
+    fn on_pointer(&mut self, message: Pointer, send: &mut Senders<Self::Endpoints>);
     /// A message from channel "surfaces".
-    fn on_surface(&mut self, message: Surface, send: &mut Senders);
+    fn on_surface(&mut self, message: Surface, send: &mut Senders<Self::Endpoints>);
     /// Nagini frame handler: once per frame period, scheduled by its deadline.
-    fn render(&mut self, frame: Frame, send: &mut Senders);
+    fn render(&mut self, frame: Frame, send: &mut Senders<Self::Endpoints>);
 }
 /// Why [`Service::connect`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -262,6 +290,9 @@ pub struct Turn {
     pub corrupt: usize,
     /// Arrivals the scheduler's queue refused (retried next turn).
     pub rejected: usize,
+    /// The scheduler holds work back (batching) until this time: call
+    /// `turn` again by then even if nothing arrives.
+    pub wake_at: Option<u64>,
 }
 impl Turn {
     #[inline(always)]
@@ -278,8 +309,8 @@ pub struct Service<H: Handlers> {
     /// Your handler state.
     pub handlers: H,
     /// The send channels (also handed to every handler).
-    pub send: Senders,
-    receive: Receivers,
+    pub send: Senders<H::Endpoints>,
+    receive: Receivers<H::Endpoints>,
     scheduler: Policy,
     queued: [bool; 3],
     next_frame: u64,
@@ -287,15 +318,13 @@ pub struct Service<H: Handlers> {
 }
 impl<H: Handlers> Service<H> {
     /// Finds every channel of the spec through `endpoints` and builds the scheduler.
-    pub fn connect<E: Endpoints + ?Sized>(
-        handlers: H,
-        endpoints: &mut E,
-    ) -> Result<Self, ConnectError> {
+    pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
         Ok(Service {
             send: Senders {
                 present: endpoints
                     .sender::<Present>("present")
                     .ok_or(ConnectError::MissingChannel("present"))?,
+                _endpoints: ::core::marker::PhantomData,
             },
             receive: Receivers {
                 pointer: endpoints
@@ -304,6 +333,7 @@ impl<H: Handlers> Service<H> {
                 surfaces: endpoints
                     .receiver::<Surface>("surfaces")
                     .ok_or(ConnectError::MissingChannel("surfaces"))?,
+                _endpoints: ::core::marker::PhantomData,
             },
             handlers,
             scheduler: Policy::new(scheduler_config()).map_err(ConnectError::Scheduler)?,
@@ -315,9 +345,17 @@ impl<H: Handlers> Service<H> {
     /// Serves what is pending now and returns; never blocks or spins.
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
+        let turn = self.serve(now);
+        if turn.handled != 0 {
+            self.send.present.committed();
+        }
+        turn
+    }
+    #[inline(always)]
+    fn serve(&mut self, now: u64) -> Turn {
         let mut turn = Turn::default();
         if !self.queued[0] {
-            match self.receive.pointer.recv_batch(1) {
+            match self.receive.pointer.port().recv_batch(1) {
                 Ok(_) => {
                     self.arrive(0u32, ::hallows_sched::TaskClass::Input, now, &mut turn)
                 }
@@ -325,7 +363,7 @@ impl<H: Handlers> Service<H> {
             }
         }
         if !self.queued[1] {
-            match self.receive.surfaces.recv_batch(1) {
+            match self.receive.surfaces.port().recv_batch(1) {
                 Ok(_) => {
                     self.arrive(1u32, ::hallows_sched::TaskClass::Input, now, &mut turn)
                 }
@@ -348,23 +386,32 @@ impl<H: Handlers> Service<H> {
                 &mut turn,
             );
         }
-        while let ::hallows_sched::Pick::Run { task, .. } = ::hallows_sched::Scheduler::pick_next(
-            &mut self.scheduler,
-            0,
-            now,
-        ) {
-            match task.0 {
-                0u32 => self.serve_pointer(&mut turn),
-                1u32 => self.serve_surfaces(&mut turn),
-                2u32 => {
-                    let frame = self.frame;
-                    self.handlers.render(frame, &mut self.send);
-                    turn.handled += 1;
+        loop {
+            match ::hallows_sched::Scheduler::pick_next(&mut self.scheduler, 0, now) {
+                ::hallows_sched::Pick::Run { task, .. } => {
+                    match task.0 {
+                        0u32 => self.serve_pointer(&mut turn),
+                        1u32 => self.serve_surfaces(&mut turn),
+                        2u32 => {
+                            let frame = self.frame;
+                            self.handlers.render(frame, &mut self.send);
+                            turn.handled += 1;
+                        }
+                        _ => {}
+                    }
+                    ::hallows_sched::Scheduler::task_done(
+                        &mut self.scheduler,
+                        0,
+                        task,
+                        now,
+                    );
+                    self.queued[task.0 as usize] = false;
                 }
-                _ => {}
+                ::hallows_sched::Pick::Idle { wake_at } => {
+                    turn.wake_at = wake_at;
+                    break;
+                }
             }
-            ::hallows_sched::Scheduler::task_done(&mut self.scheduler, 0, task, now);
-            self.queued[task.0 as usize] = false;
         }
         turn
     }
@@ -388,7 +435,7 @@ impl<H: Handlers> Service<H> {
     }
     #[inline(always)]
     fn serve_pointer(&mut self, turn: &mut Turn) {
-        match self.receive.pointer.recv_batch(16) {
+        match self.receive.pointer.port().recv_batch(16) {
             Ok(batch) => {
                 let n = batch.len();
                 for message in batch.iter() {
@@ -402,7 +449,7 @@ impl<H: Handlers> Service<H> {
     }
     #[inline(always)]
     fn serve_surfaces(&mut self, turn: &mut Turn) {
-        match self.receive.surfaces.recv_batch(16) {
+        match self.receive.surfaces.port().recv_batch(16) {
             Ok(batch) => {
                 let n = batch.len();
                 for message in batch.iter() {

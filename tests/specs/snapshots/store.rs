@@ -111,36 +111,65 @@ pub fn scheduler_config() -> ::hallows_sched::DbConfig {
     c.background_share_permille = 100u32;
     c
 }
-/// How the service finds its channels: the one piece of glue
-/// between generated code and the guest runtime. An
-/// implementation maps each manifest channel of this
-/// partition, with its direction's permissions, and returns
-/// its endpoint; `None` if the partition has no such channel.
+/// A channel end as the runtime hands it out: the ring endpoint,
+/// possibly wrapped (with a doorbell, say).
+pub trait Port<E> {
+    /// The ring endpoint.
+    fn port(&mut self) -> &mut E;
+    /// The dispatch loop committed messages on this sending end
+    /// (once per batch): ring a doorbell here if there is one.
+    #[inline(always)]
+    fn committed(&mut self) {}
+}
+impl<T: ::hallows_ring::Message> Port<::hallows_ring::Sender<T>>
+for ::hallows_ring::Sender<T> {
+    #[inline(always)]
+    fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
+        self
+    }
+}
+impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>>
+for ::hallows_ring::Receiver<T> {
+    #[inline(always)]
+    fn port(&mut self) -> &mut ::hallows_ring::Receiver<T> {
+        self
+    }
+}
+/// How the service finds its channels by manifest name: the one
+/// piece of glue between the generated code and a runtime.
+/// `None` if this partition has no such channel end.
 pub trait Endpoints {
+    type Sender<T: ::hallows_ring::Message>: Port<::hallows_ring::Sender<T>>;
+    type Receiver<T: ::hallows_ring::Message>: Port<::hallows_ring::Receiver<T>>;
     fn sender<T: ::hallows_ring::Message>(
-        &mut self,
+        &self,
         channel: &str,
-    ) -> Option<::hallows_ring::Sender<T>>;
+    ) -> Option<Self::Sender<T>>;
     fn receiver<T: ::hallows_ring::Message>(
-        &mut self,
+        &self,
         channel: &str,
-    ) -> Option<::hallows_ring::Receiver<T>>;
+    ) -> Option<Self::Receiver<T>>;
 }
 /// Typed senders for the service's `send_channel`s, handed to every handler.
-pub struct Senders {}
-struct Receivers {
-    commits: ::hallows_ring::Receiver<Put>,
-    reads: ::hallows_ring::Receiver<Get>,
-    maintenance: ::hallows_ring::Receiver<Compact>,
+pub struct Senders<E: Endpoints> {
+    _endpoints: ::core::marker::PhantomData<fn(E)>,
+}
+struct Receivers<E: Endpoints> {
+    commits: E::Receiver<Put>,
+    reads: E::Receiver<Get>,
+    maintenance: E::Receiver<Compact>,
+    _endpoints: ::core::marker::PhantomData<fn(E)>,
 }
 /// The functions you write: one per receive channel, route and frame.
 pub trait Handlers {
+    /// Where the channels come from (`hallows_rt::Boot` in a guest).
+    type Endpoints: Endpoints;
     /// A message from channel "commits".
-    fn commit(&mut self, message: Put, send: &mut Senders);
+    fn commit(&mut self, message: Put, send: &mut Senders<Self::Endpoints>);
     /// A message from channel "reads".
-    fn read(&mut self, message: Get, send: &mut Senders);
+    fn read(&mut self, message: Get, send: &mut Senders<Self::Endpoints>);
     /// A message from channel "maintenance".
-    fn compact(&mut self, message: Compact, send: &mut Senders);
+    fn compact(&mut self, message: Compact, send: &mut Senders<Self::Endpoints>);
 }
 /// Why [`Service::connect`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -161,6 +190,9 @@ pub struct Turn {
     pub corrupt: usize,
     /// Arrivals the scheduler's queue refused (retried next turn).
     pub rejected: usize,
+    /// The scheduler holds work back (batching) until this time: call
+    /// `turn` again by then even if nothing arrives.
+    pub wake_at: Option<u64>,
 }
 impl Turn {
     #[inline(always)]
@@ -177,19 +209,18 @@ pub struct Service<H: Handlers> {
     /// Your handler state.
     pub handlers: H,
     /// The send channels (also handed to every handler).
-    pub send: Senders,
-    receive: Receivers,
+    pub send: Senders<H::Endpoints>,
+    receive: Receivers<H::Endpoints>,
     scheduler: Policy,
     queued: [bool; 3],
 }
 impl<H: Handlers> Service<H> {
     /// Finds every channel of the spec through `endpoints` and builds the scheduler.
-    pub fn connect<E: Endpoints + ?Sized>(
-        handlers: H,
-        endpoints: &mut E,
-    ) -> Result<Self, ConnectError> {
+    pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
         Ok(Service {
-            send: Senders {},
+            send: Senders {
+                _endpoints: ::core::marker::PhantomData,
+            },
             receive: Receivers {
                 commits: endpoints
                     .receiver::<Put>("commits")
@@ -200,6 +231,7 @@ impl<H: Handlers> Service<H> {
                 maintenance: endpoints
                     .receiver::<Compact>("maintenance")
                     .ok_or(ConnectError::MissingChannel("maintenance"))?,
+                _endpoints: ::core::marker::PhantomData,
             },
             handlers,
             scheduler: Policy::new(scheduler_config()).map_err(ConnectError::Scheduler)?,
@@ -209,9 +241,15 @@ impl<H: Handlers> Service<H> {
     /// Serves what is pending now and returns; never blocks or spins.
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
+        let turn = self.serve(now);
+        if turn.handled != 0 {}
+        turn
+    }
+    #[inline(always)]
+    fn serve(&mut self, now: u64) -> Turn {
         let mut turn = Turn::default();
         if !self.queued[0] {
-            match self.receive.commits.recv_batch(1) {
+            match self.receive.commits.port().recv_batch(1) {
                 Ok(_) => {
                     self.arrive(0u32, ::hallows_sched::TaskClass::Commit, now, &mut turn)
                 }
@@ -219,7 +257,7 @@ impl<H: Handlers> Service<H> {
             }
         }
         if !self.queued[1] {
-            match self.receive.reads.recv_batch(1) {
+            match self.receive.reads.port().recv_batch(1) {
                 Ok(_) => {
                     self.arrive(1u32, ::hallows_sched::TaskClass::Read, now, &mut turn)
                 }
@@ -227,7 +265,7 @@ impl<H: Handlers> Service<H> {
             }
         }
         if !self.queued[2] {
-            match self.receive.maintenance.recv_batch(1) {
+            match self.receive.maintenance.port().recv_batch(1) {
                 Ok(_) => {
                     self.arrive(
                         2u32,
@@ -239,19 +277,28 @@ impl<H: Handlers> Service<H> {
                 Err(e) => turn.note(e),
             }
         }
-        while let ::hallows_sched::Pick::Run { task, .. } = ::hallows_sched::Scheduler::pick_next(
-            &mut self.scheduler,
-            0,
-            now,
-        ) {
-            match task.0 {
-                0u32 => self.serve_commits(&mut turn),
-                1u32 => self.serve_reads(&mut turn),
-                2u32 => self.serve_maintenance(&mut turn),
-                _ => {}
+        loop {
+            match ::hallows_sched::Scheduler::pick_next(&mut self.scheduler, 0, now) {
+                ::hallows_sched::Pick::Run { task, .. } => {
+                    match task.0 {
+                        0u32 => self.serve_commits(&mut turn),
+                        1u32 => self.serve_reads(&mut turn),
+                        2u32 => self.serve_maintenance(&mut turn),
+                        _ => {}
+                    }
+                    ::hallows_sched::Scheduler::task_done(
+                        &mut self.scheduler,
+                        0,
+                        task,
+                        now,
+                    );
+                    self.queued[task.0 as usize] = false;
+                }
+                ::hallows_sched::Pick::Idle { wake_at } => {
+                    turn.wake_at = wake_at;
+                    break;
+                }
             }
-            ::hallows_sched::Scheduler::task_done(&mut self.scheduler, 0, task, now);
-            self.queued[task.0 as usize] = false;
         }
         turn
     }
@@ -275,7 +322,7 @@ impl<H: Handlers> Service<H> {
     }
     #[inline(always)]
     fn serve_commits(&mut self, turn: &mut Turn) {
-        match self.receive.commits.recv_batch(16) {
+        match self.receive.commits.port().recv_batch(16) {
             Ok(batch) => {
                 let n = batch.len();
                 for message in batch.iter() {
@@ -289,7 +336,7 @@ impl<H: Handlers> Service<H> {
     }
     #[inline(always)]
     fn serve_reads(&mut self, turn: &mut Turn) {
-        match self.receive.reads.recv_batch(16) {
+        match self.receive.reads.port().recv_batch(16) {
             Ok(batch) => {
                 let n = batch.len();
                 for message in batch.iter() {
@@ -303,7 +350,7 @@ impl<H: Handlers> Service<H> {
     }
     #[inline(always)]
     fn serve_maintenance(&mut self, turn: &mut Turn) {
-        match self.receive.maintenance.recv_batch(16) {
+        match self.receive.maintenance.port().recv_batch(16) {
             Ok(batch) => {
                 let n = batch.len();
                 for message in batch.iter() {

@@ -234,33 +234,65 @@ pub fn scheduler_config() -> ::hallows_sched::ApiConfig {
     c.preempt_on_arrival = true;
     c
 }
-/// How the service finds its channels: the one piece of glue
-/// between generated code and the guest runtime. An
-/// implementation maps each manifest channel of this
-/// partition, with its direction's permissions, and returns
-/// its endpoint; `None` if the partition has no such channel.
+/// A channel end as the runtime hands it out: the ring endpoint,
+/// possibly wrapped (with a doorbell, say).
+pub trait Port<E> {
+    /// The ring endpoint.
+    fn port(&mut self) -> &mut E;
+    /// The dispatch loop committed messages on this sending end
+    /// (once per batch): ring a doorbell here if there is one.
+    #[inline(always)]
+    fn committed(&mut self) {}
+}
+impl<T: ::hallows_ring::Message> Port<::hallows_ring::Sender<T>>
+for ::hallows_ring::Sender<T> {
+    #[inline(always)]
+    fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
+        self
+    }
+}
+impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>>
+for ::hallows_ring::Receiver<T> {
+    #[inline(always)]
+    fn port(&mut self) -> &mut ::hallows_ring::Receiver<T> {
+        self
+    }
+}
+/// How the service finds its channels by manifest name: the one
+/// piece of glue between the generated code and a runtime.
+/// `None` if this partition has no such channel end.
 pub trait Endpoints {
+    type Sender<T: ::hallows_ring::Message>: Port<::hallows_ring::Sender<T>>;
+    type Receiver<T: ::hallows_ring::Message>: Port<::hallows_ring::Receiver<T>>;
     fn sender<T: ::hallows_ring::Message>(
-        &mut self,
+        &self,
         channel: &str,
-    ) -> Option<::hallows_ring::Sender<T>>;
+    ) -> Option<Self::Sender<T>>;
     fn receiver<T: ::hallows_ring::Message>(
-        &mut self,
+        &self,
         channel: &str,
-    ) -> Option<::hallows_ring::Receiver<T>>;
+    ) -> Option<Self::Receiver<T>>;
 }
 /// Typed senders for the service's `send_channel`s, handed to every handler.
-pub struct Senders {
-    pub audit: ::hallows_ring::Sender<AuditEvent>,
+pub struct Senders<E: Endpoints> {
+    pub audit: E::Sender<AuditEvent>,
+    _endpoints: ::core::marker::PhantomData<fn(E)>,
 }
-struct Receivers {
-    get_user: ::hallows_ring::Receiver<GetUser>,
-    user: ::hallows_ring::Sender<User>,
+struct Receivers<E: Endpoints> {
+    get_user: E::Receiver<GetUser>,
+    user: E::Sender<User>,
+    _endpoints: ::core::marker::PhantomData<fn(E)>,
 }
 /// The functions you write: one per receive channel, route and frame.
 pub trait Handlers {
+    /// Where the channels come from (`hallows_rt::Boot` in a guest).
+    type Endpoints: Endpoints;
     /// Basilisk route: a request from "get-user"; the returned reply goes to "user".
-    fn get_user(&mut self, request: GetUser, send: &mut Senders) -> User;
+    fn get_user(
+        &mut self,
+        request: GetUser,
+        send: &mut Senders<Self::Endpoints>,
+    ) -> User;
 }
 /// Why [`Service::connect`] failed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -281,6 +313,9 @@ pub struct Turn {
     pub corrupt: usize,
     /// Arrivals the scheduler's queue refused (retried next turn).
     pub rejected: usize,
+    /// The scheduler holds work back (batching) until this time: call
+    /// `turn` again by then even if nothing arrives.
+    pub wake_at: Option<u64>,
 }
 impl Turn {
     #[inline(always)]
@@ -297,22 +332,20 @@ pub struct Service<H: Handlers> {
     /// Your handler state.
     pub handlers: H,
     /// The send channels (also handed to every handler).
-    pub send: Senders,
-    receive: Receivers,
+    pub send: Senders<H::Endpoints>,
+    receive: Receivers<H::Endpoints>,
     scheduler: Policy,
     queued: [bool; 1],
 }
 impl<H: Handlers> Service<H> {
     /// Finds every channel of the spec through `endpoints` and builds the scheduler.
-    pub fn connect<E: Endpoints + ?Sized>(
-        handlers: H,
-        endpoints: &mut E,
-    ) -> Result<Self, ConnectError> {
+    pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
         Ok(Service {
             send: Senders {
                 audit: endpoints
                     .sender::<AuditEvent>("audit")
                     .ok_or(ConnectError::MissingChannel("audit"))?,
+                _endpoints: ::core::marker::PhantomData,
             },
             receive: Receivers {
                 get_user: endpoints
@@ -321,6 +354,7 @@ impl<H: Handlers> Service<H> {
                 user: endpoints
                     .sender::<User>("user")
                     .ok_or(ConnectError::MissingChannel("user"))?,
+                _endpoints: ::core::marker::PhantomData,
             },
             handlers,
             scheduler: Policy::new(scheduler_config()).map_err(ConnectError::Scheduler)?,
@@ -330,9 +364,17 @@ impl<H: Handlers> Service<H> {
     /// Serves what is pending now and returns; never blocks or spins.
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
+        let turn = self.serve(now);
+        if turn.handled != 0 {
+            self.send.audit.committed();
+        }
+        turn
+    }
+    #[inline(always)]
+    fn serve(&mut self, now: u64) -> Turn {
         let mut turn = Turn::default();
         if !self.queued[0] {
-            match self.receive.get_user.recv_batch(1) {
+            match self.receive.get_user.port().recv_batch(1) {
                 Ok(_) => {
                     self.arrive(
                         0u32,
@@ -344,17 +386,26 @@ impl<H: Handlers> Service<H> {
                 Err(e) => turn.note(e),
             }
         }
-        while let ::hallows_sched::Pick::Run { task, .. } = ::hallows_sched::Scheduler::pick_next(
-            &mut self.scheduler,
-            0,
-            now,
-        ) {
-            match task.0 {
-                0u32 => self.serve_get_user(&mut turn),
-                _ => {}
+        loop {
+            match ::hallows_sched::Scheduler::pick_next(&mut self.scheduler, 0, now) {
+                ::hallows_sched::Pick::Run { task, .. } => {
+                    match task.0 {
+                        0u32 => self.serve_get_user(&mut turn),
+                        _ => {}
+                    }
+                    ::hallows_sched::Scheduler::task_done(
+                        &mut self.scheduler,
+                        0,
+                        task,
+                        now,
+                    );
+                    self.queued[task.0 as usize] = false;
+                }
+                ::hallows_sched::Pick::Idle { wake_at } => {
+                    turn.wake_at = wake_at;
+                    break;
+                }
             }
-            ::hallows_sched::Scheduler::task_done(&mut self.scheduler, 0, task, now);
-            self.queued[task.0 as usize] = false;
         }
         turn
     }
@@ -378,11 +429,11 @@ impl<H: Handlers> Service<H> {
     }
     #[inline(always)]
     fn serve_get_user(&mut self, turn: &mut Turn) {
-        let mut out = match self.receive.user.reserve(8) {
+        let mut out = match self.receive.user.port().reserve(8) {
             Ok(out) => out,
             Err(e) => return turn.note(e),
         };
-        match self.receive.get_user.recv_batch(out.len()) {
+        match self.receive.get_user.port().recv_batch(out.len()) {
             Ok(batch) => {
                 let n = batch.len();
                 for (k, request) in batch.iter().enumerate() {
@@ -390,6 +441,7 @@ impl<H: Handlers> Service<H> {
                 }
                 batch.release();
                 out.commit_first(n);
+                self.receive.user.committed();
                 turn.handled += n;
             }
             Err(e) => turn.note(e),

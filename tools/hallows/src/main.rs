@@ -60,6 +60,16 @@ fn run(cli: Cli) -> Result<u8> {
     match cli.cmd {
         Cmd::Check { manifest } => {
             let ctx = context(&manifest);
+            // Parseltongue (issue 6): once the manifest itself is valid, the
+            // service specs its partitions name (`spec = "x.pt"`) are
+            // checked against it: channels, directions, slot sizes, message
+            // layouts at both ends, budgets.
+            if let Ok(sys) = vmm_config::load(&manifest, &ctx) {
+                if let Err(diags) = parseltongue::manifest::check_manifest(&sys, &manifest) {
+                    eprint!("{diags}");
+                    return Ok(1);
+                }
+            }
             Ok(vmm_config::cli::check(&manifest, &ctx) as u8)
         }
         Cmd::Inspect { manifest } => {

@@ -3,6 +3,7 @@
 //! endpoint can never outlive its memory).
 #![allow(dead_code, unsafe_code)]
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ptr::NonNull;
 
@@ -10,10 +11,10 @@ use hallows_ring::{ChannelLayout, Message, Receiver, Sender};
 
 #[derive(Default)]
 pub struct Bus {
-    channels: HashMap<String, (NonNull<u8>, ChannelLayout)>,
+    channels: RefCell<HashMap<String, (NonNull<u8>, ChannelLayout)>>,
     /// Slots per channel created from now on.
     pub slots: usize,
-    taken: Vec<(String, bool)>,
+    taken: RefCell<Vec<(String, bool)>>,
 }
 
 impl Bus {
@@ -21,9 +22,9 @@ impl Bus {
         Bus { slots, ..Default::default() }
     }
 
-    fn memory<T: Message>(&mut self, name: &str) -> (NonNull<u8>, ChannelLayout) {
+    fn memory<T: Message>(&self, name: &str) -> (NonNull<u8>, ChannelLayout) {
         let slots = self.slots;
-        *self.channels.entry(name.to_owned()).or_insert_with(|| {
+        *self.channels.borrow_mut().entry(name.to_owned()).or_insert_with(|| {
             let layout = ChannelLayout::for_message::<T>(slots).expect("layout");
             let alloc = std::alloc::Layout::from_size_align(layout.total_size(), 4096).unwrap();
             // SAFETY: non-zero size; the memory is zeroed and deliberately
@@ -33,13 +34,14 @@ impl Bus {
         })
     }
 
-    fn take(&mut self, name: &str, producer: bool) {
+    fn take(&self, name: &str, producer: bool) {
         let key = (name.to_owned(), producer);
-        assert!(!self.taken.contains(&key), "two {} for channel {name}", if producer { "senders" } else { "receivers" });
-        self.taken.push(key);
+        let mut taken = self.taken.borrow_mut();
+        assert!(!taken.contains(&key), "two {} for channel {name}", if producer { "senders" } else { "receivers" });
+        taken.push(key);
     }
 
-    pub fn sender<T: Message>(&mut self, name: &str) -> Sender<T> {
+    pub fn sender<T: Message>(&self, name: &str) -> Sender<T> {
         self.take(name, true);
         let (base, layout) = self.memory::<T>(name);
         // SAFETY: `base` is `layout.total_size()` bytes of page-aligned,
@@ -48,7 +50,7 @@ impl Bus {
         unsafe { Sender::new(base, layout) }.expect("sender")
     }
 
-    pub fn receiver<T: Message>(&mut self, name: &str) -> Receiver<T> {
+    pub fn receiver<T: Message>(&self, name: &str) -> Receiver<T> {
         self.take(name, false);
         let (base, layout) = self.memory::<T>(name);
         // SAFETY: as for `sender`; the only Receiver.
@@ -62,10 +64,12 @@ impl Bus {
 macro_rules! endpoints_for {
     ($module:ident) => {
         impl $module::Endpoints for common::Bus {
-            fn sender<T: hallows_ring::Message>(&mut self, channel: &str) -> Option<hallows_ring::Sender<T>> {
+            type Sender<T: hallows_ring::Message> = hallows_ring::Sender<T>;
+            type Receiver<T: hallows_ring::Message> = hallows_ring::Receiver<T>;
+            fn sender<T: hallows_ring::Message>(&self, channel: &str) -> Option<hallows_ring::Sender<T>> {
                 Some(common::Bus::sender(self, channel))
             }
-            fn receiver<T: hallows_ring::Message>(&mut self, channel: &str) -> Option<hallows_ring::Receiver<T>> {
+            fn receiver<T: hallows_ring::Message>(&self, channel: &str) -> Option<hallows_ring::Receiver<T>> {
                 Some(common::Bus::receiver(self, channel))
             }
         }
