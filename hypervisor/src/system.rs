@@ -130,6 +130,13 @@ pub fn check_board(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64], ps
     if !psci_smc {
         return Err(BootError::DeviceTree("PSCI is not reachable through SMC (need -M virt,virtualization=on)"));
     }
+    check_machine(table, dt_ram, dt_cpus)
+}
+
+/// Checks the firmware's RAM ranges and core hardware ids (aarch64: from
+/// the device tree; x86_64: the multiboot memory map and the ACPI MADT)
+/// against the table's board.
+pub fn check_machine(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64]) -> Result<(), BootError> {
     let in_dt_ram = |r: &MemRange| dt_ram.iter().any(|d| d.contains(r));
     if !in_dt_ram(&table.board.hypervisor) {
         return Err(BootError::Board("the hypervisor reservation is not RAM here, at", table.board.hypervisor.base));

@@ -17,12 +17,17 @@ pub fn root() -> PathBuf {
     workspace::own_root()
 }
 
-fn artifacts() -> &'static build::Artifacts {
-    static ARTIFACTS: OnceLock<build::Artifacts> = OnceLock::new();
-    ARTIFACTS.get_or_init(|| {
+fn artifacts(arch: vmm_config::Arch) -> &'static build::Artifacts {
+    static AARCH64: OnceLock<build::Artifacts> = OnceLock::new();
+    static X86_64: OnceLock<build::Artifacts> = OnceLock::new();
+    let cell = match arch {
+        vmm_config::Arch::Aarch64 => &AARCH64,
+        vmm_config::Arch::X86_64 => &X86_64,
+    };
+    cell.get_or_init(|| {
         let root = root();
         let guests = workspace::guests(&root);
-        build::build(&root, vmm_config::Arch::Aarch64, &guests).expect("building the hypervisor and guests")
+        build::build(&root, arch, &guests).expect("building the hypervisor and guests")
     })
 }
 
@@ -68,7 +73,7 @@ pub fn boot_manifest(path: &Path) -> Boot {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
-    let art = artifacts();
+    let art = artifacts(sys.board.arch);
     let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
     let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");

@@ -16,10 +16,13 @@ use crate::shape::{deserialize_item, parse_document};
 use crate::{Arch, Board, Device, QemuSpec, Range, PAGE_SIZE};
 
 /// Board files compiled into the tool, by name.
-pub(crate) const BUILTIN: &[(&str, &str)] = &[(
-    "qemu-virt-aarch64",
-    include_str!("../boards/qemu-virt-aarch64.toml"),
-)];
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
+    (
+        "qemu-virt-aarch64",
+        include_str!("../boards/qemu-virt-aarch64.toml"),
+    ),
+    ("qemu-x86_64", include_str!("../boards/qemu-x86_64.toml")),
+];
 
 /// Parses and checks a board file already added to `d` as `file`.
 pub(crate) fn load_board(d: &mut Diagnostics, file: FileId, src: &str) -> Option<Board> {
@@ -171,28 +174,50 @@ fn check_board(d: &mut Diagnostics, file: FileId, raw: RawBoard) -> Board {
 
     let console_raw = raw.console.get_ref();
     let console = device(d, file, &raw.console);
-    let gic_dist = range(d, file, "GIC distributor", &raw.gic.dist);
-    let gic_redist = range(d, file, "GIC redistributor", &raw.gic.redist);
+    let (gic_dist, gic_redist) = match (&raw.gic, arch) {
+        (Some(g), Arch::Aarch64) => (
+            range(d, file, "GIC distributor", &g.dist),
+            range(d, file, "GIC redistributor", &g.redist),
+        ),
+        (None, Arch::Aarch64) => {
+            d.error(file, raw.arch.span(), "an aarch64 board needs a [gic] section")
+                .help("give the GICv3 distributor and redistributor: [gic] dist = {..}, redist = {..}");
+            (Range::new(0, 0), Range::new(0, 0))
+        }
+        (Some(_), Arch::X86_64) => {
+            d.error(file, raw.arch.span(), "an x86_64 board has no GIC")
+                .help("remove the [gic] section");
+            (Range::new(0, 0), Range::new(0, 0))
+        }
+        (None, Arch::X86_64) => (Range::new(0, 0), Range::new(0, 0)),
+    };
     let devices: Vec<Device> = raw.device.iter().map(|r| device(d, file, r)).collect();
 
     // MMIO may not be RAM, and the hypervisor's own MMIO (console, GIC) is
     // exclusive. Two assignable devices may overlap (aliases); assigning both
-    // to different partitions is refused by the manifest check.
-    let mut mmio: Vec<(String, Range, std::ops::Range<usize>, bool)> = vec![
-        ("console".to_owned(), console.mmio, raw.console.span(), true),
-        (
-            "GIC distributor".to_owned(),
-            gic_dist,
-            raw.gic.dist.span(),
-            true,
-        ),
-        (
-            "GIC redistributor".to_owned(),
-            gic_redist,
-            raw.gic.redist.span(),
-            true,
-        ),
-    ];
+    // to different partitions is refused by the manifest check. On x86_64
+    // the console is a range of I/O ports, a separate address space.
+    let mut mmio: Vec<(String, Range, std::ops::Range<usize>, bool)> = Vec::new();
+    match (arch, &raw.gic) {
+        (Arch::Aarch64, Some(g)) => {
+            mmio.push(("console".to_owned(), console.mmio, raw.console.span(), true));
+            mmio.push(("GIC distributor".to_owned(), gic_dist, g.dist.span(), true));
+            mmio.push(("GIC redistributor".to_owned(), gic_redist, g.redist.span(), true));
+        }
+        (Arch::Aarch64, None) => {
+            mmio.push(("console".to_owned(), console.mmio, raw.console.span(), true));
+        }
+        (Arch::X86_64, _) => {
+            if console.mmio.end() > 0x1_0000 {
+                d.error(
+                    file,
+                    raw.console.span(),
+                    format!("console ports {} are beyond the 64 Ki I/O port space", console.mmio),
+                )
+                .help("on x86_64 the console is a 16550 I/O port range, e.g. COM1: base = 0x3f8, size = 8");
+            }
+        }
+    }
     mmio.extend(
         devices
             .iter()
@@ -318,5 +343,49 @@ mod tests {
         assert_eq!(q.machine, "virt,virtualization=on,gic-version=3");
         assert_eq!(q.cpu, "max,pauth-impdef=on");
         assert_eq!((q.memory_mib, q.smp), (512, 4));
+    }
+}
+
+#[cfg(test)]
+mod x86_tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<Board, String> {
+        let mut d = Diagnostics::new();
+        let f = d.add_file("board.toml", src);
+        load_board(&mut d, f, src).ok_or_else(|| d.to_string())
+    }
+
+    #[test]
+    fn builtin_qemu_x86_64_has_com1_ports_and_no_gic() {
+        let (_, src) = BUILTIN.iter().find(|(n, _)| *n == "qemu-x86_64").expect("built in");
+        let b = load(src).unwrap();
+        assert_eq!(b.arch, Arch::X86_64);
+        assert_eq!(b.cores, vec![0, 1, 2, 3]);
+        assert_eq!(b.console, Range::new(0x3f8, 8));
+        assert_eq!((b.gic_dist.size, b.gic_redist.size), (0, 0));
+        assert_eq!(b.hypervisor, Range::new(0x10_0000, 15 << 20));
+        assert_eq!(b.qemu().unwrap().cpu, "EPYC");
+    }
+
+    #[test]
+    fn gic_is_required_on_aarch64_and_refused_on_x86_64() {
+        let x86 = BUILTIN.iter().find(|(n, _)| *n == "qemu-x86_64").unwrap().1;
+        let gic = "[gic]\ndist = { base = 0xfec0_0000, size = 0x1000 }\nredist = { base = 0xfec1_0000, size = 0x1000 }\n";
+        let err = load(&x86.replace("[qemu]", &format!("{gic}[qemu]"))).map(|_| ()).unwrap_err();
+        assert!(err.contains("an x86_64 board has no GIC"), "{err}");
+        let arm = BUILTIN.iter().find(|(n, _)| *n == "qemu-virt-aarch64").unwrap().1;
+        let start = arm.find("[gic]").unwrap();
+        let end = arm[start..].find("[qemu]").unwrap() + start;
+        let no_gic = format!("{}{}", &arm[..start], &arm[end..]);
+        let err = load(&no_gic).map(|_| ()).unwrap_err();
+        assert!(err.contains("an aarch64 board needs a [gic] section"), "{err}");
+    }
+
+    #[test]
+    fn x86_console_must_be_in_the_port_space() {
+        let x86 = BUILTIN.iter().find(|(n, _)| *n == "qemu-x86_64").unwrap().1;
+        let err = load(&x86.replace("base = 0x3f8, size = 8", "base = 0xfff8, size = 16")).map(|_| ()).unwrap_err();
+        assert!(err.contains("beyond the 64 Ki I/O port space"), "{err}");
     }
 }

@@ -245,6 +245,9 @@ pub fn render(s: &System) -> String {
                 MapOwner::Partition(n) => ("ram", format!("partition {n}")),
                 MapOwner::Channel(n) => ("ram", format!("channel {n}")),
                 MapOwner::FreeRam => ("ram", "free".to_owned()),
+                MapOwner::Console if b.arch == crate::Arch::X86_64 => {
+                    ("ioport", format!("console {} (hypervisor)", b.console_name))
+                }
                 MapOwner::Console => ("mmio", format!("console {} (hypervisor)", b.console_name)),
                 MapOwner::GicDist => ("mmio", "GIC distributor (hypervisor)".to_owned()),
                 MapOwner::GicRedist => ("mmio", "GIC redistributor (hypervisor)".to_owned()),

@@ -367,8 +367,13 @@ impl System {
         }
         map.extend(used);
         map.push((self.board.console, MapOwner::Console));
-        map.push((self.board.gic_dist, MapOwner::GicDist));
-        map.push((self.board.gic_redist, MapOwner::GicRedist));
+        // x86_64 boards have no GIC (the ranges are empty).
+        if self.board.gic_dist.size != 0 {
+            map.push((self.board.gic_dist, MapOwner::GicDist));
+        }
+        if self.board.gic_redist.size != 0 {
+            map.push((self.board.gic_redist, MapOwner::GicRedist));
+        }
         for d in &self.board.devices {
             let partition = self
                 .partitions

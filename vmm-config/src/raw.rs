@@ -140,10 +140,13 @@ pub(crate) struct RawBoard {
     /// Physical range reserved for the hypervisor image and payload.
     #[schemars(with = "RawRange")]
     pub hypervisor: Spanned<RawRange>,
-    /// The UART the hypervisor keeps for itself.
+    /// The UART the hypervisor keeps for itself: MMIO on aarch64, an I/O
+    /// port range (`base` = first port, `size` = number of ports) on x86_64.
     #[schemars(with = "RawDevice")]
     pub console: Spanned<RawDevice>,
-    pub gic: RawGic,
+    /// The GICv3 (aarch64 only; x86_64 boards have none).
+    #[serde(default)]
+    pub gic: Option<RawGic>,
     #[serde(default)]
     #[schemars(with = "Vec<RawDevice>")]
     pub device: Vec<Spanned<RawDevice>>,

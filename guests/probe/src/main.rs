@@ -3,7 +3,8 @@
 //! addr=...`, `action=system_off`, `action=system_reset`, `action=cpu_on
 //! target=N`, `action=panic`, `action=undef` (an undefined instruction),
 //! `action=bad_console` (console writes with hostile pointers and lengths,
-//! then a clean exit), `action=exit status=N`. Reaching the end of an
+//! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
+//! port=N` (an I/O port access) and `action=rdmsr msr=N`. Reaching the end of an
 //! action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
@@ -48,9 +49,24 @@ fn main(boot: &Boot) -> u64 {
         }
         "panic" => panic!("probe panics on purpose"),
         "undef" => {
-            // SAFETY: executes a permanently undefined instruction on purpose.
-            unsafe { core::arch::asm!("udf #0") };
+            undefined_instruction();
             println!("UNCONTAINED undef");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "outb" => {
+            let port = boot.arg("port").and_then(parse).unwrap_or(0x80) as u16;
+            // SAFETY: deliberately hostile: no port is assigned to us, the
+            // hypervisor must stop us on the access.
+            unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") 0u8, options(nomem, nostack)) };
+            println!("UNCONTAINED outb {port:#x}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "rdmsr" => {
+            let msr = boot.arg("msr").and_then(parse).unwrap_or(0x1b) as u32;
+            let (lo, hi): (u32, u32);
+            // SAFETY: deliberately hostile: the MSR is not on the allow-list.
+            unsafe { core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+            println!("UNCONTAINED rdmsr {msr:#x} = {:#x}", ((hi as u64) << 32) | lo as u64);
         }
         "bad_console" => {
             let cases: [(u64, u64); 5] = [
@@ -79,9 +95,31 @@ fn main(boot: &Boot) -> u64 {
     2
 }
 
+/// A PSCI call through `smc`. x86 has no PSCI conduit: there the call goes
+/// through the ordinary hypercall instruction, which the hypervisor decodes
+/// the same way (it answers PSCI ids on both architectures).
+#[cfg(target_arch = "aarch64")]
 fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
     let mut x0 = function;
     // SAFETY: a PSCI call; the hypervisor traps and filters it.
     unsafe { core::arch::asm!("smc #0", inout("x0") x0, in("x1") a, in("x2") b, in("x3") c, options(nostack)) };
     x0
+}
+
+#[cfg(target_arch = "x86_64")]
+fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
+    raw_hypercall(function, [a, b, c, 0, 0]).0
+}
+
+fn undefined_instruction() {
+    // SAFETY: executes a permanently undefined instruction on purpose.
+    #[cfg(target_arch = "aarch64")]
+    unsafe {
+        core::arch::asm!("udf #0")
+    };
+    // SAFETY: as above (`ud2`).
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        core::arch::asm!("ud2")
+    };
 }

@@ -122,7 +122,13 @@ pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Resu
              give partitions smaller guests or enlarge the reservation in the board file"
         );
     }
-    bytes[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&total.to_le_bytes());
+    match sys.board.arch {
+        vmm_config::Arch::Aarch64 => bytes[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&total.to_le_bytes()),
+        vmm_config::Arch::X86_64 => {
+            crate::image_x86::check_header(&bytes, start)?;
+            crate::image_x86::check_system(sys)?;
+        }
+    }
     Ok(Image { bytes, load_address: start, payload_offset, table: Box::new(table) })
 }
 

@@ -9,5 +9,6 @@
 
 pub mod build;
 pub mod image;
+pub mod image_x86;
 pub mod qemu;
 pub mod workspace;

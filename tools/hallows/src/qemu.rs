@@ -12,7 +12,8 @@ use wait_timeout::ChildExt;
 /// How a run ended.
 #[derive(Debug)]
 pub struct Outcome {
-    /// QEMU's exit status; `None` if it was killed at the timeout.
+    /// The system's exit status (QEMU's, translated back from
+    /// isa-debug-exit on x86_64); `None` if it was killed at the timeout.
     pub status: Option<i32>,
     /// Everything the machine printed (captured runs only).
     pub output: String,
@@ -32,7 +33,10 @@ pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command>
     let mut cmd = Command::new(&q.binary);
     cmd.args(["-M", &q.machine, "-cpu", &q.cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
-        .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot", "-semihosting"])
+        .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
+        // aarch64 exits through semihosting; x86_64 through isa-debug-exit
+        // (a device in the board's `extra`).
+        .args(if board.arch == vmm_config::Arch::Aarch64 { &["-semihosting"][..] } else { &[] })
         .args(&q.extra)
         .arg("-kernel")
         .arg(image)
@@ -63,6 +67,9 @@ pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra:
         })
     });
     let status = match child.wait_timeout(timeout)? {
+        Some(s) if board.arch == vmm_config::Arch::X86_64 => {
+            s.code().map(crate::image_x86::system_status).or(Some(crate::image_x86::NO_STATUS))
+        }
         Some(s) => s.code(),
         None => {
             let _ = child.kill();

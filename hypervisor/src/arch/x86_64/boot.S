@@ -32,16 +32,16 @@ _start32:
     mov     ss, ax
     // Boot page tables: the first 4 GiB identity-mapped with 2 MiB pages,
     // write-back below 3 GiB, uncacheable above (local APIC, PCI holes).
-    mov     ebx, offset boot_pml4
+    mov     ebx, offset BOOT_TABLES
     xor     eax, eax
     mov     ecx, 2 * 1024               // PML4 and PDPT: 2 pages of dwords
     push    edi
     mov     edi, ebx
     rep     stosd
     pop     edi
-    mov     dword ptr [ebx], offset boot_pdpt + 3
-    mov     edx, offset boot_pdpt
-    mov     eax, offset boot_pd + 3
+    mov     dword ptr [ebx], offset BOOT_TABLES + 4096 + 3
+    mov     edx, offset BOOT_TABLES + 4096
+    mov     eax, offset BOOT_TABLES + 8192 + 3
     mov     [edx], eax
     add     eax, 4096
     mov     [edx + 8], eax
@@ -49,7 +49,7 @@ _start32:
     mov     [edx + 16], eax
     add     eax, 4096
     mov     [edx + 24], eax
-    mov     edx, offset boot_pd
+    mov     edx, offset BOOT_TABLES + 8192
     xor     ecx, ecx
 1:  mov     eax, ecx
     shl     eax, 21
@@ -76,8 +76,9 @@ _start32:
     mov     eax, cr0
     or      eax, (1 << 31) | (1 << 16) | 1
     mov     cr0, eax
+    mov     eax, offset long_entry
     push    0x08
-    push    offset long_entry
+    push    eax
     retf
 
 .code64
@@ -141,12 +142,3 @@ gdt_ptr32:
     .word hv_gdt_end - hv_gdt - 1
     .long hv_gdt
 
-.section .noinit.boot_tables, "aw", @nobits
-.balign 4096
-.global boot_pml4
-boot_pml4:
-    .skip 4096
-boot_pdpt:
-    .skip 4096
-boot_pd:
-    .skip 4 * 4096

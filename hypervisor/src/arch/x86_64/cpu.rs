@@ -9,11 +9,6 @@ pub fn outb(port: u16, v: u8) {
     unsafe { asm!("out dx, al", in("dx") port, in("al") v, options(nomem, nostack, preserves_flags)) };
 }
 
-pub fn outw(port: u16, v: u16) {
-    // SAFETY: as `outb`.
-    unsafe { asm!("out dx, ax", in("dx") port, in("ax") v, options(nomem, nostack, preserves_flags)) };
-}
-
 pub fn inb(port: u16) -> u8 {
     let v: u8;
     // SAFETY: as `outb`; reading a UART status register has no side effect.
@@ -46,8 +41,7 @@ pub struct Cpuid {
 }
 
 pub fn cpuid(leaf: u32, sub: u32) -> Cpuid {
-    // SAFETY: CPUID has no side effects.
-    let r = unsafe { core::arch::x86_64::__cpuid_count(leaf, sub) };
+    let r = core::arch::x86_64::__cpuid_count(leaf, sub);
     Cpuid { eax: r.eax, ebx: r.ebx, ecx: r.ecx, edx: r.edx }
 }
 

@@ -3,57 +3,71 @@
 //! CPUID and the MSR allow-list. Kept apart from the two drivers so both
 //! enforce one policy.
 
-use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use hallows_paging::{Attr, MapError, PageTable, TableMemory};
+use hallows_table::MAX_PARTITIONS;
+
+use super::phys::TablePool;
 
 use super::cpu::{cpuid as host_cpuid, Cpuid};
 
-/// Guest-physical address of the guest's initial page tables (6 pages just
-/// below the RAM window at 0x4000_0000): a PML4, a PDPT and 4 page
-/// directories identity-mapping the first 4 GiB with 2 MiB pages. The
-/// hypervisor owns them; each partition's nested tables map them
-/// read-only, with accessed and dirty bits preset so the walker never needs
-/// to write them. A guest that wants other mappings builds its own tables.
+/// Guest-physical address of a partition's initial page tables (6 pages
+/// just below the RAM window at 0x4000_0000): a PML4, a PDPT and 4 page
+/// directories identity-mapping the first 4 GiB with 2 MiB pages, so the
+/// guest can start in 64-bit mode and every guest-physical address it
+/// touches goes through its nested tables. Each partition has its own copy
+/// (pages of the hypervisor's table pool, mapped read-write into that
+/// partition only: QEMU's nested walker asks for write access even with
+/// accessed/dirty preset), rebuilt whenever its boot vCPU is (re)entered.
 pub const GUEST_PT_GPA: u64 = 0x3FFF_A000;
 const GUEST_PT_PAGES: usize = 6;
 
 /// The power-on PAT.
 pub const PAT_RESET: u64 = 0x0007_0406_0007_0406;
 
-#[repr(C, align(4096))]
-struct GuestTables(UnsafeCell<[[u64; 512]; GUEST_PT_PAGES]>);
-// SAFETY: written once by core 0 at boot, before any partition runs; read
-// only by guests (through read-only nested mappings) afterwards.
-unsafe impl Sync for GuestTables {}
+/// Each partition's (by VMID) guest page-table pages.
+static GUEST_PT: [[AtomicU64; GUEST_PT_PAGES]; MAX_PARTITIONS + 1] =
+    [const { [const { AtomicU64::new(0) }; GUEST_PT_PAGES] }; MAX_PARTITIONS + 1];
 
-#[link_section = ".noinit.guest_pt"]
-static GUEST_PT: GuestTables = GuestTables(UnsafeCell::new([[0; 512]; GUEST_PT_PAGES]));
-
-/// Builds the shared guest page tables (core 0, once).
-pub fn build_guest_tables() {
-    const P_RW_A_D: u64 = 1 | 2 | (1 << 5) | (1 << 6);
-    // SAFETY: core 0 at boot; nothing else references the tables yet.
-    let t = unsafe { &mut *GUEST_PT.0.get() };
-    for page in t.iter_mut() {
-        page.fill(0);
+/// Allocates partition `vmid`'s guest page tables and maps them into its
+/// nested tables `t` (core 0, at boot).
+pub fn map_guest_tables<F: hallows_paging::Format>(
+    vmid: u16,
+    t: &mut PageTable<F>,
+    pool: &mut TablePool,
+) -> Result<(), MapError> {
+    let slot = GUEST_PT.get(vmid as usize).ok_or(MapError::OutOfRange)?;
+    for (i, page) in slot.iter().enumerate() {
+        let pa = pool.alloc_table().ok_or(MapError::OutOfTables)?;
+        t.map(pool, GUEST_PT_GPA + (i as u64) * 4096, pa, 4096, Attr::RW)?;
+        page.store(pa, Ordering::Relaxed);
     }
-    t[0][0] = (GUEST_PT_GPA + 0x1000) | P_RW_A_D;
-    for i in 0..4u64 {
-        t[1][i as usize] = (GUEST_PT_GPA + 0x2000 + i * 0x1000) | P_RW_A_D;
-        for j in 0..512u64 {
-            t[2 + i as usize][j as usize] = ((i << 30) | (j << 21)) | P_RW_A_D | (1 << 7);
-        }
-    }
+    Ok(())
 }
 
-/// Maps the shared guest page tables into a partition's nested tables.
-pub fn map_guest_tables<F: hallows_paging::Format>(
-    t: &mut PageTable<F>,
-    pool: &mut impl TableMemory,
-) -> Result<(), MapError> {
-    let pa = GUEST_PT.0.get() as u64;
-    t.map(pool, GUEST_PT_GPA, pa, (GUEST_PT_PAGES * 4096) as u64, Attr::RO)
+/// Writes partition `vmid`'s initial guest page tables afresh (its boot
+/// vCPU is about to be entered; no vCPU of it runs).
+pub fn reset_guest_tables(vmid: u16) {
+    const P_RW_A_D: u64 = 1 | 2 | (1 << 5) | (1 << 6);
+    let Some(slot) = GUEST_PT.get(vmid as usize) else { return };
+    let pages: [u64; GUEST_PT_PAGES] = core::array::from_fn(|i| slot[i].load(Ordering::Relaxed));
+    if pages.contains(&0) {
+        return;
+    }
+    let mut pool = TablePool;
+    for &p in &pages {
+        for i in 0..512 {
+            pool.write(p, i, 0);
+        }
+    }
+    pool.write(pages[0], 0, (GUEST_PT_GPA + 0x1000) | P_RW_A_D);
+    for i in 0..4u64 {
+        pool.write(pages[1], i as usize, (GUEST_PT_GPA + 0x2000 + i * 0x1000) | P_RW_A_D);
+        for j in 0..512u64 {
+            pool.write(pages[2 + i as usize], j as usize, (i << 30) | (j << 21) | P_RW_A_D | (1 << 7));
+        }
+    }
 }
 
 /// The architectural state a vCPU starts with: 64-bit mode, paging on the
@@ -104,14 +118,14 @@ pub struct Gprs {
 
 impl Gprs {
     /// Hypercall arguments x1..x5 (x0 is rax): rdi, rsi, rdx, r10, r8.
-    pub fn to_args(&self, regs: &mut [u64; 31]) {
+    pub fn store_args(&self, regs: &mut [u64; 31]) {
         regs[1] = self.rdi;
         regs[2] = self.rsi;
         regs[3] = self.rdx;
         regs[4] = self.r10;
         regs[5] = self.r8;
     }
-    pub fn from_args(&mut self, regs: &[u64; 31]) {
+    pub fn load_args(&mut self, regs: &[u64; 31]) {
         self.rdi = regs[1];
         self.rsi = regs[2];
         self.rdx = regs[3];
@@ -123,8 +137,9 @@ impl Gprs {
 /// What a vCPU's run loop hands back to the portable code.
 #[derive(Debug)]
 pub enum Exit {
-    /// A hypercall, with x0..x5 marshalled into the portable register array.
-    Call([u64; 31]),
+    /// A hypercall: x0..x5 are rax (in the VMCB/VMCS) and rdi, rsi, rdx,
+    /// r10, r8.
+    Call,
     Trap(crate::partition::Trap),
 }
 

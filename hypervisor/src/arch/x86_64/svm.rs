@@ -316,10 +316,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         let trap = match code {
             exit::VMMCALL => {
                 skip(3);
-                let mut regs = [0u64; 31];
-                regs[0] = v.r64(save::RAX);
-                g.to_args(&mut regs);
-                return Exit::Call(regs);
+                return Exit::Call;
             }
             exit::NPF => Trap::Stage2Fault { ipa: info2, write: info1 & 2 != 0, instr: info1 & 0x10 != 0, pc: rip },
             exit::CPUID => {
@@ -381,8 +378,16 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     }
 }
 
+/// The hypercall's x0..x5, in the portable register array.
+pub fn call_args(core: usize, g: &Gprs) -> [u64; 31] {
+    let mut regs = [0u64; 31];
+    regs[0] = Vmcb::of(core).r64(save::RAX);
+    g.store_args(&mut regs);
+    regs
+}
+
 /// Writes back what the portable hypercall code changed (x0..x5).
 pub fn finish_call(core: usize, g: &mut Gprs, regs: &[u64; 31]) {
     Vmcb::of(core).w64(save::RAX, regs[0]);
-    g.from_args(regs);
+    g.load_args(regs);
 }

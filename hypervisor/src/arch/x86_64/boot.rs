@@ -1,0 +1,247 @@
+//! Boot on x86_64: core 0 (the bootstrap processor) validates the system,
+//! builds every nested table and loads every partition, then starts the
+//! application processors its partitions own; each core then enters the
+//! partition that owns it and never returns to boot code.
+
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+use hallows_paging::{Attr, Npt, PageTable};
+use hallows_table::{MemRange, SystemTable, TableError};
+
+use super::guest::{self, Exit, Gprs};
+use super::phys::{self, GuestRam, TablePool};
+use super::{cpu, firmware, serial, svm};
+use crate::partition::{self, Trap};
+use crate::system::{self, Loaded};
+use crate::{console, MAX_CORES};
+
+/// Stack per core.
+const STACK_SIZE: usize = 32 * 1024;
+
+#[repr(C, align(16))]
+pub struct Stacks(UnsafeCell<[[u8; STACK_SIZE]; MAX_CORES]>);
+// SAFETY: core `i` only ever uses slice `i`.
+unsafe impl Sync for Stacks {}
+
+#[no_mangle]
+#[link_section = ".noinit.stacks"]
+static HV_STACKS: Stacks = Stacks(UnsafeCell::new([[0; STACK_SIZE]; MAX_CORES]));
+
+/// The boot page tables (PML4, PDPT, 4 page directories), filled by
+/// `boot.S` before paging is on: the first 4 GiB, identity-mapped.
+#[repr(C, align(4096))]
+pub struct BootTables(UnsafeCell<[[u64; 512]; 6]>);
+// SAFETY: written only by `boot.S` on core 0 before anything else runs.
+unsafe impl Sync for BootTables {}
+
+#[no_mangle]
+#[link_section = ".noinit.boot_tables"]
+static BOOT_TABLES: BootTables = BootTables(UnsafeCell::new([[0; 512]; 6]));
+
+global_asm!(include_str!("boot.S"), HV_STACK_SIZE = const STACK_SIZE);
+
+extern "C" {
+    static __hv_start: u8;
+    static __hv_end: u8;
+}
+
+/// Core index of each local APIC id (0xff: none), filled as cores come up.
+static CORE_OF_APIC: [AtomicU8; 256] = [const { AtomicU8::new(0xff) }; 256];
+
+fn sym(s: &u8) -> u64 {
+    s as *const u8 as u64
+}
+
+/// The core index of the caller.
+pub fn this_core() -> usize {
+    match CORE_OF_APIC[cpu::apic_id() as usize & 0xff].load(Ordering::Relaxed) {
+        0xff => 0,
+        c => c as usize,
+    }
+}
+
+#[no_mangle]
+extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
+    CORE_OF_APIC[cpu::apic_id() as usize & 0xff].store(core as u8, Ordering::Relaxed);
+    if core == 0 {
+        mask_legacy_pic();
+        if let Err(msg) = primary(magic, mbi) {
+            console::hv_print(format_args!("boot failed: {msg}\n"));
+            exit_machine(2);
+        }
+    }
+    svm::init_core(core as usize);
+    partition::run_core(core as usize)
+}
+
+/// The 8259s: the BIOS may leave the timer unmasked; nothing here wants it.
+fn mask_legacy_pic() {
+    cpu::outb(0x21, 0xff);
+    cpu::outb(0xa1, 0xff);
+}
+
+fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
+    // SAFETY: the header lies right after the image, inside the reservation.
+    let head = unsafe { phys::payload(core::mem::size_of::<SystemTable>()) };
+    let table = hallows_table::table_from_payload(head).or_else(|e| match e {
+        TableError::BadSize => {
+            let (t, _) = <SystemTable as zerocopy::FromBytes>::ref_from_prefix(head).map_err(|_| TableError::TooShort)?;
+            Ok(t)
+        }
+        e => Err(e),
+    });
+    let table = table.map_err(system::BootError::Table)?;
+    // SAFETY: reading symbols' addresses only.
+    let (hv_start, hv_end) = unsafe { (sym(&__hv_start), sym(&__hv_end)) };
+    let reserved = table.board.hypervisor;
+    let payload_end = hv_end.checked_add(table.payload_size).ok_or(system::BootError::PayloadTooLarge)?;
+    if !reserved.contains(&MemRange { base: hv_start, size: payload_end - hv_start }) {
+        return Err(system::BootError::PayloadTooLarge);
+    }
+    // SAFETY: the whole payload lies inside the hypervisor's reservation
+    // (checked above), which no partition may overlap (validated below).
+    let payload = unsafe { phys::payload(table.payload_size as usize) };
+    let table = hallows_table::table_from_payload(payload).map_err(system::BootError::Table)?;
+    let console = table.board.console;
+    if console.base + console.size > 0x1_0000 {
+        return Err(system::BootError::BadBoard);
+    }
+    serial::init(console.base as u16);
+    let board = &table.board;
+    if board.arch != hallows_table::arch::X86_64 {
+        return Err(system::BootError::Board("the table was built for another architecture:", board.arch as u64));
+    }
+    if !svm::supported() {
+        return Err(system::BootError::Board(
+            "this CPU offers no AMD SVM with nested paging (Intel VMX is not driven yet); CPUID vendor AMD =",
+            cpu::vendor_is_amd() as u64,
+        ));
+    }
+    console::hv_print(format_args!(
+        "RustHallows hypervisor (x86_64, AMD SVM), table v{}, {} partition(s), image {:#x}..{:#x}\n",
+        table.version,
+        table.partition_count,
+        hv_start,
+        payload_end
+    ));
+
+    let facts = firmware::read(magic, mbi).map_err(system::BootError::DeviceTree)?;
+    system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
+    let payload_range = MemRange { base: hv_end, size: table.payload_size };
+    system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
+    for p in table.partitions() {
+        if system::cores(p).any(|c| c != 0) {
+            return Err(system::BootError::Board("partitions on application processors are not started yet: core mask", p.core_mask));
+        }
+    }
+
+    svm::init_global();
+    let mut pool = TablePool;
+    let mut loaded = Loaded::EMPTY;
+    for (i, p) in table.partitions().iter().enumerate() {
+        let mut npt = PageTable::<Npt>::new(&mut pool).map_err(system::BootError::Map)?;
+        npt.map(&mut pool, p.ram_ipa, p.ram_pa, p.ram_size, Attr::RWX).map_err(system::BootError::Map)?;
+        for r in &p.regions[..p.region_count as usize] {
+            npt.map(&mut pool, r.ipa, r.pa, r.size, system::region_attr(r)).map_err(system::BootError::Map)?;
+        }
+        guest::map_guest_tables((i + 1) as u16, &mut npt, &mut pool).map_err(system::BootError::Map)?;
+        // SAFETY: `system::validate` proved this RAM lies in board RAM, is
+        // disjoint from the hypervisor reservation and from every other
+        // partition, and the boot map identity-maps all of the first 4 GiB.
+        let guest = unsafe { GuestRam::new(p.ram_ipa, p.ram_pa, p.ram_size) };
+        if p.ram().end().is_none_or(|e| e > 1 << 32) {
+            return Err(system::BootError::Partition { index: i, what: "RAM above 4 GiB is not mapped by the hypervisor yet" });
+        }
+        loaded.partitions[i] = Some(system::PartitionRt { ram: guest, stage2_root: npt.root(), vmid: (i + 1) as u16 });
+    }
+    console::hv_print(format_args!("{} page-table pages used\n", TablePool::used()));
+    let sys = system::install(table, payload, loaded);
+    for (i, _) in table.partitions().iter().enumerate() {
+        partition::load(sys, i, 0).map_err(system::BootError::Load)?;
+    }
+    Ok(())
+}
+
+/// Enters vCPU `vcpu` of a partition on this core at `entry` in 64-bit
+/// mode, with rdi = `x0` (the boot information) and rsi = `x1`, with fresh
+/// state. Never returns: the stack is reset, and the loop below runs the
+/// vCPU until the portable code ends it.
+pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: u64) -> ! {
+    let core = this_core();
+    if vcpu == 0 {
+        guest::reset_guest_tables(asid);
+    }
+    svm::setup_vcpu(core, npt_root, asid, entry);
+    let top = HV_STACKS.0.get() as u64 + ((core + 1) * STACK_SIZE) as u64;
+    // SAFETY: switches to the top of this core's own stack (everything on it
+    // is abandoned: we never return) and calls the run loop.
+    unsafe {
+        asm!(
+            "mov rsp, rax",
+            "xor ebp, ebp",
+            "call {run}",
+            "ud2",
+            run = sym vcpu_loop,
+            in("rax") top,
+            in("rdi") core,
+            in("rsi") vcpu,
+            in("rdx") x0,
+            in("rcx") x1,
+            options(noreturn)
+        )
+    }
+}
+
+extern "C" fn vcpu_loop(core: usize, vcpu: u64, x0: u64, x1: u64) -> ! {
+    let mut g = Gprs { rdi: x0, rsi: x1, ..Gprs::default() };
+    loop {
+        match svm::run(core, vcpu, &mut g) {
+            Exit::Call => {
+                let mut regs = svm::call_args(core, &g);
+                partition::handle_trap(core, Trap::Call, &mut regs);
+                svm::finish_call(core, &mut g, &regs);
+            }
+            Exit::Trap(t) => {
+                let mut regs = [0u64; 31];
+                partition::handle_trap(core, t, &mut regs);
+            }
+        }
+    }
+}
+
+/// Stops this core for good.
+pub fn park() -> ! {
+    loop {
+        // SAFETY: halts with interrupts off; nothing wakes the core but NMI/INIT.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}
+
+/// x86 has no `sev`: cores waiting for a flag poll it (see `wait_for_event`).
+pub fn send_event() {}
+
+/// One polling step of a core waiting for a flag.
+pub fn wait_for_event() {
+    core::hint::spin_loop();
+}
+
+/// Ends the emulated machine with `code` (0 all partitions exited 0, 1 some
+/// did not, 2 boot failed, 3 hypervisor panic). QEMU: isa-debug-exit at port
+/// 0xf4 exits with `((0x10 + code) << 1) | 1`, which `hallows` maps back.
+/// Bochs: a magic breakpoint (`xchg bx, bx`) for success, its shutdown port
+/// for failure. On hardware with neither, the core halts.
+pub fn exit_machine(code: u32) -> ! {
+    console::hv_print(format_args!("machine exit status {code}\n"));
+    cpu::outb(0xf4, 0x10 + code as u8);
+    if code == 0 {
+        // SAFETY: `xchg bx, bx` is Bochs' magic breakpoint; elsewhere a no-op.
+        unsafe { asm!("xchg bx, bx", options(nomem, nostack, preserves_flags)) };
+    } else {
+        for b in b"Shutdown" {
+            cpu::outb(0x8900, *b);
+        }
+    }
+    park()
+}
