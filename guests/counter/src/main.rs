@@ -1,5 +1,7 @@
 //! A compute-bound guest: counts primes below a bound (boot argument
-//! `limit`, default 20000) and logs its progress.
+//! `limit`, default 20000) and logs its progress; then, where the manifest
+//! connects it, serves the Parseltongue (Basilisk) service `counter`
+//! (`counter.pt`): one counting job per request, the count as the reply.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -8,8 +10,32 @@ use hallows_rt::{println, Boot};
 
 hallows_rt::entry!(main);
 
+/// Generated from `counter.pt` by the build script (the whole service API;
+/// this guest uses part of it).
+#[allow(dead_code)]
+mod counter {
+    include!(concat!(env!("OUT_DIR"), "/counter.rs"));
+}
+
 fn is_prime(n: u32) -> bool {
     n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0)
+}
+
+fn count_primes(limit: u32) -> u32 {
+    (0..limit).filter(|&n| is_prime(n)).count() as u32
+}
+
+/// The handlers of `counter`.
+struct Counter {
+    served: u32,
+}
+
+impl counter::Handlers for Counter {
+    type Endpoints = Boot;
+    fn count_primes(&mut self, request: counter::CountJob, _send: &mut counter::Senders<Boot>) -> counter::PrimeCount {
+        self.served += 1;
+        counter::PrimeCount { job: request.job, limit: request.limit, count: count_primes(request.limit) }
+    }
 }
 
 fn main(boot: &Boot) -> u64 {
@@ -27,11 +53,34 @@ fn main(boot: &Boot) -> u64 {
     }
     println!("{count} primes below {limit}");
     let expect: Option<u32> = boot.arg("expect").and_then(|s| s.parse().ok());
-    match expect {
-        Some(e) if e != count => {
+    if let Some(e) = expect {
+        if e != count {
             println!("expected {e}");
-            1
+            return 1;
         }
-        _ => 0,
     }
+    match counter::Service::connect(Counter { served: 0 }, boot) {
+        Ok(service) => serve(boot, service),
+        // Not connected: the count above was the whole job.
+        Err(_) => 0,
+    }
+}
+
+/// Serves `jobs` (boot argument, default 1) requests, then exits.
+fn serve(boot: &Boot, mut service: counter::Service<Counter>) -> u64 {
+    let jobs: u32 = boot.arg("jobs").and_then(|s| s.parse().ok()).unwrap_or(1);
+    // The runtime has no clock yet; the api policy only orders requests
+    // here (no timer ticks), so a turn counter stands in for `now`.
+    let mut now = 0u64;
+    while service.handlers.served < jobs {
+        let turn = service.turn(now);
+        if turn.corrupt != 0 {
+            println!("jobs channel corrupt");
+            return 1;
+        }
+        now += 1;
+        core::hint::spin_loop();
+    }
+    println!("served {} job(s)", service.handlers.served);
+    0
 }

@@ -1,4 +1,6 @@
-//! The smallest useful guest: says who it is and exits cleanly.
+//! The smallest useful guest: says who it is, and, where the manifest
+//! connects it to the backend, runs the Parseltongue service `greeter`
+//! (`greeter.pt`): it asks the backend to count primes and prints the reply.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -6,6 +8,25 @@
 use hallows_rt::{println, Boot};
 
 hallows_rt::entry!(main);
+
+/// Generated from `greeter.pt` by the build script (the whole service API;
+/// this guest uses part of it).
+#[allow(dead_code)]
+mod greeter {
+    include!(concat!(env!("OUT_DIR"), "/greeter.rs"));
+}
+
+/// The handlers of `greeter`: the reply, once it arrives.
+struct Greeter {
+    answer: Option<greeter::PrimeCount>,
+}
+
+impl greeter::Handlers for Greeter {
+    type Endpoints = Boot;
+    fn on_result(&mut self, message: greeter::PrimeCount, _send: &mut greeter::Senders<Boot>) {
+        self.answer = Some(message);
+    }
+}
 
 fn main(boot: &Boot) -> u64 {
     let greeting = boot.arg("greeting").unwrap_or("hello");
@@ -20,6 +41,36 @@ fn main(boot: &Boot) -> u64 {
     // FNV-1a of the boot arguments: proves the guest reads its own memory.
     let sum = boot.bootargs().bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
     println!("bootargs {:?} fnv1a {sum:#018x}", boot.bootargs());
+    let status = match greeter::Service::connect(Greeter { answer: None }, boot) {
+        Ok(service) => ask_backend(boot, service),
+        // Not connected to a backend: greeting only.
+        Err(greeter::ConnectError::MissingChannel(_)) => 0,
+    };
     println!("goodbye");
-    0
+    status
+}
+
+/// Sends one counting job and serves the service until the reply is in.
+fn ask_backend(boot: &Boot, mut service: greeter::Service<Greeter>) -> u64 {
+    let limit: u32 = boot.arg("ask").and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let job = greeter::CountJob { job: 1, limit };
+    // `Full` until the backend has attached and acknowledged this sender.
+    while service.send.jobs.try_send(&job).is_err() {
+        service.turn(0);
+        core::hint::spin_loop();
+    }
+    while service.handlers.answer.is_none() {
+        service.turn(0);
+        core::hint::spin_loop();
+    }
+    let answer = service.handlers.answer.unwrap_or(greeter::PrimeCount { job: 0, limit: 0, count: 0 });
+    println!("backend counted {} primes below {} (job {})", answer.count, answer.limit, answer.job);
+    let expect: Option<u32> = boot.arg("ask_expect").and_then(|s| s.parse().ok());
+    match expect {
+        Some(e) if e != answer.count => {
+            println!("expected {e}");
+            1
+        }
+        _ => 0,
+    }
 }
