@@ -1,7 +1,11 @@
 # A thin front for cargo and the `hallows` tool. Everything real lives in Rust.
 
-MANIFEST ?= vmm-config/examples/demo.toml
 ARCH ?= aarch64
+# ARCH=x86_64 boots the x86 twin of the demo (QEMU TCG, AMD SVM).
+MANIFEST ?= $(if $(filter x86_64,$(ARCH)),vmm-config/examples/demo-x86_64.toml,vmm-config/examples/demo.toml)
+# ACCEL=kvm (x86_64): QEMU with KVM and the host CPU, for a developer's
+# machine with nested virtualization; refused where /dev/kvm cannot host it.
+ACCEL ?= tcg
 CARGO ?= cargo
 HALLOWS = $(CARGO) run --quiet --package hallows --
 APT_PACKAGES = qemu-system-arm qemu-system-x86
@@ -29,7 +33,7 @@ deps:
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
-	$(HALLOWS) run $(MANIFEST)
+	HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run $(MANIFEST)
 
 build: deps
 	$(HALLOWS) build $(MANIFEST)

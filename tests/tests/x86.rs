@@ -1,56 +1,71 @@
 //! x86_64 systems under QEMU TCG with `-cpu EPYC` (AMD SVM with nested
-//! paging): the same guests as on aarch64, the same summary lines, and the
+//! paging, 4 cores): the same guests and summaries as on aarch64, and the
 //! x86 containment cases (I/O ports, MSRs) on top of memory and faults.
 
-use hallows_tests::boot_system;
+use hallows_tests::{boot_manifest, boot_system, root};
+
+#[test]
+fn demo_system_runs_three_partitions_on_three_cores() {
+    let b = boot_manifest(&root().join("vmm-config/examples/demo-x86_64.toml"));
+    b.assert_status(0);
+    assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
+    for name in ["frontend", "backend", "database"] {
+        assert_eq!(b.summary(name), "exited 0");
+    }
+    assert!(b.lines_of("frontend").contains(&"welcome from partition frontend"));
+    // The two talk over channels: the answer crossed partitions.
+    assert!(b.lines_of("frontend").contains(&"backend counted 168 primes below 1000 (job 1)"), "{}", b.output);
+    assert!(b.lines_of("backend").contains(&"3245 primes below 30000"));
+    assert!(b.lines_of("database").iter().any(|l| l.starts_with("32 MiB of RAM at 0x40000000")));
+    assert!(b.output.contains("all partitions finished: 3 ok, 0 failed"));
+}
 
 #[test]
 fn one_partition_prints_and_exits_0() {
     let b = boot_system("x86-one");
     b.assert_status(0);
-    assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
     assert!(b.lines_of("hello").contains(&"hi from partition hello"), "{}", b.output);
     assert!(b.lines_of("hello").contains(&"4 MiB of RAM at 0x40000000, 1 core(s), restart #0"));
     assert_eq!(b.summary("hello"), "exited 0");
 }
 
 #[test]
-fn a_forbidden_io_port_stops_the_partition() {
-    let b = boot_system("x86-ioport");
+fn io_ports_msrs_and_hypervisor_memory_are_out_of_reach() {
+    let b = boot_system("x86-containment");
     b.assert_status(1);
     b.assert_no_uncontained();
     assert!(b.summary("ioport").starts_with("stopped: I/O port denied: write to port 0x80 (pc 0x4000"), "{}", b.output);
-}
-
-#[test]
-fn an_msr_outside_the_allow_list_stops_the_partition() {
-    let b = boot_system("x86-msr");
-    b.assert_status(1);
-    b.assert_no_uncontained();
     assert!(b.summary("msr").starts_with("stopped: MSR denied: rdmsr 0x1b (pc 0x4000"), "{}", b.output);
-}
-
-#[test]
-fn hypervisor_memory_is_unreachable() {
-    let b = boot_system("x86-hvmem");
-    b.assert_status(1);
-    b.assert_no_uncontained();
     assert!(b.summary("hvmem").starts_with("stopped: stage-2 fault: read at 0x100000, outside its memory"), "{}", b.output);
+    assert_eq!(b.summary("bystander"), "exited 0");
+    assert!(b.lines_of("bystander").contains(&"2262 primes below 20000"));
 }
 
 #[test]
-fn a_guest_panic_stops_it_with_its_message() {
-    let b = boot_system("x86-panic");
-    b.assert_status(1);
-    assert_eq!(b.summary("panic"), "stopped: the guest panicked");
-    assert!(b.lines_of("panic").iter().any(|l| l.contains("probe panics on purpose")), "{}", b.output);
-}
-
-#[test]
-fn an_undefined_instruction_is_reported_by_the_runtime() {
-    let b = boot_system("x86-undef");
+fn another_partitions_ram_is_out_of_reach() {
+    let b = boot_system("x86-foreign-ram");
     b.assert_status(1);
     b.assert_no_uncontained();
+    assert!(b.summary("attacker").starts_with("stopped: stage-2 fault: read at 0x2000000"), "{}", b.output);
+    assert!(b.summary("overrun").starts_with("stopped: stage-2 fault: write at 0x40200000"), "{}", b.output);
+    assert_eq!(b.summary("victim"), "exited 0");
+    assert!(b.lines_of("victim").contains(&"2262 primes below 20000"));
+}
+
+#[test]
+fn guest_faults_stop_the_guest_with_its_reason() {
+    let b = boot_system("x86-faults");
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert_eq!(b.summary("panicky"), "stopped: the guest panicked");
+    assert!(b.lines_of("panicky").iter().any(|l| l.contains("probe panics on purpose")), "{}", b.output);
     // #UD is vector 6, without an error code.
     assert!(b.summary("undef").starts_with("stopped: unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
+    assert_eq!(b.summary("console"), "exited 0");
+    let console = b.lines_of("console");
+    assert_eq!(console.iter().filter(|l| l.ends_with(") = -2")).count(), 4, "{console:?}");
+    assert!(console.iter().any(|l| l.ends_with(", 1048576) = -3")), "{console:?}");
+    assert!(console.contains(&"unknown call = -1"));
+    assert!(console.contains(&"abi version = 0 0"));
+    assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
 }

@@ -31,18 +31,62 @@ pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command>
         bail!("board {} cannot be emulated: it has no [qemu] section", board.name);
     };
     let mut cmd = Command::new(&q.binary);
-    cmd.args(["-M", &q.machine, "-cpu", &q.cpu])
+    let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
+    cmd.args(["-M", &q.machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
         // aarch64 exits through semihosting; x86_64 through isa-debug-exit
         // (a device in the board's `extra`).
         .args(if board.arch == vmm_config::Arch::Aarch64 { &["-semihosting"][..] } else { &[] })
-        .args(&q.extra)
+        .args(&extra_args)
         .arg("-kernel")
         .arg(image)
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
+}
+
+/// The accelerator a run asks for: `HALLOWS_ACCEL=kvm` (what `make run
+/// ACCEL=kvm` sets) runs an x86_64 board under KVM with the host CPU model,
+/// so the hypervisor drives the VMX or SVM that nested KVM exposes. It
+/// refuses, rather than silently falling back to emulation, when
+/// `/dev/kvm` is missing or the host CPU offers neither extension to its
+/// guests. Anything else keeps the board's own settings (TCG).
+fn accelerated(board: &Board, cpu: &str, extra: &[String]) -> Result<(String, Vec<String>)> {
+    let accel = std::env::var("HALLOWS_ACCEL").unwrap_or_default();
+    match accel.as_str() {
+        "" | "tcg" => Ok((cpu.to_owned(), extra.to_vec())),
+        "kvm" => {
+            if board.arch != vmm_config::Arch::X86_64 {
+                bail!("ACCEL=kvm is for x86_64 boards; board {} is {}", board.name, board.arch.name());
+            }
+            let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+            let nested = flags
+                .lines()
+                .filter(|l| l.starts_with("flags"))
+                .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+            if !Path::new("/dev/kvm").exists() || !nested {
+                bail!(
+                    "ACCEL=kvm needs /dev/kvm on a CPU that offers VMX or SVM to its guests (nested \
+                     virtualization); this machine has {}. Fall back to emulation: `make run ARCH=x86_64` \
+                     (ACCEL=tcg: AMD SVM under QEMU TCG), or Bochs for Intel VMX (`make test` runs it)",
+                    if Path::new("/dev/kvm").exists() { "/dev/kvm but neither vmx nor svm in /proc/cpuinfo" } else { "no /dev/kvm" }
+                );
+            }
+            let mut out = Vec::new();
+            let mut it = extra.iter();
+            while let Some(a) = it.next() {
+                if a == "-accel" {
+                    it.next();
+                } else {
+                    out.push(a.clone());
+                }
+            }
+            out.extend(["-accel".to_owned(), "kvm".to_owned()]);
+            Ok(("host".to_owned(), out))
+        }
+        other => bail!("unknown accelerator `{other}` (HALLOWS_ACCEL / ACCEL): use tcg or kvm"),
+    }
 }
 
 /// Runs `image`; with `capture` the output is collected (and not shown).

@@ -142,3 +142,70 @@ gdt_ptr32:
     .word hv_gdt_end - hv_gdt - 1
     .long hv_gdt
 
+
+// The application processors' start-up code. The boot processor copies it
+// to 0x8000 (below 1 MiB where a SIPI can point, outside every partition's
+// RAM) and fills in the four parameter words before each INIT-SIPI-SIPI.
+// Real mode -> protected mode -> long mode on the boot page tables, then
+// ap_long_entry with rdi = core index on that core's stack. Fixed offsets:
+// 8 CR3, 16 stack top, 24 core index, 32 entry, 40 GDT, 72 GDT pointer.
+.section .rodata.ap_trampoline, "a"
+.code16
+.global ap_trampoline_start
+ap_trampoline_start:
+    jmp     tramp_real
+    .org    ap_trampoline_start + 8
+    .quad   0                           // 8: CR3
+    .quad   0                           // 16: stack top
+    .quad   0                           // 24: core index
+    .quad   0                           // 32: entry
+    .quad   0                           // 40: GDT
+    .quad   0x00AF9A000000FFFF
+    .quad   0x00CF92000000FFFF
+    .quad   0x00CF9A000000FFFF
+    .word   31                          // 72: GDT pointer
+    .long   0x8000 + 40
+    .org    ap_trampoline_start + 80
+tramp_real:
+    cli
+    cld
+    xor     ax, ax
+    mov     ds, ax
+    lgdt    [0x8000 + 72]
+    mov     eax, cr0
+    or      eax, 1
+    mov     cr0, eax
+    // jmp far 0x18:tramp_pm32 (32-bit offset)
+    .byte   0x66, 0xEA
+    .long   0x8000 + (tramp_pm32 - ap_trampoline_start)
+    .word   0x18
+.code32
+tramp_pm32:
+    mov     ax, 0x10
+    mov     ds, ax
+    mov     es, ax
+    mov     ss, ax
+    mov     eax, [0x8000 + 8]
+    mov     cr3, eax
+    mov     eax, cr4
+    or      eax, (1 << 5)
+    mov     cr4, eax
+    mov     ecx, 0xC0000080
+    rdmsr
+    or      eax, (1 << 8) | (1 << 11)
+    wrmsr
+    mov     eax, cr0
+    or      eax, (1 << 31) | (1 << 16) | 1
+    mov     cr0, eax
+    // jmp far 0x08:tramp_lm64
+    .byte   0xEA
+    .long   0x8000 + (tramp_lm64 - ap_trampoline_start)
+    .word   0x08
+.code64
+tramp_lm64:
+    mov     rsp, [0x8000 + 16]
+    mov     rdi, [0x8000 + 24]
+    mov     rax, [0x8000 + 32]
+    jmp     rax
+.global ap_trampoline_end
+ap_trampoline_end:

@@ -71,6 +71,8 @@ extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
             console::hv_print(format_args!("boot failed: {msg}\n"));
             exit_machine(2);
         }
+    } else {
+        AP_UP.store(1, Ordering::Release);
     }
     svm::init_core(core as usize);
     partition::run_core(core as usize)
@@ -131,11 +133,6 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
     system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
-    for p in table.partitions() {
-        if system::cores(p).any(|c| c != 0) {
-            return Err(system::BootError::Board("partitions on application processors are not started yet: core mask", p.core_mask));
-        }
-    }
 
     svm::init_global();
     let mut pool = TablePool;
@@ -145,6 +142,13 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
         npt.map(&mut pool, p.ram_ipa, p.ram_pa, p.ram_size, Attr::RWX).map_err(system::BootError::Map)?;
         for r in &p.regions[..p.region_count as usize] {
             npt.map(&mut pool, r.ipa, r.pa, r.size, system::region_attr(r)).map_err(system::BootError::Map)?;
+        }
+        for (index, c) in system::directory(table, i) {
+            let maps = system::channel_mappings(c, c.producer as usize == i)
+                .ok_or(system::BootError::Channel { index, what: "invalid geometry" })?;
+            for (ipa, pa, size, attr) in maps {
+                npt.map(&mut pool, ipa, pa, size, attr).map_err(system::BootError::Map)?;
+            }
         }
         guest::map_guest_tables((i + 1) as u16, &mut npt, &mut pool).map_err(system::BootError::Map)?;
         // SAFETY: `system::validate` proved this RAM lies in board RAM, is
@@ -161,8 +165,102 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
     for (i, _) in table.partitions().iter().enumerate() {
         partition::load(sys, i, 0).map_err(system::BootError::Load)?;
     }
+    // Start every other core some partition owns, one at a time.
+    for core in 1..(board.core_count as usize).min(MAX_CORES) {
+        if sys.core_map[core].is_some() {
+            start_ap(core, board.core_hwid[core])?;
+        }
+    }
     Ok(())
 }
+
+/// Where the AP trampoline is copied: page 8, SIPI vector 0x08.
+const AP_TRAMPOLINE: u64 = 0x8000;
+const LAPIC: u64 = 0xFEE0_0000;
+
+extern "C" {
+    static ap_trampoline_start: u8;
+    static ap_trampoline_end: u8;
+    fn ap_long_entry();
+}
+
+/// Set by each application processor once it runs Rust code.
+static AP_UP: AtomicU8 = AtomicU8::new(0);
+
+fn lapic_write(reg: u64, v: u32) {
+    // SAFETY: the local APIC's MMIO page, identity-mapped uncacheable by the
+    // boot tables; only core 0 writes it, at boot.
+    unsafe { core::ptr::write_volatile((LAPIC + reg) as *mut u32, v) }
+}
+
+fn lapic_read(reg: u64) -> u32 {
+    // SAFETY: as `lapic_write`.
+    unsafe { core::ptr::read_volatile((LAPIC + reg) as *const u32) }
+}
+
+fn delay(iterations: u32) {
+    for _ in 0..iterations {
+        core::hint::spin_loop();
+    }
+}
+
+/// INIT-SIPI-SIPI to the core with local APIC id `apic`, which enters
+/// `rust_core_entry` as core `core`; waits until it is up.
+fn start_ap(core: usize, apic: u64) -> Result<(), system::BootError> {
+    // SAFETY: reading symbols' addresses only.
+    let (start, end) = unsafe { (sym(&ap_trampoline_start), sym(&ap_trampoline_end)) };
+    let len = (end - start) as usize;
+    if len > 4096 || apic > 0xff {
+        return Err(system::BootError::CpuOn { core, status: -1 });
+    }
+    let params = [
+        BOOT_TABLES.0.get() as u64,
+        HV_STACKS.0.get() as u64 + ((core + 1) * STACK_SIZE) as u64,
+        core as u64,
+        ap_long_entry as *const () as u64,
+    ];
+    // SAFETY: page 0x8000 is conventional memory below 1 MiB, outside the
+    // board's RAM (so no partition's) and outside the image; the boot map
+    // covers it. The trampoline is position-dependent code for exactly this
+    // page, and no other core runs it while we write it (we wait for each).
+    unsafe {
+        core::ptr::copy_nonoverlapping(start as *const u8, AP_TRAMPOLINE as *mut u8, len);
+        for (i, p) in params.iter().enumerate() {
+            core::ptr::write_volatile((AP_TRAMPOLINE + 8 + 8 * i as u64) as *mut u64, *p);
+        }
+    }
+    AP_UP.store(0, Ordering::Release);
+    // Software-enable the local APIC (spurious vector 0xff), then INIT,
+    // and two start-ups with vector 0x08 (address 0x8000).
+    lapic_write(0xF0, lapic_read(0xF0) | 0x1ff);
+    let icr = |low: u32| {
+        lapic_write(0x310, (apic as u32) << 24);
+        lapic_write(0x300, low);
+        for _ in 0..1_000_000 {
+            if lapic_read(0x300) & (1 << 12) == 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+    };
+    icr(0x0000_4500);
+    delay(100_000);
+    for _ in 0..2 {
+        icr(0x0000_4600 | (AP_TRAMPOLINE >> 12) as u32);
+        delay(10_000);
+        if AP_UP.load(Ordering::Acquire) != 0 {
+            return Ok(());
+        }
+    }
+    for _ in 0..50_000_000u32 {
+        if AP_UP.load(Ordering::Acquire) != 0 {
+            return Ok(());
+        }
+        core::hint::spin_loop();
+    }
+    Err(system::BootError::CpuOn { core, status: -1 })
+}
+
 
 /// Enters vCPU `vcpu` of a partition on this core at `entry` in 64-bit
 /// mode, with rdi = `x0` (the boot information) and rsi = `x1`, with fresh

@@ -12,16 +12,18 @@ use super::phys::TablePool;
 
 use super::cpu::{cpuid as host_cpuid, Cpuid};
 
-/// Guest-physical address of a partition's initial page tables (6 pages
-/// just below the RAM window at 0x4000_0000): a PML4, a PDPT and 4 page
-/// directories identity-mapping the first 4 GiB with 2 MiB pages, so the
+/// Guest-physical address of a partition's initial page tables (10 pages
+/// just below the RAM window at 0x4000_0000): a PML4, a PDPT and 8 page
+/// directories identity-mapping the first 8 GiB with 2 MiB pages (RAM at
+/// 1 GiB, channels from 4 GiB), so the
 /// guest can start in 64-bit mode and every guest-physical address it
 /// touches goes through its nested tables. Each partition has its own copy
 /// (pages of the hypervisor's table pool, mapped read-write into that
 /// partition only: QEMU's nested walker asks for write access even with
 /// accessed/dirty preset), rebuilt whenever its boot vCPU is (re)entered.
-pub const GUEST_PT_GPA: u64 = 0x3FFF_A000;
-const GUEST_PT_PAGES: usize = 6;
+pub const GUEST_PT_GPA: u64 = 0x3FFF_6000;
+const GUEST_PT_PAGES: usize = 10;
+const GUEST_PDS: u64 = GUEST_PT_PAGES as u64 - 2;
 
 /// The power-on PAT.
 pub const PAT_RESET: u64 = 0x0007_0406_0007_0406;
@@ -62,7 +64,7 @@ pub fn reset_guest_tables(vmid: u16) {
         }
     }
     pool.write(pages[0], 0, (GUEST_PT_GPA + 0x1000) | P_RW_A_D);
-    for i in 0..4u64 {
+    for i in 0..GUEST_PDS {
         pool.write(pages[1], i as usize, (GUEST_PT_GPA + 0x2000 + i * 0x1000) | P_RW_A_D);
         for j in 0..512u64 {
             pool.write(pages[2 + i as usize], j as usize, (i << 30) | (j << 21) | P_RW_A_D | (1 << 7));

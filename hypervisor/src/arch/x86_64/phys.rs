@@ -13,8 +13,9 @@ use hallows_abi::{Error, GuestRange};
 use hallows_paging::{TableMemory, ENTRIES, PAGE_SIZE};
 use zerocopy::{Immutable, IntoBytes};
 
-/// Table pages for the EL2 map and every partition's stage-2 tables.
-const POOL_PAGES: usize = 192;
+/// Table pages for every partition's nested tables and its initial guest
+/// page tables (10 pages each).
+const POOL_PAGES: usize = 512;
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[[u64; ENTRIES]; POOL_PAGES]>);
