@@ -69,3 +69,13 @@ fn guest_faults_stop_the_guest_with_its_reason() {
     assert!(console.contains(&"abi version = 0 0"));
     assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
 }
+
+#[test]
+fn restart_policy_restarts_then_stops() {
+    let b = boot_system("x86-restart");
+    b.assert_status(1);
+    let runs: Vec<_> = b.lines_of("flaky").into_iter().filter(|l| l.starts_with("probe: action panic")).collect();
+    assert_eq!(runs, ["probe: action panic addr 0x0 (restart #0)", "probe: action panic addr 0x0 (restart #1)", "probe: action panic addr 0x0 (restart #2)"]);
+    assert_eq!(b.summary("flaky"), "stopped: the guest panicked (restarted 2 times)");
+    assert_eq!(b.summary("steady"), "exited 0");
+}
