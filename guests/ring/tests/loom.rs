@@ -70,7 +70,7 @@ fn send_all(tx: &mut ProducerCore<View>, values: &[u64], batch: u32) {
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
-        b.preemption_bound = Some(3);
+        b.preemption_bound = Some(4);
     }
     b.check(f);
 }
