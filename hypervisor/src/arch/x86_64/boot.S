@@ -209,3 +209,130 @@ tramp_lm64:
     jmp     rax
 .global ap_trampoline_end
 ap_trampoline_end:
+
+// A BIOS boot sector for machines without a multiboot loader (Bochs). It is
+// not executed from the image: `hallows` copies these 512 bytes to sector 0
+// of a disk image, the hypervisor image after it, and patches the sector
+// count at offset 8. At 0x7c00 in real mode it records the BIOS memory map
+// (E820) as a multiboot information block at 0x5000 (map at 0x6000), copies
+// the image to 1 MiB (INT 13h extended reads into a bounce buffer, then
+// "unreal mode" copies), and enters `_start32` in protected mode as a
+// multiboot loader would. Fixed offsets: 8 sector count, 16 disk address
+// packet, 32 GDT, 64 GDT pointer, 72 drive, 76 destination.
+.section .rodata.bootsector, "a"
+.code16
+.global bios_boot_sector
+bios_boot_sector:
+    jmp     bs_code
+    .org    bios_boot_sector + 8
+    .long   0                           // 8: sectors to load (patched)
+    .org    bios_boot_sector + 16
+    .byte   16, 0                       // 16: disk address packet
+    .word   64                          //     sectors per read
+    .word   0, 0x1000                   //     buffer 0x1000:0000
+    .quad   1                           //     LBA
+    .quad   0                           // 32: GDT
+    .quad   0x00AF9A000000FFFF
+    .quad   0x00CF92000000FFFF
+    .quad   0x00CF9A000000FFFF
+    .word   31                          // 64: GDT pointer
+    .long   0x7c00 + 32
+    .org    bios_boot_sector + 72
+    .byte   0                           // 72: drive
+    .org    bios_boot_sector + 76
+    .long   0x100000                    // 76: destination
+    .org    bios_boot_sector + 80
+bs_code:
+    cli
+    xor     ax, ax
+    mov     ds, ax
+    mov     es, ax
+    mov     ss, ax
+    mov     sp, 0x7c00
+    mov     [0x7c00 + 72], dl
+    // Multiboot information at 0x5000 (zeroed), memory map at 0x6000.
+    mov     di, 0x5000
+    mov     cx, 0x80
+    xor     al, al
+    rep     stosb
+    mov     di, 0x6004
+    xor     ebx, ebx
+1:  mov     eax, 0xE820
+    mov     ecx, 20
+    mov     edx, 0x534D4150
+    int     0x15
+    jc      2f
+    mov     dword ptr [di - 4], 20
+    add     di, 24
+    test    ebx, ebx
+    jnz     1b
+2:  lea     ax, [di - 4]
+    sub     ax, 0x6000
+    mov     [0x5000 + 44], ax
+    mov     word ptr [0x5000 + 48], 0x6000
+    mov     word ptr [0x5000], 0x40
+    // A20 on (port 0x92), then unreal mode: FS with a 4 GiB limit.
+    in      al, 0x92
+    or      al, 2
+    and     al, 0xFE
+    out     0x92, al
+    lgdt    [0x7c00 + 64]
+    mov     eax, cr0
+    or      al, 1
+    mov     cr0, eax
+    mov     bx, 0x10
+    mov     fs, bx
+    and     al, 0xFE
+    mov     cr0, eax
+    xor     ax, ax
+    mov     ds, ax
+    sti
+3:  cmp     dword ptr [0x7c00 + 8], 0
+    jle     5f
+    mov     si, 0x7c00 + 16
+    mov     ah, 0x42
+    mov     dl, [0x7c00 + 72]
+    int     0x13
+    jc      6f
+    mov     esi, 0x10000
+    mov     edi, [0x7c00 + 76]
+    mov     ecx, 64 * 512 / 4
+4:  mov     eax, fs:[esi]
+    mov     fs:[edi], eax
+    add     esi, 4
+    add     edi, 4
+    dec     ecx
+    jnz     4b
+    mov     [0x7c00 + 76], edi
+    add     dword ptr [0x7c00 + 24], 64
+    sub     dword ptr [0x7c00 + 8], 64
+    jmp     3b
+5:  cli
+    lgdt    [0x7c00 + 64]
+    mov     eax, cr0
+    or      al, 1
+    mov     cr0, eax
+    .byte   0x66, 0xEA
+    .long   0x7c00 + (bs_pm32 - bios_boot_sector)
+    .word   0x18
+6:  mov     ax, 0x0e45                  // 'E': the disk read failed
+    int     0x10
+7:  hlt
+    jmp     7b
+.code32
+bs_pm32:
+    mov     ax, 0x10
+    mov     ds, ax
+    mov     es, ax
+    mov     fs, ax
+    mov     ss, ax
+    mov     esp, 0x7c00
+    mov     ecx, [0x100000 + 28]        // the multiboot header's entry_addr
+    mov     eax, 0x2BADB002
+    mov     ebx, 0x5000
+    jmp     ecx
+    .org    bios_boot_sector + 510
+    .byte   0x55, 0xAA
+.global bios_boot_sector_end
+bios_boot_sector_end:
+.code64
