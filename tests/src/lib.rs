@@ -88,15 +88,20 @@ pub fn boot_manifest(path: &Path) -> Boot {
 /// CPU model `cpu`: `corei7_skylake_x` (Intel VMX with EPT) or `ryzen` (AMD
 /// SVM with NRIP save), four cores like the board.
 pub fn boot_bochs(name: &str, cpu: &str) -> Boot {
+    boot_bochs_manifest(&root().join("tests/systems").join(format!("{name}.toml")), cpu)
+}
+
+/// Boots any x86_64 manifest under Bochs with CPU model `cpu`.
+pub fn boot_bochs_manifest(path: &Path, cpu: &str) -> Boot {
     let root = root();
-    let path = root.join("tests/systems").join(format!("{name}.toml"));
     let ctx = workspace::check_context(&root);
-    let sys = vmm_config::load(&path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
+    let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
     let art = artifacts(sys.board.arch);
     let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
     let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
     let disk = hallows::bochs::disk(&img, &hv).expect("composing the disk");
-    let dir = root.join("target/hallows/tests/bochs").join(format!("{name}-{cpu}"));
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+    let dir = root.join("target/hallows/tests/bochs").join(format!("{stem}-{cpu}"));
     let r = hallows::bochs::run(&disk, cpu, &dir, BOOT_TIMEOUT).expect("running bochs");
     Boot { status: r.status, output: r.output }
 }

@@ -1,16 +1,82 @@
-//! x86_64 systems under Bochs, four cores, booted from a BIOS disk: `ryzen`
-//! (AMD SVM with NRIP save, a second SVM implementation besides QEMU's).
+//! x86_64 systems under Bochs, four cores, booted from a BIOS disk:
+//! `corei7_skylake_x` (Intel VMX with EPT: the VMX path of the one image)
+//! and `ryzen` (AMD SVM with NRIP save, a second SVM implementation besides
+//! QEMU's). The systems and expectations are those of `x86.rs`.
 
-use hallows_tests::boot_bochs;
+use hallows_tests::{boot_bochs, boot_bochs_manifest, root, Boot};
 
-#[test]
-fn svm_with_nrip_runs_the_containment_system() {
-    let b = boot_bochs("x86-containment", "ryzen");
+const VMX: &str = "corei7_skylake_x";
+const SVM: &str = "ryzen";
+
+fn containment(b: &Boot) {
     b.assert_status(1);
     b.assert_no_uncontained();
-    assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
-    assert!(b.summary("ioport").starts_with("stopped: I/O port denied: write to port 0x80"), "{}", b.output);
-    assert!(b.summary("msr").starts_with("stopped: MSR denied: rdmsr 0x1b"), "{}", b.output);
-    assert!(b.summary("hvmem").starts_with("stopped: stage-2 fault: read at 0x100000"), "{}", b.output);
+    assert!(b.summary("ioport").starts_with("stopped: I/O port denied: write to port 0x80 (pc 0x4000"), "{}", b.output);
+    assert!(b.summary("msr").starts_with("stopped: MSR denied: rdmsr 0x1b (pc 0x4000"), "{}", b.output);
+    assert!(b.summary("hvmem").starts_with("stopped: stage-2 fault: read at 0x100000, outside its memory"), "{}", b.output);
     assert_eq!(b.summary("bystander"), "exited 0");
+    assert!(b.lines_of("bystander").contains(&"669 primes below 5000"));
+}
+
+#[test]
+fn vmx_demo_runs_three_partitions_on_three_cores() {
+    let b = boot_bochs_manifest(&root().join("vmm-config/examples/demo-x86_64.toml"), VMX);
+    b.assert_status(0);
+    assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
+    for name in ["frontend", "backend", "database"] {
+        assert_eq!(b.summary(name), "exited 0");
+    }
+    assert!(b.lines_of("frontend").contains(&"backend counted 168 primes below 1000 (job 1)"), "{}", b.output);
+}
+
+#[test]
+fn vmx_contains_io_ports_msrs_and_hypervisor_memory() {
+    let b = boot_bochs("x86-containment", VMX);
+    assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
+    containment(&b);
+}
+
+#[test]
+fn vmx_contains_foreign_ram() {
+    let b = boot_bochs("x86-foreign-ram", VMX);
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert!(b.summary("attacker").starts_with("stopped: stage-2 fault: read at 0x2000000"), "{}", b.output);
+    assert!(b.summary("overrun").starts_with("stopped: stage-2 fault: write at 0x40200000"), "{}", b.output);
+    assert_eq!(b.summary("victim"), "exited 0");
+}
+
+#[test]
+fn vmx_stops_faulting_guests() {
+    let b = boot_bochs("x86-faults", VMX);
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert_eq!(b.summary("panicky"), "stopped: the guest panicked");
+    assert!(b.summary("undef").starts_with("stopped: unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
+    assert_eq!(b.summary("console"), "exited 0");
+    assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
+}
+
+#[test]
+fn vmx_restarts_then_stops() {
+    let b = boot_bochs("x86-restart", VMX);
+    b.assert_status(1);
+    assert_eq!(b.summary("flaky"), "stopped: the guest panicked (restarted 2 times)");
+    assert_eq!(b.summary("steady"), "exited 0");
+}
+
+#[test]
+fn svm_with_nrip_contains_io_ports_msrs_and_hypervisor_memory() {
+    let b = boot_bochs("x86-containment", SVM);
+    assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
+    containment(&b);
+}
+
+#[test]
+fn svm_with_nrip_stops_faulting_guests() {
+    let b = boot_bochs("x86-faults", SVM);
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert_eq!(b.summary("panicky"), "stopped: the guest panicked");
+    assert!(b.summary("undef").starts_with("stopped: unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
 }

@@ -7,12 +7,12 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU8, Ordering};
 
-use hallows_paging::{Attr, Npt, PageTable};
+use hallows_paging::{Attr, Ept, Npt, PageTable};
 use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::guest::{self, Exit, Gprs};
 use super::phys::{self, GuestRam, TablePool};
-use super::{cpu, firmware, serial, svm};
+use super::{cpu, firmware, serial, svm, vmx};
 use crate::partition::{self, Trap};
 use crate::system::{self, Loaded};
 use crate::{console, MAX_CORES};
@@ -47,6 +47,24 @@ extern "C" {
     static __hv_end: u8;
 }
 
+/// The virtualization extension this machine offers, chosen at boot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Virt {
+    Svm = 1,
+    Vmx = 2,
+}
+
+static VIRT: AtomicU8 = AtomicU8::new(0);
+
+fn virt() -> Virt {
+    if VIRT.load(Ordering::Relaxed) == Virt::Vmx as u8 {
+        Virt::Vmx
+    } else {
+        Virt::Svm
+    }
+}
+
 /// Core index of each local APIC id (0xff: none), filled as cores come up.
 static CORE_OF_APIC: [AtomicU8; 256] = [const { AtomicU8::new(0xff) }; 256];
 
@@ -74,7 +92,15 @@ extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
     } else {
         AP_UP.store(1, Ordering::Release);
     }
-    svm::init_core(core as usize);
+    match virt() {
+        Virt::Svm => svm::init_core(core as usize),
+        Virt::Vmx => {
+            if !vmx::init_core(core as usize) {
+                console::hv_print(format_args!("core {core}: VMXON failed\n"));
+                exit_machine(2);
+            }
+        }
+    }
     partition::run_core(core as usize)
 }
 
@@ -115,14 +141,21 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
     if board.arch != hallows_table::arch::X86_64 {
         return Err(system::BootError::Board("the table was built for another architecture:", board.arch as u64));
     }
-    if !svm::supported() {
+    // One image for both vendors: the extension is picked from CPUID.
+    let virt = if svm::supported() {
+        Virt::Svm
+    } else if vmx::supported() {
+        Virt::Vmx
+    } else {
         return Err(system::BootError::Board(
-            "this CPU offers no AMD SVM with nested paging (Intel VMX is not driven yet); CPUID vendor AMD =",
+            "this CPU offers neither AMD SVM with nested paging nor Intel VMX with EPT; CPUID vendor AMD =",
             cpu::vendor_is_amd() as u64,
         ));
-    }
+    };
+    VIRT.store(virt as u8, Ordering::Relaxed);
     console::hv_print(format_args!(
-        "RustHallows hypervisor (x86_64, AMD SVM), table v{}, {} partition(s), image {:#x}..{:#x}\n",
+        "RustHallows hypervisor (x86_64, {}), table v{}, {} partition(s), image {:#x}..{:#x}\n",
+        if virt == Virt::Svm { "AMD SVM" } else { "Intel VMX" },
         table.version,
         table.partition_count,
         hv_start,
@@ -134,23 +167,17 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
 
-    svm::init_global();
+    match virt {
+        Virt::Svm => svm::init_global(),
+        Virt::Vmx => vmx::init_global(),
+    }
     let mut pool = TablePool;
     let mut loaded = Loaded::EMPTY;
     for (i, p) in table.partitions().iter().enumerate() {
-        let mut npt = PageTable::<Npt>::new(&mut pool).map_err(system::BootError::Map)?;
-        npt.map(&mut pool, p.ram_ipa, p.ram_pa, p.ram_size, Attr::RWX).map_err(system::BootError::Map)?;
-        for r in &p.regions[..p.region_count as usize] {
-            npt.map(&mut pool, r.ipa, r.pa, r.size, system::region_attr(r)).map_err(system::BootError::Map)?;
-        }
-        for (index, c) in system::directory(table, i) {
-            let maps = system::channel_mappings(c, c.producer as usize == i)
-                .ok_or(system::BootError::Channel { index, what: "invalid geometry" })?;
-            for (ipa, pa, size, attr) in maps {
-                npt.map(&mut pool, ipa, pa, size, attr).map_err(system::BootError::Map)?;
-            }
-        }
-        guest::map_guest_tables((i + 1) as u16, &mut npt, &mut pool).map_err(system::BootError::Map)?;
+        let root = match virt {
+            Virt::Svm => nested_tables::<Npt>(table, i, &mut pool)?,
+            Virt::Vmx => nested_tables::<Ept>(table, i, &mut pool)?,
+        };
         // SAFETY: `system::validate` proved this RAM lies in board RAM, is
         // disjoint from the hypervisor reservation and from every other
         // partition, and the boot map identity-maps all of the first 4 GiB.
@@ -158,8 +185,40 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
         if p.ram().end().is_none_or(|e| e > 1 << 32) {
             return Err(system::BootError::Partition { index: i, what: "RAM above 4 GiB is not mapped by the hypervisor yet" });
         }
-        loaded.partitions[i] = Some(system::PartitionRt { ram: guest, stage2_root: npt.root(), vmid: (i + 1) as u16 });
+        loaded.partitions[i] = Some(system::PartitionRt { ram: guest, stage2_root: root, vmid: (i + 1) as u16 });
     }
+    finish_boot(table, payload, loaded)
+}
+
+/// Partition `i`'s nested tables in format `F` (NPT or EPT): its RAM, its
+/// regions, its channels, its initial guest page tables. Returns the root.
+fn nested_tables<F: hallows_paging::Format>(
+    table: &'static SystemTable,
+    i: usize,
+    pool: &mut TablePool,
+) -> Result<u64, system::BootError> {
+    let p = &table.partitions()[i];
+    let mut npt = PageTable::<F>::new(pool).map_err(system::BootError::Map)?;
+    let pool = &mut *pool;
+    {
+        npt.map(pool, p.ram_ipa, p.ram_pa, p.ram_size, Attr::RWX).map_err(system::BootError::Map)?;
+        for r in &p.regions[..p.region_count as usize] {
+            npt.map(pool, r.ipa, r.pa, r.size, system::region_attr(r)).map_err(system::BootError::Map)?;
+        }
+        for (index, c) in system::directory(table, i) {
+            let maps = system::channel_mappings(c, c.producer as usize == i)
+                .ok_or(system::BootError::Channel { index, what: "invalid geometry" })?;
+            for (ipa, pa, size, attr) in maps {
+                npt.map(pool, ipa, pa, size, attr).map_err(system::BootError::Map)?;
+            }
+        }
+        guest::map_guest_tables((i + 1) as u16, &mut npt, pool).map_err(system::BootError::Map)?;
+    }
+    Ok(npt.root())
+}
+
+fn finish_boot(table: &'static SystemTable, payload: &'static [u8], loaded: Loaded) -> Result<(), system::BootError> {
+    let board = &table.board;
     console::hv_print(format_args!("{} page-table pages used\n", TablePool::used()));
     let sys = system::install(table, payload, loaded);
     for (i, _) in table.partitions().iter().enumerate() {
@@ -271,7 +330,17 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
     if vcpu == 0 {
         guest::reset_guest_tables(asid);
     }
-    svm::setup_vcpu(core, npt_root, asid, entry);
+    match virt() {
+        Virt::Svm => svm::setup_vcpu(core, npt_root, asid, entry),
+        Virt::Vmx => {
+            if vmx::setup_vcpu(core, npt_root, entry).is_err() {
+                // The CPU lacks a control the policy needs (checked once,
+                // on the first entry): nothing can run confined.
+                console::hv_print(format_args!("core {core}: this CPU's VMX cannot enforce the partition policy\n"));
+                exit_machine(2);
+            }
+        }
+    }
     let top = HV_STACKS.0.get() as u64 + ((core + 1) * STACK_SIZE) as u64;
     // SAFETY: switches to the top of this core's own stack (everything on it
     // is abandoned: we never return) and calls the run loop.
@@ -294,12 +363,23 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
 
 extern "C" fn vcpu_loop(core: usize, vcpu: u64, x0: u64, x1: u64) -> ! {
     let mut g = Gprs { rdi: x0, rsi: x1, ..Gprs::default() };
+    let virt = virt();
     loop {
-        match svm::run(core, vcpu, &mut g) {
+        let exit = match virt {
+            Virt::Svm => svm::run(core, vcpu, &mut g),
+            Virt::Vmx => vmx::run(core, vcpu, &mut g),
+        };
+        match exit {
             Exit::Call => {
-                let mut regs = svm::call_args(core, &g);
+                let mut regs = match virt {
+                    Virt::Svm => svm::call_args(core, &g),
+                    Virt::Vmx => vmx::call_args(&g),
+                };
                 partition::handle_trap(core, Trap::Call, &mut regs);
-                svm::finish_call(core, &mut g, &regs);
+                match virt {
+                    Virt::Svm => svm::finish_call(core, &mut g, &regs),
+                    Virt::Vmx => vmx::finish_call(&mut g, &regs),
+                }
             }
             Exit::Trap(t) => {
                 let mut regs = [0u64; 31];

@@ -116,6 +116,8 @@ pub struct Gprs {
     pub r13: u64,
     pub r14: u64,
     pub r15: u64,
+    /// rax: VMX keeps it here (SVM keeps it in the VMCB and ignores this).
+    pub rax: u64,
 }
 
 impl Gprs {

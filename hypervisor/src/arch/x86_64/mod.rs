@@ -1,7 +1,8 @@
 //! x86_64: boot from multiboot into long mode, the COM1 console, the
-//! firmware's facts (multiboot memory map, ACPI MADT), and the AMD SVM
-//! driver (VMCB, nested paging, intercept policy). One image; the
-//! virtualization extension is picked at run time from CPUID.
+//! firmware's facts (multiboot memory map, ACPI MADT), and the two
+//! virtualization drivers, AMD SVM (VMCB, NPT) and Intel VMX (VMCS, EPT),
+//! enforcing one intercept policy (`guest.rs`). One image: the extension
+//! is picked at run time from CPUID.
 
 mod boot;
 mod cpu;
@@ -10,6 +11,7 @@ mod guest;
 mod phys;
 mod serial;
 mod svm;
+mod vmx;
 
 pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_event};
 pub use phys::GuestRam;

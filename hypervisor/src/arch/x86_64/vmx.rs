@@ -1,0 +1,572 @@
+//! Intel VMX: VMXON, the VMCS of each core, the same intercept policy as
+//! SVM (see `svm.rs` and `docs/x86.md`), `vmlaunch`/`vmresume`, and the
+//! decoding of VM exits into portable traps.
+//!
+//! Field encodings and exit reasons are from the Intel SDM vol. 3C,
+//! appendices B and C. Controls are adjusted to what the CPU allows with the
+//! (true) capability MSRs; a control the policy needs but the CPU forces
+//! off fails the boot rather than running a partition unconfined.
+
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+
+use super::cpu::{self, cpuid, rdmsr, wrmsr};
+use super::guest::{self, Exit, Gprs};
+use crate::partition::{StopReason, Trap};
+use crate::MAX_CORES;
+
+const PAGE: usize = 4096;
+
+#[repr(C, align(4096))]
+struct Pages<const N: usize>(UnsafeCell<[[u8; PAGE]; N]>);
+// SAFETY: page `i` of the per-core arrays is only touched by core `i`; the
+// MSR bitmap is written once by core 0 before any other core starts.
+unsafe impl<const N: usize> Sync for Pages<N> {}
+
+#[link_section = ".noinit.vmx"]
+static VMXON: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
+#[link_section = ".noinit.vmx"]
+static VMCS: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
+#[link_section = ".noinit.vmx"]
+static MSR_BITMAP: Pages<1> = Pages(UnsafeCell::new([[0; PAGE]; 1]));
+
+/// Each core's GDT (null, code64, data, code32, a 16-byte TSS descriptor)
+/// and TSS: VMX needs a non-zero host TR.
+#[repr(C, align(16))]
+struct CoreDesc(UnsafeCell<[[u64; 6]; MAX_CORES]>);
+// SAFETY: entry `i` is only touched by core `i`.
+unsafe impl Sync for CoreDesc {}
+static GDTS: CoreDesc = CoreDesc(UnsafeCell::new([[0; 6]; MAX_CORES]));
+#[repr(C, align(16))]
+struct Tss(UnsafeCell<[[u8; 128]; MAX_CORES]>);
+// SAFETY: entry `i` is only touched by core `i`.
+unsafe impl Sync for Tss {}
+static TSS: Tss = Tss(UnsafeCell::new([[0; 128]; MAX_CORES]));
+
+mod msr {
+    pub const FEATURE_CONTROL: u32 = 0x3A;
+    pub const BASIC: u32 = 0x480;
+    pub const PINBASED: u32 = 0x481;
+    pub const PROCBASED: u32 = 0x482;
+    pub const EXIT: u32 = 0x483;
+    pub const ENTRY: u32 = 0x484;
+    pub const CR0_FIXED0: u32 = 0x486;
+    pub const CR0_FIXED1: u32 = 0x487;
+    pub const CR4_FIXED0: u32 = 0x488;
+    pub const CR4_FIXED1: u32 = 0x489;
+    pub const PROCBASED2: u32 = 0x48B;
+    pub const EPT_VPID_CAP: u32 = 0x48C;
+    pub const TRUE_PINBASED: u32 = 0x48D;
+    pub const TRUE_PROCBASED: u32 = 0x48E;
+    pub const TRUE_EXIT: u32 = 0x48F;
+    pub const TRUE_ENTRY: u32 = 0x490;
+    pub const PAT: u32 = 0x277;
+}
+
+/// VMCS field encodings.
+mod f {
+    pub const GUEST_ES_SEL: u64 = 0x800;
+    pub const HOST_ES_SEL: u64 = 0xC00;
+    pub const HOST_CS_SEL: u64 = 0xC02;
+    pub const HOST_SS_SEL: u64 = 0xC04;
+    pub const HOST_DS_SEL: u64 = 0xC06;
+    pub const HOST_FS_SEL: u64 = 0xC08;
+    pub const HOST_GS_SEL: u64 = 0xC0A;
+    pub const HOST_TR_SEL: u64 = 0xC0C;
+    pub const MSR_BITMAP: u64 = 0x2004;
+    pub const EPT_POINTER: u64 = 0x201A;
+    pub const GUEST_PHYS_ADDR: u64 = 0x2400;
+    pub const VMCS_LINK: u64 = 0x2800;
+    pub const GUEST_PAT: u64 = 0x2804;
+    pub const GUEST_EFER: u64 = 0x2806;
+    pub const HOST_PAT: u64 = 0x2C00;
+    pub const HOST_EFER: u64 = 0x2C02;
+    pub const PIN: u64 = 0x4000;
+    pub const PROC: u64 = 0x4002;
+    pub const EXC_BITMAP: u64 = 0x4004;
+    pub const CR3_TARGET_COUNT: u64 = 0x400A;
+    pub const EXIT_CTLS: u64 = 0x400C;
+    pub const ENTRY_CTLS: u64 = 0x4012;
+    pub const ENTRY_INTR_INFO: u64 = 0x4016;
+    pub const PROC2: u64 = 0x401E;
+    pub const INSTR_ERROR: u64 = 0x4400;
+    pub const EXIT_REASON: u64 = 0x4402;
+    pub const EXIT_INTR_INFO: u64 = 0x4404;
+    pub const EXIT_INSTR_LEN: u64 = 0x440C;
+    pub const GUEST_ES_LIMIT: u64 = 0x4800;
+    pub const GUEST_GDTR_LIMIT: u64 = 0x4810;
+    pub const GUEST_IDTR_LIMIT: u64 = 0x4812;
+    pub const GUEST_ES_AR: u64 = 0x4814;
+    pub const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
+    pub const GUEST_ACTIVITY: u64 = 0x4826;
+    pub const GUEST_SYSENTER_CS: u64 = 0x482A;
+    pub const HOST_SYSENTER_CS: u64 = 0x4C00;
+    pub const CR0_MASK: u64 = 0x6000;
+    pub const CR4_MASK: u64 = 0x6002;
+    pub const CR0_SHADOW: u64 = 0x6004;
+    pub const CR4_SHADOW: u64 = 0x6006;
+    pub const QUALIFICATION: u64 = 0x6400;
+    pub const GUEST_CR0: u64 = 0x6800;
+    pub const GUEST_CR3: u64 = 0x6802;
+    pub const GUEST_CR4: u64 = 0x6804;
+    pub const GUEST_ES_BASE: u64 = 0x6806;
+    pub const GUEST_GDTR_BASE: u64 = 0x6816;
+    pub const GUEST_IDTR_BASE: u64 = 0x6818;
+    pub const GUEST_DR7: u64 = 0x681A;
+    pub const GUEST_RSP: u64 = 0x681C;
+    pub const GUEST_RIP: u64 = 0x681E;
+    pub const GUEST_RFLAGS: u64 = 0x6820;
+    pub const GUEST_PENDING_DBG: u64 = 0x6822;
+    pub const GUEST_SYSENTER_ESP: u64 = 0x6824;
+    pub const GUEST_SYSENTER_EIP: u64 = 0x6826;
+    pub const HOST_CR0: u64 = 0x6C00;
+    pub const HOST_CR3: u64 = 0x6C02;
+    pub const HOST_CR4: u64 = 0x6C04;
+    pub const HOST_FS_BASE: u64 = 0x6C06;
+    pub const HOST_GS_BASE: u64 = 0x6C08;
+    pub const HOST_TR_BASE: u64 = 0x6C0A;
+    pub const HOST_GDTR_BASE: u64 = 0x6C0C;
+    pub const HOST_IDTR_BASE: u64 = 0x6C0E;
+    pub const HOST_SYSENTER_ESP: u64 = 0x6C10;
+    pub const HOST_SYSENTER_EIP: u64 = 0x6C12;
+    pub const HOST_RIP: u64 = 0x6C16;
+}
+
+mod exit {
+    pub const EXCEPTION: u64 = 0;
+    pub const EXTERNAL_INTERRUPT: u64 = 1;
+    pub const TRIPLE_FAULT: u64 = 2;
+    pub const INIT: u64 = 3;
+    pub const SIPI: u64 = 4;
+    pub const CPUID: u64 = 10;
+    pub const HLT: u64 = 12;
+    pub const INVD: u64 = 13;
+    pub const VMCALL: u64 = 18;
+    pub const CR_ACCESS: u64 = 28;
+    pub const IO: u64 = 30;
+    pub const RDMSR: u64 = 31;
+    pub const WRMSR: u64 = 32;
+    pub const EPT_VIOLATION: u64 = 48;
+}
+
+/// Whether this CPU has VMX with EPT (4 levels, write-back) that the
+/// firmware has not locked away.
+pub fn supported() -> bool {
+    if cpuid(1, 0).ecx & (1 << 5) == 0 {
+        return false;
+    }
+    let fc = rdmsr(msr::FEATURE_CONTROL);
+    if fc & 1 != 0 && fc & (1 << 2) == 0 {
+        return false;
+    }
+    let proc = rdmsr(msr::PROCBASED);
+    if (proc >> 32) & (1 << 31) == 0 {
+        return false;
+    }
+    let proc2 = rdmsr(msr::PROCBASED2);
+    let ept = rdmsr(msr::EPT_VPID_CAP);
+    (proc2 >> 32) & (1 << 1) != 0 && ept & (1 << 6) != 0 && ept & (1 << 14) != 0
+}
+
+/// One-time set-up on core 0: the MSR bitmap, all ones (every MSR exits)
+/// except FS and GS base, which the VMCS switches with the guest.
+pub fn init_global() {
+    // SAFETY: core 0, before any other core runs or any VMCS points here.
+    let bm = unsafe { &mut (*MSR_BITMAP.0.get())[0] };
+    bm.fill(0xff);
+    for m in [0xC000_0100u32, 0xC000_0101] {
+        let bit = (m - 0xC000_0000) as usize;
+        // Read-high at 0x400, write-high at 0xC00.
+        for base in [0x400, 0xC00] {
+            bm[base + bit / 8] &= !(1 << (bit % 8));
+        }
+    }
+}
+
+fn page_pa<const N: usize>(p: &Pages<N>, i: usize) -> u64 {
+    p.0.get() as u64 + (i * PAGE) as u64
+}
+
+fn read_cr0() -> u64 {
+    let v: u64;
+    // SAFETY: reads a control register.
+    unsafe { asm!("mov {}, cr0", out(reg) v, options(nomem, nostack)) };
+    v
+}
+fn read_cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reads a control register.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
+    v
+}
+fn read_cr4() -> u64 {
+    let v: u64;
+    // SAFETY: reads a control register.
+    unsafe { asm!("mov {}, cr4", out(reg) v, options(nomem, nostack)) };
+    v
+}
+
+/// Per-core set-up: this core's GDT with a TSS, CR0/CR4 as VMX requires,
+/// VMXON. Returns false if VMXON fails.
+pub fn init_core(core: usize) -> bool {
+    assert!(core < MAX_CORES, "core index");
+    // SAFETY: entry `core` of the GDT and TSS arrays belongs to this core.
+    let (gdt, tss) = unsafe { (&mut (*GDTS.0.get())[core], &mut (*TSS.0.get())[core]) };
+    tss.fill(0);
+    let base = tss.as_ptr() as u64;
+    gdt[0] = 0;
+    gdt[1] = 0x00AF_9A00_0000_FFFF;
+    gdt[2] = 0x00CF_9200_0000_FFFF;
+    gdt[3] = 0x00CF_9A00_0000_FFFF;
+    // Available 64-bit TSS, limit 0x67.
+    gdt[4] = 0x67 | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((base >> 24) & 0xff) << 56);
+    gdt[5] = base >> 32;
+    let mut gdtr = [0u8; 10];
+    gdtr[..2].copy_from_slice(&((6 * 8 - 1) as u16).to_le_bytes());
+    gdtr[2..].copy_from_slice(&(gdt.as_ptr() as u64).to_le_bytes());
+    // SAFETY: the new GDT has the same code and data descriptors at the same
+    // selectors as the boot GDT, so the loaded segments stay valid; TR
+    // 0x20 is the TSS just written.
+    unsafe { asm!("lgdt [{0}]", "mov ax, 0x20", "ltr ax", in(reg) gdtr.as_ptr(), out("ax") _, options(nostack)) };
+
+    let fc = rdmsr(msr::FEATURE_CONTROL);
+    if fc & 1 == 0 {
+        wrmsr(msr::FEATURE_CONTROL, fc | 1 | (1 << 2));
+    }
+    let cr0 = (read_cr0() | rdmsr(msr::CR0_FIXED0)) & rdmsr(msr::CR0_FIXED1);
+    let cr4 = (read_cr4() | (1 << 13) | rdmsr(msr::CR4_FIXED0)) & rdmsr(msr::CR4_FIXED1);
+    // SAFETY: sets the bits VMX requires (CR0.NE, CR4.VMXE) within what the
+    // CPU allows; paging and protection stay as they are.
+    unsafe { asm!("mov cr0, {}", "mov cr4, {}", in(reg) cr0, in(reg) cr4, options(nostack)) };
+    let region = page_pa(&VMXON, core);
+    let rev = rdmsr(msr::BASIC) as u32 & 0x7fff_ffff;
+    // SAFETY: this core's own VMXON page.
+    unsafe {
+        core::ptr::write_bytes(region as *mut u8, 0, PAGE);
+        core::ptr::write_volatile(region as *mut u32, rev);
+    }
+    let ok: u8;
+    // SAFETY: VMXON with a 4 KiB-aligned region carrying the revision id;
+    // CF/ZF report failure.
+    unsafe { asm!("vmxon [{0}]", "setna {1}", in(reg) &region, out(reg_byte) ok, options(nostack)) };
+    ok == 0
+}
+
+fn vmwrite(field: u64, value: u64) {
+    // SAFETY: writes a field of the current VMCS (this core's own, loaded by
+    // `setup_vcpu`); a bad field only sets the VM-instruction error.
+    unsafe { asm!("vmwrite {0}, {1}", in(reg) field, in(reg) value, options(nostack)) };
+}
+
+fn vmread(field: u64) -> u64 {
+    let v: u64;
+    // SAFETY: reads a field of the current VMCS.
+    unsafe { asm!("vmread {0}, {1}", out(reg) v, in(reg) field, options(nostack)) };
+    v
+}
+
+/// `desired` adjusted to a capability MSR (low half: must be one, high
+/// half: may be one); `None` if a bit in `required` cannot be set.
+fn adjust(cap: u32, desired: u32, required: u32) -> Option<u32> {
+    let v = rdmsr(cap);
+    let out = (desired | v as u32) & (v >> 32) as u32;
+    (out & required == required).then_some(out)
+}
+
+#[derive(Debug)]
+pub struct SetupError;
+
+/// Loads and fills this core's VMCS for a fresh vCPU entering 64-bit mode
+/// at `entry` on nested tables `ept_root`.
+pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupError> {
+    let vmcs = page_pa(&VMCS, core);
+    let basic = rdmsr(msr::BASIC);
+    // SAFETY: this core's own VMCS page, not current on any core.
+    unsafe {
+        core::ptr::write_bytes(vmcs as *mut u8, 0, PAGE);
+        core::ptr::write_volatile(vmcs as *mut u32, basic as u32 & 0x7fff_ffff);
+    }
+    let ok: u8;
+    // SAFETY: VMCLEAR then VMPTRLD of that page make it this core's current,
+    // launch-state-clear VMCS.
+    unsafe { asm!("vmclear [{0}]", "vmptrld [{0}]", "setna {1}", in(reg) &vmcs, out(reg_byte) ok, options(nostack)) };
+    if ok != 0 {
+        return Err(SetupError);
+    }
+    let true_caps = basic & (1 << 55) != 0;
+    let cap = |plain, tru| if true_caps { tru } else { plain };
+    // External interrupts and NMIs exit (they belong to the host).
+    let pin = adjust(cap(msr::PINBASED, msr::TRUE_PINBASED), 1 | (1 << 3), 1 | (1 << 3)).ok_or(SetupError)?;
+    // HLT (7), unconditional I/O (24), MSR bitmaps (28), secondary (31).
+    let want = (1 << 7) | (1 << 24) | (1 << 28) | (1 << 31);
+    let proc = adjust(cap(msr::PROCBASED, msr::TRUE_PROCBASED), want, want).ok_or(SetupError)?;
+    // EPT (1); RDTSCP (3) and INVPCID (12) where offered.
+    let proc2 = adjust(msr::PROCBASED2, (1 << 1) | (1 << 3) | (1 << 12), 1 << 1).ok_or(SetupError)?;
+    // Exit: 64-bit host (9), save/load PAT (18, 19), save/load EFER (20, 21).
+    let want = (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21);
+    let exit_ctls = adjust(cap(msr::EXIT, msr::TRUE_EXIT), want, want).ok_or(SetupError)?;
+    // Entry: 64-bit guest (9), load PAT (14), load EFER (15).
+    let want = (1 << 9) | (1 << 14) | (1 << 15);
+    let entry_ctls = adjust(cap(msr::ENTRY, msr::TRUE_ENTRY), want, want).ok_or(SetupError)?;
+    vmwrite(f::PIN, pin as u64);
+    vmwrite(f::PROC, proc as u64);
+    vmwrite(f::PROC2, proc2 as u64);
+    vmwrite(f::EXIT_CTLS, exit_ctls as u64);
+    vmwrite(f::ENTRY_CTLS, entry_ctls as u64);
+    vmwrite(f::ENTRY_INTR_INFO, 0);
+    // #DB and #AC (see svm.rs).
+    vmwrite(f::EXC_BITMAP, (1 << 1) | (1 << 17));
+    vmwrite(f::CR3_TARGET_COUNT, 0);
+    vmwrite(f::MSR_BITMAP, page_pa(&MSR_BITMAP, 0));
+    // Write-back, 4-level walk.
+    vmwrite(f::EPT_POINTER, ept_root | (3 << 3) | 6);
+
+    let s = guest::entry_state();
+    let cr0 = (s.cr0 | rdmsr(msr::CR0_FIXED0)) & rdmsr(msr::CR0_FIXED1);
+    let cr4 = (s.cr4 | rdmsr(msr::CR4_FIXED0)) & rdmsr(msr::CR4_FIXED1);
+    // Every CR0/CR4 bit is owned by the hypervisor: changing one exits.
+    vmwrite(f::CR0_MASK, u64::MAX);
+    vmwrite(f::CR4_MASK, u64::MAX);
+    vmwrite(f::CR0_SHADOW, s.cr0);
+    vmwrite(f::CR4_SHADOW, s.cr4);
+    vmwrite(f::GUEST_CR0, cr0);
+    vmwrite(f::GUEST_CR3, s.cr3);
+    vmwrite(f::GUEST_CR4, cr4);
+    // Segments ES, CS, SS, DS, FS, GS, LDTR, TR: selector, limit, rights, base.
+    for i in 0..8u64 {
+        let (sel, ar, limit) = match i {
+            1 => (s.cs, 0xA09B, 0xffff_ffff),
+            6 => (0, 0x1_0000, 0),
+            7 => (0, 0x8B, 0x67),
+            _ => (s.ds, 0xC093, 0xffff_ffff),
+        };
+        vmwrite(f::GUEST_ES_SEL + 2 * i, sel as u64);
+        vmwrite(f::GUEST_ES_LIMIT + 2 * i, limit);
+        vmwrite(f::GUEST_ES_AR + 2 * i, ar);
+        vmwrite(f::GUEST_ES_BASE + 2 * i, 0);
+    }
+    vmwrite(f::GUEST_GDTR_BASE, 0);
+    vmwrite(f::GUEST_GDTR_LIMIT, 0);
+    vmwrite(f::GUEST_IDTR_BASE, 0);
+    vmwrite(f::GUEST_IDTR_LIMIT, 0);
+    vmwrite(f::GUEST_DR7, 0x400);
+    vmwrite(f::GUEST_RSP, 0);
+    vmwrite(f::GUEST_RIP, entry);
+    vmwrite(f::GUEST_RFLAGS, 0x2);
+    vmwrite(f::GUEST_PENDING_DBG, 0);
+    vmwrite(f::GUEST_INTERRUPTIBILITY, 0);
+    vmwrite(f::GUEST_ACTIVITY, 0);
+    vmwrite(f::GUEST_SYSENTER_CS, 0);
+    vmwrite(f::GUEST_SYSENTER_ESP, 0);
+    vmwrite(f::GUEST_SYSENTER_EIP, 0);
+    vmwrite(f::VMCS_LINK, u64::MAX);
+    vmwrite(f::GUEST_PAT, guest::PAT_RESET);
+    vmwrite(f::GUEST_EFER, s.efer);
+
+    // The host: this core as it is now.
+    vmwrite(f::HOST_CR0, read_cr0());
+    vmwrite(f::HOST_CR3, read_cr3());
+    vmwrite(f::HOST_CR4, read_cr4());
+    vmwrite(f::HOST_CS_SEL, 0x08);
+    for sel in [f::HOST_ES_SEL, f::HOST_SS_SEL, f::HOST_DS_SEL] {
+        vmwrite(sel, 0x10);
+    }
+    vmwrite(f::HOST_FS_SEL, 0);
+    vmwrite(f::HOST_GS_SEL, 0);
+    vmwrite(f::HOST_TR_SEL, 0x20);
+    vmwrite(f::HOST_FS_BASE, 0);
+    vmwrite(f::HOST_GS_BASE, 0);
+    // SAFETY: addresses of this core's own GDT and TSS entries only.
+    let (gdt, tss) = unsafe { ((*GDTS.0.get())[core].as_ptr() as u64, (*TSS.0.get())[core].as_ptr() as u64) };
+    vmwrite(f::HOST_TR_BASE, tss);
+    vmwrite(f::HOST_GDTR_BASE, gdt);
+    vmwrite(f::HOST_IDTR_BASE, 0);
+    vmwrite(f::HOST_SYSENTER_CS, 0);
+    vmwrite(f::HOST_SYSENTER_ESP, 0);
+    vmwrite(f::HOST_SYSENTER_EIP, 0);
+    vmwrite(f::HOST_PAT, rdmsr(msr::PAT));
+    vmwrite(f::HOST_EFER, rdmsr(cpu::EFER));
+    vmwrite(f::HOST_RIP, vmx_exit as *const () as u64);
+    LAUNCHED[core].store(false, core::sync::atomic::Ordering::Relaxed);
+    Ok(())
+}
+
+static LAUNCHED: [core::sync::atomic::AtomicBool; MAX_CORES] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CORES];
+
+extern "C" {
+    /// Enters the guest (`vmlaunch` if `launched` is 0, else `vmresume`);
+    /// returns 0 after a VM exit, 1 if the entry itself failed.
+    fn vmx_run(gprs: *mut Gprs, launched: u64) -> u64;
+    fn vmx_exit();
+}
+
+global_asm!(
+    ".global vmx_run",
+    ".global vmx_exit",
+    "vmx_run:",
+    "    push rbx",
+    "    push rbp",
+    "    push r12",
+    "    push r13",
+    "    push r14",
+    "    push r15",
+    "    push rdi",
+    "    mov rax, 0x6C14",
+    "    vmwrite rax, rsp",
+    "    mov rax, rsi",
+    "    mov rbx, [rdi + 0]",
+    "    mov rcx, [rdi + 8]",
+    "    mov rdx, [rdi + 16]",
+    "    mov rsi, [rdi + 24]",
+    "    mov rbp, [rdi + 40]",
+    "    mov r8,  [rdi + 48]",
+    "    mov r9,  [rdi + 56]",
+    "    mov r10, [rdi + 64]",
+    "    mov r11, [rdi + 72]",
+    "    mov r12, [rdi + 80]",
+    "    mov r13, [rdi + 88]",
+    "    mov r14, [rdi + 96]",
+    "    mov r15, [rdi + 104]",
+    "    test rax, rax",
+    "    mov rax, [rdi + 112]",
+    "    mov rdi, [rdi + 32]",
+    "    jnz 2f",
+    "    vmlaunch",
+    "    jmp 3f",
+    "2:  vmresume",
+    "3:  pop rdi",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbp",
+    "    pop rbx",
+    "    mov eax, 1",
+    "    ret",
+    "vmx_exit:",
+    "    push rdi",
+    "    mov rdi, [rsp + 8]",
+    "    mov [rdi + 112], rax",
+    "    mov [rdi + 0], rbx",
+    "    mov [rdi + 8], rcx",
+    "    mov [rdi + 16], rdx",
+    "    mov [rdi + 24], rsi",
+    "    mov [rdi + 40], rbp",
+    "    mov [rdi + 48], r8",
+    "    mov [rdi + 56], r9",
+    "    mov [rdi + 64], r10",
+    "    mov [rdi + 72], r11",
+    "    mov [rdi + 80], r12",
+    "    mov [rdi + 88], r13",
+    "    mov [rdi + 96], r14",
+    "    mov [rdi + 104], r15",
+    "    pop rax",
+    "    mov [rdi + 32], rax",
+    "    pop rdi",
+    "    pop r15",
+    "    pop r14",
+    "    pop r13",
+    "    pop r12",
+    "    pop rbp",
+    "    pop rbx",
+    "    xor eax, eax",
+    "    ret",
+);
+
+/// Runs the guest on this core until its next exit the portable code must
+/// see (see `svm::run`).
+pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
+    loop {
+        let launched = LAUNCHED[core].swap(true, core::sync::atomic::Ordering::Relaxed);
+        // SAFETY: this core's VMCS is current and complete (`setup_vcpu`),
+        // VMX is on (`init_core`), `g` is this core's register block, and
+        // `vmx_run` preserves the host's callee-saved state.
+        let failed = unsafe { vmx_run(g, launched as u64) };
+        if failed != 0 {
+            let code = vmread(f::INSTR_ERROR);
+            return Exit::Trap(Trap::Stop(StopReason::UnexpectedExit { code: 0xffff, info: code, pc: vmread(f::GUEST_RIP) }));
+        }
+        let reason = vmread(f::EXIT_REASON);
+        let basic = reason & 0xffff;
+        let rip = vmread(f::GUEST_RIP);
+        let qual = vmread(f::QUALIFICATION);
+        let skip = || vmwrite(f::GUEST_RIP, rip.wrapping_add(vmread(f::EXIT_INSTR_LEN)));
+        if reason & (1 << 31) != 0 {
+            // A failed entry (invalid guest state, MSR loading).
+            return Exit::Trap(Trap::Stop(StopReason::UnexpectedExit { code: reason, info: qual, pc: rip }));
+        }
+        let trap = match basic {
+            exit::VMCALL => {
+                skip();
+                return Exit::Call;
+            }
+            exit::EPT_VIOLATION => Trap::Stage2Fault {
+                ipa: vmread(f::GUEST_PHYS_ADDR),
+                write: qual & 2 != 0,
+                instr: qual & 4 != 0,
+                pc: rip,
+            },
+            exit::CPUID => {
+                let r = guest::cpuid(g.rax as u32, g.rcx as u32, vcpu);
+                g.rax = r.eax as u64;
+                g.rbx = r.ebx as u64;
+                g.rcx = r.ecx as u64;
+                g.rdx = r.edx as u64;
+                skip();
+                continue;
+            }
+            exit::RDMSR | exit::WRMSR => {
+                let msr = g.rcx as u32;
+                let write = basic == exit::WRMSR;
+                let value = (g.rdx << 32) | (g.rax & 0xffff_ffff);
+                match guest::msr(msr, write, value, vmread(f::GUEST_PAT), vmread(f::GUEST_EFER)) {
+                    Some(guest::MsrResult::Read(x)) => {
+                        g.rax = x & 0xffff_ffff;
+                        g.rdx = x >> 32;
+                    }
+                    Some(guest::MsrResult::Pat(p)) => vmwrite(f::GUEST_PAT, p),
+                    None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
+                }
+                skip();
+                continue;
+            }
+            exit::IO => Trap::Stop(StopReason::IoPort { port: (qual >> 16) as u16, write: qual & 8 == 0, pc: rip }),
+            exit::HLT => {
+                if vmread(f::GUEST_RFLAGS) & (1 << 9) == 0 {
+                    Trap::Stop(StopReason::Halted { pc: rip })
+                } else {
+                    skip();
+                    continue;
+                }
+            }
+            exit::INVD => {
+                skip();
+                continue;
+            }
+            exit::EXTERNAL_INTERRUPT | exit::INIT | exit::SIPI => continue,
+            exit::CR_ACCESS => Trap::Stop(StopReason::ControlRegister { cr: (qual & 0xf) as u8, pc: rip }),
+            exit::TRIPLE_FAULT => Trap::Stop(StopReason::TripleFault { pc: rip }),
+            exit::EXCEPTION => {
+                let vector = vmread(f::EXIT_INTR_INFO) & 0xff;
+                Trap::Stop(StopReason::Exception { pc: rip, esr: vector })
+            }
+            _ => Trap::Stop(StopReason::UnexpectedExit { code: basic, info: qual, pc: rip }),
+        };
+        return Exit::Trap(trap);
+    }
+}
+
+/// The hypercall's x0..x5, in the portable register array.
+pub fn call_args(g: &Gprs) -> [u64; 31] {
+    let mut regs = [0u64; 31];
+    regs[0] = g.rax;
+    g.store_args(&mut regs);
+    regs
+}
+
+/// Writes back what the portable hypercall code changed (x0..x5).
+pub fn finish_call(g: &mut Gprs, regs: &[u64; 31]) {
+    g.rax = regs[0];
+    g.load_args(regs);
+}
