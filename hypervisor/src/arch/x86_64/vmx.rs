@@ -16,6 +16,7 @@ use crate::partition::{StopReason, Trap};
 use crate::MAX_CORES;
 
 const PAGE: usize = 4096;
+const KERNEL_GS_BASE: u32 = 0xC000_0102;
 
 #[repr(C, align(4096))]
 struct Pages<const N: usize>(UnsafeCell<[[u8; PAGE]; N]>);
@@ -169,12 +170,16 @@ pub fn supported() -> bool {
 }
 
 /// One-time set-up on core 0: the MSR bitmap, all ones (every MSR exits)
-/// except FS and GS base, which the VMCS switches with the guest.
+/// except FS and GS base, which the VMCS switches with the guest, and the
+/// kernel GS base, which VMX does not switch: the partition owns the real
+/// MSR of its dedicated core (the hypervisor never uses it), and
+/// `setup_vcpu` clears it so a restarted partition inherits nothing. The
+/// same three are the guest's own under SVM.
 pub fn init_global() {
     // SAFETY: core 0, before any other core runs or any VMCS points here.
     let bm = unsafe { &mut (*MSR_BITMAP.0.get())[0] };
     bm.fill(0xff);
-    for m in [0xC000_0100u32, 0xC000_0101] {
+    for m in [0xC000_0100u32, 0xC000_0101, KERNEL_GS_BASE] {
         let bit = (m - 0xC000_0000) as usize;
         // Read-high at 0x400, write-high at 0xC00.
         for base in [0x400, 0xC00] {
@@ -387,6 +392,7 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     vmwrite(f::HOST_PAT, rdmsr(msr::PAT));
     vmwrite(f::HOST_EFER, rdmsr(cpu::EFER));
     vmwrite(f::HOST_RIP, vmx_exit as *const () as u64);
+    wrmsr(KERNEL_GS_BASE, 0);
     LAUNCHED[core].store(false, core::sync::atomic::Ordering::Relaxed);
     Ok(())
 }
