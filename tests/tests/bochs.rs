@@ -80,3 +80,14 @@ fn svm_with_nrip_stops_faulting_guests() {
     assert_eq!(b.summary("panicky"), "stopped: the guest panicked");
     assert!(b.summary("undef").starts_with("stopped: unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
 }
+
+#[test]
+fn vmx_stops_triple_faults_cr_writes_and_hlt() {
+    let b = boot_bochs("x86-traps", VMX);
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert!(b.summary("triple").starts_with("stopped: triple fault"), "{}", b.output);
+    assert!(b.summary("cr4").starts_with("stopped: control-register write denied: CR4"), "{}", b.output);
+    assert!(b.summary("halt").starts_with("stopped: hlt with interrupts disabled"), "{}", b.output);
+    assert_eq!(b.summary("bystander"), "exited 0");
+}

@@ -79,3 +79,18 @@ fn restart_policy_restarts_then_stops() {
     assert_eq!(b.summary("flaky"), "stopped: the guest panicked (restarted 2 times)");
     assert_eq!(b.summary("steady"), "exited 0");
 }
+
+/// What `x86-traps` must show.
+fn check_traps(b: &hallows_tests::Boot) {
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    assert!(b.summary("triple").starts_with("stopped: triple fault"), "{}", b.output);
+    assert!(b.summary("cr4").starts_with("stopped: control-register write denied: CR4"), "{}", b.output);
+    assert!(b.summary("halt").starts_with("stopped: hlt with interrupts disabled"), "{}", b.output);
+    assert_eq!(b.summary("bystander"), "exited 0");
+}
+
+#[test]
+fn triple_faults_control_registers_and_hlt_stop_only_their_partition() {
+    check_traps(&boot_system("x86-traps"));
+}

@@ -4,7 +4,8 @@
 //! target=N`, `action=panic`, `action=undef` (an undefined instruction),
 //! `action=bad_console` (console writes with hostile pointers and lengths,
 //! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
-//! port=N` (an I/O port access) and `action=rdmsr msr=N`. Reaching the end of an
+//! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
+//! `action=write_cr4` and `action=hlt` (with interrupts off). Reaching the end of an
 //! action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
@@ -59,6 +60,28 @@ fn main(boot: &Boot) -> u64 {
             // hypervisor must stop us on the access.
             unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") 0u8, options(nomem, nostack)) };
             println!("UNCONTAINED outb {port:#x}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "triple_fault" => {
+            let empty = [0u8; 10];
+            // SAFETY: deliberately hostile: with an empty IDT the breakpoint
+            // cannot be delivered, nor the #GP and double fault that follow:
+            // the core shuts down, which must stop only this partition.
+            unsafe { core::arch::asm!("lidt [{0}]", "int3", in(reg) empty.as_ptr(), options(nostack)) };
+            println!("UNCONTAINED triple_fault");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "write_cr4" => {
+            // SAFETY: deliberately hostile: turning off PAE would leave long mode.
+            unsafe { core::arch::asm!("mov rax, cr4", "and rax, ~0x20", "mov cr4, rax", out("rax") _, options(nostack)) };
+            println!("UNCONTAINED write_cr4");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "hlt" => {
+            // SAFETY: deliberately hostile: halting with interrupts off would
+            // hold the core forever.
+            unsafe { core::arch::asm!("cli", "hlt", options(nomem, nostack)) };
+            println!("UNCONTAINED hlt");
         }
         #[cfg(target_arch = "x86_64")]
         "rdmsr" => {
