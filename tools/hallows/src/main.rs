@@ -86,6 +86,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Run { manifest, timeout, qemu_args } => {
+            qemu::check_accel()?;
             let (sys, path) = build_image(&manifest, None)?;
             eprintln!("hallows: booting {} ({} partitions)", path.display(), sys.partitions.len());
             let out = qemu::run(&sys.board, &path, Duration::from_secs(timeout), false, &qemu_args)?;

@@ -60,6 +60,30 @@ fn accelerated(board: &Board, cpu: &str, extra: &[String]) -> Result<(String, Ve
             if board.arch != vmm_config::Arch::X86_64 {
                 bail!("ACCEL=kvm is for x86_64 boards; board {} is {}", board.name, board.arch.name());
             }
+            check_accel()?;
+            let mut out = Vec::new();
+            let mut it = extra.iter();
+            while let Some(a) = it.next() {
+                if a == "-accel" {
+                    it.next();
+                } else {
+                    out.push(a.clone());
+                }
+            }
+            out.extend(["-accel".to_owned(), "kvm".to_owned()]);
+            Ok(("host".to_owned(), out))
+        }
+        other => bail!("unknown accelerator `{other}` (HALLOWS_ACCEL / ACCEL): use tcg or kvm"),
+    }
+}
+
+/// Refuses at once (before anything is built) an accelerator this machine
+/// cannot provide: `HALLOWS_ACCEL=kvm` without `/dev/kvm` or without VMX or
+/// SVM offered to guests.
+pub fn check_accel() -> Result<()> {
+    match std::env::var("HALLOWS_ACCEL").unwrap_or_default().as_str() {
+        "" | "tcg" => Ok(()),
+        "kvm" => {
             let flags = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
             let nested = flags
                 .lines()
@@ -73,17 +97,7 @@ fn accelerated(board: &Board, cpu: &str, extra: &[String]) -> Result<(String, Ve
                     if Path::new("/dev/kvm").exists() { "/dev/kvm but neither vmx nor svm in /proc/cpuinfo" } else { "no /dev/kvm" }
                 );
             }
-            let mut out = Vec::new();
-            let mut it = extra.iter();
-            while let Some(a) = it.next() {
-                if a == "-accel" {
-                    it.next();
-                } else {
-                    out.push(a.clone());
-                }
-            }
-            out.extend(["-accel".to_owned(), "kvm".to_owned()]);
-            Ok(("host".to_owned(), out))
+            Ok(())
         }
         other => bail!("unknown accelerator `{other}` (HALLOWS_ACCEL / ACCEL): use tcg or kvm"),
     }
