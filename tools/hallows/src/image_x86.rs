@@ -82,6 +82,22 @@ mod tests {
         assert_eq!(system_status(34), NO_STATUS);
     }
 
+    fn system(notify: &str) -> System {
+        let mut m = String::from("version = 1\nboard = \"qemu-x86_64\"\n");
+        for (name, core) in [("a", 0), ("b", 1)] {
+            m += &format!("[[partition]]\nname = \"{name}\"\ncores = [{core}]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n");
+        }
+        m += &format!("[[channel]]\nname = \"c\"\nfrom = \"a\"\nto = \"b\"\nslot_size = 64\nslots = 16\nnotify = \"{notify}\"\n");
+        vmm_config::load_str("doorbell.toml", &m, &vmm_config::CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn doorbell_channels_are_refused_on_x86_and_polled_ones_accepted() {
+        let err = check_system(&system("doorbell")).unwrap_err().to_string();
+        assert!(err.contains("channel `c` asks for doorbells"), "{err}");
+        check_system(&system("poll")).unwrap();
+    }
+
     #[test]
     fn header_check_accepts_ours_and_refuses_others() {
         let mut h = vec![0u8; 64];
