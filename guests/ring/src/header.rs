@@ -16,16 +16,24 @@ pub const MAGIC: u32 = u32::from_le_bytes(*b"HRNG");
 /// Protocol version stored next to [`MAGIC`].
 pub const VERSION: u32 = 1;
 
+/// Bytes between the hot index and the cold fields of a header: two 64-byte
+/// lines, so neither Intel's adjacent-line prefetch nor a 128-byte-line Arm
+/// core puts them in one coherence unit.
+pub const HOT_LINE: usize = 128;
+
 /// Page 0 of a channel: written by the producer, read by the consumer.
 ///
-/// The fields the consumer polls (`head`, `epoch`) share one cache line that
-/// only the producer writes; the consumer's fields live on another page, so
-/// the two sides never write the same line.
+/// `head`, written on every commit, has a 128-byte line to itself; the cold
+/// fields (epoch, acknowledgement, geometry) change only on restarts, so the
+/// consumer keeps them cached and checking them costs no coherence traffic.
+/// The consumer's fields live on another page: the two sides never write the
+/// same line.
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct ProducerHeader {
     /// Free-running producer index: messages `[tail, head)` are published.
     pub(crate) head: AtomicU64,
+    _hot: [u64; HOT_LINE / 8 - 1],
     /// Producer restart epoch; 0 means no producer ever attached.
     pub(crate) epoch: AtomicU64,
     /// The consumer epoch this producer has resynchronised with.
@@ -46,6 +54,7 @@ pub struct ProducerHeader {
 pub struct ConsumerHeader {
     /// Free-running consumer index: messages before `tail` are released.
     pub(crate) tail: AtomicU64,
+    _hot: [u64; HOT_LINE / 8 - 1],
     /// Consumer restart epoch; 0 means no consumer ever attached.
     pub(crate) epoch: AtomicU64,
     /// The producer epoch this consumer has resynchronised with.
@@ -55,23 +64,23 @@ pub struct ConsumerHeader {
 /// Byte offset of the producer index in page 0.
 pub const PRODUCER_HEAD_OFFSET: usize = 0;
 /// Byte offset of the producer epoch in page 0.
-pub const PRODUCER_EPOCH_OFFSET: usize = 8;
+pub const PRODUCER_EPOCH_OFFSET: usize = HOT_LINE;
 /// Byte offset of the producer's consumer-epoch acknowledgement in page 0.
-pub const PRODUCER_CONS_EPOCH_ACK_OFFSET: usize = 16;
+pub const PRODUCER_CONS_EPOCH_ACK_OFFSET: usize = HOT_LINE + 8;
 /// Byte offset of the magic number (u32) in page 0.
-pub const PRODUCER_MAGIC_OFFSET: usize = 24;
+pub const PRODUCER_MAGIC_OFFSET: usize = HOT_LINE + 16;
 /// Byte offset of the version (u32) in page 0.
-pub const PRODUCER_VERSION_OFFSET: usize = 28;
+pub const PRODUCER_VERSION_OFFSET: usize = HOT_LINE + 20;
 /// Byte offset of the slot size (u32) in page 0.
-pub const PRODUCER_SLOT_SIZE_OFFSET: usize = 32;
+pub const PRODUCER_SLOT_SIZE_OFFSET: usize = HOT_LINE + 24;
 /// Byte offset of the slot count (u32) in page 0.
-pub const PRODUCER_SLOT_COUNT_OFFSET: usize = 36;
+pub const PRODUCER_SLOT_COUNT_OFFSET: usize = HOT_LINE + 28;
 /// Byte offset of the consumer index in page 1.
 pub const CONSUMER_TAIL_OFFSET: usize = 0;
 /// Byte offset of the consumer epoch in page 1.
-pub const CONSUMER_EPOCH_OFFSET: usize = 8;
+pub const CONSUMER_EPOCH_OFFSET: usize = HOT_LINE;
 /// Byte offset of the consumer's producer-epoch acknowledgement in page 1.
-pub const CONSUMER_PROD_EPOCH_ACK_OFFSET: usize = 16;
+pub const CONSUMER_PROD_EPOCH_ACK_OFFSET: usize = HOT_LINE + 8;
 
 impl ProducerHeader {
     /// An all-zero header, as freshly mapped memory reads (for host tests and
@@ -79,6 +88,7 @@ impl ProducerHeader {
     pub fn new() -> Self {
         Self {
             head: AtomicU64::new(0),
+            _hot: [0; HOT_LINE / 8 - 1],
             epoch: AtomicU64::new(0),
             cons_epoch_ack: AtomicU64::new(0),
             magic: AtomicU32::new(0),
@@ -98,7 +108,12 @@ impl Default for ProducerHeader {
 impl ConsumerHeader {
     /// An all-zero header.
     pub fn new() -> Self {
-        Self { tail: AtomicU64::new(0), epoch: AtomicU64::new(0), prod_epoch_ack: AtomicU64::new(0) }
+        Self {
+            tail: AtomicU64::new(0),
+            _hot: [0; HOT_LINE / 8 - 1],
+            epoch: AtomicU64::new(0),
+            prod_epoch_ack: AtomicU64::new(0),
+        }
     }
 }
 

@@ -179,6 +179,9 @@ impl<V: ChannelView> ProducerCore<V> {
         // Order matters: the consumer stores tail, then ack, then its epoch,
         // each with Release; loading in the reverse order with Acquire means a
         // new epoch or ack is never paired with a tail older than its reset.
+        // The epoch and ack sit on a line the consumer writes only when it
+        // (re)attaches, so these two loads normally hit our cache and only
+        // the tail costs a transfer.
         let cons_epoch = c.epoch.load(Acquire);
         let ack = c.prod_epoch_ack.load(Acquire);
         // Acquire: the consumer's reads of the slots before `tail` happen
