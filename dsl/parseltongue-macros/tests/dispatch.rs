@@ -84,14 +84,14 @@ fn messaging_service_handles_every_request_once_in_order() {
     let mut now = 0;
     let mut sent = 0u64;
     while sent < 50 {
-        let op = if sent % 7 == 0 { backend::Operation(9) } else { backend::Operation::Get };
+        let op = if sent.is_multiple_of(7) { backend::Operation(9) } else { backend::Operation::Get };
         let req = backend::Request::new(sent, op, false.into(), Default::default(), Default::default());
         match client_tx.try_send(&req) {
             Ok(()) => sent += 1,
             Err(RingError::PeerRestarted) => {}
             Err(e) => panic!("{e}"),
         }
-        if sent % 10 == 0 {
+        if sent.is_multiple_of(10) {
             now += 1_000;
             let t = svc.turn(now);
             // The messaging policy lingers (at most max_linger = 100 us) to
@@ -129,7 +129,7 @@ impl users_api::Handlers for Users {
         self.calls += 1;
         let _ = send.audit.try_send(&users_api::AuditEvent::new(request.user_id, 1));
         let name = users_api::BoundedString31::from_str(&format!("user{}", request.user_id)).unwrap();
-        users_api::User::new(request.request_id, request.user_id, (request.user_id % 2 == 0).into(), name)
+        users_api::User::new(request.request_id, request.user_id, (request.user_id.is_multiple_of(2)).into(), name)
     }
 }
 

@@ -525,6 +525,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut serve_fns = Vec::new();
     let mut arrivals = Vec::new();
     let mut dispatch_arms = Vec::new();
+    let mut dispatch_bodies = Vec::new();
     let mut direct_calls = Vec::new();
     let mut task = 0u32;
     for c in &m.channels {
@@ -617,6 +618,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                     }
                 });
                 dispatch_arms.push(quote!(#tl => self.#serve(&mut turn),));
+                dispatch_bodies.push(quote!(self.#serve(&mut turn)));
                 direct_calls.push(quote!(self.#serve(&mut turn);));
                 task += 1;
             }
@@ -658,9 +660,30 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             }
         });
         dispatch_arms.push(quote!(#ft => { let frame = self.frame; self.handlers.#h(frame, &mut self.send); turn.handled += 1; }));
+        dispatch_bodies.push(quote!({ let frame = self.frame; self.handlers.#h(frame, &mut self.send); turn.handled += 1; }));
     }
 
     let ntasks_l = lit_usize(ntasks.max(1));
+    // With one task the policy can only pick it: no dispatch on the id.
+    let (dispatch, unqueue) = match dispatch_bodies.len() {
+        1 => {
+            let body = &dispatch_bodies[0];
+            (quote!(#body;), quote!(self.queued[0] = false;))
+        }
+        _ => (
+            quote! {
+                match task.0 {
+                    #(#dispatch_arms)*
+                    _ => {}
+                }
+            },
+            quote! {
+                if let Some(q) = self.queued.get_mut(task.0 as usize) {
+                    *q = false;
+                }
+            },
+        ),
+    };
     let (sched_items, sched_fields, sched_inits, turn_body, arrive_fn) = match &m.scheduler {
         Some(s) => {
             let (policy, config, body) = scheduler_tokens(s, m.budget.cores);
@@ -683,12 +706,9 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                     loop {
                         match ::hallows_sched::Scheduler::pick_next(&mut self.scheduler, 0, now) {
                             ::hallows_sched::Pick::Run { task, .. } => {
-                                match task.0 {
-                                    #(#dispatch_arms)*
-                                    _ => {}
-                                }
+                                #dispatch
                                 ::hallows_sched::Scheduler::task_done(&mut self.scheduler, 0, task, now);
-                                self.queued[task.0 as usize] = false;
+                                #unqueue
                             }
                             ::hallows_sched::Pick::Idle { wake_at } => {
                                 turn.wake_at = wake_at;
@@ -703,7 +723,11 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                     fn arrive(&mut self, task: u32, class: ::hallows_sched::TaskClass, now: u64, turn: &mut Turn) {
                         match ::hallows_sched::Scheduler::task_arrived(&mut self.scheduler, ::hallows_sched::TaskId(task), class, now) {
                             ::hallows_sched::Admission::Rejected => turn.rejected += 1,
-                            _ => self.queued[task as usize] = true,
+                            _ => {
+                                if let Some(q) = self.queued.get_mut(task as usize) {
+                                    *q = true;
+                                }
+                            }
                         }
                     }
                 },
@@ -743,6 +767,18 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             quote!(pub const BUDGET_RAM: Option<u64> = Some(#r);)
         }
         None => quote!(pub const BUDGET_RAM: Option<u64> = None;),
+    };
+
+    let commit_sends = if send_commits.is_empty() {
+        quote!(self.serve(now))
+    } else {
+        quote! {
+            let turn = self.serve(now);
+            if turn.handled != 0 {
+                #(#send_commits)*
+            }
+            turn
+        }
     };
 
     quote! {
@@ -841,11 +877,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// Serves what is pending now and returns; never blocks or spins.
             /// `now` is the runtime's monotonic clock in nanoseconds.
             pub fn turn(&mut self, now: u64) -> Turn {
-                let turn = self.serve(now);
-                if turn.handled != 0 {
-                    #(#send_commits)*
-                }
-                turn
+                #commit_sends
             }
 
             #[inline(always)]

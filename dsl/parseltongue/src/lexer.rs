@@ -5,6 +5,10 @@
 //! parser looks for, so a misspelled keyword reaches the parser as a word and
 //! gets a "did you mean".
 
+// A syntax error ends the parse, so the (large) error value is built at
+// most once per spec: not worth boxing.
+#![allow(clippy::result_large_err)]
+
 use std::ops::Range;
 
 use crate::diag::Diag;

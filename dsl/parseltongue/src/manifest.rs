@@ -86,7 +86,7 @@ pub fn check_against(system: &System, specs: &[(String, Spec)]) -> Result<(), Di
                 continue;
             }
             let st = &m.structs[c.message];
-            if st.size > mc.slot_size as u64 || mc.slot_size as u64 % st.align != 0 {
+            if st.size > mc.slot_size as u64 || !(mc.slot_size as u64).is_multiple_of(st.align) {
                 diags.push(file, Diag::new(c.span.clone(), format!("message `{}` ({} bytes, align {}) does not fit channel \"{}\"'s {}-byte slots", st.name, st.size, st.align, c.name, mc.slot_size))
                     .with_label("message larger than the slot")
                     .with_related(st.span.clone(), "message declared here")

@@ -5,6 +5,10 @@
 //! of them, which one was probably meant. It stops at the first syntax error
 //! (later errors would mostly be consequences); meaning is checked later.
 
+// A syntax error ends the parse, so the (large) error value is built at
+// most once per spec: not worth boxing.
+#![allow(clippy::result_large_err)]
+
 use crate::ast::*;
 use crate::diag::{did_you_mean, Diag};
 use crate::lexer::{lex, Tok, Token};

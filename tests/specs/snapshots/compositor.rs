@@ -405,7 +405,9 @@ impl<H: Handlers> Service<H> {
                         task,
                         now,
                     );
-                    self.queued[task.0 as usize] = false;
+                    if let Some(q) = self.queued.get_mut(task.0 as usize) {
+                        *q = false;
+                    }
                 }
                 ::hallows_sched::Pick::Idle { wake_at } => {
                     turn.wake_at = wake_at;
@@ -430,7 +432,11 @@ impl<H: Handlers> Service<H> {
             now,
         ) {
             ::hallows_sched::Admission::Rejected => turn.rejected += 1,
-            _ => self.queued[task as usize] = true,
+            _ => {
+                if let Some(q) = self.queued.get_mut(task as usize) {
+                    *q = true;
+                }
+            }
         }
     }
     #[inline(always)]

@@ -241,9 +241,7 @@ impl<H: Handlers> Service<H> {
     /// Serves what is pending now and returns; never blocks or spins.
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
-        let turn = self.serve(now);
-        if turn.handled != 0 {}
-        turn
+        self.serve(now)
     }
     #[inline(always)]
     fn serve(&mut self, now: u64) -> Turn {
@@ -292,7 +290,9 @@ impl<H: Handlers> Service<H> {
                         task,
                         now,
                     );
-                    self.queued[task.0 as usize] = false;
+                    if let Some(q) = self.queued.get_mut(task.0 as usize) {
+                        *q = false;
+                    }
                 }
                 ::hallows_sched::Pick::Idle { wake_at } => {
                     turn.wake_at = wake_at;
@@ -317,7 +317,11 @@ impl<H: Handlers> Service<H> {
             now,
         ) {
             ::hallows_sched::Admission::Rejected => turn.rejected += 1,
-            _ => self.queued[task as usize] = true,
+            _ => {
+                if let Some(q) = self.queued.get_mut(task as usize) {
+                    *q = true;
+                }
+            }
         }
     }
     #[inline(always)]

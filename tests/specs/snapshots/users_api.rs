@@ -389,17 +389,14 @@ impl<H: Handlers> Service<H> {
         loop {
             match ::hallows_sched::Scheduler::pick_next(&mut self.scheduler, 0, now) {
                 ::hallows_sched::Pick::Run { task, .. } => {
-                    match task.0 {
-                        0u32 => self.serve_get_user(&mut turn),
-                        _ => {}
-                    }
+                    self.serve_get_user(&mut turn);
                     ::hallows_sched::Scheduler::task_done(
                         &mut self.scheduler,
                         0,
                         task,
                         now,
                     );
-                    self.queued[task.0 as usize] = false;
+                    self.queued[0] = false;
                 }
                 ::hallows_sched::Pick::Idle { wake_at } => {
                     turn.wake_at = wake_at;
@@ -424,7 +421,11 @@ impl<H: Handlers> Service<H> {
             now,
         ) {
             ::hallows_sched::Admission::Rejected => turn.rejected += 1,
-            _ => self.queued[task as usize] = true,
+            _ => {
+                if let Some(q) = self.queued.get_mut(task as usize) {
+                    *q = true;
+                }
+            }
         }
     }
     #[inline(always)]
