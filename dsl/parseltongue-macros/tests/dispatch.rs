@@ -203,20 +203,22 @@ fn nagini_frames_follow_the_frame_rate_and_input_goes_first() {
     let _ = drain(&mut present);
     let p = compositor::FRAME_PERIOD;
     assert_eq!(p, 16_666_666);
+    let d = compositor::FRAME_DEADLINE;
+    assert_eq!(d, 12_000_000);
     svc.turn(0); // frame 0, handshakes
     svc.handlers.log.clear();
     let _ = surfaces.try_send(&compositor::Surface { id: 7, size: [1, 1], damage: [[0; 4]; 4] });
     let _ = pointer.try_send(&compositor::Pointer::new(5, 0, compositor::Button::Left, true.into()));
     surfaces.try_send(&compositor::Surface { id: 7, size: [1, 1], damage: [[0; 4]; 4] }).unwrap();
     pointer.try_send(&compositor::Pointer::new(5, 0, compositor::Button::Left, true.into())).unwrap();
-    svc.turn(p + 10); // frame 1 due (deadline 2p); input deadline now + 2 ms is earlier
+    svc.turn(p + 10); // frame 1 due (deadline p + 12 ms); input deadline now + 2 ms is earlier
     let log = &svc.handlers.log;
     assert_eq!(log[0], "pointer 5", "{log:?}");
-    assert!(log.contains(&format!("frame 1 by {}", 2 * p)), "{log:?}");
+    assert!(log.contains(&format!("frame 1 by {}", p + d)), "{log:?}");
     // A late turn skips missed frames instead of queueing them.
     svc.handlers.log.clear();
     svc.turn(5 * p + 3);
-    assert_eq!(svc.handlers.log, vec![format!("frame 5 by {}", 6 * p)]);
+    assert_eq!(svc.handlers.log, vec![format!("frame 5 by {}", 5 * p + d)]);
     svc.turn(5 * p + 4);
     assert_eq!(svc.handlers.log.len(), 1, "one frame per period");
     assert!(drain(&mut present).iter().any(|m| m.frame == 5));

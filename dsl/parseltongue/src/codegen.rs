@@ -625,13 +625,17 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         }
     }
 
-    let frame = m.frame_handler.as_ref().map(|h| (rust_ident(h), m.scheduler.as_ref().and_then(|s| s.frame_period).unwrap_or(16_666_666)));
+    let frame = m.frame_handler.as_ref().map(|h| {
+        let period = m.scheduler.as_ref().and_then(|s| s.frame_period).unwrap_or(16_666_666);
+        (rust_ident(h), period, m.scheduler.as_ref().and_then(|s| s.frame_deadline).unwrap_or(period))
+    });
     let ntasks = task as u64 + frame.is_some() as u64;
     let mut frame_fields = quote!();
     let mut frame_inits = quote!();
     let mut frame_types = quote!();
-    if let Some((h, period)) = &frame {
+    if let Some((h, period, deadline)) = &frame {
         let period_l = lit_u64(*period);
+        let deadline_l = lit_u64(*deadline);
         let ft = Literal::u32_suffixed(task);
         let fi = lit_usize(task as u64);
         handler_fns.push(quote! {
@@ -641,6 +645,8 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         frame_types = quote! {
             /// Frame period in nanoseconds (`frame_rate`).
             pub const FRAME_PERIOD: u64 = #period_l;
+            /// A frame's deadline after its start (`frame_deadline`, default the period).
+            pub const FRAME_DEADLINE: u64 = #deadline_l;
             /// One frame: its number and absolute deadline.
             #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
             pub struct Frame {
@@ -654,7 +660,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             if !self.queued[#fi] && now >= self.next_frame {
                 // A late turn skips the frames it missed rather than queueing them.
                 let start = now - (now - self.next_frame) % FRAME_PERIOD;
-                self.frame = Frame { index: start / FRAME_PERIOD, deadline: start + FRAME_PERIOD };
+                self.frame = Frame { index: start / FRAME_PERIOD, deadline: start + FRAME_DEADLINE };
                 self.next_frame = start + FRAME_PERIOD;
                 self.arrive(#ft, ::hallows_sched::TaskClass::Frame { deadline: self.frame.deadline }, now, &mut turn);
             }

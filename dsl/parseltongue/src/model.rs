@@ -129,7 +129,7 @@ impl SchedClass {
         match self {
             SchedClass::Api => &[("quantum", Kind::Duration), ("demoted_quantum", Kind::Duration), ("max_defer", Kind::Duration),
                 ("demote_preempted", Kind::Bool), ("preempt_on_arrival", Kind::Bool), ("queue_capacity", Kind::Int(1, 4096))],
-            SchedClass::Ui => &[("frame_rate", Kind::Frequency), ("input_deadline", Kind::Duration), ("queue_capacity", Kind::Int(1, 4096))],
+            SchedClass::Ui => &[("frame_rate", Kind::Frequency), ("frame_deadline", Kind::Duration), ("input_deadline", Kind::Duration), ("queue_capacity", Kind::Int(1, 4096))],
             SchedClass::Db => &[("slice", Kind::Duration), ("burst", Kind::Duration), ("background_share_permille", Kind::Int(0, 1000)),
                 ("queue_capacity", Kind::Int(1, 4096))],
             SchedClass::Messaging => &[("latency_bound", Kind::Duration), ("batch_cost", Kind::Duration), ("message_cost", Kind::Duration),
@@ -201,6 +201,8 @@ pub struct Scheduler {
     pub queue_capacity: usize,
     /// Nagini: frame period in ns.
     pub frame_period: Option<u64>,
+    /// Nagini: a frame's relative deadline in ns (default: the period).
+    pub frame_deadline: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -660,7 +662,23 @@ impl Checker {
             Some((Value::Frequency(hz), _)) => Some((1_000_000_000u128 / hz).max(1) as u64),
             _ => None,
         };
-        let sched = Scheduler { class: *class, set: set.iter().map(|p| (p.0.clone(), p.1.clone())).collect(), queue_capacity, frame_period };
+        let frame_deadline = match get("frame_deadline") {
+            Some((Value::Duration(d), span)) => match frame_period {
+                None => {
+                    self.err(Diag::new(span, "`frame_deadline` needs `frame_rate`").with_label("no frame period").with_help("a frame's deadline is relative to its start: set `frame_rate` too"));
+                    None
+                }
+                Some(p) if d as u64 > p => {
+                    self.err(Diag::new(span, format!("frame_deadline ({d} ns) is longer than the frame period ({p} ns)"))
+                        .with_label("past the next frame")
+                        .with_help("a frame must finish before the next one starts; lower it or the frame rate"));
+                    None
+                }
+                Some(_) => Some(d as u64),
+            },
+            _ => None,
+        };
+        let sched = Scheduler { class: *class, set: set.iter().map(|p| (p.0.clone(), p.1.clone())).collect(), queue_capacity, frame_period, frame_deadline };
         // The policy itself validates the configuration, exactly as at run time.
         // Only for blocks without their own errors: a misspelled parameter is
         // the cause, not a missing one.
@@ -674,7 +692,7 @@ impl Checker {
                     Some((Value::Duration(n), _)) => Some(("latency_bound", n as u64)),
                     _ => None,
                 },
-                SchedClass::Ui => frame_period.map(|p| ("the frame period", p)),
+                SchedClass::Ui => frame_deadline.map(|d| ("frame_deadline", d)).or(frame_period.map(|p| ("the frame period", p))),
                 _ => None,
             };
             if let Some((what, bound)) = bound {

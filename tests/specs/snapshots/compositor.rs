@@ -197,6 +197,8 @@ pub mod channel {
 }
 /// Frame period in nanoseconds (`frame_rate`).
 pub const FRAME_PERIOD: u64 = 16666666u64;
+/// A frame's deadline after its start (`frame_deadline`, default the period).
+pub const FRAME_DEADLINE: u64 = 12000000u64;
 /// One frame: its number and absolute deadline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct Frame {
@@ -374,7 +376,7 @@ impl<H: Handlers> Service<H> {
             let start = now - (now - self.next_frame) % FRAME_PERIOD;
             self.frame = Frame {
                 index: start / FRAME_PERIOD,
-                deadline: start + FRAME_PERIOD,
+                deadline: start + FRAME_DEADLINE,
             };
             self.next_frame = start + FRAME_PERIOD;
             self.arrive(
