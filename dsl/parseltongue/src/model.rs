@@ -120,7 +120,8 @@ impl SchedClass {
     pub fn task_classes(self) -> &'static [TaskClass] {
         match self {
             SchedClass::Api => &[TaskClass::Request],
-            SchedClass::Ui => &[TaskClass::Input],
+            // Non-deadline work runs when no frame or input is due.
+            SchedClass::Ui => &[TaskClass::Background, TaskClass::Input],
             SchedClass::Db => &[TaskClass::Read, TaskClass::Commit, TaskClass::Background],
             SchedClass::Messaging => &[TaskClass::Message],
         }

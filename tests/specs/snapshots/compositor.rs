@@ -367,7 +367,12 @@ impl<H: Handlers> Service<H> {
         if !self.queued[1] {
             match self.receive.surfaces.port().recv_batch(1) {
                 Ok(_) => {
-                    self.arrive(1u32, ::hallows_sched::TaskClass::Input, now, &mut turn)
+                    self.arrive(
+                        1u32,
+                        ::hallows_sched::TaskClass::Background,
+                        now,
+                        &mut turn,
+                    )
                 }
                 Err(e) => turn.note(e),
             }
