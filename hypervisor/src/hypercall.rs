@@ -8,7 +8,6 @@
 //! stop the partition.
 
 use hallows_abi::{call, fault_kind, psci, Error, Hypercall, PsciCall, CONSOLE_MAX};
-use hallows_table::notify;
 
 use crate::partition::{self, StopReason, Vcpu};
 use crate::system::{self, CoreRole, System};
@@ -64,23 +63,14 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
             fault_kind::PANIC => StopReason::Panic,
             _ => StopReason::Exception { pc: address, esr: detail },
         }),
-        Hypercall::Notify { channel } => {
-            let table = sys.table;
-            let Some((id, c)) = system::directory(table, index).nth(channel as usize) else {
-                return ret(regs, Error::InvalidArgument as i64);
-            };
-            if c.notify != notify::DOORBELL {
-                return ret(regs, Error::InvalidArgument as i64);
+        Hypercall::Notify { channel } => match sys.doorbells[index].get(channel as usize).copied().flatten() {
+            Some((peer, slot)) => {
+                partition::ring_doorbell(sys, peer as usize, slot as usize);
+                ret(regs, 0)
             }
-            let peer = if c.producer as usize == index { c.consumer } else { c.producer } as usize;
-            match system::directory(table, peer).position(|(other, _)| other == id) {
-                Some(slot) => {
-                    partition::ring_doorbell(sys, peer, slot);
-                    ret(regs, 0)
-                }
-                None => ret(regs, Error::InvalidArgument as i64),
-            }
-        }
+            // Not a doorbell channel of this partition.
+            None => ret(regs, Error::InvalidArgument as i64),
+        },
         Hypercall::Psci(c) => psci_call(sys, role, c, regs),
     }
 }

@@ -9,7 +9,7 @@
 //! that ended it prints the summary and stops the machine.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hallows_abi::{role, BootInfo, ChannelInfo, BOOT_MAGIC};
 use zerocopy::FromZeros;
@@ -118,6 +118,25 @@ static STATES: [Mutex<PartState>; MAX_PARTITIONS] =
 /// Per partition: doorbells rung but not yet delivered, one bit per entry
 /// of the partition's channel directory.
 static DOORBELLS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
+/// What the hypervisor spent on each core since its vCPU was entered.
+struct Cost {
+    traps: AtomicU64,
+    instructions: AtomicU64,
+    discarded: AtomicU64,
+}
+
+static COST: [Cost; MAX_CORES] = [const {
+    Cost { traps: AtomicU64::new(0), instructions: AtomicU64::new(0), discarded: AtomicU64::new(0) }
+}; MAX_CORES];
+
+/// A trap's EL2 instruction count above this is not the hypervisor's work
+/// but an emulator artifact (QEMU's `-icount` instruction counter keeps
+/// running for a core parked in EL2 while other cores execute); such
+/// samples are counted and left out.
+const ARTIFACT: u64 = 100_000;
+/// Per partition: it has ended (exited or stopped). Checked lock-free on
+/// every trap; set under the partition's state lock.
+static ENDED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
 static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ENDING: AtomicBool = AtomicBool::new(false);
 
@@ -204,7 +223,7 @@ pub fn run_core(core: usize) -> ! {
 pub fn handle_trap(core: usize, trap: Trap, regs: &mut [u64; 31]) {
     let sys = system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
-    if state(role.partition).state != State::Running {
+    if ENDED[role.partition].load(Ordering::Acquire) {
         // Another vCPU ended this partition: this one stops too.
         arch::park();
     }
@@ -231,6 +250,7 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     let p = &sys.table.partitions()[index];
     let name = p.name();
     console::partition_flush(index, name);
+    report_cost(name);
     let mut st = state(index);
     if st.state != State::Running {
         drop(st);
@@ -239,6 +259,7 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     match end {
         End::Exit(status) => {
             st.state = State::Exited(status);
+            ENDED[index].store(true, Ordering::Release);
             console::hv_print(format_args!("partition {name} exited with status {status}\n"));
         }
         End::Fault(reason) => {
@@ -253,6 +274,7 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
                 restart(sys, index, n);
             }
             st.state = State::Stopped(reason);
+            ENDED[index].store(true, Ordering::Release);
             if p.fault_policy == fault_policy::HALT {
                 drop(st);
                 console::hv_print(format_args!("partition {name} faulted: {reason}; its policy halts the system\n"));
@@ -275,6 +297,11 @@ fn restart(sys: &System, index: usize, restarts: u32) -> ! {
         // Validated at boot, so unreachable; stop rather than run garbage.
         console::hv_print(format_args!("partition {}: reload failed\n", p.name()));
         arch::park();
+    }
+    if let Some(c) = COST.get(arch::this_core()) {
+        for v in [&c.traps, &c.instructions, &c.discarded] {
+            v.store(0, Ordering::Relaxed);
+        }
     }
     arch::enter_vcpu(rt.stage2_root, rt.vmid, 0, p.entry, system::boot_info_ipa(p), 0)
 }
@@ -357,4 +384,37 @@ pub fn deliver_doorbells(core: usize) {
         pending &= pending - 1;
     }
     arch::set_underflow_interrupt(false);
+}
+
+/// Records one trap that returned to the guest and the EL2 instructions it
+/// took (0 where the platform does not count instructions).
+pub fn account(core: usize, instructions: u64) {
+    let Some(c) = COST.get(core) else { return };
+    c.traps.fetch_add(1, Ordering::Relaxed);
+    if instructions >= ARTIFACT {
+        c.discarded.fetch_add(1, Ordering::Relaxed);
+    } else {
+        c.instructions.fetch_add(instructions, Ordering::Relaxed);
+    }
+}
+
+/// Reports what the hypervisor cost this partition's boot core, where the
+/// platform counts instructions (QEMU with `-icount`): the traps that
+/// returned to the guest and the EL2 instructions they executed, vector
+/// entry and exit included.
+fn report_cost(name: &str) {
+    let core = arch::this_core();
+    let Some(c) = COST.get(core) else { return };
+    let (traps, instructions, discarded) = (
+        c.traps.load(Ordering::Relaxed),
+        c.instructions.load(Ordering::Relaxed),
+        c.discarded.load(Ordering::Relaxed),
+    );
+    if instructions > 0 {
+        let kept = (traps - discarded).max(1);
+        console::hv_print(format_args!(
+            "cost: {name}: {traps} traps, {instructions} EL2 instructions, {} per trap ({discarded} samples discarded)\n",
+            instructions / kept
+        ));
+    }
 }

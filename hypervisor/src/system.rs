@@ -81,6 +81,10 @@ pub struct System {
     pub payload: &'static [u8],
     pub parts: [Option<PartitionRt>; MAX_PARTITIONS],
     pub core_map: [Option<CoreRole>; MAX_CORES],
+    /// Per partition, per entry of its channel directory: where that
+    /// channel's doorbell rings (peer partition, entry in the peer's
+    /// directory); `None` for poll-mode channels and unused entries.
+    pub doorbells: [[Option<(u8, u8)>; MAX_CHANNELS]; MAX_PARTITIONS],
 }
 
 static SYSTEM: spin::Once<System> = spin::Once::new();
@@ -93,7 +97,19 @@ pub fn install(table: &'static SystemTable, payload: &'static [u8], loaded: Load
             core_map[core] = Some(CoreRole { partition: index, vcpu });
         }
     }
-    SYSTEM.call_once(|| System { table, payload, parts: loaded.partitions, core_map })
+    let mut doorbells = [[None; MAX_CHANNELS]; MAX_PARTITIONS];
+    for (index, routes) in doorbells.iter_mut().enumerate().take(table.partitions().len()) {
+        for (route, (id, c)) in routes.iter_mut().zip(directory(table, index)) {
+            if c.notify != notify::DOORBELL {
+                continue;
+            }
+            let peer = if c.producer as usize == index { c.consumer } else { c.producer } as usize;
+            if let Some(slot) = directory(table, peer).position(|(other, _)| other == id) {
+                *route = Some((peer as u8, slot as u8));
+            }
+        }
+    }
+    SYSTEM.call_once(|| System { table, payload, parts: loaded.partitions, core_map, doorbells })
 }
 
 /// The installed system. Only called on paths that run after `install`.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use hallows::{build, image, qemu, workspace};
 
 /// Every boot is killed after this long: a hang is a failure, not a wait.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(90);
+pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
 
 pub fn root() -> PathBuf {
     workspace::own_root()

@@ -1,6 +1,7 @@
 //! Streams `count` messages over channel `channel` (boot arguments):
 //! `role=send` produces them in batches of `batch`, ringing the doorbell
-//! after each batch when the channel has one; `role=recv` checks that they
+//! after each batch when the channel has one (and spinning `pace` times
+//! between batches); `role=recv` checks that they
 //! arrive in order and intact, sleeping on the doorbell when the ring is
 //! empty (or polling on a poll-mode channel). Both ends print a checksum of
 //! everything that crossed, so the test compares the two.
@@ -41,7 +42,10 @@ fn main(boot: &Boot) -> u64 {
     let count: u64 = boot.arg("count").and_then(|s| s.parse().ok()).unwrap_or(1000);
     let batch: usize = boot.arg("batch").and_then(|s| s.parse().ok()).unwrap_or(32);
     match boot.arg("role") {
-        Some("send") => send(boot, name, count, batch.max(1)),
+        Some("send") => {
+            let pace: u64 = boot.arg("pace").and_then(|s| s.parse().ok()).unwrap_or(0);
+            send(boot, name, count, batch.max(1), pace)
+        }
         Some("recv") => recv(boot, name, count),
         other => {
             println!("unknown role {other:?}");
@@ -50,7 +54,7 @@ fn main(boot: &Boot) -> u64 {
     }
 }
 
-fn send(boot: &Boot, name: &str, count: u64, batch: usize) -> u64 {
+fn send(boot: &Boot, name: &str, count: u64, batch: usize, pace: u64) -> u64 {
     let mut tx = match channel::sender::<Msg>(boot, name) {
         Ok(tx) => tx,
         Err(e) => {
@@ -76,6 +80,11 @@ fn send(boot: &Boot, name: &str, count: u64, batch: usize) -> u64 {
                         return 4;
                     }
                     rings += 1;
+                }
+                // `pace`: idle between batches, so that each doorbell finds
+                // the receiver asleep (for measuring delivery).
+                for _ in 0..pace {
+                    core::hint::spin_loop();
                 }
             }
             Err(RingError::Full) | Err(RingError::PeerRestarted) => core::hint::spin_loop(),

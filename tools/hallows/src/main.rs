@@ -43,6 +43,9 @@ enum Cmd {
     /// Count the instructions from reset to the first instruction of the
     /// first partition's guest (deterministic: QEMU -icount, one core).
     BootCost { manifest: PathBuf },
+    /// Run the system with every instruction traced and print, per core,
+    /// the instructions executed and how many were the hypervisor's.
+    El2Cost { manifest: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -97,6 +100,17 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 Some(code) => Ok(code.clamp(0, 255) as u8),
             }
+        }
+        Cmd::El2Cost { manifest } => {
+            let (sys, path) = build_image(&manifest, None)?;
+            let len = std::fs::metadata(&path)?.len();
+            let base = sys.board.hypervisor.base + 0x20_0000;
+            let (out, counts) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
+            print!("{}", out.output);
+            for (core, (el2, all)) in counts.iter().enumerate() {
+                println!("core {core}: {all} instructions, {el2} in the hypervisor");
+            }
+            Ok(0)
         }
         Cmd::BootCost { manifest } => {
             let (sys, path) = build_image(&manifest, None)?;

@@ -175,3 +175,41 @@ pub fn instructions_to_guest(board: &Board, image: &Path, hv_base: u64, guest_en
     }
     bail!("the guest's first instruction ({guest_entry:#x}) never ran")
 }
+
+/// Instructions each core executed, and how many of them were the
+/// hypervisor's (program counter inside `hv`), over a whole run. Exact and
+/// independent of scheduling: QEMU logs every instruction
+/// (`-singlestep -d exec,nochain`) with the core that ran it.
+pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<(u64, u64)>)> {
+    use std::io::BufRead;
+    let log = image.with_extension("exec.log");
+    let extra: Vec<String> =
+        ["-singlestep", "-d", "exec,nochain", "-D"].iter().map(|s| s.to_string()).chain([log.display().to_string()]).collect();
+    let out = run(board, image, Duration::from_secs(600), true, &extra)?;
+    if out.timed_out() {
+        bail!("the traced run did not finish");
+    }
+    let file = std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
+    let mut counts: Vec<(u64, u64)> = Vec::new();
+    for line in std::io::BufReader::new(file).lines() {
+        let line = line?;
+        // "Trace <cpu>: 0x.. [flags/pc/...]"
+        let Some(rest) = line.strip_prefix("Trace ") else { continue };
+        let Some((cpu, rest)) = rest.split_once(':') else { continue };
+        let (Ok(cpu), Some(pc)) = (
+            cpu.parse::<usize>(),
+            rest.split_once('[').and_then(|(_, f)| f.split('/').nth(1)).and_then(|p| u64::from_str_radix(p, 16).ok()),
+        ) else {
+            continue;
+        };
+        if counts.len() <= cpu {
+            counts.resize(cpu + 1, (0, 0));
+        }
+        counts[cpu].1 += 1;
+        if hv.contains(&pc) {
+            counts[cpu].0 += 1;
+        }
+    }
+    let _ = std::fs::remove_file(&log);
+    Ok((out, counts))
+}

@@ -38,6 +38,31 @@ extern "C" {
     fn enter_guest(frame: *const super::trap::TrapFrame) -> !;
 }
 
+/// Cores that have come up and wait to enter their partitions, and how
+/// many the boot core started.
+static ONLINE: AtomicU64 = AtomicU64::new(0);
+static STARTED: AtomicU64 = AtomicU64::new(0);
+static GO: AtomicU64 = AtomicU64::new(0);
+
+/// Every partition starts only once every core is up: the boot core waits
+/// for the cores it started, then releases them together. Waiting is
+/// `wfe`, never a bare spin (an emulator may run cores one at a time).
+fn start_barrier(primary: bool) {
+    if primary {
+        while ONLINE.load(Ordering::Acquire) < STARTED.load(Ordering::Acquire) {
+            wait_for_event();
+        }
+        GO.store(1, Ordering::Release);
+        send_event();
+    } else {
+        ONLINE.fetch_add(1, Ordering::AcqRel);
+        send_event();
+        while GO.load(Ordering::Acquire) == 0 {
+            wait_for_event();
+        }
+    }
+}
+
 /// TTBR0_EL2 value the secondaries load, published by the primary (and
 /// cleaned to memory: secondaries read it with their MMU off).
 static EL2_ROOT: AtomicU64 = AtomicU64::new(0);
@@ -65,11 +90,8 @@ extern "C" fn rust_core_entry(dtb: u64, core: u64) -> ! {
     } else {
         enable_mmu(EL2_ROOT.load(Ordering::Acquire));
     }
-    let board = &system::get().table.board;
-    if let Err(msg) = gic::init_cpu(board.core_hwid[core as usize], board.gic_redist) {
-        console::hv_print(format_args!("core {core}: {msg}\n"));
-        exit_machine(2);
-    }
+    gic::init_cpu_interface();
+    start_barrier(core == 0);
     partition::run_core(core as usize)
 }
 
@@ -158,6 +180,11 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     console::hv_print(format_args!("{} page-table pages used\n", TablePool::used()));
     let sys = system::install(table, payload, loaded);
     gic::init_distributor(board.gic_dist.base);
+    for core in 0..(board.core_count as usize).min(MAX_CORES) {
+        if sys.core_map[core].is_some() {
+            gic::init_redistributor(board.core_hwid[core], board.gic_redist).map_err(system::BootError::DeviceTree)?;
+        }
+    }
     for (i, _) in table.partitions().iter().enumerate() {
         partition::load(sys, i, 0).map_err(system::BootError::Load)?;
     }
@@ -171,6 +198,7 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
             if status != 0 {
                 return Err(system::BootError::CpuOn { core, status });
             }
+            STARTED.fetch_add(1, Ordering::AcqRel);
         }
     }
     Ok(())
@@ -237,7 +265,7 @@ pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x
     CNTHCTL_EL2.set(regs::CNTHCTL);
     CNTVOFF_EL2.set(0);
     CPTR_EL2.set(regs::CPTR);
-    MDCR_EL2.set(regs::MDCR);
+    start_el2_instruction_count();
     VMPIDR_EL2.set((1 << 31) | vcpu);
     VPIDR_EL2_set(MIDR_EL1.get());
     reset_el1();
@@ -289,11 +317,13 @@ fn reset_el1() {
     CNTKCTL_EL1.set(0);
 }
 
-/// Stops this core for good.
+/// Stops this core for good. `wfi` rather than `wfe`: a parked core is
+/// idle (an emulator stops running it), and the interrupts that may still
+/// arrive (a doorbell for an ended partition) stay masked at EL2.
 pub fn park() -> ! {
     loop {
-        // SAFETY: waits for an event; no memory effects.
-        unsafe { asm!("wfe", options(nomem, nostack)) };
+        // SAFETY: waits for an interrupt; no memory effects.
+        unsafe { asm!("wfi", options(nomem, nostack)) };
     }
 }
 
@@ -322,4 +352,40 @@ pub fn exit_machine(code: u32) -> ! {
         asm!("smc #0", in("x0") hallows_abi::psci::SYSTEM_OFF, options(nostack));
     }
     park()
+}
+
+/// Starts PMU event counter 0 counting instructions retired at EL2 only
+/// (INST_RETIRED with the EL1 and EL0 filters set, NSH set): the
+/// hypervisor's own cost on this core from this vCPU's entry on. The
+/// partition cannot touch the PMU (MDCR_EL2.TPM/TPMCR trap its accesses).
+fn start_el2_instruction_count() {
+    // SAFETY: PMU configuration of this core; no memory effects.
+    unsafe {
+        let pmcr: u64;
+        asm!("mrs {0}, pmcr_el0", out(reg) pmcr, options(nostack));
+        let counters = (pmcr >> 11) & 0x1f;
+        // Counters below HPMN are enabled by PMCR_EL0.E.
+        MDCR_EL2.set(regs::MDCR | counters);
+        let filter: u64 = 0x08 | (1 << 31) | (1 << 30) | (1 << 27);
+        asm!(
+            "msr pmevtyper0_el0, {f}",
+            "msr pmcntenset_el0, {one}",
+            "msr pmcr_el0, {pmcr}",
+            "isb",
+            f = in(reg) filter,
+            one = in(reg) 1u64,
+            pmcr = in(reg) (pmcr & !0xff) | 0b011, // E, and P: reset the event counters
+            options(nostack)
+        );
+    }
+}
+
+/// EL2 instructions retired on this core since its vCPU was entered (0
+/// where the platform does not count instructions, e.g. QEMU without
+/// `-icount`).
+pub fn el2_instructions() -> u64 {
+    let v: u64;
+    // SAFETY: reads this core's event counter 0.
+    unsafe { asm!("mrs {0}, pmevcntr0_el0", out(reg) v, options(nostack)) };
+    v
 }

@@ -61,10 +61,12 @@ pub fn init_distributor(dist: u64) {
     }
 }
 
-/// Brings up this core's redistributor and CPU interfaces: physical for the
-/// hypervisor, virtual for the partition. `hwid` is this core's MPIDR
-/// affinity; `redist` the redistributor range.
-pub fn init_cpu(hwid: u64, redist: hallows_table::MemRange) -> Result<(), &'static str> {
+/// Wakes the redistributor of the core with affinity `hwid` and routes the
+/// doorbell SGI and the maintenance interrupt to group 1, enabled. Done by
+/// the boot core for every core before any partition starts: an SGI sent to
+/// a redistributor whose group is not yet configured is dropped, and a
+/// dropped doorbell would never be re-sent (doorbells coalesce).
+pub fn init_redistributor(hwid: u64, redist: hallows_table::MemRange) -> Result<(), &'static str> {
     let want = (hwid & 0xff_ffff) | (((hwid >> 32) & 0xff) << 24);
     let mut frame = redist.base;
     let end = redist.end().ok_or("redistributor range wraps")?;
@@ -97,7 +99,12 @@ pub fn init_cpu(hwid: u64, redist: hallows_table::MemRange) -> Result<(), &'stat
         write32(reg, (read32(reg) & !(0xff << shift)) | (0x80 << shift));
     }
     write32(rd + GICR_ISENABLER0, bits);
+    Ok(())
+}
 
+/// Brings up this core's CPU interfaces: physical for the hypervisor,
+/// virtual for the partition.
+pub fn init_cpu_interface() {
     // Physical CPU interface at EL2: system registers, all priorities, group 1.
     // ICC_SRE_EL2: SRE, DFB, DIB, and Enable (EL1 may use its own ICC_SRE_EL1).
     ICC_SRE_EL2.set(0xf);
@@ -106,7 +113,6 @@ pub fn init_cpu(hwid: u64, redist: hallows_table::MemRange) -> Result<(), &'stat
         asm!("isb", "msr icc_pmr_el1, {pmr}", "msr icc_igrpen1_el1, {one}", "isb", pmr = in(reg) 0xffu64, one = in(reg) 1u64, options(nostack));
     }
     reset_virtual();
-    Ok(())
 }
 
 /// Puts the virtual CPU interface into its reset state for a (re)starting

@@ -31,9 +31,23 @@ mod ec {
     pub const DABT_LOWER: u64 = 0x24;
 }
 
+/// Instructions of a trap outside the measured window of
+/// `rust_trap_lower`: the vector's register save and `bl` (23), the restore
+/// and `eret` (22). The measured window includes this function's own
+/// prologue and epilogue and the two counter reads.
+const VECTOR_INSTRUCTIONS: u64 = 45;
+
 #[no_mangle]
 extern "C" fn rust_trap_lower(frame: &mut TrapFrame, kind: u64) {
+    let start = super::el2_instructions();
     let core = super::this_core();
+    handle_lower(frame, kind, core);
+    // Only traps that return to the guest get here.
+    let spent = super::el2_instructions().wrapping_sub(start);
+    partition::account(core, if start == 0 && spent == 0 { 0 } else { spent + VECTOR_INSTRUCTIONS });
+}
+
+fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
     let esr = ESR_EL2.get();
     let pc = frame.elr;
     let trap = if kind == 1 {
