@@ -6,6 +6,9 @@
 //! panic or hang fails it; and implausible indices must be reported as
 //! `RingError::Corrupt`.
 
+// Real shared memory: not meaningful (nor buildable) under loom.
+#![cfg(not(loom))]
+
 mod common;
 
 use common::{ChannelMem, Side};
