@@ -25,6 +25,34 @@
 //!
 //! The full design, with the memory-ordering argument and the hostile-peer
 //! guarantees, is in `docs/channels.md`.
+//!
+//! ```
+//! use core::ptr::NonNull;
+//! use hallows_ring::{ChannelLayout, Receiver, RingError, Sender};
+//!
+//! let layout = ChannelLayout::for_message::<[u64; 2]>(64).unwrap();
+//! // In a partition the memory is the channel's mapping; here, the heap.
+//! let mem = std::alloc::Layout::from_size_align(layout.total_size(), layout.page_size()).unwrap();
+//! // SAFETY: non-zero size; freed at the end, after both endpoints.
+//! let base = NonNull::new(unsafe { std::alloc::alloc_zeroed(mem) }).unwrap();
+//! // SAFETY: `base` is page-aligned, `total_size` bytes, outlives both
+//! // endpoints, and there is one sender and one receiver.
+//! let mut tx = unsafe { Sender::<[u64; 2]>::new(base, layout) }.unwrap();
+//! let mut rx = unsafe { Receiver::<[u64; 2]>::new(base, layout) }.unwrap();
+//!
+//! tx.try_send(&[1, 2]).unwrap();
+//! let mut batch = tx.reserve(8).unwrap();
+//! batch.fill_with(|i| [10 + i as u64, 0]);
+//! batch.commit();
+//!
+//! assert_eq!(rx.try_recv(), Ok([1, 2]));
+//! let batch = rx.recv_batch(32).unwrap();
+//! assert_eq!(batch.iter().map(|m| m[0]).collect::<Vec<_>>(), (10..18).collect::<Vec<_>>());
+//! batch.release();
+//! assert_eq!(rx.try_recv(), Err(RingError::Empty));
+//! # drop((tx, rx));
+//! # unsafe { std::alloc::dealloc(base.as_ptr(), mem) };
+//! ```
 #![no_std]
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
