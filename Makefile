@@ -11,7 +11,7 @@ HALLOWS = $(CARGO) run --quiet --package hallows --
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test check inspect build sim clean
+.PHONY: all deps run test loom check inspect build sim clean
 
 all: test
 
@@ -46,9 +46,16 @@ check:
 inspect:
 	$(HALLOWS) inspect $(MANIFEST)
 
-# Host tests (every portable crate) and the QEMU integration tests.
+# Host tests (every portable crate), the QEMU and Bochs integration tests,
+# and the loom models of the channel protocol.
 test: deps
 	$(CARGO) test
+	$(MAKE) --no-print-directory loom
+
+# Loom model-checks the ring protocol; its own target directory keeps the
+# --cfg loom build from invalidating the normal one.
+loom:
+	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test -p hallows-ring --release --test loom
 
 -include schedulers/Makefile.fragment
 
