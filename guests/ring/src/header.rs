@@ -13,8 +13,9 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"HRNG"`: stored in [`ProducerHeader`] so a consumer can tell a channel
 /// from a page the producer never initialised.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HRNG");
-/// Protocol version stored next to [`MAGIC`].
-pub const VERSION: u32 = 1;
+/// Protocol version stored next to [`MAGIC`]. 2: slots carry a publication
+/// stamp and the consumer polls stamps, not `head`.
+pub const VERSION: u32 = 2;
 
 /// Bytes between the hot index and the cold fields of a header: two 64-byte
 /// lines, so neither Intel's adjacent-line prefetch nor a 128-byte-line Arm
@@ -23,15 +24,21 @@ pub const HOT_LINE: usize = 128;
 
 /// Page 0 of a channel: written by the producer, read by the consumer.
 ///
-/// `head`, written on every commit, has a 128-byte line to itself; the cold
-/// fields (epoch, acknowledgement, geometry) change only on restarts, so the
-/// consumer keeps them cached and checking them costs no coherence traffic.
+/// `head`, written on every commit, has a 128-byte line to itself; the
+/// consumer reads it only when it (re)synchronises, never on the data path
+/// (it polls the slots' stamps), so the line stays in the producer's cache.
+/// The cold fields (epoch, acknowledgement, geometry) change only on
+/// restarts, so the consumer keeps them cached and checking them costs no
+/// coherence traffic.
 /// The consumer's fields live on another page: the two sides never write the
 /// same line.
 #[repr(C, align(128))]
 #[derive(Debug)]
 pub struct ProducerHeader {
-    /// Free-running producer index: messages `[tail, head)` are published.
+    /// Free-running producer index: every message below `head` has been
+    /// handed out and is being or has been published. Stored before the
+    /// stamps of a commit, so it is never behind anything a consumer may
+    /// have received: a (re)starting consumer starts here.
     pub(crate) head: AtomicU64,
     _hot: [u64; HOT_LINE / 8 - 1],
     /// Producer restart epoch; 0 means no producer ever attached.

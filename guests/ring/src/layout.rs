@@ -12,11 +12,19 @@
 //! | producer header | consumer header  | slot 0 | slot 1 | ... | pad  |
 //! | P: RW   C: RO   | P: RO   C: RW    | P: RW   C: RO                |
 //! +-----------------+------------------+------------------------------+
+//!
+//! one slot (stride = round_up(slot_size + 8, 8) bytes):
+//! +------------------------------+-----+--------------+
+//! | message (slot_size bytes)    | pad | stamp (u64)  |
+//! +------------------------------+-----+--------------+
 //! ```
 //!
 //! Every region starts on a page boundary and is a whole number of pages, so
 //! a stage-2 mapping can give it its own permissions. A third partition gets
-//! no mapping at all.
+//! no mapping at all. Each slot ends with the producer's publication stamp
+//! (see `protocol`), so a small message and its stamp share a cache line and
+//! the consumer learns "published" and reads the data in one line transfer;
+//! the stamp is producer-written like the rest of the slot.
 
 use crate::Message;
 
@@ -27,10 +35,14 @@ pub const PAGE_SIZE: usize = 4096;
 /// index product far from overflow on both 32- and 64-bit hosts.
 pub const MAX_SLOTS_BYTES: usize = 1 << 30;
 
+/// Bytes of the publication stamp at the end of every slot.
+pub const STAMP_SIZE: usize = 8;
+
 /// A validated channel geometry. Construct with [`ChannelLayout::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ChannelLayout {
     slot_size: usize,
+    slot_stride: usize,
     slot_count: usize,
     page_size: usize,
 }
@@ -77,13 +89,16 @@ pub enum LayoutError {
     ZeroSlotSize,
     /// The slot count is zero or not a power of two (indices are masked).
     SlotCountNotPowerOfTwo,
-    /// The slot array would exceed [`MAX_SLOTS_BYTES`].
+    /// The slot array (messages and their stamps) would exceed
+    /// [`MAX_SLOTS_BYTES`].
     TooLarge,
     /// The page size is not a power of two of at least [`PAGE_SIZE`].
     BadPageSize,
     /// The message type is larger than the slot.
     MessageTooLarge,
-    /// The slot size is not a multiple of the message type's alignment.
+    /// The slot stride is not a multiple of the message type's alignment
+    /// (types aligned to more than 8 bytes need `slot_size + 8` to be a
+    /// multiple of their alignment).
     MessageMisaligned,
     /// The channel base address is not aligned to the layout's page size.
     BaseMisaligned,
@@ -97,7 +112,7 @@ impl core::fmt::Display for LayoutError {
             LayoutError::TooLarge => "slot array exceeds 1 GiB",
             LayoutError::BadPageSize => "page size is not a power of two >= 4096",
             LayoutError::MessageTooLarge => "message type is larger than the slot",
-            LayoutError::MessageMisaligned => "slot size is not a multiple of the message alignment",
+            LayoutError::MessageMisaligned => "slot stride is not a multiple of the message alignment",
             LayoutError::BaseMisaligned => "channel base is not page-aligned",
         })
     }
@@ -109,7 +124,9 @@ const fn round_up(x: usize, to: usize) -> usize {
 }
 
 impl ChannelLayout {
-    /// Layout for `slot_count` slots of `slot_size` bytes with 4 KiB pages.
+    /// Layout for `slot_count` slots that each carry a message of up to
+    /// `slot_size` bytes, with 4 KiB pages. Each slot takes
+    /// [`slot_stride`](Self::slot_stride) bytes: the message and its stamp.
     pub const fn new(slot_size: usize, slot_count: usize) -> Result<Self, LayoutError> {
         Self::with_page_size(slot_size, slot_count, PAGE_SIZE)
     }
@@ -129,11 +146,15 @@ impl ChannelLayout {
         if !slot_count.is_power_of_two() {
             return Err(LayoutError::SlotCountNotPowerOfTwo);
         }
-        match slot_size.checked_mul(slot_count) {
+        if slot_size > MAX_SLOTS_BYTES {
+            return Err(LayoutError::TooLarge);
+        }
+        let slot_stride = round_up(slot_size + STAMP_SIZE, STAMP_SIZE);
+        match slot_stride.checked_mul(slot_count) {
             Some(bytes) if bytes <= MAX_SLOTS_BYTES => {}
             _ => return Err(LayoutError::TooLarge),
         }
-        Ok(Self { slot_size, slot_count, page_size })
+        Ok(Self { slot_size, slot_stride, slot_count, page_size })
     }
 
     /// Layout for `slot_count` slots that each hold exactly one `T`.
@@ -141,9 +162,15 @@ impl ChannelLayout {
         Self::new(core::mem::size_of::<T>(), slot_count)
     }
 
-    /// Bytes per slot.
+    /// The largest message a slot carries, in bytes.
     pub const fn slot_size(&self) -> usize {
         self.slot_size
+    }
+
+    /// Bytes from one slot to the next: the message rounded up to 8 bytes,
+    /// plus the 8-byte stamp.
+    pub const fn slot_stride(&self) -> usize {
+        self.slot_stride
     }
 
     /// Number of slots (the ring capacity); a power of two.
@@ -183,7 +210,7 @@ impl ChannelLayout {
         Region {
             kind: RegionKind::Slots,
             offset: 2 * self.page_size,
-            size: round_up(self.slot_size * self.slot_count, self.page_size),
+            size: round_up(self.slot_stride * self.slot_count, self.page_size),
             producer: Access::ReadWrite,
             consumer: Access::ReadOnly,
         }
@@ -200,11 +227,19 @@ impl ChannelLayout {
         s.offset + s.size
     }
 
-    /// Byte offset of slot `index & (slot_count - 1)` from the channel base.
+    /// Byte offset of slot `index & (slot_count - 1)` (its message) from the
+    /// channel base.
     #[inline]
     pub const fn slot_offset(&self, index: u64) -> usize {
         // Masking first keeps the product below MAX_SLOTS_BYTES.
-        2 * self.page_size + (index as usize & (self.slot_count - 1)) * self.slot_size
+        2 * self.page_size + (index as usize & (self.slot_count - 1)) * self.slot_stride
+    }
+
+    /// Byte offset of the stamp of slot `index & (slot_count - 1)`: the last
+    /// 8 bytes of the slot, 8-aligned.
+    #[inline]
+    pub const fn stamp_offset(&self, index: u64) -> usize {
+        self.slot_offset(index) + self.slot_stride - STAMP_SIZE
     }
 
     /// Checks that slots of this layout can hold a `T`.
@@ -213,8 +248,7 @@ impl ChannelLayout {
             return Err(LayoutError::MessageTooLarge);
         }
         let align = core::mem::align_of::<T>();
-        if !self.slot_size.is_multiple_of(align) || !self.page_size.is_multiple_of(align)
-        {
+        if !self.slot_stride.is_multiple_of(align) || !self.page_size.is_multiple_of(align) {
             return Err(LayoutError::MessageMisaligned);
         }
         Ok(())
@@ -237,16 +271,23 @@ mod tests {
                 next = r.offset + r.size;
             }
             assert_eq!(next, l.total_size());
-            assert!(l.slots().size >= size * count);
-            assert!(l.slot_offset(u64::MAX) + size <= l.total_size());
+            assert!(l.slots().size >= (size + STAMP_SIZE) * count);
+            assert!(l.slot_offset(u64::MAX) + size <= l.stamp_offset(u64::MAX));
+            assert!(l.stamp_offset(u64::MAX) + STAMP_SIZE <= l.total_size());
+            assert_eq!(l.stamp_offset(7) % STAMP_SIZE, 0);
         }
     }
 
     #[test]
     fn example_geometry() {
         let l = ChannelLayout::new(64, 1024).unwrap();
-        assert_eq!(l.total_size(), 2 * 4096 + 64 * 1024);
-        assert_eq!(l.slot_offset(1025), 2 * 4096 + 64);
+        assert_eq!(l.slot_stride(), 72);
+        assert_eq!(l.total_size(), 2 * 4096 + 72 * 1024);
+        assert_eq!(l.slot_offset(1025), 2 * 4096 + 72);
+        assert_eq!(l.stamp_offset(1025), 2 * 4096 + 72 + 64);
+        let l = ChannelLayout::new(8, 1024).unwrap();
+        assert_eq!((l.slot_stride(), l.total_size()), (16, 2 * 4096 + 16 * 1024));
+        assert_eq!(ChannelLayout::new(13, 4).unwrap().slot_stride(), 24);
         let l = ChannelLayout::new(24, 4).unwrap();
         assert_eq!(l.total_size(), 3 * 4096);
         let l = ChannelLayout::with_page_size(8, 8, 65536).unwrap();
@@ -270,9 +311,12 @@ mod tests {
         assert_eq!(ChannelLayout::new(8, 12), Err(LayoutError::SlotCountNotPowerOfTwo));
         assert_eq!(ChannelLayout::new(1 << 20, 1 << 11), Err(LayoutError::TooLarge));
         assert_eq!(ChannelLayout::new(usize::MAX, 1 << 20), Err(LayoutError::TooLarge));
+        assert_eq!(ChannelLayout::new(usize::MAX, 1), Err(LayoutError::TooLarge));
+        // The stamps count: 1 GiB of messages is more than 1 GiB of slots.
+        assert_eq!(ChannelLayout::new(1 << 14, 1 << 16), Err(LayoutError::TooLarge));
         assert_eq!(ChannelLayout::with_page_size(8, 8, 2048), Err(LayoutError::BadPageSize));
         assert_eq!(ChannelLayout::with_page_size(8, 8, 12288), Err(LayoutError::BadPageSize));
-        assert!(ChannelLayout::new(1 << 20, 1 << 10).is_ok());
+        assert!(ChannelLayout::new((1 << 20) - 8, 1 << 10).is_ok());
     }
 
     #[test]
@@ -280,7 +324,11 @@ mod tests {
         let l = ChannelLayout::new(12, 8).unwrap();
         assert_eq!(l.check_message::<[u32; 3]>(), Ok(()));
         assert_eq!(l.check_message::<[u32; 4]>(), Err(LayoutError::MessageTooLarge));
-        assert_eq!(l.check_message::<u64>(), Err(LayoutError::MessageMisaligned));
+        // Stride 24: an 8-byte-aligned message fits a 12-byte slot.
+        assert_eq!(l.check_message::<u64>(), Ok(()));
+        // Stride 24 is not a multiple of 16.
+        assert_eq!(ChannelLayout::new(16, 8).unwrap().check_message::<u128>(), Err(LayoutError::MessageMisaligned));
+        assert_eq!(ChannelLayout::new(24, 8).unwrap().check_message::<u128>(), Ok(()));
         assert_eq!(ChannelLayout::for_message::<[u64; 8]>(16).unwrap().slot_size(), 64);
     }
 }

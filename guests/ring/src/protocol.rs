@@ -1,31 +1,38 @@
-//! The channel protocol: free-running indices, cached peer index, restart
-//! epochs, and validation of everything the peer writes.
+//! The channel protocol: per-slot publication stamps, free-running indices,
+//! cached peer index, restart epochs, and validation of everything the peer
+//! writes.
 //!
-//! This module is safe code over a [`ChannelView`] (two header references),
-//! so the same logic runs on real shared memory, on heap memory in host tests
-//! and under loom. It deals in indices ([`Span`]s) only; moving message bytes
-//! in and out of the slots a span names is the caller's job (`shm` does it for
-//! real memory, the loom models do it with loom cells).
+//! This module is safe code over a [`ChannelView`] (two header references
+//! and the slots' stamps), so the same logic runs on real shared memory, on
+//! heap memory in host tests and under loom. It deals in indices ([`Span`]s)
+//! and stamps only; moving message bytes in and out of the slots a span
+//! names is the caller's job (`shm` does it for real memory, the loom models
+//! do it with loom cells).
 //!
 //! It must never loop on, index with, or panic on a value read from the
-//! peer's header: every observation of the peer is checked against what the
-//! protocol allows before it is used, and every method is O(1).
+//! peer's pages: every observation of the peer is checked against what the
+//! protocol allows before it is used, and every method is O(batch).
 #![forbid(unsafe_code)]
 
 use crate::header::{ConsumerHeader, ProducerHeader, MAGIC, VERSION};
 use crate::layout::ChannelLayout;
 use crate::sync::Ordering::{Acquire, Relaxed, Release};
+use crate::sync::{fence, AtomicU64};
 use crate::RingError;
 
-/// Access to the two header pages of one channel.
+/// Access to the two header pages and the slot stamps of one channel.
 ///
 /// Implemented by the raw shared-memory binding and by test harnesses. The
-/// protocol only ever stores to the header of its own side.
+/// protocol only ever stores to the header of its own side, and only the
+/// producer stores stamps.
 pub trait ChannelView {
     /// Page 0, written by the producer.
     fn producer_header(&self) -> &ProducerHeader;
     /// Page 1, written by the consumer.
     fn consumer_header(&self) -> &ConsumerHeader;
+    /// The publication stamp of the slot of free-running index `index`
+    /// (the implementation masks the index with the slot count).
+    fn stamp(&self, index: u64) -> &AtomicU64;
 }
 
 impl<V: ChannelView + ?Sized> ChannelView for &V {
@@ -36,6 +43,10 @@ impl<V: ChannelView + ?Sized> ChannelView for &V {
     #[inline]
     fn consumer_header(&self) -> &ConsumerHeader {
         (**self).consumer_header()
+    }
+    #[inline]
+    fn stamp(&self, index: u64) -> &AtomicU64 {
+        (**self).stamp(index)
     }
 }
 
@@ -49,13 +60,30 @@ pub struct Span {
     pub len: u32,
 }
 
+/// The stamp that publishes message `index` of producer epoch `epoch`: the
+/// epoch's low 32 bits in the high half, `index + 1` modulo 2^32 in the low
+/// half.
+///
+/// The epoch tag keeps a slot written by an earlier producer incarnation
+/// from passing for a message of the current one; the index keeps last
+/// lap's message from passing for this lap's. Epoch tags are never 0
+/// ([`next_epoch`]), so zeroed memory publishes nothing.
+#[inline]
+pub const fn stamp_value(epoch: u64, index: u64) -> u64 {
+    (epoch << 32) | (index.wrapping_add(1) & 0xFFFF_FFFF)
+}
+
+const TAG_MASK: u64 = 0xFFFF_FFFF << 32;
+
 /// Next epoch after both our own last one and the peer's acknowledgement of
-/// it, so a restart is visible even if our header page was wiped; never 0
-/// (0 means "never attached").
+/// it, so a restart is visible even if our header page was wiped; its low 32
+/// bits (the stamp tag) are never 0, so it is never 0 ("never attached").
 fn next_epoch(own: u64, peer_ack: u64) -> u64 {
-    match own.max(peer_ack).wrapping_add(1) {
-        0 => 1,
-        e => e,
+    let e = own.max(peer_ack).wrapping_add(1);
+    if e as u32 == 0 {
+        e.wrapping_add(1)
+    } else {
+        e
     }
 }
 
@@ -109,7 +137,7 @@ impl<V: ChannelView> ProducerCore<V> {
         }
     }
 
-    /// The header view this producer runs on.
+    /// The view this producer runs on.
     #[inline]
     pub fn view(&self) -> &V {
         &self.view
@@ -141,7 +169,7 @@ impl<V: ChannelView> ProducerCore<V> {
     ///
     /// Only looks at the consumer's header when the cached view has fewer
     /// than `max` free slots, so a producer that keeps ahead of the consumer
-    /// touches no shared cache line but its own.
+    /// touches no shared cache line but the slots it writes.
     #[inline]
     pub fn reserve(&mut self, max: u32) -> Result<Span, RingError> {
         self.reserved = 0;
@@ -160,6 +188,9 @@ impl<V: ChannelView> ProducerCore<V> {
 
     /// Publishes the first `n` slots of the last reservation (clamped to its
     /// length); the reservation ends either way.
+    ///
+    /// Stores `head` once, then one stamp per slot: no read-modify-write and
+    /// a single release barrier per batch.
     #[inline]
     pub fn commit(&mut self, n: u32) {
         let n = n.min(self.reserved);
@@ -167,10 +198,30 @@ impl<V: ChannelView> ProducerCore<V> {
         if n == 0 {
             return;
         }
-        self.head = self.head.wrapping_add(u64::from(n));
-        // Release: the slot contents written before are visible to a consumer
-        // that reads this head with Acquire.
-        self.view.producer_header().head.store(self.head, Release);
+        let start = self.head;
+        self.head = start.wrapping_add(u64::from(n));
+        // Before the stamps (ordered by the Release below): a consumer that
+        // received any of these messages happens-after this store, so a
+        // restarted consumer, which starts at `head`, never starts behind
+        // what its previous incarnation consumed. Nobody polls `head`.
+        self.view.producer_header().head.store(self.head, Relaxed);
+        if n == 1 {
+            // Release: the slot contents (and `head`) are visible to a
+            // consumer that reads this stamp with Acquire.
+            self.view.stamp(start).store(stamp_value(self.epoch, start), Release);
+        } else {
+            // One barrier for the batch: every stamp below is ordered after
+            // every slot write and `head` (fence-to-load synchronisation
+            // with the consumer's Acquire fence).
+            fence(Release);
+            // Last slot first: a consumer waiting on the first slot's stamp
+            // then sees the whole batch at once, and does not pull the
+            // batch's lines away from us while we are still stamping them.
+            for k in (0..u64::from(n)).rev() {
+                let i = start.wrapping_add(k);
+                self.view.stamp(i).store(stamp_value(self.epoch, i), Relaxed);
+            }
+        }
     }
 
     #[cold]
@@ -222,7 +273,8 @@ pub struct ConsumerCore<V> {
     slot_count: u32,
     /// Our index; mirrors `ConsumerHeader::tail`, which only we write.
     tail: u64,
-    /// Last validated producer index: `cached_head - tail <= capacity`.
+    /// End of the run of messages whose stamps we have validated:
+    /// `tail <= cached_head <= tail + capacity`.
     cached_head: u64,
     /// Slots handed out by the last `peek`, the most `release` may free.
     peeked: u32,
@@ -253,6 +305,8 @@ impl<V: ChannelView> ConsumerCore<V> {
         let p = core.view.producer_header();
         let prod_epoch = p.epoch.load(Acquire);
         let synced = prod_epoch != 0 && core.geometry_matches();
+        // Never behind what a previous incarnation consumed: the producer
+        // stores `head` before the stamps that publish below it.
         let head = p.head.load(Acquire);
         core.tail = head;
         core.cached_head = head;
@@ -268,7 +322,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         core
     }
 
-    /// The header view this consumer runs on.
+    /// The view this consumer runs on.
     #[inline]
     pub fn view(&self) -> &V {
         &self.view
@@ -296,23 +350,80 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// Returns up to `max` published messages (at least one unless `max` is
     /// 0) without consuming them.
     ///
-    /// Only looks at the producer's header when fewer than `max` messages are
-    /// known to be available.
+    /// Reads the stamps of the slots past the known-published run until it
+    /// has `max` messages or meets a slot not yet published: the stamp and a
+    /// small message share a cache line, so the same transfer that signals a
+    /// message brings its data. The producer's header is read only when
+    /// nothing is available (its epoch, on a line that changes only on
+    /// restarts).
     #[inline]
     pub fn peek(&mut self, max: u32) -> Result<Span, RingError> {
         self.peeked = 0;
         // Invariant (validated): cached_head - tail <= capacity.
         let mut avail = self.cached_head.wrapping_sub(self.tail);
         if avail < u64::from(max) {
-            self.refresh()?;
-            avail = self.cached_head.wrapping_sub(self.tail);
+            avail = self.scan(u64::from(max).min(self.capacity));
             if avail == 0 {
-                return Err(RingError::Empty);
+                return Err(self.idle());
             }
         }
         let len = avail.min(u64::from(max)) as u32;
         self.peeked = len;
         Ok(Span { start: self.tail, len })
+    }
+
+    /// Extends the validated run to at most `want` (<= capacity) messages
+    /// past `tail` and returns its length. A slot counts only if its stamp is
+    /// exactly the one its index and the producer's epoch call for; the loop
+    /// is bounded by `want`, never by a peer value.
+    #[inline]
+    fn scan(&mut self, want: u64) -> u64 {
+        if self.prod_epoch == 0 {
+            // No producer yet: nothing is published (and `idle` looks for one).
+            return self.cached_head.wrapping_sub(self.tail);
+        }
+        let end = self.tail.wrapping_add(want);
+        let mut i = self.cached_head;
+        while i != end && self.view.stamp(i).load(Relaxed) == stamp_value(self.prod_epoch, i) {
+            i = i.wrapping_add(1);
+        }
+        if i != self.cached_head {
+            // Acquire (one barrier for the run): the slot contents written
+            // before each stamp we matched are visible to our reads.
+            fence(Acquire);
+            self.cached_head = i;
+        }
+        i.wrapping_sub(self.tail)
+    }
+
+    /// Nothing is published at `tail`: look for a producer restart, then for
+    /// an impossible stamp. Returns why `peek` got nothing.
+    #[cold]
+    fn idle(&mut self) -> RingError {
+        // Only now look at the epoch, so a restart is noticed as soon as the
+        // old producer's messages stop: a restarted producer does not publish
+        // until we have acknowledged its epoch, which happens only here.
+        let prod_epoch = self.view.producer_header().epoch.load(Acquire);
+        if prod_epoch != self.prod_epoch {
+            return match self.resync(prod_epoch) {
+                Ok(()) => RingError::Empty,
+                Err(e) => e,
+            };
+        }
+        if self.prod_epoch != 0 {
+            let s = self.view.stamp(self.tail).load(Relaxed);
+            // A stamp of another epoch is an old incarnation's (or never
+            // written): not yet. Of ours, the honest values are this index
+            // (published since we looked) or an earlier lap's; a later lap's,
+            // or one that does not belong to this slot, cannot happen.
+            if s & TAG_MASK == stamp_value(self.prod_epoch, 0) & TAG_MASK {
+                let behind = (stamp_value(0, self.tail) as u32).wrapping_sub(s as u32);
+                if behind >= 1 << 31 || u64::from(behind) & (self.capacity - 1) != 0 {
+                    return RingError::Corrupt;
+                }
+            }
+        }
+        RingError::Empty
     }
 
     /// Consumes the first `n` messages of the last peek (clamped to its
@@ -329,35 +440,6 @@ impl<V: ChannelView> ConsumerCore<V> {
         // Release: our reads of those slots happen before the producer's
         // next writes to them.
         self.view.consumer_header().tail.store(self.tail, Release);
-    }
-
-    #[cold]
-    fn refresh(&mut self) -> Result<(), RingError> {
-        let p = self.view.producer_header();
-        // Acquire: the slot contents published before this head are visible.
-        let head = p.head.load(Acquire);
-        // head only moves forward and never more than capacity past tail.
-        let advance = head.wrapping_sub(self.cached_head);
-        let room = self.tail.wrapping_add(self.capacity).wrapping_sub(self.cached_head);
-        if advance != 0 && advance <= room && self.prod_epoch != 0 {
-            // Fast path, one load of the producer's (hot) line: new messages.
-            // They belong to the epoch we know, because a restarted producer
-            // does not publish until we have acknowledged its epoch, which
-            // happens only on the slow path below.
-            self.cached_head = head;
-            return Ok(());
-        }
-        // Nothing new, or something odd: only now look at the epoch, so a
-        // restart is noticed as soon as the old producer's messages stop.
-        let prod_epoch = p.epoch.load(Acquire);
-        if prod_epoch != self.prod_epoch {
-            return self.resync(prod_epoch);
-        }
-        if advance > room {
-            return Err(RingError::Corrupt);
-        }
-        self.cached_head = head;
-        Ok(())
     }
 
     /// Adopts a new producer epoch: drop everything in flight, start empty at
@@ -393,10 +475,24 @@ mod tests {
     use super::*;
     use crate::sync::Ordering::SeqCst;
 
-    #[derive(Default)]
+    /// Headers and up to 16 stamps on the heap (slot contents are not
+    /// modelled: these tests are about indices and stamps).
     struct Heap {
         p: ProducerHeader,
         c: ConsumerHeader,
+        stamps: [AtomicU64; 16],
+        mask: usize,
+    }
+    impl Heap {
+        fn new(slots: usize) -> Self {
+            assert!(slots <= 16);
+            Self {
+                p: ProducerHeader::new(),
+                c: ConsumerHeader::new(),
+                stamps: core::array::from_fn(|_| AtomicU64::new(0)),
+                mask: slots - 1,
+            }
+        }
     }
     impl ChannelView for Heap {
         fn producer_header(&self) -> &ProducerHeader {
@@ -404,6 +500,9 @@ mod tests {
         }
         fn consumer_header(&self) -> &ConsumerHeader {
             &self.c
+        }
+        fn stamp(&self, index: u64) -> &AtomicU64 {
+            &self.stamps[index as usize & self.mask]
         }
     }
 
@@ -413,8 +512,8 @@ mod tests {
 
     #[test]
     fn producer_waits_for_ack_then_fills_to_capacity() {
-        let h = Heap::default();
         let l = layout(4);
+        let h = Heap::new(4);
         let mut tx = ProducerCore::attach(&h, &l);
         assert_eq!(tx.reserve(1), Err(RingError::Full));
         let mut rx = ConsumerCore::attach(&h, &l);
@@ -439,8 +538,8 @@ mod tests {
 
     #[test]
     fn consumer_first_then_producer() {
-        let h = Heap::default();
         let l = layout(2);
+        let h = Heap::new(2);
         let mut rx = ConsumerCore::attach(&h, &l);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
         let mut tx = ProducerCore::attach(&h, &l);
@@ -454,8 +553,8 @@ mod tests {
 
     #[test]
     fn producer_restart_is_reported_and_resynchronised() {
-        let h = Heap::default();
         let l = layout(4);
+        let h = Heap::new(4);
         let mut rx = ConsumerCore::attach(&h, &l);
         let mut tx = ProducerCore::attach(&h, &l);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
@@ -480,8 +579,8 @@ mod tests {
 
     #[test]
     fn producer_restart_with_wiped_page_still_changes_epoch() {
-        let h = Heap::default();
         let l = layout(4);
+        let h = Heap::new(4);
         let mut rx = ConsumerCore::attach(&h, &l);
         let tx = ProducerCore::attach(&h, &l);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
@@ -494,8 +593,8 @@ mod tests {
 
     #[test]
     fn consumer_restart_is_reported_to_the_producer() {
-        let h = Heap::default();
         let l = layout(4);
+        let h = Heap::new(4);
         let mut tx = ProducerCore::attach(&h, &l);
         let _dead = ConsumerCore::attach(&h, &l);
         tx.reserve(4).unwrap();
@@ -510,17 +609,36 @@ mod tests {
 
     #[test]
     fn corrupt_indices_are_reported_and_state_kept() {
-        let h = Heap::default();
         let l = layout(4);
+        let h = Heap::new(4);
         let mut tx = ProducerCore::attach(&h, &l);
         let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
         tx.reserve(1).unwrap();
         tx.commit(1);
-        // Producer claims more than capacity.
+        assert_eq!(h.stamps[0].load(SeqCst), stamp_value(e, 0));
+        // The consumer never looks at head on the data path.
         h.p.head.store(100, SeqCst);
-        assert_eq!(rx.peek(8), Err(RingError::Corrupt));
-        h.p.head.store(1, SeqCst);
         assert_eq!(rx.peek(8).unwrap().len, 1);
+        h.p.head.store(1, SeqCst);
+        rx.release(1);
+        // A stamp of our epoch a lap ahead, or for another slot: impossible.
+        h.stamps[1].store(stamp_value(e, 5), SeqCst);
+        assert_eq!(rx.peek(8), Err(RingError::Corrupt));
+        h.stamps[1].store(stamp_value(e, 2), SeqCst);
+        assert_eq!(rx.peek(8), Err(RingError::Corrupt));
+        // A lap behind, or another epoch's: not yet.
+        h.stamps[1].store(stamp_value(e, 1u64.wrapping_sub(4)), SeqCst);
+        assert_eq!(rx.peek(8), Err(RingError::Empty));
+        h.stamps[1].store(stamp_value(e + 1, 1), SeqCst);
+        assert_eq!(rx.peek(8), Err(RingError::Empty));
+        h.stamps[1].store(u64::MAX, SeqCst);
+        assert_eq!(rx.peek(8), Err(RingError::Empty));
+        // State kept: the real message still arrives.
+        h.stamps[1].store(0, SeqCst);
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 1 });
         rx.release(1);
         // Consumer index moving past head.
         assert_eq!(tx.reserve(4).unwrap().len, 4);
@@ -528,22 +646,47 @@ mod tests {
         assert_eq!(tx.reserve(5), Err(RingError::Corrupt));
         h.c.tail.store(0, SeqCst); // backwards
         assert_eq!(tx.reserve(5), Err(RingError::Corrupt));
-        h.c.tail.store(1, SeqCst);
+        h.c.tail.store(2, SeqCst);
         assert_eq!(tx.reserve(5).unwrap().len, 4);
         // Ack of an epoch that was never ours.
         h.c.prod_epoch_ack.store(tx.epoch() + 7, SeqCst);
         assert_eq!(tx.reserve(5), Err(RingError::Corrupt));
-        // Head moving backwards.
-        tx.reserve(1).unwrap();
-        tx.commit(1);
-        assert_eq!(rx.peek(1).unwrap().len, 1);
-        h.p.head.store(0, SeqCst);
-        assert_eq!(rx.peek(2), Err(RingError::Corrupt));
+    }
+
+    #[test]
+    fn batches_publish_every_stamp_and_stop_at_a_gap() {
+        let l = layout(8);
+        let h = Heap::new(8);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let s = tx.reserve(5).unwrap();
+        tx.commit(5);
+        assert_eq!(h.p.head.load(SeqCst), 5);
+        for i in 0..5 {
+            assert_eq!(h.stamps[i].load(SeqCst), stamp_value(tx.epoch(), i as u64));
+        }
+        // A hole: the consumer takes the run before it, and only that.
+        h.stamps[2].store(0, SeqCst);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: s.start, len: 2 });
+        rx.release(1);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 1 });
+        h.stamps[2].store(stamp_value(tx.epoch(), 2), SeqCst);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 4 });
+        rx.release(4);
+        assert_eq!(rx.peek(1), Err(RingError::Empty));
+    }
+
+    #[test]
+    fn epochs_never_tag_stamps_with_zero() {
+        assert_eq!(next_epoch(0, 0), 1);
+        assert_eq!(next_epoch(0xFFFF_FFFF, 3), 0x1_0000_0001);
+        assert_eq!(next_epoch(u64::MAX, 0), 1);
+        assert_ne!(stamp_value(1, u64::from(u32::MAX)), 0);
     }
 
     #[test]
     fn wrong_geometry_is_corrupt() {
-        let h = Heap::default();
+        let h = Heap::new(8);
         let mut rx = ConsumerCore::attach(&h, &layout(4));
         let mut tx = ProducerCore::attach(&h, &layout(8));
         assert_eq!(rx.peek(1), Err(RingError::Corrupt));
@@ -552,8 +695,8 @@ mod tests {
 
     #[test]
     fn indices_wrap_around_u64() {
-        let h = Heap::default();
         let l = layout(4);
+        let h = Heap::new(4);
         h.p.head.store(u64::MAX - 1, SeqCst);
         let mut tx = ProducerCore::attach(&h, &l);
         let mut rx = ConsumerCore::attach(&h, &l);

@@ -4,8 +4,8 @@
 //! It owns turning a base pointer plus a [`ChannelLayout`] into header
 //! references and slot pointers, and copying message bytes in and out of
 //! slots. It must never compute an address from a value the peer wrote: slot
-//! addresses come only from indices masked by the layout's slot count, and
-//! the headers' addresses only from the layout.
+//! addresses (and the stamps' inside them) come only from indices masked by
+//! the layout's slot count, and the headers' addresses only from the layout.
 
 #![allow(unsafe_code)]
 
@@ -14,7 +14,8 @@ use core::ops::{Index, IndexMut};
 use core::ptr::{self, NonNull};
 
 use crate::header::{ConsumerHeader, ProducerHeader};
-use crate::layout::{ChannelLayout, LayoutError};
+use crate::sync::AtomicU64;
+use crate::layout::{ChannelLayout, LayoutError, STAMP_SIZE};
 use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
 use crate::{Message, RingError};
 
@@ -23,6 +24,12 @@ use crate::{Message, RingError};
 pub(crate) struct RawChannel {
     base: NonNull<u8>,
     layout: ChannelLayout,
+    /// `base` + the slot region's offset: slot 0's message.
+    slots: *mut u8,
+    /// `slot_count - 1`.
+    mask: usize,
+    /// The layout's slot stride.
+    stride: usize,
 }
 
 // SAFETY: a RawChannel only hands out shared references to atomics and
@@ -43,15 +50,21 @@ impl RawChannel {
         if !(base.as_ptr() as usize).is_multiple_of(layout.page_size()) {
             return Err(LayoutError::BaseMisaligned);
         }
-        Ok(Self { base, layout })
+        // SAFETY: the slot region lies inside the channel memory.
+        let slots = unsafe { base.as_ptr().add(layout.slots().offset) };
+        Ok(Self { base, layout, slots, mask: layout.slot_count() - 1, stride: layout.slot_stride() })
     }
 
-    /// Pointer to the slot of free-running index `index`.
+    /// Pointer to the slot of free-running index `index` (its message);
+    /// `layout.slot_offset(index)` bytes from the base.
     #[inline]
     fn slot(&self, index: u64) -> *mut u8 {
-        // SAFETY: `slot_offset` masks the index, so the offset plus a slot
-        // lies inside the `total_size()` bytes `new`'s contract guarantees.
-        unsafe { self.base.as_ptr().add(self.layout.slot_offset(index)) }
+        // SAFETY: the index is masked, so the offset plus a stride lies
+        // inside the slot region, inside the `total_size()` bytes `new`'s
+        // contract guarantees.
+        let p = unsafe { self.slots.add((index as usize & self.mask) * self.stride) };
+        debug_assert_eq!(p as usize - self.base.as_ptr() as usize, self.layout.slot_offset(index));
+        p
     }
 }
 
@@ -68,15 +81,10 @@ struct SlotCursor {
 impl SlotCursor {
     #[inline]
     fn new(raw: &RawChannel, start: u64) -> Self {
-        let slots = raw.layout.slots();
-        // SAFETY: the slot array lies inside the channel memory (`new`'s
-        // contract); `end` is one past its last slot, still inside the
-        // page-rounded slot region or at its end.
-        let (first, end) = unsafe {
-            let first = raw.base.as_ptr().add(slots.offset);
-            (first, first.add(raw.layout.slot_count() * raw.layout.slot_size()))
-        };
-        Self { next: raw.slot(start), first, end, stride: raw.layout.slot_size() }
+        // SAFETY: `end` is one past the last slot, inside the page-rounded
+        // slot region or at its end (`new`'s contract).
+        let end = unsafe { raw.slots.add((raw.mask + 1) * raw.stride) };
+        Self { next: raw.slot(start), first: raw.slots, end, stride: raw.stride }
     }
 
     /// The current slot; then moves to the next one, wrapping at the end.
@@ -109,6 +117,18 @@ impl ChannelView for RawChannel {
         let region = self.layout.consumer_header();
         // SAFETY: as for `producer_header`, one page further.
         unsafe { &*self.base.as_ptr().add(region.offset).cast::<ConsumerHeader>() }
+    }
+
+    #[inline]
+    fn stamp(&self, index: u64) -> &AtomicU64 {
+        // SAFETY: the last 8 bytes of a slot (`layout.stamp_offset(index)`),
+        // inside the channel (`new`'s contract); they are 8-aligned (page-aligned
+        // base, stride and the stamp's place in the slot are multiples of
+        // 8). An AtomicU64 is valid for any bits; only the producer stores
+        // (atomically) and the consumer only loads, which is fine on its
+        // read-only mapping. No reference to a message ever covers a stamp:
+        // messages end at `slot_size`, before the stamp.
+        unsafe { &*self.slot(index).add(self.stride - STAMP_SIZE).cast::<AtomicU64>() }
     }
 }
 
@@ -210,7 +230,7 @@ impl<T: Message> SendBatch<'_, T> {
         }
         let p = self.sender.core.view().slot(self.span.start.wrapping_add(i as u64));
         // SAFETY: the slot is inside the channel, aligned for T (base is
-        // page-aligned, slot_size and the page size are multiples of
+        // page-aligned, the slot stride and the page size are multiples of
         // align_of::<T>(), checked in `Sender::new`), at least size_of::<T>()
         // long, and any bytes are a valid T (T: FromBytes). It is reserved for
         // us: the consumer does not read it until we commit, no other slot of

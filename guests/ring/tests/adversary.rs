@@ -3,8 +3,8 @@
 //! while the honest side runs with exactly the permissions stage 2 would give
 //! it (guard pages around the channel, the peer's regions read-only). A stray
 //! access or a write in the wrong direction kills the test with SIGSEGV; a
-//! panic or hang fails it; and implausible indices must be reported as
-//! `RingError::Corrupt`.
+//! panic or hang fails it; and implausible indices or stamps must be
+//! reported as `RingError::Corrupt`.
 
 // Real shared memory: not meaningful (nor buildable) under loom.
 #![cfg(not(loom))]
@@ -13,6 +13,7 @@ mod common;
 
 use common::{ChannelMem, Side};
 use hallows_ring::header::*;
+use hallows_ring::protocol::stamp_value;
 use hallows_ring::{ChannelLayout, Receiver, RingError, Sender};
 use proptest::prelude::*;
 
@@ -26,8 +27,14 @@ fn layout(slots_log2: u32) -> ChannelLayout {
 enum HostileProducer {
     SetHead(u64),
     BumpHead(u8),
-    /// Head beyond tail + capacity: must be reported.
-    Overrun(u32),
+    /// Stamps the next `n` slots past the consumer's tail as published in
+    /// the epoch the consumer acknowledged (whatever their contents).
+    Publish(u8),
+    /// A stamp of the acknowledged epoch that no honest producer can have
+    /// written (a later lap, or another slot's index) at the consumer's
+    /// next slot: must be reported.
+    BadStamp(u32),
+    SetStamp(u8, u64),
     SetEpoch(u64),
     BumpEpoch,
     SetGeometry(u32, u32, u32),
@@ -41,7 +48,10 @@ fn hostile_producer() -> impl Strategy<Value = HostileProducer> {
     prop_oneof![
         any::<u64>().prop_map(SetHead),
         any::<u8>().prop_map(BumpHead),
-        any::<u32>().prop_map(Overrun),
+        any::<u8>().prop_map(Publish),
+        any::<u8>().prop_map(Publish),
+        any::<u32>().prop_map(BadStamp),
+        (any::<u8>(), any::<u64>()).prop_map(|(i, v)| SetStamp(i, v)),
         prop_oneof![any::<u64>(), 0..4u64].prop_map(SetEpoch),
         Just(BumpEpoch),
         (0..3u32, any::<u32>(), any::<u32>()).prop_map(|(w, a, b)| SetGeometry(w, a, b)),
@@ -107,17 +117,31 @@ proptest! {
                     let h = mem.read_u64(PRODUCER_HEAD_OFFSET);
                     mem.write_u64(PRODUCER_HEAD_OFFSET, h.wrapping_add(u64::from(k)));
                 }),
-                HostileProducer::Overrun(k) => {
+                HostileProducer::Publish(n) => {
                     let tail = mem.read_u64(cons + CONSUMER_TAIL_OFFSET);
-                    let bad = tail.wrapping_add(cap).wrapping_add(1).wrapping_add(u64::from(k));
-                    hostile(&|| mem.write_u64(PRODUCER_HEAD_OFFSET, bad));
-                    let synced = mem.read_u64(PRODUCER_EPOCH_OFFSET)
-                        == mem.read_u64(cons + CONSUMER_PROD_EPOCH_ACK_OFFSET);
+                    let ack = mem.read_u64(cons + CONSUMER_PROD_EPOCH_ACK_OFFSET);
+                    hostile(&|| for k in 0..u64::from(n) % (cap + 1) {
+                        mem.write_u64(l.stamp_offset(tail + k), stamp_value(ack, tail + k));
+                    });
+                }
+                HostileProducer::BadStamp(k) => {
+                    // Let the consumer hand out what it already validated.
+                    if let Ok(b) = rx.recv_batch(cap as usize) { b.release(); }
+                    let tail = mem.read_u64(cons + CONSUMER_TAIL_OFFSET);
+                    let ack = mem.read_u64(cons + CONSUMER_PROD_EPOCH_ACK_OFFSET);
+                    let index = if cap > 1 && k % 2 == 1 {
+                        tail + 1 + u64::from(k / 2) % (cap - 1) // another slot's index
+                    } else {
+                        tail + cap * (1 + u64::from(k / 2) % 1000) // a later lap
+                    };
+                    hostile(&|| mem.write_u64(l.stamp_offset(tail), stamp_value(ack, index)));
+                    let synced = ack != 0 && mem.read_u64(PRODUCER_EPOCH_OFFSET) == ack;
                     let r = rx.recv_batch(cap as usize + 1).map(|b| b.len());
                     if synced {
                         prop_assert_eq!(r, Err(RingError::Corrupt));
                     }
                 }
+                HostileProducer::SetStamp(i, v) => hostile(&|| mem.write_u64(l.stamp_offset(u64::from(i)), v)),
                 HostileProducer::SetEpoch(v) => hostile(&|| mem.write_u64(PRODUCER_EPOCH_OFFSET, v)),
                 HostileProducer::BumpEpoch => hostile(&|| {
                     let e = mem.read_u64(PRODUCER_EPOCH_OFFSET);
@@ -161,7 +185,7 @@ proptest! {
         let cons = l.consumer_header().offset;
         let s = l.slots();
         // Fill the page padding after the last slot with a canary.
-        let used = l.slot_count() * l.slot_size();
+        let used = l.slot_count() * l.slot_stride();
         for i in used..s.size { mem.write_byte(s.offset + i, 0xA5); }
         // A real consumer initialises its header, then the adversary owns it.
         mem.enforce(Side::Consumer);
