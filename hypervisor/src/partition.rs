@@ -11,7 +11,7 @@
 use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use hallows_abi::{role, BootInfo, ChannelInfo, BOOT_MAGIC};
+use hallows_abi::{role, BootInfo, ChannelInfo, DeviceInfo, BOOT_MAGIC};
 use zerocopy::FromZeros;
 use hallows_table::{fault_policy, MAX_CORES, MAX_PARTITIONS};
 use spin::Mutex;
@@ -186,6 +186,23 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         channel_count,
         _pad2: 0,
         channels,
+        log_level: p.log_level,
+        device_count: p.device_count.min(hallows_table::MAX_DEVICES as u32),
+        dma: if p.dma == 1 { hallows_abi::dma::TRUSTED } else { 0 },
+        _pad3: 0,
+        // Only a partition trusted with DMA learns where its RAM really is.
+        dma_offset: if p.dma == 1 { p.ram_pa.wrapping_sub(p.ram_ipa) } else { 0 },
+        devices: core::array::from_fn(|i| match p.devices.get(i).filter(|_| i < p.device_count as usize) {
+            Some(d) => DeviceInfo {
+                name: d.name,
+                compatible: d.compatible,
+                base: d.base,
+                size: d.size,
+                irq: d.irq,
+                _pad: 0,
+            },
+            None => DeviceInfo::new_zeroed(),
+        }),
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
     if index == 0 && restarts == 0 {
@@ -297,6 +314,12 @@ fn restart(sys: &System, index: usize, restarts: u32) -> ! {
         // Validated at boot, so unreachable; stop rather than run garbage.
         console::hv_print(format_args!("partition {}: reload failed\n", p.name()));
         arch::park();
+    }
+    #[cfg(target_arch = "aarch64")]
+    for d in &p.devices[..(p.device_count as usize).min(p.devices.len())] {
+        if d.irq != 0 {
+            arch::reset_device_interrupt(d.irq);
+        }
     }
     if let Some(c) = COST.get(arch::this_core()) {
         for v in [&c.traps, &c.instructions, &c.discarded] {

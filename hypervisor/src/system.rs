@@ -12,7 +12,7 @@ use hallows_paging::{Attr, MapError, MemKind, PageTable, Stage2, PAGE_SIZE};
 use hallows_ring::{Access, ChannelLayout};
 use hallows_table::{
     fault_policy, notify, perm, region_kind, ChannelDesc, MemRange, PartitionDesc, Region, SystemTable, TableError,
-    MAX_CHANNELS, MAX_CORES, MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
+    MAX_CHANNELS, MAX_CORES, MAX_DEVICES, MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
 };
 
 use crate::arch::GuestRam;
@@ -250,6 +250,43 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
             }
             if g.kind == region_kind::NORMAL && !in_ram(&target) {
                 return bad("a memory region is not RAM");
+            }
+        }
+        for g in &p.regions[..p.region_count as usize] {
+            // A device region must be MMIO the hypervisor does not keep for
+            // itself: never RAM, never the console or the GIC.
+            let target = MemRange { base: g.pa, size: g.size };
+            if g.kind == region_kind::DEVICE
+                && (in_ram(&target) || [board.console, board.gic_dist, board.gic_redist].iter().any(|h| h.overlaps(&target)))
+            {
+                return bad("a device region maps RAM or the hypervisor's own devices");
+            }
+        }
+        if p.device_count as usize > MAX_DEVICES || p.dma > 1 {
+            return bad("too many devices, or an unknown DMA mode");
+        }
+        for d in &p.devices[..p.device_count as usize] {
+            let mmio = MemRange { base: d.base, size: d.size };
+            let mapped = p.regions[..p.region_count as usize].iter().any(|g| {
+                g.kind == region_kind::DEVICE && (MemRange { base: g.ipa, size: g.size }).contains(&mmio) && g.ipa == g.pa
+            });
+            if !mapped {
+                return bad("a device's registers are not in one of its device regions");
+            }
+            if d.irq != 0 {
+                let doorbells = hallows_abi::DOORBELL_INTID_BASE..hallows_abi::DOORBELL_INTID_BASE + MAX_CHANNELS as u32;
+                if !(32..1020).contains(&d.irq) || doorbells.contains(&d.irq) {
+                    return bad("a device interrupt is not an SPI outside the doorbell INTIDs");
+                }
+                let taken = parts[..index]
+                    .iter()
+                    .chain(core::iter::once(p))
+                    .flat_map(|q| q.devices[..(q.device_count as usize).min(MAX_DEVICES)].iter())
+                    .filter(|o| o.irq == d.irq)
+                    .count();
+                if taken > 1 {
+                    return bad("a device interrupt is assigned twice");
+                }
             }
         }
         if !matches!(p.fault_policy, fault_policy::STOP | fault_policy::RESTART | fault_policy::HALT) {

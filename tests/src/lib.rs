@@ -68,8 +68,19 @@ pub fn boot_system(name: &str) -> Boot {
     boot_manifest(&root().join("tests/systems").join(format!("{name}.toml")))
 }
 
+/// Boots `tests/systems/<name>.toml` with extra QEMU arguments (a disk:
+/// `-drive ... -device virtio-blk-device,...`).
+pub fn boot_system_with(name: &str, extra: &[String]) -> Boot {
+    boot_manifest_with(&root().join("tests/systems").join(format!("{name}.toml")), extra)
+}
+
 /// Boots any manifest file.
 pub fn boot_manifest(path: &Path) -> Boot {
+    boot_manifest_with(path, &[])
+}
+
+/// Boots any manifest file with extra QEMU arguments.
+pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
@@ -80,7 +91,7 @@ pub fn boot_manifest(path: &Path) -> Boot {
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
     std::fs::write(&out, &img.bytes).expect("writing the image");
-    let r = qemu::run(&sys.board, &out, BOOT_TIMEOUT, true, &[]).expect("running QEMU");
+    let r = qemu::run(&sys.board, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
     Boot { status: r.status, output: r.output }
 }
 

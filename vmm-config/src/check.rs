@@ -18,11 +18,11 @@ use toml::Spanned;
 
 use crate::diag::{did_you_mean, Diagnostics, FileId};
 use crate::place::{place_channel, place_partitions, RamRequest};
-use crate::raw::{NotifyName, OnFault, RawChannel, RawManifest, RawPartition};
+use crate::raw::{DmaName, LogName, NotifyName, OnFault, RawChannel, RawManifest, RawPartition};
 use crate::shape::{deserialize_item, first_line, parse_document, schema_keys};
 use crate::size::format_size;
 use crate::{
-    board, channel_size, Board, Channel, CheckContext, FaultPolicy, Notify, Partition, System,
+    board, channel_size, Board, Channel, CheckContext, FaultPolicy, LogLevel, Notify, Partition, Range, System,
     DEFAULT_MAX_RESTARTS, MANIFEST_VERSION, MAX_BOOTARGS_LEN, MAX_NAME_LEN, MAX_SLOTS,
     MAX_SLOT_SIZE, RAM_ALIGN,
 };
@@ -572,6 +572,65 @@ impl Loader<'_> {
                 }
                 devices.push(dname.to_owned());
             }
+            // Stage-2 maps whole 4 KiB pages: a device whose registers
+            // share a page with other board devices (QEMU's virtio-mmio
+            // transports, 0x200 apart) can only be given together with all
+            // of them, or its owner would reach the others.
+            let mut dma_devices = Vec::new();
+            let mut pages_seen: Vec<u64> = Vec::new();
+            if let Some(b) = board {
+                // Only devices the partition was given (not those refused above).
+                for dv in p.devices.iter().filter(|d| devices.iter().any(|n| n == d.get_ref())) {
+                    let Some(dev) = b.device(dv.get_ref()) else { continue };
+                    if crate::dma_capable(&dev.compatible) {
+                        dma_devices.push((dev.name.clone(), dv.span()));
+                    }
+                    let first = dev.mmio.base & !(crate::PAGE_SIZE - 1);
+                    if pages_seen.contains(&first) {
+                        continue;
+                    }
+                    pages_seen.push(first);
+                    let last = dev.mmio.end().saturating_sub(1) & !(crate::PAGE_SIZE - 1);
+                    let pages = Range::new(first, last - first + crate::PAGE_SIZE);
+                    let missing: Vec<&str> = b
+                        .devices
+                        .iter()
+                        .filter(|o| o.mmio.overlaps(&pages) && !devices.contains(&o.name))
+                        .map(|o| o.name.as_str())
+                        .collect();
+                    if !missing.is_empty() {
+                        self.d
+                            .error(file, dv.span(), format!(
+                                "device `{}` shares the 4 KiB page {:#x} with {}, which partition `{name}` is not assigned",
+                                dev.name, first, missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ")
+                            ))
+                            .help("stage-2 maps whole pages: assign every device of that page to this partition, or none");
+                    }
+                }
+            }
+            let dma_trusted = p.dma.is_some();
+            match (&p.dma, dma_devices.first()) {
+                (None, Some((dname, span))) => {
+                    self.d
+                        .error(file, span.clone(), format!("device `{dname}` can master DMA, but partition `{name}` does not declare dma = \"trusted\""))
+                        .help("without an IOMMU a DMA-capable device can read and write any physical address, other partitions' and the hypervisor's included; add dma = \"trusted\" to the partition if you trust its guest with the whole machine's memory");
+                }
+                (Some(d), None) => {
+                    let DmaName::Trusted = d.get_ref();
+                    self.d
+                        .error(file, d.span(), format!("dma = \"trusted\" but partition `{name}` has no DMA-capable device"))
+                        .help("remove `dma`: it only grants something with a DMA-capable device (virtio)");
+                }
+                _ => {}
+            }
+            let log = p.log.as_ref().map(|l| match l.get_ref() {
+                LogName::Off => LogLevel::Off,
+                LogName::Error => LogLevel::Error,
+                LogName::Warn => LogLevel::Warn,
+                LogName::Info => LogLevel::Info,
+                LogName::Debug => LogLevel::Debug,
+                LogName::Trace => LogLevel::Trace,
+            });
 
             if p.name.is_none()
                 || p.cores.is_none()
@@ -592,6 +651,8 @@ impl Loader<'_> {
                 on_fault,
                 devices,
                 spec: p.spec.as_ref().map(|s| s.get_ref().clone()),
+                log,
+                dma_trusted,
             });
         }
         (self.d.len() == before && out.len() == parts.len()).then_some(out)

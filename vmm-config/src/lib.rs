@@ -245,6 +245,42 @@ pub struct Partition {
     pub devices: Vec<String>,
     /// Parseltongue spec path as written (relative to the manifest), if any.
     pub spec: Option<String>,
+    /// The manifest's `log` level for the guest runtime, if given.
+    pub log: Option<LogLevel>,
+    /// `dma = "trusted"`: the partition may program DMA-capable devices.
+    pub dma_trusted: bool,
+}
+
+/// A partition's `log` level.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+impl LogLevel {
+    /// The value for `hallows_table::PartitionDesc::log_level` (and the
+    /// guest's `hallows_abi::BootInfo::log_level`).
+    pub fn table_id(self) -> u32 {
+        match self {
+            LogLevel::Off => 1,
+            LogLevel::Error => 2,
+            LogLevel::Warn => 3,
+            LogLevel::Info => 4,
+            LogLevel::Debug => 5,
+            LogLevel::Trace => 6,
+        }
+    }
+}
+
+/// Whether a device with this compatible string can master DMA (and so,
+/// without an IOMMU, reach any physical address).
+pub fn dma_capable(compatible: &str) -> bool {
+    compatible.starts_with("virtio")
 }
 
 impl Partition {

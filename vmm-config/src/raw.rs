@@ -73,11 +73,39 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub devices: Vec<Spanned<String>>,
+    /// Log level of the guest runtime's `log` backend (default: the guest's
+    /// `log=` boot argument, else info).
+    #[serde(default)]
+    #[schemars(with = "Option<LogName>")]
+    pub log: Option<Spanned<LogName>>,
+    /// `"trusted"`: the partition may program DMA-capable devices (virtio)
+    /// with physical addresses. Without an IOMMU such a device can reach
+    /// any physical address, so this must be explicit.
+    #[serde(default)]
+    #[schemars(with = "Option<DmaName>")]
+    pub dma: Option<Spanned<DmaName>>,
     /// Parseltongue service spec (`.pt`) the partition's guest implements,
     /// relative to the manifest; `hallows check` cross-checks it.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub spec: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogName {
+    Off,
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DmaName {
+    Trusted,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]

@@ -103,7 +103,10 @@ fn resolves_the_full_example() {
     assert_eq!(api.ram(), Range::new(0x4100_0000, 16 << 20));
     assert_eq!(api.cores, [1]);
     assert_eq!(api.on_fault, FaultPolicy::Restart { max_restarts: 5 });
-    assert_eq!(api.devices, ["virtio0", "rtc"]);
+    assert_eq!(api.devices, ["rtc"]);
+    assert!(!api.dma_trusted && api.log.is_none());
+    assert!(s.partitions[1].dma_trusted);
+    assert_eq!(s.partitions[1].log, Some(vmm_config::LogLevel::Debug));
     assert_eq!(api.bootargs, "mode=demo");
     let db = &s.partitions[1];
     assert_eq!(db.ram(), Range::new(0x5000_0000, 32 << 20));
@@ -196,7 +199,7 @@ fn inspect_output_shows_partitions_channels_and_the_map() {
             "0x0041000000..0x0042000000",
             "hello",
             "restart (max 5)",
-            "virtio0,rtc",
+            "rtc",
             "\"mode=demo\""
         ]
     );
@@ -209,7 +212,7 @@ fn inspect_output_shows_partitions_channels_and_the_map() {
             "0x0050000000..0x0052000000 fixed",
             "counter",
             "halt",
-            "virtio1",
+            "virtio0,virtio1,virtio2,virtio3,virtio4,virtio5,virtio6,virtio7",
             "-"
         ]
     );
@@ -255,7 +258,7 @@ fn inspect_output_shows_partitions_channels_and_the_map() {
         ]
     );
     assert!(
-        out.contains("(31 unassigned board devices not shown)"),
+        out.contains("(25 unassigned board devices not shown)"),
         "{out}"
     );
     // The map section lists addresses in increasing order.

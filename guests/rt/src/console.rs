@@ -48,7 +48,21 @@ pub fn write_raw(bytes: &[u8]) -> i64 {
 
 #[doc(hidden)]
 pub fn _print(args: fmt::Arguments) {
-    let _ = CONSOLE.lock().write_fmt(args);
+    // IRQs masked while the lock is held: a preemptible task interrupted
+    // here must not leave its core's scheduler loop waiting for the lock.
+    without_interrupts(|| {
+        let _ = CONSOLE.lock().write_fmt(args);
+    });
+}
+
+#[cfg(target_arch = "aarch64")]
+fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    arch::without_interrupts(f)
+}
+
+#[cfg(not(target_arch = "aarch64"))]
+fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    f()
 }
 
 /// Writes out a partial line.

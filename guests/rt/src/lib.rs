@@ -20,10 +20,23 @@
 //! ```
 #![no_std]
 
+#[cfg(target_arch = "aarch64")]
+extern crate alloc;
+
 mod arch;
 pub mod channel;
 pub mod console;
+#[cfg(target_arch = "aarch64")]
+pub mod irq;
 mod logger;
+#[cfg(target_arch = "aarch64")]
+pub mod mm;
+#[cfg(target_arch = "aarch64")]
+pub mod task;
+#[cfg(target_arch = "aarch64")]
+pub mod time;
+#[cfg(target_arch = "aarch64")]
+pub mod virtio;
 
 pub use hallows_abi as abi;
 use hallows_abi::{call, fault_kind, BootInfo, BOOT_MAGIC};
@@ -61,12 +74,23 @@ impl Boot {
     pub fn restart_count(&self) -> u32 {
         self.info.restart_count
     }
-    pub fn info(&self) -> &BootInfo {
+    pub fn info(&self) -> &'static BootInfo {
         self.info
+    }
+    /// The devices the manifest assigned to this partition.
+    pub fn devices(&self) -> &'static [hallows_abi::DeviceInfo] {
+        let n = (self.info.device_count as usize).min(self.info.devices.len());
+        &self.info.devices[..n]
     }
 }
 
-fn padded(b: &[u8]) -> &str {
+impl Clone for Boot {
+    fn clone(&self) -> Self {
+        Boot { info: self.info }
+    }
+}
+
+pub(crate) fn padded(b: &[u8]) -> &str {
     let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     core::str::from_utf8(&b[..n]).unwrap_or("")
 }
@@ -104,7 +128,12 @@ fn start(info_ipa: u64, main: fn(&Boot) -> u64) -> ! {
         fault(fault_kind::EXCEPTION, info_ipa, 0);
     }
     let boot = Boot { info };
-    logger::init(boot.arg("log"));
+    #[cfg(target_arch = "aarch64")]
+    {
+        mm::init(info);
+        virtio::init(&boot);
+    }
+    logger::init(info.log_level, boot.arg("log"));
     let status = main(&boot);
     console::flush();
     exit(status)

@@ -1,5 +1,6 @@
-//! A `log` backend on the console. The level comes from the `log=` boot
-//! argument (error, warn, info, debug, trace; default info).
+//! A `log` backend on the console. The level comes from the manifest's
+//! `log` key (boot information), else from the `log=` boot argument (off,
+//! error, warn, info, debug, trace; default info).
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -21,7 +22,17 @@ impl Log for ConsoleLog {
 
 static LOGGER: ConsoleLog = ConsoleLog;
 
-pub fn init(level: Option<&str>) {
+pub fn init(manifest: u32, bootarg: Option<&str>) {
+    use hallows_abi::log_level as l;
+    let level = match manifest {
+        l::OFF => Some("off"),
+        l::ERROR => Some("error"),
+        l::WARN => Some("warn"),
+        l::INFO => Some("info"),
+        l::DEBUG => Some("debug"),
+        l::TRACE => Some("trace"),
+        _ => bootarg,
+    };
     let level = match level {
         Some("off") => LevelFilter::Off,
         Some("error") => LevelFilter::Error,

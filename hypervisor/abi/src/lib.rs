@@ -215,6 +215,64 @@ pub struct BootInfo {
     pub _pad2: u32,
     /// The channels this partition is an end of.
     pub channels: [ChannelInfo; MAX_CHANNELS],
+    /// Log level from the manifest's `log` key ([`log_level`]); 0 when
+    /// the manifest leaves it to the guest (the runtime then reads `log=`
+    /// from the boot arguments).
+    pub log_level: u32,
+    /// Valid entries of `devices`.
+    pub device_count: u32,
+    /// [`dma::TRUSTED`] when the manifest lets this partition program
+    /// DMA-capable devices (`dma = "trusted"`); 0 otherwise.
+    pub dma: u32,
+    pub _pad3: u32,
+    /// With [`dma::TRUSTED`]: host-physical minus guest-physical address
+    /// of the partition's RAM (wrapping), the offset a driver adds to a
+    /// buffer's guest-physical address to give a device its bus address.
+    /// 0 otherwise.
+    pub dma_offset: u64,
+    /// The devices assigned to this partition.
+    pub devices: [DeviceInfo; MAX_DEVICES],
+}
+
+/// Log levels of [`BootInfo::log_level`] (the `log` crate's order).
+pub mod log_level {
+    pub const UNSET: u32 = 0;
+    pub const OFF: u32 = 1;
+    pub const ERROR: u32 = 2;
+    pub const WARN: u32 = 3;
+    pub const INFO: u32 = 4;
+    pub const DEBUG: u32 = 5;
+    pub const TRACE: u32 = 6;
+}
+
+/// Values of [`BootInfo::dma`].
+pub mod dma {
+    /// The partition may program DMA-capable devices with physical
+    /// addresses. Without an IOMMU such a device reaches any physical
+    /// address: the partition is trusted with the whole machine's memory.
+    pub const TRUSTED: u32 = 1;
+}
+
+/// Devices a partition can have in its directory.
+pub const MAX_DEVICES: usize = 16;
+
+/// One entry of the device directory in [`BootInfo`]: a board device
+/// assigned to the partition, mapped at its physical address
+/// (guest-physical == physical for MMIO) and with its interrupt delivered
+/// as the same virtual INTID.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct DeviceInfo {
+    /// NUL-padded board name of the device (`virtio31`).
+    pub name: [u8; 32],
+    /// NUL-padded compatible string (`virtio,mmio`).
+    pub compatible: [u8; 32],
+    /// Guest-physical (= physical) base of its MMIO registers.
+    pub base: u64,
+    pub size: u64,
+    /// Its interrupt (INTID; 0 for none).
+    pub irq: u32,
+    pub _pad: u32,
 }
 
 /// Channels a partition can have in its directory.
@@ -224,6 +282,19 @@ pub const MAX_CHANNELS: usize = 16;
 /// for entry `i` of *its* channel directory: `DOORBELL_INTID_BASE + i`.
 /// Virtual only: no physical interrupt with these numbers reaches a partition.
 pub const DOORBELL_INTID_BASE: u32 = 32;
+
+/// x86_64: the interrupt vector a doorbell raises in the receiving
+/// partition for entry `i` of its channel directory:
+/// `DOORBELL_VECTOR_BASE + i` (vectors 32..47, the first after the
+/// exceptions). Injected by the hypervisor as an external interrupt; there
+/// is no virtual local APIC, so the guest sends no end of interrupt.
+pub const DOORBELL_VECTOR_BASE: u8 = 32;
+
+/// aarch64: the INTID of the EL1 virtual timer (a PPI). The hypervisor
+/// delivers it to the partition on every core it owns as the same virtual
+/// INTID, hardware-linked: the guest's end of interrupt deactivates the
+/// physical one.
+pub const VIRTUAL_TIMER_INTID: u32 = 27;
 
 /// Role of a partition on a channel in its [`ChannelInfo`].
 pub mod role {
@@ -309,7 +380,8 @@ mod tests {
     #[test]
     fn boot_info_layout() {
         assert_eq!(core::mem::size_of::<ChannelInfo>(), 64);
-        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS);
+        assert_eq!(core::mem::size_of::<DeviceInfo>(), 88);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES);
         assert!(core::mem::size_of::<BootInfo>() as u64 <= BOOT_INFO_FROM_END);
     }
 

@@ -6,10 +6,11 @@
 //! fit their partition, so the hypervisor parses no ELF and no TOML.
 
 use anyhow::{bail, Context, Result};
-use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
+use hallows_abi::{BOOT_INFO_FROM_END, DOORBELL_INTID_BASE, VCPU_STACK_SIZE};
 use hallows_table::{
-    notify, padded, Board, ChannelDesc, MemRange, PartitionDesc, Segment, SystemTable, MAX_CHANNELS, MAX_CORES,
-    MAX_PARTITIONS, MAX_RAM_RANGES, MAX_SEGMENTS, TABLE_MAGIC, TABLE_VERSION,
+    notify, padded, perm, region_kind, Board, ChannelDesc, DeviceDesc, MemRange, PartitionDesc, Region, Segment,
+    SystemTable, MAX_CHANNELS, MAX_CORES, MAX_DEVICES, MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
+    TABLE_MAGIC, TABLE_VERSION,
 };
 use object::elf::{FileHeader64, PT_LOAD};
 use object::read::elf::{FileHeader, ProgramHeader};
@@ -104,7 +105,7 @@ pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Resu
     let blob_base = std::mem::size_of::<SystemTable>() as u64;
     for (i, p) in sys.partitions.iter().enumerate() {
         let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
-        table.partitions[i] = partition(p, &elf, &mut blobs, blob_base)?;
+        table.partitions[i] = partition(sys, p, &elf, &mut blobs, blob_base)?;
     }
     channels(sys, &mut table)?;
     let mut payload = table.as_bytes().to_vec();
@@ -126,7 +127,6 @@ pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Resu
         vmm_config::Arch::Aarch64 => bytes[IMAGE_SIZE_OFFSET..IMAGE_SIZE_OFFSET + 8].copy_from_slice(&total.to_le_bytes()),
         vmm_config::Arch::X86_64 => {
             crate::image_x86::check_header(&bytes, start)?;
-            crate::image_x86::check_system(sys)?;
         }
     }
     Ok(Image { bytes, load_address: start, payload_offset, table: Box::new(table) })
@@ -153,6 +153,7 @@ fn board(sys: &System) -> Result<Board> {
 }
 
 fn partition(
+    sys: &System,
     p: &vmm_config::Partition,
     elf: &Elf,
     blobs: &mut Vec<u8>,
@@ -205,15 +206,78 @@ fn partition(
         bail!("guest `{}` has its entry point {:#x} outside its RAM", p.guest, elf.entry);
     }
     d.entry = elf.entry;
-    if !p.devices.is_empty() {
-        bail!(
-            "partition `{}` is assigned devices, which the hypervisor cannot pass through yet \
-             (device assignment lands with the guest-runtime issue); remove `devices`",
-            p.name
-        );
-    }
+    d.log_level = p.log.map_or(0, |l| l.table_id());
+    d.dma = p.dma_trusted as u32;
+    devices(sys, p, &mut d)?;
     Ok(d)
 }
+
+/// Device assignment: each device's MMIO pages become Device regions of
+/// its owner (stage-2 maps whole pages; `vmm-config` has checked that the
+/// partition owns every device of each page), its interrupt is routed to
+/// the owner, and the guest finds both in its device directory.
+fn devices(sys: &System, p: &vmm_config::Partition, d: &mut PartitionDesc) -> Result<()> {
+    if p.devices.is_empty() {
+        return Ok(());
+    }
+    if sys.board.arch != vmm_config::Arch::Aarch64 {
+        bail!("partition `{}` is assigned devices; device assignment is implemented on aarch64 only", p.name);
+    }
+    if p.devices.len() > MAX_DEVICES {
+        bail!("partition `{}` has {} devices; at most {MAX_DEVICES}", p.name, p.devices.len());
+    }
+    let doorbells = DOORBELL_INTID_BASE..DOORBELL_INTID_BASE + MAX_CHANNELS as u32;
+    for (slot, name) in d.devices.iter_mut().zip(&p.devices) {
+        let dev = sys.board.device(name).with_context(|| format!("no board device `{name}`"))?;
+        let irq = match dev.irqs.as_slice() {
+            [] => 0,
+            [irq] => *irq,
+            _ => bail!("device `{name}` has {} interrupts; one per device is supported", dev.irqs.len()),
+        };
+        if irq != 0 && (!(32..1020).contains(&irq) || doorbells.contains(&irq)) {
+            bail!(
+                "device `{name}` of partition `{}` has interrupt {irq}, which is not a shared peripheral interrupt \
+                 outside the doorbell INTIDs {}..{} the hypervisor gives partitions; it cannot be assigned",
+                p.name,
+                doorbells.start,
+                doorbells.end
+            );
+        }
+        *slot = DeviceDesc {
+            name: padded(name).context("device name too long")?,
+            compatible: padded(&dev.compatible).context("compatible string too long")?,
+            base: dev.mmio.base,
+            size: dev.mmio.size,
+            irq,
+            _pad: 0,
+        };
+        let first = dev.mmio.base & !(PAGE - 1);
+        let end = (dev.mmio.end() + PAGE - 1) & !(PAGE - 1);
+        let mut page = first;
+        while page < end {
+            let regions = &d.regions[..d.region_count as usize];
+            if !regions.iter().any(|r| r.ipa <= page && page < r.ipa + r.size) {
+                let i = d.region_count as usize;
+                if i >= MAX_REGIONS {
+                    bail!("partition `{}` needs more than {MAX_REGIONS} device pages", p.name);
+                }
+                d.regions[i] = Region {
+                    ipa: page,
+                    pa: page,
+                    size: PAGE,
+                    perm: perm::READ | perm::WRITE,
+                    kind: region_kind::DEVICE,
+                };
+                d.region_count += 1;
+            }
+            page += PAGE;
+        }
+    }
+    d.device_count = p.devices.len() as u32;
+    Ok(())
+}
+
+const PAGE: u64 = 4096;
 
 fn channels(sys: &System, table: &mut SystemTable) -> Result<()> {
     if sys.channels.len() > MAX_CHANNELS {
@@ -248,4 +312,33 @@ fn channels(sys: &System, table: &mut SystemTable) -> Result<()> {
     }
     table.channel_count = sys.channels.len() as u32;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn system(board: &str, notify: &str) -> System {
+        let mut m = format!("version = 1\nboard = \"{board}\"\n");
+        for (name, core) in [("a", 0), ("b", 1)] {
+            m += &format!("[[partition]]\nname = \"{name}\"\ncores = [{core}]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n");
+        }
+        m += &format!("[[channel]]\nname = \"c\"\nfrom = \"a\"\nto = \"b\"\nslot_size = 64\nslots = 16\nnotify = \"{notify}\"\n");
+        vmm_config::load_str("channel.toml", &m, &vmm_config::CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    /// Doorbell and polled channels reach the table on both architectures
+    /// (x86 boards refused doorbells until the x86 hypervisor delivered them).
+    #[test]
+    fn channels_keep_their_notify_mode_on_every_board() {
+        for board in ["qemu-x86_64", "qemu-virt-aarch64"] {
+            for (mode, want) in [("doorbell", notify::DOORBELL), ("poll", notify::POLL)] {
+                let mut table = SystemTable::new_zeroed();
+                channels(&system(board, mode), &mut table).unwrap();
+                assert_eq!(table.channel_count, 1);
+                assert_eq!(table.channels[0].notify, want, "{board} {mode}");
+                assert_eq!((table.channels[0].producer, table.channels[0].consumer), (0, 1));
+            }
+        }
+    }
 }

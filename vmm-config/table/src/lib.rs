@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 2;
+pub const TABLE_VERSION: u32 = 3;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -28,6 +28,9 @@ pub const MAX_RAM_RANGES: usize = 4;
 pub const MAX_CHANNELS: usize = 16;
 pub const NAME_LEN: usize = 32;
 pub const BOOTARGS_LEN: usize = 128;
+pub const MAX_DEVICES: usize = 16;
+/// Length of a device's compatible string in the table (NUL-padded).
+pub const COMPATIBLE_LEN: usize = 32;
 
 /// Architecture of the board a table was built for.
 pub mod arch {
@@ -169,6 +172,30 @@ pub struct PartitionDesc {
     pub regions: [Region; MAX_REGIONS],
     /// NUL-padded boot arguments handed to the guest in its boot information.
     pub bootargs: [u8; BOOTARGS_LEN],
+    /// `hallows_abi::log_level` value from the manifest's `log` key (0: unset).
+    pub log_level: u32,
+    /// 1: `dma = "trusted"` (the partition learns its RAM's physical
+    /// offset and may program DMA-capable devices); 0: no DMA.
+    pub dma: u32,
+    pub device_count: u32,
+    pub _pad1: u32,
+    /// The assigned devices (their MMIO pages are among `regions`).
+    pub devices: [DeviceDesc; MAX_DEVICES],
+}
+
+/// A board device assigned to a partition: what its guest is told, and
+/// the interrupt the hypervisor routes to the partition's boot core.
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct DeviceDesc {
+    pub name: [u8; NAME_LEN],
+    pub compatible: [u8; COMPATIBLE_LEN],
+    /// Physical (= guest-physical) MMIO base and size.
+    pub base: u64,
+    pub size: u64,
+    /// Shared peripheral interrupt (INTID 32..1019), or 0 for none.
+    pub irq: u32,
+    pub _pad: u32,
 }
 
 impl PartitionDesc {

@@ -182,7 +182,17 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     gic::init_distributor(board.gic_dist.base);
     for core in 0..(board.core_count as usize).min(MAX_CORES) {
         if sys.core_map[core].is_some() {
-            gic::init_redistributor(board.core_hwid[core], board.gic_redist).map_err(system::BootError::DeviceTree)?;
+            gic::init_redistributor(core, board.core_hwid[core], board.gic_redist).map_err(system::BootError::DeviceTree)?;
+        }
+    }
+    // Device interrupts go to their owner's boot core (validated: SPIs,
+    // each owned once).
+    for p in table.partitions() {
+        let boot_core = p.vcpu_core[0] as usize;
+        for d in &p.devices[..(p.device_count as usize).min(p.devices.len())] {
+            if d.irq != 0 && boot_core < MAX_CORES {
+                gic::route_spi(d.irq, board.core_hwid[boot_core]);
+            }
         }
     }
     for (i, _) in table.partitions().iter().enumerate() {
@@ -321,6 +331,13 @@ fn reset_el1() {
 /// idle (an emulator stops running it), and the interrupts that may still
 /// arrive (a doorbell for an ended partition) stay masked at EL2.
 pub fn park() -> ! {
+    // Whatever the partition left armed (its timer, a device interrupt)
+    // must not wake this core again: stop the timer and mask every
+    // priority at the CPU interface, so `wfi` really sleeps.
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+    // SAFETY: masks all physical interrupts of this core at its CPU interface.
+    unsafe { asm!("msr icc_pmr_el1, {z}", "isb", z = in(reg) 0u64, options(nostack)) };
     loop {
         // SAFETY: waits for an interrupt; no memory effects.
         unsafe { asm!("wfi", options(nomem, nostack)) };

@@ -1,15 +1,29 @@
-//! GICv3 at EL2: just enough to deliver doorbells.
+//! GICv3 at EL2: doorbells, the partition's virtual timer and its devices.
 //!
 //! The physical GIC belongs to the hypervisor (`HCR_EL2.IMO/FMO`): a
 //! partition sees only its virtual CPU interface, and its attempts to send
-//! SGIs trap. A doorbell is a physical SGI from the sender's core to the
-//! receiver's, taken at EL2 there and turned into a virtual interrupt with a
-//! list register. Only two physical interrupts are ever enabled per core:
-//! the doorbell SGI and the maintenance interrupt (used when more doorbells
-//! are pending than there are list registers).
+//! SGIs trap. Physical interrupts enabled per core: the doorbell SGI, the
+//! maintenance interrupt, the EL1 virtual timer PPI, and the SPIs of the
+//! devices of the partition whose boot core it is (routed there at boot).
+//!
+//! * A doorbell is a physical SGI from the sender's core to the receiver's,
+//!   taken at EL2 there and turned into a software virtual interrupt with a
+//!   list register; EL2 ends the physical SGI itself.
+//! * The timer and device interrupts are hardware-linked: EL2 only drops
+//!   the running priority (`ICC_CTLR_EL1.EOImode = 1`) and writes a list
+//!   register with `HW = 1`, virtual INTID = physical INTID. The guest's
+//!   own end of interrupt deactivates the physical interrupt, so each one
+//!   costs a single trap and no maintenance interrupt; until the guest has
+//!   handled it, the physical interrupt stays active and cannot fire again.
+//! * When every list register is busy a hardware interrupt is held:
+//!   disabled at the GIC and deactivated, and re-enabled by the maintenance
+//!   interrupt once list registers free up (level-triggered sources fire
+//!   again then). Doorbells leave one list register free for them.
 
 use core::arch::asm;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use hallows_table::MAX_CORES;
 
 use aarch64_cpu::registers::*;
 
@@ -20,7 +34,24 @@ pub const MAINTENANCE_PPI: u32 = 25;
 /// Spurious: nothing to acknowledge.
 pub const SPURIOUS: u32 = 1020;
 
+/// The EL1 virtual timer (PPI), delivered to every partition core.
+pub const VIRTUAL_TIMER_PPI: u32 = hallows_abi::VIRTUAL_TIMER_INTID;
+
 static DIST: AtomicU64 = AtomicU64::new(0);
+/// Each core's redistributor frame (set at boot by the boot core).
+static REDIST: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+/// Per core: hardware interrupts held back for want of a list register
+/// (bit i of word w: INTID 32 * w + i). Only the owning core touches its row.
+static HELD: [[AtomicU32; 32]; MAX_CORES] = [const { [const { AtomicU32::new(0) }; 32] }; MAX_CORES];
+
+const GICD_IGROUPR: u64 = 0x80;
+const GICD_ISENABLER: u64 = 0x100;
+const GICD_ICENABLER: u64 = 0x180;
+const GICD_ICACTIVER: u64 = 0x380;
+const GICD_IPRIORITYR: u64 = 0x400;
+const GICD_IROUTER: u64 = 0x6000;
+const GICR_ICENABLER0: u64 = SGI_BASE + 0x180;
+const GICR_ICACTIVER0: u64 = SGI_BASE + 0x380;
 
 const GICD_CTLR: u64 = 0x0;
 const GICD_CTLR_RWP: u32 = 1 << 31;
@@ -66,7 +97,7 @@ pub fn init_distributor(dist: u64) {
 /// the boot core for every core before any partition starts: an SGI sent to
 /// a redistributor whose group is not yet configured is dropped, and a
 /// dropped doorbell would never be re-sent (doorbells coalesce).
-pub fn init_redistributor(hwid: u64, redist: hallows_table::MemRange) -> Result<(), &'static str> {
+pub fn init_redistributor(core: usize, hwid: u64, redist: hallows_table::MemRange) -> Result<(), &'static str> {
     let want = (hwid & 0xff_ffff) | (((hwid >> 32) & 0xff) << 24);
     let mut frame = redist.base;
     let end = redist.end().ok_or("redistributor range wraps")?;
@@ -91,9 +122,12 @@ pub fn init_redistributor(hwid: u64, redist: hallows_table::MemRange) -> Result<
             break;
         }
     }
-    let bits = (1 << DOORBELL_SGI) | (1 << MAINTENANCE_PPI);
+    if let Some(slot) = REDIST.get(core) {
+        slot.store(rd, Ordering::Relaxed);
+    }
+    let bits = (1 << DOORBELL_SGI) | (1 << MAINTENANCE_PPI) | (1 << VIRTUAL_TIMER_PPI);
     write32(rd + GICR_IGROUPR0, 0xffff_ffff);
-    for intid in [DOORBELL_SGI, MAINTENANCE_PPI] {
+    for intid in [DOORBELL_SGI, MAINTENANCE_PPI, VIRTUAL_TIMER_PPI] {
         let reg = rd + GICR_IPRIORITYR + (intid as u64 & !3);
         let shift = (intid % 4) * 8;
         write32(reg, (read32(reg) & !(0xff << shift)) | (0x80 << shift));
@@ -111,17 +145,136 @@ pub fn init_cpu_interface() {
     // SAFETY: GICv3 CPU-interface system registers of this core.
     unsafe {
         asm!("isb", "msr icc_pmr_el1, {pmr}", "msr icc_igrpen1_el1, {one}", "isb", pmr = in(reg) 0xffu64, one = in(reg) 1u64, options(nostack));
+        // EOImode = 1: an EOI at EL2 only drops the priority; deactivation
+        // is separate (ICC_DIR_EL1, or the guest's EOI of a hardware-linked
+        // virtual interrupt).
+        let ctlr: u64;
+        asm!("mrs {c}, icc_ctlr_el1", c = out(reg) ctlr, options(nostack));
+        asm!("msr icc_ctlr_el1, {c}", "isb", c = in(reg) ctlr | (1 << 1), options(nostack));
     }
     reset_virtual();
+}
+
+/// Routes shared peripheral interrupt `intid` (a device of a partition) to
+/// the core with affinity `hwid`, group 1, enabled. Boot core, before any
+/// partition runs.
+pub fn route_spi(intid: u32, hwid: u64) {
+    let dist = DIST.load(Ordering::Relaxed);
+    if dist == 0 || !(32..1020).contains(&intid) {
+        return;
+    }
+    let (word, bit) = ((intid / 32) as u64 * 4, 1u32 << (intid % 32));
+    write32(dist + GICD_IGROUPR + word, read32(dist + GICD_IGROUPR + word) | bit);
+    let reg = dist + GICD_IPRIORITYR + (intid as u64 & !3);
+    let shift = (intid % 4) * 8;
+    write32(reg, (read32(reg) & !(0xff << shift)) | (0x80 << shift));
+    let aff = (hwid & 0xff_ffff) | (((hwid >> 32) & 0xff) << 32);
+    // SAFETY: as in `read32`; GICD_IROUTER<n> is a 64-bit register of an SPI.
+    unsafe { core::ptr::write_volatile((dist + GICD_IROUTER + 8 * intid as u64) as *mut u64, aff) };
+    write32(dist + GICD_ISENABLER + word, bit);
+}
+
+/// Clears the active state of a partition's hardware interrupt on this
+/// core (the timer PPI, or one of its SPIs), for a vCPU that (re)starts
+/// while the previous run had not ended it.
+pub fn deactivate(core: usize, intid: u32) {
+    let (word, bit) = ((intid / 32) as u64 * 4, 1u32 << (intid % 32));
+    if intid < 32 {
+        let rd = REDIST.get(core).map_or(0, |r| r.load(Ordering::Relaxed));
+        if rd != 0 {
+            write32(rd + GICR_ICACTIVER0, bit);
+        }
+    } else if intid < 1020 {
+        let dist = DIST.load(Ordering::Relaxed);
+        if dist != 0 {
+            write32(dist + GICD_ICACTIVER + word, bit);
+        }
+    }
+}
+
+/// Ends the physical SGI or PPI `intid` at EL2 (priority drop, then
+/// deactivation): doorbells and the maintenance interrupt.
+pub fn end(intid: u32) {
+    // SAFETY: completes an interrupt this core acknowledged (EOImode = 1:
+    // EOIR drops the priority, DIR deactivates).
+    unsafe {
+        asm!("msr icc_eoir1_el1, {v}", "msr icc_dir_el1, {v}", v = in(reg) intid as u64, options(nostack));
+    }
+}
+
+/// Makes the hardware interrupt `intid` pending for this core's vCPU as
+/// the same virtual INTID, hardware-linked; EL2 has only dropped its
+/// priority. With no free list register it is held (see the module doc).
+pub fn forward(core: usize, intid: u32) {
+    // SAFETY: priority drop of the interrupt this core just acknowledged.
+    unsafe { asm!("msr icc_eoir1_el1, {v}", v = in(reg) intid as u64, options(nostack)) };
+    let empty: u64;
+    // SAFETY: reads which list registers are free.
+    unsafe { asm!("mrs {v}, ich_elrsr_el2", v = out(reg) empty, options(nostack)) };
+    let free = (empty as u32) & LR_MASK;
+    if free != 0 {
+        // Pending (62), HW (61), group 1 (60), priority 0xa0, pINTID, vINTID.
+        let lr = (1u64 << 62) | (1 << 61) | (1 << 60) | (0xa0 << 48) | ((intid as u64) << 32) | intid as u64;
+        write_lr(free.trailing_zeros() as usize, lr);
+        return;
+    }
+    hold(core, intid);
+}
+
+/// Only list registers 0..4 are used (every GICv3 has at least four).
+const LR_MASK: u32 = 0xf;
+
+fn hold(core: usize, intid: u32) {
+    let Some(row) = HELD.get(core) else { return };
+    let (word, bit) = ((intid / 32) as usize, 1u32 << (intid % 32));
+    if word >= row.len() {
+        return;
+    }
+    row[word].fetch_or(bit, Ordering::Relaxed);
+    if intid < 32 {
+        let rd = REDIST.get(core).map_or(0, |r| r.load(Ordering::Relaxed));
+        write32(rd + GICR_ICENABLER0, bit);
+    } else {
+        write32(DIST.load(Ordering::Relaxed) + GICD_ICENABLER + word as u64 * 4, bit);
+    }
+    // SAFETY: deactivates the interrupt acknowledged (and priority-dropped) above.
+    unsafe { asm!("msr icc_dir_el1, {v}", v = in(reg) intid as u64, options(nostack)) };
+    ICH_HCR_EL2.set(ICH_HCR_EL2.get() | (1 << 1));
+}
+
+/// Re-enables the hardware interrupts held on this core (maintenance
+/// interrupt: list registers have freed up).
+pub fn release_held(core: usize) {
+    let Some(row) = HELD.get(core) else { return };
+    for (word, w) in row.iter().enumerate() {
+        let bits = w.swap(0, Ordering::Relaxed);
+        if bits == 0 {
+            continue;
+        }
+        if word == 0 {
+            let rd = REDIST.get(core).map_or(0, |r| r.load(Ordering::Relaxed));
+            write32(rd + GICR_ISENABLER0, bits);
+        } else {
+            write32(DIST.load(Ordering::Relaxed) + GICD_ISENABLER + word as u64 * 4, bits);
+        }
+    }
+}
+
+fn any_held(core: usize) -> bool {
+    HELD.get(core).is_some_and(|row| row.iter().any(|w| w.load(Ordering::Relaxed) != 0))
 }
 
 /// Puts the virtual CPU interface into its reset state for a (re)starting
 /// vCPU: no list register in use, group 1 enabled, all priorities unmasked.
 pub fn reset_virtual() {
-    let lrs = (ICH_VTR_EL2.get() & 0x1f) as usize + 1;
-    for i in 0..lrs.min(4) {
+    for i in 0..4 {
         write_lr(i, 0);
     }
+    // A hardware interrupt the previous run left active (or held) would
+    // never fire again: the list register that linked it is gone.
+    let core = super::this_core();
+    release_held(core);
+    deactivate(core, VIRTUAL_TIMER_PPI);
     // ICH_VMCR_EL2: VPMR = 0xff, VENG1.
     ICH_VMCR_EL2.set((0xff << 24) | (1 << 1));
     // ICH_HCR_EL2: En.
@@ -150,21 +303,16 @@ pub fn ack() -> u32 {
     (v & 0xff_ffff) as u32
 }
 
-/// Ends (priority drop and deactivation) an acknowledged interrupt.
-pub fn eoi(intid: u32) {
-    // SAFETY: completes an interrupt this core acknowledged.
-    unsafe { asm!("msr icc_eoir1_el1, {v}", v = in(reg) intid as u64, options(nostack)) };
-}
 
-/// Makes virtual interrupt `vintid` pending for this core's vCPU. `false`
-/// when every list register is busy.
+/// Makes software virtual interrupt `vintid` (a doorbell) pending for
+/// this core's vCPU. `false` when fewer than two list registers are free:
+/// the last one is kept for hardware interrupts.
 pub fn inject(vintid: u32) -> bool {
     let empty: u64;
     // SAFETY: reads which list registers are free.
     unsafe { asm!("mrs {v}, ich_elrsr_el2", v = out(reg) empty, options(nostack)) };
-    let lrs = (ICH_VTR_EL2.get() & 0x1f) as u32 + 1;
-    let free = (empty as u32) & ((1u32 << lrs.min(4)) - 1);
-    if free == 0 {
+    let free = (empty as u32) & LR_MASK;
+    if free.count_ones() < 2 {
         return false;
     }
     // State pending (62), group 1 (60), priority 0xa0, virtual INTID.
@@ -175,8 +323,8 @@ pub fn inject(vintid: u32) -> bool {
 
 /// Asks for a maintenance interrupt when at most one list register is in
 /// use (ICH_HCR_EL2.UIE), so pending doorbells that did not fit get in.
-pub fn set_underflow_interrupt(on: bool) {
-    ICH_HCR_EL2.set(1 | if on { 1 << 1 } else { 0 });
+pub fn set_underflow_interrupt(core: usize, on: bool) {
+    ICH_HCR_EL2.set(1 | if on || any_held(core) { 1 << 1 } else { 0 });
 }
 
 fn write_lr(i: usize, v: u64) {

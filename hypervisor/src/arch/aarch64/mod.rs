@@ -21,7 +21,13 @@ pub fn inject_virtual(vintid: u32) -> bool {
 
 /// Asks for a maintenance interrupt once list registers free up.
 pub fn set_underflow_interrupt(on: bool) {
-    gic::set_underflow_interrupt(on)
+    gic::set_underflow_interrupt(this_core(), on)
+}
+
+/// Clears the active state of a device interrupt (SPI) of a partition
+/// that restarts: the previous run may have left it unended.
+pub fn reset_device_interrupt(intid: u32) {
+    gic::deactivate(this_core(), intid)
 }
 
 /// Interrupts the core with hardware id `hwid` so it delivers doorbells.

@@ -48,18 +48,31 @@ extern "C" fn rust_trap_lower(frame: &mut TrapFrame, kind: u64) {
 }
 
 fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
-    let esr = ESR_EL2.get();
-    let pc = frame.elr;
-    let trap = if kind == 1 {
-        // A physical IRQ: only the doorbell SGI and the maintenance
-        // interrupt are enabled. Neither is the partition's doing.
-        let intid = super::gic::ack();
-        if intid < super::gic::SPURIOUS {
-            super::gic::eoi(intid);
-            partition::deliver_doorbells(core);
+    if kind == 1 {
+        // A physical IRQ. The timer PPI and device SPIs (routed only to
+        // their owner's boot core) go straight to the guest,
+        // hardware-linked; the doorbell SGI and the maintenance interrupt
+        // are the hypervisor's.
+        use super::gic;
+        let intid = gic::ack();
+        match intid {
+            gic::DOORBELL_SGI | gic::MAINTENANCE_PPI => {
+                gic::end(intid);
+                if intid == gic::MAINTENANCE_PPI {
+                    gic::release_held(core);
+                }
+                partition::deliver_doorbells(core);
+            }
+            gic::VIRTUAL_TIMER_PPI | 32..gic::SPURIOUS => gic::forward(core, intid),
+            gic::SPURIOUS.. => {}
+            // Nothing else is enabled; end it rather than leave it active.
+            _ => gic::end(intid),
         }
         return;
-    } else if kind != 0 {
+    }
+    let esr = ESR_EL2.get();
+    let pc = frame.elr;
+    let trap = if kind != 0 {
         // FIQ/SError while a partition runs: none is enabled, so any is
         // unexpected; it is attributed to the running partition.
         Trap::Unexpected { esr: kind << 32, pc }

@@ -1,0 +1,504 @@
+//! Tasks (aarch64): an async executor and preemptible tasks, on every core
+//! of the partition, scheduled by a `hallows_sched::Scheduler` policy.
+//!
+//! * [`spawn`] runs a future. Futures are cooperative: each `poll` runs to
+//!   its next `.await` with interrupts masked.
+//! * [`spawn_preemptible`] runs a closure on its own stack with interrupts
+//!   enabled. When the policy's tick time passes, the timer interrupt asks
+//!   the policy ([`Scheduler::tick`]); on `Preempt` the interrupt handler
+//!   switches from the task's stack back to its core's scheduler loop, and
+//!   the task resumes later, on whichever core picks it, exactly where it
+//!   was interrupted.
+//! * [`run`] starts the partition's other vCPUs (PSCI `CPU_ON`), runs the
+//!   scheduler loop on every core until the root future completes, and
+//!   returns its output. An idle core sleeps (`wfi` on a one-core
+//!   partition; `wfe` with interrupts open on a multi-core one, woken by
+//!   `sev` when work arrives).
+//!
+//! The policy sees every runnable task through `task_arrived`, gives each
+//! idle core its next task through `pick_next`, decides preemption in
+//! `tick`, and hears `task_done` when a task stops running (a future that
+//! returned `Pending` arrives again when its waker fires). Every lock here
+//! is taken with interrupts masked.
+
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::UnsafeCell;
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::task::{Context as TaskContext, Poll, RawWaker, RawWakerVTable, Waker};
+
+use hallows_sched::{Fifo, FifoConfig, Pick, Scheduler, TaskClass, TaskId};
+
+use crate::arch::{self, Context};
+use crate::{time, Boot};
+
+pub use hallows_sched;
+
+/// Most vCPUs a partition's runtime drives.
+pub const MAX_VCPUS: usize = hallows_sched::MAX_CORES;
+/// Stack of each preemptible task.
+pub const TASK_STACK_SIZE: usize = 64 * 1024;
+/// Scheduler quantum of the default policy unless `quantum_ms=` says otherwise.
+pub const DEFAULT_QUANTUM_MS: u64 = 10;
+
+type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+struct Thread {
+    context: Context,
+    _stack: Vec<u128>,
+    body: Option<Box<dyn FnOnce() + Send>>,
+    done: bool,
+}
+
+enum Work {
+    Future(BoxFuture),
+    Thread(Box<Thread>),
+}
+
+enum Slot {
+    /// Not runnable until its waker fires.
+    Waiting(Work),
+    /// Handed to the policy, not yet picked.
+    Queued(Work),
+    /// Running on some core; `notified` if woken meanwhile.
+    Running { notified: bool },
+}
+
+struct Executor {
+    policy: Box<dyn Scheduler + Send>,
+    tasks: BTreeMap<u32, Slot>,
+    next_id: u32,
+}
+
+static EXEC: spin::Mutex<Option<Executor>> = spin::Mutex::new(None);
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+static MULTICORE: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicU32 = AtomicU32::new(0);
+
+fn with_exec<R>(f: impl FnOnce(&mut Executor) -> R) -> Option<R> {
+    arch::without_interrupts(|| EXEC.lock().as_mut().map(f))
+}
+
+/// Per-core state of the scheduler loop: its own saved context while a
+/// preemptible task runs, and which task that is.
+struct CoreLocal {
+    loop_context: UnsafeCell<Context>,
+    running: UnsafeCell<Option<(u32, *mut Thread)>>,
+}
+
+// SAFETY: entry `i` is only touched by vCPU `i`, with IRQs masked (the
+// scheduler loop, and the timer interrupt handler of that same core).
+unsafe impl Sync for CoreLocal {}
+
+static CORES: [CoreLocal; MAX_VCPUS] = [const {
+    CoreLocal { loop_context: UnsafeCell::new(unsafe_zero_context()), running: UnsafeCell::new(None) }
+}; MAX_VCPUS];
+
+const fn unsafe_zero_context() -> Context {
+    // A zeroed context is never resumed: `loop_context` is written by the
+    // switch before anything switches to it.
+    // SAFETY: `Context` is plain integers; all-zero is a valid value.
+    unsafe { core::mem::zeroed() }
+}
+
+fn core_local() -> &'static CoreLocal {
+    &CORES[arch::core_id().min(MAX_VCPUS - 1)]
+}
+
+/// Queues a new task.
+fn admit(work: Work, class: TaskClass) -> u32 {
+    let id = with_exec(|e| {
+        let id = e.next_id;
+        e.next_id = e.next_id.wrapping_add(1);
+        LIVE.fetch_add(1, Ordering::AcqRel);
+        // A rejected arrival (full queue) stays waiting and is offered again
+        // when woken; spawned work is never dropped silently.
+        match e.policy.task_arrived(TaskId(id), class, time::now_nanos()) {
+            hallows_sched::Admission::Rejected => e.tasks.insert(id, Slot::Waiting(work)),
+            _ => e.tasks.insert(id, Slot::Queued(work)),
+        };
+        id
+    })
+    .expect("task::spawn before task::run");
+    arch::send_event();
+    id
+}
+
+fn wake(id: u32) {
+    with_exec(|e| {
+        let now = time::now_nanos();
+        match e.tasks.remove(&id) {
+            Some(Slot::Waiting(w)) => {
+                e.policy.task_arrived(TaskId(id), TaskClass::Request, now);
+                e.tasks.insert(id, Slot::Queued(w));
+            }
+            Some(Slot::Running { .. }) => {
+                e.tasks.insert(id, Slot::Running { notified: true });
+            }
+            Some(other) => {
+                e.tasks.insert(id, other);
+            }
+            None => {}
+        }
+    });
+    arch::send_event();
+}
+
+fn waker(id: u32) -> Waker {
+    fn clone(p: *const ()) -> RawWaker {
+        RawWaker::new(p, &VTABLE)
+    }
+    fn wake_raw(p: *const ()) {
+        wake(p as usize as u32)
+    }
+    fn drop_raw(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake_raw, wake_raw, drop_raw);
+    // SAFETY: the vtable functions treat the data pointer as a plain
+    // integer (the task id) and never dereference it.
+    unsafe { Waker::from_raw(RawWaker::new(id as usize as *const (), &VTABLE)) }
+}
+
+type JoinState<T> = Arc<spin::Mutex<(Option<T>, Option<Waker>)>>;
+
+/// The result of a spawned task: a future that completes with its output.
+pub struct JoinHandle<T> {
+    state: JoinState<T>,
+}
+
+impl<T> core::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("JoinHandle")
+    }
+}
+
+impl<T> JoinHandle<T> {
+    fn new() -> (Self, JoinState<T>) {
+        let state = Arc::new(spin::Mutex::new((None, None)));
+        (JoinHandle { state: state.clone() }, state)
+    }
+
+    /// Whether the task has finished.
+    pub fn is_finished(&self) -> bool {
+        arch::without_interrupts(|| self.state.lock().0.is_some())
+    }
+}
+
+fn complete<T>(state: &spin::Mutex<(Option<T>, Option<Waker>)>, value: T) {
+    let w = arch::without_interrupts(|| {
+        let mut s = state.lock();
+        s.0 = Some(value);
+        s.1.take()
+    });
+    if let Some(w) = w {
+        w.wake();
+    }
+}
+
+impl<T> Future for JoinHandle<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<T> {
+        arch::without_interrupts(|| {
+            let mut s = self.state.lock();
+            match s.0.take() {
+                Some(v) => Poll::Ready(v),
+                None => {
+                    s.1 = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+}
+
+/// Runs `future` as a task (class [`TaskClass::Request`]).
+pub fn spawn<F>(future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    spawn_with_class(TaskClass::Request, future)
+}
+
+/// Runs `future` as a task of the given class (what the policy sees).
+pub fn spawn_with_class<F>(class: TaskClass, future: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let (handle, state) = JoinHandle::new();
+    admit(Work::Future(Box::pin(async move { complete(&state, future.await) })), class);
+    handle
+}
+
+/// Runs the closure `f` as a preemptible task on its own stack
+/// ([`TASK_STACK_SIZE`]): a long computation the policy can interrupt on
+/// a timer tick.
+pub fn spawn_preemptible<F, T>(f: F) -> JoinHandle<T>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (handle, state) = JoinHandle::new();
+    let stack = vec![0u128; TASK_STACK_SIZE / 16];
+    let mut thread = Box::new(Thread {
+        context: Context::default(),
+        _stack: stack,
+        body: Some(Box::new(move || complete(&state, f()))),
+        done: false,
+    });
+    let top = thread._stack.as_ptr() as u64 + TASK_STACK_SIZE as u64;
+    let arg = &mut *thread as *mut Thread as u64;
+    thread.context = Context::new_thread(top, arg);
+    admit(Work::Thread(thread), TaskClass::Request);
+    handle
+}
+
+/// First code of a preemptible task, on its own stack, IRQs enabled.
+pub(crate) extern "C" fn thread_body(arg: u64) -> ! {
+    let thread = arg as *mut Thread;
+    // SAFETY: `arg` is the boxed Thread the scheduler loop switched into;
+    // it stays alive (owned by the loop) until the loop sees `done`.
+    let body = arch::without_interrupts(|| unsafe { (*thread).body.take() });
+    if let Some(body) = body {
+        body();
+    }
+    arch::without_interrupts(|| {
+        // SAFETY: as above; after `done` the loop drops the thread without
+        // ever switching back to it.
+        unsafe { (*thread).done = true };
+        switch_to_loop(thread);
+    });
+    unreachable!("a finished task was resumed")
+}
+
+fn switch_to_loop(thread: *mut Thread) {
+    let local = core_local();
+    // SAFETY: this core's loop context was saved when the loop switched
+    // into `thread`; IRQs are masked (callers), so nothing else touches
+    // this core's state until the switch completes.
+    unsafe { arch::switch(&mut (*thread).context, local.loop_context.get()) };
+}
+
+/// Timer interrupt on this core, the scheduler's tick time has passed:
+/// asks the policy. `true`: preempt the running task.
+pub(crate) fn tick(now: u64) -> bool {
+    let local = core_local();
+    // SAFETY: this core's state, IRQs masked (interrupt handler).
+    let Some((id, _)) = (unsafe { *local.running.get() }) else { return false };
+    let core = arch::core_id();
+    let decision = with_exec(|e| e.policy.tick(core, TaskId(id), now));
+    match decision {
+        Some(hallows_sched::Decision::Preempt) => true,
+        Some(hallows_sched::Decision::Continue { tick_at }) => {
+            time::set_sched_tick(tick_at);
+            false
+        }
+        None => false,
+    }
+}
+
+/// From the timer interrupt handler, after the interrupt has ended: leaves
+/// the running preemptible task (its state stays on its own stack) and
+/// returns to this core's scheduler loop.
+pub(crate) fn preempt_current() {
+    let local = core_local();
+    // SAFETY: this core's state, IRQs masked (interrupt handler).
+    if let Some((_, thread)) = unsafe { *local.running.get() } {
+        switch_to_loop(thread);
+    }
+}
+
+/// One turn of the scheduler loop on core `core`. Returns `false` when the
+/// core found nothing to run.
+fn turn(core: usize) -> bool {
+    let now = time::now_nanos();
+    let Some(pick) = with_exec(|e| {
+        let pick = e.policy.pick_next(core, now);
+        if let Pick::Run { task, .. } = pick {
+            let work = match e.tasks.remove(&task.0) {
+                Some(Slot::Queued(w)) => Some(w),
+                Some(other) => {
+                    e.tasks.insert(task.0, other);
+                    None
+                }
+                None => None,
+            };
+            match work {
+                Some(w) => {
+                    e.tasks.insert(task.0, Slot::Running { notified: false });
+                    return (pick, Some(w));
+                }
+                // Not ours to run (stale id): tell the policy it is done.
+                None => e.policy.task_done(core, task, now),
+            }
+        }
+        (pick, None)
+    }) else {
+        return false;
+    };
+    let (Pick::Run { task, tick_at, .. }, Some(work)) = pick else {
+        if let (Pick::Idle { wake_at }, _) = pick {
+            time::set_sched_tick(wake_at);
+        }
+        return matches!(pick, (Pick::Run { .. }, _));
+    };
+    let id = task.0;
+    match work {
+        Work::Future(mut fut) => {
+            let w = waker(id);
+            let mut cx = TaskContext::from_waker(&w);
+            let ready = fut.as_mut().poll(&mut cx).is_ready();
+            finish_turn(core, id, if ready { None } else { Some(Work::Future(fut)) }, false);
+        }
+        Work::Thread(mut thread) => {
+            time::set_sched_tick(tick_at);
+            let local = &CORES[core];
+            let ptr: *mut Thread = &mut *thread;
+            // SAFETY: this core's state, IRQs masked. The thread's context
+            // is either fresh or was saved when it was preempted, and it is
+            // running nowhere else (it was `Queued` until we took it).
+            unsafe {
+                *local.running.get() = Some((id, ptr));
+                arch::switch(local.loop_context.get(), &(*ptr).context);
+                *local.running.get() = None;
+            }
+            time::set_sched_tick(None);
+            let done = thread.done;
+            finish_turn(core, id, if done { None } else { Some(Work::Thread(thread)) }, !done);
+        }
+    }
+    true
+}
+
+/// After a task ran: gone (`None`), waiting for its waker, or — preempted —
+/// queued again (the policy re-queued it itself when it said `Preempt`).
+fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
+    with_exec(|e| {
+        let now = time::now_nanos();
+        let notified = matches!(e.tasks.remove(&id), Some(Slot::Running { notified: true }));
+        match work {
+            None => {
+                e.policy.task_done(core, TaskId(id), now);
+                LIVE.fetch_sub(1, Ordering::AcqRel);
+            }
+            Some(w) if preempted => {
+                e.tasks.insert(id, Slot::Queued(w));
+            }
+            Some(w) => {
+                e.policy.task_done(core, TaskId(id), now);
+                if notified {
+                    e.policy.task_arrived(TaskId(id), TaskClass::Request, now);
+                    e.tasks.insert(id, Slot::Queued(w));
+                } else {
+                    e.tasks.insert(id, Slot::Waiting(w));
+                }
+            }
+        }
+    });
+}
+
+fn idle() {
+    if MULTICORE.load(Ordering::Relaxed) {
+        arch::wait_for_event_or_interrupt();
+    } else {
+        arch::wait_for_interrupt();
+    }
+}
+
+/// Runs `root` to completion with the default policy: [`Fifo`] over all
+/// of the partition's cores, round-robin with a quantum of `quantum_ms=`
+/// (boot argument; default [`DEFAULT_QUANTUM_MS`], `0` for run to
+/// completion).
+pub fn run<F>(boot: &Boot, root: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let ms = boot.arg("quantum_ms").and_then(|s| s.parse::<u64>().ok()).unwrap_or(DEFAULT_QUANTUM_MS);
+    let cores = (boot.vcpu_count() as usize).clamp(1, MAX_VCPUS);
+    let policy = Fifo::<256>::new(FifoConfig { cores, quantum: (ms > 0).then_some(ms * 1_000_000) })
+        .expect("a valid FIFO configuration");
+    run_with(boot, Box::new(policy), root)
+}
+
+/// Runs `root` to completion under `policy` (which must manage
+/// `boot.vcpu_count()` cores).
+pub fn run_with<F>(boot: &Boot, policy: Box<dyn Scheduler + Send>, root: F) -> F::Output
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    arch::without_interrupts(|| {
+        *EXEC.lock() = Some(Executor { policy, tasks: BTreeMap::new(), next_id: 1 });
+    });
+    SHUTDOWN.store(false, Ordering::Release);
+    let cores = (boot.vcpu_count() as usize).clamp(1, MAX_VCPUS);
+    MULTICORE.store(cores > 1, Ordering::Relaxed);
+    let handle = spawn(root);
+    for vcpu in 1..cores {
+        let info = boot.info() as *const hallows_abi::BootInfo as u64;
+        let (r, _) =
+            arch::hypercall(hallows_abi::psci::CPU_ON_64, [vcpu as u64, arch::start_address(), info, 0, 0]);
+        if r as i64 != 0 && r as i64 != hallows_abi::psci::ALREADY_ON {
+            log::warn!("vCPU {vcpu} did not start (PSCI {})", r as i64);
+        }
+    }
+    while !handle.is_finished() {
+        if !turn(0) && !handle.is_finished() {
+            idle();
+        }
+    }
+    SHUTDOWN.store(true, Ordering::Release);
+    arch::send_event();
+    let mut handle = handle;
+    let w = Waker::noop();
+    match Pin::new(&mut handle).poll(&mut TaskContext::from_waker(w)) {
+        Poll::Ready(v) => v,
+        Poll::Pending => unreachable!("finished"),
+    }
+}
+
+/// The scheduler loop of a secondary vCPU: runs tasks until the root task
+/// of [`run`] completes, then turns the vCPU off.
+pub(crate) fn secondary_loop(_info: u64, core: usize) -> ! {
+    while !SHUTDOWN.load(Ordering::Acquire) {
+        if !turn(core) {
+            idle();
+        }
+    }
+    time::set_periodic(None);
+    arch::hypercall(hallows_abi::psci::CPU_OFF, [0; 5]);
+    loop {
+        arch::wait_for_interrupt();
+    }
+}
+
+/// The index of the core (vCPU) running the caller, `0..vcpu_count`.
+pub fn current_core() -> usize {
+    arch::core_id()
+}
+
+/// Tasks spawned and not yet finished.
+pub fn live_tasks() -> u32 {
+    LIVE.load(Ordering::Acquire)
+}
+
+/// Gives other tasks a turn: completes on its second poll.
+pub async fn yield_now() {
+    let mut yielded = false;
+    core::future::poll_fn(|cx| {
+        if yielded {
+            Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        }
+    })
+    .await
+}

@@ -1,0 +1,205 @@
+//! Time (aarch64): a monotonic clock on the virtual counter, `sleep`
+//! futures, a periodic tick per core, and the timer interrupt that drives
+//! them and the scheduler's preemption ticks.
+//!
+//! Each vCPU has its own EL1 virtual timer (INTID 27), delivered by the
+//! hypervisor as a hardware-linked virtual interrupt: one trap per
+//! interrupt. The runtime keeps it armed for the earliest of what this core
+//! waits for: its sleepers, its periodic tick, and the scheduler's tick for
+//! the task it runs; when none is pending it is off.
+
+use alloc::vec::Vec;
+use core::future::Future;
+use core::pin::Pin;
+use core::sync::atomic::{AtomicU64, Ordering};
+use core::task::{Context, Poll, Waker};
+use core::time::Duration;
+
+use crate::arch;
+use crate::task::MAX_VCPUS;
+
+/// Nanoseconds since the machine started (the virtual counter, which the
+/// hypervisor does not offset).
+pub fn now() -> Duration {
+    Duration::from_nanos(now_nanos())
+}
+
+/// [`now`] in nanoseconds.
+pub fn now_nanos() -> u64 {
+    to_nanos(arch::counter())
+}
+
+fn freq() -> u64 {
+    static FREQ: AtomicU64 = AtomicU64::new(0);
+    match FREQ.load(Ordering::Relaxed) {
+        0 => {
+            let f = arch::counter_frequency().max(1);
+            FREQ.store(f, Ordering::Relaxed);
+            f
+        }
+        f => f,
+    }
+}
+
+fn to_nanos(count: u64) -> u64 {
+    (count as u128 * 1_000_000_000 / freq() as u128) as u64
+}
+
+fn to_count(nanos: u64) -> u64 {
+    (nanos as u128 * freq() as u128).div_ceil(1_000_000_000) as u64
+}
+
+struct CoreTimer {
+    sleepers: Vec<(u64, Waker)>,
+    /// Periodic tick: period and next expiry, in counter units (0: off).
+    period: u64,
+    next_periodic: u64,
+    /// Scheduler tick for the running task (counter units; 0: none).
+    sched_tick: u64,
+}
+
+static TIMERS: [spin::Mutex<CoreTimer>; MAX_VCPUS] = [const {
+    spin::Mutex::new(CoreTimer { sleepers: Vec::new(), period: 0, next_periodic: 0, sched_tick: 0 })
+}; MAX_VCPUS];
+static TICKS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+static INTERRUPTS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
+
+fn with_timer<R>(f: impl FnOnce(&mut CoreTimer) -> R) -> R {
+    let core = arch::core_id().min(MAX_VCPUS - 1);
+    arch::without_interrupts(|| f(&mut TIMERS[core].lock()))
+}
+
+/// Re-arms this core's timer for the earliest thing it waits for.
+fn arm(t: &CoreTimer) {
+    let mut at = u64::MAX;
+    for (d, _) in &t.sleepers {
+        at = at.min(*d);
+    }
+    if t.period != 0 {
+        at = at.min(t.next_periodic);
+    }
+    if t.sched_tick != 0 {
+        at = at.min(t.sched_tick);
+    }
+    arch::set_timer((at != u64::MAX).then_some(at));
+}
+
+/// Starts (or, with `None`, stops) a periodic timer interrupt on this core
+/// every `period`; [`ticks`] counts them.
+pub fn set_periodic(period: Option<Duration>) {
+    with_timer(|t| {
+        match period {
+            Some(p) => {
+                t.period = to_count(p.as_nanos() as u64).max(1);
+                t.next_periodic = arch::counter() + t.period;
+            }
+            None => t.period = 0,
+        }
+        arm(t);
+    });
+}
+
+/// Periodic ticks taken on this core since the runtime started.
+pub fn ticks() -> u64 {
+    TICKS[arch::core_id().min(MAX_VCPUS - 1)].load(Ordering::Relaxed)
+}
+
+/// Timer interrupts taken on this core (ticks, wake-ups and scheduler ticks).
+pub fn interrupts() -> u64 {
+    INTERRUPTS[arch::core_id().min(MAX_VCPUS - 1)].load(Ordering::Relaxed)
+}
+
+/// Asks for a scheduler tick on this core at `at` (nanoseconds; `None`: none).
+pub(crate) fn set_sched_tick(at: Option<u64>) {
+    with_timer(|t| {
+        t.sched_tick = at.map_or(0, |n| to_count(n).max(1));
+        arm(t);
+    });
+}
+
+/// The virtual timer interrupt on this core (IRQs masked). Returns whether
+/// the running task is to be preempted.
+pub(crate) fn on_timer_interrupt() -> bool {
+    let core = arch::core_id().min(MAX_VCPUS - 1);
+    INTERRUPTS[core].fetch_add(1, Ordering::Relaxed);
+    let now = arch::counter();
+    let mut woken: Vec<Waker> = Vec::new();
+    let sched_due = {
+        let mut t = TIMERS[core].lock();
+        if t.period != 0 && now >= t.next_periodic {
+            TICKS[core].fetch_add(1, Ordering::Relaxed);
+            // Next period from the last expiry, not from now: the rate
+            // holds even when an interrupt is taken late.
+            t.next_periodic += t.period;
+        }
+        let mut i = 0;
+        while i < t.sleepers.len() {
+            if t.sleepers[i].0 <= now {
+                woken.push(t.sleepers.swap_remove(i).1);
+            } else {
+                i += 1;
+            }
+        }
+        let due = t.sched_tick != 0 && t.sched_tick <= now;
+        if due {
+            t.sched_tick = 0;
+        }
+        // Masks the (level-triggered) timer until something is due.
+        arm(&t);
+        due
+    };
+    for w in woken {
+        w.wake();
+    }
+    sched_due && crate::task::tick(to_nanos(now))
+}
+
+/// A future that completes at a deadline.
+#[derive(Debug)]
+pub struct Sleep {
+    deadline: u64,
+    registered: bool,
+}
+
+/// Completes once `duration` has passed.
+pub fn sleep(duration: Duration) -> Sleep {
+    sleep_until(now() + duration)
+}
+
+/// Completes at `deadline` ([`now`]'s clock).
+pub fn sleep_until(deadline: Duration) -> Sleep {
+    Sleep { deadline: to_count(deadline.as_nanos() as u64), registered: false }
+}
+
+impl Future for Sleep {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if arch::counter() >= self.deadline {
+            return Poll::Ready(());
+        }
+        // Registered on the core that polls it; a spurious second
+        // registration only costs a spurious wake.
+        let deadline = self.deadline;
+        with_timer(|t| {
+            t.sleepers.push((deadline, cx.waker().clone()));
+            arm(t);
+        });
+        self.registered = true;
+        Poll::Pending
+    }
+}
+
+/// Sleeps (`wfi`) until an interrupt has been taken on this core: the
+/// idle wait for code that runs outside the executor, with IRQs masked.
+pub fn wait_for_interrupt() {
+    arch::wait_for_interrupt();
+}
+
+/// Busy-waits for `duration` (the caller keeps its core; a preemptible
+/// task may still be preempted meanwhile).
+pub fn spin_for(duration: Duration) {
+    let end = now_nanos() + duration.as_nanos() as u64;
+    while now_nanos() < end {
+        core::hint::spin_loop();
+    }
+}

@@ -1,0 +1,148 @@
+//! virtio-mmio devices (aarch64), driven with the `virtio-drivers` crate.
+//!
+//! The hypervisor maps an assigned device's registers at their physical
+//! address and delivers its interrupt as the same INTID. Devices master
+//! DMA with *physical* addresses and there is no IOMMU: a partition may
+//! only drive them with `dma = "trusted"` in the manifest, which also tells
+//! it (in its boot information) the offset between its guest-physical and
+//! physical RAM addresses. [`Hal`] adds that offset to every buffer it
+//! shares with a device. Nothing stops a trusted partition from handing a
+//! device any physical address: that is what "trusted" means.
+//!
+//! [`transports`] probes the partition's virtio devices (empty transports
+//! are skipped) and installs an interrupt handler for each that
+//! acknowledges the device's interrupt and counts it ([`interrupts`]).
+
+use alloc::alloc::{alloc_zeroed, dealloc};
+use alloc::vec::Vec;
+use core::alloc::Layout;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hallows_abi::DeviceInfo;
+use virtio_drivers::transport::mmio::{MmioTransport, VirtIOHeader};
+use virtio_drivers::transport::{DeviceType, Transport};
+use virtio_drivers::{BufferDirection, PhysAddr, PAGE_SIZE};
+
+pub use virtio_drivers;
+
+use crate::Boot;
+
+static DMA_OFFSET: AtomicU64 = AtomicU64::new(0);
+static TRUSTED: AtomicU64 = AtomicU64::new(0);
+/// Per device directory entry: its base and its interrupts so far.
+static IRQ_COUNT: [(AtomicU64, AtomicU64, AtomicU64); hallows_abi::MAX_DEVICES] =
+    [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)) }; hallows_abi::MAX_DEVICES];
+
+fn bus_address(va: u64) -> PhysAddr {
+    va.wrapping_add(DMA_OFFSET.load(Ordering::Relaxed))
+}
+
+/// The `virtio-drivers` platform glue for a RustHallows partition.
+#[derive(Debug)]
+pub struct Hal;
+
+// SAFETY: DMA buffers come from the heap (this partition's RAM), page
+// aligned and zeroed, and are reported at their physical address
+// (guest-physical + the partition's DMA offset, given by the hypervisor);
+// MMIO is identity-mapped.
+unsafe impl virtio_drivers::Hal for Hal {
+    fn dma_alloc(pages: usize, _direction: BufferDirection) -> (PhysAddr, NonNull<u8>) {
+        let layout = Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA layout");
+        // SAFETY: a non-zero-sized layout.
+        let p = unsafe { alloc_zeroed(layout) };
+        let p = NonNull::new(p).expect("out of memory for a DMA buffer");
+        (bus_address(p.as_ptr() as u64), p)
+    }
+
+    unsafe fn dma_dealloc(_paddr: PhysAddr, vaddr: NonNull<u8>, pages: usize) -> i32 {
+        let layout = Layout::from_size_align(pages * PAGE_SIZE, PAGE_SIZE).expect("DMA layout");
+        // SAFETY: allocated by `dma_alloc` with this layout (driver contract).
+        unsafe { dealloc(vaddr.as_ptr(), layout) };
+        0
+    }
+
+    unsafe fn mmio_phys_to_virt(paddr: PhysAddr, _size: usize) -> NonNull<u8> {
+        NonNull::new(paddr as *mut u8).expect("MMIO at address 0")
+    }
+
+    unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
+        // RAM is coherent for the device (QEMU; on hardware, cacheable
+        // inner-shareable memory with a coherent interconnect).
+        bus_address(buffer.as_ptr() as *mut u8 as u64)
+    }
+
+    unsafe fn unshare(_paddr: PhysAddr, _buffer: NonNull<[u8]>, _direction: BufferDirection) {}
+}
+
+pub(crate) fn init(boot: &Boot) {
+    if boot.info().dma == hallows_abi::dma::TRUSTED {
+        DMA_OFFSET.store(boot.info().dma_offset, Ordering::Relaxed);
+        TRUSTED.store(1, Ordering::Relaxed);
+    }
+}
+
+fn on_interrupt(intid: u32) {
+    for (base, irq, count) in &IRQ_COUNT {
+        let b = base.load(Ordering::Relaxed);
+        if b != 0 && irq.load(Ordering::Relaxed) == intid as u64 {
+            // InterruptStatus (0x60) -> InterruptACK (0x64): lowers the line.
+            // SAFETY: `b` is the base of a virtio-mmio transport mapped
+            // for this partition (device directory).
+            unsafe {
+                let status = core::ptr::read_volatile((b + 0x60) as *const u32);
+                core::ptr::write_volatile((b + 0x64) as *mut u32, status);
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Interrupts taken so far from the device at `base`.
+pub fn interrupts(base: u64) -> u64 {
+    IRQ_COUNT
+        .iter()
+        .find(|(b, _, _)| b.load(Ordering::Relaxed) == base)
+        .map_or(0, |(_, _, c)| c.load(Ordering::Relaxed))
+}
+
+/// A probed virtio device.
+pub struct Device {
+    pub info: DeviceInfo,
+    pub device_type: DeviceType,
+    pub transport: MmioTransport<'static>,
+}
+
+impl core::fmt::Debug for Device {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "virtio {:?} at {:#x}", self.device_type, self.info.base)
+    }
+}
+
+/// Probes the partition's virtio-mmio devices. Empty if the partition is
+/// not trusted with DMA (the hypervisor would not have given it any).
+pub fn transports(boot: &Boot) -> Vec<Device> {
+    let mut out = Vec::new();
+    if TRUSTED.load(Ordering::Relaxed) == 0 {
+        return out;
+    }
+    for (i, d) in boot.devices().iter().enumerate() {
+        if !crate::padded(&d.compatible).starts_with("virtio") || d.size < 0x100 {
+            continue;
+        }
+        let header = NonNull::new(d.base as *mut VirtIOHeader).expect("device at address 0");
+        // SAFETY: the hypervisor maps this device's registers (the whole
+        // transport, `d.size` bytes) for this partition only, and each
+        // transport is probed once per call.
+        let Ok(transport) = (unsafe { MmioTransport::new(header, d.size as usize) }) else { continue };
+        let device_type = transport.device_type();
+        if d.irq != 0 {
+            let (base, irq, _) = &IRQ_COUNT[i];
+            base.store(d.base, Ordering::Relaxed);
+            irq.store(d.irq as u64, Ordering::Relaxed);
+            crate::irq::register(d.irq, on_interrupt);
+        }
+        out.push(Device { info: *d, device_type, transport });
+    }
+    out
+}

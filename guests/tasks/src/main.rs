@@ -1,0 +1,175 @@
+//! Runtime test guest (aarch64). `test=` picks what it checks:
+//!
+//! * `ticks period_us=N ms=M`: every core of the partition takes a periodic
+//!   timer interrupt every N µs for M ms and reports how many arrived
+//!   (`core C: K ticks in T us`); exits 1 if any core is more than 10% off.
+//! * `count ticks=N period_us=P`: one core takes exactly N periodic timer
+//!   interrupts, sleeping in between (the EL2-cost measurement).
+//! * `preempt`: a long computation (a preemptible task, 400 ms) and, after
+//!   it, a short async task that sleeps 5 ms; the short one must finish
+//!   long before the long one (one core: only preemption allows it).
+//! * `alloc`: `Vec`, `BTreeMap`, `String`, `Box<dyn Fn>` on the heap.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+#[cfg(target_arch = "aarch64")]
+extern crate alloc;
+
+use hallows_rt::{println, Boot};
+
+hallows_rt::entry!(main);
+
+#[cfg(not(target_arch = "aarch64"))]
+fn main(_boot: &Boot) -> u64 {
+    println!("the task runtime is aarch64-only");
+    1
+}
+
+#[cfg(target_arch = "aarch64")]
+fn main(boot: &Boot) -> u64 {
+    let test = boot.arg("test").unwrap_or("alloc");
+    let arg = |k: &str, d: u64| boot.arg(k).and_then(|v| v.parse().ok()).unwrap_or(d);
+    let (heap_start, heap_size) = hallows_rt::mm::heap_range();
+    log::debug!("heap {heap_start:#x} + {heap_size:#x}, {} core(s)", boot.vcpu_count());
+    match test {
+        "ticks" => tests::ticks(boot, arg("period_us", 1000), arg("ms", 200)),
+        "count" => tests::count(boot, arg("ticks", 100), arg("period_us", 1000)),
+        "preempt" => tests::preempt(boot),
+        "alloc" => tests::alloc(),
+        other => {
+            println!("unknown test {other}");
+            2
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+mod tests {
+    use alloc::boxed::Box;
+    use alloc::collections::BTreeMap;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::fmt::Write;
+    use core::time::Duration;
+
+    use hallows_rt::task::{self, spawn, spawn_preemptible};
+    use hallows_rt::time::{self, now};
+    use hallows_rt::{println, Boot};
+
+    /// One preemptible task per core, each measuring its own core's ticks.
+    pub fn ticks(boot: &Boot, period_us: u64, ms: u64) -> u64 {
+        let cores = boot.vcpu_count() as usize;
+        // Run to completion (quantum 0 in the manifest): each task keeps its core.
+        let results = task::run(boot, async move {
+            let handles: Vec<_> = (0..cores)
+                .map(|_| {
+                    spawn_preemptible(move || {
+                        let core = task::current_core();
+                        let t0 = now();
+                        let k0 = time::ticks();
+                        time::set_periodic(Some(Duration::from_micros(period_us)));
+                        time::spin_for(Duration::from_millis(ms));
+                        let k = time::ticks() - k0;
+                        time::set_periodic(None);
+                        (core, k, (now() - t0).as_micros() as u64)
+                    })
+                })
+                .collect();
+            let mut out = Vec::new();
+            for h in handles {
+                out.push(h.await);
+            }
+            out
+        });
+        let mut status = 0;
+        let mut seen = Vec::new();
+        for (core, k, us) in results {
+            let expected = us / period_us;
+            println!("core {core}: {k} ticks in {us} us (expected {expected})");
+            if k * 10 < expected * 9 || k * 10 > expected * 11 {
+                status = 1;
+            }
+            seen.push(core);
+        }
+        seen.sort();
+        seen.dedup();
+        println!("ticks measured on {} core(s)", seen.len());
+        if seen.len() != cores {
+            status = 1;
+        }
+        status
+    }
+
+    /// Exactly `n` periodic ticks on this core, asleep (`wfi`) in
+    /// between: every timer interrupt is a tick (no executor, no sleepers).
+    pub fn count(_boot: &Boot, n: u64, period_us: u64) -> u64 {
+        let k0 = time::ticks();
+        time::set_periodic(Some(Duration::from_micros(period_us)));
+        while time::ticks() - k0 < n {
+            time::wait_for_interrupt();
+        }
+        time::set_periodic(None);
+        let k = time::ticks() - k0;
+        println!("took {k} ticks ({} timer interrupts)", time::interrupts());
+        (k != n) as u64
+    }
+
+    pub fn preempt(boot: &Boot) -> u64 {
+        let (long_end, short_end, start) = task::run(boot, async {
+            let start = now();
+            let long = spawn_preemptible(|| {
+                // A computation that never yields: 400 ms of work.
+                let mut x = 0u64;
+                let end = now() + Duration::from_millis(400);
+                while now() < end {
+                    x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                }
+                core::hint::black_box(x);
+                now()
+            });
+            let short = spawn(async {
+                time::sleep(Duration::from_millis(5)).await;
+                now()
+            });
+            let short_end = short.await;
+            let long_end = long.await;
+            (long_end, short_end, start)
+        });
+        let short_ms = (short_end - start).as_millis();
+        let long_ms = (long_end - start).as_millis();
+        println!("short task done after {short_ms} ms, long task after {long_ms} ms");
+        if short_end < long_end && short_ms < 200 {
+            println!("the short task was not blocked by the long one");
+            0
+        } else {
+            1
+        }
+    }
+
+    pub fn alloc() -> u64 {
+        let mut v: Vec<u64> = (0..10_000).collect();
+        v.retain(|x| x % 3 == 0);
+        let sum: u64 = v.iter().sum();
+        let mut m = BTreeMap::new();
+        for i in 0..1000u32 {
+            m.insert((i * 7919) % 1000, i);
+        }
+        let mut s = String::new();
+        for (k, _) in m.iter().take(5) {
+            let _ = write!(s, "{k},");
+        }
+        let f: Box<dyn Fn(u64) -> u64> = Box::new(move |x| x + sum);
+        let big: Vec<u8> = alloc::vec![7u8; 1 << 20];
+        println!(
+            "vec sum {sum}, map {} keys, first {s} closure {}, 1 MiB block sum {}, heap in use {} bytes",
+            m.len(),
+            f(1),
+            big.iter().map(|&b| b as u64).sum::<u64>(),
+            hallows_rt::mm::heap_used()
+        );
+        let ok = sum == 16_668_333 && m.len() == 1000 && s == "0,1,2,3,4," && f(1) == 16_668_334;
+        println!("alloc {}", if ok { "ok" } else { "WRONG" });
+        (!ok) as u64
+    }
+}
