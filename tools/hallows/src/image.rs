@@ -342,3 +342,40 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    fn system(devices: &str, dma: bool) -> System {
+        let m = format!(
+            "version = 1\nboard = \"qemu-virt-aarch64\"\n[[partition]]\nname = \"disk\"\ncores = [1]\nram = \"8 MiB\"\n\
+             guest = \"disk\"\non_fault = \"stop\"\ndevices = [{devices}]\n{}",
+            if dma { "dma = \"trusted\"\n" } else { "" }
+        );
+        vmm_config::load_str("devices.toml", &m, &vmm_config::CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    #[test]
+    fn a_page_of_virtio_transports_is_one_device_region_with_eight_interrupts() {
+        let names: Vec<String> = (24..32).map(|i| format!("\"virtio{i}\"")).collect();
+        let sys = system(&names.join(", "), true);
+        let mut d = PartitionDesc::new_zeroed();
+        devices(&sys, &sys.partitions[0], &mut d).unwrap();
+        assert_eq!(d.region_count, 1);
+        let r = d.regions[0];
+        assert_eq!((r.ipa, r.pa, r.size, r.kind, r.perm), (0xa00_3000, 0xa00_3000, 4096, region_kind::DEVICE, perm::READ | perm::WRITE));
+        assert_eq!(d.device_count, 8);
+        assert_eq!(d.devices[7].base, 0xa00_3e00);
+        assert_eq!(d.devices[7].irq, 79);
+        assert_eq!(hallows_table::padded::<32>("virtio31").unwrap(), d.devices[7].name);
+    }
+
+    #[test]
+    fn an_interrupt_among_the_doorbell_intids_is_refused() {
+        let sys = system("\"rtc\"", false);
+        let mut d = PartitionDesc::new_zeroed();
+        let err = devices(&sys, &sys.partitions[0], &mut d).unwrap_err().to_string();
+        assert!(err.contains("device `rtc` of partition `disk` has interrupt 34"), "{err}");
+    }
+}
