@@ -130,6 +130,25 @@ impl ChannelView for RawChannel {
         // messages end at `slot_size`, before the stamp.
         unsafe { &*self.slot(index).add(self.stride - STAMP_SIZE).cast::<AtomicU64>() }
     }
+
+    #[inline]
+    fn prefetch(&self, index: u64) {
+        let p = self.slot(index);
+        // SAFETY: a prefetch is only a hint: it never faults, writes nothing
+        // and has no architectural effect (and `p` is inside the channel).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().cast_const());
+        }
+        // SAFETY: as above (`prfm` is a hint, never a fault).
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            core::arch::asm!("prfm pldl1keep, [{p}]", p = in(reg) p, options(nostack, readonly, preserves_flags));
+        }
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+        let _ = p;
+    }
 }
 
 /// The sending end of a channel carrying `T`.
