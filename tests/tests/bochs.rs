@@ -91,3 +91,26 @@ fn vmx_stops_triple_faults_cr_writes_and_hlt() {
     assert!(b.summary("halt").starts_with("stopped: hlt with interrupts disabled"), "{}", b.output);
     assert_eq!(b.summary("bystander"), "exited 0");
 }
+
+#[test]
+fn vmx_delivers_doorbells() {
+    let b = boot_bochs("x86-doorbell-short", VMX);
+    assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
+    check_stream(&b, 20_000, true);
+}
+
+/// As `x86.rs`'s: the checksums agree, every message arrived in order, the
+/// consumer slept on the doorbell, the snoop was stopped.
+fn check_stream(b: &Boot, count: u64, doorbells: bool) {
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    let sent = b.lines_of("producer").into_iter().find(|l| l.starts_with(&format!("sent {count} messages on stream"))).unwrap_or_else(|| panic!("{}", b.output));
+    let got = b.lines_of("consumer").into_iter().find(|l| l.starts_with(&format!("received {count} messages on stream in order"))).unwrap_or_else(|| panic!("{}", b.output));
+    let sum = |l: &str| l.rsplit("checksum ").next().map(str::to_owned);
+    assert_eq!(sum(sent), sum(got));
+    assert_eq!(sent.contains("(0 doorbells)"), !doorbells, "{sent}");
+    assert_eq!(got.contains("(0 waits)"), !doorbells, "{got}");
+    assert_eq!(b.summary("producer"), "exited 0");
+    assert_eq!(b.summary("consumer"), "exited 0");
+    assert!(b.summary("snoop").starts_with("stopped: stage-2 fault: read at 0x100000000"), "{}", b.output);
+}

@@ -94,3 +94,30 @@ fn check_traps(b: &hallows_tests::Boot) {
 fn triple_faults_control_registers_and_hlt_stop_only_their_partition() {
     check_traps(&boot_system("x86-traps"));
 }
+
+/// Both ends print a checksum of everything that crossed; they must agree,
+/// every message must have arrived in order, and the snoop must be stopped.
+pub fn check_stream(b: &hallows_tests::Boot, count: u64, doorbells: bool) {
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    let sent = b.lines_of("producer").into_iter().find(|l| l.starts_with(&format!("sent {count} messages on stream"))).unwrap_or_else(|| panic!("{}", b.output));
+    let got = b.lines_of("consumer").into_iter().find(|l| l.starts_with(&format!("received {count} messages on stream in order"))).unwrap_or_else(|| panic!("{}", b.output));
+    let sum = |l: &str| l.rsplit("checksum ").next().map(str::to_owned);
+    assert_eq!(sum(sent), sum(got));
+    assert_eq!(sent.contains("(0 doorbells)"), !doorbells, "{sent}");
+    // With doorbells the consumer slept on an empty ring at least once.
+    assert_eq!(got.contains("(0 waits)"), !doorbells, "{got}");
+    assert_eq!(b.summary("producer"), "exited 0");
+    assert_eq!(b.summary("consumer"), "exited 0");
+    assert!(b.summary("snoop").starts_with("stopped: stage-2 fault: read at 0x100000000"), "{}", b.output);
+}
+
+#[test]
+fn a_million_messages_over_a_poll_channel() {
+    check_stream(&boot_system("x86-channel-poll"), 1_000_000, false);
+}
+
+#[test]
+fn a_million_messages_over_a_doorbell_channel() {
+    check_stream(&boot_system("x86-channel-doorbell"), 1_000_000, true);
+}

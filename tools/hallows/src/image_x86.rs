@@ -2,11 +2,9 @@
 //! file as on aarch64 (hypervisor, then the payload), but it starts with a
 //! multiboot1 header whose a.out-kludge address fields make QEMU's
 //! `-kernel` (and our Bochs boot sector) load it as-is at its link address;
-//! there is no arm64 Image header to patch. This module checks that header
-//! and refuses what the x86 hypervisor cannot honour yet.
+//! there is no arm64 Image header to patch. This module checks that header.
 
 use anyhow::{bail, Result};
-use vmm_config::{Notify, System};
 
 const MULTIBOOT_MAGIC: u32 = 0x1BAD_B002;
 /// Flag bit 16: the header's address fields are valid.
@@ -34,18 +32,6 @@ pub fn check_header(image: &[u8], load: u64) -> Result<()> {
         bail!(
             "the multiboot header's addresses ({header_addr:#x}, {load_addr:#x}, {load_end:#x}, {bss_end:#x}) \
              do not describe a flat image loaded whole at {load:#x}"
-        );
-    }
-    Ok(())
-}
-
-/// What an x86_64 system may not ask for yet.
-pub fn check_system(sys: &System) -> Result<()> {
-    if let Some(c) = sys.channels.iter().find(|c| c.notify == Notify::Doorbell) {
-        bail!(
-            "channel `{}` asks for doorbells, which the x86_64 hypervisor does not deliver yet; \
-             use notify = \"poll\" on x86_64 boards",
-            c.name
         );
     }
     Ok(())
@@ -80,22 +66,6 @@ mod tests {
         assert_eq!(system_status(0), NO_STATUS);
         assert_eq!(system_status(1), NO_STATUS);
         assert_eq!(system_status(34), NO_STATUS);
-    }
-
-    fn system(notify: &str) -> System {
-        let mut m = String::from("version = 1\nboard = \"qemu-x86_64\"\n");
-        for (name, core) in [("a", 0), ("b", 1)] {
-            m += &format!("[[partition]]\nname = \"{name}\"\ncores = [{core}]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n");
-        }
-        m += &format!("[[channel]]\nname = \"c\"\nfrom = \"a\"\nto = \"b\"\nslot_size = 64\nslots = 16\nnotify = \"{notify}\"\n");
-        vmm_config::load_str("doorbell.toml", &m, &vmm_config::CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"))
-    }
-
-    #[test]
-    fn doorbell_channels_are_refused_on_x86_and_polled_ones_accepted() {
-        let err = check_system(&system("doorbell")).unwrap_err().to_string();
-        assert!(err.contains("channel `c` asks for doorbells"), "{err}");
-        check_system(&system("poll")).unwrap();
     }
 
     #[test]

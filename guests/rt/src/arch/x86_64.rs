@@ -5,7 +5,9 @@
 //! guest-physical space), with rdi = boot information and rsi = vCPU index.
 //! The runtime installs its own GDT (the one the segment registers were
 //! loaded from is not in our memory) and an IDT whose every exception is
-//! reported to the hypervisor, which applies the partition's fault policy.
+//! reported to the hypervisor, which applies the partition's fault policy,
+//! and whose vectors `DOORBELL_VECTOR_BASE + i` record doorbells (taken
+//! only inside `wait_for_interrupt`).
 //!
 //! The image is linked position-independent at its load address, so the
 //! only relocations are `R_X86_64_RELATIVE` ones whose addend is already the
@@ -15,7 +17,7 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use hallows_abi::{fault_kind, VCPU_STACK_SIZE};
+use hallows_abi::{fault_kind, DOORBELL_VECTOR_BASE, MAX_CHANNELS, VCPU_STACK_SIZE};
 
 global_asm!(
     ".section .text.start, \"ax\"",
@@ -98,6 +100,60 @@ global_asm!(
     common = sym exception_common,
 );
 
+// Doorbell stubs, 16 bytes apart, for vectors DOORBELL_VECTOR_BASE + i
+// (i < MAX_CHANNELS): each pushes its index.
+global_asm!(
+    ".section .text",
+    ".balign 16",
+    ".global __hallows_doorbell_stubs",
+    "__hallows_doorbell_stubs:",
+    ".irp i, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15",
+    ".balign 16",
+    "    push \\i",
+    "    jmp {common}",
+    ".endr",
+    common = sym doorbell_common,
+);
+
+/// Saves what a C call may clobber (the target has no SSE state and no red
+/// zone), records the doorbell, returns. After the 5-quadword frame, the
+/// index and 9 registers, 8 more bytes align the call. No end of interrupt: the
+/// hypervisor injects doorbells without a virtual local APIC.
+#[unsafe(naked)]
+extern "C" fn doorbell_common() {
+    core::arch::naked_asm!(
+        "push rax",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "mov rdi, [rsp + 72]",
+        "sub rsp, 8",
+        "call {rang}",
+        "add rsp, 8",
+        "pop r11",
+        "pop r10",
+        "pop r9",
+        "pop r8",
+        "pop rdi",
+        "pop rsi",
+        "pop rdx",
+        "pop rcx",
+        "pop rax",
+        "add rsp, 8",
+        "iretq",
+        rang = sym doorbell,
+    )
+}
+
+extern "C" fn doorbell(index: u64) {
+    crate::channel::doorbell_rang(index as u32);
+}
+
 #[unsafe(naked)]
 extern "C" fn exception_common() -> ! {
     core::arch::naked_asm!(
@@ -115,12 +171,15 @@ extern "C" fn report_exception(vector: u64, error: u64, rip: u64) -> ! {
     crate::fault(fault_kind::EXCEPTION, rip, vector | (error << 32))
 }
 
+/// Exceptions, then the doorbells.
+const VECTORS: usize = DOORBELL_VECTOR_BASE as usize + MAX_CHANNELS;
+
 #[repr(C, align(16))]
-struct Idt(UnsafeCell<[[u64; 2]; 32]>);
+struct Idt(UnsafeCell<[[u64; 2]; VECTORS]>);
 // SAFETY: written once per vCPU in `setup` before anything can fault on
 // purpose; all vCPUs write the same values.
 unsafe impl Sync for Idt {}
-static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; 32]));
+static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; VECTORS]));
 
 /// Whether the CPU is AMD's (`vmmcall`) rather than Intel's (`vmcall`).
 static AMD: AtomicBool = AtomicBool::new(false);
@@ -128,19 +187,27 @@ static AMD: AtomicBool = AtomicBool::new(false);
 extern "C" fn setup() {
     extern "C" {
         static __hallows_stubs: u8;
+        static __hallows_doorbell_stubs: u8;
     }
     let stubs = core::ptr::addr_of!(__hallows_stubs) as u64;
+    let doorbells = core::ptr::addr_of!(__hallows_doorbell_stubs) as u64;
     // SAFETY: see `Idt`; the table is ours and not yet loaded.
     let idt = unsafe { &mut *IDT.0.get() };
     for (v, gate) in idt.iter_mut().enumerate() {
-        let h = stubs + 16 * v as u64;
+        let h = match v.checked_sub(DOORBELL_VECTOR_BASE as usize) {
+            Some(i) => doorbells + 16 * i as u64,
+            None if v < 32 => stubs + 16 * v as u64,
+            // Vectors between the exceptions and the doorbells (none while
+            // the base is 32) would report themselves as exceptions.
+            None => stubs,
+        };
         // Interrupt gate, present, DPL 0, selector 0x08.
         gate[0] = (h & 0xffff) | (0x08 << 16) | (0x8E00u64 << 32) | ((h >> 16) & 0xffff) << 48;
         gate[1] = h >> 32;
     }
     let base = IDT.0.get() as u64;
     let mut idtr = [0u8; 10];
-    idtr[..2].copy_from_slice(&(32u16 * 16 - 1).to_le_bytes());
+    idtr[..2].copy_from_slice(&((VECTORS * 16 - 1) as u16).to_le_bytes());
     idtr[2..].copy_from_slice(&base.to_le_bytes());
     // SAFETY: loads the IDT just built, which lives for the program's life.
     unsafe { asm!("lidt [{0}]", in(reg) idtr.as_ptr(), options(nostack, readonly)) };
@@ -149,10 +216,14 @@ extern "C" fn setup() {
     AMD.store(v.ebx == 0x6874_7541 && v.edx == 0x6974_6e65 && v.ecx == 0x444d_4163, Ordering::Relaxed);
 }
 
-/// Waits for a doorbell. Doorbells are not delivered on x86 yet (the tool
-/// refuses them there), so this is one polling step.
+/// Sleeps until an interrupt (a doorbell) is pending, then lets it be
+/// taken. Interrupts stay masked everywhere else, so handlers only run
+/// here, and none is lost: `sti` opens them only after `hlt` has started,
+/// and one the hypervisor holds for us ends the `hlt` at once.
 pub fn wait_for_interrupt() {
-    core::hint::spin_loop();
+    // SAFETY: opens interrupts for the `hlt` only; the doorbell handler
+    // preserves every register it uses.
+    unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
 }
 
 /// `vmmcall` (AMD) or `vmcall` (Intel) with the function id in rax and

@@ -12,7 +12,7 @@ use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::guest::{self, Exit, Gprs};
 use super::phys::{self, GuestRam, TablePool};
-use super::{cpu, firmware, serial, svm, vmx};
+use super::{apic, cpu, firmware, idt, serial, svm, vmx};
 use crate::partition::{self, Trap};
 use crate::system::{self, Loaded};
 use crate::{console, MAX_CORES};
@@ -82,14 +82,24 @@ pub fn this_core() -> usize {
 
 #[no_mangle]
 extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
+    // Core 0 fills the IDT before it starts any other core; from here on a
+    // fault in the hypervisor is reported (status 3), not a triple fault.
+    if core == 0 {
+        idt::init();
+    }
+    idt::load();
     CORE_OF_APIC[cpu::apic_id() as usize & 0xff].store(core as u8, Ordering::Relaxed);
     if core == 0 {
         mask_legacy_pic();
+        apic::init_core();
         if let Err(msg) = primary(magic, mbi) {
             console::hv_print(format_args!("boot failed: {msg}\n"));
             exit_machine(2);
         }
     } else {
+        // The local APIC accepts IPIs only once software-enabled: before
+        // this core reports, so that no doorbell sent to it is dropped.
+        apic::init_core();
         AP_UP.store(1, Ordering::Release);
     }
     match virt() {
@@ -101,8 +111,20 @@ extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
             }
         }
     }
+    // No partition starts before every core is up (`primary` returned
+    // after each reported): a doorbell to a core that is not is lost.
+    if core == 0 {
+        GO.store(1, Ordering::Release);
+    } else {
+        while GO.load(Ordering::Acquire) == 0 {
+            core::hint::spin_loop();
+        }
+    }
     partition::run_core(core as usize)
 }
+
+/// Set by core 0 once every core is up: partitions may start.
+static GO: AtomicU8 = AtomicU8::new(0);
 
 /// The 8259s: the BIOS may leave the timer unmasked; nothing here wants it.
 fn mask_legacy_pic() {

@@ -3,10 +3,10 @@
 //! CPUID and the MSR allow-list. Kept apart from the two drivers so both
 //! enforce one policy.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hallows_paging::{Attr, MapError, PageTable, TableMemory};
-use hallows_table::MAX_PARTITIONS;
+use hallows_table::{MAX_CORES, MAX_PARTITIONS};
 
 use super::phys::TablePool;
 
@@ -198,5 +198,54 @@ pub fn msr(msr: u32, write: bool, value: u64, pat: u64, efer: u64) -> Option<Msr
             valid.then_some(MsrResult::Pat(value))
         }
         _ => None,
+    }
+}
+
+/// Per core: doorbells delivered to its vCPU (`partition::deliver_doorbells`
+/// → `inject_virtual`) but not yet injected, one bit per directory entry.
+/// Only the core itself touches its word.
+static QUEUED: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+
+const DOORBELLS: u32 = hallows_abi::MAX_CHANNELS as u32;
+const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE as u32 + DOORBELLS <= 256);
+const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE >= 32);
+
+/// Queues the doorbell of portable virtual INTID `vintid` for `core`'s vCPU.
+pub fn queue_doorbell(core: usize, vintid: u32) {
+    let Some(slot) = vintid.checked_sub(hallows_abi::DOORBELL_INTID_BASE) else { return };
+    if let (true, Some(q)) = (slot < DOORBELLS, QUEUED.get(core)) {
+        q.fetch_or(1 << slot, Ordering::Relaxed);
+    }
+}
+
+/// Whether a doorbell waits to be injected into `core`'s vCPU.
+pub fn doorbell_queued(core: usize) -> bool {
+    QUEUED.get(core).is_some_and(|q| q.load(Ordering::Relaxed) != 0)
+}
+
+/// Takes the lowest queued doorbell of `core`: its vector.
+pub fn take_doorbell(core: usize) -> Option<u8> {
+    let q = QUEUED.get(core)?;
+    let bits = q.load(Ordering::Relaxed);
+    if bits == 0 {
+        return None;
+    }
+    let slot = bits.trailing_zeros();
+    q.fetch_and(!(1 << slot), Ordering::Relaxed);
+    Some(hallows_abi::DOORBELL_VECTOR_BASE + slot as u8)
+}
+
+/// Puts back a doorbell whose delivery a VM exit interrupted (the CPU
+/// reports it in EXITINTINFO / the IDT-vectoring information).
+pub fn requeue_vector(core: usize, vector: u8) {
+    if let Some(slot) = vector.checked_sub(hallows_abi::DOORBELL_VECTOR_BASE) {
+        queue_doorbell(core, hallows_abi::DOORBELL_INTID_BASE + slot as u32);
+    }
+}
+
+/// Forgets what was queued for `core` (its vCPU is entered afresh).
+pub fn clear_doorbells(core: usize) {
+    if let Some(q) = QUEUED.get(core) {
+        q.store(0, Ordering::Relaxed);
     }
 }

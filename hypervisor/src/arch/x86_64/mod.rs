@@ -4,10 +4,12 @@
 //! enforcing one intercept policy (`guest.rs`). One image: the extension
 //! is picked at run time from CPUID.
 
+mod apic;
 mod boot;
 mod cpu;
 mod firmware;
 mod guest;
+mod idt;
 mod phys;
 mod serial;
 mod svm;
@@ -27,15 +29,21 @@ pub fn el2_instructions() -> u64 {
     0
 }
 
-/// Channel doorbells (virtual interrupts) are not delivered on x86 yet:
-/// `hallows build` refuses `notify = "doorbell"` channels for x86 boards, so
-/// no partition on x86 can ring one. Polled channels need no interrupt.
-pub fn inject_virtual(_vintid: u32) -> bool {
-    false
+/// Queues the doorbell for virtual interrupt `vintid` (a
+/// `DOORBELL_INTID_BASE + i`, the portable numbering) for this core's vCPU:
+/// it is injected as vector `hallows_abi::DOORBELL_VECTOR_BASE + i` at the
+/// next entry where the guest can take it (`guest::inject`). Never full: one
+/// pending bit per channel.
+pub fn inject_virtual(vintid: u32) -> bool {
+    guest::queue_doorbell(this_core(), vintid);
+    true
 }
 
-/// See [`inject_virtual`]: nothing to ask for without virtual interrupts.
+/// Nothing to ask for: queued doorbells never overflow (see
+/// [`inject_virtual`]); the drivers ask for an interrupt window themselves.
 pub fn set_underflow_interrupt(_on: bool) {}
 
-/// See [`inject_virtual`]: no doorbell reaches x86 partitions yet.
-pub fn send_doorbell(_hwid: u64) {}
+/// Sends the doorbell IPI to the core whose local APIC id is `hwid`.
+pub fn send_doorbell(hwid: u64) {
+    apic::send_doorbell(hwid)
+}

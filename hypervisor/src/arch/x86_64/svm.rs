@@ -49,10 +49,13 @@ mod ctl {
     pub const ASID: usize = 0x058;
     pub const TLB_CONTROL: usize = 0x05C;
     pub const INT_CTL: usize = 0x060;
+    pub const INT_STATE: usize = 0x068;
     pub const EXITCODE: usize = 0x070;
     pub const EXITINFO1: usize = 0x078;
     pub const EXITINFO2: usize = 0x080;
+    pub const EXITINTINFO: usize = 0x088;
     pub const NP_ENABLE: usize = 0x090;
+    pub const EVENTINJ: usize = 0x0A8;
     pub const N_CR3: usize = 0x0B0;
     pub const NRIP: usize = 0x0C8;
 }
@@ -89,6 +92,7 @@ mod exit {
     pub const EXCP_DB: u64 = 0x41;
     pub const EXCP_AC: u64 = 0x51;
     pub const INTR: u64 = 0x60;
+    pub const VINTR: u64 = 0x64;
     pub const NMI: u64 = 0x61;
     pub const INIT: u64 = 0x63;
     pub const CPUID: u64 = 0x72;
@@ -177,6 +181,31 @@ impl Vmcb {
     }
 }
 
+/// Intercepts (offset 0x0C) always on; VINTR (bit 4) is added while a
+/// doorbell waits for the guest to open an interrupt window.
+const MISC1: u32 = (1u32 << 0) // INTR
+    | (1 << 1) // NMI
+    | (1 << 3) // INIT
+    | (1 << 18) // CPUID
+    | (1 << 22) // INVD
+    | (1 << 24) // HLT
+    | (1 << 26) // INVLPGA
+    | (1 << 27) // IOIO
+    | (1 << 28) // MSR
+    | (1 << 29) // task switch
+    | (1 << 31); // shutdown
+const MISC1_VINTR: u32 = 1 << 4;
+
+/// INT_CTL: V_INTR_MASKING (24): the guest's IF masks only virtual
+/// interrupts; physical ones are masked by the host's IF at `vmrun` (set,
+/// so that they exit). V_IRQ (8) with V_IGN_TPR (20) and priority 15 is
+/// only used to ask for an interrupt window (VINTR intercept).
+const V_INTR_MASKING: u64 = 1 << 24;
+const V_IRQ_WINDOW: u64 = (1 << 8) | (1 << 20) | (0xf << 16);
+/// EVENTINJ / EXITINTINFO: valid (31), type (8..10: 0 external interrupt,
+/// 2 NMI, 3 exception, 4 software interrupt), error code valid (11).
+const EVENT_VALID: u64 = 1 << 31;
+
 /// Fills this core's VMCB for a fresh vCPU entering 64-bit mode at `entry`.
 pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     let v = Vmcb::of(core);
@@ -187,27 +216,17 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     // #DB and #AC: the two exceptions a guest can make recur forever inside
     // microcode (CVE-2015-5307, CVE-2015-8104).
     v.w32(ctl::INTERCEPT_EXC, (1 << 1) | (1 << 17));
-    let misc1 = (1u32 << 0) // INTR
-        | (1 << 1) // NMI
-        | (1 << 3) // INIT
-        | (1 << 18) // CPUID
-        | (1 << 22) // INVD
-        | (1 << 24) // HLT
-        | (1 << 26) // INVLPGA
-        | (1 << 27) // IOIO
-        | (1 << 28) // MSR
-        | (1 << 29) // task switch
-        | (1 << 31); // shutdown
-    v.w32(ctl::INTERCEPT_MISC1, misc1);
+    v.w32(ctl::INTERCEPT_MISC1, MISC1);
     // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT.
     v.w32(ctl::INTERCEPT_MISC2, 0x7f);
     v.w64(ctl::IOPM_BASE, page_pa(&IOPM, 0));
     v.w64(ctl::MSRPM_BASE, page_pa(&MSRPM, 0));
     v.w32(ctl::ASID, asid as u32);
     v.w8(ctl::TLB_CONTROL, 1); // flush everything on this entry
-    v.w64(ctl::INT_CTL, 1 << 24); // V_INTR_MASKING: host IF masks physical interrupts
+    v.w64(ctl::INT_CTL, V_INTR_MASKING);
     v.w64(ctl::NP_ENABLE, 1);
     v.w64(ctl::N_CR3, npt_root);
+    guest::clear_doorbells(core);
 
     let s = guest::entry_state();
     // Attributes: descriptor bits 40..47 in 0..7, 52..55 in 8..11.
@@ -263,9 +282,16 @@ global_asm!(
     "    mov r14, [rsi + 96]",
     "    mov r15, [rsi + 104]",
     "    mov rsi, [rsi + 24]",
+    // GIF off first, then the host's IF on: `vmrun` records it, and with
+    // V_INTR_MASKING it is what lets physical interrupts reach the guest
+    // (as INTR exits). The hypervisor itself never runs with GIF set but
+    // in `take_interrupts`/`idle`, so nothing is taken here.
+    "    clgi",
+    "    sti",
     "    vmload rax",
     "    vmrun rax",
     "    vmsave rax",
+    "    cli",
     "    xchg rsi, [rsp]",
     "    mov [rsi + 0], rbx",
     "    mov [rsi + 8], rcx",
@@ -297,11 +323,23 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let v = Vmcb::of(core);
     let nrip = nrip_save();
     loop {
+        inject(&v, core);
         // SAFETY: the VMCB was set up by `setup_vcpu` for this core, EFER.SVME
         // and VM_HSAVE_PA are set (`init_core`), and `g` is this core's own
         // register block; `svm_run` preserves the host's callee-saved state.
         unsafe { svm_run(v.0, g) };
         v.w8(ctl::TLB_CONTROL, 0);
+        // An event whose delivery the exit interrupted: a doorbell goes
+        // back to the queue, an exception is delivered again.
+        let interrupted = v.r64(ctl::EXITINTINFO);
+        v.w64(ctl::EVENTINJ, 0);
+        if interrupted & EVENT_VALID != 0 {
+            match (interrupted >> 8) & 7 {
+                0 => guest::requeue_vector(core, interrupted as u8),
+                3 => v.w64(ctl::EVENTINJ, interrupted),
+                _ => {}
+            }
+        }
         let code = v.r64(ctl::EXITCODE);
         let (info1, info2) = (v.r64(ctl::EXITINFO1), v.r64(ctl::EXITINFO2));
         let rip = v.r64(save::RIP);
@@ -310,6 +348,8 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         let skip = |len: u64| {
             let next = if nrip { v.r64(ctl::NRIP) } else { 0 };
             v.w64(save::RIP, if next != 0 { next } else { rip.wrapping_add(len) });
+            // The `sti` shadow covered at most the skipped instruction.
+            v.w64(ctl::INT_STATE, 0);
         };
         let trap = match code {
             exit::VMMCALL => {
@@ -350,9 +390,13 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 if v.r64(save::RFLAGS) & (1 << 9) == 0 {
                     Trap::Stop(StopReason::Halted { pc: rip })
                 } else {
-                    // Interrupts are on but none is ever delivered yet: a
-                    // wake-up at once is what an unmasked spurious one does.
+                    // The boot vCPU, which doorbells target, sleeps here
+                    // until one arrives; other vCPUs receive no interrupt,
+                    // so they wake at once (as on a spurious interrupt).
                     skip(1);
+                    if vcpu == 0 {
+                        idle(core);
+                    }
                     continue;
                 }
             }
@@ -362,7 +406,14 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 skip(2);
                 continue;
             }
-            exit::INTR | exit::NMI | exit::INIT => continue,
+            exit::INTR => {
+                take_interrupts();
+                crate::partition::deliver_doorbells(core);
+                continue;
+            }
+            // The guest opened the interrupt window asked for (`inject`).
+            exit::VINTR => continue,
+            exit::NMI | exit::INIT => continue,
             exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip }),
             exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip }),
             exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip }),
@@ -373,6 +424,47 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             _ => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
         };
         return Exit::Trap(trap);
+    }
+}
+
+/// Before each entry: injects the lowest queued doorbell if the guest can
+/// take an interrupt now (IF set, no `sti`/`mov ss` shadow, no event being
+/// re-delivered), and asks for an interrupt window (V_IRQ + VINTR
+/// intercept) while any remains queued.
+fn inject(v: &Vmcb, core: usize) {
+    if guest::doorbell_queued(core) {
+        let free = v.r64(ctl::EVENTINJ) & EVENT_VALID == 0;
+        let open = v.r64(save::RFLAGS) & (1 << 9) != 0 && v.r64(ctl::INT_STATE) & 1 == 0;
+        if free && open {
+            if let Some(vector) = guest::take_doorbell(core) {
+                v.w64(ctl::EVENTINJ, EVENT_VALID | vector as u64);
+            }
+        }
+    }
+    let window = guest::doorbell_queued(core);
+    v.w64(ctl::INT_CTL, V_INTR_MASKING | if window { V_IRQ_WINDOW } else { 0 });
+    v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 });
+}
+
+/// After an INTR exit: takes the pending physical interrupts through the
+/// hypervisor's IDT (SVM does not acknowledge them on exit), which ends
+/// them at the local APIC.
+fn take_interrupts() {
+    // SAFETY: opens GIF and IF for one instruction so that pending
+    // interrupts are taken by `idt.rs`'s handlers, which save what they
+    // use; closes both again.
+    unsafe { core::arch::asm!("stgi", "sti", "nop", "cli", "clgi", options(nostack)) };
+}
+
+/// The boot vCPU executed `hlt` with interrupts on: sleeps until a doorbell
+/// is queued for it.
+fn idle(core: usize) {
+    while !guest::doorbell_queued(core) {
+        // SAFETY: as `take_interrupts`, but halting until an interrupt
+        // (`sti` delays interrupts by one instruction, so one arriving
+        // before `hlt` still wakes it).
+        unsafe { core::arch::asm!("stgi", "sti", "hlt", "cli", "clgi", options(nostack)) };
+        crate::partition::deliver_doorbells(core);
     }
 }
 

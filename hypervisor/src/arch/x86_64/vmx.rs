@@ -89,10 +89,13 @@ mod f {
     pub const EXIT_CTLS: u64 = 0x400C;
     pub const ENTRY_CTLS: u64 = 0x4012;
     pub const ENTRY_INTR_INFO: u64 = 0x4016;
+    pub const ENTRY_EXC_ERROR: u64 = 0x4018;
     pub const PROC2: u64 = 0x401E;
     pub const INSTR_ERROR: u64 = 0x4400;
     pub const EXIT_REASON: u64 = 0x4402;
     pub const EXIT_INTR_INFO: u64 = 0x4404;
+    pub const IDT_VECTORING_INFO: u64 = 0x4408;
+    pub const IDT_VECTORING_ERROR: u64 = 0x440A;
     pub const EXIT_INSTR_LEN: u64 = 0x440C;
     pub const GUEST_ES_LIMIT: u64 = 0x4800;
     pub const GUEST_GDTR_LIMIT: u64 = 0x4810;
@@ -137,6 +140,7 @@ mod exit {
     pub const EXCEPTION: u64 = 0;
     pub const EXTERNAL_INTERRUPT: u64 = 1;
     pub const TRIPLE_FAULT: u64 = 2;
+    pub const INTERRUPT_WINDOW: u64 = 7;
     pub const INIT: u64 = 3;
     pub const SIPI: u64 = 4;
     pub const CPUID: u64 = 10;
@@ -302,9 +306,13 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     let cap = |plain, tru| if true_caps { tru } else { plain };
     // External interrupts and NMIs exit (they belong to the host).
     let pin = adjust(cap(msr::PINBASED, msr::TRUE_PINBASED), 1 | (1 << 3), 1 | (1 << 3)).ok_or(SetupError)?;
-    // HLT (7), unconditional I/O (24), MSR bitmaps (28), secondary (31).
+    // HLT (7), unconditional I/O (24), MSR bitmaps (28), secondary (31);
+    // interrupt-window exiting (2) must be available, set while a doorbell
+    // waits (`inject`).
     let want = (1 << 7) | (1 << 24) | (1 << 28) | (1 << 31);
-    let proc = adjust(cap(msr::PROCBASED, msr::TRUE_PROCBASED), want, want).ok_or(SetupError)?;
+    let proc = adjust(cap(msr::PROCBASED, msr::TRUE_PROCBASED), want | PROC_WINDOW, want | PROC_WINDOW)
+        .ok_or(SetupError)?
+        & !PROC_WINDOW;
     // EPT (1); RDTSCP (3) and INVPCID (12) where offered.
     let proc2 = adjust(msr::PROCBASED2, (1 << 1) | (1 << 3) | (1 << 12), 1 << 1).ok_or(SetupError)?;
     // Exit: 64-bit host (9), save/load PAT (18, 19), save/load EFER (20, 21).
@@ -385,7 +393,7 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     let (gdt, tss) = unsafe { ((*GDTS.0.get())[core].as_ptr() as u64, (*TSS.0.get())[core].as_ptr() as u64) };
     vmwrite(f::HOST_TR_BASE, tss);
     vmwrite(f::HOST_GDTR_BASE, gdt);
-    vmwrite(f::HOST_IDTR_BASE, 0);
+    vmwrite(f::HOST_IDTR_BASE, super::idt::base());
     vmwrite(f::HOST_SYSENTER_CS, 0);
     vmwrite(f::HOST_SYSENTER_ESP, 0);
     vmwrite(f::HOST_SYSENTER_EIP, 0);
@@ -394,6 +402,7 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     vmwrite(f::HOST_RIP, vmx_exit as *const () as u64);
     wrmsr(KERNEL_GS_BASE, 0);
     LAUNCHED[core].store(false, core::sync::atomic::Ordering::Relaxed);
+    guest::clear_doorbells(core);
     Ok(())
 }
 
@@ -483,7 +492,10 @@ global_asm!(
 /// Runs the guest on this core until its next exit the portable code must
 /// see (see `svm::run`).
 pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
+    // An exception whose delivery an exit interrupted, to deliver again.
+    let mut redeliver: Option<(u64, u64)> = None;
     loop {
+        inject(core, redeliver.take());
         let launched = LAUNCHED[core].swap(true, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: this core's VMCS is current and complete (`setup_vcpu`),
         // VMX is on (`init_core`), `g` is this core's register block, and
@@ -497,10 +509,27 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         let basic = reason & 0xffff;
         let rip = vmread(f::GUEST_RIP);
         let qual = vmread(f::QUALIFICATION);
-        let skip = || vmwrite(f::GUEST_RIP, rip.wrapping_add(vmread(f::EXIT_INSTR_LEN)));
+        let skip = || {
+            vmwrite(f::GUEST_RIP, rip.wrapping_add(vmread(f::EXIT_INSTR_LEN)));
+            // The `sti`/`mov ss` shadow covered at most the skipped instruction.
+            let blocking = vmread(f::GUEST_INTERRUPTIBILITY);
+            if blocking & 3 != 0 {
+                vmwrite(f::GUEST_INTERRUPTIBILITY, blocking & !3);
+            }
+        };
         if reason & (1 << 31) != 0 {
             // A failed entry (invalid guest state, MSR loading).
             return Exit::Trap(Trap::Stop(StopReason::UnexpectedExit { code: reason, info: qual, pc: rip }));
+        }
+        // An event whose delivery the exit interrupted: a doorbell goes
+        // back to the queue, a hardware exception is delivered again.
+        let interrupted = vmread(f::IDT_VECTORING_INFO);
+        if interrupted & EVENT_VALID != 0 {
+            match (interrupted >> 8) & 7 {
+                0 => guest::requeue_vector(core, interrupted as u8),
+                3 => redeliver = Some((interrupted & !(1 << 12), vmread(f::IDT_VECTORING_ERROR))),
+                _ => {}
+            }
         }
         let trap = match basic {
             exit::VMCALL => {
@@ -542,7 +571,12 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 if vmread(f::GUEST_RFLAGS) & (1 << 9) == 0 {
                     Trap::Stop(StopReason::Halted { pc: rip })
                 } else {
+                    // As under SVM: the boot vCPU sleeps until a doorbell
+                    // arrives, the others wake at once.
                     skip();
+                    if vcpu == 0 {
+                        idle(core);
+                    }
                     continue;
                 }
             }
@@ -550,7 +584,14 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 skip();
                 continue;
             }
-            exit::EXTERNAL_INTERRUPT | exit::INIT | exit::SIPI => continue,
+            exit::EXTERNAL_INTERRUPT => {
+                take_interrupts();
+                crate::partition::deliver_doorbells(core);
+                continue;
+            }
+            // The guest opened the interrupt window asked for (`inject`).
+            exit::INTERRUPT_WINDOW => continue,
+            exit::INIT | exit::SIPI => continue,
             exit::CR_ACCESS => Trap::Stop(StopReason::ControlRegister { cr: (qual & 0xf) as u8, pc: rip }),
             exit::TRIPLE_FAULT => Trap::Stop(StopReason::TripleFault { pc: rip }),
             exit::EXCEPTION => {
@@ -560,6 +601,58 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             _ => Trap::Stop(StopReason::UnexpectedExit { code: basic, info: qual, pc: rip }),
         };
         return Exit::Trap(trap);
+    }
+}
+
+/// Interrupt-window exiting (primary processor-based control 2).
+const PROC_WINDOW: u32 = 1 << 2;
+/// Interruption information: valid (31), type (8..10: 0 external
+/// interrupt, 3 hardware exception), error code valid (11).
+const EVENT_VALID: u64 = 1 << 31;
+
+/// Before each entry: re-delivers an interrupted exception, else injects
+/// the lowest queued doorbell if the guest can take an interrupt now (IF
+/// set, no `sti`/`mov ss` blocking), and turns interrupt-window exiting on
+/// while any remains queued. (VM exits clear the entry's valid bit.)
+fn inject(core: usize, redeliver: Option<(u64, u64)>) {
+    if let Some((info, error)) = redeliver {
+        vmwrite(f::ENTRY_INTR_INFO, info);
+        if info & (1 << 11) != 0 {
+            vmwrite(f::ENTRY_EXC_ERROR, error);
+        }
+    } else if guest::doorbell_queued(core)
+        && vmread(f::GUEST_RFLAGS) & (1 << 9) != 0
+        && vmread(f::GUEST_INTERRUPTIBILITY) & 3 == 0
+    {
+        if let Some(vector) = guest::take_doorbell(core) {
+            vmwrite(f::ENTRY_INTR_INFO, EVENT_VALID | vector as u64);
+        }
+    }
+    let proc = vmread(f::PROC) as u32;
+    let want = if guest::doorbell_queued(core) { proc | PROC_WINDOW } else { proc & !PROC_WINDOW };
+    if want != proc {
+        vmwrite(f::PROC, want as u64);
+    }
+}
+
+/// After an external-interrupt exit: takes the pending interrupts through
+/// the hypervisor's IDT (no acknowledge-on-exit), which ends them at the
+/// local APIC.
+fn take_interrupts() {
+    // SAFETY: opens IF for one instruction so that pending interrupts are
+    // taken by `idt.rs`'s handlers, which save what they use.
+    unsafe { asm!("sti", "nop", "cli", options(nostack)) };
+}
+
+/// The boot vCPU executed `hlt` with interrupts on: sleeps until a doorbell
+/// is queued for it.
+fn idle(core: usize) {
+    while !guest::doorbell_queued(core) {
+        // SAFETY: halts with IF open until an interrupt is taken (`sti`
+        // delays interrupts by one instruction, so one arriving before
+        // `hlt` still wakes it).
+        unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
+        crate::partition::deliver_doorbells(core);
     }
 }
 

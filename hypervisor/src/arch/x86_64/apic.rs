@@ -1,0 +1,91 @@
+//! The local APIC, as far as doorbells need it: software-enable it on each
+//! core, send the doorbell IPI to another core, end an interrupt. xAPIC
+//! (MMIO at the base `IA32_APIC_BASE` gives, identity-mapped uncacheable by
+//! the boot tables) or x2APIC (MSRs), whichever the firmware left enabled.
+//! Partitions reach neither: the APIC page is in no nested table and the
+//! x2APIC MSRs are outside the MSR allow-list.
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::cpu::{rdmsr, wrmsr};
+
+/// The physical vector of the doorbell IPI (hypervisor to hypervisor; a
+/// partition only ever sees the virtual vectors of `hallows_abi`).
+pub const DOORBELL_VECTOR: u8 = 0xF0;
+/// The spurious-interrupt vector: needs no EOI.
+pub const SPURIOUS_VECTOR: u8 = 0xFF;
+
+const APIC_BASE_MSR: u32 = 0x1B;
+const X2APIC_ENABLE: u64 = 1 << 10;
+const X2APIC_MSR: u32 = 0x800;
+
+/// Register offsets (xAPIC MMIO; x2APIC MSR = 0x800 + offset / 16).
+const TPR: u32 = 0x80;
+const EOI: u32 = 0xB0;
+const SVR: u32 = 0xF0;
+const ICR_LOW: u32 = 0x300;
+const ICR_HIGH: u32 = 0x310;
+
+static X2APIC: AtomicBool = AtomicBool::new(false);
+static BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+
+fn x2() -> bool {
+    X2APIC.load(Ordering::Relaxed)
+}
+
+fn write(reg: u32, v: u32) {
+    if x2() {
+        wrmsr(X2APIC_MSR + reg / 16, v as u64);
+    } else {
+        // SAFETY: a register of this core's local APIC page, below 4 GiB and
+        // mapped uncacheable by the boot tables; no partition maps it.
+        unsafe { core::ptr::write_volatile((BASE.load(Ordering::Relaxed) + reg as u64) as *mut u32, v) }
+    }
+}
+
+fn read(reg: u32) -> u32 {
+    if x2() {
+        super::cpu::rdmsr(X2APIC_MSR + reg / 16) as u32
+    } else {
+        // SAFETY: as in `write`.
+        unsafe { core::ptr::read_volatile((BASE.load(Ordering::Relaxed) + reg as u64) as *const u32) }
+    }
+}
+
+/// Per core, before it enters a partition: the APIC's mode and base (the
+/// same on every core), software-enabled with the spurious vector, every
+/// priority accepted.
+pub fn init_core() {
+    let base = rdmsr(APIC_BASE_MSR);
+    X2APIC.store(base & X2APIC_ENABLE != 0, Ordering::Relaxed);
+    BASE.store(base & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
+    write(SVR, (read(SVR) & !0xff) | (1 << 8) | SPURIOUS_VECTOR as u32);
+    write(TPR, 0);
+}
+
+/// Sends the doorbell IPI (fixed delivery, physical destination) to the
+/// core whose local APIC id is `apic_id`.
+pub fn send_doorbell(apic_id: u64) {
+    let low = DOORBELL_VECTOR as u32 | (1 << 14);
+    if x2() {
+        // One MSR write sends it; the fence orders the caller's pending-bit
+        // store before the IPI (WRMSR to the x2APIC ICR is not serializing).
+        core::sync::atomic::fence(Ordering::SeqCst);
+        wrmsr(X2APIC_MSR + ICR_LOW / 16, ((apic_id & 0xffff_ffff) << 32) | low as u64);
+    } else {
+        // Wait for a previous IPI from this core to be accepted.
+        for _ in 0..1_000_000 {
+            if read(ICR_LOW) & (1 << 12) == 0 {
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        write(ICR_HIGH, ((apic_id & 0xff) as u32) << 24);
+        write(ICR_LOW, low);
+    }
+}
+
+/// Ends the interrupt in service.
+pub fn eoi() {
+    write(EOI, 0);
+}

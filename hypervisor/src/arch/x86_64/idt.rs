@@ -1,0 +1,137 @@
+//! The hypervisor's own IDT, loaded on every core before anything else
+//! runs there (and the host IDT of every VMCS; SVM keeps it in the host
+//! save area).
+//!
+//! * Exceptions (vectors 0..31 but NMI): a hypervisor bug. The handler
+//!   reports vector, error code, RIP and CR2 on the console and stops the
+//!   machine with status 3, as a panic does, instead of triple-faulting.
+//! * NMI: ignored. The hypervisor has no use for NMIs; guests'
+//!   NMIs exit to the hypervisor and are absorbed there.
+//! * Interrupts (32..255): the only one the hypervisor sends is the doorbell
+//!   IPI ([`apic::DOORBELL_VECTOR`]); each is ended at the local APIC (the
+//!   spurious vector needs no EOI). They are taken only where the
+//!   hypervisor opens a window for them (`svm.rs`/`vmx.rs`: after an
+//!   external-interrupt exit, and while a vCPU idles in `hlt`): anywhere
+//!   else the host runs with interrupts masked.
+//!
+//! Handlers run on the interrupted stack (no IST: the per-core stacks have
+//! no guard pages, so an overflow is no #DF either).
+
+use core::arch::{asm, global_asm};
+use core::cell::UnsafeCell;
+
+use super::apic;
+
+#[repr(C, align(16))]
+struct Idt(UnsafeCell<[[u64; 2]; 256]>);
+// SAFETY: written once by core 0 (`init`) before any other core starts;
+// read-only afterwards.
+unsafe impl Sync for Idt {}
+static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; 256]));
+
+// One stub per vector, 16 bytes apart: vectors for which the CPU pushes no
+// error code push a zero in its place; every stub then pushes its vector.
+global_asm!(
+    ".section .text",
+    ".balign 16",
+    ".global hv_idt_stubs",
+    "hv_idt_stubs:",
+    ".irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31,32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95,96,97,98,99,100,101,102,103,104,105,106,107,108,109,110,111,112,113,114,115,116,117,118,119,120,121,122,123,124,125,126,127,128,129,130,131,132,133,134,135,136,137,138,139,140,141,142,143,144,145,146,147,148,149,150,151,152,153,154,155,156,157,158,159,160,161,162,163,164,165,166,167,168,169,170,171,172,173,174,175,176,177,178,179,180,181,182,183,184,185,186,187,188,189,190,191,192,193,194,195,196,197,198,199,200,201,202,203,204,205,206,207,208,209,210,211,212,213,214,215,216,217,218,219,220,221,222,223,224,225,226,227,228,229,230,231,232,233,234,235,236,237,238,239,240,241,242,243,244,245,246,247,248,249,250,251,252,253,254,255",
+    ".balign 16",
+    ".if (\\v == 8) || (\\v >= 10 && \\v <= 14) || (\\v == 17) || (\\v == 21) || (\\v == 29) || (\\v == 30)",
+    "    push \\v",
+    ".else",
+    "    push 0",
+    "    push \\v",
+    ".endif",
+    "    jmp hv_idt_common",
+    ".endr",
+    "hv_idt_common:",
+    // [rsp] vector, [rsp + 8] error code, [rsp + 16] rip.
+    "    cmp qword ptr [rsp], 2",
+    "    je 2f",
+    "    cmp qword ptr [rsp], 32",
+    "    jae 2f",
+    "    pop rdi",
+    "    pop rsi",
+    "    mov rdx, [rsp]",
+    "    mov rcx, cr2",
+    "    and rsp, -16",
+    "    call {exception}",
+    "    ud2",
+    // NMI and interrupts: save what a C call may clobber (no SSE state: the
+    // hypervisor is built soft-float), handle, return. 9 pushes after the
+    // 7-quadword frame keep the call 16-byte aligned.
+    "2:  push rax",
+    "    push rcx",
+    "    push rdx",
+    "    push rsi",
+    "    push rdi",
+    "    push r8",
+    "    push r9",
+    "    push r10",
+    "    push r11",
+    "    mov rdi, [rsp + 72]",
+    "    call {interrupt}",
+    "    pop r11",
+    "    pop r10",
+    "    pop r9",
+    "    pop r8",
+    "    pop rdi",
+    "    pop rsi",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rax",
+    "    add rsp, 16",
+    "    iretq",
+    exception = sym exception,
+    interrupt = sym interrupt,
+);
+
+extern "C" fn exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
+    crate::console::hv_print(format_args!(
+        "hypervisor exception on core {}: vector {vector:#x}, error code {error:#x}, rip {rip:#x}, cr2 {cr2:#x}\n",
+        super::this_core()
+    ));
+    super::exit_machine(3)
+}
+
+extern "C" fn interrupt(vector: u64) {
+    // NMIs (2) and the spurious vector need no end of interrupt.
+    if vector != 2 && vector != apic::SPURIOUS_VECTOR as u64 {
+        apic::eoi();
+    }
+}
+
+/// An interrupt gate (present, DPL 0) to `handler` in code segment 0x08.
+pub const fn gate(handler: u64) -> [u64; 2] {
+    [(handler & 0xffff) | (0x08 << 16) | (0x8E00 << 32) | (((handler >> 16) & 0xffff) << 48), handler >> 32]
+}
+
+/// Fills the IDT (core 0, first thing at boot).
+pub fn init() {
+    extern "C" {
+        static hv_idt_stubs: u8;
+    }
+    let stubs = core::ptr::addr_of!(hv_idt_stubs) as u64;
+    // SAFETY: see `Idt`: core 0, before any other core runs or loads it.
+    let idt = unsafe { &mut *IDT.0.get() };
+    for (v, g) in idt.iter_mut().enumerate() {
+        *g = gate(stubs + 16 * v as u64);
+    }
+}
+
+/// The IDT's address (for the VMCS host state).
+pub fn base() -> u64 {
+    IDT.0.get() as u64
+}
+
+/// Loads the IDT on this core.
+pub fn load() {
+    let mut idtr = [0u8; 10];
+    idtr[..2].copy_from_slice(&(256u16 * 16 - 1).to_le_bytes());
+    idtr[2..].copy_from_slice(&base().to_le_bytes());
+    // SAFETY: the IDT is filled (`init` ran on core 0 before any core
+    // loads it) and lives for the whole run.
+    unsafe { asm!("lidt [{0}]", in(reg) idtr.as_ptr(), options(nostack, readonly)) };
+}
