@@ -104,7 +104,12 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::El2Cost { manifest } => {
             let (sys, path) = build_image(&manifest, None)?;
             let len = std::fs::metadata(&path)?.len();
-            let base = sys.board.hypervisor.base + 0x20_0000;
+            // The image's load address: 2 MiB into the reservation on
+            // aarch64 (arm64 Image), the reservation's start on x86_64.
+            let base = match sys.board.arch {
+                vmm_config::Arch::Aarch64 => sys.board.hypervisor.base + 0x20_0000,
+                vmm_config::Arch::X86_64 => sys.board.hypervisor.base,
+            };
             let (out, counts) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
             print!("{}", out.output);
             for (core, (el2, all)) in counts.iter().enumerate() {
