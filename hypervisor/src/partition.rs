@@ -19,8 +19,10 @@ use spin::Mutex;
 use crate::system::{self, System};
 use crate::{arch, console, hypercall};
 
-/// A trap, decoded by the architecture code.
+/// A trap, decoded by the architecture code. Each architecture produces
+/// only some of the variants.
 #[derive(Clone, Copy, Debug)]
+#[allow(dead_code)]
 pub enum Trap {
     /// `hvc` or a trapped `smc`: a hypercall or a PSCI call.
     Call,
@@ -33,8 +35,9 @@ pub enum Trap {
     Stop(StopReason),
 }
 
-/// Why a partition was stopped.
+/// Why a partition was stopped. Some reasons exist on one architecture only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(dead_code)]
 pub enum StopReason {
     Stage2Fault { ipa: u64, write: bool, instr: bool, pc: u64 },
     SystemOff,
@@ -133,6 +136,7 @@ static COST: [Cost; MAX_CORES] = [const {
 /// but an emulator artifact (QEMU's `-icount` instruction counter keeps
 /// running for a core parked in EL2 while other cores execute); such
 /// samples are counted and left out.
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 const ARTIFACT: u64 = 100_000;
 /// Per partition: it has ended (exited or stopped). Checked lock-free on
 /// every trap; set under the partition's state lock.
@@ -411,6 +415,7 @@ pub fn deliver_doorbells(core: usize) {
 
 /// Records one trap that returned to the guest and the EL2 instructions it
 /// took (0 where the platform does not count instructions).
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 pub fn account(core: usize, instructions: u64) {
     let Some(c) = COST.get(core) else { return };
     c.traps.fetch_add(1, Ordering::Relaxed);

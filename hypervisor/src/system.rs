@@ -141,7 +141,9 @@ pub fn region_attr(r: &Region) -> Attr {
     }
 }
 
-/// Checks the machine the firmware describes against the table's board.
+/// Checks the machine the firmware describes against the table's board
+/// (aarch64: from the device tree, whose PSCI must use SMC).
+#[cfg(target_arch = "aarch64")]
 pub fn check_board(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64], psci_smc: bool) -> Result<(), BootError> {
     if !psci_smc {
         return Err(BootError::DeviceTree("PSCI is not reachable through SMC (need -M virt,virtualization=on)"));

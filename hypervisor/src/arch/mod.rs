@@ -2,6 +2,10 @@
 //! physical memory and assembly. Each architecture exports the same names;
 //! the portable modules use nothing else.
 
+/// Raw physical memory (table pool, partition RAM): the same on every
+/// architecture, since the hypervisor identity-maps RAM on all of them.
+mod phys;
+
 #[cfg(target_arch = "aarch64")]
 mod aarch64;
 #[cfg(target_arch = "aarch64")]

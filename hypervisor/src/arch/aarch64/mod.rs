@@ -4,7 +4,7 @@
 mod boot;
 mod dtb;
 mod gic;
-mod phys;
+use super::phys;
 mod regs;
 mod trap;
 mod uart;
@@ -37,3 +37,6 @@ pub fn send_doorbell(hwid: u64) {
 
 /// What the `detail` of a guest-reported exception is (`FAULT` hypercall).
 pub const GUEST_FAULT_DETAIL: &str = "ESR_EL1";
+
+/// Table pages in the pool: the EL2 map and every partition's stage-2 tables.
+pub const TABLE_POOL_PAGES: usize = 192;

@@ -10,7 +10,7 @@ mod cpu;
 mod firmware;
 mod guest;
 mod idt;
-mod phys;
+use super::phys;
 mod serial;
 mod svm;
 mod vmx;
@@ -25,6 +25,7 @@ pub const GUEST_FAULT_DETAIL: &str = "vector";
 
 /// Hypervisor instructions retired on this core: not counted on x86 (the
 /// portable code reports costs only where this is non-zero).
+#[allow(dead_code)]
 pub fn el2_instructions() -> u64 {
     0
 }
@@ -47,3 +48,6 @@ pub fn set_underflow_interrupt(_on: bool) {}
 pub fn send_doorbell(hwid: u64) {
     apic::send_doorbell(hwid)
 }
+
+/// Table pages in the pool: every partition's nested tables and its initial guest page tables (10 pages each).
+pub const TABLE_POOL_PAGES: usize = 512;

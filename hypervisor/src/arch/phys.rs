@@ -13,8 +13,10 @@ use hallows_abi::{Error, GuestRange};
 use hallows_paging::{TableMemory, ENTRIES, PAGE_SIZE};
 use zerocopy::{Immutable, IntoBytes};
 
-/// Table pages for the EL2 map and every partition's stage-2 tables.
-const POOL_PAGES: usize = 192;
+/// Table pages for the hypervisor's own map and every partition's
+/// second-stage tables (and, on x86, its initial guest page tables): how
+/// many each architecture needs is its `TABLE_POOL_PAGES`.
+const POOL_PAGES: usize = super::TABLE_POOL_PAGES;
 
 #[repr(C, align(4096))]
 struct Pool(UnsafeCell<[[u64; ENTRIES]; POOL_PAGES]>);
