@@ -110,10 +110,32 @@ fn run(cli: Cli) -> Result<u8> {
                 vmm_config::Arch::Aarch64 => sys.board.hypervisor.base + 0x20_0000,
                 vmm_config::Arch::X86_64 => sys.board.hypervisor.base,
             };
-            let (out, counts) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
+            let (out, cores) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
             print!("{}", out.output);
-            for (core, (el2, all)) in counts.iter().enumerate() {
-                println!("core {core}: {all} instructions, {el2} in the hypervisor");
+            // Attribute the hypervisor's instructions to its functions.
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            let elf = root.join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
+            let hv = image::Elf::parse(&std::fs::read(&elf)?)?;
+            let mut symbols: Vec<(u64, String)> = hv
+                .symbols
+                .iter()
+                .filter(|(name, addr)| !name.is_empty() && (base..base + len).contains(addr))
+                .map(|(name, addr)| (*addr, format!("{:#}", rustc_demangle::demangle(name))))
+                .collect();
+            symbols.sort();
+            for (core, c) in cores.iter().enumerate() {
+                println!("core {core}: {} instructions, {} in the hypervisor", c.all, c.hypervisor);
+                let mut by_fn: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
+                for (pc, n) in &c.by_pc {
+                    let i = symbols.partition_point(|(a, _)| a <= pc);
+                    let name = if i == 0 { "?" } else { symbols[i - 1].1.as_str() };
+                    *by_fn.entry(name).or_default() += n;
+                }
+                let mut by_fn: Vec<_> = by_fn.into_iter().collect();
+                by_fn.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                for (name, n) in by_fn.iter().take(12) {
+                    println!("  {n:>10}  {name}");
+                }
             }
             Ok(0)
         }

@@ -176,11 +176,22 @@ pub fn instructions_to_guest(board: &Board, image: &Path, hv_base: u64, guest_en
     bail!("the guest's first instruction ({guest_entry:#x}) never ran")
 }
 
-/// Instructions each core executed, and how many of them were the
+/// What one core executed in a traced run.
+#[derive(Debug, Default, Clone)]
+pub struct CoreTrace {
+    /// Instructions executed.
+    pub all: u64,
+    /// Of which inside the hypervisor image.
+    pub hypervisor: u64,
+    /// Hypervisor instructions by program counter.
+    pub by_pc: std::collections::HashMap<u64, u64>,
+}
+
+/// Instructions each core executed, and which of them were the
 /// hypervisor's (program counter inside `hv`), over a whole run. Exact and
 /// independent of scheduling: QEMU logs every instruction
 /// (`-singlestep -d exec,nochain`) with the core that ran it.
-pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<(u64, u64)>)> {
+pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<CoreTrace>)> {
     use std::io::BufRead;
     let log = image.with_extension("exec.log");
     let extra: Vec<String> =
@@ -190,7 +201,7 @@ pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u6
         bail!("the traced run did not finish");
     }
     let file = std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
-    let mut counts: Vec<(u64, u64)> = Vec::new();
+    let mut cores: Vec<CoreTrace> = Vec::new();
     for line in std::io::BufReader::new(file).lines() {
         let line = line?;
         // "Trace <cpu>: 0x.. [flags/pc/...]"
@@ -202,14 +213,16 @@ pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u6
         ) else {
             continue;
         };
-        if counts.len() <= cpu {
-            counts.resize(cpu + 1, (0, 0));
+        if cores.len() <= cpu {
+            cores.resize(cpu + 1, CoreTrace::default());
         }
-        counts[cpu].1 += 1;
+        let c = &mut cores[cpu];
+        c.all += 1;
         if hv.contains(&pc) {
-            counts[cpu].0 += 1;
+            c.hypervisor += 1;
+            *c.by_pc.entry(pc).or_default() += 1;
         }
     }
     let _ = std::fs::remove_file(&log);
-    Ok((out, counts))
+    Ok((out, cores))
 }

@@ -43,6 +43,9 @@ static REDIST: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES]
 /// Per core: hardware interrupts held back for want of a list register
 /// (bit i of word w: INTID 32 * w + i). Only the owning core touches its row.
 static HELD: [[AtomicU32; 32]; MAX_CORES] = [const { [const { AtomicU32::new(0) }; 32] }; MAX_CORES];
+/// Per core: bit w set when word w of its `HELD` row may be non-zero, so
+/// the doorbell path checks one word, not 32.
+static HELD_WORDS: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
 
 const GICD_IGROUPR: u64 = 0x80;
 const GICD_ISENABLER: u64 = 0x100;
@@ -231,6 +234,7 @@ fn hold(core: usize, intid: u32) {
         return;
     }
     row[word].fetch_or(bit, Ordering::Relaxed);
+    HELD_WORDS[core].fetch_or(1 << word, Ordering::Relaxed);
     if intid < 32 {
         let rd = REDIST.get(core).map_or(0, |r| r.load(Ordering::Relaxed));
         write32(rd + GICR_ICENABLER0, bit);
@@ -246,8 +250,11 @@ fn hold(core: usize, intid: u32) {
 /// interrupt: list registers have freed up).
 pub fn release_held(core: usize) {
     let Some(row) = HELD.get(core) else { return };
-    for (word, w) in row.iter().enumerate() {
-        let bits = w.swap(0, Ordering::Relaxed);
+    let mut words = HELD_WORDS[core].swap(0, Ordering::Relaxed);
+    while words != 0 {
+        let word = words.trailing_zeros() as usize;
+        words &= words - 1;
+        let bits = row[word].swap(0, Ordering::Relaxed);
         if bits == 0 {
             continue;
         }
@@ -261,7 +268,7 @@ pub fn release_held(core: usize) {
 }
 
 fn any_held(core: usize) -> bool {
-    HELD.get(core).is_some_and(|row| row.iter().any(|w| w.load(Ordering::Relaxed) != 0))
+    HELD_WORDS.get(core).is_some_and(|w| w.load(Ordering::Relaxed) != 0)
 }
 
 /// Puts the virtual CPU interface into its reset state for a (re)starting
