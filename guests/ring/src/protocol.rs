@@ -85,6 +85,11 @@ pub const fn stamp_value(epoch: u64, index: u64) -> u64 {
 
 const TAG_MASK: u64 = 0xFFFF_FFFF << 32;
 
+/// How many slots past its tail the consumer probes for a published run once
+/// the next slot is published (capped at the ring): one stamp read then
+/// validates up to this many messages.
+const PROBE: u64 = 32;
+
 /// Next epoch after both our own last one and the peer's acknowledgement of
 /// it, so a restart is visible even if our header page was wiped; its low 32
 /// bits (the stamp tag) are never 0, so it is never 0 ("never attached").
@@ -382,29 +387,51 @@ impl<V: ChannelView> ConsumerCore<V> {
         Ok(Span { start: self.tail, len })
     }
 
-    /// Extends the validated run to at most `want` (<= capacity) messages
-    /// past `tail` and returns its length. A slot counts only if its stamp is
-    /// exactly the one its index and the producer's epoch call for; the loop
-    /// is bounded by `want`, never by a peer value.
+    /// Extends the validated run towards `want` (<= capacity) messages past
+    /// `tail` and returns its length; called only when the run is shorter.
+    ///
+    /// A slot is accepted only on an exact stamp, and the loop is bounded by
+    /// `want`, never by a peer value. The first unvalidated slot is checked
+    /// first. If it is published, one more stamp, [`PROBE`] slots (or
+    /// `want`, if more) past `tail`, is checked: if it too is exactly the one
+    /// its index and the producer's epoch call for, the whole run up to it
+    /// is published (an honest producer stamps only committed slots and
+    /// commits in index order, and the Release barrier before a commit's
+    /// stamps covers every earlier write of the slots), so one stamp read
+    /// stands for a batch, as a cached head index would, and a hostile
+    /// producer gains nothing it could not get by stamping every slot.
+    /// Otherwise the stamps are checked one by one, up to `want`.
     #[inline]
     fn scan(&mut self, want: u64) -> u64 {
         if self.prod_epoch == 0 {
             // No producer yet: nothing is published (and `idle` looks for one).
             return self.cached_head.wrapping_sub(self.tail);
         }
-        let end = self.tail.wrapping_add(want);
-        let mut i = self.cached_head;
-        self.view.prefetch(i);
-        while i != end && self.view.stamp(i).load(Relaxed) == stamp_value(self.prod_epoch, i) {
-            i = i.wrapping_add(1);
+        let epoch = self.prod_epoch;
+        let first = self.cached_head;
+        self.view.prefetch(first);
+        if self.view.stamp(first).load(Relaxed) != stamp_value(epoch, first) {
+            return first.wrapping_sub(self.tail);
         }
-        if i != self.cached_head {
-            // Acquire (one barrier for the run): the slot contents written
-            // before each stamp we matched are visible to our reads.
-            fence(Acquire);
-            self.cached_head = i;
+        // first - tail < want <= probe <= capacity, so `far` is at or past
+        // `first` and the run stays within a ring.
+        let probe = want.max(PROBE).min(self.capacity);
+        let far = self.tail.wrapping_add(probe - 1);
+        let mut next = first.wrapping_add(1);
+        if far != first && self.view.stamp(far).load(Relaxed) == stamp_value(epoch, far) {
+            next = far.wrapping_add(1);
+        } else {
+            let end = self.tail.wrapping_add(want);
+            while next != end && self.view.stamp(next).load(Relaxed) == stamp_value(epoch, next) {
+                next = next.wrapping_add(1);
+            }
         }
-        i.wrapping_sub(self.tail)
+        // Acquire (one barrier for the run): the slot contents written
+        // before the stamps we matched (and before each commit's Release
+        // barrier) are visible to our reads.
+        fence(Acquire);
+        self.cached_head = next;
+        next.wrapping_sub(self.tail)
     }
 
     /// Nothing is published at `tail`: look for a producer restart, then for
@@ -685,6 +712,27 @@ mod tests {
         assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 4 });
         rx.release(4);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
+    }
+
+    #[test]
+    fn one_far_stamp_validates_a_published_run() {
+        let l = layout(8);
+        let h = Heap::new(8);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        tx.reserve(8).unwrap();
+        tx.commit(8);
+        // The first and the farthest slot are exactly stamped: the run
+        // between them was committed before the farthest one.
+        h.stamps[3].store(0, SeqCst);
+        assert_eq!(rx.peek(2).unwrap(), Span { start: 0, len: 2 });
+        assert_eq!(rx.peek(8).unwrap(), Span { start: 0, len: 8 });
+        rx.release(8);
+        // A wrong far stamp is only "not validated": fall back to one by one.
+        tx.reserve(8).unwrap();
+        tx.commit(3);
+        h.stamps[7].store(stamp_value(tx.epoch(), 7 + 8 * 5), SeqCst);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: 8, len: 3 });
     }
 
     #[test]
