@@ -12,6 +12,8 @@
 //!   and back on a second, echoed by the other thread.
 //! - `rtt/cacheline/8`: the physical floor, two threads bouncing one
 //!   `AtomicU64` (one cache-line transfer each way).
+//! - `rtt/twolines/8`: the floor for two one-way queues, one `AtomicU64` on
+//!   its own line per direction.
 //!
 //! All queues hold 1024 messages (heapless: 1023). Waiting is the same spin
 //! then yield for every polling queue (and the floor); the pipe, eventfd and
@@ -547,6 +549,49 @@ fn cacheline_floor(c: &mut Criterion) {
     echo.join().unwrap();
 }
 
+/// The floor of any round trip over two one-way queues: each direction has
+/// its own line (as two channels have), so a round trip is two one-line
+/// transfers that each find the line held by the polling side, not one line
+/// bouncing back and forth.
+fn two_line_floor(c: &mut Criterion) {
+    let lines = Arc::new((Line(AtomicU64::new(0)), Line(AtomicU64::new(0))));
+    let (go, go_rx) = mpsc::channel::<u64>();
+    let echo = {
+        let lines = Arc::clone(&lines);
+        thread::spawn(move || {
+            let mut v = 0;
+            for n in go_rx {
+                for _ in 0..n {
+                    v += 1;
+                    let mut b = Backoff::new();
+                    while lines.0 .0.load(Ordering::Acquire) != v {
+                        b.snooze();
+                    }
+                    lines.1 .0.store(v, Ordering::Release);
+                }
+            }
+        })
+    };
+    let mut v = 0;
+    c.bench_function("rtt/twolines/8", |b| {
+        b.iter_custom(|iters| {
+            go.send(iters).unwrap();
+            let start = Instant::now();
+            for _ in 0..iters {
+                v += 1;
+                lines.0 .0.store(v, Ordering::Release);
+                let mut b = Backoff::new();
+                while lines.1 .0.load(Ordering::Acquire) != v {
+                    b.snooze();
+                }
+            }
+            start.elapsed()
+        })
+    });
+    drop(go);
+    echo.join().unwrap();
+}
+
 fn all_sizes_and_batches<Q: Queue>(c: &mut Criterion) {
     for batch in [1, 32] {
         throughput::<Q, [u64; 1]>(c, batch);
@@ -558,6 +603,7 @@ fn all_sizes_and_batches<Q: Queue>(c: &mut Criterion) {
 
 fn benches(c: &mut Criterion) {
     cacheline_floor(c);
+    two_line_floor(c);
     all_sizes_and_batches::<Hallows>(c);
     all_sizes_and_batches::<Rtrb>(c);
     all_sizes_and_batches::<Heapless>(c);
