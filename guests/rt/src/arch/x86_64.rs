@@ -135,6 +135,15 @@ extern "C" fn doorbell_common() {
         "sub rsp, 8",
         "call {rang}",
         "add rsp, 8",
+        // Interrupted just before the idle `hlt` (the `sti` shadow should
+        // prevent it, but an emulator that drops the shadow across a VM
+        // entry delivers it there): return past the `hlt`, or the vCPU
+        // would sleep with its doorbell already recorded.
+        "lea rax, [rip + __hallows_idle_hlt]",
+        "cmp [rsp + 80], rax",
+        "jne 2f",
+        "add qword ptr [rsp + 80], 1",
+        "2:",
         "pop r11",
         "pop r10",
         "pop r9",
@@ -221,10 +230,30 @@ extern "C" fn setup() {
 /// here, and none is lost: `sti` opens them only after `hlt` has started,
 /// and one the hypervisor holds for us ends the `hlt` at once.
 pub fn wait_for_interrupt() {
-    // SAFETY: opens interrupts for the `hlt` only; the doorbell handler
-    // preserves every register it uses.
-    unsafe { asm!("sti", "hlt", "cli", options(nostack)) };
+    // SAFETY: `__hallows_wait` (below) opens interrupts for its `hlt` only
+    // and clobbers nothing; the doorbell handler preserves every register
+    // it uses.
+    unsafe { __hallows_wait() };
 }
+
+extern "C" {
+    fn __hallows_wait();
+}
+
+// `sti; hlt; cli` with a label on the `hlt`, so that the doorbell handler
+// can tell an interrupt taken just *before* the `hlt` (see
+// `doorbell_common`).
+global_asm!(
+    ".section .text",
+    ".global __hallows_wait",
+    "__hallows_wait:",
+    "    sti",
+    ".global __hallows_idle_hlt",
+    "__hallows_idle_hlt:",
+    "    hlt",
+    "    cli",
+    "    ret",
+);
 
 /// `vmmcall` (AMD) or `vmcall` (Intel) with the function id in rax and
 /// arguments in rdi, rsi, rdx, r10, r8; returns rax, rdi.

@@ -459,6 +459,10 @@ fn take_interrupts() {
 /// The boot vCPU executed `hlt` with interrupts on: sleeps until a doorbell
 /// is queued for it.
 fn idle(core: usize) {
+    // Doorbells rung for this partition whose interrupt this core took
+    // elsewhere (or before the guest halted) are collected first: a pending
+    // bit without a pending interrupt would otherwise sleep forever.
+    crate::partition::deliver_doorbells(core);
     while !guest::doorbell_queued(core) {
         // SAFETY: as `take_interrupts`, but halting until an interrupt
         // (`sti` delays interrupts by one instruction, so one arriving
