@@ -3,6 +3,7 @@
 //! CPUID and the MSR allow-list. Kept apart from the two drivers so both
 //! enforce one policy.
 
+use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hallows_paging::{Attr, MapError, PageTable, TableMemory};
@@ -248,4 +249,20 @@ pub fn clear_doorbells(core: usize) {
     if let Some(q) = QUEUED.get(core) {
         q.store(0, Ordering::Relaxed);
     }
+}
+
+pub(super) const PAGE: usize = 4096;
+
+/// Page-aligned arrays of pages for the VMX and SVM control structures
+/// (VMCS, VMXON, VMCB, host-save area, permission bitmaps).
+#[repr(C, align(4096))]
+pub(super) struct Pages<const N: usize>(pub(super) UnsafeCell<[[u8; PAGE]; N]>);
+// SAFETY: page `i` of a per-core array is only touched by core `i`; the
+// shared permission bitmaps are written once by core 0 before any other
+// core starts and only read (by the processor) afterwards.
+unsafe impl<const N: usize> Sync for Pages<N> {}
+
+/// Address (identity-mapped, so also physical) of page `i` of `p`.
+pub(super) fn page_pa<const N: usize>(p: &Pages<N>, i: usize) -> u64 {
+    p.0.get() as u64 + (i * PAGE) as u64
 }
