@@ -744,7 +744,7 @@ impl Loader<'_> {
                     .checked_next_power_of_two()
                     .unwrap_or(MAX_SLOTS);
                 let help = if slots == 0 {
-                    "use at least 1 slot (a power of two)".to_owned()
+                    "use at least 2 slots (a power of two)".to_owned()
                 } else {
                     format!("use {} or {up}", up / 2)
                 };
@@ -755,6 +755,10 @@ impl Loader<'_> {
                         format!("slots must be a power of two, not {slots}"),
                     )
                     .help(help);
+            } else if slots == 1 {
+                self.d
+                    .error(file, slots_v.span(), "slots must be at least 2: one slot of every block carries the block's publication stamp")
+                    .help("use 2 or more (a power of two)");
             } else if slots > MAX_SLOTS {
                 self.d.error(
                     file,

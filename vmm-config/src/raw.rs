@@ -136,8 +136,9 @@ pub(crate) struct RawChannel {
     /// Bytes per slot, 1 to 65536.
     #[schemars(with = "u32", range(min = 1, max = 65536))]
     pub slot_size: Option<Spanned<u64>>,
-    /// Number of slots: a power of two, at most 65536.
-    #[schemars(with = "u32", range(min = 1, max = 65536))]
+    /// Number of slots: a power of two, 2 to 65536. One slot of every block
+    /// carries the block's publication stamp, so fewer messages fit.
+    #[schemars(with = "u32", range(min = 2, max = 65536))]
     pub slots: Option<Spanned<u64>>,
     /// How the consumer learns of new messages.
     #[schemars(with = "NotifyName")]

@@ -124,12 +124,13 @@ fn resolves_the_full_example() {
         (req.from.as_str(), req.to.as_str(), req.notify),
         ("api", "db", Notify::Poll)
     );
-    // 256 slots of 64 + 8 (stamp) bytes: 5 pages after the two headers.
-    assert_eq!(req.memory(), Range::new(0x4220_0000, 2 * 4096 + 5 * 4096));
-    // 16 slots of 4096 + 8 bytes: 17 pages.
+    // 256 slots of 64 bytes (the stamps take one slot per block of 32):
+    // 4 pages after the two headers.
+    assert_eq!(req.memory(), Range::new(0x4220_0000, 2 * 4096 + 4 * 4096));
+    // 16 slots of 4096 bytes: 16 pages.
     assert_eq!(
         s.channels[1].memory(),
-        Range::new(0x4220_7000, 2 * 4096 + 17 * 4096)
+        Range::new(0x4220_6000, 2 * 4096 + 16 * 4096)
     );
     s.verify_layout().expect("disjoint layout");
 }
@@ -223,8 +224,8 @@ fn inspect_output_shows_partitions_channels_and_the_map() {
             "api -> db",
             "256 x 64 B",
             "poll",
-            "0x0042200000..0x0042207000",
-            "28 KiB"
+            "0x0042200000..0x0042206000",
+            "24 KiB"
         ]
     );
     assert_eq!(

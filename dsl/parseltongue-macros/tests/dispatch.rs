@@ -135,43 +135,50 @@ impl users_api::Handlers for Users {
 
 #[test]
 fn basilisk_route_replies_and_applies_back_pressure() {
-    let bus = common::Bus::new(4);
+    let mut bus = common::Bus::new(4);
     let mut replies = bus.receiver::<users_api::User>("user");
     let mut audit = bus.receiver::<users_api::AuditEvent>("audit");
+    // Room for every request the test sends.
+    bus.slots = 64;
     let mut svc = users_api::Service::connect(Users { calls: 0 }, &bus).unwrap();
     let mut requests = bus.sender::<users_api::GetUser>("get-user");
     let _ = drain(&mut replies);
     let _ = drain(&mut audit);
     svc.turn(0);
+    // Rings hold at least 4 messages each; how many exactly depends on the
+    // message size (one slot per block carries the stamp).
+    let cap = replies.capacity() as u64;
+    assert!(cap >= 4 && requests.capacity() as u64 >= 2 * cap);
     let mut ok = 0;
-    for i in 0..4 {
+    for i in 0..cap {
         if requests.try_send(&users_api::GetUser::new(i, i as u32 * 10)).is_ok() {
             ok += 1;
         }
     }
     // The handshake may eat the first attempt.
-    while ok < 4 {
+    while ok < cap {
         if requests.try_send(&users_api::GetUser::new(ok, ok as u32 * 10)).is_ok() {
             ok += 1;
         }
     }
     let t = svc.turn(1);
-    assert_eq!(t.handled, 4);
-    // Reply ring (4 slots) is now full: new requests must wait, not be lost.
-    for i in 4..8u64 {
+    assert_eq!(t.handled as u64, cap);
+    // The reply ring is now full: new requests must wait, not be lost.
+    for i in cap..2 * cap {
         requests.try_send(&users_api::GetUser::new(i, i as u32 * 10)).unwrap();
     }
     let t = svc.turn(2);
     assert_eq!(t.handled, 0, "no reply slot: nothing may be taken");
-    assert_eq!(svc.handlers.calls, 4);
+    assert_eq!(svc.handlers.calls as u64, cap);
     let got = drain(&mut replies);
-    assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), vec![0, 1, 2, 3]);
+    assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), (0..cap).collect::<Vec<_>>());
     assert_eq!(got[1].name.as_str(), Some("user10"));
     assert!(got[2].found.get() && got[2].user_id == 20);
     svc.turn(3);
     let got = drain(&mut replies);
-    assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), vec![4, 5, 6, 7]);
-    assert_eq!(drain(&mut audit).len(), 4, "the audit ring holds 4; later sends see Full");
+    assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), (cap..2 * cap).collect::<Vec<_>>());
+    let audit_cap = audit.capacity();
+    assert_eq!(drain(&mut audit).len(), audit_cap.min(2 * cap as usize), "the audit ring is full; later sends see Full");
 }
 
 #[derive(Default)]

@@ -15,7 +15,14 @@
 //! - `rtt/twolines/8`: the floor for two one-way queues, one `AtomicU64` on
 //!   its own line per direction.
 //!
-//! All queues hold 1024 messages (heapless: 1023). Waiting is the same spin
+//! Partitions run on dedicated cores, so the two threads are pinned to two
+//! different CPUs (the benchmark's own thread to CPU 0, the peer thread to
+//! CPU 1), the same for every queue: unpinned, a run on a 2-CPU host is
+//! bimodal (whether the threads happen to share a core).
+//!
+//! All queues hold 1024 messages (heapless: 1023; hallows: 1024 slots, of
+//! which one per block carries the block's stamp, so 896 8-byte or 992
+//! 64-byte messages). Waiting is the same spin
 //! then yield for every polling queue (and the floor); the pipe, eventfd and
 //! std_mpsc queues block in the kernel as they naturally do. The eventfd
 //! queue is a `Mutex<VecDeque>` whose consumer sleeps on an eventfd that the
@@ -52,6 +59,31 @@ impl<const N: usize> BenchMsg for [u64; N] {
     fn seq(&self) -> u64 {
         self[N - 1]
     }
+}
+
+/// Pins the calling thread to `cpu`, if the host has it.
+fn pin(cpu: usize) {
+    // Not `available_parallelism`: that is this thread's affinity, which
+    // pinning shrinks.
+    // SAFETY: sysconf has no preconditions.
+    if unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) } <= cpu as libc::c_long {
+        return;
+    }
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; CPU_SET writes inside
+    // it; sched_setaffinity reads `size_of::<cpu_set_t>()` bytes of it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        libc::sched_setaffinity(0, size_of::<libc::cpu_set_t>(), &set);
+    }
+}
+
+/// Spawns the peer thread (consumer or echo) on CPU 1.
+fn spawn_peer<F: FnOnce() + Send + 'static>(f: F) -> thread::JoinHandle<()> {
+    thread::spawn(move || {
+        pin(1);
+        f()
+    })
 }
 
 /// Spin briefly, then give the core away: with two threads on two shared
@@ -433,7 +465,7 @@ fn throughput<Q: Queue, M: BenchMsg>(c: &mut Criterion, batch: usize) {
     let (mut tx, mut rx) = Q::channel::<M>();
     let (go, go_rx) = mpsc::channel::<u64>();
     let (done_tx, done) = mpsc::channel::<u64>();
-    let consumer = thread::spawn(move || {
+    let consumer = spawn_peer(move || {
         let mut expect = 0u64;
         for n in go_rx {
             let end = expect + n;
@@ -475,7 +507,7 @@ fn round_trip<Q: Queue, M: BenchMsg>(c: &mut Criterion) {
     let (mut back_tx, mut back_rx) = Q::channel::<M>();
     let (go, go_rx) = mpsc::channel::<u64>();
     let (done_tx, done) = mpsc::channel::<()>();
-    let echo = thread::spawn(move || {
+    let echo = spawn_peer(move || {
         for n in go_rx {
             for _ in 0..n {
                 let mut seq = 0;
@@ -515,7 +547,7 @@ fn cacheline_floor(c: &mut Criterion) {
     let (go, go_rx) = mpsc::channel::<u64>();
     let echo = {
         let line = Arc::clone(&line);
-        thread::spawn(move || {
+        spawn_peer(move || {
             let mut v = 0;
             for n in go_rx {
                 for _ in 0..n {
@@ -558,7 +590,7 @@ fn two_line_floor(c: &mut Criterion) {
     let (go, go_rx) = mpsc::channel::<u64>();
     let echo = {
         let lines = Arc::clone(&lines);
-        thread::spawn(move || {
+        spawn_peer(move || {
             let mut v = 0;
             for n in go_rx {
                 for _ in 0..n {
@@ -602,6 +634,7 @@ fn all_sizes_and_batches<Q: Queue>(c: &mut Criterion) {
 }
 
 fn benches(c: &mut Criterion) {
+    pin(0);
     cacheline_floor(c);
     two_line_floor(c);
     all_sizes_and_batches::<Hallows>(c);

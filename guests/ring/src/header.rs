@@ -13,9 +13,10 @@ use crate::sync::{AtomicU32, AtomicU64};
 /// `"HRNG"`: stored in [`ProducerHeader`] so a consumer can tell a channel
 /// from a page the producer never initialised.
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HRNG");
-/// Protocol version stored next to [`MAGIC`]. 2: slots carry a publication
-/// stamp and the consumer polls stamps, not `head`.
-pub const VERSION: u32 = 2;
+/// Protocol version stored next to [`MAGIC`]. 3: one publication stamp per
+/// block of slots, in the block's last slot; the consumer polls stamps, not
+/// `head`.
+pub const VERSION: u32 = 3;
 
 /// Bytes between the hot index and the cold fields of a header: two 64-byte
 /// lines, so neither Intel's adjacent-line prefetch nor a 128-byte-line Arm

@@ -13,18 +13,23 @@
 //! | P: RW   C: RO   | P: RO   C: RW    | P: RW   C: RO                |
 //! +-----------------+------------------+------------------------------+
 //!
-//! one slot (stride = round_up(slot_size + 8, 8) bytes):
-//! +------------------------------+-----+--------------+
-//! | message (slot_size bytes)    | pad | stamp (u64)  |
-//! +------------------------------+-----+--------------+
+//! slots (stride = round_up(slot_size, 8) bytes each) form blocks of
+//! K = block_slots() slots; the last slot of every block holds the block's
+//! publication stamp instead of a message. 8-byte messages: K = 8, one
+//! 64-byte line per block:
+//! +-------+-------+-------+-------+-------+-------+-------+-------------+
+//! | msg 0 | msg 1 | msg 2 | msg 3 | msg 4 | msg 5 | msg 6 | stamp (u64) |
+//! +-------+-------+-------+-------+-------+-------+-------+-------------+
 //! ```
 //!
 //! Every region starts on a page boundary and is a whole number of pages, so
 //! a stage-2 mapping can give it its own permissions. A third partition gets
-//! no mapping at all. Each slot ends with the producer's publication stamp
-//! (see `protocol`), so a small message and its stamp share a cache line and
-//! the consumer learns "published" and reads the data in one line transfer;
-//! the stamp is producer-written like the rest of the slot.
+//! no mapping at all. The stamp (see `protocol`) says how far the block is
+//! published. For messages of up to 32 bytes a block is one 64-byte line, so
+//! a message and its stamp share a line and the consumer learns "published"
+//! and reads the data in one line transfer; larger messages use blocks of 32
+//! slots, so the stamp costs 1/32 of the slots. The stamp is producer-written
+//! like the rest of the slot array.
 
 use crate::Message;
 
@@ -35,8 +40,19 @@ pub const PAGE_SIZE: usize = 4096;
 /// index product far from overflow on both 32- and 64-bit hosts.
 pub const MAX_SLOTS_BYTES: usize = 1 << 30;
 
-/// Bytes of the publication stamp at the end of every slot.
+/// Bytes of the publication stamp at the start of every block's last slot.
 pub const STAMP_SIZE: usize = 8;
+
+/// The coherence unit the block size is chosen for.
+pub const LINE: usize = 64;
+
+/// Slots per block for messages larger than half a line: one slot in 32
+/// carries the stamp.
+pub const LARGE_BLOCK: usize = 32;
+
+// The protocol's block arithmetic divides by a reciprocal that is exact for
+// blocks of at most 32 slots (`protocol::Geometry`).
+const _: () = assert!(LARGE_BLOCK.is_power_of_two() && LARGE_BLOCK <= 32 && LINE / STAMP_SIZE <= 32);
 
 /// A validated channel geometry. Construct with [`ChannelLayout::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -44,6 +60,7 @@ pub struct ChannelLayout {
     slot_size: usize,
     slot_stride: usize,
     slot_count: usize,
+    block: usize,
     page_size: usize,
 }
 
@@ -89,15 +106,16 @@ pub enum LayoutError {
     ZeroSlotSize,
     /// The slot count is zero or not a power of two (indices are masked).
     SlotCountNotPowerOfTwo,
-    /// The slot array (messages and their stamps) would exceed
-    /// [`MAX_SLOTS_BYTES`].
+    /// One slot: a block needs a message slot and a stamp slot.
+    TooFewSlots,
+    /// The slot array would exceed [`MAX_SLOTS_BYTES`].
     TooLarge,
     /// The page size is not a power of two of at least [`PAGE_SIZE`].
     BadPageSize,
     /// The message type is larger than the slot.
     MessageTooLarge,
     /// The slot stride is not a multiple of the message type's alignment
-    /// (types aligned to more than 8 bytes need `slot_size + 8` to be a
+    /// (types aligned to more than 8 bytes need a slot size that is a
     /// multiple of their alignment).
     MessageMisaligned,
     /// The channel base address is not aligned to the layout's page size.
@@ -109,6 +127,7 @@ impl core::fmt::Display for LayoutError {
         f.write_str(match self {
             LayoutError::ZeroSlotSize => "slot size is zero",
             LayoutError::SlotCountNotPowerOfTwo => "slot count is not a non-zero power of two",
+            LayoutError::TooFewSlots => "a channel needs at least 2 slots (one carries the stamp)",
             LayoutError::TooLarge => "slot array exceeds 1 GiB",
             LayoutError::BadPageSize => "page size is not a power of two >= 4096",
             LayoutError::MessageTooLarge => "message type is larger than the slot",
@@ -123,10 +142,30 @@ const fn round_up(x: usize, to: usize) -> usize {
     (x + to - 1) & !(to - 1)
 }
 
+/// Slots per block for slots of `stride` bytes: the most that fit one
+/// 64-byte line (a power of two, at least 2) for strides up to half a line,
+/// [`LARGE_BLOCK`] above; never more than the ring.
+const fn block_slots(stride: usize, slot_count: usize) -> usize {
+    let k = if stride * 2 <= LINE {
+        let fit = LINE / stride; // >= 2
+        // Largest power of two <= fit.
+        1 << (usize::BITS - 1 - fit.leading_zeros())
+    } else {
+        LARGE_BLOCK
+    };
+    if k < slot_count {
+        k
+    } else {
+        slot_count
+    }
+}
+
 impl ChannelLayout {
     /// Layout for `slot_count` slots that each carry a message of up to
     /// `slot_size` bytes, with 4 KiB pages. Each slot takes
-    /// [`slot_stride`](Self::slot_stride) bytes: the message and its stamp.
+    /// [`slot_stride`](Self::slot_stride) bytes; one slot of every block
+    /// holds the block's stamp, so the ring carries
+    /// [`capacity`](Self::capacity) messages at once.
     pub const fn new(slot_size: usize, slot_count: usize) -> Result<Self, LayoutError> {
         Self::with_page_size(slot_size, slot_count, PAGE_SIZE)
     }
@@ -146,15 +185,19 @@ impl ChannelLayout {
         if !slot_count.is_power_of_two() {
             return Err(LayoutError::SlotCountNotPowerOfTwo);
         }
+        if slot_count < 2 {
+            return Err(LayoutError::TooFewSlots);
+        }
         if slot_size > MAX_SLOTS_BYTES {
             return Err(LayoutError::TooLarge);
         }
-        let slot_stride = round_up(slot_size + STAMP_SIZE, STAMP_SIZE);
+        let slot_stride = round_up(slot_size, STAMP_SIZE);
         match slot_stride.checked_mul(slot_count) {
             Some(bytes) if bytes <= MAX_SLOTS_BYTES => {}
             _ => return Err(LayoutError::TooLarge),
         }
-        Ok(Self { slot_size, slot_stride, slot_count, page_size })
+        let block = block_slots(slot_stride, slot_count);
+        Ok(Self { slot_size, slot_stride, slot_count, block, page_size })
     }
 
     /// Layout for `slot_count` slots that each hold exactly one `T`.
@@ -167,15 +210,33 @@ impl ChannelLayout {
         self.slot_size
     }
 
-    /// Bytes from one slot to the next: the message rounded up to 8 bytes,
-    /// plus the 8-byte stamp.
+    /// Bytes from one slot to the next: the message rounded up to 8 bytes.
     pub const fn slot_stride(&self) -> usize {
         self.slot_stride
     }
 
-    /// Number of slots (the ring capacity); a power of two.
+    /// Number of slots, stamp slots included; a power of two, at least 2.
     pub const fn slot_count(&self) -> usize {
         self.slot_count
+    }
+
+    /// Slots per block (a power of two, at least 2, dividing the slot
+    /// count): `block_slots() - 1` messages, then the block's stamp.
+    pub const fn block_slots(&self) -> usize {
+        self.block
+    }
+
+    /// How many messages the ring holds at once: every slot but the stamp
+    /// slots.
+    pub const fn capacity(&self) -> usize {
+        self.slot_count - self.slot_count / self.block
+    }
+
+    /// Whether free-running index `index` names a block's stamp slot (the
+    /// last of its block), which never carries a message.
+    #[inline]
+    pub const fn is_stamp_slot(&self, index: u64) -> bool {
+        index as usize & (self.block - 1) == self.block - 1
     }
 
     /// The page size every region is aligned to.
@@ -227,19 +288,18 @@ impl ChannelLayout {
         s.offset + s.size
     }
 
-    /// Byte offset of slot `index & (slot_count - 1)` (its message) from the
-    /// channel base.
+    /// Byte offset of slot `index & (slot_count - 1)` from the channel base.
     #[inline]
     pub const fn slot_offset(&self, index: u64) -> usize {
         // Masking first keeps the product below MAX_SLOTS_BYTES.
         2 * self.page_size + (index as usize & (self.slot_count - 1)) * self.slot_stride
     }
 
-    /// Byte offset of the stamp of slot `index & (slot_count - 1)`: the last
-    /// 8 bytes of the slot, 8-aligned.
+    /// Byte offset of the stamp of the block that slot `index` belongs to:
+    /// the first 8 bytes of the block's last slot, 8-aligned.
     #[inline]
     pub const fn stamp_offset(&self, index: u64) -> usize {
-        self.slot_offset(index) + self.slot_stride - STAMP_SIZE
+        self.slot_offset(index | (self.block as u64 - 1))
     }
 
     /// Checks that slots of this layout can hold a `T`.
@@ -261,7 +321,7 @@ mod tests {
 
     #[test]
     fn regions_tile_the_channel_on_page_boundaries() {
-        for &(size, count) in &[(1, 1), (8, 1024), (64, 64), (4096, 4), (24, 4), (24, 3), (100, 512)] {
+        for &(size, count) in &[(1, 2), (8, 1024), (64, 64), (4096, 4), (24, 4), (24, 3), (100, 512), (8, 2)] {
             let Ok(l) = ChannelLayout::new(size, count) else { continue };
             let mut next = 0;
             for r in l.regions() {
@@ -271,23 +331,43 @@ mod tests {
                 next = r.offset + r.size;
             }
             assert_eq!(next, l.total_size());
-            assert!(l.slots().size >= (size + STAMP_SIZE) * count);
-            assert!(l.slot_offset(u64::MAX) + size <= l.stamp_offset(u64::MAX));
+            assert!(l.slots().size >= size * count);
+            assert!(l.slot_offset(u64::MAX) + l.slot_stride() <= l.total_size());
             assert!(l.stamp_offset(u64::MAX) + STAMP_SIZE <= l.total_size());
             assert_eq!(l.stamp_offset(7) % STAMP_SIZE, 0);
+            let k = l.block_slots();
+            assert!(k.is_power_of_two() && k >= 2 && count % k == 0);
+            assert_eq!(l.capacity(), count - count / k);
+            // The stamp is the block's last slot, and every slot of the
+            // block names it.
+            for i in 0..k as u64 {
+                assert_eq!(l.stamp_offset(i), l.slot_offset(k as u64 - 1));
+                assert_eq!(l.is_stamp_slot(i), i == k as u64 - 1);
+            }
         }
     }
 
     #[test]
     fn example_geometry() {
         let l = ChannelLayout::new(64, 1024).unwrap();
-        assert_eq!(l.slot_stride(), 72);
-        assert_eq!(l.total_size(), 2 * 4096 + 72 * 1024);
-        assert_eq!(l.slot_offset(1025), 2 * 4096 + 72);
-        assert_eq!(l.stamp_offset(1025), 2 * 4096 + 72 + 64);
+        assert_eq!((l.slot_stride(), l.block_slots(), l.capacity()), (64, 32, 992));
+        assert_eq!(l.total_size(), 2 * 4096 + 64 * 1024);
+        assert_eq!(l.slot_offset(1025), 2 * 4096 + 64);
+        assert_eq!(l.stamp_offset(1025), 2 * 4096 + 31 * 64);
         let l = ChannelLayout::new(8, 1024).unwrap();
-        assert_eq!((l.slot_stride(), l.total_size()), (16, 2 * 4096 + 16 * 1024));
-        assert_eq!(ChannelLayout::new(13, 4).unwrap().slot_stride(), 24);
+        assert_eq!((l.slot_stride(), l.block_slots(), l.capacity()), (8, 8, 896));
+        assert_eq!(l.total_size(), 4 * 4096);
+        // One block per 64-byte line for small messages: stamp and message
+        // share a line.
+        assert_eq!(l.stamp_offset(9) - l.slot_offset(9), 48);
+        assert_eq!(ChannelLayout::new(16, 64).unwrap().block_slots(), 4);
+        assert_eq!(ChannelLayout::new(13, 4).unwrap().slot_stride(), 16);
+        assert_eq!(ChannelLayout::new(24, 64).unwrap().block_slots(), 2);
+        assert_eq!(ChannelLayout::new(32, 64).unwrap().block_slots(), 2);
+        assert_eq!(ChannelLayout::new(40, 64).unwrap().block_slots(), 32);
+        // Never more than the ring.
+        assert_eq!(ChannelLayout::new(8, 4).unwrap().block_slots(), 4);
+        assert_eq!(ChannelLayout::new(64, 2).unwrap().capacity(), 1);
         let l = ChannelLayout::new(24, 4).unwrap();
         assert_eq!(l.total_size(), 3 * 4096);
         let l = ChannelLayout::with_page_size(8, 8, 65536).unwrap();
@@ -309,14 +389,14 @@ mod tests {
         assert_eq!(ChannelLayout::new(0, 8), Err(LayoutError::ZeroSlotSize));
         assert_eq!(ChannelLayout::new(8, 0), Err(LayoutError::SlotCountNotPowerOfTwo));
         assert_eq!(ChannelLayout::new(8, 12), Err(LayoutError::SlotCountNotPowerOfTwo));
+        assert_eq!(ChannelLayout::new(8, 1), Err(LayoutError::TooFewSlots));
         assert_eq!(ChannelLayout::new(1 << 20, 1 << 11), Err(LayoutError::TooLarge));
         assert_eq!(ChannelLayout::new(usize::MAX, 1 << 20), Err(LayoutError::TooLarge));
-        assert_eq!(ChannelLayout::new(usize::MAX, 1), Err(LayoutError::TooLarge));
-        // The stamps count: 1 GiB of messages is more than 1 GiB of slots.
-        assert_eq!(ChannelLayout::new(1 << 14, 1 << 16), Err(LayoutError::TooLarge));
+        assert_eq!(ChannelLayout::new(usize::MAX, 2), Err(LayoutError::TooLarge));
+        assert_eq!(ChannelLayout::new((1 << 14) + 1, 1 << 16), Err(LayoutError::TooLarge));
         assert_eq!(ChannelLayout::with_page_size(8, 8, 2048), Err(LayoutError::BadPageSize));
         assert_eq!(ChannelLayout::with_page_size(8, 8, 12288), Err(LayoutError::BadPageSize));
-        assert!(ChannelLayout::new((1 << 20) - 8, 1 << 10).is_ok());
+        assert!(ChannelLayout::new(1 << 20, 1 << 10).is_ok());
     }
 
     #[test]
@@ -324,11 +404,11 @@ mod tests {
         let l = ChannelLayout::new(12, 8).unwrap();
         assert_eq!(l.check_message::<[u32; 3]>(), Ok(()));
         assert_eq!(l.check_message::<[u32; 4]>(), Err(LayoutError::MessageTooLarge));
-        // Stride 24: an 8-byte-aligned message fits a 12-byte slot.
+        // Stride 16: an 8-byte-aligned message fits a 12-byte slot.
         assert_eq!(l.check_message::<u64>(), Ok(()));
         // Stride 24 is not a multiple of 16.
-        assert_eq!(ChannelLayout::new(16, 8).unwrap().check_message::<u128>(), Err(LayoutError::MessageMisaligned));
-        assert_eq!(ChannelLayout::new(24, 8).unwrap().check_message::<u128>(), Ok(()));
+        assert_eq!(ChannelLayout::new(24, 8).unwrap().check_message::<u128>(), Err(LayoutError::MessageMisaligned));
+        assert_eq!(ChannelLayout::new(16, 8).unwrap().check_message::<u128>(), Ok(()));
         assert_eq!(ChannelLayout::for_message::<[u64; 8]>(16).unwrap().slot_size(), 64);
     }
 }

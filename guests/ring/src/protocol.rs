@@ -60,24 +60,137 @@ impl<V: ChannelView + ?Sized> ChannelView for &V {
     }
 }
 
-/// A run of consecutive free-running indices: slot `k` of the span is
-/// `(start + k) & (slot_count - 1)`.
+/// A run of consecutive messages: `len` message slots from free-running
+/// slot index `start`, skipping the stamp slot at the end of every block
+/// (see [`Geometry::advance`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
-    /// Free-running index of the first slot.
+    /// Free-running index of the first slot; never a stamp slot.
     pub start: u64,
-    /// Number of slots, at most the channel capacity.
+    /// Number of messages, at most the channel capacity.
     pub len: u32,
 }
 
-/// The stamp that publishes message `index` of producer epoch `epoch`: the
-/// epoch's low 32 bits in the high half, `index + 1` modulo 2^32 in the low
-/// half.
+/// Index arithmetic over blocks: slots are numbered by free-running `u64`
+/// indices, the slot of index `i` is `i & (slot_count - 1)`, and the last
+/// slot of every block of `block` slots carries the block's stamp, never a
+/// message. Message indices therefore skip every index `≡ block - 1` modulo
+/// `block`. All arithmetic wraps (`block` divides 2^64).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// `block - 1`: messages per block, and the in-block index mask.
+    bm: u64,
+    /// ceil(2^32 / bm): `m / bm` is `(m * recip) >> 32` for every `m` below
+    /// 2^32 / bm, which covers a ring plus a block (at most 2^27 + 32 slots,
+    /// and bm <= 31).
+    recip: u64,
+    /// log2(block).
+    shift: u32,
+    /// Messages the ring holds.
+    capacity: u64,
+    /// Slots, stamp slots included.
+    slots: u64,
+}
+
+impl Geometry {
+    /// The geometry of `layout`.
+    pub const fn new(layout: &ChannelLayout) -> Self {
+        let block = layout.block_slots() as u64;
+        let bm = block - 1;
+        Self {
+            bm,
+            recip: (1u64 << 32).div_ceil(bm),
+            shift: block.trailing_zeros(),
+            capacity: layout.capacity() as u64,
+            slots: layout.slot_count() as u64,
+        }
+    }
+
+    /// Messages the ring holds at once.
+    #[inline]
+    pub const fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Whether `index` is a block's stamp slot.
+    #[inline]
+    pub const fn is_stamp_slot(&self, index: u64) -> bool {
+        index & self.bm == self.bm
+    }
+
+    /// The index `n` messages after message index `index`.
+    #[inline]
+    pub fn advance(&self, index: u64, n: u64) -> u64 {
+        let p = index & self.bm;
+        let m = p + n; // p < block and n <= a ring: below 2^27 + 32
+        if m < self.bm {
+            return index.wrapping_add(n);
+        }
+        // `m / bm` blocks on, `m % bm` into that block; callers pass at
+        // most a ring, so the reciprocal is exact (see `recip`).
+        let q = (m * self.recip) >> 32;
+        let r = m - q * self.bm;
+        (index - p).wrapping_add(q << self.shift).wrapping_add(r)
+    }
+
+    /// The message index right after `index`.
+    #[inline]
+    pub fn next(&self, index: u64) -> u64 {
+        let n = index.wrapping_add(1);
+        if n & self.bm == self.bm {
+            n.wrapping_add(1)
+        } else {
+            n
+        }
+    }
+
+    /// Messages from message index `from` up to (not including) message
+    /// index `to`, for `to` at or after `from`.
+    #[inline]
+    pub fn between(&self, from: u64, to: u64) -> u64 {
+        // Every block boundary crossed skips one stamp slot.
+        let blocks = (to & !self.bm).wrapping_sub(from & !self.bm) >> self.shift;
+        to.wrapping_sub(from).wrapping_sub(blocks)
+    }
+
+    /// The last message index of `index`'s block.
+    #[inline]
+    pub const fn block_last(&self, index: u64) -> u64 {
+        (index | self.bm).wrapping_sub(1)
+    }
+
+    /// The first index of `index`'s block.
+    #[inline]
+    pub const fn block_start(&self, index: u64) -> u64 {
+        index & !self.bm
+    }
+
+    /// If the block stamp `s` publishes message index `index` of epoch
+    /// `epoch`, the last message of `index`'s block it publishes (at or
+    /// after `index`); `None` for anything else.
+    #[inline]
+    fn published(&self, s: u64, epoch: u64, index: u64) -> Option<u64> {
+        // The stamp names its last published index c by (c + 1) mod 2^32;
+        // d = c - index (mod 2^32) must reach no further than the block's
+        // last message.
+        let d = (s as u32).wrapping_sub((index as u32).wrapping_add(1));
+        let room = self.bm - 1 - (index & self.bm);
+        if s & TAG_MASK == stamp_value(epoch, 0) & TAG_MASK && u64::from(d) <= room {
+            Some(index.wrapping_add(u64::from(d)))
+        } else {
+            None
+        }
+    }
+}
+
+/// The stamp that says "message `index` of producer epoch `epoch`, and every
+/// message of its block before it, are published": the epoch's low 32 bits
+/// in the high half, `index + 1` modulo 2^32 in the low half.
 ///
-/// The epoch tag keeps a slot written by an earlier producer incarnation
-/// from passing for a message of the current one; the index keeps last
-/// lap's message from passing for this lap's. Epoch tags are never 0
-/// ([`next_epoch`]), so zeroed memory publishes nothing.
+/// The epoch tag keeps a block written by an earlier producer incarnation
+/// from passing for the current one; the index keeps last lap's block from
+/// passing for this lap's. Epoch tags are never 0 ([`next_epoch`]), so
+/// zeroed memory publishes nothing.
 #[inline]
 pub const fn stamp_value(epoch: u64, index: u64) -> u64 {
     (epoch << 32) | (index.wrapping_add(1) & 0xFFFF_FFFF)
@@ -85,9 +198,8 @@ pub const fn stamp_value(epoch: u64, index: u64) -> u64 {
 
 const TAG_MASK: u64 = 0xFFFF_FFFF << 32;
 
-/// How many slots past its tail the consumer probes for a published run once
-/// the next slot is published (capped at the ring): one stamp read then
-/// validates up to this many messages.
+/// The shortest distance, in messages past `tail`, at which the consumer
+/// probes for a published run (see `ConsumerCore::scan`).
 const PROBE: u64 = 32;
 
 /// Next epoch after both our own last one and the peer's acknowledgement of
@@ -106,12 +218,15 @@ fn next_epoch(own: u64, peer_ack: u64) -> u64 {
 #[derive(Debug)]
 pub struct ProducerCore<V> {
     view: V,
-    capacity: u64,
-    /// Our index; mirrors `ProducerHeader::head`, which only we write.
+    geo: Geometry,
+    /// Our index (a message index); mirrors `ProducerHeader::head`, which
+    /// only we write.
     head: u64,
-    /// Last validated consumer index: `head - cached_tail <= capacity`.
+    /// Last validated consumer index: a message index, at most a ring
+    /// behind `head`.
     cached_tail: u64,
-    /// Slots handed out by the last `reserve`, the most `commit` may publish.
+    /// Messages handed out by the last `reserve`, the most `commit` may
+    /// publish.
     reserved: u32,
     epoch: u64,
     /// Consumer epoch we last resynchronised with.
@@ -127,11 +242,17 @@ impl<V: ChannelView> ProducerCore<V> {
     /// so on its next poll); until then [`reserve`](Self::reserve) reports
     /// [`RingError::Full`].
     pub fn attach(view: V, layout: &ChannelLayout) -> Self {
+        let geo = Geometry::new(layout);
         let p = view.producer_header();
         let c = view.consumer_header();
         // Our own page: whatever a previous incarnation left is as good a
-        // starting index as any, because the consumer adopts it on resync.
-        let head = p.head.load(Relaxed);
+        // starting index as any, because the consumer adopts it on resync
+        // (moved off a stamp slot, which a wiped page cannot hold anyway).
+        let mut head = p.head.load(Relaxed);
+        if geo.is_stamp_slot(head) {
+            head = head.wrapping_add(1);
+            p.head.store(head, Relaxed);
+        }
         let epoch = next_epoch(p.epoch.load(Relaxed), c.prod_epoch_ack.load(Relaxed));
         // Layout guarantees both fit in u32 (slot array <= 1 GiB).
         p.magic.store(MAGIC, Relaxed);
@@ -140,16 +261,7 @@ impl<V: ChannelView> ProducerCore<V> {
         p.slot_count.store(layout.slot_count() as u32, Relaxed);
         // Release: a consumer that sees the epoch also sees geometry and head.
         p.epoch.store(epoch, Release);
-        Self {
-            view,
-            capacity: layout.slot_count() as u64,
-            head,
-            cached_tail: head,
-            reserved: 0,
-            epoch,
-            cons_epoch: 0,
-            connected: false,
-        }
+        Self { view, geo, head, cached_tail: head, reserved: 0, epoch, cons_epoch: 0, connected: false }
     }
 
     /// The view this producer runs on.
@@ -158,10 +270,16 @@ impl<V: ChannelView> ProducerCore<V> {
         &self.view
     }
 
+    /// The block arithmetic of this channel.
+    #[inline]
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
     /// Ring capacity in messages.
     #[inline]
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        self.geo.capacity
     }
 
     /// This producer's epoch.
@@ -174,10 +292,17 @@ impl<V: ChannelView> ProducerCore<V> {
         self.connected
     }
 
+    /// Messages we may write: up to the block of `cached_tail`, a ring on.
+    ///
+    /// Never into the block the consumer is still reading, even into its
+    /// already released slots: one stamp describes one block, so a block
+    /// must never hold messages of two laps at once.
     #[inline]
     fn free(&self) -> u64 {
-        // Invariant (validated): head - cached_tail <= capacity.
-        self.capacity - self.head.wrapping_sub(self.cached_tail)
+        // Invariant (validated): head is at most a ring past the start of
+        // cached_tail's block.
+        let limit = self.geo.block_start(self.cached_tail).wrapping_add(self.geo.slots);
+        self.geo.between(self.head, limit)
     }
 
     /// Reserves up to `max` free slots (at least one unless `max` is 0).
@@ -201,11 +326,11 @@ impl<V: ChannelView> ProducerCore<V> {
         Ok(Span { start: self.head, len })
     }
 
-    /// Publishes the first `n` slots of the last reservation (clamped to its
-    /// length); the reservation ends either way.
+    /// Publishes the first `n` messages of the last reservation (clamped to
+    /// its length); the reservation ends either way.
     ///
-    /// Stores `head` once, then one stamp per slot: no read-modify-write and
-    /// a single release barrier per batch.
+    /// Stores `head` once, then one stamp per block the messages touch: no
+    /// read-modify-write and a single release barrier per batch.
     #[inline]
     pub fn commit(&mut self, n: u32) {
         let n = n.min(self.reserved);
@@ -214,28 +339,36 @@ impl<V: ChannelView> ProducerCore<V> {
             return;
         }
         let start = self.head;
-        self.head = start.wrapping_add(u64::from(n));
+        self.head = self.geo.advance(start, u64::from(n));
         // Before the stamps (ordered by the Release below): a consumer that
         // received any of these messages happens-after this store, so a
         // restarted consumer, which starts at `head`, never starts behind
         // what its previous incarnation consumed. Nobody polls `head`.
         self.view.producer_header().head.store(self.head, Relaxed);
         if n == 1 {
-            // Release: the slot contents (and `head`) are visible to a
-            // consumer that reads this stamp with Acquire.
+            // Release: the message (and `head`) are visible to a consumer
+            // that reads this stamp and then fences with Acquire.
             self.view.stamp(start).store(stamp_value(self.epoch, start), Release);
-        } else {
-            // One barrier for the batch: every stamp below is ordered after
-            // every slot write and `head` (fence-to-load synchronisation
-            // with the consumer's Acquire fence).
-            fence(Release);
-            // Last slot first: a consumer waiting on the first slot's stamp
-            // then sees the whole batch at once, and does not pull the
-            // batch's lines away from us while we are still stamping them.
-            for k in (0..u64::from(n)).rev() {
-                let i = start.wrapping_add(k);
-                self.view.stamp(i).store(stamp_value(self.epoch, i), Relaxed);
+            return;
+        }
+        // One barrier for the batch: every stamp below is ordered after
+        // every slot write and `head` (fence-to-load synchronisation with
+        // the consumer's Acquire fence).
+        fence(Release);
+        // Last block first: a consumer waiting on the first block's stamp
+        // then sees the whole batch at once, and does not pull the batch's
+        // lines away from us while we are still stamping them. At most
+        // n / (block - 1) + 2 blocks.
+        let first_block = self.geo.block_start(start);
+        let mut last = self.geo.head_last(self.head);
+        loop {
+            self.view.stamp(last).store(stamp_value(self.epoch, last), Relaxed);
+            let b = self.geo.block_start(last);
+            if b == first_block {
+                break;
             }
+            // The previous block's last message: skip its stamp slot.
+            last = b.wrapping_sub(2);
         }
     }
 
@@ -258,9 +391,14 @@ impl<V: ChannelView> ProducerCore<V> {
             // acknowledges our epoch, so anything else is corruption.
             return if self.connected { Err(RingError::Corrupt) } else { Ok(()) };
         }
+        // An honest consumer's index is always a message index.
+        if self.geo.is_stamp_slot(tail) {
+            return Err(RingError::Corrupt);
+        }
         if !self.connected || cons_epoch != self.cons_epoch {
-            // (Re)synchronise: adopt the consumer's tail if it is plausible.
-            if self.head.wrapping_sub(tail) > self.capacity {
+            // (Re)synchronise: adopt the consumer's tail if it is plausible:
+            // head at most a ring past the start of its block.
+            if self.head.wrapping_sub(self.geo.block_start(tail)) > self.geo.slots {
                 return Err(RingError::Corrupt);
             }
             let restarted = self.connected;
@@ -279,23 +417,46 @@ impl<V: ChannelView> ProducerCore<V> {
     }
 }
 
+impl Geometry {
+    /// The last message index before message index `head` (the last message
+    /// of a commit that ended at `head`).
+    #[inline]
+    fn head_last(&self, head: u64) -> u64 {
+        let p = head.wrapping_sub(1);
+        if self.is_stamp_slot(p) {
+            p.wrapping_sub(1)
+        } else {
+            p
+        }
+    }
+}
+
 /// Consumer side of the protocol.
 #[derive(Debug)]
 pub struct ConsumerCore<V> {
     view: V,
-    capacity: u64,
+    geo: Geometry,
     slot_size: u32,
     slot_count: u32,
-    /// Our index; mirrors `ConsumerHeader::tail`, which only we write.
+    /// Our index (a message index); mirrors `ConsumerHeader::tail`, which
+    /// only we write.
     tail: u64,
-    /// End of the run of messages whose stamps we have validated:
-    /// `tail <= cached_head <= tail + capacity`.
+    /// End of the run of messages whose stamps we have validated, a message
+    /// index at most `capacity` messages past `tail`.
     cached_head: u64,
-    /// Slots handed out by the last `peek`, the most `release` may free.
+    /// Messages handed out by the last `peek`, the most `release` may free.
     peeked: u32,
     /// Producer epoch we are synchronised with; 0 = none yet.
     prod_epoch: u64,
     epoch: u64,
+    /// How far past `tail` the next scan probes for a published run.
+    probe: u64,
+    /// The tail last stored to our header: `tail` minus the released
+    /// messages not yet handed back.
+    told: u64,
+    /// How many released messages may wait to be handed back while the
+    /// validated run lasts.
+    lazy: u64,
 }
 
 impl<V: ChannelView> ConsumerCore<V> {
@@ -308,7 +469,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         let epoch = next_epoch(c.epoch.load(Relaxed), p.cons_epoch_ack.load(Relaxed));
         let mut core = Self {
             view,
-            capacity: layout.slot_count() as u64,
+            geo: Geometry::new(layout),
             slot_size: layout.slot_size() as u32,
             slot_count: layout.slot_count() as u32,
             tail: 0,
@@ -316,14 +477,23 @@ impl<V: ChannelView> ConsumerCore<V> {
             peeked: 0,
             prod_epoch: 0,
             epoch,
+            probe: PROBE,
+            told: 0,
+            lazy: (layout.capacity() as u64 / 4).max(1),
         };
         let p = core.view.producer_header();
         let prod_epoch = p.epoch.load(Acquire);
-        let synced = prod_epoch != 0 && core.geometry_matches();
         // Never behind what a previous incarnation consumed: the producer
         // stores `head` before the stamps that publish below it.
-        let head = p.head.load(Acquire);
+        let mut head = p.head.load(Acquire);
+        // A head on a stamp slot is no honest producer's: do not adopt the
+        // producer (`idle` reports it), and keep our own index valid.
+        let synced = prod_epoch != 0 && core.geometry_matches() && !core.geo.is_stamp_slot(head);
+        if core.geo.is_stamp_slot(head) {
+            head = head.wrapping_add(1);
+        }
         core.tail = head;
+        core.told = head;
         core.cached_head = head;
         core.prod_epoch = if synced { prod_epoch } else { 0 };
         let c = core.view.consumer_header();
@@ -343,10 +513,16 @@ impl<V: ChannelView> ConsumerCore<V> {
         &self.view
     }
 
+    /// The block arithmetic of this channel.
+    #[inline]
+    pub fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
     /// Ring capacity in messages.
     #[inline]
     pub fn capacity(&self) -> u64 {
-        self.capacity
+        self.geo.capacity
     }
 
     /// This consumer's epoch.
@@ -365,19 +541,19 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// Returns up to `max` published messages (at least one unless `max` is
     /// 0) without consuming them.
     ///
-    /// Reads the stamps of the slots past the known-published run until it
-    /// has `max` messages or meets a slot not yet published: the stamp and a
-    /// small message share a cache line, so the same transfer that signals a
-    /// message brings its data. The producer's header is read only when
-    /// nothing is available (its epoch, on a line that changes only on
-    /// restarts).
+    /// Reads block stamps past the known-published run until it has `max`
+    /// messages or meets a block not yet published that far: a small
+    /// message shares its block's line with the stamp, so the same transfer
+    /// that signals a message brings its data. The producer's header is read
+    /// only when nothing is available (its epoch, on a line that changes
+    /// only on restarts).
     #[inline]
     pub fn peek(&mut self, max: u32) -> Result<Span, RingError> {
         self.peeked = 0;
-        // Invariant (validated): cached_head - tail <= capacity.
-        let mut avail = self.cached_head.wrapping_sub(self.tail);
+        // Invariant (validated): cached_head - tail <= capacity messages.
+        let mut avail = self.geo.between(self.tail, self.cached_head);
         if avail < u64::from(max) {
-            avail = self.scan(u64::from(max).min(self.capacity));
+            avail = self.scan(u64::from(max).min(self.geo.capacity));
             if avail == 0 {
                 return Err(self.idle());
             }
@@ -390,48 +566,82 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// Extends the validated run towards `want` (<= capacity) messages past
     /// `tail` and returns its length; called only when the run is shorter.
     ///
-    /// A slot is accepted only on an exact stamp, and the loop is bounded by
-    /// `want`, never by a peer value. The first unvalidated slot is checked
-    /// first. If it is published, one more stamp, [`PROBE`] slots (or
-    /// `want`, if more) past `tail`, is checked: if it too is exactly the one
-    /// its index and the producer's epoch call for, the whole run up to it
-    /// is published (an honest producer stamps only committed slots and
-    /// commits in index order, and the Release barrier before a commit's
-    /// stamps covers every earlier write of the slots), so one stamp read
-    /// stands for a batch, as a cached head index would, and a hostile
-    /// producer gains nothing it could not get by stamping every slot.
-    /// Otherwise the stamps are checked one by one, up to `want`.
+    /// Reads block stamps from the first unvalidated message on, one block
+    /// at a time, until the run covers `want` or a block is not published to
+    /// its end. A block's messages are accepted only through what its stamp,
+    /// exactly of the producer's epoch and this lap, says is published; the
+    /// loop is bounded by `want` and the ring, never by a peer value, and
+    /// the run never reaches past the block `tail` is in, a ring on. Each
+    /// stamp read is of a line the batch reads anyway when messages are
+    /// small (the stamp shares its block's line), so validation costs no
+    /// transfer of its own; one read per 31 messages when they are large.
     #[inline]
     fn scan(&mut self, want: u64) -> u64 {
+        let geo = self.geo;
         if self.prod_epoch == 0 {
             // No producer yet: nothing is published (and `idle` looks for one).
-            return self.cached_head.wrapping_sub(self.tail);
+            return geo.between(self.tail, self.cached_head);
         }
         let epoch = self.prod_epoch;
-        let first = self.cached_head;
-        self.view.prefetch(first);
-        if self.view.stamp(first).load(Relaxed) != stamp_value(epoch, first) {
-            return first.wrapping_sub(self.tail);
-        }
-        // first - tail < want <= probe <= capacity, so `far` is at or past
-        // `first` and the run stays within a ring.
-        let probe = want.max(PROBE).min(self.capacity);
-        let far = self.tail.wrapping_add(probe - 1);
-        let mut next = first.wrapping_add(1);
-        if far != first && self.view.stamp(far).load(Relaxed) == stamp_value(epoch, far) {
-            next = far.wrapping_add(1);
+        let mut next = self.cached_head;
+        self.view.prefetch(next);
+        let Some(last) = geo.published(self.view.stamp(next).load(Relaxed), epoch, next) else {
+            return geo.between(self.tail, next);
+        };
+        let end = geo.block_last(next);
+        if last != end {
+            next = geo.next(last);
         } else {
-            let end = self.tail.wrapping_add(want);
-            while next != end && self.view.stamp(next).load(Relaxed) == stamp_value(epoch, next) {
-                next = next.wrapping_add(1);
+            next = end.wrapping_add(2);
+            if geo.between(self.tail, next) < want {
+                // Probe the block `probe` messages on (at least `want`, at
+                // most to `tail`'s block a lap on): if its stamp publishes
+                // that far, so is everything before it (an honest producer
+                // commits in index order and stamps only what it committed,
+                // with a Release barrier covering all earlier slot writes),
+                // so one read stands for all the blocks between, and a
+                // hostile producer gains nothing it could not get by
+                // stamping each of them. The probe doubles while it
+                // succeeds, so a consumer behind a fast producer validates
+                // up to a ring per stamp read, and halves when it fails.
+                let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
+                let n = self.probe.max(want).min(room);
+                let far = geo.advance(self.tail, n - 1);
+                if geo.published(self.view.stamp(far).load(Relaxed), epoch, far).is_some() {
+                    next = geo.next(far);
+                    self.probe = (self.probe * 2).min(geo.capacity);
+                } else {
+                    self.probe = (self.probe / 2).max(PROBE);
+                    // One block at a time. The next block's address comes
+                    // from `next`, not from the stamp just loaded, so the
+                    // CPU can fetch the following stamps while this one is
+                    // still on its way.
+                    while let Some(last) = geo.published(self.view.stamp(next).load(Relaxed), epoch, next) {
+                        let end = geo.block_last(next);
+                        if last != end {
+                            next = geo.next(last);
+                            break;
+                        }
+                        next = end.wrapping_add(2);
+                        if geo.between(self.tail, next) >= want {
+                            break;
+                        }
+                    }
+                }
             }
+        }
+        // No block may hold two laps, so a run reaching into `tail`'s block
+        // a lap on is no honest producer's: cut it there.
+        let limit = geo.block_start(self.tail).wrapping_add(geo.slots);
+        if next.wrapping_sub(self.tail) > limit.wrapping_sub(self.tail) {
+            next = limit;
         }
         // Acquire (one barrier for the run): the slot contents written
         // before the stamps we matched (and before each commit's Release
         // barrier) are visible to our reads.
         fence(Acquire);
         self.cached_head = next;
-        next.wrapping_sub(self.tail)
+        geo.between(self.tail, next)
     }
 
     /// Nothing is published at `tail`: look for a producer restart, then for
@@ -451,12 +661,18 @@ impl<V: ChannelView> ConsumerCore<V> {
         if self.prod_epoch != 0 {
             let s = self.view.stamp(self.tail).load(Relaxed);
             // A stamp of another epoch is an old incarnation's (or never
-            // written): not yet. Of ours, the honest values are this index
-            // (published since we looked) or an earlier lap's; a later lap's,
-            // or one that does not belong to this slot, cannot happen.
-            if s & TAG_MASK == stamp_value(self.prod_epoch, 0) & TAG_MASK {
-                let behind = (stamp_value(0, self.tail) as u32).wrapping_sub(s as u32);
-                if behind >= 1 << 31 || u64::from(behind) & (self.capacity - 1) != 0 {
+            // written): not yet. Of ours, the honest values name a message
+            // of this block: at or after `tail` (published since we looked),
+            // or before it, in this lap or an earlier one. A later lap, a
+            // slot of another block or the stamp slot itself cannot happen.
+            if s & TAG_MASK == stamp_value(self.prod_epoch, 0) & TAG_MASK
+                && self.geo.published(s, self.prod_epoch, self.tail).is_none()
+            {
+                let c = u64::from((s as u32).wrapping_sub(1));
+                let behind = (self.tail as u32).wrapping_sub(s as u32); // tail - 1 - c
+                let ring = self.geo.slots - 1;
+                let same_block = (c & ring & !self.geo.bm) == (self.tail & ring & !self.geo.bm);
+                if behind >= 1 << 31 || !same_block || self.geo.is_stamp_slot(c) {
                     return RingError::Corrupt;
                 }
             }
@@ -474,10 +690,18 @@ impl<V: ChannelView> ConsumerCore<V> {
         if n == 0 {
             return;
         }
-        self.tail = self.tail.wrapping_add(u64::from(n));
-        // Release: our reads of those slots happen before the producer's
-        // next writes to them.
-        self.view.consumer_header().tail.store(self.tail, Release);
+        self.tail = self.geo.advance(self.tail, u64::from(n));
+        // Hand the slots back once the validated run is used up (so a
+        // producer waiting for room never waits on a consumer that has
+        // nothing left to read), or once enough are pending: a consumer
+        // working through a long run does not move the tail line to the
+        // producer, and back, on every batch.
+        if self.tail == self.cached_head || self.geo.between(self.told, self.tail) >= self.lazy {
+            self.told = self.tail;
+            // Release: our reads of those slots happen before the
+            // producer's next writes to them.
+            self.view.consumer_header().tail.store(self.tail, Release);
+        }
     }
 
     /// Adopts a new producer epoch: drop everything in flight, start empty at
@@ -490,8 +714,12 @@ impl<V: ChannelView> ConsumerCore<V> {
         // The producer stored its head before its epoch (Release), and does
         // not move it until we acknowledge, so this is the epoch's start.
         let head = self.view.producer_header().head.load(Acquire);
+        if self.geo.is_stamp_slot(head) {
+            return Err(RingError::Corrupt);
+        }
         let first = self.prod_epoch == 0;
         self.tail = head;
+        self.told = head;
         self.cached_head = head;
         self.prod_epoch = prod_epoch;
         let c = self.view.consumer_header();
@@ -513,22 +741,25 @@ mod tests {
     use super::*;
     use crate::sync::Ordering::SeqCst;
 
-    /// Headers and up to 16 stamps on the heap (slot contents are not
-    /// modelled: these tests are about indices and stamps).
+    /// Headers and up to 32 slots' stamps on the heap (slot contents are
+    /// not modelled: these tests are about indices and stamps). Only the
+    /// stamp slots' entries are used.
     struct Heap {
         p: ProducerHeader,
         c: ConsumerHeader,
-        stamps: [AtomicU64; 16],
-        mask: usize,
+        stamps: [AtomicU64; 32],
+        mask: u64,
+        bm: u64,
     }
     impl Heap {
-        fn new(slots: usize) -> Self {
-            assert!(slots <= 16);
+        fn new(l: &ChannelLayout) -> Self {
+            assert!(l.slot_count() <= 32);
             Self {
                 p: ProducerHeader::new(),
                 c: ConsumerHeader::new(),
                 stamps: core::array::from_fn(|_| AtomicU64::new(0)),
-                mask: slots - 1,
+                mask: l.slot_count() as u64 - 1,
+                bm: l.block_slots() as u64 - 1,
             }
         }
     }
@@ -540,44 +771,76 @@ mod tests {
             &self.c
         }
         fn stamp(&self, index: u64) -> &AtomicU64 {
-            &self.stamps[index as usize & self.mask]
+            &self.stamps[((index | self.bm) & self.mask) as usize]
         }
     }
 
+    /// 8-byte messages: blocks of min(8, n) slots.
     fn layout(n: usize) -> ChannelLayout {
         ChannelLayout::new(8, n).unwrap()
     }
 
     #[test]
+    fn geometry_matches_a_slot_by_slot_walk() {
+        for (size, n) in [(8, 2), (8, 4), (8, 32), (16, 16), (64, 64), (24, 8)] {
+            let l = ChannelLayout::new(size, n).unwrap();
+            let g = Geometry::new(&l);
+            let k = l.block_slots() as u64;
+            assert_eq!(g.capacity(), (n as u64) - n as u64 / k);
+            // Start near the top of u64 so the walk wraps.
+            for start in [0u64, 1, k + 1, u64::MAX - 2 * k + 1, u64::MAX - k + 1] {
+                if g.is_stamp_slot(start) {
+                    continue;
+                }
+                let mut walk = start;
+                for steps in 0..3 * n as u64 {
+                    assert_eq!(g.advance(start, steps), walk, "advance({start}, {steps})");
+                    assert_eq!(g.between(start, walk), steps);
+                    assert!(!g.is_stamp_slot(walk));
+                    assert_eq!(g.block_last(walk) & (k - 1), k - 2);
+                    let next = g.next(walk);
+                    assert_eq!(next, if walk.wrapping_add(1) & (k - 1) == k - 1 { walk.wrapping_add(2) } else { walk.wrapping_add(1) });
+                    walk = next;
+                }
+            }
+        }
+    }
+
+    #[test]
     fn producer_waits_for_ack_then_fills_to_capacity() {
-        let l = layout(4);
-        let h = Heap::new(4);
+        let l = layout(4); // one block: messages 0, 1, 2, stamp in slot 3
+        let h = Heap::new(&l);
         let mut tx = ProducerCore::attach(&h, &l);
         assert_eq!(tx.reserve(1), Err(RingError::Full));
         let mut rx = ConsumerCore::attach(&h, &l);
         // The consumer attached after the producer and acked at attach time.
         assert_eq!(rx.peek(1), Err(RingError::Empty));
         let s = tx.reserve(8).unwrap();
-        assert_eq!(s.len, 4);
-        tx.commit(3);
+        assert_eq!(s.len, 3);
+        tx.commit(2);
         assert_eq!(tx.reserve(8).unwrap().len, 1);
         tx.commit(9); // clamped to the reservation
+        assert_eq!(h.p.head.load(SeqCst), 4, "head steps over the stamp slot");
         assert_eq!(tx.reserve(1), Err(RingError::Full));
         let s = rx.peek(10).unwrap();
-        assert_eq!((s.start, s.len), (0, 4));
+        assert_eq!((s.start, s.len), (0, 3));
         rx.release(2);
-        assert_eq!(tx.reserve(8).unwrap().len, 2);
-        tx.commit(0);
+        // Slots 0 and 1 are free, but their block still holds message 2 of
+        // this lap: one stamp cannot describe two laps.
+        assert_eq!(tx.reserve(8), Err(RingError::Full));
         let s = rx.peek(10).unwrap();
-        assert_eq!((s.start, s.len), (2, 2));
-        rx.release(2);
+        assert_eq!((s.start, s.len), (2, 1));
+        rx.release(1);
+        let s = tx.reserve(8).unwrap();
+        assert_eq!((s.start, s.len), (4, 3));
+        tx.commit(0);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
     }
 
     #[test]
     fn consumer_first_then_producer() {
         let l = layout(2);
-        let h = Heap::new(2);
+        let h = Heap::new(&l);
         let mut rx = ConsumerCore::attach(&h, &l);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
         let mut tx = ProducerCore::attach(&h, &l);
@@ -591,8 +854,8 @@ mod tests {
 
     #[test]
     fn producer_restart_is_reported_and_resynchronised() {
-        let l = layout(4);
-        let h = Heap::new(4);
+        let l = layout(8);
+        let h = Heap::new(&l);
         let mut rx = ConsumerCore::attach(&h, &l);
         let mut tx = ProducerCore::attach(&h, &l);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
@@ -618,7 +881,7 @@ mod tests {
     #[test]
     fn producer_restart_with_wiped_page_still_changes_epoch() {
         let l = layout(4);
-        let h = Heap::new(4);
+        let h = Heap::new(&l);
         let mut rx = ConsumerCore::attach(&h, &l);
         let tx = ProducerCore::attach(&h, &l);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
@@ -632,7 +895,7 @@ mod tests {
     #[test]
     fn consumer_restart_is_reported_to_the_producer() {
         let l = layout(4);
-        let h = Heap::new(4);
+        let h = Heap::new(&l);
         let mut tx = ProducerCore::attach(&h, &l);
         let _dead = ConsumerCore::attach(&h, &l);
         tx.reserve(4).unwrap();
@@ -642,97 +905,150 @@ mod tests {
         // In-flight messages were discarded by the new consumer.
         assert_eq!(rx.peek(1), Err(RingError::Empty));
         assert_eq!(tx.reserve(1), Err(RingError::PeerRestarted));
-        assert_eq!(tx.reserve(4).unwrap().len, 4);
+        assert_eq!(tx.reserve(4).unwrap().len, 3);
     }
 
     #[test]
     fn corrupt_indices_are_reported_and_state_kept() {
-        let l = layout(4);
-        let h = Heap::new(4);
+        // Two blocks of four: messages 0 1 2 | 4 5 6, stamps in slots 3, 7.
+        let l = ChannelLayout::new(16, 8).unwrap();
+        assert_eq!(l.block_slots(), 4);
+        let h = Heap::new(&l);
         let mut tx = ProducerCore::attach(&h, &l);
         let mut rx = ConsumerCore::attach(&h, &l);
         let e = tx.epoch();
         tx.reserve(1).unwrap();
         tx.commit(1);
-        assert_eq!(h.stamps[0].load(SeqCst), stamp_value(e, 0));
+        assert_eq!(h.stamps[3].load(SeqCst), stamp_value(e, 0));
         // The consumer never looks at head on the data path.
         h.p.head.store(100, SeqCst);
         assert_eq!(rx.peek(8).unwrap().len, 1);
         h.p.head.store(1, SeqCst);
         rx.release(1);
-        // A stamp of our epoch a lap ahead, or for another slot: impossible.
-        h.stamps[1].store(stamp_value(e, 5), SeqCst);
-        assert_eq!(rx.peek(8), Err(RingError::Corrupt));
-        h.stamps[1].store(stamp_value(e, 2), SeqCst);
-        assert_eq!(rx.peek(8), Err(RingError::Corrupt));
-        // A lap behind, or another epoch's: not yet.
-        h.stamps[1].store(stamp_value(e, 1u64.wrapping_sub(4)), SeqCst);
-        assert_eq!(rx.peek(8), Err(RingError::Empty));
-        h.stamps[1].store(stamp_value(e + 1, 1), SeqCst);
-        assert_eq!(rx.peek(8), Err(RingError::Empty));
-        h.stamps[1].store(u64::MAX, SeqCst);
-        assert_eq!(rx.peek(8), Err(RingError::Empty));
+        // Stamps of our epoch that no honest producer can have written for
+        // block 0 while the consumer waits at index 1: a later lap, a slot
+        // of the other block, the stamp slot.
+        for bad in [1 + 8, 4u64.wrapping_sub(8), 3u64.wrapping_sub(8), 3, 5] {
+            h.stamps[3].store(stamp_value(e, bad), SeqCst);
+            assert_eq!(rx.peek(8), Err(RingError::Corrupt), "stamp for index {bad}");
+        }
+        // Earlier in this lap, an earlier lap, another epoch: not yet.
+        for old in [stamp_value(e, 0), stamp_value(e, 1u64.wrapping_sub(8)), stamp_value(e + 1, 1), u64::MAX] {
+            h.stamps[3].store(old, SeqCst);
+            assert_eq!(rx.peek(8), Err(RingError::Empty), "stamp {old:#x}");
+        }
         // State kept: the real message still arrives.
-        h.stamps[1].store(0, SeqCst);
+        h.stamps[3].store(0, SeqCst);
         tx.reserve(1).unwrap();
         tx.commit(1);
         assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 1 });
         rx.release(1);
-        // Consumer index moving past head.
-        assert_eq!(tx.reserve(4).unwrap().len, 4);
-        h.c.tail.store(5, SeqCst);
-        assert_eq!(tx.reserve(5), Err(RingError::Corrupt));
-        h.c.tail.store(0, SeqCst); // backwards
-        assert_eq!(tx.reserve(5), Err(RingError::Corrupt));
+        // The consumer is still in block 0, so the producer may fill the
+        // rest of this lap only: 2 | 4 5 6. Asking for more refreshes.
+        let s = tx.reserve(6).unwrap();
+        assert_eq!((s.start, s.len), (2, 4));
+        // Consumer index moving backwards, onto a stamp slot, past head.
+        for bad in [1, 3, 7, 5] {
+            h.c.tail.store(bad, SeqCst);
+            assert_eq!(tx.reserve(7), Err(RingError::Corrupt), "tail {bad}");
+        }
         h.c.tail.store(2, SeqCst);
-        assert_eq!(tx.reserve(5).unwrap().len, 4);
+        assert_eq!(tx.reserve(7).unwrap().len, 4);
         // Ack of an epoch that was never ours.
         h.c.prod_epoch_ack.store(tx.epoch() + 7, SeqCst);
-        assert_eq!(tx.reserve(5), Err(RingError::Corrupt));
+        assert_eq!(tx.reserve(7), Err(RingError::Corrupt));
     }
 
     #[test]
-    fn batches_publish_every_stamp_and_stop_at_a_gap() {
-        let l = layout(8);
-        let h = Heap::new(8);
+    fn batches_stamp_every_block_they_touch_and_stop_at_a_gap() {
+        let l = ChannelLayout::new(16, 8).unwrap(); // messages 0 1 2 | 4 5 6
+        let h = Heap::new(&l);
         let mut tx = ProducerCore::attach(&h, &l);
         let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
         let s = tx.reserve(5).unwrap();
         tx.commit(5);
-        assert_eq!(h.p.head.load(SeqCst), 5);
-        for i in 0..5 {
-            assert_eq!(h.stamps[i].load(SeqCst), stamp_value(tx.epoch(), i as u64));
-        }
-        // A hole: the consumer takes the run before it, and only that.
-        h.stamps[2].store(0, SeqCst);
-        assert_eq!(rx.peek(8).unwrap(), Span { start: s.start, len: 2 });
+        assert_eq!(h.p.head.load(SeqCst), 6);
+        assert_eq!(h.stamps[3].load(SeqCst), stamp_value(e, 2));
+        assert_eq!(h.stamps[7].load(SeqCst), stamp_value(e, 5));
+        // A block not stamped: the consumer takes the run before it.
+        h.stamps[7].store(0, SeqCst);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: s.start, len: 3 });
         rx.release(1);
-        assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 1 });
-        h.stamps[2].store(stamp_value(tx.epoch(), 2), SeqCst);
+        assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 2 });
+        h.stamps[7].store(stamp_value(e, 5), SeqCst);
         assert_eq!(rx.peek(8).unwrap(), Span { start: 1, len: 4 });
         rx.release(4);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
     }
 
     #[test]
-    fn one_far_stamp_validates_a_published_run() {
-        let l = layout(8);
-        let h = Heap::new(8);
+    fn runs_are_checked_block_by_block_and_never_reach_a_lap_on() {
+        let l = layout(32); // four blocks of 7 messages
+        let h = Heap::new(&l);
         let mut tx = ProducerCore::attach(&h, &l);
         let mut rx = ConsumerCore::attach(&h, &l);
-        tx.reserve(8).unwrap();
-        tx.commit(8);
-        // The first and the farthest slot are exactly stamped: the run
-        // between them was committed before the farthest one.
-        h.stamps[3].store(0, SeqCst);
-        assert_eq!(rx.peek(2).unwrap(), Span { start: 0, len: 2 });
-        assert_eq!(rx.peek(8).unwrap(), Span { start: 0, len: 8 });
-        rx.release(8);
-        // A wrong far stamp is only "not validated": fall back to one by one.
-        tx.reserve(8).unwrap();
-        tx.commit(3);
-        h.stamps[7].store(stamp_value(tx.epoch(), 7 + 8 * 5), SeqCst);
-        assert_eq!(rx.peek(8).unwrap(), Span { start: 8, len: 3 });
+        let e = tx.epoch();
+        assert_eq!(tx.reserve(28).unwrap().len, 28);
+        tx.commit(28);
+        assert_eq!(h.stamps[15].load(SeqCst), stamp_value(e, 14));
+        // The probe (the block of the last message wanted) is not stamped:
+        // block by block, and a block whose stamp is missing ends the run.
+        h.stamps[15].store(0, SeqCst);
+        h.stamps[31].store(0, SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 7 });
+        h.stamps[15].store(stamp_value(e, 14), SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 21 });
+        h.stamps[31].store(stamp_value(e, 30), SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 28 });
+        rx.release(3);
+        // Block 0 stamped for the next lap while the consumer is still in
+        // it: no honest producer does that, and the run stops at the end of
+        // this lap.
+        h.stamps[7].store(stamp_value(e, 32 + 6), SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 3, len: 25 });
+    }
+
+    #[test]
+    fn one_probe_stamp_validates_a_published_run() {
+        let l = layout(32); // four blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
+        tx.reserve(28).unwrap();
+        tx.commit(28);
+        // The first and the farthest block are stamped: the run between
+        // them was committed before the farthest one.
+        h.stamps[15].store(0, SeqCst);
+        h.stamps[23].store(0, SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 28 });
+        rx.release(28);
+        // A probe stamp of another lap is only "not validated".
+        tx.reserve(21).unwrap();
+        tx.commit(10); // 32..=38 | 40 41 42
+        h.stamps[31].store(stamp_value(e, 62 + 32 * 5), SeqCst);
+        assert_eq!(rx.peek(21).unwrap(), Span { start: 32, len: 10 });
+    }
+
+    #[test]
+    fn released_slots_are_handed_back_lazily_while_the_run_lasts() {
+        let l = layout(32); // capacity 28: up to 7 released messages wait
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        tx.reserve(28).unwrap();
+        tx.commit(28);
+        assert_eq!(rx.peek(28).unwrap().len, 28);
+        rx.release(6);
+        assert_eq!(h.c.tail.load(SeqCst), 0, "6 < 7 pending, and the run goes on");
+        assert_eq!(rx.peek(1).unwrap().start, 6);
+        rx.release(1);
+        assert_eq!(h.c.tail.load(SeqCst), 8, "7 pending: handed back");
+        assert_eq!(rx.peek(28).unwrap().len, 21);
+        rx.release(21);
+        assert_eq!(h.c.tail.load(SeqCst), 32, "run used up: handed back at once");
+        assert_eq!(tx.reserve(28).unwrap().len, 28);
     }
 
     #[test]
@@ -745,7 +1061,7 @@ mod tests {
 
     #[test]
     fn wrong_geometry_is_corrupt() {
-        let h = Heap::new(8);
+        let h = Heap::new(&layout(8));
         let mut rx = ConsumerCore::attach(&h, &layout(4));
         let mut tx = ProducerCore::attach(&h, &layout(8));
         assert_eq!(rx.peek(1), Err(RingError::Corrupt));
@@ -753,19 +1069,35 @@ mod tests {
     }
 
     #[test]
+    fn a_head_on_a_stamp_slot_is_not_adopted() {
+        let l = layout(4);
+        let h = Heap::new(&l);
+        let _tx = ProducerCore::attach(&h, &l);
+        h.p.head.store(7, SeqCst);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        assert_eq!(rx.peek(1), Err(RingError::Corrupt));
+        assert_eq!(h.c.tail.load(SeqCst), 8, "our own index stays a message index");
+    }
+
+    #[test]
     fn indices_wrap_around_u64() {
         let l = layout(4);
-        let h = Heap::new(4);
+        let h = Heap::new(&l);
         h.p.head.store(u64::MAX - 1, SeqCst);
         let mut tx = ProducerCore::attach(&h, &l);
         let mut rx = ConsumerCore::attach(&h, &l);
-        for i in 0..10u64 {
+        let g = *tx.geometry();
+        let (mut expect, mut total) = (u64::MAX - 1, 0);
+        for _ in 0..10 {
             let s = tx.reserve(3).unwrap();
-            assert_eq!(s.start, (u64::MAX - 1).wrapping_add(i * 3));
-            tx.commit(3);
+            assert_eq!(s.start, expect);
+            tx.commit(s.len);
             let r = rx.peek(4).unwrap();
-            assert_eq!((r.start, r.len), (s.start, 3));
-            rx.release(3);
+            assert_eq!(r, s);
+            rx.release(s.len);
+            expect = g.advance(expect, u64::from(s.len));
+            total += s.len;
         }
+        assert!(total >= 28, "the ring keeps moving across the wrap: {total}");
     }
 }

@@ -4,18 +4,19 @@
 //! It owns turning a base pointer plus a [`ChannelLayout`] into header
 //! references and slot pointers, and copying message bytes in and out of
 //! slots. It must never compute an address from a value the peer wrote: slot
-//! addresses (and the stamps' inside them) come only from indices masked by
-//! the layout's slot count, and the headers' addresses only from the layout.
+//! addresses (the stamps' included) come only from indices masked by the
+//! layout's slot count, and the headers' addresses only from the layout.
 
 #![allow(unsafe_code)]
 
 use core::marker::PhantomData;
+use core::mem::MaybeUninit;
 use core::ops::{Index, IndexMut};
 use core::ptr::{self, NonNull};
 
 use crate::header::{ConsumerHeader, ProducerHeader};
 use crate::sync::AtomicU64;
-use crate::layout::{ChannelLayout, LayoutError, STAMP_SIZE};
+use crate::layout::{ChannelLayout, LayoutError};
 use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
 use crate::{Message, RingError};
 
@@ -30,6 +31,9 @@ pub(crate) struct RawChannel {
     mask: usize,
     /// The layout's slot stride.
     stride: usize,
+    /// `block_slots - 1`: the in-block index mask, and the index of a
+    /// block's stamp slot within it.
+    bm: usize,
 }
 
 // SAFETY: a RawChannel only hands out shared references to atomics and
@@ -52,10 +56,17 @@ impl RawChannel {
         }
         // SAFETY: the slot region lies inside the channel memory.
         let slots = unsafe { base.as_ptr().add(layout.slots().offset) };
-        Ok(Self { base, layout, slots, mask: layout.slot_count() - 1, stride: layout.slot_stride() })
+        Ok(Self {
+            base,
+            layout,
+            slots,
+            mask: layout.slot_count() - 1,
+            stride: layout.slot_stride(),
+            bm: layout.block_slots() - 1,
+        })
     }
 
-    /// Pointer to the slot of free-running index `index` (its message);
+    /// Pointer to the slot of free-running index `index`;
     /// `layout.slot_offset(index)` bytes from the base.
     #[inline]
     fn slot(&self, index: u64) -> *mut u8 {
@@ -68,14 +79,19 @@ impl RawChannel {
     }
 }
 
-/// Walks the slots of a span in order: one add and one compare per slot
-/// instead of a mask and a multiply, so batch loops stay tight.
+/// Walks the message slots of a span in order, a block's run of
+/// contiguous message slots at a time, stepping over each block's stamp
+/// slot: batch loops then run over plain contiguous slots.
 #[derive(Debug)]
 struct SlotCursor {
+    /// The next message slot.
     next: *mut u8,
+    /// Message slots from `next` to its block's stamp slot; at least 1.
+    run: usize,
     first: *mut u8,
     end: *mut u8,
     stride: usize,
+    bm: usize,
 }
 
 impl SlotCursor {
@@ -84,19 +100,32 @@ impl SlotCursor {
         // SAFETY: `end` is one past the last slot, inside the page-rounded
         // slot region or at its end (`new`'s contract).
         let end = unsafe { raw.slots.add((raw.mask + 1) * raw.stride) };
-        Self { next: raw.slot(start), first: raw.slots, end, stride: raw.stride }
+        debug_assert!(start as usize & raw.bm != raw.bm, "spans start on a message slot");
+        let run = raw.bm - (start as usize & raw.bm);
+        Self { next: raw.slot(start), run, first: raw.slots, end, stride: raw.stride, bm: raw.bm }
     }
 
-    /// The current slot; then moves to the next one, wrapping at the end.
+    /// The next `n` message slots, contiguous, for the largest `n <= max`
+    /// (`max >= 1`) that stays in the current block: their first slot and
+    /// `n`. Moves past them, and past the block's stamp slot at its end.
     #[inline]
-    fn advance(&mut self) -> *mut u8 {
+    fn take(&mut self, max: usize) -> (*mut u8, usize) {
+        let n = self.run.min(max);
         let p = self.next;
-        // SAFETY: `p` is a slot start, so `p + stride` is at most `end`.
-        self.next = unsafe { p.add(self.stride) };
-        if self.next == self.end {
-            self.next = self.first;
+        self.run -= n;
+        // SAFETY: the `n` slots from `p` are message slots of one block, so
+        // `p + n * stride` is at most that block's stamp slot, before `end`.
+        self.next = unsafe { p.add(n * self.stride) };
+        if self.run == 0 {
+            // SAFETY: `next` is the block's stamp slot, so `next + stride`
+            // is at most `end` (the slot count is a multiple of the block).
+            self.next = unsafe { self.next.add(self.stride) };
+            if self.next == self.end {
+                self.next = self.first;
+            }
+            self.run = self.bm;
         }
-        p
+        (p, n)
     }
 }
 
@@ -121,19 +150,27 @@ impl ChannelView for RawChannel {
 
     #[inline]
     fn stamp(&self, index: u64) -> &AtomicU64 {
-        // SAFETY: the last 8 bytes of a slot (`layout.stamp_offset(index)`),
-        // inside the channel (`new`'s contract); they are 8-aligned (page-aligned
-        // base, stride and the stamp's place in the slot are multiples of
-        // 8). An AtomicU64 is valid for any bits; only the producer stores
-        // (atomically) and the consumer only loads, which is fine on its
-        // read-only mapping. No reference to a message ever covers a stamp:
-        // messages end at `slot_size`, before the stamp.
-        unsafe { &*self.slot(index).add(self.stride - STAMP_SIZE).cast::<AtomicU64>() }
+        // SAFETY: the first 8 bytes of the block's last slot
+        // (`layout.stamp_offset(index)`), inside the channel (`new`'s
+        // contract; a stride is at least 8 bytes); 8-aligned (page-aligned
+        // base, stride a multiple of 8). An AtomicU64 is valid for any bits;
+        // only the producer stores (atomically) and the consumer only loads,
+        // which is fine on its read-only mapping. No reference to a message
+        // ever covers a stamp: stamp slots are never handed out as message
+        // slots (spans and cursors step over them).
+        unsafe { &*self.slot(index | self.bm as u64).cast::<AtomicU64>() }
     }
 
     #[inline]
     fn prefetch(&self, index: u64) {
-        let p = self.slot(index);
+        prefetch_line(self.slot(index));
+    }
+}
+
+/// Asks for the cache line at `p` (inside the channel) to be loaded.
+#[inline]
+fn prefetch_line(p: *mut u8) {
+    {
         // SAFETY: a prefetch is only a hint: it never faults, writes nothing
         // and has no architectural effect (and `p` is inside the channel).
         #[cfg(target_arch = "x86_64")]
@@ -247,7 +284,7 @@ impl<T: Message> SendBatch<'_, T> {
         if i >= self.len() {
             return None;
         }
-        let p = self.sender.core.view().slot(self.span.start.wrapping_add(i as u64));
+        let p = self.sender.core.view().slot(self.sender.core.geometry().advance(self.span.start, i as u64));
         // SAFETY: the slot is inside the channel, aligned for T (base is
         // page-aligned, the slot stride and the page size are multiples of
         // align_of::<T>(), checked in `Sender::new`), at least size_of::<T>()
@@ -270,13 +307,20 @@ impl<T: Message> SendBatch<'_, T> {
     /// Writes `f(i)` into every reserved slot `i`, in order.
     #[inline]
     pub fn fill_with(&mut self, mut f: impl FnMut(usize) -> T) {
+        let stride = self.sender.core.view().stride;
         let mut cur = SlotCursor::new(self.sender.core.view(), self.span.start);
-        for i in 0..self.len() {
-            let v = f(i);
-            // SAFETY: the cursor yields the span's slots, each inside the
-            // channel, aligned, large enough and reserved for us (see
-            // `get_mut`); the write replaces bytes, never drops a T.
-            unsafe { cur.advance().cast::<T>().write(v) };
+        let (len, mut i) = (self.len(), 0);
+        while i < len {
+            let (p, n) = cur.take(len - i);
+            for k in 0..n {
+                let v = f(i + k);
+                // SAFETY: the cursor yields the span's slots (k < n of a
+                // contiguous run), each inside the channel, aligned, large
+                // enough and reserved for us (see `get_mut`); the write
+                // replaces bytes, never drops a T.
+                unsafe { p.add(k * stride).cast::<T>().write(v) };
+            }
+            i += n;
         }
     }
 
@@ -303,7 +347,7 @@ impl<T: Message> Index<usize> for SendBatch<'_, T> {
     #[inline]
     fn index(&self, i: usize) -> &T {
         assert!(i < self.len(), "slot {i} out of a batch of {}", self.len());
-        let p = self.sender.core.view().slot(self.span.start.wrapping_add(i as u64));
+        let p = self.sender.core.view().slot(self.sender.core.geometry().advance(self.span.start, i as u64));
         // SAFETY: as in `get_mut`, through a shared borrow.
         unsafe { &*p.cast::<T>() }
     }
@@ -385,13 +429,43 @@ impl<T: Message> Receiver<T> {
     }
 }
 
+/// The widest load the copy out of a slot uses: 16 bytes (SSE2 is part of
+/// the x86_64 baseline; an aarch64 `u128` load is one `ldp`).
+#[cfg(target_arch = "x86_64")]
+type Chunk = core::arch::x86_64::__m128i;
+#[cfg(not(target_arch = "x86_64"))]
+type Chunk = u128;
+const CHUNK: usize = size_of::<Chunk>();
+
 /// Copies the message out of the slot at `p`.
+///
+/// One volatile read of the whole `T`, done 16 bytes at a time when the
+/// slot allows: a volatile `T` of eight `u64`s is otherwise eight loads,
+/// and the load queue, not the line transfers, then limits how many
+/// messages a batch has in flight.
 ///
 /// # Safety
 /// `p` must be a slot of a live channel whose layout passed
 /// `check_message::<T>()`.
 #[inline]
 unsafe fn read_slot<T: Message>(p: *mut u8) -> T {
+    if size_of::<T>().is_multiple_of(CHUNK) && (p as usize).is_multiple_of(CHUNK) {
+        let mut out = MaybeUninit::<T>::uninit();
+        let dst = out.as_mut_ptr().cast::<u8>();
+        let mut i = 0;
+        while i < size_of::<T>() {
+            // SAFETY: `p + i` is inside the slot (i + 16 <= size_of::<T>(),
+            // which fits the slot) and 16-aligned (checked above); any bytes
+            // are a valid chunk. Volatile for the same reason as below, one
+            // load per chunk. The destination is our own local, written
+            // without alignment assumptions.
+            unsafe { dst.add(i).cast::<Chunk>().write_unaligned(ptr::read_volatile(p.add(i).cast::<Chunk>())) };
+            i += CHUNK;
+        }
+        // SAFETY: every byte of `out` was written above, and any bytes are a
+        // valid T (T: FromBytes).
+        return unsafe { out.assume_init() };
+    }
     // SAFETY: the slot is inside the channel, readable, aligned for T and at
     // least size_of::<T>() long (caller's contract and `check_message`), and
     // any bytes are a valid T. The read is volatile because a hostile
@@ -418,9 +492,28 @@ impl<T: Message> Iterator for RecvIter<'_, T> {
             return None;
         }
         self.left -= 1;
+        let (p, _) = self.cursor.take(1);
         // SAFETY: the cursor yields the batch's slots, which the borrow of the
         // batch keeps valid and unreleased.
-        Some(unsafe { read_slot(self.cursor.advance()) })
+        Some(unsafe { read_slot(p) })
+    }
+
+    /// A block's run at a time, so `for_each` and friends loop over
+    /// contiguous slots.
+    #[inline]
+    fn fold<B, F: FnMut(B, T) -> B>(mut self, init: B, mut f: F) -> B {
+        let mut acc = init;
+        let stride = self.cursor.stride;
+        while self.left > 0 {
+            let (p, n) = self.cursor.take(self.left as usize);
+            self.left -= n as u32;
+            for k in 0..n {
+                // SAFETY: as in `next`: slot k < n of a contiguous run of
+                // the batch's slots.
+                acc = f(acc, unsafe { read_slot(p.add(k * stride)) });
+            }
+        }
+        acc
     }
 
     #[inline]
@@ -457,7 +550,7 @@ impl<T: Message> RecvBatch<'_, T> {
         if i >= self.len() {
             return None;
         }
-        Some(self.receiver.read(self.span.start.wrapping_add(i as u64)))
+        Some(self.receiver.read(self.receiver.core.geometry().advance(self.span.start, i as u64)))
     }
 
     /// Copies of the messages in order.

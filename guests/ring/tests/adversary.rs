@@ -13,7 +13,7 @@ mod common;
 
 use common::{ChannelMem, Side};
 use hallows_ring::header::*;
-use hallows_ring::protocol::stamp_value;
+use hallows_ring::protocol::{stamp_value, Geometry};
 use hallows_ring::{ChannelLayout, Receiver, RingError, Sender};
 use proptest::prelude::*;
 
@@ -27,12 +27,13 @@ fn layout(slots_log2: u32) -> ChannelLayout {
 enum HostileProducer {
     SetHead(u64),
     BumpHead(u8),
-    /// Stamps the next `n` slots past the consumer's tail as published in
-    /// the epoch the consumer acknowledged (whatever their contents).
+    /// Stamps the blocks of the next `n` messages past the consumer's tail
+    /// as published in the epoch the consumer acknowledged (whatever their
+    /// contents).
     Publish(u8),
     /// A stamp of the acknowledged epoch that no honest producer can have
-    /// written (a later lap, or another slot's index) at the consumer's
-    /// next slot: must be reported.
+    /// written (a later lap, a stamp slot's index, or another block's) in
+    /// the block of the consumer's next message: must be reported.
     BadStamp(u32),
     SetStamp(u8, u64),
     SetEpoch(u64),
@@ -94,11 +95,13 @@ proptest! {
 
     #[test]
     fn honest_receiver_survives_hostile_producer(
-        slots_log2 in 0u32..6,
+        slots_log2 in 1u32..6,
         ops in proptest::collection::vec(hostile_producer(), 1..80),
     ) {
         let l = layout(slots_log2);
-        let cap = l.slot_count() as u64;
+        let g = Geometry::new(&l);
+        let cap = l.capacity() as u64;
+        let (slots, block) = (l.slot_count() as u64, l.block_slots() as u64);
         let mem = ChannelMem::new(l);
         let cons = l.consumer_header().offset;
         // A real producer initialises the header, then the adversary owns it.
@@ -120,8 +123,12 @@ proptest! {
                 HostileProducer::Publish(n) => {
                     let tail = mem.read_u64(cons + CONSUMER_TAIL_OFFSET);
                     let ack = mem.read_u64(cons + CONSUMER_PROD_EPOCH_ACK_OFFSET);
-                    hostile(&|| for k in 0..u64::from(n) % (cap + 1) {
-                        mem.write_u64(l.stamp_offset(tail + k), stamp_value(ack, tail + k));
+                    hostile(&|| {
+                        let mut i = tail;
+                        for _ in 0..u64::from(n) % (cap + 1) {
+                            mem.write_u64(l.stamp_offset(i), stamp_value(ack, i));
+                            i = g.next(i);
+                        }
                     });
                 }
                 HostileProducer::BadStamp(k) => {
@@ -129,10 +136,14 @@ proptest! {
                     if let Ok(b) = rx.recv_batch(cap as usize) { b.release(); }
                     let tail = mem.read_u64(cons + CONSUMER_TAIL_OFFSET);
                     let ack = mem.read_u64(cons + CONSUMER_PROD_EPOCH_ACK_OFFSET);
-                    let index = if cap > 1 && k % 2 == 1 {
-                        tail + 1 + u64::from(k / 2) % (cap - 1) // another slot's index
-                    } else {
-                        tail + cap * (1 + u64::from(k / 2) % 1000) // a later lap
+                    let blocks = slots / block;
+                    let index = match k % 3 {
+                        // Another block's message, in this lap.
+                        2 if blocks > 1 => g.block_start(tail) + block * (1 + u64::from(k / 3) % (blocks - 1)) + u64::from(k / 3) % (block - 1),
+                        // The block's stamp slot.
+                        1 => tail | (block - 1),
+                        // A later lap.
+                        _ => tail + slots * (1 + u64::from(k / 3) % 1000),
                     };
                     hostile(&|| mem.write_u64(l.stamp_offset(tail), stamp_value(ack, index)));
                     let synced = ack != 0 && mem.read_u64(PRODUCER_EPOCH_OFFSET) == ack;
@@ -176,11 +187,11 @@ proptest! {
 
     #[test]
     fn honest_sender_survives_hostile_consumer(
-        slots_log2 in 0u32..6,
+        slots_log2 in 1u32..6,
         ops in proptest::collection::vec(hostile_consumer(), 1..80),
     ) {
         let l = layout(slots_log2);
-        let cap = l.slot_count() as u64;
+        let cap = l.capacity() as u64;
         let mem = ChannelMem::new(l);
         let cons = l.consumer_header().offset;
         let s = l.slots();
@@ -261,7 +272,7 @@ proptest! {
     /// messages arrive in order, and none is lost unless a restart happened.
     #[test]
     fn honest_peers_with_restarts(
-        slots_log2 in 0u32..5,
+        slots_log2 in 1u32..5,
         ops in proptest::collection::vec(prop_oneof![
             6 => (1u8..40).prop_map(Honest::Send),
             6 => (1u8..40).prop_map(Honest::Recv),

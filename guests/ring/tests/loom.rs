@@ -22,6 +22,8 @@ struct Shared {
     c: ConsumerHeader,
     slots: Vec<UnsafeCell<u64>>,
     stamps: Vec<AtomicU64>,
+    /// `block_slots - 1`.
+    bm: usize,
 }
 
 #[derive(Clone)]
@@ -35,7 +37,9 @@ impl ChannelView for View {
         &self.0.c
     }
     fn stamp(&self, index: u64) -> &AtomicU64 {
-        &self.0.stamps[index as usize & (self.0.stamps.len() - 1)]
+        // The block's stamp slot; the message cells of stamp slots are
+        // never used.
+        &self.0.stamps[(index as usize | self.0.bm) & (self.0.stamps.len() - 1)]
     }
 }
 
@@ -43,9 +47,11 @@ impl View {
     fn new(layout: &ChannelLayout) -> Self {
         let slots = (0..layout.slot_count()).map(|_| UnsafeCell::new(0)).collect();
         let stamps = (0..layout.slot_count()).map(|_| AtomicU64::new(0)).collect();
-        View(Arc::new(Shared { p: ProducerHeader::new(), c: ConsumerHeader::new(), slots, stamps }))
+        let bm = layout.block_slots() - 1;
+        View(Arc::new(Shared { p: ProducerHeader::new(), c: ConsumerHeader::new(), slots, stamps, bm }))
     }
     fn write(&self, index: u64, v: u64) {
+        assert_ne!(index as usize & self.0.bm, self.0.bm, "a stamp slot never carries a message");
         let i = index as usize & (self.0.slots.len() - 1);
         // SAFETY: loom checks that no access to this cell races with this one.
         self.0.slots[i].with_mut(|p| unsafe { *p = v });
@@ -65,7 +71,7 @@ fn send_all(tx: &mut ProducerCore<View>, values: &[u64], batch: u32) {
             Ok(span) => {
                 let n = (span.len as usize).min(values.len() - i);
                 for k in 0..n {
-                    tx.view().write(span.start + k as u64, values[i + k]);
+                    tx.view().write(tx.geometry().advance(span.start, k as u64), values[i + k]);
                 }
                 tx.commit(n as u32);
                 i += n;
@@ -84,12 +90,14 @@ fn model(f: impl Fn() + Sync + Send + 'static) {
     b.check(f);
 }
 
-/// Steady state: three messages through a two-slot ring (so it wraps and
-/// fills), batches on both sides; values arrive in order and intact.
+/// Steady state: three messages through a ring of two messages (so it wraps
+/// and fills), batches on both sides; values arrive in order and intact.
 #[test]
 fn transfer_wraps_in_order() {
     model(|| {
-        let layout = ChannelLayout::new(8, 2).unwrap();
+        // Two blocks of two slots (one message and the stamp each), so a
+        // batch stamps two blocks.
+        let layout = ChannelLayout::new(32, 4).unwrap();
         let view = View::new(&layout);
         let mut tx = ProducerCore::attach(view.clone(), &layout);
         let mut rx = ConsumerCore::attach(view.clone(), &layout);
@@ -99,7 +107,7 @@ fn transfer_wraps_in_order() {
             match rx.peek(2) {
                 Ok(span) => {
                     for k in 0..span.len {
-                        assert_eq!(rx.view().read(span.start + u64::from(k)), next);
+                        assert_eq!(rx.view().read(rx.geometry().advance(span.start, u64::from(k))), next);
                         next += 1;
                     }
                     rx.release(span.len);
@@ -118,7 +126,7 @@ fn transfer_wraps_in_order() {
 #[test]
 fn producer_restart_resynchronises() {
     model(|| {
-        let layout = ChannelLayout::new(8, 1).unwrap();
+        let layout = ChannelLayout::new(8, 2).unwrap();
         let view = View::new(&layout);
         let mut tx = ProducerCore::attach(view.clone(), &layout);
         let mut rx = ConsumerCore::attach(view.clone(), &layout);
@@ -157,7 +165,7 @@ fn producer_restart_resynchronises() {
 #[test]
 fn consumer_restart_resynchronises() {
     model(|| {
-        let layout = ChannelLayout::new(8, 2).unwrap();
+        let layout = ChannelLayout::new(32, 4).unwrap();
         let view = View::new(&layout);
         let mut tx = ProducerCore::attach(view.clone(), &layout);
         let mut rx = ConsumerCore::attach(view.clone(), &layout);
@@ -168,7 +176,7 @@ fn consumer_restart_resynchronises() {
                     Ok(span) => {
                         let n = u64::from(span.len).min(3 - sent);
                         for k in 0..n {
-                            tx.view().write(span.start + k, 100 + sent + k);
+                            tx.view().write(tx.geometry().advance(span.start, k), 100 + sent + k);
                         }
                         tx.commit(n as u32);
                         sent += n;
@@ -185,7 +193,7 @@ fn consumer_restart_resynchronises() {
         match rx.peek(2) {
             Ok(span) => {
                 for k in 0..span.len {
-                    first.push(rx.view().read(span.start + u64::from(k)));
+                    first.push(rx.view().read(rx.geometry().advance(span.start, u64::from(k))));
                 }
             }
             Err(RingError::Empty) => {}
@@ -199,7 +207,7 @@ fn consumer_restart_resynchronises() {
             match rx.peek(2) {
                 Ok(span) => {
                     for k in 0..span.len {
-                        got.push(rx.view().read(span.start + u64::from(k)));
+                        got.push(rx.view().read(rx.geometry().advance(span.start, u64::from(k))));
                     }
                     rx.release(span.len);
                 }

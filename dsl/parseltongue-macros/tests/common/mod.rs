@@ -12,7 +12,7 @@ use hallows_ring::{ChannelLayout, Message, Receiver, Sender};
 #[derive(Default)]
 pub struct Bus {
     channels: RefCell<HashMap<String, (NonNull<u8>, ChannelLayout)>>,
-    /// Slots per channel created from now on.
+    /// Messages each channel created from now on holds at least.
     pub slots: usize,
     taken: RefCell<Vec<(String, bool)>>,
 }
@@ -25,7 +25,13 @@ impl Bus {
     fn memory<T: Message>(&self, name: &str) -> (NonNull<u8>, ChannelLayout) {
         let slots = self.slots;
         *self.channels.borrow_mut().entry(name.to_owned()).or_insert_with(|| {
-            let layout = ChannelLayout::for_message::<T>(slots).expect("layout");
+            // The fewest slots (a power of two) whose ring holds `slots`
+            // messages: one slot per block carries the block's stamp.
+            let mut n = slots.next_power_of_two().max(2);
+            while ChannelLayout::for_message::<T>(n).expect("layout").capacity() < slots {
+                n *= 2;
+            }
+            let layout = ChannelLayout::for_message::<T>(n).expect("layout");
             let alloc = std::alloc::Layout::from_size_align(layout.total_size(), 4096).unwrap();
             // SAFETY: non-zero size; the memory is zeroed and deliberately
             // leaked, so it stays valid for every endpoint made from it.
