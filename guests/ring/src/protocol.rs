@@ -566,15 +566,15 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// Extends the validated run towards `want` (<= capacity) messages past
     /// `tail` and returns its length; called only when the run is shorter.
     ///
-    /// Reads block stamps from the first unvalidated message on, one block
-    /// at a time, until the run covers `want` or a block is not published to
-    /// its end. A block's messages are accepted only through what its stamp,
-    /// exactly of the producer's epoch and this lap, says is published; the
-    /// loop is bounded by `want` and the ring, never by a peer value, and
-    /// the run never reaches past the block `tail` is in, a ring on. Each
-    /// stamp read is of a line the batch reads anyway when messages are
-    /// small (the stamp shares its block's line), so validation costs no
-    /// transfer of its own; one read per 31 messages when they are large.
+    /// Reads the stamp of the block of the first unvalidated message, and,
+    /// if that block is published to its end and more is wanted, the stamp
+    /// of one block further on (see `probe`). A block's messages are
+    /// accepted only through what its stamp, exactly of the producer's epoch
+    /// and this lap, says is published; at most two stamps are read, and
+    /// the run never reaches past the block `tail` is in, a ring on,
+    /// whatever the stamps claim. For small messages the first stamp shares
+    /// its block's line with the messages, so that read is one the batch
+    /// needs anyway.
     #[inline]
     fn scan(&mut self, want: u64) -> u64 {
         let geo = self.geo;
@@ -611,22 +611,11 @@ impl<V: ChannelView> ConsumerCore<V> {
                     next = geo.next(far);
                     self.probe = (self.probe * 2).min(geo.capacity);
                 } else {
+                    // Not that far yet: take the first block's run now
+                    // rather than walk the blocks the producer may still be
+                    // writing (each stamp read there would pull a line it
+                    // is about to write again).
                     self.probe = (self.probe / 2).max(PROBE);
-                    // One block at a time. The next block's address comes
-                    // from `next`, not from the stamp just loaded, so the
-                    // CPU can fetch the following stamps while this one is
-                    // still on its way.
-                    while let Some(last) = geo.published(self.view.stamp(next).load(Relaxed), epoch, next) {
-                        let end = geo.block_last(next);
-                        if last != end {
-                            next = geo.next(last);
-                            break;
-                        }
-                        next = end.wrapping_add(2);
-                        if geo.between(self.tail, next) >= want {
-                            break;
-                        }
-                    }
                 }
             }
         }
@@ -993,11 +982,14 @@ mod tests {
         tx.commit(28);
         assert_eq!(h.stamps[15].load(SeqCst), stamp_value(e, 14));
         // The probe (the block of the last message wanted) is not stamped:
-        // block by block, and a block whose stamp is missing ends the run.
+        // the first block's run only, and a block whose stamp is missing
+        // ends the run.
         h.stamps[15].store(0, SeqCst);
         h.stamps[31].store(0, SeqCst);
         assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 7 });
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 7 });
         h.stamps[15].store(stamp_value(e, 14), SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 14 });
         assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 21 });
         h.stamps[31].store(stamp_value(e, 30), SeqCst);
         assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 28 });
@@ -1028,6 +1020,7 @@ mod tests {
         tx.reserve(21).unwrap();
         tx.commit(10); // 32..=38 | 40 41 42
         h.stamps[31].store(stamp_value(e, 62 + 32 * 5), SeqCst);
+        assert_eq!(rx.peek(21).unwrap(), Span { start: 32, len: 7 });
         assert_eq!(rx.peek(21).unwrap(), Span { start: 32, len: 10 });
     }
 

@@ -318,7 +318,7 @@ impl<T: Message> SendBatch<'_, T> {
                 // contiguous run), each inside the channel, aligned, large
                 // enough and reserved for us (see `get_mut`); the write
                 // replaces bytes, never drops a T.
-                unsafe { p.add(k * stride).cast::<T>().write(v) };
+                unsafe { write_slot(p.add(k * stride), v) };
             }
             i += n;
         }
@@ -436,6 +436,29 @@ type Chunk = core::arch::x86_64::__m128i;
 #[cfg(not(target_arch = "x86_64"))]
 type Chunk = u128;
 const CHUNK: usize = size_of::<Chunk>();
+
+/// Writes `v` into the slot at `p`, 16 bytes at a time when the slot
+/// allows.
+///
+/// # Safety
+/// `p` must be a slot reserved by this producer in a live channel whose
+/// layout passed `check_message::<T>()`.
+#[inline(always)]
+unsafe fn write_slot<T: Message>(p: *mut u8, v: T) {
+    if size_of::<T>().is_multiple_of(CHUNK) && (p as usize).is_multiple_of(CHUNK) {
+        let src = (&raw const v).cast::<u8>();
+        let mut i = 0;
+        while i < size_of::<T>() {
+            // SAFETY: `src + i` lies inside `v`; `p + i` inside the slot and
+            // 16-aligned (checked above).
+            unsafe { p.add(i).cast::<Chunk>().write(src.add(i).cast::<Chunk>().read_unaligned()) };
+            i += CHUNK;
+        }
+        return;
+    }
+    // SAFETY: the caller's contract: a reserved, aligned slot of the channel.
+    unsafe { p.cast::<T>().write(v) }
+}
 
 /// Copies the message out of the slot at `p`.
 ///
