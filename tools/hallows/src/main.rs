@@ -175,6 +175,12 @@ fn build_image(manifest: &Path, output: Option<PathBuf>) -> Result<(vmm_config::
             anyhow::bail!("{} is not a valid manifest", manifest.display());
         }
     };
+    // The same service-spec cross-check as `hallows check`: a system whose
+    // two ends of a channel disagree is never built.
+    if let Err(diags) = parseltongue::manifest::check_manifest(&sys, manifest) {
+        eprint!("{diags}");
+        anyhow::bail!("{}: its service specs do not match the manifest", manifest.display());
+    }
     let mut guests: Vec<String> = sys.partitions.iter().map(|p| p.guest.clone()).collect();
     guests.sort();
     guests.dedup();

@@ -82,3 +82,13 @@ fn schema_is_json_describing_partitions() {
     assert!(out.trim_start().starts_with('{'));
     assert!(out.contains("\"partition\""));
 }
+
+#[test]
+fn build_refuses_a_system_whose_specs_disagree_before_building() {
+    let (code, _, err) = hallows(&["build", "tests/specs/systems/mismatch.toml"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("the two ends of channel \"requests\" disagree on the message type"), "{err}");
+    assert!(err.contains("its service specs do not match the manifest"), "{err}");
+    // Refused before any build step ran or any image was written.
+    assert!(!err.contains("Compiling"), "{err}");
+}
