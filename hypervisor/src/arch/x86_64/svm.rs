@@ -447,18 +447,33 @@ fn take_interrupts() {
 
 /// The boot vCPU executed `hlt` with interrupts on: sleeps until a doorbell
 /// is queued for it.
+///
+/// The partition's pending word (`partition::deliver_doorbells`), not the
+/// IPI, says whether a doorbell waits: the IPI only wakes this core. So the
+/// word is collected before every halt, not only after a wake-up. This is
+/// needed under QEMU TCG (7.2), which can lose an IPI's wake-up: the sender's
+/// APIC write flags this vCPU with `cpu_interrupt(CPU_INTERRUPT_POLL)` under
+/// QEMU's global lock, while `vmrun` with `V_IRQ` set (an interrupt window
+/// asked for by `inject`) does `interrupt_request |= CPU_INTERRUPT_VIRQ`
+/// without it; when the two race, the POLL flag is overwritten, the vector
+/// stays in the APIC's IRR and this vCPU never looks at it (seen at the
+/// hang: halted here with IF and GIF set, IRR 0xF0, PPR 0, the pending bit
+/// set and the sender coalescing every later ring onto it). An IPI can be
+/// lost that way only while this core executes `vmrun`, so its bit was set
+/// before the next `idle` and the check below collects it; a bit set after
+/// the check sends an IPI that reaches this core here, outside `vmrun`, and
+/// ends the `hlt`. The stranded IRR bit is harmless: the next IPI makes
+/// QEMU poll the APIC again and it costs one spurious wake-up.
 fn idle(core: usize) {
-    // Doorbells already pending for this partition are collected before
-    // halting. Without this, the 1M-message doorbell test still hangs about
-    // 1 run in 5 under QEMU with a pending bit and no pending IPI; where
-    // that IPI goes is not yet understood (see the session notes).
-    crate::partition::deliver_doorbells(core);
-    while !guest::doorbell_queued(core) {
+    loop {
+        crate::partition::deliver_doorbells(core);
+        if guest::doorbell_queued(core) {
+            return;
+        }
         // SAFETY: as `take_interrupts`, but halting until an interrupt
         // (`sti` delays interrupts by one instruction, so one arriving
         // before `hlt` still wakes it).
         unsafe { core::arch::asm!("stgi", "sti", "hlt", "cli", "clgi", options(nostack)) };
-        crate::partition::deliver_doorbells(core);
     }
 }
 
