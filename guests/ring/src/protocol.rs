@@ -90,6 +90,8 @@ pub struct Geometry {
     capacity: u64,
     /// Slots, stamp slots included.
     slots: u64,
+    /// A block is one line: its stamp shares the line with its messages.
+    line_blocks: bool,
 }
 
 impl Geometry {
@@ -103,6 +105,7 @@ impl Geometry {
             shift: block.trailing_zeros(),
             capacity: layout.capacity() as u64,
             slots: layout.slot_count() as u64,
+            line_blocks: layout.slot_stride() * 2 <= crate::layout::LINE,
         }
     }
 
@@ -451,6 +454,8 @@ pub struct ConsumerCore<V> {
     epoch: u64,
     /// How far past `tail` the next scan probes for a published run.
     probe: u64,
+    /// The last scan found nothing at `tail` and an impossible stamp there.
+    bad_stamp: bool,
     /// The tail last stored to our header: `tail` minus the released
     /// messages not yet handed back.
     told: u64,
@@ -478,6 +483,7 @@ impl<V: ChannelView> ConsumerCore<V> {
             prod_epoch: 0,
             epoch,
             probe: PROBE,
+            bad_stamp: false,
             told: 0,
             lazy: (layout.capacity() as u64 / 4).max(1),
         };
@@ -586,8 +592,25 @@ impl<V: ChannelView> ConsumerCore<V> {
         }
         let epoch = self.prod_epoch;
         let mut next = self.cached_head;
+        self.bad_stamp = false;
+        if want > 1 && geo.line_blocks && self.view.producer_header().head.load(Relaxed) == next {
+            // A batch reader of small messages first looks at `head`, on a
+            // line of its own, as a hint: if the producer has not moved it,
+            // there is nothing new, and the line the producer may be filling
+            // right now (its stamp shares the line with the messages) is
+            // left alone: reading it would take it away from the producer
+            // mid-batch. A single-message reader skips this and polls the
+            // stamp, so a message arriving costs it one line, not two; so
+            // do large messages, whose stamp has a line of its own anyway.
+            // `head` is only ever a hint: nothing is accepted without its
+            // stamp.
+            return geo.between(self.tail, next);
+        }
         self.view.prefetch(next);
-        let Some(last) = geo.published(self.view.stamp(next).load(Relaxed), epoch, next) else {
+        let first = self.view.stamp(next).load(Relaxed);
+        let Some(last) = geo.published(first, epoch, next) else {
+            // Nothing new; `idle` reports an impossible stamp at `tail`.
+            self.bad_stamp = next == self.tail && self.impossible(first);
             return geo.between(self.tail, next);
         };
         let end = geo.block_last(next);
@@ -660,26 +683,30 @@ impl<V: ChannelView> ConsumerCore<V> {
                 Err(e) => e,
             };
         }
-        if self.prod_epoch != 0 {
-            let s = self.view.stamp(self.tail).load(Relaxed);
-            // A stamp of another epoch is an old incarnation's (or never
-            // written): not yet. Of ours, the honest values name a message
-            // of this block: at or after `tail` (published since we looked),
-            // or before it, in this lap or an earlier one. A later lap, a
-            // slot of another block or the stamp slot itself cannot happen.
-            if s & TAG_MASK == stamp_value(self.prod_epoch, 0) & TAG_MASK
-                && self.geo.published(s, self.prod_epoch, self.tail).is_none()
-            {
-                let c = u64::from((s as u32).wrapping_sub(1));
-                let behind = (self.tail as u32).wrapping_sub(s as u32); // tail - 1 - c
-                let ring = self.geo.slots - 1;
-                let same_block = (c & ring & !self.geo.bm) == (self.tail & ring & !self.geo.bm);
-                if behind >= 1 << 31 || !same_block || self.geo.is_stamp_slot(c) {
-                    return RingError::Corrupt;
-                }
-            }
+        if self.prod_epoch != 0 && self.bad_stamp {
+            return RingError::Corrupt;
         }
         RingError::Empty
+    }
+
+    /// Whether `s`, read as the stamp of `tail`'s block while nothing is
+    /// published at `tail`, is one no honest producer can have written. A
+    /// stamp of another epoch is an old incarnation's (or never written):
+    /// not yet. Of ours, the honest values name a message of this block: at
+    /// or after `tail` (published since we looked), or before it, in this
+    /// lap or an earlier one. A later lap, a slot of another block or the
+    /// stamp slot itself cannot happen.
+    fn impossible(&self, s: u64) -> bool {
+        if s & TAG_MASK != stamp_value(self.prod_epoch, 0) & TAG_MASK
+            || self.geo.published(s, self.prod_epoch, self.tail).is_some()
+        {
+            return false;
+        }
+        let c = u64::from((s as u32).wrapping_sub(1));
+        let behind = (self.tail as u32).wrapping_sub(s as u32); // tail - 1 - c
+        let ring = self.geo.slots - 1;
+        let same_block = (c & ring & !self.geo.bm) == (self.tail & ring & !self.geo.bm);
+        behind >= 1 << 31 || !same_block || self.geo.is_stamp_slot(c)
     }
 
     /// Consumes the first `n` messages of the last peek (clamped to its
@@ -932,12 +959,20 @@ mod tests {
         // of the other block, the stamp slot.
         for bad in [1 + 8, 4u64.wrapping_sub(8), 3u64.wrapping_sub(8), 3, 5] {
             h.stamps[3].store(stamp_value(e, bad), SeqCst);
+            assert_eq!(rx.peek(1), Err(RingError::Corrupt), "stamp for index {bad}");
+            // A batch reader looks at the stamp only once `head` moves.
+            assert_eq!(rx.peek(8), Err(RingError::Empty), "stamp for index {bad}");
+            h.p.head.store(2, SeqCst);
             assert_eq!(rx.peek(8), Err(RingError::Corrupt), "stamp for index {bad}");
+            h.p.head.store(1, SeqCst);
         }
         // Earlier in this lap, an earlier lap, another epoch: not yet.
         for old in [stamp_value(e, 0), stamp_value(e, 1u64.wrapping_sub(8)), stamp_value(e + 1, 1), u64::MAX] {
             h.stamps[3].store(old, SeqCst);
+            assert_eq!(rx.peek(1), Err(RingError::Empty), "stamp {old:#x}");
+            h.p.head.store(2, SeqCst);
             assert_eq!(rx.peek(8), Err(RingError::Empty), "stamp {old:#x}");
+            h.p.head.store(1, SeqCst);
         }
         // State kept: the real message still arrives.
         h.stamps[3].store(0, SeqCst);

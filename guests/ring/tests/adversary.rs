@@ -147,6 +147,13 @@ proptest! {
                     };
                     hostile(&|| mem.write_u64(l.stamp_offset(tail), stamp_value(ack, index)));
                     let synced = ack != 0 && mem.read_u64(PRODUCER_EPOCH_OFFSET) == ack;
+                    // A single-message read always looks at the stamp.
+                    let r = rx.try_recv().map(|_| ());
+                    if synced {
+                        prop_assert_eq!(r, Err(RingError::Corrupt));
+                    }
+                    // A batch read looks once `head` says there is more.
+                    hostile(&|| mem.write_u64(PRODUCER_HEAD_OFFSET, tail.wrapping_add(1)));
                     let r = rx.recv_batch(cap as usize + 1).map(|b| b.len());
                     if synced {
                         prop_assert_eq!(r, Err(RingError::Corrupt));
