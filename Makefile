@@ -11,7 +11,7 @@ HALLOWS = $(CARGO) run --quiet --package hallows --
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom check inspect build sim clean
+.PHONY: all deps run test loom lint check inspect build sim clean
 
 all: test
 
@@ -32,6 +32,7 @@ deps:
 		echo "$$installed" | grep -qx "$$t" || rustup target add "$$t"; \
 	done
 	@rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src llvm-tools
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
@@ -47,10 +48,22 @@ inspect:
 	$(HALLOWS) inspect $(MANIFEST)
 
 # Host tests (every portable crate), the QEMU and Bochs integration tests,
-# and the loom models of the channel protocol.
+# the loom models of the channel protocol, and clippy (which enforces a
+# SAFETY comment on every unsafe block).
 test: deps
 	$(CARGO) test
 	$(MAKE) --no-print-directory loom
+	$(MAKE) --no-print-directory lint
+
+# Clippy, warnings as errors: the host crates, then the hypervisor and the
+# guest runtime for each bare-metal target, into their own target directory.
+lint:
+	CARGO_TARGET_DIR=target/clippy $(CARGO) clippy --all-targets -- -D warnings
+	for t in x86_64-unknown-none aarch64-unknown-none-softfloat; do \
+		for p in hallows-hv hallows-rt; do \
+			CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p $$p --target $$t -- -D warnings || exit 1; \
+		done; \
+	done
 
 # Loom model-checks the ring protocol; its own target directory keeps the
 # --cfg loom build from invalidating the normal one.

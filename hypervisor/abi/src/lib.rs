@@ -155,7 +155,7 @@ pub fn decode(regs: [u64; 6]) -> Result<Hypercall, Error> {
         psci::AFFINITY_INFO_32 => Hypercall::Psci(PsciCall::AffinityInfo { target: x1 & 0xffff_ffff, level: x2 & 0xffff_ffff }),
         psci::SYSTEM_OFF => Hypercall::Psci(PsciCall::SystemOff),
         psci::SYSTEM_RESET => Hypercall::Psci(PsciCall::SystemReset),
-        f if (0x8400_0000..=0x8400_001f).contains(&f) || (0xC400_0000..=0xC400_001f).contains(&f) => {
+        f if (0x8400_0000..=0x8400_001F).contains(&f) || (0xC400_0000..=0xC400_001F).contains(&f) => {
             Hypercall::Psci(PsciCall::Other { function: f })
         }
         _ => return Err(Error::NotSupported),

@@ -145,7 +145,7 @@ impl<F: Format> PageTable<F> {
         size: u64,
         attr: Attr,
     ) -> Result<(), MapError> {
-        if size == 0 || input % PAGE_SIZE != 0 || output % PAGE_SIZE != 0 || size % PAGE_SIZE != 0 {
+        if size == 0 || !input.is_multiple_of(PAGE_SIZE) || !output.is_multiple_of(PAGE_SIZE) || !size.is_multiple_of(PAGE_SIZE) {
             return Err(MapError::Misaligned);
         }
         let end = input.checked_add(size).ok_or(MapError::OutOfRange)?;
@@ -202,7 +202,7 @@ impl<F: Format> PageTable<F> {
             let chunk_end = ((addr / span + 1) * span).min(end);
             let out = oa + (addr - start);
             let idx = index_at(F::LEVELS, level, addr);
-            let whole = addr % span == 0 && chunk_end - addr == span && out % span == 0;
+            let whole = addr.is_multiple_of(span) && chunk_end - addr == span && out.is_multiple_of(span);
             match F::leaf(out, level, attr) {
                 Some(leaf) if whole => mem.write(table, idx, leaf),
                 None if level + 1 == F::LEVELS => return Err(MapError::BadAttr),

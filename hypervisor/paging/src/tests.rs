@@ -107,7 +107,7 @@ fn rejects_out_of_range_and_bad_attributes() {
     let span = PageTable::<Stage2>::INPUT_SPAN;
     assert_eq!(span, 1 << 39);
     assert_eq!(t.map(&mut mem, span - 0x1000, 0, 0x2000, Attr::RW), Err(MapError::OutOfRange));
-    assert_eq!(t.map(&mut mem, u64::MAX & !0xfff, 0, 0x2000, Attr::RW), Err(MapError::OutOfRange));
+    assert_eq!(t.map(&mut mem, !0xfff_u64, 0, 0x2000, Attr::RW), Err(MapError::OutOfRange));
     let write_only = Attr { read: false, write: true, exec: false, kind: MemKind::Normal };
     assert_eq!(t.map(&mut mem, 0x1000, 0, 0x1000, write_only), Err(MapError::BadAttr));
 }

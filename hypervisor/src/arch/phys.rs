@@ -43,7 +43,7 @@ impl TablePool {
     fn check(table: u64, index: usize) -> *mut u64 {
         let base = POOL.0.get() as u64;
         assert!(
-            index < ENTRIES && table >= base && table < base + (POOL_PAGES as u64) * PAGE_SIZE && table % PAGE_SIZE == 0,
+            index < ENTRIES && table >= base && table < base + (POOL_PAGES as u64) * PAGE_SIZE && table.is_multiple_of(PAGE_SIZE),
             "table address outside the pool"
         );
         (table as *mut u64).wrapping_add(index)

@@ -191,7 +191,7 @@ fn partition(
                 loadable.base + loadable.size
             );
         }
-        while blobs.len() % 16 != 0 {
+        while !blobs.len().is_multiple_of(16) {
             blobs.push(0);
         }
         *slot = Segment {

@@ -20,7 +20,7 @@ const FDT_MAGIC: u32 = 0xd00d_feed;
 /// Reads the DTB at physical `dtb`, which must lie inside `ram` (the board's
 /// RAM as the system table gives it; EL2 maps all of it).
 pub fn read(dtb: u64, ram: &[MemRange]) -> Result<DtFacts, &'static str> {
-    if dtb == 0 || dtb % 8 != 0 {
+    if dtb == 0 || !dtb.is_multiple_of(8) {
         return Err("no device tree was passed in x0");
     }
     let header = MemRange { base: dtb, size: 8 };

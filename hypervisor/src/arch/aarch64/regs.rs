@@ -24,6 +24,7 @@ pub mod hcr {
 /// VTCR_EL2: 4 KiB granule, 39-bit IPA starting at level 1 (three levels,
 /// matching `hallows_paging::Stage2`), write-back inner-shareable walks,
 /// 40-bit PA.
+#[allow(clippy::identity_op)] // TG0 = 0b00 is spelled out with the other fields
 pub const VTCR: u64 = (1 << 31) // RES1
     | (0b010 << 16) // PS: 40 bits
     | (0b00 << 14) // TG0: 4 KiB
