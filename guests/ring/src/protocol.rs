@@ -1,9 +1,9 @@
-//! The channel protocol: per-slot publication stamps, free-running indices,
-//! cached peer index, restart epochs, and validation of everything the peer
-//! writes.
+//! The channel protocol: one publication stamp per block of slots,
+//! free-running indices, cached peer index, restart epochs, and validation
+//! of everything the peer writes.
 //!
 //! This module is safe code over a [`ChannelView`] (two header references
-//! and the slots' stamps), so the same logic runs on real shared memory, on
+//! and the blocks' stamps), so the same logic runs on real shared memory, on
 //! heap memory in host tests and under loom. It deals in indices ([`Span`]s)
 //! and stamps only; moving message bytes in and out of the slots a span
 //! names is the caller's job (`shm` does it for real memory, the loom models
@@ -20,7 +20,7 @@ use crate::sync::Ordering::{Acquire, Relaxed, Release};
 use crate::sync::{fence, AtomicU64};
 use crate::RingError;
 
-/// Access to the two header pages and the slot stamps of one channel.
+/// Access to the two header pages and the block stamps of one channel.
 ///
 /// Implemented by the raw shared-memory binding and by test harnesses. The
 /// protocol only ever stores to the header of its own side, and only the
@@ -30,7 +30,8 @@ pub trait ChannelView {
     fn producer_header(&self) -> &ProducerHeader;
     /// Page 1, written by the consumer.
     fn consumer_header(&self) -> &ConsumerHeader;
-    /// The publication stamp of the slot of free-running index `index`
+    /// The publication stamp of the block that the slot of free-running
+    /// index `index` belongs to: the first 8 bytes of the block's last slot
     /// (the implementation masks the index with the slot count).
     fn stamp(&self, index: u64) -> &AtomicU64;
     /// A hint that the message of slot `index` may be read soon, issued
