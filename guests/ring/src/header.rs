@@ -25,9 +25,11 @@ pub const HOT_LINE: usize = 128;
 
 /// Page 0 of a channel: written by the producer, read by the consumer.
 ///
-/// `head`, written on every commit, has a 128-byte line to itself; the
-/// consumer reads it only when it (re)synchronises, never on the data path
-/// (it polls the slots' stamps), so the line stays in the producer's cache.
+/// `head`, written on every commit, has a 128-byte line to itself. A
+/// single-message reader never reads it on the data path (it polls the
+/// blocks' stamps); a batch reader of small messages reads it as a hint
+/// before touching a slot line, like any SPSC ring's index; every consumer
+/// reads it when it (re)synchronises.
 /// The cold fields (epoch, acknowledgement, geometry) change only on
 /// restarts, so the consumer keeps them cached and checking them costs no
 /// coherence traffic.

@@ -174,6 +174,7 @@ impl Geometry {
     /// after `index`); `None` for anything else.
     #[inline]
     fn published(&self, s: u64, epoch: u64, index: u64) -> Option<u64> {
+        debug_assert!(!self.is_stamp_slot(index), "callers pass message indices");
         // The stamp names its last published index c by (c + 1) mod 2^32;
         // d = c - index (mod 2^32) must reach no further than the block's
         // last message.
@@ -347,7 +348,8 @@ impl<V: ChannelView> ProducerCore<V> {
         // Before the stamps (ordered by the Release below): a consumer that
         // received any of these messages happens-after this store, so a
         // restarted consumer, which starts at `head`, never starts behind
-        // what its previous incarnation consumed. Nobody polls `head`.
+        // what its previous incarnation consumed. Batch readers poll `head`
+        // only as a hint (see `ConsumerCore::scan`).
         self.view.producer_header().head.store(self.head, Relaxed);
         if n == 1 {
             // Release: the message (and `head`) are visible to a consumer

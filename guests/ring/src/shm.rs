@@ -163,14 +163,7 @@ impl ChannelView for RawChannel {
 
     #[inline]
     fn prefetch(&self, index: u64) {
-        prefetch_line(self.slot(index));
-    }
-}
-
-/// Asks for the cache line at `p` (inside the channel) to be loaded.
-#[inline]
-fn prefetch_line(p: *mut u8) {
-    {
+        let p = self.slot(index);
         // SAFETY: a prefetch is only a hint: it never faults, writes nothing
         // and has no architectural effect (and `p` is inside the channel).
         #[cfg(target_arch = "x86_64")]
@@ -449,8 +442,9 @@ unsafe fn write_slot<T: Message>(p: *mut u8, v: T) {
         let src = (&raw const v).cast::<u8>();
         let mut i = 0;
         while i < size_of::<T>() {
-            // SAFETY: `src + i` lies inside `v`; `p + i` inside the slot and
-            // 16-aligned (checked above).
+            // SAFETY: `src + i` lies inside `v`, whose bytes are all
+            // initialised (T: IntoBytes has no padding); `p + i` is inside
+            // the reserved slot and 16-aligned (checked above).
             unsafe { p.add(i).cast::<Chunk>().write(src.add(i).cast::<Chunk>().read_unaligned()) };
             i += CHUNK;
         }

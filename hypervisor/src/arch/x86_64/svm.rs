@@ -451,7 +451,8 @@ fn take_interrupts() {
 /// The partition's pending word (`partition::deliver_doorbells`), not the
 /// IPI, says whether a doorbell waits: the IPI only wakes this core. So the
 /// word is collected before every halt, not only after a wake-up. This is
-/// needed under QEMU TCG (7.2), which can lose an IPI's wake-up: the sender's
+/// needed under QEMU TCG (7.2), which can lose an IPI's wake-up, most likely
+/// (read from QEMU's source, not instrumented) because the sender's
 /// APIC write flags this vCPU with `cpu_interrupt(CPU_INTERRUPT_POLL)` under
 /// QEMU's global lock, while `vmrun` with `V_IRQ` set (an interrupt window
 /// asked for by `inject`) does `interrupt_request |= CPU_INTERRUPT_VIRQ`
