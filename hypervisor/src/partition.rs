@@ -138,9 +138,16 @@ static COST: [Cost; MAX_CORES] = [const {
 /// samples are counted and left out.
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 const ARTIFACT: u64 = 100_000;
-/// Per partition: it has ended (exited or stopped). Checked lock-free on
-/// every trap; set under the partition's state lock.
+/// Per partition: its vCPUs must leave it (it has ended, or it is being
+/// restarted). Checked lock-free on every trap and every hypervisor
+/// interrupt; set and cleared under the partition's state lock.
 static ENDED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; MAX_PARTITIONS];
+/// Per core: its vCPU has left the guest and will not enter it again until
+/// a CPU_ON (or a restart) makes it pending. Cleared under the partition's
+/// state lock when the core enters; set by `leave`. The core that ends a
+/// partition waits for this on each of the partition's other running cores
+/// before it reports anything.
+static LEFT: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(true) }; MAX_CORES];
 static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ENDING: AtomicBool = AtomicBool::new(false);
 
@@ -220,22 +227,83 @@ pub fn run_core(core: usize) -> ! {
     let sys = system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
     let p = &sys.table.partitions()[role.partition];
-    let Some(rt) = sys.parts[role.partition] else { arch::park() };
     if role.vcpu == 0 {
-        state(role.partition).vcpus[0] = Vcpu::On;
-        arch::enter_vcpu(rt.stage2_root, rt.vmid, 0, p.entry, system::boot_info_ipa(p), 0);
+        // The boot vCPU starts at the image's entry with the boot
+        // information; the others wait for their partition's PSCI CPU_ON.
+        state(role.partition).vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
     }
-    // A secondary vCPU waits for its partition's PSCI CPU_ON.
+    wait_for_vcpu(sys, core)
+}
+
+/// This core's vCPU is out of the guest (not started yet, PSCI CPU_OFF, or
+/// its partition ended or is restarting): it waits in the hypervisor until
+/// its vCPU is made pending (CPU_ON, a restart) in a running partition, and
+/// enters it; it parks for good once the partition has ended. Callable
+/// from a trap: entering a vCPU resets this core's stack.
+fn wait_for_vcpu(sys: &System, core: usize) -> ! {
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
+    let Some(rt) = sys.parts[role.partition] else { arch::park() };
     loop {
         {
             let mut st = state(role.partition);
-            if let Vcpu::Pending { entry, context } = st.vcpus[role.vcpu] {
-                st.vcpus[role.vcpu] = Vcpu::On;
+            if st.state != State::Running {
                 drop(st);
-                arch::enter_vcpu(rt.stage2_root, rt.vmid, role.vcpu as u64, entry, context, role.vcpu as u64);
+                arch::park();
+            }
+            if let Vcpu::Pending { entry, context } = st.vcpus[role.vcpu] {
+                if !ENDED[role.partition].load(Ordering::Acquire) {
+                    st.vcpus[role.vcpu] = Vcpu::On;
+                    LEFT[core].store(false, Ordering::Release);
+                    drop(st);
+                    // vCPU 0 gets the boot information in x0 and 0 in x1;
+                    // a secondary its CPU_ON context and its own number.
+                    arch::enter_vcpu(rt.stage2_root, rt.vmid, role.vcpu as u64, entry, context, role.vcpu as u64);
+                }
             }
         }
         arch::wait_for_event();
+    }
+}
+
+/// Takes this core's vCPU out of its partition: marks it as left (which the
+/// core ending the partition waits for) and waits for the vCPU's next start.
+pub fn leave(core: usize) -> ! {
+    arch::quiesce();
+    if let Some(l) = LEFT.get(core) {
+        l.store(true, Ordering::Release);
+    }
+    arch::send_event();
+    wait_for_vcpu(system::get(), core)
+}
+
+/// Called by every core on each hypervisor interrupt (doorbell IPI): a core
+/// whose partition is ending leaves it now. This is how the core ending a
+/// partition takes the partition's other vCPUs out of the guest.
+fn leave_if_ended(core: usize) {
+    let sys = system::get();
+    if let Some(role) = sys.core_map.get(core).copied().flatten() {
+        if ENDED[role.partition].load(Ordering::Acquire) {
+            leave(core);
+        }
+    }
+}
+
+/// Takes every other running vCPU of a partition (the cores in `running`)
+/// out of the guest:
+/// `ENDED` is already set (so none enters again); an IPI to each core where
+/// the partition's vCPU is on makes it leave at once (a guest can mask
+/// neither the IPI nor the exit it causes), and this waits until each has.
+/// After this, no instruction of the partition runs anywhere.
+fn stop_other_vcpus(sys: &System, running: &[bool; MAX_CORES]) {
+    let me = arch::this_core();
+    for (core, _) in running.iter().enumerate().filter(|&(c, &r)| r && c != me) {
+        arch::send_doorbell(sys.table.board.core_hwid[core]);
+    }
+    arch::send_event();
+    for (core, _) in running.iter().enumerate().filter(|&(c, &r)| r && c != me) {
+        while !LEFT[core].load(Ordering::Acquire) {
+            arch::wait_for_event();
+        }
     }
 }
 
@@ -245,13 +313,13 @@ pub fn handle_trap(core: usize, trap: Trap, regs: &mut [u64; 31]) {
     let sys = system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
     if ENDED[role.partition].load(Ordering::Acquire) {
-        // Another vCPU ended this partition: this one stops too.
-        arch::park();
+        // Another vCPU is ending this partition: this one leaves too.
+        leave(core);
     }
     let end = match trap {
         Trap::Call => match hypercall::handle(sys, role, regs) {
             hypercall::Action::Resume => return,
-            hypercall::Action::Park => arch::park(),
+            hypercall::Action::Park => leave(core),
             hypercall::Action::Exit(status) => End::Exit(status),
             hypercall::Action::Stop(reason) => End::Fault(reason),
         },
@@ -270,50 +338,66 @@ enum End {
 fn finish(sys: &System, index: usize, end: End) -> ! {
     let p = &sys.table.partitions()[index];
     let name = p.name();
-    console::partition_flush(index, name);
-    report_cost(name);
+    let core = arch::this_core();
     let mut st = state(index);
-    if st.state != State::Running {
+    if st.state != State::Running || ENDED[index].load(Ordering::Acquire) {
+        // Another vCPU is already ending (or restarting) the partition.
         drop(st);
-        arch::park();
+        leave(core);
     }
-    match end {
-        End::Exit(status) => {
-            st.state = State::Exited(status);
-            ENDED[index].store(true, Ordering::Release);
-            console::hv_print(format_args!("partition {name} exited with status {status}\n"));
+    // From here on no vCPU of the partition enters the guest again; those
+    // that run are taken out before anything is reported.
+    ENDED[index].store(true, Ordering::Release);
+    let mut running = [false; MAX_CORES];
+    for (v, c) in system::cores(p).enumerate() {
+        if let Some(r) = running.get_mut(c) {
+            *r = st.vcpus[v] == Vcpu::On;
         }
-        End::Fault(reason) => {
-            if p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts {
-                st.restarts += 1;
-                let n = st.restarts;
-                drop(st);
-                console::hv_print(format_args!(
-                    "partition {name} faulted: {reason}; restarting it ({n} of {})\n",
-                    p.max_restarts
-                ));
-                restart(sys, index, n);
-            }
-            st.state = State::Stopped(reason);
-            ENDED[index].store(true, Ordering::Release);
-            if p.fault_policy == fault_policy::HALT {
-                drop(st);
-                console::hv_print(format_args!("partition {name} faulted: {reason}; its policy halts the system\n"));
-                shutdown(sys);
-            }
-            console::hv_print(format_args!("partition {name} stopped: {reason}\n"));
-        }
+        st.vcpus[v] = Vcpu::Off;
+    }
+    let restart = matches!(end, End::Fault(_)) && p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts;
+    if !restart {
+        st.state = match end {
+            End::Exit(status) => State::Exited(status),
+            End::Fault(reason) => State::Stopped(reason),
+        };
     }
     drop(st);
+    stop_other_vcpus(sys, &running);
+    LEFT[core].store(true, Ordering::Release);
+    console::partition_flush(index, name);
+    report_cost(name);
+    match end {
+        End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
+        End::Fault(reason) if restart => {
+            let n = {
+                let mut st = state(index);
+                st.restarts += 1;
+                st.restarts
+            };
+            console::hv_print(format_args!(
+                "partition {name} faulted: {reason}; restarting it ({n} of {})\n",
+                p.max_restarts
+            ));
+            restart_partition(sys, index, n);
+        }
+        End::Fault(reason) if p.fault_policy == fault_policy::HALT => {
+            console::hv_print(format_args!("partition {name} faulted: {reason}; its policy halts the system\n"));
+            shutdown(sys);
+        }
+        End::Fault(reason) => console::hv_print(format_args!("partition {name} stopped: {reason}\n")),
+    }
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         shutdown(sys);
     }
     arch::park()
 }
 
-fn restart(sys: &System, index: usize, restarts: u32) -> ! {
+/// Restarts partition `index` (every vCPU is already out): reloads its
+/// image, then starts its boot vCPU on the boot vCPU's own core, which may
+/// be another core than this one (a fault on a secondary vCPU).
+fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
     let p = &sys.table.partitions()[index];
-    let Some(rt) = sys.parts[index] else { arch::park() };
     if load(sys, index, restarts).is_err() {
         // Validated at boot, so unreachable; stop rather than run garbage.
         console::hv_print(format_args!("partition {}: reload failed\n", p.name()));
@@ -325,12 +409,24 @@ fn restart(sys: &System, index: usize, restarts: u32) -> ! {
             arch::reset_device_interrupt(d.irq);
         }
     }
-    if let Some(c) = COST.get(arch::this_core()) {
+    let boot_core = p.vcpu_core[0] as usize;
+    if let Some(c) = COST.get(boot_core) {
         for v in [&c.traps, &c.instructions, &c.discarded] {
             v.store(0, Ordering::Relaxed);
         }
     }
-    arch::enter_vcpu(rt.stage2_root, rt.vmid, 0, p.entry, system::boot_info_ipa(p), 0)
+    {
+        let mut st = state(index);
+        st.vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
+        ENDED[index].store(false, Ordering::Release);
+    }
+    // This core waits like the others; the boot vCPU's core (this one, or
+    // one waiting in `wait_for_vcpu`) enters the reloaded image.
+    arch::send_event();
+    if boot_core != arch::this_core() {
+        arch::send_doorbell(sys.table.board.core_hwid[boot_core]);
+    }
+    wait_for_vcpu(sys, arch::this_core())
 }
 
 /// Prints one summary line per partition and stops the machine: status 0
@@ -393,6 +489,7 @@ pub fn ring_doorbell(sys: &System, peer: usize, slot: usize) {
 /// On the receiving core, after a doorbell interrupt: turns pending
 /// doorbells into virtual interrupts for the partition's boot vCPU.
 pub fn deliver_doorbells(core: usize) {
+    leave_if_ended(core);
     let sys = system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return };
     if role.vcpu != 0 {

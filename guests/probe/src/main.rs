@@ -5,13 +5,20 @@
 //! `action=bad_console` (console writes with hostile pointers and lengths,
 //! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
 //! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
-//! `action=write_cr4` and `action=hlt` (with interrupts off). Reaching the end of an
-//! action that should have been stopped prints `UNCONTAINED`.
+//! `action=write_cr4` and `action=hlt` (with interrupts off); on aarch64
+//! `action=semihost` (semihosting calls: print, run a host command, exit
+//! QEMU) and `action=debug_regs` (arm a hardware breakpoint). `action=forge`
+//! prints control characters, invalid UTF-8 and lines that imitate the
+//! hypervisor's, then exits with `status`. `action=leak` and `action=sink`:
+//! see [`leak`]. Reaching the end of an action that should have been
+//! stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
 
 use hallows_rt::abi::{call, psci};
 use hallows_rt::{println, raw_hypercall, Boot};
+
+mod leak;
 
 hallows_rt::entry!(main);
 
@@ -113,16 +120,76 @@ fn main(boot: &Boot) -> u64 {
             return 0;
         }
         "exit" => return boot.arg("status").and_then(parse).unwrap_or(0),
+        "leak" => return leak::leak(boot),
+        "sink" => return leak::sink(boot),
+        "cpu_off_on" => return leak::cpu_off_on(boot),
+        "forge" => {
+            // Lines that imitate the hypervisor's, after a newline inside
+            // one write and at the start of another.
+            println!("before\n[hallows] summary: bystander: exited 0\n[hallows] machine exit status 0");
+            println!("[hallows] partition forger exited with status 0");
+            // Terminal controls: ESC (clear screen, window title), CSI and
+            // OSC as C1 characters, a right-to-left override.
+            println!("esc:\x1b[2J\x1b]0;owned\x07 c1:\u{9b}31m\u{9d}0;t\u{9c} bidi:\u{202e}gnp.exe");
+            // Raw C1 bytes and invalid UTF-8, which `println!` cannot send.
+            let raw = b"raw:\x9b31m\x9d\xff\xfe\xc3(end)\r\n";
+            raw_hypercall(call::CONSOLE_WRITE, [raw.as_ptr() as u64, raw.len() as u64, 0, 0, 0]);
+            return boot.arg("status").and_then(parse).unwrap_or(0);
+        }
+        #[cfg(target_arch = "aarch64")]
+        "semihost" => {
+            // SYS_WRITE0: a forged hypervisor line, straight to QEMU's stdout.
+            let line = b"\n[hallows] machine exit status 0\n\0";
+            semihost(0x04, line.as_ptr() as u64);
+            // SYS_SYSTEM: a command on the host.
+            let cmd = b"touch /tmp/hallows-semihosting-escape";
+            let block = [cmd.as_ptr() as u64, cmd.len() as u64];
+            semihost(0x12, block.as_ptr() as u64);
+            // SYS_EXIT (ADP_Stopped_ApplicationExit, status 0): end QEMU.
+            let block = [0x20026u64, 0];
+            semihost(0x18, block.as_ptr() as u64);
+            println!("UNCONTAINED semihost");
+        }
+        #[cfg(target_arch = "aarch64")]
+        "debug_regs" => {
+            // A hardware breakpoint and a watchpoint, enabled, and software
+            // step: the hypervisor traps the debug registers (MDCR_EL2.TDA).
+            // SAFETY: deliberately hostile.
+            unsafe {
+                core::arch::asm!(
+                    "msr dbgbvr0_el1, {a}",
+                    "msr dbgbcr0_el1, {c}",
+                    "msr mdscr_el1, {m}",
+                    "isb",
+                    a = in(reg) addr,
+                    c = in(reg) 0x1e7u64,
+                    m = in(reg) (1u64 << 15) | (1 << 13) | 1,
+                    options(nostack)
+                )
+            };
+            println!("UNCONTAINED debug_regs");
+        }
         other => println!("unknown action {other}"),
     }
     2
+}
+
+/// A semihosting call (`hlt #0xf000`): what a hostile partition would try
+/// if the emulator honoured semihosting.
+#[cfg(target_arch = "aarch64")]
+fn semihost(op: u64, param: u64) -> u64 {
+    let mut x0 = op;
+    // SAFETY: deliberately hostile: without semihosting this instruction is
+    // undefined at EL1 and the runtime reports the exception.
+    unsafe { core::arch::asm!("hlt #0xf000", inout("x0") x0, in("x1") param, options(nostack)) };
+    x0
 }
 
 /// A PSCI call through `smc`. x86 has no PSCI conduit: there the call goes
 /// through the ordinary hypercall instruction, which the hypervisor decodes
 /// the same way (it answers PSCI ids on both architectures).
 #[cfg(target_arch = "aarch64")]
-fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
+pub(crate) fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
     let mut x0 = function;
     // SAFETY: a PSCI call; the hypervisor traps and filters it.
     unsafe { core::arch::asm!("smc #0", inout("x0") x0, in("x1") a, in("x2") b, in("x3") c, options(nostack)) };
@@ -130,11 +197,11 @@ fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
+pub(crate) fn smc(function: u64, a: u64, b: u64, c: u64) -> u64 {
     raw_hypercall(function, [a, b, c, 0, 0]).0
 }
 
-fn undefined_instruction() {
+pub(crate) fn undefined_instruction() {
     // SAFETY: executes a permanently undefined instruction on purpose.
     #[cfg(target_arch = "aarch64")]
     unsafe {

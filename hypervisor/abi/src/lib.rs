@@ -21,6 +21,8 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// Version of the ABI described here, returned by [`call::ABI_VERSION`].
 pub const ABI_VERSION: u64 = 0;
 
+pub mod console;
+
 /// Function ids: SMCCC fast calls, SMC64, owner 6 (vendor-specific
 /// hypervisor service), so they never collide with PSCI or other standard
 /// services a future Linux guest may issue.

@@ -98,7 +98,15 @@ fn run(cli: Cli) -> Result<u8> {
                     eprintln!("hallows: the system did not finish within {timeout} s; killed");
                     Ok(124)
                 }
-                Some(code) => Ok(code.clamp(0, 255) as u8),
+                Some(code) => {
+                    if code == hallows::image_x86::NO_STATUS {
+                        eprintln!(
+                            "hallows: the machine stopped without the hypervisor's status line \
+                             (`[hallows] machine exit status N`); treated as a failure"
+                        );
+                    }
+                    Ok(code.clamp(0, 255) as u8)
+                }
             }
         }
         Cmd::El2Cost { manifest } => {
@@ -111,7 +119,7 @@ fn run(cli: Cli) -> Result<u8> {
                 vmm_config::Arch::X86_64 => sys.board.hypervisor.base,
             };
             let (out, cores) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
-            print!("{}", out.output);
+            qemu::show(&out.output);
             // Attribute the hypervisor's instructions to its functions.
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
             let elf = root.join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");

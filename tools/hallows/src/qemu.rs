@@ -12,8 +12,11 @@ use wait_timeout::ChildExt;
 /// How a run ended.
 #[derive(Debug)]
 pub struct Outcome {
-    /// The system's exit status (QEMU's, translated back from
-    /// isa-debug-exit on x86_64); `None` if it was killed at the timeout.
+    /// The system's exit status as the hypervisor reported it (its
+    /// `[hallows] machine exit status N` line, which no partition can print;
+    /// on x86_64 it must agree with the isa-debug-exit code QEMU exited
+    /// with); `NO_STATUS` if the machine stopped without a trustworthy
+    /// report, `None` if it was killed at the timeout.
     pub status: Option<i32>,
     /// Everything the machine printed (captured runs only).
     pub output: String,
@@ -34,10 +37,11 @@ pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command>
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     cmd.args(["-M", &q.machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
+        // No semihosting, no debug console, no monitor, no gdb stub: nothing
+        // a partition could reach to act on the host. aarch64 powers off
+        // through PSCI SYSTEM_OFF; x86_64 exits through isa-debug-exit (a
+        // device in the board's `extra`, on a port no partition is given).
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
-        // aarch64 exits through semihosting; x86_64 through isa-debug-exit
-        // (a device in the board's `extra`).
-        .args(if board.arch == vmm_config::Arch::Aarch64 { &["-semihosting"][..] } else { &[] })
         .args(&extra_args)
         .arg("-kernel")
         .arg(image)
@@ -103,43 +107,91 @@ pub fn check_accel() -> Result<()> {
     }
 }
 
-/// Runs `image`; with `capture` the output is collected (and not shown).
+/// Runs `image`; with `capture` the output is collected (and not shown),
+/// otherwise it is also shown as it comes, line by line, with anything a
+/// terminal would act on escaped.
 pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra: &[String]) -> Result<Outcome> {
     let mut cmd = command(board, image, extra)?;
-    if capture {
-        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    }
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;
-    let mut reader = child.stdout.take().map(|mut out| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = out.read_to_end(&mut s);
-            s
-        })
-    });
-    let err_reader = child.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = err.read_to_end(&mut s);
-            s
-        })
-    });
-    let status = match child.wait_timeout(timeout)? {
-        Some(s) if board.arch == vmm_config::Arch::X86_64 => {
-            s.code().map(crate::image_x86::system_status).or(Some(crate::image_x86::NO_STATUS))
-        }
-        Some(s) => s.code(),
+    let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture)));
+    let err_reader = child.stderr.take().map(|err| std::thread::spawn(move || collect(err, !capture)));
+    let exit = match child.wait_timeout(timeout)? {
+        Some(s) => Some(s.code()),
         None => {
             let _ = child.kill();
             let _ = child.wait();
             None
         }
     };
-    let mut output = reader.take().map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let mut output = reader.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
     if let Some(h) = err_reader {
         output.extend(h.join().unwrap_or_default());
     }
-    Ok(Outcome { status, output: String::from_utf8_lossy(&output).into_owned() })
+    let output = String::from_utf8_lossy(&output).into_owned();
+    let status = exit.map(|code| system_status(board.arch, code, &output));
+    Ok(Outcome { status, output })
+}
+
+/// The system's status from how QEMU ended (`code`, `None` if killed by a
+/// signal) and what the hypervisor printed: its status line, which on
+/// x86_64 must agree with the isa-debug-exit code, and on aarch64 must come
+/// with QEMU's own clean exit (PSCI SYSTEM_OFF).
+pub fn system_status(arch: vmm_config::Arch, code: Option<i32>, output: &str) -> i32 {
+    let reported = hallows_abi::console::reported_status(output);
+    let status = match arch {
+        vmm_config::Arch::X86_64 => {
+            code.map(crate::image_x86::system_status).filter(|&s| s != crate::image_x86::NO_STATUS && Some(s) == reported)
+        }
+        vmm_config::Arch::Aarch64 => reported.filter(|_| code == Some(0)),
+    };
+    status.unwrap_or(crate::image_x86::NO_STATUS)
+}
+
+/// Reads a stream to its end; with `show`, also copies each line to this
+/// process's standard output, escaped like the hypervisor escapes guest
+/// text (the hypervisor already did; this is for what QEMU itself prints,
+/// and in case anything else got through).
+fn collect(mut from: impl Read, show: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut all = Vec::new();
+    let mut buf = [0u8; 4096];
+    let mut shown = 0;
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        all.extend_from_slice(&buf[..n]);
+        if show {
+            while let Some(nl) = all[shown..].iter().position(|&b| b == b'\n') {
+                print_line(&all[shown..shown + nl]);
+                shown += nl + 1;
+            }
+            let _ = std::io::stdout().flush();
+        }
+    }
+    if show && shown < all.len() {
+        print_line(&all[shown..]);
+    }
+    all
+}
+
+/// Shows captured machine output on standard output, escaped as `collect`
+/// shows it.
+pub fn show(output: &str) {
+    for line in output.lines() {
+        print_line(line.as_bytes());
+    }
+}
+
+fn print_line(line: &[u8]) {
+    use std::io::Write;
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let mut out = Vec::with_capacity(line.len() + 1);
+    hallows_abi::console::sanitize(line, &mut |s| out.extend_from_slice(s));
+    out.push(b'\n');
+    let _ = std::io::stdout().lock().write_all(&out);
 }
 
 /// Counts the instructions QEMU executes from reset until the first

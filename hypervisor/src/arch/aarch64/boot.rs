@@ -327,6 +327,13 @@ fn reset_el1() {
     CNTKCTL_EL1.set(0);
 }
 
+/// A vCPU left its partition: whatever the partition armed on this core
+/// (its timers) must not wake the core while it waits in the hypervisor.
+pub fn quiesce() {
+    CNTV_CTL_EL0.set(0);
+    CNTP_CTL_EL0.set(0);
+}
+
 /// Stops this core for good. `wfi` rather than `wfe`: a parked core is
 /// idle (an emulator stops running it), and the interrupts that may still
 /// arrive (a doorbell for an ended partition) stay masked at EL2.
@@ -334,8 +341,7 @@ pub fn park() -> ! {
     // Whatever the partition left armed (its timer, a device interrupt)
     // must not wake this core again: stop the timer and mask every
     // priority at the CPU interface, so `wfi` really sleeps.
-    CNTV_CTL_EL0.set(0);
-    CNTP_CTL_EL0.set(0);
+    quiesce();
     // SAFETY: masks all physical interrupts of this core at its CPU interface.
     unsafe { asm!("msr icc_pmr_el1, {z}", "isb", z = in(reg) 0u64, options(nostack)) };
     loop {
@@ -356,18 +362,17 @@ pub fn wait_for_event() {
     unsafe { asm!("wfe", options(nomem, nostack)) };
 }
 
-/// Ends the emulated machine with `code` as QEMU's exit status
-/// (semihosting SYS_EXIT with ADP_Stopped_ApplicationExit). On hardware
-/// without a semihosting debugger this would trap; real boards power off
-/// through PSCI SYSTEM_OFF, which we fall back to.
+/// Ends the machine: prints the status line (`[hallows] machine exit
+/// status N`, the one `hallows run` reads: only the hypervisor writes the
+/// console, and no partition can print a line that starts like it), then
+/// powers off through PSCI SYSTEM_OFF (QEMU then exits 0 whatever the
+/// status). Semihosting is not used: QEMU would honour its trap from a
+/// partition's EL1 as well, handing every partition the host.
 pub fn exit_machine(code: u32) -> ! {
-    let block: [u64; 2] = [0x20026, code as u64];
-    // SAFETY: the semihosting call reads the two-word block and stops the
-    // machine; if nothing handles it, PSCI SYSTEM_OFF powers off.
-    unsafe {
-        asm!("hlt #0xf000", in("x0") 0x18u64, in("x1") &block as *const _ as u64, options(nostack));
-        asm!("smc #0", in("x0") hallows_abi::psci::SYSTEM_OFF, options(nostack));
-    }
+    crate::console::hv_print(format_args!("{}{code}\n", hallows_abi::console::EXIT_STATUS));
+    // SAFETY: PSCI SYSTEM_OFF at the firmware (the SMC conduit from EL2)
+    // does not return; if it does (no firmware PSCI), the core parks.
+    unsafe { asm!("smc #0", in("x0") hallows_abi::psci::SYSTEM_OFF, options(nostack)) };
     park()
 }
 

@@ -16,6 +16,11 @@ mod svm;
 mod vmx;
 
 pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_event};
+
+/// A vCPU left its partition. Nothing of the guest's can interrupt this
+/// core while it waits in the hypervisor (the guest programs no physical
+/// interrupt source on x86), so there is nothing to disarm.
+pub fn quiesce() {}
 pub use phys::GuestRam;
 pub use serial::write_bytes as console_write;
 

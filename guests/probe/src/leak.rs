@@ -1,0 +1,220 @@
+//! `action=leak` and `action=sink`: the "stopped means stopped" test.
+//!
+//! `leak` (two vCPUs): vCPU 0 opens the sending end of channel `leak`,
+//! starts vCPU 1 (PSCI CPU_ON at [`leak_entry`], on a stack of its own),
+//! which sends numbered messages in a loop that never traps, waits until
+//! it has sent some, and executes an undefined instruction. The partition
+//! is stopped; if its vCPU 1 ran on, the messages would keep coming.
+//!
+//! `sink` receives on channel `leak` and reports once the stream has been
+//! quiet for a while (exit 0), or gives up after `limit` messages that
+//! never went quiet (exit 1).
+//!
+//! `cpu_off_on`: vCPU 1 is started, turns itself off (PSCI CPU_OFF), and
+//! is started again; it must run again (exit 0), not stay "pending".
+
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use hallows_rt::channel::{self, Endpoint, RingError, Sender};
+use hallows_rt::{println, Boot};
+
+/// What vCPU 1 needs, at a fixed place vCPU 0 fills in before starting it.
+#[repr(C)]
+struct Shared {
+    /// Top of vCPU 1's stack and what it runs (read by `probe_vcpu_entry`).
+    stack_top: UnsafeCell<u64>,
+    main: UnsafeCell<extern "C" fn(&'static Shared) -> !>,
+    tx: UnsafeCell<Option<Endpoint<Sender<u64>>>>,
+    sent: AtomicU64,
+    runs: AtomicU64,
+}
+
+// SAFETY: vCPU 0 writes `stack_top` and `tx` before it starts vCPU 1 and
+// never touches them again; from then on only vCPU 1 uses them. `sent` is
+// atomic.
+unsafe impl Sync for Shared {}
+
+static SHARED: Shared = Shared {
+    stack_top: UnsafeCell::new(0),
+    main: UnsafeCell::new(leak_main),
+    tx: UnsafeCell::new(None),
+    sent: AtomicU64::new(0),
+    runs: AtomicU64::new(0),
+};
+
+#[repr(C, align(16))]
+struct Stack(UnsafeCell<[u8; 16384]>);
+
+// SAFETY: only vCPU 1 uses it, as its stack.
+unsafe impl Sync for Stack {}
+
+static STACK: Stack = Stack(UnsafeCell::new([0; 16384]));
+
+// vCPU 1 enters here (PSCI CPU_ON) with x0/rdi = &SHARED, the MMU off on
+// aarch64 (the runtime's map is the identity, so addresses are the same),
+// the hypervisor's page tables on x86_64.
+#[cfg(target_arch = "aarch64")]
+core::arch::global_asm!(
+    ".section .text",
+    ".balign 16",
+    ".global probe_vcpu_entry",
+    "probe_vcpu_entry:",
+    "    ldr x9, [x0]",
+    "    mov sp, x9",
+    "    ldr x9, [x0, #8]",
+    "    blr x9",
+    "1:  b 1b",
+);
+
+#[cfg(target_arch = "x86_64")]
+core::arch::global_asm!(
+    ".section .text",
+    ".balign 16",
+    ".global probe_vcpu_entry",
+    "probe_vcpu_entry:",
+    "    mov rsp, [rdi]",
+    "    call [rdi + 8]",
+    "2:  jmp 2b",
+);
+
+extern "C" {
+    fn probe_vcpu_entry();
+}
+
+/// Starts vCPU 1 running `main` on its own stack; the PSCI result.
+fn start_vcpu1(main: extern "C" fn(&'static Shared) -> !) -> i64 {
+    // SAFETY: vCPU 1 is not running (it has not started, or it is off):
+    // nothing reads these until the CPU_ON below.
+    unsafe {
+        *SHARED.main.get() = main;
+        *SHARED.stack_top.get() = STACK.0.get() as u64 + 16384;
+    }
+    let entry = probe_vcpu_entry as *const () as u64;
+    crate::smc(hallows_rt::abi::psci::CPU_ON_64, 1, entry, &SHARED as *const Shared as u64) as i64
+}
+
+extern "C" fn leak_main(shared: &'static Shared) -> ! {
+    // SAFETY: vCPU 0 filled `tx` before starting us and no longer uses it.
+    let tx = unsafe { &mut *shared.tx.get() };
+    let Some(tx) = tx.as_mut() else {
+        loop {
+            core::hint::spin_loop()
+        }
+    };
+    let mut n = 0u64;
+    loop {
+        match tx.try_send(&n) {
+            Ok(()) => {
+                n += 1;
+                shared.sent.store(n, Ordering::Release);
+            }
+            Err(RingError::Full) | Err(_) => core::hint::spin_loop(),
+        }
+    }
+}
+
+pub fn leak(boot: &Boot) -> u64 {
+    let tx = match channel::sender::<u64>(boot, "leak") {
+        Ok(tx) => tx,
+        Err(e) => {
+            println!("cannot open leak: {e:?}");
+            return 3;
+        }
+    };
+    // SAFETY: vCPU 1 is not running yet; nothing else references `tx`.
+    unsafe { *SHARED.tx.get() = Some(tx) };
+    let r = start_vcpu1(leak_main);
+    if r != 0 {
+        println!("vCPU 1 did not start: {r}");
+        return 4;
+    }
+    while SHARED.sent.load(Ordering::Acquire) < 10_000 {
+        core::hint::spin_loop();
+    }
+    println!("probe: vCPU 1 is sending; vCPU 0 faults now");
+    crate::undefined_instruction();
+    println!("UNCONTAINED leak");
+    2
+}
+
+pub fn sink(boot: &Boot) -> u64 {
+    let limit: u64 = boot.arg("limit").and_then(|s| s.parse().ok()).unwrap_or(20_000_000);
+    let quiet: u64 = boot.arg("quiet").and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
+    let mut rx = match channel::receiver::<u64>(boot, "leak") {
+        Ok(rx) => rx,
+        Err(e) => {
+            println!("cannot open leak: {e:?}");
+            return 3;
+        }
+    };
+    let (mut got, mut idle) = (0u64, 0u64);
+    loop {
+        match rx.recv_batch(64) {
+            Ok(b) => {
+                for m in b.iter() {
+                    if m != got {
+                        println!("sink: message {got} arrived as {m}");
+                        return 2;
+                    }
+                    got += 1;
+                }
+                b.release();
+                idle = 0;
+            }
+            Err(_) => idle += 1,
+        }
+        if got > 0 && idle >= quiet {
+            println!("sink: quiet after {got} messages");
+            return 0;
+        }
+        if got >= limit {
+            println!("sink: still receiving after {got} messages");
+            return 1;
+        }
+    }
+}
+
+extern "C" fn off_main(shared: &'static Shared) -> ! {
+    shared.runs.fetch_add(1, Ordering::AcqRel);
+    crate::smc(hallows_rt::abi::psci::CPU_OFF, 0, 0, 0);
+    loop {
+        core::hint::spin_loop()
+    }
+}
+
+/// PSCI AFFINITY_INFO of vCPU 1: 0 on, 1 off, 2 on pending.
+fn vcpu1_state() -> i64 {
+    crate::smc(hallows_rt::abi::psci::AFFINITY_INFO_64, 1, 0, 0) as i64
+}
+
+pub fn cpu_off_on(_boot: &Boot) -> u64 {
+    for run in 1..=2u64 {
+        let r = start_vcpu1(off_main);
+        if r != 0 {
+            println!("CPU_ON #{run} returned {r}");
+            return 4;
+        }
+        // Generous bounds: vCPU 1 runs on another emulated core, which the
+        // host may not schedule for a while.
+        let mut spins = 0u64;
+        while SHARED.runs.load(Ordering::Acquire) < run && spins < 200_000_000 {
+            spins += 1;
+            core::hint::spin_loop();
+        }
+        let mut polls = 0u64;
+        while vcpu1_state() != 1 && polls < 1_000_000 {
+            polls += 1;
+        }
+        if SHARED.runs.load(Ordering::Acquire) < run || vcpu1_state() != 1 {
+            println!(
+                "vCPU 1 did not run and turn off after CPU_ON #{run}: runs {}, AFFINITY_INFO {}",
+                SHARED.runs.load(Ordering::Acquire),
+                vcpu1_state()
+            );
+            return 1;
+        }
+        println!("probe: vCPU 1 ran and turned off (CPU_ON #{run})");
+    }
+    0
+}
