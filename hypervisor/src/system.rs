@@ -294,9 +294,6 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
         if !matches!(p.fault_policy, fault_policy::STOP | fault_policy::RESTART | fault_policy::HALT) {
             return bad("unknown fault policy");
         }
-        if p.fault_policy == fault_policy::RESTART && vcpu_count(p) != 1 {
-            return bad("restart policy needs a single-core partition");
-        }
     }
     validate_channels(table)
 }

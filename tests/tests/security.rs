@@ -135,3 +135,27 @@ fn debug_registers_are_out_of_reach_on_aarch64() {
     assert!(b.summary("debugger").starts_with("stopped: unexpected trap (ESR_EL2 0x6"), "{}", b.output);
     assert_eq!(b.summary("bystander"), "exited 0");
 }
+
+fn check_restart_2vcpu(b: &Boot, reason: &str) {
+    b.assert_status(1);
+    let runs: Vec<_> = b.lines_of("pair").into_iter().filter(|l| l.starts_with("probe: action vcpu1_fault")).collect();
+    assert_eq!(
+        runs,
+        (0..=2).map(|n| format!("probe: action vcpu1_fault addr 0x0 (restart #{n})")).collect::<Vec<_>>(),
+        "{}",
+        b.output
+    );
+    let summary = b.summary("pair");
+    assert!(summary.starts_with(&format!("stopped: {reason}")) && summary.ends_with("(restarted 2 times)"), "{summary}");
+    assert_eq!(b.summary("steady"), "exited 0");
+}
+
+#[test]
+fn a_multi_core_partition_restarts_whole_from_a_secondary_fault() {
+    check_restart_2vcpu(&boot_system("sec-restart-2vcpu"), "stage-2 fault: instruction fetch at 0x200");
+}
+
+#[test]
+fn x86_a_multi_core_partition_restarts_whole_from_a_secondary_fault() {
+    check_restart_2vcpu(&boot_system("x86-sec-restart-2vcpu"), "triple fault");
+}

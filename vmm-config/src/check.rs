@@ -491,19 +491,6 @@ impl Loader<'_> {
                 (OnFault::Stop, None) => FaultPolicy::Stop,
                 (OnFault::Halt, None) => FaultPolicy::Halt,
             };
-            if matches!(on_fault, FaultPolicy::Restart { .. }) && mine.len() > 1 {
-                self.d
-                    .error(
-                        file,
-                        fault_span.clone(),
-                        format!(
-                            "on_fault = \"restart\" needs a single-core partition, but `{name}` has {} cores",
-                            mine.len()
-                        ),
-                    )
-                    .help("use on_fault = \"stop\" or \"halt\", or give the partition one core: the hypervisor cannot yet interrupt a partition's other cores to restart it");
-            }
-
             // Devices.
             let mut devices = Vec::new();
             for dv in &p.devices {

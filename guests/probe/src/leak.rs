@@ -10,6 +10,11 @@
 //! quiet for a while (exit 0), or gives up after `limit` messages that
 //! never went quiet (exit 1).
 //!
+//! `vcpu1_fault`: vCPU 1 is started at an address whose exception vectors
+//! are not set up and executes an undefined instruction: the fault is on
+//! the partition's second core (the restart policy must restart the whole
+//! partition from there).
+//!
 //! `cpu_off_on`: vCPU 1 is started, turns itself off (PSCI CPU_OFF), and
 //! is started again; it must run again (exit 0), not stay "pending".
 
@@ -217,4 +222,23 @@ pub fn cpu_off_on(_boot: &Boot) -> u64 {
         println!("probe: vCPU 1 ran and turned off (CPU_ON #{run})");
     }
     0
+}
+
+extern "C" fn fault_main(_shared: &'static Shared) -> ! {
+    crate::undefined_instruction();
+    loop {
+        core::hint::spin_loop()
+    }
+}
+
+pub fn vcpu1_fault(_boot: &Boot) -> u64 {
+    let r = start_vcpu1(fault_main);
+    if r != 0 {
+        println!("CPU_ON returned {r}");
+        return 4;
+    }
+    // vCPU 0 waits; the partition ends (or restarts) from vCPU 1's fault.
+    loop {
+        core::hint::spin_loop()
+    }
 }

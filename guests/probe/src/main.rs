@@ -123,6 +123,7 @@ fn main(boot: &Boot) -> u64 {
         "leak" => return leak::leak(boot),
         "sink" => return leak::sink(boot),
         "cpu_off_on" => return leak::cpu_off_on(boot),
+        "vcpu1_fault" => return leak::vcpu1_fault(boot),
         "forge" => {
             // Lines that imitate the hypervisor's, after a newline inside
             // one write and at the start of another.

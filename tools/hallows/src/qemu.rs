@@ -34,6 +34,8 @@ pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command>
         bail!("board {} cannot be emulated: it has no [qemu] section", board.name);
     };
     let mut cmd = Command::new(&q.binary);
+    refuse_host_access(&format!("board {}'s [qemu] extra", board.name), &q.extra)?;
+    refuse_host_access("the extra QEMU arguments", extra)?;
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     cmd.args(["-M", &q.machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
@@ -48,6 +50,59 @@ pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command>
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
+}
+
+/// QEMU options that would hand a partition (or anyone on the machine's
+/// consoles) a way to the host or to the emulator's control: semihosting
+/// (host files and commands, the exit status), debug consoles and ports a
+/// guest can write, the monitor and QMP, the gdb stub, character devices
+/// the manifest cannot see. None of them may come from a board file or the
+/// command line; the tool sets the one console and the one exit device
+/// itself.
+const HOST_ACCESS: &[(&str, &str)] = &[
+    ("-semihosting", "semihosting lets any partition run host commands and read host files"),
+    ("-semihosting-config", "semihosting lets any partition run host commands and read host files"),
+    ("-monitor", "the QEMU monitor controls the emulator and the host"),
+    ("-qmp", "QMP controls the emulator"),
+    ("-qmp-pretty", "QMP controls the emulator"),
+    ("-mon", "the QEMU monitor controls the emulator and the host"),
+    ("-gdb", "the gdb stub reads and writes all memory"),
+    ("-s", "the gdb stub reads and writes all memory"),
+    ("-S", "a stopped machine waits for the monitor"),
+    ("-debugcon", "a debug console port any guest could write"),
+    ("-chardev", "character devices are not part of the manifest"),
+    ("-serial", "the tool owns the console"),
+    ("-parallel", "a port the manifest does not describe"),
+    ("-virtfs", "host file-system sharing"),
+    ("-plugin", "a plugin runs host code"),
+];
+
+/// Devices that are the same hazards as the options above.
+const HOST_ACCESS_DEVICES: &[&str] = &["isa-debugcon", "virtio-serial", "virtconsole", "virtserialport", "virtio-9p", "vhost-user"];
+
+fn refuse_host_access(origin: &str, args: &[String]) -> Result<()> {
+    let mut it = args.iter().peekable();
+    while let Some(a) = it.next() {
+        let opt = a.split_once('=').map(|(o, _)| o).unwrap_or(a);
+        let opt = opt.strip_prefix('-').filter(|o| o.starts_with('-')).unwrap_or(opt);
+        if let Some((o, why)) = HOST_ACCESS.iter().find(|(o, _)| *o == opt) {
+            bail!("{origin}: refusing QEMU option `{o}`: {why}; partitions must have no way to the host");
+        }
+        if opt == "-device" || opt == "-net" || opt == "-netdev" {
+            let value = it.peek().map(|s| s.as_str()).unwrap_or("");
+            let driver = value.split(',').next().unwrap_or("");
+            if HOST_ACCESS_DEVICES.iter().any(|d| driver.starts_with(d)) {
+                bail!("{origin}: refusing QEMU device `{driver}`: it gives partitions a way to the host");
+            }
+            if driver == "isa-debug-exit" && !value.split(',').any(|kv| kv == "iobase=0xf4") {
+                bail!(
+                    "{origin}: isa-debug-exit must sit at iobase=0xf4, the port the hypervisor writes \
+                     (and no partition is given)"
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The accelerator a run asks for: `HALLOWS_ACCEL=kvm` (what `make run
@@ -277,4 +332,48 @@ pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u6
     }
     let _ = std::fs::remove_file(&log);
     Ok((out, cores))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Vec<String> {
+        a.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn options_that_reach_the_host_are_refused() {
+        for bad in [
+            &["-semihosting"][..],
+            &["-semihosting-config", "enable=on,target=native"],
+            &["--semihosting"],
+            &["-monitor", "stdio"],
+            &["-qmp", "unix:/tmp/q,server"],
+            &["-gdb", "tcp::1234"],
+            &["-s"],
+            &["-debugcon", "stdio"],
+            &["-chardev", "stdio,id=c"],
+            &["-serial", "file:/etc/passwd"],
+            &["-device", "isa-debugcon,iobase=0xe9,chardev=c"],
+            &["-device", "virtio-serial-device"],
+            &["-device", "isa-debug-exit,iobase=0x80,iosize=4"],
+            &["-virtfs", "local,path=/,mount_tag=h"],
+        ] {
+            let err = refuse_host_access("test", &args(bad)).expect_err(&format!("{bad:?} accepted"));
+            assert!(err.to_string().contains("refusing") || err.to_string().contains("iobase"), "{err}");
+        }
+    }
+
+    #[test]
+    fn ordinary_options_pass() {
+        for ok in [
+            &["-accel", "tcg", "-device", "isa-debug-exit,iobase=0xf4,iosize=0x04"][..],
+            &["-icount", "shift=0", "-d", "exec,nochain", "-D", "/tmp/log"],
+            &["-drive", "file=disk.img,if=none,format=raw,id=d0", "-device", "virtio-blk-device,drive=d0"],
+            &["-append", "x=1"],
+        ] {
+            refuse_host_access("test", &args(ok)).unwrap_or_else(|e| panic!("{ok:?} refused: {e}"));
+        }
+    }
 }

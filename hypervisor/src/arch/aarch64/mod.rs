@@ -1,5 +1,5 @@
 //! aarch64 at EL2 (non-VHE): boot, EL2 MMU, stage-2 setup, traps, PSCI to
-//! firmware, the PL011 console and semihosting exit.
+//! firmware, the PL011 console and the PSCI power-off exit.
 
 mod boot;
 mod dtb;
