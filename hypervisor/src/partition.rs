@@ -365,6 +365,9 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     drop(st);
     stop_other_vcpus(sys, &running);
     LEFT[core].store(true, Ordering::Release);
+    for d in &p.devices[..(p.device_count as usize).min(p.devices.len())] {
+        arch::quiesce_device(d);
+    }
     console::partition_flush(index, name);
     report_cost(name);
     match end {

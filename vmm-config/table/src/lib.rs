@@ -198,6 +198,13 @@ pub struct DeviceDesc {
     pub _pad: u32,
 }
 
+impl DeviceDesc {
+    /// The device-tree `compatible` string (`"?"` if not UTF-8).
+    pub fn compatible(&self) -> &str {
+        str_from_padded(&self.compatible)
+    }
+}
+
 impl PartitionDesc {
     /// The name as a string (`"?"` if the tool wrote invalid UTF-8).
     pub fn name(&self) -> &str {

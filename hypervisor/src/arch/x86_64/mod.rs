@@ -21,6 +21,9 @@ pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_e
 /// core while it waits in the hypervisor (the guest programs no physical
 /// interrupt source on x86), so there is nothing to disarm.
 pub fn quiesce() {}
+
+/// x86 partitions own no devices yet: nothing to reset.
+pub fn quiesce_device(_d: &hallows_table::DeviceDesc) {}
 pub use phys::GuestRam;
 pub use serial::write_bytes as console_write;
 
