@@ -296,12 +296,21 @@ fn leave_if_ended(core: usize) {
 /// After this, no instruction of the partition runs anywhere.
 fn stop_other_vcpus(sys: &System, running: &[bool; MAX_CORES]) {
     let me = arch::this_core();
+    let kick = |core: usize| arch::send_doorbell(sys.table.board.core_hwid[core]);
     for (core, _) in running.iter().enumerate().filter(|&(c, &r)| r && c != me) {
-        arch::send_doorbell(sys.table.board.core_hwid[core]);
+        kick(core);
     }
     arch::send_event();
     for (core, _) in running.iter().enumerate().filter(|&(c, &r)| r && c != me) {
+        // The IPI is sent again now and then: an emulator may lose one
+        // (QEMU TCG on x86, see `svm::idle`); a second IPI to a core that
+        // already left costs nothing.
+        let mut spins = 0u32;
         while !LEFT[core].load(Ordering::Acquire) {
+            spins = spins.wrapping_add(1);
+            if spins % (1 << 20) == 0 {
+                kick(core);
+            }
             arch::wait_for_event();
         }
     }
@@ -424,11 +433,9 @@ fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
         ENDED[index].store(false, Ordering::Release);
     }
     // This core waits like the others; the boot vCPU's core (this one, or
-    // one waiting in `wait_for_vcpu`) enters the reloaded image.
+    // one waiting in `wait_for_vcpu`, woken by the event) enters the
+    // reloaded image.
     arch::send_event();
-    if boot_core != arch::this_core() {
-        arch::send_doorbell(sys.table.board.core_hwid[boot_core]);
-    }
     wait_for_vcpu(sys, arch::this_core())
 }
 
