@@ -308,7 +308,7 @@ fn stop_other_vcpus(sys: &System, running: &[bool; MAX_CORES]) {
         let mut spins = 0u32;
         while !LEFT[core].load(Ordering::Acquire) {
             spins = spins.wrapping_add(1);
-            if spins % (1 << 20) == 0 {
+            if spins.is_multiple_of(1 << 20) {
                 kick(core);
             }
             arch::wait_for_event();
