@@ -161,6 +161,7 @@ fn mutated() -> impl Strategy<Value = String> {
 fn check_outcome(src: &str) {
     let ctx = CheckContext {
         guests: Some(vec!["hello".into(), "counter".into(), "probe".into()]),
+        root: None,
     };
     // The name puts relative board paths next to the test boards.
     let name = concat!(
