@@ -242,32 +242,17 @@ impl Diagnostics {
         out.reset()
     }
 
-    /// A diagnostic whose primary or related spans lie on a line too long
-    /// to echo, rendered as an excerpt of its primary line; `None` otherwise.
+    /// A diagnostic on a line too long to echo, as an excerpt; `None` otherwise.
     fn long_line(&self, d: &Diagnostic) -> Option<String> {
         let f = d.file?;
-        let spans: Vec<Span<usize>> = std::iter::once(d.span.clone())
-            .chain(d.related.iter().filter(|r| r.0 == f).map(|r| r.1.clone()))
-            .collect();
-        let related_long = d
-            .related
-            .iter()
-            .any(|(rf, span, _)| hallows_source::on_long_line(self.source(*rf), std::slice::from_ref(span)));
-        if !hallows_source::on_long_line(self.source(f), &spans) && !related_long {
-            return None;
-        }
-        let name = self.files.get(f).map(|x| x.name().clone()).unwrap_or_default();
-        let mut notes: Vec<String> = d
-            .related
-            .iter()
-            .map(|(rf, span, text)| {
-                let rname = self.files.get(*rf).map(|x| x.name().clone()).unwrap_or_default();
-                let (line, col, _) = hallows_source::line_at(self.source(*rf), span.start);
-                format!("note: {text}: {rname}:{line}:{col}")
-            })
-            .collect();
-        notes.extend(d.help.iter().map(|h| format!("help: {h}")));
-        Some(hallows_source::render_excerpt(&name, self.source(f), d.span.start, &d.message, &notes))
+        let place = |file: FileId, span: &Span<usize>| hallows_source::Place {
+            file: self.files.get(file).map_or("", |x| x.name().as_str()),
+            src: self.source(file),
+            span: (span.start, span.end),
+        };
+        let related: Vec<_> = d.related.iter().map(|(rf, span, text)| (place(*rf, span), text.as_str())).collect();
+        let help: Vec<String> = d.help.iter().map(|h| format!("help: {h}")).collect();
+        hallows_source::render_if_long(place(f, &d.span), &related, &d.message, &help)
     }
 }
 

@@ -89,9 +89,11 @@ impl Diagnostics {
         Self::default()
     }
 
+    /// Adds a source file. What is kept (and echoed) is the source with its
+    /// control characters made harmless; offsets and columns are unchanged.
     pub fn add_file(&mut self, name: &str, src: &str) -> FileId {
         self.nfiles += 1;
-        self.files.add(name.to_owned(), src.to_owned())
+        self.files.add(hallows_source::sanitize(name), hallows_source::sanitize(src))
     }
 
     pub fn file_name(&self, file: FileId) -> &str {
@@ -188,14 +190,31 @@ impl Diagnostics {
         CsDiagnostic::error().with_message(&d.message).with_labels(labels).with_notes(notes)
     }
 
-    /// Writes every error, then a count line, with colour if `out` has it.
+    /// Writes the errors, then a count line, with colour if `out` has it: at
+    /// most [`hallows_source::MAX_ERRORS`] (then a line saying how many more
+    /// there are), each source line echoed at most
+    /// [`hallows_source::MAX_ECHO_COLUMNS`] characters wide.
     pub fn emit(&self, out: &mut dyn termcolor::WriteColor) -> std::io::Result<()> {
         let config = term::Config::default();
-        for (f, d) in &self.items {
-            term::emit(out, &config, &self.files, &self.to_codespan(*f, d)).map_err(std::io::Error::other)?;
+        for (f, d) in self.items.iter().take(hallows_source::MAX_ERRORS) {
+            match f.and_then(|f| self.long_line(f, d)) {
+                Some(text) => out.write_all(text.as_bytes())?,
+                None => term::emit(out, &config, &self.files, &self.to_codespan(*f, d)).map_err(std::io::Error::other)?,
+            }
         }
         let n = self.items.len();
+        if let Some(line) = hallows_source::aborting(n) {
+            out.write_all(line.as_bytes())?;
+        }
         writeln!(out, "{n} error{} found", if n == 1 { "" } else { "s" })
+    }
+
+    /// An error on a line too long to echo, as an excerpt; `None` otherwise.
+    fn long_line(&self, f: FileId, d: &Diag) -> Option<String> {
+        let place = |file: FileId, span: &Range<usize>| hallows_source::Place { file: self.file_name(file), src: self.source(file), span: (span.start, span.end) };
+        let related: Vec<_> = d.related.iter().map(|(rf, span, text)| (place(rf.unwrap_or(f), span), text.as_str())).collect();
+        let notes: Vec<String> = d.notes.iter().cloned().chain(d.help.iter().map(|h| format!("help: {h}"))).collect();
+        hallows_source::render_if_long(place(f, &d.span), &related, &d.message, &notes)
     }
 }
 

@@ -220,6 +220,34 @@ pub fn render_excerpt(file: &str, src: &str, offset: usize, message: &str, notes
     out
 }
 
+/// A span of a named source, for [`render_if_long`].
+#[derive(Clone, Copy, Debug)]
+pub struct Place<'a> {
+    pub file: &'a str,
+    pub src: &'a str,
+    pub span: (usize, usize),
+}
+
+/// A diagnostic whose primary or related spans lie on a line longer than
+/// [`MAX_ECHO_COLUMNS`], rendered as an excerpt of its primary line (the
+/// related places become notes with their location); `None` when every
+/// line is short enough for the renderer to echo whole.
+pub fn render_if_long(primary: Place<'_>, related: &[(Place<'_>, &str)], message: &str, notes: &[String]) -> Option<String> {
+    let long = |p: &Place<'_>| on_long_line(p.src, &[p.span.0..p.span.1]);
+    if !long(&primary) && !related.iter().any(|(p, _)| long(p)) {
+        return None;
+    }
+    let mut all: Vec<String> = related
+        .iter()
+        .map(|(p, text)| {
+            let (line, col, _) = line_at(p.src, p.span.0);
+            format!("note: {text}: {}:{line}:{col}", p.file)
+        })
+        .collect();
+    all.extend(notes.iter().cloned());
+    Some(render_excerpt(primary.file, primary.src, primary.span.0, message, &all))
+}
+
 /// The line that ends a report cut at [`MAX_ERRORS`], if `total` is over it.
 pub fn aborting(total: usize) -> Option<String> {
     (total > MAX_ERRORS).then(|| {
