@@ -207,17 +207,20 @@ impl Diagnostics {
             .collect()
     }
 
+    /// Messages quote values from the source: each is printed clipped (see
+    /// [`hallows_source::clip`]) and with its control characters replaced.
     fn to_codespan(&self, d: &Diagnostic) -> CsDiagnostic<FileId> {
-        let mut out = CsDiagnostic::error().with_message(&d.message);
+        let text = |t: &str| hallows_source::sanitize(&hallows_source::clip(t));
+        let mut out = CsDiagnostic::error().with_message(text(&d.message));
         let mut labels = Vec::new();
         if let Some(f) = d.file {
-            labels.push(Label::primary(f, d.span.clone()).with_message(&d.label));
+            labels.push(Label::primary(f, d.span.clone()).with_message(text(&d.label)));
         }
-        for (f, span, text) in &d.related {
-            labels.push(Label::secondary(*f, self.clamp(*f, span.clone())).with_message(text));
+        for (f, span, t) in &d.related {
+            labels.push(Label::secondary(*f, self.clamp(*f, span.clone())).with_message(text(t)));
         }
         out = out.with_labels(labels);
-        out.with_notes(d.help.iter().map(|h| format!("help: {h}")).collect())
+        out.with_notes(d.help.iter().map(|h| format!("help: {}", text(h))).collect())
     }
 
     /// Writes the diagnostics to `out`, with colour if `out` supports it: at

@@ -176,18 +176,21 @@ impl Diagnostics {
         self.items.iter().map(|(_, d)| d)
     }
 
+    /// Messages quote values from the source: each is printed clipped (see
+    /// [`hallows_source::clip`]) and with its control characters replaced.
     fn to_codespan(&self, f: Option<FileId>, d: &Diag) -> CsDiagnostic<FileId> {
+        let text = |t: &str| hallows_source::sanitize(&hallows_source::clip(t));
         let mut labels = Vec::new();
         if let Some(f) = f {
-            labels.push(Label::primary(f, self.clamp(f, &d.span)).with_message(&d.label));
+            labels.push(Label::primary(f, self.clamp(f, &d.span)).with_message(text(&d.label)));
         }
-        for (rf, span, text) in &d.related {
+        for (rf, span, t) in &d.related {
             if let Some(rf) = rf.or(f) {
-                labels.push(Label::secondary(rf, self.clamp(rf, span)).with_message(text));
+                labels.push(Label::secondary(rf, self.clamp(rf, span)).with_message(text(t)));
             }
         }
-        let notes = d.notes.iter().cloned().chain(d.help.iter().map(|h| format!("help: {h}"))).collect();
-        CsDiagnostic::error().with_message(&d.message).with_labels(labels).with_notes(notes)
+        let notes = d.notes.iter().map(|n| text(n)).chain(d.help.iter().map(|h| format!("help: {}", text(h)))).collect();
+        CsDiagnostic::error().with_message(text(&d.message)).with_labels(labels).with_notes(notes)
     }
 
     /// Writes the errors, then a count line, with colour if `out` has it: at

@@ -111,6 +111,6 @@ fn control_characters_never_reach_the_report_raw() {
         let src = spec(&format!("message_struct M {{ field x: u8; }} {bad} oops"));
         let d = check_str("h.pt", &src).unwrap_err();
         let out = d.to_string();
-        assert!(!out.chars().any(|c| hallows_source::is_unsafe_char(c)), "{bad:?}: {out:?}");
+        assert!(!out.chars().any(hallows_source::is_unsafe_char), "{bad:?}: {out:?}");
     }
 }

@@ -158,6 +158,41 @@ pub fn describe_char(c: char) -> String {
     format!("U+{:04X}{name}", c as u32)
 }
 
+/// Longest line of a message, label or note printed, in characters: a
+/// message quotes the value it is about, and a hostile value can be a
+/// megabyte long.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+/// Most lines of one message or note printed (a note may show a definition).
+pub const MAX_MESSAGE_LINES: usize = 100;
+
+/// `text` with each line cut to at most [`MAX_MESSAGE_CHARS`] characters
+/// (its beginning and its end, which says what is wrong, around a `…`), and
+/// at most [`MAX_MESSAGE_LINES`] lines.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    let long = |l: &str| l.len() > MAX_MESSAGE_CHARS && l.chars().nth(MAX_MESSAGE_CHARS).is_some();
+    let lines = text.lines().count();
+    if lines <= MAX_MESSAGE_LINES && !text.lines().any(long) {
+        return text.into();
+    }
+    let mut out: Vec<String> = text
+        .lines()
+        .take(MAX_MESSAGE_LINES)
+        .map(|l| {
+            if !long(l) {
+                return l.to_owned();
+            }
+            let n = l.chars().count();
+            let head: String = l.chars().take(MAX_MESSAGE_CHARS * 2 / 3).collect();
+            let tail: String = l.chars().skip(n - MAX_MESSAGE_CHARS / 3).collect();
+            format!("{head}…{tail}")
+        })
+        .collect();
+    if lines > MAX_MESSAGE_LINES {
+        out.push(format!("… ({} more lines)", lines - MAX_MESSAGE_LINES));
+    }
+    out.join("\n").into()
+}
+
 /// The line holding byte `offset` of `src`: its 1-based number, the 1-based
 /// column (in characters) of `offset`, and the line's text (without its end).
 pub fn line_at(src: &str, offset: usize) -> (usize, usize, &str) {
@@ -172,13 +207,11 @@ pub fn line_at(src: &str, offset: usize) -> (usize, usize, &str) {
     (line, col, src[start..end].trim_end_matches('\r'))
 }
 
-/// Whether any of `spans` lies on a line longer than [`MAX_ECHO_COLUMNS`]
+/// Whether byte `offset` lies on a line longer than [`MAX_ECHO_COLUMNS`]
 /// characters (such a line is shown as an excerpt, see [`render_excerpt`]).
-pub fn on_long_line(src: &str, spans: &[Range<usize>]) -> bool {
-    spans.iter().any(|s| {
-        let (_, _, line) = line_at(src, s.start);
-        line.len() > MAX_ECHO_COLUMNS && line.chars().nth(MAX_ECHO_COLUMNS).is_some()
-    })
+pub fn on_long_line(src: &str, offset: usize) -> bool {
+    let (_, _, line) = line_at(src, offset);
+    line.len() > MAX_ECHO_COLUMNS && line.chars().nth(MAX_ECHO_COLUMNS).is_some()
 }
 
 /// At most [`MAX_ECHO_COLUMNS`] characters of `line` around column `col`
@@ -212,9 +245,14 @@ pub fn render_excerpt(file: &str, src: &str, offset: usize, message: &str, notes
     let (line, col, text) = line_at(src, offset);
     let (shown, at) = excerpt(&sanitize(text), col);
     let gutter = " ".repeat(line.to_string().len());
-    let mut out = format!("error: {message}\n{gutter} ┌─ {file}:{line}:{col}\n{gutter} │\n{line} │ {shown}\n{gutter} │ {}^\n", " ".repeat(at - 1));
+    let mut out = format!(
+        "error: {}\n{gutter} ┌─ {}:{line}:{col}\n{gutter} │\n{line} │ {shown}\n{gutter} │ {}^\n",
+        sanitize(&clip(message)),
+        sanitize(&clip(file)),
+        " ".repeat(at - 1)
+    );
     for n in notes {
-        out.push_str(&format!("{gutter} = {}\n", sanitize(n)));
+        out.push_str(&format!("{gutter} = {}\n", sanitize(&clip(n))));
     }
     out.push('\n');
     out
@@ -233,7 +271,7 @@ pub struct Place<'a> {
 /// related places become notes with their location); `None` when every
 /// line is short enough for the renderer to echo whole.
 pub fn render_if_long(primary: Place<'_>, related: &[(Place<'_>, &str)], message: &str, notes: &[String]) -> Option<String> {
-    let long = |p: &Place<'_>| on_long_line(p.src, &[p.span.0..p.span.1]);
+    let long = |p: &Place<'_>| on_long_line(p.src, p.span.0);
     if !long(&primary) && !related.iter().any(|(p, _)| long(p)) {
         return None;
     }
@@ -261,6 +299,17 @@ pub fn aborting(total: usize) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clip_keeps_both_ends() {
+        let long = format!("name \"{}\" must start with a letter", "x".repeat(10_000));
+        let c = clip(&long);
+        assert!(c.starts_with("name \"xxx") && c.ends_with("\" must start with a letter"), "{c}");
+        assert!(c.chars().count() <= MAX_MESSAGE_CHARS + 1);
+        assert_eq!(clip("short\nlines"), "short\nlines");
+        let many = "line\n".repeat(1000);
+        assert!(clip(&many).ends_with("… (900 more lines)"), "{}", clip(&many));
+    }
 
     #[test]
     fn sanitize_keeps_offsets_and_columns() {
