@@ -52,6 +52,31 @@ pub(crate) fn valid_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// How many distinct 4 KiB pages the MMIO of the named devices covers
+/// (computed from the ranges, never by walking a page at a time).
+fn device_pages(board: &Board, names: &[String]) -> u64 {
+    let page = crate::PAGE_SIZE;
+    let mut spans: Vec<(u64, u64)> = names
+        .iter()
+        .filter_map(|n| board.device(n))
+        .filter(|d| d.mmio.size != 0)
+        .map(|d| (d.mmio.base / page, (d.mmio.end() - 1) / page))
+        .collect();
+    spans.sort_unstable();
+    let mut total = 0u64;
+    let mut covered_to: Option<u64> = None;
+    for (first, last) in spans {
+        let from = match covered_to {
+            Some(c) if c >= last => continue,
+            Some(c) if c >= first => c + 1,
+            _ => first,
+        };
+        total = total.saturating_add(last - from + 1);
+        covered_to = Some(last);
+    }
+    total
+}
+
 /// One `[[table]]` item: its header span, the name it gives itself (even if
 /// the rest is broken), and the item if it could be read.
 struct Item<T> {
@@ -672,6 +697,15 @@ impl Loader<'_> {
                             ))
                             .help("stage-2 maps whole pages: assign every device of that page to this partition, or none");
                     }
+                }
+            }
+            // The table writer maps each distinct device page as one region.
+            if let Some(b) = board {
+                let pages = device_pages(b, &devices);
+                if pages > MAX_REGIONS as u64 {
+                    self.d
+                        .error(file, item.header.clone(), format!("the devices of partition `{name}` span {pages} pages of 4 KiB; the system table holds at most {MAX_REGIONS} device regions"))
+                        .help("assign fewer devices to this partition");
                 }
             }
             let dma_trusted = p.dma.is_some();
