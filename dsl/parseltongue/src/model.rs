@@ -742,7 +742,7 @@ impl Checker {
 
     fn channels(&mut self, s: &ast::Service, extension: Option<Extension>, model: &mut Model) {
         let sched = model.scheduler.as_ref().map(|s| s.class);
-        let mut seen: HashMap<String, Span> = HashMap::new();
+        let mut seen: HashMap<String, (Span, String)> = HashMap::new();
         let mut handlers: HashMap<String, Span> = HashMap::new();
         let mut add_handler = |c: &mut Checker, h: &Ident| {
             if let Some(d) = unusable(h, "a handler") {
@@ -777,10 +777,16 @@ impl Checker {
                 c.err(d.with_help("rename the channel in the manifest and here"));
                 return false;
             }
-            if let Some(prev) = seen.insert(name.to_owned(), span.clone()) {
-                c.err(Diag::new(span.clone(), format!("channel \"{name}\" is used twice in this service"))
-                    .with_related(prev, "first used here")
-                    .with_help("a channel has one producer and one consumer: a service names it once"));
+            // The generated endpoint fields write `-` as `_`: "a-b" and "a_b" would collide.
+            if let Some((prev, written)) = seen.insert(name.replace('-', "_"), (span.clone(), name.to_owned())) {
+                let d = if written == name {
+                    Diag::new(span.clone(), format!("channel \"{name}\" is used twice in this service"))
+                        .with_help("a channel has one producer and one consumer: a service names it once")
+                } else {
+                    Diag::new(span.clone(), format!("channels \"{written}\" and \"{name}\" would have the same name in the generated Rust"))
+                        .with_help("the generated endpoints write `-` as `_`: rename one of the channels in the manifest and here")
+                };
+                c.err(d.with_related(prev, "first used here"));
                 return false;
             }
             true

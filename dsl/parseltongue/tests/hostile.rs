@@ -114,3 +114,9 @@ fn control_characters_never_reach_the_report_raw() {
         assert!(!out.chars().any(hallows_source::is_unsafe_char), "{bad:?}: {out:?}");
     }
 }
+
+#[test]
+fn channels_whose_generated_names_collide_are_refused() {
+    let (first, _) = first_error(&spec("message_struct M { field x: u8; }\nsend_channel \"a-b\" carrying M;\nsend_channel \"a_b\" carrying M;"));
+    assert_eq!(first, "5:14: channels \"a-b\" and \"a_b\" would have the same name in the generated Rust");
+}
