@@ -207,11 +207,24 @@ pub fn line_at(src: &str, offset: usize) -> (usize, usize, &str) {
     (line, col, src[start..end].trim_end_matches('\r'))
 }
 
-/// Whether byte `offset` lies on a line longer than [`MAX_ECHO_COLUMNS`]
-/// characters (such a line is shown as an excerpt, see [`render_excerpt`]).
-pub fn on_long_line(src: &str, offset: usize) -> bool {
-    let (_, _, line) = line_at(src, offset);
-    line.len() > MAX_ECHO_COLUMNS && line.chars().nth(MAX_ECHO_COLUMNS).is_some()
+/// Whether any line from the one holding byte `start` to the one holding
+/// byte `end` is longer than [`MAX_ECHO_COLUMNS`] characters (a multi-line
+/// label echoes them all); such a place is shown as an excerpt, see
+/// [`render_excerpt`].
+fn spans_long_line(src: &str, start: usize, end: usize) -> bool {
+    let clamp = |mut i: usize| {
+        i = i.min(src.len());
+        while !src.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    };
+    let (start, end) = (clamp(start), clamp(end.max(start)));
+    let first = src[..start].rfind('\n').map_or(0, |i| i + 1);
+    let last = src[end..].find('\n').map_or(src.len(), |i| end + i);
+    src[first..last]
+        .split('\n')
+        .any(|l| l.len() > MAX_ECHO_COLUMNS && l.chars().nth(MAX_ECHO_COLUMNS).is_some())
 }
 
 /// At most [`MAX_ECHO_COLUMNS`] characters of `line` around column `col`
@@ -271,7 +284,7 @@ pub struct Place<'a> {
 /// related places become notes with their location); `None` when every
 /// line is short enough for the renderer to echo whole.
 pub fn render_if_long(primary: Place<'_>, related: &[(Place<'_>, &str)], message: &str, notes: &[String]) -> Option<String> {
-    let long = |p: &Place<'_>| on_long_line(p.src, p.span.0);
+    let long = |p: &Place<'_>| spans_long_line(p.src, p.span.0, p.span.1);
     if !long(&primary) && !related.iter().any(|(p, _)| long(p)) {
         return None;
     }
@@ -337,6 +350,8 @@ mod tests {
         let (shown, at) = excerpt(&line, 1);
         assert_eq!((shown.chars().next(), at), (Some('a'), 1));
         let r = render_excerpt("f.toml", &format!("x\n{line}\n"), 1002, "bad", &["help: fix it".into()]);
+        let src = format!("a = [\n{line}\n]\n");
+        assert!(spans_long_line(&src, 4, src.len() - 1) && !spans_long_line(&src, 0, 3));
         assert!(r.contains("f.toml:2:1001") && r.len() < 1000, "{r}");
     }
 
