@@ -178,12 +178,15 @@ fn context(manifest: &Path, outside: bool) -> vmm_config::CheckContext {
     let (mut ctx, root) = match workspace::root_from(dir) {
         Ok(root) => (workspace::check_context(&root), root),
         Err(_) => {
-            // Nothing to resolve guest names against: say so, once.
-            eprintln!(
-                "warning: {} is not inside a RustHallows workspace (a Cargo.toml with [workspace] above it): \
-                 guest names are not checked against guests/, and `hallows build` will refuse it",
-                manifest.display()
-            );
+            // Nothing to resolve guest names against: say so, once (a
+            // manifest that does not exist gets its own error).
+            if dir.is_dir() {
+                eprintln!(
+                    "warning: {} is not inside a RustHallows workspace (a Cargo.toml with [workspace] above it): \
+                     guest names are not checked against guests/, and `hallows build` will refuse it",
+                    manifest.display()
+                );
+            }
             (vmm_config::CheckContext::default(), dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
         }
     };
