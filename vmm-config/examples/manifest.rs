@@ -8,6 +8,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let ctx = vmm_config::CheckContext {
         guests: (args.len() > 2).then(|| args[2..].to_vec()),
+        root: None,
     };
     let code = match (args.first().map(String::as_str), args.get(1)) {
         (Some("check"), Some(f)) => vmm_config::cli::check(Path::new(f), &ctx),

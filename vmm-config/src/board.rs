@@ -73,6 +73,19 @@ fn device(d: &mut Diagnostics, file: FileId, raw: &toml::Spanned<RawDevice>) -> 
             format!("device name \"{}\" {why}", dev.name.escape_debug()),
         );
     }
+    if dev.compatible.len() > crate::MAX_COMPATIBLE_LEN {
+        d.error(
+            file,
+            raw.span(),
+            format!(
+                "compatible string of device `{}` is {} bytes; the system table holds at most {}",
+                dev.name,
+                dev.compatible.len(),
+                crate::MAX_COMPATIBLE_LEN
+            ),
+        )
+        .help("shorten it: the guest matches drivers on it (`virtio,mmio`, `arm,pl031`)");
+    }
     check_range(
         d,
         file,

@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 use std::ops::Range as Span;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use hallows_table::{MAX_PARTITIONS, MAX_REGIONS};
+use hallows_table::{MAX_CHANNELS, MAX_PARTITIONS, MAX_REGIONS};
 use serde::de::DeserializeOwned;
 use toml::de::DeValue;
 use toml::Spanned;
@@ -50,6 +50,31 @@ pub(crate) fn valid_name(name: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// How many distinct 4 KiB pages the MMIO of the named devices covers
+/// (computed from the ranges, never by walking a page at a time).
+fn device_pages(board: &Board, names: &[String]) -> u64 {
+    let page = crate::PAGE_SIZE;
+    let mut spans: Vec<(u64, u64)> = names
+        .iter()
+        .filter_map(|n| board.device(n))
+        .filter(|d| d.mmio.size != 0)
+        .map(|d| (d.mmio.base / page, (d.mmio.end() - 1) / page))
+        .collect();
+    spans.sort_unstable();
+    let mut total = 0u64;
+    let mut covered_to: Option<u64> = None;
+    for (first, last) in spans {
+        let from = match covered_to {
+            Some(c) if c >= last => continue,
+            Some(c) if c >= first => c + 1,
+            _ => first,
+        };
+        total = total.saturating_add(last - from + 1);
+        covered_to = Some(last);
+    }
+    total
 }
 
 /// One `[[table]]` item: its header span, the name it gives itself (even if
@@ -110,13 +135,28 @@ impl Loader<'_> {
         }
     }
 
+    /// The `[[key]]` items, each checked for shape; `None` (after one error)
+    /// when there are more than `max`, which the system table cannot hold:
+    /// nothing more is checked then, so the work stays bounded.
     fn items<T: DeserializeOwned + schemars::JsonSchema>(
         &mut self,
         key: &str,
         v: Option<Spanned<DeValue<'_>>>,
-    ) -> Vec<Item<T>> {
-        let Some(v) = v else { return Vec::new() };
+        max: usize,
+    ) -> Option<Vec<Item<T>>> {
+        let Some(v) = v else { return Some(Vec::new()) };
         let span = v.span();
+        if let DeValue::Array(arr) = v.get_ref() {
+            if arr.len() > max {
+                let header = first_line(self.d.source(self.file), arr[max].span());
+                let limit = if key == "partition" { "MAX_PARTITIONS" } else { "MAX_CHANNELS" };
+                self.d
+                    .error(self.file, header, format!("too many {key}s: {} declared, the system table holds at most {max}", arr.len()))
+                    .label(format!("{key} number {}", max + 1))
+                    .help(format!("merge {key}s, or raise {limit} in hallows-table"));
+                return None;
+            }
+        }
         let DeValue::Array(arr) = v.into_inner() else {
             self.d
                 .error(
@@ -125,7 +165,7 @@ impl Loader<'_> {
                     format!("`{key}` must be an array of tables"),
                 )
                 .help(format!("write each one as a `[[{key}]]` table"));
-            return Vec::new();
+            return Some(Vec::new());
         };
         let mut out = Vec::new();
         for el in arr {
@@ -144,7 +184,7 @@ impl Loader<'_> {
             let raw = deserialize_item::<T>(&mut self.d, self.file, key, Spanned::new(espan, t));
             out.push(Item { header, name, raw });
         }
-        out
+        Some(out)
     }
 
     fn run(&mut self, dir: Option<&Path>, src: &str) -> Option<System> {
@@ -216,10 +256,14 @@ impl Loader<'_> {
 
         let partition_value = top.remove("partition");
         let no_partition_key = partition_value.is_none();
-        let parts: Vec<Item<RawPartition>> = self.items("partition", partition_value);
-        let chans: Vec<Item<RawChannel>> = self.items("channel", top.remove("channel"));
+        let parts = self.items::<RawPartition>("partition", partition_value, MAX_PARTITIONS);
+        let chans = self.items::<RawChannel>("channel", top.remove("channel"), MAX_CHANNELS);
+        let (Some(parts), Some(chans)) = (parts, chans) else {
+            return None;
+        };
         let board = board_value.and_then(|(b, span)| self.board(dir, &b, span));
 
+        self.specs(dir, &parts);
         let partitions = self.partitions(board.as_ref(), &parts);
         let channels = self.channels(&parts, &chans);
         self.regions(&parts, &chans);
@@ -247,23 +291,8 @@ impl Loader<'_> {
     fn board(&mut self, dir: Option<&Path>, value: &str, span: Span<usize>) -> Option<Board> {
         let is_path = value.contains('/') || value.contains('\\') || value.ends_with(".toml");
         let (name, src) = if is_path {
-            let path = dir.unwrap_or(Path::new("")).join(value);
-            match std::fs::read_to_string(&path) {
-                Ok(src) => (path.display().to_string(), src),
-                Err(e) => {
-                    self.d
-                        .error(
-                            self.file,
-                            span,
-                            format!("cannot read board file \"{value}\": {e}"),
-                        )
-                        .help(format!(
-                            "board paths are relative to the manifest's directory; this one is {}",
-                            path.display()
-                        ));
-                    return None;
-                }
-            }
+            let (path, src) = self.named_file(dir, "board file", "board paths", value, span)?;
+            (path.display().to_string(), src)
         } else {
             match board::BUILTIN.iter().find(|(n, _)| *n == value) {
                 Some((n, src)) => (format!("<built-in board {n}>"), (*src).to_owned()),
@@ -285,6 +314,54 @@ impl Loader<'_> {
         board::load_board(&mut self.d, bfile, &src)
     }
 
+    /// Reads a file the manifest names (`value`, written at `span`),
+    /// relative to the manifest's directory: only a regular file, of at most
+    /// `MAX_SOURCE_SIZE` bytes, inside the project (`CheckContext::root`).
+    fn named_file(
+        &mut self,
+        dir: Option<&Path>,
+        what: &str,
+        paths: &str,
+        value: &str,
+        span: Span<usize>,
+    ) -> Option<(PathBuf, String)> {
+        let path = dir.unwrap_or(Path::new("")).join(value);
+        let shown = value.escape_debug();
+        if path.exists() {
+            if let Some(root) = &self.ctx.root {
+                if !hallows_source::is_inside(&path, root) {
+                    self.d
+                        .error(self.file, span, format!("{what} \"{shown}\" is outside the project directory"))
+                        .label("outside the project")
+                        .help(format!("{paths} must lie inside the project, so that a manifest cannot make hallows read other files: move the file into {}, or, if you trust this manifest, run hallows with --allow-outside-paths", root.display()));
+                    return None;
+                }
+            }
+        }
+        match hallows_source::read(&path) {
+            Ok(src) => Some((path, src)),
+            Err(e) => {
+                self.d
+                    .error(self.file, span, format!("cannot read {what} \"{shown}\": {e}"))
+                    .help(format!(
+                        "{paths} are relative to the manifest's directory; this one is {}",
+                        path.display()
+                    ));
+                None
+            }
+        }
+    }
+
+    /// Each partition's `spec` must name a readable spec inside the project
+    /// (what the spec says is checked by Parseltongue, after the manifest).
+    fn specs(&mut self, dir: Option<&Path>, parts: &[Item<RawPartition>]) {
+        for p in parts.iter().filter_map(|p| p.raw.as_ref()) {
+            if let Some(spec) = &p.spec {
+                self.named_file(dir, "spec", "spec paths", spec.get_ref(), spec.span());
+            }
+        }
+    }
+
     /// Checks every partition on its own and against the others; `None` if any is wrong.
     fn partitions(
         &mut self,
@@ -297,12 +374,6 @@ impl Loader<'_> {
         let mut names: HashMap<&str, Span<usize>> = HashMap::new();
         let mut core_owner: HashMap<u64, (&str, Span<usize>)> = HashMap::new();
         let mut dev_owner: HashMap<&str, (&str, Span<usize>)> = HashMap::new();
-        if parts.len() > MAX_PARTITIONS {
-            self.d
-                .error(file, parts[MAX_PARTITIONS].header.clone(), format!("too many partitions: {} declared, the system table holds at most {MAX_PARTITIONS}", parts.len()))
-                .label(format!("partition number {}", MAX_PARTITIONS + 1))
-                .help("merge partitions, or raise MAX_PARTITIONS in hallows-table");
-        }
         for item in parts {
             let Some(p) = &item.raw else { continue };
             let name = p.name.as_ref().map_or("", |n| n.get_ref().as_str());
@@ -313,6 +384,11 @@ impl Loader<'_> {
                         n.span(),
                         format!("partition name \"{}\" {why}", name.escape_debug()),
                     );
+                } else if crate::RESERVED_PARTITION_NAMES.contains(&name) {
+                    self.d
+                        .error(file, n.span(), format!("partition name `{name}` is reserved for the hypervisor"))
+                        .label("reserved")
+                        .help(format!("the hypervisor prints its own console lines as `[{name}] ...`, and a partition's lines carry its name the same way, so a partition with this name could forge them: choose another name"));
                 }
                 if let Some(first) = names.get(name) {
                     self.d
@@ -421,6 +497,10 @@ impl Loader<'_> {
             let guest_span = p.guest.as_ref().map_or(0..0, |g| g.span());
             if p.guest.is_none() {
                 // Reported by the shape check.
+            } else if let Err(why) = valid_name(guest) {
+                self.d
+                    .error(file, guest_span, format!("guest name \"{}\" {why}", guest.escape_debug()))
+                    .help("a guest is a crate under guests/, named like one");
             } else if let Some(known) = &self.ctx.guests {
                 if !known.iter().any(|g| g == guest) {
                     let diag = self
@@ -435,8 +515,6 @@ impl Loader<'_> {
                         known.join(", ")
                     ));
                 }
-            } else if guest.is_empty() {
-                self.d.error(file, guest_span, "guest name is empty");
             }
 
             // Boot arguments.
@@ -518,6 +596,19 @@ impl Loader<'_> {
                         }
                         continue;
                     };
+                    if b.arch != crate::Arch::Aarch64 {
+                        self.d
+                            .error(file, dv.span(), format!("device `{dname}` cannot be assigned: device assignment is implemented on aarch64 only, and board \"{}\" is {}", b.name, b.arch.name()))
+                            .help("remove `devices` from the partition");
+                        continue;
+                    }
+                    if let Err(why) = crate::assignable_irq(b, dev) {
+                        self.d
+                            .error(file, dv.span(), format!("device `{dname}` cannot be assigned: {why}"))
+                            .label("hypervisor-owned interrupt")
+                            .help("the hypervisor keeps its console's interrupt and the doorbell INTIDs for itself, and routes one shared peripheral interrupt per device: pick another device, or describe this one differently in the board file");
+                        continue;
+                    }
                     if let Some((owner, ospan)) = dev_owner.get(dname) {
                         let who = if *owner == name {
                             "this partition".to_owned()
@@ -593,6 +684,15 @@ impl Loader<'_> {
                             ))
                             .help("stage-2 maps whole pages: assign every device of that page to this partition, or none");
                     }
+                }
+            }
+            // The table writer maps each distinct device page as one region.
+            if let Some(b) = board {
+                let pages = device_pages(b, &devices);
+                if pages > MAX_REGIONS as u64 {
+                    self.d
+                        .error(file, item.header.clone(), format!("the devices of partition `{name}` span {pages} pages of 4 KiB; the system table holds at most {MAX_REGIONS} device regions"))
+                        .help("assign fewer devices to this partition");
                 }
             }
             let dma_trusted = p.dma.is_some();

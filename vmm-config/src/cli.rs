@@ -13,7 +13,8 @@ use codespan_reporting::term::termcolor::{ColorChoice, StandardStream};
 use crate::size::format_size;
 use crate::{load, CheckContext, Diagnostics, MapOwner, System};
 
-fn report(d: &Diagnostics) {
+/// Writes `d` to stderr as `check` does (colour on a terminal).
+pub fn report(d: &Diagnostics) {
     let choice = if std::io::stderr().is_terminal() {
         ColorChoice::Auto
     } else {

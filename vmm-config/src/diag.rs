@@ -55,6 +55,8 @@ impl Diagnostic {
 pub struct Diagnostics {
     files: SimpleFiles<String, String>,
     items: Vec<Diagnostic>,
+    /// Errors counted but not kept (a parser that found thousands).
+    skipped: usize,
 }
 
 /// One diagnostic reduced to plain data. Lines and columns count from 1;
@@ -83,6 +85,7 @@ impl Diagnostics {
         Diagnostics {
             files: SimpleFiles::new(),
             items: Vec::new(),
+            skipped: 0,
         }
     }
 
@@ -99,8 +102,16 @@ impl Diagnostics {
         d
     }
 
+    /// Adds a source file. What is kept (and echoed) is the source with its
+    /// control characters made harmless; offsets and columns are unchanged.
     pub(crate) fn add_file(&mut self, name: &str, src: &str) -> FileId {
-        self.files.add(name.to_owned(), src.to_owned())
+        self.files
+            .add(hallows_source::sanitize(name), hallows_source::sanitize(src))
+    }
+
+    /// Counts `n` more errors that are not kept (see [`hallows_source::MAX_ERRORS`]).
+    pub(crate) fn skip(&mut self, n: usize) {
+        self.skipped += n;
     }
 
     pub(crate) fn source(&self, file: FileId) -> &str {
@@ -145,11 +156,12 @@ impl Diagnostics {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.is_empty() && self.skipped == 0
     }
 
+    /// Errors found, including those counted but not kept.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + self.skipped
     }
 
     pub(crate) fn sort(&mut self) {
@@ -195,30 +207,55 @@ impl Diagnostics {
             .collect()
     }
 
+    /// Messages quote values from the source: each is printed clipped (see
+    /// [`hallows_source::clip`]) and with its control characters replaced.
     fn to_codespan(&self, d: &Diagnostic) -> CsDiagnostic<FileId> {
-        let mut out = CsDiagnostic::error().with_message(&d.message);
+        let text = |t: &str| hallows_source::sanitize(&hallows_source::clip(t));
+        let mut out = CsDiagnostic::error().with_message(text(&d.message));
         let mut labels = Vec::new();
         if let Some(f) = d.file {
-            labels.push(Label::primary(f, d.span.clone()).with_message(&d.label));
+            labels.push(Label::primary(f, d.span.clone()).with_message(text(&d.label)));
         }
-        for (f, span, text) in &d.related {
-            labels.push(Label::secondary(*f, self.clamp(*f, span.clone())).with_message(text));
+        for (f, span, t) in &d.related {
+            labels.push(Label::secondary(*f, self.clamp(*f, span.clone())).with_message(text(t)));
         }
         out = out.with_labels(labels);
-        out.with_notes(d.help.iter().map(|h| format!("help: {h}")).collect())
+        out.with_notes(d.help.iter().map(|h| format!("help: {}", text(h))).collect())
     }
 
-    /// Writes all diagnostics to `out`, with colour if `out` supports it.
+    /// Writes the diagnostics to `out`, with colour if `out` supports it: at
+    /// most [`hallows_source::MAX_ERRORS`] (then a line saying how many more
+    /// there are), each source line echoed at most
+    /// [`hallows_source::MAX_ECHO_COLUMNS`] characters wide.
     pub fn emit(&self, out: &mut dyn termcolor::WriteColor) -> std::io::Result<()> {
         let config = term::Config::default();
-        for d in &self.items {
-            term::emit(out, &config, &self.files, &self.to_codespan(d))
-                .map_err(std::io::Error::other)?;
+        for d in self.items.iter().take(hallows_source::MAX_ERRORS) {
+            match self.long_line(d) {
+                Some(text) => out.write_all(text.as_bytes())?,
+                None => term::emit(out, &config, &self.files, &self.to_codespan(d))
+                    .map_err(std::io::Error::other)?,
+            }
         }
-        let n = self.items.len();
+        let n = self.len();
         out.set_color(termcolor::ColorSpec::new().set_bold(true))?;
+        if let Some(line) = hallows_source::aborting(n) {
+            out.write_all(line.as_bytes())?;
+        }
         writeln!(out, "{n} error{} found", if n == 1 { "" } else { "s" })?;
         out.reset()
+    }
+
+    /// A diagnostic on a line too long to echo, as an excerpt; `None` otherwise.
+    fn long_line(&self, d: &Diagnostic) -> Option<String> {
+        let f = d.file?;
+        let place = |file: FileId, span: &Span<usize>| hallows_source::Place {
+            file: self.files.get(file).map_or("", |x| x.name().as_str()),
+            src: self.source(file),
+            span: (span.start, span.end),
+        };
+        let related: Vec<_> = d.related.iter().map(|(rf, span, text)| (place(*rf, span), text.as_str())).collect();
+        let help: Vec<String> = d.help.iter().map(|h| format!("help: {h}")).collect();
+        hallows_source::render_if_long(place(f, &d.span), &related, &d.message, &help)
     }
 }
 

@@ -22,9 +22,10 @@ mod raw;
 mod shape;
 mod size;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostics, Located};
+pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
 pub use size::{format_size, parse_size};
 
 /// Everything a check needs besides the manifest itself.
@@ -32,6 +33,10 @@ pub use size::{format_size, parse_size};
 pub struct CheckContext {
     /// Guest program names that exist (crates under `guests/`); `None` skips the check.
     pub guests: Option<Vec<String>>,
+    /// The project directory: files the manifest names (a board file, a
+    /// spec) must lie inside it, so a manifest cannot make the tool read
+    /// (and echo) other files. `None` allows any path.
+    pub root: Option<PathBuf>,
 }
 
 /// The manifest format version this crate reads.
@@ -48,6 +53,15 @@ pub const MAX_BOOTARGS_LEN: usize = hallows_table::BOOTARGS_LEN - 1;
 pub const MAX_SLOT_SIZE: u64 = 64 << 10;
 /// Most slots in one channel.
 pub const MAX_SLOTS: u64 = 1 << 16;
+/// Longest device `compatible` string in bytes (the table keeps a NUL).
+pub const MAX_COMPATIBLE_LEN: usize = hallows_table::COMPATIBLE_LEN - 1;
+/// Partition names the hypervisor keeps: it prints its own console lines as
+/// `[hallows] ...`, and partitions' lines carry their name the same way.
+pub const RESERVED_PARTITION_NAMES: &[&str] = &["hallows"];
+/// Virtual interrupt IDs the hypervisor gives a partition for its channel
+/// doorbells (`DOORBELL_INTID_BASE + i`); no device may use one.
+pub const DOORBELL_INTIDS: std::ops::Range<u32> = hallows_abi::DOORBELL_INTID_BASE
+    ..hallows_abi::DOORBELL_INTID_BASE + hallows_table::MAX_CHANNELS as u32;
 /// Restarts allowed by `on_fault = "restart"` when `max_restarts` is absent.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 
@@ -277,6 +291,43 @@ impl LogLevel {
     }
 }
 
+/// The interrupt a partition gets with `dev` (0: none), or why the device
+/// cannot be assigned: the hypervisor routes one shared peripheral interrupt
+/// per device (INTIDs 32..1020), never one of the doorbell INTIDs it gives
+/// partitions nor the interrupt of its own console. `hallows check` and the
+/// table writer both ask this.
+pub fn assignable_irq(board: &Board, dev: &Device) -> Result<u32, String> {
+    let irq = match dev.irqs.as_slice() {
+        [] => return Ok(0),
+        [irq] => *irq,
+        more => {
+            return Err(format!(
+                "device `{}` has {} interrupts; the hypervisor routes one per device",
+                dev.name,
+                more.len()
+            ))
+        }
+    };
+    if !(32..1020).contains(&irq) {
+        Err(format!(
+            "interrupt {irq} of device `{}` is not a shared peripheral interrupt (INTIDs 32..1020)",
+            dev.name
+        ))
+    } else if board.console_irqs.contains(&irq) {
+        Err(format!(
+            "interrupt {irq} of device `{}` is the interrupt of the hypervisor's console",
+            dev.name
+        ))
+    } else if DOORBELL_INTIDS.contains(&irq) {
+        Err(format!(
+            "interrupt {irq} of device `{}` is one of the doorbell INTIDs {}..{} the hypervisor gives partitions",
+            dev.name, DOORBELL_INTIDS.start, DOORBELL_INTIDS.end
+        ))
+    } else {
+        Ok(irq)
+    }
+}
+
 /// Whether a device with this compatible string can master DMA (and so,
 /// without an IOMMU, reach any physical address).
 pub fn dma_capable(compatible: &str) -> bool {
@@ -480,8 +531,9 @@ impl System {
 }
 
 /// Reads, checks and places the manifest at `path` (and the board file it names).
+/// Only a regular file of at most [`MAX_SOURCE_SIZE`] bytes is read.
 pub fn load(path: &Path, ctx: &CheckContext) -> Result<System, Diagnostics> {
-    match std::fs::read_to_string(path) {
+    match hallows_source::read(path) {
         Ok(src) => check::load_manifest(&path.display().to_string(), path.parent(), &src, ctx),
         Err(e) => Err(Diagnostics::io_error(format!(
             "cannot read manifest {}: {e}",

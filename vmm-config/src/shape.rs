@@ -24,11 +24,28 @@ pub(crate) fn parse_document<'i>(
     file: FileId,
     src: &'i str,
 ) -> Option<Spanned<DeTable<'i>>> {
+    // TOML allows no control character but tab (and the CR of a CRLF).
+    // One report for all of them: a file of 2,000 bare CRs is one mistake.
+    if let Some((span, c, n)) = hallows_source::first_control(src) {
+        let more = match n {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        d.error(
+            file,
+            span,
+            format!("control character {}{more} in the file", hallows_source::describe_char(c)),
+        )
+        .label("not allowed in TOML")
+        .help("TOML allows no control characters but tab: save the file as plain text with LF (or CRLF) line endings");
+        return None;
+    }
     let (table, errors) = DeTable::parse_recoverable(src);
     if errors.is_empty() {
         return Some(table);
     }
-    for e in errors {
+    d.skip(errors.len().saturating_sub(hallows_source::MAX_ERRORS));
+    for e in errors.into_iter().take(hallows_source::MAX_ERRORS) {
         let span = e.span().unwrap_or(0..0);
         d.error(
             file,

@@ -25,6 +25,8 @@ fn corpus(dir: &str) -> Vec<PathBuf> {
 fn ctx() -> CheckContext {
     CheckContext {
         guests: Some(vec!["hello".into(), "counter".into(), "probe".into()]),
+        // Paths stay inside the workspace, as `hallows check` has them.
+        root: Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("..")),
     }
 }
 

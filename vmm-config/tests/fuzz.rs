@@ -2,7 +2,9 @@
 //! answer is always either a system whose layout verifies or a non-empty
 //! set of positioned diagnostics. Inputs are structurally plausible
 //! manifests (known and unknown keys, values of every TOML type, right and
-//! wrong), mutations of the valid corpus, and raw garbage.
+//! wrong), mutations of the valid corpus, raw garbage, and hostile input
+//! (device paths, control characters, overlong strings, deep nesting, too
+//! many items), whose report must also stay bounded and safe to print.
 //!
 //! CI runs proptest's default 256 cases per property; a long run is
 //! `PROPTEST_CASES=200000 cargo test -p vmm-config --release --test fuzz`.
@@ -158,9 +160,91 @@ fn mutated() -> impl Strategy<Value = String> {
         })
 }
 
+/// Values no manifest should carry: paths to devices, pipes and files
+/// outside the project, and strings far past every field of the table.
+fn hostile_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        prop::sample::select(vec![
+            "/dev/zero",
+            "/dev/stdin",
+            "/dev/null",
+            "/proc/self/fd/0",
+            "/etc/passwd",
+            "../../../../../../../../etc/passwd",
+            "/",
+            "..",
+            "../boards",
+            "hallows",
+            "self",
+            "crate",
+        ])
+        .prop_map(|p| format!("{p:?}")),
+        (
+            1usize..300_000,
+            prop::sample::select(vec!['x', 'é', '\u{202e}'])
+        )
+            .prop_map(|(n, c)| format!("\"{}\"", c.to_string().repeat(n))),
+        (1usize..4000).prop_map(|d| format!("{}1{}", "[".repeat(d), "]".repeat(d))),
+        Just("99999999999999999999999999999".to_owned()),
+        Just("\"99999999999999999999 TiB\"".to_owned()),
+    ]
+}
+
+/// A valid manifest with hostile values, control characters and runs of
+/// bare CRs spliced in, or with far too many partitions and channels.
+fn hostile() -> impl Strategy<Value = String> {
+    let keys = prop::sample::select(vec![
+        "board", "name", "guest", "bootargs", "spec", "cores", "ram", "devices", "slot_size",
+    ]);
+    prop_oneof![
+        (
+            prop::sample::select(CORPUS),
+            prop::collection::vec((keys, hostile_value()), 1..4)
+        )
+            .prop_map(|(src, kvs)| {
+                let mut out = src.to_owned();
+                for (k, v) in kvs {
+                    let prefix = format!("\n{k} = ");
+                    if let Some(at) = out.find(&prefix) {
+                        let end = out[at + 1..].find('\n').map_or(out.len(), |e| at + 1 + e);
+                        out.replace_range(at + prefix.len()..end, &v);
+                    }
+                }
+                out
+            }),
+        (
+            prop::sample::select(CORPUS),
+            any::<prop::sample::Index>(),
+            prop::sample::select(vec!["\r", "\u{0}", "\u{1b}[2J", "\u{7f}", "\u{85}", "\u{2067}", "\u{b}"]),
+            1usize..3000,
+        )
+            .prop_map(|(src, at, c, n)| {
+                let mut out = src.to_owned();
+                let i = out.floor_char_boundary(at.index(out.len()));
+                out.insert_str(i, &c.repeat(n));
+                out
+            }),
+        (0usize..200, 0usize..200).prop_map(|(np, nc)| {
+            let mut out = "version = 1\nboard = \"qemu-virt-aarch64\"\n".to_owned();
+            for i in 0..np {
+                out += &format!(
+                    "[[partition]]\nname = \"p{i}\"\ncores = [{}]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n",
+                    i % 4
+                );
+            }
+            for i in 0..nc {
+                out += &format!("[[channel]]\nname = \"c{i}\"\nfrom = \"p0\"\nto = \"p1\"\nslot_size = 64\nslots = 16\nnotify = \"poll\"\n");
+            }
+            out
+        }),
+    ]
+}
+
 fn check_outcome(src: &str) {
     let ctx = CheckContext {
         guests: Some(vec!["hello".into(), "counter".into(), "probe".into()]),
+        // Paths stay inside the workspace, as `hallows check` has them.
+        root: Some(concat!(env!("CARGO_MANIFEST_DIR"), "/..").into()),
     };
     // The name puts relative board paths next to the test boards.
     let name = concat!(
@@ -183,7 +267,16 @@ fn check_outcome(src: &str) {
                     "unpositioned diagnostic {l} for:\n{src}"
                 );
             }
-            assert!(d.to_string().contains("error"));
+            let out = d.to_string();
+            assert!(out.contains("error"));
+            // At most 50 errors, each echoing at most 200 columns of a line.
+            assert!(out.len() < 50 * 4096, "{} bytes of report", out.len());
+            assert!(
+                !out.chars().any(hallows_source::is_unsafe_char),
+                "raw control character in the report {out:?}"
+            );
+            // Never a line of a file outside the project.
+            assert!(!out.contains("root:x:"), "echoed /etc/passwd:\n{out}");
         }
     }
 }
@@ -201,6 +294,14 @@ proptest! {
 
     #[test]
     fn garbage_never_panics(src in "\\PC{0,300}") {
+        check_outcome(&src);
+    }
+
+    /// Device paths, paths outside the project, control characters, bare
+    /// CRs, overlong strings, deep arrays, too many partitions and channels:
+    /// answered quickly, with a bounded, located report that echoes nothing unsafe.
+    #[test]
+    fn hostile_manifests_get_bounded_located_reports(src in hostile()) {
         check_outcome(&src);
     }
 }

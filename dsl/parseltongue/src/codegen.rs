@@ -38,8 +38,11 @@ fn rust_ident(name: &str) -> proc_macro2::Ident {
     let n = name.replace('-', "_");
     if syn::parse_str::<syn::Ident>(&n).is_ok() {
         format_ident!("{}", n)
-    } else {
+    } else if !crate::model::UNUSABLE_IN_RUST.contains(&n.as_str()) {
         format_ident!("r#{}", n)
+    } else {
+        // The checks refuse these names; never panic on a model built by hand.
+        format_ident!("{}_", n)
     }
 }
 

@@ -89,9 +89,11 @@ impl Diagnostics {
         Self::default()
     }
 
+    /// Adds a source file. What is kept (and echoed) is the source with its
+    /// control characters made harmless; offsets and columns are unchanged.
     pub fn add_file(&mut self, name: &str, src: &str) -> FileId {
         self.nfiles += 1;
-        self.files.add(name.to_owned(), src.to_owned())
+        self.files.add(hallows_source::sanitize(name), hallows_source::sanitize(src))
     }
 
     pub fn file_name(&self, file: FileId) -> &str {
@@ -174,28 +176,48 @@ impl Diagnostics {
         self.items.iter().map(|(_, d)| d)
     }
 
+    /// Messages quote values from the source: each is printed clipped (see
+    /// [`hallows_source::clip`]) and with its control characters replaced.
     fn to_codespan(&self, f: Option<FileId>, d: &Diag) -> CsDiagnostic<FileId> {
+        let text = |t: &str| hallows_source::sanitize(&hallows_source::clip(t));
         let mut labels = Vec::new();
         if let Some(f) = f {
-            labels.push(Label::primary(f, self.clamp(f, &d.span)).with_message(&d.label));
+            labels.push(Label::primary(f, self.clamp(f, &d.span)).with_message(text(&d.label)));
         }
-        for (rf, span, text) in &d.related {
+        for (rf, span, t) in &d.related {
             if let Some(rf) = rf.or(f) {
-                labels.push(Label::secondary(rf, self.clamp(rf, span)).with_message(text));
+                labels.push(Label::secondary(rf, self.clamp(rf, span)).with_message(text(t)));
             }
         }
-        let notes = d.notes.iter().cloned().chain(d.help.iter().map(|h| format!("help: {h}"))).collect();
-        CsDiagnostic::error().with_message(&d.message).with_labels(labels).with_notes(notes)
+        let notes = d.notes.iter().map(|n| text(n)).chain(d.help.iter().map(|h| format!("help: {}", text(h)))).collect();
+        CsDiagnostic::error().with_message(text(&d.message)).with_labels(labels).with_notes(notes)
     }
 
-    /// Writes every error, then a count line, with colour if `out` has it.
+    /// Writes the errors, then a count line, with colour if `out` has it: at
+    /// most [`hallows_source::MAX_ERRORS`] (then a line saying how many more
+    /// there are), each source line echoed at most
+    /// [`hallows_source::MAX_ECHO_COLUMNS`] characters wide.
     pub fn emit(&self, out: &mut dyn termcolor::WriteColor) -> std::io::Result<()> {
         let config = term::Config::default();
-        for (f, d) in &self.items {
-            term::emit(out, &config, &self.files, &self.to_codespan(*f, d)).map_err(std::io::Error::other)?;
+        for (f, d) in self.items.iter().take(hallows_source::MAX_ERRORS) {
+            match f.and_then(|f| self.long_line(f, d)) {
+                Some(text) => out.write_all(text.as_bytes())?,
+                None => term::emit(out, &config, &self.files, &self.to_codespan(*f, d)).map_err(std::io::Error::other)?,
+            }
         }
         let n = self.items.len();
+        if let Some(line) = hallows_source::aborting(n) {
+            out.write_all(line.as_bytes())?;
+        }
         writeln!(out, "{n} error{} found", if n == 1 { "" } else { "s" })
+    }
+
+    /// An error on a line too long to echo, as an excerpt; `None` otherwise.
+    fn long_line(&self, f: FileId, d: &Diag) -> Option<String> {
+        let place = |file: FileId, span: &Range<usize>| hallows_source::Place { file: self.file_name(file), src: self.source(file), span: (span.start, span.end) };
+        let related: Vec<_> = d.related.iter().map(|(rf, span, text)| (place(rf.unwrap_or(f), span), text.as_str())).collect();
+        let notes: Vec<String> = d.notes.iter().cloned().chain(d.help.iter().map(|h| format!("help: {h}"))).collect();
+        hallows_source::render_if_long(place(f, &d.span), &related, &d.message, &notes)
     }
 }
 

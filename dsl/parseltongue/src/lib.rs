@@ -37,8 +37,13 @@ pub struct Spec {
 }
 
 /// Parses and checks `src` (named `file_name` in diagnostics).
+/// A spec longer than [`hallows_source::MAX_SOURCE_SIZE`] is refused unread.
 pub fn check_str(file_name: &str, src: &str) -> Result<Spec, Diagnostics> {
     let mut diags = Diagnostics::new();
+    if src.len() as u64 > hallows_source::MAX_SOURCE_SIZE {
+        diags.push_global(format!("spec {file_name} is {} bytes; at most {} are read", src.len(), hallows_source::MAX_SOURCE_SIZE));
+        return Err(diags);
+    }
     let file = diags.add_file(file_name, src);
     let result = parser::parse(src).map_err(|d| vec![d]).and_then(model::check);
     match result {
@@ -52,9 +57,10 @@ pub fn check_str(file_name: &str, src: &str) -> Result<Spec, Diagnostics> {
     }
 }
 
-/// Reads, parses and checks a spec file.
+/// Reads, parses and checks a spec file: only a regular file, of at most
+/// [`hallows_source::MAX_SOURCE_SIZE`] bytes, is read.
 pub fn check_file(path: &Path) -> Result<Spec, Diagnostics> {
-    match std::fs::read_to_string(path) {
+    match hallows_source::read(path) {
         Ok(src) => check_str(&path.display().to_string(), &src),
         Err(e) => {
             let mut d = Diagnostics::new();

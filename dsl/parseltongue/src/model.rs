@@ -340,6 +340,20 @@ fn is_camel(name: &str) -> bool {
     name.starts_with(|c: char| c.is_ascii_uppercase()) && name.chars().all(|c| c.is_ascii_alphanumeric())
 }
 
+/// Rust keywords the generated code cannot use as names, not even as raw
+/// identifiers (`r#type` is fine, `r#self` does not exist).
+pub const UNUSABLE_IN_RUST: &[&str] = &["self", "Self", "super", "crate", "_"];
+
+/// The error for a name the generated code cannot use, if `id` is one.
+fn unusable(id: &Ident, what: &str) -> Option<Diag> {
+    let name = id.name.replace('-', "_");
+    UNUSABLE_IN_RUST.contains(&name.as_str()).then(|| {
+        Diag::new(id.span.clone(), format!("`{}` cannot name {what}: it is a Rust keyword the generated code cannot use, not even as `r#{name}`", id.name))
+            .with_label("Rust keyword")
+            .with_help(format!("rename it, e.g. `{}_value`", id.name))
+    })
+}
+
 fn valid_channel_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 31
@@ -355,7 +369,9 @@ impl Checker {
     fn run(&mut self, spec: ast::Spec) -> Model {
         let s = &spec.service;
         let extension = spec.extension.as_ref().map(|e| e.0);
-        if !is_snake(&s.name.name) {
+        if let Some(d) = unusable(&s.name, "a service") {
+            self.err(d);
+        } else if !is_snake(&s.name.name) {
             self.err(Diag::new(s.name.span.clone(), format!("service name `{}` must be snake_case", s.name.name))
                 .with_label("not snake_case")
                 .with_help("it names the generated module's service; write it like a Rust module name"));
@@ -373,6 +389,8 @@ impl Checker {
             }
             if Prim::ALL.iter().any(|p| p.0 == n.name) || n.name == "bool" {
                 self.err(Diag::new(n.span.clone(), format!("`{}` is a built-in type and cannot be redeclared", n.name)));
+            } else if let Some(d) = unusable(n, "a type") {
+                self.err(d);
             } else if !is_camel(&n.name) {
                 self.err(Diag::new(n.span.clone(), format!("type name `{}` must be CamelCase", n.name))
                     .with_label("not CamelCase")
@@ -405,7 +423,9 @@ impl Checker {
                 if let Some(prev) = seen_names.insert(&v.name.name, v.name.span.clone()) {
                     self.err(Diag::new(v.name.span.clone(), format!("variant `{}` is declared twice", v.name.name)).with_related(prev, "first declared here"));
                 }
-                if !is_camel(&v.name.name) {
+                if let Some(d) = unusable(&v.name, "a variant") {
+                    self.err(d);
+                } else if !is_camel(&v.name.name) {
                     self.err(Diag::new(v.name.span.clone(), format!("variant name `{}` must be CamelCase", v.name.name)));
                 }
                 let max = repr.unsigned_max().unwrap_or(u128::MAX);
@@ -434,7 +454,9 @@ impl Checker {
                 if let Some(prev) = seen.insert(&f.name.name, f.name.span.clone()) {
                     self.err(Diag::new(f.name.span.clone(), format!("field `{}` is declared twice in `{}`", f.name.name, st.name.name)).with_related(prev, "first declared here"));
                 }
-                if !is_snake(&f.name.name) {
+                if let Some(d) = unusable(&f.name, "a field") {
+                    self.err(d);
+                } else if !is_snake(&f.name.name) {
                     self.err(Diag::new(f.name.span.clone(), format!("field name `{}` must be snake_case", f.name.name)));
                 }
                 let ty = self.resolve(&f.ty, s, &type_names);
@@ -555,9 +577,19 @@ impl Checker {
         model.structs = out.iter().map(|o| o.clone().unwrap_or(StructType { name: String::new(), span: 0..0, members: Vec::new(), size: 0, align: 1, hash: 0 })).collect();
         let mut members = Vec::new();
         let (mut off, mut align, mut pad) = (0u64, 1u64, 0usize);
-        for (name, ty, _) in &resolved[i] {
+        for (name, ty, span) in &resolved[i] {
             let ty = ty.clone().unwrap_or(Ty::Bool);
             let (size, a) = model.size_align(&ty);
+            // Sizes saturate; a field past 4 GiB is refused here, so the
+            // offsets below (at most a million such fields in a spec) never
+            // overflow. Smaller ones are refused with the whole struct below.
+            if size > u64::from(u32::MAX) {
+                let bytes = if size == u64::MAX { "more than 2^64 bytes".to_owned() } else { format!("{size} bytes") };
+                self.err(Diag::new(span.clone(), format!("field `{name}` of `{}` is {bytes}; a message is at most {MAX_MESSAGE_SIZE} bytes (the largest channel slot)", s.structs[i].name.name))
+                    .with_label("too large")
+                    .with_help("use smaller arrays, or send the data in several messages"));
+                return false;
+            }
             let aligned = off.div_ceil(a) * a;
             if aligned > off {
                 members.push(Member::Reserved { index: pad, offset: off, size: aligned - off });
@@ -710,10 +742,12 @@ impl Checker {
 
     fn channels(&mut self, s: &ast::Service, extension: Option<Extension>, model: &mut Model) {
         let sched = model.scheduler.as_ref().map(|s| s.class);
-        let mut seen: HashMap<String, Span> = HashMap::new();
+        let mut seen: HashMap<String, (Span, String)> = HashMap::new();
         let mut handlers: HashMap<String, Span> = HashMap::new();
         let mut add_handler = |c: &mut Checker, h: &Ident| {
-            if !is_snake(&h.name) {
+            if let Some(d) = unusable(h, "a handler") {
+                c.err(d);
+            } else if !is_snake(&h.name) {
                 c.err(Diag::new(h.span.clone(), format!("handler name `{}` must be snake_case", h.name)).with_help("handlers are Rust functions (trait methods)"));
             } else if let Some(prev) = handlers.insert(h.name.clone(), h.span.clone()) {
                 c.err(Diag::new(h.span.clone(), format!("handler `{}` is already bound", h.name))
@@ -739,10 +773,20 @@ impl Checker {
                 c.err(Diag::new(span.clone(), format!("\"{name}\" is not a valid channel name")).with_help("manifest channel names are `[a-z][a-z0-9_-]*`, at most 31 bytes"));
                 return false;
             }
-            if let Some(prev) = seen.insert(name.to_owned(), span.clone()) {
-                c.err(Diag::new(span.clone(), format!("channel \"{name}\" is used twice in this service"))
-                    .with_related(prev, "first used here")
-                    .with_help("a channel has one producer and one consumer: a service names it once"));
+            if let Some(d) = unusable(&Ident { name: name.to_owned(), span: span.clone() }, "a channel a spec uses (the generated endpoints are fields named after their channels)") {
+                c.err(d.with_help("rename the channel in the manifest and here"));
+                return false;
+            }
+            // The generated endpoint fields write `-` as `_`: "a-b" and "a_b" would collide.
+            if let Some((prev, written)) = seen.insert(name.replace('-', "_"), (span.clone(), name.to_owned())) {
+                let d = if written == name {
+                    Diag::new(span.clone(), format!("channel \"{name}\" is used twice in this service"))
+                        .with_help("a channel has one producer and one consumer: a service names it once")
+                } else {
+                    Diag::new(span.clone(), format!("channels \"{written}\" and \"{name}\" would have the same name in the generated Rust"))
+                        .with_help("the generated endpoints write `-` as `_`: rename one of the channels in the manifest and here")
+                };
+                c.err(d.with_related(prev, "first used here"));
                 return false;
             }
             true

@@ -32,15 +32,24 @@ const TIME_UNITS: &[(&str, u128)] = &[("ns", 1), ("us", 1_000), ("ms", 1_000_000
 const SIZE_UNITS: &[(&str, u128)] = &[("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30)];
 const FREQ_UNITS: &[&str] = &["hz"];
 
+/// Deepest nesting of array types (`[[[u8; 2]; 2]; 2]` is 3): the parser
+/// and the checks recurse on it, so it is bounded rather than left to the stack.
+pub const MAX_TYPE_NESTING: usize = 32;
+/// Most message types (structs and enums) in one service: the checks
+/// follow struct nesting recursively, so the chain is bounded.
+pub const MAX_TYPES: usize = 256;
+
 pub fn parse(src: &str) -> Result<Spec, Diag> {
     let tokens = lex(src)?;
-    let mut p = Parser { tokens, pos: 0 };
+    let mut p = Parser { tokens, pos: 0, depth: 0 };
     p.spec()
 }
 
 struct Parser {
     tokens: Vec<Token>,
     pos: usize,
+    /// Array types open around the current token.
+    depth: usize,
 }
 
 type R<T> = Result<T, Diag>;
@@ -214,6 +223,11 @@ impl Parser {
                 return Err(self.expected(&exp, "in the service body"));
             };
             match w.as_str() {
+                "message_struct" | "message_enum" if s.structs.len() + s.enums.len() == MAX_TYPES => {
+                    return Err(Diag::new(t.span.clone(), format!("a service declares at most {MAX_TYPES} message types"))
+                        .with_label(format!("type number {}", MAX_TYPES + 1))
+                        .with_help("split the service, or merge types"));
+                }
                 "message_struct" => {
                     self.bump();
                     s.structs.push(self.struct_decl()?);
@@ -290,8 +304,16 @@ impl Parser {
     fn type_ref(&mut self) -> R<TypeRef> {
         let start = self.peek().span.start;
         if self.is_punct('[') {
+            if self.depth == MAX_TYPE_NESTING {
+                return Err(Diag::new(self.peek().span.clone(), format!("array types nest more than {MAX_TYPE_NESTING} deep"))
+                    .with_label("too deep")
+                    .with_help("declare a message_struct for the inner part and use it as the element type"));
+            }
             self.bump();
-            let elem = self.type_ref()?;
+            self.depth += 1;
+            let elem = self.type_ref();
+            self.depth -= 1;
+            let elem = elem?;
             self.punct(';', "between the array's element type and length")?;
             let (len, _) = self.number("the array length")?;
             let end = self.punct(']', "to close the array type")?.span.end;

@@ -12,7 +12,7 @@ fn dir() -> PathBuf {
 
 fn load(manifest: &str) -> (System, PathBuf) {
     let path = dir().join(manifest);
-    let sys = vmm_config::load(&path, &CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"));
+    let sys = vmm_config::load(&path, &CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
     (sys, path)
 }
 

@@ -97,3 +97,82 @@ proptest! {
         }
     }
 }
+
+/// Names a hostile spec uses: ordinary ones, Rust keywords (those raw
+/// identifiers cover and those they do not), near-misses of the language's
+/// own keywords, and names carrying control characters.
+const HOSTILE_NAMES: &[&str] = &[
+    "M", "x", "handle", "Self", "self", "crate", "super", "type", "fn", "match", "r#self", "_", "field", "service",
+    "message_struct", "a\u{1b}[2Jb", "x\ry", "\u{202e}evil", "hallows",
+];
+
+/// Array types nested 0 to 3,000 deep, with lengths from 0 to past u64.
+fn hostile_type() -> impl Strategy<Value = String> {
+    (
+        0usize..3000,
+        proptest::sample::select(vec!["0", "1", "2", "65535", "65536", "4294967296", "18446744073709551615", "99999999999999999999999999999999999999999"]),
+        proptest::sample::select(vec!["u8", "u64", "bool", "M", "E", "bounded_string<65535>", "bounded_bytes<0>", "Self"]),
+    )
+        .prop_map(|(depth, len, elem)| format!("{}{elem}{}", "[".repeat(depth), format!("; {len}]").repeat(depth)))
+}
+
+/// Specs built from hostile parts: deep and huge array types, unusable
+/// names, control characters and runs of bare CRs, overlong lines.
+fn hostile_spec() -> impl Strategy<Value = String> {
+    let name = || proptest::sample::select(HOSTILE_NAMES);
+    let junk = proptest::sample::select(vec!["", "\r", "\r\r\r\r\r\r\r\r", "\u{0}", "\u{1b}[31m", "\u{7f}", "\u{85}", "\u{2066}", "\t"]);
+    (
+        prop::collection::vec((name(), name(), hostile_type(), junk.clone()), 1..6),
+        (name(), name(), name()),
+        junk,
+        0usize..200_000,
+    )
+        .prop_map(|(fields, (sname, chan, handler), junk, pad)| {
+            let mut out = format!("parseltongue_version 1;\nservice {sname} {{\n");
+            for (i, (s, f, ty, j)) in fields.iter().enumerate() {
+                out += &format!("message_struct {s}{i} {{ field {f}: {ty}; }}{j}\n");
+            }
+            out += &format!("message_enum E: u8 {{ variant {sname} = 1; }}\nmessage_struct M {{ field x: u8; }}\n");
+            out += &format!("receive_channel \"{chan}\" carrying M handled_by {handler};{junk}\n");
+            // An overlong line, sometimes: a comment, or a run of spaces before an error.
+            out += &" ".repeat(pad);
+            out += "}\n";
+            out
+        })
+}
+
+/// What every answer to a hostile spec must be: code, or diagnostics that
+/// are located, bounded in size and free of raw control characters.
+fn check_hostile(src: &str) -> Result<(), TestCaseError> {
+    match parseltongue::compile_str("h.pt", src, &Default::default()) {
+        Ok(code) => prop_assert!(code.contains("pub struct Service")),
+        Err(d) => {
+            prop_assert!(!d.is_empty());
+            for l in d.located() {
+                prop_assert!(l.line >= 1 && l.col >= 1, "unlocated: {l}");
+            }
+            let out = d.to_string();
+            // 50 errors, each with a line of at most 200 columns and its notes.
+            prop_assert!(out.len() < 50 * 4096, "{} bytes of report", out.len());
+            prop_assert!(!out.chars().any(hallows_source::is_unsafe_char), "raw control character in {out:?}");
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Hostile specs never panic or overflow the stack, and the report stays bounded and safe.
+    #[test]
+    fn hostile_specs_are_answered_with_bounded_located_reports(src in hostile_spec()) {
+        check_hostile(&src)?;
+    }
+
+    /// Spec paths that are not regular files are refused, never read or waited on.
+    #[test]
+    fn spec_paths_that_are_not_files_are_refused(path in proptest::sample::select(vec!["/dev/zero", "/dev/stdin", "/dev/null", "/dev/urandom", "/", "/proc/self/fd/0", "/nonexistent.pt"])) {
+        let d = parseltongue::check_file(std::path::Path::new(path)).unwrap_err();
+        prop_assert!(d.located()[0].message.starts_with("cannot read spec"), "{d}");
+    }
+}

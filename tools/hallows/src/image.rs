@@ -6,7 +6,7 @@
 //! fit their partition, so the hypervisor parses no ELF and no TOML.
 
 use anyhow::{bail, Context, Result};
-use hallows_abi::{BOOT_INFO_FROM_END, DOORBELL_INTID_BASE, VCPU_STACK_SIZE};
+use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
 use hallows_table::{
     notify, padded, perm, region_kind, Board, ChannelDesc, DeviceDesc, MemRange, PartitionDesc, Region, Segment,
     SystemTable, MAX_CHANNELS, MAX_CORES, MAX_DEVICES, MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
@@ -226,23 +226,12 @@ fn devices(sys: &System, p: &vmm_config::Partition, d: &mut PartitionDesc) -> Re
     if p.devices.len() > MAX_DEVICES {
         bail!("partition `{}` has {} devices; at most {MAX_DEVICES}", p.name, p.devices.len());
     }
-    let doorbells = DOORBELL_INTID_BASE..DOORBELL_INTID_BASE + MAX_CHANNELS as u32;
     for (slot, name) in d.devices.iter_mut().zip(&p.devices) {
         let dev = sys.board.device(name).with_context(|| format!("no board device `{name}`"))?;
-        let irq = match dev.irqs.as_slice() {
-            [] => 0,
-            [irq] => *irq,
-            _ => bail!("device `{name}` has {} interrupts; one per device is supported", dev.irqs.len()),
-        };
-        if irq != 0 && (!(32..1020).contains(&irq) || doorbells.contains(&irq)) {
-            bail!(
-                "device `{name}` of partition `{}` has interrupt {irq}, which is not a shared peripheral interrupt \
-                 outside the doorbell INTIDs {}..{} the hypervisor gives partitions; it cannot be assigned",
-                p.name,
-                doorbells.start,
-                doorbells.end
-            );
-        }
+        // The same rule `hallows check` applies (vmm-config), asked again
+        // so the table never holds a device the check would refuse.
+        let irq = vmm_config::assignable_irq(&sys.board, dev)
+            .map_err(|why| anyhow::anyhow!("device `{name}` of partition `{}` cannot be assigned: {why}", p.name))?;
         *slot = DeviceDesc {
             name: padded(name).context("device name too long")?,
             compatible: padded(&dev.compatible).context("compatible string too long")?,
@@ -324,7 +313,7 @@ mod tests {
             m += &format!("[[partition]]\nname = \"{name}\"\ncores = [{core}]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n");
         }
         m += &format!("[[channel]]\nname = \"c\"\nfrom = \"a\"\nto = \"b\"\nslot_size = 64\nslots = 16\nnotify = \"{notify}\"\n");
-        vmm_config::load_str("channel.toml", &m, &vmm_config::CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"))
+        vmm_config::load_str("channel.toml", &m, &vmm_config::CheckContext::default()).unwrap_or_else(|d| panic!("{d}"))
     }
 
     /// Doorbell and polled channels reach the table on both architectures
@@ -353,7 +342,7 @@ mod device_tests {
              guest = \"disk\"\non_fault = \"stop\"\ndevices = [{devices}]\n{}",
             if dma { "dma = \"trusted\"\n" } else { "" }
         );
-        vmm_config::load_str("devices.toml", &m, &vmm_config::CheckContext { guests: None }).unwrap_or_else(|d| panic!("{d}"))
+        vmm_config::load_str("devices.toml", &m, &vmm_config::CheckContext::default()).unwrap_or_else(|d| panic!("{d}"))
     }
 
     #[test]
@@ -371,11 +360,18 @@ mod device_tests {
         assert_eq!(hallows_table::padded::<32>("virtio31").unwrap(), d.devices[7].name);
     }
 
+    /// `hallows check` refuses such a device (vmm-config); the table writer
+    /// asks the same rule again rather than trusting its caller.
     #[test]
     fn an_interrupt_among_the_doorbell_intids_is_refused() {
-        let sys = system("\"rtc\"", false);
+        let names: Vec<String> = (24..32).map(|i| format!("\"virtio{i}\"")).collect();
+        let mut sys = system(&names.join(", "), true);
+        let mut rtc = sys.board.device("virtio24").unwrap().clone();
+        rtc.irqs = vec![34];
+        sys.board.devices.retain(|d| d.name != "virtio24");
+        sys.board.devices.push(rtc);
         let mut d = PartitionDesc::new_zeroed();
         let err = devices(&sys, &sys.partitions[0], &mut d).unwrap_err().to_string();
-        assert!(err.contains("device `rtc` of partition `disk` has interrupt 34"), "{err}");
+        assert!(err.contains("device `virtio24` of partition `disk` cannot be assigned: interrupt 34"), "{err}");
     }
 }

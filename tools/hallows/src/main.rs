@@ -11,6 +11,11 @@ use hallows::{build, image, qemu, workspace};
 #[derive(Parser)]
 #[command(name = "hallows", version, about = "Build and run RustHallows partitioned systems")]
 struct Cli {
+    /// Let the manifest name board and spec files outside the project (the
+    /// workspace, or the manifest's directory outside one). Only for
+    /// manifests you trust: hallows reads those files and echoes their lines.
+    #[arg(long, global = true)]
+    allow_outside_paths: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -60,23 +65,30 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<u8> {
+    let outside = cli.allow_outside_paths;
     match cli.cmd {
         Cmd::Check { manifest } => {
-            let ctx = context(&manifest);
+            let ctx = context(&manifest, outside);
             // Parseltongue (issue 6): once the manifest itself is valid, the
             // service specs its partitions name (`spec = "x.pt"`) are
             // checked against it: channels, directions, slot sizes, message
             // layouts at both ends, budgets.
-            if let Ok(sys) = vmm_config::load(&manifest, &ctx) {
-                if let Err(diags) = parseltongue::manifest::check_manifest(&sys, &manifest) {
-                    eprint!("{diags}");
+            let sys = match vmm_config::load(&manifest, &ctx) {
+                Ok(sys) => sys,
+                Err(diags) => {
+                    vmm_config::cli::report(&diags);
                     return Ok(1);
                 }
+            };
+            if let Err(diags) = parseltongue::manifest::check_manifest(&sys, &manifest) {
+                eprint!("{diags}");
+                return Ok(1);
             }
-            Ok(vmm_config::cli::check(&manifest, &ctx) as u8)
+            println!("{}", vmm_config::cli::summary(&manifest, &sys));
+            Ok(0)
         }
         Cmd::Inspect { manifest } => {
-            let ctx = context(&manifest);
+            let ctx = context(&manifest, outside);
             Ok(vmm_config::cli::inspect(&manifest, &ctx) as u8)
         }
         Cmd::Schema => {
@@ -84,13 +96,13 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Build { manifest, output } => {
-            let (_, path) = build_image(&manifest, output)?;
+            let (_, path) = build_image(&manifest, output, outside)?;
             println!("{}", path.display());
             Ok(0)
         }
         Cmd::Run { manifest, timeout, qemu_args } => {
             qemu::check_accel()?;
-            let (sys, path) = build_image(&manifest, None)?;
+            let (sys, path) = build_image(&manifest, None, outside)?;
             eprintln!("hallows: booting {} ({} partitions)", path.display(), sys.partitions.len());
             let out = qemu::run(&sys.board, &path, Duration::from_secs(timeout), false, &qemu_args)?;
             match out.status {
@@ -110,7 +122,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
         }
         Cmd::El2Cost { manifest } => {
-            let (sys, path) = build_image(&manifest, None)?;
+            let (sys, path) = build_image(&manifest, None, outside)?;
             let len = std::fs::metadata(&path)?.len();
             // The image's load address: 2 MiB into the reservation on
             // aarch64 (arm64 Image), the reservation's start on x86_64.
@@ -148,7 +160,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::BootCost { manifest } => {
-            let (sys, path) = build_image(&manifest, None)?;
+            let (sys, path) = build_image(&manifest, None, outside)?;
             let img = std::fs::read(&path)?;
             let hv_base = sys.board.hypervisor.base;
             let entry = image::Elf::parse(&std::fs::read(
@@ -166,16 +178,34 @@ fn run(cli: Cli) -> Result<u8> {
     }
 }
 
-fn context(manifest: &Path) -> vmm_config::CheckContext {
-    match workspace::root_from(manifest.parent().unwrap_or(Path::new("."))) {
-        Ok(root) => workspace::check_context(&root),
-        Err(_) => vmm_config::CheckContext { guests: None },
-    }
+/// What `check` and `inspect` check a manifest against: the guests of its
+/// workspace, and the project directory its paths must stay in (the
+/// workspace, else the manifest's own directory), unless `outside`.
+fn context(manifest: &Path, outside: bool) -> vmm_config::CheckContext {
+    let dir = manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let (mut ctx, root) = match workspace::root_from(dir) {
+        Ok(root) => (workspace::check_context(&root), root),
+        Err(_) => {
+            // Nothing to resolve guest names against: say so, once (a
+            // manifest that does not exist gets its own error).
+            if dir.is_dir() {
+                eprintln!(
+                    "warning: {} is not inside a RustHallows workspace (a Cargo.toml with [workspace] above it): \
+                     guest names are not checked against guests/, and `hallows build` will refuse it",
+                    manifest.display()
+                );
+            }
+            (vmm_config::CheckContext::default(), dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()))
+        }
+    };
+    ctx.root = (!outside).then_some(root);
+    ctx
 }
 
-fn build_image(manifest: &Path, output: Option<PathBuf>) -> Result<(vmm_config::System, PathBuf)> {
-    let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
-    let ctx = workspace::check_context(&root);
+fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Result<(vmm_config::System, PathBuf)> {
+    let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+    let mut ctx = workspace::check_context(&root);
+    ctx.root = (!outside).then(|| root.clone());
     let sys = match vmm_config::load(manifest, &ctx) {
         Ok(sys) => sys,
         Err(diags) => {

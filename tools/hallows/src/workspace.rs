@@ -42,5 +42,5 @@ pub fn guests(root: &Path) -> Vec<String> {
 }
 
 pub fn check_context(root: &Path) -> vmm_config::CheckContext {
-    vmm_config::CheckContext { guests: Some(guests(root)) }
+    vmm_config::CheckContext { guests: Some(guests(root)), root: Some(root.to_path_buf()) }
 }

@@ -92,3 +92,174 @@ fn build_refuses_a_system_whose_specs_disagree_before_building() {
     // Refused before any build step ran or any image was written.
     assert!(!err.contains("Compiling"), "{err}");
 }
+
+// Hostile input (issue 12, finding 7): `check` never panics, never hangs,
+// never reads what is not a regular file in the project, and its work and
+// output stay bounded. Each run has a hard time limit; the bounds asserted
+// are generous, the point is that they exist.
+
+use std::io::Read;
+use std::process::Stdio;
+use std::time::Duration;
+use wait_timeout::ChildExt;
+
+/// Runs `hallows args` (stdin an open pipe nobody writes to) and kills it
+/// after 60 s: (status, stdout, stderr). A status of -1 means it was killed.
+fn hallows_bounded(args: &[&str], dir: &Path) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hallows"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hallows");
+    let mut out = child.stdout.take().expect("stdout");
+    let mut err = child.stderr.take().expect("stderr");
+    let reader = std::thread::spawn(move || {
+        let (mut o, mut e) = (Vec::new(), Vec::new());
+        let t = std::thread::spawn(move || {
+            let _ = err.read_to_end(&mut e);
+            e
+        });
+        let _ = out.read_to_end(&mut o);
+        (o, t.join().unwrap_or_default())
+    });
+    let code = match child.wait_timeout(Duration::from_secs(60)).expect("wait") {
+        Some(status) => status.code().unwrap_or(-2),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            -1
+        }
+    };
+    let (o, e) = reader.join().expect("reader");
+    (code, String::from_utf8_lossy(&o).into_owned(), String::from_utf8_lossy(&e).into_owned())
+}
+
+/// A scratch directory inside the workspace (so paths in it are the project's).
+fn scratch(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("hostile").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    dir
+}
+
+const ONE_PARTITION: &str = "version = 1\nboard = \"qemu-virt-aarch64\"\n[[partition]]\nname = \"a\"\ncores = [1]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n";
+
+#[test]
+fn special_files_are_refused_not_read_or_waited_on() {
+    for path in ["/dev/stdin", "/dev/zero", "/"] {
+        let (code, _, err) = hallows_bounded(&["check", path], &root());
+        assert_eq!(code, 1, "{path}: {err}");
+        assert!(err.contains("not a regular file"), "{path}: {err}");
+    }
+    // As the board or spec of a manifest, even with paths allowed anywhere.
+    let dir = scratch("special");
+    for (key, value) in [("board", "/dev/zero"), ("board", "/dev/stdin"), ("spec", "/dev/zero")] {
+        let src = if key == "board" { ONE_PARTITION.replace("qemu-virt-aarch64", value) } else { format!("{ONE_PARTITION}spec = \"{value}\"\n") };
+        let m = dir.join("m.toml");
+        std::fs::write(&m, &src).unwrap();
+        let (code, _, err) = hallows_bounded(&["--allow-outside-paths", "check", m.to_str().unwrap()], &root());
+        assert_eq!(code, 1, "{key} = {value}: {err}");
+        let line = if key == "board" { 2 } else { 9 };
+        assert!(err.contains(&format!("m.toml:{line}:")) && err.contains("not a regular file"), "{key} = {value}: {err}");
+    }
+}
+
+#[test]
+fn paths_outside_the_project_are_refused_unless_allowed() {
+    let dir = scratch("outside");
+    let m = dir.join("m.toml");
+    std::fs::write(&m, ONE_PARTITION.replace("qemu-virt-aarch64", "/etc/passwd")).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("m.toml:2:9") && err.contains("board file \"/etc/passwd\" is outside the project directory"), "{err}");
+    assert!(err.contains("--allow-outside-paths") && !err.contains("root:"), "{err}");
+    if Path::new("/etc/passwd").is_file() {
+        // The user's explicit say-so lets it be read (it is no board file).
+        let (code, _, err) = hallows_bounded(&["--allow-outside-paths", "check", m.to_str().unwrap()], &root());
+        assert_eq!(code, 1, "{err}");
+        assert!(!err.contains("outside the project"), "{err}");
+    }
+    // A spec outside the project, located at its `spec` line.
+    std::fs::write(&m, format!("{ONE_PARTITION}spec = \"../../../../../../../../../../etc/hostname\"\n")).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("m.toml:9:8") && err.contains("spec \"../../../../../../../../../../etc/hostname\""), "{err}");
+}
+
+#[test]
+fn bare_carriage_returns_are_one_error_not_thousands() {
+    let dir = scratch("cr");
+    for n in [2_000, 8_000] {
+        let m = dir.join("cr.toml");
+        std::fs::write(&m, format!("{ONE_PARTITION}{}", "\r".repeat(n))).unwrap();
+        let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains(&format!("control character U+000D (carriage return without a line feed) (and {} more)", n - 1)), "{err}");
+        assert!(err.contains("1 error found"), "{err}");
+        assert!(err.len() < 4096 && !err.contains('\r'), "{} bytes: {err:?}", err.len());
+    }
+}
+
+#[test]
+fn huge_inputs_are_refused_early_with_bounded_output() {
+    let dir = scratch("huge");
+    let m = dir.join("m.toml");
+    // A 50 MB bootargs line: over the size limit, refused unread.
+    let f = std::fs::File::create(&m).unwrap();
+    f.set_len(50 << 20).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    // A 1,000,000-byte bootargs line: refused at its location, echoed as an excerpt.
+    std::fs::write(&m, format!("{ONE_PARTITION}bootargs = \"{}\"\n", "x".repeat(1_000_000))).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("m.toml:9:12") && err.contains("bootargs are 1000000 bytes long; at most 127"), "{}", &err[..err.len().min(2000)]);
+    assert!(err.len() < 4096, "{} bytes of output", err.len());
+    // 10,000 partitions in under 1 MiB: one error at the 17th, nothing else checked.
+    let many: String = (0..10_000).map(|i| format!("[[partition]]\nname = \"p{i}\"\ncores = [0]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n")).collect();
+    std::fs::write(&m, format!("version = 1\nboard = \"qemu-virt-aarch64\"\n{many}")).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("too many partitions: 10000 declared, the system table holds at most 16") && err.contains("1 error found"), "{err}");
+    // Thousands of syntax errors: 50 shown, the rest counted.
+    std::fs::write(&m, format!("{ONE_PARTITION}{}", "=\n".repeat(5_000))).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("error: aborting after 50 errors (") && err.contains("more not shown); fix these first"), "{}", &err[err.len().saturating_sub(500)..]);
+    assert!(err.len() < 64 * 1024, "{} bytes of output", err.len());
+}
+
+#[test]
+fn a_spec_the_code_generator_cannot_emit_is_refused_by_check_not_a_panic() {
+    let dir = scratch("spec");
+    let m = dir.join("m.toml");
+    std::fs::write(&m, format!("{ONE_PARTITION}spec = \"s.pt\"\n")).unwrap();
+    for (body, want) in [
+        ("message_struct M { field self: u8; }", "s.pt:3:26: `self` cannot name a field"),
+        ("message_struct M { field x: [[[[u64; 65536]; 65536]; 65536]; 65536]; }", "s.pt:3:29: field `x` of `M` is more than 2^64 bytes"),
+        (&format!("message_struct M {{ field x: {}u8{}; }}", "[".repeat(1400), "; 1]".repeat(1400)), "s.pt:3:61: array types nest more than 32 deep"),
+    ] {
+        std::fs::write(dir.join("s.pt"), format!("parseltongue_version 1;\nservice a {{\n{body}\n}}\n")).unwrap();
+        let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &root());
+        assert_eq!(code, 1, "{want}: {}", &err[..err.len().min(3000)]);
+        let loc = want.split(": ").next().unwrap();
+        assert!(err.contains(loc) && err.contains(want.split_once(": ").unwrap().1), "{want}: {}", &err[..err.len().min(3000)]);
+    }
+}
+
+#[test]
+fn outside_a_workspace_guest_names_are_not_checked_and_check_says_so() {
+    let dir = std::env::temp_dir().join(format!("hallows-outside-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let m = dir.join("m.toml");
+    std::fs::write(&m, ONE_PARTITION.replace("\"hello\"", "\"no-such-guest\"")).unwrap();
+    let (code, out, err) = hallows_bounded(&["check", m.to_str().unwrap()], &dir);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK"), "{out}");
+    assert!(err.contains("warning:") && err.contains("not inside a RustHallows workspace") && err.contains("guest names are not checked"), "{err}");
+}
