@@ -57,7 +57,7 @@ pub const MAX_SLOTS: u64 = 1 << 16;
 pub const MAX_COMPATIBLE_LEN: usize = hallows_table::COMPATIBLE_LEN - 1;
 /// Partition names the hypervisor keeps: it prints its own console lines as
 /// `[hallows] ...`, and partitions' lines carry their name the same way.
-pub const RESERVED_PARTITION_NAMES: &[&str] = &["hallows"];
+pub const RESERVED_PARTITION_NAMES: &[&str] = &[hallows_abi::console::HYPERVISOR];
 /// Virtual interrupt IDs the hypervisor gives a partition for its channel
 /// doorbells (`DOORBELL_INTID_BASE + i`); no device may use one.
 pub const DOORBELL_INTIDS: std::ops::Range<u32> = hallows_abi::DOORBELL_INTID_BASE
