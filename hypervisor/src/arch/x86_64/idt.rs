@@ -7,6 +7,14 @@
 //!   machine with status 3, as a panic does, instead of triple-faulting.
 //! * NMI: ignored. The hypervisor has no use for NMIs; guests'
 //!   NMIs exit to the hypervisor and are absorbed there.
+//! * `#DB`: disarmed and resumed. The hypervisor never arms a breakpoint
+//!   nor sets `RFLAGS.TF`, and it loads DR7 = 0x400 at every VM exit, so a
+//!   `#DB` here could only come from debug state a guest left behind (an
+//!   emulator that does not reset DR7, a path that missed it). Stopping the
+//!   machine would hand every partition a way to stop all the others, so
+//!   the handler clears DR7 (and DR6), clears TF in the interrupted frame
+//!   and returns. It prints nothing: the interrupted code may hold the
+//!   console lock.
 //! * Interrupts (32..255): the only one the hypervisor sends is the doorbell
 //!   IPI ([`apic::DOORBELL_VECTOR`]); each is ended at the local APIC (the
 //!   spurious vector needs no EOI). They are taken only where the
@@ -47,8 +55,13 @@ global_asm!(
     "    jmp hv_idt_common",
     ".endr",
     "hv_idt_common:",
-    // [rsp] vector, [rsp + 8] error code, [rsp + 16] rip.
-    "    cmp qword ptr [rsp], 2",
+    // [rsp] vector, [rsp + 8] error code, [rsp + 16] rip, [rsp + 32]
+    // rflags.
+    "    cmp qword ptr [rsp], 1",
+    "    jne 3f",
+    "    and qword ptr [rsp + 32], ~0x100",
+    "    jmp 2f",
+    "3:  cmp qword ptr [rsp], 2",
     "    je 2f",
     "    cmp qword ptr [rsp], 32",
     "    jae 2f",
@@ -97,6 +110,12 @@ extern "C" fn exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
 }
 
 extern "C" fn interrupt(vector: u64) {
+    if vector == 1 {
+        // SAFETY: disarms every breakpoint (DR7 = 0x400) and clears the
+        // status; the hypervisor uses neither.
+        unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
+        return;
+    }
     // NMIs (2) and the spurious vector need no end of interrupt.
     if vector != 2 && vector != apic::SPURIOUS_VECTOR as u64 {
         apic::eoi();
