@@ -437,6 +437,10 @@ pub fn wait_for_event() {
 /// `xchg bx, bx` too). Partitions reach neither port: every port is
 /// intercepted. On hardware with neither, the core halts.
 pub fn exit_machine(code: u32) -> ! {
+    let debug = idt::debug_traps();
+    if debug > 0 {
+        console::hv_print(format_args!("{debug} debug exception(s) taken in the hypervisor and disarmed\n"));
+    }
     console::hv_print(format_args!("machine exit status {code}\n"));
     cpu::outb(0xf4, 0x10 + code as u8);
     for b in b"Shutdown" {

@@ -12,9 +12,12 @@
 //!   `#DB` here could only come from debug state a guest left behind (an
 //!   emulator that does not reset DR7, a path that missed it). Stopping the
 //!   machine would hand every partition a way to stop all the others, so
-//!   the handler clears DR7 (and DR6), clears TF in the interrupted frame
-//!   and returns. It prints nothing: the interrupted code may hold the
-//!   console lock.
+//!   the handler clears DR7 (and DR6), clears TF and sets RF in the
+//!   interrupted frame (RF: an instruction breakpoint the CPU or an emulator
+//!   still holds does not fire again on the same instruction; QEMU TCG
+//!   keeps a guest's breakpoints registered after `#VMEXIT` even with DR7
+//!   = 0x400) and returns. It prints nothing (the interrupted code may hold
+//!   the console lock); it counts, and `exit_machine` reports the count.
 //! * Interrupts (32..255): the only one the hypervisor sends is the doorbell
 //!   IPI ([`apic::DOORBELL_VECTOR`]); each is ended at the local APIC (the
 //!   spurious vector needs no EOI). They are taken only where the
@@ -27,6 +30,7 @@
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::apic;
 
@@ -56,10 +60,11 @@ global_asm!(
     ".endr",
     "hv_idt_common:",
     // [rsp] vector, [rsp + 8] error code, [rsp + 16] rip, [rsp + 32]
-    // rflags.
+    // rflags. #DB: TF off, RF on (see the module documentation).
     "    cmp qword ptr [rsp], 1",
     "    jne 3f",
     "    and qword ptr [rsp + 32], ~0x100",
+    "    or qword ptr [rsp + 32], 0x10000",
     "    jmp 2f",
     "3:  cmp qword ptr [rsp], 2",
     "    je 2f",
@@ -109,8 +114,17 @@ extern "C" fn exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
     super::exit_machine(3)
 }
 
+/// `#DB`s the hypervisor took and disarmed, all cores (see the module
+/// documentation): reported by `exit_machine` when not 0.
+static DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+
+pub fn debug_traps() -> u64 {
+    DEBUG_TRAPS.load(Ordering::Relaxed)
+}
+
 extern "C" fn interrupt(vector: u64) {
     if vector == 1 {
+        DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: disarms every breakpoint (DR7 = 0x400) and clears the
         // status; the hypervisor uses neither.
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
