@@ -122,14 +122,16 @@ fn check_stream(b: &Boot, count: u64, doorbells: bool) {
 fn vmx_keeps_debug_state_refuses_user_hypercalls() {
     let b = boot_bochs_manifest(&x86_system_with_symbols("x86-debug"), VMX);
     assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
-    x86::check_debug(&b);
+    x86::check_debug(&b, false);
 }
 
 #[test]
 fn svm_with_nrip_keeps_debug_state_refuses_user_hypercalls() {
     let b = boot_bochs_manifest(&x86_system_with_symbols("x86-debug"), SVM);
     assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
-    x86::check_debug(&b);
+    // Bochs hands a guest's single-step trap pending over an intercepted
+    // CPUID to the hypervisor after the #VMEXIT (see docs/x86.md).
+    x86::check_debug(&b, true);
 }
 
 #[test]

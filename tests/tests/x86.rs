@@ -127,7 +127,7 @@ fn a_million_messages_over_a_doorbell_channel() {
 
 #[test]
 fn debug_registers_user_hypercalls_and_prefixed_instructions_are_contained() {
-    check_debug(&boot_manifest(&x86_system_with_symbols("x86-debug")));
+    check_debug(&boot_manifest(&x86_system_with_symbols("x86-debug")), false);
 }
 
 #[test]

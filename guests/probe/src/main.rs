@@ -11,7 +11,9 @@
 //! (CPUID with prefixes, checked, then a clean exit), `action=debug_regs
 //! addr=A addr2=B` (instruction breakpoints on A and B, then VM exits and a
 //! read-back of DR7) and `action=user_hypercall` (a hypercall from CPL 3).
-//! `action=outb ports=P0,P1,..` picks the port by restart count. Reaching the
+//! `action=single_step` (RFLAGS.TF over an intercepted CPUID) and
+//! `action=icebp` (`int1`). `action=A,B,..` and `action=outb ports=P0,P1,..`
+//! pick the action or port by restart count. Reaching the
 //! end of an action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
@@ -29,7 +31,9 @@ fn parse(s: &str) -> Option<u64> {
 }
 
 fn main(boot: &Boot) -> u64 {
-    let action = boot.arg("action").unwrap_or("none");
+    // `action=a,b,c`: action a on the first run, b after the first restart...
+    let actions = boot.arg("action").unwrap_or("none");
+    let action = actions.split(',').nth(boot.restart_count() as usize).or(actions.split(',').next_back()).unwrap_or("none");
     let addr = boot.arg("addr").and_then(parse).unwrap_or(0);
     println!("probe: action {action} addr {addr:#x} (restart #{})", boot.restart_count());
     match action {
@@ -99,6 +103,17 @@ fn main(boot: &Boot) -> u64 {
         "debug_regs" => {
             let addr2 = boot.arg("addr2").and_then(parse).unwrap_or(0);
             return x86::debug_regs(addr, addr2);
+        }
+        #[cfg(target_arch = "x86_64")]
+        "single_step" => {
+            x86::single_step();
+            println!("UNCONTAINED single_step");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "icebp" => {
+            // SAFETY: deliberately hostile: `int1` raises #DB.
+            unsafe { core::arch::asm!(".byte 0xf1", options(nomem, nostack)) };
+            println!("UNCONTAINED icebp");
         }
         #[cfg(target_arch = "x86_64")]
         "user_hypercall" => {
@@ -255,6 +270,44 @@ mod x86 {
         // SAFETY: disarms them again.
         unsafe { asm!("mov dr7, {0}", in(reg) 0x400u64, options(nostack)) };
         0
+    }
+
+    core::arch::global_asm!(
+        ".section .text",
+        ".global probe_single_step",
+        "probe_single_step:",
+        "    push rbx",
+        "    xor eax, eax",
+        "    xor ecx, ecx",
+        "    pushfq",
+        "    or qword ptr [rsp], 0x100",
+        "    popfq",
+        // TF applies from here: the trap is due right after the CPUID,
+        // which the hypervisor emulates.
+        "    cpuid",
+        ".global probe_single_step_after",
+        "probe_single_step_after:",
+        "    pushfq",
+        "    and qword ptr [rsp], ~0x100",
+        "    popfq",
+        "    pop rbx",
+        "    ret",
+    );
+
+    extern "C" {
+        fn probe_single_step();
+        static probe_single_step_after: u8;
+    }
+
+    /// Single-steps over an intercepted instruction: the #DB is due right
+    /// after it (at `probe_single_step_after`) and must reach the guest's
+    /// side, never the hypervisor.
+    pub fn single_step() {
+        let after = core::ptr::addr_of!(probe_single_step_after) as u64;
+        println!("probe: single-stepping CPUID, the trap is due at {after:#x}");
+        // SAFETY: deliberately hostile; the function preserves rbx and
+        // clobbers only caller-saved registers.
+        unsafe { probe_single_step() };
     }
 
     #[repr(C, align(16))]

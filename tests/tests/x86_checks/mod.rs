@@ -9,19 +9,36 @@ use hallows_tests::{hypervisor_symbol, Boot};
 /// stop the machine with status 3), the guest's DR7 survived the exits,
 /// user-mode hypercalls were refused with #UD, the prefixed CPUID resumed
 /// after its last byte, and the bystander's work is unchanged.
-pub fn check_debug(b: &Boot) {
+///
+/// `single_step_leaks`: the platform delivers a guest's pending single-step
+/// trap to the hypervisor after the `#VMEXIT` of an intercepted instruction
+/// (Bochs `ryzen`); its `#DB` handler must then have disarmed it. No
+/// platform may let a guest's breakpoint fire in the hypervisor.
+pub fn check_debug(b: &Boot, single_step_leaks: bool) {
     b.assert_status(1);
     b.assert_no_uncontained();
-    // Neither stopped by a #DB in the hypervisor nor saved by its handler.
     assert!(!b.output.contains("hypervisor exception"), "{}", b.output);
-    assert!(!b.output.contains("debug exception(s) taken in the hypervisor"), "{}", b.output);
+    let disarmed = b.lines_of("hallows").into_iter().find_map(|l| l.strip_prefix("debug exceptions taken in the hypervisor and disarmed: "));
+    if let Some(counts) = disarmed {
+        assert!(single_step_leaks && counts.starts_with("0 breakpoint, "), "{}", b.output);
+    }
     let svm_run = hypervisor_symbol(vmm_config::Arch::X86_64, "svm_run");
     let readback = format!("probe: after 100 exits dr7 0x40f dr0 {svm_run:#x}");
     assert!(b.lines_of("debugregs").contains(&readback.as_str()), "{}", b.output);
     assert_eq!(b.summary("debugregs"), "exited 0");
     // #UD (vector 6) at the hypercall instruction, reported by the runtime.
     assert!(b.lines_of("user").contains(&"probe: entering CPL 3"), "{}", b.output);
-    assert!(b.summary("user").starts_with("stopped: unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
+    let faulted = |what: &str| b.lines_of("hallows").iter().any(|l| l.starts_with(&format!("partition user faulted: {what}")));
+    assert!(faulted("unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
+    // Single-stepping over the emulated CPUID: #DB right after it.
+    let due = b.lines_of("user").into_iter().find_map(|l| l.strip_prefix("probe: single-stepping CPUID, the trap is due at "));
+    let due = due.unwrap_or_else(|| panic!("{}", b.output));
+    assert!(faulted(&format!("unhandled guest exception (vector 0x1, pc {due})")), "{}", b.output);
+    // `int1`: #DB (stopped by the #DB intercept) where the CPU has it; QEMU
+    // 7.2's TCG decodes it as undefined (#UD, reported by the runtime).
+    let icebp = ["vector 0x1, pc 0x4000", "vector 0x6, pc 0x4000"].map(|v| format!("stopped: unhandled guest exception ({v}"));
+    assert!(icebp.iter().any(|s| b.summary("user").starts_with(s.as_str())), "{}", b.output);
+    assert!(b.summary("user").ends_with("(restarted 2 times)"), "{}", b.output);
     assert!(b.lines_of("prefixed").contains(&"probe: prefixed cpuid resumed correctly"), "{}", b.output);
     assert_eq!(b.summary("prefixed"), "exited 0");
     assert_eq!(b.summary("bystander"), "exited 0");

@@ -437,9 +437,11 @@ pub fn wait_for_event() {
 /// `xchg bx, bx` too). Partitions reach neither port: every port is
 /// intercepted. On hardware with neither, the core halts.
 pub fn exit_machine(code: u32) -> ! {
-    let debug = idt::debug_traps();
-    if debug > 0 {
-        console::hv_print(format_args!("{debug} debug exception(s) taken in the hypervisor and disarmed\n"));
+    let (single_step, breakpoints) = idt::debug_traps();
+    if single_step + breakpoints > 0 {
+        console::hv_print(format_args!(
+            "debug exceptions taken in the hypervisor and disarmed: {breakpoints} breakpoint, {single_step} single-step\n"
+        ));
     }
     console::hv_print(format_args!("machine exit status {code}\n"));
     cpu::outb(0xf4, 0x10 + code as u8);

@@ -115,16 +115,21 @@ extern "C" fn exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
 }
 
 /// `#DB`s the hypervisor took and disarmed, all cores (see the module
-/// documentation): reported by `exit_machine` when not 0.
-static DEBUG_TRAPS: AtomicU64 = AtomicU64::new(0);
+/// documentation): single-step traps (DR6.BS), and the rest (breakpoints).
+/// Reported by `exit_machine` when not 0.
+static DEBUG_TRAPS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
 
-pub fn debug_traps() -> u64 {
-    DEBUG_TRAPS.load(Ordering::Relaxed)
+/// `(single-step, other)` `#DB`s taken in the hypervisor.
+pub fn debug_traps() -> (u64, u64) {
+    (DEBUG_TRAPS[0].load(Ordering::Relaxed), DEBUG_TRAPS[1].load(Ordering::Relaxed))
 }
 
 extern "C" fn interrupt(vector: u64) {
     if vector == 1 {
-        DEBUG_TRAPS.fetch_add(1, Ordering::Relaxed);
+        let dr6: u64;
+        // SAFETY: reads the debug status.
+        unsafe { asm!("mov {0}, dr6", out(reg) dr6, options(nomem, nostack)) };
+        DEBUG_TRAPS[if dr6 & (1 << 14) != 0 { 0 } else { 1 }].fetch_add(1, Ordering::Relaxed);
         // SAFETY: disarms every breakpoint (DR7 = 0x400) and clears the
         // status; the hypervisor uses neither.
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
