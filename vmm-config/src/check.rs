@@ -314,6 +314,14 @@ impl Loader<'_> {
                         format!("partition name \"{}\" {why}", name.escape_debug()),
                     );
                 }
+                if name == "hallows" {
+                    // The hypervisor's console lines carry `[hallows]`
+                    // (the system's status line among them): a partition
+                    // of that name could forge them.
+                    self.d
+                        .error(file, n.span(), "partition name `hallows` is reserved for the hypervisor's console lines")
+                        .help("choose another name");
+                }
                 if let Some(first) = names.get(name) {
                     self.d
                         .error(file, n.span(), format!("duplicate partition name `{name}`"))

@@ -12,7 +12,8 @@
 //! Status: the hypervisor ends Bochs through its shutdown port (0x8900)
 //! for every status, so Bochs' exit code says nothing; the system's status
 //! is read from the hypervisor's last line, `[hallows] machine exit status
-//! N`, on the serial log (no partition can print a `[hallows]` line).
+//! N`, on the serial log (no partition can print a `[hallows]` line: the
+//! manifest check reserves that name).
 //!
 //! The bochsrc is attack surface: every option below was chosen so that a
 //! guest reaches nothing of the emulator. There is no `magic_break` (a

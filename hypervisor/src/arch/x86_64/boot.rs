@@ -430,8 +430,8 @@ pub fn wait_for_event() {
 /// Ends the emulated machine with `code` (0 all partitions exited 0, 1 some
 /// did not, 2 boot failed, 3 hypervisor panic), after printing it: the
 /// status line is what the Bochs runner reads (Bochs' own exit status says
-/// nothing; a partition's lines start with its own name, given by
-/// the manifest). QEMU: isa-debug-exit at port 0xf4 exits with `((0x10 +
+/// nothing; a partition's lines start with its own name, which the
+/// manifest check never lets be `hallows`). QEMU: isa-debug-exit at port 0xf4 exits with `((0x10 +
 /// code) << 1) | 1`, which `hallows` maps back. Bochs: its shutdown port
 /// (0x8900), for every status (no magic breakpoint: a guest can execute
 /// `xchg bx, bx` too). Partitions reach neither port: every port is
