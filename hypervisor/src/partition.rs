@@ -56,6 +56,12 @@ pub enum StopReason {
     TripleFault { pc: u64 },
     /// x86: `hlt` with interrupts off: nothing can ever wake the vCPU.
     Halted { pc: u64 },
+    /// x86: `hlt` with interrupts on in a partition that nothing can
+    /// interrupt (no doorbell rings it).
+    HaltedNoSource { pc: u64 },
+    /// x86: the instruction behind a VM exit could not be read or decoded
+    /// (without NRIP save its length must be).
+    Undecodable { pc: u64 },
     /// x86: a VM exit the hypervisor does not emulate (exit code, qualifier).
     UnexpectedExit { code: u64, info: u64, pc: u64 },
 }
@@ -88,6 +94,10 @@ impl fmt::Display for StopReason {
             StopReason::ControlRegister { cr, pc } => write!(f, "control-register write denied: CR{cr} (pc {pc:#x})"),
             StopReason::TripleFault { pc } => write!(f, "triple fault (pc {pc:#x})"),
             StopReason::Halted { pc } => write!(f, "hlt with interrupts disabled: nothing can wake it (pc {pc:#x})"),
+            StopReason::HaltedNoSource { pc } => {
+                write!(f, "hlt with interrupts on and no interrupt source: nothing can wake it (pc {pc:#x})")
+            }
+            StopReason::Undecodable { pc } => write!(f, "intercepted instruction unreadable or not decodable (pc {pc:#x})"),
             StopReason::UnexpectedExit { code, info, pc } => {
                 write!(f, "unexpected VM exit {code:#x} (qualifier {info:#x}, pc {pc:#x})")
             }

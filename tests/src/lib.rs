@@ -116,3 +116,29 @@ pub fn boot_bochs_manifest(path: &Path, cpu: &str) -> Boot {
     let r = hallows::bochs::run(&disk, cpu, &dir, BOOT_TIMEOUT).expect("running bochs");
     Boot { status: r.status, output: r.output }
 }
+
+/// The address of symbol `name` in the hypervisor built for `arch`.
+pub fn hypervisor_symbol(arch: vmm_config::Arch, name: &str) -> u64 {
+    let hv = std::fs::read(&artifacts(arch).hypervisor).expect("hypervisor binary");
+    let elf = image::Elf::parse(&hv).expect("the hypervisor is an ELF file");
+    elf.symbol(name).unwrap_or_else(|| panic!("the hypervisor has no symbol {name}"))
+}
+
+/// `tests/systems/<name>.toml` (an x86_64 system) with every `@symbol@` in
+/// it replaced by the address of that symbol of the hypervisor (for probes
+/// that aim at the hypervisor's code), written under `target/`: its path.
+pub fn x86_system_with_symbols(name: &str) -> PathBuf {
+    let root = root();
+    let src = std::fs::read_to_string(root.join("tests/systems").join(format!("{name}.toml"))).expect("the system");
+    let mut out = String::new();
+    let mut parts = src.split('@');
+    out.push_str(parts.next().unwrap_or_default());
+    while let Some(symbol) = parts.next() {
+        out.push_str(&format!("{:#x}", hypervisor_symbol(vmm_config::Arch::X86_64, symbol)));
+        out.push_str(parts.next().expect("an `@symbol@` pair"));
+    }
+    let path = root.join("target/hallows/tests/generated").join(format!("{name}.toml"));
+    std::fs::create_dir_all(path.parent().expect("has a parent")).expect("generated dir");
+    std::fs::write(&path, out).expect("writing the system");
+    path
+}

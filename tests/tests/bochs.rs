@@ -3,7 +3,10 @@
 //! and `ryzen` (AMD SVM with NRIP save, a second SVM implementation besides
 //! QEMU's). The systems and expectations are those of `x86.rs`.
 
-use hallows_tests::{boot_bochs, boot_bochs_manifest, root, Boot};
+use hallows_tests::{boot_bochs, boot_bochs_manifest, root, x86_system_with_symbols, Boot};
+
+mod x86_checks;
+use x86_checks as x86;
 
 const VMX: &str = "corei7_skylake_x";
 const SVM: &str = "ryzen";
@@ -113,4 +116,32 @@ fn check_stream(b: &Boot, count: u64, doorbells: bool) {
     assert_eq!(b.summary("producer"), "exited 0");
     assert_eq!(b.summary("consumer"), "exited 0");
     assert!(b.summary("snoop").starts_with("stopped: stage-2 fault: read at 0x100000000"), "{}", b.output);
+}
+
+#[test]
+fn vmx_keeps_debug_state_refuses_user_hypercalls() {
+    let b = boot_bochs_manifest(&x86_system_with_symbols("x86-debug"), VMX);
+    assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
+    x86::check_debug(&b, false);
+}
+
+#[test]
+fn svm_with_nrip_keeps_debug_state_refuses_user_hypercalls() {
+    let b = boot_bochs_manifest(&x86_system_with_symbols("x86-debug"), SVM);
+    assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
+    // Bochs hands a guest's single-step trap pending over an intercepted
+    // CPUID to the hypervisor after the #VMEXIT (see docs/x86.md).
+    x86::check_debug(&b, true);
+}
+
+#[test]
+fn vmx_guests_cannot_end_the_machine_or_sleep_forever() {
+    let b = boot_bochs("x86-escape", VMX);
+    x86::check_escape(&b);
+}
+
+#[test]
+fn svm_with_nrip_guests_cannot_end_the_machine_or_sleep_forever() {
+    let b = boot_bochs("x86-escape", SVM);
+    x86::check_escape(&b);
 }

@@ -2,7 +2,10 @@
 //! paging, 4 cores): the same guests and summaries as on aarch64, and the
 //! x86 containment cases (I/O ports, MSRs) on top of memory and faults.
 
-use hallows_tests::{boot_manifest, boot_system, root};
+use hallows_tests::{boot_manifest, boot_system, root, x86_system_with_symbols};
+
+mod x86_checks;
+use x86_checks::{check_debug, check_escape};
 
 #[test]
 fn demo_system_runs_three_partitions_on_three_cores() {
@@ -120,4 +123,14 @@ fn a_million_messages_over_a_poll_channel() {
 #[test]
 fn a_million_messages_over_a_doorbell_channel() {
     check_stream(&boot_system("x86-channel-doorbell"), 1_000_000, true);
+}
+
+#[test]
+fn debug_registers_user_hypercalls_and_prefixed_instructions_are_contained() {
+    check_debug(&boot_manifest(&x86_system_with_symbols("x86-debug")), false);
+}
+
+#[test]
+fn guests_cannot_end_the_machine_or_sleep_forever() {
+    check_escape(&boot_system("x86-escape"));
 }

@@ -5,13 +5,22 @@
 //! `action=bad_console` (console writes with hostile pointers and lengths,
 //! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
 //! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
-//! `action=write_cr4` and `action=hlt` (with interrupts off); on aarch64
-//! `action=semihost` (semihosting calls: print, run a host command, exit
-//! QEMU) and `action=debug_regs` (arm a hardware breakpoint). `action=forge`
-//! prints control characters, invalid UTF-8 and lines that imitate the
-//! hypervisor's, then exits with `status`. `action=leak` and `action=sink`:
-//! see [`leak`]. Reaching the end of an action that should have been
-//! stopped prints `UNCONTAINED`.
+//! `action=write_cr4` and `action=hlt` (with interrupts off), `action=sti_hlt`
+//! (halting with interrupts on, with no interrupt source), `action=xchg_bx`
+//! (Bochs' magic breakpoint, then a clean exit), `action=prefixed_cpuid`
+//! (CPUID with prefixes, checked, then a clean exit), `action=debug_regs
+//! addr=A addr2=B` (instruction breakpoints on A and B, then VM exits and a
+//! read-back of DR7) and `action=user_hypercall` (a hypercall from CPL 3).
+//! `action=single_step` (RFLAGS.TF over an intercepted CPUID) and
+//! `action=icebp` (`int1`). `action=A,B,..` and `action=outb ports=P0,P1,..`
+//! pick the action or port by restart count. On aarch64 `action=semihost`
+//! (semihosting calls: print, run a host command, exit QEMU) and
+//! `action=debug_regs` (arm a hardware breakpoint and software step). On
+//! both, `action=forge` prints control characters, invalid UTF-8 and lines
+//! that imitate the hypervisor's, then exits with `status`;
+//! `action=leak`, `action=sink`, `action=cpu_off_on` and
+//! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]). Reaching the
+//! end of an action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
 
@@ -30,7 +39,9 @@ fn parse(s: &str) -> Option<u64> {
 }
 
 fn main(boot: &Boot) -> u64 {
-    let action = boot.arg("action").unwrap_or("none");
+    // `action=a,b,c`: action a on the first run, b after the first restart...
+    let actions = boot.arg("action").unwrap_or("none");
+    let action = actions.split(',').nth(boot.restart_count() as usize).or(actions.split(',').next_back()).unwrap_or("none");
     let addr = boot.arg("addr").and_then(parse).unwrap_or(0);
     println!("probe: action {action} addr {addr:#x} (restart #{})", boot.restart_count());
     match action {
@@ -62,11 +73,60 @@ fn main(boot: &Boot) -> u64 {
         }
         #[cfg(target_arch = "x86_64")]
         "outb" => {
-            let port = boot.arg("port").and_then(parse).unwrap_or(0x80) as u16;
-            // SAFETY: deliberately hostile: no port is assigned to us, the
-            // hypervisor must stop us on the access.
-            unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") 0u8, options(nomem, nostack)) };
+            let listed = boot.arg("ports").and_then(|l| l.split(',').nth(boot.restart_count() as usize));
+            let port = listed.or(boot.arg("port")).and_then(parse).unwrap_or(0x80) as u16;
+            // What would end or mark the machine if it got through: status 0
+            // to QEMU's isa-debug-exit, Bochs' shutdown command, text.
+            let bytes: &[u8] = match port {
+                0xf4 => &[0x10],
+                0x8900 => b"Shutdown",
+                _ => b"[hallows] machine exit status 0\n",
+            };
+            println!("probe: writing {} byte(s) to port {port:#x}", bytes.len());
+            for &b in bytes {
+                // SAFETY: deliberately hostile: no port is assigned to us, the
+                // hypervisor must stop us on the access.
+                unsafe { core::arch::asm!("out dx, al", in("dx") port, in("al") b, options(nomem, nostack)) };
+            }
             println!("UNCONTAINED outb {port:#x}");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "sti_hlt" => {
+            // SAFETY: deliberately hostile: no interrupt source can ever wake
+            // this partition, so the halt would hold the core forever.
+            unsafe { core::arch::asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            println!("UNCONTAINED sti_hlt woke up");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "xchg_bx" => {
+            // SAFETY: `xchg bx, bx` changes nothing; under Bochs with
+            // `magic_break` it would stop the whole machine.
+            unsafe { core::arch::asm!(".byte 0x66, 0x87, 0xdb", options(nomem, nostack, preserves_flags)) };
+            println!("probe: xchg bx, bx done");
+            return 0;
+        }
+        #[cfg(target_arch = "x86_64")]
+        "prefixed_cpuid" => return x86::prefixed_cpuid(),
+        #[cfg(target_arch = "x86_64")]
+        "debug_regs" => {
+            let addr2 = boot.arg("addr2").and_then(parse).unwrap_or(0);
+            return x86::debug_regs(addr, addr2);
+        }
+        #[cfg(target_arch = "x86_64")]
+        "single_step" => {
+            x86::single_step();
+            println!("UNCONTAINED single_step");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "icebp" => {
+            // SAFETY: deliberately hostile: `int1` raises #DB.
+            unsafe { core::arch::asm!(".byte 0xf1", options(nomem, nostack)) };
+            println!("UNCONTAINED icebp");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "user_hypercall" => {
+            x86::user_hypercall(boot);
+            println!("UNCONTAINED user_hypercall returned");
         }
         #[cfg(target_arch = "x86_64")]
         "triple_fault" => {
@@ -213,4 +273,196 @@ pub(crate) fn undefined_instruction() {
     unsafe {
         core::arch::asm!("ud2")
     };
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use core::arch::asm;
+    use core::cell::UnsafeCell;
+
+    use hallows_rt::abi::call;
+    use hallows_rt::{println, raw_hypercall, Boot};
+
+    /// CPUID leaf 0 through `prefixes` then `0f a2`; the vendor string.
+    macro_rules! cpuid_with {
+        ($($byte:literal),*) => {{
+            let (a, b, c, d): (u32, u64, u32, u32);
+            // SAFETY: CPUID with ignored prefixes; rbx is saved around it
+            // (LLVM reserves it).
+            unsafe {
+                asm!(
+                    "mov {t}, rbx",
+                    concat!(".byte ", $(stringify!($byte), ", ",)* "0x0f, 0xa2"),
+                    "xchg {t}, rbx",
+                    t = out(reg) b,
+                    inout("eax") 0u32 => a,
+                    inout("ecx") 0u32 => c,
+                    out("edx") d,
+                    options(nostack),
+                )
+            };
+            [a, b as u32, c, d]
+        }};
+    }
+
+    /// CPUID with a segment prefix, then with three prefixes and REX: the
+    /// hypervisor must resume after the whole instruction each time.
+    pub fn prefixed_cpuid() -> u64 {
+        let plain = core::arch::x86_64::__cpuid(0);
+        let plain = [plain.eax, plain.ebx, plain.ecx, plain.edx];
+        let one = cpuid_with!(0x2e);
+        let many = cpuid_with!(0x66, 0x2e, 0xf3, 0x48);
+        println!("probe: prefixed cpuid {:?} {:?} {:?}", plain, one, many);
+        if one != plain || many != plain {
+            println!("prefixed cpuid gave other answers");
+            return 1;
+        }
+        println!("probe: prefixed cpuid resumed correctly");
+        0
+    }
+
+    /// Arms instruction breakpoints on `a` and `b` (addresses of the
+    /// hypervisor's code), causes VM exits, reads DR7 and DR0 back.
+    pub fn debug_regs(a: u64, b: u64) -> u64 {
+        // L0, G0, L1, G1: instruction breakpoints (R/W 00, LEN 00).
+        let dr7: u64 = 0x400 | 0xf;
+        println!("probe: breakpoints at {a:#x} and {b:#x}, dr7 {dr7:#x}");
+        // SAFETY: deliberately hostile: breakpoints on the hypervisor's code.
+        unsafe { asm!("mov dr0, {0}", "mov dr1, {1}", "mov dr7, {2}", in(reg) a, in(reg) b, in(reg) dr7, options(nostack)) };
+        for _ in 0..100 {
+            core::hint::black_box(core::arch::x86_64::__cpuid(0));
+        }
+        let (back7, back0): (u64, u64);
+        // SAFETY: reads debug registers.
+        unsafe { asm!("mov {0}, dr7", "mov {1}, dr0", out(reg) back7, out(reg) back0, options(nostack)) };
+        println!("probe: after 100 exits dr7 {back7:#x} dr0 {back0:#x}");
+        // SAFETY: disarms them again.
+        unsafe { asm!("mov dr7, {0}", in(reg) 0x400u64, options(nostack)) };
+        0
+    }
+
+    core::arch::global_asm!(
+        ".section .text",
+        ".global probe_single_step",
+        "probe_single_step:",
+        "    push rbx",
+        "    xor eax, eax",
+        "    xor ecx, ecx",
+        "    pushfq",
+        "    or qword ptr [rsp], 0x100",
+        "    popfq",
+        // TF applies from here: the trap is due right after the CPUID,
+        // which the hypervisor emulates.
+        "    cpuid",
+        ".global probe_single_step_after",
+        "probe_single_step_after:",
+        "    pushfq",
+        "    and qword ptr [rsp], ~0x100",
+        "    popfq",
+        "    pop rbx",
+        "    ret",
+    );
+
+    extern "C" {
+        fn probe_single_step();
+        static probe_single_step_after: u8;
+    }
+
+    /// Single-steps over an intercepted instruction: the #DB is due right
+    /// after it (at `probe_single_step_after`) and must reach the guest's
+    /// side, never the hypervisor.
+    pub fn single_step() {
+        let after = core::ptr::addr_of!(probe_single_step_after) as u64;
+        println!("probe: single-stepping CPUID, the trap is due at {after:#x}");
+        // SAFETY: deliberately hostile; the function preserves rbx and
+        // clobbers only caller-saved registers.
+        unsafe { probe_single_step() };
+    }
+
+    #[repr(C, align(16))]
+    struct Mem<const N: usize>(UnsafeCell<[u8; N]>);
+    // SAFETY: only the boot vCPU touches these, in `user_hypercall`.
+    unsafe impl<const N: usize> Sync for Mem<N> {}
+    static KERNEL_STACK: Mem<8192> = Mem(UnsafeCell::new([0; 8192]));
+    static USER_STACK: Mem<8192> = Mem(UnsafeCell::new([0; 8192]));
+    static TSS: Mem<104> = Mem(UnsafeCell::new([0; 104]));
+    #[repr(C, align(16))]
+    struct Gdt(UnsafeCell<[u64; 7]>);
+    // SAFETY: as `Mem`.
+    unsafe impl Sync for Gdt {}
+    static GDT: Gdt = Gdt(UnsafeCell::new([0; 7]));
+
+    /// Drops to CPL 3 (a GDT with user segments and a TSS, our RAM made
+    /// user-accessible in the page tables) and issues hypercalls there.
+    pub fn user_hypercall(boot: &Boot) {
+        let tss = TSS.0.get() as u64;
+        // SAFETY: our own statics, not yet in use by the CPU.
+        unsafe {
+            let t = &mut *TSS.0.get();
+            let rsp0 = KERNEL_STACK.0.get() as u64 + 8192;
+            t[4..12].copy_from_slice(&rsp0.to_le_bytes());
+            t[102..104].copy_from_slice(&104u16.to_le_bytes());
+            let g = &mut *GDT.0.get();
+            g[1] = 0x00AF_9A00_0000_FFFF; // 0x08 kernel code
+            g[2] = 0x00CF_9200_0000_FFFF; // 0x10 kernel data
+            g[3] = 0x00CF_F200_0000_FFFF; // 0x18 user data, DPL 3
+            g[4] = 0x00AF_FA00_0000_FFFF; // 0x20 user code, DPL 3
+            g[5] = 103 | ((tss & 0xff_ffff) << 16) | (0x89 << 40) | (((tss >> 24) & 0xff) << 56);
+            g[6] = tss >> 32;
+        }
+        let mut gdtr = [0u8; 10];
+        gdtr[..2].copy_from_slice(&(7u16 * 8 - 1).to_le_bytes());
+        gdtr[2..].copy_from_slice(&(GDT.0.get() as u64).to_le_bytes());
+        // SAFETY: the same kernel selectors as the runtime's GDT, plus the TSS.
+        unsafe { asm!("lgdt [{0}]", "mov ax, 0x28", "ltr ax", in(reg) gdtr.as_ptr(), out("ax") _, options(nostack)) };
+        // User-accessible: the PML4 and PDPT entries and the 2 MiB pages of our RAM.
+        let cr3: u64;
+        // SAFETY: reads CR3.
+        unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack)) };
+        const ADDR: u64 = 0x000f_ffff_ffff_f000;
+        let entry = |table: u64, i: u64| (table & ADDR) + 8 * i;
+        let (base, size) = (boot.ram_base(), boot.ram_size());
+        // SAFETY: the page tables the hypervisor gave us, identity-mapped,
+        // read-write; setting U/S only widens access to our own RAM.
+        unsafe {
+            let pml4e = entry(cr3, (base >> 39) & 511) as *mut u64;
+            *pml4e |= 4;
+            let pdpte = entry(*pml4e, (base >> 30) & 511) as *mut u64;
+            *pdpte |= 4;
+            let mut a = base;
+            while a < base + size {
+                let pde = entry(*pdpte, (a >> 21) & 511) as *mut u64;
+                *pde |= 4;
+                asm!("invlpg [{0}]", in(reg) a, options(nostack));
+                a += 2 << 20;
+            }
+        }
+        println!("probe: entering CPL 3");
+        let stack = USER_STACK.0.get() as u64 + 8192;
+        // SAFETY: deliberately hostile: iretq to ring 3 at `user_main`.
+        unsafe {
+            asm!(
+                "push 0x1b",
+                "push {stack}",
+                "push 0x2",
+                "push 0x23",
+                "push {entry}",
+                "iretq",
+                stack = in(reg) stack,
+                entry = in(reg) user_main as *const () as u64,
+                options(noreturn)
+            )
+        }
+    }
+
+    /// Runs at CPL 3: a console write and an exit, which the hypervisor
+    /// must refuse (the guest kernel gets #UD).
+    extern "C" fn user_main() -> ! {
+        let msg = b"UNCONTAINED: a hypercall from CPL 3 was honoured\n";
+        raw_hypercall(call::CONSOLE_WRITE, [msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
+        raw_hypercall(call::EXIT, [42, 0, 0, 0, 0]);
+        loop {
+            core::hint::spin_loop();
+        }
+    }
 }

@@ -122,6 +122,28 @@ pub struct Gprs {
 }
 
 impl Gprs {
+    /// General register `i` in the encoding's numbering (1 rcx, 2 rdx, 3
+    /// rbx, 5 rbp, 6 rsi, 7 rdi, 8..15 r8..r15); `None` for rax (0) and rsp
+    /// (4), which the VMCB/VMCS hold, and anything above 15.
+    pub fn reg(&mut self, i: usize) -> Option<&mut u64> {
+        Some(match i {
+            1 => &mut self.rcx,
+            2 => &mut self.rdx,
+            3 => &mut self.rbx,
+            5 => &mut self.rbp,
+            6 => &mut self.rsi,
+            7 => &mut self.rdi,
+            8 => &mut self.r8,
+            9 => &mut self.r9,
+            10 => &mut self.r10,
+            11 => &mut self.r11,
+            12 => &mut self.r12,
+            13 => &mut self.r13,
+            14 => &mut self.r14,
+            15 => &mut self.r15,
+            _ => return None,
+        })
+    }
     /// Hypercall arguments x1..x5 (x0 is rax): rdi, rsi, rdx, r10, r8.
     pub fn store_args(&self, regs: &mut [u64; 31]) {
         regs[1] = self.rdi;
@@ -265,4 +287,125 @@ unsafe impl<const N: usize> Sync for Pages<N> {}
 /// Address (identity-mapped, so also physical) of page `i` of `p`.
 pub(super) fn page_pa<const N: usize>(p: &Pages<N>, i: usize) -> u64 {
     p.0.get() as u64 + (i * PAGE) as u64
+}
+
+/// Reads guest-physical bytes of the partition running on `core`: from its
+/// RAM or from its initial page tables (the two kinds of memory the
+/// hypervisor may read on its behalf; channels and device regions are not
+/// read). `None` if any byte lies elsewhere.
+fn read_gpa(core: usize, gpa: u64, buf: &mut [u8]) -> Option<()> {
+    let sys = crate::system::get();
+    let role = sys.core_map.get(core).copied().flatten()?;
+    let rt = sys.parts.get(role.partition).copied().flatten()?;
+    if rt.ram.read(gpa, buf).is_ok() {
+        return Some(());
+    }
+    let pages = GUEST_PT.get(rt.vmid as usize)?;
+    let pool = TablePool;
+    for (i, b) in buf.iter_mut().enumerate() {
+        let off = gpa.checked_add(i as u64)?.checked_sub(GUEST_PT_GPA)?;
+        let page = pages.get((off / 4096) as usize)?.load(Ordering::Relaxed);
+        if page == 0 {
+            return None;
+        }
+        let word = pool.read(page, ((off % 4096) / 8) as usize);
+        *b = (word >> ((off % 8) * 8)) as u8;
+    }
+    Some(())
+}
+
+/// The guest-physical address of linear address `la` under the guest's
+/// 4-level page tables rooted at `cr3` (the only paging mode a partition
+/// can be in: CR0 and CR4 writes are denied). Permissions are not checked:
+/// the CPU has already fetched from there.
+fn translate(core: usize, cr3: u64, la: u64) -> Option<u64> {
+    const ADDR: u64 = 0x000f_ffff_ffff_f000;
+    let mut table = cr3 & ADDR;
+    for level in (0..4u32).rev() {
+        let shift = 12 + 9 * level;
+        let mut e = [0u8; 8];
+        read_gpa(core, table + 8 * ((la >> shift) & 511), &mut e)?;
+        let e = u64::from_le_bytes(e);
+        if e & 1 == 0 {
+            return None;
+        }
+        // A 1 GiB or 2 MiB page (PS in a PDPT or PD entry), or a 4 KiB one.
+        if level == 0 || (e & (1 << 7) != 0 && level <= 2) {
+            let size = 1u64 << shift;
+            return Some((e & ADDR & !(size - 1)) | (la & (size - 1)));
+        }
+        table = e & ADDR;
+    }
+    None
+}
+
+/// Longest x86 instruction.
+pub const MAX_INSTRUCTION: usize = 15;
+
+/// Fetches the (up to) 15 bytes at guest linear address `rip` of the
+/// partition on `core`, through its page tables (`cr3`). Each byte is
+/// translated on its own, so an instruction may cross a page. The guest
+/// controls these bytes and tables: anything unreadable is `None`.
+pub fn fetch(core: usize, cr3: u64, rip: u64) -> Option<[u8; MAX_INSTRUCTION]> {
+    let mut out = [0u8; MAX_INSTRUCTION];
+    let mut i = 0;
+    while i < MAX_INSTRUCTION {
+        let la = rip.wrapping_add(i as u64);
+        let gpa = translate(core, cr3, la)?;
+        // The rest of this page, at most.
+        let n = ((4096 - (la & 0xfff)) as usize).min(MAX_INSTRUCTION - i);
+        // Bytes past the end of readable memory may not belong to the
+        // instruction: keep what was read.
+        if read_gpa(core, gpa, &mut out[i..i + n]).is_none() {
+            return (i > 0).then_some(out);
+        }
+        i += n;
+    }
+    Some(out)
+}
+
+/// An intercepted instruction, decoded far enough to emulate it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decoded {
+    /// Its length, prefixes included.
+    pub len: u64,
+    /// The REX prefix (0 if none).
+    pub rex: u8,
+    /// The ModRM byte, where `modrm` was asked for.
+    pub modrm: u8,
+}
+
+/// Decodes `bytes` as legacy prefixes (0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65,
+/// 0x66, 0x67, 0xf0, 0xf2, 0xf3) and REX prefixes in any number, then
+/// `opcode`, then a ModRM byte if `modrm`. `None` if the bytes are not that
+/// instruction (another vCPU rewrote them since the exit) or it would be
+/// longer than 15 bytes (the CPU would have raised #GP instead).
+pub fn decode(bytes: &[u8], opcode: &[u8], modrm: bool) -> Option<Decoded> {
+    let mut rex = 0;
+    let mut i = 0;
+    loop {
+        match *bytes.get(i)? {
+            0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 => rex = 0,
+            // A REX prefix counts only right before the opcode.
+            b @ 0x40..=0x4f => rex = b,
+            _ => break,
+        }
+        i += 1;
+    }
+    let end = i + opcode.len();
+    if bytes.get(i..end)? != opcode {
+        return None;
+    }
+    let (len, modrm) = if modrm { (end + 1, *bytes.get(end)?) } else { (end, 0) };
+    (len <= MAX_INSTRUCTION).then_some(Decoded { len: len as u64, rex, modrm })
+}
+
+/// Whether the boot vCPU of the partition on `core` can ever receive an
+/// interrupt: some channel's doorbell rings it. (Doorbells are the only
+/// virtual interrupts on x86; other vCPUs receive none.)
+pub fn can_be_woken(core: usize) -> bool {
+    let sys = crate::system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return false };
+    role.vcpu == 0
+        && sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition))
 }

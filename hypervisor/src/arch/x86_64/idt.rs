@@ -7,6 +7,17 @@
 //!   machine with status 3, as a panic does, instead of triple-faulting.
 //! * NMI: ignored. The hypervisor has no use for NMIs; guests'
 //!   NMIs exit to the hypervisor and are absorbed there.
+//! * `#DB`: disarmed and resumed. The hypervisor never arms a breakpoint
+//!   nor sets `RFLAGS.TF`, and it loads DR7 = 0x400 at every VM exit, so a
+//!   `#DB` here could only come from debug state a guest left behind (an
+//!   emulator that does not reset DR7, a path that missed it). Stopping the
+//!   machine would hand every partition a way to stop all the others, so
+//!   the handler clears DR7 (and DR6), clears TF and sets RF in the
+//!   interrupted frame (RF: an instruction breakpoint the CPU or an emulator
+//!   still holds does not fire again on the same instruction; QEMU TCG
+//!   keeps a guest's breakpoints registered after `#VMEXIT` even with DR7
+//!   = 0x400) and returns. It prints nothing (the interrupted code may hold
+//!   the console lock); it counts, and `exit_machine` reports the count.
 //! * Interrupts (32..255): the only one the hypervisor sends is the doorbell
 //!   IPI ([`apic::DOORBELL_VECTOR`]); each is ended at the local APIC (the
 //!   spurious vector needs no EOI). They are taken only where the
@@ -19,6 +30,7 @@
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::apic;
 
@@ -47,8 +59,14 @@ global_asm!(
     "    jmp hv_idt_common",
     ".endr",
     "hv_idt_common:",
-    // [rsp] vector, [rsp + 8] error code, [rsp + 16] rip.
-    "    cmp qword ptr [rsp], 2",
+    // [rsp] vector, [rsp + 8] error code, [rsp + 16] rip, [rsp + 32]
+    // rflags. #DB: TF off, RF on (see the module documentation).
+    "    cmp qword ptr [rsp], 1",
+    "    jne 3f",
+    "    and qword ptr [rsp + 32], ~0x100",
+    "    or qword ptr [rsp + 32], 0x10000",
+    "    jmp 2f",
+    "3:  cmp qword ptr [rsp], 2",
     "    je 2f",
     "    cmp qword ptr [rsp], 32",
     "    jae 2f",
@@ -96,7 +114,27 @@ extern "C" fn exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
     super::exit_machine(3)
 }
 
+/// `#DB`s the hypervisor took and disarmed, all cores (see the module
+/// documentation): single-step traps (DR6.BS), and the rest (breakpoints).
+/// Reported by `exit_machine` when not 0.
+static DEBUG_TRAPS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// `(single-step, other)` `#DB`s taken in the hypervisor.
+pub fn debug_traps() -> (u64, u64) {
+    (DEBUG_TRAPS[0].load(Ordering::Relaxed), DEBUG_TRAPS[1].load(Ordering::Relaxed))
+}
+
 extern "C" fn interrupt(vector: u64) {
+    if vector == 1 {
+        let dr6: u64;
+        // SAFETY: reads the debug status.
+        unsafe { asm!("mov {0}, dr6", out(reg) dr6, options(nomem, nostack)) };
+        DEBUG_TRAPS[if dr6 & (1 << 14) != 0 { 0 } else { 1 }].fetch_add(1, Ordering::Relaxed);
+        // SAFETY: disarms every breakpoint (DR7 = 0x400) and clears the
+        // status; the hypervisor uses neither.
+        unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
+        return;
+    }
     // NMIs (2) and the spurious vector need no end of interrupt.
     if vector != 2 && vector != apic::SPURIOUS_VECTOR as u64 {
         apic::eoi();

@@ -7,9 +7,16 @@
 //! short allow-list is intercepted and stops the partition, CPUID is
 //! filtered, CR0/CR4 writes, task switches, SVM instructions and shutdowns
 //! stop it, `hlt` with interrupts off stops it.
+//!
+//! Debug registers: DR0-3 are not switched by `vmrun`, so a guest must
+//! never load them. Every DR read and write is intercepted and emulated
+//! from a per-core shadow; the VMCB keeps DR7 = 0x400 (nothing armed), so a
+//! guest's breakpoints never arm (its own reads see what it wrote). The
+//! host's DR7 is set to 0x400 again right after every `#VMEXIT`.
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::guest::{self, page_pa, Exit, Gprs, Pages, PAGE};
@@ -34,6 +41,7 @@ const EFER_SVME: u64 = 1 << 12;
 /// VMCB control area offsets.
 mod ctl {
     pub const INTERCEPT_CR: usize = 0x000;
+    pub const INTERCEPT_DR: usize = 0x004;
     pub const INTERCEPT_EXC: usize = 0x008;
     pub const INTERCEPT_MISC1: usize = 0x00C;
     pub const INTERCEPT_MISC2: usize = 0x010;
@@ -81,6 +89,10 @@ mod save {
 
 mod exit {
     pub const CR0_WRITE: u64 = 0x10;
+    /// Reads of DR0..DR15, then writes of DR0..DR15.
+    pub const DR_FIRST: u64 = 0x20;
+    pub const DR_WRITE: u64 = 0x30;
+    pub const DR_LAST: u64 = 0x3F;
     pub const CR4_WRITE: u64 = 0x14;
     pub const EXCP_DB: u64 = 0x41;
     pub const EXCP_AC: u64 = 0x51;
@@ -162,6 +174,10 @@ impl Vmcb {
         // SAFETY: as `w64`.
         unsafe { core::ptr::read_volatile((self.0 + off as u64) as *const u64) }
     }
+    fn r8(&self, off: usize) -> u8 {
+        // SAFETY: as `w64`.
+        unsafe { core::ptr::read_volatile((self.0 + off as u64) as *const u8) }
+    }
     fn seg(&self, off: usize, sel: u16, attr: u16, limit: u32, base: u64) {
         self.w16(off, sel);
         self.w16(off + 2, attr);
@@ -194,6 +210,19 @@ const V_IRQ_WINDOW: u64 = (1 << 8) | (1 << 20) | (0xf << 16);
 /// EVENTINJ / EXITINTINFO: valid (31), type (8..10: 0 external interrupt,
 /// 2 NMI, 3 exception, 4 software interrupt), error code valid (11).
 const EVENT_VALID: u64 = 1 << 31;
+const EVENT_EXCEPTION: u64 = 3 << 8;
+const EVENT_ERROR_CODE: u64 = 1 << 11;
+const VECTOR_UD: u64 = 6;
+const VECTOR_GP: u64 = 13;
+const RFLAGS_TF: u64 = 1 << 8;
+
+/// DR6 and DR7 as after reset.
+const DR6_RESET: u64 = 0xffff_0ff0;
+const DR7_RESET: u64 = 0x400;
+
+/// The guest's debug registers as it wrote them (DR0..DR3, DR6, DR7), per
+/// core; only that core touches its row. Never loaded into the CPU.
+static DEBUG: [[AtomicU64; 6]; MAX_CORES] = [const { [const { AtomicU64::new(0) }; 6] }; MAX_CORES];
 
 /// Fills this core's VMCB for a fresh vCPU entering 64-bit mode at `entry`.
 pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
@@ -202,6 +231,11 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     unsafe { core::ptr::write_bytes(v.0 as *mut u8, 0, PAGE) };
     // CR0 and CR4 writes (bits 16 + n).
     v.w32(ctl::INTERCEPT_CR, (1 << 16) | (1 << 20));
+    // Every debug-register read and write (emulated: `debug_register`).
+    v.w32(ctl::INTERCEPT_DR, 0xffff_ffff);
+    for (i, r) in DEBUG[core].iter().enumerate() {
+        r.store([0, 0, 0, 0, DR6_RESET, DR7_RESET][i], Ordering::Relaxed);
+    }
     // #DB and #AC: the two exceptions a guest can make recur forever inside
     // microcode (CVE-2015-5307, CVE-2015-8104).
     v.w32(ctl::INTERCEPT_EXC, (1 << 1) | (1 << 17));
@@ -233,8 +267,8 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w64(save::CR0, s.cr0);
     v.w64(save::CR3, s.cr3);
     v.w64(save::CR4, s.cr4);
-    v.w64(save::DR6, 0xffff_0ff0);
-    v.w64(save::DR7, 0x400);
+    v.w64(save::DR6, DR6_RESET);
+    v.w64(save::DR7, DR7_RESET);
     v.w64(save::RFLAGS, 0x2);
     v.w64(save::RIP, entry);
     v.w64(save::RSP, 0);
@@ -277,8 +311,15 @@ global_asm!(
     // in `take_interrupts`/`idle`, so nothing is taken here.
     "    clgi",
     "    sti",
+    "    push rax",
     "    vmload rax",
     "    vmrun rax",
+    // The hypervisor's DR7 first (nothing armed), whatever the CPU or an
+    // emulator left there, before any other instruction of ours runs:
+    // rax is free (the VMCB address is on the stack).
+    "    mov eax, 0x400",
+    "    mov dr7, rax",
+    "    pop rax",
     "    vmsave rax",
     "    cli",
     "    xchg rsi, [rsp]",
@@ -332,19 +373,26 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         let code = v.r64(ctl::EXITCODE);
         let (info1, info2) = (v.r64(ctl::EXITINFO1), v.r64(ctl::EXITINFO2));
         let rip = v.r64(save::RIP);
-        // Without NRIP save (QEMU's TCG has none) the length of each
-        // intercepted instruction is fixed by its encoding.
-        let skip = |len: u64| {
-            let next = if nrip { v.r64(ctl::NRIP) } else { 0 };
-            v.w64(save::RIP, if next != 0 { next } else { rip.wrapping_add(len) });
-            // The `sti` shadow covered at most the skipped instruction.
-            v.w64(ctl::INT_STATE, 0);
-        };
+        // Past the intercepted instruction (`opcode`, after any prefixes).
+        let advance = |opcode: &[u8]| skip(&v, core, nrip, rip, opcode, None);
         let trap = match code {
             exit::VMMCALL => {
-                skip(3);
-                return Exit::Call;
+                if v.r8(save::CPL) != 0 {
+                    // Only the guest's kernel may call the hypervisor: code
+                    // at CPL > 0 gets #UD, as if the instruction did not
+                    // exist, and the call is not made.
+                    inject_exception(&v, VECTOR_UD, None);
+                    continue;
+                }
+                match advance(&[0x0f, 0x01, 0xd9]) {
+                    Ok(()) => return Exit::Call,
+                    Err(r) => Trap::Stop(r),
+                }
             }
+            exit::DR_FIRST..=exit::DR_LAST => match debug_register(&v, core, nrip, g, rip, code) {
+                Ok(()) => continue,
+                Err(r) => Trap::Stop(r),
+            },
             exit::NPF => Trap::Stage2Fault { ipa: info2, write: info1 & 2 != 0, instr: info1 & 0x10 != 0, pc: rip },
             exit::CPUID => {
                 let r = guest::cpuid(v.r64(save::RAX) as u32, g.rcx as u32, vcpu);
@@ -352,8 +400,10 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 g.rbx = r.ebx as u64;
                 g.rcx = r.ecx as u64;
                 g.rdx = r.edx as u64;
-                skip(2);
-                continue;
+                match advance(&[0x0f, 0xa2]) {
+                    Ok(()) => continue,
+                    Err(r) => Trap::Stop(r),
+                }
             }
             exit::MSR => {
                 let msr = g.rcx as u32;
@@ -368,8 +418,10 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     Some(guest::MsrResult::Pat(p)) => v.w64(save::G_PAT, p),
                     None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
                 }
-                skip(2);
-                continue;
+                match advance(if write { &[0x0f, 0x30] } else { &[0x0f, 0x32] }) {
+                    Ok(()) => continue,
+                    Err(r) => Trap::Stop(r),
+                }
             }
             exit::IOIO => {
                 let port = (info1 >> 16) as u16;
@@ -378,11 +430,16 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::HLT => {
                 if v.r64(save::RFLAGS) & (1 << 9) == 0 {
                     Trap::Stop(StopReason::Halted { pc: rip })
+                } else if vcpu == 0 && !guest::can_be_woken(core) {
+                    // No doorbell rings this partition: it would sleep forever.
+                    Trap::Stop(StopReason::HaltedNoSource { pc: rip })
                 } else {
                     // The boot vCPU, which doorbells target, sleeps here
                     // until one arrives; other vCPUs receive no interrupt,
                     // so they wake at once (as on a spurious interrupt).
-                    skip(1);
+                    if let Err(r) = advance(&[0xf4]) {
+                        return Exit::Trap(Trap::Stop(r));
+                    }
                     if vcpu == 0 {
                         idle(core);
                     }
@@ -392,8 +449,10 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::INVD => {
                 // Discarding caches shared with other partitions is not
                 // theirs to do: treated as a write-back (a no-op here).
-                skip(2);
-                continue;
+                match advance(&[0x0f, 0x08]) {
+                    Ok(()) => continue,
+                    Err(r) => Trap::Stop(r),
+                }
             }
             exit::INTR => {
                 take_interrupts();
@@ -414,6 +473,98 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         };
         return Exit::Trap(trap);
     }
+}
+
+/// Moves the guest past the intercepted instruction at `rip`: to the
+/// CPU's next RIP where it saves one (NRIP save), else past the
+/// instruction's true length, prefixes included, decoded from guest memory
+/// (`decoded`, or fetched here and checked to be `opcode`). A guest
+/// single-stepping (`RFLAGS.TF`) would take #DB after it, which stops the
+/// partition like any #DB; it never reaches the hypervisor.
+fn skip(v: &Vmcb, core: usize, nrip: bool, rip: u64, opcode: &[u8], decoded: Option<guest::Decoded>) -> Result<(), StopReason> {
+    let saved = if nrip { v.r64(ctl::NRIP) } else { 0 };
+    let next = if saved != 0 {
+        saved
+    } else {
+        let d = match decoded {
+            Some(d) => d,
+            None => guest::fetch(core, v.r64(save::CR3), rip)
+                .and_then(|b| guest::decode(&b, opcode, false))
+                .ok_or(StopReason::Undecodable { pc: rip })?,
+        };
+        rip.wrapping_add(d.len)
+    };
+    v.w64(save::RIP, next);
+    // The `sti` shadow covered at most the skipped instruction.
+    v.w64(ctl::INT_STATE, 0);
+    if v.r64(save::RFLAGS) & RFLAGS_TF != 0 {
+        return Err(StopReason::Exception { pc: next, esr: 1 });
+    }
+    Ok(())
+}
+
+/// Makes the next `vmrun` deliver exception `vector` to the guest.
+fn inject_exception(v: &Vmcb, vector: u64, error: Option<u32>) {
+    let error = error.map_or(0, |e| EVENT_ERROR_CODE | (e as u64) << 32);
+    v.w64(ctl::EVENTINJ, EVENT_VALID | EVENT_EXCEPTION | vector | error);
+}
+
+/// Emulates the intercepted `mov` from (exit `0x20 + n`) or to (`0x30 +
+/// n`) debug register n against this core's shadow: the instruction
+/// (`0f 21 /r` or `0f 23 /r`) is decoded from guest memory for its
+/// register operand. As the CPU would: #GP(0) at CPL > 0 or for a DR6/DR7
+/// value above 32 bits, #UD for DR8 and up; DR4/DR5 are DR6/DR7 (CR4.DE is
+/// off). Bits that are fixed in DR6/DR7 read as fixed.
+fn debug_register(v: &Vmcb, core: usize, nrip: bool, g: &mut Gprs, rip: u64, code: u64) -> Result<(), StopReason> {
+    let write = code >= exit::DR_WRITE;
+    let opcode: &[u8] = if write { &[0x0f, 0x23] } else { &[0x0f, 0x21] };
+    let undecodable = StopReason::Undecodable { pc: rip };
+    let d = guest::fetch(core, v.r64(save::CR3), rip).and_then(|b| guest::decode(&b, opcode, true)).ok_or(undecodable)?;
+    let dr = ((d.modrm >> 3) & 7) as u64 | if d.rex & 4 != 0 { 8 } else { 0 };
+    let gpr = (d.modrm & 7) as usize | if d.rex & 1 != 0 { 8 } else { 0 };
+    if v.r8(save::CPL) != 0 {
+        inject_exception(v, VECTOR_GP, Some(0));
+        return Ok(());
+    }
+    let slot = match dr {
+        0..=3 => dr as usize,
+        4 | 6 => 4,
+        5 | 7 => 5,
+        _ => {
+            inject_exception(v, VECTOR_UD, None);
+            return Ok(());
+        }
+    };
+    // The exit said which register; the bytes must agree.
+    if dr != code & 0xf {
+        return Err(undecodable);
+    }
+    let shadow = &DEBUG[core][slot];
+    if write {
+        let value = match gpr {
+            0 => v.r64(save::RAX),
+            4 => v.r64(save::RSP),
+            i => *g.reg(i).ok_or(undecodable)?,
+        };
+        let value = match slot {
+            4 | 5 if value >> 32 != 0 => {
+                inject_exception(v, VECTOR_GP, Some(0));
+                return Ok(());
+            }
+            4 => (value & 0xe00f) | DR6_RESET,
+            5 => (value & 0xffff_23ff) | DR7_RESET,
+            _ => value,
+        };
+        shadow.store(value, Ordering::Relaxed);
+    } else {
+        let value = shadow.load(Ordering::Relaxed);
+        match gpr {
+            0 => v.w64(save::RAX, value),
+            4 => v.w64(save::RSP, value),
+            i => *g.reg(i).ok_or(undecodable)? = value,
+        }
+    }
+    skip(v, core, nrip, rip, opcode, Some(d))
 }
 
 /// Before each entry: injects the lowest queued doorbell if the guest can

@@ -6,6 +6,13 @@
 //! appendices B and C. Controls are adjusted to what the CPU allows with the
 //! (true) capability MSRs; a control the policy needs but the CPU forces
 //! off fails the boot rather than running a partition unconfined.
+//!
+//! Debug registers: the guest owns DR0-3 and DR6 of its dedicated core
+//! (the hypervisor uses none and clears them for each fresh vCPU); DR7 and
+//! IA32_DEBUGCTL are switched by the VMCS ("load debug controls" on entry,
+//! "save debug controls" on exit), and every exit leaves the host with DR7
+//! = 0x400 (by the CPU, and written again by `vmx_exit`), so a guest's
+//! breakpoints fire only in the guest, where #DB stops the partition.
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
@@ -71,6 +78,7 @@ mod f {
     pub const EPT_POINTER: u64 = 0x201A;
     pub const GUEST_PHYS_ADDR: u64 = 0x2400;
     pub const VMCS_LINK: u64 = 0x2800;
+    pub const GUEST_DEBUGCTL: u64 = 0x2802;
     pub const GUEST_PAT: u64 = 0x2804;
     pub const GUEST_EFER: u64 = 0x2806;
     pub const HOST_PAT: u64 = 0x2C00;
@@ -94,6 +102,7 @@ mod f {
     pub const GUEST_GDTR_LIMIT: u64 = 0x4810;
     pub const GUEST_IDTR_LIMIT: u64 = 0x4812;
     pub const GUEST_ES_AR: u64 = 0x4814;
+    pub const GUEST_SS_AR: u64 = 0x4818;
     pub const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
     pub const GUEST_ACTIVITY: u64 = 0x4826;
     pub const GUEST_SYSENTER_CS: u64 = 0x482A;
@@ -304,11 +313,13 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
         & !PROC_WINDOW;
     // EPT (1); RDTSCP (3) and INVPCID (12) where offered.
     let proc2 = adjust(msr::PROCBASED2, (1 << 1) | (1 << 3) | (1 << 12), 1 << 1).ok_or(SetupError)?;
-    // Exit: 64-bit host (9), save/load PAT (18, 19), save/load EFER (20, 21).
-    let want = (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21);
+    // Exit: save debug controls (2), 64-bit host (9), save/load PAT (18,
+    // 19), save/load EFER (20, 21).
+    let want = (1 << 2) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21);
     let exit_ctls = adjust(cap(msr::EXIT, msr::TRUE_EXIT), want, want).ok_or(SetupError)?;
-    // Entry: 64-bit guest (9), load PAT (14), load EFER (15).
-    let want = (1 << 9) | (1 << 14) | (1 << 15);
+    // Entry: load debug controls (2), 64-bit guest (9), load PAT (14), load
+    // EFER (15).
+    let want = (1 << 2) | (1 << 9) | (1 << 14) | (1 << 15);
     let entry_ctls = adjust(cap(msr::ENTRY, msr::TRUE_ENTRY), want, want).ok_or(SetupError)?;
     vmwrite(f::PIN, pin as u64);
     vmwrite(f::PROC, proc as u64);
@@ -352,6 +363,16 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     vmwrite(f::GUEST_IDTR_BASE, 0);
     vmwrite(f::GUEST_IDTR_LIMIT, 0);
     vmwrite(f::GUEST_DR7, 0x400);
+    vmwrite(f::GUEST_DEBUGCTL, 0);
+    // Nothing of a previous run's breakpoints survives.
+    // SAFETY: DR0-3 and DR6 are the guest's alone on this core (the
+    // hypervisor never arms a breakpoint: its DR7 is 0x400).
+    unsafe {
+        asm!(
+            "mov dr0, {0}", "mov dr1, {0}", "mov dr2, {0}", "mov dr3, {0}", "mov dr6, {1}",
+            in(reg) 0u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)
+        )
+    };
     vmwrite(f::GUEST_RSP, 0);
     vmwrite(f::GUEST_RIP, entry);
     vmwrite(f::GUEST_RFLAGS, 0x2);
@@ -449,7 +470,12 @@ global_asm!(
     "    mov eax, 1",
     "    ret",
     "vmx_exit:",
+    // DR7 is 0x400 after every exit (the guest's was saved in the VMCS);
+    // written again so that no emulator's omission can arm the guest's
+    // breakpoints in the hypervisor. rdi is restored from the stack below.
     "    push rdi",
+    "    mov edi, 0x400",
+    "    mov dr7, rdi",
     "    mov rdi, [rsp + 8]",
     "    mov [rdi + 112], rax",
     "    mov [rdi + 0], rbx",
@@ -498,13 +524,21 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         let basic = reason & 0xffff;
         let rip = vmread(f::GUEST_RIP);
         let qual = vmread(f::QUALIFICATION);
+        // Past the intercepted instruction. A guest single-stepping
+        // (`RFLAGS.TF`) would take #DB after it, which stops the partition
+        // like any #DB; it never reaches the hypervisor.
         let skip = || {
-            vmwrite(f::GUEST_RIP, rip.wrapping_add(vmread(f::EXIT_INSTR_LEN)));
+            let next = rip.wrapping_add(vmread(f::EXIT_INSTR_LEN));
+            vmwrite(f::GUEST_RIP, next);
             // The `sti`/`mov ss` shadow covered at most the skipped instruction.
             let blocking = vmread(f::GUEST_INTERRUPTIBILITY);
             if blocking & 3 != 0 {
                 vmwrite(f::GUEST_INTERRUPTIBILITY, blocking & !3);
             }
+            if vmread(f::GUEST_RFLAGS) & (1 << 8) != 0 {
+                return Err(StopReason::Exception { pc: next, esr: 1 });
+            }
+            Ok(())
         };
         if reason & (1 << 31) != 0 {
             // A failed entry (invalid guest state, MSR loading).
@@ -522,8 +556,17 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         }
         let trap = match basic {
             exit::VMCALL => {
-                skip();
-                return Exit::Call;
+                if (vmread(f::GUEST_SS_AR) >> 5) & 3 != 0 {
+                    // Only the guest's kernel may call the hypervisor: code
+                    // at CPL > 0 (SS.DPL) gets #UD, as if the instruction
+                    // did not exist, and the call is not made.
+                    redeliver = Some((EVENT_VALID | (3 << 8) | 6, 0));
+                    continue;
+                }
+                match skip() {
+                    Ok(()) => return Exit::Call,
+                    Err(r) => Trap::Stop(r),
+                }
             }
             exit::EPT_VIOLATION => Trap::Stage2Fault {
                 ipa: vmread(f::GUEST_PHYS_ADDR),
@@ -537,8 +580,10 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 g.rbx = r.ebx as u64;
                 g.rcx = r.ecx as u64;
                 g.rdx = r.edx as u64;
-                skip();
-                continue;
+                match skip() {
+                    Ok(()) => continue,
+                    Err(r) => Trap::Stop(r),
+                }
             }
             exit::RDMSR | exit::WRMSR => {
                 let msr = g.rcx as u32;
@@ -552,27 +597,34 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     Some(guest::MsrResult::Pat(p)) => vmwrite(f::GUEST_PAT, p),
                     None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
                 }
-                skip();
-                continue;
+                match skip() {
+                    Ok(()) => continue,
+                    Err(r) => Trap::Stop(r),
+                }
             }
             exit::IO => Trap::Stop(StopReason::IoPort { port: (qual >> 16) as u16, write: qual & 8 == 0, pc: rip }),
             exit::HLT => {
                 if vmread(f::GUEST_RFLAGS) & (1 << 9) == 0 {
                     Trap::Stop(StopReason::Halted { pc: rip })
+                } else if vcpu == 0 && !guest::can_be_woken(core) {
+                    // No doorbell rings this partition: it would sleep forever.
+                    Trap::Stop(StopReason::HaltedNoSource { pc: rip })
                 } else {
                     // As under SVM: the boot vCPU sleeps until a doorbell
                     // arrives, the others wake at once.
-                    skip();
+                    if let Err(r) = skip() {
+                        return Exit::Trap(Trap::Stop(r));
+                    }
                     if vcpu == 0 {
                         idle(core);
                     }
                     continue;
                 }
             }
-            exit::INVD => {
-                skip();
-                continue;
-            }
+            exit::INVD => match skip() {
+                Ok(()) => continue,
+                Err(r) => Trap::Stop(r),
+            },
             exit::EXTERNAL_INTERRUPT => {
                 take_interrupts();
                 crate::partition::deliver_doorbells(core);
