@@ -286,18 +286,6 @@ pub fn leave(core: usize) -> ! {
     wait_for_vcpu(system::get(), core)
 }
 
-/// Called by every core on each hypervisor interrupt (doorbell IPI): a core
-/// whose partition is ending leaves it now. This is how the core ending a
-/// partition takes the partition's other vCPUs out of the guest.
-fn leave_if_ended(core: usize) {
-    let sys = system::get();
-    if let Some(role) = sys.core_map.get(core).copied().flatten() {
-        if ENDED[role.partition].load(Ordering::Acquire) {
-            leave(core);
-        }
-    }
-}
-
 /// Takes every other running vCPU of a partition (the cores in `running`)
 /// out of the guest:
 /// `ENDED` is already set (so none enters again); an IPI to each core where
@@ -508,10 +496,16 @@ pub fn ring_doorbell(sys: &System, peer: usize, slot: usize) {
 
 /// On the receiving core, after a doorbell interrupt: turns pending
 /// doorbells into virtual interrupts for the partition's boot vCPU.
+///
+/// Every core calls this on each hypervisor interrupt (the doorbell IPI):
+/// a core whose partition is ending leaves it here. This is how the core
+/// ending a partition takes the partition's other vCPUs out of the guest.
 pub fn deliver_doorbells(core: usize) {
-    leave_if_ended(core);
     let sys = system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return };
+    if ENDED[role.partition].load(Ordering::Acquire) {
+        leave(core);
+    }
     if role.vcpu != 0 {
         return;
     }

@@ -302,16 +302,40 @@ fn read_gpa(core: usize, gpa: u64, buf: &mut [u8]) -> Option<()> {
     }
     let pages = GUEST_PT.get(rt.vmid as usize)?;
     let pool = TablePool;
+    // One table-pool read per 8-byte word (a page-table entry is one).
+    let mut word = None;
     for (i, b) in buf.iter_mut().enumerate() {
         let off = gpa.checked_add(i as u64)?.checked_sub(GUEST_PT_GPA)?;
-        let page = pages.get((off / 4096) as usize)?.load(Ordering::Relaxed);
-        if page == 0 {
-            return None;
-        }
-        let word = pool.read(page, ((off % 4096) / 8) as usize);
-        *b = (word >> ((off % 8) * 8)) as u8;
+        let w = match word {
+            Some((at, w)) if at == off / 8 => w,
+            _ => {
+                let page = pages.get((off / 4096) as usize)?.load(Ordering::Relaxed);
+                if page == 0 {
+                    return None;
+                }
+                let w = pool.read(page, ((off % 4096) / 8) as usize);
+                word = Some((off / 8, w));
+                w
+            }
+        };
+        *b = (w >> ((off % 8) * 8)) as u8;
     }
     Some(())
+}
+
+/// One page-table entry at `gpa` (8-aligned): from the partition's initial
+/// tables with one read of the table pool, else from its RAM.
+fn read_entry(core: usize, gpa: u64) -> Option<u64> {
+    if let Some(off) = gpa.checked_sub(GUEST_PT_GPA).filter(|off| *off < (GUEST_PT_PAGES as u64) * 4096) {
+        let sys = crate::system::get();
+        let role = sys.core_map.get(core).copied().flatten()?;
+        let rt = sys.parts.get(role.partition).copied().flatten()?;
+        let page = GUEST_PT.get(rt.vmid as usize)?.get((off / 4096) as usize)?.load(Ordering::Relaxed);
+        return (page != 0).then(|| TablePool.read(page, ((off % 4096) / 8) as usize));
+    }
+    let mut e = [0u8; 8];
+    read_gpa(core, gpa, &mut e)?;
+    Some(u64::from_le_bytes(e))
 }
 
 /// The guest-physical address of linear address `la` under the guest's
@@ -323,9 +347,7 @@ fn translate(core: usize, cr3: u64, la: u64) -> Option<u64> {
     let mut table = cr3 & ADDR;
     for level in (0..4u32).rev() {
         let shift = 12 + 9 * level;
-        let mut e = [0u8; 8];
-        read_gpa(core, table + 8 * ((la >> shift) & 511), &mut e)?;
-        let e = u64::from_le_bytes(e);
+        let e = read_entry(core, table + 8 * ((la >> shift) & 511))?;
         if e & 1 == 0 {
             return None;
         }
