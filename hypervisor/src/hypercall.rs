@@ -11,7 +11,7 @@ use hallows_abi::{fault_kind, psci, Error, Hypercall, PsciCall, CONSOLE_MAX};
 
 use crate::partition::{self, StopReason, Vcpu};
 use crate::system::{self, CoreRole, System};
-use crate::{arch, console};
+use crate::console;
 
 /// What the trap handler does after a call.
 #[derive(Debug)]
@@ -113,7 +113,7 @@ fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) ->
                 Vcpu::Off => {
                     st.vcpus[vcpu as usize] = Vcpu::Pending { entry, context };
                     drop(st);
-                    arch::send_event();
+                    partition::wake_vcpu(p, vcpu as usize);
                     ret(regs, psci::SUCCESS)
                 }
                 _ => ret(regs, psci::ALREADY_ON),

@@ -158,6 +158,21 @@ static ENDED: [AtomicBool; MAX_PARTITIONS] = [const { AtomicBool::new(false) }; 
 /// partition waits for this on each of the partition's other running cores
 /// before it reports anything.
 static LEFT: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(true) }; MAX_CORES];
+/// Per core: its vCPU's state may have changed (made pending, or its
+/// partition ended). A core waiting for its vCPU polls this word, not the
+/// partition's lock: an emulator that runs cores in short turns (Bochs)
+/// would otherwise let a waiter hold the lock at every turn's end and
+/// starve the vCPU that wants to start it.
+static WAKE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(true) }; MAX_CORES];
+
+/// Tells the core of vCPU `vcpu` of partition `p` that its state changed
+/// (call after changing it, under or after the partition's lock).
+pub fn wake_vcpu(p: &hallows_table::PartitionDesc, vcpu: usize) {
+    if let Some(w) = p.vcpu_core.get(vcpu).and_then(|&c| WAKE.get(c as usize)) {
+        w.store(true, Ordering::Release);
+    }
+    arch::send_event();
+}
 static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ENDING: AtomicBool = AtomicBool::new(false);
 
@@ -241,6 +256,7 @@ pub fn run_core(core: usize) -> ! {
         // The boot vCPU starts at the image's entry with the boot
         // information; the others wait for their partition's PSCI CPU_ON.
         state(role.partition).vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
+        wake_vcpu(p, 0);
     }
     wait_for_vcpu(sys, core)
 }
@@ -254,7 +270,7 @@ fn wait_for_vcpu(sys: &System, core: usize) -> ! {
     let Some(role) = sys.core_map.get(core).copied().flatten() else { arch::park() };
     let Some(rt) = sys.parts[role.partition] else { arch::park() };
     loop {
-        {
+        if WAKE[core].swap(false, Ordering::AcqRel) {
             let mut st = state(role.partition);
             if st.state != State::Running {
                 drop(st);
@@ -282,6 +298,9 @@ pub fn leave(core: usize) -> ! {
     if let Some(l) = LEFT.get(core) {
         l.store(true, Ordering::Release);
     }
+    if let Some(w) = WAKE.get(core) {
+        w.store(true, Ordering::Release);
+    }
     arch::send_event();
     wait_for_vcpu(system::get(), core)
 }
@@ -294,20 +313,26 @@ pub fn leave(core: usize) -> ! {
 /// After this, no instruction of the partition runs anywhere.
 fn stop_other_vcpus(sys: &System, running: &[bool; MAX_CORES]) {
     let me = arch::this_core();
-    let kick = |core: usize| arch::send_doorbell(sys.table.board.core_hwid[core]);
+    let kick = |core: usize| arch::kick(sys.table.board.core_hwid[core]);
     for (core, _) in running.iter().enumerate().filter(|&(c, &r)| r && c != me) {
         kick(core);
     }
     arch::send_event();
     for (core, _) in running.iter().enumerate().filter(|&(c, &r)| r && c != me) {
-        // The IPI is sent again now and then: an emulator may lose one
-        // (QEMU TCG on x86, see `svm::idle`); a second IPI to a core that
+        // The kick is sent again now and then: an emulator may lose an IPI
+        // (QEMU TCG on x86, see `svm::idle`); a second one to a core that
         // already left costs nothing.
         let mut spins = 0u32;
         while !LEFT[core].load(Ordering::Acquire) {
             spins = spins.wrapping_add(1);
             if spins.is_multiple_of(1 << 20) {
                 kick(core);
+            }
+            if spins == 64 << 20 {
+                // A hypervisor or emulator fault, never a guest's doing:
+                // say so once, and keep waiting (reporting the stop now
+                // would be a lie).
+                console::hv_print(format_args!("core {core} has not left its partition after 64 IPIs; still waiting\n"));
             }
             arch::wait_for_event();
         }
@@ -370,6 +395,12 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
         };
     }
     drop(st);
+    if !restart {
+        // Cores waiting for a vCPU of this partition park for good.
+        for v in 0..system::vcpu_count(p) {
+            wake_vcpu(p, v);
+        }
+    }
     stop_other_vcpus(sys, &running);
     LEFT[core].store(true, Ordering::Release);
     for d in &p.devices[..(p.device_count as usize).min(p.devices.len())] {
@@ -430,6 +461,7 @@ fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
         st.vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
         ENDED[index].store(false, Ordering::Release);
     }
+    wake_vcpu(p, 0);
     // This core waits like the others; the boot vCPU's core (this one, or
     // one waiting in `wait_for_vcpu`, woken by the event) enters the
     // reloaded image.

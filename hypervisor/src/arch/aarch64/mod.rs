@@ -35,6 +35,12 @@ pub fn send_doorbell(hwid: u64) {
     gic::send_doorbell(hwid)
 }
 
+/// Takes the vCPU running on core `hwid` out of its guest (its partition is
+/// ending): the doorbell SGI, which traps to EL2 whatever the guest masks.
+pub fn kick(hwid: u64) {
+    gic::send_doorbell(hwid)
+}
+
 /// What the `detail` of a guest-reported exception is (`FAULT` hypercall).
 pub const GUEST_FAULT_DETAIL: &str = "ESR_EL1";
 

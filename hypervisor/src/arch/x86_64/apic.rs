@@ -66,7 +66,11 @@ pub fn init_core() {
 /// Sends the doorbell IPI (fixed delivery, physical destination) to the
 /// core whose local APIC id is `apic_id`.
 pub fn send_doorbell(apic_id: u64) {
-    let low = DOORBELL_VECTOR as u32 | (1 << 14);
+    send_icr(apic_id, DOORBELL_VECTOR as u32 | (1 << 14));
+}
+
+/// Sends an IPI with ICR low word `low` to `apic_id`.
+fn send_icr(apic_id: u64, low: u32) {
     if x2() {
         // One MSR write sends it; the fence orders the caller's pending-bit
         // store before the IPI (WRMSR to the x2APIC ICR is not serializing).
@@ -83,6 +87,12 @@ pub fn send_doorbell(apic_id: u64) {
         write(ICR_HIGH, ((apic_id & 0xff) as u32) << 24);
         write(ICR_LOW, low);
     }
+}
+
+/// Sends an NMI (delivery mode 100b, physical destination) to the core
+/// whose local APIC id is `apic_id`.
+pub fn send_nmi(apic_id: u64) {
+    send_icr(apic_id, (0b100 << 8) | (1 << 14));
 }
 
 /// Ends the interrupt in service.

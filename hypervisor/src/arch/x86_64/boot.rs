@@ -50,14 +50,14 @@ extern "C" {
 /// The virtualization extension this machine offers, chosen at boot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
-enum Virt {
+pub(super) enum Virt {
     Svm = 1,
     Vmx = 2,
 }
 
 static VIRT: AtomicU8 = AtomicU8::new(0);
 
-fn virt() -> Virt {
+pub(super) fn virt() -> Virt {
     if VIRT.load(Ordering::Relaxed) == Virt::Vmx as u8 {
         Virt::Vmx
     } else {

@@ -62,3 +62,28 @@ pub fn rdtsc() -> u64 {
     // SAFETY: reads the time-stamp counter; no side effects.
     unsafe { core::arch::x86_64::_rdtsc() }
 }
+
+/// Ends any blocking of NMIs on this core (an NMI blocks further ones until
+/// the next `iretq`): an `iretq` to the next instruction, same stack, same
+/// flags.
+pub fn unblock_nmi() {
+    // SAFETY: builds an interrupt frame for the very next instruction with
+    // this core's own SS, RSP, RFLAGS and CS, and returns through it: no
+    // state changes but the end of NMI blocking.
+    unsafe {
+        core::arch::asm!(
+            "mov {t}, ss",
+            "push {t}",
+            "lea {t}, [rsp + 8]",
+            "push {t}",
+            "pushfq",
+            "mov {t}, cs",
+            "push {t}",
+            "lea {t}, [rip + 2f]",
+            "push {t}",
+            "iretq",
+            "2:",
+            t = out(reg) _,
+        )
+    }
+}

@@ -57,5 +57,19 @@ pub fn send_doorbell(hwid: u64) {
     apic::send_doorbell(hwid)
 }
 
+/// Takes the vCPU running on the core whose local APIC id is `hwid` out of
+/// its guest (its partition is ending). SVM: an NMI, which the NMI
+/// intercept turns into an exit whatever the guest's interrupt flag (an
+/// ordinary IPI would do on hardware, but Bochs (2.7) does not exit for
+/// one while the guest runs with interrupts off). VMX: the doorbell IPI
+/// (external-interrupt exiting), with the VMX-preemption timer as the net
+/// for the same Bochs limitation (`vmx::PREEMPT_TSC`).
+pub fn kick(hwid: u64) {
+    match boot::virt() {
+        boot::Virt::Svm => apic::send_nmi(hwid),
+        boot::Virt::Vmx => apic::send_doorbell(hwid),
+    }
+}
+
 /// Table pages in the pool: every partition's nested tables and its initial guest page tables (10 pages each).
 pub const TABLE_POOL_PAGES: usize = 512;

@@ -461,7 +461,19 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
             // The guest opened the interrupt window asked for (`inject`).
             exit::VINTR => continue,
-            exit::NMI | exit::INIT => continue,
+            // An NMI is the hypervisor's: the kick of a partition that is
+            // ending (`kick`). Pending until GIF is set, it is taken (and
+            // ignored) by the hypervisor's IDT here; an emulator that took
+            // it with the exit instead may leave NMIs blocked, which an
+            // `iretq` ends (the next kick must get through). Then this
+            // core leaves if its partition is ending.
+            exit::NMI => {
+                take_interrupts();
+                super::cpu::unblock_nmi();
+                crate::partition::deliver_doorbells(core);
+                continue;
+            }
+            exit::INIT => continue,
             exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip }),
             exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip }),
             exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip }),

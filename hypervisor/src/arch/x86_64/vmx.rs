@@ -61,6 +61,7 @@ mod msr {
     pub const TRUE_PROCBASED: u32 = 0x48E;
     pub const TRUE_EXIT: u32 = 0x48F;
     pub const TRUE_ENTRY: u32 = 0x490;
+    pub const MISC: u32 = 0x485;
     pub const PAT: u32 = 0x277;
 }
 
@@ -104,6 +105,7 @@ mod f {
     pub const GUEST_ES_AR: u64 = 0x4814;
     pub const GUEST_SS_AR: u64 = 0x4818;
     pub const GUEST_INTERRUPTIBILITY: u64 = 0x4824;
+    pub const GUEST_PREEMPTION_TIMER: u64 = 0x482E;
     pub const GUEST_ACTIVITY: u64 = 0x4826;
     pub const GUEST_SYSENTER_CS: u64 = 0x482A;
     pub const HOST_SYSENTER_CS: u64 = 0x4C00;
@@ -154,6 +156,7 @@ mod exit {
     pub const RDMSR: u64 = 31;
     pub const WRMSR: u64 = 32;
     pub const EPT_VIOLATION: u64 = 48;
+    pub const PREEMPTION_TIMER: u64 = 52;
 }
 
 /// Whether this CPU has VMX with EPT (4 levels, write-back) that the
@@ -302,8 +305,13 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     }
     let true_caps = basic & (1 << 55) != 0;
     let cap = |plain, tru| if true_caps { tru } else { plain };
-    // External interrupts and NMIs exit (they belong to the host).
-    let pin = adjust(cap(msr::PINBASED, msr::TRUE_PINBASED), 1 | (1 << 3), 1 | (1 << 3)).ok_or(SetupError)?;
+    // External interrupts and NMIs exit (they belong to the host); the
+    // VMX-preemption timer (6) where offered (see `PREEMPT_TSC`).
+    let pin = adjust(cap(msr::PINBASED, msr::TRUE_PINBASED), 1 | (1 << 3) | (1 << 6), 1 | (1 << 3)).ok_or(SetupError)?;
+    PREEMPT[core].store(
+        if pin & (1 << 6) != 0 { (PREEMPT_TSC >> (rdmsr(msr::MISC) & 0x1f)).max(1) } else { 0 },
+        core::sync::atomic::Ordering::Relaxed,
+    );
     // HLT (7), unconditional I/O (24), MSR bitmaps (28), secondary (31);
     // interrupt-window exiting (2) must be available, set while a doorbell
     // waits (`inject`).
@@ -419,6 +427,20 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
 static LAUNCHED: [core::sync::atomic::AtomicBool; MAX_CORES] =
     [const { core::sync::atomic::AtomicBool::new(false) }; MAX_CORES];
 
+/// TSC cycles between the VMX-preemption timer's exits (2^24: about 6 ms
+/// at 3 GHz). A safety net, not a scheduler: the core that ends a
+/// partition takes its other vCPUs out with an IPI, which exits whatever
+/// the guest's interrupt flag, but Bochs (2.7) ignores external-interrupt
+/// exiting for a guest running with interrupts off; and an emulator may
+/// lose an IPI. The timer bounds how long such a vCPU runs on. Its cost:
+/// one exit per period per core.
+const PREEMPT_TSC: u64 = 1 << 24;
+
+/// Per core: the VMX-preemption timer value loaded at each entry (0: the
+/// CPU has no preemption timer).
+static PREEMPT: [core::sync::atomic::AtomicU64; MAX_CORES] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CORES];
+
 extern "C" {
     /// Enters the guest (`vmlaunch` if `launched` is 0, else `vmresume`);
     /// returns 0 after a VM exit, 1 if the entry itself failed.
@@ -511,6 +533,10 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let mut redeliver: Option<(u64, u64)> = None;
     loop {
         inject(core, redeliver.take());
+        let preempt = PREEMPT[core].load(core::sync::atomic::Ordering::Relaxed);
+        if preempt != 0 {
+            vmwrite(f::GUEST_PREEMPTION_TIMER, preempt.min(u32::MAX as u64));
+        }
         let launched = LAUNCHED[core].swap(true, core::sync::atomic::Ordering::Relaxed);
         // SAFETY: this core's VMCS is current and complete (`setup_vcpu`),
         // VMX is on (`init_core`), `g` is this core's register block, and
@@ -632,6 +658,12 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
             // The guest opened the interrupt window asked for (`inject`).
             exit::INTERRUPT_WINDOW => continue,
+            // The safety net: a core whose partition is ending leaves it
+            // (`deliver_doorbells` checks), else the guest resumes.
+            exit::PREEMPTION_TIMER => {
+                crate::partition::deliver_doorbells(core);
+                continue;
+            }
             exit::INIT | exit::SIPI => continue,
             exit::CR_ACCESS => Trap::Stop(StopReason::ControlRegister { cr: (qual & 0xf) as u8, pc: rip }),
             exit::TRIPLE_FAULT => Trap::Stop(StopReason::TripleFault { pc: rip }),
