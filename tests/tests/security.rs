@@ -160,6 +160,14 @@ fn x86_a_multi_core_partition_restarts_whole_from_a_secondary_fault() {
     check_restart_2vcpu(&boot_system("x86-sec-restart-2vcpu"), "I/O port denied: write to port 0x80");
 }
 
+#[test]
+fn x86_svm_keeps_cr8_virtual() {
+    let b = boot_system("x86-sec-cr8");
+    b.assert_status(0);
+    assert!(b.lines_of("tpr").contains(&"probe: cr8 read back 15"), "{}", b.output);
+    assert_eq!(b.summary("bystander"), "exited 0");
+}
+
 /// The x86 attacks again under Bochs: Intel VMX with EPT, and AMD SVM with
 /// NRIP save (other exit paths, other interrupt delivery than QEMU's SVM).
 mod bochs {
@@ -187,6 +195,17 @@ mod bochs {
         for cpu in CPUS {
             check_restart_2vcpu(&boot_bochs("x86-sec-restart-2vcpu", cpu), "I/O port denied: write to port 0x80");
         }
+    }
+
+    #[test]
+    fn cr8_is_the_guests_own_or_refused() {
+        let b = boot_bochs("x86-sec-cr8", "corei7_skylake_x");
+        b.assert_status(1);
+        assert!(b.summary("tpr").starts_with("stopped: control-register write denied: CR8 (pc "), "{}", b.output);
+        assert_eq!(b.summary("bystander"), "exited 0");
+        let b = boot_bochs("x86-sec-cr8", "ryzen");
+        b.assert_status(0);
+        assert!(b.lines_of("tpr").contains(&"probe: cr8 read back 15"), "{}", b.output);
     }
 
     #[test]

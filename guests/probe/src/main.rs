@@ -5,7 +5,7 @@
 //! `action=bad_console` (console writes with hostile pointers and lengths,
 //! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
 //! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
-//! `action=write_cr4` and `action=hlt` (with interrupts off), `action=sti_hlt`
+//! `action=write_cr4`, `action=write_cr8` and `action=hlt` (with interrupts off), `action=sti_hlt`
 //! (halting with interrupts on, with no interrupt source), `action=xchg_bx`
 //! (Bochs' magic breakpoint, then a clean exit), `action=prefixed_cpuid`
 //! (CPUID with prefixes, checked, then a clean exit), `action=debug_regs
@@ -136,6 +136,21 @@ fn main(boot: &Boot) -> u64 {
             // the core shuts down, which must stop only this partition.
             unsafe { core::arch::asm!("lidt [{0}]", "int3", in(reg) empty.as_ptr(), options(nostack)) };
             println!("UNCONTAINED triple_fault");
+        }
+        #[cfg(target_arch = "x86_64")]
+        "write_cr8" => {
+            // SAFETY: deliberately hostile: on VMX, CR8 would be the real
+            // TPR, masking the hypervisor's IPIs on this core. (SVM keeps
+            // it in the VMCB's virtual TPR: harmless, so it continues.)
+            unsafe { core::arch::asm!("mov cr8, {0}", in(reg) 15u64, options(nomem, nostack)) };
+            let v: u64;
+            // SAFETY: reads it back.
+            unsafe { core::arch::asm!("mov {0}, cr8", out(reg) v, options(nomem, nostack)) };
+            // SAFETY: back to 0, so that this partition's own doorbells
+            // would get through again.
+            unsafe { core::arch::asm!("mov cr8, {0}", in(reg) 0u64, options(nomem, nostack)) };
+            println!("probe: cr8 read back {v}");
+            return 0;
         }
         #[cfg(target_arch = "x86_64")]
         "write_cr4" => {

@@ -315,7 +315,11 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     // HLT (7), unconditional I/O (24), MSR bitmaps (28), secondary (31);
     // interrupt-window exiting (2) must be available, set while a doorbell
     // waits (`inject`).
-    let want = (1 << 7) | (1 << 24) | (1 << 28) | (1 << 31);
+    // CR8-load and CR8-store exiting (19, 20): without them a guest's
+    // `mov cr8` is the real TPR, and a partition could mask the
+    // hypervisor's own IPIs on its core (doorbells, the kick that stops
+    // it, the wake-up of a halted core).
+    let want = (1 << 7) | (1 << 19) | (1 << 20) | (1 << 24) | (1 << 28) | (1 << 31);
     let proc = adjust(cap(msr::PROCBASED, msr::TRUE_PROCBASED), want | PROC_WINDOW, want | PROC_WINDOW)
         .ok_or(SetupError)?
         & !PROC_WINDOW;
