@@ -192,7 +192,14 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
     let mut owned = 0u64;
     for (index, p) in parts.iter().enumerate() {
         let bad = |what| Err(BootError::Partition { index, what });
-        if p.name().is_empty() || p.name() == "?" {
+        // The console frames each partition's lines with its name: only
+        // names that cannot pass for the hypervisor's `[hallows]` or break
+        // the framing (what `hallows check` allows).
+        let name = p.name();
+        if name.is_empty()
+            || name == hallows_abi::console::HYPERVISOR
+            || !name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        {
             return bad("invalid name");
         }
         if p.core_mask == 0 || (board.core_count < 64 && p.core_mask >> board.core_count != 0) {

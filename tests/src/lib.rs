@@ -81,12 +81,19 @@ pub fn boot_manifest(path: &Path) -> Boot {
 
 /// Boots any manifest file with extra QEMU arguments.
 pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
+    boot_manifest_patched(path, extra, &|_| {})
+}
+
+/// Boots any manifest file, with `patch` applied to the composed image
+/// first (a tampered image, for the hypervisor's own checks).
+pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
     let art = artifacts(sys.board.arch);
     let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
-    let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    let mut img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    patch(&mut img.bytes);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");

@@ -5,7 +5,7 @@
 //! debug registers and user-mode hypercalls among them, are in `x86.rs`
 //! and `bochs.rs`; the host tool's in `tools/hallows/tests`.)
 
-use hallows_tests::{boot_system, Boot};
+use hallows_tests::{boot_manifest_patched, boot_system, root, Boot};
 
 /// Every line on the console starts with the name of its writer: the
 /// hypervisor's or one of the partitions'. (QEMU's own warnings, on its
@@ -36,6 +36,26 @@ fn semihosting_is_not_reachable_from_a_partition() {
     assert!(b.lines_of("bystander").contains(&"2262 primes below 20000"));
     assert_every_line_framed(&b, &["attacker", "bystander"]);
     assert_eq!(b.output.matches("machine exit status").count(), 1, "{}", b.output);
+}
+
+#[test]
+fn the_hypervisor_refuses_a_table_that_names_a_partition_hallows() {
+    // `hallows check` refuses the name; a table written by other means is
+    // refused again at boot, before any partition runs.
+    let b = boot_manifest_patched(&root().join("tests/systems/sec-table-name.toml"), &[], &|img| {
+        let (from, to) = (b"hallowz\0", b"hallows\0");
+        let mut n = 0;
+        for i in 0..img.len() - from.len() {
+            if &img[i..i + from.len()] == from {
+                img[i..i + to.len()].copy_from_slice(to);
+                n += 1;
+            }
+        }
+        assert_eq!(n, 1, "the name is in the table once");
+    });
+    b.assert_status(2);
+    assert!(b.output.contains("invalid name"), "{}", b.output);
+    assert!(b.lines_of("hallows").iter().all(|l| !l.starts_with("summary")), "{}", b.output);
 }
 
 fn check_console(b: &Boot) {
