@@ -19,7 +19,8 @@
 //! both, `action=forge` prints control characters, invalid UTF-8 and lines
 //! that imitate the hypervisor's, then exits with `status`;
 //! `action=leak`, `action=sink`, `action=cpu_off_on` and
-//! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]). Reaching the
+//! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]); `action=forever`
+//! runs until the machine is stopped. Reaching the
 //! end of an action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
@@ -196,6 +197,13 @@ fn main(boot: &Boot) -> u64 {
         }
         "exit" => return boot.arg("status").and_then(parse).unwrap_or(0),
         "leak" => return leak::leak(boot),
+        "forever" => {
+            // A service that never ends (for `hallows run`'s stop paths).
+            println!("probe: running until stopped");
+            loop {
+                core::hint::spin_loop();
+            }
+        }
         "sink" => return leak::sink(boot),
         "cpu_off_on" => return leak::cpu_off_on(boot),
         "vcpu1_fault" => return leak::vcpu1_fault(boot),

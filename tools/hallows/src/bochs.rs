@@ -128,5 +128,5 @@ pub fn run(disk_bytes: &[u8], cpu: &str, dir: &Path, timeout: Duration) -> Resul
         None
     };
     let _ = std::io::stderr().flush();
-    Ok(Outcome { status, output })
+    Ok(Outcome { ended: if finished { crate::qemu::Ended::Exited } else { crate::qemu::Ended::TimedOut }, status, output })
 }

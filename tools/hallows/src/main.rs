@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -35,12 +36,18 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Build, then boot the system under QEMU; exits with the system's status.
+    /// Build, then boot the system under QEMU; exits with the system's
+    /// status (0 every partition exited 0, 1 some did not, 2 the hypervisor
+    /// refused the system at boot, 3 hypervisor panic, 4 the machine stopped
+    /// without a status; 124 the time limit, 130 stopped by Ctrl-C (SIGINT)
+    /// or SIGTERM; 64 hallows itself could not build or start the system). Runs
+    /// until the system ends, Ctrl-C or SIGTERM; then, if the machine did
+    /// not finish by itself, prints each partition's state.
     Run {
         manifest: PathBuf,
-        /// Seconds before the machine is killed.
-        #[arg(long, default_value_t = 120)]
-        timeout: u64,
+        /// Seconds before the machine is stopped (default: no limit).
+        #[arg(long)]
+        timeout: Option<u64>,
         /// Extra QEMU arguments.
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -59,7 +66,8 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            // Not a system status (0..=4): hallows itself failed.
+            ExitCode::from(64)
         }
     }
 }
@@ -103,23 +111,46 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Run { manifest, timeout, qemu_args } => {
             qemu::check_accel()?;
             let (sys, path) = build_image(&manifest, None, outside)?;
-            eprintln!("hallows: booting {} ({} partitions)", path.display(), sys.partitions.len());
-            let out = qemu::run(&sys.board, &path, Duration::from_secs(timeout), false, &qemu_args)?;
-            match out.status {
-                None => {
-                    eprintln!("hallows: the system did not finish within {timeout} s; killed");
-                    Ok(124)
-                }
-                Some(code) => {
+            // Ctrl-C and SIGTERM stop the machine (QEMU is in a process
+            // group of its own, so only this process gets them).
+            static STOP: AtomicBool = AtomicBool::new(false);
+            ctrlc::set_handler(|| {
+                STOP.store(true, Ordering::Release);
+            })
+            .context("installing the Ctrl-C handler")?;
+            eprintln!(
+                "hallows: booting {} ({} partitions){}; Ctrl-C stops it",
+                path.display(),
+                sys.partitions.len(),
+                timeout.map(|t| format!(", for at most {t} s")).unwrap_or_default()
+            );
+            let limit = timeout.map(Duration::from_secs);
+            let out = qemu::run_until(&sys.board, &path, limit, &STOP, false, &qemu_args)?;
+            let code = match (out.ended, out.status) {
+                (qemu::Ended::Exited, Some(code)) => {
                     if code == hallows::image_x86::NO_STATUS {
                         eprintln!(
                             "hallows: the machine stopped without the hypervisor's status line \
                              (`[hallows] machine exit status N`); treated as a failure"
                         );
                     }
-                    Ok(code.clamp(0, 255) as u8)
+                    return Ok(code.clamp(0, 255) as u8);
                 }
+                (qemu::Ended::TimedOut, _) => {
+                    eprintln!("hallows: the system did not finish within {} s; stopped", timeout.unwrap_or(0));
+                    124
+                }
+                _ => {
+                    eprintln!("hallows: stopped on request (Ctrl-C or SIGTERM)");
+                    130
+                }
+            };
+            let names: Vec<&str> = sys.partitions.iter().map(|p| p.name.as_str()).collect();
+            eprintln!("hallows: partitions when the machine was stopped:");
+            for (name, state) in qemu::partition_states(&out.output, &names) {
+                eprintln!("hallows:   {name}: {state}");
             }
+            Ok(code)
         }
         Cmd::El2Cost { manifest } => {
             let (sys, path) = build_image(&manifest, None, outside)?;

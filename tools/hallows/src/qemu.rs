@@ -1,6 +1,7 @@
 //! Running an image under QEMU with a hard timeout.
 
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -12,6 +13,8 @@ use wait_timeout::ChildExt;
 /// How a run ended.
 #[derive(Debug)]
 pub struct Outcome {
+    /// Whether the machine ended by itself, or was killed.
+    pub ended: Ended,
     /// The system's exit status as the hypervisor reported it (its
     /// `[hallows] machine exit status N` line, which no partition can print;
     /// on x86_64 it must agree with the isa-debug-exit code QEMU exited
@@ -20,6 +23,17 @@ pub struct Outcome {
     pub status: Option<i32>,
     /// Everything the machine printed (captured runs only).
     pub output: String,
+}
+
+/// Why a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The emulator exited by itself.
+    Exited,
+    /// It was killed at the time limit.
+    TimedOut,
+    /// It was killed because the user asked (`stop` was set: Ctrl-C, SIGTERM).
+    Stopped,
 }
 
 impl Outcome {
@@ -166,18 +180,42 @@ pub fn check_accel() -> Result<()> {
 /// otherwise it is also shown as it comes, line by line, with anything a
 /// terminal would act on escaped.
 pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra: &[String]) -> Result<Outcome> {
+    run_until(board, image, Some(timeout), &AtomicBool::new(false), capture, extra)
+}
+
+/// As [`run`], with no time limit if `timeout` is `None`, and killing the
+/// machine as soon as `stop` is set (by a signal handler). QEMU runs in its
+/// own process group, so a Ctrl-C at the terminal reaches this process
+/// only, which then stops QEMU itself.
+pub fn run_until(
+    board: &Board,
+    image: &Path,
+    timeout: Option<Duration>,
+    stop: &AtomicBool,
+    capture: bool,
+    extra: &[String],
+) -> Result<Outcome> {
+    use std::os::unix::process::CommandExt;
     let mut cmd = command(board, image, extra)?;
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;
     let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture)));
     let err_reader = child.stderr.take().map(|err| std::thread::spawn(move || collect(err, !capture)));
-    let exit = match child.wait_timeout(timeout)? {
-        Some(s) => Some(s.code()),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            None
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let (exit, ended) = loop {
+        if let Some(s) = child.wait_timeout(Duration::from_millis(50))? {
+            break (Some(s.code()), Ended::Exited);
         }
+        let why = if stop.load(Ordering::Acquire) {
+            Ended::Stopped
+        } else if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            Ended::TimedOut
+        } else {
+            continue;
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        break (None, why);
     };
     let mut output = reader.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
     if let Some(h) = err_reader {
@@ -185,7 +223,41 @@ pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra:
     }
     let output = String::from_utf8_lossy(&output).into_owned();
     let status = exit.map(|code| system_status(board.arch, code, &output));
-    Ok(Outcome { status, output })
+    Ok(Outcome { ended, status, output })
+}
+
+/// Each partition's state as the hypervisor's console lines tell it (only
+/// the hypervisor writes lines that start `[hallows] `): how it ended, or
+/// that it was still running, and how often it was restarted. For a run
+/// that was stopped before the hypervisor printed its own summary.
+pub fn partition_states(output: &str, names: &[&str]) -> Vec<(String, String)> {
+    let hv: Vec<&str> = output
+        .lines()
+        .filter_map(|l| l.trim_end_matches('\r').strip_prefix("[hallows] "))
+        .collect();
+    names
+        .iter()
+        .map(|&name| {
+            let prefix = format!("partition {name} ");
+            let mut state = "running".to_owned();
+            let mut restarts = 0;
+            for l in hv.iter().filter_map(|l| l.strip_prefix(prefix.as_str())) {
+                if let Some(s) = l.strip_prefix("exited with status ") {
+                    state = format!("exited {s}");
+                } else if let Some(r) = l.strip_prefix("stopped: ") {
+                    state = format!("stopped: {r}");
+                } else if l.starts_with("faulted: ") && l.contains("; restarting it") {
+                    restarts += 1;
+                } else if let Some(r) = l.strip_prefix("faulted: ") {
+                    state = format!("stopped: {}", r.split("; its policy halts").next().unwrap_or(r));
+                }
+            }
+            if restarts > 0 {
+                state.push_str(&format!(" (restarted {restarts} time{})", if restarts == 1 { "" } else { "s" }));
+            }
+            (name.to_owned(), state)
+        })
+        .collect()
 }
 
 /// The system's status from how QEMU ended (`code`, `None` if killed by a
@@ -363,6 +435,24 @@ mod tests {
             let err = refuse_host_access("test", &args(bad)).expect_err(&format!("{bad:?} accepted"));
             assert!(err.to_string().contains("refusing") || err.to_string().contains("iobase"), "{err}");
         }
+    }
+
+    #[test]
+    fn partition_states_come_from_the_hypervisors_lines_only() {
+        let out = "[hallows] partition a exited with status 0\n\
+                   [b] [hallows] partition c exited with status 0\n\
+                   [hallows] partition b faulted: the guest panicked; restarting it (1 of 2)\n\
+                   [hallows] partition d stopped: stage-2 fault: read at 0x0\r\n\
+                   [hallows] partition e faulted: triple fault; its policy halts the system\n";
+        let states = partition_states(out, &["a", "b", "c", "d", "e"]);
+        let want = [
+            ("a", "exited 0"),
+            ("b", "running (restarted 1 time)"),
+            ("c", "running"),
+            ("d", "stopped: stage-2 fault: read at 0x0"),
+            ("e", "stopped: triple fault"),
+        ];
+        assert_eq!(states, want.map(|(n, s)| (n.to_owned(), s.to_owned())));
     }
 
     #[test]

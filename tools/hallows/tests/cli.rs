@@ -86,7 +86,7 @@ fn schema_is_json_describing_partitions() {
 #[test]
 fn build_refuses_a_system_whose_specs_disagree_before_building() {
     let (code, _, err) = hallows(&["build", "tests/specs/systems/mismatch.toml"]);
-    assert_eq!(code, 2, "{err}");
+    assert_eq!(code, 64, "{err}");
     assert!(err.contains("the two ends of channel \"requests\" disagree on the message type"), "{err}");
     assert!(err.contains("its service specs do not match the manifest"), "{err}");
     // Refused before any build step ran or any image was written.
@@ -106,6 +106,11 @@ use wait_timeout::ChildExt;
 /// Runs `hallows args` (stdin an open pipe nobody writes to) and kills it
 /// after 60 s: (status, stdout, stderr). A status of -1 means it was killed.
 fn hallows_bounded(args: &[&str], dir: &Path) -> (i32, String, String) {
+    hallows_bounded_for(args, dir, 60)
+}
+
+/// As [`hallows_bounded`], killing it after `secs`.
+fn hallows_bounded_for(args: &[&str], dir: &Path, secs: u64) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hallows"))
         .args(args)
         .current_dir(dir)
@@ -125,7 +130,7 @@ fn hallows_bounded(args: &[&str], dir: &Path) -> (i32, String, String) {
         let _ = out.read_to_end(&mut o);
         (o, t.join().unwrap_or_default())
     });
-    let code = match child.wait_timeout(Duration::from_secs(60)).expect("wait") {
+    let code = match child.wait_timeout(Duration::from_secs(secs)).expect("wait") {
         Some(status) => status.code().unwrap_or(-2),
         None => {
             let _ = child.kill();
@@ -262,4 +267,66 @@ fn outside_a_workspace_guest_names_are_not_checked_and_check_says_so() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("OK"), "{out}");
     assert!(err.contains("warning:") && err.contains("not inside a RustHallows workspace") && err.contains("guest names are not checked"), "{err}");
+}
+
+/// `hallows run` on a system that never ends: the time limit stops it
+/// (status 124), and so does SIGINT (status 130); either way each
+/// partition's state is printed, read from the hypervisor's lines.
+#[test]
+fn run_stops_at_the_time_limit_or_on_sigint_and_prints_each_partition() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    // The first run may build the hypervisor and the guests.
+    let (code, _, err) = hallows_bounded_for(&["run", "tests/systems/forever.toml", "--timeout", "15"], &root(), 900);
+    assert_eq!(code, 124, "{err}");
+    assert!(err.contains("did not finish within 15 s"), "{err}");
+    assert!(err.contains("hallows:   service: running"), "{err}");
+    assert!(err.contains("hallows:   oneshot: exited 0"), "{err}");
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hallows"))
+        .args(["run", "tests/systems/forever.toml"])
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hallows");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let started = std::time::Instant::now();
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(120)) {
+            Ok(l) if l == "[service] probe: running until stopped" => break,
+            Ok(_) => {}
+            Err(e) => {
+                let _ = child.kill();
+                panic!("the service never started: {e}");
+            }
+        }
+        assert!(started.elapsed().as_secs() < 120, "the service never started");
+    }
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+    assert!(status.success());
+    let out = wait_bounded(child, 60);
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stopped on request"), "{err}");
+    assert!(err.contains("hallows:   service: running"), "{err}");
+}
+
+/// Waits at most `secs` for `child`, killing it after that.
+fn wait_bounded(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while child.try_wait().expect("wait").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("hallows did not stop within {secs} s of the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.wait_with_output().expect("output")
 }
