@@ -327,15 +327,15 @@ impl Loader<'_> {
     ) -> Option<(PathBuf, String)> {
         let path = dir.unwrap_or(Path::new("")).join(value);
         let shown = value.escape_debug();
-        if path.exists() {
-            if let Some(root) = &self.ctx.root {
-                if !hallows_source::is_inside(&path, root) {
-                    self.d
-                        .error(self.file, span, format!("{what} \"{shown}\" is outside the project directory"))
-                        .label("outside the project")
-                        .help(format!("{paths} must lie inside the project, so that a manifest cannot make hallows read other files: move the file into {}, or, if you trust this manifest, run hallows with --allow-outside-paths", root.display()));
-                    return None;
-                }
+        // Confinement first, whether or not the file exists, so that the
+        // error does not tell whether a file outside the project exists.
+        if let Some(root) = &self.ctx.root {
+            if !hallows_source::is_inside(&path, root) {
+                self.d
+                    .error(self.file, span, format!("{what} \"{shown}\" is outside the project directory"))
+                    .label("outside the project")
+                    .help(format!("{paths} must lie inside the project, so that a manifest cannot make hallows read other files: move the file into {}, or, if you trust this manifest, run hallows with --allow-outside-paths", root.display()));
+                return None;
             }
         }
         match hallows_source::read(&path) {

@@ -93,12 +93,39 @@ fn special_kind(_: &std::fs::FileType) -> &'static str {
 }
 
 /// Whether `path` lies inside `root`, both resolved (symlinks followed).
-/// A path that does not exist is not inside anything.
+/// A path that does not exist is resolved as far as it exists and the rest
+/// is applied to that by name (`..` included), so the answer does not
+/// depend on whether the file exists: a manifest cannot probe for files
+/// outside the project by the error it gets.
 pub fn is_inside(path: &Path, root: &Path) -> bool {
-    match (path.canonicalize(), root.canonicalize()) {
-        (Ok(p), Ok(r)) => p.starts_with(r),
-        _ => false,
+    let Ok(root) = root.canonicalize() else { return false };
+    resolve(path).is_some_and(|p| p.starts_with(root))
+}
+
+/// `path` made absolute: its longest existing ancestor canonicalized, the
+/// remaining components applied by name.
+fn resolve(path: &Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let mut base = path;
+    let mut rest = Vec::new();
+    let mut resolved = loop {
+        if let Ok(p) = if base.as_os_str().is_empty() { Path::new(".").canonicalize() } else { base.canonicalize() } {
+            break p;
+        }
+        rest.push(base.file_name().map(Component::Normal).or_else(|| base.components().next_back())?);
+        base = base.parent()?;
+    };
+    for c in rest.into_iter().rev() {
+        match c {
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            Component::Normal(n) => resolved.push(n),
+            Component::CurDir => {}
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
     }
+    Some(resolved)
 }
 
 /// Whether `c` must not reach a terminal raw: C0 and C1 controls (but tab
@@ -311,6 +338,22 @@ pub fn aborting(total: usize) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn confinement_does_not_depend_on_existence() {
+        let root = std::env::temp_dir().join(format!("hallows-source-inside-{}", std::process::id()));
+        std::fs::create_dir_all(root.join("sub")).expect("scratch dir");
+        std::fs::write(root.join("sub/real.toml"), "x").expect("file");
+        assert!(is_inside(&root.join("sub/real.toml"), &root));
+        assert!(is_inside(&root.join("sub/missing.toml"), &root));
+        assert!(is_inside(&root.join("missing/dir/../x.toml"), &root));
+        assert!(!is_inside(&root.join("../outside.toml"), &root));
+        assert!(!is_inside(&root.join("missing/../../outside.toml"), &root));
+        assert!(!is_inside(&root.join("sub/../../../etc/passwd"), &root));
+        assert!(!is_inside(Path::new("/etc/hallows-no-such-file"), &root));
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
     use super::*;
 
     #[test]
