@@ -388,12 +388,15 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
         st.vcpus[v] = Vcpu::Off;
     }
     let restart = matches!(end, End::Fault(_)) && p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts;
-    if !restart {
+    if restart {
+        st.restarts += 1;
+    } else {
         st.state = match end {
             End::Exit(status) => State::Exited(status),
             End::Fault(reason) => State::Stopped(reason),
         };
     }
+    let restarts = st.restarts;
     drop(st);
     if !restart {
         // Cores waiting for a vCPU of this partition park for good.
@@ -411,16 +414,11 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     match end {
         End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
         End::Fault(reason) if restart => {
-            let n = {
-                let mut st = state(index);
-                st.restarts += 1;
-                st.restarts
-            };
             console::hv_print(format_args!(
-                "partition {name} faulted: {reason}; restarting it ({n} of {})\n",
+                "partition {name} faulted: {reason}; restarting it ({restarts} of {})\n",
                 p.max_restarts
             ));
-            restart_partition(sys, index, n);
+            restart_partition(sys, index, restarts);
         }
         End::Fault(reason) if p.fault_policy == fault_policy::HALT => {
             console::hv_print(format_args!("partition {name} faulted: {reason}; its policy halts the system\n"));
@@ -461,11 +459,9 @@ fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
         st.vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
         ENDED[index].store(false, Ordering::Release);
     }
-    wake_vcpu(p, 0);
     // This core waits like the others; the boot vCPU's core (this one, or
-    // one waiting in `wait_for_vcpu`, woken by the event) enters the
-    // reloaded image.
-    arch::send_event();
+    // one waiting in `wait_for_vcpu`) enters the reloaded image.
+    wake_vcpu(p, 0);
     wait_for_vcpu(sys, arch::this_core())
 }
 

@@ -115,18 +115,8 @@ pub fn run(disk_bytes: &[u8], cpu: &str, dir: &Path, timeout: Duration) -> Resul
         let _ = child.wait();
     }
     let output = String::from_utf8_lossy(&std::fs::read(&serial).unwrap_or_default()).replace('\r', "");
-    let status = if finished {
-        Some(
-            output
-                .lines()
-                .rev()
-                .find_map(|l| l.strip_prefix("[hallows] machine exit status "))
-                .and_then(|s| s.trim().parse().ok())
-                .unwrap_or(crate::image_x86::NO_STATUS),
-        )
-    } else {
-        None
-    };
+    let status = finished
+        .then(|| hallows_abi::console::reported_status(&output).unwrap_or(crate::image_x86::NO_STATUS));
     let _ = std::io::stderr().flush();
     Ok(Outcome { ended: if finished { crate::qemu::Ended::Exited } else { crate::qemu::Ended::TimedOut }, status, output })
 }

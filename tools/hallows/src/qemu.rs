@@ -19,7 +19,7 @@ pub struct Outcome {
     /// `[hallows] machine exit status N` line, which no partition can print;
     /// on x86_64 it must agree with the isa-debug-exit code QEMU exited
     /// with); `NO_STATUS` if the machine stopped without a trustworthy
-    /// report, `None` if it was killed at the timeout.
+    /// report, `None` if it was killed (see `ended`).
     pub status: Option<i32>,
     /// Everything the machine printed (captured runs only).
     pub output: String,
@@ -37,6 +37,7 @@ pub enum Ended {
 }
 
 impl Outcome {
+    /// Whether the machine was killed rather than finishing by itself.
     pub fn timed_out(&self) -> bool {
         self.status.is_none()
     }

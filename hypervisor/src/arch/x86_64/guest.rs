@@ -294,31 +294,13 @@ pub(super) fn page_pa<const N: usize>(p: &Pages<N>, i: usize) -> u64 {
 /// hypervisor may read on its behalf; channels and device regions are not
 /// read). `None` if any byte lies elsewhere.
 fn read_gpa(core: usize, gpa: u64, buf: &mut [u8]) -> Option<()> {
-    let sys = crate::system::get();
-    let role = sys.core_map.get(core).copied().flatten()?;
-    let rt = sys.parts.get(role.partition).copied().flatten()?;
+    let rt = partition_rt(core)?;
     if rt.ram.read(gpa, buf).is_ok() {
         return Some(());
     }
-    let pages = GUEST_PT.get(rt.vmid as usize)?;
-    let pool = TablePool;
-    // One table-pool read per 8-byte word (a page-table entry is one).
-    let mut word = None;
     for (i, b) in buf.iter_mut().enumerate() {
         let off = gpa.checked_add(i as u64)?.checked_sub(GUEST_PT_GPA)?;
-        let w = match word {
-            Some((at, w)) if at == off / 8 => w,
-            _ => {
-                let page = pages.get((off / 4096) as usize)?.load(Ordering::Relaxed);
-                if page == 0 {
-                    return None;
-                }
-                let w = pool.read(page, ((off % 4096) / 8) as usize);
-                word = Some((off / 8, w));
-                w
-            }
-        };
-        *b = (w >> ((off % 8) * 8)) as u8;
+        *b = (initial_table_word(rt.vmid, off)? >> ((off % 8) * 8)) as u8;
     }
     Some(())
 }
@@ -327,15 +309,25 @@ fn read_gpa(core: usize, gpa: u64, buf: &mut [u8]) -> Option<()> {
 /// tables with one read of the table pool, else from its RAM.
 fn read_entry(core: usize, gpa: u64) -> Option<u64> {
     if let Some(off) = gpa.checked_sub(GUEST_PT_GPA).filter(|off| *off < (GUEST_PT_PAGES as u64) * 4096) {
-        let sys = crate::system::get();
-        let role = sys.core_map.get(core).copied().flatten()?;
-        let rt = sys.parts.get(role.partition).copied().flatten()?;
-        let page = GUEST_PT.get(rt.vmid as usize)?.get((off / 4096) as usize)?.load(Ordering::Relaxed);
-        return (page != 0).then(|| TablePool.read(page, ((off % 4096) / 8) as usize));
+        return initial_table_word(partition_rt(core)?.vmid, off);
     }
     let mut e = [0u8; 8];
     read_gpa(core, gpa, &mut e)?;
     Some(u64::from_le_bytes(e))
+}
+
+/// The partition running on `core`.
+fn partition_rt(core: usize) -> Option<crate::system::PartitionRt> {
+    let sys = crate::system::get();
+    let role = sys.core_map.get(core).copied().flatten()?;
+    sys.parts.get(role.partition).copied().flatten()
+}
+
+/// The 8-byte word holding byte `off` of partition `vmid`'s initial page
+/// tables (`None` past them).
+fn initial_table_word(vmid: u16, off: u64) -> Option<u64> {
+    let page = GUEST_PT.get(vmid as usize)?.get((off / 4096) as usize)?.load(Ordering::Relaxed);
+    (page != 0).then(|| TablePool.read(page, ((off % 4096) / 8) as usize))
 }
 
 /// The guest-physical address of linear address `la` under the guest's
