@@ -239,6 +239,8 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
             },
             None => DeviceInfo::new_zeroed(),
         }),
+        // Opaque to the hypervisor: laid out by the tool as `NetInfo`.
+        net: zerocopy::transmute!(p.net),
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
     if index == 0 && restarts == 0 {

@@ -19,7 +19,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Version of the ABI described here, returned by [`call::ABI_VERSION`].
-pub const ABI_VERSION: u64 = 0;
+pub const ABI_VERSION: u64 = 1;
 
 pub mod console;
 
@@ -234,6 +234,65 @@ pub struct BootInfo {
     pub dma_offset: u64,
     /// The devices assigned to this partition.
     pub devices: [DeviceInfo; MAX_DEVICES],
+    /// The partition's network configuration from the manifest (its `nic`,
+    /// `listen` and `routes` keys); all zero when it has none. The
+    /// hypervisor copies it from the system table without reading it.
+    pub net: NetInfo,
+}
+
+/// Values of [`NetInfo::mode`].
+pub mod net_mode {
+    /// No network.
+    pub const NONE: u32 = 0;
+    /// Owns a NIC; its core polls the device queues (no device interrupt).
+    pub const POLL: u32 = 1;
+    /// Owns a NIC; the device interrupts the partition.
+    pub const INTERRUPT: u32 = 2;
+    /// Owns no NIC: reached through the gateway partition named in
+    /// [`NetInfo::upstream`](super::NetInfo::upstream) over the channels
+    /// `<gateway>-<self>` (to this partition) and `<self>-<gateway>`.
+    pub const GATEWAY: u32 = 3;
+}
+
+/// Ports a partition can declare in its `listen` key.
+pub const MAX_LISTEN: usize = 8;
+/// Routes a gateway partition can have.
+pub const MAX_ROUTES: usize = 8;
+
+/// A partition's network configuration ([`BootInfo::net`]).
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct NetInfo {
+    /// One of [`net_mode`].
+    pub mode: u32,
+    /// Prefix length of `address` (its subnet), with a NIC.
+    pub prefix_len: u32,
+    /// IPv4 address of the partition's NIC (network byte order).
+    pub address: [u8; 4],
+    /// Default router (network byte order); all zero for none.
+    pub router: [u8; 4],
+    /// Valid entries of `listen`.
+    pub listen_count: u32,
+    /// Valid entries of `routes` (a gateway partition).
+    pub route_count: u32,
+    /// TCP ports the partition's services accept connections on.
+    pub listen: [u16; MAX_LISTEN],
+    /// A gateway partition: which TCP port goes to which partition.
+    pub routes: [NetRoute; MAX_ROUTES],
+    /// With [`net_mode::GATEWAY`]: the NUL-padded name of the gateway
+    /// partition that forwards this partition's connections.
+    pub upstream: [u8; 32],
+}
+
+/// One route of a gateway partition: connections to `port` go to the
+/// partition `to` over the channels `<gateway>-<to>` and `<to>-<gateway>`.
+#[derive(Clone, Copy, Debug, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct NetRoute {
+    pub port: u16,
+    pub _pad: [u8; 6],
+    /// NUL-padded partition name.
+    pub to: [u8; 32],
 }
 
 /// Log levels of [`BootInfo::log_level`] (the `log` crate's order).
@@ -383,8 +442,10 @@ mod tests {
     fn boot_info_layout() {
         assert_eq!(core::mem::size_of::<ChannelInfo>(), 64);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 88);
-        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES);
+        assert_eq!(core::mem::size_of::<NetInfo>(), 40 + 40 * MAX_ROUTES + 32);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES + 392);
         assert!(core::mem::size_of::<BootInfo>() as u64 <= BOOT_INFO_FROM_END);
+        assert_eq!(core::mem::size_of::<NetInfo>(), 392);
     }
 
     proptest! {

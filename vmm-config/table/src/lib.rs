@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 3;
+pub const TABLE_VERSION: u32 = 4;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -31,6 +31,9 @@ pub const BOOTARGS_LEN: usize = 128;
 pub const MAX_DEVICES: usize = 16;
 /// Length of a device's compatible string in the table (NUL-padded).
 pub const COMPATIBLE_LEN: usize = 32;
+/// Size of [`PartitionDesc::net`]: `hallows_abi::NetInfo`, which the
+/// hypervisor copies into the partition's boot information unread.
+pub const NET_INFO_LEN: usize = 392;
 
 /// Architecture of the board a table was built for.
 pub mod arch {
@@ -181,6 +184,10 @@ pub struct PartitionDesc {
     pub _pad1: u32,
     /// The assigned devices (their MMIO pages are among `regions`).
     pub devices: [DeviceDesc; MAX_DEVICES],
+    /// The partition's network configuration, laid out as
+    /// `hallows_abi::NetInfo` by the tool and copied unread into the boot
+    /// information.
+    pub net: [u8; NET_INFO_LEN],
 }
 
 /// A board device assigned to a partition: what its guest is told, and
