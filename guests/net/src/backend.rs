@@ -60,24 +60,21 @@
 //! | `tcp_poll_close(c)` | send FIN after the queued data; `Ready(Ok)` when all data and the FIN were acknowledged (or the peer closed too), `Err(TimedOut)` after [`Limits::linger`](crate::Limits::linger) (then the connection was reset) |
 //! | `tcp_abort(c)` | reset the connection now (RST) |
 //! | `tcp_release(c)` | the owner is gone: close gracefully (FIN after the queued data) and free everything once closed, or after `linger` at the latest (then reset); never blocks |
-//! | `tcp_peer(c)`, `tcp_local(c)` | the connection's addresses |
+//! | `tcp_local(c)` | this end's address (the peer's came with `accept`) |
 //! | `udp_bind(port)` | a UDP socket on `port` (0: any free port) |
 //! | `udp_poll_recv_from(u, buf)` | one datagram: `(len, from)`; a datagram longer than `buf` is truncated to it |
 //! | `udp_poll_send_to(u, buf, to)` | queue one datagram; [`Error::TooLarge`] if it can never fit |
 //! | `udp_release(u)` | drop the socket and its queued datagrams |
-//! | `mode()` | the backend's [`Mode`](crate::Mode) |
 use core::net::SocketAddrV4;
 use core::task::{Context, Poll};
 
-use crate::{Error, Mode};
+use crate::Error;
 
 /// An object's handle inside its backend.
 pub(crate) type Id = u32;
 
 /// A network backend (see the module documentation for the contract).
 pub(crate) trait Backend: Send {
-    fn mode(&self) -> Mode;
-
     fn tcp_listen(&mut self, port: u16) -> Result<Id, Error>;
     fn tcp_poll_accept(&mut self, listener: Id, cx: &mut Context<'_>) -> Poll<Result<(Id, SocketAddrV4), Error>>;
     fn tcp_release_listener(&mut self, listener: Id);
@@ -87,7 +84,6 @@ pub(crate) trait Backend: Send {
     fn tcp_poll_close(&mut self, conn: Id, cx: &mut Context<'_>) -> Poll<Result<(), Error>>;
     fn tcp_abort(&mut self, conn: Id);
     fn tcp_release(&mut self, conn: Id);
-    fn tcp_peer(&self, conn: Id) -> Result<SocketAddrV4, Error>;
     fn tcp_local(&self, conn: Id) -> Result<SocketAddrV4, Error>;
 
     fn udp_bind(&mut self, port: u16) -> Result<Id, Error>;

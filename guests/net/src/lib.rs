@@ -139,10 +139,10 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            sockets: 32,
+            sockets: 64,
             rx_buffer: 16 * 1024,
             tx_buffer: 16 * 1024,
-            backlog: 4,
+            backlog: 8,
             linger: Duration::from_secs(5),
             udp_sockets: 4,
         }

@@ -4,7 +4,6 @@ use core::sync::atomic::{AtomicU64, Ordering};
 
 static OPENED: AtomicU64 = AtomicU64::new(0);
 static CLOSED: AtomicU64 = AtomicU64::new(0);
-static REFUSED: AtomicU64 = AtomicU64::new(0);
 static RX: AtomicU64 = AtomicU64::new(0);
 static TX: AtomicU64 = AtomicU64::new(0);
 static IDLE_HEAP: AtomicU64 = AtomicU64::new(0);
@@ -17,9 +16,6 @@ pub struct Stats {
     pub sockets: u64,
     /// Connections that completed the handshake since [`crate::init`].
     pub accepted: u64,
-    /// Connection attempts refused or dropped for want of room (backlog
-    /// full, socket bound reached).
-    pub refused: u64,
     /// TCP payload bytes received (read by the services) and sent
     /// (queued by the services).
     pub rx_bytes: u64,
@@ -35,8 +31,8 @@ impl core::fmt::Display for Stats {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(
             f,
-            "sockets={} accepted={} refused={} rx={} tx={} heap={} idle_heap={}",
-            self.sockets, self.accepted, self.refused, self.rx_bytes, self.tx_bytes, self.heap, self.idle_heap
+            "sockets={} accepted={} rx={} tx={} heap={} idle_heap={}",
+            self.sockets, self.accepted, self.rx_bytes, self.tx_bytes, self.heap, self.idle_heap
         )
     }
 }
@@ -48,7 +44,6 @@ pub fn stats() -> Stats {
     Stats {
         sockets: opened.saturating_sub(closed),
         accepted: opened,
-        refused: REFUSED.load(Ordering::Relaxed),
         rx_bytes: RX.load(Ordering::Relaxed),
         tx_bytes: TX.load(Ordering::Relaxed),
         heap: hallows_rt::mm::heap_used() as u64,
@@ -66,11 +61,6 @@ pub(crate) fn conn_closed() {
     if CLOSED.fetch_add(1, Ordering::AcqRel) + 1 == OPENED.load(Ordering::Acquire) {
         IDLE_HEAP.store(hallows_rt::mm::heap_used() as u64, Ordering::Relaxed);
     }
-}
-
-/// A connection attempt was refused for want of room.
-pub(crate) fn refused() {
-    REFUSED.fetch_add(1, Ordering::Relaxed);
 }
 
 pub(crate) fn add_rx(n: usize) {
