@@ -90,6 +90,14 @@ pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
 /// Boots any manifest file, with `patch` applied to the composed image
 /// first (a tampered image, for the hypervisor's own checks).
 pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
+    let (board, out) = compose(path, patch);
+    let r = qemu::run(&board, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
+}
+
+/// Builds what `path` needs and composes its image (with `patch` applied):
+/// the board and the image's path.
+fn compose(path: &Path, patch: &dyn Fn(&mut Vec<u8>)) -> (vmm_config::Board, PathBuf) {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
@@ -101,8 +109,52 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
     std::fs::write(&out, &img.bytes).expect("writing the image");
-    let r = qemu::run(&sys.board, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
-    Boot { status: r.status, output: r.output }
+    (sys.board, out)
+}
+
+/// A system booting in a thread of its own, for tests that talk to it
+/// while it runs (network clients). Dropping it kills the machine.
+#[derive(Debug)]
+pub struct Running {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Boot>>,
+}
+
+impl Running {
+    /// Waits for the machine to end by itself (it is killed at the
+    /// timeout given to [`spawn_system_with`]).
+    pub fn wait(mut self) -> Boot {
+        self.thread.take().expect("joined once").join().expect("the QEMU thread panicked")
+    }
+
+    /// Kills the machine now and returns what it printed.
+    pub fn kill(self) -> Boot {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.wait()
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Boots `tests/systems/<name>.toml` with extra QEMU arguments in the
+/// background, killed after `timeout` at the latest.
+pub fn spawn_system_with(name: &str, extra: &[String], timeout: Duration) -> Running {
+    let (board, out) = compose(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {});
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    let extra = extra.to_vec();
+    let thread = std::thread::spawn(move || {
+        let r = qemu::run_until(&board, &out, Some(timeout), &flag, true, &extra).expect("running QEMU");
+        Boot { status: r.status, output: r.output }
+    });
+    Running { stop, thread: Some(thread) }
 }
 
 /// Boots `tests/systems/<name>.toml` (an x86_64 system) under Bochs with
