@@ -370,6 +370,8 @@ fn bad_request(port: u16, bytes: &[u8]) -> Option<u16> {
 fn abusive_clients_neither_stop_service_nor_grow_memory() {
     let net = start("net-abuse", 18180, 18107);
     let port = net.http;
+    let t_start = Instant::now();
+    let phase = |what: &str| eprintln!("abuse: {what} at {:.1} s", t_start.elapsed().as_secs_f64());
     churn(port, 20);
     let base = settle(&net);
 
@@ -386,6 +388,7 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
     big.extend(std::iter::repeat_n(b'a', 8000));
     assert_eq!(bad_request(port, &big), Some(431));
 
+    phase("bad requests done");
     let stop = Arc::new(AtomicBool::new(false));
     let mut attackers = Vec::new();
     // Slowloris: a byte every 300 ms; must be cut off (408) within the
@@ -428,10 +431,32 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
             }
         }));
     }
-    // A burst of 1,000 concurrent connections, held open.
-    let burst: Vec<TcpStream> = (0..1000).filter_map(|_| connect(port).ok()).collect();
-    assert!(burst.len() >= 900, "only {} of 1,000 connects", burst.len());
+    phase("slow, half-open and never-reading clients started");
+    // A burst of 1,000 concurrent connections (a thread each), held open
+    // until the end.
+    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let burst: Vec<_> = (0..1000)
+        .map(|_| {
+            let (stop, connected) = (stop.clone(), connected.clone());
+            std::thread::spawn(move || {
+                if let Ok(s) = connect(port) {
+                    connected.fetch_add(1, Ordering::Relaxed);
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    drop(s);
+                }
+            })
+        })
+        .collect();
+    let t = Instant::now();
+    while connected.load(Ordering::Relaxed) < 1000 && t.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let n = connected.load(Ordering::Relaxed);
+    assert!(n >= 900, "only {n} of 1,000 concurrent connects");
 
+    phase("burst connected");
     // Meanwhile a well-behaved client keeps being served.
     let t0 = Instant::now();
     let mut last_ok = Instant::now();
@@ -450,12 +475,17 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
         std::thread::sleep(Duration::from_millis(100));
     }
     max_gap = max_gap.max(last_ok.elapsed());
+    phase("good client done");
     stop.store(true, Ordering::Relaxed);
-    drop(burst);
+    for t in burst {
+        t.join().expect("a connecting thread failed");
+    }
     drop(half);
     for a in attackers {
         a.join().expect("an attacker thread failed");
     }
+    phase("attackers joined");
+    eprintln!("abuse: good client served {served} times, longest gap {max_gap:?}, peak heap {peak_heap} (idle {})", base.idle_heap);
     assert!(served >= 20, "the good client was served {served} times in 25 s");
     assert!(max_gap < Duration::from_secs(12), "the good client went {max_gap:?} without an answer");
     // 64 sockets of 16 KiB + 16 KiB, and the tasks serving them.
@@ -464,6 +494,7 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
 
     let after = settle(&net);
     assert!(after.sockets <= 1, "{after:?}");
+    phase("settled");
     let b = net.quit();
     assert_eq!(b.summary("web"), "exited 0", "{}", b.output);
     let end = Stats::from_exit(&b);
