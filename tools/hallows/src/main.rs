@@ -125,7 +125,16 @@ fn run(cli: Cli) -> Result<u8> {
                 timeout.map(|t| format!(", for at most {t} s")).unwrap_or_default()
             );
             let limit = timeout.map(Duration::from_secs);
-            let out = qemu::run_until(&sys.board, &path, limit, &STOP, false, &qemu_args)?;
+            for f in &sys.forwards {
+                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}", f.host, f.to, f.port);
+                let (f, stop) = (f.clone(), &STOP);
+                std::thread::spawn(move || {
+                    if qemu::wait_for_answer(f.host, stop) {
+                        eprintln!("hallows: {} port {} answers on 127.0.0.1:{}", f.to, f.port, f.host);
+                    }
+                });
+            }
+            let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
             let code = match (out.ended, out.status) {
                 (qemu::Ended::Exited, Some(code)) => {
                     if code == hallows::image_x86::NO_STATUS {
@@ -161,7 +170,7 @@ fn run(cli: Cli) -> Result<u8> {
                 vmm_config::Arch::Aarch64 => sys.board.hypervisor.base + 0x20_0000,
                 vmm_config::Arch::X86_64 => sys.board.hypervisor.base,
             };
-            let (out, cores) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
+            let (out, cores) = qemu::instructions_per_core(&sys, &path, base..base + len)?;
             qemu::show(&out.output);
             // Attribute the hypervisor's instructions to its functions.
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
@@ -202,7 +211,7 @@ fn run(cli: Cli) -> Result<u8> {
                     .join(&sys.partitions[0].guest),
             )?)?
             .entry;
-            let n = qemu::instructions_to_guest(&sys.board, &path, hv_base + 0x20_0000, entry)?;
+            let n = qemu::instructions_to_guest(&sys, &path, hv_base + 0x20_0000, entry)?;
             println!("{n} instructions from reset to the first guest instruction ({} bytes image)", img.len());
             Ok(0)
         }
