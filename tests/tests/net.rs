@@ -184,6 +184,17 @@ fn keep_alive(port: u16, n: usize) {
     }
 }
 
+/// `clients` keep-alive connections at once, `n` requests each.
+fn parallel_keep_alive(port: u16, clients: usize, n: usize) {
+    let t0 = Instant::now();
+    let threads: Vec<_> = (0..clients).map(|_| std::thread::spawn(move || keep_alive(port, n))).collect();
+    for t in threads {
+        t.join().expect("a keep-alive client failed");
+    }
+    let rate = (clients * n) as f64 / t0.elapsed().as_secs_f64();
+    eprintln!("{clients} keep-alive clients: {rate:.0} requests/s");
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     let mut x: u32 = 0x1234_5678;
     (0..len)
@@ -279,6 +290,7 @@ fn poll_mode_serves_curl_keep_alive_echo_udp_and_1000_connections_leak_nothing()
     let net = start("net-poll");
     curl_gets_hello(net.http);
     keep_alive(net.http, 200);
+    parallel_keep_alive(net.http, 10, 300);
     let secs = echo(net.echo, 10 * 1024 * 1024);
     eprintln!("poll mode: 10 MiB echoed in {secs:.1} s");
     udp_round_trip(&net);
@@ -309,6 +321,7 @@ fn interrupt_mode_serves_curl_keep_alive_echo_and_connections() {
     let net = start("net-irq");
     curl_gets_hello(net.http);
     keep_alive(net.http, 200);
+    parallel_keep_alive(net.http, 10, 300);
     let secs = echo(net.echo, 10 * 1024 * 1024);
     eprintln!("interrupt mode: 10 MiB echoed in {secs:.1} s");
     udp_round_trip(&net);
