@@ -111,7 +111,7 @@ mod link;
 pub mod transport;
 
 pub use frame::{Frame, PeerAddr, FRAME_SIZE, MAX_SLOTS, MAX_WINDOW, MIN_WINDOW, PAYLOAD};
-pub use link::{Config, ConnError, ConnId, ConnState, Link, OpenError, Role, Stats};
+pub use link::{Config, ConnError, ConnId, ConnState, Events, Link, OpenError, Role, Stats};
 #[cfg(any(test, feature = "std"))]
 pub use transport::MemTransport;
 pub use transport::{RingTransport, Transport, TransportError};

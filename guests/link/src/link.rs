@@ -45,6 +45,12 @@ pub struct ConnId {
 }
 
 impl ConnId {
+    /// The entry's index, below `max_conns`: the bit of
+    /// [`Events::conns`].
+    pub fn index(self) -> usize {
+        usize::from(self.index)
+    }
+
     /// The handle as one number (for logs).
     pub fn raw(self) -> u32 {
         u32::from(self.gen) << 16 | u32::from(self.index)
@@ -89,6 +95,19 @@ pub enum ConnState {
     Reset,
     /// Not a live handle.
     Invalid,
+}
+
+/// What changed since the last [`Link::take_events`]: for waking the
+/// tasks that wait on a link.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Events {
+    /// Bit `i`: connection entry `i` ([`ConnId::index`]) got data, credit,
+    /// a `FIN`, an `ACCEPT` or a reset.
+    pub conns: u128,
+    /// Service: a connection joined the backlog.
+    pub backlog: bool,
+    /// The link went up or down, or the peer restarted.
+    pub link: bool,
 }
 
 /// Counters of one link end (monotonic, except `live`).
@@ -250,6 +269,7 @@ pub struct Link<T> {
     seq: u64,
     live: usize,
     listening: [Option<u16>; 16],
+    events: Events,
     stats: Stats,
 }
 
@@ -281,6 +301,7 @@ impl<T: Transport> Link<T> {
             seq: 0,
             live: 0,
             listening: [None; 16],
+            events: Events::default(),
             stats: Stats::default(),
         }
     }
@@ -319,6 +340,11 @@ impl<T: Transport> Link<T> {
     /// Gateway: the service has said `HELLO` and not restarted since.
     pub fn is_up(&self) -> bool {
         self.peer_up
+    }
+
+    /// What changed since the last call (and clears it).
+    pub fn take_events(&mut self) -> Events {
+        core::mem::take(&mut self.events)
     }
 
     /// Bytes buffered for all connections (at most `max_conns * window`).
@@ -495,7 +521,11 @@ impl<T: Transport> Link<T> {
 
     /// Every connection reset; nothing more is said about them.
     fn reset_all(&mut self) {
+        self.events.link = true;
         for i in 0..self.entries.len() {
+            if self.entries[i].phase != Phase::Free {
+                self.events.conns |= 1u128 << i;
+            }
             let e = &mut self.entries[i];
             match e.phase {
                 Phase::Free => {}
@@ -533,6 +563,7 @@ impl<T: Transport> Link<T> {
     fn violation(&mut self, i: Option<usize>) {
         self.stats.violations += 1;
         if let Some(i) = i {
+            self.events.conns |= 1u128 << i;
             let e = &mut self.entries[i];
             if !e.rst {
                 e.abort(true);
@@ -571,6 +602,7 @@ impl<T: Transport> Link<T> {
             self.stats.stray += 1;
             return;
         };
+        self.events.conns |= 1u128 << i;
         if self.entries[i].rst {
             // In flight when we reset it.
             self.stats.stray += 1;
@@ -602,6 +634,9 @@ impl<T: Transport> Link<T> {
             self.stats.peer_restarts += 1;
             self.reset_all();
         }
+        if !self.peer_up {
+            self.events.link = true;
+        }
         self.peer_up = true;
     }
 
@@ -632,6 +667,7 @@ impl<T: Transport> Link<T> {
             if !done {
                 e.abort(false);
             }
+            self.events.conns |= 1u128 << old;
             self.touch(old);
         }
         let window_ok = (MIN_WINDOW..=MAX_WINDOW).contains(&f.arg0);
@@ -673,6 +709,7 @@ impl<T: Transport> Link<T> {
             e.peer_window = f.arg0;
             e.tx_avail = f.arg0;
             self.stats.opened += 1;
+            self.events.backlog = true;
         }
         self.touch(i);
     }
@@ -738,9 +775,15 @@ impl<T: Transport> Link<T> {
     // ---- the application's side ----------------------------------------
 
     fn entry(&self, id: ConnId) -> Option<usize> {
+        self.entry_any(id).filter(|&i| self.entries[i].held)
+    }
+
+    /// Also a handle given back with `close` whose connection lingers.
+    fn entry_any(&self, id: ConnId) -> Option<usize> {
         let i = usize::from(id.index);
         let e = self.entries.get(i)?;
-        (e.gen == id.gen && e.held && matches!(e.phase, Phase::Opening | Phase::Open)).then_some(i)
+        let mine = e.held || e.taken;
+        (e.gen == id.gen && mine && matches!(e.phase, Phase::Opening | Phase::Open)).then_some(i)
     }
 
     /// Gateway: opens a connection to the service for a client that reached
@@ -828,9 +871,10 @@ impl<T: Transport> Link<T> {
         Some((ConnId { index: i as u16, gen: e.gen }, e.peer))
     }
 
-    /// The connection's state.
+    /// The connection's state; also of a handle given back with
+    /// [`close`](Self::close) until its entry is freed (then `Invalid`).
     pub fn state(&self, id: ConnId) -> ConnState {
-        match self.entry(id).map(|i| &self.entries[i]) {
+        match self.entry_any(id).map(|i| &self.entries[i]) {
             None => ConnState::Invalid,
             Some(e) if e.rst => ConnState::Reset,
             Some(e) if e.phase == Phase::Opening => ConnState::Connecting,
@@ -954,9 +998,11 @@ impl<T: Transport> Link<T> {
     }
 
     /// Aborts the connection (`RST`); the handle stays valid, reporting
-    /// `Reset`, until [`close`](Self::close).
+    /// `Reset`, until [`close`](Self::close). Also works on a handle given
+    /// back with `close` whose connection still lingers (the owner's linger
+    /// timeout): its entry is then freed.
     pub fn reset(&mut self, id: ConnId) {
-        if let Some(i) = self.entry(id) {
+        if let Some(i) = self.entry_any(id) {
             let e = &mut self.entries[i];
             if !e.rst {
                 e.abort(true);

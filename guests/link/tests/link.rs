@@ -324,6 +324,7 @@ fn hostile(role_: Role, ops: Vec<Op>) -> Result<(), TestCaseError> {
     peer.send(&hello(peer_role)).unwrap();
     l.poll();
     let mut ids: Vec<ConnId> = Vec::new();
+    let mut closed: Vec<ConnId> = Vec::new();
     let mut seen_wire: Vec<u32> = vec![0x1_0000, 0x2_0001];
     let data = vec![0xabu8; 70_000];
     for op in ops {
@@ -405,6 +406,7 @@ fn hostile(role_: Role, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 if let Some(id) = pick(&ids, c) {
                     l.close(id);
                     ids.retain(|&x| x != id);
+                    closed.push(id);
                 }
             }
             Op::Poll => {}
@@ -422,6 +424,11 @@ fn hostile(role_: Role, ops: Vec<Op>) -> Result<(), TestCaseError> {
     for id in ids {
         l.reset(id);
         l.close(id);
+    }
+    // Lingering ones (their linger timeout).
+    for id in closed {
+        l.reset(id);
+        prop_assert_eq!(l.state(id), ConnState::Invalid);
     }
     l.poll();
     while peer.recv().is_ok() {}
@@ -521,4 +528,21 @@ proptest! {
         prop_assert_eq!((g.live(), s.live()), (0, 0));
         prop_assert_eq!(g.stats().violations + s.stats().violations, 0);
     }
+}
+
+#[test]
+fn events_name_the_connections_that_changed() {
+    let (mut g, mut s) = pair(64, Config::default(), Config::default());
+    g.take_events();
+    s.take_events();
+    let c = g.open(80, CLIENT).unwrap();
+    s.poll();
+    assert!(s.take_events().backlog);
+    let (a, _) = s.accept(80).unwrap();
+    g.poll();
+    assert_eq!(g.take_events().conns, 1u128 << c.index());
+    g.send(c, b"x").unwrap();
+    s.poll();
+    assert_eq!(s.take_events().conns, 1u128 << a.index());
+    assert_eq!(s.take_events(), hallows_link::Events::default());
 }
