@@ -50,7 +50,8 @@ fn to_count(nanos: u64) -> u64 {
 }
 
 struct CoreTimer {
-    sleepers: Vec<(u64, Waker)>,
+    /// Deadline (counter units), the [`Sleep`]'s key, its waker.
+    sleepers: Vec<(u64, u64, Waker)>,
     /// Periodic tick: period and next expiry, in counter units (0: off).
     period: u64,
     next_periodic: u64,
@@ -61,6 +62,10 @@ struct CoreTimer {
 static TIMERS: [spin::Mutex<CoreTimer>; MAX_VCPUS] = [const {
     spin::Mutex::new(CoreTimer { sleepers: Vec::new(), period: 0, next_periodic: 0, sched_tick: 0 })
 }; MAX_VCPUS];
+/// Cores whose timer is left off: they call [`poll_timers`] themselves.
+static POLLED: [core::sync::atomic::AtomicBool; MAX_VCPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_VCPUS];
+static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
 static TICKS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 static INTERRUPTS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
@@ -71,8 +76,12 @@ fn with_timer<R>(f: impl FnOnce(&mut CoreTimer) -> R) -> R {
 
 /// Re-arms this core's timer for the earliest thing it waits for.
 fn arm(t: &CoreTimer) {
+    if POLLED[arch::core_id().min(MAX_VCPUS - 1)].load(Ordering::Relaxed) {
+        arch::set_timer(None);
+        return;
+    }
     let mut at = u64::MAX;
-    for (d, _) in &t.sleepers {
+    for (d, _, _) in &t.sleepers {
         at = at.min(*d);
     }
     if t.period != 0 {
@@ -117,13 +126,57 @@ pub(crate) fn set_sched_tick(at: Option<u64>) {
     });
 }
 
+/// Leaves this core's timer off (`true`) while the caller polls: a core
+/// that never idles (a network stack in poll mode) calls [`poll_timers`]
+/// in its loop instead, and takes no timer interrupt, hence no trap to
+/// the hypervisor. Periodic ticks and preemption of `spawn_preemptible`
+/// tasks need the interrupt and do not happen on a polled core. `false`
+/// re-arms the timer.
+pub fn set_polled(polled: bool) {
+    POLLED[arch::core_id().min(MAX_VCPUS - 1)].store(polled, Ordering::Relaxed);
+    with_timer(|t| arm(t));
+}
+
+/// Wakes this core's sleepers whose deadline has passed (reading the
+/// clock; no interrupt needed). Returns how many were woken. Cheap when
+/// none is due: one counter read and a scan of this core's sleepers.
+pub fn poll_timers() -> usize {
+    let core = arch::core_id().min(MAX_VCPUS - 1);
+    let now = arch::counter();
+    let woken = arch::without_interrupts(|| {
+        let mut t = TIMERS[core].lock();
+        if t.sleepers.iter().all(|(d, _, _)| *d > now) {
+            return Vec::new();
+        }
+        take_expired(&mut t, now)
+    });
+    let n = woken.len();
+    for w in woken {
+        w.wake();
+    }
+    n
+}
+
+fn take_expired(t: &mut CoreTimer, now: u64) -> Vec<Waker> {
+    let mut woken = Vec::new();
+    let mut i = 0;
+    while i < t.sleepers.len() {
+        if t.sleepers[i].0 <= now {
+            woken.push(t.sleepers.swap_remove(i).2);
+        } else {
+            i += 1;
+        }
+    }
+    woken
+}
+
 /// The virtual timer interrupt on this core (IRQs masked). Returns whether
 /// the running task is to be preempted.
 pub(crate) fn on_timer_interrupt() -> bool {
     let core = arch::core_id().min(MAX_VCPUS - 1);
     INTERRUPTS[core].fetch_add(1, Ordering::Relaxed);
     let now = arch::counter();
-    let mut woken: Vec<Waker> = Vec::new();
+    let woken: Vec<Waker>;
     let sched_due = {
         let mut t = TIMERS[core].lock();
         if t.period != 0 && now >= t.next_periodic {
@@ -132,14 +185,7 @@ pub(crate) fn on_timer_interrupt() -> bool {
             // holds even when an interrupt is taken late.
             t.next_periodic += t.period;
         }
-        let mut i = 0;
-        while i < t.sleepers.len() {
-            if t.sleepers[i].0 <= now {
-                woken.push(t.sleepers.swap_remove(i).1);
-            } else {
-                i += 1;
-            }
-        }
+        woken = take_expired(&mut t, now);
         let due = t.sched_tick != 0 && t.sched_tick <= now;
         if due {
             t.sched_tick = 0;
@@ -154,11 +200,15 @@ pub(crate) fn on_timer_interrupt() -> bool {
     sched_due && crate::task::tick(to_nanos(now))
 }
 
-/// A future that completes at a deadline.
+/// A future that completes at a deadline. It stays registered with one
+/// core's timer while pending (polling it again replaces its waker) and
+/// is removed from it when dropped, so abandoned timeouts cost nothing.
 #[derive(Debug)]
 pub struct Sleep {
     deadline: u64,
-    registered: bool,
+    /// Key of its entry in `core`'s sleepers; 0: not registered.
+    key: u64,
+    core: usize,
 }
 
 /// Completes once `duration` has passed.
@@ -168,7 +218,7 @@ pub fn sleep(duration: Duration) -> Sleep {
 
 /// Completes at `deadline` ([`now`]'s clock).
 pub fn sleep_until(deadline: Duration) -> Sleep {
-    Sleep { deadline: to_count(deadline.as_nanos() as u64), registered: false }
+    Sleep { deadline: to_count(deadline.as_nanos() as u64), key: 0, core: 0 }
 }
 
 impl Future for Sleep {
@@ -177,15 +227,52 @@ impl Future for Sleep {
         if arch::counter() >= self.deadline {
             return Poll::Ready(());
         }
-        // Registered on the core that polls it; a spurious second
-        // registration only costs a spurious wake.
-        let deadline = self.deadline;
-        with_timer(|t| {
-            t.sleepers.push((deadline, cx.waker().clone()));
+        // Registered on the core that polls it (moved there if it was
+        // registered on another one).
+        let core = arch::core_id().min(MAX_VCPUS - 1);
+        if self.key != 0 && self.core != core {
+            self.deregister();
+        }
+        let (deadline, key) = (self.deadline, self.key);
+        let key = with_timer(|t| {
+            if key != 0 {
+                if let Some(e) = t.sleepers.iter_mut().find(|e| e.1 == key) {
+                    if !e.2.will_wake(cx.waker()) {
+                        e.2 = cx.waker().clone();
+                    }
+                    return key;
+                }
+            }
+            // New, or its entry fired (a spurious wake-up before the
+            // deadline cannot happen: entries fire at the deadline).
+            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+            t.sleepers.push((deadline, key, cx.waker().clone()));
             arm(t);
+            key
         });
-        self.registered = true;
+        self.key = key;
+        self.core = core;
         Poll::Pending
+    }
+}
+
+impl Sleep {
+    fn deregister(&mut self) {
+        let key = core::mem::replace(&mut self.key, 0);
+        if key != 0 {
+            arch::without_interrupts(|| {
+                let mut t = TIMERS[self.core].lock();
+                if let Some(i) = t.sleepers.iter().position(|e| e.1 == key) {
+                    t.sleepers.swap_remove(i);
+                }
+            });
+        }
+    }
+}
+
+impl Drop for Sleep {
+    fn drop(&mut self) {
+        self.deregister();
     }
 }
 

@@ -11,12 +11,17 @@
 //!
 //! [`transports`] probes the partition's virtio devices (empty transports
 //! are skipped) and installs an interrupt handler for each that
-//! acknowledges the device's interrupt and counts it ([`interrupts`]).
+//! acknowledges the device's interrupt and counts it ([`interrupts`]);
+//! [`wait_interrupt`] is a future that a driver task awaits until the
+//! device's next interrupt (the interrupt wakes it).
 
 use alloc::alloc::{alloc_zeroed, dealloc};
 use alloc::vec::Vec;
 use core::alloc::Layout;
+use core::future::Future;
+use core::pin::Pin;
 use core::ptr::NonNull;
+use core::task::{Context, Poll, Waker};
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use hallows_abi::DeviceInfo;
@@ -33,6 +38,9 @@ static TRUSTED: AtomicU64 = AtomicU64::new(0);
 /// Per device directory entry: its base and its interrupts so far.
 static IRQ_COUNT: [(AtomicU64, AtomicU64, AtomicU64); hallows_abi::MAX_DEVICES] =
     [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)) }; hallows_abi::MAX_DEVICES];
+/// Per device directory entry: the task waiting for its next interrupt.
+static IRQ_WAKERS: [spin::Mutex<Option<Waker>>; hallows_abi::MAX_DEVICES] =
+    [const { spin::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
 
 fn bus_address(va: u64) -> PhysAddr {
     va.wrapping_add(DMA_OFFSET.load(Ordering::Relaxed))
@@ -83,7 +91,7 @@ pub(crate) fn init(boot: &Boot) {
 }
 
 fn on_interrupt(intid: u32) {
-    for (base, irq, count) in &IRQ_COUNT {
+    for (i, (base, irq, count)) in IRQ_COUNT.iter().enumerate() {
         let b = base.load(Ordering::Relaxed);
         if b != 0 && irq.load(Ordering::Relaxed) == intid as u64 {
             // InterruptStatus (0x60) -> InterruptACK (0x64): lowers the line.
@@ -93,8 +101,49 @@ fn on_interrupt(intid: u32) {
                 let status = core::ptr::read_volatile((b + 0x60) as *const u32);
                 core::ptr::write_volatile((b + 0x64) as *mut u32, status);
             }
-            count.fetch_add(1, Ordering::Relaxed);
+            count.fetch_add(1, Ordering::Release);
+            // IRQs are masked here; every holder of this lock masks them.
+            let w = IRQ_WAKERS[i].lock().take();
+            if let Some(w) = w {
+                w.wake();
+            }
         }
+    }
+}
+
+/// A future that completes once the device at `base` has taken more than
+/// `seen` interrupts (read [`interrupts`] before looking at the device,
+/// then await this: no interrupt is missed). Completes at once for a base
+/// that is not a probed device with an interrupt.
+pub fn wait_interrupt(base: u64, seen: u64) -> InterruptWait {
+    let slot = IRQ_COUNT.iter().position(|(b, _, _)| b.load(Ordering::Relaxed) == base);
+    InterruptWait { slot, seen }
+}
+
+/// See [`wait_interrupt`].
+#[derive(Debug)]
+pub struct InterruptWait {
+    slot: Option<usize>,
+    seen: u64,
+}
+
+impl Future for InterruptWait {
+    type Output = u64;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u64> {
+        let Some(i) = self.slot else { return Poll::Ready(0) };
+        let count = &IRQ_COUNT[i].2;
+        let now = count.load(Ordering::Acquire);
+        if now > self.seen {
+            return Poll::Ready(now);
+        }
+        crate::arch::without_interrupts(|| *IRQ_WAKERS[i].lock() = Some(cx.waker().clone()));
+        // An interrupt between the first check and the registration woke
+        // nobody: look again.
+        let now = count.load(Ordering::Acquire);
+        if now > self.seen {
+            return Poll::Ready(now);
+        }
+        Poll::Pending
     }
 }
 

@@ -1,0 +1,779 @@
+//! The NIC backend (modes `poll` and `interrupt`): a virtio-net device
+//! (`virtio-drivers`, through `hallows_rt::virtio`) and the smoltcp stack.
+//!
+//! One driver task runs the stack (`Nic::turn`: received packets one at a
+//! time, then everything the sockets have to send, then the listeners'
+//! and the closing connections' bookkeeping):
+//!
+//! * **poll**: after each turn the task yields to the executor and is run
+//!   again at once; the device's notifications are suppressed (no device
+//!   interrupt) and the core's timer is left off (`time::set_polled`): the
+//!   loop reads the clock and fires due sleepers itself
+//!   (`time::poll_timers`). No packet costs a hypervisor instruction.
+//! * **interrupt**: the task sleeps until the device interrupts
+//!   (`virtio::wait_interrupt`), a socket operation queued work (a kick),
+//!   or smoltcp's `poll_delay` (retransmissions, delayed ACKs) or a closing
+//!   connection's deadline passes.
+//!
+//! A listener keeps up to `backlog` listening sockets (so a burst of SYNs
+//! finds one each; they are replenished after every received packet) and
+//! up to `backlog` established connections waiting for `accept`; SYNs
+//! beyond that, or beyond the socket bound, are answered with RST by
+//! smoltcp (no socket listens). Every socket's buffers are allocated when
+//! it is created and freed when it is removed: nothing grows with traffic.
+
+use alloc::boxed::Box;
+use alloc::collections::VecDeque;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use core::net::SocketAddrV4;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::task::{Context, Poll, Waker};
+
+use hallows_rt::virtio::virtio_drivers::device::net::{RxBuffer, VirtIONet};
+use hallows_rt::virtio::virtio_drivers::transport::mmio::MmioTransport;
+use hallows_rt::virtio::virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
+use hallows_rt::virtio::virtio_drivers::{self, PhysAddr};
+use hallows_rt::virtio::{self, Hal};
+use hallows_rt::{task, time, Boot};
+use smoltcp::iface::{Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration as SmolDuration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint};
+
+use crate::backend::{Backend, Id};
+use crate::{stats, Config, Error, Limits, Mode};
+
+/// Descriptors per virtqueue (receive buffers posted to the device).
+const QUEUE_SIZE: usize = 64;
+/// One receive buffer: an Ethernet frame of 1514 bytes and the header.
+const RX_BUFFER_LEN: usize = 2048;
+/// Packets received per turn before the turn sends and yields.
+const INGRESS_PER_TURN: usize = 64;
+/// Unacknowledged data (or a SYN-ACK) older than this resets a connection.
+const TCP_TIMEOUT: SmolDuration = SmolDuration::from_secs(20);
+/// UDP datagrams queued per socket and direction.
+const UDP_PACKETS: usize = 16;
+/// First port `UdpSocket::bind(0)` tries.
+const EPHEMERAL: u16 = 49152;
+
+type Net = VirtIONet<Hal, NoEventIdx<MmioTransport<'static>>, QUEUE_SIZE>;
+
+/// A transport that hides `VIRTIO_F_RING_EVENT_IDX` from the driver, so
+/// that the driver's interrupt suppression (the available ring's
+/// `NO_INTERRUPT` flag, which event-index mode ignores) works: poll mode
+/// must never make the device interrupt.
+struct NoEventIdx<T>(T);
+
+const RING_EVENT_IDX: u64 = 1 << 29;
+
+impl<T: Transport> Transport for NoEventIdx<T> {
+    fn device_type(&self) -> DeviceType {
+        self.0.device_type()
+    }
+    fn read_device_features(&mut self) -> u64 {
+        self.0.read_device_features() & !RING_EVENT_IDX
+    }
+    fn write_driver_features(&mut self, driver_features: u64) {
+        self.0.write_driver_features(driver_features & !RING_EVENT_IDX)
+    }
+    fn max_queue_size(&mut self, queue: u16) -> u32 {
+        self.0.max_queue_size(queue)
+    }
+    fn notify(&mut self, queue: u16) {
+        self.0.notify(queue)
+    }
+    fn get_status(&self) -> DeviceStatus {
+        self.0.get_status()
+    }
+    fn set_status(&mut self, status: DeviceStatus) {
+        self.0.set_status(status)
+    }
+    fn set_guest_page_size(&mut self, guest_page_size: u32) {
+        self.0.set_guest_page_size(guest_page_size)
+    }
+    fn requires_legacy_layout(&self) -> bool {
+        self.0.requires_legacy_layout()
+    }
+    fn queue_set(&mut self, queue: u16, size: u32, descriptors: PhysAddr, driver_area: PhysAddr, device_area: PhysAddr) {
+        self.0.queue_set(queue, size, descriptors, driver_area, device_area)
+    }
+    fn queue_unset(&mut self, queue: u16) {
+        self.0.queue_unset(queue)
+    }
+    fn queue_used(&mut self, queue: u16) -> bool {
+        self.0.queue_used(queue)
+    }
+    fn ack_interrupt(&mut self) -> InterruptStatus {
+        self.0.ack_interrupt()
+    }
+    fn read_config_generation(&self) -> u32 {
+        self.0.read_config_generation()
+    }
+    fn read_config_space<V: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        offset: usize,
+    ) -> virtio_drivers::Result<V> {
+        self.0.read_config_space(offset)
+    }
+    fn write_config_space<V: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        offset: usize,
+        value: V,
+    ) -> virtio_drivers::Result<()> {
+        self.0.write_config_space(offset, value)
+    }
+}
+
+/// The device as smoltcp sees it. Tokens share the driver through the
+/// `RefCell`; smoltcp consumes one token at a time.
+struct Phy {
+    net: RefCell<Net>,
+}
+
+struct RxToken<'a> {
+    net: &'a RefCell<Net>,
+    buf: Option<RxBuffer>,
+}
+
+struct TxToken<'a> {
+    net: &'a RefCell<Net>,
+}
+
+impl phy::RxToken for RxToken<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(mut self, f: F) -> R {
+        let buf = self.buf.take().expect("an RxToken holds its buffer until consumed");
+        let r = f(buf.packet());
+        let _ = self.net.borrow_mut().recycle_rx_buffer(buf);
+        r
+    }
+}
+
+impl Drop for RxToken<'_> {
+    fn drop(&mut self) {
+        if let Some(buf) = self.buf.take() {
+            let _ = self.net.borrow_mut().recycle_rx_buffer(buf);
+        }
+    }
+}
+
+impl phy::TxToken for TxToken<'_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        let mut tx = self.net.borrow().new_tx_buffer(len);
+        let r = f(tx.packet_mut());
+        // Blocks until the device took the frame; a failure drops it (TCP
+        // retransmits).
+        let _ = self.net.borrow_mut().send(tx);
+        r
+    }
+}
+
+impl Device for Phy {
+    type RxToken<'a> = RxToken<'a>;
+    type TxToken<'a> = TxToken<'a>;
+
+    fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
+        let buf = self.net.get_mut().receive().ok()?;
+        Some((RxToken { net: &self.net, buf: Some(buf) }, TxToken { net: &self.net }))
+    }
+
+    fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
+        self.net.get_mut().can_send().then_some(TxToken { net: &self.net })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut caps = DeviceCapabilities::default();
+        caps.medium = Medium::Ethernet;
+        caps.max_transmission_unit = 1514;
+        caps
+    }
+}
+
+/// Who holds a connection.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Owner {
+    /// Established, waiting in its listener's queue for `accept`.
+    Queued,
+    /// A `TcpStream`.
+    User,
+    /// Released: closing in the background; reset at `deadline`.
+    Orphan { deadline: Instant },
+}
+
+struct Conn {
+    handle: SocketHandle,
+    owner: Owner,
+    peer: SocketAddrV4,
+}
+
+struct Listener {
+    port: u16,
+    /// Listening sockets (and ones in the handshake).
+    pending: Vec<SocketHandle>,
+    /// Established connections (ids) waiting for `accept`.
+    ready: VecDeque<Id>,
+    waker: Option<Waker>,
+}
+
+struct Nic {
+    phy: Phy,
+    iface: Interface,
+    sockets: SocketSet<'static>,
+    /// TCP sockets in `sockets` (listening ones included).
+    tcp_sockets: usize,
+    conns: Vec<Option<Conn>>,
+    listeners: Vec<Option<Listener>>,
+    udp: Vec<Option<SocketHandle>>,
+    next_ephemeral: u16,
+    limits: Limits,
+}
+
+static NIC: spin::Mutex<Option<Nic>> = spin::Mutex::new(None);
+static KICKED: AtomicBool = AtomicBool::new(false);
+static DRIVER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+
+fn now() -> Instant {
+    Instant::from_micros((time::now_nanos() / 1000) as i64)
+}
+
+fn to_v4(ep: IpEndpoint) -> SocketAddrV4 {
+    match ep.addr {
+        IpAddress::Ipv4(a) => SocketAddrV4::new(a, ep.port),
+    }
+}
+
+/// A socket operation queued work for the stack: in interrupt mode, wake
+/// the driver task (in poll mode it runs anyway).
+fn kick() {
+    if !KICKED.swap(true, Ordering::AcqRel) {
+        let w = DRIVER.lock().take();
+        if let Some(w) = w {
+            w.wake();
+        }
+    }
+}
+
+pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error> {
+    let dev = virtio::transports(boot)
+        .into_iter()
+        .find(|d| d.device_type == DeviceType::Network)
+        .ok_or(Error::Unsupported)?;
+    let base = dev.info.base;
+    let mut net = Net::new(NoEventIdx(dev.transport), RX_BUFFER_LEN).map_err(|e| {
+        log::error!("virtio-net at {base:#x}: {e:?}");
+        Error::Device
+    })?;
+    match cfg.mode {
+        Mode::Interrupt => net.enable_interrupts(),
+        _ => net.disable_interrupts(),
+    }
+    let mac = net.mac_address();
+    log::info!("virtio-net at {base:#x}, interrupt {}, MAC {:02x?}", dev.info.irq, mac);
+    let mut phy = Phy { net: RefCell::new(net) };
+    let mut config = IfaceConfig::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    config.random_seed = time::now_nanos() ^ u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]);
+    let mut iface = Interface::new(config, &mut phy, now());
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IpAddress::Ipv4(cfg.address), cfg.prefix_len.min(32)));
+    });
+    if let Some(r) = cfg.router {
+        let _ = iface.routes_mut().add_default_ipv4_route(r);
+    }
+    let nic = Nic {
+        phy,
+        iface,
+        sockets: SocketSet::new(Vec::with_capacity(cfg.limits.sockets + cfg.limits.udp_sockets)),
+        tcp_sockets: 0,
+        conns: Vec::new(),
+        listeners: Vec::new(),
+        udp: Vec::new(),
+        next_ephemeral: EPHEMERAL,
+        limits: cfg.limits,
+    };
+    *NIC.lock() = Some(nic);
+    task::spawn(driver(cfg.mode, base));
+    Ok(Box::new(NicBackend))
+}
+
+/// The driver task (see the module documentation).
+async fn driver(mode: Mode, base: u64) {
+    if mode == Mode::Poll {
+        time::set_polled(true);
+    }
+    loop {
+        let seen = virtio::interrupts(base);
+        KICKED.store(false, Ordering::Release);
+        let delay = match NIC.lock().as_mut() {
+            Some(nic) => nic.turn(now()),
+            None => return,
+        };
+        if mode == Mode::Poll {
+            time::poll_timers();
+            task::yield_now().await;
+        } else {
+            wait_for_work(base, seen, delay).await;
+        }
+    }
+}
+
+/// Interrupt mode: until the device interrupts, a kick, or `delay`.
+async fn wait_for_work(base: u64, seen: u64, delay: Option<core::time::Duration>) {
+    let mut irq = virtio::wait_interrupt(base, seen);
+    let mut sleep = delay.map(time::sleep);
+    core::future::poll_fn(|cx| {
+        *DRIVER.lock() = Some(cx.waker().clone());
+        if KICKED.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        if core::pin::Pin::new(&mut irq).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        match sleep.as_mut().map(|s| core::pin::Pin::new(s).poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(()),
+            _ => Poll::Pending,
+        }
+    })
+    .await;
+    DRIVER.lock().take();
+}
+
+use core::future::Future as _;
+
+impl Nic {
+    /// One turn of the stack; returns how long the stack may sleep.
+    fn turn(&mut self, now: Instant) -> Option<core::time::Duration> {
+        self.iface.poll_maintenance(now);
+        for _ in 0..INGRESS_PER_TURN {
+            match self.iface.poll_ingress_single(now, &mut self.phy, &mut self.sockets) {
+                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::PacketProcessed => {}
+                // A SYN may have taken a listening socket: give its
+                // listener another before the next packet.
+                PollIngressSingleResult::SocketStateChanged => self.service_listeners(),
+            }
+        }
+        while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {}
+        self.service_listeners();
+        let orphan_deadline = self.reap(now);
+        let mut delay = self.iface.poll_delay(now, &self.sockets);
+        if let Some(d) = orphan_deadline {
+            let until = if d > now { d - now } else { SmolDuration::ZERO };
+            delay = Some(delay.map_or(until, |x| x.min(until)));
+        }
+        delay.map(|d| core::time::Duration::from_micros(d.total_micros()))
+    }
+
+    fn new_tcp_socket(&mut self) -> Option<SocketHandle> {
+        if self.tcp_sockets >= self.limits.sockets {
+            return None;
+        }
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; self.limits.rx_buffer]),
+            tcp::SocketBuffer::new(vec![0u8; self.limits.tx_buffer]),
+        );
+        s.set_nagle_enabled(false);
+        s.set_timeout(Some(TCP_TIMEOUT));
+        self.tcp_sockets += 1;
+        Some(self.sockets.add(s))
+    }
+
+    fn remove_tcp_socket(&mut self, h: SocketHandle) {
+        self.sockets.remove(h);
+        self.tcp_sockets -= 1;
+    }
+
+    fn alloc_conn(&mut self, conn: Conn) -> Id {
+        match self.conns.iter().position(Option::is_none) {
+            Some(i) => {
+                self.conns[i] = Some(conn);
+                i as Id
+            }
+            None => {
+                self.conns.push(Some(conn));
+                (self.conns.len() - 1) as Id
+            }
+        }
+    }
+
+    /// Moves established connections from the listening sockets to the
+    /// accept queues, re-arms listening sockets whose handshake failed,
+    /// and tops the listening sockets up.
+    fn service_listeners(&mut self) {
+        for li in 0..self.listeners.len() {
+            let Some(l) = self.listeners[li].as_mut() else { continue };
+            let port = l.port;
+            let mut established = Vec::new();
+            let mut i = 0;
+            while i < l.pending.len() {
+                let h = l.pending[i];
+                let s = self.sockets.get_mut::<tcp::Socket>(h);
+                match s.state() {
+                    tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent => i += 1,
+                    tcp::State::Closed => {
+                        // Reset or timed out in the handshake: listen again.
+                        let _ = s.listen(port);
+                        i += 1;
+                    }
+                    _ => {
+                        let peer = s.remote_endpoint().map_or(SocketAddrV4::new([0; 4].into(), 0), to_v4);
+                        l.pending.swap_remove(i);
+                        established.push((h, peer));
+                    }
+                }
+            }
+            for (handle, peer) in established {
+                let id = self.alloc_conn(Conn { handle, owner: Owner::Queued, peer });
+                stats::conn_opened();
+                if let Some(l) = self.listeners[li].as_mut() {
+                    l.ready.push_back(id);
+                    if let Some(w) = l.waker.take() {
+                        w.wake();
+                    }
+                }
+            }
+            let backlog = self.limits.backlog;
+            loop {
+                let Some(l) = self.listeners[li].as_ref() else { break };
+                if l.pending.len() >= backlog || l.ready.len() >= backlog {
+                    break;
+                }
+                let Some(h) = self.new_tcp_socket() else { break };
+                let _ = self.sockets.get_mut::<tcp::Socket>(h).listen(port);
+                if let Some(l) = self.listeners[li].as_mut() {
+                    l.pending.push(h);
+                }
+            }
+        }
+    }
+
+    /// Removes closed orphans, resets orphans past their deadline; returns
+    /// the earliest deadline still pending.
+    fn reap(&mut self, now: Instant) -> Option<Instant> {
+        let mut next: Option<Instant> = None;
+        for i in 0..self.conns.len() {
+            let Some(c) = self.conns[i].as_ref() else { continue };
+            let Owner::Orphan { deadline } = c.owner else { continue };
+            let h = c.handle;
+            let s = self.sockets.get_mut::<tcp::Socket>(h);
+            match s.state() {
+                // TIME-WAIT is not kept: its only use is answering a late
+                // retransmitted FIN, which now gets a RST.
+                tcp::State::Closed | tcp::State::TimeWait => {
+                    self.remove_tcp_socket(h);
+                    self.conns[i] = None;
+                    stats::conn_closed();
+                }
+                _ if now >= deadline => {
+                    // Removed at the next turn, after the RST went out.
+                    s.abort();
+                    next = Some(now);
+                }
+                _ => next = Some(next.map_or(deadline, |n| n.min(deadline))),
+            }
+        }
+        next
+    }
+
+    fn conn(&mut self, id: Id) -> Result<&mut Conn, Error> {
+        self.conns.get_mut(id as usize).and_then(Option::as_mut).ok_or(Error::InvalidId)
+    }
+
+    fn tcp(&mut self, id: Id) -> Result<&mut tcp::Socket<'static>, Error> {
+        let h = self.conn(id)?.handle;
+        Ok(self.sockets.get_mut::<tcp::Socket>(h))
+    }
+
+    fn udp(&mut self, id: Id) -> Result<&mut udp::Socket<'static>, Error> {
+        let h = self.udp.get(id as usize).copied().flatten().ok_or(Error::InvalidId)?;
+        Ok(self.sockets.get_mut::<udp::Socket>(h))
+    }
+
+    fn orphan(&mut self, id: Id) {
+        let deadline = now() + SmolDuration::from_micros(self.limits.linger.as_micros() as u64);
+        if let Ok(c) = self.conn(id) {
+            if !matches!(c.owner, Owner::Orphan { .. }) {
+                c.owner = Owner::Orphan { deadline };
+            }
+        }
+    }
+}
+
+/// The backend object: every call locks the stack.
+struct NicBackend;
+
+fn with_nic<R>(f: impl FnOnce(&mut Nic) -> R) -> Result<R, Error> {
+    NIC.lock().as_mut().map(f).ok_or(Error::NotInitialized)
+}
+
+fn flatten<T>(r: Result<Result<T, Error>, Error>) -> Result<T, Error> {
+    r.and_then(|x| x)
+}
+
+fn poll_nic<T>(f: impl FnOnce(&mut Nic) -> Poll<Result<T, Error>>) -> Poll<Result<T, Error>> {
+    match NIC.lock().as_mut() {
+        Some(nic) => f(nic),
+        None => Poll::Ready(Err(Error::NotInitialized)),
+    }
+}
+
+impl Backend for NicBackend {
+    fn tcp_listen(&mut self, port: u16) -> Result<Id, Error> {
+        flatten(with_nic(|n| {
+            if n.listeners.iter().flatten().any(|l| l.port == port) {
+                return Err(Error::AddrInUse);
+            }
+            if n.tcp_sockets >= n.limits.sockets {
+                return Err(Error::TooManySockets);
+            }
+            let l = Listener { port, pending: Vec::new(), ready: VecDeque::new(), waker: None };
+            let id = match n.listeners.iter().position(Option::is_none) {
+                Some(i) => {
+                    n.listeners[i] = Some(l);
+                    i
+                }
+                None => {
+                    n.listeners.push(Some(l));
+                    n.listeners.len() - 1
+                }
+            };
+            n.service_listeners();
+            kick();
+            Ok(id as Id)
+        }))
+    }
+
+    fn tcp_poll_accept(&mut self, listener: Id, cx: &mut Context<'_>) -> Poll<Result<(Id, SocketAddrV4), Error>> {
+        poll_nic(|n| {
+            let Some(l) = n.listeners.get_mut(listener as usize).and_then(Option::as_mut) else {
+                return Poll::Ready(Err(Error::InvalidId));
+            };
+            match l.ready.pop_front() {
+                Some(id) => {
+                    // Room in the queue again: listen for more.
+                    n.service_listeners();
+                    kick();
+                    match n.conn(id) {
+                        Ok(c) => {
+                            c.owner = Owner::User;
+                            Poll::Ready(Ok((id, c.peer)))
+                        }
+                        Err(e) => Poll::Ready(Err(e)),
+                    }
+                }
+                None => {
+                    l.waker = Some(cx.waker().clone());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    fn tcp_release_listener(&mut self, listener: Id) {
+        let _ = with_nic(|n| {
+            let Some(l) = n.listeners.get_mut(listener as usize).and_then(Option::take) else { return };
+            for h in l.pending {
+                n.remove_tcp_socket(h);
+            }
+            for id in l.ready {
+                if let Ok(s) = n.tcp(id) {
+                    s.abort();
+                }
+                n.orphan(id);
+            }
+            kick();
+        });
+    }
+
+    fn tcp_poll_read(&mut self, conn: Id, buf: &mut [u8], cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
+        poll_nic(|n| {
+            let s = match n.tcp(conn) {
+                Ok(s) => s,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if s.can_recv() {
+                let got = s.recv_slice(buf).unwrap_or(0);
+                if got > 0 {
+                    stats::add_rx(got);
+                    // The window opened: let the stack say so.
+                    kick();
+                    return Poll::Ready(Ok(got));
+                }
+            }
+            if !s.may_recv() {
+                return Poll::Ready(Ok(0));
+            }
+            s.register_recv_waker(cx.waker());
+            Poll::Pending
+        })
+    }
+
+    fn tcp_poll_write(&mut self, conn: Id, buf: &[u8], cx: &mut Context<'_>) -> Poll<Result<usize, Error>> {
+        poll_nic(|n| {
+            let s = match n.tcp(conn) {
+                Ok(s) => s,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if !s.may_send() {
+                return Poll::Ready(Err(Error::Closed));
+            }
+            if s.can_send() {
+                let sent = s.send_slice(buf).unwrap_or(0);
+                if sent > 0 {
+                    stats::add_tx(sent);
+                    kick();
+                    return Poll::Ready(Ok(sent));
+                }
+            }
+            s.register_send_waker(cx.waker());
+            Poll::Pending
+        })
+    }
+
+    fn tcp_poll_close(&mut self, conn: Id, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        poll_nic(|n| {
+            let s = match n.tcp(conn) {
+                Ok(s) => s,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if matches!(s.state(), tcp::State::Established | tcp::State::CloseWait | tcp::State::SynReceived) {
+                s.close();
+                kick();
+            }
+            let done = match s.state() {
+                tcp::State::Closed | tcp::State::TimeWait => true,
+                // Our FIN was acknowledged; the peer's may never come.
+                tcp::State::FinWait2 => s.send_queue() == 0,
+                _ => false,
+            };
+            if done {
+                Poll::Ready(Ok(()))
+            } else {
+                s.register_send_waker(cx.waker());
+                Poll::Pending
+            }
+        })
+    }
+
+    fn tcp_abort(&mut self, conn: Id) {
+        let _ = with_nic(|n| {
+            if let Ok(s) = n.tcp(conn) {
+                s.abort();
+            }
+            kick();
+        });
+    }
+
+    fn tcp_release(&mut self, conn: Id) {
+        let _ = with_nic(|n| {
+            if let Ok(s) = n.tcp(conn) {
+                if matches!(s.state(), tcp::State::Established | tcp::State::CloseWait | tcp::State::SynReceived) {
+                    s.close();
+                }
+            }
+            n.orphan(conn);
+            kick();
+        });
+    }
+
+    fn tcp_local(&self, conn: Id) -> Result<SocketAddrV4, Error> {
+        flatten(with_nic(|n| n.tcp(conn).and_then(|s| s.local_endpoint().map(to_v4).ok_or(Error::Closed))))
+    }
+
+    fn udp_bind(&mut self, port: u16) -> Result<Id, Error> {
+        flatten(with_nic(|n| {
+            if n.udp.iter().flatten().count() >= n.limits.udp_sockets {
+                return Err(Error::TooManySockets);
+            }
+            let bound = |n: &mut Nic, p: u16| {
+                n.udp.iter().flatten().any(|h| n.sockets.get::<udp::Socket>(*h).endpoint().port == p)
+            };
+            let port = if port == 0 {
+                let mut found = None;
+                for _ in 0..(u16::MAX - EPHEMERAL) {
+                    let p = n.next_ephemeral;
+                    n.next_ephemeral = if p == u16::MAX { EPHEMERAL } else { p + 1 };
+                    if !bound(n, p) {
+                        found = Some(p);
+                        break;
+                    }
+                }
+                found.ok_or(Error::AddrInUse)?
+            } else if bound(n, port) {
+                return Err(Error::AddrInUse);
+            } else {
+                port
+            };
+            let l = n.limits;
+            let mut s = udp::Socket::new(
+                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; l.rx_buffer]),
+                udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; UDP_PACKETS], vec![0u8; l.tx_buffer]),
+            );
+            s.bind(port).map_err(|_| Error::InvalidInput)?;
+            let h = n.sockets.add(s);
+            let id = match n.udp.iter().position(Option::is_none) {
+                Some(i) => {
+                    n.udp[i] = Some(h);
+                    i
+                }
+                None => {
+                    n.udp.push(Some(h));
+                    n.udp.len() - 1
+                }
+            };
+            Ok(id as Id)
+        }))
+    }
+
+    fn udp_poll_recv_from(&mut self, sock: Id, buf: &mut [u8], cx: &mut Context<'_>) -> Poll<Result<(usize, SocketAddrV4), Error>> {
+        poll_nic(|n| {
+            let s = match n.udp(sock) {
+                Ok(s) => s,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            match s.recv() {
+                Ok((data, meta)) => {
+                    let len = data.len().min(buf.len());
+                    buf[..len].copy_from_slice(&data[..len]);
+                    Poll::Ready(Ok((len, to_v4(meta.endpoint))))
+                }
+                Err(_) => {
+                    s.register_recv_waker(cx.waker());
+                    Poll::Pending
+                }
+            }
+        })
+    }
+
+    fn udp_poll_send_to(&mut self, sock: Id, buf: &[u8], to: SocketAddrV4, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        poll_nic(|n| {
+            let s = match n.udp(sock) {
+                Ok(s) => s,
+                Err(e) => return Poll::Ready(Err(e)),
+            };
+            if buf.len() > s.payload_send_capacity() {
+                return Poll::Ready(Err(Error::TooLarge));
+            }
+            match s.send_slice(buf, IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port())) {
+                Ok(()) => {
+                    kick();
+                    Poll::Ready(Ok(()))
+                }
+                Err(udp::SendError::BufferFull) => {
+                    s.register_send_waker(cx.waker());
+                    Poll::Pending
+                }
+                Err(_) => Poll::Ready(Err(Error::InvalidInput)),
+            }
+        })
+    }
+
+    fn udp_release(&mut self, sock: Id) {
+        let _ = with_nic(|n| {
+            if let Some(h) = n.udp.get_mut(sock as usize).and_then(Option::take) {
+                n.sockets.remove(h);
+            }
+        });
+    }
+}
