@@ -101,8 +101,121 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
     std::fs::write(&out, &img.bytes).expect("writing the image");
-    let r = qemu::run(&sys.board, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
+    let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
     Boot { status: r.status, output: r.output }
+}
+
+/// A system booting in the background, for tests that talk to it over the
+/// network while it runs (its `[[forward]]`s reach it on 127.0.0.1).
+pub struct Running {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<qemu::Outcome>>,
+    pub system: vmm_config::System,
+}
+
+/// Starts `tests/systems/<name>.toml` under QEMU in a background thread
+/// (killed after [`BOOT_TIMEOUT`] at the latest).
+pub fn start_system(name: &str, extra: &[String]) -> Running {
+    let path = root().join("tests/systems").join(format!("{name}.toml"));
+    let root = root();
+    let ctx = workspace::check_context(&root);
+    let sys = vmm_config::load(&path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
+    let art = artifacts(sys.board.arch);
+    let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
+    let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    let out = root.join("target/hallows/tests").join(format!("{name}.img"));
+    std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
+    std::fs::write(&out, &img.bytes).expect("writing the image");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());
+    let handle = std::thread::spawn(move || {
+        qemu::run_until(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &extra).expect("running QEMU")
+    });
+    Running { stop, handle: Some(handle), system: sys }
+}
+
+impl Running {
+    /// The host port the manifest forwards to `port` of partition `to`.
+    pub fn host_port(&self, to: &str, port: u16) -> u16 {
+        self.system
+            .forwards
+            .iter()
+            .find(|f| f.to == to && f.port == port)
+            .unwrap_or_else(|| panic!("no forward to {to}:{port} in the manifest"))
+            .host
+    }
+
+    /// Whether QEMU has ended.
+    pub fn ended(&self) -> bool {
+        self.handle.as_ref().is_none_or(|h| h.is_finished())
+    }
+
+    /// Waits until `GET path` on host port `port` answers with HTTP 200 (an
+    /// application-level answer: QEMU accepts TCP connections on a forward
+    /// before the guest listens) and returns the body. Panics with the
+    /// machine's output if the machine ends first or `timeout` passes.
+    pub fn wait_http(&mut self, port: u16, path: &str, timeout: Duration) -> String {
+        let start = std::time::Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < timeout {
+            if self.ended() {
+                let b = self.wait();
+                panic!("the machine ended before answering GET {path} on port {port} ({last}):\n{}", b.output);
+            }
+            match http_get(port, path, Duration::from_secs(10)) {
+                Ok((200, body)) => return body,
+                Ok((code, body)) => last = format!("HTTP {code}: {body}"),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let b = self.stop();
+        panic!("no HTTP 200 for GET {path} on port {port} within {timeout:?} (last: {last}):\n{}", b.output);
+    }
+
+    /// Stops the machine (if it still runs) and returns its output.
+    pub fn stop(&mut self) -> Boot {
+        self.stop.store(true, std::sync::atomic::Ordering::Release);
+        self.wait()
+    }
+
+    /// Waits for the machine to end by itself (at most [`BOOT_TIMEOUT`]).
+    pub fn wait(&mut self) -> Boot {
+        let h = self.handle.take().expect("the machine was already waited for");
+        let r = h.join().expect("the QEMU thread panicked");
+        Boot { status: r.status, output: r.output }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            self.stop.store(true, std::sync::atomic::Ordering::Release);
+            let _ = self.handle.take().map(|h| h.join());
+        }
+    }
+}
+
+/// `GET path` over HTTP/1.1 on 127.0.0.1:`port` (`Connection: close`):
+/// the status code and the body.
+pub fn http_get(port: u16, path: &str, timeout: Duration) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = std::net::TcpStream::connect_timeout(&addr, timeout)?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let code = text
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| text.strip_prefix("HTTP/1.0 "))
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not an HTTP response: {text:?}")))?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Ok((code, body))
 }
 
 /// Boots `tests/systems/<name>.toml` (an x86_64 system) under Bochs with

@@ -65,6 +65,7 @@ fn device(d: &mut Diagnostics, file: FileId, raw: &toml::Spanned<RawDevice>) -> 
         compatible: r.compatible.clone(),
         mmio: Range::new(r.base, r.size.0),
         irqs: r.irqs.clone(),
+        qemu_bus: r.qemu_bus.clone(),
     };
     if let Err(why) = crate::check::valid_name(&dev.name) {
         d.error(

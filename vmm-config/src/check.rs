@@ -18,7 +18,7 @@ use toml::Spanned;
 
 use crate::diag::{did_you_mean, Diagnostics, FileId};
 use crate::place::{place_channel, place_partitions, RamRequest};
-use crate::raw::{DmaName, LogName, NotifyName, OnFault, RawChannel, RawManifest, RawPartition};
+use crate::raw::{DmaName, LogName, NotifyName, OnFault, RawChannel, RawForward, RawManifest, RawPartition};
 use crate::shape::{deserialize_item, first_line, parse_document, schema_keys};
 use crate::size::format_size;
 use crate::{
@@ -149,7 +149,11 @@ impl Loader<'_> {
         if let DeValue::Array(arr) = v.get_ref() {
             if arr.len() > max {
                 let header = first_line(self.d.source(self.file), arr[max].span());
-                let limit = if key == "partition" { "MAX_PARTITIONS" } else { "MAX_CHANNELS" };
+                let limit = match key {
+                    "partition" => "MAX_PARTITIONS",
+                    "channel" => "MAX_CHANNELS",
+                    _ => "MAX_FORWARDS",
+                };
                 self.d
                     .error(self.file, header, format!("too many {key}s: {} declared, the system table holds at most {max}", arr.len()))
                     .label(format!("{key} number {}", max + 1))
@@ -258,7 +262,8 @@ impl Loader<'_> {
         let no_partition_key = partition_value.is_none();
         let parts = self.items::<RawPartition>("partition", partition_value, MAX_PARTITIONS);
         let chans = self.items::<RawChannel>("channel", top.remove("channel"), MAX_CHANNELS);
-        let (Some(parts), Some(chans)) = (parts, chans) else {
+        let fwds = self.items::<RawForward>("forward", top.remove("forward"), crate::MAX_FORWARDS);
+        let (Some(parts), Some(chans), Some(fwds)) = (parts, chans, fwds) else {
             return None;
         };
         let board = board_value.and_then(|(b, span)| self.board(dir, &b, span));
@@ -271,6 +276,15 @@ impl Loader<'_> {
         let board = board?;
         let mut partitions = partitions?;
         let mut channels = channels?;
+        let raws: Vec<(&RawPartition, Span<usize>)> =
+            parts.iter().filter_map(|p| Some((p.raw.as_ref()?, p.header.clone()))).collect();
+        let fwds: Vec<(RawForward, Span<usize>)> =
+            fwds.into_iter().filter_map(|f| Some((f.raw?, f.header))).collect();
+        let before = self.d.len();
+        let forwards = crate::net::check(&mut self.d, self.file, &board, &raws, &mut partitions, &channels, &fwds);
+        if self.d.len() != before {
+            return None;
+        }
         if parts.is_empty() {
             if no_partition_key {
                 self.d
@@ -285,6 +299,7 @@ impl Loader<'_> {
             board,
             partitions,
             channels,
+            forwards,
         })
     }
 
@@ -702,7 +717,7 @@ impl Loader<'_> {
                         .error(file, span.clone(), format!("device `{dname}` can master DMA, but partition `{name}` does not declare dma = \"trusted\""))
                         .help("without an IOMMU a DMA-capable device can read and write any physical address, other partitions' and the hypervisor's included; add dma = \"trusted\" to the partition if you trust its guest with the whole machine's memory");
                 }
-                (Some(d), None) => {
+                (Some(d), None) if p.nic.is_none() => {
                     let DmaName::Trusted = d.get_ref();
                     self.d
                         .error(file, d.span(), format!("dma = \"trusted\" but partition `{name}` has no DMA-capable device"))
@@ -740,6 +755,7 @@ impl Loader<'_> {
                 spec: p.spec.as_ref().map(|s| s.get_ref().clone()),
                 log,
                 dma_trusted,
+                net: crate::Net::default(),
             });
         }
         (self.d.len() == before && out.len() == parts.len()).then_some(out)

@@ -215,6 +215,58 @@ pub fn render(s: &System) -> String {
         );
     }
 
+    let net: Vec<&crate::Partition> = s
+        .partitions
+        .iter()
+        .filter(|p| p.net.nic.is_some() || p.net.upstream.is_some())
+        .collect();
+    if !net.is_empty() {
+        let _ = writeln!(out, "\nnetwork");
+        let rows: Vec<Vec<String>> = net
+            .iter()
+            .map(|p| {
+                let (how, addr) = match (&p.net.nic, &p.net.upstream) {
+                    (Some(n), _) => (
+                        format!(
+                            "nic {} on {} ({}), {}",
+                            n.device,
+                            n.qemu_bus,
+                            n.mac.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":"),
+                            match n.mode {
+                                crate::NicMode::Poll => "poll",
+                                crate::NicMode::Interrupt => "interrupt",
+                            }
+                        ),
+                        format!(
+                            "{}/{}{}",
+                            n.address,
+                            n.prefix_len,
+                            n.router.map(|r| format!(" via {r}")).unwrap_or_default()
+                        ),
+                    ),
+                    (None, Some(gw)) => (format!("behind gateway `{gw}`"), "-".into()),
+                    (None, None) => ("-".into(), "-".into()),
+                };
+                let mut ports: Vec<String> = p.net.listen.iter().map(|l| format!("{l}")).collect();
+                ports.extend(p.net.routes.iter().map(|r| format!("{} -> {}", r.port, r.to)));
+                let fwd: Vec<String> = s
+                    .forwards
+                    .iter()
+                    .filter(|f| f.nic_owner == p.name)
+                    .map(|f| format!("127.0.0.1:{} -> {}", f.host, f.port))
+                    .collect();
+                vec![
+                    p.name.clone(),
+                    how,
+                    addr,
+                    if ports.is_empty() { "-".into() } else { ports.join(", ") },
+                    if fwd.is_empty() { "-".into() } else { fwd.join(", ") },
+                ]
+            })
+            .collect();
+        table(&mut out, &["partition", "how", "address", "ports", "host forwards"], &rows);
+    }
+
     let _ = writeln!(out, "\nphysical memory map");
     let map = s.memory_map();
     let hidden = map

@@ -17,6 +17,7 @@ mod board;
 mod check;
 pub mod cli;
 mod diag;
+mod net;
 mod place;
 mod raw;
 mod shape;
@@ -25,6 +26,7 @@ mod size;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostics, Located};
+pub use net::{qemu_args as net_qemu_args, LINK_MIN_SLOT_SIZE};
 pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
 pub use size::{format_size, parse_size};
 
@@ -62,6 +64,8 @@ pub const RESERVED_PARTITION_NAMES: &[&str] = &[hallows_abi::console::HYPERVISOR
 /// doorbells (`DOORBELL_INTID_BASE + i`); no device may use one.
 pub const DOORBELL_INTIDS: std::ops::Range<u32> = hallows_abi::DOORBELL_INTID_BASE
     ..hallows_abi::DOORBELL_INTID_BASE + hallows_table::MAX_CHANNELS as u32;
+/// Most `[[forward]]` entries in a manifest.
+pub const MAX_FORWARDS: usize = 64;
 /// Restarts allowed by `on_fault = "restart"` when `max_restarts` is absent.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
 
@@ -74,6 +78,101 @@ pub struct System {
     pub partitions: Vec<Partition>,
     /// In manifest order.
     pub channels: Vec<Channel>,
+    /// Host ports forwarded to partitions, in manifest order.
+    pub forwards: Vec<Forward>,
+}
+
+/// A `[[forward]]`, resolved: host port `host` on 127.0.0.1 reaches TCP
+/// port `port` of the NIC-owning partition `nic_owner` (the partition
+/// named in the manifest, or the gateway that routes the port to it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Forward {
+    pub host: u16,
+    /// The partition named in the manifest.
+    pub to: String,
+    pub port: u16,
+    /// The partition whose NIC receives the connections.
+    pub nic_owner: String,
+}
+
+/// How a NIC-owning partition learns of packets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NicMode {
+    /// Its core polls the device queues: no device interrupt.
+    Poll,
+    /// The device interrupts the partition.
+    Interrupt,
+}
+
+/// A partition's NIC: a virtio-net device on a virtio-mmio transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Nic {
+    pub address: std::net::Ipv4Addr,
+    pub prefix_len: u8,
+    pub router: Option<std::net::Ipv4Addr>,
+    pub mode: NicMode,
+    /// The board device (virtio-mmio transport) the NIC sits on.
+    pub device: String,
+    /// Its QEMU bus (`virtio-mmio-bus.N`).
+    pub qemu_bus: String,
+    /// The NIC's MAC address (locally administered, unique in the system).
+    pub mac: [u8; 6],
+}
+
+/// A gateway route: connections to `port` go to partition `to`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    pub port: u16,
+    pub to: String,
+}
+
+/// A partition's network configuration.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Net {
+    pub nic: Option<Nic>,
+    /// Ports its services accept on.
+    pub listen: Vec<u16>,
+    /// As a gateway: which port goes to which partition.
+    pub routes: Vec<Route>,
+    /// Behind a gateway: the gateway partition.
+    pub upstream: Option<String>,
+}
+
+impl Net {
+    /// The `hallows_abi::NetInfo` the partition's guest is given.
+    pub fn to_abi(&self) -> hallows_abi::NetInfo {
+        use zerocopy::FromZeros;
+        let mut n = hallows_abi::NetInfo::new_zeroed();
+        if let Some(nic) = &self.nic {
+            n.mode = match nic.mode {
+                NicMode::Poll => hallows_abi::net_mode::POLL,
+                NicMode::Interrupt => hallows_abi::net_mode::INTERRUPT,
+            };
+            n.prefix_len = u32::from(nic.prefix_len);
+            n.address = nic.address.octets();
+            n.router = nic.router.map_or([0; 4], |r| r.octets());
+        } else if let Some(up) = &self.upstream {
+            n.mode = hallows_abi::net_mode::GATEWAY;
+            n.upstream = padded(up);
+        }
+        n.listen_count = self.listen.len().min(hallows_abi::MAX_LISTEN) as u32;
+        for (slot, port) in n.listen.iter_mut().zip(&self.listen) {
+            *slot = *port;
+        }
+        n.route_count = self.routes.len().min(hallows_abi::MAX_ROUTES) as u32;
+        for (slot, r) in n.routes.iter_mut().zip(&self.routes) {
+            slot.port = r.port;
+            slot.to = padded(&r.to);
+        }
+        n
+    }
+}
+
+fn padded(s: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    let n = s.len().min(31);
+    out[..n].copy_from_slice(&s.as_bytes()[..n]);
+    out
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -196,6 +295,8 @@ pub struct Device {
     pub compatible: String,
     pub mmio: Range,
     pub irqs: Vec<u32>,
+    /// The QEMU bus the device is, for devices the tool plugs in itself (NICs).
+    pub qemu_bus: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -263,6 +364,8 @@ pub struct Partition {
     pub log: Option<LogLevel>,
     /// `dma = "trusted"`: the partition may program DMA-capable devices.
     pub dma_trusted: bool,
+    /// Its NIC, listening ports, gateway routes or upstream gateway.
+    pub net: Net,
 }
 
 /// A partition's `log` level.

@@ -32,6 +32,69 @@ pub(crate) struct RawManifest {
     /// One-way shared-memory channels between partitions.
     #[serde(default)]
     pub channel: Vec<RawChannel>,
+    /// Host TCP ports that reach a partition's port when the system runs
+    /// under QEMU (user-mode networking, bound to 127.0.0.1).
+    #[serde(default)]
+    pub forward: Vec<RawForward>,
+}
+
+/// One `[[forward]]`: host port `host` (on 127.0.0.1) reaches TCP port
+/// `port` of partition `to`, which owns a NIC and listens on it, routes it
+/// as a gateway, or sits behind a gateway that routes it.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawForward {
+    /// Host TCP port, 1 to 65535.
+    #[schemars(with = "u16", range(min = 1))]
+    pub host: Option<Spanned<u64>>,
+    /// The partition the connections go to.
+    #[schemars(with = "String")]
+    pub to: Option<Spanned<String>>,
+    /// Its TCP port, 1 to 65535.
+    #[schemars(with = "u16", range(min = 1))]
+    pub port: Option<Spanned<u64>>,
+}
+
+/// A partition's `nic`: it owns a virtio-net device and runs its own TCP/IP stack.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawNic {
+    /// IPv4 address with prefix length, e.g. `"10.0.2.15/24"`.
+    #[schemars(with = "String")]
+    pub address: Spanned<String>,
+    /// Default router, inside the address's subnet (optional).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub router: Option<Spanned<String>>,
+    /// `"poll"`: the partition's core polls the device (no interrupt);
+    /// `"interrupt"`: the device interrupts the partition. Default poll.
+    #[serde(default)]
+    #[schemars(with = "Option<NicModeName>")]
+    pub mode: Option<Spanned<NicModeName>>,
+    /// The virtio-mmio transport the NIC sits on; placed automatically
+    /// (a 4 KiB page of transports no other partition uses) when absent.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub device: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum NicModeName {
+    Poll,
+    Interrupt,
+}
+
+/// One gateway route: connections to `port` go to partition `to`.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRoute {
+    /// TCP port the gateway accepts on, 1 to 65535.
+    #[schemars(with = "u16", range(min = 1))]
+    pub port: Spanned<u64>,
+    /// The service partition (it declares the port in `listen`).
+    #[schemars(with = "String")]
+    pub to: Spanned<String>,
 }
 
 /// One `[[partition]]`.
@@ -89,6 +152,20 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub spec: Option<Spanned<String>>,
+    /// The partition owns a NIC (virtio-net) and runs its own TCP/IP stack.
+    #[serde(default)]
+    #[schemars(with = "Option<RawNic>")]
+    pub nic: Option<Spanned<RawNic>>,
+    /// TCP ports the partition's services accept connections on (through
+    /// its own NIC, or through the gateway that routes them).
+    #[serde(default)]
+    #[schemars(with = "Vec<u16>")]
+    pub listen: Vec<Spanned<u64>>,
+    /// With a `nic`: act as a gateway, handing connections to these ports
+    /// to service partitions over channels.
+    #[serde(default)]
+    #[schemars(with = "Vec<RawRoute>")]
+    pub routes: Vec<Spanned<RawRoute>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -219,6 +296,10 @@ pub(crate) struct RawDevice {
     pub size: Size,
     #[serde(default)]
     pub irqs: Vec<u32>,
+    /// The QEMU bus this device is (`virtio-mmio-bus.31`): where `hallows
+    /// run` plugs a NIC it placed on this device.
+    #[serde(default)]
+    pub qemu_bus: Option<String>,
 }
 
 #[derive(Deserialize, JsonSchema)]

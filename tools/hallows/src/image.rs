@@ -208,6 +208,7 @@ fn partition(
     d.entry = elf.entry;
     d.log_level = p.log.map_or(0, |l| l.table_id());
     d.dma = p.dma_trusted as u32;
+    d.net = zerocopy::transmute!(p.net.to_abi());
     devices(sys, p, &mut d)?;
     Ok(d)
 }

@@ -11,5 +11,6 @@ pub mod bochs;
 pub mod build;
 pub mod image;
 pub mod image_x86;
+pub mod netcost;
 pub mod qemu;
 pub mod workspace;

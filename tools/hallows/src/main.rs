@@ -58,6 +58,25 @@ enum Cmd {
     /// Run the system with every instruction traced and print, per core,
     /// the instructions executed and how many were the hypervisor's.
     El2Cost { manifest: PathBuf },
+    /// Instructions per keep-alive HTTP request through a forward: the
+    /// hypervisor's (all cores) and the serving partitions' guests, split
+    /// by part of the stack. Two traced runs (`base` and `base + requests`
+    /// requests); the difference divided by `requests`.
+    NetCost {
+        manifest: PathBuf,
+        /// Requests measured (the difference between the two runs).
+        #[arg(long, default_value_t = 200)]
+        requests: u64,
+        /// Requests of the first run.
+        #[arg(long, default_value_t = 20)]
+        base: u64,
+        /// The path requested.
+        #[arg(long, default_value = "/")]
+        path: String,
+        /// The host port of the forward to use (default: the first).
+        #[arg(long)]
+        port: Option<u16>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -125,7 +144,16 @@ fn run(cli: Cli) -> Result<u8> {
                 timeout.map(|t| format!(", for at most {t} s")).unwrap_or_default()
             );
             let limit = timeout.map(Duration::from_secs);
-            let out = qemu::run_until(&sys.board, &path, limit, &STOP, false, &qemu_args)?;
+            for f in &sys.forwards {
+                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}", f.host, f.to, f.port);
+                let (f, stop) = (f.clone(), &STOP);
+                std::thread::spawn(move || {
+                    if qemu::wait_for_answer(f.host, stop) {
+                        eprintln!("hallows: {} port {} answers on 127.0.0.1:{}", f.to, f.port, f.host);
+                    }
+                });
+            }
+            let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
             let code = match (out.ended, out.status) {
                 (qemu::Ended::Exited, Some(code)) => {
                     if code == hallows::image_x86::NO_STATUS {
@@ -161,7 +189,7 @@ fn run(cli: Cli) -> Result<u8> {
                 vmm_config::Arch::Aarch64 => sys.board.hypervisor.base + 0x20_0000,
                 vmm_config::Arch::X86_64 => sys.board.hypervisor.base,
             };
-            let (out, cores) = qemu::instructions_per_core(&sys.board, &path, base..base + len)?;
+            let (out, cores) = qemu::instructions_per_core(&sys, &path, base..base + len)?;
             qemu::show(&out.output);
             // Attribute the hypervisor's instructions to its functions.
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
@@ -190,6 +218,64 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
+        Cmd::NetCost { manifest, requests, base, path, port } => {
+            let (sys, image_path) = build_image(&manifest, None, outside)?;
+            let fwd = match port {
+                Some(p) => sys.forwards.iter().find(|f| f.host == p),
+                None => sys.forwards.first(),
+            }
+            .context("the manifest has no such [[forward]]")?
+            .clone();
+            let len = std::fs::metadata(&image_path)?.len();
+            let hv_base = sys.board.hypervisor.base + 0x20_0000;
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            let mut partitions = Vec::new();
+            let mut names = vec![fwd.nic_owner.clone()];
+            if fwd.to != fwd.nic_owner {
+                names.push(fwd.to.clone());
+            }
+            for name in &names {
+                let p = sys.partition(name).context("forwarded partition")?;
+                let elf_path = root.join("target").join(build::targets(sys.board.arch).1).join("release").join(&p.guest);
+                let elf = image::Elf::parse(&std::fs::read(&elf_path).with_context(|| format!("reading {}", elf_path.display()))?)?;
+                let text = elf
+                    .segments
+                    .iter()
+                    .find(|s| (s.addr..s.addr + s.mem_size).contains(&elf.entry))
+                    .map(|s| s.addr..s.addr + s.mem_size)
+                    .context("the guest's entry point is in no segment")?;
+                if text.end > hv_base && text.start < hv_base + len {
+                    anyhow::bail!("guest `{}`'s code ({text:x?}) overlaps the hypervisor's addresses: the trace could not tell them apart", p.guest);
+                }
+                let mut symbols: Vec<(u64, String)> = elf
+                    .symbols
+                    .iter()
+                    .filter(|(n, a)| !n.is_empty() && text.contains(a))
+                    .map(|(n, a)| (*a, format!("{:#}", rustc_demangle::demangle(n))))
+                    .collect();
+                symbols.sort();
+                partitions.push(hallows::netcost::Measured { name: name.clone(), cores: p.cores.iter().map(|&c| c as usize).collect(), text, symbols });
+            }
+            let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path };
+            eprintln!("hallows: traced run with {base} requests");
+            let a = hallows::netcost::traced_run(&sys, &image_path, &t, base)?;
+            eprintln!("hallows: traced run with {} requests", base + requests);
+            let b = hallows::netcost::traced_run(&sys, &image_path, &t, base + requests)?;
+            let per = |x: u64, y: u64| (y as f64 - x as f64) / requests as f64;
+            println!("per keep-alive request (GET {path} on 127.0.0.1:{}, {requests} requests):", fwd.host);
+            println!("  hypervisor (EL2, all cores): {:.1}", per(a.el2, b.el2));
+            for (i, m) in t.partitions.iter().enumerate() {
+                let total = per(a.guest[i].iter().sum(), b.guest[i].iter().sum());
+                println!("  guest of `{}`: {total:.0}", m.name);
+                for (k, part) in hallows::netcost::PARTS.iter().enumerate() {
+                    let v = per(a.guest[i][k], b.guest[i][k]);
+                    if v.abs() >= 0.5 {
+                        println!("    {v:>10.0}  {part}");
+                    }
+                }
+            }
+            Ok(0)
+        }
         Cmd::BootCost { manifest } => {
             let (sys, path) = build_image(&manifest, None, outside)?;
             let img = std::fs::read(&path)?;
@@ -202,7 +288,7 @@ fn run(cli: Cli) -> Result<u8> {
                     .join(&sys.partitions[0].guest),
             )?)?
             .entry;
-            let n = qemu::instructions_to_guest(&sys.board, &path, hv_base + 0x20_0000, entry)?;
+            let n = qemu::instructions_to_guest(&sys, &path, hv_base + 0x20_0000, entry)?;
             println!("{n} instructions from reset to the first guest instruction ({} bytes image)", img.len());
             Ok(0)
         }

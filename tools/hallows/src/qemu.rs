@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use vmm_config::Board;
+use vmm_config::{Board, System};
 use wait_timeout::ChildExt;
 
 /// How a run ended.
@@ -43,8 +43,12 @@ impl Outcome {
     }
 }
 
-/// The QEMU command line for `board` booting `image`.
-pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command> {
+/// The QEMU command line for `sys` booting `image`: the board's machine,
+/// the system's NICs (each on the QEMU bus the manifest checker placed it
+/// on, on an isolated user-mode network with the manifest's forwards), then
+/// `extra`.
+pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> {
+    let board = &sys.board;
     let Some(q) = board.qemu() else {
         bail!("board {} cannot be emulated: it has no [qemu] section", board.name);
     };
@@ -62,9 +66,33 @@ pub fn command(board: &Board, image: &Path, extra: &[String]) -> Result<Command>
         .args(&extra_args)
         .arg("-kernel")
         .arg(image)
+        .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
+}
+
+/// Waits until the service behind host port `port` answers: QEMU's
+/// user-mode network accepts a TCP connection on a forwarded port before
+/// any guest listens, so a connect proves nothing. The probe sends an HTTP
+/// request and takes any byte back as the application's answer (an HTTP
+/// server answers it; a Redis or PostgreSQL server answers with a protocol
+/// error; only a listening guest answers at all). `false` if `stop` is set
+/// first.
+pub fn wait_for_answer(port: u16, stop: &AtomicBool) -> bool {
+    use std::io::{Read, Write};
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    while !stop.load(Ordering::Acquire) {
+        if let Ok(mut s) = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut byte = [0u8; 1];
+            if s.write_all(b"GET / HTTP/1.0\r\n\r\n").is_ok() && matches!(s.read(&mut byte), Ok(1)) {
+                return true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
 }
 
 /// QEMU options that would hand a partition (or anyone on the machine's
@@ -103,7 +131,11 @@ fn refuse_host_access(origin: &str, args: &[String]) -> Result<()> {
         if let Some((o, why)) = HOST_ACCESS.iter().find(|(o, _)| *o == opt) {
             bail!("{origin}: refusing QEMU option `{o}`: {why}; partitions must have no way to the host");
         }
-        if opt == "-device" || opt == "-net" || opt == "-netdev" {
+        if opt == "-net" || opt == "-netdev" || opt == "-nic" {
+            let value = it.peek().map(|s| s.as_str()).unwrap_or("");
+            refuse_host_network(origin, opt, value)?;
+        }
+        if opt == "-device" {
             let value = it.peek().map(|s| s.as_str()).unwrap_or("");
             let driver = value.split(',').next().unwrap_or("");
             if HOST_ACCESS_DEVICES.iter().any(|d| driver.starts_with(d)) {
@@ -116,6 +148,36 @@ fn refuse_host_access(origin: &str, args: &[String]) -> Result<()> {
                 );
             }
         }
+    }
+    Ok(())
+}
+
+/// A network backend may only be QEMU's user-mode network with
+/// `restrict=on` (the guest reaches neither the host nor anything beyond
+/// it; forwards still reach the guest) and none of the options that hand
+/// the guest host services (`guestfwd`, `smb`, `tftp`, `bootfile`). Tap,
+/// socket, bridge, vde, vhost and the rest put a partition on the host's
+/// network. NICs declared in the manifest get such a network from the tool.
+fn refuse_host_network(origin: &str, opt: &str, value: &str) -> Result<()> {
+    let mut kvs = value.split(',');
+    let backend = kvs.next().unwrap_or("");
+    if opt == "-net" && (backend == "nic" || backend == "none") {
+        return Ok(());
+    }
+    if backend != "user" {
+        bail!(
+            "{origin}: refusing QEMU network backend `{backend}` ({opt}): it puts a partition on the host's              network; declare a `nic` in the manifest (the tool gives it an isolated user-mode network)"
+        );
+    }
+    let kvs: Vec<&str> = kvs.collect();
+    if let Some(kv) = kvs.iter().find(|kv| {
+        let k = kv.split('=').next().unwrap_or("");
+        matches!(k, "guestfwd" | "smb" | "tftp" | "bootfile" | "tftp-server-name")
+    }) {
+        bail!("{origin}: refusing `{kv}` on a user-mode network: it gives partitions a way to the host");
+    }
+    if !kvs.iter().any(|kv| matches!(*kv, "restrict=on" | "restrict=yes" | "restrict=true")) {
+        bail!("{origin}: a user-mode network needs `restrict=on`, or partitions reach the host and beyond");
     }
     Ok(())
 }
@@ -180,8 +242,8 @@ pub fn check_accel() -> Result<()> {
 /// Runs `image`; with `capture` the output is collected (and not shown),
 /// otherwise it is also shown as it comes, line by line, with anything a
 /// terminal would act on escaped.
-pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra: &[String]) -> Result<Outcome> {
-    run_until(board, image, Some(timeout), &AtomicBool::new(false), capture, extra)
+pub fn run(sys: &System, image: &Path, timeout: Duration, capture: bool, extra: &[String]) -> Result<Outcome> {
+    run_until(sys, image, Some(timeout), &AtomicBool::new(false), capture, extra)
 }
 
 /// As [`run`], with no time limit if `timeout` is `None`, and killing the
@@ -189,7 +251,7 @@ pub fn run(board: &Board, image: &Path, timeout: Duration, capture: bool, extra:
 /// own process group, so a Ctrl-C at the terminal reaches this process
 /// only, which then stops QEMU itself.
 pub fn run_until(
-    board: &Board,
+    sys: &System,
     image: &Path,
     timeout: Option<Duration>,
     stop: &AtomicBool,
@@ -197,7 +259,7 @@ pub fn run_until(
     extra: &[String],
 ) -> Result<Outcome> {
     use std::os::unix::process::CommandExt;
-    let mut cmd = command(board, image, extra)?;
+    let mut cmd = command(sys, image, extra)?;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;
     let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture)));
@@ -223,7 +285,7 @@ pub fn run_until(
         output.extend(h.join().unwrap_or_default());
     }
     let output = String::from_utf8_lossy(&output).into_owned();
-    let status = exit.map(|code| system_status(board.arch, code, &output));
+    let status = exit.map(|code| system_status(sys.board.arch, code, &output));
     Ok(Outcome { ended, status, output })
 }
 
@@ -326,14 +388,14 @@ fn print_line(line: &[u8]) {
 /// instruction of the guest at `guest_entry`, after the hypervisor (loaded
 /// at `hv_base`) has run. Deterministic: `-icount shift=0` with one
 /// instruction per translation block, each execution logged.
-pub fn instructions_to_guest(board: &Board, image: &Path, hv_base: u64, guest_entry: u64) -> Result<u64> {
+pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_entry: u64) -> Result<u64> {
     let log = image.with_extension("exec.log");
     let extra: Vec<String> = ["-icount", "shift=0", "-singlestep", "-d", "exec,nochain", "-D"]
         .iter()
         .map(|s| s.to_string())
         .chain([log.display().to_string()])
         .collect();
-    let out = run(board, image, Duration::from_secs(300), true, &extra)?;
+    let out = run(sys, image, Duration::from_secs(300), true, &extra)?;
     if out.timed_out() {
         bail!("the measured boot did not finish");
     }
@@ -371,12 +433,12 @@ pub struct CoreTrace {
 /// hypervisor's (program counter inside `hv`), over a whole run. Exact and
 /// independent of scheduling: QEMU logs every instruction
 /// (`-singlestep -d exec,nochain`) with the core that ran it.
-pub fn instructions_per_core(board: &Board, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<CoreTrace>)> {
+pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<CoreTrace>)> {
     use std::io::BufRead;
     let log = image.with_extension("exec.log");
     let extra: Vec<String> =
         ["-singlestep", "-d", "exec,nochain", "-D"].iter().map(|s| s.to_string()).chain([log.display().to_string()]).collect();
-    let out = run(board, image, Duration::from_secs(600), true, &extra)?;
+    let out = run(sys, image, Duration::from_secs(600), true, &extra)?;
     if out.timed_out() {
         bail!("the traced run did not finish");
     }
@@ -432,9 +494,21 @@ mod tests {
             &["-device", "virtio-serial-device"],
             &["-device", "isa-debug-exit,iobase=0x80,iosize=4"],
             &["-virtfs", "local,path=/,mount_tag=h"],
+            &["-netdev", "user,id=n0"],
+            &["-netdev", "user,id=n0,restrict=off"],
+            &["-netdev", "user,id=n0,restrict=on,guestfwd=tcp:10.0.2.100:80-cmd:sh"],
+            &["-netdev", "user,id=n0,restrict=on,smb=/"],
+            &["-netdev", "tap,id=n0"],
+            &["-netdev", "socket,id=n0,listen=:1234"],
+            &["-netdev", "bridge,id=n0"],
+            &["-nic", "user"],
+            &["-net", "tap"],
         ] {
             let err = refuse_host_access("test", &args(bad)).expect_err(&format!("{bad:?} accepted"));
-            assert!(err.to_string().contains("refusing") || err.to_string().contains("iobase"), "{err}");
+            assert!(
+                err.to_string().contains("refusing") || err.to_string().contains("iobase") || err.to_string().contains("restrict=on"),
+                "{err}"
+            );
         }
     }
 
@@ -463,6 +537,8 @@ mod tests {
             &["-icount", "shift=0", "-d", "exec,nochain", "-D", "/tmp/log"],
             &["-drive", "file=disk.img,if=none,format=raw,id=d0", "-device", "virtio-blk-device,drive=d0"],
             &["-append", "x=1"],
+            &["-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:8080-10.0.2.15:80", "-device", "virtio-net-device,netdev=n0"],
+            &["-net", "none"],
         ] {
             refuse_host_access("test", &args(ok)).unwrap_or_else(|e| panic!("{ok:?} refused: {e}"));
         }
