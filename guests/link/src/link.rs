@@ -28,11 +28,14 @@ pub struct Config {
     pub window: u32,
     /// Frames one [`Link::poll`] takes from the peer at most.
     pub rx_budget: usize,
+    /// Service: connections per port waiting for [`Link::accept`]; an
+    /// `OPEN` beyond it is refused.
+    pub backlog: usize,
 }
 
 impl Default for Config {
     fn default() -> Self {
-        Self { max_conns: 64, window: 32 * 1024, rx_budget: 64 }
+        Self { max_conns: 64, window: 32 * 1024, rx_budget: 64, backlog: 64 }
     }
 }
 
@@ -282,7 +285,7 @@ impl<T: Transport> Link<T> {
     pub fn new(transport: T, role: Role, config: Config) -> Self {
         let max_conns = config.max_conns.clamp(1, MAX_SLOTS);
         let window = config.window.clamp(MIN_WINDOW, MAX_WINDOW);
-        let config = Config { max_conns, window, rx_budget: config.rx_budget.max(1) };
+        let config = Config { max_conns, window, rx_budget: config.rx_budget.max(1), backlog: config.backlog.max(1) };
         Self {
             transport,
             role,
@@ -676,7 +679,8 @@ impl<T: Transport> Link<T> {
         if !valid {
             self.stats.violations += 1;
         }
-        let listening = self.listening.contains(&Some(port));
+        let waiting = self.entries.iter().filter(|e| e.phase == Phase::Open && !e.taken && !e.rst && e.port == port).count();
+        let listening = self.listening.contains(&Some(port)) && waiting < self.config.backlog;
         let free = self.entries.iter().position(|e| e.phase == Phase::Free);
         let Some(i) = free else {
             self.stats.refused += 1;
@@ -895,6 +899,16 @@ impl<T: Transport> Link<T> {
     /// Whether the peer sent `FIN` and every byte before it was read.
     pub fn is_eof(&self, id: ConnId) -> bool {
         self.entry(id).is_some_and(|i| self.entries[i].fin_recv && self.entries[i].rx.is_empty())
+    }
+
+    /// After [`shutdown`](Self::shutdown): the `FIN` is sent and the peer
+    /// consumed every byte sent (or ended its own side too); also true of a
+    /// reset or freed connection (nothing more will happen to it).
+    pub fn is_drained(&self, id: ConnId) -> bool {
+        self.entry_any(id).is_none_or(|i| {
+            let e = &self.entries[i];
+            e.rst || (e.fin_sent && (e.fin_recv || e.tx_avail == e.peer_window))
+        })
     }
 
     /// Bytes the peer's window admits now (the ring may still be full).

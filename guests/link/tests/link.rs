@@ -316,7 +316,7 @@ fn op() -> impl Strategy<Value = Op> {
 /// Runs `ops` against an honest `role` end whose peer writes whatever it
 /// likes (and also replays ids the honest side used).
 fn hostile(role_: Role, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let cfg = Config { max_conns: 8, window: 4096, rx_budget: 16 };
+    let cfg = Config { max_conns: 8, window: 4096, rx_budget: 16, backlog: 4 };
     let (a, mut peer) = MemTransport::pair(32);
     let mut l = Link::new(a, role_, cfg);
     l.listen(80);
@@ -462,7 +462,7 @@ proptest! {
         sizes in proptest::collection::vec(0usize..30_000, 6),
         steps in proptest::collection::vec(any::<u8>(), 50..400),
     ) {
-        let cfg = Config { max_conns: 8, window, rx_budget: 4 };
+        let cfg = Config { max_conns: 8, window, rx_budget: 4, backlog: 8 };
         let (a, b) = MemTransport::pair(cap);
         let mut g = Link::new(a, Role::Gateway, cfg);
         let mut s = Link::new(b, Role::Service, cfg);
@@ -545,4 +545,18 @@ fn events_name_the_connections_that_changed() {
     s.poll();
     assert_eq!(s.take_events().conns, 1u128 << a.index());
     assert_eq!(s.take_events(), hallows_link::Events::default());
+}
+
+#[test]
+fn the_backlog_is_bounded_per_port() {
+    let (mut g, mut s) = pair(64, Config::default(), Config { backlog: 2, ..Config::default() });
+    let c: Vec<_> = (0..3).map(|_| g.open(80, CLIENT).unwrap()).collect();
+    pump(&mut g, &mut s);
+    assert_eq!(g.state(c[0]), ConnState::Open);
+    assert_eq!(g.state(c[1]), ConnState::Open);
+    assert_eq!(g.state(c[2]), ConnState::Reset);
+    assert!(s.accept(80).is_some());
+    let d = g.open(80, CLIENT).unwrap();
+    pump(&mut g, &mut s);
+    assert_eq!(g.state(d), ConnState::Open);
 }
