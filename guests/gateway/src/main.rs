@@ -240,11 +240,11 @@ mod app {
             let l = r.link.stats();
             let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
             out += &format!(
-                "[{} port(s) {:?}: up={} active={} live={} accepted={} refused={} completed={} \
+                "[{} ports={}: up={} active={} live={} accepted={} refused={} completed={} \
                  client_errors={} service_resets={} idle_timeouts={} up_bytes={} down_bytes={} link_opened={} \
                  link_closed={} link_violations={} link_stray={} link_restarts={} link_corrupt={}] ",
                 r.to,
-                r.ports,
+                r.ports.iter().map(|p| format!("{p}")).collect::<Vec<_>>().join(","),
                 r.link.is_up(),
                 r.active,
                 r.link.live(),

@@ -1,0 +1,206 @@
+//! The gateway (guests/gateway) under QEMU: it owns the NIC and relays
+//! ports 80 and 7 to `api` (the web guest, unchanged, behind the gateway)
+//! and port 8080 to `evil`, a service that writes garbage link frames
+//! (tests/systems/net-gateway.toml). Each test boots the system in the
+//! background, waits for an HTTP 200 through the gateway (never a bare TCP
+//! connect: QEMU accepts those before any guest listens), and bounds every
+//! step with a timeout; the machine is killed after `BOOT_TIMEOUT` at the
+//! latest. The tests share host ports, so they run one at a time.
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use hallows_tests::{http_get, start_system, Running};
+
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
+const SYSTEM: &str = "net-gateway";
+const BOOT: Duration = Duration::from_secs(240);
+
+fn boot() -> (std::sync::MutexGuard<'static, ()>, Running) {
+    let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sys = start_system(SYSTEM, &[]);
+    let api = sys.host_port("api", 80);
+    let body = sys.wait_http(api, "/", BOOT);
+    assert!(body.contains("api"), "GET / through the gateway: {body:?}");
+    (guard, sys)
+}
+
+fn connect(port: u16, timeout: Duration) -> TcpStream {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let s = TcpStream::connect_timeout(&addr, timeout).expect("connect");
+    s.set_read_timeout(Some(timeout)).unwrap();
+    s.set_write_timeout(Some(timeout)).unwrap();
+    s
+}
+
+/// The gateway's counters (its admin port), one `[service ...]` group each.
+fn gateway_stats(sys: &Running) -> String {
+    let (code, body) = http_get(sys.host_port("gateway", 9000), "/stats", Duration::from_secs(20)).expect("gateway /stats");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// `key=value` of the group of `service` in the gateway's counters.
+fn counter(stats: &str, service: &str, key: &str) -> u64 {
+    let group = stats
+        .split('[')
+        .find(|g| g.starts_with(&format!("{service} ")))
+        .unwrap_or_else(|| panic!("no group for {service} in {stats}"));
+    group
+        .split([' ', ']'])
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {key} for {service} in {stats}"))
+}
+
+fn echo_exact(port: u16, len: usize, timeout: Duration) -> Duration {
+    let data: Vec<u8> = (0..len as u64).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+    let start = Instant::now();
+    let mut s = connect(port, Duration::from_secs(30));
+    let mut w = s.try_clone().unwrap();
+    let sent = data.clone();
+    let writer = std::thread::spawn(move || {
+        w.write_all(&sent).expect("writing the echo");
+        w.shutdown(Shutdown::Write).expect("half-close");
+    });
+    let mut back = Vec::with_capacity(len);
+    let mut buf = vec![0u8; 65536];
+    loop {
+        assert!(start.elapsed() < timeout, "echo: {} of {len} bytes back after {timeout:?}", back.len());
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => back.extend_from_slice(&buf[..n]),
+            Err(e) => panic!("echo: reading after {} of {len} bytes: {e}", back.len()),
+        }
+    }
+    writer.join().expect("writer");
+    assert_eq!(back.len(), len, "echo length");
+    assert!(back == data, "echo differs at byte {:?}", back.iter().zip(&data).position(|(a, b)| a != b));
+    start.elapsed()
+}
+
+#[test]
+fn curl_and_a_10_mb_echo_through_the_gateway() {
+    let (_g, mut sys) = boot();
+    let api = sys.host_port("api", 80);
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-m", "30", &format!("http://127.0.0.1:{api}/")])
+        .output()
+        .expect("curl (make deps installs it)");
+    let body = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && body.contains("api"), "curl: {body} {}", String::from_utf8_lossy(&out.stderr));
+    let took = echo_exact(sys.host_port("api", 7), 10 << 20, Duration::from_secs(180));
+    eprintln!("10 MiB echo through the gateway: {took:?}");
+    let stats = gateway_stats(&sys);
+    assert_eq!(counter(&stats, "api", "link_violations"), 0, "{stats}");
+    assert!(counter(&stats, "api", "up_bytes") >= 10 << 20, "{stats}");
+    assert!(counter(&stats, "api", "down_bytes") >= 10 << 20, "{stats}");
+    let b = sys.stop();
+    assert!(!b.output.contains("panicked"), "{}", b.output);
+}
+
+#[test]
+fn a_thousand_connections_leave_nothing_behind_on_either_side() {
+    let (_g, mut sys) = boot();
+    let api = sys.host_port("api", 80);
+    let start = Instant::now();
+    let threads: Vec<_> = (0..4)
+        .map(|t| {
+            std::thread::spawn(move || {
+                for i in 0..250 {
+                    let r = http_get(api, "/", Duration::from_secs(30));
+                    match r {
+                        Ok((200, body)) if body.contains("api") => {}
+                        other => panic!("thread {t} request {i}: {other:?}"),
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("a client thread failed");
+    }
+    eprintln!("1000 connections through the gateway in {:?}", start.elapsed());
+    // Closing connections finish within the linger time (2 s gateway, 5 s service).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (stats, svc) = loop {
+        let stats = gateway_stats(&sys);
+        let (code, svc) = http_get(api, "/stats", Duration::from_secs(20)).expect("api /stats");
+        assert_eq!(code, 200);
+        // The /stats request itself is the service's one connection.
+        let quiet = counter(&stats, "api", "live") <= 1 && counter(&stats, "api", "active") <= 1 && svc.starts_with("sockets=1 ");
+        if quiet || Instant::now() > deadline {
+            break (stats, svc);
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert!(counter(&stats, "api", "completed") >= 1000, "{stats}");
+    assert_eq!(counter(&stats, "api", "refused"), 0, "{stats}");
+    assert_eq!(counter(&stats, "api", "link_violations"), 0, "{stats}");
+    assert!(counter(&stats, "api", "live") <= 1, "gateway link connections leaked: {stats}");
+    assert!(svc.starts_with("sockets=1 "), "service connections leaked: {svc}");
+    // Quit both; their final counters show nothing open.
+    assert_eq!(http_get(api, "/quit", Duration::from_secs(20)).expect("api /quit").0, 200);
+    let admin = sys.host_port("gateway", 9000);
+    assert_eq!(http_get(admin, "/quit", Duration::from_secs(20)).expect("gateway /quit").0, 200);
+    // `evil` runs forever: stop once both have printed their counters
+    // (each waits at most 3 s for its connections).
+    std::thread::sleep(Duration::from_secs(8));
+    let b = sys.stop();
+    let gw = b.lines_of("gateway");
+    let line = gw.iter().find(|l| l.starts_with("gateway stats: ")).unwrap_or_else(|| panic!("no counters:\n{}", b.output));
+    assert_eq!(counter(line, "api", "live"), 0, "{line}");
+    assert_eq!(counter(line, "api", "active"), 0, "{line}");
+    let net = b.lines_of("api");
+    assert!(net.iter().any(|l| l.starts_with("net stats: sockets=0 ")), "service's final counters:\n{}", b.output);
+}
+
+#[test]
+fn a_hostile_service_does_not_take_the_gateway_or_other_routes_down() {
+    let (_g, mut sys) = boot();
+    let api = sys.host_port("api", 80);
+    let evil = sys.host_port("evil", 8080);
+    // Wait until the hostile service has done some damage.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stats = gateway_stats(&sys);
+        if counter(&stats, "evil", "link_violations") > 100 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the hostile service wrote no violations: {stats}");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A client of the hostile route gets an answer of some kind (reset,
+    // end of stream, garbage) within the idle timeout, never a hang.
+    for _ in 0..5 {
+        let start = Instant::now();
+        let mut s = connect(evil, Duration::from_secs(20));
+        let _ = s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(15), "the hostile route held a client {:?}", start.elapsed());
+    }
+    // The other route keeps working, meanwhile and after.
+    for i in 0..50 {
+        match http_get(api, "/", Duration::from_secs(20)) {
+            Ok((200, body)) if body.contains("api") => {}
+            other => panic!("request {i} to api next to the hostile service: {other:?}"),
+        }
+    }
+    echo_exact(sys.host_port("api", 7), 256 << 10, Duration::from_secs(60));
+    // The gateway still answers, and kept the damage to the hostile link.
+    let stats = gateway_stats(&sys);
+    assert_eq!(counter(&stats, "api", "link_violations"), 0, "{stats}");
+    assert_eq!(counter(&stats, "api", "link_restarts"), 0, "{stats}");
+    assert!(counter(&stats, "evil", "live") <= 32, "{stats}");
+    let b = sys.stop();
+    assert!(!b.output.contains("panicked"), "{}", b.output);
+}
