@@ -204,3 +204,39 @@ fn a_hostile_service_does_not_take_the_gateway_or_other_routes_down() {
     let b = sys.stop();
     assert!(!b.output.contains("panicked"), "{}", b.output);
 }
+
+#[test]
+fn a_restarted_service_costs_only_its_own_connections() {
+    let _g = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let mut sys = start_system("net-gateway-restart", &[]);
+    let crashy = sys.host_port("crashy", 80);
+    let body = sys.wait_http(crashy, "/", BOOT);
+    assert_eq!(body, "crashy 0\n");
+    let api = sys.host_port("api", 81);
+    sys.wait_http(api, "/", Duration::from_secs(60));
+    // A connection on the other service's route, open across the restart.
+    let mut echo = connect(sys.host_port("api", 7), Duration::from_secs(20));
+    let mut one = |s: &mut TcpStream, msg: &[u8]| {
+        s.write_all(msg).unwrap();
+        let mut got = vec![0u8; msg.len()];
+        s.read_exact(&mut got).expect("echo across the restart");
+        assert_eq!(got, msg);
+    };
+    one(&mut echo, b"before");
+    // The service panics: the request gets no answer, only an end.
+    let start = Instant::now();
+    let r = http_get(crashy, "/crash", Duration::from_secs(20));
+    assert!(!matches!(r, Ok((200, _))), "{r:?}");
+    assert!(start.elapsed() < Duration::from_secs(20));
+    // The hypervisor restarts it; the gateway takes connections for it again.
+    let body = sys.wait_http(crashy, "/", Duration::from_secs(60));
+    assert_eq!(body, "crashy 1\n");
+    one(&mut echo, b"after the other service restarted");
+    let stats = gateway_stats(&sys);
+    assert!(counter(&stats, "crashy", "link_restarts") >= 1, "{stats}");
+    assert_eq!(counter(&stats, "crashy", "link_violations"), 0, "{stats}");
+    assert_eq!(counter(&stats, "api", "link_restarts"), 0, "{stats}");
+    drop(echo);
+    let b = sys.stop();
+    assert!(b.output.contains("[crashy] crashy: serving 80, restart 1"), "{}", b.output);
+}

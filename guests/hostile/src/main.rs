@@ -1,4 +1,12 @@
-//! Test guest: a hostile service behind a gateway. It opens its link
+//! Test guest: a hostile or failing service behind a gateway.
+//!
+//! `mode=crashy`: an HTTP service on `hallows-net` (gateway mode) that
+//! answers `GET /` with `crashy <restart count>` and panics on `GET
+//! /crash` (with `on_fault = "restart"` the hypervisor restarts it: the
+//! gateway must reset that link's connections and take new ones once the
+//! service says HELLO again).
+//!
+//! Otherwise (`mode=garbage`): a hostile service. It opens its link
 //! channels (`<self>-<upstream>`, `<upstream>-<self>`) and, forever, writes
 //! frames of every kind: random bytes, well-formed frames with impossible
 //! values (data beyond any window, credit beyond the window, second FINs,
@@ -10,6 +18,8 @@
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
+
+extern crate alloc;
 
 use hallows_link::frame::{kind, role, MAGIC, VERSION};
 use hallows_link::{Frame, PAYLOAD};
@@ -23,6 +33,13 @@ fn padded(b: &[u8]) -> &str {
 }
 
 fn main(boot: &Boot) -> u64 {
+    if boot.arg("mode") == Some("crashy") {
+        return crashy::main(boot);
+    }
+    garbage(boot)
+}
+
+fn garbage(boot: &Boot) -> u64 {
     let upstream = padded(&boot.info().net.upstream);
     let me = boot.name();
     let mut down = [0u8; 64];
@@ -103,4 +120,57 @@ fn fmt<'a>(buf: &'a mut [u8; 64], parts: &[&str]) -> &'a str {
         n += k;
     }
     core::str::from_utf8(&buf[..n]).unwrap_or("")
+}
+
+mod crashy {
+    use alloc::format;
+
+    use hallows_net::{TcpListener, TcpStream};
+    use hallows_rt::task::spawn;
+    use hallows_rt::{println, Boot};
+
+    pub fn main(boot: &Boot) -> u64 {
+        let b = boot.clone();
+        hallows_rt::task::run(boot, serve(b))
+    }
+
+    async fn serve(boot: Boot) -> u64 {
+        if let Err(e) = hallows_net::init(&boot) {
+            println!("crashy: net init: {e}");
+            return 1;
+        }
+        let port = boot.info().net.listen[0];
+        let Ok(mut l) = TcpListener::bind(port) else {
+            println!("crashy: cannot listen on {port}");
+            return 1;
+        };
+        let restarts = boot.restart_count();
+        println!("crashy: serving {port}, restart {restarts}");
+        loop {
+            if let Ok(s) = l.accept().await {
+                spawn(conn(s, restarts));
+            }
+        }
+    }
+
+    async fn conn(mut s: TcpStream, restarts: u32) {
+        let mut buf = [0u8; 1024];
+        let mut have = 0;
+        while have < buf.len() {
+            match s.read(&mut buf[have..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => have += n,
+            }
+            if buf[..have].windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        if buf[..have].starts_with(b"GET /crash ") {
+            panic!("crashy: asked to crash");
+        }
+        let body = format!("crashy {restarts}\n");
+        let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        let _ = s.write_all(resp.as_bytes()).await;
+        let _ = s.close().await;
+    }
 }
