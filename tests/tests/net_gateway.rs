@@ -216,7 +216,7 @@ fn a_restarted_service_costs_only_its_own_connections() {
     sys.wait_http(api, "/", Duration::from_secs(60));
     // A connection on the other service's route, open across the restart.
     let mut echo = connect(sys.host_port("api", 7), Duration::from_secs(20));
-    let mut one = |s: &mut TcpStream, msg: &[u8]| {
+    let one = |s: &mut TcpStream, msg: &[u8]| {
         s.write_all(msg).unwrap();
         let mut got = vec![0u8; msg.len()];
         s.read_exact(&mut got).expect("echo across the restart");

@@ -261,6 +261,7 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         .find(|d| d.device_type == DeviceType::Network)
         .ok_or(Error::Unsupported)?;
     let base = dev.info.base;
+    stats::set_nic(base);
     let mut net = Net::new(NoEventIdx(dev.transport), RX_BUFFER_LEN).map_err(|e| {
         log::error!("virtio-net at {base:#x}: {e:?}");
         Error::Device
@@ -736,6 +737,7 @@ impl Backend for NicBackend {
                 Ok((data, meta)) => {
                     let len = data.len().min(buf.len());
                     buf[..len].copy_from_slice(&data[..len]);
+                    stats::add_udp_rx();
                     Poll::Ready(Ok((len, to_v4(meta.endpoint))))
                 }
                 Err(_) => {
@@ -757,6 +759,7 @@ impl Backend for NicBackend {
             }
             match s.send_slice(buf, IpEndpoint::new(IpAddress::Ipv4(*to.ip()), to.port())) {
                 Ok(()) => {
+                    stats::add_udp_tx();
                     kick();
                     Poll::Ready(Ok(()))
                 }

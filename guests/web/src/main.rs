@@ -7,7 +7,8 @@
 //!   (`hallows_net::stats()`); with the boot argument `quit`, `GET /quit`
 //!   answers, then the guest waits for its connections to close (at most
 //!   3 s), prints `net stats: ...` and exits 0.
-//! * Echo on `echo_port=` (default 7): every byte read is written back.
+//! * Echo on `echo_port=` (default 7), TCP and UDP: every byte read (every
+//!   datagram) is sent back.
 //!
 //! Limits (so that no client can hold memory or a task for long): a
 //! request head of at most [`MAX_HEAD`] bytes (431 beyond; 400 for a
@@ -66,7 +67,7 @@ mod app {
     use core::task::{Poll, Waker};
     use core::time::Duration;
 
-    use hallows_net::{stats, with_timeout, TcpListener, TcpStream};
+    use hallows_net::{stats, with_timeout, TcpListener, TcpStream, UdpSocket};
     use hallows_rt::task::spawn;
     use hallows_rt::{println, time, Boot};
 
@@ -129,6 +130,17 @@ mod app {
                 }
             }
         });
+        match UdpSocket::bind(echo_port) {
+            Ok(mut udp) => {
+                spawn(async move {
+                    let mut buf = vec![0u8; 2048];
+                    while let Ok((n, from)) = udp.recv_from(&mut buf).await {
+                        let _ = udp.send_to(&buf[..n], from).await;
+                    }
+                });
+            }
+            Err(e) => println!("net: no UDP echo: {e}"),
+        }
         println!("net ready: {:?} {} http {http_port} echo {echo_port}", cfg.mode, cfg.address);
         quit_requested().await;
         // Let the connections (the /quit one included) close.
