@@ -5,7 +5,8 @@
 //! background, waits for an HTTP 200 through the gateway (never a bare TCP
 //! connect: QEMU accepts those before any guest listens), and bounds every
 //! step with a timeout; the machine is killed after `BOOT_TIMEOUT` at the
-//! latest. The tests share host ports, so they run one at a time.
+//! latest. The tests run one at a time (they could share host ports); the
+//! systems' host ports (24xxx) differ from the other network tests'.
 
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};

@@ -11,9 +11,9 @@
 //!   changed; it also resets link connections that linger past
 //!   `linger_ms` after their TCP side ended.
 //! * One task per route accepts TCP connections and opens a link
-//!   connection for each, if the service is up (it said `HELLO`) and the
-//!   route has fewer than `route_conns` connections; otherwise the client
-//!   is reset at once.
+//!   connection for each, if the service is up (it said `HELLO`) and has
+//!   fewer than `route_conns` connections; otherwise the client is reset
+//!   at once. Routes to the same partition share its link.
 //! * One task per connection moves bytes both ways under the link's flow
 //!   control: it reads the client only while the service's window has
 //!   room, and reads the link only while the client takes what it sent, so
@@ -26,9 +26,10 @@
 //! `quit`, `GET /quit`: the gateway then prints its counters and exits 0
 //! once its connections are gone (at most 3 s).
 //!
-//! Boot arguments: `route_conns=` (connections per route, default 32, at
-//! most 128), `idle_ms=` (default 30000), `linger_ms=` (default 5000),
-//! `window=` (bytes per connection and direction, default 32768), `quit`.
+//! Boot arguments: `route_conns=` (connections per service partition, all
+//! its routes together, default 32, at most 128), `idle_ms=` (default
+//! 30000), `linger_ms=` (default 5000), `window=` (bytes per connection
+//! and direction, default 32768), `quit`.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
