@@ -61,7 +61,7 @@ test: deps
 lint:
 	CARGO_TARGET_DIR=target/clippy $(CARGO) clippy --all-targets -- -D warnings
 	for t in x86_64-unknown-none aarch64-unknown-none-softfloat; do \
-		for p in hallows-hv hallows-rt; do \
+		for p in hallows-hv hallows-rt hallows-net; do \
 			CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p $$p --target $$t -- -D warnings || exit 1; \
 		done; \
 	done

@@ -90,14 +90,6 @@ pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
 /// Boots any manifest file, with `patch` applied to the composed image
 /// first (a tampered image, for the hypervisor's own checks).
 pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
-    let (sys, out) = compose(path, patch);
-    let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
-    Boot { status: r.status, output: r.output }
-}
-
-/// Builds what `path` needs and composes its image (with `patch` applied):
-/// the board and the image's path.
-fn compose(path: &Path, patch: &dyn Fn(&mut Vec<u8>)) -> (vmm_config::System, PathBuf) {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
@@ -109,23 +101,8 @@ fn compose(path: &Path, patch: &dyn Fn(&mut Vec<u8>)) -> (vmm_config::System, Pa
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
     std::fs::write(&out, &img.bytes).expect("writing the image");
-    (sys, out)
-}
-
-/// Boots `tests/systems/<name>.toml` with extra QEMU arguments in the
-/// background, killed after `timeout` at the latest.
-pub fn spawn_system_with(name: &str, extra: &[String], timeout: Duration) -> Running {
-    let (sys, out) = compose(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {});
-    run_in_background(sys, out, extra, timeout)
-}
-
-fn run_in_background(sys: vmm_config::System, out: PathBuf, extra: &[String], timeout: Duration) -> Running {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());
-    let handle = std::thread::spawn(move || {
-        qemu::run_until(&system, &out, Some(timeout), &flag, true, &extra).expect("running QEMU")
-    });
-    Running { stop, handle: Some(handle), system: sys }
+    let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
 }
 
 /// A system booting in the background, for tests that talk to it over the
@@ -139,7 +116,22 @@ pub struct Running {
 /// Starts `tests/systems/<name>.toml` under QEMU in a background thread
 /// (killed after [`BOOT_TIMEOUT`] at the latest).
 pub fn start_system(name: &str, extra: &[String]) -> Running {
-    spawn_system_with(name, extra, BOOT_TIMEOUT)
+    let path = root().join("tests/systems").join(format!("{name}.toml"));
+    let root = root();
+    let ctx = workspace::check_context(&root);
+    let sys = vmm_config::load(&path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
+    let art = artifacts(sys.board.arch);
+    let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
+    let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    let out = root.join("target/hallows/tests").join(format!("{name}.img"));
+    std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
+    std::fs::write(&out, &img.bytes).expect("writing the image");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());
+    let handle = std::thread::spawn(move || {
+        qemu::run_until(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &extra).expect("running QEMU")
+    });
+    Running { stop, handle: Some(handle), system: sys }
 }
 
 impl Running {
@@ -167,7 +159,7 @@ impl Running {
         let mut last = String::new();
         while start.elapsed() < timeout {
             if self.ended() {
-                let b = self.join();
+                let b = self.wait();
                 panic!("the machine ended before answering GET {path} on port {port} ({last}):\n{}", b.output);
             }
             match http_get(port, path, Duration::from_secs(10)) {
@@ -184,21 +176,11 @@ impl Running {
     /// Stops the machine (if it still runs) and returns its output.
     pub fn stop(&mut self) -> Boot {
         self.stop.store(true, std::sync::atomic::Ordering::Release);
-        self.join()
+        self.wait()
     }
 
-    /// Kills the machine now and returns what it printed.
-    pub fn kill(mut self) -> Boot {
-        self.stop()
-    }
-
-    /// Waits for the machine to end by itself (it is killed at its
-    /// timeout).
-    pub fn wait(mut self) -> Boot {
-        self.join()
-    }
-
-    fn join(&mut self) -> Boot {
+    /// Waits for the machine to end by itself (at most [`BOOT_TIMEOUT`]).
+    pub fn wait(&mut self) -> Boot {
         let h = self.handle.take().expect("the machine was already waited for");
         let r = h.join().expect("the QEMU thread panicked");
         Boot { status: r.status, output: r.output }

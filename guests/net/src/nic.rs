@@ -435,8 +435,7 @@ impl Nic {
                 }
             }
             let backlog = self.limits.backlog;
-            loop {
-                let Some(l) = self.listeners[li].as_ref() else { break };
+            while let Some(l) = self.listeners[li].as_ref() {
                 if l.pending.len() >= backlog || l.ready.len() >= backlog {
                     break;
                 }

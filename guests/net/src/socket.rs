@@ -81,27 +81,9 @@ fn read_config(boot: &Boot) -> Option<Config> {
         net_mode::POLL => Mode::Poll,
         net_mode::INTERRUPT => Mode::Interrupt,
         net_mode::GATEWAY => Mode::Gateway,
-        _ => return bootargs_config(boot, limits),
-    };
-    Some(Config { mode, address: Ipv4Addr::from(net.address), prefix_len: net.prefix_len.min(32) as u8, router, limits })
-}
-
-/// TEMPORARY, until the host tool fills `NetInfo` from the manifest: the
-/// boot arguments `net=poll|interrupt ip=A.B.C.D/N [gw=A.B.C.D]`.
-fn bootargs_config(boot: &Boot, limits: Limits) -> Option<Config> {
-    let mode = match boot.arg("net")? {
-        "poll" => Mode::Poll,
-        "interrupt" => Mode::Interrupt,
         _ => return None,
     };
-    let (ip, len) = boot.arg("ip")?.split_once('/')?;
-    let address: Ipv4Addr = ip.parse().ok()?;
-    let prefix_len: u8 = len.parse().ok().filter(|l| *l <= 32)?;
-    let router = match boot.arg("gw") {
-        Some(g) => Some(g.parse().ok()?),
-        None => None,
-    };
-    Some(Config { mode, address, prefix_len, router, limits })
+    Some(Config { mode, address: Ipv4Addr::from(net.address), prefix_len: net.prefix_len.min(32) as u8, router, limits })
 }
 
 /// A TCP listener: connections to one port of this partition.

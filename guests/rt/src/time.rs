@@ -66,6 +66,9 @@ static TIMERS: [spin::Mutex<CoreTimer>; MAX_VCPUS] = [const {
 static POLLED: [core::sync::atomic::AtomicBool; MAX_VCPUS] =
     [const { core::sync::atomic::AtomicBool::new(false) }; MAX_VCPUS];
 static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+/// Per core: the earliest deadline of its sleepers (counter units; may be
+/// early, never late), so that [`poll_timers`] locks only when one is due.
+static NEXT_DUE: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(u64::MAX) }; MAX_VCPUS];
 static TICKS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 static INTERRUPTS: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
@@ -76,14 +79,14 @@ fn with_timer<R>(f: impl FnOnce(&mut CoreTimer) -> R) -> R {
 
 /// Re-arms this core's timer for the earliest thing it waits for.
 fn arm(t: &CoreTimer) {
-    if POLLED[arch::core_id().min(MAX_VCPUS - 1)].load(Ordering::Relaxed) {
+    let core = arch::core_id().min(MAX_VCPUS - 1);
+    let due = earliest_sleeper(t);
+    NEXT_DUE[core].store(due, Ordering::Relaxed);
+    if POLLED[core].load(Ordering::Relaxed) {
         arch::set_timer(None);
         return;
     }
-    let mut at = u64::MAX;
-    for (d, _, _) in &t.sleepers {
-        at = at.min(*d);
-    }
+    let mut at = due;
     if t.period != 0 {
         at = at.min(t.next_periodic);
     }
@@ -91,6 +94,10 @@ fn arm(t: &CoreTimer) {
         at = at.min(t.sched_tick);
     }
     arch::set_timer((at != u64::MAX).then_some(at));
+}
+
+fn earliest_sleeper(t: &CoreTimer) -> u64 {
+    t.sleepers.iter().map(|e| e.0).min().unwrap_or(u64::MAX)
 }
 
 /// Starts (or, with `None`, stops) a periodic timer interrupt on this core
@@ -137,22 +144,28 @@ pub fn set_polled(polled: bool) {
     with_timer(|t| arm(t));
 }
 
-/// Wakes this core's sleepers whose deadline has passed (reading the
-/// clock; no interrupt needed). Returns how many were woken. Cheap when
-/// none is due: one counter read and a scan of this core's sleepers.
+/// Wakes the sleepers whose deadline has passed, on every core (reading
+/// the clock; no interrupt needed). Returns how many were woken. Cheap
+/// when none is due: a counter read and one atomic load per core.
 pub fn poll_timers() -> usize {
-    let core = arch::core_id().min(MAX_VCPUS - 1);
     let now = arch::counter();
-    let woken = arch::without_interrupts(|| {
-        let mut t = TIMERS[core].lock();
-        if t.sleepers.iter().all(|(d, _, _)| *d > now) {
-            return Vec::new();
+    let mut n = 0;
+    // Every core's sleepers: on a multi-core partition the polling task may
+    // have moved, and a busy core (IRQs masked) takes no timer interrupt.
+    for (core, due) in NEXT_DUE.iter().enumerate() {
+        if due.load(Ordering::Relaxed) > now {
+            continue;
         }
-        take_expired(&mut t, now)
-    });
-    let n = woken.len();
-    for w in woken {
-        w.wake();
+        let woken = arch::without_interrupts(|| {
+            let mut t = TIMERS[core].lock();
+            let woken = take_expired(&mut t, now);
+            due.store(earliest_sleeper(&t), Ordering::Relaxed);
+            woken
+        });
+        n += woken.len();
+        for w in woken {
+            w.wake();
+        }
     }
     n
 }

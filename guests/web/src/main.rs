@@ -4,11 +4,16 @@
 //! * HTTP on the first port of the manifest's `listen` (else `http_port=`,
 //!   else 80), keep-alive and pipelining: `GET /` answers a line naming
 //!   the partition, `GET /stats` the network counters
-//!   (`hallows_net::stats()`); with the boot argument `quit`, `GET /quit`
-//!   answers, then the guest waits for its connections to close (at most
-//!   3 s), prints `net stats: ...` and exits 0.
-//! * Echo on `echo_port=` (default 7), TCP and UDP: every byte read (every
-//!   datagram) is sent back.
+//!   (`hallows_net::stats()`).
+//! * Echo on the second `listen` port (else `echo_port=`, else 7), TCP and
+//!   UDP: every byte read (every datagram) is sent back.
+//! * Test endpoints, with the boot argument `quit`: `GET /quit` answers,
+//!   then the guest waits for its connections to close (at most 3 s),
+//!   prints `net stats: ...` and exits 0; `GET /udp` sends a TFTP read
+//!   request to the router (QEMU's user network answers it with a TFTP
+//!   error when it serves no files) and answers `udp ok` when a reply
+//!   datagram came back: a UDP round trip, which `restrict=on` allows
+//!   with QEMU's own services only.
 //!
 //! Limits (so that no client can hold memory or a task for long): a
 //! request head of at most [`MAX_HEAD`] bytes (431 beyond; 400 for a
@@ -109,7 +114,11 @@ mod app {
         } else {
             boot.arg("http_port").and_then(|p| p.parse().ok()).unwrap_or(80)
         };
-        let echo_port: u16 = boot.arg("echo_port").and_then(|p| p.parse().ok()).unwrap_or(7);
+        let echo_port = if net.listen_count > 1 && net.listen[1] != 0 {
+            net.listen[1]
+        } else {
+            boot.arg("echo_port").and_then(|p| p.parse().ok()).unwrap_or(7)
+        };
         let quit_enabled = boot.has("quit");
         let name: &'static str = alloc::boxed::Box::leak(String::from(boot.name()).into_boxed_str());
         let (Ok(mut http), Ok(mut echo)) = (TcpListener::bind(http_port), TcpListener::bind(echo_port)) else {
@@ -263,6 +272,10 @@ mod app {
             match path_only {
                 "/" => (200, "OK", format!("hello from {name}\n")),
                 "/stats" => (200, "OK", format!("{}\n", stats())),
+                "/udp" if quit_enabled => match udp_round_trip().await {
+                    Ok(from) => (200, "OK", format!("udp ok from {from}\n")),
+                    Err(e) => (502, "Bad Gateway", format!("udp failed: {e}\n")),
+                },
                 "/quit" if quit_enabled => {
                     quitting = true;
                     keep_alive = false;
@@ -291,6 +304,21 @@ mod app {
             quit();
         }
         Ok(keep_alive)
+    }
+
+    /// A TFTP read request to the router's port 69 and its answer.
+    async fn udp_round_trip() -> Result<hallows_net::SocketAddrV4, &'static str> {
+        let Some(router) = hallows_net::config().and_then(|c| c.router) else { return Err("no router") };
+        let mut u = UdpSocket::bind(0).map_err(|_| "bind")?;
+        u.send_to(b"\x00\x01hallows-probe\x00octet\x00", hallows_net::SocketAddrV4::new(router, 69))
+            .await
+            .map_err(|_| "send")?;
+        let mut buf = [0u8; 512];
+        match with_timeout(Duration::from_secs(2), u.recv_from(&mut buf)).await {
+            Ok(Ok((n, from))) if n >= 2 => Ok(from),
+            Ok(_) => Err("recv"),
+            Err(_) => Err("no answer within 2 s"),
+        }
     }
 
     async fn respond(
