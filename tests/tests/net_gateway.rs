@@ -241,3 +241,71 @@ fn a_restarted_service_costs_only_its_own_connections() {
     let b = sys.stop();
     assert!(b.output.contains("[crashy] crashy: serving 80, restart 1"), "{}", b.output);
 }
+
+/// `heap=N` in a `/stats` body (the first one: the service's own, or the
+/// gateway's `net` line).
+fn heap(stats: &str) -> u64 {
+    stats
+        .split_whitespace()
+        .find_map(|kv| kv.strip_prefix("heap="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no heap in {stats}"))
+}
+
+#[test]
+fn a_client_that_never_reads_is_held_to_a_bounded_buffer() {
+    let (_g, mut sys) = boot();
+    let api = sys.host_port("api", 80);
+    let admin = sys.host_port("gateway", 9000);
+    let sample = move || {
+        let (_, gw) = http_get(admin, "/stats", Duration::from_secs(20)).expect("gateway /stats");
+        let (_, svc) = http_get(api, "/stats", Duration::from_secs(20)).expect("api /stats");
+        (heap(gw.split("\nnet ").nth(1).expect("net line")), heap(&svc))
+    };
+    let (gw_before, svc_before) = sample();
+    // Write to the echo service and never read: the echo stalls on the
+    // client, then the writes stall on the echo. Meanwhile, sample both
+    // heaps (the web guest's echo gives up on a client that does not read
+    // for 5 s and frees everything).
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = done.clone();
+    let sampler = std::thread::spawn(move || {
+        let mut max = (0, 0);
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let (g, s) = sample();
+            max = (max.0.max(g), max.1.max(s));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        max
+    });
+    let mut s = connect(sys.host_port("api", 7), Duration::from_secs(5));
+    let chunk = vec![0x5au8; 64 << 10];
+    let mut written = 0usize;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(60) {
+        match s.write(&chunk) {
+            Ok(n) => written += n,
+            Err(_) => break, // the write timeout: back-pressure reached the client
+        }
+    }
+    let stalled = start.elapsed();
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (gw_max, svc_max) = sampler.join().expect("sampler");
+    eprintln!(
+        "stalled after {written} bytes in {stalled:?}; heap gateway {gw_before} -> at most {gw_max}, \
+         service {svc_before} -> at most {svc_max}"
+    );
+    assert!(stalled < Duration::from_secs(60), "60 s of writes never blocked ({written} bytes)");
+    // The connection held buffers while it lived (the sampler saw them)...
+    assert!(gw_max > gw_before, "the gateway never held the connection? {gw_before} -> {gw_max}");
+    // ...and no more than a bound: per connection the gateway holds two
+    // 8 KiB buffers, the link window (32 KiB) and its smoltcp buffers
+    // (16 KiB each way), the service its window (16 KiB) and the echo's
+    // buffer; allow for the admin requests.
+    assert!(gw_max < gw_before + (256 << 10), "gateway heap {gw_before} -> {gw_max}");
+    assert!(svc_max < svc_before + (256 << 10), "service heap {svc_before} -> {svc_max}");
+    // Everything still works.
+    assert_eq!(http_get(api, "/", Duration::from_secs(20)).expect("GET /").0, 200);
+    drop(s);
+    sys.stop();
+}
