@@ -19,19 +19,32 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
+#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
+#[cfg(target_arch = "aarch64")]
 use hallows_link::frame::{kind, role, MAGIC, VERSION};
+#[cfg(target_arch = "aarch64")]
 use hallows_link::{Frame, PAYLOAD};
-use hallows_rt::{channel, println, time, Boot};
+#[cfg(target_arch = "aarch64")]
+use hallows_rt::{channel, time};
+use hallows_rt::{println, Boot};
 
 hallows_rt::entry!(main);
 
+#[cfg(not(target_arch = "aarch64"))]
+fn main(_boot: &Boot) -> u64 {
+    println!("networking is aarch64-only");
+    1
+}
+
+#[cfg(target_arch = "aarch64")]
 fn padded(b: &[u8]) -> &str {
     let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     core::str::from_utf8(&b[..n]).unwrap_or("")
 }
 
+#[cfg(target_arch = "aarch64")]
 fn main(boot: &Boot) -> u64 {
     if boot.arg("mode") == Some("crashy") {
         return crashy::main(boot);
@@ -39,6 +52,7 @@ fn main(boot: &Boot) -> u64 {
     garbage(boot)
 }
 
+#[cfg(target_arch = "aarch64")]
 fn garbage(boot: &Boot) -> u64 {
     let upstream = padded(&boot.info().net.upstream);
     let me = boot.name();
@@ -110,6 +124,7 @@ fn garbage(boot: &Boot) -> u64 {
     }
 }
 
+#[cfg(target_arch = "aarch64")]
 /// Concatenates `parts` into `buf` (names are at most 31 bytes each).
 fn fmt<'a>(buf: &'a mut [u8; 64], parts: &[&str]) -> &'a str {
     let mut n = 0;
@@ -122,6 +137,7 @@ fn fmt<'a>(buf: &'a mut [u8; 64], parts: &[&str]) -> &'a str {
     core::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
+#[cfg(target_arch = "aarch64")]
 mod crashy {
     use alloc::format;
 
