@@ -124,8 +124,9 @@ pub struct Limits {
     /// Send buffer per TCP connection (bytes): the most a service can
     /// queue for a peer that does not read.
     pub tx_buffer: usize,
-    /// Connections per listener that completed the handshake and wait for
-    /// `accept` (and as many listening sockets waiting for a SYN).
+    /// Per listener: connections in the handshake, and (apart) connections
+    /// that completed it and wait for `accept`. SYNs beyond either bound
+    /// are refused (RST).
     pub backlog: usize,
     /// How long a closing connection (after `close`, or after its
     /// `TcpStream` was dropped) may take to send its data and FIN before

@@ -15,8 +15,8 @@
 //!   or smoltcp's `poll_delay` (retransmissions, delayed ACKs) or a closing
 //!   connection's deadline passes.
 //!
-//! A listener keeps up to `backlog` listening sockets (so a burst of SYNs
-//! finds one each; they are replenished after every received packet) and
+//! A listener keeps one listening socket, replaced after every received
+//! packet that took it, up to `backlog` connections in the handshake and
 //! up to `backlog` established connections waiting for `accept`; SYNs
 //! beyond that, or beyond the socket bound, are answered with RST by
 //! smoltcp (no socket listens). Every socket's buffers are allocated when
@@ -54,6 +54,11 @@ const RX_BUFFER_LEN: usize = 2048;
 const INGRESS_PER_TURN: usize = 64;
 /// Unacknowledged data (or a SYN-ACK) older than this resets a connection.
 const TCP_TIMEOUT: SmolDuration = SmolDuration::from_secs(20);
+/// Listening sockets each listener keeps waiting for a SYN. One is
+/// enough: a SYN that takes it is followed, before the next packet, by a
+/// fresh one (`service_listeners` runs after every received packet), and
+/// every socket in the set costs time in each of smoltcp's polls.
+const SPARE_LISTENING: usize = 1;
 /// UDP datagrams queued per socket and direction.
 const UDP_PACKETS: usize = 16;
 /// First port `UdpSocket::bind(0)` tries.
@@ -400,21 +405,27 @@ impl Nic {
 
     /// Moves established connections from the listening sockets to the
     /// accept queues, re-arms listening sockets whose handshake failed,
-    /// and tops the listening sockets up.
+    /// and keeps one socket listening (within the bounds).
     fn service_listeners(&mut self) {
         for li in 0..self.listeners.len() {
             let Some(l) = self.listeners[li].as_mut() else { continue };
             let port = l.port;
             let mut established = Vec::new();
+            let mut listening = 0;
             let mut i = 0;
             while i < l.pending.len() {
                 let h = l.pending[i];
                 let s = self.sockets.get_mut::<tcp::Socket>(h);
                 match s.state() {
-                    tcp::State::Listen | tcp::State::SynReceived | tcp::State::SynSent => i += 1,
+                    tcp::State::Listen => {
+                        listening += 1;
+                        i += 1;
+                    }
+                    tcp::State::SynReceived | tcp::State::SynSent => i += 1,
                     tcp::State::Closed => {
                         // Reset or timed out in the handshake: listen again.
                         let _ = s.listen(port);
+                        listening += 1;
                         i += 1;
                     }
                     _ => {
@@ -436,11 +447,12 @@ impl Nic {
             }
             let backlog = self.limits.backlog;
             while let Some(l) = self.listeners[li].as_ref() {
-                if l.pending.len() >= backlog || l.ready.len() >= backlog {
+                if listening >= SPARE_LISTENING || l.pending.len() >= backlog || l.ready.len() >= backlog {
                     break;
                 }
                 let Some(h) = self.new_tcp_socket() else { break };
                 let _ = self.sockets.get_mut::<tcp::Socket>(h).listen(port);
+                listening += 1;
                 if let Some(l) = self.listeners[li].as_mut() {
                     l.pending.push(h);
                 }

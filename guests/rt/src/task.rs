@@ -131,19 +131,18 @@ fn admit(work: Work, class: TaskClass) -> u32 {
 
 fn wake(id: u32) {
     with_exec(|e| {
-        let now = time::now_nanos();
-        match e.tasks.remove(&id) {
-            Some(Slot::Waiting(w)) => {
-                e.policy.task_arrived(TaskId(id), TaskClass::Request, now);
-                e.tasks.insert(id, Slot::Queued(w));
+        // Slots change in place: a remove and an insert would shift the
+        // map's nodes (memmoves) on every wake-up.
+        let Some(slot) = e.tasks.get_mut(&id) else { return };
+        match slot {
+            Slot::Waiting(_) => {
+                if let Slot::Waiting(w) = core::mem::replace(slot, Slot::Running { notified: false }) {
+                    *slot = Slot::Queued(w);
+                }
+                e.policy.task_arrived(TaskId(id), TaskClass::Request, time::now_nanos());
             }
-            Some(Slot::Running { .. }) => {
-                e.tasks.insert(id, Slot::Running { notified: true });
-            }
-            Some(other) => {
-                e.tasks.insert(id, other);
-            }
-            None => {}
+            Slot::Running { notified } => *notified = true,
+            Slot::Queued(_) => {}
         }
     });
     arch::send_event();
@@ -320,17 +319,15 @@ fn turn(core: usize) -> bool {
     let Some(pick) = with_exec(|e| {
         let pick = e.policy.pick_next(core, now);
         if let Pick::Run { task, .. } = pick {
-            let work = match e.tasks.remove(&task.0) {
-                Some(Slot::Queued(w)) => Some(w),
-                Some(other) => {
-                    e.tasks.insert(task.0, other);
-                    None
-                }
-                None => None,
+            let work = match e.tasks.get_mut(&task.0) {
+                Some(slot @ Slot::Queued(_)) => match core::mem::replace(slot, Slot::Running { notified: false }) {
+                    Slot::Queued(w) => Some(w),
+                    _ => None,
+                },
+                _ => None,
             };
             match work {
                 Some(w) => {
-                    e.tasks.insert(task.0, Slot::Running { notified: false });
                     return (pick, Some(w));
                 }
                 // Not ours to run (stale id): tell the policy it is done.
@@ -380,23 +377,24 @@ fn turn(core: usize) -> bool {
 fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
     with_exec(|e| {
         let now = time::now_nanos();
-        let notified = matches!(e.tasks.remove(&id), Some(Slot::Running { notified: true }));
-        match work {
-            None => {
-                e.policy.task_done(core, TaskId(id), now);
-                LIVE.fetch_sub(1, Ordering::AcqRel);
-            }
-            Some(w) if preempted => {
-                e.tasks.insert(id, Slot::Queued(w));
-            }
-            Some(w) => {
-                e.policy.task_done(core, TaskId(id), now);
-                if notified {
-                    e.policy.task_arrived(TaskId(id), TaskClass::Request, now);
-                    e.tasks.insert(id, Slot::Queued(w));
-                } else {
-                    e.tasks.insert(id, Slot::Waiting(w));
-                }
+        let Some(w) = work else {
+            e.tasks.remove(&id);
+            e.policy.task_done(core, TaskId(id), now);
+            LIVE.fetch_sub(1, Ordering::AcqRel);
+            return;
+        };
+        // The slot is `Running`: it changes in place.
+        let slot = e.tasks.entry(id).or_insert(Slot::Running { notified: false });
+        let notified = matches!(slot, Slot::Running { notified: true });
+        if preempted {
+            *slot = Slot::Queued(w);
+        } else {
+            e.policy.task_done(core, TaskId(id), now);
+            if notified {
+                e.policy.task_arrived(TaskId(id), TaskClass::Request, now);
+                *slot = Slot::Queued(w);
+            } else {
+                *slot = Slot::Waiting(w);
             }
         }
     });

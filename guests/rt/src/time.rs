@@ -41,12 +41,25 @@ fn freq() -> u64 {
     }
 }
 
+/// Nanoseconds per counter tick when the frequency divides a second (as
+/// QEMU's 62.5 MHz does): the conversions then take no 128-bit division.
+fn tick_nanos() -> Option<u64> {
+    let f = freq();
+    (1_000_000_000 % f == 0).then(|| 1_000_000_000 / f)
+}
+
 fn to_nanos(count: u64) -> u64 {
-    (count as u128 * 1_000_000_000 / freq() as u128) as u64
+    match tick_nanos() {
+        Some(k) if count <= u64::MAX / k => count * k,
+        _ => (count as u128 * 1_000_000_000 / freq() as u128) as u64,
+    }
 }
 
 fn to_count(nanos: u64) -> u64 {
-    (nanos as u128 * freq() as u128).div_ceil(1_000_000_000) as u64
+    match tick_nanos() {
+        Some(k) => nanos.div_ceil(k),
+        None => (nanos as u128 * freq() as u128).div_ceil(1_000_000_000) as u64,
+    }
 }
 
 struct CoreTimer {

@@ -79,6 +79,8 @@ mod app {
     use super::{ECHO_IDLE, HEAD_TIME, IDLE, MAX_BODY, MAX_HEAD, WRITE_TIME};
 
     static QUIT: AtomicBool = AtomicBool::new(false);
+    /// The answers to `GET /`: with `Connection: close`, with keep-alive.
+    static HELLO: spin::Once<[String; 2]> = spin::Once::new();
     static QUIT_WAKER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
 
     fn quit() {
@@ -270,6 +272,8 @@ mod app {
             (405, "Method Not Allowed", String::new())
         } else {
             match path_only {
+                // Answered from `HELLO` below.
+                "/" if method == "GET" => (200, "OK", String::new()),
                 "/" => (200, "OK", format!("hello from {name}\n")),
                 "/stats" => (200, "OK", format!("{}\n", stats())),
                 "/udp" if quit_enabled => match udp_round_trip().await {
@@ -285,6 +289,7 @@ mod app {
             }
         };
         let head_only = method == "HEAD";
+        let hello = method == "GET" && path_only == "/";
         // Skip the body (it may be partly in the buffer already).
         let mut skip = body;
         let in_buf = (*have - head_end).min(skip);
@@ -299,7 +304,26 @@ mod app {
             };
             skip -= n;
         }
-        respond(s, code, reason, &text, keep_alive, head_only).await.map_err(|_| Bad::Drop)?;
+        if hello {
+            // The common case, preformatted once.
+            let r = HELLO.call_once(|| {
+                let head = |conn: &str| {
+                    let body = format!("hello from {name}\n");
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: {conn}\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                [head("close"), head("keep-alive")]
+            });
+            let out = r[keep_alive as usize].as_bytes();
+            match with_timeout(WRITE_TIME, s.write_all(out)).await {
+                Ok(Ok(())) => {}
+                _ => return Err(Bad::Drop),
+            }
+        } else {
+            respond(s, code, reason, &text, keep_alive, head_only).await.map_err(|_| Bad::Drop)?;
+        }
         if quitting {
             quit();
         }
