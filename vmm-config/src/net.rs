@@ -23,7 +23,9 @@ use crate::{Board, Channel, Forward, Nic, NicMode, Partition, Route, PAGE_SIZE};
 
 /// Smallest slot of a gateway link channel: one frame of the gateway
 /// protocol (`hallows-link`) must fit.
-pub const LINK_MIN_SLOT_SIZE: u32 = 64;
+pub const LINK_MIN_SLOT_SIZE: u32 = hallows_link::CHANNEL_SLOT_SIZE as u32;
+/// Fewest slots of a gateway link channel.
+pub const LINK_MIN_SLOTS: u32 = hallows_link::CHANNEL_MIN_SLOTS as u32;
 
 /// Parses `a.b.c.d/len` (len 1..=30, so the subnet has room for a router).
 fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {
@@ -322,8 +324,12 @@ pub(crate) fn check(
                         d.error(file, r.to.span(), format!("channel `{cname}` of the route to `{to}` must go from `{from}` to `{into}`, not from `{}` to `{}`", c.from, c.to));
                     }
                     Some(c) if c.slot_size < LINK_MIN_SLOT_SIZE => {
-                        d.error(file, r.to.span(), format!("channel `{cname}` has {}-byte slots; a gateway link needs at least {LINK_MIN_SLOT_SIZE}", c.slot_size))
-                            .help("use slot_size = 2048");
+                        d.error(file, r.to.span(), format!("channel `{cname}` has {}-byte slots; a gateway link sends {LINK_MIN_SLOT_SIZE}-byte frames", c.slot_size))
+                            .help(format!("use slot_size = {LINK_MIN_SLOT_SIZE}"));
+                    }
+                    Some(c) if c.slots < LINK_MIN_SLOTS => {
+                        d.error(file, r.to.span(), format!("channel `{cname}` has {} slots; a gateway link needs at least {LINK_MIN_SLOTS}", c.slots))
+                            .help("use slots = 64");
                     }
                     Some(_) => {}
                 }

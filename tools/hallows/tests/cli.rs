@@ -330,3 +330,62 @@ fn wait_bounded(mut child: std::process::Child, secs: u64) -> std::process::Outp
     }
     child.wait_with_output().expect("output")
 }
+
+/// The user's path of docs/networking.md: `hallows run` a manifest with a
+/// `[[forward]]`, wait for it to say the service answers, reach it with
+/// curl from the host, stop it with Ctrl-C. Both deployments.
+#[test]
+fn run_forwards_a_host_port_that_curl_reaches_in_both_deployments() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    for (manifest, serves) in [("vmm-config/examples/net-nic.toml", "web"), ("vmm-config/examples/net-gateway.toml", "api")] {
+        // A first run may build the guests: bounded generously.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hallows"))
+            .args(["run", manifest])
+            .current_dir(root())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run hallows");
+        let stderr = child.stderr.take().expect("stderr");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        // The machine's console: drained so QEMU never blocks on a full pipe.
+        std::thread::spawn(move || std::io::copy(&mut BufReader::new(stdout), &mut std::io::sink()));
+        let mut seen = String::new();
+        let answered = loop {
+            match rx.recv_timeout(std::time::Duration::from_secs(900)) {
+                Ok(l) => {
+                    seen.push_str(&l);
+                    seen.push('\n');
+                    if l == format!("hallows: {serves} port 80 answers on 127.0.0.1:8080") {
+                        break true;
+                    }
+                }
+                Err(_) => break false,
+            }
+        };
+        if !answered {
+            let _ = child.kill();
+            panic!("{manifest}: the service never answered:\n{seen}");
+        }
+        assert!(seen.contains(&format!("hallows: forwarding 127.0.0.1:8080 to {serves} port 80")), "{seen}");
+        let curl = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "-i", "http://127.0.0.1:8080/"])
+            .output()
+            .expect("curl (make deps installs it)");
+        let body = String::from_utf8_lossy(&curl.stdout);
+        assert!(curl.status.success(), "{manifest}: curl failed: {}", String::from_utf8_lossy(&curl.stderr));
+        assert!(body.starts_with("HTTP/1.1 200"), "{manifest}: {body}");
+        assert!(body.contains(serves), "{manifest}: the answer does not name partition `{serves}`: {body}");
+        let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let out = wait_bounded(child, 60);
+        assert_eq!(out.status.code(), Some(130), "{manifest}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}

@@ -1,0 +1,126 @@
+//! What a link runs over: anything that moves [`Frame`]s both ways without
+//! blocking. In a partition, the two ring channels ([`RingTransport`]); in
+//! host tests, heap memory ([`MemTransport`]) or rings on the heap.
+
+use core::ops::DerefMut;
+
+use hallows_ring::{Receiver, RingError, Sender};
+
+use crate::frame::Frame;
+
+/// Why a transport operation did not complete (the ring's errors).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TransportError {
+    /// No room to send (back-pressure).
+    Full,
+    /// Nothing to receive.
+    Empty,
+    /// The peer restarted: what was in flight is lost, both directions.
+    PeerRestarted,
+    /// The peer wrote something impossible into its side of the channel.
+    Corrupt,
+}
+
+impl From<RingError> for TransportError {
+    fn from(e: RingError) -> Self {
+        match e {
+            RingError::Full => Self::Full,
+            RingError::Empty => Self::Empty,
+            RingError::PeerRestarted => Self::PeerRestarted,
+            RingError::Corrupt => Self::Corrupt,
+        }
+    }
+}
+
+/// A non-blocking, in-order, lossless (between restarts) frame pipe in each
+/// direction. A peer may send any bytes: the link validates every frame.
+pub trait Transport {
+    /// Queues one frame for the peer.
+    fn send(&mut self, frame: &Frame) -> Result<(), TransportError>;
+    /// Takes the next frame from the peer.
+    fn recv(&mut self) -> Result<Frame, TransportError>;
+}
+
+impl<T: Transport + ?Sized> Transport for &mut T {
+    fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        (**self).send(frame)
+    }
+    fn recv(&mut self) -> Result<Frame, TransportError> {
+        (**self).recv()
+    }
+}
+
+/// The two ring channels of a link: `tx` to the peer, `rx` from it. `S`
+/// and `R` are anything that dereferences to the ring endpoints
+/// (`hallows_rt::channel::Endpoint`, `Box`, `&mut`).
+#[derive(Debug)]
+pub struct RingTransport<S, R> {
+    /// The sending end (`<self>-<peer>`).
+    pub tx: S,
+    /// The receiving end (`<peer>-<self>`).
+    pub rx: R,
+}
+
+impl<S, R> Transport for RingTransport<S, R>
+where
+    S: DerefMut<Target = Sender<Frame>>,
+    R: DerefMut<Target = Receiver<Frame>>,
+{
+    fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
+        Ok(self.tx.try_send(frame)?)
+    }
+    fn recv(&mut self) -> Result<Frame, TransportError> {
+        Ok(self.rx.try_recv()?)
+    }
+}
+
+#[cfg(any(test, feature = "std"))]
+pub use mem::MemTransport;
+
+#[cfg(any(test, feature = "std"))]
+mod mem {
+    extern crate std;
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use super::{Transport, TransportError};
+    use crate::frame::Frame;
+
+    type Queue = Rc<RefCell<VecDeque<Frame>>>;
+
+    /// One end of a pair of bounded in-memory queues (host tests). The test
+    /// can reach into the queues to drop, corrupt or inject frames.
+    #[derive(Debug)]
+    pub struct MemTransport {
+        /// Frames to the peer.
+        pub tx: Queue,
+        /// Frames from the peer.
+        pub rx: Queue,
+        /// Frames each direction holds before `Full`.
+        pub capacity: usize,
+    }
+
+    impl MemTransport {
+        /// Two connected ends.
+        pub fn pair(capacity: usize) -> (Self, Self) {
+            let a: Queue = Rc::default();
+            let b: Queue = Rc::default();
+            (Self { tx: a.clone(), rx: b.clone(), capacity }, Self { tx: b, rx: a, capacity })
+        }
+    }
+
+    impl Transport for MemTransport {
+        fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
+            let mut q = self.tx.borrow_mut();
+            if q.len() >= self.capacity {
+                return Err(TransportError::Full);
+            }
+            q.push_back(frame.clone());
+            Ok(())
+        }
+        fn recv(&mut self) -> Result<Frame, TransportError> {
+            self.rx.borrow_mut().pop_front().ok_or(TransportError::Empty)
+        }
+    }
+}
