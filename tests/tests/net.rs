@@ -195,6 +195,25 @@ fn parallel_keep_alive(port: u16, clients: usize, n: usize) {
     eprintln!("{clients} keep-alive clients: {rate:.0} requests/s");
 }
 
+/// `n` clients connect at once (a burst of SYNs within the backlog) and
+/// each must get its answer: none is refused.
+fn simultaneous_connects(port: u16, n: usize) {
+    let go = Arc::new(std::sync::Barrier::new(n));
+    let threads: Vec<_> = (0..n)
+        .map(|_| {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                go.wait();
+                get(port, "/", true)
+            })
+        })
+        .collect();
+    for t in threads {
+        let r = t.join().expect("a client thread panicked");
+        assert!(matches!(r, Ok((200, _))), "one of {n} simultaneous clients got {r:?}");
+    }
+}
+
 fn pattern(len: usize) -> Vec<u8> {
     let mut x: u32 = 0x1234_5678;
     (0..len)
@@ -291,6 +310,7 @@ fn poll_mode_serves_curl_keep_alive_echo_udp_and_1000_connections_leak_nothing()
     curl_gets_hello(net.http);
     keep_alive(net.http, 200);
     parallel_keep_alive(net.http, 10, 300);
+    simultaneous_connects(net.http, 24);
     let secs = echo(net.echo, 10 * 1024 * 1024);
     eprintln!("poll mode: 10 MiB echoed in {secs:.1} s");
     udp_round_trip(&net);
@@ -322,6 +342,7 @@ fn interrupt_mode_serves_curl_keep_alive_echo_and_connections() {
     curl_gets_hello(net.http);
     keep_alive(net.http, 200);
     parallel_keep_alive(net.http, 10, 300);
+    simultaneous_connects(net.http, 24);
     let secs = echo(net.echo, 10 * 1024 * 1024);
     eprintln!("interrupt mode: 10 MiB echoed in {secs:.1} s");
     udp_round_trip(&net);

@@ -143,7 +143,7 @@ impl Default for Limits {
             sockets: 64,
             rx_buffer: 16 * 1024,
             tx_buffer: 16 * 1024,
-            backlog: 8,
+            backlog: 32,
             linger: Duration::from_secs(5),
             udp_sockets: 4,
         }

@@ -315,11 +315,14 @@ async fn driver(mode: Mode, base: u64) {
             Some(nic) => nic.turn(now()),
             None => return,
         };
-        if mode == Mode::Poll {
-            time::poll_timers();
-            task::yield_now().await;
-        } else {
-            wait_for_work(base, seen, delay).await;
+        match (mode, delay) {
+            (Mode::Poll, _) => {
+                time::poll_timers();
+                task::yield_now().await;
+            }
+            // Packets left in the queue: another turn after the others'.
+            (_, None) => task::yield_now().await,
+            (_, Some(delay)) => wait_for_work(base, seen, delay).await,
         }
     }
 }
@@ -348,12 +351,18 @@ async fn wait_for_work(base: u64, seen: u64, delay: Option<core::time::Duration>
 use core::future::Future as _;
 
 impl Nic {
-    /// One turn of the stack; returns how long the stack may sleep.
-    fn turn(&mut self, now: Instant) -> Option<core::time::Duration> {
+    /// One turn of the stack; returns how long the stack may sleep, or
+    /// `None` if it must not sleep at all (received packets are left: the
+    /// device will not interrupt again for them).
+    fn turn(&mut self, now: Instant) -> Option<Option<core::time::Duration>> {
         self.iface.poll_maintenance(now);
+        let mut more = true;
         for _ in 0..INGRESS_PER_TURN {
             match self.iface.poll_ingress_single(now, &mut self.phy, &mut self.sockets) {
-                PollIngressSingleResult::None => break,
+                PollIngressSingleResult::None => {
+                    more = false;
+                    break;
+                }
                 PollIngressSingleResult::PacketProcessed => {}
                 // A SYN may have taken a listening socket: give its
                 // listener another before the next packet.
@@ -368,7 +377,7 @@ impl Nic {
             let until = if d > now { d - now } else { SmolDuration::ZERO };
             delay = Some(delay.map_or(until, |x| x.min(until)));
         }
-        delay.map(|d| core::time::Duration::from_micros(d.total_micros()))
+        (!more).then(|| delay.map(|d| core::time::Duration::from_micros(d.total_micros())))
     }
 
     fn new_tcp_socket(&mut self) -> Option<SocketHandle> {
