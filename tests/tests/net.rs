@@ -107,10 +107,18 @@ impl Stats {
     }
 }
 
+/// Client timeouts. QEMU's forward takes connections in through a
+/// listening socket with a backlog of one: in a burst of connects the host
+/// kernel drops SYNs (or handshake ACKs) and the client retries after 1,
+/// 2, 4, 8... s. On a loaded machine a burst can take tens of seconds to
+/// get in; that is QEMU's front door, not the guest.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+const IO_TIMEOUT: Duration = Duration::from_secs(60);
+
 fn connect(port: u16) -> std::io::Result<TcpStream> {
-    let s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(5))?;
-    s.set_read_timeout(Some(Duration::from_secs(15)))?;
-    s.set_write_timeout(Some(Duration::from_secs(15)))?;
+    let s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), CONNECT_TIMEOUT)?;
+    s.set_read_timeout(Some(IO_TIMEOUT))?;
+    s.set_write_timeout(Some(IO_TIMEOUT))?;
     s.set_nodelay(true)?;
     Ok(s)
 }
@@ -232,7 +240,6 @@ fn echo(port: u16, len: usize) -> f64 {
     let data = Arc::new(pattern(len));
     let t0 = Instant::now();
     let mut s = connect(port).expect("connect to echo");
-    s.set_read_timeout(Some(Duration::from_secs(30))).expect("timeout");
     let mut w = s.try_clone().expect("clone");
     let d = data.clone();
     let writer = std::thread::spawn(move || {
@@ -436,31 +443,21 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
         }));
     }
     phase("slow, half-open and never-reading clients started");
-    // A burst of 1,000 concurrent connections (a thread each), held open
-    // until the end.
-    let connected = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let burst: Vec<_> = (0..1000)
-        .map(|_| {
-            let (stop, connected) = (stop.clone(), connected.clone());
-            std::thread::spawn(move || {
-                if let Ok(s) = connect(port) {
-                    connected.fetch_add(1, Ordering::Relaxed);
-                    while !stop.load(Ordering::Relaxed) {
-                        std::thread::sleep(Duration::from_millis(100));
-                    }
-                    drop(s);
-                }
-            })
-        })
+    // A burst of 1,000 concurrent connections (a thread each), held open.
+    // They are dropped only after the machine has ended: most of them never
+    // get past the host kernel's accept queue of QEMU's forward (QEMU takes
+    // them in one by one), and a client that closes such a connection
+    // leaves a socket retransmitting its FIN for half a minute, hundreds
+    // of which slow the tests that follow; once QEMU's listening socket is
+    // gone, the kernel resets them at once.
+    let burst: Vec<TcpStream> = (0..1000)
+        .map(|_| std::thread::spawn(move || connect(port).ok()))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .filter_map(|t| t.join().expect("a connecting thread panicked"))
         .collect();
-    let t = Instant::now();
-    while connected.load(Ordering::Relaxed) < 1000 && t.elapsed() < Duration::from_secs(20) {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let n = connected.load(Ordering::Relaxed);
+    let n = burst.len();
     assert!(n >= 900, "only {n} of 1,000 concurrent connects");
-
-    phase("burst connected");
     // Meanwhile a well-behaved client keeps being served.
     let t0 = Instant::now();
     let mut last_ok = Instant::now();
@@ -481,17 +478,15 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
     max_gap = max_gap.max(last_ok.elapsed());
     phase("good client done");
     stop.store(true, Ordering::Relaxed);
-    for t in burst {
-        t.join().expect("a connecting thread failed");
-    }
-    drop(half);
     for a in attackers {
         a.join().expect("an attacker thread failed");
     }
     phase("attackers joined");
     eprintln!("abuse: good client served {served} times, longest gap {max_gap:?}, peak heap {peak_heap} (idle {})", base.idle_heap);
     assert!(served >= 20, "the good client was served {served} times in 25 s");
-    assert!(max_gap < Duration::from_secs(12), "the good client went {max_gap:?} without an answer");
+    // The guest frees a slot within 5 s (its idle limit); the rest is
+    // the retries of QEMU's front door (see CONNECT_TIMEOUT).
+    assert!(max_gap < Duration::from_secs(20), "the good client went {max_gap:?} without an answer");
     // 64 sockets of 16 KiB + 16 KiB, and the tasks serving them.
     let bound = base.idle_heap + 64 * 32 * 1024 + 1024 * 1024;
     assert!(peak_heap <= bound, "heap reached {peak_heap} (bound {bound})");
@@ -501,6 +496,8 @@ fn abusive_clients_neither_stop_service_nor_grow_memory() {
     phase("settled");
     let b = net.quit();
     assert_eq!(b.summary("web"), "exited 0", "{}", b.output);
+    drop(burst);
+    drop(half);
     let end = Stats::from_exit(&b);
     assert_eq!(end.sockets, 0, "{}", b.output);
     assert!(end.heap <= base.idle_heap + HEAP_TOLERANCE, "heap {} vs {}", end.heap, base.idle_heap);
