@@ -26,10 +26,7 @@ fn artifacts(arch: vmm_config::Arch) -> &'static build::Artifacts {
     };
     cell.get_or_init(|| {
         let root = root();
-        // Library crates under guests/ (hallows-net, the gateway's link
-        // protocol) are not guests: only directories with a binary.
-        let guests: Vec<String> =
-            workspace::guests(&root).into_iter().filter(|g| root.join("guests").join(g).join("src/main.rs").is_file()).collect();
+        let guests = workspace::guests(&root);
         build::build(&root, arch, &guests).expect("building the hypervisor and guests")
     })
 }

@@ -1,4 +1,4 @@
-//! The gateway (guests/gateway) under QEMU: it owns the NIC and relays
+//! The gateway (guests/services/gateway) under QEMU: it owns the NIC and relays
 //! ports 80 and 7 to `api` (the web guest, unchanged, behind the gateway)
 //! and port 8080 to `evil`, a service that writes garbage link frames
 //! (tests/systems/net-gateway.toml). Each test boots the system in the

@@ -515,7 +515,7 @@ impl Loader<'_> {
             } else if let Err(why) = valid_name(guest) {
                 self.d
                     .error(file, guest_span, format!("guest name \"{}\" {why}", guest.escape_debug()))
-                    .help("a guest is a crate under guests/, named like one");
+                    .help("a guest is a crate under guests/services/ or guests/tests/, named like one");
             } else if let Some(known) = &self.ctx.guests {
                 if !known.iter().any(|g| g == guest) {
                     let diag = self
@@ -526,7 +526,7 @@ impl Loader<'_> {
                         diag.help(format!("did you mean `{best}`?"));
                     }
                     diag.help(format!(
-                        "guests are the crates under guests/: {}",
+                        "guests are the crates under guests/services/ and guests/tests/: {}",
                         known.join(", ")
                     ));
                 }

@@ -118,7 +118,7 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Option<u64>")]
     pub ram_base: Option<Spanned<u64>>,
-    /// Guest program: a crate under `guests/`.
+    /// Guest program: a crate under `guests/services/` or `guests/tests/`.
     #[schemars(with = "String")]
     pub guest: Option<Spanned<String>>,
     /// Boot arguments handed to the guest, at most 127 bytes.

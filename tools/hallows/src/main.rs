@@ -59,17 +59,21 @@ enum Cmd {
     /// the instructions executed and how many were the hypervisor's.
     El2Cost { manifest: PathBuf },
     /// Instructions per keep-alive HTTP request through a forward: the
-    /// hypervisor's (all cores) and the serving partitions' guests, split
-    /// by part of the stack. Two traced runs (`base` and `base + requests`
-    /// requests); the difference divided by `requests`.
+    /// hypervisor's and the serving partitions' guests, split by part of
+    /// the stack. One traced run; the instructions logged while the
+    /// measured requests ran, divided by their number.
     NetCost {
         manifest: PathBuf,
-        /// Requests measured (the difference between the two runs).
+        /// Requests measured.
         #[arg(long, default_value_t = 200)]
         requests: u64,
-        /// Requests of the first run.
+        /// Requests sent first on each connection, not measured.
         #[arg(long, default_value_t = 20)]
-        base: u64,
+        warm_up: u64,
+        /// Keep-alive connections the requests are spread over (with more
+        /// than one, polling partitions have little time to idle).
+        #[arg(long, default_value_t = 1)]
+        connections: u64,
         /// The path requested.
         #[arg(long, default_value = "/")]
         path: String,
@@ -218,7 +222,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::NetCost { manifest, requests, base, path, port } => {
+        Cmd::NetCost { manifest, requests, warm_up, connections, path, port } => {
             let (sys, image_path) = build_image(&manifest, None, outside)?;
             let fwd = match port {
                 Some(p) => sys.forwards.iter().find(|f| f.host == p),
@@ -257,20 +261,30 @@ fn run(cli: Cli) -> Result<u8> {
                 partitions.push(hallows::netcost::Measured { name: name.clone(), cores: p.cores.iter().map(|&c| c as usize).collect(), text, symbols });
             }
             let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path };
-            eprintln!("hallows: traced run with {base} requests");
-            let a = hallows::netcost::traced_run(&sys, &image_path, &t, base)?;
-            eprintln!("hallows: traced run with {} requests", base + requests);
-            let b = hallows::netcost::traced_run(&sys, &image_path, &t, base + requests)?;
-            let per = |x: u64, y: u64| (y as f64 - x as f64) / requests as f64;
-            println!("per keep-alive request (GET {path} on 127.0.0.1:{}, {requests} requests):", fwd.host);
-            println!("  hypervisor (EL2, all cores): {:.1}", per(a.el2, b.el2));
+            let (c, idle) = hallows::netcost::traced_run(&sys, &image_path, &t, warm_up, requests, connections)?;
+            let per = |x: u64| x as f64 / requests as f64;
+            println!(
+                "per keep-alive request (GET {path} on 127.0.0.1:{}, {requests} requests on {connections} connection(s), after {warm_up} each):",
+                fwd.host
+            );
+            println!("  hypervisor (EL2) on the serving partitions' cores: {:.1}", per(c.el2));
+            println!("  hypervisor (EL2) on the other cores: {:.1}", per(c.el2_other));
+            println!("  (an equally long window without requests: {:.1} and {:.1})", per(idle.el2), per(idle.el2_other));
             for (i, m) in t.partitions.iter().enumerate() {
-                let total = per(a.guest[i].iter().sum(), b.guest[i].iter().sum());
-                println!("  guest of `{}`: {total:.0}", m.name);
+                let mode = sys
+                    .partition(&m.name)
+                    .and_then(|p| p.net.nic.as_ref())
+                    .map(|n| if n.mode == vmm_config::NicMode::Poll { " (poll mode: includes idle polling)" } else { " (interrupt mode)" })
+                    .unwrap_or(" (behind the gateway)");
+                println!(
+                    "  guest of `{}`{mode}: {:.0} (an equally long window without requests: {:.0})",
+                    m.name,
+                    per(c.guest[i].iter().sum()),
+                    per(idle.guest[i].iter().sum())
+                );
                 for (k, part) in hallows::netcost::PARTS.iter().enumerate() {
-                    let v = per(a.guest[i][k], b.guest[i][k]);
-                    if v.abs() >= 0.5 {
-                        println!("    {v:>10.0}  {part}");
+                    if c.guest[i][k] > 0 {
+                        println!("    {:>10.0}  {part}", per(c.guest[i][k]));
                     }
                 }
             }

@@ -4,14 +4,16 @@
 //!
 //! Method: the system runs under QEMU with every instruction in the
 //! measured ranges logged (`-singlestep -d exec,nochain -dfilter`, each
-//! line naming the core that ran it). The tool sends `base` keep-alive
-//! requests on one connection, then `base + n` in a second run of the same
-//! system, and reports the difference divided by `n`: boot, the readiness
-//! probe and the connection's set-up and tear-down cancel out. Idle time
-//! does not: a poll-mode partition spins while it waits for the client, so
-//! its *guest* count grows with wall time (measure the guest's cost in
-//! interrupt mode, where an idle core sleeps); the hypervisor count of a
-//! poll-mode partition is exact either way, since the spin never traps.
+//! line naming the core that ran it; QEMU flushes the log after every
+//! line). Once the service answers, the tool opens one keep-alive
+//! connection, sends `warm-up` requests, waits for the machine to settle,
+//! notes where the log ends, sends `n` requests (each waiting for its whole
+//! response), waits for the last ACKs, notes the log's end again, and
+//! counts what was logged in between: boot, the readiness probe and the
+//! connection's set-up lie outside the window. Idle time does not: a
+//! poll-mode partition spins while it waits for the client, so its *guest*
+//! count grows with wall time (measure the guest's cost in interrupt mode,
+//! where an idle core sleeps); the hypervisor count is exact either way.
 
 use std::collections::HashMap;
 use std::io::{BufRead, Read, Write};
@@ -48,8 +50,10 @@ fn part_of(symbol: &str) -> usize {
 /// Instructions of one traced run.
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
-    /// Hypervisor instructions, all cores.
+    /// Hypervisor instructions on the measured partitions' cores.
     pub el2: u64,
+    /// Hypervisor instructions on every other core.
+    pub el2_other: u64,
     /// Guest instructions of each measured partition, by [`PARTS`].
     pub guest: Vec<[u64; 8]>,
 }
@@ -73,13 +77,28 @@ pub struct Target<'a> {
     pub path: &'a str,
 }
 
-/// Sends `n` GET requests on one keep-alive connection and reads each
-/// response whole (by its Content-Length).
-pub fn keep_alive_requests(port: u16, path: &str, n: u64) -> Result<()> {
-    let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))?;
-    s.set_nodelay(true)?;
-    let mut r = std::io::BufReader::new(s.try_clone()?);
+/// A keep-alive HTTP client connection.
+pub struct Client {
+    s: TcpStream,
+    r: std::io::BufReader<TcpStream>,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Result<Client> {
+        let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        s.set_nodelay(true)?;
+        Ok(Client { r: std::io::BufReader::new(s.try_clone()?), s })
+    }
+
+    /// Sends `n` GET requests, one at a time, and reads each response
+    /// whole (by its Content-Length).
+    pub fn requests(&mut self, path: &str, n: u64) -> Result<()> {
+        keep_alive_requests(&mut self.s, &mut self.r, path, n)
+    }
+}
+
+fn keep_alive_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, path: &str, n: u64) -> Result<()> {
     for i in 0..n {
         write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
         let mut line = String::new();
@@ -105,8 +124,11 @@ pub fn keep_alive_requests(port: u16, path: &str, n: u64) -> Result<()> {
 }
 
 /// Boots `image` with the measured ranges traced, waits for the service
-/// to answer, sends `n` keep-alive requests, stops the machine and counts.
-pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, n: u64) -> Result<Counts> {
+/// to answer, sends `warm` then `n` keep-alive requests on one connection,
+/// stops the machine and counts the instructions of the `n`; then the
+/// same for a window as long without traffic (what idling costs: a
+/// polling partition's spin).
+pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64, conns: u64) -> Result<(Counts, Counts)> {
     let log = image.with_extension(format!("net{n}.log"));
     let mut filter = vec![format!("{:#x}+{:#x}", t.hv.start, t.hv.end - t.hv.start)];
     filter.extend(t.partitions.iter().map(|m| format!("{:#x}+{:#x}", m.text.start, m.text.end - m.text.start)));
@@ -137,25 +159,64 @@ pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, n: u64) -> Result<
             ok
         })
     };
-    let sent = if answered { keep_alive_requests(t.host_port, t.path, n) } else { Err(anyhow::anyhow!("the service never answered")) };
-    // Let the last ACKs and timers settle the same way in every run.
-    std::thread::sleep(Duration::from_millis(500));
+    let size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let window = (|| {
+        if !answered {
+            bail!("the service never answered");
+        }
+        let mut clients = (0..conns.max(1)).map(|_| Client::connect(t.host_port)).collect::<Result<Vec<_>>>()?;
+        // Warm-up on every connection at once: a connection left idle for
+        // a few seconds (the web guest's keep-alive limit is 5 s) is closed.
+        let k = clients.len() as u64;
+        all(&mut clients, t.path, warm * k)?;
+        std::thread::sleep(Duration::from_millis(500));
+        let from = size();
+        let started = Instant::now();
+        all(&mut clients, t.path, n)?;
+        // The client's last ACK reaches the guest.
+        std::thread::sleep(Duration::from_millis(200));
+        let to = size();
+        let took = started.elapsed();
+        std::thread::sleep(took);
+        Ok((from..to, to..size()))
+    })();
     stop.store(true, Ordering::Release);
     let out = machine.join().map_err(|_| anyhow::anyhow!("QEMU thread panicked"))??;
-    if let Err(e) = sent {
-        let _ = std::fs::remove_file(&log);
-        bail!("{e:#}\n{}", out.output);
-    }
-    let counts = count(&log, t);
+    let (busy, idle) = match window {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = std::fs::remove_file(&log);
+            bail!("{e:#}\n{}", out.output);
+        }
+    };
+    let counts = count(&log, busy, t).and_then(|b| Ok((b, count(&log, idle, t)?)));
     let _ = std::fs::remove_file(&log);
     counts
 }
 
-fn count(log: &Path, t: &Target<'_>) -> Result<Counts> {
-    let file = std::fs::File::open(log).with_context(|| format!("reading {}", log.display()))?;
-    let mut c = Counts { el2: 0, guest: vec![[0; 8]; t.partitions.len()] };
+/// `n` requests spread over `clients`, all sending at once: with several
+/// connections the serving cores always have a request to work on.
+fn all(clients: &mut [Client], path: &str, n: u64) -> Result<()> {
+    let k = clients.len() as u64;
+    std::thread::scope(|sc| {
+        let jobs: Vec<_> = clients
+            .iter_mut()
+            .enumerate()
+            .map(|(i, c)| sc.spawn(move || c.requests(path, n / k + u64::from((i as u64) < n % k))))
+            .collect();
+        jobs.into_iter().try_for_each(|j| j.join().map_err(|_| anyhow::anyhow!("client thread panicked"))?)
+    })
+}
+
+fn count(log: &Path, window: Range<u64>, t: &Target<'_>) -> Result<Counts> {
+    use std::io::Seek;
+    let mut file = std::fs::File::open(log).with_context(|| format!("reading {}", log.display()))?;
+    file.seek(std::io::SeekFrom::Start(window.start))?;
+    let mut c = Counts { el2: 0, el2_other: 0, guest: vec![[0; 8]; t.partitions.len()] };
     let mut by_pc: Vec<HashMap<u64, u64>> = vec![HashMap::new(); t.partitions.len()];
-    for line in std::io::BufReader::new(file).lines() {
+    let serving: Vec<usize> = t.partitions.iter().flat_map(|m| m.cores.iter().copied()).collect();
+    // QEMU writes whole lines and flushes each: both ends fall on a line start.
+    for line in std::io::BufReader::new(file.take(window.end - window.start)).lines() {
         let line = line?;
         let Some(rest) = line.strip_prefix("Trace ") else { continue };
         let Some((cpu, rest)) = rest.split_once(':') else { continue };
@@ -166,7 +227,11 @@ fn count(log: &Path, t: &Target<'_>) -> Result<Counts> {
             continue;
         };
         if t.hv.contains(&pc) {
-            c.el2 += 1;
+            if serving.contains(&cpu) {
+                c.el2 += 1;
+            } else {
+                c.el2_other += 1;
+            }
         } else if let Some(i) = t.partitions.iter().position(|m| m.cores.contains(&cpu) && m.text.contains(&pc)) {
             *by_pc[i].entry(pc).or_default() += 1;
         }

@@ -259,6 +259,14 @@ pub fn run_until(
     extra: &[String],
 ) -> Result<Outcome> {
     use std::os::unix::process::CommandExt;
+    // A forward whose host port is taken would leave the machine without
+    // it (QEMU refuses the rule) or, worse, let a client reach whatever
+    // else listens there: refuse to start.
+    for f in &sys.forwards {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", f.host)) {
+            bail!("host port {} (forwarded to {} port {}) is not free on 127.0.0.1: {e}; stop what uses it or change the [[forward]]", f.host, f.to, f.port);
+        }
+    }
     let mut cmd = command(sys, image, extra)?;
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;

@@ -4,8 +4,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-/// Library crates under `guests/` that are not guest programs.
-const NOT_GUESTS: &[&str] = &["rt", "ring"];
+/// Where guest programs live: bootable services, and the guests the
+/// integration tests boot. (`guests/runtime/` holds the libraries they
+/// link: the runtime, the channel ring, networking, the gateway link.)
+pub const GUEST_DIRS: &[&str] = &["guests/services", "guests/tests"];
 
 /// The workspace root: the nearest ancestor of `start` whose Cargo.toml
 /// declares `[workspace]`.
@@ -26,18 +28,17 @@ pub fn own_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
 }
 
-/// Names of the guest programs: directories under `guests/` with a
-/// Cargo.toml, except the runtime libraries.
+/// Names of the guest programs: the crates under [`GUEST_DIRS`] with a
+/// program (`src/main.rs`); a crate's directory name is its program name.
 pub fn guests(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(root.join("guests"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("Cargo.toml").is_file())
+    let mut names: Vec<String> = GUEST_DIRS
+        .iter()
+        .flat_map(|d| std::fs::read_dir(root.join(d)).into_iter().flatten().flatten())
+        .filter(|e| e.path().join("Cargo.toml").is_file() && e.path().join("src/main.rs").is_file())
         .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| !NOT_GUESTS.contains(&n.as_str()))
         .collect();
     names.sort();
+    names.dedup();
     names
 }
 

@@ -389,3 +389,22 @@ fn run_forwards_a_host_port_that_curl_reaches_in_both_deployments() {
         assert_eq!(out.status.code(), Some(130), "{manifest}: {}", String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// A forward whose host port something else holds: `hallows run` refuses
+/// to start (a client would reach whatever listens there), exit 64.
+#[test]
+fn run_refuses_a_forward_whose_host_port_is_taken() {
+    let holder = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("a free port");
+    let port = holder.local_addr().expect("its address").port();
+    let src = std::fs::read_to_string(root().join("vmm-config/examples/net-nic.toml")).expect("the example");
+    let src = src.replace("host = 8080", &format!("host = {port}"));
+    // Inside the project, so that hallows reads it without --allow-outside-paths.
+    let dir = root().join("target/cli-tests/port-taken");
+    std::fs::create_dir_all(&dir).expect("scratch dir");
+    let m = dir.join("m.toml");
+    std::fs::write(&m, src).expect("manifest");
+    let (code, _, err) = hallows_bounded_for(&["run", m.to_str().unwrap(), "--timeout", "60"], &root(), 900);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains(&format!("host port {port} (forwarded to web port 80) is not free on 127.0.0.1")), "{err}");
+    drop(holder);
+}
