@@ -87,6 +87,14 @@ pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
 /// Boots any manifest file, with `patch` applied to the composed image
 /// first (a tampered image, for the hypervisor's own checks).
 pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
+    let (sys, out) = image_of(path, patch);
+    let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
+}
+
+/// Loads the manifest at `path`, composes its image (with `patch` applied)
+/// under `target/hallows/tests/`, and returns the system and the image's path.
+fn image_of(path: &Path, patch: &dyn Fn(&mut Vec<u8>)) -> (vmm_config::System, PathBuf) {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
@@ -98,8 +106,7 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
     std::fs::write(&out, &img.bytes).expect("writing the image");
-    let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
-    Boot { status: r.status, output: r.output }
+    (sys, out)
 }
 
 /// A system booting in the background, for tests that talk to it over the
@@ -113,16 +120,7 @@ pub struct Running {
 /// Starts `tests/systems/<name>.toml` under QEMU in a background thread
 /// (killed after [`BOOT_TIMEOUT`] at the latest).
 pub fn start_system(name: &str, extra: &[String]) -> Running {
-    let path = root().join("tests/systems").join(format!("{name}.toml"));
-    let root = root();
-    let ctx = workspace::check_context(&root);
-    let sys = vmm_config::load(&path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
-    let art = artifacts(sys.board.arch);
-    let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
-    let img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
-    let out = root.join("target/hallows/tests").join(format!("{name}.img"));
-    std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
-    std::fs::write(&out, &img.bytes).expect("writing the image");
+    let (sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {});
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());
     let handle = std::thread::spawn(move || {

@@ -54,7 +54,7 @@ pub(crate) fn valid_name(name: &str) -> Result<(), String> {
 
 /// How many distinct 4 KiB pages the MMIO of the named devices covers
 /// (computed from the ranges, never by walking a page at a time).
-fn device_pages(board: &Board, names: &[String]) -> u64 {
+pub(crate) fn device_pages(board: &Board, names: &[String]) -> u64 {
     let page = crate::PAGE_SIZE;
     let mut spans: Vec<(u64, u64)> = names
         .iter()
@@ -276,10 +276,8 @@ impl Loader<'_> {
         let board = board?;
         let mut partitions = partitions?;
         let mut channels = channels?;
-        let raws: Vec<(&RawPartition, Span<usize>)> =
-            parts.iter().filter_map(|p| Some((p.raw.as_ref()?, p.header.clone()))).collect();
-        let fwds: Vec<(RawForward, Span<usize>)> =
-            fwds.into_iter().filter_map(|f| Some((f.raw?, f.header))).collect();
+        let raws: Vec<&RawPartition> = parts.iter().filter_map(|p| p.raw.as_ref()).collect();
+        let fwds: Vec<RawForward> = fwds.into_iter().filter_map(|f| f.raw).collect();
         let before = self.d.len();
         let forwards = crate::net::check(&mut self.d, self.file, &board, &raws, &mut partitions, &channels, &fwds);
         if self.d.len() != before {

@@ -15,6 +15,7 @@ use std::net::Ipv4Addr;
 use std::ops::Range as Span;
 
 use hallows_abi::{MAX_LISTEN, MAX_ROUTES};
+use hallows_table::MAX_REGIONS;
 use toml::Spanned;
 
 use crate::diag::{did_you_mean, Diagnostics, FileId};
@@ -72,10 +73,10 @@ pub(crate) fn check(
     d: &mut Diagnostics,
     file: FileId,
     board: &Board,
-    raws: &[(&RawPartition, Span<usize>)],
+    raws: &[&RawPartition],
     partitions: &mut [Partition],
     channels: &[Channel],
-    forwards: &[(RawForward, Span<usize>)],
+    forwards: &[RawForward],
 ) -> Vec<Forward> {
     let names: Vec<String> = partitions.iter().map(|p| p.name.clone()).collect();
     // Pages of transports someone's `devices` already holds.
@@ -88,7 +89,7 @@ pub(crate) fn check(
     let mut nic_count = 0u8;
 
     // NICs first: routes and forwards need to know who owns one.
-    for (i, (raw, _header)) in raws.iter().enumerate() {
+    for (i, raw) in raws.iter().enumerate() {
         let Some(nic) = &raw.nic else { continue };
         let name = names[i].clone();
         let nic_span = nic.span();
@@ -212,7 +213,14 @@ pub(crate) fn check(
                 partitions[i].devices.push(x.name.clone());
             }
         }
-        partitions[i].dma_trusted = true;
+        // One stage-2 region per device page and per channel end.
+        let ends = channels.iter().filter(|c| c.from == name || c.to == name).count() as u64;
+        let regions = crate::check::device_pages(board, &partitions[i].devices) + ends;
+        if regions > MAX_REGIONS as u64 {
+            d.error(file, nic_span.clone(), format!("with its NIC, partition `{name}` needs {regions} memory regions (device pages and channel ends); the system table holds at most {MAX_REGIONS}"))
+                .help("connect fewer channels to this partition: routes to the same service share one pair");
+            continue;
+        }
         nic_count += 1;
         partitions[i].net.nic = Some(Nic {
             address,
@@ -230,7 +238,7 @@ pub(crate) fn check(
     }
 
     // Listening ports.
-    for (i, (raw, _)) in raws.iter().enumerate() {
+    for (i, raw) in raws.iter().enumerate() {
         let name = names[i].clone();
         let mut seen: HashMap<u16, Span<usize>> = HashMap::new();
         if raw.listen.len() > MAX_LISTEN {
@@ -250,7 +258,7 @@ pub(crate) fn check(
 
     // Gateway routes.
     let mut upstream: HashMap<String, (String, Span<usize>)> = HashMap::new();
-    for (i, (raw, _)) in raws.iter().enumerate() {
+    for (i, raw) in raws.iter().enumerate() {
         if raw.routes.is_empty() {
             continue;
         }
@@ -343,7 +351,7 @@ pub(crate) fn check(
         }
     }
     // A partition that listens needs a way in.
-    for (i, (raw, _)) in raws.iter().enumerate() {
+    for (i, raw) in raws.iter().enumerate() {
         let n = &partitions[i].net;
         if let (Some(first), None, None) = (raw.listen.first(), &n.nic, &n.upstream) {
             d.error(file, first.span(), format!("partition `{}` listens on port {} but has no network", names[i], first.get_ref()))
@@ -354,7 +362,7 @@ pub(crate) fn check(
     // Forwards.
     let mut out = Vec::new();
     let mut hosts: HashMap<u16, Span<usize>> = HashMap::new();
-    for (f, header) in forwards {
+    for f in forwards {
         let (Some(hv), Some(tv), Some(pv)) = (&f.host, &f.to, &f.port) else { continue };
         let Some(host) = port(d, file, hv, "host port") else { continue };
         if let Some(first) = hosts.get(&host) {
@@ -394,7 +402,6 @@ pub(crate) fn check(
                 .help(format!("give `{to}` a `nic` and `listen = [{p}]`, or route port {p} to it from a gateway"));
             continue;
         };
-        let _ = header;
         out.push(Forward { host, to: to.clone(), port: p, nic_owner });
     }
     out

@@ -217,15 +217,7 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>) -> Result<Counts> {
     let serving: Vec<usize> = t.partitions.iter().flat_map(|m| m.cores.iter().copied()).collect();
     // QEMU writes whole lines and flushes each: both ends fall on a line start.
     for line in std::io::BufReader::new(file.take(window.end - window.start)).lines() {
-        let line = line?;
-        let Some(rest) = line.strip_prefix("Trace ") else { continue };
-        let Some((cpu, rest)) = rest.split_once(':') else { continue };
-        let (Ok(cpu), Some(pc)) = (
-            cpu.parse::<usize>(),
-            rest.split_once('[').and_then(|(_, f)| f.split('/').nth(1)).and_then(|p| u64::from_str_radix(p, 16).ok()),
-        ) else {
-            continue;
-        };
+        let Some((cpu, pc)) = qemu::trace_line(&line?) else { continue };
         if t.hv.contains(&pc) {
             if serving.contains(&cpu) {
                 c.el2 += 1;
@@ -249,6 +241,15 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>) -> Result<Counts> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_lines_give_core_and_pc() {
+        assert_eq!(
+            qemu::trace_line("Trace 2: 0x7f5a1c000100 [00000000/0000000040001234/00000000/ff200000] memcpy"),
+            Some((2, 0x4000_1234))
+        );
+        assert_eq!(qemu::trace_line("IN: something"), None);
+    }
 
     #[test]
     fn symbols_fall_into_their_part_of_the_stack() {

@@ -412,11 +412,7 @@ pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_ent
     let mut count = 0u64;
     let mut in_hypervisor = false;
     for line in text.lines() {
-        // "Trace 0: 0x7f.. [flags/pc/...] ": the second field is the pc.
-        let Some(fields) = line.strip_prefix("Trace ").and_then(|l| l.split_once('[')).map(|(_, f)| f) else {
-            continue;
-        };
-        let Some(pc) = fields.split('/').nth(1).and_then(|p| u64::from_str_radix(p, 16).ok()) else { continue };
+        let Some((_, pc)) = trace_line(line) else { continue };
         if pc == guest_entry && in_hypervisor {
             return Ok(count);
         }
@@ -424,6 +420,14 @@ pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_ent
         count += 1;
     }
     bail!("the guest's first instruction ({guest_entry:#x}) never ran")
+}
+
+/// The core and program counter of one line of QEMU's `-d exec` log:
+/// `Trace <cpu>: 0x<host> [<flags>/<pc>/...] <symbol>`.
+pub fn trace_line(line: &str) -> Option<(usize, u64)> {
+    let (cpu, rest) = line.strip_prefix("Trace ")?.split_once(':')?;
+    let pc = rest.split_once('[')?.1.split('/').nth(1)?;
+    Some((cpu.parse().ok()?, u64::from_str_radix(pc, 16).ok()?))
 }
 
 /// What one core executed in a traced run.
@@ -453,16 +457,7 @@ pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64
     let file = std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut cores: Vec<CoreTrace> = Vec::new();
     for line in std::io::BufReader::new(file).lines() {
-        let line = line?;
-        // "Trace <cpu>: 0x.. [flags/pc/...]"
-        let Some(rest) = line.strip_prefix("Trace ") else { continue };
-        let Some((cpu, rest)) = rest.split_once(':') else { continue };
-        let (Ok(cpu), Some(pc)) = (
-            cpu.parse::<usize>(),
-            rest.split_once('[').and_then(|(_, f)| f.split('/').nth(1)).and_then(|p| u64::from_str_radix(p, 16).ok()),
-        ) else {
-            continue;
-        };
+        let Some((cpu, pc)) = trace_line(&line?) else { continue };
         if cores.len() <= cpu {
             cores.resize(cpu + 1, CoreTrace::default());
         }
