@@ -8,7 +8,7 @@
 //! A route from gateway `G` to service `S` uses two channels, `G-S` (gateway
 //! to service) and `S-G`, each with **slot size [`FRAME_SIZE`] (2048) and
 //! at least 16 slots** (a power of two; 64 recommended: 62 frames in flight,
-//! 128 KiB per direction). One slot carries one [`Frame`]. Each end opens
+//! 132 KiB per direction with the two header pages). One slot carries one [`Frame`]. Each end opens
 //! its receiving channel before its sending one (see [`Link::new`]).
 //!
 //! # Frames
@@ -61,7 +61,9 @@
 //! kind, `DATA` beyond the credit or after `FIN`, credit beyond the window
 //! announced, a second `FIN`, `ACCEPT` out of turn, an `OPEN` to the
 //! gateway, a window out of bounds: each is a violation (counted) and resets
-//! the connection it names, and only that one. Frames for ids that name no
+//! the connection it names, and only that one. (A malformed `HELLO` is about
+//! the link, not a connection: the gateway then resets every connection
+//! and treats the service as down until a valid `HELLO`; a service counts it.) Frames for ids that name no
 //! live connection are dropped. Nothing the peer sends makes this side
 //! allocate more than `max_conns * window` bytes of buffers, loop more than
 //! `rx_budget` frames per [`Link::poll`], or panic; control frames that

@@ -371,7 +371,13 @@ impl<T: Transport> Link<T> {
                     self.handle(&f);
                 }
                 Err(TransportError::Empty) | Err(TransportError::Full) => break,
-                Err(TransportError::PeerRestarted) => self.peer_restarted(),
+                // Counted against the budget: the peer writes the epoch the
+                // ring compares, so a peer that keeps changing it must not
+                // keep this loop (and every other link's pump) turning.
+                Err(TransportError::PeerRestarted) => {
+                    n += 1;
+                    self.peer_restarted();
+                }
                 Err(TransportError::Corrupt) => {
                     self.corrupt();
                     break;
@@ -737,6 +743,11 @@ impl<T: Transport> Link<T> {
         e.rx_allow -= len as u32;
         self.stats.bytes_in += len as u64;
         if e.held || !e.taken {
+            // One allocation of exactly the window: growing by doubling
+            // would allocate up to twice what the window bounds.
+            if e.rx.capacity() == 0 {
+                e.rx.reserve_exact(e.window as usize);
+            }
             e.rx.extend(&f.payload[..len]);
         } else {
             // Closed by the application: discarded, credited at once.

@@ -560,3 +560,21 @@ fn the_backlog_is_bounded_per_port() {
     pump(&mut g, &mut s);
     assert_eq!(g.state(d), ConnState::Open);
 }
+
+/// A peer that keeps rewriting its ring epoch (every receive says it
+/// restarted) costs one bounded `poll`, not an endless loop.
+#[test]
+fn a_peer_that_keeps_restarting_is_bounded_by_the_budget() {
+    struct Restarting;
+    impl Transport for Restarting {
+        fn send(&mut self, _: &Frame) -> Result<(), TransportError> {
+            Ok(())
+        }
+        fn recv(&mut self) -> Result<Frame, TransportError> {
+            Err(TransportError::PeerRestarted)
+        }
+    }
+    let config = Config::default();
+    let mut g = Link::new(Restarting, Role::Gateway, config);
+    assert_eq!(g.poll(), config.rx_budget);
+}

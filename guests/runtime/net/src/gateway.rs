@@ -18,8 +18,8 @@
 //! N µs for the first frame after a pause.
 //!
 //! Bounds: the link holds at most `Limits::sockets` connections (at most
-//! `hallows_link::MAX_SLOTS`), buffers at most `Limits::rx_buffer` bytes
-//! per connection (its announced window), and keeps at most
+//! `hallows_link::MAX_SLOTS`), buffers at most one announced window per
+//! connection (`Limits::rx_buffer`, raised to `hallows_link::MIN_WINDOW`), and keeps at most
 //! `Limits::backlog` connections per port waiting for `accept`; the
 //! gateway's `OPEN`s beyond those are refused. Sending is bounded by the
 //! gateway's window (`write` waits for credit). UDP does not go through a
@@ -305,6 +305,7 @@ impl Backend for GatewayBackend {
                     }
                     Poll::Pending
                 }
+                Err(ConnError::Reset) => Poll::Ready(Err(Error::ConnectionReset)),
                 Err(_) => Poll::Ready(Err(Error::Closed)),
             }
         })

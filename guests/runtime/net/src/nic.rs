@@ -266,6 +266,11 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         .find(|d| d.device_type == DeviceType::Network)
         .ok_or(Error::Unsupported)?;
     let base = dev.info.base;
+    if cfg.mode == Mode::Interrupt && dev.info.irq == 0 {
+        // Nothing would ever wake the driver: it would spin without yielding.
+        log::error!("virtio-net at {base:#x} has no interrupt: interrupt mode needs one");
+        return Err(Error::Unsupported);
+    }
     stats::set_nic(base);
     let mut net = Net::new(NoEventIdx(dev.transport), RX_BUFFER_LEN).map_err(|e| {
         log::error!("virtio-net at {base:#x}: {e:?}");
@@ -320,8 +325,9 @@ async fn driver(mode: Mode, base: u64) {
                 time::poll_timers();
                 task::yield_now().await;
             }
-            // Packets left in the queue: another turn after the others'.
-            (_, None) => task::yield_now().await,
+            // Packets left in the queue, or a deadline already due: another
+            // turn after the others' (a zero sleep would not yield).
+            (_, None) | (_, Some(Some(core::time::Duration::ZERO))) => task::yield_now().await,
             (_, Some(delay)) => wait_for_work(base, seen, delay).await,
         }
     }

@@ -146,7 +146,11 @@ mod app {
                 spawn(async move {
                     let mut buf = vec![0u8; 2048];
                     while let Ok((n, from)) = udp.recv_from(&mut buf).await {
-                        let _ = udp.send_to(&buf[..n], from).await;
+                        // Never answer a well-known port (another echo
+                        // service would start an endless ping-pong).
+                        if from.port() >= 1024 && from.port() != echo_port {
+                            let _ = udp.send_to(&buf[..n], from).await;
+                        }
                     }
                 });
             }
@@ -213,10 +217,14 @@ mod app {
     ) -> Result<bool, Bad> {
         // Pipelined bytes already here count as a started request.
         let mut started = (*have > 0).then(time::now);
+        // Where the search resumes: bytes already searched are not searched
+        // again (a head arriving a byte at a time stays linear).
+        let mut searched = 0;
         let head_end = loop {
-            if let Some(e) = find(&buf[..*have], b"\r\n\r\n") {
-                break e + 4;
+            if let Some(e) = find(&buf[searched..*have], b"\r\n\r\n") {
+                break searched + e + 4;
             }
+            searched = have.saturating_sub(3);
             if *have == buf.len() {
                 return Err(Bad::Status(431, "Request Header Fields Too Large"));
             }
@@ -297,8 +305,12 @@ mod app {
         let consumed = head_end + in_buf;
         buf.copy_within(consumed..*have, 0);
         *have -= consumed;
+        // The whole body within one HEAD_TIME: a per-read limit would let a
+        // client trickling one byte at a time hold the connection for hours.
+        let body_end = time::now() + HEAD_TIME;
         while skip > 0 {
-            let n = match with_timeout(HEAD_TIME, s.read(&mut buf[..skip.min(MAX_HEAD)])).await {
+            let left = body_end.saturating_sub(time::now());
+            let n = match with_timeout(left, s.read(&mut buf[..skip.min(MAX_HEAD)])).await {
                 Ok(Ok(n)) if n > 0 => n,
                 _ => return Err(Bad::Drop),
             };
