@@ -313,11 +313,15 @@ async fn driver(mode: Mode, base: u64) {
     if mode == Mode::Poll {
         time::set_polled(true);
     }
+    let polled = mode == Mode::Poll;
     loop {
-        let seen = virtio::interrupts(base);
-        KICKED.store(false, Ordering::Release);
+        // Interrupt mode only: what the wait below needs to notice.
+        let seen = if polled { 0 } else { virtio::interrupts(base) };
+        if !polled {
+            KICKED.store(false, Ordering::Release);
+        }
         let delay = match NIC.lock().as_mut() {
-            Some(nic) => nic.turn(now()),
+            Some(nic) => nic.turn(now(), !polled),
             None => return,
         };
         match (mode, delay) {
@@ -359,8 +363,9 @@ use core::future::Future as _;
 impl Nic {
     /// One turn of the stack; returns how long the stack may sleep, or
     /// `None` if it must not sleep at all (received packets are left: the
-    /// device will not interrupt again for them).
-    fn turn(&mut self, now: Instant) -> Option<Option<core::time::Duration>> {
+    /// device will not interrupt again for them). Without `want_delay` (poll
+    /// mode, which turns again at once) the delay is not computed.
+    fn turn(&mut self, now: Instant, want_delay: bool) -> Option<Option<core::time::Duration>> {
         self.iface.poll_maintenance(now);
         let mut more = true;
         for _ in 0..INGRESS_PER_TURN {
@@ -378,6 +383,11 @@ impl Nic {
         while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {}
         self.service_listeners();
         let orphan_deadline = self.reap(now);
+        if !want_delay {
+            // Poll mode turns again at once: the delay (a walk over every
+            // socket) would be thrown away.
+            return (!more).then_some(None);
+        }
         let mut delay = self.iface.poll_delay(now, &self.sockets);
         if let Some(d) = orphan_deadline {
             let until = if d > now { d - now } else { SmolDuration::ZERO };

@@ -499,10 +499,14 @@ mod app {
     }
 
     /// A tiny HTTP endpoint on the gateway's own ports: `/stats`, `/quit`.
+    /// One request at a time (each bounded by its timeouts): a client
+    /// flooding this port holds one socket, never the routed ports' pool.
     async fn admin_loop(mut listener: TcpListener, settings: Settings) {
         loop {
-            let Ok(s) = listener.accept().await else { continue };
-            spawn(admin(s, settings));
+            match listener.accept().await {
+                Ok(s) => admin(s, settings).await,
+                Err(_) => hallows_rt::task::yield_now().await,
+            }
         }
     }
 
