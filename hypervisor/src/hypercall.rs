@@ -71,7 +71,40 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
             // Not a doorbell channel of this partition.
             None => ret(regs, Error::InvalidArgument as i64),
         },
+        Hypercall::SetTimer { deadline, period } => {
+            let armed = crate::arch::set_timer(deadline, period);
+            match armed {
+                Some(at) => {
+                    publish_timer(sys, role, at);
+                    ret(regs, 0)
+                }
+                None => ret(regs, Error::NotSupported as i64),
+            }
+        }
+        Hypercall::Wake { vcpu } => {
+            if vcpu >= system::vcpu_count(p) as u64 {
+                return ret(regs, Error::InvalidArgument as i64);
+            }
+            match p.vcpu_core.get(vcpu as usize) {
+                Some(&core) if crate::arch::wake(core as usize, sys.table.board.core_hwid[core as usize]) => ret(regs, 0),
+                Some(_) => ret(regs, Error::NotSupported as i64),
+                None => ret(regs, Error::InvalidArgument as i64),
+            }
+        }
         Hypercall::Psci(c) => psci_call(sys, role, c, regs),
+    }
+}
+
+/// Writes the deadline the calling vCPU's timer is armed for (0: none)
+/// into its partition's boot information (`BootInfo::timer_armed`), where
+/// the guest reads it without a call. The boot information is the
+/// partition's own RAM: what the guest does to it only misleads itself.
+pub fn publish_timer(sys: &System, role: CoreRole, at: u64) {
+    let p = &sys.table.partitions()[role.partition];
+    let Some(rt) = sys.parts[role.partition] else { return };
+    let Some(off) = core::mem::offset_of!(hallows_abi::BootInfo, timer_armed).checked_add(role.vcpu * 8) else { return };
+    if role.vcpu < hallows_abi::MAX_VCPUS {
+        let _ = rt.ram.write(system::boot_info_ipa(p) + off as u64, &at);
     }
 }
 

@@ -241,6 +241,8 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         }),
         // Opaque to the hypervisor: laid out by the tool as `NetInfo`.
         net: zerocopy::transmute!(p.net),
+        tsc_hz: arch::tsc_hz(),
+        timer_armed: [0; hallows_abi::MAX_VCPUS],
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
     if index == 0 && restarts == 0 {

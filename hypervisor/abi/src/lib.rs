@@ -1,5 +1,5 @@
 //! The contract between a partition and the hypervisor: hypercall ABI
-//! version 0, the PSCI subset partitions may use, and the boot information
+//! version 2, the PSCI subset partitions may use, and the boot information
 //! page a guest finds at entry.
 //!
 //! Both sides link this crate: the guest runtime to issue calls, the
@@ -19,7 +19,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Version of the ABI described here, returned by [`call::ABI_VERSION`].
-pub const ABI_VERSION: u64 = 1;
+pub const ABI_VERSION: u64 = 2;
 
 pub mod console;
 
@@ -42,6 +42,22 @@ pub mod call {
     /// the caller's [`BootInfo`] channel directory): the peer partition gets
     /// a virtual interrupt. Only for channels with `notify = "doorbell"`.
     pub const NOTIFY: u64 = BASE + 4;
+    /// x86_64: `(deadline, period)`: arms the calling vCPU's timer to raise
+    /// [`TIMER_VECTOR`](super::TIMER_VECTOR) once the TSC reaches
+    /// `deadline` (0: disarms it). With `period` non-zero the hypervisor
+    /// re-arms it itself after each expiry, at the previous deadline plus
+    /// `period` (or one period from now if that has passed), so a periodic
+    /// tick costs one exit, not two. The deadline armed now is published in
+    /// [`BootInfo::timer_armed`](super::BootInfo::timer_armed)`[vcpu]`
+    /// (0: none), so a guest whose next deadline is already armed need not
+    /// call. aarch64 guests program the EL1 virtual timer themselves:
+    /// `NotSupported` there.
+    pub const SET_TIMER: u64 = BASE + 5;
+    /// x86_64: `(vcpu)`: vCPU `vcpu` of the caller's own partition stops
+    /// waiting in `hlt` (or its next `hlt` returns at once): how a core that
+    /// queues work for an idle one wakes it (aarch64 uses `sev`).
+    /// `InvalidArgument` for a vCPU the partition does not have.
+    pub const WAKE: u64 = BASE + 6;
 }
 
 /// Kinds of guest-reported faults ([`call::FAULT`]).
@@ -105,6 +121,8 @@ pub enum Hypercall {
     Exit { status: u64 },
     Fault { kind: u64, address: u64, detail: u64 },
     Notify { channel: u64 },
+    SetTimer { deadline: u64, period: u64 },
+    Wake { vcpu: u64 },
     Psci(PsciCall),
 }
 
@@ -143,6 +161,13 @@ pub fn decode(regs: [u64; 6]) -> Result<Hypercall, Error> {
                 return Err(Error::InvalidArgument);
             }
             Hypercall::Notify { channel: x1 }
+        }
+        call::SET_TIMER => Hypercall::SetTimer { deadline: x1, period: x2 },
+        call::WAKE => {
+            if x1 >= MAX_VCPUS as u64 {
+                return Err(Error::InvalidArgument);
+            }
+            Hypercall::Wake { vcpu: x1 }
         }
         psci::VERSION => Hypercall::Psci(PsciCall::Version),
         psci::FEATURES => Hypercall::Psci(PsciCall::Features { function: x1 & 0xffff_ffff }),
@@ -238,7 +263,18 @@ pub struct BootInfo {
     /// `listen` and `routes` keys); all zero when it has none. The
     /// hypervisor copies it from the system table without reading it.
     pub net: NetInfo,
+    /// x86_64: the frequency of the TSC in Hz, calibrated by the hypervisor
+    /// at boot (CPUID leaf 0x15 where it gives one, else against the PIT);
+    /// `time::now` divides by it. 0 on aarch64 (CNTFRQ_EL0 says it).
+    pub tsc_hz: u64,
+    /// x86_64: per vCPU, the TSC deadline its timer is armed for now (0:
+    /// none), written by the hypervisor whenever it arms or re-arms it
+    /// ([`call::SET_TIMER`]). Unused on aarch64.
+    pub timer_armed: [u64; MAX_VCPUS],
 }
+
+/// vCPUs a partition can have (one per dedicated core).
+pub const MAX_VCPUS: usize = 16;
 
 /// Values of [`NetInfo::mode`].
 pub mod net_mode {
@@ -351,6 +387,18 @@ pub const DOORBELL_INTID_BASE: u32 = 32;
 /// is no virtual local APIC, so the guest sends no end of interrupt.
 pub const DOORBELL_VECTOR_BASE: u8 = 32;
 
+/// x86_64: the vector of a vCPU's timer ([`call::SET_TIMER`]), injected
+/// as an external interrupt like a doorbell (no end of interrupt).
+pub const TIMER_VECTOR: u8 = 48;
+
+/// x86_64: the vector an assigned device's interrupt raises in its
+/// partition: `DEVICE_VECTOR_BASE + i` for entry `i` of the device
+/// directory ([`BootInfo::devices`]); [`DeviceInfo::irq`] holds it (on
+/// aarch64 it holds the device's INTID). Up to 64 + MAX_DEVICES.
+pub const DEVICE_VECTOR_BASE: u8 = 64;
+const _: () = assert!(DOORBELL_VECTOR_BASE as usize + MAX_CHANNELS <= TIMER_VECTOR as usize);
+const _: () = assert!((DEVICE_VECTOR_BASE as usize) + MAX_DEVICES <= 96);
+
 /// aarch64: the INTID of the EL1 virtual timer (a PPI). The hypervisor
 /// delivers it to the partition on every core it owns as the same virtual
 /// INTID, hardware-linked: the guest's end of interrupt deactivates the
@@ -400,6 +448,9 @@ mod tests {
         assert_eq!(decode([call::EXIT, 7, 0, 0, 0, 0]), Ok(Hypercall::Exit { status: 7 }));
         assert_eq!(decode([call::NOTIFY, 3, 0, 0, 0, 0]), Ok(Hypercall::Notify { channel: 3 }));
         assert_eq!(decode([call::NOTIFY, MAX_CHANNELS as u64, 0, 0, 0, 0]), Err(Error::InvalidArgument));
+        assert_eq!(decode([call::SET_TIMER, 5, 7, 0, 0, 0]), Ok(Hypercall::SetTimer { deadline: 5, period: 7 }));
+        assert_eq!(decode([call::WAKE, 3, 0, 0, 0, 0]), Ok(Hypercall::Wake { vcpu: 3 }));
+        assert_eq!(decode([call::WAKE, MAX_VCPUS as u64, 0, 0, 0, 0]), Err(Error::InvalidArgument));
         assert_eq!(decode([psci::SYSTEM_OFF, 0, 0, 0, 0, 0]), Ok(Hypercall::Psci(PsciCall::SystemOff)));
         assert_eq!(
             decode([psci::CPU_ON_64, 2, 0x4000_1000, 5, 0, 0]),
@@ -443,7 +494,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ChannelInfo>(), 64);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 88);
         assert_eq!(core::mem::size_of::<NetInfo>(), 40 + 40 * MAX_ROUTES + 32);
-        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES + 392);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES + 392 + 8 + 8 * MAX_VCPUS);
         assert!(core::mem::size_of::<BootInfo>() as u64 <= BOOT_INFO_FROM_END);
         assert_eq!(core::mem::size_of::<NetInfo>(), 392);
     }

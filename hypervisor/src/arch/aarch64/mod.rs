@@ -46,3 +46,19 @@ pub const GUEST_FAULT_DETAIL: &str = "ESR_EL1";
 
 /// Table pages in the pool: the EL2 map and every partition's stage-2 tables.
 pub const TABLE_POOL_PAGES: usize = 192;
+
+/// The TSC's frequency: none on aarch64 (guests read CNTFRQ_EL0).
+pub fn tsc_hz() -> u64 {
+    0
+}
+
+/// `SET_TIMER` is x86's: aarch64 guests program their EL1 virtual timer
+/// themselves.
+pub fn set_timer(_deadline: u64, _period: u64) -> Option<u64> {
+    None
+}
+
+/// `WAKE` is x86's: aarch64 guests wake each other with `sev`.
+pub fn wake(_core: usize, _hwid: u64) -> bool {
+    false
+}

@@ -4,7 +4,7 @@
 //! enforce one policy.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use hallows_paging::{Attr, MapError, PageTable, TableMemory};
 use hallows_table::{MAX_CORES, MAX_PARTITIONS};
@@ -224,46 +224,59 @@ pub fn msr(msr: u32, write: bool, value: u64, pat: u64, efer: u64) -> Option<Msr
     }
 }
 
-/// Per core: doorbells delivered to its vCPU (`partition::deliver_doorbells`
-/// → `inject_virtual`) but not yet injected, one bit per directory entry.
-/// Only the core itself touches its word.
-static QUEUED: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+/// Per core: virtual interrupts for its vCPU not yet injected, one bit per
+/// vector from 32 (bit `v - 32`): doorbells (`partition::deliver_doorbells`
+/// → `inject_virtual`), its timer (`timer.rs`), its partition's device
+/// interrupts. Only the core itself touches its word.
+static QUEUED: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
+
+/// The lowest and one past the highest vector `QUEUED` can hold.
+const FIRST_VECTOR: u8 = 32;
+const END_VECTOR: u16 = FIRST_VECTOR as u16 + 64;
 
 const DOORBELLS: u32 = hallows_abi::MAX_CHANNELS as u32;
 const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE as u32 + DOORBELLS <= 256);
-const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE >= 32);
+const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE >= FIRST_VECTOR);
+const _: () = assert!(hallows_abi::TIMER_VECTOR >= FIRST_VECTOR && (hallows_abi::TIMER_VECTOR as u16) < END_VECTOR);
+const _: () = assert!(hallows_abi::DEVICE_VECTOR_BASE as u16 + hallows_abi::MAX_DEVICES as u16 <= END_VECTOR);
 
 /// Queues the doorbell of portable virtual INTID `vintid` for `core`'s vCPU.
 pub fn queue_doorbell(core: usize, vintid: u32) {
     let Some(slot) = vintid.checked_sub(hallows_abi::DOORBELL_INTID_BASE) else { return };
-    if let (true, Some(q)) = (slot < DOORBELLS, QUEUED.get(core)) {
-        q.fetch_or(1 << slot, Ordering::Relaxed);
+    if slot < DOORBELLS {
+        queue_vector(core, hallows_abi::DOORBELL_VECTOR_BASE + slot as u8);
     }
 }
 
-/// Whether a doorbell waits to be injected into `core`'s vCPU.
+/// Queues virtual interrupt `vector` (32..95) for `core`'s vCPU; others
+/// are ignored.
+pub fn queue_vector(core: usize, vector: u8) {
+    if let (Some(bit), Some(q)) = (vector.checked_sub(FIRST_VECTOR).filter(|b| (*b as u16) < END_VECTOR - FIRST_VECTOR as u16), QUEUED.get(core)) {
+        q.fetch_or(1 << bit, Ordering::Relaxed);
+    }
+}
+
+/// Whether a virtual interrupt waits to be injected into `core`'s vCPU.
 pub fn doorbell_queued(core: usize) -> bool {
     QUEUED.get(core).is_some_and(|q| q.load(Ordering::Relaxed) != 0)
 }
 
-/// Takes the lowest queued doorbell of `core`: its vector.
+/// Takes the lowest queued virtual interrupt of `core`: its vector.
 pub fn take_doorbell(core: usize) -> Option<u8> {
     let q = QUEUED.get(core)?;
     let bits = q.load(Ordering::Relaxed);
     if bits == 0 {
         return None;
     }
-    let slot = bits.trailing_zeros();
-    q.fetch_and(!(1 << slot), Ordering::Relaxed);
-    Some(hallows_abi::DOORBELL_VECTOR_BASE + slot as u8)
+    let bit = bits.trailing_zeros();
+    q.fetch_and(!(1 << bit), Ordering::Relaxed);
+    Some(FIRST_VECTOR + bit as u8)
 }
 
-/// Puts back a doorbell whose delivery a VM exit interrupted (the CPU
-/// reports it in EXITINTINFO / the IDT-vectoring information).
+/// Puts back a virtual interrupt whose delivery a VM exit interrupted (the
+/// CPU reports it in EXITINTINFO / the IDT-vectoring information).
 pub fn requeue_vector(core: usize, vector: u8) {
-    if let Some(slot) = vector.checked_sub(hallows_abi::DOORBELL_VECTOR_BASE) {
-        queue_doorbell(core, hallows_abi::DOORBELL_INTID_BASE + slot as u32);
-    }
+    queue_vector(core, vector);
 }
 
 /// Forgets what was queued for `core` (its vCPU is entered afresh).

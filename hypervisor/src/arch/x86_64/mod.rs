@@ -13,6 +13,7 @@ mod idt;
 use super::phys;
 mod serial;
 mod svm;
+mod timer;
 mod vmx;
 
 pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_event};
@@ -73,3 +74,5 @@ pub fn kick(hwid: u64) {
 
 /// Table pages in the pool: every partition's nested tables and its initial guest page tables (10 pages each).
 pub const TABLE_POOL_PAGES: usize = 512;
+
+pub use timer::{set_timer, tsc_hz, wake};
