@@ -234,7 +234,7 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
                 compatible: d.compatible,
                 base: d.base,
                 size: d.size,
-                irq: d.irq,
+                irq: arch::guest_device_irq(i, d.irq),
                 _pad: 0,
             },
             None => DeviceInfo::new_zeroed(),

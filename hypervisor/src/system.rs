@@ -166,12 +166,21 @@ pub fn check_machine(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64]) 
         for core in cores(p) {
             let hwid = table.board.core_hwid[core];
             if !dt_cpus.contains(&hwid) {
-                return Err(BootError::Board("a partition's core is not on this machine: MPIDR", hwid));
+                let what = if table.board.arch == hallows_table::arch::X86_64 {
+                    "a partition's core is not on this machine (ACPI MADT): local APIC id"
+                } else {
+                    "a partition's core is not on this machine: MPIDR"
+                };
+                return Err(BootError::Board(what, hwid));
             }
         }
     }
     Ok(())
 }
+
+/// x86_64: the highest GSI a device interrupt may have (the board names
+/// I/O APIC pins by GSI; `hallows check` applies the same bound).
+pub const MAX_GSI: u32 = 255;
 
 /// Validates everything the hypervisor will act on. `payload` is where the
 /// payload lies, `image` the whole hypervisor image including it.
@@ -283,9 +292,17 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
                 return bad("a device's registers are not in one of its device regions");
             }
             if d.irq != 0 {
-                let doorbells = hallows_abi::DOORBELL_INTID_BASE..hallows_abi::DOORBELL_INTID_BASE + MAX_CHANNELS as u32;
-                if !(32..1020).contains(&d.irq) || doorbells.contains(&d.irq) {
-                    return bad("a device interrupt is not an SPI outside the doorbell INTIDs");
+                if board.arch == hallows_table::arch::X86_64 {
+                    // A GSI (an I/O APIC pin; whether this machine has it
+                    // is checked against the MADT when it is routed).
+                    if d.irq > MAX_GSI {
+                        return bad("a device interrupt is not a GSI the hypervisor routes (1..=255)");
+                    }
+                } else {
+                    let doorbells = hallows_abi::DOORBELL_INTID_BASE..hallows_abi::DOORBELL_INTID_BASE + MAX_CHANNELS as u32;
+                    if !(32..1020).contains(&d.irq) || doorbells.contains(&d.irq) {
+                        return bad("a device interrupt is not an SPI outside the doorbell INTIDs");
+                    }
                 }
                 let taken = parts[..index]
                     .iter()

@@ -22,6 +22,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
         include_str!("../boards/qemu-virt-aarch64.toml"),
     ),
     ("qemu-x86_64", include_str!("../boards/qemu-x86_64.toml")),
+    ("qemu-microvm", include_str!("../boards/qemu-microvm.toml")),
 ];
 
 /// Parses and checks a board file already added to `d` as `file`.
@@ -222,6 +223,11 @@ fn check_board(d: &mut Diagnostics, file: FileId, raw: RawBoard) -> Board {
             mmio.push(("console".to_owned(), console.mmio, raw.console.span(), true));
         }
         (Arch::X86_64, _) => {
+            // The interrupt controllers are the hypervisor's: a partition
+            // given an I/O APIC could aim any interrupt at any core.
+            for (what, base, size) in crate::X86_INTERRUPT_CONTROLLERS {
+                mmio.push((what.to_owned(), Range::new(base, size), raw.arch.span(), true));
+            }
             if console.mmio.end() > 0x1_0000 {
                 d.error(
                     file,
@@ -394,6 +400,37 @@ mod x86_tests {
         let no_gic = format!("{}{}", &arm[..start], &arm[end..]);
         let err = load(&no_gic).map(|_| ()).unwrap_err();
         assert!(err.contains("an aarch64 board needs a [gic] section"), "{err}");
+    }
+
+    /// QEMU 7.2's `microvm` with ACPI and the second I/O APIC: 24
+    /// virtio-mmio transports 512 bytes apart from 0xFEB00000, transport i
+    /// on GSI 24 + i (hw/i386/microvm.c), each on its own QEMU bus.
+    #[test]
+    fn builtin_qemu_microvm_lists_its_virtio_transports() {
+        let (_, src) = BUILTIN.iter().find(|(n, _)| *n == "qemu-microvm").expect("built in");
+        let b = load(src).unwrap();
+        assert_eq!(b.arch, Arch::X86_64);
+        assert_eq!(b.cores, vec![0, 1, 2, 3]);
+        assert_eq!(b.console, Range::new(0x3f8, 8));
+        assert_eq!(b.devices.len(), 24);
+        for i in 0..24u32 {
+            let v = b.device(&format!("virtio{i}")).unwrap();
+            assert_eq!(v.mmio, Range::new(0xfeb0_0000 + u64::from(i) * 0x200, 0x200));
+            assert_eq!(v.irqs, vec![24 + i]);
+            assert_eq!(v.qemu_bus.as_deref(), Some(format!("virtio-mmio-bus.{i}").as_str()));
+        }
+        let q = b.qemu().unwrap();
+        assert!(q.machine.starts_with("microvm,") && q.machine.contains("ioapic2=on") && q.machine.contains("pit=on"), "{}", q.machine);
+        assert_eq!(q.cpu, "EPYC");
+    }
+
+    #[test]
+    fn x86_devices_stay_off_the_interrupt_controllers() {
+        let x86 = BUILTIN.iter().find(|(n, _)| *n == "qemu-microvm").unwrap().1;
+        for (base, what) in [("0xfec10000", "the I/O APICs"), ("0xfee00000", "the local APICs")] {
+            let err = load(&x86.replace("base = 0xfeb02e00", &format!("base = {base}"))).map(|_| ()).unwrap_err();
+            assert!(err.contains("MMIO of device `virtio23`") && err.contains(&format!("overlaps MMIO of {what}")), "{err}");
+        }
     }
 
     #[test]

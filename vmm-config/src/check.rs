@@ -609,17 +609,11 @@ impl Loader<'_> {
                         }
                         continue;
                     };
-                    if b.arch != crate::Arch::Aarch64 {
-                        self.d
-                            .error(file, dv.span(), format!("device `{dname}` cannot be assigned: device assignment is implemented on aarch64 only, and board \"{}\" is {}", b.name, b.arch.name()))
-                            .help("remove `devices` from the partition");
-                        continue;
-                    }
                     if let Err(why) = crate::assignable_irq(b, dev) {
                         self.d
                             .error(file, dv.span(), format!("device `{dname}` cannot be assigned: {why}"))
                             .label("hypervisor-owned interrupt")
-                            .help("the hypervisor keeps its console's interrupt and the doorbell INTIDs for itself, and routes one shared peripheral interrupt per device: pick another device, or describe this one differently in the board file");
+                            .help("the hypervisor keeps its console's interrupt (and on aarch64 the doorbell INTIDs) for itself, and routes one interrupt per device (aarch64: a shared peripheral interrupt; x86_64: a GSI): pick another device, or describe this one differently in the board file");
                         continue;
                     }
                     if let Some((owner, ospan)) = dev_owner.get(dname) {

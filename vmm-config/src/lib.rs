@@ -64,6 +64,13 @@ pub const RESERVED_PARTITION_NAMES: &[&str] = &[hallows_abi::console::HYPERVISOR
 /// doorbells (`DOORBELL_INTID_BASE + i`); no device may use one.
 pub const DOORBELL_INTIDS: std::ops::Range<u32> = hallows_abi::DOORBELL_INTID_BASE
     ..hallows_abi::DOORBELL_INTID_BASE + hallows_table::MAX_CHANNELS as u32;
+/// x86_64: the highest GSI a device's interrupt may be (the hypervisor's bound).
+pub const MAX_GSI: u32 = 255;
+/// x86_64: MMIO the hypervisor keeps for the interrupt controllers, which
+/// no board device may overlap: the I/O APICs (0xFEC00000..0xFECFFFFF)
+/// and the local APICs (0xFEE00000..0xFEEFFFFF).
+pub const X86_INTERRUPT_CONTROLLERS: [(&str, u64, u64); 2] =
+    [("the I/O APICs", 0xFEC0_0000, 0x10_0000), ("the local APICs", 0xFEE0_0000, 0x10_0000)];
 /// Most `[[forward]]` entries in a manifest.
 pub const MAX_FORWARDS: usize = 64;
 /// Restarts allowed by `on_fault = "restart"` when `max_restarts` is absent.
@@ -395,10 +402,13 @@ impl LogLevel {
 }
 
 /// The interrupt a partition gets with `dev` (0: none), or why the device
-/// cannot be assigned: the hypervisor routes one shared peripheral interrupt
-/// per device (INTIDs 32..1020), never one of the doorbell INTIDs it gives
-/// partitions nor the interrupt of its own console. `hallows check` and the
-/// table writer both ask this.
+/// cannot be assigned. The hypervisor routes one interrupt per device,
+/// never the interrupt of its own console. On aarch64 it is a shared
+/// peripheral interrupt (INTIDs 32..1020) outside the doorbell INTIDs it
+/// gives partitions; on x86_64 a GSI (an I/O APIC pin, 1..=255; GSI 0 is
+/// the timer, and 0 means "none" in the table), which the hypervisor turns
+/// into the partition's own vector. `hallows check` and the table writer
+/// both ask this.
 pub fn assignable_irq(board: &Board, dev: &Device) -> Result<u32, String> {
     let irq = match dev.irqs.as_slice() {
         [] => return Ok(0),
@@ -411,23 +421,27 @@ pub fn assignable_irq(board: &Board, dev: &Device) -> Result<u32, String> {
             ))
         }
     };
-    if !(32..1020).contains(&irq) {
-        Err(format!(
-            "interrupt {irq} of device `{}` is not a shared peripheral interrupt (INTIDs 32..1020)",
-            dev.name
-        ))
-    } else if board.console_irqs.contains(&irq) {
-        Err(format!(
+    if board.console_irqs.contains(&irq) {
+        return Err(format!(
             "interrupt {irq} of device `{}` is the interrupt of the hypervisor's console",
             dev.name
-        ))
-    } else if DOORBELL_INTIDS.contains(&irq) {
-        Err(format!(
+        ));
+    }
+    match board.arch {
+        Arch::X86_64 if !(1..=MAX_GSI).contains(&irq) => Err(format!(
+            "interrupt {irq} of device `{}` is not a GSI the hypervisor routes (1..={MAX_GSI})",
+            dev.name
+        )),
+        Arch::X86_64 => Ok(irq),
+        Arch::Aarch64 if !(32..1020).contains(&irq) => Err(format!(
+            "interrupt {irq} of device `{}` is not a shared peripheral interrupt (INTIDs 32..1020)",
+            dev.name
+        )),
+        Arch::Aarch64 if DOORBELL_INTIDS.contains(&irq) => Err(format!(
             "interrupt {irq} of device `{}` is one of the doorbell INTIDs {}..{} the hypervisor gives partitions",
             dev.name, DOORBELL_INTIDS.start, DOORBELL_INTIDS.end
-        ))
-    } else {
-        Ok(irq)
+        )),
+        Arch::Aarch64 => Ok(irq),
     }
 }
 

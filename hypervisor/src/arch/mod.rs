@@ -5,6 +5,8 @@
 /// Raw physical memory (table pool, partition RAM): the same on every
 /// architecture, since the hypervisor identity-maps RAM on all of them.
 mod phys;
+/// Resetting assigned virtio-mmio devices: the same on every architecture.
+mod virtio;
 
 #[cfg(target_arch = "aarch64")]
 mod aarch64;

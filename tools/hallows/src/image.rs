@@ -221,9 +221,6 @@ fn devices(sys: &System, p: &vmm_config::Partition, d: &mut PartitionDesc) -> Re
     if p.devices.is_empty() {
         return Ok(());
     }
-    if sys.board.arch != vmm_config::Arch::Aarch64 {
-        bail!("partition `{}` is assigned devices; device assignment is implemented on aarch64 only", p.name);
-    }
     if p.devices.len() > MAX_DEVICES {
         bail!("partition `{}` has {} devices; at most {MAX_DEVICES}", p.name, p.devices.len());
     }
@@ -359,6 +356,26 @@ mod device_tests {
         assert_eq!(d.devices[7].base, 0xa00_3e00);
         assert_eq!(d.devices[7].irq, 79);
         assert_eq!(hallows_table::padded::<32>("virtio31").unwrap(), d.devices[7].name);
+    }
+
+    /// x86_64 (`qemu-microvm`): the same page rule, and the interrupts are
+    /// GSIs (transport i on GSI 24 + i), which the hypervisor routes.
+    #[test]
+    fn x86_devices_are_device_regions_with_their_gsis() {
+        let names: Vec<String> = (16..24).map(|i| format!("\"virtio{i}\"")).collect();
+        let m = format!(
+            "version = 1\nboard = \"qemu-microvm\"\n[[partition]]\nname = \"disk\"\ncores = [1]\nram = \"8 MiB\"\n\
+             guest = \"disk\"\non_fault = \"stop\"\ndevices = [{}]\ndma = \"trusted\"\n",
+            names.join(", ")
+        );
+        let sys = vmm_config::load_str("devices.toml", &m, &vmm_config::CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
+        let mut d = PartitionDesc::new_zeroed();
+        devices(&sys, &sys.partitions[0], &mut d).unwrap();
+        assert_eq!(d.region_count, 1);
+        let r = d.regions[0];
+        assert_eq!((r.ipa, r.pa, r.size, r.kind), (0xfeb0_2000, 0xfeb0_2000, 4096, region_kind::DEVICE));
+        assert_eq!(d.device_count, 8);
+        assert_eq!((d.devices[7].base, d.devices[7].irq), (0xfeb0_2e00, 47));
     }
 
     /// `hallows check` refuses such a device (vmm-config); the table writer

@@ -11,7 +11,7 @@ use hallows_paging::{Attr, El2Stage1, PageTable, Stage2};
 use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::phys::{self, GuestRam, TablePool};
-use super::{dtb, gic, regs, uart};
+use super::{dtb, gic, regs, uart, virtio};
 use crate::system::{self, Loaded};
 use crate::{console, partition, MAX_CORES};
 
@@ -148,16 +148,16 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     }
     // Assigned virtio devices, so that the hypervisor can reset one whose
     // owner ends (`quiesce_device`): each page once (devices share pages).
-    let virtio = || {
-        table.partitions().iter().flat_map(|p| p.devices[..(p.device_count as usize).min(p.devices.len())].iter()).filter(|d| is_virtio_mmio(d))
+    let assigned_virtio = || {
+        table.partitions().iter().flat_map(|p| p.devices[..(p.device_count as usize).min(p.devices.len())].iter()).filter(|d| virtio::is_virtio_mmio(d))
     };
-    for (i, d) in virtio().enumerate() {
+    for (i, d) in assigned_virtio().enumerate() {
         let pages = |d: &hallows_table::DeviceDesc| {
             let start = d.base & !0xfff;
             (start..d.base.saturating_add(d.size)).step_by(4096)
         };
         for page in pages(d) {
-            if !virtio().take(i).any(|e| pages(e).any(|q| q == page)) {
+            if !assigned_virtio().take(i).any(|e| pages(e).any(|q| q == page)) {
                 el2.map(&mut pool, page, page, 4096, Attr::DEVICE).map_err(system::BootError::Map)?;
             }
         }
@@ -343,30 +343,12 @@ fn reset_el1() {
     CNTKCTL_EL1.set(0);
 }
 
-fn is_virtio_mmio(d: &hallows_table::DeviceDesc) -> bool {
-    d.compatible() == "virtio,mmio"
-}
-
 /// The partition owning device `d` has ended or is restarting, and none of
-/// its vCPUs runs: a virtio-mmio device is reset (status register 0), so
-/// it processes no more of the requests the partition queued and raises no
-/// more interrupts. Other devices are left as they are (a driver resets
-/// them at its next start).
+/// its vCPUs runs: a virtio-mmio device is reset (`virtio::reset_virtio_mmio`).
 pub fn quiesce_device(d: &hallows_table::DeviceDesc) {
-    const MAGIC: u32 = 0x7472_6976; // "virt"
-    if !is_virtio_mmio(d) || d.size < 0x100 {
-        return;
-    }
-    // SAFETY: the device's registers are mapped as Device memory in the
-    // EL2 map (boot), the page belongs to the device the manifest assigned,
-    // and its owner runs on no core now. Reading the magic and writing the
-    // status register have no effect on memory.
-    unsafe {
-        let base = d.base as *mut u32;
-        if core::ptr::read_volatile(base) == MAGIC {
-            core::ptr::write_volatile(base.add(0x70 / 4), 0);
-        }
-    }
+    // SAFETY: assigned virtio-mmio devices are mapped as Device memory in
+    // the EL2 map (boot), and `d` comes from the validated table.
+    unsafe { virtio::reset_virtio_mmio(d) }
 }
 
 /// A vCPU left its partition: whatever the partition armed on this core

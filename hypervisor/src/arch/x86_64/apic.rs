@@ -63,6 +63,12 @@ pub fn init_core() {
     write(TPR, 0);
 }
 
+/// The physical base of the local APIC's page (xAPIC; under x2APIC the
+/// page the base MSR names, which no partition may map either).
+pub fn base() -> u64 {
+    BASE.load(Ordering::Relaxed)
+}
+
 /// Sends the doorbell IPI (fixed delivery, physical destination) to the
 /// core whose local APIC id is `apic_id`.
 pub fn send_doorbell(apic_id: u64) {

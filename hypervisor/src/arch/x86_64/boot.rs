@@ -12,7 +12,7 @@ use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::guest::{self, Exit, Gprs};
 use super::phys::{self, GuestRam, TablePool};
-use super::{apic, cpu, firmware, idt, serial, svm, vmx};
+use super::{apic, cpu, firmware, idt, ioapic, serial, svm, vmx};
 use crate::partition::{self, Trap};
 use crate::system::{self, Loaded};
 use crate::{console, MAX_CORES};
@@ -188,6 +188,7 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
     system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
+    device_interrupts(table, &facts.ioapics[..facts.ioapic_count])?;
 
     match virt {
         Virt::Svm => svm::init_global(),
@@ -210,6 +211,32 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
         loaded.partitions[i] = Some(system::PartitionRt { ram: guest, stage2_root: root, vmid: (i + 1) as u16 });
     }
     finish_boot(table, payload, loaded)
+}
+
+/// The interrupt controllers stay the hypervisor's: no partition's device
+/// region may cover the local APIC page or an I/O APIC. Then every I/O
+/// APIC pin is masked and each partition's device interrupts are routed to
+/// its boot core, masked until that partition starts (`ioapic.rs`).
+fn device_interrupts(table: &SystemTable, ioapics: &[firmware::Ioapic]) -> Result<(), system::BootError> {
+    let lapic = MemRange { base: apic::base(), size: 4096 };
+    for (index, p) in table.partitions().iter().enumerate() {
+        for r in &p.regions[..(p.region_count as usize).min(p.regions.len())] {
+            let target = MemRange { base: r.pa, size: r.size };
+            if target.overlaps(&lapic) || ioapic::overlaps(ioapics, &target) {
+                return Err(system::BootError::Partition { index, what: "a device region maps the local APIC or an I/O APIC" });
+            }
+        }
+    }
+    ioapic::init(ioapics);
+    ioapic::route_all(table).map_err(|e| match e {
+        ioapic::RouteError::NoIoapic(gsi) => {
+            system::BootError::Board("a device interrupt is on no I/O APIC of this machine's MADT: GSI", gsi as u64)
+        }
+        ioapic::RouteError::TooMany(gsi) => system::BootError::Board(
+            "more device interrupts than the hypervisor has vectors for (64); the first left over is GSI",
+            gsi as u64,
+        ),
+    })
 }
 
 /// Partition `i`'s nested tables in format `F` (NPT or EPT): its RAM, its
@@ -361,6 +388,17 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
                 console::hv_print(format_args!("core {core}: this CPU's VMX cannot enforce the partition policy\n"));
                 exit_machine(2);
             }
+        }
+    }
+    if vcpu == 0 {
+        // The partition (re)starts: its device interrupts may reach this
+        // core from now on (masked at boot and whenever it ended). After
+        // the setup above, which emptied this core's queue of virtual
+        // interrupts: one that was pending at the I/O APIC is delivered now
+        // and kept for the new run.
+        let sys = system::get();
+        if let Some(role) = sys.core_map.get(core).copied().flatten() {
+            ioapic::unmask_partition(&sys.table.partitions()[role.partition]);
         }
     }
     let top = HV_STACKS.0.get() as u64 + ((core + 1) * STACK_SIZE) as u64;

@@ -1,12 +1,30 @@
 //! What the firmware tells us about the machine: the RAM ranges of the
-//! multiboot memory map and the local APIC ids of the ACPI MADT. Both are
-//! copied out at boot (the structures may lie where partitions go).
+//! multiboot memory map, and from the ACPI MADT the local APIC ids and the
+//! I/O APICs (their MMIO base and first GSI). All are copied out at boot
+//! (the structures may lie where partitions go).
+//!
+//! The RSDP is searched where ACPI says it may be: the first KiB of the
+//! EBDA and the BIOS area 0xE0000..0xFFFFF, on 16-byte boundaries. From
+//! revision 2 on it names an XSDT (64-bit entries), which is used when
+//! present: QEMU's `microvm` firmware gives an XSDT only (its RSDT address
+//! is 0), the PC BIOSes of QEMU and Bochs an RSDT only.
 
 use hallows_table::MemRange;
 
 pub const MAX_FACTS: usize = 16;
+/// I/O APICs the hypervisor keeps track of.
+pub const MAX_IOAPICS: usize = 8;
 
 pub const MULTIBOOT_MAGIC: u64 = 0x2BAD_B002;
+
+/// One I/O APIC of the MADT: its registers at `base` (4 KiB of MMIO),
+/// its pins are GSIs `gsi_base..`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Ioapic {
+    pub id: u8,
+    pub base: u64,
+    pub gsi_base: u32,
+}
 
 #[derive(Debug)]
 pub struct Facts {
@@ -14,6 +32,8 @@ pub struct Facts {
     pub ram_count: usize,
     pub cpus: [u64; MAX_FACTS],
     pub cpu_count: usize,
+    pub ioapics: [Ioapic; MAX_IOAPICS],
+    pub ioapic_count: usize,
 }
 
 fn read32(pa: u64) -> u32 {
@@ -27,6 +47,11 @@ fn read64(pa: u64) -> u64 {
     unsafe { core::ptr::read_unaligned(pa as *const u64) }
 }
 
+fn read16(pa: u64) -> u16 {
+    // SAFETY: as `read32`.
+    unsafe { core::ptr::read_unaligned(pa as *const u16) }
+}
+
 fn read8(pa: u64) -> u8 {
     // SAFETY: as `read32`.
     unsafe { core::ptr::read_volatile(pa as *const u8) }
@@ -36,7 +61,14 @@ const FOUR_GIB: u64 = 1 << 32;
 
 /// Reads the multiboot memory map (type 1 = available RAM) and the MADT.
 pub fn read(magic: u64, mbi: u64) -> Result<Facts, &'static str> {
-    let mut f = Facts { ram: [MemRange::default(); MAX_FACTS], ram_count: 0, cpus: [0; MAX_FACTS], cpu_count: 0 };
+    let mut f = Facts {
+        ram: [MemRange::default(); MAX_FACTS],
+        ram_count: 0,
+        cpus: [0; MAX_FACTS],
+        cpu_count: 0,
+        ioapics: [Ioapic::default(); MAX_IOAPICS],
+        ioapic_count: 0,
+    };
     if magic != MULTIBOOT_MAGIC {
         return Err("not started by a multiboot loader (no memory map)");
     }
@@ -68,7 +100,9 @@ pub fn read(magic: u64, mbi: u64) -> Result<Facts, &'static str> {
     }
     f.cpus[0] = super::cpu::apic_id();
     f.cpu_count = 1;
-    madt_cpus(&mut f);
+    if let Some(madt) = find_madt() {
+        read_madt(madt, &mut f);
+    }
     Ok(f)
 }
 
@@ -76,42 +110,72 @@ fn checksum_ok(pa: u64, len: u64) -> bool {
     (0..len).fold(0u8, |s, i| s.wrapping_add(read8(pa + i))) == 0
 }
 
-/// Adds the enabled local APICs of the MADT (if ACPI is there) to `f.cpus`.
-fn madt_cpus(f: &mut Facts) {
-    let Some(rsdp) = (0xE_0000u64..0x10_0000).step_by(16).find(|&a| read64(a) == u64::from_le_bytes(*b"RSD PTR "))
-    else {
-        return;
+/// The RSDP: in the first KiB of the EBDA (its segment at 0x40E) or in
+/// 0xE0000..0xFFFFF, 16-byte aligned, with a valid checksum.
+fn find_rsdp() -> Option<u64> {
+    let ebda = (read16(0x40E) as u64) << 4;
+    let ebda = (0x8_0000..0xA_0000).contains(&ebda).then_some(ebda..ebda + 1024);
+    ebda.into_iter()
+        .flatten()
+        .step_by(16)
+        .chain((0xE_0000u64..0x10_0000).step_by(16))
+        .find(|&a| read64(a) == u64::from_le_bytes(*b"RSD PTR ") && checksum_ok(a, 20))
+}
+
+/// A system description table at `pa` with signature `sig`, whole and with
+/// a valid checksum: its length.
+fn table(pa: u64, sig: &[u8; 4]) -> Option<u64> {
+    if pa == 0 || pa + 36 > FOUR_GIB || &read32(pa).to_le_bytes() != sig {
+        return None;
+    }
+    let len = read32(pa + 4) as u64;
+    (36..=64 * 1024).contains(&len).then_some(len).filter(|&l| pa + l <= FOUR_GIB && checksum_ok(pa, l))
+}
+
+/// The MADT ("APIC"), through the XSDT where the RSDP (revision 2 or
+/// later) names one, else through the RSDT.
+fn find_madt() -> Option<u64> {
+    let rsdp = find_rsdp()?;
+    let xsdt = if read8(rsdp + 15) >= 2 && checksum_ok(rsdp, (read32(rsdp + 20) as u64).clamp(36, 64)) {
+        read64(rsdp + 24)
+    } else {
+        0
     };
-    if !checksum_ok(rsdp, 20) {
-        return;
-    }
-    let rsdt = read32(rsdp + 16) as u64;
-    if rsdt == 0 || rsdt + 36 > FOUR_GIB || &read32(rsdt).to_le_bytes() != b"RSDT" {
-        return;
-    }
-    let rsdt_len = (read32(rsdt + 4) as u64).min(4096);
-    for i in 0..(rsdt_len.saturating_sub(36) / 4) {
-        let t = read32(rsdt + 36 + i * 4) as u64;
-        if t == 0 || t + 44 > FOUR_GIB || &read32(t).to_le_bytes() != b"APIC" {
-            continue;
+    let (root, sig, entry) = if xsdt != 0 && xsdt < FOUR_GIB { (xsdt, b"XSDT", 8) } else { (read32(rsdp + 16) as u64, b"RSDT", 4) };
+    let len = table(root, sig)?;
+    (0..(len - 36) / entry).find_map(|i| {
+        let at = root + 36 + i * entry;
+        let t = if entry == 8 { read64(at) } else { read32(at) as u64 };
+        table(t, b"APIC").map(|_| t)
+    })
+}
+
+/// Adds the enabled local APICs (type 0) and the I/O APICs (type 1) of the
+/// MADT at `t` to `f`.
+fn read_madt(t: u64, f: &mut Facts) {
+    let Some(len) = table(t, b"APIC") else { return };
+    let mut at = t + 44;
+    while at + 2 <= t + len {
+        let (kind, elen) = (read8(at), read8(at + 1) as u64);
+        if elen < 2 || at + elen > t + len {
+            break;
         }
-        let len = (read32(t + 4) as u64).min(64 * 1024);
-        let mut at = t + 44;
-        while at + 2 <= t + len {
-            let (kind, elen) = (read8(at), read8(at + 1) as u64);
-            if elen < 2 {
-                break;
-            }
-            // Type 0: processor local APIC (ACPI id, APIC id, flags).
-            if kind == 0 && elen >= 8 && read32(at + 4) & 1 != 0 {
+        match kind {
+            // Processor local APIC: ACPI id, APIC id, flags (bit 0 enabled).
+            0 if elen >= 8 && read32(at + 4) & 1 != 0 => {
                 let id = read8(at + 3) as u64;
                 if !f.cpus[..f.cpu_count].contains(&id) && f.cpu_count < MAX_FACTS {
                     f.cpus[f.cpu_count] = id;
                     f.cpu_count += 1;
                 }
             }
-            at += elen;
+            // I/O APIC: id, reserved, address, GSI base.
+            1 if elen >= 12 && f.ioapic_count < MAX_IOAPICS => {
+                f.ioapics[f.ioapic_count] = Ioapic { id: read8(at + 2), base: read32(at + 4) as u64, gsi_base: read32(at + 8) };
+                f.ioapic_count += 1;
+            }
+            _ => {}
         }
-        return;
+        at += elen;
     }
 }

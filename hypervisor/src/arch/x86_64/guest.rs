@@ -428,11 +428,15 @@ pub fn decode(bytes: &[u8], opcode: &[u8], modrm: bool) -> Option<Decoded> {
 }
 
 /// Whether the boot vCPU of the partition on `core` can ever receive an
-/// interrupt: some channel's doorbell rings it. (Doorbells are the only
-/// virtual interrupts on x86; other vCPUs receive none.)
+/// interrupt: some channel's doorbell rings it, or it owns a device with an
+/// interrupt. (Doorbells and device interrupts go to the boot vCPU only;
+/// other vCPUs receive none.)
 pub fn can_be_woken(core: usize) -> bool {
     let sys = crate::system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return false };
+    let p = &sys.table.partitions()[role.partition];
+    let devices = p.devices[..(p.device_count as usize).min(p.devices.len())].iter().any(|d| d.irq != 0);
     role.vcpu == 0
-        && sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition))
+        && (devices
+            || sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition)))
 }

@@ -19,8 +19,10 @@
 //!   = 0x400) and returns. It prints nothing (the interrupted code may hold
 //!   the console lock); it counts, and `exit_machine` reports the count.
 //! * Interrupts (32..255): the only one the hypervisor sends is the doorbell
-//!   IPI ([`apic::DOORBELL_VECTOR`]); each is ended at the local APIC (the
-//!   spurious vector needs no EOI). They are taken only where the
+//!   IPI ([`apic::DOORBELL_VECTOR`]); assigned devices raise vectors
+//!   0x80..0xBF through the I/O APICs (`ioapic.rs`), which become their
+//!   partition's virtual vectors, queued for its boot vCPU. Each is ended
+//!   at the local APIC (the spurious vector needs no EOI). They are taken only where the
 //!   hypervisor opens a window for them (`svm.rs`/`vmx.rs`: after an
 //!   external-interrupt exit, and while a vCPU idles in `hlt`): anywhere
 //!   else the host runs with interrupts masked.
@@ -32,7 +34,7 @@ use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use super::apic;
+use super::{apic, ioapic};
 
 #[repr(C, align(16))]
 struct Idt(UnsafeCell<[[u64; 2]; 256]>);
@@ -134,6 +136,17 @@ extern "C" fn interrupt(vector: u64) {
         // status; the hypervisor uses neither.
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
         return;
+    }
+    // A device interrupt (an I/O APIC pin routed to this core, the boot
+    // core of the partition that owns the device): the partition's virtual
+    // vector is queued for its vCPU here, injected at the next entry where
+    // the guest takes interrupts. The guest acknowledges the device; the
+    // pin is edge-triggered, so ending it here is all the I/O APIC needs.
+    if ioapic::is_device_vector(vector) {
+        let core = super::this_core();
+        if let Some(virtual_vector) = ioapic::take(vector, core) {
+            super::guest::queue_vector(core, virtual_vector);
+        }
     }
     // NMIs (2) and the spurious vector need no end of interrupt.
     if vector != 2 && vector != apic::SPURIOUS_VECTOR as u64 {

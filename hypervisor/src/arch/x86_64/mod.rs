@@ -1,5 +1,6 @@
 //! x86_64: boot from multiboot into long mode, the COM1 console, the
-//! firmware's facts (multiboot memory map, ACPI MADT), and the two
+//! firmware's facts (multiboot memory map, ACPI MADT), device interrupts
+//! through the I/O APICs, and the two
 //! virtualization drivers, AMD SVM (VMCB, NPT) and Intel VMX (VMCS, EPT),
 //! enforcing one intercept policy (`guest.rs`). One image: the extension
 //! is picked at run time from CPUID.
@@ -10,7 +11,9 @@ mod cpu;
 mod firmware;
 mod guest;
 mod idt;
+mod ioapic;
 use super::phys;
+use super::virtio;
 mod serial;
 mod svm;
 mod timer;
@@ -23,8 +26,33 @@ pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_e
 /// interrupt source on x86), so there is nothing to disarm.
 pub fn quiesce() {}
 
-/// x86 partitions own no devices yet: nothing to reset.
-pub fn quiesce_device(_d: &hallows_table::DeviceDesc) {}
+/// The partition owning device `d` has ended or is restarting, and none of
+/// its vCPUs runs: its interrupt is masked at its I/O APIC (until the
+/// partition's boot vCPU is entered again) and a virtio-mmio device is
+/// reset (`virtio::reset_virtio_mmio`).
+pub fn quiesce_device(d: &hallows_table::DeviceDesc) {
+    if d.irq != 0 {
+        ioapic::mask(d.irq);
+    }
+    if d.base.checked_add(d.size).is_some_and(|end| end <= 1 << 32) {
+        // SAFETY: the boot map identity-maps the first 4 GiB, uncacheable
+        // above 3 GiB where device MMIO lies (boot refuses a device region
+        // that is RAM), and `d` comes from the validated table.
+        unsafe { virtio::reset_virtio_mmio(d) }
+    }
+}
+
+/// What a partition finds in `DeviceInfo::irq` for entry `index` of its
+/// device directory, whose interrupt is `irq` (a GSI; 0 for none): the
+/// virtual vector the hypervisor injects for it,
+/// `hallows_abi::DEVICE_VECTOR_BASE + index`.
+pub fn guest_device_irq(index: usize, irq: u32) -> u32 {
+    if irq == 0 {
+        0
+    } else {
+        hallows_abi::DEVICE_VECTOR_BASE as u32 + index as u32
+    }
+}
 pub use phys::GuestRam;
 pub use serial::write_bytes as console_write;
 
