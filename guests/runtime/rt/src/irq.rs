@@ -1,9 +1,18 @@
-//! Interrupt handlers for device interrupts (aarch64). The timer and
-//! doorbells are the runtime's own; a device's interrupt (its INTID is in
-//! the device directory, `Boot::devices`) runs the handler registered for
-//! it, on the partition's boot vCPU, with IRQs masked, before the runtime
-//! ends the interrupt. A level-triggered device must be quietened by the
-//! handler (acknowledged at the device), or it fires again at once.
+//! Interrupt handlers for device interrupts, on both architectures. The
+//! timer and doorbells are the runtime's own; a device's interrupt runs the
+//! handler registered for the number in its device directory entry
+//! (`Boot::devices`, `DeviceInfo::irq`), on the partition's boot vCPU, with
+//! interrupts masked.
+//!
+//! * aarch64: the number is the device's INTID; the runtime ends the
+//!   interrupt after the handler. A level-triggered device must be
+//!   quietened by the handler (acknowledged at the device), or it fires
+//!   again at once.
+//! * x86_64: the number is the vector the hypervisor injects,
+//!   `DEVICE_VECTOR_BASE + i` for directory entry `i`; there is no
+//!   virtual local APIC and so no end of interrupt. The hypervisor programs
+//!   the device's I/O APIC pin edge-triggered: the handler acknowledges the
+//!   device (which lowers its line) so that its next event is a new edge.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,8 +23,8 @@ type Handlers = [(u32, Option<fn(u32)>); MAX_HANDLERS];
 static HANDLERS: spin::Mutex<Handlers> = spin::Mutex::new([(0, None); MAX_HANDLERS]);
 static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 
-/// Runs `handler(intid)` for every interrupt `intid`. `false` if all
-/// handler slots are taken.
+/// Runs `handler(intid)` for every interrupt `intid` (a `DeviceInfo::irq`).
+/// `false` if all handler slots are taken.
 pub fn register(intid: u32, handler: fn(u32)) -> bool {
     crate::arch::without_interrupts(|| {
         let mut h = HANDLERS.lock();

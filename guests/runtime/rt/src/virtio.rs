@@ -1,7 +1,11 @@
-//! virtio-mmio devices (aarch64), driven with the `virtio-drivers` crate.
+//! virtio-mmio devices, driven with the `virtio-drivers` crate: the same
+//! transport and driver path on aarch64 (QEMU `virt`) and x86_64 (QEMU
+//! `microvm`).
 //!
 //! The hypervisor maps an assigned device's registers at their physical
-//! address and delivers its interrupt as the same INTID. Devices master
+//! address and delivers its interrupt as the number in the device's
+//! directory entry (`DeviceInfo::irq`: the INTID on aarch64, the vector
+//! `DEVICE_VECTOR_BASE + i` on x86_64). Devices master
 //! DMA with *physical* addresses and there is no IOMMU: a partition may
 //! only drive them with `dma = "trusted"` in the manifest, which also tells
 //! it (in its boot information) the offset between its guest-physical and
@@ -75,8 +79,10 @@ unsafe impl virtio_drivers::Hal for Hal {
     }
 
     unsafe fn share(buffer: NonNull<[u8]>, _direction: BufferDirection) -> PhysAddr {
-        // RAM is coherent for the device (QEMU; on hardware, cacheable
-        // inner-shareable memory with a coherent interconnect).
+        // RAM is coherent for the device, so no cache maintenance: aarch64
+        // maps it cacheable inner-shareable (QEMU; on hardware, with a
+        // coherent interconnect); on x86_64 write-back memory is coherent
+        // with DMA by architecture.
         bus_address(buffer.as_ptr() as *mut u8 as u64)
     }
 
@@ -90,16 +96,27 @@ pub(crate) fn init(boot: &Boot) {
     }
 }
 
+/// A device's interrupt (`intid` is its `DeviceInfo::irq`): acknowledges
+/// every status bit the device reports, which lowers its line (aarch64:
+/// before the runtime ends the interrupt; x86_64: so that its next event is
+/// a new edge at its I/O APIC pin), counts it and wakes the waiting task.
 fn on_interrupt(intid: u32) {
     for (i, (base, irq, count)) in IRQ_COUNT.iter().enumerate() {
         let b = base.load(Ordering::Relaxed);
         if b != 0 && irq.load(Ordering::Relaxed) == intid as u64 {
-            // InterruptStatus (0x60) -> InterruptACK (0x64): lowers the line.
-            // SAFETY: `b` is the base of a virtio-mmio transport mapped
-            // for this partition (device directory).
-            unsafe {
-                let status = core::ptr::read_volatile((b + 0x60) as *const u32);
-                core::ptr::write_volatile((b + 0x64) as *mut u32, status);
+            // InterruptStatus (0x60) -> InterruptACK (0x64) until the
+            // status reads 0: the line is low when we leave, so an event
+            // that set another bit meanwhile is not left behind a line that
+            // never falls (an edge-triggered pin would not fire again).
+            for _ in 0..8 {
+                // SAFETY: `b` is the base of a virtio-mmio transport mapped
+                // for this partition (device directory).
+                let status = unsafe { core::ptr::read_volatile((b + 0x60) as *const u32) };
+                if status == 0 {
+                    break;
+                }
+                // SAFETY: as above; acknowledging has no memory effect.
+                unsafe { core::ptr::write_volatile((b + 0x64) as *mut u32, status) };
             }
             count.fetch_add(1, Ordering::Release);
             // IRQs are masked here; every holder of this lock masks them.
