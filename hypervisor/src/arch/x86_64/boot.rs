@@ -236,6 +236,10 @@ fn device_interrupts(table: &SystemTable, ioapics: &[firmware::Ioapic]) -> Resul
             "more device interrupts than the hypervisor has vectors for (64); the first left over is GSI",
             gsi as u64,
         ),
+        ioapic::RouteError::ApicId(id) => system::BootError::Board(
+            "a partition with device interrupts boots on a core whose local APIC id an I/O APIC cannot address (above 255):",
+            id,
+        ),
     })
 }
 

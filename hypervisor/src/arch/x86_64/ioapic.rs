@@ -112,6 +112,10 @@ pub enum RouteError {
     NoIoapic(u32),
     /// More device interrupts than [`DEVICE_VECTORS`].
     TooMany(u32),
+    /// The owner's boot core has a local APIC id above 255, which a
+    /// redirection entry's 8-bit destination cannot name (that needs
+    /// interrupt remapping, which the hypervisor does not set up).
+    ApicId(u64),
 }
 
 /// Core 0 at boot: records the I/O APICs the firmware describes and masks
@@ -145,13 +149,16 @@ pub fn route_all(table: &SystemTable) -> Result<(), RouteError> {
                 continue;
             }
             let (chip, pin) = chips.find(d.irq).ok_or(RouteError::NoIoapic(d.irq))?;
+            if apic > 0xff {
+                return Err(RouteError::ApicId(apic));
+            }
             let route = ROUTES.get(k).ok_or(RouteError::TooMany(d.irq))?;
             let vector = DEVICE_VECTOR_FIRST + k as u8;
             let virtual_vector = hallows_abi::DEVICE_VECTOR_BASE + i as u8;
             route.store(ROUTED | ((boot_core as u32) << 8) | virtual_vector as u32, Ordering::Release);
             // Destination (physical: the APIC id) in bits 56..63; fixed
             // delivery (000), physical mode, active high, edge (all 0).
-            chip.write(REDTBL + 2 * pin + 1, ((apic & 0xff) as u32) << 24);
+            chip.write(REDTBL + 2 * pin + 1, (apic as u32) << 24);
             chip.write(REDTBL + 2 * pin, MASKED | vector as u32);
             k += 1;
         }
