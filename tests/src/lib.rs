@@ -260,3 +260,69 @@ pub fn x86_system_with_symbols(name: &str) -> PathBuf {
     std::fs::write(&path, out).expect("writing the system");
     path
 }
+
+/// A sector of the virtio-blk test disk.
+pub const SECTOR: usize = 512;
+
+/// The virtio-blk test disk of system `name` (the `disk` guest's): 64
+/// sectors under `target/hallows/tests/<name>/disk.img`, sectors 0..8
+/// holding the pattern the guest checks (byte `j` of sector `i` is
+/// `(i * 7 + j) % 251`), the rest zero. Returns its path and its bytes.
+pub fn virtio_blk_disk(name: &str) -> (PathBuf, Vec<u8>) {
+    let dir = root().join("target/hallows/tests").join(name);
+    std::fs::create_dir_all(&dir).expect("disk dir");
+    let disk = dir.join("disk.img");
+    let mut image = vec![0u8; 64 * SECTOR];
+    for i in 0..8 {
+        for j in 0..SECTOR {
+            image[i * SECTOR + j] = ((i * 7 + j) % 251) as u8;
+        }
+    }
+    std::fs::write(&disk, &image).expect("writing the disk image");
+    (disk, image)
+}
+
+/// QEMU arguments that plug `disk` in as a virtio-blk device: on QEMU bus
+/// `bus` (a board device's `qemu_bus`), or where QEMU puts it without one
+/// (the highest free virtio-mmio transport).
+pub fn virtio_blk_args(disk: &Path, bus: Option<&str>) -> Vec<String> {
+    let device = match bus {
+        Some(bus) => format!("virtio-blk-device,drive=d0,bus={bus}"),
+        None => "virtio-blk-device,drive=d0".to_owned(),
+    };
+    vec!["-drive".to_owned(), format!("file={},if=none,format=raw,id=d0", disk.display()), "-device".to_owned(), device]
+}
+
+/// The QEMU bus of device `device` on the board of `tests/systems/<name>.toml`.
+pub fn qemu_bus(name: &str, device: &str) -> String {
+    let path = root().join("tests/systems").join(format!("{name}.toml"));
+    let sys = vmm_config::load(&path, &workspace::check_context(&root())).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
+    let dev = sys.board.device(device).unwrap_or_else(|| panic!("board {} has no device {device}", sys.board.name));
+    dev.qemu_bus.clone().unwrap_or_else(|| panic!("device {device} has no qemu_bus"))
+}
+
+/// What a `virtio-blk` system must show: the `disk` partition read the
+/// pattern, wrote sectors 8..16 (byte `j` of sector `i` is `(i * 13 + j) %
+/// 241`, checked here on the host in `disk`, the rest unchanged from
+/// `image`), took the device's interrupts and exited 0; `snoop` was stopped
+/// at its read of `snoop_addr` (the device's registers, which only `disk`
+/// maps).
+pub fn check_virtio_blk(b: &Boot, disk: &Path, image: &[u8], snoop_addr: &str) {
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    let lines = b.lines_of("disk");
+    assert!(lines.contains(&"read the pattern from sectors 0..8"), "{}", b.output);
+    assert!(lines.contains(&"wrote sectors 8..16"), "{}", b.output);
+    assert!(lines.contains(&"device interrupts taken: yes"), "{}", b.output);
+    assert_eq!(b.summary("disk"), "exited 0");
+    let fault = format!("stopped: stage-2 fault: read at {snoop_addr}");
+    assert!(b.summary("snoop").starts_with(&fault), "{}", b.output);
+    let after = std::fs::read(disk).expect("reading the disk image back");
+    assert_eq!(&after[..8 * SECTOR], &image[..8 * SECTOR], "the pattern sectors changed");
+    for i in 8..16 {
+        for j in 0..SECTOR {
+            assert_eq!(after[i * SECTOR + j], ((i * 13 + j) % 241) as u8, "sector {i} byte {j}");
+        }
+    }
+    assert!(after[16 * SECTOR..].iter().all(|&b| b == 0), "sectors past 16 changed");
+}

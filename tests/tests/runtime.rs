@@ -2,7 +2,7 @@
 //! every core of a multi-core partition, preemption, the heap, and a
 //! virtio-blk disk assigned to one partition.
 
-use hallows_tests::{boot_system, boot_system_with, root};
+use hallows_tests::{boot_system, boot_system_with, check_virtio_blk, virtio_blk_args, virtio_blk_disk};
 
 #[test]
 fn timer_interrupts_arrive_at_the_requested_rate_on_both_cores() {
@@ -34,42 +34,10 @@ fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
     assert_eq!(b.summary("heap"), "exited 0");
 }
 
-const SECTOR: usize = 512;
-
 #[test]
 fn virtio_blk_reads_and_writes_a_disk_only_its_owner_can_touch() {
-    let dir = root().join("target/hallows/tests/virtio-blk");
-    std::fs::create_dir_all(&dir).expect("disk dir");
-    let disk = dir.join("disk.img");
-    let mut image = vec![0u8; 64 * SECTOR];
-    for i in 0..8 {
-        for j in 0..SECTOR {
-            image[i * SECTOR + j] = ((i * 7 + j) % 251) as u8;
-        }
-    }
-    std::fs::write(&disk, &image).expect("writing the disk image");
-    let extra: Vec<String> = [
-        "-drive".to_owned(),
-        format!("file={},if=none,format=raw,id=d0", disk.display()),
-        "-device".to_owned(),
-        "virtio-blk-device,drive=d0".to_owned(),
-    ]
-    .into();
-    let b = boot_system_with("virtio-blk", &extra);
-    b.assert_status(1);
-    b.assert_no_uncontained();
-    let lines = b.lines_of("disk");
-    assert!(lines.contains(&"read the pattern from sectors 0..8"), "{}", b.output);
-    assert!(lines.contains(&"wrote sectors 8..16"), "{}", b.output);
-    assert!(lines.contains(&"device interrupts taken: yes"), "{}", b.output);
-    assert_eq!(b.summary("disk"), "exited 0");
-    assert!(b.summary("snoop").starts_with("stopped: stage-2 fault: read at 0xa003e00"), "{}", b.output);
-    let after = std::fs::read(&disk).expect("reading the disk image back");
-    assert_eq!(&after[..8 * SECTOR], &image[..8 * SECTOR], "the pattern sectors changed");
-    for i in 8..16 {
-        for j in 0..SECTOR {
-            assert_eq!(after[i * SECTOR + j], ((i * 13 + j) % 241) as u8, "sector {i} byte {j}");
-        }
-    }
-    assert!(after[16 * SECTOR..].iter().all(|&b| b == 0), "sectors past 16 changed");
+    let (disk, image) = virtio_blk_disk("virtio-blk");
+    // No `bus=`: QEMU puts the disk on the highest transport, virtio31.
+    let b = boot_system_with("virtio-blk", &virtio_blk_args(&disk, None));
+    check_virtio_blk(&b, &disk, &image, "0xa003e00");
 }
