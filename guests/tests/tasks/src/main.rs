@@ -1,10 +1,13 @@
-//! Runtime test guest (aarch64). `test=` picks what it checks:
+//! Runtime test guest (both architectures). `test=` picks what it checks:
 //!
 //! * `ticks period_us=N ms=M`: every core of the partition takes a periodic
 //!   timer interrupt every N µs for M ms and reports how many arrived
 //!   (`core C: K ticks in T us`); exits 1 if any core is more than 10% off.
 //! * `count ticks=N period_us=P`: one core takes exactly N periodic timer
 //!   interrupts, sleeping in between (the EL2-cost measurement).
+//! * `count-busy ticks=N period_us=P`: the same, but the core computes
+//!   (interrupts open, in a preemptible task) instead of sleeping: the
+//!   interrupt's cost alone, without the idle wait's.
 //! * `preempt`: a long computation (a preemptible task, 400 ms) and, after
 //!   it, a short async task that sleeps 5 ms; the short one must finish
 //!   long before the long one (one core: only preemption allows it).
@@ -13,20 +16,12 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
 use hallows_rt::{println, Boot};
 
 hallows_rt::entry!(main);
 
-#[cfg(not(target_arch = "aarch64"))]
-fn main(_boot: &Boot) -> u64 {
-    println!("the task runtime is aarch64-only");
-    1
-}
-
-#[cfg(target_arch = "aarch64")]
 fn main(boot: &Boot) -> u64 {
     let test = boot.arg("test").unwrap_or("alloc");
     let arg = |k: &str, d: u64| boot.arg(k).and_then(|v| v.parse().ok()).unwrap_or(d);
@@ -35,6 +30,7 @@ fn main(boot: &Boot) -> u64 {
     match test {
         "ticks" => tests::ticks(boot, arg("period_us", 1000), arg("ms", 200)),
         "count" => tests::count(boot, arg("ticks", 100), arg("period_us", 1000)),
+        "count-busy" => tests::count_busy(boot, arg("ticks", 100), arg("period_us", 1000)),
         "preempt" => tests::preempt(boot),
         "alloc" => tests::alloc(),
         other => {
@@ -44,7 +40,6 @@ fn main(boot: &Boot) -> u64 {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
 mod tests {
     use alloc::boxed::Box;
     use alloc::collections::BTreeMap;
@@ -112,6 +107,25 @@ mod tests {
         time::set_periodic(None);
         let k = time::ticks() - k0;
         println!("took {k} ticks ({} timer interrupts)", time::interrupts());
+        (k != n) as u64
+    }
+
+    /// Exactly `n` periodic ticks on this core while it computes
+    /// (interrupts open), so that nothing but the tick leaves the guest.
+    pub fn count_busy(boot: &Boot, n: u64, period_us: u64) -> u64 {
+        let (k, irqs) = task::run(boot, async move {
+            spawn_preemptible(move || {
+                let k0 = time::ticks();
+                time::set_periodic(Some(Duration::from_micros(period_us)));
+                while time::ticks() - k0 < n {
+                    core::hint::spin_loop();
+                }
+                time::set_periodic(None);
+                (time::ticks() - k0, time::interrupts())
+            })
+            .await
+        });
+        println!("took {k} ticks ({irqs} timer interrupts) while busy");
         (k != n) as u64
     }
 

@@ -427,12 +427,17 @@ pub fn decode(bytes: &[u8], opcode: &[u8], modrm: bool) -> Option<Decoded> {
     (len <= MAX_INSTRUCTION).then_some(Decoded { len: len as u64, rex, modrm })
 }
 
-/// Whether the boot vCPU of the partition on `core` can ever receive an
-/// interrupt: some channel's doorbell rings it. (Doorbells are the only
-/// virtual interrupts on x86; other vCPUs receive none.)
+/// Whether the vCPU on `core` can ever leave a `hlt`: its timer is armed,
+/// an interrupt or a wake-up is already queued, another vCPU of its
+/// partition may wake it (`WAKE`), or, for the boot vCPU, some channel's
+/// doorbell rings its partition.
 pub fn can_be_woken(core: usize) -> bool {
     let sys = crate::system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return false };
-    role.vcpu == 0
-        && sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition))
+    let p = &sys.table.partitions()[role.partition];
+    super::timer::armed(core)
+        || doorbell_queued(core)
+        || crate::system::vcpu_count(p) > 1
+        || role.vcpu == 0
+            && sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition))
 }

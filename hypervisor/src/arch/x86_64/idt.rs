@@ -135,6 +135,9 @@ extern "C" fn interrupt(vector: u64) {
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
         return;
     }
+    if vector == super::timer::TIMER_VECTOR as u64 {
+        super::timer::interrupt();
+    }
     // NMIs (2) and the spurious vector need no end of interrupt.
     if vector != 2 && vector != apic::SPURIOUS_VECTOR as u64 {
         apic::eoi();
