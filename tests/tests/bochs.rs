@@ -34,7 +34,7 @@ fn vmx_demo_runs_three_partitions_on_three_cores() {
 }
 
 /// The runtime on VMX: the timer (TSC-deadline mode where the CPU model
-/// has it), two cores, preemption and the heap, with the aarch64 suite's
+/// has it), two cores, preemption, the heap and async channel waits, with the aarch64 suite's
 /// assertions.
 #[test]
 fn vmx_runs_the_runtime_timer_tasks_and_heap() {
@@ -42,6 +42,7 @@ fn vmx_runs_the_runtime_timer_tasks_and_heap() {
     assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
     runtime_checks::check_ticks(&b);
     runtime_checks::check_tasks(&boot_bochs("x86-runtime-tasks", VMX));
+    runtime_checks::check_echo(&boot_bochs("x86-runtime-echo", VMX));
 }
 
 #[test]

@@ -5,11 +5,16 @@
 use hallows_tests::{boot_system, boot_system_with, root};
 
 mod runtime_checks;
-use runtime_checks::{check_tasks, check_ticks};
+use runtime_checks::{check_echo, check_tasks, check_ticks};
 
 #[test]
 fn timer_interrupts_arrive_at_the_requested_rate_on_both_cores() {
     check_ticks(&boot_system("runtime-ticks"));
+}
+
+#[test]
+fn tasks_await_channel_doorbells_and_sleep() {
+    check_echo(&boot_system("runtime-echo"));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use hallows_tests::{boot_manifest, boot_system, root, x86_system_with_symbols};
 
 mod runtime_checks;
 mod x86_checks;
-use runtime_checks::{check_tasks, check_ticks};
+use runtime_checks::{check_echo, check_tasks, check_ticks};
 use x86_checks::{check_debug, check_escape};
 
 #[test]
@@ -28,6 +28,11 @@ fn demo_system_runs_three_partitions_on_three_cores() {
 #[test]
 fn timer_interrupts_arrive_at_the_requested_rate_on_both_cores() {
     check_ticks(&boot_system("x86-runtime-ticks"));
+}
+
+#[test]
+fn tasks_await_channel_doorbells_and_sleep() {
+    check_echo(&boot_system("x86-runtime-echo"));
 }
 
 #[test]

@@ -32,3 +32,13 @@ pub fn check_tasks(b: &Boot) {
     assert_eq!(b.summary("preempt"), "exited 0");
     assert_eq!(b.summary("heap"), "exited 0");
 }
+
+/// `runtime-echo`: 100 round trips over two doorbell channels between two
+/// partitions whose tasks await `send`, `recv` and `sleep`.
+pub fn check_echo(b: &Boot) {
+    b.assert_status(0);
+    assert!(b.lines_of("client").contains(&"echo: 100 round trips answered, slept between them"), "{}", b.output);
+    assert!(b.lines_of("server").contains(&"echo server answered 100"), "{}", b.output);
+    assert_eq!(b.summary("client"), "exited 0");
+    assert_eq!(b.summary("server"), "exited 0");
+}

@@ -139,6 +139,14 @@ pub fn set_timer(deadline: u64, period: u64) -> Option<u64> {
     let core = super::this_core();
     DEADLINE[core].store(deadline, Ordering::Relaxed);
     PERIOD[core].store(if deadline == 0 { 0 } else { period }, Ordering::Relaxed);
+    if deadline != 0 && rdtsc() >= deadline {
+        // Already due (a guest catching up on late ticks): fired now,
+        // without a round trip through the APIC (under QEMU a timer
+        // interrupt, however soon, waits for the emulator's main loop).
+        FIRED[core].store(true, Ordering::Relaxed);
+        collect(core);
+        return Some(DEADLINE[core].load(Ordering::Relaxed));
+    }
     program(deadline);
     Some(deadline)
 }
