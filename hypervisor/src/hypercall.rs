@@ -75,7 +75,7 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
             let armed = crate::arch::set_timer(deadline, period);
             match armed {
                 Some(at) => {
-                    publish_timer(sys, role, at);
+                    publish_timer(core_of(sys, role), at);
                     ret(regs, 0)
                 }
                 None => ret(regs, Error::NotSupported as i64),
@@ -99,13 +99,21 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
 /// into its partition's boot information (`BootInfo::timer_armed`), where
 /// the guest reads it without a call. The boot information is the
 /// partition's own RAM: what the guest does to it only misleads itself.
-pub fn publish_timer(sys: &System, role: CoreRole, at: u64) {
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+pub fn publish_timer(core: usize, at: u64) {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return };
     let p = &sys.table.partitions()[role.partition];
     let Some(rt) = sys.parts[role.partition] else { return };
     let Some(off) = core::mem::offset_of!(hallows_abi::BootInfo, timer_armed).checked_add(role.vcpu * 8) else { return };
     if role.vcpu < hallows_abi::MAX_VCPUS {
         let _ = rt.ram.write(system::boot_info_ipa(p) + off as u64, &at);
     }
+}
+
+/// The core a vCPU runs on.
+fn core_of(sys: &System, role: CoreRole) -> usize {
+    sys.table.partitions()[role.partition].vcpu_core.get(role.vcpu).map_or(usize::MAX, |&c| c as usize)
 }
 
 fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) -> Action {

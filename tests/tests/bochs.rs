@@ -5,6 +5,7 @@
 
 use hallows_tests::{boot_bochs, boot_bochs_manifest, root, x86_system_with_symbols, Boot};
 
+mod runtime_checks;
 mod x86_checks;
 use x86_checks as x86;
 
@@ -30,6 +31,18 @@ fn vmx_demo_runs_three_partitions_on_three_cores() {
         assert_eq!(b.summary(name), "exited 0");
     }
     assert!(b.lines_of("frontend").contains(&"backend counted 168 primes below 1000 (job 1)"), "{}", b.output);
+}
+
+/// The runtime on VMX: the timer (TSC-deadline mode where the CPU model
+/// has it), two cores, preemption, the heap and async channel waits, with the aarch64 suite's
+/// assertions.
+#[test]
+fn vmx_runs_the_runtime_timer_tasks_and_heap() {
+    let b = boot_bochs("x86-runtime-ticks", VMX);
+    assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
+    runtime_checks::check_ticks(&b);
+    runtime_checks::check_tasks(&boot_bochs("x86-runtime-tasks", VMX));
+    runtime_checks::check_echo(&boot_bochs("x86-runtime-echo", VMX));
 }
 
 #[test]

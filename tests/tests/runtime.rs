@@ -4,34 +4,22 @@
 
 use hallows_tests::{boot_system, boot_system_with, check_virtio_blk, virtio_blk_args, virtio_blk_disk};
 
+mod runtime_checks;
+use runtime_checks::{check_echo, check_tasks, check_ticks};
+
 #[test]
 fn timer_interrupts_arrive_at_the_requested_rate_on_both_cores() {
-    let b = boot_system("runtime-ticks");
-    b.assert_status(0);
-    let lines = b.lines_of("ticker");
-    for core in 0..2 {
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with(&format!("core {core}: ")))
-            .unwrap_or_else(|| panic!("no tick report for core {core}:\n{}", b.output));
-        // "core C: K ticks in T us (expected E)": within 10% (the guest checks too).
-        let k: u64 = line.split(' ').nth(2).and_then(|s| s.parse().ok()).expect("tick count");
-        assert!((180..=220).contains(&k), "{line}");
-    }
-    assert!(lines.contains(&"ticks measured on 2 core(s)"), "{}", b.output);
-    // The manifest's `log = "debug"` reached the guest's logger.
-    assert!(lines.iter().any(|l| l.starts_with("DEBUG heap 0x")), "{}", b.output);
-    assert_eq!(b.summary("ticker"), "exited 0");
+    check_ticks(&boot_system("runtime-ticks"));
+}
+
+#[test]
+fn tasks_await_channel_doorbells_and_sleep() {
+    check_echo(&boot_system("runtime-echo"));
 }
 
 #[test]
 fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
-    let b = boot_system("runtime-tasks");
-    b.assert_status(0);
-    assert!(b.lines_of("preempt").contains(&"the short task was not blocked by the long one"), "{}", b.output);
-    assert!(b.lines_of("heap").contains(&"alloc ok"), "{}", b.output);
-    assert_eq!(b.summary("preempt"), "exited 0");
-    assert_eq!(b.summary("heap"), "exited 0");
+    check_tasks(&boot_system("runtime-tasks"));
 }
 
 #[test]

@@ -4,7 +4,9 @@
 
 use hallows_tests::{boot_manifest, boot_system, root, x86_system_with_symbols};
 
+mod runtime_checks;
 mod x86_checks;
+use runtime_checks::{check_echo, check_tasks, check_ticks};
 use x86_checks::{check_debug, check_escape};
 
 #[test]
@@ -21,6 +23,21 @@ fn demo_system_runs_three_partitions_on_three_cores() {
     assert!(b.lines_of("backend").contains(&"3245 primes below 30000"));
     assert!(b.lines_of("database").iter().any(|l| l.starts_with("32 MiB of RAM at 0x40000000")));
     assert!(b.output.contains("all partitions finished: 3 ok, 0 failed"));
+}
+
+#[test]
+fn timer_interrupts_arrive_at_the_requested_rate_on_both_cores() {
+    check_ticks(&boot_system("x86-runtime-ticks"));
+}
+
+#[test]
+fn tasks_await_channel_doorbells_and_sleep() {
+    check_echo(&boot_system("x86-runtime-echo"));
+}
+
+#[test]
+fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
+    check_tasks(&boot_system("x86-runtime-tasks"));
 }
 
 #[test]
@@ -69,7 +86,7 @@ fn guest_faults_stop_the_guest_with_its_reason() {
     assert_eq!(console.iter().filter(|l| l.ends_with(") = -2")).count(), 4, "{console:?}");
     assert!(console.iter().any(|l| l.ends_with(", 1048576) = -3")), "{console:?}");
     assert!(console.contains(&"unknown call = -1"));
-    assert!(console.contains(&"abi version = 0 1"));
+    assert!(console.contains(&"abi version = 0 2"));
     assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
 }
 

@@ -6,9 +6,12 @@
 //! a `Sender<T>` or `Receiver<T>` and adds the doorbell for channels whose
 //! manifest entry says `notify = "doorbell"`.
 
+use core::future::Future;
 use core::ops::{Deref, DerefMut};
+use core::pin::Pin;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU32, Ordering};
+use core::task::{Context, Poll, Waker};
 
 use hallows_abi::{call, role, ChannelInfo};
 pub use hallows_ring::{ChannelLayout, LayoutError, Message, Receiver, RingError, Sender};
@@ -50,9 +53,12 @@ impl<E> DerefMut for Endpoint<E> {
 }
 
 /// Doorbells the hypervisor delivered, one bit per directory entry; set by
-/// the interrupt handler, consumed by [`Endpoint::wait`].
+/// the interrupt handler, consumed by [`Endpoint::wait`] and [`Rung`].
 static RUNG: AtomicU32 = AtomicU32::new(0);
 static OPEN: AtomicU32 = AtomicU32::new(0);
+/// Per directory entry: the task awaiting its doorbell ([`Rung`]).
+static WAITERS: [spin::Mutex<Option<Waker>>; hallows_abi::MAX_CHANNELS] =
+    [const { spin::Mutex::new(None) }; hallows_abi::MAX_CHANNELS];
 
 impl<E> Endpoint<E> {
     /// Whether the channel has a doorbell (`notify = "doorbell"`).
@@ -72,20 +78,102 @@ impl<E> Endpoint<E> {
         }
     }
 
-    /// Sleeps (`wfi`) until the peer rings this channel's doorbell, and
-    /// consumes the ring. Returns at once if it rang since the last wait.
+    /// Sleeps (`wfi` on aarch64, `hlt` on x86_64) until the peer rings
+    /// this channel's doorbell, and consumes the ring. Returns at once if
+    /// it rang since the last wait. Outside the executor: a task awaits
+    /// [`rung`](Self::rung) instead.
     pub fn wait(&self) {
         let bit = 1 << self.index;
         while RUNG.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
             arch::wait_for_interrupt();
         }
     }
+
+    /// A future that completes once the peer has rung this channel's
+    /// doorbell since the last wait (consuming the ring): the task sleeps,
+    /// its core idles until an interrupt. On a channel without a doorbell
+    /// there is nothing to wait for: it completes after one yield, so a
+    /// loop around it polls without starving other tasks.
+    pub fn rung(&self) -> Rung {
+        Rung { index: self.index, doorbell: self.doorbell, yielded: false }
+    }
 }
 
-/// Records a delivered doorbell (called from the interrupt handler).
+impl<T: Message> Endpoint<Receiver<T>> {
+    /// The next message: on a doorbell channel the task sleeps until the
+    /// sender rings; on a poll channel it yields between polls. Errors
+    /// other than an empty ring (`PeerRestarted`, `Corrupt`) are returned.
+    pub async fn recv(&mut self) -> Result<T, RingError> {
+        loop {
+            match self.endpoint.try_recv() {
+                Err(RingError::Empty) => self.rung().await,
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<T: Message> Endpoint<Sender<T>> {
+    /// Sends `msg` and, on a doorbell channel, rings the receiver (one
+    /// trap per message: for batches, `reserve`, commit, then `notify`
+    /// once). While the ring is full the task yields and retries.
+    pub async fn send(&mut self, msg: &T) -> Result<(), RingError> {
+        loop {
+            match self.endpoint.try_send(msg) {
+                Ok(()) => {
+                    if self.doorbell {
+                        let _ = self.notify();
+                    }
+                    return Ok(());
+                }
+                Err(RingError::Full) => crate::task::yield_now().await,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The future of [`Endpoint::rung`].
+#[derive(Debug)]
+pub struct Rung {
+    index: u32,
+    doorbell: bool,
+    yielded: bool,
+}
+
+impl Future for Rung {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.doorbell {
+            if self.yielded {
+                return Poll::Ready(());
+            }
+            self.yielded = true;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let bit = 1 << self.index;
+        if RUNG.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
+            return Poll::Ready(());
+        }
+        let Some(slot) = WAITERS.get(self.index as usize) else { return Poll::Ready(()) };
+        arch::without_interrupts(|| *slot.lock() = Some(cx.waker().clone()));
+        // A ring between the check and the registration woke nobody.
+        if RUNG.fetch_and(!bit, Ordering::AcqRel) & bit != 0 {
+            return Poll::Ready(());
+        }
+        Poll::Pending
+    }
+}
+
+/// Records a delivered doorbell and wakes the task awaiting it (called
+/// from the interrupt handler).
 pub(crate) fn doorbell_rang(index: u32) {
     if index < 32 {
         RUNG.fetch_or(1 << index, Ordering::AcqRel);
+    }
+    if let Some(w) = WAITERS.get(index as usize).and_then(|s| s.lock().take()) {
+        w.wake();
     }
 }
 

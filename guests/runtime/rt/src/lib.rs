@@ -20,22 +20,16 @@
 //! ```
 #![no_std]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
 mod arch;
 pub mod channel;
 pub mod console;
-#[cfg(target_arch = "aarch64")]
 pub mod irq;
 mod logger;
-#[cfg(target_arch = "aarch64")]
 pub mod mm;
-#[cfg(target_arch = "aarch64")]
 pub mod task;
-#[cfg(target_arch = "aarch64")]
 pub mod time;
-#[cfg(target_arch = "aarch64")]
 pub mod virtio;
 
 pub use hallows_abi as abi;
@@ -128,11 +122,8 @@ fn start(info_ipa: u64, main: fn(&Boot) -> u64) -> ! {
         fault(fault_kind::EXCEPTION, info_ipa, 0);
     }
     let boot = Boot { info };
-    #[cfg(target_arch = "aarch64")]
-    {
-        mm::init(info);
-        virtio::init(&boot);
-    }
+    mm::init(info);
+    virtio::init(&boot);
     logger::init(info.log_level, boot.arg("log"));
     let status = main(&boot);
     console::flush();

@@ -1,7 +1,9 @@
-//! Memory (aarch64): the stage-1 identity map every vCPU runs on, and the
-//! heap behind `alloc`.
+//! Memory: the stage-1 identity map every vCPU runs on (aarch64), and the
+//! heap behind `alloc` (both architectures).
 //!
-//! The map is one level-1 table of 1 GiB blocks covering the whole 39-bit
+//! On x86_64 the hypervisor enters the guest on identity page tables of its
+//! own (the first 8 GiB, write-back 2 MiB pages), which the runtime keeps.
+//! On aarch64 the map is one level-1 table of 1 GiB blocks covering the whole 39-bit
 //! guest-physical space: the first gigabyte (where QEMU `virt` puts its
 //! MMIO) as Device-nGnRE, the rest as Normal write-back memory (RAM at
 //! `0x4000_0000`, channel windows above 4 GiB). Mapping everything changes
@@ -15,6 +17,7 @@
 //! heap lock cannot deadlock its core.
 
 use core::alloc::{GlobalAlloc, Layout};
+#[cfg(target_arch = "aarch64")]
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -23,23 +26,30 @@ use hallows_abi::{BootInfo, VCPU_STACK_SIZE};
 
 use crate::arch;
 
+#[cfg(target_arch = "aarch64")]
 #[repr(C, align(4096))]
 struct Table(UnsafeCell<[u64; 512]>);
 
 // SAFETY: written once by vCPU 0 before any other vCPU starts (they are
 // started by the runtime afterwards) and only read by the MMU afterwards.
+#[cfg(target_arch = "aarch64")]
 unsafe impl Sync for Table {}
 
+#[cfg(target_arch = "aarch64")]
 static LEVEL1: Table = Table(UnsafeCell::new([0; 512]));
 
 
 /// Block descriptor bits: valid block, AF, inner shareable.
+#[cfg(target_arch = "aarch64")]
 const BLOCK: u64 = 0b01 | (1 << 10) | (3 << 8);
+#[cfg(target_arch = "aarch64")]
 const DEVICE: u64 = (1 << 2) | (1 << 53) | (1 << 54); // MAIR index 1, never executable
+#[cfg(target_arch = "aarch64")]
 const GIB: u64 = 1 << 30;
 
 /// Builds the identity map (vCPU 0, once, MMU off) and turns it on, then
 /// sets up the heap.
+#[cfg(target_arch = "aarch64")]
 pub fn init(info: &BootInfo) {
     let table = LEVEL1.0.get();
     for i in 0..512u64 {
@@ -51,7 +61,14 @@ pub fn init(info: &BootInfo) {
     init_heap(info);
 }
 
+/// Sets up the heap (vCPU 0, once): the hypervisor's identity tables stay.
+#[cfg(target_arch = "x86_64")]
+pub fn init(info: &BootInfo) {
+    init_heap(info);
+}
+
 /// Turns on the MMU with the map vCPU 0 built.
+#[cfg(target_arch = "aarch64")]
 pub fn enable_mmu() {
     arch::enable_mmu(LEVEL1.0.get() as u64);
 }

@@ -446,19 +446,37 @@ where
             log::warn!("vCPU {vcpu} did not start (PSCI {})", r as i64);
         }
     }
-    while !handle.is_finished() {
+    // The root may complete on another core while this one idles: its
+    // completion signals an event (the waker below), or this core could
+    // sleep on (x86 halts in `hlt`; an emulated `wfe` merely yields).
+    let w = event_waker();
+    let mut cx = TaskContext::from_waker(&w);
+    let mut handle = handle;
+    let out = loop {
+        if let Poll::Ready(v) = Pin::new(&mut handle).poll(&mut cx) {
+            break v;
+        }
         if !turn(0) && !handle.is_finished() {
             idle();
         }
-    }
+    };
     SHUTDOWN.store(true, Ordering::Release);
     arch::send_event();
-    let mut handle = handle;
-    let w = Waker::noop();
-    match Pin::new(&mut handle).poll(&mut TaskContext::from_waker(w)) {
-        Poll::Ready(v) => v,
-        Poll::Pending => unreachable!("finished"),
+    out
+}
+
+/// A waker that signals an event to the partition's other cores.
+fn event_waker() -> Waker {
+    fn clone(p: *const ()) -> RawWaker {
+        RawWaker::new(p, &VTABLE)
     }
+    fn wake(_: *const ()) {
+        arch::send_event();
+    }
+    fn drop_raw(_: *const ()) {}
+    static VTABLE: RawWakerVTable = RawWakerVTable::new(clone, wake, wake, drop_raw);
+    // SAFETY: the vtable never dereferences the (null) data pointer.
+    unsafe { Waker::from_raw(RawWaker::new(core::ptr::null(), &VTABLE)) }
 }
 
 /// The scheduler loop of a secondary vCPU: runs tasks until the root task

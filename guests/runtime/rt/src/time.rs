@@ -96,7 +96,7 @@ fn arm(t: &CoreTimer) {
     let due = earliest_sleeper(t);
     NEXT_DUE[core].store(due, Ordering::Relaxed);
     if POLLED[core].load(Ordering::Relaxed) {
-        arch::set_timer(None);
+        arch::set_timer(None, 0);
         return;
     }
     let mut at = due;
@@ -106,7 +106,10 @@ fn arm(t: &CoreTimer) {
     if t.sched_tick != 0 {
         at = at.min(t.sched_tick);
     }
-    arch::set_timer((at != u64::MAX).then_some(at));
+    // The periodic tick is next: its period lets x86's hypervisor re-arm
+    // the timer itself at the fire (one exit per tick, not two).
+    let period = if t.period != 0 && at == t.next_periodic { t.period } else { 0 };
+    arch::set_timer((at != u64::MAX).then_some(at), period);
 }
 
 fn earliest_sleeper(t: &CoreTimer) -> u64 {

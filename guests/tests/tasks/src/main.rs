@@ -1,32 +1,31 @@
-//! Runtime test guest (aarch64). `test=` picks what it checks:
+//! Runtime test guest (both architectures). `test=` picks what it checks:
 //!
 //! * `ticks period_us=N ms=M`: every core of the partition takes a periodic
 //!   timer interrupt every N µs for M ms and reports how many arrived
 //!   (`core C: K ticks in T us`); exits 1 if any core is more than 10% off.
 //! * `count ticks=N period_us=P`: one core takes exactly N periodic timer
 //!   interrupts, sleeping in between (the EL2-cost measurement).
+//! * `count-busy ticks=N period_us=P`: the same, but the core computes
+//!   (interrupts open, in a preemptible task) instead of sleeping: the
+//!   interrupt's cost alone, without the idle wait's.
 //! * `preempt`: a long computation (a preemptible task, 400 ms) and, after
 //!   it, a short async task that sleeps 5 ms; the short one must finish
 //!   long before the long one (one core: only preemption allows it).
+//! * `echo-client count=N` / `echo-server`: async channel waits. The client
+//!   sends N numbers over channel `request` (awaiting `send`), awaits each
+//!   doubled answer on `reply` (`recv`: the task sleeps until the doorbell)
+//!   and sleeps 1 ms between round trips; then `u64::MAX` ends the server.
 //! * `alloc`: `Vec`, `BTreeMap`, `String`, `Box<dyn Fn>` on the heap.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
 use hallows_rt::{println, Boot};
 
 hallows_rt::entry!(main);
 
-#[cfg(not(target_arch = "aarch64"))]
-fn main(_boot: &Boot) -> u64 {
-    println!("the task runtime is aarch64-only");
-    1
-}
-
-#[cfg(target_arch = "aarch64")]
 fn main(boot: &Boot) -> u64 {
     let test = boot.arg("test").unwrap_or("alloc");
     let arg = |k: &str, d: u64| boot.arg(k).and_then(|v| v.parse().ok()).unwrap_or(d);
@@ -35,8 +34,11 @@ fn main(boot: &Boot) -> u64 {
     match test {
         "ticks" => tests::ticks(boot, arg("period_us", 1000), arg("ms", 200)),
         "count" => tests::count(boot, arg("ticks", 100), arg("period_us", 1000)),
+        "count-busy" => tests::count_busy(boot, arg("ticks", 100), arg("period_us", 1000)),
         "preempt" => tests::preempt(boot),
         "alloc" => tests::alloc(),
+        "echo-client" => tests::echo_client(boot, arg("count", 100)),
+        "echo-server" => tests::echo_server(boot),
         other => {
             println!("unknown test {other}");
             2
@@ -44,7 +46,6 @@ fn main(boot: &Boot) -> u64 {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
 mod tests {
     use alloc::boxed::Box;
     use alloc::collections::BTreeMap;
@@ -113,6 +114,88 @@ mod tests {
         let k = time::ticks() - k0;
         println!("took {k} ticks ({} timer interrupts)", time::interrupts());
         (k != n) as u64
+    }
+
+    /// Exactly `n` periodic ticks on this core while it computes
+    /// (interrupts open), so that nothing but the tick leaves the guest.
+    pub fn count_busy(boot: &Boot, n: u64, period_us: u64) -> u64 {
+        let (k, irqs) = task::run(boot, async move {
+            spawn_preemptible(move || {
+                let k0 = time::ticks();
+                time::set_periodic(Some(Duration::from_micros(period_us)));
+                while time::ticks() - k0 < n {
+                    core::hint::spin_loop();
+                }
+                time::set_periodic(None);
+                (time::ticks() - k0, time::interrupts())
+            })
+            .await
+        });
+        println!("took {k} ticks ({irqs} timer interrupts) while busy");
+        (k != n) as u64
+    }
+
+    pub fn echo_client(boot: &Boot, n: u64) -> u64 {
+        let b = boot.clone();
+        let r = task::run(boot, async move {
+            let mut tx = hallows_rt::channel::sender::<u64>(&b, "request").map_err(|e| alloc::format!("request: {e:?}"))?;
+            let mut rx = hallows_rt::channel::receiver::<u64>(&b, "reply").map_err(|e| alloc::format!("reply: {e:?}"))?;
+            let t0 = now();
+            let mut seen = BTreeMap::new();
+            for i in 0..n {
+                tx.send(&i).await.map_err(|e| alloc::format!("send {i}: {e}"))?;
+                let got = rx.recv().await.map_err(|e| alloc::format!("recv {i}: {e}"))?;
+                if got != 2 * i {
+                    return Err(alloc::format!("answer {got} to {i}"));
+                }
+                seen.insert(i, got);
+                time::sleep(Duration::from_millis(1)).await;
+            }
+            tx.send(&u64::MAX).await.map_err(|e| alloc::format!("end: {e}"))?;
+            Ok((seen.len(), (now() - t0).as_millis()))
+        });
+        match r {
+            Ok((k, ms)) => {
+                // At least 1 ms asleep per round trip.
+                println!("echo: {k} round trips answered, {}", if ms as u64 >= n { "slept between them" } else { "too fast" });
+                ((ms as u64) < n) as u64
+            }
+            Err(e) => {
+                println!("echo failed: {e}");
+                1
+            }
+        }
+    }
+
+    pub fn echo_server(boot: &Boot) -> u64 {
+        let b = boot.clone();
+        let r = task::run(boot, async move {
+            let mut rx = hallows_rt::channel::receiver::<u64>(&b, "request").map_err(|e| alloc::format!("request: {e:?}"))?;
+            let mut tx = hallows_rt::channel::sender::<u64>(&b, "reply").map_err(|e| alloc::format!("reply: {e:?}"))?;
+            let mut n = 0u64;
+            loop {
+                match rx.recv().await {
+                    Ok(u64::MAX) => return Ok(n),
+                    Ok(v) => {
+                        tx.send(&(2 * v)).await.map_err(|e| alloc::format!("send: {e}"))?;
+                        n += 1;
+                    }
+                    // The client's sender attaching: not a message.
+                    Err(hallows_rt::channel::RingError::PeerRestarted) => {}
+                    Err(e) => return Err(alloc::format!("recv: {e}")),
+                }
+            }
+        });
+        match r {
+            Ok(n) => {
+                println!("echo server answered {n}");
+                0
+            }
+            Err(e) => {
+                println!("echo server failed: {e}");
+                1
+            }
+        }
     }
 
     pub fn preempt(boot: &Boot) -> u64 {

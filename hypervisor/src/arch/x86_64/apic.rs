@@ -33,7 +33,7 @@ fn x2() -> bool {
     X2APIC.load(Ordering::Relaxed)
 }
 
-fn write(reg: u32, v: u32) {
+pub(super) fn write(reg: u32, v: u32) {
     if x2() {
         wrmsr(X2APIC_MSR + reg / 16, v as u64);
     } else {
@@ -43,7 +43,7 @@ fn write(reg: u32, v: u32) {
     }
 }
 
-fn read(reg: u32) -> u32 {
+pub(super) fn read(reg: u32) -> u32 {
     if x2() {
         super::cpu::rdmsr(X2APIC_MSR + reg / 16) as u32
     } else {

@@ -12,7 +12,7 @@ use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::guest::{self, Exit, Gprs};
 use super::phys::{self, GuestRam, TablePool};
-use super::{apic, cpu, firmware, idt, ioapic, serial, svm, vmx};
+use super::{apic, cpu, firmware, idt, ioapic, serial, svm, timer, vmx};
 use crate::partition::{self, Trap};
 use crate::system::{self, Loaded};
 use crate::{console, MAX_CORES};
@@ -182,6 +182,17 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
         table.partition_count,
         hv_start,
         payload_end
+    ));
+    let (hz, source) = timer::calibrate();
+    console::hv_print(format_args!(
+        "TSC {}.{:03} MHz ({}); guest timers in {} mode\n",
+        hz / 1_000_000,
+        hz / 1_000 % 1_000,
+        match source {
+            timer::Source::Cpuid15 => "CPUID leaf 0x15",
+            timer::Source::Pit => "measured against the PIT",
+        },
+        if timer::tsc_deadline_mode() { "TSC-deadline" } else { "one-shot" }
     ));
 
     let facts = firmware::read(magic, mbi).map_err(system::BootError::DeviceTree)?;
@@ -383,6 +394,7 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
     if vcpu == 0 {
         guest::reset_guest_tables(asid);
     }
+    timer::reset(core);
     match virt() {
         Virt::Svm => svm::setup_vcpu(core, npt_root, asid, entry),
         Virt::Vmx => {

@@ -427,16 +427,19 @@ pub fn decode(bytes: &[u8], opcode: &[u8], modrm: bool) -> Option<Decoded> {
     (len <= MAX_INSTRUCTION).then_some(Decoded { len: len as u64, rex, modrm })
 }
 
-/// Whether the boot vCPU of the partition on `core` can ever receive an
-/// interrupt: some channel's doorbell rings it, or it owns a device with an
-/// interrupt. (Doorbells and device interrupts go to the boot vCPU only;
-/// other vCPUs receive none.)
+/// Whether the vCPU on `core` can ever leave a `hlt`: its timer is armed,
+/// an interrupt or a wake-up is already queued, another vCPU of its
+/// partition may wake it (`WAKE`), or, for the boot vCPU, some channel's
+/// doorbell rings its partition or it owns a device with an interrupt.
 pub fn can_be_woken(core: usize) -> bool {
     let sys = crate::system::get();
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return false };
     let p = &sys.table.partitions()[role.partition];
-    let devices = p.devices[..(p.device_count as usize).min(p.devices.len())].iter().any(|d| d.irq != 0);
-    role.vcpu == 0
-        && (devices
-            || sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition)))
+    let devices = || p.devices[..(p.device_count as usize).min(p.devices.len())].iter().any(|d| d.irq != 0);
+    super::timer::armed(core)
+        || doorbell_queued(core)
+        || crate::system::vcpu_count(p) > 1
+        || role.vcpu == 0
+            && (devices()
+                || sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition)))
 }

@@ -137,6 +137,9 @@ extern "C" fn interrupt(vector: u64) {
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
         return;
     }
+    if vector == super::timer::TIMER_VECTOR as u64 {
+        super::timer::interrupt();
+    }
     // A device interrupt (an I/O APIC pin routed to this core, the boot
     // core of the partition that owns the device): the partition's virtual
     // vector is queued for its vCPU here, injected at the next entry where

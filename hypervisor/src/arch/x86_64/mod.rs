@@ -21,10 +21,11 @@ mod vmx;
 
 pub use boot::{enter_vcpu, exit_machine, park, send_event, this_core, wait_for_event};
 
-/// A vCPU left its partition. Nothing of the guest's can interrupt this
-/// core while it waits in the hypervisor (the guest programs no physical
-/// interrupt source on x86), so there is nothing to disarm.
-pub fn quiesce() {}
+/// A vCPU left its partition: the timer it armed must not wake this core
+/// while it waits in the hypervisor.
+pub fn quiesce() {
+    timer::reset(boot::this_core());
+}
 
 /// The partition owning device `d` has ended or is restarting, and none of
 /// its vCPUs runs: its interrupt is masked at its I/O APIC (until the

@@ -430,19 +430,16 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::HLT => {
                 if v.r64(save::RFLAGS) & (1 << 9) == 0 {
                     Trap::Stop(StopReason::Halted { pc: rip })
-                } else if vcpu == 0 && !guest::can_be_woken(core) {
-                    // No doorbell rings this partition: it would sleep forever.
+                } else if !guest::can_be_woken(core) {
+                    // Nothing can interrupt this vCPU: it would sleep forever.
                     Trap::Stop(StopReason::HaltedNoSource { pc: rip })
                 } else {
-                    // The boot vCPU, which doorbells target, sleeps here
-                    // until one arrives; other vCPUs receive no interrupt,
-                    // so they wake at once (as on a spurious interrupt).
+                    // Sleeps here until a virtual interrupt (a doorbell, its
+                    // timer, a device) is queued for it or a `WAKE` comes.
                     if let Err(r) = advance(&[0xf4]) {
                         return Exit::Trap(Trap::Stop(r));
                     }
-                    if vcpu == 0 {
-                        idle(core);
-                    }
+                    idle(core);
                     continue;
                 }
             }
@@ -456,6 +453,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
             exit::INTR => {
                 take_interrupts();
+                super::timer::collect(core);
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -470,6 +468,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::NMI => {
                 take_interrupts();
                 super::cpu::unblock_nmi();
+                super::timer::collect(core);
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -608,8 +607,9 @@ fn take_interrupts() {
     unsafe { core::arch::asm!("stgi", "sti", "nop", "cli", "clgi", options(nostack)) };
 }
 
-/// The boot vCPU executed `hlt` with interrupts on: sleeps until a doorbell
-/// is queued for it.
+/// The vCPU executed `hlt` with interrupts on: sleeps until a virtual
+/// interrupt is queued for it (a doorbell, its timer, a device) or another
+/// vCPU of its partition wakes it (`WAKE`).
 ///
 /// The partition's pending word (`partition::deliver_doorbells`), not the
 /// IPI, says whether a doorbell waits: the IPI only wakes this core. So the
@@ -630,8 +630,9 @@ fn take_interrupts() {
 /// QEMU poll the APIC again and it costs one spurious wake-up.
 fn idle(core: usize) {
     loop {
+        super::timer::collect(core);
         crate::partition::deliver_doorbells(core);
-        if guest::doorbell_queued(core) {
+        if guest::doorbell_queued(core) || super::timer::take_wake(core) {
             return;
         }
         // SAFETY: as `take_interrupts`, but halting until an interrupt

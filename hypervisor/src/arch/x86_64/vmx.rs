@@ -636,18 +636,16 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::HLT => {
                 if vmread(f::GUEST_RFLAGS) & (1 << 9) == 0 {
                     Trap::Stop(StopReason::Halted { pc: rip })
-                } else if vcpu == 0 && !guest::can_be_woken(core) {
-                    // No doorbell rings this partition: it would sleep forever.
+                } else if !guest::can_be_woken(core) {
+                    // Nothing can interrupt this vCPU: it would sleep forever.
                     Trap::Stop(StopReason::HaltedNoSource { pc: rip })
                 } else {
-                    // As under SVM: the boot vCPU sleeps until a doorbell
-                    // arrives, the others wake at once.
+                    // As under SVM: sleeps until a virtual interrupt is
+                    // queued for it or a `WAKE` comes.
                     if let Err(r) = skip() {
                         return Exit::Trap(Trap::Stop(r));
                     }
-                    if vcpu == 0 {
-                        idle(core);
-                    }
+                    idle(core);
                     continue;
                 }
             }
@@ -657,6 +655,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             },
             exit::EXTERNAL_INTERRUPT => {
                 take_interrupts();
+                super::timer::collect(core);
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -665,6 +664,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             // The safety net: a core whose partition is ending leaves it
             // (`deliver_doorbells` checks), else the guest resumes.
             exit::PREEMPTION_TIMER => {
+                super::timer::collect(core);
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -721,15 +721,16 @@ fn take_interrupts() {
     unsafe { asm!("sti", "nop", "cli", options(nostack)) };
 }
 
-/// The boot vCPU executed `hlt` with interrupts on: sleeps until a doorbell
-/// is queued for it. The protocol of `svm::idle`: the pending word, not the
+/// The vCPU executed `hlt` with interrupts on: sleeps until a virtual
+/// interrupt is queued for it or a `WAKE` comes. The protocol of `svm::idle`: the pending word, not the
 /// IPI, says whether a doorbell waits, so it is collected before every halt
 /// and a lost IPI wake-up (QEMU TCG loses some around SVM's `vmrun`; no
 /// emulator of VMX is known to) cannot leave this core asleep.
 fn idle(core: usize) {
     loop {
+        super::timer::collect(core);
         crate::partition::deliver_doorbells(core);
-        if guest::doorbell_queued(core) {
+        if guest::doorbell_queued(core) || super::timer::take_wake(core) {
             return;
         }
         // SAFETY: halts with IF open until an interrupt is taken (`sti`

@@ -346,7 +346,9 @@ pub fn counter_frequency() -> u64 {
 }
 
 /// Arms this core's virtual timer for counter value `at`, or stops it.
-pub fn set_timer(at: Option<u64>) {
+/// `_period` is x86's hint (the hypervisor re-arms there); the virtual
+/// timer is re-armed without a trap.
+pub fn set_timer(at: Option<u64>, _period: u64) {
     // SAFETY: programs this core's EL1 virtual timer.
     unsafe {
         match at {

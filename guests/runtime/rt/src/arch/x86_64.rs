@@ -1,23 +1,33 @@
-//! x86_64: `_start`, the guest's GDT and IDT, and `vmcall`/`vmmcall`.
+//! x86_64: `_start` (boot and secondary vCPUs), the guest's GDT and IDT,
+//! interrupt entry (so a timer interrupt can preempt any code), the context
+//! switch between a preemptible task's stack and its core's scheduler
+//! loop, the TSC clock, the timer and wake-up hypercalls, and
+//! `vmcall`/`vmmcall`.
 //!
 //! The hypervisor enters `_start` already in 64-bit mode, on identity page
-//! tables of its own (read-only to us, covering the first 4 GiB of
-//! guest-physical space), with rdi = boot information and rsi = vCPU index.
-//! The runtime installs its own GDT (the one the segment registers were
-//! loaded from is not in our memory) and an IDT whose every exception is
-//! reported to the hypervisor, which applies the partition's fault policy,
-//! and whose vectors `DOORBELL_VECTOR_BASE + i` record doorbells (taken
-//! only inside `wait_for_interrupt`).
+//! tables of its own (covering the first 8 GiB of guest-physical space with
+//! write-back 2 MiB pages), with rdi = boot information and rsi = vCPU
+//! index; a secondary vCPU (started with PSCI `CPU_ON` at `_start`) gets
+//! its `CPU_ON` context, the boot information, in rdi. The runtime
+//! installs its own GDT (the one the segment registers were loaded from is
+//! not in our memory) and an IDT whose exceptions are reported to the
+//! hypervisor, which applies the partition's fault policy, and whose
+//! vectors 32..95 are the virtual interrupts the hypervisor injects:
+//! doorbells, the timer, device interrupts (`hallows_abi`). There is no
+//! virtual local APIC: a handler sends no end of interrupt.
 //!
 //! The image is linked position-independent at its load address, so the
 //! only relocations are `R_X86_64_RELATIVE` ones whose addend is already the
-//! final value; `_start` applies them before any Rust code runs.
+//! final value; vCPU 0's `_start` applies them before any Rust code runs.
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use hallows_abi::{fault_kind, DOORBELL_VECTOR_BASE, MAX_CHANNELS, VCPU_STACK_SIZE};
+use hallows_abi::{
+    call, fault_kind, BootInfo, DEVICE_VECTOR_BASE, DOORBELL_VECTOR_BASE, MAX_CHANNELS, MAX_DEVICES, MAX_VCPUS,
+    TIMER_VECTOR, VCPU_STACK_SIZE,
+};
 
 global_asm!(
     ".section .text.start, \"ax\"",
@@ -26,8 +36,11 @@ global_asm!(
     "    cli",
     "    mov r12, rdi",
     "    mov r13, rsi",
-    // Relocations: r_offset at +0, r_info at +8 (type in the low half),
+    // Relocations (vCPU 0 only: the others start later, on the relocated
+    // image): r_offset at +0, r_info at +8 (type in the low half),
     // r_addend at +16. Anything but RELATIVE (8) is a broken image.
+    "    test r13, r13",
+    "    jnz 3f",
     "    lea rsi, [rip + __rela_start]",
     "    lea rdi, [rip + __rela_end]",
     "2:  cmp rsi, rdi",
@@ -58,12 +71,20 @@ global_asm!(
     "    mov ds, ax",
     "    mov es, ax",
     "    mov ss, ax",
+    "    mov rdi, r12",
+    "    mov rsi, r13",
     "    call {setup}",
     "    mov rdi, r12",
+    "    mov rsi, r13",
+    "    test r13, r13",
+    "    jnz 7f",
     "    call __hallows_main",
     "6:  jmp 6b",
+    "7:  call {secondary}",
+    "    jmp 6b",
     stack = const VCPU_STACK_SIZE,
     setup = sym setup,
+    secondary = sym secondary_entry,
 );
 
 global_asm!(
@@ -100,27 +121,32 @@ global_asm!(
     common = sym exception_common,
 );
 
-// Doorbell stubs, 16 bytes apart, for vectors DOORBELL_VECTOR_BASE + i
-// (i < MAX_CHANNELS): each pushes its index.
+/// The first vector and the number of virtual-interrupt vectors.
+const FIRST_IRQ: usize = 32;
+const IRQS: usize = 64;
+
+// Virtual-interrupt stubs for vectors 32..95, 16 bytes apart: each pushes
+// its vector.
 global_asm!(
     ".section .text",
     ".balign 16",
-    ".global __hallows_doorbell_stubs",
-    "__hallows_doorbell_stubs:",
-    ".irp i, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15",
+    ".global __hallows_irq_stubs",
+    "__hallows_irq_stubs:",
+    ".irp v, 32,33,34,35,36,37,38,39,40,41,42,43,44,45,46,47,48,49,50,51,52,53,54,55,56,57,58,59,60,61,62,63,64,65,66,67,68,69,70,71,72,73,74,75,76,77,78,79,80,81,82,83,84,85,86,87,88,89,90,91,92,93,94,95",
     ".balign 16",
-    "    push \\i",
+    "    push \\v",
     "    jmp {common}",
     ".endr",
-    common = sym doorbell_common,
+    common = sym irq_common,
 );
 
 /// Saves what a C call may clobber (the target has no SSE state and no red
-/// zone), records the doorbell, returns. After the 5-quadword frame, the
-/// index and 9 registers, 8 more bytes align the call. No end of interrupt: the
-/// hypervisor injects doorbells without a virtual local APIC.
+/// zone), runs the handler, returns. After the 5-quadword frame, the vector
+/// and 9 registers, 8 more bytes align the call. A preemption switches
+/// away inside the handler with all of this on the interrupted task's
+/// stack, and returns here when the task is resumed.
 #[unsafe(naked)]
-extern "C" fn doorbell_common() {
+extern "C" fn irq_common() {
     core::arch::naked_asm!(
         "push rax",
         "push rcx",
@@ -133,12 +159,12 @@ extern "C" fn doorbell_common() {
         "push r11",
         "mov rdi, [rsp + 72]",
         "sub rsp, 8",
-        "call {rang}",
+        "call {handle}",
         "add rsp, 8",
         // Interrupted just before the idle `hlt` (the `sti` shadow should
         // prevent it, but an emulator that drops the shadow across a VM
         // entry delivers it there): return past the `hlt`, or the vCPU
-        // would sleep with its doorbell already recorded.
+        // would sleep with its interrupt already handled.
         "lea rax, [rip + __hallows_idle_hlt]",
         "cmp [rsp + 80], rax",
         "jne 2f",
@@ -155,12 +181,26 @@ extern "C" fn doorbell_common() {
         "pop rax",
         "add rsp, 8",
         "iretq",
-        rang = sym doorbell,
+        handle = sym handle_irq,
     )
 }
 
-extern "C" fn doorbell(index: u64) {
-    crate::channel::doorbell_rang(index as u32);
+/// A virtual interrupt (interrupts masked): hands it to its owner (timer,
+/// doorbell, device), then lets the timer preempt the interrupted task if
+/// the scheduling policy said so.
+extern "C" fn handle_irq(vector: u64) {
+    let v = vector as u8;
+    let mut preempt = false;
+    if v == TIMER_VECTOR {
+        preempt = crate::time::on_timer_interrupt();
+    } else if let Some(i) = v.checked_sub(DOORBELL_VECTOR_BASE).filter(|i| (*i as usize) < MAX_CHANNELS) {
+        crate::channel::doorbell_rang(i as u32);
+    } else if v.checked_sub(DEVICE_VECTOR_BASE).is_some_and(|i| (i as usize) < MAX_DEVICES) {
+        crate::irq::dispatch(v as u32);
+    }
+    if preempt {
+        crate::task::preempt_current();
+    }
 }
 
 #[unsafe(naked)]
@@ -180,35 +220,151 @@ extern "C" fn report_exception(vector: u64, error: u64, rip: u64) -> ! {
     crate::fault(fault_kind::EXCEPTION, rip, vector | (error << 32))
 }
 
-/// Exceptions, then the doorbells.
-const VECTORS: usize = DOORBELL_VECTOR_BASE as usize + MAX_CHANNELS;
+// switch(save: *mut Context, load: *const Context): saves the callee-saved
+// registers and the stack pointer of the caller into `save` and resumes
+// the context in `load` (at its `rip`: after the call for a context saved
+// here, `__hallows_thread_start` for a fresh one).
+global_asm!(
+    ".section .text",
+    ".global __hallows_switch",
+    "__hallows_switch:",
+    "    mov [rdi + 0], rbx",
+    "    mov [rdi + 8], rbp",
+    "    mov [rdi + 16], r12",
+    "    mov [rdi + 24], r13",
+    "    mov [rdi + 32], r14",
+    "    mov [rdi + 40], r15",
+    "    mov [rdi + 48], rsp",
+    "    lea rax, [rip + 2f]",
+    "    mov [rdi + 56], rax",
+    "    mov rbx, [rsi + 0]",
+    "    mov rbp, [rsi + 8]",
+    "    mov r12, [rsi + 16]",
+    "    mov r13, [rsi + 24]",
+    "    mov r14, [rsi + 32]",
+    "    mov r15, [rsi + 40]",
+    "    mov rsp, [rsi + 48]",
+    "    jmp qword ptr [rsi + 56]",
+    "2:  ret",
+    ".global __hallows_thread_start",
+    "__hallows_thread_start:",
+    "    mov rdi, r12",
+    "    sti",
+    "    call {body}",
+    "    ud2",
+    body = sym crate::task::thread_body,
+);
+
+extern "C" {
+    fn __hallows_switch(save: *mut Context, load: *const Context);
+    fn __hallows_thread_start();
+    fn _start();
+}
+
+/// The callee-saved state of a suspended execution context.
+#[derive(Clone, Copy, Debug, Default)]
+#[repr(C)]
+pub struct Context {
+    rbx: u64,
+    rbp: u64,
+    r12: u64,
+    r13: u64,
+    r14: u64,
+    r15: u64,
+    rsp: u64,
+    rip: u64,
+}
+
+impl Context {
+    /// A context that, when switched to, runs `crate::task::thread_body(arg)`
+    /// with interrupts enabled on the stack ending at `stack_top`.
+    pub fn new_thread(stack_top: u64, arg: u64) -> Context {
+        Context {
+            r12: arg,
+            rsp: stack_top & !15,
+            rip: __hallows_thread_start as *const () as u64,
+            ..Context::default()
+        }
+    }
+}
+
+/// Saves the running context into `save` and resumes `load`.
+///
+/// # Safety
+/// `load` must be a context saved by `switch` (or made by
+/// `Context::new_thread`) whose stack is still alive, not running on any
+/// core; both pointers must stay valid until this context is resumed.
+pub unsafe fn switch(save: *mut Context, load: *const Context) {
+    // SAFETY: the caller's contract; the assembly only saves and loads
+    // callee-saved registers, rsp and the resume address, as a function
+    // call may clobber the rest (rax is caller-saved).
+    unsafe { __hallows_switch(save, load) }
+}
+
+extern "C" fn secondary_entry(info_ipa: u64, vcpu: u64) -> ! {
+    crate::task::secondary_loop(info_ipa, vcpu as usize)
+}
+
+/// Each vCPU's index, one word each: a vCPU's GS base points at its own,
+/// so `core_id` is one load.
+static CORE_INDEX: [u64; MAX_VCPUS] = {
+    let mut a = [0u64; MAX_VCPUS];
+    let mut i = 0;
+    while i < MAX_VCPUS {
+        a[i] = i as u64;
+        i += 1;
+    }
+    a
+};
+
+/// The index of the vCPU running this code.
+pub fn core_id() -> usize {
+    let v: u64;
+    // SAFETY: GS base points at this vCPU's `CORE_INDEX` word (`setup`).
+    unsafe { asm!("mov {0}, gs:[0]", out(reg) v, options(nostack, readonly, preserves_flags)) };
+    v as usize
+}
+
+/// The guest-physical address of `_start`, for PSCI CPU_ON.
+pub fn start_address() -> u64 {
+    _start as *const () as u64
+}
+
+/// Exceptions, then the virtual interrupts.
+const VECTORS: usize = FIRST_IRQ + IRQS;
 
 #[repr(C, align(16))]
 struct Idt(UnsafeCell<[[u64; 2]; VECTORS]>);
-// SAFETY: written once per vCPU in `setup` before anything can fault on
-// purpose; all vCPUs write the same values.
+// SAFETY: written in `setup` by each vCPU as it starts, before it loads
+// it; every vCPU writes the same values.
 unsafe impl Sync for Idt {}
 static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; VECTORS]));
 
 /// Whether the CPU is AMD's (`vmmcall`) rather than Intel's (`vmcall`).
 static AMD: AtomicBool = AtomicBool::new(false);
+/// The boot information (guest-physical = virtual).
+static BOOT_INFO: AtomicU64 = AtomicU64::new(0);
 
-extern "C" fn setup() {
+const MSR_GS_BASE: u32 = 0xC000_0101;
+
+extern "C" fn setup(info: u64, vcpu: u64) {
     extern "C" {
         static __hallows_stubs: u8;
-        static __hallows_doorbell_stubs: u8;
+        static __hallows_irq_stubs: u8;
     }
+    BOOT_INFO.store(info, Ordering::Relaxed);
+    let index = &CORE_INDEX[(vcpu as usize).min(MAX_VCPUS - 1)] as *const u64 as u64;
+    // SAFETY: the GS base is this vCPU's own (not intercepted: it is part
+    // of the guest state the hypervisor switches); nothing else uses GS.
+    unsafe { asm!("wrmsr", in("ecx") MSR_GS_BASE, in("eax") index as u32, in("edx") (index >> 32) as u32, options(nostack)) };
     let stubs = core::ptr::addr_of!(__hallows_stubs) as u64;
-    let doorbells = core::ptr::addr_of!(__hallows_doorbell_stubs) as u64;
-    // SAFETY: see `Idt`; the table is ours and not yet loaded.
+    let irqs = core::ptr::addr_of!(__hallows_irq_stubs) as u64;
+    // SAFETY: see `Idt`.
     let idt = unsafe { &mut *IDT.0.get() };
     for (v, gate) in idt.iter_mut().enumerate() {
-        let h = match v.checked_sub(DOORBELL_VECTOR_BASE as usize) {
-            Some(i) => doorbells + 16 * i as u64,
-            None if v < 32 => stubs + 16 * v as u64,
-            // Vectors between the exceptions and the doorbells (none while
-            // the base is 32) would report themselves as exceptions.
-            None => stubs,
+        let h = match v.checked_sub(FIRST_IRQ) {
+            Some(i) => irqs + 16 * i as u64,
+            None => stubs + 16 * v as u64,
         };
         // Interrupt gate, present, DPL 0, selector 0x08.
         gate[0] = (h & 0xffff) | (0x08 << 16) | (0x8E00u64 << 32) | ((h >> 16) & 0xffff) << 48;
@@ -225,14 +381,21 @@ extern "C" fn setup() {
     AMD.store(v.ebx == 0x6874_7541 && v.edx == 0x6974_6e65 && v.ecx == 0x444d_4163, Ordering::Relaxed);
 }
 
-/// Sleeps until an interrupt (a doorbell) is pending, then lets it be
-/// taken. Interrupts stay masked everywhere else, so handlers only run
-/// here, and none is lost: `sti` opens them only after `hlt` has started,
-/// and one the hypervisor holds for us ends the `hlt` at once.
+fn boot_info() -> Option<&'static BootInfo> {
+    let p = BOOT_INFO.load(Ordering::Relaxed) as *const BootInfo;
+    // SAFETY: set in `setup` from the hypervisor's boot information pointer,
+    // which lies in our RAM for the partition's life (`lib.rs` checks its
+    // magic before `main`).
+    (!p.is_null()).then(|| unsafe { &*p })
+}
+
+/// Sleeps until an interrupt is pending, then lets it be taken. Interrupts
+/// stay masked in the scheduler loop, so handlers run here or in
+/// preemptible tasks, and none is lost: `sti` opens them only after `hlt`
+/// has started, and one the hypervisor holds for us ends the `hlt` at once.
 pub fn wait_for_interrupt() {
     // SAFETY: `__hallows_wait` (below) opens interrupts for its `hlt` only
-    // and clobbers nothing; the doorbell handler preserves every register
-    // it uses.
+    // and clobbers nothing; the handlers preserve every register they use.
     unsafe { __hallows_wait() };
 }
 
@@ -240,9 +403,8 @@ extern "C" {
     fn __hallows_wait();
 }
 
-// `sti; hlt; cli` with a label on the `hlt`, so that the doorbell handler
-// can tell an interrupt taken just *before* the `hlt` (see
-// `doorbell_common`).
+// `sti; hlt; cli` with a label on the `hlt`, so that the interrupt entry
+// can tell an interrupt taken just *before* the `hlt` (see `irq_common`).
 global_asm!(
     ".section .text",
     ".global __hallows_wait",
@@ -254,6 +416,89 @@ global_asm!(
     "    cli",
     "    ret",
 );
+
+/// Per vCPU: it waits in `wait_for_event_or_interrupt`, and another vCPU
+/// signalled an event for it (`send_event`). x86 has no `wfe`/`sev`: these
+/// two words are the event register, and `WAKE` the wake-up.
+static IDLE: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+static EVENT: [AtomicBool; MAX_VCPUS] = [const { AtomicBool::new(false) }; MAX_VCPUS];
+
+/// Like `wait_for_interrupt`, but also returns when another vCPU signals
+/// an event (`send_event`): the idle wait of a multi-core partition, where
+/// another core may queue work for this one. No event is lost: this vCPU
+/// publishes that it waits before it looks for an event, and a sender
+/// publishes the event before it looks whether to wake it (both
+/// sequentially consistent), so one of the two sees the other.
+pub fn wait_for_event_or_interrupt() {
+    let me = core_id().min(MAX_VCPUS - 1);
+    IDLE[me].store(true, Ordering::SeqCst);
+    if !EVENT[me].swap(false, Ordering::SeqCst) {
+        wait_for_interrupt();
+    }
+    IDLE[me].store(false, Ordering::SeqCst);
+    EVENT[me].store(false, Ordering::SeqCst);
+}
+
+/// Wakes the partition's other vCPUs waiting in
+/// `wait_for_event_or_interrupt` (a `WAKE` hypercall for each that
+/// sleeps; the others find the event when they next wait).
+pub fn send_event() {
+    let me = core_id();
+    let n = boot_info().map_or(1, |b| b.vcpu_count as usize).min(MAX_VCPUS);
+    for c in (0..n).filter(|&c| c != me) {
+        EVENT[c].store(true, Ordering::SeqCst);
+        if IDLE[c].load(Ordering::SeqCst) {
+            hypercall(call::WAKE, [c as u64, 0, 0, 0, 0]);
+        }
+    }
+}
+
+/// Runs `f` with interrupts masked on this vCPU (restoring the previous
+/// state): for locks that a preemptible task and its core's scheduler loop
+/// share.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    let flags: u64;
+    // SAFETY: reads RFLAGS and masks interrupts.
+    unsafe { asm!("pushfq", "pop {0}", "cli", out(reg) flags) };
+    let r = f();
+    if flags & (1 << 9) != 0 {
+        // SAFETY: restores the unmasked state found at entry.
+        unsafe { asm!("sti", options(nomem, nostack)) };
+    }
+    r
+}
+
+/// The TSC (the hypervisor does not offset it: every partition reads the
+/// machine's) and its frequency, which the hypervisor measured at boot.
+pub fn counter() -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: `lfence` orders the read after earlier instructions; `rdtsc`
+    // is not intercepted.
+    unsafe { asm!("lfence", "rdtsc", out("eax") lo, out("edx") hi, options(nomem, nostack, preserves_flags)) };
+    (hi as u64) << 32 | lo as u64
+}
+
+pub fn counter_frequency() -> u64 {
+    boot_info().map_or(0, |b| b.tsc_hz)
+}
+
+/// Arms this vCPU's timer for TSC value `at`, or stops it. `period`: the
+/// caller will ask for `at + period` next (a periodic tick), which the
+/// hypervisor then arms itself at the fire. No call when the deadline
+/// asked for is the one armed (`BootInfo::timer_armed`).
+pub fn set_timer(at: Option<u64>, period: u64) {
+    let want = at.map_or(0, |a| a.max(1));
+    let me = core_id().min(MAX_VCPUS - 1);
+    if let Some(b) = boot_info() {
+        // SAFETY: a word of the boot information, which the hypervisor
+        // writes only while this vCPU is out of the guest.
+        let armed = unsafe { core::ptr::read_volatile(&b.timer_armed[me]) };
+        if armed == want {
+            return;
+        }
+    }
+    hypercall(call::SET_TIMER, [want, if want == 0 { 0 } else { period }, 0, 0, 0]);
+}
 
 /// `vmmcall` (AMD) or `vmcall` (Intel) with the function id in rax and
 /// arguments in rdi, rsi, rdx, r10, r8; returns rax, rdi.

@@ -1,0 +1,44 @@
+//! The runtime's assertions, shared by every architecture's suite: the same
+//! guest (`guests/tests/tasks`) must behave the same on each.
+
+use hallows_tests::Boot;
+
+/// `runtime-ticks`: a periodic timer interrupt at 1 kHz for 200 ms on each
+/// of the two cores of partition `ticker`, counted within 10%.
+pub fn check_ticks(b: &Boot) {
+    b.assert_status(0);
+    let lines = b.lines_of("ticker");
+    for core in 0..2 {
+        let line = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("core {core}: ")))
+            .unwrap_or_else(|| panic!("no tick report for core {core}:\n{}", b.output));
+        // "core C: K ticks in T us (expected E)": within 10% (the guest checks too).
+        let k: u64 = line.split(' ').nth(2).and_then(|s| s.parse().ok()).expect("tick count");
+        assert!((180..=220).contains(&k), "{line}");
+    }
+    assert!(lines.contains(&"ticks measured on 2 core(s)"), "{}", b.output);
+    // The manifest's `log = "debug"` reached the guest's logger.
+    assert!(lines.iter().any(|l| l.starts_with("DEBUG heap 0x")), "{}", b.output);
+    assert_eq!(b.summary("ticker"), "exited 0");
+}
+
+/// `runtime-tasks`: a preempted long task does not hold up a short one on
+/// one core, and the heap's collections work.
+pub fn check_tasks(b: &Boot) {
+    b.assert_status(0);
+    assert!(b.lines_of("preempt").contains(&"the short task was not blocked by the long one"), "{}", b.output);
+    assert!(b.lines_of("heap").contains(&"alloc ok"), "{}", b.output);
+    assert_eq!(b.summary("preempt"), "exited 0");
+    assert_eq!(b.summary("heap"), "exited 0");
+}
+
+/// `runtime-echo`: 100 round trips over two doorbell channels between two
+/// partitions whose tasks await `send`, `recv` and `sleep`.
+pub fn check_echo(b: &Boot) {
+    b.assert_status(0);
+    assert!(b.lines_of("client").contains(&"echo: 100 round trips answered, slept between them"), "{}", b.output);
+    assert!(b.lines_of("server").contains(&"echo server answered 100"), "{}", b.output);
+    assert_eq!(b.summary("client"), "exited 0");
+    assert_eq!(b.summary("server"), "exited 0");
+}
