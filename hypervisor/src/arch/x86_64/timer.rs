@@ -16,7 +16,9 @@
 //!
 //! The TSC's frequency, which the guest needs to turn ticks into time, is
 //! measured once at boot: CPUID leaf 0x15 where it names the crystal, else
-//! against the 8254 PIT (channel 2, gate through port 0x61, 50 ms).
+//! against the 8254 PIT (channel 2, gate through port 0x61, 50 ms; channel
+//! 0 and its read-back status on machines without port 0x61, QEMU's
+//! `microvm`).
 
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -72,18 +74,39 @@ pub fn calibrate() -> (u64, Source) {
     // mode needs its rate.
     apic::write(DIVIDE, DIVIDE_BY_1);
     apic::write(LVT_TIMER, LVT_MASKED | TIMER_VECTOR as u32);
-    // Channel 2 gate on, speaker off; mode 0, binary, low then high byte.
-    outb(0x61, (inb(0x61) & !0x02) | 0x01);
-    outb(0x43, 0xB0);
-    outb(0x42, (PIT_TICKS & 0xff) as u8);
-    outb(0x42, (PIT_TICKS >> 8) as u8);
+    // Port 0x61 (channel 2's gate and output) is a PC chipset register;
+    // QEMU's `microvm` has none (the port reads 0xff). There the window is
+    // timed on channel 0 instead, whose gate is always on, reading its
+    // output with the read-back command (IRQ 0 stays masked: the 8259s
+    // are, and the I/O APIC pins are masked before anything is taken).
+    let port61 = inb(0x61) != 0xff;
+    let (channel, control) = if port61 { (0x42, 0xB0) } else { (0x40, 0x30) };
+    if port61 {
+        // Channel 2 gate on, speaker off.
+        outb(0x61, (inb(0x61) & !0x02) | 0x01);
+    }
+    // Mode 0, binary, low then high byte.
+    outb(0x43, control);
+    outb(channel, (PIT_TICKS & 0xff) as u8);
+    outb(channel, (PIT_TICKS >> 8) as u8);
+    // The counter's output rises when the count reaches zero: OUT2 is port
+    // 0x61 bit 5; channel 0's is bit 7 of its status (read-back command
+    // 0xE2: latch the status of counter 0).
+    let out = || {
+        if port61 {
+            inb(0x61) & 0x20 != 0
+        } else {
+            outb(0x43, 0xE2);
+            inb(0x40) & 0x80 != 0
+        }
+    };
     apic::write(INITIAL_COUNT, u32::MAX);
     let t0 = rdtsc();
-    // OUT2 (port 0x61 bit 5) rises when the count reaches zero. A PIT that
-    // never counts (none on this machine) must not hang the boot: give up
-    // after ~2^28 polls and keep the CPUID or a nominal figure.
+    // A PIT that never counts (none on this machine) must not hang the
+    // boot: give up after ~2^28 polls and keep the CPUID or a nominal
+    // figure.
     let mut polls = 0u64;
-    while inb(0x61) & 0x20 == 0 && polls < 1 << 28 {
+    while !out() && polls < 1 << 28 {
         polls += 1;
     }
     let t1 = rdtsc();
