@@ -4,7 +4,9 @@
 //! (byte `j` of sector `i` is `(i * 7 + j) % 251`), writes the reverse
 //! pattern (`(i * 13 + j) % 241`) to sectors 8..16, reads it back, and
 //! waits for the device's interrupt to have arrived (delivered to this
-//! partition only).
+//! partition only). With `panic_first` in its boot arguments it then
+//! panics on its first run (for a restart policy to start it again: the
+//! hypervisor resets the device and re-routes its interrupt).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -75,5 +77,8 @@ fn main(boot: &Boot) -> u64 {
         virtio::interrupts(base)
     });
     println!("device interrupts taken: {}", if irqs > 0 { "yes" } else { "none" });
+    if boot.has("panic_first") && boot.restart_count() == 0 {
+        panic!("first run done; panicking on purpose (panic_first)");
+    }
     (irqs == 0) as u64
 }
