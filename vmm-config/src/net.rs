@@ -96,7 +96,7 @@ pub(crate) fn check(
         let nic = nic.get_ref();
         if board.arch != crate::Arch::Aarch64 {
             d.error(file, nic_span.clone(), format!("partition `{name}` has a `nic`, but networking is implemented on aarch64 only and board \"{}\" is {}", board.name, board.arch.name()))
-                .help("the x86_64 guest runtime has no virtio drivers yet: remove `nic`, or use an aarch64 board");
+                .help("x86_64 partitions can own virtio devices (board qemu-microvm), but NIC placement and the network stack are not wired up for x86_64 yet: remove `nic`, or use an aarch64 board");
             continue;
         }
         let (address, prefix_len) = match parse_cidr(nic.address.get_ref()) {
