@@ -137,6 +137,12 @@ fn program(deadline: u64) {
 /// timer. Returns the deadline now armed (published to the guest).
 pub fn set_timer(deadline: u64, period: u64) -> Option<u64> {
     let core = super::this_core();
+    // A period below 10 µs is raised to it: a guest asking for a tick per
+    // TSC cycle would only flood its own core with exits.
+    let period = match period {
+        0 => 0,
+        p => p.max(tsc_hz() / 100_000).max(1),
+    };
     DEADLINE[core].store(deadline, Ordering::Relaxed);
     PERIOD[core].store(if deadline == 0 { 0 } else { period }, Ordering::Relaxed);
     if deadline != 0 && rdtsc() >= deadline {
