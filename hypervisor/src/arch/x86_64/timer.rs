@@ -169,16 +169,23 @@ pub fn interrupt() {
 /// if its vCPU's deadline has passed, queues the timer's virtual interrupt
 /// and re-arms for the next period (or stops); an early fire (one-shot
 /// rounding, a delay beyond the counter) re-arms for the same deadline.
+///
+/// A deadline that has passed counts as fired even if its interrupt has not
+/// been taken: QEMU TCG can strand an interrupt in the APIC while the core
+/// is in `vmrun` (see `svm::idle`); the next interrupt exit, or the `hlt` that would
+/// otherwise sleep on it, delivers the tick. (An interrupt that does arrive
+/// later finds the next deadline in the future and only re-arms.)
 pub fn collect(core: usize) {
     let Some(fired) = FIRED.get(core) else { return };
-    if !fired.swap(false, Ordering::Relaxed) {
-        return;
-    }
+    let fired = fired.swap(false, Ordering::Relaxed);
     let deadline = DEADLINE[core].load(Ordering::Relaxed);
     if deadline == 0 {
         return;
     }
     let now = rdtsc();
+    if !fired && now < deadline {
+        return;
+    }
     if now < deadline {
         program(deadline);
         return;
