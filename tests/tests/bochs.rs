@@ -46,6 +46,11 @@ fn vmx_runs_the_runtime_timer_tasks_and_heap() {
 }
 
 #[test]
+fn vmx_timer_and_wake_hypercalls_survive_hostile_arguments() {
+    x86::check_timer_abuse(&boot_bochs("x86-sec-timer", VMX));
+}
+
+#[test]
 fn vmx_contains_io_ports_msrs_and_hypervisor_memory() {
     let b = boot_bochs("x86-containment", VMX);
     assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);

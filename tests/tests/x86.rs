@@ -7,7 +7,7 @@ use hallows_tests::{boot_manifest, boot_system, root, x86_system_with_symbols};
 mod runtime_checks;
 mod x86_checks;
 use runtime_checks::{check_echo, check_tasks, check_ticks};
-use x86_checks::{check_debug, check_escape};
+use x86_checks::{check_debug, check_escape, check_timer_abuse};
 
 #[test]
 fn demo_system_runs_three_partitions_on_three_cores() {
@@ -38,6 +38,11 @@ fn tasks_await_channel_doorbells_and_sleep() {
 #[test]
 fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
     check_tasks(&boot_system("x86-runtime-tasks"));
+}
+
+#[test]
+fn timer_and_wake_hypercalls_survive_hostile_arguments() {
+    check_timer_abuse(&boot_system("x86-sec-timer"));
 }
 
 #[test]

@@ -94,9 +94,12 @@ pub(crate) fn check(
         let name = names[i].clone();
         let nic_span = nic.span();
         let nic = nic.get_ref();
-        if board.arch != crate::Arch::Aarch64 {
-            d.error(file, nic_span.clone(), format!("partition `{name}` has a `nic`, but networking is implemented on aarch64 only and board \"{}\" is {}", board.name, board.arch.name()))
-                .help("x86_64 partitions can own virtio devices (board qemu-microvm), but NIC placement and the network stack are not wired up for x86_64 yet: remove `nic`, or use an aarch64 board");
+        if !board.devices.iter().any(|x| crate::dma_capable(&x.compatible) && x.qemu_bus.is_some()) {
+            d.error(file, nic_span.clone(), format!("partition `{name}` has a `nic`, but board \"{}\" has no virtio-mmio transport to plug one into", board.name))
+                .help(match board.arch {
+                    crate::Arch::X86_64 => "use board \"qemu-microvm\" (QEMU's microvm machine, with virtio-mmio transports), or remove `nic`",
+                    _ => "use a board with `virtio,mmio` devices that have a `qemu_bus`, or remove `nic`",
+                });
             continue;
         }
         let (address, prefix_len) = match parse_cidr(nic.address.get_ref()) {

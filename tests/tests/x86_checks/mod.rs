@@ -66,3 +66,17 @@ pub fn check_escape(b: &Boot) {
     assert_eq!(b.output.matches("machine exit status").count(), 1, "{}", b.output);
 }
 
+
+/// `x86-sec-timer`: WAKE past the partition's vCPUs is refused, SET_TIMER
+/// at the end of time and as a storm is survived, the bystander runs on.
+pub fn check_timer_abuse(b: &Boot) {
+    b.assert_status(0);
+    b.assert_no_uncontained();
+    let lines = b.lines_of("hostile");
+    for l in ["wake vcpu 1 = -3", "wake vcpu 15 = -3", "wake vcpu 2^64-1 = -3", "set_timer end of time = 0", "set_timer storm = 0", "set_timer off = 0"] {
+        assert!(lines.contains(&l), "{l}:\n{}", b.output);
+    }
+    assert_eq!(b.summary("hostile"), "exited 0");
+    assert!(b.lines_of("bystander").contains(&"669 primes below 5000"), "{}", b.output);
+    assert_eq!(b.summary("bystander"), "exited 0");
+}

@@ -1,4 +1,4 @@
-//! Networking for RustHallows partitions (aarch64): async TCP and UDP
+//! Networking for RustHallows partitions (both architectures): async TCP and UDP
 //! sockets on the runtime's executor ([`hallows_rt::task`]).
 //!
 //! ```ignore
@@ -38,23 +38,15 @@
 #![no_std]
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
-#[cfg(target_arch = "aarch64")]
 mod backend;
-#[cfg(target_arch = "aarch64")]
 mod gateway;
-#[cfg(target_arch = "aarch64")]
 mod nic;
-#[cfg(target_arch = "aarch64")]
 mod socket;
-#[cfg(target_arch = "aarch64")]
 pub mod stats;
 
-#[cfg(target_arch = "aarch64")]
 pub use socket::*;
-#[cfg(target_arch = "aarch64")]
 pub use stats::{stats, Stats};
 
 pub use core::net::{Ipv4Addr, SocketAddrV4};
@@ -157,8 +149,7 @@ impl Limits {
     pub const MAX_BACKLOG: usize = 64;
 
     /// The defaults, overridden by the boot arguments that parse.
-    #[cfg(target_arch = "aarch64")]
-    pub fn from_boot(boot: &hallows_rt::Boot) -> Self {
+        pub fn from_boot(boot: &hallows_rt::Boot) -> Self {
         let mut l = Limits::default();
         let num = |k: &str| boot.arg(k).and_then(|v| v.parse::<usize>().ok());
         if let Some(n) = num("net_sockets") {

@@ -1,4 +1,4 @@
-//! The gateway guest (aarch64): owns the partition's NIC through
+//! The gateway guest: owns the partition's NIC through
 //! `hallows-net` (smoltcp), listens on every route's port
 //! (`boot.info().net.routes`), and relays each accepted TCP connection to
 //! the route's service partition over the channels `<self>-<service>` and
@@ -34,26 +34,17 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
 use hallows_rt::Boot;
 
 hallows_rt::entry!(main);
 
-#[cfg(not(target_arch = "aarch64"))]
-fn main(_boot: &Boot) -> u64 {
-    hallows_rt::println!("networking is aarch64-only");
-    1
-}
-
-#[cfg(target_arch = "aarch64")]
 fn main(boot: &Boot) -> u64 {
     let b = boot.clone();
     hallows_rt::task::run(boot, app::serve(b))
 }
 
-#[cfg(target_arch = "aarch64")]
 mod app {
     use alloc::format;
     use alloc::string::String;

@@ -1,4 +1,4 @@
-//! Network test guest (aarch64): a small HTTP/1.1 server and a TCP echo
+//! Network test guest: a small HTTP/1.1 server and a TCP echo
 //! service on `hallows-net`.
 //!
 //! * HTTP on the first port of the manifest's `listen` (else `http_port=`,
@@ -27,20 +27,12 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
 use hallows_rt::Boot;
 
 hallows_rt::entry!(main);
 
-#[cfg(not(target_arch = "aarch64"))]
-fn main(_boot: &Boot) -> u64 {
-    hallows_rt::println!("networking is aarch64-only");
-    1
-}
-
-#[cfg(target_arch = "aarch64")]
 fn main(boot: &Boot) -> u64 {
     let b = boot.clone();
     hallows_rt::task::run(boot, serve(b))
@@ -59,10 +51,8 @@ pub const WRITE_TIME: core::time::Duration = core::time::Duration::from_secs(5);
 /// The echo service closes a connection idle this long.
 pub const ECHO_IDLE: core::time::Duration = core::time::Duration::from_secs(10);
 
-#[cfg(target_arch = "aarch64")]
 use app::serve;
 
-#[cfg(target_arch = "aarch64")]
 mod app {
     use alloc::format;
     use alloc::string::String;

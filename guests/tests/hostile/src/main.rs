@@ -19,32 +19,20 @@
 #![no_main]
 #![forbid(unsafe_code)]
 
-#[cfg(target_arch = "aarch64")]
 extern crate alloc;
 
-#[cfg(target_arch = "aarch64")]
 use hallows_link::frame::{kind, role, MAGIC, VERSION};
-#[cfg(target_arch = "aarch64")]
 use hallows_link::{Frame, PAYLOAD};
-#[cfg(target_arch = "aarch64")]
 use hallows_rt::{channel, time};
 use hallows_rt::{println, Boot};
 
 hallows_rt::entry!(main);
 
-#[cfg(not(target_arch = "aarch64"))]
-fn main(_boot: &Boot) -> u64 {
-    println!("networking is aarch64-only");
-    1
-}
-
-#[cfg(target_arch = "aarch64")]
 fn padded(b: &[u8]) -> &str {
     let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     core::str::from_utf8(&b[..n]).unwrap_or("")
 }
 
-#[cfg(target_arch = "aarch64")]
 fn main(boot: &Boot) -> u64 {
     if boot.arg("mode") == Some("crashy") {
         return crashy::main(boot);
@@ -52,7 +40,6 @@ fn main(boot: &Boot) -> u64 {
     garbage(boot)
 }
 
-#[cfg(target_arch = "aarch64")]
 fn garbage(boot: &Boot) -> u64 {
     let upstream = padded(&boot.info().net.upstream);
     let me = boot.name();
@@ -124,7 +111,6 @@ fn garbage(boot: &Boot) -> u64 {
     }
 }
 
-#[cfg(target_arch = "aarch64")]
 /// Concatenates `parts` into `buf` (names are at most 31 bytes each).
 fn fmt<'a>(buf: &'a mut [u8; 64], parts: &[&str]) -> &'a str {
     let mut n = 0;
@@ -137,7 +123,6 @@ fn fmt<'a>(buf: &'a mut [u8; 64], parts: &[&str]) -> &'a str {
     core::str::from_utf8(&buf[..n]).unwrap_or("")
 }
 
-#[cfg(target_arch = "aarch64")]
 mod crashy {
     use alloc::format;
 

@@ -18,7 +18,8 @@
 //! `action=debug_regs` (arm a hardware breakpoint and software step). On
 //! both, `action=forge` prints control characters, invalid UTF-8 and lines
 //! that imitate the hypervisor's, then exits with `status`;
-//! `action=leak`, `action=sink`, `action=cpu_off_on` and
+//! `action=timer_abuse` (WAKE out of range, SET_TIMER storms and extremes,
+//! each result printed, then a clean exit); `action=leak`, `action=sink`, `action=cpu_off_on` and
 //! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]); `action=forever`
 //! runs until the machine is stopped. Reaching the
 //! end of an action that should have been stopped prints `UNCONTAINED`.
@@ -196,6 +197,26 @@ fn main(boot: &Boot) -> u64 {
             return 0;
         }
         "exit" => return boot.arg("status").and_then(parse).unwrap_or(0),
+        "timer_abuse" => {
+            // WAKE out of range (another partition's core would be the
+            // prize), then timers that fire at once and every tick, then a
+            // deadline and period at the end of time; each answer printed.
+            let r = |f: u64, a: u64, b: u64| raw_hypercall(f, [a, b, 0, 0, 0]).0 as i64;
+            println!("wake vcpu 1 = {}", r(call::WAKE, 1, 0));
+            println!("wake vcpu 15 = {}", r(call::WAKE, 15, 0));
+            println!("wake vcpu 2^64-1 = {}", r(call::WAKE, u64::MAX, 0));
+            println!("set_timer end of time = {}", r(call::SET_TIMER, u64::MAX, u64::MAX));
+            println!("set_timer storm = {}", r(call::SET_TIMER, 1, 1));
+            // Interrupts stay masked: the fires pile up (coalesced) while
+            // this core spins for a while, then the timer is stopped.
+            let mut n = 0u64;
+            for _ in 0..2_000_000u64 {
+                n = n.wrapping_add(core::hint::black_box(1));
+            }
+            println!("set_timer off = {}", r(call::SET_TIMER, 0, 0));
+            println!("probe: timer abuse done ({n} spins)");
+            return 0;
+        }
         "leak" => return leak::leak(boot),
         "forever" => {
             // A service that never ends (for `hallows run`'s stop paths).

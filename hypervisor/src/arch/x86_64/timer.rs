@@ -160,6 +160,12 @@ fn program(deadline: u64) {
 /// timer. Returns the deadline now armed (published to the guest).
 pub fn set_timer(deadline: u64, period: u64) -> Option<u64> {
     let core = super::this_core();
+    // A period below 10 µs is raised to it: a guest asking for a tick per
+    // TSC cycle would only flood its own core with exits.
+    let period = match period {
+        0 => 0,
+        p => p.max(tsc_hz() / 100_000).max(1),
+    };
     DEADLINE[core].store(deadline, Ordering::Relaxed);
     PERIOD[core].store(if deadline == 0 { 0 } else { period }, Ordering::Relaxed);
     if deadline != 0 && rdtsc() >= deadline {
@@ -186,16 +192,23 @@ pub fn interrupt() {
 /// if its vCPU's deadline has passed, queues the timer's virtual interrupt
 /// and re-arms for the next period (or stops); an early fire (one-shot
 /// rounding, a delay beyond the counter) re-arms for the same deadline.
+///
+/// A deadline that has passed counts as fired even if its interrupt has not
+/// been taken: QEMU TCG can strand an interrupt in the APIC while the core
+/// is in `vmrun` (see `svm::idle`); the next interrupt exit, or the `hlt` that would
+/// otherwise sleep on it, delivers the tick. (An interrupt that does arrive
+/// later finds the next deadline in the future and only re-arms.)
 pub fn collect(core: usize) {
     let Some(fired) = FIRED.get(core) else { return };
-    if !fired.swap(false, Ordering::Relaxed) {
-        return;
-    }
+    let fired = fired.swap(false, Ordering::Relaxed);
     let deadline = DEADLINE[core].load(Ordering::Relaxed);
     if deadline == 0 {
         return;
     }
     let now = rdtsc();
+    if !fired && now < deadline {
+        return;
+    }
     if now < deadline {
         program(deadline);
         return;
