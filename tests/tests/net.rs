@@ -1,4 +1,4 @@
-//! Networking (aarch64, QEMU): the `web` guest serves HTTP/1.1 and a TCP/UDP
+//! Networking (QEMU: aarch64 `virt`, and x86_64 `microvm` with AMD SVM): the `web` guest serves HTTP/1.1 and a TCP/UDP
 //! echo through `hallows-net` on a virtio-net NIC, reached from this host
 //! through QEMU's user-mode network (`restrict=on`: the guest reaches
 //! nothing on the host; the manifests' `[[forward]]`s bring one loopback
@@ -331,9 +331,14 @@ fn settle(net: &Net) -> Stats {
     }
 }
 
-fn assert_snoop_stopped(b: &Boot) {
+/// The NIC's transport on `qemu-virt-aarch64`.
+const AARCH64_NIC: &str = "0xa000e00";
+/// The NIC's transport on `qemu-microvm` (x86_64).
+const X86_NIC: &str = "0xfeb00e00";
+
+fn assert_snoop_stopped(b: &Boot, nic: &str) {
     assert!(
-        b.summary("snoop").starts_with("stopped: stage-2 fault: read at 0xa000e00"),
+        b.summary("snoop").starts_with(&format!("stopped: stage-2 fault: read at {nic}")),
         "the partition touching the NIC was not stopped:\n{}",
         b.output
     );
@@ -341,13 +346,22 @@ fn assert_snoop_stopped(b: &Boot) {
 
 #[test]
 fn poll_mode_serves_curl_keep_alive_echo_udp_and_1000_connections_leak_nothing() {
-    let net = start("net-poll");
+    poll_mode("net-poll", AARCH64_NIC);
+}
+
+#[test]
+fn x86_poll_mode_serves_curl_keep_alive_echo_udp_and_1000_connections_leak_nothing() {
+    poll_mode("x86-net-poll", X86_NIC);
+}
+
+fn poll_mode(system: &str, nic: &str) {
+    let net = start(system);
     curl_gets_hello(net.http);
     keep_alive(net.http, 200);
     parallel_keep_alive(net.http, 10, 300);
     simultaneous_connects(net.http, 24);
     let secs = echo(net.echo, 10 * 1024 * 1024);
-    eprintln!("poll mode: 10 MiB echoed in {secs:.1} s");
+    eprintln!("{system}: 10 MiB echoed in {secs:.1} s");
     udp_round_trip(&net);
     churn(net.http, 20);
     let base = settle(&net);
@@ -357,9 +371,9 @@ fn poll_mode_serves_curl_keep_alive_echo_udp_and_1000_connections_leak_nothing()
     let b = net.quit();
     b.assert_status(1); // snoop was stopped
     assert_eq!(b.summary("web"), "exited 0");
-    assert_snoop_stopped(&b);
+    assert_snoop_stopped(&b, nic);
     let end = Stats::from_exit(&b);
-    eprintln!("poll mode: heap {} after 1,000 connections, {} before; {end:?}", end.heap, base.idle_heap);
+    eprintln!("{system}: heap {} after 1,000 connections, {} before; {end:?}", end.heap, base.idle_heap);
     assert_eq!(end.sockets, 0, "{}", b.output);
     assert!(
         end.heap <= base.idle_heap + HEAP_TOLERANCE,
@@ -373,13 +387,22 @@ fn poll_mode_serves_curl_keep_alive_echo_udp_and_1000_connections_leak_nothing()
 
 #[test]
 fn interrupt_mode_serves_curl_keep_alive_echo_and_connections() {
-    let net = start("net-irq");
+    interrupt_mode("net-irq", AARCH64_NIC);
+}
+
+#[test]
+fn x86_interrupt_mode_serves_curl_keep_alive_echo_and_connections() {
+    interrupt_mode("x86-net-irq", X86_NIC);
+}
+
+fn interrupt_mode(system: &str, nic: &str) {
+    let net = start(system);
     curl_gets_hello(net.http);
     keep_alive(net.http, 200);
     parallel_keep_alive(net.http, 10, 300);
     simultaneous_connects(net.http, 24);
     let secs = echo(net.echo, 10 * 1024 * 1024);
-    eprintln!("interrupt mode: 10 MiB echoed in {secs:.1} s");
+    eprintln!("{system}: 10 MiB echoed in {secs:.1} s");
     udp_round_trip(&net);
     churn(net.http, 20);
     let base = settle(&net);
@@ -387,7 +410,7 @@ fn interrupt_mode_serves_curl_keep_alive_echo_and_connections() {
     settle(&net);
     let b = net.quit();
     assert_eq!(b.summary("web"), "exited 0");
-    assert_snoop_stopped(&b);
+    assert_snoop_stopped(&b, nic);
     let end = Stats::from_exit(&b);
     assert_eq!(end.sockets, 0, "{}", b.output);
     assert!(end.heap <= base.idle_heap + HEAP_TOLERANCE, "heap {} vs {}", end.heap, base.idle_heap);

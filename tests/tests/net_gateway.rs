@@ -18,11 +18,17 @@ use hallows_tests::{http_get, start_system, Running};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const SYSTEM: &str = "net-gateway";
+/// Its x86_64 twin (QEMU microvm, AMD SVM).
+const X86_SYSTEM: &str = "x86-net-gateway";
 const BOOT: Duration = Duration::from_secs(240);
 
 fn boot() -> (std::sync::MutexGuard<'static, ()>, Running) {
+    boot_system(SYSTEM)
+}
+
+fn boot_system(system: &str) -> (std::sync::MutexGuard<'static, ()>, Running) {
     let guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let mut sys = start_system(SYSTEM, &[]);
+    let mut sys = start_system(system, &[]);
     let api = sys.host_port("api", 80);
     let body = sys.wait_http(api, "/", BOOT);
     assert!(body.contains("api"), "GET / through the gateway: {body:?}");
@@ -85,7 +91,15 @@ fn echo_exact(port: u16, len: usize, timeout: Duration) -> Duration {
 
 #[test]
 fn curl_and_a_10_mb_echo_through_the_gateway() {
-    let (_g, mut sys) = boot();
+    curl_and_echo(boot());
+}
+
+#[test]
+fn x86_curl_and_a_10_mb_echo_through_the_gateway() {
+    curl_and_echo(boot_system(X86_SYSTEM));
+}
+
+fn curl_and_echo((_g, mut sys): (std::sync::MutexGuard<'static, ()>, Running)) {
     let api = sys.host_port("api", 80);
     let out = std::process::Command::new("curl")
         .args(["-sS", "-m", "30", &format!("http://127.0.0.1:{api}/")])
