@@ -276,6 +276,26 @@ pub struct BootInfo {
 /// vCPUs a partition can have (one per dedicated core).
 pub const MAX_VCPUS: usize = 16;
 
+/// [`call::SET_TIMER`]'s rule for a periodic timer: after the fire of
+/// `deadline` at `now`, the next deadline is `deadline + period`, or, if
+/// that has passed (the fire was late by a period or more), one period
+/// from `now`. Never in the past, never wraps (saturates at `u64::MAX`).
+/// The hypervisor applies it; a guest may use it to predict what
+/// [`BootInfo::timer_armed`] will say.
+pub fn next_periodic_deadline(deadline: u64, period: u64, now: u64) -> u64 {
+    match deadline.checked_add(period) {
+        Some(n) if n > now => n,
+        _ => now.saturating_add(period),
+    }
+}
+
+/// [`call::SET_TIMER`]'s shortest period: 10 µs of a TSC running at
+/// `tsc_hz` (at least one tick). A shorter one is raised to it: a guest
+/// asking for a fire per cycle would only flood its own core with exits.
+pub fn min_timer_period(tsc_hz: u64) -> u64 {
+    (tsc_hz / 100_000).max(1)
+}
+
 /// Values of [`NetInfo::mode`].
 pub mod net_mode {
     /// No network.
@@ -456,6 +476,28 @@ mod tests {
             decode([psci::CPU_ON_64, 2, 0x4000_1000, 5, 0, 0]),
             Ok(Hypercall::Psci(PsciCall::CpuOn { target: 2, entry: 0x4000_1000, context: 5 }))
         );
+    }
+
+    proptest! {
+        #[test]
+        fn periodic_deadlines_move_forward_by_a_period_or_from_now(d in any::<u64>(), p in 1u64.., now in any::<u64>()) {
+            let n = next_periodic_deadline(d, p, now);
+            // Never in the past (unless the clock is at the end of time).
+            prop_assert!(n > now || n == u64::MAX);
+            match d.checked_add(p) {
+                // On time: phase kept, no drift.
+                Some(on_time) if on_time > now => prop_assert_eq!(n, on_time),
+                // Late by a period or more: one period from now.
+                _ => prop_assert_eq!(n, now.saturating_add(p)),
+            }
+        }
+    }
+
+    #[test]
+    fn timer_periods_have_a_floor_of_10_us() {
+        assert_eq!(min_timer_period(2_600_000_000), 26_000);
+        assert_eq!(min_timer_period(4_000_000), 40);
+        assert_eq!(min_timer_period(0), 1);
     }
 
     #[test]

@@ -164,7 +164,7 @@ pub fn set_timer(deadline: u64, period: u64) -> Option<u64> {
     // TSC cycle would only flood its own core with exits.
     let period = match period {
         0 => 0,
-        p => p.max(tsc_hz() / 100_000).max(1),
+        p => p.max(hallows_abi::min_timer_period(tsc_hz())),
     };
     DEADLINE[core].store(deadline, Ordering::Relaxed);
     PERIOD[core].store(if deadline == 0 { 0 } else { period }, Ordering::Relaxed);
@@ -215,14 +215,7 @@ pub fn collect(core: usize) {
     }
     super::guest::queue_vector(core, hallows_abi::TIMER_VECTOR);
     let period = PERIOD[core].load(Ordering::Relaxed);
-    let next = if period == 0 {
-        0
-    } else {
-        match deadline.checked_add(period) {
-            Some(n) if n > now => n,
-            _ => now.saturating_add(period),
-        }
-    };
+    let next = if period == 0 { 0 } else { hallows_abi::next_periodic_deadline(deadline, period, now) };
     DEADLINE[core].store(next, Ordering::Relaxed);
     program(next);
     crate::hypercall::publish_timer(core, next);
