@@ -171,9 +171,16 @@ fn new_guest_in(root: &Path, name: &str) -> Result<Vec<PathBuf>> {
                  /// Runs when the partition boots; its return value is the partition's\n\
                  /// exit status (0: success).\n\
                  fn main(boot: &Boot) -> u64 {{\n    \
+                     println!(\"hello from partition {{}} (guest {name})\", boot.name());\n    \
+                     // The runtime's clock and async tasks: sleep 10 ms.\n    \
                      let started = hallows_rt::time::now();\n    \
                      hallows_rt::task::run(boot, hallows_rt::time::sleep(Duration::from_millis(10)));\n    \
-                     println!(\"hello from partition {{}} ({name}), after {{}} ms\", boot.name(), (hallows_rt::time::now() - started).as_millis());\n    \
+                     let slept = hallows_rt::time::now() - started;\n    \
+                     if slept < Duration::from_millis(10) {{\n        \
+                         println!(\"woke after {{}} us: too early\", slept.as_micros());\n        \
+                         return 1;\n    \
+                     }}\n    \
+                     println!(\"slept 10 ms\");\n    \
                      0\n\
                  }}\n"
             ),
