@@ -198,14 +198,15 @@ fn run(cli: Cli) -> Result<u8> {
             })
             .context("installing the Ctrl-C handler")?;
             eprintln!(
-                "hallows: booting {} ({} partitions){}; Ctrl-C stops it",
+                "hallows: booting {} ({} partition{}){}; Ctrl-C stops it",
                 path.display(),
                 sys.partitions.len(),
+                if sys.partitions.len() == 1 { "" } else { "s" },
                 timeout.map(|t| format!(", for at most {t} s")).unwrap_or_default()
             );
             let limit = timeout.map(Duration::from_secs);
             for f in &sys.forwards {
-                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}", f.host, f.to, f.port);
+                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}; waiting for it to answer", f.host, f.to, f.port);
                 let (f, stop) = (f.clone(), &STOP);
                 std::thread::spawn(move || {
                     if qemu::wait_for_answer(f.host, stop) {

@@ -59,7 +59,17 @@ pub fn source_root() -> Result<PathBuf> {
             }
             Ok(dir.canonicalize()?)
         }
-        None => Ok(own_root()),
+        None => {
+            let dir = own_root();
+            if !dir.join("hypervisor/Cargo.toml").is_file() {
+                bail!(
+                    "this hallows was built from {}, which is no RustHallows checkout now (no hypervisor/Cargo.toml): \
+                     set HALLOWS_SOURCE to a checkout, or reinstall hallows from one (cargo install --path tools/hallows)",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).display()
+                );
+            }
+            Ok(dir)
+        }
     }
 }
 
