@@ -541,3 +541,36 @@ fn first_system_page_scaffolds_builds_and_runs_on_both_architectures() {
     assert!(err.contains("hint: guest `nolink` is not linked with the runtime's linker script"), "{err}");
     assert!(err.contains("guests/nolink/build.rs needs `fn main() { println!(\"cargo:rustc-link-arg-bins=-Tguest.ld\"); }`"), "{err}");
 }
+
+/// `hallows new` refuses what it cannot make well, saying what to do: a
+/// system inside another workspace, over an existing directory, with a
+/// name that is no package name, a guest outside any workspace or twice.
+#[test]
+fn new_refuses_bad_names_existing_files_and_nested_workspaces() {
+    let home = std::env::temp_dir().join(format!("hallows-new-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&home);
+    std::fs::create_dir_all(&home).expect("temp dir");
+    let _cleanup = RemoveOnDrop(home.clone());
+    let (code, _, err) = hallows_env(&["new", "guest", "g"], &home, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("runs inside a system's workspace (make one with `hallows new system DIR`)"), "{err}");
+    let (code, _, err) = hallows_env(&["new", "system", "Bad Name"], &home, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("`Bad Name` is not a usable system name"), "{err}");
+    let (code, out, err) = hallows_env(&["new", "system", "x", "--board", "qemu-x86_64"], &home, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("next: cd x && hallows run x.toml"), "{out}");
+    let manifest = std::fs::read_to_string(home.join("x/x.toml")).expect("x.toml");
+    assert!(manifest.contains("board = \"qemu-x86_64\"") && manifest.contains("guest = \"hello\""), "{manifest}");
+    let (code, _, err) = hallows_env(&["check", "x.toml"], &home.join("x"), &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = hallows_env(&["new", "system", "x"], &home, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("already exists"), "{err}");
+    let (code, _, err) = hallows_env(&["new", "system", "inner"], &home.join("x"), &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("would be inside another Cargo workspace"), "{err}");
+    let (code, _, err) = hallows_env(&["new", "guest", "hello"], &home.join("x/guests"), &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("already has a guest `hello`"), "{err}");
+}
