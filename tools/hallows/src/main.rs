@@ -58,15 +58,22 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Build, then boot the system under QEMU. Runs until the system ends,
-    /// Ctrl-C or SIGTERM (no time limit unless --timeout); then, if the
-    /// machine did not finish by itself, prints each partition's state.
+    /// Build, then boot the system under QEMU.
     ///
-    /// Exit status: 0 every partition exited 0; 1 some partition did not;
-    /// 2 the hypervisor refused the system at boot; 3 hypervisor panic;
-    /// 4 the machine stopped without a status; 64 hallows could not check,
-    /// build or start the system (an invalid manifest included); 124 the
-    /// --timeout passed; 130 stopped by Ctrl-C (SIGINT) or SIGTERM.
+    /// Runs until the system ends, Ctrl-C or SIGTERM (no time limit unless
+    /// --timeout); then, if the machine did not finish by itself, prints
+    /// each partition's state.
+    ///
+    /// Exit status:
+    ///   0    every partition exited 0
+    ///   1    some partition exited non-zero or was stopped by a fault
+    ///   2    the hypervisor refused the system at boot
+    ///   3    the hypervisor panicked
+    ///   4    the machine stopped without the hypervisor's status line
+    ///   64   hallows could not check, build or start the system
+    ///   124  the --timeout passed
+    ///   130  stopped by Ctrl-C (SIGINT) or SIGTERM
+    #[command(verbatim_doc_comment)]
     Run {
         manifest: PathBuf,
         /// Seconds before the machine is stopped (default: no limit).

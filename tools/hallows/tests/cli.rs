@@ -574,3 +574,20 @@ fn new_refuses_bad_names_existing_files_and_nested_workspaces() {
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("already has a guest `hello`"), "{err}");
 }
+
+/// The exit statuses do not overlap: `run --help` lists them, and a
+/// manifest that does not check is 1 from `check` but 64 (hallows could
+/// not build) from `build` and `run`, never 2 (the hypervisor refused it).
+#[test]
+fn exit_statuses_are_documented_and_distinct() {
+    let (code, out, _) = hallows(&["run", "--help"]);
+    assert_eq!(code, 0);
+    for row in ["0    every partition exited 0", "2    the hypervisor refused the system at boot", "64   hallows could not check, build or start", "124  the --timeout passed", "130  stopped by Ctrl-C (SIGINT) or SIGTERM"] {
+        assert!(out.contains(row), "`{row}` missing from run --help:\n{out}");
+    }
+    let bad = corpus("invalid").into_iter().next().expect("an invalid manifest");
+    let bad = bad.to_str().expect("utf-8");
+    assert_eq!(hallows(&["check", bad]).0, 1);
+    assert_eq!(hallows(&["build", bad]).0, 64);
+    assert_eq!(hallows(&["run", bad]).0, 64);
+}
