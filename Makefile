@@ -7,7 +7,13 @@ MANIFEST ?= $(if $(filter x86_64,$(ARCH)),vmm-config/examples/demo-x86_64.toml,v
 # machine with nested virtualization; refused where /dev/kvm cannot host it.
 ACCEL ?= tcg
 CARGO ?= cargo
-HALLOWS = $(CARGO) run --quiet --package hallows --
+# Not --quiet: building hallows itself shows (cargo's progress), and so do
+# the steps of building and booting a system (hallows's own lines). V=1
+# passes cargo's whole output through (hallows --verbose).
+HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
+# ARCH given on the command line (or in the environment) must match the
+# manifest's board: hallows refuses a mismatch instead of booting the board.
+HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
@@ -37,10 +43,10 @@ deps:
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
-	HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run $(MANIFEST)
+	HALLOWS_ARCH=$(HALLOWS_ARCH) HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run $(MANIFEST)
 
 build: deps
-	$(HALLOWS) build $(MANIFEST)
+	HALLOWS_ARCH=$(HALLOWS_ARCH) $(HALLOWS) build $(MANIFEST)
 
 check:
 	$(HALLOWS) check $(MANIFEST)

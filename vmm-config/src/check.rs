@@ -513,7 +513,7 @@ impl Loader<'_> {
             } else if let Err(why) = valid_name(guest) {
                 self.d
                     .error(file, guest_span, format!("guest name \"{}\" {why}", guest.escape_debug()))
-                    .help("a guest is a crate under guests/services/ or guests/tests/, named like one");
+                    .help("a guest is a package of the workspace with a binary that uses hallows-rt, named like one");
             } else if let Some(known) = &self.ctx.guests {
                 if !known.iter().any(|g| g == guest) {
                     let diag = self
@@ -524,7 +524,7 @@ impl Loader<'_> {
                         diag.help(format!("did you mean `{best}`?"));
                     }
                     diag.help(format!(
-                        "guests are the crates under guests/services/ and guests/tests/: {}",
+                        "guests are the workspace's packages with a binary that use hallows-rt: {}",
                         known.join(", ")
                     ));
                 }

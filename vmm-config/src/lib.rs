@@ -33,7 +33,7 @@ pub use size::{format_size, parse_size};
 /// Everything a check needs besides the manifest itself.
 #[derive(Clone, Debug, Default)]
 pub struct CheckContext {
-    /// Guest program names that exist (crates under `guests/services/` and `guests/tests/`); `None` skips the check.
+    /// Guest program names that exist (the workspace's packages with a binary that use `hallows-rt`); `None` skips the check.
     pub guests: Option<Vec<String>>,
     /// The project directory: files the manifest names (a board file, a
     /// spec) must lie inside it, so a manifest cannot make the tool read
@@ -358,7 +358,7 @@ pub struct Partition {
     pub ram_pa: u64,
     /// Whether `ram_pa` was fixed by the manifest (`ram_base`) rather than placed.
     pub ram_fixed: bool,
-    /// Guest program name (a crate under `guests/services/` or `guests/tests/`).
+    /// Guest program name (the package name of a guest crate anywhere in the workspace).
     pub guest: String,
     /// At most [`MAX_BOOTARGS_LEN`] bytes.
     pub bootargs: String,

@@ -118,7 +118,8 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Option<u64>")]
     pub ram_base: Option<Spanned<u64>>,
-    /// Guest program: a crate under `guests/services/` or `guests/tests/`.
+    /// Guest program: the package name of a guest crate anywhere in the workspace
+    /// (this repository's or a user's own, docs/first-system.md).
     #[schemars(with = "String")]
     pub guest: Option<Spanned<String>>,
     /// Boot arguments handed to the guest, at most 127 bytes.

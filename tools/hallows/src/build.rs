@@ -1,22 +1,43 @@
 //! Building the hypervisor and guest binaries with cargo.
 
+use std::collections::HashMap;
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{bail, Context, Result};
 use vmm_config::Arch;
+
+use crate::workspace;
 
 /// Where the built binaries are.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
     pub hypervisor: PathBuf,
     pub guest_dir: PathBuf,
+    /// Package name -> binary name, where they differ.
+    pub bins: HashMap<String, String>,
 }
 
 impl Artifacts {
+    /// The built binary of the guest package `name`.
     pub fn guest(&self, name: &str) -> PathBuf {
-        self.guest_dir.join(name)
+        self.guest_dir.join(self.bins.get(name).map_or(name, String::as_str))
     }
+}
+
+static VERBOSE: AtomicBool = AtomicBool::new(false);
+
+/// `--verbose`: cargo's own output (every crate compiled, its warnings)
+/// passes through; otherwise cargo is quiet unless stderr is a terminal.
+pub fn set_verbose(on: bool) {
+    VERBOSE.store(on, Ordering::Relaxed);
+}
+
+/// A step of building or booting, on stderr (`hallows: ...`).
+pub fn progress(what: &str) {
+    eprintln!("hallows: {what}");
 }
 
 /// Rust targets of the hypervisor and of guests for an architecture.
@@ -29,23 +50,42 @@ pub fn targets(arch: Arch) -> (&'static str, &'static str) {
     }
 }
 
-/// Builds the hypervisor and the named guests (release) for `arch`.
+/// Builds the hypervisor and the named guests (package names, release) of
+/// the workspace at `root` for `arch`. The hypervisor comes from the
+/// workspace when it is a RustHallows checkout, else from
+/// [`workspace::source_root`].
 pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
     let (hv_target, guest_target) = targets(arch);
-    cargo(root, hv_target, &["hallows-hv".to_string()])?;
+    let hv_root = workspace::hypervisor_root(root)?;
+    progress(&format!("building the hypervisor for {hv_target} (in {})", hv_root.display()));
+    cargo(&hv_root, hv_target, &["hallows-hv".to_string()], &[])?;
+    let found = workspace::find_guests(root)?;
+    let mut bins = HashMap::new();
     if !guests.is_empty() {
-        cargo(root, guest_target, guests)?;
+        progress(&format!("building guest{} {} for {guest_target}", if guests.len() == 1 { "" } else { "s" }, guests.join(", ")));
+        let ours: Vec<&workspace::Guest> = found.iter().filter(|g| guests.contains(&g.package)).collect();
+        cargo(root, guest_target, guests, &ours)?;
+        for g in ours {
+            if g.bin != g.package {
+                bins.insert(g.package.clone(), g.bin.clone());
+            }
+        }
     }
-    let target_dir = root.join("target");
     Ok(Artifacts {
-        hypervisor: target_dir.join(hv_target).join("release/hallows-hv"),
-        guest_dir: target_dir.join(guest_target).join("release"),
+        hypervisor: hv_root.join("target").join(hv_target).join("release/hallows-hv"),
+        guest_dir: root.join("target").join(guest_target).join("release"),
+        bins,
     })
 }
 
-fn cargo(root: &Path, target: &str, packages: &[String]) -> Result<()> {
+fn cargo(root: &Path, target: &str, packages: &[String], guests: &[&workspace::Guest]) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(root).args(["build", "--release", "--quiet", "--target", target]);
+    cmd.current_dir(root).args(["build", "--release", "--target", target]);
+    // Quiet where nobody watches (a pipe, a log); on a terminal cargo's
+    // progress bar shows; --verbose passes all of cargo's output through.
+    if !VERBOSE.load(Ordering::Relaxed) && !std::io::stderr().is_terminal() {
+        cmd.arg("--quiet");
+    }
     for p in packages {
         cmd.args(["-p", p]);
     }
@@ -56,7 +96,31 @@ fn cargo(root: &Path, target: &str, packages: &[String]) -> Result<()> {
     }
     let status = cmd.status().with_context(|| "running cargo")?;
     if !status.success() {
-        bail!("cargo build --target {target} -p {} failed", packages.join(" -p "));
+        for g in guests {
+            if let Some(hint) = linker_script_hint(g) {
+                eprintln!("{hint}");
+            }
+        }
+        bail!("cargo build --release --target {target} -p {} failed (in {}); its errors are above", packages.join(" -p "), root.display());
     }
     Ok(())
+}
+
+/// The line every guest's build script needs (else the link fails with
+/// `undefined symbol: __guest_end`).
+pub const LINKER_SCRIPT_LINE: &str = "println!(\"cargo:rustc-link-arg-bins=-Tguest.ld\");";
+
+/// A hint for a guest whose build script does not link it with the
+/// runtime's `guest.ld`.
+fn linker_script_hint(g: &workspace::Guest) -> Option<String> {
+    let build_rs = g.dir.join("build.rs");
+    let has_line = std::fs::read_to_string(&build_rs).is_ok_and(|s| s.contains("-Tguest.ld"));
+    (!has_line).then(|| {
+        format!(
+            "hint: guest `{}` is not linked with the runtime's linker script (an `undefined symbol: __guest_end` \
+             above comes from that): {} needs `fn main() {{ {LINKER_SCRIPT_LINE} }}`",
+            g.package,
+            build_rs.display()
+        )
+    })
 }

@@ -13,4 +13,5 @@ pub mod image;
 pub mod image_x86;
 pub mod netcost;
 pub mod qemu;
+pub mod scaffold;
 pub mod workspace;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use hallows::{build, image, qemu, workspace};
+use hallows::build::progress;
 
 #[derive(Parser)]
 #[command(name = "hallows", version, about = "Build and run RustHallows partitioned systems")]
@@ -17,12 +18,33 @@ struct Cli {
     /// manifests you trust: hallows reads those files and echoes their lines.
     #[arg(long, global = true)]
     allow_outside_paths: bool,
+    /// Show cargo's whole output while building (every crate, warnings).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     cmd: Cmd,
 }
 
 #[derive(Subcommand)]
+enum New {
+    /// A system of your own in a new directory DIR (outside this repository):
+    /// a Cargo workspace, a guest `hello` and a manifest `DIR.toml` that boots.
+    System {
+        dir: PathBuf,
+        /// The board the manifest names.
+        #[arg(long, default_value = "qemu-virt-aarch64", value_parser = clap::builder::PossibleValuesParser::new(hallows::scaffold::BOARDS))]
+        board: String,
+    },
+    /// A guest crate NAME in the workspace around the current directory:
+    /// Cargo.toml, build.rs (linked with the runtime) and src/main.rs.
+    Guest { name: String },
+}
+
+#[derive(Subcommand)]
 enum Cmd {
+    /// Create a system project or a guest (docs/first-system.md).
+    #[command(subcommand)]
+    New(New),
     /// Validate a manifest: exit 0 if valid, 1 with every error if not.
     Check { manifest: PathBuf },
     /// Print the resolved system: partitions, placement, memory map.
@@ -36,13 +58,22 @@ enum Cmd {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Build, then boot the system under QEMU; exits with the system's
-    /// status (0 every partition exited 0, 1 some did not, 2 the hypervisor
-    /// refused the system at boot, 3 hypervisor panic, 4 the machine stopped
-    /// without a status; 124 the time limit, 130 stopped by Ctrl-C (SIGINT)
-    /// or SIGTERM; 64 hallows itself could not build or start the system). Runs
-    /// until the system ends, Ctrl-C or SIGTERM; then, if the machine did
-    /// not finish by itself, prints each partition's state.
+    /// Build, then boot the system under QEMU.
+    ///
+    /// Runs until the system ends, Ctrl-C or SIGTERM (no time limit unless
+    /// --timeout); then, if the machine did not finish by itself, prints
+    /// each partition's state.
+    ///
+    /// Exit status:
+    ///   0    every partition exited 0
+    ///   1    some partition exited non-zero or was stopped by a fault
+    ///   2    the hypervisor refused the system at boot
+    ///   3    the hypervisor panicked
+    ///   4    the machine stopped without the hypervisor's status line
+    ///   64   hallows could not check, build or start the system
+    ///   124  the --timeout passed
+    ///   130  stopped by Ctrl-C (SIGINT) or SIGTERM
+    #[command(verbatim_doc_comment)]
     Run {
         manifest: PathBuf,
         /// Seconds before the machine is stopped (default: no limit).
@@ -84,7 +115,21 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    // A bare file name has an empty parent; every path the manifest names
+    // is relative to its directory, so make that `.`.
+    if let Cmd::Check { manifest }
+    | Cmd::Inspect { manifest }
+    | Cmd::Build { manifest, .. }
+    | Cmd::Run { manifest, .. }
+    | Cmd::BootCost { manifest }
+    | Cmd::El2Cost { manifest }
+    | Cmd::NetCost { manifest, .. } = &mut cli.cmd
+    {
+        if manifest.parent().is_some_and(|p| p.as_os_str().is_empty()) {
+            *manifest = Path::new(".").join(&*manifest);
+        }
+    }
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
@@ -97,7 +142,25 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<u8> {
     let outside = cli.allow_outside_paths;
+    build::set_verbose(cli.verbose);
     match cli.cmd {
+        Cmd::New(New::System { dir, board }) => {
+            let files = hallows::scaffold::new_system(&dir, &board)?;
+            for f in &files {
+                println!("created {}", f.display());
+            }
+            let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("system");
+            println!("next: cd {} && hallows run {name}.toml", dir.display());
+            Ok(0)
+        }
+        Cmd::New(New::Guest { name }) => {
+            let files = hallows::scaffold::new_guest(Path::new("."), &name)?;
+            for f in &files {
+                println!("created {}", f.display());
+            }
+            println!("next: name it in a partition of your manifest: guest = \"{name}\"");
+            Ok(0)
+        }
         Cmd::Check { manifest } => {
             let ctx = context(&manifest, outside);
             // Parseltongue (issue 6): once the manifest itself is valid, the
@@ -142,14 +205,15 @@ fn run(cli: Cli) -> Result<u8> {
             })
             .context("installing the Ctrl-C handler")?;
             eprintln!(
-                "hallows: booting {} ({} partitions){}; Ctrl-C stops it",
+                "hallows: booting {} ({} partition{}){}; Ctrl-C stops it",
                 path.display(),
                 sys.partitions.len(),
+                if sys.partitions.len() == 1 { "" } else { "s" },
                 timeout.map(|t| format!(", for at most {t} s")).unwrap_or_default()
             );
             let limit = timeout.map(Duration::from_secs);
             for f in &sys.forwards {
-                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}", f.host, f.to, f.port);
+                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}; waiting for it to answer", f.host, f.to, f.port);
                 let (f, stop) = (f.clone(), &STOP);
                 std::thread::spawn(move || {
                     if qemu::wait_for_answer(f.host, stop) {
@@ -157,6 +221,11 @@ fn run(cli: Cli) -> Result<u8> {
                     }
                 });
             }
+            progress(&format!(
+                "starting QEMU ({}, board {}); the system's console follows",
+                sys.board.qemu().map(|q| q.binary.as_str()).unwrap_or("qemu"),
+                sys.board.name
+            ));
             let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
             let code = match (out.ended, out.status) {
                 (qemu::Ended::Exited, Some(code)) => {
@@ -350,10 +419,25 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
         eprint!("{diags}");
         anyhow::bail!("{}: its service specs do not match the manifest", manifest.display());
     }
+    // `make run ARCH=x86_64 MANIFEST=...` passes ARCH as HALLOWS_ARCH: the
+    // manifest's board decides the architecture, so a different ARCH is
+    // refused rather than silently ignored.
+    if let Some(arch) = std::env::var("HALLOWS_ARCH").ok().filter(|a| !a.is_empty()) {
+        if arch != sys.board.arch.name() {
+            anyhow::bail!(
+                "ARCH={arch}, but {}'s board `{}` is {}: the manifest picks the architecture; \
+                 drop ARCH=, or name a manifest whose board is {arch} (MANIFEST=...)",
+                manifest.display(),
+                sys.board.name,
+                sys.board.arch.name()
+            );
+        }
+    }
     let mut guests: Vec<String> = sys.partitions.iter().map(|p| p.guest.clone()).collect();
     guests.sort();
     guests.dedup();
     let artifacts = build::build(&root, sys.board.arch, &guests)?;
+    progress(&format!("composing the image ({} partition{}, board {})", sys.partitions.len(), if sys.partitions.len() == 1 { "" } else { "s" }, sys.board.name));
     let hv = std::fs::read(&artifacts.hypervisor).context("reading the hypervisor binary")?;
     let img = image::compose(&sys, &hv, &|name| {
         std::fs::read(artifacts.guest(name)).with_context(|| format!("reading guest `{name}`"))

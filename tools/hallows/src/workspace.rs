@@ -1,17 +1,33 @@
 //! Finding the workspace and the guest programs in it.
+//!
+//! A workspace is either this repository or a user's own Cargo workspace
+//! outside it (docs/first-system.md): a guest is any package of the
+//! workspace that has a binary target and depends on `hallows-rt`, found by
+//! its package name wherever it lives. The hypervisor is built from the
+//! workspace when it has the `hallows-hv` package, else from the RustHallows
+//! checkout named by `HALLOWS_SOURCE` (default: the one this tool was built
+//! from).
 
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 use anyhow::{bail, Context, Result};
 
-/// Where guest programs live: bootable services, and the guests the
-/// integration tests boot. (`guests/runtime/` holds the libraries they
-/// link: the runtime, the channel ring, networking, the gateway link.)
-pub const GUEST_DIRS: &[&str] = &["guests/services", "guests/tests"];
+/// A guest program of a workspace.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Guest {
+    /// The package name: what a manifest's `guest = "..."` names.
+    pub package: String,
+    /// The binary target's name (the file cargo writes).
+    pub bin: String,
+    /// The package's directory.
+    pub dir: PathBuf,
+}
 
 /// The workspace root: the nearest ancestor of `start` whose Cargo.toml
 /// declares `[workspace]`.
 pub fn root_from(start: &Path) -> Result<PathBuf> {
+    let start = if start.as_os_str().is_empty() { Path::new(".") } else { start };
     let start = start.canonicalize().with_context(|| format!("{} does not exist", start.display()))?;
     for dir in start.ancestors() {
         let toml = dir.join("Cargo.toml");
@@ -28,20 +44,125 @@ pub fn own_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap_or_else(|_| PathBuf::from("."))
 }
 
-/// Names of the guest programs: the crates under [`GUEST_DIRS`] with a
-/// program (`src/main.rs`); a crate's directory name is its program name.
+/// The RustHallows checkout whose hypervisor and runtime a workspace
+/// outside it builds against: `HALLOWS_SOURCE`, else [`own_root`].
+pub fn source_root() -> Result<PathBuf> {
+    match std::env::var_os("HALLOWS_SOURCE") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if !dir.join("hypervisor/Cargo.toml").is_file() {
+                bail!(
+                    "HALLOWS_SOURCE={} is not a RustHallows checkout (no hypervisor/Cargo.toml there): \
+                     set it to the directory holding RustHallows's Cargo.toml, or unset it",
+                    dir.display()
+                );
+            }
+            Ok(dir.canonicalize()?)
+        }
+        None => {
+            let dir = own_root();
+            if !dir.join("hypervisor/Cargo.toml").is_file() {
+                bail!(
+                    "this hallows was built from {}, which is no RustHallows checkout now (no hypervisor/Cargo.toml): \
+                     set HALLOWS_SOURCE to a checkout, or reinstall hallows from one (cargo install --path tools/hallows)",
+                    Path::new(env!("CARGO_MANIFEST_DIR")).display()
+                );
+            }
+            Ok(dir)
+        }
+    }
+}
+
+/// Where the hypervisor of a system in workspace `root` is built: the
+/// workspace itself when it is a RustHallows checkout, else [`source_root`].
+pub fn hypervisor_root(root: &Path) -> Result<PathBuf> {
+    if root.join("hypervisor/Cargo.toml").is_file() {
+        Ok(root.to_path_buf())
+    } else {
+        source_root()
+    }
+}
+
+/// The guest programs of the workspace at `root` (sorted by package name):
+/// its packages with a binary target that depend on `hallows-rt`.
+pub fn find_guests(root: &Path) -> Result<Vec<Guest>> {
+    let out = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(root)
+        .args(["metadata", "--no-deps", "--format-version", "1", "--offline"])
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .context("running `cargo metadata` to find the workspace's guests")?;
+    if !out.status.success() {
+        bail!(
+            "`cargo metadata` failed in {}: fix the workspace's Cargo.toml files\n{}",
+            root.display(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    parse_metadata(&out.stdout)
+}
+
+fn parse_metadata(json: &[u8]) -> Result<Vec<Guest>> {
+    let meta: serde_json::Value = serde_json::from_slice(json).context("reading `cargo metadata`'s output")?;
+    let mut guests = Vec::new();
+    for p in meta["packages"].as_array().into_iter().flatten() {
+        let deps = p["dependencies"].as_array().into_iter().flatten();
+        if !deps.clone().any(|d| d["name"] == "hallows-rt") {
+            continue;
+        }
+        let bin = p["targets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|t| t["kind"].as_array().is_some_and(|k| k.iter().any(|k| k == "bin")))
+            .and_then(|t| t["name"].as_str());
+        let (Some(package), Some(bin), Some(manifest)) = (p["name"].as_str(), bin, p["manifest_path"].as_str()) else {
+            continue;
+        };
+        let dir = Path::new(manifest).parent().unwrap_or(Path::new(".")).to_path_buf();
+        guests.push(Guest { package: package.to_string(), bin: bin.to_string(), dir });
+    }
+    guests.sort_by(|a, b| a.package.cmp(&b.package));
+    guests.dedup_by(|a, b| a.package == b.package);
+    Ok(guests)
+}
+
+/// Package names of the guest programs of the workspace at `root`; none
+/// if cargo cannot read the workspace (its error then comes from `build`).
 pub fn guests(root: &Path) -> Vec<String> {
-    let mut names: Vec<String> = GUEST_DIRS
-        .iter()
-        .flat_map(|d| std::fs::read_dir(root.join(d)).into_iter().flatten().flatten())
-        .filter(|e| e.path().join("Cargo.toml").is_file() && e.path().join("src/main.rs").is_file())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
+    find_guests(root).map(|g| g.into_iter().map(|g| g.package).collect()).unwrap_or_default()
 }
 
 pub fn check_context(root: &Path) -> vmm_config::CheckContext {
     vmm_config::CheckContext { guests: Some(guests(root)), root: Some(root.to_path_buf()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guests_are_packages_with_a_binary_that_use_the_runtime() {
+        let json = br#"{"packages":[
+            {"name":"kv-store","manifest_path":"/p/guests/store/Cargo.toml",
+             "dependencies":[{"name":"hallows-rt"}],
+             "targets":[{"kind":["bin"],"name":"store"}]},
+            {"name":"lib-only","manifest_path":"/p/lib/Cargo.toml",
+             "dependencies":[{"name":"hallows-rt"}],
+             "targets":[{"kind":["lib"],"name":"lib_only"}]},
+            {"name":"host-tool","manifest_path":"/p/tool/Cargo.toml",
+             "dependencies":[{"name":"clap"}],
+             "targets":[{"kind":["bin"],"name":"host-tool"}]}]}"#;
+        let g = parse_metadata(json).unwrap();
+        assert_eq!(g, vec![Guest { package: "kv-store".into(), bin: "store".into(), dir: PathBuf::from("/p/guests/store") }]);
+    }
+
+    #[test]
+    fn this_workspace_has_its_guests_by_package_name() {
+        let g = guests(&own_root());
+        for name in ["hello", "counter", "probe", "tasks"] {
+            assert!(g.iter().any(|n| n == name), "{name} missing from {g:?}");
+        }
+        assert!(!g.iter().any(|n| n == "hallows" || n == "hallows-rt"), "{g:?}");
+    }
 }

@@ -69,8 +69,9 @@ fn main(boot: &Boot) -> u64 {
 /// Serves `jobs` (boot argument, default 1) requests, then exits.
 fn serve(boot: &Boot, mut service: counter::Service<Counter>) -> u64 {
     let jobs: u32 = boot.arg("jobs").and_then(|s| s.parse().ok()).unwrap_or(1);
-    // The runtime has no clock yet; the api policy only orders requests
-    // here (no timer ticks), so a turn counter stands in for `now`.
+    // The api policy only orders requests here (no deadlines), so a turn
+    // counter serves as `now`; the runtime's clock (`hallows_rt::time::now`)
+    // is there for a service that needs real time.
     let mut now = 0u64;
     while service.handlers.served < jobs {
         let turn = service.turn(now);
