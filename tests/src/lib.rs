@@ -100,7 +100,10 @@ fn image_of(path: &Path, patch: &dyn Fn(&mut Vec<u8>)) -> (vmm_config::System, P
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
     let art = artifacts(sys.board.arch);
     let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
-    let mut img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    // The channels' message types as `hallows build` records them, from the
+    // specs of the manifest and of its guests (none where they do not check).
+    let hashes = workspace::check_specs(Some(&root), &sys, path).map(|s| parseltongue::manifest::layout_hashes(&sys, &s)).unwrap_or_default();
+    let mut img = image::compose_typed(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?), &hashes).expect("composing the image");
     patch(&mut img.bytes);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
     let out = root.join("target/hallows/tests").join(format!("{stem}.img"));

@@ -352,3 +352,43 @@ fn token_specs_work_and_missing_channels_are_reported() {
     }
     assert_eq!(tokens::Service::connect(Unconnected, &Nothing).err().map(|e| format!("{e:?}")), Some("MissingChannel(\"tick\")".to_string()));
 }
+
+/// Runtime belt and braces: endpoints whose system recorded another layout
+/// hash for a channel (the other end was built from a spec that disagrees)
+/// make `connect` refuse, naming the channel and both hashes, and open
+/// nothing; the matching hash, or 0 (unchecked), connects.
+#[test]
+fn connect_refuses_a_channel_the_system_types_otherwise() {
+    struct Recorded(u64, std::cell::Cell<u32>);
+    impl plain::Endpoints for Recorded {
+        type Sender<T: hallows_ring::Message> = hallows_ring::Sender<T>;
+        type Receiver<T: hallows_ring::Message> = hallows_ring::Receiver<T>;
+        fn sender<T: hallows_ring::Message>(&self, _: &str) -> Option<hallows_ring::Sender<T>> {
+            self.1.set(self.1.get() + 1);
+            None
+        }
+        fn receiver<T: hallows_ring::Message>(&self, _: &str) -> Option<hallows_ring::Receiver<T>> {
+            self.1.set(self.1.get() + 1);
+            None
+        }
+        fn layout_hash(&self, channel: &str) -> u64 {
+            if channel == "pong" { self.0 } else { 0 }
+        }
+    }
+    struct P;
+    impl plain::Handlers for P {
+        type Endpoints = Recorded;
+        fn on_ping(&mut self, _: plain::Ping, _: &mut plain::Senders<Recorded>) {}
+    }
+    let wrong = Recorded(plain::Pong::LAYOUT_HASH ^ 1, std::cell::Cell::new(0));
+    let err = plain::Service::connect(P, &wrong).err().expect("a mismatched channel is refused");
+    assert_eq!(err, plain::ConnectError::LayoutMismatch { channel: "pong", system: plain::Pong::LAYOUT_HASH ^ 1, service: plain::Pong::LAYOUT_HASH });
+    assert_eq!(wrong.1.get(), 0, "nothing may be opened before the types are compared");
+    let text = err.to_string();
+    assert!(text.contains("channel \"pong\" refused") && text.contains(&format!("{:#018x}", plain::Pong::LAYOUT_HASH)), "{text}");
+    // The right hash (and 0) pass the check; this runtime then has no channels.
+    for h in [plain::Pong::LAYOUT_HASH, 0] {
+        let r = Recorded(h, std::cell::Cell::new(0));
+        assert!(matches!(plain::Service::connect(P, &r).err(), Some(plain::ConnectError::MissingChannel(_))));
+    }
+}

@@ -477,6 +477,10 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 fn receiver<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Receiver<T>> {
                     ::hallows_rt::channel::receiver::<T>(self, channel).ok()
                 }
+                /// What the tool wrote into the channel directory from the system's specs.
+                fn layout_hash(&self, channel: &str) -> u64 {
+                    ::hallows_rt::channel::layout_hash(self, channel)
+                }
             }
         }
     } else {
@@ -513,6 +517,15 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             type Receiver<T: ::hallows_ring::Message>: Port<::hallows_ring::Receiver<T>>;
             fn sender<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Sender<T>>;
             fn receiver<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Receiver<T>>;
+            /// The layout hash the system expects on `channel` (the one
+            /// both ends' specs agree on); 0, the default, checks nothing.
+            /// [`Service::connect`] refuses a channel whose message type
+            /// hashes otherwise, before opening anything.
+            #[inline(always)]
+            fn layout_hash(&self, channel: &str) -> u64 {
+                let _ = channel;
+                0
+            }
         }
         #rt_glue
     };
@@ -530,11 +543,18 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut dispatch_arms = Vec::new();
     let mut dispatch_bodies = Vec::new();
     let mut direct_calls = Vec::new();
+    let mut layout_checks = Vec::new();
     let mut task = 0u32;
     for c in &m.channels {
         let field = rust_ident(&c.name);
         let name = c.name.as_str();
         let msg = format_ident!("{}", m.structs[c.message].name);
+        layout_checks.push(quote! {
+            let system = endpoints.layout_hash(#name);
+            if system != 0 && system != #msg::LAYOUT_HASH {
+                return Err(ConnectError::LayoutMismatch { channel: #name, system, service: #msg::LAYOUT_HASH });
+            }
+        });
         let konst = format_ident!("{}", c.name.replace('-', "_").to_uppercase());
         channel_consts.push(quote!(pub const #konst: &str = #name;));
         match (c.direction, c.route) {
@@ -755,6 +775,11 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             quote!(),
         ),
     };
+    let sched_display = if m.scheduler.is_some() {
+        quote!(ConnectError::Scheduler(e) => write!(f, "service {}: the policy refused the spec's scheduler configuration: {:?}", SERVICE, e),)
+    } else {
+        quote!()
+    };
     let sched_error = if m.scheduler.is_some() {
         quote! {
             /// The spec's scheduler configuration was refused by the policy.
@@ -832,7 +857,25 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         pub enum ConnectError {
             /// The runtime has no such channel for this partition (or not in this direction).
             MissingChannel(&'static str),
+            /// The system expects another message type on `channel`: its
+            /// layout hash there is `system`, this service's is `service`.
+            /// Nothing was opened.
+            LayoutMismatch { channel: &'static str, system: u64, service: u64 },
             #sched_error
+        }
+
+        impl ::core::fmt::Display for ConnectError {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                match self {
+                    ConnectError::MissingChannel(c) => write!(f, "service {}: no channel \"{}\" connects this partition in the direction the spec uses it", SERVICE, c),
+                    ConnectError::LayoutMismatch { channel, system, service } => write!(
+                        f,
+                        "service {}: channel \"{}\" refused: the system expects message layout hash {:#018x}, this service was built with {:#018x}; the two ends were built from specs that disagree (run `hallows check`)",
+                        SERVICE, channel, system, service
+                    ),
+                    #sched_display
+                }
+            }
         }
 
         /// What one [`Service::turn`] did.
@@ -874,7 +917,11 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
 
         impl<H: Handlers> Service<H> {
             /// Finds every channel of the spec through `endpoints` and builds the scheduler.
+            /// Every channel's message type is first compared with the one
+            /// the system expects ([`Endpoints::layout_hash`]): a mismatch is
+            /// [`ConnectError::LayoutMismatch`] and opens nothing.
             pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
+                #(#layout_checks)*
                 Ok(Service {
                     send: Senders { #(#send_inits,)* _endpoints: ::core::marker::PhantomData },
                     receive: Receivers { #(#recv_inits,)* _endpoints: ::core::marker::PhantomData },

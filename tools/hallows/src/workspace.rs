@@ -45,3 +45,28 @@ pub fn guests(root: &Path) -> Vec<String> {
 pub fn check_context(root: &Path) -> vmm_config::CheckContext {
     vmm_config::CheckContext { guests: Some(guests(root)), root: Some(root.to_path_buf()) }
 }
+
+/// The directory of guest program `guest` (under [`GUEST_DIRS`]).
+pub fn guest_dir(root: &Path, guest: &str) -> Option<PathBuf> {
+    GUEST_DIRS.iter().map(|d| root.join(d).join(guest)).find(|d| d.join("Cargo.toml").is_file() && d.join("src/main.rs").is_file())
+}
+
+/// The Parseltongue spec guest `guest` compiles, as its crate declares it
+/// (`[package.metadata.hallows] spec`, enforced by the build helper);
+/// `None` for a guest without one or not in the workspace.
+pub fn guest_spec(root: &Path, guest: &str) -> Result<Option<PathBuf>, String> {
+    match guest_dir(root, guest) {
+        Some(dir) => parseltongue::build::declared_spec(&dir),
+        None => Ok(None),
+    }
+}
+
+/// The service specs of a loaded system, cross-checked against it: those
+/// the manifest names (`spec`) and, with a workspace `root`, those its
+/// guests compile, so that a manifest without `spec` keys is checked too.
+pub fn check_specs(root: Option<&Path>, sys: &vmm_config::System, manifest: &Path) -> Result<Vec<(String, parseltongue::Spec)>, parseltongue::Diagnostics> {
+    match root {
+        Some(root) => parseltongue::manifest::check_system(sys, manifest, &|g| guest_spec(root, g)),
+        None => parseltongue::manifest::check_manifest(sys, manifest),
+    }
+}

@@ -29,6 +29,28 @@ pub enum ChannelError {
     AlreadyOpen,
     /// The message type does not fit the channel's slots.
     Layout(LayoutError),
+    /// The system's specs type this channel with a message whose layout
+    /// hash is `expected` (`ChannelInfo::layout_hash`, written by the tool
+    /// from the spec both ends were checked against); the type this
+    /// partition opens it with hashes to `found`. Nothing was opened: the
+    /// two ends would read each other's bytes as garbage.
+    LayoutMismatch { expected: u64, found: u64 },
+}
+
+impl core::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChannelError::NotFound => f.write_str("no channel of that name connects this partition"),
+            ChannelError::WrongRole => f.write_str("this partition is the other end of the channel"),
+            ChannelError::AlreadyOpen => f.write_str("the channel end is already open"),
+            ChannelError::Layout(e) => write!(f, "the message type does not fit the channel's slots ({e:?})"),
+            ChannelError::LayoutMismatch { expected, found } => write!(
+                f,
+                "message layout mismatch: the system's specs say layout hash {expected:#018x}, this partition was built with {found:#018x}; \
+                 rebuild both ends from the same spec (`hallows check` shows both definitions)"
+            ),
+        }
+    }
 }
 
 /// An open channel end: the ring endpoint plus its doorbell.
@@ -177,17 +199,38 @@ pub(crate) fn doorbell_rang(index: u32) {
     }
 }
 
-fn find(boot: &Boot, name: &str, want: u32) -> Result<(u32, &'static ChannelInfo), ChannelError> {
+fn lookup(boot: &Boot, name: &str) -> Result<(usize, &'static ChannelInfo), ChannelError> {
     let info = boot.info;
     let n = (info.channel_count as usize).min(info.channels.len());
-    let (i, c) = info.channels[..n]
+    info.channels[..n]
         .iter()
         .enumerate()
         .find(|(_, c)| crate::padded(&c.name) == name)
-        .ok_or(ChannelError::NotFound)?;
+        .ok_or(ChannelError::NotFound)
+}
+
+/// The layout hash the system recorded for channel `name`
+/// (`ChannelInfo::layout_hash`): that of the message type the specs of
+/// its ends agree on, 0 when no spec types it (or no such channel).
+pub fn layout_hash(boot: &Boot, name: &str) -> u64 {
+    lookup(boot, name).map_or(0, |(_, c)| c.layout_hash)
+}
+
+/// Compares a type's layout hash with the one the system recorded for the
+/// channel; either being 0 means unchecked.
+pub fn check_layout(recorded: u64, found: u64) -> Result<(), ChannelError> {
+    if recorded != 0 && found != 0 && recorded != found {
+        return Err(ChannelError::LayoutMismatch { expected: recorded, found });
+    }
+    Ok(())
+}
+
+fn find(boot: &Boot, name: &str, want: u32, hash: u64) -> Result<(u32, &'static ChannelInfo), ChannelError> {
+    let (i, c) = lookup(boot, name)?;
     if c.role != want {
         return Err(ChannelError::WrongRole);
     }
+    check_layout(c.layout_hash, hash)?;
     let bit = 1 << i;
     if OPEN.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
         return Err(ChannelError::AlreadyOpen);
@@ -200,9 +243,18 @@ fn layout(c: &ChannelInfo) -> Result<ChannelLayout, ChannelError> {
 }
 
 /// Opens the sending end of channel `name`. On a doorbell channel this
-/// rings the receiver once, so that it acknowledges the new sender.
+/// rings the receiver once, so that it acknowledges the new sender. The
+/// message type is not compared with the system's (see [`sender_typed`]).
 pub fn sender<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Sender<T>>, ChannelError> {
-    let (index, c) = find(boot, name, role::PRODUCER)?;
+    sender_typed(boot, name, 0)
+}
+
+/// As [`sender`], for a message type whose layout hash is `layout_hash`
+/// (Parseltongue's `TYPE::LAYOUT_HASH`; 0: unchecked): refused with
+/// [`ChannelError::LayoutMismatch`], nothing opened, when the system
+/// recorded another hash for the channel.
+pub fn sender_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Result<Endpoint<Sender<T>>, ChannelError> {
+    let (index, c) = find(boot, name, role::PRODUCER, layout_hash)?;
     let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
     // SAFETY: the hypervisor maps `layout.total_size()` bytes at `c.ipa`
     // with the producer's permissions for as long as the partition runs;
@@ -219,9 +271,16 @@ pub fn sender<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Sender<T>>
     Ok(end)
 }
 
-/// Opens the receiving end of channel `name`.
+/// Opens the receiving end of channel `name` (type unchecked: see
+/// [`receiver_typed`]).
 pub fn receiver<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Receiver<T>>, ChannelError> {
-    let (index, c) = find(boot, name, role::CONSUMER)?;
+    receiver_typed(boot, name, 0)
+}
+
+/// As [`receiver`], refused with [`ChannelError::LayoutMismatch`] when the
+/// system recorded another layout hash than `layout_hash` for the channel.
+pub fn receiver_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Result<Endpoint<Receiver<T>>, ChannelError> {
+    let (index, c) = find(boot, name, role::CONSUMER, layout_hash)?;
     let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
     // SAFETY: as in `sender`, for the consumer's side.
     let endpoint = unsafe { Receiver::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;

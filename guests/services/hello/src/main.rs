@@ -45,6 +45,9 @@ fn main(boot: &Boot) -> u64 {
         Ok(service) => ask_backend(boot, service),
         // Not connected to a backend: greeting only.
         Err(greeter::ConnectError::MissingChannel(_)) => 0,
+        // The backend speaks another message layout: refuse, loudly (a
+        // fault with the channel and both hashes), rather than exchange garbage.
+        Err(e @ greeter::ConnectError::LayoutMismatch { .. }) => panic!("{e}"),
     };
     println!("goodbye");
     status
