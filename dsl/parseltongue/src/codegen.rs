@@ -453,12 +453,11 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
                     self
                 }
-                /// One doorbell per batch on `notify = "doorbell"` channels.
+                /// One doorbell per turn on `notify = "doorbell"` channels, for
+                /// everything committed since the last (none when nothing was).
                 #[inline(always)]
                 fn committed(&mut self) {
-                    if self.has_doorbell() {
-                        let _ = self.notify();
-                    }
+                    self.flush();
                 }
             }
             impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>> for ::hallows_rt::channel::Endpoint<::hallows_ring::Receiver<T>> {
@@ -544,6 +543,8 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut dispatch_bodies = Vec::new();
     let mut direct_calls = Vec::new();
     let mut layout_checks = Vec::new();
+    let mut rung_futures = Vec::new();
+    let mut doorbell_masks = Vec::new();
     let mut task = 0u32;
     for c in &m.channels {
         let field = rust_ident(&c.name);
@@ -564,10 +565,13 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 send_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
             }
             (ChannelDirection::Send, Some(_)) => {
+                send_commits.push(quote!(self.receive.#field.committed();));
                 recv_fields.push(quote!(#field: E::Sender<#msg>));
                 recv_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
             }
             (ChannelDirection::Receive, route) => {
+                rung_futures.push(quote!(self.receive.#field.rung()));
+                doorbell_masks.push(quote!(self.receive.#field.doorbell_mask()));
                 recv_fields.push(quote!(#field: E::Receiver<#msg>));
                 recv_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
                 let handler = rust_ident(c.handler.as_deref().unwrap_or("handle"));
@@ -803,20 +807,77 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         None => quote!(pub const BUDGET_RAM: Option<u64> = None;),
     };
 
+    // Every sending end, every turn: what handlers sent, and what the
+    // caller sent directly between turns (`service.send.x.try_send`), gets
+    // its doorbell here; a runtime's `committed` rings only when something
+    // was committed since its last ring.
     let commit_sends = if send_commits.is_empty() {
         quote!(self.serve(now))
     } else {
         quote! {
             let turn = self.serve(now);
-            if turn.handled != 0 {
-                #(#send_commits)*
-            }
+            self.flush();
             turn
         }
+    };
+    let flush_fn = quote! {
+        /// Rings the doorbell of every sending end that has messages
+        /// committed since its last ring (on runtimes with doorbells;
+        /// [`turn`](Self::turn) does this itself). Call it after sending
+        /// directly when no turn follows soon.
+        #[inline(always)]
+        pub fn flush(&mut self) {
+            #(#send_commits)*
+        }
+    };
+
+    // With the runtime: a service can sleep until one of its receive
+    // channels' doorbells rings instead of spinning on `turn`.
+    let ready_impl = if opts.hallows_rt && !rung_futures.is_empty() {
+        quote! {
+            impl<H: Handlers<Endpoints = ::hallows_rt::Boot>> Service<H> {
+                /// Completes once a receive channel's doorbell has rung since
+                /// the last wait (`notify = "doorbell"`; the task sleeps, the
+                /// core idles) or, with a poll channel among them, after one
+                /// yield. Then call [`turn`](Self::turn). It does not wait for
+                /// `Turn::wake_at` or frames: a service with those bounds its
+                /// wait with a timer.
+                pub async fn ready(&self) {
+                    let mut rungs = [#(#rung_futures),*];
+                    ::core::future::poll_fn(|cx| {
+                        let mut any = false;
+                        for r in rungs.iter_mut() {
+                            any |= ::core::future::Future::poll(::core::pin::Pin::new(r), cx).is_ready();
+                        }
+                        if any { ::core::task::Poll::Ready(()) } else { ::core::task::Poll::Pending }
+                    })
+                    .await
+                }
+
+                /// Outside the executor: sleeps (`wfi`/`hlt`) until a receive
+                /// channel's doorbell has rung since the last wait, then
+                /// returns (call [`turn`](Self::turn)). With any poll-mode
+                /// receive channel it returns at once: there is nothing to
+                /// sleep on, the caller polls.
+                pub fn wait(&self) {
+                    let mut mask = 0u32;
+                    for bit in [#(#doorbell_masks),*] {
+                        match bit {
+                            Some(b) => mask |= b,
+                            None => return,
+                        }
+                    }
+                    ::hallows_rt::channel::wait_any(mask);
+                }
+            }
+        }
+    } else {
+        quote!()
     };
 
     quote! {
         #types
+        #ready_impl
 
         /// The service's name in its spec.
         pub const SERVICE: &str = #service_name;
@@ -941,6 +1002,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 #turn_body
             }
 
+            #flush_fn
             #arrive_fn
             #(#serve_fns)*
         }

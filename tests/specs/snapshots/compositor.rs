@@ -415,9 +415,7 @@ impl<H: Handlers> Service<H> {
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
         let turn = self.serve(now);
-        if turn.handled != 0 {
-            self.send.present.committed();
-        }
+        self.flush();
         turn
     }
     #[inline(always)]
@@ -490,6 +488,14 @@ impl<H: Handlers> Service<H> {
             }
         }
         turn
+    }
+    /// Rings the doorbell of every sending end that has messages
+    /// committed since its last ring (on runtimes with doorbells;
+    /// [`turn`](Self::turn) does this itself). Call it after sending
+    /// directly when no turn follows soon.
+    #[inline(always)]
+    pub fn flush(&mut self) {
+        self.send.present.committed();
     }
     #[inline(always)]
     fn arrive(

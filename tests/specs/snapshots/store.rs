@@ -369,6 +369,12 @@ impl<H: Handlers> Service<H> {
         }
         turn
     }
+    /// Rings the doorbell of every sending end that has messages
+    /// committed since its last ring (on runtimes with doorbells;
+    /// [`turn`](Self::turn) does this itself). Call it after sending
+    /// directly when no turn follows soon.
+    #[inline(always)]
+    pub fn flush(&mut self) {}
     #[inline(always)]
     fn arrive(
         &mut self,

@@ -59,6 +59,9 @@ pub struct Endpoint<E> {
     endpoint: E,
     index: u32,
     doorbell: bool,
+    /// Sending ends: the ring position the receiver was last rung for
+    /// ([`Endpoint::flush`]).
+    rung_at: u64,
 }
 
 impl<E> Deref for Endpoint<E> {
@@ -111,6 +114,11 @@ impl<E> Endpoint<E> {
         }
     }
 
+    /// This channel's bit for [`wait_any`], if it has a doorbell.
+    pub fn doorbell_mask(&self) -> Option<u32> {
+        (self.doorbell && self.index < 32).then(|| 1 << self.index)
+    }
+
     /// A future that completes once the peer has rung this channel's
     /// doorbell since the last wait (consuming the ring): the task sleeps,
     /// its core idles until an interrupt. On a channel without a doorbell
@@ -136,22 +144,48 @@ impl<T: Message> Endpoint<Receiver<T>> {
 }
 
 impl<T: Message> Endpoint<Sender<T>> {
+    /// On a doorbell channel, rings the receiver if anything was committed
+    /// since the last ring (by any path: `try_send`, a committed batch,
+    /// [`send`](Self::send)); otherwise costs one comparison and no trap.
+    /// The Parseltongue loop calls this once per turn for every sending
+    /// end, so messages sent directly are rung for at the next turn.
+    #[inline]
+    pub fn flush(&mut self) {
+        let at = self.endpoint.position();
+        if self.doorbell && at != self.rung_at {
+            self.rung_at = at;
+            let _ = self.notify();
+        }
+    }
+
     /// Sends `msg` and, on a doorbell channel, rings the receiver (one
-    /// trap per message: for batches, `reserve`, commit, then `notify`
-    /// once). While the ring is full the task yields and retries.
+    /// trap per message: for batches, `reserve`, commit, then
+    /// [`flush`](Self::flush) once). While the ring is full the task
+    /// yields and retries.
     pub async fn send(&mut self, msg: &T) -> Result<(), RingError> {
         loop {
             match self.endpoint.try_send(msg) {
                 Ok(()) => {
-                    if self.doorbell {
-                        let _ = self.notify();
-                    }
+                    self.flush();
                     return Ok(());
                 }
                 Err(RingError::Full) => crate::task::yield_now().await,
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Sleeps until the doorbell of any channel in `mask` (bits from
+/// [`Endpoint::doorbell_mask`]) has rung since it was last consumed, and
+/// consumes them all; returns at once for an empty mask. Outside the
+/// executor (a task awaits [`Endpoint::rung`] instead).
+pub fn wait_any(mask: u32) {
+    if mask == 0 {
+        return;
+    }
+    while RUNG.fetch_and(!mask, Ordering::AcqRel) & mask == 0 {
+        arch::wait_for_interrupt();
     }
 }
 
@@ -261,7 +295,8 @@ pub fn sender_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Re
     // `find` guarantees this is the only `Sender` of the channel in this
     // partition, and the hypervisor maps the producer side into no other.
     let endpoint = unsafe { Sender::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
-    let end = Endpoint { endpoint, index, doorbell: c.notify != 0 };
+    let rung_at = endpoint.position();
+    let end = Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at };
     if end.doorbell {
         // A new sender starts a new epoch that the receiver must acknowledge
         // before anything can be sent; a receiver asleep on an empty ring
@@ -284,5 +319,5 @@ pub fn receiver_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> 
     let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
     // SAFETY: as in `sender`, for the consumer's side.
     let endpoint = unsafe { Receiver::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
-    Ok(Endpoint { endpoint, index, doorbell: c.notify != 0 })
+    Ok(Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at: 0 })
 }

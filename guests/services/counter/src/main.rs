@@ -82,6 +82,11 @@ fn serve(boot: &Boot, mut service: counter::Service<Counter>) -> u64 {
             return 1;
         }
         now += 1;
+        if turn.handled == 0 {
+            // Nothing pending: sleep until the frontend rings (a doorbell
+            // channel), or poll again at once (a poll channel).
+            service.wait();
+        }
         core::hint::spin_loop();
     }
     println!("served {} job(s)", service.handlers.served);

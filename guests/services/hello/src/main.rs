@@ -58,12 +58,19 @@ fn ask_backend(boot: &Boot, mut service: greeter::Service<Greeter>) -> u64 {
     let limit: u32 = boot.arg("ask").and_then(|s| s.parse().ok()).unwrap_or(1000);
     let job = greeter::CountJob { job: 1, limit };
     // `Full` until the backend has attached and acknowledged this sender.
+    // A direct `try_send` rings no doorbell; every `turn` rings each
+    // sending end that has new messages (or `flush` does, without a turn),
+    // so the backend, asleep on a doorbell channel, wakes.
     while service.send.jobs.try_send(&job).is_err() {
         service.turn(0);
         core::hint::spin_loop();
     }
+    service.flush();
     while service.handlers.answer.is_none() {
-        service.turn(0);
+        if service.turn(0).handled == 0 {
+            // Sleeps on a doorbell `results` channel; polls on a poll one.
+            service.wait();
+        }
         core::hint::spin_loop();
     }
     let answer = service.handlers.answer.unwrap_or(greeter::PrimeCount { job: 0, limit: 0, count: 0 });
