@@ -75,7 +75,12 @@ pub fn try_compile(spec: &Path, opts: &Options) -> Result<PathBuf, String> {
     let src = std::fs::read_to_string(&path).map_err(|e| format!("cannot read spec {}: {e}", path.display()))?;
     let mut opts = opts.clone();
     opts.source_name.get_or_insert_with(|| spec.display().to_string());
-    let code = crate::compile_str(&spec.display().to_string(), &src, &opts).map_err(|d| d.to_string())?;
+    // Named by its full path, so that its imports resolve next to it.
+    let checked = crate::check_str(&path.display().to_string(), &src).map_err(|d| d.to_string())?;
+    for lib in &checked.imported {
+        println!("cargo:rerun-if-changed={}", lib.display());
+    }
+    let code = crate::codegen::to_source(&checked.model, &opts);
     let stem = spec.file_stem().and_then(|s| s.to_str()).unwrap_or("service");
     let target = out.join(format!("{stem}.rs"));
     std::fs::write(&target, code).map_err(|e| format!("cannot write {}: {e}", target.display()))?;
