@@ -93,13 +93,13 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
 }
 
 /// An edit of the channels' recorded layout hashes: `(channel, hash)`.
-pub type Retype = dyn Fn(&mut Vec<(String, u64)>);
+pub type Retype<'a> = dyn Fn(&mut Vec<(String, u64)>) + 'a;
 
 /// Boots any manifest file with the channels' recorded layout hashes
 /// (what `hallows build` writes from the checked specs) edited by `retype`
 /// first: a system whose two ends disagree on a channel's message type,
 /// which `hallows check` would refuse, for the runtime's own check.
-pub fn boot_manifest_retyped(path: &Path, retype: &Retype) -> Boot {
+pub fn boot_manifest_retyped(path: &Path, retype: &Retype<'_>) -> Boot {
     let (sys, out) = image_of(path, &|_| {}, retype);
     let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, &[]).expect("running QEMU");
     Boot { status: r.status, output: r.output }
@@ -107,7 +107,7 @@ pub fn boot_manifest_retyped(path: &Path, retype: &Retype) -> Boot {
 
 /// Loads the manifest at `path`, composes its image (with `patch` applied)
 /// under `target/hallows/tests/`, and returns the system and the image's path.
-fn image_of(path: &Path, patch: &dyn Fn(&mut Vec<u8>), retype: &Retype) -> (vmm_config::System, PathBuf) {
+fn image_of(path: &Path, patch: &dyn Fn(&mut Vec<u8>), retype: &Retype<'_>) -> (vmm_config::System, PathBuf) {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));

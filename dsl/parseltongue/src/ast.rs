@@ -94,6 +94,9 @@ pub struct Service {
     pub enums: Vec<EnumDecl>,
     pub channels: Vec<ChannelDecl>,
     pub routes: Vec<RouteDecl>,
+    /// Basilisk client side: `call NAME sends TYPE on "C" returns TYPE on "C";`
+    /// (the route's fields: `handler` is the call's method name).
+    pub calls: Vec<RouteDecl>,
     pub frame_handler: Option<Ident>,
     pub scheduler: Option<Block>,
     pub budget: Option<Block>,

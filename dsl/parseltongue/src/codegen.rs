@@ -542,6 +542,8 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut dispatch_arms = Vec::new();
     let mut dispatch_bodies = Vec::new();
     let mut direct_calls = Vec::new();
+    let mut call_fields = Vec::new();
+    let mut call_inits = Vec::new();
     let mut layout_checks = Vec::new();
     let mut rung_futures = Vec::new();
     let mut doorbell_masks = Vec::new();
@@ -558,6 +560,21 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         });
         let konst = format_ident!("{}", c.name.replace('-', "_").to_uppercase());
         channel_consts.push(quote!(pub const #konst: &str = #name;));
+        if c.call.is_some() {
+            // Basilisk client calls own their two channels; the loop never serves them.
+            match c.direction {
+                ChannelDirection::Send => {
+                    call_fields.push(quote!(#field: E::Sender<#msg>));
+                    call_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                    send_commits.push(quote!(self.calls.#field.committed();));
+                }
+                ChannelDirection::Receive => {
+                    call_fields.push(quote!(#field: E::Receiver<#msg>));
+                    call_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                }
+            }
+            continue;
+        }
         match (c.direction, c.route) {
             (ChannelDirection::Send, None) => {
                 send_fields.push(quote!(pub #field: E::Sender<#msg>));
@@ -820,6 +837,63 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             turn
         }
     };
+    let call_fns: Vec<TokenStream> = m
+        .calls
+        .iter()
+        .map(|call| {
+            let method = rust_ident(&call.handler);
+            let (rq, rp) = (&m.channels[call.request_channel], &m.channels[call.reply_channel]);
+            let (rq_field, rp_field) = (rust_ident(&rq.name), rust_ident(&rp.name));
+            let (rq_msg, rp_msg) = (format_ident!("{}", m.structs[rq.message].name), format_ident!("{}", m.structs[rp.message].name));
+            let doc = format!(
+                " Basilisk call: sends `request` on \"{}\" (ringing its doorbell) and returns the reply from \"{}\". One call at a time: the server's route answers in order. While it waits, `idle(self)` runs (serve other channels with `turn`, sleep, or drive a peer in a test).",
+                rq.name, rp.name
+            );
+            quote! {
+                #[doc = #doc]
+                pub fn #method(&mut self, request: &#rq_msg, mut idle: impl FnMut(&mut Self)) -> Result<#rp_msg, CallError> {
+                    loop {
+                        match self.calls.#rq_field.port().try_send(request) {
+                            Ok(()) => break,
+                            Err(::hallows_ring::RingError::Full) => idle(self),
+                            Err(e) => return Err(CallError::Request(e)),
+                        }
+                    }
+                    self.calls.#rq_field.committed();
+                    loop {
+                        match self.calls.#rp_field.port().try_recv() {
+                            Ok(reply) => return Ok(reply),
+                            Err(::hallows_ring::RingError::Empty) => idle(self),
+                            Err(e) => return Err(CallError::Reply(e)),
+                        }
+                    }
+                }
+            }
+        })
+        .collect();
+    let (calls_def, calls_field, calls_init) = if m.calls.is_empty() {
+        (quote!(), quote!(), quote!())
+    } else {
+        (
+            quote! {
+                struct Calls<E: Endpoints> {
+                    #(#call_fields,)*
+                    _endpoints: ::core::marker::PhantomData<fn(E)>,
+                }
+                /// Why a Basilisk call returned no reply.
+                #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+                pub enum CallError {
+                    /// The request could not be sent (`PeerRestarted`: the server restarted; retry).
+                    Request(::hallows_ring::RingError),
+                    /// The reply channel failed (`PeerRestarted`: the server restarted
+                    /// and the request may be lost; retry).
+                    Reply(::hallows_ring::RingError),
+                }
+            },
+            quote!(calls: Calls<H::Endpoints>,),
+            quote!(calls: Calls { #(#call_inits,)* _endpoints: ::core::marker::PhantomData },),
+        )
+    };
     let flush_fn = quote! {
         /// Rings the doorbell of every sending end that has messages
         /// committed since its last ring (on runtimes with doorbells;
@@ -973,8 +1047,10 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// The send channels (also handed to every handler).
             pub send: Senders<H::Endpoints>,
             receive: Receivers<H::Endpoints>,
+            #calls_field
             #sched_fields
         }
+        #calls_def
 
         impl<H: Handlers> Service<H> {
             /// Finds every channel of the spec through `endpoints` and builds the scheduler.
@@ -986,6 +1062,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 Ok(Service {
                     send: Senders { #(#send_inits,)* _endpoints: ::core::marker::PhantomData },
                     receive: Receivers { #(#recv_inits,)* _endpoints: ::core::marker::PhantomData },
+                    #calls_init
                     handlers,
                     #sched_inits
                 })
@@ -1003,6 +1080,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             }
 
             #flush_fn
+            #(#call_fns)*
             #arrive_fn
             #(#serve_fns)*
         }

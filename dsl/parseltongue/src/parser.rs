@@ -19,13 +19,13 @@ pub const KEYWORDS: &[&str] = &[
     "variant", "receive_channel", "send_channel", "input_channel", "carrying", "handled_by",
     "as_task_class", "scheduler_class", "budget", "route", "receives", "on", "replies",
     "frame_handler", "bounded_bytes", "bounded_string", "true", "false", "import_messages_from",
-    "message_library",
+    "message_library", "call", "sends", "returns",
 ];
 
 /// Declarations that may appear inside `service { }`.
 pub const DECLARATIONS: &[&str] = &[
     "message_struct", "message_enum", "receive_channel", "send_channel", "scheduler_class", "budget",
-    "route", "frame_handler", "input_channel",
+    "route", "call", "frame_handler", "input_channel",
 ];
 
 const EXTENSIONS: &[&str] = &["basilisk", "nagini"];
@@ -243,7 +243,7 @@ impl Parser {
                 return Err(self.expected(&exp, "in the service body"));
             };
             match w.as_str() {
-                "receive_channel" | "send_channel" | "input_channel" | "route" | "frame_handler" | "scheduler_class" | "budget" if library => {
+                "receive_channel" | "send_channel" | "input_channel" | "route" | "call" | "frame_handler" | "scheduler_class" | "budget" if library => {
                     return Err(Diag::new(t.span.clone(), format!("a message_library declares only `message_struct` and `message_enum`, not `{w}`"))
                         .with_label("not a message type")
                         .with_help("declare channels, routes, schedulers and budgets in the service that imports the library"));
@@ -268,6 +268,10 @@ impl Parser {
                 "route" => {
                     self.bump();
                     s.routes.push(self.route_decl(t.span.clone())?);
+                }
+                "call" => {
+                    self.bump();
+                    s.calls.push(self.call_decl()?);
                 }
                 "frame_handler" => {
                     self.bump();
@@ -400,16 +404,27 @@ impl Parser {
     }
 
     fn route_decl(&mut self, _kw: std::ops::Range<usize>) -> R<RouteDecl> {
-        let handler = self.ident("the route's handler function name")?;
-        self.keyword("receives", "after the route name")?;
+        self.pair_decl("route", "the route's handler function name", "receives", "replies")
+    }
+
+    /// `call NAME sends TYPE on "CHANNEL" returns TYPE on "CHANNEL";`
+    fn call_decl(&mut self) -> R<RouteDecl> {
+        self.pair_decl("call", "the call's method name", "sends", "returns")
+    }
+
+    /// `NAME REQUEST_KW TYPE on "CHANNEL" REPLY_KW TYPE on "CHANNEL";`: a
+    /// route (`receives` / `replies`) or a call (`sends` / `returns`).
+    fn pair_decl(&mut self, what: &str, name: &str, request_kw: &str, reply_kw: &str) -> R<RouteDecl> {
+        let handler = self.ident(name)?;
+        self.keyword(request_kw, &format!("after the {what} name"))?;
         let request = self.ident("the request type")?;
         self.keyword("on", "after the request type")?;
         let request_channel = self.string("the request channel")?;
-        self.keyword("replies", "after the request channel")?;
+        self.keyword(reply_kw, "after the request channel")?;
         let reply = self.ident("the reply type")?;
         self.keyword("on", "after the reply type")?;
         let reply_channel = self.string("the reply channel")?;
-        self.punct(';', "after the route")?;
+        self.punct(';', &format!("after the {what}"))?;
         Ok(RouteDecl { handler, request, request_channel, reply, reply_channel })
     }
 
