@@ -174,11 +174,10 @@ fn a_channel_whose_ends_disagree_on_the_message_type_is_refused_at_open() {
 }
 
 /// Issue 15, doorbells that cannot be forgotten: the demo with doorbell
-/// channels and no `spec` keys. The frontend sends its job with a direct
-/// `try_send`, which rings nothing itself; the generated loop rings every
-/// sending end with new messages each turn, so the backend, asleep on the
-/// `jobs` doorbell (`Service::wait`), wakes, and its reply wakes the
-/// frontend. The channels are typed from the guests' own specs.
+/// channels and no `spec` keys. The frontend's generated Basilisk call
+/// rings the `jobs` doorbell itself, so the backend, asleep on it
+/// (`Service::wait`), wakes; its route's reply is rung by the generated
+/// loop. The channels are typed from the guests' own specs.
 #[test]
 fn the_demo_over_doorbell_channels_without_spec_keys_completes() {
     let b = boot_system("demo-doorbell");
