@@ -134,3 +134,22 @@ fn guest_specs_are_checked_without_spec_keys_and_give_the_layout_hashes() {
     let lone = vmm_config::load_str("lone.toml", "version = 1\nboard = \"qemu-virt-aarch64\"\n[[partition]]\nname = \"a\"\ncores = [1]\nram = \"2 MiB\"\nguest = \"probe\"\non_fault = \"stop\"\n", &CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
     parseltongue::manifest::check_system(&lone, &path, &guest(false)).unwrap_or_else(|d| panic!("{d}"));
 }
+
+/// The declaration `hallows check` reads and the build helper enforces:
+/// `[package.metadata.hallows] spec` in a guest's Cargo.toml.
+#[test]
+fn a_guest_crate_declares_its_spec() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let hello = root.join("guests/services/hello");
+    assert_eq!(parseltongue::build::declared_spec(&hello), Ok(Some(hello.join("greeter.pt"))));
+    assert_eq!(parseltongue::build::declared_spec(&root.join("guests/tests/probe")), Ok(None));
+    let dir = std::env::temp_dir().join(format!("pt-declared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"g\"\n[package.metadata.hallows]\nspec = 3\n").unwrap();
+    let e = parseltongue::build::declared_spec(&dir).unwrap_err();
+    std::fs::write(dir.join("Cargo.toml"), "[package\n").unwrap();
+    let broken = parseltongue::build::declared_spec(&dir).unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("Cargo.toml") && e.contains("spec must be a string"), "{e}");
+    assert!(broken.contains("Cargo.toml"), "{broken}");
+}
