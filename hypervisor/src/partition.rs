@@ -204,7 +204,7 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
             slot_count: c.slot_count,
             role: if c.producer as usize == index { role::PRODUCER } else { role::CONSUMER },
             notify: c.notify,
-            _pad: 0,
+            layout_hash: c.layout_hash,
         };
         channel_count += 1;
     }

@@ -87,23 +87,46 @@ pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
 /// Boots any manifest file, with `patch` applied to the composed image
 /// first (a tampered image, for the hypervisor's own checks).
 pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
-    let (sys, out) = image_of(path, patch);
+    let (sys, out) = image_of(path, patch, &|_| {});
     let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
+}
+
+/// An edit of the channels' recorded layout hashes: `(channel, hash)`.
+pub type Retype<'a> = dyn Fn(&mut Vec<(String, u64)>) + 'a;
+
+/// Boots any manifest file with the channels' recorded layout hashes
+/// (what `hallows build` writes from the checked specs) edited by `retype`
+/// first: a system whose two ends disagree on a channel's message type,
+/// which `hallows check` would refuse, for the runtime's own check.
+pub fn boot_manifest_retyped(path: &Path, retype: &Retype<'_>) -> Boot {
+    let (sys, out) = image_of(path, &|_| {}, retype);
+    let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, &[]).expect("running QEMU");
     Boot { status: r.status, output: r.output }
 }
 
 /// Loads the manifest at `path`, composes its image (with `patch` applied)
 /// under `target/hallows/tests/`, and returns the system and the image's path.
-fn image_of(path: &Path, patch: &dyn Fn(&mut Vec<u8>)) -> (vmm_config::System, PathBuf) {
+fn image_of(path: &Path, patch: &dyn Fn(&mut Vec<u8>), retype: &Retype<'_>) -> (vmm_config::System, PathBuf) {
     let root = root();
     let ctx = workspace::check_context(&root);
     let sys = vmm_config::load(path, &ctx).unwrap_or_else(|d| panic!("{} is invalid:\n{d}", path.display()));
     let art = artifacts(sys.board.arch);
     let hv = std::fs::read(&art.hypervisor).expect("hypervisor binary");
-    let mut img = image::compose(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?)).expect("composing the image");
+    // The channels' message types as `hallows build` records them, from the
+    // specs of the manifest and of its guests (none where they do not check).
+    let hashes = workspace::check_specs(Some(&root), &sys, path).map(|s| parseltongue::manifest::layout_hashes(&sys, &s)).unwrap_or_default();
+    let mut hashes = hashes;
+    let recorded = hashes.clone();
+    retype(&mut hashes);
+    let mut img = image::compose_typed(&sys, &hv, &|g| Ok(std::fs::read(art.guest(g))?), &hashes).expect("composing the image");
     patch(&mut img.bytes);
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
-    let out = root.join("target/hallows/tests").join(format!("{stem}.img"));
+    // A retyped image is another system than the manifest's: its own file,
+    // so that a test booting the manifest as written at the same time
+    // does not overwrite it.
+    let suffix = if recorded != hashes { "-retyped" } else { "" };
+    let out = root.join("target/hallows/tests").join(format!("{stem}{suffix}.img"));
     std::fs::create_dir_all(out.parent().expect("has a parent")).expect("image dir");
     std::fs::write(&out, &img.bytes).expect("writing the image");
     (sys, out)
@@ -120,7 +143,7 @@ pub struct Running {
 /// Starts `tests/systems/<name>.toml` under QEMU in a background thread
 /// (killed after [`BOOT_TIMEOUT`] at the latest).
 pub fn start_system(name: &str, extra: &[String]) -> Running {
-    let (sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {});
+    let (sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {});
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());
     let handle = std::thread::spawn(move || {

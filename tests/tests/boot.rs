@@ -70,7 +70,7 @@ fn guest_panics_and_exceptions_stop_the_guest_with_its_reason() {
     assert_eq!(console.iter().filter(|l| l.ends_with(") = -2")).count(), 4, "{console:?}");
     assert!(console.iter().any(|l| l.ends_with(", 1048576) = -3")), "{console:?}");
     assert!(console.contains(&"unknown call = -1"));
-    assert!(console.contains(&"abi version = 0 2"));
+    assert!(console.contains(&"abi version = 0 3"));
     assert_eq!(b.summary("bystander"), "exited 0");
 }
 
@@ -138,4 +138,52 @@ fn channel_direction_is_enforced_by_stage2() {
     assert!(b.summary("reader").starts_with("stopped: stage-2 fault: write at 0x100000000"), "{}", b.output);
     assert!(b.summary("slotwriter").starts_with("stopped: stage-2 fault: write at 0x100005000"), "{}", b.output);
     assert!(b.summary("writer").starts_with("stopped: stage-2 fault: write at 0x100004000"), "{}", b.output);
+}
+
+/// Issue 15, belt and braces: the system records each channel's message
+/// layout hash (from the specs) and the generated `connect` compares it with
+/// the type the partition was built with before opening anything. Here the
+/// record for `jobs` is that of a backend built from a spec whose `CountJob`
+/// swaps its two fields (what `hallows check` refuses): the frontend
+/// refuses the channel with a fault naming it and both hashes, instead of
+/// sending jobs the other end would misread.
+#[test]
+fn a_channel_whose_ends_disagree_on_the_message_type_is_refused_at_open() {
+    let spec = std::fs::read_to_string(root().join("guests/services/counter/counter.pt")).expect("counter.pt");
+    let ours = parseltongue::check_str("counter.pt", &spec).expect("counter.pt checks");
+    let swapped = spec.replacen("field job: u32;\n        field limit: u32;", "field limit: u32;\n        field job: u32;", 1);
+    assert_ne!(swapped, spec);
+    let theirs = parseltongue::check_str("swapped.pt", &swapped).expect("the swapped spec checks");
+    let hash = |s: &parseltongue::Spec| s.model.structs.iter().find(|t| t.name == "CountJob").expect("CountJob").hash;
+    let (ours, theirs) = (hash(&ours), hash(&theirs));
+    assert_ne!(ours, theirs);
+    let b = hallows_tests::boot_manifest_retyped(&root().join("vmm-config/examples/demo.toml"), &|h| {
+        let jobs = h.iter_mut().find(|(c, _)| c == "jobs").expect("the demo's specs type `jobs`");
+        assert_eq!(jobs.1, ours, "the tool records the specs' hash");
+        jobs.1 = theirs;
+    });
+    assert_ne!(b.status, Some(0), "{}", b.output);
+    let want = format!("service greeter: channel \"jobs\" refused: the system expects message layout hash {theirs:#018x}, this service was built with {ours:#018x}");
+    assert!(b.lines_of("frontend").iter().any(|l| l.contains(&want)), "no refusal:\n{}", b.output);
+    assert_eq!(b.summary("frontend"), "stopped: the guest panicked");
+    // Nothing was exchanged: the frontend never printed an answer.
+    assert!(!b.lines_of("frontend").iter().any(|l| l.starts_with("backend counted")), "{}", b.output);
+    // The backend, built from the other spec here, refuses `jobs` as well.
+    assert!(b.lines_of("backend").iter().any(|l| l.contains("service counter: channel \"jobs\" refused")), "{}", b.output);
+    assert_eq!(b.summary("database"), "exited 0");
+}
+
+/// Issue 15, doorbells that cannot be forgotten: the demo with doorbell
+/// channels and no `spec` keys. The frontend's generated Basilisk call
+/// rings the `jobs` doorbell itself, so the backend, asleep on it
+/// (`Service::wait`), wakes; its route's reply is rung by the generated
+/// loop. The channels are typed from the guests' own specs.
+#[test]
+fn the_demo_over_doorbell_channels_without_spec_keys_completes() {
+    let b = boot_system("demo-doorbell");
+    b.assert_status(0);
+    assert!(b.lines_of("frontend").contains(&"backend counted 168 primes below 1000 (job 1)"), "{}", b.output);
+    for name in ["frontend", "backend", "database"] {
+        assert_eq!(b.summary(name), "exited 0", "{}", b.output);
+    }
 }

@@ -352,3 +352,104 @@ fn token_specs_work_and_missing_channels_are_reported() {
     }
     assert_eq!(tokens::Service::connect(Unconnected, &Nothing).err().map(|e| format!("{e:?}")), Some("MissingChannel(\"tick\")".to_string()));
 }
+
+/// Runtime belt and braces: endpoints whose system recorded another layout
+/// hash for a channel (the other end was built from a spec that disagrees)
+/// make `connect` refuse, naming the channel and both hashes, and open
+/// nothing; the matching hash, or 0 (unchecked), connects.
+#[test]
+fn connect_refuses_a_channel_the_system_types_otherwise() {
+    struct Recorded(u64, std::cell::Cell<u32>);
+    impl plain::Endpoints for Recorded {
+        type Sender<T: hallows_ring::Message> = hallows_ring::Sender<T>;
+        type Receiver<T: hallows_ring::Message> = hallows_ring::Receiver<T>;
+        fn sender<T: hallows_ring::Message>(&self, _: &str) -> Option<hallows_ring::Sender<T>> {
+            self.1.set(self.1.get() + 1);
+            None
+        }
+        fn receiver<T: hallows_ring::Message>(&self, _: &str) -> Option<hallows_ring::Receiver<T>> {
+            self.1.set(self.1.get() + 1);
+            None
+        }
+        fn layout_hash(&self, channel: &str) -> u64 {
+            if channel == "pong" { self.0 } else { 0 }
+        }
+    }
+    struct P;
+    impl plain::Handlers for P {
+        type Endpoints = Recorded;
+        fn on_ping(&mut self, _: plain::Ping, _: &mut plain::Senders<Recorded>) {}
+    }
+    let wrong = Recorded(plain::Pong::LAYOUT_HASH ^ 1, std::cell::Cell::new(0));
+    let err = plain::Service::connect(P, &wrong).err().expect("a mismatched channel is refused");
+    assert_eq!(err, plain::ConnectError::LayoutMismatch { channel: "pong", system: plain::Pong::LAYOUT_HASH ^ 1, service: plain::Pong::LAYOUT_HASH });
+    assert_eq!(wrong.1.get(), 0, "nothing may be opened before the types are compared");
+    let text = err.to_string();
+    assert!(text.contains("channel \"pong\" refused") && text.contains(&format!("{:#018x}", plain::Pong::LAYOUT_HASH)), "{text}");
+    // The right hash (and 0) pass the check; this runtime then has no channels.
+    for h in [plain::Pong::LAYOUT_HASH, 0] {
+        let r = Recorded(h, std::cell::Cell::new(0));
+        assert!(matches!(plain::Service::connect(P, &r).err(), Some(plain::ConnectError::MissingChannel(_))));
+    }
+}
+
+mod rpc_server {
+    parseltongue_macros::service! { r#"
+        parseltongue_version 1;
+        use_extension basilisk;
+        service rpc_server {
+            message_struct Ask { field n: u32; }
+            message_struct Answer { field n: u32; field square: u64; }
+            route square receives Ask on "ask" replies Answer on "answer";
+            scheduler_class api { queue_capacity = 4; }
+        }
+    "# }
+}
+mod rpc_client {
+    // The other end of the route: a typed call, no handler for the replies.
+    parseltongue_macros::service! { r#"
+        parseltongue_version 1;
+        use_extension basilisk;
+        service rpc_client {
+            message_struct Ask { field n: u32; }
+            message_struct Answer { field n: u32; field square: u64; }
+            call square sends Ask on "ask" returns Answer on "answer";
+            scheduler_class api { queue_capacity = 4; }
+        }
+    "# }
+}
+endpoints_for!(rpc_server);
+endpoints_for!(rpc_client);
+
+struct Squarer;
+impl rpc_server::Handlers for Squarer {
+    type Endpoints = common::Bus;
+    fn square(&mut self, request: rpc_server::Ask, _: &mut rpc_server::Senders<common::Bus>) -> rpc_server::Answer {
+        rpc_server::Answer::new(request.n, u64::from(request.n) * u64::from(request.n))
+    }
+}
+struct Caller;
+impl rpc_client::Handlers for Caller {
+    type Endpoints = common::Bus;
+}
+
+/// Issue 15: a Basilisk route's other end calls it as a typed method,
+/// request in, reply out; the server's loop runs while the client waits.
+#[test]
+fn basilisk_call_returns_the_routes_reply() {
+    let bus = common::Bus::new(4);
+    let mut server = rpc_server::Service::connect(Squarer, &bus).unwrap();
+    let mut client = rpc_client::Service::connect(Caller, &bus).unwrap();
+    assert_eq!(rpc_client::Ask::LAYOUT_HASH, rpc_server::Ask::LAYOUT_HASH);
+    for n in [3u32, 0, 65_535, 7] {
+        let mut waits = 0;
+        let reply = client
+            .square(&rpc_client::Ask { n }, |_| {
+                waits += 1;
+                assert!(waits < 100, "no reply");
+                server.turn(0);
+            })
+            .unwrap();
+        assert_eq!((reply.n, reply.square), (n, u64::from(n) * u64::from(n)));
+    }
+}

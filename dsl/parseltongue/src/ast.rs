@@ -33,7 +33,58 @@ pub struct Spec {
     pub version: u128,
     pub version_span: Span,
     pub extension: Option<(Extension, Span)>,
+    /// `import_messages_from "PATH";`, in order.
+    pub imports: Vec<Import>,
+    /// `message_library NAME { ... }` (types only, for importing) rather
+    /// than `service NAME { ... }`.
+    pub library: bool,
     pub service: Service,
+}
+
+/// `import_messages_from "PATH";`: the message types of a message library,
+/// usable as if declared here. `PATH` is relative to the importing file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Import {
+    pub path: String,
+    /// The path literal.
+    pub span: Span,
+}
+
+impl StructDecl {
+    /// Every span moved to `span` (an imported declaration is shown at its
+    /// `import_messages_from`, in the importing file).
+    pub fn respan(&mut self, span: &Span) {
+        self.name.span = span.clone();
+        for f in &mut self.fields {
+            f.name.span = span.clone();
+            f.ty.respan(span);
+        }
+    }
+}
+
+impl EnumDecl {
+    /// As [`StructDecl::respan`].
+    pub fn respan(&mut self, span: &Span) {
+        self.name.span = span.clone();
+        self.repr.span = span.clone();
+        for v in &mut self.variants {
+            v.name.span = span.clone();
+            v.value_span = span.clone();
+        }
+    }
+}
+
+impl TypeRef {
+    fn respan(&mut self, to: &Span) {
+        match self {
+            TypeRef::Named(i) => i.span = to.clone(),
+            TypeRef::Array { elem, span, .. } => {
+                *span = to.clone();
+                elem.respan(to);
+            }
+            TypeRef::BoundedBytes { span, .. } | TypeRef::BoundedString { span, .. } => *span = to.clone(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
@@ -43,6 +94,9 @@ pub struct Service {
     pub enums: Vec<EnumDecl>,
     pub channels: Vec<ChannelDecl>,
     pub routes: Vec<RouteDecl>,
+    /// Basilisk client side: `call NAME sends TYPE on "C" returns TYPE on "C";`
+    /// (the route's fields: `handler` is the call's method name).
+    pub calls: Vec<RouteDecl>,
     pub frame_handler: Option<Ident>,
     pub scheduler: Option<Block>,
     pub budget: Option<Block>,

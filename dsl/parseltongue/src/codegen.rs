@@ -453,12 +453,11 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 fn port(&mut self) -> &mut ::hallows_ring::Sender<T> {
                     self
                 }
-                /// One doorbell per batch on `notify = "doorbell"` channels.
+                /// One doorbell per turn on `notify = "doorbell"` channels, for
+                /// everything committed since the last (none when nothing was).
                 #[inline(always)]
                 fn committed(&mut self) {
-                    if self.has_doorbell() {
-                        let _ = self.notify();
-                    }
+                    self.flush();
                 }
             }
             impl<T: ::hallows_ring::Message> Port<::hallows_ring::Receiver<T>> for ::hallows_rt::channel::Endpoint<::hallows_ring::Receiver<T>> {
@@ -476,6 +475,10 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 }
                 fn receiver<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Receiver<T>> {
                     ::hallows_rt::channel::receiver::<T>(self, channel).ok()
+                }
+                /// What the tool wrote into the channel directory from the system's specs.
+                fn layout_hash(&self, channel: &str) -> u64 {
+                    ::hallows_rt::channel::layout_hash(self, channel)
                 }
             }
         }
@@ -513,6 +516,15 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             type Receiver<T: ::hallows_ring::Message>: Port<::hallows_ring::Receiver<T>>;
             fn sender<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Sender<T>>;
             fn receiver<T: ::hallows_ring::Message>(&self, channel: &str) -> Option<Self::Receiver<T>>;
+            /// The layout hash the system expects on `channel` (the one
+            /// both ends' specs agree on); 0, the default, checks nothing.
+            /// [`Service::connect`] refuses a channel whose message type
+            /// hashes otherwise, before opening anything.
+            #[inline(always)]
+            fn layout_hash(&self, channel: &str) -> u64 {
+                let _ = channel;
+                0
+            }
         }
         #rt_glue
     };
@@ -530,13 +542,39 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut dispatch_arms = Vec::new();
     let mut dispatch_bodies = Vec::new();
     let mut direct_calls = Vec::new();
+    let mut call_fields = Vec::new();
+    let mut call_inits = Vec::new();
+    let mut layout_checks = Vec::new();
+    let mut rung_futures = Vec::new();
+    let mut doorbell_masks = Vec::new();
     let mut task = 0u32;
     for c in &m.channels {
         let field = rust_ident(&c.name);
         let name = c.name.as_str();
         let msg = format_ident!("{}", m.structs[c.message].name);
+        layout_checks.push(quote! {
+            let system = endpoints.layout_hash(#name);
+            if system != 0 && system != #msg::LAYOUT_HASH {
+                return Err(ConnectError::LayoutMismatch { channel: #name, system, service: #msg::LAYOUT_HASH });
+            }
+        });
         let konst = format_ident!("{}", c.name.replace('-', "_").to_uppercase());
         channel_consts.push(quote!(pub const #konst: &str = #name;));
+        if c.call.is_some() {
+            // Basilisk client calls own their two channels; the loop never serves them.
+            match c.direction {
+                ChannelDirection::Send => {
+                    call_fields.push(quote!(#field: E::Sender<#msg>));
+                    call_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                    send_commits.push(quote!(self.calls.#field.committed();));
+                }
+                ChannelDirection::Receive => {
+                    call_fields.push(quote!(#field: E::Receiver<#msg>));
+                    call_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                }
+            }
+            continue;
+        }
         match (c.direction, c.route) {
             (ChannelDirection::Send, None) => {
                 send_fields.push(quote!(pub #field: E::Sender<#msg>));
@@ -544,10 +582,13 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 send_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
             }
             (ChannelDirection::Send, Some(_)) => {
+                send_commits.push(quote!(self.receive.#field.committed();));
                 recv_fields.push(quote!(#field: E::Sender<#msg>));
                 recv_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
             }
             (ChannelDirection::Receive, route) => {
+                rung_futures.push(quote!(self.receive.#field.rung()));
+                doorbell_masks.push(quote!(self.receive.#field.doorbell_mask()));
                 recv_fields.push(quote!(#field: E::Receiver<#msg>));
                 recv_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
                 let handler = rust_ident(c.handler.as_deref().unwrap_or("handle"));
@@ -755,6 +796,11 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             quote!(),
         ),
     };
+    let sched_display = if m.scheduler.is_some() {
+        quote!(ConnectError::Scheduler(e) => write!(f, "service {}: the policy refused the spec's scheduler configuration: {:?}", SERVICE, e),)
+    } else {
+        quote!()
+    };
     let sched_error = if m.scheduler.is_some() {
         quote! {
             /// The spec's scheduler configuration was refused by the policy.
@@ -778,20 +824,134 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         None => quote!(pub const BUDGET_RAM: Option<u64> = None;),
     };
 
+    // Every sending end, every turn: what handlers sent, and what the
+    // caller sent directly between turns (`service.send.x.try_send`), gets
+    // its doorbell here; a runtime's `committed` rings only when something
+    // was committed since its last ring.
     let commit_sends = if send_commits.is_empty() {
         quote!(self.serve(now))
     } else {
         quote! {
             let turn = self.serve(now);
-            if turn.handled != 0 {
-                #(#send_commits)*
-            }
+            self.flush();
             turn
         }
+    };
+    let call_fns: Vec<TokenStream> = m
+        .calls
+        .iter()
+        .map(|call| {
+            let method = rust_ident(&call.handler);
+            let (rq, rp) = (&m.channels[call.request_channel], &m.channels[call.reply_channel]);
+            let (rq_field, rp_field) = (rust_ident(&rq.name), rust_ident(&rp.name));
+            let (rq_msg, rp_msg) = (format_ident!("{}", m.structs[rq.message].name), format_ident!("{}", m.structs[rp.message].name));
+            let doc = format!(
+                " Basilisk call: sends `request` on \"{}\" (ringing its doorbell) and returns the reply from \"{}\". One call at a time: the server's route answers in order. While it waits, `idle(self)` runs (serve other channels with `turn`, sleep, or drive a peer in a test).",
+                rq.name, rp.name
+            );
+            quote! {
+                #[doc = #doc]
+                pub fn #method(&mut self, request: &#rq_msg, mut idle: impl FnMut(&mut Self)) -> Result<#rp_msg, CallError> {
+                    loop {
+                        match self.calls.#rq_field.port().try_send(request) {
+                            Ok(()) => break,
+                            Err(::hallows_ring::RingError::Full) => idle(self),
+                            Err(e) => return Err(CallError::Request(e)),
+                        }
+                    }
+                    self.calls.#rq_field.committed();
+                    loop {
+                        match self.calls.#rp_field.port().try_recv() {
+                            Ok(reply) => return Ok(reply),
+                            Err(::hallows_ring::RingError::Empty) => idle(self),
+                            Err(e) => return Err(CallError::Reply(e)),
+                        }
+                    }
+                }
+            }
+        })
+        .collect();
+    let (calls_def, calls_field, calls_init) = if m.calls.is_empty() {
+        (quote!(), quote!(), quote!())
+    } else {
+        (
+            quote! {
+                struct Calls<E: Endpoints> {
+                    #(#call_fields,)*
+                    _endpoints: ::core::marker::PhantomData<fn(E)>,
+                }
+                /// Why a Basilisk call returned no reply.
+                #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+                pub enum CallError {
+                    /// The request could not be sent (`PeerRestarted`: the server restarted; retry).
+                    Request(::hallows_ring::RingError),
+                    /// The reply channel failed (`PeerRestarted`: the server restarted
+                    /// and the request may be lost; retry).
+                    Reply(::hallows_ring::RingError),
+                }
+            },
+            quote!(calls: Calls<H::Endpoints>,),
+            quote!(calls: Calls { #(#call_inits,)* _endpoints: ::core::marker::PhantomData },),
+        )
+    };
+    let flush_fn = quote! {
+        /// Rings the doorbell of every sending end that has messages
+        /// committed since its last ring (on runtimes with doorbells;
+        /// [`turn`](Self::turn) does this itself). Call it after sending
+        /// directly when no turn follows soon.
+        #[inline(always)]
+        pub fn flush(&mut self) {
+            #(#send_commits)*
+        }
+    };
+
+    // With the runtime: a service can sleep until one of its receive
+    // channels' doorbells rings instead of spinning on `turn`.
+    let ready_impl = if opts.hallows_rt && !rung_futures.is_empty() {
+        quote! {
+            impl<H: Handlers<Endpoints = ::hallows_rt::Boot>> Service<H> {
+                /// Completes once a receive channel's doorbell has rung since
+                /// the last wait (`notify = "doorbell"`; the task sleeps, the
+                /// core idles) or, with a poll channel among them, after one
+                /// yield. Then call [`turn`](Self::turn). It does not wait for
+                /// `Turn::wake_at` or frames: a service with those bounds its
+                /// wait with a timer.
+                pub async fn ready(&self) {
+                    let mut rungs = [#(#rung_futures),*];
+                    ::core::future::poll_fn(|cx| {
+                        let mut any = false;
+                        for r in rungs.iter_mut() {
+                            any |= ::core::future::Future::poll(::core::pin::Pin::new(r), cx).is_ready();
+                        }
+                        if any { ::core::task::Poll::Ready(()) } else { ::core::task::Poll::Pending }
+                    })
+                    .await
+                }
+
+                /// Outside the executor: sleeps (`wfi`/`hlt`) until a receive
+                /// channel's doorbell has rung since the last wait, then
+                /// returns (call [`turn`](Self::turn)). With any poll-mode
+                /// receive channel it returns at once: there is nothing to
+                /// sleep on, the caller polls.
+                pub fn wait(&self) {
+                    let mut mask = 0u32;
+                    for bit in [#(#doorbell_masks),*] {
+                        match bit {
+                            Some(b) => mask |= b,
+                            None => return,
+                        }
+                    }
+                    ::hallows_rt::channel::wait_any(mask);
+                }
+            }
+        }
+    } else {
+        quote!()
     };
 
     quote! {
         #types
+        #ready_impl
 
         /// The service's name in its spec.
         pub const SERVICE: &str = #service_name;
@@ -832,7 +992,25 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
         pub enum ConnectError {
             /// The runtime has no such channel for this partition (or not in this direction).
             MissingChannel(&'static str),
+            /// The system expects another message type on `channel`: its
+            /// layout hash there is `system`, this service's is `service`.
+            /// Nothing was opened.
+            LayoutMismatch { channel: &'static str, system: u64, service: u64 },
             #sched_error
+        }
+
+        impl ::core::fmt::Display for ConnectError {
+            fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                match self {
+                    ConnectError::MissingChannel(c) => write!(f, "service {}: no channel \"{}\" connects this partition in the direction the spec uses it", SERVICE, c),
+                    ConnectError::LayoutMismatch { channel, system, service } => write!(
+                        f,
+                        "service {}: channel \"{}\" refused: the system expects message layout hash {:#018x}, this service was built with {:#018x}; the two ends were built from specs that disagree (run `hallows check`)",
+                        SERVICE, channel, system, service
+                    ),
+                    #sched_display
+                }
+            }
         }
 
         /// What one [`Service::turn`] did.
@@ -869,15 +1047,22 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// The send channels (also handed to every handler).
             pub send: Senders<H::Endpoints>,
             receive: Receivers<H::Endpoints>,
+            #calls_field
             #sched_fields
         }
+        #calls_def
 
         impl<H: Handlers> Service<H> {
             /// Finds every channel of the spec through `endpoints` and builds the scheduler.
+            /// Every channel's message type is first compared with the one
+            /// the system expects ([`Endpoints::layout_hash`]): a mismatch is
+            /// [`ConnectError::LayoutMismatch`] and opens nothing.
             pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
+                #(#layout_checks)*
                 Ok(Service {
                     send: Senders { #(#send_inits,)* _endpoints: ::core::marker::PhantomData },
                     receive: Receivers { #(#recv_inits,)* _endpoints: ::core::marker::PhantomData },
+                    #calls_init
                     handlers,
                     #sched_inits
                 })
@@ -894,6 +1079,8 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 #turn_body
             }
 
+            #flush_fn
+            #(#call_fns)*
             #arrive_fn
             #(#serve_fns)*
         }

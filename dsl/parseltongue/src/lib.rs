@@ -21,7 +21,7 @@ pub mod manifest;
 pub mod model;
 pub mod parser;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 pub use codegen::Options;
 pub use diag::{Diag, Diagnostics, Located};
@@ -34,7 +34,12 @@ pub struct Spec {
     pub file_name: String,
     pub source: String,
     pub model: Model,
+    /// The message libraries it imports, directly or not (canonical paths).
+    pub imported: Vec<PathBuf>,
 }
+
+/// Deepest chain of `import_messages_from` (a imports b imports c ...).
+pub const MAX_IMPORT_DEPTH: usize = 16;
 
 /// Parses and checks `src` (named `file_name` in diagnostics).
 /// A spec longer than [`hallows_source::MAX_SOURCE_SIZE`] is refused unread.
@@ -45,15 +50,132 @@ pub fn check_str(file_name: &str, src: &str) -> Result<Spec, Diagnostics> {
         return Err(diags);
     }
     let file = diags.add_file(file_name, src);
-    let result = parser::parse(src).map_err(|d| vec![d]).and_then(model::check);
-    match result {
-        Ok(model) => Ok(Spec { file_name: file_name.to_owned(), source: src.to_owned(), model }),
+    let dir = Path::new(file_name).parent().unwrap_or(Path::new("")).to_path_buf();
+    let mut loader = Loader { stack: Vec::new(), loaded: Vec::new() };
+    let Some(ast) = loader.load(&mut diags, file, src, &dir) else { return Err(diags) };
+    match model::check(ast) {
+        Ok(model) => Ok(Spec {
+            file_name: file_name.to_owned(),
+            source: src.to_owned(),
+            model,
+            imported: loader.loaded.into_iter().map(|(p, _)| p).collect(),
+        }),
         Err(errors) => {
             for e in errors {
                 diags.push(file, e);
             }
             Err(diags)
         }
+    }
+}
+
+/// Resolves `import_messages_from`: each library is read once, checked on
+/// its own (its errors at its own file:line:col), and its types merged into
+/// the importer ahead of the importer's own, shown at the import's path.
+struct Loader {
+    /// Canonical paths of the libraries being loaded (cycle detection).
+    stack: Vec<PathBuf>,
+    /// Libraries loaded so far, with their imports merged in.
+    loaded: Vec<(PathBuf, ast::Spec)>,
+}
+
+impl Loader {
+    fn load(&mut self, diags: &mut Diagnostics, file: diag::FileId, src: &str, dir: &Path) -> Option<ast::Spec> {
+        let mut spec = match parser::parse(src) {
+            Ok(s) => s,
+            Err(d) => {
+                diags.push(file, d);
+                return None;
+            }
+        };
+        let (mut structs, mut enums) = (Vec::new(), Vec::new());
+        let (mut seen_structs, mut seen_enums): (Vec<ast::StructDecl>, Vec<ast::EnumDecl>) = (Vec::new(), Vec::new());
+        let mut ok = true;
+        for imp in spec.imports.clone() {
+            let Some(lib) = self.library(diags, file, &imp, dir) else {
+                ok = false;
+                continue;
+            };
+            // A type reached twice (a library imported directly and through
+            // another: a diamond) is given once; compared without spans.
+            for mut s in lib.service.structs {
+                s.respan(&(0..0));
+                if !seen_structs.contains(&s) {
+                    seen_structs.push(s.clone());
+                    s.respan(&imp.span);
+                    structs.push(s);
+                }
+            }
+            for mut e in lib.service.enums {
+                e.respan(&(0..0));
+                if !seen_enums.contains(&e) {
+                    seen_enums.push(e.clone());
+                    e.respan(&imp.span);
+                    enums.push(e);
+                }
+            }
+        }
+        if !ok {
+            return None;
+        }
+        structs.append(&mut spec.service.structs);
+        enums.append(&mut spec.service.enums);
+        spec.service.structs = structs;
+        spec.service.enums = enums;
+        Some(spec)
+    }
+
+    /// The checked library `imp` names (relative to `dir`), its own imports
+    /// merged; errors about the import itself are reported at its path.
+    fn library(&mut self, diags: &mut Diagnostics, file: diag::FileId, imp: &ast::Import, dir: &Path) -> Option<ast::Spec> {
+        let path = dir.join(&imp.path);
+        let at = |message: String| Diag::new(imp.span.clone(), message).with_label("imported here");
+        let canon = match path.canonicalize() {
+            Ok(c) => c,
+            Err(e) => {
+                diags.push(file, at(format!("cannot read imported message library \"{}\" ({}): {e}", imp.path, path.display()))
+                    .with_help("the path is relative to the importing file"));
+                return None;
+            }
+        };
+        if let Some(i) = self.stack.iter().position(|p| *p == canon) {
+            let chain: Vec<String> = self.stack[i..].iter().chain([&canon]).map(|p| p.display().to_string()).collect();
+            diags.push(file, at(format!("import cycle: {}", chain.join(" imports ")))
+                .with_help("move the types both files need into a library that imports neither"));
+            return None;
+        }
+        if let Some((_, lib)) = self.loaded.iter().find(|(p, _)| *p == canon) {
+            return Some(lib.clone());
+        }
+        if self.stack.len() >= MAX_IMPORT_DEPTH {
+            diags.push(file, at(format!("imports nest more than {MAX_IMPORT_DEPTH} deep")));
+            return None;
+        }
+        let text = match hallows_source::read(&canon) {
+            Ok(t) => t,
+            Err(e) => {
+                diags.push(file, at(format!("cannot read imported message library \"{}\" ({}): {e}", imp.path, path.display())));
+                return None;
+            }
+        };
+        let f = diags.add_file(&path.display().to_string(), &text);
+        self.stack.push(canon.clone());
+        let lib = self.load(diags, f, &text, canon.parent().unwrap_or(Path::new("")));
+        self.stack.pop();
+        let lib = lib?;
+        if !lib.library {
+            diags.push(file, at(format!("\"{}\" is a service spec; `import_messages_from` takes a message library", imp.path))
+                .with_help("put the shared types in a file of their own: `parseltongue_version 1; message_library NAME { message_struct ... }`"));
+            return None;
+        }
+        if let Err(errors) = model::check(lib.clone()) {
+            for e in errors {
+                diags.push(f, e);
+            }
+            return None;
+        }
+        self.loaded.push((canon, lib.clone()));
+        Some(lib)
     }
 }
 

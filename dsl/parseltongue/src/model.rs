@@ -182,6 +182,8 @@ pub struct Channel {
     /// Basilisk: the route this channel belongs to (index into `routes`).
     pub route: Option<usize>,
     pub input: bool,
+    /// Basilisk client side: the call this channel belongs to (index into `calls`).
+    pub call: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -225,6 +227,9 @@ pub struct Model {
     pub enums: Vec<EnumType>,
     pub channels: Vec<Channel>,
     pub routes: Vec<Route>,
+    /// Basilisk client calls (`request_channel` sends, `reply_channel`
+    /// receives; `handler` is the generated method's name).
+    pub calls: Vec<Route>,
     pub frame_handler: Option<String>,
     pub scheduler: Option<Scheduler>,
     pub budget: Budget,
@@ -343,6 +348,10 @@ fn is_camel(name: &str) -> bool {
 /// Rust keywords the generated code cannot use as names, not even as raw
 /// identifiers (`r#type` is fine, `r#self` does not exist).
 pub const UNUSABLE_IN_RUST: &[&str] = &["self", "Self", "super", "crate", "_"];
+
+/// Methods every generated `Service` has: a Basilisk `call` cannot take
+/// their names.
+pub const SERVICE_METHODS: &[&str] = &["connect", "turn", "flush", "wait", "ready", "serve", "arrive"];
 
 /// The error for a name the generated code cannot use, if `id` is one.
 fn unusable(id: &Ident, what: &str) -> Option<Diag> {
@@ -474,6 +483,7 @@ impl Checker {
             enums,
             channels: Vec::new(),
             routes: Vec::new(),
+            calls: Vec::new(),
             frame_handler: s.frame_handler.as_ref().map(|h| h.name.clone()),
             scheduler: None,
             budget: Budget { cores: 1, cores_span: None, ram: None, messages_per_turn: 16, handler_time: None },
@@ -791,7 +801,14 @@ impl Checker {
             }
             true
         };
-        for (ri, r) in s.routes.iter().enumerate() {
+        // Routes (served by the loop) and calls (their other end: methods).
+        let routes = s.routes.iter().enumerate().map(|(i, r)| (r, Some(i), None));
+        for (r, route, call) in routes.chain(s.calls.iter().enumerate().map(|(i, r)| (r, None, Some(i)))) {
+            if call.is_some() && SERVICE_METHODS.contains(&r.handler.name.as_str()) {
+                self.err(Diag::new(r.handler.span.clone(), format!("`{}` names a method the generated service already has", r.handler.name))
+                    .with_help(format!("a call becomes a method of `Service`; these are taken: {}", SERVICE_METHODS.join(", "))));
+                continue;
+            }
             add_handler(self, &r.handler);
             let ok1 = check_name(self, &r.request_channel.0, &r.request_channel.1);
             let ok2 = check_name(self, &r.reply_channel.0, &r.reply_channel.1);
@@ -799,9 +816,17 @@ impl Checker {
             if !(ok1 && ok2) {
                 continue;
             }
-            model.channels.push(Channel { name: r.request_channel.0.clone(), span: r.request_channel.1.clone(), direction: ChannelDirection::Receive, message: req, handler: Some(r.handler.name.clone()), task_class: TaskClass::Request, route: Some(ri), input: false });
-            model.channels.push(Channel { name: r.reply_channel.0.clone(), span: r.reply_channel.1.clone(), direction: ChannelDirection::Send, message: rep, handler: None, task_class: TaskClass::Request, route: Some(ri), input: false });
-            model.routes.push(Route { handler: r.handler.name.clone(), request_channel: model.channels.len() - 2, reply_channel: model.channels.len() - 1 });
+            // A route receives requests and sends replies; a call the reverse.
+            let (req_dir, rep_dir) = if route.is_some() { (ChannelDirection::Receive, ChannelDirection::Send) } else { (ChannelDirection::Send, ChannelDirection::Receive) };
+            let handler = route.map(|_| r.handler.name.clone());
+            model.channels.push(Channel { name: r.request_channel.0.clone(), span: r.request_channel.1.clone(), direction: req_dir, message: req, handler, task_class: TaskClass::Request, route, input: false, call });
+            model.channels.push(Channel { name: r.reply_channel.0.clone(), span: r.reply_channel.1.clone(), direction: rep_dir, message: rep, handler: None, task_class: TaskClass::Request, route, input: false, call });
+            let link = Route { handler: r.handler.name.clone(), request_channel: model.channels.len() - 2, reply_channel: model.channels.len() - 1 };
+            if route.is_some() {
+                model.routes.push(link);
+            } else {
+                model.calls.push(link);
+            }
         }
         if let Some(h) = &s.frame_handler {
             add_handler(self, h);
@@ -839,7 +864,7 @@ impl Checker {
                 },
             };
             if let (true, Some(m)) = (ok, msg) {
-                model.channels.push(Channel { name: ch.name.clone(), span: ch.name_span.clone(), direction: ch.direction, message: m, handler: ch.handler.as_ref().map(|h| h.name.clone()), task_class, route: None, input: ch.input });
+                model.channels.push(Channel { name: ch.name.clone(), span: ch.name_span.clone(), direction: ch.direction, message: m, handler: ch.handler.as_ref().map(|h| h.name.clone()), task_class, route: None, input: ch.input, call: None });
             }
         }
         if let Some(h) = &s.frame_handler {
@@ -858,6 +883,9 @@ impl Checker {
         if ext != Some(Extension::Basilisk) {
             for r in &s.routes {
                 self.err(Diag::new(r.handler.span.clone(), "`route` belongs to the Basilisk extension").with_label("Basilisk construct").with_help("add `use_extension basilisk;` after `parseltongue_version 1;`"));
+            }
+            for r in &s.calls {
+                self.err(Diag::new(r.handler.span.clone(), "`call` belongs to the Basilisk extension").with_label("Basilisk construct").with_help("add `use_extension basilisk;` after `parseltongue_version 1;`"));
             }
         }
         if ext != Some(Extension::Nagini) {

@@ -18,13 +18,14 @@ pub const KEYWORDS: &[&str] = &[
     "parseltongue_version", "use_extension", "service", "message_struct", "message_enum", "field",
     "variant", "receive_channel", "send_channel", "input_channel", "carrying", "handled_by",
     "as_task_class", "scheduler_class", "budget", "route", "receives", "on", "replies",
-    "frame_handler", "bounded_bytes", "bounded_string", "true", "false",
+    "frame_handler", "bounded_bytes", "bounded_string", "true", "false", "import_messages_from",
+    "message_library", "call", "sends", "returns",
 ];
 
 /// Declarations that may appear inside `service { }`.
 pub const DECLARATIONS: &[&str] = &[
     "message_struct", "message_enum", "receive_channel", "send_channel", "scheduler_class", "budget",
-    "route", "frame_handler", "input_channel",
+    "route", "call", "frame_handler", "input_channel",
 ];
 
 const EXTENSIONS: &[&str] = &["basilisk", "nagini"];
@@ -187,6 +188,20 @@ impl Parser {
                     .with_help("Basilisk is for `api` services and Nagini for `ui` services; split the service in two"));
             }
         }
+        let mut imports = Vec::new();
+        while self.is_word("import_messages_from") {
+            self.bump();
+            let t = self.peek().clone();
+            let Tok::Str(path) = &t.kind else {
+                return Err(Diag::new(t.span.clone(), format!("expected the path of a message library (a string literal), found {}", t.kind.describe()))
+                    .with_label("expected \"PATH.pt\"")
+                    .with_help("write `import_messages_from \"common.pt\";`, the path relative to this file"));
+            };
+            self.bump();
+            imports.push(Import { path: path.clone(), span: t.span.clone() });
+            self.punct(';', "after the imported path")?;
+        }
+        let library = self.is_word("message_library");
         let service = self.service()?;
         if self.peek().kind != Tok::Eof {
             let t = self.peek();
@@ -196,12 +211,17 @@ impl Parser {
             }
             return Err(d);
         }
-        Ok(Spec { version, version_span, extension, service })
+        if library && extension.is_some() {
+            let span = extension.as_ref().map(|e| e.1.clone()).unwrap_or_default();
+            return Err(Diag::new(span, "a message_library uses no extension").with_help("remove `use_extension`: extensions apply to the service that imports the library"));
+        }
+        Ok(Spec { version, version_span, extension, imports, library, service })
     }
 
     fn service(&mut self) -> R<Service> {
-        if !self.is_word("service") {
-            let mut exp = vec!["service"];
+        let library = self.is_word("message_library");
+        if !self.is_word("service") && !library {
+            let mut exp = vec!["service", "message_library", "import_messages_from"];
             if self.pos == 3 {
                 exp.push("use_extension");
             }
@@ -223,6 +243,11 @@ impl Parser {
                 return Err(self.expected(&exp, "in the service body"));
             };
             match w.as_str() {
+                "receive_channel" | "send_channel" | "input_channel" | "route" | "call" | "frame_handler" | "scheduler_class" | "budget" if library => {
+                    return Err(Diag::new(t.span.clone(), format!("a message_library declares only `message_struct` and `message_enum`, not `{w}`"))
+                        .with_label("not a message type")
+                        .with_help("declare channels, routes, schedulers and budgets in the service that imports the library"));
+                }
                 "message_struct" | "message_enum" if s.structs.len() + s.enums.len() == MAX_TYPES => {
                     return Err(Diag::new(t.span.clone(), format!("a service declares at most {MAX_TYPES} message types"))
                         .with_label(format!("type number {}", MAX_TYPES + 1))
@@ -243,6 +268,10 @@ impl Parser {
                 "route" => {
                     self.bump();
                     s.routes.push(self.route_decl(t.span.clone())?);
+                }
+                "call" => {
+                    self.bump();
+                    s.calls.push(self.call_decl()?);
                 }
                 "frame_handler" => {
                     self.bump();
@@ -375,16 +404,27 @@ impl Parser {
     }
 
     fn route_decl(&mut self, _kw: std::ops::Range<usize>) -> R<RouteDecl> {
-        let handler = self.ident("the route's handler function name")?;
-        self.keyword("receives", "after the route name")?;
+        self.pair_decl("route", "the route's handler function name", "receives", "replies")
+    }
+
+    /// `call NAME sends TYPE on "CHANNEL" returns TYPE on "CHANNEL";`
+    fn call_decl(&mut self) -> R<RouteDecl> {
+        self.pair_decl("call", "the call's method name", "sends", "returns")
+    }
+
+    /// `NAME REQUEST_KW TYPE on "CHANNEL" REPLY_KW TYPE on "CHANNEL";`: a
+    /// route (`receives` / `replies`) or a call (`sends` / `returns`).
+    fn pair_decl(&mut self, what: &str, name: &str, request_kw: &str, reply_kw: &str) -> R<RouteDecl> {
+        let handler = self.ident(name)?;
+        self.keyword(request_kw, &format!("after the {what} name"))?;
         let request = self.ident("the request type")?;
         self.keyword("on", "after the request type")?;
         let request_channel = self.string("the request channel")?;
-        self.keyword("replies", "after the request channel")?;
+        self.keyword(reply_kw, "after the request channel")?;
         let reply = self.ident("the reply type")?;
         self.keyword("on", "after the reply type")?;
         let reply_channel = self.string("the reply channel")?;
-        self.punct(';', "after the route")?;
+        self.punct(';', &format!("after the {what}"))?;
         Ok(RouteDecl { handler, request, request_channel, reply, reply_channel })
     }
 

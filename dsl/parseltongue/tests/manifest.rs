@@ -97,3 +97,59 @@ fn unreadable_spec_is_reported() {
     let d = parseltongue::manifest::check_manifest(&sys, &path).expect_err("missing spec");
     assert!(d.located()[0].message.starts_with("cannot read spec"), "{d}");
 }
+
+/// Issue 15: specs learnt from the guests (no `spec` keys) are checked
+/// like the manifest's, on the channels the manifest connects to the
+/// partition; the layout hash of each channel's type is what the tool
+/// records for the runtime.
+#[test]
+fn guest_specs_are_checked_without_spec_keys_and_give_the_layout_hashes() {
+    let (sys, path) = load("pair.toml");
+    let strip = |s: &str| s.lines().filter(|l| !l.starts_with("spec = ")).collect::<Vec<_>>().join("\n");
+    let bare = vmm_config::load_str("bare.toml", &strip(&std::fs::read_to_string(&path).unwrap()), &CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
+    let guest = |mismatch: bool| {
+        move |g: &str| -> Result<Option<PathBuf>, String> {
+            Ok(Some(dir().join(match g {
+                "probe" => "client.pt",
+                _ if mismatch => "server-mismatch.pt",
+                _ => "server.pt",
+            })))
+        }
+    };
+    let specs = parseltongue::manifest::check_system(&bare, &path, &guest(false)).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(specs.len(), 2);
+    let d = parseltongue::manifest::check_system(&bare, &path, &guest(true)).expect_err("mismatch without spec keys");
+    assert!(d.located()[0].message.starts_with("the two ends of channel \"requests\" disagree"), "{d}");
+    // Layout hashes by channel: those of the specs' message types.
+    let with_keys = parseltongue::manifest::check_manifest(&sys, &path).unwrap_or_else(|d| panic!("{d}"));
+    let hashes = parseltongue::manifest::layout_hashes(&sys, &with_keys);
+    assert_eq!(hashes.len(), 2);
+    for (name, h) in &hashes {
+        let server = &with_keys.iter().find(|(p, _)| p == "server").unwrap().1.model;
+        let c = server.channels.iter().find(|c| &c.name == name).unwrap();
+        assert_eq!(*h, server.structs[c.message].hash, "{name}");
+    }
+    // A guest spec whose channels the partition is not connected to is
+    // not its service: nothing to check, no error.
+    let lone = vmm_config::load_str("lone.toml", "version = 1\nboard = \"qemu-virt-aarch64\"\n[[partition]]\nname = \"a\"\ncores = [1]\nram = \"2 MiB\"\nguest = \"probe\"\non_fault = \"stop\"\n", &CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
+    parseltongue::manifest::check_system(&lone, &path, &guest(false)).unwrap_or_else(|d| panic!("{d}"));
+}
+
+/// The declaration `hallows check` reads and the build helper enforces:
+/// `[package.metadata.hallows] spec` in a guest's Cargo.toml.
+#[test]
+fn a_guest_crate_declares_its_spec() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let hello = root.join("guests/services/hello");
+    assert_eq!(parseltongue::build::declared_spec(&hello), Ok(Some(hello.join("greeter.pt"))));
+    assert_eq!(parseltongue::build::declared_spec(&root.join("guests/tests/probe")), Ok(None));
+    let dir = std::env::temp_dir().join(format!("pt-declared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"g\"\n[package.metadata.hallows]\nspec = 3\n").unwrap();
+    let e = parseltongue::build::declared_spec(&dir).unwrap_err();
+    std::fs::write(dir.join("Cargo.toml"), "[package\n").unwrap();
+    let broken = parseltongue::build::declared_spec(&dir).unwrap_err();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(e.contains("Cargo.toml") && e.contains("spec must be a string"), "{e}");
+    assert!(broken.contains("Cargo.toml"), "{broken}");
+}

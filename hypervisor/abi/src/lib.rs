@@ -19,7 +19,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Version of the ABI described here, returned by [`call::ABI_VERSION`].
-pub const ABI_VERSION: u64 = 2;
+pub const ABI_VERSION: u64 = 3;
 
 pub mod console;
 
@@ -445,7 +445,12 @@ pub struct ChannelInfo {
     pub role: u32,
     /// 0 poll, 1 doorbell.
     pub notify: u32,
-    pub _pad: u64,
+    /// The layout hash of the channel's message type as the system's
+    /// specs declare it (Parseltongue's `TYPE::LAYOUT_HASH`), written by
+    /// the tool; 0 when no spec types the channel (unchecked). A runtime
+    /// refuses to open the channel with a type of another hash. (ABI 3:
+    /// this was padding in ABI 2.)
+    pub layout_hash: u64,
 }
 
 /// Size of the stack the runtime carves for each vCPU below the boot info page.

@@ -272,6 +272,15 @@ pub trait Endpoints {
         &self,
         channel: &str,
     ) -> Option<Self::Receiver<T>>;
+    /// The layout hash the system expects on `channel` (the one
+    /// both ends' specs agree on); 0, the default, checks nothing.
+    /// [`Service::connect`] refuses a channel whose message type
+    /// hashes otherwise, before opening anything.
+    #[inline(always)]
+    fn layout_hash(&self, channel: &str) -> u64 {
+        let _ = channel;
+        0
+    }
 }
 /// Typed senders for the service's `send_channel`s, handed to every handler.
 pub struct Senders<E: Endpoints> {
@@ -299,8 +308,39 @@ pub trait Handlers {
 pub enum ConnectError {
     /// The runtime has no such channel for this partition (or not in this direction).
     MissingChannel(&'static str),
+    /// The system expects another message type on `channel`: its
+    /// layout hash there is `system`, this service's is `service`.
+    /// Nothing was opened.
+    LayoutMismatch { channel: &'static str, system: u64, service: u64 },
     /// The spec's scheduler configuration was refused by the policy.
     Scheduler(::hallows_sched::ConfigError),
+}
+impl ::core::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+        match self {
+            ConnectError::MissingChannel(c) => {
+                write!(
+                    f,
+                    "service {}: no channel \"{}\" connects this partition in the direction the spec uses it",
+                    SERVICE, c
+                )
+            }
+            ConnectError::LayoutMismatch { channel, system, service } => {
+                write!(
+                    f,
+                    "service {}: channel \"{}\" refused: the system expects message layout hash {:#018x}, this service was built with {:#018x}; the two ends were built from specs that disagree (run `hallows check`)",
+                    SERVICE, channel, system, service
+                )
+            }
+            ConnectError::Scheduler(e) => {
+                write!(
+                    f,
+                    "service {}: the policy refused the spec's scheduler configuration: {:?}",
+                    SERVICE, e
+                )
+            }
+        }
+    }
 }
 /// What one [`Service::turn`] did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -339,7 +379,34 @@ pub struct Service<H: Handlers> {
 }
 impl<H: Handlers> Service<H> {
     /// Finds every channel of the spec through `endpoints` and builds the scheduler.
+    /// Every channel's message type is first compared with the one
+    /// the system expects ([`Endpoints::layout_hash`]): a mismatch is
+    /// [`ConnectError::LayoutMismatch`] and opens nothing.
     pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
+        let system = endpoints.layout_hash("get-user");
+        if system != 0 && system != GetUser::LAYOUT_HASH {
+            return Err(ConnectError::LayoutMismatch {
+                channel: "get-user",
+                system,
+                service: GetUser::LAYOUT_HASH,
+            });
+        }
+        let system = endpoints.layout_hash("user");
+        if system != 0 && system != User::LAYOUT_HASH {
+            return Err(ConnectError::LayoutMismatch {
+                channel: "user",
+                system,
+                service: User::LAYOUT_HASH,
+            });
+        }
+        let system = endpoints.layout_hash("audit");
+        if system != 0 && system != AuditEvent::LAYOUT_HASH {
+            return Err(ConnectError::LayoutMismatch {
+                channel: "audit",
+                system,
+                service: AuditEvent::LAYOUT_HASH,
+            });
+        }
         Ok(Service {
             send: Senders {
                 audit: endpoints
@@ -365,9 +432,7 @@ impl<H: Handlers> Service<H> {
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
         let turn = self.serve(now);
-        if turn.handled != 0 {
-            self.send.audit.committed();
-        }
+        self.flush();
         turn
     }
     #[inline(always)]
@@ -405,6 +470,15 @@ impl<H: Handlers> Service<H> {
             }
         }
         turn
+    }
+    /// Rings the doorbell of every sending end that has messages
+    /// committed since its last ring (on runtimes with doorbells;
+    /// [`turn`](Self::turn) does this itself). Call it after sending
+    /// directly when no turn follows soon.
+    #[inline(always)]
+    pub fn flush(&mut self) {
+        self.receive.user.committed();
+        self.send.audit.committed();
     }
     #[inline(always)]
     fn arrive(

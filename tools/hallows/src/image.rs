@@ -78,8 +78,17 @@ pub struct Image {
 }
 
 /// Builds the image for `sys` from the hypervisor ELF and a way to read each
-/// guest's ELF by name.
+/// guest's ELF by name; no channel's message type is recorded (see
+/// [`compose_typed`]).
 pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Result<Vec<u8>>) -> Result<Image> {
+    compose_typed(sys, hypervisor, guest_elf, &[])
+}
+
+/// As [`compose`], recording for each channel named in `layout_hashes`
+/// the layout hash of its message type (`parseltongue::manifest::layout_hashes`
+/// of the checked specs): each end's runtime compares it with the type it
+/// opens the channel with and refuses a mismatch.
+pub fn compose_typed(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Result<Vec<u8>>, layout_hashes: &[(String, u64)]) -> Result<Image> {
     let hv = Elf::parse(hypervisor).context("reading the hypervisor ELF")?;
     let start = hv.symbol("__hv_start").context("hypervisor has no __hv_start")?;
     let end = hv.symbol("__hv_end").context("hypervisor has no __hv_end")?;
@@ -107,7 +116,7 @@ pub fn compose(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -> Resu
         let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
         table.partitions[i] = partition(sys, p, &elf, &mut blobs, blob_base)?;
     }
-    channels(sys, &mut table)?;
+    channels(sys, &mut table, layout_hashes)?;
     let mut payload = table.as_bytes().to_vec();
     payload.extend_from_slice(&blobs);
     table.payload_size = payload.len() as u64;
@@ -266,7 +275,7 @@ fn devices(sys: &System, p: &vmm_config::Partition, d: &mut PartitionDesc) -> Re
 
 const PAGE: u64 = 4096;
 
-fn channels(sys: &System, table: &mut SystemTable) -> Result<()> {
+fn channels(sys: &System, table: &mut SystemTable, layout_hashes: &[(String, u64)]) -> Result<()> {
     if sys.channels.len() > MAX_CHANNELS {
         bail!("{} channels; at most {MAX_CHANNELS} are supported", sys.channels.len());
     }
@@ -294,6 +303,7 @@ fn channels(sys: &System, table: &mut SystemTable) -> Result<()> {
                 vmm_config::Notify::Doorbell => notify::DOORBELL,
             },
             _pad: 0,
+            layout_hash: layout_hashes.iter().find(|(n, _)| *n == c.name).map_or(0, |(_, h)| *h),
         };
         ipa += c.size;
     }
@@ -321,12 +331,22 @@ mod tests {
         for board in ["qemu-x86_64", "qemu-virt-aarch64"] {
             for (mode, want) in [("doorbell", notify::DOORBELL), ("poll", notify::POLL)] {
                 let mut table = SystemTable::new_zeroed();
-                channels(&system(board, mode), &mut table).unwrap();
+                channels(&system(board, mode), &mut table, &[]).unwrap();
                 assert_eq!(table.channel_count, 1);
                 assert_eq!(table.channels[0].notify, want, "{board} {mode}");
                 assert_eq!((table.channels[0].producer, table.channels[0].consumer), (0, 1));
+                assert_eq!(table.channels[0].layout_hash, 0, "untyped without specs");
             }
         }
+    }
+
+    /// The layout hash of a channel's message type reaches its table entry
+    /// (the runtime compares it at open); channels no spec types keep 0.
+    #[test]
+    fn channels_carry_the_layout_hash_of_their_message_type() {
+        let mut table = SystemTable::new_zeroed();
+        channels(&system("qemu-virt-aarch64", "poll"), &mut table, &[("c".into(), 0x1234_5678_9abc_def0), ("other".into(), 7)]).unwrap();
+        assert_eq!(table.channels[0].layout_hash, 0x1234_5678_9abc_def0);
     }
 }
 

@@ -174,7 +174,12 @@ fn run(cli: Cli) -> Result<u8> {
                     return Ok(1);
                 }
             };
-            if let Err(diags) = parseltongue::manifest::check_manifest(&sys, &manifest) {
+            // The guests' own specs too (`[package.metadata.hallows] spec`
+            // of each guest crate): a manifest without `spec` keys is
+            // checked all the same.
+            let root = manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+            let root = workspace::root_from(&root).ok();
+            if let Err(diags) = workspace::check_specs(root.as_deref(), &sys, &manifest) {
                 eprint!("{diags}");
                 return Ok(1);
             }
@@ -415,10 +420,14 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
     };
     // The same service-spec cross-check as `hallows check`: a system whose
     // two ends of a channel disagree is never built.
-    if let Err(diags) = parseltongue::manifest::check_manifest(&sys, manifest) {
-        eprint!("{diags}");
-        anyhow::bail!("{}: its service specs do not match the manifest", manifest.display());
-    }
+    let specs = match workspace::check_specs(Some(&root), &sys, manifest) {
+        Ok(specs) => specs,
+        Err(diags) => {
+            eprint!("{diags}");
+            anyhow::bail!("{}: its service specs do not match the manifest", manifest.display());
+        }
+    };
+    let layout_hashes = parseltongue::manifest::layout_hashes(&sys, &specs);
     // `make run ARCH=x86_64 MANIFEST=...` passes ARCH as HALLOWS_ARCH: the
     // manifest's board decides the architecture, so a different ARCH is
     // refused rather than silently ignored.
@@ -439,9 +448,9 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
     let artifacts = build::build(&root, sys.board.arch, &guests)?;
     progress(&format!("composing the image ({} partition{}, board {})", sys.partitions.len(), if sys.partitions.len() == 1 { "" } else { "s" }, sys.board.name));
     let hv = std::fs::read(&artifacts.hypervisor).context("reading the hypervisor binary")?;
-    let img = image::compose(&sys, &hv, &|name| {
+    let img = image::compose_typed(&sys, &hv, &|name| {
         std::fs::read(artifacts.guest(name)).with_context(|| format!("reading guest `{name}`"))
-    })?;
+    }, &layout_hashes)?;
     let path = output.unwrap_or_else(|| {
         let stem = manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
         root.join("target/hallows").join(format!("{stem}.img"))

@@ -137,6 +137,24 @@ pub fn check_context(root: &Path) -> vmm_config::CheckContext {
     vmm_config::CheckContext { guests: Some(guests(root)), root: Some(root.to_path_buf()) }
 }
 
+/// The service specs of a loaded system, cross-checked against it: those
+/// the manifest names (`spec`) and, with a workspace `root`, those its
+/// guests compile, so that a manifest without `spec` keys is checked too.
+pub fn check_specs(root: Option<&Path>, sys: &vmm_config::System, manifest: &Path) -> Result<Vec<(String, parseltongue::Spec)>, parseltongue::Diagnostics> {
+    match root {
+        Some(root) => {
+            // One `cargo metadata` for all the system's guests.
+            let guests = find_guests(root).unwrap_or_default();
+            let spec_of = |g: &str| match guests.iter().find(|x| x.package == g) {
+                Some(x) => parseltongue::build::declared_spec(&x.dir),
+                None => Ok(None),
+            };
+            parseltongue::manifest::check_system(sys, manifest, &spec_of)
+        }
+        None => parseltongue::manifest::check_manifest(sys, manifest),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

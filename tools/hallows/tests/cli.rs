@@ -242,7 +242,8 @@ fn huge_inputs_are_refused_early_with_bounded_output() {
 fn a_spec_the_code_generator_cannot_emit_is_refused_by_check_not_a_panic() {
     let dir = scratch("spec");
     let m = dir.join("m.toml");
-    std::fs::write(&m, format!("{ONE_PARTITION}spec = \"s.pt\"\n")).unwrap();
+    // A guest that declares no spec of its own: the manifest's is checked.
+    std::fs::write(&m, format!("{}spec = \"s.pt\"\n", ONE_PARTITION.replace("\"hello\"", "\"probe\""))).unwrap();
     for (body, want) in [
         ("message_struct M { field self: u8; }", "s.pt:3:26: `self` cannot name a field"),
         ("message_struct M { field x: [[[[u64; 65536]; 65536]; 65536]; 65536]; }", "s.pt:3:29: field `x` of `M` is more than 2^64 bytes"),
@@ -590,4 +591,57 @@ fn exit_statuses_are_documented_and_distinct() {
     assert_eq!(hallows(&["check", bad]).0, 1);
     assert_eq!(hallows(&["build", bad]).0, 64);
     assert_eq!(hallows(&["run", bad]).0, 64);
+}
+
+/// Issue 15: the channel type check does not depend on the manifest's
+/// `spec` keys. Each guest crate declares the spec its build script
+/// compiles (`[package.metadata.hallows] spec`, enforced by the build
+/// helper); `hallows check` learns it there. Two guests whose specs swap
+/// two enum values, in a manifest without `spec` keys, fail the check at
+/// the receiver's spec with both definitions; the agreeing pair passes; a
+/// `spec` key naming another file than the guest compiles is refused.
+#[test]
+fn check_learns_each_guests_spec_from_the_guest_without_spec_keys() {
+    const SPEC: &str = "parseltongue_version 1;\nservice SERVICE {\n    message_enum Operation: u8 {\n        variant Get = 1;\n        variant Put = 2;\n    }\n    message_struct Request {\n        field id: u64;\n        field operation: Operation;\n    }\n    CHANNEL\n}\n";
+    const MANIFEST: &str = "version = 1\nboard = \"qemu-virt-aarch64\"\n\n[[partition]]\nname = \"front\"\ncores = [1]\nram = \"16 MiB\"\nguest = \"client\"\non_fault = \"stop\"\n\n[[partition]]\nname = \"back\"\ncores = [2]\nram = \"16 MiB\"\nguest = \"server\"\non_fault = \"stop\"\n\n[[channel]]\nname = \"requests\"\nfrom = \"front\"\nto = \"back\"\nslot_size = 64\nslots = 16\nnotify = \"poll\"\n";
+    let ws = std::env::temp_dir().join(format!("hallows-guest-specs-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&ws);
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+    let guest = |name: &str, channel: &str, swap: bool| {
+        let dir = ws.join("guests/services").join(name);
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+        std::fs::write(dir.join("Cargo.toml"), format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n[package.metadata.hallows]\nspec = \"{name}.pt\"\n")).unwrap();
+        let mut spec = SPEC.replace("SERVICE", name).replace("CHANNEL", channel);
+        if swap {
+            spec = spec.replace("Get = 1", "Get = 2").replace("Put = 2", "Put = 1");
+        }
+        std::fs::write(dir.join(format!("{name}.pt")), spec).unwrap();
+    };
+    guest("client", "send_channel \"requests\" carrying Request;", false);
+    guest("server", "receive_channel \"requests\" carrying Request handled_by on_request;", true);
+    let m = ws.join("system.toml");
+    std::fs::write(&m, MANIFEST).unwrap();
+    assert!(!MANIFEST.contains("spec"));
+
+    let (code, out, err) = hallows_bounded(&["check", m.to_str().unwrap()], &ws);
+    assert_eq!(code, 1, "a disagreeing pair passed:\n{out}{err}");
+    assert!(err.contains("the two ends of channel \"requests\" disagree on the message type"), "{err}");
+    // At the receiver's channel declaration, with file:line:col.
+    assert!(err.contains("guests/services/server/server.pt:11:21"), "{err}");
+    assert!(err.contains("Operation: u8 { Get = 2; Put = 1; }") && err.contains("Operation: u8 { Get = 1; Put = 2; }"), "both definitions expected:\n{err}");
+
+    guest("server", "receive_channel \"requests\" carrying Request handled_by on_request;", false);
+    let (code, out, err) = hallows_bounded(&["check", m.to_str().unwrap()], &ws);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("OK"), "{out}");
+
+    // A `spec` key must name what the guest compiles.
+    std::fs::write(ws.join("other.pt"), SPEC.replace("SERVICE", "client").replace("CHANNEL", "send_channel \"requests\" carrying Request;")).unwrap();
+    std::fs::write(&m, MANIFEST.replace("guest = \"client\"\n", "guest = \"client\"\nspec = \"other.pt\"\n")).unwrap();
+    let (code, _, err) = hallows_bounded(&["check", m.to_str().unwrap()], &ws);
+    let _ = std::fs::remove_dir_all(&ws);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("partition `front`: the manifest's `spec` is") && err.contains("but its guest `client` compiles") && err.contains("client/client.pt"), "{err}");
 }

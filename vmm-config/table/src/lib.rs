@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 4;
+pub const TABLE_VERSION: u32 = 5;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -258,6 +258,9 @@ pub struct ChannelDesc {
     /// One of [`notify`].
     pub notify: u32,
     pub _pad: u32,
+    /// Layout hash of the message type both ends' specs agree on (0: no
+    /// spec types the channel); copied into each end's `ChannelInfo`.
+    pub layout_hash: u64,
 }
 
 impl ChannelDesc {

@@ -297,6 +297,14 @@ impl<V: ChannelView> ProducerCore<V> {
         self.connected
     }
 
+    /// The index of the next message this producer publishes (the
+    /// producer header's `head`): it changes exactly when messages are
+    /// committed (or the ring resynchronises after a consumer restart).
+    #[inline]
+    pub fn head(&self) -> u64 {
+        self.head
+    }
+
     /// Messages we may write: up to the block of `cached_tail`, a ring on.
     ///
     /// Never into the block the consumer is still reading, even into its

@@ -222,6 +222,14 @@ impl<T: Message> Sender<T> {
         self.core.is_connected()
     }
 
+    /// The ring index of the next message to be committed: it moves
+    /// exactly when messages are published, so a doorbell can be rung once
+    /// for everything committed since the position it last saw.
+    #[inline]
+    pub fn position(&self) -> u64 {
+        self.core.head()
+    }
+
     /// Sends one message, or reports why not ([`RingError::Full`] when the
     /// ring is full or the consumer has not connected yet).
     #[inline]

@@ -29,6 +29,28 @@ pub enum ChannelError {
     AlreadyOpen,
     /// The message type does not fit the channel's slots.
     Layout(LayoutError),
+    /// The system's specs type this channel with a message whose layout
+    /// hash is `expected` (`ChannelInfo::layout_hash`, written by the tool
+    /// from the spec both ends were checked against); the type this
+    /// partition opens it with hashes to `found`. Nothing was opened: the
+    /// two ends would read each other's bytes as garbage.
+    LayoutMismatch { expected: u64, found: u64 },
+}
+
+impl core::fmt::Display for ChannelError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ChannelError::NotFound => f.write_str("no channel of that name connects this partition"),
+            ChannelError::WrongRole => f.write_str("this partition is the other end of the channel"),
+            ChannelError::AlreadyOpen => f.write_str("the channel end is already open"),
+            ChannelError::Layout(e) => write!(f, "the message type does not fit the channel's slots ({e:?})"),
+            ChannelError::LayoutMismatch { expected, found } => write!(
+                f,
+                "message layout mismatch: the system's specs say layout hash {expected:#018x}, this partition was built with {found:#018x}; \
+                 rebuild both ends from the same spec (`hallows check` shows both definitions)"
+            ),
+        }
+    }
 }
 
 /// An open channel end: the ring endpoint plus its doorbell.
@@ -37,6 +59,9 @@ pub struct Endpoint<E> {
     endpoint: E,
     index: u32,
     doorbell: bool,
+    /// Sending ends: the ring position the receiver was last rung for
+    /// ([`Endpoint::flush`]).
+    rung_at: u64,
 }
 
 impl<E> Deref for Endpoint<E> {
@@ -89,6 +114,11 @@ impl<E> Endpoint<E> {
         }
     }
 
+    /// This channel's bit for [`wait_any`], if it has a doorbell.
+    pub fn doorbell_mask(&self) -> Option<u32> {
+        (self.doorbell && self.index < 32).then(|| 1 << self.index)
+    }
+
     /// A future that completes once the peer has rung this channel's
     /// doorbell since the last wait (consuming the ring): the task sleeps,
     /// its core idles until an interrupt. On a channel without a doorbell
@@ -114,22 +144,48 @@ impl<T: Message> Endpoint<Receiver<T>> {
 }
 
 impl<T: Message> Endpoint<Sender<T>> {
+    /// On a doorbell channel, rings the receiver if anything was committed
+    /// since the last ring (by any path: `try_send`, a committed batch,
+    /// [`send`](Self::send)); otherwise costs one comparison and no trap.
+    /// The Parseltongue loop calls this once per turn for every sending
+    /// end, so messages sent directly are rung for at the next turn.
+    #[inline]
+    pub fn flush(&mut self) {
+        let at = self.endpoint.position();
+        if self.doorbell && at != self.rung_at {
+            self.rung_at = at;
+            let _ = self.notify();
+        }
+    }
+
     /// Sends `msg` and, on a doorbell channel, rings the receiver (one
-    /// trap per message: for batches, `reserve`, commit, then `notify`
-    /// once). While the ring is full the task yields and retries.
+    /// trap per message: for batches, `reserve`, commit, then
+    /// [`flush`](Self::flush) once). While the ring is full the task
+    /// yields and retries.
     pub async fn send(&mut self, msg: &T) -> Result<(), RingError> {
         loop {
             match self.endpoint.try_send(msg) {
                 Ok(()) => {
-                    if self.doorbell {
-                        let _ = self.notify();
-                    }
+                    self.flush();
                     return Ok(());
                 }
                 Err(RingError::Full) => crate::task::yield_now().await,
                 Err(e) => return Err(e),
             }
         }
+    }
+}
+
+/// Sleeps until the doorbell of any channel in `mask` (bits from
+/// [`Endpoint::doorbell_mask`]) has rung since it was last consumed, and
+/// consumes them all; returns at once for an empty mask. Outside the
+/// executor (a task awaits [`Endpoint::rung`] instead).
+pub fn wait_any(mask: u32) {
+    if mask == 0 {
+        return;
+    }
+    while RUNG.fetch_and(!mask, Ordering::AcqRel) & mask == 0 {
+        arch::wait_for_interrupt();
     }
 }
 
@@ -177,17 +233,38 @@ pub(crate) fn doorbell_rang(index: u32) {
     }
 }
 
-fn find(boot: &Boot, name: &str, want: u32) -> Result<(u32, &'static ChannelInfo), ChannelError> {
+fn lookup(boot: &Boot, name: &str) -> Result<(usize, &'static ChannelInfo), ChannelError> {
     let info = boot.info;
     let n = (info.channel_count as usize).min(info.channels.len());
-    let (i, c) = info.channels[..n]
+    info.channels[..n]
         .iter()
         .enumerate()
         .find(|(_, c)| crate::padded(&c.name) == name)
-        .ok_or(ChannelError::NotFound)?;
+        .ok_or(ChannelError::NotFound)
+}
+
+/// The layout hash the system recorded for channel `name`
+/// (`ChannelInfo::layout_hash`): that of the message type the specs of
+/// its ends agree on, 0 when no spec types it (or no such channel).
+pub fn layout_hash(boot: &Boot, name: &str) -> u64 {
+    lookup(boot, name).map_or(0, |(_, c)| c.layout_hash)
+}
+
+/// Compares a type's layout hash with the one the system recorded for the
+/// channel; either being 0 means unchecked.
+pub fn check_layout(recorded: u64, found: u64) -> Result<(), ChannelError> {
+    if recorded != 0 && found != 0 && recorded != found {
+        return Err(ChannelError::LayoutMismatch { expected: recorded, found });
+    }
+    Ok(())
+}
+
+fn find(boot: &Boot, name: &str, want: u32, hash: u64) -> Result<(u32, &'static ChannelInfo), ChannelError> {
+    let (i, c) = lookup(boot, name)?;
     if c.role != want {
         return Err(ChannelError::WrongRole);
     }
+    check_layout(c.layout_hash, hash)?;
     let bit = 1 << i;
     if OPEN.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
         return Err(ChannelError::AlreadyOpen);
@@ -200,16 +277,26 @@ fn layout(c: &ChannelInfo) -> Result<ChannelLayout, ChannelError> {
 }
 
 /// Opens the sending end of channel `name`. On a doorbell channel this
-/// rings the receiver once, so that it acknowledges the new sender.
+/// rings the receiver once, so that it acknowledges the new sender. The
+/// message type is not compared with the system's (see [`sender_typed`]).
 pub fn sender<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Sender<T>>, ChannelError> {
-    let (index, c) = find(boot, name, role::PRODUCER)?;
+    sender_typed(boot, name, 0)
+}
+
+/// As [`sender`], for a message type whose layout hash is `layout_hash`
+/// (Parseltongue's `TYPE::LAYOUT_HASH`; 0: unchecked): refused with
+/// [`ChannelError::LayoutMismatch`], nothing opened, when the system
+/// recorded another hash for the channel.
+pub fn sender_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Result<Endpoint<Sender<T>>, ChannelError> {
+    let (index, c) = find(boot, name, role::PRODUCER, layout_hash)?;
     let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
     // SAFETY: the hypervisor maps `layout.total_size()` bytes at `c.ipa`
     // with the producer's permissions for as long as the partition runs;
     // `find` guarantees this is the only `Sender` of the channel in this
     // partition, and the hypervisor maps the producer side into no other.
     let endpoint = unsafe { Sender::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
-    let end = Endpoint { endpoint, index, doorbell: c.notify != 0 };
+    let rung_at = endpoint.position();
+    let end = Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at };
     if end.doorbell {
         // A new sender starts a new epoch that the receiver must acknowledge
         // before anything can be sent; a receiver asleep on an empty ring
@@ -219,11 +306,18 @@ pub fn sender<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Sender<T>>
     Ok(end)
 }
 
-/// Opens the receiving end of channel `name`.
+/// Opens the receiving end of channel `name` (type unchecked: see
+/// [`receiver_typed`]).
 pub fn receiver<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Receiver<T>>, ChannelError> {
-    let (index, c) = find(boot, name, role::CONSUMER)?;
+    receiver_typed(boot, name, 0)
+}
+
+/// As [`receiver`], refused with [`ChannelError::LayoutMismatch`] when the
+/// system recorded another layout hash than `layout_hash` for the channel.
+pub fn receiver_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Result<Endpoint<Receiver<T>>, ChannelError> {
+    let (index, c) = find(boot, name, role::CONSUMER, layout_hash)?;
     let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
     // SAFETY: as in `sender`, for the consumer's side.
     let endpoint = unsafe { Receiver::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
-    Ok(Endpoint { endpoint, index, doorbell: c.notify != 0 })
+    Ok(Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at: 0 })
 }

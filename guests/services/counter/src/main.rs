@@ -62,7 +62,10 @@ fn main(boot: &Boot) -> u64 {
     match counter::Service::connect(Counter { served: 0 }, boot) {
         Ok(service) => serve(boot, service),
         // Not connected: the count above was the whole job.
-        Err(_) => 0,
+        Err(counter::ConnectError::MissingChannel(_)) => 0,
+        // Another message layout at the other end, or a refused scheduler
+        // configuration: a fault with the reason, never garbage replies.
+        Err(e) => panic!("{e}"),
     }
 }
 
@@ -80,6 +83,11 @@ fn serve(boot: &Boot, mut service: counter::Service<Counter>) -> u64 {
             return 1;
         }
         now += 1;
+        if turn.handled == 0 {
+            // Nothing pending: sleep until the frontend rings (a doorbell
+            // channel), or poll again at once (a poll channel).
+            service.wait();
+        }
         core::hint::spin_loop();
     }
     println!("served {} job(s)", service.handlers.served);
