@@ -607,12 +607,22 @@ fn check_learns_each_guests_spec_from_the_guest_without_spec_keys() {
     let ws = std::env::temp_dir().join(format!("hallows-guest-specs-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&ws);
     std::fs::create_dir_all(&ws).unwrap();
-    std::fs::write(ws.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+    // A workspace of its own whose guests are found as hallows finds any:
+    // members with a binary that depend on the runtime.
+    std::fs::write(ws.join("Cargo.toml"), "[workspace]\nmembers = [\"guests/services/*\"]\nresolver = \"2\"\n").unwrap();
+    let rt = root().join("guests/runtime/rt");
     let guest = |name: &str, channel: &str, swap: bool| {
         let dir = ws.join("guests/services").join(name);
         std::fs::create_dir_all(dir.join("src")).unwrap();
         std::fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
-        std::fs::write(dir.join("Cargo.toml"), format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\n\n[package.metadata.hallows]\nspec = \"{name}.pt\"\n")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nhallows-rt = {{ path = \"{}\" }}\n\n[package.metadata.hallows]\nspec = \"{name}.pt\"\n",
+                rt.display()
+            ),
+        )
+        .unwrap();
         let mut spec = SPEC.replace("SERVICE", name).replace("CHANNEL", channel);
         if swap {
             spec = spec.replace("Get = 1", "Get = 2").replace("Put = 2", "Put = 1");
