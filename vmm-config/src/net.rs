@@ -24,9 +24,9 @@ use crate::{Board, Channel, Forward, Nic, NicMode, Partition, Route, PAGE_SIZE};
 
 /// Smallest slot of a gateway link channel: one frame of the gateway
 /// protocol (`hallows-link`) must fit.
-pub const LINK_MIN_SLOT_SIZE: u32 = hallows_link::CHANNEL_SLOT_SIZE as u32;
+pub const LINK_MIN_SLOT_SIZE: u32 = hallows_abi::LINK_SLOT_SIZE as u32;
 /// Fewest slots of a gateway link channel.
-pub const LINK_MIN_SLOTS: u32 = hallows_link::CHANNEL_MIN_SLOTS as u32;
+pub const LINK_MIN_SLOTS: u32 = hallows_abi::LINK_MIN_SLOTS as u32;
 
 /// Parses `a.b.c.d/len` (len 1..=30, so the subnet has room for a router).
 fn parse_cidr(s: &str) -> Result<(Ipv4Addr, u8), String> {

@@ -310,6 +310,14 @@ pub mod net_mode {
     pub const GATEWAY: u32 = 3;
 }
 
+/// Slot size, in bytes, the manifest check requires of a gateway link's
+/// channels (`<gateway>-<service>` and back): one link frame per slot. A
+/// contract between the tool and the gateway protocol (`hallows-link`,
+/// whose frame size is this).
+pub const LINK_SLOT_SIZE: usize = 2048;
+/// Fewest slots the manifest check accepts for a gateway link's channel.
+pub const LINK_MIN_SLOTS: usize = 16;
+
 /// Ports a partition can declare in its `listen` key.
 pub const MAX_LISTEN: usize = 8;
 /// Routes a gateway partition can have.

@@ -118,7 +118,9 @@ pub use link::{Config, ConnError, ConnId, ConnState, Events, Link, OpenError, Ro
 pub use transport::MemTransport;
 pub use transport::{RingTransport, Transport, TransportError};
 
-/// Slot size the manifest checker requires of a link's channels.
-pub const CHANNEL_SLOT_SIZE: usize = FRAME_SIZE;
+/// Slot size the manifest checker requires of a link's channels (the
+/// contract lives in `hallows-abi`; a frame fills a slot).
+pub const CHANNEL_SLOT_SIZE: usize = hallows_abi::LINK_SLOT_SIZE;
 /// Fewest slots the manifest checker accepts for a link's channel.
-pub const CHANNEL_MIN_SLOTS: usize = 16;
+pub const CHANNEL_MIN_SLOTS: usize = hallows_abi::LINK_MIN_SLOTS;
+const _: () = assert!(FRAME_SIZE == CHANNEL_SLOT_SIZE);
