@@ -58,6 +58,24 @@ impl Boot {
         assert_eq!(self.status, Some(status), "exit status (None = timed out); output:\n{}", self.output);
     }
 
+    /// Partition `name` (RAM at 0x4000_0000, one vCPU) overflowed its
+    /// stack: the summary says so, and its post-mortem has the guard-page
+    /// line, `fault` (the architecture's exception), the registers (a
+    /// line starting with `registers`) and a backtrace of the recursion.
+    pub fn assert_stack_overflow(&self, name: &str, fault: &str, registers: &str) {
+        self.assert_status(1);
+        self.assert_no_uncontained();
+        let s = self.summary(name);
+        assert!(s.starts_with("stopped: stack overflow (vCPU 0, address 0x401"), "{}", self.output);
+        let lines = self.lines_of(name);
+        let has = |f: &dyn Fn(&str) -> bool| lines.iter().any(|l| f(l));
+        assert!(has(&|l| l.starts_with("post-mortem: stack overflow on vCPU 0: access to 0x401")), "{}", self.output);
+        assert!(has(&|l| l.contains(fault)), "no `{fault}` in:\n{}", self.output);
+        assert!(has(&|l| l.starts_with(registers)), "no `{registers}` in:\n{}", self.output);
+        let frames = lines.iter().filter(|l| l.starts_with("  #")).count();
+        assert!(frames >= 10, "the backtrace of the recursion is too short:\n{}", self.output);
+    }
+
     pub fn assert_no_uncontained(&self) {
         assert!(!self.output.contains("UNCONTAINED"), "a probe escaped:\n{}", self.output);
     }

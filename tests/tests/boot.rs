@@ -139,3 +139,10 @@ fn channel_direction_is_enforced_by_stage2() {
     assert!(b.summary("slotwriter").starts_with("stopped: stage-2 fault: write at 0x100005000"), "{}", b.output);
     assert!(b.summary("writer").starts_with("stopped: stage-2 fault: write at 0x100004000"), "{}", b.output);
 }
+
+#[test]
+fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
+    let b = boot_system("stack-overflow");
+    b.assert_stack_overflow("overflow", "(data abort), vector 4", "post-mortem:     x0 0x");
+    assert_eq!(b.summary("bystander"), "exited 0");
+}

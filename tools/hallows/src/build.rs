@@ -43,6 +43,10 @@ pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
     })
 }
 
+/// The flags of every bare-metal build (hypervisor and guests alike, so
+/// the crates they share are built once).
+pub const FLAGS: &str = "-Cforce-frame-pointers=yes";
+
 fn cargo(root: &Path, target: &str, packages: &[String]) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root).args(["build", "--release", "--quiet", "--target", target]);
@@ -54,6 +58,9 @@ fn cargo(root: &Path, target: &str, packages: &[String]) -> Result<()> {
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
         cmd.env_remove(var);
     }
+    // Frame pointers everywhere: the runtime's post-mortem walks the
+    // frame-pointer chain, and gdb's backtraces need no unwind tables.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", FLAGS);
     let status = cmd.status().with_context(|| "running cargo")?;
     if !status.success() {
         bail!("cargo build --target {target} -p {} failed", packages.join(" -p "));

@@ -21,7 +21,9 @@
 //! `action=timer_abuse` (WAKE out of range, SET_TIMER storms and extremes,
 //! each result printed, then a clean exit); `action=leak`, `action=sink`, `action=cpu_off_on` and
 //! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]); `action=forever`
-//! runs until the machine is stopped. Reaching the
+//! runs until the machine is stopped; `action=overflow` recurses without
+//! bound (a stack overflow, which the runtime's guard page turns into a
+//! reported fault). Reaching the
 //! end of an action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
@@ -69,6 +71,10 @@ fn main(boot: &Boot) -> u64 {
             println!("UNCONTAINED cpu_on returned {}", r as i64);
         }
         "panic" => panic!("probe panics on purpose"),
+        "overflow" => {
+            let depth = recurse(0);
+            println!("UNCONTAINED overflow (depth {depth})");
+        }
         "undef" => {
             undefined_instruction();
             println!("UNCONTAINED undef");
@@ -509,4 +515,16 @@ mod x86 {
             core::hint::spin_loop();
         }
     }
+}
+
+/// Recurses without bound, 256 bytes of stack a level: nothing the
+/// optimizer can see through (the array escapes through `black_box`).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let mut frame = [depth; 32];
+    core::hint::black_box(&mut frame);
+    recurse(depth + 1).wrapping_add(frame[depth as usize % 32])
 }
