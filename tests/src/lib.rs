@@ -31,6 +31,17 @@ fn artifacts(arch: vmm_config::Arch) -> &'static build::Artifacts {
     })
 }
 
+/// Where the guests of `arch` were built (built first if needed).
+pub fn guest_dir(arch: vmm_config::Arch) -> &'static Path {
+    &artifacts(arch).guest_dir
+}
+
+/// Composes the image of `tests/systems/<name>.toml`; returns the system
+/// and the image's path.
+pub fn system_image(name: &str) -> (vmm_config::System, PathBuf) {
+    image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {})
+}
+
 /// A finished boot.
 #[derive(Debug)]
 pub struct Boot {

@@ -36,11 +36,13 @@ pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
     if !guests.is_empty() {
         cargo(root, guest_target, guests)?;
     }
-    let target_dir = root.join("target");
-    Ok(Artifacts {
-        hypervisor: target_dir.join(hv_target).join("release/hallows-hv"),
-        guest_dir: target_dir.join(guest_target).join("release"),
-    })
+    Ok(Artifacts { hypervisor: root.join("target").join(hv_target).join("release/hallows-hv"), guest_dir: guest_dir(root, arch) })
+}
+
+/// Where the guests of `arch` are built (their ELF files, with symbols and
+/// debug information).
+pub fn guest_dir(root: &Path, arch: Arch) -> PathBuf {
+    root.join("target").join(targets(arch).1).join("release")
 }
 
 /// The flags of every bare-metal build (hypervisor and guests alike, so

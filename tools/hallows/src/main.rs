@@ -48,6 +48,19 @@ enum Cmd {
         /// Seconds before the machine is stopped (default: no limit).
         #[arg(long)]
         timeout: Option<u64>,
+        /// Debug this partition: QEMU waits with its gdb stub on
+        /// 127.0.0.1, and gdb-multiarch attaches with the partition's guest
+        /// symbols to its boot core only (thread-specific breakpoints) and
+        /// stops in the guest's `main`. The machine stops when gdb ends.
+        #[arg(long, value_name = "PARTITION")]
+        gdb: Option<String>,
+        /// The gdb stub's port on 127.0.0.1 (default: a free one).
+        #[arg(long, requires = "gdb", value_name = "PORT")]
+        gdb_port: Option<u16>,
+        /// Run gdb non-interactively: after stopping in `main`, the
+        /// commands in FILE (`gdb -batch -x FILE`); exits with gdb's status.
+        #[arg(long, requires = "gdb", value_name = "FILE")]
+        gdb_batch: Option<PathBuf>,
         /// Extra QEMU arguments.
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -131,7 +144,20 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", path.display());
             Ok(0)
         }
-        Cmd::Run { manifest, timeout, qemu_args } => {
+        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout: _, qemu_args } => {
+            if !qemu_args.is_empty() {
+                anyhow::bail!("--gdb takes no extra QEMU arguments");
+            }
+            let (sys, path) = build_image(&manifest, None, outside)?;
+            let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+            // Ctrl-C belongs to gdb (it interrupts the target): ignore it here.
+            ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
+            let guests = build::guest_dir(&root, sys.board.arch);
+            let scratch = root.join("target/hallows");
+            let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
+            Ok(if s.gdb.success() { 0 } else { 1 })
+        }
+        Cmd::Run { manifest, timeout, qemu_args, .. } => {
             qemu::check_accel()?;
             let (sys, path) = build_image(&manifest, None, outside)?;
             // Ctrl-C and SIGTERM stop the machine (QEMU is in a process
