@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hallows::{build, image, qemu, workspace};
+use hallows::{build, image, qemu, symbolize, workspace};
 
 /// Every boot is killed after this long: a hang is a failure, not a wait.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -85,6 +85,9 @@ impl Boot {
         assert!(has(&|l| l.starts_with(registers)), "no `{registers}` in:\n{}", self.output);
         let frames = lines.iter().filter(|l| l.starts_with("  #")).count();
         assert!(frames >= 10, "the backtrace of the recursion is too short:\n{}", self.output);
+        // Symbolized with the guest's ELF: the probe's recursion, with its source line.
+        let recursion = lines.iter().filter(|l| l.contains(" probe::recurse at guests/tests/probe/src/main.rs:")).count();
+        assert!(recursion >= 5, "the recursion is not symbolized:\n{}", self.output);
     }
 
     pub fn assert_no_uncontained(&self) {
@@ -118,7 +121,9 @@ pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
 pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
     let (sys, out) = image_of(path, patch);
     let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
-    Boot { status: r.status, output: r.output }
+    // Post-mortem backtraces come symbolized, as `hallows run` shows them.
+    let output = symbolize::symbolize(&r.output, &sys, &artifacts(sys.board.arch).guest_dir);
+    Boot { status: r.status, output }
 }
 
 /// Loads the manifest at `path`, composes its image (with `patch` applied)

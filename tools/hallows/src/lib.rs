@@ -14,4 +14,5 @@ pub mod image;
 pub mod image_x86;
 pub mod netcost;
 pub mod qemu;
+pub mod symbolize;
 pub mod workspace;

@@ -184,6 +184,14 @@ fn run(cli: Cli) -> Result<u8> {
                 });
             }
             let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
+            let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+            let frames = hallows::symbolize::backtraces(&out.output, &sys, &build::guest_dir(&root, sys.board.arch));
+            if !frames.is_empty() {
+                eprintln!("hallows: post-mortem backtraces, symbolized:");
+                for f in frames {
+                    eprintln!("hallows:   {f}");
+                }
+            }
             let code = match (out.ended, out.status) {
                 (qemu::Ended::Exited, Some(code)) => {
                     if code == hallows::image_x86::NO_STATUS {
