@@ -144,9 +144,12 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", path.display());
             Ok(0)
         }
-        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout: _, qemu_args } => {
+        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args } => {
             if !qemu_args.is_empty() {
-                anyhow::bail!("--gdb takes no extra QEMU arguments");
+                anyhow::bail!("--gdb takes no extra QEMU arguments (the session's machine is the manifest's)");
+            }
+            if timeout.is_some() {
+                anyhow::bail!("--gdb takes no --timeout: the machine runs until gdb exits");
             }
             let (sys, path) = build_image(&manifest, None, outside)?;
             let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;

@@ -82,7 +82,7 @@ impl Symbolizer {
 /// A post-mortem frame line: (partition, frame number, address).
 fn frame_line(line: &str) -> Option<(&str, u32, u64)> {
     let (name, rest) = line.strip_prefix('[')?.split_once("] ")?;
-    let mut words = rest.trim_start().split_whitespace();
+    let mut words = rest.split_whitespace();
     let n = words.next()?.strip_prefix('#')?.parse().ok()?;
     let a = u64::from_str_radix(words.next()?.strip_prefix("0x")?, 16).ok()?;
     Some((name, n, a))

@@ -157,7 +157,7 @@ fn init_stacks(info: &BootInfo) {
     let n = (info.vcpu_count as u64).min(hallows_abi::MAX_VCPUS as u64);
     STACKS.store(info_ipa, Ordering::Relaxed);
     STACK_VCPUS.store(n, Ordering::Relaxed);
-    if info_ipa % GUARD_SIZE != 0 {
+    if !info_ipa.is_multiple_of(GUARD_SIZE) {
         crate::println!("hallows-rt: boot information at {info_ipa:#x} is not page-aligned: no stack guard pages");
         return;
     }
@@ -199,7 +199,7 @@ const ATTRS: u64 = 0xfff0_0000_0000_0ffc;
 /// (MMU still off), splitting the 1 GiB and 2 MiB blocks around it.
 #[cfg(target_arch = "aarch64")]
 fn unmap_page(va: u64) -> Result<(), &'static str> {
-    let l1 = LEVEL1.0.get() as *mut [u64; 512];
+    let l1 = LEVEL1.0.get();
     // SAFETY: our own tables, not yet in use by the MMU (it is off).
     unsafe {
         let l2 = split_block(&mut (*l1)[((va >> 30) & 511) as usize], 30, 0b01)?;

@@ -175,7 +175,7 @@ fn backtrace(f: &Fault, l: &mut Line) {
         return;
     };
     while n < MAX_FRAMES {
-        if fp % 8 != 0 || fp < lo || fp.saturating_add(16) > hi {
+        if !fp.is_multiple_of(8) || fp < lo || fp.saturating_add(16) > hi {
             break;
         }
         // SAFETY: a frame record inside a stack of this partition (mapped

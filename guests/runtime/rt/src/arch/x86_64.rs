@@ -471,7 +471,7 @@ extern "C" fn setup(info: u64, vcpu: u64) {
     // SAFETY: this vCPU's own descriptor slots in the GDT (writable .data,
     // sized for MAX_VCPUS), then `ltr` of the descriptor just written.
     unsafe {
-        let gdt = core::ptr::addr_of_mut!(__hallows_gdt) as *mut u64;
+        let gdt = core::ptr::addr_of_mut!(__hallows_gdt);
         gdt.add(slot).write_volatile(low);
         gdt.add(slot + 1).write_volatile(base >> 32);
         asm!("ltr {0:x}", in(reg) (slot * 8) as u16, options(nostack, preserves_flags));
