@@ -266,7 +266,7 @@ pub fn boot_bochs_manifest(path: &Path, cpu: &str) -> Boot {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
     let dir = root.join("target/hallows/tests/bochs").join(format!("{stem}-{cpu}"));
     let r = hallows::bochs::run(&disk, cpu, &dir, BOOT_TIMEOUT).expect("running bochs");
-    Boot { status: r.status, output: r.output }
+    Boot { status: r.status, output: symbolize::symbolize(&r.output, &sys, &art.guest_dir) }
 }
 
 /// The address of symbol `name` in the hypervisor built for `arch`.
