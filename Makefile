@@ -14,7 +14,7 @@ HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
 # ARCH given on the command line (or in the environment) must match the
 # manifest's board: hallows refuses a mismatch instead of booting the board.
 HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
-APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk
+APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
 .PHONY: all deps run test loom lint check inspect build sim clean
@@ -24,12 +24,13 @@ all: test
 # Install what a fresh machine lacks: QEMU and Bochs with its terminal
 # display (Debian packages, without the recommended block plugins that
 # conflict with backported qemu-utils), the network clients the tests use
-# (curl, wrk), the bare-metal Rust targets and components.
+# (curl, wrk), gdb-multiarch (`hallows run --gdb`), the bare-metal Rust targets and components.
 deps:
 	@if ! command -v qemu-system-aarch64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1 || \
 		! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 || \
+		! command -v gdb-multiarch >/dev/null 2>&1 || \
 		! dpkg -s bochs-term bochsbios vgabios >/dev/null 2>&1; then \
-		echo "installing QEMU, Bochs, curl and wrk"; \
+		echo "installing QEMU, Bochs, curl, wrk and gdb-multiarch"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \

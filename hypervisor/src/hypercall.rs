@@ -61,6 +61,7 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
         Hypercall::Exit { status } => Action::Exit(status),
         Hypercall::Fault { kind, address, detail } => Action::Stop(match kind {
             fault_kind::PANIC => StopReason::Panic,
+            fault_kind::STACK_OVERFLOW => StopReason::StackOverflow { vcpu: role.vcpu as u32, address, pc: detail },
             _ => StopReason::Exception { pc: address, esr: detail },
         }),
         Hypercall::Notify { channel } => match sys.doorbells[index].get(channel as usize).copied().flatten() {

@@ -45,6 +45,10 @@ pub enum StopReason {
     CpuOnNotOwned { target: u64 },
     Panic,
     Exception { pc: u64, esr: u64 },
+    /// The guest runtime caught a vCPU stack overflow (an access to the
+    /// guard page below the stack of the vCPU `vcpu`, as the hypervisor
+    /// knows it: the one that reported).
+    StackOverflow { vcpu: u32, address: u64, pc: u64 },
     Unexpected { esr: u64, pc: u64 },
     /// x86: an `in`/`out` to a port the partition was not assigned.
     IoPort { port: u16, write: bool, pc: u64 },
@@ -81,6 +85,9 @@ impl fmt::Display for StopReason {
             StopReason::Panic => write!(f, "the guest panicked"),
             StopReason::Exception { pc, esr } => {
                 write!(f, "unhandled guest exception ({} {esr:#x}, pc {pc:#x})", arch::GUEST_FAULT_DETAIL)
+            }
+            StopReason::StackOverflow { vcpu, address, pc } => {
+                write!(f, "stack overflow (vCPU {vcpu}, address {address:#x}, pc {pc:#x})")
             }
             StopReason::Unexpected { esr, pc } => write!(f, "unexpected trap (ESR_EL2 {esr:#x}, pc {pc:#x})"),
             StopReason::IoPort { port, write, pc } => {

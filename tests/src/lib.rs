@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use hallows::{build, image, qemu, workspace};
+use hallows::{build, image, qemu, symbolize, workspace};
 
 /// Every boot is killed after this long: a hang is a failure, not a wait.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -29,6 +29,17 @@ fn artifacts(arch: vmm_config::Arch) -> &'static build::Artifacts {
         let guests = workspace::guests(&root);
         build::build(&root, arch, &guests).expect("building the hypervisor and guests")
     })
+}
+
+/// Where the guests of `arch` were built (built first if needed).
+pub fn guest_dir(arch: vmm_config::Arch) -> &'static Path {
+    &artifacts(arch).guest_dir
+}
+
+/// Composes the image of `tests/systems/<name>.toml`; returns the system
+/// and the image's path.
+pub fn system_image(name: &str) -> (vmm_config::System, PathBuf) {
+    image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {})
 }
 
 /// A finished boot.
@@ -56,6 +67,27 @@ impl Boot {
 
     pub fn assert_status(&self, status: i32) {
         assert_eq!(self.status, Some(status), "exit status (None = timed out); output:\n{}", self.output);
+    }
+
+    /// Partition `name` (RAM at 0x4000_0000, one vCPU) overflowed its
+    /// stack: the summary says so, and its post-mortem has the guard-page
+    /// line, `fault` (the architecture's exception), the registers (a
+    /// line starting with `registers`) and a backtrace of the recursion.
+    pub fn assert_stack_overflow(&self, name: &str, fault: &str, registers: &str) {
+        self.assert_status(1);
+        self.assert_no_uncontained();
+        let s = self.summary(name);
+        assert!(s.starts_with("stopped: stack overflow (vCPU 0, address 0x401"), "{}", self.output);
+        let lines = self.lines_of(name);
+        let has = |f: &dyn Fn(&str) -> bool| lines.iter().any(|l| f(l));
+        assert!(has(&|l| l.starts_with("post-mortem: stack overflow on vCPU 0: access to 0x401")), "{}", self.output);
+        assert!(has(&|l| l.contains(fault)), "no `{fault}` in:\n{}", self.output);
+        assert!(has(&|l| l.starts_with(registers)), "no `{registers}` in:\n{}", self.output);
+        let frames = lines.iter().filter(|l| l.starts_with("  #")).count();
+        assert!(frames >= 10, "the backtrace of the recursion is too short:\n{}", self.output);
+        // Symbolized with the guest's ELF: the probe's recursion, with its source line.
+        let recursion = lines.iter().filter(|l| l.contains(" probe::recurse at guests/tests/probe/src/main.rs:")).count();
+        assert!(recursion >= 5, "the recursion is not symbolized:\n{}", self.output);
     }
 
     pub fn assert_no_uncontained(&self) {
@@ -89,7 +121,9 @@ pub fn boot_manifest_with(path: &Path, extra: &[String]) -> Boot {
 pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut Vec<u8>)) -> Boot {
     let (sys, out) = image_of(path, patch, &|_| {});
     let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
-    Boot { status: r.status, output: r.output }
+    // Post-mortem backtraces come symbolized, as `hallows run` shows them.
+    let output = symbolize::symbolize(&r.output, &sys, &artifacts(sys.board.arch).guest_dir);
+    Boot { status: r.status, output }
 }
 
 /// An edit of the channels' recorded layout hashes: `(channel, hash)`.
@@ -255,7 +289,7 @@ pub fn boot_bochs_manifest(path: &Path, cpu: &str) -> Boot {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
     let dir = root.join("target/hallows/tests/bochs").join(format!("{stem}-{cpu}"));
     let r = hallows::bochs::run(&disk, cpu, &dir, BOOT_TIMEOUT).expect("running bochs");
-    Boot { status: r.status, output: r.output }
+    Boot { status: r.status, output: symbolize::symbolize(&r.output, &sys, &art.guest_dir) }
 }
 
 /// The address of symbol `name` in the hypervisor built for `arch`.

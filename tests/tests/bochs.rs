@@ -94,6 +94,13 @@ fn svm_with_nrip_contains_io_ports_msrs_and_hypervisor_memory() {
 }
 
 #[test]
+fn vmx_reports_a_stack_overflow() {
+    let b = boot_bochs("x86-stack-overflow", VMX);
+    b.assert_stack_overflow("overflow", "vector 14 (#PF page fault), error code 0x", "post-mortem:    rax 0x");
+    assert_eq!(b.summary("bystander"), "exited 0");
+}
+
+#[test]
 fn svm_with_nrip_stops_faulting_guests() {
     let b = boot_bochs("x86-faults", SVM);
     b.assert_status(1);

@@ -187,3 +187,10 @@ fn the_demo_over_doorbell_channels_without_spec_keys_completes() {
         assert_eq!(b.summary(name), "exited 0", "{}", b.output);
     }
 }
+
+#[test]
+fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
+    let b = boot_system("stack-overflow");
+    b.assert_stack_overflow("overflow", "(data abort), vector 4", "post-mortem:     x0 0x");
+    assert_eq!(b.summary("bystander"), "exited 0");
+}

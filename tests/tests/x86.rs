@@ -156,3 +156,10 @@ fn debug_registers_user_hypercalls_and_prefixed_instructions_are_contained() {
 fn guests_cannot_end_the_machine_or_sleep_forever() {
     check_escape(&boot_system("x86-escape"));
 }
+
+#[test]
+fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
+    let b = boot_system("x86-stack-overflow");
+    b.assert_stack_overflow("overflow", "vector 14 (#PF page fault), error code 0x", "post-mortem:    rax 0x");
+    assert_eq!(b.summary("bystander"), "exited 0");
+}

@@ -67,6 +67,10 @@ pub mod fault_kind {
     /// A synchronous exception the guest could not handle: `address` is the
     /// faulting instruction, `detail` the syndrome (ESR_EL1 on aarch64).
     pub const EXCEPTION: u64 = 2;
+    /// A vCPU ran off the bottom of its stack into the unmapped guard page
+    /// below it: `address` is the faulting data address (in the guard
+    /// page), `detail` the faulting instruction.
+    pub const STACK_OVERFLOW: u64 = 3;
 }
 
 /// PSCI function ids (SMC32 and SMC64 forms) the hypervisor recognises.

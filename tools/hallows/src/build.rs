@@ -78,6 +78,16 @@ pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
     })
 }
 
+/// Where the guests of `arch` are built in the workspace at `root` (their
+/// ELF files, with symbols and debug information).
+pub fn guest_dir(root: &Path, arch: Arch) -> PathBuf {
+    root.join("target").join(targets(arch).1).join("release")
+}
+
+/// The flags of every bare-metal build (hypervisor and guests alike, so
+/// the crates they share are built once).
+pub const FLAGS: &str = "-Cforce-frame-pointers=yes";
+
 fn cargo(root: &Path, target: &str, packages: &[String], guests: &[&workspace::Guest]) -> Result<()> {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(root).args(["build", "--release", "--target", target]);
@@ -94,6 +104,9 @@ fn cargo(root: &Path, target: &str, packages: &[String], guests: &[&workspace::G
     for var in ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_RUSTFLAGS", "CARGO_TARGET_DIR", "CARGO_BUILD_TARGET"] {
         cmd.env_remove(var);
     }
+    // Frame pointers everywhere: the runtime's post-mortem walks the
+    // frame-pointer chain, and gdb's backtraces need no unwind tables.
+    cmd.env("CARGO_ENCODED_RUSTFLAGS", FLAGS);
     let status = cmd.status().with_context(|| "running cargo")?;
     if !status.success() {
         for g in guests {

@@ -9,9 +9,11 @@
 
 pub mod bochs;
 pub mod build;
+pub mod gdb;
 pub mod image;
 pub mod image_x86;
 pub mod netcost;
 pub mod qemu;
 pub mod scaffold;
+pub mod symbolize;
 pub mod workspace;

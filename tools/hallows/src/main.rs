@@ -79,6 +79,19 @@ enum Cmd {
         /// Seconds before the machine is stopped (default: no limit).
         #[arg(long)]
         timeout: Option<u64>,
+        /// Debug this partition: QEMU waits with its gdb stub on
+        /// 127.0.0.1, and gdb-multiarch attaches with the partition's guest
+        /// symbols to its boot core only (thread-specific breakpoints) and
+        /// stops in the guest's `main`. The machine stops when gdb ends.
+        #[arg(long, value_name = "PARTITION")]
+        gdb: Option<String>,
+        /// The gdb stub's port on 127.0.0.1 (default: a free one).
+        #[arg(long, requires = "gdb", value_name = "PORT")]
+        gdb_port: Option<u16>,
+        /// Run gdb non-interactively: after stopping in `main`, the
+        /// commands in FILE (`gdb -batch -x FILE`); exits with gdb's status.
+        #[arg(long, requires = "gdb", value_name = "FILE")]
+        gdb_batch: Option<PathBuf>,
         /// Extra QEMU arguments.
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -199,7 +212,23 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", path.display());
             Ok(0)
         }
-        Cmd::Run { manifest, timeout, qemu_args } => {
+        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args } => {
+            if !qemu_args.is_empty() {
+                anyhow::bail!("--gdb takes no extra QEMU arguments (the session's machine is the manifest's)");
+            }
+            if timeout.is_some() {
+                anyhow::bail!("--gdb takes no --timeout: the machine runs until gdb exits");
+            }
+            let (sys, path) = build_image(&manifest, None, outside)?;
+            let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+            // Ctrl-C belongs to gdb (it interrupts the target): ignore it here.
+            ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
+            let guests = build::guest_dir(&root, sys.board.arch);
+            let scratch = root.join("target/hallows");
+            let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
+            Ok(if s.gdb.success() { 0 } else { 1 })
+        }
+        Cmd::Run { manifest, timeout, qemu_args, .. } => {
             qemu::check_accel()?;
             let (sys, path) = build_image(&manifest, None, outside)?;
             // Ctrl-C and SIGTERM stop the machine (QEMU is in a process
@@ -232,6 +261,14 @@ fn run(cli: Cli) -> Result<u8> {
                 sys.board.name
             ));
             let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
+            let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+            let frames = hallows::symbolize::backtraces(&out.output, &sys, &build::guest_dir(&root, sys.board.arch));
+            if !frames.is_empty() {
+                eprintln!("hallows: post-mortem backtraces, symbolized:");
+                for f in frames {
+                    eprintln!("hallows:   {f}");
+                }
+            }
             let code = match (out.ended, out.status) {
                 (qemu::Ended::Exited, Some(code)) => {
                     if code == hallows::image_x86::NO_STATUS {

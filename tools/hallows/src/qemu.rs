@@ -258,6 +258,22 @@ pub fn run_until(
     capture: bool,
     extra: &[String],
 ) -> Result<Outcome> {
+    run_debug(sys, image, timeout, stop, capture, extra, None)
+}
+
+/// As [`run_until`], with QEMU's gdb stub on 127.0.0.1:`gdb_port` if
+/// given (the machine waits for gdb before its first instruction; see
+/// [`crate::gdb`]). The stub is the tool's own option: it is refused in
+/// `extra` and in board files.
+pub fn run_debug(
+    sys: &System,
+    image: &Path,
+    timeout: Option<Duration>,
+    stop: &AtomicBool,
+    capture: bool,
+    extra: &[String],
+    gdb_port: Option<u16>,
+) -> Result<Outcome> {
     use std::os::unix::process::CommandExt;
     // A forward whose host port is taken would leave the machine without
     // it (QEMU refuses the rule) or, worse, let a client reach whatever
@@ -268,6 +284,9 @@ pub fn run_until(
         }
     }
     let mut cmd = command(sys, image, extra)?;
+    if let Some(port) = gdb_port {
+        cmd.args(crate::gdb::qemu_args(port));
+    }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;
     let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture)));

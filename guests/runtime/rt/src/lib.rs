@@ -28,6 +28,7 @@ pub mod console;
 pub mod irq;
 mod logger;
 pub mod mm;
+mod postmortem;
 pub mod task;
 pub mod time;
 pub mod virtio;

@@ -21,7 +21,9 @@
 //! `action=timer_abuse` (WAKE out of range, SET_TIMER storms and extremes,
 //! each result printed, then a clean exit); `action=leak`, `action=sink`, `action=cpu_off_on` and
 //! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]); `action=forever`
-//! runs until the machine is stopped. Reaching the
+//! runs until the machine is stopped; `action=overflow` recurses without
+//! bound (a stack overflow, which the runtime's guard page turns into a
+//! reported fault). Reaching the
 //! end of an action that should have been stopped prints `UNCONTAINED`.
 #![no_std]
 #![no_main]
@@ -69,6 +71,10 @@ fn main(boot: &Boot) -> u64 {
             println!("UNCONTAINED cpu_on returned {}", r as i64);
         }
         "panic" => panic!("probe panics on purpose"),
+        "overflow" => {
+            let depth = recurse(0);
+            println!("UNCONTAINED overflow (depth {depth})");
+        }
         "undef" => {
             undefined_instruction();
             println!("UNCONTAINED undef");
@@ -445,6 +451,9 @@ mod x86 {
             let t = &mut *TSS.0.get();
             let rsp0 = KERNEL_STACK.0.get() as u64 + 8192;
             t[4..12].copy_from_slice(&rsp0.to_le_bytes());
+            // IST 1: the runtime's exception vectors run on it (it replaces
+            // the runtime's TSS, whose IST 1 is the vCPU's exception stack).
+            t[36..44].copy_from_slice(&rsp0.to_le_bytes());
             t[102..104].copy_from_slice(&104u16.to_le_bytes());
             let g = &mut *GDT.0.get();
             g[1] = 0x00AF_9A00_0000_FFFF; // 0x08 kernel code
@@ -459,7 +468,9 @@ mod x86 {
         gdtr[2..].copy_from_slice(&(GDT.0.get() as u64).to_le_bytes());
         // SAFETY: the same kernel selectors as the runtime's GDT, plus the TSS.
         unsafe { asm!("lgdt [{0}]", "mov ax, 0x28", "ltr ax", in(reg) gdtr.as_ptr(), out("ax") _, options(nostack)) };
-        // User-accessible: the PML4 and PDPT entries and the 2 MiB pages of our RAM.
+        // User-accessible: the PML4 and PDPT entries and the 2 MiB pages of
+        // our RAM, and the 4 KiB pages of the tables the runtime split a
+        // 2 MiB page into (around its stack guard pages).
         let cr3: u64;
         // SAFETY: reads CR3.
         unsafe { asm!("mov {}, cr3", out(reg) cr3, options(nomem, nostack)) };
@@ -477,6 +488,13 @@ mod x86 {
             while a < base + size {
                 let pde = entry(*pdpte, (a >> 21) & 511) as *mut u64;
                 *pde |= 4;
+                if *pde & (1 << 7) == 0 {
+                    for i in 0..512 {
+                        let pte = entry(*pde, i) as *mut u64;
+                        *pte |= 4;
+                        asm!("invlpg [{0}]", in(reg) a + (i << 12), options(nostack));
+                    }
+                }
                 asm!("invlpg [{0}]", in(reg) a, options(nostack));
                 a += 2 << 20;
             }
@@ -509,4 +527,16 @@ mod x86 {
             core::hint::spin_loop();
         }
     }
+}
+
+/// Recurses without bound, 256 bytes of stack a level: nothing the
+/// optimizer can see through (the array escapes through `black_box`).
+#[inline(never)]
+fn recurse(depth: u64) -> u64 {
+    if depth == u64::MAX {
+        return 0;
+    }
+    let mut frame = [depth; 32];
+    core::hint::black_box(&mut frame);
+    recurse(depth + 1).wrapping_add(frame[depth as usize % 32])
 }

@@ -22,6 +22,12 @@ global_asm!(
     "    mov x9, #{stack}",
     "    msub x10, x1, x9, x0",
     "    and sp, x10, #~15",
+    // SP_EL0 (unused otherwise: the runtime runs on SP_EL1) holds the top
+    // of this vCPU's exception stack, at the bottom of its stack region,
+    // for the fatal vectors (see `mm`).
+    "    mov x9, #{exc_below}",
+    "    sub x10, x10, x9",
+    "    msr sp_el0, x10",
     "    msr tpidr_el1, x1",
     "    adrp x9, __hallows_vectors",
     "    add x9, x9, :lo12:__hallows_vectors",
@@ -42,6 +48,7 @@ global_asm!(
     "2:  bl {secondary}",
     "    b 1b",
     stack = const VCPU_STACK_SIZE,
+    exc_below = const VCPU_STACK_SIZE - crate::mm::EXCEPTION_STACK_SIZE,
     secondary = sym secondary_entry,
 );
 
@@ -49,34 +56,88 @@ global_asm!(
 /// rounded to 16), then q0..q31.
 const IRQ_FRAME: usize = 288 + 512;
 
+/// Bytes of the fatal-exception frame ([`FatalFrame`]).
+const FATAL_FRAME: usize = 8 * 38;
+
 // EL1 vectors. IRQs (virtual: timer, doorbells, device interrupts) taken
 // from EL1 with SP_EL1 save the whole interrupted state on its stack,
 // FP/SIMD included, so the handler may switch to another context (a
 // preemption) and resume this one later. Any other exception is fatal for a
-// guest that installs no handlers of its own: it is reported (ELR and ESR)
-// and the partition's fault policy decides.
+// guest that installs no handlers of its own: it must not run on the
+// stack it came from (that stack may have overflowed into its guard page),
+// so it switches to this vCPU's exception stack (its top is kept in
+// SP_EL0), saves the general registers there (x0 and the old SP pass
+// through TPIDR_EL0 and TPIDRRO_EL0, which the runtime does not use
+// otherwise) and is reported with a post-mortem; the partition's fault
+// policy decides.
 global_asm!(
+    ".macro hallows_fatal slot",
+    ".balign 0x80",
+    "    msr tpidr_el0, x0",
+    "    mov x0, sp",
+    "    msr tpidrro_el0, x0",
+    "    mrs x0, sp_el0",
+    "    mov sp, x0",
+    "    sub sp, sp, #{fatal}",
+    "    stp x1, x2, [sp, #8]",
+    "    mov x1, #\\slot",
+    "    b __hallows_fatal_entry",
+    ".endm",
     ".section .text",
     ".balign 0x800",
     ".global __hallows_vectors",
     "__hallows_vectors:",
-    ".rept 5",
-    ".balign 0x80",
-    "    mrs x1, elr_el1",
-    "    mrs x2, esr_el1",
-    "    b {report}",
-    ".endr",
+    "    hallows_fatal 0",
+    "    hallows_fatal 1",
+    "    hallows_fatal 2",
+    "    hallows_fatal 3",
+    "    hallows_fatal 4",
     // Current EL with SP_ELx, IRQ.
     ".balign 0x80",
     "    sub sp, sp, #{frame}",
     "    stp x0, x1, [sp, #0]",
     "    b __hallows_irq_entry",
-    ".rept 10",
-    ".balign 0x80",
-    "    mrs x1, elr_el1",
-    "    mrs x2, esr_el1",
-    "    b {report}",
-    ".endr",
+    "    hallows_fatal 6",
+    "    hallows_fatal 7",
+    "    hallows_fatal 8",
+    "    hallows_fatal 9",
+    "    hallows_fatal 10",
+    "    hallows_fatal 11",
+    "    hallows_fatal 12",
+    "    hallows_fatal 13",
+    "    hallows_fatal 14",
+    "    hallows_fatal 15",
+    // x0..x30, sp, elr, esr, far, spsr, the vector slot (x1 now).
+    "__hallows_fatal_entry:",
+    "    str x1, [sp, #288]",
+    "    stp x3, x4, [sp, #24]",
+    "    stp x5, x6, [sp, #40]",
+    "    stp x7, x8, [sp, #56]",
+    "    stp x9, x10, [sp, #72]",
+    "    stp x11, x12, [sp, #88]",
+    "    stp x13, x14, [sp, #104]",
+    "    stp x15, x16, [sp, #120]",
+    "    stp x17, x18, [sp, #136]",
+    "    stp x19, x20, [sp, #152]",
+    "    stp x21, x22, [sp, #168]",
+    "    stp x23, x24, [sp, #184]",
+    "    stp x25, x26, [sp, #200]",
+    "    stp x27, x28, [sp, #216]",
+    "    stp x29, x30, [sp, #232]",
+    "    mrs x0, tpidr_el0",
+    "    str x0, [sp, #0]",
+    "    mrs x0, tpidrro_el0",
+    "    str x0, [sp, #248]",
+    "    mrs x0, elr_el1",
+    "    mrs x1, esr_el1",
+    "    stp x0, x1, [sp, #256]",
+    "    mrs x0, far_el1",
+    "    mrs x1, spsr_el1",
+    "    stp x0, x1, [sp, #272]",
+    "    mov x0, sp",
+    "    bl {report}",
+    "1:  b 1b",
+    ".purgem hallows_fatal",
     "__hallows_irq_entry:",
     "    stp x2, x3, [sp, #16]",
     "    stp x4, x5, [sp, #32]",
@@ -161,6 +222,7 @@ global_asm!(
     report = sym report_exception,
     irq = sym handle_irq,
     frame = const IRQ_FRAME,
+    fatal = const FATAL_FRAME,
 );
 
 // switch(save: *mut Context, load: *const Context): saves the callee-saved
@@ -391,8 +453,48 @@ pub fn enable_mmu(root: u64) {
     }
 }
 
-extern "C" fn report_exception(_x0: u64, elr: u64, esr: u64) -> ! {
-    crate::fault(fault_kind::EXCEPTION, elr, esr)
+/// What the fatal vectors save on the exception stack.
+#[repr(C)]
+pub struct FatalFrame {
+    x: [u64; 31],
+    sp: u64,
+    elr: u64,
+    esr: u64,
+    far: u64,
+    spsr: u64,
+    slot: u64,
+    _pad: u64,
+}
+
+const REG_NAMES: [&str; 32] = [
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14", "x15", "x16",
+    "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30", "sp",
+];
+
+/// Exception classes whose FAR_EL1 holds the faulting address: instruction
+/// and data aborts, PC and SP alignment faults.
+fn far_valid(esr: u64) -> bool {
+    matches!(esr >> 26, 0x20 | 0x21 | 0x22 | 0x24 | 0x25 | 0x26)
+}
+
+extern "C" fn report_exception(frame: &FatalFrame) -> ! {
+    let far = far_valid(frame.esr).then_some(frame.far);
+    let mut regs = [("", 0u64); 32];
+    for (i, r) in regs.iter_mut().enumerate() {
+        *r = (REG_NAMES[i], if i < 31 { frame.x[i] } else { frame.sp });
+    }
+    let fault = crate::postmortem::Fault {
+        pc: frame.elr,
+        fp: frame.x[29],
+        lr: Some(frame.x[30]),
+        address: far,
+        what: crate::postmortem::What::Aarch64 { esr: frame.esr, slot: frame.slot, spsr: frame.spsr },
+        regs: &regs,
+    };
+    match crate::postmortem::report(&fault) {
+        Some(address) => crate::fault(fault_kind::STACK_OVERFLOW, address, frame.elr),
+        None => crate::fault(fault_kind::EXCEPTION, frame.elr, frame.esr),
+    }
 }
 
 /// `hvc #0` with the function id in x0 and arguments in x1..x5; returns x0, x1.

@@ -87,19 +87,27 @@ global_asm!(
     secondary = sym secondary_entry,
 );
 
+// The GDT: null, code, data, then one TSS descriptor (16 bytes) per vCPU,
+// which `setup` fills in; writable, as `ltr` marks a TSS busy.
 global_asm!(
-    ".section .rodata",
+    ".section .data",
     ".balign 16",
+    ".global __hallows_gdt",
     "__hallows_gdt:",
     "    .quad 0",
     "    .quad 0x00AF9A000000FFFF",
     "    .quad 0x00CF92000000FFFF",
-    ".section .data",
+    "    .fill {tss_words}, 8, 0",
     ".balign 16",
     "__hallows_gdtr:",
-    "    .word 23",
+    "    .word {gdt_limit}",
     "    .quad 0",
+    tss_words = const 2 * MAX_VCPUS,
+    gdt_limit = const 8 * (3 + 2 * MAX_VCPUS) - 1,
 );
+
+/// GDT index of vCPU 0's TSS descriptor.
+const FIRST_TSS: usize = 3;
 
 // Exception stubs, 16 bytes apart: vectors without an error code push a
 // zero in its place, then every stub pushes its vector number.
@@ -203,12 +211,29 @@ extern "C" fn handle_irq(vector: u64) {
     }
 }
 
+/// Exceptions run on the vCPU's exception stack (IST 1 of its TSS, see
+/// `setup`): the stack they came from may have overflowed into its guard
+/// page. The general registers are saved there for the post-mortem, after
+/// the vector, error code and the CPU's frame ([`FatalFrame`]).
 #[unsafe(naked)]
 extern "C" fn exception_common() -> ! {
     core::arch::naked_asm!(
-        "pop rdi",          // vector
-        "pop rsi",          // error code
-        "mov rdx, [rsp]",   // faulting rip
+        "push rax",
+        "push rbx",
+        "push rcx",
+        "push rdx",
+        "push rsi",
+        "push rdi",
+        "push rbp",
+        "push r8",
+        "push r9",
+        "push r10",
+        "push r11",
+        "push r12",
+        "push r13",
+        "push r14",
+        "push r15",
+        "mov rdi, rsp",
         "and rsp, -16",
         "call {report}",
         "ud2",
@@ -216,8 +241,73 @@ extern "C" fn exception_common() -> ! {
     )
 }
 
-extern "C" fn report_exception(vector: u64, error: u64, rip: u64) -> ! {
-    crate::fault(fault_kind::EXCEPTION, rip, vector | (error << 32))
+/// What `exception_common` leaves on the exception stack.
+#[repr(C)]
+pub struct FatalFrame {
+    r15: u64,
+    r14: u64,
+    r13: u64,
+    r12: u64,
+    r11: u64,
+    r10: u64,
+    r9: u64,
+    r8: u64,
+    rbp: u64,
+    rdi: u64,
+    rsi: u64,
+    rdx: u64,
+    rcx: u64,
+    rbx: u64,
+    rax: u64,
+    vector: u64,
+    error: u64,
+    rip: u64,
+    cs: u64,
+    rflags: u64,
+    rsp: u64,
+    ss: u64,
+}
+
+const PAGE_FAULT: u64 = 14;
+
+extern "C" fn report_exception(f: &FatalFrame) -> ! {
+    let address = (f.vector == PAGE_FAULT).then(|| {
+        let cr2: u64;
+        // SAFETY: reads CR2, the page-fault address.
+        unsafe { asm!("mov {0}, cr2", out(reg) cr2, options(nomem, nostack, preserves_flags)) };
+        cr2
+    });
+    let regs = [
+        ("rax", f.rax),
+        ("rbx", f.rbx),
+        ("rcx", f.rcx),
+        ("rdx", f.rdx),
+        ("rsi", f.rsi),
+        ("rdi", f.rdi),
+        ("rbp", f.rbp),
+        ("rsp", f.rsp),
+        ("r8", f.r8),
+        ("r9", f.r9),
+        ("r10", f.r10),
+        ("r11", f.r11),
+        ("r12", f.r12),
+        ("r13", f.r13),
+        ("r14", f.r14),
+        ("r15", f.r15),
+        ("rflags", f.rflags),
+    ];
+    let fault = crate::postmortem::Fault {
+        pc: f.rip,
+        fp: f.rbp,
+        lr: None,
+        address,
+        what: crate::postmortem::What::X86 { vector: f.vector, error: f.error },
+        regs: &regs,
+    };
+    match crate::postmortem::report(&fault) {
+        Some(address) => crate::fault(fault_kind::STACK_OVERFLOW, address, f.rip),
+        None => crate::fault(fault_kind::EXCEPTION, f.rip, f.vector | (f.error << 32)),
+    }
 }
 
 // switch(save: *mut Context, load: *const Context): saves the callee-saved
@@ -340,6 +430,15 @@ struct Idt(UnsafeCell<[[u64; 2]; VECTORS]>);
 unsafe impl Sync for Idt {}
 static IDT: Idt = Idt(UnsafeCell::new([[0; 2]; VECTORS]));
 
+/// A 64-bit TSS: only IST 1 is used (the exception stack).
+#[repr(C, align(16))]
+struct Tss([u32; 26]);
+
+struct Tsses(UnsafeCell<[Tss; MAX_VCPUS]>);
+// SAFETY: each vCPU writes only its own TSS, in `setup`, before loading it.
+unsafe impl Sync for Tsses {}
+static TSS: Tsses = Tsses(UnsafeCell::new([const { Tss([0; 26]) }; MAX_VCPUS]));
+
 /// Whether the CPU is AMD's (`vmmcall`) rather than Intel's (`vmcall`).
 static AMD: AtomicBool = AtomicBool::new(false);
 /// The boot information (guest-physical = virtual).
@@ -351,12 +450,32 @@ extern "C" fn setup(info: u64, vcpu: u64) {
     extern "C" {
         static __hallows_stubs: u8;
         static __hallows_irq_stubs: u8;
+        static mut __hallows_gdt: u64;
     }
     BOOT_INFO.store(info, Ordering::Relaxed);
     let index = &CORE_INDEX[(vcpu as usize).min(MAX_VCPUS - 1)] as *const u64 as u64;
     // SAFETY: the GS base is this vCPU's own (not intercepted: it is part
     // of the guest state the hypervisor switches); nothing else uses GS.
     unsafe { asm!("wrmsr", in("ecx") MSR_GS_BASE, in("eax") index as u32, in("edx") (index >> 32) as u32, options(nostack)) };
+    let me = (vcpu as usize).min(MAX_VCPUS - 1);
+    // This vCPU's TSS: IST 1 is its exception stack; no I/O bitmap.
+    let ist = crate::mm::exception_stack_top(info, me as u64);
+    // SAFETY: this vCPU's own TSS (see `Tsses`).
+    let tss = unsafe { &mut (*TSS.0.get())[me] };
+    tss.0[9] = ist as u32;
+    tss.0[10] = (ist >> 32) as u32;
+    tss.0[25] = 104 << 16;
+    let base = tss as *const Tss as u64;
+    let low = 103 | (base & 0xff_ffff) << 16 | 0x89 << 40 | ((base >> 24) & 0xff) << 56;
+    let slot = FIRST_TSS + 2 * me;
+    // SAFETY: this vCPU's own descriptor slots in the GDT (writable .data,
+    // sized for MAX_VCPUS), then `ltr` of the descriptor just written.
+    unsafe {
+        let gdt = core::ptr::addr_of_mut!(__hallows_gdt);
+        gdt.add(slot).write_volatile(low);
+        gdt.add(slot + 1).write_volatile(base >> 32);
+        asm!("ltr {0:x}", in(reg) (slot * 8) as u16, options(nostack, preserves_flags));
+    }
     let stubs = core::ptr::addr_of!(__hallows_stubs) as u64;
     let irqs = core::ptr::addr_of!(__hallows_irq_stubs) as u64;
     // SAFETY: see `Idt`.
@@ -366,8 +485,9 @@ extern "C" fn setup(info: u64, vcpu: u64) {
             Some(i) => irqs + 16 * i as u64,
             None => stubs + 16 * v as u64,
         };
-        // Interrupt gate, present, DPL 0, selector 0x08.
-        gate[0] = (h & 0xffff) | (0x08 << 16) | (0x8E00u64 << 32) | ((h >> 16) & 0xffff) << 48;
+        // Interrupt gate, present, DPL 0, selector 0x08; exceptions on IST 1.
+        let ist = if v < FIRST_IRQ { 1u64 } else { 0 };
+        gate[0] = (h & 0xffff) | (0x08 << 16) | (ist << 32) | (0x8E00u64 << 32) | ((h >> 16) & 0xffff) << 48;
         gate[1] = h >> 32;
     }
     let base = IDT.0.get() as u64;
@@ -498,6 +618,21 @@ pub fn set_timer(at: Option<u64>, period: u64) {
         }
     }
     hypercall(call::SET_TIMER, [want, if want == 0 { 0 } else { period }, 0, 0, 0]);
+}
+
+/// The physical address of the page-table root this vCPU runs on.
+pub fn page_table_root() -> u64 {
+    let cr3: u64;
+    // SAFETY: reads CR3.
+    unsafe { asm!("mov {0}, cr3", out(reg) cr3, options(nomem, nostack, preserves_flags)) };
+    cr3
+}
+
+/// Drops the translations of the page at `va` (and of any large page
+/// holding it) from this vCPU's TLB.
+pub fn flush_tlb_page(va: u64) {
+    // SAFETY: `invlpg` only invalidates TLB entries.
+    unsafe { asm!("invlpg [{0}]", in(reg) va, options(nostack, preserves_flags)) };
 }
 
 /// `vmmcall` (AMD) or `vmcall` (Intel) with the function id in rax and

@@ -1,0 +1,4 @@
+printf "HALLOWS-GDB thread %d\n", $_thread
+frame
+info line *$pc
+kill
