@@ -73,6 +73,14 @@ impl Boot {
     /// stack: the summary says so, and its post-mortem has the guard-page
     /// line, `fault` (the architecture's exception), the registers (a
     /// line starting with `registers`) and a backtrace of the recursion.
+    /// Partition `name`'s preemptible task ran into the canary at the
+    /// bottom of its stack: stopped with a stack overflow at the stack's base.
+    pub fn assert_task_stack_overflow(&self, name: &str) {
+        let s = self.summary(name);
+        assert!(s.starts_with("stopped: stack overflow (vCPU 0, address 0x4"), "{}", self.output);
+        assert!(!self.lines_of(name).iter().any(|l| l.contains("UNCONTAINED")), "{}", self.output);
+    }
+
     pub fn assert_stack_overflow(&self, name: &str, fault: &str, registers: &str) {
         self.assert_status(1);
         self.assert_no_uncontained();

@@ -192,5 +192,6 @@ fn the_demo_over_doorbell_channels_without_spec_keys_completes() {
 fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
     let b = boot_system("stack-overflow");
     b.assert_stack_overflow("overflow", "(data abort), vector 4", "post-mortem:     x0 0x");
+    b.assert_task_stack_overflow("tasky");
     assert_eq!(b.summary("bystander"), "exited 0");
 }

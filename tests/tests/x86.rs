@@ -161,5 +161,6 @@ fn guests_cannot_end_the_machine_or_sleep_forever() {
 fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
     let b = boot_system("x86-stack-overflow");
     b.assert_stack_overflow("overflow", "vector 14 (#PF page fault), error code 0x", "post-mortem:    rax 0x");
+    b.assert_task_stack_overflow("tasky");
     assert_eq!(b.summary("bystander"), "exited 0");
 }

@@ -43,6 +43,15 @@ pub use hallows_sched;
 pub const MAX_VCPUS: usize = hallows_sched::MAX_CORES;
 /// Stack of each preemptible task.
 pub const TASK_STACK_SIZE: usize = 64 * 1024;
+/// The lowest bytes of a preemptible task's stack hold a known pattern,
+/// checked whenever the task leaves its core: a task that ran into them
+/// overflowed its stack (these stacks are heap memory, without the guard
+/// page a vCPU's stack has), and the partition stops with a stack-overflow
+/// fault instead of running on with a corrupted heap. Detection, not
+/// prevention: a frame that skips past the pattern, or writes below it
+/// before the check, is not caught in time.
+const CANARY_WORDS: usize = 64;
+const CANARY: u128 = 0x5AFE_57AC_CA7A_5AFE_57AC_CA7A_5AFE_57AC;
 /// Scheduler quantum of the default policy unless `quantum_ms=` says otherwise.
 pub const DEFAULT_QUANTUM_MS: u64 = 10;
 
@@ -243,7 +252,8 @@ where
     T: Send + 'static,
 {
     let (handle, state) = JoinHandle::new();
-    let stack = vec![0u128; TASK_STACK_SIZE / 16];
+    let mut stack = vec![0u128; TASK_STACK_SIZE / 16];
+    stack[..CANARY_WORDS].fill(CANARY);
     let mut thread = Box::new(Thread {
         context: Context::default(),
         _stack: stack,
@@ -365,6 +375,10 @@ fn turn(core: usize) -> bool {
                 *local.running.get() = None;
             }
             time::set_sched_tick(None);
+            if thread._stack[..CANARY_WORDS].iter().any(|w| *w != CANARY) {
+                let base = thread._stack.as_ptr() as u64;
+                crate::fault(hallows_abi::fault_kind::STACK_OVERFLOW, base, 0);
+            }
             let done = thread.done;
             finish_turn(core, id, if done { None } else { Some(Work::Thread(thread)) }, !done);
         }

@@ -21,7 +21,8 @@
 //! `action=timer_abuse` (WAKE out of range, SET_TIMER storms and extremes,
 //! each result printed, then a clean exit); `action=leak`, `action=sink`, `action=cpu_off_on` and
 //! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]); `action=forever`
-//! runs until the machine is stopped; `action=overflow` recurses without
+//! runs until the machine is stopped; `action=task_overflow` runs a
+//! preemptible task into the bottom of its stack; `action=overflow` recurses without
 //! bound (a stack overflow, which the runtime's guard page turns into a
 //! reported fault). Reaching the
 //! end of an action that should have been stopped prints `UNCONTAINED`.
@@ -40,6 +41,19 @@ fn parse(s: &str) -> Option<u64> {
         Some(hex) => u64::from_str_radix(hex, 16).ok(),
         None => s.parse().ok(),
     }
+}
+
+/// Recurses until its frames are within 900 bytes of the bottom of a
+/// preemptible task's stack whose top frame is at `top`.
+#[inline(never)]
+fn dive(top: usize, depth: u64) -> u64 {
+    let buf = core::hint::black_box([depth as u8; 128]);
+    let here = &buf as *const [u8; 128] as usize;
+    // (A bound on the depth too, should `top` not be where it is meant to be.)
+    if here < top.saturating_sub(hallows_rt::task::TASK_STACK_SIZE - 900) || depth > 2_000 {
+        return depth;
+    }
+    dive(top, depth + 1) + core::hint::black_box(buf[0]) as u64
 }
 
 fn main(boot: &Boot) -> u64 {
@@ -74,6 +88,23 @@ fn main(boot: &Boot) -> u64 {
         "overflow" => {
             let depth = recurse(0);
             println!("UNCONTAINED overflow (depth {depth})");
+        }
+        "task_overflow" => {
+            // A preemptible task whose recursion reaches the bottom 1 KiB
+            // of its (heap) stack, where the runtime keeps its canary, and
+            // returns: the runtime must stop the partition when the task
+            // leaves its core.
+            let depth = hallows_rt::task::run(boot, async {
+                hallows_rt::task::spawn_preemptible(|| {
+                    // A local of the task's first frame (not a promoted
+                    // constant: `let`), near the top of its stack.
+                    let marker = core::hint::black_box(0u8);
+                    let top = core::hint::black_box(&marker) as *const u8 as usize;
+                    dive(top, 0)
+                })
+                .await
+            });
+            println!("UNCONTAINED task overflow (depth {depth})");
         }
         "undef" => {
             undefined_instruction();
