@@ -251,6 +251,10 @@ pub fn reset(core: usize) {
         FIRED[core].store(false, Ordering::Relaxed);
         WAKE[core].store(false, Ordering::Relaxed);
     }
+    // The guest's copy too: a vCPU turned off and on again (PSCI) keeps its
+    // boot information, and a stale "armed" there would make it skip the
+    // call for a deadline nothing arms.
+    crate::hypercall::publish_timer(core, 0);
     if tsc_deadline_mode() {
         wrmsr(MSR_TSC_DEADLINE, 0);
     } else {

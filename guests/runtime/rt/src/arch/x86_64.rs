@@ -583,7 +583,9 @@ pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
     let r = f();
     if flags & (1 << 9) != 0 {
         // SAFETY: restores the unmasked state found at entry.
-        unsafe { asm!("sti", options(nomem, nostack)) };
+        // Not `nomem`: `f`'s stores must not move past the `sti`, where an
+        // interrupt handler could see them half done.
+        unsafe { asm!("sti", options(nostack)) };
     }
     r
 }
@@ -608,17 +610,24 @@ pub fn counter_frequency() -> u64 {
 /// asked for is the one armed (`BootInfo::timer_armed`).
 pub fn set_timer(at: Option<u64>, period: u64) {
     let want = at.map_or(0, |a| a.max(1));
+    let period = if want == 0 { 0 } else { period };
     let me = core_id().min(MAX_VCPUS - 1);
+    // The period asked for with the deadline armed: the same deadline with
+    // another period (one-shot to periodic, or back) still needs the call.
+    let same_period = LAST_PERIOD[me].swap(period, Ordering::Relaxed) == period;
     if let Some(b) = boot_info() {
         // SAFETY: a word of the boot information, which the hypervisor
         // writes only while this vCPU is out of the guest.
         let armed = unsafe { core::ptr::read_volatile(&b.timer_armed[me]) };
-        if armed == want {
+        if armed == want && same_period {
             return;
         }
     }
-    hypercall(call::SET_TIMER, [want, if want == 0 { 0 } else { period }, 0, 0, 0]);
+    hypercall(call::SET_TIMER, [want, period, 0, 0, 0]);
 }
+
+/// Per vCPU: the period of its last `SET_TIMER`.
+static LAST_PERIOD: [AtomicU64; MAX_VCPUS] = [const { AtomicU64::new(0) }; MAX_VCPUS];
 
 /// The physical address of the page-table root this vCPU runs on.
 pub fn page_table_root() -> u64 {
