@@ -73,13 +73,10 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
             None => ret(regs, Error::InvalidArgument as i64),
         },
         Hypercall::SetTimer { deadline, period } => {
-            let armed = crate::arch::set_timer(deadline, period);
-            match armed {
-                Some(at) => {
-                    publish_timer(core_of(sys, role), at);
-                    ret(regs, 0)
-                }
-                None => ret(regs, Error::NotSupported as i64),
+            if crate::arch::set_timer(deadline, period) {
+                ret(regs, 0)
+            } else {
+                ret(regs, Error::NotSupported as i64)
             }
         }
         Hypercall::Wake { vcpu } => {
@@ -110,11 +107,6 @@ pub fn publish_timer(core: usize, at: u64) {
     if role.vcpu < hallows_abi::MAX_VCPUS {
         let _ = rt.ram.write(system::boot_info_ipa(p) + off as u64, &at);
     }
-}
-
-/// The core a vCPU runs on.
-fn core_of(sys: &System, role: CoreRole) -> usize {
-    sys.table.partitions()[role.partition].vcpu_core.get(role.vcpu).map_or(usize::MAX, |&c| c as usize)
 }
 
 fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) -> Action {

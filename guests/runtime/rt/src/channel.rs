@@ -108,10 +108,7 @@ impl<E> Endpoint<E> {
     /// it rang since the last wait. Outside the executor: a task awaits
     /// [`rung`](Self::rung) instead.
     pub fn wait(&self) {
-        let bit = 1 << self.index;
-        while RUNG.fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
-            arch::wait_for_interrupt();
-        }
+        wait_any(1 << self.index);
     }
 
     /// This channel's bit for [`wait_any`], if it has a doorbell.

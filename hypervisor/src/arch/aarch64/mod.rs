@@ -62,8 +62,8 @@ pub fn tsc_hz() -> u64 {
 
 /// `SET_TIMER` is x86's: aarch64 guests program their EL1 virtual timer
 /// themselves.
-pub fn set_timer(_deadline: u64, _period: u64) -> Option<u64> {
-    None
+pub fn set_timer(_deadline: u64, _period: u64) -> bool {
+    false
 }
 
 /// `WAKE` is x86's: aarch64 guests wake each other with `sev`.

@@ -157,8 +157,9 @@ fn program(deadline: u64) {
 }
 
 /// `SET_TIMER` from the vCPU on this core: arms (or with 0 stops) its
-/// timer. Returns the deadline now armed (published to the guest).
-pub fn set_timer(deadline: u64, period: u64) -> Option<u64> {
+/// timer, and publishes the deadline now armed to the guest. Always
+/// supported on x86.
+pub fn set_timer(deadline: u64, period: u64) -> bool {
     let core = super::this_core();
     // A period below 10 µs is raised to it: a guest asking for a tick per
     // TSC cycle would only flood its own core with exits.
@@ -172,12 +173,13 @@ pub fn set_timer(deadline: u64, period: u64) -> Option<u64> {
         // Already due (a guest catching up on late ticks): fired now,
         // without a round trip through the APIC (under QEMU a timer
         // interrupt, however soon, waits for the emulator's main loop).
-        FIRED[core].store(true, Ordering::Relaxed);
+        // `collect` counts a passed deadline as fired, re-arms and publishes.
         collect(core);
-        return Some(DEADLINE[core].load(Ordering::Relaxed));
+        return true;
     }
     program(deadline);
-    Some(deadline)
+    crate::hypercall::publish_timer(core, deadline);
+    true
 }
 
 /// The timer's physical interrupt (the hypervisor's IDT, this core): noted
