@@ -18,6 +18,11 @@
 //! acknowledges the device's interrupt and counts it ([`interrupts`]);
 //! [`wait_interrupt`] is a future that a driver task awaits until the
 //! device's next interrupt (the interrupt wakes it).
+//!
+//! [`Disk`] is the partition's virtio-blk device as a
+//! [`hallows_blockdev::BlockDevice`], what storage engines are written
+//! against (requests complete before the call returns: the core polls the
+//! device's used ring).
 
 use alloc::alloc::{alloc_zeroed, dealloc};
 use alloc::vec::Vec;
@@ -211,4 +216,80 @@ pub fn transports(boot: &Boot) -> Vec<Device> {
         out.push(Device { info: *d, device_type, transport });
     }
     out
+}
+
+/// Why [`Disk::open`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The partition has no virtio-blk device (no `disk` in the manifest,
+    /// or not `dma = "trusted"`).
+    NoDisk,
+    /// The device refused initialisation.
+    Init,
+    /// The device is read-only.
+    ReadOnly,
+}
+
+impl core::fmt::Display for DiskError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DiskError::NoDisk => "no virtio-blk device (does the manifest give this partition a `disk`?)",
+            DiskError::Init => "the virtio-blk device failed to initialise",
+            DiskError::ReadOnly => "the virtio-blk device is read-only",
+        })
+    }
+}
+
+/// The partition's virtio-blk device as a block device.
+pub struct Disk {
+    blk: virtio_drivers::device::blk::VirtIOBlk<Hal, MmioTransport<'static>>,
+    sectors: u64,
+    /// The transport's base address and interrupt.
+    pub info: DeviceInfo,
+}
+
+impl core::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "virtio-blk at {:#x}, {} sectors", self.info.base, self.sectors)
+    }
+}
+
+impl Disk {
+    /// Opens the partition's first virtio-blk device.
+    pub fn open(boot: &Boot) -> Result<Disk, DiskError> {
+        let dev = transports(boot).into_iter().find(|d| d.device_type == DeviceType::Block).ok_or(DiskError::NoDisk)?;
+        let info = dev.info;
+        let blk = virtio_drivers::device::blk::VirtIOBlk::<Hal, _>::new(dev.transport).map_err(|_| DiskError::Init)?;
+        if blk.readonly() {
+            return Err(DiskError::ReadOnly);
+        }
+        let sectors = blk.capacity();
+        Ok(Disk { blk, sectors, info })
+    }
+}
+
+impl hallows_blockdev::BlockDevice for Disk {
+    fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), hallows_blockdev::Error> {
+        hallows_blockdev::check(self.sectors, lba, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.blk.read_blocks(lba as usize, buf).map_err(|_| hallows_blockdev::Error::Io)
+    }
+
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), hallows_blockdev::Error> {
+        hallows_blockdev::check(self.sectors, lba, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.blk.write_blocks(lba as usize, buf).map_err(|_| hallows_blockdev::Error::Io)
+    }
+
+    fn flush(&mut self) -> Result<(), hallows_blockdev::Error> {
+        self.blk.flush().map_err(|_| hallows_blockdev::Error::Io)
+    }
 }
