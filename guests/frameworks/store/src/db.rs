@@ -82,6 +82,68 @@ pub enum Op {
 }
 
 impl Op {
+    /// Appends the operation's encoding to `out` (a record is its time,
+    /// the number of operations, then each).
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        match self {
+            Op::Set { key, value, ttl } => {
+                put_u8(out, T_SET);
+                put_bytes(out, key);
+                put_bytes(out, value);
+                match ttl {
+                    Ttl::Clear => put_u8(out, 0),
+                    Ttl::Keep => put_u8(out, 1),
+                    Ttl::At(t) => {
+                        put_u8(out, 2);
+                        put_u64(out, *t);
+                    }
+                }
+            }
+            Op::Del { key } => {
+                put_u8(out, T_DEL);
+                put_bytes(out, key);
+            }
+            Op::HSet { key, pairs } => {
+                put_u8(out, T_HSET);
+                put_bytes(out, key);
+                put_u32(out, pairs.len() as u32);
+                for (f, v) in pairs {
+                    put_bytes(out, f);
+                    put_bytes(out, v);
+                }
+            }
+            Op::HDel { key, fields } => {
+                put_u8(out, T_HDEL);
+                put_bytes(out, key);
+                put_u32(out, fields.len() as u32);
+                for f in fields {
+                    put_bytes(out, f);
+                }
+            }
+            Op::Push { key, left, values } => {
+                put_u8(out, T_PUSH);
+                put_bytes(out, key);
+                put_u8(out, *left as u8);
+                put_u32(out, values.len() as u32);
+                for v in values {
+                    put_bytes(out, v);
+                }
+            }
+            Op::Pop { key, left, count } => {
+                put_u8(out, T_POP);
+                put_bytes(out, key);
+                put_u8(out, *left as u8);
+                put_u32(out, *count);
+            }
+            Op::Expire { key, at } => {
+                put_u8(out, T_EXPIRE);
+                put_bytes(out, key);
+                put_u64(out, at.map_or(0, |t| t.saturating_add(1)));
+            }
+            Op::Flush => put_u8(out, T_FLUSH),
+        }
+    }
+
     /// The key the operation changes (`None` for [`Op::Flush`]).
     pub fn key(&self) -> Option<&[u8]> {
         match self {
@@ -120,63 +182,7 @@ impl Record {
         put_u64(out, self.now);
         put_u32(out, self.ops.len() as u32);
         for op in &self.ops {
-            match op {
-                Op::Set { key, value, ttl } => {
-                    put_u8(out, T_SET);
-                    put_bytes(out, key);
-                    put_bytes(out, value);
-                    match ttl {
-                        Ttl::Clear => put_u8(out, 0),
-                        Ttl::Keep => put_u8(out, 1),
-                        Ttl::At(t) => {
-                            put_u8(out, 2);
-                            put_u64(out, *t);
-                        }
-                    }
-                }
-                Op::Del { key } => {
-                    put_u8(out, T_DEL);
-                    put_bytes(out, key);
-                }
-                Op::HSet { key, pairs } => {
-                    put_u8(out, T_HSET);
-                    put_bytes(out, key);
-                    put_u32(out, pairs.len() as u32);
-                    for (f, v) in pairs {
-                        put_bytes(out, f);
-                        put_bytes(out, v);
-                    }
-                }
-                Op::HDel { key, fields } => {
-                    put_u8(out, T_HDEL);
-                    put_bytes(out, key);
-                    put_u32(out, fields.len() as u32);
-                    for f in fields {
-                        put_bytes(out, f);
-                    }
-                }
-                Op::Push { key, left, values } => {
-                    put_u8(out, T_PUSH);
-                    put_bytes(out, key);
-                    put_u8(out, *left as u8);
-                    put_u32(out, values.len() as u32);
-                    for v in values {
-                        put_bytes(out, v);
-                    }
-                }
-                Op::Pop { key, left, count } => {
-                    put_u8(out, T_POP);
-                    put_bytes(out, key);
-                    put_u8(out, *left as u8);
-                    put_u32(out, *count);
-                }
-                Op::Expire { key, at } => {
-                    put_u8(out, T_EXPIRE);
-                    put_bytes(out, key);
-                    put_u64(out, at.map_or(0, |t| t.saturating_add(1)));
-                }
-                Op::Flush => put_u8(out, T_FLUSH),
-            }
+            op.encode(out);
         }
     }
 
@@ -326,6 +332,22 @@ impl Keyspace {
         }
     }
 
+    fn adjust(&mut self, delta: isize) {
+        self.bytes = self.bytes.saturating_add_signed(delta);
+    }
+
+    /// Makes `key` hold a live value of the kind `is` accepts (a new one
+    /// from `make`, without expiry, if it is absent, expired or of another
+    /// kind), changed in place afterwards; returns the key.
+    fn container<'k>(&mut self, key: &'k [u8], now: u64, is: impl Fn(&Value) -> bool, make: impl Fn() -> Value) -> &'k [u8] {
+        let keep = self.map.get(key).is_some_and(|e| is(&e.value) && e.expire_at.is_none_or(|t| t > now));
+        if !keep {
+            self.remove(key);
+            self.insert(key.to_vec(), Entry { value: make(), expire_at: None });
+        }
+        key
+    }
+
     /// Takes `key`'s live entry out (dropping an expired one), for an
     /// operation to change and put back.
     fn take_live(&mut self, key: &[u8], now: u64) -> Option<Entry> {
@@ -335,8 +357,14 @@ impl Keyspace {
 
     /// Applies a record. Never fails (see the module docs).
     pub fn apply(&mut self, rec: &Record) {
-        let now = rec.now;
         for op in &rec.ops {
+            self.apply_op(rec.now, op);
+        }
+    }
+
+    /// Applies one operation at time `now`.
+    pub fn apply_op(&mut self, now: u64, op: &Op) {
+        {
             match op {
                 Op::Set { key, value, ttl } => {
                     let old = self.take_live(key, now);
@@ -351,37 +379,42 @@ impl Keyspace {
                     self.remove(key);
                 }
                 Op::HSet { key, pairs } => {
-                    let mut e = match self.take_live(key, now) {
-                        Some(e @ Entry { value: Value::Hash(_), .. }) => e,
-                        _ => Entry { value: Value::Hash(BTreeMap::new()), expire_at: None },
-                    };
-                    if let Value::Hash(h) = &mut e.value {
+                    let h = self.container(key, now, |v| matches!(v, Value::Hash(_)), || Value::Hash(BTreeMap::new()));
+                    let mut delta = 0isize;
+                    if let Some(Entry { value: Value::Hash(h), .. }) = self.map.get_mut(h) {
                         for (f, v) in pairs {
-                            h.insert(f.clone(), v.clone());
+                            delta += (f.len() + v.len() + 32) as isize;
+                            if let Some(old) = h.insert(f.clone(), v.clone()) {
+                                delta -= (f.len() + old.len() + 32) as isize;
+                            }
                         }
                     }
-                    self.insert(key.clone(), e);
+                    self.adjust(delta);
                 }
                 Op::HDel { key, fields } => {
-                    if let Some(mut e) = self.take_live(key, now) {
-                        if let Value::Hash(h) = &mut e.value {
+                    let mut delta = 0isize;
+                    let mut empty = false;
+                    if let Some(Entry { value: Value::Hash(h), expire_at }) = self.map.get_mut(key.as_slice()) {
+                        if expire_at.is_none_or(|t| t > now) {
                             for f in fields {
-                                h.remove(f);
+                                if let Some(old) = h.remove(f) {
+                                    delta -= (f.len() + old.len() + 32) as isize;
+                                }
                             }
-                            if h.is_empty() {
-                                continue;
-                            }
+                            empty = h.is_empty();
                         }
-                        self.insert(key.clone(), e);
+                    }
+                    self.adjust(delta);
+                    if empty {
+                        self.remove(key);
                     }
                 }
                 Op::Push { key, left, values } => {
-                    let mut e = match self.take_live(key, now) {
-                        Some(e @ Entry { value: Value::List(_), .. }) => e,
-                        _ => Entry { value: Value::List(VecDeque::new()), expire_at: None },
-                    };
-                    if let Value::List(l) = &mut e.value {
+                    let k = self.container(key, now, |v| matches!(v, Value::List(_)), || Value::List(VecDeque::new()));
+                    let mut delta = 0isize;
+                    if let Some(Entry { value: Value::List(l), .. }) = self.map.get_mut(k) {
                         for v in values {
+                            delta += (v.len() + 16) as isize;
                             if *left {
                                 l.push_front(v.clone());
                             } else {
@@ -389,23 +422,26 @@ impl Keyspace {
                             }
                         }
                     }
-                    self.insert(key.clone(), e);
+                    self.adjust(delta);
                 }
                 Op::Pop { key, left, count } => {
-                    if let Some(mut e) = self.take_live(key, now) {
-                        if let Value::List(l) = &mut e.value {
+                    let mut delta = 0isize;
+                    let mut empty = false;
+                    if let Some(Entry { value: Value::List(l), expire_at }) = self.map.get_mut(key.as_slice()) {
+                        if expire_at.is_none_or(|t| t > now) {
                             for _ in 0..*count {
-                                if *left {
-                                    l.pop_front();
-                                } else {
-                                    l.pop_back();
+                                let v = if *left { l.pop_front() } else { l.pop_back() };
+                                match v {
+                                    Some(v) => delta -= (v.len() + 16) as isize,
+                                    None => break,
                                 }
                             }
-                            if l.is_empty() {
-                                continue;
-                            }
+                            empty = l.is_empty();
                         }
-                        self.insert(key.clone(), e);
+                    }
+                    self.adjust(delta);
+                    if empty {
+                        self.remove(key);
                     }
                 }
                 Op::Expire { key, at } => {
@@ -413,7 +449,7 @@ impl Keyspace {
                         e.expire_at = *at;
                         // An expiry at or before now deletes (Redis does).
                         if at.is_some_and(|t| t <= now) {
-                            continue;
+                            return;
                         }
                         self.insert(key.clone(), e);
                     }

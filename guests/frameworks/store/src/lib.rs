@@ -15,9 +15,12 @@
 
 extern crate alloc;
 
+pub mod cmd;
 mod codec;
 pub mod crc;
 pub mod db;
+pub mod glob;
+pub mod resp;
 pub mod store;
 
 pub use db::{Entry, Keyspace, Op, Record, Ttl, Value};

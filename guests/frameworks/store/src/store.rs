@@ -349,6 +349,10 @@ pub struct Store<D: BlockDevice> {
     pending: Vec<u8>,
     pending_records: u32,
     pending_clock: u64,
+    /// The record being built by `stage`: its operations' encoding.
+    staged: Vec<u8>,
+    staged_ops: u32,
+    staged_now: u64,
     /// Tickets: the last handed out, the last durable.
     ticket: Ticket,
     durable: Ticket,
@@ -391,6 +395,9 @@ impl<D: BlockDevice> Store<D> {
             pending: Vec::new(),
             pending_records: 0,
             pending_clock: 0,
+            staged: Vec::new(),
+            staged_ops: 0,
+            staged_now: 0,
             ticket: 0,
             durable: 0,
             job: None,
@@ -675,37 +682,74 @@ impl<D: BlockDevice> Store<D> {
         self.broken.clone()
     }
 
-    /// Applies `ops` at time `now` and appends them to the pending group.
-    /// The returned ticket is durable once [`Store::durable`] reaches it.
+    /// Applies `ops` at time `now` as one record and appends it to the
+    /// pending group. The returned ticket is durable once
+    /// [`Store::durable`] reaches it. On a damaged store only a lone
+    /// [`Op::Flush`] passes: it discards everything and starts afresh.
     pub fn commit(&mut self, now: u64, ops: Vec<Op>) -> Result<Ticket, Error> {
+        if self.read_only().is_some() && self.broken.is_none() && ops.len() == 1 && matches!(ops[0], Op::Flush) && self.staged_ops == 0 {
+            return self.reset(now);
+        }
+        self.stage(now, ops)?;
+        self.seal()
+    }
+
+    /// Applies `ops` at time `now` and adds them to the record being
+    /// built (a transaction: several commands, one record); [`Store::seal`]
+    /// ends the record. A refused stage changes nothing.
+    pub fn stage(&mut self, now: u64, ops: Vec<Op>) -> Result<(), Error> {
         if let Some(why) = self.read_only() {
-            // FLUSHDB on a damaged store starts afresh.
-            if ops.len() == 1 && matches!(ops[0], Op::Flush) && self.broken.is_none() {
-                return self.reset(now);
-            }
             return Err(Error::ReadOnly(why));
         }
-        if ops.is_empty() {
-            return Ok(self.ticket);
+        let mark = self.staged.len();
+        for op in &ops {
+            op.encode(&mut self.staged);
         }
-        let rec = Record { now, ops };
-        let mut enc = Vec::new();
-        rec.encode(&mut enc);
-        if enc.len() > MAX_RECORD {
+        if 12 + self.staged.len() > MAX_RECORD {
+            self.staged.truncate(mark);
             return Err(Error::TooLarge);
         }
         // A write that can grow the keyspace past its bound is refused
         // (deletes and pops always pass).
-        let grows = rec.ops.iter().any(|o| matches!(o, Op::Set { .. } | Op::HSet { .. } | Op::Push { .. }));
-        if grows && self.ks.bytes() + enc.len() + 64 * rec.ops.len() > self.config.max_bytes {
+        let grows = ops.iter().any(|o| matches!(o, Op::Set { .. } | Op::HSet { .. } | Op::Push { .. }));
+        if grows && self.ks.bytes() + (self.staged.len() - mark) + 64 * ops.len() > self.config.max_bytes {
+            self.staged.truncate(mark);
             return Err(Error::Full);
         }
-        if self.pending.len() + 4 + enc.len() > MAX_GROUP {
-            self.sync()?;
+        for op in &ops {
+            if matches!(op, Op::Flush) {
+                self.damage.ranges.clear();
+            }
+            self.ks.apply_op(now, op);
         }
-        self.ks.apply(&rec);
-        self.pending.extend_from_slice(&(enc.len() as u32).to_le_bytes());
-        self.pending.extend_from_slice(&enc);
+        self.staged_ops += ops.len() as u32;
+        self.staged_now = self.staged_now.max(now);
+        Ok(())
+    }
+
+    /// Ends the record [`Store::stage`] built: appends it to the pending
+    /// group and returns its ticket (the last ticket if it is empty).
+    pub fn seal(&mut self) -> Result<Ticket, Error> {
+        if self.staged_ops == 0 {
+            return Ok(self.ticket);
+        }
+        let len = 12 + self.staged.len();
+        if self.pending.len() + 4 + len > MAX_GROUP {
+            // Written (and made durable) first; the new record then
+            // starts the next group, unless a checkpoint (no room in the
+            // log) took it in with the rest.
+            self.sync()?;
+            if self.staged_ops == 0 {
+                return Ok(self.ticket);
+            }
+        }
+        let now = self.staged_now;
+        self.pending.extend_from_slice(&(len as u32).to_le_bytes());
+        self.pending.extend_from_slice(&now.to_le_bytes());
+        self.pending.extend_from_slice(&self.staged_ops.to_le_bytes());
+        self.pending.extend_from_slice(&self.staged);
+        self.staged.clear();
+        self.staged_ops = 0;
         self.pending_records += 1;
         self.pending_clock = self.pending_clock.max(now);
         self.clock = self.clock.max(now);
@@ -844,8 +888,9 @@ impl<D: BlockDevice> Store<D> {
         Ok(false)
     }
 
-    /// A whole checkpoint now, the pending group included (the log has no
-    /// room for it): when it returns, every ticket is durable.
+    /// A whole checkpoint now, the pending group (and a record being
+    /// staged) included (the log has no room for them): when it returns,
+    /// every ticket is durable.
     fn checkpoint_now(&mut self) -> Result<(), Error> {
         // A background checkpoint under way describes an older state.
         self.job = None;
@@ -858,6 +903,13 @@ impl<D: BlockDevice> Store<D> {
         while self.checkpoint_step(u64::MAX)? {}
         self.pending.clear();
         self.pending_records = 0;
+        // A record being staged is in memory, so in the checkpoint too.
+        if self.staged_ops > 0 {
+            self.staged.clear();
+            self.staged_ops = 0;
+            self.ticket += 1;
+            self.stats.commits += 1;
+        }
         self.durable = self.ticket;
         Ok(())
     }
