@@ -96,6 +96,13 @@ pub struct Session {
     name: Option<Vec<u8>>,
 }
 
+impl Session {
+    /// The name `CLIENT SETNAME` gave the connection.
+    pub fn name(&self) -> Option<&[u8]> {
+        self.name.as_deref()
+    }
+}
+
 /// Counters for `INFO`.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ServerStats {

@@ -771,6 +771,11 @@ impl<D: BlockDevice> Store<D> {
         self.pending_records > 0
     }
 
+    /// Records waiting for [`Store::sync`].
+    pub fn pending_records(&self) -> u32 {
+        self.pending_records
+    }
+
     /// Writes the pending group and flushes: every ticket so far is then
     /// durable.
     pub fn sync(&mut self) -> Result<(), Error> {

@@ -192,7 +192,31 @@ impl core::fmt::Debug for Device {
 
 /// Probes the partition's virtio-mmio devices. Empty if the partition is
 /// not trusted with DMA (the hypervisor would not have given it any).
+///
+/// Dropping a [`Device`] resets the device (`virtio-drivers` does so when
+/// a transport is dropped): a driver that needs one kind of device should
+/// ask for that kind only ([`transport`]), or it resets the devices other
+/// drivers of the partition are using.
 pub fn transports(boot: &Boot) -> Vec<Device> {
+    probe(boot, None)
+}
+
+/// The partition's first virtio device of type `kind`; no other device
+/// is touched.
+pub fn transport(boot: &Boot, kind: DeviceType) -> Option<Device> {
+    probe(boot, Some(kind)).into_iter().next()
+}
+
+/// The device type a virtio-mmio transport reports (its DeviceID
+/// register), read without taking the transport over.
+fn device_id(base: u64) -> u32 {
+    // SAFETY: `base` is a virtio-mmio transport the hypervisor maps for
+    // this partition (device directory); DeviceID (0x8) is a read-only
+    // register with no side effect.
+    unsafe { core::ptr::read_volatile((base + 0x8) as *const u32) }
+}
+
+fn probe(boot: &Boot, kind: Option<DeviceType>) -> Vec<Device> {
     let mut out = Vec::new();
     if TRUSTED.load(Ordering::Relaxed) == 0 {
         return out;
@@ -200,6 +224,11 @@ pub fn transports(boot: &Boot) -> Vec<Device> {
     for (i, d) in boot.devices().iter().enumerate() {
         if !crate::padded(&d.compatible).starts_with("virtio") || d.size < 0x100 {
             continue;
+        }
+        if let Some(k) = kind {
+            if DeviceType::try_from(device_id(d.base)).ok() != Some(k) || out.len() == 1 {
+                continue;
+            }
         }
         let header = NonNull::new(d.base as *mut VirtIOHeader).expect("device at address 0");
         // SAFETY: the hypervisor maps this device's registers (the whole
@@ -257,7 +286,7 @@ impl core::fmt::Debug for Disk {
 impl Disk {
     /// Opens the partition's first virtio-blk device.
     pub fn open(boot: &Boot) -> Result<Disk, DiskError> {
-        let dev = transports(boot).into_iter().find(|d| d.device_type == DeviceType::Block).ok_or(DiskError::NoDisk)?;
+        let dev = transport(boot, DeviceType::Block).ok_or(DiskError::NoDisk)?;
         let info = dev.info;
         let blk = virtio_drivers::device::blk::VirtIOBlk::<Hal, _>::new(dev.transport).map_err(|_| DiskError::Init)?;
         if blk.readonly() {
