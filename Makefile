@@ -14,7 +14,7 @@ HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
 # ARCH given on the command line (or in the environment) must match the
 # manifest's board: hallows refuses a mismatch instead of booting the board.
 HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
-APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch
+APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
 .PHONY: all deps run test loom lint check inspect build sim clean
@@ -29,8 +29,9 @@ deps:
 	@if ! command -v qemu-system-aarch64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1 || \
 		! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 || \
 		! command -v gdb-multiarch >/dev/null 2>&1 || \
+		! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1 || \
 		! dpkg -s bochs-term bochsbios vgabios >/dev/null 2>&1; then \
-		echo "installing QEMU, Bochs, curl, wrk and gdb-multiarch"; \
+		echo "installing QEMU, Bochs, curl, wrk, gdb-multiarch and redis-tools"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
