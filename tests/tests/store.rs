@@ -315,7 +315,7 @@ fn load(port: u16, worker: usize, round: usize, stop: Arc<AtomicBool>, ledger: A
         i += 1;
         let key = format!("r{round}w{worker}k{i}");
         let value = format!("v{i}-{}", "x".repeat((i % 50) as usize));
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             let (k1, k2) = (format!("{key}a"), format!("{key}b"));
             ledger.lock().unwrap().pairs.push((k1.clone(), k2.clone(), value.clone(), false));
             let ok = c.send(&[b"MULTI"]).is_ok()
@@ -348,38 +348,64 @@ fn load(port: u16, worker: usize, round: usize, stop: Arc<AtomicBool>, ledger: A
 /// (acknowledged writes checked, keys refused as damaged).
 fn verify(port: u16, ledger: &Ledger, allow_damage: bool) -> (usize, usize) {
     let mut c = Conn::open(port).unwrap();
-    let mut damaged = 0;
-    let mut get = |k: &str| -> Option<Option<String>> {
-        match c.call(&[b"GET", k.as_bytes()]).unwrap() {
-            Reply::Bulk(v) => Some(v.map(|v| String::from_utf8(v).unwrap())),
-            Reply::Error(e) if allow_damage && e.starts_with("DAMAGED") => None,
-            other => panic!("GET {k}: {other:?}"),
+    // Every key the ledger names, read with MGET in batches; a damaged
+    // store answers an error for a batch, refused as a whole.
+    let mut keys: Vec<&str> = ledger.acked.keys().chain(ledger.maybe.keys()).map(String::as_str).collect();
+    for (k1, k2, _, _) in &ledger.pairs {
+        keys.push(k1);
+        keys.push(k2);
+    }
+    let mut got: BTreeMap<&str, Option<Option<String>>> = BTreeMap::new();
+    for batch in keys.chunks(200) {
+        let mut args: Vec<&[u8]> = vec![b"MGET"];
+        args.extend(batch.iter().map(|k| k.as_bytes()));
+        match c.call(&args).unwrap() {
+            Reply::Array(Some(vals)) => {
+                for (k, v) in batch.iter().zip(vals) {
+                    let v = match v {
+                        Reply::Bulk(v) => v.map(|v| String::from_utf8(v).unwrap()),
+                        other => panic!("MGET {k}: {other:?}"),
+                    };
+                    got.insert(k, Some(v));
+                }
+            }
+            Reply::Error(e) if allow_damage && e.starts_with("DAMAGED") => {
+                // Which keys: each on its own.
+                for k in batch {
+                    let v = match c.call(&[b"GET", k.as_bytes()]).unwrap() {
+                        Reply::Bulk(v) => Some(v.map(|v| String::from_utf8(v).unwrap())),
+                        Reply::Error(e) if e.starts_with("DAMAGED") => None,
+                        other => panic!("GET {k}: {other:?}"),
+                    };
+                    got.insert(k, v);
+                }
+            }
+            other => panic!("MGET: {other:?}"),
         }
-    };
+    }
+    let mut damaged = 0;
     for (k, v) in &ledger.acked {
-        match get(k) {
-            Some(Some(got)) => assert_eq!(&got, v, "acknowledged {k} holds another value"),
+        match &got[k.as_str()] {
+            Some(Some(x)) => assert_eq!(x, v, "acknowledged {k} holds another value"),
             Some(None) => panic!("acknowledged write {k} = {v} is lost"),
             None => damaged += 1,
         }
     }
     for (k, v) in &ledger.maybe {
-        if let Some(Some(got)) = get(k) {
-            assert_eq!(&got, v, "{k} (not acknowledged) holds a value never written");
+        if let Some(Some(x)) = &got[k.as_str()] {
+            assert_eq!(x, v, "{k} (not acknowledged) holds a value never written");
         }
     }
     for (k1, k2, v, acked) in &ledger.pairs {
-        let (a, b) = (get(k1), get(k2));
-        if a.is_none() || b.is_none() {
+        let (Some(a), Some(b)) = (&got[k1.as_str()], &got[k2.as_str()]) else {
             damaged += 1;
             continue;
-        }
-        let (a, b) = (a.unwrap(), b.unwrap());
+        };
         assert_eq!(a, b, "transaction {k1}/{k2} is half visible");
         if *acked {
             assert_eq!(a.as_deref(), Some(v.as_str()), "acknowledged transaction {k1}/{k2} lost");
         } else if let Some(x) = a {
-            assert_eq!(&x, v);
+            assert_eq!(x, v);
         }
     }
     (ledger.acked.len(), damaged)

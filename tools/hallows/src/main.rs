@@ -123,7 +123,9 @@ enum Cmd {
         /// than one, polling partitions have little time to idle).
         #[arg(long, default_value_t = 1)]
         connections: u64,
-        /// The path requested.
+        /// The path requested; `redis:[P<depth>:]COMMAND ARGS` sends
+        /// Redis requests instead (`redis:GET k`; `redis:P16:GET k`: 16
+        /// pipelined per write).
         #[arg(long, default_value = "/")]
         path: String,
         /// The host port of the forward to use (default: the first).

@@ -372,6 +372,11 @@ impl<D: BlockDevice> Server<D> {
                 int(out, new);
             }
             "mget" => {
+                // Refused whole if any key is damaged: checked before the
+                // array header is written.
+                for k in &a[1..] {
+                    self.entry(k, now)?;
+                }
                 array(out, a.len() - 1);
                 for k in &a[1..] {
                     match self.entry(k, now)? {

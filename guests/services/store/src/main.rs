@@ -57,6 +57,8 @@ static CLOCK_BASE: AtomicU64 = AtomicU64::new(0);
 /// durable (connections waiting to send replies).
 static COMMITTER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
 static DURABLE: spin::Mutex<Vec<Waker>> = spin::Mutex::new(Vec::new());
+/// Woken when the log is half full.
+static CHECKPOINTER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
 static QUIT: AtomicBool = AtomicBool::new(false);
 
 fn now_ms() -> u64 {
@@ -193,29 +195,37 @@ async fn committer(durability: Durability) {
                 }
             }
         }
-        let r = SERVER.lock().as_mut().map(|s| s.store.sync());
-        if let Some(Err(e)) = r {
-            println!("store: writing the log failed: {e}; writes are refused from now on");
+        let r = SERVER.lock().as_mut().map(|s| (s.store.sync(), s.store.wants_checkpoint()));
+        match r {
+            Some((Err(e), _)) => println!("store: writing the log failed: {e}; writes are refused from now on"),
+            Some((Ok(()), true)) => {
+                if let Some(w) = CHECKPOINTER.lock().take() {
+                    w.wake();
+                }
+            }
+            _ => {}
         }
         wake_durable();
     }
 }
 
-/// Checkpoints in steps when the log is half full; one step per turn, so
+/// Checkpoints in steps when the log is half full (the committer wakes it
+/// then; nothing runs while the store is idle); one step per turn, so
 /// commits and reads run between them.
 async fn checkpointer() {
     loop {
-        let wants = SERVER.lock().as_ref().is_some_and(|s| s.store.wants_checkpoint());
-        if wants {
-            let r = SERVER.lock().as_mut().map(|s| s.store.background_step());
-            if let Some(Err(e)) = r {
-                println!("store: checkpoint failed: {e}");
-                time::sleep(Duration::from_secs(1)).await;
-            }
-            hallows_rt::task::yield_now().await;
-        } else {
-            time::sleep(Duration::from_millis(20)).await;
+        poll_fn(|cx| {
+            *CHECKPOINTER.lock() = Some(cx.waker().clone());
+            let wants = SERVER.lock().as_ref().is_some_and(|s| s.store.wants_checkpoint());
+            if wants { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        let r = SERVER.lock().as_mut().map(|s| s.store.background_step());
+        if let Some(Err(e)) = r {
+            println!("store: checkpoint failed: {e}");
+            time::sleep(Duration::from_secs(1)).await;
         }
+        hallows_rt::task::yield_now().await;
     }
 }
 
