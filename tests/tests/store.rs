@@ -152,8 +152,18 @@ fn shutdown(mut run: Running, port: u16) -> String {
 
 #[test]
 fn redis_cli_and_redis_benchmark_work_unmodified() {
-    let image = disk("cli");
-    let (mut run, port) = start("store", &image);
+    cli_session("store", "cli");
+}
+
+/// The same session on x86_64 (QEMU microvm, AMD SVM): the same guest.
+#[test]
+fn x86_redis_cli_and_redis_benchmark_work_unmodified() {
+    cli_session("x86-store", "x86-cli");
+}
+
+fn cli_session(system: &str, name: &str) {
+    let image = disk(name);
+    let (mut run, port) = start(system, &image);
     wait_ready(&mut run, port);
     // (arguments, what redis-cli prints)
     let session: &[(&[&str], &str)] = &[
@@ -286,7 +296,7 @@ fn redis_cli_and_redis_benchmark_work_unmodified() {
     let before = redis_cli(port, &["MGET", "k", "n", "tx", "pp", "c"]);
     assert_eq!(before, "v2\n-10\n2\n2\n3");
     shutdown(run, port);
-    let (mut run, port) = start("store", &image);
+    let (mut run, port) = start(system, &image);
     wait_ready(&mut run, port);
     assert_eq!(redis_cli(port, &["MGET", "k", "n", "tx", "pp", "c"]), before);
     assert_eq!(redis_cli(port, &["HGETALL", "h"]), "f2\nv2");
