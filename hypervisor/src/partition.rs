@@ -12,7 +12,7 @@ use core::fmt;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use hallows_abi::{role, BootInfo, ChannelInfo, DeviceInfo, BOOT_MAGIC};
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, IntoBytes};
 use hallows_table::{fault_policy, MAX_CORES, MAX_PARTITIONS};
 use spin::Mutex;
 
@@ -68,6 +68,10 @@ pub enum StopReason {
     Undecodable { pc: u64 },
     /// x86: a VM exit the hypervisor does not emulate (exit code, qualifier).
     UnexpectedExit { code: u64, info: u64, pc: u64 },
+    /// The partition did not pet its watchdog within its period (`ms`).
+    Watchdog { ms: u64 },
+    /// The operator stopped or restarted it from the host (`hallows run`).
+    Operator,
 }
 
 impl fmt::Display for StopReason {
@@ -108,6 +112,8 @@ impl fmt::Display for StopReason {
             StopReason::UnexpectedExit { code, info, pc } => {
                 write!(f, "unexpected VM exit {code:#x} (qualifier {info:#x}, pc {pc:#x})")
             }
+            StopReason::Watchdog { ms } => write!(f, "watchdog expired: not petted for {ms} ms"),
+            StopReason::Operator => write!(f, "by the operator"),
         }
     }
 }
@@ -130,11 +136,110 @@ pub enum Vcpu {
 pub struct PartState {
     state: State,
     restarts: u32,
+    /// Faults of any kind (watchdog misses included), over all runs.
+    faults: u32,
+    /// Watchdog misses, over all runs.
+    misses: u32,
+    /// The counter value (`arch::now`) when the current run was loaded.
+    started: u64,
     pub vcpus: [Vcpu; MAX_CORES],
 }
 
-static STATES: [Mutex<PartState>; MAX_PARTITIONS] =
-    [const { Mutex::new(PartState { state: State::Running, restarts: 0, vcpus: [Vcpu::Off; MAX_CORES] }) }; MAX_PARTITIONS];
+static STATES: [Mutex<PartState>; MAX_PARTITIONS] = [const {
+    Mutex::new(PartState { state: State::Running, restarts: 0, faults: 0, misses: 0, started: 0, vcpus: [Vcpu::Off; MAX_CORES] })
+}; MAX_PARTITIONS];
+
+/// A partition's watchdog (manifest `watchdog`): the counter value
+/// (`arch::now`) by which it must be petted, and the last heartbeat word
+/// seen. Written by the pet hypercall and the checking cores; the
+/// deadline is 0 when the partition has no watchdog or is not running.
+struct Watch {
+    deadline: AtomicU64,
+    beat: AtomicU64,
+    /// Loaded, and its boot vCPU not yet entered: the first period starts then.
+    fresh: AtomicBool,
+}
+
+static WATCH: [Watch; MAX_PARTITIONS] = [const {
+    Watch { deadline: AtomicU64::new(0), beat: AtomicU64::new(0), fresh: AtomicBool::new(false) }
+}; MAX_PARTITIONS];
+
+/// The boot vCPU of partition `index` is about to be entered after a
+/// load: its run's clock (uptime) and its watchdog's first period start.
+fn start_run(sys: &System, index: usize, st: &mut PartState) {
+    let now = arch::now();
+    st.started = now;
+    if WATCH[index].fresh.swap(false, Ordering::AcqRel) {
+        let period = watch_period(&sys.table.partitions()[index]);
+        WATCH[index].deadline.store(now.saturating_add(period), Ordering::Release);
+    }
+}
+
+/// Partition `p`'s watchdog period in counter ticks (0: none).
+fn watch_period(p: &hallows_table::PartitionDesc) -> u64 {
+    if p.watchdog_ns == 0 {
+        return 0;
+    }
+    let ticks = p.watchdog_ns as u128 * arch::counter_hz() as u128 / 1_000_000_000;
+    (ticks.min(u64::MAX as u128) as u64).max(1)
+}
+
+/// When the core `core`, about to enter its vCPU, must next look at its
+/// partition's watchdog (a counter value; 0: never). Each core running a
+/// vCPU of a partition with a watchdog arms its hypervisor timer for it
+/// (aarch64: the EL2 physical timer; x86: the local APIC timer, and the
+/// VMX-preemption timer under VMX), so a guest that never traps is still
+/// interrupted when the deadline comes.
+pub fn watchdog_next(core: usize) -> u64 {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return 0 };
+    WATCH[role.partition].deadline.load(Ordering::Acquire)
+}
+
+/// `WATCHDOG_PET` from partition `index`: its deadline becomes one period
+/// from now. `false` when it has no watchdog.
+pub fn watchdog_pet(sys: &System, index: usize) -> bool {
+    let period = watch_period(&sys.table.partitions()[index]);
+    if period == 0 {
+        return false;
+    }
+    WATCH[index].deadline.store(arch::now().saturating_add(period), Ordering::Release);
+    true
+}
+
+/// The hypervisor timer armed by [`watchdog_next`] fired on `core` (or
+/// the core found the time passed at an exit): returns when to look again,
+/// or, if the partition has neither called `WATCHDOG_PET` nor changed its
+/// heartbeat word since the deadline was set, applies its fault policy
+/// (and does not return). A few loads when the deadline has not come: the
+/// cost of a watchdog is one such interrupt per period per core.
+pub fn watchdog_expired(core: usize) -> u64 {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return 0 };
+    let p = &sys.table.partitions()[role.partition];
+    let w = &WATCH[role.partition];
+    let deadline = w.deadline.load(Ordering::Acquire);
+    let now = arch::now();
+    if deadline == 0 || now < deadline {
+        return deadline;
+    }
+    // The heartbeat word: guest memory, read once; any change since the
+    // last look counts as a pet now.
+    let beat = sys.parts[role.partition].and_then(|rt| {
+        let mut b = 0u64;
+        rt.ram.read(system::boot_info_ipa(p) + core::mem::offset_of!(BootInfo, heartbeat) as u64, b.as_mut_bytes()).ok()?;
+        Some(b)
+    });
+    if let Some(b) = beat {
+        if w.beat.swap(b, Ordering::AcqRel) != b {
+            let next = now.saturating_add(watch_period(p));
+            // Unless another core or a pet moved it meanwhile.
+            let _ = w.deadline.compare_exchange(deadline, next, Ordering::AcqRel, Ordering::Acquire);
+            return w.deadline.load(Ordering::Acquire);
+        }
+    }
+    finish(sys, role.partition, End::Fault(StopReason::Watchdog { ms: p.watchdog_ns / 1_000_000 }))
+}
 /// Per partition: doorbells rung but not yet delivered, one bit per entry
 /// of the partition's channel directory.
 static DOORBELLS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
@@ -155,6 +260,8 @@ static COST: [Cost; MAX_CORES] = [const {
 /// samples are counted and left out.
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 const ARTIFACT: u64 = 100_000;
+/// The longest restart backoff (vmm-config's `MAX_BACKOFF_NS`).
+const MAX_BACKOFF_NS: u64 = 10_000_000_000;
 /// Per partition: its vCPUs must leave it (it has ended, or it is being
 /// restarted). Checked lock-free on every trap and every hypervisor
 /// interrupt; set and cleared under the partition's state lock.
@@ -250,8 +357,14 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         net: zerocopy::transmute!(p.net),
         tsc_hz: arch::tsc_hz(),
         timer_armed: [0; hallows_abi::MAX_VCPUS],
+        watchdog_ns: p.watchdog_ns,
+        heartbeat: 0,
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
+    // The first period runs from the boot vCPU's entry (`start_watch`).
+    WATCH[index].beat.store(0, Ordering::Relaxed);
+    WATCH[index].deadline.store(0, Ordering::Release);
+    WATCH[index].fresh.store(p.watchdog_ns != 0, Ordering::Release);
     if index == 0 && restarts == 0 {
         LIVE.store(sys.table.partitions().len(), Ordering::Release);
     }
@@ -289,6 +402,9 @@ fn wait_for_vcpu(sys: &System, core: usize) -> ! {
             }
             if let Vcpu::Pending { entry, context } = st.vcpus[role.vcpu] {
                 if !ENDED[role.partition].load(Ordering::Acquire) {
+                    if role.vcpu == 0 {
+                        start_run(sys, role.partition, &mut st);
+                    }
                     st.vcpus[role.vcpu] = Vcpu::On;
                     LEFT[core].store(false, Ordering::Release);
                     drop(st);
@@ -391,6 +507,13 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     // From here on no vCPU of the partition enters the guest again; those
     // that run are taken out before anything is reported.
     ENDED[index].store(true, Ordering::Release);
+    WATCH[index].deadline.store(0, Ordering::Release);
+    if let End::Fault(reason) = end {
+        st.faults += 1;
+        if matches!(reason, StopReason::Watchdog { .. }) {
+            st.misses += 1;
+        }
+    }
     let mut running = [false; MAX_CORES];
     for (v, c) in system::cores(p).enumerate() {
         if let Some(r) = running.get_mut(c) {
@@ -448,6 +571,17 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
 /// be another core than this one (a fault on a secondary vCPU).
 fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
     let p = &sys.table.partitions()[index];
+    // Backoff: `restart_backoff`, doubled for each restart after the
+    // first, at most 10 s. This core has nothing else to do (its vCPU is
+    // out); the partition's other cores wait for their vCPUs meanwhile.
+    if p.restart_backoff_ns != 0 {
+        let ns = p.restart_backoff_ns.saturating_mul(1 << restarts.saturating_sub(1).min(20)).min(MAX_BACKOFF_NS);
+        let ticks = (ns as u128 * arch::counter_hz() as u128 / 1_000_000_000) as u64;
+        let until = arch::now().saturating_add(ticks);
+        while arch::now() < until {
+            core::hint::spin_loop();
+        }
+    }
     if load(sys, index, restarts).is_err() {
         // Validated at boot, so unreachable; stop rather than run garbage.
         console::hv_print(format_args!("partition {}: reload failed\n", p.name()));
@@ -486,7 +620,7 @@ fn shutdown(sys: &System) -> ! {
     let parts = sys.table.partitions();
     for (i, p) in parts.iter().enumerate() {
         let st = state(i);
-        let r = Restarts(st.restarts);
+        let r = Restarts(st.restarts, st.misses);
         let name = p.name();
         match st.state {
             State::Exited(0) => console::hv_print(format_args!("summary: {name}: exited 0{r}\n")),
@@ -511,13 +645,19 @@ fn shutdown(sys: &System) -> ! {
     arch::exit_machine(if failed == 0 { 0 } else { 1 })
 }
 
-struct Restarts(u32);
+/// Restarts and watchdog misses, as the summary shows them.
+struct Restarts(u32, u32);
 
 impl fmt::Display for Restarts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            0 => {}
+            n => write!(f, " (restarted {n} times)")?,
+        }
+        match self.1 {
             0 => Ok(()),
-            n => write!(f, " (restarted {n} times)"),
+            1 => write!(f, " (1 watchdog miss)"),
+            n => write!(f, " ({n} watchdog misses)"),
         }
     }
 }

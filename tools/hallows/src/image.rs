@@ -179,6 +179,8 @@ fn partition(
     d.ram_pa = p.ram_pa;
     d.ram_size = p.ram_size;
     (d.fault_policy, d.max_restarts) = p.on_fault.to_table();
+    d.watchdog_ns = p.supervision.watchdog_ns;
+    d.restart_backoff_ns = p.supervision.restart_backoff_ns;
     let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * p.cores.len() as u64;
     let loadable = MemRange { base: GUEST_RAM_IPA, size: p.ram_size.saturating_sub(reserved) };
     if elf.segments.len() > MAX_SEGMENTS {

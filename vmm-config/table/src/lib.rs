@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 5;
+pub const TABLE_VERSION: u32 = 6;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -188,6 +188,11 @@ pub struct PartitionDesc {
     /// `hallows_abi::NetInfo` by the tool and copied unread into the boot
     /// information.
     pub net: [u8; NET_INFO_LEN],
+    /// Watchdog period in nanoseconds (manifest `watchdog`); 0: none.
+    pub watchdog_ns: u64,
+    /// Delay before the first restart in nanoseconds, doubled for each
+    /// later one (manifest `restart_backoff`); 0: restart at once.
+    pub restart_backoff_ns: u64,
 }
 
 /// A board device assigned to a partition: what its guest is told, and

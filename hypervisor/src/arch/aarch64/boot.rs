@@ -296,6 +296,7 @@ pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x
     VPIDR_EL2_set(MIDR_EL1.get());
     reset_el1();
     gic::reset_virtual();
+    super::watchdog_arm(crate::partition::watchdog_next(this_core()));
     // SAFETY: invalidates this VMID's stale EL1 translations (the partition
     // may be restarting) with VTTBR_EL2 already pointing at it.
     unsafe { asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
@@ -356,6 +357,7 @@ pub fn quiesce_device(d: &hallows_table::DeviceDesc) {
 pub fn quiesce() {
     CNTV_CTL_EL0.set(0);
     CNTP_CTL_EL0.set(0);
+    super::watchdog_arm(0);
 }
 
 /// Stops this core for good. `wfi` rather than `wfe`: a parked core is

@@ -395,6 +395,7 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
         guest::reset_guest_tables(asid);
     }
     timer::reset(core);
+    timer::set_watch(core, crate::partition::watchdog_next(core));
     match virt() {
         Virt::Svm => svm::setup_vcpu(core, npt_root, asid, entry),
         Virt::Vmx => {

@@ -105,3 +105,13 @@ pub fn kick(hwid: u64) {
 pub const TABLE_POOL_PAGES: usize = 512;
 
 pub use timer::{set_timer, tsc_hz, wake};
+
+/// The counter the watchdog deadlines are kept in: the TSC.
+pub fn now() -> u64 {
+    cpu::rdtsc()
+}
+
+/// Ticks of [`now`] per second (calibrated at boot).
+pub fn counter_hz() -> u64 {
+    timer::tsc_hz()
+}

@@ -1,0 +1,29 @@
+//! Expectations shared by the supervision tests on every platform.
+
+use hallows_tests::Boot;
+
+/// `watchdog.toml` / `x86-watchdog.toml`: the three hangs are caught by
+/// their watchdogs and handled by their policies; the partition that pets
+/// its watchdog runs on and exits 0.
+pub fn check_watchdogs(b: &Boot, period: &str) {
+    b.assert_status(1);
+    b.assert_no_uncontained();
+    let miss = format!("stopped: watchdog expired: not petted for {period}");
+    // `spin` is restarted once (policy restart, max_restarts = 1), hangs
+    // again, and is stopped.
+    let runs: Vec<_> = b.lines_of("spin").into_iter().filter(|l| l.starts_with("probe: action spin")).collect();
+    assert_eq!(runs, ["probe: action spin addr 0x0 (restart #0)", "probe: action spin addr 0x0 (restart #1)"], "{}", b.output);
+    assert!(b.output.contains(&format!("partition spin faulted: watchdog expired: not petted for {period}; restarting it (1 of 1)")), "{}", b.output);
+    assert_eq!(b.summary("spin"), format!("{miss} (restarted 1 times) (2 watchdog misses)"));
+    assert_eq!(b.summary("sleep"), format!("{miss} (1 watchdog miss)"), "{}", b.output);
+    assert_eq!(b.summary("excloop"), format!("{miss} (1 watchdog miss)"));
+    // Each hang really started before it was caught.
+    assert!(b.lines_of("sleep").contains(&"probe: sleeping forever"), "{}", b.output);
+    assert!(b.lines_of("excloop").iter().any(|l| l.contains("then a fault")), "{}", b.output);
+    // Petted for eight periods or more: unaffected.
+    assert_eq!(b.summary("steady"), "exited 0", "{}", b.output);
+    let done = b.lines_of("steady");
+    let pets = done.iter().find_map(|l| l.strip_prefix("probe: petted ")).expect("steady finished petting");
+    let n: u64 = pets.split_whitespace().next().and_then(|n| n.parse().ok()).expect("a count");
+    assert!(n >= 8, "{}", b.output);
+}
