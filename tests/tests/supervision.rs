@@ -16,3 +16,13 @@ fn aarch64_watchdog_catches_spin_sleep_and_exception_loops() {
 fn x86_svm_watchdog_catches_spin_sleep_and_exception_loops() {
     supervision_checks::check_watchdogs(&boot_system("x86-watchdog"), "200 ms");
 }
+
+#[test]
+fn aarch64_two_vcpu_partition_restarted_while_both_vcpus_run() {
+    supervision_checks::check_two_vcpu_restart(&boot_system("restart-2vcpu-running"), "50 ms");
+}
+
+#[test]
+fn x86_svm_two_vcpu_partition_restarted_while_both_vcpus_run() {
+    supervision_checks::check_two_vcpu_restart(&boot_system("x86-restart-2vcpu-running"), "200 ms");
+}

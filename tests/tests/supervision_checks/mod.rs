@@ -27,3 +27,17 @@ pub fn check_watchdogs(b: &Boot, period: &str) {
     let n: u64 = pets.split_whitespace().next().and_then(|n| n.parse().ok()).expect("a count");
     assert!(n >= 8, "{}", b.output);
 }
+
+/// `restart-2vcpu-running.toml`: a two-vCPU partition whose vCPUs both
+/// spin is restarted whole by its watchdog: RAM scrubbed, vCPU 1 off and
+/// startable again, the second run exits 0.
+pub fn check_two_vcpu_restart(b: &Boot, period: &str) {
+    b.assert_status(0);
+    let pair = b.lines_of("pair");
+    assert!(pair.contains(&"probe: both vCPUs spinning"), "{}", b.output);
+    assert!(b.output.contains(&format!("partition pair faulted: watchdog expired: not petted for {period}; restarting it (1 of 1)")), "{}", b.output);
+    assert!(pair.contains(&"probe: marker after restart: 0x0"), "{}", b.output);
+    assert!(pair.contains(&"probe: vCPU 1 runs again after the restart"), "{}", b.output);
+    assert_eq!(b.summary("pair"), "exited 0 (restarted 1 times) (1 watchdog miss)");
+    assert_eq!(b.summary("steady"), "exited 0");
+}

@@ -272,6 +272,7 @@ fn main(boot: &Boot) -> u64 {
         "sink" => return leak::sink(boot),
         "cpu_off_on" => return leak::cpu_off_on(boot),
         "vcpu1_fault" => return leak::vcpu1_fault(boot),
+        "pair_spin" => return leak::pair_spin(boot),
         "forge" => {
             // Lines that imitate the hypervisor's, after a newline inside
             // one write and at the start of another.
