@@ -90,7 +90,7 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
             }
         }
         Hypercall::WatchdogPet => {
-            if partition::watchdog_pet(sys, index) {
+            if partition::watchdog_pet(index) {
                 ret(regs, 0)
             } else {
                 ret(regs, Error::NotSupported as i64)

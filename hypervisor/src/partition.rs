@@ -156,12 +156,18 @@ static STATES: [Mutex<PartState>; MAX_PARTITIONS] = [const {
 struct Watch {
     deadline: AtomicU64,
     beat: AtomicU64,
+    /// Looks taken (deadline reached), over all runs: the watchdog's cost
+    /// is counted per look.
+    looks: AtomicU64,
     /// Loaded, and its boot vCPU not yet entered: the first period starts then.
     fresh: AtomicBool,
+    /// The period in counter ticks (computed once per load: no division
+    /// on the checking path).
+    period: AtomicU64,
 }
 
 static WATCH: [Watch; MAX_PARTITIONS] = [const {
-    Watch { deadline: AtomicU64::new(0), beat: AtomicU64::new(0), fresh: AtomicBool::new(false) }
+    Watch { deadline: AtomicU64::new(0), beat: AtomicU64::new(0), looks: AtomicU64::new(0), fresh: AtomicBool::new(false), period: AtomicU64::new(0) }
 }; MAX_PARTITIONS];
 
 /// The boot vCPU of partition `index` is about to be entered after a
@@ -171,6 +177,7 @@ fn start_run(sys: &System, index: usize, st: &mut PartState) {
     st.started = now;
     if WATCH[index].fresh.swap(false, Ordering::AcqRel) {
         let period = watch_period(&sys.table.partitions()[index]);
+        WATCH[index].period.store(period, Ordering::Relaxed);
         WATCH[index].deadline.store(now.saturating_add(period), Ordering::Release);
     }
 }
@@ -198,9 +205,9 @@ pub fn watchdog_next(core: usize) -> u64 {
 
 /// `WATCHDOG_PET` from partition `index`: its deadline becomes one period
 /// from now. `false` when it has no watchdog.
-pub fn watchdog_pet(sys: &System, index: usize) -> bool {
-    let period = watch_period(&sys.table.partitions()[index]);
-    if period == 0 {
+pub fn watchdog_pet(index: usize) -> bool {
+    let period = WATCH[index].period.load(Ordering::Relaxed);
+    if period == 0 || WATCH[index].deadline.load(Ordering::Relaxed) == 0 {
         return false;
     }
     WATCH[index].deadline.store(arch::now().saturating_add(period), Ordering::Release);
@@ -223,6 +230,7 @@ pub fn watchdog_expired(core: usize) -> u64 {
     if deadline == 0 || now < deadline {
         return deadline;
     }
+    w.looks.fetch_add(1, Ordering::Relaxed);
     // The heartbeat word: guest memory, read once; any change since the
     // last look counts as a pet now.
     let beat = sys.parts[role.partition].and_then(|rt| {
@@ -232,7 +240,7 @@ pub fn watchdog_expired(core: usize) -> u64 {
     });
     if let Some(b) = beat {
         if w.beat.swap(b, Ordering::AcqRel) != b {
-            let next = now.saturating_add(watch_period(p));
+            let next = now.saturating_add(w.period.load(Ordering::Relaxed));
             // Unless another core or a pet moved it meanwhile.
             let _ = w.deadline.compare_exchange(deadline, next, Ordering::AcqRel, Ordering::Acquire);
             return w.deadline.load(Ordering::Acquire);
@@ -545,6 +553,9 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     }
     console::partition_flush(index, name);
     report_cost(name);
+    if p.watchdog_ns != 0 {
+        console::hv_print(format_args!("watchdog: {name}: {} looks\n", WATCH[index].looks.load(Ordering::Relaxed)));
+    }
     match end {
         End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
         End::Fault(reason) if restart => {

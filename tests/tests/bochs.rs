@@ -92,6 +92,11 @@ fn vmx_two_vcpu_partition_restarted_while_both_vcpus_run() {
 }
 
 #[test]
+fn vmx_request_reply_client_across_a_server_restart() {
+    supervision_checks::check_rpc_restart(&boot_bochs("x86-rpc-restart", VMX));
+}
+
+#[test]
 fn vmx_restarts_then_stops() {
     let b = boot_bochs("x86-restart", VMX);
     b.assert_status(1);

@@ -26,3 +26,13 @@ fn aarch64_two_vcpu_partition_restarted_while_both_vcpus_run() {
 fn x86_svm_two_vcpu_partition_restarted_while_both_vcpus_run() {
     supervision_checks::check_two_vcpu_restart(&boot_system("x86-restart-2vcpu-running"), "200 ms");
 }
+
+#[test]
+fn aarch64_request_reply_client_across_a_server_restart() {
+    supervision_checks::check_rpc_restart(&boot_system("rpc-restart"));
+}
+
+#[test]
+fn x86_svm_request_reply_client_across_a_server_restart() {
+    supervision_checks::check_rpc_restart(&boot_system("x86-rpc-restart"));
+}

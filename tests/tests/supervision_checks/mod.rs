@@ -41,3 +41,24 @@ pub fn check_two_vcpu_restart(b: &Boot, period: &str) {
     assert_eq!(b.summary("pair"), "exited 0 (restarted 1 times) (1 watchdog miss)");
     assert_eq!(b.summary("steady"), "exited 0");
 }
+
+/// `rpc-restart.toml`: a Parseltongue request/reply client across a server
+/// restart: the call pending when the server crashes fails with a clear
+/// error (not a hang), is retried, and every reply matches its request.
+pub fn check_rpc_restart(b: &Boot) {
+    b.assert_status(0);
+    assert!(b.lines_of("backend").contains(&"crashing on purpose while serving job 8"), "{}", b.output);
+    let frontend = b.lines_of("frontend");
+    assert_eq!(
+        frontend.iter().filter(|l| l.starts_with("job ")).copied().collect::<Vec<_>>(),
+        ["job 8: the server restarted; the request was not answered (retry if it is idempotent); asking again"],
+        "{}",
+        b.output
+    );
+    assert!(frontend.contains(&"20 calls answered, 1 failed with the server restarted and were retried"), "{}", b.output);
+    assert!(!frontend.iter().any(|l| l.contains("wrong reply")), "{}", b.output);
+    // The restarted backend served the retried job and the rest: 13.
+    assert!(b.lines_of("backend").contains(&"served 13 job(s)"), "{}", b.output);
+    assert_eq!(b.summary("backend"), "exited 0 (restarted 1 times)");
+    assert_eq!(b.summary("frontend"), "exited 0");
+}

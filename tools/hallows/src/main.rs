@@ -101,7 +101,12 @@ enum Cmd {
     BootCost { manifest: PathBuf },
     /// Run the system with every instruction traced and print, per core,
     /// the instructions executed and how many were the hypervisor's.
-    El2Cost { manifest: PathBuf },
+    El2Cost {
+        manifest: PathBuf,
+        /// Functions listed per core, most instructions first.
+        #[arg(long, default_value_t = 12)]
+        top: usize,
+    },
     /// Instructions per keep-alive HTTP request through a forward: the
     /// hypervisor's and the serving partitions' guests, split by part of
     /// the stack. One traced run; the instructions logged while the
@@ -136,7 +141,7 @@ fn main() -> ExitCode {
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
     | Cmd::BootCost { manifest }
-    | Cmd::El2Cost { manifest }
+    | Cmd::El2Cost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
         if manifest.parent().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -295,7 +300,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(code)
         }
-        Cmd::El2Cost { manifest } => {
+        Cmd::El2Cost { manifest, top } => {
             let (sys, path) = build_image(&manifest, None, outside)?;
             let len = std::fs::metadata(&path)?.len();
             // The image's load address: 2 MiB into the reservation on
@@ -327,7 +332,7 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 let mut by_fn: Vec<_> = by_fn.into_iter().collect();
                 by_fn.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                for (name, n) in by_fn.iter().take(12) {
+                for (name, n) in by_fn.iter().take(top) {
                     println!("  {n:>10}  {name}");
                 }
             }

@@ -28,6 +28,28 @@ pub fn sleep() -> ! {
     arch_sleep()
 }
 
+/// `action=pet beats=N spins=K how=...`: N pets, each after K loop
+/// iterations (for instruction counts: the same work whatever the clock).
+pub fn pet_count(beats: u64, spins: u64, how: &str) -> u64 {
+    println!("probe: petting ({how}) {beats} times every {spins} spins; watchdog {:?}", watchdog::period());
+    for _ in 0..beats {
+        for _ in 0..spins {
+            core::hint::black_box(());
+        }
+        match how {
+            "beat" => watchdog::beat(),
+            "none" => {}
+            _ => {
+                if watchdog::pet().is_err() {
+                    return 1;
+                }
+            }
+        }
+    }
+    println!("probe: petted {beats} times, done");
+    0
+}
+
 pub fn pet(ms: u64, how: &str) -> u64 {
     let period = watchdog::period();
     println!("probe: petting ({how}) for {ms} ms; watchdog {:?}", period);

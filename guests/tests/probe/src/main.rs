@@ -268,6 +268,10 @@ fn main(boot: &Boot) -> u64 {
         "spin" => hang::spin(),
         "sleep" => hang::sleep(),
         "exc_loop" => hang::exc_loop(),
+        "pet" if boot.has("beats") => {
+            let n = |k| boot.arg(k).and_then(parse).unwrap_or(100);
+            return hang::pet_count(n("beats"), n("spins"), boot.arg("how").unwrap_or("call"));
+        }
         "pet" => return hang::pet(boot.arg("ms").and_then(parse).unwrap_or(300), boot.arg("how").unwrap_or("call")),
         "sink" => return leak::sink(boot),
         "cpu_off_on" => return leak::cpu_off_on(boot),
