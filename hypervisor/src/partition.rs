@@ -9,7 +9,7 @@
 //! that ended it prints the summary and stops the machine.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use hallows_abi::{role, BootInfo, ChannelInfo, DeviceInfo, BOOT_MAGIC};
 use zerocopy::{FromZeros, IntoBytes};
@@ -295,6 +295,12 @@ pub fn wake_vcpu(p: &hallows_table::PartitionDesc, vcpu: usize) {
     }
     arch::send_event();
 }
+/// Per partition: an operator's request waiting for one of its cores
+/// ([`OP_STOP`], [`OP_RESTART`]; 0: none). Set by the control core, taken
+/// by the partition's own core in [`deliver_doorbells`] after the kick.
+static OPERATOR: [AtomicU8; MAX_PARTITIONS] = [const { AtomicU8::new(0) }; MAX_PARTITIONS];
+const OP_STOP: u8 = 1;
+const OP_RESTART: u8 = 2;
 static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ENDING: AtomicBool = AtomicBool::new(false);
 
@@ -307,6 +313,7 @@ pub fn state(index: usize) -> spin::MutexGuard<'static, PartState> {
 pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi::Error> {
     let p = &sys.table.partitions()[index];
     let rt = sys.parts[index].as_ref().ok_or(hallows_abi::Error::InvalidArgument)?;
+    OPERATOR[index].store(0, Ordering::Release);
     if restarts > 0 {
         rt.ram.scrub();
         DOORBELLS[index].store(0, Ordering::Release);
@@ -497,9 +504,78 @@ pub fn handle_trap(core: usize, trap: Trap, regs: &mut [u64; 31]) {
     finish(sys, role.partition, end)
 }
 
+#[derive(Clone, Copy)]
 enum End {
     Exit(u64),
     Fault(StopReason),
+    /// The operator's `stop` or `restart` (whatever the fault policy and
+    /// `max_restarts` say).
+    Operator { restart: bool },
+}
+
+/// The operator's `stop` or `restart` of partition `index`, from the
+/// control core: noted for the partition, and its running cores kicked; the
+/// first of them to see it ends the partition (as a fault would, so every
+/// vCPU leaves first). Refused for a partition that is not running.
+pub fn operator(sys: &System, index: usize, restart: bool) -> Result<(), &'static str> {
+    let p = &sys.table.partitions()[index];
+    let st = state(index);
+    if st.state != State::Running || ENDED[index].load(Ordering::Acquire) {
+        return Err("it is not running");
+    }
+    let on: [bool; MAX_CORES] = core::array::from_fn(|v| v < system::vcpu_count(p) && st.vcpus[v] == Vcpu::On);
+    if !on.iter().any(|&o| o) {
+        return Err("none of its vCPUs is running (it is starting or restarting); try again");
+    }
+    OPERATOR[index].store(if restart { OP_RESTART } else { OP_STOP }, Ordering::Release);
+    drop(st);
+    let me = arch::this_core();
+    for (v, _) in on.iter().enumerate().filter(|&(_, &o)| o) {
+        let core = p.vcpu_core[v] as usize;
+        if core != me {
+            arch::kick(sys.table.board.core_hwid[core]);
+        }
+    }
+    // This core's own partition: taken on the way back to its guest
+    // (`deliver_doorbells`).
+    Ok(())
+}
+
+/// One `state:` line per partition: what it is doing, its uptime (this
+/// run), restarts, faults and watchdog misses. On the operator's `status`
+/// and before the summary at the end.
+pub fn print_states(sys: &System) {
+    let now = arch::now();
+    let hz = arch::counter_hz().max(1);
+    for (i, p) in sys.table.partitions().iter().enumerate() {
+        let (state, started, restarts, faults, misses) = {
+            let st = state(i);
+            (st.state, st.started, st.restarts, st.faults, st.misses)
+        };
+        let name = p.name();
+        let counts = Counts { restarts, faults, misses };
+        match state {
+            State::Running if started != 0 => {
+                let ms = (now.saturating_sub(started) as u128 * 1000 / hz as u128) as u64;
+                console::hv_print(format_args!("state: {name}: running, up {}.{:03} s, {counts}\n", ms / 1000, ms % 1000))
+            }
+            State::Running => console::hv_print(format_args!("state: {name}: starting, {counts}\n")),
+            State::Exited(status) => console::hv_print(format_args!("state: {name}: exited {status}, {counts}\n")),
+            State::Stopped(reason) => console::hv_print(format_args!("state: {name}: stopped ({reason}), {counts}\n")),
+        }
+    }
+}
+
+struct Counts {
+    restarts: u32,
+    faults: u32,
+    misses: u32,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "restarts {}, faults {}, watchdog misses {}", self.restarts, self.faults, self.misses)
+    }
 }
 
 fn finish(sys: &System, index: usize, end: End) -> ! {
@@ -529,13 +605,18 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
         }
         st.vcpus[v] = Vcpu::Off;
     }
-    let restart = matches!(end, End::Fault(_)) && p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts;
+    let restart = match end {
+        End::Fault(_) => p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts,
+        End::Operator { restart } => restart,
+        End::Exit(_) => false,
+    };
     if restart {
         st.restarts += 1;
     } else {
         st.state = match end {
             End::Exit(status) => State::Exited(status),
             End::Fault(reason) => State::Stopped(reason),
+            End::Operator { .. } => State::Stopped(StopReason::Operator),
         };
     }
     let restarts = st.restarts;
@@ -570,6 +651,11 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
             shutdown(sys);
         }
         End::Fault(reason) => console::hv_print(format_args!("partition {name} stopped: {reason}\n")),
+        End::Operator { restart: true } => {
+            console::hv_print(format_args!("partition {name} restarted by the operator (restart {restarts})\n"));
+            restart_partition(sys, index, restarts);
+        }
+        End::Operator { restart: false } => console::hv_print(format_args!("partition {name} stopped: by the operator\n")),
     }
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         shutdown(sys);
@@ -627,6 +713,10 @@ fn shutdown(sys: &System) -> ! {
     if ENDING.swap(true, Ordering::AcqRel) {
         arch::park();
     }
+    print_states(sys);
+    // Nothing is allocated after boot; the table pool, the only memory the
+    // hypervisor hands out, must be where boot left it.
+    console::hv_print(format_args!("{} page-table pages used at the end\n", arch::table_pages_used()));
     let mut failed = 0;
     let parts = sys.table.partitions();
     for (i, p) in parts.iter().enumerate() {
@@ -695,6 +785,13 @@ pub fn deliver_doorbells(core: usize) {
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return };
     if ENDED[role.partition].load(Ordering::Acquire) {
         leave(core);
+    }
+    if OPERATOR[role.partition].load(Ordering::Relaxed) != 0 {
+        match OPERATOR[role.partition].swap(0, Ordering::AcqRel) {
+            OP_STOP => finish(sys, role.partition, End::Operator { restart: false }),
+            OP_RESTART => finish(sys, role.partition, End::Operator { restart: true }),
+            _ => {}
+        }
     }
     if role.vcpu != 0 {
         return;

@@ -156,6 +156,7 @@ fn board(sys: &System) -> Result<Board> {
     }
     out.hypervisor = b.hypervisor.to_table();
     out.console = b.console.to_table();
+    out.console_irq = b.console_irqs.first().copied().unwrap_or(0);
     out.gic_dist = b.gic_dist.to_table();
     out.gic_redist = b.gic_redist.to_table();
     Ok(out)

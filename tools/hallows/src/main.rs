@@ -64,6 +64,14 @@ enum Cmd {
     /// --timeout); then, if the machine did not finish by itself, prints
     /// each partition's state.
     ///
+    /// Operator commands, one per line on standard input (sent to the
+    /// hypervisor over the console's receive side, which no partition can
+    /// reach):
+    ///   status         one `state:` line per partition (running, uptime,
+    ///                  restarts, faults, watchdog misses)
+    ///   stop NAME      stop the partition now
+    ///   restart NAME   restart it now, whatever its fault policy
+    ///
     /// Exit status:
     ///   0    every partition exited 0
     ///   1    some partition exited non-zero or was stopped by a fault
@@ -265,7 +273,23 @@ fn run(cli: Cli) -> Result<u8> {
                 sys.board.qemu().map(|q| q.binary.as_str()).unwrap_or("qemu"),
                 sys.board.name
             ));
-            let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
+            // The operator's commands, one per line on standard input:
+            // `status`, `stop NAME`, `restart NAME` (docs/supervision.md).
+            let control = std::sync::Arc::new(qemu::Control::default());
+            let input = control.clone();
+            let names: Vec<String> = sys.partitions.iter().map(|p| p.name.clone()).collect();
+            std::thread::spawn(move || {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                for line in std::io::stdin().lines().map_while(Result::ok) {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = input.send(line.trim(), &names) {
+                        eprintln!("hallows: {e}");
+                    }
+                }
+            });
+            let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, None, Some(control))?;
             let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
             let frames = hallows::symbolize::backtraces(&out.output, &sys, &build::guest_dir(&root, sys.board.arch));
             if !frames.is_empty() {

@@ -109,7 +109,10 @@ pub struct Board {
     pub core_hwid: [u64; MAX_CORES],
     /// Number of valid entries in `ram`.
     pub ram_count: u32,
-    pub _pad0: u32,
+    /// The console's interrupt (aarch64: an SPI INTID; x86_64: an I/O APIC
+    /// GSI); 0: none. The hypervisor takes the operator's commands from
+    /// the console's receive side with it.
+    pub console_irq: u32,
     /// The board's RAM.
     pub ram: [MemRange; MAX_RAM_RANGES],
     /// Physical range reserved for the hypervisor (its image, payload and boot data).

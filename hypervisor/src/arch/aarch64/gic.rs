@@ -42,6 +42,32 @@ pub const SPURIOUS: u32 = 1020;
 pub const VIRTUAL_TIMER_PPI: u32 = hallows_abi::VIRTUAL_TIMER_INTID;
 
 static DIST: AtomicU64 = AtomicU64::new(0);
+/// The console UART's SPI (0: none), routed to the control core.
+static CONSOLE_SPI: AtomicU32 = AtomicU32::new(0);
+
+/// Routes the console's receive interrupt `intid` to the core `hwid` (the
+/// control core). Boot core, before any partition runs.
+pub fn route_console(intid: u32, hwid: u64) {
+    if (32..1020).contains(&intid) {
+        CONSOLE_SPI.store(intid, Ordering::Relaxed);
+        route_spi(intid, hwid);
+    }
+}
+
+/// Whether `intid` is the console's interrupt.
+pub fn is_console(intid: u32) -> bool {
+    intid != 0 && intid == CONSOLE_SPI.load(Ordering::Relaxed)
+}
+
+/// The control core has nothing left to run: only the console's
+/// interrupt may wake it (its SGIs and PPIs are disabled at its
+/// redistributor; the priority mask stays open).
+pub fn only_console(core: usize) {
+    let rd = REDIST.get(core).map_or(0, |r| r.load(Ordering::Relaxed));
+    if rd != 0 {
+        write32(rd + GICR_ICENABLER0, 0xffff_ffff);
+    }
+}
 /// Each core's redistributor frame (set at boot by the boot core).
 static REDIST: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Per core: hardware interrupts held back for want of a list register

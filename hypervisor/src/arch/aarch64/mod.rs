@@ -14,6 +14,11 @@ pub use boot::{el2_instructions, enter_vcpu, exit_machine, park, quiesce, quiesc
 pub use phys::GuestRam;
 pub use uart::write_bytes as console_write;
 
+/// The next byte the host sent on the console (operator commands).
+pub fn console_read() -> Option<u8> {
+    uart::read_byte()
+}
+
 /// Makes virtual interrupt `vintid` pending for this core's vCPU; `false`
 /// when no list register is free.
 pub fn inject_virtual(vintid: u32) -> bool {
@@ -96,4 +101,9 @@ pub fn watchdog_arm(at: u64) {
 /// `WAKE` is x86's: aarch64 guests wake each other with `sev`.
 pub fn wake(_core: usize, _hwid: u64) -> bool {
     false
+}
+
+/// Pages of the page-table pool in use (boot prints the same figure).
+pub fn table_pages_used() -> usize {
+    phys::TablePool::used()
 }

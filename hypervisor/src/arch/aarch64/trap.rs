@@ -72,6 +72,13 @@ fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
                 let next = partition::watchdog_expired(core);
                 super::watchdog_arm(next);
             }
+            i if gic::is_console(i) => {
+                // The operator typed a command (`control.rs`); one for this
+                // core's own partition is taken on the way back.
+                gic::end(intid);
+                crate::control::poll();
+                partition::deliver_doorbells(core);
+            }
             gic::VIRTUAL_TIMER_PPI | 32..gic::SPURIOUS => gic::forward(core, intid),
             gic::SPURIOUS.. => {}
             // Nothing else is enabled; end it rather than leave it active.

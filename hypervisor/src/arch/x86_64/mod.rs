@@ -57,6 +57,25 @@ pub fn guest_device_irq(index: usize, irq: u32) -> u32 {
 pub use phys::GuestRam;
 pub use serial::write_bytes as console_write;
 
+/// The console's receive interrupt came (the IDT notes it; the exit path
+/// and the control core's park loop run the commands).
+static CONSOLE_PENDING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// After interrupts were taken: runs the operator's commands if the
+/// console's receive interrupt came (a load on other exits).
+pub fn console_poll() {
+    if CONSOLE_PENDING.load(core::sync::atomic::Ordering::Relaxed)
+        && CONSOLE_PENDING.swap(false, core::sync::atomic::Ordering::AcqRel)
+    {
+        crate::control::poll();
+    }
+}
+
+/// The next byte the host sent on the console (operator commands).
+pub fn console_read() -> Option<u8> {
+    serial::read_byte()
+}
+
 /// What the `detail` of a guest-reported exception is (`FAULT` hypercall):
 /// the runtime passes the vector number (and the error code above bit 32).
 pub const GUEST_FAULT_DETAIL: &str = "vector";
@@ -114,4 +133,9 @@ pub fn now() -> u64 {
 /// Ticks of [`now`] per second (calibrated at boot).
 pub fn counter_hz() -> u64 {
     timer::tsc_hz()
+}
+
+/// Pages of the page-table pool in use (boot prints the same figure).
+pub fn table_pages_used() -> usize {
+    phys::TablePool::used()
 }

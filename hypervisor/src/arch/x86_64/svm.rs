@@ -455,6 +455,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 take_interrupts();
                 super::timer::collect(core);
                 super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -471,6 +472,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 super::cpu::unblock_nmi();
                 super::timer::collect(core);
                 super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -634,6 +636,7 @@ fn idle(core: usize) {
     loop {
         super::timer::collect(core);
         super::timer::watchdog(core);
+        super::console_poll();
         crate::partition::deliver_doorbells(core);
         if guest::doorbell_queued(core) || super::timer::take_wake(core) {
             return;

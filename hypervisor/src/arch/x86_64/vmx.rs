@@ -672,6 +672,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 take_interrupts();
                 super::timer::collect(core);
                 super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -682,6 +683,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::PREEMPTION_TIMER => {
                 super::timer::collect(core);
                 super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -747,6 +749,7 @@ fn idle(core: usize) {
     loop {
         super::timer::collect(core);
         super::timer::watchdog(core);
+        super::console_poll();
         crate::partition::deliver_doorbells(core);
         if guest::doorbell_queued(core) || super::timer::take_wake(core) {
             return;
