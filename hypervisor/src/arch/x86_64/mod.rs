@@ -63,6 +63,7 @@ static CONSOLE_PENDING: core::sync::atomic::AtomicBool = core::sync::atomic::Ato
 
 /// After interrupts were taken: runs the operator's commands if the
 /// console's receive interrupt came (a load on other exits).
+#[inline(always)]
 pub fn console_poll() {
     if CONSOLE_PENDING.load(core::sync::atomic::Ordering::Relaxed)
         && CONSOLE_PENDING.swap(false, core::sync::atomic::Ordering::AcqRel)

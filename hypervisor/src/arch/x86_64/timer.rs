@@ -167,6 +167,7 @@ pub fn watch(core: usize) -> u64 {
 /// (`partition::watchdog_expired`, which applies the fault policy on a
 /// miss and then does not return) and re-arms for the next. A load and a
 /// compare on other exits; nothing at all on the channels' data path.
+#[inline(always)]
 pub fn watchdog(core: usize) {
     let at = watch(core);
     if at == 0 || rdtsc() < at {
