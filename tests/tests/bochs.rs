@@ -88,7 +88,7 @@ fn vmx_watchdog_catches_spin_sleep_and_exception_loops() {
 
 #[test]
 fn vmx_two_vcpu_partition_restarted_while_both_vcpus_run() {
-    supervision_checks::check_two_vcpu_restart(&boot_bochs("x86-restart-2vcpu-running", VMX), "200 ms");
+    supervision_checks::check_two_vcpu_restart(&boot_bochs("x86-restart-2vcpu-running", VMX), "500 ms");
 }
 
 #[test]

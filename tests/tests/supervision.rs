@@ -9,7 +9,7 @@ mod supervision_checks;
 
 #[test]
 fn aarch64_watchdog_catches_spin_sleep_and_exception_loops() {
-    supervision_checks::check_watchdogs(&boot_system("watchdog"), "50 ms");
+    supervision_checks::check_watchdogs(&boot_system("watchdog"), "200 ms");
 }
 
 #[test]
@@ -19,12 +19,12 @@ fn x86_svm_watchdog_catches_spin_sleep_and_exception_loops() {
 
 #[test]
 fn aarch64_two_vcpu_partition_restarted_while_both_vcpus_run() {
-    supervision_checks::check_two_vcpu_restart(&boot_system("restart-2vcpu-running"), "50 ms");
+    supervision_checks::check_two_vcpu_restart(&boot_system("restart-2vcpu-running"), "500 ms");
 }
 
 #[test]
 fn x86_svm_two_vcpu_partition_restarted_while_both_vcpus_run() {
-    supervision_checks::check_two_vcpu_restart(&boot_system("x86-restart-2vcpu-running"), "200 ms");
+    supervision_checks::check_two_vcpu_restart(&boot_system("x86-restart-2vcpu-running"), "500 ms");
 }
 
 #[test]
