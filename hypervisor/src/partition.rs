@@ -641,8 +641,9 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
         End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
         End::Fault(reason) if restart => {
             console::hv_print(format_args!(
-                "partition {name} faulted: {reason}; restarting it ({restarts} of {})\n",
-                p.max_restarts
+                "partition {name} faulted: {reason}; restarting it ({restarts} of {}){}\n",
+                p.max_restarts,
+                Backoff(backoff_ns(p, restarts))
             ));
             restart_partition(sys, index, restarts);
         }
@@ -666,13 +667,32 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
 /// Restarts partition `index` (every vCPU is already out): reloads its
 /// image, then starts its boot vCPU on the boot vCPU's own core, which may
 /// be another core than this one (a fault on a secondary vCPU).
+/// The delay before restart number `restarts` (1 for the first):
+/// `restart_backoff`, doubled for each restart after the first, at most
+/// 10 s; 0 without a backoff.
+fn backoff_ns(p: &hallows_table::PartitionDesc, restarts: u32) -> u64 {
+    p.restart_backoff_ns.saturating_mul(1 << restarts.saturating_sub(1).min(20)).min(MAX_BACKOFF_NS)
+}
+
+/// A restart's backoff, as its announcement shows it.
+struct Backoff(u64);
+
+impl fmt::Display for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            ns => write!(f, " after {} ms", ns / 1_000_000),
+        }
+    }
+}
+
 fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
     let p = &sys.table.partitions()[index];
     // Backoff: `restart_backoff`, doubled for each restart after the
     // first, at most 10 s. This core has nothing else to do (its vCPU is
     // out); the partition's other cores wait for their vCPUs meanwhile.
-    if p.restart_backoff_ns != 0 {
-        let ns = p.restart_backoff_ns.saturating_mul(1 << restarts.saturating_sub(1).min(20)).min(MAX_BACKOFF_NS);
+    let ns = backoff_ns(p, restarts);
+    if ns != 0 {
         let ticks = (ns as u128 * arch::counter_hz() as u128 / 1_000_000_000) as u64;
         let until = arch::now().saturating_add(ticks);
         while arch::now() < until {

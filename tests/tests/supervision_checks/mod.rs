@@ -14,7 +14,8 @@ pub fn check_watchdogs(b: &Boot, period: &str) {
     // again, and is stopped.
     let runs: Vec<_> = b.lines_of("spin").into_iter().filter(|l| l.starts_with("probe: action spin")).collect();
     assert_eq!(runs, ["probe: action spin addr 0x0 (restart #0)", "probe: action spin addr 0x0 (restart #1)"], "{}", b.output);
-    assert!(b.output.contains(&format!("partition spin faulted: watchdog expired: not petted for {period}; restarting it (1 of 1)")), "{}", b.output);
+    // `restart_backoff = "20 ms"`: the first restart waits 20 ms.
+    assert!(b.output.contains(&format!("partition spin faulted: watchdog expired: not petted for {period}; restarting it (1 of 1) after 20 ms")), "{}", b.output);
     assert_eq!(b.summary("spin"), format!("{miss} (restarted 1 times) (2 watchdog misses)"));
     assert_eq!(b.summary("sleep"), format!("{miss} (1 watchdog miss)"), "{}", b.output);
     assert_eq!(b.summary("excloop"), format!("{miss} (1 watchdog miss)"));
