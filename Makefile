@@ -17,7 +17,7 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store soak
 
 all: test
 
@@ -92,6 +92,15 @@ bench-store:
 # --cfg loom build from invalidating the normal one.
 loom:
 	RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR=target/loom $(CARGO) test -p hallows-ring --release --test loom
+
+# The supervision soak (docs/supervision.md): a producer -> relay ->
+# consumer chain whose relay restarts every 2 s, beside a hostile partition
+# storming hypercalls and doorbells, for SOAK_SECONDS (default 30 minutes);
+# checks the restart contract and the hypervisor's memory, prints the
+# figures. Not part of `make test`, which runs a 20-second version.
+SOAK_SECONDS ?= 1800
+soak: deps
+	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test -p hallows-tests --test supervision soak_long -- --ignored --nocapture
 
 -include schedulers/Makefile.fragment
 

@@ -89,6 +89,13 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
                 None => ret(regs, Error::InvalidArgument as i64),
             }
         }
+        Hypercall::WatchdogPet => {
+            if partition::watchdog_pet(index) {
+                ret(regs, 0)
+            } else {
+                ret(regs, Error::NotSupported as i64)
+            }
+        }
         Hypercall::Psci(c) => psci_call(sys, role, c, regs),
     }
 }

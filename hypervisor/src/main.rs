@@ -20,6 +20,8 @@ mod arch;
 #[deny(unsafe_code)]
 mod console;
 #[deny(unsafe_code)]
+mod control;
+#[deny(unsafe_code)]
 mod hypercall;
 #[deny(unsafe_code)]
 mod partition;

@@ -9,10 +9,10 @@
 //! that ended it prints the summary and stops the machine.
 
 use core::fmt;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 
 use hallows_abi::{role, BootInfo, ChannelInfo, DeviceInfo, BOOT_MAGIC};
-use zerocopy::FromZeros;
+use zerocopy::{FromZeros, IntoBytes};
 use hallows_table::{fault_policy, MAX_CORES, MAX_PARTITIONS};
 use spin::Mutex;
 
@@ -68,6 +68,10 @@ pub enum StopReason {
     Undecodable { pc: u64 },
     /// x86: a VM exit the hypervisor does not emulate (exit code, qualifier).
     UnexpectedExit { code: u64, info: u64, pc: u64 },
+    /// The partition did not pet its watchdog within its period (`ms`).
+    Watchdog { ms: u64 },
+    /// The operator stopped or restarted it from the host (`hallows run`).
+    Operator,
 }
 
 impl fmt::Display for StopReason {
@@ -108,6 +112,8 @@ impl fmt::Display for StopReason {
             StopReason::UnexpectedExit { code, info, pc } => {
                 write!(f, "unexpected VM exit {code:#x} (qualifier {info:#x}, pc {pc:#x})")
             }
+            StopReason::Watchdog { ms } => write!(f, "watchdog expired: not petted for {ms} ms"),
+            StopReason::Operator => write!(f, "by the operator"),
         }
     }
 }
@@ -130,11 +136,118 @@ pub enum Vcpu {
 pub struct PartState {
     state: State,
     restarts: u32,
+    /// Faults of any kind (watchdog misses included), over all runs.
+    faults: u32,
+    /// Watchdog misses, over all runs.
+    misses: u32,
+    /// The counter value (`arch::now`) when the current run was loaded.
+    started: u64,
     pub vcpus: [Vcpu; MAX_CORES],
 }
 
-static STATES: [Mutex<PartState>; MAX_PARTITIONS] =
-    [const { Mutex::new(PartState { state: State::Running, restarts: 0, vcpus: [Vcpu::Off; MAX_CORES] }) }; MAX_PARTITIONS];
+static STATES: [Mutex<PartState>; MAX_PARTITIONS] = [const {
+    Mutex::new(PartState { state: State::Running, restarts: 0, faults: 0, misses: 0, started: 0, vcpus: [Vcpu::Off; MAX_CORES] })
+}; MAX_PARTITIONS];
+
+/// A partition's watchdog (manifest `watchdog`): the counter value
+/// (`arch::now`) by which it must be petted, and the last heartbeat word
+/// seen. Written by the pet hypercall and the checking cores; the
+/// deadline is 0 when the partition has no watchdog or is not running.
+struct Watch {
+    deadline: AtomicU64,
+    beat: AtomicU64,
+    /// Looks taken (deadline reached), over all runs: the watchdog's cost
+    /// is counted per look.
+    looks: AtomicU64,
+    /// Loaded, and its boot vCPU not yet entered: the first period starts then.
+    fresh: AtomicBool,
+    /// The period in counter ticks (computed once per load: no division
+    /// on the checking path).
+    period: AtomicU64,
+}
+
+static WATCH: [Watch; MAX_PARTITIONS] = [const {
+    Watch { deadline: AtomicU64::new(0), beat: AtomicU64::new(0), looks: AtomicU64::new(0), fresh: AtomicBool::new(false), period: AtomicU64::new(0) }
+}; MAX_PARTITIONS];
+
+/// The boot vCPU of partition `index` is about to be entered after a
+/// load: its run's clock (uptime) and its watchdog's first period start.
+fn start_run(sys: &System, index: usize, st: &mut PartState) {
+    let now = arch::now();
+    st.started = now;
+    if WATCH[index].fresh.swap(false, Ordering::AcqRel) {
+        let period = watch_period(&sys.table.partitions()[index]);
+        WATCH[index].period.store(period, Ordering::Relaxed);
+        WATCH[index].deadline.store(now.saturating_add(period), Ordering::Release);
+    }
+}
+
+/// Partition `p`'s watchdog period in counter ticks (0: none).
+fn watch_period(p: &hallows_table::PartitionDesc) -> u64 {
+    if p.watchdog_ns == 0 {
+        return 0;
+    }
+    let ticks = p.watchdog_ns as u128 * arch::counter_hz() as u128 / 1_000_000_000;
+    (ticks.min(u64::MAX as u128) as u64).max(1)
+}
+
+/// When the core `core`, about to enter its vCPU, must next look at its
+/// partition's watchdog (a counter value; 0: never). Each core running a
+/// vCPU of a partition with a watchdog arms its hypervisor timer for it
+/// (aarch64: the EL2 physical timer; x86: the local APIC timer, and the
+/// VMX-preemption timer under VMX), so a guest that never traps is still
+/// interrupted when the deadline comes.
+pub fn watchdog_next(core: usize) -> u64 {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return 0 };
+    WATCH[role.partition].deadline.load(Ordering::Acquire)
+}
+
+/// `WATCHDOG_PET` from partition `index`: its deadline becomes one period
+/// from now. `false` when it has no watchdog.
+pub fn watchdog_pet(index: usize) -> bool {
+    let period = WATCH[index].period.load(Ordering::Relaxed);
+    if period == 0 || WATCH[index].deadline.load(Ordering::Relaxed) == 0 {
+        return false;
+    }
+    WATCH[index].deadline.store(arch::now().saturating_add(period), Ordering::Release);
+    true
+}
+
+/// The hypervisor timer armed by [`watchdog_next`] fired on `core` (or
+/// the core found the time passed at an exit): returns when to look again,
+/// or, if the partition has neither called `WATCHDOG_PET` nor changed its
+/// heartbeat word since the deadline was set, applies its fault policy
+/// (and does not return). A few loads when the deadline has not come: the
+/// cost of a watchdog is one such interrupt per period per core.
+pub fn watchdog_expired(core: usize) -> u64 {
+    let sys = system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return 0 };
+    let p = &sys.table.partitions()[role.partition];
+    let w = &WATCH[role.partition];
+    let deadline = w.deadline.load(Ordering::Acquire);
+    let now = arch::now();
+    if deadline == 0 || now < deadline {
+        return deadline;
+    }
+    w.looks.fetch_add(1, Ordering::Relaxed);
+    // The heartbeat word: guest memory, read once; any change since the
+    // last look counts as a pet now.
+    let beat = sys.parts[role.partition].and_then(|rt| {
+        let mut b = 0u64;
+        rt.ram.read(system::boot_info_ipa(p) + core::mem::offset_of!(BootInfo, heartbeat) as u64, b.as_mut_bytes()).ok()?;
+        Some(b)
+    });
+    if let Some(b) = beat {
+        if w.beat.swap(b, Ordering::AcqRel) != b {
+            let next = now.saturating_add(w.period.load(Ordering::Relaxed));
+            // Unless another core or a pet moved it meanwhile.
+            let _ = w.deadline.compare_exchange(deadline, next, Ordering::AcqRel, Ordering::Acquire);
+            return w.deadline.load(Ordering::Acquire);
+        }
+    }
+    finish(sys, role.partition, End::Fault(StopReason::Watchdog { ms: p.watchdog_ns / 1_000_000 }))
+}
 /// Per partition: doorbells rung but not yet delivered, one bit per entry
 /// of the partition's channel directory.
 static DOORBELLS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
@@ -155,6 +268,8 @@ static COST: [Cost; MAX_CORES] = [const {
 /// samples are counted and left out.
 #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
 const ARTIFACT: u64 = 100_000;
+/// The longest restart backoff (vmm-config's `MAX_BACKOFF_NS`).
+const MAX_BACKOFF_NS: u64 = 10_000_000_000;
 /// Per partition: its vCPUs must leave it (it has ended, or it is being
 /// restarted). Checked lock-free on every trap and every hypervisor
 /// interrupt; set and cleared under the partition's state lock.
@@ -180,6 +295,12 @@ pub fn wake_vcpu(p: &hallows_table::PartitionDesc, vcpu: usize) {
     }
     arch::send_event();
 }
+/// Per partition: an operator's request waiting for one of its cores
+/// ([`OP_STOP`], [`OP_RESTART`]; 0: none). Set by the control core, taken
+/// by the partition's own core in [`deliver_doorbells`] after the kick.
+static OPERATOR: [AtomicU8; MAX_PARTITIONS] = [const { AtomicU8::new(0) }; MAX_PARTITIONS];
+const OP_STOP: u8 = 1;
+const OP_RESTART: u8 = 2;
 static LIVE: AtomicUsize = AtomicUsize::new(usize::MAX);
 static ENDING: AtomicBool = AtomicBool::new(false);
 
@@ -192,6 +313,7 @@ pub fn state(index: usize) -> spin::MutexGuard<'static, PartState> {
 pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi::Error> {
     let p = &sys.table.partitions()[index];
     let rt = sys.parts[index].as_ref().ok_or(hallows_abi::Error::InvalidArgument)?;
+    OPERATOR[index].store(0, Ordering::Release);
     if restarts > 0 {
         rt.ram.scrub();
         DOORBELLS[index].store(0, Ordering::Release);
@@ -250,8 +372,14 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         net: zerocopy::transmute!(p.net),
         tsc_hz: arch::tsc_hz(),
         timer_armed: [0; hallows_abi::MAX_VCPUS],
+        watchdog_ns: p.watchdog_ns,
+        heartbeat: 0,
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
+    // The first period runs from the boot vCPU's entry (`start_watch`).
+    WATCH[index].beat.store(0, Ordering::Relaxed);
+    WATCH[index].deadline.store(0, Ordering::Release);
+    WATCH[index].fresh.store(p.watchdog_ns != 0, Ordering::Release);
     if index == 0 && restarts == 0 {
         LIVE.store(sys.table.partitions().len(), Ordering::Release);
     }
@@ -289,6 +417,9 @@ fn wait_for_vcpu(sys: &System, core: usize) -> ! {
             }
             if let Vcpu::Pending { entry, context } = st.vcpus[role.vcpu] {
                 if !ENDED[role.partition].load(Ordering::Acquire) {
+                    if role.vcpu == 0 {
+                        start_run(sys, role.partition, &mut st);
+                    }
                     st.vcpus[role.vcpu] = Vcpu::On;
                     LEFT[core].store(false, Ordering::Release);
                     drop(st);
@@ -373,9 +504,78 @@ pub fn handle_trap(core: usize, trap: Trap, regs: &mut [u64; 31]) {
     finish(sys, role.partition, end)
 }
 
+#[derive(Clone, Copy)]
 enum End {
     Exit(u64),
     Fault(StopReason),
+    /// The operator's `stop` or `restart` (whatever the fault policy and
+    /// `max_restarts` say).
+    Operator { restart: bool },
+}
+
+/// The operator's `stop` or `restart` of partition `index`, from the
+/// control core: noted for the partition, and its running cores kicked; the
+/// first of them to see it ends the partition (as a fault would, so every
+/// vCPU leaves first). Refused for a partition that is not running.
+pub fn operator(sys: &System, index: usize, restart: bool) -> Result<(), &'static str> {
+    let p = &sys.table.partitions()[index];
+    let st = state(index);
+    if st.state != State::Running || ENDED[index].load(Ordering::Acquire) {
+        return Err("it is not running");
+    }
+    let on: [bool; MAX_CORES] = core::array::from_fn(|v| v < system::vcpu_count(p) && st.vcpus[v] == Vcpu::On);
+    if !on.iter().any(|&o| o) {
+        return Err("none of its vCPUs is running (it is starting or restarting); try again");
+    }
+    OPERATOR[index].store(if restart { OP_RESTART } else { OP_STOP }, Ordering::Release);
+    drop(st);
+    let me = arch::this_core();
+    for (v, _) in on.iter().enumerate().filter(|&(_, &o)| o) {
+        let core = p.vcpu_core[v] as usize;
+        if core != me {
+            arch::kick(sys.table.board.core_hwid[core]);
+        }
+    }
+    // This core's own partition: taken on the way back to its guest
+    // (`deliver_doorbells`).
+    Ok(())
+}
+
+/// One `state:` line per partition: what it is doing, its uptime (this
+/// run), restarts, faults and watchdog misses. On the operator's `status`
+/// and before the summary at the end.
+pub fn print_states(sys: &System) {
+    let now = arch::now();
+    let hz = arch::counter_hz().max(1);
+    for (i, p) in sys.table.partitions().iter().enumerate() {
+        let (state, started, restarts, faults, misses) = {
+            let st = state(i);
+            (st.state, st.started, st.restarts, st.faults, st.misses)
+        };
+        let name = p.name();
+        let counts = Counts { restarts, faults, misses };
+        match state {
+            State::Running if started != 0 => {
+                let ms = (now.saturating_sub(started) as u128 * 1000 / hz as u128) as u64;
+                console::hv_print(format_args!("state: {name}: running, up {}.{:03} s, {counts}\n", ms / 1000, ms % 1000))
+            }
+            State::Running => console::hv_print(format_args!("state: {name}: starting, {counts}\n")),
+            State::Exited(status) => console::hv_print(format_args!("state: {name}: exited {status}, {counts}\n")),
+            State::Stopped(reason) => console::hv_print(format_args!("state: {name}: stopped ({reason}), {counts}\n")),
+        }
+    }
+}
+
+struct Counts {
+    restarts: u32,
+    faults: u32,
+    misses: u32,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "restarts {}, faults {}, watchdog misses {}", self.restarts, self.faults, self.misses)
+    }
 }
 
 fn finish(sys: &System, index: usize, end: End) -> ! {
@@ -391,6 +591,13 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     // From here on no vCPU of the partition enters the guest again; those
     // that run are taken out before anything is reported.
     ENDED[index].store(true, Ordering::Release);
+    WATCH[index].deadline.store(0, Ordering::Release);
+    if let End::Fault(reason) = end {
+        st.faults += 1;
+        if matches!(reason, StopReason::Watchdog { .. }) {
+            st.misses += 1;
+        }
+    }
     let mut running = [false; MAX_CORES];
     for (v, c) in system::cores(p).enumerate() {
         if let Some(r) = running.get_mut(c) {
@@ -398,13 +605,18 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
         }
         st.vcpus[v] = Vcpu::Off;
     }
-    let restart = matches!(end, End::Fault(_)) && p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts;
+    let restart = match end {
+        End::Fault(_) => p.fault_policy == fault_policy::RESTART && st.restarts < p.max_restarts,
+        End::Operator { restart } => restart,
+        End::Exit(_) => false,
+    };
     if restart {
         st.restarts += 1;
     } else {
         st.state = match end {
             End::Exit(status) => State::Exited(status),
             End::Fault(reason) => State::Stopped(reason),
+            End::Operator { .. } => State::Stopped(StopReason::Operator),
         };
     }
     let restarts = st.restarts;
@@ -422,12 +634,16 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     }
     console::partition_flush(index, name);
     report_cost(name);
+    if p.watchdog_ns != 0 {
+        console::hv_print(format_args!("watchdog: {name}: {} looks\n", WATCH[index].looks.load(Ordering::Relaxed)));
+    }
     match end {
         End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
         End::Fault(reason) if restart => {
             console::hv_print(format_args!(
-                "partition {name} faulted: {reason}; restarting it ({restarts} of {})\n",
-                p.max_restarts
+                "partition {name} faulted: {reason}; restarting it ({restarts} of {}){}\n",
+                p.max_restarts,
+                Backoff(backoff_ns(p, restarts))
             ));
             restart_partition(sys, index, restarts);
         }
@@ -436,6 +652,11 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
             shutdown(sys);
         }
         End::Fault(reason) => console::hv_print(format_args!("partition {name} stopped: {reason}\n")),
+        End::Operator { restart: true } => {
+            console::hv_print(format_args!("partition {name} restarted by the operator (restart {restarts})\n"));
+            restart_partition(sys, index, restarts);
+        }
+        End::Operator { restart: false } => console::hv_print(format_args!("partition {name} stopped: by the operator\n")),
     }
     if LIVE.fetch_sub(1, Ordering::AcqRel) == 1 {
         shutdown(sys);
@@ -446,8 +667,38 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
 /// Restarts partition `index` (every vCPU is already out): reloads its
 /// image, then starts its boot vCPU on the boot vCPU's own core, which may
 /// be another core than this one (a fault on a secondary vCPU).
+/// The delay before restart number `restarts` (1 for the first):
+/// `restart_backoff`, doubled for each restart after the first, at most
+/// 10 s; 0 without a backoff.
+fn backoff_ns(p: &hallows_table::PartitionDesc, restarts: u32) -> u64 {
+    p.restart_backoff_ns.saturating_mul(1 << restarts.saturating_sub(1).min(20)).min(MAX_BACKOFF_NS)
+}
+
+/// A restart's backoff, as its announcement shows it.
+struct Backoff(u64);
+
+impl fmt::Display for Backoff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            0 => Ok(()),
+            ns => write!(f, " after {} ms", ns / 1_000_000),
+        }
+    }
+}
+
 fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
     let p = &sys.table.partitions()[index];
+    // Backoff: `restart_backoff`, doubled for each restart after the
+    // first, at most 10 s. This core has nothing else to do (its vCPU is
+    // out); the partition's other cores wait for their vCPUs meanwhile.
+    let ns = backoff_ns(p, restarts);
+    if ns != 0 {
+        let ticks = (ns as u128 * arch::counter_hz() as u128 / 1_000_000_000) as u64;
+        let until = arch::now().saturating_add(ticks);
+        while arch::now() < until {
+            core::hint::spin_loop();
+        }
+    }
     if load(sys, index, restarts).is_err() {
         // Validated at boot, so unreachable; stop rather than run garbage.
         console::hv_print(format_args!("partition {}: reload failed\n", p.name()));
@@ -482,11 +733,15 @@ fn shutdown(sys: &System) -> ! {
     if ENDING.swap(true, Ordering::AcqRel) {
         arch::park();
     }
+    print_states(sys);
+    // Nothing is allocated after boot; the table pool, the only memory the
+    // hypervisor hands out, must be where boot left it.
+    console::hv_print(format_args!("{} page-table pages used at the end\n", arch::table_pages_used()));
     let mut failed = 0;
     let parts = sys.table.partitions();
     for (i, p) in parts.iter().enumerate() {
         let st = state(i);
-        let r = Restarts(st.restarts);
+        let r = Restarts(st.restarts, st.misses);
         let name = p.name();
         match st.state {
             State::Exited(0) => console::hv_print(format_args!("summary: {name}: exited 0{r}\n")),
@@ -511,13 +766,19 @@ fn shutdown(sys: &System) -> ! {
     arch::exit_machine(if failed == 0 { 0 } else { 1 })
 }
 
-struct Restarts(u32);
+/// Restarts and watchdog misses, as the summary shows them.
+struct Restarts(u32, u32);
 
 impl fmt::Display for Restarts {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.0 {
+            0 => {}
+            n => write!(f, " (restarted {n} times)")?,
+        }
+        match self.1 {
             0 => Ok(()),
-            n => write!(f, " (restarted {n} times)"),
+            1 => write!(f, " (1 watchdog miss)"),
+            n => write!(f, " ({n} watchdog misses)"),
         }
     }
 }
@@ -544,6 +805,13 @@ pub fn deliver_doorbells(core: usize) {
     let Some(role) = sys.core_map.get(core).copied().flatten() else { return };
     if ENDED[role.partition].load(Ordering::Acquire) {
         leave(core);
+    }
+    if OPERATOR[role.partition].load(Ordering::Relaxed) != 0 {
+        match OPERATOR[role.partition].swap(0, Ordering::AcqRel) {
+            OP_STOP => finish(sys, role.partition, End::Operator { restart: false }),
+            OP_RESTART => finish(sys, role.partition, End::Operator { restart: true }),
+            _ => {}
+        }
     }
     if role.vcpu != 0 {
         return;

@@ -134,6 +134,13 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
     Boot { status: r.status, output }
 }
 
+/// Boots any manifest file with a time limit of its own (the soak).
+pub fn boot_manifest_for(path: &Path, timeout: Duration) -> Boot {
+    let (sys, out) = image_of(path, &|_| {}, &|_| {});
+    let r = qemu::run(&sys, &out, timeout, true, &[]).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
+}
+
 /// An edit of the channels' recorded layout hashes: `(channel, hash)`.
 pub type Retype<'a> = dyn Fn(&mut Vec<(String, u64)>) + 'a;
 
@@ -199,6 +206,19 @@ pub fn start_system_edited(name: &str, extra: &[String], edit: &dyn Fn(&mut vmm_
         qemu::run_until(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &extra).expect("running QEMU")
     });
     Running { stop, handle: Some(handle), system: sys }
+}
+
+/// As [`start_system`], with operator control: commands go to the
+/// hypervisor as `hallows run` sends them, and the output can be waited on.
+pub fn start_system_controlled(name: &str) -> (Running, std::sync::Arc<qemu::Control>) {
+    let (sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {});
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let control = std::sync::Arc::new(qemu::Control::default());
+    let (flag, system, ctl) = (stop.clone(), sys.clone(), control.clone());
+    let handle = std::thread::spawn(move || {
+        qemu::run_controlled(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &[], None, Some(ctl)).expect("running QEMU")
+    });
+    (Running { stop, handle: Some(handle), system: sys }, control)
 }
 
 impl Running {

@@ -6,6 +6,7 @@
 use hallows_tests::{boot_bochs, boot_bochs_manifest, root, x86_system_with_symbols, Boot};
 
 mod runtime_checks;
+mod supervision_checks;
 mod x86_checks;
 use x86_checks as x86;
 
@@ -76,6 +77,23 @@ fn vmx_stops_faulting_guests() {
     assert!(b.summary("undef").starts_with("stopped: unhandled guest exception (vector 0x6, pc 0x4000"), "{}", b.output);
     assert_eq!(b.summary("console"), "exited 0");
     assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
+}
+
+#[test]
+fn vmx_watchdog_catches_spin_sleep_and_exception_loops() {
+    let b = boot_bochs("x86-watchdog", VMX);
+    assert!(b.output.contains("x86_64, Intel VMX"), "{}", b.output);
+    supervision_checks::check_watchdogs(&b, "200 ms");
+}
+
+#[test]
+fn vmx_two_vcpu_partition_restarted_while_both_vcpus_run() {
+    supervision_checks::check_two_vcpu_restart(&boot_bochs("x86-restart-2vcpu-running", VMX), "500 ms");
+}
+
+#[test]
+fn vmx_request_reply_client_across_a_server_restart() {
+    supervision_checks::check_rpc_restart(&boot_bochs("x86-rpc-restart", VMX));
 }
 
 #[test]

@@ -587,6 +587,33 @@ impl Loader<'_> {
                 (OnFault::Stop, None) => FaultPolicy::Stop,
                 (OnFault::Halt, None) => FaultPolicy::Halt,
             };
+            // Supervision.
+            let mut supervision = crate::Supervision::default();
+            if let Some(w) = &p.watchdog {
+                let ns = w.get_ref().0;
+                if !(crate::MIN_WATCHDOG_NS..=crate::MAX_WATCHDOG_NS).contains(&ns) {
+                    self.d
+                        .error(file, w.span(), format!("watchdog = \"{}\" is out of range; it must be between 1 ms and 3600 s", crate::format_duration(ns)))
+                        .help("a watchdog shorter than 1 ms would spend the core on checks; use a longer period");
+                } else {
+                    supervision.watchdog_ns = ns;
+                }
+            }
+            if let Some(b) = &p.restart_backoff {
+                let ns = b.get_ref().0;
+                if !matches!(on_fault, FaultPolicy::Restart { .. }) {
+                    self.d
+                        .error(file, b.span(), "restart_backoff only applies to on_fault = \"restart\"")
+                        .related(file, fault_span.clone(), "fault policy set here")
+                        .help("remove restart_backoff, or set on_fault = \"restart\"");
+                } else if ns > crate::MAX_BACKOFF_NS {
+                    self.d
+                        .error(file, b.span(), format!("restart_backoff = \"{}\" is longer than the 10 s it may be", crate::format_duration(ns)))
+                        .help("the backoff doubles with each restart up to 10 s; start lower");
+                } else {
+                    supervision.restart_backoff_ns = ns;
+                }
+            }
             // Devices.
             let mut devices = Vec::new();
             for dv in &p.devices {
@@ -753,6 +780,7 @@ impl Loader<'_> {
                 log,
                 dma_trusted,
                 net: crate::Net::default(),
+                supervision,
                 disk: None,
             });
         }

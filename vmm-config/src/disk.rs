@@ -21,23 +21,10 @@ const DEFAULT_WINDOW_US: u64 = 10_000;
 const MIN_WINDOW_US: u64 = 1_000;
 const MAX_WINDOW_US: u64 = 10_000_000;
 
-/// Parses a duration as written in a manifest: `"<integer> <unit>"`, unit
-/// `us`, `ms` or `s`. Returns microseconds.
+/// Parses a duration as written in a manifest (`"10 ms"`; see
+/// `crate::duration`). Returns microseconds, rounded up.
 pub fn parse_duration(text: &str) -> Result<u64, String> {
-    let t = text.trim();
-    let end = t.find(|c: char| !(c.is_ascii_digit() || c == '_')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(end);
-    if num.is_empty() {
-        return Err(format!("duration \"{text}\" does not start with a number"));
-    }
-    let n: u64 = num.replace('_', "").parse().map_err(|_| format!("duration \"{text}\" is too large"))?;
-    let mult = match unit.trim() {
-        "us" => 1,
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        u => return Err(format!("duration \"{text}\" has unknown unit \"{u}\"; units are us, ms, s")),
-    };
-    n.checked_mul(mult).ok_or_else(|| format!("duration \"{text}\" is too large"))
+    crate::duration::parse_duration(text).map(|ns| ns.div_ceil(1_000))
 }
 
 /// The board transport a `device` key names, if it can hold a virtio

@@ -18,6 +18,7 @@ mod check;
 pub mod cli;
 mod diag;
 mod disk;
+mod duration;
 mod net;
 mod place;
 mod raw;
@@ -31,6 +32,7 @@ pub use disk::{qemu_args as disk_qemu_args, parse_duration};
 pub use net::{qemu_args as net_qemu_args, LINK_MIN_SLOT_SIZE};
 pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
 pub use size::{format_size, parse_size};
+pub use duration::format_duration;
 
 /// Everything a check needs besides the manifest itself.
 #[derive(Clone, Debug, Default)]
@@ -77,6 +79,13 @@ pub const X86_INTERRUPT_CONTROLLERS: [(&str, u64, u64); 2] =
 pub const MAX_FORWARDS: usize = 64;
 /// Restarts allowed by `on_fault = "restart"` when `max_restarts` is absent.
 pub const DEFAULT_MAX_RESTARTS: u32 = 3;
+/// Shortest `watchdog` period accepted: 1 ms.
+pub const MIN_WATCHDOG_NS: u64 = 1_000_000;
+/// Longest `watchdog` period accepted: 1 hour.
+pub const MAX_WATCHDOG_NS: u64 = 3_600_000_000_000;
+/// Longest `restart_backoff` accepted: 10 s (it doubles per restart, up to
+/// [`MAX_BACKOFF_NS`]).
+pub const MAX_BACKOFF_NS: u64 = 10_000_000_000;
 
 /// A fully checked and placed system.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -404,6 +413,18 @@ pub struct Partition {
     pub net: Net,
     /// Its disk, if it has one.
     pub disk: Option<Disk>,
+    /// Supervision: watchdog period and restart backoff in nanoseconds (0: none).
+    pub supervision: Supervision,
+}
+
+/// A partition's `watchdog` and `restart_backoff` keys.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Supervision {
+    /// Nanoseconds; 0: no watchdog.
+    pub watchdog_ns: u64,
+    /// Delay before the first restart, doubled for each later one (capped
+    /// at [`MAX_BACKOFF_NS`]); 0: restart at once.
+    pub restart_backoff_ns: u64,
 }
 
 /// A partition's `log` level.

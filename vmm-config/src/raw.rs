@@ -14,6 +14,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::duration::Duration;
 use crate::size::Size;
 
 /// A RustHallows system manifest (version 1).
@@ -171,6 +172,16 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Option<u32>", range(min = 1))]
     pub max_restarts: Option<Spanned<u32>>,
+    /// Watchdog period (e.g. "100 ms", 1 ms to 1 hour): the partition must pet
+    /// it at least once per period, or its fault policy applies.
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub watchdog: Option<Spanned<Duration>>,
+    /// Delay before a restart (e.g. "10 ms"), doubled for each further
+    /// restart, at most 10 s; only with `on_fault = "restart"` (default: none).
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub restart_backoff: Option<Spanned<Duration>>,
     /// Board devices assigned to the partition.
     #[serde(default)]
     #[schemars(with = "Vec<String>")]

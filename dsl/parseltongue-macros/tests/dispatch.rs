@@ -453,3 +453,52 @@ fn basilisk_call_returns_the_routes_reply() {
         assert_eq!((reply.n, reply.square), (n, u64::from(n) * u64::from(n)));
     }
 }
+
+/// Issue 22: a Basilisk call across a server restart. A restart drops the
+/// server's ends and attaches new ones on the same memory (receiving end
+/// first, as `connect` does):
+/// * a request the old incarnation never read: the new one drops it, and
+///   the call fails with `ServerRestarted` instead of waiting forever; the
+///   next call gets its own reply (never the lost one's, never one twice);
+/// * a request sent after the restart, before the client noticed it: the
+///   new incarnation answers it and the call returns that reply.
+#[test]
+fn basilisk_call_across_a_server_restart() {
+    use std::cell::RefCell;
+    let bus = common::Bus::new(4);
+    let server = RefCell::new(Some(rpc_server::Service::connect(Squarer, &bus).unwrap()));
+    let restart = || {
+        drop(server.borrow_mut().take());
+        bus.restart("ask", false);
+        bus.restart("answer", true);
+        *server.borrow_mut() = Some(rpc_server::Service::connect(Squarer, &bus).unwrap());
+    };
+    let mut client = rpc_client::Service::connect(Caller, &bus).unwrap();
+    let serve = || {
+        server.borrow_mut().as_mut().unwrap().turn(0);
+    };
+    let ask = |client: &mut rpc_client::Service<Caller>, n: u32, restart_at_first_wait: bool| {
+        let mut waits = 0;
+        client.square(&rpc_client::Ask { n }, |_| {
+            waits += 1;
+            assert!(waits < 100, "no reply");
+            if waits == 1 && restart_at_first_wait {
+                restart();
+            } else {
+                serve();
+            }
+        })
+    };
+    assert_eq!(ask(&mut client, 3, false).map(|r| (r.n, r.square)), Ok((3, 9)));
+    // Sent to the old incarnation, which dies without reading it.
+    assert_eq!(ask(&mut client, 4, true).map(|r| r.square), Err(rpc_client::CallError::ServerRestarted));
+    assert_eq!(rpc_client::CallError::ServerRestarted.to_string(), "the server restarted; the request was not answered (retry if it is idempotent)");
+    // The next calls get their own replies.
+    assert_eq!(ask(&mut client, 5, false).map(|r| (r.n, r.square)), Ok((5, 25)));
+    assert_eq!(ask(&mut client, 6, false).map(|r| (r.n, r.square)), Ok((6, 36)));
+    // A restart between calls: the next request reaches the new
+    // incarnation, which answers it.
+    restart();
+    assert_eq!(ask(&mut client, 7, false).map(|r| (r.n, r.square)), Ok((7, 49)));
+    assert_eq!(ask(&mut client, 8, false).map(|r| (r.n, r.square)), Ok((8, 64)));
+}

@@ -544,12 +544,19 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
     let mut direct_calls = Vec::new();
     let mut call_fields = Vec::new();
     let mut call_inits = Vec::new();
+    // `connect` attaches every receiving end before any sending end: a
+    // (re)started service's peers see its consumers' new epochs no later
+    // than its producers', which a Basilisk call relies on after a server
+    // restart (docs/channels.md, "Across a restart").
+    let mut consumer_lets = Vec::new();
+    let mut producer_lets = Vec::new();
     let mut layout_checks = Vec::new();
     let mut rung_futures = Vec::new();
     let mut doorbell_masks = Vec::new();
     let mut task = 0u32;
     for c in &m.channels {
         let field = rust_ident(&c.name);
+        let bind = format_ident!("__channel_{}", c.name.replace('-', "_"));
         let name = c.name.as_str();
         let msg = format_ident!("{}", m.structs[c.message].name);
         layout_checks.push(quote! {
@@ -565,12 +572,14 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             match c.direction {
                 ChannelDirection::Send => {
                     call_fields.push(quote!(#field: E::Sender<#msg>));
-                    call_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                    producer_lets.push(quote!(let #bind = endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?;));
+                    call_inits.push(quote!(#field: #bind));
                     send_commits.push(quote!(self.calls.#field.committed();));
                 }
                 ChannelDirection::Receive => {
                     call_fields.push(quote!(#field: E::Receiver<#msg>));
-                    call_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                    consumer_lets.push(quote!(let #bind = endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?;));
+                    call_inits.push(quote!(#field: #bind));
                 }
             }
             continue;
@@ -579,18 +588,21 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             (ChannelDirection::Send, None) => {
                 send_fields.push(quote!(pub #field: E::Sender<#msg>));
                 send_commits.push(quote!(self.send.#field.committed();));
-                send_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                producer_lets.push(quote!(let #bind = endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?;));
+                send_inits.push(quote!(#field: #bind));
             }
             (ChannelDirection::Send, Some(_)) => {
                 send_commits.push(quote!(self.receive.#field.committed();));
                 recv_fields.push(quote!(#field: E::Sender<#msg>));
-                recv_inits.push(quote!(#field: endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                producer_lets.push(quote!(let #bind = endpoints.sender::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?;));
+                recv_inits.push(quote!(#field: #bind));
             }
             (ChannelDirection::Receive, route) => {
                 rung_futures.push(quote!(self.receive.#field.rung()));
                 doorbell_masks.push(quote!(self.receive.#field.doorbell_mask()));
                 recv_fields.push(quote!(#field: E::Receiver<#msg>));
-                recv_inits.push(quote!(#field: endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?));
+                consumer_lets.push(quote!(let #bind = endpoints.receiver::<#msg>(#name).ok_or(ConnectError::MissingChannel(#name))?;));
+                recv_inits.push(quote!(#field: #bind));
                 let handler = rust_ident(c.handler.as_deref().unwrap_or("handle"));
                 let serve = format_ident!("serve_{}", c.name.replace('-', "_"));
                 let body = if let Some(r) = route {
@@ -852,18 +864,33 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             quote! {
                 #[doc = #doc]
                 pub fn #method(&mut self, request: &#rq_msg, mut idle: impl FnMut(&mut Self)) -> Result<#rp_msg, CallError> {
-                    loop {
+                    let sent_at = loop {
+                        let at = self.calls.#rq_field.port().position();
                         match self.calls.#rq_field.port().try_send(request) {
-                            Ok(()) => break,
+                            Ok(()) => break at,
                             Err(::hallows_ring::RingError::Full) => idle(self),
+                            // The server restarted before this request was
+                            // sent; the ring has resynchronised with the new
+                            // incarnation, to which it goes now.
+                            Err(::hallows_ring::RingError::PeerRestarted) => {}
                             Err(e) => return Err(CallError::Request(e)),
                         }
-                    }
+                    };
                     self.calls.#rq_field.committed();
                     loop {
                         match self.calls.#rp_field.port().try_recv() {
                             Ok(reply) => return Ok(reply),
                             Err(::hallows_ring::RingError::Empty) => idle(self),
+                            // The server restarted while the request was
+                            // pending (any reply its previous incarnation sent
+                            // has been received first). The new incarnation
+                            // answers the request only if it was published
+                            // after it attached; otherwise no reply will come.
+                            Err(::hallows_ring::RingError::PeerRestarted) => {
+                                if !self.calls.#rq_field.port().reaches_current_consumer(sent_at) {
+                                    return Err(CallError::ServerRestarted);
+                                }
+                            }
                             Err(e) => return Err(CallError::Reply(e)),
                         }
                     }
@@ -883,11 +910,26 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 /// Why a Basilisk call returned no reply.
                 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
                 pub enum CallError {
-                    /// The request could not be sent (`PeerRestarted`: the server restarted; retry).
+                    /// The server restarted while this request was pending and
+                    /// its new incarnation will not answer it: the previous one
+                    /// may or may not have acted on it (at most once). The
+                    /// channels have resynchronised: the next call goes to the
+                    /// new incarnation and no late reply to this one can reach it.
+                    ServerRestarted,
+                    /// The request channel is corrupt (the server wrote an impossible header).
                     Request(::hallows_ring::RingError),
-                    /// The reply channel failed (`PeerRestarted`: the server restarted
-                    /// and the request may be lost; retry).
+                    /// The reply channel is corrupt.
                     Reply(::hallows_ring::RingError),
+                }
+
+                impl ::core::fmt::Display for CallError {
+                    fn fmt(&self, f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
+                        match self {
+                            CallError::ServerRestarted => f.write_str("the server restarted; the request was not answered (retry if it is idempotent)"),
+                            CallError::Request(e) => write!(f, "request channel: {e}"),
+                            CallError::Reply(e) => write!(f, "reply channel: {e}"),
+                        }
+                    }
                 }
             },
             quote!(calls: Calls<H::Endpoints>,),
@@ -1059,6 +1101,8 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// [`ConnectError::LayoutMismatch`] and opens nothing.
             pub fn connect(handlers: H, endpoints: &H::Endpoints) -> Result<Self, ConnectError> {
                 #(#layout_checks)*
+                #(#consumer_lets)*
+                #(#producer_lets)*
                 Ok(Service {
                     send: Senders { #(#send_inits,)* _endpoints: ::core::marker::PhantomData },
                     receive: Receivers { #(#recv_inits,)* _endpoints: ::core::marker::PhantomData },

@@ -1,5 +1,5 @@
 //! The contract between a partition and the hypervisor: hypercall ABI
-//! version 2, the PSCI subset partitions may use, and the boot information
+//! version 4, the PSCI subset partitions may use, and the boot information
 //! page a guest finds at entry.
 //!
 //! Both sides link this crate: the guest runtime to issue calls, the
@@ -19,7 +19,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Version of the ABI described here, returned by [`call::ABI_VERSION`].
-pub const ABI_VERSION: u64 = 3;
+pub const ABI_VERSION: u64 = 4;
 
 pub mod console;
 
@@ -58,6 +58,12 @@ pub mod call {
     /// queues work for an idle one wakes it (aarch64 uses `sev`).
     /// `InvalidArgument` for a vCPU the partition does not have.
     pub const WAKE: u64 = BASE + 6;
+    /// `()`: pets the partition's watchdog (manifest `watchdog`): its
+    /// deadline becomes one period from now. `NotSupported` for a partition
+    /// without a watchdog. Writing a new value to
+    /// [`BootInfo::heartbeat`](super::BootInfo::heartbeat) pets it too,
+    /// without a call.
+    pub const WATCHDOG_PET: u64 = BASE + 7;
 }
 
 /// Kinds of guest-reported faults ([`call::FAULT`]).
@@ -127,6 +133,7 @@ pub enum Hypercall {
     Notify { channel: u64 },
     SetTimer { deadline: u64, period: u64 },
     Wake { vcpu: u64 },
+    WatchdogPet,
     Psci(PsciCall),
 }
 
@@ -173,6 +180,7 @@ pub fn decode(regs: [u64; 6]) -> Result<Hypercall, Error> {
             }
             Hypercall::Wake { vcpu: x1 }
         }
+        call::WATCHDOG_PET => Hypercall::WatchdogPet,
         psci::VERSION => Hypercall::Psci(PsciCall::Version),
         psci::FEATURES => Hypercall::Psci(PsciCall::Features { function: x1 & 0xffff_ffff }),
         psci::CPU_ON_64 => Hypercall::Psci(PsciCall::CpuOn { target: x1, entry: x2, context: x3 }),
@@ -275,6 +283,17 @@ pub struct BootInfo {
     /// none), written by the hypervisor whenever it arms or re-arms it
     /// ([`call::SET_TIMER`]). Unused on aarch64.
     pub timer_armed: [u64; MAX_VCPUS],
+    /// The partition's watchdog period in nanoseconds (manifest
+    /// `watchdog`); 0 when it has none. Since ABI 4.
+    pub watchdog_ns: u64,
+    /// Heartbeat word (since ABI 4): the guest writes any new value here
+    /// at least once per watchdog period; the hypervisor reads it only
+    /// when the watchdog's deadline is reached, so a beat costs one store
+    /// and no trap. A partition that neither changes it nor calls
+    /// [`call::WATCHDOG_PET`] within a period misses its watchdog (see
+    /// docs/supervision.md: caught within two periods when petted this
+    /// way, one with the call).
+    pub heartbeat: u64,
 }
 
 /// vCPUs a partition can have (one per dedicated core).
@@ -488,6 +507,7 @@ mod tests {
         assert_eq!(decode([call::SET_TIMER, 5, 7, 0, 0, 0]), Ok(Hypercall::SetTimer { deadline: 5, period: 7 }));
         assert_eq!(decode([call::WAKE, 3, 0, 0, 0, 0]), Ok(Hypercall::Wake { vcpu: 3 }));
         assert_eq!(decode([call::WAKE, MAX_VCPUS as u64, 0, 0, 0, 0]), Err(Error::InvalidArgument));
+        assert_eq!(decode([call::WATCHDOG_PET, 9, 9, 9, 9, 9]), Ok(Hypercall::WatchdogPet));
         assert_eq!(decode([psci::SYSTEM_OFF, 0, 0, 0, 0, 0]), Ok(Hypercall::Psci(PsciCall::SystemOff)));
         assert_eq!(
             decode([psci::CPU_ON_64, 2, 0x4000_1000, 5, 0, 0]),
@@ -553,7 +573,7 @@ mod tests {
         assert_eq!(core::mem::size_of::<ChannelInfo>(), 64);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 88);
         assert_eq!(core::mem::size_of::<NetInfo>(), 40 + 40 * MAX_ROUTES + 32);
-        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES + 392 + 8 + 8 * MAX_VCPUS);
+        assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES + 392 + 8 + 8 * MAX_VCPUS + 16);
         assert!(core::mem::size_of::<BootInfo>() as u64 <= BOOT_INFO_FROM_END);
         assert_eq!(core::mem::size_of::<NetInfo>(), 392);
     }

@@ -69,6 +69,12 @@ pub struct ConsumerHeader {
     pub(crate) epoch: AtomicU64,
     /// The producer epoch this consumer has resynchronised with.
     pub(crate) prod_epoch_ack: AtomicU64,
+    /// The ring index this consumer epoch started at (its `tail` at
+    /// attach): messages published at or after it are this incarnation's
+    /// to receive; earlier ones it dropped or a previous one took. Stored
+    /// before `epoch`. Lets a request/reply client tell, after the
+    /// server restarted, whether its pending request will be answered.
+    pub(crate) epoch_start: AtomicU64,
 }
 
 /// Byte offset of the producer index in page 0.
@@ -91,6 +97,8 @@ pub const CONSUMER_TAIL_OFFSET: usize = 0;
 pub const CONSUMER_EPOCH_OFFSET: usize = HOT_LINE;
 /// Byte offset of the consumer's producer-epoch acknowledgement in page 1.
 pub const CONSUMER_PROD_EPOCH_ACK_OFFSET: usize = HOT_LINE + 8;
+/// Byte offset of the index the consumer's epoch started at in page 1.
+pub const CONSUMER_EPOCH_START_OFFSET: usize = HOT_LINE + 16;
 
 impl ProducerHeader {
     /// An all-zero header, as freshly mapped memory reads (for host tests and
@@ -123,6 +131,7 @@ impl ConsumerHeader {
             _hot: [0; HOT_LINE / 8 - 1],
             epoch: AtomicU64::new(0),
             prod_epoch_ack: AtomicU64::new(0),
+            epoch_start: AtomicU64::new(0),
         }
     }
 }
@@ -150,6 +159,7 @@ mod tests {
         assert_eq!(offset_of!(ConsumerHeader, tail), CONSUMER_TAIL_OFFSET);
         assert_eq!(offset_of!(ConsumerHeader, epoch), CONSUMER_EPOCH_OFFSET);
         assert_eq!(offset_of!(ConsumerHeader, prod_epoch_ack), CONSUMER_PROD_EPOCH_ACK_OFFSET);
+        assert_eq!(offset_of!(ConsumerHeader, epoch_start), CONSUMER_EPOCH_START_OFFSET);
         // Both fit well inside the smallest page.
         assert!(size_of::<ProducerHeader>() <= crate::PAGE_SIZE);
         assert!(size_of::<ConsumerHeader>() <= crate::PAGE_SIZE);

@@ -305,6 +305,21 @@ impl<V: ChannelView> ProducerCore<V> {
         self.head
     }
 
+    /// Whether the message published at ring index `index` is the current
+    /// consumer incarnation's to receive: at or after the index its epoch
+    /// started at (a consumer that restarted drops what was in flight when
+    /// it attached). Reads the consumer's header: for restart handling, not
+    /// the data path. A hostile consumer can make this say anything, which
+    /// only misleads its own clients.
+    pub fn reaches_current_consumer(&self, index: u64) -> bool {
+        let c = self.view.consumer_header();
+        // The consumer stores its start before its epoch (Release): seeing
+        // an epoch means seeing at least that epoch's start.
+        let epoch = c.epoch.load(Acquire);
+        let start = c.epoch_start.load(Acquire);
+        epoch != 0 && index.wrapping_sub(start) < (1u64 << 63)
+    }
+
     /// Messages we may write: up to the block of `cached_tail`, a ring on.
     ///
     /// Never into the block the consumer is still reading, even into its
@@ -520,6 +535,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         // stores the producer happens to observe first.
         c.tail.store(head, Release);
         c.prod_epoch_ack.store(core.prod_epoch, Release);
+        c.epoch_start.store(head, Release);
         c.epoch.store(epoch, Release);
         core
     }
@@ -946,6 +962,27 @@ mod tests {
         assert_eq!(rx.peek(1), Err(RingError::Empty));
         assert_eq!(tx.reserve(1), Err(RingError::PeerRestarted));
         assert_eq!(tx.reserve(4).unwrap().len, 3);
+    }
+
+    #[test]
+    fn a_producer_tells_which_messages_reach_the_current_consumer() {
+        let l = layout(8);
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let _rx = ConsumerCore::attach(&h, &l);
+        let before = tx.head();
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert!(tx.reaches_current_consumer(before));
+        // The consumer restarts with the message in flight: dropped.
+        let _rx2 = ConsumerCore::attach(&h, &l);
+        assert!(!tx.reaches_current_consumer(before));
+        // Sent after the restart (before the producer noticed it): reaches it.
+        let after = tx.head();
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert!(tx.reaches_current_consumer(after));
+        assert!(!tx.reaches_current_consumer(before));
     }
 
     #[test]

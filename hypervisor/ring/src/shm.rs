@@ -230,6 +230,15 @@ impl<T: Message> Sender<T> {
         self.core.head()
     }
 
+    /// Whether the message committed at ring index `index` (a
+    /// [`position`](Self::position) before its send) will be seen by the
+    /// consumer as it is now: false if the consumer restarted after it was
+    /// published (the new incarnation dropped it, or its predecessor took
+    /// it). Reads the consumer's header; for restart handling.
+    pub fn reaches_current_consumer(&self, index: u64) -> bool {
+        self.core.reaches_current_consumer(index)
+    }
+
     /// Sends one message, or reports why not ([`RingError::Full`] when the
     /// ring is full or the consumer has not connected yet).
     #[inline]

@@ -457,17 +457,19 @@ impl<H: Handlers> Service<H> {
                 service: Reply::LAYOUT_HASH,
             });
         }
+        let __channel_requests = endpoints
+            .receiver::<Request>("requests")
+            .ok_or(ConnectError::MissingChannel("requests"))?;
+        let __channel_replies = endpoints
+            .sender::<Reply>("replies")
+            .ok_or(ConnectError::MissingChannel("replies"))?;
         Ok(Service {
             send: Senders {
-                replies: endpoints
-                    .sender::<Reply>("replies")
-                    .ok_or(ConnectError::MissingChannel("replies"))?,
+                replies: __channel_replies,
                 _endpoints: ::core::marker::PhantomData,
             },
             receive: Receivers {
-                requests: endpoints
-                    .receiver::<Request>("requests")
-                    .ok_or(ConnectError::MissingChannel("requests"))?,
+                requests: __channel_requests,
                 _endpoints: ::core::marker::PhantomData,
             },
             handlers,

@@ -388,20 +388,23 @@ impl<H: Handlers> Service<H> {
                 service: Present::LAYOUT_HASH,
             });
         }
+        let __channel_pointer = endpoints
+            .receiver::<Pointer>("pointer")
+            .ok_or(ConnectError::MissingChannel("pointer"))?;
+        let __channel_surfaces = endpoints
+            .receiver::<Surface>("surfaces")
+            .ok_or(ConnectError::MissingChannel("surfaces"))?;
+        let __channel_present = endpoints
+            .sender::<Present>("present")
+            .ok_or(ConnectError::MissingChannel("present"))?;
         Ok(Service {
             send: Senders {
-                present: endpoints
-                    .sender::<Present>("present")
-                    .ok_or(ConnectError::MissingChannel("present"))?,
+                present: __channel_present,
                 _endpoints: ::core::marker::PhantomData,
             },
             receive: Receivers {
-                pointer: endpoints
-                    .receiver::<Pointer>("pointer")
-                    .ok_or(ConnectError::MissingChannel("pointer"))?,
-                surfaces: endpoints
-                    .receiver::<Surface>("surfaces")
-                    .ok_or(ConnectError::MissingChannel("surfaces"))?,
+                pointer: __channel_pointer,
+                surfaces: __channel_surfaces,
                 _endpoints: ::core::marker::PhantomData,
             },
             handlers,

@@ -284,20 +284,23 @@ impl<H: Handlers> Service<H> {
                 service: Compact::LAYOUT_HASH,
             });
         }
+        let __channel_commits = endpoints
+            .receiver::<Put>("commits")
+            .ok_or(ConnectError::MissingChannel("commits"))?;
+        let __channel_reads = endpoints
+            .receiver::<Get>("reads")
+            .ok_or(ConnectError::MissingChannel("reads"))?;
+        let __channel_maintenance = endpoints
+            .receiver::<Compact>("maintenance")
+            .ok_or(ConnectError::MissingChannel("maintenance"))?;
         Ok(Service {
             send: Senders {
                 _endpoints: ::core::marker::PhantomData,
             },
             receive: Receivers {
-                commits: endpoints
-                    .receiver::<Put>("commits")
-                    .ok_or(ConnectError::MissingChannel("commits"))?,
-                reads: endpoints
-                    .receiver::<Get>("reads")
-                    .ok_or(ConnectError::MissingChannel("reads"))?,
-                maintenance: endpoints
-                    .receiver::<Compact>("maintenance")
-                    .ok_or(ConnectError::MissingChannel("maintenance"))?,
+                commits: __channel_commits,
+                reads: __channel_reads,
+                maintenance: __channel_maintenance,
                 _endpoints: ::core::marker::PhantomData,
             },
             handlers,

@@ -407,20 +407,23 @@ impl<H: Handlers> Service<H> {
                 service: AuditEvent::LAYOUT_HASH,
             });
         }
+        let __channel_get_user = endpoints
+            .receiver::<GetUser>("get-user")
+            .ok_or(ConnectError::MissingChannel("get-user"))?;
+        let __channel_user = endpoints
+            .sender::<User>("user")
+            .ok_or(ConnectError::MissingChannel("user"))?;
+        let __channel_audit = endpoints
+            .sender::<AuditEvent>("audit")
+            .ok_or(ConnectError::MissingChannel("audit"))?;
         Ok(Service {
             send: Senders {
-                audit: endpoints
-                    .sender::<AuditEvent>("audit")
-                    .ok_or(ConnectError::MissingChannel("audit"))?,
+                audit: __channel_audit,
                 _endpoints: ::core::marker::PhantomData,
             },
             receive: Receivers {
-                get_user: endpoints
-                    .receiver::<GetUser>("get-user")
-                    .ok_or(ConnectError::MissingChannel("get-user"))?,
-                user: endpoints
-                    .sender::<User>("user")
-                    .ok_or(ConnectError::MissingChannel("user"))?,
+                get_user: __channel_get_user,
+                user: __channel_user,
                 _endpoints: ::core::marker::PhantomData,
             },
             handlers,

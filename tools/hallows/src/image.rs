@@ -156,6 +156,7 @@ fn board(sys: &System) -> Result<Board> {
     }
     out.hypervisor = b.hypervisor.to_table();
     out.console = b.console.to_table();
+    out.console_irq = b.console_irqs.first().copied().unwrap_or(0);
     out.gic_dist = b.gic_dist.to_table();
     out.gic_redist = b.gic_redist.to_table();
     Ok(out)
@@ -179,6 +180,8 @@ fn partition(
     d.ram_pa = p.ram_pa;
     d.ram_size = p.ram_size;
     (d.fault_policy, d.max_restarts) = p.on_fault.to_table();
+    d.watchdog_ns = p.supervision.watchdog_ns;
+    d.restart_backoff_ns = p.supervision.restart_backoff_ns;
     let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * p.cores.len() as u64;
     let loadable = MemRange { base: GUEST_RAM_IPA, size: p.ram_size.saturating_sub(reserved) };
     if elf.segments.len() > MAX_SEGMENTS {

@@ -64,6 +64,14 @@ enum Cmd {
     /// --timeout); then, if the machine did not finish by itself, prints
     /// each partition's state.
     ///
+    /// Operator commands, one per line on standard input (sent to the
+    /// hypervisor over the console's receive side, which no partition can
+    /// reach):
+    ///   status         one `state:` line per partition (running, uptime,
+    ///                  restarts, faults, watchdog misses)
+    ///   stop NAME      stop the partition now
+    ///   restart NAME   restart it now, whatever its fault policy
+    ///
     /// Exit status:
     ///   0    every partition exited 0
     ///   1    some partition exited non-zero or was stopped by a fault
@@ -106,7 +114,12 @@ enum Cmd {
     BootCost { manifest: PathBuf },
     /// Run the system with every instruction traced and print, per core,
     /// the instructions executed and how many were the hypervisor's.
-    El2Cost { manifest: PathBuf },
+    El2Cost {
+        manifest: PathBuf,
+        /// Functions listed per core, most instructions first.
+        #[arg(long, default_value_t = 12)]
+        top: usize,
+    },
     /// Instructions per keep-alive HTTP request through a forward: the
     /// hypervisor's and the serving partitions' guests, split by part of
     /// the stack. One traced run; the instructions logged while the
@@ -143,7 +156,7 @@ fn main() -> ExitCode {
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
     | Cmd::BootCost { manifest }
-    | Cmd::El2Cost { manifest }
+    | Cmd::El2Cost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
         if manifest.parent().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -284,7 +297,23 @@ fn run(cli: Cli) -> Result<u8> {
                 sys.board.qemu().map(|q| q.binary.as_str()).unwrap_or("qemu"),
                 sys.board.name
             ));
-            let out = qemu::run_until(&sys, &path, limit, &STOP, false, &qemu_args)?;
+            // The operator's commands, one per line on standard input:
+            // `status`, `stop NAME`, `restart NAME` (docs/supervision.md).
+            let control = std::sync::Arc::new(qemu::Control::default());
+            let input = control.clone();
+            let names: Vec<String> = sys.partitions.iter().map(|p| p.name.clone()).collect();
+            std::thread::spawn(move || {
+                let names: Vec<&str> = names.iter().map(String::as_str).collect();
+                for line in std::io::stdin().lines().map_while(Result::ok) {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    if let Err(e) = input.send(line.trim(), &names) {
+                        eprintln!("hallows: {e}");
+                    }
+                }
+            });
+            let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, None, Some(control))?;
             let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
             let frames = hallows::symbolize::backtraces(&out.output, &sys, &build::guest_dir(&root, sys.board.arch));
             if !frames.is_empty() {
@@ -319,7 +348,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(code)
         }
-        Cmd::El2Cost { manifest } => {
+        Cmd::El2Cost { manifest, top } => {
             let (sys, path) = build_image(&manifest, None, outside)?;
             let len = std::fs::metadata(&path)?.len();
             // The image's load address: 2 MiB into the reservation on
@@ -351,7 +380,7 @@ fn run(cli: Cli) -> Result<u8> {
                 }
                 let mut by_fn: Vec<_> = by_fn.into_iter().collect();
                 by_fn.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                for (name, n) in by_fn.iter().take(12) {
+                for (name, n) in by_fn.iter().take(top) {
                     println!("  {n:>10}  {name}");
                 }
             }

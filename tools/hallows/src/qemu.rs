@@ -305,6 +305,70 @@ pub fn run_debug(
     extra: &[String],
     gdb_port: Option<u16>,
 ) -> Result<Outcome> {
+    run_controlled(sys, image, timeout, stop, capture, extra, gdb_port, None)
+}
+
+/// Operator commands for a running machine (`status`, `stop NAME`,
+/// `restart NAME`), delivered to the hypervisor on the console's receive
+/// side: the one input only the host can write (docs/supervision.md).
+#[derive(Debug, Default)]
+pub struct Control {
+    queue: std::sync::Mutex<Vec<String>>,
+    /// The machine's console output so far (for a caller that waits for a
+    /// line before it acts).
+    seen: std::sync::Mutex<Vec<u8>>,
+}
+
+impl Control {
+    /// Whether the machine's output so far contains `text`.
+    pub fn seen(&self, text: &str) -> bool {
+        self.seen.lock().map(|s| String::from_utf8_lossy(&s).contains(text)).unwrap_or(false)
+    }
+
+    /// Waits until the machine's output contains `text`; `false` after `timeout`.
+    pub fn wait_for(&self, text: &str, timeout: Duration) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < timeout {
+            if self.seen(text) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// Checks `line` against the commands and `names` (the system's
+    /// partitions) and queues it; the error says what is accepted.
+    pub fn send(&self, line: &str, names: &[&str]) -> Result<(), String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["status"] => {}
+            ["stop" | "restart", name] if names.contains(name) => {}
+            ["stop" | "restart", name] => return Err(format!("no partition named {name:?}; partitions: {}", names.join(", "))),
+            _ => return Err(format!("unknown command {line:?}; commands: status, stop NAME, restart NAME")),
+        }
+        self.queue.lock().map_err(|_| "control queue poisoned".to_owned())?.push(words.join(" "));
+        Ok(())
+    }
+
+    fn take(&self) -> Vec<String> {
+        self.queue.lock().map(|mut q| std::mem::take(&mut *q)).unwrap_or_default()
+    }
+}
+
+/// As [`run_debug`], forwarding `control`'s commands to the hypervisor.
+#[allow(clippy::too_many_arguments)]
+pub fn run_controlled(
+    sys: &System,
+    image: &Path,
+    timeout: Option<Duration>,
+    stop: &AtomicBool,
+    capture: bool,
+    extra: &[String],
+    gdb_port: Option<u16>,
+    control: Option<std::sync::Arc<Control>>,
+) -> Result<Outcome> {
+    use std::io::Write;
     use std::os::unix::process::CommandExt;
     // A forward whose host port is taken would leave the machine without
     // it (QEMU refuses the rule) or, worse, let a client reach whatever
@@ -319,11 +383,24 @@ pub fn run_debug(
         cmd.args(crate::gdb::qemu_args(port));
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
+    if control.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;
-    let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture)));
-    let err_reader = child.stderr.take().map(|err| std::thread::spawn(move || collect(err, !capture)));
+    let mut console_in = child.stdin.take();
+    let tap = control.clone();
+    let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture, tap.as_deref())));
+    let err_reader = child.stderr.take().map(|err| std::thread::spawn(move || collect(err, !capture, None)));
     let deadline = timeout.map(|t| std::time::Instant::now() + t);
     let (exit, ended) = loop {
+        if let (Some(c), Some(input)) = (control.as_deref(), console_in.as_mut()) {
+            for line in c.take() {
+                // The console's receive side: the hypervisor's control
+                // path (a line per command). A machine that has ended no
+                // longer reads it.
+                let _ = input.write_all(format!("{line}\n").as_bytes()).and_then(|()| input.flush());
+            }
+        }
         if let Some(s) = child.wait_timeout(Duration::from_millis(50))? {
             break (Some(s.code()), Ended::Exited);
         }
@@ -400,7 +477,7 @@ pub fn system_status(arch: vmm_config::Arch, code: Option<i32>, output: &str) ->
 /// process's standard output, escaped like the hypervisor escapes guest
 /// text (the hypervisor already did; this is for what QEMU itself prints,
 /// and in case anything else got through).
-fn collect(mut from: impl Read, show: bool) -> Vec<u8> {
+fn collect(mut from: impl Read, show: bool, tap: Option<&Control>) -> Vec<u8> {
     use std::io::Write;
     let mut all = Vec::new();
     let mut buf = [0u8; 4096];
@@ -411,6 +488,9 @@ fn collect(mut from: impl Read, show: bool) -> Vec<u8> {
             Ok(n) => n,
         };
         all.extend_from_slice(&buf[..n]);
+        if let Some(seen) = tap.and_then(|c| c.seen.lock().ok()).as_mut() {
+            seen.extend_from_slice(&buf[..n]);
+        }
         if show {
             while let Some(nl) = all[shown..].iter().position(|&b| b == b'\n') {
                 print_line(&all[shown..shown + nl]);

@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 5;
+pub const TABLE_VERSION: u32 = 6;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -109,7 +109,10 @@ pub struct Board {
     pub core_hwid: [u64; MAX_CORES],
     /// Number of valid entries in `ram`.
     pub ram_count: u32,
-    pub _pad0: u32,
+    /// The console's interrupt (aarch64: an SPI INTID; x86_64: an I/O APIC
+    /// GSI); 0: none. The hypervisor takes the operator's commands from
+    /// the console's receive side with it.
+    pub console_irq: u32,
     /// The board's RAM.
     pub ram: [MemRange; MAX_RAM_RANGES],
     /// Physical range reserved for the hypervisor (its image, payload and boot data).
@@ -188,6 +191,11 @@ pub struct PartitionDesc {
     /// `hallows_abi::NetInfo` by the tool and copied unread into the boot
     /// information.
     pub net: [u8; NET_INFO_LEN],
+    /// Watchdog period in nanoseconds (manifest `watchdog`); 0: none.
+    pub watchdog_ns: u64,
+    /// Delay before the first restart in nanoseconds, doubled for each
+    /// later one (manifest `restart_backoff`); 0: restart at once.
+    pub restart_backoff_ns: u64,
 }
 
 /// A board device assigned to a partition: what its guest is told, and

@@ -47,6 +47,12 @@ impl Bus {
         taken.push(key);
     }
 
+    /// The end of `name` (sending if `producer`) was dropped: a partition
+    /// restarting, which opens it again on the same memory.
+    pub fn restart(&self, name: &str, producer: bool) {
+        self.taken.borrow_mut().retain(|k| k != &(name.to_owned(), producer));
+    }
+
     pub fn sender<T: Message>(&self, name: &str) -> Sender<T> {
         self.take(name, true);
         let (base, layout) = self.memory::<T>(name);

@@ -32,6 +32,7 @@ mod postmortem;
 pub mod task;
 pub mod time;
 pub mod virtio;
+pub mod watchdog;
 
 pub use hallows_abi as abi;
 pub use hallows_blockdev as blockdev;
@@ -124,6 +125,7 @@ fn start(info_ipa: u64, main: fn(&Boot) -> u64) -> ! {
         fault(fault_kind::EXCEPTION, info_ipa, 0);
     }
     let boot = Boot { info };
+    watchdog::init(info_ipa, info);
     mm::init(info);
     virtio::init(&boot);
     logger::init(info.log_level, boot.arg("log"));

@@ -28,12 +28,19 @@ fn count_primes(limit: u32) -> u32 {
 /// The handlers of `counter`.
 struct Counter {
     served: u32,
+    /// `crash_at=N` on the first run: the N-th request crashes the
+    /// partition (a panic) after it was taken and before it is answered
+    /// (for the restart tests).
+    crash_at: Option<u32>,
 }
 
 impl counter::Handlers for Counter {
     type Endpoints = Boot;
     fn count_primes(&mut self, request: counter::CountJob, _send: &mut counter::Senders<Boot>) -> counter::PrimeCount {
         self.served += 1;
+        if self.crash_at == Some(self.served) {
+            panic!("crashing on purpose while serving job {}", request.job);
+        }
         counter::PrimeCount { job: request.job, limit: request.limit, count: count_primes(request.limit) }
     }
 }
@@ -59,7 +66,8 @@ fn main(boot: &Boot) -> u64 {
             return 1;
         }
     }
-    match counter::Service::connect(Counter { served: 0 }, boot) {
+    let crash_at = boot.arg("crash_at").and_then(|s| s.parse().ok()).filter(|_| boot.restart_count() == 0);
+    match counter::Service::connect(Counter { served: 0, crash_at }, boot) {
         Ok(service) => serve(boot, service),
         // Not connected: the count above was the whole job.
         Err(counter::ConnectError::MissingChannel(_)) => 0,
@@ -69,9 +77,15 @@ fn main(boot: &Boot) -> u64 {
     }
 }
 
-/// Serves `jobs` (boot argument, default 1) requests, then exits.
+/// Serves `jobs` (boot argument, default 1) requests, then exits. After a
+/// restart caused by `crash_at=N`, the jobs before the N-th were served by
+/// the first run, so N - 1 fewer are left.
 fn serve(boot: &Boot, mut service: counter::Service<Counter>) -> u64 {
-    let jobs: u32 = boot.arg("jobs").and_then(|s| s.parse().ok()).unwrap_or(1);
+    let mut jobs: u32 = boot.arg("jobs").and_then(|s| s.parse().ok()).unwrap_or(1);
+    if boot.restart_count() > 0 {
+        let crashed: u32 = boot.arg("crash_at").and_then(|s| s.parse().ok()).unwrap_or(1);
+        jobs = jobs.saturating_sub(crashed.saturating_sub(1));
+    }
     // The api policy only orders requests here (no deadlines), so a turn
     // counter serves as `now`; the runtime's clock (`hallows_rt::time::now`)
     // is there for a service that needs real time.

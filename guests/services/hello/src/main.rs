@@ -49,8 +49,55 @@ fn main(boot: &Boot) -> u64 {
     status
 }
 
+fn is_prime(n: u32) -> bool {
+    n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| !n.is_multiple_of(d))
+}
+
+/// `calls=N`: N calls, job i asking for the primes below `ask + i`; each
+/// reply is checked against the job it answers (its number, its limit and
+/// the count, computed here too), so a reply delivered to the wrong call,
+/// twice, or half-written fails the run. A call that fails because the
+/// backend restarted (`ServerRestarted`) is retried: the request/reply
+/// contract across a restart (docs/channels.md).
+fn ask_many(boot: &Boot, service: &mut greeter::Service<Greeter>, calls: u32) -> u64 {
+    let base: u32 = boot.arg("ask").and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let (mut answered, mut restarted) = (0u32, 0u32);
+    for job in 1..=calls {
+        let limit = base + job;
+        loop {
+            match service.count_primes(&greeter::CountJob { job, limit }, |s| {
+                s.turn(0);
+                core::hint::spin_loop();
+            }) {
+                Ok(a) => {
+                    let expect = (0..limit).filter(|&n| is_prime(n)).count() as u32;
+                    if (a.job, a.limit, a.count) != (job, limit, expect) {
+                        println!("job {job}: wrong reply: job {} limit {} count {} (expected {expect})", a.job, a.limit, a.count);
+                        return 1;
+                    }
+                    answered += 1;
+                    break;
+                }
+                Err(greeter::CallError::ServerRestarted) => {
+                    println!("job {job}: {}; asking again", greeter::CallError::ServerRestarted);
+                    restarted += 1;
+                }
+                Err(e) => {
+                    println!("job {job}: count_primes failed: {e}");
+                    return 1;
+                }
+            }
+        }
+    }
+    println!("{answered} calls answered, {restarted} failed with the server restarted and were retried");
+    0
+}
+
 /// Calls the backend's `count_primes` route once and checks the answer.
 fn ask_backend(boot: &Boot, mut service: greeter::Service<Greeter>) -> u64 {
+    if let Some(calls) = boot.arg("calls").and_then(|s| s.parse().ok()) {
+        return ask_many(boot, &mut service, calls);
+    }
     let limit: u32 = boot.arg("ask").and_then(|s| s.parse().ok()).unwrap_or(1000);
     let job = greeter::CountJob { job: 1, limit };
     // The call sends the job, rings the backend's doorbell on a doorbell
@@ -62,7 +109,7 @@ fn ask_backend(boot: &Boot, mut service: greeter::Service<Greeter>) -> u64 {
     }) {
         Ok(answer) => answer,
         Err(e) => {
-            println!("count_primes failed: {e:?}");
+            println!("count_primes failed: {e}");
             return 1;
         }
     };

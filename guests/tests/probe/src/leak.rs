@@ -14,6 +14,9 @@
 //! fault is on the partition's second core (the restart policy must
 //! restart the whole partition from there).
 //!
+//! `pair_spin`: both vCPUs spin until the watchdog restarts the partition
+//! (see [`pair_spin`]).
+//!
 //! `cpu_off_on`: vCPU 1 is started, turns itself off (PSCI CPU_OFF), and
 //! is started again; it must run again (exit 0), not stay "pending".
 
@@ -248,5 +251,59 @@ pub fn vcpu1_fault(_boot: &Boot) -> u64 {
     // vCPU 0 waits; the partition ends (or restarts) from vCPU 1's fault.
     loop {
         core::hint::spin_loop()
+    }
+}
+
+/// `pair_spin` (two vCPUs, with a watchdog and `on_fault = "restart"`):
+/// on the first run, writes a marker into RAM that no image segment
+/// covers (the top of the runtime's unused stack slot of vCPU 1), starts
+/// vCPU 1 in a loop that never traps, and spins itself: both vCPUs run
+/// when the watchdog expires, and both must leave for the restart. After
+/// the restart: the marker must be gone (RAM scrubbed), vCPU 1 must start
+/// again (it is off, not still running), then exit 0.
+pub fn pair_spin(boot: &Boot) -> u64 {
+    let info = boot.info() as *const hallows_rt::abi::BootInfo as u64;
+    let marker = (info - hallows_rt::abi::VCPU_STACK_SIZE - 64) as *mut u64;
+    const MAGIC: u64 = 0x5afe_c0de_dead_beef;
+    if boot.restart_count() == 0 {
+        // SAFETY: `marker` is in this partition's RAM, in vCPU 1's runtime
+        // stack slot, which this probe never uses (vCPU 1 runs on `STACK`).
+        unsafe { marker.write_volatile(MAGIC) };
+    } else {
+        // SAFETY: as above; read back after the restart.
+        let v = unsafe { marker.read_volatile() };
+        println!("probe: marker after restart: {v:#x}");
+        if v != 0 {
+            return 3;
+        }
+    }
+    let r = start_vcpu1(spin_main);
+    if r != 0 {
+        println!("CPU_ON returned {r}");
+        return 4;
+    }
+    let mut spins = 0u64;
+    while SHARED.sent.load(Ordering::Acquire) == 0 && spins < 200_000_000 {
+        spins += 1;
+        core::hint::spin_loop();
+    }
+    if SHARED.sent.load(Ordering::Acquire) == 0 {
+        println!("vCPU 1 did not start");
+        return 5;
+    }
+    if boot.restart_count() > 0 {
+        println!("probe: vCPU 1 runs again after the restart");
+        return 0;
+    }
+    println!("probe: both vCPUs spinning");
+    hallows_rt::console::flush();
+    loop {
+        core::hint::spin_loop()
+    }
+}
+
+extern "C" fn spin_main(shared: &'static Shared) -> ! {
+    loop {
+        shared.sent.fetch_add(1, Ordering::Release);
     }
 }

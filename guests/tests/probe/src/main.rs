@@ -20,7 +20,9 @@
 //! that imitate the hypervisor's, then exits with `status`;
 //! `action=timer_abuse` (WAKE out of range, SET_TIMER storms and extremes,
 //! each result printed, then a clean exit); `action=leak`, `action=sink`, `action=cpu_off_on` and
-//! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]); `action=forever`
+//! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]);
+//! `action=spin`, `action=sleep`, `action=exc_loop` and `action=pet`
+//! exercise watchdogs (see [`hang`]); `action=forever`
 //! runs until the machine is stopped; `action=task_overflow` runs a
 //! preemptible task into the bottom of its stack; `action=overflow` recurses without
 //! bound (a stack overflow, which the runtime's guard page turns into a
@@ -32,6 +34,7 @@
 use hallows_rt::abi::{call, psci};
 use hallows_rt::{println, raw_hypercall, Boot};
 
+mod hang;
 mod leak;
 
 hallows_rt::entry!(main);
@@ -262,9 +265,18 @@ fn main(boot: &Boot) -> u64 {
                 core::hint::spin_loop();
             }
         }
+        "spin" => hang::spin(),
+        "sleep" => hang::sleep(),
+        "exc_loop" => hang::exc_loop(),
+        "pet" if boot.has("beats") => {
+            let n = |k| boot.arg(k).and_then(parse).unwrap_or(100);
+            return hang::pet_count(n("beats"), n("spins"), boot.arg("how").unwrap_or("call"));
+        }
+        "pet" => return hang::pet(boot.arg("ms").and_then(parse).unwrap_or(300), boot.arg("how").unwrap_or("call")),
         "sink" => return leak::sink(boot),
         "cpu_off_on" => return leak::cpu_off_on(boot),
         "vcpu1_fault" => return leak::vcpu1_fault(boot),
+        "pair_spin" => return leak::pair_spin(boot),
         "forge" => {
             // Lines that imitate the hypervisor's, after a newline inside
             // one write and at the start of another.

@@ -197,7 +197,7 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     let sys = system::install(table, payload, loaded);
     gic::init_distributor(board.gic_dist.base);
     for core in 0..(board.core_count as usize).min(MAX_CORES) {
-        if sys.core_map[core].is_some() {
+        if sys.core_map[core].is_some() || core == crate::control::CONTROL_CORE {
             gic::init_redistributor(core, board.core_hwid[core], board.gic_redist).map_err(system::BootError::DeviceTree)?;
         }
     }
@@ -210,6 +210,12 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
                 gic::route_spi(d.irq, board.core_hwid[boot_core]);
             }
         }
+    }
+    // The operator's commands: the console's receive interrupt, to the
+    // control core.
+    if board.console_irq != 0 {
+        gic::route_console(board.console_irq, board.core_hwid[crate::control::CONTROL_CORE]);
+        uart::enable_rx_interrupt();
     }
     for (i, _) in table.partitions().iter().enumerate() {
         partition::load(sys, i, 0).map_err(system::BootError::Load)?;
@@ -296,6 +302,7 @@ pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x
     VPIDR_EL2_set(MIDR_EL1.get());
     reset_el1();
     gic::reset_virtual();
+    super::watchdog_arm(crate::partition::watchdog_next(this_core()));
     // SAFETY: invalidates this VMID's stale EL1 translations (the partition
     // may be restarting) with VTTBR_EL2 already pointing at it.
     unsafe { asm!("isb", "tlbi vmalls12e1", "dsb nsh", "isb", options(nostack)) };
@@ -356,6 +363,7 @@ pub fn quiesce_device(d: &hallows_table::DeviceDesc) {
 pub fn quiesce() {
     CNTV_CTL_EL0.set(0);
     CNTP_CTL_EL0.set(0);
+    super::watchdog_arm(0);
 }
 
 /// Stops this core for good. `wfi` rather than `wfe`: a parked core is
@@ -366,6 +374,23 @@ pub fn park() -> ! {
     // must not wake this core again: stop the timer and mask every
     // priority at the CPU interface, so `wfi` really sleeps.
     quiesce();
+    if this_core() == crate::control::CONTROL_CORE {
+        // The control core keeps taking the operator's commands: only the
+        // console's interrupt stays enabled for it.
+        gic::only_console(this_core());
+        loop {
+            // SAFETY: waits for an interrupt (masked at EL2: it is
+            // acknowledged below, not taken); no memory effects.
+            unsafe { asm!("wfi", options(nomem, nostack)) };
+            let intid = gic::ack();
+            if intid < gic::SPURIOUS {
+                gic::end(intid);
+                if gic::is_console(intid) {
+                    crate::control::poll();
+                }
+            }
+        }
+    }
     // SAFETY: masks all physical interrupts of this core at its CPU interface.
     unsafe { asm!("msr icc_pmr_el1, {z}", "isb", z = in(reg) 0u64, options(nostack)) };
     loop {

@@ -3,7 +3,8 @@
 //! The physical GIC belongs to the hypervisor (`HCR_EL2.IMO/FMO`): a
 //! partition sees only its virtual CPU interface, and its attempts to send
 //! SGIs trap. Physical interrupts enabled per core: the doorbell SGI, the
-//! maintenance interrupt, the EL1 virtual timer PPI, and the SPIs of the
+//! maintenance interrupt, the EL1 virtual timer PPI, the EL2 physical
+//! timer PPI (the hypervisor's, for watchdogs), and the SPIs of the
 //! devices of the partition whose boot core it is (routed there at boot).
 //!
 //! * A doorbell is a physical SGI from the sender's core to the receiver's,
@@ -31,6 +32,9 @@ use aarch64_cpu::registers::*;
 pub const DOORBELL_SGI: u32 = 1;
 /// GIC maintenance interrupt (a PPI).
 pub const MAINTENANCE_PPI: u32 = 25;
+/// The EL2 physical timer (CNTHP, a PPI): the hypervisor's own, for
+/// partition watchdogs.
+pub const HYP_TIMER_PPI: u32 = 26;
 /// Spurious: nothing to acknowledge.
 pub const SPURIOUS: u32 = 1020;
 
@@ -38,6 +42,32 @@ pub const SPURIOUS: u32 = 1020;
 pub const VIRTUAL_TIMER_PPI: u32 = hallows_abi::VIRTUAL_TIMER_INTID;
 
 static DIST: AtomicU64 = AtomicU64::new(0);
+/// The console UART's SPI (0: none), routed to the control core.
+static CONSOLE_SPI: AtomicU32 = AtomicU32::new(0);
+
+/// Routes the console's receive interrupt `intid` to the core `hwid` (the
+/// control core). Boot core, before any partition runs.
+pub fn route_console(intid: u32, hwid: u64) {
+    if (32..1020).contains(&intid) {
+        CONSOLE_SPI.store(intid, Ordering::Relaxed);
+        route_spi(intid, hwid);
+    }
+}
+
+/// Whether `intid` is the console's interrupt.
+pub fn is_console(intid: u32) -> bool {
+    intid != 0 && intid == CONSOLE_SPI.load(Ordering::Relaxed)
+}
+
+/// The control core has nothing left to run: only the console's
+/// interrupt may wake it (its SGIs and PPIs are disabled at its
+/// redistributor; the priority mask stays open).
+pub fn only_console(core: usize) {
+    let rd = REDIST.get(core).map_or(0, |r| r.load(Ordering::Relaxed));
+    if rd != 0 {
+        write32(rd + GICR_ICENABLER0, 0xffff_ffff);
+    }
+}
 /// Each core's redistributor frame (set at boot by the boot core).
 static REDIST: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 /// Per core: hardware interrupts held back for want of a list register
@@ -128,9 +158,9 @@ pub fn init_redistributor(core: usize, hwid: u64, redist: hallows_table::MemRang
     if let Some(slot) = REDIST.get(core) {
         slot.store(rd, Ordering::Relaxed);
     }
-    let bits = (1 << DOORBELL_SGI) | (1 << MAINTENANCE_PPI) | (1 << VIRTUAL_TIMER_PPI);
+    let bits = (1 << DOORBELL_SGI) | (1 << MAINTENANCE_PPI) | (1 << VIRTUAL_TIMER_PPI) | (1 << HYP_TIMER_PPI);
     write32(rd + GICR_IGROUPR0, 0xffff_ffff);
-    for intid in [DOORBELL_SGI, MAINTENANCE_PPI, VIRTUAL_TIMER_PPI] {
+    for intid in [DOORBELL_SGI, MAINTENANCE_PPI, VIRTUAL_TIMER_PPI, HYP_TIMER_PPI] {
         let reg = rd + GICR_IPRIORITYR + (intid as u64 & !3);
         let shift = (intid % 4) * 8;
         write32(reg, (read32(reg) & !(0xff << shift)) | (0x80 << shift));

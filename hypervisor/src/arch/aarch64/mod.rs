@@ -14,6 +14,11 @@ pub use boot::{el2_instructions, enter_vcpu, exit_machine, park, quiesce, quiesc
 pub use phys::GuestRam;
 pub use uart::write_bytes as console_write;
 
+/// The next byte the host sent on the console (operator commands).
+pub fn console_read() -> Option<u8> {
+    uart::read_byte()
+}
+
 /// Makes virtual interrupt `vintid` pending for this core's vCPU; `false`
 /// when no list register is free.
 pub fn inject_virtual(vintid: u32) -> bool {
@@ -66,7 +71,39 @@ pub fn set_timer(_deadline: u64, _period: u64) -> bool {
     false
 }
 
+/// The counter the watchdog deadlines are kept in: the physical count.
+pub fn now() -> u64 {
+    use aarch64_cpu::registers::{Readable, CNTPCT_EL0};
+    CNTPCT_EL0.get()
+}
+
+/// Ticks of [`now`] per second.
+pub fn counter_hz() -> u64 {
+    use aarch64_cpu::registers::{Readable, CNTFRQ_EL0};
+    CNTFRQ_EL0.get()
+}
+
+/// Arms this core's EL2 physical timer (CNTHP) to interrupt at counter
+/// value `at`, whatever the guest does (it cannot reach this timer; its
+/// interrupt traps to EL2 like every physical interrupt); 0 disarms it.
+pub fn watchdog_arm(at: u64) {
+    // SAFETY: CNTHP_CVAL_EL2 / CNTHP_CTL_EL2 are the hypervisor's own
+    // timer; ENABLE = 1, IMASK = 0 (or all clear to stop it).
+    unsafe {
+        if at == 0 {
+            core::arch::asm!("msr cnthp_ctl_el2, xzr", "isb", options(nostack));
+        } else {
+            core::arch::asm!("msr cnthp_cval_el2, {v}", "msr cnthp_ctl_el2, {one}", "isb", v = in(reg) at, one = in(reg) 1u64, options(nostack));
+        }
+    }
+}
+
 /// `WAKE` is x86's: aarch64 guests wake each other with `sev`.
 pub fn wake(_core: usize, _hwid: u64) -> bool {
     false
+}
+
+/// Pages of the page-table pool in use (boot prints the same figure).
+pub fn table_pages_used() -> usize {
+    phys::TablePool::used()
 }

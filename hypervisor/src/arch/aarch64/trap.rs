@@ -63,6 +63,22 @@ fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
                 }
                 partition::deliver_doorbells(core);
             }
+            gic::HYP_TIMER_PPI => {
+                // The watchdog's check (`partition::watchdog_expired`):
+                // re-armed for the next look, or the partition's fault
+                // policy applies and this does not return.
+                super::watchdog_arm(0);
+                gic::end(intid);
+                let next = partition::watchdog_expired(core);
+                super::watchdog_arm(next);
+            }
+            i if gic::is_console(i) => {
+                // The operator typed a command (`control.rs`); one for this
+                // core's own partition is taken on the way back.
+                gic::end(intid);
+                crate::control::poll();
+                partition::deliver_doorbells(core);
+            }
             gic::VIRTUAL_TIMER_PPI | 32..gic::SPURIOUS => gic::forward(core, intid),
             gic::SPURIOUS.. => {}
             // Nothing else is enabled; end it rather than leave it active.

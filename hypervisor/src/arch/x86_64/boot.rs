@@ -239,6 +239,12 @@ fn device_interrupts(table: &SystemTable, ioapics: &[firmware::Ioapic]) -> Resul
         }
     }
     ioapic::init(ioapics);
+    // The operator's commands: the console's receive interrupt, to the
+    // control core.
+    let control_apic = table.board.core_hwid[crate::control::CONTROL_CORE];
+    if table.board.console_irq != 0 && ioapic::route_console(table.board.console_irq, control_apic) {
+        serial::enable_rx_interrupt();
+    }
     ioapic::route_all(table).map_err(|e| match e {
         ioapic::RouteError::NoIoapic(gsi) => {
             system::BootError::Board("a device interrupt is on no I/O APIC of this machine's MADT: GSI", gsi as u64)
@@ -395,6 +401,7 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
         guest::reset_guest_tables(asid);
     }
     timer::reset(core);
+    timer::set_watch(core, crate::partition::watchdog_next(core));
     match virt() {
         Virt::Svm => svm::setup_vcpu(core, npt_root, asid, entry),
         Virt::Vmx => {
@@ -467,6 +474,17 @@ extern "C" fn vcpu_loop(core: usize, vcpu: u64, x0: u64, x1: u64) -> ! {
 
 /// Stops this core for good.
 pub fn park() -> ! {
+    if this_core() == crate::control::CONTROL_CORE {
+        // The control core keeps taking the operator's commands: it sleeps
+        // with interrupts on (its timer was stopped when its vCPU left) and
+        // runs them when the console's interrupt comes.
+        loop {
+            // SAFETY: halts until an interrupt, taken by `idt.rs`'s
+            // handlers, which save what they use.
+            unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            super::console_poll();
+        }
+    }
     loop {
         // SAFETY: halts with interrupts off; nothing wakes the core but NMI/INIT.
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };

@@ -140,6 +140,9 @@ extern "C" fn interrupt(vector: u64) {
     if vector == super::timer::TIMER_VECTOR as u64 {
         super::timer::interrupt();
     }
+    if vector == ioapic::CONSOLE_VECTOR as u64 {
+        super::CONSOLE_PENDING.store(true, Ordering::Release);
+    }
     // A device interrupt (an I/O APIC pin routed to this core, the boot
     // core of the partition that owns the device): the partition's virtual
     // vector is queued for its vCPU here, injected at the next entry where

@@ -166,6 +166,25 @@ pub fn route_all(table: &SystemTable) -> Result<(), RouteError> {
     Ok(())
 }
 
+/// The physical vector of the console's receive interrupt (the operator's
+/// commands, `control.rs`), outside the device vectors.
+pub const CONSOLE_VECTOR: u8 = 0xC0;
+
+/// Core 0 at boot: routes the console's GSI to the core with local APIC
+/// id `apic` (the control core) as [`CONSOLE_VECTOR`], unmasked. `false`
+/// if no I/O APIC has it or the id does not fit (the console then takes
+/// no commands).
+pub fn route_console(gsi: u32, apic: u64) -> bool {
+    let chips = CHIPS.lock();
+    let Some((chip, pin)) = chips.find(gsi) else { return false };
+    if apic > 0xff {
+        return false;
+    }
+    chip.write(REDTBL + 2 * pin + 1, (apic as u32) << 24);
+    chip.write(REDTBL + 2 * pin, CONSOLE_VECTOR as u32);
+    true
+}
+
 /// Masks (`true`) or unmasks device interrupt `gsi`. A GSI on no I/O APIC
 /// is left alone (boot refused such a device).
 fn set_masked(gsi: u32, masked: bool) {

@@ -57,6 +57,26 @@ pub fn guest_device_irq(index: usize, irq: u32) -> u32 {
 pub use phys::GuestRam;
 pub use serial::write_bytes as console_write;
 
+/// The console's receive interrupt came (the IDT notes it; the exit path
+/// and the control core's park loop run the commands).
+static CONSOLE_PENDING: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+/// After interrupts were taken: runs the operator's commands if the
+/// console's receive interrupt came (a load on other exits).
+#[inline(always)]
+pub fn console_poll() {
+    if CONSOLE_PENDING.load(core::sync::atomic::Ordering::Relaxed)
+        && CONSOLE_PENDING.swap(false, core::sync::atomic::Ordering::AcqRel)
+    {
+        crate::control::poll();
+    }
+}
+
+/// The next byte the host sent on the console (operator commands).
+pub fn console_read() -> Option<u8> {
+    serial::read_byte()
+}
+
 /// What the `detail` of a guest-reported exception is (`FAULT` hypercall):
 /// the runtime passes the vector number (and the error code above bit 32).
 pub const GUEST_FAULT_DETAIL: &str = "vector";
@@ -105,3 +125,18 @@ pub fn kick(hwid: u64) {
 pub const TABLE_POOL_PAGES: usize = 512;
 
 pub use timer::{set_timer, tsc_hz, wake};
+
+/// The counter the watchdog deadlines are kept in: the TSC.
+pub fn now() -> u64 {
+    cpu::rdtsc()
+}
+
+/// Ticks of [`now`] per second (calibrated at boot).
+pub fn counter_hz() -> u64 {
+    timer::tsc_hz()
+}
+
+/// Pages of the page-table pool in use (boot prints the same figure).
+pub fn table_pages_used() -> usize {
+    phys::TablePool::used()
+}

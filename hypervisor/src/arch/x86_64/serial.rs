@@ -39,3 +39,19 @@ fn put(base: u16, b: u8) {
     }
     outb(base, b);
 }
+
+/// The next byte the host sent on the console, if any.
+pub fn read_byte() -> Option<u8> {
+    let base = BASE.load(Ordering::Relaxed);
+    // Line status bit 0: data ready.
+    (inb(base + 5) & 0x01 != 0).then(|| inb(base))
+}
+
+/// Raises the UART's interrupt when the host sends something (the
+/// operator's commands: `control.rs`): receive-data interrupt, and OUT2,
+/// which gates the UART's interrupt line on PC boards.
+pub fn enable_rx_interrupt() {
+    let base = BASE.load(Ordering::Relaxed);
+    outb(base + 1, 0x01);
+    outb(base + 4, 0x0B);
+}

@@ -454,6 +454,8 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::INTR => {
                 take_interrupts();
                 super::timer::collect(core);
+                super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -469,6 +471,8 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 take_interrupts();
                 super::cpu::unblock_nmi();
                 super::timer::collect(core);
+                super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -631,6 +635,8 @@ fn take_interrupts() {
 fn idle(core: usize) {
     loop {
         super::timer::collect(core);
+        super::timer::watchdog(core);
+        super::console_poll();
         crate::partition::deliver_doorbells(core);
         if guest::doorbell_queued(core) || super::timer::take_wake(core) {
             return;

@@ -41,6 +41,10 @@ static DEADLINE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORE
 static PERIOD: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 static FIRED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 static WAKE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// Per core: when the hypervisor must next look at the partition's
+/// watchdog (a TSC value; 0: no watchdog). The APIC timer is armed for
+/// the earlier of this and the guest's deadline.
+static WATCH: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
 const MSR_TSC_DEADLINE: u32 = 0x6E0;
 const LVT_TIMER: u32 = 0x320;
@@ -134,9 +138,48 @@ pub fn tsc_hz() -> u64 {
     TSC_HZ.load(Ordering::Relaxed)
 }
 
+/// Programs this core's APIC timer for the guest's `deadline` (0: none)
+/// or the watchdog's next look, whichever comes first.
+fn program(deadline: u64) {
+    let watch = WATCH.get(super::this_core()).map_or(0, |w| w.load(Ordering::Relaxed));
+    program_at(match (deadline, watch) {
+        (0, w) => w,
+        (d, 0) => d,
+        (d, w) => d.min(w),
+    })
+}
+
+/// Arms (or with 0 disarms) the watchdog's look on this core: `at` is a
+/// TSC value ([`crate::partition::watchdog_next`]).
+pub fn set_watch(core: usize, at: u64) {
+    let Some(w) = WATCH.get(core) else { return };
+    w.store(at, Ordering::Relaxed);
+    program(DEADLINE[core].load(Ordering::Relaxed));
+}
+
+/// The TSC value of this core's next watchdog look (0: none).
+pub fn watch(core: usize) -> u64 {
+    WATCH.get(core).map_or(0, |w| w.load(Ordering::Relaxed))
+}
+
+/// At an exit that took interrupts (or a wake-up in `idle`, or a
+/// VMX-preemption-timer exit): if the watchdog's look is due, takes it
+/// (`partition::watchdog_expired`, which applies the fault policy on a
+/// miss and then does not return) and re-arms for the next. A load and a
+/// compare on other exits; nothing at all on the channels' data path.
+#[inline(always)]
+pub fn watchdog(core: usize) {
+    let at = watch(core);
+    if at == 0 || rdtsc() < at {
+        return;
+    }
+    let next = crate::partition::watchdog_expired(core);
+    set_watch(core, next);
+}
+
 /// Programs this core's APIC timer to fire at TSC value `deadline` (0:
 /// stop it).
-fn program(deadline: u64) {
+fn program_at(deadline: u64) {
     if tsc_deadline_mode() {
         apic::write(LVT_TIMER, MODE_TSC_DEADLINE | TIMER_VECTOR as u32);
         // A deadline already passed fires at once; 0 disarms.
@@ -223,9 +266,11 @@ pub fn collect(core: usize) {
     crate::hypercall::publish_timer(core, next);
 }
 
-/// Whether the vCPU on `core` has a timer armed.
+/// Whether the vCPU on `core` has a timer armed (its own, or the
+/// watchdog's: a partition with a watchdog halted with nothing else to
+/// wake it sleeps until the watchdog expires).
 pub fn armed(core: usize) -> bool {
-    DEADLINE.get(core).is_some_and(|d| d.load(Ordering::Relaxed) != 0)
+    DEADLINE.get(core).is_some_and(|d| d.load(Ordering::Relaxed) != 0) || watch(core) != 0
 }
 
 /// `WAKE`: the vCPU on `core` (local APIC id `hwid`) leaves its `hlt`, or
@@ -252,6 +297,7 @@ pub fn reset(core: usize) {
         PERIOD[core].store(0, Ordering::Relaxed);
         FIRED[core].store(false, Ordering::Relaxed);
         WAKE[core].store(false, Ordering::Relaxed);
+        WATCH[core].store(0, Ordering::Relaxed);
     }
     // The guest's copy too: a vCPU turned off and on again (PSCI) keeps its
     // boot information, and a stale "armed" there would make it skip the

@@ -308,8 +308,10 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     // External interrupts and NMIs exit (they belong to the host); the
     // VMX-preemption timer (6) where offered (see `PREEMPT_TSC`).
     let pin = adjust(cap(msr::PINBASED, msr::TRUE_PINBASED), 1 | (1 << 3) | (1 << 6), 1 | (1 << 3)).ok_or(SetupError)?;
+    let shift = rdmsr(msr::MISC) & 0x1f;
+    PREEMPT_SHIFT[core].store(shift, core::sync::atomic::Ordering::Relaxed);
     PREEMPT[core].store(
-        if pin & (1 << 6) != 0 { (PREEMPT_TSC >> (rdmsr(msr::MISC) & 0x1f)).max(1) } else { 0 },
+        if pin & (1 << 6) != 0 { (PREEMPT_TSC >> shift).max(1) } else { 0 },
         core::sync::atomic::Ordering::Relaxed,
     );
     // HLT (7), unconditional I/O (24), MSR bitmaps (28), secondary (31);
@@ -445,6 +447,11 @@ const PREEMPT_TSC: u64 = 1 << 24;
 static PREEMPT: [core::sync::atomic::AtomicU64; MAX_CORES] =
     [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CORES];
 
+/// Per core: the VMX-preemption timer's rate, as a right shift of the TSC
+/// (`IA32_VMX_MISC` bits 4:0).
+static PREEMPT_SHIFT: [core::sync::atomic::AtomicU64; MAX_CORES] =
+    [const { core::sync::atomic::AtomicU64::new(0) }; MAX_CORES];
+
 extern "C" {
     /// Enters the guest (`vmlaunch` if `launched` is 0, else `vmresume`);
     /// returns 0 after a VM exit, 1 if the entry itself failed.
@@ -537,8 +544,16 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let mut redeliver: Option<(u64, u64)> = None;
     loop {
         inject(core, redeliver.take());
-        let preempt = PREEMPT[core].load(core::sync::atomic::Ordering::Relaxed);
+        let mut preempt = PREEMPT[core].load(core::sync::atomic::Ordering::Relaxed);
         if preempt != 0 {
+            // A watchdog look due sooner than the safety net shortens it:
+            // under Bochs a guest spinning with interrupts off never exits
+            // for the APIC timer (see `PREEMPT_TSC`).
+            let watch = super::timer::watch(core);
+            if watch != 0 {
+                let shift = PREEMPT_SHIFT[core].load(core::sync::atomic::Ordering::Relaxed);
+                preempt = preempt.min((watch.saturating_sub(super::cpu::rdtsc()) >> shift) + 1);
+            }
             vmwrite(f::GUEST_PREEMPTION_TIMER, preempt.min(u32::MAX as u64));
         }
         let launched = LAUNCHED[core].swap(true, core::sync::atomic::Ordering::Relaxed);
@@ -656,6 +671,8 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::EXTERNAL_INTERRUPT => {
                 take_interrupts();
                 super::timer::collect(core);
+                super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -665,6 +682,8 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             // (`deliver_doorbells` checks), else the guest resumes.
             exit::PREEMPTION_TIMER => {
                 super::timer::collect(core);
+                super::timer::watchdog(core);
+                super::console_poll();
                 crate::partition::deliver_doorbells(core);
                 continue;
             }
@@ -729,6 +748,8 @@ fn take_interrupts() {
 fn idle(core: usize) {
     loop {
         super::timer::collect(core);
+        super::timer::watchdog(core);
+        super::console_poll();
         crate::partition::deliver_doorbells(core);
         if guest::doorbell_queued(core) || super::timer::take_wake(core) {
             return;
