@@ -68,6 +68,7 @@ pub struct MemDisk {
     /// or flush fails.
     fail_after: Option<u64>,
     torn_sectors: usize,
+    fail_flush: bool,
     dead: bool,
 }
 
@@ -83,6 +84,7 @@ impl MemDisk {
             flushes: 0,
             fail_after: None,
             torn_sectors: 0,
+            fail_flush: false,
             dead: false,
         }
     }
@@ -101,6 +103,11 @@ impl MemDisk {
     pub fn fail_after(&mut self, n: u64, torn_sectors: usize) {
         self.fail_after = Some(n);
         self.torn_sectors = torn_sectors;
+    }
+
+    /// Power fails at the next flush: the writes before it stay pending.
+    pub fn fail_at_flush(&mut self) {
+        self.fail_flush = true;
     }
 
     /// Whether the simulated power failure has happened.
@@ -173,6 +180,9 @@ impl BlockDevice for MemDisk {
     }
 
     fn flush(&mut self) -> Result<(), Error> {
+        if self.fail_flush {
+            self.dead = true;
+        }
         if self.dead {
             return Err(Error::Io);
         }

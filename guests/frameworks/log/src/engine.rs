@@ -305,6 +305,11 @@ impl<D: BlockDevice> Log<D> {
         &self.dev
     }
 
+    /// The device, to arm a simulated power failure (tests).
+    pub fn device_mut(&mut self) -> &mut D {
+        &mut self.dev
+    }
+
     fn ext_lba(&self, ext: u32) -> u64 {
         FIRST_EXTENT_LBA + ext as u64 * self.seg_blocks as u64
     }
