@@ -1,0 +1,261 @@
+//! The log partition: a thin shell around `hallows-log`. It finds its
+//! virtio-blk disk, opens (recovering) the log on it, and serves Kafka's
+//! wire protocol on port 9092 (the first `listen` port of the manifest)
+//! over `hallows-net`.
+//!
+//! Boot arguments: `advertise=HOST` and `advertise_port=N` (the address
+//! clients are told to use: the host side of the manifest's forward),
+//! `partitions=N` (of auto-created topics, default 1), `epoch_ms=N` (wall
+//! clock at boot, for time-based retention; without it time retention
+//! never fires).
+//!
+//! One connection is one task; a request that waits (a produce waiting for
+//! the group commit, a long-polling fetch, a JoinGroup) is polled by its
+//! task, and a background task drives timers (flush intervals, session
+//! timeouts, retention) every few milliseconds.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+use alloc::vec;
+use core::time::Duration;
+
+use hallows_log::dev::{BlockDevice, Error as DevError, BLOCK};
+use hallows_log::{Broker, BrokerConfig, Log, LogConfig, Reply};
+use hallows_net::{with_timeout, TcpListener, TcpStream};
+use hallows_rt::task::spawn;
+use hallows_rt::virtio::virtio_drivers::device::blk::VirtIOBlk;
+use hallows_rt::virtio::virtio_drivers::transport::{mmio::MmioTransport, DeviceType};
+use hallows_rt::virtio::{self, Hal};
+use hallows_rt::{println, time, Boot};
+
+hallows_rt::entry!(main);
+
+/// Largest request frame accepted (a client sending more is disconnected).
+const MAX_REQUEST: usize = 8 << 20;
+/// A connection silent this long is closed (clients reconnect).
+const IDLE: Duration = Duration::from_secs(600);
+/// Time to hand a response to a client that does not read.
+const WRITE_TIME: Duration = Duration::from_secs(30);
+/// Largest transfer to the device in one request.
+const MAX_IO: usize = 256 * 1024;
+
+/// The partition's virtio-blk disk as the log's block device.
+struct VirtioDisk {
+    blk: VirtIOBlk<Hal, MmioTransport<'static>>,
+    blocks: u64,
+}
+
+impl BlockDevice for VirtioDisk {
+    fn blocks(&self) -> u64 {
+        self.blocks
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
+        if !buf.len().is_multiple_of(BLOCK) {
+            return Err(DevError::Unaligned);
+        }
+        if lba + (buf.len() / BLOCK) as u64 > self.blocks {
+            return Err(DevError::OutOfRange);
+        }
+        for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+            let at = lba as usize + i * (MAX_IO / BLOCK);
+            self.blk.read_blocks(at, chunk).map_err(|_| DevError::Io)?;
+        }
+        Ok(())
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError> {
+        if !buf.len().is_multiple_of(BLOCK) {
+            return Err(DevError::Unaligned);
+        }
+        if lba + (buf.len() / BLOCK) as u64 > self.blocks {
+            return Err(DevError::OutOfRange);
+        }
+        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+            println!("log: disk write {lba} +{}", buf.len() / BLOCK);
+        }
+        for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
+            let at = lba as usize + i * (MAX_IO / BLOCK);
+            self.blk.write_blocks(at, chunk).map_err(|_| DevError::Io)?;
+        }
+        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+            println!("log: disk write done");
+        }
+        Ok(())
+    }
+    fn flush(&mut self) -> Result<(), DevError> {
+        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+            println!("log: disk flush");
+        }
+        self.blk.flush().map_err(|_| DevError::Io)
+    }
+}
+
+type Shared = Arc<spin::Mutex<Broker<VirtioDisk>>>;
+
+/// `trace` in the boot arguments: a line per connection and request.
+static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+static EPOCH_MS: core::sync::atomic::AtomicI64 = core::sync::atomic::AtomicI64::new(0);
+
+fn now_ms() -> i64 {
+    EPOCH_MS.load(core::sync::atomic::Ordering::Relaxed) + time::now().as_millis() as i64
+}
+
+fn main(boot: &Boot) -> u64 {
+    let b = boot.clone();
+    hallows_rt::task::run(boot, serve(b))
+}
+
+async fn serve(boot: Boot) -> u64 {
+    TRACE.store(boot.has("trace"), core::sync::atomic::Ordering::Relaxed);
+    if let Some(ms) = boot.arg("epoch_ms").and_then(|v| v.parse::<i64>().ok()) {
+        EPOCH_MS.store(ms, core::sync::atomic::Ordering::Relaxed);
+    }
+    let cfg = match hallows_net::init(&boot) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("log: net init failed: {e}");
+            return 1;
+        }
+    };
+    // The NIC was probed above; probing again here must not drop (and so
+    // reset: virtio-drivers resets a device when its transport is dropped)
+    // the NIC's transport: every transport but the disk's is forgotten.
+    let mut disk = None;
+    for d in virtio::transports(&boot) {
+        if d.device_type == DeviceType::Block && disk.is_none() {
+            disk = Some(d);
+        } else {
+            core::mem::forget(d);
+        }
+    }
+    let Some(dev) = disk else {
+        println!("log: no virtio block device (give the partition a disk)");
+        return 1;
+    };
+    let blk = match VirtIOBlk::<Hal, _>::new(dev.transport) {
+        Ok(b) => b,
+        Err(e) => {
+            println!("log: virtio-blk init failed: {e:?}");
+            return 1;
+        }
+    };
+    let blocks = blk.capacity();
+    let disk = VirtioDisk { blk, blocks };
+    let t0 = time::now();
+    let log = match Log::open(disk, LogConfig::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("log: cannot open the log on the disk ({} MiB): {e:?}", (blocks * BLOCK as u64) >> 20);
+            return 1;
+        }
+    };
+    let r = log.report;
+    println!(
+        "log: disk {} MiB {}, {} segments, {} batches, {} torn tails truncated, {} segments dropped, {} topics, in {} ms",
+        (blocks * BLOCK as u64) >> 20,
+        if r.formatted { "formatted" } else { "recovered" },
+        r.segments,
+        r.batches,
+        r.torn_tails,
+        r.dropped_segments,
+        log.topics().len(),
+        (time::now() - t0).as_millis()
+    );
+    let net = &boot.info().net;
+    let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 9092 };
+    let mut bc = BrokerConfig::default();
+    if let Some(h) = boot.arg("advertise") {
+        bc.host = h.into();
+    }
+    bc.port = boot.arg("advertise_port").and_then(|p| p.parse().ok()).unwrap_or(port as i32);
+    if let Some(n) = boot.arg("partitions").and_then(|p| p.parse().ok()) {
+        bc.default_partitions = n;
+    }
+    let broker: Shared = Arc::new(spin::Mutex::new(Broker::new(log, bc)));
+    let Ok(mut listener) = TcpListener::bind(port) else {
+        println!("log: cannot listen on {port}");
+        return 1;
+    };
+    let ticker = broker.clone();
+    spawn(async move {
+        loop {
+            time::sleep(Duration::from_millis(5)).await;
+            ticker.lock().poll(now_ms());
+        }
+    });
+    println!("log ready: {:?} {} kafka {port}", cfg.mode, cfg.address);
+    loop {
+        if let Ok(s) = listener.accept().await {
+            if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+                println!("log: connection from {}", s.peer_addr());
+            }
+            spawn(connection(s, broker.clone()));
+        }
+    }
+}
+
+async fn read_exact(s: &mut TcpStream, buf: &mut [u8], limit: Duration) -> bool {
+    let mut have = 0;
+    while have < buf.len() {
+        match with_timeout(limit, s.read(&mut buf[have..])).await {
+            Ok(Ok(n)) if n > 0 => have += n,
+            _ => return false,
+        }
+    }
+    true
+}
+
+async fn connection(mut s: TcpStream, broker: Shared) {
+    let mut len = [0u8; 4];
+    let mut frame = vec![0u8; 0];
+    loop {
+        if !read_exact(&mut s, &mut len, IDLE).await {
+            break;
+        }
+        let n = i32::from_be_bytes(len);
+        if n < 8 || n as usize > MAX_REQUEST {
+            break;
+        }
+        frame.resize(n as usize, 0);
+        if !read_exact(&mut s, &mut frame, WRITE_TIME).await {
+            break;
+        }
+        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+            println!("log: request key {} v{} ({} bytes)", i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), n);
+        }
+        let reply = broker.lock().handle(&frame, now_ms());
+        let out = match reply {
+            Reply::Now(r) => Some(r),
+            Reply::Silent => None,
+            Reply::Close => break,
+            Reply::Wait(t) => {
+                let started = time::now();
+                loop {
+                    {
+                        let mut b = broker.lock();
+                        b.poll(now_ms());
+                        if let Some(r) = b.take(t) {
+                            break Some(r);
+                        }
+                    }
+                    if time::now() - started > IDLE {
+                        broker.lock().cancel(t);
+                        break None;
+                    }
+                    time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        };
+        if let Some(r) = out.filter(|r| !r.is_empty()) {
+            if !matches!(with_timeout(WRITE_TIME, s.write_all(&r)).await, Ok(Ok(()))) {
+                s.abort();
+                return;
+            }
+        }
+    }
+    let _ = s.close().await;
+}
