@@ -15,6 +15,8 @@ pub mod engine;
 pub mod proto;
 #[cfg(feature = "std")]
 pub mod server;
+#[cfg(feature = "std")]
+pub mod client;
 pub mod wire;
 
 pub use dev::{BlockDevice, MemDisk};
