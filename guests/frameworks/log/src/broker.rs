@@ -408,7 +408,7 @@ impl<D: BlockDevice> Broker<D> {
         }
         let mut first = -1;
         for b in batches {
-            let base = self.log.append(topic, part as u32, b).map_err(|e| {
+            let base = self.log.append_validated(topic, part as u32, b).map_err(|e| {
                 if matches!(e, LogError::Device(_)) {
                     self.failed = true;
                 }
