@@ -173,6 +173,11 @@ impl<D: BlockDevice> Broker<D> {
         }
     }
 
+    /// The log, after the broker (a restart).
+    pub fn into_log(self) -> Log<D> {
+        self.log
+    }
+
     /// The settings.
     pub fn config(&self) -> &BrokerConfig {
         &self.cfg
