@@ -90,10 +90,12 @@ loom:
 crash-log: deps
 	HALLOWS_LOG_KILLS=$${HALLOWS_LOG_KILLS:-50} $(CARGO) test -p hallows-tests --test log killed -- --nocapture
 
-# The log engine's benchmarks (host): flushed append throughput against the
-# raw sequential write throughput of the same file (docs/log.md).
-bench-log:
+# The log's benchmarks (docs/log.md): on the host, the engine's flushed
+# append throughput against the raw sequential write throughput of the same
+# file; in QEMU, produce and consume throughput from the host.
+bench-log: deps
 	$(CARGO) run --release -p hallows-log --features std --bin hallows-log-bench
+	$(CARGO) test -p hallows-tests --test log bench -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

@@ -173,6 +173,29 @@ impl<D: BlockDevice> Broker<D> {
         }
     }
 
+    /// Appends a batch from inside the system (an in-system producer over a
+    /// ring channel) to partition 0 of `topic`, creating the topic if need
+    /// be, and makes it durable before returning its base offset; long polls
+    /// waiting on the topic wake.
+    pub fn append_internal(&mut self, topic: &str, batch: &[u8], now: i64) -> Result<i64, LogError> {
+        if self.failed {
+            return Err(LogError::Device(crate::dev::Error::Io));
+        }
+        if self.log.topic(topic).is_none() {
+            self.log.create_topic(topic, self.cfg.default_partitions, self.cfg.default_topic, now)?;
+        }
+        let r = self.log.append(topic, 0, batch).and_then(|base| {
+            self.log.flush()?;
+            Ok(base)
+        });
+        if matches!(r, Err(LogError::Device(_))) {
+            self.failed = true;
+        }
+        self.version += 1;
+        self.stats.produced_batches += 1;
+        r
+    }
+
     /// The log, after the broker (a restart).
     pub fn into_log(self) -> Log<D> {
         self.log

@@ -9,6 +9,13 @@
 //! clock at boot, for time-based retention; without it time retention
 //! never fires).
 //!
+//! In-system producers: where the manifest connects the channels of
+//! `log.pt` ("records" in, "acks" out), a task serves them under the
+//! `messaging` scheduler; each turn's records become one RecordBatch v2
+//! appended to topic `ring_topic` (boot argument, default `in-system`) and
+//! flushed, and then one acknowledgement names the last record now durable.
+//! Kafka clients consume that topic like any other.
+//!
 //! One connection is one task; a request that waits (a produce waiting for
 //! the group commit, a long-polling fetch, a JoinGroup) is polled by its
 //! task, and a background task drives timers (flush intervals, session
@@ -19,8 +26,10 @@
 
 extern crate alloc;
 
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
+use alloc::vec::Vec;
 use core::time::Duration;
 
 use hallows_log::dev::{BlockDevice, Error as DevError, BLOCK};
@@ -33,6 +42,12 @@ use hallows_rt::virtio::{self, Hal};
 use hallows_rt::{println, time, Boot};
 
 hallows_rt::entry!(main);
+
+/// Generated from `log.pt` by the build script.
+#[allow(dead_code)]
+mod spec {
+    include!(concat!(env!("OUT_DIR"), "/log.rs"));
+}
 
 /// Largest request frame accepted (a client sending more is disconnected).
 const MAX_REQUEST: usize = 8 << 20;
@@ -187,6 +202,19 @@ async fn serve(boot: Boot) -> u64 {
             ticker.lock().poll(now_ms());
         }
     });
+    let topic = String::from(boot.arg("ring_topic").unwrap_or("in-system"));
+    let in_system = InSystem { broker: broker.clone(), pending: Vec::new() };
+    match spec::Service::connect(in_system, &boot) {
+        Ok(service) => {
+            spawn(serve_ring(service, topic));
+            println!("log: in-system producers on channel \"records\"");
+        }
+        Err(spec::ConnectError::MissingChannel(_)) => {}
+        Err(e) => {
+            println!("log: {e}");
+            return 1;
+        }
+    }
     println!("log ready: {:?} {} kafka {port}", cfg.mode, cfg.address);
     loop {
         if let Ok(s) = listener.accept().await {
@@ -258,4 +286,74 @@ async fn connection(mut s: TcpStream, broker: Shared) {
         }
     }
     let _ = s.close().await;
+}
+
+/// The handlers of `log.pt`: a turn's records wait here to become one batch.
+struct InSystem {
+    broker: Shared,
+    pending: Vec<spec::LogRecord>,
+}
+
+impl spec::Handlers for InSystem {
+    type Endpoints = Boot;
+    fn append_record(&mut self, message: spec::LogRecord, _send: &mut spec::Senders<Boot>) {
+        self.pending.push(message);
+    }
+}
+
+/// Serves the in-system producers' channel: a turn of the messaging
+/// scheduler, one batch appended and flushed, one acknowledgement.
+async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
+    // First, "ready" (through = u64::MAX): a producer that started before
+    // this partition opened the channel may have had its first records
+    // dropped by the open (the ring's restart rule); it sends once it hears this.
+    // It is repeated every 100 ms until a record arrives: a producer that
+    // opens its end after this one may have lost the first.
+    let ready = spec::LogAck { through: u64::MAX, offset: -1 };
+    let mut unsent: Option<spec::LogAck> = Some(ready);
+    let mut heard = false;
+    let mut last_ready = time::now();
+    loop {
+        if !heard && unsent.is_none() && time::now() - last_ready > Duration::from_millis(100) {
+            unsent = Some(ready);
+            last_ready = time::now();
+        }
+        let turn = service.turn(time::now().as_nanos() as u64);
+        if turn.corrupt != 0 {
+            println!("log: channel \"records\" corrupt; in-system producers stop");
+            return;
+        }
+        let pending = core::mem::take(&mut service.handlers.pending);
+        if let Some(last) = pending.last() {
+            heard = true;
+            let kv: Vec<hallows_log::batch::KeyValue> = pending.iter().map(|r| (Some(r.key.as_bytes()), Some(r.value.as_bytes()))).collect();
+            let batch = hallows_log::batch::encode(0, now_ms(), &kv);
+            match service.handlers.broker.lock().append_internal(&topic, &batch, now_ms()) {
+                Ok(base) => unsent = Some(spec::LogAck { through: last.seq, offset: base + pending.len() as i64 - 1 }),
+                Err(e) => {
+                    println!("log: in-system append to {topic} failed: {e:?}; in-system producers stop");
+                    return;
+                }
+            }
+        }
+        if let Some(ack) = unsent {
+            if spec::Port::port(&mut service.send.acks).try_send(&ack).is_ok() {
+                unsent = None;
+                service.flush();
+            }
+        }
+        if turn.handled == 0 {
+            // Nothing came: look again in a millisecond, or when the
+            // scheduler's linger ends. (Awaiting the doorbell would hold a
+            // reference to the service across the await; tasks must be
+            // Send and channel ends are not Sync.)
+            let limit = match turn.wake_at {
+                Some(at) => Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)).min(Duration::from_millis(1)),
+                None => Duration::from_millis(1),
+            };
+            time::sleep(limit).await;
+        } else {
+            hallows_rt::task::yield_now().await;
+        }
+    }
 }
