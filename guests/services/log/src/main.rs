@@ -7,7 +7,9 @@
 //! clients are told to use: the host side of the manifest's forward),
 //! `partitions=N` (of auto-created topics, default 1), `epoch_ms=N` (wall
 //! clock at boot, for time-based retention; without it time retention
-//! never fires).
+//! never fires), `trace` (a console line per connection, request and disk
+//! write), `stats` (a line of counters every 5 s while batches are
+//! produced: instructions per batch under `-icount shift=0`, docs/log.md).
 //!
 //! In-system producers: where the manifest connects the channels of
 //! `log.pt` ("records" in, "acks" out), a task serves them under the
@@ -64,6 +66,21 @@ struct VirtioDisk {
     blocks: u64,
 }
 
+/// Guest nanoseconds spent waiting on the disk, and holding the broker
+/// (boot argument `stats`: printed every 5 s when they changed). Under
+/// QEMU's `-icount shift=0` a guest nanosecond is one instruction, so
+/// `(broker - disk) / batches` is the broker's and engine's instructions per
+/// produced batch, without the device's wait.
+static DISK_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static BROKER_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn timed<T>(counter: &core::sync::atomic::AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t0 = time::now_nanos();
+    let r = f();
+    counter.fetch_add(time::now_nanos() - t0, core::sync::atomic::Ordering::Relaxed);
+    r
+}
+
 impl BlockDevice for VirtioDisk {
     fn blocks(&self) -> u64 {
         self.blocks
@@ -75,11 +92,13 @@ impl BlockDevice for VirtioDisk {
         if lba + (buf.len() / BLOCK) as u64 > self.blocks {
             return Err(DevError::OutOfRange);
         }
-        for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
-            let at = lba as usize + i * (MAX_IO / BLOCK);
-            self.blk.read_blocks(at, chunk).map_err(|_| DevError::Io)?;
-        }
-        Ok(())
+        timed(&DISK_NS, || {
+            for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+                let at = lba as usize + i * (MAX_IO / BLOCK);
+                self.blk.read_blocks(at, chunk).map_err(|_| DevError::Io)?;
+            }
+            Ok(())
+        })
     }
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError> {
         if !buf.len().is_multiple_of(BLOCK) {
@@ -91,10 +110,13 @@ impl BlockDevice for VirtioDisk {
         if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("log: disk write {lba} +{}", buf.len() / BLOCK);
         }
-        for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
-            let at = lba as usize + i * (MAX_IO / BLOCK);
-            self.blk.write_blocks(at, chunk).map_err(|_| DevError::Io)?;
-        }
+        timed(&DISK_NS, || {
+            for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
+                let at = lba as usize + i * (MAX_IO / BLOCK);
+                self.blk.write_blocks(at, chunk).map_err(|_| DevError::Io)?;
+            }
+            Ok::<(), DevError>(())
+        })?;
         if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("log: disk write done");
         }
@@ -104,7 +126,7 @@ impl BlockDevice for VirtioDisk {
         if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("log: disk flush");
         }
-        self.blk.flush().map_err(|_| DevError::Io)
+        timed(&DISK_NS, || self.blk.flush().map_err(|_| DevError::Io))
     }
 }
 
@@ -196,10 +218,29 @@ async fn serve(boot: Boot) -> u64 {
         return 1;
     };
     let ticker = broker.clone();
+    let stats = boot.has("stats");
     spawn(async move {
+        let (mut last_stats, mut last_batches) = (time::now(), 0u64);
         loop {
             time::sleep(Duration::from_millis(5)).await;
-            ticker.lock().poll(now_ms());
+            timed(&BROKER_NS, || ticker.lock().poll(now_ms()));
+            if stats && time::now() - last_stats > Duration::from_secs(5) {
+                last_stats = time::now();
+                let b = ticker.lock().stats;
+                if b.produced_batches != last_batches {
+                    last_batches = b.produced_batches;
+                    let (broker_ns, disk_ns) = (BROKER_NS.load(core::sync::atomic::Ordering::Relaxed), DISK_NS.load(core::sync::atomic::Ordering::Relaxed));
+                    println!(
+                        "log stats: requests {} produced batches {} flushes {} guest ns holding the broker {} of which disk {} -> {} per batch without the disk",
+                        b.requests,
+                        b.produced_batches,
+                        b.flushes,
+                        broker_ns,
+                        disk_ns,
+                        broker_ns.saturating_sub(disk_ns) / b.produced_batches.max(1)
+                    );
+                }
+            }
         }
     });
     let topic = String::from(boot.arg("ring_topic").unwrap_or("in-system"));
@@ -255,7 +296,7 @@ async fn connection(mut s: TcpStream, broker: Shared) {
         if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("log: request key {} v{} ({} bytes)", i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), n);
         }
-        let reply = broker.lock().handle(&frame, now_ms());
+        let reply = timed(&BROKER_NS, || broker.lock().handle(&frame, now_ms()));
         let out = match reply {
             Reply::Now(r) => Some(r),
             Reply::Silent => None,
@@ -263,12 +304,13 @@ async fn connection(mut s: TcpStream, broker: Shared) {
             Reply::Wait(t) => {
                 let started = time::now();
                 loop {
-                    {
+                    let done = timed(&BROKER_NS, || {
                         let mut b = broker.lock();
                         b.poll(now_ms());
-                        if let Some(r) = b.take(t) {
-                            break Some(r);
-                        }
+                        b.take(t)
+                    });
+                    if let Some(r) = done {
+                        break Some(r);
                     }
                     if time::now() - started > IDLE {
                         broker.lock().cancel(t);
