@@ -54,6 +54,14 @@ impl Default for BrokerConfig {
     }
 }
 
+/// Most consumer groups held in memory (an empty group is forgotten; its
+/// committed offsets stay in the log).
+pub const MAX_GROUPS: usize = 4096;
+/// Most members of one group (Kafka's `group.max.size`).
+pub const MAX_MEMBERS: usize = 1000;
+/// Most member ids handed out and not yet used, per group.
+const MAX_PENDING_IDS: usize = 1000;
+
 /// A handle on a response that is not ready yet.
 pub type Ticket = u64;
 
@@ -548,6 +556,13 @@ impl<D: BlockDevice> Broker<D> {
             fail(&mut w, err::INCONSISTENT_GROUP_PROTOCOL, &q.member_id);
             return Reply::Now(w.finish());
         }
+        if !self.groups.contains_key(&q.group) && self.groups.len() >= MAX_GROUPS {
+            self.groups.retain(|_, g| !g.members.is_empty() || !g.pending_ids.is_empty());
+            if self.groups.len() >= MAX_GROUPS {
+                fail(&mut w, err::COORDINATOR_NOT_AVAILABLE, &q.member_id);
+                return Reply::Now(w.finish());
+            }
+        }
         let g = self.groups.entry(q.group.clone()).or_insert_with(|| Group {
             state: GroupState::Empty,
             generation: 0,
@@ -565,11 +580,18 @@ impl<D: BlockDevice> Broker<D> {
                 return Reply::Now(w.finish());
             }
         }
+        if !g.members.contains_key(&q.member_id) && g.members.len() >= MAX_MEMBERS {
+            fail(&mut w, err::GROUP_MAX_SIZE_REACHED, &q.member_id);
+            return Reply::Now(w.finish());
+        }
         let mut member_id = q.member_id.clone();
         if member_id.is_empty() {
             member_id = format!("{}-{}", client, self.next_member);
             self.next_member += 1;
             if v >= 4 {
+                if g.pending_ids.len() >= MAX_PENDING_IDS {
+                    g.pending_ids.remove(0);
+                }
                 g.pending_ids.push(member_id.clone());
                 fail(&mut w, err::MEMBER_ID_REQUIRED, &member_id);
                 return Reply::Now(w.finish());

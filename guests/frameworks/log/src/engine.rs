@@ -37,6 +37,8 @@ pub const FRAME: usize = 8;
 const INDEX_EVERY: u32 = 4096;
 /// Buffered bytes of a tail before full blocks go to the device.
 const WRITE_CHUNK: usize = 256 * 1024;
+/// Most topics a log holds.
+pub const MAX_TOPICS: usize = 4096;
 /// The metadata log's topic id.
 const META: (u32, u32) = (0, 0);
 
@@ -484,6 +486,9 @@ impl<D: BlockDevice> Log<D> {
         }
         if self.topic(name).is_some() {
             return Err(LogError::TopicExists);
+        }
+        if self.topics.len() >= MAX_TOPICS {
+            return Err(LogError::InvalidTopic("too many topics (4096)"));
         }
         let id = self.topics.iter().map(|t| t.id).max().unwrap_or(0) + 1;
         let t = Topic { id, name: name.to_string(), partitions, config };

@@ -69,6 +69,7 @@ pub mod err {
     pub const UNSUPPORTED_FOR_MESSAGE_FORMAT: i16 = 43;
     pub const KAFKA_STORAGE_ERROR: i16 = 56;
     pub const MEMBER_ID_REQUIRED: i16 = 79;
+    pub const GROUP_MAX_SIZE_REACHED: i16 = 81;
     pub const INVALID_RECORD: i16 = 87;
 }
 

@@ -301,3 +301,20 @@ proptest! {
         b.poll(100_000);
     }
 }
+
+#[test]
+fn groups_are_bounded() {
+    let mut b = broker();
+    let q = JoinGroupRequest::default()
+        .with_group_id(GroupId(s("big")))
+        .with_session_timeout_ms(6000)
+        .with_protocol_type(s("consumer"))
+        .with_protocols(vec![JoinGroupRequestProtocol::default().with_name(s("range"))]);
+    for i in 0..hallows_log::broker::MAX_MEMBERS {
+        // v3: no MEMBER_ID_REQUIRED round trip, the member is in at once.
+        assert!(matches!(b.handle(&frame(11, 3, i as i32, &q), 0), Reply::Wait(_)), "member {i}");
+    }
+    let Reply::Now(r) = b.handle(&frame(11, 3, 7, &q), 0) else { panic!("a full group answers at once") };
+    let m: JoinGroupResponse = decode(&r, 3, 7);
+    assert_eq!(m.error_code, err::GROUP_MAX_SIZE_REACHED);
+}
