@@ -318,3 +318,39 @@ fn groups_are_bounded() {
     let m: JoinGroupResponse = decode(&r, 3, 7);
     assert_eq!(m.error_code, err::GROUP_MAX_SIZE_REACHED);
 }
+
+/// Not a test of behaviour: the broker's cost per produce request on the
+/// host, for docs/log.md (`cargo test --release -p hallows-log --test broker
+/// cost -- --ignored --nocapture`).
+#[test]
+#[ignore = "a measurement"]
+fn cost_of_a_produce_request() {
+    let mut b = broker();
+    create(&mut b, "t");
+    let vals: Vec<String> = (0..16).map(|i| format!("{i:>100}")).collect();
+    let refs: Vec<&str> = vals.iter().map(String::as_str).collect();
+    let f = frame(0, 8, 1, &produce_req("t", records(&refs), -1));
+    // 1,500 requests of 1.8 KB fit the 4 MiB disk.
+    let n = 1500;
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let Reply::Wait(w) = b.handle(&f, i) else { panic!() };
+        b.poll(i);
+        assert!(b.take(w).is_some());
+    }
+    let per = t.elapsed().as_nanos() as f64 / n as f64;
+    println!("produce request (16 x 100 B, handle + flush on MemDisk): {per:.0} ns");
+    let mut c = broker();
+    create(&mut c, "t");
+    let t = std::time::Instant::now();
+    for i in 0..n {
+        let _ = c.handle(&f, i);
+    }
+    println!("handle alone: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    let batch = records(&refs);
+    let t = std::time::Instant::now();
+    for _ in 0..n {
+        std::hint::black_box(hallows_log::batch::validate(std::hint::black_box(&batch)).unwrap());
+    }
+    println!("CRC check of the batch alone: {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+}

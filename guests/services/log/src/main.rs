@@ -8,8 +8,8 @@
 //! `partitions=N` (of auto-created topics, default 1), `epoch_ms=N` (wall
 //! clock at boot, for time-based retention; without it time retention
 //! never fires), `trace` (a console line per connection, request and disk
-//! write), `stats` (a line of counters every 5 s while batches are
-//! produced: instructions per batch under `-icount shift=0`, docs/log.md).
+//! write), `stats` (a line of counters after each burst of produce
+//! requests: instructions per batch under `-icount shift=0`, docs/log.md).
 //!
 //! In-system producers: where the manifest connects the channels of
 //! `log.pt` ("records" in, "acks" out), a task serves them under the
@@ -67,7 +67,7 @@ struct VirtioDisk {
 }
 
 /// Guest nanoseconds spent waiting on the disk, and holding the broker
-/// (boot argument `stats`: printed every 5 s when they changed). Under
+/// (boot argument `stats`: printed after each burst of produces). Under
 /// QEMU's `-icount shift=0` a guest nanosecond is one instruction, so
 /// `(broker - disk) / batches` is the broker's and engine's instructions per
 /// produced batch, without the device's wait.
@@ -220,15 +220,19 @@ async fn serve(boot: Boot) -> u64 {
     let ticker = broker.clone();
     let stats = boot.has("stats");
     spawn(async move {
-        let (mut last_stats, mut last_batches) = (time::now(), 0u64);
+        let (mut last_seen, mut last_printed, mut last_change) = (0u64, 0u64, time::now());
         loop {
             time::sleep(Duration::from_millis(5)).await;
             timed(&BROKER_NS, || ticker.lock().poll(now_ms()));
-            if stats && time::now() - last_stats > Duration::from_secs(5) {
-                last_stats = time::now();
+            if stats {
+                // A line at the end of each burst of produces (500 ms
+                // without a new batch).
                 let b = ticker.lock().stats;
-                if b.produced_batches != last_batches {
-                    last_batches = b.produced_batches;
+                if b.produced_batches != last_seen {
+                    last_seen = b.produced_batches;
+                    last_change = time::now();
+                } else if last_seen != last_printed && time::now() - last_change > Duration::from_millis(500) {
+                    last_printed = last_seen;
                     let (broker_ns, disk_ns) = (BROKER_NS.load(core::sync::atomic::Ordering::Relaxed), DISK_NS.load(core::sync::atomic::Ordering::Relaxed));
                     println!(
                         "log stats: requests {} produced batches {} flushes {} guest ns holding the broker {} of which disk {} -> {} per batch without the disk",
@@ -267,67 +271,119 @@ async fn serve(boot: Boot) -> u64 {
     }
 }
 
-async fn read_exact(s: &mut TcpStream, buf: &mut [u8], limit: Duration) -> bool {
-    let mut have = 0;
-    while have < buf.len() {
-        match with_timeout(limit, s.read(&mut buf[have..])).await {
-            Ok(Ok(n)) if n > 0 => have += n,
-            _ => return false,
-        }
+/// Requests of one connection handled ahead of their responses (Kafka
+/// clients pipeline; responses still leave in request order).
+const MAX_PIPELINED: usize = 64;
+
+/// The next whole request frame at the front of `inbuf` (without its length),
+/// `Err` for a length out of bounds.
+fn next_frame(inbuf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, ()> {
+    if inbuf.len() < 4 {
+        return Ok(None);
     }
-    true
+    let n = i32::from_be_bytes([inbuf[0], inbuf[1], inbuf[2], inbuf[3]]);
+    if n < 8 || n as usize > MAX_REQUEST {
+        return Err(());
+    }
+    if inbuf.len() < 4 + n as usize {
+        return Ok(None);
+    }
+    let frame = inbuf[4..4 + n as usize].to_vec();
+    inbuf.drain(..4 + n as usize);
+    Ok(Some(frame))
 }
 
+/// One connection: requests are read and handled as they come, up to
+/// [`MAX_PIPELINED`] ahead of their responses, so produce requests a client
+/// pipelines on one connection share one flush (group commit); responses
+/// are written in request order.
 async fn connection(mut s: TcpStream, broker: Shared) {
-    let mut len = [0u8; 4];
-    let mut frame = vec![0u8; 0];
-    loop {
-        if !read_exact(&mut s, &mut len, IDLE).await {
-            break;
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut tmp = vec![0u8; 64 * 1024];
+    let mut queue: alloc::collections::VecDeque<Reply> = alloc::collections::VecDeque::new();
+    let mut waiting_since = time::now();
+    'conn: loop {
+        // Handle every whole request already here.
+        while queue.len() < MAX_PIPELINED {
+            let frame = match next_frame(&mut inbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(()) => break 'conn,
+            };
+            if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+                println!("log: request key {} v{} ({} bytes)", i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), frame.len());
+            }
+            let reply = timed(&BROKER_NS, || broker.lock().handle(&frame, now_ms()));
+            if reply == Reply::Close {
+                break 'conn;
+            }
+            if queue.is_empty() {
+                waiting_since = time::now();
+            }
+            queue.push_back(reply);
         }
-        let n = i32::from_be_bytes(len);
-        if n < 8 || n as usize > MAX_REQUEST {
-            break;
+        // Read: wait for a request when nothing is pending; otherwise take
+        // what has already arrived (it joins the coming flush).
+        if queue.is_empty() || queue.len() < MAX_PIPELINED {
+            let limit = if queue.is_empty() {
+                if inbuf.is_empty() { IDLE } else { WRITE_TIME }
+            } else {
+                Duration::from_micros(1)
+            };
+            match with_timeout(limit, s.read(&mut tmp)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    inbuf.extend_from_slice(&tmp[..n]);
+                    continue;
+                }
+                Ok(_) => break,
+                Err(_) if queue.is_empty() => break,
+                Err(_) => {}
+            }
         }
-        frame.resize(n as usize, 0);
-        if !read_exact(&mut s, &mut frame, WRITE_TIME).await {
-            break;
-        }
-        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
-            println!("log: request key {} v{} ({} bytes)", i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), n);
-        }
-        let reply = timed(&BROKER_NS, || broker.lock().handle(&frame, now_ms()));
-        let out = match reply {
-            Reply::Now(r) => Some(r),
-            Reply::Silent => None,
-            Reply::Close => break,
-            Reply::Wait(t) => {
-                let started = time::now();
-                loop {
-                    let done = timed(&BROKER_NS, || {
-                        let mut b = broker.lock();
-                        b.poll(now_ms());
-                        b.take(t)
-                    });
-                    if let Some(r) = done {
-                        break Some(r);
-                    }
-                    if time::now() - started > IDLE {
-                        broker.lock().cancel(t);
-                        break None;
-                    }
-                    time::sleep(Duration::from_millis(1)).await;
+        // Complete what is done, in order.
+        timed(&BROKER_NS, || broker.lock().poll(now_ms()));
+        loop {
+            let taken = match queue.front() {
+                None => break,
+                Some(Reply::Wait(t)) => match broker.lock().take(*t) {
+                    Some(r) => Some(r),
+                    None => break,
+                },
+                Some(_) => None,
+            };
+            let out = match queue.pop_front() {
+                Some(Reply::Now(r)) => Some(r),
+                Some(Reply::Wait(_)) => taken,
+                _ => None,
+            };
+            waiting_since = time::now();
+            if let Some(r) = out.filter(|r| !r.is_empty()) {
+                if !matches!(with_timeout(WRITE_TIME, s.write_all(&r)).await, Ok(Ok(()))) {
+                    cancel_all(&broker, &queue);
+                    s.abort();
+                    return;
                 }
             }
-        };
-        if let Some(r) = out.filter(|r| !r.is_empty()) {
-            if !matches!(with_timeout(WRITE_TIME, s.write_all(&r)).await, Ok(Ok(()))) {
-                s.abort();
-                return;
+        }
+        if !queue.is_empty() {
+            if time::now() - waiting_since > IDLE {
+                break;
             }
+            time::sleep(Duration::from_millis(1)).await;
         }
     }
+    cancel_all(&broker, &queue);
     let _ = s.close().await;
+}
+
+/// Forgets the responses a closed connection will never read.
+fn cancel_all(broker: &Shared, queue: &alloc::collections::VecDeque<Reply>) {
+    let mut b = broker.lock();
+    for r in queue {
+        if let Reply::Wait(t) = r {
+            b.cancel(*t);
+        }
+    }
 }
 
 /// The handlers of `log.pt`: a turn's records wait here to become one batch.
