@@ -78,9 +78,36 @@ pub enum Reply {
     Close,
 }
 
+/// The answer if the flush fails, built only then.
+enum Failed {
+    Produce { v: i16, corr: i32, results: Vec<(String, Vec<ProducePartResp>)> },
+    Bytes(Vec<u8>),
+}
+
+impl Failed {
+    fn build(self) -> Vec<u8> {
+        match self {
+            Failed::Bytes(b) => b,
+            Failed::Produce { v, corr, mut results } => {
+                for (_, rs) in results.iter_mut() {
+                    for r in rs.iter_mut() {
+                        if r.error == err::NONE {
+                            r.error = err::KAFKA_STORAGE_ERROR;
+                            r.base_offset = -1;
+                        }
+                    }
+                }
+                let mut f = Writer::response(corr);
+                write_produce(&mut f, v, &results);
+                f.finish()
+            }
+        }
+    }
+}
+
 enum Waiting {
     /// Produce or OffsetCommit: answered once the flush lands.
-    Flush { ok: Vec<u8>, failed: Vec<u8> },
+    Flush { ok: Vec<u8>, failed: Failed },
     Fetch { v: i16, corr: i32, req: FetchReq, deadline: i64, seen: u64 },
 }
 
@@ -417,18 +444,9 @@ impl<D: BlockDevice> Broker<D> {
         if !wait_flush {
             return Reply::Now(w.finish());
         }
-        for (_, rs) in results.iter_mut() {
-            for r in rs.iter_mut() {
-                if r.error == err::NONE {
-                    r.error = err::KAFKA_STORAGE_ERROR;
-                    r.base_offset = -1;
-                }
-            }
-        }
-        let mut f = Writer::response(i32::from_be_bytes([w.b[4], w.b[5], w.b[6], w.b[7]]));
-        write_produce(&mut f, v, &results);
+        let corr = i32::from_be_bytes([w.b[4], w.b[5], w.b[6], w.b[7]]);
         let t = self.ticket();
-        self.waiting.push((t, Waiting::Flush { ok: w.finish(), failed: f.finish() }));
+        self.waiting.push((t, Waiting::Flush { ok: w.finish(), failed: Failed::Produce { v, corr, results } }));
         Reply::Wait(t)
     }
 
@@ -849,7 +867,7 @@ impl<D: BlockDevice> Broker<D> {
         let mut f = Writer::response(corr);
         write_offset_commit(&mut f, v, &failed);
         let t = self.ticket();
-        self.waiting.push((t, Waiting::Flush { ok: w.finish(), failed: f.finish() }));
+        self.waiting.push((t, Waiting::Flush { ok: w.finish(), failed: Failed::Bytes(f.finish()) }));
         Reply::Wait(t)
     }
 
@@ -903,7 +921,7 @@ impl<D: BlockDevice> Broker<D> {
                 if matches!(self.waiting[i].1, Waiting::Flush { .. }) {
                     let (t, w) = self.waiting.swap_remove(i);
                     if let Waiting::Flush { ok, failed } = w {
-                        self.done.insert(t, if self.failed { failed } else { ok });
+                        self.done.insert(t, if self.failed { failed.build() } else { ok });
                     }
                 } else {
                     i += 1;
