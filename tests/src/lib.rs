@@ -185,7 +185,14 @@ pub struct Running {
 /// Starts `tests/systems/<name>.toml` under QEMU in a background thread
 /// (killed after [`BOOT_TIMEOUT`] at the latest).
 pub fn start_system(name: &str, extra: &[String]) -> Running {
-    let (sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {});
+    start_system_edited(name, extra, &|_| {})
+}
+
+/// [`start_system`] with the loaded system edited first (a test's own
+/// disk image: `p.disk.as_mut().unwrap().path = ...`).
+pub fn start_system_edited(name: &str, extra: &[String], edit: &dyn Fn(&mut vmm_config::System)) -> Running {
+    let (mut sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {});
+    edit(&mut sys);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());
     let handle = std::thread::spawn(move || {

@@ -88,6 +88,8 @@ struct Item<T> {
 struct Loader<'a> {
     d: Diagnostics,
     file: FileId,
+    /// The manifest's name as given (its path): names default disk images.
+    name: &'a str,
     ctx: &'a CheckContext,
 }
 
@@ -99,7 +101,7 @@ pub(crate) fn load_manifest(
 ) -> Result<System, Diagnostics> {
     let mut d = Diagnostics::new();
     let file = d.add_file(name, src);
-    let mut l = Loader { d, file, ctx };
+    let mut l = Loader { d, file, name, ctx };
     let system = l.run(dir, src);
     let mut d = l.d;
     match system {
@@ -280,6 +282,9 @@ impl Loader<'_> {
         let fwds: Vec<RawForward> = fwds.into_iter().filter_map(|f| f.raw).collect();
         let before = self.d.len();
         let forwards = crate::net::check(&mut self.d, self.file, &board, &raws, &mut partitions, &channels, &fwds);
+        if self.d.len() == before {
+            crate::disk::check(&mut self.d, self.file, self.name, dir, self.ctx.root.as_deref(), &board, &raws, &mut partitions, &channels);
+        }
         if self.d.len() != before {
             return None;
         }
@@ -709,7 +714,7 @@ impl Loader<'_> {
                         .error(file, span.clone(), format!("device `{dname}` can master DMA, but partition `{name}` does not declare dma = \"trusted\""))
                         .help("without an IOMMU a DMA-capable device can read and write any physical address, other partitions' and the hypervisor's included; add dma = \"trusted\" to the partition if you trust its guest with the whole machine's memory");
                 }
-                (Some(d), None) if p.nic.is_none() => {
+                (Some(d), None) if p.nic.is_none() && p.disk.is_none() => {
                     let DmaName::Trusted = d.get_ref();
                     self.d
                         .error(file, d.span(), format!("dma = \"trusted\" but partition `{name}` has no DMA-capable device"))
@@ -748,6 +753,7 @@ impl Loader<'_> {
                 log,
                 dma_trusted,
                 net: crate::Net::default(),
+                disk: None,
             });
         }
         (self.d.len() == before && out.len() == parts.len()).then_some(out)

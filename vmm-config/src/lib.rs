@@ -17,6 +17,7 @@ mod board;
 mod check;
 pub mod cli;
 mod diag;
+mod disk;
 mod net;
 mod place;
 mod raw;
@@ -26,6 +27,7 @@ mod size;
 use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostics, Located};
+pub use disk::{qemu_args as disk_qemu_args, parse_duration};
 pub use net::{qemu_args as net_qemu_args, LINK_MIN_SLOT_SIZE};
 pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
 pub use size::{format_size, parse_size};
@@ -124,6 +126,33 @@ pub struct Nic {
     pub qemu_bus: String,
     /// The NIC's MAC address (locally administered, unique in the system).
     pub mac: [u8; 6],
+}
+
+/// A partition's disk: a virtio-blk device on a virtio-mmio transport,
+/// backed by a host file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Disk {
+    /// Capacity in bytes (a multiple of 512).
+    pub size: u64,
+    /// The image file: `file` resolved against the manifest's directory,
+    /// or the default under the project's `target/hallows/disks/`.
+    pub path: PathBuf,
+    /// The board device (virtio-mmio transport) the disk sits on.
+    pub device: String,
+    /// Its QEMU bus (`virtio-mmio-bus.N`).
+    pub qemu_bus: String,
+    pub durability: Durability,
+}
+
+/// When a storage partition acknowledges a write (its `disk`'s
+/// `durability`); passed to the guest as boot arguments
+/// (`disk_durability=strict|group disk_window_us=N`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Once the write is on stable storage (a device flush completed).
+    Strict,
+    /// At once; made stable within `window_us` microseconds.
+    Group { window_us: u64 },
 }
 
 /// A gateway route: connections to `port` go to partition `to`.
@@ -373,6 +402,8 @@ pub struct Partition {
     pub dma_trusted: bool,
     /// Its NIC, listening ports, gateway routes or upstream gateway.
     pub net: Net,
+    /// Its disk, if it has one.
+    pub disk: Option<Disk>,
 }
 
 /// A partition's `log` level.

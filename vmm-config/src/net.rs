@@ -149,18 +149,7 @@ pub(crate) fn check(
         // Placement.
         let transport = if let Some(dv) = &nic.device {
             let dname = dv.get_ref();
-            let Some(dev) = board.device(dname) else {
-                let diag = d.error(file, dv.span(), format!("device `{dname}` is not on board \"{}\"", board.name)).label("no such device");
-                if let Some(best) = did_you_mean(dname, board.devices.iter().map(|x| x.name.as_str())) {
-                    diag.help(format!("did you mean `{best}`?"));
-                }
-                continue;
-            };
-            if !crate::dma_capable(&dev.compatible) || dev.qemu_bus.is_none() {
-                d.error(file, dv.span(), format!("device `{dname}` cannot hold a NIC: it is not a virtio-mmio transport with a QEMU bus"))
-                    .help("name a `virtio,mmio` device of the board, or leave `device` out to have one placed");
-                continue;
-            }
+            let Some(dev) = crate::disk::named_transport(d, file, board, dv, "a NIC") else { continue };
             if let Some((owner, ospan)) = nic_devices.get(dname.as_str()) {
                 d.error(file, dv.span(), format!("device `{dname}` is already the NIC of partition `{owner}`"))
                     .related(file, ospan.clone(), "NIC declared here")
@@ -178,7 +167,7 @@ pub(crate) fn check(
                     .help("stage-2 maps whole pages: pick a transport on a page nobody else uses, or leave `device` out to have one placed");
                 continue;
             }
-            dev.clone()
+            dev
         } else {
             // The lowest free page of transports QEMU can plug a NIC into;
             // the NIC takes the page's last transport.

@@ -78,6 +78,44 @@ pub(crate) struct RawNic {
     pub device: Option<Spanned<String>>,
 }
 
+/// A partition's `disk`: a virtio-blk device backed by a host file.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDisk {
+    /// Capacity, e.g. `"64 MiB"`: a multiple of 512 bytes, 1 MiB to 1 TiB.
+    /// The image file is created this size when missing (sparse).
+    #[schemars(with = "Size")]
+    pub size: Spanned<Size>,
+    /// The image file, relative to the manifest's directory; default
+    /// `target/hallows/disks/<manifest name>/<partition>.img` in the project.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub file: Option<Spanned<String>>,
+    /// The virtio-mmio transport the disk sits on; placed automatically
+    /// when absent (next to the partition's NIC, else on a free page).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub device: Option<Spanned<String>>,
+    /// `"strict"` (default): a write is acknowledged once it is on stable
+    /// storage; `"group"`: writes are acknowledged at once and made stable
+    /// within `commit_window` (a power loss keeps a prefix of them).
+    #[serde(default)]
+    #[schemars(with = "Option<DurabilityName>")]
+    pub durability: Option<Spanned<DurabilityName>>,
+    /// With `durability = "group"`: the longest an acknowledged write waits
+    /// to be made stable, e.g. `"10 ms"` (default 10 ms; 1 ms to 10 s).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub commit_window: Option<Spanned<String>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum DurabilityName {
+    Strict,
+    Group,
+}
+
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum NicModeName {
@@ -157,6 +195,10 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Option<RawNic>")]
     pub nic: Option<Spanned<RawNic>>,
+    /// The partition owns a disk: a virtio-blk device backed by a host file.
+    #[serde(default)]
+    #[schemars(with = "Option<RawDisk>")]
+    pub disk: Option<Spanned<RawDisk>>,
     /// TCP ports the partition's services accept connections on (through
     /// its own NIC, or through the gateway that routes them).
     #[serde(default)]

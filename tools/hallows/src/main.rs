@@ -92,6 +92,11 @@ enum Cmd {
         /// commands in FILE (`gdb -batch -x FILE`); exits with gdb's status.
         #[arg(long, requires = "gdb", value_name = "FILE")]
         gdb_batch: Option<PathBuf>,
+        /// Back partition PARTITION's `disk` with FILE instead of the
+        /// manifest's image (created with the manifest's size if missing).
+        /// Repeatable.
+        #[arg(long = "disk", value_name = "PARTITION=FILE")]
+        disks: Vec<String>,
         /// Extra QEMU arguments.
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -118,7 +123,9 @@ enum Cmd {
         /// than one, polling partitions have little time to idle).
         #[arg(long, default_value_t = 1)]
         connections: u64,
-        /// The path requested.
+        /// The path requested; `redis:[P<depth>:]COMMAND ARGS` sends
+        /// Redis requests instead (`redis:GET k`; `redis:P16:GET k`: 16
+        /// pipelined per write).
         #[arg(long, default_value = "/")]
         path: String,
         /// The host port of the forward to use (default: the first).
@@ -212,7 +219,10 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", path.display());
             Ok(0)
         }
-        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args } => {
+        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args, disks } => {
+            if !disks.is_empty() {
+                anyhow::bail!("--gdb takes no --disk: the session's disks are the manifest's");
+            }
             if !qemu_args.is_empty() {
                 anyhow::bail!("--gdb takes no extra QEMU arguments (the session's machine is the manifest's)");
             }
@@ -228,9 +238,23 @@ fn run(cli: Cli) -> Result<u8> {
             let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
             Ok(if s.gdb.success() { 0 } else { 1 })
         }
-        Cmd::Run { manifest, timeout, qemu_args, .. } => {
+        Cmd::Run { manifest, timeout, qemu_args, disks, .. } => {
             qemu::check_accel()?;
-            let (sys, path) = build_image(&manifest, None, outside)?;
+            let (mut sys, path) = build_image(&manifest, None, outside)?;
+            for d in &disks {
+                let Some((name, file)) = d.split_once('=') else {
+                    anyhow::bail!("--disk {d}: write it PARTITION=FILE");
+                };
+                let Some(disk) = sys.partitions.iter_mut().find(|p| p.name == name).and_then(|p| p.disk.as_mut()) else {
+                    anyhow::bail!("--disk {d}: the manifest gives no partition `{name}` a `disk`");
+                };
+                disk.path = PathBuf::from(file);
+            }
+            for p in &sys.partitions {
+                if let Some(disk) = &p.disk {
+                    eprintln!("hallows: disk of {}: {} ({}, {})", p.name, disk.path.display(), vmm_config::format_size(disk.size), disk.device);
+                }
+            }
             // Ctrl-C and SIGTERM stop the machine (QEMU is in a process
             // group of its own, so only this process gets them).
             static STOP: AtomicBool = AtomicBool::new(false);

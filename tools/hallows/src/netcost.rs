@@ -98,7 +98,48 @@ impl Client {
     }
 }
 
+/// A `path` of the form `redis:[P<depth>:]ARG ARG...` (e.g.
+/// `redis:GET k`, `redis:P16:SET k v`) sends Redis requests instead of
+/// HTTP GETs: `depth` at a time in one write (pipelining), each reply
+/// read whole.
+fn redis_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, spec: &str, n: u64) -> Result<()> {
+    let (depth, cmd) = match spec.strip_prefix('P').and_then(|x| x.split_once(':')) {
+        Some((d, cmd)) => (d.parse::<u64>().context("pipeline depth")?.max(1), cmd),
+        None => (1, spec),
+    };
+    let args: Vec<&str> = cmd.split_whitespace().collect();
+    let mut one = format!("*{}\r\n", args.len());
+    for a in &args {
+        one.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    let mut sent = 0;
+    while sent < n {
+        let k = depth.min(n - sent);
+        s.write_all(one.repeat(k as usize).as_bytes())?;
+        for _ in 0..k {
+            let mut line = String::new();
+            r.read_line(&mut line)?;
+            match line.as_bytes().first() {
+                Some(b'+') | Some(b':') => {}
+                Some(b'$') => {
+                    let len: i64 = line[1..].trim().parse().context("bulk length")?;
+                    if len >= 0 {
+                        let mut body = vec![0u8; len as usize + 2];
+                        r.read_exact(&mut body)?;
+                    }
+                }
+                _ => bail!("request {sent}: {line:?}"),
+            }
+        }
+        sent += k;
+    }
+    Ok(())
+}
+
 fn keep_alive_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, path: &str, n: u64) -> Result<()> {
+    if let Some(spec) = path.strip_prefix("redis:") {
+        return redis_requests(s, r, spec, n);
+    }
     for i in 0..n {
         write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
         let mut line = String::new();

@@ -56,6 +56,7 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
     refuse_host_access(&format!("board {}'s [qemu] extra", board.name), &q.extra)?;
     refuse_host_access("the extra QEMU arguments", extra)?;
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
+    ensure_disks(sys)?;
     cmd.args(["-M", &q.machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
         // No semihosting, no debug console, no monitor, no gdb stub: nothing
@@ -67,9 +68,39 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
         .arg("-kernel")
         .arg(image)
         .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
+        .args(vmm_config::disk_qemu_args(&sys.partitions))
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
+}
+
+/// Creates each partition's disk image that does not exist yet (sparse,
+/// the manifest's size); an existing image is used as it is, and one
+/// smaller than the manifest's size is refused (the guest would find
+/// less than its manifest promises).
+pub fn ensure_disks(sys: &System) -> Result<()> {
+    for p in &sys.partitions {
+        let Some(disk) = &p.disk else { continue };
+        match std::fs::metadata(&disk.path) {
+            Ok(m) if !m.is_file() => bail!("the disk of partition {} ({}) is not a regular file", p.name, disk.path.display()),
+            Ok(m) if m.len() < disk.size => bail!(
+                "the disk image of partition {} ({}) holds {} bytes, less than the manifest's {}; delete it to start afresh, or grow it (truncate -s)",
+                p.name,
+                disk.path.display(),
+                m.len(),
+                vmm_config::format_size(disk.size)
+            ),
+            Ok(_) => {}
+            Err(_) => {
+                if let Some(dir) = disk.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                }
+                let f = std::fs::File::create(&disk.path).with_context(|| format!("creating the disk image {}", disk.path.display()))?;
+                f.set_len(disk.size).with_context(|| format!("sizing the disk image {}", disk.path.display()))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Waits until the service behind host port `port` answers: QEMU's

@@ -261,10 +261,9 @@ fn kick() {
 }
 
 pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error> {
-    let dev = virtio::transports(boot)
-        .into_iter()
-        .find(|d| d.device_type == DeviceType::Network)
-        .ok_or(Error::Unsupported)?;
+    // Only the NIC: probing (and dropping) the partition's other virtio
+    // transports would reset devices other drivers use (its disk).
+    let dev = virtio::transport(boot, DeviceType::Network).ok_or(Error::Unsupported)?;
     let base = dev.info.base;
     if cfg.mode == Mode::Interrupt && dev.info.irq == 0 {
         // Nothing would ever wake the driver: it would spin without yielding.

@@ -34,6 +34,7 @@ pub mod time;
 pub mod virtio;
 
 pub use hallows_abi as abi;
+pub use hallows_blockdev as blockdev;
 use hallows_abi::{call, fault_kind, BootInfo, BOOT_MAGIC};
 
 /// The partition's boot information, as the hypervisor wrote it.

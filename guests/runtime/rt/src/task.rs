@@ -81,7 +81,16 @@ enum Slot {
 struct Executor {
     policy: Box<dyn Scheduler + Send>,
     tasks: BTreeMap<u32, Slot>,
+    /// Each live task's class, which it keeps every time it is runnable
+    /// again (the policy orders by it).
+    classes: BTreeMap<u32, TaskClass>,
     next_id: u32,
+}
+
+impl Executor {
+    fn class(&self, id: u32) -> TaskClass {
+        self.classes.get(&id).copied().unwrap_or(TaskClass::Request)
+    }
 }
 
 static EXEC: spin::Mutex<Option<Executor>> = spin::Mutex::new(None);
@@ -125,6 +134,9 @@ fn admit(work: Work, class: TaskClass) -> u32 {
         let id = e.next_id;
         e.next_id = e.next_id.wrapping_add(1);
         LIVE.fetch_add(1, Ordering::AcqRel);
+        if class != TaskClass::Request {
+            e.classes.insert(id, class);
+        }
         // A rejected arrival (full queue) stays waiting and is offered again
         // when woken; spawned work is never dropped silently.
         match e.policy.task_arrived(TaskId(id), class, time::now_nanos()) {
@@ -148,7 +160,8 @@ fn wake(id: u32) {
                 if let Slot::Waiting(w) = core::mem::replace(slot, Slot::Running { notified: false }) {
                     *slot = Slot::Queued(w);
                 }
-                e.policy.task_arrived(TaskId(id), TaskClass::Request, time::now_nanos());
+                let class = e.class(id);
+                e.policy.task_arrived(TaskId(id), class, time::now_nanos());
             }
             Slot::Running { notified } => *notified = true,
             Slot::Queued(_) => {}
@@ -393,10 +406,12 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
         let now = time::now_nanos();
         let Some(w) = work else {
             e.tasks.remove(&id);
+            e.classes.remove(&id);
             e.policy.task_done(core, TaskId(id), now);
             LIVE.fetch_sub(1, Ordering::AcqRel);
             return;
         };
+        let class = e.class(id);
         // The slot is `Running`: it changes in place.
         let slot = e.tasks.entry(id).or_insert(Slot::Running { notified: false });
         let notified = matches!(slot, Slot::Running { notified: true });
@@ -405,7 +420,7 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
         } else {
             e.policy.task_done(core, TaskId(id), now);
             if notified {
-                e.policy.task_arrived(TaskId(id), TaskClass::Request, now);
+                e.policy.task_arrived(TaskId(id), class, now);
                 *slot = Slot::Queued(w);
             } else {
                 *slot = Slot::Waiting(w);
@@ -446,7 +461,7 @@ where
     F::Output: Send + 'static,
 {
     arch::without_interrupts(|| {
-        *EXEC.lock() = Some(Executor { policy, tasks: BTreeMap::new(), next_id: 1 });
+        *EXEC.lock() = Some(Executor { policy, tasks: BTreeMap::new(), classes: BTreeMap::new(), next_id: 1 });
     });
     SHUTDOWN.store(false, Ordering::Release);
     let cores = (boot.vcpu_count() as usize).clamp(1, MAX_VCPUS);

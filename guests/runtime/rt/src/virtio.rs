@@ -18,6 +18,11 @@
 //! acknowledges the device's interrupt and counts it ([`interrupts`]);
 //! [`wait_interrupt`] is a future that a driver task awaits until the
 //! device's next interrupt (the interrupt wakes it).
+//!
+//! [`Disk`] is the partition's virtio-blk device as a
+//! [`hallows_blockdev::BlockDevice`], what storage engines are written
+//! against (requests complete before the call returns: the core polls the
+//! device's used ring).
 
 use alloc::alloc::{alloc_zeroed, dealloc};
 use alloc::vec::Vec;
@@ -187,7 +192,31 @@ impl core::fmt::Debug for Device {
 
 /// Probes the partition's virtio-mmio devices. Empty if the partition is
 /// not trusted with DMA (the hypervisor would not have given it any).
+///
+/// Dropping a [`Device`] resets the device (`virtio-drivers` does so when
+/// a transport is dropped): a driver that needs one kind of device should
+/// ask for that kind only ([`transport`]), or it resets the devices other
+/// drivers of the partition are using.
 pub fn transports(boot: &Boot) -> Vec<Device> {
+    probe(boot, None)
+}
+
+/// The partition's first virtio device of type `kind`; no other device
+/// is touched.
+pub fn transport(boot: &Boot, kind: DeviceType) -> Option<Device> {
+    probe(boot, Some(kind)).into_iter().next()
+}
+
+/// The device type a virtio-mmio transport reports (its DeviceID
+/// register), read without taking the transport over.
+fn device_id(base: u64) -> u32 {
+    // SAFETY: `base` is a virtio-mmio transport the hypervisor maps for
+    // this partition (device directory); DeviceID (0x8) is a read-only
+    // register with no side effect.
+    unsafe { core::ptr::read_volatile((base + 0x8) as *const u32) }
+}
+
+fn probe(boot: &Boot, kind: Option<DeviceType>) -> Vec<Device> {
     let mut out = Vec::new();
     if TRUSTED.load(Ordering::Relaxed) == 0 {
         return out;
@@ -195,6 +224,11 @@ pub fn transports(boot: &Boot) -> Vec<Device> {
     for (i, d) in boot.devices().iter().enumerate() {
         if !crate::padded(&d.compatible).starts_with("virtio") || d.size < 0x100 {
             continue;
+        }
+        if let Some(k) = kind {
+            if DeviceType::try_from(device_id(d.base)).ok() != Some(k) || out.len() == 1 {
+                continue;
+            }
         }
         let header = NonNull::new(d.base as *mut VirtIOHeader).expect("device at address 0");
         // SAFETY: the hypervisor maps this device's registers (the whole
@@ -211,4 +245,80 @@ pub fn transports(boot: &Boot) -> Vec<Device> {
         out.push(Device { info: *d, device_type, transport });
     }
     out
+}
+
+/// Why [`Disk::open`] failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskError {
+    /// The partition has no virtio-blk device (no `disk` in the manifest,
+    /// or not `dma = "trusted"`).
+    NoDisk,
+    /// The device refused initialisation.
+    Init,
+    /// The device is read-only.
+    ReadOnly,
+}
+
+impl core::fmt::Display for DiskError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            DiskError::NoDisk => "no virtio-blk device (does the manifest give this partition a `disk`?)",
+            DiskError::Init => "the virtio-blk device failed to initialise",
+            DiskError::ReadOnly => "the virtio-blk device is read-only",
+        })
+    }
+}
+
+/// The partition's virtio-blk device as a block device.
+pub struct Disk {
+    blk: virtio_drivers::device::blk::VirtIOBlk<Hal, MmioTransport<'static>>,
+    sectors: u64,
+    /// The transport's base address and interrupt.
+    pub info: DeviceInfo,
+}
+
+impl core::fmt::Debug for Disk {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "virtio-blk at {:#x}, {} sectors", self.info.base, self.sectors)
+    }
+}
+
+impl Disk {
+    /// Opens the partition's first virtio-blk device.
+    pub fn open(boot: &Boot) -> Result<Disk, DiskError> {
+        let dev = transport(boot, DeviceType::Block).ok_or(DiskError::NoDisk)?;
+        let info = dev.info;
+        let blk = virtio_drivers::device::blk::VirtIOBlk::<Hal, _>::new(dev.transport).map_err(|_| DiskError::Init)?;
+        if blk.readonly() {
+            return Err(DiskError::ReadOnly);
+        }
+        let sectors = blk.capacity();
+        Ok(Disk { blk, sectors, info })
+    }
+}
+
+impl hallows_blockdev::BlockDevice for Disk {
+    fn sectors(&self) -> u64 {
+        self.sectors
+    }
+
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), hallows_blockdev::Error> {
+        hallows_blockdev::check(self.sectors, lba, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.blk.read_blocks(lba as usize, buf).map_err(|_| hallows_blockdev::Error::Io)
+    }
+
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), hallows_blockdev::Error> {
+        hallows_blockdev::check(self.sectors, lba, buf.len())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        self.blk.write_blocks(lba as usize, buf).map_err(|_| hallows_blockdev::Error::Io)
+    }
+
+    fn flush(&mut self) -> Result<(), hallows_blockdev::Error> {
+        self.blk.flush().map_err(|_| hallows_blockdev::Error::Io)
+    }
 }

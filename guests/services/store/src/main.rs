@@ -1,0 +1,295 @@
+//! The OLTP store partition: a thin shell that boots `hallows-store` on
+//! the partition's disk (the manifest's `disk`) and serves Redis's
+//! protocol on its network (the first `listen` port, else 6379).
+//!
+//! Tasks, under the `db` scheduler: the committer (class `Commit`) writes
+//! and flushes the pending group whenever one is waiting (strict
+//! durability) or once per commit window (group durability); connections
+//! (class `Read`) parse and run commands and hold their replies until
+//! what they depend on is durable; the checkpointer (class `Background`)
+//! writes checkpoints in steps when the log is half full.
+//!
+//! Boot arguments: `disk_durability=strict|group` and `disk_window_us=N`
+//! (from the manifest's `disk`), `store_max_mb=N` (most bytes the keyspace
+//! holds; default a quarter of the partition's RAM), `quit` (the `QUIT`
+//! of a connection whose name is `hallows-shutdown` stops the partition
+//! cleanly, for tests).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::boxed::Box;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::future::poll_fn;
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::task::{Poll, Waker};
+use core::time::Duration;
+
+use hallows_net::{with_timeout, TcpListener, TcpStream};
+use hallows_rt::task::spawn_with_class;
+use hallows_sched::TaskClass;
+use hallows_rt::virtio::Disk;
+use hallows_rt::{println, time, Boot};
+use hallows_store::cmd::{Server, Session};
+use hallows_store::{Config, Durability, Store};
+
+hallows_rt::entry!(main);
+
+/// A connection idle this long is closed.
+const IDLE: Duration = Duration::from_secs(300);
+/// Time to hand replies to a client that does not read.
+const WRITE_TIME: Duration = Duration::from_secs(10);
+/// Strict durability: how long the committer lets connections add to a
+/// group before writing it (a flush costs far more).
+const GATHER: Duration = Duration::from_micros(100);
+/// The longest the committer waits for a group to stop growing.
+const MAX_GATHER: Duration = Duration::from_millis(2);
+/// Most bytes buffered for one connection's unprocessed requests.
+const MAX_BUFFER: usize = 256 << 10;
+
+static SERVER: spin::Mutex<Option<Server<Disk>>> = spin::Mutex::new(None);
+/// The store clock when the partition started, and uptime's origin.
+static CLOCK_BASE: AtomicU64 = AtomicU64::new(0);
+/// Woken when a commit is pending (the committer) and when a group became
+/// durable (connections waiting to send replies).
+static COMMITTER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+static DURABLE: spin::Mutex<Vec<Waker>> = spin::Mutex::new(Vec::new());
+/// Woken when the log is half full.
+static CHECKPOINTER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+static QUIT: AtomicBool = AtomicBool::new(false);
+
+fn now_ms() -> u64 {
+    CLOCK_BASE.load(Ordering::Relaxed) + time::now().as_millis() as u64
+}
+
+fn main(boot: &Boot) -> u64 {
+    let durability = match (boot.arg("disk_durability"), boot.arg("disk_window_us").and_then(|w| w.parse::<u64>().ok())) {
+        (Some("group"), Some(w)) => Durability::Group { window_us: w.max(1000) },
+        (Some("group"), None) => Durability::Group { window_us: 10_000 },
+        _ => Durability::Strict,
+    };
+    let ram = boot.info().ram_size as usize;
+    let max_bytes = boot.arg("store_max_mb").and_then(|m| m.parse::<usize>().ok()).map_or(ram / 4, |m| m << 20);
+    let disk = match Disk::open(boot) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("store: {e}");
+            return 1;
+        }
+    };
+    println!("store: {disk:?}, durability {durability:?}, at most {max_bytes} bytes of data");
+    let t0 = time::now();
+    let (store, rec) = match Store::open(disk, Config { durability, max_bytes }) {
+        Ok(x) => x,
+        Err(e) => {
+            println!("store: cannot open the store: {e}");
+            return 1;
+        }
+    };
+    println!(
+        "store: recovered in {} ms: {} keys from the checkpoint, {} groups ({} records) replayed, {} repaired; stopped at {}; epoch {}",
+        (time::now() - t0).as_millis(),
+        rec.checkpoint_keys,
+        rec.groups,
+        rec.records,
+        rec.repaired,
+        rec.stopped,
+        rec.epoch
+    );
+    if let Some(w) = &rec.damage.whole {
+        println!("store: DAMAGED: {w}; every data command is refused (FLUSHDB starts afresh)");
+    }
+    if !rec.damage.ranges.is_empty() {
+        println!("store: DAMAGED: {} key range(s) of the checkpoint are unreadable and refused", rec.damage.ranges.len());
+    }
+    CLOCK_BASE.store(store.clock().saturating_sub(time::now().as_millis() as u64), Ordering::Relaxed);
+    *SERVER.lock() = Some(Server::new(store, now_ms()));
+    let cores = (boot.vcpu_count() as usize).clamp(1, hallows_rt::task::MAX_VCPUS);
+    let policy = hallows_sched::Db::<256>::new(hallows_sched::DbConfig::new(cores)).expect("db policy");
+    let b = boot.clone();
+    if boot.has("fifo") {
+        return hallows_rt::task::run(boot, serve(b, durability));
+    }
+    hallows_rt::task::run_with(boot, Box::new(policy), serve(b, durability))
+}
+
+async fn serve(boot: Boot, durability: Durability) -> u64 {
+    if let Err(e) = hallows_net::init(&boot) {
+        println!("store: network init failed: {e}");
+        return 1;
+    }
+    let net = &boot.info().net;
+    let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 6379 };
+    let mut listener = match TcpListener::bind(port) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("store: cannot listen on {port}: {e}");
+            return 1;
+        }
+    };
+    spawn_with_class(TaskClass::Commit, committer(durability));
+    spawn_with_class(TaskClass::Background, checkpointer());
+    let quit_enabled = boot.has("quit");
+    println!("store: ready on port {port} (Redis protocol)");
+    spawn_with_class(TaskClass::Read, async move {
+        loop {
+            if let Ok(s) = listener.accept().await {
+                spawn_with_class(TaskClass::Read, connection(s, quit_enabled));
+            }
+        }
+    });
+    poll_fn(|cx| {
+        if QUIT.load(Ordering::Acquire) {
+            return Poll::Ready(());
+        }
+        // The committer wakes everyone on every group; this future too.
+        DURABLE.lock().push(cx.waker().clone());
+        if QUIT.load(Ordering::Acquire) { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await;
+    // Make everything durable, then stop.
+    let mut guard = SERVER.lock();
+    let srv = guard.as_mut().expect("server");
+    let ok = srv.store.sync().is_ok();
+    println!("store: shut down ({} commits, {} groups, {} checkpoints)", srv.store.stats().commits, srv.store.stats().groups, srv.store.stats().checkpoints);
+    u64::from(!ok)
+}
+
+fn wake_durable() {
+    let ws: Vec<Waker> = core::mem::take(&mut *DURABLE.lock());
+    for w in ws {
+        w.wake();
+    }
+}
+
+/// Writes and flushes the pending group whenever there is one (strict),
+/// or every commit window (group).
+async fn committer(durability: Durability) {
+    loop {
+        poll_fn(|cx| {
+            *COMMITTER.lock() = Some(cx.waker().clone());
+            let pending = SERVER.lock().as_ref().is_some_and(|s| s.store.has_pending());
+            if pending { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        // Group commit: let the connections with requests waiting run
+        // first (the commit class would otherwise preempt them after the
+        // first write), so that one flush makes all of their writes durable.
+        match durability {
+            Durability::Group { window_us } => time::sleep(Duration::from_micros(window_us)).await,
+            Durability::Strict => {
+                // While the group keeps growing, a little longer (bounded).
+                let pending = || SERVER.lock().as_ref().map_or(0, |s| s.store.pending_records());
+                let start = time::now();
+                let mut last = pending();
+                loop {
+                    time::sleep(GATHER).await;
+                    let n = pending();
+                    if n == last || time::now() - start >= MAX_GATHER {
+                        break;
+                    }
+                    last = n;
+                }
+            }
+        }
+        let r = SERVER.lock().as_mut().map(|s| (s.store.sync(), s.store.wants_checkpoint()));
+        match r {
+            Some((Err(e), _)) => println!("store: writing the log failed: {e}; writes are refused from now on"),
+            Some((Ok(()), true)) => {
+                if let Some(w) = CHECKPOINTER.lock().take() {
+                    w.wake();
+                }
+            }
+            _ => {}
+        }
+        wake_durable();
+    }
+}
+
+/// Checkpoints in steps when the log is half full (the committer wakes it
+/// then; nothing runs while the store is idle); one step per turn, so
+/// commits and reads run between them.
+async fn checkpointer() {
+    loop {
+        poll_fn(|cx| {
+            *CHECKPOINTER.lock() = Some(cx.waker().clone());
+            let wants = SERVER.lock().as_ref().is_some_and(|s| s.store.wants_checkpoint());
+            if wants { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+        let r = SERVER.lock().as_mut().map(|s| s.store.background_step());
+        if let Some(Err(e)) = r {
+            println!("store: checkpoint failed: {e}");
+            time::sleep(Duration::from_secs(1)).await;
+        }
+        hallows_rt::task::yield_now().await;
+    }
+}
+
+/// Until the durable ticket reaches `need`.
+async fn durable(need: u64) {
+    poll_fn(|cx| {
+        let done = |s: &Option<Server<Disk>>| s.as_ref().is_none_or(|s| s.store.durable() >= need);
+        if done(&SERVER.lock()) {
+            return Poll::Ready(());
+        }
+        DURABLE.lock().push(cx.waker().clone());
+        if done(&SERVER.lock()) { Poll::Ready(()) } else { Poll::Pending }
+    })
+    .await
+}
+
+async fn connection(mut s: TcpStream, quit_enabled: bool) {
+    let mut sess = Session::default();
+    let mut buf = vec![0u8; 16 << 10];
+    let mut have = 0;
+    let mut out: Vec<u8> = Vec::new();
+    if let Some(srv) = SERVER.lock().as_mut() {
+        srv.stats.connections += 1;
+    }
+    loop {
+        if have == buf.len() {
+            if buf.len() >= MAX_BUFFER {
+                break;
+            }
+            buf.resize(buf.len() * 2, 0);
+        }
+        let n = match with_timeout(IDLE, s.read(&mut buf[have..])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        have += n;
+        let (need, pending) = {
+            let mut guard = SERVER.lock();
+            let Some(srv) = guard.as_mut() else { break };
+            let used = srv.feed(&mut sess, now_ms(), &buf[..have], &mut out);
+            buf.copy_within(used..have, 0);
+            have -= used;
+            (sess.need, srv.store.has_pending())
+        };
+        if pending {
+            if let Some(w) = COMMITTER.lock().take() {
+                w.wake();
+            }
+        }
+        durable(need).await;
+        if !out.is_empty() {
+            if !matches!(with_timeout(WRITE_TIME, s.write_all(&out)).await, Ok(Ok(()))) {
+                s.abort();
+                return;
+            }
+            out.clear();
+        }
+        if sess.close {
+            if quit_enabled && sess.name() == Some(b"hallows-shutdown".as_slice()) {
+                QUIT.store(true, Ordering::Release);
+                wake_durable();
+            }
+            break;
+        }
+    }
+    let _ = s.close().await;
+}
