@@ -16,21 +16,18 @@ use std::time::{Duration, Instant};
 
 use hallows_log::batch;
 use hallows_log::client::Client;
-use hallows_tests::{qemu_bus, root, start_system, virtio_blk_args, Running};
+use hallows_tests::{root, start_system_edited, Running};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
-const DISK_BYTES: u64 = 64 << 20;
 
+/// A disk image path of its own for `name`, absent: the tool creates it at
+/// the size the manifest's `disk` says when the system first boots, and
+/// later boots find what the last one left.
 fn fresh_disk(name: &str) -> PathBuf {
-    fresh_disk_of(name, DISK_BYTES)
-}
-
-fn fresh_disk_of(name: &str, bytes: u64) -> PathBuf {
     let dir = root().join("target/hallows/tests").join(name);
     std::fs::create_dir_all(&dir).expect("disk dir");
     let disk = dir.join("log.img");
-    let f = std::fs::File::create(&disk).expect("disk image");
-    f.set_len(bytes).expect("sizing the disk image");
+    let _ = std::fs::remove_file(&disk);
     disk
 }
 
@@ -40,12 +37,10 @@ fn boot(system: &str, disk: &Path) -> (Running, u16) {
 }
 
 fn boot_with(system: &str, disk: &Path, extra: &[String]) -> (Running, u16) {
-    // The disk goes on the last transport of the partition's page: virtio31
-    // on aarch64 `virt`, virtio23 on x86_64 `microvm`.
-    let bus = if system.starts_with("x86") { qemu_bus(system, "virtio23") } else { "virtio-mmio-bus.31".to_owned() };
-    let mut args = virtio_blk_args(disk, Some(&bus));
-    args.extend_from_slice(extra);
-    let mut run = start_system(system, &args);
+    let img = disk.to_path_buf();
+    let mut run = start_system_edited(system, extra, &move |s| {
+        s.partitions.iter_mut().find(|p| p.name == "log").and_then(|p| p.disk.as_mut()).expect("the log partition has a disk").path = img.clone();
+    });
     let port = run.host_port("log", 9092);
     let start = Instant::now();
     loop {
@@ -222,8 +217,8 @@ fn killed_during_produce_load_no_acknowledged_record_is_lost_or_duplicated() {
         seed ^= seed << 17;
         seed
     };
-    // Sparse; large enough that 50 rounds of load never fill it.
-    let disk = fresh_disk_of("log-crash", 512 << 20);
+    // 512 MiB (the manifest's disk), sparse: 50 rounds of load never fill it.
+    let disk = fresh_disk("log-crash");
     // Sequence numbers acknowledged, and the next one to send.
     let acked: Arc<Mutex<Vec<u64>>> = Arc::new(Mutex::new(Vec::new()));
     let mut next = 0u64;

@@ -1,54 +1,21 @@
 //! The raw block device the log owns.
 //!
-//! `BlockDevice` is the shape of `hallows-blockdev`'s trait (512-byte blocks,
-//! buffers a whole number of blocks, `flush` is the durability barrier).
-//! `MemDisk` keeps every write since the last flush so tests can build the
-//! images a power loss could leave; `FileDisk` (feature `std`) is a file whose
-//! `flush` is `fdatasync`.
+//! `BlockDevice`, `Error` and `FileDisk` (feature `std`: a file whose
+//! `flush` is `fdatasync`) are `hallows-blockdev`'s. `MemDisk` here is the
+//! engine tests' power-loss simulator: besides what `hallows_blockdev::MemDisk`
+//! does it fails the device at the n-th write with that write torn after k
+//! sectors, or at the next flush, and builds crash images from a predicate
+//! over (write, sector).
 
 use alloc::vec;
 use alloc::vec::Vec;
 
+pub use hallows_blockdev::{check, BlockDevice, Error};
+#[cfg(feature = "std")]
+pub use hallows_blockdev::FileDisk;
+
 /// Bytes in a block: the unit of every transfer and of atomicity.
-pub const BLOCK: usize = 512;
-
-/// What a device can fail with.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Error {
-    /// The transfer runs past the end of the device.
-    OutOfRange,
-    /// The buffer is not a whole number of blocks.
-    Unaligned,
-    /// The device reported an I/O error (or, simulated, lost power).
-    Io,
-}
-
-/// A raw block device.
-pub trait BlockDevice {
-    /// Bytes per block (512).
-    fn block_size(&self) -> usize {
-        BLOCK
-    }
-    /// Blocks on the device.
-    fn blocks(&self) -> u64;
-    /// Reads `buf.len() / BLOCK` blocks starting at `lba`.
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error>;
-    /// Writes `buf.len() / BLOCK` blocks starting at `lba`; durable only after `flush`.
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error>;
-    /// Makes every completed write durable.
-    fn flush(&mut self) -> Result<(), Error>;
-}
-
-fn check(blocks: u64, lba: u64, len: usize) -> Result<(), Error> {
-    if !len.is_multiple_of(BLOCK) {
-        return Err(Error::Unaligned);
-    }
-    let n = (len / BLOCK) as u64;
-    if lba.checked_add(n).is_none_or(|end| end > blocks) {
-        return Err(Error::OutOfRange);
-    }
-    Ok(())
-}
+pub const BLOCK: usize = hallows_blockdev::SECTOR;
 
 /// An in-memory disk with a power-loss simulator.
 #[derive(Clone, Debug)]
@@ -142,12 +109,12 @@ impl MemDisk {
 }
 
 impl BlockDevice for MemDisk {
-    fn blocks(&self) -> u64 {
+    fn sectors(&self) -> u64 {
         (self.current.len() / BLOCK) as u64
     }
 
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
-        check(self.blocks(), lba, buf.len())?;
+        check(self.sectors(), lba, buf.len())?;
         let at = lba as usize * BLOCK;
         buf.copy_from_slice(&self.current[at..at + buf.len()]);
         Ok(())
@@ -157,7 +124,7 @@ impl BlockDevice for MemDisk {
         if self.dead {
             return Err(Error::Io);
         }
-        check(self.blocks(), lba, buf.len())?;
+        check(self.sectors(), lba, buf.len())?;
         let at = lba as usize * BLOCK;
         let mut data = buf;
         if let Some(n) = self.fail_after {
@@ -192,55 +159,5 @@ impl BlockDevice for MemDisk {
         }
         self.flushes += 1;
         Ok(())
-    }
-}
-
-/// A file used as a disk (host harness, benchmarks).
-#[cfg(feature = "std")]
-#[derive(Debug)]
-pub struct FileDisk {
-    file: std::fs::File,
-    blocks: u64,
-}
-
-#[cfg(feature = "std")]
-impl FileDisk {
-    /// Opens (creating and sizing if needed) `path` as a disk of `bytes`.
-    pub fn open(path: &std::path::Path, bytes: u64) -> std::io::Result<Self> {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
-        let len = file.metadata()?.len();
-        if len < bytes {
-            file.set_len(bytes)?;
-        }
-        let blocks = len.max(bytes) / BLOCK as u64;
-        Ok(FileDisk { file, blocks })
-    }
-}
-
-#[cfg(feature = "std")]
-impl BlockDevice for FileDisk {
-    fn blocks(&self) -> u64 {
-        self.blocks
-    }
-
-    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
-        use std::os::unix::fs::FileExt;
-        check(self.blocks, lba, buf.len())?;
-        self.file.read_exact_at(buf, lba * BLOCK as u64).map_err(|_| Error::Io)
-    }
-
-    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
-        use std::os::unix::fs::FileExt;
-        check(self.blocks, lba, buf.len())?;
-        self.file.write_all_at(buf, lba * BLOCK as u64).map_err(|_| Error::Io)
-    }
-
-    fn flush(&mut self) -> Result<(), Error> {
-        self.file.sync_data().map_err(|_| Error::Io)
     }
 }

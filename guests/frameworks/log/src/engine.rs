@@ -260,7 +260,7 @@ impl<D: BlockDevice> Log<D> {
             if seg_blocks < 4 {
                 return Err(LogError::BadGeometry);
             }
-            let extents = (dev.blocks().saturating_sub(FIRST_EXTENT_LBA) / seg_blocks as u64).min(u32::MAX as u64) as u32;
+            let extents = (dev.sectors().saturating_sub(FIRST_EXTENT_LBA) / seg_blocks as u64).min(u32::MAX as u64) as u32;
             if extents < 2 {
                 return Err(LogError::BadGeometry);
             }
@@ -277,7 +277,7 @@ impl<D: BlockDevice> Log<D> {
             report.formatted = true;
             (seg_blocks, extents, cfg.format_id)
         };
-        if seg_blocks < 4 || FIRST_EXTENT_LBA + extents as u64 * seg_blocks as u64 > dev.blocks() {
+        if seg_blocks < 4 || FIRST_EXTENT_LBA + extents as u64 * seg_blocks as u64 > dev.sectors() {
             return Err(LogError::BadGeometry);
         }
         let mut log = Log {

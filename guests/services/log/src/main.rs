@@ -3,6 +3,11 @@
 //! wire protocol on port 9092 (the first `listen` port of the manifest)
 //! over `hallows-net`.
 //!
+//! The disk is the manifest's `disk = { size = "64 MiB" }` (the tool
+//! plugs it into a transport the partition owns); `durability = "group"`
+//! with a `commit_window` makes new topics acknowledge once written and flush
+//! within the window.
+//!
 //! Boot arguments: `advertise=HOST` and `advertise_port=N` (the address
 //! clients are told to use: the host side of the manifest's forward),
 //! `partitions=N` (of auto-created topics, default 1), `epoch_ms=N` (wall
@@ -38,9 +43,7 @@ use hallows_log::dev::{BlockDevice, Error as DevError, BLOCK};
 use hallows_log::{Broker, BrokerConfig, Log, LogConfig, Reply};
 use hallows_net::{with_timeout, TcpListener, TcpStream};
 use hallows_rt::task::spawn;
-use hallows_rt::virtio::virtio_drivers::device::blk::VirtIOBlk;
-use hallows_rt::virtio::virtio_drivers::transport::{mmio::MmioTransport, DeviceType};
-use hallows_rt::virtio::{self, Hal};
+use hallows_rt::virtio::Disk;
 use hallows_rt::{println, time, Boot};
 
 hallows_rt::entry!(main);
@@ -60,12 +63,6 @@ const WRITE_TIME: Duration = Duration::from_secs(30);
 /// Largest transfer to the device in one request.
 const MAX_IO: usize = 256 * 1024;
 
-/// The partition's virtio-blk disk as the log's block device.
-struct VirtioDisk {
-    blk: VirtIOBlk<Hal, MmioTransport<'static>>,
-    blocks: u64,
-}
-
 /// Guest nanoseconds spent waiting on the disk, and holding the broker
 /// (boot argument `stats`: printed after each burst of produces). Under
 /// QEMU's `-icount shift=0` a guest nanosecond is one instruction, so
@@ -81,56 +78,41 @@ fn timed<T>(counter: &core::sync::atomic::AtomicU64, f: impl FnOnce() -> T) -> T
     r
 }
 
-impl BlockDevice for VirtioDisk {
-    fn blocks(&self) -> u64 {
-        self.blocks
+/// The partition's disk (`hallows_rt::virtio::Disk`, the manifest's `disk`)
+/// with transfers cut to [`MAX_IO`] and the time spent in them counted.
+struct TimedDisk(Disk);
+
+impl BlockDevice for TimedDisk {
+    fn sectors(&self) -> u64 {
+        self.0.sectors()
     }
     fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
-        if !buf.len().is_multiple_of(BLOCK) {
-            return Err(DevError::Unaligned);
-        }
-        if lba + (buf.len() / BLOCK) as u64 > self.blocks {
-            return Err(DevError::OutOfRange);
-        }
+        hallows_log::dev::check(self.0.sectors(), lba, buf.len())?;
         timed(&DISK_NS, || {
             for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
-                let at = lba as usize + i * (MAX_IO / BLOCK);
-                self.blk.read_blocks(at, chunk).map_err(|_| DevError::Io)?;
+                self.0.read(lba + (i * (MAX_IO / BLOCK)) as u64, chunk)?;
             }
             Ok(())
         })
     }
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError> {
-        if !buf.len().is_multiple_of(BLOCK) {
-            return Err(DevError::Unaligned);
-        }
-        if lba + (buf.len() / BLOCK) as u64 > self.blocks {
-            return Err(DevError::OutOfRange);
-        }
+        hallows_log::dev::check(self.0.sectors(), lba, buf.len())?;
         if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
             println!("log: disk write {lba} +{}", buf.len() / BLOCK);
         }
         timed(&DISK_NS, || {
             for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
-                let at = lba as usize + i * (MAX_IO / BLOCK);
-                self.blk.write_blocks(at, chunk).map_err(|_| DevError::Io)?;
+                self.0.write(lba + (i * (MAX_IO / BLOCK)) as u64, chunk)?;
             }
-            Ok::<(), DevError>(())
-        })?;
-        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
-            println!("log: disk write done");
-        }
-        Ok(())
+            Ok(())
+        })
     }
     fn flush(&mut self) -> Result<(), DevError> {
-        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
-            println!("log: disk flush");
-        }
-        timed(&DISK_NS, || self.blk.flush().map_err(|_| DevError::Io))
+        timed(&DISK_NS, || self.0.flush())
     }
 }
 
-type Shared = Arc<spin::Mutex<Broker<VirtioDisk>>>;
+type Shared = Arc<spin::Mutex<Broker<TimedDisk>>>;
 
 /// `trace` in the boot arguments: a line per connection and request.
 static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -158,30 +140,15 @@ async fn serve(boot: Boot) -> u64 {
             return 1;
         }
     };
-    // The NIC was probed above; probing again here must not drop (and so
-    // reset: virtio-drivers resets a device when its transport is dropped)
-    // the NIC's transport: every transport but the disk's is forgotten.
-    let mut disk = None;
-    for d in virtio::transports(&boot) {
-        if d.device_type == DeviceType::Block && disk.is_none() {
-            disk = Some(d);
-        } else {
-            core::mem::forget(d);
-        }
-    }
-    let Some(dev) = disk else {
-        println!("log: no virtio block device (give the partition a disk)");
-        return 1;
-    };
-    let blk = match VirtIOBlk::<Hal, _>::new(dev.transport) {
-        Ok(b) => b,
+    let disk = match Disk::open(&boot) {
+        Ok(d) => d,
         Err(e) => {
-            println!("log: virtio-blk init failed: {e:?}");
+            println!("log: {e}");
             return 1;
         }
     };
-    let blocks = blk.capacity();
-    let disk = VirtioDisk { blk, blocks };
+    let blocks = disk.sectors();
+    let disk = TimedDisk(disk);
     let t0 = time::now();
     let log = match Log::open(disk, LogConfig::default()) {
         Ok(l) => l,
@@ -211,6 +178,15 @@ async fn serve(boot: Boot) -> u64 {
     bc.port = boot.arg("advertise_port").and_then(|p| p.parse().ok()).unwrap_or(port as i32);
     if let Some(n) = boot.arg("partitions").and_then(|p| p.parse().ok()) {
         bc.default_partitions = n;
+    }
+    // The manifest's `disk.durability`: strict (the default) flushes before
+    // every acknowledgement; group acknowledges once written and flushes
+    // within the commit window (topics created with `flush.ms` choose their own).
+    if boot.arg("disk_durability") == Some("group") {
+        let us: u64 = boot.arg("disk_window_us").and_then(|w| w.parse().ok()).unwrap_or(10_000);
+        let ms = us.div_ceil(1000).clamp(1, u32::MAX as u64) as u32;
+        bc.default_topic.flush = hallows_log::FlushPolicy::Interval(ms);
+        bc.flush_interval_ms = ms as i64;
     }
     let broker: Shared = Arc::new(spin::Mutex::new(Broker::new(log, bc)));
     let Ok(mut listener) = TcpListener::bind(port) else {

@@ -115,7 +115,7 @@ fn main() {
 struct NullDisk(u64);
 
 impl hallows_log::BlockDevice for NullDisk {
-    fn blocks(&self) -> u64 {
+    fn sectors(&self) -> u64 {
         self.0 / 512
     }
     fn read(&mut self, _lba: u64, buf: &mut [u8]) -> Result<(), hallows_log::dev::Error> {
