@@ -14,10 +14,12 @@ HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
 # ARCH given on the command line (or in the environment) must match the
 # manifest's board: hallows refuses a mismatch instead of booting the board.
 HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
-APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools
+APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store soak
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store soak crash-log bench-log
+# The Python clients the log partition's tests drive (kafka-python).
+VENV = target/venv
 
 all: test
 
@@ -28,10 +30,11 @@ all: test
 deps:
 	@if ! command -v qemu-system-aarch64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1 || \
 		! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 || \
-		! command -v gdb-multiarch >/dev/null 2>&1 || \
+		! command -v gdb-multiarch >/dev/null 2>&1 || ! command -v kcat >/dev/null 2>&1 || \
 		! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1 || \
+		! python3 -c 'import ensurepip' >/dev/null 2>&1 || \
 		! dpkg -s bochs-term bochsbios vgabios >/dev/null 2>&1; then \
-		echo "installing QEMU, Bochs, curl, wrk, gdb-multiarch and redis-tools"; \
+		echo "installing QEMU, Bochs, curl, wrk, gdb-multiarch, redis-tools, kcat and python3-venv"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
@@ -42,6 +45,8 @@ deps:
 	done
 	@rustup component list --installed | grep -q '^rust-src' || rustup component add rust-src llvm-tools
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+	@[ -x $(VENV)/bin/python ] && $(VENV)/bin/python -c 'import kafka' 2>/dev/null || \
+		{ echo "creating $(VENV) with kafka-python"; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'kafka-python>=2.1'; }
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
@@ -103,6 +108,18 @@ soak: deps
 	SOAK_SECONDS=$(SOAK_SECONDS) $(CARGO) test -p hallows-tests --test supervision soak_long -- --ignored --nocapture
 
 -include schedulers/Makefile.fragment
+
+# The log partition's long crash campaign: QEMU killed 50 times during a
+# produce load and booted again on the same disk (make test runs 3 kills).
+crash-log: deps
+	HALLOWS_LOG_KILLS=$${HALLOWS_LOG_KILLS:-50} $(CARGO) test -p hallows-tests --test log killed -- --nocapture
+
+# The log's benchmarks (docs/log.md): on the host, the engine's flushed
+# append throughput against the raw sequential write throughput of the same
+# file; in QEMU, produce and consume throughput from the host.
+bench-log: deps
+	$(CARGO) run --release -p hallows-log --features std --bin hallows-log-bench
+	$(CARGO) test -p hallows-tests --test log bench -- --ignored --nocapture
 
 clean:
 	$(CARGO) clean

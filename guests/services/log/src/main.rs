@@ -1,0 +1,433 @@
+//! The log partition: a thin shell around `hallows-log`. It finds its
+//! virtio-blk disk, opens (recovering) the log on it, and serves Kafka's
+//! wire protocol on port 9092 (the first `listen` port of the manifest)
+//! over `hallows-net`.
+//!
+//! The disk is the manifest's `disk = { size = "64 MiB" }` (the tool
+//! plugs it into a transport the partition owns); `durability = "group"`
+//! with a `commit_window` makes new topics acknowledge once written and flush
+//! within the window.
+//!
+//! Boot arguments: `advertise=HOST` and `advertise_port=N` (the address
+//! clients are told to use: the host side of the manifest's forward),
+//! `partitions=N` (of auto-created topics, default 1), `epoch_ms=N` (wall
+//! clock at boot, for time-based retention; without it time retention
+//! never fires), `trace` (a console line per connection, request and disk
+//! write), `stats` (a line of counters after each burst of produce
+//! requests: instructions per batch under `-icount shift=0`, docs/log.md).
+//!
+//! In-system producers: where the manifest connects the channels of
+//! `log.pt` ("records" in, "acks" out), a task serves them under the
+//! `messaging` scheduler; each turn's records become one RecordBatch v2
+//! appended to topic `ring_topic` (boot argument, default `in-system`) and
+//! flushed, and then one acknowledgement names the last record now durable.
+//! Kafka clients consume that topic like any other.
+//!
+//! One connection is one task; a request that waits (a produce waiting for
+//! the group commit, a long-polling fetch, a JoinGroup) is polled by its
+//! task, and a background task drives timers (flush intervals, session
+//! timeouts, retention) every few milliseconds.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::time::Duration;
+
+use hallows_log::dev::{BlockDevice, Error as DevError, BLOCK};
+use hallows_log::{Broker, BrokerConfig, Log, LogConfig, Reply};
+use hallows_net::{with_timeout, TcpListener, TcpStream};
+use hallows_rt::task::spawn;
+use hallows_rt::virtio::Disk;
+use hallows_rt::{println, time, Boot};
+
+hallows_rt::entry!(main);
+
+/// Generated from `log.pt` by the build script.
+#[allow(dead_code)]
+mod spec {
+    include!(concat!(env!("OUT_DIR"), "/log.rs"));
+}
+
+/// Largest request frame accepted (a client sending more is disconnected).
+const MAX_REQUEST: usize = 8 << 20;
+/// A connection silent this long is closed (clients reconnect).
+const IDLE: Duration = Duration::from_secs(600);
+/// Time to hand a response to a client that does not read.
+const WRITE_TIME: Duration = Duration::from_secs(30);
+/// Largest transfer to the device in one request.
+const MAX_IO: usize = 256 * 1024;
+
+/// Guest nanoseconds spent waiting on the disk, and holding the broker
+/// (boot argument `stats`: printed after each burst of produces). Under
+/// QEMU's `-icount shift=0` a guest nanosecond is one instruction, so
+/// `(broker - disk) / batches` is the broker's and engine's instructions per
+/// produced batch, without the device's wait.
+static DISK_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+static BROKER_NS: core::sync::atomic::AtomicU64 = core::sync::atomic::AtomicU64::new(0);
+
+fn timed<T>(counter: &core::sync::atomic::AtomicU64, f: impl FnOnce() -> T) -> T {
+    let t0 = time::now_nanos();
+    let r = f();
+    counter.fetch_add(time::now_nanos() - t0, core::sync::atomic::Ordering::Relaxed);
+    r
+}
+
+/// The partition's disk (`hallows_rt::virtio::Disk`, the manifest's `disk`)
+/// with transfers cut to [`MAX_IO`] and the time spent in them counted.
+struct TimedDisk(Disk);
+
+impl BlockDevice for TimedDisk {
+    fn sectors(&self) -> u64 {
+        self.0.sectors()
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
+        hallows_log::dev::check(self.0.sectors(), lba, buf.len())?;
+        timed(&DISK_NS, || {
+            for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+                self.0.read(lba + (i * (MAX_IO / BLOCK)) as u64, chunk)?;
+            }
+            Ok(())
+        })
+    }
+    fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), DevError> {
+        hallows_log::dev::check(self.0.sectors(), lba, buf.len())?;
+        if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+            println!("log: disk write {lba} +{}", buf.len() / BLOCK);
+        }
+        timed(&DISK_NS, || {
+            for (i, chunk) in buf.chunks(MAX_IO).enumerate() {
+                self.0.write(lba + (i * (MAX_IO / BLOCK)) as u64, chunk)?;
+            }
+            Ok(())
+        })
+    }
+    fn flush(&mut self) -> Result<(), DevError> {
+        timed(&DISK_NS, || self.0.flush())
+    }
+}
+
+type Shared = Arc<spin::Mutex<Broker<TimedDisk>>>;
+
+/// `trace` in the boot arguments: a line per connection and request.
+static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+
+static EPOCH_MS: core::sync::atomic::AtomicI64 = core::sync::atomic::AtomicI64::new(0);
+
+fn now_ms() -> i64 {
+    EPOCH_MS.load(core::sync::atomic::Ordering::Relaxed) + time::now().as_millis() as i64
+}
+
+fn main(boot: &Boot) -> u64 {
+    let b = boot.clone();
+    hallows_rt::task::run(boot, serve(b))
+}
+
+async fn serve(boot: Boot) -> u64 {
+    TRACE.store(boot.has("trace"), core::sync::atomic::Ordering::Relaxed);
+    if let Some(ms) = boot.arg("epoch_ms").and_then(|v| v.parse::<i64>().ok()) {
+        EPOCH_MS.store(ms, core::sync::atomic::Ordering::Relaxed);
+    }
+    let cfg = match hallows_net::init(&boot) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("log: net init failed: {e}");
+            return 1;
+        }
+    };
+    let disk = match Disk::open(&boot) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("log: {e}");
+            return 1;
+        }
+    };
+    let blocks = disk.sectors();
+    let disk = TimedDisk(disk);
+    let t0 = time::now();
+    let log = match Log::open(disk, LogConfig::default()) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("log: cannot open the log on the disk ({} MiB): {e:?}", (blocks * BLOCK as u64) >> 20);
+            return 1;
+        }
+    };
+    let r = log.report;
+    println!(
+        "log: disk {} MiB {}, {} segments, {} batches, {} torn tails truncated, {} segments dropped, {} topics, in {} ms",
+        (blocks * BLOCK as u64) >> 20,
+        if r.formatted { "formatted" } else { "recovered" },
+        r.segments,
+        r.batches,
+        r.torn_tails,
+        r.dropped_segments,
+        log.topics().len(),
+        (time::now() - t0).as_millis()
+    );
+    let net = &boot.info().net;
+    let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 9092 };
+    let mut bc = BrokerConfig::default();
+    if let Some(h) = boot.arg("advertise") {
+        bc.host = h.into();
+    }
+    bc.port = boot.arg("advertise_port").and_then(|p| p.parse().ok()).unwrap_or(port as i32);
+    if let Some(n) = boot.arg("partitions").and_then(|p| p.parse().ok()) {
+        bc.default_partitions = n;
+    }
+    // The manifest's `disk.durability`: strict (the default) flushes before
+    // every acknowledgement; group acknowledges once written and flushes
+    // within the commit window (topics created with `flush.ms` choose their own).
+    if boot.arg("disk_durability") == Some("group") {
+        let us: u64 = boot.arg("disk_window_us").and_then(|w| w.parse().ok()).unwrap_or(10_000);
+        let ms = us.div_ceil(1000).clamp(1, u32::MAX as u64) as u32;
+        bc.default_topic.flush = hallows_log::FlushPolicy::Interval(ms);
+        bc.flush_interval_ms = ms as i64;
+    }
+    let broker: Shared = Arc::new(spin::Mutex::new(Broker::new(log, bc)));
+    let Ok(mut listener) = TcpListener::bind(port) else {
+        println!("log: cannot listen on {port}");
+        return 1;
+    };
+    let ticker = broker.clone();
+    let stats = boot.has("stats");
+    spawn(async move {
+        let (mut last_seen, mut last_printed, mut last_change) = (0u64, 0u64, time::now());
+        loop {
+            time::sleep(Duration::from_millis(5)).await;
+            timed(&BROKER_NS, || ticker.lock().poll(now_ms()));
+            if stats {
+                // A line at the end of each burst of produces (500 ms
+                // without a new batch).
+                let b = ticker.lock().stats;
+                if b.produced_batches != last_seen {
+                    last_seen = b.produced_batches;
+                    last_change = time::now();
+                } else if last_seen != last_printed && time::now() - last_change > Duration::from_millis(500) {
+                    last_printed = last_seen;
+                    let (broker_ns, disk_ns) = (BROKER_NS.load(core::sync::atomic::Ordering::Relaxed), DISK_NS.load(core::sync::atomic::Ordering::Relaxed));
+                    println!(
+                        "log stats: requests {} produced batches {} flushes {} guest ns holding the broker {} of which disk {} -> {} per batch without the disk",
+                        b.requests,
+                        b.produced_batches,
+                        b.flushes,
+                        broker_ns,
+                        disk_ns,
+                        broker_ns.saturating_sub(disk_ns) / b.produced_batches.max(1)
+                    );
+                }
+            }
+        }
+    });
+    let topic = String::from(boot.arg("ring_topic").unwrap_or("in-system"));
+    let in_system = InSystem { broker: broker.clone(), pending: Vec::new() };
+    match spec::Service::connect(in_system, &boot) {
+        Ok(service) => {
+            spawn(serve_ring(service, topic));
+            println!("log: in-system producers on channel \"records\"");
+        }
+        Err(spec::ConnectError::MissingChannel(_)) => {}
+        Err(e) => {
+            println!("log: {e}");
+            return 1;
+        }
+    }
+    println!("log ready: {:?} {} kafka {port}", cfg.mode, cfg.address);
+    loop {
+        if let Ok(s) = listener.accept().await {
+            if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+                println!("log: connection from {}", s.peer_addr());
+            }
+            spawn(connection(s, broker.clone()));
+        }
+    }
+}
+
+/// Requests of one connection handled ahead of their responses (Kafka
+/// clients pipeline; responses still leave in request order).
+const MAX_PIPELINED: usize = 64;
+
+/// The next whole request frame at the front of `inbuf` (without its length),
+/// `Err` for a length out of bounds.
+fn next_frame(inbuf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, ()> {
+    if inbuf.len() < 4 {
+        return Ok(None);
+    }
+    let n = i32::from_be_bytes([inbuf[0], inbuf[1], inbuf[2], inbuf[3]]);
+    if n < 8 || n as usize > MAX_REQUEST {
+        return Err(());
+    }
+    if inbuf.len() < 4 + n as usize {
+        return Ok(None);
+    }
+    let frame = inbuf[4..4 + n as usize].to_vec();
+    inbuf.drain(..4 + n as usize);
+    Ok(Some(frame))
+}
+
+/// One connection: requests are read and handled as they come, up to
+/// [`MAX_PIPELINED`] ahead of their responses, so produce requests a client
+/// pipelines on one connection share one flush (group commit); responses
+/// are written in request order.
+async fn connection(mut s: TcpStream, broker: Shared) {
+    let mut inbuf: Vec<u8> = Vec::new();
+    let mut tmp = vec![0u8; 64 * 1024];
+    let mut queue: alloc::collections::VecDeque<Reply> = alloc::collections::VecDeque::new();
+    let mut waiting_since = time::now();
+    'conn: loop {
+        // Handle every whole request already here.
+        while queue.len() < MAX_PIPELINED {
+            let frame = match next_frame(&mut inbuf) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(()) => break 'conn,
+            };
+            if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
+                println!("log: request key {} v{} ({} bytes)", i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), frame.len());
+            }
+            let reply = timed(&BROKER_NS, || broker.lock().handle(&frame, now_ms()));
+            if reply == Reply::Close {
+                break 'conn;
+            }
+            if queue.is_empty() {
+                waiting_since = time::now();
+            }
+            queue.push_back(reply);
+        }
+        // Read: wait for a request when nothing is pending; otherwise take
+        // what has already arrived (it joins the coming flush).
+        if queue.is_empty() || queue.len() < MAX_PIPELINED {
+            let limit = if queue.is_empty() {
+                if inbuf.is_empty() { IDLE } else { WRITE_TIME }
+            } else {
+                Duration::from_micros(1)
+            };
+            match with_timeout(limit, s.read(&mut tmp)).await {
+                Ok(Ok(n)) if n > 0 => {
+                    inbuf.extend_from_slice(&tmp[..n]);
+                    continue;
+                }
+                Ok(_) => break,
+                Err(_) if queue.is_empty() => break,
+                Err(_) => {}
+            }
+        }
+        // Complete what is done, in order.
+        timed(&BROKER_NS, || broker.lock().poll(now_ms()));
+        loop {
+            let taken = match queue.front() {
+                None => break,
+                Some(Reply::Wait(t)) => match broker.lock().take(*t) {
+                    Some(r) => Some(r),
+                    None => break,
+                },
+                Some(_) => None,
+            };
+            let out = match queue.pop_front() {
+                Some(Reply::Now(r)) => Some(r),
+                Some(Reply::Wait(_)) => taken,
+                _ => None,
+            };
+            waiting_since = time::now();
+            if let Some(r) = out.filter(|r| !r.is_empty()) {
+                if !matches!(with_timeout(WRITE_TIME, s.write_all(&r)).await, Ok(Ok(()))) {
+                    cancel_all(&broker, &queue);
+                    s.abort();
+                    return;
+                }
+            }
+        }
+        if !queue.is_empty() {
+            if time::now() - waiting_since > IDLE {
+                break;
+            }
+            time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    cancel_all(&broker, &queue);
+    let _ = s.close().await;
+}
+
+/// Forgets the responses a closed connection will never read.
+fn cancel_all(broker: &Shared, queue: &alloc::collections::VecDeque<Reply>) {
+    let mut b = broker.lock();
+    for r in queue {
+        if let Reply::Wait(t) = r {
+            b.cancel(*t);
+        }
+    }
+}
+
+/// The handlers of `log.pt`: a turn's records wait here to become one batch.
+struct InSystem {
+    broker: Shared,
+    pending: Vec<spec::LogRecord>,
+}
+
+impl spec::Handlers for InSystem {
+    type Endpoints = Boot;
+    fn append_record(&mut self, message: spec::LogRecord, _send: &mut spec::Senders<Boot>) {
+        self.pending.push(message);
+    }
+}
+
+/// Serves the in-system producers' channel: a turn of the messaging
+/// scheduler, one batch appended and flushed, one acknowledgement.
+async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
+    // First, "ready" (through = u64::MAX): a producer that started before
+    // this partition opened the channel may have had its first records
+    // dropped by the open (the ring's restart rule); it sends once it hears this.
+    // It is repeated every 100 ms until a record arrives: a producer that
+    // opens its end after this one may have lost the first.
+    let ready = spec::LogAck { through: u64::MAX, offset: -1 };
+    let mut unsent: Option<spec::LogAck> = Some(ready);
+    let mut heard = false;
+    let mut last_ready = time::now();
+    loop {
+        if !heard && unsent.is_none() && time::now() - last_ready > Duration::from_millis(100) {
+            unsent = Some(ready);
+            last_ready = time::now();
+        }
+        let turn = service.turn(time::now().as_nanos() as u64);
+        if turn.corrupt != 0 {
+            println!("log: channel \"records\" corrupt; in-system producers stop");
+            return;
+        }
+        let pending = core::mem::take(&mut service.handlers.pending);
+        if let Some(last) = pending.last() {
+            heard = true;
+            let kv: Vec<hallows_log::batch::KeyValue> = pending.iter().map(|r| (Some(r.key.as_bytes()), Some(r.value.as_bytes()))).collect();
+            let batch = hallows_log::batch::encode(0, now_ms(), &kv);
+            match service.handlers.broker.lock().append_internal(&topic, &batch, now_ms()) {
+                Ok(base) => unsent = Some(spec::LogAck { through: last.seq, offset: base + pending.len() as i64 - 1 }),
+                Err(e) => {
+                    println!("log: in-system append to {topic} failed: {e:?}; in-system producers stop");
+                    return;
+                }
+            }
+        }
+        if let Some(ack) = unsent {
+            if spec::Port::port(&mut service.send.acks).try_send(&ack).is_ok() {
+                unsent = None;
+                service.flush();
+            }
+        }
+        if turn.handled == 0 {
+            // Nothing came: look again in a millisecond, or when the
+            // scheduler's linger ends. (Awaiting the doorbell would hold a
+            // reference to the service across the await; tasks must be
+            // Send and channel ends are not Sync.)
+            let limit = match turn.wake_at {
+                Some(at) => Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)).min(Duration::from_millis(1)),
+                None => Duration::from_millis(1),
+            };
+            time::sleep(limit).await;
+        } else {
+            hallows_rt::task::yield_now().await;
+        }
+    }
+}
