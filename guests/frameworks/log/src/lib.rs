@@ -9,7 +9,7 @@ extern crate std;
 
 pub mod batch;
 pub mod broker;
-pub mod crc32c;
+pub use hallows_blockdev::crc32c;
 pub mod dev;
 pub mod engine;
 pub mod proto;

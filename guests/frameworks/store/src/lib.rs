@@ -17,7 +17,7 @@ extern crate alloc;
 
 pub mod cmd;
 mod codec;
-pub mod crc;
+pub use hallows_blockdev::crc32c as crc;
 pub mod db;
 pub mod glob;
 pub mod resp;

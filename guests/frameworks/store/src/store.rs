@@ -47,7 +47,7 @@ use alloc::vec::Vec;
 use hallows_blockdev::{BlockDevice, Error as DevError, SECTOR};
 
 use crate::codec::{u32_at, u64_at, Reader};
-use crate::crc::crc32c;
+use hallows_blockdev::crc32c::crc32c;
 use crate::db::{decode_entry, encode_entry, Keyspace, Op, Record};
 
 const SB_MAGIC: &[u8; 8] = b"HLWSTOR1";
@@ -566,9 +566,9 @@ impl<D: BlockDevice> Store<D> {
         Ok(Some((g, payload.to_vec())))
     }
 
-    /// A valid group anywhere in the ring, of this or an earlier epoch,
-    /// numbered `seq` or later, written after group `seq` was durable.
-    fn find_later_durable(&mut self, seq: u64) -> Result<Option<u64>, Error> {
+    /// Calls `f` with every valid group header in the ring (stale ones
+    /// included), in ring order, until it returns `true`.
+    fn scan_ring(&mut self, mut f: impl FnMut(&GroupHeader) -> bool) -> Result<(), Error> {
         let l = self.sb.layout;
         let mut buf = vec![0u8; SCAN_SECTORS as usize * SECTOR];
         let mut s = 0;
@@ -576,16 +576,28 @@ impl<D: BlockDevice> Store<D> {
             let n = SCAN_SECTORS.min(l.log_sectors - s);
             let chunk = &mut buf[..n as usize * SECTOR];
             dev_io(self.dev.read(l.log_start + s, chunk))?;
-            for i in 0..n as usize {
-                if let Some(g) = GroupHeader::parse(&chunk[i * SECTOR..(i + 1) * SECTOR]) {
-                    if g.seq >= seq && g.flushed_through > seq && g.epoch <= self.sb.epoch {
-                        return Ok(Some(g.seq));
-                    }
+            for sector in chunk.chunks(SECTOR) {
+                if GroupHeader::parse(sector).is_some_and(|g| f(&g)) {
+                    return Ok(());
                 }
             }
             s += n;
         }
-        Ok(None)
+        Ok(())
+    }
+
+    /// A valid group anywhere in the ring, of this or an earlier epoch,
+    /// numbered `seq` or later, written after group `seq` was durable.
+    fn find_later_durable(&mut self, seq: u64) -> Result<Option<u64>, Error> {
+        let epoch = self.sb.epoch;
+        let mut found = None;
+        self.scan_ring(|g| {
+            if g.seq >= seq && g.flushed_through > seq && g.epoch <= epoch {
+                found = Some(g.seq);
+            }
+            found.is_some()
+        })?;
+        Ok(found)
     }
 
     fn load_checkpoint(&mut self, start: u64, blocks: u32, id: u64, rec: &mut Recovery) -> Result<(), Error> {
@@ -937,21 +949,11 @@ impl<D: BlockDevice> Store<D> {
     }
 
     fn max_seq_in_ring(&mut self) -> Result<u64, Error> {
-        let l = self.sb.layout;
-        let mut buf = vec![0u8; SCAN_SECTORS as usize * SECTOR];
-        let mut s = 0;
         let mut max = 0;
-        while s < l.log_sectors {
-            let n = SCAN_SECTORS.min(l.log_sectors - s);
-            let chunk = &mut buf[..n as usize * SECTOR];
-            dev_io(self.dev.read(l.log_start + s, chunk))?;
-            for i in 0..n as usize {
-                if let Some(g) = GroupHeader::parse(&chunk[i * SECTOR..(i + 1) * SECTOR]) {
-                    max = max.max(g.seq);
-                }
-            }
-            s += n;
-        }
+        self.scan_ring(|g| {
+            max = max.max(g.seq);
+            false
+        })?;
         Ok(max)
     }
 

@@ -13,10 +13,13 @@
 //!   could leave ([`MemDisk::crash_image`]): each unflushed sector write
 //!   kept or dropped at random, and (optionally) sectors torn inside.
 //! * [`FileDisk`] (feature `std`): a host file; `flush` is `fdatasync`.
+//! * [`crc32c`]: the checksum the engines' on-disk formats use.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
 extern crate alloc;
+
+pub mod crc32c;
 
 use alloc::vec;
 use alloc::vec::Vec;
