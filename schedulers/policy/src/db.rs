@@ -24,6 +24,10 @@ use crate::{
     TaskId,
 };
 
+/// The longest interval [`Db`] accounts at once (about 18 minutes):
+/// `MAX_INTERVAL * MAX_CORES * 1000` fits an `i64`.
+const MAX_INTERVAL: Nanos = 1 << 40;
+
 /// Configuration of [`Db`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct DbConfig {
@@ -111,19 +115,29 @@ impl<const N: usize> Db<N> {
     }
 
     /// Brings the credit up to `now`: earn the share, pay for guaranteed runs.
+    ///
+    /// 64-bit arithmetic (this runs on every arrival, pick and completion):
+    /// an interval is counted as at most [`MAX_INTERVAL`], which moves the
+    /// credit from any reachable value to its bound (the burst, or the
+    /// overdraft of guaranteed slices that run past their tick) already.
     fn account(&mut self, now: Nanos) {
-        let dt = now.saturating_sub(self.accounted_to) as i128;
-        self.accounted_to = self.accounted_to.max(now);
-        let earned =
-            dt * self.config.cores as i128 * self.config.background_share_permille as i128 / 1000;
+        let dt = now.saturating_sub(self.accounted_to);
+        if dt == 0 {
+            return;
+        }
+        self.accounted_to = now;
+        let dt = dt.min(MAX_INTERVAL) as i64;
+        let rate = self.config.cores as i64 * i64::from(self.config.background_share_permille);
         let guaranteed = self
             .cores
             .running()
             .filter(|(_, r)| r.lane == Lane::Guaranteed)
-            .count() as i128;
-        let credit =
-            (self.credit as i128 + earned - dt * guaranteed).min(self.config.burst as i128);
-        self.credit = credit.max(i64::MIN as i128) as i64;
+            .count() as i64;
+        let change = dt * rate / 1000 - dt * guaranteed;
+        self.credit = self
+            .credit
+            .saturating_add(change)
+            .min(self.config.burst as i64);
     }
 
     fn set_lane(&mut self, core: CoreId, lane: Lane) {

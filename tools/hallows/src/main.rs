@@ -144,6 +144,9 @@ enum Cmd {
         /// The host port of the forward to use (default: the first).
         #[arg(long)]
         port: Option<u16>,
+        /// Guest functions listed per partition, most instructions first.
+        #[arg(long, default_value_t = 0)]
+        top: usize,
     },
 }
 
@@ -386,7 +389,7 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::NetCost { manifest, requests, warm_up, connections, path, port } => {
+        Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top } => {
             let (sys, image_path) = build_image(&manifest, None, outside)?;
             let fwd = match port {
                 Some(p) => sys.forwards.iter().find(|f| f.host == p),
@@ -449,6 +452,12 @@ fn run(cli: Cli) -> Result<u8> {
                 for (k, part) in hallows::netcost::PARTS.iter().enumerate() {
                     if c.guest[i][k] > 0 {
                         println!("    {:>10.0}  {part}", per(c.guest[i][k]));
+                    }
+                }
+                if top > 0 {
+                    println!("    hottest functions:");
+                    for (name, n) in c.by_fn[i].iter().take(top) {
+                        println!("    {:>10.1}  {name}", per(*n));
                     }
                 }
             }

@@ -56,6 +56,9 @@ pub struct Counts {
     pub el2_other: u64,
     /// Guest instructions of each measured partition, by [`PARTS`].
     pub guest: Vec<[u64; 8]>,
+    /// Guest instructions of each measured partition by function, most
+    /// first.
+    pub by_fn: Vec<Vec<(String, u64)>>,
 }
 
 /// One partition whose guest instructions are counted.
@@ -230,7 +233,9 @@ pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64,
             bail!("{e:#}\n{}", out.output);
         }
     };
-    let counts = count(&log, busy, t).and_then(|b| Ok((b, count(&log, idle, t)?)));
+    // HALLOWS_NETCOST_PCS=FILE: the busy window's instruction addresses.
+    let dump = std::env::var_os("HALLOWS_NETCOST_PCS");
+    let counts = count(&log, busy, t, dump).and_then(|b| Ok((b, count(&log, idle, t, None)?)));
     let _ = std::fs::remove_file(&log);
     counts
 }
@@ -249,11 +254,11 @@ fn all(clients: &mut [Client], path: &str, n: u64) -> Result<()> {
     })
 }
 
-fn count(log: &Path, window: Range<u64>, t: &Target<'_>) -> Result<Counts> {
+fn count(log: &Path, window: Range<u64>, t: &Target<'_>, dump: Option<std::ffi::OsString>) -> Result<Counts> {
     use std::io::Seek;
     let mut file = std::fs::File::open(log).with_context(|| format!("reading {}", log.display()))?;
     file.seek(std::io::SeekFrom::Start(window.start))?;
-    let mut c = Counts { el2: 0, el2_other: 0, guest: vec![[0; 8]; t.partitions.len()] };
+    let mut c = Counts { el2: 0, el2_other: 0, guest: vec![[0; 8]; t.partitions.len()], by_fn: vec![Vec::new(); t.partitions.len()] };
     let mut by_pc: Vec<HashMap<u64, u64>> = vec![HashMap::new(); t.partitions.len()];
     let serving: Vec<usize> = t.partitions.iter().flat_map(|m| m.cores.iter().copied()).collect();
     // QEMU writes whole lines and flushes each: both ends fall on a line start.
@@ -269,12 +274,30 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>) -> Result<Counts> {
             *by_pc[i].entry(pc).or_default() += 1;
         }
     }
+    // For finding a hot spot inside a function: every counted guest
+    // instruction's address and count, for `llvm-objdump` to annotate.
+    if let Some(dump) = dump {
+        let mut lines = String::new();
+        for (i, pcs) in by_pc.iter().enumerate() {
+            let mut v: Vec<_> = pcs.iter().collect();
+            v.sort();
+            for (pc, n) in v {
+                lines.push_str(&format!("{i} {pc:#x} {n}\n"));
+            }
+        }
+        std::fs::write(&dump, lines).with_context(|| format!("writing {}", Path::new(&dump).display()))?;
+    }
     for (i, m) in t.partitions.iter().enumerate() {
+        let mut by_fn: HashMap<&str, u64> = HashMap::new();
         for (pc, n) in &by_pc[i] {
             let k = m.symbols.partition_point(|(a, _)| a <= pc);
             let name = if k == 0 { "?" } else { m.symbols[k - 1].1.as_str() };
             c.guest[i][part_of(name)] += n;
+            *by_fn.entry(name).or_default() += n;
         }
+        let mut v: Vec<(String, u64)> = by_fn.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
+        v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        c.by_fn[i] = v;
     }
     Ok(c)
 }

@@ -94,6 +94,9 @@ pub struct Session {
     /// The connection is to be closed once its replies are sent.
     pub close: bool,
     name: Option<Vec<u8>>,
+    /// The arguments of the request being parsed (one vector for all the
+    /// connection's requests).
+    ranges: Vec<core::ops::Range<usize>>,
 }
 
 impl Session {
@@ -166,16 +169,24 @@ impl<D: BlockDevice> Server<D> {
     /// it answers it and sets [`Session::close`].
     pub fn feed(&mut self, sess: &mut Session, now: u64, input: &[u8], out: &mut Vec<u8>) -> usize {
         let mut at = 0;
-        let mut args: Vec<&[u8]> = Vec::new();
+        let mut ranges = core::mem::take(&mut sess.ranges);
         while at < input.len() && !sess.close {
-            match resp::parse(&input[at..], &self.limits) {
-                Ok(Some(req)) => {
-                    args.clear();
-                    args.extend(req.args.iter().map(|r| &input[at + r.start..at + r.end]));
-                    if !args.is_empty() {
+            match resp::parse_into(&input[at..], &self.limits, &mut ranges) {
+                Ok(Some(len)) => {
+                    let req = &input[at..];
+                    // Most commands have a few arguments: their slices on
+                    // the stack, not in an allocation per request.
+                    let mut few: [&[u8]; 8] = [&[]; 8];
+                    if ranges.len() > few.len() {
+                        let args: Vec<&[u8]> = ranges.iter().map(|r| &req[r.clone()]).collect();
                         self.execute(sess, now, &args, out);
+                    } else if !ranges.is_empty() {
+                        for (a, r) in few.iter_mut().zip(&ranges) {
+                            *a = &req[r.clone()];
+                        }
+                        self.execute(sess, now, &few[..ranges.len()], out);
                     }
-                    at += req.len;
+                    at += len;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -186,6 +197,7 @@ impl<D: BlockDevice> Server<D> {
                 }
             }
         }
+        sess.ranges = ranges;
         at
     }
 

@@ -74,11 +74,19 @@ fn number(s: &[u8]) -> Option<i64> {
 
 /// Parses one request from the start of `buf`.
 pub fn parse(buf: &[u8], lim: &Limits) -> Result<Option<Request>, ProtoError> {
+    let mut args = Vec::new();
+    Ok(parse_into(buf, lim, &mut args)?.map(|len| Request { args, len }))
+}
+
+/// [`parse`] into the caller's `args` (cleared first; a connection reuses
+/// one vector for all its requests): the request's length, if whole.
+pub fn parse_into(buf: &[u8], lim: &Limits, args: &mut Vec<Range<usize>>) -> Result<Option<usize>, ProtoError> {
+    args.clear();
     if buf.is_empty() {
         return Ok(None);
     }
     if buf[0] != b'*' {
-        return parse_inline(buf, lim);
+        return parse_inline(buf, lim, args);
     }
     let Some(end) = line(buf, 1, 32).map_err(|_| ProtoError("Protocol error: invalid multibulk length"))? else { return Ok(None) };
     let n = number(&buf[1..end]).ok_or(ProtoError("Protocol error: invalid multibulk length"))?;
@@ -87,9 +95,9 @@ pub fn parse(buf: &[u8], lim: &Limits) -> Result<Option<Request>, ProtoError> {
     }
     let mut at = end + 2;
     if n <= 0 {
-        return Ok(Some(Request { args: Vec::new(), len: at }));
+        return Ok(Some(at));
     }
-    let mut args = Vec::with_capacity(n as usize);
+    args.reserve(n as usize);
     for _ in 0..n {
         if at >= buf.len() {
             return Ok(None);
@@ -116,16 +124,15 @@ pub fn parse(buf: &[u8], lim: &Limits) -> Result<Option<Request>, ProtoError> {
         args.push(start..stop);
         at = stop + 2;
     }
-    Ok(Some(Request { args, len: at }))
+    Ok(Some(at))
 }
 
-fn parse_inline(buf: &[u8], lim: &Limits) -> Result<Option<Request>, ProtoError> {
+fn parse_inline(buf: &[u8], lim: &Limits, args: &mut Vec<Range<usize>>) -> Result<Option<usize>, ProtoError> {
     // A terminal may end lines with a bare '\n'.
     let Some(nl) = buf.iter().take(lim.max_inline + 2).position(|&c| c == b'\n') else {
         return if buf.len() > lim.max_inline { Err(ProtoError("Protocol error: too big inline request")) } else { Ok(None) };
     };
     let end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
-    let mut args = Vec::new();
     let mut i = 0;
     while i < end {
         while i < end && buf[i].is_ascii_whitespace() {
@@ -154,7 +161,7 @@ fn parse_inline(buf: &[u8], lim: &Limits) -> Result<Option<Request>, ProtoError>
             return Err(ProtoError("Protocol error: invalid multibulk length"));
         }
     }
-    Ok(Some(Request { args, len: nl + 1 }))
+    Ok(Some(nl + 1))
 }
 
 // ---- replies ----

@@ -69,20 +69,25 @@ type Net = VirtIONet<Hal, NoEventIdx<MmioTransport<'static>>, QUEUE_SIZE>;
 /// A transport that hides `VIRTIO_F_RING_EVENT_IDX` from the driver, so
 /// that the driver's interrupt suppression (the available ring's
 /// `NO_INTERRUPT` flag, which event-index mode ignores) works: poll mode
-/// must never make the device interrupt.
+/// must never make the device interrupt. It also hides
+/// `VIRTIO_F_INDIRECT_DESC`: with it the driver allocates (and frees) an
+/// indirect table for every frame sent (header and frame are two
+/// buffers); without it they take two of the ring's descriptors.
 struct NoEventIdx<T>(T);
 
 const RING_EVENT_IDX: u64 = 1 << 29;
+const RING_INDIRECT_DESC: u64 = 1 << 28;
+const HIDDEN: u64 = RING_EVENT_IDX | RING_INDIRECT_DESC;
 
 impl<T: Transport> Transport for NoEventIdx<T> {
     fn device_type(&self) -> DeviceType {
         self.0.device_type()
     }
     fn read_device_features(&mut self) -> u64 {
-        self.0.read_device_features() & !RING_EVENT_IDX
+        self.0.read_device_features() & !HIDDEN
     }
     fn write_driver_features(&mut self, driver_features: u64) {
-        self.0.write_driver_features(driver_features & !RING_EVENT_IDX)
+        self.0.write_driver_features(driver_features & !HIDDEN)
     }
     fn max_queue_size(&mut self, queue: u16) -> u32 {
         self.0.max_queue_size(queue)
@@ -233,10 +238,15 @@ struct Nic {
     udp: Vec<Option<SocketHandle>>,
     next_ephemeral: u16,
     limits: Limits,
+    /// The earliest deadline of the closing connections (last `reap`).
+    orphan_deadline: Option<Instant>,
+    /// Interrupt mode: the driver's timer for the stack's next deadline.
+    timer: Option<time::Sleep>,
 }
 
 static NIC: spin::Mutex<Option<Nic>> = spin::Mutex::new(None);
 static KICKED: AtomicBool = AtomicBool::new(false);
+
 static DRIVER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
 
 fn now() -> Instant {
@@ -301,6 +311,8 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         udp: Vec::new(),
         next_ephemeral: EPHEMERAL,
         limits: cfg.limits,
+        orphan_deadline: None,
+        timer: None,
     };
     *NIC.lock() = Some(nic);
     task::spawn(driver(cfg.mode, base));
@@ -331,15 +343,15 @@ async fn driver(mode: Mode, base: u64) {
             // Packets left in the queue, or a deadline already due: another
             // turn after the others' (a zero sleep would not yield).
             (_, None) | (_, Some(Some(core::time::Duration::ZERO))) => task::yield_now().await,
-            (_, Some(delay)) => wait_for_work(base, seen, delay).await,
+            (_, Some(_)) => wait_for_work(base, seen).await,
         }
     }
 }
 
-/// Interrupt mode: until the device interrupts, a kick, or `delay`.
-async fn wait_for_work(base: u64, seen: u64, delay: Option<core::time::Duration>) {
+/// Interrupt mode: until the device interrupts, a kick, or the stack's
+/// deadline (`Nic::timer`, which a write may move meanwhile).
+async fn wait_for_work(base: u64, seen: u64) {
     let mut irq = virtio::wait_interrupt(base, seen);
-    let mut sleep = delay.map(time::sleep);
     core::future::poll_fn(|cx| {
         *DRIVER.lock() = Some(cx.waker().clone());
         if KICKED.load(Ordering::Acquire) {
@@ -348,9 +360,9 @@ async fn wait_for_work(base: u64, seen: u64, delay: Option<core::time::Duration>
         if core::pin::Pin::new(&mut irq).poll(cx).is_ready() {
             return Poll::Ready(());
         }
-        match sleep.as_mut().map(|s| core::pin::Pin::new(s).poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(()),
-            _ => Poll::Pending,
+        match NIC.lock().as_mut().map(|nic| nic.timer.as_mut().map(|t| core::pin::Pin::new(t).poll(cx))) {
+            Some(Some(Poll::Pending)) | Some(None) => Poll::Pending,
+            _ => Poll::Ready(()),
         }
     })
     .await;
@@ -382,17 +394,52 @@ impl Nic {
         while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {}
         self.service_listeners();
         let orphan_deadline = self.reap(now);
-        if !want_delay {
+        self.orphan_deadline = orphan_deadline;
+        if !want_delay || more {
             // Poll mode turns again at once: the delay (a walk over every
-            // socket) would be thrown away.
+            // socket) would be thrown away; so does a turn that left packets.
             return (!more).then_some(None);
         }
+        let delay = self.next_delay(now);
+        // The driver's timer: moved later without a timer operation (the
+        // poll that waits registers it).
+        match delay {
+            Some(d) => self.timer.get_or_insert_with(|| time::sleep(d)).reset(d),
+            None => self.timer = None,
+        }
+        Some(delay)
+    }
+
+    /// How long the stack may sleep from `now` (`None`: until something
+    /// happens).
+    fn next_delay(&mut self, now: Instant) -> Option<core::time::Duration> {
         let mut delay = self.iface.poll_delay(now, &self.sockets);
-        if let Some(d) = orphan_deadline {
+        if let Some(d) = self.orphan_deadline {
             let until = if d > now { d - now } else { SmolDuration::ZERO };
             delay = Some(delay.map_or(until, |x| x.min(until)));
         }
-        (!more).then(|| delay.map(|d| core::time::Duration::from_micros(d.total_micros())))
+        delay.map(|d| core::time::Duration::from_micros(d.total_micros()))
+    }
+
+    /// Sends what the sockets have to send now, from the task that wrote
+    /// it, instead of waking the driver task for it (a task switch and a
+    /// whole turn of the stack per reply), and moves the driver's timer to
+    /// the stack's new deadline (sending changes it: a delayed ACK went out
+    /// with the data, a retransmission is due later). The driver is still
+    /// woken when the device queue filled up before everything went out,
+    /// or when its timer cannot be moved from here.
+    fn transmit_now(&mut self) {
+        let now = now();
+        while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {}
+        let moved = match (self.next_delay(now), self.timer.as_mut()) {
+            (d, Some(t)) => t.reschedule(d),
+            // No timer: the driver waits for a packet or a kick only.
+            (Some(_), None) => false,
+            (None, None) => true,
+        };
+        if !moved || !self.phy.net.get_mut().can_send() {
+            kick();
+        }
     }
 
     fn new_tcp_socket(&mut self) -> Option<SocketHandle> {
@@ -629,11 +676,16 @@ impl Backend for NicBackend {
                 Err(e) => return Poll::Ready(Err(e)),
             };
             if s.can_recv() {
+                // Less than half the window was open: the peer may be
+                // waiting for it to open again, so let the stack say so
+                // now (otherwise the next segment sent carries it).
+                let was_tight = s.recv_queue() * 2 >= s.recv_capacity();
                 let got = s.recv_slice(buf).unwrap_or(0);
                 if got > 0 {
                     stats::add_rx(got);
-                    // The window opened: let the stack say so.
-                    kick();
+                    if was_tight {
+                        kick();
+                    }
                     return Poll::Ready(Ok(got));
                 }
             }
@@ -658,7 +710,7 @@ impl Backend for NicBackend {
                 let sent = s.send_slice(buf).unwrap_or(0);
                 if sent > 0 {
                     stats::add_tx(sent);
-                    kick();
+                    n.transmit_now();
                     return Poll::Ready(Ok(sent));
                 }
             }

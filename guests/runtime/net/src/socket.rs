@@ -10,6 +10,7 @@ use core::task::{Context, Poll};
 use core::time::Duration;
 
 use hallows_rt::abi::net_mode;
+use hallows_rt::time::Sleep;
 use hallows_rt::Boot;
 
 use crate::backend::{Backend, Id};
@@ -274,15 +275,36 @@ impl Drop for UdpSocket {
 pub struct Elapsed;
 
 /// Runs `fut` for at most `limit`: its output, or [`Elapsed`] (then `fut`
-/// is dropped). For per-connection read and write timeouts.
+/// is dropped). For per-connection read and write timeouts. The timer is
+/// made only if `fut` does not complete at once.
 pub async fn with_timeout<F: Future>(limit: Duration, fut: F) -> Result<F::Output, Elapsed> {
     let mut fut = core::pin::pin!(fut);
-    let mut sleep = hallows_rt::time::sleep(limit);
+    let deadline = hallows_rt::time::now() + limit;
+    let mut sleep: Option<Sleep> = None;
     poll_fn(move |cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Ok(v));
         }
-        match Pin::new(&mut sleep).poll(cx) {
+        let sleep = sleep.get_or_insert_with(|| hallows_rt::time::sleep_until(deadline));
+        match Pin::new(sleep).poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Runs `fut` until `timer` fires: [`with_timeout`] with a timer the
+/// caller keeps across calls and moves with [`Sleep::reset`] (a
+/// connection's idle timeout, pushed back after each request, without a
+/// timer operation per request).
+pub async fn with_timer<F: Future>(timer: &mut Sleep, fut: F) -> Result<F::Output, Elapsed> {
+    let mut fut = core::pin::pin!(fut);
+    poll_fn(move |cx| {
+        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
+            return Poll::Ready(Ok(v));
+        }
+        match Pin::new(&mut *timer).poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
             Poll::Pending => Poll::Pending,
         }

@@ -22,7 +22,6 @@
 //! is taken with interrupts masked.
 
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -78,18 +77,53 @@ enum Slot {
     Running { notified: bool },
 }
 
+/// A live task: its state, and its class, which it keeps every time it is
+/// runnable again (the policy orders by it).
+struct Entry {
+    generation: u16,
+    class: TaskClass,
+    slot: Slot,
+}
+
+/// Task ids: the index of the task's entry in the low 16 bits, the entry's
+/// generation above (a stale waker of a finished task finds another
+/// generation there, or nothing).
+const INDEX_BITS: u32 = 16;
+
 struct Executor {
     policy: Box<dyn Scheduler + Send>,
-    tasks: BTreeMap<u32, Slot>,
-    /// Each live task's class, which it keeps every time it is runnable
-    /// again (the policy orders by it).
-    classes: BTreeMap<u32, TaskClass>,
-    next_id: u32,
+    /// Live tasks by index (a slab: no search, no rebalancing per wake-up).
+    tasks: Vec<Option<Entry>>,
+    /// Free indices of `tasks`, and the generation each was last used with.
+    free: Vec<(u16, u16)>,
 }
 
 impl Executor {
-    fn class(&self, id: u32) -> TaskClass {
-        self.classes.get(&id).copied().unwrap_or(TaskClass::Request)
+    fn entry(&mut self, id: u32) -> Option<&mut Entry> {
+        let e = self.tasks.get_mut((id & ((1 << INDEX_BITS) - 1)) as usize)?.as_mut()?;
+        (u32::from(e.generation) == id >> INDEX_BITS).then_some(e)
+    }
+
+    /// A new entry's id, or `None` when every index is in use.
+    fn insert(&mut self, class: TaskClass, slot: Slot) -> Option<u32> {
+        let (index, generation) = match self.free.pop() {
+            // Generations start at 1: no task has id 0.
+            Some((i, g)) => (i, g.wrapping_add(1).max(1)),
+            None if self.tasks.len() < 1 << INDEX_BITS => {
+                self.tasks.push(None);
+                ((self.tasks.len() - 1) as u16, 1)
+            }
+            None => return None,
+        };
+        self.tasks[index as usize] = Some(Entry { generation, class, slot });
+        Some(u32::from(generation) << INDEX_BITS | u32::from(index))
+    }
+
+    fn remove(&mut self, id: u32) {
+        let index = (id & ((1 << INDEX_BITS) - 1)) as usize;
+        if let Some(e) = self.tasks.get_mut(index).and_then(Option::take) {
+            self.free.push((index as u16, e.generation));
+        }
     }
 }
 
@@ -131,18 +165,17 @@ fn core_local() -> &'static CoreLocal {
 /// Queues a new task.
 fn admit(work: Work, class: TaskClass) -> u32 {
     let id = with_exec(|e| {
-        let id = e.next_id;
-        e.next_id = e.next_id.wrapping_add(1);
+        let id = e.insert(class, Slot::Running { notified: false }).expect("at most 65,536 live tasks");
         LIVE.fetch_add(1, Ordering::AcqRel);
-        if class != TaskClass::Request {
-            e.classes.insert(id, class);
-        }
         // A rejected arrival (full queue) stays waiting and is offered again
         // when woken; spawned work is never dropped silently.
-        match e.policy.task_arrived(TaskId(id), class, time::now_nanos()) {
-            hallows_sched::Admission::Rejected => e.tasks.insert(id, Slot::Waiting(work)),
-            _ => e.tasks.insert(id, Slot::Queued(work)),
+        let slot = match e.policy.task_arrived(TaskId(id), class, time::now_nanos()) {
+            hallows_sched::Admission::Rejected => Slot::Waiting(work),
+            _ => Slot::Queued(work),
         };
+        if let Some(entry) = e.entry(id) {
+            entry.slot = slot;
+        }
         id
     })
     .expect("task::spawn before task::run");
@@ -152,15 +185,14 @@ fn admit(work: Work, class: TaskClass) -> u32 {
 
 fn wake(id: u32) {
     with_exec(|e| {
-        // Slots change in place: a remove and an insert would shift the
-        // map's nodes (memmoves) on every wake-up.
-        let Some(slot) = e.tasks.get_mut(&id) else { return };
+        let Some(entry) = e.entry(id) else { return };
+        let class = entry.class;
+        let slot = &mut entry.slot;
         match slot {
             Slot::Waiting(_) => {
                 if let Slot::Waiting(w) = core::mem::replace(slot, Slot::Running { notified: false }) {
                     *slot = Slot::Queued(w);
                 }
-                let class = e.class(id);
                 e.policy.task_arrived(TaskId(id), class, time::now_nanos());
             }
             Slot::Running { notified } => *notified = true,
@@ -184,7 +216,15 @@ fn waker(id: u32) -> Waker {
     unsafe { Waker::from_raw(RawWaker::new(id as usize as *const (), &VTABLE)) }
 }
 
-type JoinState<T> = Arc<spin::Mutex<(Option<T>, Option<Waker>)>>;
+/// A task's output, its joiner's waker, and whether the output is there
+/// (readable without the lock: the scheduler loop checks its root task
+/// on every turn).
+struct Join<T> {
+    done: AtomicBool,
+    inner: spin::Mutex<(Option<T>, Option<Waker>)>,
+}
+
+type JoinState<T> = Arc<Join<T>>;
 
 /// The result of a spawned task: a future that completes with its output.
 pub struct JoinHandle<T> {
@@ -199,20 +239,21 @@ impl<T> core::fmt::Debug for JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     fn new() -> (Self, JoinState<T>) {
-        let state = Arc::new(spin::Mutex::new((None, None)));
+        let state = Arc::new(Join { done: AtomicBool::new(false), inner: spin::Mutex::new((None, None)) });
         (JoinHandle { state: state.clone() }, state)
     }
 
     /// Whether the task has finished.
     pub fn is_finished(&self) -> bool {
-        arch::without_interrupts(|| self.state.lock().0.is_some())
+        self.state.done.load(Ordering::Acquire)
     }
 }
 
-fn complete<T>(state: &spin::Mutex<(Option<T>, Option<Waker>)>, value: T) {
+fn complete<T>(state: &Join<T>, value: T) {
     let w = arch::without_interrupts(|| {
-        let mut s = state.lock();
+        let mut s = state.inner.lock();
         s.0 = Some(value);
+        state.done.store(true, Ordering::Release);
         s.1.take()
     });
     if let Some(w) = w {
@@ -224,7 +265,7 @@ impl<T> Future for JoinHandle<T> {
     type Output = T;
     fn poll(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<T> {
         arch::without_interrupts(|| {
-            let mut s = self.state.lock();
+            let mut s = self.state.inner.lock();
             match s.0.take() {
                 Some(v) => Poll::Ready(v),
                 None => {
@@ -342,7 +383,7 @@ fn turn(core: usize) -> bool {
     let Some(pick) = with_exec(|e| {
         let pick = e.policy.pick_next(core, now);
         if let Pick::Run { task, .. } = pick {
-            let work = match e.tasks.get_mut(&task.0) {
+            let work = match e.entry(task.0).map(|entry| &mut entry.slot) {
                 Some(slot @ Slot::Queued(_)) => match core::mem::replace(slot, Slot::Running { notified: false }) {
                     Slot::Queued(w) => Some(w),
                     _ => None,
@@ -405,26 +446,24 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
     with_exec(|e| {
         let now = time::now_nanos();
         let Some(w) = work else {
-            e.tasks.remove(&id);
-            e.classes.remove(&id);
+            e.remove(id);
             e.policy.task_done(core, TaskId(id), now);
             LIVE.fetch_sub(1, Ordering::AcqRel);
             return;
         };
-        let class = e.class(id);
-        // The slot is `Running`: it changes in place.
-        let slot = e.tasks.entry(id).or_insert(Slot::Running { notified: false });
-        let notified = matches!(slot, Slot::Running { notified: true });
+        // The slot is `Running` (its entry lives until the task is done).
+        let Some(entry) = e.entry(id) else { return };
+        let class = entry.class;
+        let notified = matches!(entry.slot, Slot::Running { notified: true });
         if preempted {
-            *slot = Slot::Queued(w);
-        } else {
+            entry.slot = Slot::Queued(w);
+        } else if notified {
+            entry.slot = Slot::Queued(w);
             e.policy.task_done(core, TaskId(id), now);
-            if notified {
-                e.policy.task_arrived(TaskId(id), class, now);
-                *slot = Slot::Queued(w);
-            } else {
-                *slot = Slot::Waiting(w);
-            }
+            e.policy.task_arrived(TaskId(id), class, now);
+        } else {
+            entry.slot = Slot::Waiting(w);
+            e.policy.task_done(core, TaskId(id), now);
         }
     });
 }
@@ -461,7 +500,7 @@ where
     F::Output: Send + 'static,
 {
     arch::without_interrupts(|| {
-        *EXEC.lock() = Some(Executor { policy, tasks: BTreeMap::new(), classes: BTreeMap::new(), next_id: 1 });
+        *EXEC.lock() = Some(Executor { policy, tasks: Vec::new(), free: Vec::new() });
     });
     SHUTDOWN.store(false, Ordering::Release);
     let cores = (boot.vcpu_count() as usize).clamp(1, MAX_VCPUS);
@@ -478,12 +517,18 @@ where
     // The root may complete on another core while this one idles: its
     // completion signals an event (the waker below), or this core could
     // sleep on (x86 halts in `hlt`; an emulated `wfe` merely yields).
+    // Polled once to leave that waker; afterwards the loop reads the
+    // handle's flag, and polls again only once the output is there.
     let w = event_waker();
     let mut cx = TaskContext::from_waker(&w);
     let mut handle = handle;
+    let mut poll_root = true;
     let out = loop {
-        if let Poll::Ready(v) = Pin::new(&mut handle).poll(&mut cx) {
-            break v;
+        if poll_root || handle.is_finished() {
+            if let Poll::Ready(v) = Pin::new(&mut handle).poll(&mut cx) {
+                break v;
+            }
+            poll_root = false;
         }
         if !turn(0) && !handle.is_finished() {
             idle();

@@ -43,9 +43,19 @@ fn freq() -> u64 {
 
 /// Nanoseconds per counter tick when the frequency divides a second (as
 /// QEMU's 62.5 MHz does): the conversions then take no 128-bit division.
+/// Worked out once (0: not yet; `u64::MAX`: the frequency does not).
 fn tick_nanos() -> Option<u64> {
-    let f = freq();
-    (1_000_000_000 % f == 0).then(|| 1_000_000_000 / f)
+    static TICK: AtomicU64 = AtomicU64::new(0);
+    let k = match TICK.load(Ordering::Relaxed) {
+        0 => {
+            let f = freq();
+            let k = if 1_000_000_000 % f == 0 { 1_000_000_000 / f } else { u64::MAX };
+            TICK.store(k, Ordering::Relaxed);
+            k
+        }
+        k => k,
+    };
+    (k != u64::MAX).then_some(k)
 }
 
 fn to_nanos(count: u64) -> u64 {
@@ -53,6 +63,17 @@ fn to_nanos(count: u64) -> u64 {
         Some(k) if count <= u64::MAX / k => count * k,
         _ => (count as u128 * 1_000_000_000 / freq() as u128) as u64,
     }
+}
+
+/// The counter `d` from now (saturating), without going through nanoseconds
+/// since boot.
+fn count_after(d: Duration) -> u64 {
+    arch::counter().saturating_add(to_count(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+}
+
+/// `d` since the machine started, in counter units (saturating).
+fn count_at(d: Duration) -> u64 {
+    to_count(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 fn to_count(nanos: u64) -> u64 {
@@ -141,8 +162,20 @@ pub fn interrupts() -> u64 {
     INTERRUPTS[arch::core_id().min(MAX_VCPUS - 1)].load(Ordering::Relaxed)
 }
 
+/// Per core: whether a scheduler tick is asked for (`sched_tick != 0`),
+/// so that clearing none takes no lock: the scheduler loop clears it
+/// whenever a core goes idle.
+static SCHED_TICK_SET: [core::sync::atomic::AtomicBool; MAX_VCPUS] =
+    [const { core::sync::atomic::AtomicBool::new(false) }; MAX_VCPUS];
+
 /// Asks for a scheduler tick on this core at `at` (nanoseconds; `None`: none).
 pub(crate) fn set_sched_tick(at: Option<u64>) {
+    let core = arch::core_id().min(MAX_VCPUS - 1);
+    // Only this core (IRQs masked, or its own interrupt handler) sets it.
+    if at.is_none() && !SCHED_TICK_SET[core].load(Ordering::Relaxed) {
+        return;
+    }
+    SCHED_TICK_SET[core].store(at.is_some(), Ordering::Relaxed);
     with_timer(|t| {
         t.sched_tick = at.map_or(0, |n| to_count(n).max(1));
         arm(t);
@@ -218,6 +251,7 @@ pub(crate) fn on_timer_interrupt() -> bool {
         let due = t.sched_tick != 0 && t.sched_tick <= now;
         if due {
             t.sched_tick = 0;
+            SCHED_TICK_SET[core].store(false, Ordering::Relaxed);
         }
         // Masks the (level-triggered) timer until something is due.
         arm(&t);
@@ -232,54 +266,121 @@ pub(crate) fn on_timer_interrupt() -> bool {
 /// A future that completes at a deadline. It stays registered with one
 /// core's timer while pending (polling it again replaces its waker) and
 /// is removed from it when dropped, so abandoned timeouts cost nothing.
+///
+/// A deadline moved later ([`Sleep::reset`], a connection's idle timeout
+/// after each request) keeps the registration: the entry fires at the old
+/// deadline, and the poll it causes registers the new one. A poll by the
+/// same task on the same core before the entry fires takes no lock.
 #[derive(Debug)]
 pub struct Sleep {
     deadline: u64,
     /// Key of its entry in `core`'s sleepers; 0: not registered.
     key: u64,
+    /// The entry's deadline (at most `deadline`) and waker.
+    registered: u64,
+    waker: Option<Waker>,
     core: usize,
 }
 
 /// Completes once `duration` has passed.
 pub fn sleep(duration: Duration) -> Sleep {
-    sleep_until(now() + duration)
+    Sleep { deadline: count_after(duration), key: 0, registered: 0, waker: None, core: 0 }
 }
 
 /// Completes at `deadline` ([`now`]'s clock).
 pub fn sleep_until(deadline: Duration) -> Sleep {
-    Sleep { deadline: to_count(deadline.as_nanos() as u64), key: 0, core: 0 }
+    Sleep { deadline: count_at(deadline), key: 0, registered: 0, waker: None, core: 0 }
+}
+
+impl Sleep {
+    /// Completes once `duration` has passed from now instead.
+    pub fn reset(&mut self, duration: Duration) {
+        self.set(count_after(duration));
+    }
+
+    /// Completes at `deadline` instead. A later deadline than the
+    /// registered one costs no timer operation.
+    pub fn reset_until(&mut self, deadline: Duration) {
+        self.set(count_at(deadline));
+    }
+
+    fn set(&mut self, deadline: u64) {
+        self.deadline = deadline;
+        if self.key != 0 && deadline < self.registered {
+            self.deregister();
+        }
+    }
+}
+
+impl Sleep {
+    /// Moves the deadline to `after` from now (`None`: never), registration included (a
+    /// timer operation, not a wake-up of the owner at the old deadline).
+    /// `false` if the owner must poll again for the new deadline to count
+    /// (it was not registered, or is registered on another core and the
+    /// deadline moved earlier): wake it.
+    pub fn reschedule(&mut self, after: Option<Duration>) -> bool {
+        let at = after.map_or(u64::MAX, count_after);
+        self.deadline = at;
+        if self.key == 0 {
+            return false;
+        }
+        let core = arch::core_id().min(MAX_VCPUS - 1);
+        if self.core != core && at < self.registered {
+            self.deregister();
+            return false;
+        }
+        let key = self.key;
+        let found = arch::without_interrupts(|| {
+            let mut t = TIMERS[self.core].lock();
+            let Some(e) = t.sleepers.iter_mut().find(|e| e.1 == key) else { return false };
+            e.0 = at;
+            let due = earliest_sleeper(&t);
+            NEXT_DUE[self.core].store(due, Ordering::Relaxed);
+            if self.core == core {
+                arm(&t);
+            }
+            true
+        });
+        if found {
+            self.registered = at;
+        } else {
+            // It fired: the owner has been woken and registers again.
+            self.key = 0;
+        }
+        found
+    }
 }
 
 impl Future for Sleep {
     type Output = ();
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        if arch::counter() >= self.deadline {
+        let now = arch::counter();
+        if now >= self.deadline {
             return Poll::Ready(());
         }
         // Registered on the core that polls it (moved there if it was
         // registered on another one).
         let core = arch::core_id().min(MAX_VCPUS - 1);
-        if self.key != 0 && self.core != core {
+        if self.key != 0 {
+            let same_waker = self.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker()));
+            if self.core == core && now < self.registered && same_waker {
+                // Not due yet: the entry is still there, with this waker.
+                return Poll::Pending;
+            }
+            // Moved, due (it fired, or is about to), or another waker:
+            // registered afresh.
             self.deregister();
         }
-        let (deadline, key) = (self.deadline, self.key);
-        let key = with_timer(|t| {
-            if key != 0 {
-                if let Some(e) = t.sleepers.iter_mut().find(|e| e.1 == key) {
-                    if !e.2.will_wake(cx.waker()) {
-                        e.2 = cx.waker().clone();
-                    }
-                    return key;
-                }
-            }
-            // New, or its entry fired (a spurious wake-up before the
-            // deadline cannot happen: entries fire at the deadline).
-            let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
-            t.sleepers.push((deadline, key, cx.waker().clone()));
+        let deadline = self.deadline;
+        let waker = cx.waker().clone();
+        let key = NEXT_KEY.fetch_add(1, Ordering::Relaxed);
+        with_timer(|t| {
+            t.sleepers.push((deadline, key, waker.clone()));
             arm(t);
-            key
         });
         self.key = key;
+        self.registered = deadline;
+        self.waker = Some(waker);
         self.core = core;
         Poll::Pending
     }

@@ -28,7 +28,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use hallows_net::{with_timeout, TcpListener, TcpStream};
+use hallows_net::{with_timeout, with_timer, TcpListener, TcpStream};
 use hallows_rt::task::spawn_with_class;
 use hallows_sched::TaskClass;
 use hallows_rt::virtio::Disk;
@@ -250,6 +250,8 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
     if let Some(srv) = SERVER.lock().as_mut() {
         srv.stats.connections += 1;
     }
+    // One idle timer for the connection, pushed back after each request.
+    let mut idle = time::sleep(IDLE);
     loop {
         if have == buf.len() {
             if buf.len() >= MAX_BUFFER {
@@ -257,10 +259,11 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
             }
             buf.resize(buf.len() * 2, 0);
         }
-        let n = match with_timeout(IDLE, s.read(&mut buf[have..])).await {
+        let n = match with_timer(&mut idle, s.read(&mut buf[have..])).await {
             Ok(Ok(n)) if n > 0 => n,
             _ => break,
         };
+        idle.reset(IDLE);
         have += n;
         let (need, pending) = {
             let mut guard = SERVER.lock();
