@@ -120,7 +120,9 @@ pub enum Decision {
 pub trait Scheduler {
     /// A task became runnable.
     fn task_arrived(&mut self, task: TaskId, class: TaskClass, now: Nanos) -> Admission;
-    /// Choose what `core` (which runs nothing) runs next.
+    /// Choose what `core` (which runs nothing) runs next. With no task
+    /// queued (every arrival picked or rejected) the answer is
+    /// `Pick::Idle { wake_at: None }`: the runtime does not ask then.
     fn pick_next(&mut self, core: CoreId, now: Nanos) -> Pick;
     /// Timer tick or kick on `core`, which runs `running`: keep it or preempt it.
     fn tick(&mut self, core: CoreId, running: TaskId, now: Nanos) -> Decision;

@@ -31,11 +31,11 @@ use core::net::SocketAddrV4;
 use core::sync::atomic::{AtomicBool, Ordering};
 use core::task::{Context, Poll, Waker};
 
-use hallows_rt::virtio::virtio_drivers::device::net::{RxBuffer, VirtIONet};
 use hallows_rt::virtio::virtio_drivers::transport::mmio::MmioTransport;
 use hallows_rt::virtio::virtio_drivers::transport::{DeviceStatus, DeviceType, InterruptStatus, Transport};
 use hallows_rt::virtio::virtio_drivers::{self, PhysAddr};
-use hallows_rt::virtio::{self, Hal};
+use hallows_rt::netdev::{NetDevice, MAX_FRAME};
+use hallows_rt::virtio;
 use hallows_rt::{task, time, Boot};
 use smoltcp::iface::{Config as IfaceConfig, Interface, PollIngressSingleResult, PollResult, SocketHandle, SocketSet};
 use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
@@ -48,8 +48,9 @@ use crate::{stats, Config, Error, Limits, Mode};
 
 /// Descriptors per virtqueue (receive buffers posted to the device).
 const QUEUE_SIZE: usize = 64;
-/// One receive buffer: an Ethernet frame of 1514 bytes and the header.
-const RX_BUFFER_LEN: usize = 2048;
+/// The payload of a full-sized TCP segment (an Ethernet MTU of 1500 less
+/// the IPv4 and TCP headers without options).
+const SEGMENT: usize = 1460;
 /// Packets received per turn before the turn sends and yields.
 const INGRESS_PER_TURN: usize = 64;
 /// Unacknowledged data (or a SYN-ACK) older than this resets a connection.
@@ -64,7 +65,7 @@ const UDP_PACKETS: usize = 16;
 /// First port `UdpSocket::bind(0)` tries.
 const EPHEMERAL: u16 = 49152;
 
-type Net = VirtIONet<Hal, NoEventIdx<MmioTransport<'static>>, QUEUE_SIZE>;
+type Net = NetDevice<NoEventIdx<MmioTransport<'static>>, QUEUE_SIZE>;
 
 /// A transport that hides `VIRTIO_F_RING_EVENT_IDX` from the driver, so
 /// that the driver's interrupt suppression (the available ring's
@@ -145,7 +146,8 @@ struct Phy {
 
 struct RxToken<'a> {
     net: &'a RefCell<Net>,
-    buf: Option<RxBuffer>,
+    /// The received frame's buffer, until consumed.
+    frame: Option<usize>,
 }
 
 struct TxToken<'a> {
@@ -154,29 +156,43 @@ struct TxToken<'a> {
 
 impl phy::RxToken for RxToken<'_> {
     fn consume<R, F: FnOnce(&[u8]) -> R>(mut self, f: F) -> R {
-        let buf = self.buf.take().expect("an RxToken holds its buffer until consumed");
-        let r = f(buf.packet());
-        let _ = self.net.borrow_mut().recycle_rx_buffer(buf);
+        let i = self.frame.take().expect("an RxToken holds its frame until consumed");
+        // The buffer is out of the device while smoltcp reads it (it may
+        // answer through the device meanwhile).
+        let taken = self.net.borrow_mut().take(i);
+        let Some((buf, frame)) = taken else { return f(&[]) };
+        let r = f(&buf[frame]);
+        self.net.borrow_mut().recycle(i, buf);
         r
     }
 }
 
 impl Drop for RxToken<'_> {
     fn drop(&mut self) {
-        if let Some(buf) = self.buf.take() {
-            let _ = self.net.borrow_mut().recycle_rx_buffer(buf);
+        if let Some(i) = self.frame.take() {
+            let mut net = self.net.borrow_mut();
+            if let Some((buf, _)) = net.take(i) {
+                net.recycle(i, buf);
+            }
         }
     }
 }
 
 impl phy::TxToken for TxToken<'_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        let mut tx = self.net.borrow().new_tx_buffer(len);
-        let r = f(tx.packet_mut());
-        // Blocks until the device took the frame; a failure drops it (TCP
-        // retransmits).
-        let _ = self.net.borrow_mut().send(tx);
-        r
+        // Written into a free transmit buffer and handed to the device
+        // without waiting. Without one (the device is behind, or the frame
+        // is oversized) the frame is built in a scratch buffer and dropped:
+        // TCP retransmits.
+        let mut f = Some(f);
+        let sent = self.net.borrow_mut().send(len, |buf| (f.take().expect("called once"))(buf));
+        match sent {
+            Ok(r) => r,
+            Err(_) => {
+                let mut scratch = vec![0u8; len];
+                (f.take().expect("not called when sending failed"))(&mut scratch)
+            }
+        }
     }
 }
 
@@ -185,8 +201,8 @@ impl Device for Phy {
     type TxToken<'a> = TxToken<'a>;
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
-        let buf = self.net.get_mut().receive().ok()?;
-        Some((RxToken { net: &self.net, buf: Some(buf) }, TxToken { net: &self.net }))
+        let frame = self.net.get_mut().receive()?;
+        Some((RxToken { net: &self.net, frame: Some(frame) }, TxToken { net: &self.net }))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken<'_>> {
@@ -196,7 +212,7 @@ impl Device for Phy {
     fn capabilities(&self) -> DeviceCapabilities {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
-        caps.max_transmission_unit = 1514;
+        caps.max_transmission_unit = MAX_FRAME;
         caps
     }
 }
@@ -240,6 +256,8 @@ struct Nic {
     limits: Limits,
     /// The earliest deadline of the closing connections (last `reap`).
     orphan_deadline: Option<Instant>,
+    /// Connections in `conns` owned by nobody (closing in the background).
+    orphans: usize,
     /// Interrupt mode: the driver's timer for the stack's next deadline.
     timer: Option<time::Sleep>,
 }
@@ -281,7 +299,7 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         return Err(Error::Unsupported);
     }
     stats::set_nic(base);
-    let mut net = Net::new(NoEventIdx(dev.transport), RX_BUFFER_LEN).map_err(|e| {
+    let mut net = Net::new(NoEventIdx(dev.transport)).map_err(|e| {
         log::error!("virtio-net at {base:#x}: {e:?}");
         Error::Device
     })?;
@@ -312,6 +330,7 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         next_ephemeral: EPHEMERAL,
         limits: cfg.limits,
         orphan_deadline: None,
+        orphans: 0,
         timer: None,
     };
     *NIC.lock() = Some(nic);
@@ -325,9 +344,10 @@ async fn driver(mode: Mode, base: u64) {
         time::set_polled(true);
     }
     let polled = mode == Mode::Poll;
+    let line = virtio::irq_line(base);
     loop {
         // Interrupt mode only: what the wait below needs to notice.
-        let seen = if polled { 0 } else { virtio::interrupts(base) };
+        let seen = if polled { 0 } else { line.count() };
         if !polled {
             KICKED.store(false, Ordering::Release);
         }
@@ -343,15 +363,15 @@ async fn driver(mode: Mode, base: u64) {
             // Packets left in the queue, or a deadline already due: another
             // turn after the others' (a zero sleep would not yield).
             (_, None) | (_, Some(Some(core::time::Duration::ZERO))) => task::yield_now().await,
-            (_, Some(_)) => wait_for_work(base, seen).await,
+            (_, Some(_)) => wait_for_work(line, seen).await,
         }
     }
 }
 
 /// Interrupt mode: until the device interrupts, a kick, or the stack's
 /// deadline (`Nic::timer`, which a write may move meanwhile).
-async fn wait_for_work(base: u64, seen: u64) {
-    let mut irq = virtio::wait_interrupt(base, seen);
+async fn wait_for_work(line: virtio::IrqLine, seen: u64) {
+    let mut irq = line.wait(seen);
     core::future::poll_fn(|cx| {
         *DRIVER.lock() = Some(cx.waker().clone());
         if KICKED.load(Ordering::Acquire) {
@@ -379,6 +399,8 @@ impl Nic {
     fn turn(&mut self, now: Instant, want_delay: bool) -> Option<Option<core::time::Duration>> {
         self.iface.poll_maintenance(now);
         let mut more = true;
+        // Whether the listeners have seen every socket change of this turn.
+        let mut serviced = false;
         for _ in 0..INGRESS_PER_TURN {
             match self.iface.poll_ingress_single(now, &mut self.phy, &mut self.sockets) {
                 PollIngressSingleResult::None => {
@@ -388,11 +410,20 @@ impl Nic {
                 PollIngressSingleResult::PacketProcessed => {}
                 // A SYN may have taken a listening socket: give its
                 // listener another before the next packet.
-                PollIngressSingleResult::SocketStateChanged => self.service_listeners(),
+                PollIngressSingleResult::SocketStateChanged => {
+                    self.service_listeners();
+                    serviced = true;
+                }
             }
         }
-        while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {}
-        self.service_listeners();
+        while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {
+            serviced = false;
+        }
+        // After timers (a handshake that timed out) or sending, or if the
+        // last packet changed nothing they saw.
+        if !serviced {
+            self.service_listeners();
+        }
         let orphan_deadline = self.reap(now);
         self.orphan_deadline = orphan_deadline;
         if !want_delay || more {
@@ -428,9 +459,18 @@ impl Nic {
     /// with the data, a retransmission is due later). The driver is still
     /// woken when the device queue filled up before everything went out,
     /// or when its timer cannot be moved from here.
-    fn transmit_now(&mut self) {
+    ///
+    /// `bytes` were just written: one pass of the stack per segment they
+    /// need (smoltcp sends at most one segment per socket and pass);
+    /// whatever is left (a closed window) makes the stack's deadline "now",
+    /// and the driver's timer sends it.
+    fn transmit_now(&mut self, bytes: usize) {
         let now = now();
-        while self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) == PollResult::SocketStateChanged {}
+        for _ in 0..bytes.div_ceil(SEGMENT).max(1) {
+            if self.iface.poll_egress(now, &mut self.phy, &mut self.sockets) != PollResult::SocketStateChanged {
+                break;
+            }
+        }
         let moved = match (self.next_delay(now), self.timer.as_mut()) {
             (d, Some(t)) => t.reschedule(d),
             // No timer: the driver waits for a packet or a kick only.
@@ -535,6 +575,9 @@ impl Nic {
     /// the earliest deadline still pending.
     fn reap(&mut self, now: Instant) -> Option<Instant> {
         let mut next: Option<Instant> = None;
+        if self.orphans == 0 {
+            return None;
+        }
         for i in 0..self.conns.len() {
             let Some(c) = self.conns[i].as_ref() else { continue };
             let Owner::Orphan { deadline } = c.owner else { continue };
@@ -546,6 +589,7 @@ impl Nic {
                 tcp::State::Closed | tcp::State::TimeWait => {
                     self.remove_tcp_socket(h);
                     self.conns[i] = None;
+                    self.orphans -= 1;
                     stats::conn_closed();
                 }
                 _ if now >= deadline => {
@@ -578,6 +622,7 @@ impl Nic {
         if let Ok(c) = self.conn(id) {
             if !matches!(c.owner, Owner::Orphan { .. }) {
                 c.owner = Owner::Orphan { deadline };
+                self.orphans += 1;
             }
         }
     }
@@ -710,7 +755,7 @@ impl Backend for NicBackend {
                 let sent = s.send_slice(buf).unwrap_or(0);
                 if sent > 0 {
                     stats::add_tx(sent);
-                    n.transmit_now();
+                    n.transmit_now(sent);
                     return Poll::Ready(Ok(sent));
                 }
             }

@@ -28,6 +28,7 @@ pub mod console;
 pub mod irq;
 mod logger;
 pub mod mm;
+pub mod netdev;
 mod postmortem;
 pub mod task;
 pub mod time;

@@ -131,6 +131,9 @@ static EXEC: spin::Mutex<Option<Executor>> = spin::Mutex::new(None);
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 static MULTICORE: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicU32 = AtomicU32::new(0);
+/// Tasks in the `Queued` state (changed under the executor's lock): with
+/// none, no policy has anything to pick, and an idle core does not ask.
+static QUEUED: AtomicU32 = AtomicU32::new(0);
 
 fn with_exec<R>(f: impl FnOnce(&mut Executor) -> R) -> Option<R> {
     arch::without_interrupts(|| EXEC.lock().as_mut().map(f))
@@ -171,7 +174,10 @@ fn admit(work: Work, class: TaskClass) -> u32 {
         // when woken; spawned work is never dropped silently.
         let slot = match e.policy.task_arrived(TaskId(id), class, time::now_nanos()) {
             hallows_sched::Admission::Rejected => Slot::Waiting(work),
-            _ => Slot::Queued(work),
+            _ => {
+                QUEUED.fetch_add(1, Ordering::Relaxed);
+                Slot::Queued(work)
+            }
         };
         if let Some(entry) = e.entry(id) {
             entry.slot = slot;
@@ -193,6 +199,7 @@ fn wake(id: u32) {
                 if let Slot::Waiting(w) = core::mem::replace(slot, Slot::Running { notified: false }) {
                     *slot = Slot::Queued(w);
                 }
+                QUEUED.fetch_add(1, Ordering::Relaxed);
                 e.policy.task_arrived(TaskId(id), class, time::now_nanos());
             }
             Slot::Running { notified } => *notified = true,
@@ -379,13 +386,24 @@ pub(crate) fn preempt_current() {
 /// One turn of the scheduler loop on core `core`. Returns `false` when the
 /// core found nothing to run.
 fn turn(core: usize) -> bool {
+    // Nothing runnable: a policy answers `Idle { wake_at: None }` (its
+    // queues are empty), so the lock and the call are skipped. A task
+    // queued meanwhile signals an event (or comes from an interrupt, which
+    // ends the idle wait).
+    if QUEUED.load(Ordering::Relaxed) == 0 {
+        time::set_sched_tick(None);
+        return false;
+    }
     let now = time::now_nanos();
     let Some(pick) = with_exec(|e| {
         let pick = e.policy.pick_next(core, now);
         if let Pick::Run { task, .. } = pick {
             let work = match e.entry(task.0).map(|entry| &mut entry.slot) {
                 Some(slot @ Slot::Queued(_)) => match core::mem::replace(slot, Slot::Running { notified: false }) {
-                    Slot::Queued(w) => Some(w),
+                    Slot::Queued(w) => {
+                        QUEUED.fetch_sub(1, Ordering::Relaxed);
+                        Some(w)
+                    }
                     _ => None,
                 },
                 _ => None,
@@ -457,8 +475,10 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
         let notified = matches!(entry.slot, Slot::Running { notified: true });
         if preempted {
             entry.slot = Slot::Queued(w);
+            QUEUED.fetch_add(1, Ordering::Relaxed);
         } else if notified {
             entry.slot = Slot::Queued(w);
+            QUEUED.fetch_add(1, Ordering::Relaxed);
             e.policy.task_done(core, TaskId(id), now);
             e.policy.task_arrived(TaskId(id), class, now);
         } else {

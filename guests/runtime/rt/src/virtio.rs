@@ -177,6 +177,31 @@ pub fn interrupts(base: u64) -> u64 {
         .map_or(0, |(_, _, c)| c.load(Ordering::Relaxed))
 }
 
+/// The device at `base`, for a driver that waits for its interrupts in a
+/// loop ([`IrqLine::count`] and [`IrqLine::wait`] without looking the
+/// device up each time).
+pub fn irq_line(base: u64) -> IrqLine {
+    IrqLine { slot: IRQ_COUNT.iter().position(|(b, _, _)| b.load(Ordering::Relaxed) == base) }
+}
+
+/// See [`irq_line`].
+#[derive(Clone, Copy, Debug)]
+pub struct IrqLine {
+    slot: Option<usize>,
+}
+
+impl IrqLine {
+    /// [`interrupts`] of the device.
+    pub fn count(&self) -> u64 {
+        self.slot.map_or(0, |i| IRQ_COUNT[i].2.load(Ordering::Relaxed))
+    }
+
+    /// [`wait_interrupt`] of the device.
+    pub fn wait(&self, seen: u64) -> InterruptWait {
+        InterruptWait { slot: self.slot, seen }
+    }
+}
+
 /// A probed virtio device.
 pub struct Device {
     pub info: DeviceInfo,
