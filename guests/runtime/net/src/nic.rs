@@ -13,7 +13,12 @@
 //! * **interrupt**: the task sleeps until the device interrupts
 //!   (`virtio::wait_interrupt`), a socket operation queued work (a kick),
 //!   or smoltcp's `poll_delay` (retransmissions, delayed ACKs) or a closing
-//!   connection's deadline passes.
+//!   connection's deadline passes (`Nic::timer`).
+//!
+//! A write sends at once from the writing task (`Nic::transmit_now`: the
+//! stack's egress, then the driver's timer moved to the stack's new
+//! deadline) rather than waking the driver for it. Frames go through
+//! `hallows_rt::netdev` (preallocated buffers, no wait for the device).
 //!
 //! A listener keeps one listening socket, replaced after every received
 //! packet that took it, up to `backlog` connections in the handshake and
@@ -432,11 +437,14 @@ impl Nic {
             return (!more).then_some(None);
         }
         let delay = self.next_delay(now);
-        // The driver's timer: moved later without a timer operation (the
+        // The driver's timer, moved in place (if it is not registered, the
         // poll that waits registers it).
-        match delay {
-            Some(d) => self.timer.get_or_insert_with(|| time::sleep(d)).reset(d),
-            None => self.timer = None,
+        match (delay, self.timer.as_mut()) {
+            (Some(_), Some(t)) => {
+                t.reschedule(delay);
+            }
+            (Some(d), None) => self.timer = Some(time::sleep(d)),
+            (None, _) => self.timer = None,
         }
         Some(delay)
     }
