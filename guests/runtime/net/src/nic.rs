@@ -263,8 +263,11 @@ struct Nic {
     orphan_deadline: Option<Instant>,
     /// Connections in `conns` owned by nobody (closing in the background).
     orphans: usize,
-    /// Interrupt mode: the driver's timer for the stack's next deadline.
+    /// Interrupt mode: the driver's timer for the stack's next deadline,
+    /// and whether it is registered at that deadline (else the driver task
+    /// must poll it).
     timer: Option<time::Sleep>,
+    timer_armed: bool,
 }
 
 static NIC: spin::Mutex<Option<Nic>> = spin::Mutex::new(None);
@@ -337,8 +340,12 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         orphan_deadline: None,
         orphans: 0,
         timer: None,
+        timer_armed: false,
     };
     *NIC.lock() = Some(nic);
+    if cfg.mode == Mode::Interrupt {
+        virtio::set_interrupt_work(base, turn_in_interrupt);
+    }
     task::spawn(driver(cfg.mode, base));
     Ok(Box::new(NicBackend))
 }
@@ -370,6 +377,23 @@ async fn driver(mode: Mode, base: u64) {
             (_, None) | (_, Some(Some(core::time::Duration::ZERO))) => task::yield_now().await,
             (_, Some(_)) => wait_for_work(line, seen).await,
         }
+    }
+}
+
+/// Interrupt mode, from the NIC's interrupt while the core is between
+/// tasks: a turn of the stack right there, instead of waking the driver
+/// task for it (a task switch per packet). `false` (the driver task is
+/// woken as usual) if the stack is busy elsewhere (another core, or the
+/// preemptible task interrupted), if packets are left, or if the turn's
+/// deadline needs the driver's timer registered.
+fn turn_in_interrupt() -> bool {
+    let Some(mut guard) = NIC.try_lock() else { return false };
+    let Some(nic) = guard.as_mut() else { return false };
+    match nic.turn(now(), true) {
+        Some(Some(d)) if d.is_zero() => false,
+        Some(Some(_)) => nic.timer_armed,
+        Some(None) => true,
+        None => false,
     }
 }
 
@@ -439,13 +463,17 @@ impl Nic {
         let delay = self.next_delay(now);
         // The driver's timer, moved in place (if it is not registered, the
         // poll that waits registers it).
-        match (delay, self.timer.as_mut()) {
-            (Some(_), Some(t)) => {
-                t.reschedule(delay);
+        self.timer_armed = match (delay, self.timer.as_mut()) {
+            (Some(_), Some(t)) => t.reschedule(delay),
+            (Some(d), None) => {
+                self.timer = Some(time::sleep(d));
+                false
             }
-            (Some(d), None) => self.timer = Some(time::sleep(d)),
-            (None, _) => self.timer = None,
-        }
+            (None, _) => {
+                self.timer = None;
+                true
+            }
+        };
         Some(delay)
     }
 

@@ -154,6 +154,26 @@ impl TcpStream {
         poll_fn(|cx| poll_backend(cx, |b, cx| b.tcp_poll_read(id, buf, cx))).await
     }
 
+    /// [`read`](Self::read) as a poll function: for a caller that polls it
+    /// together with something else (a timer) in one `poll_fn`, without
+    /// a future per read.
+    pub fn poll_read(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<Result<usize, Error>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let id = self.id;
+        poll_backend(cx, |b, cx| b.tcp_poll_read(id, buf, cx))
+    }
+
+    /// [`write`](Self::write) as a poll function (see [`poll_read`](Self::poll_read)).
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, Error>> {
+        if buf.is_empty() {
+            return Poll::Ready(Ok(0));
+        }
+        let id = self.id;
+        poll_backend(cx, |b, cx| b.tcp_poll_write(id, buf, cx))
+    }
+
     /// Writes some of `buf` (at least one byte unless `buf` is empty) into
     /// the send buffer; returns how many bytes.
     pub async fn write(&mut self, buf: &[u8]) -> Result<usize, Error> {
@@ -294,20 +314,3 @@ pub async fn with_timeout<F: Future>(limit: Duration, fut: F) -> Result<F::Outpu
     .await
 }
 
-/// Runs `fut` until `timer` fires: [`with_timeout`] with a timer the
-/// caller keeps across calls and moves with [`Sleep::reset`] (a
-/// connection's idle timeout, pushed back after each request, without a
-/// timer operation per request).
-pub async fn with_timer<F: Future>(timer: &mut Sleep, fut: F) -> Result<F::Output, Elapsed> {
-    let mut fut = core::pin::pin!(fut);
-    poll_fn(move |cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Ok(v));
-        }
-        match Pin::new(&mut *timer).poll(cx) {
-            Poll::Ready(()) => Poll::Ready(Err(Elapsed)),
-            Poll::Pending => Poll::Pending,
-        }
-    })
-    .await
-}

@@ -372,6 +372,15 @@ pub(crate) fn tick(now: u64) -> bool {
     }
 }
 
+/// Whether this core is running a preemptible task (an interrupt handler
+/// then runs on that task's stack, with the task stopped anywhere).
+pub(crate) fn in_preemptible() -> bool {
+    let local = core_local();
+    // SAFETY: this core's state, read with IRQs masked (interrupt handlers
+    // and the scheduler loop, its only writers, run on this core).
+    arch::without_interrupts(|| unsafe { (*local.running.get()).is_some() })
+}
+
 /// From the timer interrupt handler, after the interrupt has ended: leaves
 /// the running preemptible task (its state stays on its own stack) and
 /// returns to this core's scheduler loop.

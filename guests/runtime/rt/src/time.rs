@@ -334,10 +334,11 @@ impl Sleep {
             let mut t = TIMERS[self.core].lock();
             let Some(e) = t.sleepers.iter_mut().find(|e| e.1 == key) else { return false };
             e.0 = at;
-            let due = earliest_sleeper(&t);
-            NEXT_DUE[self.core].store(due, Ordering::Relaxed);
             if self.core == core {
                 arm(&t);
+            } else {
+                // Later, on another core: its timer fires early and re-arms.
+                NEXT_DUE[self.core].store(earliest_sleeper(&t), Ordering::Relaxed);
             }
             true
         });

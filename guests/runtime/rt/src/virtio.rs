@@ -50,6 +50,13 @@ static IRQ_COUNT: [(AtomicU64, AtomicU64, AtomicU64); hallows_abi::MAX_DEVICES] 
 /// Per device directory entry: the task waiting for its next interrupt.
 static IRQ_WAKERS: [spin::Mutex<Option<Waker>>; hallows_abi::MAX_DEVICES] =
     [const { spin::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
+/// What a device's interrupt does itself: `true` if that was everything.
+pub type InterruptWork = fn() -> bool;
+
+/// Per device directory entry: work its interrupt does itself
+/// ([`set_interrupt_work`]).
+static IRQ_WORK: [spin::Mutex<Option<InterruptWork>>; hallows_abi::MAX_DEVICES] =
+    [const { spin::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
 
 fn bus_address(va: u64) -> PhysAddr {
     va.wrapping_add(DMA_OFFSET.load(Ordering::Relaxed))
@@ -124,12 +131,30 @@ fn on_interrupt(intid: u32) {
                 unsafe { core::ptr::write_volatile((b + 0x64) as *mut u32, status) };
             }
             count.fetch_add(1, Ordering::Release);
+            // The driver's interrupt work, when it has some and the core is
+            // between tasks (not inside a preemptible task, whose stack
+            // this handler runs on): done here, the waiting task is not
+            // woken unless the work says so.
+            let work = IRQ_WORK[i].lock().filter(|_| !crate::task::in_preemptible());
+            if work.is_some_and(|f| f()) {
+                continue;
+            }
             // IRQs are masked here; every holder of this lock masks them.
             let w = IRQ_WAKERS[i].lock().take();
             if let Some(w) = w {
                 w.wake();
             }
         }
+    }
+}
+
+/// Gives the device at `base` work to do in its interrupt handler (IRQs
+/// masked, between tasks): `work` returns `true` if it did everything,
+/// else the task waiting for the interrupt ([`wait_interrupt`]) is woken as
+/// usual. `work` must not block: it runs wherever the core was idle.
+pub fn set_interrupt_work(base: u64, work: InterruptWork) {
+    if let Some(i) = IRQ_COUNT.iter().position(|(b, _, _)| b.load(Ordering::Relaxed) == base) {
+        crate::arch::without_interrupts(|| *IRQ_WORK[i].lock() = Some(work));
     }
 }
 

@@ -23,12 +23,12 @@ extern crate alloc;
 use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::future::poll_fn;
+use core::future::{poll_fn, Future};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use hallows_net::{with_timeout, with_timer, TcpListener, TcpStream};
+use hallows_net::{with_timeout, TcpListener, TcpStream};
 use hallows_rt::task::spawn_with_class;
 use hallows_sched::TaskClass;
 use hallows_rt::virtio::Disk;
@@ -259,8 +259,14 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
             }
             buf.resize(buf.len() * 2, 0);
         }
-        let n = match with_timer(&mut idle, s.read(&mut buf[have..])).await {
-            Ok(Ok(n)) if n > 0 => n,
+        // The read and the idle timer polled together (no future per read).
+        let got = poll_fn(|cx| match s.poll_read(cx, &mut buf[have..]) {
+            Poll::Ready(r) => Poll::Ready(Some(r)),
+            Poll::Pending => core::pin::Pin::new(&mut idle).poll(cx).map(|()| None),
+        })
+        .await;
+        let n = match got {
+            Some(Ok(n)) if n > 0 => n,
             _ => break,
         };
         idle.reset(IDLE);
@@ -280,7 +286,13 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
         }
         durable(need).await;
         if !out.is_empty() {
-            if !matches!(with_timeout(WRITE_TIME, s.write_all(&out)).await, Ok(Ok(()))) {
+            // Most replies fit the send buffer at once: no timer for them.
+            let first = poll_fn(|cx| Poll::Ready(s.poll_write(cx, &out))).await;
+            let done = match first {
+                Poll::Ready(Ok(n)) => n,
+                _ => 0,
+            };
+            if done < out.len() && !matches!(with_timeout(WRITE_TIME, s.write_all(&out[done..])).await, Ok(Ok(()))) {
                 s.abort();
                 return;
             }
