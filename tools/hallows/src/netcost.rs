@@ -233,9 +233,15 @@ pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64,
             bail!("{e:#}\n{}", out.output);
         }
     };
-    // HALLOWS_NETCOST_PCS=FILE: the busy window's instruction addresses.
+    // HALLOWS_NETCOST_PCS=FILE: the busy window's instruction addresses (and
+    // FILE.idle the idle window's).
     let dump = std::env::var_os("HALLOWS_NETCOST_PCS");
-    let counts = count(&log, busy, t, dump).and_then(|b| Ok((b, count(&log, idle, t, None)?)));
+    let idle_dump = dump.as_ref().map(|d| {
+        let mut d = d.clone();
+        d.push(".idle");
+        d
+    });
+    let counts = count(&log, busy, t, dump).and_then(|b| Ok((b, count(&log, idle, t, idle_dump)?)));
     let _ = std::fs::remove_file(&log);
     counts
 }

@@ -263,15 +263,15 @@ struct Nic {
     orphan_deadline: Option<Instant>,
     /// Connections in `conns` owned by nobody (closing in the background).
     orphans: usize,
-    /// Interrupt mode: the driver's timer for the stack's next deadline,
-    /// and whether it is registered at that deadline (else the driver task
-    /// must poll it).
+    /// Interrupt mode: the driver's timer for the stack's next deadline.
     timer: Option<time::Sleep>,
-    timer_armed: bool,
 }
 
 static NIC: spin::Mutex<Option<Nic>> = spin::Mutex::new(None);
 static KICKED: AtomicBool = AtomicBool::new(false);
+/// A turn ran without working out the stack's next deadline (the NIC's
+/// interrupt): it is worked out before the core sleeps.
+static DEADLINE_STALE: AtomicBool = AtomicBool::new(false);
 
 static DRIVER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
 
@@ -340,11 +340,11 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         orphan_deadline: None,
         orphans: 0,
         timer: None,
-        timer_armed: false,
     };
     *NIC.lock() = Some(nic);
     if cfg.mode == Mode::Interrupt {
         virtio::set_interrupt_work(base, turn_in_interrupt);
+        task::set_before_idle(deadline_before_idle);
     }
     task::spawn(driver(cfg.mode, base));
     Ok(Box::new(NicBackend))
@@ -386,15 +386,40 @@ async fn driver(mode: Mode, base: u64) {
 /// woken as usual) if the stack is busy elsewhere (another core, or the
 /// preemptible task interrupted), if packets are left, or if the turn's
 /// deadline needs the driver's timer registered.
+///
+/// The turn leaves the stack's next deadline to be worked out when the
+/// core goes idle (`deadline_before_idle`): the connection that was just
+/// woken usually answers first, and its write works it out anyway.
 fn turn_in_interrupt() -> bool {
     let Some(mut guard) = NIC.try_lock() else { return false };
     let Some(nic) = guard.as_mut() else { return false };
-    match nic.turn(now(), true) {
-        Some(Some(d)) if d.is_zero() => false,
-        Some(Some(_)) => nic.timer_armed,
-        Some(None) => true,
-        None => false,
+    // Without the delay: `None` if packets are left.
+    let done = nic.turn(now(), false).is_some();
+    if done {
+        DEADLINE_STALE.store(true, Ordering::Release);
     }
+    done
+}
+
+/// Before the core sleeps: if the stack's deadline may have changed since
+/// it was last worked out, the driver's timer is moved to it (or, if that
+/// cannot be done from here, the driver task is woken to do it).
+fn deadline_before_idle() -> bool {
+    if !DEADLINE_STALE.swap(false, Ordering::AcqRel) {
+        return false;
+    }
+    let Some(mut guard) = NIC.try_lock() else {
+        // Busy on another core: that core looks when it idles.
+        DEADLINE_STALE.store(true, Ordering::Release);
+        return false;
+    };
+    let Some(nic) = guard.as_mut() else { return false };
+    if nic.move_timer(now()) {
+        return false;
+    }
+    drop(guard);
+    kick();
+    true
 }
 
 /// Interrupt mode: until the device interrupts, a kick, or the stack's
@@ -460,21 +485,30 @@ impl Nic {
             // socket) would be thrown away; so does a turn that left packets.
             return (!more).then_some(None);
         }
+        DEADLINE_STALE.store(false, Ordering::Relaxed);
         let delay = self.next_delay(now);
         // The driver's timer, moved in place (if it is not registered, the
         // poll that waits registers it).
-        self.timer_armed = match (delay, self.timer.as_mut()) {
-            (Some(_), Some(t)) => t.reschedule(delay),
-            (Some(d), None) => {
-                self.timer = Some(time::sleep(d));
-                false
+        match (delay, self.timer.as_mut()) {
+            (Some(_), Some(t)) => {
+                t.reschedule(delay);
             }
-            (None, _) => {
-                self.timer = None;
-                true
-            }
-        };
+            (Some(d), None) => self.timer = Some(time::sleep(d)),
+            (None, _) => self.timer = None,
+        }
         Some(delay)
+    }
+
+    /// Moves the driver's timer to the stack's next deadline; `false` if
+    /// the driver must be woken for it (its timer is not registered).
+    fn move_timer(&mut self, now: Instant) -> bool {
+        DEADLINE_STALE.store(false, Ordering::Relaxed);
+        match (self.next_delay(now), self.timer.as_mut()) {
+            (d, Some(t)) => t.reschedule(d),
+            // No timer: the driver waits for a packet or a kick only.
+            (Some(_), None) => false,
+            (None, None) => true,
+        }
     }
 
     /// How long the stack may sleep from `now` (`None`: until something
@@ -507,13 +541,7 @@ impl Nic {
                 break;
             }
         }
-        let moved = match (self.next_delay(now), self.timer.as_mut()) {
-            (d, Some(t)) => t.reschedule(d),
-            // No timer: the driver waits for a packet or a kick only.
-            (Some(_), None) => false,
-            (None, None) => true,
-        };
-        if !moved || !self.phy.net.get_mut().can_send() {
+        if !self.move_timer(now) || !self.phy.net.get_mut().can_send() {
             kick();
         }
     }

@@ -497,6 +497,26 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
     });
 }
 
+/// Work a driver does when its core has nothing to run, before the core
+/// sleeps ([`set_before_idle`]).
+pub type IdleWork = fn() -> bool;
+
+static BEFORE_IDLE: spin::Mutex<Option<IdleWork>> = spin::Mutex::new(None);
+
+/// Has `work` run whenever a core finds nothing to run, before it sleeps:
+/// bookkeeping that only matters once the core idles (the network stack's
+/// next deadline after a burst of packets), done once per burst instead
+/// of per event. `work` returns `true` if it queued a task (the core then
+/// looks again instead of sleeping). One hook per partition.
+pub fn set_before_idle(work: IdleWork) {
+    arch::without_interrupts(|| *BEFORE_IDLE.lock() = Some(work));
+}
+
+fn before_idle() -> bool {
+    let work = arch::without_interrupts(|| *BEFORE_IDLE.lock());
+    work.is_some_and(|f| f())
+}
+
 fn idle() {
     if MULTICORE.load(Ordering::Relaxed) {
         arch::wait_for_event_or_interrupt();
@@ -559,7 +579,7 @@ where
             }
             poll_root = false;
         }
-        if !turn(0) && !handle.is_finished() {
+        if !turn(0) && !handle.is_finished() && !before_idle() {
             idle();
         }
     };
@@ -586,7 +606,7 @@ fn event_waker() -> Waker {
 /// of [`run`] completes, then turns the vCPU off.
 pub(crate) fn secondary_loop(_info: u64, core: usize) -> ! {
     while !SHUTDOWN.load(Ordering::Acquire) {
-        if !turn(core) {
+        if !turn(core) && !before_idle() {
             idle();
         }
     }
