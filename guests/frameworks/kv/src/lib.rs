@@ -78,12 +78,13 @@ pub fn scan(id: u64, from: &[u8], after: bool, limit: u16) -> Option<KvRequest> 
     request(id, KvOp::Scan, if after { SCAN_AFTER } else { 0 }, limit, from, &[])
 }
 
-/// One operation of transaction `id`: a put (`Some(value)`) or a delete.
-pub fn txn_op(id: u64, key: &[u8], value: Option<&[u8]>, last: bool) -> Option<KvRequest> {
+/// Operation `index` (0, 1, ...) of transaction `id`: a put
+/// (`Some(value)`) or a delete; `last` on the final one.
+pub fn txn_op(id: u64, index: u16, key: &[u8], value: Option<&[u8]>, last: bool) -> Option<KvRequest> {
     let flags = if last { TXN_LAST } else { 0 };
     match value {
-        Some(v) => request(id, KvOp::TxnPut, flags, 0, key, v),
-        None => request(id, KvOp::TxnDelete, flags, 0, key, &[]),
+        Some(v) => request(id, KvOp::TxnPut, flags, index, key, v),
+        None => request(id, KvOp::TxnDelete, flags, index, key, &[]),
     }
 }
 

@@ -13,12 +13,14 @@
 //! the RESP front does).
 //!
 //! A transaction is a run of `TxnPut`/`TxnDelete` requests of one `id`,
-//! the last flagged `TXN_LAST`: its operations are staged together and
-//! sealed as one log record (as `MULTI`/`EXEC`), all or nothing through a
-//! power loss. Any other request arriving before the last operation breaks
-//! the transaction off (it is answered `Err BadRequest` and nothing of it
-//! is applied); so does an invalid operation, a damaged key, or more than
-//! [`MAX_TXN_OPS`] operations.
+//! numbered from 0 in `limit`, the last flagged `TXN_LAST`: its operations
+//! are staged together and sealed as one log record (as `MULTI`/`EXEC`),
+//! all or nothing through a power loss. Any other request arriving before
+//! the last operation breaks the transaction off (it is answered `Err
+//! BadRequest` and nothing of it is applied); so do an invalid operation,
+//! a damaged key, more than [`MAX_TXN_OPS`] operations, and an operation
+//! numbered out of turn (a transaction whose first operations went to an
+//! earlier incarnation of this partition is refused, never half applied).
 
 use alloc::collections::VecDeque;
 use alloc::format;
@@ -48,6 +50,8 @@ pub const MAX_QUEUED: usize = 1024;
 struct Txn {
     id: u64,
     ops: Vec<Op>,
+    /// Operations received (the next one's index).
+    seen: u16,
     bytes: usize,
     /// Why it will be refused, once its last operation arrives.
     refused: Option<(KvError, String)>,
@@ -179,6 +183,7 @@ impl Front {
                 let t = self.txn.get_or_insert_with(|| Txn {
                     id,
                     ops: Vec::new(),
+                    seen: 0,
                     bytes: 0,
                     refused: None,
                 });
@@ -330,12 +335,19 @@ impl Front {
         let t = self.txn.get_or_insert_with(|| Txn {
             id,
             ops: Vec::new(),
+            seen: 0,
             bytes: 0,
             refused: None,
         });
+        let expected = t.seen;
+        t.seen = t.seen.saturating_add(1);
         if t.refused.is_none() {
             t.bytes += key.len() + req.value.len() + 16;
-            if t.ops.len() >= MAX_TXN_OPS || t.bytes > MAX_TXN_BYTES {
+            if req.limit != expected {
+                // Its first operations went to this partition's previous
+                // incarnation (or were never sent): never half a transaction.
+                t.refused = Some((KvError::BadRequest, format!("transaction operation {} arrived where {expected} was expected: its first operations are missing", req.limit)));
+            } else if t.ops.len() >= MAX_TXN_OPS || t.bytes > MAX_TXN_BYTES {
                 t.refused = Some((KvError::BadRequest, format!("the transaction is too large (at most {MAX_TXN_OPS} operations and {MAX_TXN_BYTES} bytes)")));
             } else if let Err(e) = srv.entry(key, now) {
                 t.refused = Some((class(&e), e));
@@ -400,7 +412,7 @@ fn validate(req: &KvRequest) -> Result<(), (KvError, String)> {
     if req.op == KvOp::Scan && req.limit > MAX_SCAN {
         return bad(format!("scan limit {} is above {MAX_SCAN}", req.limit));
     }
-    if req.op != KvOp::Scan && req.limit != 0 {
+    if !matches!(req.op, KvOp::Scan | KvOp::TxnPut | KvOp::TxnDelete) && req.limit != 0 {
         return bad(format!("{:?} takes no limit", req.op));
     }
     Ok(())

@@ -155,7 +155,7 @@ proptest! {
                 Req::Txn(ops) => {
                     for (j, (k, v)) in ops.iter().enumerate() {
                         let last = j + 1 == ops.len();
-                        let replies = call(&mut front, &mut srv, &hallows_kv::txn_op(id, &key(*k), v.as_deref(), last).unwrap());
+                        let replies = call(&mut front, &mut srv, &hallows_kv::txn_op(id, j as u16, &key(*k), v.as_deref(), last).unwrap());
                         if !last {
                             prop_assert!(replies.is_empty());
                             continue;
@@ -172,7 +172,7 @@ proptest! {
                     }
                 }
                 Req::Broken(k, v) => {
-                    prop_assert!(call(&mut front, &mut srv, &hallows_kv::txn_op(id, &key(*k), Some(v), false).unwrap()).is_empty());
+                    prop_assert!(call(&mut front, &mut srv, &hallows_kv::txn_op(id, 0, &key(*k), Some(v), false).unwrap()).is_empty());
                     let replies = call(&mut front, &mut srv, &hallows_kv::get(id + 1_000_000, &key(*k)).unwrap());
                     prop_assert_eq!(replies.len(), 2);
                     prop_assert_eq!(replies[0].id, id);
@@ -288,17 +288,17 @@ fn transactions_are_one_record_and_all_or_nothing() {
     call(
         &mut front,
         &mut srv,
-        &hallows_kv::txn_op(2, b"x", None, false).unwrap(),
+        &hallows_kv::txn_op(2, 0, b"x", None, false).unwrap(),
     );
     call(
         &mut front,
         &mut srv,
-        &hallows_kv::txn_op(2, b"y", Some(b"1"), false).unwrap(),
+        &hallows_kv::txn_op(2, 1, b"y", Some(b"1"), false).unwrap(),
     );
     let r = one(
         &mut front,
         &mut srv,
-        &hallows_kv::txn_op(2, b"z", Some(b"2"), true).unwrap(),
+        &hallows_kv::txn_op(2, 2, b"z", Some(b"2"), true).unwrap(),
     );
     assert_eq!((r.status, r.count), (KvStatus::Ok, 3));
     assert_eq!(srv.store.stats().commits, commits + 1, "one record");
@@ -308,7 +308,7 @@ fn transactions_are_one_record_and_all_or_nothing() {
         let r = call(
             &mut front,
             &mut srv,
-            &hallows_kv::txn_op(3, format!("t{i}").as_bytes(), Some(b"v"), last).unwrap(),
+            &hallows_kv::txn_op(3, i as u16, format!("t{i}").as_bytes(), Some(b"v"), last).unwrap(),
         );
         if last {
             assert_eq!(
@@ -325,9 +325,9 @@ fn transactions_are_one_record_and_all_or_nothing() {
     call(
         &mut front,
         &mut srv,
-        &hallows_kv::txn_op(5, b"q", Some(b"1"), false).unwrap(),
+        &hallows_kv::txn_op(5, 0, b"q", Some(b"1"), false).unwrap(),
     );
-    let mut bad = hallows_kv::txn_op(5, b"w", None, true).unwrap();
+    let mut bad = hallows_kv::txn_op(5, 1, b"w", None, true).unwrap();
     bad.flags |= 1;
     let r = one(&mut front, &mut srv, &bad);
     assert_eq!((r.status, r.error), (KvStatus::Err, KvError::BadRequest));
