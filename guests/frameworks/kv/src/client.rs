@@ -223,11 +223,11 @@ impl Kv {
         Error::Store(r.error, String::from_utf8_lossy(r.value.as_bytes()).into_owned())
     }
 
-    /// One request, one reply.
-    async fn single(&mut self, req: Option<KvRequest>) -> Result<KvReply, Error> {
-        let mut reqs = [req.ok_or(Error::TooLong)?];
+    /// One request (or a transaction's operations), one reply; an `Err`
+    /// reply is the store's error.
+    async fn answer(&mut self, reqs: &mut [KvRequest]) -> Result<KvReply, Error> {
         let mut got = None;
-        self.exchange(&mut reqs, |r| {
+        self.exchange(reqs, |r| {
             got = Some(*r);
             Ok(Step::Done)
         })
@@ -237,6 +237,10 @@ impl Kv {
             return Err(Self::refused(&r));
         }
         Ok(r)
+    }
+
+    async fn single(&mut self, req: Option<KvRequest>) -> Result<KvReply, Error> {
+        self.answer(&mut [req.ok_or(Error::TooLong)?]).await
     }
 
     /// The value of `key`, `None` if it has none.
@@ -282,16 +286,9 @@ impl Kv {
             };
             reqs.push(r.ok_or(Error::TooLong)?);
         }
-        let mut got = None;
-        self.exchange(&mut reqs, |r| {
-            got = Some(*r);
-            Ok(Step::Done)
-        })
-        .await?;
-        let r = got.expect("a reply");
+        let r = self.answer(&mut reqs).await?;
         match r.status {
             KvStatus::Ok => Ok(r.count),
-            KvStatus::Err => Err(Self::refused(&r)),
             s => Err(Error::Protocol(s)),
         }
     }

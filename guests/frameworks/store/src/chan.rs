@@ -57,6 +57,12 @@ struct Txn {
     refused: Option<(KvError, String)>,
 }
 
+impl Txn {
+    fn new(id: u64) -> Self {
+        Txn { id, ops: Vec::new(), seen: 0, bytes: 0, refused: None }
+    }
+}
+
 /// Counters (printed by the shell).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct FrontStats {
@@ -180,13 +186,7 @@ impl Front {
             if in_txn {
                 // The transaction fails as a whole, at its last op (or
                 // now, if this op claims to be the last).
-                let t = self.txn.get_or_insert_with(|| Txn {
-                    id,
-                    ops: Vec::new(),
-                    seen: 0,
-                    bytes: 0,
-                    refused: None,
-                });
+                let t = self.txn.get_or_insert_with(|| Txn::new(id));
                 t.refused.get_or_insert((code, why));
                 if req.flags & TXN_LAST != 0 {
                     let t = self.txn.take().expect("open transaction");
@@ -332,13 +332,7 @@ impl Front {
     fn txn_op<D: BlockDevice>(&mut self, srv: &mut Server<D>, now: u64, req: &KvRequest) {
         let id = req.id;
         let key = req.key.as_bytes();
-        let t = self.txn.get_or_insert_with(|| Txn {
-            id,
-            ops: Vec::new(),
-            seen: 0,
-            bytes: 0,
-            refused: None,
-        });
+        let t = self.txn.get_or_insert_with(|| Txn::new(id));
         let expected = t.seen;
         t.seen = t.seen.saturating_add(1);
         if t.refused.is_none() {
