@@ -55,8 +55,9 @@ use hallows_store::{Config, Durability, Store};
 
 hallows_rt::entry!(main);
 
-/// Generated from `store.pt` by the build script.
-#[allow(dead_code)]
+/// Generated from `store.pt` by the build script (its enums' `is_known`
+/// lists consecutive values one by one).
+#[allow(dead_code, clippy::manual_range_patterns)]
 mod spec {
     include!(concat!(env!("OUT_DIR"), "/store.rs"));
 }
