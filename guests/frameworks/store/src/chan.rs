@@ -42,7 +42,8 @@ use crate::store::{Durability, Ticket};
 /// a log group, as for `MULTI`).
 pub const MAX_TXN_BYTES: usize = 96 << 10;
 /// Replies queued before [`Front::busy`] says to stop taking requests
-/// (a scan page queues up to 257).
+/// (a scan page queues up to 257 more): about 1.5 MB at most, whatever a
+/// client sends without reading its replies.
 pub const MAX_QUEUED: usize = 1024;
 
 /// A transaction being received.

@@ -356,8 +356,9 @@ impl spec::Handlers for Requests {
     }
 }
 
-/// Serves the channel front: takes the requests of a turn (none while too
-/// many replies wait), runs them on the store, sends the replies whose
+/// Serves the channel front: takes the requests of a turn (at most 32;
+/// the next turn once they are all handled, and none is handled while
+/// `Front::busy`), runs them on the store, sends the replies whose
 /// writes are durable, in order; then looks again at once when the NIC is
 /// polled (`polled`: no interrupt is taken while the driver task keeps the
 /// core busy), else sleeps until the doorbell, the next reply's group is
@@ -366,7 +367,8 @@ async fn serve_channel(mut service: spec::Service<Requests>, mut front: Front, p
     let mut corrupt_reported = false;
     loop {
         let mut progress = false;
-        if !front.busy() {
+        // A turn only once the last one's requests are all handled.
+        if service.handlers.taken.is_empty() && !front.busy() {
             let turn = service.turn(time::now_nanos());
             if turn.corrupt != 0 && !corrupt_reported {
                 // The client wrote an impossible header: keep looking (it
@@ -376,16 +378,24 @@ async fn serve_channel(mut service: spec::Service<Requests>, mut front: Front, p
             }
             progress |= turn.handled > 0;
         }
-        let taken = core::mem::take(&mut service.handlers.taken);
-        if !taken.is_empty() {
-            let pending = {
+        if !service.handlers.taken.is_empty() {
+            // While too many replies wait (a client that does not read
+            // them), requests wait here: the queue stays bounded.
+            let (handled, pending) = {
                 let mut guard = SERVER.lock();
                 let Some(srv) = guard.as_mut() else { return };
-                for r in &taken {
+                let mut n = 0;
+                for r in &service.handlers.taken {
+                    if front.busy() {
+                        break;
+                    }
                     front.handle(srv, now_ms(), r);
+                    n += 1;
                 }
-                srv.store.has_pending()
+                (n, srv.store.has_pending())
             };
+            service.handlers.taken.drain(..handled);
+            progress |= handled > 0;
             if pending {
                 if let Some(w) = COMMITTER.lock().take() {
                     w.wake();
