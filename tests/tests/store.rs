@@ -484,3 +484,89 @@ fn acknowledged_writes_survive_kills_and_corruption_is_refused() {
     let flips = std::env::var("STORE_FLIPS").ok().and_then(|v| v.parse().ok()).unwrap_or(2);
     campaign(kills, flips, 0x5eed);
 }
+
+// The channel front (docs/oltp.md, "Channel front"): the kv-client
+// partition reaches the store over "kv-requests"/"kv-replies", without
+// TCP. Each system ends by itself: the client runs its checks and load,
+// asks the store to shut down, and both exit 0 (a failed check exits 1).
+
+/// Boots `system` on a fresh disk of its own, waits for it to end (within
+/// `BOOT_TIMEOUT`), and checks the client passed all its `checks` and both
+/// partitions exited 0; returns the output.
+fn channel_system(system: &str, name: &str, checks: u32, during: impl FnOnce(&mut Running)) -> String {
+    let image = disk(name);
+    let img = image.clone();
+    let mut run = start_system_edited(system, &[], &move |s| {
+        s.partitions.iter_mut().find(|p| p.name == "store").and_then(|p| p.disk.as_mut()).expect("the store has a disk").path = img.clone();
+    });
+    during(&mut run);
+    let b = run.wait();
+    b.assert_status(0);
+    let client = b.lines_of("client");
+    assert!(client.contains(&"kv-client: PASS"), "{}", b.output);
+    assert!(!client.iter().any(|l| l.contains("FAIL")), "{}", b.output);
+    let tally = format!("kv-client: {checks} checks passed, 0 failed");
+    assert!(client.iter().any(|l| l.starts_with(&tally)), "no `{tally}` in:\n{}", b.output);
+    assert!(b.output.contains("store: shut down"), "{}", b.output);
+    assert!(b.summary("store").starts_with("exited 0"), "{}", b.output);
+    assert_eq!(b.summary("client"), "exited 0", "{}", b.output);
+    for l in client.iter().filter(|l| l.contains(" puts in ")) {
+        eprintln!("{system}: {l}");
+    }
+    b.output
+}
+
+/// Beside RESP on a polled NIC: the client's writes read back over RESP
+/// from the host, and a key the host writes over RESP reads back over the
+/// channel.
+#[test]
+fn a_partition_uses_the_store_over_channels_beside_redis_clients() {
+    channel_system("store-chan", "chan", 55, |run| {
+        let port = run.host_port("store", 6379);
+        wait_ready(run, port);
+        let mut c = Conn::open(port).unwrap();
+        // The client's last put, over RESP (it is durable: acknowledged).
+        let start = Instant::now();
+        let last = loop {
+            match c.call(&[b"GET", b"load:00999"]).unwrap() {
+                Reply::Bulk(Some(v)) => break v,
+                _ if start.elapsed() < READY => std::thread::sleep(Duration::from_millis(200)),
+                r => panic!("the client's writes never showed over RESP: {r:?}"),
+            }
+        };
+        assert!(last.starts_with(b"value-00999-") && last.len() == 100, "{}", String::from_utf8_lossy(&last));
+        assert_eq!(c.call(&[b"GET", b"s:04"]).unwrap(), Reply::Bulk(Some(b"4".to_vec())));
+        assert_eq!(c.call(&[b"SET", b"from-resp", b"written over RESP"]).unwrap(), Reply::Simple("OK".into()));
+    });
+}
+
+/// The channel front alone, the store's NIC in interrupt mode (its core
+/// idles, so the doorbell interrupt wakes it).
+#[test]
+fn the_channel_front_alone_with_an_interrupt_nic() {
+    channel_system("store-chan-alone", "chan-alone", 54, |_| {});
+}
+
+/// A store without a NIC: the channel front is its only front.
+#[test]
+fn the_channel_front_without_a_network() {
+    channel_system("store-chan-nonet", "chan-nonet", 54, |_| {});
+}
+
+/// The store panics with a request pending and is restarted by its
+/// policy: the client sees ServerRestarted, retries, and every write
+/// acknowledged before the restart is there after it.
+#[test]
+fn the_channel_front_across_a_store_restart() {
+    let out = channel_system("store-chan-restart", "chan-restart", 5, |_| {});
+    assert!(out.contains("crash_after=1000: crashing with channel requests unanswered"), "{out}");
+    assert!(out.contains("the store restarted under a pending request; retrying it"), "{out}");
+    assert!(out.contains("summary: store: exited 0 (restarted 1 times)"), "{out}");
+    assert!(out.contains("store restarts seen 1"), "{out}");
+}
+
+/// The same guests on x86_64 (QEMU microvm, AMD SVM).
+#[test]
+fn x86_the_channel_front_without_a_network() {
+    channel_system("x86-store-chan", "x86-chan", 54, |_| {});
+}

@@ -139,7 +139,7 @@ fn int_arg(a: &[u8]) -> Result<i64, String> {
     parse_int(a).ok_or_else(|| String::from(NOT_INT))
 }
 
-fn store_error(e: StoreError) -> String {
+pub(crate) fn store_error(e: StoreError) -> String {
     match e {
         StoreError::Full => String::from("OOM command not allowed when used memory > 'maxmemory'."),
         StoreError::TooLarge => String::from("ERR the write is larger than one log record (256 KiB)"),
@@ -298,7 +298,7 @@ impl<D: BlockDevice> Server<D> {
     }
 
     /// A key's live entry, or an error if the store cannot vouch for it.
-    fn entry(&self, key: &[u8], now: u64) -> Result<Option<&Entry>, String> {
+    pub(crate) fn entry(&self, key: &[u8], now: u64) -> Result<Option<&Entry>, String> {
         if self.store.damage().covers(key) {
             return Err(match &self.store.damage().whole {
                 Some(w) => format!("DAMAGED store damaged: {w}"),
@@ -308,7 +308,7 @@ impl<D: BlockDevice> Server<D> {
         Ok(self.store.keyspace().get(key, now))
     }
 
-    fn whole_damage(&self) -> Reply {
+    pub(crate) fn whole_damage(&self) -> Reply {
         match (&self.store.damage().whole, self.store.damage().ranges.is_empty()) {
             (Some(w), _) => Err(format!("DAMAGED store damaged: {w}")),
             (None, false) => err("DAMAGED part of the store is damaged: whole-keyspace commands are refused (FLUSHDB discards everything and clears it)"),

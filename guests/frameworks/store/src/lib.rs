@@ -6,6 +6,7 @@
 //!   group commit, checkpoints, and recovery, on a block device.
 //! * [`db`]: the keyspace and the logged operations.
 //! * [`resp`]: Redis's RESP2 protocol (requests in, replies out).
+//! * [`chan`]: the channel front (`kv.pt` requests from other partitions).
 //! * [`cmd`]: Redis commands on the store, with Redis's semantics and error
 //!   replies, pipelining and `MULTI`/`EXEC`.
 //!
@@ -15,6 +16,7 @@
 
 extern crate alloc;
 
+pub mod chan;
 pub mod cmd;
 mod codec;
 pub use hallows_blockdev::crc32c as crc;

@@ -9,11 +9,23 @@
 //! what they depend on is durable; the checkpointer (class `Background`)
 //! writes checkpoints in steps when the log is half full.
 //!
+//! The channel front (`store.pt`, the messages of `hallows-kv`'s `kv.pt`):
+//! where the system connects "kv-requests" and "kv-replies", a task
+//! (class `Read`) serves another partition's get/put/delete/scan and
+//! transactions with `hallows_store::chan::Front`, replying once what a
+//! reply depends on is durable. Runtime tasks run with interrupts masked,
+//! so while the NIC is polled (its driver task never lets the core idle)
+//! the doorbell interrupt would never be taken: the task then looks at the
+//! ring on every pass of the executor, and otherwise sleeps on the
+//! doorbell. A partition without a NIC serves the channel front alone.
+//!
 //! Boot arguments: `disk_durability=strict|group` and `disk_window_us=N`
 //! (from the manifest's `disk`), `store_max_mb=N` (most bytes the keyspace
 //! holds; default a quarter of the partition's RAM), `quit` (the `QUIT`
-//! of a connection whose name is `hallows-shutdown` stops the partition
-//! cleanly, for tests).
+//! of a connection whose name is `hallows-shutdown`, or a channel
+//! `Shutdown`, stops the partition cleanly, for tests), `crash_after=N`
+//! (tests of restarts: the first incarnation panics right after taking
+//! its N-th channel request, before answering it).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -24,9 +36,14 @@ use alloc::boxed::Box;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::{poll_fn, Future};
+use core::pin::{pin, Pin};
 use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
+
+use hallows_ring::RingError;
+use hallows_rt::abi::net_mode;
+use hallows_store::chan::Front;
 
 use hallows_net::{with_timeout, TcpListener, TcpStream};
 use hallows_rt::task::spawn_with_class;
@@ -37,6 +54,18 @@ use hallows_store::cmd::{Server, Session};
 use hallows_store::{Config, Durability, Store};
 
 hallows_rt::entry!(main);
+
+/// Generated from `store.pt` by the build script (its enums' `is_known`
+/// lists consecutive values one by one).
+#[allow(dead_code, clippy::manual_range_patterns)]
+mod spec {
+    include!(concat!(env!("OUT_DIR"), "/store.rs"));
+}
+
+// The spec's messages are `hallows-kv`'s (both compile `kv.pt`): the same
+// layout, so one converts to the other as bytes.
+const _: () = assert!(spec::KvRequest::LAYOUT_HASH == hallows_kv::KvRequest::LAYOUT_HASH);
+const _: () = assert!(spec::KvReply::LAYOUT_HASH == hallows_kv::KvReply::LAYOUT_HASH);
 
 /// A connection idle this long is closed.
 const IDLE: Duration = Duration::from_secs(300);
@@ -117,30 +146,51 @@ fn main(boot: &Boot) -> u64 {
 }
 
 async fn serve(boot: Boot, durability: Durability) -> u64 {
-    if let Err(e) = hallows_net::init(&boot) {
-        println!("store: network init failed: {e}");
-        return 1;
-    }
-    let net = &boot.info().net;
-    let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 6379 };
-    let mut listener = match TcpListener::bind(port) {
-        Ok(l) => l,
+    let quit_enabled = boot.has("quit");
+    // The channel front first: a client cannot send before this end is attached.
+    let chan = match spec::Service::connect(Requests { taken: Vec::new() }, &boot) {
+        Ok(service) => Some(service),
+        Err(spec::ConnectError::MissingChannel(_)) => None,
         Err(e) => {
-            println!("store: cannot listen on {port}: {e}");
+            println!("store: {e}");
             return 1;
         }
     };
+    let mode = boot.info().net.mode;
+    if mode == net_mode::NONE && chan.is_none() {
+        println!("store: no network and no channel front: nothing to serve");
+        return 1;
+    }
     spawn_with_class(TaskClass::Commit, committer(durability));
     spawn_with_class(TaskClass::Background, checkpointer());
-    let quit_enabled = boot.has("quit");
-    println!("store: ready on port {port} (Redis protocol)");
-    spawn_with_class(TaskClass::Read, async move {
-        loop {
-            if let Ok(s) = listener.accept().await {
-                spawn_with_class(TaskClass::Read, connection(s, quit_enabled));
-            }
+    if let Some(service) = chan {
+        let crash_after = if boot.restart_count() == 0 { boot.arg("crash_after").and_then(|n| n.parse::<u64>().ok()) } else { None };
+        spawn_with_class(TaskClass::Read, serve_channel(service, Front::new(quit_enabled), mode == net_mode::POLL, crash_after));
+        println!("store: channel front on \"kv-requests\" and \"kv-replies\"");
+    }
+    if mode != net_mode::NONE {
+        if let Err(e) = hallows_net::init(&boot) {
+            println!("store: network init failed: {e}");
+            return 1;
         }
-    });
+        let net = &boot.info().net;
+        let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 6379 };
+        let mut listener = match TcpListener::bind(port) {
+            Ok(l) => l,
+            Err(e) => {
+                println!("store: cannot listen on {port}: {e}");
+                return 1;
+            }
+        };
+        println!("store: ready on port {port} (Redis protocol)");
+        spawn_with_class(TaskClass::Read, async move {
+            loop {
+                if let Ok(s) = listener.accept().await {
+                    spawn_with_class(TaskClass::Read, connection(s, quit_enabled));
+                }
+            }
+        });
+    }
     poll_fn(|cx| {
         if QUIT.load(Ordering::Acquire) {
             return Poll::Ready(());
@@ -262,7 +312,7 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
         // The read and the idle timer polled together (no future per read).
         let got = poll_fn(|cx| match s.poll_read(cx, &mut buf[have..]) {
             Poll::Ready(r) => Poll::Ready(Some(r)),
-            Poll::Pending => core::pin::Pin::new(&mut idle).poll(cx).map(|()| None),
+            Poll::Pending => Pin::new(&mut idle).poll(cx).map(|()| None),
         })
         .await;
         let n = match got {
@@ -307,4 +357,125 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
         }
     }
     let _ = s.close().await;
+}
+
+/// The handlers of `store.pt`: a turn's requests wait here for the front.
+struct Requests {
+    taken: Vec<hallows_kv::KvRequest>,
+}
+
+impl spec::Handlers for Requests {
+    type Endpoints = Boot;
+    fn kv_request(&mut self, message: spec::KvRequest, _send: &mut spec::Senders<Boot>) {
+        self.taken.push(zerocopy::transmute!(message));
+    }
+}
+
+/// Serves the channel front: takes the requests of a turn (at most 32;
+/// the next turn once they are all handled, and none is handled while
+/// `Front::busy`), runs them on the store, sends the replies whose
+/// writes are durable, in order; then looks again at once when the NIC is
+/// polled (`polled`: no interrupt is taken while the driver task keeps the
+/// core busy), else sleeps until the doorbell, the next reply's group is
+/// durable, or (reply ring full) 100 µs.
+async fn serve_channel(mut service: spec::Service<Requests>, mut front: Front, polled: bool, crash_after: Option<u64>) {
+    let mut corrupt_reported = false;
+    loop {
+        let mut progress = false;
+        // A turn only once the last one's requests are all handled.
+        if service.handlers.taken.is_empty() && !front.busy() {
+            let turn = service.turn(time::now_nanos());
+            if turn.corrupt != 0 && !corrupt_reported {
+                // The client wrote an impossible header: keep looking (it
+                // may be restarted), say it once.
+                println!("store: channel \"kv-requests\" is corrupt (its producer wrote an impossible state)");
+                corrupt_reported = true;
+            }
+            progress |= turn.handled > 0;
+        }
+        if !service.handlers.taken.is_empty() {
+            // While too many replies wait (a client that does not read
+            // them), requests wait here: the queue stays bounded.
+            let (handled, pending) = {
+                let mut guard = SERVER.lock();
+                let Some(srv) = guard.as_mut() else { return };
+                let mut n = 0;
+                for r in &service.handlers.taken {
+                    if front.busy() {
+                        break;
+                    }
+                    front.handle(srv, now_ms(), r);
+                    n += 1;
+                }
+                (n, srv.store.has_pending())
+            };
+            service.handlers.taken.drain(..handled);
+            progress |= handled > 0;
+            if pending {
+                if let Some(w) = COMMITTER.lock().take() {
+                    w.wake();
+                }
+            }
+            if let Some(n) = crash_after.filter(|n| front.stats.requests >= *n) {
+                panic!("crash_after={n}: crashing with channel requests unanswered (a restart test)");
+            }
+        }
+        let durable = SERVER.lock().as_ref().map_or(0, |s| s.store.durable());
+        let mut blocked = false;
+        while let Some(r) = front.peek_ready(durable) {
+            let m: spec::KvReply = zerocopy::transmute!(*r);
+            match spec::Port::port(&mut service.send.kv_replies).try_send(&m) {
+                Ok(()) => {
+                    front.pop_ready(durable);
+                    progress = true;
+                }
+                // The client restarted: the ring is resynchronised, send again.
+                Err(RingError::PeerRestarted) => {}
+                Err(_) => {
+                    blocked = true;
+                    break;
+                }
+            }
+        }
+        service.flush();
+        if front.shutdown_requested() && front.queued() == 0 {
+            let s = front.stats;
+            println!("store: channel front: {} requests ({} refused, {} transactions); shutting down", s.requests, s.refused, s.transactions);
+            QUIT.store(true, Ordering::Release);
+            wake_durable();
+            return;
+        }
+        if progress || polled {
+            hallows_rt::task::yield_now().await;
+            continue;
+        }
+        let need = front.next_need().filter(|n| *n > durable);
+        idle(service.ready(), need, blocked).await;
+    }
+}
+
+/// Until `ready` (a doorbell), the durable ticket reaching `need`, or a
+/// timer: 100 µs when the reply ring is full (`blocked`: the client frees
+/// room without ringing), else 50 ms (a doorbell is never missed, but a
+/// bound costs nothing).
+async fn idle(ready: impl Future<Output = ()>, need: Option<u64>, blocked: bool) {
+    let mut ready = pin!(ready);
+    let mut timer = time::sleep(if blocked { Duration::from_micros(100) } else { Duration::from_millis(50) });
+    poll_fn(|cx| {
+        if ready.as_mut().poll(cx).is_ready() || Pin::new(&mut timer).poll(cx).is_ready() {
+            return Poll::Ready(());
+        }
+        if let Some(n) = need {
+            let done = || SERVER.lock().as_ref().is_none_or(|s| s.store.durable() >= n);
+            if done() {
+                return Poll::Ready(());
+            }
+            DURABLE.lock().push(cx.waker().clone());
+            if done() {
+                return Poll::Ready(());
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
