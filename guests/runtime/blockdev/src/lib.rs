@@ -13,9 +13,10 @@
 //!   could leave ([`MemDisk::crash_image`]): each unflushed sector write
 //!   kept or dropped at random, and (optionally) sectors torn inside.
 //! * [`FileDisk`] (feature `std`): a host file; `flush` is `fdatasync`.
-//! * [`crc32c`]: the checksum the engines' on-disk formats use.
+//! * [`crc32c`]: the checksum the engines' on-disk formats use, with the
+//!   CPU's CRC-32C instruction where there is one (the crate's only `unsafe`).
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -128,13 +129,31 @@ impl MemDisk {
     /// A zeroed disk of `sectors` sectors.
     pub fn new(sectors: u64) -> Self {
         let bytes = vec![0u8; sectors as usize * SECTOR];
-        MemDisk { now: bytes.clone(), durable: bytes, pending: Vec::new(), writes: 0, flushes: 0, fail_after: None }
+        MemDisk {
+            now: bytes.clone(),
+            durable: bytes,
+            pending: Vec::new(),
+            writes: 0,
+            flushes: 0,
+            fail_after: None,
+        }
     }
 
     /// A disk holding `image` (a whole number of sectors), all durable.
     pub fn from_image(image: Vec<u8>) -> Self {
-        assert!(image.len().is_multiple_of(SECTOR), "image of {} bytes is not whole sectors", image.len());
-        MemDisk { now: image.clone(), durable: image, pending: Vec::new(), writes: 0, flushes: 0, fail_after: None }
+        assert!(
+            image.len().is_multiple_of(SECTOR),
+            "image of {} bytes is not whole sectors",
+            image.len()
+        );
+        MemDisk {
+            now: image.clone(),
+            durable: image,
+            pending: Vec::new(),
+            writes: 0,
+            flushes: 0,
+            fail_after: None,
+        }
     }
 
     /// The bytes as they are now.
@@ -271,7 +290,12 @@ mod file {
         /// Opens `path`, creating it with `bytes` (rounded down to whole
         /// sectors) when it does not exist or is smaller.
         pub fn open(path: &Path, bytes: u64) -> std::io::Result<Self> {
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
             let want = bytes / SECTOR as u64 * SECTOR as u64;
             if file.metadata()?.len() < want {
                 file.set_len(want)?;
@@ -287,11 +311,15 @@ mod file {
         }
         fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
             check(self.sectors, lba, buf.len())?;
-            self.file.read_exact_at(buf, lba * SECTOR as u64).map_err(|_| Error::Io)
+            self.file
+                .read_exact_at(buf, lba * SECTOR as u64)
+                .map_err(|_| Error::Io)
         }
         fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
             check(self.sectors, lba, buf.len())?;
-            self.file.write_all_at(buf, lba * SECTOR as u64).map_err(|_| Error::Io)
+            self.file
+                .write_all_at(buf, lba * SECTOR as u64)
+                .map_err(|_| Error::Io)
         }
         fn flush(&mut self) -> Result<(), Error> {
             self.file.sync_data().map_err(|_| Error::Io)
@@ -349,7 +377,9 @@ mod tests {
         let mut d = MemDisk::new(1);
         d.write(0, &[9u8; SECTOR]).unwrap();
         let mut rng = Rng::new(1);
-        let torn = (0..500).map(|_| d.crash_image(Loss::TornSectors, &mut rng)).any(|img| img[0] == 9 && img[SECTOR - 1] == 0);
+        let torn = (0..500)
+            .map(|_| d.crash_image(Loss::TornSectors, &mut rng))
+            .any(|img| img[0] == 9 && img[SECTOR - 1] == 0);
         assert!(torn);
     }
 
@@ -365,7 +395,8 @@ mod tests {
     #[cfg(feature = "std")]
     #[test]
     fn file_disk_round_trip() {
-        let path = std::env::temp_dir().join(format!("hallows-blockdev-{}.img", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("hallows-blockdev-{}.img", std::process::id()));
         let mut d = FileDisk::open(&path, 4 * SECTOR as u64 + 100).unwrap();
         assert_eq!(d.sectors(), 4);
         d.write(2, &[5u8; SECTOR]).unwrap();
