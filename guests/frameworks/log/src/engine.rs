@@ -35,8 +35,9 @@ const STATE_FREE: u32 = 2;
 pub const FRAME: usize = 8;
 /// Data between two sparse index entries.
 const INDEX_EVERY: u32 = 4096;
-/// Buffered bytes of a tail before full blocks go to the device.
-const WRITE_CHUNK: usize = 256 * 1024;
+/// Buffered bytes of a tail before full blocks go to the device (a
+/// segment's worth at the default size: few, large writes).
+const WRITE_CHUNK: usize = 1 << 20;
 /// Most topics a log holds.
 pub const MAX_TOPICS: usize = 4096;
 /// The metadata log's topic id.
@@ -208,6 +209,9 @@ pub struct Log<D: BlockDevice> {
     offsets: BTreeMap<(String, String, u32), Committed>,
     /// Appends not yet flushed.
     unflushed: bool,
+    /// A flush started (`flush_start`) and not yet waited for: the offsets
+    /// it makes durable, by partition.
+    in_flight: Option<Vec<((u32, u32), i64)>>,
     pub report: RecoveryReport,
 }
 
@@ -291,6 +295,7 @@ impl<D: BlockDevice> Log<D> {
             parts: BTreeMap::new(),
             offsets: BTreeMap::new(),
             unflushed: false,
+            in_flight: None,
             report,
         };
         log.recover()?;
@@ -617,11 +622,22 @@ impl<D: BlockDevice> Log<D> {
 
     /// Whether appends wait for a flush.
     pub fn needs_flush(&self) -> bool {
-        self.unflushed
+        self.unflushed || self.in_flight.is_some()
     }
 
     /// Makes every append so far durable (one device flush for all of them).
     pub fn flush(&mut self) -> Result<(), LogError> {
+        self.flush_start()?;
+        self.flush_wait()
+    }
+
+    /// Starts a flush of every append so far and returns without waiting
+    /// for the device: appends may go on meanwhile, and
+    /// [`Log::flush_wait`] (or the next `flush_start`) makes the started
+    /// flush's appends durable and visible (high watermark). The buffered
+    /// tails are handed to the device before the previous flush is waited
+    /// for, so the device writes them while it finishes.
+    pub fn flush_start(&mut self) -> Result<(), LogError> {
         if !self.unflushed {
             return Ok(());
         }
@@ -629,11 +645,22 @@ impl<D: BlockDevice> Log<D> {
         for k in &keys {
             self.write_tail(*k, true)?;
         }
-        self.dev.flush()?;
-        for p in self.parts.values_mut() {
-            p.durable = p.next();
-        }
+        self.flush_wait()?;
+        self.dev.flush_start()?;
+        self.in_flight = Some(self.parts.iter().map(|(k, p)| (*k, p.next())).collect());
         self.unflushed = false;
+        Ok(())
+    }
+
+    /// Waits for the flush [`Log::flush_start`] started, if any.
+    pub fn flush_wait(&mut self) -> Result<(), LogError> {
+        let Some(done) = self.in_flight.take() else { return Ok(()) };
+        self.dev.flush_wait()?;
+        for (k, next) in done {
+            if let Some(p) = self.parts.get_mut(&k) {
+                p.durable = p.durable.max(next);
+            }
+        }
         Ok(())
     }
 

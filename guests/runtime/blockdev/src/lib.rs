@@ -7,12 +7,16 @@
 //!   middle) persisted in part: any subset of its sectors, in any order.
 //!   A single sector is written whole or not at all (the atomic unit of
 //!   virtio-blk and of disks with power-loss protection); engines must not
-//!   depend on more.
+//!   depend on more. `flush_start` and `flush_wait` split a flush so that
+//!   the next writes can be prepared while it runs.
 //! * [`MemDisk`]: a disk in memory that keeps every write since the last
 //!   flush, so a test can ask for the images a power loss at that moment
 //!   could leave ([`MemDisk::crash_image`]): each unflushed sector write
 //!   kept or dropped at random, and (optionally) sectors torn inside.
-//! * [`FileDisk`] (feature `std`): a host file; `flush` is `fdatasync`.
+//! * [`FileDisk`] (feature `std`): a host file, written by a thread of its
+//!   own as a device writes (the caller goes on meanwhile); `flush` is
+//!   `fdatasync` after every write so far, `flush_start`/`flush_wait` its
+//!   two halves.
 //! * [`crc32c`]: the checksum the engines' on-disk formats use, with the
 //!   CPU's CRC-32C instruction where there is one (the crate's only `unsafe`).
 #![cfg_attr(not(feature = "std"), no_std)]
@@ -61,6 +65,18 @@ pub trait BlockDevice {
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error>;
     /// Returns once every completed write is durable.
     fn flush(&mut self) -> Result<(), Error>;
+    /// Starts making every write completed so far durable and returns at
+    /// once; [`BlockDevice::flush_wait`] returns when that is done. Writes
+    /// may go on meanwhile (they are not covered by it). A device that cannot
+    /// flush in the background flushes here (the default).
+    fn flush_start(&mut self) -> Result<(), Error> {
+        self.flush()
+    }
+    /// Waits for the last [`BlockDevice::flush_start`]: when this returns
+    /// `Ok`, every write completed before it is durable.
+    fn flush_wait(&mut self) -> Result<(), Error> {
+        Ok(())
+    }
 }
 
 /// Checks a request: whole sectors, inside a device of `sectors`.
@@ -269,21 +285,62 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn flush(&mut self) -> Result<(), Error> {
         (**self).flush()
     }
+    fn flush_start(&mut self) -> Result<(), Error> {
+        (**self).flush_start()
+    }
+    fn flush_wait(&mut self) -> Result<(), Error> {
+        (**self).flush_wait()
+    }
 }
 
 #[cfg(feature = "std")]
 mod file {
     use super::{check, BlockDevice, Error, SECTOR};
+    use std::collections::VecDeque;
     use std::fs::{File, OpenOptions};
     use std::os::unix::fs::FileExt;
     use std::path::Path;
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    use std::thread::JoinHandle;
 
-    /// A disk in a host file of a whole number of sectors; `flush` is
-    /// `fdatasync`.
+    /// Bytes of writes queued before `write` waits for the writer thread.
+    const QUEUE_BYTES: usize = 8 << 20;
+
+    /// A disk in a host file of a whole number of sectors, asynchronous like
+    /// a real device: `write` queues a copy of the data for a writer thread
+    /// (`pwrite`, in order) and returns; `flush_start` queues an
+    /// `fdatasync` after every write so far and `flush_wait` waits for it;
+    /// `flush` is both; `read` waits until the queue is empty. A failed
+    /// `pwrite` or `fdatasync` fails every later request (and no flush
+    /// after it reports success).
     #[derive(Debug)]
     pub struct FileDisk {
-        file: File,
+        file: Arc<File>,
         sectors: u64,
+        shared: Arc<(Mutex<Queue>, Condvar)>,
+        writer: Option<JoinHandle<()>>,
+        /// Flushes started so far.
+        started: u64,
+    }
+
+    #[derive(Debug)]
+    enum Job {
+        Write(u64, Vec<u8>),
+        Sync(u64),
+        Exit,
+    }
+
+    #[derive(Debug, Default)]
+    struct Queue {
+        jobs: VecDeque<Job>,
+        bytes: usize,
+        /// The writer is carrying out a job it took.
+        busy: bool,
+        failed: bool,
+        /// The last flush done.
+        synced: u64,
+        /// Buffers to reuse.
+        spare: Vec<Vec<u8>>,
     }
 
     impl FileDisk {
@@ -301,7 +358,80 @@ mod file {
                 file.set_len(want)?;
             }
             let sectors = file.metadata()?.len() / SECTOR as u64;
-            Ok(FileDisk { file, sectors })
+            let file = Arc::new(file);
+            let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+            let (f, q) = (file.clone(), shared.clone());
+            let writer = std::thread::Builder::new()
+                .name("filedisk".into())
+                .spawn(move || writer(&f, &q))?;
+            Ok(FileDisk {
+                file,
+                sectors,
+                shared,
+                writer: Some(writer),
+                started: 0,
+            })
+        }
+
+        fn queue(&self) -> MutexGuard<'_, Queue> {
+            self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Waits until `done` holds of the queue, or the device failed.
+        fn wait_for(&self, done: impl Fn(&Queue) -> bool) -> Result<MutexGuard<'_, Queue>, Error> {
+            let mut q = self.queue();
+            while !q.failed && !done(&q) {
+                q = self.shared.1.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.failed {
+                return Err(Error::Io);
+            }
+            Ok(q)
+        }
+
+        fn push(&self, mut q: MutexGuard<'_, Queue>, job: Job) {
+            if let Job::Write(_, b) = &job {
+                q.bytes += b.len();
+            }
+            q.jobs.push_back(job);
+            drop(q);
+            self.shared.1.notify_all();
+        }
+    }
+
+    fn writer(file: &File, shared: &(Mutex<Queue>, Condvar)) {
+        let lock = || shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let mut q = lock();
+            let job = loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    break j;
+                }
+                q = shared.1.wait(q).unwrap_or_else(|e| e.into_inner());
+            };
+            q.busy = true;
+            let failed = q.failed;
+            drop(q);
+            let (ok, back, synced) = match job {
+                Job::Exit => return,
+                Job::Write(_, b) if failed => (false, Some(b), None),
+                Job::Write(at, b) => (file.write_all_at(&b, at).is_ok(), Some(b), None),
+                Job::Sync(n) => (!failed && file.sync_data().is_ok(), None, Some(n)),
+            };
+            let mut q = lock();
+            q.busy = false;
+            q.failed |= !ok;
+            if let Some(b) = back {
+                q.bytes -= b.len();
+                if q.spare.len() < 4 {
+                    q.spare.push(b);
+                }
+            }
+            if let (Some(n), true) = (synced, ok) {
+                q.synced = n;
+            }
+            drop(q);
+            shared.1.notify_all();
         }
     }
 
@@ -311,18 +441,49 @@ mod file {
         }
         fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
             check(self.sectors, lba, buf.len())?;
+            drop(self.wait_for(|q| q.jobs.is_empty() && !q.busy)?);
             self.file
                 .read_exact_at(buf, lba * SECTOR as u64)
                 .map_err(|_| Error::Io)
         }
         fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
             check(self.sectors, lba, buf.len())?;
-            self.file
-                .write_all_at(buf, lba * SECTOR as u64)
-                .map_err(|_| Error::Io)
+            let mut q = self.wait_for(|q| q.bytes < QUEUE_BYTES)?;
+            let mut b = q.spare.pop().unwrap_or_default();
+            drop(q);
+            b.clear();
+            b.extend_from_slice(buf);
+            q = self.queue();
+            self.push(q, Job::Write(lba * SECTOR as u64, b));
+            Ok(())
         }
         fn flush(&mut self) -> Result<(), Error> {
-            self.file.sync_data().map_err(|_| Error::Io)
+            self.flush_start()?;
+            self.flush_wait()
+        }
+        fn flush_start(&mut self) -> Result<(), Error> {
+            let n = self.started + 1;
+            let q = self.wait_for(|_| true)?;
+            self.push(q, Job::Sync(n));
+            self.started = n;
+            Ok(())
+        }
+        fn flush_wait(&mut self) -> Result<(), Error> {
+            let n = self.started;
+            drop(self.wait_for(|q| q.synced >= n)?);
+            Ok(())
+        }
+    }
+
+    impl Drop for FileDisk {
+        fn drop(&mut self) {
+            let mut q = self.queue();
+            q.jobs.push_back(Job::Exit);
+            drop(q);
+            self.shared.1.notify_all();
+            if let Some(w) = self.writer.take() {
+                let _ = w.join();
+            }
         }
     }
 }
@@ -404,6 +565,21 @@ mod tests {
         let mut b = [0u8; SECTOR];
         d.read(2, &mut b).unwrap();
         assert_eq!(b, [5u8; SECTOR]);
+        // Writes land in order (the last of two to one sector wins), a
+        // background flush, writes meanwhile, and its wait.
+        d.write(1, &[9u8; 3 * SECTOR]).unwrap();
+        d.write(1, &[6u8; SECTOR]).unwrap();
+        d.flush_start().unwrap();
+        d.write(3, &[7u8; SECTOR]).unwrap();
+        d.flush_start().unwrap();
+        d.flush_wait().unwrap();
+        d.flush_wait().unwrap();
+        let mut all = [0u8; 4 * SECTOR];
+        d.read(0, &mut all).unwrap();
+        assert_eq!(
+            (all[0], all[SECTOR], all[2 * SECTOR], all[3 * SECTOR]),
+            (0, 6, 9, 7)
+        );
         std::fs::remove_file(path).unwrap();
     }
 }
