@@ -93,13 +93,21 @@ pub fn hardware() -> bool {
     hw::available()
 }
 
+/// `false` makes [`update`] use [`update_software`] from now on, even where
+/// the CPU has the instruction; `true` goes back to looking for it
+/// (measurements: what the instruction saves).
+pub fn use_hardware(on: bool) {
+    hw::STATE.store(if on { 0 } else { 1 }, core::sync::atomic::Ordering::Relaxed);
+}
+
 /// The instruction paths: the only `unsafe` of the crate.
 #[allow(unsafe_code)]
 mod hw {
     use core::sync::atomic::{AtomicU8, Ordering};
 
-    /// 0: not looked yet; 1: no instruction; 2: instruction.
-    static STATE: AtomicU8 = AtomicU8::new(0);
+    /// 0: not looked yet; 1: no instruction (or not to be used); 2:
+    /// instruction.
+    pub(super) static STATE: AtomicU8 = AtomicU8::new(0);
 
     #[inline]
     pub fn available() -> bool {
@@ -195,15 +203,20 @@ mod hw {
     #[target_feature(enable = "crc")]
     unsafe fn update_hw(crc: u32, data: &[u8]) -> u32 {
         use core::arch::aarch64::{__crc32cb, __crc32cd};
+        // SAFETY: every bit pattern is a valid u64; `align_to` only splits
+        // the slice where it is 8-byte aligned. Aligned words are loaded
+        // whole even where unaligned loads are not allowed
+        // (`+strict-align`, the bare-metal targets), rather than a byte
+        // at a time.
+        let (head, words, tail) = unsafe { data.align_to::<u64>() };
         let mut c = !crc;
-        let mut chunks = data.chunks_exact(8);
-        for ch in &mut chunks {
-            c = __crc32cd(
-                c,
-                u64::from_le_bytes([ch[0], ch[1], ch[2], ch[3], ch[4], ch[5], ch[6], ch[7]]),
-            );
+        for &b in head {
+            c = __crc32cb(c, b);
         }
-        for &b in chunks.remainder() {
+        for &w in words {
+            c = __crc32cd(c, u64::from_le(w));
+        }
+        for &b in tail {
             c = __crc32cb(c, b);
         }
         !c
@@ -235,6 +248,14 @@ mod tests {
             let inc: [u8; 32] = core::array::from_fn(|i| i as u8);
             assert_eq!(f(0, &inc), 0x46DD_794E);
         }
+    }
+
+    #[test]
+    fn the_software_path_can_be_forced() {
+        use_hardware(false);
+        assert!(!hardware());
+        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
+        use_hardware(true);
     }
 
     #[test]
