@@ -957,17 +957,18 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 /// core idles) or, with a poll channel among them, after one
                 /// yield. Then call [`turn`](Self::turn). It does not wait for
                 /// `Turn::wake_at` or frames: a service with those bounds its
-                /// wait with a timer.
-                pub async fn ready(&self) {
+                /// wait with a timer. The future holds no reference to the
+                /// service (it is `Send` and `'static`): a task awaits it
+                /// while it owns the service.
+                pub fn ready(&self) -> impl ::core::future::Future<Output = ()> + Send + 'static {
                     let mut rungs = [#(#rung_futures),*];
-                    ::core::future::poll_fn(|cx| {
+                    ::core::future::poll_fn(move |cx| {
                         let mut any = false;
                         for r in rungs.iter_mut() {
                             any |= ::core::future::Future::poll(::core::pin::Pin::new(r), cx).is_ready();
                         }
                         if any { ::core::task::Poll::Ready(()) } else { ::core::task::Poll::Pending }
                     })
-                    .await
                 }
 
                 /// Outside the executor: sleeps (`wfi`/`hlt`) until a receive

@@ -420,6 +420,10 @@ fn cancel_all(broker: &Shared, queue: &alloc::collections::VecDeque<Reply>) {
     }
 }
 
+/// Longest sleep of the in-system producers' task between two looks at
+/// its channel when nothing rings (a doorbell wakes it at once).
+const IDLE_RING_WAIT: Duration = Duration::from_millis(100);
+
 /// The handlers of `log.pt`: a turn's records wait here to become one batch.
 struct InSystem {
     broker: Shared,
@@ -475,15 +479,15 @@ async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
             }
         }
         if turn.handled == 0 {
-            // Nothing came: look again in a millisecond, or when the
-            // scheduler's linger ends. (Awaiting the doorbell would hold a
-            // reference to the service across the await; tasks must be
-            // Send and channel ends are not Sync.)
-            let limit = match turn.wake_at {
-                Some(at) => Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)).min(Duration::from_millis(1)),
-                None => Duration::from_millis(1),
-            };
-            time::sleep(limit).await;
+            // Nothing came: sleep until the producer rings the channel's
+            // doorbell, or until the scheduler's linger ends, the "ready"
+            // is due again, or (an acknowledgement waiting for room in
+            // "acks", which has no doorbell this way) a millisecond.
+            let mut limit = if unsent.is_some() { Duration::from_millis(1) } else { IDLE_RING_WAIT };
+            if let Some(at) = turn.wake_at {
+                limit = limit.min(Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)));
+            }
+            let _ = with_timeout(limit, service.ready()).await;
         } else {
             hallows_rt::task::yield_now().await;
         }
