@@ -583,22 +583,26 @@ impl<D: BlockDevice> Log<D> {
         }
         let lba = FIRST_EXTENT_LBA + seg.ext as u64 * self.seg_blocks as u64 + 1 + (part.tail.start as usize / BLOCK) as u64;
         let t = &mut part.tail;
-        let full = t.buf.len() / BLOCK * BLOCK;
-        if all && full < t.buf.len() {
-            let len = t.buf.len();
-            t.buf.resize(full + BLOCK, 0);
-            let r = self.dev.write(lba, &t.buf);
-            t.buf.truncate(len);
-            r?;
-            t.dirty = false;
-        } else if full > 0 {
-            self.dev.write(lba, &t.buf[..full])?;
-            t.dirty = t.buf.len() > full;
+        let len = t.buf.len();
+        let full = len / BLOCK * BLOCK;
+        // Blocks sent: the full ones, and with `all` the last one padded.
+        let send = if all && full < len { full + BLOCK } else { full };
+        if send == 0 {
+            return Ok(());
         }
-        if full > 0 {
-            t.buf.drain(..full);
-            t.start += full as u32;
-        }
+        // What stays in the tail (the partial block: written again later)
+        // is set aside; the buffer itself goes to the device, which may
+        // keep it (`write_owned`) rather than copy it.
+        let mut rest = [0u8; BLOCK];
+        rest[..len - full].copy_from_slice(&t.buf[full..]);
+        t.buf.resize(send, 0);
+        let r = self.dev.write_owned(lba, &mut t.buf);
+        // On `Ok` the buffer is empty (a fresh one); on `Err` untouched.
+        t.buf.truncate(if r.is_ok() { 0 } else { full });
+        t.buf.extend_from_slice(&rest[..len - full]);
+        r?;
+        t.dirty = send < len;
+        t.start += full as u32;
         Ok(())
     }
 

@@ -65,6 +65,15 @@ pub trait BlockDevice {
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error>;
     /// Returns once every completed write is durable.
     fn flush(&mut self) -> Result<(), Error>;
+    /// [`BlockDevice::write`] of `buf`, which the device may take instead
+    /// of copying it: on `Ok`, `buf` is left empty (and may be another
+    /// buffer, to reuse); on `Err` it is untouched. The default writes and
+    /// clears it.
+    fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
+        self.write(lba, buf)?;
+        buf.clear();
+        Ok(())
+    }
     /// Starts making every write completed so far durable and returns at
     /// once; [`BlockDevice::flush_wait`] returns when that is done. Writes
     /// may go on meanwhile (they are not covered by it). A device that cannot
@@ -285,6 +294,9 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn flush(&mut self) -> Result<(), Error> {
         (**self).flush()
     }
+    fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
+        (**self).write_owned(lba, buf)
+    }
     fn flush_start(&mut self) -> Result<(), Error> {
         (**self).flush_start()
     }
@@ -308,7 +320,8 @@ mod file {
 
     /// A disk in a host file of a whole number of sectors, asynchronous like
     /// a real device: `write` queues a copy of the data for a writer thread
-    /// (`pwrite`, in order) and returns; `flush_start` queues an
+    /// (`pwrite`, in order) and returns (`write_owned` queues the buffer
+    /// itself); `flush_start` queues an
     /// `fdatasync` after every write so far and `flush_wait` waits for it;
     /// `flush` is both; `read` waits until the queue is empty. A failed
     /// `pwrite` or `fdatasync` fails every later request (and no flush
@@ -457,6 +470,15 @@ mod file {
             self.push(q, Job::Write(lba * SECTOR as u64, b));
             Ok(())
         }
+        fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
+            check(self.sectors, lba, buf.len())?;
+            let mut q = self.wait_for(|q| q.bytes < QUEUE_BYTES)?;
+            let mut spare = q.spare.pop().unwrap_or_default();
+            spare.clear();
+            let b = std::mem::replace(buf, spare);
+            self.push(q, Job::Write(lba * SECTOR as u64, b));
+            Ok(())
+        }
         fn flush(&mut self) -> Result<(), Error> {
             self.flush_start()?;
             self.flush_wait()
@@ -567,7 +589,9 @@ mod tests {
         assert_eq!(b, [5u8; SECTOR]);
         // Writes land in order (the last of two to one sector wins), a
         // background flush, writes meanwhile, and its wait.
-        d.write(1, &[9u8; 3 * SECTOR]).unwrap();
+        let mut owned = vec![9u8; 3 * SECTOR];
+        d.write_owned(1, &mut owned).unwrap();
+        assert!(owned.is_empty());
         d.write(1, &[6u8; SECTOR]).unwrap();
         d.flush_start().unwrap();
         d.write(3, &[7u8; SECTOR]).unwrap();
