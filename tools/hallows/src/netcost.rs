@@ -331,7 +331,7 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>) -> Result<Counts> {
                 None => c.functions[i].push((name.to_owned(), *n)),
             }
         }
-        c.functions[i].sort_by(|a, b| b.1.cmp(&a.1));
+        c.functions[i].sort_by_key(|f| std::cmp::Reverse(f.1));
     }
     Ok(c)
 }

@@ -321,9 +321,10 @@ mod file {
     /// A disk in a host file of a whole number of sectors, asynchronous like
     /// a real device: `write` queues a copy of the data for a writer thread
     /// (`pwrite`, in order) and returns (`write_owned` queues the buffer
-    /// itself); `flush_start` queues an
-    /// `fdatasync` after every write so far and `flush_wait` waits for it;
-    /// `flush` is both; `read` waits until the queue is empty. A failed
+    /// itself); `flush_start` queues an `fdatasync` after every write so
+    /// far, which a second thread runs once the writes before it are done
+    /// while the writer goes on with the next ones, and `flush_wait` waits
+    /// for it; `flush` is both; `read` waits until the queue is empty. A failed
     /// `pwrite` or `fdatasync` fails every later request (and no flush
     /// after it reports success).
     #[derive(Debug)]
@@ -332,6 +333,7 @@ mod file {
         sectors: u64,
         shared: Arc<(Mutex<Queue>, Condvar)>,
         writer: Option<JoinHandle<()>>,
+        syncer: Option<JoinHandle<()>>,
         /// Flushes started so far.
         started: u64,
     }
@@ -352,6 +354,11 @@ mod file {
         failed: bool,
         /// The last flush done.
         synced: u64,
+        /// The last flush whose writes are all done (the syncer's next
+        /// `fdatasync` covers it).
+        sync_asked: u64,
+        /// The writer has stopped (the syncer stops too).
+        exited: bool,
         /// Buffers to reuse.
         spare: Vec<Vec<u8>>,
     }
@@ -377,11 +384,16 @@ mod file {
             let writer = std::thread::Builder::new()
                 .name("filedisk".into())
                 .spawn(move || writer(&f, &q))?;
+            let (f, q) = (file.clone(), shared.clone());
+            let syncer = std::thread::Builder::new()
+                .name("filedisk-sync".into())
+                .spawn(move || syncer(&f, &q))?;
             Ok(FileDisk {
                 file,
                 sectors,
                 shared,
                 writer: Some(writer),
+                syncer: Some(syncer),
                 started: 0,
             })
         }
@@ -426,10 +438,16 @@ mod file {
             let failed = q.failed;
             drop(q);
             let (ok, back, synced) = match job {
-                Job::Exit => return,
+                Job::Exit => {
+                    lock().exited = true;
+                    shared.1.notify_all();
+                    return;
+                }
                 Job::Write(_, b) if failed => (false, Some(b), None),
                 Job::Write(at, b) => (file.write_all_at(&b, at).is_ok(), Some(b), None),
-                Job::Sync(n) => (!failed && file.sync_data().is_ok(), None, Some(n)),
+                // Every write before it is done: the syncer takes it from
+                // here, and the writer goes on.
+                Job::Sync(n) => (true, None, Some(n)),
             };
             let mut q = lock();
             q.busy = false;
@@ -440,10 +458,34 @@ mod file {
                     q.spare.push(b);
                 }
             }
-            if let (Some(n), true) = (synced, ok) {
-                q.synced = n;
+            if let Some(n) = synced {
+                q.sync_asked = n;
             }
             drop(q);
+            shared.1.notify_all();
+        }
+    }
+
+    /// Runs the `fdatasync`s the writer hands over, the latest asked for
+    /// each time (one covers every write done before it).
+    fn syncer(file: &File, shared: &(Mutex<Queue>, Condvar)) {
+        let lock = || shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock();
+        loop {
+            while q.sync_asked <= q.synced && !q.exited {
+                q = shared.1.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.sync_asked <= q.synced {
+                return;
+            }
+            let (n, failed) = (q.sync_asked, q.failed);
+            drop(q);
+            let ok = !failed && file.sync_data().is_ok();
+            q = lock();
+            // Done either way; after a failure nothing waits for it
+            // successfully (`failed` is checked first).
+            q.synced = n;
+            q.failed |= !ok;
             shared.1.notify_all();
         }
     }
@@ -505,6 +547,9 @@ mod file {
             self.shared.1.notify_all();
             if let Some(w) = self.writer.take() {
                 let _ = w.join();
+            }
+            if let Some(s) = self.syncer.take() {
+                let _ = s.join();
             }
         }
     }

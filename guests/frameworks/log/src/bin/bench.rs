@@ -235,12 +235,20 @@ fn fresh(o: &Opts, bytes: u64) -> File {
 /// the end).
 fn raw(o: &Opts, frames: &[u8], frame_len: u64, file_bytes: u64, flush_every: u64, serial: bool) -> f64 {
     let f = std::sync::Arc::new(fresh(o, file_bytes));
-    let per = flush_every
-        .div_ceil(frame_len)
-        .clamp(1, frames.len() as u64 / frame_len)
-        * frame_len;
+    let per = flush_every.div_ceil(frame_len).clamp(1, frames.len() as u64 / frame_len) * frame_len;
+    // Overlapped: a thread of its own, started before the clock, runs each
+    // `fdatasync` asked for while the next interval is written.
+    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let (done, finished) = std::sync::mpsc::channel::<()>();
+    let g = f.clone();
+    let syncer = std::thread::spawn(move || {
+        for () in asked {
+            g.sync_data().expect("fdatasync");
+            let _ = done.send(());
+        }
+    });
     let t = Instant::now();
-    let mut syncing: Option<std::thread::JoinHandle<()>> = None;
+    let mut in_flight = false;
     for (i, chunk) in frames.chunks(per as usize).enumerate() {
         f.write_all_at(chunk, i as u64 * per).expect("write");
         if flush_every == u64::MAX {
@@ -250,21 +258,22 @@ fn raw(o: &Opts, frames: &[u8], frame_len: u64, file_bytes: u64, flush_every: u6
             f.sync_data().expect("fdatasync");
             continue;
         }
-        if let Some(s) = syncing.take() {
-            s.join().expect("fdatasync thread");
+        if in_flight {
+            finished.recv().expect("fdatasync thread");
         }
-        let g = f.clone();
-        syncing = Some(std::thread::spawn(move || {
-            g.sync_data().expect("fdatasync")
-        }));
+        ask.send(()).expect("fdatasync thread");
+        in_flight = true;
     }
-    if let Some(s) = syncing.take() {
-        s.join().expect("fdatasync thread");
+    if in_flight {
+        finished.recv().expect("fdatasync thread");
     }
     if flush_every == u64::MAX {
         f.sync_data().expect("fdatasync");
     }
-    t.elapsed().as_secs_f64()
+    let took = t.elapsed().as_secs_f64();
+    drop(ask);
+    syncer.join().expect("fdatasync thread");
+    took
 }
 
 /// Seconds for the engine to append `batches` copies of `one`, flushing
