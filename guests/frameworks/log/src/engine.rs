@@ -209,9 +209,10 @@ pub struct Log<D: BlockDevice> {
     offsets: BTreeMap<(String, String, u32), Committed>,
     /// Appends not yet flushed.
     unflushed: bool,
-    /// A flush started (`flush_start`) and not yet waited for: the offsets
-    /// it makes durable, by partition.
-    in_flight: Option<Vec<((u32, u32), i64)>>,
+    /// Flushes started (`flush_start`) and not yet waited for, oldest
+    /// first (two at most): the device's ticket and the offsets each makes
+    /// durable, by partition.
+    in_flight: alloc::collections::VecDeque<(u64, Vec<((u32, u32), i64)>)>,
     pub report: RecoveryReport,
 }
 
@@ -295,7 +296,7 @@ impl<D: BlockDevice> Log<D> {
             parts: BTreeMap::new(),
             offsets: BTreeMap::new(),
             unflushed: false,
-            in_flight: None,
+            in_flight: alloc::collections::VecDeque::new(),
             report,
         };
         log.recover()?;
@@ -626,7 +627,7 @@ impl<D: BlockDevice> Log<D> {
 
     /// Whether appends wait for a flush.
     pub fn needs_flush(&self) -> bool {
-        self.unflushed || self.in_flight.is_some()
+        self.unflushed || !self.in_flight.is_empty()
     }
 
     /// Makes every append so far durable (one device flush for all of them).
@@ -636,11 +637,11 @@ impl<D: BlockDevice> Log<D> {
     }
 
     /// Starts a flush of every append so far and returns without waiting
-    /// for the device: appends may go on meanwhile, and
-    /// [`Log::flush_wait`] (or the next `flush_start`) makes the started
-    /// flush's appends durable and visible (high watermark). The buffered
-    /// tails are handed to the device before the previous flush is waited
-    /// for, so the device writes them while it finishes.
+    /// for it: appends may go on meanwhile. The buffered tails are handed
+    /// to the device and its flush started, then the flush before this one
+    /// (if any) is waited for: two are in flight at most, and an append is
+    /// durable and visible (high watermark) at the latest when the flush
+    /// after the one that covers it is started, or at [`Log::flush_wait`].
     pub fn flush_start(&mut self) -> Result<(), LogError> {
         if !self.unflushed {
             return Ok(());
@@ -649,17 +650,26 @@ impl<D: BlockDevice> Log<D> {
         for k in &keys {
             self.write_tail(*k, true)?;
         }
-        self.flush_wait()?;
-        self.dev.flush_start()?;
-        self.in_flight = Some(self.parts.iter().map(|(k, p)| (*k, p.next())).collect());
+        let ticket = self.dev.flush_start()?;
+        self.in_flight.push_back((ticket, self.parts.iter().map(|(k, p)| (*k, p.next())).collect()));
         self.unflushed = false;
+        while self.in_flight.len() > 1 {
+            self.wait_oldest()?;
+        }
         Ok(())
     }
 
-    /// Waits for the flush [`Log::flush_start`] started, if any.
+    /// Waits for every flush [`Log::flush_start`] started.
     pub fn flush_wait(&mut self) -> Result<(), LogError> {
-        let Some(done) = self.in_flight.take() else { return Ok(()) };
-        self.dev.flush_wait()?;
+        while !self.in_flight.is_empty() {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<(), LogError> {
+        let Some((ticket, done)) = self.in_flight.pop_front() else { return Ok(()) };
+        self.dev.flush_wait(ticket)?;
         for (k, next) in done {
             if let Some(p) = self.parts.get_mut(&k) {
                 p.durable = p.durable.max(next);

@@ -75,15 +75,19 @@ pub trait BlockDevice {
         Ok(())
     }
     /// Starts making every write completed so far durable and returns at
-    /// once; [`BlockDevice::flush_wait`] returns when that is done. Writes
-    /// may go on meanwhile (they are not covered by it). A device that cannot
-    /// flush in the background flushes here (the default).
-    fn flush_start(&mut self) -> Result<(), Error> {
-        self.flush()
+    /// once with a ticket for [`BlockDevice::flush_wait`]. Writes and more
+    /// flushes may be started meanwhile (those writes are not covered by
+    /// it); flushes complete in the order they were started. A device that
+    /// cannot flush in the background flushes here (the default).
+    fn flush_start(&mut self) -> Result<u64, Error> {
+        self.flush()?;
+        Ok(0)
     }
-    /// Waits for the last [`BlockDevice::flush_start`]: when this returns
-    /// `Ok`, every write completed before it is durable.
-    fn flush_wait(&mut self) -> Result<(), Error> {
+    /// Waits for the flush of `ticket` (and every one started before it):
+    /// when this returns `Ok`, every write completed before it started is
+    /// durable.
+    fn flush_wait(&mut self, ticket: u64) -> Result<(), Error> {
+        let _ = ticket;
         Ok(())
     }
 }
@@ -297,11 +301,11 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
         (**self).write_owned(lba, buf)
     }
-    fn flush_start(&mut self) -> Result<(), Error> {
+    fn flush_start(&mut self) -> Result<u64, Error> {
         (**self).flush_start()
     }
-    fn flush_wait(&mut self) -> Result<(), Error> {
-        (**self).flush_wait()
+    fn flush_wait(&mut self, ticket: u64) -> Result<(), Error> {
+        (**self).flush_wait(ticket)
     }
 }
 
@@ -522,19 +526,18 @@ mod file {
             Ok(())
         }
         fn flush(&mut self) -> Result<(), Error> {
-            self.flush_start()?;
-            self.flush_wait()
+            let t = self.flush_start()?;
+            self.flush_wait(t)
         }
-        fn flush_start(&mut self) -> Result<(), Error> {
+        fn flush_start(&mut self) -> Result<u64, Error> {
             let n = self.started + 1;
             let q = self.wait_for(|_| true)?;
             self.push(q, Job::Sync(n));
             self.started = n;
-            Ok(())
+            Ok(n)
         }
-        fn flush_wait(&mut self) -> Result<(), Error> {
-            let n = self.started;
-            drop(self.wait_for(|q| q.synced >= n)?);
+        fn flush_wait(&mut self, ticket: u64) -> Result<(), Error> {
+            drop(self.wait_for(|q| q.synced >= ticket)?);
             Ok(())
         }
     }
@@ -638,11 +641,12 @@ mod tests {
         d.write_owned(1, &mut owned).unwrap();
         assert!(owned.is_empty());
         d.write(1, &[6u8; SECTOR]).unwrap();
-        d.flush_start().unwrap();
+        let first = d.flush_start().unwrap();
         d.write(3, &[7u8; SECTOR]).unwrap();
-        d.flush_start().unwrap();
-        d.flush_wait().unwrap();
-        d.flush_wait().unwrap();
+        let second = d.flush_start().unwrap();
+        assert!(second > first);
+        d.flush_wait(first).unwrap();
+        d.flush_wait(second).unwrap();
         let mut all = [0u8; 4 * SECTOR];
         d.read(0, &mut all).unwrap();
         assert_eq!(
