@@ -196,6 +196,10 @@ pub struct RecoveryReport {
     pub dropped_segments: u32,
 }
 
+/// A flush started: the device's ticket, and the next offset of each
+/// partition it makes durable.
+type Started = (u64, Vec<((u32, u32), i64)>);
+
 /// The log engine over a block device.
 pub struct Log<D: BlockDevice> {
     dev: D,
@@ -212,7 +216,7 @@ pub struct Log<D: BlockDevice> {
     /// Flushes started (`flush_start`) and not yet waited for, oldest
     /// first (two at most): the device's ticket and the offsets each makes
     /// durable, by partition.
-    in_flight: alloc::collections::VecDeque<(u64, Vec<((u32, u32), i64)>)>,
+    in_flight: alloc::collections::VecDeque<Started>,
     pub report: RecoveryReport,
 }
 
