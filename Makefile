@@ -116,10 +116,12 @@ crash-log: deps
 
 # The log's benchmarks (docs/log.md): on the host, the engine's flushed
 # append throughput against the raw sequential write throughput of the same
-# file; in QEMU, produce and consume throughput from the host.
+# file; in QEMU, produce and consume throughput from the host, and guest
+# instructions per produced batch (every instruction traced: a few minutes).
 bench-log: deps
 	$(CARGO) run --release -p hallows-log --features std --bin hallows-log-bench
 	$(CARGO) test -p hallows-tests --test log bench -- --ignored --nocapture
+	$(CARGO) run -p hallows -- net-cost tests/systems/log-stats.toml --requests 200 --warm-up 24 --path kafka:P8:cost --top 25
 
 clean:
 	$(CARGO) clean

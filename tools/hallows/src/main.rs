@@ -138,13 +138,15 @@ enum Cmd {
         connections: u64,
         /// The path requested; `redis:[P<depth>:]COMMAND ARGS` sends
         /// Redis requests instead (`redis:GET k`; `redis:P16:GET k`: 16
-        /// pipelined per write).
+        /// pipelined per write); `kafka:[P<depth>:]TOPIC` Kafka Produce
+        /// requests (acks=all, one 16-record batch each, `depth` in flight).
         #[arg(long, default_value = "/")]
         path: String,
         /// The host port of the forward to use (default: the first).
         #[arg(long)]
         port: Option<u16>,
-        /// Guest functions listed per partition, most instructions first.
+        /// Also list the guest functions that ran the most instructions
+        /// (this many, per request, busy and idle windows).
         #[arg(long, default_value_t = 0)]
         top: usize,
     },
@@ -431,7 +433,8 @@ fn run(cli: Cli) -> Result<u8> {
             let (c, idle) = hallows::netcost::traced_run(&sys, &image_path, &t, warm_up, requests, connections)?;
             let per = |x: u64| x as f64 / requests as f64;
             println!(
-                "per keep-alive request (GET {path} on 127.0.0.1:{}, {requests} requests on {connections} connection(s), after {warm_up} each):",
+                "per keep-alive request ({} on 127.0.0.1:{}, {requests} requests on {connections} connection(s), after {warm_up} each):",
+                if path.starts_with('/') { format!("GET {path}") } else { path.clone() },
                 fwd.host
             );
             println!("  hypervisor (EL2) on the serving partitions' cores: {:.1}", per(c.el2));
@@ -454,10 +457,12 @@ fn run(cli: Cli) -> Result<u8> {
                         println!("    {:>10.0}  {part}", per(c.guest[i][k]));
                     }
                 }
-                if top > 0 {
-                    println!("    hottest functions:");
-                    for (name, n) in c.by_fn[i].iter().take(top) {
-                        println!("    {:>10.1}  {name}", per(*n));
+                for (window, counts) in [("with requests", &c), ("without", &idle)] {
+                    if top > 0 {
+                        println!("  the {top} functions that ran the most, window {window}:");
+                    }
+                    for (f, n) in counts.functions[i].iter().take(top) {
+                        println!("    {:>10.0}  {f}", per(*n));
                     }
                 }
             }

@@ -56,9 +56,9 @@ pub struct Counts {
     pub el2_other: u64,
     /// Guest instructions of each measured partition, by [`PARTS`].
     pub guest: Vec<[u64; 8]>,
-    /// Guest instructions of each measured partition by function, most
+    /// Guest instructions of each measured partition, by function, most
     /// first.
-    pub by_fn: Vec<Vec<(String, u64)>>,
+    pub functions: Vec<Vec<(String, u64)>>,
 }
 
 /// One partition whose guest instructions are counted.
@@ -80,25 +80,77 @@ pub struct Target<'a> {
     pub path: &'a str,
 }
 
-/// A keep-alive HTTP client connection.
-pub struct Client {
-    s: TcpStream,
-    r: std::io::BufReader<TcpStream>,
+/// A keep-alive client connection: HTTP or Redis on a plain socket, or a
+/// Kafka client (`kafka:` workloads).
+pub enum Client {
+    Plain { s: TcpStream, r: std::io::BufReader<TcpStream> },
+    Kafka { c: hallows_log::client::Client, topic: String, depth: usize, sent: u64 },
 }
 
 impl Client {
-    pub fn connect(port: u16) -> Result<Client> {
+    /// Connects to `port`; for a `kafka:[P<depth>:]TOPIC` workload, also
+    /// creates the topic (one partition) unless it exists.
+    pub fn connect(port: u16, path: &str) -> Result<Client> {
+        if let Some(spec) = path.strip_prefix("kafka:") {
+            let (depth, topic) = pipelined(spec)?;
+            let mut c = hallows_log::client::Client::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(60))?;
+            match c.create_topic(topic, 1, &[])? {
+                0 | 36 => {} // created, or TOPIC_ALREADY_EXISTS
+                e => bail!("CreateTopics {topic}: error {e}"),
+            }
+            return Ok(Client::Kafka { c, topic: topic.to_owned(), depth: depth as usize, sent: 0 });
+        }
         let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         s.set_nodelay(true)?;
-        Ok(Client { r: std::io::BufReader::new(s.try_clone()?), s })
+        Ok(Client::Plain { r: std::io::BufReader::new(s.try_clone()?), s })
     }
 
-    /// Sends `n` GET requests, one at a time, and reads each response
-    /// whole (by its Content-Length).
+    /// Sends `n` requests and reads each response whole: GETs one at a
+    /// time (by Content-Length), Redis commands `depth` per write, Kafka
+    /// Produce requests (acks=all) of one RecordBatch of 16 records of
+    /// 100 bytes each, `depth` in flight.
     pub fn requests(&mut self, path: &str, n: u64) -> Result<()> {
-        keep_alive_requests(&mut self.s, &mut self.r, path, n)
+        match self {
+            Client::Plain { s, r } => keep_alive_requests(s, r, path, n),
+            Client::Kafka { c, topic, depth, sent } => {
+                let sets: Vec<Vec<u8>> = (*sent..*sent + n).map(|b| record_set(b * 16)).collect();
+                let res = c.produce_pipelined(topic, 0, &sets, -1, *depth)?;
+                if let Some((e, _)) = res.iter().find(|(e, _)| *e != 0) {
+                    bail!("produce to {topic}: error {e}");
+                }
+                *sent += n;
+                Ok(())
+            }
+        }
     }
+}
+
+/// Waits until a Kafka broker on `port` answers (creates the workload's
+/// topic) or `stop` is set.
+fn wait_for_kafka(port: u16, path: &str, stop: &AtomicBool) -> bool {
+    while !stop.load(Ordering::Acquire) {
+        if Client::connect(port, path).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+/// `[P<depth>:]REST` as (depth, REST); depth 1 when absent.
+fn pipelined(spec: &str) -> Result<(u64, &str)> {
+    Ok(match spec.strip_prefix('P').and_then(|x| x.split_once(':')) {
+        Some((d, rest)) => (d.parse::<u64>().context("pipeline depth")?.max(1), rest),
+        None => (1, spec),
+    })
+}
+
+/// A RecordBatch v2 of 16 records of 100 bytes, numbered from `first`.
+fn record_set(first: u64) -> Vec<u8> {
+    let vals: Vec<Vec<u8>> = (first..first + 16).map(|i| format!("{i:>16}{}", "x".repeat(84)).into_bytes()).collect();
+    let kv: Vec<hallows_log::batch::KeyValue> = vals.iter().map(|v| (None, Some(&v[..]))).collect();
+    hallows_log::batch::encode(0, 1_700_000_000_000, &kv)
 }
 
 /// A `path` of the form `redis:[P<depth>:]ARG ARG...` (e.g.
@@ -106,10 +158,7 @@ impl Client {
 /// HTTP GETs: `depth` at a time in one write (pipelining), each reply
 /// read whole.
 fn redis_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, spec: &str, n: u64) -> Result<()> {
-    let (depth, cmd) = match spec.strip_prefix('P').and_then(|x| x.split_once(':')) {
-        Some((d, cmd)) => (d.parse::<u64>().context("pipeline depth")?.max(1), cmd),
-        None => (1, spec),
-    };
+    let (depth, cmd) = pipelined(spec)?;
     let args: Vec<&str> = cmd.split_whitespace().collect();
     let mut one = format!("*{}\r\n", args.len());
     for a in &args {
@@ -198,7 +247,7 @@ pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64,
                 }
                 give_up.store(true, Ordering::Release);
             });
-            let ok = qemu::wait_for_answer(t.host_port, &give_up);
+            let ok = if t.path.starts_with("kafka:") { wait_for_kafka(t.host_port, t.path, &give_up) } else { qemu::wait_for_answer(t.host_port, &give_up) };
             give_up.store(true, Ordering::Release);
             ok
         })
@@ -208,7 +257,7 @@ pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64,
         if !answered {
             bail!("the service never answered");
         }
-        let mut clients = (0..conns.max(1)).map(|_| Client::connect(t.host_port)).collect::<Result<Vec<_>>>()?;
+        let mut clients = (0..conns.max(1)).map(|_| Client::connect(t.host_port, t.path)).collect::<Result<Vec<_>>>()?;
         // Warm-up on every connection at once: a connection left idle for
         // a few seconds (the web guest's keep-alive limit is 5 s) is closed.
         let k = clients.len() as u64;
@@ -264,7 +313,7 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>, dump: Option<std::ffi::
     use std::io::Seek;
     let mut file = std::fs::File::open(log).with_context(|| format!("reading {}", log.display()))?;
     file.seek(std::io::SeekFrom::Start(window.start))?;
-    let mut c = Counts { el2: 0, el2_other: 0, guest: vec![[0; 8]; t.partitions.len()], by_fn: vec![Vec::new(); t.partitions.len()] };
+    let mut c = Counts { el2: 0, el2_other: 0, guest: vec![[0; 8]; t.partitions.len()], functions: vec![Vec::new(); t.partitions.len()] };
     let mut by_pc: Vec<HashMap<u64, u64>> = vec![HashMap::new(); t.partitions.len()];
     let serving: Vec<usize> = t.partitions.iter().flat_map(|m| m.cores.iter().copied()).collect();
     // QEMU writes whole lines and flushes each: both ends fall on a line start.
@@ -303,7 +352,7 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>, dump: Option<std::ffi::
         }
         let mut v: Vec<(String, u64)> = by_fn.into_iter().map(|(k, n)| (k.to_string(), n)).collect();
         v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        c.by_fn[i] = v;
+        c.functions[i] = v;
     }
     Ok(c)
 }

@@ -35,8 +35,9 @@ const STATE_FREE: u32 = 2;
 pub const FRAME: usize = 8;
 /// Data between two sparse index entries.
 const INDEX_EVERY: u32 = 4096;
-/// Buffered bytes of a tail before full blocks go to the device.
-const WRITE_CHUNK: usize = 256 * 1024;
+/// Buffered bytes of a tail before full blocks go to the device (a
+/// segment's worth at the default size: few, large writes).
+const WRITE_CHUNK: usize = 1 << 20;
 /// Most topics a log holds.
 pub const MAX_TOPICS: usize = 4096;
 /// The metadata log's topic id.
@@ -195,6 +196,10 @@ pub struct RecoveryReport {
     pub dropped_segments: u32,
 }
 
+/// A flush started: the device's ticket, and the next offset of each
+/// partition it makes durable.
+type Started = (u64, Vec<((u32, u32), i64)>);
+
 /// The log engine over a block device.
 pub struct Log<D: BlockDevice> {
     dev: D,
@@ -208,6 +213,10 @@ pub struct Log<D: BlockDevice> {
     offsets: BTreeMap<(String, String, u32), Committed>,
     /// Appends not yet flushed.
     unflushed: bool,
+    /// Flushes started (`flush_start`) and not yet waited for, oldest
+    /// first (two at most): the device's ticket and the offsets each makes
+    /// durable, by partition.
+    in_flight: alloc::collections::VecDeque<Started>,
     pub report: RecoveryReport,
 }
 
@@ -291,6 +300,7 @@ impl<D: BlockDevice> Log<D> {
             parts: BTreeMap::new(),
             offsets: BTreeMap::new(),
             unflushed: false,
+            in_flight: alloc::collections::VecDeque::new(),
             report,
         };
         log.recover()?;
@@ -578,22 +588,26 @@ impl<D: BlockDevice> Log<D> {
         }
         let lba = FIRST_EXTENT_LBA + seg.ext as u64 * self.seg_blocks as u64 + 1 + (part.tail.start as usize / BLOCK) as u64;
         let t = &mut part.tail;
-        let full = t.buf.len() / BLOCK * BLOCK;
-        if all && full < t.buf.len() {
-            let len = t.buf.len();
-            t.buf.resize(full + BLOCK, 0);
-            let r = self.dev.write(lba, &t.buf);
-            t.buf.truncate(len);
-            r?;
-            t.dirty = false;
-        } else if full > 0 {
-            self.dev.write(lba, &t.buf[..full])?;
-            t.dirty = t.buf.len() > full;
+        let len = t.buf.len();
+        let full = len / BLOCK * BLOCK;
+        // Blocks sent: the full ones, and with `all` the last one padded.
+        let send = if all && full < len { full + BLOCK } else { full };
+        if send == 0 {
+            return Ok(());
         }
-        if full > 0 {
-            t.buf.drain(..full);
-            t.start += full as u32;
-        }
+        // What stays in the tail (the partial block: written again later)
+        // is set aside; the buffer itself goes to the device, which may
+        // keep it (`write_owned`) rather than copy it.
+        let mut rest = [0u8; BLOCK];
+        rest[..len - full].copy_from_slice(&t.buf[full..]);
+        t.buf.resize(send, 0);
+        let r = self.dev.write_owned(lba, &mut t.buf);
+        // On `Ok` the buffer is empty (a fresh one); on `Err` untouched.
+        t.buf.truncate(if r.is_ok() { 0 } else { full });
+        t.buf.extend_from_slice(&rest[..len - full]);
+        r?;
+        t.dirty = send < len;
+        t.start += full as u32;
         Ok(())
     }
 
@@ -617,11 +631,22 @@ impl<D: BlockDevice> Log<D> {
 
     /// Whether appends wait for a flush.
     pub fn needs_flush(&self) -> bool {
-        self.unflushed
+        self.unflushed || !self.in_flight.is_empty()
     }
 
     /// Makes every append so far durable (one device flush for all of them).
     pub fn flush(&mut self) -> Result<(), LogError> {
+        self.flush_start()?;
+        self.flush_wait()
+    }
+
+    /// Starts a flush of every append so far and returns without waiting
+    /// for it: appends may go on meanwhile. The buffered tails are handed
+    /// to the device and its flush started, then the flush before this one
+    /// (if any) is waited for: two are in flight at most, and an append is
+    /// durable and visible (high watermark) at the latest when the flush
+    /// after the one that covers it is started, or at [`Log::flush_wait`].
+    pub fn flush_start(&mut self) -> Result<(), LogError> {
         if !self.unflushed {
             return Ok(());
         }
@@ -629,11 +654,31 @@ impl<D: BlockDevice> Log<D> {
         for k in &keys {
             self.write_tail(*k, true)?;
         }
-        self.dev.flush()?;
-        for p in self.parts.values_mut() {
-            p.durable = p.next();
-        }
+        let ticket = self.dev.flush_start()?;
+        self.in_flight.push_back((ticket, self.parts.iter().map(|(k, p)| (*k, p.next())).collect()));
         self.unflushed = false;
+        while self.in_flight.len() > 1 {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    /// Waits for every flush [`Log::flush_start`] started.
+    pub fn flush_wait(&mut self) -> Result<(), LogError> {
+        while !self.in_flight.is_empty() {
+            self.wait_oldest()?;
+        }
+        Ok(())
+    }
+
+    fn wait_oldest(&mut self) -> Result<(), LogError> {
+        let Some((ticket, done)) = self.in_flight.pop_front() else { return Ok(()) };
+        self.dev.flush_wait(ticket)?;
+        for (k, next) in done {
+            if let Some(p) = self.parts.get_mut(&k) {
+                p.durable = p.durable.max(next);
+            }
+        }
         Ok(())
     }
 

@@ -309,3 +309,57 @@ fn stale_frame_after_a_torn_one_never_returns() {
     assert!(v[1].starts_with('Z'));
     assert_eq!(torn, 1, "recovery reports the torn tail");
 }
+
+/// A flush started in the background: nothing it covers is visible
+/// (high watermark) before it is waited for, appends go on meanwhile, and
+/// the next start waits for it (two in flight at most).
+#[test]
+fn background_flushes_advance_the_high_watermark_only_when_done() {
+    let mut log = Log::open(MemDisk::new(1 << 20), cfg()).unwrap();
+    log.create_topic("t", 1, TopicConfig::default(), 0).unwrap();
+    log.append("t", 0, &batch_of(0, 2, 0)).unwrap();
+    log.flush_start().unwrap();
+    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 0);
+    assert!(log.needs_flush());
+    log.append("t", 0, &batch_of(1, 2, 0)).unwrap();
+    log.flush_start().unwrap();
+    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 2, "the second start waited for the first");
+    log.append("t", 0, &batch_of(2, 2, 0)).unwrap();
+    log.flush_start().unwrap();
+    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 4, "two in flight at most");
+    log.flush_wait().unwrap();
+    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 6);
+    assert!(!log.needs_flush());
+}
+
+/// On a host file (`FileDisk`: writes and `fdatasync` on a thread of its
+/// own), with flushes started in the background, everything reads back,
+/// before and after a reopen.
+#[cfg(feature = "std")]
+#[test]
+fn background_flushes_on_a_host_file_read_back_after_reopen() {
+    let path = std::env::temp_dir().join(format!("hallows-log-bg-{}.img", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    {
+        let dev = hallows_log::dev::FileDisk::open(&path, 4 << 20).unwrap();
+        let mut log = Log::open(dev, cfg()).unwrap();
+        log.create_topic("t", 1, TopicConfig::default(), 0).unwrap();
+        for i in 0..200 {
+            log.append("t", 0, &batch_of(i, 3, 0)).unwrap();
+            if i % 7 == 6 {
+                log.flush_start().unwrap();
+                // Reads wait for the writes in flight.
+                assert_eq!(
+                    read_all(&mut log, "t").len() as u64,
+                    log.offsets("t", 0).unwrap().high_watermark as u64
+                );
+            }
+        }
+        log.flush().unwrap();
+        assert_eq!(read_all(&mut log, "t"), expected(200, 3));
+    }
+    let dev = hallows_log::dev::FileDisk::open(&path, 4 << 20).unwrap();
+    let mut log = Log::open(dev, cfg()).unwrap();
+    assert_eq!(read_all(&mut log, "t"), expected(200, 3));
+    std::fs::remove_file(&path).unwrap();
+}

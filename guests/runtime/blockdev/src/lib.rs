@@ -7,15 +7,20 @@
 //!   middle) persisted in part: any subset of its sectors, in any order.
 //!   A single sector is written whole or not at all (the atomic unit of
 //!   virtio-blk and of disks with power-loss protection); engines must not
-//!   depend on more.
+//!   depend on more. `flush_start` and `flush_wait` split a flush so that
+//!   the next writes can be prepared while it runs.
 //! * [`MemDisk`]: a disk in memory that keeps every write since the last
 //!   flush, so a test can ask for the images a power loss at that moment
 //!   could leave ([`MemDisk::crash_image`]): each unflushed sector write
 //!   kept or dropped at random, and (optionally) sectors torn inside.
-//! * [`FileDisk`] (feature `std`): a host file; `flush` is `fdatasync`.
-//! * [`crc32c`]: the checksum the engines' on-disk formats use.
+//! * [`FileDisk`] (feature `std`): a host file, written by a thread of its
+//!   own as a device writes (the caller goes on meanwhile); `flush` is
+//!   `fdatasync` after every write so far, `flush_start`/`flush_wait` its
+//!   two halves.
+//! * [`crc32c`]: the checksum the engines' on-disk formats use, with the
+//!   CPU's CRC-32C instruction where there is one (the crate's only `unsafe`).
 #![cfg_attr(not(feature = "std"), no_std)]
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 
 extern crate alloc;
 
@@ -60,6 +65,31 @@ pub trait BlockDevice {
     fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error>;
     /// Returns once every completed write is durable.
     fn flush(&mut self) -> Result<(), Error>;
+    /// [`BlockDevice::write`] of `buf`, which the device may take instead
+    /// of copying it: on `Ok`, `buf` is left empty (and may be another
+    /// buffer, to reuse); on `Err` it is untouched. The default writes and
+    /// clears it.
+    fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
+        self.write(lba, buf)?;
+        buf.clear();
+        Ok(())
+    }
+    /// Starts making every write completed so far durable and returns at
+    /// once with a ticket for [`BlockDevice::flush_wait`]. Writes and more
+    /// flushes may be started meanwhile (those writes are not covered by
+    /// it); flushes complete in the order they were started. A device that
+    /// cannot flush in the background flushes here (the default).
+    fn flush_start(&mut self) -> Result<u64, Error> {
+        self.flush()?;
+        Ok(0)
+    }
+    /// Waits for the flush of `ticket` (and every one started before it):
+    /// when this returns `Ok`, every write completed before it started is
+    /// durable.
+    fn flush_wait(&mut self, ticket: u64) -> Result<(), Error> {
+        let _ = ticket;
+        Ok(())
+    }
 }
 
 /// Checks a request: whole sectors, inside a device of `sectors`.
@@ -128,13 +158,31 @@ impl MemDisk {
     /// A zeroed disk of `sectors` sectors.
     pub fn new(sectors: u64) -> Self {
         let bytes = vec![0u8; sectors as usize * SECTOR];
-        MemDisk { now: bytes.clone(), durable: bytes, pending: Vec::new(), writes: 0, flushes: 0, fail_after: None }
+        MemDisk {
+            now: bytes.clone(),
+            durable: bytes,
+            pending: Vec::new(),
+            writes: 0,
+            flushes: 0,
+            fail_after: None,
+        }
     }
 
     /// A disk holding `image` (a whole number of sectors), all durable.
     pub fn from_image(image: Vec<u8>) -> Self {
-        assert!(image.len().is_multiple_of(SECTOR), "image of {} bytes is not whole sectors", image.len());
-        MemDisk { now: image.clone(), durable: image, pending: Vec::new(), writes: 0, flushes: 0, fail_after: None }
+        assert!(
+            image.len().is_multiple_of(SECTOR),
+            "image of {} bytes is not whole sectors",
+            image.len()
+        );
+        MemDisk {
+            now: image.clone(),
+            durable: image,
+            pending: Vec::new(),
+            writes: 0,
+            flushes: 0,
+            fail_after: None,
+        }
     }
 
     /// The bytes as they are now.
@@ -250,34 +298,199 @@ impl<D: BlockDevice + ?Sized> BlockDevice for &mut D {
     fn flush(&mut self) -> Result<(), Error> {
         (**self).flush()
     }
+    fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
+        (**self).write_owned(lba, buf)
+    }
+    fn flush_start(&mut self) -> Result<u64, Error> {
+        (**self).flush_start()
+    }
+    fn flush_wait(&mut self, ticket: u64) -> Result<(), Error> {
+        (**self).flush_wait(ticket)
+    }
 }
 
 #[cfg(feature = "std")]
 mod file {
     use super::{check, BlockDevice, Error, SECTOR};
+    use std::collections::VecDeque;
     use std::fs::{File, OpenOptions};
     use std::os::unix::fs::FileExt;
     use std::path::Path;
+    use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+    use std::thread::JoinHandle;
 
-    /// A disk in a host file of a whole number of sectors; `flush` is
-    /// `fdatasync`.
+    /// Bytes of writes queued before `write` waits for the writer thread.
+    const QUEUE_BYTES: usize = 8 << 20;
+
+    /// A disk in a host file of a whole number of sectors, asynchronous like
+    /// a real device: `write` queues a copy of the data for a writer thread
+    /// (`pwrite`, in order) and returns (`write_owned` queues the buffer
+    /// itself); `flush_start` queues an `fdatasync` after every write so
+    /// far, which a second thread runs once the writes before it are done
+    /// while the writer goes on with the next ones, and `flush_wait` waits
+    /// for it; `flush` is both; `read` waits until the queue is empty. A failed
+    /// `pwrite` or `fdatasync` fails every later request (and no flush
+    /// after it reports success).
     #[derive(Debug)]
     pub struct FileDisk {
-        file: File,
+        file: Arc<File>,
         sectors: u64,
+        shared: Arc<(Mutex<Queue>, Condvar)>,
+        writer: Option<JoinHandle<()>>,
+        syncer: Option<JoinHandle<()>>,
+        /// Flushes started so far.
+        started: u64,
+    }
+
+    #[derive(Debug)]
+    enum Job {
+        Write(u64, Vec<u8>),
+        Sync(u64),
+        Exit,
+    }
+
+    #[derive(Debug, Default)]
+    struct Queue {
+        jobs: VecDeque<Job>,
+        bytes: usize,
+        /// The writer is carrying out a job it took.
+        busy: bool,
+        failed: bool,
+        /// The last flush done.
+        synced: u64,
+        /// The last flush whose writes are all done (the syncer's next
+        /// `fdatasync` covers it).
+        sync_asked: u64,
+        /// The writer has stopped (the syncer stops too).
+        exited: bool,
+        /// Buffers to reuse.
+        spare: Vec<Vec<u8>>,
     }
 
     impl FileDisk {
         /// Opens `path`, creating it with `bytes` (rounded down to whole
         /// sectors) when it does not exist or is smaller.
         pub fn open(path: &Path, bytes: u64) -> std::io::Result<Self> {
-            let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(path)?;
             let want = bytes / SECTOR as u64 * SECTOR as u64;
             if file.metadata()?.len() < want {
                 file.set_len(want)?;
             }
             let sectors = file.metadata()?.len() / SECTOR as u64;
-            Ok(FileDisk { file, sectors })
+            let file = Arc::new(file);
+            let shared = Arc::new((Mutex::new(Queue::default()), Condvar::new()));
+            let (f, q) = (file.clone(), shared.clone());
+            let writer = std::thread::Builder::new()
+                .name("filedisk".into())
+                .spawn(move || writer(&f, &q))?;
+            let (f, q) = (file.clone(), shared.clone());
+            let syncer = std::thread::Builder::new()
+                .name("filedisk-sync".into())
+                .spawn(move || syncer(&f, &q))?;
+            Ok(FileDisk {
+                file,
+                sectors,
+                shared,
+                writer: Some(writer),
+                syncer: Some(syncer),
+                started: 0,
+            })
+        }
+
+        fn queue(&self) -> MutexGuard<'_, Queue> {
+            self.shared.0.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// Waits until `done` holds of the queue, or the device failed.
+        fn wait_for(&self, done: impl Fn(&Queue) -> bool) -> Result<MutexGuard<'_, Queue>, Error> {
+            let mut q = self.queue();
+            while !q.failed && !done(&q) {
+                q = self.shared.1.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.failed {
+                return Err(Error::Io);
+            }
+            Ok(q)
+        }
+
+        fn push(&self, mut q: MutexGuard<'_, Queue>, job: Job) {
+            if let Job::Write(_, b) = &job {
+                q.bytes += b.len();
+            }
+            q.jobs.push_back(job);
+            drop(q);
+            self.shared.1.notify_all();
+        }
+    }
+
+    fn writer(file: &File, shared: &(Mutex<Queue>, Condvar)) {
+        let lock = || shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            let mut q = lock();
+            let job = loop {
+                if let Some(j) = q.jobs.pop_front() {
+                    break j;
+                }
+                q = shared.1.wait(q).unwrap_or_else(|e| e.into_inner());
+            };
+            q.busy = true;
+            let failed = q.failed;
+            drop(q);
+            let (ok, back, synced) = match job {
+                Job::Exit => {
+                    lock().exited = true;
+                    shared.1.notify_all();
+                    return;
+                }
+                Job::Write(_, b) if failed => (false, Some(b), None),
+                Job::Write(at, b) => (file.write_all_at(&b, at).is_ok(), Some(b), None),
+                // Every write before it is done: the syncer takes it from
+                // here, and the writer goes on.
+                Job::Sync(n) => (true, None, Some(n)),
+            };
+            let mut q = lock();
+            q.busy = false;
+            q.failed |= !ok;
+            if let Some(b) = back {
+                q.bytes -= b.len();
+                if q.spare.len() < 4 {
+                    q.spare.push(b);
+                }
+            }
+            if let Some(n) = synced {
+                q.sync_asked = n;
+            }
+            drop(q);
+            shared.1.notify_all();
+        }
+    }
+
+    /// Runs the `fdatasync`s the writer hands over, the latest asked for
+    /// each time (one covers every write done before it).
+    fn syncer(file: &File, shared: &(Mutex<Queue>, Condvar)) {
+        let lock = || shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        let mut q = lock();
+        loop {
+            while q.sync_asked <= q.synced && !q.exited {
+                q = shared.1.wait(q).unwrap_or_else(|e| e.into_inner());
+            }
+            if q.sync_asked <= q.synced {
+                return;
+            }
+            let (n, failed) = (q.sync_asked, q.failed);
+            drop(q);
+            let ok = !failed && file.sync_data().is_ok();
+            q = lock();
+            // Done either way; after a failure nothing waits for it
+            // successfully (`failed` is checked first).
+            q.synced = n;
+            q.failed |= !ok;
+            shared.1.notify_all();
         }
     }
 
@@ -287,14 +500,60 @@ mod file {
         }
         fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), Error> {
             check(self.sectors, lba, buf.len())?;
-            self.file.read_exact_at(buf, lba * SECTOR as u64).map_err(|_| Error::Io)
+            drop(self.wait_for(|q| q.jobs.is_empty() && !q.busy)?);
+            self.file
+                .read_exact_at(buf, lba * SECTOR as u64)
+                .map_err(|_| Error::Io)
         }
         fn write(&mut self, lba: u64, buf: &[u8]) -> Result<(), Error> {
             check(self.sectors, lba, buf.len())?;
-            self.file.write_all_at(buf, lba * SECTOR as u64).map_err(|_| Error::Io)
+            let mut q = self.wait_for(|q| q.bytes < QUEUE_BYTES)?;
+            let mut b = q.spare.pop().unwrap_or_default();
+            drop(q);
+            b.clear();
+            b.extend_from_slice(buf);
+            q = self.queue();
+            self.push(q, Job::Write(lba * SECTOR as u64, b));
+            Ok(())
+        }
+        fn write_owned(&mut self, lba: u64, buf: &mut Vec<u8>) -> Result<(), Error> {
+            check(self.sectors, lba, buf.len())?;
+            let mut q = self.wait_for(|q| q.bytes < QUEUE_BYTES)?;
+            let mut spare = q.spare.pop().unwrap_or_default();
+            spare.clear();
+            let b = std::mem::replace(buf, spare);
+            self.push(q, Job::Write(lba * SECTOR as u64, b));
+            Ok(())
         }
         fn flush(&mut self) -> Result<(), Error> {
-            self.file.sync_data().map_err(|_| Error::Io)
+            let t = self.flush_start()?;
+            self.flush_wait(t)
+        }
+        fn flush_start(&mut self) -> Result<u64, Error> {
+            let n = self.started + 1;
+            let q = self.wait_for(|_| true)?;
+            self.push(q, Job::Sync(n));
+            self.started = n;
+            Ok(n)
+        }
+        fn flush_wait(&mut self, ticket: u64) -> Result<(), Error> {
+            drop(self.wait_for(|q| q.synced >= ticket)?);
+            Ok(())
+        }
+    }
+
+    impl Drop for FileDisk {
+        fn drop(&mut self) {
+            let mut q = self.queue();
+            q.jobs.push_back(Job::Exit);
+            drop(q);
+            self.shared.1.notify_all();
+            if let Some(w) = self.writer.take() {
+                let _ = w.join();
+            }
+            if let Some(s) = self.syncer.take() {
+                let _ = s.join();
+            }
         }
     }
 }
@@ -349,7 +608,9 @@ mod tests {
         let mut d = MemDisk::new(1);
         d.write(0, &[9u8; SECTOR]).unwrap();
         let mut rng = Rng::new(1);
-        let torn = (0..500).map(|_| d.crash_image(Loss::TornSectors, &mut rng)).any(|img| img[0] == 9 && img[SECTOR - 1] == 0);
+        let torn = (0..500)
+            .map(|_| d.crash_image(Loss::TornSectors, &mut rng))
+            .any(|img| img[0] == 9 && img[SECTOR - 1] == 0);
         assert!(torn);
     }
 
@@ -365,7 +626,8 @@ mod tests {
     #[cfg(feature = "std")]
     #[test]
     fn file_disk_round_trip() {
-        let path = std::env::temp_dir().join(format!("hallows-blockdev-{}.img", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("hallows-blockdev-{}.img", std::process::id()));
         let mut d = FileDisk::open(&path, 4 * SECTOR as u64 + 100).unwrap();
         assert_eq!(d.sectors(), 4);
         d.write(2, &[5u8; SECTOR]).unwrap();
@@ -373,6 +635,24 @@ mod tests {
         let mut b = [0u8; SECTOR];
         d.read(2, &mut b).unwrap();
         assert_eq!(b, [5u8; SECTOR]);
+        // Writes land in order (the last of two to one sector wins), a
+        // background flush, writes meanwhile, and its wait.
+        let mut owned = vec![9u8; 3 * SECTOR];
+        d.write_owned(1, &mut owned).unwrap();
+        assert!(owned.is_empty());
+        d.write(1, &[6u8; SECTOR]).unwrap();
+        let first = d.flush_start().unwrap();
+        d.write(3, &[7u8; SECTOR]).unwrap();
+        let second = d.flush_start().unwrap();
+        assert!(second > first);
+        d.flush_wait(first).unwrap();
+        d.flush_wait(second).unwrap();
+        let mut all = [0u8; 4 * SECTOR];
+        d.read(0, &mut all).unwrap();
+        assert_eq!(
+            (all[0], all[SECTOR], all[2 * SECTOR], all[3 * SECTOR]),
+            (0, 6, 9, 7)
+        );
         std::fs::remove_file(path).unwrap();
     }
 }

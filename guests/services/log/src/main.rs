@@ -14,7 +14,8 @@
 //! clock at boot, for time-based retention; without it time retention
 //! never fires), `trace` (a console line per connection, request and disk
 //! write), `stats` (a line of counters after each burst of produce
-//! requests: instructions per batch under `-icount shift=0`, docs/log.md).
+//! requests: instructions per batch under `-icount shift=0`, docs/log.md),
+//! `crc=software` (CRC-32C without the CPU's instruction: measurements).
 //!
 //! In-system producers: where the manifest connects the channels of
 //! `log.pt` ("records" in, "acks" out), a task serves them under the
@@ -130,6 +131,10 @@ fn main(boot: &Boot) -> u64 {
 
 async fn serve(boot: Boot) -> u64 {
     TRACE.store(boot.has("trace"), core::sync::atomic::Ordering::Relaxed);
+    if boot.arg("crc") == Some("software") {
+        hallows_log::crc32c::use_hardware(false);
+    }
+    println!("log: CRC-32C {}", if hallows_log::crc32c::hardware() { "by the CPU's instruction" } else { "in software" });
     if let Some(ms) = boot.arg("epoch_ms").and_then(|v| v.parse::<i64>().ok()) {
         EPOCH_MS.store(ms, core::sync::atomic::Ordering::Relaxed);
     }
@@ -251,22 +256,74 @@ async fn serve(boot: Boot) -> u64 {
 /// clients pipeline; responses still leave in request order).
 const MAX_PIPELINED: usize = 64;
 
-/// The next whole request frame at the front of `inbuf` (without its length),
-/// `Err` for a length out of bounds.
-fn next_frame(inbuf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, ()> {
-    if inbuf.len() < 4 {
-        return Ok(None);
+/// A connection's received bytes: requests are handled where they were
+/// read (no copy per request), and the buffer is compacted only when its
+/// free end runs short.
+struct InBuf {
+    buf: Vec<u8>,
+    /// Bytes before `head` are handled; `head..end` are waiting.
+    head: usize,
+    end: usize,
+}
+
+/// Bytes a read asks for at least (the buffer is compacted or grown to
+/// offer them).
+const READ_AT_LEAST: usize = 16 * 1024;
+
+impl InBuf {
+    fn new() -> Self {
+        InBuf { buf: vec![0u8; 64 * 1024], head: 0, end: 0 }
     }
-    let n = i32::from_be_bytes([inbuf[0], inbuf[1], inbuf[2], inbuf[3]]);
-    if n < 8 || n as usize > MAX_REQUEST {
-        return Err(());
+
+    fn is_empty(&self) -> bool {
+        self.head == self.end
     }
-    if inbuf.len() < 4 + n as usize {
-        return Ok(None);
+
+    /// Room to read into: at least [`READ_AT_LEAST`] bytes.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.buf.len() - self.end < READ_AT_LEAST {
+            self.buf.copy_within(self.head..self.end, 0);
+            self.end -= self.head;
+            self.head = 0;
+            if self.buf.len() - self.end < READ_AT_LEAST {
+                // A request larger than the buffer: the caller bounds it
+                // by MAX_REQUEST (`next_frame`).
+                let len = (self.buf.len() * 2).min(MAX_REQUEST + 4 + READ_AT_LEAST).max(self.end + READ_AT_LEAST);
+                self.buf.resize(len, 0);
+            }
+        }
+        &mut self.buf[self.end..]
     }
-    let frame = inbuf[4..4 + n as usize].to_vec();
-    inbuf.drain(..4 + n as usize);
-    Ok(Some(frame))
+
+    fn filled(&mut self, n: usize) {
+        self.end += n;
+    }
+
+    /// The next whole request frame (without its length) as a range of
+    /// `buf`, `Err` for a length out of bounds.
+    fn next_frame(&self) -> Result<Option<core::ops::Range<usize>>, ()> {
+        let w = &self.buf[self.head..self.end];
+        if w.len() < 4 {
+            return Ok(None);
+        }
+        let n = i32::from_be_bytes([w[0], w[1], w[2], w[3]]);
+        if n < 8 || n as usize > MAX_REQUEST {
+            return Err(());
+        }
+        if w.len() < 4 + n as usize {
+            return Ok(None);
+        }
+        Ok(Some(self.head + 4..self.head + 4 + n as usize))
+    }
+
+    /// Marks everything up to `to` handled.
+    fn consume(&mut self, to: usize) {
+        self.head = to;
+        if self.head == self.end {
+            self.head = 0;
+            self.end = 0;
+        }
+    }
 }
 
 /// One connection: requests are read and handled as they come, up to
@@ -274,22 +331,23 @@ fn next_frame(inbuf: &mut Vec<u8>) -> Result<Option<Vec<u8>>, ()> {
 /// pipelines on one connection share one flush (group commit); responses
 /// are written in request order.
 async fn connection(mut s: TcpStream, broker: Shared) {
-    let mut inbuf: Vec<u8> = Vec::new();
-    let mut tmp = vec![0u8; 64 * 1024];
+    let mut inbuf = InBuf::new();
     let mut queue: alloc::collections::VecDeque<Reply> = alloc::collections::VecDeque::new();
     let mut waiting_since = time::now();
     'conn: loop {
         // Handle every whole request already here.
         while queue.len() < MAX_PIPELINED {
-            let frame = match next_frame(&mut inbuf) {
-                Ok(Some(f)) => f,
+            let range = match inbuf.next_frame() {
+                Ok(Some(r)) => r,
                 Ok(None) => break,
                 Err(()) => break 'conn,
             };
+            let frame = &inbuf.buf[range.clone()];
             if TRACE.load(core::sync::atomic::Ordering::Relaxed) {
                 println!("log: request key {} v{} ({} bytes)", i16::from_be_bytes([frame[0], frame[1]]), i16::from_be_bytes([frame[2], frame[3]]), frame.len());
             }
-            let reply = timed(&BROKER_NS, || broker.lock().handle(&frame, now_ms()));
+            let reply = timed(&BROKER_NS, || broker.lock().handle(frame, now_ms()));
+            inbuf.consume(range.end);
             if reply == Reply::Close {
                 break 'conn;
             }
@@ -306,9 +364,9 @@ async fn connection(mut s: TcpStream, broker: Shared) {
             } else {
                 Duration::from_micros(1)
             };
-            match with_timeout(limit, s.read(&mut tmp)).await {
+            match with_timeout(limit, s.read(inbuf.spare())).await {
                 Ok(Ok(n)) if n > 0 => {
-                    inbuf.extend_from_slice(&tmp[..n]);
+                    inbuf.filled(n);
                     continue;
                 }
                 Ok(_) => break,
@@ -361,6 +419,10 @@ fn cancel_all(broker: &Shared, queue: &alloc::collections::VecDeque<Reply>) {
         }
     }
 }
+
+/// Longest sleep of the in-system producers' task between two looks at
+/// its channel when nothing rings (a doorbell wakes it at once).
+const IDLE_RING_WAIT: Duration = Duration::from_millis(100);
 
 /// The handlers of `log.pt`: a turn's records wait here to become one batch.
 struct InSystem {
@@ -417,15 +479,15 @@ async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
             }
         }
         if turn.handled == 0 {
-            // Nothing came: look again in a millisecond, or when the
-            // scheduler's linger ends. (Awaiting the doorbell would hold a
-            // reference to the service across the await; tasks must be
-            // Send and channel ends are not Sync.)
-            let limit = match turn.wake_at {
-                Some(at) => Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)).min(Duration::from_millis(1)),
-                None => Duration::from_millis(1),
-            };
-            time::sleep(limit).await;
+            // Nothing came: sleep until the producer rings the channel's
+            // doorbell, or until the scheduler's linger ends, the "ready"
+            // is due again, or (an acknowledgement waiting for room in
+            // "acks", which has no doorbell this way) a millisecond.
+            let mut limit = if unsent.is_some() { Duration::from_millis(1) } else { IDLE_RING_WAIT };
+            if let Some(at) = turn.wake_at {
+                limit = limit.min(Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)));
+            }
+            let _ = with_timeout(limit, service.ready()).await;
         } else {
             hallows_rt::task::yield_now().await;
         }
