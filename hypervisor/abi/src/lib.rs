@@ -484,8 +484,10 @@ pub struct ChannelInfo {
     pub layout_hash: u64,
 }
 
-/// Size of the stack the runtime carves for each vCPU below the boot info page.
-pub const VCPU_STACK_SIZE: u64 = 64 * 1024;
+/// Size of the stack the runtime carves for each vCPU below the boot info page
+/// (128 KiB: an `async` service's poll frame can take tens of KiB, and the
+/// log broker's recovery overflowed 64 KiB).
+pub const VCPU_STACK_SIZE: u64 = 128 * 1024;
 /// Offset of [`BootInfo`] from the end of the partition's RAM.
 pub const BOOT_INFO_FROM_END: u64 = 4096;
 
