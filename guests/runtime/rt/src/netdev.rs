@@ -35,7 +35,7 @@ const TX_LEN: usize = HEADER_ROOM + MAX_FRAME;
 /// Errors of [`NetDevice`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum NetError {
-    /// The device could not be set up (the driver's error, as text).
+    /// The device could not be set up (the driver's error).
     Init(virtio_drivers::Error),
     /// No transmit buffer or descriptor is free now.
     Busy,
@@ -179,7 +179,9 @@ impl<T: Transport, const Q: usize> NetDevice<T, Q> {
     fn reclaim(&mut self) {
         while let Some(token) = self.raw.poll_transmit() {
             let Some(i) = self.tx.iter().position(|(_, t)| matches!(t, Some((k, _)) if *k == token)) else {
-                // Not one of ours: nothing to give back.
+                // Not a buffer we handed over (the device is trusted with
+                // DMA, so this is a device fault): leave it; sends fail
+                // once every buffer is out, and TCP retransmits.
                 return;
             };
             let (buf, owned) = &mut self.tx[i];
