@@ -169,6 +169,7 @@ fn basilisk_route_replies_and_applies_back_pressure() {
     }
     let t = svc.turn(2);
     assert_eq!(t.handled, 0, "no reply slot: nothing may be taken");
+    assert_eq!(t.held, 1, "the route holds its requests: the service must poll, not sleep");
     assert_eq!(svc.handlers.calls as u64, cap);
     let got = drain(&mut replies);
     assert_eq!(got.iter().map(|u| u.request_id).collect::<Vec<_>>(), (0..cap).collect::<Vec<_>>());
@@ -501,4 +502,28 @@ fn basilisk_call_across_a_server_restart() {
     restart();
     assert_eq!(ask(&mut client, 7, false).map(|r| (r.n, r.square)), Ok((7, 49)));
     assert_eq!(ask(&mut client, 8, false).map(|r| (r.n, r.square)), Ok((8, 64)));
+}
+
+/// A server that attaches its reply sender after the client attached the
+/// reply receiver cannot reply until the client acknowledges it, which the
+/// client does on its next poll, without ringing the server. The turn that
+/// finds a request it cannot yet answer says so (`held`), so that the
+/// server polls instead of sleeping on its request doorbell (the hang of
+/// the rpc-restart system on a loaded machine: the request had rung, the
+/// reply could not be reserved, the server slept for good).
+#[test]
+fn a_request_waiting_for_the_clients_acknowledgement_is_held_not_slept_on() {
+    let bus = common::Bus::new(4);
+    // The client's ends first, as when the client partition boots first.
+    let mut answers = bus.receiver::<rpc_server::Answer>("answer");
+    let mut asks = bus.sender::<rpc_server::Ask>("ask");
+    let mut server = rpc_server::Service::connect(Squarer, &bus).unwrap();
+    // The server acknowledged the request sender when it attached.
+    asks.try_send(&rpc_server::Ask::new(9)).unwrap();
+    let t = server.turn(0);
+    assert_eq!((t.handled, t.held), (0, 1), "the request waits for the reply channel's handshake");
+    assert_eq!(answers.try_recv().map(|a| a.square), Err(RingError::Empty), "the client's poll acknowledges the server");
+    let t = server.turn(1);
+    assert_eq!((t.handled, t.held), (1, 0));
+    assert_eq!(answers.try_recv().map(|a| (a.n, a.square)), Ok((9, 81)));
 }

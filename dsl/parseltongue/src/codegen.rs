@@ -619,6 +619,16 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                         // the requests in their ring (back-pressure), never drops a reply.
                         let mut out = match self.receive.#reply_field.port().reserve(#batch) {
                             Ok(out) => out,
+                            Err(::hallows_ring::RingError::Full) => {
+                                // Full, or the client has not yet acknowledged
+                                // this sender: it frees room without ringing us,
+                                // so `wait`/`ready` must not sleep on requests.
+                                if self.receive.#field.port().recv_batch(1).is_ok() {
+                                    self.held = true;
+                                    turn.held += 1;
+                                }
+                                return;
+                            }
                             Err(e) => return turn.note(e),
                         };
                         match self.receive.#field.port().recv_batch(out.len()) {
@@ -936,6 +946,27 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             quote!(calls: Calls { #(#call_inits,)* _endpoints: ::core::marker::PhantomData },),
         )
     };
+    // A route whose reply channel refused room holds its requests: the
+    // client frees room (or acknowledges a new server) without ringing, so
+    // the service must poll rather than sleep until the next turn serves them.
+    let (held_field, held_init, held_reset, held_wait, held_ready) = if m.routes.is_empty() {
+        (quote!(), quote!(), quote!(), quote!(), quote!(let held = false;))
+    } else {
+        (
+            quote! {
+                /// The last turn held requests back on a full or unacknowledged reply channel.
+                held: bool,
+            },
+            quote!(held: false,),
+            quote!(self.held = false;),
+            quote! {
+                if self.held {
+                    return;
+                }
+            },
+            quote!(let held = self.held;),
+        )
+    };
     let flush_fn = quote! {
         /// Rings the doorbell of every sending end that has messages
         /// committed since its last ring (on runtimes with doorbells;
@@ -955,14 +986,27 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 /// Completes once a receive channel's doorbell has rung since
                 /// the last wait (`notify = "doorbell"`; the task sleeps, the
                 /// core idles) or, with a poll channel among them, after one
-                /// yield. Then call [`turn`](Self::turn). It does not wait for
+                /// yield; after a turn that held requests back (`Turn::held`),
+                /// also after one yield. Then call [`turn`](Self::turn). It does not wait for
                 /// `Turn::wake_at` or frames: a service with those bounds its
                 /// wait with a timer. The future owns what it waits on (it
                 /// does not borrow the service), so a task can hold it across
                 /// other awaits and race it against a timer.
                 pub fn ready(&self) -> impl ::core::future::Future<Output = ()> + Send + 'static {
                     let mut rungs = [#(#rung_futures),*];
+                    #held_ready
+                    let mut yielded = false;
                     ::core::future::poll_fn(move |cx| {
+                        if held {
+                            // Requests wait on a reply channel's room: yield
+                            // once, then turn again.
+                            if yielded {
+                                return ::core::task::Poll::Ready(());
+                            }
+                            yielded = true;
+                            cx.waker().wake_by_ref();
+                            return ::core::task::Poll::Pending;
+                        }
                         let mut any = false;
                         for r in rungs.iter_mut() {
                             any |= ::core::future::Future::poll(::core::pin::Pin::new(r), cx).is_ready();
@@ -974,9 +1018,10 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                 /// Outside the executor: sleeps (`wfi`/`hlt`) until a receive
                 /// channel's doorbell has rung since the last wait, then
                 /// returns (call [`turn`](Self::turn)). With any poll-mode
-                /// receive channel it returns at once: there is nothing to
-                /// sleep on, the caller polls.
+                /// receive channel, or after a turn that held requests back
+                /// (`Turn::held`), it returns at once: the caller polls.
                 pub fn wait(&self) {
+                    #held_wait
                     let mut mask = 0u32;
                     for bit in [#(#doorbell_masks),*] {
                         match bit {
@@ -1070,6 +1115,12 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// The scheduler holds work back (batching) until this time: call
             /// `turn` again by then even if nothing arrives.
             pub wake_at: Option<u64>,
+            /// Routes whose requests wait in their ring because the reply
+            /// channel is full or its client has not yet acknowledged this
+            /// server (at start or after a restart). The client frees room
+            /// without ringing: call `turn` again soon (`wait` and `ready`
+            /// return at once meanwhile).
+            pub held: usize,
         }
 
         impl Turn {
@@ -1090,6 +1141,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// The send channels (also handed to every handler).
             pub send: Senders<H::Endpoints>,
             receive: Receivers<H::Endpoints>,
+            #held_field
             #calls_field
             #sched_fields
         }
@@ -1108,6 +1160,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
                     send: Senders { #(#send_inits,)* _endpoints: ::core::marker::PhantomData },
                     receive: Receivers { #(#recv_inits,)* _endpoints: ::core::marker::PhantomData },
                     #calls_init
+                    #held_init
                     handlers,
                     #sched_inits
                 })
@@ -1116,6 +1169,7 @@ pub fn generate(m: &Model, opts: &Options) -> TokenStream {
             /// Serves what is pending now and returns; never blocks or spins.
             /// `now` is the runtime's monotonic clock in nanoseconds.
             pub fn turn(&mut self, now: u64) -> Turn {
+                #held_reset
                 #commit_sends
             }
 

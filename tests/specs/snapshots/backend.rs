@@ -414,6 +414,12 @@ pub struct Turn {
     /// The scheduler holds work back (batching) until this time: call
     /// `turn` again by then even if nothing arrives.
     pub wake_at: Option<u64>,
+    /// Routes whose requests wait in their ring because the reply
+    /// channel is full or its client has not yet acknowledged this
+    /// server (at start or after a restart). The client frees room
+    /// without ringing: call `turn` again soon (`wait` and `ready`
+    /// return at once meanwhile).
+    pub held: usize,
 }
 impl Turn {
     #[inline(always)]

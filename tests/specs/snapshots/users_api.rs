@@ -356,6 +356,12 @@ pub struct Turn {
     /// The scheduler holds work back (batching) until this time: call
     /// `turn` again by then even if nothing arrives.
     pub wake_at: Option<u64>,
+    /// Routes whose requests wait in their ring because the reply
+    /// channel is full or its client has not yet acknowledged this
+    /// server (at start or after a restart). The client frees room
+    /// without ringing: call `turn` again soon (`wait` and `ready`
+    /// return at once meanwhile).
+    pub held: usize,
 }
 impl Turn {
     #[inline(always)]
@@ -374,6 +380,8 @@ pub struct Service<H: Handlers> {
     /// The send channels (also handed to every handler).
     pub send: Senders<H::Endpoints>,
     receive: Receivers<H::Endpoints>,
+    /// The last turn held requests back on a full or unacknowledged reply channel.
+    held: bool,
     scheduler: Policy,
     queued: [bool; 1],
 }
@@ -426,6 +434,7 @@ impl<H: Handlers> Service<H> {
                 user: __channel_user,
                 _endpoints: ::core::marker::PhantomData,
             },
+            held: false,
             handlers,
             scheduler: Policy::new(scheduler_config()).map_err(ConnectError::Scheduler)?,
             queued: [false; 1],
@@ -434,6 +443,7 @@ impl<H: Handlers> Service<H> {
     /// Serves what is pending now and returns; never blocks or spins.
     /// `now` is the runtime's monotonic clock in nanoseconds.
     pub fn turn(&mut self, now: u64) -> Turn {
+        self.held = false;
         let turn = self.serve(now);
         self.flush();
         turn
@@ -509,6 +519,13 @@ impl<H: Handlers> Service<H> {
     fn serve_get_user(&mut self, turn: &mut Turn) {
         let mut out = match self.receive.user.port().reserve(8) {
             Ok(out) => out,
+            Err(::hallows_ring::RingError::Full) => {
+                if self.receive.get_user.port().recv_batch(1).is_ok() {
+                    self.held = true;
+                    turn.held += 1;
+                }
+                return;
+            }
             Err(e) => return turn.note(e),
         };
         match self.receive.get_user.port().recv_batch(out.len()) {
