@@ -100,6 +100,108 @@ pub struct Service {
     pub frame_handler: Option<Ident>,
     pub scheduler: Option<Block>,
     pub budget: Option<Block>,
+    /// Basilisk's web declarations (HTTP routes, resources, JSON types).
+    pub web: WebDecls,
+}
+
+/// Basilisk's web declarations, as written.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct WebDecls {
+    /// `json_struct NAME { field ... }`: a typed, validated JSON body.
+    pub structs: Vec<JsonStruct>,
+    /// `resource NAME at "/path" { field ...; page_size N; }`.
+    pub resources: Vec<Resource>,
+    /// `http_route METHOD "/path/{param}" handled_by NAME [accepts TYPE];`
+    pub routes: Vec<HttpRoute>,
+    /// `authentication bearer;` (its span).
+    pub auth: Option<Span>,
+    /// `rate_limit { requests = N; per = DURATION; burst = N; clients = N; }`.
+    pub rate_limit: Option<Block>,
+}
+
+impl WebDecls {
+    /// The first declaration's span, if any.
+    pub fn first_span(&self) -> Option<Span> {
+        let s = self.structs.iter().map(|d| d.name.span.clone());
+        let r = self.resources.iter().map(|d| d.name.span.clone());
+        let h = self.routes.iter().map(|d| d.method.span.clone());
+        let a = self.auth.iter().cloned().chain(self.rate_limit.iter().map(|b| b.keyword_span.clone()));
+        s.chain(r).chain(h).chain(a).min_by_key(|s| s.start)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonStruct {
+    pub name: Ident,
+    pub fields: Vec<JsonField>,
+}
+
+/// `field NAME: TYPE { RULE; ... }` (the block is optional).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JsonField {
+    pub name: Ident,
+    pub ty: Ident,
+    pub rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub kind: RuleKind,
+    /// The rule's keyword.
+    pub span: Span,
+    /// Its argument (the keyword's span when it has none).
+    pub arg_span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RuleKind {
+    Required,
+    MinLength(u128),
+    MaxLength(u128),
+    Min(u128),
+    Max(u128),
+    Pattern(String),
+    OneOf(Vec<String>),
+    Default(Literal),
+}
+
+impl RuleKind {
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            RuleKind::Required => "required",
+            RuleKind::MinLength(_) => "min_length",
+            RuleKind::MaxLength(_) => "max_length",
+            RuleKind::Min(_) => "min",
+            RuleKind::Max(_) => "max",
+            RuleKind::Pattern(_) => "pattern",
+            RuleKind::OneOf(_) => "one_of",
+            RuleKind::Default(_) => "default",
+        }
+    }
+}
+
+/// A `default` value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Literal {
+    Bool(bool),
+    Int(u128),
+    Str(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resource {
+    pub name: Ident,
+    pub path: (String, Span),
+    pub fields: Vec<JsonField>,
+    pub page_size: Option<(u128, Span)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HttpRoute {
+    pub method: Ident,
+    pub path: (String, Span),
+    pub handler: Ident,
+    pub accepts: Option<Ident>,
 }
 
 impl Default for Ident {

@@ -34,7 +34,7 @@ fn lit_usize(v: u64) -> Literal {
     Literal::usize_unsuffixed(v as usize)
 }
 
-fn rust_ident(name: &str) -> proc_macro2::Ident {
+pub(crate) fn rust_ident(name: &str) -> proc_macro2::Ident {
     let n = name.replace('-', "_");
     if syn::parse_str::<syn::Ident>(&n).is_ok() {
         format_ident!("{}", n)
@@ -441,6 +441,12 @@ fn task_class_tokens(c: TaskClass) -> TokenStream {
 
 /// Generates the Rust module body for a checked spec.
 pub fn generate(m: &Model, opts: &Options) -> TokenStream {
+    let web = m.web.as_ref().map_or_else(TokenStream::new, crate::web::generate);
+    let service = generate_service(m, opts);
+    quote!(#service #web)
+}
+
+fn generate_service(m: &Model, opts: &Options) -> TokenStream {
     let types = message_types(m);
     let batch = lit_usize(m.budget.messages_per_turn as u64);
     let cores = lit_usize(m.budget.cores as u64);

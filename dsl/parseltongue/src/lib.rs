@@ -20,6 +20,7 @@ pub mod lexer;
 pub mod manifest;
 pub mod model;
 pub mod parser;
+pub mod web;
 
 use std::path::{Path, PathBuf};
 

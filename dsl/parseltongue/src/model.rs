@@ -233,6 +233,8 @@ pub struct Model {
     pub frame_handler: Option<String>,
     pub scheduler: Option<Scheduler>,
     pub budget: Budget,
+    /// Basilisk's web layer, when the spec declares one.
+    pub web: Option<crate::web::Web>,
 }
 
 impl Model {
@@ -487,6 +489,7 @@ impl Checker {
             frame_handler: s.frame_handler.as_ref().map(|h| h.name.clone()),
             scheduler: None,
             budget: Budget { cores: 1, cores_span: None, ram: None, messages_per_turn: 16, handler_time: None },
+            web: None,
         };
         for i in 0..s.structs.len() {
             self.layout(i, s, &resolved, &mut structs, &mut state, &mut model);
@@ -507,6 +510,8 @@ impl Checker {
         self.scheduler_and_budget(s, &mut model);
         self.channels(s, extension, &mut model);
         self.extensions(&spec, &model);
+        let message_types: Vec<&str> = s.structs.iter().map(|d| d.name.name.as_str()).chain(s.enums.iter().map(|d| d.name.name.as_str())).collect();
+        model.web = crate::web::check(&s.web, extension == Some(Extension::Basilisk), &message_types, &mut self.errors);
         model
     }
 

@@ -13,6 +13,9 @@ use crate::ast::*;
 use crate::diag::{did_you_mean, Diag};
 use crate::lexer::{lex, Tok, Token};
 
+mod web;
+pub use web::{MAX_FIELDS, WEB_DECLARATIONS};
+
 /// Every keyword; none can be used as a name.
 pub const KEYWORDS: &[&str] = &[
     "parseltongue_version", "use_extension", "service", "message_struct", "message_enum", "field",
@@ -243,7 +246,7 @@ impl Parser {
                 return Err(self.expected(&exp, "in the service body"));
             };
             match w.as_str() {
-                "receive_channel" | "send_channel" | "input_channel" | "route" | "call" | "frame_handler" | "scheduler_class" | "budget" if library => {
+                "receive_channel" | "send_channel" | "input_channel" | "route" | "call" | "frame_handler" | "scheduler_class" | "budget" | "json_struct" | "resource" | "http_route" | "authentication" | "rate_limit" if library => {
                     return Err(Diag::new(t.span.clone(), format!("a message_library declares only `message_struct` and `message_enum`, not `{w}`"))
                         .with_label("not a message type")
                         .with_help("declare channels, routes, schedulers and budgets in the service that imports the library"));
@@ -272,6 +275,10 @@ impl Parser {
                 "call" => {
                     self.bump();
                     s.calls.push(self.call_decl()?);
+                }
+                w if WEB_DECLARATIONS.contains(&w) => {
+                    let w = w.to_owned();
+                    self.web_decl(&w, &mut s)?;
                 }
                 "frame_handler" => {
                     self.bump();

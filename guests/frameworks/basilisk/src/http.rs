@@ -151,7 +151,16 @@ pub fn query_param<'a>(query: &'a str, name: &str) -> Option<Cow<'a, str>> {
 /// Decodes `%XX` escapes and `+` (as a space); `None` for a bad escape or
 /// bytes that are not UTF-8.
 pub fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
-    if !s.bytes().any(|b| b == b'%' || b == b'+') {
+    decode(s, true)
+}
+
+/// Decodes `%XX` escapes of a path segment (`+` is itself there).
+pub fn percent_decode_path(s: &str) -> Option<Cow<'_, str>> {
+    decode(s, false)
+}
+
+fn decode(s: &str, plus_is_space: bool) -> Option<Cow<'_, str>> {
+    if !s.bytes().any(|b| b == b'%' || (plus_is_space && b == b'+')) {
         return Some(Cow::Borrowed(s));
     }
     let b = s.as_bytes();
@@ -170,7 +179,7 @@ pub fn percent_decode(s: &str) -> Option<Cow<'_, str>> {
                 out.push((h * 16 + l) as u8);
                 i += 3;
             }
-            b'+' => {
+            b'+' if plus_is_space => {
                 out.push(b' ');
                 i += 1;
             }
@@ -199,6 +208,7 @@ mod tests {
         assert_eq!(query_param("", "q"), None);
         assert_eq!(percent_decode("%C3%A9").as_deref(), Some("é"));
         assert_eq!(percent_decode("%FF"), None);
+        assert_eq!(percent_decode_path("a+b%20c").as_deref(), Some("a+b c"));
         assert_eq!(
             Response::error(404, "no \"x\"").body,
             b"{\"error\":\"no \\\"x\\\"\"}"

@@ -20,14 +20,26 @@ use crate::Response;
 /// The failing fields of one request, in declaration order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FieldErrors {
-    pub fields: Vec<(&'static str, String)>,
+    pub fields: Vec<(String, String)>,
 }
+
+/// At most this many fields are named in one 422 (a body of a thousand
+/// unknown keys gets a bounded answer).
+pub const MAX_NAMED: usize = 32;
 
 impl FieldErrors {
     /// Records that `field` failed with `message` (its first failure only).
-    pub fn add(&mut self, field: &'static str, message: String) {
-        if !self.fields.iter().any(|(f, _)| *f == field) {
-            self.fields.push((field, message));
+    pub fn add(&mut self, field: &str, message: String) {
+        if self.fields.len() < MAX_NAMED && !self.fields.iter().any(|(f, _)| f == field) {
+            self.fields.push((field.to_owned(), message));
+        }
+    }
+
+    /// Records every key left in `map` (after the declared fields were
+    /// taken) as not a field of `what`.
+    pub fn unknown(&mut self, map: &Map<String, Value>, what: &str) {
+        for k in map.keys() {
+            self.add(k, format!("is not a field of {what}"));
         }
     }
 
@@ -166,11 +178,11 @@ pub fn check_range(
 pub fn check_pattern(
     value: &str,
     field: &'static str,
-    pattern: &Pattern,
+    pattern: Option<&Pattern>,
     source: &str,
     errors: &mut FieldErrors,
 ) {
-    if !pattern.matches(value) {
+    if !pattern.is_some_and(|p| p.matches(value)) {
         errors.add(field, format!("must match {source}"));
     }
 }
@@ -187,6 +199,35 @@ pub fn check_one_of(value: &str, field: &'static str, allowed: &[&str], errors: 
         }
         errors.add(field, format!("must be one of {list}"));
     }
+}
+
+/// Appends an integer.
+pub fn push_int(out: &mut Vec<u8>, v: i128) {
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    let mut n = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    out.extend_from_slice(&buf[i..]);
+}
+
+/// Appends `"name":` (after a comma unless `first`).
+pub fn push_key(out: &mut Vec<u8>, name: &str, first: bool) {
+    if !first {
+        out.push(b',');
+    }
+    push_str(out, name);
+    out.push(b':');
 }
 
 /// Appends `s` as a JSON string literal.
@@ -234,6 +275,15 @@ mod tests {
         );
         assert_eq!(parse_object(b"[1]").unwrap_err().status, 400);
         assert_eq!(parse_object(b"{").unwrap_err().status, 400);
+    }
+
+    #[test]
+    fn integers() {
+        for v in [0i128, 7, -7, 255, i64::MIN as i128, u64::MAX as i128] {
+            let mut o = Vec::new();
+            push_int(&mut o, v);
+            assert_eq!(core::str::from_utf8(&o).unwrap(), alloc::format!("{v}"));
+        }
     }
 
     #[test]

@@ -8,6 +8,9 @@
 //!
 //! * [`Request`] / [`Response`]: what the HTTP engine hands over and gets
 //!   back (method, path, query, body; status, JSON body, a few headers);
+//! * [`rest`]: the REST actions of a resource (index with pagination,
+//!   create, show, replace, update, destroy) for any [`rest::Record`], and
+//!   the path matching helpers the router uses;
 //! * [`json`]: field extraction that names every failing field (422);
 //! * [`pattern`]: the `pattern` validation, linear-time;
 //! * [`limit::RateLimiter`]: per-client token buckets in a fixed table;
@@ -25,12 +28,18 @@ extern crate alloc;
 pub mod auth;
 pub mod json;
 pub mod limit;
-pub mod pattern;
+/// The `pattern` validation (its own crate, shared with the Parseltongue
+/// compiler, which checks patterns when the spec is compiled).
+pub use hallows_pattern as pattern;
+pub mod rest;
 pub mod stats;
 pub mod store;
 
 mod http;
-pub use http::{percent_decode, query_param, Method, Request, Response};
+pub use http::{percent_decode, percent_decode_path, query_param, Method, Request, Response};
+
+/// A value built on first use (the generated code's compiled patterns).
+pub use spin::Lazy;
 
 /// `serde`, for the generated `Serialize` impls.
 pub use serde;

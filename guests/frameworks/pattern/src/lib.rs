@@ -18,6 +18,11 @@
 //! can start, so a value of n characters costs O(atoms × n) steps whatever
 //! the pattern.
 
+#![no_std]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
 use alloc::vec;
 use alloc::vec::Vec;
 
