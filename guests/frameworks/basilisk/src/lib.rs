@@ -17,7 +17,9 @@
 //! * [`auth::Tokens`]: bearer tokens, compared in constant time;
 //! * [`store::Store`]: where resources live (the store partition over its
 //!   channel front in a guest, [`store::MemStore`] on the host);
-//! * [`stats::RouteStats`]: per-route request counts and timings.
+//! * [`stats::RouteStats`]: per-route request counts and timings;
+//! * [`lock::Lock`]: the async lock connection tasks share the application
+//!   through.
 //!
 //! docs/basilisk.md is the guide.
 #![no_std]
@@ -28,6 +30,7 @@ extern crate alloc;
 pub mod auth;
 pub mod json;
 pub mod limit;
+pub mod lock;
 /// The `pattern` validation (its own crate, shared with the Parseltongue
 /// compiler, which checks patterns when the spec is compiled).
 pub use hallows_pattern as pattern;
