@@ -6,7 +6,7 @@ use hallows_basilisk::store::{MemStore, Store, StoreError};
 use hallows_basilisk::{block_on, Method, Request, Response};
 
 mod todo {
-    parseltongue_macros::include_spec!("../../tests/specs/valid/todo_api.pt");
+    parseltongue_macros::include_spec!("../../guests/services/todo/todo.pt");
 }
 use todo::web::{App, Rename, Routes, Todo, ROUTES};
 
@@ -19,9 +19,6 @@ struct Handlers {
 impl<S: Store> Routes<S> for Handlers {
     async fn health(&mut self, _store: &mut S, _req: &Request<'_>) -> Response {
         Response::json(200, b"{\"ok\":true}".to_vec())
-    }
-    async fn stats(&mut self, _store: &mut S, _req: &Request<'_>) -> Response {
-        Response::json(200, format!("{{\"renamed\":{}}}", self.renamed).into_bytes())
     }
     async fn rename(&mut self, store: &mut S, _req: &Request<'_>, id: u64, body: Rename) -> Response {
         let key = hallows_basilisk::rest::key("todo", id);
@@ -157,7 +154,7 @@ fn routes_methods_tokens_and_limits() {
     assert_eq!(c.call("POST", "/todos/1/rename", r#"{"title":"b"}"#).body["title"], "b");
     assert_eq!(c.call("POST", "/todos/1/rename", r#"{"title":""}"#).body["fields"]["title"], "must be at least 1 characters long");
     assert_eq!(c.call("POST", "/todos/1/rename", r#"{"name":"b"}"#).body["fields"]["name"], "is not a field of Rename");
-    assert_eq!(c.call("GET", "/stats", "").body["renamed"], 1);
+    assert_eq!(c.app.routes.renamed, 1);
     // Tokens.
     c.token = None;
     let u = c.call("GET", "/todos", "");
@@ -170,6 +167,11 @@ fn routes_methods_tokens_and_limits() {
     assert_eq!((c.app.stats[i].requests, c.app.stats[i].errors), (3, 2));
     let i = ROUTES.iter().position(|r| *r == "GET /todos").unwrap();
     assert_eq!(c.app.stats[i].requests, 1);
+    let s = c.call("GET", "/_stats", "");
+    let routes = s.body["routes"].as_array().unwrap();
+    assert_eq!(routes.len(), ROUTES.len());
+    assert_eq!(routes[i]["route"], "GET /todos");
+    assert_eq!(routes[i]["requests"], 1);
     // Rate limit: a burst of 200, then 1 per ms; this client sends 1000 at
     // one instant, another client is not affected.
     let mut refused = 0;

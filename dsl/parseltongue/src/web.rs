@@ -113,6 +113,8 @@ pub struct Web {
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 /// Names the generated `web` module defines.
 const RESERVED: &[&str] = &["App", "Routes", "ROUTES"];
+/// Paths the generated router answers itself.
+const BUILT_IN: &[&str] = &["/_stats"];
 
 fn snake(n: &str) -> bool {
     n.starts_with(|c: char| c.is_ascii_lowercase()) && n.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
@@ -200,6 +202,9 @@ pub fn check(d: &WebDecls, basilisk: bool, message_types: &[&str], errors: &mut 
                 .suggest(&method, METHODS.iter().copied()));
         }
         let segments = route_segments(&h.path, errors);
+        if BUILT_IN.contains(&h.path.0.as_str()) {
+            errors.push(Diag::new(h.path.1.clone(), format!("\"{}\" is answered by the framework (per-route statistics)", h.path.0)).with_help("choose another path"));
+        }
         if !snake(&h.handler.name) {
             errors.push(Diag::new(h.handler.span.clone(), format!("handler name `{}` must be snake_case", h.handler.name)).with_label("not snake_case"));
         }
@@ -852,6 +857,8 @@ pub fn generate(w: &Web) -> TokenStream {
                 pub stats: [#b::stats::RouteStats; #nroutes],
                 /// The route the last request took (index into [`ROUTES`]).
                 pub last: ::core::option::Option<usize>,
+                /// How long the last request took (ns).
+                pub last_ns: u64,
             }
 
             impl<R> App<R> {
@@ -859,7 +866,7 @@ pub fn generate(w: &Web) -> TokenStream {
                 pub const AUTHENTICATION: bool = #auth;
 
                 pub fn new(routes: R, tokens: #b::auth::Tokens) -> Self {
-                    App { routes, tokens, limiter: #limiter_init, stats: [#b::stats::RouteStats::new(); #nroutes], last: ::core::option::Option::None }
+                    App { routes, tokens, limiter: #limiter_init, stats: [#b::stats::RouteStats::new(); #nroutes], last: ::core::option::Option::None, last_ns: 0 }
                 }
 
                 /// Answers `req`: rate limit (429), token (401), route (404,
@@ -872,9 +879,10 @@ pub fn generate(w: &Web) -> TokenStream {
                     let start = clock();
                     self.last = ::core::option::Option::None;
                     let resp = self.dispatch(req, store, start).await;
+                    self.last_ns = clock().saturating_sub(start);
                     if let ::core::option::Option::Some(i) = self.last {
                         if let ::core::option::Option::Some(s) = self.stats.get_mut(i) {
-                            s.record(resp.status, clock().saturating_sub(start));
+                            s.record(resp.status, self.last_ns);
                         }
                     }
                     resp
@@ -897,6 +905,9 @@ pub fn generate(w: &Web) -> TokenStream {
                         return #b::Response::error(404, "no such route");
                     };
                     let method = if req.method == #b::Method::Head { #b::Method::Get } else { req.method };
+                    if n == 1 && segs[0] == "_stats" && method == #b::Method::Get {
+                        return #b::stats::stats_response(&ROUTES, &self.stats);
+                    }
                     #(#arms)*
                     #b::Response::error(404, "no such route")
                 }

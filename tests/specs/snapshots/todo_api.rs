@@ -516,12 +516,6 @@ pub mod web {
             store: &mut S,
             req: &::hallows_basilisk::Request<'_>,
         ) -> ::hallows_basilisk::Response;
-        /// `GET /stats`
-        async fn stats(
-            &mut self,
-            store: &mut S,
-            req: &::hallows_basilisk::Request<'_>,
-        ) -> ::hallows_basilisk::Response;
         /// `POST /todos/{id: u64}/rename`
         async fn rename(
             &mut self,
@@ -539,7 +533,7 @@ pub mod web {
         ) -> ::hallows_basilisk::Response;
     }
     /// Every route, `METHOD /path`, in the order of [`App::stats`].
-    pub const ROUTES: [&str; 10] = [
+    pub const ROUTES: [&str; 9] = [
         "GET /todos",
         "POST /todos",
         "GET /todos/{u64}",
@@ -547,7 +541,6 @@ pub mod web {
         "PATCH /todos/{u64}",
         "DELETE /todos/{u64}",
         "GET /health",
-        "GET /stats",
         "POST /todos/{u64}/rename",
         "GET /tags/{string}",
     ];
@@ -558,9 +551,11 @@ pub mod web {
         pub tokens: ::hallows_basilisk::auth::Tokens,
         pub limiter: ::core::option::Option<::hallows_basilisk::limit::RateLimiter>,
         /// Per route, as [`ROUTES`].
-        pub stats: [::hallows_basilisk::stats::RouteStats; 10],
+        pub stats: [::hallows_basilisk::stats::RouteStats; 9],
         /// The route the last request took (index into [`ROUTES`]).
         pub last: ::core::option::Option<usize>,
+        /// How long the last request took (ns).
+        pub last_ns: u64,
     }
     impl<R> App<R> {
         /// Whether the spec asks for bearer tokens.
@@ -577,8 +572,9 @@ pub mod web {
                         1024usize,
                     ),
                 ),
-                stats: [::hallows_basilisk::stats::RouteStats::new(); 10],
+                stats: [::hallows_basilisk::stats::RouteStats::new(); 9],
                 last: ::core::option::Option::None,
+                last_ns: 0,
             }
         }
         /// Answers `req`: rate limit (429), token (401), route (404,
@@ -596,9 +592,10 @@ pub mod web {
             let start = clock();
             self.last = ::core::option::Option::None;
             let resp = self.dispatch(req, store, start).await;
+            self.last_ns = clock().saturating_sub(start);
             if let ::core::option::Option::Some(i) = self.last {
                 if let ::core::option::Option::Some(s) = self.stats.get_mut(i) {
-                    s.record(resp.status, clock().saturating_sub(start));
+                    s.record(resp.status, self.last_ns);
                 }
             }
             resp
@@ -631,6 +628,10 @@ pub mod web {
             } else {
                 req.method
             };
+            if n == 1 && segs[0] == "_stats" && method == ::hallows_basilisk::Method::Get
+            {
+                return ::hallows_basilisk::stats::stats_response(&ROUTES, &self.stats);
+            }
             if n == 1 && segs[0] == "todos" {
                 return match method {
                     ::hallows_basilisk::Method::Get => {
@@ -657,21 +658,6 @@ pub mod web {
                     ::hallows_basilisk::Method::Get => {
                         self.last = ::core::option::Option::Some(6);
                         self.routes.health(store, req).await
-                    }
-                    _ => {
-                        ::hallows_basilisk::Response::error(405, "method not allowed")
-                            .with_header(
-                                "Allow",
-                                alloc::string::String::from("GET, HEAD"),
-                            )
-                    }
-                };
-            }
-            if n == 1 && segs[0] == "stats" {
-                return match method {
-                    ::hallows_basilisk::Method::Get => {
-                        self.last = ::core::option::Option::Some(7);
-                        self.routes.stats(store, req).await
                     }
                     _ => {
                         ::hallows_basilisk::Response::error(405, "method not allowed")
@@ -730,7 +716,7 @@ pub mod web {
                 ) {
                     return match method {
                         ::hallows_basilisk::Method::Post => {
-                            self.last = ::core::option::Option::Some(8);
+                            self.last = ::core::option::Option::Some(7);
                             self.routes
                                 .rename(
                                     store,
@@ -759,7 +745,7 @@ pub mod web {
                 ) {
                     return match method {
                         ::hallows_basilisk::Method::Get => {
-                            self.last = ::core::option::Option::Some(9);
+                            self.last = ::core::option::Option::Some(8);
                             self.routes.by_tag(store, req, p0).await
                         }
                         _ => {

@@ -36,6 +36,26 @@ impl RouteStats {
     }
 }
 
+/// `GET /_stats`: `{"routes":[{"route":"GET /todos","requests":3,"errors":0,"mean_us":12,"max_us":30},...]}`.
+pub fn stats_response(names: &[&str], stats: &[RouteStats]) -> crate::Response {
+    let mut out = alloc::vec::Vec::with_capacity(64 * names.len() + 16);
+    out.extend_from_slice(b"{\"routes\":[");
+    for (i, (n, s)) in names.iter().zip(stats).enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b"{\"route\":");
+        crate::json::push_str(&mut out, n);
+        for (k, v) in [("requests", s.requests), ("errors", s.errors), ("mean_us", s.mean_ns() / 1000), ("max_us", s.max_ns / 1000)] {
+            crate::json::push_key(&mut out, k, false);
+            crate::json::push_int(&mut out, v.into());
+        }
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    crate::Response::json(200, out)
+}
+
 /// `GET /todos/3 200 41us`: the request log's line (no client data beyond
 /// method and path, which are truncated at 100 bytes and cleaned of control
 /// characters so a client cannot forge log lines).

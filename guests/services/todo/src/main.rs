@@ -1,0 +1,169 @@
+//! The Basilisk demo: a todo-list REST API.
+//!
+//! `todo.pt` declares the API (a `todo` resource with validations, a
+//! `Rename` body, three hand-written routes, bearer tokens, a rate limit);
+//! this file is the rest: the three handlers, and the shell that serves
+//! the generated application over HTTP/1.1 (`hallows-http`) on the
+//! partition's NIC, its records in the store partition over the
+//! "kv-requests"/"kv-replies" channels.
+//!
+//! Boot arguments: `tokens=a,b` (the accepted bearer tokens; none: every
+//! request is 401), `quit` (test endpoint: `POST /quit` with a valid token
+//! answers, then the guest prints its route statistics and exits 0),
+//! `log` (a request log line per request). The port is the manifest's
+//! first `listen` port (else 80).
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+use core::time::Duration;
+
+use hallows_basilisk::auth::Tokens;
+use hallows_basilisk::lock::Lock;
+use hallows_basilisk::store::{KvStore, Store};
+use hallows_basilisk::{rest, Request, Response};
+use hallows_net::TcpListener;
+use hallows_rt::task::spawn;
+use hallows_rt::{println, time, Boot};
+
+hallows_rt::entry!(main);
+
+#[allow(dead_code, clippy::all, unused_imports, unused_variables)]
+mod spec {
+    include!(concat!(env!("OUT_DIR"), "/todo.rs"));
+}
+use spec::web::{App, Rename, Routes, Todo, ROUTES};
+
+mod http;
+
+fn main(boot: &Boot) -> u64 {
+    let b = boot.clone();
+    hallows_rt::task::run(boot, serve(b))
+}
+
+/// The hand-written routes of `todo.pt`.
+#[derive(Default)]
+struct Handlers;
+
+impl<S: Store> Routes<S> for Handlers {
+    async fn health(&mut self, _store: &mut S, _req: &Request<'_>) -> Response {
+        Response::json(200, b"{\"ok\":true}".to_vec())
+    }
+
+    /// A one-field PATCH through the resource's own validation.
+    async fn rename(&mut self, store: &mut S, _req: &Request<'_>, id: u64, body: Rename) -> Response {
+        let mut patch = Vec::new();
+        body.to_json(&mut patch);
+        rest::update::<Todo, S>(store, id, &patch, true).await
+    }
+
+    /// The first 255 todos with this tag.
+    async fn by_tag(&mut self, store: &mut S, _req: &Request<'_>, tag: String) -> Response {
+        let page = match store.scan(b"todo/", None, 255).await {
+            Ok(p) => p,
+            Err(e) => return e.response(),
+        };
+        let mut out = Vec::from(&b"{\"data\":["[..]);
+        let mut first = true;
+        for (_, v) in &page.entries {
+            let tagged = hallows_basilisk::serde_json::from_slice::<hallows_basilisk::serde_json::Value>(v)
+                .is_ok_and(|t| t.get("tag").and_then(|t| t.as_str()) == Some(tag.as_str()));
+            if tagged {
+                if !first {
+                    out.push(b',');
+                }
+                first = false;
+                out.extend_from_slice(v);
+            }
+        }
+        out.extend_from_slice(b"]}");
+        Response::json(200, out)
+    }
+}
+
+/// What the connection tasks share.
+pub struct Shared {
+    app: App<Handlers>,
+    store: KvStore,
+    log: bool,
+}
+
+impl Shared {
+    /// Answers one request (the lock is held for its whole handling: the
+    /// store client serves one request at a time anyway).
+    pub async fn answer(shared: &Lock<Shared>, req: &Request<'_>) -> Response {
+        let mut g = shared.lock().await;
+        let s = &mut *g;
+        let resp = s.app.handle(req, &mut s.store, time::now_nanos).await;
+        if s.log {
+            println!("{}", hallows_basilisk::stats::log_line(req.method.as_str(), req.path, resp.status, s.app.last_ns));
+        }
+        resp
+    }
+}
+
+/// Set by `POST /quit` (boot argument `quit`).
+pub static QUIT: AtomicBool = AtomicBool::new(false);
+
+async fn serve(boot: Boot) -> u64 {
+    let cfg = match hallows_net::init(&boot) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("todo: net init failed: {e}");
+            return 1;
+        }
+    };
+    let net = &boot.info().net;
+    let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 80 };
+    let mut kv = match hallows_kv::client::connect(&boot) {
+        Ok(kv) => kv,
+        Err(e) => {
+            println!("todo: cannot open the store's channels: {e}");
+            return 1;
+        }
+    };
+    if let Err(e) = kv.wait_ready(Duration::from_secs(120)).await {
+        println!("todo: the store never attached its end: {e}");
+        return 1;
+    }
+    kv.set_timeout(Duration::from_secs(5));
+    let tokens = Tokens::parse(boot.arg("tokens").unwrap_or(""));
+    if tokens.is_empty() {
+        println!("todo: no tokens= boot argument: every request will be answered 401");
+    }
+    let shared = Arc::new(Lock::new(Shared { app: App::new(Handlers, tokens), store: KvStore { kv }, log: boot.has("log") }));
+    let Ok(mut listener) = TcpListener::bind(port) else {
+        println!("todo: cannot listen on port {port}");
+        return 1;
+    };
+    let quit_enabled = boot.has("quit");
+    println!("todo: ready on {}:{port} ({} routes)", cfg.address, ROUTES.len());
+    loop {
+        match hallows_net::with_timeout(Duration::from_millis(100), listener.accept()).await {
+            Ok(Ok(s)) => {
+                spawn(http::conn(s, shared.clone(), quit_enabled));
+            }
+            Ok(Err(_)) | Err(_) => {}
+        }
+        if QUIT.load(Ordering::Acquire) {
+            break;
+        }
+    }
+    // Let the last answers go out, then report.
+    time::sleep(Duration::from_millis(200)).await;
+    let g = shared.lock().await;
+    for (name, s) in ROUTES.iter().zip(g.app.stats.iter()) {
+        if s.requests > 0 {
+            println!("todo: route {name}: {} requests, {} errors, mean {} us, max {} us", s.requests, s.errors, s.mean_ns() / 1000, s.max_ns / 1000);
+        }
+    }
+    println!("todo: {}", hallows_net::stats());
+    println!("todo: bye");
+    0
+}
