@@ -9,7 +9,8 @@
 //!
 //! Boot arguments: `tokens=a,b` (the accepted bearer tokens; none: every
 //! request is 401), `quit` (test endpoint: `POST /quit` with a valid token
-//! answers, then the guest prints its route statistics and exits 0),
+//! answers, then the guest asks the store to shut down, prints its route
+//! statistics and exits 0),
 //! `log` (a request log line per request). The port is the manifest's
 //! first `listen` port (else 80).
 #![no_std]
@@ -145,11 +146,9 @@ async fn serve(boot: Boot) -> u64 {
     let quit_enabled = boot.has("quit");
     println!("todo: ready on {}:{port} ({} routes)", cfg.address, ROUTES.len());
     loop {
-        match hallows_net::with_timeout(Duration::from_millis(100), listener.accept()).await {
-            Ok(Ok(s)) => {
-                spawn(http::conn(s, shared.clone(), quit_enabled));
-            }
-            Ok(Err(_)) | Err(_) => {}
+        // Woken every 100 ms to notice POST /quit.
+        if let Ok(Ok(s)) = hallows_net::with_timeout(Duration::from_millis(100), listener.accept()).await {
+            spawn(http::conn(s, shared.clone(), quit_enabled));
         }
         if QUIT.load(Ordering::Acquire) {
             break;
@@ -157,7 +156,11 @@ async fn serve(boot: Boot) -> u64 {
     }
     // Let the last answers go out, then report.
     time::sleep(Duration::from_millis(200)).await;
-    let g = shared.lock().await;
+    let mut g = shared.lock().await;
+    // The store ends with us (it serves no one else in this system).
+    if let Err(e) = g.store.kv.shutdown().await {
+        println!("todo: the store refused to shut down: {e}");
+    }
     for (name, s) in ROUTES.iter().zip(g.app.stats.iter()) {
         if s.requests > 0 {
             println!("todo: route {name}: {} requests, {} errors, mean {} us, max {} us", s.requests, s.errors, s.mean_ns() / 1000, s.max_ns / 1000);

@@ -1,0 +1,179 @@
+//! The Basilisk demo (guests/services/todo) booted under QEMU with the
+//! store partition: curl drives the whole REST API from the host, wrk
+//! loads it, and POST /quit ends it with exit status 0.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hallows_tests::*;
+
+const TOKEN: &str = "Authorization: Bearer test-token";
+
+/// `curl` with the token (unless `auth` is false): status, headers, body.
+fn curl(port: u16, auth: bool, method: &str, path: &str, body: Option<&str>) -> (u16, String, String) {
+    let mut c = Command::new("curl");
+    c.args(["-s", "-S", "--max-time", "30", "-D", "-", "-X", method]);
+    if auth {
+        c.args(["-H", TOKEN]);
+    }
+    if let Some(b) = body {
+        c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    let out = c.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("curl (make deps installs it)");
+    assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, head.to_owned(), body.to_owned())
+}
+
+fn json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
+}
+
+fn wait_api(run: &mut Running, port: u16) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(240) {
+        if run.ended() {
+            let b = run.wait();
+            panic!("the machine ended before the API answered:\n{}", b.output);
+        }
+        let ok = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5", "-H", TOKEN])
+            .arg(format!("http://127.0.0.1:{port}/health"))
+            .output()
+            .is_ok_and(|o| o.stdout == b"200");
+        if ok {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let b = run.stop();
+    panic!("GET /health never answered 200:\n{}", b.output);
+}
+
+/// The system on the store disk `image`.
+fn start(image: &std::path::Path) -> (Running, u16) {
+    let img = image.to_path_buf();
+    let run = start_system_edited("todo", &[], &move |s| {
+        s.partitions.iter_mut().find(|p| p.name == "store").and_then(|p| p.disk.as_mut()).expect("the store has a disk").path = img.clone();
+    });
+    let port = run.host_port("todo", 8080);
+    (run, port)
+}
+
+/// POST /quit with the token; the system ends with status 0.
+fn quit(mut run: Running, port: u16) -> Boot {
+    let (s, _, _) = curl(port, true, "POST", "/quit", None);
+    assert_eq!(s, 200);
+    let b = run.wait();
+    b.assert_status(0);
+    assert!(b.output.contains("todo: bye"), "{}", b.output);
+    assert!(b.output.contains("store: shut down"), "{}", b.output);
+    b
+}
+
+#[test]
+fn the_todo_api_serves_curl_and_wrk_and_persists_in_the_store() {
+    let dir = root().join("target/hallows/tests/basilisk");
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("todo-store.img");
+    let _ = std::fs::remove_file(&image);
+    let (mut run, port) = start(&image);
+    wait_api(&mut run, port);
+
+    // Create: 201, the new record with its defaults, Location.
+    let (s, head, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"write the docs","tag":"work","due":"2026-12-24"}"#));
+    assert_eq!(s, 201, "{head}{body}");
+    assert!(head.contains("Location: /todos/1"), "{head}");
+    assert_eq!(json(&body), json(r#"{"id":1,"title":"write the docs","done":false,"priority":3,"tag":"work","due":"2026-12-24"}"#));
+    for i in 2..=25 {
+        let (s, _, body) = curl(port, true, "POST", "/todos", Some(&format!(r#"{{"title":"task {i}","priority":{}}}"#, 1 + i % 5)));
+        assert_eq!((s, json(&body)["id"].as_u64()), (201, Some(i)), "{body}");
+    }
+    // List with pagination: 20 per page (page_size), then the rest.
+    let (s, _, body) = curl(port, true, "GET", "/todos", None);
+    let page = json(&body);
+    assert_eq!((s, page["data"].as_array().unwrap().len(), page["next"].as_u64()), (200, 20, Some(20)), "{body}");
+    let (_, _, body) = curl(port, true, "GET", "/todos?after=20&limit=10", None);
+    let page = json(&body);
+    let ids: Vec<u64> = page["data"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!((ids, page["next"].is_null()), ((21..=25).collect(), true), "{body}");
+    // Show, replace, update, delete.
+    let (s, _, body) = curl(port, true, "GET", "/todos/5", None);
+    assert_eq!((s, json(&body)["title"].as_str()), (200, Some("task 5")));
+    let (s, _, body) = curl(port, true, "PUT", "/todos/5", Some(r#"{"title":"replaced","priority":5}"#));
+    assert_eq!((s, json(&body)["title"].as_str(), json(&body)["priority"].as_u64()), (200, Some("replaced"), Some(5)), "{body}");
+    let (s, _, body) = curl(port, true, "PATCH", "/todos/6", Some(r#"{"done":true}"#));
+    assert_eq!((s, json(&body)["done"].as_bool(), json(&body)["title"].as_str()), (200, Some(true), Some("task 6")), "{body}");
+    let (s, _, body) = curl(port, true, "DELETE", "/todos/7", None);
+    assert_eq!((s, body.as_str()), (204, ""));
+    let (s, _, body) = curl(port, true, "GET", "/todos/7", None);
+    assert_eq!((s, json(&body)["error"].as_str()), (404, Some("todo 7 not found")));
+    // The hand-written routes.
+    let (s, _, body) = curl(port, true, "POST", "/todos/1/rename", Some(r#"{"title":"docs, renamed"}"#));
+    assert_eq!((s, json(&body)["title"].as_str(), json(&body)["tag"].as_str()), (200, Some("docs, renamed"), Some("work")), "{body}");
+    let (s, _, body) = curl(port, true, "GET", "/tags/work", None);
+    assert_eq!((s, json(&body)["data"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    // Validation: 422 naming every failing field.
+    let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"","priority":9,"tag":"play","due":"soon","colour":"red"}"#));
+    let e = json(&body);
+    assert_eq!(s, 422, "{body}");
+    for f in ["title", "priority", "tag", "due", "colour"] {
+        assert!(e["fields"][f].is_string(), "{f} not named: {body}");
+    }
+    let (s, _, body) = curl(port, true, "POST", "/todos", Some("{not json"));
+    assert_eq!((s, json(&body)["error"].is_string()), (400, true));
+    // Unknown route, wrong method, oversized body, missing or wrong token.
+    let (s, _, body) = curl(port, true, "GET", "/nope", None);
+    assert_eq!((s, json(&body)["error"].as_str()), (404, Some("no such route")));
+    let (s, head, body) = curl(port, true, "DELETE", "/todos", None);
+    assert_eq!((s, json(&body)["error"].is_string()), (405, true));
+    assert!(head.contains("Allow: GET, POST, HEAD"), "{head}");
+    let big = format!(r#"{{"title":"{}"}}"#, "x".repeat(20_000));
+    let (s, _, body) = curl(port, true, "POST", "/todos", Some(&big));
+    assert_eq!((s, json(&body)["error"].is_string()), (413, true));
+    let (s, head, body) = curl(port, false, "GET", "/todos", None);
+    assert_eq!((s, json(&body)["error"].is_string()), (401, true));
+    assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+
+    // wrk: keep-alive GETs of one record; no socket error.
+    let out = Command::new("wrk")
+        .args(["-t1", "-c4", "-d3s", "--timeout", "10s", "-H", TOKEN])
+        .arg(format!("http://127.0.0.1:{port}/todos/3"))
+        .output()
+        .expect("wrk (make deps installs it)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("wrk against the todo API in QEMU:\n{text}");
+    assert!(out.status.success(), "{text}");
+    assert!(!text.contains("Socket errors"), "{text}");
+    let requests: u64 = text.lines().find_map(|l| l.trim().split_once(" requests in ")).and_then(|(n, _)| n.trim().parse().ok()).unwrap_or(0);
+    assert!(requests > 0, "{text}");
+    // 429 (the spec's rate limit) is the only error status allowed.
+    if let Some(l) = text.lines().find(|l| l.contains("Non-2xx")) {
+        eprintln!("{l} (the rate limit)");
+    }
+
+    // Statistics, then the end: POST /quit (with the token), exit status 0.
+    let (s, _, body) = curl(port, true, "GET", "/_stats", None);
+    let st = json(&body);
+    let post = st["routes"].as_array().unwrap().iter().find(|r| r["route"] == "POST /todos").unwrap().clone();
+    assert_eq!((s, post["requests"].as_u64(), post["errors"].as_u64()), (200, Some(27), Some(2)), "{body}");
+    let (s, _, _) = curl(port, false, "POST", "/quit", None);
+    assert_eq!(s, 401, "POST /quit needs the token too");
+    let b = quit(run, port);
+    assert!(b.output.contains("todo: route GET /todos/{u64}:"), "{}", b.output);
+
+    // Booted again on the same disk: every record is still there.
+    let (mut run, port) = start(&image);
+    wait_api(&mut run, port);
+    let (_, _, body) = curl(port, true, "GET", "/todos?limit=50", None);
+    let all = json(&body);
+    let ids: Vec<u64> = all["data"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
+    assert_eq!(ids, (1..=25).filter(|&i| i != 7).collect::<Vec<_>>(), "{body}");
+    assert_eq!(all["data"][0]["title"], "docs, renamed");
+    assert_eq!(all["data"][4]["title"], "replaced");
+    let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"after the reboot"}"#));
+    assert_eq!((s, json(&body)["id"].as_u64()), (201, Some(26)), "ids are never reused: {body}");
+    quit(run, port);
+}
