@@ -18,6 +18,9 @@ fn curl(port: u16, auth: bool, method: &str, path: &str, body: Option<&str>) -> 
     }
     if let Some(b) = body {
         c.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    } else if method == "POST" {
+        // Content-Length: 0 (a POST without a length is 411).
+        c.args(["--data-binary", ""]);
     }
     let out = c.arg(format!("http://127.0.0.1:{port}{path}")).output().expect("curl (make deps installs it)");
     assert!(out.status.success(), "curl {method} {path}: {}", String::from_utf8_lossy(&out.stderr));
@@ -25,6 +28,17 @@ fn curl(port: u16, auth: bool, method: &str, path: &str, body: Option<&str>) -> 
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
     let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
     (status, head.to_owned(), body.to_owned())
+}
+
+/// Sends `text` as is and reads until the server closes.
+fn raw_request(port: u16, text: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.write_all(text.as_bytes()).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn json(body: &str) -> serde_json::Value {
@@ -136,6 +150,16 @@ fn the_todo_api_serves_curl_and_wrk_and_persists_in_the_store() {
     let (s, head, body) = curl(port, false, "GET", "/todos", None);
     assert_eq!((s, json(&body)["error"].is_string()), (401, true));
     assert!(head.contains("WWW-Authenticate: Bearer"), "{head}");
+    // Chunked bodies are de-chunked by the engine; a POST without any
+    // length is 411.
+    let out = Command::new("curl")
+        .args(["-s", "-H", TOKEN, "-H", "Transfer-Encoding: chunked", "--data-binary", r#"{"title":"sent in chunks"}"#])
+        .arg(format!("http://127.0.0.1:{port}/todos"))
+        .output()
+        .unwrap();
+    assert_eq!(json(&String::from_utf8_lossy(&out.stdout))["title"], "sent in chunks");
+    let raw = raw_request(port, "POST /todos HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 411 Length Required\r\n"), "{raw}");
 
     // wrk: keep-alive GETs of one record; no socket error.
     let out = Command::new("wrk")
@@ -158,7 +182,7 @@ fn the_todo_api_serves_curl_and_wrk_and_persists_in_the_store() {
     let (s, _, body) = curl(port, true, "GET", "/_stats", None);
     let st = json(&body);
     let post = st["routes"].as_array().unwrap().iter().find(|r| r["route"] == "POST /todos").unwrap().clone();
-    assert_eq!((s, post["requests"].as_u64(), post["errors"].as_u64()), (200, Some(27), Some(2)), "{body}");
+    assert_eq!((s, post["requests"].as_u64(), post["errors"].as_u64()), (200, Some(28), Some(2)), "{body}");
     let (s, _, _) = curl(port, false, "POST", "/quit", None);
     assert_eq!(s, 401, "POST /quit needs the token too");
     let b = quit(run, port);
@@ -170,10 +194,10 @@ fn the_todo_api_serves_curl_and_wrk_and_persists_in_the_store() {
     let (_, _, body) = curl(port, true, "GET", "/todos?limit=50", None);
     let all = json(&body);
     let ids: Vec<u64> = all["data"].as_array().unwrap().iter().map(|t| t["id"].as_u64().unwrap()).collect();
-    assert_eq!(ids, (1..=25).filter(|&i| i != 7).collect::<Vec<_>>(), "{body}");
+    assert_eq!(ids, (1..=26).filter(|&i| i != 7).collect::<Vec<_>>(), "{body}");
     assert_eq!(all["data"][0]["title"], "docs, renamed");
     assert_eq!(all["data"][4]["title"], "replaced");
     let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"after the reboot"}"#));
-    assert_eq!((s, json(&body)["id"].as_u64()), (201, Some(26)), "ids are never reused: {body}");
+    assert_eq!((s, json(&body)["id"].as_u64()), (201, Some(27)), "ids are never reused: {body}");
     quit(run, port);
 }
