@@ -17,7 +17,7 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store soak crash-log bench-log
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log
 # The Python clients the log partition's tests drive (kafka-python).
 VENV = target/venv
 
@@ -51,6 +51,12 @@ deps:
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
 	HALLOWS_ARCH=$(HALLOWS_ARCH) HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run $(MANIFEST)
+
+# The Basilisk demo (docs/basilisk.md): the todo API on port 8080 of the
+# host, its records on the store partition's disk
+# (target/hallows/disks/todo/store.img, kept between runs).
+run-todo: deps
+	HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run vmm-config/examples/todo.toml
 
 build: deps
 	HALLOWS_ARCH=$(HALLOWS_ARCH) $(HALLOWS) build $(MANIFEST)
@@ -92,6 +98,15 @@ store-crash: deps
 # criterion): point reads, strict-durability writes, range scans.
 bench-store:
 	$(CARGO) bench -p hallows-store-bench --bench engines
+
+# Basilisk's HTTP stack against axum on the same routes and payloads
+# (docs/basilisk.md#benchmarks): instructions per request under callgrind,
+# then requests/s and latency under wrk over loopback.
+bench-http: deps
+	@command -v valgrind >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq --no-install-recommends valgrind; }
+	$(CARGO) build --release -p hallows-http-bench
+	guests/frameworks/http/bench/callgrind.sh
+	guests/frameworks/http/bench/wrk.sh
 
 # Loom model-checks the ring protocol; its own target directory keeps the
 # --cfg loom build from invalidating the normal one.
