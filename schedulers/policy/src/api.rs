@@ -83,6 +83,11 @@ pub struct Api<const N: usize> {
     fresh: Deque<Waiting, N>,
     demoted: Deque<Waiting, N>,
     cores: CoreTable<Running>,
+    /// The last pick was a demoted request that had waited `max_defer`:
+    /// the next goes to a fresh one if any waits. Without this, two or
+    /// more long requests whose turns exceed `max_defer` would always be
+    /// overdue and fresh requests would never run.
+    last_overdue: bool,
 }
 
 impl<const N: usize> Api<N> {
@@ -97,6 +102,7 @@ impl<const N: usize> Api<N> {
             fresh: Deque::new(),
             demoted: Deque::new(),
             cores: CoreTable::new(config.cores),
+            last_overdue: false,
         })
     }
 
@@ -137,10 +143,12 @@ impl<const N: usize> Scheduler for Api<N> {
     }
 
     fn pick_next(&mut self, core: CoreId, now: Nanos) -> Pick {
-        let overdue = self
-            .demoted
-            .front()
-            .is_some_and(|w| now - w.since >= self.config.max_defer);
+        let overdue = (self.fresh.is_empty() || !self.last_overdue)
+            && self
+                .demoted
+                .front()
+                .is_some_and(|w| now - w.since >= self.config.max_defer);
+        self.last_overdue = overdue;
         let next = if overdue {
             self.demoted.pop_front()
         } else {
@@ -377,6 +385,57 @@ mod tests {
         }
         // ...still lets the demoted request through once it waited max_defer.
         assert!(served[1]);
+    }
+
+    #[test]
+    fn fresh_requests_do_not_starve_behind_overdue_demoted_ones() {
+        // Long requests take turns in slices longer than max_defer, so the
+        // one waiting is always overdue when the other is preempted.
+        let cfg = ApiConfig {
+            quantum: 1_000_000,
+            demoted_quantum: 10_000_000,
+            max_defer: 1_000_000,
+            ..ApiConfig::new(1)
+        };
+        let mut s = Api::<8>::new(cfg).unwrap();
+        s.task_arrived(TaskId(1), TaskClass::Request, 0);
+        s.task_arrived(TaskId(2), TaskClass::Request, 0);
+        // Both long requests preempted once: they share the core in
+        // demoted turns.
+        assert_eq!(task(s.pick_next(0, 0)), TaskId(1));
+        assert_eq!(s.tick(0, TaskId(1), 1_000_000), Decision::Preempt);
+        assert_eq!(task(s.pick_next(0, 1_000_000)), TaskId(2));
+        assert_eq!(s.tick(0, TaskId(2), 11_000_000), Decision::Preempt);
+        assert_eq!(s.queued(), (0, 2));
+        let mut now = 11_000_000;
+        let mut running = task(s.pick_next(0, now));
+        let mut fresh_waited = 0;
+        for next_id in 3..53 {
+            // A short request arrives while a long one runs.
+            now += 3_000_000;
+            s.task_arrived(TaskId(next_id), TaskClass::Request, now);
+            assert_eq!(s.tick(0, running, now), Decision::Preempt);
+            // At most one overdue long request goes before it.
+            let mut picks = 0;
+            loop {
+                picks += 1;
+                let t = task(s.pick_next(0, now));
+                if t == TaskId(next_id) {
+                    now += 100_000;
+                    s.task_done(0, t, now);
+                    break;
+                }
+                assert!(
+                    picks < 2,
+                    "the short request waited behind {picks} long turns"
+                );
+                now += 1_000_000;
+                assert_eq!(s.tick(0, t, now), Decision::Preempt);
+            }
+            fresh_waited = fresh_waited.max(picks);
+            running = task(s.pick_next(0, now));
+        }
+        assert!(fresh_waited <= 2);
     }
 
     #[test]

@@ -1,0 +1,9 @@
+//! Links this guest with the runtime's `guest.ld` and compiles `sched.pt`.
+fn main() {
+    println!("cargo:rustc-link-arg-bins=-Tguest.ld");
+    let options = parseltongue::Options {
+        hallows_rt: true,
+        ..Default::default()
+    };
+    parseltongue::build::compile_with("sched.pt", &options);
+}
