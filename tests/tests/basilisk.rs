@@ -129,6 +129,9 @@ fn the_todo_api_serves_curl_and_wrk_and_persists_in_the_store() {
     assert_eq!((s, json(&body)["title"].as_str(), json(&body)["tag"].as_str()), (200, Some("docs, renamed"), Some("work")), "{body}");
     let (s, _, body) = curl(port, true, "GET", "/tags/work", None);
     assert_eq!((s, json(&body)["data"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    // No log partition in this system: background jobs are refused, 503.
+    let (s, _, body) = curl(port, true, "POST", "/todos/1/remind", None);
+    assert_eq!((s, json(&body)["error"].as_str()), (503, Some("this system has no job queue (no log partition)")), "{body}");
     // Validation: 422 naming every failing field.
     let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"","priority":9,"tag":"play","due":"soon","colour":"red"}"#));
     let e = json(&body);
@@ -200,4 +203,95 @@ fn the_todo_api_serves_curl_and_wrk_and_persists_in_the_store() {
     let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"after the reboot"}"#));
     assert_eq!((s, json(&body)["id"].as_u64()), (201, Some(27)), "ids are never reused: {body}");
     quit(run, port);
+}
+
+/// The demo with background jobs (tests/systems/todo-jobs.toml) on the
+/// store and log disks in `dir`.
+fn start_jobs(dir: &std::path::Path) -> (Running, u16, u16) {
+    let dir = dir.to_path_buf();
+    let run = start_system_edited("todo-jobs", &[], &move |s| {
+        for p in s.partitions.iter_mut() {
+            if let Some(d) = p.disk.as_mut() {
+                d.path = dir.join(format!("{}.img", p.name));
+            }
+        }
+    });
+    let (api, kafka) = (run.host_port("todo", 8080), run.host_port("log", 9092));
+    (run, api, kafka)
+}
+
+/// Waits until the log has committed `want` for the worker's group (the
+/// worker reported every job before it done), read over Kafka's
+/// OffsetFetch from the host.
+fn wait_jobs_done(run: &mut Running, kafka: u16, want: i64) {
+    let mut c = hallows_log::client::Client::connect(&format!("127.0.0.1:{kafka}"), Duration::from_secs(30)).expect("the log's Kafka port");
+    let start = Instant::now();
+    loop {
+        let (e, committed) = c.committed("workers", "jobs", 0).expect("offset fetch");
+        if e == 0 && committed == want {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(120) || run.ended() {
+            let b = run.stop();
+            panic!("the workers' committed offset is {committed} (error {e}), not {want}:\n{}", b.output);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Background jobs: a handler enqueues to the log partition's in-system
+/// topic over ring channels and answers 202 once the job is durable; the
+/// worker partition has it delivered over another ring channel and runs
+/// it; the topic is readable by any Kafka client; after a reboot on the
+/// same disks the worker gets only the jobs it had not finished.
+#[test]
+fn background_jobs_go_through_the_log_to_the_worker_partition() {
+    let dir = root().join("target/hallows/tests/basilisk-jobs");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (mut run, port, kafka) = start_jobs(&dir);
+    wait_api(&mut run, port);
+    let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"water the plants"}"#));
+    assert_eq!(s, 201, "{body}");
+    for job in 0..3 {
+        let (s, _, body) = curl(port, true, "POST", "/todos/1/remind", None);
+        assert_eq!((s, json(&body)), (202, json(&format!(r#"{{"job":{job},"kind":"remind","todo":1}}"#))), "{body}");
+    }
+    let (s, _, body) = curl(port, true, "POST", "/todos/99/remind", None);
+    assert_eq!((s, json(&body)["error"].as_str()), (404, Some("todo 99 not found")));
+    let (s, _, _) = curl(port, false, "POST", "/todos/1/remind", None);
+    assert_eq!(s, 401);
+    // The jobs are ordinary records of topic "jobs", readable over Kafka.
+    let mut c = hallows_log::client::Client::connect(&format!("127.0.0.1:{kafka}"), Duration::from_secs(30)).expect("the log's Kafka port");
+    let (e, hw, batches) = c.fetch("jobs", 0, 0, 1 << 20, 0).expect("fetch");
+    assert_eq!((e, hw), (0, 3));
+    let mut records = Vec::new();
+    let mut at = 0;
+    while at + 12 <= batches.len() {
+        let end = at + 12 + i32::from_be_bytes(batches[at + 8..at + 12].try_into().unwrap()) as usize;
+        records.extend(hallows_log::batch::decode(&batches[at..end]).expect("a valid batch"));
+        at = end;
+    }
+    let got: Vec<(i64, Vec<u8>, Vec<u8>)> = records.into_iter().map(|r| (r.offset, r.key.unwrap_or_default(), r.value.unwrap_or_default())).collect();
+    let want: Vec<(i64, Vec<u8>, Vec<u8>)> = (0..3).map(|o| (o, b"remind".to_vec(), b"1 water the plants".to_vec())).collect();
+    assert_eq!(got, want);
+    wait_jobs_done(&mut run, kafka, 3);
+    let b = run.stop();
+    for job in 0..3 {
+        assert!(b.output.contains(&format!("[worker] worker: job {job}: reminder for todo 1: water the plants")), "{}", b.output);
+    }
+    assert!(b.output.contains("worker: 3 jobs done") && b.output.contains("all in order"), "{}", b.output);
+    assert!(b.output.contains("partition worker exited with status 0"), "{}", b.output);
+
+    // Booted again on the same disks: the three done jobs are not run
+    // again; a new one is.
+    let (mut run, port, kafka) = start_jobs(&dir);
+    wait_api(&mut run, port);
+    let (s, _, body) = curl(port, true, "POST", "/todos/1/remind", None);
+    assert_eq!((s, json(&body)["job"].as_i64()), (202, Some(3)), "{body}");
+    wait_jobs_done(&mut run, kafka, 4);
+    let b = run.stop();
+    assert!(b.output.contains("consumers on \"deliveries\" from offset 3"), "{}", b.output);
+    assert!(b.output.contains("[worker] worker: job 3: reminder for todo 1"), "{}", b.output);
+    assert!(!b.output.contains("worker: job 0:"), "a finished job ran again:\n{}", b.output);
 }

@@ -365,7 +365,9 @@ fn bench_produce_consume_from_the_host() {
 /// An in-system producer partition publishes 20,000 records to the log
 /// partition over a ring channel (typed by the Parseltongue spec
 /// `records.pt` both ends import; served under the `messaging` scheduler);
-/// a Kafka client on the host then reads them all, in order.
+/// a Kafka client on the host then reads them all, in order; and an
+/// in-system consumer partition has all 20,000 delivered over another
+/// ring channel, in order, its offset committed durably by the log.
 #[test]
 fn an_in_system_producer_publishes_over_a_ring_channel() {
     let disk = fresh_disk("log-ring");
@@ -391,10 +393,27 @@ fn an_in_system_producer_publishes_over_a_ring_channel() {
     }
     let got = read_topic(port, "in-system");
     assert_eq!(got, (0..20_000).collect::<Vec<u64>>());
+    // The in-system consumer has them all delivered and reports them done:
+    // the log commits its group's offset durably.
+    let start = Instant::now();
+    loop {
+        let (e, committed) = c.committed("in-system-consumers", "in-system", 0).expect("offset fetch");
+        if e == 0 && committed == 20_000 {
+            break;
+        }
+        if start.elapsed() > Duration::from_secs(120) || run.ended() {
+            let out = run.stop();
+            panic!("the in-system consumers' committed offset is {committed} (error {e}) of 20000:\n{}", out.output);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
     std::thread::sleep(Duration::from_millis(500));
     let out = run.stop();
+    let worker = out.lines_of("worker").into_iter().find(|l| l.starts_with("worker: 20000 jobs done")).map(str::to_owned);
+    assert!(worker.as_deref().is_some_and(|l| l.contains("(offsets Some(0) to Some(19999), all in order)")), "{}", out.output);
+    eprintln!("{}", worker.unwrap_or_default());
     let line = out.lines_of("producer").into_iter().find(|l| l.starts_with("log-producer: 20000 records acknowledged durable")).map(str::to_owned);
     assert!(line.is_some(), "{}", out.output);
     eprintln!("{}", line.unwrap_or_default());
-    assert!(out.output.contains("in-system producers on channel"), "{}", out.output);
+    assert!(out.output.contains("in-system producers on channel \"records\", consumers on \"deliveries\" from offset 0"), "{}", out.output);
 }

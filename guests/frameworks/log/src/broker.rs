@@ -231,6 +231,61 @@ impl<D: BlockDevice> Broker<D> {
         r
     }
 
+    /// Records of partition 0 of `topic` for an in-system consumer: those
+    /// from offset `from` on (or from the first one retention kept, if
+    /// `from` is older), up to the high watermark, at most `max` of them,
+    /// decoded from the batches as stored. An unknown topic has none yet.
+    /// A compressed batch (a Kafka producer's) cannot be decoded here: its
+    /// records are skipped, counted in the second value.
+    pub fn read_internal(&mut self, topic: &str, from: i64, max: usize) -> Result<(Vec<crate::batch::Record>, u64), LogError> {
+        if self.failed {
+            return Err(LogError::Device(crate::dev::Error::Io));
+        }
+        if self.log.topic(topic).is_none() {
+            return Ok((Vec::new(), 0));
+        }
+        let o = self.log.offsets(topic, 0)?;
+        let from = from.clamp(o.log_start, o.high_watermark);
+        let bytes = self.log.read(topic, 0, from, 64 * 1024)?;
+        let mut out = Vec::new();
+        let mut skipped = 0;
+        let mut at = 0usize;
+        while at + 12 <= bytes.len() && out.len() < max {
+            let len = i32::from_be_bytes([bytes[at + 8], bytes[at + 9], bytes[at + 10], bytes[at + 11]]);
+            let Some(end) = usize::try_from(len).ok().and_then(|l| (at + 12).checked_add(l)).filter(|e| *e <= bytes.len()) else { break };
+            let b = &bytes[at..end];
+            match crate::batch::decode(b) {
+                Some(records) => out.extend(records.into_iter().filter(|r| r.offset >= from).take(max - out.len())),
+                None => {
+                    let info = crate::batch::validate(b).map_err(LogError::Corrupt)?;
+                    skipped += (info.next_offset() - info.base_offset.max(from)).max(0) as u64;
+                }
+            }
+            at = end;
+        }
+        Ok((out, skipped))
+    }
+
+    /// The offset an in-system consumer group resumes at on partition 0 of
+    /// `topic`: its committed one, else the first record kept.
+    pub fn position_internal(&self, group: &str, topic: &str) -> i64 {
+        let start = self.log.offsets(topic, 0).map_or(0, |o| o.log_start);
+        self.log.committed(group, topic, 0).map_or(start, |c| c.offset.max(start))
+    }
+
+    /// Commits `next` (the first record not yet done) for an in-system
+    /// consumer group, durably before returning.
+    pub fn commit_internal(&mut self, group: &str, topic: &str, next: i64, now: i64) -> Result<(), LogError> {
+        if self.failed {
+            return Err(LogError::Device(crate::dev::Error::Io));
+        }
+        let r = self.log.commit_offsets(group, &[(topic, 0, next, "")], now).and_then(|()| self.log.flush());
+        if matches!(r, Err(LogError::Device(_))) {
+            self.failed = true;
+        }
+        r
+    }
+
     /// The log, after the broker (a restart).
     pub fn into_log(self) -> Log<D> {
         self.log

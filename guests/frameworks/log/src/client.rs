@@ -1,9 +1,9 @@
 //! A minimal blocking Kafka client over std TCP (feature `std`): what the
 //! crash campaign, the integration tests and the benchmarks drive the broker
-//! with. Produce v3, Fetch v4, CreateTopics v0: the oldest versions the
+//! with. Produce v3, Fetch v4, CreateTopics v0, OffsetFetch v1: the oldest versions the
 //! broker serves, so the broker's own negotiation is not needed.
 
-use crate::proto::{CREATE_TOPICS, FETCH, PRODUCE};
+use crate::proto::{CREATE_TOPICS, FETCH, OFFSET_FETCH, PRODUCE};
 use crate::wire::{Malformed, Reader};
 use std::io::{self, Read, Write};
 use std::net::TcpStream;
@@ -176,5 +176,26 @@ impl Client {
         r.narray().map_err(bad)?;
         let recs = r.nbytes().map_err(bad)?.unwrap_or(&[]).to_vec();
         Ok((e, hw, recs))
+    }
+
+    /// The offset `group` committed for a partition (-1: none), and the
+    /// partition's error code.
+    pub fn committed(&mut self, group: &str, topic: &str, partition: i32) -> io::Result<(i16, i64)> {
+        let mut b = Vec::new();
+        str16(&mut b, group);
+        b.extend_from_slice(&1i32.to_be_bytes());
+        str16(&mut b, topic);
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&partition.to_be_bytes());
+        let r = self.call(OFFSET_FETCH, 1, &b)?;
+        let mut r = Reader::new(&r);
+        r.array().map_err(bad)?;
+        r.str().map_err(bad)?;
+        r.array().map_err(bad)?;
+        r.i32().map_err(bad)?;
+        let offset = r.i64().map_err(bad)?;
+        r.nstr().map_err(bad)?;
+        let e = r.i16().map_err(bad)?;
+        Ok((e, offset))
     }
 }

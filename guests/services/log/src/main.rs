@@ -17,12 +17,17 @@
 //! requests: instructions per batch under `-icount shift=0`, docs/log.md),
 //! `crc=software` (CRC-32C without the CPU's instruction: measurements).
 //!
-//! In-system producers: where the manifest connects the channels of
-//! `log.pt` ("records" in, "acks" out), a task serves them under the
-//! `messaging` scheduler; each turn's records become one RecordBatch v2
-//! appended to topic `ring_topic` (boot argument, default `in-system`) and
-//! flushed, and then one acknowledgement names the last record now durable.
-//! Kafka clients consume that topic like any other.
+//! In-system producers and consumers: where the manifest connects the
+//! channels of `log.pt`, a task serves them under the `messaging`
+//! scheduler. Producers: each turn's records on "records" become one
+//! RecordBatch v2 appended to topic `ring_topic` (boot argument, default
+//! `in-system`) and flushed, and then one acknowledgement on "acks" names
+//! the last record now durable. Kafka clients consume that topic like any
+//! other. Consumers: the topic's records leave on "deliveries" in offset
+//! order from the committed offset of group `deliver_group` (boot
+//! argument, default `in-system-consumers`) on; what "consumed" reports
+//! done is committed durably, so after a restart of either side delivery
+//! resumes at the first record not done (at least once).
 //!
 //! One connection is one task; a request that waits (a produce waiting for
 //! the group commit, a long-polling fetch, a JoinGroup) is polled by its
@@ -229,11 +234,13 @@ async fn serve(boot: Boot) -> u64 {
         }
     });
     let topic = String::from(boot.arg("ring_topic").unwrap_or("in-system"));
-    let in_system = InSystem { broker: broker.clone(), pending: Vec::new() };
+    let group = String::from(boot.arg("deliver_group").unwrap_or("in-system-consumers"));
+    let in_system = InSystem { broker: broker.clone(), pending: Vec::new(), consumed: None };
     match spec::Service::connect(in_system, &boot) {
         Ok(service) => {
-            spawn(serve_ring(service, topic));
-            println!("log: in-system producers on channel \"records\"");
+            let position = broker.lock().position_internal(&group, &topic);
+            spawn(serve_ring(service, Delivery::new(topic, group, position)));
+            println!("log: in-system producers on channel \"records\", consumers on \"deliveries\" from offset {position}");
         }
         Err(spec::ConnectError::MissingChannel(_)) => {}
         Err(e) => {
@@ -424,10 +431,12 @@ fn cancel_all(broker: &Shared, queue: &alloc::collections::VecDeque<Reply>) {
 /// its channel when nothing rings (a doorbell wakes it at once).
 const IDLE_RING_WAIT: Duration = Duration::from_millis(100);
 
-/// The handlers of `log.pt`: a turn's records wait here to become one batch.
+/// The handlers of `log.pt`: a turn's records wait here to become one
+/// batch; the furthest record a consumer reported done.
 struct InSystem {
     broker: Shared,
     pending: Vec<spec::LogRecord>,
+    consumed: Option<i64>,
 }
 
 impl spec::Handlers for InSystem {
@@ -435,11 +444,15 @@ impl spec::Handlers for InSystem {
     fn append_record(&mut self, message: spec::LogRecord, _send: &mut spec::Senders<Boot>) {
         self.pending.push(message);
     }
+    fn consumed(&mut self, message: spec::LogConsumed, _send: &mut spec::Senders<Boot>) {
+        self.consumed = Some(self.consumed.map_or(message.through, |t| t.max(message.through)));
+    }
 }
 
 /// Serves the in-system producers' channel: a turn of the messaging
 /// scheduler, one batch appended and flushed, one acknowledgement.
-async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
+async fn serve_ring(mut service: spec::Service<InSystem>, mut delivery: Delivery) {
+    let topic = delivery.topic.clone();
     // First, "ready" (through = u64::MAX): a producer that started before
     // this partition opened the channel may have had its first records
     // dropped by the open (the ring's restart rule); it sends once it hears this.
@@ -456,7 +469,7 @@ async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
         }
         let turn = service.turn(time::now().as_nanos() as u64);
         if turn.corrupt != 0 {
-            println!("log: channel \"records\" corrupt; in-system producers stop");
+            println!("log: an in-system channel is corrupt; in-system producers and consumers stop");
             return;
         }
         let pending = core::mem::take(&mut service.handlers.pending);
@@ -478,12 +491,22 @@ async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
                 service.flush();
             }
         }
-        if turn.handled == 0 {
+        let delivered = match delivery.step(&mut service) {
+            Ok(n) => n,
+            Err(e) => {
+                println!("log: {e}; in-system consumers stop");
+                return;
+            }
+        };
+        if delivered > 0 {
+            service.flush();
+        }
+        if turn.handled == 0 && delivered == 0 {
             // Nothing came: sleep until the producer rings the channel's
             // doorbell, or until the scheduler's linger ends, the "ready"
             // is due again, or (an acknowledgement waiting for room in
             // "acks", which has no doorbell this way) a millisecond.
-            let mut limit = if unsent.is_some() { Duration::from_millis(1) } else { IDLE_RING_WAIT };
+            let mut limit = if unsent.is_some() { Duration::from_millis(1) } else { IDLE_RING_WAIT.min(delivery.poll) };
             if let Some(at) = turn.wake_at {
                 limit = limit.min(Duration::from_nanos(at.saturating_sub(time::now().as_nanos() as u64)));
             }
@@ -491,5 +514,75 @@ async fn serve_ring(mut service: spec::Service<InSystem>, topic: String) {
         } else {
             hallows_rt::task::yield_now().await;
         }
+    }
+}
+
+/// How often the in-system task looks for new records to deliver when it
+/// has none in hand (appends by Kafka producers do not ring its channel).
+const DELIVERY_POLL: Duration = Duration::from_millis(5);
+
+/// In-system consumers: the next record to deliver, those read but not
+/// yet sent, and the group's committed offset.
+struct Delivery {
+    topic: String,
+    group: String,
+    next: i64,
+    committed: i64,
+    unsent: alloc::collections::VecDeque<hallows_log::batch::Record>,
+    /// How long the task may sleep with nothing to do.
+    poll: Duration,
+}
+
+impl Delivery {
+    fn new(topic: String, group: String, position: i64) -> Self {
+        Delivery { topic, group, next: position, committed: position, unsent: Default::default(), poll: DELIVERY_POLL }
+    }
+
+    /// Commits what the consumer reported done, reads more records when
+    /// none are in hand, sends as many as "deliveries" takes; how many
+    /// were sent. Records whose key or value do not fit the message (a
+    /// Kafka producer's) are skipped with a console line, as are
+    /// compressed batches.
+    fn step(&mut self, service: &mut spec::Service<InSystem>) -> Result<usize, String> {
+        let broker = service.handlers.broker.clone();
+        if let Some(done) = service.handlers.consumed.take() {
+            // Only what was delivered can be done: a consumer that claims
+            // more is held to what it was sent.
+            let sent_through = self.unsent.front().map_or(self.next, |r| r.offset);
+            let to = (done + 1).min(sent_through);
+            if to > self.committed {
+                broker.lock().commit_internal(&self.group, &self.topic, to, now_ms()).map_err(|e| alloc::format!("committing {}'s offset failed: {e:?}", self.group))?;
+                self.committed = to;
+            }
+        }
+        if self.unsent.is_empty() {
+            let mut b = broker.lock();
+            let (records, skipped) = b.read_internal(&self.topic, self.next, 64).map_err(|e| alloc::format!("reading {} failed: {e:?}", self.topic))?;
+            if skipped > 0 {
+                println!("log: {skipped} compressed record(s) of {} not delivered in-system", self.topic);
+            }
+            if let Some(last) = records.last() {
+                self.next = last.offset + 1;
+            } else if skipped > 0 {
+                self.next = b.log.offsets(&self.topic, 0).map_or(self.next, |o| o.high_watermark);
+            }
+            self.unsent.extend(records);
+        }
+        let mut sent = 0;
+        while let Some(r) = self.unsent.front() {
+            let key = spec::BoundedBytes16::from_bytes(r.key.as_deref().unwrap_or(&[]));
+            let value = spec::BoundedBytes100::from_bytes(r.value.as_deref().unwrap_or(&[]));
+            let (Some(key), Some(value)) = (key, value) else {
+                println!("log: record {} of {} too large for \"deliveries\" (key 16, value 100 bytes): skipped", r.offset, self.topic);
+                self.unsent.pop_front();
+                continue;
+            };
+            if spec::Port::port(&mut service.send.deliveries).try_send(&spec::LogDelivery::new(r.offset, key, value)).is_err() {
+                break;
+            }
+            self.unsent.pop_front();
+            sent += 1;
+        }
+        Ok(sent)
     }
 }

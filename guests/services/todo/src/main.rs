@@ -42,6 +42,7 @@ mod spec {
 use spec::web::{App, Rename, Routes, Todo, ROUTES};
 
 mod http;
+mod jobs;
 
 fn main(boot: &Boot) -> u64 {
     let b = boot.clone();
@@ -49,8 +50,13 @@ fn main(boot: &Boot) -> u64 {
 }
 
 /// The hand-written routes of `todo.pt`.
-#[derive(Default)]
-struct Handlers;
+struct Handlers {
+    /// The background-job queue (`None`: no log partition in this system).
+    jobs: Option<jobs::Queue>,
+}
+
+/// How long `POST /todos/{id}/remind` waits for the log's acknowledgement.
+const ENQUEUE_TIME: Duration = Duration::from_secs(5);
 
 impl<S: Store> Routes<S> for Handlers {
     async fn health(&mut self, _store: &mut S, _req: &Request<'_>) -> Response {
@@ -62,6 +68,40 @@ impl<S: Store> Routes<S> for Handlers {
         let mut patch = Vec::new();
         body.to_json(&mut patch);
         rest::update::<Todo, S>(store, id, &patch, true).await
+    }
+
+    /// Enqueues a reminder job for todo `id` (the worker partition prints
+    /// it): 202 with the job's offset once it is durable in the log.
+    async fn remind(&mut self, store: &mut S, _req: &Request<'_>, id: u64) -> Response {
+        let shown = rest::show::<Todo, S>(store, id).await;
+        if shown.status != 200 {
+            return shown;
+        }
+        let Some(queue) = self.jobs.as_mut() else {
+            return Response::error(503, "this system has no job queue (no log partition)");
+        };
+        let record = hallows_basilisk::serde_json::from_slice::<hallows_basilisk::serde_json::Value>(&shown.body);
+        let title = record.ok().and_then(|r| r.get("title").and_then(|t| t.as_str()).map(String::from)).unwrap_or_default();
+        // `ID TITLE`, cut to the record's 100 bytes at a character boundary.
+        let mut arg = alloc::format!("{id} {title}");
+        let mut end = arg.len().min(100);
+        while !arg.is_char_boundary(end) {
+            end -= 1;
+        }
+        arg.truncate(end);
+        match queue.enqueue(b"remind", arg.as_bytes(), ENQUEUE_TIME).await {
+            Ok(offset) => Response::json(202, alloc::format!("{{\"job\":{offset},\"kind\":\"remind\",\"todo\":{id}}}").into_bytes()),
+            Err(jobs::Refused::NoAck) => Response::error(504, "the job queue did not acknowledge in time"),
+            Err(e) => Response::error(
+                503,
+                match e {
+                    jobs::Refused::NotReady => "the job queue is not ready",
+                    jobs::Refused::Full => "the job queue is full",
+                    _ => "the job queue failed",
+                },
+            )
+            .with_header("Retry-After", String::from("1")),
+        }
     }
 
     /// The first 255 todos with this tag.
@@ -138,7 +178,17 @@ async fn serve(boot: Boot) -> u64 {
     if tokens.is_empty() {
         println!("todo: no tokens= boot argument: every request will be answered 401");
     }
-    let shared = Arc::new(Lock::new(Shared { app: App::new(Handlers, tokens), store: KvStore { kv }, log: boot.has("log") }));
+    let jobs = match jobs::Queue::connect(&boot) {
+        Ok(q) => q,
+        Err(e) => {
+            println!("todo: the job queue's channels: {e}");
+            return 1;
+        }
+    };
+    if jobs.is_some() {
+        println!("todo: background jobs go to the log partition");
+    }
+    let shared = Arc::new(Lock::new(Shared { app: App::new(Handlers { jobs }, tokens), store: KvStore { kv }, log: boot.has("log") }));
     let Ok(mut listener) = TcpListener::bind(port) else {
         println!("todo: cannot listen on port {port}");
         return 1;
