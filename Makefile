@@ -101,12 +101,14 @@ bench-store:
 
 # Basilisk's HTTP stack against axum on the same routes and payloads
 # (docs/basilisk.md#benchmarks): instructions per request under callgrind,
-# then requests/s and latency under wrk over loopback.
+# then requests/s and latency under wrk over loopback; then the todo API in
+# QEMU: wrk, and guest instructions per request (hallows net-cost).
 bench-http: deps
 	@command -v valgrind >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq --no-install-recommends valgrind; }
 	$(CARGO) build --release -p hallows-http-bench
 	guests/frameworks/http/bench/callgrind.sh
 	guests/frameworks/http/bench/wrk.sh
+	guests/frameworks/http/bench/qemu.sh
 
 # Loom model-checks the ring protocol; its own target directory keeps the
 # --cfg loom build from invalidating the normal one.

@@ -149,6 +149,19 @@ enum Cmd {
         /// (this many, per request, busy and idle windows).
         #[arg(long, default_value_t = 0)]
         top: usize,
+        /// A header sent with every HTTP request (`Name: value`; repeat for
+        /// more), e.g. `--header "Authorization: Bearer TOKEN"`.
+        #[arg(long = "header", value_name = "NAME: VALUE")]
+        headers: Vec<String>,
+        /// One request sent before the warm-up, with the headers; it must
+        /// answer 2xx: `METHOD PATH [BODY]` (a body is sent as JSON), e.g.
+        /// `--prime 'POST /todos {"title":"x"}'`.
+        #[arg(long)]
+        prime: Option<hallows::netcost::Prime>,
+        /// Another partition to count (repeat for more): one the request
+        /// reaches over channels, such as a store behind the web partition.
+        #[arg(long = "also", value_name = "PARTITION")]
+        also: Vec<String>,
     },
 }
 
@@ -391,7 +404,8 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top } => {
+        Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
+            let headers = hallows::netcost::header_lines(&headers)?;
             let (sys, image_path) = build_image(&manifest, None, outside)?;
             let fwd = match port {
                 Some(p) => sys.forwards.iter().find(|f| f.host == p),
@@ -406,6 +420,14 @@ fn run(cli: Cli) -> Result<u8> {
             let mut names = vec![fwd.nic_owner.clone()];
             if fwd.to != fwd.nic_owner {
                 names.push(fwd.to.clone());
+            }
+            for a in also {
+                if sys.partition(&a).is_none() {
+                    anyhow::bail!("--also {a}: the manifest has no partition `{a}`");
+                }
+                if !names.contains(&a) {
+                    names.push(a);
+                }
             }
             for name in &names {
                 let p = sys.partition(name).context("forwarded partition")?;
@@ -429,7 +451,7 @@ fn run(cli: Cli) -> Result<u8> {
                 symbols.sort();
                 partitions.push(hallows::netcost::Measured { name: name.clone(), cores: p.cores.iter().map(|&c| c as usize).collect(), text, symbols });
             }
-            let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path };
+            let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path, headers, prime };
             let (c, idle) = hallows::netcost::traced_run(&sys, &image_path, &t, warm_up, requests, connections)?;
             let per = |x: u64| x as f64 / requests as f64;
             println!(
@@ -445,7 +467,7 @@ fn run(cli: Cli) -> Result<u8> {
                     .partition(&m.name)
                     .and_then(|p| p.net.nic.as_ref())
                     .map(|n| if n.mode == vmm_config::NicMode::Poll { " (poll mode: includes idle polling)" } else { " (interrupt mode)" })
-                    .unwrap_or(" (behind the gateway)");
+                    .unwrap_or(if m.name == fwd.to { " (behind the gateway)" } else { " (reached over channels)" });
                 println!(
                     "  guest of `{}`{mode}: {:.0} (an equally long window without requests: {:.0})",
                     m.name,

@@ -78,19 +78,89 @@ pub struct Target<'a> {
     pub partitions: Vec<Measured>,
     pub host_port: u16,
     pub path: &'a str,
+    /// Header lines sent with every HTTP request (`Name: value\r\n` each;
+    /// see [`header_lines`]).
+    pub headers: String,
+    /// A request sent once before the warm-up (see [`Prime`]).
+    pub prime: Option<Prime>,
+}
+
+/// `--header` values as the lines sent: each `Name: value`, the name a
+/// token, no CR, LF or other control characters anywhere.
+pub fn header_lines(headers: &[String]) -> Result<String> {
+    let mut out = String::new();
+    for h in headers {
+        let Some((name, value)) = h.split_once(':') else {
+            bail!("--header {h:?}: expected `Name: value`");
+        };
+        let token = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(token) {
+            bail!("--header {h:?}: the name must be a non-empty HTTP token (letters, digits, !#$%&'*+-.^_`|~)");
+        }
+        if value.chars().any(|c| c.is_control() && c != '\t') {
+            bail!("--header {h:?}: the value has a control character (CR and LF would split the request)");
+        }
+        out.push_str(&format!("{name}: {}\r\n", value.trim()));
+    }
+    Ok(out)
+}
+
+/// `--prime "METHOD PATH [BODY]"`: one request sent before the warm-up
+/// (e.g. `POST /todos {"title":"x"}` so that `GET /todos/1` finds a
+/// record), with the `--header`s; its answer must be 2xx.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Prime {
+    pub method: String,
+    pub path: String,
+    pub body: String,
+}
+
+impl std::str::FromStr for Prime {
+    type Err = anyhow::Error;
+    fn from_str(s: &str) -> Result<Prime> {
+        let mut it = s.splitn(3, ' ');
+        let (Some(method), Some(path)) = (it.next(), it.next()) else {
+            bail!("--prime {s:?}: expected `METHOD PATH [BODY]`");
+        };
+        if method.is_empty() || !method.chars().all(|c| c.is_ascii_uppercase()) {
+            bail!("--prime {s:?}: the method must be upper-case letters (GET, POST, ...)");
+        }
+        if !path.starts_with('/') || path.chars().any(|c| c.is_control() || c == ' ') {
+            bail!("--prime {s:?}: the path must start with `/` and have no spaces or control characters");
+        }
+        Ok(Prime { method: method.to_owned(), path: path.to_owned(), body: it.next().unwrap_or("").to_owned() })
+    }
+}
+
+impl Prime {
+    /// Sends the request on a connection of its own; fails unless 2xx.
+    pub fn send(&self, port: u16, headers: &str) -> Result<()> {
+        let mut s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let (method, path, body) = (&self.method, &self.path, &self.body);
+        let kind = if body.is_empty() { "" } else { "Content-Type: application/json\r\n" };
+        write!(s, "{method} {path} HTTP/1.1\r\nHost: localhost\r\n{headers}{kind}Content-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let answer = String::from_utf8_lossy(&answer);
+        if !answer.starts_with("HTTP/1.1 2") {
+            bail!("--prime {method} {path}: answered {:?}", answer.lines().next().unwrap_or("nothing"));
+        }
+        Ok(())
+    }
 }
 
 /// A keep-alive client connection: HTTP or Redis on a plain socket, or a
 /// Kafka client (`kafka:` workloads).
 pub enum Client {
-    Plain { s: TcpStream, r: std::io::BufReader<TcpStream> },
+    Plain { s: TcpStream, r: std::io::BufReader<TcpStream>, headers: String },
     Kafka { c: hallows_log::client::Client, topic: String, depth: usize, sent: u64 },
 }
 
 impl Client {
     /// Connects to `port`; for a `kafka:[P<depth>:]TOPIC` workload, also
     /// creates the topic (one partition) unless it exists.
-    pub fn connect(port: u16, path: &str) -> Result<Client> {
+    pub fn connect(port: u16, path: &str, headers: &str) -> Result<Client> {
         if let Some(spec) = path.strip_prefix("kafka:") {
             let (depth, topic) = pipelined(spec)?;
             let mut c = hallows_log::client::Client::connect(&format!("127.0.0.1:{port}"), Duration::from_secs(60))?;
@@ -103,7 +173,7 @@ impl Client {
         let s = TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)))?;
         s.set_read_timeout(Some(Duration::from_secs(60)))?;
         s.set_nodelay(true)?;
-        Ok(Client::Plain { r: std::io::BufReader::new(s.try_clone()?), s })
+        Ok(Client::Plain { r: std::io::BufReader::new(s.try_clone()?), s, headers: headers.to_owned() })
     }
 
     /// Sends `n` requests and reads each response whole: GETs one at a
@@ -112,7 +182,7 @@ impl Client {
     /// 100 bytes each, `depth` in flight.
     pub fn requests(&mut self, path: &str, n: u64) -> Result<()> {
         match self {
-            Client::Plain { s, r } => keep_alive_requests(s, r, path, n),
+            Client::Plain { s, r, headers } => keep_alive_requests(s, r, path, headers, n),
             Client::Kafka { c, topic, depth, sent } => {
                 let sets: Vec<Vec<u8>> = (*sent..*sent + n).map(|b| record_set(b * 16)).collect();
                 let res = c.produce_pipelined(topic, 0, &sets, -1, *depth)?;
@@ -130,7 +200,7 @@ impl Client {
 /// topic) or `stop` is set.
 fn wait_for_kafka(port: u16, path: &str, stop: &AtomicBool) -> bool {
     while !stop.load(Ordering::Acquire) {
-        if Client::connect(port, path).is_ok() {
+        if Client::connect(port, path, "").is_ok() {
             return true;
         }
         std::thread::sleep(Duration::from_millis(250));
@@ -188,12 +258,12 @@ fn redis_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, spec
     Ok(())
 }
 
-fn keep_alive_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, path: &str, n: u64) -> Result<()> {
+fn keep_alive_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>, path: &str, headers: &str, n: u64) -> Result<()> {
     if let Some(spec) = path.strip_prefix("redis:") {
         return redis_requests(s, r, spec, n);
     }
     for i in 0..n {
-        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")?;
+        write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\n{headers}\r\n")?;
         let mut line = String::new();
         r.read_line(&mut line)?;
         if !line.starts_with("HTTP/1.1 200") {
@@ -224,7 +294,14 @@ fn keep_alive_requests(s: &mut TcpStream, r: &mut std::io::BufReader<TcpStream>,
 pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64, conns: u64) -> Result<(Counts, Counts)> {
     let log = image.with_extension(format!("net{n}.log"));
     let mut filter = vec![format!("{:#x}+{:#x}", t.hv.start, t.hv.end - t.hv.start)];
-    filter.extend(t.partitions.iter().map(|m| format!("{:#x}+{:#x}", m.text.start, m.text.end - m.text.start)));
+    for m in &t.partitions {
+        // Guests linked at the same addresses share one range (the trace
+        // tells them apart by core).
+        let range = format!("{:#x}+{:#x}", m.text.start, m.text.end - m.text.start);
+        if !filter.contains(&range) {
+            filter.push(range);
+        }
+    }
     let extra: Vec<String> = vec![
         "-singlestep".into(),
         "-d".into(),
@@ -257,7 +334,10 @@ pub fn traced_run(sys: &System, image: &Path, t: &Target<'_>, warm: u64, n: u64,
         if !answered {
             bail!("the service never answered");
         }
-        let mut clients = (0..conns.max(1)).map(|_| Client::connect(t.host_port, t.path)).collect::<Result<Vec<_>>>()?;
+        if let Some(p) = &t.prime {
+            p.send(t.host_port, &t.headers)?;
+        }
+        let mut clients = (0..conns.max(1)).map(|_| Client::connect(t.host_port, t.path, &t.headers)).collect::<Result<Vec<_>>>()?;
         // Warm-up on every connection at once: a connection left idle for
         // a few seconds (the web guest's keep-alive limit is 5 s) is closed.
         let k = clients.len() as u64;
@@ -360,6 +440,27 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>, dump: Option<std::ffi::
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headers_are_checked_and_joined() {
+        let h = |v: &[&str]| header_lines(&v.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(h(&["Authorization: Bearer t", "X-A:b"]).unwrap(), "Authorization: Bearer t\r\nX-A: b\r\n");
+        assert_eq!(h(&[]).unwrap(), "");
+        for bad in ["no colon", ": empty name", "Bad Name: x", "X: a\r\nInjected: y", "X: a\nb"] {
+            assert!(h(&[bad]).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn prime_requests_parse() {
+        let p: Prime = r#"POST /todos {"title":"x y"}"#.parse().unwrap();
+        assert_eq!(p, Prime { method: "POST".into(), path: "/todos".into(), body: r#"{"title":"x y"}"#.into() });
+        let p: Prime = "DELETE /todos/1".parse().unwrap();
+        assert_eq!((p.method.as_str(), p.path.as_str(), p.body.as_str()), ("DELETE", "/todos/1", ""));
+        for bad in ["POST", "post /x", "POST todos", "GET /a\tb", ""] {
+            assert!(bad.parse::<Prime>().is_err(), "{bad:?} accepted");
+        }
+    }
 
     #[test]
     fn trace_lines_give_core_and_pc() {

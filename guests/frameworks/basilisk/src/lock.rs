@@ -1,10 +1,11 @@
 //! An async lock: the connection tasks of a partition share the
 //! application (its routes, limiter, statistics and store client) through
-//! it. Safe code: the value is moved out while a guard holds it and put
+//! it. Safe code: the value (boxed) is moved out while a guard holds it and put
 //! back when the guard drops, which wakes every waiter (the first polled
 //! takes it, the others wait again). A waiter that is dropped (a request
 //! timed out) leaves nothing behind that could hold the others up.
 
+use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::future::poll_fn;
 use core::ops::{Deref, DerefMut};
@@ -13,7 +14,9 @@ use core::task::{Poll, Waker};
 /// The lock.
 #[derive(Debug)]
 pub struct Lock<T> {
-    value: spin::Mutex<Option<T>>,
+    /// Boxed: taking it and putting it back moves a pointer, not the
+    /// value (an application's state is kilobytes, moved twice a request).
+    value: spin::Mutex<Option<Box<T>>>,
     waiters: spin::Mutex<Vec<Waker>>,
 }
 
@@ -21,12 +24,12 @@ pub struct Lock<T> {
 #[derive(Debug)]
 pub struct Guard<'a, T> {
     lock: &'a Lock<T>,
-    value: Option<T>,
+    value: Option<Box<T>>,
 }
 
 impl<T> Lock<T> {
-    pub const fn new(value: T) -> Lock<T> {
-        Lock { value: spin::Mutex::new(Some(value)), waiters: spin::Mutex::new(Vec::new()) }
+    pub fn new(value: T) -> Lock<T> {
+        Lock { value: spin::Mutex::new(Some(Box::new(value))), waiters: spin::Mutex::new(Vec::new()) }
     }
 
     /// Waits for the value.

@@ -23,6 +23,7 @@
 //! numbers its operations and refuses one whose first operations it did not
 //! see, so a transaction cut in two by a restart is never half applied.
 
+use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::future::{poll_fn, Future};
@@ -193,18 +194,21 @@ impl Kv {
         self.tx.flush();
         let sent_at = first_at.unwrap_or(0);
         loop {
-            match self.rx.try_recv() {
+            // The reply (over a kilobyte) is looked at and dropped before
+            // any await: it is never part of this future's state, which
+            // every caller's future contains and moves.
+            let wait = match self.rx.try_recv() {
                 Ok(reply) if reply.id == id => match each(&reply)? {
                     Step::Done => return Ok(()),
-                    Step::More => {}
+                    Step::More => false,
                 },
                 // A late answer to an earlier call.
-                Ok(_) => {}
+                Ok(_) => false,
                 Err(RingError::Empty) => {
                     if time::now() >= deadline {
                         return Err(Error::Timeout);
                     }
-                    rung_or(self.rx.rung(), deadline).await;
+                    true
                 }
                 // The store restarted: every reply its old incarnation sent
                 // was received first. The new one answers only what it sees.
@@ -213,8 +217,12 @@ impl Kv {
                     if !self.tx.reaches_current_consumer(sent_at) {
                         return Err(Error::ServerRestarted);
                     }
+                    false
                 }
                 Err(e) => return Err(Error::Channel(e)),
+            };
+            if wait {
+                rung_or(self.rx.rung(), deadline).await;
             }
         }
     }
@@ -224,11 +232,13 @@ impl Kv {
     }
 
     /// One request (or a transaction's operations), one reply; an `Err`
-    /// reply is the store's error.
-    async fn answer(&mut self, reqs: &mut [KvRequest]) -> Result<KvReply, Error> {
+    /// reply is the store's error. Requests and replies (over a kilobyte
+    /// each) live on the heap, not in the futures, which the callers'
+    /// futures contain and move.
+    async fn answer(&mut self, reqs: &mut [KvRequest]) -> Result<Box<KvReply>, Error> {
         let mut got = None;
         self.exchange(reqs, |r| {
-            got = Some(*r);
+            got = Some(Box::new(*r));
             Ok(Step::Done)
         })
         .await?;
@@ -239,8 +249,13 @@ impl Kv {
         Ok(r)
     }
 
-    async fn single(&mut self, req: Option<KvRequest>) -> Result<KvReply, Error> {
-        self.answer(&mut [req.ok_or(Error::TooLong)?]).await
+    /// One request, boxed before the future that sends it exists.
+    fn single(&mut self, req: Option<KvRequest>) -> impl Future<Output = Result<Box<KvReply>, Error>> + '_ {
+        let req = req.map(Box::new);
+        async move {
+            let mut req = req.ok_or(Error::TooLong)?;
+            self.answer(core::slice::from_mut(&mut *req)).await
+        }
     }
 
     /// The value of `key`, `None` if it has none.
@@ -296,10 +311,11 @@ impl Kv {
     /// Up to `limit` (1..=256) string keys from `from` (after it when
     /// `after`), with their values.
     pub async fn scan(&mut self, from: &[u8], after: bool, limit: u16) -> Result<ScanPage, Error> {
-        let mut reqs = [crate::scan(0, from, after, limit).ok_or(Error::TooLong)?];
+        let mut req = Box::new(crate::scan(0, from, after, limit).ok_or(Error::TooLong)?);
+        let reqs = core::slice::from_mut(&mut *req);
         let mut page = ScanPage::default();
         let mut failed = None;
-        self.exchange(&mut reqs, |r| match r.status {
+        self.exchange(reqs, |r| match r.status {
             KvStatus::Entry => {
                 if r.error != KvError::None {
                     failed.get_or_insert_with(|| Self::refused(r));

@@ -193,6 +193,12 @@ pub fn set_polled(polled: bool) {
     with_timer(|t| arm(t));
 }
 
+/// Whether this core is polled ([`set_polled`]): it takes no interrupt
+/// while it runs tasks, so a doorbell is noticed only by looking.
+pub fn is_polled() -> bool {
+    POLLED[arch::core_id().min(MAX_VCPUS - 1)].load(Ordering::Relaxed)
+}
+
 /// Wakes the sleepers whose deadline has passed, on every core (reading
 /// the clock; no interrupt needed). Returns how many were woken. Cheap
 /// when none is due: a counter read and one atomic load per core.
