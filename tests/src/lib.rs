@@ -198,7 +198,12 @@ pub fn start_system(name: &str, extra: &[String]) -> Running {
 /// [`start_system`] with the loaded system edited first (a test's own
 /// disk image: `p.disk.as_mut().unwrap().path = ...`).
 pub fn start_system_edited(name: &str, extra: &[String], edit: &dyn Fn(&mut vmm_config::System)) -> Running {
-    let (mut sys, out) = image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {});
+    start_manifest_edited(&root().join("tests/systems").join(format!("{name}.toml")), extra, edit)
+}
+
+/// [`start_system_edited`] for any manifest (a `vmm-config/examples` one).
+pub fn start_manifest_edited(path: &Path, extra: &[String], edit: &dyn Fn(&mut vmm_config::System)) -> Running {
+    let (mut sys, out) = image_of(path, &|_| {}, &|_| {});
     edit(&mut sys);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (flag, system, extra) = (stop.clone(), sys.clone(), extra.to_vec());

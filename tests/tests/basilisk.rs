@@ -295,3 +295,54 @@ fn background_jobs_go_through_the_log_to_the_worker_partition() {
     assert!(b.output.contains("[worker] worker: job 3: reminder for todo 1"), "{}", b.output);
     assert!(!b.output.contains("worker: job 0:"), "a finished job ran again:\n{}", b.output);
 }
+
+/// docs/basilisk.md's walkthrough as a newcomer follows it: the demo
+/// manifest (vmm-config/examples/todo.toml) booted on fresh disks, then
+/// every command of the page's `console walkthrough` block run by the
+/// shell, each of its output lines compared with the page's.
+#[test]
+fn the_walkthrough_in_the_docs_gives_what_it_shows() {
+    let page = std::fs::read_to_string(root().join("docs/basilisk.md")).expect("docs/basilisk.md");
+    let block: Vec<&str> = page.lines().skip_while(|l| *l != "```console walkthrough").skip(1).take_while(|l| !l.starts_with("```")).collect();
+    assert!(block.len() > 4 && block[0].starts_with("$ "), "no walkthrough block in docs/basilisk.md");
+    let dir = root().join("target/hallows/tests/basilisk-walkthrough");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let disks = dir.clone();
+    let mut run = start_manifest_edited(&root().join("vmm-config/examples/todo.toml"), &[], &move |s| {
+        for p in s.partitions.iter_mut() {
+            if let Some(d) = p.disk.as_mut() {
+                d.path = disks.join(format!("{}.img", p.name));
+            }
+        }
+    });
+    let port = run.host_port("todo", 8080);
+    assert_eq!((port, run.host_port("log", 9092)), (8080, 9092), "the page's ports are the manifest's");
+    let start = Instant::now();
+    while !Command::new("curl").args(["-s", "-f", "-o", "/dev/null", "--max-time", "5", "-H", "Authorization: Bearer demo-token"]).arg("localhost:8080/health").status().is_ok_and(|s| s.success()) {
+        if run.ended() || start.elapsed() > Duration::from_secs(240) {
+            let b = run.stop();
+            panic!("the demo never answered GET /health:\n{}", b.output);
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let mut i = 0;
+    while i < block.len() {
+        let cmd = block[i].strip_prefix("$ ").unwrap_or_else(|| panic!("not a command: {}", block[i]));
+        let shown: Vec<&str> = block[i + 1..].iter().take_while(|l| !l.starts_with("$ ")).copied().collect();
+        i += 1 + shown.len();
+        let out = Command::new("sh").args(["-c", cmd]).output().expect("sh");
+        let got = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(got.lines().collect::<Vec<_>>(), shown, "`{cmd}` printed otherwise than the page shows");
+    }
+    // The worker ran the job the page enqueued.
+    let c = std::time::Instant::now();
+    let mut kafka = hallows_log::client::Client::connect("127.0.0.1:9092", Duration::from_secs(30)).expect("the log's Kafka port");
+    while kafka.committed("workers", "jobs", 0).map(|r| r.1).unwrap_or(-1) != 1 {
+        assert!(c.elapsed() < Duration::from_secs(60), "the worker never reported the job done");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let b = run.stop();
+    assert!(b.output.contains("[worker] worker: job 0: reminder for todo 2: file the taxes"), "{}", b.output);
+}

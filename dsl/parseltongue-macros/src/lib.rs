@@ -44,7 +44,9 @@ pub fn include_spec(input: TokenStream) -> TokenStream {
     let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_default();
     let path = std::path::Path::new(&dir).join(lit.value());
     match std::fs::read_to_string(&path) {
-        Ok(src) => expand(&lit.value(), &src, path.to_str()),
+        // The full path: imports resolve next to the spec, whatever the
+        // compiler's working directory.
+        Ok(src) => expand(path.to_str().unwrap_or(&lit.value()), &src, path.to_str()),
         Err(e) => {
             let msg = format!("cannot read spec {}: {e}", path.display());
             quote!(compile_error!(#msg);).into()

@@ -6,7 +6,7 @@ use hallows_basilisk::store::{MemStore, Store, StoreError};
 use hallows_basilisk::{block_on, Method, Request, Response};
 
 mod todo {
-    parseltongue_macros::include_spec!("../../guests/services/todo/todo.pt");
+    parseltongue_macros::include_spec!("../../tests/specs/valid/todo_api.pt");
 }
 use todo::web::{App, Rename, Routes, Todo, ROUTES};
 
@@ -119,7 +119,7 @@ fn every_failing_field_is_named() {
     assert_eq!(a.status, 422);
     assert_eq!(a.body["error"], "validation failed");
     let f = &a.body["fields"];
-    assert_eq!(f["title"], "must be at least 1 characters long");
+    assert_eq!(f["title"], "must be at least 1 character long");
     assert_eq!(f["priority"], "must be at most 5");
     assert_eq!(f["tag"], "must be one of home, work, errand");
     assert_eq!(f["due"], "must match \\d{4}-\\d{2}-\\d{2}");
@@ -152,7 +152,7 @@ fn routes_methods_tokens_and_limits() {
     assert_eq!(c.call("GET", "/tags/home%20office", "").body["tag"], "home office");
     assert_eq!(c.call("POST", "/todos", r#"{"title":"a"}"#).status, 201);
     assert_eq!(c.call("POST", "/todos/1/rename", r#"{"title":"b"}"#).body["title"], "b");
-    assert_eq!(c.call("POST", "/todos/1/rename", r#"{"title":""}"#).body["fields"]["title"], "must be at least 1 characters long");
+    assert_eq!(c.call("POST", "/todos/1/rename", r#"{"title":""}"#).body["fields"]["title"], "must be at least 1 character long");
     assert_eq!(c.call("POST", "/todos/1/rename", r#"{"name":"b"}"#).body["fields"]["name"], "is not a field of Rename");
     assert_eq!(c.app.routes.renamed, 1);
     // Tokens.

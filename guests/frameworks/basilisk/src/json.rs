@@ -153,9 +153,9 @@ pub fn check_length(
 ) {
     let n = value.chars().count();
     if let Some(min) = min.filter(|&m| n < m) {
-        errors.add(field, format!("must be at least {min} characters long"));
+        errors.add(field, format!("must be at least {min} character{} long", if min == 1 { "" } else { "s" }));
     } else if let Some(max) = max.filter(|&m| n > m) {
-        errors.add(field, format!("must be at most {max} characters long"));
+        errors.add(field, format!("must be at most {max} character{} long", if max == 1 { "" } else { "s" }));
     }
 }
 

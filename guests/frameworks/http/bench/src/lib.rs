@@ -113,7 +113,7 @@ pub mod axum_app {
                 fields.insert("title".into(), "is required".into());
             }
             Some(s) if s.chars().count() < 1 => {
-                fields.insert("title".into(), "must be at least 1 characters long".into());
+                fields.insert("title".into(), "must be at least 1 character long".into());
             }
             Some(s) if s.chars().count() > 200 => {
                 fields.insert("title".into(), "must be at most 200 characters long".into());
