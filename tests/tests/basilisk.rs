@@ -346,3 +346,44 @@ fn the_walkthrough_in_the_docs_gives_what_it_shows() {
     let b = run.stop();
     assert!(b.output.contains("[worker] worker: job 0: reminder for todo 2: file the taxes"), "{}", b.output);
 }
+
+/// The same guest behind the gateway (tests/systems/todo-gateway.toml):
+/// no NIC of its own, TCP terminated by the gateway partition and relayed
+/// over link channels; the API answers as on its own NIC.
+#[test]
+fn the_todo_api_runs_unchanged_behind_the_gateway() {
+    let dir = root().join("target/hallows/tests/basilisk-gateway");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let image = dir.join("store.img");
+    let img = image.clone();
+    let mut run = start_system_edited("todo-gateway", &[], &move |s| {
+        s.partitions.iter_mut().find(|p| p.name == "store").and_then(|p| p.disk.as_mut()).expect("the store has a disk").path = img.clone();
+    });
+    let port = run.host_port("todo", 8080);
+    wait_api(&mut run, port);
+    let (s, head, body) = curl(port, true, "POST", "/todos", Some(r#"{"title":"through the gateway","tag":"work"}"#));
+    assert_eq!(s, 201, "{head}{body}");
+    assert_eq!(json(&body)["id"], 1);
+    let (s, _, body) = curl(port, true, "GET", "/todos/1", None);
+    assert_eq!((s, json(&body)["title"].as_str()), (200, Some("through the gateway")));
+    let (s, _, body) = curl(port, true, "GET", "/todos", None);
+    assert_eq!((s, json(&body)["data"].as_array().map(Vec::len)), (200, Some(1)), "{body}");
+    let (s, _, body) = curl(port, true, "POST", "/todos", Some(r#"{"priority":0}"#));
+    assert_eq!((s, json(&body)["fields"]["title"].as_str()), (422, Some("is required")), "{body}");
+    let (s, _, _) = curl(port, false, "GET", "/todos", None);
+    assert_eq!(s, 401);
+    let big = format!(r#"{{"title":"{}"}}"#, "x".repeat(20_000));
+    let (s, _, _) = curl(port, true, "POST", "/todos", Some(&big));
+    assert_eq!(s, 413);
+    let raw = raw_request(port, "GET /todos/1 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer test-token\r\nConnection: close\r\n\r\n");
+    assert!(raw.starts_with("HTTP/1.1 200 OK\r\n") && raw.contains("HTTP/1.1 404 Not Found\r\n"), "two pipelined requests: {raw}");
+    let (s, _, _) = curl(port, true, "POST", "/quit", None);
+    assert_eq!(s, 200);
+    // The todo and store partitions end; the gateway runs on until stopped.
+    std::thread::sleep(Duration::from_secs(5));
+    let b = run.stop();
+    assert!(b.output.contains("todo: bye"), "{}", b.output);
+    assert!(b.output.contains("store: shut down"), "{}", b.output);
+    assert!(b.output.contains("partition todo exited with status 0"), "{}", b.output);
+}

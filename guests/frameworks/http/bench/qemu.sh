@@ -3,7 +3,8 @@
 # an interrupt-mode NIC, the store partition over ring channels):
 # requests/s and latency under wrk over the forwarded port, then guest
 # instructions per request with `hallows net-cost` (every instruction
-# traced: a few minutes). Usage: qemu.sh [SECONDS]  (`make bench-http`)
+# traced: a few minutes; NETCOST=0 skips it). Usage: qemu.sh [SECONDS]
+# (`make bench-http`)
 set -euo pipefail
 cd "$(dirname "$0")/../../../.."
 D=${1:-10}
@@ -37,6 +38,7 @@ for route in /health /todos/1; do
 done
 kill -- -$pid 2>/dev/null || true
 wait $pid 2>/dev/null || true
+[ "${NETCOST:-1}" = 0 ] && exit 0
 for route in /health /todos/1; do
     echo "== hallows net-cost $SYS --path $route"
     "${HALLOWS[@]}" net-cost "$SYS" --header "$H" --prime 'POST /todos {"title":"write the docs","priority":2}' --path "$route" --requests 200 --also store 2>&1 | grep -v '^hallows:'

@@ -48,7 +48,17 @@ mod jobs;
 
 fn main(boot: &Boot) -> u64 {
     let b = boot.clone();
-    hallows_rt::task::run(boot, serve(b))
+    // The spec's `api` scheduler (Shinjuku-style: a preemptible task that
+    // has run its quantum while another waits is preempted; futures run
+    // to their next await). Preemption needs the timer, which a core with
+    // a poll-mode NIC leaves off (docs/basilisk.md#scheduling).
+    match spec::Policy::new(spec::scheduler_config()) {
+        Ok(policy) => hallows_rt::task::run_with(boot, alloc::boxed::Box::new(policy), serve(b)),
+        Err(e) => {
+            println!("todo: the spec's scheduler configuration was refused: {e:?}");
+            1
+        }
+    }
 }
 
 /// The hand-written routes of `todo.pt`.
