@@ -19,7 +19,10 @@ fn tasks_await_channel_doorbells_and_sleep() {
 
 #[test]
 fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
-    check_tasks(&boot_system("runtime-tasks"));
+    let b = boot_system("runtime-tasks");
+    check_tasks(&b);
+    assert!(b.lines_of("overflow").contains(&"overflow: 48 tasks through a queue of 4, all done"), "{}", b.output);
+    assert_eq!(b.summary("overflow"), "exited 0");
 }
 
 #[test]

@@ -83,6 +83,8 @@ struct Entry {
     generation: u16,
     class: TaskClass,
     slot: Slot,
+    /// In `Executor::refused`: the policy had no room when it arrived.
+    refused: bool,
 }
 
 /// Task ids: the index of the task's entry in the low 16 bits, the entry's
@@ -96,6 +98,9 @@ struct Executor {
     tasks: Vec<Option<Entry>>,
     /// Free indices of `tasks`, and the generation each was last used with.
     free: Vec<(u16, u16)>,
+    /// Tasks whose arrival the policy refused (its queue was full), oldest
+    /// first: offered again, in this order, before each pick.
+    refused: alloc::collections::VecDeque<u32>,
 }
 
 impl Executor {
@@ -115,8 +120,51 @@ impl Executor {
             }
             None => return None,
         };
-        self.tasks[index as usize] = Some(Entry { generation, class, slot });
+        self.tasks[index as usize] = Some(Entry { generation, class, slot, refused: false });
         Some(u32::from(generation) << INDEX_BITS | u32::from(index))
+    }
+
+    /// Offers task `id`, whose slot holds its work (`Waiting`), to the
+    /// policy: queued, or (refused: a full queue) kept waiting, in line in
+    /// `refused`, so that it is never lost.
+    fn offer(&mut self, id: u32, now: u64) {
+        let Some(class) = self.entry(id).map(|e| e.class) else { return };
+        let admitted = !matches!(self.policy.task_arrived(TaskId(id), class, now), hallows_sched::Admission::Rejected);
+        let Some(entry) = self.entry(id) else { return };
+        if admitted {
+            if let Slot::Waiting(w) = core::mem::replace(&mut entry.slot, Slot::Running { notified: false }) {
+                entry.slot = Slot::Queued(w);
+                QUEUED.fetch_add(1, Ordering::Relaxed);
+            }
+        } else if !entry.refused {
+            entry.refused = true;
+            self.refused.push_back(id);
+            REFUSED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Offers the refused tasks again, oldest first, while the policy
+    /// takes them.
+    fn readmit(&mut self, now: u64) {
+        while let Some(&id) = self.refused.front() {
+            let waiting = self.entry(id).is_some_and(|e| matches!(e.slot, Slot::Waiting(_)));
+            if waiting {
+                if let Some(e) = self.entry(id) {
+                    e.refused = false;
+                }
+                self.offer(id, now);
+                if self.entry(id).is_some_and(|e| e.refused) {
+                    // Still no room: it went to the back; put it first again.
+                    self.refused.pop_back();
+                    REFUSED.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
+            } else if let Some(e) = self.entry(id) {
+                e.refused = false;
+            }
+            self.refused.pop_front();
+            REFUSED.fetch_sub(1, Ordering::Relaxed);
+        }
     }
 
     fn remove(&mut self, id: u32) {
@@ -134,6 +182,8 @@ static LIVE: AtomicU32 = AtomicU32::new(0);
 /// Tasks in the `Queued` state (changed under the executor's lock): with
 /// none, no policy has anything to pick, and an idle core does not ask.
 static QUEUED: AtomicU32 = AtomicU32::new(0);
+/// Tasks waiting in `Executor::refused`.
+static REFUSED: AtomicU32 = AtomicU32::new(0);
 
 fn with_exec<R>(f: impl FnOnce(&mut Executor) -> R) -> Option<R> {
     arch::without_interrupts(|| EXEC.lock().as_mut().map(f))
@@ -168,20 +218,11 @@ fn core_local() -> &'static CoreLocal {
 /// Queues a new task.
 fn admit(work: Work, class: TaskClass) -> u32 {
     let id = with_exec(|e| {
-        let id = e.insert(class, Slot::Running { notified: false }).expect("at most 65,536 live tasks");
+        let id = e.insert(class, Slot::Waiting(work)).expect("at most 65,536 live tasks");
         LIVE.fetch_add(1, Ordering::AcqRel);
-        // A rejected arrival (full queue) stays waiting and is offered again
-        // when woken; spawned work is never dropped silently.
-        let slot = match e.policy.task_arrived(TaskId(id), class, time::now_nanos()) {
-            hallows_sched::Admission::Rejected => Slot::Waiting(work),
-            _ => {
-                QUEUED.fetch_add(1, Ordering::Relaxed);
-                Slot::Queued(work)
-            }
-        };
-        if let Some(entry) = e.entry(id) {
-            entry.slot = slot;
-        }
+        // A rejected arrival (full queue) waits in line and is offered again
+        // before each pick: spawned work is never dropped.
+        e.offer(id, time::now_nanos());
         id
     })
     .expect("task::spawn before task::run");
@@ -192,16 +233,10 @@ fn admit(work: Work, class: TaskClass) -> u32 {
 fn wake(id: u32) {
     with_exec(|e| {
         let Some(entry) = e.entry(id) else { return };
-        let class = entry.class;
-        let slot = &mut entry.slot;
-        match slot {
-            Slot::Waiting(_) => {
-                if let Slot::Waiting(w) = core::mem::replace(slot, Slot::Running { notified: false }) {
-                    *slot = Slot::Queued(w);
-                }
-                QUEUED.fetch_add(1, Ordering::Relaxed);
-                e.policy.task_arrived(TaskId(id), class, time::now_nanos());
-            }
+        match &mut entry.slot {
+            // Already in line for the policy: offered in its turn.
+            Slot::Waiting(_) if entry.refused => {}
+            Slot::Waiting(_) => e.offer(id, time::now_nanos()),
             Slot::Running { notified } => *notified = true,
             Slot::Queued(_) => {}
         }
@@ -399,12 +434,15 @@ fn turn(core: usize) -> bool {
     // queues are empty), so the lock and the call are skipped. A task
     // queued meanwhile signals an event (or comes from an interrupt, which
     // ends the idle wait).
-    if QUEUED.load(Ordering::Relaxed) == 0 {
+    if QUEUED.load(Ordering::Relaxed) == 0 && REFUSED.load(Ordering::Relaxed) == 0 {
         time::set_sched_tick(None);
         return false;
     }
     let now = time::now_nanos();
     let Some(pick) = with_exec(|e| {
+        if !e.refused.is_empty() {
+            e.readmit(now);
+        }
         let pick = e.policy.pick_next(core, now);
         if let Pick::Run { task, .. } = pick {
             let work = match e.entry(task.0).map(|entry| &mut entry.slot) {
@@ -480,16 +518,14 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
         };
         // The slot is `Running` (its entry lives until the task is done).
         let Some(entry) = e.entry(id) else { return };
-        let class = entry.class;
         let notified = matches!(entry.slot, Slot::Running { notified: true });
         if preempted {
             entry.slot = Slot::Queued(w);
             QUEUED.fetch_add(1, Ordering::Relaxed);
         } else if notified {
-            entry.slot = Slot::Queued(w);
-            QUEUED.fetch_add(1, Ordering::Relaxed);
+            entry.slot = Slot::Waiting(w);
             e.policy.task_done(core, TaskId(id), now);
-            e.policy.task_arrived(TaskId(id), class, now);
+            e.offer(id, now);
         } else {
             entry.slot = Slot::Waiting(w);
             e.policy.task_done(core, TaskId(id), now);
@@ -549,7 +585,7 @@ where
     F::Output: Send + 'static,
 {
     arch::without_interrupts(|| {
-        *EXEC.lock() = Some(Executor { policy, tasks: Vec::new(), free: Vec::new() });
+        *EXEC.lock() = Some(Executor { policy, tasks: Vec::new(), free: Vec::new(), refused: Default::default() });
     });
     SHUTDOWN.store(false, Ordering::Release);
     let cores = (boot.vcpu_count() as usize).clamp(1, MAX_VCPUS);

@@ -16,6 +16,9 @@
 //!   doubled answer on `reply` (`recv`: the task sleeps until the doorbell)
 //!   and sleeps 1 ms between round trips; then `u64::MAX` ends the server.
 //! * `alloc`: `Vec`, `BTreeMap`, `String`, `Box<dyn Fn>` on the heap.
+//! * `overflow`: 48 tasks spawned at once under a FIFO policy whose queue
+//!   holds 4: the policy refuses most arrivals, and every task must still
+//!   run (the runtime keeps refused tasks in line and offers them again).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -37,6 +40,7 @@ fn main(boot: &Boot) -> u64 {
         "count-busy" => tests::count_busy(boot, arg("ticks", 100), arg("period_us", 1000)),
         "preempt" => tests::preempt(boot),
         "alloc" => tests::alloc(),
+        "overflow" => tests::overflow(boot),
         "echo-client" => tests::echo_client(boot, arg("count", 100)),
         "echo-server" => tests::echo_server(boot),
         other => {
@@ -226,6 +230,38 @@ mod tests {
             println!("the short task was not blocked by the long one");
             0
         } else {
+            1
+        }
+    }
+
+    pub fn overflow(boot: &Boot) -> u64 {
+        let policy = match hallows_sched::Fifo::<4>::new(hallows_sched::FifoConfig { cores: 1, quantum: None }) {
+            Ok(p) => p,
+            Err(e) => {
+                println!("overflow: policy refused: {e:?}");
+                return 1;
+            }
+        };
+        let sum = task::run_with(boot, Box::new(policy), async {
+            let handles: Vec<_> = (0..48u64)
+                .map(|i| {
+                    spawn(async move {
+                        time::sleep(Duration::from_millis(1 + i % 3)).await;
+                        i
+                    })
+                })
+                .collect();
+            let mut sum = 0;
+            for h in handles {
+                sum += h.await;
+            }
+            sum
+        });
+        if sum == (0..48).sum::<u64>() {
+            println!("overflow: 48 tasks through a queue of 4, all done");
+            0
+        } else {
+            println!("overflow: sum {sum}");
             1
         }
     }
