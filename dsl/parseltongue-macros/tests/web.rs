@@ -100,6 +100,22 @@ fn crud_with_pagination() {
     let patch = c.call("PATCH", "/todos/8", r#"{"done":true,"id":999}"#);
     assert_eq!((patch.status, &patch.body["done"], &patch.body["title"], &patch.body["id"]), (200, &true.into(), &"task 8".into(), &8.into()));
     assert_eq!(c.call("GET", "/todos/8", "").body, patch.body, "stored");
+    // An optional field: set, kept when absent, cleared by null; a
+    // defaulted one reset to its default by null; a required one cannot
+    // be cleared.
+    let tagged = c.call("PATCH", "/todos/9", r#"{"tag":"work","due":"2027-01-02"}"#);
+    assert_eq!((tagged.status, &tagged.body["tag"], &tagged.body["due"]), (200, &"work".into(), &"2027-01-02".into()));
+    let kept = c.call("PATCH", "/todos/9", r#"{"done":true}"#);
+    assert_eq!((&kept.body["tag"], &kept.body["due"]), (&"work".into(), &"2027-01-02".into()));
+    let cleared = c.call("PATCH", "/todos/9", r#"{"tag":null}"#);
+    assert_eq!((cleared.status, &cleared.body["tag"], &cleared.body["due"]), (200, &serde_json::Value::Null, &"2027-01-02".into()));
+    assert_eq!(c.call("GET", "/todos/9", "").body["tag"], serde_json::Value::Null, "stored cleared");
+    let title = c.call("PATCH", "/todos/9", r#"{"title":null}"#);
+    assert_eq!((title.status, &title.body["fields"]["title"]), (422, &"is required".into()), "{:?}", title.body);
+    let reset = c.call("PATCH", "/todos/9", r#"{"priority":5}"#);
+    assert_eq!(reset.body["priority"], 5);
+    let reset = c.call("PATCH", "/todos/9", r#"{"priority":null,"done":null}"#);
+    assert_eq!((reset.status, &reset.body["priority"], &reset.body["done"], &reset.body["title"]), (200, &3.into(), &false.into(), &"task 9".into()));
     assert_eq!(c.call("PUT", "/todos/8", r#"{"done":false}"#).status, 422, "PUT validates as create: title required");
     let del = c.call("DELETE", "/todos/8", "");
     assert_eq!((del.status, &del.body), (204, &serde_json::Value::Null));

@@ -571,11 +571,20 @@ fn json_type(t: &JsonType, resource: bool, patterns: &mut Vec<TokenStream>) -> T
             None => quote!(),
         };
         let require = if f.required { quote!(let #lv = #b::json::require(#lv, #fname, errors);) } else { quote!() };
+        // A field sent as `null` does not keep the base's value (a PATCH's
+        // way to clear one): an optional field becomes null, a defaulted
+        // one its default, a required one is refused ("is required").
+        // Absent, a field keeps the base's value.
+        let c = format_ident!("null_{}", f.name);
+        let cleared = quote!(let #c = ::core::matches!(map.get(#fname), ::core::option::Option::Some(#b::serde_json::Value::Null)););
+        let keep_base = quote!(::core::option::Option::None if #c => ::core::option::Option::None,);
         takes.push(quote! {
+            #cleared
             let #lv = #take;
             #check
             let #lv = match #lv {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                #keep_base
                 ::core::option::Option::None => base.and_then(|b| #keep),
             } #fallback;
             #require

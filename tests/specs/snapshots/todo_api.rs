@@ -263,6 +263,10 @@ pub mod web {
             errors: &mut ::hallows_basilisk::json::FieldErrors,
             base: ::core::option::Option<&Self>,
         ) -> ::core::option::Option<Self> {
+            let null_title = ::core::matches!(
+                map.get("title"),
+                ::core::option::Option::Some(::hallows_basilisk::serde_json::Value::Null)
+            );
             let f_title = ::hallows_basilisk::json::take_string(map, "title", errors);
             if let ::core::option::Option::Some(v) = &f_title {
                 ::hallows_basilisk::json::check_length(
@@ -275,6 +279,9 @@ pub mod web {
             }
             let f_title = match f_title {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                ::core::option::Option::None if null_title => {
+                    ::core::option::Option::None
+                }
                 ::core::option::Option::None => {
                     base.and_then(|b| ::core::option::Option::Some(b.title.clone()))
                 }
@@ -339,6 +346,10 @@ pub mod web {
             errors: &mut ::hallows_basilisk::json::FieldErrors,
             base: ::core::option::Option<&Self>,
         ) -> ::core::option::Option<Self> {
+            let null_title = ::core::matches!(
+                map.get("title"),
+                ::core::option::Option::Some(::hallows_basilisk::serde_json::Value::Null)
+            );
             let f_title = ::hallows_basilisk::json::take_string(map, "title", errors);
             if let ::core::option::Option::Some(v) = &f_title {
                 ::hallows_basilisk::json::check_length(
@@ -351,19 +362,31 @@ pub mod web {
             }
             let f_title = match f_title {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                ::core::option::Option::None if null_title => {
+                    ::core::option::Option::None
+                }
                 ::core::option::Option::None => {
                     base.and_then(|b| ::core::option::Option::Some(b.title.clone()))
                 }
             };
             let f_title = ::hallows_basilisk::json::require(f_title, "title", errors);
+            let null_done = ::core::matches!(
+                map.get("done"),
+                ::core::option::Option::Some(::hallows_basilisk::serde_json::Value::Null)
+            );
             let f_done = ::hallows_basilisk::json::take_bool(map, "done", errors);
             let f_done = match f_done {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                ::core::option::Option::None if null_done => ::core::option::Option::None,
                 ::core::option::Option::None => {
                     base.and_then(|b| ::core::option::Option::Some(b.done.clone()))
                 }
             }
                 .or(::core::option::Option::Some(false));
+            let null_priority = ::core::matches!(
+                map.get("priority"),
+                ::core::option::Option::Some(::hallows_basilisk::serde_json::Value::Null)
+            );
             let f_priority = ::hallows_basilisk::json::take_int(
                     map,
                     "priority",
@@ -383,11 +406,18 @@ pub mod web {
             }
             let f_priority = match f_priority {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                ::core::option::Option::None if null_priority => {
+                    ::core::option::Option::None
+                }
                 ::core::option::Option::None => {
                     base.and_then(|b| ::core::option::Option::Some(b.priority.clone()))
                 }
             }
                 .or(::core::option::Option::Some(3));
+            let null_tag = ::core::matches!(
+                map.get("tag"),
+                ::core::option::Option::Some(::hallows_basilisk::serde_json::Value::Null)
+            );
             let f_tag = ::hallows_basilisk::json::take_string(map, "tag", errors);
             if let ::core::option::Option::Some(v) = &f_tag {
                 ::hallows_basilisk::json::check_one_of(
@@ -399,8 +429,13 @@ pub mod web {
             }
             let f_tag = match f_tag {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                ::core::option::Option::None if null_tag => ::core::option::Option::None,
                 ::core::option::Option::None => base.and_then(|b| b.tag.clone()),
             };
+            let null_due = ::core::matches!(
+                map.get("due"),
+                ::core::option::Option::Some(::hallows_basilisk::serde_json::Value::Null)
+            );
             let f_due = ::hallows_basilisk::json::take_string(map, "due", errors);
             if let ::core::option::Option::Some(v) = &f_due {
                 ::hallows_basilisk::json::check_pattern(
@@ -413,6 +448,7 @@ pub mod web {
             }
             let f_due = match f_due {
                 ::core::option::Option::Some(v) => ::core::option::Option::Some(v),
+                ::core::option::Option::None if null_due => ::core::option::Option::None,
                 ::core::option::Option::None => base.and_then(|b| b.due.clone()),
             };
             if !errors.is_empty() {
