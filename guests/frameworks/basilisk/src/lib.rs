@@ -19,7 +19,9 @@
 //!   channel front in a guest, [`store::MemStore`] on the host);
 //! * [`stats::RouteStats`]: per-route request counts and timings;
 //! * [`lock::Lock`]: the async lock connection tasks share the application
-//!   through.
+//!   through;
+//! * `server` (feature `rt`): serving an application over HTTP/1.1 on the
+//!   partition's network, one task per connection.
 //!
 //! docs/basilisk.md is the guide.
 #![no_std]
@@ -35,6 +37,8 @@ pub mod lock;
 /// compiler, which checks patterns when the spec is compiled).
 pub use hallows_pattern as pattern;
 pub mod rest;
+#[cfg(feature = "rt")]
+pub mod server;
 pub mod stats;
 pub mod store;
 

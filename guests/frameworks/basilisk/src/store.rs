@@ -149,6 +149,29 @@ pub struct KvStore {
 }
 
 #[cfg(feature = "rt")]
+impl KvStore {
+    /// How long one store request may take before it is 503.
+    pub const TIMEOUT: core::time::Duration = core::time::Duration::from_secs(5);
+
+    /// The store partition over the system's "kv-requests"/"kv-replies"
+    /// channels, once it has attached its end (within `ready`); each
+    /// request then waits at most [`KvStore::TIMEOUT`]. The error says
+    /// what is missing.
+    pub async fn connect(
+        boot: &hallows_rt::Boot,
+        ready: core::time::Duration,
+    ) -> Result<KvStore, String> {
+        let mut kv = hallows_kv::client::connect(boot)
+            .map_err(|e| format!("cannot open the store's channels: {e}"))?;
+        kv.wait_ready(ready)
+            .await
+            .map_err(|e| format!("the store never attached its end: {e}"))?;
+        kv.set_timeout(Self::TIMEOUT);
+        Ok(KvStore { kv })
+    }
+}
+
+#[cfg(feature = "rt")]
 fn kv_error(e: hallows_kv::client::Error) -> StoreError {
     use hallows_kv::client::Error as E;
     match e {

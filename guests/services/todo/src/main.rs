@@ -2,10 +2,10 @@
 //!
 //! `todo.pt` declares the API (a `todo` resource with validations, a
 //! `Rename` body, three hand-written routes, bearer tokens, a rate limit);
-//! this file is the rest: the three handlers, and the shell that serves
-//! the generated application over HTTP/1.1 (`hallows-http`) on the
-//! partition's NIC, its records in the store partition over the
-//! "kv-requests"/"kv-replies" channels.
+//! this file is the rest: the handlers, and the shell that serves the
+//! generated application with `hallows_basilisk::server` (HTTP/1.1 on the
+//! partition's NIC, a task per connection), its records in the store
+//! partition over the "kv-requests"/"kv-replies" channels.
 //!
 //! Boot arguments: `tokens=a,b` (the accepted bearer tokens; none: every
 //! request is 401), `quit` (test endpoint: `POST /quit` with a valid token
@@ -24,14 +24,13 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
 use core::time::Duration;
 
 use hallows_basilisk::auth::Tokens;
 use hallows_basilisk::lock::Lock;
+use hallows_basilisk::server::{self, Stop};
 use hallows_basilisk::store::{KvStore, Store};
-use hallows_basilisk::{rest, Request, Response};
-use hallows_net::TcpListener;
+use hallows_basilisk::{rest, Method, Request, Response};
 use hallows_rt::task::spawn;
 use hallows_rt::{println, time, Boot};
 
@@ -43,7 +42,6 @@ mod spec {
 }
 use spec::web::{App, Rename, Routes, Todo, ROUTES};
 
-mod http;
 mod jobs;
 
 fn main(boot: &Boot) -> u64 {
@@ -161,9 +159,6 @@ impl Shared {
     }
 }
 
-/// Set by `POST /quit` (boot argument `quit`).
-pub static QUIT: AtomicBool = AtomicBool::new(false);
-
 async fn serve(boot: Boot) -> u64 {
     let cfg = match hallows_net::init(&boot) {
         Ok(c) => c,
@@ -172,20 +167,13 @@ async fn serve(boot: Boot) -> u64 {
             return 1;
         }
     };
-    let net = &boot.info().net;
-    let port = if net.listen_count > 0 && net.listen[0] != 0 { net.listen[0] } else { 80 };
-    let mut kv = match hallows_kv::client::connect(&boot) {
-        Ok(kv) => kv,
+    let store = match KvStore::connect(&boot, Duration::from_secs(120)).await {
+        Ok(s) => s,
         Err(e) => {
-            println!("todo: cannot open the store's channels: {e}");
+            println!("todo: {e}");
             return 1;
         }
     };
-    if let Err(e) = kv.wait_ready(Duration::from_secs(120)).await {
-        println!("todo: the store never attached its end: {e}");
-        return 1;
-    }
-    kv.set_timeout(Duration::from_secs(5));
     let tokens = Tokens::parse(boot.arg("tokens").unwrap_or(""));
     if tokens.is_empty() {
         println!("todo: no tokens= boot argument: every request will be answered 401");
@@ -206,24 +194,30 @@ async fn serve(boot: Boot) -> u64 {
         app.limiter = None;
         println!("todo: no rate limit (boot argument no_rate_limit)");
     }
-    let shared = Arc::new(Lock::new(Shared { app, store: KvStore { kv }, log: boot.has("log") }));
-    let Ok(mut listener) = TcpListener::bind(port) else {
-        println!("todo: cannot listen on port {port}");
-        return 1;
+    let shared = Arc::new(Lock::new(Shared { app, store, log: boot.has("log") }));
+    let (mut listener, port) = match server::bind(&boot) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("todo: {e}");
+            return 1;
+        }
     };
     let quit_enabled = boot.has("quit");
+    let stop = Stop::default();
     println!("todo: ready on {}:{port} ({} routes)", cfg.address, ROUTES.len());
-    loop {
-        // Woken every 100 ms to notice POST /quit.
-        if let Ok(Ok(s)) = hallows_net::with_timeout(Duration::from_millis(100), listener.accept()).await {
-            spawn(http::conn(s, shared.clone(), quit_enabled));
-        }
-        if QUIT.load(Ordering::Acquire) {
-            break;
-        }
-    }
-    // Let the last answers go out, then report.
-    time::sleep(Duration::from_millis(200)).await;
+    server::accept_until(&mut listener, &stop, |s| {
+        let (shared, stop) = (shared.clone(), stop.clone());
+        let handler = async move |req: &Request<'_>| {
+            if quit_enabled && req.method == Method::Post && req.path == "/quit" {
+                quit(&shared, req, &stop).await
+            } else {
+                Shared::answer(&shared, req).await
+            }
+        };
+        spawn(server::serve_conn(s, server::LIMITS, handler));
+    })
+    .await;
+    // The last answers have gone out (`accept_until` lingers): report.
     let mut g = shared.lock().await;
     // The store ends with us (it serves no one else in this system).
     if let Err(e) = g.store.kv.shutdown().await {
@@ -237,4 +231,16 @@ async fn serve(boot: Boot) -> u64 {
     println!("todo: {}", hallows_net::stats());
     println!("todo: bye");
     0
+}
+
+/// `POST /quit` (boot argument `quit`): with a valid token, the guest ends
+/// once the answer is out.
+async fn quit(shared: &Lock<Shared>, req: &Request<'_>, stop: &Stop) -> Response {
+    let g = shared.lock().await;
+    if g.app.tokens.accepts(req.authorization) {
+        stop.stop();
+        Response::json(200, b"{\"bye\":true}".to_vec())
+    } else {
+        Tokens::challenge()
+    }
 }

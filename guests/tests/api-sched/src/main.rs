@@ -19,14 +19,11 @@ extern crate alloc;
 
 use alloc::boxed::Box;
 use alloc::format;
-use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, Ordering};
-use core::time::Duration;
 
+use hallows_basilisk::auth::Tokens;
+use hallows_basilisk::server::{self, Limits, Stop};
 use hallows_basilisk::store::MemStore;
 use hallows_basilisk::{Method, Request, Response};
-use hallows_http::{Conn, Event, Limits};
-use hallows_net::{with_timeout, TcpListener, TcpStream};
 use hallows_rt::task::{spawn, spawn_preemptible};
 use hallows_rt::{println, time, Boot};
 
@@ -90,8 +87,8 @@ impl<S: hallows_basilisk::store::Store> Routes<S> for Handlers {
     }
 }
 
-static QUIT: AtomicBool = AtomicBool::new(false);
-
+/// Smaller than a service's ([`server::LIMITS`]): the test sends tiny
+/// requests.
 const LIMITS: Limits = Limits {
     max_head: 4096,
     max_headers: 32,
@@ -107,73 +104,31 @@ async fn serve(boot: Boot, policy: &'static str) -> u64 {
         println!("api-sched: net init failed: {e}");
         return 1;
     }
-    let net = &boot.info().net;
-    let port = if net.listen_count > 0 && net.listen[0] != 0 {
-        net.listen[0]
-    } else {
-        80
-    };
-    let Ok(mut listener) = TcpListener::bind(port) else {
-        println!("api-sched: cannot listen on port {port}");
-        return 1;
+    let (mut listener, port) = match server::bind(&boot) {
+        Ok(l) => l,
+        Err(e) => {
+            println!("api-sched: {e}");
+            return 1;
+        }
     };
     println!("api-sched: ready on port {port}, policy {policy}");
-    while !QUIT.load(Ordering::Acquire) {
-        // Woken every 100 ms to notice POST /quit.
-        if let Ok(Ok(s)) = with_timeout(Duration::from_millis(100), listener.accept()).await {
-            spawn(conn(s));
-        }
-    }
-    time::sleep(Duration::from_millis(200)).await;
+    let stop = Stop::default();
+    server::accept_until(&mut listener, &stop, |s| {
+        // Each connection its own `App` (no lock between requests).
+        let stop = stop.clone();
+        let mut app = App::new(Handlers, Tokens::default());
+        let mut store = MemStore::default();
+        let handler = async move |req: &Request<'_>| {
+            if req.method == Method::Post && req.path == "/quit" {
+                stop.stop();
+                Response::json(200, b"{\"bye\":true}".to_vec())
+            } else {
+                app.handle(req, &mut store, time::now_nanos).await
+            }
+        };
+        spawn(server::serve_conn(s, LIMITS, handler));
+    })
+    .await;
     println!("api-sched: bye");
     0
-}
-
-/// One connection: `hallows-http` on the socket, its own `App`.
-async fn conn(mut s: TcpStream) {
-    let mut app = App::new(Handlers, hallows_basilisk::auth::Tokens::default());
-    let mut store = MemStore::default();
-    let mut c = Conn::new(LIMITS, time::now_nanos());
-    loop {
-        let now = time::now_nanos();
-        match c.next(now) {
-            Event::Request(r) => {
-                let req = Request {
-                    method: Method::parse(r.method),
-                    path: r.path,
-                    query: r.query,
-                    authorization: None,
-                    body: r.body,
-                    client: 0,
-                };
-                let resp = if req.method == Method::Post && req.path == "/quit" {
-                    QUIT.store(true, Ordering::Release);
-                    Response::json(200, b"{\"bye\":true}".to_vec())
-                } else {
-                    app.handle(&req, &mut store, time::now_nanos).await
-                };
-                let mut headers: Vec<(&str, &[u8])> = Vec::with_capacity(1 + resp.headers.len());
-                headers.push(("Content-Type", resp.content_type.as_bytes()));
-                headers.extend(resp.headers.iter().map(|(k, v)| (*k, v.as_bytes())));
-                c.respond(resp.status, &headers, &resp.body);
-            }
-            Event::Write => {
-                match with_timeout(Duration::from_secs(10), s.write(c.output())).await {
-                    Ok(Ok(n)) if n > 0 => c.written(n),
-                    _ => return s.abort(),
-                }
-            }
-            Event::Read => {
-                let wait = Duration::from_nanos(c.deadline().saturating_sub(now));
-                match with_timeout(wait, s.read(c.read_buf())).await {
-                    Ok(Ok(0)) => break,
-                    Ok(Ok(n)) => c.filled(n, time::now_nanos()),
-                    Ok(Err(_)) => return s.abort(),
-                    Err(_) => c.timed_out(time::now_nanos()),
-                }
-            }
-            Event::Close => break,
-        }
-    }
-    let _ = s.close().await;
 }
