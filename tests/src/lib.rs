@@ -130,7 +130,7 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
     let (sys, out) = image_of(path, patch, &|_| {});
     let r = qemu::run(&sys, &out, BOOT_TIMEOUT, true, extra).expect("running QEMU");
     // Post-mortem backtraces come symbolized, as `hallows run` shows them.
-    let output = symbolize::symbolize(&r.output, &sys, &artifacts(sys.board.arch).guest_dir);
+    let output = symbolize::symbolize(&r.output, &sys, &|g| artifacts(sys.board.arch).guest(g));
     Boot { status: r.status, output }
 }
 
@@ -329,7 +329,7 @@ pub fn boot_bochs_manifest(path: &Path, cpu: &str) -> Boot {
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
     let dir = root.join("target/hallows/tests/bochs").join(format!("{stem}-{cpu}"));
     let r = hallows::bochs::run(&disk, cpu, &dir, BOOT_TIMEOUT).expect("running bochs");
-    Boot { status: r.status, output: symbolize::symbolize(&r.output, &sys, &art.guest_dir) }
+    Boot { status: r.status, output: symbolize::symbolize(&r.output, &sys, &|g| art.guest(g)) }
 }
 
 /// The address of symbol `name` in the hypervisor built for `arch`.

@@ -18,12 +18,16 @@ pub struct Artifacts {
     pub guest_dir: PathBuf,
     /// Package name -> binary name, where they differ.
     pub bins: HashMap<String, String>,
+    /// Package name -> where it was built, for the guests built in another
+    /// workspace than the system's (the checkout's services).
+    pub dirs: HashMap<String, PathBuf>,
 }
 
 impl Artifacts {
     /// The built binary of the guest package `name`.
     pub fn guest(&self, name: &str) -> PathBuf {
-        self.guest_dir.join(self.bins.get(name).map_or(name, String::as_str))
+        let dir = self.dirs.get(name).unwrap_or(&self.guest_dir);
+        dir.join(self.bins.get(name).map_or(name, String::as_str))
     }
 }
 
@@ -53,28 +57,46 @@ pub fn targets(arch: Arch) -> (&'static str, &'static str) {
 /// Builds the hypervisor and the named guests (package names, release) of
 /// the workspace at `root` for `arch`. The hypervisor comes from the
 /// workspace when it is a RustHallows checkout, else from
-/// [`workspace::source_root`].
+/// [`workspace::source_root`]; so do the guests the workspace takes from
+/// the checkout ([`workspace::system_guests`]).
 pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
     let (hv_target, guest_target) = targets(arch);
     let hv_root = workspace::hypervisor_root(root)?;
     progress(&format!("building the hypervisor for {hv_target} (in {})", hv_root.display()));
     cargo(&hv_root, hv_target, &["hallows-hv".to_string()], &[])?;
-    let found = workspace::find_guests(root)?;
-    let mut bins = HashMap::new();
-    if !guests.is_empty() {
-        progress(&format!("building guest{} {} for {guest_target}", if guests.len() == 1 { "" } else { "s" }, guests.join(", ")));
-        let ours: Vec<&workspace::Guest> = found.iter().filter(|g| guests.contains(&g.package)).collect();
-        cargo(root, guest_target, guests, &ours)?;
+    let found = workspace::system_guests(root)?;
+    let (mut bins, mut dirs) = (HashMap::new(), HashMap::new());
+    // Grouped by the workspace each is built in: the system's own first
+    // (with any name it does not know, for cargo to refuse), then the
+    // checkout's.
+    let here = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let mut groups: Vec<(PathBuf, Vec<String>)> = vec![(here.clone(), Vec::new())];
+    for name in guests {
+        let dir = found.iter().find(|g| &g.package == name).map_or(here.as_path(), |g| g.root.as_path());
+        match groups.iter_mut().find(|(d, _)| d == dir) {
+            Some((_, names)) => names.push(name.clone()),
+            None => groups.push((dir.to_path_buf(), vec![name.clone()])),
+        }
+    }
+    for (dir, names) in groups.iter().filter(|(_, names)| !names.is_empty()) {
+        let place = if *dir == here { String::new() } else { format!(" (in {})", dir.display()) };
+        progress(&format!("building guest{} {} for {guest_target}{place}", if names.len() == 1 { "" } else { "s" }, names.join(", ")));
+        let ours: Vec<&workspace::Guest> = found.iter().filter(|g| names.contains(&g.package) && g.root == *dir).collect();
+        cargo(dir, guest_target, names, &ours)?;
         for g in ours {
             if g.bin != g.package {
                 bins.insert(g.package.clone(), g.bin.clone());
+            }
+            if *dir != here {
+                dirs.insert(g.package.clone(), guest_dir(dir, arch));
             }
         }
     }
     Ok(Artifacts {
         hypervisor: hv_root.join("target").join(hv_target).join("release/hallows-hv"),
-        guest_dir: root.join("target").join(guest_target).join("release"),
+        guest_dir: guest_dir(root, arch),
         bins,
+        dirs,
     })
 }
 

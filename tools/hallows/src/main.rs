@@ -246,7 +246,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::Build { manifest, output } => {
-            let (_, path) = build_image(&manifest, output, outside)?;
+            let (_, path, _) = build_image(&manifest, output, outside)?;
             println!("{}", path.display());
             Ok(0)
         }
@@ -260,18 +260,21 @@ fn run(cli: Cli) -> Result<u8> {
             if timeout.is_some() {
                 anyhow::bail!("--gdb takes no --timeout: the machine runs until gdb exits");
             }
-            let (sys, path) = build_image(&manifest, None, outside)?;
+            let (sys, path, artifacts) = build_image(&manifest, None, outside)?;
             let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
             // Ctrl-C belongs to gdb (it interrupts the target): ignore it here.
             ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
-            let guests = build::guest_dir(&root, sys.board.arch);
+            // Where the partition's guest was built (the workspace, or the
+            // checkout for one of its services).
+            let guest = sys.partitions.iter().find(|p| p.name == name).map(|p| artifacts.guest(&p.guest));
+            let guests = guest.as_deref().and_then(Path::parent).map_or_else(|| artifacts.guest_dir.clone(), Path::to_path_buf);
             let scratch = root.join("target/hallows");
             let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
             Ok(if s.gdb.success() { 0 } else { 1 })
         }
         Cmd::Run { manifest, timeout, qemu_args, disks, .. } => {
             qemu::check_accel()?;
-            let (mut sys, path) = build_image(&manifest, None, outside)?;
+            let (mut sys, path, artifacts) = build_image(&manifest, None, outside)?;
             for d in &disks {
                 let Some((name, file)) = d.split_once('=') else {
                     anyhow::bail!("--disk {d}: write it PARTITION=FILE");
@@ -332,8 +335,7 @@ fn run(cli: Cli) -> Result<u8> {
                 }
             });
             let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, None, Some(control))?;
-            let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
-            let frames = hallows::symbolize::backtraces(&out.output, &sys, &build::guest_dir(&root, sys.board.arch));
+            let frames = hallows::symbolize::backtraces(&out.output, &sys, &|g| artifacts.guest(g));
             if !frames.is_empty() {
                 eprintln!("hallows: post-mortem backtraces, symbolized:");
                 for f in frames {
@@ -367,7 +369,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(code)
         }
         Cmd::El2Cost { manifest, top } => {
-            let (sys, path) = build_image(&manifest, None, outside)?;
+            let (sys, path, _) = build_image(&manifest, None, outside)?;
             let len = std::fs::metadata(&path)?.len();
             // The image's load address: 2 MiB into the reservation on
             // aarch64 (arm64 Image), the reservation's start on x86_64.
@@ -406,7 +408,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
             let headers = hallows::netcost::header_lines(&headers)?;
-            let (sys, image_path) = build_image(&manifest, None, outside)?;
+            let (sys, image_path, _) = build_image(&manifest, None, outside)?;
             let fwd = match port {
                 Some(p) => sys.forwards.iter().find(|f| f.host == p),
                 None => sys.forwards.first(),
@@ -491,7 +493,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::BootCost { manifest } => {
-            let (sys, path) = build_image(&manifest, None, outside)?;
+            let (sys, path, _) = build_image(&manifest, None, outside)?;
             let img = std::fs::read(&path)?;
             let hv_base = sys.board.hypervisor.base;
             let entry = image::Elf::parse(&std::fs::read(
@@ -533,7 +535,7 @@ fn context(manifest: &Path, outside: bool) -> vmm_config::CheckContext {
     ctx
 }
 
-fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Result<(vmm_config::System, PathBuf)> {
+fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Result<(vmm_config::System, PathBuf, build::Artifacts)> {
     let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     let mut ctx = workspace::check_context(&root);
     ctx.root = (!outside).then(|| root.clone());
@@ -585,5 +587,5 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&path, &img.bytes).with_context(|| format!("writing {}", path.display()))?;
-    Ok((sys, path))
+    Ok((sys, path, artifacts))
 }

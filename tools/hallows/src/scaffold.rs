@@ -125,7 +125,9 @@ pub fn new_guest(cwd: &Path, name: &str) -> Result<Vec<PathBuf>> {
 
 fn new_guest_in(root: &Path, name: &str) -> Result<Vec<PathBuf>> {
     check_name(name, "guest")?;
-    if workspace::guests(root).iter().any(|g| g == name) {
+    // The workspace's own guests: one of its own may shadow a service of
+    // the checkout (docs/first-system.md makes a `store`).
+    if workspace::find_guests(root).unwrap_or_default().iter().any(|g| g.package == name) {
         bail!("the workspace at {} already has a guest `{name}`", root.display());
     }
     // This repository keeps its services under guests/services; a user's

@@ -5,7 +5,7 @@
 //! DWARF, else its symbol table), like `addr2line -f -i`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use object::{Object, ObjectSection, ObjectSymbol};
@@ -90,18 +90,20 @@ fn frame_line(line: &str) -> Option<(&str, u32, u64)> {
 
 /// `output` with each post-mortem frame line of a partition of `sys`
 /// followed by its symbolized function and source line (from the guest
-/// ELFs in `guest_dir`). Return addresses (frames after `#0`) are looked
-/// up one byte back, inside the call.
-pub fn symbolize(output: &str, sys: &System, guest_dir: &Path) -> String {
+/// ELFs: `elf` names a guest package's). Return addresses (frames after
+/// `#0`) are looked up one byte back, inside the call.
+pub fn symbolize(output: &str, sys: &System, elf: &dyn Fn(&str) -> PathBuf) -> String {
     let mut elves: HashMap<String, Option<Symbolizer>> = HashMap::new();
-    // `guest_dir` is <workspace>/target/<target>/release.
-    let root = guest_dir.ancestors().nth(3);
     let mut out = String::with_capacity(output.len());
     for line in output.lines() {
         out.push_str(line);
         if let Some((name, n, a)) = frame_line(line) {
             if let Some(p) = sys.partitions.iter().find(|p| p.name == name) {
-                let s = elves.entry(p.guest.clone()).or_insert_with(|| Symbolizer::open(&guest_dir.join(&p.guest), root));
+                let s = elves.entry(p.guest.clone()).or_insert_with(|| {
+                    // The ELF is <workspace>/target/<target>/release/<bin>.
+                    let elf = elf(&p.guest);
+                    Symbolizer::open(&elf, elf.ancestors().nth(4))
+                });
                 if let Some(d) = s.as_ref().and_then(|s| s.describe(if n == 0 { a } else { a - 1 })) {
                     out.push(' ');
                     out.push_str(&d);
@@ -115,8 +117,8 @@ pub fn symbolize(output: &str, sys: &System, guest_dir: &Path) -> String {
 
 /// Only the symbolized frame lines of `output` (for `hallows run`, which
 /// has shown the raw output as it came).
-pub fn backtraces(output: &str, sys: &System, guest_dir: &Path) -> Vec<String> {
-    symbolize(output, sys, guest_dir).lines().filter(|l| frame_line(l).is_some()).map(str::to_string).collect()
+pub fn backtraces(output: &str, sys: &System, elf: &dyn Fn(&str) -> PathBuf) -> Vec<String> {
+    symbolize(output, sys, elf).lines().filter(|l| frame_line(l).is_some()).map(str::to_string).collect()
 }
 
 #[cfg(test)]

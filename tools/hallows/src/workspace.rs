@@ -6,7 +6,9 @@
 //! its package name wherever it lives. The hypervisor is built from the
 //! workspace when it has the `hallows-hv` package, else from the RustHallows
 //! checkout named by `HALLOWS_SOURCE` (default: the one this tool was built
-//! from).
+//! from); so are the checkout's services (`guests/services`: the store, the
+//! log, the gateway, ...) that a user's system names and its workspace does
+//! not have ([`system_guests`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -22,6 +24,8 @@ pub struct Guest {
     pub bin: String,
     /// The package's directory.
     pub dir: PathBuf,
+    /// The workspace it is built in.
+    pub root: PathBuf,
 }
 
 /// The workspace root: the nearest ancestor of `start` whose Cargo.toml
@@ -102,8 +106,31 @@ pub fn find_guests(root: &Path) -> Result<Vec<Guest>> {
     parse_metadata(&out.stdout)
 }
 
+/// The guests a system of the workspace at `root` can name: the
+/// workspace's own and, in a workspace outside RustHallows, the services
+/// of the checkout it builds against (its `guests/services`: `store`,
+/// `log`, `gateway`, ...) that none of its own shadows. Those are built in
+/// the checkout, as its hypervisor is. A checkout that cannot be read adds
+/// none.
+pub fn system_guests(root: &Path) -> Result<Vec<Guest>> {
+    let mut guests = find_guests(root)?;
+    let Ok(source) = hypervisor_root(root) else { return Ok(guests) };
+    if source == root || root.canonicalize().is_ok_and(|r| r == source) {
+        return Ok(guests);
+    }
+    let services = source.join("guests/services");
+    for g in find_guests(&source).unwrap_or_default() {
+        if g.dir.starts_with(&services) && !guests.iter().any(|x| x.package == g.package) {
+            guests.push(g);
+        }
+    }
+    guests.sort_by(|a, b| a.package.cmp(&b.package));
+    Ok(guests)
+}
+
 fn parse_metadata(json: &[u8]) -> Result<Vec<Guest>> {
     let meta: serde_json::Value = serde_json::from_slice(json).context("reading `cargo metadata`'s output")?;
+    let root = PathBuf::from(meta["workspace_root"].as_str().context("`cargo metadata` names no workspace_root")?);
     let mut guests = Vec::new();
     for p in meta["packages"].as_array().into_iter().flatten() {
         let deps = p["dependencies"].as_array().into_iter().flatten();
@@ -120,17 +147,18 @@ fn parse_metadata(json: &[u8]) -> Result<Vec<Guest>> {
             continue;
         };
         let dir = Path::new(manifest).parent().unwrap_or(Path::new(".")).to_path_buf();
-        guests.push(Guest { package: package.to_string(), bin: bin.to_string(), dir });
+        guests.push(Guest { package: package.to_string(), bin: bin.to_string(), dir, root: root.clone() });
     }
     guests.sort_by(|a, b| a.package.cmp(&b.package));
     guests.dedup_by(|a, b| a.package == b.package);
     Ok(guests)
 }
 
-/// Package names of the guest programs of the workspace at `root`; none
-/// if cargo cannot read the workspace (its error then comes from `build`).
+/// Package names of the guest programs a system of the workspace at
+/// `root` can name ([`system_guests`]); none if cargo cannot read the
+/// workspace (its error then comes from `build`).
 pub fn guests(root: &Path) -> Vec<String> {
-    find_guests(root).map(|g| g.into_iter().map(|g| g.package).collect()).unwrap_or_default()
+    system_guests(root).map(|g| g.into_iter().map(|g| g.package).collect()).unwrap_or_default()
 }
 
 pub fn check_context(root: &Path) -> vmm_config::CheckContext {
@@ -143,8 +171,9 @@ pub fn check_context(root: &Path) -> vmm_config::CheckContext {
 pub fn check_specs(root: Option<&Path>, sys: &vmm_config::System, manifest: &Path) -> Result<Vec<(String, parseltongue::Spec)>, parseltongue::Diagnostics> {
     match root {
         Some(root) => {
-            // One `cargo metadata` for all the system's guests.
-            let guests = find_guests(root).unwrap_or_default();
+            // One `cargo metadata` for all the system's guests (and one
+            // for the checkout's services, outside RustHallows).
+            let guests = system_guests(root).unwrap_or_default();
             let spec_of = |g: &str| match guests.iter().find(|x| x.package == g) {
                 Some(x) => parseltongue::build::declared_spec(&x.dir),
                 None => Ok(None),
@@ -161,7 +190,7 @@ mod tests {
 
     #[test]
     fn guests_are_packages_with_a_binary_that_use_the_runtime() {
-        let json = br#"{"packages":[
+        let json = br#"{"workspace_root":"/p","packages":[
             {"name":"kv-store","manifest_path":"/p/guests/store/Cargo.toml",
              "dependencies":[{"name":"hallows-rt"}],
              "targets":[{"kind":["bin"],"name":"store"}]},
@@ -172,7 +201,37 @@ mod tests {
              "dependencies":[{"name":"clap"}],
              "targets":[{"kind":["bin"],"name":"host-tool"}]}]}"#;
         let g = parse_metadata(json).unwrap();
-        assert_eq!(g, vec![Guest { package: "kv-store".into(), bin: "store".into(), dir: PathBuf::from("/p/guests/store") }]);
+        assert_eq!(g, vec![Guest { package: "kv-store".into(), bin: "store".into(), dir: PathBuf::from("/p/guests/store"), root: PathBuf::from("/p") }]);
+    }
+
+    /// A workspace outside RustHallows may name the checkout's services,
+    /// built there; one of its own guests shadows the service's name.
+    #[test]
+    fn a_workspace_outside_takes_the_checkouts_services_unless_it_has_its_own() {
+        let ws = std::env::temp_dir().join(format!("hallows-services-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&ws);
+        std::fs::create_dir_all(ws.join("guests/store/src")).unwrap();
+        std::fs::write(ws.join("Cargo.toml"), "[workspace]\nmembers = [\"guests/*\"]\nresolver = \"2\"\n").unwrap();
+        let rt = own_root().join("guests/runtime/rt");
+        std::fs::write(
+            ws.join("guests/store/Cargo.toml"),
+            format!("[package]\nname = \"store\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nhallows-rt = {{ path = {:?} }}\n", rt.to_str().unwrap()),
+        )
+        .unwrap();
+        std::fs::write(ws.join("guests/store/src/main.rs"), "fn main() {}\n").unwrap();
+        let found = system_guests(&ws.canonicalize().unwrap());
+        let _ = std::fs::remove_dir_all(&ws);
+        let found = found.unwrap();
+        let root_of = |name: &str| found.iter().find(|g| g.package == name).map(|g| g.root.clone());
+        let checkout = own_root();
+        assert_eq!(root_of("log-broker"), Some(checkout.clone()), "{found:?}");
+        assert_eq!(root_of("gateway"), Some(checkout.clone()), "{found:?}");
+        assert_ne!(root_of("store"), Some(checkout), "the workspace's own `store` shadows the checkout's: {found:?}");
+        assert_eq!(root_of("probe"), None, "test guests are not services: {found:?}");
+        // The checkout itself: its own guests, once each.
+        let own = system_guests(&own_root()).unwrap();
+        assert!(own.iter().any(|g| g.package == "probe"));
+        assert_eq!(own.iter().filter(|g| g.package == "store").count(), 1);
     }
 
     #[test]
