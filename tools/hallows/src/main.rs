@@ -34,6 +34,12 @@ enum New {
         /// The board the manifest names.
         #[arg(long, default_value = "qemu-virt-aarch64", value_parser = clap::builder::PossibleValuesParser::new(hallows::scaffold::BOARDS))]
         board: String,
+        /// A Basilisk web API instead of `hello`: guest `api` (a spec with a
+        /// `note` resource, its handlers, the shell) on its own NIC, its
+        /// records in the `store` partition, host port 8080 forwarded to it
+        /// (docs/basilisk.md).
+        #[arg(long)]
+        basilisk: bool,
     },
     /// A guest crate NAME in the workspace around the current directory:
     /// Cargo.toml, build.rs (linked with the runtime) and src/main.rs.
@@ -195,13 +201,18 @@ fn run(cli: Cli) -> Result<u8> {
     let outside = cli.allow_outside_paths;
     build::set_verbose(cli.verbose);
     match cli.cmd {
-        Cmd::New(New::System { dir, board }) => {
-            let files = hallows::scaffold::new_system(&dir, &board)?;
+        Cmd::New(New::System { dir, board, basilisk }) => {
+            let kind = if basilisk { hallows::scaffold::Kind::Basilisk } else { hallows::scaffold::Kind::Hello };
+            let files = hallows::scaffold::new_system(&dir, &board, kind)?;
             for f in &files {
                 println!("created {}", f.display());
             }
             let name = dir.file_name().and_then(|n| n.to_str()).unwrap_or("system");
             println!("next: cd {} && hallows run {name}.toml", dir.display());
+            if basilisk {
+                let (port, token) = (hallows::scaffold::API_PORT, hallows::scaffold::API_TOKEN);
+                println!("then, once it answers: curl -H 'Authorization: Bearer {token}' localhost:{port}/notes");
+            }
             Ok(0)
         }
         Cmd::New(New::Guest { name }) => {

@@ -456,6 +456,66 @@ fn hallows_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (i32, String,
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A newcomer following a page in a temporary directory outside the
+/// repository (`home`, standing in for `~`).
+struct Newcomer {
+    home: PathBuf,
+    cwd: PathBuf,
+    /// How many files of the page were written.
+    files: usize,
+}
+
+impl Newcomer {
+    /// A fresh `home`, removed when the second value drops.
+    fn new(name: &str) -> (Newcomer, RemoveOnDrop) {
+        let home = std::env::temp_dir().join(format!("hallows-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&home);
+        std::fs::create_dir_all(&home).expect("temp dir");
+        assert!(!home.starts_with(root()), "the project must be outside the repository");
+        (Newcomer { cwd: home.clone(), home: home.clone(), files: 0 }, RemoveOnDrop(home))
+    }
+
+    /// Follows `page`: writes each file it shows (```LANG file=PATH```),
+    /// compares each it shows as made (```LANG generated=PATH```), goes
+    /// where its `cd`s go, skips the setup the test binary stands for, and
+    /// hands every other command of its ```console``` blocks to `run`, in
+    /// order, with the current directory and the output lines shown after
+    /// it. Other blocks are prose.
+    fn follow<'a>(&mut self, page: &'a str, mut run: impl FnMut(&Path, &'a str, &[&'a str])) {
+        let mut lines = page.lines();
+        while let Some(line) = lines.next() {
+            let Some(info) = line.strip_prefix("```") else { continue };
+            let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
+            let text = body.join("\n") + "\n";
+            let attr = |key: &str| info.split_whitespace().find_map(|w| w.strip_prefix(key));
+            if let Some(path) = attr("generated=") {
+                let made = std::fs::read_to_string(self.cwd.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+                assert_eq!(made, text, "the page shows {path} otherwise than `hallows new` makes it");
+            } else if let Some(path) = attr("file=") {
+                let p = self.cwd.join(path);
+                std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+                std::fs::write(&p, text).expect("write a file of the page");
+                self.files += 1;
+            } else if info == "console" {
+                // Commands, each followed by the output lines the page shows.
+                let mut i = 0;
+                while i < body.len() {
+                    let cmd = body[i].strip_prefix("$ ").unwrap_or_else(|| panic!("a console block line is neither `$ command` nor output: {}", body[i]));
+                    let shown: Vec<&str> = body[i + 1..].iter().take_while(|l| !l.starts_with("$ ")).copied().collect();
+                    i += 1 + shown.len();
+                    match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+                        // The setup the test binary stands for (make test runs deps).
+                        ["make", "deps"] | ["cargo", "install", "--path", "tools/hallows"] => {}
+                        ["cd", "~"] => self.cwd = self.home.clone(),
+                        ["cd", dir] => self.cwd = self.cwd.join(dir),
+                        _ => run(&self.cwd, cmd, &shown),
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// docs/first-system.md as a newcomer follows it, in a temporary directory
 /// outside the repository (standing in for `~`): every `hallows` command of
 /// its console blocks is run where the page runs it and must exit 0, every
@@ -468,55 +528,25 @@ fn hallows_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> (i32, String,
 #[test]
 fn first_system_page_scaffolds_builds_and_runs_on_both_architectures() {
     let page = std::fs::read_to_string(root().join("docs/first-system.md")).expect("first-system.md");
-    let home = std::env::temp_dir().join(format!("hallows-first-system-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&home);
-    std::fs::create_dir_all(&home).expect("temp dir");
-    let _cleanup = RemoveOnDrop(home.clone());
-    assert!(!home.starts_with(root()), "the project must be outside the repository");
-    let mut cwd = home.clone();
-    let (mut files, mut runs) = (0, Vec::new());
-    let mut lines = page.lines();
-    while let Some(line) = lines.next() {
-        let Some(info) = line.strip_prefix("```") else { continue };
-        let body: Vec<&str> = lines.by_ref().take_while(|l| !l.starts_with("```")).collect();
-        if let Some(path) = info.split_whitespace().find_map(|w| w.strip_prefix("file=")) {
-            let p = cwd.join(path);
-            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-            std::fs::write(&p, body.join("\n") + "\n").expect("write a file of the page");
-            files += 1;
-            continue;
-        }
-        if info != "console" {
-            continue;
-        }
-        // Commands, each followed by the output lines the page shows.
-        let mut i = 0;
-        while i < body.len() {
-            let cmd = body[i].strip_prefix("$ ").unwrap_or_else(|| panic!("a console block line is neither `$ command` nor output: {}", body[i]));
-            let shown: Vec<&str> = body[i + 1..].iter().take_while(|l| !l.starts_with("$ ")).copied().collect();
-            i += 1 + shown.len();
-            let words: Vec<&str> = cmd.split_whitespace().collect();
-            match words.as_slice() {
-                // The setup the test binary stands for (make test runs deps).
-                ["make", "deps"] | ["cargo", "install", "--path", "tools/hallows"] => continue,
-                ["cd", "~"] => cwd = home.clone(),
-                ["cd", dir] => cwd = cwd.join(dir),
-                ["hallows", args @ ..] => {
-                    let (code, out, err) = hallows_bounded_for(args, &cwd, 900);
-                    assert_eq!(code, 0, "`{cmd}` in {} failed:\n{out}\n{err}", cwd.display());
-                    for want in shown.iter().filter(|l| l.starts_with('[')) {
-                        assert!(out.lines().any(|l| l == *want), "`{cmd}`: `{want}` missing from:\n{out}\n{err}");
-                    }
-                    if args.first() == Some(&"run") {
-                        assert!(err.contains("hallows: building") && err.contains("hallows: starting QEMU"), "no progress lines:\n{err}");
-                        assert!(!err.contains("TCG doesn't support"), "QEMU's CPUID warnings shown:\n{err}");
-                        runs.push(args[1].to_string());
-                    }
-                }
-                _ => panic!("docs/first-system.md runs `{cmd}`, which this test does not follow: teach it or change the page"),
+    let (mut reader, _cleanup) = Newcomer::new("first-system");
+    let home = reader.home.clone();
+    let mut runs = Vec::new();
+    reader.follow(&page, |cwd, cmd, shown| match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["hallows", args @ ..] => {
+            let (code, out, err) = hallows_bounded_for(args, cwd, 900);
+            assert_eq!(code, 0, "`{cmd}` in {} failed:\n{out}\n{err}", cwd.display());
+            for want in shown.iter().filter(|l| l.starts_with('[')) {
+                assert!(out.lines().any(|l| l == *want), "`{cmd}`: `{want}` missing from:\n{out}\n{err}");
+            }
+            if args.first() == Some(&"run") {
+                assert!(err.contains("hallows: building") && err.contains("hallows: starting QEMU"), "no progress lines:\n{err}");
+                assert!(!err.contains("TCG doesn't support"), "QEMU's CPUID warnings shown:\n{err}");
+                runs.push(args[1].to_string());
             }
         }
-    }
+        _ => panic!("docs/first-system.md runs `{cmd}`, which this test does not follow: teach it or change the page"),
+    });
+    let files = reader.files;
     assert_eq!(files, 4, "the page's files");
     assert_eq!(runs, ["kv.toml", "kv.toml", "kv-x86_64.toml"], "the page's runs");
     let kv = home.join("kv");
@@ -541,6 +571,147 @@ fn first_system_page_scaffolds_builds_and_runs_on_both_architectures() {
     assert!(err.contains("__guest_end"), "{err}");
     assert!(err.contains("hint: guest `nolink` is not linked with the runtime's linker script"), "{err}");
     assert!(err.contains("guests/nolink/build.rs needs `fn main() { println!(\"cargo:rustc-link-arg-bins=-Tguest.ld\"); }`"), "{err}");
+}
+
+/// A `hallows run` of docs/basilisk.md's walkthrough, in the background:
+/// the machine serves until the page stops it (Ctrl-C).
+struct Serving {
+    /// `None` once stopped.
+    child: Option<std::process::Child>,
+    /// The console lines the page shows for this run.
+    shown: Vec<String>,
+    stdout: Option<std::thread::JoinHandle<String>>,
+    stderr: std::sync::mpsc::Receiver<String>,
+}
+
+impl Serving {
+    /// Ctrl-C: the machine stops, exit status 130, and every console line
+    /// the page showed was printed.
+    fn stop(mut self) -> String {
+        let child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+        let out = wait_bounded(child, 60);
+        let console = self.stdout.take().expect("read once").join().expect("the console reader");
+        let err: Vec<String> = self.stderr.iter().collect();
+        assert_eq!(out.status.code(), Some(130), "Ctrl-C: {}\n{console}", err.join("\n"));
+        for want in &self.shown {
+            assert!(console.lines().any(|l| l == want), "`{want}` missing from the console:\n{console}");
+        }
+        console
+    }
+}
+
+/// A test that fails while the system runs stops it the same way (QEMU
+/// is in a process group of its own: killing `hallows` would leave it).
+impl Drop for Serving {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+            let _ = child.wait_timeout(Duration::from_secs(30));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// docs/basilisk.md's "From an empty directory to a running API" as a
+/// newcomer follows it, in a temporary directory outside the repository:
+/// `hallows new system notes --basilisk`, the spec shown as made, `hallows
+/// check`, `hallows run` (in the background, as the page leaves it
+/// running) answering every `curl` of the page exactly as shown, Ctrl-C
+/// (status 130), the page's handler written, a second run that finds the
+/// first run's records on the disk and serves the new route. The API's
+/// host port is the page's 8080 moved to 27280 (8080 is the demos' and
+/// other tests'); every command has a hard time limit.
+#[test]
+fn basilisk_page_scaffolds_builds_and_answers_curl() {
+    use std::io::{BufRead, BufReader};
+    const PORT: &str = "27280";
+    let page = std::fs::read_to_string(root().join("docs/basilisk.md")).expect("basilisk.md");
+    let start = page.find("\n## From an empty directory to a running API\n").expect("the section");
+    let section = &page[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let (mut reader, _cleanup) = Newcomer::new("basilisk-page");
+    let (mut curls, mut runs) = (0, 0);
+    let mut serving: Option<Serving> = None;
+    reader.follow(section, |cwd, cmd, shown| match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
+        ["hallows", "run", manifest] => {
+            // The page's Ctrl-C, before it runs the system again.
+            if let Some(s) = serving.take() {
+                s.stop();
+            }
+            let mut child = Command::new(env!("CARGO_BIN_EXE_hallows"))
+                .args(["run", manifest, "--timeout", "1500"])
+                .current_dir(cwd)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("run hallows");
+            let (stderr, stdout) = (child.stderr.take().expect("stderr"), child.stdout.take().expect("stdout"));
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            let stdout = std::thread::spawn(move || {
+                let mut console = String::new();
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    console.push_str(&line);
+                    console.push('\n');
+                }
+                console
+            });
+            let s = Serving { child: Some(child), shown: shown.iter().map(|l| l.to_string()).collect(), stdout: Some(stdout), stderr: rx };
+            // A first run builds in a fresh workspace: bounded generously
+            // (a failure stops the machine: `Serving`'s drop).
+            let answers = format!("hallows: api port 8080 answers on 127.0.0.1:{PORT}");
+            let deadline = std::time::Instant::now() + Duration::from_secs(1200);
+            let mut seen = String::new();
+            while !seen.lines().any(|l| l == answers) {
+                match s.stderr.recv_timeout(deadline.saturating_duration_since(std::time::Instant::now())) {
+                    Ok(l) => seen.push_str(&(l + "\n")),
+                    Err(_) => panic!("`{cmd}`: the API did not answer within 1200 s:\n{seen}"),
+                }
+            }
+            serving = Some(s);
+            runs += 1;
+        }
+        ["hallows", args @ ..] => {
+            let (code, out, err) = hallows_bounded_for(args, cwd, 300);
+            assert_eq!(code, 0, "`{cmd}` in {} failed:\n{out}\n{err}", cwd.display());
+            for want in shown {
+                assert!(out.lines().any(|l| l == *want), "`{cmd}`: `{want}` missing from:\n{out}\n{err}");
+            }
+            if let ["new", "system", dir, ..] = args {
+                // The page's host port 8080, moved off the demos'.
+                let m = cwd.join(dir).join(format!("{dir}.toml"));
+                let manifest = std::fs::read_to_string(&m).expect("the new manifest");
+                assert!(manifest.contains("\nhost = 8080\n"), "{manifest}");
+                std::fs::write(&m, manifest.replace("\nhost = 8080\n", &format!("\nhost = {PORT}\n"))).expect("write");
+            }
+        }
+        ["curl", ..] => {
+            assert!(serving.is_some(), "`{cmd}` with no system running");
+            let out = Command::new("timeout")
+                .args(["60", "sh", "-c", &cmd.replace("localhost:8080", &format!("localhost:{PORT}"))])
+                .current_dir(cwd)
+                .output()
+                .expect("sh");
+            assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
+            let got = String::from_utf8_lossy(&out.stdout);
+            assert_eq!(got.lines().collect::<Vec<_>>(), shown, "`{cmd}` printed otherwise than the page shows");
+            curls += 1;
+        }
+        _ => panic!("docs/basilisk.md runs `{cmd}`, which this test does not follow: teach it or change the page"),
+    });
+    let files = reader.files;
+    let console = serving.expect("the page leaves a system running").stop();
+    assert!(console.contains("[api] GET /search 200 "), "the request log:\n{console}");
+    assert_eq!((files, runs), (2, 2), "the page's files and runs");
+    assert!(curls >= 8, "the page's curl commands: {curls}");
 }
 
 /// `hallows new` refuses what it cannot make well, saying what to do: a
@@ -574,6 +745,16 @@ fn new_refuses_bad_names_existing_files_and_nested_workspaces() {
     let (code, _, err) = hallows_env(&["new", "guest", "hello"], &home.join("x/guests"), &[]);
     assert_eq!(code, 64, "{err}");
     assert!(err.contains("already has a guest `hello`"), "{err}");
+    // A Basilisk API needs a NIC: not on the x86_64 PC board, on microvm.
+    let (code, _, err) = hallows_env(&["new", "system", "pc", "--basilisk", "--board", "qemu-x86_64"], &home, &[]);
+    assert_eq!(code, 64, "{err}");
+    assert!(err.contains("use --board qemu-microvm (x86_64) or qemu-virt-aarch64"), "{err}");
+    assert!(!home.join("pc").exists());
+    let (code, _, err) = hallows_env(&["new", "system", "micro", "--basilisk", "--board", "qemu-microvm"], &home, &[]);
+    assert_eq!(code, 0, "{err}");
+    // Its `store` is the checkout's service: the manifest checks.
+    let (code, out, err) = hallows_env(&["check", "micro.toml"], &home.join("micro"), &[]);
+    assert_eq!(code, 0, "{out}{err}");
 }
 
 /// The exit statuses do not overlap: `run --help` lists them, and a
