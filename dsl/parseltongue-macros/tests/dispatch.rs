@@ -527,3 +527,101 @@ fn a_request_waiting_for_the_clients_acknowledgement_is_held_not_slept_on() {
     assert_eq!((t.handled, t.held), (1, 0));
     assert_eq!(answers.try_recv().map(|a| (a.n, a.square)), Ok((9, 81)));
 }
+
+mod in_place {
+    parseltongue_macros::service! { r#"
+        parseltongue_version 1;
+        service slots {
+            message_enum Kind: u8 { variant A = 1; variant B = 2; }
+            message_struct Rec {
+                field seq: u64;
+                field key: bounded_bytes<16>;
+                field name: bounded_string<5>;
+                field kind: Kind;
+                field flag: bool;
+                field pair: [u16; 2];
+            }
+            receive_channel "recs" carrying Rec handled_by take in_place;
+            budget { messages_per_turn = 8; }
+        }
+    "# }
+}
+endpoints_for!(in_place);
+
+/// One message as the in-place handler read it: seq, key, name, kind, flag, pair.
+type Read = (u64, Vec<u8>, Vec<u8>, u8, bool, [u16; 2]);
+
+/// What the in-place handler read of each message, and how many batches.
+struct Taken {
+    got: Vec<Read>,
+    batches: Vec<usize>,
+}
+
+impl in_place::Handlers for Taken {
+    type Endpoints = common::Bus;
+    fn take(&mut self, batch: &hallows_ring::RecvBatch<'_, in_place::Rec>, _send: &mut in_place::Senders<common::Bus>) {
+        self.batches.push(batch.len());
+        for i in 0..batch.len() {
+            let slot = batch.slot(i).unwrap();
+            let key = in_place::Rec::key_in(&slot);
+            let mut k = vec![0u8; key.len()];
+            assert_eq!(key.copy_to(&mut k), k.len());
+            let name = in_place::Rec::name_in(&slot);
+            let mut n = vec![0u8; name.len()];
+            name.copy_to(&mut n);
+            // Read in place, the fields equal the message copied out whole.
+            let whole = batch.get(i).unwrap();
+            assert_eq!(k, whole.key.as_bytes());
+            assert_eq!(in_place::Rec::seq_in(&slot), whole.seq);
+            self.got.push((
+                in_place::Rec::seq_in(&slot),
+                k,
+                n,
+                in_place::Rec::kind_in(&slot).0,
+                in_place::Rec::flag_in(&slot).get(),
+                in_place::Rec::pair_in(&slot),
+            ));
+        }
+    }
+}
+
+#[test]
+fn an_in_place_handler_reads_each_batch_where_it_lies() {
+    use zerocopy::{FromBytes, IntoBytes};
+    let bus = common::Bus::new(64);
+    let mut svc = in_place::Service::connect(Taken { got: Vec::new(), batches: Vec::new() }, &bus).unwrap();
+    let mut tx = bus.sender::<in_place::Rec>("recs");
+    svc.turn(0); // epoch handshake
+    let mut want = Vec::new();
+    for seq in 0..20u64 {
+        let key: Vec<u8> = (0..(seq % 17) as u8).collect();
+        let name = ["", "a", "bcd", "efghi"][seq as usize % 4];
+        let kind = if seq % 2 == 0 { in_place::Kind::A } else { in_place::Kind::B };
+        let rec = in_place::Rec::new(
+            seq,
+            in_place::BoundedBytes16::from_bytes(&key).unwrap(),
+            in_place::BoundedString5::from_str(name).unwrap(),
+            kind,
+            (seq % 3 == 0).into(),
+            [seq as u16, 7],
+        );
+        tx.try_send(&rec).unwrap();
+        want.push((seq, key, name.as_bytes().to_vec(), kind.0, seq % 3 == 0, [seq as u16, 7]));
+    }
+    // A hostile sender's length past the capacity is clamped to it.
+    let mut raw = in_place::Rec::new(99, Default::default(), Default::default(), in_place::Kind::A, false.into(), [0, 0]);
+    let bytes = raw.as_mut_bytes();
+    bytes[8..10].copy_from_slice(&u16::MAX.to_ne_bytes());
+    bytes[10..26].fill(0xEE);
+    let raw = in_place::Rec::read_from_bytes(bytes).unwrap();
+    tx.try_send(&raw).unwrap();
+    want.push((99, vec![0xEE; 16], Vec::new(), 1, false, [0, 0]));
+    let mut handled = 0;
+    for _ in 0..10 {
+        handled += svc.turn(0).handled;
+    }
+    assert_eq!(handled, 21);
+    assert_eq!(svc.handlers.got, want);
+    // Batches of at most messages_per_turn, every message consumed once.
+    assert_eq!(svc.handlers.batches, [8, 8, 5]);
+}

@@ -270,6 +270,9 @@ pub struct ChannelDecl {
     pub name_span: Span,
     pub carrying: Ident,
     pub handler: Option<Ident>,
+    /// `handled_by NAME in_place`: the handler gets each batch where it
+    /// lies in the ring (the keyword's span).
+    pub in_place: Option<Span>,
     pub task_class: Option<Ident>,
     /// Set for channels implied by a Basilisk route (index into `routes`).
     pub route: Option<usize>,

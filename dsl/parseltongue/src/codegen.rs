@@ -79,6 +79,61 @@ fn type_tokens(m: &Model, ty: &Ty) -> TokenStream {
     }
 }
 
+/// For each message type an `in_place` channel carries: `FIELD_in(slot)`
+/// per field, reading it where the message lies in its ring slot. A
+/// `bounded_bytes`/`bounded_string` field gives its bytes as a
+/// `hallows_ring::SlotBytes` (its length read once and clamped to the
+/// capacity), to be copied straight to their destination; any other field
+/// is read as its type (one volatile copy of its bytes).
+fn in_place_accessors(m: &Model, msgs: &[usize]) -> TokenStream {
+    let mut out = TokenStream::new();
+    for &i in msgs {
+        let s = &m.structs[i];
+        let name = format_ident!("{}", s.name);
+        let mut fns = Vec::new();
+        for mem in &s.members {
+            let Member::Field { name: f, ty, offset, .. } = mem else { continue };
+            let fi = format_ident!("{}_in", f);
+            let off = lit_usize(*offset);
+            match ty {
+                Ty::Bytes(cap) | Ty::Str(cap) => {
+                    let cap = lit_usize(*cap);
+                    let doc = format!(" Field `{f}` where it lies in its slot: the bytes its length says (clamped to {cap}), to copy out with `copy_to`.");
+                    fns.push(quote! {
+                        #[doc = #doc]
+                        #[inline]
+                        pub fn #fi<'b>(slot: &::hallows_ring::Slot<'b, Self>) -> ::hallows_ring::SlotBytes<'b, Self> {
+                            let len = slot.read::<[u8; 2]>(#off).map_or(0, |l| (u16::from_ne_bytes(l) as usize).min(#cap));
+                            slot.bytes(#off + 2, len)
+                        }
+                    });
+                }
+                _ => {
+                    let t = type_tokens(m, ty);
+                    let doc = format!(" Field `{f}` read from its slot (one volatile copy of its bytes).");
+                    fns.push(quote! {
+                        #[doc = #doc]
+                        #[inline]
+                        pub fn #fi(slot: &::hallows_ring::Slot<'_, Self>) -> #t {
+                            match slot.read::<#t>(#off) {
+                                Some(v) => v,
+                                None => <#t as ::zerocopy::FromZeros>::new_zeroed(),
+                            }
+                        }
+                    });
+                }
+            }
+        }
+        out.extend(quote! {
+            /// Fields read where the message lies in a ring slot (an `in_place` channel carries it).
+            impl #name {
+                #(#fns)*
+            }
+        });
+    }
+    out
+}
+
 fn collect_bounds(ty: &Ty, bytes: &mut Vec<u64>, strs: &mut Vec<u64>, uses_bool: &mut bool) {
     match ty {
         Ty::Bytes(n) if !bytes.contains(n) => bytes.push(*n),
@@ -560,6 +615,7 @@ fn generate_service(m: &Model, opts: &Options) -> TokenStream {
     let mut rung_futures = Vec::new();
     let mut doorbell_masks = Vec::new();
     let mut task = 0u32;
+    let mut in_place_msgs: Vec<usize> = Vec::new();
     for c in &m.channels {
         let field = rust_ident(&c.name);
         let bind = format_ident!("__channel_{}", c.name.replace('-', "_"));
@@ -651,6 +707,31 @@ fn generate_service(m: &Model, opts: &Options) -> TokenStream {
                             Err(e) => turn.note(e),
                         }
                     }
+                } else if c.in_place {
+                    let doc = format!(
+                        " A batch from channel \"{}\" where it lies in the ring (up to {} messages, \
+                         in order, consumed when this returns): read each message's fields with \
+                         `{}::FIELD_in(&batch.slot(i))`, copying them straight to where they go.",
+                        c.name, m.budget.messages_per_turn, m.structs[c.message].name
+                    );
+                    if !in_place_msgs.contains(&c.message) {
+                        in_place_msgs.push(c.message);
+                    }
+                    handler_fns.push(quote! {
+                        #[doc = #doc]
+                        fn #handler(&mut self, batch: &::hallows_ring::RecvBatch<'_, #msg>, send: &mut Senders<Self::Endpoints>);
+                    });
+                    quote! {
+                        match self.receive.#field.port().recv_batch(#batch) {
+                            Ok(batch) => {
+                                let n = batch.len();
+                                self.handlers.#handler(&batch, &mut self.send);
+                                batch.release();
+                                turn.handled += n;
+                            }
+                            Err(e) => turn.note(e),
+                        }
+                    }
                 } else {
                     let doc = format!(" A message from channel \"{}\".", c.name);
                     handler_fns.push(quote! {
@@ -701,6 +782,7 @@ fn generate_service(m: &Model, opts: &Options) -> TokenStream {
         let period = m.scheduler.as_ref().and_then(|s| s.frame_period).unwrap_or(16_666_666);
         (rust_ident(h), period, m.scheduler.as_ref().and_then(|s| s.frame_deadline).unwrap_or(period))
     });
+    let in_place_impls = in_place_accessors(m, &in_place_msgs);
     let ntasks = task as u64 + frame.is_some() as u64;
     let mut frame_fields = quote!();
     let mut frame_inits = quote!();
@@ -1060,6 +1142,7 @@ fn generate_service(m: &Model, opts: &Options) -> TokenStream {
             #(#channel_consts)*
         }
         #frame_types
+        #in_place_impls
         #sched_items
         #endpoints_def
 

@@ -177,6 +177,9 @@ pub struct Channel {
     pub message: usize,
     /// Receive channels: the handler (trait method) name.
     pub handler: Option<String>,
+    /// Receive channels: the handler gets each batch where it lies in
+    /// the ring (`handled_by NAME in_place`).
+    pub in_place: bool,
     /// Receive channels: the task class the scheduler sees.
     pub task_class: TaskClass,
     /// Basilisk: the route this channel belongs to (index into `routes`).
@@ -824,8 +827,8 @@ impl Checker {
             // A route receives requests and sends replies; a call the reverse.
             let (req_dir, rep_dir) = if route.is_some() { (ChannelDirection::Receive, ChannelDirection::Send) } else { (ChannelDirection::Send, ChannelDirection::Receive) };
             let handler = route.map(|_| r.handler.name.clone());
-            model.channels.push(Channel { name: r.request_channel.0.clone(), span: r.request_channel.1.clone(), direction: req_dir, message: req, handler, task_class: TaskClass::Request, route, input: false, call });
-            model.channels.push(Channel { name: r.reply_channel.0.clone(), span: r.reply_channel.1.clone(), direction: rep_dir, message: rep, handler: None, task_class: TaskClass::Request, route, input: false, call });
+            model.channels.push(Channel { name: r.request_channel.0.clone(), span: r.request_channel.1.clone(), direction: req_dir, message: req, handler, in_place: false, task_class: TaskClass::Request, route, input: false, call });
+            model.channels.push(Channel { name: r.reply_channel.0.clone(), span: r.reply_channel.1.clone(), direction: rep_dir, message: rep, handler: None, in_place: false, task_class: TaskClass::Request, route, input: false, call });
             let link = Route { handler: r.handler.name.clone(), request_channel: model.channels.len() - 2, reply_channel: model.channels.len() - 1 };
             if route.is_some() {
                 model.routes.push(link);
@@ -869,7 +872,7 @@ impl Checker {
                 },
             };
             if let (true, Some(m)) = (ok, msg) {
-                model.channels.push(Channel { name: ch.name.clone(), span: ch.name_span.clone(), direction: ch.direction, message: m, handler: ch.handler.as_ref().map(|h| h.name.clone()), task_class, route: None, input: ch.input, call: None });
+                model.channels.push(Channel { name: ch.name.clone(), span: ch.name_span.clone(), direction: ch.direction, message: m, handler: ch.handler.as_ref().map(|h| h.name.clone()), in_place: ch.in_place.is_some(), task_class, route: None, input: ch.input, call: None });
             }
         }
         if let Some(h) = &s.frame_handler {

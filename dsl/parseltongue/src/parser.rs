@@ -19,7 +19,7 @@ pub use web::{MAX_FIELDS, WEB_DECLARATIONS};
 /// Every keyword; none can be used as a name.
 pub const KEYWORDS: &[&str] = &[
     "parseltongue_version", "use_extension", "service", "message_struct", "message_enum", "field",
-    "variant", "receive_channel", "send_channel", "input_channel", "carrying", "handled_by",
+    "variant", "receive_channel", "send_channel", "input_channel", "carrying", "handled_by", "in_place",
     "as_task_class", "scheduler_class", "budget", "route", "receives", "on", "replies",
     "frame_handler", "bounded_bytes", "bounded_string", "true", "false", "import_messages_from",
     "message_library", "call", "sends", "returns",
@@ -393,21 +393,29 @@ impl Parser {
         let carrying = self.ident("the message type")?;
         let direction = if kw == "send_channel" { ChannelDirection::Send } else { ChannelDirection::Receive };
         let mut handler = None;
+        let mut in_place = None;
         let mut task_class = None;
         if direction == ChannelDirection::Receive {
             self.keyword("handled_by", "(a received message needs a handler)")?;
             handler = Some(self.ident("the handler's function name")?);
+            if kw == "receive_channel" && self.is_word("in_place") {
+                in_place = Some(self.bump().span);
+            }
             if kw == "receive_channel" && self.is_word("as_task_class") {
                 self.bump();
                 task_class = Some(self.ident("a task class")?);
             }
             if !self.is_punct(';') {
-                let exp: &[&str] = if kw == "receive_channel" { &[";", "as_task_class"] } else { &[";"] };
+                let exp: &[&str] = match (kw == "receive_channel", in_place.is_some() || task_class.is_some()) {
+                    (true, false) => &[";", "in_place", "as_task_class"],
+                    (true, true) if task_class.is_none() => &[";", "as_task_class"],
+                    _ => &[";"],
+                };
                 return Err(self.expected(exp, "after the handler"));
             }
         }
         self.punct(';', "after the channel declaration")?;
-        Ok(ChannelDecl { direction, input: kw == "input_channel", name, name_span, carrying, handler, task_class, route: None })
+        Ok(ChannelDecl { direction, input: kw == "input_channel", name, name_span, carrying, handler, in_place, task_class, route: None })
     }
 
     fn route_decl(&mut self, _kw: std::ops::Range<usize>) -> R<RouteDecl> {

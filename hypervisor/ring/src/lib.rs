@@ -68,7 +68,7 @@ pub use header::{ConsumerHeader, ProducerHeader, MAGIC, VERSION};
 pub use layout::{Access, ChannelLayout, LayoutError, Region, RegionKind, PAGE_SIZE};
 pub use protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
 #[cfg(not(loom))]
-pub use shm::{RecvBatch, RecvIter, Receiver, SendBatch, Sender};
+pub use shm::{RecvBatch, RecvIter, Receiver, SendBatch, Sender, Slot, SlotBytes};
 
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 

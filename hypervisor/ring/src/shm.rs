@@ -19,6 +19,7 @@ use crate::sync::AtomicU64;
 use crate::layout::{ChannelLayout, LayoutError};
 use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
 use crate::{Message, RingError};
+use zerocopy::{FromBytes, IntoBytes};
 
 /// Channel memory as seen by one partition.
 #[derive(Debug)]
@@ -597,6 +598,19 @@ impl<T: Message> RecvBatch<'_, T> {
         }
     }
 
+    /// The `i`-th message where it lies in its slot, or `None` past the
+    /// end: for reading parts of it straight to where they are going
+    /// ([`Slot::read`], [`Slot::copy_to`]) instead of copying the whole
+    /// message out first.
+    #[inline]
+    pub fn slot(&self, i: usize) -> Option<Slot<'_, T>> {
+        if i >= self.len() {
+            return None;
+        }
+        let index = self.receiver.core.geometry().advance(self.span.start, i as u64);
+        Some(Slot { p: self.receiver.core.view().slot(index), _batch: PhantomData })
+    }
+
     /// Consumes all messages of the batch.
     #[inline]
     pub fn release(self) {
@@ -609,5 +623,121 @@ impl<T: Message> RecvBatch<'_, T> {
     pub fn release_first(self, n: usize) {
         let n = u32::try_from(n).unwrap_or(u32::MAX);
         self.receiver.core.release(n);
+    }
+}
+
+/// One message of a [`RecvBatch`] where it lies in its slot.
+///
+/// The producer may still write the slot (a hostile one may change it at
+/// any time): every read is a volatile copy out of it, never a reference
+/// into it, and two reads of the same bytes may differ. A reader takes each
+/// value once (a length, then the bytes it says) and keeps what it read.
+#[derive(Debug)]
+pub struct Slot<'b, T> {
+    p: *mut u8,
+    _batch: PhantomData<&'b T>,
+}
+
+impl<T: Message> Slot<'_, T> {
+    /// A copy of the `F` at byte `at` of the message (one volatile read), or
+    /// `None` if it would reach past the message. Any bytes are a valid `F`.
+    #[inline]
+    pub fn read<F: FromBytes + IntoBytes>(&self, at: usize) -> Option<F> {
+        let mut v = F::new_zeroed();
+        self.copy_to(at, v.as_mut_bytes()).then_some(v)
+    }
+
+    /// Copies `dst.len()` bytes of the message from byte `at` into `dst`,
+    /// straight from the slot (volatile loads, a word at a time where the
+    /// slot is aligned); `false` (and nothing copied) if the range reaches
+    /// past the message.
+    #[inline]
+    pub fn copy_to(&self, at: usize, dst: &mut [u8]) -> bool {
+        let Some(end) = at.checked_add(dst.len()) else { return false };
+        if end > size_of::<T>() {
+            return false;
+        }
+        // SAFETY: `at..end` lies inside the message (checked), in the slot
+        // the batch keeps unreleased. Every load is volatile and copies
+        // out; nothing refers into the slot after this returns.
+        unsafe { copy_out(self.p.add(at), dst) };
+        true
+    }
+}
+
+impl<'b, T: Message> Slot<'b, T> {
+    /// Bytes `at..at + len` of the message (clamped to the message), to
+    /// be copied where they are going with [`SlotBytes::copy_to`]: a
+    /// variable-length field whose length the reader has already read.
+    #[inline]
+    pub fn bytes(&self, at: usize, len: usize) -> SlotBytes<'b, T> {
+        let at = at.min(size_of::<T>());
+        let len = len.min(size_of::<T>() - at);
+        // SAFETY: at <= size_of::<T>(): inside the slot or one past the
+        // message's end, within the slot region.
+        SlotBytes { p: unsafe { self.p.add(at) }, len, _batch: PhantomData }
+    }
+}
+
+/// A run of bytes of a message in its slot ([`Slot::bytes`]).
+#[derive(Debug)]
+pub struct SlotBytes<'b, T> {
+    p: *mut u8,
+    len: usize,
+    _batch: PhantomData<&'b T>,
+}
+
+impl<T: Message> SlotBytes<'_, T> {
+    /// Bytes in the run.
+    #[inline]
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the run is empty.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Copies the run (at most `dst.len()` bytes of it) into the front of
+    /// `dst`, straight from the slot; returns the bytes copied.
+    #[inline]
+    pub fn copy_to(&self, dst: &mut [u8]) -> usize {
+        let n = self.len.min(dst.len());
+        // SAFETY: `p..p + len` lies inside the message (`Slot::bytes`
+        // clamped it), in a slot the batch keeps unreleased.
+        unsafe { copy_out(self.p, &mut dst[..n]) };
+        n
+    }
+}
+
+/// Copies `dst.len()` bytes from shared memory at `src` into `dst`: byte
+/// loads up to the first 8-byte boundary of `src`, aligned 8-byte loads,
+/// byte loads for the rest; all volatile.
+///
+/// # Safety
+/// `src..src + dst.len()` must be readable memory of a live channel slot.
+#[inline]
+unsafe fn copy_out(src: *const u8, dst: &mut [u8]) {
+    let n = dst.len();
+    let head = (src as usize).wrapping_neg() & 7;
+    let mut i = 0;
+    while i < n.min(head) {
+        // SAFETY: i < n: inside the caller's range.
+        dst[i] = unsafe { ptr::read_volatile(src.add(i)) };
+        i += 1;
+    }
+    while i + 8 <= n {
+        // SAFETY: i + 8 <= n: inside the caller's range, and `src + i` is
+        // 8-aligned (past `head`).
+        let w = unsafe { ptr::read_volatile(src.add(i).cast::<u64>()) };
+        dst[i..i + 8].copy_from_slice(&w.to_ne_bytes());
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: i < n: inside the caller's range.
+        dst[i] = unsafe { ptr::read_volatile(src.add(i)) };
+        i += 1;
     }
 }

@@ -159,16 +159,6 @@ pub struct Record {
     pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
 }
 
-fn put_bytes(out: &mut Vec<u8>, b: Option<&[u8]>) {
-    match b {
-        None => put_varint(out, -1),
-        Some(b) => {
-            put_varint(out, b.len() as i64);
-            out.extend_from_slice(b);
-        }
-    }
-}
-
 /// A record to encode: (key, value), either null.
 pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 
@@ -176,36 +166,113 @@ pub type KeyValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
 /// as (key, value) pairs, all stamped `timestamp`.
 pub fn encode(base_offset: i64, timestamp: i64, records: &[KeyValue]) -> Vec<u8> {
     let mut b = Vec::with_capacity(HEADER + records.len() * 16);
-    b.extend_from_slice(&base_offset.to_be_bytes());
-    b.extend_from_slice(&0i32.to_be_bytes()); // batchLength, patched below
-    b.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
-    b.push(2);
-    b.extend_from_slice(&0u32.to_be_bytes()); // crc, patched below
-    b.extend_from_slice(&0i16.to_be_bytes());
-    b.extend_from_slice(&(records.len() as i32 - 1).max(0).to_be_bytes());
-    b.extend_from_slice(&timestamp.to_be_bytes());
-    b.extend_from_slice(&timestamp.to_be_bytes());
-    b.extend_from_slice(&(-1i64).to_be_bytes());
-    b.extend_from_slice(&(-1i16).to_be_bytes());
-    b.extend_from_slice(&(-1i32).to_be_bytes());
-    b.extend_from_slice(&(records.len() as i32).to_be_bytes());
-    let mut rec = Vec::new();
-    for (i, (k, v)) in records.iter().enumerate() {
-        rec.clear();
-        rec.push(0); // attributes
-        put_varint(&mut rec, 0); // timestamp delta
-        put_varint(&mut rec, i as i64);
-        put_bytes(&mut rec, *k);
-        put_bytes(&mut rec, *v);
-        put_varint(&mut rec, 0); // headers
-        put_varint(&mut b, rec.len() as i64);
-        b.extend_from_slice(&rec);
+    let mut w = BatchWriter::begin(&mut b, base_offset, timestamp, usize::MAX);
+    for (k, v) in records {
+        w.push(k.map(<[u8]>::len), v.map(<[u8]>::len), |kd, vd| {
+            kd.copy_from_slice(k.unwrap_or_default());
+            vd.copy_from_slice(v.unwrap_or_default());
+        });
     }
-    let len = (b.len() - 12) as i32;
-    b[8..12].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32c(&b[21..]);
-    b[17..21].copy_from_slice(&crc.to_be_bytes());
+    w.finish();
     b
+}
+
+/// Bytes of a zig-zag varint.
+fn varint_len(v: i64) -> usize {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (64 - (z | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Builds an uncompressed RecordBatch v2 (producer id -1, every record
+/// stamped with the batch's timestamp) at the end of a buffer, a record at
+/// a time, each key and value written by the caller straight into its place
+/// in the batch: the log builds the batches of in-system producers this way
+/// in the segment's own buffer.
+#[derive(Debug)]
+pub struct BatchWriter<'a> {
+    buf: &'a mut Vec<u8>,
+    start: usize,
+    records: i32,
+    max_bytes: usize,
+}
+
+impl<'a> BatchWriter<'a> {
+    /// Starts a batch at the end of `buf` that will hold at most
+    /// `max_bytes` (header included).
+    pub fn begin(buf: &'a mut Vec<u8>, base_offset: i64, timestamp: i64, max_bytes: usize) -> Self {
+        let start = buf.len();
+        buf.extend_from_slice(&base_offset.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes()); // batchLength, at finish
+        buf.extend_from_slice(&0i32.to_be_bytes()); // partitionLeaderEpoch
+        buf.push(2);
+        buf.extend_from_slice(&0u32.to_be_bytes()); // crc, at finish
+        buf.extend_from_slice(&0i16.to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes()); // lastOffsetDelta, at finish
+        buf.extend_from_slice(&timestamp.to_be_bytes());
+        buf.extend_from_slice(&timestamp.to_be_bytes());
+        buf.extend_from_slice(&(-1i64).to_be_bytes());
+        buf.extend_from_slice(&(-1i16).to_be_bytes());
+        buf.extend_from_slice(&(-1i32).to_be_bytes());
+        buf.extend_from_slice(&0i32.to_be_bytes()); // records, at finish
+        BatchWriter { buf, start, records: 0, max_bytes: max_bytes.max(HEADER) }
+    }
+
+    /// Records pushed so far.
+    pub fn records(&self) -> usize {
+        self.records as usize
+    }
+
+    /// Bytes of the batch so far.
+    pub fn len(&self) -> usize {
+        self.buf.len() - self.start
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0
+    }
+
+    /// Appends a record whose key and value (`None`: null) have these
+    /// lengths; `fill` writes their bytes in place (the slices are zeroed,
+    /// a null's is empty). `false`, with nothing written, if the record
+    /// would take the batch past its `max_bytes`.
+    pub fn push(&mut self, key_len: Option<usize>, value_len: Option<usize>, fill: impl FnOnce(&mut [u8], &mut [u8])) -> bool {
+        let (kl, vl) = (key_len.map_or(-1, |n| n as i64), value_len.map_or(-1, |n| n as i64));
+        let (kn, vn) = (key_len.unwrap_or(0), value_len.unwrap_or(0));
+        let delta = self.records as i64;
+        let body = 1 + 1 + varint_len(delta) + varint_len(kl) + kn + varint_len(vl) + vn + 1;
+        if self.len() + varint_len(body as i64) + body > self.max_bytes || self.records == i32::MAX {
+            return false;
+        }
+        let b = &mut *self.buf;
+        put_varint(b, body as i64);
+        b.push(0); // attributes
+        put_varint(b, 0); // timestamp delta
+        put_varint(b, delta);
+        put_varint(b, kl);
+        let k0 = b.len();
+        b.resize(k0 + kn, 0);
+        put_varint(b, vl);
+        let v0 = b.len();
+        b.resize(v0 + vn, 0);
+        b.push(0); // headers
+        let (head, tail) = b.split_at_mut(v0);
+        fill(&mut head[k0..k0 + kn], &mut tail[..vn]);
+        self.records += 1;
+        true
+    }
+
+    /// Ends the batch: its counts, length and CRC-32C. Returns its length.
+    pub fn finish(self) -> usize {
+        let b = &mut self.buf[self.start..];
+        let len = b.len();
+        b[8..12].copy_from_slice(&((len - 12) as i32).to_be_bytes());
+        b[23..27].copy_from_slice(&(self.records - 1).max(0).to_be_bytes());
+        b[57..61].copy_from_slice(&self.records.to_be_bytes());
+        let crc = crc32c(&b[21..]);
+        b[17..21].copy_from_slice(&crc.to_be_bytes());
+        len
+    }
 }
 
 fn get_bytes(b: &[u8], at: &mut usize) -> Option<Option<Vec<u8>>> {

@@ -231,6 +231,40 @@ impl<D: BlockDevice> Broker<D> {
         r
     }
 
+    /// [`Broker::append_internal`] of a batch built in place in the
+    /// segment's buffer ([`Log::append_built`]): the in-system producers'
+    /// records go from their ring slots straight into the log segment.
+    /// Returns the base offset and the records appended (`None`: `build`
+    /// pushed none), durable.
+    pub fn append_internal_built(
+        &mut self,
+        topic: &str,
+        now: i64,
+        batch_bytes: usize,
+        build: impl FnOnce(&mut crate::batch::BatchWriter<'_>),
+    ) -> Result<Option<(i64, usize)>, LogError> {
+        if self.failed {
+            return Err(LogError::Device(crate::dev::Error::Io));
+        }
+        if self.log.topic(topic).is_none() {
+            self.log.create_topic(topic, self.cfg.default_partitions, self.cfg.default_topic, now)?;
+        }
+        let r = self.log.append_built(topic, 0, now, batch_bytes, build).and_then(|a| {
+            if a.is_some() {
+                self.log.flush()?;
+            }
+            Ok(a)
+        });
+        if matches!(r, Err(LogError::Device(_))) {
+            self.failed = true;
+        }
+        if matches!(r, Ok(Some(_))) {
+            self.version += 1;
+            self.stats.produced_batches += 1;
+        }
+        r
+    }
+
     /// Records of partition 0 of `topic` for an in-system consumer: those
     /// from offset `from` on (or from the first one retention kept, if
     /// `from` is older), up to the high watermark, at most `max` of them,

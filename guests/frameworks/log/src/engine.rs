@@ -18,7 +18,7 @@
 //! of frames that verify, zeroes the torn rest of each partition's last
 //! segment, and drops segments that no longer follow on.
 
-use crate::batch::{self, BatchInfo};
+use crate::batch::{self, BatchInfo, BatchWriter};
 use crate::crc32c::{crc32c, update};
 use crate::dev::{self, BlockDevice, BLOCK};
 use alloc::collections::BTreeMap;
@@ -542,11 +542,51 @@ impl<D: BlockDevice> Log<D> {
     }
 
     fn append_frame(&mut self, key: (u32, u32), batch: &[u8]) -> Result<i64, LogError> {
-        let need = FRAME + batch.len();
-        if need > self.segment_capacity() {
+        let at = self.open_frame(key, batch.len())?;
+        let buf = &mut self.parts.get_mut(&key).ok_or(LogError::UnknownPartition)?.tail.buf;
+        buf.extend_from_slice(batch);
+        self.close_frame(key, at)
+    }
+
+    /// Appends a RecordBatch v2 built in place, in the partition's segment
+    /// buffer: `build` pushes its records through the [`BatchWriter`]
+    /// (`batch_bytes` bounds the batch, header included; a push past it is
+    /// refused), each key and value written straight into the segment.
+    /// Nothing is appended if it pushes none. Returns the base offset and
+    /// the records appended; durable after `flush`.
+    pub fn append_built(
+        &mut self,
+        topic: &str,
+        part: u32,
+        timestamp: i64,
+        batch_bytes: usize,
+        build: impl FnOnce(&mut BatchWriter<'_>),
+    ) -> Result<Option<(i64, usize)>, LogError> {
+        let key = self.key(topic, part)?;
+        let at = self.open_frame(key, batch_bytes)?;
+        let p = self.parts.get_mut(&key).ok_or(LogError::UnknownPartition)?;
+        let base = p.segs.last().map_or(0, |s| s.next);
+        let mut w = BatchWriter::begin(&mut p.tail.buf, base, timestamp, batch_bytes);
+        build(&mut w);
+        let n = w.records();
+        if n == 0 {
+            p.tail.buf.truncate(at);
+            return Ok(None);
+        }
+        w.finish();
+        Ok(Some((self.close_frame(key, at)?, n)))
+    }
+
+    /// Makes room for a frame of a batch of at most `max` bytes at the end
+    /// of `key`'s last segment (a new segment if it would not fit) and
+    /// writes the frame header's place: returns where the frame starts in
+    /// the tail buffer. The batch follows; [`Log::close_frame`] ends it.
+    fn open_frame(&mut self, key: (u32, u32), max: usize) -> Result<usize, LogError> {
+        let need = FRAME.saturating_add(max);
+        let cap = self.segment_capacity();
+        if need > cap {
             return Err(LogError::TooLarge);
         }
-        let cap = self.segment_capacity();
         let roll = match self.parts.get(&key).and_then(|p| p.segs.last()) {
             None => true,
             Some(s) => s.end as usize + need > cap,
@@ -554,22 +594,30 @@ impl<D: BlockDevice> Log<D> {
         if roll {
             self.roll(key)?;
         }
+        let buf = &mut self.parts.get_mut(&key).ok_or(LogError::UnknownPartition)?.tail.buf;
+        let at = buf.len();
+        buf.extend_from_slice(&[0; FRAME]);
+        Ok(at)
+    }
+
+    /// Ends the frame [`Log::open_frame`] started at `at`, whose batch is
+    /// now in the buffer after it: its baseOffset assigned, the frame's
+    /// length and CRC, the segment's index. Returns the base offset.
+    fn close_frame(&mut self, key: (u32, u32), at: usize) -> Result<i64, LogError> {
         let part = self.parts.get_mut(&key).ok_or(LogError::UnknownPartition)?;
         let seg = part.segs.last_mut().ok_or(LogError::UnknownPartition)?;
         let base = seg.next;
         let pos = seg.end;
         let buf = &mut part.tail.buf;
-        let at = buf.len();
-        buf.extend_from_slice(&(batch.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&[0; 4]);
-        buf.extend_from_slice(batch);
+        let len = buf.len() - at - FRAME;
+        buf[at..at + 4].copy_from_slice(&(len as u32).to_le_bytes());
         let body = &mut buf[at + FRAME..];
         batch::assign_offset(body, base);
         let c = frame_crc(seg.seq, body);
         buf[at + 4..at + 8].copy_from_slice(&c.to_le_bytes());
         let info = batch::info(&buf[at + FRAME..]);
         Self::note_batch(seg, pos, &info);
-        seg.end += need as u32;
+        seg.end += (FRAME + len) as u32;
         part.tail.dirty = true;
         self.unflushed = true;
         if part.tail.buf.len() >= WRITE_CHUNK {
@@ -624,7 +672,12 @@ impl<D: BlockDevice> Log<D> {
         }
         let part = self.parts.entry(key).or_default();
         part.segs.push(Segment { ext, seq, base, next: base, end: 0, max_ts: i64::MIN, index: Vec::new() });
-        part.tail = Tail::default();
+        // The buffer is kept (cleared) with its allocation: a fresh one
+        // would grow by doubling again, copying and faulting in up to a
+        // write chunk's pages for every segment.
+        let mut buf = core::mem::take(&mut part.tail.buf);
+        buf.clear();
+        part.tail = Tail { start: 0, buf, dirty: false };
         self.unflushed = true;
         Ok(())
     }

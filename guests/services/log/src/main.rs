@@ -235,7 +235,7 @@ async fn serve(boot: Boot) -> u64 {
     });
     let topic = String::from(boot.arg("ring_topic").unwrap_or("in-system"));
     let group = String::from(boot.arg("deliver_group").unwrap_or("in-system-consumers"));
-    let in_system = InSystem { broker: broker.clone(), pending: Vec::new(), consumed: None };
+    let in_system = InSystem { broker: broker.clone(), topic: topic.clone(), appended: None, consumed: None };
     match spec::Service::connect(in_system, &boot) {
         Ok(service) => {
             let position = broker.lock().position_internal(&group, &topic);
@@ -431,18 +431,60 @@ fn cancel_all(broker: &Shared, queue: &alloc::collections::VecDeque<Reply>) {
 /// its channel when nothing rings (a doorbell wakes it at once).
 const IDLE_RING_WAIT: Duration = Duration::from_millis(100);
 
-/// The handlers of `log.pt`: a turn's records wait here to become one
-/// batch; the furthest record a consumer reported done.
+/// The handlers of `log.pt`: what the last turn's records became (one
+/// batch in the log, not yet flushed); the furthest record a consumer
+/// reported done.
 struct InSystem {
     broker: Shared,
-    pending: Vec<spec::LogRecord>,
+    topic: String,
+    appended: Option<Result<Appended, hallows_log::LogError>>,
     consumed: Option<i64>,
 }
 
+/// A turn's records, appended: the log offset of the last and the
+/// producer's sequence number of the last.
+#[derive(Clone, Copy)]
+struct Appended {
+    last_offset: i64,
+    last_seq: u64,
+}
+
+/// Most bytes one record of `LogRecord` takes in a batch (a 16-byte key, a
+/// 100-byte value, their varint lengths and the record's framing, with room).
+const RECORD_BYTES: usize = 16 + 100 + 16;
+
 impl spec::Handlers for InSystem {
     type Endpoints = Boot;
-    fn append_record(&mut self, message: spec::LogRecord, _send: &mut spec::Senders<Boot>) {
-        self.pending.push(message);
+    /// The turn's records become one RecordBatch v2 built in place in the
+    /// segment's buffer: each key and value is copied once, from its ring
+    /// slot straight to its place in the log segment.
+    fn append_records(&mut self, batch: &hallows_ring::RecvBatch<'_, spec::LogRecord>, _send: &mut spec::Senders<Boot>) {
+        let n = batch.len();
+        if n == 0 || matches!(self.appended, Some(Err(_))) {
+            return;
+        }
+        let max = hallows_log::batch::HEADER + n * RECORD_BYTES;
+        let mut last_seq = 0;
+        let r = self.broker.lock().append_internal_built(&self.topic, now_ms(), max, |w| {
+            for i in 0..n {
+                let Some(slot) = batch.slot(i) else { break };
+                let key = spec::LogRecord::key_in(&slot);
+                let value = spec::LogRecord::value_in(&slot);
+                let pushed = w.push(Some(key.len()), Some(value.len()), |k, v| {
+                    key.copy_to(k);
+                    value.copy_to(v);
+                });
+                if !pushed {
+                    break;
+                }
+                last_seq = spec::LogRecord::seq_in(&slot);
+            }
+        });
+        self.appended = Some(match r {
+            Ok(Some((base, k))) => Ok(Appended { last_offset: base + k as i64 - 1, last_seq }),
+            Ok(None) => return,
+            Err(e) => Err(e),
+        });
     }
     fn consumed(&mut self, message: spec::LogConsumed, _send: &mut spec::Senders<Boot>) {
         self.consumed = Some(self.consumed.map_or(message.through, |t| t.max(message.through)));
@@ -472,18 +514,16 @@ async fn serve_ring(mut service: spec::Service<InSystem>, mut delivery: Delivery
             println!("log: an in-system channel is corrupt; in-system producers and consumers stop");
             return;
         }
-        let pending = core::mem::take(&mut service.handlers.pending);
-        if let Some(last) = pending.last() {
-            heard = true;
-            let kv: Vec<hallows_log::batch::KeyValue> = pending.iter().map(|r| (Some(r.key.as_bytes()), Some(r.value.as_bytes()))).collect();
-            let batch = hallows_log::batch::encode(0, now_ms(), &kv);
-            match service.handlers.broker.lock().append_internal(&topic, &batch, now_ms()) {
-                Ok(base) => unsent = Some(spec::LogAck { through: last.seq, offset: base + pending.len() as i64 - 1 }),
-                Err(e) => {
-                    println!("log: in-system append to {topic} failed: {e:?}; in-system producers stop");
-                    return;
-                }
+        match service.handlers.appended.take() {
+            Some(Ok(a)) => {
+                heard = true;
+                unsent = Some(spec::LogAck { through: a.last_seq, offset: a.last_offset });
             }
+            Some(Err(e)) => {
+                println!("log: in-system append to {topic} failed: {e:?}; in-system producers stop");
+                return;
+            }
+            None => {}
         }
         if let Some(ack) = unsent {
             if spec::Port::port(&mut service.send.acks).try_send(&ack).is_ok() {
