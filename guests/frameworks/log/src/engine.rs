@@ -38,6 +38,13 @@ const INDEX_EVERY: u32 = 4096;
 /// Buffered bytes of a tail before full blocks go to the device (a
 /// segment's worth at the default size: few, large writes).
 const WRITE_CHUNK: usize = 1 << 20;
+/// Flushes `Log::flush_start` leaves in flight before it waits for the
+/// oldest. With one, the appends after a flush wait for the one before it,
+/// so a device write can only start once the appends before it are done
+/// and the sync before that is: append, write and sync of consecutive
+/// intervals do not all overlap. With three they do (a sync, the next
+/// interval's write, the appends of the one after).
+const MAX_FLUSHES_IN_FLIGHT: usize = 3;
 /// Most topics a log holds.
 pub const MAX_TOPICS: usize = 4096;
 /// The metadata log's topic id.
@@ -695,10 +702,11 @@ impl<D: BlockDevice> Log<D> {
 
     /// Starts a flush of every append so far and returns without waiting
     /// for it: appends may go on meanwhile. The buffered tails are handed
-    /// to the device and its flush started, then the flush before this one
-    /// (if any) is waited for: two are in flight at most, and an append is
-    /// durable and visible (high watermark) at the latest when the flush
-    /// after the one that covers it is started, or at [`Log::flush_wait`].
+    /// to the device and its flush started, then the oldest flushes are
+    /// waited for until at most [`MAX_FLUSHES_IN_FLIGHT`] (3) are in flight:
+    /// an append is durable and visible (high watermark) at the latest when
+    /// the third flush after the one that covers it is started, or at
+    /// [`Log::flush_wait`].
     pub fn flush_start(&mut self) -> Result<(), LogError> {
         if !self.unflushed {
             return Ok(());
@@ -710,7 +718,7 @@ impl<D: BlockDevice> Log<D> {
         let ticket = self.dev.flush_start()?;
         self.in_flight.push_back((ticket, self.parts.iter().map(|(k, p)| (*k, p.next())).collect()));
         self.unflushed = false;
-        while self.in_flight.len() > 1 {
+        while self.in_flight.len() > MAX_FLUSHES_IN_FLIGHT {
             self.wait_oldest()?;
         }
         Ok(())

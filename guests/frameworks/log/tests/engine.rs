@@ -312,23 +312,21 @@ fn stale_frame_after_a_torn_one_never_returns() {
 
 /// A flush started in the background: nothing it covers is visible
 /// (high watermark) before it is waited for, appends go on meanwhile, and
-/// the next start waits for it (two in flight at most).
+/// a start waits for the oldest once three are in flight.
 #[test]
 fn background_flushes_advance_the_high_watermark_only_when_done() {
     let mut log = Log::open(MemDisk::new(1 << 20), cfg()).unwrap();
     log.create_topic("t", 1, TopicConfig::default(), 0).unwrap();
-    log.append("t", 0, &batch_of(0, 2, 0)).unwrap();
-    log.flush_start().unwrap();
-    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 0);
-    assert!(log.needs_flush());
-    log.append("t", 0, &batch_of(1, 2, 0)).unwrap();
-    log.flush_start().unwrap();
-    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 2, "the second start waited for the first");
-    log.append("t", 0, &batch_of(2, 2, 0)).unwrap();
-    log.flush_start().unwrap();
-    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 4, "two in flight at most");
+    // Starts 1..=3: none waited for; the 4th waits for the 1st, the 5th
+    // for the 2nd.
+    for (i, hw) in [(0, 0), (1, 0), (2, 0), (3, 2), (4, 4)] {
+        log.append("t", 0, &batch_of(i, 2, 0)).unwrap();
+        log.flush_start().unwrap();
+        assert_eq!(log.offsets("t", 0).unwrap().high_watermark, hw, "after start {}", i + 1);
+        assert!(log.needs_flush());
+    }
     log.flush_wait().unwrap();
-    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 6);
+    assert_eq!(log.offsets("t", 0).unwrap().high_watermark, 10);
     assert!(!log.needs_flush());
 }
 
