@@ -18,7 +18,8 @@ APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabio
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
 .PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log
-# The Python clients the log partition's tests drive (kafka-python).
+# The Python clients the log partition's tests drive (kafka-python), and
+# DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
 VENV = target/venv
 
 all: test
@@ -47,6 +48,8 @@ deps:
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@[ -x $(VENV)/bin/python ] && $(VENV)/bin/python -c 'import kafka' 2>/dev/null || \
 		{ echo "creating $(VENV) with kafka-python"; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'kafka-python>=2.1'; }
+	@$(VENV)/bin/python -c 'import duckdb' 2>/dev/null && [ -x $(VENV)/bin/tpchgen-cli ] || \
+		{ echo "installing duckdb and tpchgen-cli into $(VENV) (the OLAP engine's reference and TPC-H data)"; $(VENV)/bin/pip install -q duckdb tpchgen-cli; }
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
