@@ -726,9 +726,6 @@ pub fn plan(q: &Query, catalog: &[Table]) -> Result<Plan> {
     // WHERE, split.
     let mut conds = Vec::new();
     if let Some(f) = &q.filter {
-        if has_agg(f) {
-            return Err(err(ErrorKind::Syntax, f.pos, "aggregates are not allowed in WHERE: use HAVING"));
-        }
         let w = b.bool_arg(f)?;
         conjuncts(w, &mut conds);
     }
