@@ -8,6 +8,7 @@
 //! * [`exec`]: vectorized, morsel-driven execution on one core or many.
 //! * [`tpch`]: the TPC-H schema the loader knows.
 //! * `load` (feature `std`): `.tbl`/CSV files into an image.
+//! * [`pgwire`]: the PostgreSQL v3 protocol (simple queries), sans I/O.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
@@ -17,6 +18,7 @@ pub mod encode;
 pub mod exec;
 #[cfg(feature = "std")]
 pub mod load;
+pub mod pgwire;
 pub mod plan;
 pub mod sql;
 pub mod storage;

@@ -176,6 +176,17 @@ pub fn parse_schema(text: &str) -> Result<Vec<Schema>> {
     Ok(out)
 }
 
+/// A host binary's exit: the error (after `prefix`) on stderr.
+pub fn exit(prefix: &str, r: std::result::Result<(), String>) -> std::process::ExitCode {
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{prefix}{e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

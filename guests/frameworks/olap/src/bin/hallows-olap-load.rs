@@ -82,11 +82,5 @@ fn run() -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("hallows-olap-load: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    hallows_olap::load::exit("hallows-olap-load: ", run())
 }
