@@ -17,7 +17,7 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log bench-olap
 # The Python clients the log partition's tests drive (kafka-python), and
 # DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
 VENV = target/venv
@@ -96,6 +96,23 @@ STORE_KILLS ?= 60
 STORE_FLIPS ?= 20
 store-crash: deps
 	STORE_KILLS=$(STORE_KILLS) STORE_FLIPS=$(STORE_FLIPS) $(CARGO) test -p hallows-tests --test store acknowledged -- --nocapture
+
+# The OLAP engine against DuckDB on TPC-H Q1/3/5/6/10 (host, release
+# build, both on OLAP_THREADS threads, best of 5 runs each, data generated
+# by tpchgen-cli at scale factor OLAP_SF). docs/olap.md has figures.
+OLAP_SF ?= 0.1
+OLAP_THREADS ?= 2
+OLAP_DATA = target/olap-tpch-$(OLAP_SF)
+bench-olap: deps
+	@[ -f $(OLAP_DATA)/lineitem.tbl ] || $(VENV)/bin/tpchgen-cli -s $(OLAP_SF) --output-dir $(OLAP_DATA)
+	$(CARGO) build --release -p hallows-olap --features std --bins
+	target/release/hallows-olap-load --out $(OLAP_DATA).img --tpch $(OLAP_DATA)
+	@for q in 1 3 5 6 10; do printf 'hallows-olap q%-2s ' $$q; \
+		target/release/hallows-olap-query --disk $(OLAP_DATA).img --threads $(OLAP_THREADS) --time --repeat 5 \
+			-f guests/frameworks/olap/queries/tpch/q$$q.sql 2>&1 >/dev/null | tail -1; done
+	@REPEAT=5 THREADS=$(OLAP_THREADS) $(VENV)/bin/python guests/frameworks/olap/tests/duckdb_run.py $(OLAP_DATA) \
+		$(foreach q,1 3 5 6 10,guests/frameworks/olap/queries/tpch/q$(q).sql) | \
+		awk '/^#query/ { printf "duckdb       %s %.3f ms\n", $$2, $$3 * 1000 }'
 
 # The store engine against redb and SQLite at equal durability (host,
 # criterion): point reads, strict-durability writes, range scans.

@@ -519,10 +519,37 @@ fn encode_key(v: &Value, out: &mut Vec<u8>) {
     }
 }
 
+/// `encode_key` of `c.value(i)`, without making the value.
+fn col_key(c: &Col, i: usize, out: &mut Vec<u8>) {
+    match c {
+        Col::Absent => out.push(0),
+        Col::Num(v) => {
+            out.push(1);
+            out.extend_from_slice(&v[i].to_le_bytes());
+        }
+        Col::Str(v) => {
+            out.push(2);
+            out.extend_from_slice(&(v[i].len() as u32).to_le_bytes());
+            out.extend_from_slice(v[i].as_bytes());
+        }
+        Col::Bool(v) => out.extend_from_slice(&[3, u8::from(v[i])]),
+    }
+}
+
 fn row_key(cols: &[Cow<'_, Col>], i: usize, out: &mut Vec<u8>) {
     out.clear();
     for c in cols {
-        encode_key(&c.value(i), out);
+        col_key(c, i, out);
+    }
+}
+
+/// Compares row `i` of `c` with `v` (same type).
+fn cmp_col_value(c: &Col, i: usize, v: &Value) -> Ordering {
+    match (c, v) {
+        (Col::Num(x), Value::Num(y)) => x[i].cmp(y),
+        (Col::Str(x), Value::Str(y)) => x[i].cmp(y),
+        (Col::Bool(x), Value::Bool(y)) => x[i].cmp(y),
+        _ => Ordering::Equal,
     }
 }
 
@@ -836,7 +863,19 @@ impl AggTable {
             row_key(&keys, i, &mut buf);
             let g = self.group(&buf, || keys.iter().map(|c| c.value(i)).collect(), n, max)?;
             for (j, (call, arg)) in a.aggs.iter().zip(&args).enumerate() {
-                self.accs[g * n + j].add(call.f, arg.as_ref().map(|c| c.value(i)))?;
+                let acc = &mut self.accs[g * n + j];
+                acc.count += 1;
+                let Some(c) = arg.as_deref() else { continue };
+                match (call.f, c) {
+                    (AggFn::Sum | AggFn::Avg, Col::Num(v)) => acc.sum = acc.sum.checked_add(v[i]).ok_or_else(overflow)?,
+                    (AggFn::Min, c) if acc.min.as_ref().is_none_or(|m| cmp_col_value(c, i, m) == Ordering::Less) => {
+                        acc.min = Some(c.value(i));
+                    }
+                    (AggFn::Max, c) if acc.max.as_ref().is_none_or(|m| cmp_col_value(c, i, m) == Ordering::Greater) => {
+                        acc.max = Some(c.value(i));
+                    }
+                    _ => {}
+                }
             }
         }
         Ok(())

@@ -3,8 +3,10 @@ tab-separated text: a line of column types, then one line per row.
 Decimals keep their scale, doubles print with repr(), NULL is \\N.
 
 usage: duckdb_run.py DATA_DIR QUERY.sql [QUERY.sql ...]
-Each result is preceded by a line '#query NAME SECONDS'.
+Each result is preceded by a line '#query NAME SECONDS': the best of
+$REPEAT runs (default 1), on $THREADS threads (default: DuckDB's choice).
 """
+import os
 import decimal
 import sys
 import time
@@ -45,15 +47,20 @@ def text(v):
 def main():
     data, queries = sys.argv[1], sys.argv[2:]
     con = duckdb.connect()
+    if os.environ.get("THREADS"):
+        con.execute(f"SET threads = {int(os.environ['THREADS'])}")
+    repeat = max(1, int(os.environ.get("REPEAT", "1")))
     for name, cols in SCHEMA.items():
         con.execute(f"CREATE TABLE {name} ({cols})")
         con.execute(f"COPY {name} FROM '{data}/{name}.tbl' (DELIMITER '|')")
     for q in queries:
         sql = open(q).read()
-        start = time.perf_counter()
-        cur = con.execute(sql)
-        rows = cur.fetchall()
-        took = time.perf_counter() - start
+        took = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            cur = con.execute(sql)
+            rows = cur.fetchall()
+            took = min(took, time.perf_counter() - start)
         print(f"#query {q} {took:.6f}")
         print("\t".join(str(d[1]) for d in cur.description))
         for r in rows:
