@@ -9,6 +9,7 @@
 //! * [`tpch`]: the TPC-H schema the loader knows.
 //! * `load` (feature `std`): `.tbl`/CSV files into an image.
 //! * [`pgwire`]: the PostgreSQL v3 protocol (simple queries), sans I/O.
+//! * [`http`]: `POST /query` answered with JSON, sans I/O.
 #![cfg_attr(not(feature = "std"), no_std)]
 #![forbid(unsafe_code)]
 
@@ -16,6 +17,7 @@ extern crate alloc;
 
 pub mod encode;
 pub mod exec;
+pub mod http;
 #[cfg(feature = "std")]
 pub mod load;
 pub mod pgwire;
