@@ -776,10 +776,30 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         Ok(HashTable { batch, heads, next })
     }
 
-    fn probe(&self, s: &JoinStep, ht: &HashTable, b: Batch) -> Result<Batch> {
+    /// Probes join `k` (of `steps`) with `b` and pushes what matches,
+    /// at most [`BATCH`] rows at a time, through the joins after it into
+    /// `sink`: a join that multiplies rows never holds more than a batch.
+    fn push(&self, steps: &[(JoinStep, HashTable)], b: Batch, sink: &mut dyn FnMut(Batch) -> Result<()>) -> Result<()> {
+        let Some(((s, ht), rest)) = steps.split_first() else {
+            let b = filter_all(&self.plan.residual, b)?;
+            return if b.rows == 0 { Ok(()) } else { sink(b) };
+        };
+        if b.rows == 0 {
+            return Ok(());
+        }
         let keys: Vec<Cow<'_, Col>> = s.probe_keys.iter().map(|k| eval(k, &b)).collect::<Result<_>>()?;
-        let (mut pi, mut bi) = (Vec::new(), Vec::new());
+        let (mut pi, mut bi) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let mut buf = Vec::new();
+        let mut emit = |pi: &mut Vec<u32>, bi: &mut Vec<u32>| -> Result<()> {
+            let mut out = b.take(pi);
+            for &c in &self.plan.needed[s.table] {
+                out.cols[c] = ht.batch.cols[c].take(bi);
+            }
+            pi.clear();
+            bi.clear();
+            let out = filter_all(&s.after, out)?;
+            self.push(rest, out, sink)
+        };
         for i in 0..b.rows {
             row_key(&keys, i, &mut buf);
             let mut at = ht.heads.get(&buf[..]).copied().unwrap_or(NONE);
@@ -787,18 +807,15 @@ impl<D: BlockDevice + Send> Run<'_, D> {
                 pi.push(i as u32);
                 bi.push(at);
                 at = ht.next[at as usize];
+                if pi.len() == BATCH {
+                    emit(&mut pi, &mut bi)?;
+                }
             }
         }
-        drop(keys);
-        let mut out = b.take(&pi);
-        for &c in &self.plan.needed[s.table] {
-            out.cols[c] = ht.batch.cols[c].take(&bi);
+        if !pi.is_empty() {
+            emit(&mut pi, &mut bi)?;
         }
-        let out = filter_all(&s.after, out)?;
-        if out.rows > self.limits.max_rows {
-            return Err(Error::new(ErrorKind::Limit, format!("a join produced more than {} rows", self.limits.max_rows)));
-        }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -986,40 +1003,34 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
         Ok(best.0)
     })?
     .map_err(|_| internal("a table is not joined"))?;
-    let mut tables = Vec::with_capacity(steps.len());
-    for s in &steps {
+    let mut joins = Vec::with_capacity(steps.len());
+    for s in steps {
         let batch = scanned[s.table].take().ok_or_else(|| internal("join input"))?;
-        tables.push(r.build(s, batch)?);
+        let ht = r.build(&s, batch)?;
+        joins.push((s, ht));
     }
     let groups = db.tables[plan.tables[plan.driver]].groups.len();
     let max_groups = limits.max_groups;
     let parts = map(ex, groups, |g| {
         let mut agg = AggTable::new();
         let mut rows = Batch { cols: vec![Col::Absent; plan.outputs.len()], rows: 0 };
-        for mut b in r.scan_group(plan.driver, g)? {
-            for (s, ht) in steps.iter().zip(&tables) {
-                if b.rows == 0 {
-                    break;
+        for b in r.scan_group(plan.driver, g)? {
+            r.push(&joins, b, &mut |b| {
+                if plan.agg.is_some() {
+                    agg.update(plan, &b, max_groups)
+                } else {
+                    let cols = plan.outputs.iter().map(|e| eval(e, &b).map(Cow::into_owned)).collect::<Result<Vec<_>>>()?;
+                    rows.append(Batch { cols, rows: b.rows });
+                    if rows.rows > limits.max_rows {
+                        return Err(Error::new(ErrorKind::Limit, format!("more than {} result rows", limits.max_rows)));
+                    }
+                    Ok(())
                 }
-                b = r.probe(s, ht, b)?;
-            }
-            let b = filter_all(&plan.residual, b)?;
-            if b.rows == 0 {
-                continue;
-            }
-            if plan.agg.is_some() {
-                agg.update(plan, &b, max_groups)?;
-            } else {
-                let cols = plan.outputs.iter().map(|e| eval(e, &b).map(Cow::into_owned)).collect::<Result<Vec<_>>>()?;
-                rows.append(Batch { cols, rows: b.rows });
-                if rows.rows > limits.max_rows {
-                    return Err(Error::new(ErrorKind::Limit, format!("more than {} result rows", limits.max_rows)));
-                }
-            }
+            })?;
         }
         Ok(if plan.agg.is_some() { Part::Agg(agg) } else { Part::Rows(rows) })
     })?;
-    drop(tables);
+    drop(joins);
 
     let mut nulls: Vec<bool> = Vec::new();
     let mut nkeys = 0;

@@ -175,6 +175,11 @@ pub struct AggCall {
     pub ty: Type,
 }
 
+/// Tables one query may join.
+pub const MAX_TABLES: usize = 32;
+/// The longest LIKE pattern, in characters (matching is O(text * pattern)).
+pub const MAX_LIKE: usize = 1024;
+
 /// The scale of `avg` results (DuckDB returns a double; we keep a
 /// decimal of at least this scale, rounded half away from zero).
 pub const AVG_SCALE: u8 = 6;
@@ -473,6 +478,9 @@ impl Binder<'_> {
                 let ExprKind::Str(p) = &pat.kind else {
                     return Err(err(ErrorKind::Unsupported, pat.pos, "the LIKE pattern must be a string literal"));
                 };
+                if p.chars().count() > MAX_LIKE {
+                    return Err(err(ErrorKind::Limit, pat.pos, format!("LIKE pattern longer than {MAX_LIKE} characters")));
+                }
                 self.mk(BKind::Like(Box::new(a), Arc::from(p.as_str()), *neg), Type::Bool, pos)
             }
             ExprKind::InList { e: a, list, neg } => {
@@ -704,6 +712,9 @@ fn default_name(e: &Expr) -> String {
 
 /// Plans `q` against `tables` (the catalog).
 pub fn plan(q: &Query, catalog: &[Table]) -> Result<Plan> {
+    if q.from.len() > MAX_TABLES {
+        return Err(err(ErrorKind::Limit, q.from[MAX_TABLES].pos, format!("more than {MAX_TABLES} tables in FROM")));
+    }
     // FROM: resolve tables, build the scope.
     let mut tables = Vec::new();
     let mut scope = Vec::new();

@@ -167,8 +167,17 @@ fn limits_hold() {
     let mut e = engine(1000, 100);
     e.limits.max_groups = 10;
     assert_eq!(e.query("select k, count(*) from t group by k", &Serial).unwrap_err().kind, ErrorKind::Limit);
+    e.limits.max_rows = 2000;
+    // A join that multiplies rows streams through in batches: 333334
+    // joined rows counted while no more than 2000 are ever held.
+    assert_eq!(one(&e, "select count(*) from t a join t b on a.g = b.g"), "333334");
     e.limits.max_rows = 100;
     assert_eq!(e.query("select k from t", &Serial).unwrap_err().kind, ErrorKind::Limit);
+    assert_eq!(e.query("select count(*) from t a join t b on a.g = b.g", &Serial).unwrap_err().kind, ErrorKind::Limit);
+    let long = format!("select count(*) from t where g like '{}'", "%a".repeat(600));
+    assert_eq!(e.query(&long, &Serial).unwrap_err().kind, ErrorKind::Limit);
+    let many = format!("select 1 from {}", (0..40).map(|i| format!("t t{i}")).collect::<Vec<_>>().join(", "));
+    assert_eq!(e.query(&many, &Serial).unwrap_err().kind, ErrorKind::Limit);
 }
 
 #[test]
