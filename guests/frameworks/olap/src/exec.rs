@@ -66,14 +66,6 @@ impl Col {
             Col::Bool(v) => Col::Bool(idx.iter().map(|&i| v[i as usize]).collect()),
         }
     }
-    fn slice(&self, r: core::ops::Range<usize>) -> Col {
-        match self {
-            Col::Absent => Col::Absent,
-            Col::Num(v) => Col::Num(v[r].to_vec()),
-            Col::Str(v) => Col::Str(v[r].to_vec()),
-            Col::Bool(v) => Col::Bool(v[r].to_vec()),
-        }
-    }
     fn append(&mut self, other: Col) {
         match (self, other) {
             (Col::Num(a), Col::Num(b)) => a.extend(b),
@@ -98,6 +90,15 @@ impl Col {
             Type::Bool => Col::Bool(vals.map(|v| v == Value::Bool(true)).collect()),
             _ => Col::Num(vals.map(|v| if let Value::Num(x) = v { x } else { 0 }).collect()),
         }
+    }
+}
+
+/// Rows `idx` of a decoded chunk as a batch column.
+fn chunk_take(c: &Option<Chunk>, idx: impl Iterator<Item = u32>) -> Col {
+    match c {
+        None => Col::Absent,
+        Some(Chunk::Num(v)) => Col::Num(idx.map(|i| i128::from(v[i as usize])).collect()),
+        Some(Chunk::Str(v)) => Col::Str(idx.map(|i| v[i as usize].clone()).collect()),
     }
 }
 
@@ -157,7 +158,20 @@ fn bools(c: &Col) -> Result<&[bool]> {
 }
 
 fn map_num(c: &Col, f: impl Fn(i128) -> Result<i128>) -> Result<Col> {
-    nums(c)?.iter().map(|&x| f(x)).collect::<Result<Vec<_>>>().map(Col::Num)
+    let mut failed = None;
+    let v = nums(c)?
+        .iter()
+        .map(|&x| {
+            f(x).unwrap_or_else(|e| {
+                failed.get_or_insert(e);
+                0
+            })
+        })
+        .collect();
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(Col::Num(v)),
+    }
 }
 
 /// `v` divided by `10^k`, rounded half away from zero.
@@ -248,7 +262,21 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
                     }
                 }
             };
-            Col::Num(x.iter().zip(y).map(|(&p, &q)| f(p, q)).collect::<Result<_>>()?)
+            let mut failed = None;
+            let v = x
+                .iter()
+                .zip(y)
+                .map(|(&p, &q)| {
+                    f(p, q).unwrap_or_else(|e| {
+                        failed.get_or_insert(e);
+                        0
+                    })
+                })
+                .collect();
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            Col::Num(v)
         }
         BKind::Scale(a, k) => {
             let a = eval(a, b)?;
@@ -677,12 +705,9 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         })
     }
 
-    fn read_col(&self, t: usize, g: usize, scope_col: usize) -> Result<Col> {
+    fn read_col(&self, t: usize, g: usize, scope_col: usize) -> Result<Option<Chunk>> {
         let table = &self.db.tables[self.plan.tables[t]];
-        Ok(match self.db.chunk(table, g, self.plan.scope[scope_col].col)? {
-            Chunk::Num(v) => Col::Num(v.into_iter().map(i128::from).collect()),
-            Chunk::Str(v) => Col::Str(v),
-        })
+        self.db.chunk(table, g, self.plan.scope[scope_col].col).map(Some)
     }
 
     /// Row group `g` of FROM entry `t`, filtered, in batches.
@@ -696,7 +721,8 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         let table = &self.db.tables[plan.tables[t]];
         let rows = table.groups[g].rows;
         let width = plan.scope.len();
-        let mut cols = vec![Col::Absent; width];
+        // Decoded chunks stay as stored (i64); batches are cut from them.
+        let mut cols: Vec<Option<Chunk>> = (0..width).map(|_| None).collect();
         let mut fcols = Vec::new();
         for f in &plan.filters[t] {
             f.cols(&mut fcols);
@@ -714,7 +740,7 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             if plan.filters[t].is_empty() {
                 sel.extend(start as u32..end as u32);
             } else {
-                let b = Batch { cols: cols.iter().map(|c| c.slice(start..end)).collect(), rows: end - start };
+                let b = Batch { cols: cols.iter().map(|c| chunk_take(c, start as u32..end as u32)).collect(), rows: end - start };
                 let mut mask = vec![true; end - start];
                 for f in &plan.filters[t] {
                     let m = eval(f, &b)?;
@@ -730,12 +756,14 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             return Ok(Vec::new());
         }
         for &c in &plan.needed[t] {
-            if matches!(cols[c], Col::Absent) {
+            if cols[c].is_none() {
                 cols[c] = self.read_col(t, g, c)?;
             }
         }
-        let full = Batch { cols, rows };
-        Ok(sel.chunks(BATCH).map(|idx| full.take(idx)).collect())
+        Ok(sel
+            .chunks(BATCH)
+            .map(|idx| Batch { cols: cols.iter().map(|c| chunk_take(c, idx.iter().copied())).collect(), rows: idx.len() })
+            .collect())
     }
 
     fn scan_table(&self, ex: &dyn Executor, t: usize) -> Result<Batch> {
