@@ -287,8 +287,69 @@ pub fn encode_strs<S: AsRef<str>>(out: &mut Vec<u8>, vals: &[S]) {
     }
 }
 
+/// Strings as a dictionary and a code per value: what a dictionary chunk
+/// holds, kept so through execution (a filter on the column runs once per
+/// distinct value). A plain chunk is the same with one entry per value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Strs {
+    pub dict: Arc<Vec<Arc<str>>>,
+    pub codes: Vec<u32>,
+}
+
+impl Strs {
+    /// One entry per value.
+    pub fn from_vec(v: Vec<Arc<str>>) -> Self {
+        let codes = (0..v.len() as u32).collect();
+        Strs { dict: Arc::new(v), codes }
+    }
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+    pub fn get(&self, i: usize) -> &Arc<str> {
+        &self.dict[self.codes[i] as usize]
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.codes.iter().map(|&c| &self.dict[c as usize])
+    }
+    /// The values at `idx`. A dictionary much larger than what is taken
+    /// is cut down to the entries used.
+    pub fn take(&self, idx: impl Iterator<Item = u32>) -> Strs {
+        let codes: Vec<u32> = idx.map(|i| self.codes[i as usize]).collect();
+        if self.dict.len() <= 2 * codes.len().max(16) {
+            return Strs { dict: self.dict.clone(), codes };
+        }
+        let mut remap = vec![u32::MAX; self.dict.len()];
+        let mut dict = Vec::new();
+        let codes = codes
+            .into_iter()
+            .map(|c| {
+                let r = &mut remap[c as usize];
+                if *r == u32::MAX {
+                    *r = dict.len() as u32;
+                    dict.push(self.dict[c as usize].clone());
+                }
+                *r
+            })
+            .collect();
+        Strs { dict: Arc::new(dict), codes }
+    }
+    /// Appends `o`'s values.
+    pub fn append(&mut self, o: Strs) {
+        if Arc::ptr_eq(&self.dict, &o.dict) {
+            self.codes.extend(o.codes);
+            return;
+        }
+        let off = self.dict.len() as u32;
+        Arc::make_mut(&mut self.dict).extend(o.dict.iter().cloned());
+        self.codes.extend(o.codes.iter().map(|c| c + off));
+    }
+}
+
 /// Decodes a string chunk of exactly `rows` values.
-pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Vec<Arc<str>>> {
+pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
     let (tag, count) = header(c, rows)?;
     match tag {
         TAG_DICT => {
@@ -298,16 +359,16 @@ pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Vec<Arc<str>>> {
                 dict.push(Arc::from(c.str(usize::MAX)?));
             }
             let codes = decode_ints(c, count)?;
-            codes
+            let codes = codes
                 .iter()
                 .map(|&k| {
-                    usize::try_from(k)
+                    u32::try_from(k)
                         .ok()
-                        .and_then(|k| dict.get(k))
-                        .cloned()
+                        .filter(|&k| (k as usize) < n)
                         .ok_or_else(|| Error::corrupt(format!("{}: dictionary code {k} of {n}", c.what)))
                 })
-                .collect()
+                .collect::<Result<Vec<u32>>>()?;
+            Ok(Strs { dict: Arc::new(dict), codes })
         }
         TAG_PLAIN => {
             let lens = decode_ints(c, count)?;
@@ -332,7 +393,7 @@ pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Vec<Arc<str>>> {
             if at != total {
                 return Err(Error::corrupt(format!("{}: {} bytes of string data unused", c.what, total - at)));
             }
-            Ok(out)
+            Ok(Strs::from_vec(out))
         }
         t => Err(Error::corrupt(format!("{}: unknown string encoding {t}", c.what))),
     }

@@ -23,6 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AO};
 use hallows_blockdev::BlockDevice;
 use spin::Mutex;
 
+use crate::encode::Strs;
 use crate::plan::{join_order, AggFn, Arith, BExpr, BKind, JoinStep, Plan};
 use crate::sql::{BinOp, Unit};
 use crate::storage::{Chunk, Db, Zone};
@@ -37,7 +38,7 @@ pub const BATCH: usize = 4096;
 pub enum Col {
     Absent,
     Num(Vec<i128>),
-    Str(Vec<Arc<str>>),
+    Str(Strs),
     Bool(Vec<bool>),
 }
 
@@ -54,7 +55,7 @@ impl Col {
         match self {
             Col::Absent => Value::Null,
             Col::Num(v) => Value::Num(v[i]),
-            Col::Str(v) => Value::Str(v[i].clone()),
+            Col::Str(v) => Value::Str(v.get(i).clone()),
             Col::Bool(v) => Value::Bool(v[i]),
         }
     }
@@ -62,14 +63,14 @@ impl Col {
         match self {
             Col::Absent => Col::Absent,
             Col::Num(v) => Col::Num(idx.iter().map(|&i| v[i as usize]).collect()),
-            Col::Str(v) => Col::Str(idx.iter().map(|&i| v[i as usize].clone()).collect()),
+            Col::Str(v) => Col::Str(v.take(idx.iter().copied())),
             Col::Bool(v) => Col::Bool(idx.iter().map(|&i| v[i as usize]).collect()),
         }
     }
     fn append(&mut self, other: Col) {
         match (self, other) {
             (Col::Num(a), Col::Num(b)) => a.extend(b),
-            (Col::Str(a), Col::Str(b)) => a.extend(b),
+            (Col::Str(a), Col::Str(b)) => a.append(b),
             (Col::Bool(a), Col::Bool(b)) => a.extend(b),
             (s @ Col::Absent, o) => *s = o,
             _ => {}
@@ -80,13 +81,13 @@ impl Col {
         match v {
             Value::Null => Col::Absent,
             Value::Num(x) => Col::Num(vec![*x; n]),
-            Value::Str(s) => Col::Str(vec![s.clone(); n]),
+            Value::Str(s) => Col::Str(Strs { dict: Arc::new(vec![s.clone()]), codes: vec![0; n] }),
             Value::Bool(b) => Col::Bool(vec![*b; n]),
         }
     }
     fn from_values(ty: Type, vals: impl Iterator<Item = Value>) -> Col {
         match ty {
-            Type::Text => Col::Str(vals.map(|v| if let Value::Str(s) = v { s } else { Arc::from("") }).collect()),
+            Type::Text => Col::Str(Strs::from_vec(vals.map(|v| if let Value::Str(s) = v { s } else { Arc::from("") }).collect())),
             Type::Bool => Col::Bool(vals.map(|v| v == Value::Bool(true)).collect()),
             _ => Col::Num(vals.map(|v| if let Value::Num(x) = v { x } else { 0 }).collect()),
         }
@@ -98,7 +99,7 @@ fn chunk_take(c: &Option<Chunk>, idx: impl Iterator<Item = u32>) -> Col {
     match c {
         None => Col::Absent,
         Some(Chunk::Num(v)) => Col::Num(idx.map(|i| i128::from(v[i as usize])).collect()),
-        Some(Chunk::Str(v)) => Col::Str(idx.map(|i| v[i as usize].clone()).collect()),
+        Some(Chunk::Str(v)) => Col::Str(v.take(idx)),
     }
 }
 
@@ -143,7 +144,7 @@ fn nums(c: &Col) -> Result<&[i128]> {
     }
 }
 
-fn strs(c: &Col) -> Result<&[Arc<str>]> {
+fn strs(c: &Col) -> Result<&Strs> {
     match c {
         Col::Str(v) => Ok(v),
         _ => Err(internal("expected a text column")),
@@ -154,6 +155,17 @@ fn bools(c: &Col) -> Result<&[bool]> {
     match c {
         Col::Bool(v) => Ok(v),
         _ => Err(internal("expected a condition column")),
+    }
+}
+
+/// `f` of every value: once per dictionary entry when the dictionary is
+/// no larger than the batch, else once per row.
+fn per_distinct(x: &Strs, f: impl Fn(&str) -> bool) -> Vec<bool> {
+    if x.dict.len() <= x.codes.len() {
+        let d: Vec<bool> = x.dict.iter().map(|s| f(s)).collect();
+        x.codes.iter().map(|&c| d[c as usize]).collect()
+    } else {
+        x.iter().map(|s| f(s)).collect()
     }
 }
 
@@ -199,7 +211,7 @@ fn cmp_holds(op: BinOp, o: Ordering) -> bool {
 fn compare(op: BinOp, a: &Col, b: &Col) -> Result<Vec<bool>> {
     Ok(match (a, b) {
         (Col::Num(x), Col::Num(y)) => x.iter().zip(y).map(|(p, q)| cmp_holds(op, p.cmp(q))).collect(),
-        (Col::Str(x), Col::Str(y)) => x.iter().zip(y).map(|(p, q)| cmp_holds(op, p.cmp(q))).collect(),
+        (Col::Str(x), Col::Str(y)) => x.iter().zip(y.iter()).map(|(p, q)| cmp_holds(op, p.cmp(q))).collect(),
         (Col::Bool(x), Col::Bool(y)) => x.iter().zip(y).map(|(p, q)| cmp_holds(op, p.cmp(q))).collect(),
         _ => return Err(internal("comparison of different types")),
     })
@@ -294,7 +306,7 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
             if let (BKind::Const(Value::Num(c)), Col::Num(x)) = (&r.kind, &*l) {
                 Col::Bool(x.iter().map(|p| cmp_holds(*op, p.cmp(c))).collect())
             } else if let (BKind::Const(Value::Str(c)), Col::Str(x)) = (&r.kind, &*l) {
-                Col::Bool(x.iter().map(|p| cmp_holds(*op, (**p).cmp(&**c))).collect())
+                Col::Bool(per_distinct(x, |p| cmp_holds(*op, p.cmp(&**c))))
             } else {
                 let r = eval(r, b)?;
                 Col::Bool(compare(*op, &l, &r)?)
@@ -345,14 +357,16 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
             vals.push(eval(els, b)?);
             match &*vals[0] {
                 Col::Num(_) => Col::Num((0..n).map(|i| nums(&vals[choice[i]]).map(|v| v[i])).collect::<Result<_>>()?),
-                Col::Str(_) => Col::Str((0..n).map(|i| strs(&vals[choice[i]]).map(|v| v[i].clone())).collect::<Result<_>>()?),
+                Col::Str(_) => Col::Str(Strs::from_vec(
+                    (0..n).map(|i| strs(&vals[choice[i]]).map(|v| v.get(i).clone())).collect::<Result<_>>()?,
+                )),
                 Col::Bool(_) => Col::Bool((0..n).map(|i| bools(&vals[choice[i]]).map(|v| v[i])).collect::<Result<_>>()?),
                 Col::Absent => return Err(internal("CASE over nothing")),
             }
         }
         BKind::Like(a, p, neg) => {
             let a = eval(a, b)?;
-            Col::Bool(strs(&a)?.iter().map(|s| like(s, p) != *neg).collect())
+            Col::Bool(per_distinct(strs(&a)?, |s| like(s, p) != *neg))
         }
         BKind::In(a, set, neg) => {
             let a = eval(a, b)?;
@@ -362,11 +376,7 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
                     s.sort_unstable();
                     Col::Bool(x.iter().map(|v| s.binary_search(v).is_ok() != *neg).collect())
                 }
-                Col::Str(x) => Col::Bool(
-                    x.iter()
-                        .map(|v| set.iter().any(|s| matches!(s, Value::Str(t) if t == v)) != *neg)
-                        .collect(),
-                ),
+                Col::Str(x) => Col::Bool(per_distinct(x, |v| set.iter().any(|s| matches!(s, Value::Str(t) if **t == *v)) != *neg)),
                 _ => return Err(internal("IN over a condition")),
             }
         }
@@ -382,7 +392,7 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
         BKind::Concat(l, r) => {
             let (l, r) = (eval(l, b)?, eval(r, b)?);
             let (x, y) = (strs(&l)?, strs(&r)?);
-            Col::Str(x.iter().zip(y).map(|(p, q)| Arc::from(format!("{p}{q}").as_str())).collect())
+            Col::Str(Strs::from_vec(x.iter().zip(y.iter()).map(|(p, q)| Arc::from(format!("{p}{q}").as_str())).collect()))
         }
         BKind::ToDate(a) => {
             let a = eval(a, b)?;
@@ -400,7 +410,7 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
         BKind::ToText(a) => {
             let ty = a.ty;
             let a = eval(a, b)?;
-            Col::Str((0..n).map(|i| Arc::from(a.value(i).render(ty).unwrap_or_default().as_str())).collect())
+            Col::Str(Strs::from_vec((0..n).map(|i| Arc::from(a.value(i).render(ty).unwrap_or_default().as_str())).collect()))
         }
     };
     if col.len() != n && !matches!(col, Col::Absent) {
@@ -556,9 +566,10 @@ fn col_key(c: &Col, i: usize, out: &mut Vec<u8>) {
             out.extend_from_slice(&v[i].to_le_bytes());
         }
         Col::Str(v) => {
+            let s = v.get(i);
             out.push(2);
-            out.extend_from_slice(&(v[i].len() as u32).to_le_bytes());
-            out.extend_from_slice(v[i].as_bytes());
+            out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+            out.extend_from_slice(s.as_bytes());
         }
         Col::Bool(v) => out.extend_from_slice(&[3, u8::from(v[i])]),
     }
@@ -575,7 +586,7 @@ fn row_key(cols: &[Cow<'_, Col>], i: usize, out: &mut Vec<u8>) {
 fn cmp_col_value(c: &Col, i: usize, v: &Value) -> Ordering {
     match (c, v) {
         (Col::Num(x), Value::Num(y)) => x[i].cmp(y),
-        (Col::Str(x), Value::Str(y)) => x[i].cmp(y),
+        (Col::Str(x), Value::Str(y)) => x.get(i).cmp(y),
         (Col::Bool(x), Value::Bool(y)) => x[i].cmp(y),
         _ => Ordering::Equal,
     }
@@ -982,7 +993,7 @@ fn sort_rows(plan: &Plan, out: &Batch) -> Vec<u32> {
         for &(c, desc) in &plan.order {
             let o = match &out.cols[c] {
                 Col::Num(v) => v[*a as usize].cmp(&v[*b as usize]),
-                Col::Str(v) => v[*a as usize].cmp(&v[*b as usize]),
+                Col::Str(v) => v.get(*a as usize).cmp(v.get(*b as usize)),
                 Col::Bool(v) => v[*a as usize].cmp(&v[*b as usize]),
                 Col::Absent => Ordering::Equal,
             };

@@ -22,7 +22,7 @@ use alloc::{format, vec};
 use hallows_blockdev::{crc32c::crc32c, BlockDevice, SECTOR};
 use spin::Mutex;
 
-use crate::encode::{decode_ints, decode_strs, encode_ints, encode_strs, put_bytes, put_varint, zigzag, Cur};
+use crate::encode::{decode_ints, decode_strs, encode_ints, encode_strs, put_bytes, put_varint, zigzag, Cur, Strs};
 use crate::types::{parse_date, parse_decimal, Error, ErrorKind, Result, Type};
 
 const MAGIC: &[u8; 8] = b"HOLAPv01";
@@ -98,7 +98,7 @@ pub struct Table {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Chunk {
     Num(Vec<i64>),
-    Str(Vec<Arc<str>>),
+    Str(Strs),
 }
 
 fn type_code(out: &mut Vec<u8>, t: Type) {
@@ -543,7 +543,7 @@ mod tests {
         let Chunk::Num(p) = db.chunk(t, 0, 1).unwrap() else { panic!() };
         assert_eq!(p[7], 2 * 100 + 7);
         let Chunk::Str(s) = db.chunk(t, 2, 3).unwrap() else { panic!() };
-        assert_eq!(&*s[0], "A");
+        assert_eq!(&**s.get(0), "A");
         assert_eq!(t.groups[2].chunks[3].zone, Zone::Str { min: "A".into(), max: "C".into() });
     }
 

@@ -215,6 +215,25 @@ proptest! {
         prop_assert_eq!(one(&e, &q), want);
     }
 
+    /// A byte flipped anywhere in the image: the query gives the right
+    /// answer or fails as damaged, never a wrong answer.
+    #[test]
+    fn flipped_bytes_never_give_wrong_answers(at in 0usize..60_000, bits in 1u8..=255) {
+        let good = image(1000, 100);
+        let q = "select g, count(*), sum(p), min(d), max(b), min(name) from t, u where t.k = u.k and t.k < 990 group by g order by g";
+        let want = Engine::open(good.clone()).unwrap().query(q, &Serial).unwrap();
+        let used = good.image().iter().rposition(|&b| b != 0).unwrap_or(0) + 1;
+        let mut bad = good;
+        bad.corrupt(at % used, bits);
+        match Engine::open(bad) {
+            Err(e) => prop_assert_eq!(e.kind, ErrorKind::Corrupt),
+            Ok(e) => match e.query(q, &Serial) {
+                Err(x) => prop_assert_eq!(x.kind, ErrorKind::Corrupt, "{}", x),
+                Ok(rs) => prop_assert_eq!(rs.rows, want.rows),
+            },
+        }
+    }
+
     /// Arbitrary text never panics the parser or planner.
     #[test]
     fn any_query_text_is_an_answer_or_an_error(q in "\\PC{0,80}") {
