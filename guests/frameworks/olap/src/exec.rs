@@ -530,6 +530,13 @@ impl Hasher for Fx {
     fn finish(&self) -> u64 {
         self.0
     }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_i128(&mut self, v: i128) {
+        self.write_u64(v as u64);
+        self.write_u64((v >> 64) as u64);
+    }
     fn write(&mut self, bytes: &[u8]) {
         for c in bytes.chunks(8) {
             let mut a = [0u8; 8];
@@ -595,8 +602,28 @@ fn cmp_col_value(c: &Col, i: usize, v: &Value) -> Ordering {
 /// A join's build side: its rows and a hash table over its keys.
 struct HashTable {
     batch: Batch,
-    heads: Map<u32>,
+    heads: Heads,
     next: Vec<u32>,
+}
+
+/// The first row of each key: by number when the key is one number (the
+/// usual join on an id), else by the key's bytes.
+enum Heads {
+    Num(hashbrown::HashMap<i128, u32, BuildHasherDefault<Fx>>),
+    Bytes(Map<u32>),
+}
+
+/// Chains row `i` in under its key's head.
+fn chain<K: core::hash::Hash + Eq>(heads: &mut hashbrown::HashMap<K, u32, BuildHasherDefault<Fx>>, key: K, i: usize, nx: &mut u32) {
+    match heads.get_mut(&key) {
+        Some(h) => {
+            *nx = *h;
+            *h = i as u32;
+        }
+        None => {
+            heads.insert(key, i as u32);
+        }
+    }
 }
 
 const NONE: u32 = u32::MAX;
@@ -796,21 +823,26 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         } else {
             s.build_keys.iter().map(|k| eval(k, &batch)).collect::<Result<_>>()?
         };
-        let mut heads: Map<u32> = Map::default();
         let mut next = vec![NONE; batch.rows];
-        let mut buf = Vec::new();
-        for (i, nx) in next.iter_mut().enumerate() {
-            row_key(&keys, i, &mut buf);
-            match heads.get_mut(&buf[..]) {
-                Some(h) => {
-                    *nx = *h;
-                    *h = i as u32;
+        let heads = match &keys[..] {
+            [k] if matches!(&**k, Col::Num(_)) => {
+                let v = nums(k)?;
+                let mut heads = hashbrown::HashMap::default();
+                for (i, nx) in next.iter_mut().enumerate() {
+                    chain(&mut heads, v[i], i, nx);
                 }
-                None => {
-                    heads.insert(buf.clone().into_boxed_slice(), i as u32);
-                }
+                Heads::Num(heads)
             }
-        }
+            _ => {
+                let mut heads = Map::default();
+                let mut buf = Vec::new();
+                for (i, nx) in next.iter_mut().enumerate() {
+                    row_key(&keys, i, &mut buf);
+                    chain(&mut heads, buf.clone().into_boxed_slice(), i, nx);
+                }
+                Heads::Bytes(heads)
+            }
+        };
         drop(keys);
         Ok(HashTable { batch, heads, next })
     }
@@ -839,9 +871,20 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             let out = filter_all(&s.after, out)?;
             self.push(rest, out, sink)
         };
+        let num_key = match (&ht.heads, &keys[..]) {
+            (Heads::Num(_), [k]) => Some(nums(k)?),
+            _ => None,
+        };
         for i in 0..b.rows {
-            row_key(&keys, i, &mut buf);
-            let mut at = ht.heads.get(&buf[..]).copied().unwrap_or(NONE);
+            let head = match (&ht.heads, num_key) {
+                (Heads::Num(h), Some(v)) => h.get(&v[i]),
+                (Heads::Bytes(h), _) => {
+                    row_key(&keys, i, &mut buf);
+                    h.get(&buf[..])
+                }
+                _ => return Err(internal("join key types")),
+            };
+            let mut at = head.copied().unwrap_or(NONE);
             while at != NONE {
                 pi.push(i as u32);
                 bi.push(at);
