@@ -218,6 +218,23 @@ pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
                 out.resize(count, base);
                 return Ok(out);
             }
+            if width <= 56 {
+                // Each value lies within one unaligned 64-bit word.
+                let mut padded = Vec::with_capacity(data.len() + 8);
+                padded.extend_from_slice(data);
+                padded.resize(data.len() + 8, 0);
+                let mask = (1u64 << width) - 1;
+                let w = width as usize;
+                out.extend((0..count).map(|i| {
+                    let bit = i * w;
+                    let at = bit / 8;
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(&padded[at..at + 8]);
+                    let d = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
+                    base.wrapping_add(d as i64)
+                }));
+                return Ok(out);
+            }
             let mask: u128 = (1u128 << width) - 1;
             let mut acc: u128 = 0;
             let mut bits = 0u32;
