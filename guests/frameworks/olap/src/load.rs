@@ -16,6 +16,16 @@ use crate::types::{Error, ErrorKind, Result, Type};
 pub struct Input {
     pub schema: Schema,
     pub path: PathBuf,
+    /// Sort the rows by this column before storing them (the whole table
+    /// is then held in memory): row groups get narrow zone maps on it.
+    pub sort_by: Option<usize>,
+}
+
+/// A sort key: the column's value as stored.
+#[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Key {
+    Num(i128),
+    Text(String),
 }
 
 fn input_err(path: &Path, line: u64, msg: impl std::fmt::Display) -> Error {
@@ -60,6 +70,19 @@ pub fn split_csv(line: &str) -> std::result::Result<Vec<String>, &'static str> {
     Ok(out)
 }
 
+/// The fields of one line: CSV, or `|`-separated with an optional `|`
+/// after the last field.
+fn split_line(line: &str, csv: bool, ncols: usize) -> std::result::Result<Vec<String>, &'static str> {
+    if csv {
+        return split_csv(line);
+    }
+    let mut f: Vec<String> = line.split('|').map(String::from).collect();
+    if f.len() == ncols + 1 && f.last().is_some_and(|l| l.is_empty()) {
+        f.pop();
+    }
+    Ok(f)
+}
+
 /// Loads `inputs` into an image on `dev`, `group_rows` rows per row group;
 /// `progress` hears about each table and every million rows.
 pub fn load<D: BlockDevice>(
@@ -76,6 +99,7 @@ pub fn load<D: BlockDevice>(
         let mut t = w.table(inp.schema.clone())?;
         let ncols = inp.schema.columns.len();
         let mut lineno = 0u64;
+        let mut sorted: Vec<(Key, u64, String)> = Vec::new();
         for line in BufReader::with_capacity(1 << 20, f).lines() {
             lineno += 1;
             let line = line.map_err(|e| input_err(path, lineno, e))?;
@@ -83,27 +107,43 @@ pub fn load<D: BlockDevice>(
             if line.is_empty() {
                 continue;
             }
-            let owned;
-            let fields: Vec<&str> = if csv {
-                owned = split_csv(line).map_err(|e| input_err(path, lineno, e))?;
-                let f: Vec<&str> = owned.iter().map(String::as_str).collect();
-                let header = lineno == 1
-                    && f.len() == ncols
-                    && f.iter().zip(&inp.schema.columns).all(|(a, c)| a.eq_ignore_ascii_case(&c.name));
-                if header {
-                    continue;
-                }
-                f
-            } else {
-                let mut f: Vec<&str> = line.split('|').collect();
-                if f.len() == ncols + 1 && f.last() == Some(&"") {
-                    f.pop();
-                }
-                f
-            };
-            t.push_text(&fields).map_err(|e| input_err(path, lineno, e.msg))?;
+            let fields = split_line(line, csv, ncols).map_err(|e| input_err(path, lineno, e))?;
+            if csv
+                && lineno == 1
+                && fields.len() == ncols
+                && fields.iter().zip(&inp.schema.columns).all(|(a, c)| a.eq_ignore_ascii_case(&c.name))
+            {
+                continue;
+            }
+            if let Some(c) = inp.sort_by {
+                let col = &inp.schema.columns[c];
+                let f = fields.get(c).ok_or_else(|| input_err(path, lineno, "too few fields"))?;
+                let key = match col.ty {
+                    Type::Text => Key::Text(f.clone()),
+                    ty => Key::Num(
+                        crate::storage::parse_field(f, ty)
+                            .map_err(|e| input_err(path, lineno, format!("column {}: {e}", col.name)))?,
+                    ),
+                };
+                sorted.push((key, lineno, line.to_string()));
+                continue;
+            }
+            let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+            t.push_text(&refs).map_err(|e| input_err(path, lineno, e.msg))?;
             if t.rows() % 1_000_000 == 0 {
                 progress(&format!("{}: {} rows", inp.schema.name, t.rows()));
+            }
+        }
+        if !sorted.is_empty() {
+            progress(&format!("{}: sorting {} rows", inp.schema.name, sorted.len()));
+            sorted.sort();
+            for (_, lineno, line) in sorted {
+                let fields = split_line(&line, csv, ncols).map_err(|e| input_err(path, lineno, e))?;
+                let refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+                t.push_text(&refs).map_err(|e| input_err(path, lineno, e.msg))?;
+                if t.rows() % 1_000_000 == 0 {
+                    progress(&format!("{}: {} rows", inp.schema.name, t.rows()));
+                }
             }
         }
         let rows = t.rows();
@@ -119,7 +159,7 @@ pub fn tpch_inputs(dir: &Path) -> Result<Vec<Input>> {
     for schema in crate::tpch::schemas() {
         let found = ["tbl", "csv"].iter().map(|e| dir.join(format!("{}.{e}", schema.name))).find(|p| p.exists());
         match found {
-            Some(path) => out.push(Input { schema, path }),
+            Some(path) => out.push(Input { schema, path, sort_by: None }),
             None => {
                 return Err(Error::new(
                     ErrorKind::Input,

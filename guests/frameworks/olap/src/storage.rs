@@ -313,6 +313,22 @@ impl<D: BlockDevice> Db<D> {
     }
 }
 
+/// A number, decimal or date field as stored (scaled, days).
+pub fn parse_field(f: &str, ty: Type) -> core::result::Result<i128, String> {
+    let v = match ty {
+        Type::Int32 => f.trim().parse::<i32>().ok().map(i128::from),
+        Type::Int64 => f.trim().parse::<i64>().ok().map(i128::from),
+        Type::Decimal(s) => parse_decimal(f, s).filter(|v| i64::try_from(*v).is_ok()),
+        Type::Date => parse_date(f.trim()).map(i128::from),
+        Type::Text | Type::Bool => None,
+    };
+    v.ok_or_else(|| match ty {
+        Type::Decimal(s) => format!("not a decimal with at most {s} fraction digits: {f:?}"),
+        Type::Date => format!("not a date (YYYY-MM-DD): {f:?}"),
+        _ => format!("not an integer: {f:?}"),
+    })
+}
+
 enum ColBuf {
     Num(Vec<i64>),
     Str(Vec<String>),
@@ -426,16 +442,12 @@ impl<D: BlockDevice> TableWriter<'_, D> {
             return Err(Error::new(ErrorKind::Input, "more than 64 columns"));
         }
         for (i, (f, c)) in fields.iter().zip(cols).enumerate() {
-            let bad = |what: &str| Error::new(ErrorKind::Input, format!("column {}: {what} {f:?}", c.name));
             nums[i] = match c.ty {
-                Type::Int32 => f.trim().parse::<i32>().map(i64::from).map_err(|_| bad("not an integer:"))?,
-                Type::Int64 => f.trim().parse::<i64>().map_err(|_| bad("not an integer:"))?,
-                Type::Decimal(s) => parse_decimal(f, s)
-                    .and_then(|v| i64::try_from(v).ok())
-                    .ok_or_else(|| bad(&format!("not a decimal with at most {s} fraction digits:")))?,
-                Type::Date => parse_date(f.trim()).map(i64::from).ok_or_else(|| bad("not a date (YYYY-MM-DD):"))?,
-                Type::Text if f.len() > MAX_STR_BYTES => return Err(bad("longer than 64 KiB:")),
-                _ => 0,
+                Type::Text if f.len() > MAX_STR_BYTES => {
+                    return Err(Error::new(ErrorKind::Input, format!("column {}: longer than 64 KiB", c.name)))
+                }
+                Type::Text | Type::Bool => 0,
+                ty => parse_field(f, ty).map_err(|e| Error::new(ErrorKind::Input, format!("column {}: {e}", c.name)))? as i64,
             };
         }
         for (i, (b, f)) in self.bufs.iter_mut().zip(fields).enumerate() {

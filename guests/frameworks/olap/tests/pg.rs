@@ -39,7 +39,7 @@ fn psql_queries_the_host() {
     let _ = std::fs::remove_file(&img);
     let schema = Schema::new("sales", &[("id", Type::Int64), ("region", Type::Text), ("amount", Type::Decimal(2)), ("day", Type::Date)]);
     let dev = FileDisk::open(&img, 1 << 20).unwrap();
-    load::load(dev, &[Input { schema, path: csv }], 1024, &mut |_| {}).unwrap();
+    load::load(dev, &[Input { schema, path: csv, sort_by: Some(3) }], 1024, &mut |_| {}).unwrap();
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_hallows-olap-host"))
         .args(["--disk", img.to_str().unwrap(), "--port", "0", "--http-port", "0"])
