@@ -907,6 +907,13 @@ fn distinct_keys(keys: &[BExpr], b: &Batch) -> Result<usize> {
         return Ok(0);
     }
     let cols: Vec<Cow<'_, Col>> = keys.iter().map(|k| eval(k, b)).collect::<Result<_>>()?;
+    if let [k] = &cols[..] {
+        if let Col::Num(v) = &**k {
+            let mut seen: hashbrown::HashSet<i128, BuildHasherDefault<Fx>> = hashbrown::HashSet::default();
+            seen.extend(v.iter().copied());
+            return Ok(seen.len());
+        }
+    }
     let mut seen: Map<()> = Map::default();
     let mut buf = Vec::new();
     for i in 0..b.rows {
@@ -1074,6 +1081,9 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
         }
     }
     let steps = join_order(n, plan.driver, &plan.edges, &plan.multi, &mut |cands| {
+        if cands.len() == 1 {
+            return Ok(0);
+        }
         let mut best = (0, (u128::MAX, usize::MAX));
         for (i, c) in cands.iter().enumerate() {
             let b = scanned[c.table].as_ref().ok_or_else(|| internal("join input"))?;
