@@ -965,9 +965,37 @@ impl AggTable {
             a.aggs.iter().map(|c| c.arg.as_ref().map(|e| eval(e, b)).transpose()).collect::<Result<_>>()?;
         let n = a.aggs.len();
         let mut buf = Vec::new();
+        // Keys that are all dictionary-coded text with few combinations:
+        // the batch's groups by code combination, looked up once each.
+        let mut radix = Vec::with_capacity(keys.len());
+        let mut combos = 1usize;
+        for k in &keys {
+            match &**k {
+                Col::Str(x) if combos.saturating_mul(x.dict.len()) <= BATCH => {
+                    radix.push(x);
+                    combos *= x.dict.len();
+                }
+                _ => break,
+            }
+        }
+        let mut local = if radix.len() == keys.len() && !keys.is_empty() { vec![NONE; combos] } else { Vec::new() };
         for i in 0..b.rows {
-            row_key(&keys, i, &mut buf);
-            let g = self.group(&buf, || keys.iter().map(|c| c.value(i)).collect(), n, max)?;
+            let slot = if local.is_empty() {
+                None
+            } else {
+                Some(radix.iter().fold(0usize, |acc, x| acc * x.dict.len() + x.codes[i] as usize))
+            };
+            let g = match slot.map(|s| local[s]) {
+                Some(g) if g != NONE => g as usize,
+                _ => {
+                    row_key(&keys, i, &mut buf);
+                    let g = self.group(&buf, || keys.iter().map(|c| c.value(i)).collect(), n, max)?;
+                    if let Some(s) = slot {
+                        local[s] = g as u32;
+                    }
+                    g
+                }
+            };
             for (j, (call, arg)) in a.aggs.iter().zip(&args).enumerate() {
                 let acc = &mut self.accs[g * n + j];
                 acc.count += 1;
