@@ -97,14 +97,19 @@ fn tpch_against_duckdb() {
         eprintln!("SKIPPED: target/venv with duckdb and tpchgen-cli is missing; run `make deps`");
         return;
     };
-    let dir = data("0.01");
+    // OLAP_TPCH_SF=0.1 (or 1) runs the same comparison on more data
+    // (use --release); the default is what `make test` runs.
+    let sf = std::env::var("OLAP_TPCH_SF").unwrap_or_else(|_| "0.01".into());
+    let dir = data(&sf);
     let t0 = Instant::now();
     let mut inputs = load::tpch_inputs(&dir).unwrap();
     // lineitem sorted by ship date: Q1, Q3, Q6's filters on it skip row groups.
     let li = inputs.iter_mut().find(|i| i.schema.name == "lineitem").unwrap();
     li.sort_by = li.schema.columns.iter().position(|c| c.name == "l_shipdate");
-    let (dev, used) = load::load(MemDisk::new(1 << 17), &inputs, 4096, &mut |_| {}).unwrap();
-    eprintln!("loaded SF 0.01 into {} KiB in {:.2}s", used / 2, t0.elapsed().as_secs_f64());
+    let text: u64 = inputs.iter().map(|i| std::fs::metadata(&i.path).unwrap().len()).sum();
+    let group_rows = if sf == "0.01" { 4096 } else { 65536 };
+    let (dev, used) = load::load(MemDisk::new(text / 512 + 4096), &inputs, group_rows, &mut |_| {}).unwrap();
+    eprintln!("loaded SF {sf} into {} KiB in {:.2}s", used / 2, t0.elapsed().as_secs_f64());
     let engine = Engine::open(dev).unwrap();
     let qdir = Path::new(env!("CARGO_MANIFEST_DIR")).join("queries/tpch");
     let files: Vec<PathBuf> = QUERIES.iter().map(|q| qdir.join(format!("{q}.sql"))).collect();
@@ -132,7 +137,7 @@ fn tpch_against_duckdb() {
             }
         }
         skipped += rs.stats.groups_skipped;
-        if *q == "q6" {
+        if *q == "q6" && sf == "0.01" {
             assert!(rs.stats.groups_skipped * 2 > rs.stats.groups_read, "q6 reads one year of ship dates: {:?}", rs.stats);
         }
         eprintln!(
@@ -145,5 +150,5 @@ fn tpch_against_duckdb() {
             rs.stats.groups_skipped
         );
     }
-    assert!(skipped > 0);
+    assert!(skipped > 0, "no row group skipped by zone maps");
 }
