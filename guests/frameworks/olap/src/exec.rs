@@ -852,7 +852,6 @@ impl<D: BlockDevice + Send> Run<'_, D> {
     /// `sink`: a join that multiplies rows never holds more than a batch.
     fn push(&self, steps: &[(JoinStep, HashTable)], b: Batch, sink: &mut dyn FnMut(Batch) -> Result<()>) -> Result<()> {
         let Some(((s, ht), rest)) = steps.split_first() else {
-            let b = filter_all(&self.plan.residual, b)?;
             return if b.rows == 0 { Ok(()) } else { sink(b) };
         };
         if b.rows == 0 {

@@ -224,13 +224,13 @@ pub struct Plan {
     pub filters: Vec<Vec<BExpr>>,
     /// The FROM entry whose morsels drive the pipeline.
     pub driver: usize,
+    /// A join order from the catalog's sizes (it proves every table is
+    /// joined; the executor orders again with the filtered sizes).
     pub joins: Vec<JoinStep>,
     /// Equalities between two tables: (table, its side, table, its side).
     pub edges: Vec<Edge>,
     /// Conditions over several tables that are not join edges.
     pub multi: Vec<(Vec<usize>, BExpr)>,
-    /// Filters over several tables not tied to a join (none in practice).
-    pub residual: Vec<BExpr>,
     pub agg: Option<Aggregation>,
     /// Output expressions: the select list, then hidden ORDER BY keys.
     pub outputs: Vec<BExpr>,
@@ -793,7 +793,6 @@ pub fn plan(q: &Query, catalog: &[Table]) -> Result<Plan> {
             ))
         }
     };
-    let residual: Vec<BExpr> = Vec::new();
 
     // Aggregation?
     let aggregate = !q.group_by.is_empty()
@@ -888,7 +887,7 @@ pub fn plan(q: &Query, catalog: &[Table]) -> Result<Plan> {
 
     // Columns each table must read.
     let mut used = Vec::new();
-    for e in filters.iter().flatten().chain(&residual) {
+    for e in filters.iter().flatten() {
         e.cols(&mut used);
     }
     for s in &joins {
@@ -923,7 +922,6 @@ pub fn plan(q: &Query, catalog: &[Table]) -> Result<Plan> {
         joins,
         edges,
         multi,
-        residual,
         agg,
         outputs,
         names,
