@@ -258,10 +258,21 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
         }
         BKind::Const(v) => Col::splat(v, n),
         BKind::Arith(op, l, r) => {
+            // A quotient: (p * 10^k) / q, k bringing it to the result's scale.
+            let k = (r.ty.scale() + e.ty.scale()).saturating_sub(l.ty.scale());
+            let m = pow10(k);
             let (l, r) = (eval(l, b)?, eval(r, b)?);
             let (x, y) = (nums(&l)?, nums(&r)?);
             let f = |p: i128, q: i128| -> Result<i128> {
                 match op {
+                    Arith::Div => {
+                        if q == 0 {
+                            return Err(Error::new(ErrorKind::Data, "division by zero"));
+                        }
+                        let p = p.checked_mul(m).ok_or_else(overflow)?;
+                        let (d, rem) = (p.checked_div(q).ok_or_else(overflow)?, p.checked_rem(q).ok_or_else(overflow)?);
+                        Ok(if rem.unsigned_abs() * 2 >= q.unsigned_abs() { d + (p.signum() * q.signum()) } else { d })
+                    }
                     Arith::Add => p.checked_add(q).ok_or_else(overflow),
                     Arith::Sub => p.checked_sub(q).ok_or_else(overflow),
                     Arith::Mul => p.checked_mul(q).ok_or_else(overflow),

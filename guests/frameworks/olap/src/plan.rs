@@ -23,7 +23,14 @@ pub enum Arith {
     Sub,
     Mul,
     Mod,
+    /// Division to the result's scale ([`DIV_SCALE`] or more), rounded
+    /// half away from zero.
+    Div,
 }
+
+/// The least scale of a quotient (DuckDB's `/` gives a double; we keep a
+/// decimal of at least this scale, as for `avg`).
+pub const DIV_SCALE: u8 = 6;
 
 /// A bound, typed expression. `Col(i)` is column `i` of the batch it is
 /// evaluated on: a scope column before aggregation, a group key or an
@@ -601,11 +608,14 @@ impl Binder<'_> {
                 }
                 self.mk(BKind::Concat(Box::new(a), Box::new(b)), Type::Text, pos)
             }
-            BinOp::Div => Err(err(
-                ErrorKind::Unsupported,
-                pos,
-                "division is not supported yet (DuckDB's result would be a double): use avg() for averages",
-            )),
+            BinOp::Div => {
+                let (a, b) = (self.num_arg(l, "/")?, self.num_arg(r, "/")?);
+                let ty = Type::Decimal(a.ty.scale().max(DIV_SCALE));
+                if b.ty.scale() + ty.scale() > 2 * MAX_SCALE {
+                    return Err(err(ErrorKind::Unsupported, pos, "a quotient of too many decimal places"));
+                }
+                self.mk(BKind::Arith(Arith::Div, Box::new(a), Box::new(b)), ty, pos)
+            }
             op if op.is_comparison() => {
                 let (a, b) = (self.bind(l)?, self.bind(r)?);
                 let (a, b) = comparable(a, b, pos, "compare")?;

@@ -53,6 +53,9 @@ fn scalar_expressions() {
     assert_eq!(one(&e, "select count(*), sum(k), min(k), max(k), sum(b) from t"), "1000|499500|0|999|1498500");
     assert_eq!(one(&e, "select sum(p * 2), sum(p * p), sum(1 - p) from t where k < 3"), "0.06|0.0005|2.97");
     assert_eq!(one(&e, "select avg(k) from t where k < 4"), "1.500000");
+    assert_eq!(one(&e, "select k / 4, p / 3, 2 / 3, -2 / 3, -7 / 2, p * p / 7 from t where k = 10"),
+        "2.500000|0.700000|0.666667|-0.666667|-3.500000|0.630000");
+    assert_eq!(one(&e, "select 100.00 * sum(p) / sum(b) from t where k < 10"), "6.259259");
     assert_eq!(one(&e, "select avg(p) from t where k in (1, 2)"), "0.015000");
     assert_eq!(one(&e, "select k, d, d + interval '1' month, d - interval '2' year, extract(year from d) from t where k = 30"),
         "30|1995-01-31|1995-02-28|1993-01-31|1995");
@@ -122,8 +125,11 @@ fn errors_name_the_place() {
     assert_eq!((k, at), (ErrorKind::Data, (1, 25)));
     let (k, _, _) = err(&e, "select k from t, u");
     assert_eq!(k, ErrorKind::Unsupported);
-    let (k, at, _) = err(&e, "select k / 2 from t");
-    assert_eq!((k, at), (ErrorKind::Unsupported, (1, 10)));
+    let (k, at, m) = err(&e, "select k / (k - k) from t");
+    assert_eq!((k, at), (ErrorKind::Data, (0, 0)));
+    assert!(m.contains("division by zero"), "{m}");
+    let (k, at, _) = err(&e, "select k from t where 1 / 0 > 1");
+    assert_eq!((k, at), (ErrorKind::Data, (1, 25)), "a constant division by zero is found while planning");
     let (k, at, _) = err(&e, "select k from t where sum(k) > 1");
     assert_eq!((k, at), (ErrorKind::Syntax, (1, 23)));
     let (k, _, m) = err(&e, "select k from t, u where t.k = u.k");
