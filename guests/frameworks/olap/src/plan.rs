@@ -164,6 +164,61 @@ pub fn conjuncts(e: BExpr, out: &mut Vec<BExpr>) {
     }
 }
 
+fn disjuncts(e: BExpr, out: &mut Vec<BExpr>) {
+    match e.kind {
+        BKind::Or(a, b) => {
+            disjuncts(*a, out);
+            disjuncts(*b, out);
+        }
+        _ => out.push(e),
+    }
+}
+
+/// `(a AND b) OR (a AND c)` as `a` and `b OR c`: conditions every branch
+/// of an OR shares become conditions of their own (a join key inside
+/// each branch, as in TPC-H Q19, becomes a join edge; a one-table
+/// condition, a scan filter).
+pub fn factor_or(e: BExpr, out: &mut Vec<BExpr>) {
+    if !matches!(e.kind, BKind::Or(..)) {
+        out.push(e);
+        return;
+    }
+    let mut branches = Vec::new();
+    disjuncts(e, &mut branches);
+    let lists: Vec<Vec<BExpr>> = branches
+        .into_iter()
+        .map(|b| {
+            let mut v = Vec::new();
+            conjuncts(b, &mut v);
+            v
+        })
+        .collect();
+    let mut common: Vec<BExpr> = Vec::new();
+    for c in &lists[0] {
+        if !common.contains(c) && lists[1..].iter().all(|l| l.contains(c)) {
+            common.push(c.clone());
+        }
+    }
+    let and = |a: BExpr, b: BExpr| BExpr::new(BKind::And(Box::new(a), Box::new(b)), Type::Bool);
+    let or = |a: BExpr, b: BExpr| BExpr::new(BKind::Or(Box::new(a), Box::new(b)), Type::Bool);
+    let mut rest: Option<BExpr> = None;
+    let mut implied = false;
+    for l in lists {
+        match l.into_iter().filter(|c| !common.contains(c)).reduce(and) {
+            // A branch that is all common conditions: the OR holds whenever they do.
+            None => implied = true,
+            Some(r) => rest = Some(match rest.take() {
+                None => r,
+                Some(x) => or(x, r),
+            }),
+        }
+    }
+    out.extend(common);
+    if let (false, Some(r)) = (implied, rest) {
+        out.push(r);
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AggFn {
     Sum,
@@ -618,7 +673,11 @@ impl Binder<'_> {
             }
             op if op.is_comparison() => {
                 let (a, b) = (self.bind(l)?, self.bind(r)?);
-                let (a, b) = comparable(a, b, pos, "compare")?;
+                let (mut a, mut b) = comparable(a, b, pos, "compare")?;
+                // `x = y` and `y = x` bind alike (so ORs can share them).
+                if matches!(op, BinOp::Eq | BinOp::Ne) && format!("{a:?}") > format!("{b:?}") {
+                    core::mem::swap(&mut a, &mut b);
+                }
                 self.mk(BKind::Cmp(op, Box::new(a), Box::new(b)), Type::Bool, pos)
             }
             _ => {
@@ -748,7 +807,11 @@ pub fn plan(q: &Query, catalog: &[Table]) -> Result<Plan> {
     let mut conds = Vec::new();
     if let Some(f) = &q.filter {
         let w = b.bool_arg(f)?;
-        conjuncts(w, &mut conds);
+        let mut raw = Vec::new();
+        conjuncts(w, &mut raw);
+        for c in raw {
+            factor_or(c, &mut conds);
+        }
     }
     let tables_of = |e: &BExpr| -> Vec<usize> {
         let mut cols = Vec::new();

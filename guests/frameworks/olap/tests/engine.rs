@@ -101,6 +101,10 @@ fn joins() {
     assert_eq!(one(&e, "select count(*) from t x join u y on x.k = y.k join t z on z.k = y.k and z.g = x.g"), "10");
     assert_eq!(one(&e, "select count(*) from t, u where t.k = u.k + 1"), "10");
     assert_eq!(one(&e, "select count(*) from t, u where t.k = u.k and (t.g = 'A' or u.name = 'n5')"), "5");
+    // The join key inside every branch of an OR is a join key.
+    assert_eq!(one(&e, "select count(*) from t, u where (t.k = u.k and t.g = 'A') or (u.k = t.k and u.name = 'n5')"), "5");
+    assert_eq!(one(&e, "select count(*) from t, u where (t.k = u.k and t.g = 'A') or (t.k = u.k and u.name = 'n5')"), "5");
+    assert_eq!(one(&e, "select count(*) from t, u where (t.k = u.k and t.g = 'A') or t.k = u.k"), "10");
 }
 
 fn err(e: &Engine<MemDisk>, q: &str) -> (ErrorKind, (usize, usize), String) {

@@ -23,7 +23,7 @@ use hallows_olap::exec::{Serial, Threads};
 use hallows_olap::load;
 use hallows_olap::Engine;
 
-const QUERIES: [&str; 7] = ["q1", "q3", "q5", "q6", "q10", "q12", "q14"];
+const QUERIES: [&str; 8] = ["q1", "q3", "q5", "q6", "q10", "q12", "q14", "q19"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
