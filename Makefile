@@ -97,21 +97,22 @@ STORE_FLIPS ?= 20
 store-crash: deps
 	STORE_KILLS=$(STORE_KILLS) STORE_FLIPS=$(STORE_FLIPS) $(CARGO) test -p hallows-tests --test store acknowledged -- --nocapture
 
-# The OLAP engine against DuckDB on TPC-H Q1/3/5/6/10/12 (host, release
+# The OLAP engine against DuckDB on TPC-H Q1/3/5/6/10/12/14/19 (host, release
 # build, both on OLAP_THREADS threads, best of 5 runs each, data generated
 # by tpchgen-cli at scale factor OLAP_SF). docs/olap.md has figures.
 OLAP_SF ?= 0.1
 OLAP_THREADS ?= 2
 OLAP_DATA = target/olap-tpch-$(OLAP_SF)
+OLAP_QUERIES = 1 3 5 6 10 12 14 19
 bench-olap: deps
 	@[ -f $(OLAP_DATA)/lineitem.tbl ] || $(VENV)/bin/tpchgen-cli -s $(OLAP_SF) --output-dir $(OLAP_DATA)
 	$(CARGO) build --release -p hallows-olap --features std --bins
 	target/release/hallows-olap-load --out $(OLAP_DATA).img --tpch $(OLAP_DATA)
-	@for q in 1 3 5 6 10 12; do printf 'hallows-olap q%-2s ' $$q; \
+	@for q in $(OLAP_QUERIES); do printf 'hallows-olap q%-2s ' $$q; \
 		target/release/hallows-olap-query --disk $(OLAP_DATA).img --threads $(OLAP_THREADS) --time --repeat 5 \
 			-f guests/frameworks/olap/queries/tpch/q$$q.sql 2>&1 >/dev/null | tail -1; done
 	@REPEAT=5 THREADS=$(OLAP_THREADS) $(VENV)/bin/python guests/frameworks/olap/tests/duckdb_run.py $(OLAP_DATA) \
-		$(foreach q,1 3 5 6 10 12,guests/frameworks/olap/queries/tpch/q$(q).sql) | \
+		$(foreach q,$(OLAP_QUERIES),guests/frameworks/olap/queries/tpch/q$(q).sql) | \
 		awk '/^#query/ { printf "duckdb       %s %.3f ms\n", $$2, $$3 * 1000 }'
 
 # The store engine against redb and SQLite at equal durability (host,
