@@ -338,7 +338,8 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
         BKind::Not(a) => Col::Bool(bools(&*eval(a, b)?)?.iter().map(|v| !v).collect()),
         BKind::Neg(a) => map_num(&*eval(a, b)?, |x| x.checked_neg().ok_or_else(overflow))?,
         BKind::DateAdd(a, months, days) => map_num(&*eval(a, b)?, |x| {
-            let d = i64::try_from(x).map_err(|_| overflow())?;
+            // A stored date may be anything (a damaged image): keep to i32 days.
+            let d = i64::from(i32::try_from(x).map_err(|_| overflow())?);
             let d = if *months != 0 { add_months(d, *months).ok_or_else(overflow)? } else { d };
             let d = d.checked_add(*days).ok_or_else(overflow)?;
             if i32::try_from(d).is_err() {
@@ -392,7 +393,8 @@ pub fn eval<'a>(e: &BExpr, b: &'a Batch) -> Result<Cow<'a, Col>> {
             }
         }
         BKind::Extract(unit, a) => map_num(&*eval(a, b)?, |x| {
-            let d = i64::try_from(x).map_err(|_| overflow())?;
+            // A stored date may be anything (a damaged image): keep to i32 days.
+            let d = i64::from(i32::try_from(x).map_err(|_| overflow())?);
             let (y, m, dd) = civil_from_days(d);
             Ok(match unit {
                 Unit::Year => y.into(),

@@ -328,6 +328,12 @@ mod tests {
         assert_eq!(add_months(parse_date("1995-01-31").unwrap().into(), 1), Some(parse_date("1995-02-28").unwrap().into()));
         assert_eq!(add_months(parse_date("1996-01-31").unwrap().into(), 13), Some(parse_date("1997-02-28").unwrap().into()));
         assert_eq!(add_months(parse_date("1994-01-01").unwrap().into(), 12), Some(parse_date("1995-01-01").unwrap().into()));
+        // The extremes of i32 days and of months stay in range or give None.
+        for d in [i64::from(i32::MIN), i64::from(i32::MAX)] {
+            let _ = civil_from_days(d);
+            assert_eq!(add_months(d, 1), None);
+        }
+        assert_eq!(add_months(0, i64::MAX), None);
     }
 
     #[test]
