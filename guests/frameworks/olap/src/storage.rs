@@ -605,6 +605,26 @@ mod tests {
         assert!(e.msg.contains("no OLAP superblock"), "{e}");
     }
 
+    proptest::proptest! {
+        /// A catalog of any bytes (its CRC would be right in a crafted
+        /// image) is an error or a catalog, never a panic.
+        #[test]
+        fn any_catalog_bytes(b in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = decode_catalog(&b, 1 << 20);
+        }
+
+        /// A real catalog with one byte changed: the same.
+        #[test]
+        fn mutated_catalog(at in 0usize..10_000, x in 1u8..=255) {
+            let (img, _) = sample(300);
+            let db = Db::open(MemDisk::from_image(img)).unwrap();
+            let mut cat = encode_catalog(&db.tables);
+            let i = at % cat.len();
+            cat[i] ^= x;
+            let _ = decode_catalog(&cat, 1 << 20);
+        }
+    }
+
     #[test]
     fn garbage_images_do_not_panic() {
         let mut rng = hallows_blockdev::Rng::new(7);
