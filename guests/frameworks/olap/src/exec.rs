@@ -617,6 +617,8 @@ struct HashTable {
     batch: Batch,
     heads: Heads,
     next: Vec<u32>,
+    /// The columns a probe's output carries.
+    gather: Vec<bool>,
 }
 
 /// The first row of each key: by number when the key is one number (the
@@ -762,7 +764,8 @@ impl<D: BlockDevice + Send> Run<'_, D> {
     }
 
     /// Row group `g` of FROM entry `t`, filtered, in batches.
-    fn scan_group(&self, t: usize, g: usize) -> Result<Vec<Batch>> {
+    /// `keep`: the columns the batches must carry (all read ones if `None`).
+    fn scan_group(&self, t: usize, g: usize, keep: Option<&[bool]>) -> Result<Vec<Batch>> {
         if self.pruned(t, g) {
             self.skipped.fetch_add(1, AO::Relaxed);
             return Ok(Vec::new());
@@ -813,13 +816,20 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         }
         Ok(sel
             .chunks(BATCH)
-            .map(|idx| Batch { cols: cols.iter().map(|c| chunk_take(c, idx.iter().copied())).collect(), rows: idx.len() })
+            .map(|idx| Batch {
+                cols: cols
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| if keep.is_none_or(|k| k[i]) { chunk_take(c, idx.iter().copied()) } else { Col::Absent })
+                    .collect(),
+                rows: idx.len(),
+            })
             .collect())
     }
 
     fn scan_table(&self, ex: &dyn Executor, t: usize) -> Result<Batch> {
         let groups = self.db.tables[self.plan.tables[t]].groups.len();
-        let parts = map(ex, groups, |g| self.scan_group(t, g))?;
+        let parts = map(ex, groups, |g| self.scan_group(t, g, None))?;
         let mut out = Batch { cols: vec![Col::Absent; self.plan.scope.len()], rows: 0 };
         for b in parts.into_iter().flatten() {
             out.append(b);
@@ -857,7 +867,7 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             }
         };
         drop(keys);
-        Ok(HashTable { batch, heads, next })
+        Ok(HashTable { batch, heads, next, gather: Vec::new() })
     }
 
     /// Probes join `k` (of `steps`) with `b` and pushes what matches,
@@ -874,9 +884,14 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         let (mut pi, mut bi) = (Vec::with_capacity(BATCH), Vec::with_capacity(BATCH));
         let mut buf = Vec::new();
         let mut emit = |pi: &mut Vec<u32>, bi: &mut Vec<u32>| -> Result<()> {
-            let mut out = b.take(pi);
+            // Only what this join's filters or later steps read goes on.
+            let g = &ht.gather;
+            let cols = b.cols.iter().enumerate().map(|(c, col)| if g[c] { col.take(pi) } else { Col::Absent }).collect();
+            let mut out = Batch { cols, rows: pi.len() };
             for &c in &self.plan.needed[s.table] {
-                out.cols[c] = ht.batch.cols[c].take(bi);
+                if g[c] {
+                    out.cols[c] = ht.batch.cols[c].take(bi);
+                }
             }
             pi.clear();
             bi.clear();
@@ -1135,10 +1150,35 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
         Ok(best.0)
     })?
     .map_err(|_| internal("a table is not joined"))?;
+    // Which columns each stage must carry, from the last back: what the
+    // aggregate or the outputs read, then each join's probe keys and filters.
+    let width = plan.scope.len();
+    let mut live = vec![false; width];
+    let mut used = Vec::new();
+    match &plan.agg {
+        Some(a) => a.keys.iter().chain(a.aggs.iter().filter_map(|c| c.arg.as_ref())).for_each(|e| e.cols(&mut used)),
+        None => plan.outputs.iter().for_each(|e| e.cols(&mut used)),
+    }
+    let mark = |live: &mut Vec<bool>, used: &mut Vec<usize>| {
+        for c in used.drain(..) {
+            live[c] = true;
+        }
+    };
+    mark(&mut live, &mut used);
+    let mut gathers = vec![Vec::new(); steps.len()];
+    for (i, s) in steps.iter().enumerate().rev() {
+        s.after.iter().for_each(|e| e.cols(&mut used));
+        mark(&mut live, &mut used);
+        gathers[i] = live.clone();
+        s.probe_keys.iter().for_each(|e| e.cols(&mut used));
+        mark(&mut live, &mut used);
+    }
+    let scan_keep = live;
     let mut joins = Vec::with_capacity(steps.len());
-    for s in steps {
+    for (s, gather) in steps.into_iter().zip(gathers) {
         let batch = scanned[s.table].take().ok_or_else(|| internal("join input"))?;
-        let ht = r.build(&s, batch)?;
+        let mut ht = r.build(&s, batch)?;
+        ht.gather = gather;
         joins.push((s, ht));
     }
     let groups = db.tables[plan.tables[plan.driver]].groups.len();
@@ -1146,7 +1186,7 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
     let parts = map(ex, groups, |g| {
         let mut agg = AggTable::new();
         let mut rows = Batch { cols: vec![Col::Absent; plan.outputs.len()], rows: 0 };
-        for b in r.scan_group(plan.driver, g)? {
+        for b in r.scan_group(plan.driver, g, Some(&scan_keep))? {
             r.push(&joins, b, &mut |b| {
                 if plan.agg.is_some() {
                     agg.update(plan, &b, max_groups)
