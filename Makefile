@@ -17,8 +17,9 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log
-# The Python clients the log partition's tests drive (kafka-python).
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log bench-olap
+# The Python clients the log partition's tests drive (kafka-python), and
+# DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
 VENV = target/venv
 
 all: test
@@ -47,6 +48,8 @@ deps:
 	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 	@[ -x $(VENV)/bin/python ] && $(VENV)/bin/python -c 'import kafka' 2>/dev/null || \
 		{ echo "creating $(VENV) with kafka-python"; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'kafka-python>=2.1'; }
+	@$(VENV)/bin/python -c 'import duckdb' 2>/dev/null && [ -x $(VENV)/bin/tpchgen-cli ] || \
+		{ echo "installing duckdb and tpchgen-cli into $(VENV) (the OLAP engine's reference and TPC-H data)"; $(VENV)/bin/pip install -q duckdb tpchgen-cli; }
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps
@@ -93,6 +96,24 @@ STORE_KILLS ?= 60
 STORE_FLIPS ?= 20
 store-crash: deps
 	STORE_KILLS=$(STORE_KILLS) STORE_FLIPS=$(STORE_FLIPS) $(CARGO) test -p hallows-tests --test store acknowledged -- --nocapture
+
+# The OLAP engine against DuckDB on TPC-H Q1/3/5/6/10/12/14/19 (host, release
+# build, both on OLAP_THREADS threads, best of 5 runs each, data generated
+# by tpchgen-cli at scale factor OLAP_SF). docs/olap.md has figures.
+OLAP_SF ?= 0.1
+OLAP_THREADS ?= 2
+OLAP_DATA = target/olap-tpch-$(OLAP_SF)
+OLAP_QUERIES = 1 3 5 6 10 12 14 19
+bench-olap: deps
+	@[ -f $(OLAP_DATA)/lineitem.tbl ] || $(VENV)/bin/tpchgen-cli -s $(OLAP_SF) --output-dir $(OLAP_DATA)
+	$(CARGO) build --release -p hallows-olap --features std --bins
+	target/release/hallows-olap-load --out $(OLAP_DATA).img --tpch $(OLAP_DATA)
+	@for q in $(OLAP_QUERIES); do printf 'hallows-olap q%-2s ' $$q; \
+		target/release/hallows-olap-query --disk $(OLAP_DATA).img --threads $(OLAP_THREADS) --time --repeat 5 \
+			-f guests/frameworks/olap/queries/tpch/q$$q.sql 2>&1 >/dev/null | tail -1; done
+	@REPEAT=5 THREADS=$(OLAP_THREADS) $(VENV)/bin/python guests/frameworks/olap/tests/duckdb_run.py $(OLAP_DATA) \
+		$(foreach q,$(OLAP_QUERIES),guests/frameworks/olap/queries/tpch/q$(q).sql) | \
+		awk '/^#query/ { printf "duckdb       %s %.3f ms\n", $$2, $$3 * 1000 }'
 
 # The store engine against redb and SQLite at equal durability (host,
 # criterion): point reads, strict-durability writes, range scans.

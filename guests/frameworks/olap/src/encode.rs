@@ -1,0 +1,486 @@
+//! Light compression of column chunks, and the byte cursor every decoder
+//! reads through (every length and count checked against what is left:
+//! a hostile chunk gives an error, never a panic or a huge allocation).
+//!
+//! Integer chunks (integers, decimals, dates as `i64`):
+//! * `0` frame of reference + bit-packing: `count`, `base` (zigzag
+//!   varint), `width` (0..=64 bits), then `count` values `v - base`
+//!   packed little-endian, `ceil(count*width/8)` bytes.
+//! * `1` run-length: `count`, `runs`, then per run the value (zigzag
+//!   varint) and its length; the lengths add up to `count`.
+//!
+//! The encoder writes both and keeps the shorter.
+//!
+//! String chunks:
+//! * `2` dictionary: `count`, `entries`, each entry `len` + UTF-8 bytes
+//!   (sorted, distinct), then the codes as an integer chunk.
+//! * `3` plain: `count`, the lengths as an integer chunk, then the bytes.
+//!
+//! Varints are LEB128 (at most 10 bytes).
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use alloc::{format, vec};
+
+use crate::types::{Error, Result};
+
+const TAG_FOR: u8 = 0;
+const TAG_RLE: u8 = 1;
+const TAG_DICT: u8 = 2;
+const TAG_PLAIN: u8 = 3;
+
+pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+pub fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+pub fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    put_varint(out, b.len() as u64);
+    out.extend_from_slice(b);
+}
+
+/// A bounds-checked reader over untrusted bytes.
+#[derive(Debug)]
+pub struct Cur<'a> {
+    b: &'a [u8],
+    pos: usize,
+    what: &'static str,
+}
+
+impl<'a> Cur<'a> {
+    pub fn new(b: &'a [u8], what: &'static str) -> Self {
+        Cur { b, pos: 0, what }
+    }
+    fn err(&self, msg: &str) -> Error {
+        Error::corrupt(format!("{}: {msg} at byte {}", self.what, self.pos))
+    }
+    pub fn left(&self) -> usize {
+        self.b.len() - self.pos
+    }
+    pub fn at_end(&self) -> bool {
+        self.pos == self.b.len()
+    }
+    pub fn u8(&mut self) -> Result<u8> {
+        let v = *self.b.get(self.pos).ok_or_else(|| self.err("truncated"))?;
+        self.pos += 1;
+        Ok(v)
+    }
+    pub fn u32(&mut self) -> Result<u32> {
+        let s = self.take(4)?;
+        Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+    }
+    pub fn u64(&mut self) -> Result<u64> {
+        let s = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(s);
+        Ok(u64::from_le_bytes(a))
+    }
+    pub fn varint(&mut self) -> Result<u64> {
+        let mut v: u64 = 0;
+        for i in 0..10 {
+            let b = self.u8()?;
+            if i == 9 && b > 1 {
+                return Err(self.err("varint overflows 64 bits"));
+            }
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(self.err("varint longer than 10 bytes"))
+    }
+    pub fn ivarint(&mut self) -> Result<i64> {
+        Ok(unzigzag(self.varint()?))
+    }
+    /// A count or length no larger than `max`.
+    pub fn len(&mut self, max: usize) -> Result<usize> {
+        let v = self.varint()?;
+        if v > max as u64 {
+            return Err(self.err(&format!("length {v} over the limit {max}")));
+        }
+        Ok(v as usize)
+    }
+    pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if n > self.left() {
+            return Err(self.err("truncated"));
+        }
+        let s = &self.b[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+    pub fn str(&mut self, max: usize) -> Result<&'a str> {
+        let n = self.len(max.min(self.left()))?;
+        let b = self.take(n)?;
+        core::str::from_utf8(b).map_err(|_| self.err("invalid UTF-8"))
+    }
+}
+
+fn pack(out: &mut Vec<u8>, vals: impl Iterator<Item = u64>, width: u32) {
+    if width == 0 {
+        return;
+    }
+    let mut acc: u128 = 0;
+    let mut bits = 0u32;
+    for v in vals {
+        acc |= u128::from(v) << bits;
+        bits += width;
+        while bits >= 8 {
+            out.push(acc as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if bits > 0 {
+        out.push(acc as u8);
+    }
+}
+
+fn encode_for(out: &mut Vec<u8>, vals: &[i64]) {
+    let min = vals.iter().copied().min().unwrap_or(0);
+    let max = vals.iter().copied().max().unwrap_or(0);
+    let range = (max as u64).wrapping_sub(min as u64);
+    let width = 64 - range.leading_zeros();
+    out.push(TAG_FOR);
+    put_varint(out, vals.len() as u64);
+    put_varint(out, zigzag(min));
+    out.push(width as u8);
+    pack(out, vals.iter().map(|&v| (v as u64).wrapping_sub(min as u64)), width);
+}
+
+fn encode_rle(out: &mut Vec<u8>, vals: &[i64]) {
+    out.push(TAG_RLE);
+    put_varint(out, vals.len() as u64);
+    let mut runs: Vec<(i64, u64)> = Vec::new();
+    for &v in vals {
+        match runs.last_mut() {
+            Some((last, n)) if *last == v => *n += 1,
+            _ => runs.push((v, 1)),
+        }
+    }
+    put_varint(out, runs.len() as u64);
+    for (v, n) in runs {
+        put_varint(out, zigzag(v));
+        put_varint(out, n);
+    }
+}
+
+/// Appends the shorter encoding of `vals`.
+pub fn encode_ints(out: &mut Vec<u8>, vals: &[i64]) {
+    let mut a = Vec::new();
+    encode_for(&mut a, vals);
+    // RLE only pays with long runs: skip it when runs are short.
+    let runs = 1 + vals.windows(2).filter(|w| w[0] != w[1]).count();
+    if runs * 4 < vals.len() {
+        let mut b = Vec::new();
+        encode_rle(&mut b, vals);
+        if b.len() < a.len() {
+            a = b;
+        }
+    }
+    out.extend_from_slice(&a);
+}
+
+/// A chunk's encoding tag and value count, which must be `rows`.
+fn header(c: &mut Cur<'_>, rows: usize) -> Result<(u8, usize)> {
+    let tag = c.u8()?;
+    let count = c.len(rows)?;
+    if count != rows {
+        return Err(Error::corrupt(format!("{}: {count} values where the row group has {rows}", c.what)));
+    }
+    Ok((tag, count))
+}
+
+/// Decodes an integer chunk of exactly `rows` values.
+pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
+    let (tag, count) = header(c, rows)?;
+    match tag {
+        TAG_FOR => {
+            let base = c.ivarint()?;
+            let width = u32::from(c.u8()?);
+            if width > 64 {
+                return Err(Error::corrupt(format!("{}: bit width {width}", c.what)));
+            }
+            let nbytes = (count as u64 * u64::from(width)).div_ceil(8) as usize;
+            let data = c.take(nbytes)?;
+            let mut out = Vec::with_capacity(count);
+            if width == 0 {
+                out.resize(count, base);
+                return Ok(out);
+            }
+            if width <= 56 {
+                // Each value lies within one unaligned 64-bit word.
+                let mut padded = Vec::with_capacity(data.len() + 8);
+                padded.extend_from_slice(data);
+                padded.resize(data.len() + 8, 0);
+                let mask = (1u64 << width) - 1;
+                let w = width as usize;
+                out.extend((0..count).map(|i| {
+                    let bit = i * w;
+                    let at = bit / 8;
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(&padded[at..at + 8]);
+                    let d = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
+                    base.wrapping_add(d as i64)
+                }));
+                return Ok(out);
+            }
+            let mask: u128 = (1u128 << width) - 1;
+            let mut acc: u128 = 0;
+            let mut bits = 0u32;
+            let mut bytes = data.iter();
+            for _ in 0..count {
+                while bits < width {
+                    // nbytes covers count*width bits, so this never runs dry.
+                    acc |= u128::from(*bytes.next().unwrap_or(&0)) << bits;
+                    bits += 8;
+                }
+                let d = (acc & mask) as u64;
+                acc >>= width;
+                bits -= width;
+                out.push(base.wrapping_add(d as i64));
+            }
+            Ok(out)
+        }
+        TAG_RLE => {
+            let runs = c.len(count)?;
+            let mut out = Vec::with_capacity(count);
+            for _ in 0..runs {
+                let v = c.ivarint()?;
+                let n = c.len(count - out.len())?;
+                out.resize(out.len() + n, v);
+            }
+            if out.len() != count {
+                return Err(Error::corrupt(format!("{}: runs cover {} of {count} values", c.what, out.len())));
+            }
+            Ok(out)
+        }
+        t => Err(Error::corrupt(format!("{}: unknown integer encoding {t}", c.what))),
+    }
+}
+
+/// Appends the shorter of the dictionary and plain encodings of `vals`.
+pub fn encode_strs<S: AsRef<str>>(out: &mut Vec<u8>, vals: &[S]) {
+    let mut dict: Vec<&str> = vals.iter().map(|s| s.as_ref()).collect();
+    dict.sort_unstable();
+    dict.dedup();
+    let mut best: Option<Vec<u8>> = None;
+    if dict.len() * 2 <= vals.len().max(1) {
+        let mut a = vec![TAG_DICT];
+        put_varint(&mut a, vals.len() as u64);
+        put_varint(&mut a, dict.len() as u64);
+        for d in &dict {
+            put_bytes(&mut a, d.as_bytes());
+        }
+        let codes: Vec<i64> = vals
+            .iter()
+            .map(|s| dict.binary_search(&s.as_ref()).unwrap_or(0) as i64)
+            .collect();
+        encode_ints(&mut a, &codes);
+        best = Some(a);
+    }
+    let mut b = vec![TAG_PLAIN];
+    put_varint(&mut b, vals.len() as u64);
+    let lens: Vec<i64> = vals.iter().map(|s| s.as_ref().len() as i64).collect();
+    encode_ints(&mut b, &lens);
+    let total: usize = vals.iter().map(|s| s.as_ref().len()).sum();
+    put_varint(&mut b, total as u64);
+    for s in vals {
+        b.extend_from_slice(s.as_ref().as_bytes());
+    }
+    match best {
+        Some(a) if a.len() <= b.len() => out.extend_from_slice(&a),
+        _ => out.extend_from_slice(&b),
+    }
+}
+
+/// Strings as a dictionary and a code per value: what a dictionary chunk
+/// holds, kept so through execution (a filter on the column runs once per
+/// distinct value). A plain chunk is the same with one entry per value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Strs {
+    pub dict: Arc<Vec<Arc<str>>>,
+    pub codes: Vec<u32>,
+}
+
+impl Strs {
+    /// One entry per value.
+    pub fn from_vec(v: Vec<Arc<str>>) -> Self {
+        let codes = (0..v.len() as u32).collect();
+        Strs { dict: Arc::new(v), codes }
+    }
+    pub fn len(&self) -> usize {
+        self.codes.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.codes.is_empty()
+    }
+    pub fn get(&self, i: usize) -> &Arc<str> {
+        &self.dict[self.codes[i] as usize]
+    }
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
+        self.codes.iter().map(|&c| &self.dict[c as usize])
+    }
+    /// The values at `idx`. A dictionary much larger than what is taken
+    /// is cut down to the entries used.
+    pub fn take(&self, idx: impl Iterator<Item = u32>) -> Strs {
+        let codes: Vec<u32> = idx.map(|i| self.codes[i as usize]).collect();
+        if self.dict.len() <= 2 * codes.len().max(16) {
+            return Strs { dict: self.dict.clone(), codes };
+        }
+        let mut remap = vec![u32::MAX; self.dict.len()];
+        let mut dict = Vec::new();
+        let codes = codes
+            .into_iter()
+            .map(|c| {
+                let r = &mut remap[c as usize];
+                if *r == u32::MAX {
+                    *r = dict.len() as u32;
+                    dict.push(self.dict[c as usize].clone());
+                }
+                *r
+            })
+            .collect();
+        Strs { dict: Arc::new(dict), codes }
+    }
+    /// Appends `o`'s values.
+    pub fn append(&mut self, o: Strs) {
+        if Arc::ptr_eq(&self.dict, &o.dict) {
+            self.codes.extend(o.codes);
+            return;
+        }
+        let off = self.dict.len() as u32;
+        Arc::make_mut(&mut self.dict).extend(o.dict.iter().cloned());
+        self.codes.extend(o.codes.iter().map(|c| c + off));
+    }
+}
+
+/// Decodes a string chunk of exactly `rows` values.
+pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
+    let (tag, count) = header(c, rows)?;
+    match tag {
+        TAG_DICT => {
+            let n = c.len(count.max(1))?;
+            let mut dict: Vec<Arc<str>> = Vec::with_capacity(n);
+            for _ in 0..n {
+                dict.push(Arc::from(c.str(usize::MAX)?));
+            }
+            let codes = decode_ints(c, count)?;
+            let codes = codes
+                .iter()
+                .map(|&k| {
+                    u32::try_from(k)
+                        .ok()
+                        .filter(|&k| (k as usize) < n)
+                        .ok_or_else(|| Error::corrupt(format!("{}: dictionary code {k} of {n}", c.what)))
+                })
+                .collect::<Result<Vec<u32>>>()?;
+            Ok(Strs { dict: Arc::new(dict), codes })
+        }
+        TAG_PLAIN => {
+            let lens = decode_ints(c, count)?;
+            let total = c.len(c.left())?;
+            let bytes = c.take(total)?;
+            let text = core::str::from_utf8(bytes)
+                .map_err(|_| Error::corrupt(format!("{}: invalid UTF-8", c.what)))?;
+            let mut out = Vec::with_capacity(count);
+            let mut at = 0usize;
+            for &l in &lens {
+                let end = usize::try_from(l)
+                    .ok()
+                    .and_then(|l| at.checked_add(l))
+                    .filter(|&e| e <= total)
+                    .ok_or_else(|| Error::corrupt(format!("{}: string lengths run past the data", c.what)))?;
+                let s = text
+                    .get(at..end)
+                    .ok_or_else(|| Error::corrupt(format!("{}: string splits a character", c.what)))?;
+                out.push(Arc::from(s));
+                at = end;
+            }
+            if at != total {
+                return Err(Error::corrupt(format!("{}: {} bytes of string data unused", c.what, total - at)));
+            }
+            Ok(Strs::from_vec(out))
+        }
+        t => Err(Error::corrupt(format!("{}: unknown string encoding {t}", c.what))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ints_round_trip(vals: &[i64]) -> usize {
+        let mut b = Vec::new();
+        encode_ints(&mut b, vals);
+        let mut c = Cur::new(&b, "test");
+        assert_eq!(decode_ints(&mut c, vals.len()).unwrap(), vals);
+        assert!(c.at_end());
+        b.len()
+    }
+
+    #[test]
+    fn ints_compress() {
+        assert!(ints_round_trip(&[7; 65536]) < 16, "a constant chunk is one run");
+        let small: Vec<i64> = (0..4096).map(|i| 1_000_000 + i % 50).collect();
+        assert!(ints_round_trip(&small) <= 4096 * 6 / 8 + 16, "6 bits a value");
+        ints_round_trip(&[i64::MIN, i64::MAX, 0, -1]);
+        ints_round_trip(&[]);
+    }
+
+    #[test]
+    fn strs_dictionary() {
+        let v: Vec<&str> = (0..1000).map(|i| ["A", "N", "R"][i % 3]).collect();
+        let mut b = Vec::new();
+        encode_strs(&mut b, &v);
+        assert_eq!(b[0], TAG_DICT);
+        assert!(b.len() < 300);
+        let d = decode_strs(&mut Cur::new(&b, "t"), v.len()).unwrap();
+        assert!(d.iter().map(|s| &**s).eq(v.iter().copied()));
+    }
+
+    #[test]
+    fn wrong_row_count_rejected() {
+        let mut b = Vec::new();
+        encode_ints(&mut b, &[1, 2, 3]);
+        assert!(decode_ints(&mut Cur::new(&b, "t"), 4).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn ints_any(vals in proptest::collection::vec(any::<i64>(), 0..600)) {
+            ints_round_trip(&vals);
+        }
+
+        #[test]
+        fn ints_runs(vals in proptest::collection::vec((-3i64..3, 1usize..40), 0..60)) {
+            let flat: Vec<i64> = vals.iter().flat_map(|&(v, n)| core::iter::repeat_n(v, n)).collect();
+            ints_round_trip(&flat);
+        }
+
+        #[test]
+        fn strs_any(vals in proptest::collection::vec("[a-c]{0,3}|\\PC{0,12}", 0..300)) {
+            let mut b = Vec::new();
+            encode_strs(&mut b, &vals);
+            let d = decode_strs(&mut Cur::new(&b, "t"), vals.len()).unwrap();
+            prop_assert!(d.iter().map(|s| &**s).eq(vals.iter().map(|s| s.as_str())));
+        }
+
+        #[test]
+        fn decoders_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..200), rows in 0usize..100) {
+            let _ = decode_ints(&mut Cur::new(&bytes, "t"), rows);
+            let _ = decode_strs(&mut Cur::new(&bytes, "t"), rows);
+        }
+    }
+}
