@@ -430,3 +430,32 @@ pub fn check_virtio_blk_disk(disk: &Path, image: &[u8]) {
     }
     assert!(after[16 * SECTOR..].iter().all(|&b| b == 0), "sectors past 16 changed");
 }
+
+/// Runs a client program with `input` on its standard input (none: an
+/// empty one), killing it (SIGKILL) once `limit` has passed; its output
+/// and exit status (a killed client's status is not success).
+pub fn run_with_timeout(cmd: &mut std::process::Command, input: Option<&[u8]>, limit: Duration) -> std::process::Output {
+    let mut child = cmd.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().expect("starting a client");
+    let mut stdin = child.stdin.take();
+    if let (Some(i), Some(s)) = (input, stdin.as_mut()) {
+        std::io::Write::write_all(s, i).expect("feeding the client");
+    }
+    drop(stdin);
+    let id = child.id();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let d = done.clone();
+    let killer = std::thread::spawn(move || {
+        let t = std::time::Instant::now();
+        while !d.load(std::sync::atomic::Ordering::Acquire) {
+            if t.elapsed() > limit {
+                let _ = std::process::Command::new("kill").arg("-9").arg(id.to_string()).status();
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    let out = child.wait_with_output().expect("waiting for a client");
+    done.store(true, std::sync::atomic::Ordering::Release);
+    let _ = killer.join();
+    out
+}

@@ -7,16 +7,15 @@
 //! in order, and nothing corrupt served. `HALLOWS_LOG_KILLS` sets the
 //! number of kills (3 here; `make crash-log` runs 50).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hallows_log::batch;
 use hallows_log::client::Client;
-use hallows_tests::{root, start_system_edited, Running};
+use hallows_tests::{root, run_with_timeout, start_system_edited, Running};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -63,32 +62,6 @@ fn boot_with(system: &str, disk: &Path, extra: &[String]) -> (Running, u16) {
 
 fn need(tool: &Path, what: &str) {
     assert!(tool.exists() || Command::new("sh").arg("-c").arg(format!("command -v {}", tool.display())).output().is_ok_and(|o| o.status.success()), "{what} is missing: run `make deps`");
-}
-
-fn run_with_timeout(cmd: &mut Command, input: Option<&[u8]>, limit: Duration) -> std::process::Output {
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("starting a client");
-    let mut stdin = child.stdin.take();
-    if let (Some(i), Some(s)) = (input, stdin.as_mut()) {
-        s.write_all(i).expect("feeding the client");
-    }
-    drop(stdin);
-    let id = child.id();
-    let done = Arc::new(AtomicBool::new(false));
-    let d = done.clone();
-    let killer = std::thread::spawn(move || {
-        let t = Instant::now();
-        while !d.load(Ordering::Acquire) {
-            if t.elapsed() > limit {
-                let _ = Command::new("kill").arg("-9").arg(id.to_string()).status();
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    });
-    let out = child.wait_with_output().expect("waiting for a client");
-    done.store(true, Ordering::Release);
-    let _ = killer.join();
-    out
 }
 
 #[test]

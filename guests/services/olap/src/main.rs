@@ -1,0 +1,264 @@
+//! The OLAP partition: a thin shell around `hallows-olap`. It finds its
+//! virtio-blk disk, opens the image on it read-only (`Engine::open`: the
+//! superblock and the catalog are checked; the image is written on the
+//! host by `hallows-olap-load`), and serves queries:
+//!
+//! * PostgreSQL's v3 protocol (simple queries: `psql -c '...'`) on the
+//!   manifest's first `listen` port (5432 without one);
+//! * `POST /query` (the SQL as the body, answered with JSON) on the second
+//!   `listen` port, where the manifest has one.
+//!
+//! One connection is one task. A query runs to its end inside its task on
+//! one core (the `Serial` executor); the engine's `Limits` bound what a
+//! query may hold. A connection silent for [`IDLE`] is closed, a response a
+//! client does not read within [`WRITE_TIME`] drops the connection, and
+//! malformed protocol bytes are answered by the codec with a FATAL
+//! ErrorResponse before the connection is closed. Nothing a client sends
+//! is written to the disk: the partition never writes it.
+//!
+//! Boot argument `trace`: a console line per connection and per query.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+extern crate alloc;
+
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::time::Duration;
+
+use hallows_blockdev::{BlockDevice, Error as DevError, SECTOR as BLOCK};
+use hallows_net::{with_timeout, TcpListener, TcpStream};
+use hallows_olap::pgwire::{Conn, Event};
+use hallows_olap::{http, Engine, Serial};
+use hallows_rt::task::spawn;
+use hallows_rt::virtio::Disk;
+use hallows_rt::{println, time, Boot};
+
+hallows_rt::entry!(main);
+
+/// A connection silent this long is closed.
+const IDLE: Duration = Duration::from_secs(300);
+/// Time to hand a response to a client that does not read.
+const WRITE_TIME: Duration = Duration::from_secs(30);
+/// Largest transfer to the device in one request.
+const MAX_IO: usize = 256 * 1024;
+/// Bytes read from a socket at a time (the codec bounds a message to
+/// 1 MiB and the HTTP parser a request to `http::MAX_REQUEST`).
+const READ_BUF: usize = 16 * 1024;
+/// Connections served at once; more are closed at once.
+const MAX_CONNECTIONS: u32 = 64;
+
+/// `trace` in the boot arguments.
+static TRACE: AtomicBool = AtomicBool::new(false);
+/// Connections open now (both fronts).
+static OPEN: AtomicU32 = AtomicU32::new(0);
+
+/// The partition's disk, read-only: reads are cut to [`MAX_IO`]; a write
+/// is refused (the engine never writes; this makes sure of it).
+struct ReadOnlyDisk(Disk);
+
+impl BlockDevice for ReadOnlyDisk {
+    fn sectors(&self) -> u64 {
+        self.0.sectors()
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
+        hallows_blockdev::check(self.0.sectors(), lba, buf.len())?;
+        for (i, chunk) in buf.chunks_mut(MAX_IO).enumerate() {
+            self.0.read(lba + (i * (MAX_IO / BLOCK)) as u64, chunk)?;
+        }
+        Ok(())
+    }
+    fn write(&mut self, _lba: u64, _buf: &[u8]) -> Result<(), DevError> {
+        Err(DevError::Io)
+    }
+    fn flush(&mut self) -> Result<(), DevError> {
+        Ok(())
+    }
+}
+
+type Shared = Arc<Engine<ReadOnlyDisk>>;
+
+fn main(boot: &Boot) -> u64 {
+    let b = boot.clone();
+    hallows_rt::task::run(boot, serve(b))
+}
+
+async fn serve(boot: Boot) -> u64 {
+    TRACE.store(boot.has("trace"), Ordering::Relaxed);
+    let cfg = match hallows_net::init(&boot) {
+        Ok(c) => c,
+        Err(e) => {
+            println!("olap: net init failed: {e}");
+            return 1;
+        }
+    };
+    let disk = match Disk::open(&boot) {
+        Ok(d) => d,
+        Err(e) => {
+            println!("olap: {e}");
+            return 1;
+        }
+    };
+    let blocks = disk.sectors();
+    let t0 = time::now();
+    let engine: Shared = match Engine::open(ReadOnlyDisk(disk)) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            println!("olap: cannot open the image on the disk ({} sectors): {e} (load one with hallows-olap-load, docs/olap.md)", blocks);
+            return 1;
+        }
+    };
+    let mut rows = 0u64;
+    for t in &engine.db.tables {
+        println!("olap: table {}: {} rows in {} row groups", t.schema.name, t.rows, t.groups.len());
+        rows += t.rows;
+    }
+    println!(
+        "olap: image of {} KiB opened in {} ms: {} tables, {rows} rows",
+        (blocks * BLOCK as u64) >> 10,
+        (time::now() - t0).as_millis(),
+        engine.db.tables.len()
+    );
+    let net = &boot.info().net;
+    let listen = |i: usize| if (net.listen_count as usize) > i && net.listen[i] != 0 { Some(net.listen[i]) } else { None };
+    let port = listen(0).unwrap_or(5432);
+    let Ok(mut listener) = TcpListener::bind(port) else {
+        println!("olap: cannot listen on {port}");
+        return 1;
+    };
+    if let Some(hp) = listen(1) {
+        let Ok(mut hl) = TcpListener::bind(hp) else {
+            println!("olap: cannot listen on {hp}");
+            return 1;
+        };
+        let engine = engine.clone();
+        spawn(async move {
+            loop {
+                if let Ok(s) = hl.accept().await {
+                    if admit(&s) {
+                        spawn(http_connection(s, engine.clone()));
+                    } else {
+                        s.abort();
+                    }
+                }
+            }
+        });
+        println!("olap ready: {:?} {} postgres {port} http {hp}", cfg.mode, cfg.address);
+    } else {
+        println!("olap ready: {:?} {} postgres {port}", cfg.mode, cfg.address);
+    }
+    let mut key = 0u32;
+    loop {
+        if let Ok(s) = listener.accept().await {
+            if admit(&s) {
+                key = key.wrapping_add(1);
+                spawn(pg_connection(s, engine.clone(), key));
+            } else {
+                s.abort();
+            }
+        }
+    }
+}
+
+/// Counts a new connection in, or refuses it past [`MAX_CONNECTIONS`].
+fn admit(s: &TcpStream) -> bool {
+    if OPEN.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+        OPEN.fetch_sub(1, Ordering::AcqRel);
+        println!("olap: {} connections open: refusing {}", MAX_CONNECTIONS, s.peer_addr());
+        return false;
+    }
+    if TRACE.load(Ordering::Relaxed) {
+        println!("olap: connection from {}", s.peer_addr());
+    }
+    true
+}
+
+/// Writes `out` (if any) within [`WRITE_TIME`]; `false` when the client
+/// is gone or does not read.
+async fn send(s: &mut TcpStream, out: &[u8]) -> bool {
+    out.is_empty() || matches!(with_timeout(WRITE_TIME, s.write_all(out)).await, Ok(Ok(())))
+}
+
+/// Runs one query; the console line under `trace`.
+fn run_query(engine: &Shared, q: &str) -> Result<hallows_olap::ResultSet, hallows_olap::Error> {
+    let t0 = time::now();
+    let r = engine.query(q, &Serial);
+    if TRACE.load(Ordering::Relaxed) {
+        match &r {
+            Ok(rs) => println!("olap: query of {} bytes: {} rows in {} us", q.len(), rs.rows.len(), (time::now() - t0).as_micros()),
+            Err(e) => println!("olap: query of {} bytes failed: {e}", q.len()),
+        }
+    }
+    r
+}
+
+/// One PostgreSQL connection: bytes read go to the codec, each query it
+/// yields runs, and what the codec has to send is written.
+async fn pg_connection(mut s: TcpStream, engine: Shared, key: u32) {
+    let mut conn = Conn::new((key, key.wrapping_mul(2_654_435_761)));
+    let mut buf = vec![0u8; READ_BUF];
+    let ok = 'conn: loop {
+        let n = match with_timeout(IDLE, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break true,
+        };
+        conn.feed(&buf[..n]);
+        while let Some(ev) = conn.next_event() {
+            match ev {
+                Event::Query(q) => match run_query(&engine, &q) {
+                    Ok(rs) => conn.send_result(&rs),
+                    Err(e) => conn.send_error(&e, &q),
+                },
+                Event::Close => break,
+            }
+            if !send(&mut s, &conn.take_output()).await {
+                break 'conn false;
+            }
+        }
+        if !send(&mut s, &conn.take_output()).await {
+            break false;
+        }
+        if conn.is_closed() {
+            break true;
+        }
+    };
+    finish(s, ok).await;
+}
+
+/// One HTTP connection: one `POST /query`, answered, then closed.
+async fn http_connection(mut s: TcpStream, engine: Shared) {
+    let mut req: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; READ_BUF];
+    let answer = loop {
+        let n = match with_timeout(IDLE, s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return finish(s, true).await,
+        };
+        req.extend_from_slice(&buf[..n]);
+        match http::parse(&req) {
+            http::Request::Incomplete if req.len() <= http::MAX_REQUEST => continue,
+            http::Request::Incomplete => break http::bad(413, "request too large"),
+            http::Request::Bad(status, msg) => break http::bad(status, msg),
+            http::Request::Query(q) => match run_query(&engine, &q) {
+                Ok(rs) => break http::response(200, &http::result_json(&rs)),
+                Err(e) => break http::response(400, &http::error_json(&e)),
+            },
+        }
+    };
+    let ok = send(&mut s, &answer).await;
+    finish(s, ok).await;
+}
+
+/// Closes a connection (or aborts one whose client stopped reading) and
+/// counts it out.
+async fn finish(s: TcpStream, ok: bool) {
+    OPEN.fetch_sub(1, Ordering::AcqRel);
+    if ok {
+        let _ = with_timeout(WRITE_TIME, s.close()).await;
+    } else {
+        s.abort();
+    }
+}
