@@ -9,7 +9,8 @@
 //! partition boots on that image. TPC-H Q1, Q3, Q5, Q6 and Q10 sent by
 //! `psql -A -t -c` must print exactly the rows the engine gives on the
 //! host for the same image (the host engine is checked against DuckDB by
-//! `hallows-olap`'s tpch test). Protocol garbage and bad SQL must be
+//! `hallows-olap`'s tpch test). The partition has two cores, and some of
+//! the queries' morsels must have run on the second. Protocol garbage and bad SQL must be
 //! answered with an ErrorResponse, and the partition must go on serving.
 
 use std::io::{Read, Write};
@@ -254,6 +255,19 @@ fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
     let answered = b.output.lines().filter(|l| l.contains("olap: query of") && l.contains(" rows in ")).count();
     let failed = b.output.lines().filter(|l| l.contains("olap: query of") && l.contains(" failed: ")).count();
     assert_eq!((answered, failed), (QUERIES.len() + 2, 2), "{}", b.output);
+    // The partition has two cores and the queries' morsels ran on both
+    // (the helper on the second core took some of them), giving the
+    // serial answers above.
+    assert!(b.output.contains("queries on 2 core(s)"), "{}", b.output);
+    let (mut morsels, mut elsewhere) = (0usize, 0usize);
+    for l in b.output.lines().filter(|l| l.contains(" morsels on other cores")) {
+        let w: Vec<&str> = l.split_whitespace().collect();
+        let at = w.iter().position(|x| *x == "morsels").expect("the trace line");
+        elsewhere += w[at - 3].parse::<usize>().expect("a count");
+        morsels += w[at - 1].parse::<usize>().expect("a count");
+    }
+    eprintln!("{elsewhere} of {morsels} morsels ran on the second core");
+    assert!(morsels > 0 && elsewhere > 0, "no morsel ran on the second core:\n{}", b.output);
     eprintln!("{}", b.output.lines().filter(|l| l.contains("olap")).collect::<Vec<_>>().join("\n"));
     assert!(b.output.contains("olap: table lineitem: 60175 rows"), "{}", b.output);
     for bad in ["panic", "fault", "PANIC"] {

@@ -677,3 +677,117 @@ pub async fn yield_now() {
     })
     .await
 }
+
+/// A parallel for over borrowed data: [`parallel_for`]'s shared state.
+/// `f` is the caller's closure with its lifetime erased; it is called only
+/// by a helper counted in `active` while `closed` was false (see the
+/// SAFETY argument in [`parallel_for`]).
+struct ForScope {
+    f: *const (dyn Fn(usize) + Sync + 'static),
+    tasks: usize,
+    next: core::sync::atomic::AtomicUsize,
+    /// Tasks run by helpers (not by the caller).
+    by_helpers: core::sync::atomic::AtomicUsize,
+    /// (closed: no helper may start using `f`; helpers using `f` now).
+    state: spin::Mutex<(bool, usize)>,
+}
+
+// SAFETY: the only non-Send/Sync field is `f`, a pointer to a closure that
+// is `Sync` (so calling it from several cores at once is allowed) and that
+// is called only while the caller of `parallel_for` keeps it alive (see
+// there); the other fields are atomics and a lock.
+unsafe impl Send for ForScope {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for ForScope {}
+
+impl ForScope {
+    /// Takes the next task index and runs it until none is left; how many
+    /// this call ran.
+    fn drain(&self, f: &(dyn Fn(usize) + Sync)) -> usize {
+        let mut ran = 0;
+        loop {
+            let i = self.next.fetch_add(1, Ordering::AcqRel);
+            if i >= self.tasks {
+                return ran;
+            }
+            f(i);
+            ran += 1;
+        }
+    }
+
+    /// A helper's whole work: enter unless the caller has closed the
+    /// scope, run tasks, leave.
+    fn help(&self) {
+        let entered = arch::without_interrupts(|| {
+            let mut s = self.state.lock();
+            if !s.0 {
+                s.1 += 1;
+            }
+            !s.0
+        });
+        if !entered {
+            return;
+        }
+        // SAFETY: this helper is counted in `active` (entered above while
+        // the scope was open), and `parallel_for` does not return before
+        // `active` is back to 0 after closing, so the closure `f` points
+        // to is alive for this whole call.
+        let f = unsafe { &*self.f };
+        let ran = self.drain(f);
+        self.by_helpers.fetch_add(ran, Ordering::AcqRel);
+        arch::without_interrupts(|| self.state.lock().1 -= 1);
+    }
+}
+
+/// Runs `f(0)`, ..., `f(tasks - 1)` on the calling core and on up to
+/// `helpers` other tasks of this partition (any free core picks them),
+/// and returns when all have run, with how many ran on helpers. A scoped
+/// parallel for: `f` may borrow from the caller's stack. Tasks are taken
+/// from a shared counter, so the caller runs whatever the helpers have
+/// not begun; a helper that starts after the caller has taken the last
+/// task leaves at once. The caller waits (spinning) only for helpers that
+/// are running tasks at that moment; async tasks are never preempted
+/// (they run with interrupts masked), so those are running on other
+/// cores and finish. With no other core free, everything runs on the
+/// caller. `f` must not wait for other tasks of the partition (it runs
+/// with interrupts masked when called from a future). A panic in `f`
+/// stops the partition (no unwinding), so no helper outlives a caller
+/// that unwinds.
+pub fn parallel_for(tasks: usize, helpers: usize, f: &(dyn Fn(usize) + Sync)) -> usize {
+    if tasks == 0 {
+        return 0;
+    }
+    let helpers = helpers.min(tasks - 1);
+    if helpers == 0 {
+        for i in 0..tasks {
+            f(i);
+        }
+        return 0;
+    }
+    // SAFETY: only the lifetime is changed (same fat pointer). The erased
+    // pointer is dereferenced only in `ForScope::help`, by a helper that
+    // entered while the scope was open; below, the scope is closed and
+    // this function spins until no helper is inside, before returning,
+    // so every call of `f` through it ends before the borrow of `f` does.
+    // Helpers that run later find the scope closed and never dereference it.
+    let erased: *const (dyn Fn(usize) + Sync + 'static) = unsafe {
+        core::mem::transmute::<*const (dyn Fn(usize) + Sync + '_), *const (dyn Fn(usize) + Sync + 'static)>(f as *const _)
+    };
+    let scope = Arc::new(ForScope {
+        f: erased,
+        tasks,
+        next: core::sync::atomic::AtomicUsize::new(0),
+        by_helpers: core::sync::atomic::AtomicUsize::new(0),
+        state: spin::Mutex::new((false, 0)),
+    });
+    for _ in 0..helpers {
+        let s = scope.clone();
+        spawn(async move { s.help() });
+    }
+    scope.drain(f);
+    arch::without_interrupts(|| scope.state.lock().0 = true);
+    while arch::without_interrupts(|| scope.state.lock().1) != 0 {
+        core::hint::spin_loop();
+    }
+    scope.by_helpers.load(Ordering::Acquire)
+}

@@ -8,15 +8,20 @@
 //! * `POST /query` (the SQL as the body, answered with JSON) on the second
 //!   `listen` port, where the manifest has one.
 //!
-//! One connection is one task. A query runs to its end inside its task on
-//! one core (the `Serial` executor); the engine's `Limits` bound what a
-//! query may hold. A connection silent for [`IDLE`] is closed, a response a
+//! One connection is one task. A query runs to its end inside its task;
+//! its morsels run on that core and, on a partition with several cores
+//! (`cores = [1, 2]`), on helper tasks the other cores pick up
+//! ([`Cores`], over `hallows_rt::task::parallel_for`); the engine
+//! assembles results in morsel order, so the answer does not depend on
+//! the cores. The engine's `Limits` bound what a query may hold. A connection silent for [`IDLE`] is closed, a response a
 //! client does not read within [`WRITE_TIME`] drops the connection, and
 //! malformed protocol bytes are answered by the codec with a FATAL
 //! ErrorResponse before the connection is closed. Nothing a client sends
 //! is written to the disk: the partition never writes it.
 //!
-//! Boot argument `trace`: a console line per connection and per query.
+//! Boot arguments: `trace` (a console line per connection and per query,
+//! with how many of its morsels ran on other cores), `serial` (every
+//! morsel on the query's own core).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -26,13 +31,13 @@ extern crate alloc;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use core::time::Duration;
 
 use hallows_blockdev::{BlockDevice, Error as DevError, SECTOR as BLOCK};
 use hallows_net::{with_timeout, TcpListener, TcpStream};
 use hallows_olap::pgwire::{Conn, Event};
-use hallows_olap::{http, Engine, Serial};
+use hallows_olap::{http, Engine, Executor};
 use hallows_rt::task::spawn;
 use hallows_rt::virtio::Disk;
 use hallows_rt::{println, time, Boot};
@@ -55,6 +60,27 @@ const MAX_CONNECTIONS: u32 = 64;
 static TRACE: AtomicBool = AtomicBool::new(false);
 /// Connections open now (both fronts).
 static OPEN: AtomicU32 = AtomicU32::new(0);
+/// Helper tasks a query's morsels may use besides its own core: the
+/// partition's cores less one (0 with `serial`).
+static HELPERS: AtomicUsize = AtomicUsize::new(0);
+
+/// The engine's executor on the partition's cores: each batch of morsels
+/// is a scoped parallel for over this core and [`HELPERS`] helper tasks.
+/// Counts the morsels run, and those run on other cores.
+#[derive(Default)]
+struct Cores {
+    morsels: AtomicUsize,
+    elsewhere: AtomicUsize,
+}
+
+impl Executor for Cores {
+    fn run(&self, tasks: usize, f: &(dyn Fn(usize) + Sync)) {
+        let helpers = HELPERS.load(Ordering::Relaxed);
+        let elsewhere = hallows_rt::task::parallel_for(tasks, helpers, f);
+        self.morsels.fetch_add(tasks, Ordering::Relaxed);
+        self.elsewhere.fetch_add(elsewhere, Ordering::Relaxed);
+    }
+}
 
 /// The partition's disk, read-only: reads are cut to [`MAX_IO`]; a write
 /// is refused (the engine never writes; this makes sure of it).
@@ -88,6 +114,8 @@ fn main(boot: &Boot) -> u64 {
 
 async fn serve(boot: Boot) -> u64 {
     TRACE.store(boot.has("trace"), Ordering::Relaxed);
+    let helpers = if boot.has("serial") { 0 } else { (boot.vcpu_count() as usize).saturating_sub(1) };
+    HELPERS.store(helpers, Ordering::Relaxed);
     let cfg = match hallows_net::init(&boot) {
         Ok(c) => c,
         Err(e) => {
@@ -146,9 +174,9 @@ async fn serve(boot: Boot) -> u64 {
                 }
             }
         });
-        println!("olap ready: {:?} {} postgres {port} http {hp}", cfg.mode, cfg.address);
+        println!("olap ready: {:?} {} postgres {port} http {hp}, queries on {} core(s)", cfg.mode, cfg.address, helpers + 1);
     } else {
-        println!("olap ready: {:?} {} postgres {port}", cfg.mode, cfg.address);
+        println!("olap ready: {:?} {} postgres {port}, queries on {} core(s)", cfg.mode, cfg.address, helpers + 1);
     }
     let mut key = 0u32;
     loop {
@@ -185,10 +213,12 @@ async fn send(s: &mut TcpStream, out: &[u8]) -> bool {
 /// Runs one query; the console line under `trace`.
 fn run_query(engine: &Shared, q: &str) -> Result<hallows_olap::ResultSet, hallows_olap::Error> {
     let t0 = time::now();
-    let r = engine.query(q, &Serial);
+    let ex = Cores::default();
+    let r = engine.query(q, &ex);
     if TRACE.load(Ordering::Relaxed) {
+        let (m, e) = (ex.morsels.load(Ordering::Relaxed), ex.elsewhere.load(Ordering::Relaxed));
         match &r {
-            Ok(rs) => println!("olap: query of {} bytes: {} rows in {} us", q.len(), rs.rows.len(), (time::now() - t0).as_micros()),
+            Ok(rs) => println!("olap: query of {} bytes: {} rows in {} us, {e} of {m} morsels on other cores", q.len(), rs.rows.len(), (time::now() - t0).as_micros()),
             Err(e) => println!("olap: query of {} bytes failed: {e}", q.len()),
         }
     }
