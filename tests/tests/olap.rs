@@ -25,6 +25,9 @@ use hallows_tests::{root, run_with_timeout, start_system_edited, Running};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
+/// The tests boot the same system (the same host ports): one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 const QUERIES: [&str; 5] = ["q1", "q3", "q5", "q6", "q10"];
 
 /// The `.tbl` files of TPC-H SF 0.01 (generated once into
@@ -42,10 +45,10 @@ fn tpch_data() -> PathBuf {
 
 /// Loads the TPC-H files into an image file of its own (trimmed to the
 /// sectors used, as the loader binary does) and returns its path.
-fn tpch_image(dir: &Path) -> PathBuf {
+fn tpch_image(dir: &Path, name: &str) -> PathBuf {
     let out_dir = root().join("target/hallows/tests/olap");
     std::fs::create_dir_all(&out_dir).expect("image dir");
-    let img = out_dir.join("tpch-0.01.img");
+    let img = out_dir.join(name);
     let _ = std::fs::remove_file(&img);
     let mut inputs = load::tpch_inputs(dir).expect("the TPC-H files");
     let li = inputs.iter_mut().find(|i| i.schema.name == "lineitem").expect("lineitem");
@@ -169,9 +172,10 @@ fn wait_ready(run: &mut Running, port: u16) {
 
 #[test]
 fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
     let dir = tpch_data();
-    let img = tpch_image(&dir);
+    let img = tpch_image(&dir, "tpch-0.01.img");
     let size = std::fs::metadata(&img).expect("image").len();
     assert_eq!(size % 512, 0);
     let qdir = root().join("guests/frameworks/olap/queries/tpch");
@@ -274,4 +278,38 @@ fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
         assert!(!b.output.contains(bad), "{bad} on the console:\n{}", b.output);
     }
     eprintln!("total {:.1}s", t0.elapsed().as_secs_f64());
+}
+
+/// A disk without an image (the tool's blank file) and one whose
+/// superblock is damaged: the partition says why on the console and exits
+/// with status 1, without serving.
+#[test]
+fn a_blank_or_damaged_disk_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = root().join("target/hallows/tests/olap-refused");
+    std::fs::create_dir_all(&dir).expect("dir");
+    let blank = dir.join("blank.img");
+    let _ = std::fs::remove_file(&blank);
+    let damaged = dir.join("damaged.img");
+    // A valid image with one byte of its superblock's CRC-covered header changed.
+    let mut img = vec![0u8; 1 << 20];
+    {
+        let src = tpch_image(&tpch_data(), "for-damage.img");
+        let good = std::fs::read(&src).expect("image");
+        img[..512].copy_from_slice(&good[..512]);
+        img[20] ^= 0x40;
+    }
+    std::fs::write(&damaged, &img).expect("writing the damaged image");
+    for (disk, why) in [(blank, "cannot open the image"), (damaged, "cannot open the image")] {
+        let path = disk.clone();
+        let mut run = start_system_edited("olap", &[], &move |s| {
+            let d = s.partitions.iter_mut().find(|p| p.name == "olap").and_then(|p| p.disk.as_mut()).expect("the olap partition has a disk");
+            d.path = path.clone();
+        });
+        let b = run.wait();
+        assert_eq!(b.summary("olap"), "exited 1", "{}: {}", disk.display(), b.output);
+        let line = b.lines_of("olap").into_iter().find(|l| l.contains(why)).unwrap_or_else(|| panic!("no '{why}' line for {}:\n{}", disk.display(), b.output)).to_string();
+        eprintln!("{}: {line}", disk.file_name().unwrap().to_string_lossy());
+        assert!(!b.output.contains("olap ready"), "{}", b.output);
+    }
 }
