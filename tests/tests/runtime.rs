@@ -25,6 +25,18 @@ fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
     assert_eq!(b.summary("overflow"), "exited 0");
 }
 
+/// `task::parallel_for` (the OLAP partition's executor): 200 rounds of 64
+/// closures over borrowed data on two cores, each run exactly once, some
+/// on the second core.
+#[test]
+fn parallel_for_runs_each_borrowed_task_once_on_both_cores() {
+    let b = boot_system("runtime-parallel");
+    let line = b.lines_of("parallel").into_iter().find(|l| l.starts_with("parallel: ")).unwrap_or_else(|| panic!("no result line:\n{}", b.output)).to_string();
+    eprintln!("{line}");
+    assert!(line.contains("on 2 core(s): 0 wrong,"), "{}", b.output);
+    assert_eq!(b.summary("parallel"), "exited 0", "{}", b.output);
+}
+
 #[test]
 fn virtio_blk_reads_and_writes_a_disk_only_its_owner_can_touch() {
     let (disk, image) = virtio_blk_disk("virtio-blk");

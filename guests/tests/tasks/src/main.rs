@@ -19,6 +19,12 @@
 //! * `overflow`: 48 tasks spawned at once under a FIFO policy whose queue
 //!   holds 4: the policy refuses most arrivals, and every task must still
 //!   run (the runtime keeps refused tasks in line and offers them again).
+//! * `parallel rounds=R`: `task::parallel_for` from an async task, R
+//!   rounds of 64 tasks over data borrowed from the round's own frame
+//!   (freed when the round ends): every task must run exactly once and
+//!   see its data, the caller must return only after all have run, and
+//!   on a partition of several cores some tasks must run on another
+//!   core; prints `parallel: ...` and exits 1 otherwise.
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -41,6 +47,7 @@ fn main(boot: &Boot) -> u64 {
         "preempt" => tests::preempt(boot),
         "alloc" => tests::alloc(),
         "overflow" => tests::overflow(boot),
+        "parallel" => tests::parallel(boot, arg("rounds", 200)),
         "echo-client" => tests::echo_client(boot, arg("count", 100)),
         "echo-server" => tests::echo_server(boot),
         other => {
@@ -289,6 +296,41 @@ mod tests {
         );
         let ok = sum == 16_668_333 && m.len() == 1000 && s == "0,1,2,3,4," && f(1) == 16_668_334;
         println!("alloc {}", if ok { "ok" } else { "WRONG" });
+        (!ok) as u64
+    }
+
+    pub fn parallel(boot: &Boot, rounds: u64) -> u64 {
+        use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+        const N: usize = 64;
+        let helpers = (boot.vcpu_count() as usize).saturating_sub(1);
+        let (bad, elsewhere, on_other) = task::run(boot, async move {
+            let (mut bad, mut elsewhere) = (0u64, 0usize);
+            let other = AtomicU32::new(0);
+            let caller = task::current_core();
+            for r in 0..rounds {
+                // Borrowed by the closure, dropped at the end of the round.
+                let data: Vec<u64> = (0..N as u64).map(|i| i * 1000 + r).collect();
+                let runs: Vec<AtomicU32> = (0..N).map(|_| AtomicU32::new(0)).collect();
+                let out: Vec<AtomicU64> = (0..N).map(|_| AtomicU64::new(0)).collect();
+                elsewhere += task::parallel_for(N, helpers, &|i| {
+                    // Some work, so that a helper gets a share.
+                    time::spin_for(Duration::from_micros(20));
+                    runs[i].fetch_add(1, Ordering::Relaxed);
+                    out[i].store(data[i] * 3, Ordering::Relaxed);
+                    if task::current_core() != caller {
+                        other.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+                for i in 0..N {
+                    if runs[i].load(Ordering::Relaxed) != 1 || out[i].load(Ordering::Relaxed) != data[i] * 3 {
+                        bad += 1;
+                    }
+                }
+            }
+            (bad, elsewhere, other.load(Ordering::Relaxed))
+        });
+        println!("parallel: {rounds} rounds of {N} tasks on {} core(s): {bad} wrong, {elsewhere} run by helpers, {on_other} on another core", helpers + 1);
+        let ok = bad == 0 && (helpers == 0 || (elsewhere > 0 && on_other > 0));
         (!ok) as u64
     }
 }
