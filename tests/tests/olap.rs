@@ -211,6 +211,18 @@ fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
     assert!(!o.status.success() && err.contains("ERROR:") && err.contains("l_returnflg") && err.contains("LINE 3:"), "{err}");
     let o = psql(port, "selec 1");
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("ERROR:"), "{}", String::from_utf8_lossy(&o.stderr));
+    // A result larger than the partition's memory allows (lineitem joined
+    // with itself on the order: about 240000 rows; the partition allows
+    // its heap / 2 KiB): refused with SQLSTATE 54000, not a crash.
+    let o = psql(port, "select l1.l_orderkey from lineitem l1, lineitem l2 where l1.l_orderkey = l2.l_orderkey");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("ERROR:"), "{err}");
+    let o = run_with_timeout(
+        Command::new("psql").args(["-X", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", "hallows", "-d", "tpch", "-v", "VERBOSITY=verbose", "-c", "select l1.l_orderkey from lineitem l1, lineitem l2 where l1.l_orderkey = l2.l_orderkey"]),
+        None,
+        QUERY_TIMEOUT,
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("ERROR:  54000"), "{}", String::from_utf8_lossy(&o.stderr));
 
     // Garbage instead of a startup packet (an HTTP request: its first four
     // bytes read as a length of 1.2 GB): a FATAL ErrorResponse, closed.
@@ -255,10 +267,11 @@ fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
     let b = run.stop();
     assert!(b.output.contains("olap ready"), "{}", b.output);
     // Every query above reached the partition: the five TPC-H queries
-    // and Q6 twice more (HTTP, psql) answered, the two bad ones refused.
+    // and Q6 twice more (HTTP, psql) answered, the two bad ones and the
+    // too large one (twice) refused.
     let answered = b.output.lines().filter(|l| l.contains("olap: query of") && l.contains(" rows in ")).count();
     let failed = b.output.lines().filter(|l| l.contains("olap: query of") && l.contains(" failed: ")).count();
-    assert_eq!((answered, failed), (QUERIES.len() + 2, 2), "{}", b.output);
+    assert_eq!((answered, failed), (QUERIES.len() + 2, 4), "{}", b.output);
     // The partition has two cores and the queries' morsels ran on both
     // (the helper on the second core took some of them), giving the
     // serial answers above.
@@ -274,6 +287,7 @@ fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
     assert!(morsels > 0 && elsewhere > 0, "no morsel ran on the second core:\n{}", b.output);
     eprintln!("{}", b.output.lines().filter(|l| l.contains("olap")).collect::<Vec<_>>().join("\n"));
     assert!(b.output.contains("olap: table lineitem: 60175 rows"), "{}", b.output);
+    assert!(b.output.contains("rows a result or join side"), "{}", b.output);
     for bad in ["panic", "fault", "PANIC"] {
         assert!(!b.output.contains(bad), "{bad} on the console:\n{}", b.output);
     }

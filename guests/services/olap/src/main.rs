@@ -53,6 +53,13 @@ const MAX_IO: usize = 256 * 1024;
 /// Bytes read from a socket at a time (the codec bounds a message to
 /// 1 MiB and the HTTP parser a request to `http::MAX_REQUEST`).
 const READ_BUF: usize = 16 * 1024;
+/// Heap bytes allowed per row a query may hold (a join's build side, a
+/// result) and per group of an aggregation: the engine's `Limits` are the
+/// heap divided by this, so that a query too large for the partition's
+/// memory fails with SQLSTATE 54000 instead of exhausting the heap (which
+/// would stop the partition). Rows wider than about 40 columns can still
+/// take more.
+const ROW_BUDGET: u64 = 2048;
 /// Connections served at once; more are closed at once.
 const MAX_CONNECTIONS: u32 = 64;
 
@@ -133,7 +140,13 @@ async fn serve(boot: Boot) -> u64 {
     let blocks = disk.sectors();
     let t0 = time::now();
     let engine: Shared = match Engine::open(ReadOnlyDisk(disk)) {
-        Ok(e) => Arc::new(e),
+        Ok(mut e) => {
+            let (_, heap) = hallows_rt::mm::heap_range();
+            let n = (heap / ROW_BUDGET).max(1) as usize;
+            e.limits = hallows_olap::Limits { max_rows: n.min(e.limits.max_rows), max_groups: n.min(e.limits.max_groups) };
+            println!("olap: heap {} MiB: at most {} rows a result or join side, {} groups an aggregation", heap >> 20, e.limits.max_rows, e.limits.max_groups);
+            Arc::new(e)
+        }
         Err(e) => {
             println!("olap: cannot open the image on the disk ({} sectors): {e} (load one with hallows-olap-load, docs/olap.md)", blocks);
             return 1;
