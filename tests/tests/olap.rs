@@ -25,7 +25,8 @@ use hallows_tests::{root, run_with_timeout, start_system_edited, Running};
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 const QUERY_TIMEOUT: Duration = Duration::from_secs(60);
-/// The tests boot the same system (the same host ports): one at a time.
+/// The tests boot the same systems (the same host ports) and share the
+/// data directory: one at a time.
 static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 const QUERIES: [&str; 5] = ["q1", "q3", "q5", "q6", "q10"];
@@ -172,10 +173,20 @@ fn wait_ready(run: &mut Running, port: u16) {
 
 #[test]
 fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
+    psql_against("olap", "tpch-0.01.img");
+}
+
+/// The same guest on x86_64 (QEMU microvm, AMD SVM), two cores.
+#[test]
+fn psql_runs_tpch_on_x86_64() {
+    psql_against("x86-olap", "tpch-0.01-x86.img");
+}
+
+fn psql_against(system: &str, image: &str) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let t0 = Instant::now();
     let dir = tpch_data();
-    let img = tpch_image(&dir, "tpch-0.01.img");
+    let img = tpch_image(&dir, image);
     let size = std::fs::metadata(&img).expect("image").len();
     assert_eq!(size % 512, 0);
     let qdir = root().join("guests/frameworks/olap/queries/tpch");
@@ -184,7 +195,7 @@ fn psql_runs_tpch_on_the_partition_and_errors_do_not_stop_it() {
     eprintln!("TPC-H SF 0.01 loaded into {} KiB and answered on the host in {:.1}s", size >> 10, t0.elapsed().as_secs_f64());
 
     let path = img.clone();
-    let mut run = start_system_edited("olap", &[], &move |s| {
+    let mut run = start_system_edited(system, &[], &move |s| {
         let d = s.partitions.iter_mut().find(|p| p.name == "olap").and_then(|p| p.disk.as_mut()).expect("the olap partition has a disk");
         d.path = path.clone();
         d.size = size;

@@ -749,8 +749,9 @@ impl ForScope {
 /// are running tasks at that moment; async tasks are never preempted
 /// (they run with interrupts masked), so those are running on other
 /// cores and finish. With no other core free, everything runs on the
-/// caller. `f` must not wait for other tasks of the partition (it runs
-/// with interrupts masked when called from a future). A panic in `f`
+/// caller. Call it inside [`run`] (it spawns tasks). `f` must not wait
+/// for other tasks of the partition (it runs with interrupts masked when
+/// called from a future). A panic in `f`
 /// stops the partition (no unwinding), so no helper outlives a caller
 /// that unwinds.
 pub fn parallel_for(tasks: usize, helpers: usize, f: &(dyn Fn(usize) + Sync)) -> usize {
