@@ -572,8 +572,8 @@ impl<D: BlockDevice> Log<D> {
         let key = self.key(topic, part)?;
         let at = self.open_frame(key, batch_bytes)?;
         let p = self.parts.get_mut(&key).ok_or(LogError::UnknownPartition)?;
-        let base = p.segs.last().map_or(0, |s| s.next);
-        let mut w = BatchWriter::begin(&mut p.tail.buf, base, timestamp, batch_bytes);
+        // baseOffset is assigned by `close_frame`, as for any batch.
+        let mut w = BatchWriter::begin(&mut p.tail.buf, 0, timestamp, batch_bytes);
         build(&mut w);
         let n = w.records();
         if n == 0 {
