@@ -64,9 +64,9 @@ pub fn handle(sys: &System, role: CoreRole, regs: &mut [u64; 31]) -> Action {
             fault_kind::STACK_OVERFLOW => StopReason::StackOverflow { vcpu: role.vcpu as u32, address, pc: detail },
             _ => StopReason::Exception { pc: address, esr: detail },
         }),
-        Hypercall::Notify { channel } => match sys.doorbells[index].get(channel as usize).copied().flatten() {
-            Some((peer, slot)) => {
-                partition::ring_doorbell(sys, peer as usize, slot as usize);
+        Hypercall::Notify { channel } => match partition::doorbell_target(sys, index, channel as usize) {
+            Some(target) => {
+                partition::ring_doorbell(sys, target);
                 ret(regs, 0)
             }
             // Not a doorbell channel of this partition.

@@ -251,23 +251,6 @@ pub fn watchdog_expired(core: usize) -> u64 {
 /// Per partition: doorbells rung but not yet delivered, one bit per entry
 /// of the partition's channel directory.
 static DOORBELLS: [AtomicU32; MAX_PARTITIONS] = [const { AtomicU32::new(0) }; MAX_PARTITIONS];
-/// What the hypervisor spent on each core since its vCPU was entered.
-struct Cost {
-    traps: AtomicU64,
-    instructions: AtomicU64,
-    discarded: AtomicU64,
-}
-
-static COST: [Cost; MAX_CORES] = [const {
-    Cost { traps: AtomicU64::new(0), instructions: AtomicU64::new(0), discarded: AtomicU64::new(0) }
-}; MAX_CORES];
-
-/// A trap's EL2 instruction count above this is not the hypervisor's work
-/// but an emulator artifact (QEMU's `-icount` instruction counter keeps
-/// running for a core parked in EL2 while other cores execute); such
-/// samples are counted and left out.
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-const ARTIFACT: u64 = 100_000;
 /// The longest restart backoff (vmm-config's `MAX_BACKOFF_NS`).
 const MAX_BACKOFF_NS: u64 = 10_000_000_000;
 /// Per partition: its vCPUs must leave it (it has ended, or it is being
@@ -633,7 +616,6 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
         arch::quiesce_device(d);
     }
     console::partition_flush(index, name);
-    report_cost(name);
     if p.watchdog_ns != 0 {
         console::hv_print(format_args!("watchdog: {name}: {} looks\n", WATCH[index].looks.load(Ordering::Relaxed)));
     }
@@ -710,12 +692,6 @@ fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
             arch::reset_device_interrupt(d.irq);
         }
     }
-    let boot_core = p.vcpu_core[0] as usize;
-    if let Some(c) = COST.get(boot_core) {
-        for v in [&c.traps, &c.instructions, &c.discarded] {
-            v.store(0, Ordering::Relaxed);
-        }
-    }
     {
         let mut st = state(index);
         st.vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
@@ -783,13 +759,22 @@ impl fmt::Display for Restarts {
     }
 }
 
-/// Rings entry `slot` of partition `peer`'s channel directory. Coalesces: a
-/// doorbell already pending costs no second interrupt.
-pub fn ring_doorbell(sys: &System, peer: usize, slot: usize) {
-    let bit = 1u32 << slot;
-    if DOORBELLS[peer].fetch_or(bit, Ordering::AcqRel) & bit == 0 {
-        let p = &sys.table.partitions()[peer];
-        let core = p.vcpu_core[0] as usize;
+/// Where `NOTIFY` on entry `channel` of partition `index`'s directory
+/// rings: the peer's pending-doorbell word, the bit of the peer's entry in
+/// it, and the core whose interrupt delivers it (the peer's boot core);
+/// `None` when the entry is not a doorbell channel of the partition. An
+/// architecture may precompute these at boot for a faster `NOTIFY`
+/// (aarch64's vectors do).
+pub fn doorbell_target(sys: &System, index: usize, channel: usize) -> Option<(&'static AtomicU32, u32, usize)> {
+    let (peer, slot) = sys.doorbells.get(index)?.get(channel).copied().flatten()?;
+    let p = sys.table.partitions().get(peer as usize)?;
+    Some((DOORBELLS.get(peer as usize)?, 1 << slot, p.vcpu_core[0] as usize))
+}
+
+/// Rings a doorbell ([`doorbell_target`]). Coalesces: a doorbell already
+/// pending costs no second interrupt.
+pub fn ring_doorbell(sys: &System, (pending, bit, core): (&AtomicU32, u32, usize)) {
+    if pending.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
         arch::send_doorbell(sys.table.board.core_hwid[core]);
     }
 }
@@ -829,38 +814,4 @@ pub fn deliver_doorbells(core: usize) {
         pending &= pending - 1;
     }
     arch::set_underflow_interrupt(false);
-}
-
-/// Records one trap that returned to the guest and the EL2 instructions it
-/// took (0 where the platform does not count instructions).
-#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
-pub fn account(core: usize, instructions: u64) {
-    let Some(c) = COST.get(core) else { return };
-    c.traps.fetch_add(1, Ordering::Relaxed);
-    if instructions >= ARTIFACT {
-        c.discarded.fetch_add(1, Ordering::Relaxed);
-    } else {
-        c.instructions.fetch_add(instructions, Ordering::Relaxed);
-    }
-}
-
-/// Reports what the hypervisor cost this partition's boot core, where the
-/// platform counts instructions (QEMU with `-icount`): the traps that
-/// returned to the guest and the EL2 instructions they executed, vector
-/// entry and exit included.
-fn report_cost(name: &str) {
-    let core = arch::this_core();
-    let Some(c) = COST.get(core) else { return };
-    let (traps, instructions, discarded) = (
-        c.traps.load(Ordering::Relaxed),
-        c.instructions.load(Ordering::Relaxed),
-        c.discarded.load(Ordering::Relaxed),
-    );
-    if instructions > 0 {
-        let kept = (traps - discarded).max(1);
-        console::hv_print(format_args!(
-            "cost: {name}: {traps} traps, {instructions} EL2 instructions, {} per trap ({discarded} samples discarded)\n",
-            instructions / kept
-        ));
-    }
 }

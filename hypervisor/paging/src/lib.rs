@@ -196,6 +196,9 @@ impl<F: Format> PageTable<F> {
         oa: u64,
         attr: Attr,
     ) -> Result<(), MapError> {
+        if level + 1 == F::LEVELS && Self::fill_pages(mem, table, start, end, oa, attr)? {
+            return Ok(());
+        }
         let span = level_size(F::LEVELS, level);
         let mut addr = start;
         while addr < end {
@@ -221,6 +224,29 @@ impl<F: Format> PageTable<F> {
             addr = chunk_end;
         }
         Ok(())
+    }
+
+    /// The last level's share of [`Self::map_level`]: `[start, end)` is a
+    /// run of pages of one table, so the descriptors are consecutive and
+    /// differ only by their address: the first is built once and the others
+    /// by adding the page size. `false` (nothing written) where that would
+    /// not give the descriptor `F::leaf` builds (the run leaves the table,
+    /// or the address would carry out of the descriptor's address field);
+    /// the caller then maps page by page.
+    fn fill_pages(mem: &mut impl TableMemory, table: u64, start: u64, end: u64, oa: u64, attr: Attr) -> Result<bool, MapError> {
+        let first = index_at(F::LEVELS, F::LEVELS - 1, start);
+        let pages = ((end - start) / PAGE_SIZE) as usize;
+        let Some(leaf) = F::leaf(oa, F::LEVELS - 1, attr) else { return Err(MapError::BadAttr) };
+        let last_offset = (pages as u64 - 1) * PAGE_SIZE;
+        if first + pages > ENTRIES || F::leaf(oa + last_offset, F::LEVELS - 1, attr) != Some(leaf + last_offset) {
+            return Ok(false);
+        }
+        let mut desc = leaf;
+        for index in first..first + pages {
+            mem.write(table, index, desc);
+            desc += PAGE_SIZE;
+        }
+        Ok(true)
     }
 
     fn walk(&self, mem: &impl TableMemory, addr: u64) -> Walk {

@@ -3,7 +3,7 @@
 //! addr=...`, `action=system_off`, `action=system_reset`, `action=cpu_on
 //! target=N`, `action=panic`, `action=undef` (an undefined instruction),
 //! `action=bad_console` (console writes with hostile pointers and lengths,
-//! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
+//! then a clean exit), `action=calls count=N` (see [`calls`]), `action=exit status=N`; on x86_64 also `action=outb
 //! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
 //! `action=write_cr4`, `action=write_cr8` and `action=hlt` (with interrupts off), `action=sti_hlt`
 //! (halting with interrupts on, with no interrupt source), `action=xchg_bx`
@@ -34,6 +34,7 @@
 use hallows_rt::abi::{call, psci};
 use hallows_rt::{println, raw_hypercall, Boot};
 
+mod calls;
 mod hang;
 mod leak;
 
@@ -215,6 +216,7 @@ fn main(boot: &Boot) -> u64 {
             unsafe { core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
             println!("UNCONTAINED rdmsr {msr:#x} = {:#x}", ((hi as u64) << 32) | lo as u64);
         }
+        "calls" => return calls::run(boot, boot.arg("count").and_then(parse).unwrap_or(1000)),
         "bad_console" => {
             let cases: [(u64, u64); 5] = [
                 (0, 16),                                   // below our RAM

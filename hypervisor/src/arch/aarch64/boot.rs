@@ -28,7 +28,6 @@ unsafe impl Sync for Stacks {}
 static HV_STACKS: Stacks = Stacks(UnsafeCell::new([[0; STACK_SIZE]; MAX_CORES]));
 
 global_asm!(include_str!("boot.S"), HV_STACK_SIZE = const STACK_SIZE);
-global_asm!(include_str!("vectors.S"));
 
 extern "C" {
     static __hv_start: u8;
@@ -195,6 +194,7 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     }
     console::hv_print(format_args!("{} page-table pages used\n", TablePool::used()));
     let sys = system::install(table, payload, loaded);
+    super::trap::install_notify_routes(sys);
     gic::init_distributor(board.gic_dist.base);
     for core in 0..(board.core_count as usize).min(MAX_CORES) {
         if sys.core_map[core].is_some() || core == crate::control::CONTROL_CORE {
@@ -297,7 +297,7 @@ pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x
     CNTHCTL_EL2.set(regs::CNTHCTL);
     CNTVOFF_EL2.set(0);
     CPTR_EL2.set(regs::CPTR);
-    start_el2_instruction_count();
+    trap_pmu_and_debug();
     VMPIDR_EL2.set((1 << 31) | vcpu);
     VPIDR_EL2_set(MIDR_EL1.get());
     reset_el1();
@@ -425,38 +425,12 @@ pub fn exit_machine(code: u32) -> ! {
     park()
 }
 
-/// Starts PMU event counter 0 counting instructions retired at EL2 only
-/// (INST_RETIRED with the EL1 and EL0 filters set, NSH set): the
-/// hypervisor's own cost on this core from this vCPU's entry on. The
-/// partition cannot touch the PMU (MDCR_EL2.TPM/TPMCR trap its accesses).
-fn start_el2_instruction_count() {
-    // SAFETY: PMU configuration of this core; no memory effects.
-    unsafe {
-        let pmcr: u64;
-        asm!("mrs {0}, pmcr_el0", out(reg) pmcr, options(nostack));
-        let counters = (pmcr >> 11) & 0x1f;
-        // Counters below HPMN are enabled by PMCR_EL0.E.
-        MDCR_EL2.set(regs::MDCR | counters);
-        let filter: u64 = 0x08 | (1 << 31) | (1 << 30) | (1 << 27);
-        asm!(
-            "msr pmevtyper0_el0, {f}",
-            "msr pmcntenset_el0, {one}",
-            "msr pmcr_el0, {pmcr}",
-            "isb",
-            f = in(reg) filter,
-            one = in(reg) 1u64,
-            pmcr = in(reg) (pmcr & !0xff) | 0b011, // E, and P: reset the event counters
-            options(nostack)
-        );
-    }
-}
-
-/// EL2 instructions retired on this core since its vCPU was entered (0
-/// where the platform does not count instructions, e.g. QEMU without
-/// `-icount`).
-pub fn el2_instructions() -> u64 {
-    let v: u64;
-    // SAFETY: reads this core's event counter 0.
-    unsafe { asm!("mrs {0}, pmevcntr0_el0", out(reg) v, options(nostack)) };
-    v
+/// The partition may touch neither the PMU nor the debug registers
+/// (`regs::MDCR`: its accesses trap and stop it); HPMN keeps its reset
+/// value, every counter.
+fn trap_pmu_and_debug() {
+    let pmcr: u64;
+    // SAFETY: reads this core's PMU configuration; no memory effects.
+    unsafe { asm!("mrs {0}, pmcr_el0", out(reg) pmcr, options(nomem, nostack)) };
+    MDCR_EL2.set(regs::MDCR | ((pmcr >> 11) & 0x1f));
 }

@@ -246,16 +246,22 @@ pub fn forward(core: usize, intid: u32) {
     unsafe { asm!("mrs {v}, ich_elrsr_el2", v = out(reg) empty, options(nostack)) };
     let free = (empty as u32) & LR_MASK;
     if free != 0 {
-        // Pending (62), HW (61), group 1 (60), priority 0xa0, pINTID, vINTID.
-        let lr = (1u64 << 62) | (1 << 61) | (1 << 60) | (0xa0 << 48) | ((intid as u64) << 32) | intid as u64;
-        write_lr(free.trailing_zeros() as usize, lr);
+        write_lr(free.trailing_zeros() as usize, hw_list_register(intid));
         return;
     }
     hold(core, intid);
 }
 
+/// The list register that makes hardware interrupt `intid` pending for
+/// the vCPU as the same virtual INTID: pending (62), HW (61), group 1
+/// (60), priority 0xa0, pINTID, vINTID. (`vectors.S` forwards the timer
+/// PPI with this value.)
+pub const fn hw_list_register(intid: u32) -> u64 {
+    (1u64 << 62) | (1 << 61) | (1 << 60) | (0xa0 << 48) | ((intid as u64) << 32) | intid as u64
+}
+
 /// Only list registers 0..4 are used (every GICv3 has at least four).
-const LR_MASK: u32 = 0xf;
+pub const LR_MASK: u32 = 0xf;
 
 fn hold(core: usize, intid: u32) {
     let Some(row) = HELD.get(core) else { return };
@@ -318,18 +324,24 @@ pub fn reset_virtual() {
     ICH_HCR_EL2.set(1);
 }
 
-/// Sends the doorbell SGI to the core with affinity `hwid`.
-pub fn send_doorbell(hwid: u64) {
+/// The `ICC_SGI1R_EL1` value that sends the doorbell SGI to the core with
+/// affinity `hwid`.
+pub fn doorbell_sgi(hwid: u64) -> u64 {
     let aff0 = hwid & 0xff;
-    let v = (((hwid >> 32) & 0xff) << 48)
+    (((hwid >> 32) & 0xff) << 48)
         | (((hwid >> 16) & 0xff) << 32)
         | ((DOORBELL_SGI as u64) << 24)
         | ((aff0 >> 4) << 44)
         | (((hwid >> 8) & 0xff) << 16)
-        | (1 << (aff0 & 0xf));
+        | (1 << (aff0 & 0xf))
+}
+
+/// Sends the doorbell SGI to the core with affinity `hwid`.
+pub fn send_doorbell(hwid: u64) {
     // SAFETY: generates an SGI to one core; the barrier publishes the
-    // pending bit the receiver will read.
-    unsafe { asm!("dsb ish", "msr icc_sgi1r_el1, {v}", "isb", v = in(reg) v, options(nostack)) };
+    // pending bit the receiver will read, the `isb` makes the write take
+    // effect before this core goes on (it may wait for the receiver).
+    unsafe { asm!("dsb ishst", "msr icc_sgi1r_el1, {v}", "isb", v = in(reg) doorbell_sgi(hwid), options(nostack)) };
 }
 
 /// Acknowledges the highest-priority pending physical interrupt.
@@ -349,7 +361,8 @@ pub fn inject(vintid: u32) -> bool {
     // SAFETY: reads which list registers are free.
     unsafe { asm!("mrs {v}, ich_elrsr_el2", v = out(reg) empty, options(nostack)) };
     let free = (empty as u32) & LR_MASK;
-    if free.count_ones() < 2 {
+    if free & free.wrapping_sub(1) == 0 {
+        // Fewer than two set bits.
         return false;
     }
     // State pending (62), group 1 (60), priority 0xa0, virtual INTID.

@@ -10,7 +10,7 @@ mod regs;
 mod trap;
 mod uart;
 
-pub use boot::{el2_instructions, enter_vcpu, exit_machine, park, quiesce, quiesce_device, send_event, this_core, wait_for_event};
+pub use boot::{enter_vcpu, exit_machine, park, quiesce, quiesce_device, send_event, this_core, wait_for_event};
 pub use phys::GuestRam;
 pub use uart::write_bytes as console_write;
 

@@ -1,11 +1,83 @@
-//! Trap entry from the EL2 vectors: decode the syndrome into a portable
-//! [`Trap`] and hand it to the partition logic.
+//! Trap entry from the EL2 vectors (`vectors.S`): the hypercalls and the
+//! interrupt the vectors answer themselves, the tables they read, and for
+//! every other trap the syndrome decoded into a portable [`Trap`] for the
+//! partition logic.
+
+use core::arch::global_asm;
+use core::sync::atomic::{AtomicU64, Ordering};
 
 use aarch64_cpu::registers::*;
+use hallows_abi::{call, MAX_CHANNELS};
 
 use crate::partition::{self, Trap};
+use crate::system::System;
+use crate::MAX_CORES;
 
-/// Guest general registers and return state, as `vectors.S` saves them.
+/// Hypercalls whose id - `call::BASE` is below this go through the
+/// vectors' branch table (`fast_calls`): ABI_VERSION and NOTIFY are
+/// answered there, the others take the full path.
+const FAST_CALLS: u64 = call::NOTIFY - call::BASE + 1;
+const _: () = assert!(call::BASE & 0xffff == 0 && call::BASE >> 32 == 0 && call::ABI_VERSION == call::BASE);
+
+/// Where `NOTIFY` on one channel rings, as the vectors read it: the
+/// address of the peer partition's pending-doorbell word (0: the entry is
+/// not a doorbell channel of the caller), the channel's bit in it, and the
+/// `ICC_SGI1R_EL1` value that interrupts the peer's boot core.
+#[repr(C, align(32))]
+pub struct NotifyRoute {
+    pending: AtomicU64,
+    bit: AtomicU64,
+    sgi: AtomicU64,
+}
+
+const ROUTE_SHIFT: u32 = 5;
+const ROUTES_CORE_SHIFT: u32 = ROUTE_SHIFT + MAX_CHANNELS.trailing_zeros();
+const _: () = assert!(
+    core::mem::size_of::<NotifyRoute>() == 1 << ROUTE_SHIFT && MAX_CHANNELS.is_power_of_two()
+);
+
+/// Per core, per entry of its partition's channel directory. Written by the
+/// boot core before any other core starts ([`install_notify_routes`]),
+/// read-only afterwards.
+#[no_mangle]
+static NOTIFY_ROUTES: [[NotifyRoute; MAX_CHANNELS]; MAX_CORES] = [const {
+    [const { NotifyRoute { pending: AtomicU64::new(0), bit: AtomicU64::new(0), sgi: AtomicU64::new(0) } }; MAX_CHANNELS]
+}; MAX_CORES];
+
+global_asm!(
+    include_str!("vectors.S"),
+    EC_HVC64 = const ec::HVC64,
+    CALL_BASE_HI = const call::BASE >> 16,
+    FAST_CALLS = const FAST_CALLS,
+    ABI_VERSION = const hallows_abi::ABI_VERSION,
+    MAX_CHANNELS = const MAX_CHANNELS,
+    ROUTE_SHIFT = const ROUTE_SHIFT,
+    ROUTES_CORE_SHIFT = const ROUTES_CORE_SHIFT,
+    TIMER_PPI = const super::gic::VIRTUAL_TIMER_PPI,
+    LR_MASK = const super::gic::LR_MASK,
+    TIMER_LR = const super::gic::hw_list_register(super::gic::VIRTUAL_TIMER_PPI),
+);
+
+/// Fills [`NOTIFY_ROUTES`] from the installed system: for each core that
+/// runs a vCPU, each doorbell channel of its partition
+/// (`partition::doorbell_target`, the same routes `NOTIFY`'s full path
+/// takes). Boot core, before any other core starts.
+pub fn install_notify_routes(sys: &System) {
+    for (core, routes) in NOTIFY_ROUTES.iter().enumerate() {
+        let Some(role) = sys.core_map.get(core).copied().flatten() else { continue };
+        for (channel, route) in routes.iter().enumerate() {
+            if let Some((pending, bit, target)) = partition::doorbell_target(sys, role.partition, channel) {
+                let hwid = sys.table.board.core_hwid[target];
+                route.bit.store(bit as u64, Ordering::Relaxed);
+                route.sgi.store(super::gic::doorbell_sgi(hwid), Ordering::Relaxed);
+                route.pending.store(pending.as_ptr() as u64, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// Guest general registers and return state, as `vectors.S` saves them
+/// for the traps it hands to [`rust_trap_lower`] (and `enter_guest` loads).
 #[derive(Clone, Copy, Debug)]
 #[repr(C)]
 pub struct TrapFrame {
@@ -31,61 +103,53 @@ mod ec {
     pub const DABT_LOWER: u64 = 0x24;
 }
 
-/// Instructions of a trap outside the measured window of
-/// `rust_trap_lower`: the vector's register save and `bl` (23), the restore
-/// and `eret` (22). The measured window includes this function's own
-/// prologue and epilogue and the two counter reads.
-const VECTOR_INSTRUCTIONS: u64 = 45;
-
 #[no_mangle]
 extern "C" fn rust_trap_lower(frame: &mut TrapFrame, kind: u64) {
-    let start = super::el2_instructions();
+    handle_lower(frame, kind, super::this_core());
+}
+
+/// A physical interrupt that `vectors.S` acknowledged and did not forward
+/// itself. The timer PPI (when no list register was free) and device SPIs
+/// (routed only to their owner's boot core) go to the guest,
+/// hardware-linked; the doorbell SGI, the maintenance interrupt, the
+/// watchdog's timer and the console's interrupt are the hypervisor's.
+#[no_mangle]
+extern "C" fn rust_irq_lower(iar: u64) {
+    use super::gic;
+    let intid = (iar & 0xff_ffff) as u32;
     let core = super::this_core();
-    handle_lower(frame, kind, core);
-    // Only traps that return to the guest get here.
-    let spent = super::el2_instructions().wrapping_sub(start);
-    partition::account(core, if start == 0 && spent == 0 { 0 } else { spent + VECTOR_INSTRUCTIONS });
+    match intid {
+        gic::DOORBELL_SGI | gic::MAINTENANCE_PPI => {
+            gic::end(intid);
+            if intid == gic::MAINTENANCE_PPI {
+                gic::release_held(core);
+            }
+            partition::deliver_doorbells(core);
+        }
+        gic::HYP_TIMER_PPI => {
+            // The watchdog's check (`partition::watchdog_expired`):
+            // re-armed for the next look, or the partition's fault
+            // policy applies and this does not return.
+            super::watchdog_arm(0);
+            gic::end(intid);
+            let next = partition::watchdog_expired(core);
+            super::watchdog_arm(next);
+        }
+        i if gic::is_console(i) => {
+            // The operator typed a command (`control.rs`); one for this
+            // core's own partition is taken on the way back.
+            gic::end(intid);
+            crate::control::poll();
+            partition::deliver_doorbells(core);
+        }
+        gic::VIRTUAL_TIMER_PPI | 32..gic::SPURIOUS => gic::forward(core, intid),
+        gic::SPURIOUS.. => {}
+        // Nothing else is enabled; end it rather than leave it active.
+        _ => gic::end(intid),
+    }
 }
 
 fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
-    if kind == 1 {
-        // A physical IRQ. The timer PPI and device SPIs (routed only to
-        // their owner's boot core) go straight to the guest,
-        // hardware-linked; the doorbell SGI and the maintenance interrupt
-        // are the hypervisor's.
-        use super::gic;
-        let intid = gic::ack();
-        match intid {
-            gic::DOORBELL_SGI | gic::MAINTENANCE_PPI => {
-                gic::end(intid);
-                if intid == gic::MAINTENANCE_PPI {
-                    gic::release_held(core);
-                }
-                partition::deliver_doorbells(core);
-            }
-            gic::HYP_TIMER_PPI => {
-                // The watchdog's check (`partition::watchdog_expired`):
-                // re-armed for the next look, or the partition's fault
-                // policy applies and this does not return.
-                super::watchdog_arm(0);
-                gic::end(intid);
-                let next = partition::watchdog_expired(core);
-                super::watchdog_arm(next);
-            }
-            i if gic::is_console(i) => {
-                // The operator typed a command (`control.rs`); one for this
-                // core's own partition is taken on the way back.
-                gic::end(intid);
-                crate::control::poll();
-                partition::deliver_doorbells(core);
-            }
-            gic::VIRTUAL_TIMER_PPI | 32..gic::SPURIOUS => gic::forward(core, intid),
-            gic::SPURIOUS.. => {}
-            // Nothing else is enabled; end it rather than leave it active.
-            _ => gic::end(intid),
-        }
-        return;
-    }
     let esr = ESR_EL2.get();
     let pc = frame.elr;
     let trap = if kind != 0 {

@@ -81,13 +81,6 @@ pub fn console_read() -> Option<u8> {
 /// the runtime passes the vector number (and the error code above bit 32).
 pub const GUEST_FAULT_DETAIL: &str = "vector";
 
-/// Hypervisor instructions retired on this core: not counted on x86 (the
-/// portable code reports costs only where this is non-zero).
-#[allow(dead_code)]
-pub fn el2_instructions() -> u64 {
-    0
-}
-
 /// Queues the doorbell for virtual interrupt `vintid` (a
 /// `DOORBELL_INTID_BASE + i`, the portable numbering) for this core's vCPU:
 /// it is injected as vector `hallows_abi::DOORBELL_VECTOR_BASE + i` at the
