@@ -165,18 +165,22 @@ impl<F: Format> PageTable<F> {
     /// (a table at `level`) is mapped. Skips holes a whole entry at a time.
     fn check_free(&self, mem: &impl TableMemory, table: u64, level: usize, start: u64, end: u64) -> Result<(), MapError> {
         let span = level_size(F::LEVELS, level);
-        let mut addr = start;
-        while addr < end {
-            let chunk_end = ((addr / span + 1) * span).min(end);
-            let desc = mem.read(table, index_at(F::LEVELS, level, addr));
+        // The entries of this table the range touches (it lies within the
+        // table: the caller's range is at most one entry of the level above).
+        let first = index_at(F::LEVELS, level, start);
+        let last = index_at(F::LEVELS, level, end - 1);
+        let base = start - start % span - first as u64 * span;
+        for idx in first..=last {
+            let desc = mem.read(table, idx);
             if F::is_valid(desc) {
+                let entry = base + idx as u64 * span;
+                let (from, to) = (entry.max(start), (entry + span).min(end));
                 if level + 1 < F::LEVELS && F::is_table(desc, level) {
-                    self.check_free(mem, F::address(desc), level + 1, addr, chunk_end)?;
+                    self.check_free(mem, F::address(desc), level + 1, from, to)?;
                 } else {
-                    return Err(MapError::Overlap { at: addr });
+                    return Err(MapError::Overlap { at: from });
                 }
             }
-            addr = chunk_end;
         }
         Ok(())
     }
@@ -196,9 +200,6 @@ impl<F: Format> PageTable<F> {
         oa: u64,
         attr: Attr,
     ) -> Result<(), MapError> {
-        if level + 1 == F::LEVELS && Self::fill_pages(mem, table, start, end, oa, attr)? {
-            return Ok(());
-        }
         let span = level_size(F::LEVELS, level);
         let mut addr = start;
         while addr < end {
@@ -207,7 +208,23 @@ impl<F: Format> PageTable<F> {
             let idx = index_at(F::LEVELS, level, addr);
             let whole = addr.is_multiple_of(span) && chunk_end - addr == span && out.is_multiple_of(span);
             match F::leaf(out, level, attr) {
-                Some(leaf) if whole => mem.write(table, idx, leaf),
+                Some(leaf) if whole => {
+                    // This entry and the whole ones after it in this table
+                    // (a run of pages or blocks) differ only by their
+                    // address: built once, then stepped by the span, unless
+                    // the address would carry out of its field (checked on
+                    // the run's last entry; then one entry at a time).
+                    let run = (((end - addr) / span) as usize).min(ENTRIES - idx);
+                    let last = (run as u64 - 1) * span;
+                    let run = if F::leaf(out + last, level, attr) == Some(leaf + last) { run } else { 1 };
+                    let mut desc = leaf;
+                    for i in idx..idx + run {
+                        mem.write(table, i, desc);
+                        desc += span;
+                    }
+                    addr += run as u64 * span;
+                    continue;
+                }
                 None if level + 1 == F::LEVELS => return Err(MapError::BadAttr),
                 _ => {
                     let desc = mem.read(table, idx);
@@ -224,29 +241,6 @@ impl<F: Format> PageTable<F> {
             addr = chunk_end;
         }
         Ok(())
-    }
-
-    /// The last level's share of [`Self::map_level`]: `[start, end)` is a
-    /// run of pages of one table, so the descriptors are consecutive and
-    /// differ only by their address: the first is built once and the others
-    /// by adding the page size. `false` (nothing written) where that would
-    /// not give the descriptor `F::leaf` builds (the run leaves the table,
-    /// or the address would carry out of the descriptor's address field);
-    /// the caller then maps page by page.
-    fn fill_pages(mem: &mut impl TableMemory, table: u64, start: u64, end: u64, oa: u64, attr: Attr) -> Result<bool, MapError> {
-        let first = index_at(F::LEVELS, F::LEVELS - 1, start);
-        let pages = ((end - start) / PAGE_SIZE) as usize;
-        let Some(leaf) = F::leaf(oa, F::LEVELS - 1, attr) else { return Err(MapError::BadAttr) };
-        let last_offset = (pages as u64 - 1) * PAGE_SIZE;
-        if first + pages > ENTRIES || F::leaf(oa + last_offset, F::LEVELS - 1, attr) != Some(leaf + last_offset) {
-            return Ok(false);
-        }
-        let mut desc = leaf;
-        for index in first..first + pages {
-            mem.write(table, index, desc);
-            desc += PAGE_SIZE;
-        }
-        Ok(true)
     }
 
     fn walk(&self, mem: &impl TableMemory, addr: u64) -> Walk {

@@ -23,15 +23,20 @@ primary_entry:
     b.ne    park
     mov     x19, x0                 // DTB
     mov     x20, #0                 // core index 0
-    // Zero .bss (small; the large pools live in .noinit). The MMU is off, so
-    // plain aligned stores: no `dc zva` on Device memory.
+    // Zero .bss (small; the large pools live in .noinit), 64 bytes at a
+    // time (link.ld aligns both ends). The MMU is off, so plain aligned
+    // stores: no `dc zva` on Device memory.
     adrp    x9, __bss_start
     add     x9, x9, :lo12:__bss_start
     adrp    x10, __bss_end
     add     x10, x10, :lo12:__bss_end
 1:  cmp     x9, x10
     b.hs    2f
-    stp     xzr, xzr, [x9], #16
+    stp     xzr, xzr, [x9]
+    stp     xzr, xzr, [x9, #16]
+    stp     xzr, xzr, [x9, #32]
+    stp     xzr, xzr, [x9, #48]
+    add     x9, x9, #64
     b       1b
 2:  b       common_entry
 

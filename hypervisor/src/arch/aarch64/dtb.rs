@@ -90,6 +90,18 @@ enum Node {
     Other,
 }
 
+/// Whether the node name starting at byte `at` of `structs` is `base`,
+/// alone or with a unit address (`base@...`).
+fn node_is(structs: &[u8], at: usize, base: &[u8]) -> bool {
+    let end = at + base.len();
+    structs.get(at..end) == Some(base) && matches!(structs.get(end), Some(0 | b'@'))
+}
+
+/// Whether the big-endian word `w` holds a zero byte.
+fn has_zero_byte(w: u32) -> bool {
+    w.wrapping_sub(0x0101_0101) & !w & 0x8080_8080 != 0
+}
+
 /// The facts a whole flattened device tree (`bytes`, header first) holds.
 fn parse(bytes: &[u8]) -> Result<DtFacts, &'static str> {
     let word = |i: usize| be32(bytes, 4 * i).ok_or(MALFORMED);
@@ -100,6 +112,11 @@ fn parse(bytes: &[u8]) -> Result<DtFacts, &'static str> {
     let (size_strings, size_struct) = (word(8)? as usize, word(9)? as usize);
     let structs = off_struct.checked_add(size_struct).and_then(|end| bytes.get(off_struct..end)).ok_or(MALFORMED)?;
     let strings = off_strings.checked_add(size_strings).and_then(|end| bytes.get(off_strings..end)).ok_or(MALFORMED)?;
+    // The structure block is a sequence of 4-byte-aligned big-endian words
+    // (tokens, lengths, name offsets; names and values padded to words).
+    let structs = &structs[..structs.len() & !3];
+    let words = <[u32] as zerocopy::FromBytes>::ref_from_bytes(structs).map_err(|_| MALFORMED)?;
+    let at = |i: usize| words.get(i).map(|&w| u32::from_be(w)).ok_or(MALFORMED);
 
     let mut facts = DtFacts::default();
     // Cell sizes: the root's (for `memory` nodes' `reg`) and `/cpus`' (for
@@ -108,25 +125,28 @@ fn parse(bytes: &[u8]) -> Result<DtFacts, &'static str> {
     // The node at each depth (the root is depth 1); deeper ones are `Other`.
     let mut path = [Node::Other; 4];
     let mut depth = 0usize;
-    let mut pos = 0usize;
+    // Index of the next word.
+    let mut i = 0usize;
     loop {
-        let token = be32(structs, pos).ok_or(MALFORMED)?;
-        pos += 4;
+        let token = at(i)?;
+        i += 1;
         match token {
             FDT_BEGIN_NODE => {
-                let name_len = structs.get(pos..).and_then(|s| s.iter().position(|&b| b == 0)).ok_or(MALFORMED)?;
-                let name = &structs[pos..pos + name_len];
-                let base = name.split(|&b| b == b'@').next().unwrap_or(name);
-                pos = (pos + name_len + 1 + 3) & !3;
                 let parent = if depth == 0 { None } else { path.get(depth - 1).copied() };
-                let node = match (parent, base) {
-                    (None, _) => Node::Root,
-                    (Some(Node::Root), b"memory") => Node::Memory,
-                    (Some(Node::Root), b"cpus") => Node::Cpus,
-                    (Some(Node::Root), b"psci") => Node::Psci,
-                    (Some(Node::Cpus), b"cpu") => Node::Cpu,
+                let name = 4 * i;
+                let node = match parent {
+                    None => Node::Root,
+                    Some(Node::Root) if node_is(structs, name, b"memory") => Node::Memory,
+                    Some(Node::Root) if node_is(structs, name, b"cpus") => Node::Cpus,
+                    Some(Node::Root) if node_is(structs, name, b"psci") => Node::Psci,
+                    Some(Node::Cpus) if node_is(structs, name, b"cpu") => Node::Cpu,
                     _ => Node::Other,
                 };
+                // Past the name: the word holding its terminating NUL.
+                while !has_zero_byte(at(i)?) {
+                    i += 1;
+                }
+                i += 1;
                 if let Some(slot) = path.get_mut(depth) {
                     *slot = node;
                 }
@@ -139,12 +159,12 @@ fn parse(bytes: &[u8]) -> Result<DtFacts, &'static str> {
                 }
             }
             FDT_PROP => {
-                let len = be32(structs, pos).ok_or(MALFORMED)? as usize;
-                let start = pos + 8;
+                let len = at(i)? as usize;
+                let start = 4 * (i + 2);
                 let end = start.checked_add(len).filter(|&end| end <= structs.len()).ok_or(MALFORMED)?;
                 let node = if depth == 0 { return Err(MALFORMED) } else { path.get(depth - 1).copied().unwrap_or(Node::Other) };
-                let name = be32(structs, pos + 4).ok_or(MALFORMED)? as usize;
-                pos = (end + 3) & !3;
+                let name = at(i + 1)? as usize;
+                i = (end + 3) / 4;
                 if node == Node::Other {
                     continue;
                 }

@@ -139,8 +139,8 @@ fast_calls:
     b       sync_slow               // EXIT
     b       sync_slow               // FAULT
     b       call_notify             // NOTIFY
-fast_calls_end:
-.if (fast_calls_end - fast_calls) != 4 * {FAST_CALLS}
+.Lfast_calls_end:
+.if (.Lfast_calls_end - fast_calls) != 4 * {FAST_CALLS}
 .error "fast_calls does not have FAST_CALLS entries"
 .endif
 
