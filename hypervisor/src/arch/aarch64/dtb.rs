@@ -164,7 +164,7 @@ fn parse(bytes: &[u8]) -> Result<DtFacts, &'static str> {
                 let end = start.checked_add(len).filter(|&end| end <= structs.len()).ok_or(MALFORMED)?;
                 let node = if depth == 0 { return Err(MALFORMED) } else { path.get(depth - 1).copied().unwrap_or(Node::Other) };
                 let name = at(i + 1)? as usize;
-                i = (end + 3) / 4;
+                i = end.div_ceil(4);
                 if node == Node::Other {
                     continue;
                 }
