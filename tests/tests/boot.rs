@@ -2,7 +2,7 @@
 //! what each partition printed, the hypervisor's summary, and the machine's
 //! exit status.
 
-use hallows_tests::{boot_manifest, boot_system, root};
+use hallows_tests::{boot_manifest, boot_system, boot_system_with, root};
 
 #[test]
 fn demo_system_runs_three_partitions_to_completion() {
@@ -30,6 +30,41 @@ fn hypercalls_answered_in_the_exception_vectors_keep_the_abi() {
         assert!(b.lines_of(name).contains(&want), "{name}:\n{}", b.output);
         assert_eq!(b.summary(name), "exited 0");
     }
+}
+
+#[test]
+fn the_firmware_device_tree_decides_what_the_machine_offers() {
+    // QEMU's own device tree for the board (dumped with the same machine
+    // options), given back with `-dtb`: as it is, the system boots; with
+    // the node `cpu@0` renamed (QEMU passes `/cpus` on unchanged), the
+    // hypervisor finds no core 0 and refuses to start the partition that
+    // owns it, so the one-pass reader did find the cores by their nodes.
+    let dir = root().join("target/hallows/tests/device-tree");
+    std::fs::create_dir_all(&dir).expect("creating the scratch directory");
+    let dumped = dir.join("virt.dtb");
+    let _ = std::fs::remove_file(&dumped);
+    let _ = boot_system_with("boot-one", &["-machine".into(), format!("dumpdtb={}", dumped.display())]);
+    let tree = std::fs::read(&dumped).expect("QEMU dumped its device tree");
+    let boot_with = |name: &str, bytes: &[u8]| {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).expect("writing a device tree");
+        boot_system_with("boot-one", &["-dtb".into(), path.display().to_string()])
+    };
+    let b = boot_with("same.dtb", &tree);
+    b.assert_status(0);
+    assert_eq!(b.summary("solo"), "exited 0");
+
+    let at: Vec<usize> = tree.windows(6).enumerate().filter(|(_, w)| *w == b"cpu@0\0").map(|(i, _)| i).collect();
+    assert_eq!(at.len(), 1, "one node cpu@0 in the tree");
+    let mut renamed = tree.clone();
+    renamed[at[0]..at[0] + 3].copy_from_slice(b"cpx");
+    let b = boot_with("no-cpu0.dtb", &renamed);
+    b.assert_status(2);
+    assert!(
+        b.output.contains("boot failed: the machine does not match the manifest's board: a partition's core is not on this machine: MPIDR 0x0"),
+        "{}",
+        b.output
+    );
 }
 
 #[test]
