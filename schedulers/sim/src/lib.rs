@@ -19,10 +19,11 @@ pub mod engine;
 pub mod experiments;
 pub mod rng;
 pub mod stats;
+pub mod report;
 pub mod table;
 pub mod workload;
 
 pub use dist::ServiceDist;
 pub use engine::{simulate, Run, TaskRecord};
-pub use stats::{summarize, Percentiles, SourceStats};
-pub use workload::{Arrivals, Kind, Source, Workload};
+pub use stats::{summarize, ClassStats, Classes, Percentiles, SourceStats, Spread};
+pub use workload::{Arrivals, Costs, Kind, Source, Workload};
