@@ -149,9 +149,7 @@ mod tests {
         ] {
             let split = d.long_from().unwrap();
             let mut rng = Rng::new(5, 0);
-            let long = (0..200_000)
-                .filter(|_| d.sample(&mut rng) >= split)
-                .count();
+            let long = (0..200_000).filter(|_| d.sample(&mut rng) >= split).count();
             assert!((1_800..2_200).contains(&long), "{}: {long}", d.name());
         }
         assert_eq!(ServiceDist::BIMODAL.long_from(), Some(500_000));

@@ -477,11 +477,17 @@ mod tests {
             tick: 100,
             ..Costs::ZERO
         };
-        let run = simulate(&one_core(vec![once("t", 0, 10_000)], costs), &mut api(2_000));
+        let run = simulate(
+            &one_core(vec![once("t", 0, 10_000)], costs),
+            &mut api(2_000),
+        );
         assert_eq!(done(&run), vec![Some(10_500)]);
         assert_eq!((run.ticks, run.kicks, run.preemptions), (5, 0, 0));
         // Without the cost, the same ticks are free.
-        let run = simulate(&one_core(vec![once("t", 0, 10_000)], Costs::ZERO), &mut api(2_000));
+        let run = simulate(
+            &one_core(vec![once("t", 0, 10_000)], Costs::ZERO),
+            &mut api(2_000),
+        );
         assert_eq!(done(&run), vec![Some(10_000)]);
     }
 
@@ -493,7 +499,10 @@ mod tests {
             preempt: 1_000,
             dispatch: 0,
         };
-        let w = one_core(vec![once("long", 0, 10_000), once("short", 3_000, 500)], costs);
+        let w = one_core(
+            vec![once("long", 0, 10_000), once("short", 3_000, 500)],
+            costs,
+        );
         let run = simulate(&w, &mut api(2_000));
         // long: works 0..2_000, tick (continues) stalls it to 2_100, works
         // to 3_000 (2_900 done). short arrives at 3_000: kick, 300 + 1_000

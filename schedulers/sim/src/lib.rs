@@ -17,9 +17,9 @@ pub mod baseline;
 pub mod dist;
 pub mod engine;
 pub mod experiments;
+pub mod report;
 pub mod rng;
 pub mod stats;
-pub mod report;
 pub mod table;
 pub mod workload;
 

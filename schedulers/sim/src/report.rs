@@ -150,7 +150,11 @@ pub fn setup(setup: &Setup, model: &CostModel) -> String {
     let _ = writeln!(
         out,
         "| preemption, on top of its tick or kick | not measured{} | {} ns |",
-        if c.preempt == derived.preempt { " (assumed)" } else { " (set on the command line)" },
+        if c.preempt == derived.preempt {
+            " (assumed)"
+        } else {
+            " (set on the command line)"
+        },
         c.preempt
     );
     let _ = writeln!(out, "| dispatch | 0 | {} ns |", c.dispatch);
@@ -201,7 +205,8 @@ pub fn api_tails(sweep: &ApiSweep, policies: &[Policy], loads: &[f64]) -> String
         "| Load | Policy | p99 slowdown, all | short p99 | long p99 | long p99.9 | long p99 slowdown |"
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|---|");
-    let class = |s: &SourceStats, long: bool| s.classes.map(|c| if long { c.long } else { c.short });
+    let class =
+        |s: &SourceStats, long: bool| s.classes.map(|c| if long { c.long } else { c.short });
     for &load in loads {
         let l = sweep.load_index(load);
         for policy in policies {
@@ -218,10 +223,22 @@ pub fn api_tails(sweep: &ApiSweep, policies: &[Policy], loads: &[f64]) -> String
                 sweep.loads[l],
                 policy.name(),
                 cell(&|s| s.slowdown.p99, &fixed(1)),
-                cell(&|s| class(s, false).map_or(nan, |c| c.latency.p99), &duration),
-                cell(&|s| class(s, true).map_or(nan, |c| c.latency.p99), &duration),
-                cell(&|s| class(s, true).map_or(nan, |c| c.latency.p999), &duration),
-                cell(&|s| class(s, true).map_or(nan, |c| c.slowdown.p99), &fixed(1)),
+                cell(
+                    &|s| class(s, false).map_or(nan, |c| c.latency.p99),
+                    &duration
+                ),
+                cell(
+                    &|s| class(s, true).map_or(nan, |c| c.latency.p99),
+                    &duration
+                ),
+                cell(
+                    &|s| class(s, true).map_or(nan, |c| c.latency.p999),
+                    &duration
+                ),
+                cell(
+                    &|s| class(s, true).map_or(nan, |c| c.slowdown.p99),
+                    &fixed(1)
+                ),
             );
         }
     }
@@ -298,7 +315,13 @@ pub fn ui(sweeps: &[&UiSweep], utils: &[f64]) -> String {
     let _ = write!(out, "| Utilization |");
     for s in sweeps {
         for p in &s.policies {
-            let _ = write!(out, " {} ({} core{}) |", p.name(), s.cores, if s.cores > 1 { "s" } else { "" });
+            let _ = write!(
+                out,
+                " {} ({} core{}) |",
+                p.name(),
+                s.cores,
+                if s.cores > 1 { "s" } else { "" }
+            );
         }
     }
     let _ = writeln!(out);
@@ -367,7 +390,11 @@ pub fn db(sweep: &DbSweep, read_loads: &[f64]) -> String {
     );
     let _ = writeln!(out, "|---|---|---|---|---|---|");
     for &r in read_loads {
-        let Some(ri) = sweep.read_loads.iter().position(|&x| libm::fabs(x - r) < 1e-9) else {
+        let Some(ri) = sweep
+            .read_loads
+            .iter()
+            .position(|&x| libm::fabs(x - r) < 1e-9)
+        else {
             continue;
         };
         for (p, policy) in sweep.policies.iter().enumerate() {
@@ -457,7 +484,9 @@ pub fn splice(doc: &str, sections: &[(String, String)]) -> Result<String, Splice
     let mut seen = Vec::new();
     while let Some(start) = rest.find(OPEN) {
         let after = &rest[start + OPEN.len()..];
-        let name_end = after.find(" -->").ok_or_else(|| SpliceError::Unknown(String::from(after)))?;
+        let name_end = after
+            .find(" -->")
+            .ok_or_else(|| SpliceError::Unknown(String::from(after)))?;
         let name = &after[..name_end];
         let open_len = OPEN.len() + name_end + " -->".len();
         let close = format!("<!-- /sim:{name} -->");
@@ -507,8 +536,15 @@ mod tests {
             splice(doc, &sections[..1]),
             Err(SpliceError::Unknown(String::from("y")))
         );
-        let more = [sections[0].clone(), sections[1].clone(), (String::from("w"), String::new())];
-        assert_eq!(splice(doc, &more), Err(SpliceError::Missing(String::from("w"))));
+        let more = [
+            sections[0].clone(),
+            sections[1].clone(),
+            (String::from("w"), String::new()),
+        ];
+        assert_eq!(
+            splice(doc, &more),
+            Err(SpliceError::Missing(String::from("w")))
+        );
         assert_eq!(
             splice("<!-- sim:x -->open", &sections[..1]),
             Err(SpliceError::Missing(String::from("x")))
@@ -521,13 +557,29 @@ mod tests {
         assert_eq!(duration(3_410.0), "3.41 us");
         assert_eq!(duration(123_000_000.0), "123 ms");
         assert_eq!(duration(f64::INFINITY), "unfinished");
-        let s = Spread { median: 0.76, min: 0.72, max: 0.78 };
+        let s = Spread {
+            median: 0.76,
+            min: 0.72,
+            max: 0.78,
+        };
         assert_eq!(spread(s, fixed(2)), "0.76 (0.72–0.78)");
-        let one = Spread { median: 0.5, min: 0.5, max: 0.5 };
+        let one = Spread {
+            median: 0.5,
+            min: 0.5,
+            max: 0.5,
+        };
         assert_eq!(spread(one, fixed(2)), "0.50");
-        let us = Spread { median: 24_500.0, min: 24_400.0, max: 24_600.0 };
+        let us = Spread {
+            median: 24_500.0,
+            min: 24_400.0,
+            max: 24_600.0,
+        };
         assert_eq!(spread(us, duration), "24.5 us (24.4–24.6)");
-        let mixed = Spread { median: 900_000.0, min: 800_000.0, max: 1_200_000.0 };
+        let mixed = Spread {
+            median: 900_000.0,
+            min: 800_000.0,
+            max: 1_200_000.0,
+        };
         assert_eq!(spread(mixed, duration), "900 us (800 us–1.20 ms)");
     }
 }

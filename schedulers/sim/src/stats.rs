@@ -194,10 +194,9 @@ impl Spread {
                 max: f64::NAN,
             };
         }
-        let median = if n % 2 == 1 {
+        // Two equal middle values (both infinite, say) are the median as they are.
+        let median = if n % 2 == 1 || v[n / 2 - 1] == v[n / 2] {
             v[n / 2]
-        } else if v[n / 2 - 1] == v[n / 2] {
-            v[n / 2] // also when both are infinite
         } else {
             (v[n / 2 - 1] + v[n / 2]) / 2.0
         };
@@ -278,7 +277,11 @@ mod tests {
         assert_eq!((c.short.measured, c.long.measured), (100, 4));
         // Short: nearest rank, p50 = 50th value, p99 = 99th, p99.9 = 100th.
         assert_eq!(
-            (c.short.latency.p50, c.short.latency.p99, c.short.latency.p999),
+            (
+                c.short.latency.p50,
+                c.short.latency.p99,
+                c.short.latency.p999
+            ),
             (500.0, 990.0, 1_000.0)
         );
         assert_eq!(c.short.slowdown.p99, 99.0);

@@ -62,12 +62,12 @@ fn ui_misses_no_frame_or_input_deadline_up_to_95_percent() {
     let utils = [0.5, 0.8, 0.9, 0.95];
     for cores in [1, 2] {
         let t = exp::ui_sweep(cores, &utils, &[Policy::Ui], &setup, &exp::sequential);
-        for u in 0..utils.len() {
+        for (u, util) in utils.iter().enumerate() {
             for k in 0..setup.seeds.len() {
                 let (frames, missed) = t.frames(0, u, k);
                 assert!(frames > 200, "too few frames to mean anything");
-                assert_eq!(missed, 0, "{cores} core(s), util {}", utils[u]);
-                assert_eq!(t.input(0, u, k).missed, 0, "{cores} core(s), util {}", utils[u]);
+                assert_eq!(missed, 0, "{cores} core(s), util {util}");
+                assert_eq!(t.input(0, u, k).missed, 0, "{cores} core(s), util {util}");
             }
         }
     }
@@ -80,7 +80,12 @@ fn ui_misses_no_frame_or_input_deadline_up_to_95_percent() {
 fn db_keeps_commits_within_budget_while_compaction_saturates() {
     let setup = setup();
     let loads = [0.2, 0.5, 0.8];
-    let t = exp::db_sweep(&loads, &[Policy::Db, Policy::Fcfs], &setup, &exp::sequential);
+    let t = exp::db_sweep(
+        &loads,
+        &[Policy::Db, Policy::Fcfs],
+        &setup,
+        &exp::sequential,
+    );
     let budget = exp::COMMIT_BUDGET as f64;
     for (r, &load) in loads.iter().enumerate() {
         for s in &t.stats[0][r] {
@@ -112,14 +117,13 @@ fn messaging_batching_raises_throughput_under_each_bound() {
         &exp::sequential,
     );
     for k in 0..setup.seeds.len() {
-        for b in 0..bounds.len() {
+        for (b, bound) in bounds.iter().enumerate() {
             let (unbatched, batched) = m.sustained[b][k];
             // The unbatched capacity of 2 cores is 2 / 22 us = 90 909 msgs/s.
             assert!(unbatched < 91_000.0);
             assert!(
                 batched >= 3.0 * unbatched,
-                "bound {}: {batched} vs {unbatched}",
-                bounds[b]
+                "bound {bound}: {batched} vs {unbatched}"
             );
         }
         // A looser bound buys more throughput.

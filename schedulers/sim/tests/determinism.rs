@@ -19,9 +19,16 @@ fn csvs(first_seed: u64, eval: Eval) -> Vec<String> {
     let setup = Setup::new(scale, first_seed, 2);
     let policies = [Policy::Fcfs, Policy::Api(2_000), Policy::Ps];
     vec![
-        exp::api_sweep(ServiceDist::BIMODAL, 2, &[0.3, 0.6], &policies, &setup, eval)
-            .table()
-            .to_csv(),
+        exp::api_sweep(
+            ServiceDist::BIMODAL,
+            2,
+            &[0.3, 0.6],
+            &policies,
+            &setup,
+            eval,
+        )
+        .table()
+        .to_csv(),
         exp::api_sweep(
             ServiceDist::Lognormal {
                 mean: 1_000.0,
