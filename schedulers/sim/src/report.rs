@@ -474,38 +474,61 @@ pub enum SpliceError {
     Unknown(String),
 }
 
+/// A section found in a text: NAME, the byte offset just after the opening
+/// marker, the offset of the closing marker, and the offset just after it.
+type Found<'a> = (&'a str, usize, usize, usize);
+
+/// The first `<!-- sim:NAME -->` ... `<!-- /sim:NAME -->` section of `text`.
+fn next_section(text: &str) -> Option<Result<Found<'_>, SpliceError>> {
+    const OPEN: &str = "<!-- sim:";
+    const END: &str = " -->";
+    let start = text.find(OPEN)? + OPEN.len();
+    let Some(name_len) = text[start..].find(END) else {
+        return Some(Err(SpliceError::Unknown(String::from(&text[start..]))));
+    };
+    let name = &text[start..start + name_len];
+    let body = start + name_len + END.len();
+    let close = format!("<!-- /sim:{name} -->");
+    Some(match text[body..].find(&close) {
+        Some(at) => Ok((name, body, body + at, body + at + close.len())),
+        None => Err(SpliceError::Missing(String::from(name))),
+    })
+}
+
+/// The sections of a text made of `<!-- sim:NAME -->` ... `<!-- /sim:NAME -->`
+/// pairs (the runner's `tables.md`): (NAME, body) in order.
+pub fn sections(text: &str) -> Result<Vec<(String, String)>, SpliceError> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(found) = next_section(rest) {
+        let (name, body, close, end) = found?;
+        out.push((String::from(name), String::from(rest[body..close].trim())));
+        rest = &rest[end..];
+    }
+    Ok(out)
+}
+
 /// `doc` with the body of each `<!-- sim:NAME -->` ... `<!-- /sim:NAME -->`
 /// section replaced by the text rendered for NAME. Every section of the doc
 /// must be rendered and every rendered section must be in the doc.
 pub fn splice(doc: &str, sections: &[(String, String)]) -> Result<String, SpliceError> {
-    const OPEN: &str = "<!-- sim:";
     let mut out = String::new();
     let mut rest = doc;
     let mut seen = Vec::new();
-    while let Some(start) = rest.find(OPEN) {
-        let after = &rest[start + OPEN.len()..];
-        let name_end = after
-            .find(" -->")
-            .ok_or_else(|| SpliceError::Unknown(String::from(after)))?;
-        let name = &after[..name_end];
-        let open_len = OPEN.len() + name_end + " -->".len();
-        let close = format!("<!-- /sim:{name} -->");
-        let body_start = start + open_len;
-        let close_at = rest[body_start..]
-            .find(&close)
-            .ok_or_else(|| SpliceError::Missing(String::from(name)))?;
+    while let Some(found) = next_section(rest) {
+        let (name, body, close, end) = found?;
         let text = sections
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, t)| t)
             .ok_or_else(|| SpliceError::Unknown(String::from(name)))?;
-        out.push_str(&rest[..body_start]);
+        out.push_str(&rest[..body]);
         out.push('\n');
         out.push_str(text.trim_end());
         out.push('\n');
-        out.push_str(&close);
-        rest = &rest[body_start + close_at + close.len()..];
+        out.push_str(&rest[close..end]);
         seen.push(String::from(name));
+        rest = &rest[end..];
     }
     out.push_str(rest);
     if let Some((name, _)) = sections.iter().find(|(n, _)| !seen.contains(n)) {
@@ -548,6 +571,15 @@ mod tests {
         assert_eq!(
             splice("<!-- sim:x -->open", &sections[..1]),
             Err(SpliceError::Missing(String::from("x")))
+        );
+        // What the runner writes to tables.md reads back as the same sections.
+        let tables =
+            "<!-- sim:x -->\nnew x\n<!-- /sim:x -->\n\n<!-- sim:y -->\nnew y\n<!-- /sim:y -->\n";
+        let read = super::sections(tables).unwrap();
+        assert_eq!(splice(doc, &read).unwrap(), once);
+        assert_eq!(
+            super::sections("<!-- sim:z -->\nz"),
+            Err(SpliceError::Missing(String::from("z")))
         );
     }
 

@@ -28,6 +28,8 @@ const USAGE: &str = "usage: hallows-sim [--out DIR] [--seeds N] [--seed FIRST] [
   --quick        the small scale the tests use
   --doc FILE     rewrite FILE's <!-- sim:NAME --> sections with the tables
   --img DIR      copy the plots the doc shows into DIR
+  --splice FILE  no simulation: rewrite --doc from FILE (an earlier run's tables.md),
+                 and copy the plots of --out to --img
   --instructions-per-us F  converts the measured instruction counts (default 1000)
   --tick-ns, --kick-ns, --preempt-ns  set a cost directly";
 
@@ -38,6 +40,7 @@ struct Args {
     scale: Scale,
     doc: Option<PathBuf>,
     img: Option<PathBuf>,
+    splice: Option<PathBuf>,
     model: CostModel,
     tick_ns: Option<u64>,
     kick_ns: Option<u64>,
@@ -52,6 +55,7 @@ fn parse_args() -> Res<Args> {
         scale: Scale::FULL,
         doc: None,
         img: None,
+        splice: None,
         model: CostModel::MEASURED,
         tick_ns: None,
         kick_ns: None,
@@ -67,6 +71,7 @@ fn parse_args() -> Res<Args> {
             "--quick" => args.scale = Scale::QUICK,
             "--doc" => args.doc = Some(value()?.into()),
             "--img" => args.img = Some(value()?.into()),
+            "--splice" => args.splice = Some(value()?.into()),
             "--instructions-per-us" => args.model.instructions_per_us = value()?.parse()?,
             "--tick-ns" => args.tick_ns = Some(value()?.parse()?),
             "--kick-ns" => args.kick_ns = Some(value()?.parse()?),
@@ -219,9 +224,48 @@ fn bimodal_loads() -> Vec<f64> {
     loads
 }
 
+/// Rewrites `--doc`'s generated sections with `sections` and copies the
+/// plots of `--out` that it shows (all of `plots` without `--doc`) to `--img`.
+fn publish(args: &Args, sections: &[(String, String)], plots: &[String]) -> Res<()> {
+    if let Some(doc) = &args.doc {
+        let text = fs::read_to_string(doc)?;
+        let new =
+            report::splice(&text, sections).map_err(|e| format!("{}: {e:?}", doc.display()))?;
+        fs::write(doc, new)?;
+        eprintln!("rewrote the generated sections of {}", doc.display());
+    }
+    if let Some(img) = &args.img {
+        let doc_text = match &args.doc {
+            Some(doc) => fs::read_to_string(doc)?,
+            None => String::new(),
+        };
+        fs::create_dir_all(img)?;
+        for file in plots
+            .iter()
+            .filter(|f| args.doc.is_none() || doc_text.contains(f.as_str()))
+        {
+            fs::copy(args.out.join(file), img.join(file))?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let args = parse_args()?;
     fs::create_dir_all(&args.out)?;
+    if let Some(tables) = &args.splice {
+        let text = fs::read_to_string(tables)?;
+        let sections =
+            report::sections(&text).map_err(|e| format!("{}: {e:?}", tables.display()))?;
+        let mut plots = Vec::new();
+        for entry in fs::read_dir(&args.out)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with("sched-") && name.ends_with(".svg") {
+                plots.push(name);
+            }
+        }
+        return publish(&args, &sections, &plots);
+    }
     let dir = args.out.as_path();
     let mut setup = Setup::new(args.scale, args.first_seed, args.seeds);
     setup.costs = args.model.costs();
@@ -529,29 +573,9 @@ fn main() -> Res<()> {
         ));
     }
     fs::write(dir.join("tables.md"), &all_md)?;
-    if let Some(doc) = &args.doc {
-        let text = fs::read_to_string(doc)?;
-        let new =
-            report::splice(&text, &sections).map_err(|e| format!("{}: {e:?}", doc.display()))?;
-        fs::write(doc, new)?;
-        eprintln!("rewrote the generated sections of {}", doc.display());
-    }
-    if let Some(img) = &args.img {
-        let doc_text = match &args.doc {
-            Some(doc) => fs::read_to_string(doc)?,
-            None => String::new(),
-        };
-        fs::create_dir_all(img)?;
-        for file in plots
-            .iter()
-            .filter(|f| args.doc.is_none() || doc_text.contains(f.as_str()))
-        {
-            fs::copy(dir.join(file), img.join(file))?;
-        }
-    }
-
     fs::write(dir.join("summary.txt"), &summary)?;
     print!("{summary}");
+    publish(&args, &sections, &plots)?;
     eprintln!(
         "wrote {} in {:.1} s",
         dir.display(),
