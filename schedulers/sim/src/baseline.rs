@@ -138,5 +138,7 @@ pub fn simulate_ps(w: &Workload) -> Run {
         busy: alloc::vec![0; n],
         batches: alloc::vec![0; n],
         preemptions: 0,
+        ticks: 0,
+        kicks: 0,
     }
 }

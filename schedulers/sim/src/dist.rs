@@ -73,6 +73,24 @@ impl ServiceDist {
         (libm::round(ns) as Nanos).max(1)
     }
 
+    /// Where the `long` class of this distribution starts (see
+    /// [`Source::long_from`](crate::Source::long_from)): the long mode of a
+    /// bimodal distribution; the slowest 1 % of an exponential or lognormal
+    /// one (its 99th percentile); `None` for fixed service (one class).
+    pub fn long_from(&self) -> Option<Nanos> {
+        /// The standard normal's 99th percentile.
+        const Z99: f64 = 2.326_347_874_040_841;
+        let ns = match *self {
+            ServiceDist::Fixed(_) => return None,
+            ServiceDist::Bimodal { short, long, .. } => return (long > short).then_some(long),
+            ServiceDist::Exponential { mean } => mean * libm::log(100.0),
+            ServiceDist::Lognormal { mean, sigma } => {
+                libm::exp(libm::log(mean) - sigma * sigma / 2.0 + sigma * Z99)
+            }
+        };
+        Some(libm::ceil(ns) as Nanos)
+    }
+
     /// Short name for tables and file names.
     pub fn name(&self) -> &'static str {
         match self {
@@ -118,6 +136,24 @@ mod tests {
                 d.mean()
             );
         }
+    }
+
+    #[test]
+    fn long_class_is_the_slowest_percent() {
+        for d in [
+            ServiceDist::Exponential { mean: 1_000.0 },
+            ServiceDist::Lognormal {
+                mean: 1_000.0,
+                sigma: 1.5,
+            },
+        ] {
+            let split = d.long_from().unwrap();
+            let mut rng = Rng::new(5, 0);
+            let long = (0..200_000).filter(|_| d.sample(&mut rng) >= split).count();
+            assert!((1_800..2_200).contains(&long), "{}: {long}", d.name());
+        }
+        assert_eq!(ServiceDist::BIMODAL.long_from(), Some(500_000));
+        assert_eq!(ServiceDist::Fixed(7).long_from(), None);
     }
 
     #[test]

@@ -40,13 +40,17 @@ pub struct Run {
     pub batches: Vec<u64>,
     /// Preemptions.
     pub preemptions: u64,
+    /// Timer ticks that reached a busy core (each charged `costs.tick`).
+    pub ticks: u64,
+    /// Kicks that reached a busy core (each charged `costs.kick`).
+    pub kicks: u64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Event {
     Arrival { source: usize },
     Finish { core: usize, epoch: u64 },
-    Tick { core: usize, epoch: u64 },
+    Tick { core: usize, epoch: u64, timer: u64 },
     Ready { core: usize, epoch: u64 },
 }
 
@@ -62,6 +66,9 @@ struct Core {
     state: State,
     /// Bumped on every state change; events of an older epoch are stale.
     epoch: u64,
+    /// Bumped whenever the core's one timer is armed: arming it replaces
+    /// the deadline armed before, as on a real core.
+    timer: u64,
 }
 
 struct Sim<'a> {
@@ -87,7 +94,14 @@ pub fn simulate(workload: &Workload, sched: &mut dyn Scheduler) -> Run {
         now: 0,
         seq: 0,
         events: BinaryHeap::new(),
-        cores: alloc::vec![Core { state: State::Idle, epoch: 0 }; workload.cores],
+        cores: alloc::vec![
+            Core {
+                state: State::Idle,
+                epoch: 0,
+                timer: 0,
+            };
+            workload.cores
+        ],
         gens: (0..n).map(|i| Generator::new(workload, i)).collect(),
         tasks: Vec::new(),
         remaining: Vec::new(),
@@ -96,6 +110,8 @@ pub fn simulate(workload: &Workload, sched: &mut dyn Scheduler) -> Run {
             busy: alloc::vec![0; n],
             batches: alloc::vec![0; n],
             preemptions: 0,
+            ticks: 0,
+            kicks: 0,
         },
     };
     sim.start();
@@ -142,7 +158,11 @@ impl Sim<'_> {
                 Event::Finish { core, epoch } if self.cores[core].epoch == epoch => {
                     self.finish(core)
                 }
-                Event::Tick { core, epoch } if self.cores[core].epoch == epoch => self.tick(core),
+                Event::Tick { core, epoch, timer }
+                    if self.cores[core].epoch == epoch && self.cores[core].timer == timer =>
+                {
+                    self.tick(core, Interrupt::Timer)
+                }
                 Event::Ready { core, epoch } if self.cores[core].epoch == epoch => {
                     self.cores[core].state = State::Idle;
                     self.dispatch(core);
@@ -168,7 +188,7 @@ impl Sim<'_> {
         self.remaining.push(service);
         match self.sched.task_arrived(TaskId(id), class, self.now) {
             Admission::Queued => {}
-            Admission::Kick(core) => self.tick(core),
+            Admission::Kick(core) => self.tick(core, Interrupt::Kick),
             Admission::Rejected => self.tasks[id as usize].rejected = true,
         }
         self.dispatch_idle();
@@ -192,7 +212,7 @@ impl Sim<'_> {
                 tick_at,
             } => {
                 let source = self.tasks[task.0 as usize].source as usize;
-                let mut overhead = self.w.switch_cost;
+                let mut overhead = self.w.costs.dispatch;
                 if !joins_batch {
                     overhead += self.w.sources[source].batch_cost;
                     self.run.batches[source] += 1;
@@ -207,7 +227,7 @@ impl Sim<'_> {
                     Event::Finish { core, epoch },
                 );
                 if let Some(t) = tick_at {
-                    self.schedule(t.max(self.now + 1), Event::Tick { core, epoch });
+                    self.arm(core, t);
                 }
             }
             Pick::Idle { wake_at } => {
@@ -247,7 +267,17 @@ impl Sim<'_> {
         self.dispatch_idle();
     }
 
-    fn tick(&mut self, core: usize) {
+    /// Arms `core`'s timer for `at` (at the earliest the next nanosecond),
+    /// replacing any deadline armed before.
+    fn arm(&mut self, core: usize, at: Nanos) {
+        self.cores[core].timer += 1;
+        let (epoch, timer) = (self.cores[core].epoch, self.cores[core].timer);
+        self.schedule(at.max(self.now + 1), Event::Tick { core, epoch, timer });
+    }
+
+    /// A timer tick or a kick reaches `core`: the core loses the
+    /// interrupt's cost, then the policy decides whether its task goes on.
+    fn tick(&mut self, core: usize, why: Interrupt) {
         let State::Busy { task, run_from } = self.cores[core].state else {
             return;
         };
@@ -255,37 +285,72 @@ impl Sim<'_> {
         if self.now >= run_from + left {
             return; // its Finish event is due at this very time
         }
-        let epoch = self.cores[core].epoch;
+        let cost = match why {
+            Interrupt::Timer => {
+                self.run.ticks += 1;
+                self.w.costs.tick
+            }
+            Interrupt::Kick => {
+                self.run.kicks += 1;
+                self.w.costs.kick
+            }
+        };
+        // The work done so far (none while the core is still paying an
+        // earlier cost: `run_from` is then in the future).
+        let done = self.now.saturating_sub(run_from);
+        self.account(task, run_from, self.now.max(run_from));
+        let left = left - done;
+        self.remaining[task as usize] = left;
         match self.sched.tick(core, TaskId(task), self.now) {
             Decision::Continue { tick_at } => {
-                if let Some(t) = tick_at {
-                    self.schedule(t.max(self.now + 1), Event::Tick { core, epoch });
+                if cost > 0 {
+                    // The task resumes once the interrupt has been paid for.
+                    let run_from = self.now.max(run_from) + cost;
+                    self.cores[core].epoch += 1;
+                    let epoch = self.cores[core].epoch;
+                    self.cores[core].state = State::Busy { task, run_from };
+                    self.schedule(run_from + left, Event::Finish { core, epoch });
+                } else {
+                    // Nothing lost: the pending Finish event stands.
+                    self.cores[core].state = State::Busy {
+                        task,
+                        run_from: self.now.max(run_from),
+                    };
+                }
+                match tick_at {
+                    Some(t) => self.arm(core, t),
+                    None => self.cores[core].timer += 1, // disarmed
                 }
             }
             Decision::Preempt => {
-                let done = self.now.saturating_sub(run_from);
-                self.account(task, run_from, self.now.max(run_from));
-                self.remaining[task as usize] = left - done;
                 self.run.preemptions += 1;
                 self.cores[core].epoch += 1;
-                if self.w.preempt_cost == 0 {
+                let lost = self.now.max(run_from) - self.now + cost + self.w.costs.preempt;
+                if lost == 0 {
                     self.cores[core].state = State::Idle;
                     self.dispatch(core);
                 } else {
                     self.cores[core].state = State::Switching;
                     let epoch = self.cores[core].epoch;
-                    self.schedule(self.now + self.w.preempt_cost, Event::Ready { core, epoch });
+                    self.schedule(self.now + lost, Event::Ready { core, epoch });
                 }
             }
         }
     }
 }
 
+/// What interrupts a busy core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Interrupt {
+    Timer,
+    Kick,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::dist::ServiceDist;
-    use crate::workload::{Kind, Source};
+    use crate::workload::{Costs, Kind, Source};
     use hallows_sched::{Api, ApiConfig, Fifo, FifoConfig, Messaging, MessagingConfig};
 
     fn periodic(service: Nanos, period: Nanos, batch_cost: Nanos) -> Workload {
@@ -302,8 +367,7 @@ mod tests {
             horizon: 3 * period,
             warmup: 0,
             drain: 1_000_000,
-            preempt_cost: 0,
-            switch_cost: 0,
+            costs: Costs::ZERO,
             seed: 1,
         }
     }
@@ -355,8 +419,10 @@ mod tests {
             horizon: 1_000,
             warmup: 0,
             drain: 1_000_000,
-            preempt_cost: 1_000,
-            switch_cost: 0,
+            costs: Costs {
+                preempt: 1_000,
+                ..Costs::ZERO
+            },
             seed: 1,
         };
         let cfg = ApiConfig {
@@ -368,6 +434,83 @@ mod tests {
         // long resumes with 8000 left: done at 11500.
         assert_eq!(done(&run), vec![Some(11_500), Some(3_500)]);
         assert_eq!(run.preemptions, 1);
+    }
+
+    fn one_core(sources: Vec<Source>, costs: Costs) -> Workload {
+        Workload {
+            cores: 1,
+            sources,
+            horizon: 5_000,
+            warmup: 0,
+            drain: 1_000_000,
+            costs,
+            seed: 1,
+        }
+    }
+
+    fn once(name: &'static str, at: Nanos, service: Nanos) -> Source {
+        Source::new(
+            name,
+            Kind::Request,
+            Arrivals::Periodic {
+                period: 1_000_000,
+                phase: at,
+            },
+            ServiceDist::Fixed(service),
+        )
+    }
+
+    fn api(quantum: Nanos) -> Api<8> {
+        Api::<8>::new(ApiConfig {
+            quantum,
+            ..ApiConfig::new(1)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_tick_on_a_busy_core_costs_its_time() {
+        // One 10_000 task alone, ticked every 2_000 of wall time (the api
+        // quantum): ticks at 2_000, 4_000, 6_000, 8_000 and 10_000 each stall
+        // it 100, so it finishes at 10_000 + 5 * 100.
+        let costs = Costs {
+            tick: 100,
+            ..Costs::ZERO
+        };
+        let run = simulate(
+            &one_core(vec![once("t", 0, 10_000)], costs),
+            &mut api(2_000),
+        );
+        assert_eq!(done(&run), vec![Some(10_500)]);
+        assert_eq!((run.ticks, run.kicks, run.preemptions), (5, 0, 0));
+        // Without the cost, the same ticks are free.
+        let run = simulate(
+            &one_core(vec![once("t", 0, 10_000)], Costs::ZERO),
+            &mut api(2_000),
+        );
+        assert_eq!(done(&run), vec![Some(10_000)]);
+    }
+
+    #[test]
+    fn a_kick_costs_its_time_and_a_preemption_on_top() {
+        let costs = Costs {
+            tick: 100,
+            kick: 300,
+            preempt: 1_000,
+            dispatch: 0,
+        };
+        let w = one_core(
+            vec![once("long", 0, 10_000), once("short", 3_000, 500)],
+            costs,
+        );
+        let run = simulate(&w, &mut api(2_000));
+        // long: works 0..2_000, tick (continues) stalls it to 2_100, works
+        // to 3_000 (2_900 done). short arrives at 3_000: kick, 300 + 1_000
+        // lost, short runs 4_300..4_800. long resumes with 7_100 left at
+        // 4_800; ticks at 6_800, 8_800, 10_800 stall it 100 each: done at
+        // 4_800 + 7_100 + 300.
+        assert_eq!(done(&run), vec![Some(12_200), Some(4_800)]);
+        assert_eq!((run.ticks, run.kicks, run.preemptions), (4, 1, 1));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod baseline;
 pub mod dist;
 pub mod engine;
 pub mod experiments;
+pub mod report;
 pub mod rng;
 pub mod stats;
 pub mod table;
@@ -24,5 +25,5 @@ pub mod workload;
 
 pub use dist::ServiceDist;
 pub use engine::{simulate, Run, TaskRecord};
-pub use stats::{summarize, Percentiles, SourceStats};
-pub use workload::{Arrivals, Kind, Source, Workload};
+pub use stats::{summarize, ClassStats, Classes, Percentiles, SourceStats, Spread};
+pub use workload::{Arrivals, Costs, Kind, Source, Workload};

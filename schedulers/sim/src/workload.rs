@@ -97,6 +97,10 @@ pub struct Source {
     /// Extra time paid by a dispatch that does not join the previous task's
     /// batch (the flush of a message batch); zero for most sources.
     pub batch_cost: Nanos,
+    /// Tasks whose service time is at least this form the source's `long`
+    /// class, the others its `short` class; `None`: one class. The
+    /// statistics report each class's tail beside the source's.
+    pub long_from: Option<Nanos>,
 }
 
 impl Source {
@@ -108,6 +112,7 @@ impl Source {
             arrivals,
             service,
             batch_cost: 0,
+            long_from: None,
         }
     }
 
@@ -126,6 +131,36 @@ impl Source {
     }
 }
 
+/// Core time the partition loses to scheduling itself, each charged on the
+/// core concerned as time in which no task progresses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Costs {
+    /// A timer tick that reaches a busy core (`Scheduler::tick` on a
+    /// `tick_at`): the hypervisor's trap and injection plus the guest's
+    /// interrupt handler. Charged whether or not the tick preempts.
+    pub tick: Nanos,
+    /// A kick (`Admission::Kick`) that reaches a busy core: the
+    /// inter-processor interrupt, sent and delivered, plus the guest's
+    /// handler. Charged whether or not the kick preempts.
+    pub kick: Nanos,
+    /// A preemption, on top of the tick or kick that decided it: saving the
+    /// task's context, requeueing it and switching to the next (context
+    /// switch, cache refill).
+    pub preempt: Nanos,
+    /// Every dispatch (switching a task in).
+    pub dispatch: Nanos,
+}
+
+impl Costs {
+    /// No cost at all.
+    pub const ZERO: Costs = Costs {
+        tick: 0,
+        kick: 0,
+        preempt: 0,
+        dispatch: 0,
+    };
+}
+
 /// One simulation: a partition and what arrives at it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workload {
@@ -139,10 +174,8 @@ pub struct Workload {
     pub warmup: Nanos,
     /// How long after `horizon` the simulation runs to let measured tasks finish.
     pub drain: Nanos,
-    /// Core time lost to each preemption (save, IPI, requeue, cache).
-    pub preempt_cost: Nanos,
-    /// Core time lost to each dispatch (context switch in).
-    pub switch_cost: Nanos,
+    /// Core time lost to the partition's own overheads.
+    pub costs: Costs,
     /// Seed of every random stream.
     pub seed: u64,
 }

@@ -1,6 +1,6 @@
-//! Same seed, same bytes: every experiment's CSV is a pure function of the
-//! seed, whatever the evaluation order; another seed gives other numbers.
-use hallows_sim::experiments::{self as exp, Point, Policy, Scale};
+//! Same seeds, same bytes: every experiment's CSV is a pure function of the
+//! seeds, whatever the evaluation order; other seeds give other numbers.
+use hallows_sim::experiments::{self as exp, Eval, Point, Policy, Scale, Setup};
 use hallows_sim::{ServiceDist, SourceStats};
 
 fn reversed(points: &[Point]) -> Vec<Vec<SourceStats>> {
@@ -9,13 +9,14 @@ fn reversed(points: &[Point]) -> Vec<Vec<SourceStats>> {
     out
 }
 
-fn csvs(seed: u64, eval: &dyn Fn(&[Point]) -> Vec<Vec<SourceStats>>) -> Vec<String> {
+fn csvs(first_seed: u64, eval: Eval) -> Vec<String> {
     let scale = Scale {
         api_arrivals: 10_000.0,
         ui_horizon: 300_000_000,
         db_horizon: 50_000_000,
         messaging_horizon: 20_000_000,
     };
+    let setup = Setup::new(scale, first_seed, 2);
     let policies = [Policy::Fcfs, Policy::Api(2_000), Policy::Ps];
     vec![
         exp::api_sweep(
@@ -23,11 +24,10 @@ fn csvs(seed: u64, eval: &dyn Fn(&[Point]) -> Vec<Vec<SourceStats>>) -> Vec<Stri
             2,
             &[0.3, 0.6],
             &policies,
-            &scale,
-            seed,
+            &setup,
             eval,
         )
-        .table
+        .table()
         .to_csv(),
         exp::api_sweep(
             ServiceDist::Lognormal {
@@ -37,15 +37,18 @@ fn csvs(seed: u64, eval: &dyn Fn(&[Point]) -> Vec<Vec<SourceStats>>) -> Vec<Stri
             2,
             &[0.5],
             &policies,
-            &scale,
-            seed,
+            &setup,
             eval,
         )
-        .table
+        .table()
         .to_csv(),
-        exp::ui_sweep(1, &[0.9], &exp::ui_policies(), &scale, seed, eval).to_csv(),
-        exp::db_sweep(&[0.5], &exp::db_policies(), &scale, seed, eval).to_csv(),
-        exp::messaging_sweep(&[100_000], &[200_000.0], &[50_000.0], &scale, seed, eval)
+        exp::ui_sweep(1, &[0.9], &exp::ui_policies(), &setup, eval)
+            .table()
+            .to_csv(),
+        exp::db_sweep(&[0.5], &exp::db_policies(), &setup, eval)
+            .table()
+            .to_csv(),
+        exp::messaging_sweep(&[100_000], &[200_000.0], &[50_000.0], &setup, eval)
             .table
             .to_csv(),
     ]
@@ -60,5 +63,22 @@ fn same_seed_gives_identical_csv() {
 
 #[test]
 fn another_seed_gives_other_numbers() {
-    assert_ne!(csvs(7, &exp::sequential)[0], csvs(8, &exp::sequential)[0]);
+    assert_ne!(csvs(7, &exp::sequential)[0], csvs(9, &exp::sequential)[0]);
+}
+
+#[test]
+fn each_seed_is_its_own_run() {
+    // Seeds 7 and 8 together hold, for seed 8, the same rows as seed 8 alone
+    // (seeds 8 and 9): a point's result depends on its seed only.
+    let rows = |csv: &str, seed: &str| -> Vec<String> {
+        csv.lines()
+            .filter(|l| l.split(',').nth(4) == Some(seed))
+            .map(String::from)
+            .collect()
+    };
+    let a = &csvs(7, &exp::sequential)[0];
+    let b = &csvs(8, &exp::sequential)[0];
+    let (ra, rb) = (rows(a, "8"), rows(b, "8"));
+    assert!(!ra.is_empty());
+    assert_eq!(ra, rb);
 }

@@ -1,8 +1,11 @@
 //! Host runner of the scheduler study (`make sim`): evaluates the experiments
-//! of `hallows_sim::experiments` on all host cores, writes one CSV per table
-//! and one SVG plot per figure under `--out` (default `target/sim`), and
-//! prints a summary table. Parallelism never changes output: points are
-//! independent and results are stored by index.
+//! of `hallows_sim::experiments` over every seed on all host cores, writes
+//! one CSV per table (a row per point and seed), one SVG plot per figure
+//! (medians over the seeds) and the markdown tables of the doc under
+//! `--out` (default `target/sim`), and with `--doc` rewrites the generated
+//! sections of `docs/schedulers.md` (and with `--img` its plots).
+//! Parallelism never changes output: points are independent and results
+//! are stored by index.
 use std::error::Error;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -10,37 +13,82 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
 
-use hallows_sim::experiments::{self as exp, Point, Scale};
+use hallows_sim::experiments::{self as exp, CostModel, Point, Policy, Scale, Setup, Target};
+use hallows_sim::report;
 use hallows_sim::table::Table;
-use hallows_sim::{ServiceDist, SourceStats};
+use hallows_sim::{ServiceDist, SourceStats, Spread};
 use plotters::prelude::*;
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
+const USAGE: &str = "usage: hallows-sim [--out DIR] [--seeds N] [--seed FIRST] [--quick]
+                   [--doc FILE] [--img DIR]
+                   [--instructions-per-us F] [--tick-ns N] [--kick-ns N] [--preempt-ns N]
+  --seeds N      runs of every point, seeds FIRST..FIRST+N-1 (default 10, FIRST 1)
+  --quick        the small scale the tests use
+  --doc FILE     rewrite FILE's <!-- sim:NAME --> sections with the tables
+  --img DIR      copy the plots the doc shows into DIR
+  --splice FILE  no simulation: rewrite --doc from FILE (an earlier run's tables.md),
+                 and copy the plots of --out to --img
+  --instructions-per-us F  converts the measured instruction counts (default 1000)
+  --tick-ns, --kick-ns, --preempt-ns  set a cost directly";
+
 struct Args {
     out: PathBuf,
-    seed: u64,
+    first_seed: u64,
+    seeds: u64,
     scale: Scale,
+    doc: Option<PathBuf>,
+    img: Option<PathBuf>,
+    splice: Option<PathBuf>,
+    model: CostModel,
+    tick_ns: Option<u64>,
+    kick_ns: Option<u64>,
+    preempt_ns: Option<u64>,
 }
 
 fn parse_args() -> Res<Args> {
     let mut args = Args {
         out: PathBuf::from("target/sim"),
-        seed: 1,
+        first_seed: 1,
+        seeds: 10,
         scale: Scale::FULL,
+        doc: None,
+        img: None,
+        splice: None,
+        model: CostModel::MEASURED,
+        tick_ns: None,
+        kick_ns: None,
+        preempt_ns: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{a} needs a value"));
         match a.as_str() {
-            "--out" => args.out = it.next().ok_or("--out needs a directory")?.into(),
-            "--seed" => args.seed = it.next().ok_or("--seed needs a number")?.parse()?,
+            "--out" => args.out = value()?.into(),
+            "--seed" => args.first_seed = value()?.parse()?,
+            "--seeds" => args.seeds = value()?.parse()?,
             "--quick" => args.scale = Scale::QUICK,
+            "--doc" => args.doc = Some(value()?.into()),
+            "--img" => args.img = Some(value()?.into()),
+            "--splice" => args.splice = Some(value()?.into()),
+            "--instructions-per-us" => args.model.instructions_per_us = value()?.parse()?,
+            "--tick-ns" => args.tick_ns = Some(value()?.parse()?),
+            "--kick-ns" => args.kick_ns = Some(value()?.parse()?),
+            "--preempt-ns" => args.preempt_ns = Some(value()?.parse()?),
             "-h" | "--help" => {
-                println!("usage: hallows-sim [--out DIR] [--seed N] [--quick]");
+                println!("{USAGE}");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)").into()),
         }
+    }
+    if args.seeds == 0 {
+        return Err("--seeds must be at least 1".into());
+    }
+    let rate = args.model.instructions_per_us;
+    if rate.is_nan() || rate <= 0.0 {
+        return Err("--instructions-per-us must be positive".into());
     }
     Ok(args)
 }
@@ -75,23 +123,6 @@ fn parallel(points: &[Point]) -> Vec<Vec<SourceStats>> {
 fn write_csv(dir: &Path, table: &Table) -> Res<()> {
     fs::write(dir.join(format!("{}.csv", table.name)), table.to_csv())?;
     Ok(())
-}
-
-/// Values of column `y` against column `x`, one series per value of `key`.
-fn series(t: &Table, key: &str, x: &str, y: &str) -> Vec<(String, Vec<(f64, f64)>)> {
-    let (keys, xs, ys) = (t.column(key), t.column(x), t.column(y));
-    let mut out: Vec<(String, Vec<(f64, f64)>)> = Vec::new();
-    for i in 0..keys.len() {
-        let point = (
-            xs[i].parse().unwrap_or(f64::NAN),
-            ys[i].parse().unwrap_or(f64::INFINITY),
-        );
-        match out.iter_mut().find(|(k, _)| k == keys[i]) {
-            Some((_, v)) => v.push(point),
-            None => out.push((keys[i].to_string(), vec![point])),
-        }
-    }
-    out
 }
 
 struct Plot<'a> {
@@ -176,20 +207,97 @@ fn plot(path: &Path, p: &Plot, data: &[(String, Vec<(f64, f64)>)]) -> Res<()> {
     Ok(())
 }
 
+/// One plot of each `api` sweep: file suffix, y label, y range, reference
+/// line, and the figure (median over the seeds at each load).
+type ApiFigure = (
+    &'static str,
+    &'static str,
+    (f64, f64),
+    Option<(f64, &'static str)>,
+    fn(&SourceStats) -> f64,
+);
+
+/// The bimodal grid: fine where the baselines give out, coarser above.
+fn bimodal_loads() -> Vec<f64> {
+    let mut loads = exp::grid(0.02, 0.3, 0.02);
+    loads.extend(exp::grid(0.35, 0.95, 0.05));
+    loads
+}
+
+/// Rewrites `--doc`'s generated sections with `sections` and copies the
+/// plots of `--out` that it shows (all of `plots` without `--doc`) to `--img`.
+fn publish(args: &Args, sections: &[(String, String)], plots: &[String]) -> Res<()> {
+    if let Some(doc) = &args.doc {
+        let text = fs::read_to_string(doc)?;
+        let new =
+            report::splice(&text, sections).map_err(|e| format!("{}: {e:?}", doc.display()))?;
+        fs::write(doc, new)?;
+        eprintln!("rewrote the generated sections of {}", doc.display());
+    }
+    if let Some(img) = &args.img {
+        let doc_text = match &args.doc {
+            Some(doc) => fs::read_to_string(doc)?,
+            None => String::new(),
+        };
+        fs::create_dir_all(img)?;
+        for file in plots
+            .iter()
+            .filter(|f| args.doc.is_none() || doc_text.contains(f.as_str()))
+        {
+            fs::copy(args.out.join(file), img.join(file))?;
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Res<()> {
     let args = parse_args()?;
     fs::create_dir_all(&args.out)?;
-    let (dir, seed, scale) = (args.out.as_path(), args.seed, &args.scale);
+    if let Some(tables) = &args.splice {
+        let text = fs::read_to_string(tables)?;
+        let sections =
+            report::sections(&text).map_err(|e| format!("{}: {e:?}", tables.display()))?;
+        let mut plots = Vec::new();
+        for entry in fs::read_dir(&args.out)? {
+            let name = entry?.file_name().to_string_lossy().into_owned();
+            if name.starts_with("sched-") && name.ends_with(".svg") {
+                plots.push(name);
+            }
+        }
+        return publish(&args, &sections, &plots);
+    }
+    let dir = args.out.as_path();
+    let mut setup = Setup::new(args.scale, args.first_seed, args.seeds);
+    setup.costs = args.model.costs();
+    if let Some(ns) = args.tick_ns {
+        setup.costs.tick = ns;
+    }
+    if let Some(ns) = args.kick_ns {
+        setup.costs.kick = ns;
+    }
+    if let Some(ns) = args.preempt_ns {
+        setup.costs.preempt = ns;
+    }
+    let setup = &setup;
     let started = Instant::now();
     let mut summary = String::new();
+    let mut sections: Vec<(String, String)> =
+        vec![("setup".into(), report::setup(setup, &args.model))];
+    let mut plots: Vec<String> = Vec::new();
 
-    // api: heavy-tailed RPC, 2 cores, 1 us preemption cost.
+    // api: heavy-tailed RPC, 2 cores.
     let mut capacity = Table::new(
         "api_capacity",
-        &["dist", "policy", "sustained_load_p99_slowdown_le_10"],
+        &[
+            "dist",
+            "policy",
+            "seed",
+            "sustained_p99_all",
+            "sustained_p99_each_class",
+        ],
     );
     let dists = [
-        (ServiceDist::BIMODAL, exp::grid(0.02, 0.98, 0.02)),
+        (ServiceDist::BIMODAL, bimodal_loads()),
         (
             ServiceDist::Exponential { mean: 1_000.0 },
             exp::grid(0.05, 0.95, 0.05),
@@ -203,78 +311,124 @@ fn main() -> Res<()> {
         ),
         (ServiceDist::Fixed(1_000), exp::grid(0.05, 0.95, 0.05)),
     ];
+    let mut sweeps = Vec::new();
     for (dist, loads) in &dists {
-        let sweep = exp::api_sweep(
-            *dist,
-            2,
-            loads,
-            &exp::api_policies(),
-            scale,
-            seed,
-            &parallel,
+        let sweep = exp::api_sweep(*dist, 2, loads, &exp::api_policies(), setup, &parallel);
+        eprintln!(
+            "api {}: {:.0} s",
+            dist.name(),
+            started.elapsed().as_secs_f64()
         );
-        write_csv(dir, &sweep.table)?;
-        for (policy, load) in &sweep.capacity {
-            capacity.push(vec![
-                dist.name().into(),
-                policy.clone(),
-                format!("{load:.2}"),
-            ]);
+        write_csv(dir, &sweep.table())?;
+        let all = sweep.capacity(exp::API_SLOWDOWN_TARGET, Target::Overall);
+        let each = sweep.capacity(exp::API_SLOWDOWN_TARGET, Target::EachClass);
+        for (p, policy) in sweep.policies.iter().enumerate() {
+            for (k, seed) in sweep.seeds.iter().enumerate() {
+                capacity.push(vec![
+                    dist.name().into(),
+                    policy.name(),
+                    format!("{seed}"),
+                    format!("{:.2}", all[p][k]),
+                    format!("{:.2}", each[p][k]),
+                ]);
+            }
         }
-        let title = format!(
-            "{} service, 2 cores, 1 us preemption: p99 latency",
-            dist.name()
-        );
-        let p = Plot {
-            title: &title,
-            x_desc: "load",
-            y_desc: "p99 latency (us)",
-            log_y: true,
-            y_range: (0.1, 1e5),
-            reference: None,
-        };
-        let file = format!("sched-api-{}-latency.svg", dist.name());
-        plot(
-            &dir.join(file),
-            &p,
-            &series(&sweep.table, "policy", "load", "p99_us"),
-        )?;
-        let title = format!(
-            "{} service, 2 cores, 1 us preemption: p99 slowdown",
-            dist.name()
-        );
-        let p = Plot {
-            title: &title,
-            x_desc: "load",
-            y_desc: "p99 slowdown",
-            log_y: true,
-            y_range: (1.0, 1e4),
-            reference: Some((10.0, "target 10")),
-        };
-        let file = format!("sched-api-{}-slowdown.svg", dist.name());
-        plot(
-            &dir.join(file),
-            &p,
-            &series(&sweep.table, "policy", "load", "p99_slowdown"),
-        )?;
+        let figures: [ApiFigure; 3] = [
+            ("latency", "p99 latency (us)", (0.1, 1e5), None, |s| {
+                s.latency.p99 / 1e3
+            }),
+            (
+                "slowdown",
+                "p99 slowdown",
+                (1.0, 1e4),
+                Some((exp::API_SLOWDOWN_TARGET, "target 10")),
+                |s| s.slowdown.p99,
+            ),
+            (
+                "long",
+                "long-class p99.9 latency (us)",
+                (1.0, 1e6),
+                None,
+                |s| s.classes.map_or(f64::NAN, |c| c.long.latency.p999 / 1e3),
+            ),
+        ];
+        for (suffix, y_desc, y_range, reference, f) in figures {
+            if suffix == "long" && dist.long_from().is_none() {
+                continue; // one class only
+            }
+            let title = format!(
+                "{} service, 2 cores: {y_desc} (median of seeds)",
+                dist.name()
+            );
+            let p = Plot {
+                title: &title,
+                x_desc: "load",
+                y_desc,
+                log_y: true,
+                y_range,
+                reference,
+            };
+            let file = format!("sched-api-{}-{suffix}.svg", dist.name());
+            plot(&dir.join(&file), &p, &sweep.medians(f))?;
+            plots.push(file);
+        }
+        sweeps.push(sweep);
     }
     write_csv(dir, &capacity)?;
-    summary.push_str("api: sustained load at p99 slowdown <= 10 (2 cores, 1 us preemption)\n");
-    summary.push_str(&format!(
-        "  {:<12} {:<18} {:>8}\n",
-        "dist", "policy", "load"
+    let bimodal = &sweeps[0];
+    sections.push(("api-bimodal-capacity".into(), report::api_capacity(bimodal)));
+    sections.push((
+        "api-bimodal-tails".into(),
+        report::api_tails(
+            bimodal,
+            &[
+                Policy::Fcfs,
+                Policy::ShinjukuSq(2_000),
+                Policy::Api(2_000),
+                Policy::Ps,
+            ],
+            &[0.1, 0.3, 0.5, 0.7, 0.8, 0.9],
+        ),
     ));
-    for r in &capacity.rows {
-        summary.push_str(&format!("  {:<12} {:<18} {:>8}\n", r[0], r[1], r[2]));
+    sections.push((
+        "api-other".into(),
+        report::api_other(&sweeps.iter().collect::<Vec<_>>()),
+    ));
+    sections.push((
+        "api-lognormal-latency".into(),
+        report::api_latency(
+            &sweeps[2],
+            &[
+                Policy::Fcfs,
+                Policy::Api(2_000),
+                Policy::Api(5_000),
+                Policy::Ps,
+            ],
+            &[0.5, 0.7, 0.8],
+        ),
+    ));
+    summary.push_str("api: sustained load at p99 slowdown <= 10, all requests / each class too\n");
+    for sweep in &sweeps {
+        let all = sweep.capacity(exp::API_SLOWDOWN_TARGET, Target::Overall);
+        let each = sweep.capacity(exp::API_SLOWDOWN_TARGET, Target::EachClass);
+        for (p, policy) in sweep.policies.iter().enumerate() {
+            summary.push_str(&format!(
+                "  {:<12} {:<18} {:>22}  {:>22}\n",
+                sweep.dist.name(),
+                policy.name(),
+                report::spread(Spread::of(&all[p]), |v| format!("{v:.2}")),
+                report::spread(Spread::of(&each[p]), |v| format!("{v:.2}")),
+            ));
+        }
     }
 
     // ui: frame deadlines.
     let utils = [0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98, 1.0, 1.05];
-    summary.push_str("ui: frames missed / frames (input miss rate)\n");
+    let mut ui_sweeps = Vec::new();
     for cores in [1, 2] {
-        let t = exp::ui_sweep(cores, &utils, &exp::ui_policies(), scale, seed, &parallel);
-        write_csv(dir, &t)?;
-        let title = format!("ui: frame deadline misses, {cores} core(s), 60/120 Hz + input");
+        let t = exp::ui_sweep(cores, &utils, &exp::ui_policies(), setup, &parallel);
+        write_csv(dir, &t.table())?;
+        let title = format!("ui: frame miss rate, {cores} core(s), 60/120 Hz + input (all seeds)");
         let p = Plot {
             title: &title,
             x_desc: "utilization",
@@ -283,76 +437,114 @@ fn main() -> Res<()> {
             y_range: (0.0, 1.0),
             reference: None,
         };
-        plot(
-            &dir.join(format!("sched-ui-{cores}core.svg")),
-            &p,
-            &series(&t, "policy", "utilization", "frame_miss_rate"),
-        )?;
-        for r in t.rows.iter().filter(|r| r[2] == "0.950" || r[2] == "1.000") {
-            summary.push_str(&format!(
-                "  {} core  {:<10} util {}  {:>6}/{:<6} input {}\n",
-                r[0], r[1], r[2], r[4], r[3], r[6]
-            ));
-        }
+        let lines: Vec<(String, Vec<(f64, f64)>)> = t
+            .policies
+            .iter()
+            .enumerate()
+            .map(|(p, policy)| {
+                let line = (0..t.utils.len())
+                    .map(|u| {
+                        let (f, m) = (0..t.seeds.len())
+                            .map(|k| t.frames(p, u, k))
+                            .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1));
+                        (t.utils[u], m as f64 / f.max(1) as f64)
+                    })
+                    .collect();
+                (policy.name(), line)
+            })
+            .collect();
+        let file = format!("sched-ui-{cores}core.svg");
+        plot(&dir.join(&file), &p, &lines)?;
+        plots.push(file);
+        ui_sweeps.push(t);
     }
+    eprintln!("ui: {:.0} s", started.elapsed().as_secs_f64());
+    for t in &ui_sweeps {
+        sections.push((
+            format!("ui-{}core", t.cores),
+            report::ui(&[t], &[0.9, 0.95, 1.0, 1.05]),
+        ));
+    }
+    let input = report::ui_input_p99(&ui_sweeps[0], &Policy::Ui, 1.0);
+    sections.push((
+        "ui-input".into(),
+        format!(
+            "Input p99 latency under `ui` on 1 core, every utilization up to 1.0 and every seed: {}.",
+            report::spread(input, report::duration)
+        ),
+    ));
+    summary.push_str("ui: frames missed / frames over all seeds\n");
+    summary.push_str(&report::ui(
+        &ui_sweeps.iter().collect::<Vec<_>>(),
+        &[0.95, 1.0],
+    ));
 
     // db: commits under saturating compaction.
     let db = exp::db_sweep(
         &exp::grid(0.1, 0.8, 0.1),
         &exp::db_policies(),
-        scale,
-        seed,
+        setup,
         &parallel,
     );
-    write_csv(dir, &db)?;
+    eprintln!("db: {:.0} s", started.elapsed().as_secs_f64());
+    write_csv(dir, &db.table())?;
     let p = Plot {
-        title: "db: commit p99 latency, compaction saturating, 2 cores",
+        title: "db: commit p99 latency, compaction saturating, 2 cores (median of seeds)",
         x_desc: "read load",
         y_desc: "commit p99 (us)",
         log_y: true,
         y_range: (1.0, 1e4),
         reference: Some((exp::COMMIT_BUDGET as f64 / 1e3, "commit budget")),
     };
-    plot(
-        &dir.join("sched-db.svg"),
-        &p,
-        &series(&db, "policy", "read_load", "commit_p99_us"),
-    )?;
-    summary.push_str("db: commit p99 (budget 50 us), background share, utilization\n");
-    for r in db
-        .rows
+    let lines: Vec<(String, Vec<(f64, f64)>)> = db
+        .policies
         .iter()
-        .filter(|r| r[1] == "0.400" || r[1] == "0.800")
-    {
-        summary.push_str(&format!(
-            "  {:<10} reads {}  commit p99 {:>9} us  read p99 {:>9} us  bg {}  util {}\n",
-            r[0], r[1], r[3], r[6], r[9], r[10]
-        ));
-    }
+        .enumerate()
+        .map(|(p, policy)| {
+            let line = (0..db.read_loads.len())
+                .map(|r| {
+                    (
+                        db.read_loads[r],
+                        db.spread(p, r, |s| s[0].latency.p99 / 1e3).median,
+                    )
+                })
+                .collect();
+            (policy.name(), line)
+        })
+        .collect();
+    plot(&dir.join("sched-db.svg"), &p, &lines)?;
+    plots.push("sched-db.svg".into());
+    let db_md = report::db(&db, &[0.1, 0.4, 0.8]);
+    summary.push_str("db:\n");
+    summary.push_str(&db_md);
+    sections.push(("db".into(), db_md));
 
     // messaging: throughput against the latency bound.
     let bounds = [50_000, 100_000, 200_000, 500_000, 1_000_000];
+    let top = 840_000.0;
     let msg = exp::messaging_sweep(
         &bounds,
-        &exp::grid(20_000.0, 840_000.0, 20_000.0),
+        &exp::grid(20_000.0, top, 20_000.0),
         &exp::grid(5_000.0, 90_000.0, 5_000.0),
-        scale,
-        seed,
+        setup,
         &parallel,
     );
+    eprintln!("messaging: {:.0} s", started.elapsed().as_secs_f64());
     write_csv(dir, &msg.table)?;
     write_csv(dir, &msg.capacity)?;
     let mut lines = vec![
         (String::from("unbatched (fcfs)"), Vec::new()),
         (String::from("batched (messaging)"), Vec::new()),
     ];
-    for r in &msg.capacity.rows {
-        let bound: f64 = r[0].parse()?;
-        lines[0].1.push((bound, r[1].parse::<f64>()? / 1e3));
-        lines[1].1.push((bound, r[2].parse::<f64>()? / 1e3));
+    for (b, &bound) in msg.bounds.iter().enumerate() {
+        let med = |f: fn(&(f64, f64)) -> f64| {
+            Spread::of(&msg.sustained[b].iter().map(f).collect::<Vec<_>>()).median / 1e3
+        };
+        lines[0].1.push((bound as f64 / 1e3, med(|x| x.0)));
+        lines[1].1.push((bound as f64 / 1e3, med(|x| x.1)));
     }
     let p = Plot {
-        title: "messaging: sustained rate at p99 <= bound, 2 cores",
+        title: "messaging: sustained rate at p99 <= bound, 2 cores (median of seeds)",
         x_desc: "latency bound (us)",
         y_desc: "messages per ms",
         log_y: false,
@@ -360,16 +552,30 @@ fn main() -> Res<()> {
         reference: None,
     };
     plot(&dir.join("sched-messaging.svg"), &p, &lines)?;
-    summary.push_str("messaging: sustained msgs/s at p99 <= bound (20 us flush + 2 us/msg)\n");
-    for r in &msg.capacity.rows {
-        summary.push_str(&format!(
-            "  bound {:>5} us  unbatched {:>8}  batched {:>8}  gain {}x\n",
-            r[0], r[1], r[2], r[3]
+    plots.push("sched-messaging.svg".into());
+    let msg_md = report::messaging(&msg, top);
+    summary.push_str("messaging:\n");
+    summary.push_str(&msg_md);
+    sections.push(("messaging".into(), msg_md));
+
+    // The doc's tables, and the doc itself.
+    let names: Vec<&str> = sections.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        report::SECTIONS,
+        "the runner renders every section the doc has"
+    );
+    let mut all_md = String::new();
+    for (name, text) in &sections {
+        all_md.push_str(&format!(
+            "<!-- sim:{name} -->\n{}\n<!-- /sim:{name} -->\n\n",
+            text.trim_end()
         ));
     }
-
+    fs::write(dir.join("tables.md"), &all_md)?;
     fs::write(dir.join("summary.txt"), &summary)?;
     print!("{summary}");
+    publish(&args, &sections, &plots)?;
     eprintln!(
         "wrote {} in {:.1} s",
         dir.display(),
