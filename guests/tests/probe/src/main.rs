@@ -262,7 +262,7 @@ fn main(boot: &Boot) -> u64 {
             // A service that never ends (for `hallows run`'s stop paths).
             println!("probe: running until stopped");
             loop {
-                core::hint::spin_loop();
+                hallows_rt::relax();
             }
         }
         "spin" => hang::spin(),
@@ -567,7 +567,7 @@ mod x86 {
         raw_hypercall(call::CONSOLE_WRITE, [msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
         raw_hypercall(call::EXIT, [42, 0, 0, 0, 0]);
         loop {
-            core::hint::spin_loop();
+            hallows_rt::relax();
         }
     }
 }
