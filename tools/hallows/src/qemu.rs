@@ -524,11 +524,11 @@ fn print_line(line: &[u8]) {
 
 /// Counts the instructions QEMU executes from reset until the first
 /// instruction of the guest at `guest_entry`, after the hypervisor (loaded
-/// at `hv_base`) has run. Deterministic: `-icount shift=0` with one
+/// at `hv_base`) has run. Deterministic: `-icount shift=0,sleep=off` with one
 /// instruction per translation block, each execution logged.
 pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_entry: u64) -> Result<u64> {
     let log = image.with_extension("exec.log");
-    let extra: Vec<String> = ["-icount", "shift=0", "-singlestep", "-d", "exec,nochain", "-D"]
+    let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-D"]
         .iter()
         .map(|s| s.to_string())
         .chain([log.display().to_string()])
@@ -572,17 +572,24 @@ pub struct CoreTrace {
 }
 
 /// Instructions each core executed, and which of them were the
-/// hypervisor's (program counter inside `hv`), over a whole run. Exact and
-/// independent of scheduling: QEMU logs every instruction
-/// (`-singlestep -d exec,nochain`) with the core that ran it.
-pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<CoreTrace>)> {
+/// hypervisor's (program counter inside `hv`), over a whole run. Exact:
+/// QEMU logs every instruction (`-singlestep -d exec,nochain`) with the
+/// core that ran it. Repeatable: the instruction count is QEMU's clock
+/// (`-icount shift=0,sleep=off`), so the cores run in turn at points fixed
+/// by it, and what a core spends waiting for another is the same in every
+/// run (see `crate::cost`).
+pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>, timeout: Duration) -> Result<(Outcome, Vec<CoreTrace>)> {
     use std::io::BufRead;
     let log = image.with_extension("exec.log");
-    let extra: Vec<String> =
-        ["-singlestep", "-d", "exec,nochain", "-D"].iter().map(|s| s.to_string()).chain([log.display().to_string()]).collect();
-    let out = run(sys, image, Duration::from_secs(600), true, &extra)?;
+    let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-D"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([log.display().to_string()])
+        .collect();
+    let out = run(sys, image, timeout, true, &extra)?;
     if out.timed_out() {
-        bail!("the traced run did not finish");
+        let _ = std::fs::remove_file(&log);
+        bail!("the traced run did not finish within {} s", timeout.as_secs());
     }
     let file = std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut cores: Vec<CoreTrace> = Vec::new();
