@@ -116,10 +116,13 @@ enum Cmd {
         qemu_args: Vec<String>,
     },
     /// Count the instructions from reset to the first instruction of the
-    /// first partition's guest (deterministic: QEMU -icount, one core).
+    /// first partition's guest, on all cores (deterministic: QEMU -icount
+    /// shift=0,sleep=off; the machine is stopped there).
     BootCost { manifest: PathBuf },
     /// Run the system with every instruction traced and print, per core,
-    /// the instructions executed and how many were the hypervisor's.
+    /// the instructions executed and how many were the hypervisor's
+    /// (deterministic: QEMU -icount shift=0,sleep=off; two runs print the
+    /// same figures).
     El2Cost {
         manifest: PathBuf,
         /// Functions listed per core, most instructions first.
