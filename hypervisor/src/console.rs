@@ -36,7 +36,7 @@
 //! after every line queued before it (a partition's last words come
 //! before its exit line). A line waits in its queue only while other
 //! partitions print more than [`DRAIN_MAX`] bytes during one turn; the
-//! next line anyone prints writes it.
+//! next line any partition or the hypervisor prints writes it.
 
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
