@@ -2,8 +2,8 @@
 //! bit for bit, in every run of a multi-core system (QEMU counts
 //! instructions as its clock, `-icount shift=0,sleep=off`; the cores run in
 //! turn and every wait lets the others run). Without `-icount` the same
-//! image's per-core hypervisor counts differ from run to run by thousands
-//! of instructions (spins on shared state last as long as the host's
+//! image's per-core hypervisor counts differ from run to run by hundreds
+//! of instructions (waits on the other core last as long as the host's
 //! threads make them).
 
 use std::time::Duration;
