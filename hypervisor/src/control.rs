@@ -11,7 +11,7 @@
 //! buffer, or an unknown command, is answered with an error line; nothing
 //! here allocates.
 
-use spin::Mutex;
+use crate::arch::Mutex;
 
 use crate::{arch, console, partition, system};
 

@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, AtomicUsize
 use hallows_abi::{role, BootInfo, ChannelInfo, DeviceInfo, BOOT_MAGIC};
 use zerocopy::{FromZeros, IntoBytes};
 use hallows_table::{fault_policy, MAX_CORES, MAX_PARTITIONS};
-use spin::Mutex;
+use crate::arch::Mutex;
 
 use crate::system::{self, System};
 use crate::{arch, console, hypercall};
@@ -678,7 +678,7 @@ fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
         let ticks = (ns as u128 * arch::counter_hz() as u128 / 1_000_000_000) as u64;
         let until = arch::now().saturating_add(ticks);
         while arch::now() < until {
-            core::hint::spin_loop();
+            arch::relax();
         }
     }
     if load(sys, index, restarts).is_err() {

@@ -244,3 +244,37 @@ fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
     b.assert_task_stack_overflow("tasky");
     assert_eq!(b.summary("bystander"), "exited 0");
 }
+
+/// What `probe action=chatter` prints as line `i`, as the console shows
+/// it (a tab becomes a space, ESC is escaped).
+fn chatter_line(i: u64) -> String {
+    let accent = if i % 5 == 0 { "\u{e9} " } else { "" };
+    let esc = if i % 11 == 0 { "\\u{1b}" } else { "" };
+    let width = 80 + (i as usize * 7) % 61;
+    format!("chatter {i:04} {accent}{}{esc} end", "x".repeat(width))
+}
+
+fn check_chatter(b: &hallows_tests::Boot) {
+    b.assert_status(0);
+    for name in ["alpha", "beta", "gamma"] {
+        let lines: Vec<&str> = b.lines_of(name).into_iter().filter(|l| !l.starts_with("probe: ")).collect();
+        let want: Vec<String> = (0..300).map(chatter_line).collect();
+        assert_eq!(lines, want, "partition {name}'s lines, whole and in order; output:\n{}", b.output);
+        // Its last line comes before its exit line.
+        let last = b.output.find(&format!("[{name}] {}", want[299])).expect("last line");
+        let exit = b.output.find(&format!("[hallows] partition {name} exited with status 0")).expect("exit line");
+        assert!(last < exit, "{name}'s exit line came before its last line:\n{}", b.output);
+    }
+}
+
+#[test]
+fn partitions_printing_at_once_each_get_every_line_whole_and_in_order() {
+    check_chatter(&boot_system("console-chatter"));
+}
+
+#[test]
+fn partitions_printing_at_once_finish_under_icount() {
+    // QEMU runs the cores in turn: a core waiting for the console must
+    // let the holder run (it once spun in `isb` and could hang).
+    check_chatter(&hallows_tests::boot_system_with("console-chatter", &["-icount".into(), "shift=0,sleep=off".into()]));
+}

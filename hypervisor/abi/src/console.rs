@@ -47,25 +47,54 @@ pub fn incomplete_tail(bytes: &[u8]) -> usize {
 }
 
 /// Writes `bytes` as printable text through `out` (see the module docs for
-/// what is escaped and how).
+/// what is escaped and how). Printable ASCII, most of any console line,
+/// goes out in runs without decoding.
 pub fn sanitize(bytes: &[u8], out: &mut dyn FnMut(&[u8])) {
+    let printable = |b: &u8| (0x20..0x7f).contains(b);
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = rest.iter().position(|b| !printable(b)).unwrap_or(rest.len());
+        if n > 0 {
+            out(&rest[..n]);
+        }
+        // Up to the next printable ASCII byte, which no UTF-8 sequence
+        // contains: decoded and escaped as a whole.
+        let m = rest[n..].iter().position(printable).map_or(rest.len(), |m| n + m);
+        sanitize_other(&rest[n..m], out);
+        rest = &rest[m..];
+    }
+}
+
+/// Escapes text without printable ASCII.
+fn sanitize_other(bytes: &[u8], out: &mut dyn FnMut(&[u8])) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     for chunk in bytes.utf8_chunks() {
-        for ch in chunk.valid().chars() {
+        // Runs of characters that pass go out as one slice each.
+        let valid = chunk.valid();
+        let mut run = 0;
+        for (at, ch) in valid.char_indices() {
+            if ch != '\t' && !needs_escape(ch) {
+                continue;
+            }
+            if run < at {
+                out(&valid.as_bytes()[run..at]);
+            }
+            run = at + ch.len_utf8();
             if ch == '\t' {
                 out(b" ");
-            } else if needs_escape(ch) {
-                let v = ch as u32;
-                out(b"\\u{");
-                let digits = if v > 0xfff { 4 } else if v > 0xff { 3 } else { 2 };
-                for i in (0..digits).rev() {
-                    out(&[HEX[((v >> (4 * i)) & 0xf) as usize]]);
-                }
-                out(b"}");
             } else {
-                let mut b = [0u8; 4];
-                out(ch.encode_utf8(&mut b).as_bytes());
+                let v = ch as u32;
+                let digits = if v > 0xfff { 4 } else if v > 0xff { 3 } else { 2 };
+                let mut e = [b'\\', b'u', b'{', 0, 0, 0, 0, b'}'];
+                for i in 0..digits {
+                    e[3 + i] = HEX[((v >> (4 * (digits - 1 - i))) & 0xf) as usize];
+                }
+                e[3 + digits] = b'}';
+                out(&e[..4 + digits]);
             }
+        }
+        if run < valid.len() {
+            out(&valid.as_bytes()[run..]);
         }
         for &b in chunk.invalid() {
             out(&[b'\\', b'x', HEX[(b >> 4) as usize], HEX[(b & 0xf) as usize]]);
@@ -136,7 +165,39 @@ mod tests {
         );
     }
 
+    /// Character by character, as the console escaped before it wrote
+    /// passing runs as one slice.
+    fn reference(bytes: &[u8]) -> String {
+        let mut s = String::new();
+        for chunk in bytes.utf8_chunks() {
+            for ch in chunk.valid().chars() {
+                if ch == '\t' {
+                    s.push(' ');
+                } else if needs_escape(ch) {
+                    s.push_str(&std::format!("\\u{{{:02x}}}", ch as u32));
+                } else {
+                    s.push(ch);
+                }
+            }
+            for &b in chunk.invalid() {
+                s.push_str(&std::format!("\\x{b:02x}"));
+            }
+        }
+        s
+    }
+
     proptest::proptest! {
+        #[test]
+        fn runs_escape_as_single_characters_do(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            proptest::prop_assert_eq!(clean(&bytes), reference(&bytes));
+        }
+
+        #[test]
+        fn text_with_escapes_escapes_as_single_characters_do(parts in proptest::collection::vec(proptest::sample::select(&["a", "\u{e9}", "\t", "\u{1b}", "\u{9b}", "\u{202e}", "\u{feff}", "\u{2028}", "\u{6771}", "\u{1f600}"][..]), 0..60)) {
+            let text: String = parts.concat();
+            proptest::prop_assert_eq!(clean(text.as_bytes()), reference(text.as_bytes()));
+        }
+
         #[test]
         fn sanitized_text_has_no_control_characters(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
             let s = clean(&bytes);

@@ -7,9 +7,10 @@
 //! re-checks what it needs to be sound on its own.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use hallows_abi::{Error, GuestRange};
+use hallows_table::MAX_PARTITIONS;
 use hallows_paging::{TableMemory, ENTRIES, PAGE_SIZE};
 use zerocopy::{Immutable, IntoBytes};
 
@@ -29,6 +30,21 @@ unsafe impl Sync for Pool {}
 #[link_section = ".noinit.pool"]
 static POOL: Pool = Pool(UnsafeCell::new([[0; ENTRIES]; POOL_PAGES]));
 static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Words (8 bytes) of each partition's console output queue.
+pub const CONSOLE_QUEUE_WORDS: usize = 512;
+
+/// The console's output queues (`crate::console`), one per partition:
+/// never zeroed (the console reads only words it wrote first), so they
+/// add nothing to the boot's `.bss` clearing.
+#[link_section = ".noinit.console"]
+static CONSOLE_QUEUES: [[AtomicU64; CONSOLE_QUEUE_WORDS]; MAX_PARTITIONS] =
+    [const { [const { AtomicU64::new(0) }; CONSOLE_QUEUE_WORDS] }; MAX_PARTITIONS];
+
+/// The words of partition `index`'s console queue.
+pub fn console_queue(index: usize) -> Option<&'static [AtomicU64; CONSOLE_QUEUE_WORDS]> {
+    CONSOLE_QUEUES.get(index)
+}
 
 /// The page-table pool. Zero-sized handle: all state is in the statics.
 #[derive(Debug)]

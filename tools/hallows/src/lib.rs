@@ -9,6 +9,7 @@
 
 pub mod bochs;
 pub mod build;
+pub mod cost;
 pub mod gdb;
 pub mod image;
 pub mod image_x86;

@@ -116,10 +116,13 @@ enum Cmd {
         qemu_args: Vec<String>,
     },
     /// Count the instructions from reset to the first instruction of the
-    /// first partition's guest (deterministic: QEMU -icount, one core).
+    /// first partition's guest, on all cores (deterministic: QEMU -icount
+    /// shift=0,sleep=off; the machine is stopped there).
     BootCost { manifest: PathBuf },
     /// Run the system with every instruction traced and print, per core,
-    /// the instructions executed and how many were the hypervisor's.
+    /// the instructions executed and how many were the hypervisor's
+    /// (deterministic: QEMU -icount shift=0,sleep=off; two runs print the
+    /// same figures).
     El2Cost {
         manifest: PathBuf,
         /// Functions listed per core, most instructions first.
@@ -381,40 +384,11 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::El2Cost { manifest, top } => {
             let (sys, path, _) = build_image(&manifest, None, outside)?;
-            let len = std::fs::metadata(&path)?.len();
-            // The image's load address: 2 MiB into the reservation on
-            // aarch64 (arm64 Image), the reservation's start on x86_64.
-            let base = match sys.board.arch {
-                vmm_config::Arch::Aarch64 => sys.board.hypervisor.base + 0x20_0000,
-                vmm_config::Arch::X86_64 => sys.board.hypervisor.base,
-            };
-            let (out, cores) = qemu::instructions_per_core(&sys, &path, base..base + len)?;
-            qemu::show(&out.output);
-            // Attribute the hypervisor's instructions to its functions.
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
             let elf = root.join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
-            let hv = image::Elf::parse(&std::fs::read(&elf)?)?;
-            let mut symbols: Vec<(u64, String)> = hv
-                .symbols
-                .iter()
-                .filter(|(name, addr)| !name.is_empty() && (base..base + len).contains(addr))
-                .map(|(name, addr)| (*addr, format!("{:#}", rustc_demangle::demangle(name))))
-                .collect();
-            symbols.sort();
-            for (core, c) in cores.iter().enumerate() {
-                println!("core {core}: {} instructions, {} in the hypervisor", c.all, c.hypervisor);
-                let mut by_fn: std::collections::HashMap<&str, u64> = std::collections::HashMap::new();
-                for (pc, n) in &c.by_pc {
-                    let i = symbols.partition_point(|(a, _)| a <= pc);
-                    let name = if i == 0 { "?" } else { symbols[i - 1].1.as_str() };
-                    *by_fn.entry(name).or_default() += n;
-                }
-                let mut by_fn: Vec<_> = by_fn.into_iter().collect();
-                by_fn.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-                for (name, n) in by_fn.iter().take(top) {
-                    println!("  {n:>10}  {name}");
-                }
-            }
+            let c = hallows::cost::el2_cost(&sys, &path, &elf, top, Duration::from_secs(600))?;
+            qemu::show(&c.outcome.output);
+            print!("{}", c.report);
             Ok(0)
         }
         Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
@@ -455,13 +429,7 @@ fn run(cli: Cli) -> Result<u8> {
                 if text.end > hv_base && text.start < hv_base + len {
                     anyhow::bail!("guest `{}`'s code ({text:x?}) overlaps the hypervisor's addresses: the trace could not tell them apart", p.guest);
                 }
-                let mut symbols: Vec<(u64, String)> = elf
-                    .symbols
-                    .iter()
-                    .filter(|(n, a)| !n.is_empty() && text.contains(a))
-                    .map(|(n, a)| (*a, format!("{:#}", rustc_demangle::demangle(n))))
-                    .collect();
-                symbols.sort();
+                let symbols = hallows::cost::symbols_in(&elf, &text);
                 partitions.push(hallows::netcost::Measured { name: name.clone(), cores: p.cores.iter().map(|&c| c as usize).collect(), text, symbols });
             }
             let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path, headers, prime };

@@ -524,32 +524,78 @@ fn print_line(line: &[u8]) {
 
 /// Counts the instructions QEMU executes from reset until the first
 /// instruction of the guest at `guest_entry`, after the hypervisor (loaded
-/// at `hv_base`) has run. Deterministic: `-icount shift=0` with one
-/// instruction per translation block, each execution logged.
+/// at `hv_base`) has run. Deterministic: `-icount shift=0,sleep=off` with one
+/// instruction per translation block, each execution logged. The log is
+/// read while the machine runs, and the machine is stopped once the guest
+/// has started: the rest of a long-running system is not traced.
 pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_entry: u64) -> Result<u64> {
     let log = image.with_extension("exec.log");
-    let extra: Vec<String> = ["-icount", "shift=0", "-singlestep", "-d", "exec,nochain", "-D"]
+    let _ = std::fs::remove_file(&log);
+    let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-D"]
         .iter()
         .map(|s| s.to_string())
         .chain([log.display().to_string()])
         .collect();
-    let out = run(sys, image, Duration::from_secs(300), true, &extra)?;
-    if out.timed_out() {
-        bail!("the measured boot did not finish");
-    }
-    let text = std::fs::read_to_string(&log).with_context(|| format!("reading {}", log.display()))?;
+    let stop = AtomicBool::new(false);
+    let ended = AtomicBool::new(false);
+    let (out, count) = std::thread::scope(|s| {
+        let reader = s.spawn(|| count_to_guest(&log, hv_base, guest_entry, &ended, &stop));
+        let out = run_until(sys, image, Some(Duration::from_secs(300)), &stop, true, &extra);
+        ended.store(true, Ordering::SeqCst);
+        (out, reader.join())
+    });
     let _ = std::fs::remove_file(&log);
-    let mut count = 0u64;
-    let mut in_hypervisor = false;
-    for line in text.lines() {
-        let Some((_, pc)) = trace_line(line) else { continue };
-        if pc == guest_entry && in_hypervisor {
-            return Ok(count);
-        }
-        in_hypervisor |= pc >= hv_base;
-        count += 1;
+    let out = out?;
+    match count {
+        Ok(Some(n)) => Ok(n),
+        _ if out.timed_out() && !matches!(out.ended, Ended::Stopped) => bail!("the measured boot did not finish"),
+        _ => bail!("the guest's first instruction ({guest_entry:#x}) never ran"),
     }
-    bail!("the guest's first instruction ({guest_entry:#x}) never ran")
+}
+
+/// Follows the `-d exec` log at `log` as QEMU writes it, counting
+/// instructions until the guest's entry runs after the hypervisor; sets
+/// `stop` then. Gives up (None) once `ended` is set and the log is read.
+fn count_to_guest(log: &Path, hv_base: u64, guest_entry: u64, ended: &AtomicBool, stop: &AtomicBool) -> Option<u64> {
+    let mut file = loop {
+        if let Ok(f) = std::fs::File::open(log) {
+            break f;
+        }
+        if ended.load(Ordering::SeqCst) {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let (mut count, mut in_hypervisor) = (0u64, false);
+    let mut pending = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        // Read `ended` before reading: a read that then finds nothing has
+        // seen everything QEMU wrote.
+        let done = ended.load(Ordering::SeqCst);
+        let n = file.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            if done {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+            continue;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let mut start = 0;
+        while let Some(nl) = pending[start..].iter().position(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&pending[start..start + nl]);
+            start += nl + 1;
+            let Some((_, pc)) = trace_line(&line) else { continue };
+            if pc == guest_entry && in_hypervisor {
+                stop.store(true, Ordering::SeqCst);
+                return Some(count);
+            }
+            in_hypervisor |= pc >= hv_base;
+            count += 1;
+        }
+        pending.drain(..start);
+    }
 }
 
 /// The core and program counter of one line of QEMU's `-d exec` log:
@@ -572,17 +618,24 @@ pub struct CoreTrace {
 }
 
 /// Instructions each core executed, and which of them were the
-/// hypervisor's (program counter inside `hv`), over a whole run. Exact and
-/// independent of scheduling: QEMU logs every instruction
-/// (`-singlestep -d exec,nochain`) with the core that ran it.
-pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>) -> Result<(Outcome, Vec<CoreTrace>)> {
+/// hypervisor's (program counter inside `hv`), over a whole run. Exact:
+/// QEMU logs every instruction (`-singlestep -d exec,nochain`) with the
+/// core that ran it. Repeatable: the instruction count is QEMU's clock
+/// (`-icount shift=0,sleep=off`), so the cores run in turn at points fixed
+/// by it, and what a core spends waiting for another is the same in every
+/// run (see `crate::cost`).
+pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>, timeout: Duration) -> Result<(Outcome, Vec<CoreTrace>)> {
     use std::io::BufRead;
     let log = image.with_extension("exec.log");
-    let extra: Vec<String> =
-        ["-singlestep", "-d", "exec,nochain", "-D"].iter().map(|s| s.to_string()).chain([log.display().to_string()]).collect();
-    let out = run(sys, image, Duration::from_secs(600), true, &extra)?;
+    let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-D"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([log.display().to_string()])
+        .collect();
+    let out = run(sys, image, timeout, true, &extra)?;
     if out.timed_out() {
-        bail!("the traced run did not finish");
+        let _ = std::fs::remove_file(&log);
+        bail!("the traced run did not finish within {} s", timeout.as_secs());
     }
     let file = std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut cores: Vec<CoreTrace> = Vec::new();

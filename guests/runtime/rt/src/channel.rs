@@ -82,8 +82,8 @@ impl<E> DerefMut for Endpoint<E> {
 static RUNG: AtomicU32 = AtomicU32::new(0);
 static OPEN: AtomicU32 = AtomicU32::new(0);
 /// Per directory entry: the task awaiting its doorbell ([`Rung`]).
-static WAITERS: [spin::Mutex<Option<Waker>>; hallows_abi::MAX_CHANNELS] =
-    [const { spin::Mutex::new(None) }; hallows_abi::MAX_CHANNELS];
+static WAITERS: [crate::sync::Mutex<Option<Waker>>; hallows_abi::MAX_CHANNELS] =
+    [const { crate::sync::Mutex::new(None) }; hallows_abi::MAX_CHANNELS];
 
 impl<E> Endpoint<E> {
     /// Whether the channel has a doorbell (`notify = "doorbell"`).
@@ -206,6 +206,8 @@ impl Future for Rung {
                 return Poll::Ready(());
             }
             self.yielded = true;
+            // Polling for the peer's core: let it run (`crate::relax`).
+            crate::relax();
             cx.waker().wake_by_ref();
             return Poll::Pending;
         }

@@ -4,7 +4,7 @@
 use core::fmt::{self, Write};
 
 use hallows_abi::{call, CONSOLE_MAX};
-use spin::Mutex;
+use crate::sync::Mutex;
 
 use crate::arch;
 

@@ -20,7 +20,7 @@ const MAX_HANDLERS: usize = 16;
 
 type Handlers = [(u32, Option<fn(u32)>); MAX_HANDLERS];
 
-static HANDLERS: spin::Mutex<Handlers> = spin::Mutex::new([(0, None); MAX_HANDLERS]);
+static HANDLERS: crate::sync::Mutex<Handlers> = crate::sync::Mutex::new([(0, None); MAX_HANDLERS]);
 static UNHANDLED: AtomicU64 = AtomicU64::new(0);
 
 /// Runs `handler(intid)` for every interrupt `intid` (a `DeviceInfo::irq`).

@@ -30,6 +30,7 @@ mod logger;
 pub mod mm;
 pub mod netdev;
 mod postmortem;
+pub mod sync;
 pub mod task;
 pub mod time;
 pub mod virtio;
@@ -91,6 +92,15 @@ impl Clone for Boot {
 pub(crate) fn padded(b: &[u8]) -> &str {
     let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
     core::str::from_utf8(&b[..n]).unwrap_or("")
+}
+
+/// One turn of a busy wait for another core or partition (a polled
+/// channel, a flag, a lock): `yield` on aarch64, `pause` on x86_64. Use it
+/// instead of `core::hint::spin_loop`: on aarch64 that is an `isb`, which
+/// QEMU with `-icount` (one thread running the cores in turn) never
+/// leaves for another core, so the core being waited for may never run.
+pub fn relax() {
+    arch::relax();
 }
 
 /// Ends the partition with `status` (0 means success).

@@ -318,11 +318,11 @@ pub fn heap_used() -> usize {
 static USED: AtomicUsize = AtomicUsize::new(0);
 
 struct Heap {
-    heap: spin::Mutex<buddy_system_allocator::Heap<32>>,
+    heap: crate::sync::Mutex<buddy_system_allocator::Heap<32>>,
 }
 
 #[global_allocator]
-static HEAP: Heap = Heap { heap: spin::Mutex::new(buddy_system_allocator::Heap::empty()) };
+static HEAP: Heap = Heap { heap: crate::sync::Mutex::new(buddy_system_allocator::Heap::empty()) };
 
 // SAFETY: delegates to the buddy allocator under its lock; IRQs are masked
 // while the lock is held, so the lock is never re-entered on one core.

@@ -175,7 +175,7 @@ impl Executor {
     }
 }
 
-static EXEC: spin::Mutex<Option<Executor>> = spin::Mutex::new(None);
+static EXEC: crate::sync::Mutex<Option<Executor>> = crate::sync::Mutex::new(None);
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 static MULTICORE: AtomicBool = AtomicBool::new(false);
 static LIVE: AtomicU32 = AtomicU32::new(0);
@@ -263,7 +263,7 @@ fn waker(id: u32) -> Waker {
 /// on every turn).
 struct Join<T> {
     done: AtomicBool,
-    inner: spin::Mutex<(Option<T>, Option<Waker>)>,
+    inner: crate::sync::Mutex<(Option<T>, Option<Waker>)>,
 }
 
 type JoinState<T> = Arc<Join<T>>;
@@ -281,7 +281,7 @@ impl<T> core::fmt::Debug for JoinHandle<T> {
 
 impl<T> JoinHandle<T> {
     fn new() -> (Self, JoinState<T>) {
-        let state = Arc::new(Join { done: AtomicBool::new(false), inner: spin::Mutex::new((None, None)) });
+        let state = Arc::new(Join { done: AtomicBool::new(false), inner: crate::sync::Mutex::new((None, None)) });
         (JoinHandle { state: state.clone() }, state)
     }
 
@@ -537,7 +537,7 @@ fn finish_turn(core: usize, id: u32, work: Option<Work>, preempted: bool) {
 /// sleeps ([`set_before_idle`]).
 pub type IdleWork = fn() -> bool;
 
-static BEFORE_IDLE: spin::Mutex<Option<IdleWork>> = spin::Mutex::new(None);
+static BEFORE_IDLE: crate::sync::Mutex<Option<IdleWork>> = crate::sync::Mutex::new(None);
 
 /// Has `work` run whenever a core finds nothing to run, before it sleeps:
 /// bookkeeping that only matters once the core idles (the network stack's
@@ -671,6 +671,10 @@ pub async fn yield_now() {
             Poll::Ready(())
         } else {
             yielded = true;
+            // A task that yields is often waiting for another core (a
+            // full or empty polled channel): let an emulator that runs
+            // cores in turn run it (see `crate::relax`).
+            crate::relax();
             cx.waker().wake_by_ref();
             Poll::Pending
         }
@@ -689,7 +693,7 @@ struct ForScope {
     /// Tasks run by helpers (not by the caller).
     by_helpers: core::sync::atomic::AtomicUsize,
     /// (closed: no helper may start using `f`; helpers using `f` now).
-    state: spin::Mutex<(bool, usize)>,
+    state: crate::sync::Mutex<(bool, usize)>,
 }
 
 // SAFETY: the only non-Send/Sync field is `f`, a pointer to a closure that
@@ -779,7 +783,7 @@ pub fn parallel_for(tasks: usize, helpers: usize, f: &(dyn Fn(usize) + Sync)) ->
         tasks,
         next: core::sync::atomic::AtomicUsize::new(0),
         by_helpers: core::sync::atomic::AtomicUsize::new(0),
-        state: spin::Mutex::new((false, 0)),
+        state: crate::sync::Mutex::new((false, 0)),
     });
     for _ in 0..helpers {
         let s = scope.clone();
@@ -788,7 +792,7 @@ pub fn parallel_for(tasks: usize, helpers: usize, f: &(dyn Fn(usize) + Sync)) ->
     scope.drain(f);
     arch::without_interrupts(|| scope.state.lock().0 = true);
     while arch::without_interrupts(|| scope.state.lock().1) != 0 {
-        core::hint::spin_loop();
+        crate::relax();
     }
     scope.by_helpers.load(Ordering::Acquire)
 }

@@ -93,8 +93,8 @@ struct CoreTimer {
     sched_tick: u64,
 }
 
-static TIMERS: [spin::Mutex<CoreTimer>; MAX_VCPUS] = [const {
-    spin::Mutex::new(CoreTimer { sleepers: Vec::new(), period: 0, next_periodic: 0, sched_tick: 0 })
+static TIMERS: [crate::sync::Mutex<CoreTimer>; MAX_VCPUS] = [const {
+    crate::sync::Mutex::new(CoreTimer { sleepers: Vec::new(), period: 0, next_periodic: 0, sched_tick: 0 })
 }; MAX_VCPUS];
 /// Cores whose timer is left off: they call [`poll_timers`] themselves.
 static POLLED: [core::sync::atomic::AtomicBool; MAX_VCPUS] =
@@ -424,6 +424,6 @@ pub fn wait_for_interrupt() {
 pub fn spin_for(duration: Duration) {
     let end = now_nanos() + duration.as_nanos() as u64;
     while now_nanos() < end {
-        core::hint::spin_loop();
+        crate::relax();
     }
 }

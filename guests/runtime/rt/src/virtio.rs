@@ -48,15 +48,15 @@ static TRUSTED: AtomicU64 = AtomicU64::new(0);
 static IRQ_COUNT: [(AtomicU64, AtomicU64, AtomicU64); hallows_abi::MAX_DEVICES] =
     [const { (AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)) }; hallows_abi::MAX_DEVICES];
 /// Per device directory entry: the task waiting for its next interrupt.
-static IRQ_WAKERS: [spin::Mutex<Option<Waker>>; hallows_abi::MAX_DEVICES] =
-    [const { spin::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
+static IRQ_WAKERS: [crate::sync::Mutex<Option<Waker>>; hallows_abi::MAX_DEVICES] =
+    [const { crate::sync::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
 /// What a device's interrupt does itself: `true` if that was everything.
 pub type InterruptWork = fn() -> bool;
 
 /// Per device directory entry: work its interrupt does itself
 /// ([`set_interrupt_work`]).
-static IRQ_WORK: [spin::Mutex<Option<InterruptWork>>; hallows_abi::MAX_DEVICES] =
-    [const { spin::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
+static IRQ_WORK: [crate::sync::Mutex<Option<InterruptWork>>; hallows_abi::MAX_DEVICES] =
+    [const { crate::sync::Mutex::new(None) }; hallows_abi::MAX_DEVICES];
 
 fn bus_address(va: u64) -> PhysAddr {
     va.wrapping_add(DMA_OFFSET.load(Ordering::Relaxed))

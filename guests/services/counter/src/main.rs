@@ -102,7 +102,7 @@ fn serve(boot: &Boot, mut service: counter::Service<Counter>) -> u64 {
             // channel), or poll again at once (a poll channel).
             service.wait();
         }
-        core::hint::spin_loop();
+        hallows_rt::relax();
     }
     println!("served {} job(s)", service.handlers.served);
     0

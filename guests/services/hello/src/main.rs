@@ -67,7 +67,7 @@ fn ask_many(boot: &Boot, service: &mut greeter::Service<Greeter>, calls: u32) ->
         loop {
             match service.count_primes(&greeter::CountJob { job, limit }, |s| {
                 s.turn(0);
-                core::hint::spin_loop();
+                hallows_rt::relax();
             }) {
                 Ok(a) => {
                     let expect = (0..limit).filter(|&n| is_prime(n)).count() as u32;
@@ -105,7 +105,7 @@ fn ask_backend(boot: &Boot, mut service: greeter::Service<Greeter>) -> u64 {
     // While it waits, the service's loop runs (it has nothing else to serve).
     let answer = match service.count_primes(&job, |s| {
         s.turn(0);
-        core::hint::spin_loop();
+        hallows_rt::relax();
     }) {
         Ok(answer) => answer,
         Err(e) => {

@@ -84,10 +84,10 @@ fn send(boot: &Boot, name: &str, count: u64, batch: usize, pace: u64) -> u64 {
                 // `pace`: idle between batches, so that each doorbell finds
                 // the receiver asleep (for measuring delivery).
                 for _ in 0..pace {
-                    core::hint::spin_loop();
+                    hallows_rt::relax();
                 }
             }
-            Err(RingError::Full) | Err(RingError::PeerRestarted) => core::hint::spin_loop(),
+            Err(RingError::Full) | Err(RingError::PeerRestarted) => hallows_rt::relax(),
             Err(e) => {
                 println!("send failed at {seq}: {e}");
                 return 5;
@@ -125,7 +125,7 @@ fn recv(boot: &Boot, name: &str, count: u64) -> u64 {
                 rx.wait();
                 waits += 1;
             }
-            Err(RingError::Empty) | Err(RingError::PeerRestarted) => core::hint::spin_loop(),
+            Err(RingError::Empty) | Err(RingError::PeerRestarted) => hallows_rt::relax(),
             Err(e) => {
                 println!("receive failed at {expected}: {e}");
                 return 5;

@@ -18,7 +18,7 @@ pub fn spin() -> ! {
     hallows_rt::console::flush();
     mask_all();
     loop {
-        core::hint::spin_loop();
+        hallows_rt::relax();
     }
 }
 
@@ -59,7 +59,7 @@ pub fn pet(ms: u64, how: &str) -> u64 {
         let mark = time::now();
         // Busy for 10 ms (a computing partition), then pet.
         while (time::now() - mark).as_millis() < 10 {
-            core::hint::spin_loop();
+            hallows_rt::relax();
         }
         match how {
             "beat" => watchdog::beat(),

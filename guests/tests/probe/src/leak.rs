@@ -106,7 +106,7 @@ extern "C" fn leak_main(shared: &'static Shared) -> ! {
     let tx = unsafe { &mut *shared.tx.get() };
     let Some(tx) = tx.as_mut() else {
         loop {
-            core::hint::spin_loop()
+            hallows_rt::relax()
         }
     };
     let mut n = 0u64;
@@ -116,7 +116,7 @@ extern "C" fn leak_main(shared: &'static Shared) -> ! {
                 n += 1;
                 shared.sent.store(n, Ordering::Release);
             }
-            Err(RingError::Full) | Err(_) => core::hint::spin_loop(),
+            Err(RingError::Full) | Err(_) => hallows_rt::relax(),
         }
     }
 }
@@ -137,7 +137,7 @@ pub fn leak(boot: &Boot) -> u64 {
         return 4;
     }
     while SHARED.sent.load(Ordering::Acquire) < 10_000 {
-        core::hint::spin_loop();
+        hallows_rt::relax();
     }
     println!("probe: vCPU 1 is sending; vCPU 0 faults now");
     crate::undefined_instruction();
@@ -186,7 +186,7 @@ extern "C" fn off_main(shared: &'static Shared) -> ! {
     shared.runs.fetch_add(1, Ordering::AcqRel);
     crate::smc(hallows_rt::abi::psci::CPU_OFF, 0, 0, 0);
     loop {
-        core::hint::spin_loop()
+        hallows_rt::relax()
     }
 }
 
@@ -207,7 +207,7 @@ pub fn cpu_off_on(_boot: &Boot) -> u64 {
         let mut spins = 0u64;
         while SHARED.runs.load(Ordering::Acquire) < run && spins < 200_000_000 {
             spins += 1;
-            core::hint::spin_loop();
+            hallows_rt::relax();
         }
         let mut polls = 0u64;
         while vcpu1_state() != 1 && polls < 1_000_000 {
@@ -238,7 +238,7 @@ extern "C" fn fault_main(_shared: &'static Shared) -> ! {
     };
     crate::undefined_instruction();
     loop {
-        core::hint::spin_loop()
+        hallows_rt::relax()
     }
 }
 
@@ -250,7 +250,7 @@ pub fn vcpu1_fault(_boot: &Boot) -> u64 {
     }
     // vCPU 0 waits; the partition ends (or restarts) from vCPU 1's fault.
     loop {
-        core::hint::spin_loop()
+        hallows_rt::relax()
     }
 }
 
@@ -285,7 +285,7 @@ pub fn pair_spin(boot: &Boot) -> u64 {
     let mut spins = 0u64;
     while SHARED.sent.load(Ordering::Acquire) == 0 && spins < 200_000_000 {
         spins += 1;
-        core::hint::spin_loop();
+        hallows_rt::relax();
     }
     if SHARED.sent.load(Ordering::Acquire) == 0 {
         println!("vCPU 1 did not start");
@@ -298,7 +298,7 @@ pub fn pair_spin(boot: &Boot) -> u64 {
     println!("probe: both vCPUs spinning");
     hallows_rt::console::flush();
     loop {
-        core::hint::spin_loop()
+        hallows_rt::relax()
     }
 }
 

@@ -17,7 +17,8 @@
 //! (semihosting calls: print, run a host command, exit QEMU) and
 //! `action=debug_regs` (arm a hardware breakpoint and software step). On
 //! both, `action=forge` prints control characters, invalid UTF-8 and lines
-//! that imitate the hypervisor's, then exits with `status`;
+//! that imitate the hypervisor's, then exits with `status`; `action=chatter
+//! lines=N` prints N numbered lines as fast as it can, then exits 0;
 //! `action=timer_abuse` (WAKE out of range, SET_TIMER storms and extremes,
 //! each result printed, then a clean exit); `action=leak`, `action=sink`, `action=cpu_off_on` and
 //! `action=vcpu1_fault` are multi-vCPU attacks (see [`leak`]);
@@ -264,7 +265,7 @@ fn main(boot: &Boot) -> u64 {
             // A service that never ends (for `hallows run`'s stop paths).
             println!("probe: running until stopped");
             loop {
-                core::hint::spin_loop();
+                hallows_rt::relax();
             }
         }
         "spin" => hang::spin(),
@@ -279,6 +280,19 @@ fn main(boot: &Boot) -> u64 {
         "cpu_off_on" => return leak::cpu_off_on(boot),
         "vcpu1_fault" => return leak::vcpu1_fault(boot),
         "pair_spin" => return leak::pair_spin(boot),
+        "chatter" => {
+            // Many lines of varying length (tabs, an accent, an ESC among
+            // them), as fast as the console takes them: partitions doing
+            // this side by side each see all their lines, whole and in order.
+            let lines = boot.arg("lines").and_then(parse).unwrap_or(100);
+            for i in 0..lines {
+                let accent = if i % 5 == 0 { "\u{e9}\t" } else { "" };
+                let esc = if i % 11 == 0 { "\x1b" } else { "" };
+                let width = 80 + (i as usize * 7) % 61;
+                println!("chatter {i:04} {accent}{:x<width$}{esc} end", "");
+            }
+            return 0;
+        }
         "forge" => {
             // Lines that imitate the hypervisor's, after a newline inside
             // one write and at the start of another.
@@ -569,7 +583,7 @@ mod x86 {
         raw_hypercall(call::CONSOLE_WRITE, [msg.as_ptr() as u64, msg.len() as u64, 0, 0, 0]);
         raw_hypercall(call::EXIT, [42, 0, 0, 0, 0]);
         loop {
-            core::hint::spin_loop();
+            hallows_rt::relax();
         }
     }
 }

@@ -82,7 +82,7 @@ fn producer(boot: &Boot, end_ms: u64) -> u64 {
                 b.commit();
                 seq += n as u64;
             }
-            Err(RingError::Full) => core::hint::spin_loop(),
+            Err(RingError::Full) => hallows_rt::relax(),
             Err(RingError::PeerRestarted) => restarts += 1,
             Err(e) => {
                 println!("soak: producer: {e}");
@@ -141,7 +141,7 @@ fn relay(boot: &Boot, end_ms: u64) -> u64 {
                     b.commit();
                     sent += k;
                 }
-                Err(RingError::Full) | Err(RingError::PeerRestarted) => core::hint::spin_loop(),
+                Err(RingError::Full) | Err(RingError::PeerRestarted) => hallows_rt::relax(),
                 Err(e) => {
                     println!("soak: relay: send: {e}");
                     return 5;
@@ -184,7 +184,7 @@ fn consumer(boot: &Boot, end_ms: u64) -> u64 {
                 }
                 b.release();
             }
-            Err(RingError::Empty) => core::hint::spin_loop(),
+            Err(RingError::Empty) => hallows_rt::relax(),
             Err(RingError::PeerRestarted) => restarts += 1,
             Err(e) => {
                 println!("soak: consumer: {e}");

@@ -135,7 +135,7 @@ mod tests {
                 let k0 = time::ticks();
                 time::set_periodic(Some(Duration::from_micros(period_us)));
                 while time::ticks() - k0 < n {
-                    core::hint::spin_loop();
+                    hallows_rt::relax();
                 }
                 time::set_periodic(None);
                 (time::ticks() - k0, time::interrupts())

@@ -372,6 +372,18 @@ pub fn wait_for_event_or_interrupt() {
     unsafe { asm!("msr daifclr, #2", "wfe", "msr daifset, #2", options(nostack)) };
 }
 
+/// One turn of a busy wait for another core (a spin lock, a polled
+/// channel, a flag): `yield`. On hardware it is a hint, as cheap as the
+/// `isb` of `core::hint::spin_loop`; QEMU with `-icount` runs every core in
+/// turn on one thread and moves to the next core on `yield` (or `wfe`),
+/// whereas a core spinning on `isb` keeps the emulator until the next
+/// timer deadline and the cores after it in QEMU's list get no time at all
+/// (QEMU 7.2 does not share the budget): the peer it waits for never runs.
+pub fn relax() {
+    // SAFETY: a hint; no memory or register effects.
+    unsafe { asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Wakes cores waiting in `wait_for_event_or_interrupt`.
 pub fn send_event() {
     // SAFETY: orders earlier stores, then signals an event.

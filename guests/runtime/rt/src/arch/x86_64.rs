@@ -537,6 +537,13 @@ global_asm!(
     "    ret",
 );
 
+/// One turn of a busy wait for another core: `pause`, which QEMU's
+/// one-thread (`-icount`) scheduler already takes as a reason to run the
+/// next core.
+pub fn relax() {
+    core::hint::spin_loop();
+}
+
 /// Per vCPU: it waits in `wait_for_event_or_interrupt`, and another vCPU
 /// signalled an event for it (`send_event`). x86 has no `wfe`/`sev`: these
 /// two words are the event register, and `WAKE` the wake-up.

@@ -1,0 +1,46 @@
+//! Deterministic measurement: `hallows el2-cost` gives the same figures,
+//! bit for bit, in every run of a multi-core system (QEMU counts
+//! instructions as its clock, `-icount shift=0,sleep=off`; the cores run in
+//! turn and every wait lets the others run). Without `-icount` the same
+//! image's per-core hypervisor counts differ from run to run by hundreds
+//! of instructions (waits on the other core last as long as the host's
+//! threads make them).
+
+use std::time::Duration;
+
+use hallows::{build, cost};
+
+/// Each traced run is killed after this long (one takes about 6 s).
+const RUN_LIMIT: Duration = Duration::from_secs(120);
+
+#[test]
+fn el2_cost_of_a_two_core_system_is_the_same_in_every_run() {
+    let (sys, img) = hallows_tests::system_image("el2-cost-two");
+    let elf = hallows_tests::root().join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
+    let run = || cost::el2_cost(&sys, &img, &elf, 12, RUN_LIMIT).expect("the traced run");
+    let first = run();
+    let second = run();
+    assert_eq!(first.outcome.status, Some(0), "output:\n{}", first.outcome.output);
+    for part in ["producer", "consumer"] {
+        assert!(
+            first.outcome.output.contains(&format!("[hallows] partition {part} exited with status 0")),
+            "{}",
+            first.outcome.output
+        );
+    }
+    // Both partitions' cores trapped (doorbells sent and delivered), so the
+    // comparison covers the hypervisor's work on each.
+    for core in [1, 2] {
+        let line = first
+            .report
+            .lines()
+            .find(|l| l.starts_with(&format!("core {core}: ")))
+            .unwrap_or_else(|| panic!("no core {core} in:\n{}", first.report));
+        let hv: u64 = line.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).expect(line);
+        assert!(hv > 0, "{line}");
+    }
+    assert!(first.report.contains("call_notify"), "{}", first.report);
+    assert!(first.report.contains("hallows_hv::partition::deliver_doorbells"), "{}", first.report);
+    assert_eq!(first.outcome.output, second.outcome.output, "the machine's output differs between two runs");
+    assert_eq!(first.report, second.report, "the per-core figures differ between two runs");
+}
