@@ -1,6 +1,14 @@
 //! Host benchmarks: the hallows ring against other single-producer
 //! single-consumer queues, with the producer and the consumer on two threads.
 //!
+//! Two modes. `-- --rounds N [--scale X] [--only NAME]` is the interleaved
+//! comparison of hallows with rtrb (`spsc/compare.rs`): N rounds, the
+//! queues alternating within each round, every queue driven by the same
+//! polling loop, medians with spreads and paired ratios; it is the one to
+//! quote. Anything else runs the criterion suite below, which covers more
+//! queues (including kernel-mediated ones) with each queue's natural way of
+//! waiting.
+//!
 //! - `spsc/<impl>/<message bytes>/<batch>`: throughput (elements/s). The
 //!   producer sends `batch` messages per step with the queue's own batch API
 //!   where it has one (hallows `reserve`/`recv_batch`, rtrb chunks, a pipe
