@@ -486,6 +486,13 @@ pub struct ConsumerCore<V> {
     probe: u64,
     /// The last scan found nothing at `tail` and an impossible stamp there.
     bad_stamp: bool,
+    /// The stamp the last scan found not publishing `cached_head`.
+    seen: u64,
+    /// What an empty `peek_one` last reported, with what it was decided
+    /// on: `cached_head`, the stamp there and our producer epoch. A poll
+    /// that finds the same stamp there and the producer's epoch unchanged
+    /// would decide the same, so it answers at once.
+    quiet: Option<(u64, u64, u64, RingError)>,
     /// Released messages not yet handed back: `tail` minus the tail last
     /// stored to our header.
     pending: u64,
@@ -515,6 +522,8 @@ impl<V: ChannelView> ConsumerCore<V> {
             epoch,
             probe: PROBE,
             bad_stamp: false,
+            seen: 0,
+            quiet: None,
             pending: 0,
             lazy: (layout.capacity() as u64 / 4).max(1),
         };
@@ -617,10 +626,30 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// so the common case stays small.
     #[inline(never)]
     fn refill(&mut self) -> Result<(), RingError> {
-        if self.scan(1) == 0 {
-            return Err(self.idle());
+        if let Some((at, stamp, epoch, err)) = self.quiet {
+            // The same two loads the full path starts with (the stamp,
+            // then the producer's epoch in `idle`), with the same
+            // orderings: the same values give the same answer.
+            if at == self.cached_head
+                && epoch == self.prod_epoch
+                && self.view.stamp(at).load(Relaxed) == stamp
+                && self.view.producer_header().epoch.load(Acquire) == epoch
+            {
+                return Err(err);
+            }
+            self.quiet = None;
         }
-        Ok(())
+        if self.scan(1) > 0 {
+            return Ok(());
+        }
+        let (at, epoch) = (self.cached_head, self.prod_epoch);
+        let err = self.idle();
+        // Only an answer decided on a stamp of this producer, with no
+        // resynchronisation in between, can be repeated.
+        if epoch != 0 && self.prod_epoch == epoch && self.cached_head == at {
+            self.quiet = Some((at, self.seen, epoch, err));
+        }
+        Err(err)
     }
 
     /// Consumes the message of the last [`peek_one`](Self::peek_one) (or
@@ -680,6 +709,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         let first = self.view.stamp(next).load(Relaxed);
         let Some(last) = geo.published(first, epoch, next) else {
             // Nothing new; `idle` reports an impossible stamp at `tail`.
+            self.seen = first;
             self.bad_stamp = next == self.tail && self.impossible(first);
             return self.ready;
         };
@@ -1213,8 +1243,35 @@ mod tests {
         // An impossible stamp of our epoch at `tail`: Corrupt, state kept.
         h.stamps[15].store(stamp_value(e, 33), SeqCst);
         assert_eq!(rx.peek_one(), Err(RingError::Corrupt));
+        assert_eq!(rx.peek_one(), Err(RingError::Corrupt), "the same stamp, the same answer");
         h.stamps[15].store(stamp_value(e, 46), SeqCst);
         assert_eq!(rx.peek_one(), Ok(40));
+    }
+
+    #[test]
+    fn repeated_empty_polls_still_see_a_new_stamp_and_a_restart() {
+        let l = layout(8);
+        let h = Heap::new(&l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        for _ in 0..3 {
+            assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        }
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert_eq!(rx.peek_one(), Ok(0));
+        rx.release_one();
+        for _ in 0..3 {
+            assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        }
+        // A restart leaves the stamp as it was; the epoch tells.
+        let mut tx = ProducerCore::attach(&h, &l);
+        assert_eq!(rx.peek_one(), Err(RingError::PeerRestarted));
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert_eq!(rx.peek_one(), Ok(1));
     }
 
     #[test]
