@@ -231,11 +231,10 @@ fn consume<Q: Poll, M: BenchMsg>(rx: &mut Q::Rx<M>, mut expect: u64, n: u64, bat
             }
         } else {
             let mut e = expect;
-            let k = Q::try_recv_batch(rx, batch.min((end - expect) as usize), |m: M| {
+            Q::try_recv_batch(rx, batch.min((end - expect) as usize), |m: M| {
                 bad += u64::from(m.seq() != e);
                 e += 1;
-            });
-            k
+            })
         };
         if k == 0 {
             spin_loop();
