@@ -1,6 +1,14 @@
 //! Host benchmarks: the hallows ring against other single-producer
 //! single-consumer queues, with the producer and the consumer on two threads.
 //!
+//! Two modes. `-- --rounds N [--scale X] [--only NAME]` is the interleaved
+//! comparison of hallows with rtrb (`spsc/compare.rs`): N rounds, the
+//! queues alternating within each round, every queue driven by the same
+//! polling loop, medians with spreads and paired ratios; it is the one to
+//! quote. Anything else runs the criterion suite below, which covers more
+//! queues (including kernel-mediated ones) with each queue's natural way of
+//! waiting.
+//!
 //! - `spsc/<impl>/<message bytes>/<batch>`: throughput (elements/s). The
 //!   producer sends `batch` messages per step with the queue's own batch API
 //!   where it has one (hallows `reserve`/`recv_batch`, rtrb chunks, a pipe
@@ -40,7 +48,7 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use hallows_ring::{ChannelLayout, Message, Receiver, RingError, Sender};
 
 const CAP: usize = 1024;
@@ -651,4 +659,24 @@ criterion_group! {
     config = Criterion::default().warm_up_time(Duration::from_secs(1));
     targets = benches
 }
-criterion_main!(spsc);
+
+/// `--rounds N` runs the interleaved comparison (`compare`); anything else
+/// is the criterion suite.
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--rounds") {
+        let rounds = args.get(i + 1).and_then(|n| n.parse().ok()).expect("--rounds N");
+        let scale = match args.iter().position(|a| a == "--scale") {
+            Some(j) => args.get(j + 1).and_then(|n| n.parse().ok()).expect("--scale X"),
+            None => 1.0,
+        };
+        let only = args.iter().position(|a| a == "--only").map(|j| args[j + 1].clone());
+        compare::run(rounds, scale, only.as_deref());
+        return;
+    }
+    spsc();
+    Criterion::default().configure_from_args().final_summary();
+}
+
+#[path = "spsc/compare.rs"]
+mod compare;

@@ -473,6 +473,10 @@ pub struct ConsumerCore<V> {
     /// End of the run of messages whose stamps we have validated, a message
     /// index at most `capacity` messages past `tail`.
     cached_head: u64,
+    /// Messages from `tail` to `cached_head`, kept up to date so that the
+    /// common case of a receive (a message already validated) does no
+    /// index arithmetic.
+    ready: u64,
     /// Messages handed out by the last `peek`, the most `release` may free.
     peeked: u32,
     /// Producer epoch we are synchronised with; 0 = none yet.
@@ -482,9 +486,16 @@ pub struct ConsumerCore<V> {
     probe: u64,
     /// The last scan found nothing at `tail` and an impossible stamp there.
     bad_stamp: bool,
-    /// The tail last stored to our header: `tail` minus the released
-    /// messages not yet handed back.
-    told: u64,
+    /// The stamp the last scan found not publishing `cached_head`.
+    seen: u64,
+    /// What an empty `peek_one` last reported, with what it was decided
+    /// on: `cached_head`, the stamp there and our producer epoch. A poll
+    /// that finds the same stamp there and the producer's epoch unchanged
+    /// would decide the same, so it answers at once.
+    quiet: Option<(u64, u64, u64, RingError)>,
+    /// Released messages not yet handed back: `tail` minus the tail last
+    /// stored to our header.
+    pending: u64,
     /// How many released messages may wait to be handed back while the
     /// validated run lasts.
     lazy: u64,
@@ -505,12 +516,15 @@ impl<V: ChannelView> ConsumerCore<V> {
             slot_count: layout.slot_count() as u32,
             tail: 0,
             cached_head: 0,
+            ready: 0,
             peeked: 0,
             prod_epoch: 0,
             epoch,
             probe: PROBE,
             bad_stamp: false,
-            told: 0,
+            seen: 0,
+            quiet: None,
+            pending: 0,
             lazy: (layout.capacity() as u64 / 4).max(1),
         };
         let p = core.view.producer_header();
@@ -525,7 +539,6 @@ impl<V: ChannelView> ConsumerCore<V> {
             head = head.wrapping_add(1);
         }
         core.tail = head;
-        core.told = head;
         core.cached_head = head;
         core.prod_epoch = if synced { prod_epoch } else { 0 };
         let c = core.view.consumer_header();
@@ -584,7 +597,7 @@ impl<V: ChannelView> ConsumerCore<V> {
     pub fn peek(&mut self, max: u32) -> Result<Span, RingError> {
         self.peeked = 0;
         // Invariant (validated): cached_head - tail <= capacity messages.
-        let mut avail = self.geo.between(self.tail, self.cached_head);
+        let mut avail = self.ready;
         if avail < u64::from(max) {
             avail = self.scan(u64::from(max).min(self.geo.capacity));
             if avail == 0 {
@@ -594,6 +607,65 @@ impl<V: ChannelView> ConsumerCore<V> {
         let len = avail.min(u64::from(max)) as u32;
         self.peeked = len;
         Ok(Span { start: self.tail, len })
+    }
+
+    /// The index of the next published message, for a reader that takes
+    /// one at a time: `peek(1)`, with the common case (a message already
+    /// validated) reduced to one comparison. Consume it with
+    /// [`release_one`](Self::release_one).
+    #[inline]
+    pub fn peek_one(&mut self) -> Result<u64, RingError> {
+        if self.ready == 0 {
+            self.refill()?;
+        }
+        self.peeked = 1;
+        Ok(self.tail)
+    }
+
+    /// Extends an empty run for [`peek_one`](Self::peek_one): out of line,
+    /// so the common case stays small.
+    #[inline(never)]
+    fn refill(&mut self) -> Result<(), RingError> {
+        if let Some((at, stamp, epoch, err)) = self.quiet {
+            // The same two loads the full path starts with (the stamp,
+            // then the producer's epoch in `idle`), with the same
+            // orderings: the same values give the same answer.
+            if at == self.cached_head
+                && epoch == self.prod_epoch
+                && self.view.stamp(at).load(Relaxed) == stamp
+                && self.view.producer_header().epoch.load(Acquire) == epoch
+            {
+                return Err(err);
+            }
+            self.quiet = None;
+        }
+        if self.scan(1) > 0 {
+            return Ok(());
+        }
+        let (at, epoch) = (self.cached_head, self.prod_epoch);
+        let err = self.idle();
+        // Only an answer decided on a stamp of this producer, with no
+        // resynchronisation in between, can be repeated.
+        if epoch != 0 && self.prod_epoch == epoch && self.cached_head == at {
+            self.quiet = Some((at, self.seen, epoch, err));
+        }
+        Err(err)
+    }
+
+    /// Consumes the message of the last [`peek_one`](Self::peek_one) (or
+    /// the first of the last `peek`), as `release(1)`.
+    #[inline]
+    pub fn release_one(&mut self) {
+        if self.peeked == 0 {
+            return;
+        }
+        self.peeked = 0;
+        self.tail = self.geo.next(self.tail);
+        self.ready -= 1;
+        self.pending += 1;
+        if self.ready == 0 || self.pending >= self.lazy {
+            self.hand_back();
+        }
     }
 
     /// Extends the validated run towards `want` (<= capacity) messages past
@@ -615,7 +687,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         let geo = self.geo;
         if self.prod_epoch == 0 {
             // No producer yet: nothing is published (and `idle` looks for one).
-            return geo.between(self.tail, self.cached_head);
+            return self.ready;
         }
         let epoch = self.prod_epoch;
         let mut next = self.cached_head;
@@ -631,21 +703,25 @@ impl<V: ChannelView> ConsumerCore<V> {
             // do large messages, whose stamp has a line of its own anyway.
             // `head` is only ever a hint: nothing is accepted without its
             // stamp.
-            return geo.between(self.tail, next);
+            return self.ready;
         }
         self.view.prefetch(next);
         let first = self.view.stamp(next).load(Relaxed);
         let Some(last) = geo.published(first, epoch, next) else {
             // Nothing new; `idle` reports an impossible stamp at `tail`.
+            self.seen = first;
             self.bad_stamp = next == self.tail && self.impossible(first);
-            return geo.between(self.tail, next);
+            return self.ready;
         };
         let end = geo.block_last(next);
         if last != end {
             next = geo.next(last);
         } else {
             next = end.wrapping_add(2);
-            if geo.between(self.tail, next) < want {
+            // A single-message reader probes too, though it has its
+            // message: otherwise, behind a producer that runs ahead, it
+            // would come back here for every block.
+            if want == 1 || geo.between(self.tail, next) < want {
                 // Probe the block `probe` messages on (at least `want`, at
                 // most to `tail`'s block a lap on): if its stamp publishes
                 // that far, so is everything before it (an honest producer
@@ -659,7 +735,9 @@ impl<V: ChannelView> ConsumerCore<V> {
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
                 let n = self.probe.max(want).min(room);
                 let far = geo.advance(self.tail, n - 1);
-                if geo.published(self.view.stamp(far).load(Relaxed), epoch, far).is_some() {
+                if geo.between(self.tail, next) >= n {
+                    // Already that far (a small ring).
+                } else if geo.published(self.view.stamp(far).load(Relaxed), epoch, far).is_some() {
                     next = geo.next(far);
                     self.probe = (self.probe * 2).min(geo.capacity);
                 } else {
@@ -668,16 +746,16 @@ impl<V: ChannelView> ConsumerCore<V> {
                     // The next block's address comes from `next`, not from
                     // the stamp just loaded, so the CPU can fetch the
                     // following stamps while this one is on its way.
-                    while let Some(last) = geo.published(self.view.stamp(next).load(Relaxed), epoch, next) {
+                    while geo.between(self.tail, next) < want {
+                        let Some(last) = geo.published(self.view.stamp(next).load(Relaxed), epoch, next) else {
+                            break;
+                        };
                         let end = geo.block_last(next);
                         if last != end {
                             next = geo.next(last);
                             break;
                         }
                         next = end.wrapping_add(2);
-                        if geo.between(self.tail, next) >= want {
-                            break;
-                        }
                     }
                 }
             }
@@ -693,7 +771,8 @@ impl<V: ChannelView> ConsumerCore<V> {
         // barrier) are visible to our reads.
         fence(Acquire);
         self.cached_head = next;
-        geo.between(self.tail, next)
+        self.ready = geo.between(self.tail, next);
+        self.ready
     }
 
     /// Nothing is published at `tail`: look for a producer restart, then for
@@ -747,17 +826,26 @@ impl<V: ChannelView> ConsumerCore<V> {
             return;
         }
         self.tail = self.geo.advance(self.tail, u64::from(n));
+        self.ready -= u64::from(n);
+        self.pending += u64::from(n);
         // Hand the slots back once the validated run is used up (so a
         // producer waiting for room never waits on a consumer that has
         // nothing left to read), or once enough are pending: a consumer
         // working through a long run does not move the tail line to the
         // producer, and back, on every batch.
-        if self.tail == self.cached_head || self.geo.between(self.told, self.tail) >= self.lazy {
-            self.told = self.tail;
-            // Release: our reads of those slots happen before the
-            // producer's next writes to them.
-            self.view.consumer_header().tail.store(self.tail, Release);
+        if self.ready == 0 || self.pending >= self.lazy {
+            self.hand_back();
         }
+    }
+
+    /// Stores `tail` to our header: the released slots go back to the
+    /// producer.
+    #[inline]
+    fn hand_back(&mut self) {
+        self.pending = 0;
+        // Release: our reads of those slots happen before the producer's
+        // next writes to them.
+        self.view.consumer_header().tail.store(self.tail, Release);
     }
 
     /// Adopts a new producer epoch: drop everything in flight, start empty at
@@ -775,8 +863,9 @@ impl<V: ChannelView> ConsumerCore<V> {
         }
         let first = self.prod_epoch == 0;
         self.tail = head;
-        self.told = head;
         self.cached_head = head;
+        self.ready = 0;
+        self.pending = 0;
         self.prod_epoch = prod_epoch;
         let c = self.view.consumer_header();
         // Release, as in `attach`: our earlier slot reads happen before the
@@ -1114,6 +1203,75 @@ mod tests {
         tx.commit(10); // 32..=38 | 40 41 42
         h.stamps[31].store(stamp_value(e, 62 + 32 * 5), SeqCst);
         assert_eq!(rx.peek(21).unwrap(), Span { start: 32, len: 10 });
+    }
+
+    #[test]
+    fn a_single_reader_takes_a_published_run_on_one_probe() {
+        let l = layout(32); // four blocks of 7 messages, capacity 28
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
+        let g = *tx.geometry();
+        tx.reserve(28).unwrap();
+        tx.commit(28);
+        // Nothing peeked: nothing to release.
+        rx.release_one();
+        assert_eq!(h.c.tail.load(SeqCst), 0);
+        // The probe is the farthest block it may read: the first block
+        // and that one carry the whole run; the middle ones are not read.
+        h.stamps[15].store(0, SeqCst);
+        h.stamps[23].store(0, SeqCst);
+        for i in 0..28 {
+            assert_eq!(rx.peek_one(), Ok(g.advance(0, i)), "message {i}");
+            rx.release_one();
+            if i == 6 {
+                assert_eq!(h.c.tail.load(SeqCst), 8, "7 pending: handed back");
+            }
+        }
+        assert_eq!(h.c.tail.load(SeqCst), 32, "run used up: handed back at once");
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        // Without the probe's stamp, one block at a time.
+        tx.reserve(28).unwrap();
+        tx.commit(28);
+        h.stamps[31].store(0, SeqCst);
+        for i in 0..7 {
+            assert_eq!(rx.peek_one(), Ok(g.advance(32, i)));
+            rx.release_one();
+        }
+        assert_eq!(h.c.tail.load(SeqCst), 40, "the run ended with the block");
+        // An impossible stamp of our epoch at `tail`: Corrupt, state kept.
+        h.stamps[15].store(stamp_value(e, 33), SeqCst);
+        assert_eq!(rx.peek_one(), Err(RingError::Corrupt));
+        assert_eq!(rx.peek_one(), Err(RingError::Corrupt), "the same stamp, the same answer");
+        h.stamps[15].store(stamp_value(e, 46), SeqCst);
+        assert_eq!(rx.peek_one(), Ok(40));
+    }
+
+    #[test]
+    fn repeated_empty_polls_still_see_a_new_stamp_and_a_restart() {
+        let l = layout(8);
+        let h = Heap::new(&l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        for _ in 0..3 {
+            assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        }
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert_eq!(rx.peek_one(), Ok(0));
+        rx.release_one();
+        for _ in 0..3 {
+            assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        }
+        // A restart leaves the stamp as it was; the epoch tells.
+        let mut tx = ProducerCore::attach(&h, &l);
+        assert_eq!(rx.peek_one(), Err(RingError::PeerRestarted));
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert_eq!(rx.peek_one(), Ok(1));
     }
 
     #[test]

@@ -423,9 +423,9 @@ impl<T: Message> Receiver<T> {
     /// nothing is available).
     #[inline]
     pub fn try_recv(&mut self) -> Result<T, RingError> {
-        let span = self.core.peek(1)?;
-        let msg = self.read(span.start);
-        self.core.release(1);
+        let index = self.core.peek_one()?;
+        let msg = self.read(index);
+        self.core.release_one();
         Ok(msg)
     }
 

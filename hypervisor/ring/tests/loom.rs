@@ -120,6 +120,36 @@ fn transfer_wraps_in_order() {
     });
 }
 
+/// A single-message reader (`peek_one`, as `Receiver::try_recv`) behind a
+/// producer of batches: blocks of one message, so every block it finds
+/// published to its end makes it probe the farthest block it may read and
+/// take the whole run on that one stamp. Values arrive in order and intact,
+/// and no slot is rewritten while it may still be read.
+#[test]
+fn single_reader_probes_and_wraps() {
+    model(|| {
+        // Four blocks of two slots: one message and the stamp each.
+        let layout = ChannelLayout::new(32, 8).unwrap();
+        let view = View::new(&layout);
+        let mut tx = ProducerCore::attach(view.clone(), &layout);
+        let mut rx = ConsumerCore::attach(view.clone(), &layout);
+        let producer = thread::spawn(move || send_all(&mut tx, &[10, 11, 12, 13, 14], 3));
+        let mut next = 10;
+        while next < 15 {
+            match rx.peek_one() {
+                Ok(index) => {
+                    assert_eq!(rx.view().read(index), next);
+                    next += 1;
+                    rx.release_one();
+                }
+                Err(RingError::Empty) => thread::yield_now(),
+                Err(e) => panic!("consumer: {e:?}"),
+            }
+        }
+        producer.join().unwrap();
+    });
+}
+
 /// The producer restarts mid-stream: the consumer sees an in-order subset
 /// ending with the post-restart message, and the new producer never writes a
 /// slot the consumer may still be reading.
@@ -140,10 +170,10 @@ fn producer_restart_resynchronises() {
         let mut got = Vec::new();
         let mut restarts = 0;
         while got.last() != Some(&2) {
-            match rx.peek(1) {
-                Ok(span) => {
-                    got.push(rx.view().read(span.start));
-                    rx.release(1);
+            match rx.peek_one() {
+                Ok(index) => {
+                    got.push(rx.view().read(index));
+                    rx.release_one();
                 }
                 Err(RingError::Empty) => thread::yield_now(),
                 Err(RingError::PeerRestarted) => restarts += 1,
