@@ -51,28 +51,41 @@ pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// A bounds-checked reader over untrusted bytes.
+///
+/// `b` may run on past the bytes being read (`end`): a reader of
+/// bit-packed values may then load whole 64-bit words near the end of its
+/// data (the bits past the data are masked off), see [`Cur::padded`].
 #[derive(Debug)]
 pub struct Cur<'a> {
     b: &'a [u8],
+    end: usize,
     pos: usize,
     what: &'static str,
 }
 
 impl<'a> Cur<'a> {
     pub fn new(b: &'a [u8], what: &'static str) -> Self {
-        Cur { b, pos: 0, what }
+        Cur { b, end: b.len(), pos: 0, what }
+    }
+    /// Reads `b[..end]`; the bytes after `end` are padding that only
+    /// word-at-a-time readers of packed values may load.
+    pub fn padded(b: &'a [u8], end: usize, what: &'static str) -> Self {
+        Cur { b, end: end.min(b.len()), pos: 0, what }
     }
     fn err(&self, msg: &str) -> Error {
         Error::corrupt(format!("{}: {msg} at byte {}", self.what, self.pos))
     }
     pub fn left(&self) -> usize {
-        self.b.len() - self.pos
+        self.end - self.pos
     }
     pub fn at_end(&self) -> bool {
-        self.pos == self.b.len()
+        self.pos == self.end
     }
     pub fn u8(&mut self) -> Result<u8> {
-        let v = *self.b.get(self.pos).ok_or_else(|| self.err("truncated"))?;
+        if self.pos >= self.end {
+            return Err(self.err("truncated"));
+        }
+        let v = self.b[self.pos];
         self.pos += 1;
         Ok(v)
     }
@@ -201,8 +214,144 @@ fn header(c: &mut Cur<'_>, rows: usize) -> Result<(u8, usize)> {
     Ok((tag, count))
 }
 
-/// Decodes an integer chunk of exactly `rows` values.
-pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
+/// An integer chunk read in place. A frame-of-reference chunk stays
+/// packed: any value is found from its index in O(1) (`get`), so a scan
+/// reads only the rows its filters kept. A run-length chunk is expanded
+/// once. Every count and length was checked when it was parsed
+/// ([`parse_ints`]), so reading a value cannot fail.
+#[derive(Clone, Debug)]
+pub enum Ints<'a> {
+    Packed {
+        base: i64,
+        width: u32,
+        count: usize,
+        /// From the first packed byte on; it may run on past the packed
+        /// bytes (into padding), which lets `get` load whole words.
+        data: &'a [u8],
+    },
+    Plain(Vec<i64>),
+}
+
+/// Value `i` of a bit-packed run of `width`-bit values, `i` within the
+/// data (the caller's bound).
+#[inline(always)]
+fn unpack(data: &[u8], width: u32, i: usize) -> u64 {
+    if width == 0 {
+        return 0;
+    }
+    let bit = i * width as usize;
+    let (at, shift) = (bit / 8, (bit % 8) as u32);
+    let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+    if width <= 56 {
+        if let Some(w) = data.get(at..at + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            return (u64::from_le_bytes(word) >> shift) & mask;
+        }
+    }
+    // Near the end of unpadded data, or wider than 56 bits: byte by byte.
+    let mut acc: u128 = 0;
+    for k in 0..(shift + width).div_ceil(8) as usize {
+        acc |= u128::from(data.get(at + k).copied().unwrap_or(0)) << (8 * k);
+    }
+    ((acc >> shift) as u64) & mask
+}
+
+impl Ints<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Ints::Packed { count, .. } => *count,
+            Ints::Plain(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Value `i` (`i < len()`).
+    #[inline]
+    pub fn get(&self, i: usize) -> i64 {
+        match self {
+            Ints::Packed { base, width, data, .. } => base.wrapping_add(unpack(data, *width, i) as i64),
+            Ints::Plain(v) => v[i],
+        }
+    }
+    /// Every value, appended to `out`.
+    pub fn decode_into(&self, out: &mut Vec<i64>) {
+        match self {
+            Ints::Packed { base, width, data, count } => {
+                let (base, width) = (*base, *width);
+                out.extend((0..*count).map(|i| base.wrapping_add(unpack(data, width, i) as i64)));
+            }
+            Ints::Plain(v) => out.extend_from_slice(v),
+        }
+    }
+    /// The values at `idx` (each `< len()`), appended to `out`.
+    pub fn gather_into(&self, idx: &[u32], out: &mut Vec<i64>) {
+        match self {
+            Ints::Packed { base, width, data, .. } => {
+                let (base, width) = (*base, *width);
+                out.extend(idx.iter().map(|&i| base.wrapping_add(unpack(data, width, i as usize) as i64)));
+            }
+            Ints::Plain(v) => out.extend(idx.iter().map(|&i| v[i as usize])),
+        }
+    }
+    /// Of the rows `rows` (every row when `None`), those whose value lies
+    /// in `lo..=hi`, in order, into `out`. On a packed chunk the test runs
+    /// on the packed offsets (one subtraction and one comparison a value).
+    pub fn select_range(&self, lo: i64, hi: i64, rows: Option<&[u32]>, out: &mut Vec<u32>) {
+        out.clear();
+        if lo > hi {
+            return;
+        }
+        match self {
+            Ints::Packed { base, width, data, count } => {
+                // v = base + d (wrapping); v in lo..=hi <=> d - (lo - base) <= hi - lo (wrapping, unsigned).
+                let (base, width) = (*base, *width);
+                let from = (lo as u64).wrapping_sub(base as u64);
+                let span = (hi as u64).wrapping_sub(lo as u64);
+                select(rows, *count, out, |i| unpack(data, width, i).wrapping_sub(from) <= span);
+            }
+            Ints::Plain(v) => {
+                let span = (hi as u64).wrapping_sub(lo as u64);
+                select(rows, v.len(), out, |i| (v[i] as u64).wrapping_sub(lo as u64) <= span);
+            }
+        }
+    }
+    /// Of the rows `rows` (every row when `None`), those where `keep` of
+    /// the value holds, into `out`.
+    pub fn select_by(&self, rows: Option<&[u32]>, out: &mut Vec<u32>, keep: impl Fn(i64) -> bool) {
+        out.clear();
+        select(rows, self.len(), out, |i| keep(self.get(i)));
+    }
+}
+
+/// Pushes the rows (of `rows`, or of `0..count`) where `pass` holds, without
+/// a branch per row.
+#[inline(always)]
+fn select(rows: Option<&[u32]>, count: usize, out: &mut Vec<u32>, pass: impl Fn(usize) -> bool) {
+    let n = rows.map_or(count, <[u32]>::len);
+    out.resize(n, 0);
+    let mut k = 0;
+    match rows {
+        None => {
+            for i in 0..n {
+                out[k] = i as u32;
+                k += usize::from(pass(i));
+            }
+        }
+        Some(r) => {
+            for &i in r {
+                out[k] = i;
+                k += usize::from(pass(i as usize));
+            }
+        }
+    }
+    out.truncate(k);
+}
+
+/// Parses an integer chunk of exactly `rows` values, leaving it packed
+/// where it is packed.
+pub fn parse_ints<'a>(c: &mut Cur<'a>, rows: usize) -> Result<Ints<'a>> {
     let (tag, count) = header(c, rows)?;
     match tag {
         TAG_FOR => {
@@ -212,45 +361,12 @@ pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
                 return Err(Error::corrupt(format!("{}: bit width {width}", c.what)));
             }
             let nbytes = (count as u64 * u64::from(width)).div_ceil(8) as usize;
-            let data = c.take(nbytes)?;
-            let mut out = Vec::with_capacity(count);
-            if width == 0 {
-                out.resize(count, base);
-                return Ok(out);
+            if nbytes > c.left() {
+                return Err(c.err("truncated"));
             }
-            if width <= 56 {
-                // Each value lies within one unaligned 64-bit word.
-                let mut padded = Vec::with_capacity(data.len() + 8);
-                padded.extend_from_slice(data);
-                padded.resize(data.len() + 8, 0);
-                let mask = (1u64 << width) - 1;
-                let w = width as usize;
-                out.extend((0..count).map(|i| {
-                    let bit = i * w;
-                    let at = bit / 8;
-                    let mut word = [0u8; 8];
-                    word.copy_from_slice(&padded[at..at + 8]);
-                    let d = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
-                    base.wrapping_add(d as i64)
-                }));
-                return Ok(out);
-            }
-            let mask: u128 = (1u128 << width) - 1;
-            let mut acc: u128 = 0;
-            let mut bits = 0u32;
-            let mut bytes = data.iter();
-            for _ in 0..count {
-                while bits < width {
-                    // nbytes covers count*width bits, so this never runs dry.
-                    acc |= u128::from(*bytes.next().unwrap_or(&0)) << bits;
-                    bits += 8;
-                }
-                let d = (acc & mask) as u64;
-                acc >>= width;
-                bits -= width;
-                out.push(base.wrapping_add(d as i64));
-            }
-            Ok(out)
+            let data = &c.b[c.pos..];
+            c.pos += nbytes;
+            Ok(Ints::Packed { base, width, count, data })
         }
         TAG_RLE => {
             let runs = c.len(count)?;
@@ -263,10 +379,22 @@ pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
             if out.len() != count {
                 return Err(Error::corrupt(format!("{}: runs cover {} of {count} values", c.what, out.len())));
             }
-            Ok(out)
+            Ok(Ints::Plain(out))
         }
         t => Err(Error::corrupt(format!("{}: unknown integer encoding {t}", c.what))),
     }
+}
+
+/// Decodes an integer chunk of exactly `rows` values.
+pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
+    Ok(match parse_ints(c, rows)? {
+        Ints::Plain(v) => v,
+        p => {
+            let mut out = Vec::with_capacity(rows);
+            p.decode_into(&mut out);
+            out
+        }
+    })
 }
 
 /// Appends the shorter of the dictionary and plain encodings of `vals`.
@@ -365,8 +493,88 @@ impl Strs {
     }
 }
 
-/// Decodes a string chunk of exactly `rows` values.
-pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
+/// A string chunk read in place: a dictionary chunk keeps its codes
+/// packed (a scan reads the codes of the rows it keeps), a plain chunk is
+/// decoded. Codes are checked against the dictionary where they are read.
+#[derive(Clone, Debug)]
+pub enum StrsView<'a> {
+    Dict { dict: Arc<Vec<Arc<str>>>, codes: Ints<'a> },
+    Plain(Strs),
+}
+
+fn bad_code(what: &str, k: i64, n: usize) -> Error {
+    Error::corrupt(format!("{what}: dictionary code {k} of {n}"))
+}
+
+impl StrsView<'_> {
+    /// The values at `idx` (each below the row count).
+    pub fn gather(&self, idx: &[u32]) -> Result<Strs> {
+        match self {
+            StrsView::Dict { dict, codes } => {
+                let n = dict.len();
+                let mut raw = Vec::with_capacity(idx.len());
+                codes.gather_into(idx, &mut raw);
+                let mut bad = None;
+                let codes = raw
+                    .iter()
+                    .map(|&k| {
+                        if (k as u64) < n as u64 {
+                            k as u32
+                        } else {
+                            bad.get_or_insert(k);
+                            0
+                        }
+                    })
+                    .collect();
+                match bad {
+                    Some(k) => Err(bad_code("column chunk", k, n)),
+                    None => Ok(Strs { dict: dict.clone(), codes }),
+                }
+            }
+            StrsView::Plain(s) => Ok(s.take(idx.iter().copied())),
+        }
+    }
+    /// Of the rows `rows` (every row when `None`), those whose value `keep`
+    /// holds for, into `out`; `keep` runs once per distinct value of a
+    /// dictionary chunk (when the dictionary is not larger than the rows).
+    pub fn select_by(&self, rows: Option<&[u32]>, out: &mut Vec<u32>, keep: impl Fn(&str) -> bool) -> Result<()> {
+        out.clear();
+        let (dict, codes) = match self {
+            StrsView::Dict { dict, codes } => (dict, codes),
+            StrsView::Plain(s) => {
+                match rows {
+                    None => out.extend((0..s.len() as u32).filter(|&i| keep(s.get(i as usize)))),
+                    Some(r) => out.extend(r.iter().copied().filter(|&i| keep(s.get(i as usize)))),
+                }
+                return Ok(());
+            }
+        };
+        let bad = core::cell::Cell::new(None);
+        let flag = |k: i64| {
+            bad.set(Some(k));
+            false
+        };
+        if dict.len() <= rows.map_or(codes.len(), <[u32]>::len).max(1) {
+            let table: Vec<bool> = dict.iter().map(|s| keep(s)).collect();
+            codes.select_by(rows, out, |k| match table.get(k as usize) {
+                Some(&t) if k >= 0 => t,
+                _ => flag(k),
+            });
+        } else {
+            codes.select_by(rows, out, |k| match dict.get(k as usize) {
+                Some(s) if k >= 0 => keep(s),
+                _ => flag(k),
+            });
+        }
+        match bad.get() {
+            Some(k) => Err(bad_code("column chunk", k, dict.len())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses a string chunk of exactly `rows` values.
+pub fn parse_strs<'a>(c: &mut Cur<'a>, rows: usize) -> Result<StrsView<'a>> {
     let (tag, count) = header(c, rows)?;
     match tag {
         TAG_DICT => {
@@ -375,17 +583,8 @@ pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
             for _ in 0..n {
                 dict.push(Arc::from(c.str(usize::MAX)?));
             }
-            let codes = decode_ints(c, count)?;
-            let codes = codes
-                .iter()
-                .map(|&k| {
-                    u32::try_from(k)
-                        .ok()
-                        .filter(|&k| (k as usize) < n)
-                        .ok_or_else(|| Error::corrupt(format!("{}: dictionary code {k} of {n}", c.what)))
-                })
-                .collect::<Result<Vec<u32>>>()?;
-            Ok(Strs { dict: Arc::new(dict), codes })
+            let codes = parse_ints(c, count)?;
+            Ok(StrsView::Dict { dict: Arc::new(dict), codes })
         }
         TAG_PLAIN => {
             let lens = decode_ints(c, count)?;
@@ -410,9 +609,27 @@ pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
             if at != total {
                 return Err(Error::corrupt(format!("{}: {} bytes of string data unused", c.what, total - at)));
             }
-            Ok(Strs::from_vec(out))
+            Ok(StrsView::Plain(Strs::from_vec(out)))
         }
         t => Err(Error::corrupt(format!("{}: unknown string encoding {t}", c.what))),
+    }
+}
+
+/// Decodes a string chunk of exactly `rows` values.
+pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
+    let what = c.what;
+    match parse_strs(c, rows)? {
+        StrsView::Dict { dict, codes } => {
+            let n = dict.len();
+            let mut raw = Vec::with_capacity(rows);
+            codes.decode_into(&mut raw);
+            let codes = raw
+                .iter()
+                .map(|&k| u32::try_from(k).ok().filter(|&k| (k as usize) < n).ok_or_else(|| bad_code(what, k, n)))
+                .collect::<Result<Vec<u32>>>()?;
+            Ok(Strs { dict, codes })
+        }
+        StrsView::Plain(s) => Ok(s),
     }
 }
 

@@ -33,6 +33,8 @@ pub const DEFAULT_GROUP_ROWS: usize = 65_536;
 pub const MAX_GROUP_ROWS: usize = 1 << 20;
 /// The largest chunk a reader accepts.
 pub const MAX_CHUNK_BYTES: usize = 256 << 20;
+/// Bytes a chunk's read buffer holds past the chunk ([`Db::read_chunk`]).
+pub const PAD: usize = 8;
 /// The largest catalog a reader accepts.
 pub const MAX_CATALOG_BYTES: usize = 64 << 20;
 /// The longest string value the loader accepts.
@@ -274,8 +276,11 @@ impl<D: BlockDevice> Db<D> {
         self.tables.iter().find(|t| t.schema.name.eq_ignore_ascii_case(name))
     }
 
-    /// Reads, checks and decodes column `col` of row group `group`.
-    pub fn chunk(&self, table: &Table, group: usize, col: usize) -> Result<Chunk> {
+    /// Reads column `col` of row group `group` into `buf` and checks its
+    /// CRC; returns the chunk's length. `buf` holds the chunk's bytes and
+    /// then at least [`PAD`] more (zeroes, or the sector's padding), for
+    /// [`Cur::padded`]; it is reused from call to call.
+    pub fn read_chunk(&self, table: &Table, group: usize, col: usize, buf: &mut Vec<u8>) -> Result<usize> {
         let g = table
             .groups
             .get(group)
@@ -284,22 +289,32 @@ impl<D: BlockDevice> Db<D> {
             .chunks
             .get(col)
             .ok_or_else(|| Error::new(ErrorKind::Data, "column out of range"))?;
-        let bytes = {
-            let mut dev = self.dev.lock();
-            read_bytes(&mut *dev, meta.lba, meta.len as usize)?
-        };
-        let def = &table.schema.columns[col];
-        if crc32c(&bytes) != meta.crc {
+        let len = meta.len as usize;
+        let sectors = len.div_ceil(SECTOR) * SECTOR;
+        buf.clear();
+        buf.resize(sectors + PAD, 0);
+        self.dev.lock().read(meta.lba, &mut buf[..sectors])?;
+        buf[len..].fill(0);
+        if crc32c(&buf[..len]) != meta.crc {
             return Err(Error::corrupt(format!(
                 "checksum mismatch in column {}.{} row group {group} (sector {}): the image is damaged",
-                table.schema.name, def.name, meta.lba
+                table.schema.name, table.schema.columns[col].name, meta.lba
             )));
         }
-        let mut c = Cur::new(&bytes, "column chunk");
+        Ok(len)
+    }
+
+    /// Reads, checks and decodes column `col` of row group `group`.
+    pub fn chunk(&self, table: &Table, group: usize, col: usize) -> Result<Chunk> {
+        let mut buf = Vec::new();
+        let len = self.read_chunk(table, group, col, &mut buf)?;
+        let rows = table.groups[group].rows;
+        let def = &table.schema.columns[col];
+        let mut c = Cur::padded(&buf, len, "column chunk");
         let chunk = if def.ty == Type::Text {
-            Chunk::Str(decode_strs(&mut c, g.rows)?)
+            Chunk::Str(decode_strs(&mut c, rows)?)
         } else {
-            Chunk::Num(decode_ints(&mut c, g.rows)?)
+            Chunk::Num(decode_ints(&mut c, rows)?)
         };
         if !c.at_end() {
             return Err(Error::corrupt(format!("column chunk {}.{}: trailing bytes", table.schema.name, def.name)));
