@@ -257,6 +257,21 @@ fn unpack(data: &[u8], width: u32, i: usize) -> u64 {
     ((acc >> shift) as u64) & mask
 }
 
+/// The 64-bit little-endian word at byte `at` (`at + 8 <= data.len()`).
+#[inline(always)]
+fn word_at(data: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&data[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// An operation on a chunk's values, given the way to read value `i`
+/// (monomorphic per way, so the read's case analysis is out of the loop).
+trait Kernel {
+    type Out;
+    fn run(self, count: usize, get: impl Fn(usize) -> i64) -> Self::Out;
+}
+
 impl Ints<'_> {
     pub fn len(&self) -> usize {
         match self {
@@ -266,6 +281,29 @@ impl Ints<'_> {
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+    /// Runs `k` with the cheapest reader this chunk allows: a constant, a
+    /// word load and shift where every value's word lies inside `data`
+    /// (widths up to 56 with the padding after the chunk), byte by byte
+    /// otherwise, or the expanded values.
+    #[inline(always)]
+    fn apply<K: Kernel>(&self, k: K) -> K::Out {
+        match self {
+            Ints::Packed { base, width: 0, count, .. } => k.run(*count, |_| *base),
+            Ints::Packed { base, width, data, count } if *width <= 56 && data.len() >= (*count * *width as usize).div_ceil(8) + 8 => {
+                let (base, w) = (*base, *width as usize);
+                let mask = (1u64 << w) - 1;
+                k.run(*count, move |i| {
+                    let bit = i * w;
+                    base.wrapping_add(((word_at(data, bit >> 3) >> (bit & 7)) & mask) as i64)
+                })
+            }
+            Ints::Packed { base, width, data, count } => {
+                let (base, width) = (*base, *width);
+                k.run(*count, move |i| base.wrapping_add(unpack(data, width, i) as i64))
+            }
+            Ints::Plain(v) => k.run(v.len(), |i| v[i]),
+        }
     }
     /// Value `i` (`i < len()`).
     #[inline]
@@ -277,76 +315,86 @@ impl Ints<'_> {
     }
     /// Every value, appended to `out`.
     pub fn decode_into(&self, out: &mut Vec<i64>) {
-        match self {
-            Ints::Packed { base, width, data, count } => {
-                let (base, width) = (*base, *width);
-                out.extend((0..*count).map(|i| base.wrapping_add(unpack(data, width, i) as i64)));
+        struct K<'o>(&'o mut Vec<i64>);
+        impl Kernel for K<'_> {
+            type Out = ();
+            fn run(self, count: usize, get: impl Fn(usize) -> i64) {
+                self.0.extend((0..count).map(get));
             }
-            Ints::Plain(v) => out.extend_from_slice(v),
         }
+        self.apply(K(out));
     }
     /// The values at `idx` (each `< len()`), appended to `out`.
     pub fn gather_into(&self, idx: &[u32], out: &mut Vec<i64>) {
-        match self {
-            Ints::Packed { base, width, data, .. } => {
-                let (base, width) = (*base, *width);
-                out.extend(idx.iter().map(|&i| base.wrapping_add(unpack(data, width, i as usize) as i64)));
+        struct K<'o, 'i>(&'o mut Vec<i64>, &'i [u32]);
+        impl Kernel for K<'_, '_> {
+            type Out = ();
+            fn run(self, _: usize, get: impl Fn(usize) -> i64) {
+                self.0.extend(self.1.iter().map(|&i| get(i as usize)));
             }
-            Ints::Plain(v) => out.extend(idx.iter().map(|&i| v[i as usize])),
         }
+        self.apply(K(out, idx));
     }
     /// Of the rows `rows` (every row when `None`), those whose value lies
-    /// in `lo..=hi`, in order, into `out`. On a packed chunk the test runs
-    /// on the packed offsets (one subtraction and one comparison a value).
+    /// in `lo..=hi`, in order, into `out`: one subtraction and one
+    /// unsigned comparison a value.
     pub fn select_range(&self, lo: i64, hi: i64, rows: Option<&[u32]>, out: &mut Vec<u32>) {
         out.clear();
         if lo > hi {
             return;
         }
-        match self {
-            Ints::Packed { base, width, data, count } => {
-                // v = base + d (wrapping); v in lo..=hi <=> d - (lo - base) <= hi - lo (wrapping, unsigned).
-                let (base, width) = (*base, *width);
-                let from = (lo as u64).wrapping_sub(base as u64);
-                let span = (hi as u64).wrapping_sub(lo as u64);
-                select(rows, *count, out, |i| unpack(data, width, i).wrapping_sub(from) <= span);
-            }
-            Ints::Plain(v) => {
-                let span = (hi as u64).wrapping_sub(lo as u64);
-                select(rows, v.len(), out, |i| (v[i] as u64).wrapping_sub(lo as u64) <= span);
-            }
-        }
+        let span = (hi as u64).wrapping_sub(lo as u64);
+        self.select_by(rows, out, move |v| (v as u64).wrapping_sub(lo as u64) <= span);
     }
     /// Of the rows `rows` (every row when `None`), those where `keep` of
     /// the value holds, into `out`.
     pub fn select_by(&self, rows: Option<&[u32]>, out: &mut Vec<u32>, keep: impl Fn(i64) -> bool) {
-        out.clear();
-        select(rows, self.len(), out, |i| keep(self.get(i)));
+        struct K<'o, 'r, F>(&'o mut Vec<u32>, Option<&'r [u32]>, F);
+        impl<F: Fn(i64) -> bool> Kernel for K<'_, '_, F> {
+            type Out = ();
+            fn run(self, count: usize, get: impl Fn(usize) -> i64) {
+                let K(out, rows, keep) = self;
+                select(rows, count, out, |i| keep(get(i)));
+            }
+        }
+        self.apply(K(out, rows, keep));
     }
 }
 
-/// Pushes the rows (of `rows`, or of `0..count`) where `pass` holds, without
-/// a branch per row.
+/// The rows (of `rows`, or of `0..count`) where `pass` holds, into `out`,
+/// without a branch per row: over all rows 64 at a time into a bit mask
+/// whose set bits are then listed; over a selection, each row written and
+/// the end moved on by the test's outcome.
 #[inline(always)]
 fn select(rows: Option<&[u32]>, count: usize, out: &mut Vec<u32>, pass: impl Fn(usize) -> bool) {
-    let n = rows.map_or(count, <[u32]>::len);
-    out.resize(n, 0);
-    let mut k = 0;
+    out.clear();
     match rows {
         None => {
-            for i in 0..n {
-                out[k] = i as u32;
-                k += usize::from(pass(i));
+            out.reserve(count);
+            let mut start = 0;
+            while start < count {
+                let end = (start + 64).min(count);
+                let mut m = 0u64;
+                for i in start..end {
+                    m |= u64::from(pass(i)) << (i - start);
+                }
+                while m != 0 {
+                    out.push((start + m.trailing_zeros() as usize) as u32);
+                    m &= m - 1;
+                }
+                start = end;
             }
         }
         Some(r) => {
+            out.resize(r.len(), 0);
+            let mut k = 0;
             for &i in r {
                 out[k] = i;
                 k += usize::from(pass(i as usize));
             }
+            out.truncate(k);
         }
     }
-    out.truncate(k);
 }
 
 /// Parses an integer chunk of exactly `rows` values, leaving it packed

@@ -900,6 +900,8 @@ fn scan_preds(plan: &Plan, t: usize) -> Vec<Pred> {
 #[derive(Default)]
 struct Scratch {
     bufs: Vec<Vec<u8>>,
+    /// A chunk the cache holds, instead of `bufs`.
+    shared: Vec<Option<Arc<[u8]>>>,
     lens: Vec<Option<usize>>,
     sel: Vec<u32>,
     tmp: Vec<u32>,
@@ -986,7 +988,9 @@ impl<D: BlockDevice + Send> Run<'_, D> {
     fn load(&self, t: usize, g: usize, c: usize, sc: &mut Scratch) -> Result<()> {
         if sc.lens[c].is_none() {
             let table = &self.db.tables[self.plan.tables[t]];
-            sc.lens[c] = Some(self.db.read_chunk(table, g, self.plan.scope[c].col, &mut sc.bufs[c])?);
+            let (shared, len) = self.db.load_chunk(table, g, self.plan.scope[c].col, &mut sc.bufs[c])?;
+            sc.shared[c] = shared;
+            sc.lens[c] = Some(len);
         }
         Ok(())
     }
@@ -996,7 +1000,8 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         let len = sc.lens[c].ok_or_else(|| internal("column not read"))?;
         let table = &self.db.tables[self.plan.tables[t]];
         let rows = table.groups[g].rows;
-        let mut cur = Cur::padded(&sc.bufs[c], len, "column chunk");
+        let bytes = sc.shared[c].as_deref().unwrap_or(&sc.bufs[c]);
+        let mut cur = Cur::padded(bytes, len, "column chunk");
         let src = if self.plan.scope[c].ty == Type::Text {
             Src::Str(parse_strs(&mut cur, rows)?)
         } else {
@@ -1058,6 +1063,8 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         let rows = table.groups[g].rows;
         let width = plan.scope.len();
         sc.bufs.resize_with(width, Vec::new);
+        sc.shared.clear();
+        sc.shared.resize(width, None);
         sc.lens.clear();
         sc.lens.resize(width, None);
         let (mut sel, mut tmp) = (core::mem::take(&mut sc.sel), core::mem::take(&mut sc.tmp));
