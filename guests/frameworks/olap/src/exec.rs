@@ -796,6 +796,47 @@ fn sum_into<T: Copy + Into<i128>>(sums: &mut [i128], gids: &[u32], v: &[T]) -> b
     !bad
 }
 
+/// Groups up to which [`sum_small`] keeps per-batch 64-bit lanes.
+const LANE_GROUPS: usize = 256;
+
+/// `sum_into` for 64-bit values when there are at most [`LANE_GROUPS`]
+/// groups and at most [`BATCH`] rows each below 2^51 in magnitude (so no
+/// 64-bit sum of them can overflow): four interleaved 64-bit partial sums
+/// per group, so that rows of the same group do not wait on each other's
+/// store, added into the 128-bit sums at the end. `None` when it does not
+/// apply.
+fn sum_small(sums: &mut [i128], gids: &[u32], v: &[i64], lanes: &mut Vec<i64>) -> Option<bool> {
+    let groups = sums.len();
+    // The largest magnitude, to within a factor of 2 (an OR of them all: no branch, vectorized).
+    if groups > LANE_GROUPS || v.len() > BATCH || gids.len() != v.len() || v.iter().fold(0, |m, x| m | x.unsigned_abs()) >= 1 << 51 {
+        return None;
+    }
+    lanes.clear();
+    lanes.resize(4 * groups, 0);
+    let (l0, rest) = lanes.split_at_mut(groups);
+    let (l1, rest) = rest.split_at_mut(groups);
+    let (l2, l3) = rest.split_at_mut(groups);
+    let mut g4 = gids.chunks_exact(4);
+    let mut v4 = v.chunks_exact(4);
+    for (g, x) in (&mut g4).zip(&mut v4) {
+        l0[g[0] as usize] += x[0];
+        l1[g[1] as usize] += x[1];
+        l2[g[2] as usize] += x[2];
+        l3[g[3] as usize] += x[3];
+    }
+    for (&g, &x) in g4.remainder().iter().zip(v4.remainder()) {
+        l0[g as usize] += x;
+    }
+    let mut ok = true;
+    for (g, s) in sums.iter_mut().enumerate() {
+        let part = i128::from(l0[g]) + i128::from(l1[g]) + i128::from(l2[g]) + i128::from(l3[g]);
+        let (r, o) = s.overflowing_add(part);
+        *s = r;
+        ok &= !o;
+    }
+    Some(ok)
+}
+
 /// A (partial) hash aggregate: per group its key values, its row count,
 /// and what each aggregate keeps, one vector per aggregate.
 struct AggTable {
@@ -808,6 +849,8 @@ struct AggTable {
     keys: Vec<Vec<Value>>,
     count: Vec<i64>,
     accs: Vec<AccCol>,
+    /// [`sum_small`]'s partial sums.
+    lanes: Vec<i64>,
 }
 
 /// One query's run.
@@ -1337,7 +1380,7 @@ impl AggTable {
             ),
             None => (false, Vec::new()),
         };
-        AggTable { bytes: Map::default(), ints: Default::default(), int_key, keys: Vec::new(), count: Vec::new(), accs }
+        AggTable { bytes: Map::default(), ints: Default::default(), int_key, keys: Vec::new(), count: Vec::new(), accs, lanes: Vec::new() }
     }
 
     fn add_group(&mut self, vals: Vec<Value>, max: usize) -> Result<u32> {
@@ -1435,8 +1478,16 @@ impl AggTable {
         let mut buf = Vec::new();
         if radix.len() == keys.len() {
             let mut local = vec![NONE; combos];
-            for i in 0..rows {
-                let slot = radix.iter().fold(0usize, |acc, x| acc * x.dict.len() + x.codes[i] as usize);
+            // Each row's code combination, key by key over the whole batch.
+            let mut slots = vec![0u32; rows];
+            for x in &radix {
+                let m = x.dict.len() as u32;
+                for (s, &c) in slots.iter_mut().zip(&x.codes) {
+                    *s = *s * m + c;
+                }
+            }
+            for (i, &slot) in slots.iter().enumerate() {
+                let slot = slot as usize;
                 let g = match local[slot] {
                     NONE => {
                         row_key(keys, i, &mut buf);
@@ -1472,7 +1523,7 @@ impl AggTable {
             match (acc, &*c) {
                 (AccCol::Count, _) => {}
                 (AccCol::Sum(s), Col::Int(v)) => {
-                    if !sum_into(s, gids, v) {
+                    if !sum_small(s, gids, v, &mut self.lanes).unwrap_or_else(|| sum_into(s, gids, v)) {
                         return Err(overflow());
                     }
                 }
