@@ -740,9 +740,11 @@ struct HashTable {
 /// fits in 64 bits in every row (the usual join on an id), else by the
 /// key's bytes.
 enum Heads {
-    Int(hashbrown::HashMap<i64, u32, BuildHasherDefault<Fx>>),
+    Int(IntHeads),
     Bytes(Map<u32>),
 }
+
+type IntHeads = hashbrown::HashMap<i64, u32, BuildHasherDefault<Fx>>;
 
 /// Chains row `i` in under its key's head.
 fn chain<K: core::hash::Hash + Eq>(heads: &mut hashbrown::HashMap<K, u32, BuildHasherDefault<Fx>>, key: K, i: usize, nx: &mut u32) {
@@ -1096,6 +1098,20 @@ impl<D: BlockDevice + Send> Run<'_, D> {
     /// columns `keep` names are read only if some row is left, and only
     /// those rows are unpacked, a batch at a time into `sink`.
     fn scan_group(&self, t: usize, g: usize, keep: &[bool], sc: &mut Scratch, sink: &mut dyn FnMut(Batch) -> Result<()>) -> Result<()> {
+        self.scan_group_probe(t, g, keep, None, sc, sink)
+    }
+
+    /// `scan_group`, keeping after the filters only the rows whose value
+    /// of column `probe.0` is a key of `probe.1` (a join's build side).
+    fn scan_group_probe(
+        &self,
+        t: usize,
+        g: usize,
+        keep: &[bool],
+        probe: Option<(usize, &IntHeads)>,
+        sc: &mut Scratch,
+        sink: &mut dyn FnMut(Batch) -> Result<()>,
+    ) -> Result<()> {
         if self.pruned(t, g) {
             self.skipped.fetch_add(1, AO::Relaxed);
             return Ok(());
@@ -1175,6 +1191,15 @@ impl<D: BlockDevice + Send> Run<'_, D> {
                     }
                 }
                 Pred::Expr(f) => self.select_expr(t, g, f, rows_in, rows, sc, &mut tmp)?,
+            }
+            core::mem::swap(&mut sel, &mut tmp);
+            all = false;
+        }
+        if let Some((c, heads)) = probe.filter(|_| all || !sel.is_empty()) {
+            self.load(t, g, c, sc)?;
+            match self.view(t, g, c, sc)? {
+                Src::Int(v) => v.select_by(if all { None } else { Some(&sel[..]) }, &mut tmp, |k| heads.contains_key(&k)),
+                Src::Str(_) => return Err(internal("join key over text")),
             }
             core::mem::swap(&mut sel, &mut tmp);
             all = false;
@@ -1324,6 +1349,78 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         }
         Ok(())
     }
+}
+
+/// Semi-join reduction of the tables joined to the driver: for an edge
+/// `t1.e1 = t2.e2` between two of them, the rows of `t1` whose key has no
+/// match in `t2` cannot be in the result (every join is inner and every
+/// edge a conjunct of WHERE), so they are dropped before any hash table is
+/// built. Run while a table that was cut down (by its filters or by an
+/// earlier reduction) can cut down a neighbour.
+fn semi_join_reduce<D: BlockDevice>(plan: &Plan, db: &Db<D>, scanned: &mut [Option<Batch>]) -> Result<()> {
+    let width = plan.scope.len();
+    let rows = |scanned: &[Option<Batch>], t: usize| scanned[t].as_ref().map_or(0, |b| b.rows);
+    // Per edge and direction: the rows of t2 when it last reduced t1.
+    let mut done = vec![usize::MAX; plan.edges.len() * 2];
+    for _ in 0..=plan.edges.len() * 2 {
+        let mut changed = false;
+        for (k, (a, ea, b, eb)) in plan.edges.iter().enumerate() {
+            for (dir, (t1, e1, t2, e2)) in [(*a, ea, *b, eb), (*b, eb, *a, ea)].into_iter().enumerate() {
+                let n2 = rows(scanned, t2);
+                if t1 == plan.driver || t2 == plan.driver || t1 == t2 || done[2 * k + dir] == n2 {
+                    continue;
+                }
+                if n2 as u64 >= db.tables[plan.tables[t2]].rows || rows(scanned, t1) == 0 {
+                    continue;
+                }
+                done[2 * k + dir] = n2;
+                let (Some(left), Some(right)) = (scanned[t1].take(), scanned[t2].as_ref()) else {
+                    return Err(internal("join input"));
+                };
+                let before = left.rows;
+                let kept = if n2 == 0 {
+                    Batch { cols: vec![Col::Absent; width], rows: 0 }
+                } else {
+                    let mask = key_in(e1, &left, e2, right)?;
+                    if mask.iter().all(|&m| m) {
+                        left
+                    } else {
+                        left.filter(&mask)
+                    }
+                };
+                changed |= kept.rows < before;
+                scanned[t1] = Some(kept);
+            }
+        }
+        if !changed {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Per row of `left`: does its `el` equal `er` of some row of `right`?
+fn key_in(el: &BExpr, left: &Batch, er: &BExpr, right: &Batch) -> Result<Vec<bool>> {
+    let (kl, kr) = (eval(el, left)?, eval(er, right)?);
+    if let (Col::Int(l), Col::Int(r)) = (&*kl, &*kr) {
+        let mut set: hashbrown::HashSet<i64, BuildHasherDefault<Fx>> = hashbrown::HashSet::default();
+        set.extend(r.iter().copied());
+        return Ok(l.iter().map(|k| set.contains(k)).collect());
+    }
+    let mut set: Map<()> = Map::default();
+    let mut buf = Vec::new();
+    for i in 0..right.rows {
+        row_key(core::slice::from_ref(&kr), i, &mut buf);
+        if !set.contains_key(&buf[..]) {
+            set.insert(buf.clone().into_boxed_slice(), ());
+        }
+    }
+    Ok((0..left.rows)
+        .map(|i| {
+            row_key(core::slice::from_ref(&kl), i, &mut buf);
+            set.contains_key(&buf[..])
+        })
+        .collect())
 }
 
 /// Distinct values of `keys` over `b`.
@@ -1665,6 +1762,7 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
             *slot = Some(r.scan_table(ex, t, &build_keep)?);
         }
     }
+    semi_join_reduce(plan, db, &mut scanned)?;
     let steps = join_order(n, plan.driver, &plan.edges, &plan.multi, &mut |cands| {
         if cands.len() == 1 {
             return Ok(0);
@@ -1672,7 +1770,12 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
         let mut best = (0, (u128::MAX, usize::MAX));
         for (i, c) in cands.iter().enumerate() {
             let b = scanned[c.table].as_ref().ok_or_else(|| internal("join input"))?;
-            let cost = (b.rows as u128 * 1024 / distinct_keys(&c.build_keys, b)?.max(1) as u128, b.rows);
+            // The rows a probe row is expected to meet: the fan-out (rows per
+            // distinct key) times the share of the table its filters (and
+            // semi-joins) kept, the share of keys a probe finds.
+            let total = db.tables[plan.tables[c.table]].rows.max(1) as u128;
+            let (rows, distinct) = (b.rows as u128, distinct_keys(&c.build_keys, b)?.max(1) as u128);
+            let cost = (rows * rows * 1024 / (distinct * total), b.rows);
             if cost < best.1 {
                 best = (i, cost);
             }
@@ -1710,6 +1813,16 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
         ht.gather = gather;
         joins.push((s, ht));
     }
+    // The first join's key, when it is a column of the driver and the build
+    // side is keyed by number: the scan keeps only rows whose key is there,
+    // before it unpacks their other columns.
+    let probe = match joins.first() {
+        Some((s, HashTable { heads: Heads::Int(h), .. })) => match &s.probe_keys[..] {
+            [BExpr { kind: BKind::Col(c), .. }] if plan.scope[*c].table == plan.driver && plan.scope[*c].ty != Type::Text => Some((*c, h)),
+            _ => None,
+        },
+        _ => None,
+    };
     let groups = db.tables[plan.tables[plan.driver]].groups.len();
     let max_groups = limits.max_groups;
     let parts = map(ex, groups, |g| {
@@ -1717,7 +1830,7 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
         let mut gids = Vec::new();
         let mut rows = Batch { cols: vec![Col::Absent; plan.outputs.len()], rows: 0 };
         r.with_scratch(|sc| {
-            r.scan_group(plan.driver, g, &scan_keep, sc, &mut |b| {
+            r.scan_group_probe(plan.driver, g, &scan_keep, probe, sc, &mut |b| {
                 r.push(&joins, b, &mut |b| {
                     if plan.agg.is_some() {
                         agg.update(plan, &b, &mut gids, max_groups)
