@@ -507,27 +507,15 @@ impl Strs {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
         self.codes.iter().map(|&c| &self.dict[c as usize])
     }
-    /// The values at `idx`. A dictionary much larger than what is taken
-    /// is cut down to the entries used.
+    /// The values at `idx`. From a dictionary much larger than what is
+    /// taken, the values taken make a dictionary of their own (an entry
+    /// per value), so the cost follows what is taken, not the dictionary.
     pub fn take(&self, idx: impl Iterator<Item = u32>) -> Strs {
         let codes: Vec<u32> = idx.map(|i| self.codes[i as usize]).collect();
         if self.dict.len() <= 2 * codes.len().max(16) {
             return Strs { dict: self.dict.clone(), codes };
         }
-        let mut remap = vec![u32::MAX; self.dict.len()];
-        let mut dict = Vec::new();
-        let codes = codes
-            .into_iter()
-            .map(|c| {
-                let r = &mut remap[c as usize];
-                if *r == u32::MAX {
-                    *r = dict.len() as u32;
-                    dict.push(self.dict[c as usize].clone());
-                }
-                *r
-            })
-            .collect();
-        Strs { dict: Arc::new(dict), codes }
+        Strs::from_vec(codes.iter().map(|&c| self.dict[c as usize].clone()).collect())
     }
     /// Appends `o`'s values.
     pub fn append(&mut self, o: Strs) {
@@ -722,7 +710,90 @@ mod tests {
         assert!(decode_ints(&mut Cur::new(&b, "t"), 4).is_err());
     }
 
+    /// `vals` encoded, then parsed in place from an unpadded and from a
+    /// padded buffer (as a scan reads it).
+    fn both_views(vals: &[i64], check: impl Fn(&Ints<'_>)) {
+        let mut b = Vec::new();
+        encode_ints(&mut b, vals);
+        let len = b.len();
+        let mut c = Cur::new(&b, "t");
+        check(&parse_ints(&mut c, vals.len()).unwrap());
+        assert!(c.at_end());
+        let mut padded = b.clone();
+        padded.extend_from_slice(&[0xff; 8]);
+        let mut c = Cur::padded(&padded, len, "t");
+        check(&parse_ints(&mut c, vals.len()).unwrap());
+        assert!(c.at_end());
+    }
+
+    #[test]
+    fn dictionary_codes_out_of_range_are_refused() {
+        // Three entries, codes packed 2 bits wide: the fourth row's code 3 is past the dictionary.
+        let mut b = vec![TAG_DICT];
+        put_varint(&mut b, 4);
+        put_varint(&mut b, 3);
+        for s in ["a", "b", "c"] {
+            put_bytes(&mut b, s.as_bytes());
+        }
+        encode_ints(&mut b, &[0, 1, 2, 3]);
+        let v = parse_strs(&mut Cur::new(&b, "t"), 4).unwrap();
+        assert_eq!(v.gather(&[2, 0, 1]).unwrap().iter().map(|s| &**s).collect::<Vec<_>>(), ["c", "a", "b"]);
+        assert_eq!(v.gather(&[0, 3]).unwrap_err().kind, crate::types::ErrorKind::Corrupt);
+        assert!(decode_strs(&mut Cur::new(&b, "t"), 4).is_err());
+    }
+
     proptest! {
+        /// Reading a packed chunk in place (any width 0..=64, padded or
+        /// not) agrees with its values: each value, all of them, a
+        /// gather, and range selections over all rows and over a selection.
+        #[test]
+        fn packed_reads_agree_with_the_values(
+            base in any::<i64>(),
+            width in 0u32..=64,
+            raw in proptest::collection::vec(any::<u64>(), 0..300),
+            pick in proptest::collection::vec(any::<bool>(), 300),
+            (lo, hi) in (any::<i64>(), any::<i64>()),
+        ) {
+            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let vals: Vec<i64> = raw.iter().map(|&x| base.wrapping_add((x & mask) as i64)).collect();
+            // Mostly bounds that are values, so that ranges cut them exactly at a value.
+            let n = vals.len().max(1) as i64;
+            let (lo, hi) = match (vals.get(lo.rem_euclid(n) as usize), vals.get(hi.rem_euclid(n) as usize)) {
+                (Some(&a), Some(&b)) if lo % 4 != 0 => (a.min(b), a.max(b)),
+                _ => (lo, hi),
+            };
+            let sel: Vec<u32> = (0..vals.len() as u32).filter(|&i| pick[i as usize]).collect();
+            both_views(&vals, |v| {
+                assert_eq!(v.len(), vals.len());
+                assert!((0..vals.len()).all(|i| v.get(i) == vals[i]));
+                let mut all = Vec::new();
+                v.decode_into(&mut all);
+                assert_eq!(all, vals);
+                let mut got = Vec::new();
+                v.gather_into(&sel, &mut got);
+                assert!(got.iter().zip(&sel).all(|(&g, &i)| g == vals[i as usize]));
+                let inr = |i: &u32| (lo..=hi).contains(&vals[*i as usize]);
+                let mut out = Vec::new();
+                v.select_range(lo, hi, None, &mut out);
+                assert_eq!(out, (0..vals.len() as u32).filter(inr).collect::<Vec<_>>());
+                v.select_range(lo, hi, Some(&sel), &mut out);
+                assert_eq!(out, sel.iter().copied().filter(inr).collect::<Vec<_>>());
+                v.select_by(Some(&sel), &mut out, |x| x % 3 == 0);
+                assert_eq!(out, sel.iter().copied().filter(|&i| vals[i as usize] % 3 == 0).collect::<Vec<_>>());
+            });
+        }
+
+        /// The same for run-length chunks.
+        #[test]
+        fn run_length_reads_agree(runs in proptest::collection::vec((-3i64..3, 1usize..40), 1..60), lo in -4i64..4, span in 0i64..4) {
+            let vals: Vec<i64> = runs.iter().flat_map(|&(v, n)| core::iter::repeat_n(v, n)).collect();
+            both_views(&vals, |v| {
+                let mut out = Vec::new();
+                v.select_range(lo, lo + span, None, &mut out);
+                assert_eq!(out, (0..vals.len() as u32).filter(|&i| (lo..=lo + span).contains(&vals[i as usize])).collect::<Vec<_>>());
+            });
+        }
+
         #[test]
         fn ints_any(vals in proptest::collection::vec(any::<i64>(), 0..600)) {
             ints_round_trip(&vals);

@@ -1061,7 +1061,8 @@ impl<D: BlockDevice + Send> Run<'_, D> {
 
     /// Of the rows `rows` (every row when `None`), those where `f` holds,
     /// into `out`: `f` evaluated on batches of those rows.
-    fn select_expr(&self, t: usize, g: usize, f: &BExpr, rows: Option<&[u32]>, n: usize, sc: &mut Scratch, out: &mut Vec<u32>) -> Result<()> {
+    fn select_expr(&self, t: usize, g: usize, f: &BExpr, rows: Option<&[u32]>, sc: &mut Scratch, out: &mut Vec<u32>) -> Result<()> {
+        let n = self.db.tables[self.plan.tables[t]].groups[g].rows;
         let mut cols = Vec::new();
         f.cols(&mut cols);
         for &c in &cols {
@@ -1187,10 +1188,10 @@ impl<D: BlockDevice + Send> Run<'_, D> {
                         _ => false,
                     };
                     if !done {
-                        self.select_expr(t, g, expr, rows_in, rows, sc, &mut tmp)?;
+                        self.select_expr(t, g, expr, rows_in, sc, &mut tmp)?;
                     }
                 }
-                Pred::Expr(f) => self.select_expr(t, g, f, rows_in, rows, sc, &mut tmp)?,
+                Pred::Expr(f) => self.select_expr(t, g, f, rows_in, sc, &mut tmp)?,
             }
             core::mem::swap(&mut sel, &mut tmp);
             all = false;
@@ -1364,16 +1365,23 @@ fn semi_join_reduce<D: BlockDevice>(plan: &Plan, db: &Db<D>, scanned: &mut [Opti
     let mut done = vec![usize::MAX; plan.edges.len() * 2];
     for _ in 0..=plan.edges.len() * 2 {
         let mut changed = false;
+        // The smallest sides first: their key sets are the cheapest to build.
+        let mut pairs: Vec<(usize, usize, usize, &BExpr, usize, &BExpr)> = Vec::new();
         for (k, (a, ea, b, eb)) in plan.edges.iter().enumerate() {
-            for (dir, (t1, e1, t2, e2)) in [(*a, ea, *b, eb), (*b, eb, *a, ea)].into_iter().enumerate() {
+            pairs.push((rows(scanned, *b), 2 * k, *a, ea, *b, eb));
+            pairs.push((rows(scanned, *a), 2 * k + 1, *b, eb, *a, ea));
+        }
+        pairs.sort_by_key(|p| (p.0, p.1));
+        for (_, slot, t1, e1, t2, e2) in pairs {
+            {
                 let n2 = rows(scanned, t2);
-                if t1 == plan.driver || t2 == plan.driver || t1 == t2 || done[2 * k + dir] == n2 {
+                if t1 == plan.driver || t2 == plan.driver || t1 == t2 || done[slot] == n2 {
                     continue;
                 }
                 if n2 as u64 >= db.tables[plan.tables[t2]].rows || rows(scanned, t1) == 0 {
                     continue;
                 }
-                done[2 * k + dir] = n2;
+                done[slot] = n2;
                 let (Some(left), Some(right)) = (scanned[t1].take(), scanned[t2].as_ref()) else {
                     return Err(internal("join input"));
                 };
@@ -1942,7 +1950,103 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
 
 #[cfg(test)]
 mod tests {
-    use super::like;
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Values with the edges of 64 bits among them.
+    fn edgy() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            Just(i64::MIN),
+            Just(i64::MAX),
+            Just(0),
+            Just(-1),
+            Just(1),
+            Just(1 << 32),
+            Just(-(1 << 31)),
+            any::<i64>(),
+            -1000i64..1000,
+            (-(1i64 << 51))..(1 << 51),
+        ]
+    }
+
+    proptest! {
+        /// The 64-bit kernels give exactly the 128-bit answer where it fits,
+        /// and `None` (the caller then computes in 128 bits) exactly where
+        /// some value does not fit.
+        #[test]
+        fn int_arith_agrees_with_128_bits(
+            x in proptest::collection::vec(edgy(), 1..64),
+            y in proptest::collection::vec(edgy(), 64),
+            k in edgy(),
+            op in 0usize..3,
+            shape in 0usize..3,
+        ) {
+            let op = [Arith::Add, Arith::Sub, Arith::Mul][op];
+            let n = x.len();
+            let y = &y[..n];
+            let (a, b) = match shape {
+                0 => (Opd::Col(&x), Opd::Col(y)),
+                1 => (Opd::Col(&x), Opd::K(k)),
+                _ => (Opd::K(k), Opd::Col(y)),
+            };
+            let at = |o: Opd<'_>, i: usize| i128::from(match o { Opd::Col(v) => v[i], Opd::K(c) => c });
+            let want: Vec<i128> = (0..n)
+                .map(|i| {
+                    let (p, q) = (at(a, i), at(b, i));
+                    match op { Arith::Add => p + q, Arith::Sub => p - q, _ => p * q }
+                })
+                .collect();
+            let fits = want.iter().all(|&w| i64::try_from(w).is_ok());
+            match int_arith(op, a, b, n) {
+                Some(v) => {
+                    prop_assert!(fits);
+                    prop_assert!(v.iter().zip(&want).all(|(&g, &w)| i128::from(g) == w));
+                }
+                None => prop_assert!(!fits),
+            }
+            prop_assert!(int_arith(Arith::Div, a, b, n).is_none());
+        }
+
+        /// Summing into groups through 64-bit lanes gives the 128-bit sums
+        /// of a plain loop, and declines what it cannot do exactly.
+        #[test]
+        fn lane_sums_agree_with_a_loop(
+            rows in proptest::collection::vec((0u32..300, edgy()), 0..600),
+            groups in 1usize..300,
+            start in any::<i64>(),
+        ) {
+            let gids: Vec<u32> = rows.iter().map(|r| r.0 % groups as u32).collect();
+            let v: Vec<i64> = rows.iter().map(|r| r.1).collect();
+            let mut want = vec![i128::from(start); groups];
+            for (&g, &x) in gids.iter().zip(&v) {
+                want[g as usize] += i128::from(x);
+            }
+            let mut sums = vec![i128::from(start); groups];
+            let mut lanes = Vec::new();
+            match sum_small(&mut sums, &gids, &v, &mut lanes) {
+                Some(ok) => {
+                    prop_assert!(ok);
+                    prop_assert!(v.iter().all(|x| x.unsigned_abs() < 1 << 51));
+                    prop_assert_eq!(&sums, &want);
+                }
+                None => prop_assert!(groups > LANE_GROUPS || v.iter().any(|x| x.unsigned_abs() >= 1 << 51)),
+            }
+            let mut sums = vec![i128::from(start); groups];
+            prop_assert!(sum_into(&mut sums, &gids, &v));
+            prop_assert_eq!(sums, want);
+        }
+    }
+
+    #[test]
+    fn sums_past_128_bits_are_refused() {
+        let mut sums = vec![i128::MAX - 5];
+        assert!(!sum_into(&mut sums, &[0, 0], &[3i64, 3]));
+        let mut sums = vec![i128::MAX - 5];
+        assert_eq!(sum_small(&mut sums, &[0, 0], &[3, 3], &mut Vec::new()), Some(false));
+        let mut sums = vec![i128::MIN + 5];
+        assert_eq!(sum_small(&mut sums, &[0, 0], &[-3, -2], &mut Vec::new()), Some(true));
+        assert_eq!(sums[0], i128::MIN);
+    }
 
     #[test]
     fn like_patterns() {
