@@ -18,6 +18,7 @@
 //!
 //! Varints are LEB128 (at most 10 bytes).
 
+use alloc::borrow::Cow;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use alloc::{format, vec};
@@ -99,7 +100,16 @@ impl<'a> Cur<'a> {
         a.copy_from_slice(s);
         Ok(u64::from_le_bytes(a))
     }
+    #[inline]
     pub fn varint(&mut self) -> Result<u64> {
+        // One byte: the usual case (run lengths, small deltas).
+        if self.pos < self.end && self.b[self.pos] < 0x80 {
+            self.pos += 1;
+            return Ok(u64::from(self.b[self.pos - 1]));
+        }
+        self.varint_long()
+    }
+    fn varint_long(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;
@@ -113,10 +123,12 @@ impl<'a> Cur<'a> {
         }
         Err(self.err("varint longer than 10 bytes"))
     }
+    #[inline]
     pub fn ivarint(&mut self) -> Result<i64> {
         Ok(unzigzag(self.varint()?))
     }
     /// A count or length no larger than `max`.
+    #[inline]
     pub fn len(&mut self, max: usize) -> Result<usize> {
         let v = self.varint()?;
         if v > max as u64 {
@@ -229,7 +241,8 @@ pub enum Ints<'a> {
         /// bytes (into padding), which lets `get` load whole words.
         data: &'a [u8],
     },
-    Plain(Vec<i64>),
+    /// Expanded values (a run-length chunk), owned or kept by the caller.
+    Plain(Cow<'a, [i64]>),
 }
 
 /// Value `i` of a bit-packed run of `width`-bit values, `i` within the
@@ -400,6 +413,13 @@ fn select(rows: Option<&[u32]>, count: usize, out: &mut Vec<u32>, pass: impl Fn(
 /// Parses an integer chunk of exactly `rows` values, leaving it packed
 /// where it is packed.
 pub fn parse_ints<'a>(c: &mut Cur<'a>, rows: usize) -> Result<Ints<'a>> {
+    let mut out = Vec::new();
+    Ok(parse_ints_reuse(c, rows, &mut out)?.unwrap_or(Ints::Plain(Cow::Owned(out))))
+}
+
+/// [`parse_ints`], expanding a run-length chunk into `out` (its capacity
+/// reused; `None` then) rather than into a new vector.
+pub fn parse_ints_reuse<'a>(c: &mut Cur<'a>, rows: usize, out: &mut Vec<i64>) -> Result<Option<Ints<'a>>> {
     let (tag, count) = header(c, rows)?;
     match tag {
         TAG_FOR => {
@@ -414,11 +434,12 @@ pub fn parse_ints<'a>(c: &mut Cur<'a>, rows: usize) -> Result<Ints<'a>> {
             }
             let data = &c.b[c.pos..];
             c.pos += nbytes;
-            Ok(Ints::Packed { base, width, count, data })
+            Ok(Some(Ints::Packed { base, width, count, data }))
         }
         TAG_RLE => {
             let runs = c.len(count)?;
-            let mut out = Vec::with_capacity(count);
+            out.clear();
+            out.reserve(count);
             for _ in 0..runs {
                 let v = c.ivarint()?;
                 let n = c.len(count - out.len())?;
@@ -427,7 +448,7 @@ pub fn parse_ints<'a>(c: &mut Cur<'a>, rows: usize) -> Result<Ints<'a>> {
             if out.len() != count {
                 return Err(Error::corrupt(format!("{}: runs cover {} of {count} values", c.what, out.len())));
             }
-            Ok(Ints::Plain(out))
+            Ok(None)
         }
         t => Err(Error::corrupt(format!("{}: unknown integer encoding {t}", c.what))),
     }
@@ -436,7 +457,7 @@ pub fn parse_ints<'a>(c: &mut Cur<'a>, rows: usize) -> Result<Ints<'a>> {
 /// Decodes an integer chunk of exactly `rows` values.
 pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
     Ok(match parse_ints(c, rows)? {
-        Ints::Plain(v) => v,
+        Ints::Plain(v) => v.into_owned(),
         p => {
             let mut out = Vec::with_capacity(rows);
             p.decode_into(&mut out);

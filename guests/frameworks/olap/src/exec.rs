@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering as AO};
 use hallows_blockdev::BlockDevice;
 use spin::Mutex;
 
-use crate::encode::{parse_ints, parse_strs, Cur, Ints, Strs, StrsView};
+use crate::encode::{parse_ints, parse_ints_reuse, parse_strs, Cur, Ints, Strs, StrsView};
 use crate::plan::{join_order, AggFn, Arith, BExpr, BKind, JoinStep, Plan};
 use crate::sql::{BinOp, Unit};
 use crate::storage::{Db, Zone};
@@ -727,10 +727,45 @@ fn cmp_col_value(c: &Col, i: usize, v: &Value) -> Ordering {
     }
 }
 
+/// The keys of a one-number join key as a bit per value of their range,
+/// where that range is at most [`BITS_PER_KEY`] values a key: a probe
+/// tests one bit (a load and a shift, the bits small enough to stay in
+/// cache) before it looks in the hash table, and most probes that find
+/// nothing stop there.
+struct KeyBits {
+    min: i64,
+    words: Vec<u64>,
+}
+
+/// The widest key range, in values per key, that gets [`KeyBits`].
+const BITS_PER_KEY: u128 = 256;
+
+impl KeyBits {
+    fn build(keys: &[i64]) -> Option<KeyBits> {
+        let (min, max) = (*keys.iter().min()?, *keys.iter().max()?);
+        let span = (i128::from(max) - i128::from(min)) as u128 + 1;
+        if span > BITS_PER_KEY * keys.len() as u128 + 4096 {
+            return None;
+        }
+        let mut words = vec![0u64; span.div_ceil(64) as usize];
+        for &k in keys {
+            let d = (k as u64).wrapping_sub(min as u64);
+            words[(d >> 6) as usize] |= 1 << (d & 63);
+        }
+        Some(KeyBits { min, words })
+    }
+    #[inline]
+    fn has(&self, k: i64) -> bool {
+        let d = (k as u64).wrapping_sub(self.min as u64);
+        self.words.get((d >> 6) as usize).is_some_and(|w| w >> (d & 63) & 1 != 0)
+    }
+}
+
 /// A join's build side: its rows and a hash table over its keys.
 struct HashTable {
     batch: Batch,
     heads: Heads,
+    bits: Option<KeyBits>,
     next: Vec<u32>,
     /// The columns a probe's output carries.
     gather: Vec<bool>,
@@ -745,6 +780,7 @@ enum Heads {
 }
 
 type IntHeads = hashbrown::HashMap<i64, u32, BuildHasherDefault<Fx>>;
+
 
 /// Chains row `i` in under its key's head.
 fn chain<K: core::hash::Hash + Eq>(heads: &mut hashbrown::HashMap<K, u32, BuildHasherDefault<Fx>>, key: K, i: usize, nx: &mut u32) {
@@ -947,6 +983,10 @@ struct Scratch {
     bufs: Vec<Vec<u8>>,
     /// A chunk the cache holds, instead of `bufs`.
     shared: Vec<Option<Arc<[u8]>>>,
+    /// A run-length number chunk, expanded once when it was read (when
+    /// `expanded_ok`).
+    expanded: Vec<Vec<i64>>,
+    expanded_ok: Vec<bool>,
     lens: Vec<Option<usize>>,
     sel: Vec<u32>,
     tmp: Vec<u32>,
@@ -1036,6 +1076,15 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             let (shared, len) = self.db.load_chunk(table, g, self.plan.scope[c].col, &mut sc.bufs[c])?;
             sc.shared[c] = shared;
             sc.lens[c] = Some(len);
+            sc.expanded_ok[c] = false;
+            if self.plan.scope[c].ty != Type::Text {
+                let bytes = sc.shared[c].as_deref().unwrap_or(&sc.bufs[c]);
+                let mut cur = Cur::padded(bytes, len, "column chunk");
+                let rows = table.groups[g].rows;
+                if parse_ints_reuse(&mut cur, rows, &mut sc.expanded[c])?.is_none() && cur.at_end() {
+                    sc.expanded_ok[c] = true;
+                }
+            }
         }
         Ok(())
     }
@@ -1043,6 +1092,9 @@ impl<D: BlockDevice + Send> Run<'_, D> {
     /// The chunk `load` read for scope column `c`, parsed.
     fn view<'b>(&self, t: usize, g: usize, c: usize, sc: &'b Scratch) -> Result<Src<'b>> {
         let len = sc.lens[c].ok_or_else(|| internal("column not read"))?;
+        if sc.expanded_ok[c] {
+            return Ok(Src::Int(Ints::Plain(Cow::Borrowed(&sc.expanded[c]))));
+        }
         let table = &self.db.tables[self.plan.tables[t]];
         let rows = table.groups[g].rows;
         let bytes = sc.shared[c].as_deref().unwrap_or(&sc.bufs[c]);
@@ -1109,7 +1161,7 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         t: usize,
         g: usize,
         keep: &[bool],
-        probe: Option<(usize, &IntHeads)>,
+        probe: Option<(usize, &HashTable)>,
         sc: &mut Scratch,
         sink: &mut dyn FnMut(Batch) -> Result<()>,
     ) -> Result<()> {
@@ -1125,6 +1177,9 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         sc.bufs.resize_with(width, Vec::new);
         sc.shared.clear();
         sc.shared.resize(width, None);
+        sc.expanded.resize_with(width, Vec::new);
+        sc.expanded_ok.clear();
+        sc.expanded_ok.resize(width, false);
         sc.lens.clear();
         sc.lens.resize(width, None);
         let (mut sel, mut tmp) = (core::mem::take(&mut sc.sel), core::mem::take(&mut sc.tmp));
@@ -1196,11 +1251,13 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             core::mem::swap(&mut sel, &mut tmp);
             all = false;
         }
-        if let Some((c, heads)) = probe.filter(|_| all || !sel.is_empty()) {
+        if let Some((c, ht)) = probe.filter(|_| all || !sel.is_empty()) {
             self.load(t, g, c, sc)?;
-            match self.view(t, g, c, sc)? {
-                Src::Int(v) => v.select_by(if all { None } else { Some(&sel[..]) }, &mut tmp, |k| heads.contains_key(&k)),
-                Src::Str(_) => return Err(internal("join key over text")),
+            let rows_in = if all { None } else { Some(&sel[..]) };
+            match (self.view(t, g, c, sc)?, &ht.bits, &ht.heads) {
+                (Src::Int(v), Some(bits), _) => v.select_by(rows_in, &mut tmp, |k| bits.has(k)),
+                (Src::Int(v), None, Heads::Int(heads)) => v.select_by(rows_in, &mut tmp, |k| heads.contains_key(&k)),
+                _ => return Err(internal("join key types")),
             }
             core::mem::swap(&mut sel, &mut tmp);
             all = false;
@@ -1264,9 +1321,11 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             s.build_keys.iter().map(|k| eval(k, &batch)).collect::<Result<_>>()?
         };
         let mut next = vec![NONE; batch.rows];
+        let mut bits = None;
         let heads = match &keys[..] {
             [k] if matches!(&**k, Col::Int(_)) => {
                 let Col::Int(v) = &**k else { return Err(internal("join key")) };
+                bits = KeyBits::build(v);
                 let mut heads = hashbrown::HashMap::with_capacity_and_hasher(v.len(), BuildHasherDefault::default());
                 for (i, nx) in next.iter_mut().enumerate() {
                     chain(&mut heads, v[i], i, nx);
@@ -1284,7 +1343,7 @@ impl<D: BlockDevice + Send> Run<'_, D> {
             }
         };
         drop(keys);
-        Ok(HashTable { batch, heads, next, gather: Vec::new() })
+        Ok(HashTable { batch, heads, bits, next, gather: Vec::new() })
     }
 
     /// Probes join `k` (of `steps`) with `b` and pushes what matches,
@@ -1327,6 +1386,7 @@ impl<D: BlockDevice + Send> Run<'_, D> {
         };
         for i in 0..b.rows {
             let head = match (&ht.heads, int_key, wide_key) {
+                (Heads::Int(_), Some(v), _) if ht.bits.as_ref().is_some_and(|b| !b.has(v[i])) => None,
                 (Heads::Int(h), Some(v), _) => h.get(&v[i]),
                 (Heads::Int(h), None, Some(v)) => i64::try_from(v[i]).ok().and_then(|x| h.get(&x)),
                 (Heads::Bytes(h), _, _) => {
@@ -1825,8 +1885,8 @@ pub fn run<D: BlockDevice + Send>(db: &Db<D>, plan: &Plan, ex: &dyn Executor, li
     // side is keyed by number: the scan keeps only rows whose key is there,
     // before it unpacks their other columns.
     let probe = match joins.first() {
-        Some((s, HashTable { heads: Heads::Int(h), .. })) => match &s.probe_keys[..] {
-            [BExpr { kind: BKind::Col(c), .. }] if plan.scope[*c].table == plan.driver && plan.scope[*c].ty != Type::Text => Some((*c, h)),
+        Some((s, ht @ HashTable { heads: Heads::Int(_), .. })) => match &s.probe_keys[..] {
+            [BExpr { kind: BKind::Col(c), .. }] if plan.scope[*c].table == plan.driver && plan.scope[*c].ty != Type::Text => Some((*c, ht)),
             _ => None,
         },
         _ => None,
@@ -2035,6 +2095,32 @@ mod tests {
             prop_assert!(sum_into(&mut sums, &gids, &v));
             prop_assert_eq!(sums, want);
         }
+    }
+
+    proptest! {
+        /// A key's bit is set exactly when the key is among the build keys,
+        /// for any probe (below, inside and above the range).
+        #[test]
+        fn key_bits_match_the_key_set(keys in proptest::collection::vec(-5000i64..5000, 1..300), base in edgy(), probes in proptest::collection::vec(edgy(), 50)) {
+            let keys: Vec<i64> = keys.iter().map(|k| base.saturating_add(*k)).collect();
+            let span = keys.iter().max().unwrap() - keys.iter().min().unwrap() + 1;
+            let Some(bits) = KeyBits::build(&keys) else {
+                prop_assert!(span as u128 > BITS_PER_KEY * keys.len() as u128 + 4096);
+                return Ok(());
+            };
+            for p in probes.iter().copied().chain(keys.iter().map(|k| k.wrapping_add(1))).chain(keys.iter().copied()) {
+                prop_assert_eq!(bits.has(p), keys.contains(&p), "{}", p);
+            }
+        }
+    }
+
+    #[test]
+    fn key_bits_only_for_narrow_ranges() {
+        assert!(KeyBits::build(&[]).is_none());
+        assert!(KeyBits::build(&[i64::MIN, i64::MAX]).is_none());
+        assert!(KeyBits::build(&[0, 1_000_000]).is_none());
+        let b = KeyBits::build(&[i64::MAX - 3, i64::MAX]).unwrap();
+        assert!(b.has(i64::MAX) && b.has(i64::MAX - 3) && !b.has(i64::MAX - 1) && !b.has(i64::MIN));
     }
 
     #[test]
