@@ -1,10 +1,13 @@
 //! Vectorized execution. Rows move in batches of at most [`BATCH`] rows,
-//! column by column; every expression is evaluated a whole column at a
-//! time. A query is a pipeline driven by the morsels (row groups) of its
-//! largest table: scan (zone maps skip row groups, filter columns are read
-//! and tested before the others are read at all), hash-join probes into
-//! the other tables (each scanned, filtered and hashed first), filters,
-//! then a partial hash aggregate or a projection per morsel. Morsels run
+//! column by column (numbers as 64-bit vectors, 128-bit only where a
+//! result outgrew 64 bits); every expression is evaluated a whole column
+//! at a time. A query is a pipeline driven by the morsels (row groups) of
+//! its largest table: scan (zone maps skip row groups; the filters run on
+//! the packed chunks into a selection vector, each reading its column only
+//! when its turn comes; only the rows kept are unpacked), hash-join probes
+//! into the other tables (each scanned and filtered, cut down by
+//! semi-joins with its neighbours, then hashed), filters, then a partial
+//! hash aggregate or a projection per morsel. Morsels run
 //! on whatever [`Executor`] the caller gives (one core, or every core of
 //! the partition); partial aggregates merge in morsel order, so the
 //! result does not depend on how many cores ran it.
