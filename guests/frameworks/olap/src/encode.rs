@@ -18,6 +18,7 @@
 //!
 //! Varints are LEB128 (at most 10 bytes).
 
+use alloc::borrow::Cow;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use alloc::{format, vec};
@@ -51,28 +52,41 @@ pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
 }
 
 /// A bounds-checked reader over untrusted bytes.
+///
+/// `b` may run on past the bytes being read (`end`): a reader of
+/// bit-packed values may then load whole 64-bit words near the end of its
+/// data (the bits past the data are masked off), see [`Cur::padded`].
 #[derive(Debug)]
 pub struct Cur<'a> {
     b: &'a [u8],
+    end: usize,
     pos: usize,
     what: &'static str,
 }
 
 impl<'a> Cur<'a> {
     pub fn new(b: &'a [u8], what: &'static str) -> Self {
-        Cur { b, pos: 0, what }
+        Cur { b, end: b.len(), pos: 0, what }
+    }
+    /// Reads `b[..end]`; the bytes after `end` are padding that only
+    /// word-at-a-time readers of packed values may load.
+    pub fn padded(b: &'a [u8], end: usize, what: &'static str) -> Self {
+        Cur { b, end: end.min(b.len()), pos: 0, what }
     }
     fn err(&self, msg: &str) -> Error {
         Error::corrupt(format!("{}: {msg} at byte {}", self.what, self.pos))
     }
     pub fn left(&self) -> usize {
-        self.b.len() - self.pos
+        self.end - self.pos
     }
     pub fn at_end(&self) -> bool {
-        self.pos == self.b.len()
+        self.pos == self.end
     }
     pub fn u8(&mut self) -> Result<u8> {
-        let v = *self.b.get(self.pos).ok_or_else(|| self.err("truncated"))?;
+        if self.pos >= self.end {
+            return Err(self.err("truncated"));
+        }
+        let v = self.b[self.pos];
         self.pos += 1;
         Ok(v)
     }
@@ -86,7 +100,16 @@ impl<'a> Cur<'a> {
         a.copy_from_slice(s);
         Ok(u64::from_le_bytes(a))
     }
+    #[inline]
     pub fn varint(&mut self) -> Result<u64> {
+        // One byte: the usual case (run lengths, small deltas).
+        if self.pos < self.end && self.b[self.pos] < 0x80 {
+            self.pos += 1;
+            return Ok(u64::from(self.b[self.pos - 1]));
+        }
+        self.varint_long()
+    }
+    fn varint_long(&mut self) -> Result<u64> {
         let mut v: u64 = 0;
         for i in 0..10 {
             let b = self.u8()?;
@@ -100,10 +123,12 @@ impl<'a> Cur<'a> {
         }
         Err(self.err("varint longer than 10 bytes"))
     }
+    #[inline]
     pub fn ivarint(&mut self) -> Result<i64> {
         Ok(unzigzag(self.varint()?))
     }
     /// A count or length no larger than `max`.
+    #[inline]
     pub fn len(&mut self, max: usize) -> Result<usize> {
         let v = self.varint()?;
         if v > max as u64 {
@@ -201,8 +226,200 @@ fn header(c: &mut Cur<'_>, rows: usize) -> Result<(u8, usize)> {
     Ok((tag, count))
 }
 
-/// Decodes an integer chunk of exactly `rows` values.
-pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
+/// An integer chunk read in place. A frame-of-reference chunk stays
+/// packed: any value is found from its index in O(1) (`get`), so a scan
+/// reads only the rows its filters kept. A run-length chunk is expanded
+/// once. Every count and length was checked when it was parsed
+/// ([`parse_ints`]), so reading a value cannot fail.
+#[derive(Clone, Debug)]
+pub enum Ints<'a> {
+    Packed {
+        base: i64,
+        width: u32,
+        count: usize,
+        /// From the first packed byte on; it may run on past the packed
+        /// bytes (into padding), which lets `get` load whole words.
+        data: &'a [u8],
+    },
+    /// Expanded values (a run-length chunk), owned or kept by the caller.
+    Plain(Cow<'a, [i64]>),
+}
+
+/// Value `i` of a bit-packed run of `width`-bit values, `i` within the
+/// data (the caller's bound).
+#[inline(always)]
+fn unpack(data: &[u8], width: u32, i: usize) -> u64 {
+    if width == 0 {
+        return 0;
+    }
+    let bit = i * width as usize;
+    let (at, shift) = (bit / 8, (bit % 8) as u32);
+    let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+    if width <= 56 {
+        if let Some(w) = data.get(at..at + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            return (u64::from_le_bytes(word) >> shift) & mask;
+        }
+    }
+    // Near the end of unpadded data, or wider than 56 bits: byte by byte.
+    let mut acc: u128 = 0;
+    for k in 0..(shift + width).div_ceil(8) as usize {
+        acc |= u128::from(data.get(at + k).copied().unwrap_or(0)) << (8 * k);
+    }
+    ((acc >> shift) as u64) & mask
+}
+
+/// The 64-bit little-endian word at byte `at` (`at + 8 <= data.len()`).
+#[inline(always)]
+fn word_at(data: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&data[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// An operation on a chunk's values, given the way to read value `i`
+/// (monomorphic per way, so the read's case analysis is out of the loop).
+trait Kernel {
+    type Out;
+    fn run(self, count: usize, get: impl Fn(usize) -> i64) -> Self::Out;
+}
+
+impl Ints<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            Ints::Packed { count, .. } => *count,
+            Ints::Plain(v) => v.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// Runs `k` with the cheapest reader this chunk allows: a constant, a
+    /// word load and shift where every value's word lies inside `data`
+    /// (widths up to 56 with the padding after the chunk), byte by byte
+    /// otherwise, or the expanded values.
+    #[inline(always)]
+    fn apply<K: Kernel>(&self, k: K) -> K::Out {
+        match self {
+            Ints::Packed { base, width: 0, count, .. } => k.run(*count, |_| *base),
+            Ints::Packed { base, width, data, count } if *width <= 56 && data.len() >= (*count * *width as usize).div_ceil(8) + 8 => {
+                let (base, w) = (*base, *width as usize);
+                let mask = (1u64 << w) - 1;
+                k.run(*count, move |i| {
+                    let bit = i * w;
+                    base.wrapping_add(((word_at(data, bit >> 3) >> (bit & 7)) & mask) as i64)
+                })
+            }
+            Ints::Packed { base, width, data, count } => {
+                let (base, width) = (*base, *width);
+                k.run(*count, move |i| base.wrapping_add(unpack(data, width, i) as i64))
+            }
+            Ints::Plain(v) => k.run(v.len(), |i| v[i]),
+        }
+    }
+    /// Value `i` (`i < len()`).
+    #[inline]
+    pub fn get(&self, i: usize) -> i64 {
+        match self {
+            Ints::Packed { base, width, data, .. } => base.wrapping_add(unpack(data, *width, i) as i64),
+            Ints::Plain(v) => v[i],
+        }
+    }
+    /// Every value, appended to `out`.
+    pub fn decode_into(&self, out: &mut Vec<i64>) {
+        struct K<'o>(&'o mut Vec<i64>);
+        impl Kernel for K<'_> {
+            type Out = ();
+            fn run(self, count: usize, get: impl Fn(usize) -> i64) {
+                self.0.extend((0..count).map(get));
+            }
+        }
+        self.apply(K(out));
+    }
+    /// The values at `idx` (each `< len()`), appended to `out`.
+    pub fn gather_into(&self, idx: &[u32], out: &mut Vec<i64>) {
+        struct K<'o, 'i>(&'o mut Vec<i64>, &'i [u32]);
+        impl Kernel for K<'_, '_> {
+            type Out = ();
+            fn run(self, _: usize, get: impl Fn(usize) -> i64) {
+                self.0.extend(self.1.iter().map(|&i| get(i as usize)));
+            }
+        }
+        self.apply(K(out, idx));
+    }
+    /// Of the rows `rows` (every row when `None`), those whose value lies
+    /// in `lo..=hi`, in order, into `out`: one subtraction and one
+    /// unsigned comparison a value.
+    pub fn select_range(&self, lo: i64, hi: i64, rows: Option<&[u32]>, out: &mut Vec<u32>) {
+        out.clear();
+        if lo > hi {
+            return;
+        }
+        let span = (hi as u64).wrapping_sub(lo as u64);
+        self.select_by(rows, out, move |v| (v as u64).wrapping_sub(lo as u64) <= span);
+    }
+    /// Of the rows `rows` (every row when `None`), those where `keep` of
+    /// the value holds, into `out`.
+    pub fn select_by(&self, rows: Option<&[u32]>, out: &mut Vec<u32>, keep: impl Fn(i64) -> bool) {
+        struct K<'o, 'r, F>(&'o mut Vec<u32>, Option<&'r [u32]>, F);
+        impl<F: Fn(i64) -> bool> Kernel for K<'_, '_, F> {
+            type Out = ();
+            fn run(self, count: usize, get: impl Fn(usize) -> i64) {
+                let K(out, rows, keep) = self;
+                select(rows, count, out, |i| keep(get(i)));
+            }
+        }
+        self.apply(K(out, rows, keep));
+    }
+}
+
+/// The rows (of `rows`, or of `0..count`) where `pass` holds, into `out`,
+/// without a branch per row: over all rows 64 at a time into a bit mask
+/// whose set bits are then listed; over a selection, each row written and
+/// the end moved on by the test's outcome.
+#[inline(always)]
+fn select(rows: Option<&[u32]>, count: usize, out: &mut Vec<u32>, pass: impl Fn(usize) -> bool) {
+    out.clear();
+    match rows {
+        None => {
+            out.reserve(count);
+            let mut start = 0;
+            while start < count {
+                let end = (start + 64).min(count);
+                let mut m = 0u64;
+                for i in start..end {
+                    m |= u64::from(pass(i)) << (i - start);
+                }
+                while m != 0 {
+                    out.push((start + m.trailing_zeros() as usize) as u32);
+                    m &= m - 1;
+                }
+                start = end;
+            }
+        }
+        Some(r) => {
+            out.resize(r.len(), 0);
+            let mut k = 0;
+            for &i in r {
+                out[k] = i;
+                k += usize::from(pass(i as usize));
+            }
+            out.truncate(k);
+        }
+    }
+}
+
+/// Parses an integer chunk of exactly `rows` values, leaving it packed
+/// where it is packed.
+pub fn parse_ints<'a>(c: &mut Cur<'a>, rows: usize) -> Result<Ints<'a>> {
+    let mut out = Vec::new();
+    Ok(parse_ints_reuse(c, rows, &mut out)?.unwrap_or(Ints::Plain(Cow::Owned(out))))
+}
+
+/// [`parse_ints`], expanding a run-length chunk into `out` (its capacity
+/// reused; `None` then) rather than into a new vector.
+pub fn parse_ints_reuse<'a>(c: &mut Cur<'a>, rows: usize, out: &mut Vec<i64>) -> Result<Option<Ints<'a>>> {
     let (tag, count) = header(c, rows)?;
     match tag {
         TAG_FOR => {
@@ -212,49 +429,17 @@ pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
                 return Err(Error::corrupt(format!("{}: bit width {width}", c.what)));
             }
             let nbytes = (count as u64 * u64::from(width)).div_ceil(8) as usize;
-            let data = c.take(nbytes)?;
-            let mut out = Vec::with_capacity(count);
-            if width == 0 {
-                out.resize(count, base);
-                return Ok(out);
+            if nbytes > c.left() {
+                return Err(c.err("truncated"));
             }
-            if width <= 56 {
-                // Each value lies within one unaligned 64-bit word.
-                let mut padded = Vec::with_capacity(data.len() + 8);
-                padded.extend_from_slice(data);
-                padded.resize(data.len() + 8, 0);
-                let mask = (1u64 << width) - 1;
-                let w = width as usize;
-                out.extend((0..count).map(|i| {
-                    let bit = i * w;
-                    let at = bit / 8;
-                    let mut word = [0u8; 8];
-                    word.copy_from_slice(&padded[at..at + 8]);
-                    let d = (u64::from_le_bytes(word) >> (bit % 8)) & mask;
-                    base.wrapping_add(d as i64)
-                }));
-                return Ok(out);
-            }
-            let mask: u128 = (1u128 << width) - 1;
-            let mut acc: u128 = 0;
-            let mut bits = 0u32;
-            let mut bytes = data.iter();
-            for _ in 0..count {
-                while bits < width {
-                    // nbytes covers count*width bits, so this never runs dry.
-                    acc |= u128::from(*bytes.next().unwrap_or(&0)) << bits;
-                    bits += 8;
-                }
-                let d = (acc & mask) as u64;
-                acc >>= width;
-                bits -= width;
-                out.push(base.wrapping_add(d as i64));
-            }
-            Ok(out)
+            let data = &c.b[c.pos..];
+            c.pos += nbytes;
+            Ok(Some(Ints::Packed { base, width, count, data }))
         }
         TAG_RLE => {
             let runs = c.len(count)?;
-            let mut out = Vec::with_capacity(count);
+            out.clear();
+            out.reserve(count);
             for _ in 0..runs {
                 let v = c.ivarint()?;
                 let n = c.len(count - out.len())?;
@@ -263,10 +448,22 @@ pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
             if out.len() != count {
                 return Err(Error::corrupt(format!("{}: runs cover {} of {count} values", c.what, out.len())));
             }
-            Ok(out)
+            Ok(None)
         }
         t => Err(Error::corrupt(format!("{}: unknown integer encoding {t}", c.what))),
     }
+}
+
+/// Decodes an integer chunk of exactly `rows` values.
+pub fn decode_ints(c: &mut Cur<'_>, rows: usize) -> Result<Vec<i64>> {
+    Ok(match parse_ints(c, rows)? {
+        Ints::Plain(v) => v.into_owned(),
+        p => {
+            let mut out = Vec::with_capacity(rows);
+            p.decode_into(&mut out);
+            out
+        }
+    })
 }
 
 /// Appends the shorter of the dictionary and plain encodings of `vals`.
@@ -331,27 +528,15 @@ impl Strs {
     pub fn iter(&self) -> impl Iterator<Item = &Arc<str>> + '_ {
         self.codes.iter().map(|&c| &self.dict[c as usize])
     }
-    /// The values at `idx`. A dictionary much larger than what is taken
-    /// is cut down to the entries used.
+    /// The values at `idx`. From a dictionary much larger than what is
+    /// taken, the values taken make a dictionary of their own (an entry
+    /// per value), so the cost follows what is taken, not the dictionary.
     pub fn take(&self, idx: impl Iterator<Item = u32>) -> Strs {
         let codes: Vec<u32> = idx.map(|i| self.codes[i as usize]).collect();
         if self.dict.len() <= 2 * codes.len().max(16) {
             return Strs { dict: self.dict.clone(), codes };
         }
-        let mut remap = vec![u32::MAX; self.dict.len()];
-        let mut dict = Vec::new();
-        let codes = codes
-            .into_iter()
-            .map(|c| {
-                let r = &mut remap[c as usize];
-                if *r == u32::MAX {
-                    *r = dict.len() as u32;
-                    dict.push(self.dict[c as usize].clone());
-                }
-                *r
-            })
-            .collect();
-        Strs { dict: Arc::new(dict), codes }
+        Strs::from_vec(codes.iter().map(|&c| self.dict[c as usize].clone()).collect())
     }
     /// Appends `o`'s values.
     pub fn append(&mut self, o: Strs) {
@@ -365,8 +550,88 @@ impl Strs {
     }
 }
 
-/// Decodes a string chunk of exactly `rows` values.
-pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
+/// A string chunk read in place: a dictionary chunk keeps its codes
+/// packed (a scan reads the codes of the rows it keeps), a plain chunk is
+/// decoded. Codes are checked against the dictionary where they are read.
+#[derive(Clone, Debug)]
+pub enum StrsView<'a> {
+    Dict { dict: Arc<Vec<Arc<str>>>, codes: Ints<'a> },
+    Plain(Strs),
+}
+
+fn bad_code(what: &str, k: i64, n: usize) -> Error {
+    Error::corrupt(format!("{what}: dictionary code {k} of {n}"))
+}
+
+impl StrsView<'_> {
+    /// The values at `idx` (each below the row count).
+    pub fn gather(&self, idx: &[u32]) -> Result<Strs> {
+        match self {
+            StrsView::Dict { dict, codes } => {
+                let n = dict.len();
+                let mut raw = Vec::with_capacity(idx.len());
+                codes.gather_into(idx, &mut raw);
+                let mut bad = None;
+                let codes = raw
+                    .iter()
+                    .map(|&k| {
+                        if (k as u64) < n as u64 {
+                            k as u32
+                        } else {
+                            bad.get_or_insert(k);
+                            0
+                        }
+                    })
+                    .collect();
+                match bad {
+                    Some(k) => Err(bad_code("column chunk", k, n)),
+                    None => Ok(Strs { dict: dict.clone(), codes }),
+                }
+            }
+            StrsView::Plain(s) => Ok(s.take(idx.iter().copied())),
+        }
+    }
+    /// Of the rows `rows` (every row when `None`), those whose value `keep`
+    /// holds for, into `out`; `keep` runs once per distinct value of a
+    /// dictionary chunk (when the dictionary is not larger than the rows).
+    pub fn select_by(&self, rows: Option<&[u32]>, out: &mut Vec<u32>, keep: impl Fn(&str) -> bool) -> Result<()> {
+        out.clear();
+        let (dict, codes) = match self {
+            StrsView::Dict { dict, codes } => (dict, codes),
+            StrsView::Plain(s) => {
+                match rows {
+                    None => out.extend((0..s.len() as u32).filter(|&i| keep(s.get(i as usize)))),
+                    Some(r) => out.extend(r.iter().copied().filter(|&i| keep(s.get(i as usize)))),
+                }
+                return Ok(());
+            }
+        };
+        let bad = core::cell::Cell::new(None);
+        let flag = |k: i64| {
+            bad.set(Some(k));
+            false
+        };
+        if dict.len() <= rows.map_or(codes.len(), <[u32]>::len).max(1) {
+            let table: Vec<bool> = dict.iter().map(|s| keep(s)).collect();
+            codes.select_by(rows, out, |k| match table.get(k as usize) {
+                Some(&t) if k >= 0 => t,
+                _ => flag(k),
+            });
+        } else {
+            codes.select_by(rows, out, |k| match dict.get(k as usize) {
+                Some(s) if k >= 0 => keep(s),
+                _ => flag(k),
+            });
+        }
+        match bad.get() {
+            Some(k) => Err(bad_code("column chunk", k, dict.len())),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Parses a string chunk of exactly `rows` values.
+pub fn parse_strs<'a>(c: &mut Cur<'a>, rows: usize) -> Result<StrsView<'a>> {
     let (tag, count) = header(c, rows)?;
     match tag {
         TAG_DICT => {
@@ -375,17 +640,8 @@ pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
             for _ in 0..n {
                 dict.push(Arc::from(c.str(usize::MAX)?));
             }
-            let codes = decode_ints(c, count)?;
-            let codes = codes
-                .iter()
-                .map(|&k| {
-                    u32::try_from(k)
-                        .ok()
-                        .filter(|&k| (k as usize) < n)
-                        .ok_or_else(|| Error::corrupt(format!("{}: dictionary code {k} of {n}", c.what)))
-                })
-                .collect::<Result<Vec<u32>>>()?;
-            Ok(Strs { dict: Arc::new(dict), codes })
+            let codes = parse_ints(c, count)?;
+            Ok(StrsView::Dict { dict: Arc::new(dict), codes })
         }
         TAG_PLAIN => {
             let lens = decode_ints(c, count)?;
@@ -410,9 +666,27 @@ pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
             if at != total {
                 return Err(Error::corrupt(format!("{}: {} bytes of string data unused", c.what, total - at)));
             }
-            Ok(Strs::from_vec(out))
+            Ok(StrsView::Plain(Strs::from_vec(out)))
         }
         t => Err(Error::corrupt(format!("{}: unknown string encoding {t}", c.what))),
+    }
+}
+
+/// Decodes a string chunk of exactly `rows` values.
+pub fn decode_strs(c: &mut Cur<'_>, rows: usize) -> Result<Strs> {
+    let what = c.what;
+    match parse_strs(c, rows)? {
+        StrsView::Dict { dict, codes } => {
+            let n = dict.len();
+            let mut raw = Vec::with_capacity(rows);
+            codes.decode_into(&mut raw);
+            let codes = raw
+                .iter()
+                .map(|&k| u32::try_from(k).ok().filter(|&k| (k as usize) < n).ok_or_else(|| bad_code(what, k, n)))
+                .collect::<Result<Vec<u32>>>()?;
+            Ok(Strs { dict, codes })
+        }
+        StrsView::Plain(s) => Ok(s),
     }
 }
 
@@ -457,7 +731,90 @@ mod tests {
         assert!(decode_ints(&mut Cur::new(&b, "t"), 4).is_err());
     }
 
+    /// `vals` encoded, then parsed in place from an unpadded and from a
+    /// padded buffer (as a scan reads it).
+    fn both_views(vals: &[i64], check: impl Fn(&Ints<'_>)) {
+        let mut b = Vec::new();
+        encode_ints(&mut b, vals);
+        let len = b.len();
+        let mut c = Cur::new(&b, "t");
+        check(&parse_ints(&mut c, vals.len()).unwrap());
+        assert!(c.at_end());
+        let mut padded = b.clone();
+        padded.extend_from_slice(&[0xff; 8]);
+        let mut c = Cur::padded(&padded, len, "t");
+        check(&parse_ints(&mut c, vals.len()).unwrap());
+        assert!(c.at_end());
+    }
+
+    #[test]
+    fn dictionary_codes_out_of_range_are_refused() {
+        // Three entries, codes packed 2 bits wide: the fourth row's code 3 is past the dictionary.
+        let mut b = vec![TAG_DICT];
+        put_varint(&mut b, 4);
+        put_varint(&mut b, 3);
+        for s in ["a", "b", "c"] {
+            put_bytes(&mut b, s.as_bytes());
+        }
+        encode_ints(&mut b, &[0, 1, 2, 3]);
+        let v = parse_strs(&mut Cur::new(&b, "t"), 4).unwrap();
+        assert_eq!(v.gather(&[2, 0, 1]).unwrap().iter().map(|s| &**s).collect::<Vec<_>>(), ["c", "a", "b"]);
+        assert_eq!(v.gather(&[0, 3]).unwrap_err().kind, crate::types::ErrorKind::Corrupt);
+        assert!(decode_strs(&mut Cur::new(&b, "t"), 4).is_err());
+    }
+
     proptest! {
+        /// Reading a packed chunk in place (any width 0..=64, padded or
+        /// not) agrees with its values: each value, all of them, a
+        /// gather, and range selections over all rows and over a selection.
+        #[test]
+        fn packed_reads_agree_with_the_values(
+            base in any::<i64>(),
+            width in 0u32..=64,
+            raw in proptest::collection::vec(any::<u64>(), 0..300),
+            pick in proptest::collection::vec(any::<bool>(), 300),
+            (lo, hi) in (any::<i64>(), any::<i64>()),
+        ) {
+            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let vals: Vec<i64> = raw.iter().map(|&x| base.wrapping_add((x & mask) as i64)).collect();
+            // Mostly bounds that are values, so that ranges cut them exactly at a value.
+            let n = vals.len().max(1) as i64;
+            let (lo, hi) = match (vals.get(lo.rem_euclid(n) as usize), vals.get(hi.rem_euclid(n) as usize)) {
+                (Some(&a), Some(&b)) if lo % 4 != 0 => (a.min(b), a.max(b)),
+                _ => (lo, hi),
+            };
+            let sel: Vec<u32> = (0..vals.len() as u32).filter(|&i| pick[i as usize]).collect();
+            both_views(&vals, |v| {
+                assert_eq!(v.len(), vals.len());
+                assert!((0..vals.len()).all(|i| v.get(i) == vals[i]));
+                let mut all = Vec::new();
+                v.decode_into(&mut all);
+                assert_eq!(all, vals);
+                let mut got = Vec::new();
+                v.gather_into(&sel, &mut got);
+                assert!(got.iter().zip(&sel).all(|(&g, &i)| g == vals[i as usize]));
+                let inr = |i: &u32| (lo..=hi).contains(&vals[*i as usize]);
+                let mut out = Vec::new();
+                v.select_range(lo, hi, None, &mut out);
+                assert_eq!(out, (0..vals.len() as u32).filter(inr).collect::<Vec<_>>());
+                v.select_range(lo, hi, Some(&sel), &mut out);
+                assert_eq!(out, sel.iter().copied().filter(inr).collect::<Vec<_>>());
+                v.select_by(Some(&sel), &mut out, |x| x % 3 == 0);
+                assert_eq!(out, sel.iter().copied().filter(|&i| vals[i as usize] % 3 == 0).collect::<Vec<_>>());
+            });
+        }
+
+        /// The same for run-length chunks.
+        #[test]
+        fn run_length_reads_agree(runs in proptest::collection::vec((-3i64..3, 1usize..40), 1..60), lo in -4i64..4, span in 0i64..4) {
+            let vals: Vec<i64> = runs.iter().flat_map(|&(v, n)| core::iter::repeat_n(v, n)).collect();
+            both_views(&vals, |v| {
+                let mut out = Vec::new();
+                v.select_range(lo, lo + span, None, &mut out);
+                assert_eq!(out, (0..vals.len() as u32).filter(|&i| (lo..=lo + span).contains(&vals[i as usize])).collect::<Vec<_>>());
+            });
+        }
+
         #[test]
         fn ints_any(vals in proptest::collection::vec(any::<i64>(), 0..600)) {
             ints_round_trip(&vals);

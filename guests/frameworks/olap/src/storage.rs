@@ -14,6 +14,7 @@
 //! writes the superblock and flushes again: an image whose load was cut
 //! short has no valid superblock and is refused whole.
 
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -33,6 +34,8 @@ pub const DEFAULT_GROUP_ROWS: usize = 65_536;
 pub const MAX_GROUP_ROWS: usize = 1 << 20;
 /// The largest chunk a reader accepts.
 pub const MAX_CHUNK_BYTES: usize = 256 << 20;
+/// Bytes a chunk's read buffer holds past the chunk ([`Db::read_chunk`]).
+pub const PAD: usize = 8;
 /// The largest catalog a reader accepts.
 pub const MAX_CATALOG_BYTES: usize = 64 << 20;
 /// The longest string value the loader accepts.
@@ -227,6 +230,37 @@ fn read_bytes<D: BlockDevice>(dev: &mut D, lba: u64, len: usize) -> Result<Vec<u
 pub struct Db<D> {
     dev: Mutex<D>,
     pub tables: Vec<Table>,
+    cache: Mutex<ChunkCache>,
+}
+
+/// Chunks whose CRC has been checked, kept as read (still encoded) up to
+/// a byte budget, oldest out first. The image is never written while it
+/// is open (the engine only reads), so a chunk checked once is the same
+/// chunk on every later read; decoding still checks every count, width
+/// and code each time. Off (budget 0) unless the opener sets a budget.
+#[derive(Debug, Default)]
+struct ChunkCache {
+    budget: usize,
+    used: usize,
+    map: BTreeMap<u64, Arc<[u8]>>,
+    order: VecDeque<u64>,
+}
+
+impl ChunkCache {
+    fn insert(&mut self, lba: u64, bytes: Arc<[u8]>) {
+        if bytes.len() > self.budget || self.map.contains_key(&lba) {
+            return;
+        }
+        while self.used + bytes.len() > self.budget {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(b) = self.map.remove(&old) {
+                self.used -= b.len();
+            }
+        }
+        self.used += bytes.len();
+        self.order.push_back(lba);
+        self.map.insert(lba, bytes);
+    }
 }
 
 impl<D: BlockDevice> Db<D> {
@@ -267,15 +301,18 @@ impl<D: BlockDevice> Db<D> {
             return Err(Error::corrupt("catalog checksum mismatch"));
         }
         let tables = decode_catalog(&cat, cat_lba)?;
-        Ok(Db { dev: Mutex::new(dev), tables })
+        Ok(Db { dev: Mutex::new(dev), tables, cache: Mutex::new(ChunkCache::default()) })
     }
 
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.iter().find(|t| t.schema.name.eq_ignore_ascii_case(name))
     }
 
-    /// Reads, checks and decodes column `col` of row group `group`.
-    pub fn chunk(&self, table: &Table, group: usize, col: usize) -> Result<Chunk> {
+    /// Reads column `col` of row group `group` into `buf` and checks its
+    /// CRC; returns the chunk's length. `buf` holds the chunk's bytes and
+    /// then at least [`PAD`] more (zeroes, or the sector's padding), for
+    /// [`Cur::padded`]; it is reused from call to call.
+    pub fn read_chunk(&self, table: &Table, group: usize, col: usize, buf: &mut Vec<u8>) -> Result<usize> {
         let g = table
             .groups
             .get(group)
@@ -284,22 +321,73 @@ impl<D: BlockDevice> Db<D> {
             .chunks
             .get(col)
             .ok_or_else(|| Error::new(ErrorKind::Data, "column out of range"))?;
-        let bytes = {
-            let mut dev = self.dev.lock();
-            read_bytes(&mut *dev, meta.lba, meta.len as usize)?
-        };
-        let def = &table.schema.columns[col];
-        if crc32c(&bytes) != meta.crc {
+        let len = meta.len as usize;
+        let sectors = len.div_ceil(SECTOR) * SECTOR;
+        // No clearing: every byte up to `sectors` is read, the rest zeroed.
+        buf.resize(sectors + PAD, 0);
+        self.dev.lock().read(meta.lba, &mut buf[..sectors])?;
+        buf[len..].fill(0);
+        if crc32c(&buf[..len]) != meta.crc {
             return Err(Error::corrupt(format!(
                 "checksum mismatch in column {}.{} row group {group} (sector {}): the image is damaged",
-                table.schema.name, def.name, meta.lba
+                table.schema.name, table.schema.columns[col].name, meta.lba
             )));
         }
-        let mut c = Cur::new(&bytes, "column chunk");
+        Ok(len)
+    }
+
+    /// Keeps up to `bytes` of checked chunks in memory ([`Db::load_chunk`]);
+    /// 0 turns the cache off and empties it.
+    pub fn set_cache_bytes(&self, bytes: usize) {
+        let mut c = self.cache.lock();
+        c.budget = bytes;
+        if bytes == 0 {
+            *c = ChunkCache::default();
+        }
+    }
+
+    /// Bytes the chunk cache holds now.
+    pub fn cached_bytes(&self) -> usize {
+        self.cache.lock().used
+    }
+
+    /// Column `col` of row group `group`, checked, as [`Db::read_chunk`]
+    /// gives it (the chunk's bytes, then at least [`PAD`] more) and its
+    /// length: shared with the chunk cache when it holds the chunk or
+    /// takes it in (`Some`), else in `buf` (`None`).
+    pub fn load_chunk(&self, table: &Table, group: usize, col: usize, buf: &mut Vec<u8>) -> Result<(Option<Arc<[u8]>>, usize)> {
+        let meta = table
+            .groups
+            .get(group)
+            .and_then(|g| g.chunks.get(col))
+            .ok_or_else(|| Error::new(ErrorKind::Data, "chunk out of range"))?;
+        let caching = {
+            let c = self.cache.lock();
+            if let Some(b) = c.map.get(&meta.lba) {
+                return Ok((Some(b.clone()), meta.len as usize));
+            }
+            c.budget > 0
+        };
+        let len = self.read_chunk(table, group, col, buf)?;
+        if !caching {
+            return Ok((None, len));
+        }
+        let shared: Arc<[u8]> = Arc::from(&buf[..len + PAD]);
+        self.cache.lock().insert(meta.lba, shared.clone());
+        Ok((Some(shared), len))
+    }
+
+    /// Reads, checks and decodes column `col` of row group `group`.
+    pub fn chunk(&self, table: &Table, group: usize, col: usize) -> Result<Chunk> {
+        let mut buf = Vec::new();
+        let len = self.read_chunk(table, group, col, &mut buf)?;
+        let rows = table.groups[group].rows;
+        let def = &table.schema.columns[col];
+        let mut c = Cur::padded(&buf, len, "column chunk");
         let chunk = if def.ty == Type::Text {
-            Chunk::Str(decode_strs(&mut c, g.rows)?)
+            Chunk::Str(decode_strs(&mut c, rows)?)
         } else {
-            Chunk::Num(decode_ints(&mut c, g.rows)?)
+            Chunk::Num(decode_ints(&mut c, rows)?)
         };
         if !c.at_end() {
             return Err(Error::corrupt(format!("column chunk {}.{}: trailing bytes", table.schema.name, def.name)));

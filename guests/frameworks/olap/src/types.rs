@@ -27,7 +27,8 @@ pub enum Type {
 pub const MAX_SCALE: u8 = 18;
 
 impl Type {
-    /// Numbers (integers, decimals, dates) are held as `i128` in batches.
+    /// Integers and decimals. In batches these and dates are 64-bit
+    /// numbers, 128-bit where a result outgrew 64 bits.
     pub fn is_numeric(self) -> bool {
         matches!(self, Type::Int32 | Type::Int64 | Type::Decimal(_))
     }

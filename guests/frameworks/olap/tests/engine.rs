@@ -252,3 +252,108 @@ proptest! {
         let _ = e.query(&format!("select {q} from t"), &Serial);
     }
 }
+
+/// Table `w(k int, g text, b bigint, p decimal(2))` from the rows given.
+fn wide_image(rows: &[(i64, i64)], group_rows: usize) -> MemDisk {
+    let mut w = Writer::new(MemDisk::new(1 << 15), group_rows).unwrap();
+    let mut t = w
+        .table(Schema::new("w", &[("k", Type::Int32), ("g", Type::Text), ("b", Type::Int64), ("p", Type::Decimal(2))]))
+        .unwrap();
+    for (k, &(b, p)) in rows.iter().enumerate() {
+        let p = format!("{}{}.{:02}", if p < 0 { "-" } else { "" }, p.unsigned_abs() / 100, p.unsigned_abs() % 100);
+        t.push_text(&[&k.to_string(), ["x", "y"][k % 2], &b.to_string(), &p]).unwrap();
+    }
+    t.finish().unwrap();
+    w.finish().unwrap().0
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    /// Sums and products of values near the 64-bit limits: whatever does
+    /// not fit in 64 bits is computed in 128 (the answer a 128-bit loop
+    /// gives), and what does not fit in 128 is an error, never a wrapped
+    /// number.
+    #[test]
+    fn sums_and_products_past_64_bits(
+        vals in proptest::collection::vec(
+            (prop_oneof![any::<i64>(), -1000i64..1000, Just(i64::MAX), Just(i64::MIN + 1)], -99_999_999i64..99_999_999),
+            1..400,
+        ),
+        group_rows in 1usize..200,
+    ) {
+        let e = Engine::open(wide_image(&vals, group_rows)).unwrap();
+        for g in 0..2 {
+            let rows: Vec<&(i64, i64)> = vals.iter().enumerate().filter(|(k, _)| k % 2 == g).map(|(_, r)| r).collect();
+            if rows.is_empty() {
+                continue;
+            }
+            let sum_b: i128 = rows.iter().map(|r| i128::from(r.0)).sum();
+            let sum_pp: i128 = rows.iter().map(|r| i128::from(r.1) * i128::from(r.1)).sum();
+            let q = format!("select sum(b), sum(p * p), count(*) from w where g = '{}'", ["x", "y"][g]);
+            let want = format!("{sum_b}|{}|{}", hallows_olap::types::format_decimal(sum_pp, 4), rows.len());
+            prop_assert_eq!(one(&e, &q), want);
+            // b * b may pass 64 bits (then 128), a sum of them 128 bits (then an error).
+            let sq: Option<i128> = rows.iter().try_fold(0i128, |s, r| s.checked_add(i128::from(r.0) * i128::from(r.0)));
+            let q = format!("select sum(b * b) from w where g = '{}'", ["x", "y"][g]);
+            match (sq, e.query(&q, &Serial)) {
+                (Some(s), Ok(rs)) => prop_assert_eq!(rs.rows[0][0].clone(), Value::Num(s)),
+                (None, Err(x)) => prop_assert_eq!(x.kind, ErrorKind::Data),
+                (want, got) => prop_assert!(false, "{:?} vs {:?}", want, got.map(|r| r.rows)),
+            }
+        }
+    }
+
+    /// Joins of three tables with filters on each (semi-join reduction
+    /// and the join order at work) against nested loops.
+    #[test]
+    fn filtered_joins_match_loops(a in 0usize..1000, b in 0usize..50, g in 0usize..3, group_rows in 1usize..300) {
+        let e = engine(1000, group_rows);
+        let q = format!(
+            "select count(*), sum(t.b) from t, u, t t2 where t.k = u.k and u.k = t2.k and t2.k < {a} and u.k >= {b} and t.g <> '{}'",
+            ["A", "B", "C"][g]
+        );
+        let (mut n, mut s) = (0u64, 0u64);
+        for k in (0..50usize).step_by(5) {
+            if k < a && k >= b && k % 3 != g {
+                n += 1;
+                s += 3 * k as u64;
+            }
+        }
+        let want = if n == 0 { "0|NULL".to_string() } else { format!("{n}|{s}") };
+        prop_assert_eq!(one(&e, &q), want);
+    }
+}
+
+#[test]
+fn chunk_cache_gives_the_same_answers_within_its_budget() {
+    let img = image(3000, 100);
+    let plain = Engine::open(img.clone()).unwrap();
+    let cached = Engine::open(img.clone()).unwrap();
+    // Room for a few chunks only: the oldest go as new ones come.
+    cached.db.set_cache_bytes(4096);
+    let qs = [
+        "select g, sum(p), avg(p), count(*), min(d), max(k) from t group by g order by g",
+        "select t.k, name from t, u where t.k = u.k order by 1",
+        "select count(*) from t where k between 500 and 2500 and g = 'B'",
+    ];
+    for _ in 0..3 {
+        for q in qs {
+            assert_eq!(plain.query(q, &Serial).unwrap(), cached.query(q, &Serial).unwrap(), "{q}");
+            assert!(cached.db.cached_bytes() <= 4096);
+        }
+    }
+    assert!(cached.db.cached_bytes() > 0);
+    // A cache large enough for everything, and a damaged chunk: still refused.
+    let db = hallows_olap::storage::Db::open(img.clone()).unwrap();
+    let meta = db.tables[0].groups[3].chunks[2].clone();
+    let mut bad = img;
+    bad.corrupt(meta.lba as usize * 512 + 3, 0x40);
+    let e = Engine::open(bad).unwrap();
+    e.db.set_cache_bytes(1 << 30);
+    for _ in 0..2 {
+        assert_eq!(e.query("select sum(p) from t", &Serial).unwrap_err().kind, ErrorKind::Corrupt);
+        assert_eq!(one(&e, "select count(*) from t where k < 300"), "300");
+    }
+    e.db.set_cache_bytes(0);
+    assert_eq!(e.db.cached_bytes(), 0);
+}

@@ -4,10 +4,11 @@
 //! http://127.0.0.1:PORT/query` answers JSON).
 //!
 //! ```text
-//! hallows-olap-host --disk IMG [--port N] [--http-port N] [--threads N]
+//! hallows-olap-host --disk IMG [--port N] [--http-port N] [--threads N] [--cache-mb N]
 //! ```
 //! Port 0 picks a free port; the first lines on stdout say which
-//! (`listening on ADDR`, then `http on ADDR`).
+//! (`listening on ADDR`, then `http on ADDR`). `--cache-mb` (default 1024)
+//! keeps that much of the image's checked chunks in memory between queries.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -22,7 +23,7 @@ use hallows_olap::http;
 use hallows_olap::pgwire::{Conn, Event};
 use hallows_olap::Engine;
 
-const USAGE: &str = "usage: hallows-olap-host --disk IMG [--port N] [--http-port N] [--threads N]";
+const USAGE: &str = "usage: hallows-olap-host --disk IMG [--port N] [--http-port N] [--threads N] [--cache-mb N]";
 
 fn serve(engine: &Engine<FileDisk>, mut sock: TcpStream, key: u32, threads: usize) -> std::io::Result<()> {
     let mut conn = Conn::new((key, key.wrapping_mul(2_654_435_761)));
@@ -73,7 +74,7 @@ fn serve_http(engine: &Engine<FileDisk>, mut sock: TcpStream, threads: usize) ->
 
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let (mut disk, mut port, mut threads, mut http_port) = (None, 5432u16, 1usize, None);
+    let (mut disk, mut port, mut threads, mut http_port, mut cache_mb) = (None, 5432u16, 1usize, None, 1024usize);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or_else(|| format!("{a} needs a value\n{USAGE}"));
         match a.as_str() {
@@ -81,12 +82,14 @@ fn run() -> Result<(), String> {
             "--port" => port = val()?.parse().map_err(|_| "--port takes a number".to_string())?,
             "--http-port" => http_port = Some(val()?.parse::<u16>().map_err(|_| "--http-port takes a number".to_string())?),
             "--threads" => threads = val()?.parse().map_err(|_| "--threads takes a number".to_string())?,
+            "--cache-mb" => cache_mb = val()?.parse().map_err(|_| "--cache-mb takes a number".to_string())?,
             _ => return Err(USAGE.to_string()),
         }
     }
     let disk = disk.ok_or(USAGE)?;
     let dev = FileDisk::open(&disk, 0).map_err(|e| format!("{}: {e}", disk.display()))?;
     let engine = Arc::new(Engine::open(dev).map_err(|e| format!("{}: {e}", disk.display()))?);
+    engine.db.set_cache_bytes(cache_mb.saturating_mul(1 << 20));
     let listener = TcpListener::bind(("127.0.0.1", port)).map_err(|e| format!("port {port}: {e}"))?;
     let addr = listener.local_addr().map_err(|e| e.to_string())?;
     println!("listening on {addr}");
