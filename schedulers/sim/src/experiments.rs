@@ -197,18 +197,21 @@ pub struct CostModel {
 }
 
 /// EL2 instructions per guest timer interrupt, aarch64: `hallows el2-cost`
-/// on `tests/systems/timer-cost.toml` (200 ticks) and `timer-cost-400.toml`
-/// (400): (311,757 - 287,757) / 200.
-pub const EL2_TICK_INSTRUCTIONS: f64 = 120.0;
+/// (deterministic, `-icount`) on `tests/systems/timer-cost.toml` (200
+/// ticks) and `timer-cost-400.toml` (400): (97,536 - 94,536) / 200. The
+/// timer is forwarded in the exception vector.
+pub const EL2_TICK_INSTRUCTIONS: f64 = 15.0;
 /// Guest (EL1) instructions per timer interrupt in the same two runs: all
-/// instructions less the hypervisor's, ((398,233 - 311,757) - (336,033 -
-/// 287,757)) / 200: the runtime's interrupt entry, handler and exit, and
+/// instructions less the hypervisor's, ((184,012 - 97,536) - (142,812 -
+/// 94,536)) / 200: the runtime's interrupt entry, handler and exit, and
 /// the test's wait loop around them.
 pub const GUEST_TICK_INSTRUCTIONS: f64 = 191.0;
-/// EL2 instructions per doorbell, the sender's trap (221) plus delivery on
-/// the receiver's core (163) (docs/architecture.md): the hypervisor's part
+/// EL2 instructions per doorbell, the sender's trap (38, answered in the
+/// exception vector) plus delivery on the receiver's core (113):
+/// `hallows el2-cost` on `tests/systems/doorbell-cost.toml` against
+/// `doorbell-cost-half.toml` (docs/architecture.md): the hypervisor's part
 /// of an inter-processor interrupt.
-pub const EL2_KICK_INSTRUCTIONS: f64 = 384.0;
+pub const EL2_KICK_INSTRUCTIONS: f64 = 151.0;
 
 impl CostModel {
     /// The measured counts at 1,000 instructions per microsecond, and a
