@@ -105,3 +105,43 @@ pub fn send_nmi(apic_id: u64) {
 pub fn eoi() {
     write(EOI, 0);
 }
+
+// The doorbell IPI's handler (IDT vector `DOORBELL_VECTOR`, installed by
+// `idt::init`): all the hypervisor does for it at the interrupt is end it
+// at the APIC. What it announces (a doorbell, a `WAKE`, a kick) is read
+// from memory by the code that opened the interrupt window (`svm.rs`,
+// `vmx.rs`: `idle`, and the exits that take interrupts). Equivalent to the
+// generic path (`idt::interrupt`, which only ends this vector), without
+// saving the registers a Rust call may clobber: it uses rax, rcx and rdx,
+// and saves them. The APIC's mode (`X2APIC`) and base (`BASE`) are the
+// same on every core and set before any core takes an interrupt.
+core::arch::global_asm!(
+    ".global hv_doorbell_interrupt",
+    "hv_doorbell_interrupt:",
+    "    push rax",
+    "    cmp byte ptr [rip + {x2}], 0",
+    "    jne 2f",
+    "    mov rax, [rip + {base}]",
+    "    mov dword ptr [rax + {eoi}], 0",
+    "    pop rax",
+    "    iretq",
+    "2:  push rcx",
+    "    push rdx",
+    "    mov ecx, {eoi_msr}",
+    "    xor eax, eax",
+    "    xor edx, edx",
+    "    wrmsr",
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rax",
+    "    iretq",
+    x2 = sym X2APIC,
+    base = sym BASE,
+    eoi = const EOI,
+    eoi_msr = const X2APIC_MSR + EOI / 16,
+);
+
+extern "C" {
+    /// See the `global_asm!` above.
+    pub fn hv_doorbell_interrupt();
+}

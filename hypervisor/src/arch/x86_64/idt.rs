@@ -176,6 +176,8 @@ pub fn init() {
     for (v, g) in idt.iter_mut().enumerate() {
         *g = gate(stubs + 16 * v as u64);
     }
+    // The doorbell IPI only needs ending at the APIC: its own short handler.
+    idt[apic::DOORBELL_VECTOR as usize] = gate(apic::hv_doorbell_interrupt as *const () as u64);
 }
 
 /// The IDT's address (for the VMCS host state).
