@@ -3,7 +3,8 @@
 //! addr=...`, `action=system_off`, `action=system_reset`, `action=cpu_on
 //! target=N`, `action=panic`, `action=undef` (an undefined instruction),
 //! `action=bad_console` (console writes with hostile pointers and lengths,
-//! then a clean exit), `action=exit status=N`; on x86_64 also `action=outb
+//! then a clean exit), `action=exit status=N`, `action=calls count=N` (N
+//! null hypercalls, for cost measurements); on x86_64 also `action=outb
 //! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
 //! `action=write_cr4`, `action=write_cr8` and `action=hlt` (with interrupts off), `action=sti_hlt`
 //! (halting with interrupts on, with no interrupt source), `action=xchg_bx`
@@ -237,6 +238,21 @@ fn main(boot: &Boot) -> u64 {
             return 0;
         }
         "exit" => return boot.arg("status").and_then(parse).unwrap_or(0),
+        "calls" => {
+            // `count` null hypercalls (ABI_VERSION), each answer checked: the
+            // hypervisor's round trip for `hallows el2-cost`
+            // (tests/systems/x86-hypercall-cost.toml and its half).
+            let n = boot.arg("count").and_then(parse).unwrap_or(1000);
+            for _ in 0..n {
+                let (r, version) = raw_hypercall(call::ABI_VERSION, [0; 5]);
+                if r != 0 || version != hallows_rt::abi::ABI_VERSION {
+                    println!("probe: ABI_VERSION answered {r:#x} {version}");
+                    return 1;
+                }
+            }
+            println!("probe: {n} null hypercalls");
+            return 0;
+        }
         "timer_abuse" => {
             // WAKE out of range (another partition's core would be the
             // prize), then timers that fire at once and every tick, then a

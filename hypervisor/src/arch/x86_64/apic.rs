@@ -17,17 +17,17 @@ pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 const APIC_BASE_MSR: u32 = 0x1B;
 const X2APIC_ENABLE: u64 = 1 << 10;
-const X2APIC_MSR: u32 = 0x800;
+pub(super) const X2APIC_MSR: u32 = 0x800;
 
 /// Register offsets (xAPIC MMIO; x2APIC MSR = 0x800 + offset / 16).
 const TPR: u32 = 0x80;
-const EOI: u32 = 0xB0;
+pub(super) const EOI: u32 = 0xB0;
 const SVR: u32 = 0xF0;
 const ICR_LOW: u32 = 0x300;
 const ICR_HIGH: u32 = 0x310;
 
-static X2APIC: AtomicBool = AtomicBool::new(false);
-static BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+pub(super) static X2APIC: AtomicBool = AtomicBool::new(false);
+pub(super) static BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
 
 fn x2() -> bool {
     X2APIC.load(Ordering::Relaxed)
@@ -104,44 +104,4 @@ pub fn send_nmi(apic_id: u64) {
 /// Ends the interrupt in service.
 pub fn eoi() {
     write(EOI, 0);
-}
-
-// The doorbell IPI's handler (IDT vector `DOORBELL_VECTOR`, installed by
-// `idt::init`): all the hypervisor does for it at the interrupt is end it
-// at the APIC. What it announces (a doorbell, a `WAKE`, a kick) is read
-// from memory by the code that opened the interrupt window (`svm.rs`,
-// `vmx.rs`: `idle`, and the exits that take interrupts). Equivalent to the
-// generic path (`idt::interrupt`, which only ends this vector), without
-// saving the registers a Rust call may clobber: it uses rax, rcx and rdx,
-// and saves them. The APIC's mode (`X2APIC`) and base (`BASE`) are the
-// same on every core and set before any core takes an interrupt.
-core::arch::global_asm!(
-    ".global hv_doorbell_interrupt",
-    "hv_doorbell_interrupt:",
-    "    push rax",
-    "    cmp byte ptr [rip + {x2}], 0",
-    "    jne 2f",
-    "    mov rax, [rip + {base}]",
-    "    mov dword ptr [rax + {eoi}], 0",
-    "    pop rax",
-    "    iretq",
-    "2:  push rcx",
-    "    push rdx",
-    "    mov ecx, {eoi_msr}",
-    "    xor eax, eax",
-    "    xor edx, edx",
-    "    wrmsr",
-    "    pop rdx",
-    "    pop rcx",
-    "    pop rax",
-    "    iretq",
-    x2 = sym X2APIC,
-    base = sym BASE,
-    eoi = const EOI,
-    eoi_msr = const X2APIC_MSR + EOI / 16,
-);
-
-extern "C" {
-    /// See the `global_asm!` above.
-    pub fn hv_doorbell_interrupt();
 }

@@ -66,7 +66,7 @@ pub(super) fn virt() -> Virt {
 }
 
 /// Core index of each local APIC id (0xff: none), filled as cores come up.
-static CORE_OF_APIC: [AtomicU8; 256] = [const { AtomicU8::new(0xff) }; 256];
+pub(super) static CORE_OF_APIC: [AtomicU8; 256] = [const { AtomicU8::new(0xff) }; 256];
 
 fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
