@@ -117,7 +117,7 @@ impl GuestRam {
     /// reads of guest page tables and instruction bytes (no NRIP save).
     #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
     pub fn word_address(&self, ipa: u64) -> Result<u64, Error> {
-        if ipa % 8 != 0 {
+        if !ipa.is_multiple_of(8) {
             return Err(Error::InvalidAddress);
         }
         self.range.check(ipa, 8)

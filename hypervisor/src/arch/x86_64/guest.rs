@@ -333,7 +333,7 @@ impl GuestMem {
             // from the hypervisor's table pool at boot (`map_guest_tables`:
             // 4 KiB-aligned, identity-mapped, never freed).
             let page = self.tables[(off / 4096) as usize].load(Ordering::Relaxed);
-            return (page != 0 && off % 8 == 0).then_some(page + off % 4096);
+            return (page != 0 && off.is_multiple_of(8)).then_some(page + off % 4096);
         }
         self.ram.word_address(gpa).ok()
     }
