@@ -127,6 +127,17 @@ impl GuestRam {
         Ok(())
     }
 
+    /// The host-physical address of the 8-byte word at `ipa`, which must
+    /// be 8-aligned and inside this partition's RAM: the x86 hypervisor's
+    /// reads of guest page tables and instruction bytes (no NRIP save).
+    #[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+    pub fn word_address(&self, ipa: u64) -> Result<u64, Error> {
+        if !ipa.is_multiple_of(8) {
+            return Err(Error::InvalidAddress);
+        }
+        self.range.check(ipa, 8)
+    }
+
     /// Copies `bytes` to `ipa` and zeroes the rest of `mem_size`. Only used
     /// while the partition is not running.
     pub fn load(&self, ipa: u64, bytes: &[u8], mem_size: u64) -> Result<(), Error> {

@@ -17,17 +17,17 @@ pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 const APIC_BASE_MSR: u32 = 0x1B;
 const X2APIC_ENABLE: u64 = 1 << 10;
-const X2APIC_MSR: u32 = 0x800;
+pub(super) const X2APIC_MSR: u32 = 0x800;
 
 /// Register offsets (xAPIC MMIO; x2APIC MSR = 0x800 + offset / 16).
 const TPR: u32 = 0x80;
-const EOI: u32 = 0xB0;
+pub(super) const EOI: u32 = 0xB0;
 const SVR: u32 = 0xF0;
 const ICR_LOW: u32 = 0x300;
 const ICR_HIGH: u32 = 0x310;
 
-static X2APIC: AtomicBool = AtomicBool::new(false);
-static BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
+pub(super) static X2APIC: AtomicBool = AtomicBool::new(false);
+pub(super) static BASE: AtomicU64 = AtomicU64::new(0xFEE0_0000);
 
 fn x2() -> bool {
     X2APIC.load(Ordering::Relaxed)

@@ -66,7 +66,7 @@ pub(super) fn virt() -> Virt {
 }
 
 /// Core index of each local APIC id (0xff: none), filled as cores come up.
-static CORE_OF_APIC: [AtomicU8; 256] = [const { AtomicU8::new(0xff) }; 256];
+pub(super) static CORE_OF_APIC: [AtomicU8; 256] = [const { AtomicU8::new(0xff) }; 256];
 
 fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
@@ -402,6 +402,8 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
     }
     timer::reset(core);
     timer::set_watch(core, crate::partition::watchdog_next(core));
+    guest::note_wake_sources(core);
+    guest::forget_decodes(core);
     match virt() {
         Virt::Svm => svm::setup_vcpu(core, npt_root, asid, entry),
         Virt::Vmx => {
@@ -447,6 +449,10 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
 extern "C" fn vcpu_loop(core: usize, vcpu: u64, x0: u64, x1: u64) -> ! {
     let mut g = Gprs { rdi: x0, rsi: x1, ..Gprs::default() };
     let virt = virt();
+    // The portable hypercall code's register array, zeroed once: each call
+    // fills x0..x5 (`call_args`), the only registers a call reads; the
+    // rest stay 0.
+    let mut regs = [0u64; 31];
     loop {
         let exit = match virt {
             Virt::Svm => svm::run(core, vcpu, &mut g),
@@ -454,10 +460,10 @@ extern "C" fn vcpu_loop(core: usize, vcpu: u64, x0: u64, x1: u64) -> ! {
         };
         match exit {
             Exit::Call => {
-                let mut regs = match virt {
-                    Virt::Svm => svm::call_args(core, &g),
-                    Virt::Vmx => vmx::call_args(&g),
-                };
+                match virt {
+                    Virt::Svm => svm::call_args(core, &g, &mut regs),
+                    Virt::Vmx => vmx::call_args(&g, &mut regs),
+                }
                 partition::handle_trap(core, Trap::Call, &mut regs);
                 match virt {
                     Virt::Svm => svm::finish_call(core, &mut g, &regs),

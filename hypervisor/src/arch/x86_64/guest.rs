@@ -4,7 +4,7 @@
 //! enforce one policy.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use hallows_paging::{Attr, MapError, PageTable, TableMemory};
 use hallows_table::{MAX_CORES, MAX_PARTITIONS};
@@ -302,93 +302,137 @@ pub(super) fn page_pa<const N: usize>(p: &Pages<N>, i: usize) -> u64 {
     p.0.get() as u64 + (i * PAGE) as u64
 }
 
-/// Reads guest-physical bytes of the partition running on `core`: from its
-/// RAM or from its initial page tables (the two kinds of memory the
-/// hypervisor may read on its behalf; channels and device regions are not
-/// read). `None` if any byte lies elsewhere.
-fn read_gpa(core: usize, gpa: u64, buf: &mut [u8]) -> Option<()> {
-    let rt = partition_rt(core)?;
-    if rt.ram.read(gpa, buf).is_ok() {
-        return Some(());
+/// The guest-physical memory the hypervisor reads on behalf of the
+/// partition running on a core: its RAM and its initial page tables (the
+/// two kinds of memory it may read for it; channels and device regions
+/// are not read). Looked up once per decoded instruction. Every word read
+/// is noted (host address and value) in `reads`, for [`Memo`].
+struct GuestMem {
+    ram: super::GuestRam,
+    tables: &'static [AtomicU64; GUEST_PT_PAGES],
+    reads: [(u64, u64); MEMO_READS],
+    /// Words read; more than `MEMO_READS` means not all were noted.
+    count: usize,
+}
+
+impl GuestMem {
+    /// The memory of the partition running on `core`.
+    fn of(core: usize) -> Option<GuestMem> {
+        let sys = crate::system::get();
+        let role = sys.core_map.get(core).copied().flatten()?;
+        let rt = sys.parts.get(role.partition).copied().flatten()?;
+        Some(GuestMem { ram: rt.ram, tables: GUEST_PT.get(rt.vmid as usize)?, reads: [(0, 0); MEMO_READS], count: 0 })
     }
-    for (i, b) in buf.iter_mut().enumerate() {
-        let off = gpa.checked_add(i as u64)?.checked_sub(GUEST_PT_GPA)?;
-        *b = (initial_table_word(rt.vmid, off)? >> ((off % 8) * 8)) as u8;
-    }
-    Some(())
-}
 
-/// One page-table entry at `gpa` (8-aligned): from the partition's initial
-/// tables with one read of the table pool, else from its RAM.
-fn read_entry(core: usize, gpa: u64) -> Option<u64> {
-    if let Some(off) = gpa.checked_sub(GUEST_PT_GPA).filter(|off| *off < (GUEST_PT_PAGES as u64) * 4096) {
-        return initial_table_word(partition_rt(core)?.vmid, off);
-    }
-    let mut e = [0u8; 8];
-    read_gpa(core, gpa, &mut e)?;
-    Some(u64::from_le_bytes(e))
-}
-
-/// The partition running on `core`.
-fn partition_rt(core: usize) -> Option<crate::system::PartitionRt> {
-    let sys = crate::system::get();
-    let role = sys.core_map.get(core).copied().flatten()?;
-    sys.parts.get(role.partition).copied().flatten()
-}
-
-/// The 8-byte word holding byte `off` of partition `vmid`'s initial page
-/// tables (`None` past them).
-fn initial_table_word(vmid: u16, off: u64) -> Option<u64> {
-    let page = GUEST_PT.get(vmid as usize)?.get((off / 4096) as usize)?.load(Ordering::Relaxed);
-    (page != 0).then(|| TablePool.read(page, ((off % 4096) / 8) as usize))
-}
-
-/// The guest-physical address of linear address `la` under the guest's
-/// 4-level page tables rooted at `cr3` (the only paging mode a partition
-/// can be in: CR0 and CR4 writes are denied). Permissions are not checked:
-/// the CPU has already fetched from there.
-fn translate(core: usize, cr3: u64, la: u64) -> Option<u64> {
-    const ADDR: u64 = 0x000f_ffff_ffff_f000;
-    let mut table = cr3 & ADDR;
-    for level in (0..4u32).rev() {
-        let shift = 12 + 9 * level;
-        let e = read_entry(core, table + 8 * ((la >> shift) & 511))?;
-        if e & 1 == 0 {
-            return None;
+    /// The host address of the 8-byte word at `gpa` (8-aligned): in the
+    /// initial page tables, else in the RAM. `None` anywhere else.
+    fn locate(&self, gpa: u64) -> Option<u64> {
+        let off = gpa.wrapping_sub(GUEST_PT_GPA);
+        if off < (GUEST_PT_PAGES * 4096) as u64 {
+            // One of this partition's initial page-table pages: allocated
+            // from the hypervisor's table pool at boot (`map_guest_tables`:
+            // 4 KiB-aligned, identity-mapped, never freed).
+            let page = self.tables[(off / 4096) as usize].load(Ordering::Relaxed);
+            return (page != 0 && off.is_multiple_of(8)).then_some(page + off % 4096);
         }
-        // A 1 GiB or 2 MiB page (PS in a PDPT or PD entry), or a 4 KiB one.
-        if level == 0 || (e & (1 << 7) != 0 && level <= 2) {
-            let size = 1u64 << shift;
-            return Some((e & ADDR & !(size - 1)) | (la & (size - 1)));
-        }
-        table = e & ADDR;
+        self.ram.word_address(gpa).ok()
     }
-    None
+
+    /// The 8-byte word at `gpa` (8-aligned), read once. `None` outside
+    /// the partition's RAM and initial page tables.
+    fn word(&mut self, gpa: u64) -> Option<u64> {
+        let at = self.locate(gpa)?;
+        // SAFETY: `locate` returned an aligned word of this partition's RAM
+        // or of its initial page tables, both identity-mapped hypervisor
+        // memory that stays this partition's for the life of the system.
+        let value = unsafe { core::ptr::read_volatile(at as *const u64) };
+        if let Some(r) = self.reads.get_mut(self.count) {
+            *r = (at, value);
+        }
+        self.count += 1;
+        Some(value)
+    }
+
+    /// The guest-physical address of linear address `la` under the guest's
+    /// 4-level page tables rooted at `cr3` (the only paging mode a
+    /// partition can be in: CR0 and CR4 writes are denied). Permissions are
+    /// not checked: the CPU has already fetched from there.
+    fn translate(&mut self, cr3: u64, la: u64) -> Option<u64> {
+        const ADDR: u64 = 0x000f_ffff_ffff_f000;
+        let mut table = cr3 & ADDR;
+        for level in (0..4u32).rev() {
+            let shift = 12 + 9 * level;
+            let e = self.word(table + 8 * ((la >> shift) & 511))?;
+            if e & 1 == 0 {
+                return None;
+            }
+            // A 1 GiB or 2 MiB page (PS in a PDPT or PD entry), or a 4 KiB one.
+            if level == 0 || (e & (1 << 7) != 0 && level <= 2) {
+                let size = 1u64 << shift;
+                return Some((e & ADDR & !(size - 1)) | (la & (size - 1)));
+            }
+            table = e & ADDR;
+        }
+        None
+    }
 }
 
 /// Longest x86 instruction.
 pub const MAX_INSTRUCTION: usize = 15;
 
-/// Fetches the (up to) 15 bytes at guest linear address `rip` of the
-/// partition on `core`, through its page tables (`cr3`). Each byte is
-/// translated on its own, so an instruction may cross a page. The guest
-/// controls these bytes and tables: anything unreadable is `None`.
-pub fn fetch(core: usize, cr3: u64, rip: u64) -> Option<[u8; MAX_INSTRUCTION]> {
-    let mut out = [0u8; MAX_INSTRUCTION];
-    let mut i = 0;
-    while i < MAX_INSTRUCTION {
-        let la = rip.wrapping_add(i as u64);
-        let gpa = translate(core, cr3, la)?;
-        // The rest of this page, at most.
-        let n = ((4096 - (la & 0xfff)) as usize).min(MAX_INSTRUCTION - i);
-        // Bytes past the end of readable memory may not belong to the
-        // instruction: keep what was read.
-        if read_gpa(core, gpa, &mut out[i..i + n]).is_none() {
-            return (i > 0).then_some(out);
-        }
-        i += n;
+/// The bytes at a guest linear address, fetched as decoding asks for them,
+/// one aligned 8-byte word at a time: each word read once, each page
+/// translated through the guest's page tables when decoding first reaches
+/// it (an instruction may cross a page). The guest controls these bytes
+/// and tables: anything unreadable is `None`.
+struct Fetch {
+    mem: GuestMem,
+    cr3: u64,
+    rip: u64,
+    /// Bytes `first..first + count` of the instruction, byte `first` in
+    /// the low 8 bits.
+    bytes: u64,
+    first: usize,
+    count: usize,
+    /// The linear page last translated (`u64::MAX`: none) and its
+    /// guest-physical address.
+    page: u64,
+    page_gpa: u64,
+}
+
+impl Fetch {
+    fn new(mem: GuestMem, cr3: u64, rip: u64) -> Fetch {
+        Fetch { mem, cr3, rip, bytes: 0, first: 0, count: 0, page: u64::MAX, page_gpa: 0 }
     }
-    Some(out)
+
+    /// Byte `i` of the instruction.
+    #[inline(always)]
+    fn byte(&mut self, i: usize) -> Option<u8> {
+        let k = i.wrapping_sub(self.first);
+        if k < self.count {
+            return Some((self.bytes >> (k * 8)) as u8);
+        }
+        self.refill(i)
+    }
+
+    /// Reads the word holding byte `i` (the rest of it up to its end).
+    #[inline(never)]
+    fn refill(&mut self, i: usize) -> Option<u8> {
+        if i >= MAX_INSTRUCTION {
+            return None;
+        }
+        let la = self.rip.wrapping_add(i as u64);
+        if la & !0xfff != self.page {
+            self.page_gpa = self.mem.translate(self.cr3, la & !0xfff)?;
+            self.page = la & !0xfff;
+        }
+        let gpa = self.page_gpa | (la & 0xfff);
+        let skip = (gpa & 7) as usize;
+        self.bytes = self.mem.word(gpa - skip as u64)? >> (skip * 8);
+        self.first = i;
+        self.count = 8 - skip;
+        Some(self.bytes as u8)
+    }
 }
 
 /// An intercepted instruction, decoded far enough to emulate it.
@@ -402,16 +446,102 @@ pub struct Decoded {
     pub modrm: u8,
 }
 
-/// Decodes `bytes` as legacy prefixes (0x26, 0x2e, 0x36, 0x3e, 0x64, 0x65,
-/// 0x66, 0x67, 0xf0, 0xf2, 0xf3) and REX prefixes in any number, then
-/// `opcode`, then a ModRM byte if `modrm`. `None` if the bytes are not that
-/// instruction (another vCPU rewrote them since the exit) or it would be
-/// longer than 15 bytes (the CPU would have raised #GP instead).
-pub fn decode(bytes: &[u8], opcode: &[u8], modrm: bool) -> Option<Decoded> {
+/// Words a remembered decode may depend on: two page walks of four levels
+/// and the instruction's words (at most three for 15 bytes).
+const MEMO_READS: usize = 11;
+/// Remembered decodes per core.
+const MEMOS: usize = 4;
+
+/// A decode remembered with everything it read: the guest's `cr3`, the
+/// instruction's address, what was asked for (`key`), and the host address
+/// and value of every page-table entry and instruction word read. A decode
+/// is a function of exactly these (the walk reads each entry at an address
+/// computed from `cr3`, the linear address and the entries before it; the
+/// decoder reads only the words noted), so while every one of them still
+/// holds its value, decoding again would give the same result: the memo
+/// re-reads them all (each once) and compares instead. Any difference, in
+/// an entry, a word, `cr3` or `rip`, and the instruction is decoded afresh.
+/// Nothing is trusted from an earlier exit but host addresses the
+/// hypervisor itself computed and checked.
+#[derive(Clone, Copy)]
+struct Memo {
+    cr3: u64,
+    rip: u64,
+    key: u64,
+    reads: [(u64, u64); MEMO_READS],
+    count: usize,
+    decoded: Decoded,
+}
+
+/// Per core: its remembered decodes (`count` 0: empty) and the next slot
+/// to replace. Only that core touches its row.
+struct Memos(UnsafeCell<[([Memo; MEMOS], usize); MAX_CORES]>);
+// SAFETY: row `i` is only accessed by core `i` (`decode`, `forget_decodes`
+// run on the core whose vCPU they serve), never concurrently.
+unsafe impl Sync for Memos {}
+const NO_MEMO: Memo = Memo {
+    cr3: 0,
+    rip: 0,
+    key: 0,
+    reads: [(0, 0); MEMO_READS],
+    count: 0,
+    decoded: Decoded { len: 0, rex: 0, modrm: 0 },
+};
+static MEMOS_OF: Memos = Memos(UnsafeCell::new([([NO_MEMO; MEMOS], 0); MAX_CORES]));
+
+/// This core's vCPU is entered afresh: nothing remembered of an earlier one.
+pub fn forget_decodes(core: usize) {
+    // SAFETY: see `Memos`: called on `core` itself.
+    if let Some(row) = unsafe { (*MEMOS_OF.0.get()).get_mut(core) } {
+        *row = ([NO_MEMO; MEMOS], 0);
+    }
+}
+
+/// Decodes the instruction at guest linear address `rip` of the partition
+/// on `core` (page tables at `cr3`) as legacy prefixes (0x26, 0x2e, 0x36,
+/// 0x3e, 0x64, 0x65, 0x66, 0x67, 0xf0, 0xf2, 0xf3) and REX prefixes in any
+/// number, then `opcode`, then a ModRM byte if `modrm`. `None` if the bytes
+/// are not that instruction (another vCPU rewrote them since the exit), any
+/// byte of it is unreadable, or it would be longer than 15 bytes (the CPU
+/// would have raised #GP instead). Bytes are fetched only as far as the
+/// instruction goes (an unprefixed `hlt` reads one word). Must run on
+/// `core`. A decode whose every input is unchanged since the last time is
+/// answered from [`Memo`].
+#[inline(always)]
+pub fn decode(core: usize, cr3: u64, rip: u64, opcode: &[u8], modrm: bool) -> Option<Decoded> {
+    // (A constant where the opcode is: inlined into each exit's handling.)
+    let key = opcode.iter().fold(opcode.len() as u64 | (modrm as u64) << 4, |k, &b| (k << 8) | b as u64);
+    // SAFETY: see `Memos`: this runs on `core`, at its vCPU's exit.
+    let (memos, next) = unsafe { (*MEMOS_OF.0.get()).get_mut(core)? };
+    let slot = match memos.iter().position(|m| m.count != 0 && m.rip == rip && m.cr3 == cr3 && m.key == key) {
+        Some(i) => {
+            let m = &memos[i];
+            // SAFETY: every address was returned by `GuestMem::locate` when
+            // the memo was made: an aligned word of this partition's RAM or
+            // initial page tables (see `GuestMem::word`); the row is cleared
+            // whenever a vCPU is entered afresh on this core.
+            if m.reads[..m.count].iter().all(|&(at, value)| unsafe { core::ptr::read_volatile(at as *const u64) } == value) {
+                return Some(m.decoded);
+            }
+            i
+        }
+        None => {
+            let i = *next;
+            *next = (i + 1) % MEMOS;
+            i
+        }
+    };
+    decode_afresh(core, cr3, rip, opcode, key, modrm, &mut memos[slot])
+}
+
+/// [`decode`] from guest memory, remembered in `memo`.
+#[inline(never)]
+fn decode_afresh(core: usize, cr3: u64, rip: u64, opcode: &[u8], key: u64, modrm: bool, memo: &mut Memo) -> Option<Decoded> {
+    let mut f = Fetch::new(GuestMem::of(core)?, cr3, rip);
     let mut rex = 0;
     let mut i = 0;
     loop {
-        match *bytes.get(i)? {
+        match f.byte(i)? {
             0x26 | 0x2e | 0x36 | 0x3e | 0x64 | 0x65 | 0x66 | 0x67 | 0xf0 | 0xf2 | 0xf3 => rex = 0,
             // A REX prefix counts only right before the opcode.
             b @ 0x40..=0x4f => rex = b,
@@ -419,27 +549,56 @@ pub fn decode(bytes: &[u8], opcode: &[u8], modrm: bool) -> Option<Decoded> {
         }
         i += 1;
     }
+    for (k, &b) in opcode.iter().enumerate() {
+        if f.byte(i + k)? != b {
+            return None;
+        }
+    }
     let end = i + opcode.len();
-    if bytes.get(i..end)? != opcode {
+    let (len, modrm) = if modrm { (end + 1, f.byte(end)?) } else { (end, 0) };
+    if len > MAX_INSTRUCTION {
         return None;
     }
-    let (len, modrm) = if modrm { (end + 1, *bytes.get(end)?) } else { (end, 0) };
-    (len <= MAX_INSTRUCTION).then_some(Decoded { len: len as u64, rex, modrm })
+    let decoded = Decoded { len: len as u64, rex, modrm };
+    if f.mem.count <= MEMO_READS {
+        *memo = Memo { cr3, rip, key, reads: f.mem.reads, count: f.mem.count, decoded };
+    } else {
+        memo.count = 0;
+    }
+    Some(decoded)
+}
+
+/// Per core: whether the configuration of the partition whose vCPU runs
+/// there can wake it from a `hlt` (it has another vCPU that may `WAKE` it,
+/// or, for the boot vCPU, a doorbell channel ringing its partition or a
+/// device of its own with an interrupt). Fixed for the system; set when
+/// the vCPU is entered ([`note_wake_sources`]).
+static CONFIG_WAKES: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
+/// A vCPU is being entered on `core`: notes whether its partition's
+/// configuration can wake it (see [`can_be_woken`]), so that a `hlt` exit
+/// does not walk the system's channels each time.
+pub fn note_wake_sources(core: usize) {
+    let sys = crate::system::get();
+    let Some(flag) = CONFIG_WAKES.get(core) else { return };
+    let Some(role) = sys.core_map.get(core).copied().flatten() else {
+        flag.store(false, Ordering::Relaxed);
+        return;
+    };
+    let p = &sys.table.partitions()[role.partition];
+    let devices = || p.devices[..(p.device_count as usize).min(p.devices.len())].iter().any(|d| d.irq != 0);
+    let wakes = crate::system::vcpu_count(p) > 1
+        || role.vcpu == 0
+            && (devices()
+                || sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition)));
+    flag.store(wakes, Ordering::Relaxed);
 }
 
 /// Whether the vCPU on `core` can ever leave a `hlt`: its timer is armed,
-/// an interrupt or a wake-up is already queued, another vCPU of its
-/// partition may wake it (`WAKE`), or, for the boot vCPU, some channel's
-/// doorbell rings its partition or it owns a device with an interrupt.
+/// an interrupt or a wake-up is already queued, or its partition's
+/// configuration can wake it: another vCPU of its partition may wake it
+/// (`WAKE`), or, for the boot vCPU, some channel's doorbell rings its
+/// partition or it owns a device with an interrupt ([`note_wake_sources`]).
 pub fn can_be_woken(core: usize) -> bool {
-    let sys = crate::system::get();
-    let Some(role) = sys.core_map.get(core).copied().flatten() else { return false };
-    let p = &sys.table.partitions()[role.partition];
-    let devices = || p.devices[..(p.device_count as usize).min(p.devices.len())].iter().any(|d| d.irq != 0);
-    super::timer::armed(core)
-        || doorbell_queued(core)
-        || crate::system::vcpu_count(p) > 1
-        || role.vcpu == 0
-            && (devices()
-                || sys.doorbells.iter().flatten().any(|route| route.is_some_and(|(peer, _)| peer as usize == role.partition)))
+    super::timer::armed(core) || doorbell_queued(core) || CONFIG_WAKES.get(core).is_some_and(|f| f.load(Ordering::Relaxed))
 }

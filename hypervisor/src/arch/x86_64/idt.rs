@@ -22,7 +22,10 @@
 //!   IPI ([`apic::DOORBELL_VECTOR`]); assigned devices raise vectors
 //!   0x80..0xBF through the I/O APICs (`ioapic.rs`), which become their
 //!   partition's virtual vectors, queued for its boot vCPU. Each is ended
-//!   at the local APIC (the spurious vector needs no EOI). They are taken only where the
+//!   at the local APIC (the spurious vector needs no EOI). The doorbell IPI
+//!   and the APIC timer (the interrupts of every doorbell and tick) have
+//!   short handlers of their own (`hv_doorbell_interrupt`,
+//!   `hv_timer_interrupt`). They are taken only where the
 //!   hypervisor opens a window for them (`svm.rs`/`vmx.rs`: after an
 //!   external-interrupt exit, and while a vCPU idles in `hlt`): anywhere
 //!   else the host runs with interrupts masked.
@@ -137,9 +140,6 @@ extern "C" fn interrupt(vector: u64) {
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
         return;
     }
-    if vector == super::timer::TIMER_VECTOR as u64 {
-        super::timer::interrupt();
-    }
     if vector == ioapic::CONSOLE_VECTOR as u64 {
         super::CONSOLE_PENDING.store(true, Ordering::Release);
     }
@@ -160,6 +160,88 @@ extern "C" fn interrupt(vector: u64) {
     }
 }
 
+/// The end of interrupt of the short handlers below, at the local APIC in
+/// the mode the firmware left (`apic::X2APIC`, `apic::BASE`: the same on
+/// every core, set before any core takes an interrupt); uses rax, rcx, rdx.
+macro_rules! eoi_asm {
+    () => {
+        concat!(
+            "    cmp byte ptr [rip + {x2}], 0\n",
+            "    jne 8f\n",
+            "    mov rax, [rip + {base}]\n",
+            "    mov dword ptr [rax + {eoi}], 0\n",
+            "    jmp 9f\n",
+            "8:  mov ecx, {eoi_msr}\n",
+            "    xor eax, eax\n",
+            "    xor edx, edx\n",
+            "    wrmsr\n",
+            "9:\n",
+        )
+    };
+}
+
+// Short handlers for the two interrupts of every exit path, instead of the
+// generic one (`hv_idt_common`, which saves every register a Rust call may
+// clobber and dispatches in `interrupt`); each does exactly what
+// `interrupt` does for its vector, saving the registers it uses:
+// * the doorbell IPI (`apic::DOORBELL_VECTOR`): only ended at the APIC.
+//   What it announces (a doorbell, a `WAKE`, a kick) is read from memory by
+//   the code that opened the interrupt window (`svm.rs`/`vmx.rs`);
+// * the APIC timer (`timer::TIMER_VECTOR`): notes the fire for this core
+//   (`timer::FIRED[this_core()]`, the core from the APIC id as `this_core`
+//   finds it: CPUID leaf 1, then `boot::CORE_OF_APIC`, 0xff meaning core 0)
+//   and ends it.
+global_asm!(
+    ".global hv_doorbell_interrupt",
+    "hv_doorbell_interrupt:",
+    "    push rax",
+    "    push rcx",
+    "    push rdx",
+    eoi_asm!(),
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rax",
+    "    iretq",
+    ".global hv_timer_interrupt",
+    "hv_timer_interrupt:",
+    "    push rax",
+    "    push rbx",
+    "    push rcx",
+    "    push rdx",
+    "    mov eax, 1",
+    "    xor ecx, ecx",
+    "    cpuid",
+    "    shr ebx, 24",
+    "    lea rax, [rip + {core_of_apic}]",
+    "    movzx eax, byte ptr [rax + rbx]",
+    "    cmp eax, 0xff",
+    "    jne 2f",
+    "    xor eax, eax",
+    "2:  cmp eax, {max_cores}",
+    "    jae 3f",
+    "    lea rcx, [rip + {fired}]",
+    "    mov byte ptr [rcx + rax], 1",
+    "3:",
+    eoi_asm!(),
+    "    pop rdx",
+    "    pop rcx",
+    "    pop rbx",
+    "    pop rax",
+    "    iretq",
+    x2 = sym apic::X2APIC,
+    base = sym apic::BASE,
+    eoi = const apic::EOI,
+    eoi_msr = const apic::X2APIC_MSR + apic::EOI / 16,
+    core_of_apic = sym super::boot::CORE_OF_APIC,
+    fired = sym super::timer::FIRED,
+    max_cores = const crate::MAX_CORES,
+);
+
+extern "C" {
+    fn hv_doorbell_interrupt();
+    fn hv_timer_interrupt();
+}
+
 /// An interrupt gate (present, DPL 0) to `handler` in code segment 0x08.
 pub const fn gate(handler: u64) -> [u64; 2] {
     [(handler & 0xffff) | (0x08 << 16) | (0x8E00 << 32) | (((handler >> 16) & 0xffff) << 48), handler >> 32]
@@ -176,6 +258,9 @@ pub fn init() {
     for (v, g) in idt.iter_mut().enumerate() {
         *g = gate(stubs + 16 * v as u64);
     }
+    // The doorbell IPI and the timer: their own short handlers.
+    idt[apic::DOORBELL_VECTOR as usize] = gate(hv_doorbell_interrupt as *const () as u64);
+    idt[super::timer::TIMER_VECTOR as usize] = gate(hv_timer_interrupt as *const () as u64);
 }
 
 /// The IDT's address (for the VMCS host state).

@@ -16,7 +16,7 @@
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::guest::{self, page_pa, Exit, Gprs, Pages, PAGE};
@@ -119,8 +119,12 @@ pub fn supported() -> bool {
     ext >= 0x8000_000A && cpuid(0x8000_0001, 0).ecx & (1 << 2) != 0 && cpuid(0x8000_000A, 0).edx & 1 != 0
 }
 
+/// Whether the CPU saves the next RIP at intercepts (NRIP save), read once
+/// at boot (`init_global`) rather than with a CPUID per exit.
+static NRIP_SAVE: AtomicBool = AtomicBool::new(false);
+
 fn nrip_save() -> bool {
-    cpuid(0x8000_000A, 0).edx & (1 << 3) != 0
+    NRIP_SAVE.load(Ordering::Relaxed)
 }
 
 /// One-time set-up on core 0: the permission maps. All ones: every port and
@@ -129,6 +133,7 @@ fn nrip_save() -> bool {
 pub fn init_global() {
     // SAFETY: core 0, before any other core runs or any VMCB points here.
     let (io, msr) = unsafe { (&mut *IOPM.0.get(), &mut *MSRPM.0.get()) };
+    NRIP_SAVE.store(cpuid(0x8000_000A, 0).edx & (1 << 3) != 0, Ordering::Relaxed);
     io.iter_mut().for_each(|p| p.fill(0xff));
     msr.iter_mut().for_each(|p| p.fill(0xff));
     for m in [0xC000_0100u32, 0xC000_0101, 0xC000_0102] {
@@ -274,10 +279,30 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w64(save::RSP, 0);
     v.w64(save::RAX, 0);
     v.w64(save::G_PAT, guest::PAT_RESET);
+    // The state `vmload` loads (FS, GS, TR, LDTR, kernel GS base, the
+    // syscall and sysenter MSRs) is loaded from this fresh VMCB at the next
+    // entry (`svm_run`), and only then: see `VMLOAD`.
+    VMLOAD[core].store(true, Ordering::Relaxed);
 }
 
+/// Per core: whether the next entry must `vmload` the guest's FS, GS, TR,
+/// LDTR, kernel GS base and syscall/sysenter MSRs from the VMCB (a fresh
+/// vCPU). Otherwise they are still in the CPU: `vmrun` and `#VMEXIT` do not
+/// switch them, and the hypervisor never uses them (no FS/GS-relative
+/// accesses, no `swapgs`, `syscall` or `sysenter`, no IST or privilege
+/// change in its interrupt handling, which would read the TSS), so the
+/// guest's own values stay loaded from one entry to the next and need
+/// neither a `vmsave` at each exit nor a `vmload` at each entry. A vCPU
+/// entered afresh (`setup_vcpu`: boot, restart, PSCI CPU_ON) loads them
+/// from its zeroed VMCB, so nothing of an earlier vCPU of this core
+/// survives. (The VMCB's copy of them is never read.)
+static VMLOAD: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+
 extern "C" {
-    fn svm_run(vmcb: u64, gprs: *mut Gprs);
+    /// Enters the guest of `vmcb` with the registers of `gprs`, first
+    /// loading the VMCB's `vmload` state if `load` is not 0 (see
+    /// `VMLOAD`); returns at its next `#VMEXIT`, the registers saved.
+    fn svm_run(vmcb: u64, gprs: *mut Gprs, load: u64);
 }
 
 global_asm!(
@@ -291,7 +316,11 @@ global_asm!(
     "    push r15",
     "    push rsi",
     "    mov rax, rdi",
-    "    mov rbx, [rsi + 0]",
+    // The `vmload` (a fresh vCPU only), before rdx is the guest's.
+    "    test rdx, rdx",
+    "    jz 1f",
+    "    vmload rax",
+    "1:  mov rbx, [rsi + 0]",
     "    mov rcx, [rsi + 8]",
     "    mov rdx, [rsi + 16]",
     "    mov rdi, [rsi + 32]",
@@ -311,16 +340,12 @@ global_asm!(
     // in `take_interrupts`/`idle`, so nothing is taken here.
     "    clgi",
     "    sti",
-    "    push rax",
-    "    vmload rax",
     "    vmrun rax",
     // The hypervisor's DR7 first (nothing armed), whatever the CPU or an
     // emulator left there, before any other instruction of ours runs:
-    // rax is free (the VMCB address is on the stack).
+    // rax is free (the guest's is in the VMCB). No `vmsave`: see `VMLOAD`.
     "    mov eax, 0x400",
     "    mov dr7, rax",
-    "    pop rax",
-    "    vmsave rax",
     "    cli",
     "    xchg rsi, [rsp]",
     "    mov [rsi + 0], rbx",
@@ -354,10 +379,11 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let nrip = nrip_save();
     loop {
         inject(&v, core);
+        let load = VMLOAD[core].swap(false, Ordering::Relaxed);
         // SAFETY: the VMCB was set up by `setup_vcpu` for this core, EFER.SVME
         // and VM_HSAVE_PA are set (`init_core`), and `g` is this core's own
         // register block; `svm_run` preserves the host's callee-saved state.
-        unsafe { svm_run(v.0, g) };
+        unsafe { svm_run(v.0, g, load as u64) };
         v.w8(ctl::TLB_CONTROL, 0);
         // An event whose delivery the exit interrupted: a doorbell goes
         // back to the queue, an exception is delivered again.
@@ -374,7 +400,13 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
         let (info1, info2) = (v.r64(ctl::EXITINFO1), v.r64(ctl::EXITINFO2));
         let rip = v.r64(save::RIP);
         // Past the intercepted instruction (`opcode`, after any prefixes).
-        let advance = |opcode: &[u8]| skip(&v, core, nrip, rip, opcode, None);
+        // (A macro rather than a closure: `skip` is inlined with the opcode
+        // a constant.)
+        macro_rules! advance {
+            ($opcode:expr) => {
+                skip(&v, core, nrip, rip, $opcode, None)
+            };
+        }
         let trap = match code {
             exit::VMMCALL => {
                 if v.r8(save::CPL) != 0 {
@@ -384,7 +416,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     inject_exception(&v, VECTOR_UD, None);
                     continue;
                 }
-                match advance(&[0x0f, 0x01, 0xd9]) {
+                match advance!(&[0x0f, 0x01, 0xd9]) {
                     Ok(()) => return Exit::Call,
                     Err(r) => Trap::Stop(r),
                 }
@@ -400,7 +432,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 g.rbx = r.ebx as u64;
                 g.rcx = r.ecx as u64;
                 g.rdx = r.edx as u64;
-                match advance(&[0x0f, 0xa2]) {
+                match advance!(&[0x0f, 0xa2]) {
                     Ok(()) => continue,
                     Err(r) => Trap::Stop(r),
                 }
@@ -418,7 +450,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     Some(guest::MsrResult::Pat(p)) => v.w64(save::G_PAT, p),
                     None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
                 }
-                match advance(if write { &[0x0f, 0x30] } else { &[0x0f, 0x32] }) {
+                match advance!(if write { &[0x0f, 0x30] } else { &[0x0f, 0x32] }) {
                     Ok(()) => continue,
                     Err(r) => Trap::Stop(r),
                 }
@@ -436,7 +468,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 } else {
                     // Sleeps here until a virtual interrupt (a doorbell, its
                     // timer, a device) is queued for it or a `WAKE` comes.
-                    if let Err(r) = advance(&[0xf4]) {
+                    if let Err(r) = advance!(&[0xf4]) {
                         return Exit::Trap(Trap::Stop(r));
                     }
                     idle(core);
@@ -446,7 +478,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             exit::INVD => {
                 // Discarding caches shared with other partitions is not
                 // theirs to do: treated as a write-back (a no-op here).
-                match advance(&[0x0f, 0x08]) {
+                match advance!(&[0x0f, 0x08]) {
                     Ok(()) => continue,
                     Err(r) => Trap::Stop(r),
                 }
@@ -496,6 +528,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
 /// (`decoded`, or fetched here and checked to be `opcode`). A guest
 /// single-stepping (`RFLAGS.TF`) would take #DB after it, which stops the
 /// partition like any #DB; it never reaches the hypervisor.
+#[inline(always)]
 fn skip(v: &Vmcb, core: usize, nrip: bool, rip: u64, opcode: &[u8], decoded: Option<guest::Decoded>) -> Result<(), StopReason> {
     let saved = if nrip { v.r64(ctl::NRIP) } else { 0 };
     let next = if saved != 0 {
@@ -503,9 +536,7 @@ fn skip(v: &Vmcb, core: usize, nrip: bool, rip: u64, opcode: &[u8], decoded: Opt
     } else {
         let d = match decoded {
             Some(d) => d,
-            None => guest::fetch(core, v.r64(save::CR3), rip)
-                .and_then(|b| guest::decode(&b, opcode, false))
-                .ok_or(StopReason::Undecodable { pc: rip })?,
+            None => guest::decode(core, v.r64(save::CR3), rip, opcode, false).ok_or(StopReason::Undecodable { pc: rip })?,
         };
         rip.wrapping_add(d.len)
     };
@@ -534,7 +565,7 @@ fn debug_register(v: &Vmcb, core: usize, nrip: bool, g: &mut Gprs, rip: u64, cod
     let write = code >= exit::DR_WRITE;
     let opcode: &[u8] = if write { &[0x0f, 0x23] } else { &[0x0f, 0x21] };
     let undecodable = StopReason::Undecodable { pc: rip };
-    let d = guest::fetch(core, v.r64(save::CR3), rip).and_then(|b| guest::decode(&b, opcode, true)).ok_or(undecodable)?;
+    let d = guest::decode(core, v.r64(save::CR3), rip, opcode, true).ok_or(undecodable)?;
     let dr = ((d.modrm >> 3) & 7) as u64 | if d.rex & 4 != 0 { 8 } else { 0 };
     let gpr = (d.modrm & 7) as usize | if d.rex & 1 != 0 { 8 } else { 0 };
     if v.r8(save::CPL) != 0 {
@@ -648,12 +679,10 @@ fn idle(core: usize) {
     }
 }
 
-/// The hypercall's x0..x5, in the portable register array.
-pub fn call_args(core: usize, g: &Gprs) -> [u64; 31] {
-    let mut regs = [0u64; 31];
+/// The hypercall's x0..x5, into the portable register array.
+pub fn call_args(core: usize, g: &Gprs, regs: &mut [u64; 31]) {
     regs[0] = Vmcb::of(core).r64(save::RAX);
-    g.store_args(&mut regs);
-    regs
+    g.store_args(regs);
 }
 
 /// Writes back what the portable hypercall code changed (x0..x5).

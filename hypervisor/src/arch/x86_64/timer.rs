@@ -39,7 +39,9 @@ static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
 /// interrupt came, and whether a `WAKE` is pending.
 static DEADLINE: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 static PERIOD: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
-static FIRED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// (`FIRED[core]` is set by the timer interrupt's handler, `idt.rs`'s
+/// `hv_timer_interrupt`, on that core, and taken by [`collect`].)
+pub(super) static FIRED: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 static WAKE: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 /// Per core: when the hypervisor must next look at the partition's
 /// watchdog (a TSC value; 0: no watchdog). The APIC timer is armed for
@@ -225,13 +227,6 @@ pub fn set_timer(deadline: u64, period: u64) -> bool {
     true
 }
 
-/// The timer's physical interrupt (the hypervisor's IDT, this core): noted
-/// for [`collect`].
-pub fn interrupt() {
-    if let Some(f) = FIRED.get(super::this_core()) {
-        f.store(true, Ordering::Relaxed);
-    }
-}
 
 /// After interrupts were taken on `core` (an exit, or a wake-up in `idle`):
 /// if its vCPU's deadline has passed, queues the timer's virtual interrupt

@@ -761,12 +761,10 @@ fn idle(core: usize) {
     }
 }
 
-/// The hypercall's x0..x5, in the portable register array.
-pub fn call_args(g: &Gprs) -> [u64; 31] {
-    let mut regs = [0u64; 31];
+/// The hypercall's x0..x5, into the portable register array.
+pub fn call_args(g: &Gprs, regs: &mut [u64; 31]) {
     regs[0] = g.rax;
-    g.store_args(&mut regs);
-    regs
+    g.store_args(regs);
 }
 
 /// Writes back what the portable hypercall code changed (x0..x5).
