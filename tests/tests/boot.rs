@@ -248,8 +248,8 @@ fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
 /// What `probe action=chatter` prints as line `i`, as the console shows
 /// it (a tab becomes a space, ESC is escaped).
 fn chatter_line(i: u64) -> String {
-    let accent = if i % 5 == 0 { "\u{e9} " } else { "" };
-    let esc = if i % 11 == 0 { "\\u{1b}" } else { "" };
+    let accent = if i.is_multiple_of(5) { "\u{e9} " } else { "" };
+    let esc = if i.is_multiple_of(11) { "\\u{1b}" } else { "" };
     let width = 80 + (i as usize * 7) % 61;
     format!("chatter {i:04} {accent}{}{esc} end", "x".repeat(width))
 }
