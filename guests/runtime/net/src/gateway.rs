@@ -63,7 +63,7 @@ struct Gw {
     limits: Limits,
 }
 
-static GW: spin::Mutex<Option<Gw>> = spin::Mutex::new(None);
+static GW: hallows_rt::sync::Mutex<Option<Gw>> = hallows_rt::sync::Mutex::new(None);
 
 fn name_of(b: &[u8]) -> &str {
     let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());

@@ -267,13 +267,13 @@ struct Nic {
     timer: Option<time::Sleep>,
 }
 
-static NIC: spin::Mutex<Option<Nic>> = spin::Mutex::new(None);
+static NIC: hallows_rt::sync::Mutex<Option<Nic>> = hallows_rt::sync::Mutex::new(None);
 static KICKED: AtomicBool = AtomicBool::new(false);
 /// A turn ran without working out the stack's next deadline (the NIC's
 /// interrupt): it is worked out before the core sleeps.
 static DEADLINE_STALE: AtomicBool = AtomicBool::new(false);
 
-static DRIVER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+static DRIVER: hallows_rt::sync::Mutex<Option<Waker>> = hallows_rt::sync::Mutex::new(None);
 
 fn now() -> Instant {
     Instant::from_micros((time::now_nanos() / 1000) as i64)

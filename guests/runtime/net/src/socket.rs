@@ -16,7 +16,7 @@ use hallows_rt::Boot;
 use crate::backend::{Backend, Id};
 use crate::{Config, Error, Ipv4Addr, Limits, Mode};
 
-static BACKEND: spin::Mutex<Option<Box<dyn Backend>>> = spin::Mutex::new(None);
+static BACKEND: hallows_rt::sync::Mutex<Option<Box<dyn Backend>>> = hallows_rt::sync::Mutex::new(None);
 static CONFIG: spin::Once<Config> = spin::Once::new();
 
 /// Runs `f` on the installed backend. Callers are async tasks, polled with

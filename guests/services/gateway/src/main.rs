@@ -99,7 +99,7 @@ mod app {
         active: usize,
     }
 
-    static ROUTES: spin::Mutex<Vec<Route>> = spin::Mutex::new(Vec::new());
+    static ROUTES: hallows_rt::sync::Mutex<Vec<Route>> = hallows_rt::sync::Mutex::new(Vec::new());
     static COUNTERS: spin::Once<Vec<Counters>> = spin::Once::new();
     static QUIT: AtomicBool = AtomicBool::new(false);
 
@@ -217,7 +217,7 @@ mod app {
         0
     }
 
-    static QUIT_WAKER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+    static QUIT_WAKER: hallows_rt::sync::Mutex<Option<Waker>> = hallows_rt::sync::Mutex::new(None);
 
     fn live_connections() -> usize {
         ROUTES.lock().iter().map(|r| r.link.live() + r.active).sum()

@@ -118,7 +118,7 @@ impl BlockDevice for TimedDisk {
     }
 }
 
-type Shared = Arc<spin::Mutex<Broker<TimedDisk>>>;
+type Shared = Arc<hallows_rt::sync::Mutex<Broker<TimedDisk>>>;
 
 /// `trace` in the boot arguments: a line per connection and request.
 static TRACE: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
@@ -198,7 +198,7 @@ async fn serve(boot: Boot) -> u64 {
         bc.default_topic.flush = hallows_log::FlushPolicy::Interval(ms);
         bc.flush_interval_ms = ms as i64;
     }
-    let broker: Shared = Arc::new(spin::Mutex::new(Broker::new(log, bc)));
+    let broker: Shared = Arc::new(hallows_rt::sync::Mutex::new(Broker::new(log, bc)));
     let Ok(mut listener) = TcpListener::bind(port) else {
         println!("log: cannot listen on {port}");
         return 1;

@@ -79,15 +79,15 @@ const MAX_GATHER: Duration = Duration::from_millis(2);
 /// Most bytes buffered for one connection's unprocessed requests.
 const MAX_BUFFER: usize = 256 << 10;
 
-static SERVER: spin::Mutex<Option<Server<Disk>>> = spin::Mutex::new(None);
+static SERVER: hallows_rt::sync::Mutex<Option<Server<Disk>>> = hallows_rt::sync::Mutex::new(None);
 /// The store clock when the partition started, and uptime's origin.
 static CLOCK_BASE: AtomicU64 = AtomicU64::new(0);
 /// Woken when a commit is pending (the committer) and when a group became
 /// durable (connections waiting to send replies).
-static COMMITTER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
-static DURABLE: spin::Mutex<Vec<Waker>> = spin::Mutex::new(Vec::new());
+static COMMITTER: hallows_rt::sync::Mutex<Option<Waker>> = hallows_rt::sync::Mutex::new(None);
+static DURABLE: hallows_rt::sync::Mutex<Vec<Waker>> = hallows_rt::sync::Mutex::new(Vec::new());
 /// Woken when the log is half full.
-static CHECKPOINTER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+static CHECKPOINTER: hallows_rt::sync::Mutex<Option<Waker>> = hallows_rt::sync::Mutex::new(None);
 static QUIT: AtomicBool = AtomicBool::new(false);
 
 fn now_ms() -> u64 {

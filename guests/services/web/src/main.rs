@@ -71,7 +71,7 @@ mod app {
     static QUIT: AtomicBool = AtomicBool::new(false);
     /// The answers to `GET /`: with `Connection: close`, with keep-alive.
     static HELLO: spin::Once<[String; 2]> = spin::Once::new();
-    static QUIT_WAKER: spin::Mutex<Option<Waker>> = spin::Mutex::new(None);
+    static QUIT_WAKER: hallows_rt::sync::Mutex<Option<Waker>> = hallows_rt::sync::Mutex::new(None);
 
     fn quit() {
         QUIT.store(true, Ordering::Release);
