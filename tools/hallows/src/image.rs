@@ -113,10 +113,24 @@ pub fn compose_typed(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -
     let mut blobs: Vec<u8> = Vec::new();
     let blob_base = std::mem::size_of::<SystemTable>() as u64;
     for (i, p) in sys.partitions.iter().enumerate() {
-        let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
-        table.partitions[i] = partition(sys, p, &elf, &mut blobs, blob_base)?;
+        table.partitions[i] = match &p.linux {
+            Some(linux) => linux_partition(sys, p, linux, &mut blobs, blob_base)?,
+            None => {
+                let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
+                partition(sys, p, &elf, &mut blobs, blob_base)?
+            }
+        };
     }
     channels(sys, &mut table, layout_hashes)?;
+    // Device trees last: they describe the channels as placed.
+    for (i, p) in sys.partitions.iter().enumerate() {
+        let Some(linux) = &p.linux else { continue };
+        let dtb = crate::linux::device_tree(p, linux, &table.partitions[i], i, &table)?;
+        let d = &mut table.partitions[i];
+        let ipa = d.ram_ipa + linux.layout().dtb;
+        push_segment(d, &mut blobs, blob_base, ipa, &dtb, vmm_config::LinuxGuest::DTB_MAX)?;
+        d.dtb_ipa = ipa;
+    }
     let mut payload = table.as_bytes().to_vec();
     payload.extend_from_slice(&blobs);
     table.payload_size = payload.len() as u64;
@@ -162,13 +176,8 @@ fn board(sys: &System) -> Result<Board> {
     Ok(out)
 }
 
-fn partition(
-    sys: &System,
-    p: &vmm_config::Partition,
-    elf: &Elf,
-    blobs: &mut Vec<u8>,
-    blob_base: u64,
-) -> Result<PartitionDesc> {
+/// What every partition's table entry holds, whatever it runs.
+fn common(p: &vmm_config::Partition) -> Result<PartitionDesc> {
     let mut d = PartitionDesc::new_zeroed();
     d.name = padded(&p.name).context("partition name too long")?;
     d.bootargs = padded(&p.bootargs).context("boot arguments too long")?;
@@ -182,6 +191,58 @@ fn partition(
     (d.fault_policy, d.max_restarts) = p.on_fault.to_table();
     d.watchdog_ns = p.supervision.watchdog_ns;
     d.restart_backoff_ns = p.supervision.restart_backoff_ns;
+    Ok(d)
+}
+
+/// Appends `bytes` to the payload as the next segment of `d`, loaded at
+/// `ipa` and occupying `mem_size` bytes there.
+fn push_segment(d: &mut PartitionDesc, blobs: &mut Vec<u8>, blob_base: u64, ipa: u64, bytes: &[u8], mem_size: u64) -> Result<()> {
+    let i = d.segment_count as usize;
+    if i >= MAX_SEGMENTS {
+        bail!("partition `{}` needs more than {MAX_SEGMENTS} segments", d.name());
+    }
+    while !blobs.len().is_multiple_of(16) {
+        blobs.push(0);
+    }
+    d.segments[i] = Segment { ipa, payload_offset: blob_base + blobs.len() as u64, file_size: bytes.len() as u64, mem_size: mem_size.max(bytes.len() as u64) };
+    d.segment_count += 1;
+    blobs.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// A Linux partition: its kernel and initramfs as segments (the device
+/// tree follows once channels are placed), entered at the kernel's first
+/// instruction (`boot_kind::LINUX`).
+fn linux_partition(
+    sys: &System,
+    p: &vmm_config::Partition,
+    linux: &vmm_config::LinuxGuest,
+    blobs: &mut Vec<u8>,
+    blob_base: u64,
+) -> Result<PartitionDesc> {
+    let mut d = common(p)?;
+    d.boot_kind = hallows_table::boot_kind::LINUX;
+    for (ipa, bytes, mem_size) in crate::linux::images(p, linux, d.ram_ipa)? {
+        push_segment(&mut d, blobs, blob_base, ipa, &bytes, mem_size)?;
+    }
+    d.entry = d.ram_ipa + linux.layout().kernel;
+    devices(sys, p, &mut d)?;
+    for dev in &d.devices[..d.device_count as usize] {
+        if dev.irq >= 256 {
+            bail!("device `{}` of Linux partition `{}` has interrupt {}: the virtual GIC describes INTIDs below 256", dev.name(), p.name, dev.irq);
+        }
+    }
+    Ok(d)
+}
+
+fn partition(
+    sys: &System,
+    p: &vmm_config::Partition,
+    elf: &Elf,
+    blobs: &mut Vec<u8>,
+    blob_base: u64,
+) -> Result<PartitionDesc> {
+    let mut d = common(p)?;
     let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * p.cores.len() as u64;
     let loadable = MemRange { base: GUEST_RAM_IPA, size: p.ram_size.saturating_sub(reserved) };
     if elf.segments.len() > MAX_SEGMENTS {

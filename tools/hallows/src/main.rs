@@ -549,7 +549,8 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
             );
         }
     }
-    let mut guests: Vec<String> = sys.partitions.iter().map(|p| p.guest.clone()).collect();
+    // Linux partitions build nothing: their kernel is a file.
+    let mut guests: Vec<String> = sys.partitions.iter().filter(|p| p.linux.is_none()).map(|p| p.guest.clone()).collect();
     guests.sort();
     guests.dedup();
     let artifacts = build::build(&root, sys.board.arch, &guests)?;

@@ -81,6 +81,9 @@ pub fn console_read() -> Option<u8> {
 /// the runtime passes the vector number (and the error code above bit 32).
 pub const GUEST_FAULT_DETAIL: &str = "vector";
 
+/// Linux partitions are aarch64-only so far: none may have a vCPU here.
+pub const MAX_LINUX_VCPUS: usize = 0;
+
 /// Queues the doorbell for virtual interrupt `vintid` (a
 /// `DOORBELL_INTID_BASE + i`, the portable numbering) for this core's vCPU:
 /// it is injected as vector `hallows_abi::DOORBELL_VECTOR_BASE + i` at the
