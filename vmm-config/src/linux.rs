@@ -272,3 +272,57 @@ mod tests {
         assert!(g.payload_size() >= g.kernel_size + g.initrd_size + LinuxGuest::DTB_MAX);
     }
 }
+
+#[cfg(test)]
+mod manifest_tests {
+    use crate::CheckContext;
+
+    /// Loads `partition` (the keys of one `[[partition]]`) beside a file
+    /// `Image` of `image` bytes; returns the diagnostics' text.
+    fn errors(partition: &str, image: &[u8]) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("hallows-linux-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Image"), image).unwrap();
+        let m = format!("version = 1\nboard = \"qemu-virt-aarch64\"\n[[partition]]\nname = \"l\"\ncores = [1, 2]\non_fault = \"stop\"\n{partition}");
+        let path = dir.join("m.toml");
+        let out = match crate::load_str(path.to_str().unwrap(), &m, &CheckContext::default()) {
+            Ok(_) => String::new(),
+            Err(d) => d.to_string(),
+        };
+        std::fs::remove_dir_all(&dir).ok();
+        out
+    }
+
+    fn image(image_size: u64) -> Vec<u8> {
+        let mut h = vec![0u8; 4096];
+        h[16..24].copy_from_slice(&image_size.to_le_bytes());
+        h[24..32].copy_from_slice(&0xau64.to_le_bytes());
+        h[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        h
+    }
+
+    #[test]
+    fn a_good_linux_partition_loads() {
+        assert_eq!(errors("ram = \"64 MiB\"\nlinux = { kernel = \"Image\", cmdline = \"console=ttyAMA0\" }\n", &image(8 << 20)), "");
+    }
+
+    #[test]
+    fn mistakes_point_at_the_manifest() {
+        let e = errors("ram = \"64 MiB\"\nlinux = { kernel = \"nope\" }\n", &image(8 << 20));
+        assert!(e.contains("cannot read kernel \"nope\"") && e.contains("m.toml:8:20"), "{e}");
+        let e = errors("ram = \"64 MiB\"\nlinux = { kernel = \"Image\" }\n", &[0u8; 100]);
+        assert!(e.contains("not an arm64 Image") && e.contains("m.toml:8:20"), "{e}");
+        let e = errors("ram = \"16 MiB\"\nlinux = { kernel = \"Image\" }\n", &image(32 << 20));
+        assert!(e.contains("more than its ram 16 MiB") && e.contains("m.toml:7:7") && e.contains("at least ram = \"34 MiB\""), "{e}");
+        let e = errors("ram = \"64 MiB\"\nlinux = { kernel = \"Image\", cmdline = \"a\\tb\" }\n", &image(8 << 20));
+        assert!(e.contains("only printable ASCII") && e.contains("m.toml:8:39"), "{e}");
+        let e = errors("ram = \"64 MiB\"\nguest = \"hello\"\nlinux = { kernel = \"Image\" }\n", &image(8 << 20));
+        assert!(e.contains("has both `guest` and `linux`"), "{e}");
+        let e = errors("ram = \"64 MiB\"\n", &image(8 << 20));
+        assert!(e.contains("has neither `guest` nor `linux`"), "{e}");
+        let e = errors("ram = \"64 MiB\"\nwatchdog = \"100 ms\"\nlinux = { kernel = \"Image\" }\n", &image(8 << 20));
+        assert!(e.contains("`watchdog` needs the RustHallows runtime"), "{e}");
+    }
+}

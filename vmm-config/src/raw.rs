@@ -154,9 +154,10 @@ pub(crate) struct RawRoute {
     pub to: Spanned<String>,
 }
 
-/// One `[[partition]]`.
+/// One `[[partition]]`: exactly one of `guest` and `linux`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{ "required": ["guest"] }, { "required": ["linux"] }]))]
 pub(crate) struct RawPartition {
     /// `[a-z][a-z0-9_-]*`, at most 31 bytes, unique.
     #[schemars(

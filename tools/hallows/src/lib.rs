@@ -13,7 +13,7 @@ pub mod cost;
 pub mod gdb;
 pub mod image;
 pub mod image_x86;
-pub mod linux;
+pub mod devicetree;
 pub mod netcost;
 pub mod qemu;
 pub mod scaffold;
