@@ -58,6 +58,8 @@ pub struct Fetched {
     pub kernel: PathBuf,
     /// The kernel release (`6.1.0-NN-arm64`): the modules' directory name.
     pub release: String,
+    /// `target/linux/Image`: the kernel under the name manifests use.
+    pub image: PathBuf,
     /// The static busybox binary.
     pub busybox: PathBuf,
     /// `root/lib/modules/<release>`.
@@ -153,6 +155,7 @@ fn read_record(dir: &Path) -> Option<Fetched> {
         modules: dir.join("root/lib/modules").join(&release),
         release,
         busybox: busybox?,
+        image: image_path(dir),
         cached: true,
     })
 }
@@ -179,11 +182,49 @@ pub fn check_arm64_image(bytes: &[u8]) -> Result<u64> {
 /// what it fetched: package, version, sha256.
 pub fn fetch(root: &Path, refresh: bool) -> Result<Fetched> {
     let dir = cache_dir(root);
-    if !refresh {
-        if let Some(f) = cached(&dir) {
-            return Ok(f);
+    let f = match cached(&dir) {
+        Some(f) if !refresh => f,
+        _ => download(&dir)?,
+    };
+    link_image(&dir, &f)?;
+    Ok(f)
+}
+
+/// The stable name manifests use for the kernel, `target/linux/Image`:
+/// a hard link to (or a copy of) the fetched kernel, replaced when it
+/// differs.
+fn link_image(dir: &Path, f: &Fetched) -> Result<()> {
+    let image = image_path(dir);
+    {
+        use std::os::unix::fs::MetadataExt;
+        if let (Ok(a), Ok(b)) = (std::fs::metadata(&image), std::fs::metadata(&f.kernel)) {
+            if (a.dev(), a.ino()) == (b.dev(), b.ino()) {
+                return Ok(());
+            }
         }
     }
+    let same = |a: &Path, b: &Path| match (std::fs::read(a), std::fs::read(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => false,
+    };
+    if image.is_file() && std::fs::metadata(&image)?.len() == std::fs::metadata(&f.kernel)?.len() && same(&image, &f.kernel) {
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&image);
+    if std::fs::hard_link(&f.kernel, &image).is_err() {
+        std::fs::copy(&f.kernel, &image).with_context(|| format!("copying the kernel to {}", image.display()))?;
+    }
+    Ok(())
+}
+
+/// `target/linux/Image` under the cache directory `dir`: the kernel as
+/// manifests name it (`linux = { kernel = ".../target/linux/Image", ... }`).
+pub fn image_path(dir: &Path) -> PathBuf {
+    dir.join("Image")
+}
+
+fn download(dir: &Path) -> Result<Fetched> {
+    let dir = dir.to_path_buf();
     ensure!(
         Path::new(KEYRING).is_file(),
         "{KEYRING} is missing: install Debian's archive keyring (`apt-get install debian-archive-keyring`) so apt can check the packages' signatures"
@@ -259,7 +300,7 @@ pub fn fetch(root: &Path, refresh: bool) -> Result<Fetched> {
     }
     let _ = writeln!(record, "kernel {}\nbusybox {}\nrelease {release}", rel(&kernel), rel(&busybox));
     std::fs::write(dir.join("fetched.txt"), record)?;
-    Ok(Fetched { packages, modules: unpacked.join("lib/modules").join(&release), kernel, release, busybox, cached: false })
+    Ok(Fetched { packages, modules: unpacked.join("lib/modules").join(&release), kernel, release, busybox, image: image_path(&dir), cached: false })
 }
 
 /// The lines `hallows linux fetch` prints for `f`.
@@ -268,7 +309,7 @@ pub fn describe(f: &Fetched) -> String {
     for p in &f.packages {
         let _ = writeln!(s, "{} {} sha256 {}{}", p.name, p.version, p.sha256, if f.cached { " (cached)" } else { "" });
     }
-    let _ = writeln!(s, "kernel  {}", f.kernel.display());
+    let _ = writeln!(s, "kernel  {} (as {})", f.kernel.display(), f.image.display());
     let _ = write!(s, "busybox {}", f.busybox.display());
     s
 }
@@ -502,6 +543,7 @@ mod tests {
             kernel: d.join("Image"),
             release: "6.1.0-9-arm64".into(),
             busybox: d.join("busybox"),
+            image: d.join("Image"),
             modules: m,
             cached: true,
         };
