@@ -1,90 +1,33 @@
 //! Linux partitions (aarch64, docs/linux.md): an unmodified Debian arm64
 //! kernel boots in a 2-vCPU partition beside two Rust partitions, with the
 //! device tree `hallows build` generates; its init
-//! (`linux_init/init`) checks its CPUs and RAM against the manifest.
-//! Reading another partition's memory through /dev/mem stops only the
-//! Linux partition; a kernel panic restarts, then stops, only it.
+//! (guests/linux/initramfs/init) checks its CPUs and RAM against the
+//! manifest and exchanges 100,000 messages with a Rust partition over two
+//! channels. Reading another partition's memory through /dev/mem stops
+//! only the Linux partition; a kernel panic restarts, then stops, only it.
 //!
 //! The kernel and busybox are Debian's, fetched by `make deps` into
-//! `target/linux/root`; without them these tests fail and say so. Under
+//! `target/linux`; without them these tests fail and say which command
+//! to run. Under
 //! TCG on a loaded machine a boot to init takes 5 to 10 s of guest time
 //! (15 to 50 s wall for the whole system, build excluded): the boots run
 //! under the harness's hard timeout (`BOOT_TIMEOUT`).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
-
 use hallows_tests::{boot_system, root, Boot};
 
-/// The Debian kernel and busybox `make deps` unpacks.
-fn debian() -> (PathBuf, PathBuf) {
-    let unpacked = root().join("target/linux/root");
-    let kernel = std::fs::read_dir(unpacked.join("boot"))
-        .ok()
-        .and_then(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).find(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))));
-    let busybox = unpacked.join("bin/busybox");
-    match kernel {
-        Some(k) if busybox.is_file() => (k, busybox),
-        _ => panic!(
-            "no Debian arm64 kernel and busybox under {}: run `make deps` (it fetches them with apt, verified, into target/linux) and run the tests again",
-            unpacked.display()
-        ),
-    }
-}
-
-/// A newc cpio archive: directories, the console device node, files.
-fn cpio(entries: &[(&str, u32, &[u8], (u32, u32))]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let trailer: (&str, u32, &[u8], (u32, u32)) = ("TRAILER!!!", 0, &[], (0, 0));
-    for (ino, (name, mode, data, (major, minor))) in entries.iter().chain([&trailer]).enumerate() {
-        let fields = [ino as u32 + 1, *mode, 0, 0, 1, 0, data.len() as u32, 0, 0, *major, *minor, name.len() as u32 + 1, 0];
-        out.extend_from_slice(b"070701");
-        for f in fields {
-            out.extend_from_slice(format!("{f:08X}").as_bytes());
-        }
-        out.extend_from_slice(name.as_bytes());
-        out.push(0);
-        out.resize(out.len().next_multiple_of(4), 0);
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(4), 0);
-    }
-    out
-}
-
-/// Puts the kernel (a hard link, else a copy) and the test initramfs
-/// (busybox and `linux_init/init`) where the test systems name them:
-/// `target/linux-tests`. Once per test binary.
-fn images() -> &'static Path {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let (kernel, busybox) = debian();
-        let dir = root().join("target/linux-tests");
-        std::fs::create_dir_all(&dir).expect("target/linux-tests");
-        let image = dir.join("Image");
-        let _ = std::fs::remove_file(&image);
-        if std::fs::hard_link(&kernel, &image).is_err() {
-            std::fs::copy(&kernel, &image).expect("copying the kernel");
-        }
-        let init = std::fs::read(root().join("tests/tests/linux_init/init")).expect("the test init");
-        let busybox = std::fs::read(busybox).expect("busybox");
-        let dir_mode = 0o040755;
-        let archive = cpio(&[
-            ("bin", dir_mode, &[], (0, 0)),
-            ("dev", dir_mode, &[], (0, 0)),
-            // The initial console: init's stdout before devtmpfs is mounted.
-            ("dev/console", 0o020600, &[], (5, 1)),
-            ("proc", dir_mode, &[], (0, 0)),
-            ("sys", dir_mode, &[], (0, 0)),
-            ("bin/busybox", 0o100755, &busybox, (0, 0)),
-            ("init", 0o100755, &init, (0, 0)),
-        ]);
-        std::fs::write(dir.join("initramfs.cpio"), archive).expect("writing the initramfs");
-        dir
-    })
-}
-
+/// The kernel and initramfs the test systems name, from `make deps`
+/// (`hallows linux initramfs`: Debian's kernel and busybox fetched with
+/// apt, verified, into target/linux; the initramfs with
+/// guests/linux/initramfs/init and ring-peer).
 fn boot(name: &str) -> Boot {
-    images();
+    let dir = root().join("target/linux");
+    for f in ["Image", "initramfs.cpio"] {
+        assert!(
+            dir.join(f).is_file(),
+            "{} is missing: run `make deps` (or `cargo run -p hallows -- linux initramfs`), which fetches Debian's arm64 kernel and busybox with apt and builds the initramfs, then run the tests again",
+            dir.join(f).display()
+        );
+    }
     boot_system(name)
 }
 
@@ -99,26 +42,35 @@ fn assert_linux_came_up(b: &Boot) {
     assert!(has("psci: PSCIv1.1 detected in firmware."), "{}", b.output);
     assert!(has("GICv3: CPU1: found redistributor 1 region 0:0x00000000080c0000"), "{}", b.output);
     assert!(has("smp: Brought up 1 node, 2 CPUs"), "{}", b.output);
-    assert!(has("hallows-init: cpus=2 online=0-1 ram=40000000-4bffffff"), "{}", b.output);
-    assert!(has("hallows-init: result ok"), "{}", b.output);
+    assert!(has("hallows-init: cpus ok 2 online (0-1)"), "{}", b.output);
+    assert!(has("hallows-init: ram ok device tree 192 MiB, MemTotal"), "{}", b.output);
+    assert!(!has("FAILED"), "{}", b.output);
     // Partition output is escaped by the hypervisor; Linux's CRs are dropped.
     assert!(!b.output.contains("\\u{0d}"), "{}", b.output);
 }
 
-fn assert_rust_partitions_finished(b: &Boot, primes: &str) {
+fn assert_rust_partitions_finished(b: &Boot, primes: &str, other: &str) {
     assert_eq!(b.summary("primes"), "exited 0", "{}", b.output);
-    assert_eq!(b.summary("hello"), "exited 0", "{}", b.output);
+    assert_eq!(b.summary(other), "exited 0", "{}", b.output);
     assert!(b.lines_of("primes").iter().any(|l| *l == primes), "{}", b.output);
 }
 
+/// `hallows_peer::expected_checksum(100_000)`: both ends fold every
+/// request and response into it (docs/linux.md, "The protocol").
+const CHECKSUM_100K: &str = "0xa42602d661fc2d83";
+
 #[test]
-fn linux_boots_beside_rust_partitions_and_powers_off() {
+fn linux_boots_exchanges_100000_messages_with_a_rust_partition_and_powers_off() {
     let b = boot("linux");
     b.assert_status(0);
     assert_linux_came_up(&b);
+    let done = format!("ok 100000 messages checksum {CHECKSUM_100K}");
+    assert!(b.lines_of("linux").iter().any(|l| l.starts_with("ring-peer: ") && l.contains(&done)), "{}", b.output);
+    assert!(b.lines_of("peer").iter().any(|l| l.starts_with("ring-peer: ") && l.contains(&done)), "{}", b.output);
+    assert!(b.lines_of("linux").iter().any(|l| *l == "hallows-init: done, 0 check(s) failed"), "{}", b.output);
     assert!(b.lines_of("linux").iter().any(|l| l.contains("reboot: Power down")), "{}", b.output);
     assert_eq!(b.summary("linux"), "exited 0", "{}", b.output);
-    assert_rust_partitions_finished(&b, "2262 primes below 20000");
+    assert_rust_partitions_finished(&b, "2262 primes below 20000", "peer");
 }
 
 #[test]
@@ -127,12 +79,13 @@ fn linux_reading_another_partitions_memory_is_stopped() {
     b.assert_status(1);
     assert_linux_came_up(&b);
     let lines = b.lines_of("linux");
-    assert!(lines.iter().any(|l| *l == "hallows-init: reading 0x5e000000 through /dev/mem"), "{}", b.output);
+    assert!(lines.iter().any(|l| l.starts_with("hallows-init: devmem reading 0x5e000000")), "{}", b.output);
     // The read never completed: the partition stopped on it.
-    assert!(!lines.iter().any(|l| l.contains("devmem returned")), "{}", b.output);
+    assert!(!lines.iter().any(|l| l.starts_with("hallows-init: devmem ") && !l.starts_with("hallows-init: devmem reading")), "{}", b.output);
+    assert!(!lines.iter().any(|l| l.starts_with("hallows-init: done")), "{}", b.output);
     let s = b.summary("linux");
     assert!(s.starts_with("stopped: stage-2 fault: read at 0x5e000000, outside its memory"), "{}", b.output);
-    assert_rust_partitions_finished(&b, "78498 primes below 1000000");
+    assert_rust_partitions_finished(&b, "78498 primes below 1000000", "hello");
 }
 
 #[test]
@@ -141,10 +94,10 @@ fn a_kernel_panic_restarts_then_stops_only_its_partition() {
     b.assert_status(1);
     assert_linux_came_up(&b);
     let lines = b.lines_of("linux");
-    assert_eq!(lines.iter().filter(|l| **l == "hallows-init: panicking").count(), 2, "{}", b.output);
+    assert_eq!(lines.iter().filter(|l| **l == "hallows-init: panic: crashing the kernel through /proc/sysrq-trigger").count(), 2, "{}", b.output);
     assert!(lines.iter().any(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash")), "{}", b.output);
     let hv = b.lines_of("hallows");
     assert!(hv.iter().any(|l| *l == "partition linux faulted: it reset itself (PSCI SYSTEM_RESET); restarting it (1 of 1)"), "{}", b.output);
     assert_eq!(b.summary("linux"), "stopped: it reset itself (PSCI SYSTEM_RESET) (restarted 1 times)", "{}", b.output);
-    assert_rust_partitions_finished(&b, "2262 primes below 20000");
+    assert_rust_partitions_finished(&b, "2262 primes below 20000", "hello");
 }
