@@ -219,5 +219,5 @@ fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) ->
 /// information (the stacks and boot information hold no code).
 fn entry_in_image(p: &hallows_table::PartitionDesc, entry: u64) -> bool {
     let end = if p.is_linux() { p.ram_ipa.saturating_add(p.ram_size) } else { system::boot_info_ipa(p) };
-    entry >= p.ram_ipa && entry < end && entry % 4 == 0
+    entry >= p.ram_ipa && entry < end && entry.is_multiple_of(4)
 }

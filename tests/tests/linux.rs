@@ -52,7 +52,7 @@ fn assert_linux_came_up(b: &Boot) {
 fn assert_rust_partitions_finished(b: &Boot, primes: &str, other: &str) {
     assert_eq!(b.summary("primes"), "exited 0", "{}", b.output);
     assert_eq!(b.summary(other), "exited 0", "{}", b.output);
-    assert!(b.lines_of("primes").iter().any(|l| *l == primes), "{}", b.output);
+    assert!(b.lines_of("primes").contains(&primes), "{}", b.output);
 }
 
 /// `hallows_peer::expected_checksum(100_000)`: both ends fold every
@@ -67,7 +67,7 @@ fn linux_boots_exchanges_100000_messages_with_a_rust_partition_and_powers_off() 
     let done = format!("ok 100000 messages checksum {CHECKSUM_100K}");
     assert!(b.lines_of("linux").iter().any(|l| l.starts_with("ring-peer: ") && l.contains(&done)), "{}", b.output);
     assert!(b.lines_of("peer").iter().any(|l| l.starts_with("ring-peer: ") && l.contains(&done)), "{}", b.output);
-    assert!(b.lines_of("linux").iter().any(|l| *l == "hallows-init: done, 0 check(s) failed"), "{}", b.output);
+    assert!(b.lines_of("linux").contains(&"hallows-init: done, 0 check(s) failed"), "{}", b.output);
     assert!(b.lines_of("linux").iter().any(|l| l.contains("reboot: Power down")), "{}", b.output);
     assert_eq!(b.summary("linux"), "exited 0", "{}", b.output);
     assert_rust_partitions_finished(&b, "2262 primes below 20000", "peer");
@@ -97,7 +97,7 @@ fn a_kernel_panic_restarts_then_stops_only_its_partition() {
     assert_eq!(lines.iter().filter(|l| **l == "hallows-init: panic: crashing the kernel through /proc/sysrq-trigger").count(), 2, "{}", b.output);
     assert!(lines.iter().any(|l| l.contains("Kernel panic - not syncing: sysrq triggered crash")), "{}", b.output);
     let hv = b.lines_of("hallows");
-    assert!(hv.iter().any(|l| *l == "partition linux faulted: it reset itself (PSCI SYSTEM_RESET); restarting it (1 of 1)"), "{}", b.output);
+    assert!(hv.contains(&"partition linux faulted: it reset itself (PSCI SYSTEM_RESET); restarting it (1 of 1)"), "{}", b.output);
     assert_eq!(b.summary("linux"), "stopped: it reset itself (PSCI SYSTEM_RESET) (restarted 1 times)", "{}", b.output);
     assert_rust_partitions_finished(&b, "2262 primes below 20000", "hello");
 }

@@ -55,7 +55,7 @@ pub fn image_header(bytes: &[u8]) -> Result<ImageHeader, String> {
     if (flags >> 1) & 3 == 2 || (flags >> 1) & 3 == 3 {
         return Err("built for 16 or 64 KiB pages only: partitions give Linux 4 KiB stage-2 pages (take a 4 KiB-page kernel)".into());
     }
-    if text_offset >= RAM_ALIGN || text_offset % 4096 != 0 {
+    if text_offset >= RAM_ALIGN || !text_offset.is_multiple_of(4096) {
         return Err(format!("text_offset {text_offset:#x} is not a page inside the 2 MiB block"));
     }
     Ok(ImageHeader { text_offset, image_size, flags })
@@ -265,10 +265,10 @@ mod tests {
         };
         let l = g.layout();
         assert_eq!(l.dtb, 0x220_0000);
-        assert!(l.dtb >= g.image_size && l.dtb % RAM_ALIGN == 0);
+        assert!(l.dtb >= g.image_size && l.dtb.is_multiple_of(RAM_ALIGN));
         assert_eq!(l.initrd, l.dtb + LinuxGuest::DTB_MAX);
         assert_eq!(l.end, l.initrd + (3 << 20));
-        assert_eq!(g.payload_size() % RAM_ALIGN, 0);
+        assert!(g.payload_size().is_multiple_of(RAM_ALIGN));
         assert!(g.payload_size() >= g.kernel_size + g.initrd_size + LinuxGuest::DTB_MAX);
     }
 }

@@ -49,13 +49,15 @@ struct Regs<const N: usize> {
 }
 
 impl<const N: usize> Regs<N> {
-    const NEW: Self = Regs {
+    const fn new() -> Self {
+        Regs {
         group: [const { AtomicU32::new(0) }; N],
         enable: [const { AtomicU32::new(0) }; N],
         grpmod: [const { AtomicU32::new(0) }; N],
         cfg: [const { [const { AtomicU32::new(0) }; 2] }; N],
         prio: [const { [const { AtomicU32::new(0) }; 8] }; N],
-    };
+        }
+    }
 
     fn clear(&self) {
         for b in 0..N {
@@ -75,10 +77,10 @@ struct VDist {
     regs: Regs<BLOCKS>,
 }
 
-static DIST: [VDist; MAX_PARTITIONS] = [const { VDist { ctlr: AtomicU32::new(0), regs: Regs::NEW } }; MAX_PARTITIONS];
+static DIST: [VDist; MAX_PARTITIONS] = [const { VDist { ctlr: AtomicU32::new(0), regs: Regs::new() } }; MAX_PARTITIONS];
 /// Per core (= per vCPU: a core runs one): its redistributor's fields and
 /// `GICR_WAKER.ProcessorSleep`.
-static REDIST: [Regs<1>; MAX_CORES] = [const { Regs::NEW }; MAX_CORES];
+static REDIST: [Regs<1>; MAX_CORES] = [const { Regs::new() }; MAX_CORES];
 static WAKER: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
 /// Per core: SGIs (bit = INTID) sent to its vCPU and not yet in a list register.
 static SGI_PENDING: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
@@ -175,7 +177,7 @@ pub fn mmio(sys: &System, role: CoreRole, esr: u64, ipa: u64, regs: &mut [u64; 3
     let size = 1u64 << ((esr >> 22) & 3);
     let srt = ((esr >> 16) & 0x1f) as usize;
     let write = esr & (1 << 6) != 0;
-    if ipa % size != 0 {
+    if !ipa.is_multiple_of(size) {
         return Mmio::Refused;
     }
     let reg = |regs: &[u64; 31]| if srt == 31 { 0 } else { regs[srt] };
