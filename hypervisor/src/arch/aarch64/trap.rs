@@ -153,7 +153,9 @@ extern "C" fn rust_irq_lower(iar: u64) {
 fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
     let esr = ESR_EL2.get();
     let pc = frame.elr;
-    if kind == 0 && linux_trap(frame, esr, core) {
+    // Only data aborts and system-register traps may be a Linux
+    // partition's emulated devices: hypercalls do not look.
+    if kind == 0 && matches!((esr >> 26) & 0x3f, ec::DABT_LOWER | ec::SYSREG) && linux_trap(frame, esr, core) {
         return;
     }
     let trap = if kind != 0 {
