@@ -207,14 +207,30 @@ fn link_image(dir: &Path, f: &Fetched) -> Result<()> {
         (Ok(x), Ok(y)) => x == y,
         _ => false,
     };
-    if image.is_file() && std::fs::metadata(&image)?.len() == std::fs::metadata(&f.kernel)?.len() && same(&image, &f.kernel) {
+    if image.is_file() && same(&image, &f.kernel) {
         return Ok(());
     }
-    let _ = std::fs::remove_file(&image);
-    if std::fs::hard_link(&f.kernel, &image).is_err() {
-        std::fs::copy(&f.kernel, &image).with_context(|| format!("copying the kernel to {}", image.display()))?;
+    // Never write through `Image` (it may be a hard link to the kernel
+    // itself): a new name, then an atomic rename over it, so concurrent
+    // callers (tests in parallel) each see a whole kernel.
+    let tmp = unique_tmp(&image);
+    if std::fs::hard_link(&f.kernel, &tmp).is_err() {
+        std::fs::copy(&f.kernel, &tmp).with_context(|| format!("copying the kernel to {}", tmp.display()))?;
     }
+    let renamed = std::fs::rename(&tmp, &image);
+    // rename(2) leaves both names when they already were one file.
+    let _ = std::fs::remove_file(&tmp);
+    renamed.with_context(|| format!("renaming {} to {}", tmp.display(), image.display()))?;
     Ok(())
+}
+
+/// A scratch name next to `path`, unique to this process and call.
+fn unique_tmp(path: &Path) -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".tmp.{}.{n}", std::process::id()));
+    path.with_file_name(name)
 }
 
 /// `target/linux/Image` under the cache directory `dir`: the kernel as
@@ -469,7 +485,7 @@ pub fn initramfs(root: &Path, spec: &InitramfsSpec, out: Option<&Path>) -> Resul
     if let Some(d) = out.parent() {
         std::fs::create_dir_all(d)?;
     }
-    let tmp = out.with_extension("cpio.tmp");
+    let tmp = unique_tmp(&out);
     std::fs::write(&tmp, &bytes).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, &out)?;
     Ok(out)
@@ -565,6 +581,35 @@ mod tests {
         for dir in ["proc", "sys", "dev", "tmp", "lib/modules"] {
             assert_eq!(find(dir).kind, Kind::Dir);
         }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn image_names_the_fetched_kernel_and_never_writes_through_it() {
+        let d = scratch("image");
+        std::fs::write(d.join("vmlinuz-a"), b"kernel a").unwrap();
+        std::fs::write(d.join("vmlinuz-b"), b"kernel b, longer").unwrap();
+        let mut f = Fetched {
+            packages: Vec::new(),
+            kernel: d.join("vmlinuz-a"),
+            release: "a".into(),
+            image: image_path(&d),
+            busybox: d.join("busybox"),
+            modules: d.join("modules"),
+            cached: true,
+        };
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| link_image(&d, &f).unwrap());
+            }
+        });
+        assert_eq!(std::fs::read(image_path(&d)).unwrap(), b"kernel a");
+        f.kernel = d.join("vmlinuz-b");
+        link_image(&d, &f).unwrap();
+        assert_eq!(std::fs::read(image_path(&d)).unwrap(), b"kernel b, longer");
+        // The kernel Image used to name is untouched, and no scratch file is left.
+        assert_eq!(std::fs::read(d.join("vmlinuz-a")).unwrap(), b"kernel a");
+        assert_eq!(std::fs::read_dir(&d).unwrap().count(), 3);
         let _ = std::fs::remove_dir_all(&d);
     }
 

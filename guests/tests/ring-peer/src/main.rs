@@ -71,29 +71,44 @@ fn index_of(boot: &Boot, name: &str) -> Option<u64> {
 fn main(boot: &Boot) -> u64 {
     match run(boot) {
         Ok(()) => 0,
-        Err(e) => {
+        // Already said (a line naming the channel or the exchange's error).
+        Err(Printed) => 1,
+        Err(Usage(e)) => {
             println!("ring-peer: FAILED: {e}");
             1
         }
     }
 }
 
-fn run(boot: &Boot) -> Result<(), &'static str> {
+/// Why `run` failed: a usage error to print, or a failure it printed.
+enum Failure {
+    Usage(&'static str),
+    Printed,
+}
+use Failure::{Printed, Usage};
+
+impl From<&'static str> for Failure {
+    fn from(s: &'static str) -> Failure {
+        Usage(s)
+    }
+}
+
+fn run(boot: &Boot) -> Result<(), Failure> {
     let initiate = match boot.arg("role") {
         Some("initiate") => true,
         Some("respond") => false,
-        _ => return Err("role=initiate or role=respond expected"),
+        _ => return Err(Usage("role=initiate or role=respond expected")),
     };
     let count: u64 = boot.arg("count").map_or(Some(100_000), |s| s.parse().ok()).ok_or("count= is not a number")?;
     let timeout: u64 = boot.arg("timeout_s").map_or(Some(600), |s| s.parse().ok()).ok_or("timeout_s= is not a number")?;
     let (txn, rxn) = (boot.arg("tx").ok_or("tx=NAME expected")?, boot.arg("rx").ok_or("rx=NAME expected")?);
     let mut tx = channel::sender_typed::<Msg>(boot, txn, hallows_peer::LAYOUT_HASH).map_err(|e| {
-        println!("ring-peer: cannot open {txn} to send: {e}");
-        "channel"
+        println!("ring-peer: FAILED: cannot open {txn} to send: {e}");
+        Printed
     })?;
     let mut rx = channel::receiver_typed::<Msg>(boot, rxn, hallows_peer::LAYOUT_HASH).map_err(|e| {
-        println!("ring-peer: cannot open {rxn} to receive: {e}");
-        "channel"
+        println!("ring-peer: FAILED: cannot open {rxn} to receive: {e}");
+        Printed
     })?;
     let notify = if tx.has_doorbell() { index_of(boot, txn) } else { None };
     let sleep = rx.has_doorbell();
@@ -115,11 +130,11 @@ fn run(boot: &Boot) -> Result<(), &'static str> {
         }
         Ok(_) => {
             println!("ring-peer: FAILED: {} doorbell rings refused by the hypervisor", link.failed_rings);
-            Err("doorbell")
+            Err(Printed)
         }
         Err(e) => {
             println!("ring-peer: FAILED: {e}");
-            Err("exchange")
+            Err(Printed)
         }
     }
 }
