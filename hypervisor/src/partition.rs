@@ -635,6 +635,9 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     if p.watchdog_ns != 0 {
         console::hv_print(format_args!("watchdog: {name}: {} looks\n", WATCH[index].looks.load(Ordering::Relaxed)));
     }
+    if p.is_linux() {
+        arch::linux_report(index, name);
+    }
     match end {
         End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
         End::Fault(reason) if restart => {

@@ -70,6 +70,11 @@ fn linux_boots_exchanges_100000_messages_with_a_rust_partition_and_powers_off() 
     assert!(b.lines_of("linux").contains(&"hallows-init: done, 0 check(s) failed"), "{}", b.output);
     assert!(b.lines_of("linux").iter().any(|l| l.contains("reboot: Power down")), "{}", b.output);
     assert_eq!(b.summary("linux"), "exited 0", "{}", b.output);
+    // IPIs went through the hypervisor's virtual SGIs (trapped
+    // ICC_SGI1R_EL1), and the console, GIC and doorbells were emulated.
+    let report = b.lines_of("hallows").into_iter().find_map(|l| l.strip_prefix("linux: linux: ")).unwrap_or_else(|| panic!("no report:\n{}", b.output));
+    let numbers: Vec<u64> = report.split(' ').filter_map(|w| w.parse().ok()).collect();
+    assert!(numbers.len() == 3 && numbers.iter().all(|&n| n > 0), "{report}");
     assert_rust_partitions_finished(&b, "2262 primes below 20000", "peer");
 }
 

@@ -11,6 +11,11 @@ mod trap;
 mod uart;
 mod vdev;
 
+/// What a Linux partition that ended cost the hypervisor (`vdev::report`).
+pub fn linux_report(index: usize, name: &str) {
+    vdev::report(index, name)
+}
+
 /// Most vCPUs of a Linux partition (SGI target lists and the virtual
 /// redistributors address 16).
 pub const MAX_LINUX_VCPUS: usize = 16;

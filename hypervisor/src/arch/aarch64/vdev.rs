@@ -25,7 +25,7 @@
 //! has. Anything else is refused ([`Mmio::Refused`]): the partition's
 //! fault policy applies, as for any access outside its memory.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use hallows_table::{linux, PartitionDesc, MAX_CORES, MAX_PARTITIONS};
 
@@ -84,6 +84,29 @@ static REDIST: [Regs<1>; MAX_CORES] = [const { Regs::new() }; MAX_CORES];
 static WAKER: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
 /// Per core: SGIs (bit = INTID) sent to its vCPU and not yet in a list register.
 static SGI_PENDING: [AtomicU32; MAX_CORES] = [const { AtomicU32::new(0) }; MAX_CORES];
+
+/// Per partition, over all its runs: emulated device accesses, emulated
+/// system-register accesses, and SGIs sent between its vCPUs (what a
+/// Linux partition cost the hypervisor, printed when it ends).
+struct Counts {
+    mmio: AtomicU64,
+    sysreg: AtomicU64,
+    sgis: AtomicU64,
+}
+
+static COUNTS: [Counts; MAX_PARTITIONS] =
+    [const { Counts { mmio: AtomicU64::new(0), sysreg: AtomicU64::new(0), sgis: AtomicU64::new(0) } }; MAX_PARTITIONS];
+
+/// Prints partition `index`'s counts (a Linux partition that ended).
+pub fn report(index: usize, name: &str) {
+    let Some(c) = COUNTS.get(index) else { return };
+    crate::console::hv_print(format_args!(
+        "linux: {name}: {} emulated device accesses, {} emulated system-register accesses, {} SGIs between its vCPUs\n",
+        c.mmio.load(Ordering::Relaxed),
+        c.sysreg.load(Ordering::Relaxed),
+        c.sgis.load(Ordering::Relaxed)
+    ));
+}
 
 /// Per partition: the emulated PL011's programmable registers.
 struct VUart {
@@ -197,6 +220,7 @@ pub fn mmio(sys: &System, role: CoreRole, esr: u64, ipa: u64, regs: &mut [u64; 3
     };
     match result {
         Some(read) => {
+            COUNTS[role.partition].mmio.fetch_add(1, Ordering::Relaxed);
             if !write && srt != 31 {
                 regs[srt] = extend(esr, read & width_mask(size), size);
             }
@@ -452,6 +476,7 @@ fn doorbell(sys: &System, index: usize, a: Access) -> Option<u64> {
 /// ones, group-0 and alias SGI registers) reads as zero and ignores
 /// writes, so Linux finds no PMU and no debug hardware but goes on.
 pub fn sysreg(sys: &System, role: CoreRole, core: usize, esr: u64, regs: &mut [u64; 31]) {
+    COUNTS[role.partition].sysreg.fetch_add(1, Ordering::Relaxed);
     let read = esr & 1 != 0;
     let rt = ((esr >> 5) & 0x1f) as usize;
     let (op0, op2, op1, crn, crm) = ((esr >> 20) & 3, (esr >> 17) & 7, (esr >> 14) & 7, (esr >> 10) & 0xf, (esr >> 1) & 0xf);
@@ -490,6 +515,7 @@ fn send_sgi(sys: &System, role: CoreRole, core: usize, value: u64) {
         rest &= rest - 1;
         let target = p.vcpu_core[v] as usize;
         let Some(pending) = SGI_PENDING.get(target) else { continue };
+        COUNTS[role.partition].sgis.fetch_add(1, Ordering::Relaxed);
         pending.fetch_or(1 << intid, Ordering::AcqRel);
         if target == core {
             deliver_sgis(core);

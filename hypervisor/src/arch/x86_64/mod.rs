@@ -84,6 +84,9 @@ pub const GUEST_FAULT_DETAIL: &str = "vector";
 /// Linux partitions are aarch64-only so far: none may have a vCPU here.
 pub const MAX_LINUX_VCPUS: usize = 0;
 
+/// No Linux partitions on x86_64 (`MAX_LINUX_VCPUS`): nothing to report.
+pub fn linux_report(_index: usize, _name: &str) {}
+
 /// Queues the doorbell for virtual interrupt `vintid` (a
 /// `DOORBELL_INTID_BASE + i`, the portable numbering) for this core's vCPU:
 /// it is injected as vector `hallows_abi::DOORBELL_VECTOR_BASE + i` at the
