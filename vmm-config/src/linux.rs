@@ -127,7 +127,7 @@ pub(crate) fn check(
                 if !hallows_source::is_inside(&path, root) {
                     d.error(file, v.span(), format!("{what} \"{shown}\" is outside the project directory"))
                         .label("outside the project")
-                        .help(format!("Linux images must lie inside the project, so that a manifest cannot make hallows read other files: copy it into {} (`make linux-deps` fetches Debian's), or, if you trust this manifest, run hallows with --allow-outside-paths", root.display()));
+                        .help(format!("Linux images must lie inside the project, so that a manifest cannot make hallows read other files: copy it into {} (`make deps` or `hallows linux fetch` puts Debian's there), or, if you trust this manifest, run hallows with --allow-outside-paths", root.display()));
                     return None;
                 }
             }
