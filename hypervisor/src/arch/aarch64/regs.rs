@@ -56,8 +56,11 @@ pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 /// SPSR_EL2 for entering a vCPU: EL1h, all of DAIF masked.
 pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 
-/// CPTR_EL2: RES1 bits only; FP/SIMD and SVE are not trapped (each core
-/// runs one partition, so its FP state is never shared).
+/// CPTR_EL2: what is RES1 on a core without SVE and SME; FP/SIMD is not
+/// trapped (each core runs one partition, so its FP state is never
+/// shared). On a core with SVE or SME, bits 8 (TZ) and 12 (TSM) trap them:
+/// a RustHallows guest uses neither; a Linux partition gets them
+/// (`boot::allow_sve_sme`).
 pub const CPTR: u64 = 0x33ff;
 /// CPTR_EL2.TZ (bit 8): SVE traps; CPTR_EL2.TSM (bit 12): SME traps. A
 /// Linux partition gets both cleared where the core has the feature.
