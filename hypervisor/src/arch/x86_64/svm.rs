@@ -20,6 +20,8 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::guest::{self, page_pa, Exit, Gprs, Pages, PAGE};
+use hallows_abi::call;
+
 use crate::partition::{StopReason, Trap};
 use crate::MAX_CORES;
 
@@ -28,6 +30,11 @@ use crate::MAX_CORES;
 static VMCBS: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
 #[link_section = ".noinit.svm"]
 static HOST_SAVE: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
+/// The hypervisor's own `vmload` state per core (TR with its TSS, FS, GS,
+/// LDTR, kernel GS base, the syscall/sysenter MSRs), saved once by
+/// `init_core` and loaded back after every `#VMEXIT` (see `svm_run`).
+#[link_section = ".noinit.svm"]
+static HOST_VMLOAD: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
 /// I/O permission map: 12 KiB, one bit per port (plus the spill-over page).
 #[link_section = ".noinit.svm"]
 static IOPM: Pages<3> = Pages(UnsafeCell::new([[0; PAGE]; 3]));
@@ -144,10 +151,15 @@ pub fn init_global() {
     }
 }
 
-/// Per-core set-up: EFER.SVME and the host save area.
+/// Per-core set-up: EFER.SVME, the host save area, and the hypervisor's
+/// own `vmload` state (its TR, loaded by `idt::load_tss`, above all).
 pub fn init_core(core: usize) {
     wrmsr(cpu::EFER, rdmsr(cpu::EFER) | EFER_SVME);
     wrmsr(VM_HSAVE_PA, page_pa(&HOST_SAVE, core));
+    let host = page_pa(&HOST_VMLOAD, core);
+    // SAFETY: `vmsave` writes this core's own page (4 KiB aligned, VMCB
+    // format) with the CPU's current FS/GS/TR/LDTR and MSR state.
+    unsafe { core::arch::asm!("vmsave rax", in("rax") host, options(nostack)) };
 }
 
 /// This core's VMCB (identity-mapped: the address is also its physical one).
@@ -252,6 +264,7 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w32(ctl::ASID, asid as u32);
     v.w8(ctl::TLB_CONTROL, 1); // flush everything on this entry
     v.w64(ctl::INT_CTL, V_INTR_MASKING);
+    WINDOW[core].store(false, Ordering::Relaxed);
     v.w64(ctl::NP_ENABLE, 1);
     v.w64(ctl::N_CR3, npt_root);
     guest::clear_doorbells(core);
@@ -280,29 +293,25 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w64(save::RAX, 0);
     v.w64(save::G_PAT, guest::PAT_RESET);
     // The state `vmload` loads (FS, GS, TR, LDTR, kernel GS base, the
-    // syscall and sysenter MSRs) is loaded from this fresh VMCB at the next
-    // entry (`svm_run`), and only then: see `VMLOAD`.
-    VMLOAD[core].store(true, Ordering::Relaxed);
+    // syscall and sysenter MSRs) comes from this zeroed VMCB at the first
+    // entry: nothing of an earlier vCPU of this core survives.
 }
 
-/// Per core: whether the next entry must `vmload` the guest's FS, GS, TR,
-/// LDTR, kernel GS base and syscall/sysenter MSRs from the VMCB (a fresh
-/// vCPU). Otherwise they are still in the CPU: `vmrun` and `#VMEXIT` do not
-/// switch them, and the hypervisor never uses them (no FS/GS-relative
-/// accesses, no `swapgs`, `syscall` or `sysenter`, no IST or privilege
-/// change in its interrupt handling, which would read the TSS), so the
-/// guest's own values stay loaded from one entry to the next and need
-/// neither a `vmsave` at each exit nor a `vmload` at each entry. A vCPU
-/// entered afresh (`setup_vcpu`: boot, restart, PSCI CPU_ON) loads them
-/// from its zeroed VMCB, so nothing of an earlier vCPU of this core
-/// survives. (The VMCB's copy of them is never read.)
-static VMLOAD: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
-
 extern "C" {
-    /// Enters the guest of `vmcb` with the registers of `gprs`, first
-    /// loading the VMCB's `vmload` state if `load` is not 0 (see
-    /// `VMLOAD`); returns at its next `#VMEXIT`, the registers saved.
-    fn svm_run(vmcb: u64, gprs: *mut Gprs, load: u64);
+    /// Enters the guest of `vmcb` with the registers of `gprs`; returns at
+    /// its next `#VMEXIT`, the registers saved.
+    ///
+    /// `vmrun` and `#VMEXIT` do not switch FS, GS, TR, LDTR, the kernel GS
+    /// base and the syscall/sysenter MSRs: the guest's are loaded from its
+    /// VMCB with `vmload` before `vmrun`, saved back with `vmsave` after
+    /// the exit, and the hypervisor's (`host`, saved by `init_core`) loaded
+    /// again at once. The hypervisor's TR matters: its TSS holds the IST
+    /// stacks of the double fault, NMI and machine-check gates
+    /// (`idt::load_tss`), and with a guest's TR loaded an NMI taken in the
+    /// hypervisor would switch to a stack address the guest chose. Until
+    /// the host `vmload` the hypervisor runs with GIF clear (no NMI) and
+    /// executes only the register saves below.
+    fn svm_run(vmcb: u64, gprs: *mut Gprs, host: u64);
 }
 
 global_asm!(
@@ -314,13 +323,12 @@ global_asm!(
     "    push r13",
     "    push r14",
     "    push r15",
+    "    push rdx",
+    "    push rdi",
     "    push rsi",
     "    mov rax, rdi",
-    // The `vmload` (a fresh vCPU only), before rdx is the guest's.
-    "    test rdx, rdx",
-    "    jz 1f",
     "    vmload rax",
-    "1:  mov rbx, [rsi + 0]",
+    "    mov rbx, [rsi + 0]",
     "    mov rcx, [rsi + 8]",
     "    mov rdx, [rsi + 16]",
     "    mov rdi, [rsi + 32]",
@@ -343,7 +351,7 @@ global_asm!(
     "    vmrun rax",
     // The hypervisor's DR7 first (nothing armed), whatever the CPU or an
     // emulator left there, before any other instruction of ours runs:
-    // rax is free (the guest's is in the VMCB). No `vmsave`: see `VMLOAD`.
+    // rax is free (the guest's is in the VMCB).
     "    mov eax, 0x400",
     "    mov dr7, rax",
     "    cli",
@@ -363,6 +371,12 @@ global_asm!(
     "    mov [rsi + 104], r15",
     "    pop rax",
     "    mov [rsi + 24], rax",
+    // The guest's `vmload` state back into its VMCB, the hypervisor's into
+    // the CPU.
+    "    pop rax",
+    "    vmsave rax",
+    "    pop rax",
+    "    vmload rax",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -377,13 +391,14 @@ global_asm!(
 pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let v = Vmcb::of(core);
     let nrip = nrip_save();
+    let host = page_pa(&HOST_VMLOAD, core);
     loop {
         inject(&v, core);
-        let load = VMLOAD[core].swap(false, Ordering::Relaxed);
         // SAFETY: the VMCB was set up by `setup_vcpu` for this core, EFER.SVME
-        // and VM_HSAVE_PA are set (`init_core`), and `g` is this core's own
-        // register block; `svm_run` preserves the host's callee-saved state.
-        unsafe { svm_run(v.0, g, load as u64) };
+        // and VM_HSAVE_PA are set and the host's `vmload` state saved
+        // (`init_core`), and `g` is this core's own register block;
+        // `svm_run` preserves the host's callee-saved state.
+        unsafe { svm_run(v.0, g, host) };
         v.w8(ctl::TLB_CONTROL, 0);
         // An event whose delivery the exit interrupted: a doorbell goes
         // back to the queue, an exception is delivered again.
@@ -416,10 +431,22 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     inject_exception(&v, VECTOR_UD, None);
                     continue;
                 }
-                match advance!(&[0x0f, 0x01, 0xd9]) {
-                    Ok(()) => return Exit::Call,
-                    Err(r) => Trap::Stop(r),
+                if let Err(r) = advance!(&[0x0f, 0x01, 0xd9]) {
+                    return Exit::Trap(Trap::Stop(r));
                 }
+                // The two calls of every doorbell and every probe of the
+                // ABI, answered here (see `guest::notify`); any other call,
+                // or a NOTIFY the routes do not know (the error is the
+                // portable path's), goes to the portable code.
+                match v.r64(save::RAX) {
+                    call::NOTIFY if guest::notify(core, g.rdi) => v.w64(save::RAX, 0),
+                    call::ABI_VERSION => {
+                        v.w64(save::RAX, 0);
+                        g.rdi = hallows_abi::ABI_VERSION;
+                    }
+                    _ => return Exit::Call,
+                }
+                continue;
             }
             exit::DR_FIRST..=exit::DR_LAST => match debug_register(&v, core, nrip, g, rip, code) {
                 Ok(()) => continue,
@@ -617,7 +644,11 @@ fn debug_register(v: &Vmcb, core: usize, nrip: bool, g: &mut Gprs, rip: u64, cod
 /// take an interrupt now (IF set, no `sti`/`mov ss` shadow, no event being
 /// re-delivered), and asks for an interrupt window (V_IRQ + VINTR
 /// intercept) while any remains queued.
+///
+/// The window's two VMCB fields are written only when it opens or closes
+/// (`WINDOW` remembers which this core's VMCB holds).
 fn inject(v: &Vmcb, core: usize) {
+    let mut window = false;
     if guest::doorbell_queued(core) {
         let free = v.r64(ctl::EVENTINJ) & EVENT_VALID == 0;
         let open = v.r64(save::RFLAGS) & (1 << 9) != 0 && v.r64(ctl::INT_STATE) & 1 == 0;
@@ -626,11 +657,19 @@ fn inject(v: &Vmcb, core: usize) {
                 v.w64(ctl::EVENTINJ, EVENT_VALID | vector as u64);
             }
         }
+        window = guest::doorbell_queued(core);
     }
-    let window = guest::doorbell_queued(core);
-    v.w64(ctl::INT_CTL, V_INTR_MASKING | if window { V_IRQ_WINDOW } else { 0 });
-    v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 });
+    let Some(current) = WINDOW.get(core) else { return };
+    if current.load(Ordering::Relaxed) != window {
+        current.store(window, Ordering::Relaxed);
+        v.w64(ctl::INT_CTL, V_INTR_MASKING | if window { V_IRQ_WINDOW } else { 0 });
+        v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 });
+    }
 }
+
+/// Per core: whether its VMCB asks for an interrupt window (`inject`);
+/// false for a fresh VMCB (`setup_vcpu`).
+static WINDOW: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
 
 /// After an INTR exit: takes the pending physical interrupts through the
 /// hypervisor's IDT (SVM does not acknowledge them on exit), which ends
