@@ -119,6 +119,11 @@ pub struct Gprs {
     pub r15: u64,
     /// rax: VMX keeps it here (SVM keeps it in the VMCB and ignores this).
     pub rax: u64,
+    /// SVM only, for `svm_run` (offsets 120 and 128): the physical
+    /// addresses of this core's VMCB and of the hypervisor's own `vmload`
+    /// state. Not guest registers; set by `svm::run`.
+    pub vmcb: u64,
+    pub host: u64,
 }
 
 impl Gprs {
@@ -600,7 +605,10 @@ pub fn note_wake_sources(core: usize) {
 /// (`WAKE`), or, for the boot vCPU, some channel's doorbell rings its
 /// partition or it owns a device with an interrupt ([`note_wake_sources`]).
 pub fn can_be_woken(core: usize) -> bool {
-    super::timer::armed(core) || doorbell_queued(core) || CONFIG_WAKES.get(core).is_some_and(|f| f.load(Ordering::Relaxed))
+    // The configuration first: it is fixed while the vCPU runs, and true
+    // for every vCPU a doorbell or another vCPU can wake (the common case
+    // of `svm::inject`'s question, asked before every entry).
+    CONFIG_WAKES.get(core).is_some_and(|f| f.load(Ordering::Relaxed)) || super::timer::armed(core) || doorbell_queued(core)
 }
 
 /// Where `NOTIFY` on one channel rings, per core and entry of its

@@ -16,7 +16,7 @@
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::guest::{self, page_pa, Exit, Gprs, Pages, PAGE};
@@ -204,19 +204,20 @@ impl Vmcb {
 }
 
 /// Intercepts (offset 0x0C) always on; VINTR (bit 4) is added while a
-/// doorbell waits for the guest to open an interrupt window.
+/// doorbell waits for the guest to open an interrupt window, HLT (bit 24)
+/// whenever the guest's `hlt` must be seen (see `inject`).
 const MISC1: u32 = (1u32 << 0) // INTR
     | (1 << 1) // NMI
     | (1 << 3) // INIT
     | (1 << 18) // CPUID
     | (1 << 22) // INVD
-    | (1 << 24) // HLT
     | (1 << 26) // INVLPGA
     | (1 << 27) // IOIO
     | (1 << 28) // MSR
     | (1 << 29) // task switch
     | (1 << 31); // shutdown
 const MISC1_VINTR: u32 = 1 << 4;
+const MISC1_HLT: u32 = 1 << 24;
 
 /// INT_CTL: V_INTR_MASKING (24): the guest's IF masks only virtual
 /// interrupts; physical ones are masked by the host's IF at `vmrun` (set,
@@ -256,7 +257,7 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     // #DB and #AC: the two exceptions a guest can make recur forever inside
     // microcode (CVE-2015-5307, CVE-2015-8104).
     v.w32(ctl::INTERCEPT_EXC, (1 << 1) | (1 << 17));
-    v.w32(ctl::INTERCEPT_MISC1, MISC1);
+    v.w32(ctl::INTERCEPT_MISC1, MISC1 | MISC1_HLT);
     // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT.
     v.w32(ctl::INTERCEPT_MISC2, 0x7f);
     v.w64(ctl::IOPM_BASE, page_pa(&IOPM, 0));
@@ -264,7 +265,7 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w32(ctl::ASID, asid as u32);
     v.w8(ctl::TLB_CONTROL, 1); // flush everything on this entry
     v.w64(ctl::INT_CTL, V_INTR_MASKING);
-    WINDOW[core].store(false, Ordering::Relaxed);
+    INTERCEPTS[core].store(HLT_SEEN, Ordering::Relaxed);
     v.w64(ctl::NP_ENABLE, 1);
     v.w64(ctl::N_CR3, npt_root);
     guest::clear_doorbells(core);
@@ -298,8 +299,8 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
 }
 
 extern "C" {
-    /// Enters the guest of `vmcb` with the registers of `gprs`; returns at
-    /// its next `#VMEXIT`, the registers saved.
+    /// Enters the guest of VMCB `gprs.vmcb` with the registers of `gprs`;
+    /// returns at its next `#VMEXIT`, the registers saved.
     ///
     /// `vmrun` and `#VMEXIT` do not switch FS, GS, TR, LDTR, the kernel GS
     /// base and the syscall/sysenter MSRs: the guest's are loaded from its
@@ -310,8 +311,11 @@ extern "C" {
     /// (`idt::load_tss`), and with a guest's TR loaded an NMI taken in the
     /// hypervisor would switch to a stack address the guest chose. Until
     /// the host `vmload` the hypervisor runs with GIF clear (no NMI) and
-    /// executes only the register saves below.
-    fn svm_run(vmcb: u64, gprs: *mut Gprs, host: u64);
+    /// executes only the register saves below. (After the exit IF stays
+    /// set, as `vmrun` restored it: GIF, cleared by `#VMEXIT`, is what
+    /// holds interrupts off, and every window that sets GIF clears IF
+    /// again itself: `take_interrupts`, `idle`.)
+    fn svm_run(gprs: *mut Gprs);
 }
 
 global_asm!(
@@ -323,10 +327,9 @@ global_asm!(
     "    push r13",
     "    push r14",
     "    push r15",
-    "    push rdx",
     "    push rdi",
-    "    push rsi",
-    "    mov rax, rdi",
+    "    mov rsi, rdi",
+    "    mov rax, [rsi + 120]",
     "    vmload rax",
     "    mov rbx, [rsi + 0]",
     "    mov rcx, [rsi + 8]",
@@ -354,29 +357,29 @@ global_asm!(
     // rax is free (the guest's is in the VMCB).
     "    mov eax, 0x400",
     "    mov dr7, rax",
-    "    cli",
-    "    xchg rsi, [rsp]",
-    "    mov [rsi + 0], rbx",
-    "    mov [rsi + 8], rcx",
-    "    mov [rsi + 16], rdx",
-    "    mov [rsi + 32], rdi",
-    "    mov [rsi + 40], rbp",
-    "    mov [rsi + 48], r8",
-    "    mov [rsi + 56], r9",
-    "    mov [rsi + 64], r10",
-    "    mov [rsi + 72], r11",
-    "    mov [rsi + 80], r12",
-    "    mov [rsi + 88], r13",
-    "    mov [rsi + 96], r14",
-    "    mov [rsi + 104], r15",
-    "    pop rax",
-    "    mov [rsi + 24], rax",
+    "    mov rax, [rsp]",
+    "    mov [rax + 0], rbx",
+    "    mov [rax + 8], rcx",
+    "    mov [rax + 16], rdx",
+    "    mov [rax + 24], rsi",
+    "    mov [rax + 32], rdi",
+    "    mov [rax + 40], rbp",
+    "    mov [rax + 48], r8",
+    "    mov [rax + 56], r9",
+    "    mov [rax + 64], r10",
+    "    mov [rax + 72], r11",
+    "    mov [rax + 80], r12",
+    "    mov [rax + 88], r13",
+    "    mov [rax + 96], r14",
+    "    mov [rax + 104], r15",
     // The guest's `vmload` state back into its VMCB, the hypervisor's into
     // the CPU.
-    "    pop rax",
+    "    mov rsi, rax",
+    "    mov rax, [rsi + 120]",
     "    vmsave rax",
-    "    pop rax",
+    "    mov rax, [rsi + 128]",
     "    vmload rax",
+    "    pop rdi",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -391,15 +394,24 @@ global_asm!(
 pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let v = Vmcb::of(core);
     let nrip = nrip_save();
-    let host = page_pa(&HOST_VMLOAD, core);
+    g.vmcb = v.0;
+    g.host = page_pa(&HOST_VMLOAD, core);
     loop {
-        inject(&v, core);
+        let window = inject(&v, core);
         // SAFETY: the VMCB was set up by `setup_vcpu` for this core, EFER.SVME
         // and VM_HSAVE_PA are set and the host's `vmload` state saved
         // (`init_core`), and `g` is this core's own register block;
         // `svm_run` preserves the host's callee-saved state.
-        unsafe { svm_run(v.0, g, host) };
+        unsafe { svm_run(g) };
         v.w8(ctl::TLB_CONTROL, 0);
+        if window {
+            // QEMU TCG can lose an IPI to this core during a `vmrun` that
+            // asks for a window (see `idle`): the pending words are
+            // collected after every such run, whatever the exit, so a
+            // doorbell rung meanwhile is not left for a `hlt` the guest may
+            // now execute in place.
+            crate::partition::deliver_doorbells(core);
+        }
         // An event whose delivery the exit interrupted: a doorbell goes
         // back to the queue, an exception is delivered again.
         let interrupted = v.r64(ctl::EXITINTINFO);
@@ -412,14 +424,29 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
         }
         let code = v.r64(ctl::EXITCODE);
-        let (info1, info2) = (v.r64(ctl::EXITINFO1), v.r64(ctl::EXITINFO2));
-        let rip = v.r64(save::RIP);
+        // Read where an exit uses them (volatile reads: not for exits that
+        // need none, such as the interrupts of every doorbell and tick).
+        macro_rules! info1 {
+            () => {
+                v.r64(ctl::EXITINFO1)
+            };
+        }
+        macro_rules! info2 {
+            () => {
+                v.r64(ctl::EXITINFO2)
+            };
+        }
+        macro_rules! rip {
+            () => {
+                v.r64(save::RIP)
+            };
+        }
         // Past the intercepted instruction (`opcode`, after any prefixes).
         // (A macro rather than a closure: `skip` is inlined with the opcode
         // a constant.)
         macro_rules! advance {
             ($opcode:expr) => {
-                skip(&v, core, nrip, rip, $opcode, None)
+                skip(&v, core, nrip, rip!(), $opcode, None)
             };
         }
         let trap = match code {
@@ -448,11 +475,11 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 }
                 continue;
             }
-            exit::DR_FIRST..=exit::DR_LAST => match debug_register(&v, core, nrip, g, rip, code) {
+            exit::DR_FIRST..=exit::DR_LAST => match debug_register(&v, core, nrip, g, rip!(), code) {
                 Ok(()) => continue,
                 Err(r) => Trap::Stop(r),
             },
-            exit::NPF => Trap::Stage2Fault { ipa: info2, write: info1 & 2 != 0, instr: info1 & 0x10 != 0, pc: rip },
+            exit::NPF => Trap::Stage2Fault { ipa: info2!(), write: info1!() & 2 != 0, instr: info1!() & 0x10 != 0, pc: rip!() },
             exit::CPUID => {
                 let r = guest::cpuid(v.r64(save::RAX) as u32, g.rcx as u32, vcpu);
                 v.w64(save::RAX, r.eax as u64);
@@ -466,7 +493,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
             exit::MSR => {
                 let msr = g.rcx as u32;
-                let write = info1 == 1;
+                let write = info1!() == 1;
                 let value = (g.rdx << 32) | (v.r64(save::RAX) & 0xffff_ffff);
                 let pat = v.r64(save::G_PAT);
                 match guest::msr(msr, write, value, pat, v.r64(save::EFER) & !EFER_SVME) {
@@ -475,7 +502,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                         g.rdx = x >> 32;
                     }
                     Some(guest::MsrResult::Pat(p)) => v.w64(save::G_PAT, p),
-                    None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
+                    None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip!() })),
                 }
                 match advance!(if write { &[0x0f, 0x30] } else { &[0x0f, 0x32] }) {
                     Ok(()) => continue,
@@ -483,15 +510,15 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 }
             }
             exit::IOIO => {
-                let port = (info1 >> 16) as u16;
-                Trap::Stop(StopReason::IoPort { port, write: info1 & 1 == 0, pc: rip })
+                let port = (info1!() >> 16) as u16;
+                Trap::Stop(StopReason::IoPort { port, write: info1!() & 1 == 0, pc: rip!() })
             }
             exit::HLT => {
                 if v.r64(save::RFLAGS) & (1 << 9) == 0 {
-                    Trap::Stop(StopReason::Halted { pc: rip })
+                    Trap::Stop(StopReason::Halted { pc: rip!() })
                 } else if !guest::can_be_woken(core) {
                     // Nothing can interrupt this vCPU: it would sleep forever.
-                    Trap::Stop(StopReason::HaltedNoSource { pc: rip })
+                    Trap::Stop(StopReason::HaltedNoSource { pc: rip!() })
                 } else {
                     // Sleeps here until a virtual interrupt (a doorbell, its
                     // timer, a device) is queued for it or a `WAKE` comes.
@@ -536,14 +563,14 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 continue;
             }
             exit::INIT => continue,
-            exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip }),
-            exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip }),
-            exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip }),
+            exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip!() }),
+            exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip!() }),
+            exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip!() }),
             exit::EXCP_DB | exit::EXCP_AC => {
-                Trap::Stop(StopReason::Exception { pc: rip, esr: code - 0x40 })
+                Trap::Stop(StopReason::Exception { pc: rip!(), esr: code - 0x40 })
             }
-            exit::TASK_SWITCH => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
-            _ => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
+            exit::TASK_SWITCH => Trap::Stop(StopReason::UnexpectedExit { code, info: info1!(), pc: rip!() }),
+            _ => Trap::Stop(StopReason::UnexpectedExit { code, info: info1!(), pc: rip!() }),
         };
         return Exit::Trap(trap);
     }
@@ -645,9 +672,23 @@ fn debug_register(v: &Vmcb, core: usize, nrip: bool, g: &mut Gprs, rip: u64, cod
 /// re-delivered), and asks for an interrupt window (V_IRQ + VINTR
 /// intercept) while any remains queued.
 ///
-/// The window's two VMCB fields are written only when it opens or closes
-/// (`WINDOW` remembers which this core's VMCB holds).
-fn inject(v: &Vmcb, core: usize) {
+/// Then whether the guest's `hlt` is intercepted: only while a window is
+/// asked for or nothing could wake the vCPU (`guest::can_be_woken`: no
+/// timer armed, nothing queued, no doorbell channel ringing it, one vCPU,
+/// no device interrupt). Otherwise the guest halts in place and the next
+/// physical interrupt for its core (a doorbell or `WAKE` IPI, its timer, a
+/// device, the NMI of a kick) exits as an INTR or NMI exit, whose handling
+/// queues and injects what came: one exit per wake-up instead of a `hlt`
+/// exit, a halt in the hypervisor and a second pass (see `docs/x86.md`,
+/// "Doorbells"). A vCPU whose `hlt` nothing could end is still stopped at
+/// it, and a `hlt` while a window is asked for still goes through `idle`,
+/// whose check of the pending words catches a doorbell whose IPI QEMU lost
+/// during such a `vmrun` (see `idle`).
+///
+/// The VMCB fields change only when the window or the `hlt` intercept do
+/// (`INTERCEPTS` remembers what this core's VMCB holds). Returns whether
+/// the window is asked for.
+fn inject(v: &Vmcb, core: usize) -> bool {
     let mut window = false;
     if guest::doorbell_queued(core) {
         let free = v.r64(ctl::EVENTINJ) & EVENT_VALID == 0;
@@ -659,17 +700,23 @@ fn inject(v: &Vmcb, core: usize) {
         }
         window = guest::doorbell_queued(core);
     }
-    let Some(current) = WINDOW.get(core) else { return };
-    if current.load(Ordering::Relaxed) != window {
-        current.store(window, Ordering::Relaxed);
+    let hlt = window || !guest::can_be_woken(core);
+    let want = if window { WINDOW_ASKED } else { 0 } | if hlt { HLT_SEEN } else { 0 };
+    let Some(current) = INTERCEPTS.get(core) else { return window };
+    if current.load(Ordering::Relaxed) != want {
+        current.store(want, Ordering::Relaxed);
         v.w64(ctl::INT_CTL, V_INTR_MASKING | if window { V_IRQ_WINDOW } else { 0 });
-        v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 });
+        v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 } | if hlt { MISC1_HLT } else { 0 });
     }
+    window
 }
 
-/// Per core: whether its VMCB asks for an interrupt window (`inject`);
-/// false for a fresh VMCB (`setup_vcpu`).
-static WINDOW: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
+/// Per core: what its VMCB asks for besides the fixed intercepts
+/// (`inject`): an interrupt window, the `hlt` intercept. A fresh VMCB
+/// (`setup_vcpu`) intercepts `hlt` and asks for no window.
+static INTERCEPTS: [AtomicU8; MAX_CORES] = [const { AtomicU8::new(HLT_SEEN) }; MAX_CORES];
+const WINDOW_ASKED: u8 = 1;
+const HLT_SEEN: u8 = 2;
 
 /// After an INTR exit: takes the pending physical interrupts through the
 /// hypervisor's IDT (SVM does not acknowledge them on exit), which ends
