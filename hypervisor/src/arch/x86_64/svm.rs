@@ -6,7 +6,9 @@
 //! same as VMX's (see `docs/x86.md`): every I/O port and every MSR outside a
 //! short allow-list is intercepted and stops the partition, CPUID is
 //! filtered, CR0/CR4 writes, task switches, SVM instructions and shutdowns
-//! stop it, `hlt` with interrupts off stops it.
+//! stop it, `hlt` with interrupts off stops it. One difference: a vCPU
+//! that something can wake executes its `hlt` in place (not intercepted,
+//! see `inject`), where VMX intercepts every `hlt`.
 //!
 //! Debug registers: DR0-3 are not switched by `vmrun`, so a guest must
 //! never load them. Every DR read and write is intercepted and emulated
