@@ -10,6 +10,7 @@ mod boot;
 mod cpu;
 mod firmware;
 mod guest;
+mod highmem;
 mod idt;
 mod ioapic;
 use super::phys;
