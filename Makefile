@@ -87,6 +87,10 @@ lint:
 			CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p $$p --target $$t -- -D warnings || exit 1; \
 		done; \
 	done
+	# Nagini (a framework library) must build without std for both guest ISAs.
+	for t in aarch64-unknown-none x86_64-unknown-none; do \
+		CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p nagini --target $$t -- -D warnings || exit 1; \
+	done
 
 # The store's long crash campaign (make test runs 3 kills and 2 corrupted
 # images): QEMU killed 60 times under a write load from the host and booted

@@ -1,0 +1,427 @@
+//! The framebuffer and the anti-aliased rasterizer.
+//!
+//! A [`Canvas`] borrows the pixels of a framebuffer (the display driver's
+//! scan-out buffer, or a [`Framebuffer`] on the host) as `u32` words with a
+//! width, height, stride and [`PixelFormat`]. Every drawing call is clipped to
+//! the canvas's current clip rectangle ([`Canvas::set_clip`]), which the
+//! renderer sets to one damaged rectangle at a time: pixels outside it are
+//! never read or written.
+//!
+//! Shapes are anti-aliased by exact coverage: axis-aligned rectangles on whole
+//! pixels need none, rounded corners and lines take their coverage from a
+//! signed distance (half a pixel of ramp), glyphs from `ab_glyph`'s coverage
+//! bitmaps. Blending is source-over in 8-bit, gamma-naive (like most
+//! embedded UIs).
+
+use crate::geom::{Color, Rect};
+use alloc::vec;
+use alloc::vec::Vec;
+
+/// How a pixel is packed into its 32-bit word (little-endian memory order in
+/// the names' reverse, as DRM and virtio-gpu name them). The unused byte is
+/// always written as `0xff`, so the X and A variants of each are the same
+/// bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// `0xFFRRGGBB` in a `u32`: bytes B, G, R, X in memory.
+    /// virtio-gpu `B8G8R8X8_UNORM` (2) and `B8G8R8A8_UNORM` (1); DRM `XRGB8888`.
+    Xrgb8888,
+    /// `0xFFBBGGRR` in a `u32`: bytes R, G, B, X in memory.
+    /// virtio-gpu `R8G8B8X8_UNORM` (134) and `R8G8B8A8_UNORM` (67); DRM `XBGR8888`.
+    Xbgr8888,
+}
+
+impl PixelFormat {
+    /// The word for an opaque colour.
+    #[inline]
+    pub fn pack(self, r: u8, g: u8, b: u8) -> u32 {
+        match self {
+            PixelFormat::Xrgb8888 => 0xff00_0000 | (r as u32) << 16 | (g as u32) << 8 | b as u32,
+            PixelFormat::Xbgr8888 => 0xff00_0000 | (b as u32) << 16 | (g as u32) << 8 | r as u32,
+        }
+    }
+
+    /// The red, green and blue of a word.
+    #[inline]
+    pub fn unpack(self, p: u32) -> [u8; 3] {
+        let (hi, mid, lo) = ((p >> 16) as u8, (p >> 8) as u8, p as u8);
+        match self {
+            PixelFormat::Xrgb8888 => [hi, mid, lo],
+            PixelFormat::Xbgr8888 => [lo, mid, hi],
+        }
+    }
+}
+
+/// Why a [`Canvas`] could not be made over a buffer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CanvasError {
+    /// `stride` (in pixels) is smaller than `width`.
+    StrideTooSmall,
+    /// The buffer holds fewer than `stride * (height - 1) + width` words.
+    BufferTooSmall,
+    /// Width or height is above [`MAX_DIMENSION`].
+    TooLarge,
+}
+
+/// The largest width or height a canvas accepts (keeps every coordinate
+/// computation far from `i32` overflow).
+pub const MAX_DIMENSION: u32 = 16384;
+
+/// A mutable view of a framebuffer's pixels.
+pub struct Canvas<'a> {
+    pixels: &'a mut [u32],
+    width: u32,
+    height: u32,
+    stride: usize,
+    format: PixelFormat,
+    clip: Rect,
+}
+
+/// `a * b / 255`, rounded, for bytes.
+#[inline]
+fn mul255(a: u32, b: u32) -> u32 {
+    let t = a * b + 128;
+    (t + (t >> 8)) >> 8
+}
+
+impl<'a> Canvas<'a> {
+    /// A canvas over `pixels`: `width` x `height` pixels, rows `stride`
+    /// pixels apart. The buffer is checked to hold every row.
+    pub fn new(
+        pixels: &'a mut [u32],
+        width: u32,
+        height: u32,
+        stride: usize,
+        format: PixelFormat,
+    ) -> Result<Canvas<'a>, CanvasError> {
+        if width > MAX_DIMENSION || height > MAX_DIMENSION {
+            return Err(CanvasError::TooLarge);
+        }
+        if stride < width as usize {
+            return Err(CanvasError::StrideTooSmall);
+        }
+        let need = if height == 0 { 0 } else { stride * (height as usize - 1) + width as usize };
+        if pixels.len() < need {
+            return Err(CanvasError::BufferTooSmall);
+        }
+        Ok(Canvas { pixels, width, height, stride, format, clip: Rect::new(0, 0, width as i32, height as i32) })
+    }
+
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// The pixel format.
+    pub fn format(&self) -> PixelFormat {
+        self.format
+    }
+
+    /// The whole canvas as a rectangle.
+    pub fn bounds(&self) -> Rect {
+        Rect::new(0, 0, self.width as i32, self.height as i32)
+    }
+
+    /// Restricts drawing to `clip` (intersected with the canvas).
+    pub fn set_clip(&mut self, clip: Rect) {
+        self.clip = clip.intersect(&self.bounds());
+    }
+
+    /// The current clip rectangle.
+    pub fn clip(&self) -> Rect {
+        self.clip
+    }
+
+    /// The colour of one pixel (opaque), or `None` outside the canvas.
+    pub fn pixel(&self, x: i32, y: i32) -> Option<Color> {
+        if !self.bounds().contains(x, y) {
+            return None;
+        }
+        let [r, g, b] = self.format.unpack(self.pixels[y as usize * self.stride + x as usize]);
+        Some(Color::rgb(r, g, b))
+    }
+
+    #[inline]
+    fn blend_at(&mut self, idx: usize, c: Color, coverage: u32) {
+        let a = mul255(c.a as u32, coverage);
+        if a == 0 {
+            return;
+        }
+        if a >= 255 {
+            self.pixels[idx] = self.format.pack(c.r, c.g, c.b);
+            return;
+        }
+        let [dr, dg, db] = self.format.unpack(self.pixels[idx]);
+        let inv = 255 - a;
+        let r = mul255(c.r as u32, a) + mul255(dr as u32, inv);
+        let g = mul255(c.g as u32, a) + mul255(dg as u32, inv);
+        let b = mul255(c.b as u32, a) + mul255(db as u32, inv);
+        self.pixels[idx] = self.format.pack(r.min(255) as u8, g.min(255) as u8, b.min(255) as u8);
+    }
+
+    /// Blends `c` over one pixel with `coverage` (0..=255), if inside the clip.
+    #[inline]
+    pub fn blend_pixel(&mut self, x: i32, y: i32, c: Color, coverage: u8) {
+        if self.clip.contains(x, y) {
+            let idx = y as usize * self.stride + x as usize;
+            self.blend_at(idx, c, coverage as u32);
+        }
+    }
+
+    /// Fills a rectangle (clipped) with `c`.
+    pub fn fill_rect(&mut self, rect: Rect, c: Color) {
+        let r = rect.intersect(&self.clip);
+        if r.is_empty() || c.a == 0 {
+            return;
+        }
+        if c.a == 255 {
+            let word = self.format.pack(c.r, c.g, c.b);
+            for y in r.y..r.bottom() {
+                let start = y as usize * self.stride + r.x as usize;
+                self.pixels[start..start + r.w as usize].fill(word);
+            }
+        } else {
+            for y in r.y..r.bottom() {
+                let start = y as usize * self.stride;
+                for x in r.x..r.right() {
+                    self.blend_at(start + x as usize, c, 255);
+                }
+            }
+        }
+    }
+
+    /// Fills the whole clip rectangle with `c` (opaque).
+    pub fn clear(&mut self, c: Color) {
+        let clip = self.clip;
+        self.fill_rect(clip, c.with_alpha(255));
+    }
+
+    /// Fills a rectangle with rounded corners of `radius` pixels,
+    /// anti-aliased at the corners.
+    pub fn fill_rounded_rect(&mut self, rect: Rect, radius: f32, c: Color) {
+        self.rounded(rect, radius, None, c);
+    }
+
+    /// Strokes the inside `width` pixels of a rounded rectangle's edge
+    /// (a border or a focus ring), anti-aliased.
+    pub fn stroke_rounded_rect(&mut self, rect: Rect, radius: f32, width: f32, c: Color) {
+        if width <= 0.0 {
+            return;
+        }
+        self.rounded(rect, radius, Some(width), c);
+    }
+
+    fn rounded(&mut self, rect: Rect, radius: f32, stroke: Option<f32>, c: Color) {
+        let vis = rect.intersect(&self.clip);
+        if vis.is_empty() || c.a == 0 {
+            return;
+        }
+        let half_w = rect.w as f32 / 2.0;
+        let half_h = rect.h as f32 / 2.0;
+        let r = radius.clamp(0.0, half_w.min(half_h));
+        if r < 0.5 && stroke.is_none() {
+            self.fill_rect(rect, c);
+            return;
+        }
+        let cx = rect.x as f32 + half_w;
+        let cy = rect.y as f32 + half_h;
+        let inner = stroke.map(|w| {
+            let w = w.min(half_w.min(half_h));
+            (half_w - w, half_h - w, (r - w).max(0.0))
+        });
+        // Rows and columns within `band` of an edge need per-pixel coverage;
+        // the rest of a filled shape is a solid span.
+        let band = match stroke {
+            Some(w) => libm::ceilf(r.max(w)) as i32,
+            None => libm::ceilf(r) as i32,
+        };
+        let word_ok = c.a == 255;
+        let word = self.format.pack(c.r, c.g, c.b);
+        for y in vis.y..vis.bottom() {
+            let row = y as usize * self.stride;
+            let in_band_row = y < rect.y + band || y >= rect.bottom() - band;
+            let py = y as f32 + 0.5 - cy;
+            let mut x = vis.x;
+            while x < vis.right() {
+                let in_band_col = x < rect.x + band || x >= rect.right() - band;
+                if !in_band_row && !in_band_col {
+                    // Interior span up to the right band.
+                    let end = (rect.right() - band).min(vis.right());
+                    if stroke.is_none() {
+                        if word_ok {
+                            self.pixels[row + x as usize..row + end as usize].fill(word);
+                        } else {
+                            for xi in x..end {
+                                self.blend_at(row + xi as usize, c, 255);
+                            }
+                        }
+                    }
+                    x = end.max(x + 1);
+                    continue;
+                }
+                let px = x as f32 + 0.5 - cx;
+                let mut cov = coverage(rounded_sd(px, py, half_w, half_h, r));
+                if let Some((iw, ih, ir)) = inner {
+                    cov -= coverage(rounded_sd(px, py, iw, ih, ir));
+                }
+                if cov > 0.0 {
+                    self.blend_at(row + x as usize, c, (cov * 255.0 + 0.5) as u32);
+                }
+                x += 1;
+            }
+        }
+    }
+
+    /// Draws an anti-aliased line segment `width` pixels wide with round
+    /// caps between two points in pixel coordinates (pixel centres at .5).
+    pub fn line(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, width: f32, c: Color) {
+        let hw = (width / 2.0).max(0.5);
+        let bb = Rect::new(
+            libm::floorf(x0.min(x1) - hw - 1.0) as i32,
+            libm::floorf(y0.min(y1) - hw - 1.0) as i32,
+            libm::ceilf((x0 - x1).abs() + 2.0 * hw + 2.0) as i32 + 1,
+            libm::ceilf((y0 - y1).abs() + 2.0 * hw + 2.0) as i32 + 1,
+        );
+        let vis = bb.intersect(&self.clip);
+        if vis.is_empty() {
+            return;
+        }
+        let (dx, dy) = (x1 - x0, y1 - y0);
+        let len2 = dx * dx + dy * dy;
+        for y in vis.y..vis.bottom() {
+            let row = y as usize * self.stride;
+            let py = y as f32 + 0.5;
+            for x in vis.x..vis.right() {
+                let px = x as f32 + 0.5;
+                let t = if len2 > 0.0 { (((px - x0) * dx + (py - y0) * dy) / len2).clamp(0.0, 1.0) } else { 0.0 };
+                let (qx, qy) = (x0 + t * dx - px, y0 + t * dy - py);
+                let d = libm::sqrtf(qx * qx + qy * qy);
+                let cov = coverage(d - hw);
+                if cov > 0.0 {
+                    self.blend_at(row + x as usize, c, (cov * 255.0 + 0.5) as u32);
+                }
+            }
+        }
+    }
+
+    /// Fills column `x` from `y_top` (fractional: the top pixel gets partial
+    /// coverage) down to `y_bottom` (exclusive).
+    pub fn fill_column(&mut self, x: i32, y_top: f32, y_bottom: i32, c: Color) {
+        if x < self.clip.x || x >= self.clip.right() {
+            return;
+        }
+        let first = libm::floorf(y_top) as i32;
+        let y0 = first.max(self.clip.y);
+        let y1 = y_bottom.min(self.clip.bottom());
+        for y in y0..y1 {
+            let cov = if y == first { 1.0 - (y_top - first as f32) } else { 1.0 };
+            let idx = y as usize * self.stride + x as usize;
+            self.blend_at(idx, c, (cov * 255.0 + 0.5) as u32);
+        }
+    }
+
+    /// Blends a coverage bitmap (`w` x `h` bytes, row-major) in colour `c`
+    /// with its top-left at (`x`, `y`).
+    pub fn blit_coverage(&mut self, x: i32, y: i32, w: u32, h: u32, coverage: &[u8], c: Color) {
+        let dst = Rect::new(x, y, w as i32, h as i32);
+        let vis = dst.intersect(&self.clip);
+        if vis.is_empty() || coverage.len() < (w as usize) * (h as usize) {
+            return;
+        }
+        for yy in vis.y..vis.bottom() {
+            let src_row = (yy - y) as usize * w as usize;
+            let row = yy as usize * self.stride;
+            for xx in vis.x..vis.right() {
+                let cov = coverage[src_row + (xx - x) as usize];
+                if cov != 0 {
+                    self.blend_at(row + xx as usize, c, cov as u32);
+                }
+            }
+        }
+    }
+}
+
+/// Signed distance from a point (relative to the centre) to a rounded box of
+/// half-size `hw` x `hh` and corner radius `r` (negative inside).
+#[inline]
+fn rounded_sd(px: f32, py: f32, hw: f32, hh: f32, r: f32) -> f32 {
+    let qx = px.abs() - (hw - r);
+    let qy = py.abs() - (hh - r);
+    let ox = qx.max(0.0);
+    let oy = qy.max(0.0);
+    let outside = if ox == 0.0 && oy == 0.0 { 0.0 } else { libm::sqrtf(ox * ox + oy * oy) };
+    outside + qx.max(qy).min(0.0) - r
+}
+
+/// Coverage of a pixel whose centre is at signed distance `sd` from an edge.
+#[inline]
+fn coverage(sd: f32) -> f32 {
+    (0.5 - sd).clamp(0.0, 1.0)
+}
+
+/// A framebuffer that owns its pixels (the host's stand-in for scan-out
+/// memory; also useful as a back buffer).
+#[derive(Clone, Debug)]
+pub struct Framebuffer {
+    /// The pixels, `stride` words per row.
+    pub pixels: Vec<u32>,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Row pitch in pixels (at least `width`).
+    pub stride: usize,
+    /// The pixel format.
+    pub format: PixelFormat,
+}
+
+impl Framebuffer {
+    /// A black framebuffer with `stride == width` (sizes are clamped to
+    /// [`MAX_DIMENSION`]).
+    pub fn new(width: u32, height: u32, format: PixelFormat) -> Framebuffer {
+        Framebuffer::with_stride(width, height, width as usize, format)
+    }
+
+    /// A black framebuffer with rows `stride` pixels apart (at least `width`).
+    pub fn with_stride(width: u32, height: u32, stride: usize, format: PixelFormat) -> Framebuffer {
+        let width = width.min(MAX_DIMENSION);
+        let height = height.min(MAX_DIMENSION);
+        let stride = stride.max(width as usize);
+        let black = format.pack(0, 0, 0);
+        Framebuffer { pixels: vec![black; stride * height as usize], width, height, stride, format }
+    }
+
+    /// A canvas over the whole framebuffer.
+    pub fn canvas(&mut self) -> Canvas<'_> {
+        match Canvas::new(&mut self.pixels, self.width, self.height, self.stride, self.format) {
+            Ok(c) => c,
+            // The constructor keeps the invariants `Canvas::new` checks.
+            Err(_) => unreachable!("Framebuffer invariants hold"),
+        }
+    }
+
+    /// The colour of one pixel, or `None` outside.
+    pub fn pixel(&self, x: i32, y: i32) -> Option<Color> {
+        if x < 0 || y < 0 || x >= self.width as i32 || y >= self.height as i32 {
+            return None;
+        }
+        let [r, g, b] = self.format.unpack(self.pixels[y as usize * self.stride + x as usize]);
+        Some(Color::rgb(r, g, b))
+    }
+
+    /// The pixels as packed RGB bytes, row by row (for PNG encoding).
+    pub fn to_rgb(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.width as usize * self.height as usize * 3);
+        for y in 0..self.height as usize {
+            for x in 0..self.width as usize {
+                out.extend_from_slice(&self.format.unpack(self.pixels[y * self.stride + x]));
+            }
+        }
+        out
+    }
+}
