@@ -531,12 +531,13 @@ impl<M> Tree<M> {
                 Ok(l) => *l,
                 Err(_) => continue,
             };
-            let rect = Rect::new(
-                ox + l.location.x as i32,
-                oy + l.location.y as i32,
-                l.size.width as i32,
-                l.size.height as i32,
-            );
+            // Taken as taffy gives it (not clamped), so tests can check sizes.
+            let rect = Rect {
+                x: ox.saturating_add(l.location.x as i32),
+                y: oy.saturating_add(l.location.y as i32),
+                w: l.size.width as i32,
+                h: l.size.height as i32,
+            };
             let (old, fresh) = (n.rect, n.fresh);
             for c in n.children.iter().rev() {
                 stack.push((*c, rect.x, rect.y));
