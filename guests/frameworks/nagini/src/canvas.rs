@@ -152,16 +152,8 @@ impl<'a> Canvas<'a> {
         if a == 0 {
             return;
         }
-        if a >= 255 {
-            self.pixels[idx] = self.format.pack(c.r, c.g, c.b);
-            return;
-        }
-        let [dr, dg, db] = self.format.unpack(self.pixels[idx]);
-        let inv = 255 - a;
-        let r = mul255(c.r as u32, a) + mul255(dr as u32, inv);
-        let g = mul255(c.g as u32, a) + mul255(dg as u32, inv);
-        let b = mul255(c.b as u32, a) + mul255(db as u32, inv);
-        self.pixels[idx] = self.format.pack(r.min(255) as u8, g.min(255) as u8, b.min(255) as u8);
+        let src = self.format.pack(c.r, c.g, c.b);
+        self.pixels[idx] = if a >= 255 { src } else { blend_word(self.pixels[idx], src, a) };
     }
 
     /// Blends `c` over one pixel with `coverage` (0..=255), if inside the clip.
@@ -234,45 +226,63 @@ impl<'a> Canvas<'a> {
             let w = w.min(half_w.min(half_h));
             (half_w - w, half_h - w, (r - w).max(0.0))
         });
-        // Rows and columns within `band` of an edge need per-pixel coverage;
-        // the rest of a filled shape is a solid span.
+        let cov_at = |x: i32, y: i32| -> u32 {
+            let (px, py) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let mut cov = coverage(rounded_sd(px, py, half_w, half_h, r));
+            if let Some((iw, ih, ir)) = inner {
+                cov -= coverage(rounded_sd(px, py, iw, ih, ir));
+            }
+            (cov.max(0.0) * 255.0 + 0.5) as u32
+        };
+        // Only the four corner squares (side `band`) need per-pixel
+        // coverage. Elsewhere coverage is constant along a row (the top and
+        // bottom edges) or along a column (the left and right edges), so it
+        // is computed once per row or column.
         let band = match stroke {
             Some(w) => libm::ceilf(r.max(w)) as i32,
             None => libm::ceilf(r) as i32,
-        };
-        let word_ok = c.a == 255;
-        let word = self.format.pack(c.r, c.g, c.b);
+        }
+        .min(rect.w / 2)
+        .min(rect.h / 2);
+        let (l_end, r_start) = (rect.x + band, rect.right() - band);
+        let (t_end, b_start) = (rect.y + band, rect.bottom() - band);
+        let mid = (vis.x.max(l_end), vis.right().min(r_start));
+        // Per-column coverage of the left and right edge bands in middle rows.
+        let mut edge_cols = [0u8; 64];
+        let my = rect.y + rect.h / 2;
+        let band_cols = (band as usize).min(edge_cols.len());
+        for (i, e) in edge_cols.iter_mut().enumerate().take(band_cols) {
+            *e = cov_at(rect.x + i as i32, my) as u8;
+        }
         for y in vis.y..vis.bottom() {
             let row = y as usize * self.stride;
-            let in_band_row = y < rect.y + band || y >= rect.bottom() - band;
-            let py = y as f32 + 0.5 - cy;
-            let mut x = vis.x;
-            while x < vis.right() {
-                let in_band_col = x < rect.x + band || x >= rect.right() - band;
-                if !in_band_row && !in_band_col {
-                    // Interior span up to the right band.
-                    let end = (rect.right() - band).min(vis.right());
-                    if stroke.is_none() {
-                        if word_ok {
-                            self.pixels[row + x as usize..row + end as usize].fill(word);
-                        } else {
-                            for xi in x..end {
-                                self.blend_at(row + xi as usize, c, 255);
-                            }
-                        }
+            let corner_row = y < t_end || y >= b_start;
+            // Left and right bands.
+            for x in vis.x..vis.right().min(l_end) {
+                let cov = match edge_cols.get((x - rect.x) as usize) {
+                    Some(&v) if !corner_row => v as u32,
+                    _ => cov_at(x, y),
+                };
+                self.blend_at(row + x as usize, c, cov);
+            }
+            for x in vis.x.max(r_start)..vis.right() {
+                let cov = match edge_cols.get((rect.right() - 1 - x) as usize) {
+                    Some(&v) if !corner_row => v as u32,
+                    _ => cov_at(x, y),
+                };
+                self.blend_at(row + x as usize, c, cov);
+            }
+            // The middle span: one coverage for the whole row.
+            if mid.0 < mid.1 {
+                let cov = if corner_row || stroke.is_some() { cov_at(mid.0, y) } else { 255 };
+                if cov == 255 && c.a == 255 {
+                    let word = self.format.pack(c.r, c.g, c.b);
+                    self.pixels[row + mid.0 as usize..row + mid.1 as usize].fill(word);
+                } else if cov > 0 {
+                    for x in mid.0..mid.1 {
+                        self.blend_at(row + x as usize, c, cov);
                     }
-                    x = end.max(x + 1);
-                    continue;
                 }
-                let px = x as f32 + 0.5 - cx;
-                let mut cov = coverage(rounded_sd(px, py, half_w, half_h, r));
-                if let Some((iw, ih, ir)) = inner {
-                    cov -= coverage(rounded_sd(px, py, iw, ih, ir));
-                }
-                if cov > 0.0 {
-                    self.blend_at(row + x as usize, c, (cov * 255.0 + 0.5) as u32);
-                }
-                x += 1;
             }
         }
     }
@@ -344,6 +354,18 @@ impl<'a> Canvas<'a> {
             }
         }
     }
+}
+
+/// Source-over of two words of the same format, two channels per
+/// multiply (red and blue share one, the layout being symmetric, so it holds
+/// for both formats); `a` in 0..=255, mapped to 0..=256 so 255 is exact.
+#[inline]
+fn blend_word(dst: u32, src: u32, a: u32) -> u32 {
+    let a = a + (a >> 7);
+    let inv = 256 - a;
+    let rb = (((src & 0x00ff_00ff) * a + (dst & 0x00ff_00ff) * inv) >> 8) & 0x00ff_00ff;
+    let g = (((src & 0x0000_ff00) * a + (dst & 0x0000_ff00) * inv) >> 8) & 0x0000_ff00;
+    0xff00_0000 | rb | g
 }
 
 /// Signed distance from a point (relative to the centre) to a rounded box of
