@@ -290,12 +290,16 @@ impl<'a> Canvas<'a> {
     /// Draws an anti-aliased line segment `width` pixels wide with round
     /// caps between two points in pixel coordinates (pixel centres at .5).
     pub fn line(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, width: f32, c: Color) {
+        if ![x0, y0, x1, y1, width].iter().all(|v| v.is_finite()) {
+            return;
+        }
         let hw = (width / 2.0).max(0.5);
+        // Float-to-int casts saturate; the sizes add saturating too.
         let bb = Rect::new(
             libm::floorf(x0.min(x1) - hw - 1.0) as i32,
             libm::floorf(y0.min(y1) - hw - 1.0) as i32,
-            libm::ceilf((x0 - x1).abs() + 2.0 * hw + 2.0) as i32 + 1,
-            libm::ceilf((y0 - y1).abs() + 2.0 * hw + 2.0) as i32 + 1,
+            (libm::ceilf((x0 - x1).abs() + 2.0 * hw + 2.0) as i32).saturating_add(1),
+            (libm::ceilf((y0 - y1).abs() + 2.0 * hw + 2.0) as i32).saturating_add(1),
         );
         let vis = bb.intersect(&self.clip);
         if vis.is_empty() {
@@ -322,16 +326,39 @@ impl<'a> Canvas<'a> {
     /// Fills column `x` from `y_top` (fractional: the top pixel gets partial
     /// coverage) down to `y_bottom` (exclusive).
     pub fn fill_column(&mut self, x: i32, y_top: f32, y_bottom: i32, c: Color) {
-        if x < self.clip.x || x >= self.clip.right() {
+        if x < self.clip.x || x >= self.clip.right() || c.a == 0 || !y_top.is_finite() {
             return;
         }
         let first = libm::floorf(y_top) as i32;
-        let y0 = first.max(self.clip.y);
         let y1 = y_bottom.min(self.clip.bottom());
-        for y in y0..y1 {
-            let cov = if y == first { 1.0 - (y_top - first as f32) } else { 1.0 };
-            let idx = y as usize * self.stride + x as usize;
-            self.blend_at(idx, c, (cov * 255.0 + 0.5) as u32);
+        let mut y = first.max(self.clip.y);
+        if y == first && y < y1 {
+            let cov = 1.0 - (y_top - first as f32);
+            self.blend_at(y as usize * self.stride + x as usize, c, (cov * 255.0 + 0.5) as u32);
+            y += 1;
+        }
+        if y >= y1 {
+            return;
+        }
+        let src = self.format.pack(c.r, c.g, c.b);
+        let mut idx = y as usize * self.stride + x as usize;
+        if c.a == 255 {
+            for _ in y..y1 {
+                self.pixels[idx] = src;
+                idx += self.stride;
+            }
+        } else {
+            // Constant alpha: the source terms are computed once.
+            let a = c.a as u32 + (c.a as u32 >> 7);
+            let inv = 256 - a;
+            let (srb, sg) = ((src & 0x00ff_00ff) * a, (src & 0x0000_ff00) * a);
+            for _ in y..y1 {
+                let d = self.pixels[idx];
+                let rb = ((srb + (d & 0x00ff_00ff) * inv) >> 8) & 0x00ff_00ff;
+                let g = ((sg + (d & 0x0000_ff00) * inv) >> 8) & 0x0000_ff00;
+                self.pixels[idx] = 0xff00_0000 | rb | g;
+                idx += self.stride;
+            }
         }
     }
 

@@ -118,6 +118,9 @@ pub struct Chart {
     pub capacity: usize,
     /// Series colour.
     pub color: Color,
+    /// The area under a line (opaque is cheapest: [`crate::widgets`] mixes
+    /// the series colour into the panel's); unused by bar charts.
+    pub fill: Color,
     /// Grid lines and axis labels.
     pub axis_color: Color,
 }

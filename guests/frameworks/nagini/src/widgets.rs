@@ -56,6 +56,12 @@ pub const SERIES_COLORS: [Color; 6] = [
     Color::hex(0xfb923c),
 ];
 
+/// `over` blended onto `under` with alpha `a`, as an opaque colour.
+pub fn mix(under: Color, over: Color, a: u8) -> Color {
+    let m = |u: u8, o: u8| ((o as u32 * a as u32 + u as u32 * (255 - a as u32) + 127) / 255) as u8;
+    Color::rgb(m(under.r, over.r), m(under.g, over.g), m(under.b, over.b))
+}
+
 /// A fixed-capacity ring buffer of samples (oldest overwritten).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ring {
@@ -178,7 +184,8 @@ pub fn button<M>(caption: impl Into<String>, msg: M, theme: &Theme) -> Element<M
 fn chart<M>(kind: ChartKind, ring: &Ring, color: Color, theme: &Theme) -> Element<M> {
     let mut samples = Vec::with_capacity(ring.len());
     ring.copy_into(&mut samples);
-    boxed().content(Content::Chart(Chart { kind, samples, capacity: ring.capacity(), color, axis_color: theme.muted }))
+    let fill = mix(theme.panel, color, 48);
+    boxed().content(Content::Chart(Chart { kind, samples, capacity: ring.capacity(), color, fill, axis_color: theme.muted }))
 }
 
 /// A line chart of a ring of samples (auto-scaled y axis from 0).
