@@ -370,13 +370,20 @@ impl<'a> Canvas<'a> {
         if vis.is_empty() || coverage.len() < (w as usize) * (h as usize) {
             return;
         }
+        let src = self.format.pack(c.r, c.g, c.b);
+        let opaque = c.a == 255;
+        let cols = (vis.x - x) as usize..(vis.right() - x) as usize;
         for yy in vis.y..vis.bottom() {
             let src_row = (yy - y) as usize * w as usize;
-            let row = yy as usize * self.stride;
-            for xx in vis.x..vis.right() {
-                let cov = coverage[src_row + (xx - x) as usize];
-                if cov != 0 {
-                    self.blend_at(row + xx as usize, c, cov as u32);
+            // `vis` lies inside the canvas: never negative.
+            let row = yy as usize * self.stride + vis.x as usize;
+            for (i, &cov) in coverage[src_row + cols.start..src_row + cols.end].iter().enumerate() {
+                let idx = row + i;
+                match cov {
+                    0 => {}
+                    255 if opaque => self.pixels[idx] = src,
+                    _ if opaque => self.pixels[idx] = blend_word(self.pixels[idx], src, cov as u32),
+                    _ => self.blend_at(idx, c, cov as u32),
                 }
             }
         }

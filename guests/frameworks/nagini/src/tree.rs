@@ -49,6 +49,7 @@ pub(crate) struct Node<M> {
     pub(crate) content: Content,
     pub(crate) handlers: Handlers<M>,
     pub(crate) focusable: bool,
+    memo: Option<u64>,
     pub(crate) rect: Rect,
     measured: (i32, i32),
     fresh: bool,
@@ -69,6 +70,8 @@ pub struct Changes {
     pub removed: u32,
     /// Whether taffy ran.
     pub laid_out: bool,
+    /// Subtrees kept unexamined because their memo dependencies matched.
+    pub memo_hits: u32,
 }
 
 impl Changes {
@@ -79,6 +82,7 @@ impl Changes {
         self.added.clear();
         self.removed = 0;
         self.laid_out = false;
+        self.memo_hits = 0;
     }
 
     /// True when nothing changed.
@@ -348,7 +352,7 @@ impl<M> Tree<M> {
     }
 
     fn create(&mut self, el: Element<M>, parent: Option<NodeId>, text: &mut TextEngine) -> NodeId {
-        let Element { key, style, visual, content, handlers, focusable, children } = el;
+        let Element { key, style, visual, content, handlers, focusable, memo, children } = el;
         let measured = measure(&content, text);
         let ctx = if matches!(content, Content::Text(_)) { Some(measured) } else { None };
         let layout = match ctx {
@@ -370,6 +374,7 @@ impl<M> Tree<M> {
             content,
             handlers,
             focusable,
+            memo,
             rect: Rect::EMPTY,
             measured,
             fresh: true,
@@ -414,8 +419,13 @@ impl<M> Tree<M> {
     }
 
     fn reconcile(&mut self, id: NodeId, el: Element<M>, text: &mut TextEngine) {
-        let Element { key: _, style, visual, content, handlers, focusable, children } = el;
+        let Element { key: _, style, visual, content, handlers, focusable, memo, children } = el;
         let Some(n) = self.node_mut(id) else { return };
+        if memo.is_some() && n.memo == memo {
+            self.changes.memo_hits += 1;
+            return;
+        }
+        n.memo = memo;
         n.handlers = handlers;
         let mut layout_changed = false;
         let mut paint_changed = false;

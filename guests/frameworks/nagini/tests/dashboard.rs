@@ -73,6 +73,7 @@ fn a_counter_update_repaints_only_its_value() {
     assert_eq!(r.changes.paint, vec![value], "only the value text changed");
     assert!(r.changes.layout.is_empty() && r.changes.moved.is_empty(), "{:?}", r.changes);
     assert!(r.changes.added.is_empty() && r.changes.removed == 0);
+    assert_eq!(r.changes.memo_hits, 3 + 4, "the other tiles and the charts were not even compared");
     let rect = ui.tree().rect(value).unwrap();
     assert_eq!(r.damage, vec![rect], "damage is exactly the value's rectangle");
     assert!(r.pixels < 20_000, "a counter repaint is small: {} pixels", r.pixels);

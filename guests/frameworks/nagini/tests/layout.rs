@@ -226,3 +226,21 @@ fn a_wider_text_is_a_layout_change_and_moves_its_siblings() {
     assert_eq!(t.changes().moved.len(), 2, "a grew, b moved: {:?}", t.changes());
     assert!(t.rect(b).unwrap().x > x0);
 }
+
+#[test]
+fn a_memo_hit_skips_the_subtree_and_new_deps_update_it() {
+    let mut te = TextEngine::new();
+    let mut t: Tree<()> = Tree::new(200, 100);
+    let v = |label: &str, deps: u64| column().child(row().key("m").memo(deps).child(text(label.to_string()).key("t")));
+    t.update(v("bd", 1), &mut te);
+    let label = t.find(&[Key::from("m"), Key::from("t")]).unwrap();
+    // Same deps: the (different) new subtree is not looked at.
+    t.update(v("db", 1), &mut te);
+    assert!(t.changes().is_empty());
+    assert_eq!(t.changes().memo_hits, 1);
+    assert_eq!(t.text(label), Some("bd"));
+    // New deps: compared and updated.
+    t.update(v("db", 2), &mut te);
+    assert_eq!(t.changes().paint, vec![label]);
+    assert_eq!(t.text(label), Some("db"));
+}

@@ -118,3 +118,11 @@ fn hostile_coordinates_are_clipped_not_fatal() {
     }
     c.fill_rect(Rect::new(i32::MIN, i32::MIN, i32::MAX, i32::MAX), Color::WHITE);
 }
+
+#[test]
+fn text_partly_off_the_left_and_top_edges() {
+    let mut fb = Framebuffer::new(40, 20, PixelFormat::Xrgb8888);
+    let mut t = TextEngine::new();
+    t.draw(&mut fb.canvas(), -7, -5, "Wg", 24, Color::WHITE);
+    assert!((0..20).any(|y| (0..40).any(|x| fb.pixel(x, y) != Some(Color::BLACK))));
+}
