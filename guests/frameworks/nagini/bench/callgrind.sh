@@ -22,8 +22,8 @@ allocs() { # scenario frames -> blocks allocated
     sed -n 's/^==[0-9]*== Total: *[0-9,]* bytes in \([0-9,]*\) blocks.*/\1/p' "$tmp/err" | tr -d ,
 }
 printf '%-13s %14s %14s\n' scenario instr/frame allocs/frame
-for s in idle hover counter sample counter-full full; do
+for s in idle hover counter sample switch counter-full full; do
     i1=$(instr "$s" 1); iN=$(instr "$s" $((N + 1)))
     a1=$(allocs "$s" 1); aN=$(allocs "$s" $((N + 1)))
-    printf '%-13s %14d %14s\n' "$s" $(( (iN - i1) / N )) "$(echo "scale=1; ($aN - $a1) / $N" | bc)"
+    printf '%-13s %14d %14s\n' "$s" $(( (iN - i1) / N )) "$(awk -v a="$aN" -v b="$a1" -v n="$N" 'BEGIN { printf "%.1f", (a - b) / n }')"
 done

@@ -12,6 +12,8 @@
 //!   renderer without damage tracking does);
 //! * `full`: a full repaint without any state change (raster cost only);
 //! * `sample`: a new sample in one series (its chart panel repaints);
+//! * `switch`: the view alternates between Overview and Charts (a new
+//!   subtree, layout and a full repaint);
 //! * `hover`: the pointer alternates between two tabs (no view, two small
 //!   rectangles);
 //! * `idle`: nothing changed.
@@ -19,6 +21,7 @@
 mod fixture;
 
 use fixture::{demo_dashboard, H, W};
+use nagini::dashboard::DashMsg;
 use nagini::{Dashboard, Framebuffer, InputEvent, Key, PixelFormat, Ui};
 use std::time::Instant;
 
@@ -50,13 +53,14 @@ fn main() {
             }
             "full" => ui.invalidate(),
             "sample" => ui.update(|d| d.push_sample(0, 2000.0 + (i % 97) as f32 * 3.0)),
+            "switch" => ui.send(DashMsg::Select((i % 2 + 1) as usize % 2)),
             "hover" => {
                 let (x, y) = if i % 2 == 0 { a } else { b };
                 ui.handle(InputEvent::PointerMove { x, y });
             }
             "idle" => {}
             other => {
-                eprintln!("unknown scenario {other}: counter | counter-full | full | sample | hover | idle");
+                eprintln!("unknown scenario {other}: counter | counter-full | full | sample | switch | hover | idle");
                 std::process::exit(2);
             }
         }

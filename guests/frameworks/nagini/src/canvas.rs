@@ -247,34 +247,62 @@ impl<'a> Canvas<'a> {
         let (l_end, r_start) = (rect.x + band, rect.right() - band);
         let (t_end, b_start) = (rect.y + band, rect.bottom() - band);
         let mid = (vis.x.max(l_end), vis.right().min(r_start));
-        // Per-column coverage of the left and right edge bands in middle rows.
-        let mut edge_cols = [0u8; 64];
-        let my = rect.y + rect.h / 2;
-        let band_cols = (band as usize).min(edge_cols.len());
-        for (i, e) in edge_cols.iter_mut().enumerate().take(band_cols) {
-            *e = cov_at(rect.x + i as i32, my) as u8;
+        // The corners are mirror images of each other (pixel centres are
+        // symmetric about the rectangle's centre): one table of the top-left
+        // corner serves all four, and one coverage per corner row serves the
+        // straight top and bottom edges between them.
+        const MAXB: usize = 32;
+        let small = (band as usize) <= MAXB;
+        let mut corner = [0u8; MAXB * MAXB];
+        let mut row_cov = [0u8; MAXB];
+        let mut edge_cols = [0u8; MAXB];
+        if small {
+            let b = band as usize;
+            for j in 0..b {
+                for i in 0..b {
+                    corner[j * b + i] = cov_at(rect.x + i as i32, rect.y + j as i32) as u8;
+                }
+                row_cov[j] = cov_at(rect.x + band, rect.y + j as i32) as u8;
+                edge_cols[j] = cov_at(rect.x + j as i32, rect.y + rect.h / 2) as u8;
+            }
         }
+        let b = band as usize;
         for y in vis.y..vis.bottom() {
             let row = y as usize * self.stride;
-            let corner_row = y < t_end || y >= b_start;
+            // Distance (in rows) into the top or bottom corner band, if any.
+            let cj = if y < t_end {
+                Some((y - rect.y) as usize)
+            } else if y >= b_start {
+                Some((rect.bottom() - 1 - y) as usize)
+            } else {
+                None
+            };
+            let lookup = |ci: usize, x: i32| -> u32 {
+                if !small {
+                    return cov_at(x, y);
+                }
+                match cj {
+                    Some(j) => corner[j * b + ci] as u32,
+                    None => edge_cols[ci] as u32,
+                }
+            };
             // Left and right bands.
             for x in vis.x..vis.right().min(l_end) {
-                let cov = match edge_cols.get((x - rect.x) as usize) {
-                    Some(&v) if !corner_row => v as u32,
-                    _ => cov_at(x, y),
-                };
+                let cov = lookup((x - rect.x) as usize, x);
                 self.blend_at(row + x as usize, c, cov);
             }
             for x in vis.x.max(r_start)..vis.right() {
-                let cov = match edge_cols.get((rect.right() - 1 - x) as usize) {
-                    Some(&v) if !corner_row => v as u32,
-                    _ => cov_at(x, y),
-                };
+                let cov = lookup((rect.right() - 1 - x) as usize, x);
                 self.blend_at(row + x as usize, c, cov);
             }
             // The middle span: one coverage for the whole row.
             if mid.0 < mid.1 {
-                let cov = if corner_row || stroke.is_some() { cov_at(mid.0, y) } else { 255 };
+                let cov = match cj {
+                    Some(j) if small => row_cov[j] as u32,
+                    Some(_) => cov_at(mid.0, y),
+                    None if stroke.is_some() => cov_at(mid.0, y),
+                    None => 255,
+                };
                 if cov == 255 && c.a == 255 {
                     let word = self.format.pack(c.r, c.g, c.b);
                     self.pixels[row + mid.0 as usize..row + mid.1 as usize].fill(word);
