@@ -257,13 +257,24 @@ impl<'a> Canvas<'a> {
         let mut row_cov = [0u8; MAXB];
         let mut edge_cols = [0u8; MAXB];
         if small {
+            // Only what the clip reaches: a damaged rectangle inside a big
+            // rounded panel often misses its corners entirely.
             let b = band as usize;
+            let corner_rows = vis.y < t_end || vis.bottom() > b_start;
+            let side_cols = vis.x < l_end || vis.right() > r_start;
+            let middle_rows = vis.y < b_start && vis.bottom() > t_end;
             for j in 0..b {
-                for i in 0..b {
-                    corner[j * b + i] = cov_at(rect.x + i as i32, rect.y + j as i32) as u8;
+                if corner_rows && side_cols {
+                    for i in 0..b {
+                        corner[j * b + i] = cov_at(rect.x + i as i32, rect.y + j as i32) as u8;
+                    }
                 }
-                row_cov[j] = cov_at(rect.x + band, rect.y + j as i32) as u8;
-                edge_cols[j] = cov_at(rect.x + j as i32, rect.y + rect.h / 2) as u8;
+                if corner_rows {
+                    row_cov[j] = cov_at(rect.x + band, rect.y + j as i32) as u8;
+                }
+                if middle_rows && side_cols {
+                    edge_cols[j] = cov_at(rect.x + j as i32, rect.y + rect.h / 2) as u8;
+                }
             }
         }
         let b = band as usize;

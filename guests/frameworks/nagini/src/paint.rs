@@ -154,7 +154,9 @@ fn paint_chart(canvas: &mut Canvas<'_>, text: &mut TextEngine, rect: Rect, c: &C
     // Newest sample at the right edge.
     let first = cap - c.samples.len();
     let x_of = |i: usize| -> f32 { plot.x as f32 + (first + i) as f32 * (plot.w - 1) as f32 / (cap - 1) as f32 + 0.5 };
-    let val = |s: f32| if s.is_finite() { s } else { 0.0 };
+    // Non-finite samples draw as 0; everything is kept on the axis, so no
+    // coordinate leaves the plot.
+    let val = |s: f32| if s.is_finite() { s.clamp(axis.min, axis.max) } else { 0.0f32.clamp(axis.min, axis.max) };
     if c.kind == ChartKind::Line {
         // The area under the line first, column by column; the grid over it.
         for (i, w) in c.samples.windows(2).enumerate() {
@@ -192,7 +194,7 @@ fn paint_chart(canvas: &mut Canvas<'_>, text: &mut TextEngine, rect: Rect, c: &C
             for (i, &s) in c.samples.iter().enumerate() {
                 let x = plot.x + libm::floorf((first + i) as f32 * slot + (slot - bw as f32) / 2.0) as i32;
                 let y = libm::roundf(y_of(val(s))) as i32;
-                let base = libm::roundf(y_of(0.0f32.clamp(axis.min, axis.max))) as i32;
+                let base = libm::roundf(y_of(val(0.0))) as i32;
                 let (top, bottom) = (y.min(base), y.max(base));
                 canvas.fill_rect(Rect::new(x, top, bw, (bottom - top).max(1)), c.color);
             }

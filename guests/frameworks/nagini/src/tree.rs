@@ -334,6 +334,11 @@ impl<M> Tree<M> {
                 self.needs_layout = true;
             }
         }
+        self.layout_if_needed();
+    }
+
+    /// Lays out again if something (an update, a resize) asked for it.
+    pub fn layout_if_needed(&mut self) {
         if self.needs_layout {
             self.relayout();
         }

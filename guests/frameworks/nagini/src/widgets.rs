@@ -131,9 +131,16 @@ pub struct Axis {
 }
 
 /// Scales an axis to cover `lo..=hi` with steps of 1, 2 or 5 x 10^k (a flat
-/// or non-finite range becomes a unit range).
+/// or non-finite range becomes a unit range; values beyond ±1e30 are
+/// clamped there).
 pub fn nice_axis(lo: f32, hi: f32, ticks: u32) -> Axis {
-    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo.min(hi), lo.max(hi)) } else { (0.0, 1.0) };
+    // Bounded so that every step below stays finite (samples are untrusted).
+    const LIMIT: f32 = 1e30;
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
+        (lo.min(hi).clamp(-LIMIT, LIMIT), lo.max(hi).clamp(-LIMIT, LIMIT))
+    } else {
+        (0.0, 1.0)
+    };
     if hi - lo < f32::EPSILON * hi.abs().max(1.0) {
         hi = lo + 1.0;
         if lo > 0.0 {

@@ -229,3 +229,49 @@ fn charts_and_controls_goldens() {
     frame(&mut ui, &mut fb);
     common::check_golden("dashboard-controls", &fb);
 }
+
+#[test]
+fn hostile_samples_and_counters_render_without_panicking() {
+    let (mut ui, mut fb) = setup();
+    for v in [f32::MAX, f32::MIN, f32::NAN, f32::INFINITY, -f32::INFINITY, 1e-40, -3e38] {
+        for s in 0..4 {
+            ui.update(|d| d.push_sample(s, v));
+        }
+        ui.update(|d| d.set_counter(0, u64::MAX));
+        frame(&mut ui, &mut fb);
+        ui.send(DashMsg::Select(1));
+        frame(&mut ui, &mut fb);
+        ui.send(DashMsg::Select(0));
+        frame(&mut ui, &mut fb);
+    }
+    assert!(!ui.update_sample_out_of_range());
+}
+
+trait OutOfRange {
+    fn update_sample_out_of_range(&mut self) -> bool;
+}
+
+impl OutOfRange for Ui<Dashboard> {
+    /// Unknown series, counters and generators are refused, not fatal.
+    fn update_sample_out_of_range(&mut self) -> bool {
+        let mut any = false;
+        self.update(|d| {
+            any = d.push_sample(99, 1.0) | d.set_counter(99, 1) | d.paused(99);
+            false
+        });
+        self.send(DashMsg::TogglePause(99));
+        any
+    }
+}
+
+#[test]
+fn resizing_lays_out_and_repaints_everything() {
+    let (mut ui, _fb) = setup();
+    ui.resize(800, 600);
+    let mut small = Framebuffer::new(800, 600, PixelFormat::Xrgb8888);
+    let r = frame(&mut ui, &mut small);
+    assert_eq!(r.damage, vec![Rect::new(0, 0, 800, 600)]);
+    assert_eq!(ui.tree().rect(ui.tree().root().unwrap()), Some(Rect::new(0, 0, 800, 600)));
+    let tabs = ui.tree().find(&[k("header"), k("tabs")]).unwrap();
+    assert!(ui.tree().rect(tabs).unwrap().right() <= 800 - 16, "the header follows the new width");
+}
