@@ -25,7 +25,12 @@ pub enum BootError {
     BadBoard,
     Map(MapError),
     DeviceTree(&'static str),
+    /// The UEFI loader's hand-off is unusable.
+    Firmware(&'static str),
     Board(&'static str, u64),
+    /// A partition's core (index, hardware id) is not among the `reported`
+    /// cores the firmware describes (`source`).
+    MissingCore { core: usize, hwid: u64, reported: usize, source: &'static str },
     Partition { index: usize, what: &'static str },
     Channel { index: usize, what: &'static str },
     Load(hallows_abi::Error),
@@ -40,6 +45,14 @@ impl fmt::Display for BootError {
             BootError::BadBoard => write!(f, "the board description in the table is inconsistent"),
             BootError::Map(e) => write!(f, "page-table construction failed: {e:?}"),
             BootError::DeviceTree(e) => write!(f, "device tree: {e}"),
+            BootError::Firmware(e) => write!(f, "firmware hand-off: {e}"),
+            BootError::MissingCore { core, hwid, reported, source } => write!(
+                f,
+                "the manifest asks for core {core} ({} {hwid:#x}); the firmware reports {reported} core{} ({source}): \
+                 give the partitions fewer cores or boot a machine with more",
+                if *source == "ACPI MADT" { "local APIC id" } else { "MPIDR" },
+                if *reported == 1 { "" } else { "s" }
+            ),
             BootError::Board(what, value) => write!(f, "the machine does not match the manifest's board: {what} {value:#x}"),
             BootError::Partition { index, what } => write!(f, "partition #{index}: {what}"),
             BootError::Channel { index, what } => write!(f, "channel #{index}: {what}"),
@@ -166,12 +179,8 @@ pub fn check_machine(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64]) 
         for core in cores(p) {
             let hwid = table.board.core_hwid[core];
             if !dt_cpus.contains(&hwid) {
-                let what = if table.board.arch == hallows_table::arch::X86_64 {
-                    "a partition's core is not on this machine (ACPI MADT): local APIC id"
-                } else {
-                    "a partition's core is not on this machine: MPIDR"
-                };
-                return Err(BootError::Board(what, hwid));
+                let source = if table.board.arch == hallows_table::arch::X86_64 { "ACPI MADT" } else { "device tree" };
+                return Err(BootError::MissingCore { core, hwid, reported: dt_cpus.len(), source });
             }
         }
     }

@@ -57,7 +57,16 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
     refuse_host_access("the extra QEMU arguments", extra)?;
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     ensure_disks(sys)?;
-    cmd.args(["-M", &q.machine, "-cpu", &cpu])
+    // An EFI system partition image boots through the firmware; the
+    // hypervisor then finds the machine in the device tree the firmware
+    // passes, which AAVMF gives only without ACPI.
+    let uefi = crate::uefi::is_disk(image);
+    let machine = match board.arch {
+        vmm_config::Arch::Aarch64 if uefi && !q.machine.contains("acpi=") => format!("{},acpi=off", q.machine),
+        _ => q.machine.clone(),
+    };
+    let boot = if uefi { crate::uefi::qemu_args(board.arch, image)? } else { vec!["-kernel".into(), image.display().to_string()] };
+    cmd.args(["-M", &machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
         // No semihosting, no debug console, no monitor, no gdb stub: nothing
         // a partition could reach to act on the host. aarch64 powers off
@@ -65,8 +74,7 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
         // device in the board's `extra`, on a port no partition is given).
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
         .args(&extra_args)
-        .arg("-kernel")
-        .arg(image)
+        .args(&boot)
         .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
         .args(vmm_config::disk_qemu_args(&sys.partitions))
         .args(extra)
