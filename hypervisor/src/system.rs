@@ -24,6 +24,7 @@ pub enum BootError {
     PayloadTooLarge,
     BadBoard,
     Map(MapError),
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
     DeviceTree(&'static str),
     /// The UEFI loader's hand-off is unusable.
     Firmware(&'static str),
@@ -45,7 +46,7 @@ impl fmt::Display for BootError {
             BootError::BadBoard => write!(f, "the board description in the table is inconsistent"),
             BootError::Map(e) => write!(f, "page-table construction failed: {e:?}"),
             BootError::DeviceTree(e) => write!(f, "device tree: {e}"),
-            BootError::Firmware(e) => write!(f, "firmware hand-off: {e}"),
+            BootError::Firmware(e) => write!(f, "firmware: {e}"),
             BootError::MissingCore { core, hwid, reported, source } => write!(
                 f,
                 "the manifest asks for core {core} ({} {hwid:#x}); the firmware reports {reported} core{} ({source}): \

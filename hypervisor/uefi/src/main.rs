@@ -122,7 +122,8 @@ fn load() -> Result<core::convert::Infallible, String> {
     }
     arch::check_entry(handoff_at, stack_top)?;
     println!(
-        "hallows-uefi: EL{el}, image {} bytes at {:#x}, device tree {}, ACPI RSDP {}; exiting boot services",
+        "hallows-uefi: {}, image {} bytes at {:#x}, device tree {}, ACPI RSDP {}; exiting boot services",
+        if cfg!(target_arch = "aarch64") { format!("EL{el}") } else { "long mode".into() },
         image.len(),
         header.load,
         if dtb != 0 { format!("{dtb_len} bytes") } else { "none".into() },

@@ -586,7 +586,7 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool, uefi: bo
         let loader = std::fs::read(&loader).with_context(|| format!("reading the EFI loader {}", loader.display()))?;
         let disk = hallows::uefi::disk_path(&path);
         progress(&format!("writing the EFI system partition image {}", disk.display()));
-        hallows::uefi::write_disk(&disk, sys.board.arch, &loader, &hallows::uefi::image_file(&sys, &hv, &img)?)?;
+        hallows::uefi::write_disk(&disk, sys.board.arch, &loader, &hallows::uefi::image_file(&sys, &hv, &img.bytes)?)?;
         return Ok((sys, disk, artifacts));
     }
     Ok((sys, path, artifacts))

@@ -17,7 +17,7 @@ use hallows_table::handoff::{ImageHeader, HANDOFF_VERSION, IMAGE_MAGIC};
 use vmm_config::{Arch, System};
 use zerocopy::{FromZeros, IntoBytes};
 
-use crate::image::{Elf, Image};
+use crate::image::Elf;
 
 /// The Rust target the loader is built for.
 pub fn loader_target(arch: Arch) -> &'static str {
@@ -49,13 +49,14 @@ pub fn is_disk(path: &Path) -> bool {
 /// `\HALLOWS\IMAGE.BIN` for the composed `image`: its header names where
 /// the image goes, where to enter it (aarch64 `_start`, x86_64
 /// `_start32`), and the board's hypervisor reservation.
-pub fn image_file(sys: &System, hypervisor_elf: &[u8], image: &Image) -> Result<Vec<u8>> {
+pub fn image_file(sys: &System, hypervisor_elf: &[u8], image: &[u8]) -> Result<Vec<u8>> {
     let hv = Elf::parse(hypervisor_elf).context("reading the hypervisor ELF")?;
     let (arch, entry_sym) = match sys.board.arch {
         Arch::Aarch64 => (hallows_table::arch::AARCH64, "_start"),
         Arch::X86_64 => (hallows_table::arch::X86_64, "_start32"),
     };
     let entry = hv.symbol(entry_sym).with_context(|| format!("the hypervisor has no `{entry_sym}`"))?;
+    let load = hv.symbol("__hv_start").context("the hypervisor has no `__hv_start`")?;
     let r = sys.board.hypervisor;
     if r.base % 4096 != 0 || r.size % 4096 != 0 {
         bail!("board {}: the hypervisor reservation {r} is not 4 KiB aligned, which UEFI page allocation needs", sys.board.name);
@@ -65,12 +66,12 @@ pub fn image_file(sys: &System, hypervisor_elf: &[u8], image: &Image) -> Result<
     h.version = HANDOFF_VERSION;
     h.arch = arch;
     h.header_size = std::mem::size_of::<ImageHeader>() as u32;
-    h.load = image.load_address;
+    h.load = load;
     h.entry = entry;
     h.reserve = hallows_table::MemRange { base: r.base, size: r.size };
-    h.image_size = image.bytes.len() as u64;
+    h.image_size = image.len() as u64;
     let mut out = h.as_bytes().to_vec();
-    out.extend_from_slice(&image.bytes);
+    out.extend_from_slice(image);
     Ok(out)
 }
 

@@ -195,7 +195,7 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
         if timer::tsc_deadline_mode() { "TSC-deadline" } else { "one-shot" }
     ));
 
-    let facts = firmware::read(magic, mbi).map_err(system::BootError::DeviceTree)?;
+    let facts = firmware::read(magic, mbi).map_err(system::BootError::Firmware)?;
     system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
