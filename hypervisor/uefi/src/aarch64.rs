@@ -33,8 +33,9 @@ pub fn check_entry(_handoff: u64, _stack_top: u64) -> Result<(), String> {
 
 // hallows_uefi_enter(entry x0, handoff x1, start x2, end x3): with the MMU on
 // (UEFI's identity map), clean and invalidate [start, end) to the point of
-// coherency (the image, the hand-off and the device tree copy, and no stale
-// line over what the hypervisor later writes with its MMU off), then this
+// coherency (the image with its .bss, stacks and page-table pool, the
+// hand-off and the device tree copy: all the hypervisor reads or writes
+// with its MMU off, so that no line, dirty or stale, covers them), then this
 // routine's own code, then turn the MMU and caches off and jump to the
 // entry with x0 = the hand-off. HCR_EL2 is reset to 0 (no VHE: the
 // hypervisor's EL2 translation regime is the non-E2H one), as after reset.
@@ -89,15 +90,23 @@ hallows_uefi_enter_end:
 
 extern "C" {
     fn hallows_uefi_enter(entry: u64, handoff: u64, start: u64, end: u64) -> !;
+    static hallows_uefi_enter_end: u8;
+}
+
+/// Where the exit path (`hallows_uefi_enter`) lies: `hallows boot-cost
+/// --uefi` counts instructions from its first one.
+pub fn exit_path() -> (u64, u64) {
+    (hallows_uefi_enter as *const () as u64, core::ptr::addr_of!(hallows_uefi_enter_end) as u64)
 }
 
 /// Enters the hypervisor.
 ///
 /// # Safety
-/// Boot services are gone; the image is at its link address and `entry` is
-/// its entry point; `reserve` holds the image and the hand-off.
-pub unsafe fn enter(entry: u64, handoff: u64, _stack_top: u64, reserve: MemRange) -> ! {
+/// Boot services are gone; the image is at its link address `image.base`
+/// and `entry` is its entry point; `image.base..end` holds the image, the
+/// hand-off and the device tree copy.
+pub unsafe fn enter(entry: u64, handoff: u64, end: u64, image: MemRange) -> ! {
     // SAFETY: per the contract; the routine runs from UEFI's identity map
     // and needs no stack.
-    unsafe { hallows_uefi_enter(entry, handoff, reserve.base, reserve.base + reserve.size) }
+    unsafe { hallows_uefi_enter(entry, handoff, image.base, end) }
 }

@@ -122,12 +122,14 @@ fn load() -> Result<core::convert::Infallible, String> {
     }
     arch::check_entry(handoff_at, stack_top)?;
     println!(
-        "hallows-uefi: {}, image {} bytes at {:#x}, device tree {}, ACPI RSDP {}; exiting boot services",
+        "hallows-uefi: {}, image {} bytes at {:#x}, device tree {}, ACPI RSDP {}; exiting boot services, then {:#x}..{:#x}",
         if cfg!(target_arch = "aarch64") { format!("EL{el}") } else { "long mode".into() },
         image.len(),
         header.load,
         if dtb != 0 { format!("{dtb_len} bytes") } else { "none".into() },
-        if rsdp != 0 { format!("{rsdp:#x}") } else { "none".into() }
+        if rsdp != 0 { format!("{rsdp:#x}") } else { "none".into() },
+        arch::exit_path().0,
+        arch::exit_path().1
     );
 
     // From here on no boot service: the crate's helper fetches the memory
@@ -156,7 +158,7 @@ fn load() -> Result<core::convert::Infallible, String> {
     unsafe { core::ptr::copy_nonoverlapping(h.as_bytes().as_ptr(), handoff_at as *mut u8, h.as_bytes().len()) };
     // SAFETY: the image is in place at its link address, the hand-off and
     // stack in the reservation; boot services are gone.
-    unsafe { arch::enter(header.entry, handoff_at, stack_top, reserve) }
+    unsafe { arch::enter(header.entry, handoff_at, stack_top, MemRange { base: header.load, size: header.image_size }) }
 }
 
 fn check_header(h: &ImageHeader, have: usize) -> Result<(), String> {

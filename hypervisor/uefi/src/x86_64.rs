@@ -80,6 +80,8 @@ hallows_uefi_enter:
 3:  .quad   0
     .quad   0x00cf9a000000ffff
     .quad   0x00cf92000000ffff
+.global hallows_uefi_enter_end
+hallows_uefi_enter_end:
 .code64
 "#,
     magic = const HANDOFF_EAX,
@@ -88,6 +90,15 @@ hallows_uefi_enter:
 extern "sysv64" {
     fn hallows_uefi_enter(entry: u64, handoff: u64, stack_top: u64) -> !;
 }
+extern "C" {
+    static hallows_uefi_enter_end: u8;
+}
+
+/// Where the exit path (`hallows_uefi_enter`) lies: `hallows boot-cost
+/// --uefi` counts instructions from its first one.
+pub fn exit_path() -> (u64, u64) {
+    (hallows_uefi_enter as *const () as u64, core::ptr::addr_of!(hallows_uefi_enter_end) as u64)
+}
 
 /// Enters the hypervisor.
 ///
@@ -95,7 +106,7 @@ extern "sysv64" {
 /// Boot services are gone; the image is at its link address (below 4 GiB,
 /// the board's reservation) and `entry` is its 32-bit entry point;
 /// `check_entry` accepted the addresses.
-pub unsafe fn enter(entry: u64, handoff: u64, stack_top: u64, _reserve: MemRange) -> ! {
+pub unsafe fn enter(entry: u64, handoff: u64, stack_top: u64, _image: MemRange) -> ! {
     // SAFETY: per the contract.
     unsafe { hallows_uefi_enter(entry, handoff, stack_top) }
 }

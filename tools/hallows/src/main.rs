@@ -128,7 +128,14 @@ enum Cmd {
     /// Count the instructions from reset to the first instruction of the
     /// first partition's guest, on all cores (deterministic: QEMU -icount
     /// shift=0,sleep=off; the machine is stopped there).
-    BootCost { manifest: PathBuf },
+    BootCost {
+        manifest: PathBuf,
+        /// Boot through UEFI firmware instead, and count from the UEFI
+        /// loader's exit path (its first instruction after
+        /// ExitBootServices) to the first guest instruction (docs/deploy.md).
+        #[arg(long)]
+        uefi: bool,
+    },
     /// Run the system with every instruction traced and print, per core,
     /// the instructions executed and how many were the hypervisor's
     /// (deterministic: QEMU -icount shift=0,sleep=off; two runs print the
@@ -192,7 +199,7 @@ fn main() -> ExitCode {
     | Cmd::Inspect { manifest }
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
-    | Cmd::BootCost { manifest }
+    | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
@@ -484,7 +491,37 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::BootCost { manifest } => {
+        Cmd::BootCost { manifest, uefi: true } => {
+            let (sys, disk, artifacts) = build_image(&manifest, None, outside, true)?;
+            let guest = image::Elf::parse(&std::fs::read(artifacts.guest(&sys.partitions[0].guest))?)?;
+            // A first, untraced boot: the loader names its exit path (where
+            // the firmware placed the loader); the traced boot that follows
+            // loads it at the same place (same firmware, disk and memory).
+            progress("booting once to find the loader's exit path");
+            let first = qemu::run(&sys, &disk, Duration::from_secs(300), true, &[])?;
+            let exit = first
+                .output
+                .lines()
+                .find_map(|l| l.split_once("exiting boot services, then ").map(|(_, r)| r.trim().to_string()))
+                .and_then(|r| {
+                    let (a, b) = r.split_once("..")?;
+                    let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
+                    Some(hex(a)?..hex(b)?)
+                })
+                .with_context(|| format!("the loader did not name its exit path:\n{}", first.output))?;
+            let hv_elf = image::Elf::parse(&std::fs::read(&artifacts.hypervisor)?)?;
+            let hv_start = hv_elf.symbol("__hv_start").context("the hypervisor has no __hv_start")?;
+            let hv = hv_start..sys.board.hypervisor.base + sys.board.hypervisor.size;
+            progress(&format!("tracing a second boot from {:#x} (singlestep: slow)", exit.start));
+            let (n, hv_part) = qemu::instructions_from_handoff(&sys, &disk, exit, hv, guest.entry)?;
+            println!(
+                "{n} instructions from the UEFI loader's exit path (after ExitBootServices) to the first guest instruction; \
+                 {} of them in the loader's exit path, {hv_part} in the hypervisor",
+                n - hv_part
+            );
+            Ok(0)
+        }
+        Cmd::BootCost { manifest, uefi: false } => {
             let (sys, path, _) = build_image(&manifest, None, outside, false)?;
             let img = std::fs::read(&path)?;
             let hv_base = sys.board.hypervisor.base;
