@@ -31,8 +31,24 @@ fn aarch64_demo_boots_under_aavmf_at_el2_as_it_does_directly() {
     let uefi = boot_manifest_uefi(&manifest, &[]);
     assert!(uefi.output.contains("hallows-uefi: EL2, image "), "{}", uefi.output);
     assert!(uefi.output.contains("[hallows] booted by the UEFI loader (at EL2): "), "{}", uefi.output);
+    assert!(uefi.output.contains(", 4 core(s) in the device tree"), "{}", uefi.output);
     assert_same_as_direct(&direct, &uefi, &["frontend", "backend", "database"]);
     direct.assert_status(0);
+}
+
+#[test]
+fn aarch64_demo_boots_under_aavmf_with_acpi_only_as_it_does_directly() {
+    // acpi=on: AAVMF withholds the device tree; the hypervisor takes the
+    // cores from the MADT (and checks the GIC, timer and console against
+    // the board) from the copies the loader made.
+    let manifest = root().join("vmm-config/examples/demo.toml");
+    let direct = boot_manifest(&manifest);
+    let uefi = boot_manifest_uefi(&manifest, &["-M".into(), "acpi=on".into()]);
+    assert!(uefi.output.contains("device tree none, ACPI RSDP 0x"), "{}", uefi.output);
+    assert!(uefi.output.contains("(4 tables copied)"), "{}", uefi.output);
+    assert!(uefi.output.contains("[hallows] booted by the UEFI loader (at EL2): "), "{}", uefi.output);
+    assert!(uefi.output.contains(", 4 core(s) in the ACPI MADT"), "{}", uefi.output);
+    assert_same_as_direct(&direct, &uefi, &["frontend", "backend", "database"]);
 }
 
 #[test]
@@ -67,6 +83,14 @@ fn aarch64_manifest_with_more_cores_than_the_firmware_reports_is_refused() {
         b.output
     );
     assert!(b.lines_of("solo").is_empty(), "{}", b.output);
+    // The same from the ACPI MADT (no device tree).
+    let b = boot_system_uefi("uefi-core3", &["-smp".into(), "2".into(), "-M".into(), "acpi=on".into()]);
+    b.assert_status(2);
+    assert!(
+        b.output.contains("[hallows] boot failed: the manifest asks for core 3 (MPIDR 0x3); the firmware reports 2 cores (ACPI MADT)"),
+        "{}",
+        b.output
+    );
 }
 
 #[test]

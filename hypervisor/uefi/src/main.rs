@@ -19,7 +19,10 @@ use alloc::format;
 use alloc::string::String;
 use core::time::Duration;
 
-use hallows_table::handoff::{self, HandOff, ImageHeader, HANDOFF_MAGIC, HANDOFF_VERSION, IMAGE_MAGIC, MAX_HANDOFF_RAM};
+use hallows_table::handoff::{
+    self, AcpiCopy, HandOff, ImageHeader, ACPI_COPIED, HANDOFF_MAGIC, HANDOFF_VERSION, IMAGE_MAGIC, MAX_ACPI_COPIES, MAX_ACPI_TABLE,
+    MAX_HANDOFF_RAM,
+};
 use hallows_table::MemRange;
 use uefi::boot::{self, AllocateType, MemoryType};
 use uefi::fs::FileSystem;
@@ -106,7 +109,11 @@ fn load() -> Result<core::convert::Infallible, String> {
         // SAFETY: `config_tables` checked the header; the size is bounded.
         _ => unsafe { fdt_size(dtb) }? as u64,
     };
-    let stack_top = (dtb_at + dtb_len).next_multiple_of(4096) + ENTRY_STACK;
+    // The ACPI tables the hypervisor reads, copied after the device tree.
+    let acpi_at = (dtb_at + dtb_len).next_multiple_of(8);
+    let acpi = if rsdp != 0 { acpi_tables(rsdp)? } else { alloc::vec::Vec::new() };
+    let acpi_len: u64 = acpi.iter().map(|t| (t.len() as u64).next_multiple_of(8)).sum();
+    let stack_top = (acpi_at + acpi_len).next_multiple_of(4096) + ENTRY_STACK;
     if stack_top > reserve.base + reserve.size {
         return Err(format!(
             "the image ({} bytes) and the hand-off do not fit the hypervisor reservation {:#x}..{:#x}",
@@ -120,14 +127,24 @@ fn load() -> Result<core::convert::Infallible, String> {
         // bytes; the destination lies in our reservation (checked above).
         unsafe { core::ptr::copy_nonoverlapping(dtb as *const u8, dtb_at as *mut u8, dtb_len as usize) };
     }
+    let mut copies = [AcpiCopy::default(); MAX_ACPI_COPIES];
+    let mut at = acpi_at;
+    for (copy, t) in copies.iter_mut().zip(&acpi) {
+        // SAFETY: `at..at + len` lies in our reservation below `stack_top`
+        // (checked above); the source is our own buffer.
+        unsafe { core::ptr::copy_nonoverlapping(t.as_ptr(), at as *mut u8, t.len()) };
+        *copy = AcpiCopy { signature: t[..4].try_into().unwrap_or_default(), length: t.len() as u32, address: at };
+        at += (t.len() as u64).next_multiple_of(8);
+    }
     arch::check_entry(handoff_at, stack_top)?;
     println!(
-        "hallows-uefi: {}, image {} bytes at {:#x}, device tree {}, ACPI RSDP {}; exiting boot services, then {:#x}..{:#x}",
+        "hallows-uefi: {}, image {} bytes at {:#x}, device tree {}, ACPI RSDP {} ({} tables copied); exiting boot services, then {:#x}..{:#x}",
         if cfg!(target_arch = "aarch64") { format!("EL{el}") } else { "long mode".into() },
         image.len(),
         header.load,
         if dtb != 0 { format!("{dtb_len} bytes") } else { "none".into() },
         if rsdp != 0 { format!("{rsdp:#x}") } else { "none".into() },
+        acpi.len(),
         arch::exit_path().0,
         arch::exit_path().1
     );
@@ -146,6 +163,8 @@ fn load() -> Result<core::convert::Infallible, String> {
     h.dtb = if dtb != 0 { dtb_at } else { 0 };
     h.rsdp = rsdp;
     h.loader_el = el;
+    h.acpi = copies;
+    h.acpi_count = acpi.len() as u32;
     let free = map.entries().map(|d| (d.ty.0, d.phys_start, d.page_count));
     // More free ranges than the hand-off holds: keep the first ones (the
     // hypervisor checks the manifest's RAM against what it gets).
@@ -208,6 +227,49 @@ fn config_tables() -> Result<(u64, u64), String> {
         }
     }
     Ok((dtb, rsdp))
+}
+
+/// Firmware memory at `pa`, `len` bytes, as a slice.
+///
+/// # Safety
+/// `pa..pa + len` is readable (firmware memory, identity-mapped while boot
+/// services run) and nothing writes it while the slice lives.
+unsafe fn firmware_bytes<'a>(pa: u64, len: usize) -> &'a [u8] {
+    // SAFETY: per the contract.
+    unsafe { core::slice::from_raw_parts(pa as *const u8, len) }
+}
+
+/// The tables of [`ACPI_COPIED`] the firmware's XSDT lists, each checked
+/// (length, checksum) and copied into a buffer.
+fn acpi_tables(rsdp: u64) -> Result<alloc::vec::Vec<alloc::vec::Vec<u8>>, String> {
+    let bad = |what: &str, e: hallows_acpi::Error| format!("the firmware's ACPI {what} is malformed ({e:?})");
+    // SAFETY: the configuration table names an RSDP here; an ACPI 2.0 RSDP
+    // is 36 bytes.
+    let r = hallows_acpi::rsdp(unsafe { firmware_bytes(rsdp, 36) }).map_err(|e| bad("RSDP", e))?;
+    if r.xsdt == 0 {
+        return Err("the firmware's ACPI RSDP names no XSDT".into());
+    }
+    let table_at = |pa: u64| -> Result<&[u8], String> {
+        // SAFETY: an ACPI table header (36 bytes) lies at every address the
+        // RSDP and XSDT name; its length is bounded before the whole is read.
+        let len = hallows_acpi::sdt_length(unsafe { firmware_bytes(pa, hallows_acpi::HEADER) }).unwrap_or(0);
+        if !(hallows_acpi::HEADER as u32..=MAX_ACPI_TABLE).contains(&len) {
+            return Err(format!("the ACPI table at {pa:#x} claims {len} bytes"));
+        }
+        // SAFETY: as above, `len` bytes as the header says, bounded.
+        Ok(unsafe { firmware_bytes(pa, len as usize) })
+    };
+    let xsdt = hallows_acpi::sdt(table_at(r.xsdt)?, b"XSDT").map_err(|e| bad("XSDT", e))?;
+    let mut out = alloc::vec::Vec::new();
+    for pa in hallows_acpi::xsdt_entries(xsdt) {
+        let t = table_at(pa)?;
+        let Some(sig) = ACPI_COPIED.iter().find(|s| t[..4] == s[..]) else { continue };
+        let t = hallows_acpi::sdt(t, sig).map_err(|e| bad(core::str::from_utf8(sig).unwrap_or("table"), e))?;
+        if out.len() < MAX_ACPI_COPIES && !out.iter().any(|o: &alloc::vec::Vec<u8>| o[..4] == sig[..]) {
+            out.push(t.to_vec());
+        }
+    }
+    Ok(out)
 }
 
 /// The total size of the device tree at `dtb`, bounded.

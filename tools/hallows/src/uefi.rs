@@ -58,7 +58,7 @@ pub fn image_file(sys: &System, hypervisor_elf: &[u8], image: &[u8]) -> Result<V
     let entry = hv.symbol(entry_sym).with_context(|| format!("the hypervisor has no `{entry_sym}`"))?;
     let load = hv.symbol("__hv_start").context("the hypervisor has no `__hv_start`")?;
     let r = sys.board.hypervisor;
-    if r.base % 4096 != 0 || r.size % 4096 != 0 {
+    if !r.base.is_multiple_of(4096) || !r.size.is_multiple_of(4096) {
         bail!("board {}: the hypervisor reservation {r} is not 4 KiB aligned, which UEFI page allocation needs", sys.board.name);
     }
     let mut h = ImageHeader::new_zeroed();

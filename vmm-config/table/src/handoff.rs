@@ -36,6 +36,23 @@ pub const HANDOFF_VERSION: u32 = 1;
 pub const HANDOFF_EAX: u32 = 0x4841_4C55;
 /// Free RAM ranges a hand-off can carry (after merging adjacent ones).
 pub const MAX_HANDOFF_RAM: usize = 32;
+/// ACPI tables the loader copies for the hypervisor (arm64: MADT, GTDT,
+/// SPCR, FADT).
+pub const MAX_ACPI_COPIES: usize = 4;
+/// The signatures of the tables the loader copies.
+pub const ACPI_COPIED: [[u8; 4]; MAX_ACPI_COPIES] = [*b"APIC", *b"GTDT", *b"SPCR", *b"FACP"];
+/// The largest ACPI table the loader copies.
+pub const MAX_ACPI_TABLE: u32 = 64 * 1024;
+
+/// A copy of one ACPI table in the reservation (unchecked: the reader
+/// checks its length and checksum).
+#[derive(Clone, Copy, Debug, Default, FromBytes, IntoBytes, KnownLayout, Immutable)]
+#[repr(C)]
+pub struct AcpiCopy {
+    pub signature: [u8; 4],
+    pub length: u32,
+    pub address: u64,
+}
 /// Path of the image on the EFI system partition.
 pub const IMAGE_PATH: &str = "\\HALLOWS\\IMAGE.BIN";
 
@@ -77,7 +94,11 @@ pub struct HandOff {
     pub loader_el: u32,
     pub _reserved: u32,
     pub ram_count: u32,
-    pub _pad: u32,
+    pub acpi_count: u32,
+    /// Copies of the ACPI tables of [`ACPI_COPIED`] the firmware has, in the
+    /// reservation (the firmware's own lie in memory the hypervisor does
+    /// not map).
+    pub acpi: [AcpiCopy; MAX_ACPI_COPIES],
     /// RAM free once boot services are gone (conventional, loader and
     /// boot-services memory of the UEFI memory map), sorted, adjacent
     /// ranges merged.
@@ -90,6 +111,11 @@ impl HandOff {
         &self.ram[..(self.ram_count as usize).min(MAX_HANDOFF_RAM)]
     }
 
+    /// The copy of the ACPI table `signature`, if the loader made one.
+    pub fn acpi_table(&self, signature: &[u8; 4]) -> Option<AcpiCopy> {
+        self.acpi[..(self.acpi_count as usize).min(MAX_ACPI_COPIES)].iter().find(|t| &t.signature == signature).copied()
+    }
+
     /// Checks what a reader must before trusting the rest.
     pub fn check(&self) -> Result<(), &'static str> {
         if self.magic != HANDOFF_MAGIC {
@@ -98,8 +124,8 @@ impl HandOff {
         if self.version != HANDOFF_VERSION || self.size as usize != core::mem::size_of::<HandOff>() {
             return Err("the UEFI hand-off was written by another loader version (rebuild the disk image)");
         }
-        if self.ram_count as usize > MAX_HANDOFF_RAM {
-            return Err("the UEFI hand-off claims more RAM ranges than it holds");
+        if self.ram_count as usize > MAX_HANDOFF_RAM || self.acpi_count as usize > MAX_ACPI_COPIES {
+            return Err("the UEFI hand-off claims more RAM ranges or ACPI tables than it holds");
         }
         if self.ram().iter().any(|r| r.end().is_none()) {
             return Err("the UEFI hand-off has a RAM range that wraps");
@@ -246,7 +272,7 @@ mod tests {
     #[test]
     fn layouts_are_stable() {
         assert_eq!(core::mem::size_of::<ImageHeader>(), 64);
-        assert_eq!(core::mem::size_of::<HandOff>(), 48 + 16 * MAX_HANDOFF_RAM);
+        assert_eq!(core::mem::size_of::<HandOff>(), 48 + 16 * MAX_ACPI_COPIES + 16 * MAX_HANDOFF_RAM);
     }
 
     use zerocopy::FromZeros;

@@ -196,7 +196,7 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
     ));
 
     let facts = firmware::read(magic, mbi).map_err(system::BootError::Firmware)?;
-    system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
+    system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count], "ACPI MADT")?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
     device_interrupts(table, &facts.ioapics[..facts.ioapic_count])?;
