@@ -162,7 +162,11 @@ pub fn boot_manifest_uefi(path: &Path, extra: &[String]) -> Boot {
     let hv = std::fs::read(&artifacts(arch).hypervisor).expect("hypervisor binary");
     let image = std::fs::read(&img).expect("reading the image");
     let file = hallows::uefi::image_file(&sys, &hv, &image).expect("the image file");
-    let disk = hallows::uefi::disk_path(&img);
+    // A disk (and variable store) of its own per boot: tests booting the
+    // same manifest run in parallel.
+    static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let disk = hallows::uefi::disk_path(&img.with_file_name(format!("{}-{n}.img", img.file_stem().and_then(|s| s.to_str()).unwrap_or("system"))));
     hallows::uefi::write_disk(&disk, arch, uefi_loader(arch), &file).expect("writing the ESP image");
     let r = qemu::run(&sys, &disk, BOOT_TIMEOUT, true, extra).expect("running QEMU");
     Boot { status: r.status, output: r.output }

@@ -152,9 +152,10 @@ fn load() -> Result<core::convert::Infallible, String> {
     // From here on no boot service: the crate's helper fetches the memory
     // map and calls ExitBootServices with its key, and fetches it again and
     // retries once when the map changed in between (UEFI 2.10, 7.4.6).
-    // SAFETY: nothing below touches a protocol or the pool allocator; the
-    // file buffer is leaked, never freed.
+    // The file buffer is leaked, never freed; nothing else allocated lives
+    // past `arch::enter`, which never returns (so nothing is dropped).
     core::mem::forget(file);
+    // SAFETY: nothing below touches a protocol or the pool allocator.
     let map = unsafe { boot::exit_boot_services(None) };
     let mut h = HandOff::new_zeroed();
     h.magic = HANDOFF_MAGIC;

@@ -581,7 +581,9 @@ pub fn instructions_from_handoff(sys: &System, disk: &Path, exit: std::ops::Rang
     let in_exit = |pc: u64| exit.contains(&pc);
     let (out, count) = std::thread::scope(|s| {
         let reader = s.spawn(|| count_to_guest(&log, &in_exit, false, guest_entry, &ended, &stop).map(|(n, from)| (n, from.unwrap_or(0))));
-        let out = run_until(sys, disk, Some(Duration::from_secs(600)), &stop, true, &extra);
+        // The firmware's whole boot runs one instruction per block: OVMF
+        // under TCG takes minutes.
+        let out = run_until(sys, disk, Some(Duration::from_secs(1800)), &stop, true, &extra);
         ended.store(true, Ordering::SeqCst);
         (out, reader.join())
     });
