@@ -167,8 +167,8 @@ fn load() -> Result<core::convert::Infallible, String> {
     h.acpi = copies;
     h.acpi_count = acpi.len() as u32;
     let free = map.entries().map(|d| (d.ty.0, d.phys_start, d.page_count));
-    // More free ranges than the hand-off holds: keep the first ones (the
-    // hypervisor checks the manifest's RAM against what it gets).
+    // More free ranges than the hand-off holds: none are passed, and the
+    // hypervisor says so.
     let mut ram = [MemRange::default(); MAX_HANDOFF_RAM];
     let n = handoff::collect_free_ram(free, &mut ram).unwrap_or(0);
     h.ram = ram;

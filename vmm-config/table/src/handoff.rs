@@ -127,6 +127,11 @@ impl HandOff {
         if self.ram_count as usize > MAX_HANDOFF_RAM || self.acpi_count as usize > MAX_ACPI_COPIES {
             return Err("the UEFI hand-off claims more RAM ranges or ACPI tables than it holds");
         }
+        if self.ram_count == 0 {
+            // The loader's own reservation is free RAM: none at all means
+            // the memory map had more free ranges than a hand-off holds.
+            return Err("the UEFI loader passed no free RAM (the memory map has more free ranges than the hand-off holds)");
+        }
         if self.ram().iter().any(|r| r.end().is_none()) {
             return Err("the UEFI hand-off has a RAM range that wraps");
         }
@@ -258,6 +263,9 @@ mod tests {
         h.magic = HANDOFF_MAGIC;
         h.version = HANDOFF_VERSION;
         h.size = core::mem::size_of::<HandOff>() as u32;
+        assert!(h.check().is_err(), "no RAM");
+        h.ram_count = 1;
+        h.ram[0] = mr(0x4000_0000, 0x1000);
         h.check().unwrap();
         h.ram_count = MAX_HANDOFF_RAM as u32 + 1;
         assert!(h.check().is_err());
