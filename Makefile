@@ -88,6 +88,9 @@ lint:
 			CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p $$p --target $$t -- -D warnings || exit 1; \
 		done; \
 	done
+	for t in aarch64-unknown-uefi x86_64-unknown-uefi; do \
+		CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p hallows-uefi --target $$t -- -D warnings || exit 1; \
+	done
 
 # The store's long crash campaign (make test runs 3 kills and 2 corrupted
 # images): QEMU killed 60 times under a write load from the host and booted
