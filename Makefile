@@ -14,8 +14,8 @@ HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
 # ARCH given on the command line (or in the environment) must match the
 # manifest's board: hallows refuses a mismatch instead of booting the board.
 HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
-APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
-TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl
+APT_PACKAGES = qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
+TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl aarch64-unknown-uefi x86_64-unknown-uefi
 
 .PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo soak crash-log bench-log bench-olap run-olap
 # The Python clients the log partition's tests drive (kafka-python), and
@@ -36,10 +36,11 @@ deps:
 	@if ! command -v qemu-system-aarch64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1 || \
 		! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 || \
 		! command -v gdb-multiarch >/dev/null 2>&1 || ! command -v kcat >/dev/null 2>&1 || \
+		! [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || ! [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || \
 		! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1 || \
 		! python3 -c 'import ensurepip' >/dev/null 2>&1 || \
 		! dpkg -s bochs-term bochsbios vgabios >/dev/null 2>&1; then \
-		echo "installing QEMU, Bochs, curl, wrk, gdb-multiarch, redis-tools, kcat and python3-venv"; \
+		echo "installing QEMU, its UEFI firmware (AAVMF, OVMF), Bochs, curl, wrk, gdb-multiarch, redis-tools, kcat and python3-venv"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(APT_PACKAGES); \
@@ -95,6 +96,9 @@ lint:
 	# Nagini (a framework library) must build without std for both guest ISAs.
 	for t in aarch64-unknown-none x86_64-unknown-none; do \
 		CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p nagini --target $$t -- -D warnings || exit 1; \
+	done
+	for t in aarch64-unknown-uefi x86_64-unknown-uefi; do \
+		CARGO_TARGET_DIR=target/clippy $(CARGO) clippy -p hallows-uefi --target $$t -- -D warnings || exit 1; \
 	done
 
 # The store's long crash campaign (make test runs 3 kills and 2 corrupted

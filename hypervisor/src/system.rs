@@ -24,8 +24,14 @@ pub enum BootError {
     PayloadTooLarge,
     BadBoard,
     Map(MapError),
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
     DeviceTree(&'static str),
+    /// The UEFI loader's hand-off is unusable.
+    Firmware(&'static str),
     Board(&'static str, u64),
+    /// A partition's core (index, hardware id) is not among the `reported`
+    /// cores the firmware describes (`source`).
+    MissingCore { core: usize, id: &'static str, hwid: u64, reported: usize, source: &'static str },
     Partition { index: usize, what: &'static str },
     Channel { index: usize, what: &'static str },
     Load(hallows_abi::Error),
@@ -40,6 +46,13 @@ impl fmt::Display for BootError {
             BootError::BadBoard => write!(f, "the board description in the table is inconsistent"),
             BootError::Map(e) => write!(f, "page-table construction failed: {e:?}"),
             BootError::DeviceTree(e) => write!(f, "device tree: {e}"),
+            BootError::Firmware(e) => write!(f, "firmware: {e}"),
+            BootError::MissingCore { core, id, hwid, reported, source } => write!(
+                f,
+                "the manifest asks for core {core} ({id} {hwid:#x}); the firmware reports {reported} core{} ({source}): \
+                 give the partitions fewer cores or boot a machine with more",
+                if *reported == 1 { "" } else { "s" }
+            ),
             BootError::Board(what, value) => write!(f, "the machine does not match the manifest's board: {what} {value:#x}"),
             BootError::Partition { index, what } => write!(f, "partition #{index}: {what}"),
             BootError::Channel { index, what } => write!(f, "channel #{index}: {what}"),
@@ -154,17 +167,19 @@ pub fn region_attr(r: &Region) -> Attr {
 /// Checks the machine the firmware describes against the table's board
 /// (aarch64: from the device tree, whose PSCI must use SMC).
 #[cfg(target_arch = "aarch64")]
-pub fn check_board(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64], psci_smc: bool) -> Result<(), BootError> {
+pub fn check_board(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64], psci_smc: bool, source: &'static str) -> Result<(), BootError> {
     if !psci_smc {
         return Err(BootError::DeviceTree("PSCI is not reachable through SMC (need -M virt,virtualization=on)"));
     }
-    check_machine(table, dt_ram, dt_cpus)
+    check_machine(table, dt_ram, dt_cpus, source)
 }
 
 /// Checks the firmware's RAM ranges and core hardware ids (aarch64: from
 /// the device tree; x86_64: the multiboot memory map and the ACPI MADT)
 /// against the table's board.
-pub fn check_machine(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64]) -> Result<(), BootError> {
+/// `source` names where the cores were listed (the device tree, the ACPI
+/// MADT), for the message.
+pub fn check_machine(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64], source: &'static str) -> Result<(), BootError> {
     let in_dt_ram = |r: &MemRange| dt_ram.iter().any(|d| d.contains(r));
     if !in_dt_ram(&table.board.hypervisor) {
         return Err(BootError::Board("the hypervisor reservation is not RAM here, at", table.board.hypervisor.base));
@@ -176,12 +191,8 @@ pub fn check_machine(table: &SystemTable, dt_ram: &[MemRange], dt_cpus: &[u64]) 
         for core in cores(p) {
             let hwid = table.board.core_hwid[core];
             if !dt_cpus.contains(&hwid) {
-                let what = if table.board.arch == hallows_table::arch::X86_64 {
-                    "a partition's core is not on this machine (ACPI MADT): local APIC id"
-                } else {
-                    "a partition's core is not on this machine: MPIDR"
-                };
-                return Err(BootError::Board(what, hwid));
+                let id = if table.board.arch == hallows_table::arch::X86_64 { "local APIC id" } else { "MPIDR" };
+                return Err(BootError::MissingCore { core, id, hwid, reported: dt_cpus.len(), source });
             }
         }
     }

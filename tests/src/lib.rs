@@ -134,6 +134,44 @@ pub fn boot_manifest_patched(path: &Path, extra: &[String], patch: &dyn Fn(&mut 
     Boot { status: r.status, output }
 }
 
+/// The EFI loader of `arch`, built once per test binary.
+fn uefi_loader(arch: vmm_config::Arch) -> &'static [u8] {
+    static AARCH64: OnceLock<Vec<u8>> = OnceLock::new();
+    static X86_64: OnceLock<Vec<u8>> = OnceLock::new();
+    let cell = match arch {
+        vmm_config::Arch::Aarch64 => &AARCH64,
+        vmm_config::Arch::X86_64 => &X86_64,
+    };
+    cell.get_or_init(|| {
+        let efi = build::build_loader(&root(), arch).expect("building the EFI loader");
+        std::fs::read(efi).expect("reading the EFI loader")
+    })
+}
+
+/// Boots `tests/systems/<name>.toml` through UEFI firmware (AAVMF at EL2,
+/// OVMF) from an EFI system partition image, as `hallows run --uefi` does,
+/// with extra QEMU arguments.
+pub fn boot_system_uefi(name: &str, extra: &[String]) -> Boot {
+    boot_manifest_uefi(&root().join("tests/systems").join(format!("{name}.toml")), extra)
+}
+
+/// As [`boot_system_uefi`], for any manifest file.
+pub fn boot_manifest_uefi(path: &Path, extra: &[String]) -> Boot {
+    let (sys, img) = image_of(path, &|_| {}, &|_| {});
+    let arch = sys.board.arch;
+    let hv = std::fs::read(&artifacts(arch).hypervisor).expect("hypervisor binary");
+    let image = std::fs::read(&img).expect("reading the image");
+    let file = hallows::uefi::image_file(&sys, &hv, &image).expect("the image file");
+    // A disk (and variable store) of its own per boot: tests booting the
+    // same manifest run in parallel.
+    static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let disk = hallows::uefi::disk_path(&img.with_file_name(format!("{}-{n}.img", img.file_stem().and_then(|s| s.to_str()).unwrap_or("system"))));
+    hallows::uefi::write_disk(&disk, arch, uefi_loader(arch), &file).expect("writing the ESP image");
+    let r = qemu::run(&sys, &disk, BOOT_TIMEOUT, true, extra).expect("running QEMU");
+    Boot { status: r.status, output: r.output }
+}
+
 /// Boots any manifest file with a time limit of its own (the soak).
 pub fn boot_manifest_for(path: &Path, timeout: Duration) -> Boot {
     let (sys, out) = image_of(path, &|_| {}, &|_| {});

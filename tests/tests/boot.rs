@@ -61,7 +61,7 @@ fn the_firmware_device_tree_decides_what_the_machine_offers() {
     let b = boot_with("no-cpu0.dtb", &renamed);
     b.assert_status(2);
     assert!(
-        b.output.contains("boot failed: the machine does not match the manifest's board: a partition's core is not on this machine: MPIDR 0x0"),
+        b.output.contains("boot failed: the manifest asks for core 0 (MPIDR 0x0); the firmware reports 3 cores (device tree)"),
         "{}",
         b.output
     );

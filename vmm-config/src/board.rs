@@ -23,6 +23,8 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ),
     ("qemu-x86_64", include_str!("../boards/qemu-x86_64.toml")),
     ("qemu-microvm", include_str!("../boards/qemu-microvm.toml")),
+    ("uefi-aarch64", include_str!("../boards/uefi-aarch64.toml")),
+    ("uefi-x86_64", include_str!("../boards/uefi-x86_64.toml")),
 ];
 
 /// Parses and checks a board file already added to `d` as `file`.

@@ -271,3 +271,23 @@ pub unsafe fn payload(len: usize) -> &'static [u8] {
     // caller bounds `len` by the board's hypervisor reservation.
     unsafe { core::slice::from_raw_parts(core::ptr::addr_of!(__hv_end), len) }
 }
+
+/// The UEFI loader's hand-off block at physical `pa`
+/// (`hallows_table::handoff`), copied out and checked; `None` if `pa` holds
+/// something else (the direct boot's device tree) or lies outside `mapped`
+/// (the memory the caller's current map covers).
+pub fn handoff(pa: u64, mapped: &[hallows_table::MemRange]) -> Option<Result<hallows_table::handoff::HandOff, &'static str>> {
+    use hallows_table::handoff::{HandOff, HANDOFF_MAGIC};
+    let size = core::mem::size_of::<HandOff>() as u64;
+    let whole = hallows_table::MemRange { base: pa, size };
+    if pa == 0 || !pa.is_multiple_of(8) || !mapped.iter().any(|r| r.contains(&whole)) {
+        return None;
+    }
+    // SAFETY: the block lies inside memory the caller maps (checked above),
+    // 8-aligned; `HandOff` is plain data valid for any bytes, read by value.
+    let h: HandOff = unsafe { core::ptr::read_volatile(pa as *const HandOff) };
+    if h.magic != HANDOFF_MAGIC {
+        return None;
+    }
+    Some(h.check().map(|()| h))
+}

@@ -100,6 +100,16 @@ pub fn build(root: &Path, arch: Arch, guests: &[String]) -> Result<Artifacts> {
     })
 }
 
+/// Builds the EFI loader (`hallows-uefi`) for `arch` in the workspace
+/// that provides the hypervisor; returns the `.efi` file.
+pub fn build_loader(root: &Path, arch: Arch) -> Result<PathBuf> {
+    let target = crate::uefi::loader_target(arch);
+    let hv_root = workspace::hypervisor_root(root)?;
+    progress(&format!("building the EFI loader for {target}"));
+    cargo(&hv_root, target, &["hallows-uefi".to_string()], &[])?;
+    Ok(hv_root.join("target").join(target).join("release/hallows-uefi.efi"))
+}
+
 /// Where the guests of `arch` are built in the workspace at `root` (their
 /// ELF files, with symbols and debug information).
 pub fn guest_dir(root: &Path, arch: Arch) -> PathBuf {

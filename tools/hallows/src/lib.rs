@@ -20,4 +20,5 @@ pub mod netcost;
 pub mod qemu;
 pub mod scaffold;
 pub mod symbolize;
+pub mod uefi;
 pub mod workspace;

@@ -99,6 +99,11 @@ enum Cmd {
         /// Output image (default: target/hallows/<manifest name>.img).
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Also write a bootable EFI system partition image (FAT, with
+        /// EFI/BOOT/BOOTAA64.EFI or BOOTX64.EFI and the image) next to it,
+        /// `<name>.esp.img`, and print its path (docs/deploy.md).
+        #[arg(long)]
+        uefi: bool,
     },
     /// Build, then boot the system under QEMU.
     ///
@@ -147,6 +152,11 @@ enum Cmd {
         /// Repeatable.
         #[arg(long = "disk", value_name = "PARTITION=FILE")]
         disks: Vec<String>,
+        /// Boot through UEFI firmware (AAVMF at EL2, OVMF) from the EFI
+        /// system partition image `build --uefi` writes, instead of QEMU's
+        /// -kernel (docs/deploy.md).
+        #[arg(long)]
+        uefi: bool,
         /// Extra QEMU arguments.
         #[arg(last = true)]
         qemu_args: Vec<String>,
@@ -154,7 +164,14 @@ enum Cmd {
     /// Count the instructions from reset to the first instruction of the
     /// first partition's guest, on all cores (deterministic: QEMU -icount
     /// shift=0,sleep=off; the machine is stopped there).
-    BootCost { manifest: PathBuf },
+    BootCost {
+        manifest: PathBuf,
+        /// Boot through UEFI firmware instead, and count from the UEFI
+        /// loader's exit path (its first instruction after
+        /// ExitBootServices) to the first guest instruction (docs/deploy.md).
+        #[arg(long)]
+        uefi: bool,
+    },
     /// Run the system with every instruction traced and print, per core,
     /// the instructions executed and how many were the hypervisor's
     /// (deterministic: QEMU -icount shift=0,sleep=off; two runs print the
@@ -218,7 +235,7 @@ fn main() -> ExitCode {
     | Cmd::Inspect { manifest }
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
-    | Cmd::BootCost { manifest }
+    | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
@@ -327,12 +344,15 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", vmm_config::cli::schema());
             Ok(0)
         }
-        Cmd::Build { manifest, output } => {
-            let (_, path, _) = build_image(&manifest, output, outside)?;
+        Cmd::Build { manifest, output, uefi } => {
+            let (_, path, _) = build_image(&manifest, output, outside, uefi)?;
             println!("{}", path.display());
             Ok(0)
         }
-        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args, disks } => {
+        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args, disks, uefi } => {
+            if uefi {
+                anyhow::bail!("--gdb boots the direct image only (no --uefi)");
+            }
             if !disks.is_empty() {
                 anyhow::bail!("--gdb takes no --disk: the session's disks are the manifest's");
             }
@@ -342,7 +362,7 @@ fn run(cli: Cli) -> Result<u8> {
             if timeout.is_some() {
                 anyhow::bail!("--gdb takes no --timeout: the machine runs until gdb exits");
             }
-            let (sys, path, artifacts) = build_image(&manifest, None, outside)?;
+            let (sys, path, artifacts) = build_image(&manifest, None, outside, false)?;
             let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
             // Ctrl-C belongs to gdb (it interrupts the target): ignore it here.
             ctrlc::set_handler(|| {}).context("installing the Ctrl-C handler")?;
@@ -354,9 +374,9 @@ fn run(cli: Cli) -> Result<u8> {
             let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
             Ok(if s.gdb.success() { 0 } else { 1 })
         }
-        Cmd::Run { manifest, timeout, qemu_args, disks, .. } => {
+        Cmd::Run { manifest, timeout, qemu_args, disks, uefi, .. } => {
             qemu::check_accel()?;
-            let (mut sys, path, artifacts) = build_image(&manifest, None, outside)?;
+            let (mut sys, path, artifacts) = build_image(&manifest, None, outside, uefi)?;
             for d in &disks {
                 let Some((name, file)) = d.split_once('=') else {
                     anyhow::bail!("--disk {d}: write it PARTITION=FILE");
@@ -451,7 +471,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(code)
         }
         Cmd::El2Cost { manifest, top } => {
-            let (sys, path, _) = build_image(&manifest, None, outside)?;
+            let (sys, path, _) = build_image(&manifest, None, outside, false)?;
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
             let elf = root.join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
             let c = hallows::cost::el2_cost(&sys, &path, &elf, top, Duration::from_secs(600))?;
@@ -461,7 +481,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
             let headers = hallows::netcost::header_lines(&headers)?;
-            let (sys, image_path, _) = build_image(&manifest, None, outside)?;
+            let (sys, image_path, _) = build_image(&manifest, None, outside, false)?;
             let fwd = match port {
                 Some(p) => sys.forwards.iter().find(|f| f.host == p),
                 None => sys.forwards.first(),
@@ -539,8 +559,38 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(0)
         }
-        Cmd::BootCost { manifest } => {
-            let (sys, path, _) = build_image(&manifest, None, outside)?;
+        Cmd::BootCost { manifest, uefi: true } => {
+            let (sys, disk, artifacts) = build_image(&manifest, None, outside, true)?;
+            let guest = image::Elf::parse(&std::fs::read(artifacts.guest(&sys.partitions[0].guest))?)?;
+            // A first, untraced boot: the loader names its exit path (where
+            // the firmware placed the loader); the traced boot that follows
+            // loads it at the same place (same firmware, disk and memory).
+            progress("booting once to find the loader's exit path");
+            let first = qemu::run(&sys, &disk, Duration::from_secs(300), true, &[])?;
+            let exit = first
+                .output
+                .lines()
+                .find_map(|l| l.split_once("exiting boot services, then ").map(|(_, r)| r.trim().to_string()))
+                .and_then(|r| {
+                    let (a, b) = r.split_once("..")?;
+                    let hex = |x: &str| u64::from_str_radix(x.trim_start_matches("0x"), 16).ok();
+                    Some(hex(a)?..hex(b)?)
+                })
+                .with_context(|| format!("the loader did not name its exit path:\n{}", first.output))?;
+            let hv_elf = image::Elf::parse(&std::fs::read(&artifacts.hypervisor)?)?;
+            let hv_start = hv_elf.symbol("__hv_start").context("the hypervisor has no __hv_start")?;
+            let hv = hv_start..sys.board.hypervisor.base + sys.board.hypervisor.size;
+            progress(&format!("tracing a second boot from {:#x} (singlestep: slow)", exit.start));
+            let (n, hv_part) = qemu::instructions_from_handoff(&sys, &disk, exit, hv, guest.entry)?;
+            println!(
+                "{n} instructions from the UEFI loader's exit path (after ExitBootServices) to the first guest instruction; \
+                 {} of them in the loader's exit path, {hv_part} in the hypervisor",
+                n - hv_part
+            );
+            Ok(0)
+        }
+        Cmd::BootCost { manifest, uefi: false } => {
+            let (sys, path, _) = build_image(&manifest, None, outside, false)?;
             let img = std::fs::read(&path)?;
             let hv_base = sys.board.hypervisor.base;
             let entry = image::Elf::parse(&std::fs::read(
@@ -582,7 +632,9 @@ fn context(manifest: &Path, outside: bool) -> vmm_config::CheckContext {
     ctx
 }
 
-fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Result<(vmm_config::System, PathBuf, build::Artifacts)> {
+/// Builds and composes the image; with `uefi`, also the EFI system
+/// partition image, whose path is then the one returned.
+fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool, uefi: bool) -> Result<(vmm_config::System, PathBuf, build::Artifacts)> {
     let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     let mut ctx = workspace::check_context(&root);
     ctx.root = (!outside).then(|| root.clone());
@@ -635,5 +687,13 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
         std::fs::create_dir_all(dir)?;
     }
     std::fs::write(&path, &img.bytes).with_context(|| format!("writing {}", path.display()))?;
+    if uefi {
+        let loader = build::build_loader(&root, sys.board.arch)?;
+        let loader = std::fs::read(&loader).with_context(|| format!("reading the EFI loader {}", loader.display()))?;
+        let disk = hallows::uefi::disk_path(&path);
+        progress(&format!("writing the EFI system partition image {}", disk.display()));
+        hallows::uefi::write_disk(&disk, sys.board.arch, &loader, &hallows::uefi::image_file(&sys, &hv, &img.bytes)?)?;
+        return Ok((sys, disk, artifacts));
+    }
     Ok((sys, path, artifacts))
 }

@@ -57,7 +57,16 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
     refuse_host_access("the extra QEMU arguments", extra)?;
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     ensure_disks(sys)?;
-    cmd.args(["-M", &q.machine, "-cpu", &cpu])
+    // An EFI system partition image boots through the firmware; the
+    // hypervisor then finds the machine in the device tree the firmware
+    // passes, which AAVMF gives only without ACPI.
+    let uefi = crate::uefi::is_disk(image);
+    let machine = match board.arch {
+        vmm_config::Arch::Aarch64 if uefi && !q.machine.contains("acpi=") => format!("{},acpi=off", q.machine),
+        _ => q.machine.clone(),
+    };
+    let boot = if uefi { crate::uefi::qemu_args(board.arch, image)? } else { vec!["-kernel".into(), image.display().to_string()] };
+    cmd.args(["-M", &machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
         // No semihosting, no debug console, no monitor, no gdb stub: nothing
         // a partition could reach to act on the host. aarch64 powers off
@@ -65,8 +74,7 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
         // device in the board's `extra`, on a port no partition is given).
         .args(["-display", "none", "-serial", "stdio", "-monitor", "none", "-no-reboot"])
         .args(&extra_args)
-        .arg("-kernel")
-        .arg(image)
+        .args(&boot)
         .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
         .args(vmm_config::disk_qemu_args(&sys.partitions))
         .args(extra)
@@ -539,7 +547,7 @@ pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_ent
     let stop = AtomicBool::new(false);
     let ended = AtomicBool::new(false);
     let (out, count) = std::thread::scope(|s| {
-        let reader = s.spawn(|| count_to_guest(&log, hv_base, guest_entry, &ended, &stop));
+        let reader = s.spawn(|| count_to_guest(&log, &|pc| pc >= hv_base, true, guest_entry, &ended, &stop).map(|(n, _)| n));
         let out = run_until(sys, image, Some(Duration::from_secs(300)), &stop, true, &extra);
         ended.store(true, Ordering::SeqCst);
         (out, reader.join())
@@ -553,10 +561,58 @@ pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_ent
     }
 }
 
+/// Instructions through UEFI firmware (`hallows boot-cost --uefi`): from
+/// the first instruction of the loader's exit path `exit` (the first after
+/// `ExitBootServices` and the hand-off's writing) to the first instruction
+/// of the guest at `guest_entry`, and of those, from the hypervisor's
+/// first (at or above `hv.start`). Only those ranges are traced (`-dfilter`):
+/// the firmware's own boot, hundreds of millions of instructions, is not.
+pub fn instructions_from_handoff(sys: &System, disk: &Path, exit: std::ops::Range<u64>, hv: std::ops::Range<u64>, guest_entry: u64) -> Result<(u64, u64)> {
+    let log = disk.with_extension("exec.log");
+    let _ = std::fs::remove_file(&log);
+    let filter = format!("{:#x}..{:#x},{:#x}..{:#x},{:#x}+4", exit.start, exit.end, hv.start, hv.end, guest_entry);
+    let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-dfilter", &filter, "-D"]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([log.display().to_string()])
+        .collect();
+    let stop = AtomicBool::new(false);
+    let ended = AtomicBool::new(false);
+    let in_exit = |pc: u64| exit.contains(&pc);
+    let (out, count) = std::thread::scope(|s| {
+        let reader = s.spawn(|| count_to_guest(&log, &in_exit, false, guest_entry, &ended, &stop).map(|(n, from)| (n, from.unwrap_or(0))));
+        // The firmware's whole boot runs one instruction per block: OVMF
+        // under TCG takes minutes.
+        let out = run_until(sys, disk, Some(Duration::from_secs(1800)), &stop, true, &extra);
+        ended.store(true, Ordering::SeqCst);
+        (out, reader.join())
+    });
+    let _ = std::fs::remove_file(&log);
+    let out = out?;
+    match count {
+        Ok(Some((n, before_hv))) => {
+            Ok((n, n - before_hv))
+        }
+        _ if out.timed_out() && !matches!(out.ended, Ended::Stopped) => bail!("the measured boot did not finish"),
+        _ => bail!("the loader's exit path ({:#x}..{:#x}) or the guest's first instruction ({guest_entry:#x}) never ran:\n{}", exit.start, exit.end, out.output),
+    }
+}
+
 /// Follows the `-d exec` log at `log` as QEMU writes it, counting
-/// instructions until the guest's entry runs after the hypervisor; sets
-/// `stop` then. Gives up (None) once `ended` is set and the log is read.
-fn count_to_guest(log: &Path, hv_base: u64, guest_entry: u64, ended: &AtomicBool, stop: &AtomicBool) -> Option<u64> {
+/// instructions until the guest's entry runs after the first instruction
+/// `started` accepts (counting those before it too with `count_before`);
+/// sets `stop` then. Also gives the count when the first instruction
+/// outside `started`'s range ran after it (where the UEFI loader's exit path
+/// jumps to the hypervisor). Gives up (None) once `ended` is set and the
+/// log is read.
+fn count_to_guest(
+    log: &Path,
+    started: &dyn Fn(u64) -> bool,
+    count_before: bool,
+    guest_entry: u64,
+    ended: &AtomicBool,
+    stop: &AtomicBool,
+) -> Option<(u64, Option<u64>)> {
     let mut file = loop {
         if let Ok(f) = std::fs::File::open(log) {
             break f;
@@ -566,7 +622,7 @@ fn count_to_guest(log: &Path, hv_base: u64, guest_entry: u64, ended: &AtomicBool
         }
         std::thread::sleep(Duration::from_millis(10));
     };
-    let (mut count, mut in_hypervisor) = (0u64, false);
+    let (mut count, mut in_hypervisor, mut left_start) = (0u64, false, None);
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -589,10 +645,16 @@ fn count_to_guest(log: &Path, hv_base: u64, guest_entry: u64, ended: &AtomicBool
             let Some((_, pc)) = trace_line(&line) else { continue };
             if pc == guest_entry && in_hypervisor {
                 stop.store(true, Ordering::SeqCst);
-                return Some(count);
+                return Some((count, left_start));
             }
-            in_hypervisor |= pc >= hv_base;
-            count += 1;
+            let start = started(pc);
+            if in_hypervisor && !start && left_start.is_none() {
+                left_start = Some(count);
+            }
+            in_hypervisor |= start;
+            if in_hypervisor || count_before {
+                count += 1;
+            }
         }
         pending.drain(..start);
     }

@@ -35,6 +35,9 @@ pub const COMPATIBLE_LEN: usize = 32;
 /// hypervisor copies into the partition's boot information unread.
 pub const NET_INFO_LEN: usize = 392;
 
+/// The UEFI loader's image file and hand-off block.
+pub mod handoff;
+
 /// Architecture of the board a table was built for.
 pub mod arch {
     pub const AARCH64: u32 = 1;

@@ -11,7 +11,7 @@ use hallows_paging::{Attr, El2Stage1, PageTable, Stage2};
 use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::phys::{self, GuestRam, TablePool};
-use super::{dtb, gic, regs, uart, virtio};
+use super::{acpi, dtb, gic, regs, uart, virtio};
 use crate::system::{self, Loaded};
 use crate::{console, partition, MAX_CORES};
 
@@ -166,8 +166,26 @@ fn primary(dtb: u64) -> Result<(), system::BootError> {
     clean_dcache_line(&EL2_ROOT as *const AtomicU64 as u64);
 
     let ram = &board.ram[..(board.ram_count as usize).min(board.ram.len())];
-    let facts = dtb::read(dtb, ram).map_err(system::BootError::DeviceTree)?;
-    system::check_board(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count], facts.psci_smc)?;
+    // x0: the device tree (QEMU -kernel, U-Boot), or the UEFI loader's
+    // hand-off, which names the firmware's device tree and gives the RAM the
+    // UEFI memory map leaves free (the tree's memory nodes also cover the
+    // firmware's runtime memory).
+    let handoff = phys::handoff(dtb, ram).transpose().map_err(system::BootError::Firmware)?;
+    // Without a device tree, the ACPI tables the loader copied.
+    let (facts, source) = match handoff.as_ref().filter(|h| h.dtb == 0) {
+        Some(h) => (acpi::facts(h, ram, board)?, "ACPI MADT"),
+        None => (dtb::read(handoff.as_ref().map_or(dtb, |h| h.dtb), ram).map_err(system::BootError::DeviceTree)?, "device tree"),
+    };
+    if let Some(h) = &handoff {
+        console::hv_print(format_args!(
+            "booted by the UEFI loader (at EL{}): {} free RAM range(s), {} core(s) in the {source}\n",
+            h.loader_el,
+            h.ram().len(),
+            facts.cpu_count
+        ));
+    }
+    let fw_ram = handoff.as_ref().map_or(&facts.ram[..facts.ram_count], |h| h.ram());
+    system::check_board(table, fw_ram, &facts.cpus[..facts.cpu_count], facts.psci_smc, source)?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
 

@@ -1,6 +1,7 @@
 //! aarch64 at EL2 (non-VHE): boot, EL2 MMU, stage-2 setup, traps, PSCI to
 //! firmware, the PL011 console and the PSCI power-off exit.
 
+mod acpi;
 mod boot;
 mod dtb;
 mod gic;

@@ -228,8 +228,8 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
             if vmx::vpid_enabled() { "VPID per partition (kept across exits)" } else { "no VPID (flushed at every VM transition)" }
         ));
     }
-    let facts = firmware::read(magic, mbi).map_err(system::BootError::DeviceTree)?;
-    system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
+    let facts = firmware::read(magic, mbi).map_err(system::BootError::Firmware)?;
+    system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count], "ACPI MADT")?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
     device_interrupts(table, &facts.ioapics[..facts.ioapic_count])?;

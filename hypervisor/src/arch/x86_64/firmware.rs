@@ -69,6 +69,23 @@ pub fn read(magic: u64, mbi: u64) -> Result<Facts, &'static str> {
         ioapics: [Ioapic::default(); MAX_IOAPICS],
         ioapic_count: 0,
     };
+    if magic == hallows_table::handoff::HANDOFF_EAX as u64 {
+        // The UEFI loader: RAM from the UEFI memory map, the MADT through
+        // the RSDP of the EFI configuration table (UEFI firmware need not
+        // leave one in the BIOS area).
+        let h = super::phys::handoff(mbi, &[MemRange { base: 0, size: FOUR_GIB }])
+            .ok_or("eax names the UEFI hand-off, but ebx points at none")??;
+        for r in h.ram().iter().take(MAX_FACTS) {
+            f.ram[f.ram_count] = *r;
+            f.ram_count += 1;
+        }
+        f.cpus[0] = super::cpu::apic_id();
+        f.cpu_count = 1;
+        if let Some(madt) = find_madt(Some(h.rsdp).filter(|&r| r != 0)) {
+            read_madt(madt, &mut f);
+        }
+        return Ok(f);
+    }
     if magic != MULTIBOOT_MAGIC {
         return Err("not started by a multiboot loader (no memory map)");
     }
@@ -100,7 +117,7 @@ pub fn read(magic: u64, mbi: u64) -> Result<Facts, &'static str> {
     }
     f.cpus[0] = super::cpu::apic_id();
     f.cpu_count = 1;
-    if let Some(madt) = find_madt() {
+    if let Some(madt) = find_madt(None) {
         read_madt(madt, &mut f);
     }
     Ok(f)
@@ -133,9 +150,13 @@ fn table(pa: u64, sig: &[u8; 4]) -> Option<u64> {
 }
 
 /// The MADT ("APIC"), through the XSDT where the RSDP (revision 2 or
-/// later) names one, else through the RSDT.
-fn find_madt() -> Option<u64> {
-    let rsdp = find_rsdp()?;
+/// later) names one, else through the RSDT. The RSDP is `given` (by the
+/// UEFI loader; checked here like a found one) or searched for.
+fn find_madt(given: Option<u64>) -> Option<u64> {
+    let rsdp = match given {
+        Some(r) => Some(r).filter(|&r| r + 36 <= FOUR_GIB && read64(r) == u64::from_le_bytes(*b"RSD PTR ") && checksum_ok(r, 20))?,
+        None => find_rsdp()?,
+    };
     let xsdt = if read8(rsdp + 15) >= 2 && checksum_ok(rsdp, (read32(rsdp + 20) as u64).clamp(36, 64)) {
         read64(rsdp + 24)
     } else {
