@@ -57,6 +57,16 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
     refuse_host_access("the extra QEMU arguments", extra)?;
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     ensure_disks(sys)?;
+    if let Some(sock) = &sys.display_host.qmp {
+        if sock.to_str().is_none_or(|s| s.contains(',')) {
+            bail!("the QMP socket path {} must be UTF-8 without commas (QEMU splits options on commas)", sock.display());
+        }
+        if let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // A socket left by an earlier run: QEMU would refuse to bind.
+        let _ = std::fs::remove_file(sock);
+    }
     cmd.args(["-M", &q.machine, "-cpu", &cpu])
         .args(["-m", &format!("{}M", q.memory_mib), "-smp", &q.smp.to_string()])
         // No semihosting, no debug console, no monitor, no gdb stub: nothing
@@ -69,6 +79,7 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
         .arg(image)
         .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
         .args(vmm_config::disk_qemu_args(&sys.partitions))
+        .args(vmm_config::display_qemu_args(&sys.partitions, &sys.display_host))
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
