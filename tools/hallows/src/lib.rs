@@ -15,6 +15,7 @@ pub mod image;
 pub mod image_x86;
 pub mod netcost;
 pub mod qemu;
+pub mod qmp;
 pub mod scaffold;
 pub mod symbolize;
 pub mod workspace;
