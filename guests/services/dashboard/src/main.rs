@@ -123,6 +123,8 @@ struct Pacing {
     last_index: Option<u64>,
     pixels: u64,
     rects: u64,
+    /// Handler time of the drawn frames since the last report, ns.
+    drawn_ns: u64,
 }
 
 struct Screen {
@@ -149,13 +151,14 @@ impl Screen {
         p.times.sort_unstable();
         let pct = |q: usize| p.times[((n * q).div_ceil(100)).clamp(1, n) - 1];
         println!(
-            "dashboard: frames {}: frame time p50 {} us p99 {} us max {} us over {} frames ({} drawn); missed {} (late {}, skipped {}) at {} Hz; flushed {} rects, {} pixels",
+            "dashboard: frames {}: frame time p50 {} us p99 {} us max {} us over {} frames ({} drawn, {} ns mean per drawn frame); missed {} (late {}, skipped {}) at {} Hz; flushed {} rects, {} pixels",
             p.frames,
             pct(50) / 1000,
             pct(99) / 1000,
             p.times[n - 1] / 1000,
             n,
             p.drawn,
+            p.drawn_ns / p.drawn.max(1),
             p.late + p.skipped,
             p.late,
             p.skipped,
@@ -165,6 +168,7 @@ impl Screen {
         );
         p.times.clear();
         p.drawn = 0;
+        p.drawn_ns = 0;
         p.rects = 0;
         p.pixels = 0;
     }
@@ -212,7 +216,8 @@ impl spec::Handlers for Screen {
         if self.ui.component().counters().get(MISSED_COUNTER).is_some_and(|c| c.value != missed) {
             self.ui.update(|d| d.set_counter(MISSED_COUNTER, missed));
         }
-        if self.ui.needs_frame() && self.failed.is_none() {
+        let drew = self.ui.needs_frame() && self.failed.is_none();
+        if drew {
             if !self.damage {
                 self.ui.invalidate();
             }
@@ -238,6 +243,9 @@ impl spec::Handlers for Screen {
         }
         let end = time::now_nanos();
         let p = &mut self.pacing;
+        if drew {
+            p.drawn_ns += end - start;
+        }
         if end > frame.deadline {
             p.late += 1;
         }
