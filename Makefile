@@ -17,7 +17,7 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http run-todo soak crash-log bench-log bench-olap run-olap
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo soak crash-log bench-log bench-olap run-olap
 # The Python clients the log partition's tests drive (kafka-python), and
 # DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
 VENV = target/venv
@@ -146,6 +146,12 @@ bench-http: deps
 	guests/frameworks/http/bench/callgrind.sh
 	guests/frameworks/http/bench/wrk.sh
 	guests/frameworks/http/bench/qemu.sh
+
+# Nagini's frame costs on the host (docs/nagini.md#figures): instructions and
+# heap allocations per dashboard frame under callgrind and DHAT.
+bench-nagini: deps
+	@command -v valgrind >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq --no-install-recommends valgrind; }
+	guests/frameworks/nagini/bench/callgrind.sh
 
 # Loom model-checks the ring protocol; its own target directory keeps the
 # --cfg loom build from invalidating the normal one.

@@ -198,6 +198,8 @@ impl<C: Component> Ui<C> {
     /// damage (a single scan-out buffer, or a back buffer kept in sync).
     pub fn frame(&mut self, canvas: &mut Canvas<'_>) -> &FrameReport {
         let viewed = self.refresh();
+        // A resize needs layout without a new view.
+        self.tree.layout_if_needed();
         self.frames += 1;
         let report = &mut self.report;
         report.viewed = viewed;

@@ -152,16 +152,8 @@ impl<'a> Canvas<'a> {
         if a == 0 {
             return;
         }
-        if a >= 255 {
-            self.pixels[idx] = self.format.pack(c.r, c.g, c.b);
-            return;
-        }
-        let [dr, dg, db] = self.format.unpack(self.pixels[idx]);
-        let inv = 255 - a;
-        let r = mul255(c.r as u32, a) + mul255(dr as u32, inv);
-        let g = mul255(c.g as u32, a) + mul255(dg as u32, inv);
-        let b = mul255(c.b as u32, a) + mul255(db as u32, inv);
-        self.pixels[idx] = self.format.pack(r.min(255) as u8, g.min(255) as u8, b.min(255) as u8);
+        let src = self.format.pack(c.r, c.g, c.b);
+        self.pixels[idx] = if a >= 255 { src } else { blend_word(self.pixels[idx], src, a) };
     }
 
     /// Blends `c` over one pixel with `coverage` (0..=255), if inside the clip.
@@ -234,45 +226,102 @@ impl<'a> Canvas<'a> {
             let w = w.min(half_w.min(half_h));
             (half_w - w, half_h - w, (r - w).max(0.0))
         });
-        // Rows and columns within `band` of an edge need per-pixel coverage;
-        // the rest of a filled shape is a solid span.
+        let cov_at = |x: i32, y: i32| -> u32 {
+            let (px, py) = (x as f32 + 0.5 - cx, y as f32 + 0.5 - cy);
+            let mut cov = coverage(rounded_sd(px, py, half_w, half_h, r));
+            if let Some((iw, ih, ir)) = inner {
+                cov -= coverage(rounded_sd(px, py, iw, ih, ir));
+            }
+            (cov.max(0.0) * 255.0 + 0.5) as u32
+        };
+        // Only the four corner squares (side `band`) need per-pixel
+        // coverage. Elsewhere coverage is constant along a row (the top and
+        // bottom edges) or along a column (the left and right edges), so it
+        // is computed once per row or column.
         let band = match stroke {
             Some(w) => libm::ceilf(r.max(w)) as i32,
             None => libm::ceilf(r) as i32,
-        };
-        let word_ok = c.a == 255;
-        let word = self.format.pack(c.r, c.g, c.b);
+        }
+        .min(rect.w / 2)
+        .min(rect.h / 2);
+        let (l_end, r_start) = (rect.x + band, rect.right() - band);
+        let (t_end, b_start) = (rect.y + band, rect.bottom() - band);
+        let mid = (vis.x.max(l_end), vis.right().min(r_start));
+        // The corners are mirror images of each other (pixel centres are
+        // symmetric about the rectangle's centre): one table of the top-left
+        // corner serves all four, and one coverage per corner row serves the
+        // straight top and bottom edges between them.
+        const MAXB: usize = 32;
+        let small = (band as usize) <= MAXB;
+        let mut corner = [0u8; MAXB * MAXB];
+        let mut row_cov = [0u8; MAXB];
+        let mut edge_cols = [0u8; MAXB];
+        if small {
+            // Only what the clip reaches: a damaged rectangle inside a big
+            // rounded panel often misses its corners entirely.
+            let b = band as usize;
+            let corner_rows = vis.y < t_end || vis.bottom() > b_start;
+            let side_cols = vis.x < l_end || vis.right() > r_start;
+            let middle_rows = vis.y < b_start && vis.bottom() > t_end;
+            for j in 0..b {
+                if corner_rows && side_cols {
+                    for i in 0..b {
+                        corner[j * b + i] = cov_at(rect.x + i as i32, rect.y + j as i32) as u8;
+                    }
+                }
+                if corner_rows {
+                    row_cov[j] = cov_at(rect.x + band, rect.y + j as i32) as u8;
+                }
+                if middle_rows && side_cols {
+                    edge_cols[j] = cov_at(rect.x + j as i32, rect.y + rect.h / 2) as u8;
+                }
+            }
+        }
+        let b = band as usize;
         for y in vis.y..vis.bottom() {
             let row = y as usize * self.stride;
-            let in_band_row = y < rect.y + band || y >= rect.bottom() - band;
-            let py = y as f32 + 0.5 - cy;
-            let mut x = vis.x;
-            while x < vis.right() {
-                let in_band_col = x < rect.x + band || x >= rect.right() - band;
-                if !in_band_row && !in_band_col {
-                    // Interior span up to the right band.
-                    let end = (rect.right() - band).min(vis.right());
-                    if stroke.is_none() {
-                        if word_ok {
-                            self.pixels[row + x as usize..row + end as usize].fill(word);
-                        } else {
-                            for xi in x..end {
-                                self.blend_at(row + xi as usize, c, 255);
-                            }
-                        }
+            // Distance (in rows) into the top or bottom corner band, if any.
+            let cj = if y < t_end {
+                Some((y - rect.y) as usize)
+            } else if y >= b_start {
+                Some((rect.bottom() - 1 - y) as usize)
+            } else {
+                None
+            };
+            let lookup = |ci: usize, x: i32| -> u32 {
+                if !small {
+                    return cov_at(x, y);
+                }
+                match cj {
+                    Some(j) => corner[j * b + ci] as u32,
+                    None => edge_cols[ci] as u32,
+                }
+            };
+            // Left and right bands.
+            for x in vis.x..vis.right().min(l_end) {
+                let cov = lookup((x - rect.x) as usize, x);
+                self.blend_at(row + x as usize, c, cov);
+            }
+            for x in vis.x.max(r_start)..vis.right() {
+                let cov = lookup((rect.right() - 1 - x) as usize, x);
+                self.blend_at(row + x as usize, c, cov);
+            }
+            // The middle span: one coverage for the whole row.
+            if mid.0 < mid.1 {
+                let cov = match cj {
+                    Some(j) if small => row_cov[j] as u32,
+                    Some(_) => cov_at(mid.0, y),
+                    None if stroke.is_some() => cov_at(mid.0, y),
+                    None => 255,
+                };
+                if cov == 255 && c.a == 255 {
+                    let word = self.format.pack(c.r, c.g, c.b);
+                    self.pixels[row + mid.0 as usize..row + mid.1 as usize].fill(word);
+                } else if cov > 0 {
+                    for x in mid.0..mid.1 {
+                        self.blend_at(row + x as usize, c, cov);
                     }
-                    x = end.max(x + 1);
-                    continue;
                 }
-                let px = x as f32 + 0.5 - cx;
-                let mut cov = coverage(rounded_sd(px, py, half_w, half_h, r));
-                if let Some((iw, ih, ir)) = inner {
-                    cov -= coverage(rounded_sd(px, py, iw, ih, ir));
-                }
-                if cov > 0.0 {
-                    self.blend_at(row + x as usize, c, (cov * 255.0 + 0.5) as u32);
-                }
-                x += 1;
             }
         }
     }
@@ -280,12 +329,16 @@ impl<'a> Canvas<'a> {
     /// Draws an anti-aliased line segment `width` pixels wide with round
     /// caps between two points in pixel coordinates (pixel centres at .5).
     pub fn line(&mut self, x0: f32, y0: f32, x1: f32, y1: f32, width: f32, c: Color) {
+        if ![x0, y0, x1, y1, width].iter().all(|v| v.is_finite()) {
+            return;
+        }
         let hw = (width / 2.0).max(0.5);
+        // Float-to-int casts saturate; the sizes add saturating too.
         let bb = Rect::new(
             libm::floorf(x0.min(x1) - hw - 1.0) as i32,
             libm::floorf(y0.min(y1) - hw - 1.0) as i32,
-            libm::ceilf((x0 - x1).abs() + 2.0 * hw + 2.0) as i32 + 1,
-            libm::ceilf((y0 - y1).abs() + 2.0 * hw + 2.0) as i32 + 1,
+            (libm::ceilf((x0 - x1).abs() + 2.0 * hw + 2.0) as i32).saturating_add(1),
+            (libm::ceilf((y0 - y1).abs() + 2.0 * hw + 2.0) as i32).saturating_add(1),
         );
         let vis = bb.intersect(&self.clip);
         if vis.is_empty() {
@@ -312,16 +365,39 @@ impl<'a> Canvas<'a> {
     /// Fills column `x` from `y_top` (fractional: the top pixel gets partial
     /// coverage) down to `y_bottom` (exclusive).
     pub fn fill_column(&mut self, x: i32, y_top: f32, y_bottom: i32, c: Color) {
-        if x < self.clip.x || x >= self.clip.right() {
+        if x < self.clip.x || x >= self.clip.right() || c.a == 0 || !y_top.is_finite() {
             return;
         }
         let first = libm::floorf(y_top) as i32;
-        let y0 = first.max(self.clip.y);
         let y1 = y_bottom.min(self.clip.bottom());
-        for y in y0..y1 {
-            let cov = if y == first { 1.0 - (y_top - first as f32) } else { 1.0 };
-            let idx = y as usize * self.stride + x as usize;
-            self.blend_at(idx, c, (cov * 255.0 + 0.5) as u32);
+        let mut y = first.max(self.clip.y);
+        if y == first && y < y1 {
+            let cov = 1.0 - (y_top - first as f32);
+            self.blend_at(y as usize * self.stride + x as usize, c, (cov * 255.0 + 0.5) as u32);
+            y += 1;
+        }
+        if y >= y1 {
+            return;
+        }
+        let src = self.format.pack(c.r, c.g, c.b);
+        let mut idx = y as usize * self.stride + x as usize;
+        if c.a == 255 {
+            for _ in y..y1 {
+                self.pixels[idx] = src;
+                idx += self.stride;
+            }
+        } else {
+            // Constant alpha: the source terms are computed once.
+            let a = c.a as u32 + (c.a as u32 >> 7);
+            let inv = 256 - a;
+            let (srb, sg) = ((src & 0x00ff_00ff) * a, (src & 0x0000_ff00) * a);
+            for _ in y..y1 {
+                let d = self.pixels[idx];
+                let rb = ((srb + (d & 0x00ff_00ff) * inv) >> 8) & 0x00ff_00ff;
+                let g = ((sg + (d & 0x0000_ff00) * inv) >> 8) & 0x0000_ff00;
+                self.pixels[idx] = 0xff00_0000 | rb | g;
+                idx += self.stride;
+            }
         }
     }
 
@@ -333,17 +409,36 @@ impl<'a> Canvas<'a> {
         if vis.is_empty() || coverage.len() < (w as usize) * (h as usize) {
             return;
         }
+        let src = self.format.pack(c.r, c.g, c.b);
+        let opaque = c.a == 255;
+        let cols = (vis.x - x) as usize..(vis.right() - x) as usize;
         for yy in vis.y..vis.bottom() {
             let src_row = (yy - y) as usize * w as usize;
-            let row = yy as usize * self.stride;
-            for xx in vis.x..vis.right() {
-                let cov = coverage[src_row + (xx - x) as usize];
-                if cov != 0 {
-                    self.blend_at(row + xx as usize, c, cov as u32);
+            // `vis` lies inside the canvas: never negative.
+            let row = yy as usize * self.stride + vis.x as usize;
+            for (i, &cov) in coverage[src_row + cols.start..src_row + cols.end].iter().enumerate() {
+                let idx = row + i;
+                match cov {
+                    0 => {}
+                    255 if opaque => self.pixels[idx] = src,
+                    _ if opaque => self.pixels[idx] = blend_word(self.pixels[idx], src, cov as u32),
+                    _ => self.blend_at(idx, c, cov as u32),
                 }
             }
         }
     }
+}
+
+/// Source-over of two words of the same format, two channels per
+/// multiply (red and blue share one, the layout being symmetric, so it holds
+/// for both formats); `a` in 0..=255, mapped to 0..=256 so 255 is exact.
+#[inline]
+fn blend_word(dst: u32, src: u32, a: u32) -> u32 {
+    let a = a + (a >> 7);
+    let inv = 256 - a;
+    let rb = (((src & 0x00ff_00ff) * a + (dst & 0x00ff_00ff) * inv) >> 8) & 0x00ff_00ff;
+    let g = (((src & 0x0000_ff00) * a + (dst & 0x0000_ff00) * inv) >> 8) & 0x0000_ff00;
+    0xff00_0000 | rb | g
 }
 
 /// Signed distance from a point (relative to the centre) to a rounded box of

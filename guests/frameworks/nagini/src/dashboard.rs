@@ -32,6 +32,8 @@ pub struct Series {
     pub name: String,
     /// The samples.
     pub ring: Ring,
+    /// Bumped by every sample (the chart's memo dependency).
+    pub version: u64,
 }
 
 /// A named counter.
@@ -103,7 +105,7 @@ impl Dashboard {
 
     /// Adds a series of at most `capacity` samples; returns its index.
     pub fn add_series(&mut self, name: impl Into<String>, capacity: usize) -> usize {
-        self.series.push(Series { name: name.into(), ring: Ring::new(capacity) });
+        self.series.push(Series { name: name.into(), ring: Ring::new(capacity), version: 0 });
         self.series.len() - 1
     }
 
@@ -124,6 +126,7 @@ impl Dashboard {
         match self.series.get_mut(i) {
             Some(s) => {
                 s.ring.push(v);
+                s.version += 1;
                 true
             }
             None => false,
@@ -177,16 +180,21 @@ impl Dashboard {
         let tiles = grid(cols)
             .key("tiles")
             .gap(12.0)
-            .children(self.counters.iter().map(|c| stat_tile(&c.name, format!("{}", c.value), t).key(c.name.as_str())));
+            .children(self.counters.iter().map(|c| stat_tile(&c.name, format!("{}", c.value), t).key(c.name.as_str()).memo(c.value)));
         let charts = grid(2.min(self.series.len().max(1)) as u16)
             .key("charts")
             .gap(12.0)
             .grow(1.0)
             .style(|s| s.grid_auto_rows = alloc::vec![taffy::prelude::fr(1.0)])
             .children(self.series.iter().enumerate().map(|(i, s)| {
-                let last = s.ring.last().map_or(String::new(), |v| format!("  {v:.0}"));
-                panel(&format!("{}{last}", s.name), line_chart(&s.ring, SERIES_COLORS[i % SERIES_COLORS.len()], t), t)
+                let title = match s.ring.last() {
+                    // Whole numbers: integer formatting is much cheaper than float.
+                    Some(v) if v.is_finite() => format!("{}  {}", s.name, libm::roundf(v) as i64),
+                    _ => s.name.clone(),
+                };
+                panel(&title, line_chart(&s.ring, SERIES_COLORS[i % SERIES_COLORS.len()], t), t)
                     .key(s.name.as_str())
+                    .memo(s.version)
             }));
         column().key("Overview").gap(12.0).grow(1.0).child(tiles).child(charts)
     }
@@ -199,7 +207,9 @@ impl Dashboard {
             .grow(1.0)
             .style(|s| s.grid_auto_rows = alloc::vec![taffy::prelude::fr(1.0)])
             .children(self.series.iter().enumerate().map(|(i, s)| {
-                panel(&s.name, bar_chart(&s.ring, SERIES_COLORS[i % SERIES_COLORS.len()], t), t).key(s.name.as_str())
+                panel(&s.name, bar_chart(&s.ring, SERIES_COLORS[i % SERIES_COLORS.len()], t), t)
+                    .key(s.name.as_str())
+                    .memo(s.version)
             }))
     }
 

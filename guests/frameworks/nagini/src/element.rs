@@ -118,6 +118,9 @@ pub struct Chart {
     pub capacity: usize,
     /// Series colour.
     pub color: Color,
+    /// The area under a line (opaque is cheapest: [`crate::widgets`] mixes
+    /// the series colour into the panel's); unused by bar charts.
+    pub fill: Color,
     /// Grid lines and axis labels.
     pub axis_color: Color,
 }
@@ -272,6 +275,8 @@ pub struct Element<M> {
     pub handlers: Handlers<M>,
     /// Takes part in Tab focus traversal.
     pub focusable: bool,
+    /// Memo dependencies (see [`Element::memo`]).
+    pub memo: Option<u64>,
     /// Children, in paint order (later ones on top).
     pub children: Vec<Element<M>>,
 }
@@ -285,6 +290,7 @@ impl<M> Default for Element<M> {
             content: Content::None,
             handlers: Handlers::default(),
             focusable: false,
+            memo: None,
             children: Vec::new(),
         }
     }
@@ -329,6 +335,17 @@ impl<M> Element<M> {
     /// Sets the key.
     pub fn key(mut self, k: impl Into<Key>) -> Self {
         self.key = Some(k.into());
+        self
+    }
+
+    /// Declares that this element and its whole subtree depend only on
+    /// `deps` (a hash or version of whatever they show and send): when the
+    /// retained node here was built with the same `deps`, the reconciler
+    /// keeps it as it is and skips comparing the subtree (React's `memo`).
+    /// Change `deps` whenever anything in the subtree may change, handlers
+    /// included.
+    pub fn memo(mut self, deps: u64) -> Self {
+        self.memo = Some(deps);
         self
     }
 

@@ -150,6 +150,25 @@ fn paint_chart(canvas: &mut Canvas<'_>, text: &mut TextEngine, rect: Rect, c: &C
     let axis = nice_axis(lo.min(0.0), hi, 4);
     let span = axis.max - axis.min;
     let y_of = |v: f32| -> f32 { plot.bottom() as f32 - (v - axis.min) / span * plot.h as f32 };
+    let cap = c.capacity.max(c.samples.len()).max(2);
+    // Newest sample at the right edge.
+    let first = cap - c.samples.len();
+    let x_of = |i: usize| -> f32 { plot.x as f32 + (first + i) as f32 * (plot.w - 1) as f32 / (cap - 1) as f32 + 0.5 };
+    // Non-finite samples draw as 0; everything is kept on the axis, so no
+    // coordinate leaves the plot.
+    let val = |s: f32| if s.is_finite() { s.clamp(axis.min, axis.max) } else { 0.0f32.clamp(axis.min, axis.max) };
+    if c.kind == ChartKind::Line {
+        // The area under the line first, column by column; the grid over it.
+        for (i, w) in c.samples.windows(2).enumerate() {
+            let (x0, x1) = (x_of(i), x_of(i + 1));
+            let (y0, y1) = (y_of(val(w[0])), y_of(val(w[1])));
+            let (c0, c1) = (libm::floorf(x0) as i32, libm::floorf(x1) as i32);
+            for x in c0..c1.max(c0 + 1) {
+                let t = if x1 > x0 { ((x as f32 + 0.5 - x0) / (x1 - x0)).clamp(0.0, 1.0) } else { 0.0 };
+                canvas.fill_column(x, y0 + (y1 - y0) * t, plot.bottom(), c.fill);
+            }
+        }
+    }
     // Grid lines and labels.
     let mut v = axis.min;
     let mut guard = 0;
@@ -163,24 +182,10 @@ fn paint_chart(canvas: &mut Canvas<'_>, text: &mut TextEngine, rect: Rect, c: &C
         v += axis.step;
         guard += 1;
     }
-    let cap = c.capacity.max(c.samples.len()).max(2);
-    // Newest sample at the right edge.
-    let first = cap - c.samples.len();
-    let x_of = |i: usize| -> f32 { plot.x as f32 + (first + i) as f32 * (plot.w - 1) as f32 / (cap - 1) as f32 + 0.5 };
-    let val = |s: f32| if s.is_finite() { s } else { 0.0 };
     match c.kind {
         ChartKind::Line => {
-            let fill = c.color.with_alpha(48);
             for (i, w) in c.samples.windows(2).enumerate() {
-                let (x0, x1) = (x_of(i), x_of(i + 1));
-                let (y0, y1) = (y_of(val(w[0])), y_of(val(w[1])));
-                // Tint under the segment, column by column.
-                let (c0, c1) = (libm::floorf(x0) as i32, libm::floorf(x1) as i32);
-                for x in c0..c1.max(c0 + 1) {
-                    let t = if x1 > x0 { ((x as f32 + 0.5 - x0) / (x1 - x0)).clamp(0.0, 1.0) } else { 0.0 };
-                    canvas.fill_column(x, y0 + (y1 - y0) * t, plot.bottom(), fill);
-                }
-                canvas.line(x0, y0, x1, y1, 2.0, c.color);
+                canvas.line(x_of(i), y_of(val(w[0])), x_of(i + 1), y_of(val(w[1])), 2.0, c.color);
             }
         }
         ChartKind::Bar => {
@@ -189,7 +194,7 @@ fn paint_chart(canvas: &mut Canvas<'_>, text: &mut TextEngine, rect: Rect, c: &C
             for (i, &s) in c.samples.iter().enumerate() {
                 let x = plot.x + libm::floorf((first + i) as f32 * slot + (slot - bw as f32) / 2.0) as i32;
                 let y = libm::roundf(y_of(val(s))) as i32;
-                let base = libm::roundf(y_of(0.0f32.clamp(axis.min, axis.max))) as i32;
+                let base = libm::roundf(y_of(val(0.0))) as i32;
                 let (top, bottom) = (y.min(base), y.max(base));
                 canvas.fill_rect(Rect::new(x, top, bw, (bottom - top).max(1)), c.color);
             }

@@ -49,6 +49,7 @@ pub(crate) struct Node<M> {
     pub(crate) content: Content,
     pub(crate) handlers: Handlers<M>,
     pub(crate) focusable: bool,
+    memo: Option<u64>,
     pub(crate) rect: Rect,
     measured: (i32, i32),
     fresh: bool,
@@ -69,6 +70,8 @@ pub struct Changes {
     pub removed: u32,
     /// Whether taffy ran.
     pub laid_out: bool,
+    /// Subtrees kept unexamined because their memo dependencies matched.
+    pub memo_hits: u32,
 }
 
 impl Changes {
@@ -79,6 +82,7 @@ impl Changes {
         self.added.clear();
         self.removed = 0;
         self.laid_out = false;
+        self.memo_hits = 0;
     }
 
     /// True when nothing changed.
@@ -330,6 +334,11 @@ impl<M> Tree<M> {
                 self.needs_layout = true;
             }
         }
+        self.layout_if_needed();
+    }
+
+    /// Lays out again if something (an update, a resize) asked for it.
+    pub fn layout_if_needed(&mut self) {
         if self.needs_layout {
             self.relayout();
         }
@@ -348,7 +357,7 @@ impl<M> Tree<M> {
     }
 
     fn create(&mut self, el: Element<M>, parent: Option<NodeId>, text: &mut TextEngine) -> NodeId {
-        let Element { key, style, visual, content, handlers, focusable, children } = el;
+        let Element { key, style, visual, content, handlers, focusable, memo, children } = el;
         let measured = measure(&content, text);
         let ctx = if matches!(content, Content::Text(_)) { Some(measured) } else { None };
         let layout = match ctx {
@@ -370,6 +379,7 @@ impl<M> Tree<M> {
             content,
             handlers,
             focusable,
+            memo,
             rect: Rect::EMPTY,
             measured,
             fresh: true,
@@ -414,8 +424,13 @@ impl<M> Tree<M> {
     }
 
     fn reconcile(&mut self, id: NodeId, el: Element<M>, text: &mut TextEngine) {
-        let Element { key: _, style, visual, content, handlers, focusable, children } = el;
+        let Element { key: _, style, visual, content, handlers, focusable, memo, children } = el;
         let Some(n) = self.node_mut(id) else { return };
+        if memo.is_some() && n.memo == memo {
+            self.changes.memo_hits += 1;
+            return;
+        }
+        n.memo = memo;
         n.handlers = handlers;
         let mut layout_changed = false;
         let mut paint_changed = false;
@@ -531,12 +546,13 @@ impl<M> Tree<M> {
                 Ok(l) => *l,
                 Err(_) => continue,
             };
-            let rect = Rect::new(
-                ox + l.location.x as i32,
-                oy + l.location.y as i32,
-                l.size.width as i32,
-                l.size.height as i32,
-            );
+            // Taken as taffy gives it (not clamped), so tests can check sizes.
+            let rect = Rect {
+                x: ox.saturating_add(l.location.x as i32),
+                y: oy.saturating_add(l.location.y as i32),
+                w: l.size.width as i32,
+                h: l.size.height as i32,
+            };
             let (old, fresh) = (n.rect, n.fresh);
             for c in n.children.iter().rev() {
                 stack.push((*c, rect.x, rect.y));

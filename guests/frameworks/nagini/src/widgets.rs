@@ -56,6 +56,12 @@ pub const SERIES_COLORS: [Color; 6] = [
     Color::hex(0xfb923c),
 ];
 
+/// `over` blended onto `under` with alpha `a`, as an opaque colour.
+pub fn mix(under: Color, over: Color, a: u8) -> Color {
+    let m = |u: u8, o: u8| ((o as u32 * a as u32 + u as u32 * (255 - a as u32) + 127) / 255) as u8;
+    Color::rgb(m(under.r, over.r), m(under.g, over.g), m(under.b, over.b))
+}
+
 /// A fixed-capacity ring buffer of samples (oldest overwritten).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ring {
@@ -125,9 +131,16 @@ pub struct Axis {
 }
 
 /// Scales an axis to cover `lo..=hi` with steps of 1, 2 or 5 x 10^k (a flat
-/// or non-finite range becomes a unit range).
+/// or non-finite range becomes a unit range; values beyond ±1e30 are
+/// clamped there).
 pub fn nice_axis(lo: f32, hi: f32, ticks: u32) -> Axis {
-    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() { (lo.min(hi), lo.max(hi)) } else { (0.0, 1.0) };
+    // Bounded so that every step below stays finite (samples are untrusted).
+    const LIMIT: f32 = 1e30;
+    let (mut lo, mut hi) = if lo.is_finite() && hi.is_finite() {
+        (lo.min(hi).clamp(-LIMIT, LIMIT), lo.max(hi).clamp(-LIMIT, LIMIT))
+    } else {
+        (0.0, 1.0)
+    };
     if hi - lo < f32::EPSILON * hi.abs().max(1.0) {
         hi = lo + 1.0;
         if lo > 0.0 {
@@ -178,7 +191,8 @@ pub fn button<M>(caption: impl Into<String>, msg: M, theme: &Theme) -> Element<M
 fn chart<M>(kind: ChartKind, ring: &Ring, color: Color, theme: &Theme) -> Element<M> {
     let mut samples = Vec::with_capacity(ring.len());
     ring.copy_into(&mut samples);
-    boxed().content(Content::Chart(Chart { kind, samples, capacity: ring.capacity(), color, axis_color: theme.muted }))
+    let fill = mix(theme.panel, color, 48);
+    boxed().content(Content::Chart(Chart { kind, samples, capacity: ring.capacity(), color, fill, axis_color: theme.muted }))
 }
 
 /// A line chart of a ring of samples (auto-scaled y axis from 0).

@@ -73,6 +73,7 @@ fn a_counter_update_repaints_only_its_value() {
     assert_eq!(r.changes.paint, vec![value], "only the value text changed");
     assert!(r.changes.layout.is_empty() && r.changes.moved.is_empty(), "{:?}", r.changes);
     assert!(r.changes.added.is_empty() && r.changes.removed == 0);
+    assert_eq!(r.changes.memo_hits, 3 + 4, "the other tiles and the charts were not even compared");
     let rect = ui.tree().rect(value).unwrap();
     assert_eq!(r.damage, vec![rect], "damage is exactly the value's rectangle");
     assert!(r.pixels < 20_000, "a counter repaint is small: {} pixels", r.pixels);
@@ -227,4 +228,50 @@ fn charts_and_controls_goldens() {
     ui.handle(InputEvent::PointerMove { x, y });
     frame(&mut ui, &mut fb);
     common::check_golden("dashboard-controls", &fb);
+}
+
+#[test]
+fn hostile_samples_and_counters_render_without_panicking() {
+    let (mut ui, mut fb) = setup();
+    for v in [f32::MAX, f32::MIN, f32::NAN, f32::INFINITY, -f32::INFINITY, 1e-40, -3e38] {
+        for s in 0..4 {
+            ui.update(|d| d.push_sample(s, v));
+        }
+        ui.update(|d| d.set_counter(0, u64::MAX));
+        frame(&mut ui, &mut fb);
+        ui.send(DashMsg::Select(1));
+        frame(&mut ui, &mut fb);
+        ui.send(DashMsg::Select(0));
+        frame(&mut ui, &mut fb);
+    }
+    assert!(!ui.update_sample_out_of_range());
+}
+
+trait OutOfRange {
+    fn update_sample_out_of_range(&mut self) -> bool;
+}
+
+impl OutOfRange for Ui<Dashboard> {
+    /// Unknown series, counters and generators are refused, not fatal.
+    fn update_sample_out_of_range(&mut self) -> bool {
+        let mut any = false;
+        self.update(|d| {
+            any = d.push_sample(99, 1.0) | d.set_counter(99, 1) | d.paused(99);
+            false
+        });
+        self.send(DashMsg::TogglePause(99));
+        any
+    }
+}
+
+#[test]
+fn resizing_lays_out_and_repaints_everything() {
+    let (mut ui, _fb) = setup();
+    ui.resize(800, 600);
+    let mut small = Framebuffer::new(800, 600, PixelFormat::Xrgb8888);
+    let r = frame(&mut ui, &mut small);
+    assert_eq!(r.damage, vec![Rect::new(0, 0, 800, 600)]);
+    assert_eq!(ui.tree().rect(ui.tree().root().unwrap()), Some(Rect::new(0, 0, 800, 600)));
+    let tabs = ui.tree().find(&[k("header"), k("tabs")]).unwrap();
+    assert!(ui.tree().rect(tabs).unwrap().right() <= 800 - 16, "the header follows the new width");
 }

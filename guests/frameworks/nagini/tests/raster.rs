@@ -104,3 +104,25 @@ fn text_is_measured_and_cached() {
     t.draw(&mut fb.canvas(), 0, 0, "zyx", 16, Color::WHITE);
     assert_eq!(t.rasterized() - before, 3, "second use hits the cache");
 }
+
+#[test]
+fn hostile_coordinates_are_clipped_not_fatal() {
+    let mut fb = Framebuffer::new(64, 64, PixelFormat::Xrgb8888);
+    let mut c = fb.canvas();
+    for v in [f32::NAN, f32::INFINITY, -f32::INFINITY, 3e38, -3e38, 1e9] {
+        c.line(v, 0.0, 10.0, v, 2.0, Color::WHITE);
+        c.line(0.0, 0.0, v, 10.0, v, Color::WHITE);
+        c.fill_column(5, v, 64, Color::WHITE);
+        c.fill_rounded_rect(Rect::new(i32::MIN, i32::MIN, i32::MAX, i32::MAX), v, Color::WHITE);
+        c.stroke_rounded_rect(Rect::new(i32::MAX - 5, 0, i32::MAX, 10), 3.0, v, Color::WHITE);
+    }
+    c.fill_rect(Rect::new(i32::MIN, i32::MIN, i32::MAX, i32::MAX), Color::WHITE);
+}
+
+#[test]
+fn text_partly_off_the_left_and_top_edges() {
+    let mut fb = Framebuffer::new(40, 20, PixelFormat::Xrgb8888);
+    let mut t = TextEngine::new();
+    t.draw(&mut fb.canvas(), -7, -5, "Wg", 24, Color::WHITE);
+    assert!((0..20).any(|y| (0..40).any(|x| fb.pixel(x, y) != Some(Color::BLACK))));
+}
