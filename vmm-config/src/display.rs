@@ -168,3 +168,61 @@ pub fn qemu_args(partitions: &[Partition], host: &DisplayHost) -> Vec<String> {
     }
     args
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{qemu_args, DisplayHost, DisplayMode};
+    use crate::{load_str, CheckContext};
+
+    fn load(part: &str, extra: &str) -> Result<crate::System, String> {
+        let src = format!(
+            "version = 1\nboard = \"qemu-virt-aarch64\"\n[[partition]]\nname = \"ui\"\ncores = [1]\nram = \"16 MiB\"\nguest = \"dashboard\"\non_fault = \"stop\"\n{part}\n{extra}"
+        );
+        load_str("dir/sys.toml", &src, &CheckContext::default()).map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn a_display_takes_three_transports_of_one_page() {
+        let s = load("dma = \"trusted\"\ndisplay = { width = 800, height = 600 }", "").unwrap();
+        let p = &s.partitions[0];
+        let d = p.display.as_ref().unwrap();
+        assert_eq!((d.width, d.height), (800, 600));
+        let names = [&d.gpu.0, &d.keyboard.0, &d.tablet.0];
+        assert!(names[0] != names[1] && names[1] != names[2] && names[0] != names[2]);
+        let page = |n: &String| s.board.device(n).unwrap().mmio.base & !0xfff;
+        assert!(names.iter().all(|n| page(n) == page(names[0]) && p.devices.contains(n)));
+        assert!(d.gpu.1.starts_with("virtio-mmio-bus."));
+    }
+
+    #[test]
+    fn defaults_and_refusals() {
+        let s = load("dma = \"trusted\"\ndisplay = {}", "").unwrap();
+        let d = s.partitions[0].display.as_ref().unwrap();
+        assert_eq!((d.width, d.height), (1024, 768));
+        let e = load("display = {}", "").unwrap_err();
+        assert!(e.contains("does not declare dma = \"trusted\""), "{e}");
+        let e = load("dma = \"trusted\"\ndisplay = { width = 100 }", "").unwrap_err();
+        assert!(e.contains("display width 100 is out of range"), "{e}");
+        let e = load("dma = \"trusted\"\ndisplay = { depth = 32 }", "").unwrap_err();
+        assert!(e.contains("depth"), "{e}");
+        let two = "[[partition]]\nname = \"b\"\ncores = [2]\nram = \"16 MiB\"\nguest = \"dashboard\"\non_fault = \"stop\"\ndma = \"trusted\"\ndisplay = {}\n";
+        let e = load("dma = \"trusted\"\ndisplay = {}", two).unwrap_err();
+        assert!(e.contains("second display"), "{e}");
+    }
+
+    #[test]
+    fn host_side_is_local_only() {
+        let s = load("dma = \"trusted\"\ndisplay = {}", "").unwrap();
+        let host = DisplayHost { mode: DisplayMode::Vnc(3), qmp: Some("/tmp/q.sock".into()) };
+        let a = qemu_args(&s.partitions, &host).join(" ");
+        assert!(a.contains("virtio-gpu-device,bus=virtio-mmio-bus."), "{a}");
+        assert!(a.contains("xres=1024,yres=768"), "{a}");
+        assert!(a.contains("virtio-keyboard-device") && a.contains("virtio-tablet-device"), "{a}");
+        assert!(a.contains("-vnc 127.0.0.1:3"), "{a}");
+        assert!(a.contains("-qmp unix:/tmp/q.sock,server=on,wait=off"), "{a}");
+        assert!(!a.contains("tcp:"), "{a}");
+        // No display in the system: nothing, whatever the host asks.
+        let none = load("", "").unwrap();
+        assert!(qemu_args(&none.partitions, &host).is_empty());
+    }
+}

@@ -216,3 +216,26 @@ pub fn free_vnc_display() -> Result<u16> {
     }
     bail!("no free VNC port on 127.0.0.1 between 5900 and 5999")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Image;
+
+    #[test]
+    fn ppm_parses_and_png_round_trips() {
+        let mut ppm = b"P6\n# screendump\n2 1\n255\n".to_vec();
+        ppm.extend([1, 2, 3, 250, 251, 252]);
+        let img = Image::from_ppm(&ppm).unwrap();
+        assert_eq!((img.width, img.height), (2, 1));
+        assert_eq!(img.pixel(1, 0), [250, 251, 252]);
+        let dir = std::env::temp_dir().join(format!("hallows-qmp-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("t.png");
+        img.write_png(&f).unwrap();
+        assert_eq!(Image::read_png(&f).unwrap(), img);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(Image::from_ppm(b"P6\n2 1\n255\n\x01").is_err(), "short pixel data");
+        assert!(Image::from_ppm(b"P5\n2 1\n255\n\x01\x02").is_err(), "greyscale");
+        assert!(Image::from_ppm(b"P6\n2").is_err(), "truncated header");
+    }
+}
