@@ -416,13 +416,21 @@ impl<'a> Canvas<'a> {
             let src_row = (yy - y) as usize * w as usize;
             // `vis` lies inside the canvas: never negative.
             let row = yy as usize * self.stride + vis.x as usize;
-            for (i, &cov) in coverage[src_row + cols.start..src_row + cols.end].iter().enumerate() {
-                let idx = row + i;
-                match cov {
-                    0 => {}
-                    255 if opaque => self.pixels[idx] = src,
-                    _ if opaque => self.pixels[idx] = blend_word(self.pixels[idx], src, cov as u32),
-                    _ => self.blend_at(idx, c, cov as u32),
+            let cov_row = &coverage[src_row + cols.start..src_row + cols.end];
+            if opaque {
+                let dst = &mut self.pixels[row..row + cov_row.len()];
+                for (d, &cov) in dst.iter_mut().zip(cov_row) {
+                    match cov {
+                        0 => {}
+                        255 => *d = src,
+                        _ => *d = blend_word(*d, src, cov as u32),
+                    }
+                }
+            } else {
+                for (i, &cov) in cov_row.iter().enumerate() {
+                    if cov != 0 {
+                        self.blend_at(row + i, c, cov as u32);
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@
 //! last frame. [`Tree::update`] compares a new [`Element`] tree with the
 //! retained one, node by node:
 //!
-//! * children are matched by [`Key`](crate::Key) (unkeyed ones by their
+//! * children are matched by [`Key`] (unkeyed ones by their
 //!   order among the unkeyed siblings); unmatched old children are removed,
 //!   unmatched new ones created;
 //! * a changed style, a text whose measured size changed, or a changed child

@@ -1,4 +1,5 @@
 //! A dashboard with deterministic data, shared by the tests and the bench.
+#![allow(dead_code)]
 use nagini::Dashboard;
 
 pub const W: u32 = 1024;
