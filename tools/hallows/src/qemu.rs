@@ -160,6 +160,8 @@ const HOST_ACCESS: &[(&str, &str)] = &[
     ("-parallel", "a port the manifest does not describe"),
     ("-virtfs", "host file-system sharing"),
     ("-plugin", "a plugin runs host code"),
+    ("-vnc", "a VNC server may listen beyond this machine; use `hallows run --display vnc` (127.0.0.1 only)"),
+    ("-spice", "a SPICE server may listen beyond this machine; use `hallows run --display vnc` (127.0.0.1 only)"),
 ];
 
 /// Devices that are the same hazards as the options above.
@@ -682,6 +684,8 @@ mod tests {
             &["--semihosting"],
             &["-monitor", "stdio"],
             &["-qmp", "unix:/tmp/q,server"],
+            &["-vnc", "0.0.0.0:0"],
+            &["-spice", "port=5930"],
             &["-gdb", "tcp::1234"],
             &["-s"],
             &["-debugcon", "stdio"],
