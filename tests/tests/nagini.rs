@@ -13,6 +13,9 @@
 //!    partition prints that it paused, and back on the overview (key `1`)
 //!    its request counter stands still while another's moves.
 //!
+//! `dashboard_reports_frame_pacing_and_exits` boots
+//! `dashboard-frames-damage-on.toml`: 600 frames, the report line, exit 0.
+//!
 //! Goldens: a pixel differs when a channel is off by more than
 //! [`CHANNEL_TOLERANCE`]; at most [`PIXEL_TOLERANCE`] of the unmasked
 //! pixels may differ. `NAGINI_BLESS=1` rewrites the goldens from this run
@@ -182,4 +185,18 @@ fn dashboard_shows_live_data_and_answers_keys_and_clicks() {
     assert!(boot.status.is_none(), "the machine ended by itself (status {:?}):\n{}", boot.status, boot.output);
     boot.assert_no_uncontained();
     let _ = std::fs::remove_file(Path::new(&sock));
+}
+
+/// The frame-pacing report: the dashboard draws 600 frames at 60 Hz (with
+/// the source publishing), prints its frame-time line and exits 0; the
+/// figures are measured (docs/nagini.md), not asserted.
+#[test]
+fn dashboard_reports_frame_pacing_and_exits() {
+    let b = hallows_tests::boot_system("dashboard-frames-damage-on");
+    let report = b.lines_of("dashboard").into_iter().find(|l| l.contains("dashboard: frames 600: frame time p50")).map(str::to_owned);
+    let report = report.unwrap_or_else(|| panic!("no frame report:\n{}", b.output));
+    assert!(report.contains(" over 600 frames (") && report.contains("missed ") && report.contains("at 60 Hz"), "{report}");
+    assert!(b.output.contains("dashboard: done after 600 frames"), "{}", b.output);
+    assert!(b.output.contains("metrics-source: 100 ticks, 0 refused controls"), "{}", b.output);
+    b.assert_status(0);
 }
