@@ -15,7 +15,7 @@ HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
 # manifest's board: hallows refuses a mismatch instead of booting the board.
 HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
-TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none
+TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl
 
 .PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo run-dashboard soak crash-log bench-log bench-olap run-olap
 # The Python clients the log partition's tests drive (kafka-python), and
@@ -27,7 +27,11 @@ all: test
 # Install what a fresh machine lacks: QEMU and Bochs with its terminal
 # display (Debian packages, without the recommended block plugins that
 # conflict with backported qemu-utils), the network clients the tests use
-# (curl, wrk), gdb-multiarch (`hallows run --gdb`), the bare-metal Rust targets and components.
+# (curl, wrk), gdb-multiarch (`hallows run --gdb`), the bare-metal Rust targets and components,
+# aarch64-unknown-linux-musl (the Linux partition's programs), and Debian's
+# arm64 kernel and busybox for Linux partitions with their initramfs
+# (`hallows linux initramfs`: apt-verified packages, into target/linux,
+# nothing installed; offline once cached).
 deps:
 	@if ! command -v qemu-system-aarch64 >/dev/null 2>&1 || ! command -v qemu-system-x86_64 >/dev/null 2>&1 || \
 		! command -v curl >/dev/null 2>&1 || ! command -v wrk >/dev/null 2>&1 || \
@@ -50,6 +54,7 @@ deps:
 		{ echo "creating $(VENV) with kafka-python"; python3 -m venv $(VENV) && $(VENV)/bin/pip install -q 'kafka-python>=2.1'; }
 	@$(VENV)/bin/python -c 'import duckdb' 2>/dev/null && [ -x $(VENV)/bin/tpchgen-cli ] || \
 		{ echo "installing duckdb and tpchgen-cli into $(VENV) (the OLAP engine's reference and TPC-H data)"; $(VENV)/bin/pip install -q duckdb tpchgen-cli; }
+	@$(HALLOWS) linux initramfs
 
 # Boot the demo system under QEMU; returns when every partition is done.
 run: deps

@@ -137,7 +137,12 @@ fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) ->
                     | psci::AFFINITY_INFO_64
                     | psci::SYSTEM_OFF
                     | psci::SYSTEM_RESET
+                    | psci::MIGRATE_INFO_TYPE
+                    | psci::CPU_SUSPEND_32
+                    | psci::CPU_SUSPEND_64
             );
+            // CPU_SUSPEND's feature flags: 0 (the original power-state
+            // format, no OS-initiated mode), like every other supported call.
             ret(regs, if supported { psci::SUCCESS } else { psci::NOT_SUPPORTED })
         }
         PsciCall::CpuOn { target, entry, context } => {
@@ -146,7 +151,7 @@ fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) ->
             if vcpu >= vcpus {
                 return Action::Stop(StopReason::CpuOnNotOwned { target });
             }
-            if system::boot_info_ipa(p) <= entry || entry < p.ram_ipa || entry % 4 != 0 {
+            if !entry_in_image(p, entry) {
                 return ret(regs, psci::INVALID_PARAMETERS);
             }
             let mut st = partition::state(role.partition);
@@ -183,8 +188,36 @@ fn psci_call(sys: &System, role: CoreRole, c: PsciCall, regs: &mut [u64; 31]) ->
             };
             ret(regs, state)
         }
+        // A Linux partition powering off or resetting "the machine" powers
+        // off or resets itself, and only itself: SYSTEM_OFF ends it with
+        // status 0 (`poweroff`), SYSTEM_RESET ends it as a fault, so its
+        // manifest policy restarts or stops it (`reboot`, a panic with
+        // `panic=-1`). A RustHallows guest has its own EXIT; for it both
+        // are denied attempts on the machine.
+        PsciCall::SystemOff if p.is_linux() => Action::Exit(0),
+        PsciCall::SystemReset if p.is_linux() => Action::Stop(StopReason::Reset),
         PsciCall::SystemOff => Action::Stop(StopReason::SystemOff),
         PsciCall::SystemReset => Action::Stop(StopReason::SystemReset),
+        PsciCall::MigrateInfoType => ret(regs, psci::TOS_NOT_PRESENT_MP),
+        // Standby and power-down alike return at once, as a wake-up would
+        // (PSCI allows it: a core may wake for any reason). The core is
+        // the partition's own; `wfi` already idles it.
+        PsciCall::CpuSuspend { state, entry, .. } => {
+            // StateType (bit 16) set: a power-down state, with an entry point.
+            if state & (1 << 16) != 0 && !entry_in_image(p, entry) {
+                ret(regs, psci::INVALID_PARAMETERS)
+            } else {
+                ret(regs, psci::SUCCESS)
+            }
+        }
         PsciCall::Other { .. } => ret(regs, psci::NOT_SUPPORTED),
     }
+}
+
+/// Whether `entry` may start a vCPU of `p` (CPU_ON, CPU_SUSPEND): inside
+/// its RAM, 4-byte aligned, and for a RustHallows guest below its boot
+/// information (the stacks and boot information hold no code).
+fn entry_in_image(p: &hallows_table::PartitionDesc, entry: u64) -> bool {
+    let end = if p.is_linux() { p.ram_ipa.saturating_add(p.ram_size) } else { system::boot_info_ipa(p) };
+    entry >= p.ram_ipa && entry < end && entry.is_multiple_of(4)
 }

@@ -42,6 +42,9 @@ pub enum StopReason {
     Stage2Fault { ipa: u64, write: bool, instr: bool, pc: u64 },
     SystemOff,
     SystemReset,
+    /// A Linux partition reset itself (PSCI SYSTEM_RESET: `reboot`, or a
+    /// panic with `panic=-1`).
+    Reset,
     CpuOnNotOwned { target: u64 },
     Panic,
     Exception { pc: u64, esr: u64 },
@@ -83,6 +86,7 @@ impl fmt::Display for StopReason {
             }
             StopReason::SystemOff => write!(f, "PSCI SYSTEM_OFF denied: a partition may not power off the machine"),
             StopReason::SystemReset => write!(f, "PSCI SYSTEM_RESET denied: a partition may not reset the machine"),
+            StopReason::Reset => write!(f, "it reset itself (PSCI SYSTEM_RESET)"),
             StopReason::CpuOnNotOwned { target } => {
                 write!(f, "PSCI CPU_ON denied: core {target:#x} does not belong to the partition")
             }
@@ -306,6 +310,24 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         let bytes = sys.payload.get(start..start + s.file_size as usize).ok_or(hallows_abi::Error::InvalidArgument)?;
         rt.ram.load(s.ipa, bytes, s.mem_size)?;
     }
+    if !p.is_linux() {
+        write_boot_info(sys, index, rt, restarts)?;
+    }
+    // The first period runs from the boot vCPU's entry (`start_watch`).
+    WATCH[index].beat.store(0, Ordering::Relaxed);
+    WATCH[index].deadline.store(0, Ordering::Release);
+    WATCH[index].fresh.store(p.watchdog_ns != 0, Ordering::Release);
+    if index == 0 && restarts == 0 {
+        LIVE.store(sys.table.partitions().len(), Ordering::Release);
+    }
+    Ok(())
+}
+
+/// Writes a RustHallows guest's boot information (`hallows_abi::BootInfo`)
+/// at the end of its RAM. A Linux partition has none: its device tree,
+/// one of its segments, says everything.
+fn write_boot_info(sys: &System, index: usize, rt: &system::PartitionRt, restarts: u32) -> Result<(), hallows_abi::Error> {
+    let p = &sys.table.partitions()[index];
     let mut channels = [ChannelInfo::new_zeroed(); hallows_abi::MAX_CHANNELS];
     let mut channel_count = 0;
     for (slot, (_, c)) in channels.iter_mut().zip(system::directory(sys.table, index)) {
@@ -359,13 +381,6 @@ pub fn load(sys: &System, index: usize, restarts: u32) -> Result<(), hallows_abi
         heartbeat: 0,
     };
     rt.ram.write(system::boot_info_ipa(p), &info)?;
-    // The first period runs from the boot vCPU's entry (`start_watch`).
-    WATCH[index].beat.store(0, Ordering::Relaxed);
-    WATCH[index].deadline.store(0, Ordering::Release);
-    WATCH[index].fresh.store(p.watchdog_ns != 0, Ordering::Release);
-    if index == 0 && restarts == 0 {
-        LIVE.store(sys.table.partitions().len(), Ordering::Release);
-    }
     Ok(())
 }
 
@@ -377,7 +392,7 @@ pub fn run_core(core: usize) -> ! {
     if role.vcpu == 0 {
         // The boot vCPU starts at the image's entry with the boot
         // information; the others wait for their partition's PSCI CPU_ON.
-        state(role.partition).vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
+        state(role.partition).vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_context(p) };
         wake_vcpu(p, 0);
     }
     wait_for_vcpu(sys, core)
@@ -406,8 +421,9 @@ fn wait_for_vcpu(sys: &System, core: usize) -> ! {
                     st.vcpus[role.vcpu] = Vcpu::On;
                     LEFT[core].store(false, Ordering::Release);
                     drop(st);
-                    // vCPU 0 gets the boot information in x0 and 0 in x1;
-                    // a secondary its CPU_ON context and its own number.
+                    // vCPU 0 gets the boot information (Linux: its device
+                    // tree) in x0 and 0 in x1; a secondary its CPU_ON
+                    // context and its own number.
                     arch::enter_vcpu(rt.stage2_root, rt.vmid, role.vcpu as u64, entry, context, role.vcpu as u64);
                 }
             }
@@ -619,6 +635,9 @@ fn finish(sys: &System, index: usize, end: End) -> ! {
     if p.watchdog_ns != 0 {
         console::hv_print(format_args!("watchdog: {name}: {} looks\n", WATCH[index].looks.load(Ordering::Relaxed)));
     }
+    if p.is_linux() {
+        arch::linux_report(index, name);
+    }
     match end {
         End::Exit(status) => console::hv_print(format_args!("partition {name} exited with status {status}\n")),
         End::Fault(reason) if restart => {
@@ -694,7 +713,7 @@ fn restart_partition(sys: &System, index: usize, restarts: u32) -> ! {
     }
     {
         let mut st = state(index);
-        st.vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_info_ipa(p) };
+        st.vcpus[0] = Vcpu::Pending { entry: p.entry, context: system::boot_context(p) };
         ENDED[index].store(false, Ordering::Release);
     }
     // This core waits like the others; the boot vCPU's core (this one, or
@@ -799,6 +818,11 @@ pub fn deliver_doorbells(core: usize) {
         }
     }
     if role.vcpu != 0 {
+        return;
+    }
+    if sys.table.partitions()[role.partition].is_linux() {
+        // Linux polls its channels (docs/linux.md): no interrupt for it.
+        DOORBELLS[role.partition].store(0, Ordering::Release);
         return;
     }
     let mut pending = DOORBELLS[role.partition].swap(0, Ordering::AcqRel);

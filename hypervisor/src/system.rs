@@ -132,6 +132,16 @@ pub fn boot_info_ipa(p: &PartitionDesc) -> u64 {
     p.ram_ipa + p.ram_size - BOOT_INFO_FROM_END
 }
 
+/// What the boot vCPU of a partition gets in `x0`: a RustHallows guest its
+/// boot information, a Linux kernel its device tree.
+pub fn boot_context(p: &PartitionDesc) -> u64 {
+    if p.is_linux() {
+        p.dtb_ipa
+    } else {
+        boot_info_ipa(p)
+    }
+}
+
 pub fn region_attr(r: &Region) -> Attr {
     Attr {
         read: r.perm & perm::READ != 0,
@@ -235,7 +245,13 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
         if parts[..index].iter().any(|q| q.ram().overlaps(&r)) {
             return bad("RAM overlaps another partition");
         }
-        let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * vcpu_count(p) as u64;
+        // A Linux partition's RAM is all Linux's: no boot information, no
+        // stacks of ours.
+        let reserved = match p.boot_kind {
+            hallows_table::boot_kind::RUST => BOOT_INFO_FROM_END + VCPU_STACK_SIZE * vcpu_count(p) as u64,
+            hallows_table::boot_kind::LINUX => 0,
+            _ => return bad("unknown boot kind"),
+        };
         if r.size <= reserved {
             return bad("RAM too small for boot information and stacks");
         }
@@ -254,6 +270,12 @@ pub fn validate(table: &SystemTable, payload: MemRange, image: MemRange) -> Resu
         }
         if !loadable.contains(&MemRange { base: p.entry, size: 4 }) {
             return bad("entry point outside its RAM");
+        }
+        if p.is_linux() && (p.dtb_ipa % 8 != 0 || !loadable.contains(&MemRange { base: p.dtb_ipa, size: 8 })) {
+            return bad("device tree outside its RAM or misaligned");
+        }
+        if p.is_linux() && vcpu_count(p) > crate::arch::MAX_LINUX_VCPUS {
+            return bad("more vCPUs than the virtual GIC describes");
         }
         for g in &p.regions[..p.region_count as usize] {
             let target = MemRange { base: g.pa, size: g.size };

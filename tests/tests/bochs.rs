@@ -145,6 +145,16 @@ fn vmx_delivers_doorbells() {
     check_stream(&b, 20_000, true);
 }
 
+/// The same stream on Bochs' SVM (NRIP save): the consumer halts in place
+/// (its `hlt` is not intercepted: a doorbell channel can wake it) and each
+/// doorbell IPI ends the halt as an INTR exit.
+#[test]
+fn svm_with_nrip_delivers_doorbells() {
+    let b = boot_bochs("x86-doorbell-short", SVM);
+    assert!(b.output.contains("x86_64, AMD SVM"), "{}", b.output);
+    check_stream(&b, 20_000, true);
+}
+
 /// As `x86.rs`'s: the checksums agree, every message arrived in order, the
 /// consumer slept on the doorbell, the snoop was stopped.
 fn check_stream(b: &Boot, count: u64, doorbells: bool) {

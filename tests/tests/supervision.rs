@@ -24,7 +24,17 @@ fn aarch64_two_vcpu_partition_restarted_while_both_vcpus_run() {
 
 #[test]
 fn x86_svm_two_vcpu_partition_restarted_while_both_vcpus_run() {
-    supervision_checks::check_two_vcpu_restart(&boot_system("x86-restart-2vcpu-running"), "500 ms");
+    let b = boot_system("x86-restart-2vcpu-running");
+    supervision_checks::check_two_vcpu_restart(&b, "500 ms");
+    // SVM's kick is an NMI, which the hypervisor takes on its IST stack.
+    let line = b
+        .output
+        .lines()
+        .find_map(|l| l.strip_prefix("[hallows] NMIs taken in the hypervisor: "))
+        .unwrap_or_else(|| panic!("no NMI line:\n{}", b.output));
+    let (taken, on_ist) = line.split_once(", on their own stack (IST): ").expect("two counts");
+    let (taken, on_ist): (u64, u64) = (taken.parse().expect("a count"), on_ist.parse().expect("a count"));
+    assert!(taken > 0 && on_ist == taken, "{line}");
 }
 
 #[test]

@@ -164,3 +164,27 @@ fn a_stack_overflow_is_a_reported_fault_with_a_post_mortem() {
     b.assert_task_stack_overflow("tasky");
     assert_eq!(b.summary("bystander"), "exited 0");
 }
+
+/// A partition whose RAM lies above 4 GiB (QEMU with 6 GiB of memory): the
+/// hypervisor maps it, loads the guest there and runs it; the guest fills
+/// most of its RAM with an address pattern and reads it back.
+#[test]
+fn a_partition_runs_in_ram_above_4_gib() {
+    let b = boot_system("x86-highmem");
+    b.assert_status(0);
+    assert!(
+        b.output.contains("partition high: RAM at host-physical 0x110000000..0x114000000 (above 4 GiB)"),
+        "{}",
+        b.output
+    );
+    let lines = b.lines_of("high");
+    assert!(lines.iter().any(|l| l.starts_with("probe: 64 MiB of RAM at 0x40000000, heap 0x4")), "{}", b.output);
+    let check = lines.iter().find(|l| l.starts_with("probe: wrote and read back ")).unwrap_or_else(|| panic!("{}", b.output));
+    // Most of the 64 MiB: everything the heap gives in blocks of 1 MiB or more.
+    let mib: u64 = check["probe: wrote and read back ".len()..].split(' ').next().and_then(|n| n.parse().ok()).expect("MiB");
+    assert!(mib >= 48, "{check}");
+    assert!(check.ends_with(": 0 mismatches"), "{check}");
+    assert_eq!(b.summary("high"), "exited 0");
+    assert_eq!(b.summary("low"), "exited 0");
+    assert!(b.lines_of("low").contains(&"2262 primes below 20000"), "{}", b.output);
+}

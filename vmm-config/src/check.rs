@@ -288,6 +288,10 @@ impl Loader<'_> {
         if self.d.len() == before {
             crate::display::check(&mut self.d, self.file, &board, &raws, &mut partitions, &channels);
         }
+        let mut board = board;
+        if self.d.len() == before {
+            crate::linux::check(&mut self.d, self.file, dir, self.ctx.root.as_deref(), &mut board, &raws, &mut partitions);
+        }
         if self.d.len() != before {
             return None;
         }
@@ -517,8 +521,17 @@ impl Loader<'_> {
             // Guest.
             let guest = p.guest.as_ref().map_or("", |g| g.get_ref().as_str());
             let guest_span = p.guest.as_ref().map_or(0..0, |g| g.span());
-            if p.guest.is_none() {
-                // Reported by the shape check.
+            if p.guest.is_none() && p.linux.is_none() {
+                self.d
+                    .error(file, item.header.clone(), format!("partition `{name}` has neither `guest` nor `linux`"))
+                    .help("add `guest = \"<package>\"` (a RustHallows guest) or `linux = { kernel = \"...\" }` (docs/linux.md)");
+            } else if let (Some(g), Some(l)) = (&p.guest, &p.linux) {
+                self.d
+                    .error(file, l.span(), format!("partition `{name}` has both `guest` and `linux`"))
+                    .related(file, g.span(), "guest given here")
+                    .help("a partition runs either a RustHallows guest or a Linux kernel: remove one");
+            } else if p.guest.is_none() {
+                // A Linux partition: checked with its files (`linux::check`).
             } else if let Err(why) = valid_name(guest) {
                 self.d
                     .error(file, guest_span, format!("guest name \"{}\" {why}", guest.escape_debug()))
@@ -765,7 +778,7 @@ impl Loader<'_> {
             if p.name.is_none()
                 || p.cores.is_none()
                 || p.ram.is_none()
-                || p.guest.is_none()
+                || (p.guest.is_none() == p.linux.is_none())
                 || p.on_fault.is_none()
             {
                 continue; // Missing keys were reported by the shape check.
@@ -787,6 +800,7 @@ impl Loader<'_> {
                 supervision,
                 disk: None,
                 display: None,
+                linux: None,
             });
         }
         (self.d.len() == before && out.len() == parts.len()).then_some(out)

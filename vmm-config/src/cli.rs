@@ -167,14 +167,20 @@ pub fn render(s: &System) -> String {
                 ranges(&p.cores),
                 format_size(p.ram_size),
                 format!("{}{}", p.ram(), if p.ram_fixed { " fixed" } else { "" }),
-                p.guest.clone(),
+                // A Linux partition: its kernel's file name.
+                match &p.linux {
+                    Some(l) => format!("linux {}", l.kernel.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned())),
+                    None => p.guest.clone(),
+                },
                 p.on_fault.to_string(),
                 if p.devices.is_empty() {
                     "-".into()
                 } else {
                     p.devices.join(",")
                 },
-                if p.bootargs.is_empty() {
+                if let Some(l) = p.linux.as_ref().filter(|l| !l.cmdline.is_empty()) {
+                    format!("{:?}", l.cmdline)
+                } else if p.bootargs.is_empty() {
                     "-".into()
                 } else {
                     format!("{:?}", p.bootargs)

@@ -19,6 +19,7 @@ pub mod cli;
 mod diag;
 mod disk;
 mod display;
+mod linux;
 mod duration;
 mod net;
 mod place;
@@ -31,6 +32,7 @@ use std::path::{Path, PathBuf};
 pub use diag::{Diagnostics, Located};
 pub use disk::{qemu_args as disk_qemu_args, parse_duration};
 pub use display::{qemu_args as display_qemu_args, Display, DisplayHost, DisplayMode};
+pub use linux::{image_header, ImageHeader, MAX_CMDLINE_LEN};
 pub use net::{qemu_args as net_qemu_args, LINK_MIN_SLOT_SIZE};
 pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
 pub use size::{format_size, parse_size};
@@ -422,6 +424,60 @@ pub struct Partition {
     pub display: Option<Display>,
     /// Supervision: watchdog period and restart backoff in nanoseconds (0: none).
     pub supervision: Supervision,
+    /// An unmodified Linux kernel instead of a guest program (`guest` is
+    /// then empty).
+    pub linux: Option<LinuxGuest>,
+}
+
+/// A partition's Linux kernel, initramfs and command line, checked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinuxGuest {
+    /// The arm64 `Image` (resolved against the manifest's directory).
+    pub kernel: PathBuf,
+    /// Its size in bytes.
+    pub kernel_size: u64,
+    /// From the Image header: where in a 2 MiB-aligned RAM block the
+    /// image goes, and how much memory it needs from there (bss included).
+    pub text_offset: u64,
+    pub image_size: u64,
+    pub initrd: Option<PathBuf>,
+    pub initrd_size: u64,
+    pub cmdline: String,
+}
+
+/// Where a Linux partition's pieces go, as offsets from its RAM's base
+/// (see [`LinuxGuest::layout`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinuxLayout {
+    pub kernel: u64,
+    pub dtb: u64,
+    pub initrd: u64,
+    /// One past the initrd: the RAM the layout needs.
+    pub end: u64,
+}
+
+impl LinuxGuest {
+    /// Largest device tree `hallows build` writes for a partition.
+    pub const DTB_MAX: u64 = 64 << 10;
+
+    /// The kernel at the RAM's (2 MiB-aligned) base plus `text_offset`;
+    /// the device tree at the next 2 MiB boundary past the kernel's
+    /// `image_size` (Linux wants it 8-byte aligned, in the first 512 MiB,
+    /// clear of the image); the initramfs right after the device tree's
+    /// 64 KiB.
+    pub fn layout(&self) -> LinuxLayout {
+        let kernel = self.text_offset;
+        let dtb = kernel.saturating_add(self.image_size).div_ceil(RAM_ALIGN).saturating_mul(RAM_ALIGN);
+        let initrd = dtb.saturating_add(Self::DTB_MAX);
+        LinuxLayout { kernel, dtb, initrd, end: initrd.saturating_add(self.initrd_size) }
+    }
+
+    /// Bytes the image's payload grows by for this partition: its kernel,
+    /// initramfs and device tree, kept there so that a restart reloads
+    /// them (the hypervisor's reservation grows by this, 2 MiB-rounded).
+    pub fn payload_size(&self) -> u64 {
+        self.kernel_size.saturating_add(self.initrd_size).saturating_add(Self::DTB_MAX).div_ceil(RAM_ALIGN).saturating_mul(RAM_ALIGN)
+    }
 }
 
 /// A partition's `watchdog` and `restart_backoff` keys.

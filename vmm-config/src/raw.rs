@@ -94,6 +94,24 @@ pub(crate) struct RawDisplay {
     pub height: Option<Spanned<u64>>,
 }
 
+/// A partition's `linux`: the kernel and what it boots with.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLinux {
+    /// The kernel: an uncompressed arm64 `Image`, relative to the manifest.
+    #[schemars(with = "String")]
+    pub kernel: Spanned<String>,
+    /// An initramfs (newc cpio, optionally compressed), relative to the manifest.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub initrd: Option<Spanned<String>>,
+    /// The kernel command line (`/chosen/bootargs`), at most 1023
+    /// printable ASCII characters.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub cmdline: Option<Spanned<String>>,
+}
+
 /// A partition's `disk`: a virtio-blk device backed by a host file.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -151,9 +169,10 @@ pub(crate) struct RawRoute {
     pub to: Spanned<String>,
 }
 
-/// One `[[partition]]`.
+/// One `[[partition]]`: exactly one of `guest` and `linux`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("oneOf" = [{ "required": ["guest"] }, { "required": ["linux"] }]))]
 pub(crate) struct RawPartition {
     /// `[a-z][a-z0-9_-]*`, at most 31 bytes, unique.
     #[schemars(
@@ -173,9 +192,16 @@ pub(crate) struct RawPartition {
     #[schemars(with = "Option<u64>")]
     pub ram_base: Option<Spanned<u64>>,
     /// Guest program: the package name of a guest crate anywhere in the workspace
-    /// (this repository's or a user's own, docs/first-system.md).
-    #[schemars(with = "String")]
+    /// (this repository's or a user's own, docs/first-system.md). Every
+    /// partition has either a `guest` or a `linux`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
     pub guest: Option<Spanned<String>>,
+    /// An unmodified Linux arm64 kernel instead of a `guest` (docs/linux.md):
+    /// its device tree is generated from the manifest.
+    #[serde(default)]
+    #[schemars(with = "Option<RawLinux>")]
+    pub linux: Option<Spanned<RawLinux>>,
     /// Boot arguments handed to the guest, at most 127 bytes.
     #[serde(default)]
     #[schemars(with = "Option<String>", length(max = 127))]

@@ -89,6 +89,9 @@ pub mod psci {
     pub const SYSTEM_OFF: u64 = 0x8400_0008;
     pub const SYSTEM_RESET: u64 = 0x8400_0009;
     pub const FEATURES: u64 = 0x8400_000A;
+    pub const MIGRATE_INFO_TYPE: u64 = 0x8400_0006;
+    /// MIGRATE_INFO_TYPE's answer: no Trusted OS that needs migrating.
+    pub const TOS_NOT_PRESENT_MP: i64 = 2;
     pub const CPU_SUSPEND_64: u64 = 0xC400_0001;
     pub const CPU_ON_64: u64 = 0xC400_0003;
     pub const AFFINITY_INFO_64: u64 = 0xC400_0004;
@@ -147,6 +150,9 @@ pub enum PsciCall {
     AffinityInfo { target: u64, level: u64 },
     SystemOff,
     SystemReset,
+    MigrateInfoType,
+    /// CPU_SUSPEND (power state, entry point, context).
+    CpuSuspend { state: u64, entry: u64, context: u64 },
     /// A PSCI id we do not implement: answered NOT_SUPPORTED.
     Other { function: u64 },
 }
@@ -194,6 +200,13 @@ pub fn decode(regs: [u64; 6]) -> Result<Hypercall, Error> {
         psci::AFFINITY_INFO_32 => Hypercall::Psci(PsciCall::AffinityInfo { target: x1 & 0xffff_ffff, level: x2 & 0xffff_ffff }),
         psci::SYSTEM_OFF => Hypercall::Psci(PsciCall::SystemOff),
         psci::SYSTEM_RESET => Hypercall::Psci(PsciCall::SystemReset),
+        psci::MIGRATE_INFO_TYPE => Hypercall::Psci(PsciCall::MigrateInfoType),
+        psci::CPU_SUSPEND_64 => Hypercall::Psci(PsciCall::CpuSuspend { state: x1, entry: x2, context: x3 }),
+        psci::CPU_SUSPEND_32 => Hypercall::Psci(PsciCall::CpuSuspend {
+            state: x1 & 0xffff_ffff,
+            entry: x2 & 0xffff_ffff,
+            context: x3 & 0xffff_ffff,
+        }),
         f if (0x8400_0000..=0x8400_001F).contains(&f) || (0xC400_0000..=0xC400_001F).contains(&f) => {
             Hypercall::Psci(PsciCall::Other { function: f })
         }

@@ -36,6 +36,9 @@ pub fn target(sys: &System, guest_dir: &Path, name: &str, port: u16) -> Result<T
         bail!("--gdb {name}: no partition of that name (the system has: {})", names.join(", "));
     };
     let Some(&core) = p.cores.first() else { bail!("--gdb {name}: the partition has no core") };
+    if let Some(l) = &p.linux {
+        bail!("--gdb {name}: a Linux partition; debug it with the kernel's own vmlinux (symbols of {}) and gdb's `add-symbol-file`", l.kernel.display());
+    }
     Ok(Target {
         elf: guest_dir.join(&p.guest),
         thread: core + 1,

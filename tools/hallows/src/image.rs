@@ -113,10 +113,24 @@ pub fn compose_typed(sys: &System, hypervisor: &[u8], guest_elf: &dyn Fn(&str) -
     let mut blobs: Vec<u8> = Vec::new();
     let blob_base = std::mem::size_of::<SystemTable>() as u64;
     for (i, p) in sys.partitions.iter().enumerate() {
-        let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
-        table.partitions[i] = partition(sys, p, &elf, &mut blobs, blob_base)?;
+        table.partitions[i] = match &p.linux {
+            Some(linux) => linux_partition(sys, p, linux, &mut blobs, blob_base)?,
+            None => {
+                let elf = Elf::parse(&guest_elf(&p.guest)?).with_context(|| format!("reading guest `{}`", p.guest))?;
+                partition(sys, p, &elf, &mut blobs, blob_base)?
+            }
+        };
     }
     channels(sys, &mut table, layout_hashes)?;
+    // Device trees last: they describe the channels as placed.
+    for (i, p) in sys.partitions.iter().enumerate() {
+        let Some(linux) = &p.linux else { continue };
+        let dtb = crate::devicetree::device_tree(p, linux, &table.partitions[i], i, &table)?;
+        let d = &mut table.partitions[i];
+        let ipa = d.ram_ipa + linux.layout().dtb;
+        push_segment(d, &mut blobs, blob_base, ipa, &dtb, vmm_config::LinuxGuest::DTB_MAX)?;
+        d.dtb_ipa = ipa;
+    }
     let mut payload = table.as_bytes().to_vec();
     payload.extend_from_slice(&blobs);
     table.payload_size = payload.len() as u64;
@@ -162,13 +176,8 @@ fn board(sys: &System) -> Result<Board> {
     Ok(out)
 }
 
-fn partition(
-    sys: &System,
-    p: &vmm_config::Partition,
-    elf: &Elf,
-    blobs: &mut Vec<u8>,
-    blob_base: u64,
-) -> Result<PartitionDesc> {
+/// What every partition's table entry holds, whatever it runs.
+fn common(p: &vmm_config::Partition) -> Result<PartitionDesc> {
     let mut d = PartitionDesc::new_zeroed();
     d.name = padded(&p.name).context("partition name too long")?;
     d.bootargs = padded(&p.bootargs).context("boot arguments too long")?;
@@ -182,6 +191,58 @@ fn partition(
     (d.fault_policy, d.max_restarts) = p.on_fault.to_table();
     d.watchdog_ns = p.supervision.watchdog_ns;
     d.restart_backoff_ns = p.supervision.restart_backoff_ns;
+    Ok(d)
+}
+
+/// Appends `bytes` to the payload as the next segment of `d`, loaded at
+/// `ipa` and occupying `mem_size` bytes there.
+fn push_segment(d: &mut PartitionDesc, blobs: &mut Vec<u8>, blob_base: u64, ipa: u64, bytes: &[u8], mem_size: u64) -> Result<()> {
+    let i = d.segment_count as usize;
+    if i >= MAX_SEGMENTS {
+        bail!("partition `{}` needs more than {MAX_SEGMENTS} segments", d.name());
+    }
+    while !blobs.len().is_multiple_of(16) {
+        blobs.push(0);
+    }
+    d.segments[i] = Segment { ipa, payload_offset: blob_base + blobs.len() as u64, file_size: bytes.len() as u64, mem_size: mem_size.max(bytes.len() as u64) };
+    d.segment_count += 1;
+    blobs.extend_from_slice(bytes);
+    Ok(())
+}
+
+/// A Linux partition: its kernel and initramfs as segments (the device
+/// tree follows once channels are placed), entered at the kernel's first
+/// instruction (`boot_kind::LINUX`).
+fn linux_partition(
+    sys: &System,
+    p: &vmm_config::Partition,
+    linux: &vmm_config::LinuxGuest,
+    blobs: &mut Vec<u8>,
+    blob_base: u64,
+) -> Result<PartitionDesc> {
+    let mut d = common(p)?;
+    d.boot_kind = hallows_table::boot_kind::LINUX;
+    for (ipa, bytes, mem_size) in crate::devicetree::images(p, linux, d.ram_ipa)? {
+        push_segment(&mut d, blobs, blob_base, ipa, &bytes, mem_size)?;
+    }
+    d.entry = d.ram_ipa + linux.layout().kernel;
+    devices(sys, p, &mut d)?;
+    for dev in &d.devices[..d.device_count as usize] {
+        if dev.irq >= 256 {
+            bail!("device `{}` of Linux partition `{}` has interrupt {}: the virtual GIC describes INTIDs below 256", dev.name(), p.name, dev.irq);
+        }
+    }
+    Ok(d)
+}
+
+fn partition(
+    sys: &System,
+    p: &vmm_config::Partition,
+    elf: &Elf,
+    blobs: &mut Vec<u8>,
+    blob_base: u64,
+) -> Result<PartitionDesc> {
+    let mut d = common(p)?;
     let reserved = BOOT_INFO_FROM_END + VCPU_STACK_SIZE * p.cores.len() as u64;
     let loadable = MemRange { base: GUEST_RAM_IPA, size: p.ram_size.saturating_sub(reserved) };
     if elf.segments.len() > MAX_SEGMENTS {
@@ -414,5 +475,143 @@ mod device_tests {
         let mut d = PartitionDesc::new_zeroed();
         let err = devices(&sys, &sys.partitions[0], &mut d).unwrap_err().to_string();
         assert!(err.contains("device `virtio24` of partition `disk` cannot be assigned: interrupt 34"), "{err}");
+    }
+}
+
+#[cfg(test)]
+mod linux_tests {
+    use super::*;
+    use hallows_table::linux as vipa;
+
+    /// A Linux partition with 2 vCPUs, a page of virtio transports and two
+    /// channels (a doorbell one it produces, a polled one it consumes)
+    /// beside a Rust partition, with a fake 3 MiB Image and an initrd.
+    fn system(dir: &std::path::Path) -> System {
+        let mut image = vec![0u8; 64];
+        image[16..24].copy_from_slice(&(3u64 << 20).to_le_bytes());
+        image[24..32].copy_from_slice(&0xau64.to_le_bytes());
+        image[0x38..0x3c].copy_from_slice(b"ARM\x64");
+        std::fs::write(dir.join("Image"), &image).unwrap();
+        std::fs::write(dir.join("initrd.cpio"), vec![7u8; 5000]).unwrap();
+        let m = "version = 1\nboard = \"qemu-virt-aarch64\"\n\
+            [[partition]]\nname = \"peer\"\ncores = [0]\nram = \"2 MiB\"\nguest = \"hello\"\non_fault = \"stop\"\n\
+            [[partition]]\nname = \"linux\"\ncores = [2, 3]\nram = \"64 MiB\"\non_fault = \"restart\"\ndma = \"trusted\"\n\
+            devices = [\"virtio24\", \"virtio25\", \"virtio26\", \"virtio27\", \"virtio28\", \"virtio29\", \"virtio30\", \"virtio31\"]\n\
+            linux = { kernel = \"Image\", initrd = \"initrd.cpio\", cmdline = \"console=ttyAMA0 panic=-1\" }\n\
+            [[channel]]\nname = \"up\"\nfrom = \"linux\"\nto = \"peer\"\nslot_size = 64\nslots = 16\nnotify = \"doorbell\"\n\
+            [[channel]]\nname = \"down\"\nfrom = \"peer\"\nto = \"linux\"\nslot_size = 128\nslots = 8\nnotify = \"poll\"\n";
+        vmm_config::load_str(dir.join("linux.toml").to_str().unwrap(), m, &vmm_config::CheckContext::default()).unwrap_or_else(|d| panic!("{d}"))
+    }
+
+    fn u64_at(b: &[u8], i: usize) -> u64 {
+        u64::from_be_bytes(b[i * 8..i * 8 + 8].try_into().unwrap())
+    }
+
+    fn u32s(b: &[u8]) -> Vec<u32> {
+        b.chunks(4).map(|c| u32::from_be_bytes(c.try_into().unwrap())).collect()
+    }
+
+    /// Every node of the generated device tree, parsed back, says what the
+    /// manifest and the table say: memory, CPUs, PSCI, GIC, timer, UART,
+    /// devices, channels, /chosen; the payload's segments put kernel,
+    /// device tree and initrd where the layout says.
+    #[test]
+    fn the_device_tree_matches_the_manifest() {
+        let dir = std::env::temp_dir().join(format!("hallows-dt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sys = system(&dir);
+        let p = &sys.partitions[1];
+        let linux = p.linux.as_ref().expect("a Linux partition");
+        let mut blobs = Vec::new();
+        let mut table = SystemTable::new_zeroed();
+        table.partition_count = 2;
+        table.partitions[1] = linux_partition(&sys, p, linux, &mut blobs, 0).unwrap();
+        channels(&sys, &mut table, &[]).unwrap();
+        let d = table.partitions[1];
+        assert_eq!(d.boot_kind, hallows_table::boot_kind::LINUX);
+        assert_eq!(d.entry, GUEST_RAM_IPA);
+        assert_eq!(d.segment_count, 2, "kernel and initrd (the device tree comes later)");
+        let layout = linux.layout();
+        assert_eq!((d.segments[0].ipa, d.segments[0].mem_size), (GUEST_RAM_IPA, 3 << 20));
+        assert_eq!((d.segments[1].ipa, d.segments[1].file_size), (GUEST_RAM_IPA + layout.initrd, 5000));
+        let blob = crate::devicetree::device_tree(p, linux, &d, 1, &table).unwrap();
+        let fdt = fdt::Fdt::new(&blob).expect("a valid device tree");
+
+        let chosen = fdt.find_node("/chosen").unwrap();
+        assert_eq!(chosen.property("bootargs").unwrap().as_str(), Some("console=ttyAMA0 panic=-1"));
+        assert_eq!(chosen.property("stdout-path").unwrap().as_str(), Some("/pl011@9000000"));
+        let start = u64_at(chosen.property("linux,initrd-start").unwrap().value, 0);
+        let end = u64_at(chosen.property("linux,initrd-end").unwrap().value, 0);
+        assert_eq!((start, end), (GUEST_RAM_IPA + layout.initrd, GUEST_RAM_IPA + layout.initrd + 5000));
+
+        let regions: Vec<_> = fdt.memory().regions().collect();
+        assert_eq!(regions.len(), 1);
+        assert_eq!((regions[0].starting_address as u64, regions[0].size), (GUEST_RAM_IPA, Some(64 << 20)));
+
+        let cpus: Vec<_> = fdt.cpus().collect();
+        assert_eq!(cpus.iter().map(|c| c.ids().first()).collect::<Vec<_>>(), vec![0, 1]);
+        for c in &cpus {
+            assert_eq!(c.property("enable-method").unwrap().as_str(), Some("psci"));
+        }
+        let psci = fdt.find_node("/psci").unwrap();
+        assert_eq!(psci.property("method").unwrap().as_str(), Some("hvc"));
+        assert!(psci.compatible().unwrap().all().any(|c| c == "arm,psci-1.0"));
+
+        let gic = fdt.find_compatible(&["arm,gic-v3"]).unwrap();
+        let reg: Vec<_> = gic.reg().unwrap().map(|r| (r.starting_address as u64, r.size.unwrap() as u64)).collect();
+        assert_eq!(reg, vec![(vipa::GICD_IPA, vipa::GICD_SIZE), (vipa::GICR_IPA, 2 * vipa::GICR_FRAME)]);
+        assert!(gic.property("interrupt-controller").is_some());
+        assert_eq!(fdt.root().property("interrupt-parent").unwrap().as_usize(), gic.property("phandle").unwrap().as_usize());
+
+        let timer = fdt.find_compatible(&["arm,armv8-timer"]).unwrap();
+        assert_eq!(u32s(timer.property("interrupts").unwrap().value), vec![1, 13, 4, 1, 14, 4, 1, 11, 4, 1, 10, 4]);
+
+        let uart = fdt.find_node("/pl011@9000000").unwrap();
+        assert!(uart.compatible().unwrap().all().eq(["arm,pl011", "arm,primecell"]));
+        assert_eq!(u32s(uart.property("interrupts").unwrap().value), vec![0, vipa::UART_INTID - 32, 4]);
+        let clk = fdt.find_compatible(&["fixed-clock"]).unwrap();
+        assert_eq!(clk.property("clock-frequency").unwrap().as_usize(), Some(vipa::UART_CLOCK_HZ as usize));
+
+        for i in 0..8u64 {
+            let virtio = fdt.find_node(&format!("/virtio_mmio@{:x}", 0xa00_3000 + i * 0x200)).unwrap();
+            assert_eq!(virtio.compatible().unwrap().first(), "virtio,mmio");
+            assert_eq!(virtio.reg().unwrap().next().map(|r| (r.starting_address as u64, r.size)), Some((0xa00_3000 + i * 0x200, Some(0x200))));
+            assert_eq!(u32s(virtio.property("interrupts").unwrap().value), vec![0, 72 + i as u32 - 32, 1]);
+        }
+
+        let hallows = fdt.find_node("/hallows").unwrap();
+        assert_eq!(hallows.compatible().unwrap().first(), crate::devicetree::CHANNELS_COMPATIBLE);
+        let chans: Vec<_> = hallows.children().collect();
+        assert_eq!(chans.len(), 2);
+        for (node, c, role, doorbell) in [(&chans[0], &table.channels[0], "producer", true), (&chans[1], &table.channels[1], "consumer", false)] {
+            assert_eq!(node.compatible().unwrap().first(), crate::devicetree::CHANNEL_COMPATIBLE);
+            assert_eq!(node.reg().unwrap().next().map(|r| (r.starting_address as u64, r.size.map(|s| s as u64))), Some((c.ipa, Some(c.size))));
+            assert_eq!(node.property("hallows,name").unwrap().as_str(), Some(c.name()));
+            assert_eq!(node.property("hallows,role").unwrap().as_str(), Some(role));
+            assert_eq!(node.property("hallows,slot-size").unwrap().as_usize(), Some(c.slot_size as usize));
+            assert_eq!(node.property("hallows,slot-count").unwrap().as_usize(), Some(c.slot_count as usize));
+            assert_eq!(u64_at(node.property("hallows,layout-hash").unwrap().value, 0), c.layout_hash);
+            // The doorbell page of its entry in the partition's channel directory.
+            let bell = node.property("hallows,doorbell").map(|p| u64_at(p.value, 0));
+            assert_eq!(bell, doorbell.then_some(vipa::DOORBELL_IPA));
+            // Channel memory is not in /memory (so /dev/mem may map it).
+            assert!(c.ipa >= GUEST_RAM_IPA + (64 << 20));
+        }
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// The hypervisor's reservation grows by each Linux partition's
+    /// payload, and partitions are placed past it.
+    #[test]
+    fn the_reservation_grows_for_linux_images() {
+        let dir = std::env::temp_dir().join(format!("hallows-res-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sys = system(&dir);
+        let linux = sys.partitions[1].linux.as_ref().unwrap();
+        assert_eq!(sys.board.hypervisor.size, (16 << 20) + linux.payload_size());
+        for p in &sys.partitions {
+            assert!(p.ram_pa >= sys.board.hypervisor.end(), "{} placed in the reservation", p.name);
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

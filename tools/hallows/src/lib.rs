@@ -10,9 +10,12 @@
 pub mod bochs;
 pub mod build;
 pub mod cost;
+pub mod cpio;
 pub mod gdb;
 pub mod image;
 pub mod image_x86;
+pub mod devicetree;
+pub mod linux;
 pub mod netcost;
 pub mod qemu;
 pub mod qmp;

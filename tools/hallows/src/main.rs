@@ -46,8 +46,44 @@ enum New {
     Guest { name: String },
 }
 
+/// `hallows linux ...` (docs/linux.md).
+#[derive(Subcommand)]
+enum Linux {
+    /// Download Debian's arm64 kernel and busybox-static with apt (signature
+    /// and hashes checked by apt; nothing installed on the host) into
+    /// target/linux, or find them there; print package, version, sha256.
+    Fetch {
+        /// Ask apt again even if target/linux already holds a verified copy.
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// Build a Linux partition's initramfs (busybox, the init script
+    /// guests/linux/initramfs/init, ring-peer, modules) from the fetched
+    /// packages; fetches them first if needed.
+    Initramfs {
+        /// Where to write it (default target/linux/initramfs.cpio).
+        #[arg(long, short)]
+        out: Option<PathBuf>,
+        /// A kernel module to load at boot, with its dependencies (repeat).
+        #[arg(long = "module", value_name = "NAME")]
+        modules: Vec<String>,
+        /// An extra executable file: HOST_PATH:PATH_IN_ARCHIVE (repeat).
+        #[arg(long = "file", value_name = "SRC:DEST")]
+        files: Vec<String>,
+        /// Leave out ring-peer (no musl build).
+        #[arg(long)]
+        without_ring_peer: bool,
+        /// Print the archive's entries after writing it.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
 #[derive(Subcommand)]
 enum Cmd {
+    /// Linux partitions: fetch Debian's kernel and busybox, build the initramfs.
+    #[command(subcommand)]
+    Linux(Linux),
     /// Create a system project or a guest (docs/first-system.md).
     #[command(subcommand)]
     New(New),
@@ -252,6 +288,38 @@ fn run(cli: Cli) -> Result<u8> {
                 println!("created {}", f.display());
             }
             println!("next: name it in a partition of your manifest: guest = \"{name}\"");
+            Ok(0)
+        }
+        Cmd::Linux(Linux::Fetch { refresh }) => {
+            let root = workspace::root_from(Path::new("."))?;
+            let f = hallows::linux::fetch(&root, refresh)?;
+            println!("{}", hallows::linux::describe(&f));
+            Ok(0)
+        }
+        Cmd::Linux(Linux::Initramfs { out, modules, files, without_ring_peer, list }) => {
+            let root = workspace::root_from(Path::new("."))?;
+            let files = files
+                .iter()
+                .map(|f| match f.split_once(':') {
+                    Some((src, dest)) => Ok((PathBuf::from(src), dest.trim_start_matches('/').to_owned())),
+                    None => anyhow::bail!("--file {f}: expected HOST_PATH:PATH_IN_ARCHIVE"),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            println!("{}", hallows::linux::describe(&hallows::linux::fetch(&root, false)?));
+            let spec = hallows::linux::InitramfsSpec { modules, files, without_ring_peer };
+            let path = hallows::linux::initramfs(&root, &spec, out.as_deref())?;
+            println!("{}", hallows::linux::describe_archive(&path)?);
+            if list {
+                for e in hallows::cpio::read(&std::fs::read(&path)?)? {
+                    let what = match e.kind {
+                        hallows::cpio::Kind::Dir => "dir".to_owned(),
+                        hallows::cpio::Kind::File(d) => format!("{} bytes", d.len()),
+                        hallows::cpio::Kind::Symlink(t) => format!("-> {t}"),
+                        hallows::cpio::Kind::CharDev(a, b) => format!("char {a}:{b}"),
+                    };
+                    println!("  /{} {:o} {what}", e.name, e.perm);
+                }
+            }
             Ok(0)
         }
         Cmd::Check { manifest } => {
@@ -628,7 +696,8 @@ fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool) -> Resul
             );
         }
     }
-    let mut guests: Vec<String> = sys.partitions.iter().map(|p| p.guest.clone()).collect();
+    // Linux partitions build nothing: their kernel is a file.
+    let mut guests: Vec<String> = sys.partitions.iter().filter(|p| p.linux.is_none()).map(|p| p.guest.clone()).collect();
     guests.sort();
     guests.dedup();
     let artifacts = build::build(&root, sys.board.arch, &guests)?;

@@ -98,7 +98,7 @@ pub fn symbolize(output: &str, sys: &System, elf: &dyn Fn(&str) -> PathBuf) -> S
     for line in output.lines() {
         out.push_str(line);
         if let Some((name, n, a)) = frame_line(line) {
-            if let Some(p) = sys.partitions.iter().find(|p| p.name == name) {
+            if let Some(p) = sys.partitions.iter().find(|p| p.name == name && p.linux.is_none()) {
                 let s = elves.entry(p.guest.clone()).or_insert_with(|| {
                     // The ELF is <workspace>/target/<target>/release/<bin>.
                     let elf = elf(&p.guest);

@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 6;
+pub const TABLE_VERSION: u32 = 7;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -196,6 +196,57 @@ pub struct PartitionDesc {
     /// Delay before the first restart in nanoseconds, doubled for each
     /// later one (manifest `restart_backoff`); 0: restart at once.
     pub restart_backoff_ns: u64,
+    /// One of [`boot_kind`]: what `entry` is and what the boot vCPU gets.
+    pub boot_kind: u32,
+    pub _pad2: u32,
+    /// [`boot_kind::LINUX`]: the guest-physical address of the partition's
+    /// device tree blob (one of `segments`), handed to the boot vCPU in `x0`.
+    pub dtb_ipa: u64,
+}
+
+/// How a partition's boot vCPU is entered.
+pub mod boot_kind {
+    /// A RustHallows guest: `x0` = its boot information, `x1` = 0; the
+    /// hypercall ABI of `hallows_abi`.
+    pub const RUST: u32 = 0;
+    /// An unmodified Linux arm64 kernel (Documentation/arm64/booting.rst):
+    /// EL1h, MMU and caches off, DAIF masked, `x0` = the device tree's
+    /// IPA, `x1..x3` = 0. The hypervisor emulates a GICv3 distributor and
+    /// redistributors, a PL011 and channel doorbell pages at the IPAs of
+    /// [`linux`] for it, and answers PSCI over HVC and SMC.
+    pub const LINUX: u32 = 1;
+}
+
+/// The guest-physical layout the hypervisor emulates for a Linux partition
+/// ([`boot_kind::LINUX`]) and `hallows build` writes into its device tree:
+/// one definition for both. None of these is mapped at stage 2: every
+/// access traps and is emulated (or refused).
+pub mod linux {
+    /// The virtual GICv3 distributor (64 KiB).
+    pub const GICD_IPA: u64 = 0x0800_0000;
+    pub const GICD_SIZE: u64 = 0x1_0000;
+    /// The virtual redistributors: one 128 KiB frame (RD + SGI) per vCPU,
+    /// in vCPU order.
+    pub const GICR_IPA: u64 = 0x080A_0000;
+    pub const GICR_FRAME: u64 = 0x2_0000;
+    /// The emulated PL011 console UART (4 KiB).
+    pub const UART_IPA: u64 = 0x0900_0000;
+    pub const UART_SIZE: u64 = 0x1000;
+    /// The UART's interrupt (INTID; SPI 1). Virtual only: the emulated
+    /// UART never raises it (transmission never waits, there is no
+    /// input), but Linux's driver needs one to open the port.
+    pub const UART_INTID: u32 = 33;
+    /// Channel doorbell pages: entry `i` of the partition's channel
+    /// directory rings its peer by a 32-bit write to
+    /// `DOORBELL_IPA + i * DOORBELL_STRIDE`.
+    pub const DOORBELL_IPA: u64 = 0x0b00_0000;
+    pub const DOORBELL_STRIDE: u64 = 0x1000;
+    /// The architected timer's PPIs (INTIDs) as QEMU's `virt` describes
+    /// them: secure physical, non-secure physical, virtual, hypervisor.
+    /// Linux at EL1 uses the virtual timer, which the hypervisor forwards.
+    pub const TIMER_INTIDS: [u32; 4] = [29, 30, 27, 26];
+    /// The fixed clock the PL011 is described with (Hz).
+    pub const UART_CLOCK_HZ: u32 = 24_000_000;
 }
 
 /// A board device assigned to a partition: what its guest is told, and
@@ -214,6 +265,11 @@ pub struct DeviceDesc {
 }
 
 impl DeviceDesc {
+    /// The board's name for the device (`"?"` if not UTF-8).
+    pub fn name(&self) -> &str {
+        str_from_padded(&self.name)
+    }
+
     /// The device-tree `compatible` string (`"?"` if not UTF-8).
     pub fn compatible(&self) -> &str {
         str_from_padded(&self.compatible)
@@ -228,6 +284,11 @@ impl PartitionDesc {
 
     pub fn bootargs(&self) -> &str {
         str_from_padded(&self.bootargs)
+    }
+
+    /// Whether the partition runs an unmodified Linux kernel.
+    pub fn is_linux(&self) -> bool {
+        self.boot_kind == boot_kind::LINUX
     }
 
     /// The partition's RAM as a host-physical range.

@@ -3,7 +3,8 @@
 //! addr=...`, `action=system_off`, `action=system_reset`, `action=cpu_on
 //! target=N`, `action=panic`, `action=undef` (an undefined instruction),
 //! `action=bad_console` (console writes with hostile pointers and lengths,
-//! then a clean exit), `action=calls count=N` (see [`calls`]), `action=exit status=N`; on x86_64 also `action=outb
+//! then a clean exit), `action=ram_pattern` (fills the heap's largest block
+//! with an address pattern and checks it: see [`ram`]), `action=calls count=N` (see [`calls`]), `action=exit status=N`; on x86_64 also `action=outb
 //! port=N` (an I/O port access), `action=rdmsr msr=N`, `action=triple_fault`,
 //! `action=write_cr4`, `action=write_cr8` and `action=hlt` (with interrupts off), `action=sti_hlt`
 //! (halting with interrupts on, with no interrupt source), `action=xchg_bx`
@@ -35,9 +36,12 @@
 use hallows_rt::abi::{call, psci};
 use hallows_rt::{println, raw_hypercall, Boot};
 
+extern crate alloc;
+
 mod calls;
 mod hang;
 mod leak;
+mod ram;
 
 hallows_rt::entry!(main);
 
@@ -217,6 +221,7 @@ fn main(boot: &Boot) -> u64 {
             unsafe { core::arch::asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
             println!("UNCONTAINED rdmsr {msr:#x} = {:#x}", ((hi as u64) << 32) | lo as u64);
         }
+        "ram_pattern" => return ram::run(boot),
         "calls" => return calls::run(boot, boot.arg("count").and_then(parse).unwrap_or(1000)),
         "bad_console" => {
             let cases: [(u64, u64); 5] = [

@@ -291,17 +291,27 @@ fn psci_cpu_on(hwid: u64, entry: u64, context: u64) -> i64 {
 /// core, with fresh EL1 state. Never returns: the next time this core runs
 /// hypervisor code is its next trap.
 pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x1: u64) -> ! {
-    HCR_EL2.set(regs::hcr::GUEST);
+    let sys = crate::system::get();
+    let role = sys.core_map.get(this_core()).copied().flatten();
+    let linux = role.filter(|r| sys.table.partitions()[r.partition].is_linux());
+    HCR_EL2.set(if linux.is_some() { regs::hcr::LINUX } else { regs::hcr::GUEST });
     VTCR_EL2.set(regs::VTCR);
     VTTBR_EL2.set(stage2_root | ((vmid as u64) << 48));
     CNTHCTL_EL2.set(regs::CNTHCTL);
     CNTVOFF_EL2.set(0);
-    CPTR_EL2.set(regs::CPTR);
+    if linux.is_some() {
+        allow_sve_sme();
+    } else {
+        CPTR_EL2.set(regs::CPTR);
+    }
     trap_pmu_and_debug();
     VMPIDR_EL2.set((1 << 31) | vcpu);
     VPIDR_EL2_set(MIDR_EL1.get());
     reset_el1();
     gic::reset_virtual();
+    if let Some(role) = linux {
+        super::vdev::reset(sys, role, this_core());
+    }
     super::watchdog_arm(crate::partition::watchdog_next(this_core()));
     // SAFETY: invalidates this VMID's stale EL1 translations (the partition
     // may be restarting) with VTTBR_EL2 already pointing at it.
@@ -321,6 +331,40 @@ pub fn enter_vcpu(stage2_root: u64, vmid: u16, vcpu: u64, entry: u64, x0: u64, x
     unsafe {
         frame.write(f);
         enter_guest(frame)
+    }
+}
+
+/// A Linux partition may use SVE and SME, as the ID registers it reads
+/// tell it it can (Linux probes both at boot): `CPTR_EL2` stops trapping
+/// them, and the vector lengths are not limited below what the core has.
+/// The core is the partition's alone and the hypervisor (soft-float)
+/// never touches these registers, so no state crosses partitions.
+fn allow_sve_sme() {
+    let (pfr0, pfr1): (u64, u64);
+    // SAFETY: reads of ID registers; no side effects.
+    unsafe { asm!("mrs {0}, id_aa64pfr0_el1", "mrs {1}, id_aa64pfr1_el1", out(reg) pfr0, out(reg) pfr1, options(nomem, nostack)) };
+    let sve = (pfr0 >> 32) & 0xf != 0;
+    let sme = (pfr1 >> 24) & 0xf != 0;
+    let mut cptr = regs::CPTR;
+    if sve {
+        cptr &= !regs::CPTR_TZ;
+    }
+    if sme {
+        cptr &= !regs::CPTR_TSM;
+    }
+    CPTR_EL2.set(cptr);
+    // SAFETY: ZCR_EL2 / SMCR_EL2 exist when the feature does (checked
+    // above); LEN = 0xf: no EL2 limit on EL1's vector length. The `isb`
+    // makes the CPTR_EL2 write take effect before they are accessed.
+    unsafe {
+        asm!("isb", options(nostack));
+        if sve {
+            asm!("msr S3_4_C1_C2_0, {v}", v = in(reg) 0xfu64, options(nostack)); // ZCR_EL2
+        }
+        if sme {
+            asm!("msr S3_4_C1_C2_6, {v}", v = in(reg) 0xfu64, options(nostack)); // SMCR_EL2
+        }
+        asm!("isb", options(nostack));
     }
 }
 

@@ -207,6 +207,18 @@ pub fn route_spi(intid: u32, hwid: u64) {
     write32(dist + GICD_ISENABLER + word, bit);
 }
 
+/// Enables (`set`) or disables the SPIs `bits` of the 32-interrupt word
+/// at byte offset `word` of GICD_ISENABLER/GICD_ICENABLER: a Linux
+/// partition's own device SPIs, as its virtual distributor was told
+/// (`vdev.rs` filters the bits).
+pub fn enable_spis(word: u64, bits: u32, set: bool) {
+    let dist = DIST.load(Ordering::Relaxed);
+    if dist == 0 || word == 0 || word >= 0x80 {
+        return;
+    }
+    write32(dist + if set { GICD_ISENABLER } else { GICD_ICENABLER } + word, bits);
+}
+
 /// Clears the active state of a partition's hardware interrupt on this
 /// core (the timer PPI, or one of its SPIs), for a vCPU that (re)starts
 /// while the previous run had not ended it.
@@ -374,7 +386,7 @@ pub fn inject(vintid: u32) -> bool {
 /// Asks for a maintenance interrupt when at most one list register is in
 /// use (ICH_HCR_EL2.UIE), so pending doorbells that did not fit get in.
 pub fn set_underflow_interrupt(core: usize, on: bool) {
-    ICH_HCR_EL2.set(1 | if on || any_held(core) { 1 << 1 } else { 0 });
+    ICH_HCR_EL2.set(1 | if on || any_held(core) || super::vdev::sgis_pending(core) { 1 << 1 } else { 0 });
 }
 
 fn write_lr(i: usize, v: u64) {

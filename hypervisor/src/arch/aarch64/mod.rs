@@ -9,6 +9,16 @@ use super::virtio;
 mod regs;
 mod trap;
 mod uart;
+mod vdev;
+
+/// What a Linux partition that ended cost the hypervisor (`vdev::report`).
+pub fn linux_report(index: usize, name: &str) {
+    vdev::report(index, name)
+}
+
+/// Most vCPUs of a Linux partition (SGI target lists and the virtual
+/// redistributors address 16).
+pub const MAX_LINUX_VCPUS: usize = 16;
 
 pub use boot::{enter_vcpu, exit_machine, park, quiesce, quiesce_device, send_event, this_core, wait_for_event};
 pub use phys::GuestRam;

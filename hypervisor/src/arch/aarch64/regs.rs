@@ -19,6 +19,12 @@ pub mod hcr {
     pub const RW: u64 = 1 << 31; // EL1 is AArch64
 
     pub const GUEST: u64 = VM | SWIO | FMO | IMO | AMO | FB | BSU_IS | TWE | TSC | TIDCP | TACR | TSW | RW;
+
+    pub const APK: u64 = 1 << 40; // pointer-authentication key registers do not trap
+    pub const API: u64 = 1 << 41; // pointer-authentication instructions do not trap
+    /// A Linux partition uses pointer authentication (its keys are EL1
+    /// registers of a core that is the partition's alone).
+    pub const LINUX: u64 = GUEST | APK | API;
 }
 
 /// VTCR_EL2: 4 KiB granule, 39-bit IPA starting at level 1 (three levels,
@@ -50,9 +56,16 @@ pub const SCTLR_EL1_RESET: u64 = 0x30D0_0800;
 /// SPSR_EL2 for entering a vCPU: EL1h, all of DAIF masked.
 pub const SPSR_EL1H_MASKED: u64 = 0x3c5;
 
-/// CPTR_EL2: RES1 bits only; FP/SIMD and SVE are not trapped (each core
-/// runs one partition, so its FP state is never shared).
+/// CPTR_EL2: what is RES1 on a core without SVE and SME; FP/SIMD is not
+/// trapped (each core runs one partition, so its FP state is never
+/// shared). On a core with SVE or SME, bits 8 (TZ) and 12 (TSM) trap them:
+/// a RustHallows guest uses neither; a Linux partition gets them
+/// (`boot::allow_sve_sme`).
 pub const CPTR: u64 = 0x33ff;
+/// CPTR_EL2.TZ (bit 8): SVE traps; CPTR_EL2.TSM (bit 12): SME traps. A
+/// Linux partition gets both cleared where the core has the feature.
+pub const CPTR_TZ: u64 = 1 << 8;
+pub const CPTR_TSM: u64 = 1 << 12;
 
 /// CNTHCTL_EL2: EL1 may read the physical counter and use its core's
 /// physical timer: both are the core's own, and the core is the partition's.

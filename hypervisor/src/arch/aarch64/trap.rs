@@ -124,6 +124,7 @@ extern "C" fn rust_irq_lower(iar: u64) {
             if intid == gic::MAINTENANCE_PPI {
                 gic::release_held(core);
             }
+            super::vdev::deliver_sgis(core);
             partition::deliver_doorbells(core);
         }
         gic::HYP_TIMER_PPI => {
@@ -152,6 +153,11 @@ extern "C" fn rust_irq_lower(iar: u64) {
 fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
     let esr = ESR_EL2.get();
     let pc = frame.elr;
+    // Only data aborts and system-register traps may be a Linux
+    // partition's emulated devices: hypercalls do not look.
+    if kind == 0 && matches!((esr >> 26) & 0x3f, ec::DABT_LOWER | ec::SYSREG) && linux_trap(frame, esr, core) {
+        return;
+    }
     let trap = if kind != 0 {
         // FIQ/SError while a partition runs: none is enabled, so any is
         // unexpected; it is attributed to the running partition.
@@ -183,6 +189,30 @@ fn handle_lower(frame: &mut TrapFrame, kind: u64, core: usize) {
         }
     };
     partition::handle_trap(core, trap, &mut frame.x);
+}
+
+/// The traps a Linux partition takes that are emulated rather than
+/// faults: an access to one of its emulated devices (`vdev::mmio`) and a
+/// trapped system register (`vdev::sysreg`). `true`: handled, the guest
+/// resumes after the instruction.
+fn linux_trap(frame: &mut TrapFrame, esr: u64, core: usize) -> bool {
+    let sys = crate::system::get();
+    let Some(role) = sys.core_map.get(core).copied().flatten() else { return false };
+    if !sys.table.partitions()[role.partition].is_linux() {
+        return false;
+    }
+    match (esr >> 26) & 0x3f {
+        ec::DABT_LOWER => {
+            let ipa = ((HPFAR_EL2.get() >> 4) << 12) | (FAR_EL2.get() & 0xfff);
+            if super::vdev::mmio(sys, role, esr, ipa, &mut frame.x) != super::vdev::Mmio::Done {
+                return false;
+            }
+        }
+        ec::SYSREG if !is_set_way_maintenance(esr) => super::vdev::sysreg(sys, role, core, esr, &mut frame.x),
+        _ => return false,
+    }
+    frame.elr += 4;
+    true
 }
 
 /// ESR ISS of a trapped `sys` instruction: Op0 = 1, Op1 = 0, CRn = 7, CRm in

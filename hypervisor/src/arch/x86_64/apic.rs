@@ -1,7 +1,10 @@
 //! The local APIC, as far as doorbells need it: software-enable it on each
-//! core, send the doorbell IPI to another core, end an interrupt. xAPIC
-//! (MMIO at the base `IA32_APIC_BASE` gives, identity-mapped uncacheable by
-//! the boot tables) or x2APIC (MSRs), whichever the firmware left enabled.
+//! core, send the doorbell IPI to another core, end an interrupt. x2APIC
+//! (MSRs) wherever CPUID offers it (the hypervisor switches every core to
+//! it, or keeps it where the firmware already did), else xAPIC (MMIO at the
+//! base `IA32_APIC_BASE` gives, identity-mapped uncacheable by the boot
+//! tables). In x2APIC mode an IPI is one `wrmsr` to the ICR: no
+//! delivery-status polling, no second register for the destination.
 //! Partitions reach neither: the APIC page is in no nested table and the
 //! x2APIC MSRs are outside the MSR allow-list.
 
@@ -16,7 +19,10 @@ pub const DOORBELL_VECTOR: u8 = 0xF0;
 pub const SPURIOUS_VECTOR: u8 = 0xFF;
 
 const APIC_BASE_MSR: u32 = 0x1B;
+const APIC_GLOBAL_ENABLE: u64 = 1 << 11;
 const X2APIC_ENABLE: u64 = 1 << 10;
+/// CPUID leaf 1, ECX: the CPU implements x2APIC mode.
+const CPUID_X2APIC: u32 = 1 << 21;
 pub(super) const X2APIC_MSR: u32 = 0x800;
 
 /// Register offsets (xAPIC MMIO; x2APIC MSR = 0x800 + offset / 16).
@@ -52,11 +58,22 @@ pub(super) fn read(reg: u32) -> u32 {
     }
 }
 
-/// Per core, before it enters a partition: the APIC's mode and base (the
-/// same on every core), software-enabled with the spurious vector, every
-/// priority accepted.
+/// Per core, first thing (before it takes or sends any interrupt): x2APIC
+/// mode where CPUID offers it (the same on every core: one CPU model), else
+/// the mode the firmware left; software-enabled with the spurious vector,
+/// every priority accepted.
+///
+/// The switch from xAPIC to x2APIC (both enable bits set from the enabled
+/// xAPIC state) is the architectural one and keeps the APIC's state; a core
+/// that is still in xAPIC mode (an application processor before it runs
+/// this) is addressed by the same id from an x2APIC core (QEMU, Bochs and
+/// real CPUs with fewer than 255 cores give both modes the same ids).
 pub fn init_core() {
-    let base = rdmsr(APIC_BASE_MSR);
+    let mut base = rdmsr(APIC_BASE_MSR);
+    if base & X2APIC_ENABLE == 0 && super::cpu::cpuid(1, 0).ecx & CPUID_X2APIC != 0 {
+        base |= APIC_GLOBAL_ENABLE | X2APIC_ENABLE;
+        wrmsr(APIC_BASE_MSR, base);
+    }
     X2APIC.store(base & X2APIC_ENABLE != 0, Ordering::Relaxed);
     BASE.store(base & 0x000f_ffff_ffff_f000, Ordering::Relaxed);
     write(SVR, (read(SVR) & !0xff) | (1 << 8) | SPURIOUS_VECTOR as u32);
@@ -75,23 +92,35 @@ pub fn send_doorbell(apic_id: u64) {
     send_icr(apic_id, DOORBELL_VECTOR as u32 | (1 << 14));
 }
 
-/// Sends an IPI with ICR low word `low` to `apic_id`.
-fn send_icr(apic_id: u64, low: u32) {
+/// Whether this core's APIC is in x2APIC mode (boot log).
+pub fn x2apic() -> bool {
+    x2()
+}
+
+/// Sends an IPI with ICR low word `low` to `apic_id` (also INIT and
+/// start-up, `boot::start_ap`).
+pub(super) fn send_icr(apic_id: u64, low: u32) {
     if x2() {
         // One MSR write sends it; the fence orders the caller's pending-bit
         // store before the IPI (WRMSR to the x2APIC ICR is not serializing).
         core::sync::atomic::fence(Ordering::SeqCst);
         wrmsr(X2APIC_MSR + ICR_LOW / 16, ((apic_id & 0xffff_ffff) << 32) | low as u64);
     } else {
-        // Wait for a previous IPI from this core to be accepted.
-        for _ in 0..1_000_000 {
-            if read(ICR_LOW) & (1 << 12) == 0 {
-                break;
+        let base = BASE.load(Ordering::Relaxed);
+        let reg = |r: u32| (base + r as u64) as *mut u32;
+        // SAFETY: registers of this core's local APIC page, below 4 GiB and
+        // mapped uncacheable by the boot tables; no partition maps it.
+        unsafe {
+            // Wait for a previous IPI from this core to be accepted.
+            for _ in 0..1_000_000 {
+                if core::ptr::read_volatile(reg(ICR_LOW)) & (1 << 12) == 0 {
+                    break;
+                }
+                core::hint::spin_loop();
             }
-            core::hint::spin_loop();
+            core::ptr::write_volatile(reg(ICR_HIGH), ((apic_id & 0xff) as u32) << 24);
+            core::ptr::write_volatile(reg(ICR_LOW), low);
         }
-        write(ICR_HIGH, ((apic_id & 0xff) as u32) << 24);
-        write(ICR_LOW, low);
     }
 }
 

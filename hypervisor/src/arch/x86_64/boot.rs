@@ -12,22 +12,23 @@ use hallows_table::{MemRange, SystemTable, TableError};
 
 use super::guest::{self, Exit, Gprs};
 use super::phys::{self, GuestRam, TablePool};
-use super::{apic, cpu, firmware, idt, ioapic, serial, svm, timer, vmx};
+use super::{apic, cpu, firmware, highmem, idt, ioapic, serial, svm, timer, vmx};
 use crate::partition::{self, Trap};
 use crate::system::{self, Loaded};
 use crate::{console, MAX_CORES};
 
 /// Stack per core.
-const STACK_SIZE: usize = 32 * 1024;
+pub(super) const STACK_SIZE: usize = 32 * 1024;
+const _: () = assert!(STACK_SIZE.is_power_of_two());
 
 #[repr(C, align(16))]
-pub struct Stacks(UnsafeCell<[[u8; STACK_SIZE]; MAX_CORES]>);
+pub struct Stacks(pub(super) UnsafeCell<[[u8; STACK_SIZE]; MAX_CORES]>);
 // SAFETY: core `i` only ever uses slice `i`.
 unsafe impl Sync for Stacks {}
 
 #[no_mangle]
 #[link_section = ".noinit.stacks"]
-static HV_STACKS: Stacks = Stacks(UnsafeCell::new([[0; STACK_SIZE]; MAX_CORES]));
+pub(super) static HV_STACKS: Stacks = Stacks(UnsafeCell::new([[0; STACK_SIZE]; MAX_CORES]));
 
 /// The boot page tables (PML4, PDPT, 4 page directories), filled by
 /// `boot.S` before paging is on: the first 4 GiB, identity-mapped.
@@ -72,8 +73,22 @@ fn sym(s: &u8) -> u64 {
     s as *const u8 as u64
 }
 
-/// The core index of the caller.
+/// The core index of the caller: from the stack it runs on (core `i`
+/// always runs on slice `i` of `HV_STACKS`: `boot.S` and the AP trampoline
+/// start each core there, `enter_vcpu` resets to its top, and interrupts
+/// are taken on the interrupted stack), a subtraction and a shift instead
+/// of a CPUID (an intercept-free but serializing instruction, and a VM exit
+/// of its own should the hypervisor ever run nested). Outside the stacks
+/// (never, today) from the APIC id as before.
+#[inline]
 pub fn this_core() -> usize {
+    let rsp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    let offset = rsp.wrapping_sub(HV_STACKS.0.get() as u64) as usize;
+    if offset < STACK_SIZE * MAX_CORES {
+        return offset / STACK_SIZE;
+    }
     match CORE_OF_APIC[cpu::apic_id() as usize & 0xff].load(Ordering::Relaxed) {
         0xff => 0,
         c => c as usize,
@@ -88,6 +103,7 @@ extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
         idt::init();
     }
     idt::load();
+    idt::load_tss(core as usize);
     CORE_OF_APIC[cpu::apic_id() as usize & 0xff].store(core as u8, Ordering::Relaxed);
     if core == 0 {
         mask_legacy_pic();
@@ -121,6 +137,13 @@ extern "C" fn rust_core_entry(magic: u64, mbi: u64, core: u64) -> ! {
         }
     }
     partition::run_core(core as usize)
+}
+
+fn cr3() -> u64 {
+    let v: u64;
+    // SAFETY: reads CR3.
+    unsafe { asm!("mov {}, cr3", out(reg) v, options(nomem, nostack)) };
+    v
 }
 
 /// Set by core 0 once every core is up: partitions may start.
@@ -195,11 +218,28 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
         if timer::tsc_deadline_mode() { "TSC-deadline" } else { "one-shot" }
     ));
 
+    console::hv_print(format_args!(
+        "local APIC: {}\n",
+        if apic::x2apic() { "x2APIC (MSRs)" } else { "xAPIC (MMIO; this CPU has no x2APIC)" }
+    ));
+    if virt == Virt::Vmx {
+        console::hv_print(format_args!(
+            "guest TLB: {}\n",
+            if vmx::vpid_enabled() { "VPID per partition (kept across exits)" } else { "no VPID (flushed at every VM transition)" }
+        ));
+    }
     let facts = firmware::read(magic, mbi).map_err(system::BootError::DeviceTree)?;
     system::check_machine(table, &facts.ram[..facts.ram_count], &facts.cpus[..facts.cpu_count])?;
     let payload_range = MemRange { base: hv_end, size: table.payload_size };
     system::validate(table, payload_range, MemRange { base: hv_start, size: payload_end - hv_start })?;
     device_interrupts(table, &facts.ioapics[..facts.ioapic_count])?;
+    highmem::map(table).map_err(|e| match e {
+        highmem::Error::TooHigh => system::BootError::Board(
+            "board RAM above 32 GiB: the hypervisor maps RAM only up to",
+            highmem::LIMIT,
+        ),
+        highmem::Error::Shape => system::BootError::Board("the boot page tables are not as boot.S builds them; CR3 =", cr3()),
+    })?;
 
     match virt {
         Virt::Svm => svm::init_global(),
@@ -212,12 +252,22 @@ fn primary(magic: u64, mbi: u64) -> Result<(), system::BootError> {
             Virt::Svm => nested_tables::<Npt>(table, i, &mut pool)?,
             Virt::Vmx => nested_tables::<Ept>(table, i, &mut pool)?,
         };
+        if p.ram().end().is_none_or(|e| e > highmem::LIMIT) {
+            return Err(system::BootError::Partition { index: i, what: "RAM above 32 GiB is not mapped by the hypervisor" });
+        }
         // SAFETY: `system::validate` proved this RAM lies in board RAM, is
         // disjoint from the hypervisor reservation and from every other
-        // partition, and the boot map identity-maps all of the first 4 GiB.
+        // partition; the boot map identity-maps the first 4 GiB and
+        // `highmem::map` every board RAM range above (up to its limit,
+        // checked just above).
         let guest = unsafe { GuestRam::new(p.ram_ipa, p.ram_pa, p.ram_size) };
-        if p.ram().end().is_none_or(|e| e > 1 << 32) {
-            return Err(system::BootError::Partition { index: i, what: "RAM above 4 GiB is not mapped by the hypervisor yet" });
+        if p.ram_pa >= 1 << 32 {
+            console::hv_print(format_args!(
+                "partition {}: RAM at host-physical {:#x}..{:#x} (above 4 GiB)\n",
+                p.name(),
+                p.ram_pa,
+                p.ram_pa + p.ram_size
+            ));
         }
         loaded.partitions[i] = Some(system::PartitionRt { ram: guest, stage2_root: root, vmid: (i + 1) as u16 });
     }
@@ -291,6 +341,7 @@ fn finish_boot(table: &'static SystemTable, payload: &'static [u8], loaded: Load
     let board = &table.board;
     console::hv_print(format_args!("{} page-table pages used\n", TablePool::used()));
     let sys = system::install(table, payload, loaded);
+    guest::install_notify_routes(sys);
     for (i, _) in table.partitions().iter().enumerate() {
         partition::load(sys, i, 0).map_err(system::BootError::Load)?;
     }
@@ -305,7 +356,6 @@ fn finish_boot(table: &'static SystemTable, payload: &'static [u8], loaded: Load
 
 /// Where the AP trampoline is copied: page 8, SIPI vector 0x08.
 const AP_TRAMPOLINE: u64 = 0x8000;
-const LAPIC: u64 = 0xFEE0_0000;
 
 extern "C" {
     static ap_trampoline_start: u8;
@@ -315,17 +365,6 @@ extern "C" {
 
 /// Set by each application processor once it runs Rust code.
 static AP_UP: AtomicU8 = AtomicU8::new(0);
-
-fn lapic_write(reg: u64, v: u32) {
-    // SAFETY: the local APIC's MMIO page, identity-mapped uncacheable by the
-    // boot tables; only core 0 writes it, at boot.
-    unsafe { core::ptr::write_volatile((LAPIC + reg) as *mut u32, v) }
-}
-
-fn lapic_read(reg: u64) -> u32 {
-    // SAFETY: as `lapic_write`.
-    unsafe { core::ptr::read_volatile((LAPIC + reg) as *const u32) }
-}
 
 fn delay(iterations: u32) {
     for _ in 0..iterations {
@@ -359,23 +398,13 @@ fn start_ap(core: usize, apic: u64) -> Result<(), system::BootError> {
         }
     }
     AP_UP.store(0, Ordering::Release);
-    // Software-enable the local APIC (spurious vector 0xff), then INIT,
-    // and two start-ups with vector 0x08 (address 0x8000).
-    lapic_write(0xF0, lapic_read(0xF0) | 0x1ff);
-    let icr = |low: u32| {
-        lapic_write(0x310, (apic as u32) << 24);
-        lapic_write(0x300, low);
-        for _ in 0..1_000_000 {
-            if lapic_read(0x300) & (1 << 12) == 0 {
-                break;
-            }
-            core::hint::spin_loop();
-        }
-    };
-    icr(0x0000_4500);
+    // INIT, then two start-ups with vector 0x08 (address 0x8000), through
+    // this core's local APIC in whichever mode `apic::init_core` chose
+    // (software-enabled there).
+    apic::send_icr(apic, 0x0000_4500);
     delay(100_000);
     for _ in 0..2 {
-        icr(0x0000_4600 | (AP_TRAMPOLINE >> 12) as u32);
+        apic::send_icr(apic, 0x0000_4600 | (AP_TRAMPOLINE >> 12) as u32);
         delay(10_000);
         if AP_UP.load(Ordering::Acquire) != 0 {
             return Ok(());
@@ -407,7 +436,7 @@ pub fn enter_vcpu(npt_root: u64, asid: u16, vcpu: u64, entry: u64, x0: u64, x1: 
     match virt() {
         Virt::Svm => svm::setup_vcpu(core, npt_root, asid, entry),
         Virt::Vmx => {
-            if vmx::setup_vcpu(core, npt_root, entry).is_err() {
+            if vmx::setup_vcpu(core, npt_root, asid, entry).is_err() {
                 // The CPU lacks a control the policy needs (checked once,
                 // on the first entry): nothing can run confined.
                 console::hv_print(format_args!("core {core}: this CPU's VMX cannot enforce the partition policy\n"));
@@ -520,6 +549,10 @@ pub fn exit_machine(code: u32) -> ! {
         console::hv_print(format_args!(
             "debug exceptions taken in the hypervisor and disarmed: {breakpoints} breakpoint, {single_step} single-step\n"
         ));
+    }
+    let (nmis, on_ist) = idt::nmis();
+    if nmis > 0 {
+        console::hv_print(format_args!("NMIs taken in the hypervisor: {nmis}, on their own stack (IST): {on_ist}\n"));
     }
     console::hv_print(format_args!("machine exit status {code}\n"));
     cpu::outb(0xf4, 0x10 + code as u8);

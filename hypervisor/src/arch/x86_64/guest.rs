@@ -4,7 +4,7 @@
 //! enforce one policy.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 use hallows_paging::{Attr, MapError, PageTable, TableMemory};
 use hallows_table::{MAX_CORES, MAX_PARTITIONS};
@@ -119,6 +119,11 @@ pub struct Gprs {
     pub r15: u64,
     /// rax: VMX keeps it here (SVM keeps it in the VMCB and ignores this).
     pub rax: u64,
+    /// SVM only, for `svm_run` (offsets 120 and 128): the physical
+    /// addresses of this core's VMCB and of the hypervisor's own `vmload`
+    /// state. Not guest registers; set by `svm::run`.
+    pub vmcb: u64,
+    pub host: u64,
 }
 
 impl Gprs {
@@ -600,5 +605,68 @@ pub fn note_wake_sources(core: usize) {
 /// (`WAKE`), or, for the boot vCPU, some channel's doorbell rings its
 /// partition or it owns a device with an interrupt ([`note_wake_sources`]).
 pub fn can_be_woken(core: usize) -> bool {
-    super::timer::armed(core) || doorbell_queued(core) || CONFIG_WAKES.get(core).is_some_and(|f| f.load(Ordering::Relaxed))
+    // The configuration first: it is fixed while the vCPU runs, and true
+    // for every vCPU a doorbell or another vCPU can wake (the common case
+    // of `svm::inject`'s question, asked before every entry).
+    CONFIG_WAKES.get(core).is_some_and(|f| f.load(Ordering::Relaxed)) || super::timer::armed(core) || doorbell_queued(core)
+}
+
+/// Where `NOTIFY` on one channel rings, per core and entry of its
+/// partition's channel directory: the peer partition's pending-doorbell
+/// word (null: not a doorbell channel of the caller), the channel's bit in
+/// it, and the local APIC id of the peer's boot core. The same routes the
+/// portable `NOTIFY` takes (`partition::doorbell_target`), computed once at
+/// boot ([`install_notify_routes`]) so that the drivers answer `NOTIFY`
+/// at the exit itself (`svm::run`, `vmx::run`), as aarch64's exception
+/// vector does (`NOTIFY_ROUTES` in `arch/aarch64/vectors.S`).
+struct NotifyRoute {
+    pending: AtomicPtr<AtomicU32>,
+    bit: AtomicU32,
+    hwid: AtomicU32,
+}
+
+/// Written by core 0 before any other core starts, read-only afterwards.
+static NOTIFY_ROUTES: [[NotifyRoute; hallows_abi::MAX_CHANNELS]; MAX_CORES] = [const {
+    [const { NotifyRoute { pending: AtomicPtr::new(core::ptr::null_mut()), bit: AtomicU32::new(0), hwid: AtomicU32::new(0) } };
+        hallows_abi::MAX_CHANNELS]
+}; MAX_CORES];
+
+/// Fills [`NOTIFY_ROUTES`] from the installed system: for each core that
+/// runs a vCPU, each doorbell channel of its partition. Core 0, at boot,
+/// before any other core starts.
+pub fn install_notify_routes(sys: &crate::system::System) {
+    for (core, routes) in NOTIFY_ROUTES.iter().enumerate() {
+        let Some(role) = sys.core_map.get(core).copied().flatten() else { continue };
+        for (channel, route) in routes.iter().enumerate() {
+            if let Some((pending, bit, target)) = crate::partition::doorbell_target(sys, role.partition, channel) {
+                let Some(&hwid) = sys.table.board.core_hwid.get(target) else { continue };
+                route.bit.store(bit, Ordering::Relaxed);
+                route.hwid.store(hwid as u32, Ordering::Relaxed);
+                route.pending.store(pending as *const AtomicU32 as *mut AtomicU32, Ordering::Release);
+            }
+        }
+    }
+}
+
+/// `NOTIFY(channel)` from `core`'s vCPU, answered at the exit: sets the
+/// channel's bit in the peer's pending word and sends the doorbell IPI to
+/// the peer's boot core unless the bit was already set (doorbells
+/// coalesce), exactly as `partition::ring_doorbell`. False (nothing done)
+/// when `channel` (a guest value) is not a doorbell channel of the
+/// caller's partition: the portable path then answers the error.
+#[inline(always)]
+pub fn notify(core: usize, channel: u64) -> bool {
+    let Some(route) = NOTIFY_ROUTES.get(core).and_then(|r| r.get(usize::try_from(channel).ok()?)) else { return false };
+    let pending = route.pending.load(Ordering::Acquire);
+    if pending.is_null() {
+        return false;
+    }
+    // SAFETY: a non-null `pending` was stored by `install_notify_routes`
+    // from `partition::doorbell_target`: a `&'static AtomicU32`.
+    let pending = unsafe { &*pending };
+    let bit = route.bit.load(Ordering::Relaxed);
+    if pending.fetch_or(bit, Ordering::AcqRel) & bit == 0 {
+        super::apic::send_doorbell(route.hwid.load(Ordering::Relaxed) as u64);
+    }
+    true
 }

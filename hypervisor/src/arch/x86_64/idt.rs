@@ -30,14 +30,28 @@
 //!   external-interrupt exit, and while a vCPU idles in `hlt`): anywhere
 //!   else the host runs with interrupts masked.
 //!
-//! Handlers run on the interrupted stack (no IST: the per-core stacks have
-//! no guard pages, so an overflow is no #DF either).
+//! Stacks: interrupts and ordinary exceptions run on the interrupted stack
+//! (the core's own: they are taken only where the hypervisor opens a
+//! window, at a known depth). The three that can arrive anywhere, or that
+//! mean the current stack cannot be trusted, switch to a stack of their
+//! own through the interrupt stack table of the core's TSS
+//! ([`load_tss`]): double fault (IST 1), NMI (IST 2), machine check
+//! (IST 3), each 8 KiB per core. A double fault from a corrupt or
+//! exhausted stack is reported (status 3) instead of becoming a triple
+//! fault, and an NMI (SVM's kick, taken in the hypervisor once GIF opens)
+//! or a machine check that lands in the middle of a handler does not grow
+//! the interrupted stack. Each handler knows its stack by address: an NMI
+//! taken on its IST stack is counted (`exit_machine` reports the count,
+//! which the tests check), an exception report says which stack it ran
+//! on. (The per-core stacks themselves have no guard page yet: an
+//! overflow of one runs into the next core's stack rather than faulting.)
 
 use core::arch::{asm, global_asm};
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use super::{apic, ioapic};
+use crate::MAX_CORES;
 
 #[repr(C, align(16))]
 struct Idt(UnsafeCell<[[u64; 2]; 256]>);
@@ -112,11 +126,107 @@ global_asm!(
 );
 
 extern "C" fn exception(vector: u64, error: u64, rip: u64, cr2: u64) -> ! {
+    let stack = match on_ist() {
+        Some(i) => ["", " (on its own stack, IST 1)", " (on its own stack, IST 2)", " (on its own stack, IST 3)"][i],
+        None => "",
+    };
     crate::console::hv_print(format_args!(
-        "hypervisor exception on core {}: vector {vector:#x}, error code {error:#x}, rip {rip:#x}, cr2 {cr2:#x}\n",
+        "hypervisor exception on core {}: vector {vector:#x}, error code {error:#x}, rip {rip:#x}, cr2 {cr2:#x}{stack}\n",
         super::this_core()
     ));
     super::exit_machine(3)
+}
+
+/// Bytes of each IST stack.
+const IST_SIZE: usize = 8 * 1024;
+/// Interrupt stack table slots (1-based, as in the gate): double fault,
+/// NMI, machine check.
+const IST_DF: usize = 1;
+const IST_NMI: usize = 2;
+const IST_MC: usize = 3;
+
+#[repr(C, align(16))]
+struct IstStacks(UnsafeCell<[[[u8; IST_SIZE]; 3]; MAX_CORES]>);
+// SAFETY: core `i`'s TSS points only at row `i`, which only core `i`'s
+// CPU switches to.
+unsafe impl Sync for IstStacks {}
+#[link_section = ".noinit.stacks"]
+static IST_STACKS: IstStacks = IstStacks(UnsafeCell::new([[[0; IST_SIZE]; 3]; MAX_CORES]));
+
+/// The IST slot (1..=3) of the stack the caller runs on, if it is one.
+fn on_ist() -> Option<usize> {
+    let rsp: u64;
+    // SAFETY: reads the stack pointer.
+    unsafe { asm!("mov {}, rsp", out(reg) rsp, options(nomem, nostack, preserves_flags)) };
+    let offset = rsp.wrapping_sub(IST_STACKS.0.get() as u64) as usize;
+    (offset < IST_SIZE * 3 * MAX_CORES).then_some(offset / IST_SIZE % 3 + 1)
+}
+
+/// Each core's GDT (null, code64, data, code32, a 16-byte TSS descriptor)
+/// and 64-bit TSS (104 bytes: the IST pointers at 0x24 + 8 * (i - 1), the
+/// I/O map base at 0x66 past the limit, so no I/O bitmap).
+#[repr(C, align(16))]
+struct CoreDesc(UnsafeCell<[[u64; 6]; MAX_CORES]>);
+// SAFETY: entry `i` is only touched by core `i`.
+unsafe impl Sync for CoreDesc {}
+static GDTS: CoreDesc = CoreDesc(UnsafeCell::new([[0; 6]; MAX_CORES]));
+#[repr(C, align(16))]
+struct Tss(UnsafeCell<[[u8; 128]; MAX_CORES]>);
+// SAFETY: entry `i` is only touched by core `i`.
+unsafe impl Sync for Tss {}
+static TSS: Tss = Tss(UnsafeCell::new([[0; 128]; MAX_CORES]));
+
+/// The TSS's selector in every core's GDT.
+pub const TSS_SELECTOR: u16 = 0x20;
+
+/// This core's GDT and TSS (their addresses: the VMCS host state).
+pub fn gdt_and_tss(core: usize) -> (u64, u64) {
+    assert!(core < MAX_CORES, "core index");
+    // SAFETY: addresses only.
+    unsafe { ((*GDTS.0.get())[core].as_ptr() as u64, (*TSS.0.get())[core].as_ptr() as u64) }
+}
+
+/// Loads core `core`'s own GDT (the boot GDT's descriptors at the same
+/// selectors, plus its TSS) and its TSS, whose interrupt stack table
+/// points at the core's three IST stacks. Every core, right after
+/// [`load`], before it can take an NMI or a machine check. VMX names the
+/// same TSS as the host TR; under SVM the host's TR is restored after
+/// every `#VMEXIT` by `vmload` from the host state saved here (`svm.rs`).
+pub fn load_tss(core: usize) {
+    assert!(core < MAX_CORES, "core index");
+    // SAFETY: entry `core` of the GDT, TSS and IST arrays belongs to this core.
+    let (gdt, tss, ist) = unsafe { (&mut (*GDTS.0.get())[core], &mut (*TSS.0.get())[core], &(*IST_STACKS.0.get())[core]) };
+    tss.fill(0);
+    for slot in [IST_DF, IST_NMI, IST_MC] {
+        let top = ist[slot - 1].as_ptr() as u64 + IST_SIZE as u64;
+        let at = 0x24 + 8 * (slot - 1);
+        tss[at..at + 8].copy_from_slice(&top.to_le_bytes());
+    }
+    tss[0x66..0x68].copy_from_slice(&0x68u16.to_le_bytes());
+    let base = tss.as_ptr() as u64;
+    gdt[0] = 0;
+    gdt[1] = 0x00AF_9A00_0000_FFFF;
+    gdt[2] = 0x00CF_9200_0000_FFFF;
+    gdt[3] = 0x00CF_9A00_0000_FFFF;
+    // Available 64-bit TSS, limit 0x67.
+    gdt[4] = 0x67 | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((base >> 24) & 0xff) << 56);
+    gdt[5] = base >> 32;
+    let mut gdtr = [0u8; 10];
+    gdtr[..2].copy_from_slice(&((6 * 8 - 1) as u16).to_le_bytes());
+    gdtr[2..].copy_from_slice(&(gdt.as_ptr() as u64).to_le_bytes());
+    // SAFETY: the new GDT has the same code and data descriptors at the same
+    // selectors as the boot GDT, so the loaded segments stay valid; TR is
+    // the TSS just written (available, so `ltr` may mark it busy).
+    unsafe { asm!("lgdt [{0}]", "ltr {1:x}", in(reg) gdtr.as_ptr(), in(reg) TSS_SELECTOR, options(nostack)) };
+}
+
+/// NMIs the hypervisor took, all cores, and how many of them ran on their
+/// IST stack (all of them, unless the TSS or the gate were wrong).
+static NMIS: [AtomicU64; 2] = [const { AtomicU64::new(0) }; 2];
+
+/// `(taken, on the IST stack)` NMIs in the hypervisor.
+pub fn nmis() -> (u64, u64) {
+    (NMIS[0].load(Ordering::Relaxed), NMIS[1].load(Ordering::Relaxed))
 }
 
 /// `#DB`s the hypervisor took and disarmed, all cores (see the module
@@ -138,6 +248,13 @@ extern "C" fn interrupt(vector: u64) {
         // SAFETY: disarms every breakpoint (DR7 = 0x400) and clears the
         // status; the hypervisor uses neither.
         unsafe { asm!("mov dr7, {0}", "mov dr6, {1}", in(reg) 0x400u64, in(reg) 0xffff_0ff0u64, options(nomem, nostack)) };
+        return;
+    }
+    if vector == 2 {
+        NMIS[0].fetch_add(1, Ordering::Relaxed);
+        if on_ist() == Some(IST_NMI) {
+            NMIS[1].fetch_add(1, Ordering::Relaxed);
+        }
         return;
     }
     if vector == ioapic::CONSOLE_VECTOR as u64 {
@@ -188,8 +305,8 @@ macro_rules! eoi_asm {
 //   What it announces (a doorbell, a `WAKE`, a kick) is read from memory by
 //   the code that opened the interrupt window (`svm.rs`/`vmx.rs`);
 // * the APIC timer (`timer::TIMER_VECTOR`): notes the fire for this core
-//   (`timer::FIRED[this_core()]`, the core from the APIC id as `this_core`
-//   finds it: CPUID leaf 1, then `boot::CORE_OF_APIC`, 0xff meaning core 0)
+//   (`timer::FIRED[this_core()]`, the core from the stack it interrupted, as
+//   `this_core` finds it: the timer is only taken on a core's own stack)
 //   and ends it.
 global_asm!(
     ".global hv_doorbell_interrupt",
@@ -205,19 +322,13 @@ global_asm!(
     ".global hv_timer_interrupt",
     "hv_timer_interrupt:",
     "    push rax",
-    "    push rbx",
     "    push rcx",
     "    push rdx",
-    "    mov eax, 1",
-    "    xor ecx, ecx",
-    "    cpuid",
-    "    shr ebx, 24",
-    "    lea rax, [rip + {core_of_apic}]",
-    "    movzx eax, byte ptr [rax + rbx]",
-    "    cmp eax, 0xff",
-    "    jne 2f",
-    "    xor eax, eax",
-    "2:  cmp eax, {max_cores}",
+    "    mov rax, rsp",
+    "    lea rcx, [rip + {stacks}]",
+    "    sub rax, rcx",
+    "    shr rax, {stack_shift}",
+    "    cmp rax, {max_cores}",
     "    jae 3f",
     "    lea rcx, [rip + {fired}]",
     "    mov byte ptr [rcx + rax], 1",
@@ -225,14 +336,14 @@ global_asm!(
     eoi_asm!(),
     "    pop rdx",
     "    pop rcx",
-    "    pop rbx",
     "    pop rax",
     "    iretq",
     x2 = sym apic::X2APIC,
     base = sym apic::BASE,
     eoi = const apic::EOI,
     eoi_msr = const apic::X2APIC_MSR + apic::EOI / 16,
-    core_of_apic = sym super::boot::CORE_OF_APIC,
+    stacks = sym super::boot::HV_STACKS,
+    stack_shift = const super::boot::STACK_SIZE.trailing_zeros(),
     fired = sym super::timer::FIRED,
     max_cores = const crate::MAX_CORES,
 );
@@ -244,7 +355,15 @@ extern "C" {
 
 /// An interrupt gate (present, DPL 0) to `handler` in code segment 0x08.
 pub const fn gate(handler: u64) -> [u64; 2] {
-    [(handler & 0xffff) | (0x08 << 16) | (0x8E00 << 32) | (((handler >> 16) & 0xffff) << 48), handler >> 32]
+    gate_ist(handler, 0)
+}
+
+/// An interrupt gate that switches to IST slot `ist` (0: none).
+pub const fn gate_ist(handler: u64, ist: usize) -> [u64; 2] {
+    [
+        (handler & 0xffff) | (0x08 << 16) | ((ist as u64 & 7) << 32) | (0x8E00 << 32) | (((handler >> 16) & 0xffff) << 48),
+        handler >> 32,
+    ]
 }
 
 /// Fills the IDT (core 0, first thing at boot).
@@ -256,7 +375,13 @@ pub fn init() {
     // SAFETY: see `Idt`: core 0, before any other core runs or loads it.
     let idt = unsafe { &mut *IDT.0.get() };
     for (v, g) in idt.iter_mut().enumerate() {
-        *g = gate(stubs + 16 * v as u64);
+        let ist = match v {
+            2 => IST_NMI,
+            8 => IST_DF,
+            18 => IST_MC,
+            _ => 0,
+        };
+        *g = gate_ist(stubs + 16 * v as u64, ist);
     }
     // The doorbell IPI and the timer: their own short handlers.
     idt[apic::DOORBELL_VECTOR as usize] = gate(hv_doorbell_interrupt as *const () as u64);

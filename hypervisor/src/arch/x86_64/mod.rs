@@ -10,6 +10,7 @@ mod boot;
 mod cpu;
 mod firmware;
 mod guest;
+mod highmem;
 mod idt;
 mod ioapic;
 use super::phys;
@@ -80,6 +81,12 @@ pub fn console_read() -> Option<u8> {
 /// What the `detail` of a guest-reported exception is (`FAULT` hypercall):
 /// the runtime passes the vector number (and the error code above bit 32).
 pub const GUEST_FAULT_DETAIL: &str = "vector";
+
+/// Linux partitions are aarch64-only so far: none may have a vCPU here.
+pub const MAX_LINUX_VCPUS: usize = 0;
+
+/// No Linux partitions on x86_64 (`MAX_LINUX_VCPUS`): nothing to report.
+pub fn linux_report(_index: usize, _name: &str) {}
 
 /// Queues the doorbell for virtual interrupt `vintid` (a
 /// `DOORBELL_INTID_BASE + i`, the portable numbering) for this core's vCPU:

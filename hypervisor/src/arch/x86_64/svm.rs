@@ -6,7 +6,9 @@
 //! same as VMX's (see `docs/x86.md`): every I/O port and every MSR outside a
 //! short allow-list is intercepted and stops the partition, CPUID is
 //! filtered, CR0/CR4 writes, task switches, SVM instructions and shutdowns
-//! stop it, `hlt` with interrupts off stops it.
+//! stop it, `hlt` with interrupts off stops it. One difference: a vCPU
+//! that something can wake executes its `hlt` in place (not intercepted,
+//! see `inject`), where VMX intercepts every `hlt`.
 //!
 //! Debug registers: DR0-3 are not switched by `vmrun`, so a guest must
 //! never load them. Every DR read and write is intercepted and emulated
@@ -16,10 +18,12 @@
 
 use core::arch::global_asm;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::guest::{self, page_pa, Exit, Gprs, Pages, PAGE};
+use hallows_abi::call;
+
 use crate::partition::{StopReason, Trap};
 use crate::MAX_CORES;
 
@@ -28,6 +32,11 @@ use crate::MAX_CORES;
 static VMCBS: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
 #[link_section = ".noinit.svm"]
 static HOST_SAVE: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
+/// The hypervisor's own `vmload` state per core (TR with its TSS, FS, GS,
+/// LDTR, kernel GS base, the syscall/sysenter MSRs), saved once by
+/// `init_core` and loaded back after every `#VMEXIT` (see `svm_run`).
+#[link_section = ".noinit.svm"]
+static HOST_VMLOAD: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
 /// I/O permission map: 12 KiB, one bit per port (plus the spill-over page).
 #[link_section = ".noinit.svm"]
 static IOPM: Pages<3> = Pages(UnsafeCell::new([[0; PAGE]; 3]));
@@ -144,10 +153,15 @@ pub fn init_global() {
     }
 }
 
-/// Per-core set-up: EFER.SVME and the host save area.
+/// Per-core set-up: EFER.SVME, the host save area, and the hypervisor's
+/// own `vmload` state (its TR, loaded by `idt::load_tss`, above all).
 pub fn init_core(core: usize) {
     wrmsr(cpu::EFER, rdmsr(cpu::EFER) | EFER_SVME);
     wrmsr(VM_HSAVE_PA, page_pa(&HOST_SAVE, core));
+    let host = page_pa(&HOST_VMLOAD, core);
+    // SAFETY: `vmsave` writes this core's own page (4 KiB aligned, VMCB
+    // format) with the CPU's current FS/GS/TR/LDTR and MSR state.
+    unsafe { core::arch::asm!("vmsave rax", in("rax") host, options(nostack)) };
 }
 
 /// This core's VMCB (identity-mapped: the address is also its physical one).
@@ -192,19 +206,20 @@ impl Vmcb {
 }
 
 /// Intercepts (offset 0x0C) always on; VINTR (bit 4) is added while a
-/// doorbell waits for the guest to open an interrupt window.
+/// doorbell waits for the guest to open an interrupt window, HLT (bit 24)
+/// whenever the guest's `hlt` must be seen (see `inject`).
 const MISC1: u32 = (1u32 << 0) // INTR
     | (1 << 1) // NMI
     | (1 << 3) // INIT
     | (1 << 18) // CPUID
     | (1 << 22) // INVD
-    | (1 << 24) // HLT
     | (1 << 26) // INVLPGA
     | (1 << 27) // IOIO
     | (1 << 28) // MSR
     | (1 << 29) // task switch
     | (1 << 31); // shutdown
 const MISC1_VINTR: u32 = 1 << 4;
+const MISC1_HLT: u32 = 1 << 24;
 
 /// INT_CTL: V_INTR_MASKING (24): the guest's IF masks only virtual
 /// interrupts; physical ones are masked by the host's IF at `vmrun` (set,
@@ -244,7 +259,7 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     // #DB and #AC: the two exceptions a guest can make recur forever inside
     // microcode (CVE-2015-5307, CVE-2015-8104).
     v.w32(ctl::INTERCEPT_EXC, (1 << 1) | (1 << 17));
-    v.w32(ctl::INTERCEPT_MISC1, MISC1);
+    v.w32(ctl::INTERCEPT_MISC1, MISC1 | MISC1_HLT);
     // VMRUN, VMMCALL, VMLOAD, VMSAVE, STGI, CLGI, SKINIT.
     v.w32(ctl::INTERCEPT_MISC2, 0x7f);
     v.w64(ctl::IOPM_BASE, page_pa(&IOPM, 0));
@@ -252,6 +267,7 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w32(ctl::ASID, asid as u32);
     v.w8(ctl::TLB_CONTROL, 1); // flush everything on this entry
     v.w64(ctl::INT_CTL, V_INTR_MASKING);
+    INTERCEPTS[core].store(HLT_SEEN, Ordering::Relaxed);
     v.w64(ctl::NP_ENABLE, 1);
     v.w64(ctl::N_CR3, npt_root);
     guest::clear_doorbells(core);
@@ -280,29 +296,28 @@ pub fn setup_vcpu(core: usize, npt_root: u64, asid: u16, entry: u64) {
     v.w64(save::RAX, 0);
     v.w64(save::G_PAT, guest::PAT_RESET);
     // The state `vmload` loads (FS, GS, TR, LDTR, kernel GS base, the
-    // syscall and sysenter MSRs) is loaded from this fresh VMCB at the next
-    // entry (`svm_run`), and only then: see `VMLOAD`.
-    VMLOAD[core].store(true, Ordering::Relaxed);
+    // syscall and sysenter MSRs) comes from this zeroed VMCB at the first
+    // entry: nothing of an earlier vCPU of this core survives.
 }
 
-/// Per core: whether the next entry must `vmload` the guest's FS, GS, TR,
-/// LDTR, kernel GS base and syscall/sysenter MSRs from the VMCB (a fresh
-/// vCPU). Otherwise they are still in the CPU: `vmrun` and `#VMEXIT` do not
-/// switch them, and the hypervisor never uses them (no FS/GS-relative
-/// accesses, no `swapgs`, `syscall` or `sysenter`, no IST or privilege
-/// change in its interrupt handling, which would read the TSS), so the
-/// guest's own values stay loaded from one entry to the next and need
-/// neither a `vmsave` at each exit nor a `vmload` at each entry. A vCPU
-/// entered afresh (`setup_vcpu`: boot, restart, PSCI CPU_ON) loads them
-/// from its zeroed VMCB, so nothing of an earlier vCPU of this core
-/// survives. (The VMCB's copy of them is never read.)
-static VMLOAD: [AtomicBool; MAX_CORES] = [const { AtomicBool::new(false) }; MAX_CORES];
-
 extern "C" {
-    /// Enters the guest of `vmcb` with the registers of `gprs`, first
-    /// loading the VMCB's `vmload` state if `load` is not 0 (see
-    /// `VMLOAD`); returns at its next `#VMEXIT`, the registers saved.
-    fn svm_run(vmcb: u64, gprs: *mut Gprs, load: u64);
+    /// Enters the guest of VMCB `gprs.vmcb` with the registers of `gprs`;
+    /// returns at its next `#VMEXIT`, the registers saved.
+    ///
+    /// `vmrun` and `#VMEXIT` do not switch FS, GS, TR, LDTR, the kernel GS
+    /// base and the syscall/sysenter MSRs: the guest's are loaded from its
+    /// VMCB with `vmload` before `vmrun`, saved back with `vmsave` after
+    /// the exit, and the hypervisor's (`host`, saved by `init_core`) loaded
+    /// again at once. The hypervisor's TR matters: its TSS holds the IST
+    /// stacks of the double fault, NMI and machine-check gates
+    /// (`idt::load_tss`), and with a guest's TR loaded an NMI taken in the
+    /// hypervisor would switch to a stack address the guest chose. Until
+    /// the host `vmload` the hypervisor runs with GIF clear (no NMI) and
+    /// executes only the register saves below. (After the exit IF stays
+    /// set, as `vmrun` restored it: GIF, cleared by `#VMEXIT`, is what
+    /// holds interrupts off, and every window that sets GIF clears IF
+    /// again itself: `take_interrupts`, `idle`.)
+    fn svm_run(gprs: *mut Gprs);
 }
 
 global_asm!(
@@ -314,13 +329,11 @@ global_asm!(
     "    push r13",
     "    push r14",
     "    push r15",
-    "    push rsi",
-    "    mov rax, rdi",
-    // The `vmload` (a fresh vCPU only), before rdx is the guest's.
-    "    test rdx, rdx",
-    "    jz 1f",
+    "    push rdi",
+    "    mov rsi, rdi",
+    "    mov rax, [rsi + 120]",
     "    vmload rax",
-    "1:  mov rbx, [rsi + 0]",
+    "    mov rbx, [rsi + 0]",
     "    mov rcx, [rsi + 8]",
     "    mov rdx, [rsi + 16]",
     "    mov rdi, [rsi + 32]",
@@ -343,26 +356,32 @@ global_asm!(
     "    vmrun rax",
     // The hypervisor's DR7 first (nothing armed), whatever the CPU or an
     // emulator left there, before any other instruction of ours runs:
-    // rax is free (the guest's is in the VMCB). No `vmsave`: see `VMLOAD`.
+    // rax is free (the guest's is in the VMCB).
     "    mov eax, 0x400",
     "    mov dr7, rax",
-    "    cli",
-    "    xchg rsi, [rsp]",
-    "    mov [rsi + 0], rbx",
-    "    mov [rsi + 8], rcx",
-    "    mov [rsi + 16], rdx",
-    "    mov [rsi + 32], rdi",
-    "    mov [rsi + 40], rbp",
-    "    mov [rsi + 48], r8",
-    "    mov [rsi + 56], r9",
-    "    mov [rsi + 64], r10",
-    "    mov [rsi + 72], r11",
-    "    mov [rsi + 80], r12",
-    "    mov [rsi + 88], r13",
-    "    mov [rsi + 96], r14",
-    "    mov [rsi + 104], r15",
-    "    pop rax",
-    "    mov [rsi + 24], rax",
+    "    mov rax, [rsp]",
+    "    mov [rax + 0], rbx",
+    "    mov [rax + 8], rcx",
+    "    mov [rax + 16], rdx",
+    "    mov [rax + 24], rsi",
+    "    mov [rax + 32], rdi",
+    "    mov [rax + 40], rbp",
+    "    mov [rax + 48], r8",
+    "    mov [rax + 56], r9",
+    "    mov [rax + 64], r10",
+    "    mov [rax + 72], r11",
+    "    mov [rax + 80], r12",
+    "    mov [rax + 88], r13",
+    "    mov [rax + 96], r14",
+    "    mov [rax + 104], r15",
+    // The guest's `vmload` state back into its VMCB, the hypervisor's into
+    // the CPU.
+    "    mov rsi, rax",
+    "    mov rax, [rsi + 120]",
+    "    vmsave rax",
+    "    mov rax, [rsi + 128]",
+    "    vmload rax",
+    "    pop rdi",
     "    pop r15",
     "    pop r14",
     "    pop r13",
@@ -377,14 +396,24 @@ global_asm!(
 pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
     let v = Vmcb::of(core);
     let nrip = nrip_save();
+    g.vmcb = v.0;
+    g.host = page_pa(&HOST_VMLOAD, core);
     loop {
-        inject(&v, core);
-        let load = VMLOAD[core].swap(false, Ordering::Relaxed);
+        let window = inject(&v, core);
         // SAFETY: the VMCB was set up by `setup_vcpu` for this core, EFER.SVME
-        // and VM_HSAVE_PA are set (`init_core`), and `g` is this core's own
-        // register block; `svm_run` preserves the host's callee-saved state.
-        unsafe { svm_run(v.0, g, load as u64) };
+        // and VM_HSAVE_PA are set and the host's `vmload` state saved
+        // (`init_core`), and `g` is this core's own register block;
+        // `svm_run` preserves the host's callee-saved state.
+        unsafe { svm_run(g) };
         v.w8(ctl::TLB_CONTROL, 0);
+        if window {
+            // QEMU TCG can lose an IPI to this core during a `vmrun` that
+            // asks for a window (see `idle`): the pending words are
+            // collected after every such run, whatever the exit, so a
+            // doorbell rung meanwhile is not left for a `hlt` the guest may
+            // now execute in place.
+            crate::partition::deliver_doorbells(core);
+        }
         // An event whose delivery the exit interrupted: a doorbell goes
         // back to the queue, an exception is delivered again.
         let interrupted = v.r64(ctl::EXITINTINFO);
@@ -397,14 +426,29 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
         }
         let code = v.r64(ctl::EXITCODE);
-        let (info1, info2) = (v.r64(ctl::EXITINFO1), v.r64(ctl::EXITINFO2));
-        let rip = v.r64(save::RIP);
+        // Read where an exit uses them (volatile reads: not for exits that
+        // need none, such as the interrupts of every doorbell and tick).
+        macro_rules! info1 {
+            () => {
+                v.r64(ctl::EXITINFO1)
+            };
+        }
+        macro_rules! info2 {
+            () => {
+                v.r64(ctl::EXITINFO2)
+            };
+        }
+        macro_rules! rip {
+            () => {
+                v.r64(save::RIP)
+            };
+        }
         // Past the intercepted instruction (`opcode`, after any prefixes).
         // (A macro rather than a closure: `skip` is inlined with the opcode
         // a constant.)
         macro_rules! advance {
             ($opcode:expr) => {
-                skip(&v, core, nrip, rip, $opcode, None)
+                skip(&v, core, nrip, rip!(), $opcode, None)
             };
         }
         let trap = match code {
@@ -416,16 +460,28 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     inject_exception(&v, VECTOR_UD, None);
                     continue;
                 }
-                match advance!(&[0x0f, 0x01, 0xd9]) {
-                    Ok(()) => return Exit::Call,
-                    Err(r) => Trap::Stop(r),
+                if let Err(r) = advance!(&[0x0f, 0x01, 0xd9]) {
+                    return Exit::Trap(Trap::Stop(r));
                 }
+                // The two calls of every doorbell and every probe of the
+                // ABI, answered here (see `guest::notify`); any other call,
+                // or a NOTIFY the routes do not know (the error is the
+                // portable path's), goes to the portable code.
+                match v.r64(save::RAX) {
+                    call::NOTIFY if guest::notify(core, g.rdi) => v.w64(save::RAX, 0),
+                    call::ABI_VERSION => {
+                        v.w64(save::RAX, 0);
+                        g.rdi = hallows_abi::ABI_VERSION;
+                    }
+                    _ => return Exit::Call,
+                }
+                continue;
             }
-            exit::DR_FIRST..=exit::DR_LAST => match debug_register(&v, core, nrip, g, rip, code) {
+            exit::DR_FIRST..=exit::DR_LAST => match debug_register(&v, core, nrip, g, rip!(), code) {
                 Ok(()) => continue,
                 Err(r) => Trap::Stop(r),
             },
-            exit::NPF => Trap::Stage2Fault { ipa: info2, write: info1 & 2 != 0, instr: info1 & 0x10 != 0, pc: rip },
+            exit::NPF => Trap::Stage2Fault { ipa: info2!(), write: info1!() & 2 != 0, instr: info1!() & 0x10 != 0, pc: rip!() },
             exit::CPUID => {
                 let r = guest::cpuid(v.r64(save::RAX) as u32, g.rcx as u32, vcpu);
                 v.w64(save::RAX, r.eax as u64);
@@ -439,7 +495,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
             }
             exit::MSR => {
                 let msr = g.rcx as u32;
-                let write = info1 == 1;
+                let write = info1!() == 1;
                 let value = (g.rdx << 32) | (v.r64(save::RAX) & 0xffff_ffff);
                 let pat = v.r64(save::G_PAT);
                 match guest::msr(msr, write, value, pat, v.r64(save::EFER) & !EFER_SVME) {
@@ -448,7 +504,7 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                         g.rdx = x >> 32;
                     }
                     Some(guest::MsrResult::Pat(p)) => v.w64(save::G_PAT, p),
-                    None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip })),
+                    None => return Exit::Trap(Trap::Stop(StopReason::Msr { msr, write, pc: rip!() })),
                 }
                 match advance!(if write { &[0x0f, 0x30] } else { &[0x0f, 0x32] }) {
                     Ok(()) => continue,
@@ -456,15 +512,15 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 }
             }
             exit::IOIO => {
-                let port = (info1 >> 16) as u16;
-                Trap::Stop(StopReason::IoPort { port, write: info1 & 1 == 0, pc: rip })
+                let port = (info1!() >> 16) as u16;
+                Trap::Stop(StopReason::IoPort { port, write: info1!() & 1 == 0, pc: rip!() })
             }
             exit::HLT => {
                 if v.r64(save::RFLAGS) & (1 << 9) == 0 {
-                    Trap::Stop(StopReason::Halted { pc: rip })
+                    Trap::Stop(StopReason::Halted { pc: rip!() })
                 } else if !guest::can_be_woken(core) {
                     // Nothing can interrupt this vCPU: it would sleep forever.
-                    Trap::Stop(StopReason::HaltedNoSource { pc: rip })
+                    Trap::Stop(StopReason::HaltedNoSource { pc: rip!() })
                 } else {
                     // Sleeps here until a virtual interrupt (a doorbell, its
                     // timer, a device) is queued for it or a `WAKE` comes.
@@ -509,14 +565,14 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                 continue;
             }
             exit::INIT => continue,
-            exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip }),
-            exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip }),
-            exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip }),
+            exit::CR0_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 0, pc: rip!() }),
+            exit::CR4_WRITE => Trap::Stop(StopReason::ControlRegister { cr: 4, pc: rip!() }),
+            exit::SHUTDOWN => Trap::Stop(StopReason::TripleFault { pc: rip!() }),
             exit::EXCP_DB | exit::EXCP_AC => {
-                Trap::Stop(StopReason::Exception { pc: rip, esr: code - 0x40 })
+                Trap::Stop(StopReason::Exception { pc: rip!(), esr: code - 0x40 })
             }
-            exit::TASK_SWITCH => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
-            _ => Trap::Stop(StopReason::UnexpectedExit { code, info: info1, pc: rip }),
+            exit::TASK_SWITCH => Trap::Stop(StopReason::UnexpectedExit { code, info: info1!(), pc: rip!() }),
+            _ => Trap::Stop(StopReason::UnexpectedExit { code, info: info1!(), pc: rip!() }),
         };
         return Exit::Trap(trap);
     }
@@ -617,7 +673,25 @@ fn debug_register(v: &Vmcb, core: usize, nrip: bool, g: &mut Gprs, rip: u64, cod
 /// take an interrupt now (IF set, no `sti`/`mov ss` shadow, no event being
 /// re-delivered), and asks for an interrupt window (V_IRQ + VINTR
 /// intercept) while any remains queued.
-fn inject(v: &Vmcb, core: usize) {
+///
+/// Then whether the guest's `hlt` is intercepted: only while a window is
+/// asked for or nothing could wake the vCPU (`guest::can_be_woken`: no
+/// timer armed, nothing queued, no doorbell channel ringing it, one vCPU,
+/// no device interrupt). Otherwise the guest halts in place and the next
+/// physical interrupt for its core (a doorbell or `WAKE` IPI, its timer, a
+/// device, the NMI of a kick) exits as an INTR or NMI exit, whose handling
+/// queues and injects what came: one exit per wake-up instead of a `hlt`
+/// exit, a halt in the hypervisor and a second pass (see `docs/x86.md`,
+/// "Doorbells"). A vCPU whose `hlt` nothing could end is still stopped at
+/// it, and a `hlt` while a window is asked for still goes through `idle`,
+/// whose check of the pending words catches a doorbell whose IPI QEMU lost
+/// during such a `vmrun` (see `idle`).
+///
+/// The VMCB fields change only when the window or the `hlt` intercept do
+/// (`INTERCEPTS` remembers what this core's VMCB holds). Returns whether
+/// the window is asked for.
+fn inject(v: &Vmcb, core: usize) -> bool {
+    let mut window = false;
     if guest::doorbell_queued(core) {
         let free = v.r64(ctl::EVENTINJ) & EVENT_VALID == 0;
         let open = v.r64(save::RFLAGS) & (1 << 9) != 0 && v.r64(ctl::INT_STATE) & 1 == 0;
@@ -626,11 +700,25 @@ fn inject(v: &Vmcb, core: usize) {
                 v.w64(ctl::EVENTINJ, EVENT_VALID | vector as u64);
             }
         }
+        window = guest::doorbell_queued(core);
     }
-    let window = guest::doorbell_queued(core);
-    v.w64(ctl::INT_CTL, V_INTR_MASKING | if window { V_IRQ_WINDOW } else { 0 });
-    v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 });
+    let hlt = window || !guest::can_be_woken(core);
+    let want = if window { WINDOW_ASKED } else { 0 } | if hlt { HLT_SEEN } else { 0 };
+    let Some(current) = INTERCEPTS.get(core) else { return window };
+    if current.load(Ordering::Relaxed) != want {
+        current.store(want, Ordering::Relaxed);
+        v.w64(ctl::INT_CTL, V_INTR_MASKING | if window { V_IRQ_WINDOW } else { 0 });
+        v.w32(ctl::INTERCEPT_MISC1, MISC1 | if window { MISC1_VINTR } else { 0 } | if hlt { MISC1_HLT } else { 0 });
+    }
+    window
 }
+
+/// Per core: what its VMCB asks for besides the fixed intercepts
+/// (`inject`): an interrupt window, the `hlt` intercept. A fresh VMCB
+/// (`setup_vcpu`) intercepts `hlt` and asks for no window.
+static INTERCEPTS: [AtomicU8; MAX_CORES] = [const { AtomicU8::new(HLT_SEEN) }; MAX_CORES];
+const WINDOW_ASKED: u8 = 1;
+const HLT_SEEN: u8 = 2;
 
 /// After an INTR exit: takes the pending physical interrupts through the
 /// hypervisor's IDT (SVM does not acknowledge them on exit), which ends

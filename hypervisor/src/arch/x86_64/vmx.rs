@@ -19,6 +19,8 @@ use core::cell::UnsafeCell;
 
 use super::cpu::{self, cpuid, rdmsr, wrmsr};
 use super::guest::{self, page_pa, Exit, Gprs, Pages, PAGE};
+use hallows_abi::call;
+
 use crate::partition::{StopReason, Trap};
 use crate::MAX_CORES;
 
@@ -30,19 +32,6 @@ static VMXON: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
 static VMCS: Pages<MAX_CORES> = Pages(UnsafeCell::new([[0; PAGE]; MAX_CORES]));
 #[link_section = ".noinit.vmx"]
 static MSR_BITMAP: Pages<1> = Pages(UnsafeCell::new([[0; PAGE]; 1]));
-
-/// Each core's GDT (null, code64, data, code32, a 16-byte TSS descriptor)
-/// and TSS: VMX needs a non-zero host TR.
-#[repr(C, align(16))]
-struct CoreDesc(UnsafeCell<[[u64; 6]; MAX_CORES]>);
-// SAFETY: entry `i` is only touched by core `i`.
-unsafe impl Sync for CoreDesc {}
-static GDTS: CoreDesc = CoreDesc(UnsafeCell::new([[0; 6]; MAX_CORES]));
-#[repr(C, align(16))]
-struct Tss(UnsafeCell<[[u8; 128]; MAX_CORES]>);
-// SAFETY: entry `i` is only touched by core `i`.
-unsafe impl Sync for Tss {}
-static TSS: Tss = Tss(UnsafeCell::new([[0; 128]; MAX_CORES]));
 
 mod msr {
     pub const FEATURE_CONTROL: u32 = 0x3A;
@@ -67,6 +56,7 @@ mod msr {
 
 /// VMCS field encodings.
 mod f {
+    pub const VPID: u64 = 0x0000;
     pub const GUEST_ES_SEL: u64 = 0x800;
     pub const HOST_ES_SEL: u64 = 0xC00;
     pub const HOST_CS_SEL: u64 = 0xC02;
@@ -216,29 +206,11 @@ fn read_cr4() -> u64 {
     v
 }
 
-/// Per-core set-up: this core's GDT with a TSS, CR0/CR4 as VMX requires,
-/// VMXON. Returns false if VMXON fails.
+/// Per-core set-up: CR0/CR4 as VMX requires, VMXON (the GDT with this
+/// core's TSS, VMX's non-zero host TR, is loaded by `idt::load_tss`).
+/// Returns false if VMXON fails.
 pub fn init_core(core: usize) -> bool {
     assert!(core < MAX_CORES, "core index");
-    // SAFETY: entry `core` of the GDT and TSS arrays belongs to this core.
-    let (gdt, tss) = unsafe { (&mut (*GDTS.0.get())[core], &mut (*TSS.0.get())[core]) };
-    tss.fill(0);
-    let base = tss.as_ptr() as u64;
-    gdt[0] = 0;
-    gdt[1] = 0x00AF_9A00_0000_FFFF;
-    gdt[2] = 0x00CF_9200_0000_FFFF;
-    gdt[3] = 0x00CF_9A00_0000_FFFF;
-    // Available 64-bit TSS, limit 0x67.
-    gdt[4] = 0x67 | ((base & 0xff_ffff) << 16) | (0x89 << 40) | (((base >> 24) & 0xff) << 56);
-    gdt[5] = base >> 32;
-    let mut gdtr = [0u8; 10];
-    gdtr[..2].copy_from_slice(&((6 * 8 - 1) as u16).to_le_bytes());
-    gdtr[2..].copy_from_slice(&(gdt.as_ptr() as u64).to_le_bytes());
-    // SAFETY: the new GDT has the same code and data descriptors at the same
-    // selectors as the boot GDT, so the loaded segments stay valid; TR
-    // 0x20 is the TSS just written.
-    unsafe { asm!("lgdt [{0}]", "mov ax, 0x20", "ltr ax", in(reg) gdtr.as_ptr(), out("ax") _, options(nostack)) };
-
     let fc = rdmsr(msr::FEATURE_CONTROL);
     if fc & 1 == 0 {
         wrmsr(msr::FEATURE_CONTROL, fc | 1 | (1 << 2));
@@ -286,9 +258,38 @@ fn adjust(cap: u32, desired: u32, required: u32) -> Option<u32> {
 #[derive(Debug)]
 pub struct SetupError;
 
+/// Secondary processor-based control 5: enable VPID.
+const PROC2_VPID: u32 = 1 << 5;
+
+/// Whether VPIDs can be used: the secondary control may be set and the CPU
+/// has INVVPID with the single-context type (`IA32_VMX_EPT_VPID_CAP` bits
+/// 32 and 41), which a fresh vCPU needs to drop the previous run's
+/// translations. Without it the CPU flushes the guest's linear
+/// translations at every VM entry and exit (VPID 0), as before.
+fn vpid_usable() -> bool {
+    let cap = rdmsr(msr::EPT_VPID_CAP);
+    (rdmsr(msr::PROCBASED2) >> 32) as u32 & PROC2_VPID != 0 && cap & (1 << 32) != 0 && cap & (1 << 41) != 0
+}
+
+/// Whether this core's vCPU runs with a VPID (boot log, `docs/x86.md`).
+pub fn vpid_enabled() -> bool {
+    vpid_usable()
+}
+
+/// Invalidates every translation tagged with `vpid` on this core
+/// (INVVPID type 1, single context).
+fn invvpid_single(vpid: u16) {
+    let descriptor: [u64; 2] = [vpid as u64, 0];
+    // SAFETY: INVVPID with a valid type (1, offered: `vpid_usable`) and a
+    // non-zero VPID only drops cached translations; the descriptor is a
+    // 16-byte memory operand on this stack.
+    unsafe { asm!("invvpid {0}, [{1}]", in(reg) 1u64, in(reg) descriptor.as_ptr(), options(nostack, readonly)) };
+}
+
 /// Loads and fills this core's VMCS for a fresh vCPU entering 64-bit mode
-/// at `entry` on nested tables `ept_root`.
-pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupError> {
+/// at `entry` on nested tables `ept_root`, tagged `vpid` (the partition's
+/// VMID, never 0) where the CPU has VPIDs.
+pub fn setup_vcpu(core: usize, ept_root: u64, vpid: u16, entry: u64) -> Result<(), SetupError> {
     let vmcs = page_pa(&VMCS, core);
     let basic = rdmsr(msr::BASIC);
     // SAFETY: this core's own VMCS page, not current on any core.
@@ -325,8 +326,11 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     let proc = adjust(cap(msr::PROCBASED, msr::TRUE_PROCBASED), want | PROC_WINDOW, want | PROC_WINDOW)
         .ok_or(SetupError)?
         & !PROC_WINDOW;
-    // EPT (1); RDTSCP (3) and INVPCID (12) where offered.
-    let proc2 = adjust(msr::PROCBASED2, (1 << 1) | (1 << 3) | (1 << 12), 1 << 1).ok_or(SetupError)?;
+    // EPT (1); RDTSCP (3) and INVPCID (12) where offered; VPID (5) where
+    // offered with a single-context INVVPID (see `vpid_usable`).
+    let vpid_on = vpid != 0 && vpid_usable();
+    let want2 = (1 << 1) | (1 << 3) | (1 << 12) | if vpid_on { PROC2_VPID } else { 0 };
+    let proc2 = adjust(msr::PROCBASED2, want2, 1 << 1).ok_or(SetupError)?;
     // Exit: save debug controls (2), 64-bit host (9), save/load PAT (18,
     // 19), save/load EFER (20, 21).
     let want = (1 << 2) | (1 << 9) | (1 << 18) | (1 << 19) | (1 << 20) | (1 << 21);
@@ -338,6 +342,14 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     vmwrite(f::PIN, pin as u64);
     vmwrite(f::PROC, proc as u64);
     vmwrite(f::PROC2, proc2 as u64);
+    if proc2 & PROC2_VPID != 0 {
+        // The partition's tag (never 0, the host's): this core's TLB keeps
+        // the guest's translations across exits and entries. A fresh vCPU
+        // (boot, restart, CPU_ON) must not find the previous run's: its
+        // guest page tables were rebuilt and its CR3 is new.
+        vmwrite(f::VPID, vpid as u64);
+        invvpid_single(vpid);
+    }
     vmwrite(f::EXIT_CTLS, exit_ctls as u64);
     vmwrite(f::ENTRY_CTLS, entry_ctls as u64);
     vmwrite(f::ENTRY_INTR_INFO, 0);
@@ -410,11 +422,10 @@ pub fn setup_vcpu(core: usize, ept_root: u64, entry: u64) -> Result<(), SetupErr
     }
     vmwrite(f::HOST_FS_SEL, 0);
     vmwrite(f::HOST_GS_SEL, 0);
-    vmwrite(f::HOST_TR_SEL, 0x20);
+    vmwrite(f::HOST_TR_SEL, super::idt::TSS_SELECTOR as u64);
     vmwrite(f::HOST_FS_BASE, 0);
     vmwrite(f::HOST_GS_BASE, 0);
-    // SAFETY: addresses of this core's own GDT and TSS entries only.
-    let (gdt, tss) = unsafe { ((*GDTS.0.get())[core].as_ptr() as u64, (*TSS.0.get())[core].as_ptr() as u64) };
+    let (gdt, tss) = super::idt::gdt_and_tss(core);
     vmwrite(f::HOST_TR_BASE, tss);
     vmwrite(f::HOST_GDTR_BASE, gdt);
     vmwrite(f::HOST_IDTR_BASE, super::idt::base());
@@ -608,10 +619,20 @@ pub fn run(core: usize, vcpu: u64, g: &mut Gprs) -> Exit {
                     redeliver = Some((EVENT_VALID | (3 << 8) | 6, 0));
                     continue;
                 }
-                match skip() {
-                    Ok(()) => return Exit::Call,
-                    Err(r) => Trap::Stop(r),
+                if let Err(r) = skip() {
+                    return Exit::Trap(Trap::Stop(r));
                 }
+                // NOTIFY and ABI_VERSION answered here, as under SVM
+                // (`svm::run`, `guest::notify`).
+                match g.rax {
+                    call::NOTIFY if guest::notify(core, g.rdi) => g.rax = 0,
+                    call::ABI_VERSION => {
+                        g.rax = 0;
+                        g.rdi = hallows_abi::ABI_VERSION;
+                    }
+                    _ => return Exit::Call,
+                }
+                continue;
             }
             exit::EPT_VIOLATION => Trap::Stage2Fault {
                 ipa: vmread(f::GUEST_PHYS_ADDR),

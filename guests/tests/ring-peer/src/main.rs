@@ -1,0 +1,140 @@
+//! Either end of the ring-peer exchange (`hallows_peer`, docs/linux.md):
+//!
+//! - `role=respond tx=NAME rx=NAME count=N`: the Rust partition a Linux
+//!   partition's `ring-peer` program talks to: answers N requests from
+//!   channel `rx` on channel `tx`.
+//! - `role=initiate ...`: the Linux program's side, run by a Rust partition
+//!   (proves the protocol between two Rust partitions).
+//!
+//! Prints `ring-peer: ok N messages checksum 0x...` and exits 0, or
+//! `ring-peer: FAILED: ...` and exits 1. While the peer is silent it polls,
+//! then sleeps until an interrupt (its doorbell, or a 10 ms tick that
+//! bounds each sleep), and gives up after `timeout_s` (default 600) seconds
+//! without progress.
+#![no_std]
+#![no_main]
+#![forbid(unsafe_code)]
+
+use core::time::Duration;
+
+use hallows_peer::{Blocked, Link, Msg};
+use hallows_rt::abi::call;
+use hallows_rt::{channel, println, time, Boot};
+
+hallows_rt::entry!(main);
+
+/// Rings the outgoing channel's doorbell with the NOTIFY hypercall (the
+/// endpoint itself is lent to the exchange) and idles as described above.
+struct RtLink {
+    /// Directory index of the outgoing channel, if it has a doorbell.
+    notify: Option<u64>,
+    /// Whether the incoming channel has a doorbell to sleep on.
+    sleep: bool,
+    timeout: Duration,
+    since: Duration,
+    failed_rings: u64,
+}
+
+impl Link for RtLink {
+    fn notify(&mut self) {
+        if let Some(i) = self.notify {
+            let (r, _) = hallows_rt::raw_hypercall(call::NOTIFY, [i, 0, 0, 0, 0]);
+            if (r as i64) < 0 {
+                self.failed_rings += 1;
+            }
+        }
+    }
+
+    fn idle(&mut self, why: Blocked, rounds: u64) -> bool {
+        if rounds == 0 {
+            self.since = time::now();
+        }
+        if rounds >= 256 && why == Blocked::Incoming && self.sleep {
+            time::wait_for_interrupt();
+        } else {
+            hallows_rt::relax();
+        }
+        rounds % 64 != 63 || time::now() - self.since < self.timeout
+    }
+}
+
+/// The directory index of channel `name` (what NOTIFY takes).
+fn index_of(boot: &Boot, name: &str) -> Option<u64> {
+    let info = boot.info();
+    let n = (info.channel_count as usize).min(info.channels.len());
+    info.channels[..n].iter().position(|c| {
+        let len = c.name.iter().position(|&b| b == 0).unwrap_or(c.name.len());
+        &c.name[..len] == name.as_bytes()
+    }).map(|i| i as u64)
+}
+
+fn main(boot: &Boot) -> u64 {
+    match run(boot) {
+        Ok(()) => 0,
+        // Already said (a line naming the channel or the exchange's error).
+        Err(Printed) => 1,
+        Err(Usage(e)) => {
+            println!("ring-peer: FAILED: {e}");
+            1
+        }
+    }
+}
+
+/// Why `run` failed: a usage error to print, or a failure it printed.
+enum Failure {
+    Usage(&'static str),
+    Printed,
+}
+use Failure::{Printed, Usage};
+
+impl From<&'static str> for Failure {
+    fn from(s: &'static str) -> Failure {
+        Usage(s)
+    }
+}
+
+fn run(boot: &Boot) -> Result<(), Failure> {
+    let initiate = match boot.arg("role") {
+        Some("initiate") => true,
+        Some("respond") => false,
+        _ => return Err(Usage("role=initiate or role=respond expected")),
+    };
+    let count: u64 = boot.arg("count").map_or(Some(100_000), |s| s.parse().ok()).ok_or("count= is not a number")?;
+    let timeout: u64 = boot.arg("timeout_s").map_or(Some(600), |s| s.parse().ok()).ok_or("timeout_s= is not a number")?;
+    let (txn, rxn) = (boot.arg("tx").ok_or("tx=NAME expected")?, boot.arg("rx").ok_or("rx=NAME expected")?);
+    let mut tx = channel::sender_typed::<Msg>(boot, txn, hallows_peer::LAYOUT_HASH).map_err(|e| {
+        println!("ring-peer: FAILED: cannot open {txn} to send: {e}");
+        Printed
+    })?;
+    let mut rx = channel::receiver_typed::<Msg>(boot, rxn, hallows_peer::LAYOUT_HASH).map_err(|e| {
+        println!("ring-peer: FAILED: cannot open {rxn} to receive: {e}");
+        Printed
+    })?;
+    let notify = if tx.has_doorbell() { index_of(boot, txn) } else { None };
+    let sleep = rx.has_doorbell();
+    if sleep {
+        time::set_periodic(Some(Duration::from_millis(10)));
+    }
+    let mut link = RtLink { notify, sleep, timeout: Duration::from_secs(timeout), since: time::now(), failed_rings: 0 };
+    let report = if initiate {
+        hallows_peer::initiate(&mut tx, &mut rx, count, &mut link)
+    } else {
+        hallows_peer::respond(&mut rx, &mut tx, count, &mut link)
+    };
+    time::set_periodic(None);
+    match report {
+        Ok(r) if link.failed_rings == 0 => {
+            println!("ring-peer: {} {} notifies, {} idle rounds", if initiate { "initiated:" } else { "answered:" }, r.notifies, r.idle_rounds);
+            println!("ring-peer: {r}");
+            Ok(())
+        }
+        Ok(_) => {
+            println!("ring-peer: FAILED: {} doorbell rings refused by the hypervisor", link.failed_rings);
+            Err(Printed)
+        }
+        Err(e) => {
+            println!("ring-peer: FAILED: {e}");
+            Err(Printed)
+        }
+    }
+}
