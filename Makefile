@@ -17,7 +17,7 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl aarch64-unknown-uefi x86_64-unknown-uefi
 
-.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo soak crash-log bench-log bench-olap run-olap
+.PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo run-dashboard soak crash-log bench-log bench-olap run-olap
 # The Python clients the log partition's tests drive (kafka-python), and
 # DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
 VENV = target/venv
@@ -66,6 +66,10 @@ run: deps
 # (target/hallows/disks/todo/store.img, kept between runs).
 run-todo: deps
 	HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run vmm-config/examples/todo.toml
+
+# The Nagini dashboard on a VNC display (127.0.0.1, port printed); docs/nagini.md.
+run-dashboard: deps
+	HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run vmm-config/examples/dashboard.toml --display vnc
 
 build: deps
 	HALLOWS_ARCH=$(HALLOWS_ARCH) $(HALLOWS) build $(MANIFEST)

@@ -285,6 +285,9 @@ impl Loader<'_> {
         if self.d.len() == before {
             crate::disk::check(&mut self.d, self.file, self.name, dir, self.ctx.root.as_deref(), &board, &raws, &mut partitions, &channels);
         }
+        if self.d.len() == before {
+            crate::display::check(&mut self.d, self.file, &board, &raws, &mut partitions, &channels);
+        }
         let mut board = board;
         if self.d.len() == before {
             crate::linux::check(&mut self.d, self.file, dir, self.ctx.root.as_deref(), &mut board, &raws, &mut partitions);
@@ -307,6 +310,7 @@ impl Loader<'_> {
             partitions,
             channels,
             forwards,
+            display_host: crate::DisplayHost::default(),
         })
     }
 
@@ -754,7 +758,7 @@ impl Loader<'_> {
                         .error(file, span.clone(), format!("device `{dname}` can master DMA, but partition `{name}` does not declare dma = \"trusted\""))
                         .help("without an IOMMU a DMA-capable device can read and write any physical address, other partitions' and the hypervisor's included; add dma = \"trusted\" to the partition if you trust its guest with the whole machine's memory");
                 }
-                (Some(d), None) if p.nic.is_none() && p.disk.is_none() => {
+                (Some(d), None) if p.nic.is_none() && p.disk.is_none() && p.display.is_none() => {
                     let DmaName::Trusted = d.get_ref();
                     self.d
                         .error(file, d.span(), format!("dma = \"trusted\" but partition `{name}` has no DMA-capable device"))
@@ -795,6 +799,7 @@ impl Loader<'_> {
                 net: crate::Net::default(),
                 supervision,
                 disk: None,
+                display: None,
                 linux: None,
             });
         }

@@ -18,6 +18,7 @@ mod check;
 pub mod cli;
 mod diag;
 mod disk;
+mod display;
 mod linux;
 mod duration;
 mod net;
@@ -30,6 +31,7 @@ use std::path::{Path, PathBuf};
 
 pub use diag::{Diagnostics, Located};
 pub use disk::{qemu_args as disk_qemu_args, parse_duration};
+pub use display::{qemu_args as display_qemu_args, Display, DisplayHost, DisplayMode};
 pub use linux::{image_header, ImageHeader, MAX_CMDLINE_LEN};
 pub use net::{qemu_args as net_qemu_args, LINK_MIN_SLOT_SIZE};
 pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
@@ -100,6 +102,9 @@ pub struct System {
     pub channels: Vec<Channel>,
     /// Host ports forwarded to partitions, in manifest order.
     pub forwards: Vec<Forward>,
+    /// How the host shows a partition's display and reaches QEMU's QMP
+    /// (not from the manifest: `hallows run --display`, tests).
+    pub display_host: DisplayHost,
 }
 
 /// A `[[forward]]`, resolved: host port `host` on 127.0.0.1 reaches TCP
@@ -415,6 +420,8 @@ pub struct Partition {
     pub net: Net,
     /// Its disk, if it has one.
     pub disk: Option<Disk>,
+    /// Its display, keyboard and pointer, if it has them.
+    pub display: Option<Display>,
     /// Supervision: watchdog period and restart backoff in nanoseconds (0: none).
     pub supervision: Supervision,
     /// An unmodified Linux kernel instead of a guest program (`guest` is

@@ -79,6 +79,21 @@ pub(crate) struct RawNic {
     pub device: Option<Spanned<String>>,
 }
 
+/// A partition's `display`: a virtio-gpu framebuffer with a virtio
+/// keyboard and a virtio tablet (absolute pointer).
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDisplay {
+    /// Width in pixels (default 1024; 320 to 3840).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub width: Option<Spanned<u64>>,
+    /// Height in pixels (default 768; 200 to 2160).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>")]
+    pub height: Option<Spanned<u64>>,
+}
+
 /// A partition's `linux`: the kernel and what it boots with.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -236,6 +251,11 @@ pub(crate) struct RawPartition {
     #[serde(default)]
     #[schemars(with = "Option<RawDisk>")]
     pub disk: Option<Spanned<RawDisk>>,
+    /// The partition owns a display (virtio-gpu) with a keyboard and a
+    /// pointer (virtio-input): `display = { width = 1024, height = 768 }`.
+    #[serde(default)]
+    #[schemars(with = "Option<RawDisplay>")]
+    pub display: Option<Spanned<RawDisplay>>,
     /// TCP ports the partition's services accept connections on (through
     /// its own NIC, or through the gateway that routes them).
     #[serde(default)]

@@ -18,6 +18,7 @@ pub mod devicetree;
 pub mod linux;
 pub mod netcost;
 pub mod qemu;
+pub mod qmp;
 pub mod scaffold;
 pub mod symbolize;
 pub mod uefi;

@@ -157,9 +157,35 @@ enum Cmd {
         /// -kernel (docs/deploy.md).
         #[arg(long)]
         uefi: bool,
+        /// How to show a partition's `display`: `none` (default; screenshots
+        /// still work) or `vnc` (QEMU's VNC server on 127.0.0.1 only, on a
+        /// free port from 5900, printed). With a display, QMP listens on the
+        /// Unix socket target/hallows/qmp/<manifest>.sock for `hallows
+        /// screenshot` and `hallows input`.
+        #[arg(long, default_value = "none", value_parser = ["none", "vnc"])]
+        display: String,
         /// Extra QEMU arguments.
         #[arg(last = true)]
         qemu_args: Vec<String>,
+    },
+    /// Save a screenshot of the display of a system that `hallows run` is
+    /// running (QMP `screendump`, converted to PNG).
+    Screenshot {
+        manifest: PathBuf,
+        /// The PNG file to write.
+        output: PathBuf,
+    },
+    /// Send keyboard or pointer input to the display of a system that
+    /// `hallows run` is running (QMP `input-send-event`):
+    /// `key QCODE` (QEMU key names: 3, tab, ret, right, ...) or
+    /// `click X Y` (display pixels).
+    Input {
+        manifest: PathBuf,
+        /// `key` or `click`.
+        #[arg(value_parser = ["key", "click"])]
+        kind: String,
+        /// The key name, or X and Y.
+        args: Vec<String>,
     },
     /// Count the instructions from reset to the first instruction of the
     /// first partition's guest, on all cores (deterministic: QEMU -icount
@@ -235,6 +261,8 @@ fn main() -> ExitCode {
     | Cmd::Inspect { manifest }
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
+    | Cmd::Screenshot { manifest, .. }
+    | Cmd::Input { manifest, .. }
     | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
@@ -349,7 +377,7 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", path.display());
             Ok(0)
         }
-        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args, disks, uefi } => {
+        Cmd::Run { manifest, gdb: Some(name), gdb_port, gdb_batch, timeout, qemu_args, disks, uefi, .. } => {
             if uefi {
                 anyhow::bail!("--gdb boots the direct image only (no --uefi)");
             }
@@ -374,9 +402,41 @@ fn run(cli: Cli) -> Result<u8> {
             let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
             Ok(if s.gdb.success() { 0 } else { 1 })
         }
-        Cmd::Run { manifest, timeout, qemu_args, disks, uefi, .. } => {
+        Cmd::Screenshot { manifest, output } => {
+            let mut q = connect_display(&manifest, outside)?;
+            let img = q.screenshot()?;
+            img.write_png(&output)?;
+            println!("{}: {}x{} pixels", output.display(), img.width, img.height);
+            Ok(0)
+        }
+        Cmd::Input { manifest, kind, args } => {
+            let mut q = connect_display(&manifest, outside)?;
+            match (kind.as_str(), args.as_slice()) {
+                ("key", [k]) => q.key(k)?,
+                ("click", [x, y]) => {
+                    let (Ok(x), Ok(y)) = (x.parse::<u32>(), y.parse::<u32>()) else {
+                        anyhow::bail!("click {x} {y}: X and Y are display pixels (whole numbers)");
+                    };
+                    q.click(x, y)?
+                }
+                _ => anyhow::bail!("write `hallows input MANIFEST key QCODE` or `hallows input MANIFEST click X Y`"),
+            }
+            Ok(0)
+        }
+        Cmd::Run { manifest, timeout, qemu_args, disks, uefi, display, .. } => {
             qemu::check_accel()?;
             let (mut sys, path, artifacts) = build_image(&manifest, None, outside, uefi)?;
+            if let Some((name, d)) = sys.partitions.iter().find_map(|p| p.display.as_ref().map(|d| (p.name.clone(), d.clone()))) {
+                let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+                let sock = hallows::qmp::socket_for(&root, &manifest);
+                if display == "vnc" {
+                    let n = hallows::qmp::free_vnc_display()?;
+                    sys.display_host.mode = vmm_config::DisplayMode::Vnc(n);
+                    eprintln!("hallows: display of {name} ({}x{}) on VNC 127.0.0.1:{} (vncviewer 127.0.0.1::{})", d.width, d.height, 5900 + n, 5900 + n);
+                }
+                eprintln!("hallows: QMP on {} (hallows screenshot {} FILE.png)", sock.display(), manifest.display());
+                sys.display_host.qmp = Some(sock);
+            }
             for d in &disks {
                 let Some((name, file)) = d.split_once('=') else {
                     anyhow::bail!("--disk {d}: write it PARTITION=FILE");
@@ -630,6 +690,25 @@ fn context(manifest: &Path, outside: bool) -> vmm_config::CheckContext {
     };
     ctx.root = (!outside).then_some(root);
     ctx
+}
+
+/// QMP of the running system of `manifest` (its display's size from the
+/// manifest).
+fn connect_display(manifest: &Path, outside: bool) -> Result<hallows::qmp::Qmp> {
+    let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
+    let mut ctx = workspace::check_context(&root);
+    ctx.root = (!outside).then(|| root.clone());
+    let sys = match vmm_config::load(manifest, &ctx) {
+        Ok(sys) => sys,
+        Err(diags) => {
+            eprint!("{diags}");
+            anyhow::bail!("{} is not a valid manifest", manifest.display());
+        }
+    };
+    let Some(d) = sys.partitions.iter().find_map(|p| p.display.as_ref()) else {
+        anyhow::bail!("{}: no partition has a `display`", manifest.display());
+    };
+    hallows::qmp::Qmp::connect(&hallows::qmp::socket_for(&root, manifest), (d.width, d.height), Duration::from_secs(2))
 }
 
 /// Builds and composes the image; with `uefi`, also the EFI system

@@ -57,6 +57,16 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
     refuse_host_access("the extra QEMU arguments", extra)?;
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     ensure_disks(sys)?;
+    if let Some(sock) = &sys.display_host.qmp {
+        if sock.to_str().is_none_or(|s| s.contains(',')) {
+            bail!("the QMP socket path {} must be UTF-8 without commas (QEMU splits options on commas)", sock.display());
+        }
+        if let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        // A socket left by an earlier run: QEMU would refuse to bind.
+        let _ = std::fs::remove_file(sock);
+    }
     // An EFI system partition image boots through the firmware; the
     // hypervisor then finds the machine in the device tree the firmware
     // passes, which AAVMF gives only without ACPI.
@@ -77,6 +87,7 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
         .args(&boot)
         .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
         .args(vmm_config::disk_qemu_args(&sys.partitions))
+        .args(vmm_config::display_qemu_args(&sys.partitions, &sys.display_host))
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
@@ -157,6 +168,8 @@ const HOST_ACCESS: &[(&str, &str)] = &[
     ("-parallel", "a port the manifest does not describe"),
     ("-virtfs", "host file-system sharing"),
     ("-plugin", "a plugin runs host code"),
+    ("-vnc", "a VNC server may listen beyond this machine; use `hallows run --display vnc` (127.0.0.1 only)"),
+    ("-spice", "a SPICE server may listen beyond this machine; use `hallows run --display vnc` (127.0.0.1 only)"),
 ];
 
 /// Devices that are the same hazards as the options above.
@@ -733,6 +746,8 @@ mod tests {
             &["--semihosting"],
             &["-monitor", "stdio"],
             &["-qmp", "unix:/tmp/q,server"],
+            &["-vnc", "0.0.0.0:0"],
+            &["-spice", "port=5930"],
             &["-gdb", "tcp::1234"],
             &["-s"],
             &["-debugcon", "stdio"],

@@ -324,3 +324,63 @@ pub fn receiver_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> 
     let endpoint = unsafe { Receiver::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
     Ok(Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at: 0 })
 }
+
+/// A ring in this partition's own memory with both ends here: a driver
+/// feeds a service's receive channel through it (the display's keyboard
+/// and pointer events reach a Nagini service's `input_channel` this way,
+/// so the generated loop schedules them as input). The memory is
+/// allocated once, zeroed, and never freed, so no end outlives it; each
+/// end can be taken once.
+#[derive(Debug)]
+pub struct Loopback {
+    base: NonNull<u8>,
+    layout: hallows_ring::ChannelLayout,
+    sender_taken: bool,
+    receiver_taken: bool,
+}
+
+// SAFETY: the memory belongs to this `Loopback` and the ends it hands out.
+unsafe impl Send for Loopback {}
+
+impl Loopback {
+    /// A ring holding at least `slots` messages of type `T`.
+    pub fn new<T: Message>(slots: usize) -> Option<Loopback> {
+        let mut n = slots.next_power_of_two().max(2);
+        let layout = loop {
+            let l = hallows_ring::ChannelLayout::for_message::<T>(n).ok()?;
+            if l.capacity() >= slots || n >= 1 << 16 {
+                break l;
+            }
+            n *= 2;
+        };
+        let alloc = core::alloc::Layout::from_size_align(layout.total_size(), 4096).ok()?;
+        // SAFETY: a non-zero size (a ring has headers); the memory is
+        // zeroed (a fresh channel) and deliberately leaked.
+        let p = unsafe { alloc::alloc::alloc_zeroed(alloc) };
+        Some(Loopback { base: NonNull::new(p)?, layout, sender_taken: false, receiver_taken: false })
+    }
+
+    /// The sending end (once; `None` after, or if `T` does not fit).
+    pub fn sender<T: Message>(&mut self) -> Option<Sender<T>> {
+        if self.sender_taken {
+            return None;
+        }
+        // SAFETY: `base` is `layout.total_size()` bytes laid out by
+        // `layout`, readable and writable, never freed; this is its only
+        // sender, and only its two ends touch it.
+        let s = unsafe { Sender::new(self.base, self.layout) }.ok()?;
+        self.sender_taken = true;
+        Some(s)
+    }
+
+    /// The receiving end (once; `None` after, or if `T` does not fit).
+    pub fn receiver<T: Message>(&mut self) -> Option<Receiver<T>> {
+        if self.receiver_taken {
+            return None;
+        }
+        // SAFETY: as in `sender`; the only receiver.
+        let r = unsafe { Receiver::new(self.base, self.layout) }.ok()?;
+        self.receiver_taken = true;
+        Some(r)
+    }
+}

@@ -34,6 +34,7 @@ pub mod sync;
 pub mod task;
 pub mod time;
 pub mod virtio;
+pub mod display;
 pub mod watchdog;
 
 pub use hallows_abi as abi;

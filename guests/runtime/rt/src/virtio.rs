@@ -257,6 +257,12 @@ pub fn transport(boot: &Boot, kind: DeviceType) -> Option<Device> {
     probe(boot, Some(kind)).into_iter().next()
 }
 
+/// Every virtio device of type `kind` the partition has (a display's
+/// keyboard and tablet); no other device is touched.
+pub fn transports_of(boot: &Boot, kind: DeviceType) -> Vec<Device> {
+    probe_kind(boot, kind, usize::MAX)
+}
+
 /// The device type a virtio-mmio transport reports (its DeviceID
 /// register), read without taking the transport over.
 fn device_id(base: u64) -> u32 {
@@ -267,6 +273,17 @@ fn device_id(base: u64) -> u32 {
 }
 
 fn probe(boot: &Boot, kind: Option<DeviceType>) -> Vec<Device> {
+    match kind {
+        Some(k) => probe_kind(boot, k, 1),
+        None => probe_matching(boot, None, usize::MAX),
+    }
+}
+
+fn probe_kind(boot: &Boot, kind: DeviceType, max: usize) -> Vec<Device> {
+    probe_matching(boot, Some(kind), max)
+}
+
+fn probe_matching(boot: &Boot, kind: Option<DeviceType>, max: usize) -> Vec<Device> {
     let mut out = Vec::new();
     if TRUSTED.load(Ordering::Relaxed) == 0 {
         return out;
@@ -276,7 +293,7 @@ fn probe(boot: &Boot, kind: Option<DeviceType>) -> Vec<Device> {
             continue;
         }
         if let Some(k) = kind {
-            if DeviceType::try_from(device_id(d.base)).ok() != Some(k) || out.len() == 1 {
+            if DeviceType::try_from(device_id(d.base)).ok() != Some(k) || out.len() >= max {
                 continue;
             }
         }
