@@ -650,7 +650,7 @@ fn run(cli: Cli) -> Result<u8> {
             Ok(0)
         }
         Cmd::BootCost { manifest, uefi: false } => {
-            let (sys, path, _) = build_image(&manifest, None, outside, false)?;
+            let (sys, path, artifacts) = build_image(&manifest, None, outside, false)?;
             let img = std::fs::read(&path)?;
             let hv_base = sys.board.hypervisor.base;
             let entry = image::Elf::parse(&std::fs::read(
@@ -661,6 +661,18 @@ fn run(cli: Cli) -> Result<u8> {
                     .join(&sys.partitions[0].guest),
             )?)?
             .entry;
+            if sys.board.arch == vmm_config::Arch::X86_64 {
+                // QEMU's -kernel on x86 runs SeaBIOS and its multiboot
+                // loader first: count from the hypervisor's first
+                // instruction (the part the UEFI boot's figure also
+                // reports), tracing only the hypervisor (`-dfilter`).
+                let hv_elf = image::Elf::parse(&std::fs::read(&artifacts.hypervisor)?)?;
+                let hv_start = hv_elf.symbol("__hv_start").context("the hypervisor has no __hv_start")?;
+                let hv = hv_start..hv_base + sys.board.hypervisor.size;
+                let (n, _) = qemu::instructions_from_handoff(&sys, &path, hv.clone(), hv, entry)?;
+                println!("{n} instructions from the hypervisor's first instruction to the first guest instruction ({} bytes image)", img.len());
+                return Ok(0);
+            }
             let n = qemu::instructions_to_guest(&sys, &path, hv_base + 0x20_0000, entry)?;
             println!("{n} instructions from reset to the first guest instruction ({} bytes image)", img.len());
             Ok(0)
