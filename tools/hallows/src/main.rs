@@ -704,9 +704,9 @@ fn context(manifest: &Path, outside: bool) -> vmm_config::CheckContext {
     ctx
 }
 
-/// QMP of the running system of `manifest` (its display's size from the
-/// manifest).
-fn connect_display(manifest: &Path, outside: bool) -> Result<hallows::qmp::Qmp> {
+/// The workspace root of `manifest` and its checked system (diagnostics
+/// printed when it is not valid).
+fn load_system(manifest: &Path, outside: bool) -> Result<(PathBuf, vmm_config::System)> {
     let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
     let mut ctx = workspace::check_context(&root);
     ctx.root = (!outside).then(|| root.clone());
@@ -717,6 +717,13 @@ fn connect_display(manifest: &Path, outside: bool) -> Result<hallows::qmp::Qmp> 
             anyhow::bail!("{} is not a valid manifest", manifest.display());
         }
     };
+    Ok((root, sys))
+}
+
+/// QMP of the running system of `manifest` (its display's size from the
+/// manifest).
+fn connect_display(manifest: &Path, outside: bool) -> Result<hallows::qmp::Qmp> {
+    let (root, sys) = load_system(manifest, outside)?;
     let Some(d) = sys.partitions.iter().find_map(|p| p.display.as_ref()) else {
         anyhow::bail!("{}: no partition has a `display`", manifest.display());
     };
@@ -726,16 +733,7 @@ fn connect_display(manifest: &Path, outside: bool) -> Result<hallows::qmp::Qmp> 
 /// Builds and composes the image; with `uefi`, also the EFI system
 /// partition image, whose path is then the one returned.
 fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool, uefi: bool) -> Result<(vmm_config::System, PathBuf, build::Artifacts)> {
-    let root = workspace::root_from(manifest.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")))?;
-    let mut ctx = workspace::check_context(&root);
-    ctx.root = (!outside).then(|| root.clone());
-    let sys = match vmm_config::load(manifest, &ctx) {
-        Ok(sys) => sys,
-        Err(diags) => {
-            eprint!("{diags}");
-            anyhow::bail!("{} is not a valid manifest", manifest.display());
-        }
-    };
+    let (root, sys) = load_system(manifest, outside)?;
     // The same service-spec cross-check as `hallows check`: a system whose
     // two ends of a channel disagree is never built.
     let specs = match workspace::check_specs(Some(&root), &sys, manifest) {
