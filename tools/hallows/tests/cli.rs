@@ -504,8 +504,9 @@ impl Newcomer {
                     let shown: Vec<&str> = body[i + 1..].iter().take_while(|l| !l.starts_with("$ ")).copied().collect();
                     i += 1 + shown.len();
                     match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
-                        // The setup the test binary stands for (make test runs deps).
-                        ["make", "deps"] | ["cargo", "install", "--path", "tools/hallows"] => {}
+                        // The setup the test binary stands for (make test runs
+                        // deps; the test runs in the checkout it was built from).
+                        ["make", "deps"] | ["cargo", "install", "--path", "tools/hallows"] | ["git", "clone", ..] => {}
                         ["cd", "~"] => self.cwd = self.home.clone(),
                         ["cd", dir] => self.cwd = self.cwd.join(dir),
                         _ => run(&self.cwd, cmd, &shown),
@@ -573,7 +574,7 @@ fn first_system_page_scaffolds_builds_and_runs_on_both_architectures() {
     assert!(err.contains("guests/nolink/build.rs needs `fn main() { println!(\"cargo:rustc-link-arg-bins=-Tguest.ld\"); }`"), "{err}");
 }
 
-/// A `hallows run` of docs/basilisk.md's walkthrough, in the background:
+/// A `hallows run` of a page's walkthrough ([`walk_api_page`]), in the background:
 /// the machine serves until the page stops it (Ctrl-C).
 struct Serving {
     /// `None` once stopped.
@@ -615,32 +616,59 @@ impl Drop for Serving {
     }
 }
 
-/// docs/basilisk.md's "From an empty directory to a running API" as a
-/// newcomer follows it, in a temporary directory outside the repository:
-/// `hallows new system notes --basilisk`, the spec shown as made, `hallows
-/// check`, `hallows run` (in the background, as the page leaves it
-/// running) answering every `curl` of the page exactly as shown, Ctrl-C
-/// (status 130), the page's handler written, a second run that finds the
-/// first run's records on the disk and serves the new route. The API's
-/// host port is the page's 8080 moved to 27280 (8080 is the demos' and
-/// other tests'); every command has a hard time limit.
-#[test]
-fn basilisk_page_scaffolds_builds_and_answers_curl() {
+/// What a newcomer's walk through a page that serves an API did.
+struct Walked {
+    /// Files of the page written (```LANG file=PATH```).
+    files: usize,
+    /// `hallows run`s (each stopped with Ctrl-C before the next).
+    runs: usize,
+    /// `curl`s, each printing exactly what the page shows.
+    curls: usize,
+    /// The last run's console, once stopped.
+    console: String,
+}
+
+/// Follows `section` of docs/`page` as a newcomer does, in a temporary
+/// directory outside the repository (`Newcomer`): its files written or
+/// compared as made, every `hallows` command run where the page runs it
+/// (exit 0, the lines shown printed), each `hallows run` in the background
+/// as the page leaves it running, until partition `api` answers, every
+/// `curl` answering exactly as shown, Ctrl-C (status 130, the console
+/// lines shown printed) before the next run and at the end. The API's host
+/// port is the page's 8080 moved to `port` (8080 is the demos' and other
+/// tests'): the manifest's `host = 8080` is changed when it is run. Every
+/// command has a hard time limit.
+///
+/// The one departure from a newcomer's first run: the project's cargo
+/// build directory (`target/`, without `target/hallows`: no image, no
+/// disk) is kept between runs of the test, under the test's target
+/// directory, and put back before the first `hallows run`. The project's
+/// path changes every time, so its guest is always compiled again; the
+/// crates it depends on are not (a first run in a fresh checkout builds
+/// them all).
+fn walk_api_page(page: &str, section: &str, name: &str, port: &str) -> Walked {
     use std::io::{BufRead, BufReader};
-    const PORT: &str = "27280";
-    let page = std::fs::read_to_string(root().join("docs/basilisk.md")).expect("basilisk.md");
-    let start = page.find("\n## From an empty directory to a running API\n").expect("the section");
-    let section = &page[start + 1..];
-    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
-    let (mut reader, _cleanup) = Newcomer::new("basilisk-page");
+    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-target"));
+    let (mut reader, _cleanup) = Newcomer::new(name);
     let (mut curls, mut runs) = (0, 0);
     let mut serving: Option<Serving> = None;
+    let mut project: Option<PathBuf> = None;
     reader.follow(section, |cwd, cmd, shown| match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
         ["hallows", "run", manifest] => {
             // The page's Ctrl-C, before it runs the system again.
             if let Some(s) = serving.take() {
                 s.stop();
             }
+            if project.is_none() && !cwd.join("target").exists() {
+                let _ = std::fs::remove_dir_all(cache.join("hallows"));
+                let _ = std::fs::rename(&cache, cwd.join("target"));
+            }
+            project = Some(cwd.to_path_buf());
+            // The page's host port 8080, moved off the demos'.
+            let m = cwd.join(manifest);
+            let text = std::fs::read_to_string(&m).expect("the manifest");
+            assert!(text.contains("\nhost = 8080\n") || text.contains(&format!("\nhost = {port}\n")), "{text}");
+            std::fs::write(&m, text.replace("\nhost = 8080\n", &format!("\nhost = {port}\n"))).expect("write");
             let mut child = Command::new(env!("CARGO_BIN_EXE_hallows"))
                 .args(["run", manifest, "--timeout", "1500"])
                 .current_dir(cwd)
@@ -667,7 +695,7 @@ fn basilisk_page_scaffolds_builds_and_answers_curl() {
             let s = Serving { child: Some(child), shown: shown.iter().map(|l| l.to_string()).collect(), stdout: Some(stdout), stderr: rx };
             // A first run builds in a fresh workspace: bounded generously
             // (a failure stops the machine: `Serving`'s drop).
-            let answers = format!("hallows: api port 8080 answers on 127.0.0.1:{PORT}");
+            let answers = format!("hallows: api port 8080 answers on 127.0.0.1:{port}");
             let deadline = std::time::Instant::now() + Duration::from_secs(1200);
             let mut seen = String::new();
             while !seen.lines().any(|l| l == answers) {
@@ -685,33 +713,68 @@ fn basilisk_page_scaffolds_builds_and_answers_curl() {
             for want in shown {
                 assert!(out.lines().any(|l| l == *want), "`{cmd}`: `{want}` missing from:\n{out}\n{err}");
             }
-            if let ["new", "system", dir, ..] = args {
-                // The page's host port 8080, moved off the demos'.
-                let m = cwd.join(dir).join(format!("{dir}.toml"));
-                let manifest = std::fs::read_to_string(&m).expect("the new manifest");
-                assert!(manifest.contains("\nhost = 8080\n"), "{manifest}");
-                std::fs::write(&m, manifest.replace("\nhost = 8080\n", &format!("\nhost = {PORT}\n"))).expect("write");
-            }
         }
         ["curl", ..] => {
             assert!(serving.is_some(), "`{cmd}` with no system running");
             let out = Command::new("timeout")
-                .args(["60", "sh", "-c", &cmd.replace("localhost:8080", &format!("localhost:{PORT}"))])
+                .args(["60", "sh", "-c", &cmd.replace("localhost:8080", &format!("localhost:{port}"))])
                 .current_dir(cwd)
                 .output()
                 .expect("sh");
             assert!(out.status.success(), "`{cmd}` failed: {}", String::from_utf8_lossy(&out.stderr));
             let got = String::from_utf8_lossy(&out.stdout);
-            assert_eq!(got.lines().collect::<Vec<_>>(), shown, "`{cmd}` printed otherwise than the page shows");
+            assert_eq!(got.lines().collect::<Vec<_>>(), shown, "`{cmd}` printed otherwise than docs/{page} shows");
             curls += 1;
         }
-        _ => panic!("docs/basilisk.md runs `{cmd}`, which this test does not follow: teach it or change the page"),
+        _ => panic!("docs/{page} runs `{cmd}`, which this test does not follow: teach it or change the page"),
     });
     let files = reader.files;
-    let console = serving.expect("the page leaves a system running").stop();
-    assert!(console.contains("[api] GET /search 200 "), "the request log:\n{console}");
-    assert_eq!((files, runs), (2, 2), "the page's files and runs");
-    assert!(curls >= 8, "the page's curl commands: {curls}");
+    let console = serving.unwrap_or_else(|| panic!("docs/{page} leaves no system running")).stop();
+    if let Some(project) = project {
+        let _ = std::fs::remove_dir_all(project.join("target/hallows"));
+        let _ = std::fs::remove_dir_all(&cache);
+        let _ = std::fs::rename(project.join("target"), &cache);
+    }
+    Walked { files, runs, curls, console }
+}
+
+/// docs/basilisk.md's "From an empty directory to a running API" as a
+/// newcomer follows it ([`walk_api_page`]): `hallows new system notes
+/// --basilisk`, the spec shown as made, `hallows check`, `hallows run`
+/// answering every `curl` of the page exactly as shown, Ctrl-C (status
+/// 130), the page's handler written, a second run that finds the first
+/// run's records on the disk and serves the new route. The API's host port
+/// is 27280.
+#[test]
+fn basilisk_page_scaffolds_builds_and_answers_curl() {
+    let page = std::fs::read_to_string(root().join("docs/basilisk.md")).expect("basilisk.md");
+    let start = page.find("\n## From an empty directory to a running API\n").expect("the section");
+    let section = &page[start + 1..];
+    let section = &section[..section[3..].find("\n## ").map_or(section.len(), |e| e + 3)];
+    let walked = walk_api_page("basilisk.md", section, "basilisk-page", "27280");
+    assert!(walked.console.contains("[api] GET /search 200 "), "the request log:\n{}", walked.console);
+    assert_eq!((walked.files, walked.runs), (2, 2), "the page's files and runs");
+    assert!(walked.curls >= 8, "the page's curl commands: {}", walked.curls);
+}
+
+/// docs/tutorial.md, the whole page, as a newcomer follows it
+/// ([`walk_api_page`]) from the clone on (the machine's packages and
+/// rustup, and `git clone` and `cargo install`, are what the test binary
+/// and `make test`'s deps stand for): `hallows new system guestbook
+/// --basilisk`, the manifest shown as made, the page's spec and handler
+/// written, `hallows check`, a run answering every `curl` as shown, the
+/// page's change to the spec, a second run on the same disk answering as
+/// shown. Nothing in the outputs varies (ids count from 1 on a fresh
+/// disk), so nothing is masked. The API's host port is 27281.
+#[test]
+fn tutorial_page_goes_from_nothing_to_a_service_answering_curl() {
+    let page = std::fs::read_to_string(root().join("docs/tutorial.md")).expect("tutorial.md");
+    let started = std::time::Instant::now();
+    let walked = walk_api_page("tutorial.md", &page, "tutorial-page", "27281");
+    assert!(walked.console.contains("[api] GET /by/Ada 200 "), "the request log:\n{}", walked.console);
+    assert_eq!((walked.files, walked.runs), (3, 2), "the page's files and runs");
+    assert!(walked.curls >= 10, "the page's curl commands: {}", walked.curls);
+    eprintln!("docs/tutorial.md followed in {:.0} s", started.elapsed().as_secs_f64());
 }
 
 /// `hallows new` refuses what it cannot make well, saying what to do: a
