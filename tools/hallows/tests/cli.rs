@@ -648,22 +648,23 @@ struct Walked {
 /// them all).
 fn walk_api_page(page: &str, section: &str, name: &str, port: &str) -> Walked {
     use std::io::{BufRead, BufReader};
-    let cache = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-target"));
     let (mut reader, _cleanup) = Newcomer::new(name);
+    // Dropped before `_cleanup` removes the project, after `serving` stops
+    // the machine, even when a step fails.
+    let mut kept = KeptTarget { cache: Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-target")), project: None };
     let (mut curls, mut runs) = (0, 0);
     let mut serving: Option<Serving> = None;
-    let mut project: Option<PathBuf> = None;
     reader.follow(section, |cwd, cmd, shown| match cmd.split_whitespace().collect::<Vec<_>>().as_slice() {
         ["hallows", "run", manifest] => {
             // The page's Ctrl-C, before it runs the system again.
             if let Some(s) = serving.take() {
                 s.stop();
             }
-            if project.is_none() && !cwd.join("target").exists() {
-                let _ = std::fs::remove_dir_all(cache.join("hallows"));
-                let _ = std::fs::rename(&cache, cwd.join("target"));
+            if kept.project.is_none() && !cwd.join("target").exists() {
+                let _ = std::fs::remove_dir_all(kept.cache.join("hallows"));
+                let _ = std::fs::rename(&kept.cache, cwd.join("target"));
             }
-            project = Some(cwd.to_path_buf());
+            kept.project = Some(cwd.to_path_buf());
             // The page's host port 8080, moved off the demos'.
             let m = cwd.join(manifest);
             let text = std::fs::read_to_string(&m).expect("the manifest");
@@ -730,12 +731,26 @@ fn walk_api_page(page: &str, section: &str, name: &str, port: &str) -> Walked {
     });
     let files = reader.files;
     let console = serving.unwrap_or_else(|| panic!("docs/{page} leaves no system running")).stop();
-    if let Some(project) = project {
-        let _ = std::fs::remove_dir_all(project.join("target/hallows"));
-        let _ = std::fs::remove_dir_all(&cache);
-        let _ = std::fs::rename(project.join("target"), &cache);
-    }
     Walked { files, runs, curls, console }
+}
+
+/// A page's project's cargo build directory, kept for the next run of the
+/// test ([`walk_api_page`]): moved to `cache` when dropped, without
+/// `target/hallows` (images and disks).
+struct KeptTarget {
+    cache: PathBuf,
+    /// The project, once it has been run.
+    project: Option<PathBuf>,
+}
+
+impl Drop for KeptTarget {
+    fn drop(&mut self) {
+        if let Some(project) = &self.project {
+            let _ = std::fs::remove_dir_all(project.join("target/hallows"));
+            let _ = std::fs::remove_dir_all(&self.cache);
+            let _ = std::fs::rename(project.join("target"), &self.cache);
+        }
+    }
 }
 
 /// docs/basilisk.md's "From an empty directory to a running API" as a
