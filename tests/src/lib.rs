@@ -259,7 +259,7 @@ pub fn start_system_controlled(name: &str) -> (Running, std::sync::Arc<qemu::Con
     let control = std::sync::Arc::new(qemu::Control::default());
     let (flag, system, ctl) = (stop.clone(), sys.clone(), control.clone());
     let handle = std::thread::spawn(move || {
-        qemu::run_controlled(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &[], None, Some(ctl)).expect("running QEMU")
+        qemu::run_controlled(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &[], &[], Some(ctl)).expect("running QEMU")
     });
     (Running { stop, handle: Some(handle), system: sys }, control)
 }

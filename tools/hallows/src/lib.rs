@@ -16,6 +16,7 @@ pub mod image;
 pub mod image_x86;
 pub mod devicetree;
 pub mod linux;
+pub mod linuxcost;
 pub mod netcost;
 pub mod qemu;
 pub mod qmp;

@@ -208,6 +208,19 @@ enum Cmd {
         #[arg(long, default_value_t = 12)]
         top: usize,
     },
+    /// EL2 instructions per Linux timer tick and per IPI between a Linux
+    /// partition's vCPUs, and its traps by kind: boots untraced, traces
+    /// the hypervisor between its init's `hallows-cost: trace on` and
+    /// `trace off` lines (`hallows.test=cost`; docs/linux.md, "Measured").
+    LinuxCost {
+        manifest: PathBuf,
+        /// The Linux partition (default: the manifest's only one).
+        #[arg(long)]
+        partition: Option<String>,
+        /// Functions listed per kind of trap, most instructions first.
+        #[arg(long, default_value_t = 0)]
+        top: usize,
+    },
     /// Instructions per keep-alive HTTP request through a forward: the
     /// hypervisor's and the serving partitions' guests, split by part of
     /// the stack. One traced run; the instructions logged while the
@@ -265,6 +278,7 @@ fn main() -> ExitCode {
     | Cmd::Input { manifest, .. }
     | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
+    | Cmd::LinuxCost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
         if manifest.parent().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -496,7 +510,7 @@ fn run(cli: Cli) -> Result<u8> {
                     }
                 }
             });
-            let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, None, Some(control))?;
+            let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, &[], Some(control))?;
             let frames = hallows::symbolize::backtraces(&out.output, &sys, &|g| artifacts.guest(g));
             if !frames.is_empty() {
                 eprintln!("hallows: post-mortem backtraces, symbolized:");
@@ -538,6 +552,29 @@ fn run(cli: Cli) -> Result<u8> {
             qemu::show(&c.outcome.output);
             print!("{}", c.report);
             Ok(0)
+        }
+        Cmd::LinuxCost { manifest, partition, top } => {
+            let (sys, path, artifacts) = build_image(&manifest, None, outside, false)?;
+            let linux: Vec<&str> = sys.partitions.iter().filter(|p| p.linux.is_some()).map(|p| p.name.as_str()).collect();
+            let name = match (partition, linux.as_slice()) {
+                (Some(n), _) => n,
+                (None, [one]) => (*one).to_owned(),
+                (None, []) => anyhow::bail!("{}: no partition runs Linux (a `linux` key)", manifest.display()),
+                (None, many) => anyhow::bail!("{}: several Linux partitions ({}): name one with --partition", manifest.display(), many.join(", ")),
+            };
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            let stem = manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+            let sock = root.join("target/hallows/qmp").join(format!("{stem}-cost.sock"));
+            progress(&format!("booting untraced; tracing the hypervisor on {name}'s cores between its `{}` and `{}` lines", hallows::linuxcost::TRACE_ON, hallows::linuxcost::TRACE_OFF));
+            let (out, cost) = hallows::linuxcost::measure(&sys, &path, &artifacts.hypervisor, &name, &sock, top, Duration::from_secs(900))?;
+            qemu::show(&out.output);
+            print!("{}", cost.report());
+            cost.check()?;
+            match (out.ended, out.status) {
+                (qemu::Ended::Exited, Some(0)) => Ok(0),
+                (qemu::Ended::Exited, Some(code)) => anyhow::bail!("the measured system ended with status {code}"),
+                _ => anyhow::bail!("the measured system did not finish within 900 s"),
+            }
         }
         Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
             let headers = hallows::netcost::header_lines(&headers)?;
