@@ -32,6 +32,9 @@ pub const BOOT_TIME: Duration = Duration::from_secs(240);
 const TOOL_TIME: Duration = Duration::from_secs(20);
 /// How long written data may take to reach the log and the analytics table.
 const PROPAGATION_TIME: Duration = Duration::from_secs(60);
+/// The load generator's Pause/Resume button in the dashboard's Controls
+/// view (display pixels, 1024 x 768: the first generator's).
+const PAUSE: (u32, u32) = (940, 88);
 /// The window over which the rates are measured.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -446,6 +449,27 @@ fn scenario(
     let changed = changed_pixels(&first, &second);
     r.check("dashboard", colours.len() > 8 && changed > 0, format!("{}x{}, {} colours, {changed} pixels changed in {} s", second.width, second.height, colours.len(), RATE_WINDOW.as_secs()));
     r.screenshot = Some(shot.to_path_buf());
+
+    // 8. The dashboard's control reaches the load generator: its Controls
+    // view (key 3), the load generator's Pause button (the first
+    // generator's, at PAUSE), then Resume at the same place, then back
+    // to the overview (key 1).
+    q.key("3")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut toggled = Vec::new();
+    for (what, line) in [("paused", "loadgen: paused from the dashboard"), ("resumed", "loadgen: resumed from the dashboard")] {
+        let before = control_text(control).matches(line).count();
+        let t = Instant::now();
+        q.click(PAUSE.0, PAUSE.1)?;
+        let seen = poll(Duration::from_secs(30), stop, || (control_text(control).matches(line).count() > before).then_some(()));
+        toggled.push(format!("{what} {}", if seen.is_some() { format!("in {:.1} s", t.elapsed().as_secs_f64()) } else { "never".to_owned() }));
+        if seen.is_none() {
+            break;
+        }
+    }
+    q.key("1")?;
+    let ok = toggled.len() == 2 && toggled.iter().all(|t| !t.ends_with("never"));
+    r.check("dashboard control", ok, format!("the Pause/Resume button on \"control\": the load generator {}", toggled.join(", ")));
     r.figures.push(("boot to summary".into(), format!("{:.1} s", boot.elapsed().as_secs_f64())));
     Ok(())
 }
