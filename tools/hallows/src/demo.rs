@@ -307,7 +307,7 @@ pub fn run(sys: &mut System, image: &Path, qmp: &Path, shot: &Path, stop: &'stat
     eprintln!("hallows demo: booting {} partitions (QEMU, board {}); the console goes to the log, the checks follow", names.len(), sys.board.name);
     // The machine stops when `stop` is set: at the end, on Ctrl-C, or
     // after the whole scenario's limit.
-    let machine = std::thread::spawn(move || qemu::run_controlled(&system, &img, Some(BOOT_TIME * 3), stop, true, &[], None, Some(ctl)));
+    let machine = std::thread::spawn(move || qemu::run_controlled(&system, &img, Some(BOOT_TIME * 3), stop, true, &[], &[], Some(ctl)));
     let mut r = Report::default();
     let result = scenario(&mut r, &ports, &control, &names, (display.width, display.height), qmp, shot, boot, stop);
     stop.store(true, Ordering::Release);
