@@ -42,6 +42,12 @@ pub fn system_image(name: &str) -> (vmm_config::System, PathBuf) {
     image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {})
 }
 
+/// Composes the image of the manifest at `path` (a system outside
+/// tests/systems, such as vmm-config/examples/flagship.toml).
+pub fn manifest_image(path: &Path) -> (vmm_config::System, PathBuf) {
+    image_of(path, &|_| {}, &|_| {})
+}
+
 /// A finished boot.
 #[derive(Debug)]
 pub struct Boot {
@@ -259,7 +265,7 @@ pub fn start_system_controlled(name: &str) -> (Running, std::sync::Arc<qemu::Con
     let control = std::sync::Arc::new(qemu::Control::default());
     let (flag, system, ctl) = (stop.clone(), sys.clone(), control.clone());
     let handle = std::thread::spawn(move || {
-        qemu::run_controlled(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &[], None, Some(ctl)).expect("running QEMU")
+        qemu::run_controlled(&system, &out, Some(BOOT_TIMEOUT), &flag, true, &[], &[], Some(ctl)).expect("running QEMU")
     });
     (Running { stop, handle: Some(handle), system: sys }, control)
 }

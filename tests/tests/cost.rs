@@ -41,6 +41,11 @@ fn el2_cost_of_a_two_core_system_is_the_same_in_every_run() {
     }
     assert!(first.report.contains("call_notify"), "{}", first.report);
     assert!(first.report.contains("hallows_hv::partition::deliver_doorbells"), "{}", first.report);
-    assert_eq!(first.outcome.output, second.outcome.output, "the machine's output differs between two runs");
+    // QEMU's own diagnostics are not the machine's output: whether it warns
+    // "icount sleep disabled and no active timers" as the last core stops
+    // depends on when its host threads notice (seen once in a CI run on a
+    // loaded host), so the comparison leaves out the emulator's lines.
+    let machine = |out: &str| out.lines().filter(|l| !l.starts_with("qemu-system-")).collect::<Vec<_>>().join("\n");
+    assert_eq!(machine(&first.outcome.output), machine(&second.outcome.output), "the machine's output differs between two runs");
     assert_eq!(first.report, second.report, "the per-core figures differ between two runs");
 }

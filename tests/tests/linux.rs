@@ -5,6 +5,8 @@
 //! manifest and exchanges 100,000 messages with a Rust partition over two
 //! channels. Reading another partition's memory through /dev/mem stops
 //! only the Linux partition; a kernel panic restarts, then stops, only it.
+//! `hallows linux-cost` measures EL2 instructions per Linux timer tick and
+//! per IPI between its vCPUs.
 //!
 //! The kernel and busybox are Debian's, fetched by `make deps` into
 //! `target/linux`; without them these tests fail and say which command
@@ -20,6 +22,11 @@ use hallows_tests::{boot_system, root, Boot};
 /// apt, verified, into target/linux; the initramfs with
 /// guests/linux/initramfs/init and ring-peer).
 fn boot(name: &str) -> Boot {
+    require_kernel();
+    boot_system(name)
+}
+
+fn require_kernel() {
     let dir = root().join("target/linux");
     for f in ["Image", "initramfs.cpio"] {
         assert!(
@@ -28,7 +35,6 @@ fn boot(name: &str) -> Boot {
             dir.join(f).display()
         );
     }
-    boot_system(name)
 }
 
 /// What every Linux boot here shows: the kernel booted on the generated
@@ -105,4 +111,39 @@ fn a_kernel_panic_restarts_then_stops_only_its_partition() {
     assert!(hv.contains(&"partition linux faulted: it reset itself (PSCI SYSTEM_RESET); restarting it (1 of 1)"), "{}", b.output);
     assert_eq!(b.summary("linux"), "stopped: it reset itself (PSCI SYSTEM_RESET) (restarted 1 times)", "{}", b.output);
     assert_rust_partitions_finished(&b, "2262 primes below 20000", "hello");
+}
+
+/// `hallows linux-cost` (tests/systems/linux-cost.toml): Linux boots
+/// untraced, the hypervisor is traced between its init's two lines, and the
+/// trace holds timer interrupts and IPIs sent and received, at least as
+/// many as Linux counted in its windows (`check`), each a positive number
+/// of instructions; the system ends normally. Outcomes only: the figures
+/// themselves are docs/linux.md's (about 40 s of wall time once built).
+#[test]
+fn linux_cost_traces_ticks_and_ipis_between_its_vcpus() {
+    require_kernel();
+    let (sys, img) = hallows_tests::system_image("linux-cost");
+    let elf = root().join("target").join(hallows::build::targets(sys.board.arch).0).join("release/hallows-hv");
+    let sock = root().join("target/hallows/qmp").join(format!("linux-cost-test-{}.sock", std::process::id()));
+    let (out, cost) = hallows::linuxcost::measure(&sys, &img, &elf, "linux", &sock, 4, hallows_tests::BOOT_TIMEOUT).expect("the measured run");
+    assert_eq!(out.status, Some(0), "{}", out.output);
+    assert!(out.output.contains("[linux] hallows-init: cost ok windows measured"), "{}", out.output);
+    assert!(out.output.contains("[linux] hallows-init: done, 0 check(s) failed"), "{}", out.output);
+    let report = cost.report();
+    cost.check().unwrap_or_else(|e| panic!("{e:#}\n{}", out.output));
+    assert_eq!(cost.windows.iter().map(|w| w.name.as_str()).collect::<Vec<_>>(), ["busy", "pingpong"], "{report}");
+    // Both vCPUs ticked in the busy window and took IPIs in the ping-pong.
+    assert!(cost.windows[0].timer.len() == 2 && cost.windows[0].timer.iter().all(|&n| n > 0), "{report}");
+    assert!(cost.windows[1].ipi.len() == 2 && cost.windows[1].ipi.iter().all(|&n| n > 0), "{report}");
+    assert!(cost.per_tick() > 0.0 && cost.per_ipi() > cost.per_tick(), "{report}");
+    for kind in ["IPI sent: ICC_SGI1R_EL1 trapped", "timer interrupt, forwarded in the vector", "IPI received: doorbell SGI"] {
+        let line = report.lines().find(|l| l.contains(kind)).unwrap_or_else(|| panic!("no {kind} traps:\n{report}"));
+        let traps: u64 = line.split_whitespace().next().and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{line}"));
+        assert!(traps > 0, "{report}");
+    }
+    // The trap that sends an IPI ran the SGI emulation, and the tick's the
+    // vector's forwarding: what the kinds are told apart by.
+    assert!(report.contains("hallows_hv::arch::aarch64::vdev::send_sgi"), "{report}");
+    assert!(report.contains("timer_forward"), "{report}");
+    assert!(!sock.exists(), "the QMP socket was left behind");
 }

@@ -168,6 +168,21 @@ enum Cmd {
         #[arg(last = true)]
         qemu_args: Vec<String>,
     },
+    /// The flagship system's scripted scenario (`make run`, docs/demo.md):
+    /// build, boot on fresh disks, drive it with the load generator inside
+    /// and curl, redis-cli, kcat and psql from the host, check every
+    /// result, measure the rates, screenshot the dashboard
+    /// (target/hallows/<manifest>-dashboard.png), stop, print a summary.
+    ///
+    /// Exit status: 0 every check passed; 1 a check failed (the summary
+    /// says which, the console is in target/hallows/<manifest>-console.log);
+    /// 64 the scenario could not run (a missing client, a manifest that is
+    /// not the flagship's shape); 130 Ctrl-C.
+    #[command(verbatim_doc_comment)]
+    Demo {
+        #[arg(default_value = "vmm-config/examples/flagship.toml")]
+        manifest: PathBuf,
+    },
     /// Save a screenshot of the display of a system that `hallows run` is
     /// running (QMP `screendump`, converted to PNG).
     Screenshot {
@@ -206,6 +221,19 @@ enum Cmd {
         manifest: PathBuf,
         /// Functions listed per core, most instructions first.
         #[arg(long, default_value_t = 12)]
+        top: usize,
+    },
+    /// EL2 instructions per Linux timer tick and per IPI between a Linux
+    /// partition's vCPUs, and its traps by kind: boots untraced, traces
+    /// the hypervisor between its init's `hallows-cost: trace on` and
+    /// `trace off` lines (`hallows.test=cost`; docs/linux.md, "Measured").
+    LinuxCost {
+        manifest: PathBuf,
+        /// The Linux partition (default: the manifest's only one).
+        #[arg(long)]
+        partition: Option<String>,
+        /// Functions listed per kind of trap, most instructions first.
+        #[arg(long, default_value_t = 0)]
         top: usize,
     },
     /// Instructions per keep-alive HTTP request through a forward: the
@@ -262,9 +290,11 @@ fn main() -> ExitCode {
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
     | Cmd::Screenshot { manifest, .. }
+    | Cmd::Demo { manifest }
     | Cmd::Input { manifest, .. }
     | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
+    | Cmd::LinuxCost { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
         if manifest.parent().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -402,6 +432,36 @@ fn run(cli: Cli) -> Result<u8> {
             let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
             Ok(if s.gdb.success() { 0 } else { 1 })
         }
+        Cmd::Demo { manifest } => {
+            qemu::check_accel()?;
+            let missing = hallows::demo::missing_clients();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "the scenario's clients are missing: {} (`make deps` installs them; or apt-get install {})",
+                    missing.iter().map(|m| m.0).collect::<Vec<_>>().join(", "),
+                    missing.iter().map(|m| m.1).collect::<Vec<_>>().join(" ")
+                );
+            }
+            let start = std::time::Instant::now();
+            let (mut sys, path, _) = build_image(&manifest, None, outside, false)?;
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            static STOP: AtomicBool = AtomicBool::new(false);
+            ctrlc::set_handler(|| STOP.store(true, Ordering::Release)).context("installing the Ctrl-C handler")?;
+            progress(&format!("built in {:.0} s; the scenario starts", start.elapsed().as_secs_f64()));
+            let (report, log) = hallows::demo::run_manifest(&root, &manifest, &mut sys, &path, &STOP)?;
+            print!("{}", report.summary());
+            println!("  the machine's console: {}", log.display());
+            if report.passed() {
+                Ok(0)
+            } else {
+                eprintln!("hallows demo: a check failed (above); the console's last lines:");
+                let lines: Vec<&str> = report.console.lines().collect();
+                for l in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("  {l}");
+                }
+                Ok(1)
+            }
+        }
         Cmd::Screenshot { manifest, output } => {
             let mut q = connect_display(&manifest, outside)?;
             let img = q.screenshot()?;
@@ -496,7 +556,7 @@ fn run(cli: Cli) -> Result<u8> {
                     }
                 }
             });
-            let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, None, Some(control))?;
+            let out = qemu::run_controlled(&sys, &path, limit, &STOP, false, &qemu_args, &[], Some(control))?;
             let frames = hallows::symbolize::backtraces(&out.output, &sys, &|g| artifacts.guest(g));
             if !frames.is_empty() {
                 eprintln!("hallows: post-mortem backtraces, symbolized:");
@@ -538,6 +598,29 @@ fn run(cli: Cli) -> Result<u8> {
             qemu::show(&c.outcome.output);
             print!("{}", c.report);
             Ok(0)
+        }
+        Cmd::LinuxCost { manifest, partition, top } => {
+            let (sys, path, artifacts) = build_image(&manifest, None, outside, false)?;
+            let linux: Vec<&str> = sys.partitions.iter().filter(|p| p.linux.is_some()).map(|p| p.name.as_str()).collect();
+            let name = match (partition, linux.as_slice()) {
+                (Some(n), _) => n,
+                (None, [one]) => (*one).to_owned(),
+                (None, []) => anyhow::bail!("{}: no partition runs Linux (a `linux` key)", manifest.display()),
+                (None, many) => anyhow::bail!("{}: several Linux partitions ({}): name one with --partition", manifest.display(), many.join(", ")),
+            };
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            let stem = manifest.file_stem().and_then(|s| s.to_str()).unwrap_or("system");
+            let sock = root.join("target/hallows/qmp").join(format!("{stem}-cost.sock"));
+            progress(&format!("booting untraced; tracing the hypervisor on {name}'s cores between its `{}` and `{}` lines", hallows::linuxcost::TRACE_ON, hallows::linuxcost::TRACE_OFF));
+            let (out, cost) = hallows::linuxcost::measure(&sys, &path, &artifacts.hypervisor, &name, &sock, top, Duration::from_secs(900))?;
+            qemu::show(&out.output);
+            print!("{}", cost.report());
+            cost.check()?;
+            match (out.ended, out.status) {
+                (qemu::Ended::Exited, Some(0)) => Ok(0),
+                (qemu::Ended::Exited, Some(code)) => anyhow::bail!("the measured system ended with status {code}"),
+                _ => anyhow::bail!("the measured system did not finish within 900 s"),
+            }
         }
         Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
             let headers = hallows::netcost::header_lines(&headers)?;

@@ -58,14 +58,7 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
     let (cpu, extra_args) = accelerated(board, &q.cpu, &q.extra)?;
     ensure_disks(sys)?;
     if let Some(sock) = &sys.display_host.qmp {
-        if sock.to_str().is_none_or(|s| s.contains(',')) {
-            bail!("the QMP socket path {} must be UTF-8 without commas (QEMU splits options on commas)", sock.display());
-        }
-        if let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        }
-        // A socket left by an earlier run: QEMU would refuse to bind.
-        let _ = std::fs::remove_file(sock);
+        crate::qmp::prepare_socket(sock)?;
     }
     // An EFI system partition image boots through the firmware; the
     // hypervisor then finds the machine in the device tree the firmware
@@ -326,7 +319,7 @@ pub fn run_debug(
     extra: &[String],
     gdb_port: Option<u16>,
 ) -> Result<Outcome> {
-    run_controlled(sys, image, timeout, stop, capture, extra, gdb_port, None)
+    run_controlled(sys, image, timeout, stop, capture, extra, &gdb_port.map(crate::gdb::qemu_args).unwrap_or_default(), None)
 }
 
 /// Operator commands for a running machine (`status`, `stop NAME`,
@@ -344,6 +337,11 @@ impl Control {
     /// Whether the machine's output so far contains `text`.
     pub fn seen(&self, text: &str) -> bool {
         self.seen.lock().map(|s| String::from_utf8_lossy(&s).contains(text)).unwrap_or(false)
+    }
+
+    /// The machine's console output so far.
+    pub fn output(&self) -> String {
+        self.seen.lock().map(|s| String::from_utf8_lossy(&s).into_owned()).unwrap_or_default()
     }
 
     /// Waits until the machine's output contains `text`; `false` after `timeout`.
@@ -377,7 +375,10 @@ impl Control {
     }
 }
 
-/// As [`run_debug`], forwarding `control`'s commands to the hypervisor.
+/// As [`run_debug`], forwarding `control`'s commands to the hypervisor,
+/// with `own`: QEMU options of the tool itself (the gdb stub, the QMP
+/// socket of `hallows linux-cost`), which would be refused in `extra`.
+/// Never from a manifest, a board or the command line.
 #[allow(clippy::too_many_arguments)]
 pub fn run_controlled(
     sys: &System,
@@ -386,7 +387,7 @@ pub fn run_controlled(
     stop: &AtomicBool,
     capture: bool,
     extra: &[String],
-    gdb_port: Option<u16>,
+    own: &[String],
     control: Option<std::sync::Arc<Control>>,
 ) -> Result<Outcome> {
     use std::io::Write;
@@ -400,9 +401,7 @@ pub fn run_controlled(
         }
     }
     let mut cmd = command(sys, image, extra)?;
-    if let Some(port) = gdb_port {
-        cmd.args(crate::gdb::qemu_args(port));
-    }
+    cmd.args(own);
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     if control.is_some() {
         cmd.stdin(Stdio::piped());

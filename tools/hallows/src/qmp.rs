@@ -1,8 +1,10 @@
 //! QEMU's QMP over a Unix socket: screenshots of a partition's display and
-//! keyboard and pointer input injected into its virtio-input devices.
+//! keyboard and pointer input injected into its virtio-input devices; and
+//! the instruction trace `hallows linux-cost` turns on and off ([`Qmp::hmp`]).
 //!
-//! The socket exists only when a partition has a `display`; QEMU creates it
-//! (`-qmp unix:PATH,server=on,wait=off`, see `vmm_config::display_qemu_args`)
+//! The socket exists only when a partition has a `display` (or while
+//! `hallows linux-cost` measures); QEMU creates it (`-qmp
+//! unix:PATH,server=on,wait=off`, see `vmm_config::display_qemu_args`)
 //! under the project's `target/hallows/qmp/`: it is never a TCP port and no
 //! partition can reach it (QMP is QEMU's, not a device).
 //!
@@ -159,6 +161,17 @@ impl Qmp {
         }
     }
 
+    /// Runs a human-monitor (HMP) command, such as `log exec,nochain`;
+    /// an error if it printed anything (HMP commands that succeed print
+    /// nothing; a refused one prints why).
+    pub fn hmp(&mut self, line: &str) -> Result<()> {
+        let out = self.execute("human-monitor-command", json!({ "command-line": line }))?;
+        match out.as_str() {
+            Some("") => Ok(()),
+            _ => bail!("QEMU's monitor refused `{line}`: {}", out.as_str().map_or_else(|| out.to_string(), |s| s.trim().to_owned())),
+        }
+    }
+
     /// The display as QEMU shows it now.
     pub fn screenshot(&mut self) -> Result<Image> {
         let ppm = self.socket.with_extension(format!("{}.ppm", std::process::id()));
@@ -198,6 +211,20 @@ impl Qmp {
         }
         Ok(())
     }
+}
+
+/// Makes ready for QEMU to create its QMP socket at `sock`: a path QEMU's
+/// option syntax can carry, its directory, no stale socket in the way.
+pub fn prepare_socket(sock: &Path) -> Result<()> {
+    if sock.to_str().is_none_or(|s| s.contains(',')) {
+        bail!("the QMP socket path {} must be UTF-8 without commas (QEMU splits options on commas)", sock.display());
+    }
+    if let Some(dir) = sock.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    // A socket left by an earlier run: QEMU would refuse to bind.
+    let _ = std::fs::remove_file(sock);
+    Ok(())
 }
 
 /// The QMP socket `hallows run` gives the system of `manifest`, under the

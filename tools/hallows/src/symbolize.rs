@@ -42,10 +42,15 @@ impl Symbolizer {
         Some(Symbolizer { dwarf, root: root.map(Path::to_path_buf), symbols })
     }
 
-    /// `function at file:line` for `address`, innermost inlined function
-    /// first (`; inlined into ...` for the callers it was inlined into).
-    pub fn describe(&self, address: u64) -> Option<String> {
-        let mut parts = Vec::new();
+    /// The functions `address` is in by the DWARF, innermost inlined
+    /// function first, then those it was inlined into (demangled, without
+    /// hashes); empty where the DWARF says nothing (assembly).
+    pub fn inlined_functions(&self, address: u64) -> Vec<String> {
+        self.frames(address).into_iter().map(|(name, _)| name).collect()
+    }
+
+    fn frames(&self, address: u64) -> Vec<(String, Option<addr2line::Location<'_>>)> {
+        let mut out = Vec::new();
         if let Some(ctx) = &self.dwarf {
             if let Ok(mut frames) = ctx.find_frames(address).skip_all_loads() {
                 while let Ok(Some(f)) = frames.next() {
@@ -54,18 +59,27 @@ impl Symbolizer {
                         .as_ref()
                         .and_then(|n| Some(format!("{:#}", rustc_demangle::demangle(&n.raw_name().ok()?))))
                         .unwrap_or_else(|| "??".into());
-                    let at = f
-                        .location
-                        .and_then(|l| {
-                            let file = Path::new(l.file?);
-                            let file = self.root.as_deref().and_then(|r| file.strip_prefix(r).ok()).unwrap_or(file);
-                            Some(format!("{}:{}", file.display(), l.line?))
-                        })
-                        .map(|l| format!(" at {l}"))
-                        .unwrap_or_default();
-                    parts.push(format!("{name}{at}"));
+                    out.push((name, f.location));
                 }
             }
+        }
+        out
+    }
+
+    /// `function at file:line` for `address`, innermost inlined function
+    /// first (`; inlined into ...` for the callers it was inlined into).
+    pub fn describe(&self, address: u64) -> Option<String> {
+        let mut parts = Vec::new();
+        for (name, location) in self.frames(address) {
+            let at = location
+                .and_then(|l| {
+                    let file = Path::new(l.file?);
+                    let file = self.root.as_deref().and_then(|r| file.strip_prefix(r).ok()).unwrap_or(file);
+                    Some(format!("{}:{}", file.display(), l.line?))
+                })
+                .map(|l| format!(" at {l}"))
+                .unwrap_or_default();
+            parts.push(format!("{name}{at}"));
         }
         if parts.is_empty() {
             let i = self.symbols.partition_point(|s| s.0 <= address).checked_sub(1)?;
