@@ -158,6 +158,11 @@ pub trait Link {
     /// rounds before this one (0 on the first after progress). Back off
     /// and return `true` to go on, or `false` to give up (the timeout).
     fn idle(&mut self, why: Blocked, rounds: u64) -> bool;
+    /// The initiator has `received` answers now (called after each batch
+    /// of answers; a bench side opens its measured window here).
+    fn answered(&mut self, received: u64) {
+        let _ = received;
+    }
 }
 
 /// Which channel an error is about.
@@ -266,6 +271,14 @@ impl Idle {
 /// responses on `rx`. Returns when all `n` responses arrived intact.
 pub fn initiate<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n: u64, link: &mut L) -> Result<Report, PeerError> {
     let window = window(tx, rx);
+    initiate_window(tx, rx, n, window, link)
+}
+
+/// [`initiate`] with at most `window` requests unanswered (at least 1, at
+/// most [`window`]`(tx, rx)`): 1 is a ping-pong, each request sent only
+/// once the previous one is answered (the messaging bench).
+pub fn initiate_window<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n: u64, window: u64, link: &mut L) -> Result<Report, PeerError> {
+    let window = window.clamp(1, self::window(tx, rx).max(1));
     let (mut sent, mut received, mut notifies) = (0u64, 0u64, 0u64);
     let mut sum = Checksum::new();
     let mut idle = Idle { rounds: 0, total: 0 };
@@ -303,6 +316,7 @@ pub fn initiate<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n: u64, l
                     received += 1;
                 }
                 b.release();
+                link.answered(received);
                 progress = true;
             }
             Err(e) if transient(e, received > 0) => {}
