@@ -3,8 +3,10 @@
 //! exchange the ring-peer messages (`hallows_peer::request`, answered by
 //! `response_to`, 64 bytes each way) one at a time: the initiator sends
 //! request `i` and waits for its answer before sending `i + 1`, exactly
-//! what the RustHallows side does over its ring channels. Every answer is
-//! checked and folded into the same checksum as ring-peer's.
+//! what the RustHallows side does over its ring channels. The work around
+//! each transfer is the ring-peer's own, `hallows_peer::InitiatorWork` and
+//! `ResponderWork`: every request and answer checked and folded into the
+//! same checksum.
 //!
 //! The mechanisms, each the usual way to use it:
 //!
@@ -32,7 +34,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use hallows_peer::{request, response_to, Checksum, Msg, MSG_SIZE};
+use hallows_peer::{request, InitiatorWork, Msg, ResponderWork, MSG_SIZE};
 use zerocopy::{FromBytes, IntoBytes};
 
 /// How the two threads exchange messages.
@@ -235,12 +237,14 @@ pub fn run(cfg: Config) -> Result<Outcome, String> {
                 sys::pin_to(1)?;
             }
             let cpu = sys::current_cpu();
+            let mut work = ResponderWork::new();
             for seq in 0..total {
                 let m = resp.recv().map_err(|e| format!("responder at request {seq}: {e}"))?;
-                if m != request(seq) {
-                    return Err(format!("responder: request {seq} arrived wrong (sequence number {})", m.seq));
-                }
-                resp.send(&response_to(&m)).map_err(|e| format!("responder at request {seq}: {e}"))?;
+                let answer = work.answer(seq, total, &m).map_err(|e| format!("responder: {e}"))?;
+                resp.send(&answer).map_err(|e| format!("responder at request {seq}: {e}"))?;
+            }
+            if work.checksum() != hallows_peer::expected_checksum(total) {
+                return Err(format!("responder: checksum {:#018x}", work.checksum()));
             }
             Ok(cpu)
         })
@@ -250,25 +254,20 @@ pub fn run(cfg: Config) -> Result<Outcome, String> {
             sys::pin_to(0)?;
         }
         let cpu = sys::current_cpu();
-        let mut sum = Checksum::new();
+        let mut work = InitiatorWork::new();
         let mut t0 = Instant::now();
         for seq in 0..total {
             if seq == cfg.warmup {
                 sys::mark();
                 t0 = Instant::now();
             }
-            let req = request(seq);
-            init.send(&req).map_err(|e| format!("initiator at request {seq}: {e}"))?;
+            init.send(&request(seq)).map_err(|e| format!("initiator at request {seq}: {e}"))?;
             let m = init.recv().map_err(|e| format!("initiator at request {seq}: {e}"))?;
-            if m != response_to(&req) {
-                return Err(format!("initiator: the answer to request {seq} is wrong (sequence number {})", m.seq));
-            }
-            sum.request(&req);
-            sum.response(&m);
+            work.check(seq, &m).map_err(|e| format!("initiator: {e}"))?;
         }
         let ns = t0.elapsed().as_nanos() as u64;
         sys::mark();
-        Ok((ns, sum.value(), cpu))
+        Ok((ns, work.checksum(), cpu))
     })();
     // The responder ends once it answered everything, or with an error when
     // the initiator's end goes away (streams) ; a shared-memory responder
