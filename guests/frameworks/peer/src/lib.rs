@@ -403,6 +403,67 @@ pub fn initiate_window<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n:
     Ok(Report { messages: n, checksum: work.checksum(), idle_rounds: idle.total, notifies })
 }
 
+/// [`initiate`] one message at a time, through the rings' single-message
+/// calls (`try_send`, `try_recv`): request `i + 1` goes out once the answer
+/// to `i` is in and checked. The messaging bench's ping-pong.
+pub fn initiate_one<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n: u64, link: &mut L) -> Result<Report, PeerError> {
+    let mut work = InitiatorWork::new();
+    let mut idle = Idle { rounds: 0, total: 0 };
+    for seq in 0..n {
+        let req = request(seq);
+        loop {
+            match tx.try_send(&req) {
+                Ok(()) => break,
+                Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Outgoing, seq, seq)?,
+                Err(error) => return Err(PeerError::Ring { dir: Direction::Requests, at: seq, error }),
+            }
+        }
+        idle.rounds = 0;
+        link.notify();
+        loop {
+            match rx.try_recv() {
+                Ok(m) => {
+                    work.check(seq, &m)?;
+                    break;
+                }
+                Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Incoming, seq + 1, seq)?,
+                Err(error) => return Err(PeerError::Ring { dir: Direction::Responses, at: seq, error }),
+            }
+        }
+        idle.rounds = 0;
+        link.answered(seq + 1);
+    }
+    Ok(Report { messages: n, checksum: work.checksum(), idle_rounds: idle.total, notifies: n })
+}
+
+/// [`respond`] one message at a time (the peer of [`initiate_one`]; it
+/// also answers a windowed initiator, one request at a time).
+pub fn respond_one<L: Link>(rx: &mut Receiver<Msg>, tx: &mut Sender<Msg>, n: u64, link: &mut L) -> Result<Report, PeerError> {
+    let mut work = ResponderWork::new();
+    let mut idle = Idle { rounds: 0, total: 0 };
+    for seq in 0..n {
+        let req = loop {
+            match rx.try_recv() {
+                Ok(m) => break m,
+                Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Incoming, seq, seq)?,
+                Err(error) => return Err(PeerError::Ring { dir: Direction::Requests, at: seq, error }),
+            }
+        };
+        idle.rounds = 0;
+        let resp = work.answer(seq, n, &req)?;
+        loop {
+            match tx.try_send(&resp) {
+                Ok(()) => break,
+                Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Outgoing, seq, seq)?,
+                Err(error) => return Err(PeerError::Ring { dir: Direction::Responses, at: seq, error }),
+            }
+        }
+        idle.rounds = 0;
+        link.notify();
+    }
+    Ok(Report { messages: n, checksum: work.checksum(), idle_rounds: idle.total, notifies: n })
+}
+
 /// The responder's side: answers requests `0..n` from `rx` on `tx`,
 /// checking each. Returns when all `n` are answered.
 pub fn respond<L: Link>(rx: &mut Receiver<Msg>, tx: &mut Sender<Msg>, n: u64, link: &mut L) -> Result<Report, PeerError> {
