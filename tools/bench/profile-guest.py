@@ -30,6 +30,9 @@ def symbols(elf):
         p = line.split(" ", 2)
         if len(p) == 3 and p[1] in "tTwW":
             name = re.sub(r"::h[0-9a-f]{16}$", "", p[2].strip())
+            for a, b in (("$LT$", "<"), ("$GT$", ">"), ("$u20$", " "), ("$RF$", "&"), ("$C$", ","), ("..", "::")):
+                name = name.replace(a, b)
+            name = name.lstrip("_")
             syms.append((int(p[0], 16), name))
     syms.sort()
     return syms

@@ -403,6 +403,21 @@ pub fn initiate_window<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n:
     Ok(Report { messages: n, checksum: work.checksum(), idle_rounds: idle.total, notifies })
 }
 
+/// Sends message `seq` of direction `dir` with `try_send`, waiting while
+/// the ring is full (or not connected yet), then rings the peer.
+fn send_one<L: Link>(tx: &mut Sender<Msg>, m: &Msg, dir: Direction, seq: u64, idle: &mut Idle, link: &mut L) -> Result<(), PeerError> {
+    loop {
+        match tx.try_send(m) {
+            Ok(()) => break,
+            Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Outgoing, seq, seq)?,
+            Err(error) => return Err(PeerError::Ring { dir, at: seq, error }),
+        }
+    }
+    idle.rounds = 0;
+    link.notify();
+    Ok(())
+}
+
 /// [`initiate`] one message at a time, through the rings' single-message
 /// calls (`try_send`, `try_recv`): request `i + 1` goes out once the answer
 /// to `i` is in and checked. The messaging bench's ping-pong.
@@ -410,16 +425,7 @@ pub fn initiate_one<L: Link>(tx: &mut Sender<Msg>, rx: &mut Receiver<Msg>, n: u6
     let mut work = InitiatorWork::new();
     let mut idle = Idle { rounds: 0, total: 0 };
     for seq in 0..n {
-        let req = request(seq);
-        loop {
-            match tx.try_send(&req) {
-                Ok(()) => break,
-                Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Outgoing, seq, seq)?,
-                Err(error) => return Err(PeerError::Ring { dir: Direction::Requests, at: seq, error }),
-            }
-        }
-        idle.rounds = 0;
-        link.notify();
+        send_one(tx, &request(seq), Direction::Requests, seq, &mut idle, link)?;
         loop {
             match rx.try_recv() {
                 Ok(m) => {
@@ -450,16 +456,7 @@ pub fn respond_one<L: Link>(rx: &mut Receiver<Msg>, tx: &mut Sender<Msg>, n: u64
             }
         };
         idle.rounds = 0;
-        let resp = work.answer(seq, n, &req)?;
-        loop {
-            match tx.try_send(&resp) {
-                Ok(()) => break,
-                Err(e) if transient(e, seq > 0) => idle.wait(link, Blocked::Outgoing, seq, seq)?,
-                Err(error) => return Err(PeerError::Ring { dir: Direction::Responses, at: seq, error }),
-            }
-        }
-        idle.rounds = 0;
-        link.notify();
+        send_one(tx, &work.answer(seq, n, &req)?, Direction::Responses, seq, &mut idle, link)?;
     }
     Ok(Report { messages: n, checksum: work.checksum(), idle_rounds: idle.total, notifies: n })
 }
