@@ -626,23 +626,45 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// so the common case stays small.
     #[inline(never)]
     fn refill(&mut self) -> Result<(), RingError> {
-        if let Some((at, stamp, epoch, err)) = self.quiet {
-            // The same two loads the full path starts with (the stamp,
-            // then the producer's epoch in `idle`), with the same
-            // orderings: the same values give the same answer.
-            if at == self.cached_head
-                && epoch == self.prod_epoch
-                && self.view.stamp(at).load(Relaxed) == stamp
-                && self.view.producer_header().epoch.load(Acquire) == epoch
-            {
-                return Err(err);
+        // The run is empty, so `tail == cached_head`: the next message is
+        // in `tail`'s block, and a run inside that block can never reach
+        // a lap on.
+        let (at, epoch) = (self.cached_head, self.prod_epoch);
+        if epoch != 0 {
+            // The load the full path starts with (`scan`), done once.
+            let s = self.view.stamp(at).load(Relaxed);
+            if let Some(last) = self.geo.published(s, epoch, at) {
+                // What `scan(1)` does when it would not probe (the block
+                // is not published to its end, or only the one message
+                // waited for arrived): the run is what this stamp
+                // publishes. A message arriving at a reader that keeps
+                // pace with the producer costs this much.
+                if last != self.geo.block_last(at) || last == at {
+                    // Acquire: as in `scan`.
+                    fence(Acquire);
+                    self.cached_head = self.geo.next(last);
+                    self.ready = last.wrapping_sub(at) + 1;
+                    self.bad_stamp = false;
+                    self.quiet = None;
+                    return Ok(());
+                }
+            } else if let Some((q_at, stamp, q_epoch, err)) = self.quiet {
+                // The same two loads the full path makes (the stamp,
+                // then the producer's epoch in `idle`), with the same
+                // orderings: the same values give the same answer.
+                if q_at == at
+                    && q_epoch == epoch
+                    && s == stamp
+                    && self.view.producer_header().epoch.load(Acquire) == epoch
+                {
+                    return Err(err);
+                }
             }
-            self.quiet = None;
         }
+        self.quiet = None;
         if self.scan(1) > 0 {
             return Ok(());
         }
-        let (at, epoch) = (self.cached_head, self.prod_epoch);
         let err = self.idle();
         // Only an answer decided on a stamp of this producer, with no
         // resynchronisation in between, can be repeated.
@@ -719,9 +741,14 @@ impl<V: ChannelView> ConsumerCore<V> {
         } else {
             next = end.wrapping_add(2);
             // A single-message reader probes too, though it has its
-            // message: otherwise, behind a producer that runs ahead, it
-            // would come back here for every block.
-            if want == 1 || geo.between(self.tail, next) < want {
+            // message, when the producer is ahead of it (this stamp
+            // published more than the one message it waited for):
+            // otherwise it would come back here for every block. One that
+            // keeps pace with the producer (a request/reply exchange) does
+            // not: the probed line is one the producer has not written
+            // yet, and fetching it would put a line transfer on every
+            // block's last hop.
+            if (want == 1 && last != self.cached_head) || geo.between(self.tail, next) < want {
                 // Probe the block `probe` messages on (at least `want`, at
                 // most to `tail`'s block a lap on): if its stamp publishes
                 // that far, so is everything before it (an honest producer
@@ -893,6 +920,9 @@ mod tests {
         p: ProducerHeader,
         c: ConsumerHeader,
         stamps: [AtomicU64; 32],
+        /// How often each entry of `stamps` was handed out (loads and
+        /// stores alike) since the last `clear_uses`.
+        uses: [AtomicU64; 32],
         mask: u64,
         bm: u64,
     }
@@ -903,9 +933,13 @@ mod tests {
                 p: ProducerHeader::new(),
                 c: ConsumerHeader::new(),
                 stamps: core::array::from_fn(|_| AtomicU64::new(0)),
+                uses: core::array::from_fn(|_| AtomicU64::new(0)),
                 mask: l.slot_count() as u64 - 1,
                 bm: l.block_slots() as u64 - 1,
             }
+        }
+        fn clear_uses(&self) {
+            self.uses.iter().for_each(|u| u.store(0, SeqCst));
         }
     }
     impl ChannelView for Heap {
@@ -916,7 +950,9 @@ mod tests {
             &self.c
         }
         fn stamp(&self, index: u64) -> &AtomicU64 {
-            &self.stamps[((index | self.bm) & self.mask) as usize]
+            let i = ((index | self.bm) & self.mask) as usize;
+            self.uses[i].fetch_add(1, SeqCst);
+            &self.stamps[i]
         }
     }
 
@@ -1246,6 +1282,50 @@ mod tests {
         assert_eq!(rx.peek_one(), Err(RingError::Corrupt), "the same stamp, the same answer");
         h.stamps[15].store(stamp_value(e, 46), SeqCst);
         assert_eq!(rx.peek_one(), Ok(40));
+    }
+
+    #[test]
+    fn a_single_reader_keeping_pace_reads_only_its_own_blocks_stamp() {
+        let l = layout(32); // four blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let g = *tx.geometry();
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        // One message at a time, each received before the next is sent
+        // (a request/reply exchange): no probe ahead, not even when a
+        // message completes its block, so the reader never touches a line
+        // the producer has yet to write.
+        let mut at = 0;
+        for i in 0..3 * 28 {
+            tx.reserve(1).unwrap();
+            tx.commit(1);
+            h.clear_uses();
+            assert_eq!(rx.peek_one(), Ok(at), "message {i}");
+            rx.release_one();
+            assert_eq!(rx.peek_one(), Err(RingError::Empty), "message {i}");
+            // Its message's block, and the next message's (the empty poll).
+            let next = g.next(at);
+            let (own, then) = (((at | 7) & 31) as usize, ((next | 7) & 31) as usize);
+            for (s, u) in h.uses.iter().enumerate() {
+                assert_eq!(u.load(SeqCst) > 0, s == own || s == then, "message {i}: stamp slot {s}");
+            }
+            at = next;
+        }
+        // A producer that runs ahead: a whole block found published at
+        // once still makes the reader probe, and one more stamp read
+        // takes the rest of the run.
+        tx.reserve(28).unwrap();
+        tx.commit(28);
+        h.clear_uses();
+        for i in 0..28 {
+            assert_eq!(rx.peek_one(), Ok(g.advance(at, i)), "run message {i}");
+            rx.release_one();
+        }
+        let reads: u64 = h.uses.iter().map(|u| u.load(SeqCst)).sum();
+        // The first block's stamp (by `refill`, then again by `scan`,
+        // from the cache) and the probe; block by block it would be 4+.
+        assert_eq!(reads, 3, "the first block's stamp twice and the probe");
     }
 
     #[test]
