@@ -377,6 +377,19 @@ impl Control {
     }
 }
 
+/// The tool's own instruction-counting plugin and its arguments
+/// (`hallows bench-count` only, [`crate::benchcount`]): like the gdb stub,
+/// refused in `extra` and in board files, set only by the tool.
+static COUNTING_PLUGIN: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Loads the counting plugin (`PATH,arg=value,...`) into the machines this
+/// process starts from now on; `None` stops it.
+pub fn set_counting_plugin(plugin: Option<String>) {
+    if let Ok(mut p) = COUNTING_PLUGIN.lock() {
+        *p = plugin;
+    }
+}
+
 /// As [`run_debug`], forwarding `control`'s commands to the hypervisor.
 #[allow(clippy::too_many_arguments)]
 pub fn run_controlled(
@@ -402,6 +415,9 @@ pub fn run_controlled(
     let mut cmd = command(sys, image, extra)?;
     if let Some(port) = gdb_port {
         cmd.args(crate::gdb::qemu_args(port));
+    }
+    if let Some(plugin) = COUNTING_PLUGIN.lock().map(|p| p.clone()).unwrap_or_default() {
+        cmd.args(["-plugin", &plugin]);
     }
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
     if control.is_some() {
