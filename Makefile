@@ -17,6 +17,7 @@ HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
 APT_PACKAGES = qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat python3-venv
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl aarch64-unknown-uefi x86_64-unknown-uefi
 
+.PHONY: bench
 .PHONY: all deps run test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo run-dashboard soak crash-log bench-log bench-olap run-olap
 # The Python clients the log partition's tests drive (kafka-python), and
 # DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
@@ -153,6 +154,12 @@ bench-store:
 # (docs/basilisk.md#benchmarks): instructions per request under callgrind,
 # then requests/s and latency under wrk over loopback; then the todo API in
 # QEMU: wrk, and guest instructions per request (hallows net-cost).
+# Issue 23: RustHallows against Linux on the same emulated machine, every
+# comparison tools/bench/compare-* in turn, then docs/benchmarks.md
+# (tools/bench/README.md). Under 60 minutes on a fresh machine.
+bench: deps
+	tools/bench/run-all
+
 bench-http: deps
 	@command -v valgrind >/dev/null 2>&1 || { SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); $$SUDO apt-get install -y -qq --no-install-recommends valgrind; }
 	$(CARGO) build --release -p hallows-http-bench

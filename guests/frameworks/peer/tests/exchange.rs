@@ -6,7 +6,7 @@ use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::ptr::NonNull;
 use std::time::{Duration, Instant};
 
-use hallows_peer::{expected_checksum, initiate, respond, Blocked, Link, Msg, PeerError, Report};
+use hallows_peer::{expected_checksum, initiate, initiate_one, initiate_window, respond, respond_one, Blocked, Link, Msg, PeerError, Report};
 use hallows_ring::{ChannelLayout, Receiver, Sender};
 
 /// A channel's memory on the heap.
@@ -94,6 +94,27 @@ fn a_hundred_thousand_messages_cross_both_ways_with_matching_checksums() {
     assert_eq!(i.checksum, expected_checksum(n));
     assert_eq!(i.to_string(), format!("ok 100000 messages checksum {:#018x}", expected_checksum(n)));
     assert!(i.notifies > 0 && r.notifies > 0);
+}
+
+#[test]
+fn one_at_a_time_and_a_window_of_one_give_the_same_exchange() {
+    let n = 5_000;
+    let (req, resp) = (Mem::new(256), Mem::new(256));
+    let (i, r) = std::thread::scope(|s| {
+        let responder = s.spawn(|| respond_one(&mut req.receiver(), &mut resp.sender(), n, &mut Threads::new(Duration::from_secs(60))));
+        let initiator = s.spawn(|| initiate_one(&mut req.sender(), &mut resp.receiver(), n, &mut Threads::new(Duration::from_secs(60))));
+        (initiator.join().unwrap().expect("initiator"), responder.join().unwrap().expect("responder"))
+    });
+    assert_eq!((i.checksum, r.checksum), (expected_checksum(n), expected_checksum(n)));
+    assert_eq!((i.notifies, r.notifies), (n, n));
+    // A windowed initiator (window 1) against the one-at-a-time responder.
+    let (req, resp) = (Mem::new(8), Mem::new(8));
+    let (i, r) = std::thread::scope(|s| {
+        let responder = s.spawn(|| respond_one(&mut req.receiver(), &mut resp.sender(), n, &mut Threads::new(Duration::from_secs(60))));
+        let initiator = s.spawn(|| initiate_window(&mut req.sender(), &mut resp.receiver(), n, 1, &mut Threads::new(Duration::from_secs(60))));
+        (initiator.join().unwrap().expect("initiator"), responder.join().unwrap().expect("responder"))
+    });
+    assert_eq!((i.checksum, r.checksum), (expected_checksum(n), expected_checksum(n)));
 }
 
 #[test]

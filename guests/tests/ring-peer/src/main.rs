@@ -6,6 +6,18 @@
 //! - `role=initiate ...`: the Linux program's side, run by a Rust partition
 //!   (proves the protocol between two Rust partitions).
 //!
+//! - `window=W` (initiator): at most W requests unanswered (default: the
+//!   rings' capacity); `window=1` is the messaging bench's ping-pong.
+//! - `single=1`: one message at a time through the rings' single-message
+//!   calls (`hallows_peer::initiate_one`, `respond_one`); the bench's
+//!   ping-pong.
+//! - `spin=K`: idle rounds polled before sleeping on the doorbell (default
+//!   256; 0 sleeps at once).
+//! - `bench_warmup=W` (initiator): prints `ring-peer: bench window NS ns
+//!   for M round trips`, the monotonic clock from the W-th answer to the
+//!   last (`make bench`, tools/bench/compare-b-messaging; under `-icount
+//!   shift=0` one nanosecond is one instruction of the whole machine).
+//!
 //! Prints `ring-peer: ok N messages checksum 0x...` and exits 0, or
 //! `ring-peer: FAILED: ...` and exits 1. While the peer is silent it polls,
 //! then sleeps until an interrupt (its doorbell, or a 10 ms tick that
@@ -33,6 +45,11 @@ struct RtLink {
     timeout: Duration,
     since: Duration,
     failed_rings: u64,
+    /// Idle rounds polled before sleeping.
+    spin: u64,
+    /// The bench window: opened at this many answers.
+    warmup: Option<u64>,
+    opened: Option<Duration>,
 }
 
 impl Link for RtLink {
@@ -46,15 +63,29 @@ impl Link for RtLink {
     }
 
     fn idle(&mut self, why: Blocked, rounds: u64) -> bool {
-        if rounds == 0 {
-            self.since = time::now();
-        }
-        if rounds >= 256 && why == Blocked::Incoming && self.sleep {
+        if rounds >= self.spin && why == Blocked::Incoming && self.sleep {
             time::wait_for_interrupt();
         } else {
             hallows_rt::relax();
         }
-        rounds % 64 != 63 || time::now() - self.since < self.timeout
+        // The clock is read only once a wait lasts (the timeout counts from
+        // the 64th idle round): in a ping-pong every message waits a round
+        // or two, and a clock read costs more than the round (about 40
+        // instructions a message, measured by `make bench`).
+        match rounds {
+            63 => {
+                self.since = time::now();
+                true
+            }
+            r if r % 64 == 63 => time::now() - self.since < self.timeout,
+            _ => true,
+        }
+    }
+
+    fn answered(&mut self, received: u64) {
+        if self.opened.is_none() && self.warmup.is_some_and(|w| received >= w) {
+            self.opened = Some(time::now());
+        }
     }
 }
 
@@ -101,6 +132,10 @@ fn run(boot: &Boot) -> Result<(), Failure> {
     };
     let count: u64 = boot.arg("count").map_or(Some(100_000), |s| s.parse().ok()).ok_or("count= is not a number")?;
     let timeout: u64 = boot.arg("timeout_s").map_or(Some(600), |s| s.parse().ok()).ok_or("timeout_s= is not a number")?;
+    let window: Option<u64> = boot.arg("window").map(|s| s.parse().ok().filter(|&w| w > 0).ok_or("window= is not a positive number")).transpose()?;
+    let single = boot.arg("single") == Some("1");
+    let spin: u64 = boot.arg("spin").map_or(Some(256), |s| s.parse().ok()).ok_or("spin= is not a number")?;
+    let warmup: Option<u64> = boot.arg("bench_warmup").map(|s| s.parse().ok().filter(|&w| w < count).ok_or("bench_warmup= is not a number below count=")).transpose()?;
     let (txn, rxn) = (boot.arg("tx").ok_or("tx=NAME expected")?, boot.arg("rx").ok_or("rx=NAME expected")?);
     let mut tx = channel::sender_typed::<Msg>(boot, txn, hallows_peer::LAYOUT_HASH).map_err(|e| {
         println!("ring-peer: FAILED: cannot open {txn} to send: {e}");
@@ -115,9 +150,20 @@ fn run(boot: &Boot) -> Result<(), Failure> {
     if sleep {
         time::set_periodic(Some(Duration::from_millis(10)));
     }
-    let mut link = RtLink { notify, sleep, timeout: Duration::from_secs(timeout), since: time::now(), failed_rings: 0 };
+    let mut link = RtLink { notify, sleep, timeout: Duration::from_secs(timeout), since: time::now(), failed_rings: 0, spin, warmup, opened: None };
     let report = if initiate {
-        hallows_peer::initiate(&mut tx, &mut rx, count, &mut link)
+        let r = if single {
+            hallows_peer::initiate_one(&mut tx, &mut rx, count, &mut link)
+        } else {
+            let window = window.unwrap_or_else(|| hallows_peer::window(&tx, &rx));
+            hallows_peer::initiate_window(&mut tx, &mut rx, count, window, &mut link)
+        };
+        if let (Ok(_), Some(w), Some(t0)) = (&r, warmup, link.opened) {
+            println!("ring-peer: bench window {} ns for {} round trips", (time::now() - t0).as_nanos(), count - w);
+        }
+        r
+    } else if single {
+        hallows_peer::respond_one(&mut rx, &mut tx, count, &mut link)
     } else {
         hallows_peer::respond(&mut rx, &mut tx, count, &mut link)
     };
