@@ -21,7 +21,7 @@ HALLOWS = $(CARGO) run --package hallows -- $(if $(V),--verbose)
 # ARCH given on the command line (or in the environment) must match the
 # manifest's board: hallows refuses a mismatch instead of booting the board.
 HALLOWS_ARCH = $(if $(filter command line environment,$(origin ARCH)),$(ARCH))
-APT_PACKAGES = qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat postgresql-client python3-venv
+APT_PACKAGES = qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf bochs bochs-term bochsbios vgabios curl wrk gdb-multiarch redis-tools kcat postgresql-client python3-venv gcc libc6-dev
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl aarch64-unknown-uefi x86_64-unknown-uefi
 
 .PHONY: bench
@@ -47,6 +47,7 @@ deps:
 		! [ -f /usr/share/AAVMF/AAVMF_CODE.fd ] || ! [ -f /usr/share/OVMF/OVMF_CODE_4M.fd ] || \
 		! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1 || \
 		! command -v psql >/dev/null 2>&1 || \
+		! command -v cc >/dev/null 2>&1 || \
 		! python3 -c 'import ensurepip' >/dev/null 2>&1 || \
 		! dpkg -s bochs-term bochsbios vgabios >/dev/null 2>&1; then \
 		echo "installing QEMU, its UEFI firmware (AAVMF, OVMF), Bochs, curl, wrk, gdb-multiarch, redis-tools, kcat, postgresql-client and python3-venv"; \

@@ -7,6 +7,7 @@
 //! everything once and compose one image per test system.
 #![forbid(unsafe_code)]
 
+pub mod benchcount;
 pub mod bochs;
 pub mod build;
 pub mod cost;

@@ -286,16 +286,7 @@ fn download(dir: &Path) -> Result<Fetched> {
     let mut packages = Vec::new();
     for name in [kernel_pkg.as_str(), BUSYBOX] {
         let show = run(Command::new("apt-cache").args(&opts).args(["show", "--no-all-versions", name]), "apt-cache show")?;
-        let field = |k: &str| show.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_owned());
-        let version = field("Version:").with_context(|| format!("apt-cache show {name}: no Version"))?;
-        let want = field("SHA256:").with_context(|| format!("apt-cache show {name}: no SHA256"))?;
-        let deb = std::fs::read_dir(&debs)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{name}_")) && n.ends_with(".deb")))
-            .with_context(|| format!("apt-get download left no {name}_*.deb in {}", debs.display()))?;
-        let got = sha256_file(&deb)?;
-        ensure!(got == want, "{}: SHA-256 {got}, the signed index says {want}", deb.display());
-        packages.push(Package { name: name.to_owned(), version, sha256: got, deb });
+        packages.push(verified_deb(&debs, name, &show)?);
     }
     let unpacked = dir.join("root");
     let _ = std::fs::remove_dir_all(&unpacked);
@@ -317,6 +308,171 @@ fn download(dir: &Path) -> Result<Fetched> {
     let _ = writeln!(record, "kernel {}\nbusybox {}\nrelease {release}", rel(&kernel), rel(&busybox));
     std::fs::write(dir.join("fetched.txt"), record)?;
     Ok(Fetched { packages, modules: unpacked.join("lib/modules").join(&release), kernel, release, busybox, image: image_path(&dir), cached: false })
+}
+
+/// Userland packages for a Linux partition, unpacked under
+/// `target/linux/pkgs/root` (see [`fetch_packages`]).
+#[derive(Clone, Debug)]
+pub struct Userland {
+    pub packages: Vec<Package>,
+    /// Regular files for the initramfs: (path in the archive, host path):
+    /// the packages' programs (`usr/bin`, `usr/sbin`, `bin`, `sbin`) and
+    /// shared libraries (`*.so*` under `lib`, `usr/lib`).
+    pub files: Vec<(String, PathBuf)>,
+    /// Their symbolic links: (path in the archive, target).
+    pub links: Vec<(String, String)>,
+    /// Whether this call used the cache (no apt run).
+    pub cached: bool,
+}
+
+/// The package names a `Depends:`/`Pre-Depends:` field names: the first
+/// of each set of alternatives, without version or architecture.
+pub fn depends_names(field: &str) -> Vec<String> {
+    field
+        .split(',')
+        .filter_map(|alt| alt.split('|').next())
+        .filter_map(|d| d.split_whitespace().next())
+        .map(|d| d.split(':').next().unwrap_or(d).to_owned())
+        .filter(|d| !d.is_empty())
+        .collect()
+}
+
+/// Downloads the Debian arm64 packages `names` and their shared-library
+/// closure (every `lib*` package reachable through `Depends` and
+/// `Pre-Depends`; maintainer-script tools such as `adduser` are not
+/// followed: nothing is installed, the packages' scripts never run) with
+/// the same private, signature-checked apt setup as [`fetch`], checks
+/// every `.deb` against the signed index's SHA-256, and unpacks them with
+/// `dpkg-deb -x` into `target/linux/pkgs/root`. Later calls with the same
+/// names reuse the verified cache (`target/linux/pkgs/fetched.txt`).
+pub fn fetch_packages(root: &Path, names: &[String]) -> Result<Userland> {
+    fetch(root, false)?; // the apt state and lists
+    let dir = cache_dir(root);
+    let pkgs = dir.join("pkgs");
+    let unpacked = pkgs.join("root");
+    let record = pkgs.join("fetched.txt");
+    let want = format!("want {}", names.join(" "));
+    let cached = std::fs::read_to_string(&record).ok().and_then(|text| {
+        let mut lines = text.lines();
+        (lines.next()? == want).then_some(())?;
+        lines
+            .map(|l| match l.split_whitespace().collect::<Vec<_>>().as_slice() {
+                ["package", n, v, sha, deb] => {
+                    let deb = pkgs.join(deb);
+                    sha256_file(&deb).ok().filter(|h| h == sha)?;
+                    Some(Package { name: (*n).into(), version: (*v).into(), sha256: (*sha).into(), deb })
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+    });
+    let (packages, was_cached) = match cached {
+        Some(p) if unpacked.is_dir() => (p, true),
+        _ => (download_packages(&dir, names)?, false),
+    };
+    if !was_cached {
+        let _ = std::fs::remove_dir_all(&unpacked);
+        std::fs::create_dir_all(&unpacked)?;
+        for p in &packages {
+            run(Command::new("dpkg-deb").arg("-x").arg(&p.deb).arg(&unpacked), "dpkg-deb -x")?;
+        }
+        let mut text = want.clone() + "\n";
+        for p in &packages {
+            let rel = p.deb.strip_prefix(&pkgs).expect("under pkgs").display().to_string();
+            let _ = writeln!(text, "package {} {} {} {rel}", p.name, p.version, p.sha256);
+        }
+        std::fs::write(&record, text)?;
+    }
+    let (files, links) = userland_files(&unpacked)?;
+    Ok(Userland { packages, files, links, cached: was_cached })
+}
+
+fn download_packages(dir: &Path, names: &[String]) -> Result<Vec<Package>> {
+    let apt = dir.join("apt");
+    let opts = apt_options(&apt, is_root());
+    let mut seen: Vec<String> = Vec::new();
+    let mut queue: Vec<String> = names.to_vec();
+    let mut shows = BTreeMap::new();
+    while let Some(name) = queue.pop() {
+        if seen.contains(&name) {
+            continue;
+        }
+        let show = run(Command::new("apt-cache").args(&opts).args(["show", "--no-all-versions", &name]), "apt-cache show")
+            .with_context(|| format!("package {name} (arm64, {SUITE})"))?;
+        for l in show.lines() {
+            if let Some(d) = l.strip_prefix("Depends:").or_else(|| l.strip_prefix("Pre-Depends:")) {
+                queue.extend(depends_names(d).into_iter().filter(|d| d.starts_with("lib") && !seen.contains(d)));
+            }
+        }
+        shows.insert(name.clone(), show);
+        seen.push(name);
+    }
+    let debs = dir.join("pkgs/debs");
+    let _ = std::fs::remove_dir_all(&debs);
+    std::fs::create_dir_all(&debs)?;
+    println!("hallows: apt-get download (arm64) {}", seen.join(" "));
+    let unsandboxed = is_root()
+        && !Command::new("chown").args(["-R", "_apt:root"]).arg(&debs).status().is_ok_and(|s| s.success());
+    let opts = apt_options(&apt, unsandboxed);
+    run(Command::new("apt-get").args(&opts).args(["-q", "download"]).args(&seen).current_dir(&debs), "apt-get download")?;
+    let mut packages = Vec::new();
+    for (name, show) in &shows {
+        packages.push(verified_deb(&debs, name, show)?);
+    }
+    Ok(packages)
+}
+
+/// Regular files (path in the archive, host path) and symbolic links
+/// (path in the archive, target).
+type Tree = (Vec<(String, PathBuf)>, Vec<(String, String)>);
+
+/// The programs and shared libraries under an unpacked `root`.
+fn userland_files(root: &Path) -> Result<Tree> {
+    let (mut files, mut links) = (Vec::new(), Vec::new());
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).with_context(|| format!("reading {}", d.display()))? {
+            let path = e?.path();
+            let rel = path.strip_prefix(root).expect("under root").display().to_string();
+            let meta = std::fs::symlink_metadata(&path)?;
+            let top = rel.split('/').next().unwrap_or("");
+            if meta.is_dir() {
+                if ["lib", "usr", "bin", "sbin"].contains(&top) && !rel.starts_with("usr/share") && !rel.ends_with("/gconv") {
+                    stack.push(path);
+                }
+                continue;
+            }
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let program = ["usr/bin/", "usr/sbin/", "bin/", "sbin/"].iter().any(|p| rel.starts_with(p));
+            let library = (rel.starts_with("lib/") || rel.starts_with("usr/lib/")) && name.contains(".so");
+            if !(program || library) {
+                continue;
+            }
+            if meta.file_type().is_symlink() {
+                links.push((rel, std::fs::read_link(&path)?.display().to_string()));
+            } else if meta.is_file() {
+                files.push((rel, path));
+            }
+        }
+    }
+    files.sort();
+    links.sort();
+    Ok((files, links))
+}
+
+/// The downloaded `.deb` of `name` in `debs`, checked against the SHA-256
+/// of its signed index entry (`show`, from `apt-cache show`).
+fn verified_deb(debs: &Path, name: &str, show: &str) -> Result<Package> {
+    let field = |k: &str| show.lines().find_map(|l| l.strip_prefix(k)).map(|v| v.trim().to_owned());
+    let version = field("Version:").with_context(|| format!("apt-cache show {name}: no Version"))?;
+    let want = field("SHA256:").with_context(|| format!("apt-cache show {name}: no SHA256"))?;
+    let deb = std::fs::read_dir(debs)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&format!("{name}_")) && n.ends_with(".deb")))
+        .with_context(|| format!("apt-get download left no {name}_*.deb in {}", debs.display()))?;
+    let got = sha256_file(&deb)?;
+    ensure!(got == want, "{}: SHA-256 {got}, the signed index says {want}", deb.display());
+    Ok(Package { name: name.to_owned(), version, sha256: got, deb })
 }
 
 /// The lines `hallows linux fetch` prints for `f`.
@@ -409,8 +565,13 @@ pub struct InitramfsSpec {
     pub modules: Vec<String>,
     /// Extra files: (host path, path in the archive without a leading `/`).
     pub files: Vec<(PathBuf, String)>,
+    /// Symbolic links: (path in the archive, target).
+    pub links: Vec<(String, String)>,
     /// Leave out the `ring-peer` program (no musl build).
     pub without_ring_peer: bool,
+    /// Debian arm64 packages whose programs and shared libraries go in
+    /// (with their shared-library dependencies; see [`fetch_packages`]).
+    pub packages: Vec<String>,
 }
 
 /// The default output: `target/linux/initramfs.cpio`.
@@ -465,6 +626,10 @@ pub fn initramfs_bytes(f: &Fetched, init: &[u8], ring_peer: Option<&[u8]>, spec:
         w.dirs_for(dest)?;
         w.add(&Entry { name: dest.clone(), kind: Kind::File(bytes), perm: 0o755 })?;
     }
+    for (name, target) in &spec.links {
+        w.dirs_for(name)?;
+        w.add(&Entry { name: name.clone(), kind: Kind::Symlink(target.clone()), perm: 0o777 })?;
+    }
     Ok(w.finish())
 }
 
@@ -480,7 +645,13 @@ pub fn initramfs(root: &Path, spec: &InitramfsSpec, out: Option<&Path>) -> Resul
         let p = build_ring_peer(root)?;
         Some(std::fs::read(&p).with_context(|| format!("reading {}", p.display()))?)
     };
-    let bytes = initramfs_bytes(&f, &init, rp.as_deref(), spec)?;
+    let mut spec = spec.clone();
+    if !spec.packages.is_empty() {
+        let p = fetch_packages(root, &spec.packages)?;
+        spec.files.extend(p.files.iter().map(|(rel, host)| (host.clone(), rel.clone())));
+        spec.links.extend(p.links.iter().cloned());
+    }
+    let bytes = initramfs_bytes(&f, &init, rp.as_deref(), &spec)?;
     let out = out.map_or_else(|| initramfs_path(root), Path::to_path_buf);
     if let Some(d) = out.parent() {
         std::fs::create_dir_all(d)?;
@@ -533,6 +704,29 @@ mod tests {
     }
 
     #[test]
+    fn depends_fields_give_the_first_alternative_without_versions() {
+        assert_eq!(
+            depends_names(" adduser, libatomic1 (>= 4.8), libc6 (>= 2.34), libjemalloc2 | libfoo, python3:any (>= 3.2)"),
+            ["adduser", "libatomic1", "libc6", "libjemalloc2", "python3"]
+        );
+        assert!(depends_names("").is_empty());
+    }
+
+    #[test]
+    fn userland_holds_programs_and_shared_libraries_only() {
+        let d = scratch("userland");
+        for (f, body) in [("usr/bin/redis-server", "x"), ("lib/aarch64-linux-gnu/libc.so.6", "y"), ("usr/share/doc/README", "z"), ("etc/redis.conf", "c"), ("usr/lib/aarch64-linux-gnu/libz.a", "a")] {
+            std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            std::fs::write(d.join(f), body).unwrap();
+        }
+        std::os::unix::fs::symlink("libc.so.6", d.join("lib/aarch64-linux-gnu/libc.so")).unwrap();
+        let (files, links) = userland_files(&d).unwrap();
+        let names: Vec<&str> = files.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(names, ["lib/aarch64-linux-gnu/libc.so.6", "usr/bin/redis-server"]);
+        assert_eq!(links, [("lib/aarch64-linux-gnu/libc.so".to_owned(), "libc.so.6".to_owned())]);
+    }
+
+    #[test]
     fn modules_come_with_their_dependencies_first() {
         let d = scratch("modules");
         let m = tree(&d);
@@ -563,7 +757,7 @@ mod tests {
             modules: m,
             cached: true,
         };
-        let spec = InitramfsSpec { modules: vec!["mid".into()], files: vec![(d.join("extra"), "usr/bin/extra".into())], without_ring_peer: false };
+        let spec = InitramfsSpec { modules: vec!["mid".into()], files: vec![(d.join("extra"), "usr/bin/extra".into())], ..Default::default() };
         let bytes = initramfs_bytes(&f, b"#!/bin/sh\necho hi\n", Some(b"\x7fELF ring-peer"), &spec).unwrap();
         let entries = cpio::read(&bytes).unwrap();
         let find = |n: &str| entries.iter().find(|e| e.name == n).unwrap_or_else(|| panic!("no {n}")).clone();

@@ -73,6 +73,12 @@ enum Linux {
         /// Leave out ring-peer (no musl build).
         #[arg(long)]
         without_ring_peer: bool,
+        /// A Debian arm64 package whose programs and shared libraries go
+        /// in, with its shared-library dependencies (repeat), e.g.
+        /// `--package redis-server --package redis-tools`; downloaded and
+        /// checked like the kernel into target/linux/pkgs.
+        #[arg(long = "package", value_name = "NAME")]
+        packages: Vec<String>,
         /// Print the archive's entries after writing it.
         #[arg(long)]
         list: bool,
@@ -236,6 +242,27 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         top: usize,
     },
+    /// Run the system deterministically (-icount shift=0,sleep=off) with
+    /// the bench's instruction-counting plugin, writing every core's
+    /// counts at each bench marker to MARKS (docs/benchmarks.md); prints
+    /// the console and exits with the system's status.
+    BenchCount {
+        manifest: PathBuf,
+        /// Where the plugin writes the marks.
+        #[arg(long)]
+        marks: PathBuf,
+        /// Seconds before the machine is stopped.
+        #[arg(long, default_value_t = 1200)]
+        timeout: u64,
+        /// Stop the machine once its console shows TEXT (and exit 0),
+        /// instead of waiting for it to end.
+        #[arg(long, value_name = "TEXT")]
+        until: Option<String>,
+        /// Also count per core and code address between marks SEQ and
+        /// SEQ+1, into MARKS.profile (`pc CORE ADDR COUNT` lines).
+        #[arg(long, value_name = "SEQ")]
+        profile: Option<u64>,
+    },
     /// Instructions per keep-alive HTTP request through a forward: the
     /// hypervisor's and the serving partitions' guests, split by part of
     /// the stack. One traced run; the instructions logged while the
@@ -295,6 +322,7 @@ fn main() -> ExitCode {
     | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
     | Cmd::LinuxCost { manifest, .. }
+    | Cmd::BenchCount { manifest, .. }
     | Cmd::NetCost { manifest, .. } = &mut cli.cmd
     {
         if manifest.parent().is_some_and(|p| p.as_os_str().is_empty()) {
@@ -343,7 +371,7 @@ fn run(cli: Cli) -> Result<u8> {
             println!("{}", hallows::linux::describe(&f));
             Ok(0)
         }
-        Cmd::Linux(Linux::Initramfs { out, modules, files, without_ring_peer, list }) => {
+        Cmd::Linux(Linux::Initramfs { out, modules, files, without_ring_peer, packages, list }) => {
             let root = workspace::root_from(Path::new("."))?;
             let files = files
                 .iter()
@@ -353,7 +381,7 @@ fn run(cli: Cli) -> Result<u8> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             println!("{}", hallows::linux::describe(&hallows::linux::fetch(&root, false)?));
-            let spec = hallows::linux::InitramfsSpec { modules, files, without_ring_peer };
+            let spec = hallows::linux::InitramfsSpec { modules, files, links: Vec::new(), without_ring_peer, packages };
             let path = hallows::linux::initramfs(&root, &spec, out.as_deref())?;
             println!("{}", hallows::linux::describe_archive(&path)?);
             if list {
@@ -590,6 +618,42 @@ fn run(cli: Cli) -> Result<u8> {
             }
             Ok(code)
         }
+        Cmd::BenchCount { manifest, marks, timeout, until, profile } => {
+            let (sys, path, _) = build_image(&manifest, None, outside, false)?;
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            let plugin = hallows::benchcount::build_plugin(&root)?;
+            let hv = hallows::cost::image_base(&sys);
+            let len = std::fs::metadata(&path)?.len();
+            let marks = std::path::absolute(&marks)?;
+            ensure_plain_path(&marks)?;
+            let mut args = format!("{},out={},hv={hv:#x}+{len:#x}", plugin.display(), marks.display());
+            if let Some(seq) = profile {
+                args.push_str(&format!(",profile={seq},pfile={}.profile", marks.display()));
+            }
+            // The tool's own instrument, passed as its own QEMU option:
+            // `-plugin` stays refused in user arguments and board files.
+            let own = ["-plugin".to_owned(), args];
+            let control = std::sync::Arc::new(qemu::Control::default());
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let seen = std::sync::Arc::new(AtomicBool::new(false));
+            if let Some(text) = until {
+                let (c, s, seen) = (control.clone(), stop.clone(), seen.clone());
+                std::thread::spawn(move || {
+                    if c.wait_for(&text, Duration::from_secs(timeout)) {
+                        seen.store(true, Ordering::Release);
+                        s.store(true, Ordering::Release);
+                    }
+                });
+            }
+            let extra = ["-icount".to_owned(), "shift=0,sleep=off".to_owned()];
+            let out = qemu::run_controlled(&sys, &path, Some(Duration::from_secs(timeout)), &stop, true, &extra, &own, Some(control));
+            let out = out?;
+            qemu::show(&out.output);
+            if seen.load(Ordering::Acquire) {
+                return Ok(0);
+            }
+            Ok(out.status.map_or(3, |s| s.clamp(0, 255) as u8))
+        }
         Cmd::El2Cost { manifest, top } => {
             let (sys, path, _) = build_image(&manifest, None, outside, false)?;
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
@@ -815,6 +879,14 @@ fn connect_display(manifest: &Path, outside: bool) -> Result<hallows::qmp::Qmp> 
 
 /// Builds and composes the image; with `uefi`, also the EFI system
 /// partition image, whose path is then the one returned.
+/// A path QEMU's option parser takes whole (no `,`).
+fn ensure_plain_path(p: &Path) -> Result<()> {
+    if p.to_str().is_none_or(|s| s.contains(',')) {
+        anyhow::bail!("{}: the path must be UTF-8 without commas (it goes into a QEMU option)", p.display());
+    }
+    Ok(())
+}
+
 fn build_image(manifest: &Path, output: Option<PathBuf>, outside: bool, uefi: bool) -> Result<(vmm_config::System, PathBuf, build::Artifacts)> {
     let (root, sys) = load_system(manifest, outside)?;
     // The same service-spec cross-check as `hallows check`: a system whose

@@ -377,7 +377,8 @@ impl Control {
 
 /// As [`run_debug`], forwarding `control`'s commands to the hypervisor,
 /// with `own`: QEMU options of the tool itself (the gdb stub, the QMP
-/// socket of `hallows linux-cost`), which would be refused in `extra`.
+/// socket of `hallows linux-cost`, the counting plugin of `hallows
+/// bench-count`), which would be refused in `extra`.
 /// Never from a manifest, a board or the command line.
 #[allow(clippy::too_many_arguments)]
 pub fn run_controlled(

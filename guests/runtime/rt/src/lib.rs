@@ -38,6 +38,10 @@ pub mod display;
 pub mod watchdog;
 
 pub use hallows_abi as abi;
+/// Executes the bench marker instruction (aarch64 `hint #0x7f`, a NOP):
+/// tools/bench's instruction-counting plugin snapshots every core's counts
+/// when a core runs it (docs/benchmarks.md). Nothing otherwise.
+pub use arch::bench_mark;
 pub use hallows_blockdev as blockdev;
 use hallows_abi::{call, fault_kind, BootInfo, BOOT_MAGIC};
 

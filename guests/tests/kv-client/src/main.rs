@@ -14,7 +14,11 @@
 //! end, so that the system ends; the store must run with `quit`);
 //! `no_checks` (the load alone); `await_key=K` (after the load, wait for
 //! key K to hold `written over RESP`: a host client writes it over the
-//! store's RESP front).
+//! store's RESP front); `bench=A,B` (instead of the checks and the load:
+//! the bench of docs/benchmarks.md, comparison A: runs of A and of B puts
+//! of a 3-byte value to one 16-byte key, then as many gets of it, one
+//! request in flight, each run between two bench markers for the
+//! instruction-counting plugin).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -98,10 +102,14 @@ async fn run(boot: Boot) -> u64 {
     }
     let mut c = Checks { passed: 0, failed: 0 };
     let mut restarts = 0u64;
-    if !boot.has("no_checks") {
+    if let Some(runs) = boot.arg("bench") {
+        bench(&mut kv, &mut c, runs).await;
+    } else if !boot.has("no_checks") {
         requests(&mut kv, &mut c, &mut restarts).await;
     }
-    load(&mut kv, &mut c, &mut restarts, count).await;
+    if boot.arg("bench").is_none() {
+        load(&mut kv, &mut c, &mut restarts, count).await;
+    }
     if let Some(key) = boot.arg("await_key") {
         // Written by a Redis client over the store's RESP front.
         let start = time::now();
@@ -131,6 +139,58 @@ async fn run(boot: Boot) -> u64 {
         println!("kv-client: FAIL ({} checks)", c.failed);
         1
     }
+}
+
+/// The bench (docs/benchmarks.md, comparison A): for puts, then gets, a
+/// run of each request count in `runs` (`A,B`), one request in flight,
+/// the key and value redis-benchmark uses (`key:__rand_int__`, `xxx`),
+/// each run between two [`hallows_rt::bench_mark`]s. The counting tool
+/// takes the difference of the two runs' counts, so what both share
+/// (the markers, the loop's set-up) cancels out. Prints each run's rate
+/// and p50/p99 latency in the machine's own (emulated) time.
+async fn bench(kv: &mut Kv, c: &mut Checks, runs: &str) {
+    const KEY: &[u8] = b"key:__rand_int__";
+    const VALUE: &[u8] = b"xxx";
+    let runs: Vec<u32> = runs.split(',').filter_map(|n| n.parse().ok()).collect();
+    if runs.is_empty() {
+        c.check(false, "bench=A,B names request counts");
+        return;
+    }
+    c.check(kv.put(KEY, VALUE).await.is_ok(), "the bench key is written");
+    let mut lat: Vec<u64> = Vec::with_capacity(runs.iter().copied().max().unwrap_or(0) as usize);
+    for op in ["set", "get"] {
+        // A warm-up run of the first count, not measured: one-time costs
+        // (heap growth, the first log group) stay out of the difference.
+        for _ in 0..runs[0] {
+            let _ = if op == "set" { kv.put(KEY, VALUE).await.is_ok() } else { is(&kv.get(KEY).await, VALUE) };
+        }
+        for &n in &runs {
+            lat.clear();
+            let mut failed = 0u32;
+            hallows_rt::bench_mark();
+            let start = time::now();
+            for _ in 0..n {
+                let t = time::now();
+                let ok = if op == "set" { kv.put(KEY, VALUE).await.is_ok() } else { is(&kv.get(KEY).await, VALUE) };
+                failed += u32::from(!ok);
+                lat.push((time::now() - t).as_nanos() as u64);
+            }
+            let took = time::now() - start;
+            hallows_rt::bench_mark();
+            c.check(failed == 0, &format!("bench {op} {n}: every request answered as expected ({failed} not)"));
+            lat.sort_unstable();
+            let pct = |p: usize| lat.get((lat.len() * p / 100).min(lat.len().saturating_sub(1))).copied().unwrap_or(0);
+            println!(
+                "kv-client: bench {op} {n} rps={} p50_us={}.{:03} p99_us={}.{:03} (emulated time)",
+                u64::from(n) * 1_000_000_000 / (took.as_nanos() as u64).max(1),
+                pct(50) / 1000,
+                pct(50) % 1000,
+                pct(99) / 1000,
+                pct(99) % 1000
+            );
+        }
+    }
+    println!("kv-client: bench done, {} checks failed", c.failed);
 }
 
 /// Every request kind, one at a time, with its expected answer.

@@ -384,6 +384,15 @@ pub fn relax() {
     unsafe { asm!("yield", options(nomem, nostack, preserves_flags)) };
 }
 
+/// The bench marker (docs/benchmarks.md): `hint #0x7f`, an unallocated
+/// hint and so a NOP, on which tools/bench's counting plugin snapshots
+/// every core's instruction counts.
+pub fn bench_mark() {
+    // SAFETY: an unallocated hint executes as a NOP: no memory or register
+    // effects.
+    unsafe { asm!("hint #0x7f", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Wakes cores waiting in `wait_for_event_or_interrupt`.
 pub fn send_event() {
     // SAFETY: orders earlier stores, then signals an event.

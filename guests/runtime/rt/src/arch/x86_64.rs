@@ -537,6 +537,10 @@ global_asm!(
     "    ret",
 );
 
+/// The bench marker (docs/benchmarks.md); the counting plugin exists
+/// for aarch64 only, so nothing here.
+pub fn bench_mark() {}
+
 /// One turn of a busy wait for another core: `pause`, which QEMU's
 /// one-thread (`-icount`) scheduler already takes as a reason to run the
 /// next core.
