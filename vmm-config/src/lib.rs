@@ -18,7 +18,7 @@ mod check;
 pub mod cli;
 mod diag;
 mod disk;
-mod display;
+pub mod display;
 mod linux;
 mod duration;
 mod net;
