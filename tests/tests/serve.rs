@@ -1,0 +1,201 @@
+//! `hallows serve` as a user runs it (docs/deploy.md#make-serve): the
+//! `hallows` binary serves tests/systems/serve.toml (the todo API, the
+//! store with its Redis port open, the Kafka-speaking log, the worker);
+//! the test waits for the endpoints it prints, runs each printed client
+//! command (curl, redis-cli, kcat) and more through those clients, sends
+//! SIGINT, and checks exit 0, the per-partition summary and that no QEMU
+//! is left; then serves the same disks again and finds every acknowledged
+//! write (a todo, a Redis key, a Kafka record).
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use hallows_tests::{root, run_with_timeout};
+
+/// The `hallows` binary, built by cargo into the workspace's target
+/// directory (the test harness links the library only).
+fn hallows_binary() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let st = Command::new(cargo)
+        .current_dir(root())
+        .args(["build", "--quiet", "-p", "hallows", "--bin", "hallows"])
+        .status()
+        .expect("running cargo build -p hallows");
+    assert!(st.success(), "cargo build -p hallows failed");
+    root().join("target/debug/hallows")
+}
+
+/// A running `hallows serve`, its standard error and output collected.
+struct Serve {
+    child: Child,
+    err: Arc<Mutex<String>>,
+    out: Arc<Mutex<String>>,
+}
+
+impl Serve {
+    fn start(bin: &Path, disks: &Path) -> Serve {
+        let mut child = Command::new(bin)
+            .current_dir(root())
+            .args(["serve", "tests/systems/serve.toml", "--ready-timeout", "240", "--disk"])
+            .arg(format!("store={}", disks.join("store.img").display()))
+            .arg("--disk")
+            .arg(format!("log={}", disks.join("log.img").display()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting hallows serve");
+        let collect = |mut r: Box<dyn Read + Send>| {
+            let buf = Arc::new(Mutex::new(String::new()));
+            let b = buf.clone();
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 4096];
+                while let Ok(n) = r.read(&mut chunk) {
+                    if n == 0 {
+                        break;
+                    }
+                    b.lock().unwrap().push_str(&String::from_utf8_lossy(&chunk[..n]));
+                }
+            });
+            buf
+        };
+        let err = collect(Box::new(child.stderr.take().unwrap()));
+        let out = collect(Box::new(child.stdout.take().unwrap()));
+        Serve { child, err, out }
+    }
+
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn both(&self) -> String {
+        format!("--- stderr\n{}\n--- stdout\n{}", self.stderr(), self.out.lock().unwrap())
+    }
+
+    /// Waits for the printed endpoints: (partition, protocol, command).
+    fn endpoints(&mut self) -> Vec<(String, String, String)> {
+        let start = Instant::now();
+        while !self.stderr().contains("Ctrl-C (or SIGTERM) stops it") {
+            if start.elapsed() > Duration::from_secs(300) || self.child.try_wait().unwrap().is_some() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("hallows serve never printed its endpoints:\n{}", self.both());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let err = self.stderr();
+        let block = err.split("reach it from this machine with:").nth(1).unwrap_or_default();
+        block
+            .lines()
+            .filter_map(|l| l.strip_prefix("hallows:   "))
+            .filter_map(|l| {
+                let (what, cmd) = l.split_once("): ")?;
+                let (name, proto) = what.split_once(" (")?;
+                Some((name.split(" port ").next()?.to_owned(), proto.to_owned(), cmd.to_owned()))
+            })
+            .collect()
+    }
+
+    fn qemu_pid(&self) -> u32 {
+        let err = self.stderr();
+        let l = err.lines().find_map(|l| l.strip_prefix("hallows: QEMU is process ")).unwrap_or_else(|| panic!("no QEMU pid:\n{err}"));
+        l.split(';').next().unwrap().trim().parse().unwrap()
+    }
+
+    /// SIGINT, then its exit status (killed after 120 s: a failure).
+    fn interrupt(mut self) -> (i32, String) {
+        let st = Command::new("kill").args(["-INT", &self.child.id().to_string()]).status().unwrap();
+        assert!(st.success());
+        let start = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                std::thread::sleep(Duration::from_millis(200));
+                return (s.code().unwrap_or(-1), self.both());
+            }
+            if start.elapsed() > Duration::from_secs(120) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("hallows serve did not stop within 120 s of SIGINT:\n{}", self.both());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    let out = run_with_timeout(Command::new("sh").args(["-c", cmd]), None, Duration::from_secs(60));
+    assert!(out.status.success(), "`{cmd}` failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Whether any live process is a QEMU using a file under `dir`.
+fn qemu_using(dir: &Path) -> Option<String> {
+    let dir = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
+        let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+        (cmd.contains("qemu-system") && cmd.contains(&dir)).then_some(cmd)
+    })
+}
+
+fn check_stopped(code: i32, out: &str, qemu: u32, disks: &Path) {
+    assert_eq!(code, 0, "hallows serve did not exit 0 after SIGINT:\n{out}");
+    assert!(out.contains("hallows: per-partition summary:") && out.contains("hallows: stopped cleanly"), "{out}");
+    for p in ["todo", "store", "log", "worker"] {
+        let line = out.lines().find(|l| l.starts_with(&format!("hallows:   {p}: at the stop: running, up "))).unwrap_or_else(|| panic!("no summary line for {p}:\n{out}"));
+        assert!(line.contains("restarts 0, faults 0, watchdog misses 0; end: stopped: by the operator"), "{line}");
+    }
+    assert!(out.contains("[hallows] all partitions finished"), "the hypervisor's own summary is missing:\n{out}");
+    // QEMU was reaped by hallows: its pid is gone (or reused by something
+    // that is not a QEMU of this test), and no QEMU holds the disks.
+    let left = std::fs::read(format!("/proc/{qemu}/cmdline")).map(|c| String::from_utf8_lossy(&c).contains("qemu-system")).unwrap_or(false);
+    assert!(!left, "QEMU {qemu} is still there");
+    assert_eq!(qemu_using(disks), None, "a QEMU still uses {}", disks.display());
+}
+
+#[test]
+fn serve_prints_working_endpoints_and_stops_cleanly_on_sigint() {
+    let bin = hallows_binary();
+    let disks = root().join("target/hallows/tests/serve");
+    let _ = std::fs::remove_dir_all(&disks);
+    std::fs::create_dir_all(&disks).unwrap();
+
+    let mut s = Serve::start(&bin, &disks);
+    let eps = s.endpoints();
+    let names: Vec<(&str, &str)> = eps.iter().map(|(n, p, _)| (n.as_str(), p.as_str())).collect();
+    assert_eq!(names, [("todo", "http"), ("store", "redis"), ("log", "kafka")], "{}", s.both());
+    // Each printed command, as printed, through the real client.
+    for (_, proto, cmd) in &eps {
+        let out = sh(cmd);
+        match proto.as_str() {
+            "http" => assert!(out.starts_with("HTTP/1.1 "), "`{cmd}`: {out}"),
+            "redis" => assert_eq!(out.trim(), "PONG", "`{cmd}`"),
+            "kafka" => assert!(out.contains("1 brokers:") && out.contains("127.0.0.1:29092"), "`{cmd}`: {out}"),
+            _ => unreachable!(),
+        }
+    }
+    // Writes through each client, acknowledged before the stop.
+    let todo = sh(r#"curl -sf -H 'Authorization: Bearer demo-token' -d '{"title":"survive the stop"}' http://127.0.0.1:28080/todos"#);
+    assert!(todo.contains(r#""id":1"#), "{todo}");
+    assert_eq!(sh("redis-cli -h 127.0.0.1 -p 26379 set served-key acknowledged").trim(), "OK");
+    let p = run_with_timeout(Command::new("kcat").args(["-P", "-b", "127.0.0.1:29092", "-t", "served", "-X", "acks=all"]), Some(b"record one\n"), Duration::from_secs(60));
+    assert!(p.status.success(), "kcat -P: {}", String::from_utf8_lossy(&p.stderr));
+    assert_eq!(sh("kcat -C -b 127.0.0.1:29092 -t served -e -q").trim(), "record one");
+    let qemu = s.qemu_pid();
+    let (code, out) = s.interrupt();
+    check_stopped(code, &out, qemu, &disks);
+
+    // The same disks served again: every acknowledged write is there.
+    let mut s = Serve::start(&bin, &disks);
+    s.endpoints();
+    assert_eq!(sh("redis-cli -h 127.0.0.1 -p 26379 get served-key").trim(), "acknowledged");
+    let got = sh("curl -sf -H 'Authorization: Bearer demo-token' http://127.0.0.1:28080/todos/1");
+    assert!(got.contains("survive the stop"), "{got}");
+    assert_eq!(sh("kcat -C -b 127.0.0.1:29092 -t served -e -q").trim(), "record one");
+    let qemu = s.qemu_pid();
+    let (code, out) = s.interrupt();
+    check_stopped(code, &out, qemu, &disks);
+}
