@@ -42,6 +42,12 @@ pub fn system_image(name: &str) -> (vmm_config::System, PathBuf) {
     image_of(&root().join("tests/systems").join(format!("{name}.toml")), &|_| {}, &|_| {})
 }
 
+/// Composes the image of the manifest at `path` (a system outside
+/// tests/systems, such as vmm-config/examples/flagship.toml).
+pub fn manifest_image(path: &Path) -> (vmm_config::System, PathBuf) {
+    image_of(path, &|_| {}, &|_| {})
+}
+
 /// A finished boot.
 #[derive(Debug)]
 pub struct Boot {

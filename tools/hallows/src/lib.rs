@@ -11,6 +11,7 @@ pub mod bochs;
 pub mod build;
 pub mod cost;
 pub mod cpio;
+pub mod demo;
 pub mod gdb;
 pub mod image;
 pub mod image_x86;

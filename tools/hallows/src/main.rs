@@ -198,6 +198,21 @@ enum Cmd {
         #[arg(long = "disk", value_name = "PARTITION=FILE")]
         disks: Vec<String>,
     },
+    /// The flagship system's scripted scenario (`make run`, docs/demo.md):
+    /// build, boot on fresh disks, drive it with the load generator inside
+    /// and curl, redis-cli, kcat and psql from the host, check every
+    /// result, measure the rates, screenshot the dashboard
+    /// (target/hallows/<manifest>-dashboard.png), stop, print a summary.
+    ///
+    /// Exit status: 0 every check passed; 1 a check failed (the summary
+    /// says which, the console is in target/hallows/<manifest>-console.log);
+    /// 64 the scenario could not run (a missing client, a manifest that is
+    /// not the flagship's shape); 130 Ctrl-C.
+    #[command(verbatim_doc_comment)]
+    Demo {
+        #[arg(default_value = "vmm-config/examples/flagship.toml")]
+        manifest: PathBuf,
+    },
     /// Save a screenshot of the display of a system that `hallows run` is
     /// running (QMP `screendump`, converted to PNG).
     Screenshot {
@@ -293,6 +308,7 @@ fn main() -> ExitCode {
     | Cmd::Run { manifest, .. }
     | Cmd::Serve { manifest, .. }
     | Cmd::Screenshot { manifest, .. }
+    | Cmd::Demo { manifest }
     | Cmd::Input { manifest, .. }
     | Cmd::BootCost { manifest, .. }
     | Cmd::El2Cost { manifest, .. }
@@ -432,6 +448,36 @@ fn run(cli: Cli) -> Result<u8> {
             let scratch = root.join("target/hallows");
             let s = hallows::gdb::session(&sys, &path, &guests, &name, gdb_port, gdb_batch.as_deref(), &scratch, false)?;
             Ok(if s.gdb.success() { 0 } else { 1 })
+        }
+        Cmd::Demo { manifest } => {
+            qemu::check_accel()?;
+            let missing = hallows::demo::missing_clients();
+            if !missing.is_empty() {
+                anyhow::bail!(
+                    "the scenario's clients are missing: {} (`make deps` installs them; or apt-get install {})",
+                    missing.iter().map(|m| m.0).collect::<Vec<_>>().join(", "),
+                    missing.iter().map(|m| m.1).collect::<Vec<_>>().join(" ")
+                );
+            }
+            let start = std::time::Instant::now();
+            let (mut sys, path, _) = build_image(&manifest, None, outside, false)?;
+            let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+            static STOP: AtomicBool = AtomicBool::new(false);
+            ctrlc::set_handler(|| STOP.store(true, Ordering::Release)).context("installing the Ctrl-C handler")?;
+            progress(&format!("built in {:.0} s; the scenario starts", start.elapsed().as_secs_f64()));
+            let (report, log) = hallows::demo::run_manifest(&root, &manifest, &mut sys, &path, &STOP)?;
+            print!("{}", report.summary());
+            println!("  the machine's console: {}", log.display());
+            if report.passed() {
+                Ok(0)
+            } else {
+                eprintln!("hallows demo: a check failed (above); the console's last lines:");
+                let lines: Vec<&str> = report.console.lines().collect();
+                for l in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("  {l}");
+                }
+                Ok(1)
+            }
         }
         Cmd::Screenshot { manifest, output } => {
             let mut q = connect_display(&manifest, outside)?;

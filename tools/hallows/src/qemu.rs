@@ -368,6 +368,11 @@ impl Control {
         self.pid.lock().ok().and_then(|p| *p)
     }
 
+    /// The machine's output so far.
+    pub fn text(&self) -> String {
+        self.seen.lock().map(|s| String::from_utf8_lossy(&s).into_owned()).unwrap_or_default()
+    }
+
     /// Waits until the machine's output contains `text`; `false` after `timeout`.
     pub fn wait_for(&self, text: &str, timeout: Duration) -> bool {
         let start = std::time::Instant::now();

@@ -330,7 +330,7 @@ fn stop(sys: &System, control: &Control, done: &AtomicBool) -> String {
         let start = Instant::now();
         let mut last_send: Option<Instant> = None;
         while start.elapsed() < Duration::from_secs(20) && !done.load(Ordering::Acquire) {
-            let left = running(&control.output_since(0));
+            let left = running(&control.text());
             if left.is_empty() {
                 break;
             }

@@ -6,6 +6,8 @@
 //! * [`sql`]: the SQL subset's parser (errors carry line and column).
 //! * [`plan`]: names, types, decimal scales, filter pushdown, join order.
 //! * [`exec`]: vectorized, morsel-driven execution on one core or many.
+//! * [`events`]: a table fed by a stream of events, snapshotted into an
+//!   image in memory (the flagship system's analytics).
 //! * [`tpch`]: the TPC-H schema the loader knows.
 //! * `load` (feature `std`): `.tbl`/CSV files into an image.
 //! * [`pgwire`]: the PostgreSQL v3 protocol (simple queries), sans I/O.
@@ -16,6 +18,7 @@
 extern crate alloc;
 
 pub mod encode;
+pub mod events;
 pub mod exec;
 pub mod http;
 #[cfg(feature = "std")]

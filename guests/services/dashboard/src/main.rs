@@ -19,6 +19,11 @@
 //! late are counted, and every `report=N` frames (boot argument, default
 //! 600) a line gives p50/p99/max frame time and the misses. With
 //! `frames=N` the partition exits 0 after N frames (for measurements).
+//! `sources=A,B,C` names the sources (default: the three of the metrics
+//! source test guest; at most 8; `_` shows as a space), each a chart
+//! series `NAME/s` and a counter `NAME total`; `generators=X,Y` names the Pause/Resume buttons, whose clicks
+//! go out on "control" as sources 0, 1, ... (default: one per source;
+//! `generators=` none). `title=T` is the dashboard's title.
 //! `damage=off` repaints and flushes the whole screen every frame that
 //! changed anything (the baseline for the damage-tracking measurement).
 #![no_std]
@@ -48,10 +53,11 @@ mod spec {
     include!(concat!(env!("OUT_DIR"), "/dashboard.rs"));
 }
 
-/// The load generators the dashboard shows (the sources' indices).
+/// The sources the dashboard shows without `sources=` (the metrics
+/// source test guest's).
 const SOURCES: [&str; 3] = ["web load", "log producer", "store writer"];
-/// The counter that shows missed frame deadlines.
-const MISSED_COUNTER: usize = SOURCES.len();
+/// Sources at most.
+const MAX_SOURCES: usize = 8;
 
 /// A channel end: one of the system's (by manifest name) or the
 /// partition's own input ring.
@@ -138,6 +144,8 @@ struct Screen {
     report_every: u64,
     /// Metrics messages naming no source (another partition's mistake).
     bad_metrics: u64,
+    /// Sources shown; the counter after theirs shows missed frames.
+    sources: usize,
     failed: Option<hallows_rt::display::DisplayError>,
 }
 
@@ -185,7 +193,7 @@ impl spec::Handlers for Screen {
 
     fn on_metrics(&mut self, message: spec::Metrics, _send: &mut spec::Senders<Channels>) {
         let i = message.source as usize;
-        if i >= SOURCES.len() {
+        if i >= self.sources {
             self.bad_metrics += 1;
             return;
         }
@@ -213,8 +221,9 @@ impl spec::Handlers for Screen {
             let _ = send.control.port().try_send(&spec::Control::new(generator as u32, paused.into()));
         }
         let missed = self.pacing.late + self.pacing.skipped;
-        if self.ui.component().counters().get(MISSED_COUNTER).is_some_and(|c| c.value != missed) {
-            self.ui.update(|d| d.set_counter(MISSED_COUNTER, missed));
+        let missed_counter = self.sources;
+        if self.ui.component().counters().get(missed_counter).is_some_and(|c| c.value != missed) {
+            self.ui.update(|d| d.set_counter(missed_counter, missed));
         }
         let drew = self.ui.needs_frame() && self.failed.is_none();
         if drew {
@@ -276,15 +285,26 @@ fn main(boot: &Boot) -> u64 {
     decoder.set_abs_max(1, ay.max(1));
     println!("dashboard: display {w}x{h}, {} input devices, pointer axes 0..={ax} x 0..={ay}", inputs.len());
 
-    let mut d = Dashboard::new("RustHallows");
-    for name in SOURCES {
-        d.add_series(alloc::format!("{name} req/s"), 120);
+    let names = |arg: Option<&str>, default: &[&str]| -> Vec<alloc::string::String> {
+        match arg {
+            Some(list) => list.split(',').filter(|s| !s.is_empty()).take(MAX_SOURCES).map(|s| s.replace('_', " ")).collect(),
+            None => default.iter().map(|s| alloc::string::String::from(*s)).collect(),
+        }
+    };
+    let sources = names(boot.arg("sources"), &SOURCES);
+    let source_refs: Vec<&str> = sources.iter().map(|s| s.as_str()).collect();
+    let generators = names(boot.arg("generators"), &source_refs);
+    let mut d = Dashboard::new(boot.arg("title").unwrap_or("RustHallows").replace('_', " "));
+    // Boot arguments are split at spaces: `_` in a name is shown as one.
+    let (per_second, total) = if boot.arg("sources").is_some() { ("/s", " total") } else { (" req/s", " requests") };
+    for name in &sources {
+        d.add_series(alloc::format!("{name}{per_second}"), 120);
     }
-    for name in SOURCES {
-        d.add_counter(alloc::format!("{name} requests"));
+    for name in &sources {
+        d.add_counter(alloc::format!("{name}{total}"));
     }
     d.add_counter("missed frames");
-    for name in SOURCES {
+    for name in &generators {
         d.add_generator(name);
     }
     let Some(mut ring) = Loopback::new::<spec::InputEvent>(256) else {
@@ -307,6 +327,7 @@ fn main(boot: &Boot) -> u64 {
         pacing: Pacing::default(),
         report_every,
         bad_metrics: 0,
+        sources: sources.len(),
         failed: None,
     };
     let channels = Channels { boot: boot.clone(), input: RefCell::new(ring) };

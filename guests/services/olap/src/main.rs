@@ -19,6 +19,17 @@
 //! ErrorResponse before the connection is closed. Nothing a client sends
 //! is written to the disk: the partition never writes it.
 //!
+//! The events table (the flagship system, docs/demo.md): where the
+//! system connects "deliveries" (from the log partition) and "consumed"
+//! (back to it), the partition needs no disk: it consumes the log's
+//! in-system topic into `hallows_olap::events` (table `events`: the
+//! offset, the kind, and the todo id and title of each record) and
+//! answers queries on a snapshot of it in memory, renewed at most every
+//! `snapshot_ms` (boot argument, default 500) while events arrive. It
+//! reports each event consumed once the snapshot holding it is in
+//! place, so a restart of the partition gets the events again from the
+//! log (it keeps at most `events_max`, default 100000, in memory).
+//!
 //! Boot arguments: `trace` (a console line per connection and per query,
 //! with how many of its morsels ran on other cores), `serial` (every
 //! morsel on the query's own core).
@@ -34,7 +45,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use core::time::Duration;
 
-use hallows_blockdev::{BlockDevice, Error as DevError, SECTOR as BLOCK};
+use hallows_blockdev::{BlockDevice, Error as DevError, MemDisk, SECTOR as BLOCK};
 use hallows_net::{with_timeout, TcpListener, TcpStream};
 use hallows_olap::pgwire::{Conn, Event};
 use hallows_olap::{http, Engine, Executor};
@@ -43,6 +54,12 @@ use hallows_rt::virtio::Disk;
 use hallows_rt::{println, time, Boot};
 
 hallows_rt::entry!(main);
+
+/// Generated from `events.pt` by the build script.
+#[allow(dead_code)]
+mod spec {
+    include!(concat!(env!("OUT_DIR"), "/events.rs"));
+}
 
 /// A connection silent this long is closed.
 const IDLE: Duration = Duration::from_secs(300);
@@ -112,7 +129,107 @@ impl BlockDevice for ReadOnlyDisk {
     }
 }
 
-type Shared = Arc<Engine<ReadOnlyDisk>>;
+/// What a query runs on: the image on the disk, or a snapshot of the
+/// events table in memory.
+enum Dev {
+    Disk(ReadOnlyDisk),
+    Events(MemDisk),
+}
+
+impl BlockDevice for Dev {
+    fn sectors(&self) -> u64 {
+        match self {
+            Dev::Disk(d) => d.sectors(),
+            Dev::Events(d) => d.sectors(),
+        }
+    }
+    fn read(&mut self, lba: u64, buf: &mut [u8]) -> Result<(), DevError> {
+        match self {
+            Dev::Disk(d) => d.read(lba, buf),
+            Dev::Events(d) => d.read(lba, buf),
+        }
+    }
+    fn write(&mut self, _lba: u64, _buf: &[u8]) -> Result<(), DevError> {
+        Err(DevError::Io)
+    }
+    fn flush(&mut self) -> Result<(), DevError> {
+        Ok(())
+    }
+}
+
+/// The engine queries run on now: a query takes the current one and
+/// keeps it to its end, while the events task may put a newer one in.
+struct Current(spin::Mutex<Arc<Engine<Dev>>>);
+
+impl Current {
+    fn get(&self) -> Arc<Engine<Dev>> {
+        self.0.lock().clone()
+    }
+}
+
+type Shared = Arc<Current>;
+
+/// The engine's limits for this partition's heap (see [`ROW_BUDGET`]).
+fn limit(e: &mut Engine<Dev>) {
+    let (_, heap) = hallows_rt::mm::heap_range();
+    let n = (heap / ROW_BUDGET).max(1) as usize;
+    e.limits = hallows_olap::Limits { max_rows: n.min(e.limits.max_rows), max_groups: n.min(e.limits.max_groups) };
+}
+
+/// The events consumer: deliveries into the log of events.
+struct Consumer {
+    log: hallows_olap::events::EventLog,
+    /// Every delivery up to this offset has been taken (not yet reported).
+    taken: Option<i64>,
+}
+
+impl spec::Handlers for Consumer {
+    type Endpoints = Boot;
+    fn delivered(&mut self, message: spec::LogDelivery, _send: &mut spec::Senders<Boot>) {
+        self.log.push(message.offset, message.key.as_bytes(), message.value.as_bytes());
+        self.taken = Some(message.offset);
+    }
+}
+
+/// Consumes the log's topic, snapshots it into `current` at most every
+/// `period`, and reports on "consumed" what the current snapshot holds.
+async fn consume(mut svc: spec::Service<Consumer>, current: Shared, period: Duration) {
+    let mut last = time::now();
+    let mut reported: Option<i64> = None;
+    let mut snapshot_through: Option<i64> = None;
+    loop {
+        let t = svc.turn(time::now_nanos());
+        if t.corrupt != 0 {
+            println!("olap: channel \"deliveries\" corrupt: events stop here");
+            return;
+        }
+        if svc.handlers.log.changed() && time::now() - last >= period {
+            let t0 = time::now();
+            match svc.handlers.log.snapshot_into(Dev::Events) {
+                Ok(mut e) => {
+                    limit(&mut e);
+                    *current.0.lock() = Arc::new(e);
+                    snapshot_through = svc.handlers.taken;
+                    if TRACE.load(Ordering::Relaxed) {
+                        println!("olap: events snapshot of {} rows in {} us", svc.handlers.log.len(), (time::now() - t0).as_micros());
+                    }
+                }
+                Err(e) => println!("olap: events snapshot failed: {e}"),
+            }
+            last = time::now();
+        }
+        if let Some(through) = snapshot_through.filter(|t| Some(*t) != reported) {
+            // Full: the log reads "consumed" soon; told next turn.
+            if spec::Port::port(&mut svc.send.consumed).try_send(&spec::LogConsumed::new(through)).is_ok() {
+                reported = Some(through);
+                svc.flush();
+            }
+        }
+        if t.handled == 0 {
+            time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
 
 fn main(boot: &Boot) -> u64 {
     let b = boot.clone();
@@ -130,39 +247,63 @@ async fn serve(boot: Boot) -> u64 {
             return 1;
         }
     };
-    let disk = match Disk::open(&boot) {
-        Ok(d) => d,
+    let consumer = Consumer { log: hallows_olap::events::EventLog::new(boot.arg("events_max").and_then(|n| n.parse().ok()).unwrap_or(100_000)), taken: None };
+    let events = match spec::Service::connect(consumer, &boot) {
+        Ok(svc) => Some(svc),
+        Err(spec::ConnectError::MissingChannel(_)) => None,
         Err(e) => {
-            println!("olap: {e}");
+            println!("olap: the events channels: {e}");
             return 1;
         }
     };
-    let blocks = disk.sectors();
-    let t0 = time::now();
-    let engine: Shared = match Engine::open(ReadOnlyDisk(disk)) {
-        Ok(mut e) => {
-            let (_, heap) = hallows_rt::mm::heap_range();
-            let n = (heap / ROW_BUDGET).max(1) as usize;
-            e.limits = hallows_olap::Limits { max_rows: n.min(e.limits.max_rows), max_groups: n.min(e.limits.max_groups) };
-            println!("olap: heap {} MiB: at most {} rows a result or join side, {} groups an aggregation", heap >> 20, e.limits.max_rows, e.limits.max_groups);
-            Arc::new(e)
+    let engine: Shared = if let Some(mut svc) = events {
+        let mut e = match svc.handlers.log.snapshot_into(Dev::Events) {
+            Ok(e) => e,
+            Err(e) => {
+                println!("olap: the empty events table: {e}");
+                return 1;
+            }
+        };
+        limit(&mut e);
+        let period = Duration::from_millis(boot.arg("snapshot_ms").and_then(|n| n.parse().ok()).unwrap_or(500).max(10));
+        let current = Arc::new(Current(spin::Mutex::new(Arc::new(e))));
+        println!("olap: table events fed by the log partition's topic (snapshot every {} ms)", period.as_millis());
+        spawn(consume(svc, current.clone(), period));
+        current
+    } else {
+        let disk = match Disk::open(&boot) {
+            Ok(d) => d,
+            Err(e) => {
+                println!("olap: {e}");
+                return 1;
+            }
+        };
+        let blocks = disk.sectors();
+        let t0 = time::now();
+        let engine = match Engine::open(Dev::Disk(ReadOnlyDisk(disk))) {
+            Ok(mut e) => {
+                limit(&mut e);
+                println!("olap: heap {} MiB: at most {} rows a result or join side, {} groups an aggregation", hallows_rt::mm::heap_range().1 >> 20, e.limits.max_rows, e.limits.max_groups);
+                e
+            }
+            Err(e) => {
+                println!("olap: cannot open the image on the disk ({} sectors): {e} (load one with hallows-olap-load, docs/olap.md)", blocks);
+                return 1;
+            }
+        };
+        let mut rows = 0u64;
+        for t in &engine.db.tables {
+            println!("olap: table {}: {} rows in {} row groups", t.schema.name, t.rows, t.groups.len());
+            rows += t.rows;
         }
-        Err(e) => {
-            println!("olap: cannot open the image on the disk ({} sectors): {e} (load one with hallows-olap-load, docs/olap.md)", blocks);
-            return 1;
-        }
+        println!(
+            "olap: image of {} KiB opened in {} ms: {} tables, {rows} rows",
+            (blocks * BLOCK as u64) >> 10,
+            (time::now() - t0).as_millis(),
+            engine.db.tables.len()
+        );
+        Arc::new(Current(spin::Mutex::new(Arc::new(engine))))
     };
-    let mut rows = 0u64;
-    for t in &engine.db.tables {
-        println!("olap: table {}: {} rows in {} row groups", t.schema.name, t.rows, t.groups.len());
-        rows += t.rows;
-    }
-    println!(
-        "olap: image of {} KiB opened in {} ms: {} tables, {rows} rows",
-        (blocks * BLOCK as u64) >> 10,
-        (time::now() - t0).as_millis(),
-        engine.db.tables.len()
-    );
     let net = &boot.info().net;
     let listen = |i: usize| if (net.listen_count as usize) > i && net.listen[i] != 0 { Some(net.listen[i]) } else { None };
     let port = listen(0).unwrap_or(5432);
@@ -227,7 +368,7 @@ async fn send(s: &mut TcpStream, out: &[u8]) -> bool {
 fn run_query(engine: &Shared, q: &str) -> Result<hallows_olap::ResultSet, hallows_olap::Error> {
     let t0 = time::now();
     let ex = Cores::default();
-    let r = engine.query(q, &ex);
+    let r = engine.get().query(q, &ex);
     if TRACE.load(Ordering::Relaxed) {
         let (m, e) = (ex.morsels.load(Ordering::Relaxed), ex.elsewhere.load(Ordering::Relaxed));
         match &r {

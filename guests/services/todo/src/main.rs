@@ -11,10 +11,16 @@
 //! request is 401), `quit` (test endpoint: `POST /quit` with a valid token
 //! answers, then the guest asks the store to shut down, prints its route
 //! statistics and exits 0),
-//! `log` (a request log line per request), `no_rate_limit` (the spec's
+//! `log` (a request log line per request), `events` (each record
+//! `POST /todos` creates is also an event `created` with `ID TITLE` on the
+//! log partition's in-system topic, the job queue's channels; the 201
+//! goes out once the log has it durable, or without it when the log did
+//! not take it in time, counted in the summary), `no_rate_limit` (the spec's
 //! rate limit off: benchmarks, whose clients all share the host's address).
-//! The port is the manifest's
-//! first `listen` port (else 80).
+//! `metrics_ms=N` (see `calls`). The port is the manifest's
+//! first `listen` port (else 80). Where the manifest connects them, the
+//! API also answers calls from another partition over "api-calls" and
+//! sends its figures on "metrics" (`calls.rs`).
 #![no_std]
 #![no_main]
 #![forbid(unsafe_code)]
@@ -24,6 +30,7 @@ extern crate alloc;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
+use core::sync::atomic::Ordering;
 use core::time::Duration;
 
 use hallows_basilisk::auth::Tokens;
@@ -42,6 +49,7 @@ mod spec {
 }
 use spec::web::{App, Rename, Routes, Todo, ROUTES};
 
+mod calls;
 mod jobs;
 
 fn main(boot: &Boot) -> u64 {
@@ -92,13 +100,8 @@ impl<S: Store> Routes<S> for Handlers {
         };
         let record = hallows_basilisk::serde_json::from_slice::<hallows_basilisk::serde_json::Value>(&shown.body);
         let title = record.ok().and_then(|r| r.get("title").and_then(|t| t.as_str()).map(String::from)).unwrap_or_default();
-        // `ID TITLE`, cut to the record's 100 bytes at a character boundary.
-        let mut arg = alloc::format!("{id} {title}");
-        let mut end = arg.len().min(100);
-        while !arg.is_char_boundary(end) {
-            end -= 1;
-        }
-        arg.truncate(end);
+        // `ID TITLE`, cut to the record's 100 bytes.
+        let arg = cut(alloc::format!("{id} {title}"), 100);
         match queue.enqueue(b"remind", arg.as_bytes(), ENQUEUE_TIME).await {
             Ok(offset) => Response::json(202, alloc::format!("{{\"job\":{offset},\"kind\":\"remind\",\"todo\":{id}}}").into_bytes()),
             Err(jobs::Refused::NoAck) => Response::error(504, "the job queue did not acknowledge in time"),
@@ -138,11 +141,24 @@ impl<S: Store> Routes<S> for Handlers {
     }
 }
 
+/// `s` cut to at most `max` bytes at a character boundary.
+fn cut(mut s: String, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+    s
+}
+
 /// What the connection tasks share.
 pub struct Shared {
     app: App<Handlers>,
-    store: KvStore,
+    store: calls::Counted<KvStore>,
     log: bool,
+    /// `events`: creations go to the log too.
+    events: bool,
+    figures: Arc<calls::Figures>,
 }
 
 impl Shared {
@@ -152,10 +168,29 @@ impl Shared {
         let mut g = shared.lock().await;
         let s = &mut *g;
         let resp = s.app.handle(req, &mut s.store, time::now_nanos).await;
+        s.figures.requests.fetch_add(1, Ordering::Relaxed);
         if s.log {
             println!("{}", hallows_basilisk::stats::log_line(req.method.as_str(), req.path, resp.status, s.app.last_ns));
         }
+        if s.events && resp.status == 201 && req.method == Method::Post && req.path == "/todos" {
+            s.created(&resp).await;
+        }
         resp
+    }
+
+    /// `events`: the record a `POST /todos` created, as event `created`
+    /// (`ID TITLE`, cut to the record's 100 bytes) on the log's topic.
+    async fn created(&mut self, resp: &Response) {
+        let Some(queue) = self.app.routes.jobs.as_mut() else {
+            return;
+        };
+        let record = hallows_basilisk::serde_json::from_slice::<hallows_basilisk::serde_json::Value>(&resp.body);
+        let title = record.ok().and_then(|r| r.get("title").and_then(|t| t.as_str()).map(String::from)).unwrap_or_default();
+        let arg = cut(alloc::format!("{} {title}", calls::body_id(resp)), 100);
+        match queue.enqueue(b"created", arg.as_bytes(), ENQUEUE_TIME).await {
+            Ok(_) => self.figures.events.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.figures.events_failed.fetch_add(1, Ordering::Relaxed),
+        };
     }
 }
 
@@ -194,7 +229,15 @@ async fn serve(boot: Boot) -> u64 {
         app.limiter = None;
         println!("todo: no rate limit (boot argument no_rate_limit)");
     }
-    let shared = Arc::new(Lock::new(Shared { app, store, log: boot.has("log") }));
+    let figures = Arc::new(calls::Figures::default());
+    let store = calls::Counted { inner: store, ops: figures.store_ops.clone() };
+    let events = boot.has("events");
+    if events && app.routes.jobs.is_none() {
+        println!("todo: `events` without the job queue's channels: no events");
+    }
+    let shared = Arc::new(Lock::new(Shared { app, store, log: boot.has("log"), events, figures: figures.clone() }));
+    spawn(calls::serve(boot.clone(), shared.clone()));
+    spawn(calls::metrics(boot.clone(), figures.clone()));
     let (mut listener, port) = match server::bind(&boot) {
         Ok(l) => l,
         Err(e) => {
@@ -220,13 +263,17 @@ async fn serve(boot: Boot) -> u64 {
     // The last answers have gone out (`accept_until` lingers): report.
     let mut g = shared.lock().await;
     // The store ends with us (it serves no one else in this system).
-    if let Err(e) = g.store.kv.shutdown().await {
+    if let Err(e) = g.store.inner.kv.shutdown().await {
         println!("todo: the store refused to shut down: {e}");
     }
     for (name, s) in ROUTES.iter().zip(g.app.stats.iter()) {
         if s.requests > 0 {
             println!("todo: route {name}: {} requests, {} errors, mean {} us, max {} us", s.requests, s.errors, s.mean_ns() / 1000, s.max_ns / 1000);
         }
+    }
+    if g.events {
+        let f = &g.figures;
+        println!("todo: events: {} logged, {} not taken by the log in time", f.events.load(Ordering::Relaxed), f.events_failed.load(Ordering::Relaxed));
     }
     println!("todo: {}", hallows_net::stats());
     println!("todo: bye");
