@@ -36,10 +36,10 @@ struct Serve {
 }
 
 impl Serve {
-    fn start(bin: &Path, disks: &Path) -> Serve {
+    fn start(bin: &Path, manifest: &str, disks: &Path) -> Serve {
         let mut child = Command::new(bin)
             .current_dir(root())
-            .args(["serve", "tests/systems/serve.toml", "--ready-timeout", "240", "--disk"])
+            .args(["serve", manifest, "--ready-timeout", "240", "--disk"])
             .arg(format!("store={}", disks.join("store.img").display()))
             .arg("--disk")
             .arg(format!("log={}", disks.join("log.img").display()))
@@ -99,6 +99,14 @@ impl Serve {
             .collect()
     }
 
+    /// The endpoints, which must be these (partition, protocol) pairs.
+    fn endpoints_of(&mut self, want: &[(&str, &str)]) -> Vec<(String, String, String)> {
+        let eps = self.endpoints();
+        let got: Vec<(&str, &str)> = eps.iter().map(|(n, p, _)| (n.as_str(), p.as_str())).collect();
+        assert_eq!(got, want, "{}", self.both());
+        eps
+    }
+
     fn qemu_pid(&self) -> u32 {
         let err = self.stderr();
         let l = err.lines().find_map(|l| l.strip_prefix("hallows: QEMU is process ")).unwrap_or_else(|| panic!("no QEMU pid:\n{err}"));
@@ -131,6 +139,14 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// An empty directory target/hallows/tests/NAME for a test's disks.
+fn fresh_dir(name: &str) -> PathBuf {
+    let dir = root().join("target/hallows/tests").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
 /// Whether any live process is a QEMU using a file under `dir`.
 fn qemu_using(dir: &Path) -> Option<String> {
     let dir = dir.to_string_lossy().into_owned();
@@ -141,10 +157,10 @@ fn qemu_using(dir: &Path) -> Option<String> {
     })
 }
 
-fn check_stopped(code: i32, out: &str, qemu: u32, disks: &Path) {
+fn check_stopped(code: i32, out: &str, qemu: u32, disks: &Path, partitions: &[&str]) {
     assert_eq!(code, 0, "hallows serve did not exit 0 after SIGINT:\n{out}");
     assert!(out.contains("hallows: per-partition summary:") && out.contains("hallows: stopped cleanly"), "{out}");
-    for p in ["todo", "store", "log", "worker"] {
+    for p in partitions {
         let line = out.lines().find(|l| l.starts_with(&format!("hallows:   {p}: at the stop: running, up "))).unwrap_or_else(|| panic!("no summary line for {p}:\n{out}"));
         assert!(line.contains("restarts 0, faults 0, watchdog misses 0; end: stopped: by the operator"), "{line}");
     }
@@ -156,17 +172,16 @@ fn check_stopped(code: i32, out: &str, qemu: u32, disks: &Path) {
     assert_eq!(qemu_using(disks), None, "a QEMU still uses {}", disks.display());
 }
 
+/// One served system at a time: two would share the host's two cores.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 #[test]
 fn serve_prints_working_endpoints_and_stops_cleanly_on_sigint() {
-    let bin = hallows_binary();
-    let disks = root().join("target/hallows/tests/serve");
-    let _ = std::fs::remove_dir_all(&disks);
-    std::fs::create_dir_all(&disks).unwrap();
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (bin, disks) = (hallows_binary(), fresh_dir("serve"));
 
-    let mut s = Serve::start(&bin, &disks);
-    let eps = s.endpoints();
-    let names: Vec<(&str, &str)> = eps.iter().map(|(n, p, _)| (n.as_str(), p.as_str())).collect();
-    assert_eq!(names, [("todo", "http"), ("store", "redis"), ("log", "kafka")], "{}", s.both());
+    let mut s = Serve::start(&bin, "tests/systems/serve.toml", &disks);
+    let eps = s.endpoints_of(&[("todo", "http"), ("store", "redis"), ("log", "kafka")]);
     // Each printed command, as printed, through the real client.
     for (_, proto, cmd) in &eps {
         let out = sh(cmd);
@@ -186,10 +201,10 @@ fn serve_prints_working_endpoints_and_stops_cleanly_on_sigint() {
     assert_eq!(sh("kcat -C -b 127.0.0.1:29092 -t served -e -q").trim(), "record one");
     let qemu = s.qemu_pid();
     let (code, out) = s.interrupt();
-    check_stopped(code, &out, qemu, &disks);
+    check_stopped(code, &out, qemu, &disks, &["todo", "store", "log", "worker"]);
 
     // The same disks served again: every acknowledged write is there.
-    let mut s = Serve::start(&bin, &disks);
+    let mut s = Serve::start(&bin, "tests/systems/serve.toml", &disks);
     s.endpoints();
     assert_eq!(sh("redis-cli -h 127.0.0.1 -p 26379 get served-key").trim(), "acknowledged");
     let got = sh("curl -sf -H 'Authorization: Bearer demo-token' http://127.0.0.1:28080/todos/1");
@@ -197,5 +212,44 @@ fn serve_prints_working_endpoints_and_stops_cleanly_on_sigint() {
     assert_eq!(sh("kcat -C -b 127.0.0.1:29092 -t served -e -q").trim(), "record one");
     let qemu = s.qemu_pid();
     let (code, out) = s.interrupt();
-    check_stopped(code, &out, qemu, &disks);
+    check_stopped(code, &out, qemu, &disks, &["todo", "store", "log", "worker"]);
+}
+
+/// The flagship (vmm-config/examples/flagship.toml, what `make serve`
+/// serves): four services behind the gateway and the log's own NIC, each
+/// printed command run through its client (psql with a query on the
+/// `events` table the API's writes reach), the dashboard's VNC address
+/// answering the RFB greeting, then SIGINT.
+#[test]
+fn serve_opens_the_flagship_to_every_client_and_to_vnc() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (bin, disks) = (hallows_binary(), fresh_dir("serve-flagship"));
+    let mut s = Serve::start(&bin, "vmm-config/examples/flagship.toml", &disks);
+    let eps = s.endpoints_of(&[("todo", "http"), ("store", "redis"), ("log", "kafka"), ("olap", "postgres")]);
+    let todo = sh(r#"curl -sf -H 'Authorization: Bearer demo-token' -d '{"title":"served"}' http://127.0.0.1:8080/todos"#);
+    assert!(todo.contains(r#""title":"served""#), "{todo}");
+    for (_, proto, cmd) in &eps {
+        match proto.as_str() {
+            "http" => assert!(sh(cmd).starts_with("HTTP/1.1 "), "`{cmd}`"),
+            "redis" => assert_eq!(sh(cmd).trim(), "PONG", "`{cmd}`"),
+            "kafka" => assert!(sh(cmd).contains("1 brokers:"), "`{cmd}`"),
+            "postgres" => {
+                let out = sh(&format!("{cmd} -X -A -t -c 'select count(*) from events'"));
+                assert!(out.trim().parse::<u64>().is_ok_and(|n| n > 0), "`{cmd}`: {out}");
+            }
+            _ => unreachable!(),
+        }
+    }
+    let err = s.stderr();
+    let vnc = err.lines().find_map(|l| l.split("display: VNC 127.0.0.1:").nth(1)).unwrap_or_else(|| panic!("no VNC address:\n{err}"));
+    let port: u16 = vnc.split_whitespace().next().unwrap().parse().unwrap();
+    let mut rfb = std::net::TcpStream::connect(("127.0.0.1", port)).expect("the printed VNC address");
+    rfb.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut hello = [0u8; 4];
+    rfb.read_exact(&mut hello).unwrap();
+    assert_eq!(&hello, b"RFB ");
+    drop(rfb);
+    let qemu = s.qemu_pid();
+    let (code, out) = s.interrupt();
+    check_stopped(code, &out, qemu, &disks, &["gateway", "todo", "store", "log", "olap", "dashboard", "loadgen"]);
 }
