@@ -29,6 +29,7 @@ fn the_flagship_scenario_passes_every_check() {
         "load generator",
         "rates",
         "dashboard",
+        "dashboard control",
         "partitions",
         "console",
     ] {

@@ -32,6 +32,9 @@ pub const BOOT_TIME: Duration = Duration::from_secs(240);
 const TOOL_TIME: Duration = Duration::from_secs(20);
 /// How long written data may take to reach the log and the analytics table.
 const PROPAGATION_TIME: Duration = Duration::from_secs(60);
+/// The load generator's Pause/Resume button in the dashboard's Controls
+/// view (display pixels, 1024 x 768: the first generator's).
+const PAUSE: (u32, u32) = (940, 88);
 /// The window over which the rates are measured.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
@@ -200,10 +203,16 @@ impl Ports {
     }
 }
 
+/// The load generator's last summary line in `console`.
+fn last_loadgen_line(console: &str) -> Option<String> {
+    console.lines().rev().find(|l| l.contains("loadgen: ") && l.contains(" calls, ")).map(str::to_owned)
+}
+
 /// The load generator's last summary line in `console`:
 /// (calls, created, read, failed).
 pub fn loadgen_figures(console: &str) -> Option<(u64, u64, u64, u64)> {
-    let line = console.lines().rev().find_map(|l| l.split_once("loadgen: ").map(|(_, r)| r).filter(|r| r.contains(" calls, ")))?;
+    let last = last_loadgen_line(console)?;
+    let line = last.split_once("loadgen: ").map(|(_, r)| r)?;
     let num = |after: &str| -> Option<u64> {
         let i = line.find(after)?;
         line[..i].rsplit(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
@@ -221,7 +230,7 @@ fn poll<T>(limit: Duration, stop: &AtomicBool, mut f: impl FnMut() -> Option<T>)
         if start.elapsed() >= limit || stop.load(Ordering::Acquire) {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
@@ -403,13 +412,22 @@ fn scenario(
     let lg = lg.unwrap_or_default();
     r.check("load generator", lg.1 > 0 && lg.3 == 0, format!("{} calls: {} created, {} read, {} failed", lg.0, lg.1, lg.2, lg.3));
 
-    // 7. The rates, over a window.
-    let sample = || -> Result<(Instant, u64, u64, u64)> {
+    // 7. The rates, over a window: the load generator's count at two of
+    // its summary lines (taken as they appear, so the window is theirs),
+    // the log's records (kcat) and the table's rows (psql) around them.
+    let fresh_line = |after: Option<String>| {
+        poll(Duration::from_secs(30), stop, || {
+            let text = control_text(control);
+            let line = last_loadgen_line(&text)?;
+            (Some(&line) != after.as_ref()).then(|| (Instant::now(), line, loadgen_figures(&text).map_or(0, |f| f.1 + f.2)))
+        })
+    };
+    let sample = || -> Result<(Instant, u64, u64)> {
         let rec = p.kcat("events")?.lines().count() as u64;
         let rows = p.psql("select count(*) from events")?.first().and_then(|r| r.first()).and_then(|n| n.parse().ok()).unwrap_or(0);
-        let calls = loadgen_figures(&control_text(control)).map_or(0, |f| f.1 + f.2);
-        Ok((Instant::now(), rec, rows, calls))
+        Ok((Instant::now(), rec, rows))
     };
+    let l0 = fresh_line(last_loadgen_line(&control_text(control))).context("no summary line from the load generator")?;
     let a = sample()?;
     // The dashboard, twice: it must be drawing and changing (live rates).
     let mut q = crate::qmp::Qmp::connect(qmp, display, Duration::from_secs(10)).context("the display's QMP socket")?;
@@ -417,18 +435,41 @@ fn scenario(
     std::thread::sleep(RATE_WINDOW);
     let second = q.screenshot()?;
     let b = sample()?;
+    let l1 = fresh_line(last_loadgen_line(&control_text(control))).context("no second summary line from the load generator")?;
     let secs = (b.0 - a.0).as_secs_f64();
     let rate = |x: u64, y: u64| y.saturating_sub(x) as f64 / secs;
-    r.figures.push(("load generator calls answered by the API".into(), format!("{:.1}/s", rate(a.3, b.3))));
+    let api = l1.2.saturating_sub(l0.2) as f64 / (l1.0 - l0.0).as_secs_f64();
+    r.figures.push(("load generator calls answered by the API".into(), format!("{api:.1}/s (its summary lines {:.1} s apart)", (l1.0 - l0.0).as_secs_f64())));
     r.figures.push(("events appended to the log (kcat)".into(), format!("{:.1}/s", rate(a.1, b.1))));
     r.figures.push(("rows into the analytics table (psql)".into(), format!("{:.1}/s", rate(a.2, b.2))));
     r.figures.push(("totals".into(), format!("{} events in the log, {} rows in the analytics table", b.1, b.2)));
-    r.check("rates", b.1 > a.1 && b.2 > a.2, format!("over {secs:.1} s the log and the analytics table grew ({} -> {} records, {} -> {} rows)", a.1, b.1, a.2, b.2));
+    r.check("rates", b.1 > a.1 && b.2 > a.2 && l1.2 > l0.2, format!("over {secs:.1} s the log and the analytics table grew ({} -> {} records, {} -> {} rows); the API answered {} more calls", a.1, b.1, a.2, b.2, l1.2 - l0.2));
     second.write_png(shot)?;
     let colours: std::collections::HashSet<[u8; 3]> = (0..second.height).step_by(4).flat_map(|y| (0..second.width).step_by(4).map(move |x| (x, y))).map(|(x, y)| second.pixel(x, y)).collect();
     let changed = changed_pixels(&first, &second);
     r.check("dashboard", colours.len() > 8 && changed > 0, format!("{}x{}, {} colours, {changed} pixels changed in {} s", second.width, second.height, colours.len(), RATE_WINDOW.as_secs()));
     r.screenshot = Some(shot.to_path_buf());
+
+    // 8. The dashboard's control reaches the load generator: its Controls
+    // view (key 3), the load generator's Pause button (the first
+    // generator's, at PAUSE), then Resume at the same place, then back
+    // to the overview (key 1).
+    q.key("3")?;
+    std::thread::sleep(Duration::from_secs(1));
+    let mut toggled = Vec::new();
+    for (what, line) in [("paused", "loadgen: paused from the dashboard"), ("resumed", "loadgen: resumed from the dashboard")] {
+        let before = control_text(control).matches(line).count();
+        let t = Instant::now();
+        q.click(PAUSE.0, PAUSE.1)?;
+        let seen = poll(Duration::from_secs(30), stop, || (control_text(control).matches(line).count() > before).then_some(()));
+        toggled.push(format!("{what} {}", if seen.is_some() { format!("in {:.1} s", t.elapsed().as_secs_f64()) } else { "never".to_owned() }));
+        if seen.is_none() {
+            break;
+        }
+    }
+    q.key("1")?;
+    let ok = toggled.len() == 2 && toggled.iter().all(|t| !t.ends_with("never"));
+    r.check("dashboard control", ok, format!("the Pause/Resume button on \"control\": the load generator {}", toggled.join(", ")));
     r.figures.push(("boot to summary".into(), format!("{:.1} s", boot.elapsed().as_secs_f64())));
     Ok(())
 }

@@ -26,9 +26,11 @@
 //! offset, the kind, and the todo id and title of each record) and
 //! answers queries on a snapshot of it in memory, renewed at most every
 //! `snapshot_ms` (boot argument, default 500) while events arrive. It
-//! reports each event consumed once the snapshot holding it is in
-//! place, so a restart of the partition gets the events again from the
-//! log (it keeps at most `events_max`, default 100000, in memory).
+//! reports each event consumed once the snapshot holding it is in place
+//! (the log then commits it for the group). The table lives in memory
+//! (at most `events_max` events, default 100000, the oldest forgotten
+//! first): a restarted partition starts empty and the log resumes at the
+//! first event not reported, so the table then holds what arrived since.
 //!
 //! Boot arguments: `trace` (a console line per connection and per query,
 //! with how many of its morsels ran on other cores), `serial` (every
@@ -132,7 +134,7 @@ impl BlockDevice for ReadOnlyDisk {
 /// What a query runs on: the image on the disk, or a snapshot of the
 /// events table in memory.
 enum Dev {
-    Disk(ReadOnlyDisk),
+    Disk(alloc::boxed::Box<ReadOnlyDisk>),
     Events(MemDisk),
 }
 
@@ -280,7 +282,7 @@ async fn serve(boot: Boot) -> u64 {
         };
         let blocks = disk.sectors();
         let t0 = time::now();
-        let engine = match Engine::open(Dev::Disk(ReadOnlyDisk(disk))) {
+        let engine = match Engine::open(Dev::Disk(alloc::boxed::Box::new(ReadOnlyDisk(disk)))) {
             Ok(mut e) => {
                 limit(&mut e);
                 println!("olap: heap {} MiB: at most {} rows a result or join side, {} groups an aggregation", hallows_rt::mm::heap_range().1 >> 20, e.limits.max_rows, e.limits.max_groups);
