@@ -253,3 +253,30 @@ fn serve_opens_the_flagship_to_every_client_and_to_vnc() {
     let (code, out) = s.interrupt();
     check_stopped(code, &out, qemu, &disks, &["gateway", "todo", "store", "log", "olap", "dashboard", "loadgen"]);
 }
+
+/// A service that never answers its protocol: the store's Redis port
+/// declared `protocol = "kafka"`, so no reply ever echoes the Kafka
+/// probe. `serve` gives up after --ready-timeout, names the service,
+/// stops the system as on Ctrl-C and exits 5; no QEMU is left.
+#[test]
+fn serve_names_the_service_that_did_not_come_up_and_exits_5() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (bin, dir) = (hallows_binary(), fresh_dir("serve-not-ready"));
+    let store = std::fs::read_to_string(root().join("vmm-config/examples/store.toml")).unwrap();
+    let manifest = dir.join("wrong.toml");
+    std::fs::write(&manifest, store.replace("host = 6379", "host = 26380").replace("port = 6379\n", "port = 6379\nprotocol = \"kafka\"\n")).unwrap();
+    let disk = dir.join("store.img");
+    let out = run_with_timeout(
+        Command::new(&bin).current_dir(root()).arg("serve").arg(&manifest).args(["--ready-timeout", "30", "--disk"]).arg(format!("store={}", disk.display())),
+        None,
+        Duration::from_secs(240),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("error: partition `store` port 6379 (kafka, host 127.0.0.1:26380) did not answer a Kafka ApiVersions request within 30 s"),
+        "{err}"
+    );
+    assert!(err.contains("store: at the stop: running") && err.contains("end: stopped: by the operator"), "{err}");
+    assert_eq!(qemu_using(&dir), None, "a QEMU still uses {}", dir.display());
+}
