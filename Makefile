@@ -25,7 +25,7 @@ APT_PACKAGES = qemu-system-arm qemu-system-x86 qemu-efi-aarch64 ovmf bochs bochs
 TARGETS = aarch64-unknown-none aarch64-unknown-none-softfloat x86_64-unknown-none aarch64-unknown-linux-musl aarch64-unknown-uefi x86_64-unknown-uefi
 
 .PHONY: bench
-.PHONY: all deps run run-primes test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo run-dashboard soak crash-log bench-log bench-olap run-olap
+.PHONY: all deps run run-primes serve test loom lint check inspect build sim clean store-crash bench-store bench-http bench-nagini run-todo run-dashboard soak crash-log bench-log bench-olap run-olap
 # The Python clients the log partition's tests drive (kafka-python), and
 # DuckDB with tpchgen-cli, against which the OLAP engine's TPC-H test checks.
 VENV = target/venv
@@ -81,6 +81,13 @@ endif
 # The three-partition demo that counts primes (docs/first-system.md).
 run-primes: deps
 	HALLOWS_ARCH=$(HALLOWS_ARCH) HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) run $(PRIMES)
+
+# Boot MANIFEST and keep it up for clients on the host (docs/deploy.md#make-serve):
+# waits until each forwarded service answers, prints the curl / redis-cli /
+# kcat / psql command for each (and the VNC address of a display); Ctrl-C
+# stops every partition through the hypervisor and prints their summary.
+serve: deps
+	HALLOWS_ARCH=$(HALLOWS_ARCH) HALLOWS_ACCEL=$(ACCEL) $(HALLOWS) serve $(MANIFEST)
 
 # The Basilisk demo (docs/basilisk.md): the todo API on port 8080 of the
 # host, its records on the store partition's disk

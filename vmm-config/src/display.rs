@@ -160,13 +160,15 @@ pub fn qemu_args(partitions: &[Partition], host: &DisplayHost) -> Vec<String> {
         // the user asked for, but nothing else can reach it.
         args.extend(["-vnc".to_owned(), format!("127.0.0.1:{n}")]);
     }
-    if let Some(sock) = &host.qmp {
-        // A Unix socket (file permissions guard it), never TCP; QEMU
-        // doubles no commas here, so a comma in the path is refused by
-        // the caller.
-        args.extend(["-qmp".to_owned(), format!("unix:{},server=on,wait=off", sock.display())]);
-    }
+    args.extend(qmp_args(host));
     args
+}
+
+/// QEMU's QMP server on the Unix socket `host.qmp` asks for (nothing if
+/// none): never TCP; the socket file's permissions guard it. QEMU doubles
+/// no commas here, so a comma in the path is refused by the caller.
+pub fn qmp_args(host: &DisplayHost) -> Vec<String> {
+    host.qmp.iter().flat_map(|sock| ["-qmp".to_owned(), format!("unix:{},server=on,wait=off", sock.display())]).collect()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ mod check;
 pub mod cli;
 mod diag;
 mod disk;
-mod display;
+pub mod display;
 mod linux;
 mod duration;
 mod net;
@@ -118,6 +118,53 @@ pub struct Forward {
     pub port: u16,
     /// The partition whose NIC receives the connections.
     pub nic_owner: String,
+    /// What the service behind it speaks, if the manifest says
+    /// (`protocol = "redis"`); `hallows serve` otherwise goes by the
+    /// partition's port ([`Protocol::of_forward`]).
+    pub protocol: Option<Protocol>,
+}
+
+/// The application protocol a forwarded service speaks: how `hallows
+/// serve` checks that it answers and which host client it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    /// HTTP/1.1 (`curl`).
+    Http,
+    /// Redis's RESP (`redis-cli`).
+    Redis,
+    /// Kafka's wire protocol (`kcat`).
+    Kafka,
+    /// PostgreSQL's frontend/backend protocol (`psql`).
+    Postgres,
+    /// Some other protocol over TCP: only that the service answers.
+    Tcp,
+}
+
+impl Protocol {
+    /// Its name in a manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Http => "http",
+            Protocol::Redis => "redis",
+            Protocol::Kafka => "kafka",
+            Protocol::Postgres => "postgres",
+            Protocol::Tcp => "tcp",
+        }
+    }
+
+    /// The protocol behind `f`: the manifest's `protocol`, else the one
+    /// whose clients default to the partition's port (6379 Redis, 9092
+    /// Kafka, 5432 PostgreSQL, 80, 443 and 8000..=8999 HTTP), else plain
+    /// TCP.
+    pub fn of_forward(f: &Forward) -> Protocol {
+        f.protocol.unwrap_or(match f.port {
+            6379 => Protocol::Redis,
+            9092 => Protocol::Kafka,
+            5432 => Protocol::Postgres,
+            80 | 443 | 8000..=8999 => Protocol::Http,
+            _ => Protocol::Tcp,
+        })
+    }
 }
 
 /// How a NIC-owning partition learns of packets.

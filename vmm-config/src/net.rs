@@ -19,8 +19,8 @@ use hallows_table::MAX_REGIONS;
 use toml::Spanned;
 
 use crate::diag::{did_you_mean, Diagnostics, FileId};
-use crate::raw::{NicModeName, RawForward, RawPartition};
-use crate::{Board, Channel, Forward, Nic, NicMode, Partition, Route, PAGE_SIZE};
+use crate::raw::{NicModeName, ProtocolName, RawForward, RawPartition};
+use crate::{Board, Channel, Forward, Nic, NicMode, Partition, Protocol, Route, PAGE_SIZE};
 
 /// Smallest slot of a gateway link channel: one frame of the gateway
 /// protocol (`hallows-link`) must fit.
@@ -394,7 +394,14 @@ pub(crate) fn check(
                 .help(format!("give `{to}` a `nic` and `listen = [{p}]`, or route port {p} to it from a gateway"));
             continue;
         };
-        out.push(Forward { host, to: to.clone(), port: p, nic_owner });
+        let protocol = f.protocol.as_ref().map(|v| match v.get_ref() {
+            ProtocolName::Http => Protocol::Http,
+            ProtocolName::Redis => Protocol::Redis,
+            ProtocolName::Kafka => Protocol::Kafka,
+            ProtocolName::Postgres => Protocol::Postgres,
+            ProtocolName::Tcp => Protocol::Tcp,
+        });
+        out.push(Forward { host, to: to.clone(), port: p, nic_owner, protocol });
     }
     out
 }
@@ -486,6 +493,25 @@ host = 18000
 to = "svc"
 port = 8000
 "#;
+
+    #[test]
+    fn a_forward_names_its_protocol_or_gets_it_from_the_port() {
+        use crate::Protocol;
+        let sys = load_str("net.toml", TWO_NICS_AND_A_DISK, &CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
+        // No `protocol` key: port 80 and port 8000 are HTTP's.
+        assert_eq!(sys.forwards.iter().map(|f| (f.protocol, Protocol::of_forward(f))).collect::<Vec<_>>(), [(None, Protocol::Http), (None, Protocol::Http)]);
+        let named = TWO_NICS_AND_A_DISK.replacen("port = 80\n", "port = 80\nprotocol = \"redis\"\n", 1);
+        let sys = load_str("net.toml", &named, &CheckContext::default()).unwrap_or_else(|d| panic!("{d}"));
+        assert_eq!((sys.forwards[0].protocol, Protocol::of_forward(&sys.forwards[0])), (Some(Protocol::Redis), Protocol::Redis));
+        let mut f = sys.forwards[1].clone();
+        for (port, want) in [(6379, Protocol::Redis), (9092, Protocol::Kafka), (5432, Protocol::Postgres), (8080, Protocol::Http), (7000, Protocol::Tcp)] {
+            f.port = port;
+            assert_eq!(Protocol::of_forward(&f), want, "port {port}");
+        }
+        let bad = TWO_NICS_AND_A_DISK.replacen("port = 80\n", "port = 80\nprotocol = \"gopher\"\n", 1);
+        let err = load_str("net.toml", &bad, &CheckContext::default()).expect_err("an unknown protocol").to_string();
+        assert!(err.contains("gopher") && err.contains("net.toml:"), "{err}");
+    }
 
     #[test]
     fn nics_get_pages_of_their_own_and_forwards_resolve_to_the_nic_owner() {

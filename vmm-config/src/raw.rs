@@ -54,6 +54,23 @@ pub(crate) struct RawForward {
     /// Its TCP port, 1 to 65535.
     #[schemars(with = "u16", range(min = 1))]
     pub port: Option<Spanned<u64>>,
+    /// What the service speaks, for `hallows serve`'s readiness check and
+    /// the client it names: `"http"`, `"redis"`, `"kafka"`, `"postgres"`
+    /// or `"tcp"`. Default: by the port (6379 redis, 9092 kafka, 5432
+    /// postgres, 80, 443 and 8000 to 8999 http, else tcp).
+    #[serde(default)]
+    #[schemars(with = "Option<ProtocolName>")]
+    pub protocol: Option<Spanned<ProtocolName>>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum ProtocolName {
+    Http,
+    Redis,
+    Kafka,
+    Postgres,
+    Tcp,
 }
 
 /// A partition's `nic`: it owns a virtio-net device and runs its own TCP/IP stack.

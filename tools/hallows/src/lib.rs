@@ -23,6 +23,7 @@ pub mod netcost;
 pub mod qemu;
 pub mod qmp;
 pub mod scaffold;
+pub mod serve;
 pub mod symbolize;
 pub mod uefi;
 pub mod workspace;

@@ -174,6 +174,36 @@ enum Cmd {
         #[arg(last = true)]
         qemu_args: Vec<String>,
     },
+    /// Build, boot the system and keep it up for clients on the host
+    /// (docs/deploy.md#make-serve).
+    ///
+    /// Waits until every [[forward]]ed service answers its protocol (HTTP
+    /// GET, Redis PING, Kafka ApiVersions, PostgreSQL SSLRequest: the
+    /// forward's `protocol`, else by its port), prints the client command
+    /// for each (curl, redis-cli, kcat, psql), the VNC address of a display
+    /// and the QMP socket, and runs until Ctrl-C or SIGTERM. Then it asks
+    /// the hypervisor for each partition's state and to stop each
+    /// partition, and prints the per-partition summary once the machine has
+    /// powered off. Operator commands on standard input as for `run`.
+    ///
+    /// Exit status:
+    ///   0    stopped cleanly (or the system ended by itself with status 0)
+    ///   1    a partition was stopped by a fault or exited non-zero, or the
+    ///        machine did not power off and was stopped through QMP or killed
+    ///   5    a service did not answer within --ready-timeout (stopped)
+    ///   64   hallows could not check, build or start the system
+    #[command(verbatim_doc_comment)]
+    Serve {
+        manifest: PathBuf,
+        /// Seconds every forwarded service has to answer after QEMU starts.
+        #[arg(long, default_value_t = 300)]
+        ready_timeout: u64,
+        /// Back partition PARTITION's `disk` with FILE instead of the
+        /// manifest's image (created with the manifest's size if missing).
+        /// Repeatable.
+        #[arg(long = "disk", value_name = "PARTITION=FILE")]
+        disks: Vec<String>,
+    },
     /// The flagship system's scripted scenario (`make run`, docs/demo.md):
     /// build, boot on fresh disks, drive it with the load generator inside
     /// and curl, redis-cli, kcat and psql from the host, check every
@@ -316,6 +346,7 @@ fn main() -> ExitCode {
     | Cmd::Inspect { manifest }
     | Cmd::Build { manifest, .. }
     | Cmd::Run { manifest, .. }
+    | Cmd::Serve { manifest, .. }
     | Cmd::Screenshot { manifest, .. }
     | Cmd::Demo { manifest }
     | Cmd::Input { manifest, .. }
@@ -514,31 +545,7 @@ fn run(cli: Cli) -> Result<u8> {
         Cmd::Run { manifest, timeout, qemu_args, disks, uefi, display, .. } => {
             qemu::check_accel()?;
             let (mut sys, path, artifacts) = build_image(&manifest, None, outside, uefi)?;
-            if let Some((name, d)) = sys.partitions.iter().find_map(|p| p.display.as_ref().map(|d| (p.name.clone(), d.clone()))) {
-                let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
-                let sock = hallows::qmp::socket_for(&root, &manifest);
-                if display == "vnc" {
-                    let n = hallows::qmp::free_vnc_display()?;
-                    sys.display_host.mode = vmm_config::DisplayMode::Vnc(n);
-                    eprintln!("hallows: display of {name} ({}x{}) on VNC 127.0.0.1:{} (vncviewer 127.0.0.1::{})", d.width, d.height, 5900 + n, 5900 + n);
-                }
-                eprintln!("hallows: QMP on {} (hallows screenshot {} FILE.png)", sock.display(), manifest.display());
-                sys.display_host.qmp = Some(sock);
-            }
-            for d in &disks {
-                let Some((name, file)) = d.split_once('=') else {
-                    anyhow::bail!("--disk {d}: write it PARTITION=FILE");
-                };
-                let Some(disk) = sys.partitions.iter_mut().find(|p| p.name == name).and_then(|p| p.disk.as_mut()) else {
-                    anyhow::bail!("--disk {d}: the manifest gives no partition `{name}` a `disk`");
-                };
-                disk.path = PathBuf::from(file);
-            }
-            for p in &sys.partitions {
-                if let Some(disk) = &p.disk {
-                    eprintln!("hallows: disk of {}: {} ({}, {})", p.name, disk.path.display(), vmm_config::format_size(disk.size), disk.device);
-                }
-            }
+            host_side(&mut sys, &manifest, display == "vnc", false, &disks)?;
             // Ctrl-C and SIGTERM stop the machine (QEMU is in a process
             // group of its own, so only this process gets them).
             static STOP: AtomicBool = AtomicBool::new(false);
@@ -653,6 +660,23 @@ fn run(cli: Cli) -> Result<u8> {
                 return Ok(0);
             }
             Ok(out.status.map_or(3, |s| s.clamp(0, 255) as u8))
+        }
+        Cmd::Serve { manifest, ready_timeout, disks } => {
+            qemu::check_accel()?;
+            let (mut sys, path, _) = build_image(&manifest, None, outside, false)?;
+            let (qmp, vnc) = host_side(&mut sys, &manifest, true, true, &disks)?;
+            static SIGNALLED: AtomicBool = AtomicBool::new(false);
+            ctrlc::set_handler(|| SIGNALLED.store(true, Ordering::Release)).context("installing the Ctrl-C handler")?;
+            for f in &sys.forwards {
+                eprintln!("hallows: forwarding 127.0.0.1:{} to {} port {}", f.host, f.to, f.port);
+            }
+            progress(&format!(
+                "starting QEMU ({}, board {}); the system's console follows",
+                sys.board.qemu().map(|q| q.binary.as_str()).unwrap_or("qemu"),
+                sys.board.name
+            ));
+            let opts = hallows::serve::Options { ready_timeout: Duration::from_secs(ready_timeout), qmp: &qmp, vnc, signalled: &SIGNALLED };
+            hallows::serve::serve(&sys, &path, &opts)
         }
         Cmd::El2Cost { manifest, top } => {
             let (sys, path, _) = build_image(&manifest, None, outside, false)?;
@@ -865,6 +889,44 @@ fn load_system(manifest: &Path, outside: bool) -> Result<(PathBuf, vmm_config::S
         }
     };
     Ok((root, sys))
+}
+
+/// The host's side of a run: the display (on VNC with `vnc`) and QMP
+/// socket of a system with a display, or QMP alone with `always_qmp`; the
+/// `--disk PARTITION=FILE` overrides; each disk printed. Returns the QMP
+/// socket and the VNC display number.
+fn host_side(sys: &mut vmm_config::System, manifest: &Path, vnc: bool, always_qmp: bool, disks: &[String]) -> Result<(PathBuf, Option<u16>)> {
+    let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
+    let sock = hallows::qmp::socket_for(&root, manifest);
+    let mut shown = None;
+    if let Some((name, d)) = sys.partitions.iter().find_map(|p| p.display.as_ref().map(|d| (p.name.clone(), d.clone()))) {
+        if vnc {
+            let n = hallows::qmp::free_vnc_display()?;
+            sys.display_host.mode = vmm_config::DisplayMode::Vnc(n);
+            shown = Some(n);
+            eprintln!("hallows: display of {name} ({}x{}) on VNC 127.0.0.1:{} (vncviewer 127.0.0.1::{})", d.width, d.height, 5900 + n, 5900 + n);
+        }
+        eprintln!("hallows: QMP on {} (hallows screenshot {} FILE.png)", sock.display(), manifest.display());
+        sys.display_host.qmp = Some(sock.clone());
+    } else if always_qmp {
+        eprintln!("hallows: QMP on {}", sock.display());
+        sys.display_host.qmp = Some(sock.clone());
+    }
+    for d in disks {
+        let Some((name, file)) = d.split_once('=') else {
+            anyhow::bail!("--disk {d}: write it PARTITION=FILE");
+        };
+        let Some(disk) = sys.partitions.iter_mut().find(|p| p.name == name).and_then(|p| p.disk.as_mut()) else {
+            anyhow::bail!("--disk {d}: the manifest gives no partition `{name}` a `disk`");
+        };
+        disk.path = PathBuf::from(file);
+    }
+    for p in &sys.partitions {
+        if let Some(disk) = &p.disk {
+            eprintln!("hallows: disk of {}: {} ({}, {})", p.name, disk.path.display(), vmm_config::format_size(disk.size), disk.device);
+        }
+    }
+    Ok((sock, shown))
 }
 
 /// QMP of the running system of `manifest` (its display's size from the

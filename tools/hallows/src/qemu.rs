@@ -81,6 +81,10 @@ pub fn command(sys: &System, image: &Path, extra: &[String]) -> Result<Command> 
         .args(vmm_config::net_qemu_args(&sys.partitions, &sys.forwards))
         .args(vmm_config::disk_qemu_args(&sys.partitions))
         .args(vmm_config::display_qemu_args(&sys.partitions, &sys.display_host))
+        // QMP without a display (`hallows serve` stops the machine through
+        // it if the hypervisor cannot): the display's arguments carry it
+        // otherwise.
+        .args(if sys.partitions.iter().any(|p| p.display.is_some()) { Vec::new() } else { vmm_config::display::qmp_args(&sys.display_host) })
         .args(extra)
         .stdin(Stdio::null());
     Ok(cmd)
@@ -331,12 +335,30 @@ pub struct Control {
     /// The machine's console output so far (for a caller that waits for a
     /// line before it acts).
     seen: std::sync::Mutex<Vec<u8>>,
+    /// QEMU's process id, once started.
+    pid: std::sync::Mutex<Option<u32>>,
 }
 
 impl Control {
     /// Whether the machine's output so far contains `text`.
     pub fn seen(&self, text: &str) -> bool {
         self.seen.lock().map(|s| String::from_utf8_lossy(&s).contains(text)).unwrap_or(false)
+    }
+
+    /// How many bytes the machine has printed so far (a mark for
+    /// [`Control::output_since`]).
+    pub fn output_len(&self) -> usize {
+        self.seen.lock().map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// What the machine printed after the mark `at`.
+    pub fn output_since(&self, at: usize) -> String {
+        self.seen.lock().map(|s| String::from_utf8_lossy(s.get(at..).unwrap_or_default()).into_owned()).unwrap_or_default()
+    }
+
+    /// QEMU's process id, once it has started.
+    pub fn pid(&self) -> Option<u32> {
+        self.pid.lock().ok().and_then(|p| *p)
     }
 
     /// The machine's console output so far.
@@ -408,6 +430,9 @@ pub fn run_controlled(
         cmd.stdin(Stdio::piped());
     }
     let mut child = cmd.spawn().with_context(|| format!("starting {:?} (is QEMU installed? `make deps`)", cmd.get_program()))?;
+    if let Some(mut pid) = control.as_deref().and_then(|c| c.pid.lock().ok()) {
+        *pid = Some(child.id());
+    }
     let mut console_in = child.stdin.take();
     let tap = control.clone();
     let reader = child.stdout.take().map(|out| std::thread::spawn(move || collect(out, !capture, tap.as_deref())));
