@@ -512,11 +512,25 @@ pub fn park() -> ! {
     if this_core() == crate::control::CONTROL_CORE {
         // The control core keeps taking the operator's commands: it sleeps
         // with interrupts on (its timer was stopped when its vCPU left) and
-        // runs them when the console's interrupt comes.
+        // runs them when the console's interrupt comes. Under SVM the
+        // hypervisor runs with GIF clear (`svm.rs`: set only while it takes
+        // interrupts), and a core whose partition ended comes here from an
+        // exit: GIF must be set too, or no interrupt ever ends the `hlt`
+        // (seen: after `stop` of the partition on the control core, no
+        // later operator command ran).
+        let svm = VIRT.load(Ordering::Relaxed) == Virt::Svm as u8 && cpu::rdmsr(cpu::EFER) & (1 << 12) != 0;
         loop {
-            // SAFETY: halts until an interrupt, taken by `idt.rs`'s
-            // handlers, which save what they use.
-            unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            if svm {
+                // SAFETY: EFER.SVME is set on this core, so `stgi`/`clgi`
+                // are defined; halts with GIF and IF set until an
+                // interrupt, taken by `idt.rs`'s handlers, which save what
+                // they use; closes both again.
+                unsafe { asm!("stgi", "sti", "hlt", "cli", "clgi", options(nomem, nostack)) };
+            } else {
+                // SAFETY: halts until an interrupt, taken by `idt.rs`'s
+                // handlers, which save what they use.
+                unsafe { asm!("sti", "hlt", "cli", options(nomem, nostack)) };
+            }
             super::console_poll();
         }
     }
