@@ -30,6 +30,11 @@ const CHECKS: [&str; 11] = [
 /// that each of `checks` passed, and that the load generator's calls were
 /// answered from inside the system. The report and its summary.
 fn scenario(name: &str, stop: &'static AtomicBool, checks: &[&str]) -> (Report, String) {
+    // Both flagships forward the same host ports (8080, 6379, 9092, 5432,
+    // the ones a user expects): one at a time, or the second is refused
+    // its ports (seen in CI, the tests of this file running in parallel).
+    static PORTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _ports = PORTS.lock().unwrap_or_else(|e| e.into_inner());
     let manifest = root().join(format!("vmm-config/examples/{name}.toml"));
     let (mut sys, image) = manifest_image(&manifest);
     let (report, log) = hallows::demo::run_manifest(&root(), &manifest, &mut sys, &image, stop).expect("the scenario could not run");
