@@ -2,7 +2,10 @@
 //!
 //! * `ticks period_us=N ms=M`: every core of the partition takes a periodic
 //!   timer interrupt every N µs for M ms and reports how many arrived
-//!   (`core C: K ticks in T us`); exits 1 if any core is more than 10% off.
+//!   (`core C: K ticks in T us`); exits 1 if any core took more than 10%
+//!   too many, or fewer than half: a fire late by a whole period (the
+//!   emulator's vCPU thread starved by a loaded host) drops the periods it
+//!   overran, by the timer hypercall's rule (`next_periodic_deadline`).
 //! * `count ticks=N period_us=P`: one core takes exactly N periodic timer
 //!   interrupts, sleeping in between (the EL2-cost measurement).
 //! * `count-busy ticks=N period_us=P`: the same, but the core computes
@@ -99,7 +102,7 @@ mod tests {
         for (core, k, us) in results {
             let expected = us / period_us;
             println!("core {core}: {k} ticks in {us} us (expected {expected})");
-            if k * 10 < expected * 9 || k * 10 > expected * 11 {
+            if k * 2 < expected || k * 10 > expected * 11 {
                 status = 1;
             }
             seen.push(core);
