@@ -337,9 +337,19 @@ pub fn run(sys: &mut System, image: &Path, qmp: &Path, shot: &Path, stop: &'stat
     eprintln!("hallows demo: booting {} partitions (QEMU, board {}); the console goes to the log, the checks follow", names.len(), sys.board.name);
     // The machine stops when `stop` is set: at the end, on Ctrl-C, or
     // after the whole scenario's limit.
-    let machine = std::thread::spawn(move || qemu::run_controlled(&system, &img, Some(BOOT_TIME * 3), stop, true, &[], &[], Some(ctl)));
+    // `ended`: QEMU has returned (it could not start, say a host port was
+    // taken, or the machine powered off): the scenario stops waiting.
+    let ended = Arc::new(AtomicBool::new(false));
+    let machine = {
+        let ended = ended.clone();
+        std::thread::spawn(move || {
+            let out = qemu::run_controlled(&system, &img, Some(BOOT_TIME * 3), stop, true, &[], &[], Some(ctl));
+            ended.store(true, Ordering::Release);
+            out
+        })
+    };
     let mut r = Report::default();
-    let result = scenario(&mut r, &ports, &control, &names, display, qmp, shot, boot, stop);
+    let result = scenario(&mut r, &ports, &control, &names, display, qmp, shot, boot, stop, &ended);
     stop.store(true, Ordering::Release);
     let out = machine.join().map_err(|_| anyhow::anyhow!("the QEMU thread panicked"))??;
     r.console = out.output;
@@ -367,15 +377,24 @@ fn scenario(
     shot: &Path,
     boot: Instant,
     stop: &AtomicBool,
+    ended: &AtomicBool,
 ) -> Result<()> {
-    // 1. Every service answers.
+    // 1. Every service answers (or QEMU ended first: no use waiting).
     let started = |what: &str| control.seen(what);
     let up = poll(BOOT_TIME, stop, || {
+        if ended.load(Ordering::Acquire) {
+            return Some(false);
+        }
         let ready = started("todo: ready") && started("olap: table events") && started("loadgen: ") && (display.is_none() || started("dashboard: serving"));
-        (ready && p.curl("GET", "/health", None).is_ok_and(|(c, _)| c == 200)).then_some(())
+        (ready && p.curl("GET", "/health", None).is_ok_and(|(c, _)| c == 200)).then_some(true)
     });
-    if !r.check("boot", up.is_some(), format!("{} partitions up, the API answering, in {:.1} s", names.len(), boot.elapsed().as_secs_f64())) {
-        bail!("the system did not come up within {} s", BOOT_TIME.as_secs());
+    let detail = match up {
+        Some(true) => format!("{} partitions up, the API answering, in {:.1} s", names.len(), boot.elapsed().as_secs_f64()),
+        Some(false) => format!("QEMU ended after {:.1} s, before every service answered (its output is in the summary)", boot.elapsed().as_secs_f64()),
+        None => format!("not every service answered within {} s", BOOT_TIME.as_secs()),
+    };
+    if !r.check("boot", up == Some(true), detail) {
+        bail!("the system did not come up");
     }
     r.figures.push(("boot to every service answering".into(), format!("{:.1} s", boot.elapsed().as_secs_f64())));
 
