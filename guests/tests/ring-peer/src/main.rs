@@ -53,6 +53,7 @@ struct RtLink {
 }
 
 impl Link for RtLink {
+    #[inline]
     fn notify(&mut self) {
         if let Some(i) = self.notify {
             let (r, _) = hallows_rt::raw_hypercall(call::NOTIFY, [i, 0, 0, 0, 0]);
@@ -62,6 +63,7 @@ impl Link for RtLink {
         }
     }
 
+    #[inline]
     fn idle(&mut self, why: Blocked, rounds: u64) -> bool {
         if rounds >= self.spin && why == Blocked::Incoming && self.sleep {
             time::wait_for_interrupt();
