@@ -487,9 +487,9 @@ pub fn respond_one<L: Link>(rx: &mut Receiver<Msg>, tx: &mut Sender<Msg>, n: u64
         idle.rounds = 0;
         // Sent from inside the `Result`: `?` would first move the 64-byte
         // answer out of it, a `memcpy` call (24 instructions a message).
-        match &work.answer(seq, n, &req) {
-            Ok(answer) => send_one(tx, answer, Direction::Responses, seq, &mut idle, link)?,
-            Err(e) => return Err(*e),
+        match work.answer(seq, n, &req) {
+            Ok(answer) => send_one(tx, &answer, Direction::Responses, seq, &mut idle, link)?,
+            Err(e) => return Err(e),
         }
     }
     Ok(Report { messages: n, checksum: work.checksum(), idle_rounds: idle.total, notifies: n })
