@@ -154,9 +154,10 @@ unsafe fn small_forward<const S: bool>(d: *mut u8, s: *const u8, n: usize) {
     let mut i = 0;
     // Largest piece first: with word-aligned pointers every piece is then
     // aligned for its size.
-    // SAFETY (each piece): i + size <= n, inside both ranges; aligned as
-    // said above, or alignment does not matter (`!S`).
     if n & 8 != 0 {
+        // SAFETY: (this piece and those below) i + size <= n, inside both
+        // ranges; aligned as said above, or alignment does not matter
+        // (`!S`).
         unsafe { put::<S>(d, get::<S>(s)) };
         i = 8;
     }
