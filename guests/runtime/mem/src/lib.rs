@@ -7,7 +7,7 @@
 //! messaging comparison (B), 165 instructions of 1,201 (docs/benchmarks.md).
 //! These move 64 bytes per iteration (eight words: four `ldp`/`stp` pairs
 //! on aarch64) and the rest by the bits of the remaining length, with no
-//! per-byte loop once the pointers are word-aligned: 24 instructions for
+//! per-byte loop once the pointers are word-aligned: 26 instructions for
 //! the same copy.
 //!
 //! Alignment: `aarch64-unknown-none` compiles with `+strict-align` (the
