@@ -5,7 +5,7 @@
 use hallows_tests::{boot_system, boot_system_with, check_virtio_blk, virtio_blk_args, virtio_blk_disk};
 
 mod runtime_checks;
-use runtime_checks::{check_echo, check_tasks, check_ticks};
+use runtime_checks::{check_echo, check_memcheck, check_tasks, check_ticks};
 
 #[test]
 fn timer_interrupts_arrive_at_the_requested_rate_on_both_cores() {
@@ -35,6 +35,15 @@ fn parallel_for_runs_each_borrowed_task_once_on_both_cores() {
     eprintln!("{line}");
     assert!(line.contains("on 2 core(s): 0 wrong,"), "{}", b.output);
     assert_eq!(b.summary("parallel"), "exited 0", "{}", b.output);
+}
+
+/// The runtime's `memcpy`, `memmove`, `memset` and `memcmp`
+/// (guests/runtime/mem) against a byte-by-byte reference on the target
+/// itself: every size to 200 bytes and some larger, every alignment of
+/// both pointers, every small overlap.
+#[test]
+fn memory_primitives_match_a_byte_by_byte_reference() {
+    check_memcheck(&boot_system("runtime-mem"));
 }
 
 #[test]

@@ -6,7 +6,7 @@ use hallows_tests::{boot_manifest, boot_system, root, x86_system_with_symbols};
 
 mod runtime_checks;
 mod x86_checks;
-use runtime_checks::{check_echo, check_tasks, check_ticks};
+use runtime_checks::{check_echo, check_memcheck, check_tasks, check_ticks};
 use x86_checks::{check_debug, check_escape, check_timer_abuse};
 
 #[test]
@@ -38,6 +38,15 @@ fn tasks_await_channel_doorbells_and_sleep() {
 #[test]
 fn a_preempted_long_task_does_not_block_a_short_one_and_alloc_works() {
     check_tasks(&boot_system("x86-runtime-tasks"));
+}
+
+/// The runtime's `memcpy`, `memmove`, `memset` and `memcmp`
+/// (guests/runtime/mem) against a byte-by-byte reference on the target
+/// itself: every size to 200 bytes and some larger, every alignment of
+/// both pointers, every small overlap.
+#[test]
+fn memory_primitives_match_a_byte_by_byte_reference() {
+    check_memcheck(&boot_system("x86-runtime-mem"));
 }
 
 #[test]

@@ -21,6 +21,9 @@
 #![no_std]
 
 extern crate alloc;
+// Linked for its `memcpy`, `memmove`, `memset`, `memcmp` and `bcmp`, which
+// replace compiler-builtins' word-at-a-time ones in every guest.
+extern crate hallows_mem;
 
 mod arch;
 pub mod channel;

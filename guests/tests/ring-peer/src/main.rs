@@ -8,9 +8,9 @@
 //!
 //! - `window=W` (initiator): at most W requests unanswered (default: the
 //!   rings' capacity); `window=1` is the messaging bench's ping-pong.
-//! - `single=1`: one message at a time through the rings' single-message
-//!   calls (`hallows_peer::initiate_one`, `respond_one`); the bench's
-//!   ping-pong.
+//! - `single=1`: one message at a time (`hallows_peer::initiate_one`,
+//!   `respond_one`: a one-slot reservation to send, `try_recv` to
+//!   receive); the bench's ping-pong.
 //! - `spin=K`: idle rounds polled before sleeping on the doorbell (default
 //!   256; 0 sleeps at once).
 //! - `bench_warmup=W` (initiator): prints `ring-peer: bench window NS ns
@@ -53,6 +53,7 @@ struct RtLink {
 }
 
 impl Link for RtLink {
+    #[inline]
     fn notify(&mut self) {
         if let Some(i) = self.notify {
             let (r, _) = hallows_rt::raw_hypercall(call::NOTIFY, [i, 0, 0, 0, 0]);
@@ -62,6 +63,7 @@ impl Link for RtLink {
         }
     }
 
+    #[inline]
     fn idle(&mut self, why: Blocked, rounds: u64) -> bool {
         if rounds >= self.spin && why == Blocked::Incoming && self.sleep {
             time::wait_for_interrupt();
