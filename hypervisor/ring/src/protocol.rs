@@ -233,6 +233,11 @@ pub struct ProducerCore<V> {
     /// Messages handed out by the last `reserve`, the most `commit` may
     /// publish.
     reserved: u32,
+    /// Messages free from `head` on as of the last look at the consumer's
+    /// index (`free()` then), less what was committed since: kept as a
+    /// count so that a send that fits does no index arithmetic. 0 until
+    /// connected.
+    room: u64,
     epoch: u64,
     /// Consumer epoch we last resynchronised with.
     cons_epoch: u64,
@@ -266,7 +271,7 @@ impl<V: ChannelView> ProducerCore<V> {
         p.slot_count.store(layout.slot_count() as u32, Relaxed);
         // Release: a consumer that sees the epoch also sees geometry and head.
         p.epoch.store(epoch, Release);
-        Self { view, geo, head, cached_tail: head, reserved: 0, epoch, cons_epoch: 0, connected: false }
+        Self { view, geo, head, cached_tail: head, reserved: 0, room: 0, epoch, cons_epoch: 0, connected: false }
     }
 
     /// The view this producer runs on.
@@ -341,10 +346,10 @@ impl<V: ChannelView> ProducerCore<V> {
     #[inline]
     pub fn reserve(&mut self, max: u32) -> Result<Span, RingError> {
         self.reserved = 0;
-        let mut free = if self.connected { self.free() } else { 0 };
+        let mut free = self.room;
         if free < u64::from(max) {
-            self.refresh()?;
-            free = if self.connected { self.free() } else { 0 };
+            self.refresh_room()?;
+            free = self.room;
             if free == 0 {
                 return Err(RingError::Full);
             }
@@ -352,6 +357,48 @@ impl<V: ChannelView> ProducerCore<V> {
         let len = free.min(u64::from(max)) as u32;
         self.reserved = len;
         Ok(Span { start: self.head, len })
+    }
+
+    /// `reserve(1)`, for a producer that sends one message at a time: the
+    /// index of the reserved slot. Publish it with
+    /// [`commit_one`](Self::commit_one).
+    #[inline]
+    pub fn reserve_one(&mut self) -> Result<u64, RingError> {
+        if self.room == 0 {
+            self.reserved = 0;
+            self.refresh_room()?;
+            if self.room == 0 {
+                return Err(RingError::Full);
+            }
+        }
+        self.reserved = 1;
+        Ok(self.head)
+    }
+
+    /// `commit(1)`: publishes the message of the last reservation (nothing
+    /// if there is none).
+    #[inline]
+    pub fn commit_one(&mut self) {
+        if self.reserved == 0 {
+            return;
+        }
+        self.reserved = 0;
+        self.room -= 1;
+        let start = self.head;
+        self.head = self.geo.next(start);
+        // As in `commit`: `head` before the stamp, the stamp with Release.
+        self.view.producer_header().head.store(self.head, Relaxed);
+        self.view.stamp(start).store(stamp_value(self.epoch, start), Release);
+    }
+
+    /// Refreshes the cached consumer index and recomputes `room` from it,
+    /// whatever the refresh found (a resynchronisation moves
+    /// `cached_tail`; an error leaves it as it was).
+    #[cold]
+    fn refresh_room(&mut self) -> Result<(), RingError> {
+        let r = self.refresh();
+        self.room = if self.connected { self.free() } else { 0 };
+        r
     }
 
     /// Publishes the first `n` messages of the last reservation (clamped to
@@ -366,6 +413,8 @@ impl<V: ChannelView> ProducerCore<V> {
         if n == 0 {
             return;
         }
+        // n <= reserved <= room.
+        self.room -= u64::from(n);
         let start = self.head;
         self.head = self.geo.advance(start, u64::from(n));
         // Before the stamps (ordered by the Release below): a consumer that
@@ -1016,6 +1065,66 @@ mod tests {
         assert_eq!((s.start, s.len), (4, 3));
         tx.commit(0);
         assert_eq!(rx.peek(1), Err(RingError::Empty));
+    }
+
+    #[test]
+    fn one_at_a_time_sends_keep_the_free_count_of_a_full_refresh() {
+        let l = layout(16); // two blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        assert_eq!(tx.reserve_one(), Err(RingError::Full), "not acknowledged yet");
+        tx.commit_one();
+        assert_eq!(h.p.head.load(SeqCst), 0, "nothing reserved, nothing committed");
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
+        let g = *tx.geometry();
+        // Single sends, a partial batch and single sends again: exactly
+        // the capacity, then Full; each single send stamps its block.
+        let mut at = 0;
+        for i in 0..5 {
+            assert_eq!(tx.reserve_one(), Ok(at), "send {i}");
+            tx.commit_one();
+            assert_eq!(h.stamps[7].load(SeqCst), stamp_value(e, at));
+            at = g.next(at);
+        }
+        assert_eq!(h.p.head.load(SeqCst), 5);
+        assert_eq!(tx.reserve(4).unwrap(), Span { start: 5, len: 4 });
+        tx.commit(2); // 5 6 | 8
+        at = g.advance(at, 2);
+        for _ in 0..7 {
+            assert_eq!(tx.reserve_one(), Ok(at));
+            tx.commit_one();
+            at = g.next(at);
+        }
+        assert_eq!(at, 16, "14 messages: the capacity");
+        assert_eq!(tx.reserve_one(), Err(RingError::Full));
+        assert_eq!(tx.reserve(1), Err(RingError::Full));
+        // The consumer leaves block 0: its 7 slots are free again, and no
+        // more (block 1 still holds this lap).
+        assert_eq!(rx.peek(7).unwrap().len, 7);
+        rx.release(7);
+        let mut n = 0;
+        while tx.reserve_one().is_ok() {
+            tx.commit_one();
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        // A consumer restart: reported once, then the count is the one a
+        // full refresh gives (the new consumer starts at head: a ring free,
+        // less the block it is in).
+        let _rx2 = ConsumerCore::attach(&h, &l);
+        assert_eq!(tx.reserve_one(), Err(RingError::PeerRestarted));
+        let mut n = 0;
+        while tx.reserve_one().is_ok() {
+            tx.commit_one();
+            n += 1;
+        }
+        assert_eq!(n, 14);
+        // A hostile tail is Corrupt, and the state is kept.
+        h.c.tail.store(7, SeqCst);
+        assert_eq!(tx.reserve_one(), Err(RingError::Corrupt));
+        tx.commit_one();
+        assert_eq!(h.p.head.load(SeqCst), 40, "a failed reservation publishes nothing");
     }
 
     #[test]
