@@ -763,7 +763,17 @@ impl<V: ChannelView> ConsumerCore<V> {
         let epoch = self.prod_epoch;
         let mut next = self.cached_head;
         self.bad_stamp = false;
-        if want > 1 && geo.line_blocks && self.view.producer_header().head.load(Relaxed) == next {
+        // The producer's `head`, if this reader looked at it (below): where
+        // the producer says it has got to. Untrusted: it only bounds where
+        // the probe looks, never what is accepted.
+        let mut hint = None;
+        if want > 1 && geo.line_blocks {
+            let h = self.view.producer_header().head.load(Relaxed);
+            if h != next {
+                hint = Some(h);
+            }
+        }
+        if want > 1 && geo.line_blocks && hint.is_none() {
             // A batch reader of small messages first looks at `head`, on a
             // line of its own, as a hint: if the producer has not moved it,
             // there is nothing new, and the line the producer may be filling
@@ -809,7 +819,18 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // succeeds, so a consumer behind a fast producer validates
                 // up to a ring per stamp read, and halves when it fails.
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
-                let n = self.probe.max(want).min(room);
+                let mut n = self.probe.max(want).min(room);
+                if let Some(h) = hint {
+                    // Not past what the producer says it has committed:
+                    // a probe there fails (and then the blocks are read one
+                    // by one), and its line is one the producer has yet to
+                    // write, taken away from it. A hostile `head` only
+                    // moves the probe within the same bounds.
+                    let ahead = geo.between(self.tail, h);
+                    if ahead >= 1 && ahead < n {
+                        n = ahead;
+                    }
+                }
                 let far = geo.advance(self.tail, n - 1);
                 if geo.between(self.tail, next) >= n {
                     // Already that far (a small ring).
@@ -1348,6 +1369,32 @@ mod tests {
         tx.commit(10); // 32..=38 | 40 41 42
         h.stamps[31].store(stamp_value(e, 62 + 32 * 5), SeqCst);
         assert_eq!(rx.peek(21).unwrap(), Span { start: 32, len: 10 });
+    }
+
+    #[test]
+    fn a_batch_reader_probes_no_farther_than_the_producers_head() {
+        let l = layout(32); // four blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        // Ten messages: 0..=6 | 8 9 10, head 11.
+        tx.reserve(10).unwrap();
+        tx.commit(10);
+        h.clear_uses();
+        // The probe lands on the last committed message (block 1), not 28
+        // messages on (block 3, a line the producer has yet to write).
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 10 });
+        let reads: [u64; 32] = core::array::from_fn(|i| h.uses[i].load(SeqCst));
+        assert_eq!((reads[7], reads[15], reads[23], reads[31]), (1, 1, 0, 0), "{reads:?}");
+        // A head claiming more than was committed only moves the probe:
+        // what is accepted still comes from the stamps.
+        rx.release(10);
+        tx.reserve(3).unwrap();
+        tx.commit(3); // 11 12 13 | 16, head 17
+        h.p.head.store(1000, SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 11, len: 3 });
+        h.p.head.store(12, SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 11, len: 3 });
     }
 
     #[test]
