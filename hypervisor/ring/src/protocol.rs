@@ -763,28 +763,25 @@ impl<V: ChannelView> ConsumerCore<V> {
         let epoch = self.prod_epoch;
         let mut next = self.cached_head;
         self.bad_stamp = false;
-        // The producer's `head`, if this reader looked at it (below): where
-        // the producer says it has got to. Untrusted: it only bounds where
-        // the probe looks, never what is accepted.
-        let mut hint = None;
+        // The producer's `head` if this reader looks at it (below), else
+        // `next`: where the producer says it has got to. Untrusted: it
+        // only bounds where the probe looks, never what is accepted.
+        let mut hint = next;
         if want > 1 && geo.line_blocks {
-            let h = self.view.producer_header().head.load(Relaxed);
-            if h != next {
-                hint = Some(h);
+            hint = self.view.producer_header().head.load(Relaxed);
+            if hint == next {
+                // A batch reader of small messages first looks at `head`,
+                // on a line of its own, as a hint: if the producer has not
+                // moved it, there is nothing new, and the line the producer
+                // may be filling right now (its stamp shares the line with
+                // the messages) is left alone: reading it would take it
+                // away from the producer mid-batch. A single-message reader
+                // skips this and polls the stamp, so a message arriving
+                // costs it one line, not two; so do large messages, whose
+                // stamp has a line of its own anyway. `head` is only ever a
+                // hint: nothing is accepted without its stamp.
+                return self.ready;
             }
-        }
-        if want > 1 && geo.line_blocks && hint.is_none() {
-            // A batch reader of small messages first looks at `head`, on a
-            // line of its own, as a hint: if the producer has not moved it,
-            // there is nothing new, and the line the producer may be filling
-            // right now (its stamp shares the line with the messages) is
-            // left alone: reading it would take it away from the producer
-            // mid-batch. A single-message reader skips this and polls the
-            // stamp, so a message arriving costs it one line, not two; so
-            // do large messages, whose stamp has a line of its own anyway.
-            // `head` is only ever a hint: nothing is accepted without its
-            // stamp.
-            return self.ready;
         }
         self.view.prefetch(next);
         let first = self.view.stamp(next).load(Relaxed);
@@ -820,13 +817,13 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // up to a ring per stamp read, and halves when it fails.
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
                 let mut n = self.probe.max(want).min(room);
-                if let Some(h) = hint {
+                if hint != next {
                     // Not past what the producer says it has committed:
                     // a probe there fails (and then the blocks are read one
                     // by one), and its line is one the producer has yet to
                     // write, taken away from it. A hostile `head` only
                     // moves the probe within the same bounds.
-                    let ahead = geo.between(self.tail, h);
+                    let ahead = geo.between(self.tail, hint);
                     if ahead >= 1 && ahead < n {
                         n = ahead;
                     }
