@@ -664,6 +664,11 @@ criterion_group! {
 /// is the criterion suite.
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if let Some(i) = args.iter().position(|a| a == "--one-thread") {
+        let rounds = args.get(i + 1).and_then(|n| n.parse().ok()).unwrap_or(5);
+        compare::run_one_thread(rounds);
+        return;
+    }
     if let Some(i) = args.iter().position(|a| a == "--rounds") {
         let rounds = args.get(i + 1).and_then(|n| n.parse().ok()).expect("--rounds N");
         let scale = match args.iter().position(|a| a == "--scale") {

@@ -233,6 +233,11 @@ pub struct ProducerCore<V> {
     /// Messages handed out by the last `reserve`, the most `commit` may
     /// publish.
     reserved: u32,
+    /// Messages free from `head` on as of the last look at the consumer's
+    /// index (`free()` then), less what was committed since: kept as a
+    /// count so that a send that fits does no index arithmetic. 0 until
+    /// connected.
+    room: u64,
     epoch: u64,
     /// Consumer epoch we last resynchronised with.
     cons_epoch: u64,
@@ -266,7 +271,7 @@ impl<V: ChannelView> ProducerCore<V> {
         p.slot_count.store(layout.slot_count() as u32, Relaxed);
         // Release: a consumer that sees the epoch also sees geometry and head.
         p.epoch.store(epoch, Release);
-        Self { view, geo, head, cached_tail: head, reserved: 0, epoch, cons_epoch: 0, connected: false }
+        Self { view, geo, head, cached_tail: head, reserved: 0, room: 0, epoch, cons_epoch: 0, connected: false }
     }
 
     /// The view this producer runs on.
@@ -341,10 +346,10 @@ impl<V: ChannelView> ProducerCore<V> {
     #[inline]
     pub fn reserve(&mut self, max: u32) -> Result<Span, RingError> {
         self.reserved = 0;
-        let mut free = if self.connected { self.free() } else { 0 };
+        let mut free = self.room;
         if free < u64::from(max) {
-            self.refresh()?;
-            free = if self.connected { self.free() } else { 0 };
+            self.refresh_room()?;
+            free = self.room;
             if free == 0 {
                 return Err(RingError::Full);
             }
@@ -352,6 +357,48 @@ impl<V: ChannelView> ProducerCore<V> {
         let len = free.min(u64::from(max)) as u32;
         self.reserved = len;
         Ok(Span { start: self.head, len })
+    }
+
+    /// `reserve(1)`, for a producer that sends one message at a time: the
+    /// index of the reserved slot. Publish it with
+    /// [`commit_one`](Self::commit_one).
+    #[inline]
+    pub fn reserve_one(&mut self) -> Result<u64, RingError> {
+        if self.room == 0 {
+            self.reserved = 0;
+            self.refresh_room()?;
+            if self.room == 0 {
+                return Err(RingError::Full);
+            }
+        }
+        self.reserved = 1;
+        Ok(self.head)
+    }
+
+    /// `commit(1)`: publishes the message of the last reservation (nothing
+    /// if there is none).
+    #[inline]
+    pub fn commit_one(&mut self) {
+        if self.reserved == 0 {
+            return;
+        }
+        self.reserved = 0;
+        self.room -= 1;
+        let start = self.head;
+        self.head = self.geo.next(start);
+        // As in `commit`: `head` before the stamp, the stamp with Release.
+        self.view.producer_header().head.store(self.head, Relaxed);
+        self.view.stamp(start).store(stamp_value(self.epoch, start), Release);
+    }
+
+    /// Refreshes the cached consumer index and recomputes `room` from it,
+    /// whatever the refresh found (a resynchronisation moves
+    /// `cached_tail`; an error leaves it as it was).
+    #[cold]
+    fn refresh_room(&mut self) -> Result<(), RingError> {
+        let r = self.refresh();
+        self.room = if self.connected { self.free() } else { 0 };
+        r
     }
 
     /// Publishes the first `n` messages of the last reservation (clamped to
@@ -366,6 +413,8 @@ impl<V: ChannelView> ProducerCore<V> {
         if n == 0 {
             return;
         }
+        // n <= reserved <= room.
+        self.room -= u64::from(n);
         let start = self.head;
         self.head = self.geo.advance(start, u64::from(n));
         // Before the stamps (ordered by the Release below): a consumer that
@@ -714,18 +763,25 @@ impl<V: ChannelView> ConsumerCore<V> {
         let epoch = self.prod_epoch;
         let mut next = self.cached_head;
         self.bad_stamp = false;
-        if want > 1 && geo.line_blocks && self.view.producer_header().head.load(Relaxed) == next {
-            // A batch reader of small messages first looks at `head`, on a
-            // line of its own, as a hint: if the producer has not moved it,
-            // there is nothing new, and the line the producer may be filling
-            // right now (its stamp shares the line with the messages) is
-            // left alone: reading it would take it away from the producer
-            // mid-batch. A single-message reader skips this and polls the
-            // stamp, so a message arriving costs it one line, not two; so
-            // do large messages, whose stamp has a line of its own anyway.
-            // `head` is only ever a hint: nothing is accepted without its
-            // stamp.
-            return self.ready;
+        // The producer's `head` if this reader looks at it (below), else
+        // `next`: where the producer says it has got to. Untrusted: it
+        // only bounds where the probe looks, never what is accepted.
+        let mut hint = next;
+        if want > 1 && geo.line_blocks {
+            hint = self.view.producer_header().head.load(Relaxed);
+            if hint == next {
+                // A batch reader of small messages first looks at `head`,
+                // on a line of its own, as a hint: if the producer has not
+                // moved it, there is nothing new, and the line the producer
+                // may be filling right now (its stamp shares the line with
+                // the messages) is left alone: reading it would take it
+                // away from the producer mid-batch. A single-message reader
+                // skips this and polls the stamp, so a message arriving
+                // costs it one line, not two; so do large messages, whose
+                // stamp has a line of its own anyway. `head` is only ever a
+                // hint: nothing is accepted without its stamp.
+                return self.ready;
+            }
         }
         self.view.prefetch(next);
         let first = self.view.stamp(next).load(Relaxed);
@@ -760,7 +816,18 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // succeeds, so a consumer behind a fast producer validates
                 // up to a ring per stamp read, and halves when it fails.
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
-                let n = self.probe.max(want).min(room);
+                let mut n = self.probe.max(want).min(room);
+                if hint != next {
+                    // Not past what the producer says it has committed:
+                    // a probe there fails (and then the blocks are read one
+                    // by one), and its line is one the producer has yet to
+                    // write, taken away from it. A hostile `head` only
+                    // moves the probe within the same bounds.
+                    let ahead = geo.between(self.tail, hint);
+                    if ahead >= 1 && ahead < n {
+                        n = ahead;
+                    }
+                }
                 let far = geo.advance(self.tail, n - 1);
                 if geo.between(self.tail, next) >= n {
                     // Already that far (a small ring).
@@ -1019,6 +1086,66 @@ mod tests {
     }
 
     #[test]
+    fn one_at_a_time_sends_keep_the_free_count_of_a_full_refresh() {
+        let l = layout(16); // two blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        assert_eq!(tx.reserve_one(), Err(RingError::Full), "not acknowledged yet");
+        tx.commit_one();
+        assert_eq!(h.p.head.load(SeqCst), 0, "nothing reserved, nothing committed");
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
+        let g = *tx.geometry();
+        // Single sends, a partial batch and single sends again: exactly
+        // the capacity, then Full; each single send stamps its block.
+        let mut at = 0;
+        for i in 0..5 {
+            assert_eq!(tx.reserve_one(), Ok(at), "send {i}");
+            tx.commit_one();
+            assert_eq!(h.stamps[7].load(SeqCst), stamp_value(e, at));
+            at = g.next(at);
+        }
+        assert_eq!(h.p.head.load(SeqCst), 5);
+        assert_eq!(tx.reserve(4).unwrap(), Span { start: 5, len: 4 });
+        tx.commit(2); // 5 6 | 8
+        at = g.advance(at, 2);
+        for _ in 0..7 {
+            assert_eq!(tx.reserve_one(), Ok(at));
+            tx.commit_one();
+            at = g.next(at);
+        }
+        assert_eq!(at, 16, "14 messages: the capacity");
+        assert_eq!(tx.reserve_one(), Err(RingError::Full));
+        assert_eq!(tx.reserve(1), Err(RingError::Full));
+        // The consumer leaves block 0: its 7 slots are free again, and no
+        // more (block 1 still holds this lap).
+        assert_eq!(rx.peek(7).unwrap().len, 7);
+        rx.release(7);
+        let mut n = 0;
+        while tx.reserve_one().is_ok() {
+            tx.commit_one();
+            n += 1;
+        }
+        assert_eq!(n, 7);
+        // A consumer restart: reported once, then the count is the one a
+        // full refresh gives (the new consumer starts at head: a ring free,
+        // less the block it is in).
+        let _rx2 = ConsumerCore::attach(&h, &l);
+        assert_eq!(tx.reserve_one(), Err(RingError::PeerRestarted));
+        let mut n = 0;
+        while tx.reserve_one().is_ok() {
+            tx.commit_one();
+            n += 1;
+        }
+        assert_eq!(n, 14);
+        // A hostile tail is Corrupt, and the state is kept.
+        h.c.tail.store(7, SeqCst);
+        assert_eq!(tx.reserve_one(), Err(RingError::Corrupt));
+        tx.commit_one();
+        assert_eq!(h.p.head.load(SeqCst), 40, "a failed reservation publishes nothing");
+    }
+
+    #[test]
     fn consumer_first_then_producer() {
         let l = layout(2);
         let h = Heap::new(&l);
@@ -1239,6 +1366,32 @@ mod tests {
         tx.commit(10); // 32..=38 | 40 41 42
         h.stamps[31].store(stamp_value(e, 62 + 32 * 5), SeqCst);
         assert_eq!(rx.peek(21).unwrap(), Span { start: 32, len: 10 });
+    }
+
+    #[test]
+    fn a_batch_reader_probes_no_farther_than_the_producers_head() {
+        let l = layout(32); // four blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        // Ten messages: 0..=6 | 8 9 10, head 11.
+        tx.reserve(10).unwrap();
+        tx.commit(10);
+        h.clear_uses();
+        // The probe lands on the last committed message (block 1), not 28
+        // messages on (block 3, a line the producer has yet to write).
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 0, len: 10 });
+        let reads: [u64; 32] = core::array::from_fn(|i| h.uses[i].load(SeqCst));
+        assert_eq!((reads[7], reads[15], reads[23], reads[31]), (1, 1, 0, 0), "{reads:?}");
+        // A head claiming more than was committed only moves the probe:
+        // what is accepted still comes from the stamps.
+        rx.release(10);
+        tx.reserve(3).unwrap();
+        tx.commit(3); // 11 12 13 | 16, head 17
+        h.p.head.store(1000, SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 11, len: 3 });
+        h.p.head.store(12, SeqCst);
+        assert_eq!(rx.peek(28).unwrap(), Span { start: 11, len: 3 });
     }
 
     #[test]

@@ -244,14 +244,14 @@ impl<T: Message> Sender<T> {
     /// ring is full or the consumer has not connected yet).
     #[inline]
     pub fn try_send(&mut self, msg: &T) -> Result<(), RingError> {
-        let span = self.core.reserve(1)?;
-        let dst = self.core.view().slot(span.start);
+        let index = self.core.reserve_one()?;
+        let dst = self.core.view().slot(index);
         // SAFETY: `dst` is a slot inside the channel (masked index), the slot
         // is writable by the producer, holds at least size_of::<T>() bytes
         // (checked in `new`), and is not in [tail, head) so the consumer does
         // not read it; `msg` is a live T and T: IntoBytes has no padding.
         unsafe { ptr::copy_nonoverlapping(msg.as_bytes().as_ptr(), dst, size_of::<T>()) };
-        self.core.commit(1);
+        self.core.commit_one();
         Ok(())
     }
 

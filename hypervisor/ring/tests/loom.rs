@@ -150,6 +150,49 @@ fn single_reader_probes_and_wraps() {
     });
 }
 
+/// One message at a time on both sides (`reserve_one`/`commit_one`, as
+/// `Sender::try_send`, and `peek_one`/`release_one`): the producer's
+/// free-slot count, kept across sends and recomputed only when it runs
+/// out, never lets it write a slot the consumer may still be reading; the
+/// values arrive in order and intact through a ring that wraps twice.
+#[test]
+fn one_at_a_time_both_sides_wraps() {
+    model(|| {
+        // Two blocks of two slots: capacity two.
+        let layout = ChannelLayout::new(32, 4).unwrap();
+        let view = View::new(&layout);
+        let mut tx = ProducerCore::attach(view.clone(), &layout);
+        let mut rx = ConsumerCore::attach(view.clone(), &layout);
+        let producer = thread::spawn(move || {
+            let mut v = 10;
+            while v < 14 {
+                match tx.reserve_one() {
+                    Ok(index) => {
+                        tx.view().write(index, v);
+                        tx.commit_one();
+                        v += 1;
+                    }
+                    Err(RingError::Full) => thread::yield_now(),
+                    Err(e) => panic!("producer: {e:?}"),
+                }
+            }
+        });
+        let mut next = 10;
+        while next < 14 {
+            match rx.peek_one() {
+                Ok(index) => {
+                    assert_eq!(rx.view().read(index), next);
+                    next += 1;
+                    rx.release_one();
+                }
+                Err(RingError::Empty) => thread::yield_now(),
+                Err(e) => panic!("consumer: {e:?}"),
+            }
+        }
+        producer.join().unwrap();
+    });
+}
+
 /// The producer restarts mid-stream: the consumer sees an in-order subset
 /// ending with the post-restart message, and the new producer never writes a
 /// slot the consumer may still be reading.

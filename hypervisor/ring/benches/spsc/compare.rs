@@ -580,3 +580,63 @@ pub fn run(rounds: usize, scale: f64, only: Option<&str>) {
         }
     }
 }
+
+/// ns per message to send, then to receive, `batch` at a time, on one
+/// thread: the ring is filled to `fill` messages and drained again, so
+/// every line stays in this core's cache and what is left is the
+/// software's own cost per message (no line transfers).
+fn one_thread<Q: Poll, M: BenchMsg>(laps: u64, batch: usize, fill: u64) -> (f64, f64) {
+    let (mut tx, mut rx, mem) = Q::channel::<M>();
+    let (mut send, mut recv) = (Duration::ZERO, Duration::ZERO);
+    let mut seq = 0;
+    for lap in 0..laps + laps / 8 {
+        let t = Instant::now();
+        produce::<Q, M>(&mut tx, seq, fill, batch);
+        let s = t.elapsed();
+        let t = Instant::now();
+        let bad = consume::<Q, M>(&mut rx, seq, fill, batch);
+        let r = t.elapsed();
+        assert_eq!(bad, 0, "{}: messages out of order", Q::NAME);
+        seq += fill;
+        if lap >= laps / 8 {
+            send += s;
+            recv += r;
+        }
+    }
+    drop((tx, rx, mem));
+    let n = (laps * fill) as f64;
+    (send.as_nanos() as f64 / n, recv.as_nanos() as f64 / n)
+}
+
+/// `--one-thread`: the software cost per message of each queue (see
+/// `one_thread`), median of `rounds` rounds.
+pub fn run_one_thread(rounds: usize) {
+    pin(0);
+    type F = fn() -> (f64, f64);
+    let cases: [(&str, F, F); 4] = [
+        ("8/1", || one_thread::<Hallows, [u64; 1]>(2000, 1, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 1, 512)),
+        ("64/1", || one_thread::<Hallows, [u64; 8]>(2000, 1, 512), || one_thread::<Rtrb, [u64; 8]>(2000, 1, 512)),
+        ("8/32", || one_thread::<Hallows, [u64; 1]>(2000, 32, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 32, 512)),
+        ("64/32", || one_thread::<Hallows, [u64; 8]>(2000, 32, 512), || one_thread::<Rtrb, [u64; 8]>(2000, 32, 512)),
+    ];
+    println!("one thread, rings filled to 512 and drained, ns per message (median of {rounds}): send / receive");
+    for (name, h, r) in cases {
+        let (mut hs, mut hr, mut rs, mut rr) = (vec![], vec![], vec![], vec![]);
+        for _ in 0..rounds {
+            let (s, x) = h();
+            hs.push(s);
+            hr.push(x);
+            let (s, x) = r();
+            rs.push(s);
+            rr.push(x);
+        }
+        let md = |v: &[f64]| spread(v).median;
+        println!(
+            "  {name:<6} hallows {:>5.2} / {:>5.2}   rtrb {:>5.2} / {:>5.2}",
+            md(&hs),
+            md(&hr),
+            md(&rs),
+            md(&rr)
+        );
+    }
+}
