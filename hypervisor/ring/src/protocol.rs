@@ -697,6 +697,21 @@ impl<V: ChannelView> ConsumerCore<V> {
                     self.quiet = None;
                     return Ok(());
                 }
+            } else if s == stamp_value(epoch, at.wrapping_sub(1)) && !self.geo.is_stamp_slot(at.wrapping_sub(1)) {
+                // Empty, the honest way: the block's stamp still names the
+                // message just before `at`, the one last consumed (a
+                // request/reply exchange finds this at its first poll after
+                // every message). What `scan(1)` concludes from that load
+                // (nothing new; not an impossible stamp, since it names a
+                // message of this block before `at`), then the same `idle`
+                // as the full path, which looks at the producer's epoch.
+                self.seen = s;
+                self.bad_stamp = false;
+                let err = self.idle();
+                if self.prod_epoch == epoch && self.cached_head == at {
+                    self.quiet = Some((at, s, epoch, err));
+                }
+                return Err(err);
             } else if let Some((q_at, stamp, q_epoch, err)) = self.quiet {
                 // The same two loads the full path makes (the stamp,
                 // then the producer's epoch in `idle`), with the same
@@ -1505,6 +1520,41 @@ mod tests {
         tx.reserve(1).unwrap();
         tx.commit(1);
         assert_eq!(rx.peek_one(), Ok(1));
+    }
+
+    #[test]
+    fn a_reader_keeping_pace_finds_the_ring_empty_on_one_stamp_load() {
+        let l = layout(32); // four blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let e = tx.epoch();
+        for i in 0..3 {
+            tx.reserve(1).unwrap();
+            tx.commit(1);
+            assert_eq!(rx.peek_one(), Ok(i));
+            rx.release_one();
+            // The block's stamp still names message i: empty, from that
+            // one load (no probe of a later block), twice in a row.
+            h.clear_uses();
+            assert_eq!(rx.peek_one(), Err(RingError::Empty));
+            assert_eq!(rx.peek_one(), Err(RingError::Empty));
+            let reads: [u64; 32] = core::array::from_fn(|i| h.uses[i].load(SeqCst));
+            assert_eq!(reads.iter().sum::<u64>(), 2, "{reads:?}");
+            assert_eq!(reads[7], 2, "{reads:?}");
+        }
+        // A stamp naming the previous message under another epoch is not
+        // this producer's: the full path judges it (not yet), and a stamp
+        // this producer cannot have written is reported.
+        h.stamps[7].store(stamp_value(e + 1, 2), SeqCst);
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        h.stamps[7].store(stamp_value(e, 32 + 2), SeqCst);
+        assert_eq!(rx.peek_one(), Err(RingError::Corrupt));
+        h.stamps[7].store(stamp_value(e, 2), SeqCst);
+        assert_eq!(rx.peek_one(), Err(RingError::Empty));
+        tx.reserve(1).unwrap();
+        tx.commit(1);
+        assert_eq!(rx.peek_one(), Ok(3));
     }
 
     #[test]
