@@ -8,7 +8,7 @@
 //!   `GET /`, one in flight, each answer checked; prints
 //!   `rps=R p50_us=P p99_us=Q` (the machine's own clock) and exits 1 at the
 //!   first wrong answer.
-//! * `http-get-bench bench A,B tcp,unix [tuned]`: the driver the init runs
+//! * `http-get-bench bench A B tcp unix [tuned]`: the driver the init runs
 //!   (`hallows.test=exec`): starts the server (tuned: on CPU 1, the client
 //!   on CPU 0, `net.core.busy_poll`/`busy_read` 50), then per transport a
 //!   warm-up client run of A requests and runs of A and B, each client
@@ -87,6 +87,11 @@ fn bench(ns: &str, vias: &str, tuned: bool) -> Result<(), String> {
         }
         c
     };
+    // The init's exec mode leaves the loopback interface down.
+    match Command::new("ip").args(["link", "set", "lo", "up"]).status() {
+        Ok(s) if s.success() => {}
+        r => return Err(format!("ip link set lo up: {r:?}")),
+    }
     if tuned {
         for f in ["/proc/sys/net/core/busy_poll", "/proc/sys/net/core/busy_read"] {
             std::fs::write(f, "50").map_err(|e| format!("{f}: {e}"))?;
@@ -134,9 +139,13 @@ fn main() -> ExitCode {
     let r = match a.as_slice() {
         ["server"] => server(),
         ["client", via, n] => n.parse().map_err(|_| format!("count {n:?}")).and_then(|n| client(via, n)).map(|s| println!("{s}")),
-        ["bench", ns, vias] => bench(ns, vias, false),
-        ["bench", ns, vias, "tuned"] => bench(ns, vias, true),
-        _ => Err("usage: http-get-bench server | client tcp|unix N | bench A,B tcp,unix [tuned]".into()),
+        // Spaces, not commas: the init's exec mode turns commas into spaces.
+        ["bench", a, b, rest @ ..] if !rest.is_empty() => {
+            let tuned = rest.last() == Some(&"tuned");
+            let vias = &rest[..rest.len() - usize::from(tuned)];
+            bench(&format!("{a},{b}"), &vias.join(","), tuned)
+        }
+        _ => Err("usage: http-get-bench server | client tcp|unix N | bench A B tcp|unix... [tuned]".into()),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
