@@ -35,7 +35,7 @@ use hallows_ring::{Receiver, RingError, Sender};
 use hallows_rt::channel::{self, ChannelError, Endpoint};
 use hallows_rt::{time, Boot};
 
-use crate::{KvError, KvReply, KvRequest, KvStatus, MAX_KEY, MAX_TXN_OPS, MAX_VALUE, REPLIES, REQUESTS};
+use crate::{KvError, KvOp, KvReply, KvRequest, KvStatus, MAX_KEY, MAX_TXN_OPS, MAX_VALUE, REPLIES, REQUESTS};
 
 /// Why a call failed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,6 +94,11 @@ pub struct Kv {
     rx: Endpoint<Receiver<KvReply>>,
     next_id: u64,
     timeout: Duration,
+    /// The request a single call sends (filled with only the bytes it
+    /// uses) and the last reply received (read out of its slot the same
+    /// way): on the heap, reused, never built whole.
+    req: Box<KvRequest>,
+    reply: Box<KvReply>,
     /// Store restarts seen (its reply channel's `PeerRestarted`).
     pub restarts: u64,
 }
@@ -106,7 +111,9 @@ pub fn connect(boot: &Boot) -> Result<Kv, ChannelError> {
     let tx = channel::sender_typed::<KvRequest>(boot, REQUESTS, KvRequest::LAYOUT_HASH)?;
     // Ids from the clock: a restarted client never reuses one a reply
     // still in flight carries.
-    Ok(Kv { tx, rx, next_id: time::now_nanos() | 1, timeout: Duration::from_secs(10), restarts: 0 })
+    let req = Box::new(crate::shutdown(0));
+    let reply = Box::new(crate::reply(0, KvStatus::Ok, KvError::None, 0, &[], &[]));
+    Ok(Kv { tx, rx, next_id: time::now_nanos() | 1, timeout: Duration::from_secs(10), req, reply, restarts: 0 })
 }
 
 /// What a reply means to the call waiting for it.
@@ -157,19 +164,33 @@ impl Kv {
         }
     }
 
-    /// Sends `reqs` (one request, or a transaction's operations) under a
-    /// new id and feeds every reply with that id to `each` until it says
-    /// done.
-    async fn exchange(&mut self, reqs: &mut [KvRequest], mut each: impl FnMut(&KvReply) -> Result<Step, Error>) -> Result<(), Error> {
+    /// Sends `many` (a transaction's operations), or else the request in
+    /// `self.req`, under a new id and feeds every reply with that id to
+    /// `each` until it says done. Each request is written into its slot,
+    /// only the bytes it uses; each reply is read out of its slot into
+    /// `self.reply` the same way.
+    async fn exchange(&mut self, many: Option<&mut [KvRequest]>, mut each: impl FnMut(&KvReply) -> Result<Step, Error>) -> Result<(), Error> {
         let id = self.next_id;
         self.next_id += 1;
         let deadline = time::now() + self.timeout;
         let mut first_at = None;
+        let reqs = match many {
+            Some(reqs) => reqs,
+            None => core::slice::from_mut(&mut *self.req),
+        };
         for r in reqs.iter_mut() {
             r.id = id;
             loop {
                 let at = self.tx.position();
-                match self.tx.try_send(r) {
+                let sent = self.tx.reserve(1).and_then(|mut slots| match slots.get_mut(0) {
+                    Some(slot) => {
+                        crate::write_request(r, slot);
+                        slots.commit();
+                        Ok(())
+                    }
+                    None => Err(RingError::Full),
+                });
+                match sent {
                     Ok(()) => {
                         first_at.get_or_insert(at);
                         break;
@@ -194,16 +215,22 @@ impl Kv {
         self.tx.flush();
         let sent_at = first_at.unwrap_or(0);
         loop {
-            // The reply (over a kilobyte) is looked at and dropped before
-            // any await: it is never part of this future's state, which
-            // every caller's future contains and moves.
-            let wait = match self.rx.try_recv() {
-                Ok(reply) if reply.id == id => match each(&reply)? {
+            // The reply is read into `self.reply` (on the heap: never part
+            // of this future's state, which every caller's future contains
+            // and moves), only the bytes it uses.
+            let got = self.rx.recv_batch(1).and_then(|batch| {
+                let read = batch.slot(0).is_some_and(|slot| crate::read_reply(&mut self.reply, |at, dst| slot.copy_to(at, dst)));
+                batch.release_first(1);
+                // Unreachable (a batch of one, ranges inside the message).
+                if read { Ok(()) } else { Err(RingError::Corrupt) }
+            });
+            let wait = match got {
+                Ok(()) if self.reply.id == id => match each(&self.reply)? {
                     Step::Done => return Ok(()),
                     Step::More => false,
                 },
                 // A late answer to an earlier call.
-                Ok(_) => false,
+                Ok(()) => false,
                 Err(RingError::Empty) => {
                     if time::now() >= deadline {
                         return Err(Error::Timeout);
@@ -231,36 +258,29 @@ impl Kv {
         Error::Store(r.error, String::from_utf8_lossy(r.value.as_bytes()).into_owned())
     }
 
-    /// One request (or a transaction's operations), one reply; an `Err`
-    /// reply is the store's error. Requests and replies (over a kilobyte
-    /// each) live on the heap, not in the futures, which the callers'
-    /// futures contain and move.
-    async fn answer(&mut self, reqs: &mut [KvRequest]) -> Result<Box<KvReply>, Error> {
-        let mut got = None;
-        self.exchange(reqs, |r| {
-            got = Some(Box::new(*r));
-            Ok(Step::Done)
-        })
-        .await?;
-        let r = got.expect("a reply");
-        if r.status == KvStatus::Err {
-            return Err(Self::refused(&r));
+    /// One request (`many`, a transaction's operations, or else
+    /// `self.req`), one reply, left in `self.reply`; an `Err` reply is the
+    /// store's error.
+    async fn answer(&mut self, many: Option<&mut [KvRequest]>) -> Result<&KvReply, Error> {
+        self.exchange(many, |_| Ok(Step::Done)).await?;
+        if self.reply.status == KvStatus::Err {
+            return Err(Self::refused(&self.reply));
         }
-        Ok(r)
+        Ok(&self.reply)
     }
 
-    /// One request, boxed before the future that sends it exists.
-    fn single(&mut self, req: Option<KvRequest>) -> impl Future<Output = Result<Box<KvReply>, Error>> + '_ {
-        let req = req.map(Box::new);
-        async move {
-            let mut req = req.ok_or(Error::TooLong)?;
-            self.answer(core::slice::from_mut(&mut *req)).await
+    /// One request of `op` with `key` and `value`, written into `self.req`
+    /// (only the bytes it uses).
+    async fn single(&mut self, op: KvOp, key: &[u8], value: &[u8]) -> Result<&KvReply, Error> {
+        if !crate::fill_request(&mut self.req, 0, op, 0, 0, key, value) {
+            return Err(Error::TooLong);
         }
+        self.answer(None).await
     }
 
     /// The value of `key`, `None` if it has none.
     pub async fn get(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
-        let r = self.single(crate::get(0, key)).await?;
+        let r = self.single(KvOp::Get, key, &[]).await?;
         match r.status {
             KvStatus::Value => Ok(Some(r.value.as_bytes().to_vec())),
             KvStatus::NotFound => Ok(None),
@@ -271,7 +291,7 @@ impl Kv {
     /// Sets `key` to `value`; returns once the store acknowledged it
     /// (durable, with strict durability).
     pub async fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), Error> {
-        match self.single(crate::put(0, key, value)).await?.status {
+        match self.single(KvOp::Put, key, value).await?.status {
             KvStatus::Ok => Ok(()),
             s => Err(Error::Protocol(s)),
         }
@@ -279,7 +299,7 @@ impl Kv {
 
     /// Deletes `key`; whether it existed.
     pub async fn delete(&mut self, key: &[u8]) -> Result<bool, Error> {
-        let r = self.single(crate::delete(0, key)).await?;
+        let r = self.single(KvOp::Delete, key, &[]).await?;
         match r.status {
             KvStatus::Ok => Ok(r.count == 1),
             s => Err(Error::Protocol(s)),
@@ -301,7 +321,7 @@ impl Kv {
             };
             reqs.push(r.ok_or(Error::TooLong)?);
         }
-        let r = self.answer(&mut reqs).await?;
+        let r = self.answer(Some(&mut reqs)).await?;
         match r.status {
             KvStatus::Ok => Ok(r.count),
             s => Err(Error::Protocol(s)),
@@ -311,11 +331,12 @@ impl Kv {
     /// Up to `limit` (1..=256) string keys from `from` (after it when
     /// `after`), with their values.
     pub async fn scan(&mut self, from: &[u8], after: bool, limit: u16) -> Result<ScanPage, Error> {
-        let mut req = Box::new(crate::scan(0, from, after, limit).ok_or(Error::TooLong)?);
-        let reqs = core::slice::from_mut(&mut *req);
+        if !crate::fill_request(&mut self.req, 0, KvOp::Scan, if after { crate::SCAN_AFTER } else { 0 }, limit, from, &[]) {
+            return Err(Error::TooLong);
+        }
         let mut page = ScanPage::default();
         let mut failed = None;
-        self.exchange(reqs, |r| match r.status {
+        self.exchange(None, |r| match r.status {
             KvStatus::Entry => {
                 if r.error != KvError::None {
                     failed.get_or_insert_with(|| Self::refused(r));
@@ -356,7 +377,7 @@ impl Kv {
     /// Asks the store to make everything durable and stop (obeyed only
     /// when it was booted with `quit`).
     pub async fn shutdown(&mut self) -> Result<(), Error> {
-        match self.single(Some(crate::shutdown(0))).await?.status {
+        match self.single(KvOp::Shutdown, &[], &[]).await?.status {
             KvStatus::Ok => Ok(()),
             s => Err(Error::Protocol(s)),
         }
@@ -365,9 +386,9 @@ impl Kv {
     /// A raw request (tests of the store's validation): every reply to it
     /// until the first that is not a scan entry.
     pub async fn raw(&mut self, req: KvRequest) -> Result<Vec<KvReply>, Error> {
-        let mut reqs = [req];
+        *self.req = req;
         let mut all = Vec::new();
-        self.exchange(&mut reqs, |r| {
+        self.exchange(None, |r| {
             all.push(*r);
             Ok(if r.status == KvStatus::Entry { Step::More } else { Step::Done })
         })

@@ -106,3 +106,175 @@ pub fn reply(id: u64, status: KvStatus, error: KvError, count: u32, key: &[u8], 
         BoundedBytes1024::from_bytes(value).unwrap_or_default(),
     )
 }
+
+/// Where a message's bounded fields lie: (offset of the length field,
+/// capacity), in order. Everything before, between and after them is
+/// fixed-size and always copied.
+type Bounded = [(usize, usize); 2];
+const REQUEST_FIELDS: Bounded = [
+    (core::mem::offset_of!(KvRequest, key), MAX_KEY),
+    (core::mem::offset_of!(KvRequest, value), MAX_VALUE),
+];
+const REPLY_FIELDS: Bounded = [
+    (core::mem::offset_of!(KvReply, key), MAX_KEY),
+    (core::mem::offset_of!(KvReply, value), MAX_VALUE),
+];
+const _: () = assert!(REQUEST_FIELDS[0].0 + 2 + MAX_KEY == REQUEST_FIELDS[1].0);
+const _: () = assert!(REPLY_FIELDS[0].0 + 2 + MAX_KEY == REPLY_FIELDS[1].0);
+const _: () = assert!(REQUEST_FIELDS[1].0 + 2 + MAX_VALUE <= core::mem::size_of::<KvRequest>());
+const _: () = assert!(REPLY_FIELDS[1].0 + 2 + MAX_VALUE <= core::mem::size_of::<KvReply>());
+
+/// The runs of `len`-byte message bytes a bounded-field message uses,
+/// visited in order: the fixed bytes up to and including each bounded
+/// field's length, then as many of its bytes as that length says (at most
+/// the capacity; the length is read once, from the bytes `run` has just
+/// copied), then the fixed bytes after the last field. `run(at, end)`
+/// copies `at..end` and says whether it could.
+fn used_runs(b: &mut [u8], fields: &Bounded, mut run: impl FnMut(&mut [u8], usize, usize) -> bool) -> bool {
+    let mut at = 0;
+    for &(off, cap) in fields {
+        if !run(b, at, off + 2) {
+            return false;
+        }
+        let n = (u16::from_ne_bytes([b[off], b[off + 1]]) as usize).min(cap);
+        if !run(b, off + 2, off + 2 + n) {
+            return false;
+        }
+        at = off + 2 + cap;
+    }
+    let end = b.len();
+    at == end || run(b, at, end)
+}
+
+/// Reads a request out of a ring slot into `into`, copying only the bytes
+/// it uses: `copy(at, dst)` copies the message's bytes from `at` into
+/// `dst` (`hallows_ring::Slot::copy_to`) and says whether it could. Each
+/// length field is read once (a hostile sender may change the slot under
+/// us) and bounds the bytes copied by the field's capacity; the length
+/// itself is kept as sent, so [`raw_len`] still shows one above the
+/// capacity to a validating receiver. Bytes past a field's length keep
+/// what `into` held before (`as_bytes` never shows them). `false` if a
+/// copy failed (`into` then holds a mix: do not use it).
+pub fn read_request(into: &mut KvRequest, copy: impl FnMut(usize, &mut [u8]) -> bool) -> bool {
+    read_used(zerocopy::IntoBytes::as_mut_bytes(into), &REQUEST_FIELDS, copy)
+}
+
+/// [`read_request`] for a reply.
+pub fn read_reply(into: &mut KvReply, copy: impl FnMut(usize, &mut [u8]) -> bool) -> bool {
+    read_used(zerocopy::IntoBytes::as_mut_bytes(into), &REPLY_FIELDS, copy)
+}
+
+fn read_used(b: &mut [u8], fields: &Bounded, mut copy: impl FnMut(usize, &mut [u8]) -> bool) -> bool {
+    used_runs(b, fields, |b, at, end| copy(at, &mut b[at..end]))
+}
+
+/// Copies the bytes of `src` that it uses into `dst` (a reserved ring
+/// slot): the fixed fields, each bounded field's length and that many of
+/// its bytes (at most the capacity). The rest of `dst` keeps what the
+/// slot held (any bytes are valid there; a reader's `as_bytes` stops at
+/// the length).
+pub fn write_request(src: &KvRequest, dst: &mut KvRequest) {
+    write_used(zerocopy::IntoBytes::as_bytes(src), zerocopy::IntoBytes::as_mut_bytes(dst), &REQUEST_FIELDS);
+}
+
+/// [`write_request`] for a reply.
+pub fn write_reply(src: &KvReply, dst: &mut KvReply) {
+    write_used(zerocopy::IntoBytes::as_bytes(src), zerocopy::IntoBytes::as_mut_bytes(dst), &REPLY_FIELDS);
+}
+
+fn write_used(src: &[u8], dst: &mut [u8], fields: &Bounded) {
+    // The lengths come from `src` (our own message): copy them first, then
+    // read them back from `dst`, which now holds the same bytes.
+    used_runs(dst, fields, |d, at, end| {
+        d[at..end].copy_from_slice(&src[at..end]);
+        true
+    });
+}
+
+/// Fills `dst` (a reserved ring slot, or a reused buffer) with a request,
+/// writing only the bytes it uses; `false` (nothing meaningful written)
+/// when `key` or `value` is longer than the message carries.
+pub fn fill_request(dst: &mut KvRequest, id: u64, op: KvOp, flags: u8, limit: u16, key: &[u8], value: &[u8]) -> bool {
+    if key.len() > MAX_KEY || value.len() > MAX_VALUE {
+        return false;
+    }
+    dst.id = id;
+    dst.op = op;
+    dst.flags = flags;
+    dst.limit = limit;
+    let b = zerocopy::IntoBytes::as_mut_bytes(dst);
+    for (&(off, _), bytes) in REQUEST_FIELDS.iter().zip([key, value]) {
+        b[off..off + 2].copy_from_slice(&(bytes.len() as u16).to_ne_bytes());
+        b[off + 2..off + 2 + bytes.len()].copy_from_slice(bytes);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(b: &mut [u8], off: usize, len: u16) {
+        b[off..off + 2].copy_from_slice(&len.to_ne_bytes());
+    }
+
+    #[test]
+    fn read_copies_only_the_used_bytes_and_keeps_the_lengths() {
+        let src = put(7, b"key:1", b"xyz").unwrap();
+        let mut into = KvRequest::new(0, KvOp::Get, 0, 0, BoundedBytes128::from_bytes(&[0xaa; 128]).unwrap(), BoundedBytes1024::from_bytes(&[0xbb; 1024]).unwrap());
+        let s = zerocopy::IntoBytes::as_bytes(&src);
+        let mut copied = 0;
+        assert!(read_request(&mut into, |at, dst| {
+            copied += dst.len();
+            dst.copy_from_slice(&s[at..at + dst.len()]);
+            true
+        }));
+        assert_eq!((into.id, into.op, into.key.as_bytes(), into.value.as_bytes()), (7, KvOp::Put, &b"key:1"[..], &b"xyz"[..]));
+        assert_eq!(copied, 12 + 2 + 5 + 2 + 3);
+    }
+
+    #[test]
+    fn a_hostile_length_is_bounded_by_the_capacity_and_kept_for_validation() {
+        let mut src = get(1, b"k").unwrap();
+        let b = zerocopy::IntoBytes::as_mut_bytes(&mut src);
+        raw(b, REQUEST_FIELDS[0].0, u16::MAX);
+        raw(b, REQUEST_FIELDS[1].0, 1025);
+        let s = zerocopy::IntoBytes::as_bytes(&src).to_vec();
+        let mut into = KvRequest::new(0, KvOp::Get, 0, 0, BoundedBytes128::empty(), BoundedBytes1024::empty());
+        let mut copied = 0;
+        assert!(read_request(&mut into, |at, dst| {
+            assert!(at + dst.len() <= s.len());
+            copied += dst.len();
+            dst.copy_from_slice(&s[at..at + dst.len()]);
+            true
+        }));
+        assert_eq!(copied, core::mem::size_of::<KvRequest>());
+        assert_eq!((raw_len(&into.key), raw_len(&into.value)), (u16::MAX as usize, 1025));
+        assert_eq!((into.key.len(), into.value.len()), (MAX_KEY, MAX_VALUE));
+    }
+
+    #[test]
+    fn a_failed_copy_is_reported() {
+        let mut into = KvRequest::new(0, KvOp::Get, 0, 0, BoundedBytes128::empty(), BoundedBytes1024::empty());
+        let mut calls = 0;
+        assert!(!read_request(&mut into, |_, _| {
+            calls += 1;
+            calls < 2
+        }));
+    }
+
+    #[test]
+    fn write_and_fill_round_trip_over_stale_bytes() {
+        let mut slot = reply(0, KvStatus::Value, KvError::None, 9, &[0xcc; 128], &[0xdd; 1024]);
+        let r = reply(5, KvStatus::NotFound, KvError::None, 0, b"ab", b"");
+        write_reply(&r, &mut slot);
+        assert_eq!((slot.id, slot.status, slot.count, slot.key.as_bytes(), slot.value.as_bytes()), (5, KvStatus::NotFound, 0, &b"ab"[..], &b""[..]));
+        let mut req = put(3, &[0xee; 128], &[0xee; 1024]).unwrap();
+        assert!(fill_request(&mut req, 4, KvOp::Get, 0, 0, b"k", b""));
+        assert_eq!((req.id, req.op, req.key.as_bytes(), req.value.as_bytes()), (4, KvOp::Get, &b"k"[..], &b""[..]));
+        assert!(!fill_request(&mut req, 4, KvOp::Put, 0, 0, b"k", &[0; MAX_VALUE + 1]));
+        let mut w = get(0, b"").unwrap();
+        write_request(&req, &mut w);
+        assert_eq!(w, get(4, b"k").unwrap());
+    }
+}

@@ -33,6 +33,8 @@
 extern crate alloc;
 
 use alloc::boxed::Box;
+use alloc::format;
+use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use core::future::{poll_fn, Future};
@@ -41,7 +43,9 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use core::task::{Poll, Waker};
 use core::time::Duration;
 
-use hallows_ring::RingError;
+use hallows_kv::{KvReply, KvRequest};
+use hallows_ring::{Receiver, RingError, Sender};
+use hallows_rt::channel::{self, ChannelError, Endpoint};
 use hallows_rt::abi::net_mode;
 use hallows_store::chan::Front;
 
@@ -148,9 +152,8 @@ fn main(boot: &Boot) -> u64 {
 async fn serve(boot: Boot, durability: Durability) -> u64 {
     let quit_enabled = boot.has("quit");
     // The channel front first: a client cannot send before this end is attached.
-    let chan = match spec::Service::connect(Requests { taken: Vec::new() }, &boot) {
-        Ok(service) => Some(service),
-        Err(spec::ConnectError::MissingChannel(_)) => None,
+    let chan = match Chan::connect(&boot) {
+        Ok(chan) => chan,
         Err(e) => {
             println!("store: {e}");
             return 1;
@@ -163,9 +166,9 @@ async fn serve(boot: Boot, durability: Durability) -> u64 {
     }
     spawn_with_class(TaskClass::Commit, committer(durability));
     spawn_with_class(TaskClass::Background, checkpointer());
-    if let Some(service) = chan {
+    if let Some(chan) = chan {
         let crash_after = if boot.restart_count() == 0 { boot.arg("crash_after").and_then(|n| n.parse::<u64>().ok()) } else { None };
-        spawn_with_class(TaskClass::Read, serve_channel(service, Front::new(quit_enabled), mode == net_mode::POLL, crash_after));
+        spawn_with_class(TaskClass::Read, serve_channel(chan, Front::new(quit_enabled), mode == net_mode::POLL, crash_after));
         println!("store: channel front on \"kv-requests\" and \"kv-replies\"");
     }
     if mode != net_mode::NONE {
@@ -359,73 +362,104 @@ async fn connection(mut s: TcpStream, quit_enabled: bool) {
     let _ = s.close().await;
 }
 
-/// The handlers of `store.pt`: a turn's requests wait here for the front.
-struct Requests {
-    taken: Vec<hallows_kv::KvRequest>,
+/// This partition's ends of the channel front (`store.pt`): requests are
+/// read and replies written in place in the ring slots, only the bytes a
+/// message uses (`hallows_kv::read_request`, `write_reply`), rather than
+/// through the generated service's whole-message copies.
+struct Chan {
+    rx: Endpoint<Receiver<KvRequest>>,
+    tx: Endpoint<Sender<KvReply>>,
 }
 
-impl spec::Handlers for Requests {
-    type Endpoints = Boot;
-    fn kv_request(&mut self, message: spec::KvRequest, _send: &mut spec::Senders<Boot>) {
-        self.taken.push(zerocopy::transmute!(message));
+impl Chan {
+    /// Both ends, the receiving one first (a client cannot send before it
+    /// is attached), checked against the system's layout hashes as the
+    /// generated `spec::Service::connect` does; `None` when the system
+    /// connects no channel front.
+    fn connect(boot: &Boot) -> Result<Option<Chan>, String> {
+        let open = |e: ChannelError, name: &str| format!("channel \"{name}\" refused: {e}");
+        let rx = match channel::receiver_typed::<KvRequest>(boot, spec::channel::KV_REQUESTS, KvRequest::LAYOUT_HASH) {
+            Ok(rx) => rx,
+            Err(ChannelError::NotFound) => return Ok(None),
+            Err(e) => return Err(open(e, spec::channel::KV_REQUESTS)),
+        };
+        let tx = match channel::sender_typed::<KvReply>(boot, spec::channel::KV_REPLIES, KvReply::LAYOUT_HASH) {
+            Ok(tx) => tx,
+            Err(ChannelError::NotFound) => return Ok(None),
+            Err(e) => return Err(open(e, spec::channel::KV_REPLIES)),
+        };
+        Ok(Some(Chan { rx, tx }))
     }
 }
 
-/// Serves the channel front: takes the requests of a turn (at most 32;
-/// the next turn once they are all handled, and none is handled while
-/// `Front::busy`), runs them on the store, sends the replies whose
-/// writes are durable, in order; then looks again at once when the NIC is
-/// polled (`polled`: no interrupt is taken while the driver task keeps the
-/// core busy), else sleeps until the doorbell, the next reply's group is
-/// durable, or (reply ring full) 100 µs.
-async fn serve_channel(mut service: spec::Service<Requests>, mut front: Front, polled: bool, crash_after: Option<u64>) {
+/// Serves the channel front: looks at the requests waiting (at most
+/// `spec::MESSAGES_PER_TURN`), runs each on the store straight from its
+/// slot (none while `Front::busy`: the rest stay in the ring), sends the
+/// replies whose writes are durable, in order, each written into its slot;
+/// then looks again at once when the NIC is polled (`polled`: no interrupt
+/// is taken while the driver task keeps the core busy), else sleeps until
+/// the doorbell, the next reply's group is durable, or (reply ring full)
+/// 100 µs.
+async fn serve_channel(mut chan: Chan, mut front: Front, polled: bool, crash_after: Option<u64>) {
     let mut corrupt_reported = false;
+    // Where a request is read to, only the bytes it uses each time (on
+    // the heap: the future stays small).
+    let mut req = Box::new(hallows_kv::shutdown(0));
     loop {
         let mut progress = false;
-        // A turn only once the last one's requests are all handled.
-        if service.handlers.taken.is_empty() && !front.busy() {
-            let turn = service.turn(time::now_nanos());
-            if turn.corrupt != 0 && !corrupt_reported {
-                // The client wrote an impossible header: keep looking (it
-                // may be restarted), say it once.
-                println!("store: channel \"kv-requests\" is corrupt (its producer wrote an impossible state)");
-                corrupt_reported = true;
-            }
-            progress |= turn.handled > 0;
-        }
-        if !service.handlers.taken.is_empty() {
-            // While too many replies wait (a client that does not read
-            // them), requests wait here: the queue stays bounded.
-            let (handled, pending) = {
-                let mut guard = SERVER.lock();
-                let Some(srv) = guard.as_mut() else { return };
-                let mut n = 0;
-                for r in &service.handlers.taken {
-                    if front.busy() {
-                        break;
+        if !front.busy() {
+            match chan.rx.recv_batch(spec::MESSAGES_PER_TURN) {
+                Ok(batch) => {
+                    // While too many replies wait (a client that does not
+                    // read them), requests wait in the ring: the queue
+                    // stays bounded.
+                    let (handled, pending) = {
+                        let mut guard = SERVER.lock();
+                        let Some(srv) = guard.as_mut() else { return };
+                        let mut n = 0;
+                        while let Some(slot) = batch.slot(n) {
+                            if front.busy() {
+                                break;
+                            }
+                            if !hallows_kv::read_request(&mut req, |at, dst| slot.copy_to(at, dst)) {
+                                // Unreachable (every range lies inside the
+                                // message): refuse to guess, stop serving.
+                                println!("store: channel \"kv-requests\": a request could not be read from its slot");
+                                return;
+                            }
+                            front.handle(srv, now_ms(), &req);
+                            n += 1;
+                        }
+                        (n, srv.store.has_pending())
+                    };
+                    batch.release_first(handled);
+                    progress |= handled > 0;
+                    if pending {
+                        if let Some(w) = COMMITTER.lock().take() {
+                            w.wake();
+                        }
                     }
-                    front.handle(srv, now_ms(), r);
-                    n += 1;
+                    if let Some(n) = crash_after.filter(|n| front.stats.requests >= *n) {
+                        panic!("crash_after={n}: crashing with channel requests unanswered (a restart test)");
+                    }
                 }
-                (n, srv.store.has_pending())
-            };
-            service.handlers.taken.drain(..handled);
-            progress |= handled > 0;
-            if pending {
-                if let Some(w) = COMMITTER.lock().take() {
-                    w.wake();
+                Err(RingError::Corrupt) if !corrupt_reported => {
+                    // The client wrote an impossible header: keep looking
+                    // (it may be restarted), say it once.
+                    println!("store: channel \"kv-requests\" is corrupt (its producer wrote an impossible state)");
+                    corrupt_reported = true;
                 }
-            }
-            if let Some(n) = crash_after.filter(|n| front.stats.requests >= *n) {
-                panic!("crash_after={n}: crashing with channel requests unanswered (a restart test)");
+                Err(_) => {}
             }
         }
         let durable = SERVER.lock().as_ref().map_or(0, |s| s.store.durable());
         let mut blocked = false;
         while let Some(r) = front.peek_ready(durable) {
-            let m: spec::KvReply = zerocopy::transmute!(*r);
-            match spec::Port::port(&mut service.send.kv_replies).try_send(&m) {
-                Ok(()) => {
+            match chan.tx.reserve(1) {
+                Ok(mut slots) => {
+                    let Some(slot) = slots.get_mut(0) else { break };
+                    hallows_kv::write_reply(r, slot);
+                    slots.commit();
                     front.pop_ready(durable);
                     progress = true;
                 }
@@ -437,7 +471,7 @@ async fn serve_channel(mut service: spec::Service<Requests>, mut front: Front, p
                 }
             }
         }
-        service.flush();
+        chan.tx.flush();
         if front.shutdown_requested() && front.queued() == 0 {
             let s = front.stats;
             println!("store: channel front: {} requests ({} refused, {} transactions); shutting down", s.requests, s.refused, s.transactions);
@@ -450,7 +484,7 @@ async fn serve_channel(mut service: spec::Service<Requests>, mut front: Front, p
             continue;
         }
         let need = front.next_need().filter(|n| *n > durable);
-        idle(service.ready(), need, blocked).await;
+        idle(chan.rx.rung(), need, blocked).await;
     }
 }
 
