@@ -14,8 +14,9 @@
 //! next arrival with a futex timeout; its timer slack is set to 1 ns so the
 //! kernel does not defer its wake-ups by the default 50 us.
 //!
-//! `pin`: the client on CPU 0, worker `i` on CPU `i + 1` (tuned);
-//! otherwise wherever the scheduler puts them (defaults).
+//! `pin`: the client on CPU 0, worker `i` on CPU `1 + i % (CPUs - 1)`
+//! (tuned: the server's CPUs are the others); otherwise wherever the
+//! scheduler puts them (defaults).
 #![forbid(unsafe_code)]
 
 use std::collections::VecDeque;
@@ -58,12 +59,16 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
     let arrivals: Vec<_> = Schedule::new(params).collect();
     let requests: Arc<Queue<Request>> = Arc::default();
     let answers: Arc<Queue<Answer>> = Arc::default();
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if pin && cpus < 2 {
+        return Err(format!("pinning needs two CPUs or more, {cpus} online"));
+    }
     let mut pool = Vec::new();
     for w in 0..workers {
         let (requests, answers) = (requests.clone(), answers.clone());
         pool.push(std::thread::spawn(move || -> Result<i64, String> {
             if pin {
-                sys::pin_to(w + 1)?;
+                sys::pin_to(1 + w % (cpus - 1))?;
             }
             loop {
                 let req = {

@@ -42,7 +42,7 @@ fn main() {
         .unwrap_or_else(|k| usage(&format!("bad value for {k}")));
     match linux_burst_bench::run(params, workers, pin) {
         Ok(o) => {
-            LatencyLine::emit(&o.latency, 25, |line| println!("{line}"));
+            LatencyLine::emit(&o.latency, 8, |line| println!("{line}"));
             println!("burst: cpus {}", o.cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "));
             println!("burst: done {} requests checksum {:#018x} window {} ns", o.latency.len(), o.checksum, o.window_ns);
         }

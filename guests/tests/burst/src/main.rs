@@ -163,7 +163,7 @@ async fn run_client(
         return 1;
     }
     let lat: Vec<(bool, u64)> = got.latency.iter().map(|l| l.unwrap_or((false, u64::MAX))).collect();
-    LatencyLine::emit(&lat, 25, |line| println!("{line}"));
+    LatencyLine::emit(&lat, 8, |line| println!("{line}"));
     println!("burst: done {n} requests checksum {:#018x} window {} ns", got.checksum, end - start);
     0
 }
