@@ -89,7 +89,7 @@ impl Params {
                 *slot = v.parse().map_err(|_| key)?;
             }
         }
-        if p.count == 0 || p.count >= QUIT {
+        if p.count == 0 || p.count == QUIT {
             return Err("count");
         }
         if p.short_work > MAX_UNITS {
