@@ -48,7 +48,10 @@ pub const REFUSED: u64 = u64::MAX;
 pub fn work(id: u64, units: u64) -> u64 {
     let mut x = id ^ 0x9e37_79b9_7f4a_7c15;
     for _ in 0..units {
-        x = core::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407));
+        x = core::hint::black_box(
+            x.wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407),
+        );
     }
     x
 }
@@ -68,8 +71,14 @@ pub struct Params {
 
 impl Params {
     /// The comparison's defaults (the compare script passes them explicitly).
-    pub const DEFAULT: Params =
-        Params { seed: 23, count: 2_000, short_work: 1_000, long_work: 50_000, long_per_mille: 50, mean_gap_ns: 40_000 };
+    pub const DEFAULT: Params = Params {
+        seed: 23,
+        count: 2_000,
+        short_work: 1_000,
+        long_work: 50_000,
+        long_per_mille: 50,
+        mean_gap_ns: 40_000,
+    };
 
     /// Reads `key=value` pairs (`seed`, `count`, `short`, `long`,
     /// `long_per_mille`, `gap_ns`) over the defaults; the error names the
@@ -127,7 +136,12 @@ pub struct Schedule {
 
 impl Schedule {
     pub fn new(p: Params) -> Schedule {
-        Schedule { p, state: p.seed, at_ns: 0, n: 0 }
+        Schedule {
+            p,
+            state: p.seed,
+            at_ns: 0,
+            n: 0,
+        }
     }
 
     fn next_u64(&mut self) -> u64 {
@@ -154,7 +168,15 @@ impl Iterator for Schedule {
         }
         self.n += 1;
         let long = self.next_u64() % 1000 < self.p.long_per_mille;
-        Some(Arrival { at_ns: self.at_ns, long, units: if long { self.p.long_work } else { self.p.short_work } })
+        Some(Arrival {
+            at_ns: self.at_ns,
+            long,
+            units: if long {
+                self.p.long_work
+            } else {
+                self.p.short_work
+            },
+        })
     }
 }
 
@@ -188,10 +210,16 @@ impl LatencyLine {
     pub fn emit(lat: &[(bool, u64)], per_line: usize, mut emit: impl FnMut(&str)) {
         let mut buf = [0u8; 1024];
         for chunk in lat.chunks(per_line.max(1)) {
-            let mut w = Writer { buf: &mut buf, len: 0 };
+            let mut w = Writer {
+                buf: &mut buf,
+                len: 0,
+            };
             let _ = core::fmt::Write::write_str(&mut w, "burst: lat");
             for &(long, ns) in chunk {
-                let _ = core::fmt::write(&mut w, format_args!(" {}{}", if long { 'l' } else { 's' }, ns));
+                let _ = core::fmt::write(
+                    &mut w,
+                    format_args!(" {}{}", if long { 'l' } else { 's' }, ns),
+                );
             }
             let len = w.len;
             emit(core::str::from_utf8(&buf[..len]).unwrap_or(""));
@@ -225,23 +253,39 @@ mod tests {
     #[test]
     fn ln_matches_std() {
         for &x in &[1.0, 0.5, 0.1, 1e-3, 1e-9, 0.999_999, 0.3] {
-            assert!((ln(x) - x.ln()).abs() < 1e-7, "{x}: {} vs {}", ln(x), x.ln());
+            assert!(
+                (ln(x) - x.ln()).abs() < 1e-7,
+                "{x}: {} vs {}",
+                ln(x),
+                x.ln()
+            );
         }
     }
 
     #[test]
     fn schedule_is_seeded_and_has_the_mix_and_the_rate() {
-        let p = Params { count: 20_000, ..Params::DEFAULT };
+        let p = Params {
+            count: 20_000,
+            ..Params::DEFAULT
+        };
         let a: Vec<Arrival> = Schedule::new(p).collect();
         assert_eq!(a, Schedule::new(p).collect::<Vec<_>>());
-        assert_ne!(a, Schedule::new(Params { seed: 24, ..p }).collect::<Vec<_>>());
+        assert_ne!(
+            a,
+            Schedule::new(Params { seed: 24, ..p }).collect::<Vec<_>>()
+        );
         assert_eq!(a.len(), 20_000);
         assert!(a.windows(2).all(|w| w[0].at_ns <= w[1].at_ns));
         let long = a.iter().filter(|x| x.long).count();
         assert!((800..1200).contains(&long), "{long} long of 20000");
-        assert!(a.iter().all(|x| x.units == if x.long { p.long_work } else { p.short_work }));
+        assert!(a
+            .iter()
+            .all(|x| x.units == if x.long { p.long_work } else { p.short_work }));
         let mean = a.last().unwrap().at_ns as f64 / (a.len() - 1) as f64;
-        assert!((mean / p.mean_gap_ns as f64 - 1.0).abs() < 0.05, "mean gap {mean}");
+        assert!(
+            (mean / p.mean_gap_ns as f64 - 1.0).abs() < 0.05,
+            "mean gap {mean}"
+        );
     }
 
     #[test]
@@ -251,7 +295,10 @@ mod tests {
         assert_eq!(Params::parse(get("count", "0")), Err("count"));
         assert_eq!(Params::parse(get("long", "x")), Err("long"));
         assert_eq!(Params::parse(get("long", "100000001")), Err("long"));
-        assert_eq!(Params::parse(get("long_per_mille", "1001")), Err("long_per_mille"));
+        assert_eq!(
+            Params::parse(get("long_per_mille", "1001")),
+            Err("long_per_mille")
+        );
         assert_eq!(Params::parse(get("gap_ns", "0")), Err("gap_ns"));
         assert_eq!(Params::parse(get("seed", "7")).map(|p| p.seed), Ok(7));
     }
@@ -266,7 +313,9 @@ mod tests {
     #[test]
     fn latency_lines() {
         let mut out = Vec::new();
-        LatencyLine::emit(&[(false, 5), (true, 70), (false, 9)], 2, |l| out.push(std::string::String::from(l)));
+        LatencyLine::emit(&[(false, 5), (true, 70), (false, 9)], 2, |l| {
+            out.push(std::string::String::from(l))
+        });
         assert_eq!(out, ["burst: lat s5 l70", "burst: lat s9"]);
     }
 }

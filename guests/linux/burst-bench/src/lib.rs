@@ -47,7 +47,10 @@ struct Queue<T> {
 
 impl<T> Default for Queue<T> {
     fn default() -> Self {
-        Queue { items: Mutex::new((VecDeque::new(), false)), ready: Condvar::new() }
+        Queue {
+            items: Mutex::new((VecDeque::new(), false)),
+            ready: Condvar::new(),
+        }
     }
 }
 
@@ -83,8 +86,17 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
                         q = requests.ready.wait(q).map_err(|_| "a poisoned lock")?;
                     }
                 };
-                let result = if req.units > MAX_UNITS { REFUSED } else { work(req.id, req.units) };
-                answers.items.lock().map_err(|_| "a poisoned lock")?.0.push_back(Answer { id: req.id, result });
+                let result = if req.units > MAX_UNITS {
+                    REFUSED
+                } else {
+                    work(req.id, req.units)
+                };
+                answers
+                    .items
+                    .lock()
+                    .map_err(|_| "a poisoned lock")?
+                    .0
+                    .push_back(Answer { id: req.id, result });
                 answers.ready.notify_one();
             }
         }));
@@ -104,7 +116,10 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
         loop {
             while let Some(a) = q.0.pop_front() {
                 let now = Instant::now();
-                let slot = usize::try_from(a.id).ok().and_then(|i| latency.get_mut(i)).ok_or("an answer to an unknown request")?;
+                let slot = usize::try_from(a.id)
+                    .ok()
+                    .and_then(|i| latency.get_mut(i))
+                    .ok_or("an answer to an unknown request")?;
                 if slot.is_some() {
                     return Err("a second answer to a request".into());
                 }
@@ -113,7 +128,10 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
                 }
                 let arr = arrivals[a.id as usize];
                 let due = start + Duration::from_nanos(arr.at_ns);
-                *slot = Some((arr.long, now.saturating_duration_since(due).as_nanos() as u64));
+                *slot = Some((
+                    arr.long,
+                    now.saturating_duration_since(due).as_nanos() as u64,
+                ));
                 checksum = checksum.wrapping_add(a.result);
                 *answered += 1;
             }
@@ -123,7 +141,11 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
                     if now >= d {
                         return Ok(());
                     }
-                    q = answers.ready.wait_timeout(q, d - now).map_err(|_| "a poisoned lock")?.0;
+                    q = answers
+                        .ready
+                        .wait_timeout(q, d - now)
+                        .map_err(|_| "a poisoned lock")?
+                        .0;
                 }
                 None if *answered == n => return Ok(()),
                 None => q = answers.ready.wait(q).map_err(|_| "a poisoned lock")?,
@@ -132,7 +154,15 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
     };
     for (id, a) in arrivals.iter().enumerate() {
         collect(Some(start + Duration::from_nanos(a.at_ns)), &mut answered)?;
-        requests.items.lock().map_err(|_| "a poisoned lock")?.0.push_back(Request { id: id as u64, units: a.units });
+        requests
+            .items
+            .lock()
+            .map_err(|_| "a poisoned lock")?
+            .0
+            .push_back(Request {
+                id: id as u64,
+                units: a.units,
+            });
         requests.ready.notify_one();
     }
     collect(None, &mut answered)?;
@@ -145,7 +175,10 @@ pub fn run(params: Params, workers: usize, pin: bool) -> Result<Outcome, String>
         cpus.push(w.join().map_err(|_| "a worker panicked")??);
     }
     Ok(Outcome {
-        latency: latency.into_iter().map(|l| l.unwrap_or((false, u64::MAX))).collect(),
+        latency: latency
+            .into_iter()
+            .map(|l| l.unwrap_or((false, u64::MAX)))
+            .collect(),
         checksum,
         window_ns: end.saturating_duration_since(start).as_nanos() as u64,
         cpus,

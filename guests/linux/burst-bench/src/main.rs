@@ -25,9 +25,16 @@ fn main() {
     let mut kv: Vec<(&'static str, String)> = Vec::new();
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
-        let mut val = || args.next().unwrap_or_else(|| usage(&format!("{a} needs a value")));
+        let mut val = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{a} needs a value")))
+        };
         match a.as_str() {
-            "--workers" => workers = val().parse().unwrap_or_else(|_| usage("--workers needs a number")),
+            "--workers" => {
+                workers = val()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--workers needs a number"))
+            }
             "--pin" => pin = true,
             "--seed" => kv.push(("seed", val())),
             "--count" => kv.push(("count", val())),
@@ -38,13 +45,30 @@ fn main() {
             _ => usage(&format!("unknown argument {a}")),
         }
     }
-    let params = Params::parse(|k| kv.iter().rev().find(|(key, _)| *key == k).map(|(_, v)| v.as_str()))
-        .unwrap_or_else(|k| usage(&format!("bad value for {k}")));
+    let params = Params::parse(|k| {
+        kv.iter()
+            .rev()
+            .find(|(key, _)| *key == k)
+            .map(|(_, v)| v.as_str())
+    })
+    .unwrap_or_else(|k| usage(&format!("bad value for {k}")));
     match linux_burst_bench::run(params, workers, pin) {
         Ok(o) => {
             LatencyLine::emit(&o.latency, 8, |line| println!("{line}"));
-            println!("burst: cpus {}", o.cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(" "));
-            println!("burst: done {} requests checksum {:#018x} window {} ns", o.latency.len(), o.checksum, o.window_ns);
+            println!(
+                "burst: cpus {}",
+                o.cpus
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
+            println!(
+                "burst: done {} requests checksum {:#018x} window {} ns",
+                o.latency.len(),
+                o.checksum,
+                o.window_ns
+            );
         }
         Err(e) => {
             println!("burst: FAILED: {e}");

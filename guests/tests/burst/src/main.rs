@@ -37,7 +37,9 @@ use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
 use core::time::Duration;
 
-use hallows_burst::{work, Answer, Arrival, LatencyLine, Params, Request, Schedule, MAX_UNITS, QUIT, REFUSED};
+use hallows_burst::{
+    work, Answer, Arrival, LatencyLine, Params, Request, Schedule, MAX_UNITS, QUIT, REFUSED,
+};
 use hallows_rt::channel::{self, Endpoint, RingError, Sender};
 use hallows_rt::task::{spawn, spawn_preemptible, yield_now};
 use hallows_rt::{println, time, Boot};
@@ -76,10 +78,17 @@ fn client(boot: &Boot) -> u64 {
             return 2;
         }
     };
-    let (tx, rx) = match (channel::sender::<Request>(boot, "requests"), channel::receiver::<Answer>(boot, "answers")) {
+    let (tx, rx) = match (
+        channel::sender::<Request>(boot, "requests"),
+        channel::receiver::<Answer>(boot, "answers"),
+    ) {
         (Ok(t), Ok(r)) => (t, r),
         (t, r) => {
-            println!("burst: FAILED: channels requests {:?} answers {:?}", t.err(), r.err());
+            println!(
+                "burst: FAILED: channels requests {:?} answers {:?}",
+                t.err(),
+                r.err()
+            );
             return 1;
         }
     };
@@ -108,7 +117,11 @@ async fn run_client(
     let receiver = {
         let (arrivals, t0) = (arrivals.clone(), t0.clone());
         spawn(async move {
-            let mut got = Received { latency: vec![None; n], checksum: 0, error: None };
+            let mut got = Received {
+                latency: vec![None; n],
+                checksum: 0,
+                error: None,
+            };
             let mut answered = 0;
             while answered < n {
                 let a = match rx.recv().await {
@@ -123,7 +136,10 @@ async fn run_client(
                     }
                 };
                 let now = time::now_nanos();
-                let Some(slot) = usize::try_from(a.id).ok().and_then(|i| got.latency.get_mut(i)) else {
+                let Some(slot) = usize::try_from(a.id)
+                    .ok()
+                    .and_then(|i| got.latency.get_mut(i))
+                else {
                     got.error = Some("an answer to an unknown request");
                     break;
                 };
@@ -149,7 +165,14 @@ async fn run_client(
     hallows_rt::bench_mark();
     for (id, a) in arrivals.iter().enumerate() {
         time::sleep_until(Duration::from_nanos(start + a.at_ns)).await;
-        if tx.send(&Request { id: id as u64, units: a.units }).await.is_err() {
+        if tx
+            .send(&Request {
+                id: id as u64,
+                units: a.units,
+            })
+            .await
+            .is_err()
+        {
             println!("burst: FAILED: the requests channel failed");
             return 1;
         }
@@ -162,19 +185,34 @@ async fn run_client(
         println!("burst: FAILED: {e}");
         return 1;
     }
-    let lat: Vec<(bool, u64)> = got.latency.iter().map(|l| l.unwrap_or((false, u64::MAX))).collect();
+    let lat: Vec<(bool, u64)> = got
+        .latency
+        .iter()
+        .map(|l| l.unwrap_or((false, u64::MAX)))
+        .collect();
     LatencyLine::emit(&lat, 8, |line| println!("{line}"));
-    println!("burst: done {n} requests checksum {:#018x} window {} ns", got.checksum, end - start);
+    println!(
+        "burst: done {n} requests checksum {:#018x} window {} ns",
+        got.checksum,
+        end - start
+    );
     0
 }
 
 // ---------------------------------------------------------------- server
 
 fn server(boot: &Boot) -> u64 {
-    let (rx, tx) = match (channel::receiver::<Request>(boot, "requests"), channel::sender::<Answer>(boot, "answers")) {
+    let (rx, tx) = match (
+        channel::receiver::<Request>(boot, "requests"),
+        channel::sender::<Answer>(boot, "answers"),
+    ) {
         (Ok(r), Ok(t)) => (r, t),
         (r, t) => {
-            println!("burst: FAILED: channels requests {:?} answers {:?}", r.err(), t.err());
+            println!(
+                "burst: FAILED: channels requests {:?} answers {:?}",
+                r.err(),
+                t.err()
+            );
             return 1;
         }
     };
@@ -182,14 +220,18 @@ fn server(boot: &Boot) -> u64 {
     match boot.arg("policy").unwrap_or("api") {
         "fifo" => hallows_rt::task::run(boot, serve(rx, tx, "fifo")),
         "api" => {
-            let (Ok(q), Ok(d)) = (num(boot, "quantum_us", 20), num(boot, "demoted_us", 200)) else { return 2 };
+            let (Ok(q), Ok(d)) = (num(boot, "quantum_us", 20), num(boot, "demoted_us", 200)) else {
+                return 2;
+            };
             let config = ApiConfig {
                 quantum: q.saturating_mul(1_000),
                 demoted_quantum: d.saturating_mul(1_000),
                 ..ApiConfig::new(cores)
             };
             match Api::<256>::new(config) {
-                Ok(policy) => hallows_rt::task::run_with(boot, Box::new(policy), serve(rx, tx, "api")),
+                Ok(policy) => {
+                    hallows_rt::task::run_with(boot, Box::new(policy), serve(rx, tx, "api"))
+                }
                 Err(e) => {
                     println!("burst: FAILED: the api scheduler refused quantum_us={q} demoted_us={d}: {e:?}");
                     2
@@ -203,7 +245,11 @@ fn server(boot: &Boot) -> u64 {
     }
 }
 
-async fn serve(mut rx: Endpoint<channel::Receiver<Request>>, tx: Endpoint<Sender<Answer>>, policy: &'static str) -> u64 {
+async fn serve(
+    mut rx: Endpoint<channel::Receiver<Request>>,
+    tx: Endpoint<Sender<Answer>>,
+    policy: &'static str,
+) -> u64 {
     println!("burst: server ready, policy {policy}");
     let tx = Arc::new(spin::Mutex::new(tx));
     let mut served = 0u64;
