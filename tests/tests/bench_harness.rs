@@ -45,7 +45,7 @@ fn run_all(dir: &Path, extra: &[&str]) -> (i32, String, String) {
     (out.status.code().unwrap_or(-1), doc, String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-const OK_JSON: &str = r#"{"comparison":"NAME","title":"(T) TITLE","status":"ok","error":null,"summary":[{"label":"op one","op":"round trip","rusthallows_variant":"rv","rusthallows_instr_per_op":100,"best_linux_variant":"lv","best_linux_instr_per_op":2500,"ratio":25.0},{"label":"op two","op":"request","rusthallows_variant":"rv2","rusthallows_instr_per_op":10,"best_linux_variant":"lv2","best_linux_instr_per_op":35,"ratio":3.5}],"rows":[]}"#;
+const OK_JSON: &str = r#"{"comparison":"NAME","title":"(T) TITLE","status":"ok","error":null,"summary":[{"label":"op one","op":"round trip","rusthallows_variant":"rv","rusthallows_instr_per_op":100,"best_linux_variant":"lv","best_linux_instr_per_op":2500,"ratio":25.0},{"label":"op two","op":"request","rusthallows_variant":"rv2","rusthallows_instr_per_op":10,"best_linux_variant":"lv2","best_linux_instr_per_op":35,"ratio":3.5},{"label":"op three","op":"request","unit":"emulated us","rusthallows_variant":"rv3","rusthallows_instr_per_op":41.25,"best_linux_variant":"lv3","best_linux_instr_per_op":412.5,"ratio":10.0}],"rows":[]}"#;
 
 #[test]
 fn run_all_assembles_the_document_in_name_order_with_a_summary() {
@@ -59,6 +59,8 @@ fn run_all_assembles_the_document_in_name_order_with_a_summary() {
     assert!(doc.contains("quick=1"), "BENCH_QUICK not passed:\n{doc}");
     assert!(doc.contains("| (T) first | op one (round trip) | 100 (rv) | 2,500 (lv) | **25.0 x** |"), "{doc}");
     assert!(doc.contains("| (T) second | op two (request) | 10 (rv2) | 35 (lv2) | **3.5 x** |"), "{doc}");
+    // A summary entry with a `unit` shows its values in that unit (a latency), not as instructions.
+    assert!(doc.contains("| (T) second | op three (request) | 41.2 emulated us (rv3) | 412.5 emulated us (lv3) | **10.0 x** |"), "{doc}");
     assert!(doc.contains("not hardware speed"), "the header's rule is missing:\n{doc}");
     assert!(d.join("img/bench-a-first-x.svg").exists());
     let _ = std::fs::remove_dir_all(&d);

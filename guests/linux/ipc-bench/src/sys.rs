@@ -1,5 +1,6 @@
 //! The few things std does not offer: pinning a thread to a CPU, futex
-//! wait and wake, the `yield` spin hint, and the bench window marker.
+//! wait and wake, the `yield` spin hint, the timer slack, and the bench
+//! window marker.
 #![allow(unsafe_code)]
 
 use std::sync::atomic::AtomicU32;
@@ -19,6 +20,18 @@ pub fn pin_to(cpu: usize) -> Result<(), String> {
     let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
     if rc != 0 {
         return Err(format!("sched_setaffinity to CPU {cpu}: {}", std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+/// Sets the calling thread's timer slack (`PR_SET_TIMERSLACK`): how long
+/// the kernel may defer its timed wake-ups to merge them with others
+/// (default 50 us). Comparison (C)'s client sets 1 ns to send on time.
+pub fn set_timer_slack_ns(ns: u64) -> Result<(), String> {
+    // SAFETY: PR_SET_TIMERSLACK takes a number and touches no memory.
+    let rc = unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, ns as libc::c_ulong, 0, 0, 0) };
+    if rc != 0 {
+        return Err(format!("prctl(PR_SET_TIMERSLACK, {ns}): {}", std::io::Error::last_os_error()));
     }
     Ok(())
 }

@@ -1,0 +1,5 @@
+//! Links this guest with the runtime's `guest.ld` (put on the search path
+//! by `hallows-rt`'s build script).
+fn main() {
+    println!("cargo:rustc-link-arg-bins=-Tguest.ld");
+}
