@@ -60,9 +60,15 @@ impl From<vmm_config::Arch> for Isa {
 #[derive(Debug)]
 pub struct Code {
     isa: Isa,
-    /// (address range, bytes from its start, the cores it applies to; all
-    /// when `None`).
-    segments: Vec<(Range<u64>, Vec<u8>, Option<Vec<usize>>)>,
+    segments: Vec<Segment>,
+}
+
+/// Bytes at an address range, on some cores (all when `cores` is `None`).
+#[derive(Debug)]
+struct Segment {
+    range: Range<u64>,
+    bytes: Vec<u8>,
+    cores: Option<Vec<usize>>,
 }
 
 impl Code {
@@ -74,7 +80,7 @@ impl Code {
     /// Adds `bytes` at `addr`, for the cores `cores` (all if `None`).
     pub fn add(&mut self, addr: u64, bytes: Vec<u8>, cores: Option<Vec<usize>>) {
         let end = addr.saturating_add(bytes.len() as u64);
-        self.segments.push((addr..end, bytes, cores));
+        self.segments.push(Segment { range: addr..end, bytes, cores });
     }
 
     /// Adds the loaded segments of `elf` (their file bytes), for `cores`.
@@ -88,8 +94,8 @@ impl Code {
     fn bytes(&self, core: usize, pc: u64) -> Option<&[u8]> {
         self.segments
             .iter()
-            .find(|(r, _, cores)| r.contains(&pc) && cores.as_ref().is_none_or(|c| c.contains(&core)))
-            .map(|(r, b, _)| &b[(pc - r.start) as usize..])
+            .find(|s| s.range.contains(&pc) && s.cores.as_ref().is_none_or(|c| c.contains(&core)))
+            .map(|s| &s.bytes[(pc - s.range.start) as usize..])
     }
 
     /// Whether the instruction at `pc` on `core` can run twice in a row
