@@ -710,13 +710,6 @@ fn count_to_guest(
     }
 }
 
-/// The core and program counter of one line of QEMU's `-d exec` log:
-/// `Trace <cpu>: 0x<host> [<flags>/<pc>/...] <symbol>` (see
-/// [`crate::trace`], which also tells which lines ran).
-pub fn trace_line(line: &str) -> Option<(usize, u64)> {
-    crate::trace::line(line)
-}
-
 /// What one core executed in a traced run.
 #[derive(Debug, Default, Clone)]
 pub struct CoreTrace {
