@@ -17,7 +17,8 @@ const RUN_LIMIT: Duration = Duration::from_secs(120);
 fn el2_cost_of_a_two_core_system_is_the_same_in_every_run() {
     let (sys, img) = hallows_tests::system_image("el2-cost-two");
     let elf = hallows_tests::root().join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
-    let run = || cost::el2_cost(&sys, &img, &elf, 12, RUN_LIMIT).expect("the traced run");
+    let guests = hallows_tests::root().join("target").join(build::targets(sys.board.arch).1).join("release");
+    let run = || cost::el2_cost(&sys, &img, &elf, |g| guests.join(g), 12, RUN_LIMIT).expect("the traced run");
     let first = run();
     let second = run();
     assert_eq!(first.outcome.status, Some(0), "output:\n{}", first.outcome.output);

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use vmm_config::{Arch, System};
 
-use crate::{image, qemu};
+use crate::{image, qemu, trace};
 
 /// Where the image is loaded: 2 MiB into the hypervisor's reservation on
 /// aarch64 (an arm64 Image), the reservation's start on x86_64.
@@ -52,17 +52,25 @@ pub struct El2Cost {
 
 /// Runs `image` of `sys` with every instruction traced (at most `timeout`)
 /// and attributes the hypervisor's instructions to the functions of its
-/// ELF `hv_elf`.
-pub fn el2_cost(sys: &System, image: &Path, hv_elf: &Path, top: usize, timeout: Duration) -> Result<El2Cost> {
+/// ELF `hv_elf`. `guest` gives a guest's ELF by its name (for the
+/// instruction bytes that tell a block QEMU left without running it from a
+/// branch to itself: [`trace::system_code`]).
+pub fn el2_cost(sys: &System, image: &Path, hv_elf: &Path, guest: impl Fn(&str) -> std::path::PathBuf, top: usize, timeout: Duration) -> Result<El2Cost> {
     let base = image_base(sys);
     let len = std::fs::metadata(image).with_context(|| format!("reading {}", image.display()))?.len();
     let hv: Range<u64> = base..base + len;
-    let (outcome, cores) = qemu::instructions_per_core(sys, image, hv.clone(), timeout)?;
     let elf = image::Elf::parse(&std::fs::read(hv_elf).with_context(|| format!("reading {}", hv_elf.display()))?)?;
+    let code = trace::system_code(sys, &elf, guest);
+    let (outcome, cores) = qemu::instructions_per_core(sys, image, hv.clone(), &code, timeout)?;
     let symbols = symbols_in(&elf, &hv);
     let mut report = String::new();
     for (core, c) in cores.iter().enumerate() {
-        let _ = writeln!(report, "core {core}: {} instructions, {} in the hypervisor", c.all, c.hypervisor);
+        let unknown = if c.unknown > 0 { format!("; {} repeats at addresses whose code the tool does not have, counted twice", c.unknown) } else { String::new() };
+        let _ = writeln!(
+            report,
+            "core {core}: {} instructions, {} in the hypervisor ({} logged twice in a row, counted once{unknown})",
+            c.all, c.hypervisor, c.repeats
+        );
         let mut by_fn: HashMap<&str, u64> = HashMap::new();
         for (pc, n) in &c.by_pc {
             let i = symbols.partition_point(|(a, _)| a <= pc);

@@ -25,5 +25,6 @@ pub mod qmp;
 pub mod scaffold;
 pub mod serve;
 pub mod symbolize;
+pub mod trace;
 pub mod uefi;
 pub mod workspace;

@@ -112,8 +112,10 @@ pub struct Traps {
     /// `eret` at their end), and their instructions: left out.
     pub cut: (u64, u64),
     /// Blocks QEMU logged twice in a row, having left the first without
-    /// running it (see [`Classifier::count`]): counted once.
+    /// running it (see [`crate::trace`]): counted once; and repeats at
+    /// addresses whose code the tool does not have, kept.
     pub repeats: u64,
+    pub unknown: u64,
     /// Per kind, instructions by the innermost function that ran them.
     pub functions: Vec<HashMap<String, u64>>,
 }
@@ -130,19 +132,6 @@ pub struct Classifier {
     innermost: HashMap<u64, usize>,
     names: Vec<String>,
     erets: std::collections::HashSet<u64>,
-    /// Branches to themselves: the only instructions that can run twice
-    /// in a row (see [`Classifier::count`]).
-    self_loops: std::collections::HashSet<u64>,
-}
-
-/// Whether the A64 instruction `w` branches to itself (B, BL, B.cond,
-/// CBZ, CBNZ, TBZ, TBNZ with a zero offset).
-fn branches_to_itself(w: u32) -> bool {
-    let imm19 = (w >> 5) & 0x7_ffff;
-    (w & 0x7c00_0000 == 0x1400_0000 && w & 0x03ff_ffff == 0)
-        || (w & 0xff00_0010 == 0x5400_0000 && imm19 == 0)
-        || (w & 0x7e00_0000 == 0x3400_0000 && imm19 == 0)
-        || (w & 0x7e00_0000 == 0x3600_0000 && (w >> 5) & 0x3fff == 0)
 }
 
 impl Classifier {
@@ -153,14 +142,11 @@ impl Classifier {
         let vectors = elf.symbol("el2_vectors").context("the hypervisor has no `el2_vectors` symbol")?;
         let text = text_range(elf)?;
         let symbols = crate::cost::symbols_in(elf, &text);
-        let (mut erets, mut self_loops) = (std::collections::HashSet::new(), std::collections::HashSet::new());
+        let mut erets = std::collections::HashSet::new();
         for seg in &elf.segments {
             for (i, w) in seg.data.chunks_exact(4).enumerate() {
-                let w = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-                if w == ERET {
+                if u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == ERET {
                     erets.insert(seg.addr + 4 * i as u64);
-                } else if branches_to_itself(w) {
-                    self_loops.insert(seg.addr + 4 * i as u64);
                 }
             }
         }
@@ -187,7 +173,7 @@ impl Classifier {
             });
             innermost.insert(pc, i);
         }
-        Ok(Classifier { vectors, kind_of, innermost, names, erets, self_loops })
+        Ok(Classifier { vectors, kind_of, innermost, names, erets })
     }
 
     /// Whether every function [`KINDS`] names is somewhere in the
@@ -223,31 +209,13 @@ impl Classifier {
         ((0x400..0x600).contains(&off) && off % 0x80 == 0).then(|| ((off - 0x400) / 0x80) as usize)
     }
 
-    /// Cuts `trace` (one core's instruction addresses, in order) into
-    /// traps and adds each to `traps`.
-    ///
-    /// QEMU logs a block before it runs it, and a block can exit at its
-    /// start without running, when the core is asked to leave the
-    /// translated code (another core raised an interrupt on it, for one:
-    /// `cpu_tb_exec`, "we didn't start executing this TB"); the block then
-    /// runs, and is logged, again. With one instruction per block that
-    /// shows as one address logged twice in a row, which is otherwise
-    /// impossible but for a branch to itself: such repeats count once
-    /// (and `traps.repeats` says how many there were).
+    /// Cuts `trace` (one core's instructions that ran, in order: see
+    /// [`read_trace`]) into traps and adds each to `traps`.
     pub fn count(&self, trace: &[u64], traps: &mut Traps) {
         if traps.kinds.is_empty() {
             traps.kinds = vec![KindCount::default(); KINDS.len() + 2];
             traps.functions = vec![HashMap::new(); KINDS.len() + 2];
         }
-        let mut ran = Vec::with_capacity(trace.len());
-        for &pc in trace {
-            if ran.last() == Some(&pc) && !self.self_loops.contains(&pc) {
-                traps.repeats += 1;
-            } else {
-                ran.push(pc);
-            }
-        }
-        let trace = &ran[..];
         let mut start = 0;
         while start < trace.len() {
             let end = (start + 1..trace.len()).find(|&i| self.entry(trace[i]).is_some()).unwrap_or(trace.len());
@@ -406,10 +374,11 @@ impl LinuxCost {
         }
         let _ = writeln!(
             r,
-            "  ({} traps cut by the trace's start or end, {} instructions: left out; {} instructions logged twice in a row, counted once)",
+            "  ({} traps cut by the trace's start or end, {} instructions: left out; {} instructions logged twice in a row, counted once{})",
             self.traps.cut.0,
             self.traps.cut.1,
-            self.traps.repeats
+            self.traps.repeats,
+            if self.traps.unknown > 0 { format!("; {} repeats at addresses whose code the tool does not have, counted twice", self.traps.unknown) } else { String::new() }
         );
         let (s, rcv) = (&self.traps.kinds[SENT], &self.traps.kinds[RECEIVED]);
         let _ = writeln!(r, "per Linux timer tick: {:.1} EL2 instructions ({} timer interrupts traced)", self.per_tick(), self.timer_traps());
@@ -426,18 +395,27 @@ impl LinuxCost {
     }
 }
 
-/// Reads QEMU's `-d exec` log: per core in `cores`, its instruction
-/// addresses in order.
-pub fn read_trace(log: &Path, cores: &[usize]) -> Result<HashMap<usize, Vec<u64>>> {
+/// Reads QEMU's `-d exec` log: per core in `cores`, the addresses of the
+/// instructions that ran, in order (a block QEMU logged and left without
+/// running it is dropped, by the instruction bytes in `code`: see
+/// [`crate::trace`]); and the reader's counts of repeats dropped and of
+/// repeats kept at addresses whose code `code` does not hold.
+pub fn read_trace(log: &Path, cores: &[usize], code: &crate::trace::Code) -> Result<(HashMap<usize, Vec<u64>>, u64, u64)> {
     let file = std::fs::File::open(log).with_context(|| format!("reading the trace {}", log.display()))?;
     let mut per_core: HashMap<usize, Vec<u64>> = cores.iter().map(|&c| (c, Vec::new())).collect();
+    let mut reader = crate::trace::Reader::new(code);
+    let (mut repeats, mut unknown) = (0, 0);
     for line in std::io::BufReader::new(file).lines() {
-        let Some((cpu, pc)) = qemu::trace_line(&line?) else { continue };
-        if let Some(t) = per_core.get_mut(&cpu) {
+        let Some((cpu, pc)) = crate::trace::line(&line?) else { continue };
+        let Some(t) = per_core.get_mut(&cpu) else { continue };
+        let (r, u) = (reader.repeats, reader.unknown);
+        if reader.ran(cpu, pc) {
             t.push(pc);
         }
+        repeats += reader.repeats - r;
+        unknown += reader.unknown - u;
     }
-    Ok(per_core)
+    Ok((per_core, repeats, unknown))
 }
 
 /// Waits until `control` has seen the whole line `line` of partition
@@ -517,7 +495,9 @@ pub fn measure(sys: &System, image: &Path, hv_elf: &Path, name: &str, qmp_socket
         let _ = std::fs::remove_file(&log);
         bail!("{e:#}\n{}", out.output);
     }
-    let trace = read_trace(&log, &cores);
+    let mut code = crate::trace::Code::new(sys.board.arch.into());
+    code.add_elf(&elf, None);
+    let trace = read_trace(&log, &cores, &code);
     // HALLOWS_LINUXCOST_LOG=FILE keeps the trace there (to look at a trap
     // instruction by instruction).
     match std::env::var_os("HALLOWS_LINUXCOST_LOG") {
@@ -526,10 +506,10 @@ pub fn measure(sys: &System, image: &Path, hv_elf: &Path, name: &str, qmp_socket
             let _ = std::fs::remove_file(&log);
         }
     }
-    let trace = trace?;
+    let (trace, repeats, unknown) = trace?;
     let pcs: std::collections::HashSet<u64> = trace.values().flatten().copied().collect();
     let classifier = Classifier::new(&elf, dwarf.as_ref(), pcs)?;
-    let mut traps = Traps::default();
+    let mut traps = Traps { repeats, unknown, ..Traps::default() };
     for c in &cores {
         classifier.count(&trace[c], &mut traps);
     }
@@ -578,7 +558,6 @@ mod tests {
             names: ["vectors", "timer", "send", "other"].map(String::from).to_vec(),
             kind_of: kind_of.into_iter().collect(),
             erets: [0x2000, 0x3000, 0x4000].into_iter().collect(),
-            self_loops: [0x3004].into_iter().collect(),
         }
     }
 
@@ -586,30 +565,49 @@ mod tests {
     fn branches_to_themselves_are_recognized() {
         // b ., bl ., b.ne ., cbnz w7, ., tbnz x1, #0, .
         for w in [0x1400_0000, 0x9400_0000, 0x5400_0001, 0x3500_0007, 0x3700_0001] {
-            assert!(branches_to_itself(w), "{w:#x}");
+            assert!(crate::trace::branches_to_itself(w), "{w:#x}");
         }
         // b .+4, b.ne .-4, cbnz w7, .-8 (the exclusive loop), eret, nop
         for w in [0x1400_0001, 0x54ff_ffe1, 0x35ff_ffc7, ERET, 0xd503_201f] {
-            assert!(!branches_to_itself(w), "{w:#x}");
+            assert!(!crate::trace::branches_to_itself(w), "{w:#x}");
         }
+    }
+
+    #[test]
+    fn the_trace_is_read_per_core_without_repeats() {
+        // 0x1480 nop, 0x3004 b . (cores 2 and 3); core 0 is not measured.
+        let mut code = crate::trace::Code::new(crate::trace::Isa::A64);
+        code.add(0x1480, 0xd503_201f_u32.to_le_bytes().to_vec(), None);
+        code.add(0x3004, 0x1400_0000_u32.to_le_bytes().to_vec(), None);
+        let line = |c: usize, pc: u64| format!("Trace {c}: 0x7f0000000000 [00000000/{pc:016x}/00000000/ff200000] \n");
+        let log: String = [(2, 0x1480), (3, 0x1480), (2, 0x1480), (0, 0x1480), (0, 0x1480), (3, 0x3004), (3, 0x3004), (2, 0x9000), (2, 0x9000)]
+            .iter()
+            .map(|&(c, pc)| line(c, pc))
+            .collect();
+        let path = std::env::temp_dir().join(format!("hallows-linuxcost-test-{}.log", std::process::id()));
+        std::fs::write(&path, log).unwrap();
+        let got = read_trace(&path, &[2, 3], &code);
+        let _ = std::fs::remove_file(&path);
+        let (per_core, repeats, unknown) = got.unwrap();
+        assert_eq!(per_core[&2], [0x1480, 0x9000, 0x9000]);
+        assert_eq!(per_core[&3], [0x1480, 0x3004, 0x3004]);
+        assert_eq!((repeats, unknown), (1, 1));
     }
 
     #[test]
     fn the_trace_is_cut_into_traps_and_the_cut_ends_left_out() {
         let c = classifier();
         let mut t = Traps::default();
-        // Cut at the start (no vector entry), a tick (3, its entry logged
-        // twice), an SGI sent (4, a branch to itself run twice), a
-        // synchronous trap of no kind (2, its eret logged twice), a tick
-        // cut at the end.
-        let trace = [0x3000, 0x1480, 0x1480, 0x2004, 0x2000, 0x1400, 0x3004, 0x3004, 0x3000, 0x1400, 0x4000, 0x4000, 0x1480, 0x2004];
+        // Cut at the start (no vector entry), a tick (3), an SGI sent (4,
+        // a branch to itself run twice), a synchronous trap of no kind
+        // (2), a tick cut at the end.
+        let trace = [0x3000, 0x1480, 0x2004, 0x2000, 0x1400, 0x3004, 0x3004, 0x3000, 0x1400, 0x4000, 0x1480, 0x2004];
         c.count(&trace, &mut t);
         assert_eq!(t.kinds[TIMER], KindCount { traps: 1, instructions: 3, min: 3, max: 3 });
         assert_eq!(t.kinds[SENT], KindCount { traps: 1, instructions: 4, min: 4, max: 4 });
         assert_eq!(t.kinds[KINDS.len()].traps, 1);
         assert_eq!(t.kinds[KINDS.len()].instructions, 2);
         assert_eq!(t.cut, (2, 3));
-        assert_eq!(t.repeats, 2);
         assert_eq!(t.functions[SENT], [("vectors".to_owned(), 1), ("send".to_owned(), 3)].into_iter().collect());
     }
 

@@ -679,10 +679,10 @@ fn run(cli: Cli) -> Result<u8> {
             hallows::serve::serve(&sys, &path, &opts)
         }
         Cmd::El2Cost { manifest, top } => {
-            let (sys, path, _) = build_image(&manifest, None, outside, false)?;
+            let (sys, path, artifacts) = build_image(&manifest, None, outside, false)?;
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
             let elf = root.join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
-            let c = hallows::cost::el2_cost(&sys, &path, &elf, top, Duration::from_secs(600))?;
+            let c = hallows::cost::el2_cost(&sys, &path, &elf, |g| artifacts.guest(g), top, Duration::from_secs(600))?;
             qemu::show(&c.outcome.output);
             print!("{}", c.report);
             Ok(0)
@@ -712,7 +712,7 @@ fn run(cli: Cli) -> Result<u8> {
         }
         Cmd::NetCost { manifest, requests, warm_up, connections, path, port, top, headers, prime, also } => {
             let headers = hallows::netcost::header_lines(&headers)?;
-            let (sys, image_path, _) = build_image(&manifest, None, outside, false)?;
+            let (sys, image_path, artifacts) = build_image(&manifest, None, outside, false)?;
             let fwd = match port {
                 Some(p) => sys.forwards.iter().find(|f| f.host == p),
                 None => sys.forwards.first(),
@@ -751,7 +751,9 @@ fn run(cli: Cli) -> Result<u8> {
                 let symbols = hallows::cost::symbols_in(&elf, &text);
                 partitions.push(hallows::netcost::Measured { name: name.clone(), cores: p.cores.iter().map(|&c| c as usize).collect(), text, symbols });
             }
-            let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path, headers, prime };
+            let hv_elf = image::Elf::parse(&std::fs::read(&artifacts.hypervisor).with_context(|| format!("reading {}", artifacts.hypervisor.display()))?)?;
+            let code = hallows::trace::system_code(&sys, &hv_elf, |g| artifacts.guest(g));
+            let t = hallows::netcost::Target { hv: hv_base..hv_base + len, partitions, host_port: fwd.host, path: &path, headers, prime, code };
             let (c, idle) = hallows::netcost::traced_run(&sys, &image_path, &t, warm_up, requests, connections)?;
             let per = |x: u64| x as f64 / requests as f64;
             println!(
@@ -762,6 +764,7 @@ fn run(cli: Cli) -> Result<u8> {
             println!("  hypervisor (EL2) on the serving partitions' cores: {:.1}", per(c.el2));
             println!("  hypervisor (EL2) on the other cores: {:.1}", per(c.el2_other));
             println!("  (an equally long window without requests: {:.1} and {:.1})", per(idle.el2), per(idle.el2_other));
+            println!("  (trace: {}; without requests: {})", c.repeats, idle.repeats);
             for (i, m) in t.partitions.iter().enumerate() {
                 let mode = sys
                     .partition(&m.name)
@@ -812,10 +815,11 @@ fn run(cli: Cli) -> Result<u8> {
             let hv_start = hv_elf.symbol("__hv_start").context("the hypervisor has no __hv_start")?;
             let hv = hv_start..sys.board.hypervisor.base + sys.board.hypervisor.size;
             progress(&format!("tracing a second boot from {:#x} (singlestep: slow)", exit.start));
-            let (n, hv_part) = qemu::instructions_from_handoff(&sys, &disk, exit, hv, guest.entry)?;
+            let code = hallows::trace::system_code(&sys, &hv_elf, |g| artifacts.guest(g));
+            let (n, hv_part, repeats) = qemu::instructions_from_handoff(&sys, &disk, exit, hv, guest.entry, &code)?;
             println!(
                 "{n} instructions from the UEFI loader's exit path (after ExitBootServices) to the first guest instruction; \
-                 {} of them in the loader's exit path, {hv_part} in the hypervisor",
+                 {} of them in the loader's exit path, {hv_part} in the hypervisor ({repeats})",
                 n - hv_part
             );
             Ok(0)
@@ -832,20 +836,21 @@ fn run(cli: Cli) -> Result<u8> {
                     .join(&sys.partitions[0].guest),
             )?)?
             .entry;
+            let hv_elf = image::Elf::parse(&std::fs::read(&artifacts.hypervisor)?)?;
+            let code = hallows::trace::system_code(&sys, &hv_elf, |g| artifacts.guest(g));
             if sys.board.arch == vmm_config::Arch::X86_64 {
                 // QEMU's -kernel on x86 runs SeaBIOS and its multiboot
                 // loader first: count from the hypervisor's first
                 // instruction (the part the UEFI boot's figure also
                 // reports), tracing only the hypervisor (`-dfilter`).
-                let hv_elf = image::Elf::parse(&std::fs::read(&artifacts.hypervisor)?)?;
                 let hv_start = hv_elf.symbol("__hv_start").context("the hypervisor has no __hv_start")?;
                 let hv = hv_start..hv_base + sys.board.hypervisor.size;
-                let (n, _) = qemu::instructions_from_handoff(&sys, &path, hv.clone(), hv, entry)?;
-                println!("{n} instructions from the hypervisor's first instruction to the first guest instruction ({} bytes image)", img.len());
+                let (n, _, repeats) = qemu::instructions_from_handoff(&sys, &path, hv.clone(), hv, entry, &code)?;
+                println!("{n} instructions from the hypervisor's first instruction to the first guest instruction ({} bytes image; {repeats})", img.len());
                 return Ok(0);
             }
-            let n = qemu::instructions_to_guest(&sys, &path, hv_base + 0x20_0000, entry)?;
-            println!("{n} instructions from reset to the first guest instruction ({} bytes image)", img.len());
+            let (n, repeats) = qemu::instructions_to_guest(&sys, &path, hv_base + 0x20_0000, entry, &code)?;
+            println!("{n} instructions from reset to the first guest instruction ({} bytes image; {repeats})", img.len());
             Ok(0)
         }
     }

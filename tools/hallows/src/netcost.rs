@@ -59,6 +59,8 @@ pub struct Counts {
     /// Guest instructions of each measured partition, by function, most
     /// first.
     pub functions: Vec<Vec<(String, u64)>>,
+    /// [`crate::trace::Reader::summary`] of the window.
+    pub repeats: String,
 }
 
 /// One partition whose guest instructions are counted.
@@ -83,6 +85,10 @@ pub struct Target<'a> {
     pub headers: String,
     /// A request sent once before the warm-up (see [`Prime`]).
     pub prime: Option<Prime>,
+    /// The hypervisor's and the guests' instruction bytes, by which the
+    /// trace's reader drops the lines of blocks QEMU left without running
+    /// them ([`crate::trace`]).
+    pub code: crate::trace::Code,
 }
 
 /// `--header` values as the lines sent: each `Name: value`, the name a
@@ -393,12 +399,19 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>, dump: Option<std::ffi::
     use std::io::Seek;
     let mut file = std::fs::File::open(log).with_context(|| format!("reading {}", log.display()))?;
     file.seek(std::io::SeekFrom::Start(window.start))?;
-    let mut c = Counts { el2: 0, el2_other: 0, guest: vec![[0; 8]; t.partitions.len()], functions: vec![Vec::new(); t.partitions.len()] };
+    let mut c = Counts {
+        el2: 0,
+        el2_other: 0,
+        guest: vec![[0; 8]; t.partitions.len()],
+        functions: vec![Vec::new(); t.partitions.len()],
+        repeats: String::new(),
+    };
+    let mut reader = crate::trace::Reader::new(&t.code);
     let mut by_pc: Vec<HashMap<u64, u64>> = vec![HashMap::new(); t.partitions.len()];
     let serving: Vec<usize> = t.partitions.iter().flat_map(|m| m.cores.iter().copied()).collect();
     // QEMU writes whole lines and flushes each: both ends fall on a line start.
     for line in std::io::BufReader::new(file.take(window.end - window.start)).lines() {
-        let Some((cpu, pc)) = qemu::trace_line(&line?) else { continue };
+        let Some((cpu, pc)) = reader.line(&line?) else { continue };
         if t.hv.contains(&pc) {
             if serving.contains(&cpu) {
                 c.el2 += 1;
@@ -422,6 +435,7 @@ fn count(log: &Path, window: Range<u64>, t: &Target<'_>, dump: Option<std::ffi::
         }
         std::fs::write(&dump, lines).with_context(|| format!("writing {}", Path::new(&dump).display()))?;
     }
+    c.repeats = reader.summary();
     for (i, m) in t.partitions.iter().enumerate() {
         let mut by_fn: HashMap<&str, u64> = HashMap::new();
         for (pc, n) in &by_pc[i] {
@@ -460,15 +474,6 @@ mod tests {
         for bad in ["POST", "post /x", "POST todos", "GET /a\tb", ""] {
             assert!(bad.parse::<Prime>().is_err(), "{bad:?} accepted");
         }
-    }
-
-    #[test]
-    fn trace_lines_give_core_and_pc() {
-        assert_eq!(
-            qemu::trace_line("Trace 2: 0x7f5a1c000100 [00000000/0000000040001234/00000000/ff200000] memcpy"),
-            Some((2, 0x4000_1234))
-        );
-        assert_eq!(qemu::trace_line("IN: something"), None);
     }
 
     #[test]

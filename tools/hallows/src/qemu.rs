@@ -574,7 +574,9 @@ fn print_line(line: &[u8]) {
 /// instruction per translation block, each execution logged. The log is
 /// read while the machine runs, and the machine is stopped once the guest
 /// has started: the rest of a long-running system is not traced.
-pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_entry: u64) -> Result<u64> {
+/// Also gives [`crate::trace::Reader::summary`] (the repeats dropped by
+/// the instruction bytes in `code`).
+pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_entry: u64, code: &crate::trace::Code) -> Result<(u64, String)> {
     let log = image.with_extension("exec.log");
     let _ = std::fs::remove_file(&log);
     let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-D"]
@@ -585,7 +587,7 @@ pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_ent
     let stop = AtomicBool::new(false);
     let ended = AtomicBool::new(false);
     let (out, count) = std::thread::scope(|s| {
-        let reader = s.spawn(|| count_to_guest(&log, &|pc| pc >= hv_base, true, guest_entry, &ended, &stop).map(|(n, _)| n));
+        let reader = s.spawn(|| count_to_guest(&log, code, &|pc| pc >= hv_base, true, guest_entry, &ended, &stop).map(|(n, _, summary)| (n, summary)));
         let out = run_until(sys, image, Some(Duration::from_secs(300)), &stop, true, &extra);
         ended.store(true, Ordering::SeqCst);
         (out, reader.join())
@@ -605,7 +607,15 @@ pub fn instructions_to_guest(sys: &System, image: &Path, hv_base: u64, guest_ent
 /// of the guest at `guest_entry`, and of those, from the hypervisor's
 /// first (at or above `hv.start`). Only those ranges are traced (`-dfilter`):
 /// the firmware's own boot, hundreds of millions of instructions, is not.
-pub fn instructions_from_handoff(sys: &System, disk: &Path, exit: std::ops::Range<u64>, hv: std::ops::Range<u64>, guest_entry: u64) -> Result<(u64, u64)> {
+/// Also gives [`crate::trace::Reader::summary`].
+pub fn instructions_from_handoff(
+    sys: &System,
+    disk: &Path,
+    exit: std::ops::Range<u64>,
+    hv: std::ops::Range<u64>,
+    guest_entry: u64,
+    code: &crate::trace::Code,
+) -> Result<(u64, u64, String)> {
     let log = disk.with_extension("exec.log");
     let _ = std::fs::remove_file(&log);
     let filter = format!("{:#x}..{:#x},{:#x}..{:#x},{:#x}+4", exit.start, exit.end, hv.start, hv.end, guest_entry);
@@ -618,7 +628,7 @@ pub fn instructions_from_handoff(sys: &System, disk: &Path, exit: std::ops::Rang
     let ended = AtomicBool::new(false);
     let in_exit = |pc: u64| exit.contains(&pc);
     let (out, count) = std::thread::scope(|s| {
-        let reader = s.spawn(|| count_to_guest(&log, &in_exit, false, guest_entry, &ended, &stop).map(|(n, from)| (n, from.unwrap_or(0))));
+        let reader = s.spawn(|| count_to_guest(&log, code, &in_exit, false, guest_entry, &ended, &stop).map(|(n, from, summary)| (n, from.unwrap_or(0), summary)));
         // The firmware's whole boot runs one instruction per block: OVMF
         // under TCG takes minutes.
         let out = run_until(sys, disk, Some(Duration::from_secs(1800)), &stop, true, &extra);
@@ -628,9 +638,7 @@ pub fn instructions_from_handoff(sys: &System, disk: &Path, exit: std::ops::Rang
     let _ = std::fs::remove_file(&log);
     let out = out?;
     match count {
-        Ok(Some((n, before_hv))) => {
-            Ok((n, n - before_hv))
-        }
+        Ok(Some((n, before_hv, summary))) => Ok((n, n - before_hv, summary)),
         _ if out.timed_out() && !matches!(out.ended, Ended::Stopped) => bail!("the measured boot did not finish"),
         _ => bail!("the loader's exit path ({:#x}..{:#x}) or the guest's first instruction ({guest_entry:#x}) never ran:\n{}", exit.start, exit.end, out.output),
     }
@@ -642,15 +650,18 @@ pub fn instructions_from_handoff(sys: &System, disk: &Path, exit: std::ops::Rang
 /// sets `stop` then. Also gives the count when the first instruction
 /// outside `started`'s range ran after it (where the UEFI loader's exit path
 /// jumps to the hypervisor). Gives up (None) once `ended` is set and the
-/// log is read.
+/// log is read. Repeats of blocks QEMU left without running them are
+/// dropped ([`crate::trace::Reader`], by the bytes in `code`); the last
+/// part is the reader's summary.
 fn count_to_guest(
     log: &Path,
+    code: &crate::trace::Code,
     started: &dyn Fn(u64) -> bool,
     count_before: bool,
     guest_entry: u64,
     ended: &AtomicBool,
     stop: &AtomicBool,
-) -> Option<(u64, Option<u64>)> {
+) -> Option<(u64, Option<u64>, String)> {
     let mut file = loop {
         if let Ok(f) = std::fs::File::open(log) {
             break f;
@@ -663,6 +674,7 @@ fn count_to_guest(
     let (mut count, mut in_hypervisor, mut left_start) = (0u64, false, None);
     let mut pending = Vec::new();
     let mut buf = vec![0u8; 1 << 16];
+    let mut reader = crate::trace::Reader::new(code);
     loop {
         // Read `ended` before reading: a read that then finds nothing has
         // seen everything QEMU wrote.
@@ -680,10 +692,10 @@ fn count_to_guest(
         while let Some(nl) = pending[start..].iter().position(|&b| b == b'\n') {
             let line = String::from_utf8_lossy(&pending[start..start + nl]);
             start += nl + 1;
-            let Some((_, pc)) = trace_line(&line) else { continue };
+            let Some((_, pc)) = reader.line(&line) else { continue };
             if pc == guest_entry && in_hypervisor {
                 stop.store(true, Ordering::SeqCst);
-                return Some((count, left_start));
+                return Some((count, left_start, reader.summary()));
             }
             let start = started(pc);
             if in_hypervisor && !start && left_start.is_none() {
@@ -698,14 +710,6 @@ fn count_to_guest(
     }
 }
 
-/// The core and program counter of one line of QEMU's `-d exec` log:
-/// `Trace <cpu>: 0x<host> [<flags>/<pc>/...] <symbol>`.
-pub fn trace_line(line: &str) -> Option<(usize, u64)> {
-    let (cpu, rest) = line.strip_prefix("Trace ")?.split_once(':')?;
-    let pc = rest.split_once('[')?.1.split('/').nth(1)?;
-    Some((cpu.parse().ok()?, u64::from_str_radix(pc, 16).ok()?))
-}
-
 /// What one core executed in a traced run.
 #[derive(Debug, Default, Clone)]
 pub struct CoreTrace {
@@ -715,16 +719,22 @@ pub struct CoreTrace {
     pub hypervisor: u64,
     /// Hypervisor instructions by program counter.
     pub by_pc: std::collections::HashMap<u64, u64>,
+    /// Lines logged twice in a row and counted once, and repeats kept at
+    /// addresses whose code the tool does not have (see [`crate::trace`]).
+    pub repeats: u64,
+    pub unknown: u64,
 }
 
 /// Instructions each core executed, and which of them were the
 /// hypervisor's (program counter inside `hv`), over a whole run. Exact:
 /// QEMU logs every instruction (`-singlestep -d exec,nochain`) with the
-/// core that ran it. Repeatable: the instruction count is QEMU's clock
+/// core that ran it, and [`crate::trace::Reader`] drops the lines of
+/// blocks QEMU left without running them (by the instruction bytes in
+/// `code`). Repeatable: the instruction count is QEMU's clock
 /// (`-icount shift=0,sleep=off`), so the cores run in turn at points fixed
 /// by it, and what a core spends waiting for another is the same in every
 /// run (see `crate::cost`).
-pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>, timeout: Duration) -> Result<(Outcome, Vec<CoreTrace>)> {
+pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64>, code: &crate::trace::Code, timeout: Duration) -> Result<(Outcome, Vec<CoreTrace>)> {
     use std::io::BufRead;
     let log = image.with_extension("exec.log");
     let extra: Vec<String> = ["-icount", "shift=0,sleep=off", "-singlestep", "-d", "exec,nochain", "-D"]
@@ -739,12 +749,20 @@ pub fn instructions_per_core(sys: &System, image: &Path, hv: std::ops::Range<u64
     }
     let file = std::fs::File::open(&log).with_context(|| format!("reading {}", log.display()))?;
     let mut cores: Vec<CoreTrace> = Vec::new();
+    let mut reader = crate::trace::Reader::new(code);
     for line in std::io::BufReader::new(file).lines() {
-        let Some((cpu, pc)) = trace_line(&line?) else { continue };
+        let Some((cpu, pc)) = crate::trace::line(&line?) else { continue };
         if cores.len() <= cpu {
             cores.resize(cpu + 1, CoreTrace::default());
         }
+        let (repeats, unknown) = (reader.repeats, reader.unknown);
+        let ran = reader.ran(cpu, pc);
         let c = &mut cores[cpu];
+        c.repeats += reader.repeats - repeats;
+        c.unknown += reader.unknown - unknown;
+        if !ran {
+            continue;
+        }
         c.all += 1;
         if hv.contains(&pc) {
             c.hypervisor += 1;
