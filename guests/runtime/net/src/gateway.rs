@@ -107,20 +107,21 @@ pub(crate) fn start(boot: &Boot, cfg: &Config) -> Result<Box<dyn Backend>, Error
         limits,
     });
     let idle = boot.arg("net_idle_us").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0).min(100_000);
-    task::spawn(pump(core::time::Duration::from_micros(idle)));
+    let turns = boot.arg("net_idle_turns").and_then(|v| v.parse::<u32>().ok()).unwrap_or(IDLE_TURNS).clamp(1, 1 << 20);
+    task::spawn(pump(core::time::Duration::from_micros(idle), turns));
     Ok(Box::new(GatewayBackend))
 }
 
 /// Turns without a frame from the gateway before the pump naps (with
-/// `net_idle_us`).
+/// `net_idle_us`), unless the boot argument `net_idle_turns=` says.
 const IDLE_TURNS: u32 = 256;
 
 /// The pump task (see the module documentation). With a non-zero `nap`
-/// (boot argument `net_idle_us=`), after [`IDLE_TURNS`] turns without a
+/// (boot argument `net_idle_us=`), after `turns` turns without a
 /// frame it sleeps that long with the core's timer on (the core halts, an
 /// emulator's host thread is freed), at the cost of up to `nap` of latency
 /// for the next frame; 0 (the default) polls without pause.
-async fn pump(nap: core::time::Duration) {
+async fn pump(nap: core::time::Duration, turns: u32) {
     time::set_polled(true);
     let mut idle = 0u32;
     loop {
@@ -129,7 +130,7 @@ async fn pump(nap: core::time::Duration) {
             None => return,
         };
         idle = if moved { 0 } else { idle.saturating_add(1) };
-        if !nap.is_zero() && idle >= IDLE_TURNS {
+        if !nap.is_zero() && idle >= turns {
             time::set_polled(false);
             time::sleep(nap).await;
             time::set_polled(true);

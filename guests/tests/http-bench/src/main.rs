@@ -122,12 +122,14 @@ mod client {
         idle: Idle,
     }
 
-    /// Polls without pause for [`IDLE_TURNS`] turns without progress, then
+    /// Polls without pause for `spin` turns without progress (boot
+    /// argument `idle_turns`, default [`IDLE_TURNS`]), then
     /// naps `nap` with the core halted (as the server's pump with
     /// `net_idle_us=`): the emulator's one thread then runs the other
     /// core instead of this one spinning until its round-robin kick.
     struct Idle {
         turns: u32,
+        spin: u32,
         nap: Duration,
     }
 
@@ -136,7 +138,7 @@ mod client {
     impl Idle {
         async fn turn(&mut self) {
             self.turns += 1;
-            if self.turns >= IDLE_TURNS {
+            if self.turns >= self.spin {
                 self.turns = 0;
                 time::sleep(self.nap).await;
             }
@@ -259,7 +261,8 @@ mod client {
 
     pub async fn run(boot: &Boot) -> u64 {
         let nap_us = boot.arg("nap_us").and_then(|v| v.parse::<u64>().ok()).unwrap_or(20).clamp(1, 100_000);
-        let mut idle = Idle { turns: 0, nap: Duration::from_micros(nap_us) };
+        let spin = boot.arg("idle_turns").and_then(|v| v.parse::<u32>().ok()).unwrap_or(IDLE_TURNS).clamp(1, 1 << 20);
+        let mut idle = Idle { turns: 0, spin, nap: Duration::from_micros(nap_us) };
         let server = boot.arg("server").unwrap_or("api");
         let runs: Vec<u32> = boot.arg("bench").unwrap_or("").split(',').filter_map(|n| n.parse().ok()).collect();
         if runs.len() != 2 || runs[0] == 0 || runs[1] <= runs[0] {
