@@ -84,3 +84,25 @@ fn a_failed_comparison_is_reported_and_fails_the_run() {
     assert!(!doc.contains("FAILED"), "{doc}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+#[test]
+fn only_keeps_the_other_comparisons_from_their_last_successful_run() {
+    let d = scratch("only");
+    fake(&d, "a-first", 0, Some(&OK_JSON.replace("NAME", "a-first").replace("TITLE", "first")));
+    fake(&d, "b-second", 0, Some(&OK_JSON.replace("NAME", "b-second").replace("TITLE", "second")));
+    let (rc, doc, out) = run_all(&d, &[]);
+    assert_eq!(rc, 0, "{out}\n{doc}");
+    // Rerun one: the other's section and summary rows stay, said to be kept.
+    let (rc, doc, out) = run_all(&d, &["--only", "a-first"]);
+    assert_eq!(rc, 0, "{out}\n{doc}");
+    assert!(doc.contains("## Fake b-second"), "{doc}");
+    assert!(doc.contains("| (T) second | op one (round trip)"), "{doc}");
+    assert!(doc.contains("`compare-b-second` not run now (kept from the run of "), "{doc}");
+    // One with no successful run behind it is listed as not run, not failed.
+    fake(&d, "c-never", 0, None);
+    let (rc, doc, out) = run_all(&d, &["--only", "a-first"]);
+    assert_eq!(rc, 0, "{out}\n{doc}");
+    assert!(doc.contains("| c-never | **NOT RUN**: not selected (--only)"), "{doc}");
+    assert!(!doc.contains("FAILED") && doc.contains("## Fake b-second"), "{doc}");
+    let _ = std::fs::remove_dir_all(&d);
+}

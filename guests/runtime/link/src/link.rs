@@ -1,5 +1,6 @@
 //! The link engine: connection table, flow control, validation.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
@@ -274,6 +275,8 @@ pub struct Link<T> {
     listening: [Option<u16>; 16],
     events: Events,
     stats: Stats,
+    /// Where received frames land ([`Transport::recv_into`]), reused.
+    rx_frame: Option<Box<Frame>>,
 }
 
 impl<T: Transport> Link<T> {
@@ -306,6 +309,7 @@ impl<T: Transport> Link<T> {
             listening: [None; 16],
             events: Events::default(),
             stats: Stats::default(),
+            rx_frame: None,
         }
     }
 
@@ -364,12 +368,16 @@ impl<T: Transport> Link<T> {
         self.flush();
         let mut n = 0;
         while n < self.config.rx_budget {
-            match self.transport.recv() {
-                Ok(f) => {
-                    n += 1;
-                    self.stats.frames_in += 1;
-                    self.handle(&f);
-                }
+            let mut f = self.rx_frame.take().unwrap_or_else(|| Box::new(Frame::new(0, 0)));
+            let got = self.transport.recv_into(&mut f);
+            if got.is_ok() {
+                n += 1;
+                self.stats.frames_in += 1;
+                self.handle(&f);
+            }
+            self.rx_frame = Some(f);
+            match got {
+                Ok(()) => {}
                 Err(TransportError::Empty) | Err(TransportError::Full) => break,
                 // Counted against the budget: the peer writes the epoch the
                 // ring compares, so a peer that keeps changing it must not

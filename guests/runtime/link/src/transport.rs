@@ -6,7 +6,9 @@ use core::ops::DerefMut;
 
 use hallows_ring::{Receiver, RingError, Sender};
 
-use crate::frame::Frame;
+use zerocopy::IntoBytes;
+
+use crate::frame::{Frame, HEADER_SIZE, PAYLOAD};
 
 /// Why a transport operation did not complete (the ring's errors).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,6 +41,27 @@ pub trait Transport {
     fn send(&mut self, frame: &Frame) -> Result<(), TransportError>;
     /// Takes the next frame from the peer.
     fn recv(&mut self) -> Result<Frame, TransportError>;
+    /// Takes the next frame from the peer into `frame`: its header, and of
+    /// its payload at least the bytes its `len` says (clamped to
+    /// [`PAYLOAD`]) and the first [`FIXED_PAYLOAD`]; the rest of `frame`'s
+    /// payload may hold an earlier frame's bytes. A transport over shared
+    /// memory copies only that much (a 2 KiB frame carrying a 100-byte
+    /// request costs 100 bytes, not 2,048).
+    fn recv_into(&mut self, frame: &mut Frame) -> Result<(), TransportError> {
+        *frame = self.recv()?;
+        Ok(())
+    }
+}
+
+/// Payload bytes [`Transport::recv_into`] always copies, whatever `len`
+/// says: fixed-layout frames (`OPEN`'s peer address) are read from the
+/// payload's start.
+pub const FIXED_PAYLOAD: usize = 8;
+
+/// How many bytes of `frame` (header and payload) carry what it says.
+#[inline]
+fn used(frame_len: u16) -> usize {
+    HEADER_SIZE + (frame_len as usize).clamp(FIXED_PAYLOAD, PAYLOAD)
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -47,6 +70,9 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
     fn recv(&mut self) -> Result<Frame, TransportError> {
         (**self).recv()
+    }
+    fn recv_into(&mut self, frame: &mut Frame) -> Result<(), TransportError> {
+        (**self).recv_into(frame)
     }
 }
 
@@ -66,11 +92,33 @@ where
     S: DerefMut<Target = Sender<Frame>>,
     R: DerefMut<Target = Receiver<Frame>>,
 {
+    /// Writes only the header and the payload's used bytes into the slot
+    /// (the rest of the slot keeps whatever this end wrote there before).
     fn send(&mut self, frame: &Frame) -> Result<(), TransportError> {
-        Ok(self.tx.try_send(frame)?)
+        let n = used(frame.len);
+        let mut batch = self.tx.reserve(1)?;
+        let Some(slot) = batch.get_mut(0) else { return Err(TransportError::Full) };
+        slot.as_mut_bytes()[..n].copy_from_slice(&frame.as_bytes()[..n]);
+        batch.commit();
+        Ok(())
     }
     fn recv(&mut self) -> Result<Frame, TransportError> {
         Ok(self.rx.try_recv()?)
+    }
+    /// Copies the header, then only the payload bytes the header's `len`
+    /// covers (clamped to the slot), straight from the slot. `len` is kept
+    /// as the peer wrote it, so the link still refuses a frame whose `len`
+    /// is out of range.
+    fn recv_into(&mut self, frame: &mut Frame) -> Result<(), TransportError> {
+        let batch = self.rx.recv_batch(1)?;
+        let Some(slot) = batch.slot(0) else { return Err(TransportError::Empty) };
+        let bytes = frame.as_mut_bytes();
+        let read = slot.copy_to(0, &mut bytes[..HEADER_SIZE]);
+        let n = used(u16::from_ne_bytes([bytes[2], bytes[3]]));
+        let read = read && slot.copy_to(HEADER_SIZE, &mut bytes[HEADER_SIZE..n]);
+        batch.release_first(1);
+        // Unreachable: a batch of one, ranges inside the frame.
+        if read { Ok(()) } else { Err(TransportError::Corrupt) }
     }
 }
 

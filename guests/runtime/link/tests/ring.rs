@@ -276,3 +276,44 @@ fn random_traffic_across_service_restarts() {
     }
     assert_eq!(g.stats().violations, 0);
 }
+
+/// Over rings, a frame travels as its header and the payload bytes its
+/// `len` covers (at least the first 8): what arrives is what was sent, a
+/// frame received into a buffer that held a longer one keeps `len` as
+/// sent, and a `len` past the payload is copied clamped and kept as sent,
+/// for the link to refuse.
+#[test]
+fn frames_cross_a_ring_as_their_used_bytes() {
+    use hallows_link::{Transport, PAYLOAD};
+    let (there, back) = (Mem::new(8), Mem::new(8));
+    // Receivers first, as a partition opens them.
+    let (rx_end, back_rx) = (there.receiver(), back.receiver());
+    let mut rx = RingTransport { tx: back.sender(), rx: rx_end };
+    let mut tx = RingTransport { tx: there.sender(), rx: back_rx };
+    let mut long = Frame::new(4, 7);
+    long.len = PAYLOAD as u16;
+    long.payload.fill(0xAB);
+    let mut short = Frame::new(4, 9);
+    short.len = 3;
+    short.payload[..3].copy_from_slice(b"abc");
+    let mut huge = Frame::new(4, 11);
+    huge.len = u16::MAX;
+    huge.payload.fill(0xCD);
+    let mut got = Frame::new(0, 0);
+    // The consumer's first look acknowledges the producer (nothing yet);
+    // only then may it publish.
+    assert!(rx.recv_into(&mut got).is_err());
+    for f in [&long, &short, &huge] {
+        tx.send(f).unwrap();
+    }
+    rx.recv_into(&mut got).unwrap();
+    assert_eq!((got.kind, got.conn, got.len), (4, 7, PAYLOAD as u16));
+    assert!(got.payload.iter().all(|&b| b == 0xAB));
+    rx.recv_into(&mut got).unwrap();
+    assert_eq!((got.kind, got.conn, got.len), (4, 9, 3));
+    assert_eq!(got.data(), b"abc");
+    rx.recv_into(&mut got).unwrap();
+    assert_eq!((got.conn, got.len), (11, u16::MAX));
+    assert!(got.payload.iter().all(|&b| b == 0xCD));
+    assert!(rx.recv_into(&mut got).is_err());
+}

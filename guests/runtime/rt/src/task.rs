@@ -339,6 +339,43 @@ where
     handle
 }
 
+/// Finished preemptible tasks' stacks, kept for the next ones (at most
+/// [`STACK_POOL`]): a fresh stack is a 64 KiB allocation zeroed whole
+/// (about 24,000 instructions, more than a short request's work in the
+/// mixed-burst benchmark, docs/benchmarks.md (C)). A reused stack holds
+/// what an earlier task of this partition left there, nothing another
+/// partition can see. Taken and given back with interrupts masked: a
+/// task preempted holding the lock would stop its core's scheduler loop.
+static STACKS: crate::sync::Mutex<Vec<Vec<u128>>> = crate::sync::Mutex::new(Vec::new());
+/// Most stacks [`STACKS`] keeps (the rest are freed).
+const STACK_POOL: usize = 8;
+
+/// A stack for a preemptible task, its canary written.
+fn take_stack() -> Vec<u128> {
+    let reused = arch::without_interrupts(|| STACKS.lock().pop());
+    let mut stack = reused.unwrap_or_else(|| vec![0u128; TASK_STACK_SIZE / 16]);
+    stack[..CANARY_WORDS].fill(CANARY);
+    stack
+}
+
+/// Keeps a finished task's stack for the next one, if the pool has room.
+fn give_back_stack(stack: Vec<u128>) {
+    if stack.len() != TASK_STACK_SIZE / 16 {
+        return;
+    }
+    let spare = arch::without_interrupts(|| {
+        let mut pool = STACKS.lock();
+        if pool.len() < STACK_POOL {
+            pool.push(stack);
+            None
+        } else {
+            Some(stack)
+        }
+    });
+    // Freed outside the lock.
+    drop(spare);
+}
+
 /// Runs the closure `f` as a preemptible task on its own stack
 /// ([`TASK_STACK_SIZE`]): a long computation the policy can interrupt on
 /// a timer tick.
@@ -348,8 +385,7 @@ where
     T: Send + 'static,
 {
     let (handle, state) = JoinHandle::new();
-    let mut stack = vec![0u128; TASK_STACK_SIZE / 16];
-    stack[..CANARY_WORDS].fill(CANARY);
+    let stack = take_stack();
     let mut thread = Box::new(Thread {
         context: Context::default(),
         _stack: stack,
@@ -499,6 +535,11 @@ fn turn(core: usize) -> bool {
                 crate::fault(hallows_abi::fault_kind::STACK_OVERFLOW, base, 0);
             }
             let done = thread.done;
+            if done {
+                // Its last switch away is behind it: nothing runs on the
+                // stack any more.
+                give_back_stack(core::mem::take(&mut thread._stack));
+            }
             finish_turn(core, id, if done { None } else { Some(Work::Thread(thread)) }, !done);
         }
     }
