@@ -107,6 +107,12 @@ impl Serve {
         eps
     }
 
+    /// QEMU's pid, once hallows has said it.
+    fn try_qemu_pid(&self) -> Option<u32> {
+        let err = self.stderr();
+        err.lines().find_map(|l| l.strip_prefix("hallows: QEMU is process ")).and_then(|l| l.split(';').next()?.trim().parse().ok())
+    }
+
     fn qemu_pid(&self) -> u32 {
         let err = self.stderr();
         let l = err.lines().find_map(|l| l.strip_prefix("hallows: QEMU is process ")).unwrap_or_else(|| panic!("no QEMU pid:\n{err}"));
@@ -139,6 +145,21 @@ fn sh(cmd: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A test that failed before its SIGINT leaves no machine behind: hallows
+/// is killed, and QEMU (its own process group) with it, so the next test
+/// finds its ports and disks free.
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            if let Some(pid) = self.try_qemu_pid() {
+                let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 /// An empty directory target/hallows/tests/NAME for a test's disks.
 fn fresh_dir(name: &str) -> PathBuf {
     let dir = root().join("target/hallows/tests").join(name);
@@ -149,7 +170,8 @@ fn fresh_dir(name: &str) -> PathBuf {
 
 /// Whether any live process is a QEMU using a file under `dir`.
 fn qemu_using(dir: &Path) -> Option<String> {
-    let dir = dir.to_string_lossy().into_owned();
+    // The directory itself, not one whose name it begins (serve, serve-flagship).
+    let dir = format!("{}/", dir.to_string_lossy());
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
         let cmd = std::fs::read(e.path().join("cmdline")).ok()?;
         let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
@@ -234,7 +256,16 @@ fn serve_opens_the_flagship_to_every_client_and_to_vnc() {
             "redis" => assert_eq!(sh(cmd).trim(), "PONG", "`{cmd}`"),
             "kafka" => assert!(sh(cmd).contains("1 brokers:"), "`{cmd}`"),
             "postgres" => {
-                let out = sh(&format!("{cmd} -X -A -t -c 'select count(*) from events'"));
+                // The API's events reach the analytics table asynchronously
+                // (API -> log -> OLAP): wait for the first (60 s at most).
+                let start = Instant::now();
+                let out = loop {
+                    let out = sh(&format!("{cmd} -X -A -t -c 'select count(*) from events'"));
+                    if out.trim().parse::<u64>().is_ok_and(|n| n > 0) || start.elapsed() > Duration::from_secs(60) {
+                        break out;
+                    }
+                    std::thread::sleep(Duration::from_millis(500));
+                };
                 assert!(out.trim().parse::<u64>().is_ok_and(|n| n > 0), "`{cmd}`: {out}");
             }
             _ => unreachable!(),
