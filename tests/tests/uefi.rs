@@ -11,6 +11,12 @@
 
 use hallows_tests::*;
 
+/// One test at a time: the tests compose the same manifests' images (the
+/// demo's, directly and for UEFI) under target/hallows, and a test that
+/// rewrites an image while another's firmware loads it hands that one a
+/// truncated file ("image 0 of 0 bytes", seen once in CI).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Each partition's lines, in order, as the direct boot printed them and
 /// as the UEFI boot did; and the two exit statuses.
 fn assert_same_as_direct(direct: &Boot, uefi: &Boot, partitions: &[&str]) {
@@ -26,6 +32,7 @@ fn assert_same_as_direct(direct: &Boot, uefi: &Boot, partitions: &[&str]) {
 
 #[test]
 fn aarch64_demo_boots_under_aavmf_at_el2_as_it_does_directly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let manifest = root().join("vmm-config/examples/demo.toml");
     let direct = boot_manifest(&manifest);
     let uefi = boot_manifest_uefi(&manifest, &[]);
@@ -38,6 +45,7 @@ fn aarch64_demo_boots_under_aavmf_at_el2_as_it_does_directly() {
 
 #[test]
 fn aarch64_demo_boots_under_aavmf_with_acpi_only_as_it_does_directly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // acpi=on: AAVMF withholds the device tree; the hypervisor takes the
     // cores from the MADT (and checks the GIC, timer and console against
     // the board) from the copies the loader made.
@@ -53,6 +61,7 @@ fn aarch64_demo_boots_under_aavmf_with_acpi_only_as_it_does_directly() {
 
 #[test]
 fn aarch64_single_partition_boots_under_aavmf_as_it_does_directly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let direct = boot_system("boot-one");
     let uefi = boot_system_uefi("boot-one", &[]);
     assert_same_as_direct(&direct, &uefi, &["solo"]);
@@ -61,6 +70,7 @@ fn aarch64_single_partition_boots_under_aavmf_as_it_does_directly() {
 
 #[test]
 fn x86_demo_boots_under_ovmf_as_it_does_directly() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let direct = boot_system("uefi-demo-x86_64");
     let uefi = boot_system_uefi("uefi-demo-x86_64", &[]);
     // The firmware's ACPI tables came through the EFI configuration table.
@@ -73,6 +83,7 @@ fn x86_demo_boots_under_ovmf_as_it_does_directly() {
 
 #[test]
 fn aarch64_manifest_with_more_cores_than_the_firmware_reports_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let b = boot_system_uefi("uefi-core3", &["-smp".into(), "2".into()]);
     b.assert_status(2);
     assert!(
@@ -95,6 +106,7 @@ fn aarch64_manifest_with_more_cores_than_the_firmware_reports_is_refused() {
 
 #[test]
 fn x86_manifest_with_more_cores_than_the_firmware_reports_is_refused() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let b = boot_system_uefi("uefi-x86-core3", &["-smp".into(), "2".into()]);
     b.assert_status(2);
     assert!(
@@ -109,6 +121,7 @@ fn x86_manifest_with_more_cores_than_the_firmware_reports_is_refused() {
 
 #[test]
 fn aarch64_loader_entered_at_el1_stops_with_a_clear_message() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     // Without virtualization=on AAVMF runs at EL1: the loader refuses
     // before touching anything and powers the machine off (no status line:
     // the hypervisor never ran).
