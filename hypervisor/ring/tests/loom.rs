@@ -82,6 +82,24 @@ fn send_all(tx: &mut ProducerCore<View>, values: &[u64], batch: u32) {
     }
 }
 
+/// Takes `values` one at a time (`peek_one`/`release_one`), spinning while
+/// empty: each must arrive in order and intact.
+fn receive_in_order(rx: &mut ConsumerCore<View>, values: std::ops::Range<u64>) {
+    for want in values {
+        loop {
+            match rx.peek_one() {
+                Ok(index) => {
+                    assert_eq!(rx.view().read(index), want);
+                    rx.release_one();
+                    break;
+                }
+                Err(RingError::Empty) => thread::yield_now(),
+                Err(e) => panic!("consumer: {e:?}"),
+            }
+        }
+    }
+}
+
 fn model(f: impl Fn() + Sync + Send + 'static) {
     let mut b = loom::model::Builder::new();
     if b.preemption_bound.is_none() {
@@ -134,18 +152,7 @@ fn single_reader_probes_and_wraps() {
         let mut tx = ProducerCore::attach(view.clone(), &layout);
         let mut rx = ConsumerCore::attach(view.clone(), &layout);
         let producer = thread::spawn(move || send_all(&mut tx, &[10, 11, 12, 13, 14], 3));
-        let mut next = 10;
-        while next < 15 {
-            match rx.peek_one() {
-                Ok(index) => {
-                    assert_eq!(rx.view().read(index), next);
-                    next += 1;
-                    rx.release_one();
-                }
-                Err(RingError::Empty) => thread::yield_now(),
-                Err(e) => panic!("consumer: {e:?}"),
-            }
-        }
+        receive_in_order(&mut rx, 10..15);
         producer.join().unwrap();
     });
 }
@@ -177,18 +184,7 @@ fn one_at_a_time_both_sides_wraps() {
                 }
             }
         });
-        let mut next = 10;
-        while next < 14 {
-            match rx.peek_one() {
-                Ok(index) => {
-                    assert_eq!(rx.view().read(index), next);
-                    next += 1;
-                    rx.release_one();
-                }
-                Err(RingError::Empty) => thread::yield_now(),
-                Err(e) => panic!("consumer: {e:?}"),
-            }
-        }
+        receive_in_order(&mut rx, 10..14);
         producer.join().unwrap();
     });
 }

@@ -360,9 +360,6 @@ fn take_stack() -> Vec<u128> {
 
 /// Keeps a finished task's stack for the next one, if the pool has room.
 fn give_back_stack(stack: Vec<u128>) {
-    if stack.len() != TASK_STACK_SIZE / 16 {
-        return;
-    }
     let spare = arch::without_interrupts(|| {
         let mut pool = STACKS.lock();
         if pool.len() < STACK_POOL {
