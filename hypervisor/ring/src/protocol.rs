@@ -93,6 +93,10 @@ pub struct Geometry {
     slots: u64,
     /// A block is one line: its stamp shares the line with its messages.
     line_blocks: bool,
+    /// For slots of a line or more, how many slots ahead a reader of one
+    /// message at a time asks for a line (see `ConsumerCore::recv_one`);
+    /// 0 for smaller slots, whose next messages share the line.
+    ahead: u64,
 }
 
 impl Geometry {
@@ -107,6 +111,7 @@ impl Geometry {
             capacity: layout.capacity() as u64,
             slots: layout.slot_count() as u64,
             line_blocks: layout.slot_stride() * 2 <= crate::layout::LINE,
+            ahead: if layout.slot_stride() >= crate::layout::LINE { PREFETCH_AHEAD } else { 0 },
         }
     }
 
@@ -207,6 +212,10 @@ const TAG_MASK: u64 = 0xFFFF_FFFF << 32;
 /// probes for a published run (see `ConsumerCore::scan`).
 const PROBE: u64 = 32;
 
+/// Slots ahead of the one it reads whose line a reader of one large
+/// message at a time asks for (`ConsumerCore::recv_one`).
+const PREFETCH_AHEAD: u64 = 8;
+
 /// Next epoch after both our own last one and the peer's acknowledgement of
 /// it, so a restart is visible even if our header page was wiped; its low 32
 /// bits (the stamp tag) are never 0, so it is never 0 ("never attached").
@@ -231,13 +240,16 @@ pub struct ProducerCore<V> {
     /// behind `head`.
     cached_tail: u64,
     /// Messages handed out by the last `reserve`, the most `commit` may
-    /// publish.
+    /// publish, as long as `head` is still `reserved_at`.
     reserved: u32,
-    /// Messages free from `head` on as of the last look at the consumer's
-    /// index (`free()` then), less what was committed since: kept as a
-    /// count so that a send that fits does no index arithmetic. 0 until
-    /// connected.
-    room: u64,
+    /// `head` when the last reservation was made: a send in between moves
+    /// `head` and so ends it, without the send touching `reserved`.
+    reserved_at: u64,
+    /// The message index where the room seen at the last look at the
+    /// consumer's index ends (`free_limit()` then; `head` until
+    /// connected): a send fits while `head` has not reached it, one
+    /// comparison and no index arithmetic.
+    limit: u64,
     epoch: u64,
     /// Consumer epoch we last resynchronised with.
     cons_epoch: u64,
@@ -271,7 +283,7 @@ impl<V: ChannelView> ProducerCore<V> {
         p.slot_count.store(layout.slot_count() as u32, Relaxed);
         // Release: a consumer that sees the epoch also sees geometry and head.
         p.epoch.store(epoch, Release);
-        Self { view, geo, head, cached_tail: head, reserved: 0, room: 0, epoch, cons_epoch: 0, connected: false }
+        Self { view, geo, head, cached_tail: head, reserved: 0, reserved_at: head, limit: head, epoch, cons_epoch: 0, connected: false }
     }
 
     /// The view this producer runs on.
@@ -325,17 +337,17 @@ impl<V: ChannelView> ProducerCore<V> {
         epoch != 0 && index.wrapping_sub(start) < (1u64 << 63)
     }
 
-    /// Messages we may write: up to the block of `cached_tail`, a ring on.
+    /// Where the messages we may write end: at the block of `cached_tail`,
+    /// a ring on.
     ///
     /// Never into the block the consumer is still reading, even into its
     /// already released slots: one stamp describes one block, so a block
     /// must never hold messages of two laps at once.
     #[inline]
-    fn free(&self) -> u64 {
+    fn free_limit(&self) -> u64 {
         // Invariant (validated): head is at most a ring past the start of
-        // cached_tail's block.
-        let limit = self.geo.block_start(self.cached_tail).wrapping_add(self.geo.slots);
-        self.geo.between(self.head, limit)
+        // cached_tail's block, so `head` is at or before this.
+        self.geo.block_start(self.cached_tail).wrapping_add(self.geo.slots)
     }
 
     /// Reserves up to `max` free slots (at least one unless `max` is 0).
@@ -346,16 +358,17 @@ impl<V: ChannelView> ProducerCore<V> {
     #[inline]
     pub fn reserve(&mut self, max: u32) -> Result<Span, RingError> {
         self.reserved = 0;
-        let mut free = self.room;
+        let mut free = self.geo.between(self.head, self.limit);
         if free < u64::from(max) {
             self.refresh_room()?;
-            free = self.room;
+            free = self.geo.between(self.head, self.limit);
             if free == 0 {
                 return Err(RingError::Full);
             }
         }
         let len = free.min(u64::from(max)) as u32;
         self.reserved = len;
+        self.reserved_at = self.head;
         Ok(Span { start: self.head, len })
     }
 
@@ -364,40 +377,86 @@ impl<V: ChannelView> ProducerCore<V> {
     /// [`commit_one`](Self::commit_one).
     #[inline]
     pub fn reserve_one(&mut self) -> Result<u64, RingError> {
-        if self.room == 0 {
+        if self.head == self.limit {
             self.reserved = 0;
             self.refresh_room()?;
-            if self.room == 0 {
+            if self.head == self.limit {
                 return Err(RingError::Full);
             }
         }
         self.reserved = 1;
+        self.reserved_at = self.head;
         Ok(self.head)
+    }
+
+    /// Sends one message: `write(view, index)` fills the free slot of ring
+    /// index `index`, which is then published, as `reserve_one`, the
+    /// write, `commit_one`, with nothing kept between the two (a sender
+    /// of one message at a time does only this). Ends any reservation.
+    #[inline]
+    pub fn send_one(&mut self, write: impl FnOnce(&V, u64)) -> Result<(), RingError> {
+        if self.head == self.limit {
+            self.refresh_room()?;
+            if self.head == self.limit {
+                return Err(RingError::Full);
+            }
+        }
+        // Everything the publication needs is worked out before the
+        // write, so nothing is loaded again after it.
+        let start = self.head;
+        let next = self.geo.next(start);
+        let value = stamp_value(self.epoch, start);
+        let stamp = self.view.stamp(start);
+        write(&self.view, start);
+        self.head = next;
+        self.publish_head(start, next);
+        stamp.store(value, Release);
+        Ok(())
+    }
+
+    /// Publishes the message at `start`, the one at `head`.
+    #[inline]
+    fn publish_one(&mut self, start: u64) {
+        let next = self.geo.next(start);
+        self.head = next;
+        self.publish_head(start, next);
+        self.view.stamp(start).store(stamp_value(self.epoch, start), Release);
+    }
+
+    /// Before the stamp of a message sent on its own: stores the header's
+    /// `head` only when the message is its block's last (`next` starts a
+    /// block), so the header names the block being filled and lags the
+    /// true head by less than a block. A store per message measured
+    /// costly (64-byte messages one at a time: about 48 against 55-65
+    /// Melem/s in `benches/spsc`). A restarted consumer, which starts
+    /// from the header's `head`, skips what that block's stamp publishes
+    /// (`ConsumerCore::attach`). Batch commits store the exact head.
+    #[inline]
+    fn publish_head(&self, start: u64, next: u64) {
+        if next.wrapping_sub(start) != 1 {
+            // `next` skipped the block's stamp slot: a new block.
+            self.view.producer_header().head.store(next, Relaxed);
+        }
     }
 
     /// `commit(1)`: publishes the message of the last reservation (nothing
     /// if there is none).
     #[inline]
     pub fn commit_one(&mut self) {
-        if self.reserved == 0 {
+        if self.reserved == 0 || self.reserved_at != self.head {
             return;
         }
         self.reserved = 0;
-        self.room -= 1;
-        let start = self.head;
-        self.head = self.geo.next(start);
-        // As in `commit`: `head` before the stamp, the stamp with Release.
-        self.view.producer_header().head.store(self.head, Relaxed);
-        self.view.stamp(start).store(stamp_value(self.epoch, start), Release);
+        self.publish_one(self.head);
     }
 
-    /// Refreshes the cached consumer index and recomputes `room` from it,
+    /// Refreshes the cached consumer index and recomputes `limit` from it,
     /// whatever the refresh found (a resynchronisation moves
     /// `cached_tail`; an error leaves it as it was).
     #[cold]
     fn refresh_room(&mut self) -> Result<(), RingError> {
         let r = self.refresh();
-        self.room = if self.connected { self.free() } else { 0 };
+        self.limit = if self.connected { self.free_limit() } else { self.head };
         r
     }
 
@@ -408,13 +467,12 @@ impl<V: ChannelView> ProducerCore<V> {
     /// read-modify-write and a single release barrier per batch.
     #[inline]
     pub fn commit(&mut self, n: u32) {
-        let n = n.min(self.reserved);
+        let n = if self.reserved_at == self.head { n.min(self.reserved) } else { 0 };
         self.reserved = 0;
         if n == 0 {
             return;
         }
-        // n <= reserved <= room.
-        self.room -= u64::from(n);
+        // n <= reserved <= the room up to `limit`.
         let start = self.head;
         self.head = self.geo.advance(start, u64::from(n));
         // Before the stamps (ordered by the Release below): a consumer that
@@ -522,12 +580,12 @@ pub struct ConsumerCore<V> {
     /// End of the run of messages whose stamps we have validated, a message
     /// index at most `capacity` messages past `tail`.
     cached_head: u64,
-    /// Messages from `tail` to `cached_head`, kept up to date so that the
-    /// common case of a receive (a message already validated) does no
-    /// index arithmetic.
-    ready: u64,
-    /// Messages handed out by the last `peek`, the most `release` may free.
+    /// Messages handed out by the last `peek`, the most `release` may free,
+    /// as long as `tail` is still `peeked_at`.
     peeked: u32,
+    /// `tail` when the last peek was made: a receive in between moves
+    /// `tail` and so ends it, without the receive touching `peeked`.
+    peeked_at: u64,
     /// Producer epoch we are synchronised with; 0 = none yet.
     prod_epoch: u64,
     epoch: u64,
@@ -542,12 +600,17 @@ pub struct ConsumerCore<V> {
     /// that finds the same stamp there and the producer's epoch unchanged
     /// would decide the same, so it answers at once.
     quiet: Option<(u64, u64, u64, RingError)>,
-    /// Released messages not yet handed back: `tail` minus the tail last
-    /// stored to our header.
-    pending: u64,
-    /// How many released messages may wait to be handed back while the
-    /// validated run lasts.
+    /// The tail last stored to our header: the slots from there to `tail`
+    /// are released but not yet handed back.
+    handed: u64,
+    /// How many slots (stamp slots included) released messages may span
+    /// while they wait to be handed back and the validated run lasts.
     lazy: u64,
+    /// The message index at which a receive one at a time hands the slots
+    /// back: `cached_head` or the first message index `lazy` slots past
+    /// `handed`, whichever `tail` reaches first (see `aim_hand_back`), so
+    /// that it decides with one comparison.
+    hand_at: u64,
 }
 
 impl<V: ChannelView> ConsumerCore<V> {
@@ -565,21 +628,24 @@ impl<V: ChannelView> ConsumerCore<V> {
             slot_count: layout.slot_count() as u32,
             tail: 0,
             cached_head: 0,
-            ready: 0,
+            handed: 0,
             peeked: 0,
+            peeked_at: 0,
             prod_epoch: 0,
             epoch,
             probe: PROBE,
             bad_stamp: false,
             seen: 0,
             quiet: None,
-            pending: 0,
-            lazy: (layout.capacity() as u64 / 4).max(1),
+            lazy: (layout.slot_count() as u64 / 4).max(1),
+            hand_at: 0,
         };
         let p = core.view.producer_header();
         let prod_epoch = p.epoch.load(Acquire);
-        // Never behind what a previous incarnation consumed: the producer
-        // stores `head` before the stamps that publish below it.
+        // Never behind what a previous incarnation consumed: the producer's
+        // `head` may lag its true head, but only within the block it is
+        // filling (see `ProducerCore::send_one`), and is stored before the
+        // stamps that publish past it.
         let mut head = p.head.load(Acquire);
         // A head on a stamp slot is no honest producer's: do not adopt the
         // producer (`idle` reports it), and keep our own index valid.
@@ -587,8 +653,21 @@ impl<V: ChannelView> ConsumerCore<V> {
         if core.geo.is_stamp_slot(head) {
             head = head.wrapping_add(1);
         }
+        if synced {
+            // What the block's stamp publishes from `head` on was published
+            // in flight, perhaps taken by a previous incarnation: start
+            // after it. That block cannot hold a later lap yet: the
+            // producer never writes into the block of the tail it last
+            // saw, which is at or before this block.
+            let s = core.view.stamp(head).load(Acquire);
+            if let Some(last) = core.geo.published(s, prod_epoch, head) {
+                head = core.geo.next(last);
+            }
+        }
         core.tail = head;
         core.cached_head = head;
+        core.handed = head;
+        core.aim_hand_back();
         core.prod_epoch = if synced { prod_epoch } else { 0 };
         let c = core.view.consumer_header();
         // Stored in the order the producer's refresh relies on. Release on
@@ -646,7 +725,7 @@ impl<V: ChannelView> ConsumerCore<V> {
     pub fn peek(&mut self, max: u32) -> Result<Span, RingError> {
         self.peeked = 0;
         // Invariant (validated): cached_head - tail <= capacity messages.
-        let mut avail = self.ready;
+        let mut avail = self.ready();
         if avail < u64::from(max) {
             avail = self.scan(u64::from(max).min(self.geo.capacity));
             if avail == 0 {
@@ -655,6 +734,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         }
         let len = avail.min(u64::from(max)) as u32;
         self.peeked = len;
+        self.peeked_at = self.tail;
         Ok(Span { start: self.tail, len })
     }
 
@@ -664,11 +744,77 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// [`release_one`](Self::release_one).
     #[inline]
     pub fn peek_one(&mut self) -> Result<u64, RingError> {
-        if self.ready == 0 {
+        if self.tail == self.cached_head {
             self.refill()?;
         }
         self.peeked = 1;
+        self.peeked_at = self.tail;
         Ok(self.tail)
+    }
+
+    /// Validated messages from `tail` on.
+    #[inline]
+    fn ready(&self) -> u64 {
+        self.geo.between(self.tail, self.cached_head)
+    }
+
+    /// Receives one message: `read(view, index)` takes the published
+    /// message of ring index `index`, whose slot is then handed back; as
+    /// `peek_one`, the read, `release_one`, with nothing kept between the
+    /// two (a reader of one message at a time does only this). Ends any
+    /// peek.
+    #[inline]
+    pub fn recv_one<R>(&mut self, read: impl FnOnce(&V, u64) -> R) -> Result<R, RingError> {
+        if self.tail == self.cached_head {
+            self.refill()?;
+        }
+        let at = self.tail;
+        let next = self.geo.next(at);
+        let hand = next == self.hand_at;
+        if self.geo.ahead != 0 {
+            // Messages of a line or more: ask for a later validated one's
+            // line now, so that reading a run is not one transfer after
+            // another. Only inside the validated run: a line the producer
+            // may still be writing is never pulled.
+            let far = at.wrapping_add(self.geo.ahead);
+            if self.cached_head.wrapping_sub(at) > self.geo.ahead {
+                self.view.prefetch(far);
+            }
+        }
+        let r = read(&self.view, at);
+        // As `consume_one`.
+        self.tail = next;
+        if hand {
+            self.hand_back();
+        }
+        Ok(r)
+    }
+
+    /// Moves `tail` past one validated message, handing the slots back
+    /// when the run is used up or enough are waiting.
+    #[inline]
+    fn consume_one(&mut self) {
+        self.tail = self.geo.next(self.tail);
+        // `tail` moves one message at a time, so it meets `hand_at` exactly
+        // when `release` would hand back (see `aim_hand_back`).
+        if self.tail == self.hand_at {
+            self.hand_back();
+        }
+    }
+
+    /// Recomputes `hand_at` after `cached_head` or `handed` moved. Both
+    /// candidates are at or after `tail`: `release` hands back as soon as
+    /// `lazy` slots wait, so fewer wait now.
+    #[inline]
+    fn aim_hand_back(&mut self) {
+        let mut due = self.handed.wrapping_add(self.lazy);
+        if self.geo.is_stamp_slot(due) {
+            // `tail` steps over stamp slots: it next stands on the message
+            // after, where `tail - handed >= lazy` first holds.
+            due = due.wrapping_add(1);
+        }
+        let head = self.cached_head;
+        self.hand_at = if due.wrapping_sub(self.tail) < head.wrapping_sub(self.tail) { due } else { head };
     }
 
     /// Extends an empty run for [`peek_one`](Self::peek_one): out of line,
@@ -692,7 +838,7 @@ impl<V: ChannelView> ConsumerCore<V> {
                     // Acquire: as in `scan`.
                     fence(Acquire);
                     self.cached_head = self.geo.next(last);
-                    self.ready = last.wrapping_sub(at) + 1;
+                    self.aim_hand_back();
                     self.bad_stamp = false;
                     self.quiet = None;
                     return Ok(());
@@ -742,16 +888,11 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// the first of the last `peek`), as `release(1)`.
     #[inline]
     pub fn release_one(&mut self) {
-        if self.peeked == 0 {
+        if self.peeked == 0 || self.peeked_at != self.tail {
             return;
         }
         self.peeked = 0;
-        self.tail = self.geo.next(self.tail);
-        self.ready -= 1;
-        self.pending += 1;
-        if self.ready == 0 || self.pending >= self.lazy {
-            self.hand_back();
-        }
+        self.consume_one();
     }
 
     /// Extends the validated run towards `want` (<= capacity) messages past
@@ -773,38 +914,18 @@ impl<V: ChannelView> ConsumerCore<V> {
         let geo = self.geo;
         if self.prod_epoch == 0 {
             // No producer yet: nothing is published (and `idle` looks for one).
-            return self.ready;
+            return self.ready();
         }
         let epoch = self.prod_epoch;
         let mut next = self.cached_head;
         self.bad_stamp = false;
-        // The producer's `head` if this reader looks at it (below), else
-        // `next`: where the producer says it has got to. Untrusted: it
-        // only bounds where the probe looks, never what is accepted.
-        let mut hint = next;
-        if want > 1 && geo.line_blocks {
-            hint = self.view.producer_header().head.load(Relaxed);
-            if hint == next {
-                // A batch reader of small messages first looks at `head`,
-                // on a line of its own, as a hint: if the producer has not
-                // moved it, there is nothing new, and the line the producer
-                // may be filling right now (its stamp shares the line with
-                // the messages) is left alone: reading it would take it
-                // away from the producer mid-batch. A single-message reader
-                // skips this and polls the stamp, so a message arriving
-                // costs it one line, not two; so do large messages, whose
-                // stamp has a line of its own anyway. `head` is only ever a
-                // hint: nothing is accepted without its stamp.
-                return self.ready;
-            }
-        }
         self.view.prefetch(next);
         let first = self.view.stamp(next).load(Relaxed);
         let Some(last) = geo.published(first, epoch, next) else {
             // Nothing new; `idle` reports an impossible stamp at `tail`.
             self.seen = first;
             self.bad_stamp = next == self.tail && self.impossible(first);
-            return self.ready;
+            return self.ready();
         };
         let end = geo.block_last(next);
         if last != end {
@@ -832,12 +953,17 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // up to a ring per stamp read, and halves when it fails.
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
                 let mut n = self.probe.max(want).min(room);
-                if hint != next {
-                    // Not past what the producer says it has committed:
-                    // a probe there fails (and then the blocks are read one
-                    // by one), and its line is one the producer has yet to
-                    // write, taken away from it. A hostile `head` only
-                    // moves the probe within the same bounds.
+                if want > 1 && geo.line_blocks {
+                    // A batch reader of small messages probes no further
+                    // than the producer's `head` says it has committed
+                    // (on a line of its own): a probe past it fails (and
+                    // then the blocks are read one by one), and its line is
+                    // one the producer has yet to write, taken away from
+                    // it. Only a hint: `head` may lag by up to a block
+                    // (`ProducerCore::publish_head`), and a hostile one
+                    // only moves the probe within the same bounds; nothing
+                    // is accepted without its stamp.
+                    let hint = self.view.producer_header().head.load(Relaxed);
                     let ahead = geo.between(self.tail, hint);
                     if ahead >= 1 && ahead < n {
                         n = ahead;
@@ -880,8 +1006,8 @@ impl<V: ChannelView> ConsumerCore<V> {
         // barrier) are visible to our reads.
         fence(Acquire);
         self.cached_head = next;
-        self.ready = geo.between(self.tail, next);
-        self.ready
+        self.aim_hand_back();
+        geo.between(self.tail, next)
     }
 
     /// Nothing is published at `tail`: look for a producer restart, then for
@@ -929,20 +1055,18 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// either way.
     #[inline]
     pub fn release(&mut self, n: u32) {
-        let n = n.min(self.peeked);
+        let n = if self.peeked_at == self.tail { n.min(self.peeked) } else { 0 };
         self.peeked = 0;
         if n == 0 {
             return;
         }
         self.tail = self.geo.advance(self.tail, u64::from(n));
-        self.ready -= u64::from(n);
-        self.pending += u64::from(n);
         // Hand the slots back once the validated run is used up (so a
         // producer waiting for room never waits on a consumer that has
         // nothing left to read), or once enough are pending: a consumer
         // working through a long run does not move the tail line to the
         // producer, and back, on every batch.
-        if self.ready == 0 || self.pending >= self.lazy {
+        if self.tail == self.cached_head || self.tail.wrapping_sub(self.handed) >= self.lazy {
             self.hand_back();
         }
     }
@@ -951,7 +1075,8 @@ impl<V: ChannelView> ConsumerCore<V> {
     /// producer.
     #[inline]
     fn hand_back(&mut self) {
-        self.pending = 0;
+        self.handed = self.tail;
+        self.aim_hand_back();
         // Release: our reads of those slots happen before the producer's
         // next writes to them.
         self.view.consumer_header().tail.store(self.tail, Release);
@@ -973,8 +1098,11 @@ impl<V: ChannelView> ConsumerCore<V> {
         let first = self.prod_epoch == 0;
         self.tail = head;
         self.cached_head = head;
-        self.ready = 0;
-        self.pending = 0;
+        self.handed = head;
+        self.aim_hand_back();
+        // A peek of the old epoch ends here, whatever index the new one
+        // starts at.
+        self.peeked = 0;
         self.prod_epoch = prod_epoch;
         let c = self.view.consumer_header();
         // Release, as in `attach`: our earlier slot reads happen before the
@@ -1120,7 +1248,8 @@ mod tests {
             assert_eq!(h.stamps[7].load(SeqCst), stamp_value(e, at));
             at = g.next(at);
         }
-        assert_eq!(h.p.head.load(SeqCst), 5);
+        assert_eq!(tx.head(), 5);
+        assert_eq!(h.p.head.load(SeqCst), 0, "the header names the block being filled");
         assert_eq!(tx.reserve(4).unwrap(), Span { start: 5, len: 4 });
         tx.commit(2); // 5 6 | 8
         at = g.advance(at, 2);
@@ -1275,11 +1404,8 @@ mod tests {
         for bad in [1 + 8, 4u64.wrapping_sub(8), 3u64.wrapping_sub(8), 3, 5] {
             h.stamps[3].store(stamp_value(e, bad), SeqCst);
             assert_eq!(rx.peek(1), Err(RingError::Corrupt), "stamp for index {bad}");
-            // A batch reader looks at the stamp only once `head` moves.
-            assert_eq!(rx.peek(8), Err(RingError::Empty), "stamp for index {bad}");
-            h.p.head.store(2, SeqCst);
+            // A batch reader too, whatever `head` says.
             assert_eq!(rx.peek(8), Err(RingError::Corrupt), "stamp for index {bad}");
-            h.p.head.store(1, SeqCst);
         }
         // Earlier in this lap, an earlier lap, another epoch: not yet.
         for old in [stamp_value(e, 0), stamp_value(e, 1u64.wrapping_sub(8)), stamp_value(e + 1, 1), u64::MAX] {
@@ -1575,6 +1701,126 @@ mod tests {
         rx.release(21);
         assert_eq!(h.c.tail.load(SeqCst), 32, "run used up: handed back at once");
         assert_eq!(tx.reserve(28).unwrap().len, 28);
+    }
+
+    #[test]
+    fn a_send_or_receive_one_at_a_time_ends_a_reservation_or_peek() {
+        let l = layout(32);
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let mut wrote = u64::MAX;
+        // A reservation dropped without a commit, then a send: a late
+        // commit of the old reservation publishes nothing.
+        assert_eq!(tx.reserve(5).unwrap(), Span { start: 0, len: 5 });
+        tx.send_one(|_, i| wrote = i).unwrap();
+        assert_eq!(wrote, 0);
+        tx.commit(5);
+        assert_eq!(tx.head(), 1, "the stale reservation published nothing");
+        tx.reserve_one().unwrap();
+        tx.send_one(|_, i| wrote = i).unwrap();
+        tx.commit_one();
+        assert_eq!((tx.head(), wrote), (2, 1));
+        // The same on the consumer: a peek, a receive, a late release.
+        assert_eq!(rx.peek(2).unwrap(), Span { start: 0, len: 2 });
+        assert_eq!(rx.recv_one(|_, i| i), Ok(0));
+        rx.release(2);
+        assert_eq!(rx.recv_one(|_, i| i), Ok(1), "the stale peek released nothing");
+        assert_eq!(rx.recv_one(|_, i| i), Err(RingError::Empty));
+        rx.peek_one().unwrap_err();
+        tx.send_one(|_, _| {}).unwrap();
+        assert_eq!(rx.peek_one(), Ok(2));
+        assert_eq!(rx.recv_one(|_, i| i), Ok(2));
+        rx.release_one();
+        assert_eq!(rx.recv_one(|_, i| i), Err(RingError::Empty), "nothing left to release");
+    }
+
+    #[test]
+    fn receiving_one_at_a_time_hands_back_where_releasing_one_does() {
+        // Two rings fed the same way; one reader takes `recv_one`, the
+        // other `peek_one` + `release_one` (its hand-back decided by the
+        // full check). After every message both consumer tails agree.
+        // 16 slots: `lazy` (4 slots) is not a multiple of the block, so
+        // its mark can fall on a stamp slot.
+        for slots in [16, 32] {
+            one_at_a_time_hand_back(slots);
+        }
+    }
+
+    fn one_at_a_time_hand_back(slots: usize) {
+        let l = layout(slots);
+        let (ha, hb) = (Heap::new(&l), Heap::new(&l));
+        let mut ta = ProducerCore::attach(&ha, &l);
+        let mut tb = ProducerCore::attach(&hb, &l);
+        let mut ra = ConsumerCore::attach(&ha, &l);
+        let mut rb = ConsumerCore::attach(&hb, &l);
+        let mut handed = 0;
+        // Runs of several lengths, so runs end on and off block ends and
+        // the lazy limit falls inside runs.
+        // Every run length up to a ring, each after every other: runs
+        // then start and end at every offset in a block.
+        let lens = (1..=l.capacity() as u32).flat_map(|a| [a, 1, 3, a + 2]);
+        for (round, n) in lens.enumerate() {
+            for tx in [&mut ta, &mut tb] {
+                let s = tx.reserve(n).unwrap();
+                tx.commit(s.len);
+            }
+            loop {
+                let a = ra.recv_one(|_, i| i);
+                let b = rb.peek_one();
+                assert_eq!(a, b, "round {round}");
+                if a.is_err() {
+                    break;
+                }
+                rb.release_one();
+                let (x, y) = (ha.c.tail.load(SeqCst), hb.c.tail.load(SeqCst));
+                assert_eq!(x, y, "round {round}, message {a:?}");
+                handed += u64::from(x == ra.tail);
+            }
+        }
+        assert!(handed > 40, "{slots} slots: hand-backs happened mid-run and at run ends: {handed}");
+    }
+
+    #[test]
+    fn a_restarted_consumer_skips_what_a_lagging_head_leaves_published() {
+        let l = layout(32); // blocks of 7 messages
+        let h = Heap::new(&l);
+        let mut tx = ProducerCore::attach(&h, &l);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let g = *tx.geometry();
+        // Sends one at a time: the header's `head` moves only when a block
+        // is left, to the next block's start.
+        let mut at = 0;
+        for i in 0..10 {
+            tx.send_one(|_, _| {}).unwrap();
+            at = g.next(at);
+            let header = h.p.head.load(SeqCst);
+            assert_eq!(header, g.block_start(at), "send {i}");
+            assert!(g.between(header, at) < 7, "lags by less than a block");
+        }
+        // The reader takes 9 of the 10; then a new incarnation attaches
+        // with the header at 8 and message 9 (index 10) still published.
+        for i in 0..9 {
+            assert_eq!(rx.recv_one(|_, x| x), Ok(g.advance(0, i)));
+        }
+        assert_eq!(h.p.head.load(SeqCst), 8);
+        let mut rx = ConsumerCore::attach(&h, &l);
+        assert_eq!(h.c.epoch_start.load(SeqCst), 11, "after everything its block's stamp publishes");
+        // (The producer has room; it notices the restart when it looks at
+        // the consumer's header again.)
+        tx.send_one(|_, _| {}).unwrap();
+        assert_eq!(rx.recv_one(|_, x| x), Ok(11), "nothing a previous incarnation may have taken");
+        // A batch commit stores the exact head.
+        let s = tx.reserve(3).unwrap();
+        tx.commit(s.len);
+        assert_eq!(h.p.head.load(SeqCst), tx.head());
+        // With the header at a block start and nothing of that block
+        // published, a new incarnation starts there.
+        let mut rx = ConsumerCore::attach(&h, &l);
+        let start = h.c.epoch_start.load(SeqCst);
+        assert_eq!(start, tx.head());
+        tx.send_one(|_, _| {}).unwrap();
+        assert_eq!(rx.recv_one(|_, x| x), Ok(start));
     }
 
     #[test]

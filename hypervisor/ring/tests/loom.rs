@@ -13,7 +13,8 @@
 
 use hallows_ring::{ChannelLayout, ChannelView, ConsumerCore, ConsumerHeader, ProducerCore, ProducerHeader, RingError};
 use loom::cell::UnsafeCell;
-use loom::sync::atomic::AtomicU64;
+use loom::sync::atomic::Ordering::SeqCst;
+use loom::sync::atomic::{AtomicBool, AtomicU64};
 use loom::sync::Arc;
 use loom::thread;
 
@@ -157,11 +158,13 @@ fn single_reader_probes_and_wraps() {
     });
 }
 
-/// One message at a time on both sides (`reserve_one`/`commit_one`, as
-/// `Sender::try_send`, and `peek_one`/`release_one`): the producer's
-/// free-slot count, kept across sends and recomputed only when it runs
-/// out, never lets it write a slot the consumer may still be reading; the
-/// values arrive in order and intact through a ring that wraps twice.
+/// One message at a time on both sides (`send_one` and `recv_one`, as
+/// `Sender::try_send` and `Receiver::try_recv`): the producer's free-slot
+/// limit, kept across sends and recomputed only when it is reached, never
+/// lets it write a slot the consumer may still be reading, and the
+/// consumer's hand-back mark (`hand_at`) never hands a slot back before it
+/// has been read; the values arrive in order and intact through a ring
+/// that wraps twice.
 #[test]
 fn one_at_a_time_both_sides_wraps() {
     model(|| {
@@ -173,18 +176,82 @@ fn one_at_a_time_both_sides_wraps() {
         let producer = thread::spawn(move || {
             let mut v = 10;
             while v < 14 {
-                match tx.reserve_one() {
-                    Ok(index) => {
-                        tx.view().write(index, v);
-                        tx.commit_one();
-                        v += 1;
-                    }
+                match tx.send_one(|view, index| view.write(index, v)) {
+                    Ok(()) => v += 1,
                     Err(RingError::Full) => thread::yield_now(),
                     Err(e) => panic!("producer: {e:?}"),
                 }
             }
         });
-        receive_in_order(&mut rx, 10..14);
+        for want in 10..14 {
+            loop {
+                match rx.recv_one(|view, index| view.read(index)) {
+                    Ok(got) => {
+                        assert_eq!(got, want);
+                        break;
+                    }
+                    Err(RingError::Empty) => thread::yield_now(),
+                    Err(e) => panic!("consumer: {e:?}"),
+                }
+            }
+        }
+        producer.join().unwrap();
+    });
+}
+
+/// The consumer restarts while the producer sends one message at a time
+/// (`send_one`), so the producer header's `head` lags inside the block
+/// being filled: the new incarnation, which starts from that `head` and
+/// skips what the block's stamp publishes, never sees a message its
+/// predecessor may have taken, and then sees the rest in order.
+#[test]
+fn consumer_restart_behind_one_at_a_time_sends() {
+    model(|| {
+        // One block of 7 messages: every send lags the header.
+        let layout = ChannelLayout::new(8, 8).unwrap();
+        let view = View::new(&layout);
+        let mut tx = ProducerCore::attach(view.clone(), &layout);
+        let mut rx = ConsumerCore::attach(view.clone(), &layout);
+        // The last message goes out only once the new incarnation is
+        // attached, so it is one that incarnation must receive.
+        let reattached = Arc::new(AtomicBool::new(false));
+        let go = Arc::clone(&reattached);
+        let producer = thread::spawn(move || {
+            let mut v = 100;
+            while v < 103 {
+                if v == 102 && !go.load(SeqCst) {
+                    thread::yield_now();
+                    continue;
+                }
+                match tx.send_one(|view, index| view.write(index, v)) {
+                    Ok(()) => v += 1,
+                    Err(RingError::Full) => thread::yield_now(),
+                    Err(RingError::PeerRestarted) => {}
+                    Err(e) => panic!("producer: {e:?}"),
+                }
+            }
+        });
+        // The first incarnation takes what it finds, then dies.
+        let mut first = Vec::new();
+        while let Ok(got) = rx.recv_one(|view, index| view.read(index)) {
+            first.push(got);
+        }
+        assert!(first.iter().copied().eq(100..100 + first.len() as u64), "{first:?}");
+        drop(rx);
+        let mut rx = ConsumerCore::attach(view.clone(), &layout);
+        reattached.store(true, SeqCst);
+        let mut got = Vec::new();
+        while got.last() != Some(&102) {
+            match rx.recv_one(|view, index| view.read(index)) {
+                Ok(v) => got.push(v),
+                Err(RingError::Empty) => thread::yield_now(),
+                Err(e) => panic!("consumer: {e:?}"),
+            }
+        }
+        assert!(got.windows(2).all(|w| w[1] == w[0] + 1), "{got:?}");
+        if let (Some(&last), Some(&next)) = (first.last(), got.first()) {
+            assert!(next > last, "{first:?} then {got:?}");
+        }
         producer.join().unwrap();
     });
 }

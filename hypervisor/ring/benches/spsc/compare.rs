@@ -612,6 +612,9 @@ fn one_thread<Q: Poll, M: BenchMsg>(laps: u64, batch: usize, fill: u64) -> (f64,
 /// `one_thread`), median of `rounds` rounds.
 pub fn run_one_thread(rounds: usize) {
     pin(0);
+    // `SPSC_ONE=<case>:<queue>` (e.g. `8/1:hallows`) runs just that one,
+    // for an instruction count under `valgrind --tool=callgrind`.
+    let one = std::env::var("SPSC_ONE").ok();
     type F = fn() -> (f64, f64);
     let cases: [(&str, F, F); 4] = [
         ("8/1", || one_thread::<Hallows, [u64; 1]>(2000, 1, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 1, 512)),
@@ -621,6 +624,14 @@ pub fn run_one_thread(rounds: usize) {
     ];
     println!("one thread, rings filled to 512 and drained, ns per message (median of {rounds}): send / receive");
     for (name, h, r) in cases {
+        if let Some(one) = &one {
+            let (case, queue) = one.split_once(':').expect("SPSC_ONE=<case>:<queue>");
+            if case == name {
+                let (s, x) = if queue == "hallows" { h() } else { r() };
+                println!("  {name:<6} {queue} {s:>5.2} / {x:>5.2}");
+            }
+            continue;
+        }
         let (mut hs, mut hr, mut rs, mut rr) = (vec![], vec![], vec![], vec![]);
         for _ in 0..rounds {
             let (s, x) = h();
