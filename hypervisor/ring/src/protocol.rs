@@ -93,10 +93,6 @@ pub struct Geometry {
     slots: u64,
     /// A block is one line: its stamp shares the line with its messages.
     line_blocks: bool,
-    /// For slots of a line or more, how many slots ahead a reader of one
-    /// message at a time asks for a line (see `ConsumerCore::recv_one`);
-    /// 0 for smaller slots, whose next messages share the line.
-    ahead: u64,
 }
 
 impl Geometry {
@@ -111,7 +107,6 @@ impl Geometry {
             capacity: layout.capacity() as u64,
             slots: layout.slot_count() as u64,
             line_blocks: layout.slot_stride() * 2 <= crate::layout::LINE,
-            ahead: if layout.slot_stride() >= crate::layout::LINE { PREFETCH_AHEAD } else { 0 },
         }
     }
 
@@ -211,10 +206,6 @@ const TAG_MASK: u64 = 0xFFFF_FFFF << 32;
 /// The shortest distance, in messages past `tail`, at which the consumer
 /// probes for a published run (see `ConsumerCore::scan`).
 const PROBE: u64 = 32;
-
-/// Slots ahead of the one it reads whose line a reader of one large
-/// message at a time asks for (`ConsumerCore::recv_one`).
-const PREFETCH_AHEAD: u64 = 8;
 
 /// Next epoch after both our own last one and the peer's acknowledgement of
 /// it, so a restart is visible even if our header page was wiped; its low 32
@@ -771,16 +762,6 @@ impl<V: ChannelView> ConsumerCore<V> {
         let at = self.tail;
         let next = self.geo.next(at);
         let hand = next == self.hand_at;
-        if self.geo.ahead != 0 {
-            // Messages of a line or more: ask for a later validated one's
-            // line now, so that reading a run is not one transfer after
-            // another. Only inside the validated run: a line the producer
-            // may still be writing is never pulled.
-            let far = at.wrapping_add(self.geo.ahead);
-            if self.cached_head.wrapping_sub(at) > self.geo.ahead {
-                self.view.prefetch(far);
-            }
-        }
         let r = read(&self.view, at);
         // As `consume_one`.
         self.tail = next;

@@ -16,7 +16,7 @@ use core::ptr::{self, NonNull};
 
 use crate::header::{ConsumerHeader, ProducerHeader};
 use crate::sync::AtomicU64;
-use crate::layout::{ChannelLayout, LayoutError, LINE};
+use crate::layout::{ChannelLayout, LayoutError};
 use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
 use crate::{Message, RingError};
 use zerocopy::{FromBytes, IntoBytes};
@@ -164,20 +164,13 @@ impl ChannelView for RawChannel {
 
     #[inline]
     fn prefetch(&self, index: u64) {
-        prefetch_line(self.slot(index));
-    }
-}
-
-/// Asks for the line holding `p` to be brought into this core's cache.
-#[inline(always)]
-fn prefetch_line(p: *const u8) {
-    {
+        let p = self.slot(index);
         // SAFETY: a prefetch is only a hint: it never faults, writes nothing
         // and has no architectural effect (and `p` is inside the channel).
         #[cfg(target_arch = "x86_64")]
         unsafe {
             use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>());
+            _mm_prefetch::<_MM_HINT_T0>(p.cast::<i8>().cast_const());
         }
         // SAFETY: as above (`prfm` is a hint, never a fault).
         #[cfg(target_arch = "aarch64")]
@@ -590,28 +583,6 @@ impl<T: Message> Iterator for RecvIter<'_, T> {
         let stride = c.stride;
         // As in `SendBatch::fill_with`.
         let wide = wide::<T>(c.first as usize | stride);
-        if stride >= LINE {
-            // One line or more per message: ask for the first line of each
-            // of the next messages now, so that their transfers overlap
-            // instead of waiting for room among the loads of the copies.
-            let (mut q, mut run, mut left) = (c.next, c.run, (self.left as usize).min(PREFETCH_MAX));
-            while left > 0 {
-                prefetch_line(q);
-                left -= 1;
-                run -= 1;
-                // SAFETY: at most the block's stamp slot, or past it at most
-                // the end of the slot region, which wraps.
-                q = unsafe { q.add(stride) };
-                if run == 0 {
-                    // SAFETY: as above.
-                    q = unsafe { q.add(stride) };
-                    if q == c.end {
-                        q = c.first;
-                    }
-                    run = c.bm;
-                }
-            }
-        }
         let (mut p, mut run, mut left) = (c.next, c.run, self.left as usize);
         while left > 0 {
             let n = run.min(left);
@@ -648,10 +619,6 @@ impl<T: Message> Iterator for RecvIter<'_, T> {
 }
 
 impl<T: Message> ExactSizeIterator for RecvIter<'_, T> {}
-
-/// The most messages of a line or more whose first line `fold` asks for
-/// ahead of reading them.
-const PREFETCH_MAX: usize = 32;
 
 /// Messages of at most this many bytes are copied out of their slots in
 /// bulk before `fold` hands them on (`RecvIter::fold_copied`).

@@ -46,7 +46,7 @@ use std::time::{Duration, Instant};
 
 use hallows_ring::{ChannelLayout, Receiver, RingError, Sender};
 
-use super::{pin, BenchMsg, Line, CAP};
+use super::{pin, BenchMsg, Line, Msg64, CAP};
 
 /// One queue, one attempt per call; never waits.
 trait Poll: 'static {
@@ -439,8 +439,8 @@ fn configs() -> Vec<Config> {
             name: "spsc/64/1",
             unit: "Melem/s",
             impls: vec![
-                ("hallows", |s| throughput::<Hallows, [u64; 8]>(m(32e3, s), 1)),
-                ("rtrb", |s| throughput::<Rtrb, [u64; 8]>(m(32e3, s), 1)),
+                ("hallows", |s| throughput::<Hallows, Msg64>(m(32e3, s), 1)),
+                ("rtrb", |s| throughput::<Rtrb, Msg64>(m(32e3, s), 1)),
             ],
         },
         Config {
@@ -455,8 +455,8 @@ fn configs() -> Vec<Config> {
             name: "spsc/64/32",
             unit: "Melem/s",
             impls: vec![
-                ("hallows", |s| throughput::<Hallows, [u64; 8]>(m(128e3, s), 32)),
-                ("rtrb", |s| throughput::<Rtrb, [u64; 8]>(m(128e3, s), 32)),
+                ("hallows", |s| throughput::<Hallows, Msg64>(m(128e3, s), 32)),
+                ("rtrb", |s| throughput::<Rtrb, Msg64>(m(128e3, s), 32)),
             ],
         },
         Config {
@@ -473,8 +473,8 @@ fn configs() -> Vec<Config> {
             name: "rtt/64",
             unit: "ns",
             impls: vec![
-                ("hallows", |s| round_trip::<Hallows, [u64; 8]>(m(4e3, s))),
-                ("rtrb", |s| round_trip::<Rtrb, [u64; 8]>(m(4e3, s))),
+                ("hallows", |s| round_trip::<Hallows, Msg64>(m(4e3, s))),
+                ("rtrb", |s| round_trip::<Rtrb, Msg64>(m(4e3, s))),
             ],
         },
     ]
@@ -618,9 +618,9 @@ pub fn run_one_thread(rounds: usize) {
     type F = fn() -> (f64, f64);
     let cases: [(&str, F, F); 4] = [
         ("8/1", || one_thread::<Hallows, [u64; 1]>(2000, 1, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 1, 512)),
-        ("64/1", || one_thread::<Hallows, [u64; 8]>(2000, 1, 512), || one_thread::<Rtrb, [u64; 8]>(2000, 1, 512)),
+        ("64/1", || one_thread::<Hallows, Msg64>(2000, 1, 512), || one_thread::<Rtrb, Msg64>(2000, 1, 512)),
         ("8/32", || one_thread::<Hallows, [u64; 1]>(2000, 32, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 32, 512)),
-        ("64/32", || one_thread::<Hallows, [u64; 8]>(2000, 32, 512), || one_thread::<Rtrb, [u64; 8]>(2000, 32, 512)),
+        ("64/32", || one_thread::<Hallows, Msg64>(2000, 32, 512), || one_thread::<Rtrb, Msg64>(2000, 32, 512)),
     ];
     println!("one thread, rings filled to 512 and drained, ns per message (median of {rounds}): send / receive");
     for (name, h, r) in cases {
