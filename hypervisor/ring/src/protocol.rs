@@ -934,6 +934,8 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // up to a ring per stamp read, and halves when it fails.
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
                 let mut n = self.probe.max(want).min(room);
+                // Whether `head` cut the probe short, and that `head`.
+                let (mut bounded, mut bound) = (false, 0);
                 if want > 1 && geo.line_blocks {
                     // A batch reader of small messages probes no further
                     // than the producer's `head` says it has committed
@@ -948,17 +950,31 @@ impl<V: ChannelView> ConsumerCore<V> {
                     let ahead = geo.between(self.tail, hint);
                     if ahead >= 1 && ahead < n {
                         n = ahead;
+                        (bounded, bound) = (true, hint);
                     }
                 }
                 let far = geo.advance(self.tail, n - 1);
+                // Where `head` bounded the probe, only a `head` on a block's
+                // start may lag (single sends store it once per block, on
+                // leaving one): then the producer's block may hold more,
+                // and the blocks are read on below even if the probe, or
+                // the run already validated, reached `head`. A `head`
+                // inside a block is a batch's exact one: reading on would
+                // take the line the producer is about to fill.
+                let lagging = bounded && geo.block_start(bound) == bound;
+                let mut blocks = true;
                 if geo.between(self.tail, next) >= n {
-                    // Already that far (a small ring).
+                    // Already that far (a small ring, or `head`).
+                    blocks = lagging;
                 } else if geo.published(self.view.stamp(far).load(Relaxed), epoch, far).is_some() {
                     next = geo.next(far);
                     self.probe = (self.probe * 2).min(geo.capacity);
+                    blocks = lagging;
                 } else {
                     self.probe = (self.probe / 2).max(PROBE);
-                    // Not that far yet: one block at a time, up to `want`.
+                }
+                if blocks {
+                    // Short of `want`: one block at a time, up to `want`.
                     // The next block's address comes from `next`, not from
                     // the stamp just loaded, so the CPU can fetch the
                     // following stamps while this one is on its way.
@@ -1514,6 +1530,31 @@ mod tests {
         assert_eq!(rx.peek(28).unwrap(), Span { start: 11, len: 3 });
         h.p.head.store(12, SeqCst);
         assert_eq!(rx.peek(28).unwrap(), Span { start: 11, len: 3 });
+    }
+
+    #[test]
+    fn a_batch_reader_behind_a_lagging_head_takes_everything_published() {
+        // 16-byte messages: blocks of 3. Seven sent one at a time: 0 1 2 |
+        // 4 5 6 | 8; the header's `head` says 8 (the block being filled),
+        // the true head is 9. A batch reader whose probe `head` bounds
+        // reads on into that block, whether the probe ran or the run
+        // already reached `head` (a one-message peek validated part of it
+        // first, as a service's arrival check does).
+        let l = ChannelLayout::new(16, 32).unwrap();
+        assert_eq!(l.block_slots(), 4);
+        for peek_first in [false, true] {
+            let h = Heap::new(&l);
+            let mut tx = ProducerCore::attach(&h, &l);
+            let mut rx = ConsumerCore::attach(&h, &l);
+            for _ in 0..7 {
+                tx.send_one(|_, _| {}).unwrap();
+            }
+            assert_eq!((h.p.head.load(SeqCst), tx.head()), (8, 9));
+            if peek_first {
+                assert_eq!(rx.peek(1).unwrap(), Span { start: 0, len: 1 });
+            }
+            assert_eq!(rx.peek(7).unwrap(), Span { start: 0, len: 7 }, "peek(1) first: {peek_first}");
+        }
     }
 
     #[test]
