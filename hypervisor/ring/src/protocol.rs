@@ -392,16 +392,9 @@ impl<V: ChannelView> ProducerCore<V> {
                 return Err(RingError::Full);
             }
         }
-        // Everything the publication needs is worked out before the
-        // write, so nothing is loaded again after it.
         let start = self.head;
-        let next = self.geo.next(start);
-        let value = stamp_value(self.epoch, start);
-        let stamp = self.view.stamp(start);
         write(&self.view, start);
-        self.head = next;
-        self.publish_head(start, next);
-        stamp.store(value, Release);
+        self.publish_one(start);
         Ok(())
     }
 
@@ -418,7 +411,7 @@ impl<V: ChannelView> ProducerCore<V> {
     /// `head` only when the message is its block's last (`next` starts a
     /// block), so the header names the block being filled and lags the
     /// true head by less than a block. A store per message measured
-    /// costly (64-byte messages one at a time: about 48 against 55-65
+    /// costly (64-byte messages one at a time: about 47 against 64-66
     /// Melem/s in `benches/spsc`). A restarted consumer, which starts
     /// from the header's `head`, skips what that block's stamp publishes
     /// (`ConsumerCore::attach`). Batch commits store the exact head.
@@ -635,7 +628,7 @@ impl<V: ChannelView> ConsumerCore<V> {
         let prod_epoch = p.epoch.load(Acquire);
         // Never behind what a previous incarnation consumed: the producer's
         // `head` may lag its true head, but only within the block it is
-        // filling (see `ProducerCore::send_one`), and is stored before the
+        // filling (see `ProducerCore::publish_head`), and is stored before the
         // stamps that publish past it.
         let mut head = p.head.load(Acquire);
         // A head on a stamp slot is no honest producer's: do not adopt the
@@ -759,15 +752,8 @@ impl<V: ChannelView> ConsumerCore<V> {
         if self.tail == self.cached_head {
             self.refill()?;
         }
-        let at = self.tail;
-        let next = self.geo.next(at);
-        let hand = next == self.hand_at;
-        let r = read(&self.view, at);
-        // As `consume_one`.
-        self.tail = next;
-        if hand {
-            self.hand_back();
-        }
+        let r = read(&self.view, self.tail);
+        self.consume_one();
         Ok(r)
     }
 
@@ -934,8 +920,8 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // up to a ring per stamp read, and halves when it fails.
                 let room = geo.between(self.tail, geo.block_start(self.tail).wrapping_add(geo.slots));
                 let mut n = self.probe.max(want).min(room);
-                // Whether `head` cut the probe short, and that `head`.
-                let (mut bounded, mut bound) = (false, 0);
+                // Whether a `head` that may lag cut the probe short (below).
+                let mut lagging = false;
                 if want > 1 && geo.line_blocks {
                     // A batch reader of small messages probes no further
                     // than the producer's `head` says it has committed
@@ -950,7 +936,7 @@ impl<V: ChannelView> ConsumerCore<V> {
                     let ahead = geo.between(self.tail, hint);
                     if ahead >= 1 && ahead < n {
                         n = ahead;
-                        (bounded, bound) = (true, hint);
+                        lagging = geo.block_start(hint) == hint;
                     }
                 }
                 let far = geo.advance(self.tail, n - 1);
@@ -961,7 +947,6 @@ impl<V: ChannelView> ConsumerCore<V> {
                 // the run already validated, reached `head`. A `head`
                 // inside a block is a batch's exact one: reading on would
                 // take the line the producer is about to fill.
-                let lagging = bounded && geo.block_start(bound) == bound;
                 let mut blocks = true;
                 if geo.between(self.tail, next) >= n {
                     // Already that far (a small ring, or `head`).

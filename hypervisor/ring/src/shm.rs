@@ -459,27 +459,8 @@ const CHUNK: usize = size_of::<Chunk>();
 /// layout passed `check_message::<T>()`.
 #[inline(always)]
 unsafe fn write_slot<T: Message>(p: *mut u8, v: &T) {
-    // SAFETY: forwarded.
-    unsafe { write_slot_as::<T>(p, v, wide::<T>(p as usize)) }
-}
-
-/// Whether slots at `at` (an address, or an address or-ed with a stride)
-/// take messages of `T` 16 bytes at a time. A batch loop decides it once
-/// for the first slot or-ed with the stride, which covers every slot of
-/// the batch (the slot region starts on a page).
-#[inline(always)]
-fn wide<T>(at: usize) -> bool {
-    size_of::<T>().is_multiple_of(CHUNK) && at.is_multiple_of(CHUNK)
-}
-
-/// `write_slot` with the width decided by the caller (`wide`).
-///
-/// # Safety
-/// As `write_slot`; `wide` only if `wide::<T>(p)` holds.
-#[inline(always)]
-unsafe fn write_slot_as<T: Message>(p: *mut u8, v: &T, wide: bool) {
     let src = v.as_bytes().as_ptr();
-    if wide {
+    if wide::<T>(p as usize) {
         let mut i = 0;
         while i < size_of::<T>() {
             // SAFETY: `src + i` lies inside `v`, whose bytes are all
@@ -497,6 +478,15 @@ unsafe fn write_slot_as<T: Message>(p: *mut u8, v: &T, wide: bool) {
     // SAFETY: the caller's contract: a reserved slot of the channel, at
     // least size_of::<T>() bytes; `v` is a live T without padding.
     unsafe { ptr::copy_nonoverlapping(src, p, size_of::<T>()) }
+}
+
+/// Whether slots at `at` (an address, or an address or-ed with a stride)
+/// take messages of `T` 16 bytes at a time. `fold` decides it once for the
+/// slot region's start or-ed with the stride, which covers every slot (the
+/// slot region starts on a page).
+#[inline(always)]
+fn wide<T>(at: usize) -> bool {
+    size_of::<T>().is_multiple_of(CHUNK) && at.is_multiple_of(CHUNK)
 }
 
 /// Copies the message out of the slot at `p`.
@@ -574,39 +564,20 @@ impl<T: Message> Iterator for RecvIter<'_, T> {
     /// contiguous slots; small messages are first copied out in bulk (see
     /// `fold_copied`).
     #[inline]
-    fn fold<B, F: FnMut(B, T) -> B>(self, init: B, mut f: F) -> B {
+    fn fold<B, F: FnMut(B, T) -> B>(mut self, init: B, mut f: F) -> B {
         if size_of::<T>() <= COPIED_MAX && align_of::<T>() <= 8 && self.cursor.stride == size_of::<T>() {
             return self.fold_copied(init, f);
         }
         let mut acc = init;
-        let c = &self.cursor;
-        let stride = c.stride;
-        // As in `SendBatch::fill_with`.
-        let wide = wide::<T>(c.first as usize | stride);
-        let (mut p, mut run, mut left) = (c.next, c.run, self.left as usize);
-        while left > 0 {
-            let n = run.min(left);
-            // SAFETY: one past the run's last slot: at most the block's
-            // stamp slot, inside the channel.
-            let end = unsafe { p.add(n * stride) };
-            while p != end {
-                // SAFETY: as in `next`: a slot of a contiguous run of the
-                // batch's slots.
-                acc = f(acc, unsafe { read_slot_as(p, wide) });
-                // SAFETY: at most `end`, as above.
-                p = unsafe { p.add(stride) };
-            }
-            left -= n;
-            if left > 0 {
-                // `p` is the block's stamp slot (the run took all of the
-                // block): on to the next block, wrapping at the end.
-                // SAFETY: at most the end of the slot region (the slot
-                // count is a multiple of the block).
-                p = unsafe { p.add(stride) };
-                if p == c.end {
-                    p = c.first;
-                }
-                run = c.bm;
+        let stride = self.cursor.stride;
+        let wide = wide::<T>(self.cursor.first as usize | stride);
+        while self.left > 0 {
+            let (p, n) = self.cursor.take(self.left as usize);
+            self.left -= n as u32;
+            for k in 0..n {
+                // SAFETY: as in `next`: slot k < n of a contiguous run of
+                // the batch's slots; `wide` holds for every slot.
+                acc = f(acc, unsafe { read_slot_as(p.add(k * stride), wide) });
             }
         }
         acc
@@ -645,6 +616,8 @@ impl<T: Message> RecvIter<'_, T> {
         let dst = buf.as_mut_ptr().cast::<u8>();
         let cap = COPIED_BYTES / size;
         let mut acc = init;
+        // The cursor's walk, in locals: through `SlotCursor::take` it ran
+        // slower on 8-byte batches (`benches/spsc`).
         let (mut p, mut run, mut left) = (c.next, c.run, self.left as usize);
         while left > 0 {
             let mut k = 0;
