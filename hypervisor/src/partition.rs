@@ -337,7 +337,9 @@ fn write_boot_info(sys: &System, index: usize, rt: &system::PartitionRt, restart
             slot_size: c.slot_size,
             slot_count: c.slot_count,
             role: if c.producer as usize == index { role::PRODUCER } else { role::CONSUMER },
-            notify: c.notify,
+            // Both validated (`system::validate_channels`): 0 or 1.
+            notify: c.notify as u16,
+            tuning: c.tuning as u16,
             layout_hash: c.layout_hash,
         };
         channel_count += 1;

@@ -9,7 +9,7 @@ use core::fmt;
 
 use hallows_abi::{BOOT_INFO_FROM_END, VCPU_STACK_SIZE};
 use hallows_paging::{Attr, MapError, MemKind, PageTable, Stage2, PAGE_SIZE};
-use hallows_ring::{Access, ChannelLayout};
+use hallows_ring::{Access, ChannelLayout, Tuning};
 use hallows_table::{
     fault_policy, notify, perm, region_kind, ChannelDesc, MemRange, PartitionDesc, Region, SystemTable, TableError,
     MAX_CHANNELS, MAX_CORES, MAX_DEVICES, MAX_PARTITIONS, MAX_RAM_RANGES, MAX_REGIONS, MAX_SEGMENTS,
@@ -363,11 +363,19 @@ pub fn directory(table: &SystemTable, partition: usize) -> impl Iterator<Item = 
     table.channels().iter().enumerate().filter(move |(_, c)| c.producer == p || c.consumer == p)
 }
 
+/// The layout both ends of channel `c` build: its geometry with its
+/// tuning. `None` for a geometry the ring refuses or an unknown tuning code.
+pub fn channel_layout(c: &ChannelDesc) -> Option<ChannelLayout> {
+    let tuning = Tuning::from_code(c.tuning)?;
+    let layout = ChannelLayout::new(c.slot_size as usize, c.slot_count as usize).ok()?;
+    Some(layout.tuned(tuning))
+}
+
 /// The stage-2 mappings of channel `c` for one of its ends: the ring
 /// crate's layout decides which region each side may write, so direction is
 /// enforced by the hardware, not by the guests' good manners.
 pub fn channel_mappings(c: &ChannelDesc, producer: bool) -> Option<[(u64, u64, u64, Attr); 3]> {
-    let layout = ChannelLayout::new(c.slot_size as usize, c.slot_count as usize).ok()?;
+    let layout = channel_layout(c)?;
     Some(layout.regions().map(|r| {
         let access = if producer { r.producer } else { r.consumer };
         let attr = match access {
@@ -396,6 +404,11 @@ pub fn validate_channels(table: &SystemTable) -> Result<(), BootError> {
         let Ok(layout) = ChannelLayout::new(c.slot_size as usize, c.slot_count as usize) else {
             return bad("invalid geometry");
         };
+        let Some(tuning) = Tuning::from_code(c.tuning) else {
+            return bad("unknown ring tuning");
+        };
+        // The tuning moves the stamps, never the memory or its regions.
+        let layout = layout.tuned(tuning);
         if layout.total_size() as u64 != c.size || c.pa % PAGE_SIZE != 0 || c.ipa % PAGE_SIZE != 0 {
             return bad("size or alignment does not match its layout");
         }

@@ -58,6 +58,29 @@ fn the_hypervisor_refuses_a_table_that_names_a_partition_hallows() {
     assert!(b.lines_of("hallows").iter().all(|l| !l.starts_with("summary")), "{}", b.output);
 }
 
+#[test]
+fn the_hypervisor_refuses_a_table_with_an_unknown_channel_tuning() {
+    // `hallows check` accepts only the tunings the ring knows; a table
+    // written by other means with another code is refused at boot (both
+    // ends would build different layouts, or none), before any partition
+    // runs.
+    let b = boot_manifest_patched(&root().join("tests/systems/sec-channel-tuning.toml"), &[], &|img| {
+        // The channel's table entry: its NUL-padded 32-byte name, then
+        // pa, ipa, size (u64), slot_size, slot_count, producer, consumer,
+        // notify, tuning (u32, little-endian).
+        let mut name = [0u8; 32];
+        name[..7].copy_from_slice(b"tuningz");
+        let at: Vec<usize> = (0..img.len() - name.len()).filter(|&i| img[i..i + name.len()] == name).collect();
+        assert_eq!(at.len(), 1, "the name is in the table once");
+        let tuning = at[0] + 32 + 3 * 8 + 5 * 4;
+        assert_eq!(img[tuning..tuning + 4], 1u32.to_le_bytes(), "the table says throughput");
+        img[tuning..tuning + 4].copy_from_slice(&7u32.to_le_bytes());
+    });
+    b.assert_status(2);
+    assert!(b.output.contains("channel #0: unknown ring tuning"), "{}", b.output);
+    assert!(b.lines_of("hallows").iter().all(|l| !l.starts_with("summary")), "{}", b.output);
+}
+
 fn check_console(b: &Boot) {
     // The forger exited 0 and claimed the whole system did; the bystander
     // exited 3, so the system's status is 1.

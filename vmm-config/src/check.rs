@@ -18,11 +18,14 @@ use toml::Spanned;
 
 use crate::diag::{did_you_mean, Diagnostics, FileId};
 use crate::place::{place_channel, place_partitions, RamRequest};
-use crate::raw::{DmaName, LogName, NotifyName, OnFault, RawChannel, RawForward, RawManifest, RawPartition};
+use crate::raw::{
+    DmaName, LogName, NotifyName, OnFault, RawChannel, RawForward, RawManifest, RawPartition,
+    TuningName,
+};
 use crate::shape::{deserialize_item, first_line, parse_document, schema_keys};
 use crate::size::format_size;
 use crate::{
-    board, channel_size, Board, Channel, CheckContext, FaultPolicy, LogLevel, Notify, Partition, Range, System,
+    board, channel_size, Board, Channel, CheckContext, FaultPolicy, LogLevel, Notify, Partition, Range, System, Tuning,
     DEFAULT_MAX_RESTARTS, MANIFEST_VERSION, MAX_BOOTARGS_LEN, MAX_NAME_LEN, MAX_SLOTS,
     MAX_SLOT_SIZE, RAM_ALIGN,
 };
@@ -129,7 +132,7 @@ impl Loader<'_> {
             Err(e) => {
                 let (msg, help) = crate::shape::explain(key, e.message());
                 let diag = self.d.error(self.file, e.span().unwrap_or(span), msg);
-                if let Some(h) = help {
+                for h in help {
                     diag.help(h);
                 }
                 None
@@ -938,6 +941,10 @@ impl Loader<'_> {
                 notify: match notify.get_ref() {
                     NotifyName::Poll => Notify::Poll,
                     NotifyName::Doorbell => Notify::Doorbell,
+                },
+                tuning: match c.tuning.as_ref().map(|t| *t.get_ref()) {
+                    None | Some(TuningName::Latency) => Tuning::Latency,
+                    Some(TuningName::Throughput) => Tuning::Throughput,
                 },
                 pa: 0,
                 size,

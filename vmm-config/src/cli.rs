@@ -209,6 +209,7 @@ pub fn render(s: &System) -> String {
                     format!("{} -> {}", c.from, c.to),
                     format!("{} x {} B", c.slots, c.slot_size),
                     c.notify.to_string(),
+                    c.tuning.to_string(),
                     c.memory().to_string(),
                     format_size(c.size),
                 ]
@@ -216,7 +217,7 @@ pub fn render(s: &System) -> String {
             .collect();
         table(
             &mut out,
-            &["name", "route", "slots", "notify", "physical", "size"],
+            &["name", "route", "slots", "notify", "tuning", "physical", "size"],
             &rows,
         );
     }

@@ -35,6 +35,8 @@ pub use display::{qemu_args as display_qemu_args, Display, DisplayHost, DisplayM
 pub use linux::{image_header, ImageHeader, MAX_CMDLINE_LEN};
 pub use net::{qemu_args as net_qemu_args, LINK_MIN_SLOT_SIZE};
 pub use hallows_source::{MAX_ECHO_COLUMNS, MAX_ERRORS, MAX_SOURCE_SIZE};
+/// A channel's layout tuning (`tuning = "latency" | "throughput"`).
+pub use hallows_ring::Tuning;
 pub use size::{format_size, parse_size};
 pub use duration::format_duration;
 
@@ -658,6 +660,10 @@ pub struct Channel {
     /// A power of two.
     pub slots: u32,
     pub notify: Notify,
+    /// What the ring's layout is tuned for (`tuning`, default latency).
+    /// Both ends build their layout with it; it changes the capacity, not
+    /// the memory.
+    pub tuning: hallows_ring::Tuning,
     /// Placed physical base, page aligned.
     pub pa: u64,
     /// Bytes, a multiple of [`PAGE_SIZE`]; see [`channel_size`].
@@ -667,6 +673,13 @@ pub struct Channel {
 impl Channel {
     pub fn memory(&self) -> Range {
         Range::new(self.pa, self.size)
+    }
+
+    /// The ring layout both ends of the channel build: its geometry with
+    /// its tuning. Never fails for a channel of a loaded system.
+    pub fn layout(&self) -> Result<hallows_ring::ChannelLayout, hallows_ring::LayoutError> {
+        hallows_ring::ChannelLayout::new(self.slot_size as usize, self.slots as usize)
+            .map(|l| l.tuned(self.tuning))
     }
 }
 

@@ -337,6 +337,14 @@ pub(crate) struct RawChannel {
     /// How the consumer learns of new messages.
     #[schemars(with = "NotifyName")]
     pub notify: Option<Spanned<NotifyName>>,
+    /// What the ring's layout is tuned for: `"latency"` (default), a
+    /// publication stamp in every cache line, so a message costs one line
+    /// transfer (request/reply); `"throughput"`, one stamp per quarter of
+    /// the ring, so messages fill whole lines (streams, bulk transfer).
+    /// Same memory either way; the capacity differs.
+    #[serde(default)]
+    #[schemars(with = "Option<TuningName>")]
+    pub tuning: Option<Spanned<TuningName>>,
 }
 
 #[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
@@ -344,6 +352,13 @@ pub(crate) struct RawChannel {
 pub(crate) enum NotifyName {
     Poll,
     Doorbell,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, JsonSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum TuningName {
+    Latency,
+    Throughput,
 }
 
 /// A board file: the hardware facts a system is built against.

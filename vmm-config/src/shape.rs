@@ -171,7 +171,7 @@ pub(crate) fn deserialize_item<T: DeserializeOwned + JsonSchema>(
                 let key_text = key.clone().unwrap_or_else(|| what.to_owned());
                 let (msg, help) = explain(&key_text, &message);
                 let diag = d.error(file, espan, msg);
-                if let Some(h) = help {
+                for h in help {
                     diag.help(h);
                 }
                 match key {
@@ -190,15 +190,27 @@ fn contains(outer: &Span<usize>, inner: &Span<usize>) -> bool {
     outer.start <= inner.start && inner.end <= outer.end
 }
 
-/// Turns a serde message into one that names the key, plus a help line.
-pub(crate) fn explain(key: &str, message: &str) -> (String, Option<String>) {
+/// What each value of a key is for, where the values' names alone do not
+/// say enough to choose: the help of an unknown value lists them.
+fn value_meanings(key: &str) -> &'static [(&'static str, &'static str)] {
+    match key {
+        "tuning" => &[
+            ("latency", "one line transfer per message, for request/reply"),
+            ("throughput", "dense lines, for streams and bulk transfer"),
+        ],
+        _ => &[],
+    }
+}
+
+/// Turns a serde message into one that names the key, plus help lines.
+pub(crate) fn explain(key: &str, message: &str) -> (String, Vec<String>) {
     let message = one_line(message);
     if let Some(rest) = message.strip_prefix("invalid type: ") {
         if let Some((found, expected)) = rest.split_once(", expected ") {
             let expected = friendly_type(expected);
             return (
                 format!("wrong type for `{key}`: expected {expected}, found {found}"),
-                Some(format!("write `{key}` as {expected}")),
+                vec![format!("write `{key}` as {expected}")],
             );
         }
     }
@@ -207,7 +219,7 @@ pub(crate) fn explain(key: &str, message: &str) -> (String, Option<String>) {
             let expected = friendly_type(expected);
             return (
                 format!("invalid value for `{key}`: expected {expected}, found {found}"),
-                None,
+                Vec::new(),
             );
         }
     }
@@ -217,20 +229,33 @@ pub(crate) fn explain(key: &str, message: &str) -> (String, Option<String>) {
                 .split('`')
                 .filter(|s| !s.contains(',') && !s.trim().is_empty() && !s.contains(" or "))
                 .collect();
-            let help = match did_you_mean(found, options.iter().copied()) {
-                Some(best) => format!("did you mean \"{best}\"?"),
-                None => format!(
+            let meanings = value_meanings(key);
+            let mut help = Vec::new();
+            if let Some(best) = did_you_mean(found, options.iter().copied()) {
+                help.push(format!("did you mean \"{best}\"?"));
+            } else if meanings.is_empty() {
+                help.push(format!(
                     "use one of: {}",
                     options
                         .iter()
                         .map(|o| format!("\"{o}\""))
                         .collect::<Vec<_>>()
                         .join(", ")
-                ),
-            };
+                ));
+            }
+            if !meanings.is_empty() {
+                help.push(format!(
+                    "use {}",
+                    meanings
+                        .iter()
+                        .map(|(v, what)| format!("\"{v}\" ({what})"))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ));
+            }
             return (
                 format!("invalid value \"{found}\" for `{key}`: expected {expected}"),
-                Some(help),
+                help,
             );
         }
     }
@@ -238,13 +263,13 @@ pub(crate) fn explain(key: &str, message: &str) -> (String, Option<String>) {
         let field = field.split('`').next().unwrap_or("");
         return (
             format!("unknown key `{field}` in `{key}`"),
-            Some(format!(
+            vec![format!(
                 "{key} keys: {}",
                 message.split("expected ").nth(1).unwrap_or("")
-            )),
+            )],
         );
     }
-    (format!("invalid `{key}`: {message}"), None)
+    (format!("invalid `{key}`: {message}"), Vec::new())
 }
 
 fn friendly_type(expected: &str) -> String {

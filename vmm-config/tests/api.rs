@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use vmm_config::{cli, load, load_str, CheckContext, FaultPolicy, MapOwner, Notify, Range};
+use vmm_config::{cli, load, load_str, CheckContext, FaultPolicy, MapOwner, Notify, Range, Tuning};
 
 fn manifests(dir: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -125,6 +125,13 @@ fn resolves_the_full_example() {
         (req.from.as_str(), req.to.as_str(), req.notify),
         ("api", "db", Notify::Poll)
     );
+    // `tuning` defaults to latency; `replies` asks for throughput.
+    assert_eq!(req.tuning, Tuning::Latency);
+    assert_eq!(s.channels[1].tuning, Tuning::Throughput);
+    assert_eq!(s.channels[1].layout().map(|l| l.tuning()), Ok(Tuning::Throughput));
+    // The tuning changes the capacity, never the memory.
+    let lat = hallows_ring::ChannelLayout::new(4096, 16).unwrap();
+    assert_eq!(s.channels[1].layout().unwrap().total_size(), lat.total_size());
     // 256 slots of 64 bytes (the stamps take one slot per block of 32):
     // 4 pages after the two headers.
     assert_eq!(req.memory(), Range::new(0x4220_0000, 2 * 4096 + 4 * 4096));
@@ -225,6 +232,7 @@ fn inspect_output_shows_partitions_channels_and_the_map() {
             "api -> db",
             "256 x 64 B",
             "poll",
+            "latency",
             "0x0042200000..0x0042206000",
             "24 KiB"
         ]
@@ -335,6 +343,93 @@ fn board_schema_accepts_the_built_in_and_test_boards() {
             .collect();
         assert!(errors.is_empty(), "{}: {errors:?}", path.display());
     }
+}
+
+/// Two partitions and one channel; `extra` is appended to the channel table.
+fn one_channel(extra: &str) -> String {
+    format!(
+        r#"version = 1
+board = "qemu-virt-aarch64"
+
+[[partition]]
+name = "api"
+cores = [1]
+ram = "16 MiB"
+guest = "hello"
+on_fault = "stop"
+
+[[partition]]
+name = "db"
+cores = [2]
+ram = "16 MiB"
+guest = "counter"
+on_fault = "stop"
+
+[[channel]]
+name = "stream"
+from = "api"
+to = "db"
+slot_size = 8
+slots = 1024
+notify = "poll"
+{extra}"#
+    )
+}
+
+#[test]
+fn channel_tuning_defaults_to_latency() {
+    let s = load_str("m.toml", &one_channel(""), &ctx()).unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(s.channels[0].tuning, Tuning::Latency);
+    let s = load_str("m.toml", &one_channel("tuning = \"latency\"\n"), &ctx())
+        .unwrap_or_else(|d| panic!("{d}"));
+    assert_eq!(s.channels[0].tuning, Tuning::Latency);
+    assert!(cli::render(&s).contains("  latency  "), "{}", cli::render(&s));
+}
+
+#[test]
+fn channel_tuning_throughput_parses() {
+    let s = load_str("m.toml", &one_channel("tuning = \"throughput\"\n"), &ctx())
+        .unwrap_or_else(|d| panic!("{d}"));
+    let c = &s.channels[0];
+    assert_eq!(c.tuning, Tuning::Throughput);
+    let layout = c.layout().expect("layout");
+    assert_eq!(layout.tuning(), Tuning::Throughput);
+    // Same memory as the latency layout; dense lines carry more messages.
+    let lat = hallows_ring::ChannelLayout::new(8, 1024).unwrap();
+    assert_eq!((c.size, layout.total_size()), (lat.total_size() as u64, lat.total_size()));
+    assert!(layout.capacity() > lat.capacity());
+    assert!(cli::render(&s).contains("  throughput  "), "{}", cli::render(&s));
+}
+
+#[test]
+fn channel_tuning_unknown_value_is_located_with_help() {
+    let d = load_str("m.toml", &one_channel("tuning = \"bulk\"\n"), &ctx())
+        .expect_err("unknown tuning");
+    let got = d.located();
+    assert_eq!(got.len(), 1, "{d}");
+    let e = &got[0];
+    assert_eq!((e.file.as_str(), e.line, e.col), ("m.toml", 25, 10), "{d}");
+    assert_eq!(
+        e.message,
+        "invalid value \"bulk\" for `tuning`: expected `latency` or `throughput`"
+    );
+    assert_eq!(
+        e.help,
+        ["use \"latency\" (one line transfer per message, for request/reply) or \"throughput\" (dense lines, for streams and bulk transfer)"]
+    );
+    // A near miss gets a suggestion as well as the meanings.
+    let d = load_str("m.toml", &one_channel("tuning = \"throughtput\"\n"), &ctx())
+        .expect_err("misspelled tuning");
+    let e = &d.located()[0];
+    assert_eq!((e.line, e.col), (25, 10));
+    assert_eq!(e.help.len(), 2, "{d}");
+    assert_eq!(e.help[0], "did you mean \"throughput\"?");
+    assert!(d.to_string().contains("m.toml:25:10"), "{d}");
+    // Not a string at all.
+    let d = load_str("m.toml", &one_channel("tuning = 1\n"), &ctx()).expect_err("integer tuning");
+    let e = &d.located()[0];
+    assert_eq!((e.line, e.col), (25, 10), "{d}");
+    assert!(e.message.starts_with("invalid `tuning`"), "{d}");
 }
 
 #[test]

@@ -19,7 +19,7 @@
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 /// Version of the ABI described here, returned by [`call::ABI_VERSION`].
-pub const ABI_VERSION: u64 = 4;
+pub const ABI_VERSION: u64 = 5;
 
 pub mod console;
 
@@ -487,8 +487,14 @@ pub struct ChannelInfo {
     pub slot_count: u32,
     /// [`role::PRODUCER`] or [`role::CONSUMER`].
     pub role: u32,
-    /// 0 poll, 1 doorbell.
-    pub notify: u32,
+    /// 0 poll, 1 doorbell. (ABI 5: notify was a u32; the same bytes on a
+    /// little-endian machine for every value it took.)
+    pub notify: u16,
+    /// What the ring's layout is tuned for, a `hallows_ring::Tuning::code()`
+    /// (0 latency, 1 throughput): the channel's `ChannelLayout` is
+    /// `new(slot_size, slot_count).tuned(..)` of it, as at the other end.
+    /// Since ABI 5.
+    pub tuning: u16,
     /// The layout hash of the channel's message type as the system's
     /// specs declare it (Parseltongue's `TYPE::LAYOUT_HASH`), written by
     /// the tool; 0 when no spec types the channel (unchecked). A runtime
@@ -586,6 +592,10 @@ mod tests {
     #[test]
     fn boot_info_layout() {
         assert_eq!(core::mem::size_of::<ChannelInfo>(), 64);
+        // ABI 5: `notify` became a u16 and `tuning` took its high half.
+        assert_eq!(core::mem::offset_of!(ChannelInfo, notify), 52);
+        assert_eq!(core::mem::offset_of!(ChannelInfo, tuning), 54);
+        assert_eq!(core::mem::offset_of!(ChannelInfo, layout_hash), 56);
         assert_eq!(core::mem::size_of::<DeviceInfo>(), 88);
         assert_eq!(core::mem::size_of::<NetInfo>(), 40 + 40 * MAX_ROUTES + 32);
         assert_eq!(core::mem::size_of::<BootInfo>(), 216 + 64 * MAX_CHANNELS + 24 + 88 * MAX_DEVICES + 392 + 8 + 8 * MAX_VCPUS + 16);

@@ -56,6 +56,11 @@ const CAP: usize = 1024;
 trait BenchMsg: Message + Copy + Send + 'static {
     fn new(seq: u64) -> Self;
     fn seq(&self) -> u64;
+    /// Whether every word of the message is its sequence number: the
+    /// consumer reads all of what it receives, as a partition does (a
+    /// check of one word lets the compiler skip loading the others from a
+    /// queue whose slots are plain memory).
+    fn intact(&self) -> bool;
 }
 
 impl<const N: usize> BenchMsg for [u64; N] {
@@ -66,6 +71,10 @@ impl<const N: usize> BenchMsg for [u64; N] {
     #[inline]
     fn seq(&self) -> u64 {
         self[N - 1]
+    }
+    #[inline]
+    fn intact(&self) -> bool {
+        self.iter().all(|&w| w == self[N - 1])
     }
 }
 
@@ -88,6 +97,10 @@ impl BenchMsg for Msg64 {
     #[inline]
     fn seq(&self) -> u64 {
         self.0[7]
+    }
+    #[inline]
+    fn intact(&self) -> bool {
+        self.0.iter().fold(0, |acc, &w| acc | (w ^ self.0[7])) == 0
     }
 }
 

@@ -15,8 +15,9 @@ use crate::sync::{AtomicU32, AtomicU64};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"HRNG");
 /// Protocol version stored next to [`MAGIC`]. 3: one publication stamp per
 /// block of slots, in the block's last slot; the consumer polls stamps, not
-/// `head`.
-pub const VERSION: u32 = 3;
+/// `head`. 4: the block size is the layout's [`Tuning`](crate::Tuning)'s,
+/// and the producer header records it.
+pub const VERSION: u32 = 4;
 
 /// Bytes between the hot index and the cold fields of a header: two 64-byte
 /// lines, so neither Intel's adjacent-line prefetch nor a 128-byte-line Arm
@@ -56,6 +57,8 @@ pub struct ProducerHeader {
     pub(crate) slot_size: AtomicU32,
     /// Slot count the producer was built for.
     pub(crate) slot_count: AtomicU32,
+    /// Slots per block of the producer's layout (its tuning).
+    pub(crate) block_slots: AtomicU32,
 }
 
 /// Page 1 of a channel: written by the consumer, read by the producer.
@@ -91,6 +94,8 @@ pub const PRODUCER_VERSION_OFFSET: usize = HOT_LINE + 20;
 pub const PRODUCER_SLOT_SIZE_OFFSET: usize = HOT_LINE + 24;
 /// Byte offset of the slot count (u32) in page 0.
 pub const PRODUCER_SLOT_COUNT_OFFSET: usize = HOT_LINE + 28;
+/// Byte offset of the block size (u32) in page 0.
+pub const PRODUCER_BLOCK_SLOTS_OFFSET: usize = HOT_LINE + 32;
 /// Byte offset of the consumer index in page 1.
 pub const CONSUMER_TAIL_OFFSET: usize = 0;
 /// Byte offset of the consumer epoch in page 1.
@@ -113,6 +118,7 @@ impl ProducerHeader {
             version: AtomicU32::new(0),
             slot_size: AtomicU32::new(0),
             slot_count: AtomicU32::new(0),
+            block_slots: AtomicU32::new(0),
         }
     }
 }
@@ -156,6 +162,7 @@ mod tests {
         assert_eq!(offset_of!(ProducerHeader, version), PRODUCER_VERSION_OFFSET);
         assert_eq!(offset_of!(ProducerHeader, slot_size), PRODUCER_SLOT_SIZE_OFFSET);
         assert_eq!(offset_of!(ProducerHeader, slot_count), PRODUCER_SLOT_COUNT_OFFSET);
+        assert_eq!(offset_of!(ProducerHeader, block_slots), PRODUCER_BLOCK_SLOTS_OFFSET);
         assert_eq!(offset_of!(ConsumerHeader, tail), CONSUMER_TAIL_OFFSET);
         assert_eq!(offset_of!(ConsumerHeader, epoch), CONSUMER_EPOCH_OFFSET);
         assert_eq!(offset_of!(ConsumerHeader, prod_epoch_ack), CONSUMER_PROD_EPOCH_ACK_OFFSET);

@@ -50,9 +50,80 @@ pub const LINE: usize = 64;
 /// carries the stamp.
 pub const LARGE_BLOCK: usize = 32;
 
-// The protocol's block arithmetic divides by a reciprocal that is exact for
-// blocks of at most 32 slots (`protocol::Geometry`).
-const _: () = assert!(LARGE_BLOCK.is_power_of_two() && LARGE_BLOCK <= 32 && LINE / STAMP_SIZE <= 32);
+const _: () = assert!(LARGE_BLOCK.is_power_of_two() && LINE / STAMP_SIZE <= LARGE_BLOCK);
+
+/// Blocks per ring of a [`Tuning::Throughput`] channel (when the ring is
+/// large enough for its blocks to be larger than [`Tuning::Latency`]'s).
+pub const THROUGHPUT_BLOCKS: usize = 4;
+
+/// What a channel's layout is tuned for: where its publication stamps go.
+///
+/// Both carry any message size and give the same guarantees; they differ
+/// in how many cache lines a message costs to move, and the manifest picks
+/// one per channel (`tuning = "throughput"`, default latency).
+///
+/// - [`Latency`](Tuning::Latency): a stamp in every 64-byte line of small
+///   messages (32-slot blocks above 32 bytes). A message and the stamp that
+///   publishes it travel in one line transfer, so a request/reply round
+///   trip costs one transfer per hop, the least any pair of queues can
+///   take; but 8-byte messages fill 7 of every 8 slots of a line, and every
+///   line of a batch is written twice by the producer (messages, then
+///   stamp).
+/// - [`Throughput`](Tuning::Throughput): one stamp per quarter of the
+///   ring, in its own slot. Messages fill whole lines and a batch's lines
+///   are written once, but a reader learns of a message from a line
+///   other than the message's: two transfers per hop, as for an index-based
+///   queue.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Tuning {
+    /// A stamp per line: one line transfer per message (request/reply).
+    #[default]
+    Latency,
+    /// A stamp per quarter ring: dense lines (streams, bulk transfer).
+    Throughput,
+}
+
+impl Tuning {
+    /// Every tuning, in code order.
+    pub const ALL: [Tuning; 2] = [Tuning::Latency, Tuning::Throughput];
+
+    /// The code the system table and a partition's channel directory
+    /// carry.
+    pub const fn code(self) -> u32 {
+        match self {
+            Tuning::Latency => 0,
+            Tuning::Throughput => 1,
+        }
+    }
+
+    /// The tuning of a code, or `None` for a code no tuning has.
+    pub const fn from_code(code: u32) -> Option<Self> {
+        match code {
+            0 => Some(Tuning::Latency),
+            1 => Some(Tuning::Throughput),
+            _ => None,
+        }
+    }
+
+    /// The manifest's name for it.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Tuning::Latency => "latency",
+            Tuning::Throughput => "throughput",
+        }
+    }
+
+    /// The tuning of a manifest name.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl core::fmt::Display for Tuning {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
 /// A validated channel geometry. Construct with [`ChannelLayout::new`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +132,7 @@ pub struct ChannelLayout {
     slot_stride: usize,
     slot_count: usize,
     block: usize,
+    tuning: Tuning,
     page_size: usize,
 }
 
@@ -142,21 +214,33 @@ const fn round_up(x: usize, to: usize) -> usize {
     (x + to - 1) & !(to - 1)
 }
 
-/// Slots per block for slots of `stride` bytes: the most that fit one
-/// 64-byte line (a power of two, at least 2) for strides up to half a line,
-/// [`LARGE_BLOCK`] above; never more than the ring.
-const fn block_slots(stride: usize, slot_count: usize) -> usize {
-    let k = if stride * 2 <= LINE {
-        let fit = LINE / stride; // >= 2
-        // Largest power of two <= fit.
-        1 << (usize::BITS - 1 - fit.leading_zeros())
-    } else {
-        LARGE_BLOCK
+/// Slots per block for slots of `stride` bytes: for [`Tuning::Latency`],
+/// the most that fit one 64-byte line (a power of two, at least 2) for
+/// strides up to half a line, [`LARGE_BLOCK`] above; for
+/// [`Tuning::Throughput`], a quarter of the ring if that is more. Never
+/// more than the ring.
+const fn block_slots(stride: usize, slot_count: usize, tuning: Tuning) -> usize {
+    let latency = latency_block(stride);
+    let k = match tuning {
+        Tuning::Throughput if slot_count / THROUGHPUT_BLOCKS > latency => slot_count / THROUGHPUT_BLOCKS,
+        _ => latency,
     };
     if k < slot_count {
         k
     } else {
         slot_count
+    }
+}
+
+/// [`Tuning::Latency`]'s block for slots of `stride` bytes, before the
+/// ring's size caps it.
+const fn latency_block(stride: usize) -> usize {
+    if stride * 2 <= LINE {
+        let fit = LINE / stride; // >= 2
+        // Largest power of two <= fit.
+        1 << (usize::BITS - 1 - fit.leading_zeros())
+    } else {
+        LARGE_BLOCK
     }
 }
 
@@ -196,8 +280,23 @@ impl ChannelLayout {
             Some(bytes) if bytes <= MAX_SLOTS_BYTES => {}
             _ => return Err(LayoutError::TooLarge),
         }
-        let block = block_slots(slot_stride, slot_count);
-        Ok(Self { slot_size, slot_stride, slot_count, block, page_size })
+        let tuning = Tuning::Latency;
+        let block = block_slots(slot_stride, slot_count, tuning);
+        Ok(Self { slot_size, slot_stride, slot_count, block, tuning, page_size })
+    }
+
+    /// The same geometry tuned for `tuning`: the same slots and memory,
+    /// with the blocks (and so the stamps, and the capacity) `tuning`
+    /// places.
+    #[must_use]
+    pub const fn tuned(self, tuning: Tuning) -> Self {
+        let block = block_slots(self.slot_stride, self.slot_count, tuning);
+        Self { block, tuning, ..self }
+    }
+
+    /// What the layout is tuned for.
+    pub const fn tuning(&self) -> Tuning {
+        self.tuning
     }
 
     /// Layout for `slot_count` slots that each hold exactly one `T`.
@@ -373,6 +472,40 @@ mod tests {
         let l = ChannelLayout::with_page_size(8, 8, 65536).unwrap();
         assert_eq!(l.consumer_header().offset, 65536);
         assert_eq!(l.total_size(), 3 * 65536);
+    }
+
+    #[test]
+    fn throughput_tuning_makes_quarter_ring_blocks() {
+        // Same memory, larger blocks, more capacity.
+        for &(size, count, block) in &[(8, 1024, 256), (64, 1024, 256), (24, 16, 4), (4096, 64, 32), (8, 1 << 27, 1 << 25)] {
+            let lat = ChannelLayout::new(size, count).unwrap();
+            let thr = lat.tuned(Tuning::Throughput);
+            assert_eq!(thr.tuning(), Tuning::Throughput);
+            assert_eq!(thr.block_slots(), block, "{size} x {count}");
+            assert_eq!(thr.capacity(), count - count / block);
+            assert!(thr.capacity() >= lat.capacity());
+            assert_eq!((thr.total_size(), thr.regions()), (lat.total_size(), lat.regions()));
+            assert_eq!(thr.tuned(Tuning::Latency), lat);
+            assert_eq!(thr.stamp_offset(0), thr.slot_offset(block as u64 - 1));
+        }
+        // Never smaller blocks than latency's, never more than the ring.
+        for &(size, count) in &[(8, 8), (8, 32), (64, 64), (64, 2), (8, 2)] {
+            let lat = ChannelLayout::new(size, count).unwrap();
+            assert_eq!(lat.tuned(Tuning::Throughput).block_slots(), lat.block_slots(), "{size} x {count}");
+        }
+    }
+
+    #[test]
+    fn tuning_codes_and_names_round_trip() {
+        for t in Tuning::ALL {
+            assert_eq!(Tuning::from_code(t.code()), Some(t));
+            assert_eq!(Tuning::from_name(t.name()), Some(t));
+            assert_eq!(std::format!("{t}"), t.name());
+        }
+        assert_eq!(Tuning::default(), Tuning::Latency);
+        assert_eq!(ChannelLayout::new(8, 8).unwrap().tuning(), Tuning::Latency);
+        assert_eq!(Tuning::from_code(2), None);
+        assert_eq!(Tuning::from_name("Throughput"), None);
     }
 
     #[test]

@@ -57,6 +57,9 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+#[cfg(test)]
+extern crate std;
+
 pub mod header;
 pub mod layout;
 pub mod protocol;
@@ -65,7 +68,7 @@ mod shm;
 mod sync;
 
 pub use header::{ConsumerHeader, ProducerHeader, MAGIC, VERSION};
-pub use layout::{Access, ChannelLayout, LayoutError, Region, RegionKind, PAGE_SIZE};
+pub use layout::{Access, ChannelLayout, LayoutError, Region, RegionKind, Tuning, PAGE_SIZE};
 pub use protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
 #[cfg(not(loom))]
 pub use shm::{RecvBatch, RecvIter, Receiver, SendBatch, Sender, Slot, SlotBytes};

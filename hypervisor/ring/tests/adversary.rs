@@ -14,13 +14,20 @@ mod common;
 use common::{ChannelMem, Side};
 use hallows_ring::header::*;
 use hallows_ring::protocol::{stamp_value, Geometry};
-use hallows_ring::{ChannelLayout, Receiver, RingError, Sender};
+use hallows_ring::{ChannelLayout, Receiver, RingError, Sender, Tuning};
 use proptest::prelude::*;
 
 type Msg = [u64; 2];
 
-fn layout(slots_log2: u32) -> ChannelLayout {
-    ChannelLayout::new(16, 1 << slots_log2).unwrap()
+/// 16-byte slots; tuned for throughput, rings of 32 slots get blocks of 8
+/// (two lines, one stamp) instead of 4.
+fn layout(slots_log2: u32, throughput: bool) -> ChannelLayout {
+    let l = ChannelLayout::new(16, 1 << slots_log2).unwrap();
+    if throughput {
+        l.tuned(Tuning::Throughput)
+    } else {
+        l
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -96,9 +103,10 @@ proptest! {
     #[test]
     fn honest_receiver_survives_hostile_producer(
         slots_log2 in 1u32..6,
+        throughput in any::<bool>(),
         ops in proptest::collection::vec(hostile_producer(), 1..80),
     ) {
-        let l = layout(slots_log2);
+        let l = layout(slots_log2, throughput);
         let g = Geometry::new(&l);
         let cap = l.capacity() as u64;
         let (slots, block) = (l.slot_count() as u64, l.block_slots() as u64);
@@ -195,9 +203,10 @@ proptest! {
     #[test]
     fn honest_sender_survives_hostile_consumer(
         slots_log2 in 1u32..6,
+        throughput in any::<bool>(),
         ops in proptest::collection::vec(hostile_consumer(), 1..80),
     ) {
-        let l = layout(slots_log2);
+        let l = layout(slots_log2, throughput);
         let cap = l.capacity() as u64;
         let mem = ChannelMem::new(l);
         let cons = l.consumer_header().offset;
@@ -279,7 +288,8 @@ proptest! {
     /// messages arrive in order, and none is lost unless a restart happened.
     #[test]
     fn honest_peers_with_restarts(
-        slots_log2 in 1u32..5,
+        slots_log2 in 1u32..6,
+        throughput in any::<bool>(),
         ops in proptest::collection::vec(prop_oneof![
             6 => (1u8..40).prop_map(Honest::Send),
             6 => (1u8..40).prop_map(Honest::Recv),
@@ -287,7 +297,7 @@ proptest! {
             1 => Just(Honest::RestartConsumer),
         ], 1..100),
     ) {
-        let l = layout(slots_log2);
+        let l = layout(slots_log2, throughput);
         let mem = ChannelMem::new(l);
         // SAFETY: `mem` outlives both endpoints; one sender, one receiver.
         let mut tx = unsafe { Sender::<Msg>::new(mem.base(), l) }.unwrap();

@@ -11,7 +11,7 @@
 mod common;
 
 use common::ChannelMem;
-use hallows_ring::{ChannelLayout, Message, Receiver, Sender};
+use hallows_ring::{ChannelLayout, Message, Receiver, Sender, Tuning};
 
 /// A message type whose every byte depends on its sequence number.
 trait Seq: Message + Copy + PartialEq + core::fmt::Debug {
@@ -40,7 +40,13 @@ impl Seq for u32 {
 /// folded, iterated one by one and read by index, over enough rounds that
 /// the ring wraps several times.
 fn folds_equal_singles<M: Seq>(slot_size: usize, slots: usize, batch: usize) {
-    let layout = ChannelLayout::new(slot_size, slots).unwrap();
+    for tuning in Tuning::ALL {
+        folds_equal_singles_tuned::<M>(slot_size, slots, batch, tuning);
+    }
+}
+
+fn folds_equal_singles_tuned<M: Seq>(slot_size: usize, slots: usize, batch: usize, tuning: Tuning) {
+    let layout = ChannelLayout::new(slot_size, slots).unwrap().tuned(tuning);
     let mem = ChannelMem::new(layout);
     // SAFETY: `mem` outlives both endpoints; one sender, one receiver.
     let mut rx = unsafe { Receiver::<M>::new(mem.base(), layout) }.unwrap();
@@ -51,11 +57,20 @@ fn folds_equal_singles<M: Seq>(slot_size: usize, slots: usize, batch: usize) {
     let total = 5 * rx.capacity() as u64 + 3;
     while got < total {
         let n = (batch as u64).min(total - sent);
-        for _ in 0..n {
-            if tx.try_send(&M::of(sent)).is_err() {
-                break;
+        // Every other round one at a time, else as one batch filled in
+        // place (`fill_with`: 8-byte messages two to a store).
+        if (sent / batch as u64).is_multiple_of(2) {
+            for _ in 0..n {
+                if tx.try_send(&M::of(sent)).is_err() {
+                    break;
+                }
+                sent += 1;
             }
-            sent += 1;
+        } else if let Ok(mut b) = tx.reserve(n as usize) {
+            let base = sent;
+            b.fill_with(|i| M::of(base + i as u64));
+            sent += b.len() as u64;
+            b.commit();
         }
         let b = rx.recv_batch(batch).unwrap();
         let len = b.len();

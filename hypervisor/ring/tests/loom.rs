@@ -11,7 +11,7 @@
 #![cfg(loom)]
 #![allow(unsafe_code)]
 
-use hallows_ring::{ChannelLayout, ChannelView, ConsumerCore, ConsumerHeader, ProducerCore, ProducerHeader, RingError};
+use hallows_ring::{ChannelLayout, ChannelView, ConsumerCore, ConsumerHeader, ProducerCore, ProducerHeader, RingError, Tuning};
 use loom::cell::UnsafeCell;
 use loom::sync::atomic::Ordering::SeqCst;
 use loom::sync::atomic::{AtomicBool, AtomicU64};
@@ -83,6 +83,25 @@ fn send_all(tx: &mut ProducerCore<View>, values: &[u64], batch: u32) {
     }
 }
 
+/// Takes `values` in batches of up to `batch` (`peek`/`release`),
+/// spinning while empty: each must arrive in order and intact.
+fn peek_in_order(rx: &mut ConsumerCore<View>, values: std::ops::Range<u64>, batch: u32) {
+    let mut next = values.start;
+    while next < values.end {
+        match rx.peek(batch.min((values.end - next) as u32)) {
+            Ok(span) => {
+                for k in 0..span.len {
+                    assert_eq!(rx.view().read(rx.geometry().advance(span.start, u64::from(k))), next);
+                    next += 1;
+                }
+                rx.release(span.len);
+            }
+            Err(RingError::Empty) => thread::yield_now(),
+            Err(e) => panic!("consumer: {e:?}"),
+        }
+    }
+}
+
 /// Takes `values` one at a time (`peek_one`/`release_one`), spinning while
 /// empty: each must arrive in order and intact.
 fn receive_in_order(rx: &mut ConsumerCore<View>, values: std::ops::Range<u64>) {
@@ -92,6 +111,34 @@ fn receive_in_order(rx: &mut ConsumerCore<View>, values: std::ops::Range<u64>) {
                 Ok(index) => {
                     assert_eq!(rx.view().read(index), want);
                     rx.release_one();
+                    break;
+                }
+                Err(RingError::Empty) => thread::yield_now(),
+                Err(e) => panic!("consumer: {e:?}"),
+            }
+        }
+    }
+}
+
+/// Sends `from..to` one at a time (`send_one`), spinning while full.
+fn send_one_at_a_time(tx: &mut ProducerCore<View>, from: u64, to: u64) {
+    let mut v = from;
+    while v < to {
+        match tx.send_one(|view, index| view.write(index, v)) {
+            Ok(()) => v += 1,
+            Err(RingError::Full) => thread::yield_now(),
+            Err(e) => panic!("producer: {e:?}"),
+        }
+    }
+}
+
+/// Takes `values` one at a time with `recv_one`, spinning while empty.
+fn recv_one_in_order(rx: &mut ConsumerCore<View>, values: std::ops::Range<u64>) {
+    for want in values {
+        loop {
+            match rx.recv_one(|view, index| view.read(index)) {
+                Ok(got) => {
+                    assert_eq!(got, want);
                     break;
                 }
                 Err(RingError::Empty) => thread::yield_now(),
@@ -121,20 +168,7 @@ fn transfer_wraps_in_order() {
         let mut tx = ProducerCore::attach(view.clone(), &layout);
         let mut rx = ConsumerCore::attach(view.clone(), &layout);
         let producer = thread::spawn(move || send_all(&mut tx, &[10, 11, 12], 2));
-        let mut next = 10;
-        while next < 13 {
-            match rx.peek(2) {
-                Ok(span) => {
-                    for k in 0..span.len {
-                        assert_eq!(rx.view().read(rx.geometry().advance(span.start, u64::from(k))), next);
-                        next += 1;
-                    }
-                    rx.release(span.len);
-                }
-                Err(RingError::Empty) => thread::yield_now(),
-                Err(e) => panic!("consumer: {e:?}"),
-            }
-        }
+        peek_in_order(&mut rx, 10..13, 2);
         producer.join().unwrap();
     });
 }
@@ -173,28 +207,49 @@ fn one_at_a_time_both_sides_wraps() {
         let view = View::new(&layout);
         let mut tx = ProducerCore::attach(view.clone(), &layout);
         let mut rx = ConsumerCore::attach(view.clone(), &layout);
+        let producer = thread::spawn(move || send_one_at_a_time(&mut tx, 10, 14));
+        recv_one_in_order(&mut rx, 10..14);
+        producer.join().unwrap();
+    });
+}
+
+/// The short paths of 8-byte messages one at a time (`quick_end` on both
+/// sides: sends and receives inside a block that look at nothing but one
+/// index) through a one-block ring of three messages that wraps: no slot
+/// is written while it may still be read, nothing is read before it is
+/// published, and the values arrive in order and intact.
+#[test]
+fn short_paths_one_at_a_time_wrap() {
+    model(|| {
+        // One block of four 8-byte slots: three messages and the stamp.
+        let layout = ChannelLayout::new(8, 4).unwrap();
+        let view = View::new(&layout);
+        let mut tx = ProducerCore::attach(view.clone(), &layout);
+        let mut rx = ConsumerCore::attach(view.clone(), &layout);
+        let producer = thread::spawn(move || send_one_at_a_time(&mut tx, 10, 15));
+        recv_one_in_order(&mut rx, 10..15);
+        producer.join().unwrap();
+    });
+}
+
+/// A ring tuned for throughput (blocks of eight 16-byte slots, two lines,
+/// one stamp): a batch, then single sends on the short path, read by a
+/// batch reader then one at a time; the batch's `head` is not stored
+/// (it does not leave its block). Values in order and intact.
+#[test]
+fn throughput_blocks_batches_then_singles() {
+    model(|| {
+        let layout = ChannelLayout::new(16, 32).unwrap().tuned(Tuning::Throughput);
+        assert_eq!(layout.block_slots(), 8);
+        let view = View::new(&layout);
+        let mut tx = ProducerCore::attach(view.clone(), &layout);
+        let mut rx = ConsumerCore::attach(view.clone(), &layout);
         let producer = thread::spawn(move || {
-            let mut v = 10;
-            while v < 14 {
-                match tx.send_one(|view, index| view.write(index, v)) {
-                    Ok(()) => v += 1,
-                    Err(RingError::Full) => thread::yield_now(),
-                    Err(e) => panic!("producer: {e:?}"),
-                }
-            }
+            send_all(&mut tx, &[10, 11, 12], 3);
+            send_one_at_a_time(&mut tx, 13, 15);
         });
-        for want in 10..14 {
-            loop {
-                match rx.recv_one(|view, index| view.read(index)) {
-                    Ok(got) => {
-                        assert_eq!(got, want);
-                        break;
-                    }
-                    Err(RingError::Empty) => thread::yield_now(),
-                    Err(e) => panic!("consumer: {e:?}"),
-                }
-            }
-        }
+        peek_in_order(&mut rx, 10..12, 2);
+        recv_one_in_order(&mut rx, 12..15);
         producer.join().unwrap();
     });
 }

@@ -132,6 +132,10 @@ pub fn device_tree(p: &Partition, linux: &LinuxGuest, d: &PartitionDesc, index: 
             f.property_string("hallows,role", if c.producer as usize == index { "producer" } else { "consumer" })?;
             f.property_u32("hallows,slot-size", c.slot_size)?;
             f.property_u32("hallows,slot-count", c.slot_count)?;
+            let Some(tuning) = hallows_ring::Tuning::from_code(c.tuning) else {
+                bail!("channel `{}`: unknown ring tuning code {}", c.name(), c.tuning);
+            };
+            f.property_string("hallows,tuning", tuning.name())?;
             f.property_u64("hallows,layout-hash", c.layout_hash)?;
             if c.notify == notify::DOORBELL {
                 f.property_u64("hallows,doorbell", ipa::DOORBELL_IPA + entry as u64 * ipa::DOORBELL_STRIDE)?;

@@ -348,8 +348,9 @@ fn channels(sys: &System, table: &mut SystemTable, layout_hashes: &[(String, u64
     };
     let mut ipa = CHANNEL_IPA_BASE;
     for (slot, c) in table.channels.iter_mut().zip(&sys.channels) {
-        let layout = hallows_ring::ChannelLayout::new(c.slot_size as usize, c.slots as usize)
-            .map_err(|e| anyhow::anyhow!("channel `{}`: {e}", c.name))?;
+        // Both ends build this layout again from the table (the hypervisor,
+        // a Rust partition's runtime, a Linux partition's device tree).
+        let layout = c.layout().map_err(|e| anyhow::anyhow!("channel `{}`: {e}", c.name))?;
         if layout.total_size() as u64 != c.size {
             bail!("channel `{}`: placed size {:#x} differs from its layout {:#x}", c.name, c.size, layout.total_size());
         }
@@ -366,7 +367,7 @@ fn channels(sys: &System, table: &mut SystemTable, layout_hashes: &[(String, u64
                 vmm_config::Notify::Poll => notify::POLL,
                 vmm_config::Notify::Doorbell => notify::DOORBELL,
             },
-            _pad: 0,
+            tuning: layout.tuning().code(),
             layout_hash: layout_hashes.iter().find(|(n, _)| *n == c.name).map_or(0, |(_, h)| *h),
         };
         ipa += c.size;
@@ -402,6 +403,22 @@ mod tests {
                 assert_eq!(table.channels[0].layout_hash, 0, "untyped without specs");
             }
         }
+    }
+
+    /// The manifest's `tuning` reaches the table as its code (default
+    /// latency); the memory is the same for every tuning.
+    #[test]
+    fn channels_carry_their_tuning() {
+        let mut table = SystemTable::new_zeroed();
+        let sys = system("qemu-virt-aarch64", "poll");
+        channels(&sys, &mut table, &[]).unwrap();
+        assert_eq!(table.channels[0].tuning, hallows_ring::Tuning::Latency.code());
+        let size = table.channels[0].size;
+        let mut sys = sys;
+        sys.channels[0].tuning = hallows_ring::Tuning::Throughput;
+        channels(&sys, &mut table, &[]).unwrap();
+        assert_eq!(table.channels[0].tuning, hallows_ring::Tuning::Throughput.code());
+        assert_eq!(table.channels[0].size, size);
     }
 
     /// The layout hash of a channel's message type reaches its table entry
@@ -484,7 +501,8 @@ mod linux_tests {
     use hallows_table::linux as vipa;
 
     /// A Linux partition with 2 vCPUs, a page of virtio transports and two
-    /// channels (a doorbell one it produces, a polled one it consumes)
+    /// channels (a doorbell one it produces, a polled one tuned for
+    /// throughput it consumes)
     /// beside a Rust partition, with a fake 3 MiB Image and an initrd.
     fn system(dir: &std::path::Path) -> System {
         let mut image = vec![0u8; 64];
@@ -499,7 +517,7 @@ mod linux_tests {
             devices = [\"virtio24\", \"virtio25\", \"virtio26\", \"virtio27\", \"virtio28\", \"virtio29\", \"virtio30\", \"virtio31\"]\n\
             linux = { kernel = \"Image\", initrd = \"initrd.cpio\", cmdline = \"console=ttyAMA0 panic=-1\" }\n\
             [[channel]]\nname = \"up\"\nfrom = \"linux\"\nto = \"peer\"\nslot_size = 64\nslots = 16\nnotify = \"doorbell\"\n\
-            [[channel]]\nname = \"down\"\nfrom = \"peer\"\nto = \"linux\"\nslot_size = 128\nslots = 8\nnotify = \"poll\"\n";
+            [[channel]]\nname = \"down\"\nfrom = \"peer\"\nto = \"linux\"\nslot_size = 128\nslots = 8\nnotify = \"poll\"\ntuning = \"throughput\"\n";
         vmm_config::load_str(dir.join("linux.toml").to_str().unwrap(), m, &vmm_config::CheckContext::default()).unwrap_or_else(|d| panic!("{d}"))
     }
 
@@ -583,7 +601,10 @@ mod linux_tests {
         assert_eq!(hallows.compatible().unwrap().first(), crate::devicetree::CHANNELS_COMPATIBLE);
         let chans: Vec<_> = hallows.children().collect();
         assert_eq!(chans.len(), 2);
-        for (node, c, role, doorbell) in [(&chans[0], &table.channels[0], "producer", true), (&chans[1], &table.channels[1], "consumer", false)] {
+        for (node, c, role, doorbell, tuning) in [
+            (&chans[0], &table.channels[0], "producer", true, "latency"),
+            (&chans[1], &table.channels[1], "consumer", false, "throughput"),
+        ] {
             assert_eq!(node.compatible().unwrap().first(), crate::devicetree::CHANNEL_COMPATIBLE);
             assert_eq!(node.reg().unwrap().next().map(|r| (r.starting_address as u64, r.size.map(|s| s as u64))), Some((c.ipa, Some(c.size))));
             assert_eq!(node.property("hallows,name").unwrap().as_str(), Some(c.name()));
@@ -591,6 +612,9 @@ mod linux_tests {
             assert_eq!(node.property("hallows,slot-size").unwrap().as_usize(), Some(c.slot_size as usize));
             assert_eq!(node.property("hallows,slot-count").unwrap().as_usize(), Some(c.slot_count as usize));
             assert_eq!(u64_at(node.property("hallows,layout-hash").unwrap().value, 0), c.layout_hash);
+            // The tuning by name (the table's code), always present.
+            assert_eq!(node.property("hallows,tuning").unwrap().as_str(), Some(tuning));
+            assert_eq!(hallows_ring::Tuning::from_code(c.tuning).map(|t| t.name()), Some(tuning));
             // The doorbell page of its entry in the partition's channel directory.
             let bell = node.property("hallows,doorbell").map(|p| u64_at(p.value, 0));
             assert_eq!(bell, doorbell.then_some(vipa::DOORBELL_IPA));

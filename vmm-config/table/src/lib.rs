@@ -18,7 +18,7 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 /// `b"HALLOWS\0"`: the first eight bytes of a payload.
 pub const TABLE_MAGIC: [u8; 8] = *b"HALLOWS\0";
 /// Bumped on any change of layout or meaning.
-pub const TABLE_VERSION: u32 = 7;
+pub const TABLE_VERSION: u32 = 8;
 
 pub const MAX_PARTITIONS: usize = 16;
 pub const MAX_CORES: usize = 16;
@@ -329,7 +329,11 @@ pub struct ChannelDesc {
     pub consumer: u32,
     /// One of [`notify`].
     pub notify: u32,
-    pub _pad: u32,
+    /// What the ring's layout is tuned for: a `hallows_ring::Tuning::code()`
+    /// (0 latency, 1 throughput). Both ends build their `ChannelLayout`
+    /// with it, and the ring refuses to connect two different layouts; the
+    /// memory (`size`) is the same for every tuning. (Table 8: was padding.)
+    pub tuning: u32,
     /// Layout hash of the message type both ends' specs agree on (0: no
     /// spec types the channel); copied into each end's `ChannelInfo`.
     pub layout_hash: u64,
@@ -427,6 +431,11 @@ mod tests {
         assert_eq!(core::mem::size_of::<Segment>(), 32);
         assert_eq!(core::mem::size_of::<Region>(), 32);
         assert_eq!(core::mem::size_of::<SystemTable>() % 8, 0);
+        // Table 8: the tuning took the padding after `notify`.
+        assert_eq!(core::mem::size_of::<ChannelDesc>(), 88);
+        assert_eq!(core::mem::offset_of!(ChannelDesc, notify), 72);
+        assert_eq!(core::mem::offset_of!(ChannelDesc, tuning), 76);
+        assert_eq!(core::mem::offset_of!(ChannelDesc, layout_hash), 80);
     }
 
     #[test]

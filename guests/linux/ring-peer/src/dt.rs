@@ -5,7 +5,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use hallows_ring::ChannelLayout;
+use hallows_ring::{ChannelLayout, Tuning};
 
 /// Which end of the channel this partition is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,7 +29,8 @@ pub struct Channel {
     pub ipa: u64,
     /// Bytes of channel memory (`reg`), at least the layout's total size.
     pub size: u64,
-    /// From `hallows,slot-size` and `hallows,slot-count`.
+    /// From `hallows,slot-size` and `hallows,slot-count`, tuned as
+    /// `hallows,tuning` says (absent: latency).
     pub layout: ChannelLayout,
     /// `hallows,layout-hash` (0: the system does not type the channel).
     pub layout_hash: u64,
@@ -74,7 +75,15 @@ fn read_opt(node: &Path, prop: &str) -> Result<Option<Vec<u8>>, DtError> {
 
 /// A string property: one NUL-terminated UTF-8 string, non-empty.
 fn string(node: &Path, prop: &str) -> Result<String, DtError> {
-    let v = read(node, prop)?;
+    parse_string(node, prop, read(node, prop)?)
+}
+
+/// An optional string property: `None` when the node lacks it.
+fn string_opt(node: &Path, prop: &str) -> Result<Option<String>, DtError> {
+    read_opt(node, prop)?.map(|v| parse_string(node, prop, v)).transpose()
+}
+
+fn parse_string(node: &Path, prop: &str, v: Vec<u8>) -> Result<String, DtError> {
     let p = node.join(prop);
     let Some((&0, body)) = v.split_last() else { return Err(err(&p, "not a NUL-terminated string")) };
     if body.is_empty() || body.contains(&0) {
@@ -160,8 +169,16 @@ fn channel(node: &Path, ac: usize, sc: usize) -> Result<Channel, DtError> {
     };
     let slot_size = u32_prop(node, "hallows,slot-size")?;
     let slot_count = u32_prop(node, "hallows,slot-count")?;
+    // Absent (a tree from before tunings existed) means latency, the default.
+    let tuning = match string_opt(node, "hallows,tuning")? {
+        None => Tuning::Latency,
+        Some(t) => Tuning::from_name(&t).ok_or_else(|| {
+            err(&node.join("hallows,tuning"), format!("{t:?}, expected \"latency\" or \"throughput\""))
+        })?,
+    };
     let layout = ChannelLayout::new(slot_size as usize, slot_count as usize)
-        .map_err(|e| err(node, format!("slot size {slot_size} and count {slot_count} are not a channel layout: {e}")))?;
+        .map_err(|e| err(node, format!("slot size {slot_size} and count {slot_count} are not a channel layout: {e}")))?
+        .tuned(tuning);
     if ipa % layout.page_size() as u64 != 0 {
         return Err(err(&rp, format!("address {ipa:#x} is not page-aligned")));
     }

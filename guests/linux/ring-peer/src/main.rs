@@ -115,7 +115,7 @@ fn run(a: &Args) -> Result<String, String> {
         }
     }
     let describe = |c: &dt::Channel| {
-        format!("{}@{:#x} ({} slots of {} bytes{})", c.name, c.ipa, c.layout.slot_count(), c.layout.slot_size(),
+        format!("{}@{:#x} ({} slots of {} bytes, {}{})", c.name, c.ipa, c.layout.slot_count(), c.layout.slot_size(), c.layout.tuning(),
             c.doorbell.map_or(String::from(", polled"), |d| format!(", doorbell {d:#x}")))
     };
     println!("ring-peer: {} {} messages: tx {}, rx {}", if a.initiate { "initiating" } else { "answering" }, a.count, describe(tx), describe(rx));

@@ -8,6 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use hallows_peer::{expected_checksum, respond, Blocked, Link, Msg};
+use hallows_ring::Tuning;
 use linux_ring_peer::dt::{self, Role};
 use linux_ring_peer::mem;
 
@@ -46,6 +47,7 @@ fn scratch(name: &str) -> PathBuf {
 fn channel(d: &Path, ipa: u64, name: &str, role: &str, slots: u32, doorbell: Option<u64>) -> PathBuf {
     let n = d.join(format!("dt/hallows/channel@{ipa:x}"));
     std::fs::create_dir_all(&n).unwrap();
+    // No `hallows,tuning`: latency (the memory is the same for every tuning).
     let layout = hallows_ring::ChannelLayout::new(64, slots as usize).unwrap();
     let mut reg = be64(ipa);
     reg.extend(be64(layout.total_size() as u64));
@@ -86,10 +88,14 @@ impl Link for Yield {
 fn the_program_exchanges_a_hundred_thousand_messages_with_a_responder() {
     let d = scratch("exchange");
     channel(&d, REQ, "to-rust", "producer", 256, Some(DOORBELL));
-    channel(&d, RESP, "to-linux", "consumer", 256, None);
+    let n = channel(&d, RESP, "to-linux", "consumer", 256, None);
+    std::fs::write(n.join("hallows,tuning"), s("throughput")).unwrap();
     let tree = dt::channels(&d.join("dt")).unwrap();
     assert_eq!(tree.len(), 2);
     assert_eq!((tree[0].name.as_str(), tree[0].role, tree[0].doorbell), ("to-rust", Role::Producer, Some(DOORBELL)));
+    // No `hallows,tuning` is latency; the property tunes the layout.
+    assert_eq!((tree[0].layout.tuning(), tree[1].layout.tuning()), (Tuning::Latency, Tuning::Throughput));
+    assert_eq!(tree[1].layout, hallows_ring::ChannelLayout::new(64, 256).unwrap().tuned(Tuning::Throughput));
     // The responder's side is the mirror image: it consumes `to-rust`.
     let memfile = d.join("mem");
     let mut rx = mem::receiver::<Msg>(&memfile, REQ, tree[0].layout).unwrap();
@@ -102,7 +108,7 @@ fn the_program_exchanges_a_hundred_thousand_messages_with_a_responder() {
     let want = format!("ring-peer: ok 100000 messages checksum {:#018x}", expected_checksum(100_000));
     assert!(stdout.lines().any(|l| l == want), "{stdout}");
     assert_eq!(report.checksum, expected_checksum(100_000));
-    assert!(stdout.contains("tx to-rust@0x10000 (256 slots of 64 bytes, doorbell 0x50000), rx to-linux@0x30000 (256 slots of 64 bytes, polled)"), "{stdout}");
+    assert!(stdout.contains("tx to-rust@0x10000 (256 slots of 64 bytes, latency, doorbell 0x50000), rx to-linux@0x30000 (256 slots of 64 bytes, throughput, polled)"), "{stdout}");
     // The doorbell page got the program's 32-bit stores.
     let m = std::fs::read(&memfile).unwrap();
     assert_eq!(&m[DOORBELL as usize..DOORBELL as usize + 4], &1u32.to_ne_bytes());
@@ -140,6 +146,12 @@ fn a_malformed_tree_is_refused_with_the_property_named() {
     std::fs::write(n.join("hallows,role"), s("consumer")).unwrap();
     assert!(run(&d).contains("no channel this partition sends on (role producer); the device tree has \"to-rust\" (consumer), \"to-linux\" (consumer)"));
     std::fs::write(n.join("hallows,role"), s("producer")).unwrap();
+    std::fs::write(n.join("hallows,tuning"), s("bulk")).unwrap();
+    let out = run(&d);
+    assert!(out.contains("channel@10000/hallows,tuning: \"bulk\", expected \"latency\" or \"throughput\""), "{out}");
+    std::fs::write(n.join("hallows,tuning"), [b'x']).unwrap();
+    assert!(run(&d).contains("channel@10000/hallows,tuning: not a NUL-terminated string"));
+    std::fs::write(n.join("hallows,tuning"), s("latency")).unwrap();
     std::fs::write(n.join("hallows,layout-hash"), be64(1)).unwrap();
     assert!(run(&d).contains("the system records message layout hash 0x0000000000000001"));
     std::fs::write(n.join("hallows,layout-hash"), be64(0)).unwrap();

@@ -21,6 +21,7 @@ fn write_valid(n: &Path) {
         ("hallows,slot-count", 256u32.to_be_bytes().to_vec()),
         ("hallows,layout-hash", 0u64.to_be_bytes().to_vec()),
         ("hallows,doorbell", 0xb00_0000u64.to_be_bytes().to_vec()),
+        ("hallows,tuning", b"throughput\0".to_vec()),
     ] {
         std::fs::write(n.join(p), v).unwrap();
     }
@@ -33,7 +34,7 @@ fn random_property_bytes_are_refused_or_yield_a_usable_channel() {
     let node = root.join("hallows/channel@100000000");
     let props = [
         "#address-cells", "#size-cells", "compatible", "reg", "hallows,name", "hallows,role",
-        "hallows,slot-size", "hallows,slot-count", "hallows,layout-hash", "hallows,doorbell",
+        "hallows,slot-size", "hallows,slot-count", "hallows,layout-hash", "hallows,doorbell", "hallows,tuning",
     ];
     let mut x = 0x2545_f491_4f6c_dd1du64;
     let mut next = || {
@@ -62,6 +63,10 @@ fn random_property_bytes_are_refused_or_yield_a_usable_channel() {
                     assert!(c.ipa.checked_add(c.size).is_some());
                     assert!(c.doorbell.is_none_or(|d| d % 4096 == 0));
                     assert!(!c.name.is_empty() && !c.name.contains('\0'));
+                    // Only the property's exact names tune the layout.
+                    let tuning = std::fs::read(node.join("hallows,tuning")).unwrap();
+                    let want = if tuning == b"latency\0" { hallows_ring::Tuning::Latency } else { hallows_ring::Tuning::Throughput };
+                    assert_eq!(c.layout.tuning(), want);
                 }
                 accepted += 1;
             }

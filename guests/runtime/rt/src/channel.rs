@@ -14,7 +14,7 @@ use core::sync::atomic::{AtomicU32, Ordering};
 use core::task::{Context, Poll, Waker};
 
 use hallows_abi::{call, role, ChannelInfo};
-pub use hallows_ring::{ChannelLayout, LayoutError, Message, Receiver, RingError, Sender};
+pub use hallows_ring::{ChannelLayout, LayoutError, Message, Receiver, RingError, Sender, Tuning};
 
 use crate::{arch, Boot};
 
@@ -35,6 +35,10 @@ pub enum ChannelError {
     /// partition opens it with hashes to `found`. Nothing was opened: the
     /// two ends would read each other's bytes as garbage.
     LayoutMismatch { expected: u64, found: u64 },
+    /// The channel directory gives a ring tuning code
+    /// (`ChannelInfo::tuning`) this runtime does not know, so it cannot
+    /// build the layout the other end uses. Nothing was opened.
+    UnknownTuning(u16),
 }
 
 impl core::fmt::Display for ChannelError {
@@ -48,6 +52,11 @@ impl core::fmt::Display for ChannelError {
                 f,
                 "message layout mismatch: the system's specs say layout hash {expected:#018x}, this partition was built with {found:#018x}; \
                  rebuild both ends from the same spec (`hallows check` shows both definitions)"
+            ),
+            ChannelError::UnknownTuning(code) => write!(
+                f,
+                "the channel's ring tuning code {code} is unknown to this runtime; \
+                 build the partition with the same hallows as the system image"
             ),
         }
     }
@@ -275,8 +284,12 @@ fn find(boot: &Boot, name: &str, want: u32, hash: u64) -> Result<(u32, &'static 
     Ok((i as u32, c))
 }
 
+/// The layout both ends of the channel build: its geometry with the
+/// tuning the manifest gave it.
 fn layout(c: &ChannelInfo) -> Result<ChannelLayout, ChannelError> {
-    ChannelLayout::new(c.slot_size as usize, c.slot_count as usize).map_err(ChannelError::Layout)
+    let tuning = Tuning::from_code(u32::from(c.tuning)).ok_or(ChannelError::UnknownTuning(c.tuning))?;
+    let layout = ChannelLayout::new(c.slot_size as usize, c.slot_count as usize).map_err(ChannelError::Layout)?;
+    Ok(layout.tuned(tuning))
 }
 
 /// Opens the sending end of channel `name`. On a doorbell channel this

@@ -22,7 +22,9 @@
 //! - on failure (full, empty) one `spin_loop` hint and try again: no
 //!   yield, no sleep, no backoff;
 //! - the producer on CPU 0, the consumer (or echo) on CPU 1, pinned;
-//! - the consumer checks every message's sequence number.
+//! - the consumer checks every word of every message against its
+//!   sequence number (it reads all of what it receives, as a partition
+//!   does).
 //!
 //! Each run starts with a warm-up of an eighth of its messages on the same
 //! threads and queues (page faults, caches, branch predictors), then both
@@ -44,7 +46,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use hallows_ring::{ChannelLayout, Receiver, RingError, Sender};
+use hallows_ring::{ChannelLayout, Receiver, RingError, Sender, Tuning};
 
 use super::{pin, BenchMsg, Line, Msg64, CAP};
 
@@ -85,14 +87,17 @@ impl Drop for Shm {
     }
 }
 
-struct Hallows;
-impl Poll for Hallows {
-    const NAME: &'static str = "hallows";
+/// The hallows ring with its layout tuned for throughput (`THR`) or for
+/// latency.
+struct Hallows<const THR: bool>;
+impl<const THR: bool> Poll for Hallows<THR> {
+    const NAME: &'static str = if THR { "hallows-thr" } else { "hallows-lat" };
     type Tx<M: BenchMsg> = Sender<M>;
     type Rx<M: BenchMsg> = Receiver<M>;
     type Mem = Shm;
     fn channel<M: BenchMsg>() -> (Sender<M>, Receiver<M>, Shm) {
-        let layout = ChannelLayout::for_message::<M>(CAP).unwrap();
+        let tuning = if THR { Tuning::Throughput } else { Tuning::Latency };
+        let layout = ChannelLayout::for_message::<M>(CAP).unwrap().tuned(tuning);
         let alloc = std::alloc::Layout::from_size_align(layout.total_size(), layout.page_size()).unwrap();
         // SAFETY: non-zero size.
         let base = NonNull::new(unsafe { std::alloc::alloc_zeroed(alloc) }).unwrap();
@@ -224,7 +229,7 @@ fn consume<Q: Poll, M: BenchMsg>(rx: &mut Q::Rx<M>, mut expect: u64, n: u64, bat
         let k = if batch == 1 {
             match Q::try_recv(rx) {
                 Some(m) => {
-                    bad += u64::from(m.seq() != expect);
+                    bad += u64::from(m.seq() != expect || !m.intact());
                     1
                 }
                 None => 0,
@@ -232,7 +237,7 @@ fn consume<Q: Poll, M: BenchMsg>(rx: &mut Q::Rx<M>, mut expect: u64, n: u64, bat
         } else {
             let mut e = expect;
             Q::try_recv_batch(rx, batch.min((end - expect) as usize), |m: M| {
-                bad += u64::from(m.seq() != e);
+                bad += u64::from(m.seq() != e || !m.intact());
                 e += 1;
             })
         };
@@ -431,7 +436,8 @@ fn configs() -> Vec<Config> {
             name: "spsc/8/1",
             unit: "Melem/s",
             impls: vec![
-                ("hallows", |s| throughput::<Hallows, [u64; 1]>(m(64e3, s), 1)),
+                ("hallows-thr", |s| throughput::<Hallows<true>, [u64; 1]>(m(64e3, s), 1)),
+                ("hallows-lat", |s| throughput::<Hallows<false>, [u64; 1]>(m(64e3, s), 1)),
                 ("rtrb", |s| throughput::<Rtrb, [u64; 1]>(m(64e3, s), 1)),
             ],
         },
@@ -439,7 +445,8 @@ fn configs() -> Vec<Config> {
             name: "spsc/64/1",
             unit: "Melem/s",
             impls: vec![
-                ("hallows", |s| throughput::<Hallows, Msg64>(m(32e3, s), 1)),
+                ("hallows-thr", |s| throughput::<Hallows<true>, Msg64>(m(32e3, s), 1)),
+                ("hallows-lat", |s| throughput::<Hallows<false>, Msg64>(m(32e3, s), 1)),
                 ("rtrb", |s| throughput::<Rtrb, Msg64>(m(32e3, s), 1)),
             ],
         },
@@ -447,7 +454,8 @@ fn configs() -> Vec<Config> {
             name: "spsc/8/32",
             unit: "Melem/s",
             impls: vec![
-                ("hallows", |s| throughput::<Hallows, [u64; 1]>(m(512e3, s), 32)),
+                ("hallows-thr", |s| throughput::<Hallows<true>, [u64; 1]>(m(512e3, s), 32)),
+                ("hallows-lat", |s| throughput::<Hallows<false>, [u64; 1]>(m(512e3, s), 32)),
                 ("rtrb", |s| throughput::<Rtrb, [u64; 1]>(m(512e3, s), 32)),
             ],
         },
@@ -455,7 +463,8 @@ fn configs() -> Vec<Config> {
             name: "spsc/64/32",
             unit: "Melem/s",
             impls: vec![
-                ("hallows", |s| throughput::<Hallows, Msg64>(m(128e3, s), 32)),
+                ("hallows-thr", |s| throughput::<Hallows<true>, Msg64>(m(128e3, s), 32)),
+                ("hallows-lat", |s| throughput::<Hallows<false>, Msg64>(m(128e3, s), 32)),
                 ("rtrb", |s| throughput::<Rtrb, Msg64>(m(128e3, s), 32)),
             ],
         },
@@ -463,7 +472,8 @@ fn configs() -> Vec<Config> {
             name: "rtt/8",
             unit: "ns",
             impls: vec![
-                ("hallows", |s| round_trip::<Hallows, [u64; 1]>(m(4e3, s))),
+                ("hallows-lat", |s| round_trip::<Hallows<false>, [u64; 1]>(m(4e3, s))),
+                ("hallows-thr", |s| round_trip::<Hallows<true>, [u64; 1]>(m(4e3, s))),
                 ("rtrb", |s| round_trip::<Rtrb, [u64; 1]>(m(4e3, s))),
                 ("twolines", |s| floor(m(4e3, s), true)),
                 ("cacheline", |s| floor(m(4e3, s), false)),
@@ -473,7 +483,8 @@ fn configs() -> Vec<Config> {
             name: "rtt/64",
             unit: "ns",
             impls: vec![
-                ("hallows", |s| round_trip::<Hallows, Msg64>(m(4e3, s))),
+                ("hallows-lat", |s| round_trip::<Hallows<false>, Msg64>(m(4e3, s))),
+                ("hallows-thr", |s| round_trip::<Hallows<true>, Msg64>(m(4e3, s))),
                 ("rtrb", |s| round_trip::<Rtrb, Msg64>(m(4e3, s))),
             ],
         },
@@ -571,8 +582,10 @@ pub fn run(rounds: usize, scale: f64, only: Option<&str>) {
                 line(&format!("{a}/{b}"), "x", &r);
             }
         };
-        ratio("hallows", "rtrb");
-        ratio("hallows", "twolines");
+        ratio("hallows-thr", "rtrb");
+        ratio("hallows-lat", "rtrb");
+        ratio("hallows-lat", "twolines");
+        ratio("hallows-thr", "twolines");
         ratio("rtrb", "twolines");
         for (i, (name, _)) in config.impls.iter().enumerate() {
             let v: Vec<String> = results[c][i].iter().map(|x| fmt(*x)).collect();
@@ -616,38 +629,36 @@ pub fn run_one_thread(rounds: usize) {
     // for an instruction count under `valgrind --tool=callgrind`.
     let one = std::env::var("SPSC_ONE").ok();
     type F = fn() -> (f64, f64);
-    let cases: [(&str, F, F); 4] = [
-        ("8/1", || one_thread::<Hallows, [u64; 1]>(2000, 1, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 1, 512)),
-        ("64/1", || one_thread::<Hallows, Msg64>(2000, 1, 512), || one_thread::<Rtrb, Msg64>(2000, 1, 512)),
-        ("8/32", || one_thread::<Hallows, [u64; 1]>(2000, 32, 512), || one_thread::<Rtrb, [u64; 1]>(2000, 32, 512)),
-        ("64/32", || one_thread::<Hallows, Msg64>(2000, 32, 512), || one_thread::<Rtrb, Msg64>(2000, 32, 512)),
-    ];
+    fn case<M: BenchMsg, const BATCH: usize>() -> [(&'static str, F); 3] {
+        [
+            (Hallows::<true>::NAME, || one_thread::<Hallows<true>, M>(2000, BATCH, 512)),
+            (Hallows::<false>::NAME, || one_thread::<Hallows<false>, M>(2000, BATCH, 512)),
+            (Rtrb::NAME, || one_thread::<Rtrb, M>(2000, BATCH, 512)),
+        ]
+    }
+    let cases = [("8/1", case::<[u64; 1], 1>()), ("64/1", case::<Msg64, 1>()), ("8/32", case::<[u64; 1], 32>()), ("64/32", case::<Msg64, 32>())];
     println!("one thread, rings filled to 512 and drained, ns per message (median of {rounds}): send / receive");
-    for (name, h, r) in cases {
+    for (name, queues) in cases {
         if let Some(one) = &one {
             let (case, queue) = one.split_once(':').expect("SPSC_ONE=<case>:<queue>");
             if case == name {
-                let (s, x) = if queue == "hallows" { h() } else { r() };
+                let run = queues.iter().find(|q| q.0 == queue).expect("queue: hallows-thr, hallows-lat or rtrb").1;
+                let (s, x) = run();
                 println!("  {name:<6} {queue} {s:>5.2} / {x:>5.2}");
             }
             continue;
         }
-        let (mut hs, mut hr, mut rs, mut rr) = (vec![], vec![], vec![], vec![]);
-        for _ in 0..rounds {
-            let (s, x) = h();
-            hs.push(s);
-            hr.push(x);
-            let (s, x) = r();
-            rs.push(s);
-            rr.push(x);
+        let mut line = format!("  {name:<6}");
+        for (queue, run) in queues {
+            let (mut s, mut r) = (vec![], vec![]);
+            for _ in 0..rounds {
+                let (a, b) = run();
+                s.push(a);
+                r.push(b);
+            }
+            let md = |v: &[f64]| spread(v).median;
+            line += &format!(" {queue} {:>5.2} / {:>5.2} ", md(&s), md(&r));
         }
-        let md = |v: &[f64]| spread(v).median;
-        println!(
-            "  {name:<6} hallows {:>5.2} / {:>5.2}   rtrb {:>5.2} / {:>5.2}",
-            md(&hs),
-            md(&hr),
-            md(&rs),
-            md(&rr)
-        );
+        println!("{line}");
     }
 }
