@@ -100,7 +100,7 @@ fn guest_faults_stop_the_guest_with_its_reason() {
     assert_eq!(console.iter().filter(|l| l.ends_with(") = -2")).count(), 4, "{console:?}");
     assert!(console.iter().any(|l| l.ends_with(", 1048576) = -3")), "{console:?}");
     assert!(console.contains(&"unknown call = -1"));
-    assert!(console.contains(&"abi version = 0 4"));
+    assert!(console.contains(&"abi version = 0 5"), "{console:?}");
     assert_eq!(b.summary("poweroff"), "stopped: PSCI SYSTEM_OFF denied: a partition may not power off the machine");
 }
 

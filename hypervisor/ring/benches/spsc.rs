@@ -30,7 +30,8 @@
 //!
 //! All queues hold 1024 messages (heapless: 1023; hallows: 1024 slots, of
 //! which one per block carries the block's stamp, so 896 8-byte or 992
-//! 64-byte messages). Waiting is the same spin
+//! 64-byte messages with the default latency tuning, which this suite
+//! uses; the comparison mode runs both tunings). Waiting is the same spin
 //! then yield for every polling queue (and the floor); the pipe, eventfd and
 //! std_mpsc queues block in the kernel as they naturally do. The eventfd
 //! queue is a `Mutex<VecDeque>` whose consumer sleeps on an eventfd that the

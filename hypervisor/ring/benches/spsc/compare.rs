@@ -5,11 +5,16 @@
 //! frequency change, the scheduler's mood), so this mode runs every
 //! configuration in *rounds*: within a round each configuration runs every
 //! queue once, one after the other, in an order rotated from round to
-//! round (round 0 hallows, rtrb; round 1 rtrb, hallows; ...), so slow
-//! phases of the machine fall on both alike. It prints, per configuration
-//! and queue, the median over the rounds with the interquartile range and
-//! the extremes, and the paired per-round ratio hallows / rtrb (each
-//! round's two runs were seconds apart), with its median and spread.
+//! round, so slow phases of the machine fall on all alike. It prints, per
+//! configuration and queue, the median over the rounds with the
+//! interquartile range and the extremes, and the paired per-round ratios
+//! of each hallows tuning to rtrb (each round's runs were seconds apart),
+//! with their medians and spreads.
+//!
+//! hallows runs in both of its tunings (`hallows_ring::Tuning`), as two
+//! queues: `hallows-thr` (a stamp per quarter ring, dense lines: what a
+//! streaming channel would pick) and `hallows-lat` (a stamp per line: what
+//! a request/reply channel would pick), every configuration both ways.
 //!
 //! Every queue is driven by the same loops, which do what a partition's
 //! polling loop does:
@@ -36,8 +41,9 @@
 //! out on one queue and echoed back on another (ns), with the two floors:
 //! `twolines` (one `AtomicU64` on its own line per direction: the least any
 //! pair of one-way queues can take) and `cacheline` (one line written by
-//! both threads). Queues of 1024 slots (hallows: 896 8-byte or 992 64-byte
-//! messages, the other slots carry stamps; rtrb: 1024).
+//! both threads). Queues of 1024 slots (hallows-lat: 896 8-byte or 992
+//! 64-byte messages, the other slots carry stamps; hallows-thr: 1020;
+//! rtrb: 1024).
 
 use std::hint::spin_loop;
 use std::ptr::NonNull;
@@ -625,7 +631,7 @@ fn one_thread<Q: Poll, M: BenchMsg>(laps: u64, batch: usize, fill: u64) -> (f64,
 /// `one_thread`), median of `rounds` rounds.
 pub fn run_one_thread(rounds: usize) {
     pin(0);
-    // `SPSC_ONE=<case>:<queue>` (e.g. `8/1:hallows`) runs just that one,
+    // `SPSC_ONE=<case>:<queue>` (e.g. `8/1:hallows-thr`) runs just that one,
     // for an instruction count under `valgrind --tool=callgrind`.
     let one = std::env::var("SPSC_ONE").ok();
     type F = fn() -> (f64, f64);
