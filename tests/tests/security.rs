@@ -134,6 +134,9 @@ fn check_stop(b: &Boot) {
     assert!(b.lines_of("hostile").contains(&"probe: vCPU 1 is sending; vCPU 0 faults now"), "{}", b.output);
     // The stream from vCPU 1, which never traps, stopped with the partition.
     assert_eq!(b.summary("sink"), "exited 0", "{}", b.output);
+    // Its first open, with a type too large for the slots, was refused and
+    // left the end free for the second (not `AlreadyOpen`).
+    assert!(b.lines_of("sink").contains(&"sink: wrong type refused: Layout(MessageTooLarge)"), "{}", b.output);
     let quiet = b.lines_of("sink").into_iter().find_map(|l| l.strip_prefix("sink: quiet after ")).expect("sink report");
     let n: u64 = quiet.trim_end_matches(" messages").parse().expect("a count");
     assert!(n >= 10_000, "{n} messages: vCPU 1 had sent at least 10000 before the fault");

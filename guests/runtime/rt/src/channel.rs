@@ -271,17 +271,40 @@ pub fn check_layout(recorded: u64, found: u64) -> Result<(), ChannelError> {
     Ok(())
 }
 
-fn find(boot: &Boot, name: &str, want: u32, hash: u64) -> Result<(u32, &'static ChannelInfo), ChannelError> {
+/// What `find` claimed: an end of a channel, checked in every way that
+/// can be checked before its endpoint is built.
+struct Claim {
+    index: u32,
+    info: &'static ChannelInfo,
+    layout: ChannelLayout,
+    base: NonNull<u8>,
+}
+
+impl Claim {
+    /// Gives the end back after its endpoint could not be built, so a later
+    /// attempt is not refused as `AlreadyOpen`.
+    fn release(&self) {
+        OPEN.fetch_and(!(1 << self.index), Ordering::AcqRel);
+    }
+}
+
+/// Finds channel `name`, checks the role, the message type (`T`, and its
+/// layout hash `hash`), the layout and the address, and only then marks
+/// the end open: a refusal leaves it free for another attempt.
+fn find<T: Message>(boot: &Boot, name: &str, want: u32, hash: u64) -> Result<Claim, ChannelError> {
     let (i, c) = lookup(boot, name)?;
     if c.role != want {
         return Err(ChannelError::WrongRole);
     }
     check_layout(c.layout_hash, hash)?;
+    let layout = layout(c)?;
+    layout.check_message::<T>().map_err(ChannelError::Layout)?;
+    let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
     let bit = 1 << i;
     if OPEN.fetch_or(bit, Ordering::AcqRel) & bit != 0 {
         return Err(ChannelError::AlreadyOpen);
     }
-    Ok((i as u32, c))
+    Ok(Claim { index: i as u32, info: c, layout, base })
 }
 
 /// The layout both ends of the channel build: its geometry with the
@@ -304,15 +327,17 @@ pub fn sender<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Sender<T>>
 /// [`ChannelError::LayoutMismatch`], nothing opened, when the system
 /// recorded another hash for the channel.
 pub fn sender_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Result<Endpoint<Sender<T>>, ChannelError> {
-    let (index, c) = find(boot, name, role::PRODUCER, layout_hash)?;
-    let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
+    let claim = find::<T>(boot, name, role::PRODUCER, layout_hash)?;
     // SAFETY: the hypervisor maps `layout.total_size()` bytes at `c.ipa`
     // with the producer's permissions for as long as the partition runs;
     // `find` guarantees this is the only `Sender` of the channel in this
     // partition, and the hypervisor maps the producer side into no other.
-    let endpoint = unsafe { Sender::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
+    let endpoint = unsafe { Sender::new(claim.base, claim.layout) }.map_err(|e| {
+        claim.release();
+        ChannelError::Layout(e)
+    })?;
     let rung_at = endpoint.position();
-    let end = Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at };
+    let end = Endpoint { endpoint, index: claim.index, doorbell: claim.info.notify != 0, rung_at };
     if end.doorbell {
         // A new sender starts a new epoch that the receiver must acknowledge
         // before anything can be sent; a receiver asleep on an empty ring
@@ -331,11 +356,13 @@ pub fn receiver<T: Message>(boot: &Boot, name: &str) -> Result<Endpoint<Receiver
 /// As [`receiver`], refused with [`ChannelError::LayoutMismatch`] when the
 /// system recorded another layout hash than `layout_hash` for the channel.
 pub fn receiver_typed<T: Message>(boot: &Boot, name: &str, layout_hash: u64) -> Result<Endpoint<Receiver<T>>, ChannelError> {
-    let (index, c) = find(boot, name, role::CONSUMER, layout_hash)?;
-    let base = NonNull::new(c.ipa as *mut u8).ok_or(ChannelError::NotFound)?;
+    let claim = find::<T>(boot, name, role::CONSUMER, layout_hash)?;
     // SAFETY: as in `sender`, for the consumer's side.
-    let endpoint = unsafe { Receiver::new(base, layout(c)?) }.map_err(ChannelError::Layout)?;
-    Ok(Endpoint { endpoint, index, doorbell: c.notify != 0, rung_at: 0 })
+    let endpoint = unsafe { Receiver::new(claim.base, claim.layout) }.map_err(|e| {
+        claim.release();
+        ChannelError::Layout(e)
+    })?;
+    Ok(Endpoint { endpoint, index: claim.index, doorbell: claim.info.notify != 0, rung_at: 0 })
 }
 
 /// A ring in this partition's own memory with both ends here: a driver

@@ -148,6 +148,15 @@ pub fn leak(boot: &Boot) -> u64 {
 pub fn sink(boot: &Boot) -> u64 {
     let limit: u64 = boot.arg("limit").and_then(|s| s.parse().ok()).unwrap_or(20_000_000);
     let quiet: u64 = boot.arg("quiet").and_then(|s| s.parse().ok()).unwrap_or(5_000_000);
+    // A refused open leaves the end free: first with a message type that
+    // does not fit the 8-byte slots, then with the right one.
+    match channel::receiver::<[u64; 2]>(boot, "leak") {
+        Ok(_) => {
+            println!("sink: a 16-byte type was accepted for 8-byte slots");
+            return 4;
+        }
+        Err(e) => println!("sink: wrong type refused: {e:?}"),
+    }
     let mut rx = match channel::receiver::<u64>(boot, "leak") {
         Ok(rx) => rx,
         Err(e) => {
