@@ -116,7 +116,7 @@ impl Geometry {
             capacity: layout.capacity() as u64,
             slots: layout.slot_count() as u64,
             line_blocks: layout.slot_stride() * layout.block_slots() <= crate::layout::LINE,
-            quick: layout.slot_stride() <= 16,
+            quick: layout.slot_stride() <= QUICK_MAX,
         }
     }
 
@@ -213,6 +213,12 @@ pub const fn stamp_value(epoch: u64, index: u64) -> u64 {
 
 const TAG_MASK: u64 = 0xFFFF_FFFF << 32;
 
+/// Messages of at most this many bytes (slots of at most this stride) are
+/// sent and received one at a time through the short paths
+/// (`ProducerCore::send_one`); larger ones through the full paths
+/// (`send_one_full`, which `Sender::try_send` calls for them directly).
+pub(crate) const QUICK_MAX: usize = 16;
+
 /// The shortest distance, in messages past `tail`, at which the consumer
 /// probes for a published run (see `ConsumerCore::scan`).
 const PROBE: u64 = 32;
@@ -256,7 +262,9 @@ pub struct ProducerCore<V> {
     /// slot nor the header's `head` is involved) and inside the room up
     /// to `limit`. Set by `send_one`'s full path; every other assignment
     /// of `head`, and every look at the room, sets it to `head` (no short
-    /// sends), so it is never past what the full path would allow. An
+    /// sends), so it is never past what the full path would allow. Kept
+    /// only where `Geometry::quick` (small messages): elsewhere the short
+    /// path is never taken and it is not consulted. An
     /// index, not a count: the short path stores nothing but `head` (a
     /// store more per message measured about 25 % slower on single
     /// 64-byte messages, `benches/spsc`: the producer's stores wait in the
@@ -689,8 +697,8 @@ pub struct ConsumerCore<V> {
     /// short of `hand_at` (so neither a stamp slot nor a hand-back is
     /// involved). Set by `recv_one`'s full path; every other assignment
     /// of `tail` sets it to `tail` (no short receives), so it is never past
-    /// what the full path would allow. An index, not a count, for the
-    /// reason `ProducerCore::quick_end` gives.
+    /// what the full path would allow. Kept only where `Geometry::quick`,
+    /// and an index, not a count, as `ProducerCore::quick_end`.
     quick_end: u64,
 }
 
@@ -988,7 +996,9 @@ impl<V: ChannelView> ConsumerCore<V> {
         }
         self.peeked = 0;
         self.consume_one();
-        self.quick_end = self.tail;
+        if self.geo.quick {
+            self.quick_end = self.tail;
+        }
     }
 
     /// Extends the validated run towards `want` (<= capacity) messages past
@@ -1240,7 +1250,7 @@ mod tests {
     use crate::Tuning;
     use std::vec::Vec;
 
-    /// Headers and up to 32 slots' stamps on the heap (slot contents are
+    /// Headers and up to 256 slots' stamps on the heap (slot contents are
     /// not modelled: these tests are about indices and stamps). Only the
     /// stamp slots' entries are used.
     struct Heap {
@@ -2086,12 +2096,17 @@ mod tests {
         let g = *tx.geometry();
         assert_eq!((l.block_slots(), g.capacity()), (16, 60));
         let (mut sent, mut got) = (Vec::new(), Vec::new());
-        let (mut filled, mut full_seen) = (false, false);
+        let mut filled = false;
         for round in 0..200u32 {
             let want = [1, 3, 15, 16, 17, 40, 60][round as usize % 7];
             if round % 3 == 0 {
-                while tx.send_one(|_, i| sent.push(i)).is_ok() {}
-                full_seen = true;
+                // One at a time until the ring says it is full.
+                let why = loop {
+                    if let Err(e) = tx.send_one(|_, i| sent.push(i)) {
+                        break e;
+                    }
+                };
+                assert_eq!(why, RingError::Full);
             } else if let Ok(s) = tx.reserve(want) {
                 (0..u64::from(s.len)).for_each(|k| sent.push(g.advance(s.start, k)));
                 tx.commit(s.len);
@@ -2113,7 +2128,7 @@ mod tests {
             (0..u64::from(s.len)).for_each(|k| got.push(g.advance(s.start, k)));
             rx.release(s.len);
         }
-        assert!(filled && full_seen, "the ring was filled to capacity");
+        assert!(filled, "the ring was filled to capacity");
         assert!(sent.len() > 10 * 64, "ten laps: {}", sent.len());
         assert_eq!(got, sent);
         assert!(sent.iter().all(|&i| !g.is_stamp_slot(i)));

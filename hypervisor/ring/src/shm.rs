@@ -17,7 +17,7 @@ use core::ptr::{self, NonNull};
 use crate::header::{ConsumerHeader, ProducerHeader};
 use crate::sync::AtomicU64;
 use crate::layout::{ChannelLayout, LayoutError};
-use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span};
+use crate::protocol::{ChannelView, ConsumerCore, ProducerCore, Span, QUICK_MAX};
 use crate::{Message, RingError};
 use zerocopy::{FromBytes, IntoBytes};
 
@@ -649,11 +649,6 @@ impl<T: Message> Iterator for RecvIter<'_, T> {
 }
 
 impl<T: Message> ExactSizeIterator for RecvIter<'_, T> {}
-
-/// Messages of at most this many bytes are sent and received one at a
-/// time through the protocol's short paths (`ProducerCore::send_one`);
-/// larger ones through the full paths.
-const QUICK_MAX: usize = 16;
 
 /// Messages of at most this many bytes are copied out of their slots in
 /// bulk before `fold` hands them on (`RecvIter::fold_copied`).
