@@ -392,8 +392,8 @@ impl<T: Message> SendBatch<'_, T> {
         // than a block walk deciding the width once, though it executes
         // more instructions; why is not established. The producer is the
         // bottleneck there: counted per thread, its consumer found the ring
-        // empty about 13 times per batch and the producer never found it
-        // full. The lines it writes, not its instructions, bound it (see
+        // empty 3 to 13 times per batch and the producer almost never found
+        // it full. The lines it writes, not its instructions, bound it (see
         // `prefetch_for_store`).
         let stride = self.sender.core.view().stride;
         let mut cur = SlotCursor::new(self.sender.core.view(), self.span.start);
