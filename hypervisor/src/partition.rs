@@ -822,22 +822,18 @@ pub fn deliver_doorbells(core: usize) {
     if role.vcpu != 0 {
         return;
     }
-    if sys.table.partitions()[role.partition].is_linux() {
+    // (`LINUX_PARTITIONS` is false on x86_64: the check compiles away.)
+    if arch::LINUX_PARTITIONS && sys.table.partitions()[role.partition].is_linux() {
         // Linux polls its channels (docs/linux.md): no interrupt for it.
         DOORBELLS[role.partition].store(0, Ordering::Release);
         return;
     }
-    let mut pending = DOORBELLS[role.partition].swap(0, Ordering::AcqRel);
-    while pending != 0 {
-        let slot = pending.trailing_zeros();
-        if !arch::inject_virtual(hallows_abi::DOORBELL_INTID_BASE + slot) {
-            // No free list register: keep the rest for the maintenance
-            // interrupt that fires once the guest has taken some.
-            DOORBELLS[role.partition].fetch_or(pending, Ordering::AcqRel);
-            arch::set_underflow_interrupt(true);
-            return;
-        }
-        pending &= pending - 1;
+    let pending = DOORBELLS[role.partition].swap(0, Ordering::AcqRel);
+    let left = arch::inject_doorbells(core, pending);
+    if left != 0 {
+        // Not all could be made pending (aarch64: no free list register):
+        // the rest wait for the maintenance interrupt that fires once the
+        // guest has taken some.
+        DOORBELLS[role.partition].fetch_or(left, Ordering::AcqRel);
     }
-    arch::set_underflow_interrupt(false);
 }

@@ -39,7 +39,24 @@ fn el2_cost_of_a_two_core_system_is_the_same_in_every_run() {
             .unwrap_or_else(|| panic!("no core {core} in:\n{}", first.report));
         let hv: u64 = line.split(", ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).expect(line);
         assert!(hv > 0, "{line}");
+        // `--pcs`: the per-address counts of the core add up to its
+        // hypervisor count, each address once, in order.
+        let rows: Vec<(u64, u64)> = first
+            .pcs
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                if *f.first()? != core.to_string() {
+                    return None;
+                }
+                let pc = u64::from_str_radix(f.get(1)?.trim_start_matches("0x"), 16).expect(l);
+                Some((pc, f.get(2)?.parse().expect(l)))
+            })
+            .collect();
+        assert_eq!(rows.iter().map(|r| r.1).sum::<u64>(), hv, "core {core}'s addresses do not add up to {hv}");
+        assert!(rows.windows(2).all(|w| w[0].0 < w[1].0), "core {core}'s addresses are not in order");
     }
+    assert_eq!(first.pcs, second.pcs, "the per-address counts differ between two runs");
     assert!(first.report.contains("call_notify"), "{}", first.report);
     assert!(first.report.contains("hallows_hv::partition::deliver_doorbells"), "{}", first.report);
     // QEMU's own diagnostics are not the machine's output: whether it warns

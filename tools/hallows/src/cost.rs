@@ -48,6 +48,9 @@ pub struct El2Cost {
     /// Per core: all instructions, the hypervisor's, and the `top`
     /// hypervisor functions by instructions (most first, then by name).
     pub report: String,
+    /// Every hypervisor instruction address executed, per core:
+    /// `core address count function` lines, by core then address.
+    pub pcs: String,
 }
 
 /// Runs `image` of `sys` with every instruction traced (at most `timeout`)
@@ -64,6 +67,7 @@ pub fn el2_cost(sys: &System, image: &Path, hv_elf: &Path, guest: impl Fn(&str) 
     let (outcome, cores) = qemu::instructions_per_core(sys, image, hv.clone(), &code, timeout)?;
     let symbols = symbols_in(&elf, &hv);
     let mut report = String::new();
+    let mut pcs = String::new();
     for (core, c) in cores.iter().enumerate() {
         let unknown = if c.unknown > 0 { format!("; {} repeats at addresses whose code the tool does not have, counted twice", c.unknown) } else { String::new() };
         let _ = writeln!(
@@ -72,10 +76,13 @@ pub fn el2_cost(sys: &System, image: &Path, hv_elf: &Path, guest: impl Fn(&str) 
             c.all, c.hypervisor, c.repeats
         );
         let mut by_fn: HashMap<&str, u64> = HashMap::new();
-        for (pc, n) in &c.by_pc {
+        let mut by_pc: Vec<(u64, u64)> = c.by_pc.iter().map(|(&pc, &n)| (pc, n)).collect();
+        by_pc.sort_unstable();
+        for (pc, n) in &by_pc {
             let i = symbols.partition_point(|(a, _)| a <= pc);
             let name = if i == 0 { "?" } else { symbols[i - 1].1.as_str() };
             *by_fn.entry(name).or_default() += n;
+            let _ = writeln!(pcs, "{core} {pc:#x} {n} {name}");
         }
         let mut by_fn: Vec<_> = by_fn.into_iter().collect();
         by_fn.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
@@ -83,5 +90,5 @@ pub fn el2_cost(sys: &System, image: &Path, hv_elf: &Path, guest: impl Fn(&str) 
             let _ = writeln!(report, "  {n:>10}  {name}");
         }
     }
-    Ok(El2Cost { outcome, report })
+    Ok(El2Cost { outcome, report, pcs })
 }

@@ -258,6 +258,12 @@ enum Cmd {
         /// Functions listed per core, most instructions first.
         #[arg(long, default_value_t = 12)]
         top: usize,
+        /// Also write every hypervisor instruction address executed, per
+        /// core, with its count (`core address count function`, one per
+        /// line, by core then address) to this file: for comparing two
+        /// runs instruction by instruction.
+        #[arg(long)]
+        pcs: Option<PathBuf>,
     },
     /// EL2 instructions per Linux timer tick and per IPI between a Linux
     /// partition's vCPUs, and its traps by kind: boots untraced, traces
@@ -678,13 +684,16 @@ fn run(cli: Cli) -> Result<u8> {
             let opts = hallows::serve::Options { ready_timeout: Duration::from_secs(ready_timeout), qmp: &qmp, vnc, signalled: &SIGNALLED };
             hallows::serve::serve(&sys, &path, &opts)
         }
-        Cmd::El2Cost { manifest, top } => {
+        Cmd::El2Cost { manifest, top, pcs } => {
             let (sys, path, artifacts) = build_image(&manifest, None, outside, false)?;
             let root = workspace::root_from(manifest.parent().unwrap_or(Path::new(".")))?;
             let elf = root.join("target").join(build::targets(sys.board.arch).0).join("release/hallows-hv");
             let c = hallows::cost::el2_cost(&sys, &path, &elf, |g| artifacts.guest(g), top, Duration::from_secs(600))?;
             qemu::show(&c.outcome.output);
             print!("{}", c.report);
+            if let Some(file) = pcs {
+                std::fs::write(&file, &c.pcs).with_context(|| format!("writing {}", file.display()))?;
+            }
             Ok(0)
         }
         Cmd::LinuxCost { manifest, partition, top } => {

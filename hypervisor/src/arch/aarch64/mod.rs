@@ -21,6 +21,9 @@ pub fn linux_report(index: usize, name: &str) {
 /// redistributors address 16).
 pub const MAX_LINUX_VCPUS: usize = 16;
 
+/// Whether a partition may run Linux on this architecture: yes.
+pub const LINUX_PARTITIONS: bool = true;
+
 pub use boot::{enter_vcpu, exit_machine, park, quiesce, quiesce_device, send_event, this_core, wait_for_event};
 pub use phys::GuestRam;
 pub use uart::write_bytes as console_write;
@@ -34,6 +37,23 @@ pub fn console_read() -> Option<u8> {
 /// when no list register is free.
 pub fn inject_virtual(vintid: u32) -> bool {
     gic::inject(vintid)
+}
+
+/// Makes the doorbells of `pending` (bit i: doorbell slot i) pending for
+/// this core's vCPU, lowest first, one list register each; returns those
+/// that found none free, and asks for a maintenance interrupt for them
+/// (cancelled when all fit).
+pub fn inject_doorbells(_core: usize, mut pending: u32) -> u32 {
+    while pending != 0 {
+        let slot = pending.trailing_zeros();
+        if !inject_virtual(hallows_abi::DOORBELL_INTID_BASE + slot) {
+            set_underflow_interrupt(true);
+            return pending;
+        }
+        pending &= pending - 1;
+    }
+    set_underflow_interrupt(false);
+    0
 }
 
 /// Asks for a maintenance interrupt once list registers free up.

@@ -231,7 +231,7 @@ pub fn msr(msr: u32, write: bool, value: u64, pat: u64, efer: u64) -> Option<Msr
 
 /// Per core: virtual interrupts for its vCPU not yet injected, one bit per
 /// vector from 32 (bit `v - 32`): doorbells (`partition::deliver_doorbells`
-/// → `inject_virtual`), its timer (`timer.rs`), its partition's device
+/// → `inject_doorbells`), its timer (`timer.rs`), its partition's device
 /// interrupts. Only the core itself touches its word.
 static QUEUED: [AtomicU64; MAX_CORES] = [const { AtomicU64::new(0) }; MAX_CORES];
 
@@ -245,13 +245,21 @@ const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE >= FIRST_VECTOR);
 const _: () = assert!(hallows_abi::TIMER_VECTOR >= FIRST_VECTOR && (hallows_abi::TIMER_VECTOR as u16) < END_VECTOR);
 const _: () = assert!(hallows_abi::DEVICE_VECTOR_BASE as u16 + hallows_abi::MAX_DEVICES as u16 <= END_VECTOR);
 
-/// Queues the doorbell of portable virtual INTID `vintid` for `core`'s vCPU.
-pub fn queue_doorbell(core: usize, vintid: u32) {
-    let Some(slot) = vintid.checked_sub(hallows_abi::DOORBELL_INTID_BASE) else { return };
-    if slot < DOORBELLS {
-        queue_vector(core, hallows_abi::DOORBELL_VECTOR_BASE + slot as u8);
+/// Queues the doorbells of slots `slots` (bit i: slot i, vector
+/// `DOORBELL_VECTOR_BASE + i`) for `core`'s vCPU with one atomic OR; bits
+/// past the last slot are ignored.
+pub fn queue_doorbells(core: usize, slots: u32) {
+    let bits = u64::from(slots & DOORBELL_SLOTS) << (hallows_abi::DOORBELL_VECTOR_BASE - FIRST_VECTOR);
+    if bits != 0 {
+        if let Some(q) = QUEUED.get(core) {
+            q.fetch_or(bits, Ordering::Relaxed);
+        }
     }
 }
+
+/// The slot bits `queue_doorbells` takes.
+const DOORBELL_SLOTS: u32 = if DOORBELLS >= 32 { u32::MAX } else { (1 << DOORBELLS) - 1 };
+const _: () = assert!(hallows_abi::DOORBELL_VECTOR_BASE as u16 + DOORBELLS as u16 <= END_VECTOR);
 
 /// Queues virtual interrupt `vector` (32..95) for `core`'s vCPU; others
 /// are ignored.
@@ -478,9 +486,19 @@ struct Memo {
     decoded: Decoded,
 }
 
-/// Per core: its remembered decodes (`count` 0: empty) and the next slot
-/// to replace. Only that core touches its row.
-struct Memos(UnsafeCell<[([Memo; MEMOS], usize); MAX_CORES]>);
+/// One core's remembered decodes (`count` 0: empty), the next slot to
+/// replace, and the slot last used (looked at first: a vCPU that calls
+/// the hypervisor in a loop exits at the same instruction every time, and
+/// its memo need not be the first of the row).
+#[derive(Clone, Copy)]
+struct Row {
+    memos: [Memo; MEMOS],
+    next: usize,
+    last: usize,
+}
+
+/// Per core: its [`Row`]. Only that core touches its row.
+struct Memos(UnsafeCell<[Row; MAX_CORES]>);
 // SAFETY: row `i` is only accessed by core `i` (`decode`, `forget_decodes`
 // run on the core whose vCPU they serve), never concurrently.
 unsafe impl Sync for Memos {}
@@ -492,13 +510,14 @@ const NO_MEMO: Memo = Memo {
     count: 0,
     decoded: Decoded { len: 0, rex: 0, modrm: 0 },
 };
-static MEMOS_OF: Memos = Memos(UnsafeCell::new([([NO_MEMO; MEMOS], 0); MAX_CORES]));
+const NO_ROW: Row = Row { memos: [NO_MEMO; MEMOS], next: 0, last: 0 };
+static MEMOS_OF: Memos = Memos(UnsafeCell::new([NO_ROW; MAX_CORES]));
 
 /// This core's vCPU is entered afresh: nothing remembered of an earlier one.
 pub fn forget_decodes(core: usize) {
     // SAFETY: see `Memos`: called on `core` itself.
     if let Some(row) = unsafe { (*MEMOS_OF.0.get()).get_mut(core) } {
-        *row = ([NO_MEMO; MEMOS], 0);
+        *row = NO_ROW;
     }
 }
 
@@ -517,26 +536,31 @@ pub fn decode(core: usize, cr3: u64, rip: u64, opcode: &[u8], modrm: bool) -> Op
     // (A constant where the opcode is: inlined into each exit's handling.)
     let key = opcode.iter().fold(opcode.len() as u64 | (modrm as u64) << 4, |k, &b| (k << 8) | b as u64);
     // SAFETY: see `Memos`: this runs on `core`, at its vCPU's exit.
-    let (memos, next) = unsafe { (*MEMOS_OF.0.get()).get_mut(core)? };
-    let slot = match memos.iter().position(|m| m.count != 0 && m.rip == rip && m.cr3 == cr3 && m.key == key) {
+    let row = unsafe { (*MEMOS_OF.0.get()).get_mut(core)? };
+    let hit = |m: &Memo| m.count != 0 && m.rip == rip && m.cr3 == cr3 && m.key == key;
+    let last = row.last % MEMOS;
+    let found = if hit(&row.memos[last]) { Some(last) } else { row.memos.iter().position(hit) };
+    let slot = match found {
         Some(i) => {
-            let m = &memos[i];
+            let m = &row.memos[i];
             // SAFETY: every address was returned by `GuestMem::locate` when
             // the memo was made: an aligned word of this partition's RAM or
             // initial page tables (see `GuestMem::word`); the row is cleared
             // whenever a vCPU is entered afresh on this core.
             if m.reads[..m.count].iter().all(|&(at, value)| unsafe { core::ptr::read_volatile(at as *const u64) } == value) {
+                row.last = i;
                 return Some(m.decoded);
             }
             i
         }
         None => {
-            let i = *next;
-            *next = (i + 1) % MEMOS;
+            let i = row.next;
+            row.next = (i + 1) % MEMOS;
             i
         }
     };
-    decode_afresh(core, cr3, rip, opcode, key, modrm, &mut memos[slot])
+    row.last = slot;
+    decode_afresh(core, cr3, rip, opcode, key, modrm, &mut row.memos[slot])
 }
 
 /// [`decode`] from guest memory, remembered in `memo`.

@@ -85,22 +85,20 @@ pub const GUEST_FAULT_DETAIL: &str = "vector";
 /// Linux partitions are aarch64-only so far: none may have a vCPU here.
 pub const MAX_LINUX_VCPUS: usize = 0;
 
+/// Whether a partition may run Linux on this architecture: not yet
+/// (`MAX_LINUX_VCPUS`).
+pub const LINUX_PARTITIONS: bool = false;
+
 /// No Linux partitions on x86_64 (`MAX_LINUX_VCPUS`): nothing to report.
 pub fn linux_report(_index: usize, _name: &str) {}
 
-/// Queues the doorbell for virtual interrupt `vintid` (a
-/// `DOORBELL_INTID_BASE + i`, the portable numbering) for this core's vCPU:
-/// it is injected as vector `hallows_abi::DOORBELL_VECTOR_BASE + i` at the
-/// next entry where the guest can take it (`guest::inject`). Never full: one
-/// pending bit per channel.
-pub fn inject_virtual(vintid: u32) -> bool {
-    guest::queue_doorbell(this_core(), vintid);
-    true
+/// Queues the doorbells of `pending` (bit i: doorbell slot i) for `core`'s
+/// vCPU (the running core) at once: one bit each in its word of queued
+/// vectors, which never overflows. Returns 0 (none left over).
+pub fn inject_doorbells(core: usize, pending: u32) -> u32 {
+    guest::queue_doorbells(core, pending);
+    0
 }
-
-/// Nothing to ask for: queued doorbells never overflow (see
-/// [`inject_virtual`]); the drivers ask for an interrupt window themselves.
-pub fn set_underflow_interrupt(_on: bool) {}
 
 /// Sends the doorbell IPI to the core whose local APIC id is `hwid`.
 pub fn send_doorbell(hwid: u64) {
