@@ -299,8 +299,8 @@ fn has_store_prefetch() -> bool {
 /// lap ago, so each write must first take its line back from the
 /// consumer's cache; a write waits for that in a store-buffer entry, in
 /// order, while the prefetches go out together. Measured on the `spsc`
-/// bench (64-byte batches of 32, throughput tuning): 1.03-1.04 of rtrb
-/// against 1.00 without, same session, builds alternated. Issued in
+/// bench (64-byte batches of 32, throughput tuning): 1.02-1.04 of rtrb
+/// against 1.00-1.01 without, same session, builds alternated. Issued in
 /// `reserve` instead, which then no longer inlined, it measured 0.98-0.99;
 /// for 8-byte batches (`fill_pairs`, 8 messages per line) it made no
 /// difference and is not issued.
@@ -631,10 +631,11 @@ fn worded<T>(at: usize) -> bool {
 /// 16-byte load must then be split again (two more instructions per pair
 /// of words). Measured with the `spsc` bench's consumers, which use every
 /// word: 64-byte messages took 62.8 instructions per message in batches of
-/// 32 with 16-byte loads and 54.0 with words, and ran 0.96-1.00 of rtrb
-/// against 1.00 (same session, builds alternated). The copy into a local
-/// buffer that small batched messages go through (`fold_copied`) keeps
-/// 16-byte loads, since there the bytes are stored again as they are.
+/// 32 with 16-byte loads and 54.0 with words; on two threads 0.96-1.00 of
+/// rtrb with 16-byte loads and 1.00 with words (same session, builds
+/// alternated). The copy into a local buffer that small batched messages
+/// go through (`fold_copied`) keeps 16-byte loads, since there the bytes
+/// are stored again as they are.
 ///
 /// # Safety
 /// `p` must be a slot of a live channel whose layout passed

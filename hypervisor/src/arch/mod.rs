@@ -18,6 +18,11 @@ mod x86_64;
 #[cfg(target_arch = "x86_64")]
 pub use x86_64::*;
 
+/// Whether a partition may run Linux on this architecture (false on
+/// x86_64, where `MAX_LINUX_VCPUS` is 0): checks for Linux partitions
+/// compile away where there can be none.
+pub const LINUX_PARTITIONS: bool = MAX_LINUX_VCPUS != 0;
+
 /// Storage of the console's per-partition output queues (`crate::console`).
 pub use phys::{console_queue, CONSOLE_QUEUE_WORDS};
 

@@ -21,9 +21,6 @@ pub fn linux_report(index: usize, name: &str) {
 /// redistributors address 16).
 pub const MAX_LINUX_VCPUS: usize = 16;
 
-/// Whether a partition may run Linux on this architecture: yes.
-pub const LINUX_PARTITIONS: bool = true;
-
 pub use boot::{enter_vcpu, exit_machine, park, quiesce, quiesce_device, send_event, this_core, wait_for_event};
 pub use phys::GuestRam;
 pub use uart::write_bytes as console_write;
@@ -35,7 +32,7 @@ pub fn console_read() -> Option<u8> {
 
 /// Makes virtual interrupt `vintid` pending for this core's vCPU; `false`
 /// when no list register is free.
-pub fn inject_virtual(vintid: u32) -> bool {
+fn inject_virtual(vintid: u32) -> bool {
     gic::inject(vintid)
 }
 
@@ -57,7 +54,7 @@ pub fn inject_doorbells(_core: usize, mut pending: u32) -> u32 {
 }
 
 /// Asks for a maintenance interrupt once list registers free up.
-pub fn set_underflow_interrupt(on: bool) {
+fn set_underflow_interrupt(on: bool) {
     gic::set_underflow_interrupt(this_core(), on)
 }
 

@@ -85,10 +85,6 @@ pub const GUEST_FAULT_DETAIL: &str = "vector";
 /// Linux partitions are aarch64-only so far: none may have a vCPU here.
 pub const MAX_LINUX_VCPUS: usize = 0;
 
-/// Whether a partition may run Linux on this architecture: not yet
-/// (`MAX_LINUX_VCPUS`).
-pub const LINUX_PARTITIONS: bool = false;
-
 /// No Linux partitions on x86_64 (`MAX_LINUX_VCPUS`): nothing to report.
 pub fn linux_report(_index: usize, _name: &str) {}
 
